@@ -1,0 +1,32 @@
+"""nnbench: reproducible ablations of neural-network training components.
+
+    suite = load_suite("suites/default.yaml")   # validate + expand
+    run_suite(suite)                            # train what is not finished; log to MLflow
+    render_report(suite)                        # reports/default.html from MLflow
+
+The heavy parts (MLflow, seaborn) are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nnbench.config import load_suite
+
+if TYPE_CHECKING:
+    from nnbench.report import render_report
+    from nnbench.runner import run_suite
+
+__all__ = ["load_suite", "render_report", "run_suite"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_suite":
+        from nnbench.runner import run_suite
+
+        return run_suite
+    if name == "render_report":
+        from nnbench.report import render_report
+
+        return render_report
+    raise AttributeError(f"module 'nnbench' has no attribute {name!r}")

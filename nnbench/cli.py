@@ -1,0 +1,176 @@
+"""The `nnbench` command (nox sessions call it).
+
+    nnbench validate SUITE...        check suite files; exit 2 on any problem
+    nnbench show SUITE               the trial table
+    nnbench list [KIND] [PATTERN]    registered components
+    nnbench run SUITE... [--device auto|cpu|cuda] [--report-dir DIR]
+    nnbench report SUITE... [--report-dir DIR]
+
+MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
+(`sqlite:///mlflow.db` in the working directory). Exit codes: 0 ok, 1 a trial
+failed, 2 invalid input (nothing run or logged), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nnbench import registry
+from nnbench.config import Suite, SuiteError, load_suite
+
+EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _UsageError(Exception):
+    """Bad input found before any work: printed, exit 2."""
+
+
+def _load_all(paths: Sequence[str]) -> list[Suite]:
+    """Load every suite first, so no suite runs when any one is invalid."""
+    suites, problems = [], []
+    for path in paths:
+        try:
+            suites.append(load_suite(path))
+        except SuiteError as e:
+            problems += e.lines()
+    if problems:
+        raise _UsageError("\n".join(problems))
+    names = [s.name for s in suites]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _UsageError(f"two suite files share the name(s) {dupes}; names must be unique "
+                          f"(they name the MLflow experiment and the report)")
+    return suites
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    for suite in _load_all(args.suites):
+        out.print(f"{suite.path}: ok — {len(suite.configurations())} configurations × "
+                  f"{len(suite.seeds)} seeds = {len(suite.trials())} trials")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    (suite,) = _load_all([args.suite])
+    axes = suite.varied_axes
+    table = Table(title=f"{suite.name}: {len(suite.trials())} trials")
+    for column in ("#", "trial_id", *axes, "seed"):
+        table.add_column(column)
+    for i, spec in enumerate(suite.trials(), 1):
+        values = [spec.label([a]).partition("=")[2] for a in axes]
+        table.add_row(str(i), spec.trial_id, *values, str(spec.seed))
+    out.print(table)
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    try:
+        infos = list(registry.list_components(args.kind, args.pattern))
+    except registry.UnknownComponentError as e:
+        raise _UsageError(str(e)) from None
+    table = Table(title="registered components")
+    for column in ("kind", "name", "parameters", "description"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        table.add_row(info.kind, info.name, registry.describe_params(info) or "–", info.doc)
+    out.print(table)
+    return EXIT_OK
+
+
+def _report(suite: Suite, args: argparse.Namespace) -> Path:
+    from nnbench.report import render_report
+
+    return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    suites = _load_all(args.suites)
+    from nnbench.runner import run_suite
+    from nnbench.train import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    code = EXIT_OK
+    for suite in suites:
+        summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
+                            console=err)
+        if summary.trained:
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
+            err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
+        if summary.interrupted:
+            err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
+                      f"train the rest")
+            return EXIT_INTERRUPTED
+        if summary.statuses.get("failed"):
+            code = EXIT_TRIAL_FAILED
+        path = _report(suite, args)
+        out.print(f"report: {path.resolve()}")
+        out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
+                  f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")
+    return code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    for suite in _load_all(args.suites):
+        out.print(f"report: {_report(suite, args).resolve()}")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnbench", description="Reproducible ablations of neural-network training components.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check suite files without running anything")
+    p.add_argument("suites", nargs="+", metavar="SUITE")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("show", help="list a suite's trials")
+    p.add_argument("suite", metavar="SUITE")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("list", help="list registered components")
+    p.add_argument("kind", nargs="?", help="activation, init, optimizer, schedule, ...")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'adam*'")
+    p.set_defaults(func=_cmd_list)
+
+    for name, func, text in (("run", _cmd_run, "train every unfinished trial, then report"),
+                             ("report", _cmd_report, "render reports from MLflow")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("suites", nargs="+", metavar="SUITE")
+        p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
+        p.add_argument("--tracking-uri", default=None,
+                       help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+        if name == "run":
+            p.add_argument("--device", default="auto",
+                           help="auto (cuda if available), cpu, cuda or cuda:N")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except _UsageError as e:
+        err.print(str(e), markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Suite files -> validated `Suite` -> list of frozen `TrialSpec`s.
+
+`load_suite(path)` reads and checks a suite file (every problem reported at
+once, naming file, key path, given value and allowed values); `Suite.trials()`
+expands it (grid × ablations × seeds).
+"""
+
+from nnbench.config.spec import AXES, Axis, TrialSpec
+from nnbench.config.suite import METRICS, Suite, SuiteError, load_suite, parse_suite
+
+__all__ = ["AXES", "METRICS", "Axis", "Suite", "SuiteError", "TrialSpec", "load_suite",
+           "parse_suite"]

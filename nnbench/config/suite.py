@@ -1,0 +1,353 @@
+"""Suite files: parse, validate every key and name, expand into TrialSpecs.
+
+A suite file (YAML)::
+
+    name: default                 # experiment name in MLflow, report file name
+    description: ...
+    task:  {dataset: mnist1d, model: {name: mlp, hidden: [256, 128]},
+            loss: cross_entropy, metric: test_accuracy}
+    fixed: {activation: relu, optimizer: {name: sgd, lr: 0.05}, epochs: 20, batch_size: 64}
+    grid:   {activation: [sigmoid, tanh, relu]}     # cartesian product
+    ablate: {optimizer.lr: [0.01, 0.1]}             # one factor at a time from `fixed`
+    seeds: 4                                        # count (0..n-1) or a list
+
+Everything is checked before any training: `load_suite` collects every problem
+and raises one `SuiteError` whose lines name the file, the key path, the value
+given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nnbench import registry
+from nnbench.config.spec import AXES, TrialSpec
+from nnbench.registry import ComponentError, ComponentSpec
+
+__all__ = ["METRICS", "Suite", "SuiteError", "load_suite", "parse_suite"]
+
+# Metrics a suite can compare on, and whether larger is better.
+METRICS: dict[str, bool] = {
+    "test_accuracy": True, "val_accuracy": True, "train_accuracy": True,
+    "test_loss": False, "val_loss": False, "train_loss": False,
+}
+TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds")
+TASK_KEYS = tuple(a.name for a in AXES.values() if a.section == "task") + ("metric",)
+FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SuiteError(ValueError):
+    """Everything wrong with one suite file; each problem is (key path, message)."""
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.path}: {key}: {msg}" if key else f"{self.path}: {msg}"
+                for key, msg in self.problems]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: its base trial, what it varies, and its trials."""
+
+    name: str
+    description: str
+    path: str
+    metric: str  # compared metric, e.g. test_accuracy
+    base: TrialSpec  # the `fixed` trial (seed 0)
+    grid: Mapping[str, tuple[Any, ...]]  # axis -> resolved values
+    ablate: Mapping[str, tuple[Any, ...]]
+    seeds: tuple[int, ...]
+    source: str = field(repr=False)  # the file's text, logged with every invocation
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.metric]
+
+    @property
+    def varied_axes(self) -> list[str]:
+        """Axes whose value differs between the suite's configurations, in file order."""
+        axes = list(dict.fromkeys([*self.grid, *self.ablate]))
+        configs = self.configurations()
+        return [a for a in axes if len({_key(c.value(a)) for c in configs}) > 1]
+
+    def configurations(self) -> list[TrialSpec]:
+        """One spec per configuration (seed = the first seed), grid first, then ablations."""
+        points: list[dict[str, Any]] = []
+        if self.grid:
+            for combo in itertools.product(*self.grid.values()):
+                points.append(dict(zip(self.grid, combo, strict=True)))
+        if self.ablate:
+            points.append({})
+            points += [{axis: v} for axis, values in self.ablate.items() for v in values]
+        if not points:
+            points.append({})
+        unique: dict[str, TrialSpec] = {}
+        for point in points:
+            spec = _apply(self.base, point)
+            unique.setdefault(spec.config_id, spec)
+        return list(unique.values())
+
+    def trials(self) -> list[TrialSpec]:
+        """Every trial: each configuration × each seed (configuration-major order)."""
+        return [replace(c, seed=s) for c in self.configurations() for s in self.seeds]
+
+
+def _key(value: Any) -> Any:
+    return value if not isinstance(value, list) else tuple(value)
+
+
+def _apply(base: TrialSpec, point: Mapping[str, Any]) -> TrialSpec:
+    """Base trial with the point's axis values; whole components first, then parameters."""
+    whole = {a: v for a, v in point.items() if "." not in a}
+    spec = replace(base, **whole)
+    for axis, v in point.items():
+        if "." in axis:
+            head, _, param = axis.partition(".")
+            component: ComponentSpec = getattr(spec, head)
+            resolved = registry.resolve(AXES[head].kind or "", {**component.to_dict(), param: v})
+            spec = replace(spec, **{head: resolved})
+    return spec
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file. Raises SuiteError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(str(path), [("", "no such suite file")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(str(path), [("", f"cannot read suite file: {err}")]) from None
+    return parse_suite(text, str(path))
+
+
+def parse_suite(text: str, path: str = "<suite>") -> Suite:
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        context = getattr(err, "context", None)
+        msg = f"{problem}" + (f" ({context})" if context else "")
+        raise SuiteError(path, [(where, f"invalid YAML: {msg}")]) from None
+    return _Validator(path).validate(raw, text)
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Validator:
+    """Walks the raw YAML, collecting (key path, message) problems."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, key: str, msg: str) -> None:
+        self.problems.append((key, msg))
+
+    def fail_if_any(self) -> None:
+        if self.problems:
+            raise SuiteError(self.path, self.problems)
+
+    def mapping(self, value: Any, key: str, allowed: Iterable[str]) -> dict[str, Any]:
+        """Check a mapping's type and keys; unknown keys are reported with the closest name."""
+        allowed = list(allowed)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a mapping with keys from {', '.join(allowed)}, "
+                              f"got {_describe(value)}")
+            return {}
+        for k in value:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                where = f"{key}.{k}" if key else str(k)
+                self.problem(where, f"unknown key {k!r}; {hint}allowed: {', '.join(allowed)}")
+        return value
+
+    def validate(self, raw: Any, text: str) -> Suite:
+        if not isinstance(raw, dict):
+            self.problem("", f"a suite file must be a mapping with keys {', '.join(TOP_KEYS)}, "
+                             f"got {_describe(raw)}")
+            self.fail_if_any()
+        top = self.mapping(raw, "", TOP_KEYS)
+        name = self.name(top)
+        description = top.get("description", "")
+        if not isinstance(description, str):
+            self.problem("description", f"expected text, got {_describe(description)}")
+        task = self.mapping(top.get("task"), "task", TASK_KEYS)
+        fixed = self.mapping(top.get("fixed"), "fixed", FIXED_KEYS)
+        metric = self.metric(task)
+        base_values = self.base_values(task, fixed)
+        grid = self.axes(top, "grid", base_values)
+        ablate = self.axes(top, "ablate", base_values)
+        seeds = self.seeds(top)
+        self.fail_if_any()
+        base = TrialSpec(**base_values, seed=seeds[0])
+        suite = Suite(name=name, description=description, path=self.path, metric=metric,
+                      base=base, grid=grid, ablate=ablate, seeds=seeds, source=text)
+        self.check_dotted(suite)
+        self.fail_if_any()
+        return suite
+
+    def name(self, top: dict[str, Any]) -> str:
+        name = top.get("name")
+        if name is None:
+            self.problem("name", "missing; give the suite a name (letters, digits, _ . -)")
+            return ""
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            self.problem("name", f"expected a name of letters, digits, '_', '.', '-' "
+                                 f"(it names the MLflow experiment and report file), "
+                                 f"got {_describe(name)}")
+            return ""
+        return name
+
+    def metric(self, task: dict[str, Any]) -> str:
+        metric = task.get("metric", "test_accuracy")
+        if metric not in METRICS:
+            close = difflib.get_close_matches(str(metric), list(METRICS), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            self.problem("task.metric", f"unknown metric {_describe(metric)}; {hint}"
+                                        f"allowed: {', '.join(METRICS)}")
+            return "test_accuracy"
+        return str(metric)
+
+    def value(self, axis: str, value: Any, key: str) -> Any:
+        """Resolve one axis value; None (and a problem) when invalid."""
+        kind = AXES[axis].kind
+        if kind is None:
+            if not _is_int(value) or value < 1:
+                self.problem(key, f"{axis} must be a positive integer, got {_describe(value)}")
+                return None
+            return value
+        try:
+            return registry.resolve(kind, value)
+        except ComponentError as err:
+            for sub, msg in err.problems:
+                self.problem(f"{key}.{sub}" if sub else key, msg)
+            return None
+
+    def base_values(self, task: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for axis in AXES.values():
+            section = task if axis.section == "task" else fixed
+            key = f"{axis.section}.{axis.name}"
+            if axis.name in section:
+                values[axis.name] = self.value(axis.name, section[axis.name], key)
+            elif axis.default is not None:
+                values[axis.name] = self.value(axis.name, axis.default, key)
+            else:
+                self.problem(key, f"missing; every trial needs a {axis.name} ({axis.doc})")
+        return values
+
+    def axes(self, top: dict[str, Any], section: str, base: dict[str, Any]) -> dict[str, tuple]:
+        """`grid`/`ablate`: axis (or axis.param) -> non-empty list of distinct values."""
+        if section not in top:
+            return {}
+        raw = top[section]
+        allowed = f"an axis ({', '.join(AXES)}) or axis.parameter such as optimizer.lr"
+        if not isinstance(raw, dict) or not raw:
+            self.problem(section, f"expected a non-empty mapping of {allowed} to a list of values, "
+                                  f"got {_describe(raw)}")
+            return {}
+        out: dict[str, tuple[Any, ...]] = {}
+        for axis, values in raw.items():
+            key = f"{section}.{axis}"
+            head, dot, param = str(axis).partition(".")
+            if head not in AXES or (dot and (not param or AXES[head].kind is None)):
+                close = difflib.get_close_matches(head, list(AXES), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                self.problem(key, f"unknown axis {axis!r}; {hint}allowed: {allowed}")
+                continue
+            if not isinstance(values, list) or not values:
+                self.problem(key, f"expected a non-empty list of values, got {_describe(values)}")
+                continue
+            resolved = []
+            for i, v in enumerate(values):
+                if dot:
+                    if isinstance(v, dict):
+                        self.problem(f"{key}[{i}]", f"expected a parameter value, got {_describe(v)}")
+                    resolved.append(v)  # checked against each component in check_dotted
+                else:
+                    resolved.append(self.value(head, v, f"{key}[{i}]"))
+            seen: dict[Any, int] = {}
+            for i, (v, r) in enumerate(zip(values, resolved, strict=True)):
+                marker = repr(r) if r is not None else None
+                if marker is not None and marker in seen:
+                    self.problem(f"{key}[{i}]", f"duplicate value {v!r} (same as "
+                                                f"{key}[{seen[marker]}]); list each value once")
+                elif marker is not None:
+                    seen[marker] = i
+            out[str(axis)] = tuple(resolved)
+        return out
+
+    def seeds(self, top: dict[str, Any]) -> tuple[int, ...]:
+        raw = top.get("seeds", 1)
+        allowed = "a count >= 1 (seeds 0..n-1) or a non-empty list of distinct integers >= 0"
+        if _is_int(raw) and raw >= 1:
+            return tuple(range(raw))
+        if isinstance(raw, list) and raw and all(_is_int(s) and s >= 0 for s in raw):
+            if len(set(raw)) == len(raw):
+                return tuple(raw)
+            dupes = sorted({s for s in raw if raw.count(s) > 1})
+            self.problem("seeds", f"seed(s) {dupes} listed twice in {raw!r}; {allowed}")
+            return (0,)
+        self.problem("seeds", f"expected {allowed}, got {_describe(raw)}")
+        return (0,)
+
+    def check_dotted(self, suite: Suite) -> None:
+        """Every `axis.param` value must be valid for every component it is applied to."""
+        for section, axes in (("grid", suite.grid), ("ablate", suite.ablate)):
+            for axis, values in axes.items():
+                if "." not in axis:
+                    continue
+                head = axis.partition(".")[0]
+                components = set(suite.grid.get(head, ())) | {getattr(suite.base, head)}
+                for i, v in enumerate(values):
+                    for component in sorted(components):
+                        try:
+                            _apply(replace(suite.base, **{head: component}), {axis: v})
+                        except ComponentError as err:
+                            for _, msg in err.problems:
+                                self.problem(f"{section}.{axis}[{i}]", msg)

@@ -1,0 +1,52 @@
+"""Where a result came from: git commit, library versions, device, host.
+
+Recorded as tags on every MLflow run and shown in the report.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+__all__ = ["device_name", "git_commit", "library_versions"]
+
+LIBRARIES = ("nnbench", "torch", "torchvision", "numpy", "mlflow", "optuna", "pandas",
+             "seaborn", "scikit-learn", "mnist1d", "pydantic")
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """Commit of the nnbench source tree, with `-dirty` when it has uncommitted changes."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["cuda"] = str(torch.version.cuda)
+    return versions
+
+
+def device_name(device: torch.device) -> str:
+    """`cpu (x86_64, 2 threads)` or the GPU's marketing name."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"

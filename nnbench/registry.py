@@ -1,0 +1,240 @@
+"""One registry mechanism for every component kind: name -> ComponentInfo.
+
+A component is registered as data (timm's `OptimInfo` style)::
+
+    register(ComponentInfo(kind="activation", name="relu", build=..., doc="max(0, x)"))
+
+Its parameters are a pydantic model (`params`): types, defaults, bounds and units
+live there, so a suite file's `{name: sgd, lr: 0.1}` is validated by the same
+class that documents it. `resolve()` turns a raw suite value into a
+`ComponentSpec` (name + every parameter, defaults filled); `build()` turns a spec
+back into the object. Unknown names raise `UnknownComponentError` with the closest
+valid names; `nnbench list KIND` prints `list_components()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = [
+    "ComponentError",
+    "ComponentInfo",
+    "ComponentSpec",
+    "NoParams",
+    "Params",
+    "UnknownComponentError",
+    "build",
+    "get",
+    "kinds",
+    "label",
+    "list_components",
+    "register",
+    "resolve",
+]
+
+
+class Params(BaseModel):
+    """Base of every component's parameter model: unknown keys are errors, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """A component without parameters."""
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A registered component: what it is called, how to build it, what it takes."""
+
+    kind: str  # registry it belongs to: activation, init, optimizer, ...
+    name: str  # the name used in suite files
+    build: Callable[..., Any]  # build(params, **context) -> the object
+    doc: str  # one line shown by `nnbench list`
+    params: type[Params] = NoParams
+    attrs: Mapping[str, Any] = field(default_factory=dict)  # kind-specific facts
+
+
+JSONScalar = str | int | float | bool | None
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples so a spec is hashable and canonical."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class ComponentSpec:
+    """A resolved component value: its name and every parameter (defaults filled in)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: _thaw(v) for k, v in self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain form: `{"name": ..., **params}` (what suite files and MLflow show)."""
+        return {"name": self.name, **self.kwargs}
+
+    def label(self) -> str:
+        """Short human form: `sgd(lr=0.1, momentum=0.9)`, or just `relu`."""
+        if not self.params:
+            return self.name
+        inner = ", ".join(f"{k}={_thaw(v)}" for k, v in self.params)
+        return f"{self.name}({inner})"
+
+
+class ComponentError(ValueError):
+    """A component value is invalid. `problems` holds (key path below the value, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {m}" if k else m for k, m in problems))
+
+
+class UnknownComponentError(ComponentError, KeyError):
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.kind, self.name, self.known = kind, name, known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        super().__init__([("", f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")])
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return ValueError.__str__(self)
+
+
+_REGISTRIES: dict[str, dict[str, ComponentInfo]] = {}
+
+
+def register(info: ComponentInfo) -> ComponentInfo:
+    """Add a component. Registering the same kind/name twice is a programming error."""
+    registry = _REGISTRIES.setdefault(info.kind, {})
+    if info.name in registry:
+        raise ValueError(f"{info.kind} {info.name!r} is already registered")
+    registry[info.name] = info
+    return info
+
+
+def kinds() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRIES)
+
+
+def get(kind: str, name: str) -> ComponentInfo:
+    _ensure_loaded()
+    if kind not in _REGISTRIES:
+        raise UnknownComponentError("component kind", kind, sorted(_REGISTRIES))
+    registry = _REGISTRIES[kind]
+    if name not in registry:
+        raise UnknownComponentError(kind, name, sorted(registry))
+    return registry[name]
+
+
+def list_components(kind: str | None = None, pattern: str = "*") -> Iterator[ComponentInfo]:
+    """Registered components of one kind (or all), names filtered by a glob pattern."""
+    for k in [kind] if kind else kinds():
+        if k not in _REGISTRIES:
+            raise UnknownComponentError("component kind", k, kinds())
+        for name in sorted(_REGISTRIES[k]):
+            if fnmatch.fnmatchcase(name, pattern):
+                yield _REGISTRIES[k][name]
+
+
+def describe_params(info: ComponentInfo) -> str:
+    """`lr: float = 0.01 (learning rate)` for each parameter, comma separated."""
+    parts = []
+    for pname, f in info.params.model_fields.items():
+        annotation = getattr(f.annotation, "__name__", str(f.annotation))
+        default = "required" if f.is_required() else repr(f.default)
+        text = f"{pname}: {annotation} = {default}"
+        if f.description:
+            text += f" ({f.description})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def label(kind: str, spec: ComponentSpec) -> str:
+    """`sgd(lr=0.1, momentum=0.9)`: the name and the parameters that differ from defaults."""
+    fields = get(kind, spec.name).params.model_fields
+    changed = [(k, v) for k, v in spec.params
+               if k not in fields or fields[k].is_required() or _freeze(fields[k].default) != v]
+    return ComponentSpec(spec.name, tuple(changed)).label()
+
+
+def _describe_input(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def resolve(kind: str, value: Any) -> ComponentSpec:
+    """Validate a suite value (`"relu"` or `{"name": "leaky_relu", "negative_slope": 0.1}`).
+
+    Raises ComponentError whose problems name the key below the value, what was
+    given and what is allowed.
+    """
+    if isinstance(value, ComponentSpec):
+        value = value.to_dict()
+    if isinstance(value, str):
+        name, raw_params = value, {}
+    elif isinstance(value, Mapping):
+        if "name" not in value:
+            raise ComponentError([("", f"a {kind} given as a mapping needs a 'name' key, "
+                                       f"got keys {sorted(value)}")])
+        name = value["name"]
+        if not isinstance(name, str):
+            raise ComponentError([("name", f"expected a {kind} name (string), "
+                                           f"got {_describe_input(name)}")])
+        raw_params = {k: v for k, v in value.items() if k != "name"}
+    else:
+        raise ComponentError([("", f"expected a {kind} name or a mapping with 'name', "
+                                   f"got {_describe_input(value)}")])
+    info = get(kind, name)
+    try:
+        params = info.params.model_validate(raw_params)
+    except ValidationError as err:
+        allowed = ", ".join(info.params.model_fields) or "none"
+        problems = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(e["loc"][0]), list(info.params.model_fields))
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                msg = (f"unknown parameter {e['loc'][0]!r} for {kind} '{name}' "
+                       f"(given {_describe_input(e['input'])}); {hint}allowed: {allowed}")
+            else:
+                msg = (f"{kind} '{name}': {e['msg'].lower()}, "
+                       f"given {_describe_input(e['input'])}")
+            problems.append((loc, msg))
+        raise ComponentError(problems) from None
+    return ComponentSpec(name, _freeze(params.model_dump()))
+
+
+def build(kind: str, spec: ComponentSpec, **context: Any) -> Any:
+    """Build the component a spec names: `info.build(params, **context)`."""
+    info = get(kind, spec.name)
+    return info.build(info.params.model_validate(spec.kwargs), **context)
+
+
+def _ensure_loaded() -> None:
+    # Registration happens on import of the component modules; importing them here
+    # keeps `get()` usable from anywhere without import-order surprises.
+    import nnbench.components  # noqa: F401
+    import nnbench.data  # noqa: F401
+    import nnbench.models  # noqa: F401

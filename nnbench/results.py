@@ -1,0 +1,123 @@
+"""Results read back from MLflow as tidy pandas tables, and their statistics.
+
+`load_results(suite)` returns one row per trial of the suite (its latest finished
+or diverged run; otherwise its latest attempt) and the per-epoch history of the
+finished ones. `summarize()` aggregates the compared metric over seeds per
+configuration. MLflow is the source of truth: reports are rebuilt from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow.entities import Run
+
+from nnbench.config import Suite
+from nnbench.tracking import DONE_STATUSES, Tracker
+from nnbench.train import EPOCH_METRICS, FINAL_METRICS
+
+__all__ = ["Results", "load_results", "summarize"]
+
+
+@dataclass(frozen=True)
+class Results:
+    suite: Suite
+    tracking_uri: str
+    experiment_id: str | None
+    trials: pd.DataFrame  # one row per trial of the suite that has a run
+    history: pd.DataFrame  # one row per (trial, epoch) of finished/diverged trials
+    invocations: pd.DataFrame  # parent runs: run_id, start, status, provenance tags
+    missing: int  # trials of the suite with no run at all
+
+
+def _pick(runs: list[Run]) -> Run:
+    """The run that stands for a trial: the latest done one, else the latest attempt."""
+    done = [r for r in runs if r.data.tags.get("nnbench.status") in DONE_STATUSES]
+    return max(done or runs, key=lambda r: r.info.start_time or 0)
+
+
+def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
+    tracker = Tracker(suite, tracking_uri)
+    specs = {t.trial_id: t for t in suite.trials()}
+    axes = suite.varied_axes
+    by_trial: dict[str, list[Run]] = {}
+    for run in tracker.runs("trial"):
+        trial_id = run.data.tags.get("nnbench.trial_id", "")
+        if trial_id in specs:
+            by_trial.setdefault(trial_id, []).append(run)
+
+    rows, curves = [], []
+    for trial_id, runs in by_trial.items():
+        run, spec = _pick(runs), specs[trial_id]
+        tags, metrics = run.data.tags, run.data.metrics
+        status = tags.get("nnbench.status", "running")
+        row = {
+            "trial_id": trial_id, "config_id": spec.config_id, "config": spec.label(axes),
+            "seed": spec.seed, "status": status, "run_id": run.info.run_id,
+            "fingerprint": tags.get("nnbench.fingerprint", ""),
+            "num_params": int(tags.get("nnbench.num_params", 0) or 0),
+            "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
+            "reason": tags.get("nnbench.reason", ""),
+            "device": tags.get("nnbench.device", ""),
+            "git_commit": tags.get("nnbench.git_commit", ""),
+            "wall_seconds": metrics.get("wall_seconds", float("nan")),
+            **{axis: _axis_text(spec.value(axis)) for axis in axes},
+        }
+        for key in (*FINAL_METRICS, *EPOCH_METRICS):
+            row[key] = metrics.get(key, float("nan"))
+        row["metric"] = row[suite.metric]
+        rows.append(row)
+        if status in DONE_STATUSES:
+            curves.append(_history(tracker, run.info.run_id, row))
+    trials = pd.DataFrame(rows)
+    if not trials.empty:
+        trials = trials.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
+    history = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    invocations = pd.DataFrame([
+        {"run_id": r.info.run_id, "start_time": pd.to_datetime(r.info.start_time, unit="ms"),
+         "status": r.info.status, **{k: v for k, v in r.data.tags.items()
+                                     if k.startswith("nnbench.")}}
+        for r in tracker.runs("suite")])
+    return Results(suite=suite, tracking_uri=tracker.tracking_uri,
+                   experiment_id=tracker.experiment_id(create=False), trials=trials,
+                   history=history, invocations=invocations,
+                   missing=len(specs) - len(by_trial))
+
+
+def _axis_text(value: object) -> str:
+    from nnbench.registry import ComponentSpec
+
+    return value.label() if isinstance(value, ComponentSpec) else str(value)
+
+
+def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFrame:
+    """Per-epoch metrics of one run, wide: epoch + EPOCH_METRICS columns."""
+    series = {}
+    for key in EPOCH_METRICS:
+        points = tracker.client.get_metric_history(run_id, key)
+        series[key] = pd.Series({p.step: p.value for p in points}, dtype=float)
+    frame = pd.DataFrame(series).rename_axis("epoch").reset_index()
+    for key in ("trial_id", "config_id", "config", "seed", "run_id"):
+        frame[key] = row[key]
+    return frame
+
+
+def summarize(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+    """Per configuration: mean, sd (n-1) and n of the compared metric over finished seeds.
+
+    Sorted best first; configurations with no finished seed are listed last with n = 0.
+    """
+    if trials.empty:
+        return pd.DataFrame(columns=["config", "mean", "sd", "n", "diverged", "failed"])
+    finished = trials[trials["status"] == "finished"]
+    stats = finished.groupby("config")["metric"].agg(mean="mean", sd="std", n="count")
+    counts = trials.pivot_table(index="config", columns="status", values="trial_id",
+                                aggfunc="count", fill_value=0)
+    table = pd.DataFrame(index=sorted(trials["config"].unique())).join(stats)
+    table["n"] = table["n"].fillna(0).astype(int)
+    for status in ("diverged", "failed", "killed"):
+        table[status] = counts[status] if status in counts else 0
+    table["wall_seconds"] = trials.groupby("config")["wall_seconds"].mean()
+    table = table.sort_values("mean", ascending=not higher_is_better, na_position="last")
+    return table.rename_axis("config").reset_index()

@@ -41,6 +41,7 @@ def library_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions["torch"] = torch.__version__  # with its build tag, e.g. 2.14.1+cu130
     versions["cuda"] = str(torch.version.cuda)
     return versions
 

@@ -212,7 +212,8 @@ def resolve(kind: str, value: Any) -> ComponentSpec:
         allowed = ", ".join(info.params.model_fields) or "none"
         problems = []
         for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+            loc = loc.removeprefix(".")
             if e["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(str(e["loc"][0]), list(info.params.model_fields))
                 hint = f"did you mean '{close[0]}'? " if close else ""

@@ -12,9 +12,13 @@ in any order), so a later engine may train many same-shaped trials at once.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Protocol
 
 import torch
@@ -81,6 +85,30 @@ class RunSummary:
         return sum(self.statuses.values())
 
 
+@contextmanager
+def _bookkeeping() -> Iterator[None]:
+    """Hold Ctrl-C until a block of MLflow writes is complete, then raise it.
+
+    Training is interruptible at any point (the trainer turns the interrupt into a
+    `killed` result); bookkeeping is not, so a run is never left half-recorded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class _Recorder:
     """Listener that forwards engine events to MLflow and the progress bars."""
 
@@ -96,13 +124,15 @@ class _Recorder:
         self.n_todo = n_todo
 
     def trial_started(self, spec: TrialSpec) -> None:
-        self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, self.tags)
+        with _bookkeeping():
+            self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, self.tags)
         label = spec.label(self.suite.varied_axes)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=f"{label} | seed {spec.seed}")
 
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None:
-        self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
+        with _bookkeeping():
+            self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
         running = (f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | "
                    f"val_loss {metrics['val_loss']:.4f} val_acc {metrics['val_accuracy']:.4f}")
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
@@ -110,7 +140,9 @@ class _Recorder:
 
     def trial_finished(self, result: TrialResult) -> None:
         spec = result.spec
-        self.tracker.finish_trial(self.run_ids.pop(spec.trial_id), result)
+        with _bookkeeping():
+            self.tracker.finish_trial(self.run_ids[spec.trial_id], result)
+            del self.run_ids[spec.trial_id]
         self.done += 1
         self.progress.advance(self.trials_bar)
         metric = self.suite.metric
@@ -123,9 +155,10 @@ class _Recorder:
                            f"({result.wall_seconds:.1f}s)", highlight=False)
 
     def kill_in_flight(self, reason: str) -> None:
-        for run_id in self.run_ids.values():
-            self.tracker.kill_trial(run_id, reason)
-        self.run_ids.clear()
+        with _bookkeeping():
+            for run_id in self.run_ids.values():
+                self.tracker.kill_trial(run_id, reason)
+            self.run_ids.clear()
 
 
 def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
@@ -166,7 +199,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                     summary.interrupted = True
                     break
         except KeyboardInterrupt:
-            recorder.kill_in_flight("interrupted (Ctrl-C) outside the training loop")
+            recorder.kill_in_flight("interrupted (Ctrl-C) between epochs")
             summary.interrupted = True
     tracker.end_invocation(parent, "KILLED" if summary.interrupted else "FINISHED")
     return summary

@@ -160,9 +160,14 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        context = getattr(err, "context", None)
-        msg = f"{problem}" + (f" ({context})" if context else "")
+        msg = getattr(err, "problem", None) or str(err)
+        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context:
+            msg += f" ({context}" + (f" started on line {context_mark.line + 1}"
+                                     if context_mark else "") + ")"
+        lines = text.splitlines()
+        if mark and mark.line < len(lines):
+            msg += f"; the line reads {lines[mark.line].strip()!r}"
         raise SuiteError(path, [(where, f"invalid YAML: {msg}")]) from None
     return _Validator(path).validate(raw, text)
 
@@ -278,7 +283,7 @@ class _Validator:
             elif axis.default is not None:
                 values[axis.name] = self.value(axis.name, axis.default, key)
             else:
-                self.problem(key, f"missing; every trial needs a {axis.name} ({axis.doc})")
+                self.problem(key, f"missing; every trial needs a value for {axis.name} ({axis.doc})")
         return values
 
     def axes(self, top: dict[str, Any], section: str, base: dict[str, Any]) -> dict[str, tuple]:

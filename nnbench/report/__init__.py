@@ -50,7 +50,6 @@ def _curves_figure(history: pd.DataFrame, config: str) -> str:
         ax.set_ylabel("")
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5), title="seed")
-    fig.suptitle(config, fontsize=10)
     return _png(fig)
 
 

@@ -1,0 +1,90 @@
+"""nox sessions: ablate (the main job), report, tests, benchmarks, lint.
+
+Every session runs in one shared virtual environment, `.venv/`, installed from
+`constraints.txt` (exact versions, torch==2.14.1 / torchvision==0.29.1): torch
+is large, so it is installed once, not once per session. The environment is
+re-installed when constraints.txt or pyproject.toml change.
+
+    nox -s ablate                              # suites/default.yaml
+    nox -s ablate -- suites/x.yaml --device cuda
+    nox -s report [-- suites/x.yaml]
+    nox -s tests [-- -k expr]
+    nox -s benchmarks
+    nox -s lint
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+DEFAULT_SUITE = "suites/default.yaml"
+
+nox.options.sessions = ["tests", "lint"]
+
+
+def _env(session: nox.Session) -> None:
+    """Create/refresh the shared environment; later calls in a session are no-ops."""
+    inputs = b"".join((ROOT / name).read_bytes() for name in ("constraints.txt", "pyproject.toml"))
+    wanted = hashlib.sha256(inputs).hexdigest()
+    stamp = VENV / ".nnbench-installed"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip",
+                external=True)
+    session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c", "constraints.txt",
+                "-e", ".[dev]", external=True)
+    stamp.write_text(wanted)
+
+
+def _suites_first(posargs: list[str]) -> list[str]:
+    """Pass-through args, with the default suite when none is named."""
+    if any(arg.endswith((".yaml", ".yml")) for arg in posargs):
+        return posargs
+    return [DEFAULT_SUITE, *posargs]
+
+
+@nox.session(venv_backend="none")
+def ablate(session: nox.Session) -> None:
+    """Train every unfinished trial of the suites (default: suites/default.yaml), then report."""
+    _env(session)
+    session.run(str(BIN / "nnbench"), "run", *_suites_first(session.posargs), external=True)
+
+
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    """Re-render reports/<suite>.html from MLflow."""
+    _env(session)
+    session.run(str(BIN / "nnbench"), "report", *_suites_first(session.posargs), external=True)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (benchmarks run once each, untimed; see the benchmarks session)."""
+    _env(session)
+    session.run(str(BIN / "pytest"), "--benchmark-disable", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def benchmarks(session: nox.Session) -> None:
+    """Timed benchmarks (pytest-benchmark) in tests/benchmarks."""
+    _env(session)
+    session.run(str(BIN / "pytest"), "tests/benchmarks", "--benchmark-only",
+                "--benchmark-columns=min,median,mean,stddev,rounds", *session.posargs,
+                external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff + mypy (strict)."""
+    _env(session)
+    session.run(str(BIN / "ruff"), "check", ".", external=True)
+    session.run(str(BIN / "mypy"), external=True)

@@ -1,0 +1,249 @@
+"""The runner against a real MLflow SQLite store: logging, skipping, resuming, killing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from nnbench import train
+from nnbench.config import Suite, TrialSpec, load_suite
+from nnbench.results import load_results
+from nnbench.runner import run_suite
+from nnbench.train import EPOCH_METRICS
+
+QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 (lives for the test session)
+
+
+def _trial_runs(uri: str, suite: str, view: int = ViewType.ACTIVE_ONLY) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(suite)
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id],
+                              filter_string="tags.`nnbench.role` = 'trial'", run_view_type=view)
+
+
+def test_run_logs_params_metrics_tags_and_artifacts(write_suite: Callable[..., Path],
+                                                    tracking_uri: str) -> None:
+    suite = load_suite(write_suite(epochs=3))
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert (summary.trained, summary.skipped, summary.statuses["finished"]) == (4, 0, 4)
+
+    client = MlflowClient(tracking_uri)
+    runs = _trial_runs(tracking_uri, "tiny")
+    assert len(runs) == 4
+    run = runs[0]
+    assert run.data.tags["mlflow.parentRunId"] == summary.parent_run_id
+    for tag in ("nnbench.trial_id", "nnbench.suite", "nnbench.seed", "nnbench.status",
+                "nnbench.fingerprint", "nnbench.git_commit", "nnbench.version.torch",
+                "nnbench.device", "nnbench.deterministic.use_deterministic_algorithms"):
+        assert run.data.tags[tag], tag
+    assert run.data.tags["nnbench.status"] == "finished"
+    assert run.data.tags["nnbench.deterministic.use_deterministic_algorithms"] == "True"
+    assert run.data.tags["nnbench.version.torch"] == torch.__version__
+    assert run.data.params["optimizer.name"] == "sgd"
+    assert run.data.params["optimizer.lr"] == "0.05"
+    assert run.data.params["model.hidden"] == "[16]"
+    assert {"test_loss", "test_accuracy", *EPOCH_METRICS} <= set(run.data.metrics)
+    for key in EPOCH_METRICS:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"spec.yaml", "history.csv"}
+    spec_text = Path(client.download_artifacts(run.info.run_id, "spec.yaml")).read_text()
+    assert "name: sgd" in spec_text
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert "suite.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_second_run_trains_nothing(write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    suite = load_suite(write_suite(epochs=2))
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    again = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert (again.trained, again.skipped, again.parent_run_id) == (0, 4, None)
+    assert len(_trial_runs(tracking_uri, "tiny")) == 4
+
+
+def test_two_runs_give_identical_metrics_and_fingerprints(write_suite: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    suite = load_suite(write_suite(epochs=3))
+    tables = []
+    for store in ("a", "b"):
+        uri = f"sqlite:///{tmp_path / store}.db"
+        run_suite(suite, device="cpu", tracking_uri=uri, console=QUIET)
+        tables.append(load_results(suite, uri))
+    first, second = tables
+    columns = ["trial_id", "seed", "fingerprint", "test_loss", "test_accuracy", "val_loss"]
+    assert first.trials[columns].equals(second.trials[columns])
+    curves = ["trial_id", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    assert first.history[curves].equals(second.history[curves])
+    # only the seed differs between trials of a configuration: their results differ
+    per_config = first.trials.groupby("config")["fingerprint"].nunique()
+    assert (per_config == 2).all()
+
+
+def test_diverged_trial_is_recorded_and_the_suite_continues(write_suite: Callable[..., Path],
+                                                            tracking_uri: str) -> None:
+    suite = load_suite(write_suite("""\
+        name: boom
+        task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [16]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+          epochs: 3
+          batch_size: 32
+        ablate:
+          optimizer.lr: [1.0e+12]
+        """))
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert summary.statuses == Counter({"finished": 1, "diverged": 1})
+    diverged = [r for r in _trial_runs(tracking_uri, "boom")
+                if r.data.tags["nnbench.status"] == "diverged"]
+    assert len(diverged) == 1
+    assert diverged[0].data.tags["nnbench.diverged_epoch"] in {"1", "2", "3"}
+    assert "became" in diverged[0].data.tags["nnbench.reason"]
+    # diverged counts as done: a re-run does not retry it
+    assert run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET).trained == 0
+
+
+def test_failed_trials_are_retried_and_their_failed_runs_superseded(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = load_suite(write_suite(epochs=2))
+    real_build = train._build
+
+    def flaky(spec: TrialSpec, device: torch.device) -> object:
+        if spec.activation.name == "tanh":
+            raise RuntimeError("simulated failure")
+        return real_build(spec, device)
+
+    monkeypatch.setattr(train, "_build", flaky)
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert summary.statuses == Counter({"finished": 2, "failed": 2})
+    failed = [r for r in _trial_runs(tracking_uri, "tiny") if r.info.status == "FAILED"]
+    assert len(failed) == 2
+    assert "simulated failure" in failed[0].data.tags["nnbench.reason"]
+
+    monkeypatch.setattr(train, "_build", real_build)
+    retry = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert (retry.trained, retry.statuses["finished"]) == (2, 2)
+    active = _trial_runs(tracking_uri, "tiny")
+    assert sorted(r.data.tags["nnbench.status"] for r in active) == ["finished"] * 4
+    assert len({r.data.tags["nnbench.trial_id"] for r in active}) == 4
+    deleted = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
+    assert {r.info.run_id for r in deleted} == {r.info.run_id for r in failed}
+
+
+# -- whole processes: SIGKILL and Ctrl-C ----------------------------------------------------
+
+def _slow_suite(write_suite: Callable[..., Path]) -> Suite:
+    """12 trials of a fraction of a second each."""
+    path = write_suite("""\
+        name: slow
+        task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+          epochs: 12
+          batch_size: 32
+        grid:
+          activation: [sigmoid, tanh, relu]
+          init: [xavier_normal, kaiming_normal]
+        seeds: 2
+        """)
+    return load_suite(path)
+
+
+def _start(suite: Suite, uri: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnbench.cli", "run", suite.path, "--device", "cpu",
+         "--tracking-uri", uri, "--report-dir", str(cwd / "reports")],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_finished(uri: str, suite: str, at_least: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(suite)
+        if experiment is not None:
+            runs = client.search_runs([experiment.experiment_id],
+                                      filter_string="tags.`nnbench.status` = 'finished'")
+            if len(runs) >= at_least:
+                return
+        time.sleep(0.2)
+    raise AssertionError("no progress within 120 s")
+
+
+def _assert_complete_and_unique(uri: str, suite: Suite) -> None:
+    active = _trial_runs(uri, suite.name)
+    ids = [r.data.tags["nnbench.trial_id"] for r in active]
+    assert sorted(ids) == sorted(t.trial_id for t in suite.trials())  # each trial exactly once
+    assert {r.data.tags["nnbench.status"] for r in active} == {"finished"}
+    assert {r.info.status for r in active} == {"FINISHED"}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+    suite = _slow_suite(write_suite)
+    proc = _start(suite, tracking_uri, tmp_path)
+    _wait_for_finished(tracking_uri, suite.name, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len([r for r in _trial_runs(tracking_uri, suite.name)
+                       if r.data.tags["nnbench.status"] == "finished"])
+    assert 3 <= done_before < 12
+
+    rerun = _start(suite, tracking_uri, tmp_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert f"{done_before} already finished" in output
+    _assert_complete_and_unique(tracking_uri, suite)
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_the_in_flight_trial_as_killed(write_suite: Callable[..., Path],
+                                                      tracking_uri: str, tmp_path: Path) -> None:
+    suite = load_suite(write_suite("""\
+        name: long
+        task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+          epochs: 150
+          batch_size: 32
+        grid:
+          activation: [tanh, relu]
+        seeds: 2
+        """))
+    proc = _start(suite, tracking_uri, tmp_path)
+    _wait_for_finished(tracking_uri, suite.name, 1, proc)
+    time.sleep(0.5)  # well inside the second trial's training (each takes over a second)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    runs = _trial_runs(tracking_uri, suite.name)
+    statuses = Counter(r.data.tags["nnbench.status"] for r in runs)
+    assert statuses == Counter({"finished": 1, "killed": 1}), output
+    killed = next(r for r in runs if r.data.tags["nnbench.status"] == "killed")
+    assert killed.info.status == "KILLED"
+    assert "interrupted" in killed.data.tags["nnbench.reason"]
+
+    rerun = _start(suite, tracking_uri, tmp_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert "1 already finished, 3 to train" in output
+    _assert_complete_and_unique(tracking_uri, suite)
+    deleted = _trial_runs(tracking_uri, suite.name, ViewType.DELETED_ONLY)
+    assert [r.info.run_id for r in deleted] == [killed.info.run_id]  # superseded, kept restorable

@@ -1,0 +1,137 @@
+"""The shared trainer: determinism, divergence, failures, device-resident data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from nnbench import registry, train
+from nnbench.config import TrialSpec, load_suite
+from nnbench.train import EPOCH_METRICS, train_trial
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def spec(write_suite: Callable[..., Path]) -> TrialSpec:
+    return load_suite(write_suite(epochs=3)).base
+
+
+def test_same_spec_gives_bitwise_identical_history_and_weights(spec: TrialSpec) -> None:
+    first, second = train_trial(spec, CPU), train_trial(spec, CPU)
+    assert first.status == second.status == "finished"
+    strip = [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in first.history]
+    assert strip == [{k: v for k, v in h.items() if k != "epoch_seconds"}
+                     for h in second.history]
+    assert first.final == second.final
+    assert first.fingerprint == second.fingerprint
+    assert len(first.fingerprint) == 16
+
+
+def test_changing_only_the_seed_changes_the_results(spec: TrialSpec) -> None:
+    base, other = train_trial(spec, CPU), train_trial(replace(spec, seed=1), CPU)
+    assert base.fingerprint != other.fingerprint
+    assert [h["train_loss"] for h in base.history] != [h["train_loss"] for h in other.history]
+
+
+def test_history_has_every_epoch_metric(spec: TrialSpec) -> None:
+    result = train_trial(spec, CPU)
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
+    for epoch in result.history:
+        assert set(EPOCH_METRICS) <= set(epoch)
+        assert 0.0 <= epoch["val_accuracy"] <= 1.0
+        assert epoch["lr"] == 0.05
+    assert set(result.final) == {"test_loss", "test_accuracy"}
+    assert result.num_params == 40 * 16 + 16 + 16 * 10 + 10
+
+
+def test_training_learns_something(spec: TrialSpec) -> None:
+    result = train_trial(replace(spec, epochs=15), CPU)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert result.final["test_accuracy"] > 0.2  # chance is 0.1
+
+
+def test_caller_rng_state_is_left_alone(spec: TrialSpec) -> None:
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    train_trial(spec, CPU)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_non_finite_loss_stops_the_trial_as_diverged(spec: TrialSpec) -> None:
+    exploding = registry.resolve("optimizer", {"name": "sgd", "lr": 1e12, "momentum": 0.9})
+    result = train_trial(replace(spec, optimizer=exploding, epochs=5), CPU)
+    assert result.status == "diverged"
+    assert result.diverged_epoch is not None and result.diverged_epoch <= 5
+    assert len(result.history) == result.diverged_epoch
+    assert f"at epoch {result.diverged_epoch}" in result.reason
+    assert "nan" in result.reason or "inf" in result.reason
+
+
+def test_an_exception_becomes_a_failed_result(spec: TrialSpec,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_spec: TrialSpec, _device: torch.device) -> None:
+        raise RuntimeError("out of cheese")
+
+    monkeypatch.setattr(train, "_build", broken)
+    result = train_trial(spec, CPU)
+    assert result.status == "failed"
+    assert "RuntimeError: out of cheese" in result.reason
+    assert result.fingerprint == ""
+
+
+def test_keyboard_interrupt_becomes_a_killed_result_with_epochs_so_far(spec: TrialSpec) -> None:
+    def interrupt(_spec: TrialSpec, metrics: dict[str, float]) -> None:
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    result = train_trial(spec, CPU, on_epoch=interrupt)
+    assert result.status == "killed"
+    assert len(result.history) == 2
+    assert "interrupted" in result.reason
+
+
+def test_metrics_are_read_from_the_device_once_per_epoch(
+        spec: TrialSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `.item()` in the hot loop: one `.tolist()` per epoch plus one for the test split."""
+    calls = {"item": 0, "tolist": 0}
+    original_item, original_tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def item(self: torch.Tensor) -> object:
+        calls["item"] += 1
+        return original_item(self)
+
+    def tolist(self: torch.Tensor) -> object:
+        calls["tolist"] += 1
+        return original_tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    result = train_trial(spec, CPU)
+    assert result.status == "finished"
+    assert calls == {"item": 0, "tolist": spec.epochs + 1}
+
+
+def test_split_is_seeded_and_data_lives_on_the_device(spec: TrialSpec) -> None:
+    data = registry.build("dataset", spec.dataset, seed=0, device=CPU)
+    again = registry.build("dataset", spec.dataset, seed=0, device=CPU)
+    other = registry.build("dataset", spec.dataset, seed=1, device=CPU)
+    assert data.sizes() == {"train": 384, "val": 96, "test": 120}  # 600 examples, 80/20, val 20%
+    assert torch.equal(data.x_val, again.x_val)
+    assert not torch.equal(data.x_val, other.x_val)
+    assert torch.equal(data.x_test, other.x_test)  # the test split is the dataset's own
+    assert data.x_train.device == CPU and data.x_train.dtype == torch.float32
+    assert data.input_shape == (40,) and data.num_classes == 10
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="device 'cuda' requested but"):
+        train.resolve_device("cuda")
+    assert train.resolve_device("auto") == CPU

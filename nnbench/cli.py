@@ -77,12 +77,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
         raise _UsageError(str(e)) from None
-    table = Table(title="registered components")
-    for column in ("kind", "name", "parameters", "description"):
-        table.add_column(column, overflow="fold")
+    kind = None
     for info in infos:
-        table.add_row(info.kind, info.name, registry.describe_params(info) or "–", info.doc)
-    out.print(table)
+        if info.kind != kind:
+            kind = info.kind
+            out.print(f"[bold]{kind}[/bold]")
+        out.print(f"  {info.name:<16} {info.doc}")
+        for param in registry.describe_params(info):
+            out.print(f"  {'':<16}   {param}", markup=False)
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""Models (registry kind "model"): build(params, input_shape=..., num_classes=..., ...) -> nn.Module.
+"""Models (registry kind "model"): build(params, input_shape=..., num_classes=..., ...) -> Module.
 
 `mlp`: Flatten -> [Linear -> activation] per hidden size -> Linear to the logits,
 as the notes' `MyNet`. Weights are set by the trial's init (gain from the

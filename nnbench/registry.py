@@ -150,6 +150,7 @@ def get(kind: str, name: str) -> ComponentInfo:
 
 def list_components(kind: str | None = None, pattern: str = "*") -> Iterator[ComponentInfo]:
     """Registered components of one kind (or all), names filtered by a glob pattern."""
+    _ensure_loaded()
     for k in [kind] if kind else kinds():
         if k not in _REGISTRIES:
             raise UnknownComponentError("component kind", k, kinds())
@@ -158,17 +159,17 @@ def list_components(kind: str | None = None, pattern: str = "*") -> Iterator[Com
                 yield _REGISTRIES[k][name]
 
 
-def describe_params(info: ComponentInfo) -> str:
-    """`lr: float = 0.01 (learning rate)` for each parameter, comma separated."""
-    parts = []
+def describe_params(info: ComponentInfo) -> list[str]:
+    """`lr: float = 0.01 (learning rate, per step)`, one line per parameter."""
+    lines = []
     for pname, f in info.params.model_fields.items():
         annotation = getattr(f.annotation, "__name__", str(f.annotation))
         default = "required" if f.is_required() else repr(f.default)
         text = f"{pname}: {annotation} = {default}"
         if f.description:
             text += f" ({f.description})"
-        parts.append(text)
-    return ", ".join(parts)
+        lines.append(text)
+    return lines
 
 
 def label(kind: str, spec: ComponentSpec) -> str:
@@ -236,6 +237,6 @@ def build(kind: str, spec: ComponentSpec, **context: Any) -> Any:
 def _ensure_loaded() -> None:
     # Registration happens on import of the component modules; importing them here
     # keeps `get()` usable from anywhere without import-order surprises.
-    import nnbench.components  # noqa: F401
-    import nnbench.data  # noqa: F401
+    import nnbench.components
+    import nnbench.data
     import nnbench.models  # noqa: F401

@@ -117,7 +117,7 @@ def summarize(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     table = pd.DataFrame(index=sorted(trials["config"].unique())).join(stats)
     table["n"] = table["n"].fillna(0).astype(int)
     for status in ("diverged", "failed", "killed"):
-        table[status] = counts[status] if status in counts else 0
+        table[status] = counts.get(status, 0)
     table["wall_seconds"] = trials.groupby("config")["wall_seconds"].mean()
     table = table.sort_values("mean", ascending=not higher_is_better, na_position="last")
     return table.rename_axis("config").reset_index()

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
+
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
@@ -130,8 +131,9 @@ class Tracker:
                 "nnbench.host": socket.gethostname(), "nnbench.pid": str(os.getpid()),
                 "nnbench.trials_total": str(len(self.suite.trials())),
                 "nnbench.trials_todo": str(n_todo), **provenance}
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
         run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{self.suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}")
+                                     run_name=f"{self.suite.name} {started}")
         self.client.log_text(run.info.run_id, self.suite.source, "suite.yaml")
         return str(run.info.run_id)
 
@@ -160,7 +162,7 @@ class Tracker:
         return run_id
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        """Queue one epoch's metrics; they are sent in batches (every few seconds, and at the end)."""
+        """Queue one epoch's metrics; sent in batches (every few seconds, and at the end)."""
         step, ts = int(metrics["epoch"]), _now_ms()
         self._pending[run_id] += [Metric(k, float(v), ts, step) for k, v in metrics.items()
                                   if k != "epoch"]

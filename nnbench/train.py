@@ -105,24 +105,30 @@ def _build(spec: TrialSpec, device: torch.device) -> _Parts:
 
 
 def _train_epoch(p: _Parts, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the shuffled training split; returns (mean loss, accuracy) on device."""
-    x, y = p.data.x_train, p.data.y_train
-    n = len(y)
-    order = torch.randperm(n, generator=p.shuffle, device=x.device)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    """One pass over the shuffled training split; returns (mean loss, accuracy) on device.
+
+    The split is permuted once per epoch, so each batch is a contiguous slice (a
+    view, no gather per step); per-step losses and hits stay on device and are
+    reduced once at the end.
+    """
+    n = len(p.data.y_train)
+    order = torch.randperm(n, generator=p.shuffle, device=p.data.x_train.device)
+    x, y = p.data.x_train[order], p.data.y_train[order]
+    losses: list[torch.Tensor] = []
+    hits: list[torch.Tensor] = []
     p.model.train()
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         logits = p.model(xb)
         loss = p.loss_fn(logits, yb)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         p.optimizer.step()
-        loss_sum += loss.detach() * len(idx)
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
-    return loss_sum / n, correct.double() / n
+        losses.append(loss.detach())
+        hits.append((logits.detach().argmax(dim=1) == yb).sum())
+    sizes = torch.full((len(losses),), float(batch_size), device=x.device)
+    sizes[-1] = n - batch_size * (len(losses) - 1)  # the last batch may be smaller
+    return (torch.stack(losses) * sizes).sum() / n, torch.stack(hits).sum().double() / n
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow.entities import ViewType
+from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
@@ -26,7 +26,7 @@ from nnbench.train import EPOCH_METRICS
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 (lives for the test session)
 
 
-def _trial_runs(uri: str, suite: str, view: int = ViewType.ACTIVE_ONLY) -> list:
+def _trial_runs(uri: str, suite: str, view: int = ViewType.ACTIVE_ONLY) -> list[Run]:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(suite)
     assert experiment is not None
@@ -62,6 +62,7 @@ def test_run_logs_params_metrics_tags_and_artifacts(write_suite: Callable[..., P
     assert artifacts == {"spec.yaml", "history.csv"}
     spec_text = Path(client.download_artifacts(run.info.run_id, "spec.yaml")).read_text()
     assert "name: sgd" in spec_text
+    assert summary.parent_run_id is not None
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert "suite.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}

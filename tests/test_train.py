@@ -67,7 +67,8 @@ def test_non_finite_loss_stops_the_trial_as_diverged(spec: TrialSpec) -> None:
     exploding = registry.resolve("optimizer", {"name": "sgd", "lr": 1e12, "momentum": 0.9})
     result = train_trial(replace(spec, optimizer=exploding, epochs=5), CPU)
     assert result.status == "diverged"
-    assert result.diverged_epoch is not None and result.diverged_epoch <= 5
+    assert result.diverged_epoch is not None
+    assert result.diverged_epoch <= 5
     assert len(result.history) == result.diverged_epoch
     assert f"at epoch {result.diverged_epoch}" in result.reason
     assert "nan" in result.reason or "inf" in result.reason
@@ -125,8 +126,10 @@ def test_split_is_seeded_and_data_lives_on_the_device(spec: TrialSpec) -> None:
     assert torch.equal(data.x_val, again.x_val)
     assert not torch.equal(data.x_val, other.x_val)
     assert torch.equal(data.x_test, other.x_test)  # the test split is the dataset's own
-    assert data.x_train.device == CPU and data.x_train.dtype == torch.float32
-    assert data.input_shape == (40,) and data.num_classes == 10
+    assert data.x_train.device == CPU
+    assert data.x_train.dtype == torch.float32
+    assert data.input_shape == (40,)
+    assert data.num_classes == 10
 
 
 def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:

@@ -20,6 +20,7 @@ def _simple(name: str, module: type[nn.Module], doc: str, nonlinearity: str) -> 
                            params=NoParams, attrs={"nonlinearity": nonlinearity}))
 
 
-_simple("sigmoid", nn.Sigmoid, "1 / (1 + e^-x); saturates, gradients vanish in deep nets", "sigmoid")
+_simple("sigmoid", nn.Sigmoid, "1 / (1 + e^-x); saturates, gradients vanish in deep nets",
+        "sigmoid")
 _simple("tanh", nn.Tanh, "(e^x - e^-x) / (e^x + e^-x); zero-centred, saturates", "tanh")
 _simple("relu", nn.ReLU, "max(0, x); units can die", "relu")

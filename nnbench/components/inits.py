@@ -8,7 +8,7 @@ own reset (drawn from the trial's seeded global RNG).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from pydantic import Field
@@ -32,6 +32,11 @@ def _weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     return weight, bias if isinstance(bias, torch.Tensor) else None
 
 
+def _gain_name(nonlinearity: str) -> Any:
+    """The activation's name as torch.nn.init spells it (checked there; typed Literal)."""
+    return nonlinearity
+
+
 def _zero_bias(bias: torch.Tensor | None) -> None:
     if bias is not None:
         nn.init.zeros_(bias)
@@ -45,7 +50,9 @@ class XavierParams(Params):
 def _build_xavier_normal(params: XavierParams) -> InitFn:
     def apply(layer: nn.Module, nonlinearity: str, generator: torch.Generator) -> None:
         weight, bias = _weights(layer)
-        gain = nn.init.calculate_gain(nonlinearity) if params.gain_from_activation else 1.0
+        gain = 1.0
+        if params.gain_from_activation:
+            gain = nn.init.calculate_gain(_gain_name(nonlinearity))
         with torch.no_grad():
             nn.init.xavier_normal_(weight, gain=gain, generator=generator)
             _zero_bias(bias)
@@ -61,7 +68,8 @@ def _build_kaiming_normal(params: KaimingParams) -> InitFn:
     def apply(layer: nn.Module, nonlinearity: str, generator: torch.Generator) -> None:
         weight, bias = _weights(layer)
         with torch.no_grad():
-            nn.init.kaiming_normal_(weight, mode=params.mode, nonlinearity=nonlinearity,
+            nn.init.kaiming_normal_(weight, mode=params.mode,
+                                    nonlinearity=_gain_name(nonlinearity),
                                     generator=generator)
             _zero_bias(bias)
     return apply

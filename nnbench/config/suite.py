@@ -40,7 +40,7 @@ METRICS: dict[str, bool] = {
     "test_loss": False, "val_loss": False, "train_loss": False,
 }
 TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds")
-TASK_KEYS = tuple(a.name for a in AXES.values() if a.section == "task") + ("metric",)
+TASK_KEYS = (*tuple(a.name for a in AXES.values() if a.section == "task"), "metric")
 FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -111,14 +111,15 @@ def _key(value: Any) -> Any:
 
 def _apply(base: TrialSpec, point: Mapping[str, Any]) -> TrialSpec:
     """Base trial with the point's axis values; whole components first, then parameters."""
-    whole = {a: v for a, v in point.items() if "." not in a}
+    whole: dict[str, Any] = {a: v for a, v in point.items() if "." not in a}
     spec = replace(base, **whole)
     for axis, v in point.items():
         if "." in axis:
             head, _, param = axis.partition(".")
             component: ComponentSpec = getattr(spec, head)
             resolved = registry.resolve(AXES[head].kind or "", {**component.to_dict(), param: v})
-            spec = replace(spec, **{head: resolved})
+            changes: dict[str, Any] = {head: resolved}
+            spec = replace(spec, **changes)
     return spec
 
 
@@ -129,7 +130,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first given on line {seen[key] + 1})",
@@ -156,7 +157,7 @@ def load_suite(path: str | Path) -> Suite:
 
 def parse_suite(text: str, path: str = "<suite>") -> Suite:
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -283,10 +284,12 @@ class _Validator:
             elif axis.default is not None:
                 values[axis.name] = self.value(axis.name, axis.default, key)
             else:
-                self.problem(key, f"missing; every trial needs a value for {axis.name} ({axis.doc})")
+                self.problem(key, f"missing; every trial needs a value for {axis.name} "
+                                  f"({axis.doc})")
         return values
 
-    def axes(self, top: dict[str, Any], section: str, base: dict[str, Any]) -> dict[str, tuple]:
+    def axes(self, top: dict[str, Any], section: str,
+             base: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
         """`grid`/`ablate`: axis (or axis.param) -> non-empty list of distinct values."""
         if section not in top:
             return {}
@@ -312,7 +315,8 @@ class _Validator:
             for i, v in enumerate(values):
                 if dot:
                     if isinstance(v, dict):
-                        self.problem(f"{key}[{i}]", f"expected a parameter value, got {_describe(v)}")
+                        self.problem(f"{key}[{i}]",
+                                     f"expected a parameter value, got {_describe(v)}")
                     resolved.append(v)  # checked against each component in check_dotted
                 else:
                     resolved.append(self.value(head, v, f"{key}[{i}]"))

@@ -11,20 +11,22 @@ import base64
 import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: render to memory
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from jinja2 import Environment, PackageLoader, select_autoescape
+from matplotlib.figure import Figure
 
-from nnbench import registry  # noqa: E402
-from nnbench.config import AXES, Suite  # noqa: E402
-from nnbench.registry import ComponentSpec  # noqa: E402
-from nnbench.results import Results, load_results, summarize  # noqa: E402
+from nnbench import registry
+from nnbench.config import AXES, Suite
+from nnbench.registry import ComponentSpec
+from nnbench.results import Results, load_results, summarize
 
 __all__ = ["render_report"]
 
@@ -32,7 +34,7 @@ _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -67,7 +69,7 @@ def _metric_figure(trials: pd.DataFrame, order: list[str], metric: str) -> str:
     return _png(fig)
 
 
-def _fixed_settings(suite: Suite) -> list[dict[str, str]]:
+def _fixed_settings(suite: Suite) -> list[dict[str, Any]]:
     varied = {axis.partition(".")[0] for axis in suite.varied_axes}
     rows = []
     for name, axis in AXES.items():

@@ -58,7 +58,8 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["grid.activation", "[] (list)", "non-empty list"]),
     ("axis_not_a_list", _edit("activation: [tanh, relu]", "activation: relu"),
      ["grid.activation", "'relu' (str)", "non-empty list"]),
-    ("duplicate_axis", _edit("activation: [tanh, relu]", "activation: [tanh]\n  activation: [relu]"),
+    ("duplicate_axis",
+     _edit("activation: [tanh, relu]", "activation: [tanh]\n  activation: [relu]"),
      ["line 13", "duplicate key 'activation'", "first given on line 12"]),
     ("duplicate_value", _edit("activation: [tanh, relu]", "activation: [relu, tanh, relu]"),
      ["grid.activation[2]", "duplicate value 'relu'", "grid.activation[0]"]),
@@ -133,7 +134,8 @@ def test_every_problem_is_reported_at_once(write_suite: Callable[..., Path],
 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 3
-    assert {line.split(": ")[1] for line in lines} == {"fixed.epochs", "grid.activation[1]", "seeds"}
+    keys = {line.split(": ")[1] for line in lines}
+    assert keys == {"fixed.epochs", "grid.activation[1]", "seeds"}
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,8 +38,6 @@ def _env(session: nox.Session) -> None:
         return
     if not (BIN / "python").exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-    session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip",
-                external=True)
     session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c", "constraints.txt",
                 "-e", ".[dev]", external=True)
     stamp.write_text(wanted)

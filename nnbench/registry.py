@@ -59,6 +59,7 @@ class ComponentInfo:
     doc: str  # one line shown by `nnbench list`
     params: type[Params] = NoParams
     attrs: Mapping[str, Any] = field(default_factory=dict)  # kind-specific facts
+    example: Mapping[str, Any] = field(default_factory=dict)  # values for required params
 
 
 JSONScalar = str | int | float | bool | None

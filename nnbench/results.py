@@ -8,6 +8,7 @@ configuration. MLflow is the source of truth: reports are rebuilt from here.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 
 import pandas as pd
@@ -15,7 +16,6 @@ from mlflow.entities import Run
 
 from nnbench.config import Suite
 from nnbench.tracking import DONE_STATUSES, Tracker
-from nnbench.train import EPOCH_METRICS, FINAL_METRICS
 
 __all__ = ["Results", "load_results", "summarize"]
 
@@ -64,9 +64,9 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "wall_seconds": metrics.get("wall_seconds", float("nan")),
             **{axis: _axis_text(spec.value(axis)) for axis in axes},
         }
-        for key in (*FINAL_METRICS, *EPOCH_METRICS):
-            row[key] = metrics.get(key, float("nan"))
-        row["metric"] = row[suite.metric]
+        row.update(metrics)  # final test metrics and the last epoch's values
+        row["metric"] = metrics.get(suite.metric, float("nan"))
+        row["best_epoch"] = int(tags.get("nnbench.best_epoch", 0) or 0)
         rows.append(row)
         if status in DONE_STATUSES:
             curves.append(_history(tracker, run.info.run_id, row))
@@ -92,12 +92,11 @@ def _axis_text(value: object) -> str:
 
 
 def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFrame:
-    """Per-epoch metrics of one run, wide: epoch + EPOCH_METRICS columns."""
-    series = {}
-    for key in EPOCH_METRICS:
-        points = tracker.client.get_metric_history(run_id, key)
-        series[key] = pd.Series({p.step: p.value for p in points}, dtype=float)
-    frame = pd.DataFrame(series).rename_axis("epoch").reset_index()
+    """Per-epoch metrics of one run (its history.csv artifact), with the trial's keys."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.client.download_artifacts(run_id, "history.csv", tmp)
+        frame = pd.read_csv(path)
+    frame["epoch"] = frame["epoch"].astype(int)
     for key in ("trial_id", "config_id", "config", "seed", "run_id"):
         frame[key] = row[key]
     return frame

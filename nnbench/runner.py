@@ -60,13 +60,15 @@ class Engine(Protocol):
 class SerialEngine:
     """The first engine: one trial at a time on one device."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, keep_checkpoints: bool = False) -> None:
         self.device = device
+        self.keep_checkpoints = keep_checkpoints
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
         for spec in trials:
             listener.trial_started(spec)
-            yield train_trial(spec, self.device, on_epoch=listener.epoch_finished)
+            yield train_trial(spec, self.device, on_epoch=listener.epoch_finished,
+                              keep_checkpoint=self.keep_checkpoints)
 
 
 @dataclass
@@ -165,7 +167,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               engine: Engine | None = None, console: Console | None = None) -> RunSummary:
     """Train every trial of `suite` not yet finished in MLflow; returns what happened."""
     console = console or Console(stderr=True)
-    engine = engine or SerialEngine(resolve_device(device))
+    engine = engine or SerialEngine(resolve_device(device), keep_checkpoints=suite.checkpoint)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     done = tracker.prepare()

@@ -7,7 +7,8 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   host and pid that own it and holding the suite file as `suite.yaml`;
 - one child run per trial (`nnbench.role = trial`): params are the spec's dotted keys,
   per-epoch metrics (logged in batches), final test metrics, tags for id, status,
-  seed, fingerprint and provenance, artifacts `spec.yaml` and `history.csv`.
+  seed, fingerprint and provenance, artifacts `spec.yaml`, `history.csv` and, when the
+  suite asks for it, `checkpoint.pt` (weights, optimizer state, spec, metrics).
 
 A trial counts as done when a child run with its `nnbench.trial_id` has status
 finished or diverged. Runs left RUNNING by a dead process are marked killed on the
@@ -21,8 +22,10 @@ from __future__ import annotations
 import io
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.tracking import MlflowClient
@@ -30,7 +33,9 @@ from mlflow.tracking import MlflowClient
 from nnbench.config import Suite, TrialSpec
 from nnbench.train import TrialResult
 
-__all__ = ["DONE_STATUSES", "Tracker"]
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker"]
+
+CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `checkpoint: true`)
 
 DONE_STATUSES = frozenset({"finished", "diverged"})
 _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
@@ -187,10 +192,11 @@ class Tracker:
         tags = {"nnbench.status": result.status, "nnbench.fingerprint": result.fingerprint,
                 "nnbench.num_params": str(result.num_params),
                 "nnbench.epochs_done": str(len(result.history))}
-        if result.reason:
-            tags["nnbench.reason"] = result.reason[-5000:]
-        if result.diverged_epoch is not None:
-            tags["nnbench.diverged_epoch"] = str(result.diverged_epoch)
+        optional = {"nnbench.reason": result.reason[-5000:],
+                    "nnbench.diverged_epoch": result.diverged_epoch,
+                    "nnbench.best_epoch": result.best_epoch,
+                    "nnbench.stopped_epoch": result.stopped_epoch}
+        tags.update({k: str(v) for k, v in optional.items() if v})
         self.client.log_batch(run_id, metrics=final,
                               tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.log_text(run_id, result.spec.to_yaml(), "spec.yaml")
@@ -198,6 +204,11 @@ class Tracker:
             buffer = io.StringIO()
             pd.DataFrame(result.history).to_csv(buffer, index=False)
             self.client.log_text(run_id, buffer.getvalue(), "history.csv")
+        if result.checkpoint is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / CHECKPOINT
+                path.write_bytes(result.checkpoint)
+                self.client.log_artifact(run_id, str(path))
         self.client.set_terminated(run_id, _MLFLOW_STATUS[result.status])
         self._pending.pop(run_id, None)
         self._last_flush.pop(run_id, None)

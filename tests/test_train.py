@@ -11,9 +11,12 @@ import torch
 
 from nnbench import registry, train
 from nnbench.config import TrialSpec, load_suite
-from nnbench.train import EPOCH_METRICS, train_trial
+from nnbench.train import train_trial
 
 CPU = torch.device("cpu")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                 "epoch_seconds", "gap_loss", "gap_accuracy", "grad_norm.layer1",
+                 "grad_norm.layer2", "dead_fraction", "weight_sparsity")
 
 
 @pytest.fixture

@@ -5,6 +5,15 @@ Each module registers `ComponentInfo` entries with `nnbench.registry.register`;
 tuning.
 """
 
-from nnbench.components import activations, inits, losses, optimizers, schedules
+from nnbench.components import (
+    activations,
+    augmentations,
+    inits,
+    losses,
+    optimizers,
+    regularizers,
+    schedules,
+)
 
-__all__ = ["activations", "inits", "losses", "optimizers", "schedules"]
+__all__ = ["activations", "augmentations", "inits", "losses", "optimizers", "regularizers",
+           "schedules"]

@@ -1,26 +1,70 @@
 """Activation functions (registry kind "activation"): build(params) -> nn.Module.
 
-`attrs["nonlinearity"]` is the name `torch.nn.init.calculate_gain` knows the
-activation by, so gain-aware inits (xavier, kaiming) follow the activation.
-Output activations are not here: the loss owns them (no softmax before
-cross-entropy).
+`attrs["gain"](params)` gives the (nonlinearity, param) pair under which
+`torch.nn.init.calculate_gain` knows the activation, so gain-aware inits (xavier,
+kaiming) follow it; activations PyTorch defines no gain for use "linear" (gain 1).
+`attrs["family"]` says which diagnostic applies: "relu" (dead units) or "saturating"
+(saturated units). Output activations are not here: the loss owns them (no softmax
+before cross-entropy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
 from torch import nn
 
-from nnbench.registry import ComponentInfo, NoParams, register
+from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "activation"
+Gain = tuple[str, float | None]
 
 
-def _simple(name: str, module: type[nn.Module], doc: str, nonlinearity: str) -> None:
-    register(ComponentInfo(kind=KIND, name=name, build=lambda _params: module(), doc=doc,
-                           params=NoParams, attrs={"nonlinearity": nonlinearity}))
+def _add(name: str, build: Callable[[Any], nn.Module], doc: str, *,
+         gain: Callable[[Any], Gain], family: str | None = None,
+         params: type[Params] = NoParams) -> None:
+    register(ComponentInfo(kind=KIND, name=name, build=build, doc=doc, params=params,
+                           attrs={"gain": gain, "family": family}))
 
 
-_simple("sigmoid", nn.Sigmoid, "1 / (1 + e^-x); saturates, gradients vanish in deep nets",
-        "sigmoid")
-_simple("tanh", nn.Tanh, "(e^x - e^-x) / (e^x + e^-x); zero-centred, saturates", "tanh")
-_simple("relu", nn.ReLU, "max(0, x); units can die", "relu")
+class LeakyReLUParams(Params):
+    negative_slope: float = Field(0.01, ge=0, lt=1, description="slope for x < 0")
+
+
+class ELUParams(Params):
+    alpha: float = Field(1.0, gt=0, description="saturation value for x -> -inf is -alpha")
+
+
+class GELUParams(Params):
+    approximate: Literal["none", "tanh"] = Field("none", description="exact erf or tanh form")
+
+
+_add("identity", lambda p: nn.Identity(), "f(x) = x (a linear network)",
+     gain=lambda p: ("linear", None))
+_add("sigmoid", lambda p: nn.Sigmoid(), "1 / (1 + e^-x); saturates, gradients vanish in deep nets",
+     gain=lambda p: ("sigmoid", None), family="saturating")
+_add("tanh", lambda p: nn.Tanh(), "(e^x - e^-x) / (e^x + e^-x); zero-centred, saturates",
+     gain=lambda p: ("tanh", None), family="saturating")
+_add("relu", lambda p: nn.ReLU(), "max(0, x); units can die",
+     gain=lambda p: ("relu", None), family="relu")
+_add("leaky_relu", lambda p: nn.LeakyReLU(p.negative_slope),
+     "max(0, x) + negative_slope · min(0, x)", params=LeakyReLUParams,
+     gain=lambda p: ("leaky_relu", p.negative_slope), family="relu")
+_add("elu", lambda p: nn.ELU(p.alpha), "x if x > 0 else alpha · (e^x - 1)", params=ELUParams,
+     gain=lambda p: ("linear", None), family="relu")
+_add("selu", lambda p: nn.SELU(), "scaled ELU (Klambauer et al. 2017), self-normalising",
+     gain=lambda p: ("selu", None), family="relu")
+_add("gelu", lambda p: nn.GELU(approximate=p.approximate), "x · Φ(x) (Hendrycks & Gimpel 2016)",
+     params=GELUParams, gain=lambda p: ("linear", None), family="relu")
+_add("silu", lambda p: nn.SiLU(), "x · sigmoid(x), a.k.a. swish",
+     gain=lambda p: ("linear", None), family="relu")
+
+
+def gain_of(spec_name: str, params: Any) -> Gain:
+    """The calculate_gain arguments for an activation with its parameters."""
+    from nnbench.registry import get
+
+    gain: Callable[[Any], Gain] = get(KIND, spec_name).attrs["gain"]
+    return gain(params)

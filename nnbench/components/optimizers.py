@@ -1,12 +1,14 @@
 """Optimizers (registry kind "optimizer"): build(params, parameters=...) -> torch.optim.Optimizer.
 
-Every parameter is the torch optimizer's own, with its default and unit.
+Every numerical parameter of the torch optimizer is reachable, with its default,
+bounds and unit. Batch GD / SGD / mini-batch (the notes' table) is the trial's
+`batch_size` (the whole split, 1, or n), not an optimizer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field, model_validator
@@ -14,6 +16,16 @@ from pydantic import Field, model_validator
 from nnbench.registry import ComponentInfo, Params, register
 
 KIND = "optimizer"
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _weight_decay(default: float = 0.0, what: str = "coupled L2: λ·w added to the gradient"
+                  ) -> Any:
+    return Field(default, ge=0, description=what)
+
+
+def _maximize() -> Any:
+    return Field(False, description="maximize the objective instead")
 
 
 class SGDParams(Params):
@@ -21,7 +33,8 @@ class SGDParams(Params):
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor β")
     dampening: float = Field(0.0, ge=0, le=1, description="dampening for momentum")
     nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
-    weight_decay: float = Field(0.0, ge=0, description="coupled L2 coefficient λ, per step")
+    weight_decay: float = _weight_decay()
+    maximize: bool = _maximize()
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> SGDParams:
@@ -32,11 +45,23 @@ class SGDParams(Params):
         return self
 
 
-def _build_sgd(params: SGDParams, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.SGD:
-    return torch.optim.SGD(parameters, **params.model_dump())
+class AdagradParams(Params):
+    lr: float = Field(0.01, gt=0, description="learning rate, per step")
+    lr_decay: float = Field(0.0, ge=0, description="lr / (1 + (t-1)·lr_decay) at step t")
+    initial_accumulator_value: float = Field(0.0, ge=0, description="start of Σg²")
+    eps: float = Field(1e-10, gt=0, description="added to √Σg²")
+    weight_decay: float = _weight_decay()
+    maximize: bool = _maximize()
 
 
-Beta = Annotated[float, Field(ge=0, lt=1)]
+class RMSpropParams(Params):
+    lr: float = Field(0.01, gt=0, description="learning rate, per step")
+    alpha: float = Field(0.99, ge=0, lt=1, description="decay of the squared-gradient average")
+    eps: float = Field(1e-8, gt=0, description="added to the denominator")
+    momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor")
+    centered: bool = Field(False, description="normalise by the gradient's estimated variance")
+    weight_decay: float = _weight_decay()
+    maximize: bool = _maximize()
 
 
 class AdamParams(Params):
@@ -44,15 +69,32 @@ class AdamParams(Params):
     betas: tuple[Beta, Beta] = Field(
         (0.9, 0.999), description="decay rates of the 1st and 2nd moment estimates")
     eps: float = Field(1e-8, gt=0, description="added to the denominator")
-    weight_decay: float = Field(0.0, ge=0, description="coupled L2 coefficient λ, per step")
     amsgrad: bool = Field(False, description="use the AMSGrad variant")
+    weight_decay: float = _weight_decay()
+    maximize: bool = _maximize()
 
 
-def _build_adam(params: AdamParams, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Adam:
-    return torch.optim.Adam(parameters, **params.model_dump())
+class AdamWParams(AdamParams):
+    weight_decay: float = _weight_decay(0.01, "decoupled decay: w -= lr·λ·w per step")
 
 
-register(ComponentInfo(kind=KIND, name="sgd", build=_build_sgd, params=SGDParams,
-                       doc="stochastic gradient descent with optional (Nesterov) momentum"))
-register(ComponentInfo(kind=KIND, name="adam", build=_build_adam, params=AdamParams,
-                       doc="Kingma & Ba 2015: bias-corrected 1st/2nd moment estimates"))
+def _builder(cls: type[torch.optim.Optimizer]) -> Any:
+    def build(params: Params, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return cls(parameters, **params.model_dump())
+    return build
+
+
+_ENTRIES: list[tuple[str, type[torch.optim.Optimizer], type[Params], str]] = [
+    ("sgd", torch.optim.SGD, SGDParams,
+     "stochastic gradient descent with optional (Nesterov) momentum"),
+    ("adagrad", torch.optim.Adagrad, AdagradParams,
+     "Duchi et al. 2011: lr scaled by 1/√(Σ past g²) per parameter"),
+    ("rmsprop", torch.optim.RMSprop, RMSpropParams,
+     "Hinton 2012: lr scaled by 1/√(moving average of g²)"),
+    ("adam", torch.optim.Adam, AdamParams,
+     "Kingma & Ba 2015: bias-corrected 1st/2nd moment estimates; weight_decay is coupled L2"),
+    ("adamw", torch.optim.AdamW, AdamWParams,
+     "Loshchilov & Hutter 2019: Adam with decoupled weight decay"),
+]
+for name, cls, params, doc in _ENTRIES:
+    register(ComponentInfo(kind=KIND, name=name, build=_builder(cls), params=params, doc=doc))

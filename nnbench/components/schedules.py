@@ -1,36 +1,137 @@
 """Learning-rate schedules (registry kind "schedule").
 
-build(params, optimizer=..., epochs=..., steps_per_epoch=...) -> LRScheduler,
-stepped once per epoch by the trainer.
+build(params, optimizer=..., epochs=..., steps_per_epoch=...) -> `Schedule`: a torch
+LRScheduler and whether the trainer steps it once per epoch or once per batch
+(`interval`). Every schedule takes `warmup`: that many intervals of linear warm-up
+from `warmup_start_factor`·lr to lr in front of it (torch's LinearLR + SequentialLR).
 """
 
 from __future__ import annotations
 
-import torch
-from pydantic import Field
-from torch.optim.lr_scheduler import ConstantLR, LRScheduler, StepLR
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from nnbench.registry import ComponentInfo, NoParams, Params, register
+import torch
+from pydantic import Field, model_validator
+from torch.optim import lr_scheduler
+
+from nnbench.registry import ComponentInfo, Params, register
 
 KIND = "schedule"
 
 
-def _build_constant(_params: NoParams, optimizer: torch.optim.Optimizer, epochs: int,
-                    steps_per_epoch: int) -> LRScheduler:
-    return ConstantLR(optimizer, factor=1.0, total_iters=0)
+@dataclass(frozen=True)
+class Schedule:
+    scheduler: lr_scheduler.LRScheduler
+    interval: Literal["epoch", "batch"]  # when the trainer calls scheduler.step()
 
 
-class StepParams(Params):
-    step_size: int = Field(..., gt=0, description="epochs between decays")
-    gamma: float = Field(0.1, gt=0, le=1, description="multiplier applied every step_size epochs")
+class _Common(Params):
+    interval: Literal["epoch", "batch"] = Field(
+        "epoch", description="step the schedule after every epoch or every batch")
+    warmup: int = Field(0, ge=0, description="intervals of linear warm-up in front")
+    warmup_start_factor: float = Field(
+        0.1, gt=0, le=1, description="warm-up starts at this fraction of lr")
 
 
-def _build_step(params: StepParams, optimizer: torch.optim.Optimizer, epochs: int,
-                steps_per_epoch: int) -> LRScheduler:
-    return StepLR(optimizer, step_size=params.step_size, gamma=params.gamma)
+class StepParams(_Common):
+    step_size: int = Field(..., gt=0, description="intervals between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier every step_size")
 
 
-register(ComponentInfo(kind=KIND, name="constant", build=_build_constant,
-                       doc="the optimizer's lr throughout"))
-register(ComponentInfo(kind=KIND, name="step", build=_build_step, params=StepParams,
-                       doc="lr × gamma every step_size epochs (StepLR)"))
+class MultiStepParams(_Common):
+    milestones: tuple[int, ...] = Field(..., min_length=1, description="intervals to decay at")
+    gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at each milestone")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> MultiStepParams:
+        if list(self.milestones) != sorted(set(self.milestones)) or self.milestones[0] < 1:
+            raise ValueError(f"milestones must be increasing positive integers, "
+                             f"got {list(self.milestones)}")
+        return self
+
+
+class ExponentialParams(_Common):
+    gamma: float = Field(..., gt=0, le=1, description="lr multiplier every interval")
+
+
+class CosineParams(_Common):
+    T_max: int | None = Field(None, gt=0, description="intervals to the minimum; None: all")
+    eta_min: float = Field(0.0, ge=0, description="minimum learning rate")
+
+
+class OneCycleParams(_Common):
+    interval: Literal["epoch", "batch"] = Field("batch", description="one-cycle steps per batch")
+    max_lr: float = Field(..., gt=0, description="peak learning rate")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="share of the cycle spent increasing")
+    anneal_strategy: Literal["cos", "linear"] = Field("cos", description="annealing shape")
+    div_factor: float = Field(25.0, gt=0, description="initial lr = max_lr / div_factor")
+    final_div_factor: float = Field(1e4, gt=0, description="final lr = initial / this")
+    three_phase: bool = Field(False, description="add a third, symmetric phase")
+
+    @model_validator(mode="after")
+    def _own_warmup(self) -> OneCycleParams:
+        if self.warmup:
+            raise ValueError("onecycle has its own warm-up (pct_start); set warmup to 0")
+        return self
+
+
+def _total(params: _Common, epochs: int, steps_per_epoch: int) -> int:
+    return epochs * steps_per_epoch if params.interval == "batch" else epochs
+
+
+def _main(name: str, p: Any, optimizer: torch.optim.Optimizer,
+          total: int) -> lr_scheduler.LRScheduler:
+    main_total = max(total - p.warmup, 1)
+    match name:
+        case "constant":
+            return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        case "step":
+            return lr_scheduler.StepLR(optimizer, step_size=p.step_size, gamma=p.gamma)
+        case "multistep":
+            return lr_scheduler.MultiStepLR(optimizer, milestones=list(p.milestones),
+                                            gamma=p.gamma)
+        case "exponential":
+            return lr_scheduler.ExponentialLR(optimizer, gamma=p.gamma)
+        case "cosine":
+            return lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.T_max or main_total,
+                                                  eta_min=p.eta_min)
+        case "onecycle":
+            return lr_scheduler.OneCycleLR(
+                optimizer, max_lr=p.max_lr, total_steps=total, pct_start=p.pct_start,
+                anneal_strategy=p.anneal_strategy, div_factor=p.div_factor,
+                final_div_factor=p.final_div_factor, three_phase=p.three_phase)
+    raise ValueError(f"no builder for schedule {name!r}")
+
+
+def _builder(name: str) -> Any:
+    def build(params: _Common, optimizer: torch.optim.Optimizer, epochs: int,
+              steps_per_epoch: int) -> Schedule:
+        total = _total(params, epochs, steps_per_epoch)
+        if params.warmup >= total:
+            raise ValueError(f"warmup={params.warmup} {params.interval}s leaves nothing of "
+                             f"the {total} {params.interval}s of training")
+        if not params.warmup:
+            return Schedule(_main(name, params, optimizer, total), params.interval)
+        warm = lr_scheduler.LinearLR(optimizer, start_factor=params.warmup_start_factor,
+                                     end_factor=1.0, total_iters=params.warmup)
+        main = _main(name, params, optimizer, total)
+        chained = lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[params.warmup])
+        return Schedule(chained, params.interval)
+    return build
+
+
+_ENTRIES: list[tuple[str, type[Params], str, dict[str, Any]]] = [
+    ("constant", _Common, "the optimizer's lr throughout", {}),
+    ("step", StepParams, "lr × gamma every step_size intervals (StepLR)", {"step_size": 2}),
+    ("multistep", MultiStepParams, "lr × gamma at each milestone (MultiStepLR)",
+     {"milestones": [2, 4]}),
+    ("exponential", ExponentialParams, "lr × gamma every interval (ExponentialLR)",
+     {"gamma": 0.9}),
+    ("cosine", CosineParams, "cosine annealing from lr to eta_min (CosineAnnealingLR)", {}),
+    ("onecycle", OneCycleParams, "Smith 2018: up to max_lr then down (OneCycleLR)",
+     {"max_lr": 0.1}),
+]
+for name, params, doc, example in _ENTRIES:
+    register(ComponentInfo(kind=KIND, name=name, build=_builder(name), params=params, doc=doc,
+                           example=example))

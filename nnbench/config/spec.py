@@ -12,9 +12,10 @@ import hashlib
 import json
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field
 
 from nnbench import registry
 from nnbench.registry import ComponentSpec
@@ -22,26 +23,58 @@ from nnbench.registry import ComponentSpec
 
 @dataclass(frozen=True)
 class Axis:
-    """Something a suite can set in `task`/`fixed` and vary in `grid`/`ablate`."""
+    """Something a suite can set in `task`/`fixed` and vary in `grid`/`ablate`.
+
+    Component axes name a registry `kind`; `many` axes hold a list of components
+    (applied in order); scalar axes have a pydantic `scalar` type with its bounds.
+    """
 
     name: str
-    kind: str | None  # registry kind for component axes; None for integer axes
     section: str  # where its base value lives: "task" or "fixed"
+    kind: str | None = None  # registry kind of component axes
+    many: bool = False  # a list of components
+    scalar: Any = None  # pydantic type of scalar axes
+    expects: str = ""  # how errors describe a valid scalar
     default: Any = None  # used when the suite leaves it out; None = required
     doc: str = ""
 
 
+Probability = Annotated[float, Field(ge=0, lt=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
 AXES: dict[str, Axis] = {a.name: a for a in [
-    Axis("dataset", "dataset", "task", doc="what to train on"),
-    Axis("model", "model", "task", doc="network architecture"),
-    Axis("loss", "loss", "task", default="cross_entropy", doc="training objective"),
-    Axis("activation", "activation", "fixed", default="relu", doc="hidden-layer nonlinearity"),
-    Axis("init", "init", "fixed", default="default", doc="weight initialisation"),
-    Axis("optimizer", "optimizer", "fixed", doc="update rule and its hyperparameters"),
-    Axis("schedule", "schedule", "fixed", default="constant", doc="learning-rate schedule"),
-    Axis("epochs", None, "fixed", doc="passes over the training split"),
-    Axis("batch_size", None, "fixed", doc="examples per optimizer step"),
+    Axis("dataset", "task", kind="dataset", doc="what to train on"),
+    Axis("model", "task", kind="model", doc="network architecture"),
+    Axis("loss", "task", kind="loss", default="cross_entropy", doc="training objective"),
+    Axis("activation", "fixed", kind="activation", default="relu",
+         doc="hidden-layer nonlinearity"),
+    Axis("init", "fixed", kind="init", default="default", doc="weight initialisation"),
+    Axis("optimizer", "fixed", kind="optimizer", doc="update rule and its hyperparameters"),
+    Axis("schedule", "fixed", kind="schedule", default="constant", doc="learning-rate schedule"),
+    Axis("norm", "fixed", kind="norm", default="none",
+         doc="normalization layer before each activation (batchnorm)"),
+    Axis("dropout", "fixed", scalar=Probability, expects="a probability in [0, 1)", default=0.0,
+         doc="dropout probability after each hidden activation (Dropout2d in conv blocks)"),
+    Axis("l1", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,
+         doc="λ of the L1 penalty λ·Σ|w| over weights (not biases), added to the loss"),
+    Axis("l2", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,
+         doc="λ of the explicit L2 penalty ½λ·Σw² over weights (coupled decay: optimizer "
+             "weight_decay; decoupled: adamw)"),
+    Axis("grad_clip", "fixed", kind="clip", default="none", doc="gradient clipping"),
+    Axis("early_stopping", "fixed", kind="early_stopping", default="none",
+         doc="stop when validation stops improving"),
+    Axis("augmentation", "fixed", kind="augmentation", many=True, default=[],
+         doc="transforms applied in order to each training batch"),
+    Axis("epochs", "fixed", scalar=PositiveInt, expects="a positive integer",
+         doc="passes over the training split"),
+    Axis("batch_size", "fixed", scalar=PositiveInt | Literal["full"],
+         expects="a positive integer or 'full'",
+         doc="examples per optimizer step: an integer, or full (batch gradient descent)"),
 ]}
+
+
+NONE = ComponentSpec("none")
 
 
 @dataclass(frozen=True)
@@ -56,8 +89,15 @@ class TrialSpec:
     optimizer: ComponentSpec
     schedule: ComponentSpec
     epochs: int  # passes over the training split
-    batch_size: int  # examples per optimizer step
+    batch_size: int | Literal["full"]  # examples per optimizer step; full = the whole split
     seed: int  # drives every RNG of the trial
+    norm: ComponentSpec = NONE
+    dropout: float = 0.0  # probability
+    l1: float = 0.0  # λ of λ·Σ|w|
+    l2: float = 0.0  # λ of ½λ·Σw²
+    grad_clip: ComponentSpec = NONE
+    early_stopping: ComponentSpec = NONE
+    augmentation: tuple[ComponentSpec, ...] = ()
 
     def canonical(self, *, with_seed: bool = True) -> dict[str, Any]:
         """Plain nested dict, the same on every machine; the basis of the ids."""
@@ -66,7 +106,7 @@ class TrialSpec:
             value = getattr(self, f.name)
             if f.name == "seed" and not with_seed:
                 continue
-            out[f.name] = value.to_dict() if isinstance(value, ComponentSpec) else value
+            out[f.name] = _plain(value)
         return out
 
     @cached_property
@@ -101,19 +141,31 @@ class TrialSpec:
 
     def label(self, axes: list[str]) -> str:
         """`activation=relu, init=xavier_normal`: the values of the given axes."""
-        parts = []
-        for axis in axes:
-            v = self.value(axis)
-            if isinstance(v, ComponentSpec):
-                parts.append(f"{axis}={registry.label(AXES[axis].kind or '', v)}")
-            else:
-                parts.append(f"{axis}={_text(v)}")
+        parts = [f"{axis}={value_label(axis, self.value(axis))}" for axis in axes]
         return ", ".join(parts) if parts else "baseline"
+
+
+def value_label(axis: str, value: Any) -> str:
+    """How an axis value reads in tables: `sgd(lr=0.1)`, `none`, `flip+crop(size=8)`, `0.3`."""
+    kind = AXES[axis].kind if axis in AXES else None
+    if isinstance(value, ComponentSpec) and kind:
+        return registry.label(kind, value)
+    if isinstance(value, tuple) and kind:
+        return "+".join(registry.label(kind, v) for v in value) or "none"
+    return _text(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ComponentSpec):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _text(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return json.dumps(list(value))
+        return json.dumps(_plain(value) if isinstance(value, tuple) else value)
     return str(value)
 
 

@@ -10,6 +10,7 @@ A suite file (YAML)::
     grid:   {activation: [sigmoid, tanh, relu]}     # cartesian product
     ablate: {optimizer.lr: [0.01, 0.1]}             # one factor at a time from `fixed`
     seeds: 4                                        # count (0..n-1) or a list
+    checkpoint: false                               # log weights + optimizer state per trial
 
 Everything is checked before any training: `load_suite` collects every problem
 and raises one `SuiteError` whose lines name the file, the key path, the value
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from nnbench import registry
 from nnbench.config.spec import AXES, TrialSpec
@@ -34,12 +36,13 @@ from nnbench.registry import ComponentError, ComponentSpec
 
 __all__ = ["METRICS", "Suite", "SuiteError", "load_suite", "parse_suite"]
 
-# Metrics a suite can compare on, and whether larger is better.
+# Metrics a suite can compare on, and whether larger is better. Which of them a
+# trial reports depends on its loss: loss + accuracy, or loss + rmse + mae.
 METRICS: dict[str, bool] = {
-    "test_accuracy": True, "val_accuracy": True, "train_accuracy": True,
-    "test_loss": False, "val_loss": False, "train_loss": False,
+    f"{split}_{name}": name == "accuracy"
+    for split in ("test", "val", "train") for name in ("accuracy", "loss", "rmse", "mae")
 }
-TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds")
+TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds", "checkpoint")
 TASK_KEYS = (*tuple(a.name for a in AXES.values() if a.section == "task"), "metric")
 FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -71,6 +74,7 @@ class Suite:
     ablate: Mapping[str, tuple[Any, ...]]
     seeds: tuple[int, ...]
     source: str = field(repr=False)  # the file's text, logged with every invocation
+    checkpoint: bool = False  # save each trial's weights + optimizer state as an artifact
 
     @property
     def higher_is_better(self) -> bool:
@@ -229,11 +233,17 @@ class _Validator:
         grid = self.axes(top, "grid", base_values)
         ablate = self.axes(top, "ablate", base_values)
         seeds = self.seeds(top)
+        checkpoint = top.get("checkpoint", False)
+        if not isinstance(checkpoint, bool):
+            self.problem("checkpoint", f"expected true or false, got {_describe(checkpoint)}")
         self.fail_if_any()
         base = TrialSpec(**base_values, seed=seeds[0])
         suite = Suite(name=name, description=description, path=self.path, metric=metric,
-                      base=base, grid=grid, ablate=ablate, seeds=seeds, source=text)
+                      base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
+                      checkpoint=checkpoint)
         self.check_dotted(suite)
+        self.fail_if_any()
+        self.check_configurations(suite)
         self.fail_if_any()
         return suite
 
@@ -261,12 +271,24 @@ class _Validator:
 
     def value(self, axis: str, value: Any, key: str) -> Any:
         """Resolve one axis value; None (and a problem) when invalid."""
-        kind = AXES[axis].kind
-        if kind is None:
-            if not _is_int(value) or value < 1:
-                self.problem(key, f"{axis} must be a positive integer, got {_describe(value)}")
+        spec = AXES[axis]
+        if spec.scalar is not None:
+            try:
+                return TypeAdapter(spec.scalar).validate_python(value, strict=True)
+            except ValidationError:
+                self.problem(key, f"{axis} must be {spec.expects}, got {_describe(value)}")
                 return None
-            return value
+        kind = spec.kind or ""
+        if spec.many:
+            if not isinstance(value, list):
+                self.problem(key, f"{axis} must be a list of {kind}s (possibly empty), "
+                                  f"got {_describe(value)}")
+                return None
+            items = [self.component(kind, v, f"{key}[{i}]") for i, v in enumerate(value)]
+            return None if any(i is None for i in items) else tuple(items)
+        return self.component(kind, value, key)
+
+    def component(self, kind: str, value: Any, key: str) -> ComponentSpec | None:
         try:
             return registry.resolve(kind, value)
         except ComponentError as err:
@@ -303,7 +325,8 @@ class _Validator:
         for axis, values in raw.items():
             key = f"{section}.{axis}"
             head, dot, param = str(axis).partition(".")
-            if head not in AXES or (dot and (not param or AXES[head].kind is None)):
+            if head not in AXES or (dot and (not param or AXES[head].kind is None
+                                             or AXES[head].many)):
                 close = difflib.get_close_matches(head, list(AXES), n=1)
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 self.problem(key, f"unknown axis {axis!r}; {hint}allowed: {allowed}")
@@ -360,3 +383,49 @@ class _Validator:
                         except ComponentError as err:
                             for _, msg in err.problems:
                                 self.problem(f"{section}.{axis}[{i}]", msg)
+
+    def check_configurations(self, suite: Suite) -> None:
+        """Components that cannot work together (loss vs dataset, cnn vs vectors, ...)."""
+        seen: set[str] = set()
+        for spec in suite.configurations():
+            for key, msg in compatibility_problems(spec, suite.metric):
+                where = spec.label(suite.varied_axes)
+                line = f"{msg} (configuration {where})" if suite.varied_axes else msg
+                if line not in seen:
+                    seen.add(line)
+                    self.problem(key, line)
+
+
+def compatibility_problems(spec: TrialSpec, metric: str) -> list[tuple[str, str]]:
+    """Why a trial's components cannot train together; empty when they can."""
+    problems = []
+    data = registry.get("dataset", spec.dataset.name).attrs
+    loss = registry.get("loss", spec.loss.name).attrs
+    if loss["targets"] != data["targets"]:
+        fitting = [i.name for i in registry.list_components("loss")
+                   if i.attrs["targets"] == data["targets"]]
+        problems.append(("task.loss", f"loss '{spec.loss.name}' needs {loss['targets']} targets "
+                                      f"but dataset '{spec.dataset.name}' has {data['targets']} "
+                                      f"targets; allowed: {', '.join(fitting)}"))
+    allowed = [f"{split}_{m}" for split in ("test", "val", "train")
+               for m in ("loss", *loss["metrics"])]
+    if metric not in allowed:
+        problems.append(("task.metric", f"loss '{spec.loss.name}' reports no {metric!r}; "
+                                        f"allowed: {', '.join(allowed)}"))
+    monitor = spec.early_stopping.kwargs.get("monitor")
+    if monitor is not None and monitor not in allowed:
+        problems.append(("fixed.early_stopping.monitor",
+                         f"loss '{spec.loss.name}' reports no {monitor!r}; allowed: "
+                         f"{', '.join(m for m in allowed if m.startswith('val_'))}"))
+    need = registry.get("model", spec.model.name).attrs.get("input")
+    if need and need != data["input"]:
+        problems.append(("task.model", f"model '{spec.model.name}' needs {need} inputs but "
+                                       f"dataset '{spec.dataset.name}' gives {data['input']} "
+                                       f"inputs"))
+    for i, aug in enumerate(spec.augmentation):
+        need = registry.get("augmentation", aug.name).attrs["input"]
+        if need != "any" and need != data["input"]:
+            problems.append((f"fixed.augmentation[{i}]",
+                             f"augmentation '{aug.name}' works on {need} inputs but dataset "
+                             f"'{spec.dataset.name}' gives {data['input']} inputs"))
+    return problems

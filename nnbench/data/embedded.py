@@ -1,31 +1,49 @@
 """Datasets that ship with a package and need no download.
 
-`mnist1d`: Greydanus' MNIST-1D, generated offline by the `mnist1d` package with its
-published settings (seed 42): 40-long signals, 10 classes, 80% train / 20% test.
+- `mnist1d`: Greydanus' MNIST-1D, generated offline by the `mnist1d` package with its
+  published settings (seed 42): 40-long signals, 10 classes, 80% train / 20% test.
+- `circles`, `moons`: scikit-learn's 2-D generators (the notes: n=2000, noise=0.1,
+  factor=0.4).
+- `digits` (8×8 images, 10 classes), `breast_cancer` (30 features, 2 classes),
+  `diabetes` (10 features, a real target): scikit-learn's bundled sets.
+- `regression`: the notes' L2 demo, 100 × 20 standard-normal inputs and targets drawn
+  with torch seed 42.
+
+Datasets without an official test split hold one out (`test_fraction`), seeded like
+the validation split; the examples themselves never depend on the trial's seed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
 from nnbench import seeding
-from nnbench.data import TensorData, split_train_val
-from nnbench.registry import ComponentInfo, Params, register
+from nnbench.data import HeldOutParams, SplitParams, TensorData, split
+from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
 
 
-class MNIST1DParams(Params):
+def _add(name: str, build: Callable[..., TensorData], params: type[SplitParams], doc: str, *,
+         targets: str, input_kind: str) -> None:
+    register(ComponentInfo(kind=KIND, name=name, build=build, params=params, doc=doc,
+                           attrs={"targets": targets, "input": input_kind}))
+
+
+# -- MNIST-1D ---------------------------------------------------------------------------
+
+class MNIST1DParams(SplitParams):
     num_samples: int = Field(5000, ge=100, description="examples generated; 80% train, 20% test")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out, seeded")
 
 
 @lru_cache(maxsize=4)
-def _mnist1d_arrays(num_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _mnist1d_arrays(num_samples: int) -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -35,14 +53,120 @@ def _mnist1d_arrays(num_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return data["x"], data["y"], data["x_test"], data["y_test"]
 
 
-def _build_mnist1d(params: MNIST1DParams, seed: int, device: torch.device) -> TensorData:
-    x, y, x_test, y_test = _mnist1d_arrays(params.num_samples)
-    return split_train_val(
-        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64),
-        torch.as_tensor(x_test, dtype=torch.float32), torch.as_tensor(y_test, dtype=torch.int64),
-        val_fraction=params.val_fraction, num_classes=10, seed=seed, device=device)
+def _build_mnist1d(p: MNIST1DParams, seed: int, device: torch.device) -> TensorData:
+    x, y, x_test, y_test = _mnist1d_arrays(p.num_samples)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=10,
+                 x_test=x_test, y_test=y_test)
 
 
-register(ComponentInfo(
-    kind=KIND, name="mnist1d", build=_build_mnist1d, params=MNIST1DParams,
-    doc="MNIST-1D (Greydanus 2020): 40-long 1-D signals, 10 classes; generated offline"))
+_add("mnist1d", _build_mnist1d, MNIST1DParams, targets="class", input_kind="signal",
+     doc="MNIST-1D (Greydanus 2020): 40-long 1-D signals, 10 classes; generated offline")
+
+
+# -- scikit-learn generators --------------------------------------------------------------
+
+class CirclesParams(HeldOutParams):
+    n_samples: int = Field(2000, ge=10, description="points generated")
+    noise: float = Field(0.1, ge=0, description="sd of Gaussian noise added")
+    factor: float = Field(0.4, gt=0, lt=1, description="inner / outer circle radius")
+    data_seed: int = Field(42, ge=0, description="random_state of the generator (fixed data)")
+
+
+class MoonsParams(HeldOutParams):
+    n_samples: int = Field(2000, ge=10, description="points generated")
+    noise: float = Field(0.1, ge=0, description="sd of Gaussian noise added")
+    data_seed: int = Field(42, ge=0, description="random_state of the generator (fixed data)")
+
+
+def _build_circles(p: CirclesParams, seed: int, device: torch.device) -> TensorData:
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=p.n_samples, noise=p.noise, factor=p.factor,
+                        random_state=p.data_seed)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+
+
+def _build_moons(p: MoonsParams, seed: int, device: torch.device) -> TensorData:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=p.n_samples, noise=p.noise, random_state=p.data_seed)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+
+
+_add("circles", _build_circles, CirclesParams, targets="class", input_kind="vector",
+     doc="two concentric noisy circles (sklearn make_circles), 2 classes")
+_add("moons", _build_moons, MoonsParams, targets="class", input_kind="vector",
+     doc="two interleaving half moons (sklearn make_moons), 2 classes")
+
+
+# -- scikit-learn bundled sets ---------------------------------------------------------------
+
+class TabularParams(HeldOutParams):
+    standardize: bool = Field(True, description="scale inputs to mean 0, sd 1 with train "
+                                                "statistics")
+
+
+class DiabetesParams(TabularParams):
+    standardize_target: bool = Field(
+        True, description="scale the target to mean 0, sd 1 (over all examples)")
+
+
+@lru_cache(maxsize=4)
+def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets
+
+    bunch: Any = getattr(datasets, f"load_{name}")()
+    return np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target)
+
+
+def _build_digits(p: HeldOutParams, seed: int, device: torch.device) -> TensorData:
+    x, y = _bundled("digits")
+    images = (x / 16.0).reshape(-1, 1, 8, 8)  # pixel values 0..16 -> [0, 1], (C, H, W)
+    return split(images, y, p, seed=seed, device=device, targets="class", num_classes=10)
+
+
+def _build_breast_cancer(p: TabularParams, seed: int, device: torch.device) -> TensorData:
+    x, y = _bundled("breast_cancer")
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+
+
+def _build_diabetes(p: DiabetesParams, seed: int, device: torch.device) -> TensorData:
+    x, y = _bundled("diabetes")
+    y = y.astype(np.float32)
+    if p.standardize_target:
+        y = (y - y.mean()) / y.std()
+    return split(x, y, p, seed=seed, device=device, targets="real")
+
+
+_add("digits", _build_digits, HeldOutParams, targets="class", input_kind="image",
+     doc="sklearn digits: 1797 8×8 grey images in [0, 1], 10 classes")
+_add("breast_cancer", _build_breast_cancer, TabularParams, targets="class", input_kind="vector",
+     doc="sklearn breast cancer Wisconsin: 569 × 30 features, 2 classes")
+_add("diabetes", _build_diabetes, DiabetesParams, targets="real", input_kind="vector",
+     doc="sklearn diabetes: 442 × 10 features, disease progression (real)")
+
+
+# -- the notes' regression ---------------------------------------------------------------------
+
+class RegressionParams(HeldOutParams):
+    n_samples: int = Field(100, ge=10, description="examples")
+    n_features: int = Field(20, ge=1, description="input features")
+    data_seed: int = Field(42, ge=0, description="torch seed the notes draw X, y with")
+
+
+@lru_cache(maxsize=4)
+def _regression_arrays(n_samples: int, n_features: int,
+                       data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(data_seed)  # = torch.manual_seed(42); torch.randn(...)
+    x = torch.randn(n_samples, n_features, generator=gen)
+    y = torch.randn(n_samples, 1, generator=gen)
+    return x, y
+
+
+def _build_regression(p: RegressionParams, seed: int, device: torch.device) -> TensorData:
+    x, y = _regression_arrays(p.n_samples, p.n_features, p.data_seed)
+    return split(x, y, p, seed=seed, device=device, targets="real")
+
+
+_add("regression", _build_regression, RegressionParams, targets="real", input_kind="vector",
+     doc="the notes' L2 demo: X ~ N(0, 1) 100×20, y ~ N(0, 1) (pure noise: only overfitting)")

@@ -44,9 +44,11 @@ def test_nnbench_trainer_epoch(benchmark: Any, spec: TrialSpec) -> None:
         parts = train._build(spec, CPU)
 
     def epoch() -> list[float]:
-        train_loss, train_acc = train._train_epoch(parts, spec.batch_size)
-        parts.schedule.step()
-        val_loss, val_acc = train._evaluate(parts, parts.data.x_val, parts.data.y_val)
+        train_loss, train_sums = train._train_epoch(parts, spec)
+        parts.schedule.scheduler.step()
+        val_loss, val_sums = train._evaluate(parts, parts.data.x_val, parts.data.y_val)
+        n_train, n_val = len(parts.data.y_train), len(parts.data.y_val)
+        train_acc, val_acc = train_sums[0] / n_train, val_sums[0] / n_val
         values = (train_loss, train_acc, val_loss, val_acc)
         return torch.stack([t.double() for t in values]).tolist()
 

@@ -1,0 +1,452 @@
+"""Data augmentations (registry kind "augmentation"), torchvision.transforms.v2 semantics.
+
+Each augmentation is applied to whole batches on the training device with
+per-sample randomness: `sample(n, generator)` draws every sample's parameters from
+the trial's augmentation generator, `apply(x, params)` transforms the batch. The
+result equals torchvision's per-image functional op with the same parameters
+(`reference(image, params_i)`; tests/components/test_augmentations.py checks it).
+
+A trial's `augmentation` is a list applied in order to each training batch.
+`normalize` is the exception: its statistics come from the training split (the
+notes' `compute_mean_std`) and it is applied to every split, in its place in the list.
+
+attrs["input"]: "image" ((C, H, W) batches), "signal" ((L,) batches) or "any".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch.nn import functional as nnf
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+from nnbench.registry import ComponentInfo, Params, register
+
+KIND = "augmentation"
+Batch = dict[str, torch.Tensor]
+
+
+class Augmentation:
+    """Batched transform with per-sample parameters."""
+
+    stage: Literal["train", "always"] = "train"
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        return {}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        """torchvision's per-image functional op with one sample's parameters."""
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(x, self.sample(x, generator))
+
+
+def _uniform(n: int, low: float, high: float, x: torch.Tensor,
+             generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=x.device) * (high - low) + low
+
+
+def _randint(n: int, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample integers in [0, high) (high a tensor of upper bounds)."""
+    u = torch.rand(n, generator=generator, device=high.device, dtype=torch.float64)
+    return (u * high.double()).floor().long().clamp_max(high - 1)
+
+
+def _per_sample(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (x.dim() - 1)))
+
+
+# -- flips ---------------------------------------------------------------------------------
+
+class FlipParams(Params):
+    p: float = Field(0.5, ge=0, le=1, description="probability of flipping each image")
+
+
+class _Flip(Augmentation):
+    dim = -1
+
+    def __init__(self, p: FlipParams) -> None:
+        self.p = p.p
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        return {"flip": torch.rand(len(x), generator=generator, device=x.device) < self.p}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        return torch.where(_per_sample(params["flip"], x), x.flip(self.dim), x)
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if not params["flip"]:
+            return image
+        return F.horizontal_flip(image) if self.dim == -1 else F.vertical_flip(image)
+
+
+class _VFlip(_Flip):
+    dim = -2
+
+
+# -- crops ---------------------------------------------------------------------------------
+
+class RandomCropParams(Params):
+    size: int = Field(..., ge=1, description="output height and width, pixels")
+    padding: int = Field(0, ge=0, description="pixels padded on every side first")
+    fill: float = Field(0.0, description="value of the padded pixels")
+
+
+class _RandomCrop(Augmentation):
+    def __init__(self, p: RandomCropParams) -> None:
+        self.size, self.padding, self.fill = p.size, p.padding, p.fill
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        height, width = x.shape[-2] + 2 * self.padding, x.shape[-1] + 2 * self.padding
+        if self.size > min(height, width):
+            raise ValueError(f"random_crop size {self.size} is larger than the padded "
+                             f"{height}×{width} image")
+        n = len(x)
+        top = _randint(n, torch.full((n,), height - self.size + 1, device=x.device), generator)
+        left = _randint(n, torch.full((n,), width - self.size + 1, device=x.device), generator)
+        return {"top": top, "left": left}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        p = self.padding
+        padded = nnf.pad(x, [p, p, p, p], value=self.fill) if p else x
+        offsets = torch.arange(self.size, device=x.device)
+        rows = (params["top"][:, None] + offsets)[:, :, None]  # (n, size, 1)
+        cols = (params["left"][:, None] + offsets)[:, None, :]  # (n, 1, size)
+        batch = torch.arange(len(x), device=x.device)[:, None, None]
+        return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (n, size, size, C) -> NCHW
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if self.padding:
+            image = F.pad(image, [self.padding], fill=self.fill)
+        return F.crop(image, int(params["top"]), int(params["left"]), self.size, self.size)
+
+
+class RandomResizedCropParams(Params):
+    size: int = Field(..., ge=1, description="output height and width, pixels")
+    scale: tuple[float, float] = Field((0.08, 1.0), description="crop area / image area range")
+    ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="crop aspect-ratio range")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RandomResizedCropParams:
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {list(self.scale)}")
+        if not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < low <= high, got {list(self.ratio)}")
+        return self
+
+
+class _RandomResizedCrop(Augmentation):
+    """torchvision's sampling (10 tries, then a centre crop), vectorised over the batch;
+    the resize is torchvision's bilinear antialiased `resized_crop`, one sample at a time."""
+
+    tries = 10
+
+    def __init__(self, p: RandomResizedCropParams) -> None:
+        self.size, self.scale, self.ratio = p.size, p.scale, p.ratio
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        n, (height, width) = len(x), x.shape[-2:]
+        shape = (n, self.tries)
+        area = height * width
+        target = area * (torch.rand(shape, generator=generator, device=x.device)
+                         * (self.scale[1] - self.scale[0]) + self.scale[0])
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(torch.rand(shape, generator=generator, device=x.device)
+                           * (log_hi - log_lo) + log_lo)
+        w = torch.sqrt(target.double() * aspect).round().long()
+        h = torch.sqrt(target.double() / aspect).round().long()
+        ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = torch.where(ok.any(1), ok.long().argmax(1), 0)
+        pick = torch.arange(n, device=x.device)
+        h, w = h[pick, first], w[pick, first]
+        # fallback centre crop for samples with no valid try (torchvision's rule)
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            fw, fh = width, round(width / min(self.ratio))
+        elif in_ratio > max(self.ratio):
+            fw, fh = round(height * max(self.ratio)), height
+        else:
+            fw, fh = width, height
+        found = ok.any(1)
+        h = torch.where(found, h, fh)
+        w = torch.where(found, w, fw)
+        top = _randint(n, height - h + 1, generator)
+        left = _randint(n, width - w + 1, generator)
+        top = torch.where(found, top, (height - fh) // 2)
+        left = torch.where(found, left, (width - fw) // 2)
+        return {"top": top, "left": left, "height": h, "width": w}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        boxes = torch.stack([params[k] for k in ("top", "left", "height", "width")], 1).tolist()
+        return torch.stack([F.resized_crop(image, *box, size=[self.size, self.size],
+                                           antialias=True) for image, box in zip(x, boxes,
+                                                                                 strict=True)])
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        box = [int(params[k]) for k in ("top", "left", "height", "width")]
+        return F.resized_crop(image, *box, size=[self.size, self.size], antialias=True)
+
+
+# -- rotation ------------------------------------------------------------------------------
+
+class RotationParams(Params):
+    degrees: float = Field(..., gt=0, le=180, description="angle drawn from U(-degrees, degrees)")
+
+
+class _RandomRotation(Augmentation):
+    """Nearest-neighbour rotation about the centre, zeros outside (torchvision's defaults),
+    with torchvision's inverse-affine sampling grid built for every sample at once."""
+
+    def __init__(self, p: RotationParams) -> None:
+        self.degrees = p.degrees
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        return {"angle": _uniform(len(x), -self.degrees, self.degrees, x, generator)}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        n, (height, width) = len(x), x.shape[-2:]
+        rad = params["angle"].double() * (-math.pi / 180.0)  # torchvision rotates by -angle
+        cos, sin, zero = rad.cos(), rad.sin(), torch.zeros_like(rad)
+        theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).to(x.dtype).view(n, 2, 3)
+        base = torch.empty(1, height, width, 3, dtype=x.dtype, device=x.device)
+        base[..., 0].copy_(torch.linspace(-width * 0.5 + 0.5, width * 0.5 - 0.5, width,
+                                          device=x.device))
+        base[..., 1].copy_(torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, height,
+                                          device=x.device).unsqueeze(-1))
+        base[..., 2].fill_(1)
+        scale = torch.tensor([0.5 * width, 0.5 * height], dtype=x.dtype, device=x.device)
+        grid = base.view(1, height * width, 3).expand(n, -1, -1).bmm(
+            theta.transpose(1, 2).div(scale)).view(n, height, width, 2)
+        return nnf.grid_sample(x, grid, mode="nearest", padding_mode="zeros",
+                               align_corners=False)
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return F.rotate(image, float(params["angle"]), fill=0.0)
+
+
+# -- colour --------------------------------------------------------------------------------
+
+class ColorJitterParams(Params):
+    brightness: float = Field(0.0, ge=0, description="factor from [max(0, 1-b), 1+b]")
+    contrast: float = Field(0.0, ge=0, description="factor from [max(0, 1-c), 1+c]")
+    saturation: float = Field(0.0, ge=0, description="factor from [max(0, 1-s), 1+s]")
+    hue: float = Field(0.0, ge=0, le=0.5, description="hue shift from [-h, h]")
+
+
+def _blend(image1: torch.Tensor, image2: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    return (image1 * ratio + image2 * (1.0 - ratio)).clamp_(0, 1.0)
+
+
+class _ColorJitter(Augmentation):
+    """Brightness, contrast, saturation and hue in a random order per image
+    (torchvision's `fn_idx`), with per-image factors; images in [0, 1]."""
+
+    def __init__(self, p: ColorJitterParams) -> None:
+        def spread(v: float) -> tuple[float, float] | None:
+            return (max(0.0, 1 - v), 1 + v) if v else None
+
+        self.ranges = [spread(p.brightness), spread(p.contrast), spread(p.saturation),
+                       (-p.hue, p.hue) if p.hue else None]
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        n = len(x)
+        order = torch.rand(n, 4, generator=generator, device=x.device).argsort(dim=1)
+        params = {"order": order}
+        for name, bounds in zip(("brightness", "contrast", "saturation", "hue"), self.ranges,
+                                strict=True):
+            if bounds is not None:
+                params[name] = _uniform(n, bounds[0], bounds[1], x, generator)
+        return params
+
+    @staticmethod
+    def _op(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
+        if op == 0:  # brightness
+            return (x * factor).clamp_(0, 1.0)
+        if op == 1:  # contrast
+            gray = F.rgb_to_grayscale(x, 1) if x.shape[-3] == 3 else x
+            return _blend(x, gray.mean(dim=(-3, -2, -1), keepdim=True), factor)
+        if x.shape[-3] == 1:  # saturation and hue leave grey images alone (as PIL does)
+            return x
+        if op == 2:  # saturation
+            return _blend(x, F.rgb_to_grayscale(x, 1), factor)
+        hsv = _rgb_to_hsv(x)  # hue
+        h, s, v = hsv.unbind(dim=-3)
+        h = (h + factor[:, 0]).remainder(1.0)
+        return _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        names = ("brightness", "contrast", "saturation", "hue")
+        for step in range(4):
+            for op, name in enumerate(names):
+                if name not in params:
+                    continue
+                chosen = params["order"][:, step] == op
+                factor = _per_sample(params[name], x)
+                x = torch.where(_per_sample(chosen, x), self._op(x, op, factor), x)
+        return x
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        kernels = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+        names = ("brightness", "contrast", "saturation", "hue")
+        for op in params["order"].tolist():
+            if names[op] in params:
+                image = kernels[op](image, float(params[names[op]]))
+        return image
+
+
+class GrayscaleParams(Params):
+    p: float = Field(0.1, ge=0, le=1, description="probability of turning an image grey")
+
+
+class _RandomGrayscale(Augmentation):
+    def __init__(self, p: GrayscaleParams) -> None:
+        self.p = p.p
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        return {"gray": torch.rand(len(x), generator=generator, device=x.device) < self.p}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        gray = F.rgb_to_grayscale(x, x.shape[-3])
+        return torch.where(_per_sample(params["gray"], x), gray, x)
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return F.rgb_to_grayscale(image, image.shape[-3]) if params["gray"] else image
+
+
+# -- normalisation and 1-D signals -------------------------------------------------------------
+
+class NormalizeParams(Params):
+    mean: tuple[float, ...] | None = Field(
+        None, description="per channel; None: computed from the training split")
+    std: tuple[float, ...] | None = Field(
+        None, description="per channel; None: computed from the training split")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> NormalizeParams:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither (computed from train)")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {list(self.std)}")
+        return self
+
+
+class Normalize(Augmentation):
+    """(x - mean) / std per channel (images) or overall (signals, vectors: per feature)."""
+
+    stage = "always"
+
+    def __init__(self, p: NormalizeParams) -> None:
+        self.given = p
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    def fit(self, x_train: torch.Tensor) -> None:
+        """Set the statistics: given ones, or the training split's (compute_mean_std)."""
+        shape = [1, -1, 1, 1] if x_train.dim() == 4 else [1, -1]
+        if self.given.mean is not None and self.given.std is not None:
+            self.mean = torch.tensor(self.given.mean, device=x_train.device).view(shape)
+            self.std = torch.tensor(self.given.std, device=x_train.device).view(shape)
+            return
+        dims = [0, 2, 3] if x_train.dim() == 4 else [0]
+        self.mean = x_train.mean(dim=dims).view(shape)
+        self.std = x_train.std(dim=dims).clamp_min(1e-8).view(shape)
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        if self.mean is None or self.std is None:
+            raise RuntimeError("normalize needs fit(x_train) before use")
+        return (x - self.mean) / self.std
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if self.mean is None or self.std is None:
+            raise RuntimeError("normalize needs fit(x_train) before use")
+        return F.normalize(image, self.mean.flatten().tolist(), self.std.flatten().tolist())
+
+
+class NoiseParams(Params):
+    std: float = Field(0.1, gt=0, description="sd of the Gaussian noise added to every value")
+
+
+class _GaussianNoise(Augmentation):
+    def __init__(self, p: NoiseParams) -> None:
+        self.std = p.std
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        return {"noise": torch.randn(x.shape, generator=generator, device=x.device,
+                                     dtype=x.dtype)}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        return x + self.std * params["noise"]
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return image + self.std * params["noise"]
+
+
+class ShiftParams(Params):
+    max_shift: int = Field(4, ge=1, description="shift drawn from {-max_shift..max_shift} steps")
+
+
+class _RandomShift(Augmentation):
+    """Shift each 1-D signal by a random number of steps, filling with zeros."""
+
+    def __init__(self, p: ShiftParams) -> None:
+        self.max_shift = p.max_shift
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        n = len(x)
+        span = torch.full((n,), 2 * self.max_shift + 1, device=x.device)
+        return {"shift": _randint(n, span, generator) - self.max_shift}
+
+    def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
+        length = x.shape[-1]
+        source = torch.arange(length, device=x.device)[None, :] - params["shift"][:, None]
+        valid = (source >= 0) & (source < length)
+        shifted = x.gather(-1, source.clamp(0, length - 1).expand_as(x))
+        return torch.where(valid, shifted, torch.zeros_like(shifted))
+
+    def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        s, out = int(params["shift"]), torch.zeros_like(image)
+        if s >= 0:
+            out[s:] = image[:len(image) - s]
+        else:
+            out[:s] = image[-s:]
+        return out
+
+
+_ENTRIES: list[tuple[str, type[Augmentation], type[Params], str, str, dict[str, Any]]] = [
+    ("random_horizontal_flip", _Flip, FlipParams, "mirror left-right with probability p",
+     "image", {}),
+    ("random_vertical_flip", _VFlip, FlipParams, "mirror top-bottom with probability p",
+     "image", {}),
+    ("random_crop", _RandomCrop, RandomCropParams,
+     "pad, then crop size×size at a random position", "image", {"size": 8, "padding": 1}),
+    ("random_resized_crop", _RandomResizedCrop, RandomResizedCropParams,
+     "crop a random area/aspect, resize to size×size (bilinear, antialiased)", "image",
+     {"size": 8}),
+    ("random_rotation", _RandomRotation, RotationParams,
+     "rotate by U(-degrees, degrees) about the centre (nearest, zeros outside)", "image",
+     {"degrees": 10}),
+    ("color_jitter", _ColorJitter, ColorJitterParams,
+     "random brightness / contrast / saturation / hue, in random order", "image",
+     {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1}),
+    ("random_grayscale", _RandomGrayscale, GrayscaleParams,
+     "turn the image grey with probability p (channels kept)", "image", {}),
+    ("normalize", Normalize, NormalizeParams,
+     "(x - mean) / std, statistics from the training split unless given; all splits", "any",
+     {}),
+    ("gaussian_noise", _GaussianNoise, NoiseParams, "add N(0, std²) noise to every value", "any",
+     {}),
+    ("random_shift", _RandomShift, ShiftParams,
+     "shift a 1-D signal by up to ±max_shift steps, zero fill", "signal", {}),
+]
+for name, cls, params, doc, kind, example in _ENTRIES:
+    register(ComponentInfo(kind=KIND, name=name, build=cls, params=params, doc=doc,
+                           attrs={"input": kind}, example=example))

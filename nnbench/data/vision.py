@@ -1,0 +1,87 @@
+"""torchvision datasets: `mnist`, `fashion_mnist`, `cifar10`, loaded by torchvision's own code.
+
+Files live under the data root: `$NNBENCH_DATA`, else `~/.cache/nnbench/data`. With
+`download: false` (the default) nothing is fetched; when the files are missing, or a
+download fails, the error lists which files were expected where. Images become
+float tensors in [0, 1], shaped (C, H, W), as `ToTensor()` would make them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from nnbench.data import SplitParams, TensorData, split
+from nnbench.registry import ComponentInfo, register
+
+KIND = "dataset"
+
+
+class VisionParams(SplitParams):
+    download: bool = Field(False, description="fetch missing files from the dataset's mirrors")
+
+
+# name -> (torchvision class, folder under the root, files torchvision reads, classes)
+_SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mnist": ("MNIST", "MNIST/raw", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw",
+                      ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py",
+                ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")),
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    pass
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("NNBENCH_DATA") or Path.home() / ".cache" / "nnbench" / "data")
+
+
+def _to_images(data: torch.Tensor | np.ndarray) -> torch.Tensor:
+    images = torch.as_tensor(np.asarray(data))
+    # (N, H, W) grey or (N, H, W, C) colour -> (N, C, H, W)
+    images = images[:, None] if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    return images.float().div_(255.0)
+
+
+@lru_cache(maxsize=2)
+def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
+    from torchvision import datasets
+
+    cls_name, folder, files = _SOURCES[name]
+    cls = getattr(datasets, cls_name)
+    try:
+        train, test = (cls(root=root, train=flag, download=download) for flag in (True, False))
+    except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
+        expected = "\n".join(f"  {Path(root) / folder / f}" for f in files)
+        what = "could not download it" if download else "download is false"
+        raise DatasetNotFoundError(
+            f"dataset {name!r} not found under {root} ({what}: {err}).\nExpected these files:\n"
+            f"{expected}\nPut them there, set NNBENCH_DATA to where they are, or set "
+            f"download: true in the suite.") from None
+    return (_to_images(train.data), torch.as_tensor(train.targets),
+            _to_images(test.data), torch.as_tensor(test.targets))
+
+
+def _builder(name: str):  # type: ignore[no-untyped-def]
+    def build(p: VisionParams, seed: int, device: torch.device) -> TensorData:
+        x, y, x_test, y_test = _load(name, str(data_root()), p.download)
+        return split(x, y, p, seed=seed, device=device, targets="class", num_classes=10,
+                     x_test=x_test, y_test=y_test)
+    return build
+
+
+for _name, _doc in [("mnist", "MNIST handwritten digits: 28×28 grey, 60k train / 10k test"),
+                    ("fashion_mnist", "Fashion-MNIST: 28×28 grey clothing, 60k / 10k"),
+                    ("cifar10", "CIFAR-10: 32×32 colour images, 50k train / 10k test")]:
+    register(ComponentInfo(kind=KIND, name=_name, build=_builder(_name), params=VisionParams,
+                           doc=_doc, attrs={"targets": "class", "input": "image"}))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 import textwrap
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,81 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write mlflow.db or reports/ into the repository."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+# -- tiny torchvision datasets in their real on-disk formats --------------------------------
+
+def _write_idx(path: Path, array: Any) -> None:
+    """MNIST's IDX format: magic (0, 0, 0x08 = uint8, ndim), big-endian sizes, raw bytes."""
+    import numpy as np
+
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist_like(root: Path, folder: str, n_train: int, n_test: int) -> None:
+    import numpy as np
+
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+
+
+def _write_cifar10(root: Path, per_batch: int) -> dict[str, str]:
+    """CIFAR-10's python pickles; returns the md5 of each file (torchvision checks them)."""
+    import hashlib
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    md5 = {}
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": [int(i) % 10 for i in range(per_batch)], "batch_label": name}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                            "horse", "ship", "truck"]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    for name in [*names, "batches.meta"]:
+        md5[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
+    return md5
+
+
+@pytest.fixture(scope="session")
+def _vision_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("vision-data")
+    _write_mnist_like(root, "MNIST", 60, 20)
+    _write_mnist_like(root, "FashionMNIST", 60, 20)
+    return root, _write_cifar10(root, 12)
+
+
+@pytest.fixture
+def vision_data(_vision_root: tuple[Path, dict[str, str]],
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """NNBENCH_DATA pointing at tiny MNIST / Fashion-MNIST / CIFAR-10 files.
+
+    torchvision verifies CIFAR-10's files against the real archive's md5 sums; the
+    generated files get their own sums, everything else is torchvision's own code.
+    """
+    from torchvision import datasets
+
+    from nnbench.data import vision
+
+    root, md5 = _vision_root
+    monkeypatch.setenv("NNBENCH_DATA", str(root))
+    monkeypatch.setattr(datasets.CIFAR10, "train_list",
+                        [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(datasets.CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(datasets.CIFAR10, "meta", {"filename": "batches.meta",
+                                                  "key": "label_names",
+                                                  "md5": md5["batches.meta"]})
+    vision._load.cache_clear()
+    yield root
+    vision._load.cache_clear()

@@ -1,0 +1,102 @@
+"""Batched augmentations equal torchvision's per-image transforms on the same parameters.
+
+For every registered augmentation: draw each sample's parameters for a batch, apply the
+batched version once, and compare each image with torchvision.transforms.v2.functional
+applied to that image alone with that image's parameters. Geometric ops must match
+exactly; colour ops to float rounding (1e-6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from nnbench import registry
+from nnbench.components.augmentations import Augmentation, Normalize
+
+GEOMETRIC = {"random_horizontal_flip", "random_vertical_flip", "random_crop",
+             "random_rotation", "random_grayscale", "random_shift"}
+AUGMENTATIONS = [i for i in registry.list_components("augmentation")]
+
+CASES = {  # parameters that exercise each augmentation properly
+    "random_horizontal_flip": {"p": 0.5},
+    "random_vertical_flip": {"p": 0.5},
+    "random_crop": {"size": 10, "padding": 2, "fill": 0.25},
+    "random_resized_crop": {"size": 9, "scale": [0.2, 1.0]},
+    "random_rotation": {"degrees": 45},
+    "color_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2},
+    "random_grayscale": {"p": 0.5},
+    "normalize": {},
+    "gaussian_noise": {"std": 0.3},
+    "random_shift": {"max_shift": 6},
+}
+
+
+def _batch(kind: str, channels: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    if kind == "signal":
+        return torch.randn(16, 40, generator=gen)
+    return torch.rand(16, channels, 13, 11, generator=gen)  # odd, non-square on purpose
+
+
+def test_every_augmentation_has_a_case() -> None:
+    assert {i.name for i in AUGMENTATIONS} == set(CASES)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batched_equals_torchvision_per_image(name: str, channels: int) -> None:
+    info = registry.get("augmentation", name)
+    if info.attrs["input"] == "signal" and channels == 1:
+        pytest.skip("signals have no channels")
+    aug: Augmentation = registry.build(
+        "augmentation", registry.resolve("augmentation", {"name": name, **CASES[name]}))
+    x = _batch(info.attrs["input"], channels)
+    if isinstance(aug, Normalize):
+        aug.fit(x)
+    params = aug.sample(x, torch.Generator().manual_seed(11))
+    batched = aug.apply(x, params)
+    for k in range(len(x)):
+        one: dict[str, Any] = {key: value[k] for key, value in params.items()}
+        expected = aug.reference(x[k], one)
+        if name in GEOMETRIC:
+            assert torch.equal(batched[k], expected), f"sample {k} differs"
+        else:
+            torch.testing.assert_close(batched[k], expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["random_horizontal_flip", "random_crop", "random_rotation",
+                                  "color_jitter", "random_resized_crop"])
+def test_randomness_is_per_sample(name: str) -> None:
+    aug: Augmentation = registry.build(
+        "augmentation", registry.resolve("augmentation", {"name": name, **CASES[name]}))
+    x = torch.rand(1, 3, 13, 11).expand(32, -1, -1, -1).contiguous()  # 32 copies of one image
+    out = aug(x, torch.Generator().manual_seed(0))
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) > 1  # one image, different draws per sample
+
+
+def test_color_jitter_draws_a_random_order_per_image() -> None:
+    aug = registry.build("augmentation", registry.resolve(
+        "augmentation", {"name": "color_jitter", **CASES["color_jitter"]}))
+    orders = aug.sample(torch.rand(200, 3, 4, 4), torch.Generator().manual_seed(0))["order"]
+    assert len({tuple(o) for o in orders.tolist()}) > 12  # many of the 24 permutations
+    assert sorted(orders[0].tolist()) == [0, 1, 2, 3]
+
+
+def test_flip_probability_is_respected() -> None:
+    aug = registry.build("augmentation", registry.resolve(
+        "augmentation", {"name": "random_horizontal_flip", "p": 0.25}))
+    flips = aug.sample(torch.zeros(20000, 1, 2, 2), torch.Generator().manual_seed(0))["flip"]
+    assert flips.float().mean().item() == pytest.approx(0.25, abs=0.01)
+
+
+def test_normalize_uses_training_statistics_per_channel() -> None:
+    aug = registry.build("augmentation", registry.resolve("augmentation", "normalize"))
+    x = torch.rand(50, 3, 6, 6) * torch.tensor([1.0, 2.0, 4.0]).view(1, 3, 1, 1)
+    aug.fit(x)
+    out = aug.apply(x, {})
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)

@@ -5,6 +5,7 @@
     nnbench list [KIND] [PATTERN]    registered components
     nnbench run SUITE... [--device auto|cpu|cuda] [--report-dir DIR]
     nnbench report SUITE... [--report-dir DIR]
+    nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
 
 MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
 (`sqlite:///mlflow.db` in the working directory). Exit codes: 0 ok, 1 a trial
@@ -123,6 +124,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Reload a finished trial's checkpoint from MLflow and evaluate it on the test split."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from nnbench.tracking import CHECKPOINT
+    from nnbench.train import evaluate_checkpoint, resolve_device
+
+    client = MlflowClient(args.tracking_uri)
+    try:
+        run = client.get_run(args.run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            blob = Path(client.download_artifacts(args.run_id, CHECKPOINT, tmp)).read_bytes()
+    except (MlflowException, OSError) as e:
+        raise _UsageError(f"run {args.run_id}: no {CHECKPOINT} in {client.tracking_uri} "
+                          f"({str(e).splitlines()[0]}); set `checkpoint: true` in the suite "
+                          f"and run it again") from None
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    metrics = evaluate_checkpoint(blob, device)
+    out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
+              f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
+    for key, value in metrics.items():
+        logged = run.data.metrics.get(key)
+        note = f"  (logged {logged:.6f})" if logged is not None else ""
+        out.print(f"  {key} = {value:.6f}{note}")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     for suite in _load_all(args.suites):
         out.print(f"report: {_report(suite, args).resolve()}")
@@ -158,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--device", default="auto",
                            help="auto (cuda if available), cpu, cuda or cuda:N")
         p.set_defaults(func=func)
+    p = sub.add_parser("evaluate", help="reload a trial's checkpoint, evaluate it on test")
+    p.add_argument("run_id", metavar="RUN_ID", help="the trial's MLflow run id")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

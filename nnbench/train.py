@@ -48,7 +48,8 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Status", "TrialResult", "metric_names", "resolve_device", "train_trial"]
+__all__ = ["Status", "TrialResult", "evaluate_checkpoint", "metric_names", "resolve_device",
+           "train_trial"]
 
 Status = Literal["finished", "diverged", "failed", "killed"]
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating
@@ -364,3 +365,17 @@ def train_trial(spec: TrialSpec, device: torch.device, on_epoch: EpochCallback |
     except Exception as err:  # a broken trial must not stop the suite
         return result("failed", reason="".join(
             traceback.format_exception(type(err), err, err.__traceback__))[-4000:])
+
+
+def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:
+    """Rebuild a checkpoint's trial (data split, model) and evaluate its weights on test."""
+    state = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    spec = TrialSpec.from_canonical(state["spec"])
+    with seeding.trial_rng(spec.seed, device):
+        parts = _build(spec, device)
+    parts.model.load_state_dict(state["model"])
+    loss, sums = _evaluate(parts, parts.data.x_test, parts.data.y_test)
+    values = torch.cat([loss.double()[None], parts.objective.finalize(
+        sums, len(parts.data.y_test), parts.data.target_dim)]).tolist()
+    names = ["test_loss", *(f"test_{m}" for m in metric_names(spec))]
+    return dict(zip(names, values, strict=True))

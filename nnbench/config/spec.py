@@ -109,6 +109,20 @@ class TrialSpec:
             out[f.name] = _plain(value)
         return out
 
+    @classmethod
+    def from_canonical(cls, canonical: dict[str, Any]) -> TrialSpec:
+        """Rebuild a spec from `canonical()` (e.g. a checkpoint's or spec.yaml's)."""
+        values: dict[str, Any] = {"seed": canonical["seed"]}
+        for name, axis in AXES.items():
+            raw = canonical[name]
+            if axis.kind is None:
+                values[name] = raw
+            elif axis.many:
+                values[name] = tuple(registry.resolve(axis.kind, v) for v in raw)
+            else:
+                values[name] = registry.resolve(axis.kind, raw)
+        return cls(**values)
+
     @cached_property
     def trial_id(self) -> str:
         return _digest(self.canonical())

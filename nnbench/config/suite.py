@@ -228,8 +228,8 @@ class _Validator:
             self.problem("description", f"expected text, got {_describe(description)}")
         task = self.mapping(top.get("task"), "task", TASK_KEYS)
         fixed = self.mapping(top.get("fixed"), "fixed", FIXED_KEYS)
-        metric = self.metric(task)
         base_values = self.base_values(task, fixed)
+        metric = self.metric(task, base_values)
         grid = self.axes(top, "grid", base_values)
         ablate = self.axes(top, "ablate", base_values)
         seeds = self.seeds(top)
@@ -259,8 +259,12 @@ class _Validator:
             return ""
         return name
 
-    def metric(self, task: dict[str, Any]) -> str:
-        metric = task.get("metric", "test_accuracy")
+    def metric(self, task: dict[str, Any], base: dict[str, Any]) -> str:
+        loss = base.get("loss")
+        default = "test_accuracy"
+        if isinstance(loss, ComponentSpec):  # the loss's first metric on the test split
+            default = f"test_{registry.get('loss', loss.name).attrs['metrics'][0]}"
+        metric = task.get("metric", default)
         if metric not in METRICS:
             close = difflib.get_close_matches(str(metric), list(METRICS), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""

@@ -20,7 +20,7 @@ GEOMETRIC = {"random_horizontal_flip", "random_vertical_flip", "random_crop",
              "random_rotation", "random_grayscale", "random_shift"}
 AUGMENTATIONS = [i for i in registry.list_components("augmentation")]
 
-CASES = {  # parameters that exercise each augmentation properly
+CASES: dict[str, dict[str, Any]] = {  # parameters that exercise each augmentation properly
     "random_horizontal_flip": {"p": 0.5},
     "random_vertical_flip": {"p": 0.5},
     "random_crop": {"size": 10, "padding": 2, "fill": 0.25},

@@ -40,7 +40,8 @@ def _activation(info: ComponentInfo) -> None:
     assert y.shape == x.shape
     assert x.grad is not None and torch.isfinite(x.grad).all()
     params = info.params.model_validate(_spec(info).kwargs)
-    assert nn.init.calculate_gain(*gain_of(info.name, params)) > 0
+    nonlinearity, param = gain_of(info.name, params)
+    assert nn.init.calculate_gain(nonlinearity, param) > 0  # type: ignore[arg-type]
 
 
 def _init(info: ComponentInfo) -> None:
@@ -51,6 +52,7 @@ def _init(info: ComponentInfo) -> None:
         if info.name == "zeros":
             assert not layer.weight.any()
         if info.name != "default":
+            assert layer.bias is not None
             assert not layer.bias.any()  # bias: zeros is the default
 
 
@@ -111,8 +113,8 @@ def _dataset(info: ComponentInfo) -> None:
 
 def _model(info: ComponentInfo) -> None:
     shape = (1, 8, 8) if info.attrs.get("input") == "image" else (12,)
-    for norm, dropout in ((None, 0.0), (registry.build("norm", registry.resolve("norm", "batchnorm")),
-                                        0.3)):
+    batchnorm = registry.build("norm", registry.resolve("norm", "batchnorm"))
+    for norm, dropout in ((None, 0.0), (batchnorm, 0.3)):
         model = registry.build(
             "model", _spec(info), input_shape=shape, outputs=3, activation=nn.ReLU,
             gain=("relu", None), init=registry.build("init", registry.resolve("init", "default")),
@@ -196,17 +198,20 @@ def test_component_contract(info: ComponentInfo, vision_data: Path) -> None:
 
 def _bad_values(info: ComponentInfo) -> list[tuple[str, Any]]:
     """One out-of-range value per bound declared on a numeric parameter."""
-    bad = []
+    bad: list[tuple[str, Any]] = []
     for name, f in info.params.model_fields.items():
         for bound in f.metadata:
+            value: Any = None
             if isinstance(bound, annotated_types.Gt):
-                bad.append((name, bound.gt))
+                value = bound.gt
             elif isinstance(bound, annotated_types.Ge):
-                bad.append((name, bound.ge - 1))
+                value = float(bound.ge) - 1  # type: ignore[arg-type]
             elif isinstance(bound, annotated_types.Lt):
-                bad.append((name, bound.lt))
+                value = bound.lt
             elif isinstance(bound, annotated_types.Le):
-                bad.append((name, bound.le + 1))
+                value = float(bound.le) + 1  # type: ignore[arg-type]
+            if value is not None:
+                bad.append((name, value))
     return bad
 
 

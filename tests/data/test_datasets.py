@@ -1,0 +1,144 @@
+"""Datasets: seeded splits, cross-validation folds, the notes' data, torchvision loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nnbench import registry
+from nnbench.data import TensorData, vision
+from nnbench.registry import ComponentError
+
+CPU = torch.device("cpu")
+
+
+def _data(value: Any, seed: int = 0) -> TensorData:
+    return registry.build("dataset", registry.resolve("dataset", value), seed=seed, device=CPU)
+
+
+def test_circles_are_the_notes_data() -> None:
+    from sklearn.datasets import make_circles
+
+    data = _data("circles")
+    x, _ = make_circles(n_samples=2000, noise=0.1, factor=0.4, random_state=42)
+    assert sum(data.sizes().values()) == 2000
+    assert data.sizes()["test"] == 400
+    every = torch.cat([data.x_train, data.x_val, data.x_test])
+    assert torch.equal(torch.sort(every[:, 0]).values,
+                       torch.sort(torch.as_tensor(x[:, 0], dtype=torch.float32)).values)
+
+
+def test_regression_is_the_notes_torch_seed_42_draw() -> None:
+    torch.manual_seed(42)  # exactly what the notes do
+    x, y = torch.randn(100, 20), torch.randn(100, 1)
+    data = _data({"name": "regression", "test_fraction": 0.1, "val_fraction": 0.1})
+    every_x = torch.cat([data.x_train, data.x_val, data.x_test])
+    every_y = torch.cat([data.y_train, data.y_val, data.y_test])
+    order_mine, order_notes = every_x[:, 0].argsort(), x[:, 0].argsort()
+    assert torch.equal(every_x[order_mine], x[order_notes])
+    assert torch.equal(every_y[order_mine], y[order_notes])
+    assert data.targets == "real" and data.target_dim == 1
+
+
+def test_splits_are_seeded_disjoint_and_complete() -> None:
+    a, b, other = _data("moons", seed=1), _data("moons", seed=1), _data("moons", seed=2)
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.x_test, b.x_test)
+    assert not torch.equal(a.x_val, other.x_val)
+    rows = {tuple(r) for r in torch.cat([a.x_train, a.x_val, a.x_test]).tolist()}
+    assert len(rows) == 2000  # every example once: the splits are disjoint
+
+
+def test_digits_are_images_in_unit_range() -> None:
+    data = _data("digits")
+    assert data.input_shape == (1, 8, 8)
+    assert float(data.x_train.min()) >= 0.0 and float(data.x_train.max()) <= 1.0
+    assert data.num_classes == 10
+
+
+def test_standardize_uses_training_statistics() -> None:
+    data = _data("breast_cancer")
+    assert torch.allclose(data.x_train.mean(0), torch.zeros(30), atol=1e-4)
+    assert torch.allclose(data.x_train.std(0), torch.ones(30), atol=1e-4)
+    assert not torch.allclose(data.x_test.mean(0), torch.zeros(30), atol=1e-4)
+
+
+def test_diabetes_is_a_standardized_regression() -> None:
+    data = _data("diabetes")
+    every = torch.cat([data.y_train, data.y_val, data.y_test])
+    assert data.targets == "real" and every.shape == (442, 1)
+    assert float(every.mean()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_k_fold_validation_splits_partition_the_training_pool() -> None:
+    folds = [_data({"name": "moons", "folds": 5, "fold": k}) for k in range(5)]
+    vals = [{tuple(r) for r in f.x_val.tolist()} for f in folds]
+    assert all(len(v) == 320 for v in vals)  # 1600 train+val examples / 5
+    assert len(set().union(*vals)) == 1600  # the folds partition the pool
+    assert all(torch.equal(f.x_test, folds[0].x_test) for f in folds)  # test stays out
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"folds": 1}, "folds must be 0 (off) or at least 2"),
+    ({"folds": 3, "fold": 3}, "fold must be < folds"),
+    ({"fold": 2}, "fold is set but folds is 0"),
+])
+def test_bad_fold_settings_are_rejected(params: dict[str, int], message: str) -> None:
+    with pytest.raises(ComponentError) as caught:
+        registry.resolve("dataset", {"name": "moons", **params})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "shape", "n_train_val"), [
+    ("mnist", (1, 28, 28), 60), ("fashion_mnist", (1, 28, 28), 60),
+    ("cifar10", (3, 32, 32), 60)])
+def test_torchvision_datasets_load_through_torchvision(vision_data: Path, name: str,
+                                                       shape: tuple[int, ...],
+                                                       n_train_val: int) -> None:
+    data = _data(name)
+    assert data.input_shape == shape
+    assert data.sizes()["train"] + data.sizes()["val"] == n_train_val
+    assert data.x_train.dtype == torch.float32
+    assert float(data.x_train.min()) >= 0.0 and float(data.x_train.max()) <= 1.0
+    assert set(data.y_test.tolist()) <= set(range(10))
+
+
+def test_cifar10_pixels_keep_their_channel_layout(vision_data: Path) -> None:
+    import pickle
+
+    entry = pickle.loads((vision_data / "cifar-10-batches-py" / "test_batch").read_bytes())
+    first = np.asarray(entry["data"][0], dtype=np.float32).reshape(3, 32, 32) / 255
+    data = _data("cifar10")
+    assert torch.equal(data.x_test[0], torch.as_tensor(first))
+
+
+def test_missing_files_name_what_was_expected_where(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    vision._load.cache_clear()
+    with pytest.raises(vision.DatasetNotFoundError) as caught:
+        _data("mnist")
+    message = str(caught.value)
+    assert f"dataset 'mnist' not found under {tmp_path} (download is false" in message
+    for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert str(tmp_path / "MNIST" / "raw" / name) in message
+    assert "NNBENCH_DATA" in message and "download: true" in message
+
+
+def test_failed_download_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision import datasets
+
+    def offline(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    monkeypatch.setattr(datasets.CIFAR10, "download", offline)
+    vision._load.cache_clear()
+    with pytest.raises(vision.DatasetNotFoundError) as caught:
+        _data({"name": "cifar10", "download": True})
+    message = str(caught.value)
+    assert "could not download it: network is unreachable" in message
+    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_5") in message

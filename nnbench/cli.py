@@ -95,6 +95,23 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
     return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
 
 
+def _preflight(suites: Sequence[Suite]) -> None:
+    """Load every dataset the suites use once, so missing files fail before any training."""
+    import torch
+
+    from nnbench.data.vision import DatasetNotFoundError
+
+    problems = []
+    for suite in suites:
+        for spec in {c.dataset: c for c in suite.configurations()}.values():
+            try:
+                registry.build("dataset", spec.dataset, seed=spec.seed, device=torch.device("cpu"))
+            except DatasetNotFoundError as e:
+                problems.append(f"{suite.path}: task.dataset: {e}")
+    if problems:
+        raise _UsageError("\n".join(problems))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     suites = _load_all(args.suites)
     from nnbench.runner import run_suite
@@ -104,6 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as e:
         raise _UsageError(str(e)) from None
+    _preflight(suites)
     code = EXIT_OK
     for suite in suites:
         summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,

@@ -36,7 +36,7 @@ from rich.progress import (
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
 from nnbench.tracking import Tracker
-from nnbench.train import TrialResult, resolve_device, train_trial
+from nnbench.train import TrialResult, metric_names, resolve_device, train_trial
 
 __all__ = ["Engine", "Listener", "RunSummary", "SerialEngine", "run_suite"]
 
@@ -135,8 +135,9 @@ class _Recorder:
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None:
         with _bookkeeping():
             self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
-        running = (f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | "
-                   f"val_loss {metrics['val_loss']:.4f} val_acc {metrics['val_accuracy']:.4f}")
+        shown = " ".join(f"{k} {metrics[k]:.4f}" for k in
+                         ("val_loss", *(f"val_{m}" for m in metric_names(spec))))
+        running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
                              description=running)
 

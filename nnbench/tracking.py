@@ -35,6 +35,9 @@ from nnbench.train import TrialResult
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker"]
 
+# Reading a trial's history.csv back must not draw a progress bar per run.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `checkpoint: true`)
 
 DONE_STATUSES = frozenset({"finished", "diverged"})

@@ -118,6 +118,31 @@ def test_diverged_trial_is_recorded_and_the_suite_continues(write_suite: Callabl
     assert run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET).trained == 0
 
 
+def test_regression_suite_runs_and_reports(write_suite: Callable[..., Path], tracking_uri: str,
+                                           tmp_path: Path) -> None:
+    suite = load_suite(write_suite("""\
+        name: reg
+        task: {dataset: diabetes, model: {name: mlp, hidden: [8]}, loss: mse}
+        fixed:
+          optimizer: {name: sgd, lr: 0.01}
+          epochs: 2
+          batch_size: 32
+        ablate:
+          l2: [0.01]
+        """))
+    assert suite.metric == "test_rmse"
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert summary.statuses == Counter({"finished": 2})
+    results = load_results(suite, tracking_uri)
+    assert {"val_rmse", "val_mae", "test_rmse"} <= set(results.trials.columns)
+    assert {"val_rmse", "val_mae"} <= set(results.history.columns)
+    from nnbench.report import render_report
+
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    assert "test_rmse" in html
+    assert html.count('src="data:image/png;base64,') == 3
+
+
 def test_failed_trials_are_retried_and_their_failed_runs_superseded(
         write_suite: Callable[..., Path], tracking_uri: str,
         monkeypatch: pytest.MonkeyPatch) -> None:

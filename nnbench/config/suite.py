@@ -390,14 +390,15 @@ class _Validator:
 
     def check_configurations(self, suite: Suite) -> None:
         """Components that cannot work together (loss vs dataset, cnn vs vectors, ...)."""
-        seen: set[str] = set()
-        for spec in suite.configurations():
-            for key, msg in compatibility_problems(spec, suite.metric):
-                where = spec.label(suite.varied_axes)
-                line = f"{msg} (configuration {where})" if suite.varied_axes else msg
-                if line not in seen:
-                    seen.add(line)
-                    self.problem(key, line)
+        configs = suite.configurations()
+        where: dict[tuple[str, str], list[str]] = {}
+        for spec in configs:
+            for problem in compatibility_problems(spec, suite.metric):
+                where.setdefault(problem, []).append(spec.label(suite.varied_axes))
+        for (key, msg), labels in where.items():
+            if len(labels) < len(configs):  # only some configurations: say which
+                msg += f" (in configuration {'; '.join(labels)})"
+            self.problem(key, msg)
 
 
 def compatibility_problems(spec: TrialSpec, metric: str) -> list[tuple[str, str]]:

@@ -41,11 +41,19 @@ def _png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _curve_keys(history: pd.DataFrame) -> tuple[str, str]:
+    """val_loss and the validation metric the trials report (accuracy, else rmse)."""
+    for key in ("val_accuracy", "val_rmse", "val_mae"):
+        if key in history.columns:
+            return "val_loss", key
+    return "val_loss", "train_loss"
+
+
 def _curves_figure(history: pd.DataFrame, config: str) -> str:
-    """Validation loss and accuracy over epochs, one line per seed."""
+    """Validation loss and metric over epochs, one line per seed."""
     frame = history[history["config"] == config]
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8))
-    for ax, key in zip(axes, ("val_loss", "val_accuracy"), strict=True):
+    for ax, key in zip(axes, _curve_keys(history), strict=True):
         sns.lineplot(data=frame, x="epoch", y=key, hue="seed", palette="colorblind",
                      ax=ax, legend=ax is axes[-1])
         ax.set_title(key)

@@ -259,6 +259,33 @@ def _diagnostics(p: _Parts) -> dict[str, torch.Tensor]:
     return out
 
 
+def run_epoch(p: _Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, float]:
+    """Train one epoch, step an epoch schedule, validate, diagnose; read it all in one sync."""
+    epoch_start = time.perf_counter()
+    lr = float(p.optimizer.param_groups[0]["lr"])
+    train_loss, train_sums = _train_epoch(p, spec)
+    if p.schedule.interval == "epoch":
+        p.schedule.scheduler.step()
+    val_loss, val_sums = _evaluate(p, p.data.x_val, p.data.y_val)
+    diagnostics = _diagnostics(p)
+    keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
+            *(f"val_{m}" for m in names), *diagnostics]
+    target_dim = p.data.target_dim
+    values = torch.cat([
+        torch.stack([train_loss.double(), val_loss.double()]),
+        p.objective.finalize(train_sums, len(p.data.y_train), target_dim),
+        p.objective.finalize(val_sums, len(p.data.y_val), target_dim),
+        torch.stack([d.double() for d in diagnostics.values()]),
+    ]).tolist()
+    metrics = dict(zip(keys, values, strict=True))
+    metrics["gap_loss"] = metrics["val_loss"] - metrics["train_loss"]
+    for m in names:
+        sign = 1 if m == "accuracy" else -1  # positive: validation is worse
+        metrics[f"gap_{m}"] = sign * (metrics[f"train_{m}"] - metrics[f"val_{m}"])
+    metrics.update(lr=lr, epoch_seconds=time.perf_counter() - epoch_start)
+    return metrics
+
+
 def fingerprint(model: nn.Module) -> str:
     """sha256 over every state_dict entry's name, dtype, shape and bytes (16 hex digits)."""
     digest = hashlib.sha256()
@@ -300,33 +327,12 @@ def train_trial(spec: TrialSpec, device: torch.device, on_epoch: EpochCallback |
         with seeding.trial_rng(spec.seed, device):
             # 1-2. seeded build of every part from the registries
             parts = p = _build(spec, device)
-            n_train, n_val = len(p.data.y_train), len(p.data.y_val)
             best_state: dict[str, torch.Tensor] | None = None
             best_epoch, best_value, stopped = 0, math.inf, None
             for epoch in range(1, spec.epochs + 1):
-                # 3. one epoch of training, validation and diagnostics, then one host sync
-                epoch_start = time.perf_counter()
-                lr = float(p.optimizer.param_groups[0]["lr"])
-                train_loss, train_sums = _train_epoch(p, spec)
-                if p.schedule.interval == "epoch":
-                    p.schedule.scheduler.step()
-                val_loss, val_sums = _evaluate(p, p.data.x_val, p.data.y_val)
-                diagnostics = _diagnostics(p)
-                keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
-                        *(f"val_{m}" for m in names), *diagnostics]
-                values = torch.cat([
-                    torch.stack([train_loss.double(), val_loss.double()]),
-                    p.objective.finalize(train_sums, n_train, p.data.target_dim),
-                    p.objective.finalize(val_sums, n_val, p.data.target_dim),
-                    torch.stack([d.double() for d in diagnostics.values()]),
-                ]).tolist()
-                metrics = dict(zip(keys, values, strict=True))
-                metrics["gap_loss"] = metrics["val_loss"] - metrics["train_loss"]
-                for m in names:
-                    sign = 1 if m == "accuracy" else -1  # positive: validation is worse
-                    metrics[f"gap_{m}"] = sign * (metrics[f"train_{m}"] - metrics[f"val_{m}"])
-                metrics.update(lr=lr, epoch_seconds=time.perf_counter() - epoch_start,
-                               epoch=float(epoch))
+                # 3. one epoch of training, validation and diagnostics, one host sync
+                metrics = run_epoch(p, spec, names)
+                metrics["epoch"] = float(epoch)
                 history.append(metrics)
                 if on_epoch is not None:
                     on_epoch(spec, metrics)

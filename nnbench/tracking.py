@@ -11,10 +11,10 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   suite asks for it, `checkpoint.pt` (weights, optimizer state, spec, metrics).
 
 A trial counts as done when a child run with its `nnbench.trial_id` has status
-finished or diverged. Runs left RUNNING by a dead process are marked killed on the
-next invocation; when a trial later finishes, its earlier killed/failed attempts are
-soft-deleted (MLflow keeps them: `mlflow runs restore --run-id ...`), so each trial
-shows once in the UI.
+finished or diverged and MLflow closed it (the status tag is written last). Runs
+left RUNNING by a dead process are marked killed on the next invocation; when a
+trial later finishes, its earlier killed/failed attempts are soft-deleted (MLflow
+keeps them: `mlflow runs restore --run-id ...`), so each trial shows once in the UI.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from nnbench.config import Suite, TrialSpec
 from nnbench.train import TrialResult
 
-__all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker"]
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker", "is_done"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -49,6 +49,12 @@ _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def is_done(run: Run) -> bool:
+    """Finished or diverged, and completely recorded (MLflow closed the run)."""
+    return (run.data.tags.get("nnbench.status") in DONE_STATUSES
+            and run.info.status == "FINISHED")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -108,7 +114,7 @@ class Tracker:
         self._unfinished.clear()
         for run in self.runs("trial"):
             trial_id = run.data.tags.get("nnbench.trial_id", "")
-            if run.data.tags.get("nnbench.status") in DONE_STATUSES:
+            if is_done(run):
                 done.add(trial_id)
             elif run.info.status != "RUNNING":
                 self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
@@ -192,7 +198,7 @@ class Tracker:
         ts = _now_ms()
         final = [Metric(k, float(v), ts, 0) for k, v in result.final.items()]
         final.append(Metric("wall_seconds", float(result.wall_seconds), ts, 0))
-        tags = {"nnbench.status": result.status, "nnbench.fingerprint": result.fingerprint,
+        tags = {"nnbench.fingerprint": result.fingerprint,
                 "nnbench.num_params": str(result.num_params),
                 "nnbench.epochs_done": str(len(result.history))}
         optional = {"nnbench.reason": result.reason[-5000:],
@@ -212,6 +218,8 @@ class Tracker:
                 path = Path(tmp) / CHECKPOINT
                 path.write_bytes(result.checkpoint)
                 self.client.log_artifact(run_id, str(path))
+        # the status goes last: a run killed while being recorded never looks done
+        self.client.set_tag(run_id, "nnbench.status", result.status)
         self.client.set_terminated(run_id, _MLFLOW_STATUS[result.status])
         self._pending.pop(run_id, None)
         self._last_flush.pop(run_id, None)

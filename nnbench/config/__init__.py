@@ -6,7 +6,15 @@ expands it (grid × ablations × seeds).
 """
 
 from nnbench.config.spec import AXES, Axis, TrialSpec
-from nnbench.config.suite import METRICS, Suite, SuiteError, load_suite, parse_suite
+from nnbench.config.suite import (
+    METRICS,
+    Claim,
+    ReportOptions,
+    Suite,
+    SuiteError,
+    load_suite,
+    parse_suite,
+)
 
-__all__ = ["AXES", "METRICS", "Axis", "Suite", "SuiteError", "TrialSpec", "load_suite",
-           "parse_suite"]
+__all__ = ["AXES", "METRICS", "Axis", "Claim", "ReportOptions", "Suite", "SuiteError",
+           "TrialSpec", "load_suite", "parse_suite"]

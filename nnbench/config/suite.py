@@ -11,6 +11,9 @@ A suite file (YAML)::
     ablate: {optimizer.lr: [0.01, 0.1]}             # one factor at a time from `fixed`
     seeds: 4                                        # count (0..n-1) or a list
     checkpoint: false                               # log weights + optimizer state per trial
+    report: {ema: 0.6}                              # how the report reads the results
+    expect:                                         # claims the report gives a verdict on
+      - {claim: relu beats sigmoid, a: {activation: relu}, b: {activation: sigmoid}}
 
 Everything is checked before any training: `load_suite` collects every problem
 and raises one `SuiteError` whose lines name the file, the key path, the value
@@ -21,20 +24,22 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from nnbench import registry
-from nnbench.config.spec import AXES, TrialSpec
+from nnbench.config.spec import AXES, TrialSpec, value_label
 from nnbench.registry import ComponentError, ComponentSpec
 
-__all__ = ["METRICS", "Suite", "SuiteError", "load_suite", "parse_suite"]
+__all__ = ["METRICS", "Claim", "ReportOptions", "Suite", "SuiteError", "load_suite",
+           "parse_suite"]
 
 # Metrics a suite can compare on, and whether larger is better. Which of them a
 # trial reports depends on its loss: loss + accuracy, or loss + rmse + mae.
@@ -42,7 +47,13 @@ METRICS: dict[str, bool] = {
     f"{split}_{name}": name == "accuracy"
     for split in ("test", "val", "train") for name in ("accuracy", "loss", "rmse", "mae")
 }
-TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds", "checkpoint")
+TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds", "checkpoint",
+            "report", "expect")
+REPORT_KEYS = ("ema", "overfit_gap", "underfit_error")
+CLAIM_KEYS = ("claim", "a", "b", "metric", "direction", "where")
+# per-epoch diagnostics a claim may be about, besides the metrics above
+DIAGNOSTICS = ("weight_sparsity", "dead_fraction", "saturated_fraction", "gap_loss",
+               "gap_accuracy", "gap_rmse", "gap_mae")
 TASK_KEYS = (*tuple(a.name for a in AXES.values() if a.section == "task"), "metric")
 FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -62,6 +73,28 @@ class SuiteError(ValueError):
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """How the report reads the results (suite key `report:`)."""
+
+    ema: float = 0.0  # β of the notes' EMA smoothing of learning curves; 0 = raw curves
+    overfit_gap: float = 0.1  # validation error minus training error above this: overfit
+    underfit_error: float = 0.3  # training error above this: underfit
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An `expect:` entry: configurations matching `a` have a higher/lower `metric` than
+    those matching `b` (seed-paired, other axes matched), optionally only `where`."""
+
+    text: str
+    a: Mapping[str, str]  # axis -> value label, as report tables show them
+    b: Mapping[str, str]
+    metric: str
+    direction: Literal["higher", "lower"]
+    where: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Suite:
     """A validated suite: its base trial, what it varies, and its trials."""
 
@@ -75,6 +108,8 @@ class Suite:
     seeds: tuple[int, ...]
     source: str = field(repr=False)  # the file's text, logged with every invocation
     checkpoint: bool = False  # save each trial's weights + optimizer state as an artifact
+    report: ReportOptions = field(default_factory=ReportOptions)
+    expect: tuple[Claim, ...] = ()
 
     @property
     def higher_is_better(self) -> bool:
@@ -237,15 +272,111 @@ class _Validator:
         if not isinstance(checkpoint, bool):
             self.problem("checkpoint", f"expected true or false, got {_describe(checkpoint)}")
         self.fail_if_any()
+        report = self.report_options(top)
         base = TrialSpec(**base_values, seed=seeds[0])
         suite = Suite(name=name, description=description, path=self.path, metric=metric,
                       base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
-                      checkpoint=checkpoint)
+                      checkpoint=checkpoint, report=report)
         self.check_dotted(suite)
         self.fail_if_any()
         self.check_configurations(suite)
+        claims = self.claims(top, suite)
         self.fail_if_any()
-        return suite
+        return replace(suite, expect=claims)
+
+    def report_options(self, top: dict[str, Any]) -> ReportOptions:
+        raw = self.mapping(top.get("report"), "report", REPORT_KEYS)
+        values: dict[str, float] = {}
+        bounds = {"ema": (0.0, 1.0, "a number in [0, 1)"),
+                  "overfit_gap": (0.0, math.inf, "a number >= 0"),
+                  "underfit_error": (0.0, math.inf, "a number >= 0")}
+        for key, value in raw.items():
+            if key not in bounds:
+                continue
+            low, high, text = bounds[key]
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not low <= value < high:
+                self.problem(f"report.{key}", f"expected {text}, got {_describe(value)}")
+                continue
+            values[key] = float(value)
+        return ReportOptions(**values)
+
+    def claims(self, top: dict[str, Any], suite: Suite) -> tuple[Claim, ...]:
+        raw = top.get("expect")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem("expect", f"expected a list of claims with keys {', '.join(CLAIM_KEYS)}, "
+                                   f"got {_describe(raw)}")
+            return ()
+        metrics = [*METRICS, *DIAGNOSTICS]
+        claims = []
+        for i, item in enumerate(raw):
+            key = f"expect[{i}]"
+            entry = self.mapping(item, key, CLAIM_KEYS)
+            if not entry:
+                if not isinstance(item, dict):
+                    continue
+                self.problem(key, "an empty claim; give claim, a, b (and metric, direction)")
+                continue
+            text = entry.get("claim")
+            if not isinstance(text, str) or not text:
+                self.problem(f"{key}.claim", f"expected the claim as text, got {_describe(text)}")
+            metric = entry.get("metric", suite.metric)
+            if metric not in metrics and not str(metric).startswith("grad_norm.layer"):
+                close = difflib.get_close_matches(str(metric), metrics, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                self.problem(f"{key}.metric", f"unknown metric {_describe(metric)}; {hint}"
+                                              f"allowed: {', '.join(metrics)}, grad_norm.layerN")
+            direction = entry.get("direction", "higher")
+            if direction not in ("higher", "lower"):
+                self.problem(f"{key}.direction", f"expected higher or lower, got "
+                                                 f"{_describe(direction)}")
+            sides = {}
+            for side in ("a", "b", "where"):
+                required = side != "where"
+                sides[side] = self.claim_side(entry.get(side), f"{key}.{side}", suite, required)
+            if sides["a"] and sides["a"] == sides["b"]:
+                self.problem(f"{key}.b", "a and b select the same configurations")
+            claims.append(Claim(text=str(text), a=sides["a"], b=sides["b"], metric=str(metric),
+                                direction=direction, where=sides["where"]))
+        return tuple(claims)
+
+    def claim_side(self, raw: Any, key: str, suite: Suite, required: bool) -> dict[str, str]:
+        """`{axis: value}` of a claim, resolved to the labels the report's tables use."""
+        varied = suite.varied_axes
+        if raw is None and not required:
+            return {}
+        if not isinstance(raw, dict) or not raw:
+            self.problem(key, f"expected a mapping of varied axes ({', '.join(varied) or 'none'}) "
+                              f"to values, got {_describe(raw)}")
+            return {}
+        out = {}
+        for axis, value in raw.items():
+            if axis not in varied:
+                close = difflib.get_close_matches(str(axis), varied, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                self.problem(f"{key}.{axis}", f"{axis!r} is not varied by this suite; {hint}"
+                                              f"allowed: {', '.join(varied) or 'none'}")
+                continue
+            head, dot, param = str(axis).partition(".")
+            try:
+                if dot:
+                    component = suite.base.value(head).to_dict()
+                    resolved = registry.resolve(AXES[head].kind or "",
+                                                {**component, param: value}).kwargs[param]
+                else:
+                    resolved = self.value(head, value, f"{key}.{axis}")
+            except ComponentError as err:
+                self.problem(f"{key}.{axis}", str(err))
+                continue
+            labels = {c.label([axis]).partition("=")[2] for c in suite.configurations()}
+            label = value_label(axis, resolved)
+            if resolved is not None and label not in labels:
+                self.problem(f"{key}.{axis}", f"no configuration has {axis}={label}; the suite "
+                                              f"has {', '.join(sorted(labels))}")
+            out[str(axis)] = label
+        return out
 
     def name(self, top: dict[str, Any]) -> str:
         name = top.get("name")

@@ -1,127 +1,184 @@
 """HTML reports: statistics over seeds, seaborn figures, one self-contained file per suite.
 
-`render_report(suite)` reads the suite's runs back from MLflow (nothing else), and
-writes `<report_dir>/<suite>.html` with every figure embedded as PNG data, so the
-file can be mailed or archived alone. `nnbench report SUITE` regenerates it any time.
+`render_report(suite)` reads the suite's runs back from MLflow (nothing else) and writes
+`<report_dir>/<suite>.html` with every figure embedded as PNG data, the tidy tables
+next to it (`<suite>.trials.csv`, `<suite>.epochs.csv`), and refreshes
+`<report_dir>/index.html`, which lists every suite reported there with its headline.
+Sections: header, leaderboard, main effects, interactions, learning curves, over/under-
+fitting, diagnostics, components, claims, provenance; a section that cannot apply says
+why. `nnbench report SUITE` regenerates it any time.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory
-
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
 from jinja2 import Environment, PackageLoader, select_autoescape
-from matplotlib.figure import Figure
 
 from nnbench import registry
 from nnbench.config import AXES, Suite
+from nnbench.config.spec import value_label
 from nnbench.registry import ComponentSpec
-from nnbench.results import Results, load_results, summarize
+from nnbench.report import figures
+from nnbench.results import Results, export_tables, load_results
+from nnbench.results.analysis import (
+    claim_verdicts,
+    fit_diagnosis,
+    interactions,
+    leaderboard,
+    main_effects,
+)
+from nnbench.results.stats import ALPHA
 
-__all__ = ["render_report"]
+__all__ = ["render_index", "render_report"]
 
 _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
+_ENV.filters["num"] = lambda v, digits=4: "–" if v is None or v != v else f"{v:.{digits}f}"
+# axes whose effect the diagnostics explain (the notes' vanishing gradients, dead units, L1)
+EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "dropout"}
 
 
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _curve_keys(history: pd.DataFrame) -> tuple[str, str]:
-    """val_loss and the validation metric the trials report (accuracy, else rmse)."""
-    for key in ("val_accuracy", "val_rmse", "val_mae"):
-        if key in history.columns:
-            return "val_loss", key
-    return "val_loss", "train_loss"
-
-
-def _curves_figure(history: pd.DataFrame, config: str) -> str:
-    """Validation loss and metric over epochs, one line per seed."""
-    frame = history[history["config"] == config]
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8))
-    for ax, key in zip(axes, _curve_keys(history), strict=True):
-        sns.lineplot(data=frame, x="epoch", y=key, hue="seed", palette="colorblind",
-                     ax=ax, legend=ax is axes[-1])
-        ax.set_title(key)
-        ax.set_ylabel("")
-    if axes[-1].get_legend() is not None:
-        sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5), title="seed")
-    return _png(fig)
-
-
-def _metric_figure(trials: pd.DataFrame, order: list[str], metric: str) -> str:
-    """The compared metric per configuration: every seed as a dot, mean ± sd as a bar."""
-    finished = trials[trials["status"] == "finished"]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(order) + 1.2))
-    sns.pointplot(data=finished, y="config", x="metric", order=order, errorbar="sd",
-                  linestyle="none", color="black", marker="|", markersize=14, ax=ax)
-    sns.stripplot(data=finished, y="config", x="metric", order=order, hue="seed",
-                  palette="colorblind", size=5, alpha=0.8, ax=ax)
-    ax.set_xlabel(f"{metric} (dots: seeds; bar: mean ± sd)")
-    ax.set_ylabel("")
-    sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), title="seed")
-    return _png(fig)
-
-
-def _fixed_settings(suite: Suite) -> list[dict[str, Any]]:
+def _settings(suite: Suite) -> list[dict[str, Any]]:
     varied = {axis.partition(".")[0] for axis in suite.varied_axes}
-    rows = []
-    for name, axis in AXES.items():
-        value = suite.base.value(name)
-        text = registry.label(axis.kind, value) if isinstance(value, ComponentSpec) and axis.kind \
-            else str(value)
-        rows.append({"axis": name, "value": text, "varied": name in varied})
-    return rows
+    return [{"axis": name, "value": value_label(name, suite.base.value(name)),
+             "varied": name in varied} for name in AXES]
+
+
+def _curve_keys(history_columns: list[str]) -> list[tuple[str, tuple[str, str]]]:
+    keys = [("loss", ("train_loss", "val_loss"))]
+    for metric in ("accuracy", "rmse"):
+        if f"val_{metric}" in history_columns:
+            keys.append((metric, (f"train_{metric}", f"val_{metric}")))
+            break
+    return keys
+
+
+def _activation_specs(suite: Suite) -> list[ComponentSpec]:
+    seen: dict[str, ComponentSpec] = {}
+    for config in suite.configurations():
+        seen.setdefault(registry.label("activation", config.activation), config.activation)
+    return list(seen.values())
+
+
+def _sections(results: Results) -> dict[str, Any]:
+    """Everything the template shows, computed from the tidy tables."""
+    suite, trials, history = results.suite, results.trials, results.history
+    table = leaderboard(trials, suite.higher_is_better)
+    finished = (not trials.empty) and bool((trials["status"] == "finished").any())
+    out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished}
+    out["leaderboard_png"] = figures.leaderboard(trials, table, suite.metric) if finished else None
+
+    levels, effects = main_effects(trials, suite)
+    out["effects"] = effects
+    out["effects_png"] = figures.main_effects(levels, suite.metric) if len(levels) else None
+    out["effects_why"] = _why_not(suite, finished, needs_axes=1)
+
+    pairs = list(itertools.combinations(suite.varied_axes, 2))
+    out["interactions"] = []
+    for a, b in pairs if finished else []:
+        means, widths = interactions(trials, a, b)
+        if not means.empty:
+            out["interactions"].append({"a": a, "b": b, "png": figures.interaction(
+                means, widths, suite.metric)})
+    out["interactions_why"] = _why_not(suite, finished, needs_axes=2)
+
+    out["curves"] = []
+    if not history.empty:
+        for name, keys in _curve_keys(list(history.columns)):
+            out["curves"].append({"name": name, "png": figures.curves(
+                history, keys, suite.report.ema, name)})
+        out["lr_png"] = figures.lr_curves(history)
+    else:
+        out["lr_png"] = None
+    fit = fit_diagnosis(trials, suite)
+    out["fit"] = fit.to_dict("records")
+    out["fit_error"] = fit.attrs.get("error", "")
+
+    explained = sorted(EXPLAINED_BY_DIAGNOSTICS & {a.partition(".")[0]
+                                                   for a in suite.varied_axes})
+    out["diagnostics_axes"] = explained
+    out["diagnostics"] = (figures.diagnostics(history, trials)
+                          if explained and not history.empty else [])
+    out["activations_png"] = figures.activations(_activation_specs(suite))
+    out["verdicts"] = claim_verdicts(trials, suite)
+    return out
+
+
+def _why_not(suite: Suite, finished: bool, needs_axes: int) -> str:
+    """Why a comparison section is empty, or "" when it is not."""
+    varied = len(suite.varied_axes)
+    if varied < needs_axes:
+        return (f"this needs at least {needs_axes} varied "
+                f"{'axis' if needs_axes == 1 else 'axes'}; the suite varies {varied}")
+    if not finished:
+        return "no trial has finished yet"
+    return ""
+
+
+def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
+    suite = results.suite
+    if not table_rows or not table_rows[0]["n"]:
+        return "no finished trials yet"
+    best = table_rows[0]
+    text = f"best: {best['config']} — {suite.metric} {best['mean']:.4f}"
+    if best["n"] > 1:
+        text += f" (95% CI {best['low']:.4f}–{best['high']:.4f}, n = {best['n']})"
+    return text
 
 
 def render_report(suite: Suite, *, tracking_uri: str | None = None,
                   report_dir: str | Path = "reports", results: Results | None = None) -> Path:
-    """Write `<report_dir>/<suite.name>.html` from what MLflow holds; returns its path."""
+    """Write `<report_dir>/<suite.name>.html` (+ CSV tables, index) from MLflow; returns it."""
     results = results or load_results(suite, tracking_uri)
-    trials, history = results.trials, results.history
-    table = summarize(trials, suite.higher_is_better)
-    order = table["config"].tolist()
-    figures = []
-    if not history.empty:
-        figures = [{"config": c, "png": _curves_figure(history, c)} for c in order
-                   if (history["config"] == c).any()]
+    report_dir = Path(report_dir)
+    trials = results.trials
+    sections = _sections(results)
     statuses = trials["status"].value_counts().to_dict() if not trials.empty else {}
-    num_params = sorted(set(trials["num_params"])) if not trials.empty else []
     latest = (results.invocations.sort_values("start_time").iloc[-1].to_dict()
               if not results.invocations.empty else {})
+    csv_paths = export_tables(results, report_dir)
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    headline = _headline(results, sections["table"])
     html = _ENV.get_template("report.html.j2").render(
-        suite=suite, results=results, table=table.to_dict("records"),
-        best=order[0] if order and table["n"].iloc[0] > 0 else None,
-        metric_png=_metric_figure(trials, order, suite.metric)
-        if (not trials.empty and (trials["status"] == "finished").any()) else None,
-        figures=figures, statuses=statuses, fixed=_fixed_settings(suite),
-        varied=suite.varied_axes, num_params=num_params,
-        trial_rows=trials.to_dict("records"), latest=latest,
+        suite=suite, results=results, **sections, statuses=statuses,
+        fixed=_settings(suite), varied=suite.varied_axes, alpha=ALPHA,
+        num_params=sorted(set(trials["num_params"])) if not trials.empty else [],
+        trial_rows=trials.to_dict("records"), latest=latest, headline=headline,
         versions={k.removeprefix("nnbench.version."): v for k, v in latest.items()
                   if k.startswith("nnbench.version.")},
         flags={k.removeprefix("nnbench.deterministic."): v for k, v in latest.items()
                if k.startswith("nnbench.deterministic.")},
         commits=sorted(set(trials["git_commit"])) if not trials.empty else [],
         devices=sorted(set(trials["device"])) if not trials.empty else [],
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-    )
-    out = Path(report_dir) / f"{suite.name}.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)  # never leave a half-written report behind
+        csv_files=[p.name for p in csv_paths], generated=generated)
+    out = report_dir / f"{suite.name}.html"
+    _write(out, html)
+    summary = {"name": suite.name, "description": suite.description, "headline": headline,
+               "metric": suite.metric, "trials": len(suite.trials()), "statuses": statuses,
+               "generated": generated, "file": out.name}
+    _write(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
+    render_index(report_dir)
     return out
+
+
+def render_index(report_dir: str | Path) -> Path:
+    """`index.html`: every suite reported in this directory with its headline."""
+    report_dir = Path(report_dir)
+    summaries = [json.loads(p.read_text(encoding="utf-8"))
+                 for p in sorted(report_dir.glob("*.summary.json"))]
+    html = _ENV.get_template("index.html.j2").render(suites=summaries)
+    out = report_dir / "index.html"
+    _write(out, html)
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written file behind

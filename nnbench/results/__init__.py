@@ -1,23 +1,26 @@
 """Results read back from MLflow as tidy pandas tables, and their statistics.
 
 `load_results(suite)` returns one row per trial of the suite (its latest finished
-or diverged run; otherwise its latest attempt) and the per-epoch history of the
-finished ones. `summarize()` aggregates the compared metric over seeds per
-configuration. MLflow is the source of truth: reports are rebuilt from here.
+or diverged run; otherwise its latest attempt) with the varied axes as label
+columns, and the per-epoch history of the finished ones. `analysis` turns them into
+leaderboards, effects, interactions and claim verdicts (statistics in `stats`).
+MLflow is the source of truth: reports are rebuilt from here.
 """
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Run
 
 from nnbench.config import Suite
-from nnbench.tracking import DONE_STATUSES, Tracker
+from nnbench.config.spec import value_label
+from nnbench.tracking import DONE_STATUSES, Tracker, is_done
 
-__all__ = ["Results", "load_results", "summarize"]
+__all__ = ["Results", "export_tables", "load_results"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Results:
 
 def _pick(runs: list[Run]) -> Run:
     """The run that stands for a trial: the latest done one, else the latest attempt."""
-    done = [r for r in runs if r.data.tags.get("nnbench.status") in DONE_STATUSES]
+    done = [r for r in runs if is_done(r)]
     return max(done or runs, key=lambda r: r.info.start_time or 0)
 
 
@@ -62,7 +65,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "device": tags.get("nnbench.device", ""),
             "git_commit": tags.get("nnbench.git_commit", ""),
             "wall_seconds": metrics.get("wall_seconds", float("nan")),
-            **{axis: _axis_text(spec.value(axis)) for axis in axes},
+            **{axis: value_label(axis, spec.value(axis)) for axis in axes},
         }
         row.update(metrics)  # final test metrics and the last epoch's values
         row["metric"] = metrics.get(suite.metric, float("nan"))
@@ -85,12 +88,6 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
                    missing=len(specs) - len(by_trial))
 
 
-def _axis_text(value: object) -> str:
-    from nnbench.registry import ComponentSpec
-
-    return value.label() if isinstance(value, ComponentSpec) else str(value)
-
-
 def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFrame:
     """Per-epoch metrics of one run (its history.csv artifact), with the trial's keys."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,21 +99,12 @@ def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFr
     return frame
 
 
-def summarize(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """Per configuration: mean, sd (n-1) and n of the compared metric over finished seeds.
-
-    Sorted best first; configurations with no finished seed are listed last with n = 0.
-    """
-    if trials.empty:
-        return pd.DataFrame(columns=["config", "mean", "sd", "n", "diverged", "failed"])
-    finished = trials[trials["status"] == "finished"]
-    stats = finished.groupby("config")["metric"].agg(mean="mean", sd="std", n="count")
-    counts = trials.pivot_table(index="config", columns="status", values="trial_id",
-                                aggfunc="count", fill_value=0)
-    table = pd.DataFrame(index=sorted(trials["config"].unique())).join(stats)
-    table["n"] = table["n"].fillna(0).astype(int)
-    for status in ("diverged", "failed", "killed"):
-        table[status] = counts.get(status, 0)
-    table["wall_seconds"] = trials.groupby("config")["wall_seconds"].mean()
-    table = table.sort_values("mean", ascending=not higher_is_better, na_position="last")
-    return table.rename_axis("config").reset_index()
+def export_tables(results: Results, directory: Path) -> list[Path]:
+    """The tidy tables next to the report, for users' own analysis (CSV)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, frame in (("trials", results.trials), ("epochs", results.history)):
+        path = directory / f"{results.suite.name}.{kind}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(path)
+    return paths

@@ -1,0 +1,184 @@
+"""The report's figures (seaborn on matplotlib's Agg backend), each returned as a PNG data URI.
+
+Every function takes tidy tables and returns `data:image/png;base64,...`, so the report
+stays one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to memory
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+
+from nnbench import registry
+from nnbench.registry import ComponentSpec
+from nnbench.results.stats import ema
+
+__all__ = ["activations", "curves", "diagnostics", "interaction", "leaderboard", "lr_curves",
+           "main_effects"]
+
+DPI = 80
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def leaderboard(trials: pd.DataFrame, table: pd.DataFrame, metric: str) -> str:
+    """Every finished seed as a dot, each configuration's mean and 95% interval as a bar."""
+    finished = trials[trials["status"] == "finished"]
+    order = [c for c in table["config"] if c in set(finished["config"])]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.3))
+    sns.stripplot(data=finished, y="config", x="metric", order=order, color="#4c72b0",
+                  size=4, alpha=0.6, ax=ax)
+    rows = table.set_index("config").loc[order]
+    y = np.arange(len(order))
+    ax.errorbar(rows["mean"], y, xerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]],
+                fmt="|", color="black", markersize=14, capsize=3, lw=1.2)
+    ax.set_xlabel(f"{metric} (dots: seeds; black: mean and 95% t interval)")
+    ax.set_ylabel("")
+    return _png(fig)
+
+
+def main_effects(levels: pd.DataFrame, metric: str) -> str:
+    """For each varied axis, the metric by level with its 95% interval; baseline in orange."""
+    axes = list(dict.fromkeys(levels["axis"]))
+    fig, grid = plt.subplots(1, len(axes), figsize=(3.6 * len(axes), 3.0), squeeze=False)
+    for ax, axis in zip(grid[0], axes, strict=True):
+        rows = levels[levels["axis"] == axis].reset_index(drop=True)
+        x = np.arange(len(rows))
+        colors = ["#dd8452" if b else "#4c72b0" for b in rows["baseline"]]
+        low = (rows["mean"] - rows["low"]).fillna(0)
+        high = (rows["high"] - rows["mean"]).fillna(0)
+        ax.errorbar(x, rows["mean"], yerr=[low, high], fmt="none", ecolor="grey", capsize=4)
+        ax.scatter(x, rows["mean"], c=colors, zorder=3)
+        ax.set_xticks(x, [str(v)[:28] for v in rows["level"]], rotation=35, ha="right")
+        ax.set_title(axis)
+        ax.set_ylabel(metric if ax is grid[0][0] else "")
+    return _png(fig)
+
+
+def interaction(means: pd.DataFrame, widths: pd.DataFrame, metric: str) -> str:
+    """Heatmaps of the mean metric and of its 95% interval width for two axes."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(means) + 2.2))
+    sns.heatmap(means.astype(float), annot=True, fmt=".3f", cmap="viridis", ax=left,
+                cbar_kws={"label": metric})
+    left.set_title(f"mean {metric}")
+    sns.heatmap(widths.astype(float), annot=True, fmt=".3f", cmap="rocket_r", ax=right,
+                cbar_kws={"label": "CI width"})
+    right.set_title("95% interval width")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelrotation=30)
+    return _png(fig)
+
+
+def curves(history: pd.DataFrame, keys: tuple[str, str], beta: float, label: str) -> str:
+    """Train and validation curves per configuration: mean over seeds, band ±1 sd.
+
+    With beta > 0 each trial's curve is first smoothed with the notes' EMA.
+    """
+    frame = history[["config", "seed", "epoch", *keys]].copy()
+    if beta > 0:
+        for key in keys:
+            frame[key] = frame.groupby(["config", "seed"])[key].transform(
+                lambda s: ema(s, beta))
+    long = frame.melt(id_vars=["config", "seed", "epoch"], value_vars=list(keys),
+                      var_name="split", value_name=label)
+    configs = list(dict.fromkeys(frame["config"]))
+    wrap = min(4, len(configs))
+    grid = sns.relplot(data=long, x="epoch", y=label, hue="split", col="config",
+                       col_order=configs, col_wrap=wrap, kind="line", errorbar="sd",
+                       height=2.3, aspect=1.35, facet_kws={"sharey": True})
+    for name, ax in grid.axes_dict.items():
+        ax.set_title(textwrap.fill(str(name), 44), fontsize=7)
+    return _png(grid.figure)
+
+
+def lr_curves(history: pd.DataFrame) -> str:
+    """Each distinct learning-rate curve of the suite, epoch by epoch (first seed),
+    labelled with the configurations that used it."""
+    first = history[history["seed"] == history["seed"].min()]
+    users: dict[tuple[float, ...], list[str]] = {}
+    for config, group in first.groupby("config", sort=False):
+        users.setdefault(tuple(group.sort_values("epoch")["lr"]), []).append(str(config))
+    total = first["config"].nunique()
+    names = {}
+    for configs in users.values():
+        label = ("every configuration" if len(configs) == total else
+                 textwrap.shorten("; ".join(configs), 60, placeholder=" …"))
+        names.update({c: label for c in configs})
+    first = first.assign(schedule=first["config"].map(names))
+    fig, ax = plt.subplots(figsize=(8, 3))
+    sns.lineplot(data=first, x="epoch", y="lr", hue="schedule", ax=ax, legend="brief")
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title="")
+    ax.set_ylabel("learning rate")
+    return _png(fig)
+
+
+def activations(specs: list[ComponentSpec]) -> str:
+    """Each activation of the suite with its derivative, as the notes plot them."""
+    fig, grid = plt.subplots(1, len(specs), figsize=(2.6 * len(specs), 2.4), squeeze=False)
+    x = torch.linspace(-5, 5, 401, requires_grad=True)
+    for ax, spec in zip(grid[0], specs, strict=True):
+        module = registry.build("activation", spec)
+        y = module(x)
+        (slope,) = torch.autograd.grad(y.sum(), x)
+        ax.plot(x.detach(), y.detach(), label="f(x)")
+        ax.plot(x.detach(), slope, label="f'(x)", linestyle="--")
+        ax.set_title(registry.label("activation", spec), fontsize=9)
+        ax.axhline(0, color="grey", lw=0.5)
+    grid[0][0].legend(fontsize=7)
+    return _png(fig)
+
+
+def diagnostics(history: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """Per-layer gradient norms, dead/saturated units over epochs, weight sparsity."""
+    out = []
+    layers = sorted((c for c in history.columns if c.startswith("grad_norm.layer")),
+                    key=lambda c: int(c.rsplit("layer", 1)[1]))
+    if layers:
+        last = history[history["epoch"] == history.groupby("trial_id")["epoch"].transform("max")]
+        table = last.groupby("config", sort=False)[layers].mean()
+        table.columns = [c.replace("grad_norm.", "") for c in table.columns]
+        fig, ax = plt.subplots(figsize=(1.0 * len(layers) + 4, 0.4 * len(table) + 1.5))
+        sns.heatmap(np.log10(table.clip(lower=1e-12)), annot=table.map(lambda v: f"{v:.1e}"),
+                    fmt="", cmap="mako", ax=ax, cbar_kws={"label": "log10 gradient norm"})
+        ax.set_title("gradient norm per layer at the last epoch (input layer first)")
+        ax.set_ylabel("")
+        out.append(("Gradient norm per layer: vanishing gradients show as a dark input side",
+                    _png(fig)))
+    for key, title in (("dead_fraction", "share of dead units (ReLU family)"),
+                       ("saturated_fraction", "share of saturated activations (sigmoid/tanh)")):
+        if key in history.columns and history[key].notna().any():
+            fig, ax = plt.subplots(figsize=(8, 3))
+            sns.lineplot(data=history, x="epoch", y=key, hue="config", errorbar=None, ax=ax)
+            if ax.get_legend() is not None:
+                sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), fontsize=7,
+                                title="")
+            ax.set_title(title)
+            out.append((title, _png(fig)))
+    if "weight_sparsity" in trials.columns:
+        done = trials[trials["status"] == "finished"]
+        fig, ax = plt.subplots(figsize=(8, 0.3 * done["config"].nunique() + 1.2))
+        sns.barplot(data=done, y="config", x="weight_sparsity", errorbar="sd", ax=ax,
+                    color="#55a868")
+        ax.set_xlabel("share of weights with |w| < 1e-3 at the end (bar: mean, line: ±1 sd)")
+        ax.set_ylabel("")
+        out.append(("Weight sparsity (the L1 claim)", _png(fig)))
+    return out

@@ -1,84 +1,196 @@
-"""The HTML report, built only from what MLflow holds."""
+"""The HTML report, built only from what MLflow holds, checked as text and in Chromium."""
 
 from __future__ import annotations
 
-import math
+import os
 import re
-from collections.abc import Callable
+import shutil
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from rich.console import Console
 
-from nnbench.config import load_suite
+from nnbench.config import load_suite, parse_suite
 from nnbench.report import render_report
-from nnbench.results import load_results, summarize
+from nnbench.results import load_results
 from nnbench.runner import run_suite
+from nnbench.tracking import Tracker
 
 QUIET = Console(quiet=True)
+SECTIONS = ("leaderboard", "effects", "interactions", "curves", "fit", "diagnostics",
+            "components", "claims", "provenance")
+
+THREE_AXES = """\
+name: three_axes
+description: three varied axes, four seeds
+task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [16]}}
+fixed:
+  activation: relu
+  init: default
+  optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+  epochs: 3
+  batch_size: 32
+grid:
+  activation: [sigmoid, relu]
+  init: [default, xavier_normal]
+  optimizer.lr: [0.05, 0.2]
+seeds: 4
+report: {ema: 0.5}
+expect:
+  - {claim: relu beats sigmoid, a: {activation: relu}, b: {activation: sigmoid}}
+  - {claim: sparsity does not depend on init, a: {init: xavier_normal}, b: {init: default},
+     metric: weight_sparsity, direction: lower}
+"""
 
 
-def test_report_has_settings_table_figures_and_provenance(write_suite: Callable[..., Path],
-                                                          tracking_uri: str,
-                                                          tmp_path: Path) -> None:
-    suite = load_suite(write_suite(epochs=3))
-    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
-    results = load_results(suite, tracking_uri)
-    path = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path / "r")
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<h2 id="{name}">')
+    end = html.find("<h2 id=", start + 10)
+    return html[start:end if end > 0 else len(html)]
+
+
+@pytest.fixture(scope="module")
+def three_axes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    root = tmp_path_factory.mktemp("three-axes")
+    suite_path = root / "three_axes.yaml"
+    suite_path.write_text(THREE_AXES)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    suite = load_suite(suite_path)
+    summary = run_suite(suite, device="cpu", tracking_uri=uri, console=QUIET)
+    assert summary.statuses["finished"] == 32
+    yield render_report(suite, tracking_uri=uri, report_dir=root / "reports"), uri
+
+
+def test_every_section_renders_for_three_axes_and_four_seeds(
+        three_axes: tuple[Path, str]) -> None:
+    path, _ = three_axes
     html = path.read_text()
-
-    assert path == tmp_path / "r" / "tiny.html"
-    assert "<h1>tiny</h1>" in html
-    assert "src=\"http" not in html
-    assert "href=\"http" not in html
-    # one curves figure per configuration + the metric-by-configuration figure
-    assert html.count('src="data:image/png;base64,') == 3
-    for config in ("activation=tanh", "activation=relu"):
-        assert f"<h3>{config}</h3>" in html
-    table = summarize(results.trials, suite.higher_is_better)
-    for row in table.itertuples():
-        assert f"{row.mean:.4f}" in html
-        assert f"{row.sd:.4f}" in html
-    assert html.count('class="best"') == 1
-    for run_id in results.trials["run_id"]:
-        assert run_id in html
-    assert results.trials["git_commit"].iloc[0] in html
-    assert "torch 2." in html
-    assert "use_deterministic_algorithms=True" in html
-    assert "4 finished" in html
-
-
-def test_partly_run_suite_says_what_is_missing(write_suite: Callable[..., Path],
-                                               tracking_uri: str, tmp_path: Path) -> None:
-    small = load_suite(write_suite(epochs=2, seeds=1))
-    run_suite(small, device="cpu", tracking_uri=tracking_uri, console=QUIET)
-    bigger = load_suite(write_suite(epochs=2, seeds=3))  # same name, two more seeds
-    html = render_report(bigger, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
-    assert "4 not run yet" in html
-    assert re.search(r"<td class=\"num\">1</td>", html)  # n = 1 finished seed per config
+    assert 'class="why"' not in html  # no section had to explain itself away
+    assert "src=\"http" not in html and "href=\"http" not in html  # self-contained
+    for name in SECTIONS:
+        assert f'<h2 id="{name}">' in html
+    assert "Varied (scientific axes): <b>activation, init, optimizer.lr</b>" in html
+    assert "32 finished" in html and "Seeds: 0, 1, 2, 3" in html
+    leaderboard = _section(html, "leaderboard")
+    assert leaderboard.count("<tr class=") == 8 and leaderboard.count("★ best") == 1
+    assert "95% Student-t" in leaderboard
+    effects = _section(html, "effects")
+    assert effects.count("<li>") == 3  # one comparison per non-baseline level
+    assert "Holm-adjusted" in effects and "paired t-test" in effects
+    interactions = _section(html, "interactions")
+    assert interactions.count("<img") == 3  # three pairs of axes
+    assert "β = 0.5" in _section(html, "curves")
+    assert _section(html, "curves").count("<img") == 2  # loss and accuracy
+    assert "underfit when training error &gt; 0.3" in _section(html, "fit")
+    assert "Gradient norm per layer" in _section(html, "diagnostics")
+    assert _section(html, "components").count("<img") == 2  # lr curves and activations
+    claims = _section(html, "claims")
+    assert "relu beats sigmoid" in claims
+    assert re.search(r'class="(supported|contradicted|inconclusive)"', claims)
+    provenance = _section(html, "provenance")
+    assert "mlflow ui --backend-store-uri" in provenance and "use_deterministic_algorithms" in provenance
+    assert path.stat().st_size < 10_000_000
 
 
-def test_report_of_a_suite_never_run(write_suite: Callable[..., Path], tracking_uri: str,
-                                     tmp_path: Path) -> None:
+def test_tidy_tables_and_index_are_written_next_to_the_report(
+        three_axes: tuple[Path, str]) -> None:
+    path, _ = three_axes
+    trials = pd.read_csv(path.parent / "three_axes.trials.csv")
+    epochs = pd.read_csv(path.parent / "three_axes.epochs.csv")
+    assert len(trials) == 32 and {"activation", "init", "optimizer.lr", "metric"} <= set(trials)
+    assert len(epochs) == 32 * 3 and {"epoch", "val_loss", "grad_norm.layer1"} <= set(epochs)
+    index = (path.parent / "index.html").read_text()
+    assert '<a href="three_axes.html">three_axes</a>' in index
+    assert "best: " in index
+
+
+def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
+                                                              tracking_uri: str) -> None:
+    suite = parse_suite(textwrap.dedent("""\
+        name: one_axis
+        task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.05}, epochs: 2, batch_size: 32}
+        grid: {activation: [tanh, relu]}
+        """))
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    assert "a paired test needs at least 2 seeds" in _section(html, "effects")
+    assert ("No interactions: this needs at least 2 varied axes; the suite varies 1"
+            in _section(html, "interactions"))
+    assert "The suite declares no claims" in _section(html, "claims")
+    assert "<td class=\"num\">–</td>" in _section(html, "leaderboard")  # no CI with n = 1
+    for name in ("leaderboard", "curves", "diagnostics", "components"):
+        assert "<img" in _section(html, name), name
+    assert "<tbody><tr>" in _section(html, "fit")
+
+
+def test_report_of_a_suite_never_run(write_suite, tracking_uri: str, tmp_path: Path) -> None:
     suite = load_suite(write_suite())
     html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
     assert "No trial of this suite is in MLflow yet" in html
     assert "4 not run yet" in html
+    assert "no trial has finished yet" in html
 
 
-def test_summary_statistics_match_a_direct_computation() -> None:
-    values = {"a": [0.5, 0.7, 0.9], "b": [0.1, 0.2]}
-    rows = [{"config": c, "metric": v, "status": "finished", "trial_id": f"{c}{i}",
-             "wall_seconds": 1.0} for c, vs in values.items() for i, v in enumerate(vs)]
-    rows.append({"config": "b", "metric": math.nan, "status": "diverged", "trial_id": "b9",
-                 "wall_seconds": 1.0})
-    table = summarize(pd.DataFrame(rows), higher_is_better=True).set_index("config")
-    assert list(table.index) == ["a", "b"]  # best first
-    assert table.loc["a", "mean"] == pytest.approx(0.7)
-    assert table.loc["a", "sd"] == pytest.approx(0.2)  # sample sd of 0.5, 0.7, 0.9
-    assert table.loc["b", "mean"] == pytest.approx(0.15)
-    assert table.loc["b", "sd"] == pytest.approx(math.sqrt(0.005))
-    assert (table.loc["b", "n"], table.loc["b", "diverged"]) == (2, 1)
-    lower = summarize(pd.DataFrame(rows), higher_is_better=False)
-    assert list(lower["config"]) == ["b", "a"]
+def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str],
+                                             tmp_path: Path) -> None:
+    """Deleting the report and re-rendering from the store gives the same numbers."""
+    path, uri = three_axes
+    suite = load_suite(path.parent.parent / "three_axes.yaml")
+    again = render_report(suite, tracking_uri=uri, report_dir=tmp_path).read_text()
+    strip = re.compile(r"generated</th><td>[^<]*|data:image/png;base64,[A-Za-z0-9+/=]*")
+    assert strip.sub("", again) == strip.sub("", path.read_text())
+    assert Tracker(suite, uri).experiment_id(create=False) is not None
+    assert len(load_results(suite, uri).trials) == 32
+
+
+# -- in a real browser --------------------------------------------------------------------
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    path, _ = three_axes
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri(), wait_until="load")
+        widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        assert len(widths) >= 10
+        assert all(w and w > 0 for w in widths), widths  # every image decoded
+        for table in ("leaderboard-table", "effects-table", "fit-table", "claims-table"):
+            assert page.locator(f"#{table} tbody tr").count() > 0, table
+
+        def column(index: int) -> list[float]:
+            cells = page.locator(f"#leaderboard-table tbody tr td:nth-child({index})")
+            return [float(t) for t in cells.all_inner_texts()]
+
+        header = page.locator("#leaderboard-table thead th").nth(1)  # mean
+        header.click()
+        assert column(2) == sorted(column(2))
+        header.click()
+        assert column(2) == sorted(column(2), reverse=True)
+        page.locator("#leaderboard-table thead th").nth(0).click()  # configuration, as text
+        names = page.locator("#leaderboard-table tbody tr td:nth-child(1)").all_inner_texts()
+        assert names == sorted(names, key=str.lower) or len(set(names)) == len(names)
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert (tmp_path / "report.png").stat().st_size > 50_000

@@ -142,11 +142,13 @@ def fit_diagnosis(trials: pd.DataFrame, suite: Suite) -> pd.DataFrame:
     done = _finished(trials)
     if done.empty:
         return pd.DataFrame()
-    classification = "train_accuracy" in done.columns and done["train_accuracy"].notna().any()
+    classification = {"train_accuracy", "val_accuracy"} <= set(done.columns)
     if classification:
         train_error, val_error = 1 - done["train_accuracy"], 1 - done["val_accuracy"]
-    else:
+    elif {"train_rmse", "val_rmse"} <= set(done.columns):
         train_error, val_error = done["train_rmse"], done["val_rmse"]
+    else:
+        return pd.DataFrame()  # the runs carry no per-epoch metrics to read
     frame = pd.DataFrame({"config": done["config"], "train_error": train_error,
                           "val_error": val_error})
     table = frame.groupby("config", sort=False).mean()

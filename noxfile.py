@@ -7,6 +7,7 @@ re-installed when constraints.txt or pyproject.toml change.
 
     nox -s ablate                              # suites/default.yaml
     nox -s ablate -- suites/x.yaml --device cuda
+    nox -s tune -- suites/tune_optimizers.yaml [--storage postgresql://...]
     nox -s report [-- suites/x.yaml]
     nox -s tests [-- -k expr]
     nox -s benchmarks
@@ -55,6 +56,16 @@ def ablate(session: nox.Session) -> None:
     """Train every unfinished trial of the suites (default: suites/default.yaml), then report."""
     _env(session)
     session.run(str(BIN / "nnbench"), "run", *_suites_first(session.posargs), external=True)
+
+
+@nox.session(venv_backend="none")
+def tune(session: nox.Session) -> None:
+    """Tune nuisance hyperparameters with Optuna (suites with a tune: block), then report."""
+    _env(session)
+    if not any(arg.endswith((".yaml", ".yml")) for arg in session.posargs):
+        session.error("name a suite with a tune: block, e.g. nox -s tune -- "
+                      "suites/tune_optimizers.yaml")
+    session.run(str(BIN / "nnbench"), "tune", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -4,6 +4,7 @@
     nnbench show SUITE               the trial table
     nnbench list [KIND] [PATTERN]    registered components
     nnbench run SUITE... [--device auto|cpu|cuda] [--report-dir DIR]
+    nnbench tune SUITE... [--storage URL] [--device ...] [--report-dir DIR]
     nnbench report SUITE... [--report-dir DIR]
     nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
 
@@ -175,6 +176,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    suites = _load_all(args.suites)
+    untuned = [s.path for s in suites if s.tune is None]
+    if untuned:
+        raise _UsageError("\n".join(f"{p}: tune: missing; `nnbench tune` needs a tune: block "
+                                     f"(space, trials, objective, ...)" for p in untuned))
+    from nnbench.train import resolve_device
+    from nnbench.tuning import tune_suite
+
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    _preflight(suites)
+    for suite in suites:
+        summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
+                             device=args.device, console=err)
+        for point in summary.points:
+            states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
+            err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
+                      f"trials ({states}); best {point.best}")
+        if summary.interrupted:
+            err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
+            return EXIT_INTERRUPTED
+        out.print(f"Optuna storage: {summary.storage}")
+        out.print(f"report: {_report(suite, args).resolve()}")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     for suite in _load_all(args.suites):
         out.print(f"report: {_report(suite, args).resolve()}")
@@ -200,15 +230,20 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     for name, func, text in (("run", _cmd_run, "train every unfinished trial, then report"),
+                             ("tune", _cmd_tune, "tune nuisance axes with Optuna, re-run, report"),
                              ("report", _cmd_report, "render reports from MLflow")):
         p = sub.add_parser(name, help=text)
         p.add_argument("suites", nargs="+", metavar="SUITE")
         p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
         p.add_argument("--tracking-uri", default=None,
                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-        if name == "run":
+        if name in ("run", "tune"):
             p.add_argument("--device", default="auto",
                            help="auto (cuda if available), cpu, cuda or cuda:N")
+        if name == "tune":
+            p.add_argument("--storage", default=None,
+                           help="Optuna storage URL (default: optuna.db next to the MLflow "
+                                "store); e.g. postgresql://user@host/db for several workers")
         p.set_defaults(func=func)
     p = sub.add_parser("evaluate", help="reload a trial's checkpoint, evaluate it on test")
     p.add_argument("run_id", metavar="RUN_ID", help="the trial's MLflow run id")

@@ -44,13 +44,15 @@ __all__ = ["Engine", "Listener", "RunSummary", "SerialEngine", "run_suite"]
 class Listener(Protocol):
     """What an engine reports while it trains."""
 
-    def trial_started(self, spec: TrialSpec) -> None: ...
+    def trial_started(self, spec: TrialSpec) -> bool:
+        """Called before training a trial; False: another worker has it, skip it."""
+        ...
 
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None: ...
 
 
 class Engine(Protocol):
-    """Trains trials; yields one TrialResult per trial, in any order."""
+    """Trains trials; yields one TrialResult per trial it trains, in any order."""
 
     device: torch.device
 
@@ -66,7 +68,8 @@ class SerialEngine:
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
         for spec in trials:
-            listener.trial_started(spec)
+            if not listener.trial_started(spec):
+                continue
             yield train_trial(spec, self.device, on_epoch=listener.epoch_finished,
                               keep_checkpoint=self.keep_checkpoints)
 
@@ -125,12 +128,19 @@ class _Recorder:
         self.done = 0
         self.n_todo = n_todo
 
-    def trial_started(self, spec: TrialSpec) -> None:
+    def trial_started(self, spec: TrialSpec) -> bool:
         with _bookkeeping():
-            self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, self.tags)
+            run_id = self.tracker.start_trial(self.parent, spec, self.tags)
+            if not self.tracker.claim(spec, run_id):
+                self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: "
+                                   f"another worker has it, skipped", highlight=False)
+                self.progress.advance(self.trials_bar)
+                return False
+            self.run_ids[spec.trial_id] = run_id
         label = spec.label(self.suite.varied_axes)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=f"{label} | seed {spec.seed}")
+        return True
 
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None:
         with _bookkeeping():
@@ -165,14 +175,18 @@ class _Recorder:
 
 
 def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
-              engine: Engine | None = None, console: Console | None = None) -> RunSummary:
-    """Train every trial of `suite` not yet finished in MLflow; returns what happened."""
+              engine: Engine | None = None, console: Console | None = None,
+              trials: Sequence[TrialSpec] | None = None,
+              tags: dict[str, str] | None = None) -> RunSummary:
+    """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) not yet
+    finished in MLflow; returns what happened. Several processes may share one store:
+    each trial is trained by the first live worker that claims it."""
     console = console or Console(stderr=True)
     engine = engine or SerialEngine(resolve_device(device), keep_checkpoints=suite.checkpoint)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     done = tracker.prepare()
-    trials = suite.trials()
+    trials = list(trials) if trials is not None else suite.trials()
     todo = [t for t in trials if t.trial_id not in done]
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -187,7 +201,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             "mlflow.source.git.commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(engine.device),
             **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
-            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}}
+            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}, **(tags or {})}
     parent = tracker.start_invocation(tags, n_todo=len(todo))
     summary.parent_run_id = parent
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

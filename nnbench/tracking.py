@@ -42,7 +42,7 @@ CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `ch
 
 DONE_STATUSES = frozenset({"finished", "diverged"})
 _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
-                  "killed": "KILLED"}
+                  "killed": "KILLED", "pruned": "FINISHED"}
 _FLUSH_SECONDS = 5.0  # per-epoch metrics are sent at most this often while a trial runs
 _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 
@@ -156,12 +156,13 @@ class Tracker:
 
     # -- one trial ----------------------------------------------------------------------
 
-    def start_trial(self, parent_run_id: str, spec: TrialSpec,
-                    provenance: Mapping[str, str]) -> str:
+    def start_trial(self, parent_run_id: str, spec: TrialSpec, provenance: Mapping[str, str],
+                    *, role: str = "trial") -> str:
+        """A child run for one trial (role "trial") or one Optuna trial (role "tune")."""
         experiment_id = self.experiment_id()
         assert experiment_id is not None
         label = spec.label(self.suite.varied_axes)
-        tags = {"mlflow.parentRunId": parent_run_id, "nnbench.role": "trial",
+        tags = {"mlflow.parentRunId": parent_run_id, "nnbench.role": role,
                 "nnbench.suite": self.suite.name, "nnbench.trial_id": spec.trial_id,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,
                 "nnbench.seed": str(spec.seed), "nnbench.status": "running", **provenance}
@@ -230,6 +231,27 @@ class Tracker:
                 self.client.delete_run(old)
         else:
             self._unfinished.setdefault(result.spec.trial_id, []).append(run_id)
+
+    def claim(self, spec: TrialSpec, run_id: str) -> bool:
+        """After creating `run_id` for a trial: is it ours to train? Workers sharing a store
+        keep the earliest live claim; a later one is deleted and the trial skipped."""
+        experiment_id = self.experiment_id(create=False)
+        assert experiment_id is not None, "claim() after start_trial()"
+        rivals = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`nnbench.trial_id` = '{spec.trial_id}' "
+                                           f"and tags.`nnbench.role` = 'trial'")
+        mine = next((r for r in rivals if r.info.run_id == run_id), None)
+        key = (mine.info.start_time, run_id) if mine else (0, run_id)
+        for run in rivals:
+            if run.info.run_id == run_id:
+                continue
+            earlier = (run.info.start_time, run.info.run_id) < key
+            if is_done(run) or (run.info.status == "RUNNING" and earlier):
+                self.client.set_tag(run_id, "nnbench.status", "duplicate")
+                self.client.set_terminated(run_id, "KILLED")
+                self.client.delete_run(run_id)
+                return False
+        return True
 
     def kill_trial(self, run_id: str, reason: str) -> None:
         """Record a trial interrupted outside the trainer (e.g. Ctrl-C while logging)."""

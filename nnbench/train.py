@@ -22,7 +22,8 @@ is positive), grad_norm.layerN (on a fixed probe batch, eval mode), dead_fractio
 (ReLU family: units never positive on the probe) or saturated_fraction (sigmoid/tanh:
 activations whose derivative is under 5% of its maximum), weight_sparsity
 (|w| < 1e-3). A KeyboardInterrupt returns a `killed` result with the epochs done so
-far; any other exception returns `failed` with its traceback; neither escapes.
+far, a StopTrial from the epoch callback a `pruned` one; any other exception returns
+`failed` with its traceback; none escapes.
 """
 
 from __future__ import annotations
@@ -48,10 +49,14 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Status", "TrialResult", "evaluate_checkpoint", "metric_names", "resolve_device",
-           "train_trial"]
+__all__ = ["Status", "StopTrial", "TrialResult", "evaluate_checkpoint", "metric_names",
+           "resolve_device", "train_trial"]
 
-Status = Literal["finished", "diverged", "failed", "killed"]
+Status = Literal["finished", "diverged", "failed", "killed", "pruned"]
+
+
+class StopTrial(Exception):
+    """Raised by an epoch callback to end a trial early as `pruned` (e.g. by Optuna)."""
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating
 PROBE_SIZE = 256  # training examples in the diagnostics probe batch
 SPARSE_BELOW = 1e-3  # |w| under this counts as zero (weight_sparsity)
@@ -366,6 +371,8 @@ def train_trial(spec: TrialSpec, device: torch.device, on_epoch: EpochCallback |
                           stopped_epoch=stopped,
                           checkpoint=_checkpoint(p, spec, {**history[-1], **final},
                                                  len(history)) if keep_checkpoint else None)
+    except StopTrial as stop:
+        return result("pruned", reason=str(stop))
     except KeyboardInterrupt:
         return result("killed", reason=f"interrupted during epoch {len(history) + 1}")
     except Exception as err:  # a broken trial must not stop the suite

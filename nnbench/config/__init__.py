@@ -9,12 +9,15 @@ from nnbench.config.spec import AXES, Axis, TrialSpec
 from nnbench.config.suite import (
     METRICS,
     Claim,
+    Dimension,
     ReportOptions,
     Suite,
     SuiteError,
+    Tune,
+    apply_values,
     load_suite,
     parse_suite,
 )
 
-__all__ = ["AXES", "METRICS", "Axis", "Claim", "ReportOptions", "Suite", "SuiteError",
-           "TrialSpec", "load_suite", "parse_suite"]
+__all__ = ["AXES", "METRICS", "Axis", "Claim", "Dimension", "ReportOptions", "Suite",
+           "SuiteError", "TrialSpec", "Tune", "apply_values", "load_suite", "parse_suite"]

@@ -38,8 +38,8 @@ from nnbench import registry
 from nnbench.config.spec import AXES, TrialSpec, value_label
 from nnbench.registry import ComponentError, ComponentSpec
 
-__all__ = ["METRICS", "Claim", "ReportOptions", "Suite", "SuiteError", "load_suite",
-           "parse_suite"]
+__all__ = ["METRICS", "Claim", "Dimension", "ReportOptions", "Suite", "SuiteError", "Tune",
+           "apply_values", "load_suite", "parse_suite"]
 
 # Metrics a suite can compare on, and whether larger is better. Which of them a
 # trial reports depends on its loss: loss + accuracy, or loss + rmse + mae.
@@ -48,7 +48,10 @@ METRICS: dict[str, bool] = {
     for split in ("test", "val", "train") for name in ("accuracy", "loss", "rmse", "mae")
 }
 TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds", "checkpoint",
-            "report", "expect")
+            "report", "expect", "tune")
+TUNE_KEYS = ("space", "trials", "objective", "sampler", "pruner", "seeds")
+SAMPLERS = ("tpe", "random", "grid", "qmc")
+PRUNERS = ("median", "hyperband", "none")
 REPORT_KEYS = ("ema", "overfit_gap", "underfit_error")
 CLAIM_KEYS = ("claim", "a", "b", "metric", "direction", "where")
 # per-epoch diagnostics a claim may be about, besides the metrics above
@@ -95,6 +98,32 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Dimension:
+    """One nuisance hyperparameter of a `tune:` search space."""
+
+    path: str  # an axis (epochs, dropout, ...) or axis.parameter (optimizer.lr)
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample log-uniformly
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tune:
+    """How Optuna tunes the nuisance axes of every scientific point (suite key `tune:`)."""
+
+    space: tuple[Dimension, ...]
+    trials: int  # Optuna trials per scientific point
+    metric: str  # validation (or training) metric the study optimises; never test_*
+    direction: Literal["maximize", "minimize"]
+    sampler: str  # tpe | random | grid | qmc
+    sampler_seed: int
+    pruner: str  # median | hyperband | none
+    seeds: tuple[int, ...]  # seeds of the final comparison of the tuned points
+
+
+@dataclass(frozen=True)
 class Suite:
     """A validated suite: its base trial, what it varies, and its trials."""
 
@@ -110,6 +139,7 @@ class Suite:
     checkpoint: bool = False  # save each trial's weights + optimizer state as an artifact
     report: ReportOptions = field(default_factory=ReportOptions)
     expect: tuple[Claim, ...] = ()
+    tune: Tune | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -160,6 +190,15 @@ def _apply(base: TrialSpec, point: Mapping[str, Any]) -> TrialSpec:
             changes: dict[str, Any] = {head: resolved}
             spec = replace(spec, **changes)
     return spec
+
+
+def apply_values(spec: TrialSpec, values: Mapping[str, Any]) -> TrialSpec:
+    """A spec with nuisance values applied (`optimizer.lr`, `epochs`, ...), validated."""
+    for path in values:
+        axis = AXES[path.partition(".")[0]]
+        if "." not in path and axis.scalar is not None:
+            TypeAdapter(axis.scalar).validate_python(values[path], strict=True)
+    return _apply(spec, values)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -281,8 +320,112 @@ class _Validator:
         self.fail_if_any()
         self.check_configurations(suite)
         claims = self.claims(top, suite)
+        tune = self.tune(top, suite)
         self.fail_if_any()
-        return replace(suite, expect=claims)
+        return replace(suite, expect=claims, tune=tune)
+
+    def tune(self, top: dict[str, Any], suite: Suite) -> Tune | None:
+        if "tune" not in top:
+            return None
+        raw = self.mapping(top["tune"], "tune", TUNE_KEYS)
+        space = self.tune_space(raw.get("space"), suite)
+        trials = raw.get("trials", 20)
+        if not _is_int(trials) or trials < 1:
+            self.problem("tune.trials", f"expected a positive number of Optuna trials per "
+                                        f"scientific point, got {_describe(trials)}")
+            trials = 1
+        objective = self.mapping(raw.get("objective", {}), "tune.objective",
+                                 ("metric", "direction"))
+        default_metric = "val_" + suite.metric.split("_", 1)[1]
+        metric = objective.get("metric", default_metric)
+        allowed = [m for m in METRICS if not m.startswith("test_")]
+        if metric not in allowed:
+            why = ("tuning on the test split would leak it into the comparison; "
+                   if str(metric).startswith("test_") else "")
+            self.problem("tune.objective.metric", f"{why}got {_describe(metric)}; allowed: "
+                                                  f"{', '.join(allowed)}")
+            metric = default_metric
+        direction = objective.get("direction",
+                                  "maximize" if METRICS.get(metric, True) else "minimize")
+        if direction not in ("maximize", "minimize"):
+            self.problem("tune.objective.direction",
+                         f"expected maximize or minimize, got {_describe(direction)}")
+        sampler = self.mapping(raw.get("sampler", {}), "tune.sampler", ("name", "seed"))
+        sampler_name = sampler.get("name", "tpe")
+        if sampler_name not in SAMPLERS:
+            self.problem("tune.sampler.name", f"unknown sampler {_describe(sampler_name)}; "
+                                              f"allowed: {', '.join(SAMPLERS)}")
+        sampler_seed = sampler.get("seed", 0)
+        if not _is_int(sampler_seed) or sampler_seed < 0:
+            self.problem("tune.sampler.seed", f"expected an integer >= 0, got "
+                                              f"{_describe(sampler_seed)}")
+        pruner = self.mapping(raw.get("pruner", {}), "tune.pruner", ("name",))
+        pruner_name = pruner.get("name", "median")
+        if pruner_name not in PRUNERS:
+            self.problem("tune.pruner.name", f"unknown pruner {_describe(pruner_name)}; "
+                                             f"allowed: {', '.join(PRUNERS)}")
+        if sampler_name == "grid" and any(d.kind != "categorical" for d in space):
+            self.problem("tune.sampler.name", "the grid sampler needs every dimension of "
+                                              "tune.space to be categorical")
+        seeds = self.seeds({"seeds": raw["seeds"]}) if "seeds" in raw else suite.seeds
+        return Tune(space=space, trials=trials, metric=str(metric), direction=direction,
+                    sampler=str(sampler_name), sampler_seed=int(sampler_seed)
+                    if _is_int(sampler_seed) else 0, pruner=str(pruner_name), seeds=seeds)
+
+    def tune_space(self, raw: Any, suite: Suite) -> tuple[Dimension, ...]:
+        allowed = "float {low, high, log}, int {low, high, log} or categorical {choices}"
+        if not isinstance(raw, dict) or not raw:
+            self.problem("tune.space", f"expected a mapping of axis.parameter (e.g. optimizer.lr) "
+                                       f"to a distribution ({allowed}), got {_describe(raw)}")
+            return ()
+        dims = []
+        for path, dist in raw.items():
+            key = f"tune.space.{path}"
+            head, dot, _ = str(path).partition(".")
+            numeric_axis = head in AXES and not dot and AXES[head].scalar is not None
+            if head not in AXES or not ((dot and AXES[head].kind and not AXES[head].many)
+                                        or numeric_axis):
+                self.problem(key, f"unknown nuisance axis {path!r}; allowed: a parameter such as "
+                                  f"optimizer.lr, or one of epochs, batch_size, dropout, l1, l2")
+                continue
+            entry = self.mapping(dist, key, ("type", "low", "high", "log", "choices"))
+            kind = entry.get("type", "float")
+            if kind not in ("float", "int", "categorical"):
+                self.problem(f"{key}.type", f"expected float, int or categorical, got "
+                                            f"{_describe(kind)}")
+                continue
+            if kind == "categorical":
+                choices = entry.get("choices")
+                if not isinstance(choices, list) or not choices:
+                    self.problem(f"{key}.choices", f"expected a non-empty list, got "
+                                                   f"{_describe(choices)}")
+                    continue
+                dim = Dimension(str(path), "categorical", choices=tuple(choices))
+                values = list(choices)
+            else:
+                low: Any = entry.get("low")
+                high: Any = entry.get("high")
+                log = entry.get("log", False)
+                number = (int,) if kind == "int" else (int, float)
+                if not all(isinstance(v, number) and not isinstance(v, bool)
+                           for v in (low, high)) or not low < high:
+                    self.problem(key, f"{kind} needs numbers low < high, got low={low!r}, "
+                                      f"high={high!r}")
+                    continue
+                if log and low <= 0:
+                    self.problem(f"{key}.low", f"a log-uniform range needs low > 0, got {low!r}")
+                    continue
+                dim = Dimension(str(path), kind, low=low, high=high, log=bool(log))
+                values = [low, high]
+            for spec in suite.configurations():  # every point must accept the range
+                for value in values:
+                    try:
+                        apply_values(spec, {dim.path: value})
+                    except (ComponentError, ValueError) as err:
+                        self.problem(key, f"{value!r} does not fit configuration "
+                                          f"{spec.label(suite.varied_axes)}: {err}")
+            dims.append(dim)
+        return tuple(dims)
 
     def report_options(self, top: dict[str, Any]) -> ReportOptions:
         raw = self.mapping(top.get("report"), "report", REPORT_KEYS)

@@ -106,7 +106,38 @@ def _sections(results: Results) -> dict[str, Any]:
                           if explained and not history.empty else [])
     out["activations_png"] = figures.activations(_activation_specs(suite))
     out["verdicts"] = claim_verdicts(trials, suite)
+    out["tuning"] = _tuning_section(results) if suite.tune is not None else None
     return out
+
+
+def _tuning_section(results: Results) -> dict[str, Any]:
+    """Best-so-far per point, the isolation plot, importances, boundary warnings, counts."""
+    from nnbench.tracking import Tracker
+    from nnbench.tuning import boundary_warnings, importances, study_name, tuned_points
+
+    suite, tuning = results.suite, results.tuning
+    assert suite.tune is not None
+    names = {study_name(suite, p): p.label(suite.varied_axes) for p in suite.configurations()}
+    maximize = suite.tune.direction == "maximize"
+    points = tuned_points(suite, Tracker(suite, results.tracking_uri))
+    section: dict[str, Any] = {"tune": suite.tune, "names": names, "counts": [],
+                               "warnings": boundary_warnings(suite, points), "importances": [],
+                               "best": [{"point": p.label(suite.varied_axes), "values": b}
+                                        for p, b in points.values()]}
+    if tuning.empty:
+        section["why"] = "no Optuna trial is in MLflow yet: run nnbench tune"
+        return section
+    for study, rows in tuning.groupby("study", sort=False):
+        counts = rows["state"].value_counts().to_dict()
+        section["counts"].append({"point": names.get(str(study), str(study)), **counts,
+                                  "total": len(rows)})
+    for study, values in importances(suite, tuning).items():
+        section["importances"].append({"point": names.get(study, study), "values": values})
+    section["best_png"] = figures.best_so_far(tuning, names, maximize)
+    if not results.trials.empty:
+        section["isolation_png"] = figures.isolation(tuning, results.trials, names, suite.metric,
+                                                     suite.tune.metric, maximize)
+    return section
 
 
 def _why_not(suite: Suite, finished: bool, needs_axes: int) -> str:

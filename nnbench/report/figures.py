@@ -198,3 +198,39 @@ def diagnostics(history: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str, 
         ax.set_ylabel("")
         out.append(("Weight sparsity (the L1 claim)", _png(fig)))
     return out
+
+
+def best_so_far(tuning: pd.DataFrame, names: dict[str, str], maximize: bool) -> str:
+    """Per scientific point: the best objective found so far against the Optuna trial number."""
+    done = tuning[tuning["state"] == "complete"].sort_values(["study", "trial"])
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for study, rows in done.groupby("study", sort=False):
+        best = rows["objective"].cummax() if maximize else rows["objective"].cummin()
+        ax.step(rows["trial"], best, where="post", label=names.get(str(study), str(study)))
+        ax.scatter(rows["trial"], rows["objective"], s=8, alpha=0.4)
+    ax.set_xlabel("Optuna trial number")
+    ax.set_ylabel("objective (best so far)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return _png(fig)
+
+
+def isolation(tuning: pd.DataFrame, trials: pd.DataFrame, names: dict[str, str], metric: str,
+              objective: str, maximize: bool) -> str:
+    """The isolation plot: per scientific value, the best tuned objective (diamond) and the
+    compared metric of its re-runs over seeds (dots)."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    order = list(names.values())
+    done = tuning[tuning["state"] == "complete"]
+    best = (done.groupby("study")["objective"].max() if maximize
+            else done.groupby("study")["objective"].min())
+    for i, (study, label) in enumerate(names.items()):
+        if study in best:
+            ax.scatter([i], [best[study]], marker="D", color="#dd8452", zorder=3,
+                       label=f"best tuning trial ({objective})" if i == 0 else None)
+        reruns = trials[(trials["point"] == label) & (trials["status"] == "finished")]
+        ax.scatter([i] * len(reruns), reruns["metric"], color="#4c72b0", s=14, alpha=0.8,
+                   label=f"re-runs over seeds ({metric})" if i == 0 else None)
+    ax.set_xticks(range(len(order)), [textwrap.shorten(o, 30) for o in order], rotation=25,
+                  ha="right")
+    ax.legend(fontsize=7)
+    return _png(fig)

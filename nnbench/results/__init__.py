@@ -32,6 +32,7 @@ class Results:
     history: pd.DataFrame  # one row per (trial, epoch) of finished/diverged trials
     invocations: pd.DataFrame  # parent runs: run_id, start, status, provenance tags
     missing: int  # trials of the suite with no run at all
+    tuning: pd.DataFrame  # one row per Optuna trial (tune runs); empty for untuned suites
 
 
 def _pick(runs: list[Run]) -> Run:
@@ -42,7 +43,18 @@ def _pick(runs: list[Run]) -> Run:
 
 def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
     tracker = Tracker(suite, tracking_uri)
-    specs = {t.trial_id: t for t in suite.trials()}
+    points: dict[str, str] = {}  # tuned config_id -> the scientific point it tunes
+    if suite.tune is not None:  # a tuned suite compares the re-runs of its tuned points
+        from nnbench.config import apply_values
+        from nnbench.tuning import tuned_points, tuned_trials
+
+        specs = {t.trial_id: t for t in tuned_trials(suite, tracker)}
+        expected = len(suite.configurations()) * len(suite.tune.seeds)
+        for point, best in tuned_points(suite, tracker).values():
+            points[apply_values(point, best).config_id] = point.label(suite.varied_axes)
+    else:
+        specs = {t.trial_id: t for t in suite.trials()}
+        expected = len(specs)
     axes = suite.varied_axes
     by_trial: dict[str, list[Run]] = {}
     for run in tracker.runs("trial"):
@@ -57,6 +69,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         status = tags.get("nnbench.status", "running")
         row = {
             "trial_id": trial_id, "config_id": spec.config_id, "config": spec.label(axes),
+            "point": points.get(spec.config_id, spec.label(axes)),
             "seed": spec.seed, "status": status, "run_id": run.info.run_id,
             "fingerprint": tags.get("nnbench.fingerprint", ""),
             "num_params": int(tags.get("nnbench.num_params", 0) or 0),
@@ -85,7 +98,26 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
     return Results(suite=suite, tracking_uri=tracker.tracking_uri,
                    experiment_id=tracker.experiment_id(create=False), trials=trials,
                    history=history, invocations=invocations,
-                   missing=len(specs) - len(by_trial))
+                   missing=expected - len(by_trial), tuning=_tuning(tracker))
+
+
+def _tuning(tracker: Tracker) -> pd.DataFrame:
+    """The Optuna trials recorded as MLflow runs (role tune): study, number, state, values."""
+    import json
+
+    rows = []
+    for run in tracker.runs("tune"):
+        tags = run.data.tags
+        rows.append({"study": tags.get("nnbench.study", ""),
+                     "config": tags.get("nnbench.config", ""),
+                     "trial": int(tags.get("nnbench.optuna_trial", -1)),
+                     "state": tags.get("nnbench.optuna_state", "running"),
+                     "objective": run.data.metrics.get("objective", float("nan")),
+                     "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
+                     "run_id": run.info.run_id,
+                     **json.loads(tags.get("nnbench.nuisance", "{}"))})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["study", "trial"]).reset_index(drop=True) if rows else frame
 
 
 def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFrame:

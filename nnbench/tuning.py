@@ -1,0 +1,360 @@
+"""Everything Optuna: tune the nuisance axes of every scientific point, then re-run the best.
+
+`tune_suite(suite)` creates one Optuna study per scientific point (configuration of
+the suite's grid/ablate), named `<suite>/<config_id>`, in an Optuna storage that
+survives restarts (default: `optuna.db` next to the MLflow store; any RDB URL such as
+PostgreSQL). Each study runs Optuna trials until its budget (`tune.trials`) is met,
+never beyond: a trial counts when it completed, was pruned, failed or diverged; a
+trial left RUNNING by a dead worker is marked failed-as-killed and does not count.
+Each Optuna trial trains through the shared trainer, reports the objective (a
+validation metric) every epoch to the pruner, and is an MLflow child run
+(`nnbench.role = tune`, tagged with study, trial number and state). When a study
+has met its budget its best values are re-run over `tune.seeds` as ordinary trials
+(MLflow `nnbench.role = trial`), so `nnbench report` compares the tuned points with
+the same statistics as any grid. Several `nnbench tune` processes may share one
+suite, storage and MLflow store: they split the Optuna trials, and each re-run is
+claimed by one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from nnbench import provenance, seeding
+from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
+from nnbench.runner import run_suite
+from nnbench.tracking import Tracker
+from nnbench.train import StopTrial, TrialResult, resolve_device, train_trial
+
+__all__ = ["TuneSummary", "best_values", "boundary_warnings", "default_storage", "importances",
+           "study_name", "tune_suite", "tuned_points", "tuned_trials"]
+
+COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
+TUNED_TAG = "nnbench.tuned."  # experiment tag prefix: best values of each tuned point (JSON)
+
+
+def default_storage(tracking_uri: str) -> str:
+    """`sqlite:///.../optuna.db` next to a SQLite MLflow store, else in the working dir."""
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
+    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+
+
+def study_name(suite: Suite, point: TrialSpec) -> str:
+    return f"{suite.name}/{point.config_id}"
+
+
+def _sampler(tune: Tune, point: TrialSpec) -> optuna.samplers.BaseSampler:
+    seed = seeding.derive_seed(tune.sampler_seed, point.config_id) % (1 << 32)
+    match tune.sampler:
+        case "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        case "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        case "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+        case "grid":
+            return optuna.samplers.GridSampler(
+                {d.path: list(d.choices) for d in tune.space}, seed=seed)
+    raise ValueError(f"unknown sampler {tune.sampler!r}")
+
+
+def _pruner(tune: Tune, epochs: int) -> optuna.pruners.BasePruner:
+    match tune.pruner:
+        case "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        case "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+        case "none":
+            return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {tune.pruner!r}")
+
+
+def distribution(d: Dimension) -> optuna.distributions.BaseDistribution:
+    if d.kind == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(d.choices))
+    if d.kind == "int":
+        return optuna.distributions.IntDistribution(int(d.low or 0), int(d.high or 0), log=d.log)
+    return optuna.distributions.FloatDistribution(float(d.low or 0), float(d.high or 0),
+                                                  log=d.log)
+
+
+def _alive(trial: optuna.trial.FrozenTrial) -> bool:
+    """Is the worker that holds a RUNNING trial still there? (checked on this host)"""
+    host, pid = trial.user_attrs.get("nnbench.host"), trial.user_attrs.get("nnbench.pid")
+    if host is None or pid is None:  # asked but not yet stamped: give it a minute
+        started = trial.datetime_start.timestamp() if trial.datetime_start else 0
+        return time.time() - started < 60
+    if host != socket.gethostname():
+        return True  # another machine's worker: trust it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(study: optuna.Study) -> None:
+    """Trials left RUNNING by dead workers fail; without the COUNTED mark they use no budget."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _alive(trial):
+            study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _budget(study: optuna.Study) -> tuple[int, int]:
+    """(trials that used budget, trials running in live workers)."""
+    trials = study.get_trials(deepcopy=False)
+    counted = sum(1 for t in trials if t.user_attrs.get(COUNTED))
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING and _alive(t))
+    return counted, running
+
+
+@dataclass
+class PointSummary:
+    name: str
+    label: str
+    counted: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
+
+
+@dataclass
+class TuneSummary:
+    suite: str
+    storage: str
+    points: list[PointSummary]
+    reruns: int = 0  # re-run trials trained by this worker
+    interrupted: bool = False
+
+
+def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
+    if d.kind == "categorical":
+        return trial.suggest_categorical(d.path, list(d.choices))
+    if d.kind == "int":
+        return trial.suggest_int(d.path, int(d.low or 0), int(d.high or 0), log=d.log)
+    return trial.suggest_float(d.path, float(d.low or 0), float(d.high or 0), log=d.log)
+
+
+def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
+               parent: str, tags: dict[str, str], device: Any, console: Console) -> bool:
+    """Ask, train, tell one Optuna trial; False when the study's budget is already met."""
+    tune = suite.tune
+    assert tune is not None
+    trial = study.ask()
+    trial.set_user_attr("nnbench.host", socket.gethostname())
+    trial.set_user_attr("nnbench.pid", os.getpid())
+    uncounted = sum(1 for t in study.get_trials(deepcopy=False)
+                    if t.number < trial.number and t.state == TrialState.FAIL
+                    and not t.user_attrs.get(COUNTED))
+    if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
+        trial.set_user_attr("nnbench.outcome", "surplus")
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    values = {d.path: _suggest(trial, d) for d in tune.space}
+    spec = apply_values(replace(point, seed=tune.seeds[0]), values)
+    run_id = tracker.start_trial(parent, spec, {
+        **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
+        "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
+
+    def report(_spec: TrialSpec, metrics: dict[str, float]) -> None:
+        tracker.log_epoch(run_id, metrics)
+        epoch = int(metrics["epoch"])
+        trial.report(metrics[tune.metric], epoch)
+        if trial.should_prune():
+            raise StopTrial(f"pruned by the {tune.pruner} pruner at epoch {epoch} "
+                            f"({tune.metric} {metrics[tune.metric]:.4f})")
+
+    result: TrialResult = train_trial(spec, device, on_epoch=report)
+    objective = float("nan")
+    state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
+             "failed": "failed", "killed": "killed"}[result.status]
+    tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
+    if result.status == "finished":
+        objective = result.history[-1][tune.metric]
+        tracker.client.log_metric(run_id, "objective", objective)
+    tracker.finish_trial(run_id, result)
+    if result.status == "killed":
+        trial.set_user_attr("nnbench.outcome", "killed")
+        study.tell(trial, state=TrialState.FAIL)
+        raise KeyboardInterrupt
+    trial.set_user_attr(COUNTED, True)
+    trial.set_user_attr("nnbench.outcome", result.status)
+    if result.status == "finished":
+        study.tell(trial, objective)
+    elif result.status == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.set_user_attr("nnbench.error", result.reason[-2000:])
+        study.tell(trial, state=TrialState.FAIL)
+    console.print(f"{study.study_name} trial {trial.number}: {state}"
+                  + (f" {tune.metric} {objective:.4f}" if result.status == "finished" else "")
+                  + f" {json.dumps(values)}", highlight=False)
+    return True
+
+
+def best_values(study: optuna.Study) -> dict[str, Any] | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return dict(study.best_trial.params) if complete else None
+
+
+def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, dict[str, Any]]]:
+    """point config_id -> (the point, its best nuisance values), as recorded in MLflow."""
+    experiment_id = tracker.experiment_id(create=False)
+    if suite.tune is None or experiment_id is None:
+        return {}
+    tags = tracker.client.get_experiment(experiment_id).tags
+    return {p.config_id: (p, json.loads(tags[f"{TUNED_TAG}{p.config_id}"]))
+            for p in suite.configurations() if f"{TUNED_TAG}{p.config_id}" in tags}
+
+
+def tuned_trials(suite: Suite, tracker: Tracker) -> list[TrialSpec]:
+    """The re-run trials of the tuned points recorded in MLflow (best values × tune.seeds)."""
+    assert suite.tune is not None or not tuned_points(suite, tracker)
+    seeds = suite.tune.seeds if suite.tune else ()
+    return [replace(apply_values(point, best), seed=s)
+            for point, best in tuned_points(suite, tracker).values() for s in seeds]
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs every study and trial at INFO; nnbench prints its own progress."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def importances(suite: Suite, tuning: Any) -> dict[str, dict[str, float]]:
+    """Optuna's parameter importances per study, from the Optuna trials MLflow holds."""
+    assert suite.tune is not None
+    with _quiet_optuna():
+        return _importances(suite, tuning)
+
+
+def _importances(suite: Suite, tuning: Any) -> dict[str, dict[str, float]]:
+    assert suite.tune is not None
+    dims = {d.path: distribution(d) for d in suite.tune.space}
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in tuning[tuning["state"] == "complete"].groupby("study"):
+        study = optuna.create_study(direction=suite.tune.direction)
+        for row in rows.to_dict("records"):
+            study.add_trial(optuna.trial.create_trial(
+                params={p: row[p] for p in dims}, distributions=dims, value=row["objective"]))
+        try:
+            out[str(name)] = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):  # too few distinct trials to attribute anything
+            continue
+    return out
+
+
+def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str, Any]]]
+                      ) -> list[str]:
+    """Best values within 5% (of the log range when log-uniform) of a search-range end."""
+    assert suite.tune is not None
+    warnings = []
+    for point, best in points.values():
+        for d in suite.tune.space:
+            if d.kind == "categorical" or d.path not in best:
+                continue
+            low, high, value = float(d.low or 0), float(d.high or 0), float(best[d.path])
+            if d.log:
+                low, high, value = math.log(low), math.log(high), math.log(value)
+            position = (value - low) / (high - low)
+            if position < 0.05 or position > 0.95:
+                end = "lower" if position < 0.05 else "upper"
+                warnings.append(f"{point.label(suite.varied_axes)}: best {d.path} = "
+                                f"{best[d.path]:.4g} is at the {end} end of [{d.low}, {d.high}]; "
+                                f"widen the range, the optimum may lie beyond it")
+    return warnings
+
+
+def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
+               device: str = "auto", console: Console | None = None) -> TuneSummary:
+    """Tune every scientific point to its budget, then re-run each tuned point's best values
+    over the suite's seeds. Safe to re-run and to run in several processes at once."""
+    if suite.tune is None:
+        raise ValueError(f"{suite.path}: the suite has no `tune:` block")
+    with _quiet_optuna():
+        return _tune_suite(suite, storage, tracking_uri, device, console or Console(stderr=True))
+
+
+def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
+                console: Console) -> TuneSummary:
+    assert suite.tune is not None
+    tune = suite.tune
+    torch_device = resolve_device(device)
+    flags = seeding.configure_determinism()
+    tracker = Tracker(suite, tracking_uri)
+    tracker.prepare()
+    storage = storage or default_storage(tracker.tracking_uri)
+    tags = {"nnbench.git_commit": provenance.git_commit(),
+            "nnbench.device": provenance.device_name(torch_device),
+            **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
+            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}}
+    parent = tracker.start_invocation({**tags, "nnbench.command": "tune",
+                                       "nnbench.optuna_storage": storage}, n_todo=0)
+    summary = TuneSummary(suite.name, storage, [])
+    complete: list[tuple[TrialSpec, optuna.Study]] = []
+    try:
+        for point in suite.configurations():
+            name = study_name(suite, point)
+            study = optuna.create_study(
+                storage=storage, study_name=name, direction=tune.direction,
+                sampler=_sampler(tune, point), pruner=_pruner(tune, point.epochs),
+                load_if_exists=True)
+            study.set_user_attr("nnbench.config", point.label(suite.varied_axes))
+            _reap(study)
+            while True:
+                counted, running = _budget(study)
+                if counted + running >= tune.trials:
+                    break
+                if not _one_trial(study, suite, point, tracker, parent, tags, torch_device,
+                                  console):
+                    break
+            counted, running = _budget(study)
+            states: dict[str, int] = {}
+            for t in study.get_trials(deepcopy=False):
+                outcome = str(t.user_attrs.get("nnbench.outcome", "killed" if t.state ==
+                                           TrialState.FAIL else t.state.name.lower()))
+                states[outcome] = states.get(outcome, 0) + 1
+            point_summary = PointSummary(name, point.label(suite.varied_axes), counted, states)
+            summary.points.append(point_summary)
+            if counted >= tune.trials and not running:
+                point_summary.best = best_values(study)
+                if point_summary.best is not None:
+                    complete.append((point, study))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        tracker.end_invocation(parent, "KILLED")
+        return summary
+    tracker.end_invocation(parent, "FINISHED")
+    # re-run the best values of every point whose study met its budget, over tune.seeds
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
+    for point, study in complete:
+        best = best_values(study)
+        tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
+                                          json.dumps(best, sort_keys=True))
+    reruns = tuned_trials(suite, tracker)  # finished ones are skipped, running ones claimed
+    done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, console=console,
+                     trials=reruns, tags={"nnbench.tuned": "true"})
+    summary.reruns = done.trained
+    summary.interrupted = done.interrupted
+    return summary

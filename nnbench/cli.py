@@ -56,8 +56,14 @@ def _load_all(paths: Sequence[str]) -> list[Suite]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     for suite in _load_all(args.suites):
-        out.print(f"{suite.path}: ok — {len(suite.configurations())} configurations × "
-                  f"{len(suite.seeds)} seeds = {len(suite.trials())} trials")
+        points = len(suite.configurations())
+        if suite.tune is not None:
+            out.print(f"{suite.path}: ok — {points} scientific points × {suite.tune.trials} "
+                      f"Optuna trials, then {points} × {len(suite.tune.seeds)} seeds = "
+                      f"{points * len(suite.tune.seeds)} re-run trials (nnbench tune)")
+        else:
+            out.print(f"{suite.path}: ok — {points} configurations × {len(suite.seeds)} seeds "
+                      f"= {len(suite.trials())} trials")
     return EXIT_OK
 
 
@@ -115,6 +121,11 @@ def _preflight(suites: Sequence[Suite]) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     suites = _load_all(args.suites)
+    tuned = [s.path for s in suites if s.tune is not None]
+    if tuned:
+        raise _UsageError("\n".join(f"{p}: tune: the suite tunes its nuisance axes; run it "
+                                     f"with `nnbench tune {p}` (nox -s tune -- {p})"
+                                     for p in tuned))
     from nnbench.runner import run_suite
     from nnbench.train import resolve_device
 

@@ -93,6 +93,24 @@ CASES: list[tuple[str, str, list[str]]] = [
       "gives signal inputs"]),
     ("bad_checkpoint", _edit("seeds: 2", "seeds: 2\ncheckpoint: yes please"),
      ["checkpoint", "expected true or false", "'yes please' (str)"]),
+    ("tune_on_test_split", _edit("seeds: 2", "seeds: 2\ntune:\n  space: {optimizer.lr: "
+                                 "{type: float, low: 0.001, high: 0.1, log: true}}\n"
+                                 "  objective: {metric: test_accuracy}"),
+     ["tune.objective.metric", "tuning on the test split would leak it",
+      "'test_accuracy' (str)", "allowed: val_accuracy"]),
+    ("tune_unknown_sampler", _edit("seeds: 2", "seeds: 2\ntune:\n  space: {optimizer.lr: "
+                                   "{low: 0.001, high: 0.1}}\n  sampler: {name: cmaes}"),
+     ["tune.sampler.name", "unknown sampler 'cmaes' (str)", "allowed: tpe, random, grid, qmc"]),
+    ("tune_bad_range", _edit("seeds: 2", "seeds: 2\ntune:\n  space: {optimizer.lr: "
+                             "{type: float, low: 0.1, high: 0.01}}"),
+     ["tune.space.optimizer.lr", "float needs numbers low < high", "low=0.1, high=0.01"]),
+    ("tune_value_outside_component", _edit("seeds: 2", "seeds: 2\ntune:\n  space: "
+                                           "{optimizer.momentum: {low: 0.5, high: 1.5}}"),
+     ["tune.space.optimizer.momentum", "1.5 does not fit configuration", "less than 1"]),
+    ("tune_unknown_axis", _edit("seeds: 2", "seeds: 2\ntune:\n  space: {optimiser.lr: "
+                                "{low: 0.001, high: 0.1}}"),
+     ["tune.space.optimiser.lr", "unknown nuisance axis 'optimiser.lr'",
+      "one of epochs, batch_size, dropout, l1, l2"]),
     ("negative_lr", _edit("lr: 0.1}", "lr: -0.1}"),
      ["fixed.optimizer.lr", "greater than 0", "-0.1 (float)"]),
     ("zero_gamma", _edit("  epochs: 2", "  schedule: {name: step, step_size: 1, gamma: 0}\n"

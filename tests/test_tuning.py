@@ -1,0 +1,256 @@
+"""Optuna tuning: budgets, resumption, reproducible proposals, pruning, shared workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.entities import Run, ViewType
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from rich.console import Console
+
+from nnbench.config import parse_suite
+from nnbench.report import render_report
+from nnbench.tracking import is_done
+from nnbench.tuning import COUNTED, study_name, tune_suite
+
+QUIET = Console(quiet=True)
+
+TUNED = """\
+name: {name}
+task: {{dataset: {{name: mnist1d, num_samples: 600}}, model: {{name: mlp, hidden: [16]}}}}
+fixed:
+  optimizer: {{name: sgd, lr: 0.01}}
+  epochs: {epochs}
+  batch_size: 32
+grid:
+  optimizer: {optimizers}
+tune:
+  space:
+    optimizer.lr: {{type: float, low: 1.0e-5, high: 1.0, log: true}}
+  trials: {trials}
+  objective: {{metric: val_accuracy}}
+  sampler: {{name: {sampler}, seed: {seed}}}
+  pruner: {{name: {pruner}}}
+  seeds: 2
+"""
+
+
+def _suite(path: Path, *, name: str = "tuned", epochs: int = 3, trials: int = 4,
+           optimizers: str = "[sgd, adam]", sampler: str = "tpe", seed: int = 0,
+           pruner: str = "none") -> Path:
+    text = TUNED.format(name=name, epochs=epochs, trials=trials, optimizers=optimizers,
+                        sampler=sampler, seed=seed, pruner=pruner)
+    path.write_text(text)
+    return path
+
+
+def _studies(storage: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def _runs(uri: str, suite: str, role: str) -> list[Run]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(suite)
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+                              filter_string=f"tags.`nnbench.role` = '{role}'")
+
+
+def _assert_budgets_met(storage: str, budget: int, studies: int) -> None:
+    found = _studies(storage)
+    assert len(found) == studies
+    for name, trials in found.items():
+        assert sum(bool(t.user_attrs.get(COUNTED)) for t in trials) == budget, name
+        assert [t.number for t in trials] == list(range(len(trials)))  # no number lost
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path) -> None:
+    from nnbench.config import load_suite
+
+    suite = load_suite(_suite(tmp_path / "tuned.yaml"))
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    summary = tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+    assert summary.storage == storage  # next to the MLflow store by default
+    assert summary.reruns == 4  # 2 points x 2 seeds
+    _assert_budgets_met(storage, 4, 2)
+    tune_runs = _runs(uri, "tuned", "tune")
+    assert len(tune_runs) == 8
+    for run in tune_runs:
+        assert run.data.tags["nnbench.study"] in {study_name(suite, p)
+                                                  for p in suite.configurations()}
+        assert run.data.tags["nnbench.optuna_trial"] in {"0", "1", "2", "3"}
+        assert run.data.tags["nnbench.optuna_state"] == "complete"
+        assert "objective" in run.data.metrics and "val_accuracy" in run.data.metrics
+    reruns = _runs(uri, "tuned", "trial")
+    assert len(reruns) == 4 and all(is_done(r) for r in reruns)
+    assert {r.data.tags["nnbench.seed"] for r in reruns} == {"0", "1"}
+
+    again = tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+    assert again.reruns == 0
+    _assert_budgets_met(storage, 4, 2)  # never beyond the budget
+    assert len(_runs(uri, "tuned", "tune")) == 8
+
+    html = render_report(suite, tracking_uri=uri, report_dir=tmp_path / "r").read_text()
+    for part in ('<h2 id="tuning">', "Best so far", "Isolation plot", "Parameter importances",
+                 'id="tuning-counts"', "4 finished"):
+        assert part in html, part
+
+
+def test_a_fixed_sampler_seed_proposes_the_same_sequence(tmp_path: Path) -> None:
+    proposals = []
+    for run, seed in (("a", 3), ("b", 3), ("c", 4)):
+        suite = parse_suite(_suite(tmp_path / f"{run}.yaml", seed=seed, trials=5,
+                                   optimizers="[sgd]").read_text())
+        storage = f"sqlite:///{tmp_path / run}-optuna.db"
+        tune_suite(suite, storage=storage, tracking_uri=f"sqlite:///{tmp_path / run}.db",
+                   device="cpu", console=QUIET)
+        (trials,) = _studies(storage).values()
+        proposals.append([t.params["optimizer.lr"] for t in trials])
+    assert proposals[0] == proposals[1]
+    assert proposals[0] != proposals[2]
+
+
+def test_pruning_stops_hopeless_trials_early(tmp_path: Path) -> None:
+    """Learning rates down to 1e-5 cannot learn in 8 epochs: the median pruner stops them."""
+    suite = parse_suite(_suite(tmp_path / "prune.yaml", name="prune", epochs=8, trials=14,
+                               optimizers="[sgd]", sampler="random", pruner="median")
+                        .read_text())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+    runs = _runs(uri, "prune", "tune")
+    pruned = [r for r in runs if r.data.tags["nnbench.optuna_state"] == "pruned"]
+    assert pruned, Counter(r.data.tags["nnbench.optuna_state"] for r in runs)
+    for run in pruned:
+        assert int(run.data.tags["nnbench.epochs_done"]) < 8  # stopped before the budget
+        assert "pruned by the median pruner" in run.data.tags["nnbench.reason"]
+    _assert_budgets_met(f"sqlite:///{tmp_path / 'optuna.db'}", 14, 1)
+
+
+def _tune(path: Path, storage: str, uri: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnbench.cli", "tune", str(path), "--device", "cpu",
+         "--storage", storage, "--tracking-uri", uri, "--report-dir", str(cwd / "reports")],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(tmp_path: Path) -> None:
+    path = _suite(tmp_path / "killed.yaml", name="killed", epochs=40, trials=6,
+                  optimizers="[sgd]")
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _tune(path, storage, uri, tmp_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        studies = _studies(storage) if (tmp_path / "optuna.db").exists() else {}
+        trials = next(iter(studies.values()), [])
+        if sum(t.state == TrialState.COMPLETE for t in trials) >= 2 and any(
+                t.state == TrialState.RUNNING for t in trials):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    rerun = _tune(path, storage, uri, tmp_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    _assert_budgets_met(storage, 6, 1)
+    (trials,) = _studies(storage).values()
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and not killed[0].user_attrs.get(COUNTED)
+
+
+# -- two workers on one PostgreSQL server ----------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root)."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL (initdb, pg_ctl) is not installed")
+        pytest.skip("PostgreSQL is not installed")
+    # pytest's tmp tree is private to root; the server's directory must be reachable
+    root = Path(tempfile.mkdtemp(prefix="nnbench-pg-"))
+    data = root / "data"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(f"{url}/postgres", isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            for db in ("optuna", "mlflow"):
+                connection.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
+        engine.dispose()
+        yield url
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_studies_on_postgresql(postgres: str, tmp_path: Path) -> None:
+    path = _suite(tmp_path / "shared.yaml", name="shared", epochs=4, trials=6,
+                  optimizers="[sgd, adam, rmsprop]")
+    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
+    optuna.storages.RDBStorage(storage)  # create the schemas once, before the workers race
+    MlflowClient(uri).search_experiments()
+    workers = [_tune(path, storage, uri, tmp_path) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)
+    assert all(f"{name}" in "".join(outputs) for name in ("shared/",))
+    _assert_budgets_met(storage, 6, 3)
+    tune_runs = _runs(uri, "shared", "tune")
+    studies = Counter(r.data.tags["nnbench.study"] for r in tune_runs)
+    assert set(studies.values()) == {6}  # one MLflow run per counted Optuna trial
+    numbers = Counter((r.data.tags["nnbench.study"], r.data.tags["nnbench.optuna_trial"])
+                      for r in tune_runs)
+    assert max(numbers.values()) == 1  # nothing duplicated
+    reruns = [r for r in _runs(uri, "shared", "trial") if is_done(r)]
+    ids = Counter(r.data.tags["nnbench.trial_id"] for r in reruns)
+    assert len(ids) == 3 * 2 and set(ids.values()) == {1}  # one re-run per point and seed
+    both = [o for o in outputs if "trial 0:" in o or "trial 1:" in o]
+    assert len(both) == 2  # both workers did tuning work
+
+
+def test_run_refuses_a_tuned_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nnbench import cli
+
+    path = _suite(tmp_path / "t.yaml")
+    assert cli.main(["run", str(path)]) == 2
+    assert "run it with `nnbench tune" in capsys.readouterr().err
+    assert cli.main(["validate", str(path)]) == 0
+    assert "2 scientific points × 4 Optuna trials" in capsys.readouterr().out

@@ -3,6 +3,7 @@
     suite = load_suite("suites/default.yaml")   # validate + expand
     run_suite(suite)                            # train what is not finished; log to MLflow
     render_report(suite)                        # reports/default.html from MLflow
+    tune_suite(suite)                           # Optuna per scientific point, then re-runs
 
 The heavy parts (MLflow, seaborn) are imported on first use.
 """
@@ -16,8 +17,9 @@ from nnbench.config import load_suite
 if TYPE_CHECKING:
     from nnbench.report import render_report
     from nnbench.runner import run_suite
+    from nnbench.tuning import tune_suite
 
-__all__ = ["load_suite", "render_report", "run_suite"]
+__all__ = ["load_suite", "render_report", "run_suite", "tune_suite"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +31,8 @@ def __getattr__(name: str) -> Any:
         from nnbench.report import render_report
 
         return render_report
+    if name == "tune_suite":
+        from nnbench.tuning import tune_suite
+
+        return tune_suite
     raise AttributeError(f"module 'nnbench' has no attribute {name!r}")

@@ -127,7 +127,7 @@ class Tracker:
                 if r.info.status == "RUNNING" and r.data.tags.get("nnbench.host") == host
                 and not _pid_alive(int(r.data.tags.get("nnbench.pid", "0") or 0))}
         reaped = 0
-        for run in self.runs("trial"):
+        for run in [*self.runs("trial"), *self.runs("tune")]:
             if run.info.status == "RUNNING" and run.data.tags.get("mlflow.parentRunId") in dead:
                 self.client.set_tag(run.info.run_id, "nnbench.status", "killed")
                 self.client.set_tag(run.info.run_id, "nnbench.reason",

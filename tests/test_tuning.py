@@ -172,6 +172,10 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(tmp_path: Path)
     (trials,) = _studies(storage).values()
     killed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(killed) == 1 and not killed[0].user_attrs.get(COUNTED)
+    states = Counter(r.data.tags["nnbench.status"] for r in _runs(uri, "killed", "tune"))
+    # the dead worker's run (if it got that far before the kill) is reaped, none stays running
+    assert states["finished"] == 6 and states["killed"] <= 1 and set(states) <= {"finished",
+                                                                                  "killed"}
 
 
 # -- two workers on one PostgreSQL server ----------------------------------------------------

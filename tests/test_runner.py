@@ -192,11 +192,18 @@ def _slow_suite(write_suite: Callable[..., Path]) -> Suite:
     return load_suite(path)
 
 
+def _default_sigint() -> None:
+    # A process started in the background inherits SIGINT as ignored, and Python then never
+    # raises KeyboardInterrupt; a terminal's foreground process has the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(suite: Suite, uri: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nnbench.cli", "run", suite.path, "--device", "cpu",
          "--tracking-uri", uri, "--report-dir", str(cwd / "reports")],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_default_sigint)
 
 
 def _wait_for_finished(uri: str, suite: str, at_least: int, proc: subprocess.Popen[str]) -> None:

@@ -4,9 +4,9 @@
 `<report_dir>/<suite>.html` with every figure embedded as PNG data, the tidy tables
 next to it (`<suite>.trials.csv`, `<suite>.epochs.csv`), and refreshes
 `<report_dir>/index.html`, which lists every suite reported there with its headline.
-Sections: header, leaderboard, main effects, interactions, learning curves, over/under-
-fitting, diagnostics, components, claims, provenance; a section that cannot apply says
-why. `nnbench report SUITE` regenerates it any time.
+Sections: header, leaderboard, tuning (tuned suites), main effects, interactions,
+learning curves, over/under-fitting, diagnostics, components, claims, provenance; a
+section that cannot apply says why. `nnbench report SUITE` regenerates it any time.
 """
 
 from __future__ import annotations

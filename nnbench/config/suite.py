@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,12 +149,16 @@ class Suite:
     @property
     def varied_axes(self) -> list[str]:
         """Axes whose value differs between the suite's configurations, in file order."""
-        axes = list(dict.fromkeys([*self.grid, *self.ablate]))
-        configs = self.configurations()
-        return [a for a in axes if len({_key(c.value(a)) for c in configs}) > 1]
+        return list(self._varied_axes)
 
     def configurations(self) -> list[TrialSpec]:
         """One spec per configuration (seed = the first seed), grid first, then ablations."""
+        return list(self._configurations)
+
+    # The suite is frozen, so its expansion is computed once: the runner reads the varied
+    # axes for every epoch's progress line, tracking and results for every trial.
+    @cached_property
+    def _configurations(self) -> tuple[TrialSpec, ...]:
         points: list[dict[str, Any]] = []
         if self.grid:
             for combo in itertools.product(*self.grid.values()):
@@ -167,7 +172,13 @@ class Suite:
         for point in points:
             spec = _apply(self.base, point)
             unique.setdefault(spec.config_id, spec)
-        return list(unique.values())
+        return tuple(unique.values())
+
+    @cached_property
+    def _varied_axes(self) -> tuple[str, ...]:
+        axes = list(dict.fromkeys([*self.grid, *self.ablate]))
+        configs = self._configurations
+        return tuple(a for a in axes if len({_key(c.value(a)) for c in configs}) > 1)
 
     def trials(self) -> list[TrialSpec]:
         """Every trial: each configuration × each seed (configuration-major order)."""

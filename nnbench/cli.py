@@ -19,12 +19,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from nnbench import registry
 from nnbench.config import Suite, SuiteError, load_suite
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -102,6 +106,16 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
     return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
 
 
+def _device(args: argparse.Namespace) -> torch.device:
+    """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
+    from nnbench.train import resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+
+
 def _preflight(suites: Sequence[Suite]) -> None:
     """Load every dataset the suites use once, so missing files fail before any training."""
     import torch
@@ -127,12 +141,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                      f"with `nnbench tune {p}` (nox -s tune -- {p})"
                                      for p in tuned))
     from nnbench.runner import run_suite
-    from nnbench.train import resolve_device
 
-    try:
-        resolve_device(args.device)
-    except ValueError as e:
-        raise _UsageError(str(e)) from None
+    _device(args)
     _preflight(suites)
     code = EXIT_OK
     for suite in suites:
@@ -162,7 +172,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from nnbench.tracking import CHECKPOINT
-    from nnbench.train import evaluate_checkpoint, resolve_device
+    from nnbench.train import evaluate_checkpoint
 
     client = MlflowClient(args.tracking_uri)
     try:
@@ -173,10 +183,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise _UsageError(f"run {args.run_id}: no {CHECKPOINT} in {client.tracking_uri} "
                           f"({str(e).splitlines()[0]}); set `checkpoint: true` in the suite "
                           f"and run it again") from None
-    try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        raise _UsageError(str(e)) from None
+    device = _device(args)
     metrics = evaluate_checkpoint(blob, device)
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
               f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
@@ -193,13 +200,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if untuned:
         raise _UsageError("\n".join(f"{p}: tune: missing; `nnbench tune` needs a tune: block "
                                      f"(space, trials, objective, ...)" for p in untuned))
-    from nnbench.train import resolve_device
     from nnbench.tuning import tune_suite
 
-    try:
-        resolve_device(args.device)
-    except ValueError as e:
-        raise _UsageError(str(e)) from None
+    _device(args)
     _preflight(suites)
     for suite in suites:
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,

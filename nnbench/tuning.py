@@ -222,12 +222,12 @@ def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, d
             for p in suite.configurations() if f"{TUNED_TAG}{p.config_id}" in tags}
 
 
-def tuned_trials(suite: Suite, tracker: Tracker) -> list[TrialSpec]:
-    """The re-run trials of the tuned points recorded in MLflow (best values × tune.seeds)."""
-    assert suite.tune is not None or not tuned_points(suite, tracker)
+def tuned_trials(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str, Any]]]
+                 ) -> list[TrialSpec]:
+    """The re-run trials of tuned points (`tuned_points`): best values × tune.seeds."""
     seeds = suite.tune.seeds if suite.tune else ()
     return [replace(apply_values(point, best), seed=s)
-            for point, best in tuned_points(suite, tracker).values() for s in seeds]
+            for point, best in points.values() for s in seeds]
 
 
 @contextmanager
@@ -352,7 +352,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         best = best_values(study)
         tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
                                           json.dumps(best, sort_keys=True))
-    reruns = tuned_trials(suite, tracker)  # finished ones are skipped, running ones claimed
+    # finished re-runs are skipped, running ones claimed by their worker
+    reruns = tuned_trials(suite, tuned_points(suite, tracker))
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, console=console,
                      trials=reruns, tags={"nnbench.tuned": "true"})
     summary.reruns = done.trained

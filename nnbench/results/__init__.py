@@ -48,9 +48,10 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         from nnbench.config import apply_values
         from nnbench.tuning import tuned_points, tuned_trials
 
-        specs = {t.trial_id: t for t in tuned_trials(suite, tracker)}
+        tuned = tuned_points(suite, tracker)
+        specs = {t.trial_id: t for t in tuned_trials(suite, tuned)}
         expected = len(suite.configurations()) * len(suite.tune.seeds)
-        for point, best in tuned_points(suite, tracker).values():
+        for point, best in tuned.values():
             points[apply_values(point, best).config_id] = point.label(suite.varied_axes)
     else:
         specs = {t.trial_id: t for t in suite.trials()}

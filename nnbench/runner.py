@@ -19,9 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
 
-import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,42 +34,17 @@ from rich.progress import (
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
 from nnbench.tracking import Tracker
-from nnbench.train import TrialResult, metric_names, resolve_device, train_trial
+from nnbench.train import (
+    CONTINUE,
+    Decision,
+    Engine,
+    SerialEngine,
+    TrialResult,
+    metric_names,
+    resolve_device,
+)
 
-__all__ = ["Engine", "Listener", "RunSummary", "SerialEngine", "run_suite"]
-
-
-class Listener(Protocol):
-    """What an engine reports while it trains."""
-
-    def trial_started(self, spec: TrialSpec) -> bool:
-        """Called before training a trial; False: another worker has it, skip it."""
-        ...
-
-    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None: ...
-
-
-class Engine(Protocol):
-    """Trains trials; yields one TrialResult per trial it trains, in any order."""
-
-    device: torch.device
-
-    def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]: ...
-
-
-class SerialEngine:
-    """The first engine: one trial at a time on one device."""
-
-    def __init__(self, device: torch.device, *, keep_checkpoints: bool = False) -> None:
-        self.device = device
-        self.keep_checkpoints = keep_checkpoints
-
-    def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
-        for spec in trials:
-            if not listener.trial_started(spec):
-                continue
-            yield train_trial(spec, self.device, on_epoch=listener.epoch_finished,
-                              keep_checkpoint=self.keep_checkpoints)
+__all__ = ["RunSummary", "run_suite"]
 
 
 @dataclass
@@ -142,7 +115,7 @@ class _Recorder:
                             description=f"{label} | seed {spec.seed}")
         return True
 
-    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> None:
+    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
         with _bookkeeping():
             self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
         shown = " ".join(f"{k} {metrics[k]:.4f}" for k in
@@ -150,6 +123,7 @@ class _Recorder:
         running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
                              description=running)
+        return CONTINUE
 
     def trial_finished(self, result: TrialResult) -> None:
         spec = result.spec

@@ -31,7 +31,7 @@ from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from nnbench.config import Suite, TrialSpec
-from nnbench.train import TrialResult
+from nnbench.train.results import TrialResult
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker", "is_done"]
 
@@ -201,7 +201,7 @@ class Tracker:
         final.append(Metric("wall_seconds", float(result.wall_seconds), ts, 0))
         tags = {"nnbench.fingerprint": result.fingerprint,
                 "nnbench.num_params": str(result.num_params),
-                "nnbench.epochs_done": str(len(result.history))}
+                "nnbench.epochs_done": str(len(result.history)), **result.numerics.tags()}
         optional = {"nnbench.reason": result.reason[-5000:],
                     "nnbench.diverged_epoch": result.diverged_epoch,
                     "nnbench.best_epoch": result.best_epoch,

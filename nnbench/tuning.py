@@ -37,7 +37,14 @@ from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
-from nnbench.train import StopTrial, TrialResult, resolve_device, train_trial
+from nnbench.train import (
+    CONTINUE,
+    Decision,
+    Engine,
+    SerialEngine,
+    resolve_device,
+    stop,
+)
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "default_storage", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
@@ -150,8 +157,27 @@ def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
     return trial.suggest_float(d.path, float(d.low or 0), float(d.high or 0), log=d.log)
 
 
+class _Pruning:
+    """Listener of one Optuna trial: logs each epoch, feeds the pruner, stops when it prunes."""
+
+    def __init__(self, tracker: Tracker, run_id: str, trial: optuna.Trial, tune: Tune) -> None:
+        self.tracker, self.run_id, self.trial, self.tune = tracker, run_id, trial, tune
+
+    def trial_started(self, _spec: TrialSpec) -> bool:
+        return True
+
+    def epoch_finished(self, _spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        self.tracker.log_epoch(self.run_id, metrics)
+        epoch, value = int(metrics["epoch"]), metrics[self.tune.metric]
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            return stop(f"pruned by the {self.tune.pruner} pruner at epoch {epoch} "
+                        f"({self.tune.metric} {value:.4f})")
+        return CONTINUE
+
+
 def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
-               parent: str, tags: dict[str, str], device: Any, console: Console) -> bool:
+               parent: str, tags: dict[str, str], engine: Engine, console: Console) -> bool:
     """Ask, train, tell one Optuna trial; False when the study's budget is already met."""
     tune = suite.tune
     assert tune is not None
@@ -171,15 +197,7 @@ def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tra
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
         "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
 
-    def report(_spec: TrialSpec, metrics: dict[str, float]) -> None:
-        tracker.log_epoch(run_id, metrics)
-        epoch = int(metrics["epoch"])
-        trial.report(metrics[tune.metric], epoch)
-        if trial.should_prune():
-            raise StopTrial(f"pruned by the {tune.pruner} pruner at epoch {epoch} "
-                            f"({tune.metric} {metrics[tune.metric]:.4f})")
-
-    result: TrialResult = train_trial(spec, device, on_epoch=report)
+    (result,) = list(engine.run([spec], _Pruning(tracker, run_id, trial, tune)))
     objective = float("nan")
     state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
              "failed": "failed", "killed": "killed"}[result.status]
@@ -300,6 +318,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
+    engine = SerialEngine(torch_device)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     tracker.prepare()
@@ -325,7 +344,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                 counted, running = _budget(study)
                 if counted + running >= tune.trials:
                     break
-                if not _one_trial(study, suite, point, tracker, parent, tags, torch_device,
+                if not _one_trial(study, suite, point, tracker, parent, tags, engine,
                                   console):
                     break
             counted, running = _budget(study)

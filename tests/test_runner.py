@@ -150,21 +150,21 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
         write_suite: Callable[..., Path], tracking_uri: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     suite = load_suite(write_suite(epochs=2))
-    real_build = train._build
+    real_build = train.build_parts
 
     def flaky(spec: TrialSpec, device: torch.device) -> object:
         if spec.activation.name == "tanh":
             raise RuntimeError("simulated failure")
         return real_build(spec, device)
 
-    monkeypatch.setattr(train, "_build", flaky)
+    monkeypatch.setattr(train.build, "build_parts", flaky)
     summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
     assert summary.statuses == Counter({"finished": 2, "failed": 2})
     failed = [r for r in _trial_runs(tracking_uri, "tiny") if r.info.status == "FAILED"]
     assert len(failed) == 2
     assert "simulated failure" in failed[0].data.tags["nnbench.reason"]
 
-    monkeypatch.setattr(train, "_build", real_build)
+    monkeypatch.setattr(train.build, "build_parts", real_build)
     retry = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
     assert (retry.trained, retry.statuses["finished"]) == (2, 2)
     active = _trial_runs(tracking_uri, "tiny")

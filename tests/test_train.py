@@ -82,7 +82,7 @@ def test_an_exception_becomes_a_failed_result(spec: TrialSpec,
     def broken(_spec: TrialSpec, _device: torch.device) -> None:
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr(train, "_build", broken)
+    monkeypatch.setattr(train.build, "build_parts", broken)
     result = train_trial(spec, CPU)
     assert result.status == "failed"
     assert "RuntimeError: out of cheese" in result.reason
@@ -90,9 +90,10 @@ def test_an_exception_becomes_a_failed_result(spec: TrialSpec,
 
 
 def test_keyboard_interrupt_becomes_a_killed_result_with_epochs_so_far(spec: TrialSpec) -> None:
-    def interrupt(_spec: TrialSpec, metrics: dict[str, float]) -> None:
+    def interrupt(_spec: TrialSpec, metrics: dict[str, float]) -> train.Decision:
         if metrics["epoch"] == 2:
             raise KeyboardInterrupt
+        return train.CONTINUE
 
     result = train_trial(spec, CPU, on_epoch=interrupt)
     assert result.status == "killed"

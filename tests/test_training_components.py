@@ -50,7 +50,7 @@ def _with(spec: TrialSpec, axis: str, value: Any) -> TrialSpec:
 def test_model_layers_follow_the_notes_order() -> None:
     spec = _with(_with(_spec(DIGITS, BASIC), "norm", "batchnorm"), "dropout", 0.3)
     with seeding.trial_rng(0, CPU):
-        model = train._build(spec, CPU).model
+        model = train.build_parts(spec, CPU).model
     assert isinstance(model, nn.Sequential)
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
@@ -66,11 +66,11 @@ def test_l1_makes_weights_sparse() -> None:
 def test_l2_penalty_is_half_lambda_sum_of_squared_weights_only() -> None:
     spec = replace(_spec(DIGITS, BASIC), l2=0.3, l1=0.05)
     with seeding.trial_rng(0, CPU):
-        parts = train._build(spec, CPU)
+        parts = train.build_parts(spec, CPU)
     weights = [m.weight for m in parts.model.modules() if isinstance(m, nn.Linear)]
     expected = (0.05 * sum(w.abs().sum() for w in weights)
                 + 0.5 * 0.3 * sum(w.square().sum() for w in weights))
-    penalty = train._penalty(parts, spec)
+    penalty = train.penalty(parts, spec)
     assert penalty is not None
     torch.testing.assert_close(penalty, expected)  # biases are not penalised
 
@@ -80,9 +80,9 @@ def test_l2_shrinks_weights() -> None:
     norms = []
     for l2 in (0.0, 0.05):
         with seeding.trial_rng(0, CPU):
-            parts = train._build(replace(base, l2=l2), CPU)
+            parts = train.build_parts(replace(base, l2=l2), CPU)
         for _ in range(3):
-            train._train_epoch(parts, replace(base, l2=l2))
+            train.train_epoch(parts, replace(base, l2=l2))
         norms.append(sum(float(w.detach().norm()) for w in parts.weights))
     assert norms[1] < 0.9 * norms[0]
 

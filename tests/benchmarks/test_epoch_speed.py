@@ -42,7 +42,7 @@ def spec() -> TrialSpec:
 @pytest.mark.benchmark(group="epoch-mnist1d")
 def test_nnbench_trainer_epoch(benchmark: Any, spec: TrialSpec) -> None:
     with seeding.trial_rng(spec.seed, CPU):
-        parts = train._build(spec, CPU)
+        parts = train.build_parts(spec, CPU)
 
     def epoch() -> dict[str, float]:
         return train.run_epoch(parts, spec, train.metric_names(spec))
@@ -55,7 +55,7 @@ def test_nnbench_trainer_epoch(benchmark: Any, spec: TrialSpec) -> None:
 @pytest.mark.benchmark(group="epoch-mnist1d")
 def test_notes_dataloader_epoch(benchmark: Any, spec: TrialSpec) -> None:
     with seeding.trial_rng(spec.seed, CPU):
-        parts = train._build(spec, CPU)  # same data, same model shape and init
+        parts = train.build_parts(spec, CPU)  # same data, same model shape and init
     data, model = parts.data, parts.model
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=0.001)

@@ -1,0 +1,61 @@
+"""Training: the engines, the only place in nnbench that steps an optimizer.
+
+- `results`: `TrialResult`, `Numerics`, the listener's `Decision` (plain data, no torch);
+- `build`: a trial's parts from its spec (data, model, objective, optimizer, ...);
+- `engine`: the `Engine` / `Listener` boundary and the thread policy;
+- `serial`: one trial at a time, the reference numerics (`train_trial`);
+- `metrics`: what every engine shares (gaps, fingerprints, probe sizes).
+
+The runner and tuning hand trials to an engine; nothing else calls a training loop.
+Importing `nnbench.train.results` does not import torch or the loop: the names below
+are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nnbench.train.build import (
+        Parts,
+        build_model,
+        build_parts,
+        metric_names,
+        penalty,
+        resolve_device,
+        weight_layers,
+    )
+    from nnbench.train.engine import ENGINES, Engine, Listener, torch_threads
+    from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult, stop
+    from nnbench.train.serial import (
+        SerialEngine,
+        evaluate_checkpoint,
+        run_epoch,
+        train_epoch,
+        train_trial,
+    )
+
+_WHERE = {
+    "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
+              "resolve_device", "weight_layers"),
+    "engine": ("ENGINES", "Engine", "Listener", "torch_threads"),
+    "results": ("CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"),
+    "serial": ("SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch",
+               "train_trial"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = ["CONTINUE", "ENGINES", "Decision", "Engine", "Listener", "Numerics", "Parts",
+           "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
+           "evaluate_checkpoint", "metric_names", "penalty", "resolve_device", "run_epoch",
+           "stop", "torch_threads", "train_epoch", "train_trial", "weight_layers"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE or name == "metrics":  # a submodule: nnbench.train.build, ...
+        return importlib.import_module(f"nnbench.train.{name}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nnbench.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nnbench.train.{module}"), name)

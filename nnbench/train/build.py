@@ -1,0 +1,157 @@
+"""Building a trial's parts from its spec: the one code path every engine starts from.
+
+`build_parts(spec, device)` turns a `TrialSpec` into tensors and modules through the
+registries (data split on `device`, augmentations with `normalize` fitted on the
+training split, the model with its seeded init, the objective, optimizer, schedule,
+clipping and early stopping). Call it inside `seeding.trial_rng(spec.seed, device)`:
+PyTorch's own default inits and dropout draw from the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nnbench import registry, seeding
+from nnbench.components.activations import gain_of
+from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.losses import Objective
+from nnbench.components.regularizers import ClipFn, EarlyStopping
+from nnbench.components.schedules import Schedule
+from nnbench.config import TrialSpec
+from nnbench.data import TensorData
+
+__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "metric_names", "penalty",
+           "resolve_device", "weight_layers"]
+
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def metric_names(spec: TrialSpec) -> tuple[str, ...]:
+    """The objective's metrics for this trial: ("accuracy",) or ("rmse", "mae")."""
+    names: tuple[str, ...] = registry.get("loss", spec.loss.name).attrs["metrics"]
+    return names
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__}); use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has "
+                         f"{torch.cuda.device_count()} GPU(s); allowed: cuda:0.."
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d
+
+
+def weight_layers(model: nn.Module) -> list[WeightLayer]:
+    """The weight layers, input to output (what inits, L1/L2 and diagnostics act on)."""
+    return [m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def batch_size_of(spec: TrialSpec, n_train: int) -> int:
+    """Examples per step: the whole split for `full`, never more than the split."""
+    return n_train if spec.batch_size == "full" else min(int(spec.batch_size), n_train)
+
+
+@dataclass
+class Parts:
+    """Everything one trial trains with, built from its spec."""
+
+    data: TensorData
+    model: nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    clip: ClipFn | None
+    augment: list[Augmentation]
+    early: EarlyStopping | None
+    shuffle: torch.Generator
+    augment_gen: torch.Generator
+    batch_size: int
+    weights: list[torch.Tensor]  # Linear/Conv weights: what L1, L2 and sparsity see
+    activation_type: type[nn.Module]
+    family: str | None
+
+
+def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, list[Augmentation]]:
+    """The seeded split on `device` and the augmentations, `normalize` fitted on train.
+
+    Augmentations of stage `always` (normalize) are applied to val/test here, once.
+    """
+    data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed, device=device)
+    augment = [registry.build("augmentation", a) for a in spec.augmentation]
+    for aug in augment:  # statistics from the training split; val/test get `always` steps
+        if isinstance(aug, Normalize):
+            aug.fit(data.x_train)
+    always = [a for a in augment if a.stage == "always"]
+    if always:
+        x_val, x_test = data.x_val, data.x_test
+        for aug in always:
+            x_val, x_test = aug.apply(x_val, {}), aug.apply(x_test, {})
+        data = TensorData(data.x_train, data.y_train, x_val, data.y_val, x_test, data.y_test,
+                          data.targets, data.num_classes)
+    return data, augment
+
+
+def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
+    """The spec's model with its activation, norm, dropout and seeded init (on the CPU)."""
+    activation_info = registry.get("activation", spec.activation.name)
+    activation_params = activation_info.params.model_validate(spec.activation.kwargs)
+    model: nn.Module = registry.build(
+        "model", spec.model, input_shape=input_shape, outputs=outputs,
+        activation=lambda: registry.build("activation", spec.activation),
+        gain=gain_of(spec.activation.name, activation_params),
+        init=registry.build("init", spec.init), norm=registry.build("norm", spec.norm),
+        dropout=spec.dropout, generator=seeding.generator(spec.seed, "init"),
+    )
+    return model
+
+
+def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
+    data, augment = prepare_data(spec, device)
+    objective: Objective = registry.build("loss", spec.loss)
+    model = build_model(spec, data.input_shape,
+                        objective.num_outputs(data.num_classes, data.target_dim)).to(device)
+    optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
+    n_train = len(data.y_train)
+    batch_size = batch_size_of(spec, n_train)
+    schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
+                              epochs=spec.epochs, steps_per_epoch=math.ceil(n_train / batch_size))
+    activation_info = registry.get("activation", spec.activation.name)
+    return Parts(
+        data=data, model=model, objective=objective.to(device), optimizer=optimizer,
+        schedule=schedule, clip=registry.build("clip", spec.grad_clip),
+        augment=augment, early=registry.build("early_stopping", spec.early_stopping),
+        shuffle=seeding.generator(spec.seed, "shuffle", device),
+        augment_gen=seeding.generator(spec.seed, "augment", device), batch_size=batch_size,
+        weights=[m.weight for m in weight_layers(model)],
+        activation_type=type(registry.build("activation", spec.activation)),
+        family=activation_info.attrs.get("family"))
+
+
+def penalty(p: Parts, spec: TrialSpec) -> torch.Tensor | None:
+    """λ₁·Σ|w| + ½λ₂·Σw² over weights (not biases, not norm layers)."""
+    total: torch.Tensor | None = None
+    if spec.l1:
+        total = spec.l1 * torch.stack([w.abs().sum() for w in p.weights]).sum()
+    if spec.l2:
+        l2 = 0.5 * spec.l2 * torch.stack([w.square().sum() for w in p.weights]).sum()
+        total = l2 if total is None else total + l2
+    return total

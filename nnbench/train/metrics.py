@@ -1,0 +1,45 @@
+"""Metric helpers every engine shares: names of per-epoch metrics, gaps, fingerprints.
+
+Diagnostics (see README, "What a trial logs per epoch"): gap_* (validation worse than
+training is positive), grad_norm.layerN (on a fixed probe batch, eval mode),
+dead_fraction (ReLU family: units never positive on the probe) or saturated_fraction
+(sigmoid/tanh: activations whose derivative is under 5% of its maximum),
+weight_sparsity (|w| < 1e-3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import torch
+
+__all__ = ["EVAL_CHUNK", "PROBE_SIZE", "SATURATED_BELOW", "SPARSE_BELOW", "add_gaps",
+           "fingerprint"]
+
+EVAL_CHUNK = 8192  # examples per forward pass when evaluating
+PROBE_SIZE = 256  # training examples in the diagnostics probe batch
+SPARSE_BELOW = 1e-3  # |w| under this counts as zero (weight_sparsity)
+SATURATED_BELOW = 0.05  # derivative under this share of its maximum counts as saturated
+
+
+def add_gaps(metrics: dict[str, float], names: tuple[str, ...]) -> None:
+    """gap_loss and gap_<metric>: positive when validation is worse than training."""
+    metrics["gap_loss"] = metrics["val_loss"] - metrics["train_loss"]
+    for m in names:
+        sign = 1 if m == "accuracy" else -1
+        metrics[f"gap_{m}"] = sign * (metrics[f"train_{m}"] - metrics[f"val_{m}"])
+
+
+def fingerprint(state: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 over every state entry's name, dtype, shape and bytes (16 hex digits).
+
+    `state` is a model's `state_dict().items()` (or one lane's slice of a stacked
+    model under the same names), so fingerprints of both engines read the same way.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state, key=lambda item: item[0]):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,76 @@
+"""What engines hand back: one `TrialResult` per trial, and the listener's answers.
+
+Plain data with no torch import, so tracking, results and the runner read results
+without importing the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from nnbench.config import TrialSpec
+
+__all__ = ["CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"]
+
+Status = Literal["finished", "diverged", "failed", "killed", "pruned"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A listener's answer after an epoch: go on, or stop the trial (status `pruned`)."""
+
+    stop: bool = False
+    reason: str = ""  # why the listener stopped it (shown and recorded)
+
+
+CONTINUE = Decision()
+
+
+def stop(reason: str) -> Decision:
+    return Decision(stop=True, reason=reason)
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How a trial's numbers were produced; part of its provenance.
+
+    Results of different numerics are not bitwise comparable: the report never pools
+    them silently.
+    """
+
+    engine: str = "serial"  # serial | stacked
+    lanes: int = 1  # trials trained together as one batched model (1 for serial)
+    precision: str = "fp32"  # fp32 | tf32 | bf16-autocast
+    threads: int = 1  # torch intra-op threads while training (CPU)
+
+    def tags(self) -> dict[str, str]:
+        return {"nnbench.engine": self.engine, "nnbench.lanes": str(self.lanes),
+                "nnbench.precision": self.precision, "nnbench.threads": str(self.threads)}
+
+    def label(self) -> str:
+        """`stacked×32 fp32 1 thread`: how the report names a numerics group."""
+        lanes = f"×{self.lanes}" if self.engine != "serial" else ""
+        return (f"{self.engine}{lanes} {self.precision} {self.threads} "
+                f"thread{'s' if self.threads != 1 else ''}")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial produced; `history[i]` holds epoch i+1's metrics and `epoch`."""
+
+    spec: TrialSpec
+    status: Status
+    history: list[dict[str, float]]
+    final: dict[str, float]  # test_loss and test_<metric>; empty unless finished
+    fingerprint: str  # sha256 of the final weights ("" if none were built)
+    device: str
+    wall_seconds: float
+    num_params: int = 0
+    reason: str = ""  # why it diverged / failed / was killed / stopped early
+    diverged_epoch: int | None = None
+    best_epoch: int | None = None  # by the early-stopping monitor, else by val_loss
+    stopped_epoch: int | None = None  # when early stopping ended training
+    checkpoint: bytes | None = field(default=None, repr=False)  # torch.save'd dict
+    numerics: Numerics = field(default_factory=Numerics)

@@ -3,8 +3,9 @@
     nnbench validate SUITE...        check suite files; exit 2 on any problem
     nnbench show SUITE               the trial table
     nnbench list [KIND] [PATTERN]    registered components
-    nnbench run SUITE... [--device auto|cpu|cuda] [--report-dir DIR]
-    nnbench tune SUITE... [--storage URL] [--device ...] [--report-dir DIR]
+    nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
+                     [--lanes N] [--report-dir DIR]
+    nnbench tune SUITE... [--storage URL] [--device ...] [--engine ...] [--report-dir DIR]
     nnbench report SUITE... [--report-dir DIR]
     nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
 
@@ -147,7 +148,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for suite in suites:
         summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
-                            console=err)
+                            engine=args.engine, lanes=args.lanes, console=err)
         if summary.trained:
             counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
             err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
@@ -206,7 +207,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     _preflight(suites)
     for suite in suites:
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
-                             device=args.device, console=err)
+                             device=args.device, engine=args.engine, lanes=args.lanes,
+                             console=err)
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
             err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
@@ -223,6 +225,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for suite in _load_all(args.suites):
         out.print(f"report: {_report(suite, args).resolve()}")
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -254,6 +266,14 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("run", "tune"):
             p.add_argument("--device", default="auto",
                            help="auto (cuda if available), cpu, cuda or cuda:N")
+            p.add_argument("--engine", default="auto", choices=("serial", "stacked", "auto"),
+                           help="serial: one trial at a time (the reference numerics); "
+                                "stacked: same-shaped trials as lanes of one batched model; "
+                                "auto (default): stacked wherever two or more trials share "
+                                "a shape, serial otherwise")
+            p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
+                           help="most lanes of a stacked group (default: 64 on CPU, 512 "
+                                "on a GPU)")
         if name == "tune":
             p.add_argument("--storage", default=None,
                            help="Optuna storage URL (default: optuna.db next to the MLflow "

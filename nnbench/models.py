@@ -3,7 +3,7 @@
 - `logistic`: Flatten -> Linear (no hidden layer).
 - `mlp`: Flatten -> per hidden size: Linear -> [norm] -> activation -> [Dropout(p)] ->
   Linear to the outputs, as the notes' `MyNet`.
-- `cnn`: per conv block: Conv2d -> [norm] -> activation -> [Dropout2d(p)] -> MaxPool2d(2);
+- `cnn`: per conv block: Conv2d -> [norm] -> activation -> [spatial Dropout(p)] -> MaxPool2d(2);
   then the mlp head. For image inputs (C, H, W).
 
 Context: input_shape, outputs, activation (a factory), gain (of the activation, for
@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from nnbench.components.inits import Gain, InitFn
-from nnbench.components.regularizers import NormFactory
+from nnbench.components.regularizers import Dropout, NormFactory
 from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "model"
@@ -50,7 +50,7 @@ def _block(layer: nn.Module, features: int, dims: int, activation: Callable[[], 
         modules.append(norm(features, dims))
     modules.append(activation())
     if dropout > 0:
-        modules.append(nn.Dropout2d(dropout) if dims == 2 else nn.Dropout(dropout))
+        modules.append(Dropout(dropout, spatial=dims == 2))
     return modules
 
 

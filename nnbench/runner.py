@@ -38,8 +38,8 @@ from nnbench.train import (
     CONTINUE,
     Decision,
     Engine,
-    SerialEngine,
     TrialResult,
+    make_engine,
     metric_names,
     resolve_device,
 )
@@ -112,8 +112,12 @@ class _Recorder:
             self.run_ids[spec.trial_id] = run_id
         label = spec.label(self.suite.varied_axes)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
-                            description=f"{label} | seed {spec.seed}")
+                            description=self._in_flight(f"{label} | seed {spec.seed}"))
         return True
+
+    def _in_flight(self, text: str) -> str:
+        n = len(self.run_ids)
+        return f"{n} trials in flight; {text}" if n > 1 else text
 
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
         with _bookkeeping():
@@ -122,7 +126,7 @@ class _Recorder:
                          ("val_loss", *(f"val_{m}" for m in metric_names(spec))))
         running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
-                             description=running)
+                             description=self._in_flight(running))
         return CONTINUE
 
     def trial_finished(self, result: TrialResult) -> None:
@@ -149,18 +153,24 @@ class _Recorder:
 
 
 def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
-              engine: Engine | None = None, console: Console | None = None,
-              trials: Sequence[TrialSpec] | None = None,
+              engine: str | Engine = "auto", lanes: int | None = None,
+              console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
               tags: dict[str, str] | None = None) -> RunSummary:
     """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) not yet
     finished in MLflow; returns what happened. Several processes may share one store:
-    each trial is trained by the first live worker that claims it."""
+    each trial is trained by the first live worker that claims it.
+
+    `engine`: serial, stacked or auto (stacked where a group of same-shaped trials
+    exists, serial otherwise), or an Engine; `lanes`: most lanes of a stacked group."""
     console = console or Console(stderr=True)
-    engine = engine or SerialEngine(resolve_device(device), keep_checkpoints=suite.checkpoint)
+    population = list(trials) if trials is not None else suite.trials()
+    if isinstance(engine, str):
+        engine = make_engine(engine, resolve_device(device), keep_checkpoints=suite.checkpoint,
+                             population=population, max_lanes=lanes)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     done = tracker.prepare()
-    trials = list(trials) if trials is not None else suite.trials()
+    trials = population
     todo = [t for t in trials if t.trial_id not in done]
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -171,6 +181,10 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                   f"finished, {len(todo)} to train on {engine.device}", highlight=False)
     if not todo:
         return summary
+    plan = getattr(engine, "plan", None)
+    if plan is not None:
+        for line in plan(todo).describe():
+            console.print(line, highlight=False)
     tags = {"nnbench.git_commit": provenance.git_commit(),
             "mlflow.source.git.commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(engine.device),
@@ -186,9 +200,10 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             for result in engine.run(todo, recorder):
                 recorder.trial_finished(result)
                 summary.statuses[result.status] += 1
-                if result.status == "killed":
+                if result.status == "killed":  # the engine ends the trials still in flight
                     summary.interrupted = True
-                    break
+            if summary.interrupted:
+                recorder.kill_in_flight("interrupted (Ctrl-C)")
         except KeyboardInterrupt:
             recorder.kill_in_flight("interrupted (Ctrl-C) between epochs")
             summary.interrupted = True

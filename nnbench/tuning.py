@@ -41,10 +41,12 @@ from nnbench.train import (
     CONTINUE,
     Decision,
     Engine,
-    SerialEngine,
+    TrialResult,
+    make_engine,
     resolve_device,
     stop,
 )
+from nnbench.train.stacked import DEFAULT_MAX_LANES
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "default_storage", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
@@ -64,11 +66,12 @@ def study_name(suite: Suite, point: TrialSpec) -> str:
     return f"{suite.name}/{point.config_id}"
 
 
-def _sampler(tune: Tune, point: TrialSpec) -> optuna.samplers.BaseSampler:
+def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.BaseSampler:
+    """The study's sampler; proposals asked `batch` at a time use TPE's constant liar."""
     seed = seeding.derive_seed(tune.sampler_seed, point.config_id) % (1 << 32)
     match tune.sampler:
         case "tpe":
-            return optuna.samplers.TPESampler(seed=seed)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=batch > 1)
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
         case "qmc":
@@ -176,9 +179,32 @@ class _Pruning:
         return CONTINUE
 
 
-def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
-               parent: str, tags: dict[str, str], engine: Engine, console: Console) -> bool:
-    """Ask, train, tell one Optuna trial; False when the study's budget is already met."""
+@dataclass
+class _Asked:
+    """One Optuna trial asked for, with the trial spec it proposes and its MLflow run."""
+
+    trial: optuna.Trial
+    values: dict[str, Any]
+    spec: TrialSpec
+    run_id: str
+
+
+class _Lanes:
+    """Listener of a batch of Optuna trials: each lane's epochs go to its own trial."""
+
+    def __init__(self, listeners: dict[int, _Pruning]) -> None:
+        self.listeners = listeners  # id(spec) -> its trial's listener
+
+    def trial_started(self, _spec: TrialSpec) -> bool:
+        return True
+
+    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        return self.listeners[id(spec)].epoch_finished(spec, metrics)
+
+
+def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, parent: str,
+         tags: dict[str, str]) -> _Asked | None:
+    """Ask Optuna for one trial and open its MLflow run; None when the budget is met."""
     tune = suite.tune
     assert tune is not None
     trial = study.ask()
@@ -190,14 +216,19 @@ def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tra
     if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
         trial.set_user_attr("nnbench.outcome", "surplus")
         study.tell(trial, state=TrialState.FAIL)
-        return False
+        return None
     values = {d.path: _suggest(trial, d) for d in tune.space}
     spec = apply_values(replace(point, seed=tune.seeds[0]), values)
     run_id = tracker.start_trial(parent, spec, {
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
         "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
+    return _Asked(trial, values, spec, run_id)
 
-    (result,) = list(engine.run([spec], _Pruning(tracker, run_id, trial, tune)))
+
+def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
+          tracker: Tracker, console: Console) -> None:
+    """Record one Optuna trial's result in MLflow and tell Optuna."""
+    trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
     state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
              "failed": "failed", "killed": "killed"}[result.status]
@@ -209,7 +240,7 @@ def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tra
     if result.status == "killed":
         trial.set_user_attr("nnbench.outcome", "killed")
         study.tell(trial, state=TrialState.FAIL)
-        raise KeyboardInterrupt
+        return
     trial.set_user_attr(COUNTED, True)
     trial.set_user_attr("nnbench.outcome", result.status)
     if result.status == "finished":
@@ -221,7 +252,32 @@ def _one_trial(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tra
         study.tell(trial, state=TrialState.FAIL)
     console.print(f"{study.study_name} trial {trial.number}: {state}"
                   + (f" {tune.metric} {objective:.4f}" if result.status == "finished" else "")
-                  + f" {json.dumps(values)}", highlight=False)
+                  + f" {json.dumps(asked.values)}", highlight=False)
+
+
+def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
+                 parent: str, tags: dict[str, str], engine: Engine, console: Console,
+                 size: int) -> bool:
+    """Ask up to `size` trials, train them together (lanes of one stacked group when the
+    engine stacks), tell each; False when the study's budget is already met."""
+    tune = suite.tune
+    assert tune is not None
+    batch: list[_Asked] = []
+    for _ in range(size):
+        asked = _ask(study, suite, point, tracker, parent, tags)
+        if asked is None:
+            break
+        batch.append(asked)
+    if not batch:
+        return False
+    by_spec = {id(a.spec): a for a in batch}
+    listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune) for a in batch})
+    killed = False
+    for result in engine.run([a.spec for a in batch], listener):
+        _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console)
+        killed = killed or result.status == "killed"
+    if killed:
+        raise KeyboardInterrupt
     return True
 
 
@@ -304,21 +360,31 @@ def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str,
 
 
 def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
-               device: str = "auto", console: Console | None = None) -> TuneSummary:
+               device: str = "auto", engine: str = "auto", lanes: int | None = None,
+               console: Console | None = None) -> TuneSummary:
     """Tune every scientific point to its budget, then re-run each tuned point's best values
-    over the suite's seeds. Safe to re-run and to run in several processes at once."""
+    over the suite's seeds. Safe to re-run and to run in several processes at once.
+
+    With a stacking engine (stacked, or auto when a study has more than one trial),
+    up to `lanes` proposals of a study (default: all of its trials, at most the
+    engine's lane cap) are asked together and train as lanes of one group."""
     if suite.tune is None:
         raise ValueError(f"{suite.path}: the suite has no `tune:` block")
     with _quiet_optuna():
-        return _tune_suite(suite, storage, tracking_uri, device, console or Console(stderr=True))
+        return _tune_suite(suite, storage, tracking_uri, device, engine, lanes,
+                           console or Console(stderr=True))
 
 
 def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
-                console: Console) -> TuneSummary:
+                engine_name: str, lanes: int | None, console: Console) -> TuneSummary:
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
-    engine = SerialEngine(torch_device)
+    batch = 1
+    if engine_name == "stacked" or (engine_name == "auto" and tune.trials > 1):
+        batch = min(lanes or DEFAULT_MAX_LANES.get(torch_device.type, 64), tune.trials)
+    engine = make_engine("stacked" if batch > 1 or engine_name == "stacked" else "serial",
+                         torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     tracker.prepare()
@@ -336,7 +402,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
             name = study_name(suite, point)
             study = optuna.create_study(
                 storage=storage, study_name=name, direction=tune.direction,
-                sampler=_sampler(tune, point), pruner=_pruner(tune, point.epochs),
+                sampler=_sampler(tune, point, batch), pruner=_pruner(tune, point.epochs),
                 load_if_exists=True)
             study.set_user_attr("nnbench.config", point.label(suite.varied_axes))
             _reap(study)
@@ -344,8 +410,9 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                 counted, running = _budget(study)
                 if counted + running >= tune.trials:
                     break
-                if not _one_trial(study, suite, point, tracker, parent, tags, engine,
-                                  console):
+                size = min(batch, tune.trials - counted - running)
+                if not _train_batch(study, suite, point, tracker, parent, tags, engine,
+                                    console, size):
                     break
             counted, running = _budget(study)
             states: dict[str, int] = {}
@@ -374,7 +441,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     # finished re-runs are skipped, running ones claimed by their worker
     reruns = tuned_trials(suite, tuned_points(suite, tracker))
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, console=console,
-                     trials=reruns, tags={"nnbench.tuned": "true"})
+                     engine=engine_name, lanes=lanes, trials=reruns,
+                     tags={"nnbench.tuned": "true"})
     summary.reruns = done.trained
     summary.interrupted = done.interrupted
     return summary

@@ -158,7 +158,8 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
         return real_build(spec, device)
 
     monkeypatch.setattr(train.build, "build_parts", flaky)
-    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET,
+                        engine="serial")
     assert summary.statuses == Counter({"finished": 2, "failed": 2})
     failed = [r for r in _trial_runs(tracking_uri, "tiny") if r.info.status == "FAILED"]
     assert len(failed) == 2
@@ -199,10 +200,10 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(suite: Suite, uri: str, cwd: Path) -> subprocess.Popen[str]:
+def _start(suite: Suite, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nnbench.cli", "run", suite.path, "--device", "cpu",
-         "--tracking-uri", uri, "--report-dir", str(cwd / "reports")],
+         "--tracking-uri", uri, "--report-dir", str(cwd / "reports"), *extra],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=_default_sigint)
 
@@ -258,8 +259,12 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
 
 
 @pytest.mark.slow
-def test_ctrl_c_records_the_in_flight_trial_as_killed(write_suite: Callable[..., Path],
-                                                      tracking_uri: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "in_flight"), [("serial", 1), ("stacked", 2)])
+def test_ctrl_c_records_the_in_flight_trials_as_killed(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path, engine: str,
+        in_flight: int) -> None:
+    """Serial: one trial in flight; stacked: the group's two lanes (tanh seeds 0 and 1
+    finish as one group, then relu's two lanes are interrupted together)."""
     suite = load_suite(write_suite("""\
         name: long
         task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
@@ -271,24 +276,25 @@ def test_ctrl_c_records_the_in_flight_trial_as_killed(write_suite: Callable[...,
           activation: [tanh, relu]
         seeds: 2
         """))
-    proc = _start(suite, tracking_uri, tmp_path)
-    _wait_for_finished(tracking_uri, suite.name, 1, proc)
-    time.sleep(0.5)  # well inside the second trial's training (each takes over a second)
+    proc = _start(suite, tracking_uri, tmp_path, "--engine", engine)
+    _wait_for_finished(tracking_uri, suite.name, in_flight, proc)
+    time.sleep(0.5)  # well inside the next trials' training (each takes over a second)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output
     runs = _trial_runs(tracking_uri, suite.name)
     statuses = Counter(r.data.tags["nnbench.status"] for r in runs)
-    assert statuses == Counter({"finished": 1, "killed": 1}), output
-    killed = next(r for r in runs if r.data.tags["nnbench.status"] == "killed")
-    assert killed.info.status == "KILLED"
-    assert "interrupted" in killed.data.tags["nnbench.reason"]
+    assert statuses == Counter({"finished": in_flight, "killed": in_flight}), output
+    killed = [r for r in runs if r.data.tags["nnbench.status"] == "killed"]
+    assert {r.info.status for r in killed} == {"KILLED"}
+    assert all("interrupted" in r.data.tags["nnbench.reason"] for r in killed)
 
-    rerun = _start(suite, tracking_uri, tmp_path)
+    rerun = _start(suite, tracking_uri, tmp_path, "--engine", engine)
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
-    assert "1 already finished, 3 to train" in output
+    assert f"{in_flight} already finished, {4 - in_flight} to train" in output
     _assert_complete_and_unique(tracking_uri, suite)
     deleted = _trial_runs(tracking_uri, suite.name, ViewType.DELETED_ONLY)
-    assert [r.info.run_id for r in deleted] == [killed.info.run_id]  # superseded, kept restorable
+    # superseded, kept restorable
+    assert sorted(r.info.run_id for r in deleted) == sorted(r.info.run_id for r in killed)

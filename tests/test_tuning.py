@@ -133,7 +133,8 @@ def test_pruning_stops_hopeless_trials_early(tmp_path: Path) -> None:
                                optimizers="[sgd]", sampler="random", pruner="median")
                         .read_text())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+    # serially, each trial meets the completed ones (stacked, a batch trains together)
+    tune_suite(suite, tracking_uri=uri, device="cpu", engine="serial", console=QUIET)
     runs = _runs(uri, "prune", "tune")
     pruned = [r for r in runs if r.data.tags["nnbench.optuna_state"] == "pruned"]
     assert pruned, Counter(r.data.tags["nnbench.optuna_state"] for r in runs)
@@ -143,10 +144,11 @@ def test_pruning_stops_hopeless_trials_early(tmp_path: Path) -> None:
     _assert_budgets_met(f"sqlite:///{tmp_path / 'optuna.db'}", 14, 1)
 
 
-def _tune(path: Path, storage: str, uri: str, cwd: Path) -> subprocess.Popen[str]:
+def _tune(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nnbench.cli", "tune", str(path), "--device", "cpu",
-         "--storage", storage, "--tracking-uri", uri, "--report-dir", str(cwd / "reports")],
+         "--storage", storage, "--tracking-uri", uri, "--report-dir", str(cwd / "reports"),
+         *extra],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -163,31 +165,36 @@ def _trial_states_read_only(path: Path) -> Counter[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "in_flight"), [("serial", 1), ("stacked", 2)])
+def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
+        tmp_path: Path, engine: str, in_flight: int) -> None:
+    """Serial: one Optuna trial in flight; stacked with 2 lanes: a batch of two proposals."""
     path = _suite(tmp_path / "killed.yaml", name="killed", epochs=40, trials=6,
                   optimizers="[sgd]")
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _tune(path, storage, uri, tmp_path)
+    options = ("--engine", engine, "--lanes", str(in_flight))
+    proc = _tune(path, storage, uri, tmp_path, *options)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[0]
         states = _trial_states_read_only(tmp_path / "optuna.db")
-        if states["COMPLETE"] >= 2 and states["RUNNING"]:
+        if states["COMPLETE"] >= 2 and states["RUNNING"] == in_flight:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    rerun = _tune(path, storage, uri, tmp_path)
+    rerun = _tune(path, storage, uri, tmp_path, *options)
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     _assert_budgets_met(storage, 6, 1)
     (trials,) = _studies(storage).values()
     killed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(killed) == 1 and not killed[0].user_attrs.get(COUNTED)
+    assert len(killed) == in_flight
+    assert not any(t.user_attrs.get(COUNTED) for t in killed)
     states = Counter(r.data.tags["nnbench.status"] for r in _runs(uri, "killed", "tune"))
-    # the dead worker's run (if it got that far before the kill) is reaped, none stays running
-    assert states["finished"] == 6 and states["killed"] <= 1 and set(states) <= {"finished",
-                                                                                  "killed"}
+    # the dead worker's runs (if it got that far before the kill) are reaped, none stays running
+    assert states["finished"] == 6 and states["killed"] <= in_flight
+    assert set(states) <= {"finished", "killed"}
 
 
 # -- two workers on one PostgreSQL server ----------------------------------------------------

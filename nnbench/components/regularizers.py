@@ -6,6 +6,9 @@
   (clip_grad_norm_), `value(clip_value)` (clip_grad_value_). build(params) -> ClipFn.
 - early_stopping: `none` or `patience(monitor, patience, min_delta, restore_best)`.
   build(params) -> EarlyStopping (stateful; one per trial).
+- `Dropout`: the dropout layer models insert; its masks come from the trial's own
+  "dropout" generator (attached by the trainer), never from the global RNG, so every
+  engine draws the same masks for the same trial.
 
 Dropout (p), L1 (λ·Σ|w|) and the explicit L2 penalty (½λ·Σw²) are numbers on the
 trial (`dropout`, `l1`, `l2`); coupled L2 is the optimizer's `weight_decay`, decoupled
@@ -46,6 +49,46 @@ register(ComponentInfo(kind="norm", name="none", build=lambda p: None,
                        doc="no normalization layer"))
 register(ComponentInfo(kind="norm", name="batchnorm", build=_batchnorm, params=BatchNormParams,
                        doc="Ioffe & Szegedy 2015: BatchNorm before the activation"))
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with an explicit generator: keep each unit (`spatial`: each
+    channel of each example) with probability 1 - p and scale it by 1 / (1 - p), as
+    `torch.nn.functional.dropout`. `generator` is attached before training."""
+
+    def __init__(self, p: float, spatial: bool = False) -> None:
+        super().__init__()
+        self.p, self.spatial = p, spatial
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.generator is None:
+            raise RuntimeError("Dropout needs a generator: call attach_dropout_generator() "
+                               "on the model before training")
+        return x * dropout_noise(tuple(x.shape), self.p, self.spatial, self.generator,
+                                 x.device, x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, spatial={self.spatial}"
+
+
+def dropout_noise(shape: tuple[int, ...], p: float, spatial: bool, generator: torch.Generator,
+                  device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Dropout's multiplier for a batch of `shape`: keep with probability 1 - p, scaled by
+    1 / (1 - p); `spatial` keeps or drops whole channels ([B, C, 1, 1, ...])."""
+    if spatial:
+        shape = (*shape[:2], *([1] * (len(shape) - 2)))
+    keep = torch.rand(shape, generator=generator, device=device) >= p
+    return keep.to(dtype).div_(1 - p)
+
+
+def attach_dropout_generator(model: nn.Module, generator: torch.Generator) -> None:
+    """Every Dropout of `model` draws its masks from `generator`, in forward order."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.generator = generator
 
 
 # -- gradient clipping ---------------------------------------------------------------------

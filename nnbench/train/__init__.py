@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         resolve_device,
         weight_layers,
     )
-    from nnbench.train.engine import ENGINES, Engine, Listener, torch_threads
+    from nnbench.train.engine import ENGINES, Engine, Listener, make_engine, torch_threads
     from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult, stop
     from nnbench.train.serial import (
         SerialEngine,
@@ -36,24 +36,26 @@ if TYPE_CHECKING:
         train_trial,
     )
 
-_WHERE = {
+_WHERE: dict[str, tuple[str, ...]] = {
     "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
               "resolve_device", "weight_layers"),
-    "engine": ("ENGINES", "Engine", "Listener", "torch_threads"),
+    "engine": ("ENGINES", "Engine", "Listener", "make_engine", "torch_threads"),
     "results": ("CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"),
     "serial": ("SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch",
                "train_trial"),
 }
+_SUBMODULES = (*_WHERE, "metrics", "stacked", "stacked_model", "lane_optim")
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = ["CONTINUE", "ENGINES", "Decision", "Engine", "Listener", "Numerics", "Parts",
            "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
-           "evaluate_checkpoint", "metric_names", "penalty", "resolve_device", "run_epoch",
+           "evaluate_checkpoint", "make_engine", "metric_names", "penalty", "resolve_device",
+           "run_epoch",
            "stop", "torch_threads", "train_epoch", "train_trial", "weight_layers"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _WHERE or name == "metrics":  # a submodule: nnbench.train.build, ...
+    if name in _SUBMODULES:  # nnbench.train.build, ...
         return importlib.import_module(f"nnbench.train.{name}")
     module = _MODULE_OF.get(name)
     if module is None:

@@ -19,7 +19,7 @@ from nnbench import registry, seeding
 from nnbench.components.activations import gain_of
 from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.losses import Objective
-from nnbench.components.regularizers import ClipFn, EarlyStopping
+from nnbench.components.regularizers import ClipFn, EarlyStopping, attach_dropout_generator
 from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
@@ -129,6 +129,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
     objective: Objective = registry.build("loss", spec.loss)
     model = build_model(spec, data.input_shape,
                         objective.num_outputs(data.num_classes, data.target_dim)).to(device)
+    attach_dropout_generator(model, seeding.generator(spec.seed, "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
     n_train = len(data.y_train)
     batch_size = batch_size_of(spec, n_train)

@@ -24,7 +24,8 @@ import torch
 from nnbench.config import TrialSpec
 from nnbench.train.results import Decision, TrialResult
 
-__all__ = ["ENGINES", "Engine", "Listener", "cpu_cores", "default_threads", "torch_threads"]
+__all__ = ["ENGINES", "Engine", "Listener", "cpu_cores", "default_threads", "make_engine",
+           "torch_threads"]
 
 ENGINES = ("serial", "stacked", "auto")
 
@@ -81,3 +82,26 @@ def torch_threads(device: torch.device, threads: int | None,
         yield wanted
     finally:
         torch.set_num_threads(before)
+
+
+def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = False,
+                population: Sequence[TrialSpec] | None = None, max_lanes: int | None = None,
+                fixed_lanes: int | None = None, workers: int = 1) -> Engine:
+    """The engine called `name` (serial | stacked | auto) on `device`.
+
+    `auto` stacks every group of at least two same-shaped trials of the `population`
+    and trains the rest serially; `stacked` stacks whatever it can (groups of one
+    included); both fall back to serial, saying why, for trials they cannot stack.
+    """
+    from nnbench.train.serial import SerialEngine
+    from nnbench.train.stacked import StackedEngine
+
+    if name == "serial":
+        return SerialEngine(device, keep_checkpoints=keep_checkpoints,
+                            threads=default_threads("serial", device, workers))
+    if name in ("stacked", "auto"):
+        return StackedEngine(device, keep_checkpoints=keep_checkpoints,
+                             threads=default_threads("stacked", device, workers),
+                             max_lanes=max_lanes, population=population,
+                             fixed_lanes=fixed_lanes, auto=name == "auto")
+    raise ValueError(f"unknown engine {name!r}; allowed: {', '.join(ENGINES)}")

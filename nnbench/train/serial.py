@@ -31,9 +31,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from nnbench import seeding
+from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
+from nnbench.data import TensorData
 from nnbench.train import build
 from nnbench.train.build import Parts, metric_names, penalty, weight_layers
 from nnbench.train.metrics import (
@@ -46,7 +49,8 @@ from nnbench.train.metrics import (
 )
 from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult
 
-__all__ = ["SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch", "train_trial"]
+__all__ = ["SerialEngine", "checkpoint_bytes", "evaluate", "evaluate_checkpoint",
+           "held_out_metrics", "run_epoch", "train_epoch", "train_trial"]
 
 EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
 
@@ -87,16 +91,17 @@ def train_epoch(p: Parts, spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(p: Parts, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model: nn.Module, objective: Objective, x: torch.Tensor,
+             y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean loss, metric sums) over a split, on device, in eval mode."""
-    p.model.eval()
+    model.eval()
     loss_sum = torch.zeros((), device=x.device)
     sums = []
     for start in range(0, len(y), EVAL_CHUNK):
         xb, yb = x[start:start + EVAL_CHUNK], y[start:start + EVAL_CHUNK]
-        outputs = p.model(xb)
-        loss_sum += p.objective(outputs, yb) * len(yb)
-        sums.append(p.objective.sums(outputs, yb))
+        outputs = model(xb)
+        loss_sum += objective(outputs, yb) * len(yb)
+        sums.append(objective.sums(outputs, yb))
     return loss_sum / len(y), torch.stack(sums).sum(dim=0)
 
 
@@ -112,6 +117,7 @@ def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
              for m in p.model.modules() if isinstance(m, p.activation_type)
              and p.family is not None]
     p.model.eval()
+    p.optimizer.zero_grad(set_to_none=True)  # the last training step's gradients are not ours
     try:
         p.objective(p.model(x), y).backward()
     finally:
@@ -143,7 +149,7 @@ def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, fl
     train_loss, train_sums = train_epoch(p, spec)
     if p.schedule.interval == "epoch":
         p.schedule.scheduler.step()
-    val_loss, val_sums = evaluate(p, p.data.x_val, p.data.y_val)
+    val_loss, val_sums = evaluate(p.model, p.objective, p.data.x_val, p.data.y_val)
     diag = diagnostics(p)
     keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
             *(f"val_{m}" for m in names), *diag]
@@ -160,13 +166,23 @@ def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, fl
     return metrics
 
 
-def _checkpoint(p: Parts, spec: TrialSpec, metrics: dict[str, float], epoch: int) -> bytes:
+def checkpoint_bytes(model: nn.Module, optimizer_state: dict[str, Any], spec: TrialSpec,
+                     metrics: dict[str, float], epoch: int) -> bytes:
     """The notes' section 3 checkpoint: weights, optimizer state, spec and metrics."""
     buffer = io.BytesIO()
-    torch.save({"model": {k: v.detach().cpu() for k, v in p.model.state_dict().items()},
-                "optimizer": p.optimizer.state_dict(), "spec": spec.canonical(),
+    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer_state, "spec": spec.canonical(),
                 "metrics": metrics, "epoch": epoch}, buffer)
     return buffer.getvalue()
+
+
+def held_out_metrics(model: nn.Module, objective: Objective, data: TensorData,
+                 names: tuple[str, ...]) -> dict[str, float]:
+    """test_loss and test_<metric> of `model` on the held-out test split (one host sync)."""
+    loss, sums = evaluate(model, objective, data.x_test, data.y_test)
+    values = torch.cat([loss.double()[None], objective.finalize(
+        sums, len(data.y_test), data.target_dim)]).tolist()
+    return dict(zip(["test_loss", *(f"test_{m}" for m in names)], values, strict=True))
 
 
 def train_trial(spec: TrialSpec, device: torch.device,
@@ -226,17 +242,15 @@ def train_trial(spec: TrialSpec, device: torch.device,
             # 4. best weights if asked, then the held-out test split
             if best_state is not None:
                 p.model.load_state_dict(best_state)
-            test_loss, test_sums = evaluate(p, p.data.x_test, p.data.y_test)
-            values = torch.cat([test_loss.double()[None], p.objective.finalize(
-                test_sums, len(p.data.y_test), p.data.target_dim)]).tolist()
-            final = dict(zip(["test_loss", *(f"test_{m}" for m in names)], values, strict=True))
+            final = held_out_metrics(p.model, p.objective, p.data, names)
             reason = (f"early stopping at epoch {stopped}: "
                       f"{p.early.params.monitor if p.early else ''} did not improve for "
                       f"{p.early.params.patience if p.early else 0} epochs" if stopped else "")
             return result("finished", reason=reason, final=final, best_epoch=best_epoch,
                           stopped_epoch=stopped,
-                          checkpoint=_checkpoint(p, spec, {**history[-1], **final},
-                                                 len(history)) if keep_checkpoint else None)
+                          checkpoint=checkpoint_bytes(
+                              p.model, p.optimizer.state_dict(), spec, {**history[-1], **final},
+                              len(history)) if keep_checkpoint else None)
     except KeyboardInterrupt:
         return result("killed", reason=f"interrupted during epoch {len(history) + 1}")
     except Exception as err:  # a broken trial must not stop the suite
@@ -251,11 +265,7 @@ def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:
     with seeding.trial_rng(spec.seed, device):
         parts = build.build_parts(spec, device)
     parts.model.load_state_dict(state["model"])
-    loss, sums = evaluate(parts, parts.data.x_test, parts.data.y_test)
-    values = torch.cat([loss.double()[None], parts.objective.finalize(
-        sums, len(parts.data.y_test), parts.data.target_dim)]).tolist()
-    names = ["test_loss", *(f"test_{m}" for m in metric_names(spec))]
-    return dict(zip(names, values, strict=True))
+    return held_out_metrics(parts.model, parts.objective, parts.data, metric_names(spec))
 
 
 class SerialEngine:
@@ -277,5 +287,8 @@ class SerialEngine:
             for spec in trials:
                 if not listener.trial_started(spec):
                     continue
-                yield train_trial(spec, self.device, on_epoch=listener.epoch_finished,
-                                  keep_checkpoint=self.keep_checkpoints, numerics=numerics)
+                result = train_trial(spec, self.device, on_epoch=listener.epoch_finished,
+                                     keep_checkpoint=self.keep_checkpoints, numerics=numerics)
+                yield result
+                if result.status == "killed":  # Ctrl-C: train nothing more
+                    return

@@ -1,0 +1,332 @@
+"""Per-lane optimizer update rules and hyperparameter tables for the stacked engine.
+
+`torch.optim` takes one learning rate per parameter group; a stacked group needs one
+per lane. Each rule here is the single-tensor update of its `torch.optim` class
+(torch/optim/{sgd,adagrad,rmsprop,adam}.py, `_single_tensor_*`) rewritten with the
+lane dimension first: every parameter is `[lanes, ...]` and every hyperparameter a
+`[lanes]` tensor broadcast over the rest. tests/test_stacked.py checks each rule
+beside its `torch.optim` reference.
+
+Schedules act through tables: for each lane, its own schedule is built by the
+registry on a one-parameter optimizer of the lane's class and stepped through the
+whole run, recording, per optimizer step, every value a PyTorch scheduler may
+change (`lr`, and `momentum` / `betas` for OneCycleLR's momentum cycling). The
+per-step scalars a rule needs (Adam's bias corrections and step sizes, Adagrad's
+decayed lr) are computed on the host in double precision, as torch computes them
+from Python floats, and held on the device as `[steps, lanes]` tables: training
+reads one row per step, with no host round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nnbench import registry
+from nnbench.config import TrialSpec
+
+__all__ = ["FLAGS", "LaneOptimizer", "schedule_tables"]
+
+# Optimizer parameters that change which operations run: equal within a stacked group.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "sgd": ("nesterov", "maximize"),
+    "adagrad": ("maximize",),
+    "rmsprop": ("centered", "maximize"),
+    "adam": ("amsgrad", "maximize"),
+    "adamw": ("amsgrad", "maximize"),
+}
+_TORCH_CLASS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
+                "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam,
+                "adamw": torch.optim.AdamW}
+
+
+def schedule_tables(spec: TrialSpec, steps_per_epoch: int) -> dict[str, list[float]]:
+    """Per optimizer step (epochs × steps_per_epoch), the values the lane's schedule sets.
+
+    Keys: `lr`, plus `momentum` (sgd, rmsprop) or `beta1` (adam, adamw). The schedule is
+    the registry's own, stepped per batch or per epoch as the serial engine steps it.
+    """
+    name = spec.optimizer.name
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    optimizer = registry.build("optimizer", spec.optimizer, parameters=[dummy])
+    schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
+                              epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
+    group = optimizer.param_groups[0]
+    tables: dict[str, list[float]] = {"lr": []}
+    if name in ("sgd", "rmsprop"):
+        tables["momentum"] = []
+    elif name in ("adam", "adamw"):
+        tables["beta1"] = []
+    for _ in range(spec.epochs):
+        for _ in range(steps_per_epoch):
+            tables["lr"].append(float(group["lr"]))
+            if "momentum" in tables:
+                tables["momentum"].append(float(group["momentum"]))
+            if "beta1" in tables:
+                tables["beta1"].append(float(group["betas"][0]))
+            optimizer.step()  # no gradient: moves nothing, but the scheduler wants it first
+            if schedule.interval == "batch":
+                schedule.scheduler.step()
+        if schedule.interval == "epoch":
+            schedule.scheduler.step()
+    return tables
+
+
+def _lanes(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A `[lanes]` tensor shaped to broadcast over a `[lanes, ...]` parameter."""
+    return x.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class _Hyper:
+    """Constant per-lane hyperparameters, `[lanes]` tensors on the device."""
+
+    values: dict[str, torch.Tensor]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.values[key]
+
+
+class LaneOptimizer:
+    """One optimizer rule over stacked parameters, with per-lane hyperparameters.
+
+    `specs[i]` is lane i's trial (None for a padding lane, which never moves: lr 0).
+    `step(grads)` applies step `t` (counted from 0) reading row t of the tables.
+    """
+
+    def __init__(self, specs: Sequence[TrialSpec | None], params: Sequence[torch.Tensor],
+                 steps_per_epoch: int, device: torch.device) -> None:
+        real = [s for s in specs if s is not None]
+        self.name = real[0].optimizer.name
+        if self.name not in _TORCH_CLASS:
+            raise ValueError(f"no per-lane rule for optimizer {self.name!r}")
+        self.params = list(params)
+        self.device = device
+        self.lanes = len(specs)
+        kwargs = [s.optimizer.kwargs if s is not None else None for s in specs]
+        template = real[0].optimizer.kwargs
+        self.flags = {f: bool(template[f]) for f in FLAGS[self.name]}
+        steps = real[0].epochs * steps_per_epoch
+        # host tables (double precision, as torch's Python-float arithmetic), per lane
+        host: dict[str, list[list[float]]] = {}
+        for spec in specs:
+            table = schedule_tables(spec, steps_per_epoch) if spec is not None else None
+            for key in ("lr", "momentum", "beta1"):
+                if table is not None and key in table:
+                    host.setdefault(key, []).append(table[key])
+                elif table is None:
+                    host.setdefault(key, []).append([0.0] * steps)
+        self.host = {k: v for k, v in host.items() if len(v) == self.lanes}
+
+        def constant(key: str, default: float = 0.0) -> torch.Tensor:
+            return torch.tensor([float(k[key]) if k is not None else default for k in kwargs],
+                                dtype=torch.float32, device=device)
+
+        hyper: dict[str, torch.Tensor] = {"weight_decay": constant("weight_decay")}
+        self.any_weight_decay = any(k is not None and k["weight_decay"] for k in kwargs)
+        self.any_momentum = False
+        if self.name == "sgd":
+            hyper["dampening"] = constant("dampening")
+            momentum_rows = self.host["momentum"]
+            self.any_momentum = any(any(m != 0 for m in row) for row in momentum_rows)
+        elif self.name == "adagrad":
+            hyper["eps"] = constant("eps", 1.0)
+            self.lr_decay = [float(k["lr_decay"]) if k is not None else 0.0 for k in kwargs]
+            hyper["initial_accumulator_value"] = constant("initial_accumulator_value")
+        elif self.name == "rmsprop":
+            hyper["alpha"] = constant("alpha")
+            hyper["eps"] = constant("eps", 1.0)
+            self.any_momentum = any(any(m > 0 for m in row) for row in self.host["momentum"])
+        else:  # adam, adamw
+            self.beta2 = [float(k["betas"][1]) if k is not None else 0.0 for k in kwargs]
+            hyper["beta2"] = torch.tensor(self.beta2, dtype=torch.float32, device=device)
+            self.eps = [float(k["eps"]) if k is not None else 1.0 for k in kwargs]
+            hyper["eps"] = torch.tensor(self.eps, dtype=torch.float32, device=device)
+        self.hyper = _Hyper(hyper)
+        self.tables = self._device_tables(steps)
+        self.state: dict[str, list[torch.Tensor]] = {}
+        self._init_state()
+        self.t = 0  # optimizer steps taken
+
+    # -- tables -------------------------------------------------------------------------
+
+    def _device_tables(self, steps: int) -> dict[str, torch.Tensor]:
+        """`[steps, lanes]` float32 tables of every per-step scalar the rule reads."""
+        lr = self.host["lr"]
+        out: dict[str, list[list[float]]] = {"lr": [list(row) for row in zip(*lr, strict=True)]}
+        if self.name in ("sgd", "rmsprop"):
+            out["momentum"] = [list(row) for row in zip(*self.host["momentum"], strict=True)]
+        if self.name == "adagrad":
+            out["clr"] = [[lr[i][t] / (1 + t * self.lr_decay[i]) for i in range(self.lanes)]
+                          for t in range(steps)]
+        if self.name in ("adam", "adamw"):
+            beta1 = self.host["beta1"]
+            out["beta1"] = [list(row) for row in zip(*beta1, strict=True)]
+            step_size, bc2_sqrt, decay = [], [], []
+            for t in range(steps):
+                step = t + 1
+                step_size.append([lr[i][t] / (1 - beta1[i][t] ** step)
+                                  for i in range(self.lanes)])
+                bc2_sqrt.append([(1 - self.beta2[i] ** step) ** 0.5 for i in range(self.lanes)])
+                if self.name == "adamw":
+                    decay.append([1 - lr[i][t] * self._weight_decay(i)
+                                  for i in range(self.lanes)])
+            out["step_size"], out["bias_correction2_sqrt"] = step_size, bc2_sqrt
+            if self.name == "adamw":
+                out["decay"] = decay
+        return {k: torch.tensor(v, dtype=torch.float32, device=self.device)
+                for k, v in out.items()}
+
+    def _weight_decay(self, lane: int) -> float:
+        return float(self.hyper["weight_decay"][lane])
+
+    def _init_state(self) -> None:
+        zeros = [torch.zeros_like(p) for p in self.params]
+        if self.name == "sgd":
+            if self.any_momentum:
+                self.state["momentum_buffer"] = zeros
+        elif self.name == "adagrad":
+            init = self.hyper["initial_accumulator_value"]
+            self.state["sum"] = [torch.zeros_like(p).add_(_lanes(init, p)) for p in self.params]
+        elif self.name == "rmsprop":
+            self.state["square_avg"] = zeros
+            if self.any_momentum:
+                self.state["momentum_buffer"] = [torch.zeros_like(p) for p in self.params]
+            if self.flags["centered"]:
+                self.state["grad_avg"] = [torch.zeros_like(p) for p in self.params]
+        else:
+            self.state["exp_avg"] = zeros
+            self.state["exp_avg_sq"] = [torch.zeros_like(p) for p in self.params]
+            if self.flags["amsgrad"]:
+                self.state["max_exp_avg_sq"] = [torch.zeros_like(p) for p in self.params]
+
+    # -- the update ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        row = {k: v[self.t] for k, v in self.tables.items()}
+        for i, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
+            if self.flags.get("maximize"):
+                grad = -grad
+            if self.name == "sgd":
+                self._sgd(i, param, grad, row)
+            elif self.name == "adagrad":
+                self._adagrad(i, param, grad, row)
+            elif self.name == "rmsprop":
+                self._rmsprop(i, param, grad, row)
+            else:
+                self._adam(i, param, grad, row)
+        self.t += 1
+
+    def _coupled_decay(self, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """grad + λ·w (coupled L2), as `grad.add(param, alpha=weight_decay)`."""
+        if not self.any_weight_decay:
+            return grad
+        return grad.addcmul(param, _lanes(self.hyper["weight_decay"], param))
+
+    def _sgd(self, i: int, param: torch.Tensor, grad: torch.Tensor,
+             row: dict[str, torch.Tensor]) -> None:
+        grad = self._coupled_decay(param, grad)
+        if self.any_momentum:
+            momentum = _lanes(row["momentum"], param)
+            buf = self.state["momentum_buffer"][i]
+            if self.t == 0:
+                buf.copy_(grad)  # torch: the first step's buffer is the gradient itself
+            else:
+                # torch skips the buffer for momentum 0: buf = g, whatever the dampening
+                damp = torch.where(momentum == 0, 0.0, _lanes(self.hyper["dampening"], param))
+                buf.mul_(momentum).addcmul_(grad, 1 - damp)
+            grad = grad.addcmul(buf, momentum) if self.flags["nesterov"] else buf
+        param.addcmul_(grad, _lanes(row["lr"], param), value=-1)
+
+    def _adagrad(self, i: int, param: torch.Tensor, grad: torch.Tensor,
+                 row: dict[str, torch.Tensor]) -> None:
+        grad = self._coupled_decay(param, grad)
+        state_sum = self.state["sum"][i]
+        state_sum.addcmul_(grad, grad, value=1)
+        std = state_sum.sqrt().add_(_lanes(self.hyper["eps"], param))
+        param.addcmul_(grad / std, _lanes(row["clr"], param), value=-1)
+
+    def _rmsprop(self, i: int, param: torch.Tensor, grad: torch.Tensor,
+                 row: dict[str, torch.Tensor]) -> None:
+        grad = self._coupled_decay(param, grad)
+        alpha = _lanes(self.hyper["alpha"], param)
+        square_avg = self.state["square_avg"][i]
+        square_avg.mul_(alpha).addcmul_(grad, grad * (1 - alpha))
+        if self.flags["centered"]:
+            grad_avg = self.state["grad_avg"][i]
+            grad_avg.lerp_(grad, 1 - alpha)
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+        else:
+            avg = square_avg.sqrt()
+        avg = avg.add_(_lanes(self.hyper["eps"], param))
+        lr = _lanes(row["lr"], param)
+        if self.any_momentum:
+            buf = self.state["momentum_buffer"][i]
+            buf.mul_(_lanes(row["momentum"], param)).addcdiv_(grad, avg)
+            param.addcmul_(buf, lr, value=-1)
+        else:
+            param.addcmul_(grad / avg, lr, value=-1)
+
+    def _adam(self, i: int, param: torch.Tensor, grad: torch.Tensor,
+              row: dict[str, torch.Tensor]) -> None:
+        if self.name == "adamw":
+            if self.any_weight_decay:
+                param.mul_(_lanes(row["decay"], param))
+        else:
+            grad = self._coupled_decay(param, grad)
+        exp_avg, exp_avg_sq = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
+        exp_avg.lerp_(grad, 1 - _lanes(row["beta1"], param))
+        beta2 = _lanes(self.hyper["beta2"], param)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
+        second = exp_avg_sq
+        if self.flags["amsgrad"]:
+            second = self.state["max_exp_avg_sq"][i]
+            torch.maximum(second, exp_avg_sq, out=second)
+        denom = (second.sqrt() / _lanes(row["bias_correction2_sqrt"], param)).add_(
+            _lanes(self.hyper["eps"], param))
+        param.addcmul_(exp_avg / denom, _lanes(row["step_size"], param), value=-1)
+
+    # -- lanes leaving the group ----------------------------------------------------------
+
+    @torch.no_grad()
+    def retire(self, lane: int) -> None:
+        """A lane that stopped: from now on its lr is 0 and its state is cleared."""
+        for table in self.tables.values():
+            if table.is_floating_point():
+                table[:, lane] = 0.0
+        for key, value in self.hyper.values.items():
+            value[lane] = 1.0 if key in ("eps",) else 0.0
+        if "decay" in self.tables:
+            self.tables["decay"][:, lane] = 1.0
+        if "bias_correction2_sqrt" in self.tables:
+            self.tables["bias_correction2_sqrt"][:, lane] = 1.0
+        for buffers in self.state.values():
+            for buf in buffers:
+                buf[lane] = 0.0
+
+    def torch_state(self, lane: int, params: Sequence[torch.nn.Parameter],
+                    spec: TrialSpec) -> dict[str, Any]:
+        """The lane's optimizer as `torch.optim`'s `state_dict()` over `params` (checkpoints)."""
+        optimizer = registry.build("optimizer", spec.optimizer, parameters=params)
+        group = optimizer.param_groups[0]
+        t = max(self.t - 1, 0)
+        group["lr"] = float(self.host["lr"][lane][t]) if self.t else group["lr"]
+        if "momentum" in self.host and self.t:
+            group["momentum"] = float(self.host["momentum"][lane][t])
+        if "beta1" in self.host and self.t:
+            group["betas"] = (float(self.host["beta1"][lane][t]), group["betas"][1])
+        if self.t:
+            for j, param in enumerate(params):
+                entry: dict[str, Any] = {}
+                for key, buffers in self.state.items():
+                    entry[key] = buffers[j][lane].detach().clone().reshape(param.shape)
+                if self.name != "sgd":
+                    entry["step"] = torch.tensor(float(self.t))
+                optimizer.state[param] = entry
+        state: dict[str, Any] = optimizer.state_dict()
+        return state
+

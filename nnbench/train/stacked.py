@@ -1,0 +1,561 @@
+"""The stacked engine: same-shaped trials train as lanes of one batched model.
+
+Trials that share every shape- and op-affecting setting (`stack_key`: data, model,
+loss, activation, norm, whether there is dropout, optimizer type and its flags,
+clipping type, augmentation pipeline, epochs, batch size) form a group; the group
+trains as one `StackedModel` with one lane per trial. Per lane: seed (split, init,
+shuffling, dropout masks, augmentation draws: each from the lane's own generators,
+the same streams the serial engine uses), init, optimizer hyperparameters, schedule
+(per-lane tables from PyTorch's own schedulers), L1/L2, weight decay, dropout p,
+clipping threshold (norm per lane), early stopping, pruning, divergence, BatchNorm
+statistics and diagnostics. A lane that stops (early stopping, pruning, divergence)
+is finalised at once (test split, fingerprint, checkpoint, through the serial
+engine's own code on the lane's model) and becomes padding: zero weights, lr 0.
+
+Lane count: a group of n trials in the suite (`population`) trains with
+min(n, max_lanes) lanes, padded with empty lanes when fewer remain (a re-run after
+a crash keeps the lane count of the first run). No operation mixes lanes, so a
+trial's result is bitwise identical whatever else shares its group, for the same
+lane count, device and library versions; the lane count is part of its numerics.
+
+Fallback: a trial the engine cannot stack (a model layer without a stacked form, an
+optimizer without a per-lane rule) trains on the serial engine; `plan()` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.func import vmap
+
+from nnbench import registry, seeding
+from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.losses import Objective
+from nnbench.components.regularizers import EarlyStopping
+from nnbench.config import TrialSpec
+from nnbench.data import TensorData
+from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
+from nnbench.train.engine import Listener, torch_threads
+from nnbench.train.lane_optim import FLAGS, LaneOptimizer
+from nnbench.train.metrics import (
+    EVAL_CHUNK,
+    PROBE_SIZE,
+    SATURATED_BELOW,
+    SPARSE_BELOW,
+    add_gaps,
+    fingerprint,
+)
+from nnbench.train.results import Numerics, Status, TrialResult
+from nnbench.train.serial import SerialEngine, checkpoint_bytes, held_out_metrics
+from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
+
+__all__ = ["DEFAULT_MAX_LANES", "Plan", "StackedEngine", "stack_key"]
+
+# Lanes per group at most: on a CPU the gain levels off in the tens of lanes; a GPU
+# needs hundreds of small models to fill it.
+DEFAULT_MAX_LANES = {"cpu": 64, "cuda": 512}
+
+
+def stack_key(spec: TrialSpec) -> str:
+    """What must be equal for two trials to train as lanes of one group."""
+    optimizer = spec.optimizer
+    flags = {f: optimizer.kwargs[f] for f in FLAGS.get(optimizer.name, ())}
+    clip = spec.grad_clip
+    key = {
+        "dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
+        "loss": spec.loss.to_dict(), "activation": spec.activation.to_dict(),
+        "norm": spec.norm.to_dict(), "dropout": spec.dropout > 0,
+        "optimizer": [optimizer.name, flags],
+        "grad_clip": [clip.name, clip.kwargs.get("norm_type")],
+        "augmentation": [a.to_dict() for a in spec.augmentation],
+        "epochs": spec.epochs, "batch_size": spec.batch_size,
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+@dataclass
+class Group:
+    key: str
+    specs: list[TrialSpec]
+    lanes: int
+
+
+@dataclass
+class Plan:
+    """How the engine will train a list of trials."""
+
+    groups: list[Group] = field(default_factory=list)
+    serial: list[tuple[TrialSpec, str]] = field(default_factory=list)  # (trial, why)
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.groups:
+            sizes = Counter(g.lanes for g in self.groups)
+            trials = sum(len(g.specs) for g in self.groups)
+            shapes = ", ".join(f"{n} of {lanes} lanes" for lanes, n in sorted(sizes.items()))
+            lines.append(f"stacked engine: {trials} trials in {len(self.groups)} group(s) "
+                         f"({shapes})")
+        reasons = Counter(reason for _, reason in self.serial)
+        for reason, n in reasons.items():
+            lines.append(f"serial engine: {n} trial(s): {reason}")
+        return lines
+
+
+def _unstackable_reason(spec: TrialSpec) -> str | None:
+    """Why a trial cannot be stacked, from its spec alone (None: it can)."""
+    if spec.optimizer.name not in FLAGS:
+        return f"optimizer '{spec.optimizer.name}' has no per-lane update rule"
+    if spec.grad_clip.name not in ("none", "norm", "value"):
+        return f"gradient clipping '{spec.grad_clip.name}' has no per-lane form"
+    return None
+
+
+def _model_reason(spec: TrialSpec) -> str | None:
+    """Build the trial's model on the CPU and check every layer has a stacked form."""
+    try:
+        with seeding.trial_rng(spec.seed, torch.device("cpu")):
+            data, _ = prepare_data(spec, torch.device("cpu"))
+            objective: Objective = registry.build("loss", spec.loss)
+            model = build_model(spec, data.input_shape,
+                                objective.num_outputs(data.num_classes, data.target_dim))
+        StackedModel([model], torch.device("cpu"))
+    except Unstackable as err:
+        return f"model '{spec.model.name}': {err}"
+    return None
+
+
+class StackedEngine:
+    """Trains groups of same-shaped trials as lanes; falls back to serial, saying why.
+
+    `population`: every trial the lane counts are computed from (the whole suite, or a
+    study's proposals), so that re-running a part of it keeps each trial's lane count.
+    `fixed_lanes`: every group has exactly this many lanes (tuning: a study's batch of
+    proposals); then the population is not needed. `auto`: groups of a single trial in
+    the population train serially (faster).
+    """
+
+    name = "stacked"
+
+    def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
+                 threads: int | None = None, max_lanes: int | None = None,
+                 population: Sequence[TrialSpec] | None = None, fixed_lanes: int | None = None,
+                 auto: bool = False) -> None:
+        self.device = device
+        self.keep_checkpoints = keep_checkpoints
+        self.threads = threads
+        self.max_lanes = max_lanes or DEFAULT_MAX_LANES.get(device.type, 64)
+        self.population = list(population) if population is not None else None
+        self.fixed_lanes = fixed_lanes
+        self.auto = auto
+        self._model_reasons: dict[str, str | None] = {}
+
+    def plan(self, trials: Sequence[TrialSpec]) -> Plan:
+        population = self.population if self.population is not None else list(trials)
+        counts = Counter(stack_key(t) for t in population)
+        plan = Plan()
+        grouped: dict[str, list[TrialSpec]] = {}
+        for spec in trials:
+            key = stack_key(spec)
+            reason = _unstackable_reason(spec)
+            if reason is None:
+                if key not in self._model_reasons:
+                    self._model_reasons[key] = _model_reason(spec)
+                reason = self._model_reasons[key]
+            if reason is None and self.auto and self.fixed_lanes is None \
+                    and counts.get(key, 1) == 1:
+                reason = "the only trial of its shape: one model trains faster serially"
+            if reason is not None:
+                plan.serial.append((spec, reason))
+            else:
+                grouped.setdefault(key, []).append(spec)
+        for key, specs in grouped.items():
+            lanes = self.fixed_lanes or max(1, min(self.max_lanes,
+                                                   max(counts.get(key, 0), len(specs))))
+            for start in range(0, len(specs), lanes):
+                plan.groups.append(Group(key, specs[start:start + lanes], lanes))
+        return plan
+
+    def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
+        plan = self.plan(trials)
+        with torch_threads(self.device, self.threads, "stacked") as threads:
+            for group in plan.groups:
+                numerics = Numerics(engine="stacked", lanes=group.lanes, precision="fp32",
+                                    threads=threads)
+                specs = [s for s in group.specs if listener.trial_started(s)]
+                if not specs:
+                    continue
+                run = _GroupRun(specs, group.lanes, self.device, listener, numerics,
+                                self.keep_checkpoints)
+                yield from run.run()
+                if run.interrupted:  # Ctrl-C: train nothing more
+                    return
+        if plan.serial:
+            serial = SerialEngine(self.device, keep_checkpoints=self.keep_checkpoints)
+            yield from serial.run([spec for spec, _ in plan.serial], listener)
+
+
+@dataclass
+class _Lane:
+    """One trial's slice of a group, and what the serial engine would hold for it."""
+
+    index: int
+    spec: TrialSpec
+    model: torch.nn.Module  # the lane's own model: weights written back at the end
+    data: TensorData
+    split: int  # which of the group's distinct splits it trains on
+    early: EarlyStopping | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    best_value: float = math.inf
+    done: bool = False
+
+
+class _GroupRun:
+    """Trains one group; yields each lane's TrialResult as soon as the lane ends."""
+
+    def __init__(self, specs: list[TrialSpec], lanes: int, device: torch.device,
+                 listener: Listener, numerics: Numerics, keep_checkpoints: bool) -> None:
+        self.specs, self.n_lanes, self.device = specs, lanes, device
+        self.listener, self.numerics = listener, numerics
+        self.keep_checkpoints = keep_checkpoints
+        self.names = metric_names(specs[0])
+        self.started = time.perf_counter()
+        self.lanes: list[_Lane] = []
+        self.interrupted = False
+
+    # -- building --------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        device, template = self.device, self.specs[0]
+        splits: dict[tuple[int, str], int] = {}
+        datas: list[TensorData] = []
+        augments: list[list[Augmentation]] = []
+        models: list[torch.nn.Module | None] = []
+        for index, spec in enumerate(self.specs):
+            with seeding.trial_rng(spec.seed, device):  # as the serial engine builds it
+                data, augment = prepare_data(spec, device)
+                self.objective: Objective = registry.build("loss", spec.loss).to(device)
+                model = build_model(spec, data.input_shape, self.objective.num_outputs(
+                    data.num_classes, data.target_dim)).to(device)
+            split_key = (spec.seed, json.dumps([a.to_dict() for a in spec.augmentation]))
+            if split_key not in splits:
+                splits[split_key] = len(datas)
+                datas.append(data)
+            augments.append(augment)
+            models.append(model)
+            self.lanes.append(_Lane(index, spec, model, data, splits[split_key],
+                                    registry.build("early_stopping", spec.early_stopping)))
+        padding = self.n_lanes - len(self.specs)
+        models += [None] * padding
+        augments += [augments[0]] * padding
+        self.model = StackedModel(models, device)
+        # the group's distinct splits, stacked; lane -> its split
+        self.x_train = torch.stack([d.x_train for d in datas])
+        self.y_train = torch.stack([d.y_train for d in datas])
+        self.x_val = torch.stack([d.x_val for d in datas])
+        self.y_val = torch.stack([d.y_val for d in datas])
+        self.split_of = torch.tensor([lane.split for lane in self.lanes] + [0] * padding,
+                                     device=device)
+        first = datas[0]
+        self.n_train, self.n_val = len(first.y_train), len(first.y_val)
+        self.target_dim = first.target_dim
+        self.batch_size = batch_size_of(template, self.n_train)
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]
+        self.optimizer = LaneOptimizer(specs, self.model.params, self.steps_per_epoch, device)
+        # each lane's own streams, as the serial engine seeds them
+        pad_seed = -1
+        self.shuffle = [seeding.generator(s.seed if s else pad_seed, "shuffle", device)
+                        for s in specs]
+        self.augment_gen = [seeding.generator(s.seed if s else pad_seed, "augment", device)
+                            for s in specs]
+        self.model.set_dropout(
+            [seeding.generator(s.seed if s else pad_seed, "dropout", device) for s in specs],
+            [s.dropout if s else 0.0 for s in specs])
+        self.augments = augments
+        self.l1 = self._per_lane([s.l1 if s else 0.0 for s in specs])
+        self.l2 = self._per_lane([s.l2 if s else 0.0 for s in specs])
+        clip = template.grad_clip
+        self.clip = clip.name
+        if clip.name == "norm":
+            self.max_norm = self._per_lane([s.grad_clip.kwargs["max_norm"] if s else 1.0
+                                            for s in specs])
+            self.norm_type = float(clip.kwargs["norm_type"])
+        elif clip.name == "value":
+            self.clip_value = self._per_lane([s.grad_clip.kwargs["clip_value"] if s else 0.0
+                                              for s in specs])
+        self.activation_family = registry.get("activation",
+                                              template.activation.name).attrs.get("family")
+        self.activation_name = type(registry.build("activation", template.activation)).__name__
+        self.loss_fn = vmap(self.objective)
+        self.sums_fn = vmap(self.objective.sums)
+
+    def _per_lane(self, values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> Iterator[TrialResult]:
+        try:
+            self._build()
+            for epoch in range(1, self.specs[0].epochs + 1):
+                metrics = self._epoch()
+                yield from self._after_epoch(epoch, metrics)
+                if all(lane.done for lane in self.lanes):
+                    return
+            for lane in self.lanes:
+                if not lane.done:
+                    yield self._finish(lane, "finished")
+        except KeyboardInterrupt:
+            self.interrupted = True
+            for lane in self.lanes:
+                if not lane.done:
+                    lane.done = True
+                    yield self._result(lane, "killed", reason=f"interrupted during epoch "
+                                                              f"{len(lane.history) + 1}")
+        except Exception as err:  # a broken group must not stop the suite
+            reason = "".join(traceback.format_exception(type(err), err,
+                                                        err.__traceback__))[-4000:]
+            if not self.lanes:  # it broke while building: no lane has a model yet
+                for spec in self.specs:
+                    yield TrialResult(spec=spec, status="failed", history=[], final={},
+                                      fingerprint="", device=str(self.device),
+                                      wall_seconds=self._share(), reason=reason,
+                                      numerics=self.numerics)
+            for lane in self.lanes:
+                if not lane.done:
+                    lane.done = True
+                    yield self._result(lane, "failed", reason=reason)
+
+    def _epoch(self) -> list[dict[str, float]]:
+        """One epoch of every lane; one host sync; each lane's metrics (lanes in order)."""
+        epoch_start = time.perf_counter()
+        lr = [self.optimizer.host["lr"][i][self.optimizer.t] for i in range(self.n_lanes)]
+        train_loss, train_sums = self._train_epoch()
+        val_loss, val_sums = self._evaluate(self.x_val, self.y_val)
+        diagnostics = self._diagnostics()
+        finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
+        columns = [train_loss.double(), val_loss.double()]
+        keys = ["train_loss", "val_loss", *(f"train_{m}" for m in self.names),
+                *(f"val_{m}" for m in self.names), *diagnostics]
+        table = torch.cat([
+            torch.stack(columns, dim=1),
+            finalize(train_sums, self.n_train, self.target_dim),
+            finalize(val_sums, self.n_val, self.target_dim),
+            torch.stack([d.double() for d in diagnostics.values()], dim=1),
+        ], dim=1).tolist()
+        seconds = (time.perf_counter() - epoch_start) / self.n_lanes  # each lane's share
+        out = []
+        for lane in self.lanes:
+            metrics = dict(zip(keys, table[lane.index], strict=True))
+            add_gaps(metrics, self.names)
+            metrics.update(lr=lr[lane.index], epoch_seconds=seconds)
+            out.append(metrics)
+        return out
+
+    def _batch(self, order: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = order[:, start:start + self.batch_size]
+        split = self.split_of[:, None]
+        return self.x_train[split, index], self.y_train[split, index]
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Each lane's pipeline with its own draws; batched where the op allows."""
+        for step in range(len(self.augments[0])):
+            ops = [augment[step] for augment in self.augments]
+            if isinstance(ops[0], Normalize):  # each lane's own training-split statistics
+                x = torch.stack([op.apply(x[i], {}) for i, op in enumerate(ops)])
+                continue
+            drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
+            params = {k: torch.cat([d[k] for d in drawn]) for k in drawn[0]}
+            flat = ops[0].apply(x.reshape(-1, *x.shape[2:]), params)
+            x = flat.reshape(x.shape[0], x.shape[1], *flat.shape[1:])
+        return x
+
+    def _penalty(self) -> torch.Tensor | None:
+        """Per lane λ₁·Σ|w| + ½λ₂·Σw² over the weights."""
+        total: torch.Tensor | None = None
+        weights = self.model.weights
+        if bool(self.l1.any()):
+            l1 = self.l1 * torch.stack([w.abs().flatten(1).sum(1) for w in weights]).sum(0)
+            total = l1
+        if bool(self.l2.any()):
+            l2 = 0.5 * self.l2 * torch.stack([w.square().flatten(1).sum(1)
+                                              for w in weights]).sum(0)
+            total = l2 if total is None else total + l2
+        return total
+
+    def _clip(self, grads: list[torch.Tensor]) -> None:
+        """clip_grad_norm_ / clip_grad_value_, with each lane's own threshold."""
+        if self.clip == "norm":
+            norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), self.norm_type, dim=1)
+                                 for g in grads])
+            total = torch.linalg.vector_norm(norms, self.norm_type, dim=0)
+            coef = (self.max_norm / (total + 1e-6)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+        elif self.clip == "value":
+            for g in grads:
+                bound = self.clip_value.view(-1, *([1] * (g.dim() - 1)))
+                torch.clamp(g, -bound, bound, out=g)
+
+    def _train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n, batch_size = self.n_train, self.batch_size
+        order = torch.stack([torch.randperm(n, generator=g, device=self.device)
+                             for g in self.shuffle])
+        self.model.train()
+        losses: list[torch.Tensor] = []
+        sums: list[torch.Tensor] = []
+        penalize = bool(self.l1.any()) or bool(self.l2.any())
+        for start in range(0, n, batch_size):
+            xb, yb = self._batch(order, start)
+            if self.augments[0]:
+                xb = self._augment(xb)
+            outputs = self.model(xb)
+            loss = self.loss_fn(outputs, yb)
+            objective = loss.sum()
+            if penalize:
+                extra = self._penalty()
+                if extra is not None:
+                    objective = objective + extra.sum()
+            grads = list(torch.autograd.grad(objective, self.model.params))
+            if self.clip != "none":
+                self._clip(grads)
+            self.optimizer.step(grads)
+            losses.append(loss.detach())
+            sums.append(self.sums_fn(outputs.detach(), yb))
+        steps = len(losses)
+        sizes = torch.full((steps,), float(batch_size), device=self.device)
+        sizes[-1] = n - batch_size * (steps - 1)
+        mean_loss = (torch.stack(losses, dim=1) * sizes).sum(dim=1) / n
+        return mean_loss, torch.stack(sums).sum(dim=0)
+
+    @torch.no_grad()
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per lane (mean loss, metric sums) over its own split, in eval mode."""
+        self.model.eval()
+        n = x.shape[1]
+        loss_sum = torch.zeros(self.n_lanes, device=self.device)
+        sums = []
+        split = self.split_of
+        for start in range(0, n, EVAL_CHUNK):
+            xb, yb = x[split, start:start + EVAL_CHUNK], y[split, start:start + EVAL_CHUNK]
+            outputs = self.model(xb)
+            loss_sum += self.loss_fn(outputs, yb) * yb.shape[1]
+            sums.append(self.sums_fn(outputs, yb))
+        return loss_sum / n, torch.stack(sums).sum(dim=0)
+
+    def _diagnostics(self) -> dict[str, torch.Tensor]:
+        """The serial engine's diagnostics, per lane (see serial.diagnostics)."""
+        split = self.split_of
+        x, y = self.x_train[split, :PROBE_SIZE], self.y_train[split, :PROBE_SIZE]
+        captured: list[tuple[Layout, torch.Tensor]] = []
+        self.model.eval()
+        family = self.activation_family
+        outputs = self.model(x, capture=captured if family is not None else None)
+        grads = torch.autograd.grad(self.loss_fn(outputs, y).sum(), self.model.weights)
+        out = {f"grad_norm.layer{i}": g.flatten(1).norm(dim=1)
+               for i, g in enumerate(grads, 1)}
+        lanes = self.n_lanes
+        if captured and family == "relu":
+            dead = []
+            for layout, a in captured:
+                if layout == "channels":  # [B, L·C, H, W] -> per lane and channel
+                    a = a.reshape(a.shape[0], lanes, -1, a.shape[2] * a.shape[3])
+                    dead.append((a <= 0).all(-1).all(0))
+                elif a.dim() > 3:  # [L, B, C, ...]
+                    dead.append((a <= 0).flatten(3).all(-1).all(1))
+                else:
+                    dead.append((a <= 0).all(1))
+            out["dead_fraction"] = torch.cat(dead, dim=1).float().mean(1)
+        elif captured and family == "saturating":
+            saturated = []
+            for layout, a in captured:
+                per_lane = (a.reshape(a.shape[0], lanes, -1).transpose(0, 1).reshape(lanes, -1)
+                            if layout == "channels" else a.reshape(lanes, -1))
+                slope = (per_lane * (1 - per_lane) / 0.25 if self.activation_name == "Sigmoid"
+                         else 1 - per_lane.square())
+                saturated.append((slope < SATURATED_BELOW).float())
+            out["saturated_fraction"] = torch.cat(saturated, dim=1).mean(1)
+        flat = torch.cat([w.detach().flatten(1) for w in self.model.weights], dim=1)
+        out["weight_sparsity"] = (flat.abs() < SPARSE_BELOW).float().mean(1)
+        return out
+
+    # -- lanes ending ---------------------------------------------------------------------------
+
+    def _after_epoch(self, epoch: int,
+                     metrics: list[dict[str, float]]) -> Iterator[TrialResult]:
+        for lane in self.lanes:
+            if lane.done:
+                continue
+            values = metrics[lane.index]
+            values["epoch"] = float(epoch)
+            lane.history.append(values)
+            decision = self.listener.epoch_finished(lane.spec, values)
+            bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(values[k])]
+            if bad:
+                yield self._end(lane, "diverged", diverged_epoch=epoch,
+                                reason=f"{bad[0]} became {values[bad[0]]} at epoch {epoch}")
+            elif decision.stop:
+                yield self._end(lane, "pruned", reason=decision.reason)
+            elif lane.early is not None:
+                improved, stop_now = lane.early.update(epoch, values[lane.early.params.monitor])
+                if improved:
+                    lane.best_epoch = epoch
+                    if lane.early.params.restore_best:
+                        lane.best_state = self.model.lane_state(lane.index)
+                if stop_now:
+                    early = lane.early.params
+                    yield self._finish(lane, "finished", stopped_epoch=epoch, reason=(
+                        f"early stopping at epoch {epoch}: {early.monitor} did not improve "
+                        f"for {early.patience} epochs"))
+            elif values["val_loss"] < lane.best_value:
+                lane.best_epoch, lane.best_value = epoch, values["val_loss"]
+
+    def _write_back(self, lane: _Lane) -> None:
+        state = lane.best_state or self.model.lane_state(lane.index)
+        lane.model.load_state_dict(state)
+
+    def _finish(self, lane: _Lane, status: Status, **extra: Any) -> TrialResult:
+        """A lane that trained to its end: best weights if asked, the test split."""
+        self._write_back(lane)
+        final = held_out_metrics(lane.model, self.objective, lane.data, self.names)
+        checkpoint = None
+        if self.keep_checkpoints:
+            optimizer_state = self.optimizer.torch_state(
+                lane.index, list(lane.model.parameters()), lane.spec)
+            checkpoint = checkpoint_bytes(lane.model, optimizer_state, lane.spec,
+                                          {**lane.history[-1], **final}, len(lane.history))
+        return self._end(lane, status, final=final, best_epoch=lane.best_epoch,
+                         checkpoint=checkpoint, **extra)
+
+    def _end(self, lane: _Lane, status: Status, **extra: Any) -> TrialResult:
+        if status != "finished":
+            lane.model.load_state_dict(self.model.lane_state(lane.index))
+        result = self._result(lane, status, **extra)
+        lane.done = True
+        self.model.clear_lane(lane.index)
+        self.optimizer.retire(lane.index)
+        return result
+
+    def _share(self) -> float:
+        """A lane's share of the group's time so far: elapsed / lanes."""
+        return (time.perf_counter() - self.started) / self.n_lanes
+
+    def _result(self, lane: _Lane, status: Status, reason: str = "",
+                **extra: Any) -> TrialResult:
+        model = lane.model
+        return TrialResult(
+            spec=lane.spec, status=status, history=lane.history,
+            final=extra.pop("final", {}),
+            fingerprint=fingerprint(model.state_dict().items()), device=str(self.device),
+            wall_seconds=self._share(), num_params=sum(p.numel() for p in model.parameters()),
+            reason=reason, numerics=self.numerics, **extra)

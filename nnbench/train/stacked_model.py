@@ -1,0 +1,242 @@
+"""Many same-shaped models as one: the stacked engine's batched forward pass.
+
+`StackedModel(lane_models)` takes one built `nn.Sequential` per lane (each made by the
+registry with its own seeded init, exactly as the serial engine builds it) and holds
+their weights as `[lanes, ...]` tensors under the same state_dict names. Its forward
+pass reads like the unbatched one, layer by layer:
+
+- activations flow as `[lanes, batch, features]`; a Linear is one `baddbmm`;
+- conv blocks flow as `[batch, lanes·channels, H, W]`: a Conv2d is one grouped
+  convolution (groups = lanes), BatchNorm2d is batch norm over lanes·channels (each
+  lane's channels keep their own statistics), max pooling and activations apply as is;
+- BatchNorm1d runs on `[batch, lanes·features]`, so each lane normalises over its own
+  batch;
+- Dropout draws each lane's mask from that lane's own generator, as the serial model
+  does; nothing is drawn from a global or shared stream.
+
+No operation mixes lanes: a lane's numbers depend on its own inputs and weights only.
+Modules without a stacked form raise `Unstackable` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nnbench.components.regularizers import Dropout, dropout_noise
+
+__all__ = ["ELEMENTWISE", "StackedModel", "Unstackable"]
+
+# Activation modules that act elementwise: they apply to stacked tensors unchanged.
+ELEMENTWISE = (nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU,
+               nn.GELU, nn.SiLU)
+
+Layout = Literal["lanes", "channels"]
+
+
+class Unstackable(ValueError):
+    """A model (or configuration) the stacked engine cannot train as lanes; says why."""
+
+
+@dataclass
+class _Op:
+    kind: str  # flatten, linear, conv2d, batchnorm, activation, dropout, maxpool
+    module: nn.Module  # the template module (its hyperparameters: stride, eps, ...)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [lanes, ...]
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # local name -> state_dict key
+
+
+class StackedModel:
+    """`lanes` models of one architecture; lane i's weights are `tensor[i]`.
+
+    `lane_models[i]` is None for a padding lane (zero weights, never trained).
+    """
+
+    def __init__(self, lane_models: Sequence[nn.Module | None], device: torch.device) -> None:
+        template = next(m for m in lane_models if m is not None)
+        if not isinstance(template, nn.Sequential):
+            raise Unstackable(f"{type(template).__name__} is not an nn.Sequential of layers")
+        self.lanes = len(lane_models)
+        self.device = device
+        self.training = True
+        self.ops: list[_Op] = []
+        states = [m.state_dict() if m is not None else None for m in lane_models]
+        for index, module in enumerate(template):
+            self.ops.append(self._op(str(index), module, states))
+        self.params: list[torch.Tensor] = [p for op in self.ops for p in op.params.values()]
+        # what L1/L2, sparsity and grad_norm.layerN see: the Linear/Conv weights, in order
+        self.weights: list[torch.Tensor] = [op.params["weight"] for op in self.ops
+                                            if op.kind in ("linear", "conv2d")]
+        self.dropout_generators: list[torch.Generator] = []
+        self.dropout_p: list[float] = [0.0] * self.lanes
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _stack(self, key: str, states: Sequence[dict[str, torch.Tensor] | None],
+               requires_grad: bool) -> torch.Tensor:
+        template = next(s for s in states if s is not None)[key]
+        lanes = [s[key] if s is not None else torch.zeros_like(template) for s in states]
+        stacked = torch.stack([t.detach() for t in lanes]).to(self.device).contiguous()
+        return stacked.requires_grad_(requires_grad)
+
+    def _op(self, prefix: str, module: nn.Module,
+            states: Sequence[dict[str, torch.Tensor] | None]) -> _Op:
+        def key(name: str) -> str:
+            return f"{prefix}.{name}"
+
+        if isinstance(module, nn.Flatten):
+            if module.start_dim != 1 or module.end_dim != -1:
+                raise Unstackable("Flatten other than start_dim=1, end_dim=-1")
+            return _Op("flatten", module)
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            kind = "linear" if isinstance(module, nn.Linear) else "conv2d"
+            if isinstance(module, nn.Conv2d) and (module.groups != 1
+                                                  or module.padding_mode != "zeros"):
+                raise Unstackable("Conv2d with groups or non-zero padding mode")
+            op = _Op(kind, module)
+            for name in ("weight", "bias"):
+                if getattr(module, name) is not None:
+                    op.params[name] = self._stack(key(name), states, True)
+                    op.names[name] = key(name)
+            return op
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            if not (module.affine and module.track_running_stats) or module.momentum is None:
+                raise Unstackable("BatchNorm without affine weights, running statistics or "
+                                  "a momentum")
+            op = _Op("batchnorm", module)
+            for name in ("weight", "bias"):
+                op.params[name] = self._stack(key(name), states, True)
+                op.names[name] = key(name)
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                op.buffers[name] = self._stack(key(name), states, False)
+                op.names[name] = key(name)
+            return op
+        if isinstance(module, ELEMENTWISE):
+            return _Op("activation", module)
+        if isinstance(module, Dropout):
+            return _Op("dropout", module)
+        if isinstance(module, nn.MaxPool2d):
+            return _Op("maxpool", module)
+        raise Unstackable(f"layer {type(module).__name__} has no stacked form")
+
+    def set_dropout(self, generators: Sequence[torch.Generator], p: Sequence[float]) -> None:
+        """Each lane's dropout generator and probability (0 for padding lanes)."""
+        self.dropout_generators, self.dropout_p = list(generators), list(p)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
+
+    def eval(self) -> None:
+        self.training = False
+
+    def __call__(self, x: torch.Tensor,
+                 capture: list[tuple[Layout, torch.Tensor]] | None = None) -> torch.Tensor:
+        """`x`: `[lanes, batch, *input_shape]` -> outputs `[lanes, batch, outputs]`.
+
+        `capture` collects every activation's output (with its layout) for diagnostics.
+        """
+        lanes, batch = x.shape[0], x.shape[1]
+        layout: Layout = "lanes"
+        for op in self.ops:
+            if op.kind == "flatten":
+                if layout == "channels":
+                    x = x.reshape(batch, lanes, -1).transpose(0, 1)
+                    layout = "lanes"
+                else:
+                    x = x.reshape(lanes, batch, -1)
+            elif op.kind == "linear":
+                weight, bias = op.params["weight"], op.params.get("bias")
+                x = (torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                     if bias is not None else torch.bmm(x, weight.transpose(1, 2)))
+            elif op.kind == "conv2d":
+                if layout == "lanes":  # [L, B, C, H, W] -> [B, L·C, H, W]
+                    x = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:])
+                    layout = "channels"
+                conv = op.module
+                assert isinstance(conv, nn.Conv2d)
+                weight, bias = op.params["weight"], op.params.get("bias")
+                x = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]),
+                             bias.reshape(-1) if bias is not None else None, conv.stride,
+                             conv.padding, conv.dilation, groups=lanes)
+            elif op.kind == "batchnorm":
+                x = self._batchnorm(op, x, layout, lanes, batch)
+            elif op.kind == "activation":
+                x = op.module(x)
+                if capture is not None:
+                    capture.append((layout, x.detach()))
+            elif op.kind == "dropout":
+                x = self._dropout(op, x, layout, lanes, batch)
+            elif op.kind == "maxpool":
+                x = op.module(x)
+        return x
+
+    def _batchnorm(self, op: _Op, x: torch.Tensor, layout: Layout, lanes: int,
+                   batch: int) -> torch.Tensor:
+        bn = op.module
+        assert isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d)
+        if self.training:
+            op.buffers["num_batches_tracked"].add_(1)
+        args = (op.buffers["running_mean"].view(-1), op.buffers["running_var"].view(-1),
+                op.params["weight"].reshape(-1), op.params["bias"].reshape(-1))
+        if layout == "channels":
+            return F.batch_norm(x, *args, self.training, bn.momentum or 0.0, bn.eps)
+        features = x.shape[2:]
+        flat = x.transpose(0, 1).reshape(batch, -1)  # [B, L·F]: each lane's features apart
+        out = F.batch_norm(flat, *args, self.training, bn.momentum or 0.0, bn.eps)
+        return out.reshape(batch, lanes, *features).transpose(0, 1)
+
+    def _dropout(self, op: _Op, x: torch.Tensor, layout: Layout, lanes: int,
+                 batch: int) -> torch.Tensor:
+        module = op.module
+        assert isinstance(module, Dropout)
+        if not self.training:
+            return x
+        if layout == "channels":  # each lane's mask over [B, C, 1, 1], side by side
+            channels = x.shape[1] // lanes
+            lane_shape: tuple[int, ...] = (batch, channels, *x.shape[2:])
+        else:
+            lane_shape = tuple(x.shape[1:])
+        noise = [dropout_noise(lane_shape, p, module.spatial, generator, x.device, x.dtype)
+                 if p > 0 else x.new_ones(_mask_shape(lane_shape, module.spatial))
+                 for p, generator in zip(self.dropout_p, self.dropout_generators, strict=True)]
+        if layout == "channels":
+            return x * torch.cat(noise, dim=1)
+        return x * torch.stack(noise)
+
+    # -- lanes in and out ------------------------------------------------------------------------
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """(state_dict key, stacked tensor) for every parameter and buffer."""
+        out = []
+        for op in self.ops:
+            for local, tensor in [*op.params.items(), *op.buffers.items()]:
+                out.append((op.names[local], tensor))
+        return out
+
+    def lane_state(self, lane: int) -> dict[str, torch.Tensor]:
+        """Lane `lane`'s state_dict (copies), under the template model's keys."""
+        return {key: tensor[lane].detach().clone() for key, tensor in self.tensors()}
+
+    @torch.no_grad()
+    def load_lane(self, lane: int, state: dict[str, torch.Tensor]) -> None:
+        for key, tensor in self.tensors():
+            tensor[lane].copy_(state[key])
+
+    @torch.no_grad()
+    def clear_lane(self, lane: int) -> None:
+        """Turn a lane into padding: zero weights and statistics (running_var 1)."""
+        for key, tensor in self.tensors():
+            tensor[lane].fill_(1.0 if key.endswith("running_var") else 0.0)
+        self.dropout_p[lane] = 0.0
+
+
+def _mask_shape(shape: tuple[int, ...], spatial: bool) -> tuple[int, ...]:
+    return (*shape[:2], *([1] * (len(shape) - 2))) if spatial else shape

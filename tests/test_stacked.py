@@ -1,0 +1,355 @@
+"""The stacked engine against the serial engine, lane by lane.
+
+Tolerance (stated in the README): after 100 optimizer steps every weight tensor of a
+lane is within 1e-5 relative of the serial engine's (‖w_stacked - w_serial‖ ≤
+1e-5·‖w_serial‖ + 1e-6: the absolute floor is for the biases in front of BatchNorm,
+which get no gradient in exact arithmetic and move by rounding noise of order 1e-9),
+for every optimizer, schedule and regularizer; per-epoch metrics within 1e-4. Lanes
+never influence each other: a lane's history and weights are bitwise the same whatever
+other trials share its group (for the same lane count).
+
+Max pooling over exactly tied values (a constant image region after `normalize`)
+picks its winner by position; when the two engines round a convolution differently, a
+tie can break differently and the trajectories part. Conv tests therefore use inputs
+without exact ties (Gaussian noise on top), as real images are.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from nnbench import registry
+from nnbench.config import TrialSpec, parse_suite
+from nnbench.registry import ComponentInfo
+from nnbench.train import CONTINUE, Decision, SerialEngine, TrialResult, stop
+from nnbench.train.lane_optim import LaneOptimizer
+from nnbench.train.serial import evaluate_checkpoint
+from nnbench.train.stacked import StackedEngine, stack_key
+
+CPU = torch.device("cpu")
+# 1000 MNIST-1D examples: 800 train, 720 after the 10% validation split; 36 per batch =
+# 20 steps per epoch, 5 epochs = 100 optimizer steps.
+TASK = "{dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [16, 8]}}"
+DIGITS_MLP = "{dataset: {name: digits, val_fraction: 0.2}, model: {name: mlp, hidden: [32, 16]}}"
+DIGITS_CNN = ("{dataset: {name: digits, val_fraction: 0.2}, "
+              "model: {name: cnn, channels: [4, 6], hidden: [12]}}")
+
+
+class Recorder:
+    """A listener that records epochs and can stop chosen trials at a chosen epoch."""
+
+    def __init__(self, stop_at: dict[str, int] | None = None) -> None:
+        self.stop_at = stop_at or {}
+        self.epochs: dict[str, list[float]] = {}
+
+    def trial_started(self, spec: TrialSpec) -> bool:
+        return True
+
+    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        self.epochs.setdefault(spec.trial_id, []).append(metrics["epoch"])
+        if self.stop_at.get(spec.trial_id) == metrics["epoch"]:
+            return stop(f"stopped by the test at epoch {metrics['epoch']:.0f}")
+        return CONTINUE
+
+
+def _trials(fixed: str, grid: str, task: str = TASK, seeds: int = 1) -> list[TrialSpec]:
+    text = (f"name: t\ntask: {task}\nfixed:\n{textwrap.indent(textwrap.dedent(fixed), '  ')}"
+            f"grid:\n{textwrap.indent(textwrap.dedent(grid), '  ')}seeds: {seeds}\n")
+    return parse_suite(text).trials()
+
+
+def _run(engine: Any, trials: Sequence[TrialSpec],
+         listener: Recorder | None = None) -> dict[str, TrialResult]:
+    return {r.spec.trial_id: r for r in engine.run(trials, listener or Recorder())}
+
+
+def _weights(result: TrialResult) -> dict[str, torch.Tensor]:
+    assert result.checkpoint is not None
+    state = torch.load(io.BytesIO(result.checkpoint), weights_only=True)
+    weights: dict[str, torch.Tensor] = state["model"]
+    return weights
+
+
+def _assert_lanes_match_serial(trials: list[TrialSpec], rtol: float = 1e-5) -> None:
+    assert len({t.trial_id for t in trials}) == len(trials) > 1
+    stacked = _run(StackedEngine(CPU, keep_checkpoints=True), trials)
+    serial = _run(SerialEngine(CPU, keep_checkpoints=True), trials)
+    shapes = Counter(stack_key(t) for t in trials)
+    for trial in trials:
+        s, t = serial[trial.trial_id], stacked[trial.trial_id]
+        assert (t.status, t.numerics.engine, t.numerics.lanes) == (
+            s.status, "stacked", shapes[stack_key(trial)])
+        assert len(t.history) == len(s.history)
+        for name, expected in _weights(s).items():
+            got = _weights(t)[name]
+            if expected.is_floating_point():
+                error = float((got - expected).norm())
+                bound = rtol * float(expected.norm()) + 1e-6
+                assert error <= bound, f"{trial.label(['optimizer'])}: {name} off by {error:.2e}"
+            else:
+                assert torch.equal(got, expected), name
+        for key in ("train_loss", "val_loss", "lr", "val_accuracy", "grad_norm.layer1",
+                    "weight_sparsity"):
+            got = [h[key] for h in t.history]
+            assert got == pytest.approx([h[key] for h in s.history], rel=1e-4, abs=1e-6), key
+        assert t.final == pytest.approx(s.final, rel=1e-4, abs=1e-6)
+
+
+BASE = """\
+activation: relu
+init: kaiming_normal
+optimizer: {name: sgd, lr: 0.05}
+epochs: 5
+batch_size: 36
+"""
+
+
+@pytest.mark.parametrize("optimizers", [
+    "[{name: sgd, lr: 0.05}, {name: sgd, lr: 0.02, momentum: 0.9, dampening: 0.1}, "
+    "{name: sgd, lr: 0.03, momentum: 0.8, nesterov: true, weight_decay: 0.01}]",
+    "[{name: sgd, lr: 0.05, momentum: 0.9, nesterov: true}, "
+    "{name: sgd, lr: 0.01, momentum: 0.5, nesterov: true, weight_decay: 0.001}]",
+    "[{name: adagrad, lr: 0.05}, {name: adagrad, lr: 0.1, lr_decay: 0.01, "
+    "initial_accumulator_value: 0.1, weight_decay: 0.001}]",
+    "[{name: rmsprop, lr: 0.001}, {name: rmsprop, lr: 0.002, alpha: 0.9, momentum: 0.5, "
+    "weight_decay: 0.001}]",
+    "[{name: rmsprop, lr: 0.001, centered: true}, {name: rmsprop, lr: 0.0005, centered: true, "
+    "momentum: 0.9, eps: 0.000001}]",
+    "[{name: adam, lr: 0.001}, {name: adam, lr: 0.003, betas: [0.8, 0.99], weight_decay: 0.01}]",
+    "[{name: adam, lr: 0.002, amsgrad: true}, {name: adam, lr: 0.001, amsgrad: true, "
+    "eps: 0.0001}]",
+    "[{name: adamw, lr: 0.002}, {name: adamw, lr: 0.001, weight_decay: 0.1, "
+    "betas: [0.95, 0.9]}]",
+    "[{name: sgd, lr: 0.0001, maximize: true}, {name: sgd, lr: 0.00005, maximize: true}]",
+], ids=["sgd", "sgd_nesterov", "adagrad", "rmsprop", "rmsprop_centered", "adam", "amsgrad",
+        "adamw", "maximize"])
+def test_every_optimizer_matches_serial_per_lane(optimizers: str) -> None:
+    _assert_lanes_match_serial(_trials(BASE, f"optimizer: {optimizers}\n"))
+
+
+@pytest.mark.parametrize("schedules", [
+    "[constant, {name: step, step_size: 2, gamma: 0.5}, {name: multistep, milestones: [1, 3]}]",
+    "[{name: exponential, gamma: 0.7}, {name: cosine, eta_min: 0.001}, "
+    "{name: cosine, warmup: 2, interval: batch}]",
+    "[{name: onecycle, max_lr: 0.1}, {name: onecycle, max_lr: 0.05, anneal_strategy: linear}, "
+    "{name: step, step_size: 15, interval: batch, warmup: 10}]",
+], ids=["step_family", "exponential_cosine_warmup", "onecycle_batch"])
+def test_every_schedule_matches_serial_per_lane(schedules: str) -> None:
+    fixed = BASE.replace("{name: sgd, lr: 0.05}", "{name: sgd, lr: 0.05, momentum: 0.9}")
+    _assert_lanes_match_serial(_trials(fixed, f"schedule: {schedules}\n"))
+
+
+@pytest.mark.parametrize(("grid", "task"), [
+    ("l1: [0.0, 0.0001, 0.001]\nl2: [0.0, 0.01]\n", TASK),
+    ("dropout: [0.1, 0.3]\noptimizer.lr: [0.05, 0.02]\n", TASK),
+    ("grad_clip: [{name: norm, max_norm: 0.1}, {name: norm, max_norm: 1.0}]\n"
+     "optimizer.lr: [0.05, 0.2]\n", TASK),
+    ("grad_clip: [{name: value, clip_value: 0.01}, {name: value, clip_value: 0.1}]\n", TASK),
+    ("norm: [{name: batchnorm}]\noptimizer.lr: [0.05, 0.1]\ndropout: [0.0, 0.2]\n", TASK),
+    ("norm: [none, {name: batchnorm, momentum: 0.2}]\ndropout: [0.0, 0.25]\n"
+     "optimizer.lr: [0.05, 0.1]\n", DIGITS_CNN),
+    ("augmentation: [[{name: random_crop, size: 8, padding: 1}, random_horizontal_flip, "
+     "normalize]]\noptimizer.lr: [0.05, 0.1]\n", DIGITS_MLP),
+    ("augmentation: [[{name: random_crop, size: 8, padding: 1}, random_vertical_flip, "
+     "normalize, {name: gaussian_noise, std: 0.01}]]\noptimizer.lr: [0.05, 0.1]\n", DIGITS_CNN),
+    ("early_stopping: [{name: patience, patience: 1}, {name: patience, patience: 2, "
+     "monitor: val_accuracy}]\noptimizer.lr: [0.5, 0.05]\n", TASK),
+], ids=["l1_l2", "dropout", "clip_norm", "clip_value", "batchnorm_mlp", "cnn_bn_dropout",
+        "augmentation_mlp", "augmentation_cnn", "early_stopping"])
+def test_every_regularizer_matches_serial_per_lane(grid: str, task: str) -> None:
+    batch = "batch_size: 36" if task == TASK else "batch_size: 32"
+    trials = _trials(BASE.replace("batch_size: 36", batch), grid, task)
+    groups: dict[tuple[Any, ...], list[TrialSpec]] = {}
+    for trial in trials:  # dropout 0 and > 0 are different shapes: compare group by group
+        groups.setdefault((trial.dropout > 0, trial.norm.name), []).append(trial)
+    for group in groups.values():
+        if len(group) > 1:
+            _assert_lanes_match_serial(group)
+
+
+# -- the per-lane rules beside torch.optim -----------------------------------------------------
+
+NOTES = [  # seed 001: two steps on y = w²/2 from w = 1, the notes' printed values
+    ({"name": "sgd", "lr": 0.01, "momentum": 0.9}, [0.99, 0.9711]),
+    ({"name": "adagrad", "lr": 0.01}, [0.99, 0.982965]),
+    ({"name": "rmsprop", "lr": 0.01, "alpha": 0.9}, [0.968377, 0.945788]),
+    ({"name": "adam", "lr": 0.01, "betas": [0.9, 0.99]}, [0.99, 0.980003]),
+]
+
+
+@pytest.mark.parametrize(("optimizer", "expected"), NOTES, ids=[o["name"] for o, _ in NOTES])
+def test_notes_two_steps_hold_in_every_lane(optimizer: dict[str, Any],
+                                            expected: list[float]) -> None:
+    """Lane 0 is the notes' example; lanes 1-2 change lr (and a second hyperparameter) and
+    follow torch.optim with the same values, step by step."""
+    variants = [optimizer, {**optimizer, "lr": optimizer["lr"] * 3},
+                {**optimizer, "lr": optimizer["lr"] / 2, "weight_decay": 0.1}]
+    specs = [replace(_trials(BASE, "epochs: [2]\n")[0],
+                     optimizer=registry.resolve("optimizer", v)) for v in variants]
+    w = torch.ones(len(specs), 1, requires_grad=True)
+    lanes = LaneOptimizer(specs, [w], steps_per_epoch=1, device=CPU)
+    references = []
+    for variant in variants:
+        p = nn.Parameter(torch.ones(1))
+        references.append((p, registry.build("optimizer", registry.resolve("optimizer", variant),
+                                             parameters=[p])))
+    got: list[list[float]] = []
+    for _ in range(2):
+        (grad,) = torch.autograd.grad((w ** 2 / 2).sum(), [w])
+        lanes.step([grad])
+        got.append(w.detach()[:, 0].tolist())
+        for p, opt in references:
+            opt.zero_grad()
+            (p ** 2 / 2).sum().backward()
+            opt.step()
+        assert got[-1] == pytest.approx([float(p) for p, _ in references], abs=1e-6)
+    assert [step[0] for step in got] == pytest.approx(expected, abs=1e-6)
+
+
+# -- lanes never influence each other ---------------------------------------------------------
+
+def _history(result: TrialResult) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in result.history]
+
+
+def _bitwise_equal(a: TrialResult, b: TrialResult) -> None:
+    assert (a.status, a.fingerprint, a.final) == (b.status, b.fingerprint, b.final)
+    assert _history(a) == _history(b)
+
+
+def test_a_lane_is_bitwise_the_same_whatever_shares_its_group() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 3"),
+                     "optimizer.lr: [0.05, 0.01, 0.2, 0.1, 0.003]\n")
+    target = trials[0]
+    first = _run(StackedEngine(CPU, fixed_lanes=3), [target, trials[1], trials[2]])
+    second = _run(StackedEngine(CPU, fixed_lanes=3), [trials[3], trials[4], target])
+    alone = _run(StackedEngine(CPU, fixed_lanes=3), [target])  # with two padding lanes
+    _bitwise_equal(first[target.trial_id], second[target.trial_id])
+    _bitwise_equal(first[target.trial_id], alone[target.trial_id])
+    assert first[target.trial_id].numerics.lanes == 3
+
+
+def test_a_diverged_lane_is_frozen_and_the_others_go_on_unchanged() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 3"),
+                     "optimizer.lr: [0.05, 1000000000000.0, 0.01]\n")
+    together = _run(StackedEngine(CPU, fixed_lanes=3), trials)
+    without = _run(StackedEngine(CPU, fixed_lanes=3), [trials[0], trials[2]])
+    diverged = together[trials[1].trial_id]
+    assert diverged.status == "diverged" and diverged.diverged_epoch == 1
+    assert len(diverged.history) == 1 and "at epoch 1" in diverged.reason
+    for trial in (trials[0], trials[2]):
+        assert together[trial.trial_id].status == "finished"
+        _bitwise_equal(together[trial.trial_id], without[trial.trial_id])
+
+
+def test_early_stopping_and_pruning_act_per_lane() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 8"), """\
+        early_stopping: [none, {name: patience, patience: 1, min_delta: 0.05}]
+        optimizer.lr: [0.05, 0.02]
+        """)
+    pruned = next(t for t in trials if t.early_stopping.name == "none"
+                  and t.optimizer.kwargs["lr"] == 0.02)
+    listener = Recorder(stop_at={pruned.trial_id: 2})
+    results = _run(StackedEngine(CPU, fixed_lanes=4), trials, listener)
+    assert results[pruned.trial_id].status == "pruned"
+    assert len(results[pruned.trial_id].history) == 2
+    assert "stopped by the test at epoch 2" in results[pruned.trial_id].reason
+    early = [results[t.trial_id] for t in trials if t.early_stopping.name == "patience"]
+    assert all(r.status == "finished" and r.stopped_epoch is not None
+               and len(r.history) == r.stopped_epoch < 8 for r in early)
+    plain = next(t for t in trials if t.early_stopping.name == "none" and t is not pruned)
+    assert len(results[plain.trial_id].history) == 8
+    assert listener.epochs[pruned.trial_id] == [1.0, 2.0]
+    # each stopped lane is the same as when it trains with no one stopping beside it
+    for trial in trials:
+        if trial is not pruned:
+            alone = _run(StackedEngine(CPU, fixed_lanes=4), [trial])
+            _bitwise_equal(results[trial.trial_id], alone[trial.trial_id])
+    serial = _run(SerialEngine(CPU), [t for t in trials if t.early_stopping.name != "none"])
+    for trial_id, result in serial.items():
+        assert results[trial_id].stopped_epoch == result.stopped_epoch
+
+
+# -- fallback, numerics, checkpoints ----------------------------------------------------------
+
+def _layer_norm_model(params: Any, *, input_shape: tuple[int, ...], outputs: int,
+                      **_: Any) -> nn.Module:
+    width = int(torch.tensor(input_shape).prod())
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, 8), nn.LayerNorm(8), nn.ReLU(),
+                         nn.Linear(8, outputs))
+
+
+def test_a_model_without_a_stacked_form_falls_back_to_serial_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    info = ComponentInfo(kind="model", name="layernorm_mlp", build=_layer_norm_model,
+                         doc="test model with a LayerNorm")
+    monkeypatch.setitem(registry._REGISTRIES["model"], info.name, info)
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"), "optimizer.lr: [0.05, 0.01]\n",
+                     task="{dataset: {name: mnist1d, num_samples: 1000}, model: layernorm_mlp}")
+    engine = StackedEngine(CPU)
+    plan = engine.plan(trials)
+    assert not plan.groups
+    assert [reason for _, reason in plan.serial] == [
+        "model 'layernorm_mlp': layer LayerNorm has no stacked form"] * 2
+    assert any("serial engine: 2 trial(s): model 'layernorm_mlp'" in line
+               for line in plan.describe())
+    results = _run(engine, trials)
+    assert {(r.status, r.numerics.engine) for r in results.values()} == {("finished", "serial")}
+
+
+def test_auto_trains_a_lone_shape_serially_and_groups_the_rest() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
+                     "optimizer: [{name: sgd, lr: 0.05}, {name: adam, lr: 0.001}]\n", seeds=2)
+    lone = replace(trials[0], batch_size=24)
+    engine = StackedEngine(CPU, auto=True, population=[*trials, lone])
+    plan = engine.plan([*trials, lone])
+    assert sorted(len(g.specs) for g in plan.groups) == [2, 2]
+    assert [spec for spec, _ in plan.serial] == [lone]
+
+
+def test_a_stacked_checkpoint_reloads_to_the_logged_test_metrics() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2"),
+                     "optimizer: [{name: adam, lr: 0.003}, {name: adam, lr: 0.001}]\n")
+    results = _run(StackedEngine(CPU, keep_checkpoints=True), trials)
+    for result in results.values():
+        assert result.checkpoint is not None
+        assert evaluate_checkpoint(result.checkpoint, CPU) == pytest.approx(result.final,
+                                                                            abs=1e-6)
+        state = torch.load(io.BytesIO(result.checkpoint), weights_only=True)
+        assert state["optimizer"]["state"][0]["step"] == 40  # 2 epochs × 20 steps
+        assert set(state["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+def test_lane_count_is_the_group_size_in_the_population_even_when_few_remain() -> None:
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
+                     "optimizer.lr: [0.05, 0.01, 0.02, 0.03]\n")
+    engine = StackedEngine(CPU, population=trials)
+    (group,) = engine.plan(trials[:1]).groups  # a re-run with one trial left
+    assert group.lanes == 4
+    capped = StackedEngine(CPU, population=trials, max_lanes=3).plan(trials).groups
+    assert [(len(g.specs), g.lanes) for g in capped] == [(3, 3), (1, 3)]
+
+
+def test_a_broken_group_fails_each_of_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnbench.train import stacked
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("out of cheese")
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"), "optimizer.lr: [0.05, 0.01]\n")
+    engine = StackedEngine(CPU)
+    engine.plan(trials)  # checks the model before the failure is planted
+    monkeypatch.setattr(stacked, "prepare_data", broken)
+    results = _run(engine, trials)
+    assert {r.status for r in results.values()} == {"failed"}
+    assert all("RuntimeError: out of cheese" in r.reason for r in results.values())
+

@@ -99,8 +99,8 @@ def _assert_lanes_match_serial(trials: list[TrialSpec], rtol: float = 1e-5) -> N
                 assert torch.equal(got, expected), name
         for key in ("train_loss", "val_loss", "lr", "val_accuracy", "grad_norm.layer1",
                     "weight_sparsity"):
-            got = [h[key] for h in t.history]
-            assert got == pytest.approx([h[key] for h in s.history], rel=1e-4, abs=1e-6), key
+            curve = [h[key] for h in t.history]
+            assert curve == pytest.approx([h[key] for h in s.history], rel=1e-4, abs=1e-6), key
         assert t.final == pytest.approx(s.final, rel=1e-4, abs=1e-6)
 
 
@@ -178,7 +178,8 @@ def test_every_regularizer_matches_serial_per_lane(grid: str, task: str) -> None
 
 # -- the per-lane rules beside torch.optim -----------------------------------------------------
 
-NOTES = [  # seed 001: two steps on y = w²/2 from w = 1, the notes' printed values
+# seed 001: two steps on y = w²/2 from w = 1, the notes' printed values
+NOTES: list[tuple[dict[str, Any], list[float]]] = [
     ({"name": "sgd", "lr": 0.01, "momentum": 0.9}, [0.99, 0.9711]),
     ({"name": "adagrad", "lr": 0.01}, [0.99, 0.982965]),
     ({"name": "rmsprop", "lr": 0.01, "alpha": 0.9}, [0.968377, 0.945788]),
@@ -186,7 +187,7 @@ NOTES = [  # seed 001: two steps on y = w²/2 from w = 1, the notes' printed val
 ]
 
 
-@pytest.mark.parametrize(("optimizer", "expected"), NOTES, ids=[o["name"] for o, _ in NOTES])
+@pytest.mark.parametrize(("optimizer", "expected"), NOTES, ids=[str(o["name"]) for o, _ in NOTES])
 def test_notes_two_steps_hold_in_every_lane(optimizer: dict[str, Any],
                                             expected: list[float]) -> None:
     """Lane 0 is the notes' example; lanes 1-2 change lr (and a second hyperparameter) and

@@ -127,6 +127,25 @@ def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
     assert "<tbody><tr>" in _section(html, "fit")
 
 
+def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
+        write_suite, tracking_uri: str, tmp_path: Path) -> None:
+    suite = load_suite(write_suite(epochs=2))
+    trials = suite.trials()
+    tanh = [t for t in trials if t.activation.name == "tanh"]
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET, trials=tanh)
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    assert "Trained by: <b>stacked×2 fp32" in html
+    assert 'id="numerics-warning"' not in html
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET, engine="serial")
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    warning = html[html.index('id="numerics-warning"'):]
+    assert "2 different numerics" in warning[:400]
+    board = _section(html, "leaderboard")
+    assert "<th>numerics</th>" in board
+    assert re.search(r"activation=relu.*?<td>serial fp32 1 thread</td>", board, re.S)
+    assert re.search(r"activation=tanh.*?<td>stacked×2 fp32", board, re.S)
+
+
 def test_report_of_a_suite_never_run(write_suite, tracking_uri: str, tmp_path: Path) -> None:
     suite = load_suite(write_suite())
     html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()

@@ -55,6 +55,11 @@ def test_run_logs_params_metrics_tags_and_artifacts(write_suite: Callable[..., P
     assert run.data.tags["nnbench.status"] == "finished"
     assert run.data.tags["nnbench.deterministic.use_deterministic_algorithms"] == "True"
     assert run.data.tags["nnbench.version.torch"] == torch.__version__
+    # the default engine (auto) stacks the two activations' seeds: one group of 4 lanes
+    numerics = {(r.data.tags["nnbench.engine"], r.data.tags["nnbench.lanes"],
+                 r.data.tags["nnbench.precision"]) for r in runs}
+    assert numerics == {("stacked", "4", "fp32")}
+    assert int(run.data.tags["nnbench.threads"]) >= 1
     assert run.data.params["optimizer.name"] == "sgd"
     assert run.data.params["optimizer.lr"] == "0.05"
     assert run.data.params["model.hidden"] == "[16]"

@@ -98,6 +98,9 @@ def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path) -> None:
         assert run.data.tags["nnbench.optuna_trial"] in {"0", "1", "2", "3"}
         assert run.data.tags["nnbench.optuna_state"] == "complete"
         assert "objective" in run.data.metrics and "val_accuracy" in run.data.metrics
+        # the default engine trains a study's 4 proposals as the lanes of one group
+        assert (run.data.tags["nnbench.engine"], run.data.tags["nnbench.lanes"]) == (
+            "stacked", "4")
     reruns = _runs(uri, "tuned", "trial")
     assert len(reruns) == 4 and all(is_done(r) for r in reruns)
     assert {r.data.tags["nnbench.seed"] for r in reruns} == {"0", "1"}

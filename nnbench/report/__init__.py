@@ -106,8 +106,24 @@ def _sections(results: Results) -> dict[str, Any]:
                           if explained and not history.empty else [])
     out["activations_png"] = figures.activations(_activation_specs(suite))
     out["verdicts"] = claim_verdicts(trials, suite)
+    out["numerics"] = _numerics(trials)
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
     return out
+
+
+def _numerics(trials: Any) -> dict[str, Any]:
+    """Which engines/lane counts/precisions/threads made the results, and whether mixed.
+
+    Trials of different numerics agree only to rounding (bitwise results need the same
+    engine, lane count, precision, threads, device and versions): the report says so
+    wherever the comparison pools them, never silently."""
+    if trials.empty:
+        return {"counts": {}, "mixed": False, "by_config": {}}
+    done = trials[trials["status"].isin(["finished", "diverged"])]
+    counts = done["numerics"].value_counts().to_dict() if not done.empty else {}
+    by_config = {str(config): ", ".join(sorted(set(rows["numerics"])))
+                 for config, rows in done.groupby("config", sort=False)}
+    return {"counts": counts, "mixed": len(counts) > 1, "by_config": by_config}
 
 
 def _tuning_section(results: Results) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from mlflow.entities import Run
 from nnbench.config import Suite
 from nnbench.config.spec import value_label
 from nnbench.tracking import DONE_STATUSES, Tracker, is_done
+from nnbench.train.results import Numerics
 
 __all__ = ["Results", "export_tables", "load_results"]
 
@@ -77,6 +78,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
             "reason": tags.get("nnbench.reason", ""),
             "device": tags.get("nnbench.device", ""),
+            "numerics": _numerics(tags),
             "git_commit": tags.get("nnbench.git_commit", ""),
             "wall_seconds": metrics.get("wall_seconds", float("nan")),
             **{axis: value_label(axis, spec.value(axis)) for axis in axes},
@@ -100,6 +102,15 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
                    experiment_id=tracker.experiment_id(create=False), trials=trials,
                    history=history, invocations=invocations,
                    missing=expected - len(by_trial), tuning=_tuning(tracker))
+
+
+def _numerics(tags: dict[str, str]) -> str:
+    """How a trial's numbers were made (engine, lanes, precision, threads), as one label."""
+    if "nnbench.engine" not in tags:
+        return "not recorded"
+    return Numerics(engine=tags["nnbench.engine"], lanes=int(tags.get("nnbench.lanes", 1)),
+                    precision=tags.get("nnbench.precision", "fp32"),
+                    threads=int(tags.get("nnbench.threads", 1))).label()
 
 
 def _tuning(tracker: Tracker) -> pd.DataFrame:

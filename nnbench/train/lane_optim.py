@@ -130,6 +130,7 @@ class LaneOptimizer:
         self.any_momentum = False
         if self.name == "sgd":
             hyper["dampening"] = constant("dampening")
+            self.any_dampening = any(k is not None and k["dampening"] for k in kwargs)
             momentum_rows = self.host["momentum"]
             self.any_momentum = any(any(m != 0 for m in row) for row in momentum_rows)
         elif self.name == "adagrad":
@@ -235,10 +236,12 @@ class LaneOptimizer:
             buf = self.state["momentum_buffer"][i]
             if self.t == 0:
                 buf.copy_(grad)  # torch: the first step's buffer is the gradient itself
-            else:
+            elif self.any_dampening:
                 # torch skips the buffer for momentum 0: buf = g, whatever the dampening
                 damp = torch.where(momentum == 0, 0.0, _lanes(self.hyper["dampening"], param))
                 buf.mul_(momentum).addcmul_(grad, 1 - damp)
+            else:
+                buf.mul_(momentum).add_(grad)
             grad = grad.addcmul(buf, momentum) if self.flags["nesterov"] else buf
         param.addcmul_(grad, _lanes(row["lr"], param), value=-1)
 

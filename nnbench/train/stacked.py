@@ -1,14 +1,15 @@
 """The stacked engine: same-shaped trials train as lanes of one batched model.
 
 Trials that share every shape- and op-affecting setting (`stack_key`: data, model,
-loss, activation, norm, whether there is dropout, optimizer type and its flags,
-clipping type, augmentation pipeline, epochs, batch size) form a group; the group
+loss, norm, whether there is dropout, optimizer type and its flags, clipping type,
+augmentation pipeline, epochs, batch size) form a group; the group
 trains as one `StackedModel` with one lane per trial. Per lane: seed (split, init,
 shuffling, dropout masks, augmentation draws: each from the lane's own generators,
 the same streams the serial engine uses), init, optimizer hyperparameters, schedule
 (per-lane tables from PyTorch's own schedulers), L1/L2, weight decay, dropout p,
 clipping threshold (norm per lane), early stopping, pruning, divergence, BatchNorm
-statistics and diagnostics. A lane that stops (early stopping, pruning, divergence)
+statistics, diagnostics and activation (elementwise, applied to its own lanes'
+slices). A lane that stops (early stopping, pruning, divergence)
 is finalised at once (test split, fingerprint, checkpoint, through the serial
 engine's own code on the lane's model) and becomes padding: zero weights, lr 0.
 
@@ -65,14 +66,15 @@ DEFAULT_MAX_LANES = {"cpu": 64, "cuda": 512}
 
 
 def stack_key(spec: TrialSpec) -> str:
-    """What must be equal for two trials to train as lanes of one group."""
+    """What must be equal for two trials to train as lanes of one group.
+
+    Activations may differ: each is elementwise and applies to its own lanes' slices."""
     optimizer = spec.optimizer
     flags = {f: optimizer.kwargs[f] for f in FLAGS.get(optimizer.name, ())}
     clip = spec.grad_clip
     key = {
         "dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
-        "loss": spec.loss.to_dict(), "activation": spec.activation.to_dict(),
-        "norm": spec.norm.to_dict(), "dropout": spec.dropout > 0,
+        "loss": spec.loss.to_dict(), "norm": spec.norm.to_dict(), "dropout": spec.dropout > 0,
         "optimizer": [optimizer.name, flags],
         "grad_clip": [clip.name, clip.kwargs.get("norm_type")],
         "augmentation": [a.to_dict() for a in spec.augmentation],
@@ -177,6 +179,8 @@ class StackedEngine:
             else:
                 grouped.setdefault(key, []).append(spec)
         for key, specs in grouped.items():
+            # lanes with the same activation side by side: each applies to one slice
+            specs.sort(key=lambda s: json.dumps(s.activation.to_dict(), sort_keys=True))
             lanes = self.fixed_lanes or max(1, min(self.max_lanes,
                                                    max(counts.get(key, 0), len(specs))))
             for start in range(0, len(specs), lanes):
@@ -293,9 +297,11 @@ class _GroupRun:
         elif clip.name == "value":
             self.clip_value = self._per_lane([s.grad_clip.kwargs["clip_value"] if s else 0.0
                                               for s in specs])
-        self.activation_family = registry.get("activation",
-                                              template.activation.name).attrs.get("family")
-        self.activation_name = type(registry.build("activation", template.activation)).__name__
+        # which diagnostic each lane reports: dead (ReLU family) or saturated units
+        self.family = [registry.get("activation", s.activation.name).attrs.get("family")
+                       if s else None for s in specs]
+        self.sigmoid = torch.tensor([s is not None and s.activation.name == "sigmoid"
+                                     for s in specs], device=device)
         self.loss_fn = vmap(self.objective)
         self.sums_fn = vmap(self.objective.sums)
 
@@ -355,8 +361,12 @@ class _GroupRun:
         ], dim=1).tolist()
         seconds = (time.perf_counter() - epoch_start) / self.n_lanes  # each lane's share
         out = []
+        unit_diagnostic = {"relu": "dead_fraction", "saturating": "saturated_fraction"}
         for lane in self.lanes:
             metrics = dict(zip(keys, table[lane.index], strict=True))
+            for family, key in unit_diagnostic.items():  # only the lane's own family's
+                if key in metrics and self.family[lane.index] != family:
+                    del metrics[key]
             add_gaps(metrics, self.names)
             metrics.update(lr=lr[lane.index], epoch_seconds=seconds)
             out.append(metrics)
@@ -459,13 +469,13 @@ class _GroupRun:
         x, y = self.x_train[split, :PROBE_SIZE], self.y_train[split, :PROBE_SIZE]
         captured: list[tuple[Layout, torch.Tensor]] = []
         self.model.eval()
-        family = self.activation_family
-        outputs = self.model(x, capture=captured if family is not None else None)
+        families = {f for f in self.family if f is not None}
+        outputs = self.model(x, capture=captured if families else None)
         grads = torch.autograd.grad(self.loss_fn(outputs, y).sum(), self.model.weights)
         out = {f"grad_norm.layer{i}": g.flatten(1).norm(dim=1)
                for i, g in enumerate(grads, 1)}
         lanes = self.n_lanes
-        if captured and family == "relu":
+        if captured and "relu" in families:
             dead = []
             for layout, a in captured:
                 if layout == "channels":  # [B, L·C, H, W] -> per lane and channel
@@ -476,13 +486,14 @@ class _GroupRun:
                 else:
                     dead.append((a <= 0).all(1))
             out["dead_fraction"] = torch.cat(dead, dim=1).float().mean(1)
-        elif captured and family == "saturating":
+        if captured and "saturating" in families:
             saturated = []
+            sigmoid = self.sigmoid[:, None]
             for layout, a in captured:
                 per_lane = (a.reshape(a.shape[0], lanes, -1).transpose(0, 1).reshape(lanes, -1)
                             if layout == "channels" else a.reshape(lanes, -1))
-                slope = (per_lane * (1 - per_lane) / 0.25 if self.activation_name == "Sigmoid"
-                         else 1 - per_lane.square())
+                slope = torch.where(sigmoid, per_lane * (1 - per_lane) / 0.25,
+                                    1 - per_lane.square())
                 saturated.append((slope < SATURATED_BELOW).float())
             out["saturated_fraction"] = torch.cat(saturated, dim=1).mean(1)
         flat = torch.cat([w.detach().flatten(1) for w in self.model.weights], dim=1)

@@ -47,6 +47,9 @@ class Unstackable(ValueError):
 class _Op:
     kind: str  # flatten, linear, conv2d, batchnorm, activation, dropout, maxpool
     module: nn.Module  # the template module (its hyperparameters: stride, eps, ...)
+    # activations that differ between lanes: (module, first lane, lanes) per run of
+    # consecutive lanes with the same one
+    per_lane: list[tuple[nn.Module, int, int]] = field(default_factory=list)
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [lanes, ...]
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # local name -> state_dict key
@@ -68,7 +71,23 @@ class StackedModel:
         self.ops: list[_Op] = []
         states = [m.state_dict() if m is not None else None for m in lane_models]
         for index, module in enumerate(template):
-            self.ops.append(self._op(str(index), module, states))
+            op = self._op(str(index), module, states)
+            lane_modules = [m[index] if isinstance(m, nn.Sequential) and len(m) > index
+                            else module for m in lane_models]
+            kinds = {type(m) for m in lane_modules}
+            if op.kind == "activation" and any(repr(m) != repr(module) for m in lane_modules):
+                if not all(isinstance(m, ELEMENTWISE) for m in lane_modules):
+                    raise Unstackable(f"lanes differ in layer {index}")
+                for lane, m in enumerate(lane_modules):
+                    if op.per_lane and repr(op.per_lane[-1][0]) == repr(m):
+                        first, count = op.per_lane[-1][1:]
+                        op.per_lane[-1] = (op.per_lane[-1][0], first, count + 1)
+                    else:
+                        op.per_lane.append((m, lane, 1))
+            elif len(kinds) > 1 or any(len(m) != len(template) for m in lane_models
+                                       if isinstance(m, nn.Sequential)):
+                raise Unstackable(f"lanes differ in layer {index}")
+            self.ops.append(op)
         self.params: list[torch.Tensor] = [p for op in self.ops for p in op.params.values()]
         # what L1/L2, sparsity and grad_norm.layerN see: the Linear/Conv weights, in order
         self.weights: list[torch.Tensor] = [op.params["weight"] for op in self.ops
@@ -169,7 +188,7 @@ class StackedModel:
             elif op.kind == "batchnorm":
                 x = self._batchnorm(op, x, layout, lanes, batch)
             elif op.kind == "activation":
-                x = op.module(x)
+                x = self._activation(op, x, layout, lanes, batch)
                 if capture is not None:
                     capture.append((layout, x.detach()))
             elif op.kind == "dropout":
@@ -177,6 +196,18 @@ class StackedModel:
             elif op.kind == "maxpool":
                 x = op.module(x)
         return x
+
+    @staticmethod
+    def _activation(op: _Op, x: torch.Tensor, layout: Layout, lanes: int,
+                    batch: int) -> torch.Tensor:
+        """The layer's activation; where lanes differ, each on its own lanes' slices."""
+        if not op.per_lane:
+            same: torch.Tensor = op.module(x)
+            return same
+        view = x.reshape(batch, lanes, -1) if layout == "channels" else x
+        dim = 1 if layout == "channels" else 0
+        parts = [module(view.narrow(dim, first, count)) for module, first, count in op.per_lane]
+        return torch.cat(parts, dim).reshape(x.shape)
 
     def _batchnorm(self, op: _Op, x: torch.Tensor, layout: Layout, lanes: int,
                    batch: int) -> torch.Tensor:

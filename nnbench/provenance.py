@@ -47,7 +47,10 @@ def library_versions() -> dict[str, str]:
 
 
 def device_name(device: torch.device) -> str:
-    """`cpu (x86_64, 2 threads)` or the GPU's marketing name."""
+    """`cpu (x86_64, 2 cores)` or the GPU's marketing name (the threads a trial trained
+    with are its own provenance: `nnbench.threads`)."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    from nnbench.train.engine import cpu_cores
+
+    return f"cpu ({platform.machine()}, {cpu_cores()} cores)"

@@ -37,6 +37,10 @@ def configure_determinism() -> dict[str, str]:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    # fp32 means fp32: no TensorFloat-32 in matmuls or cuDNN convolutions (cuDNN allows
+    # it by default on Ampere and later GPUs)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     return deterministic_flags()
 
 
@@ -45,8 +49,9 @@ def deterministic_flags() -> dict[str, str]:
         "use_deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
         "cudnn.deterministic": str(torch.backends.cudnn.deterministic),
         "cudnn.benchmark": str(torch.backends.cudnn.benchmark),
+        "cuda.matmul.allow_tf32": str(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn.allow_tf32": str(torch.backends.cudnn.allow_tf32),
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
-        "num_threads": str(torch.get_num_threads()),
     }
 
 

@@ -19,6 +19,8 @@ reads one row per step, with no host round trip.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ import torch
 
 from nnbench import registry
 from nnbench.config import TrialSpec
+from nnbench.registry import ComponentSpec
 
 __all__ = ["FLAGS", "LaneOptimizer", "schedule_tables"]
 
@@ -49,29 +52,36 @@ def schedule_tables(spec: TrialSpec, steps_per_epoch: int) -> dict[str, list[flo
     Keys: `lr`, plus `momentum` (sgd, rmsprop) or `beta1` (adam, adamw). The schedule is
     the registry's own, stepped per batch or per epoch as the serial engine steps it.
     """
-    name = spec.optimizer.name
+    return _schedule_tables(spec.optimizer, spec.schedule, spec.epochs, steps_per_epoch)
+
+
+@functools.lru_cache(maxsize=256)
+def _schedule_tables(optimizer_spec: ComponentSpec, schedule_spec: ComponentSpec, epochs: int,
+                     steps_per_epoch: int) -> dict[str, list[float]]:
+    name = optimizer_spec.name
     dummy = torch.nn.Parameter(torch.zeros(1))
-    optimizer = registry.build("optimizer", spec.optimizer, parameters=[dummy])
-    schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
-                              epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
+    optimizer = registry.build("optimizer", optimizer_spec, parameters=[dummy])
+    schedule = registry.build("schedule", schedule_spec, optimizer=optimizer,
+                              epochs=epochs, steps_per_epoch=steps_per_epoch)
     group = optimizer.param_groups[0]
     tables: dict[str, list[float]] = {"lr": []}
     if name in ("sgd", "rmsprop"):
         tables["momentum"] = []
     elif name in ("adam", "adamw"):
         tables["beta1"] = []
-    for _ in range(spec.epochs):
-        for _ in range(steps_per_epoch):
-            tables["lr"].append(float(group["lr"]))
-            if "momentum" in tables:
-                tables["momentum"].append(float(group["momentum"]))
-            if "beta1" in tables:
-                tables["beta1"].append(float(group["betas"][0]))
-            optimizer.step()  # no gradient: moves nothing, but the scheduler wants it first
-            if schedule.interval == "batch":
+    with warnings.catch_warnings():  # stepping a schedule without optimizer steps is the point
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for _ in range(epochs):
+            for _ in range(steps_per_epoch):
+                tables["lr"].append(float(group["lr"]))
+                if "momentum" in tables:
+                    tables["momentum"].append(float(group["momentum"]))
+                if "beta1" in tables:
+                    tables["beta1"].append(float(group["betas"][0]))
+                if schedule.interval == "batch":
+                    schedule.scheduler.step()
+            if schedule.interval == "epoch":
                 schedule.scheduler.step()
-        if schedule.interval == "epoch":
-            schedule.scheduler.step()
     return tables
 
 

@@ -244,17 +244,20 @@ class _GroupRun:
         datas: list[TensorData] = []
         augments: list[list[Augmentation]] = []
         models: list[torch.nn.Module | None] = []
+        split_augments: list[list[Augmentation]] = []
         for index, spec in enumerate(self.specs):
+            split_key = (spec.seed, json.dumps([a.to_dict() for a in spec.augmentation]))
             with seeding.trial_rng(spec.seed, device):  # as the serial engine builds it
-                data, augment = prepare_data(spec, device)
+                if split_key not in splits:  # lanes of one seed share the split (no RNG)
+                    data, augment = prepare_data(spec, device)
+                    splits[split_key] = len(datas)
+                    datas.append(data)
+                    split_augments.append(augment)
+                data = datas[splits[split_key]]
                 self.objective: Objective = registry.build("loss", spec.loss).to(device)
                 model = build_model(spec, data.input_shape, self.objective.num_outputs(
                     data.num_classes, data.target_dim)).to(device)
-            split_key = (spec.seed, json.dumps([a.to_dict() for a in spec.augmentation]))
-            if split_key not in splits:
-                splits[split_key] = len(datas)
-                datas.append(data)
-            augments.append(augment)
+            augments.append(split_augments[splits[split_key]])
             models.append(model)
             self.lanes.append(_Lane(index, spec, model, data, splits[split_key],
                                     registry.build("early_stopping", spec.early_stopping)))
@@ -288,6 +291,8 @@ class _GroupRun:
         self.augments = augments
         self.l1 = self._per_lane([s.l1 if s else 0.0 for s in specs])
         self.l2 = self._per_lane([s.l2 if s else 0.0 for s in specs])
+        self.any_l1 = any(s.l1 for s in self.specs)  # on the host: no device sync per step
+        self.any_l2 = any(s.l2 for s in self.specs)
         clip = template.grad_clip
         self.clip = clip.name
         if clip.name == "norm":
@@ -394,10 +399,10 @@ class _GroupRun:
         """Per lane λ₁·Σ|w| + ½λ₂·Σw² over the weights."""
         total: torch.Tensor | None = None
         weights = self.model.weights
-        if bool(self.l1.any()):
+        if self.any_l1:
             l1 = self.l1 * torch.stack([w.abs().flatten(1).sum(1) for w in weights]).sum(0)
             total = l1
-        if bool(self.l2.any()):
+        if self.any_l2:
             l2 = 0.5 * self.l2 * torch.stack([w.square().flatten(1).sum(1)
                                               for w in weights]).sum(0)
             total = l2 if total is None else total + l2
@@ -424,7 +429,7 @@ class _GroupRun:
         self.model.train()
         losses: list[torch.Tensor] = []
         sums: list[torch.Tensor] = []
-        penalize = bool(self.l1.any()) or bool(self.l2.any())
+        penalize = self.any_l1 or self.any_l2
         for start in range(0, n, batch_size):
             xb, yb = self._batch(order, start)
             if self.augments[0]:

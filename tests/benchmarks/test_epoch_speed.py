@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn, optim
-from torch.utils.data import DataLoader, TensorDataset
+from torch import optim
 
 from nnbench import seeding, train
 from nnbench.config import TrialSpec, parse_suite
+from tests.benchmarks.notes_loop import notes_epoch
 
 SUITE = """\
 name: bench
@@ -56,34 +56,8 @@ def test_nnbench_trainer_epoch(benchmark: Any, spec: TrialSpec) -> None:
 def test_notes_dataloader_epoch(benchmark: Any, spec: TrialSpec) -> None:
     with seeding.trial_rng(spec.seed, CPU):
         parts = train.build_parts(spec, CPU)  # same data, same model shape and init
-    data, model = parts.data, parts.model
-    criterion = nn.CrossEntropyLoss()
-    optimizer = optim.Adam(model.parameters(), lr=0.001)
-    train_loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=64,
-                              shuffle=True)
-    eval_loader = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=512)
-
-    def epoch() -> tuple[float, float]:
-        model.train()
-        correct = 0.0
-        for x, target in train_loader:
-            output = model(x)
-            loss = criterion(output, target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            _, predicted = torch.max(output.data, 1)
-            correct += predicted.eq(target).sum().item()
-        model.eval()
-        eval_loss, eval_correct = 0.0, 0.0
-        with torch.no_grad():
-            for x, target in eval_loader:
-                output = model(x)
-                eval_loss += criterion(output, target).item()
-                _, predicted = torch.max(output.data, 1)
-                eval_correct += predicted.eq(target).sum().item()
-        return eval_loss / len(eval_loader), eval_correct / len(data.y_val)
-
+    optimizer = optim.Adam(parts.model.parameters(), lr=0.001)
+    epoch = notes_epoch(parts.model, optimizer, parts.data, batch_size=64)
     val_loss, val_acc = benchmark.pedantic(epoch, rounds=8, warmup_rounds=1)
     assert math.isfinite(val_loss)
     assert val_acc > 0.2

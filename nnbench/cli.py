@@ -31,6 +31,8 @@ from nnbench.config import Suite, SuiteError, load_suite
 if TYPE_CHECKING:
     import torch
 
+    from nnbench.queue import Liveness
+
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 out = Console(highlight=False, soft_wrap=True)
@@ -148,7 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for suite in suites:
         summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
-                            engine=args.engine, lanes=args.lanes, console=err)
+                            storage=args.storage, engine=args.engine, lanes=args.lanes,
+                            workers=args.workers, liveness=_liveness(args), console=err)
         if summary.trained:
             counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
             err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
@@ -156,7 +159,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
                       f"train the rest")
             return EXIT_INTERRUPTED
-        if summary.statuses.get("failed"):
+        if summary.statuses.get("failed") or any(c not in (0, 130)
+                                                 for c in summary.worker_codes):
             code = EXIT_TRIAL_FAILED
         path = _report(suite, args)
         out.print(f"report: {path.resolve()}")
@@ -206,9 +210,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     _device(args)
     _preflight(suites)
     for suite in suites:
+        if args.workers > 1:
+            code = _tune_with_workers(suite, args)
+            if code == EXIT_INTERRUPTED:
+                return code
+            out.print(f"report: {_report(suite, args).resolve()}")
+            continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
-                             console=err)
+                             liveness=_liveness(args), console=err)
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
             err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
@@ -219,6 +229,153 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         out.print(f"Optuna storage: {summary.storage}")
         out.print(f"report: {_report(suite, args).resolve()}")
     return EXIT_OK
+
+
+def _liveness(args: argparse.Namespace) -> Liveness:
+
+    if args.grace_period <= args.heartbeat_interval:
+        raise _UsageError(f"--grace-period ({args.grace_period} s) must be longer than "
+                          f"--heartbeat-interval ({args.heartbeat_interval} s): a worker "
+                          f"would be declared dead between two heartbeats")
+    from nnbench.queue import Liveness
+
+    return Liveness(args.heartbeat_interval, args.grace_period)
+
+
+def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str,
+                    threads: int | None = None) -> list[str]:
+    """The options a worker started elsewhere needs to join this suite's queue."""
+    options = ["--storage", storage, "--tracking-uri", tracking_uri, "--device", args.device,
+               "--engine", args.engine, "--heartbeat-interval", str(args.heartbeat_interval),
+               "--grace-period", str(args.grace_period)]
+    if args.lanes is not None:
+        options += ["--lanes", str(args.lanes)]
+    if threads is not None:
+        options += ["--threads", str(threads)]
+    return options
+
+
+def _stores(args: argparse.Namespace) -> tuple[str, str]:
+    """(MLflow tracking URI, Optuna storage URL) as this command resolves them, without
+    creating either."""
+    import mlflow
+
+    from nnbench.queue import default_storage
+
+    tracking_uri = args.tracking_uri or mlflow.get_tracking_uri()
+    return tracking_uri, args.storage or default_storage(tracking_uri)
+
+
+def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
+    """`nnbench tune --workers N`: N local `nnbench worker` processes share the studies."""
+    from nnbench.train import resolve_device
+    from nnbench.train.engine import default_threads
+    from nnbench.workers import spawn_local
+
+    tracking_uri, storage = _stores(args)
+    threads = default_threads("serial" if args.engine == "serial" else "stacked",
+                              resolve_device(args.device), args.workers)
+    codes = spawn_local(suite.path, _worker_options(args, storage=storage,
+                                                    tracking_uri=tracking_uri,
+                                                    threads=threads), args.workers, err)
+    if EXIT_INTERRUPTED in codes:
+        err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
+    (suite,) = _load_all([args.suite])
+    _device(args)
+    _preflight([suite])
+    liveness = _liveness(args)
+    if suite.tune is not None:
+        from nnbench.tuning import tune_suite
+
+        tuned = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
+                           device=args.device, engine=args.engine, lanes=args.lanes,
+                           liveness=liveness, console=err)
+        return EXIT_INTERRUPTED if tuned.interrupted else EXIT_OK
+    from nnbench.runner import run_suite
+
+    summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
+                        storage=args.storage, engine=args.engine, lanes=args.lanes,
+                        threads=args.threads, liveness=liveness,
+                        parent_run_id=args.parent_run, console=err)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing"
+    err.print(f"worker done: trained {counts}" + (f"; {summary.lost} claim(s) lost"
+                                                  if summary.lost else ""))
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_TRIAL_FAILED if summary.statuses.get("failed") else EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """The suite's queue across all workers, and its tuning studies."""
+    from pathlib import Path as _Path
+
+    from nnbench.queue import DEFAULT_LIVENESS, TrialQueue, open_storage
+
+    (suite,) = _load_all([args.suite])
+    _, storage = _stores(args)
+    if storage.startswith("sqlite:///") and not _Path(storage.removeprefix("sqlite:///")).exists():
+        out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
+        return EXIT_OK
+    rdb = open_storage(storage, DEFAULT_LIVENESS)
+    queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS)
+    counts = queue.counts()
+    out.print(f"{suite.name} ({storage}): {counts.line()}")
+    for worker in sorted(counts.workers):
+        out.print(f"  worker {worker}")
+    if suite.tune is not None:
+        from nnbench.tuning import status_lines
+
+        for line in status_lines(suite, rdb):
+            out.print(f"  {line}")
+    return EXIT_OK
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    """A job array of workers through submitit (Slurm, or local processes)."""
+    from nnbench.workers import SlurmOptions, submit
+
+    (suite,) = _load_all([args.suite])
+    if args.storage is None:
+        raise _UsageError("--storage: required; every worker must reach the same Optuna "
+                          "storage, e.g. postgresql+psycopg://user@host/db (a sqlite:/// file "
+                          "only for --local workers on this machine)")
+    _device(args)
+    _preflight([suite])
+    tracking_uri, storage = _stores(args)
+    if suite.tune is None:  # queue the trials now, so the first worker finds them
+        from nnbench.queue import TrialQueue, open_storage
+        from nnbench.tracking import Tracker
+
+        tracker = Tracker(suite, tracking_uri)
+        tracker.experiment_id()
+        done = tracker.prepare()
+        liveness = _liveness(args)
+        queue = TrialQueue(suite.name, open_storage(storage, liveness), liveness)
+        queued = queue.enqueue([t for t in suite.trials() if t.trial_id not in done])
+        err.print(f"suite {suite.name}: {queued} trial(s) queued in {storage}")
+    slurm = SlurmOptions(partition=args.slurm_partition, timeout_min=args.slurm_time,
+                         cpus_per_task=args.slurm_cpus, gpus_per_node=args.slurm_gpus,
+                         mem_gb=args.slurm_mem, parallelism=args.slurm_parallelism)
+    options = _worker_options(args, storage=storage, tracking_uri=tracking_uri)
+    jobs = submit(str(Path(suite.path).resolve()), options, args.workers,
+                  Path(args.folder), slurm, local=args.local)
+    err.print(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}; "
+              f"logs in {args.folder}; progress: nnbench status {suite.path} --storage "
+              f"{storage}")
+    if not (args.wait or args.local):
+        return EXIT_OK
+    codes = [int(job.result()) for job in jobs]
+    err.print(f"workers ended with exit codes {codes}")
+    out.print(f"report: {_report(suite, args).resolve()}")
+    if EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -255,29 +412,72 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'adam*'")
     p.set_defaults(func=_cmd_list)
 
-    for name, func, text in (("run", _cmd_run, "train every unfinished trial, then report"),
-                             ("tune", _cmd_tune, "tune nuisance axes with Optuna, re-run, report"),
-                             ("report", _cmd_report, "render reports from MLflow")):
+    commands = (
+        ("run", _cmd_run, "train every unfinished trial, then report"),
+        ("tune", _cmd_tune, "tune nuisance axes with Optuna, re-run, report"),
+        ("report", _cmd_report, "render reports from MLflow"),
+        ("worker", _cmd_worker, "one worker on a suite's trial queue (any machine)"),
+        ("submit", _cmd_submit, "a job array of workers through submitit (Slurm or local)"),
+        ("status", _cmd_status, "the suite's queue across all workers"),
+    )
+    for name, func, text in commands:
         p = sub.add_parser(name, help=text)
-        p.add_argument("suites", nargs="+", metavar="SUITE")
-        p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
+        if name in ("run", "tune", "report"):
+            p.add_argument("suites", nargs="+", metavar="SUITE")
+        else:
+            p.add_argument("suite", metavar="SUITE")
+        if name in ("run", "tune", "report", "submit"):
+            p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
         p.add_argument("--tracking-uri", default=None,
                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-        if name in ("run", "tune"):
-            p.add_argument("--device", default="auto",
-                           help="auto (cuda if available), cpu, cuda or cuda:N")
-            p.add_argument("--engine", default="auto", choices=("serial", "stacked", "auto"),
-                           help="serial: one trial at a time (the reference numerics); "
-                                "stacked: same-shaped trials as lanes of one batched model; "
-                                "auto (default): stacked wherever two or more trials share "
-                                "a shape, serial otherwise")
-            p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
-                           help="most lanes of a stacked group (default: 64 on CPU, 512 "
-                                "on a GPU)")
-        if name == "tune":
-            p.add_argument("--storage", default=None,
-                           help="Optuna storage URL (default: optuna.db next to the MLflow "
-                                "store); e.g. postgresql://user@host/db for several workers")
+        if name == "report":
+            p.set_defaults(func=func)
+            continue
+        p.add_argument("--storage", default=None, metavar="URL",
+                       help="Optuna storage holding the suite's trial queue and studies "
+                            "(default: sqlite optuna.db next to a SQLite MLflow store); for "
+                            "workers on several machines, PostgreSQL: "
+                            "postgresql+psycopg://user@host/db")
+        if name == "status":
+            p.set_defaults(func=func)
+            continue
+        p.add_argument("--device", default="auto",
+                       help="auto (cuda if available), cpu, cuda or cuda:N")
+        p.add_argument("--engine", default="auto", choices=("serial", "stacked", "auto"),
+                       help="serial: one trial at a time (the reference numerics); "
+                            "stacked: same-shaped trials as lanes of one batched model; "
+                            "auto (default): stacked wherever two or more trials share "
+                            "a shape, serial otherwise")
+        p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
+                       help="most lanes of a stacked group (default: 64 on CPU, 512 on a GPU)")
+        p.add_argument("--heartbeat-interval", type=_positive_int, default=10, metavar="S",
+                       help="seconds between a worker's heartbeats (default 10)")
+        p.add_argument("--grace-period", type=_positive_int, default=60, metavar="S",
+                       help="seconds without a heartbeat after which a worker's trials are "
+                            "queued again for the others (default 60)")
+        if name in ("run", "tune", "submit"):
+            p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                           help="worker processes: local ones for run/tune (each with its "
+                                "share of the cores), array jobs for submit")
+        if name == "worker":
+            p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                           help="torch threads (default: the engine's thread policy)")
+            p.add_argument("--parent-run", default=None, metavar="RUN_ID",
+                           help="nest this worker's trials under a coordinator's MLflow run")
+        if name == "submit":
+            p.add_argument("--local", action="store_true",
+                           help="run the jobs as processes of this machine (submitit's local "
+                                "executor) and wait for them")
+            p.add_argument("--wait", action="store_true", help="wait for the jobs, then report")
+            p.add_argument("--folder", default="submitit", help="job scripts and logs")
+            p.add_argument("--slurm-partition", default=None)
+            p.add_argument("--slurm-time", type=_positive_int, default=60, metavar="MIN",
+                           help="each worker's time limit (minutes)")
+            p.add_argument("--slurm-cpus", type=_positive_int, default=2)
+            p.add_argument("--slurm-gpus", type=int, default=0)
+            p.add_argument("--slurm-mem", type=float, default=8.0, metavar="GB")
+            p.add_argument("--slurm-parallelism", type=_positive_int, default=None,
+                           help="most array jobs running at once")
         p.set_defaults(func=func)
     p = sub.add_parser("evaluate", help="reload a trial's checkpoint, evaluate it on test")
     p.add_argument("run_id", metavar="RUN_ID", help="the trial's MLflow run id")

@@ -1,23 +1,33 @@
-"""Run a suite: skip finished trials, hand the rest to an engine, record every outcome.
+"""Run a suite: queue what is not done, let workers claim and train it, record everything.
 
-`run_suite(suite)` asks MLflow which trials are done (by trial_id), trains the
-rest through an `Engine`, logs each trial as a child run of this invocation's
-parent run, and shows progress (one bar over trials, one over the current
-trial's epochs). Ctrl-C records the in-flight trial as killed and stops; finished
-trials stay, and the next invocation trains only what is missing.
+`run_suite(suite)`:
 
-Engines sit behind one interface (`Engine.run(trials, listener)` yields results
-in any order), so a later engine may train many same-shaped trials at once.
+1. asks MLflow which trials are done (by trial_id) and queues the rest in the suite's
+   trial queue, an Optuna storage (`nnbench.queue`; by default `optuna.db` next to the
+   MLflow store), idempotently;
+2. works the queue: claims trials (a batch per stacked group), trains them through an
+   `Engine`, keeps heartbeats while they train, logs each as a child run of this
+   invocation's parent run, releases each claim with its outcome; waits while other
+   workers still hold trials (a worker that stops sending heartbeats has its trials
+   re-queued after the grace period, and this worker trains them);
+3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
+   queue instead, splitting the cores between them, and shows the suite's progress.
+
+Ctrl-C records the trials in flight as killed and stops; finished trials stay, and
+the next invocation trains only what is missing. Any number of workers, on any
+number of machines (`nnbench worker`, `nnbench submit`), may share one queue.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
@@ -28,12 +38,19 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
-from nnbench.tracking import Tracker
+from nnbench.queue import (
+    DEFAULT_LIVENESS,
+    Claim,
+    Liveness,
+    TrialQueue,
+    default_storage,
+    open_storage,
+)
+from nnbench.tracking import DONE_STATUSES, Tracker
 from nnbench.train import (
     CONTINUE,
     Decision,
@@ -51,12 +68,15 @@ __all__ = ["RunSummary", "run_suite"]
 class RunSummary:
     suite: str
     tracking_uri: str
+    storage: str  # the trial queue's Optuna storage
     experiment_id: str
     parent_run_id: str | None
     total: int  # trials in the suite
     skipped: int  # already finished before this invocation
     statuses: Counter[str] = field(default_factory=Counter)  # of the trials trained now
+    lost: int = 0  # trials whose claim went stale while training (another worker re-runs)
     interrupted: bool = False
+    worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
 
     @property
     def trained(self) -> int:
@@ -67,7 +87,7 @@ class RunSummary:
 def _bookkeeping() -> Iterator[None]:
     """Hold Ctrl-C until a block of MLflow writes is complete, then raise it.
 
-    Training is interruptible at any point (the trainer turns the interrupt into a
+    Training is interruptible at any point (the engine turns the interrupt into a
     `killed` result); bookkeeping is not, so a run is never left half-recorded.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -99,17 +119,14 @@ class _Recorder:
         self.trials_bar: TaskID = progress.add_task("trials", total=n_todo)
         self.epochs_bar: TaskID = progress.add_task("epochs", total=1, visible=False)
         self.done = 0
-        self.n_todo = n_todo
 
     def trial_started(self, spec: TrialSpec) -> bool:
+        """Open the trial's MLflow run. The queue made this worker the trial's only owner,
+        so runs of it left RUNNING by a worker that stopped are closed as killed first."""
         with _bookkeeping():
-            run_id = self.tracker.start_trial(self.parent, spec, self.tags)
-            if not self.tracker.claim(spec, run_id):
-                self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: "
-                                   f"another worker has it, skipped", highlight=False)
-                self.progress.advance(self.trials_bar)
-                return False
-            self.run_ids[spec.trial_id] = run_id
+            self.tracker.supersede(spec.trial_id, "its worker stopped before the trial "
+                                                  "ended; the queue gave it to another worker")
+            self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, self.tags)
         label = spec.label(self.suite.varied_axes)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed}"))
@@ -132,18 +149,26 @@ class _Recorder:
     def trial_finished(self, result: TrialResult) -> None:
         spec = result.spec
         with _bookkeeping():
-            self.tracker.finish_trial(self.run_ids[spec.trial_id], result)
-            del self.run_ids[spec.trial_id]
+            self.tracker.finish_trial(self.run_ids.pop(spec.trial_id), result)
         self.done += 1
-        self.progress.advance(self.trials_bar)
         metric = self.suite.metric
         last = (result.final.get(metric) if metric in result.final
                 else (result.history[-1].get(metric) if result.history else None))
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
-        self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
+        self.console.print(f"[{self.done}] {spec.label(self.suite.varied_axes)} "
                            f"| seed {spec.seed}: {result.status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
+
+    def claim_lost(self, result: TrialResult) -> None:
+        """The trial's claim went stale while it trained: another worker re-runs it."""
+        spec = result.spec
+        with _bookkeeping():
+            self.tracker.kill_trial(self.run_ids.pop(spec.trial_id), (
+                "this worker's heartbeat went stale while it trained (hung, suspended or cut "
+                "off); the queue re-queued the trial for another worker"))
+        self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: claim "
+                           f"lost (heartbeat stale); not recorded as done", highlight=False)
 
     def kill_in_flight(self, reason: str) -> None:
         with _bookkeeping():
@@ -152,60 +177,181 @@ class _Recorder:
             self.run_ids.clear()
 
 
-def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
-              engine: str | Engine = "auto", lanes: int | None = None,
-              console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
-              tags: dict[str, str] | None = None) -> RunSummary:
-    """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) not yet
-    finished in MLflow; returns what happened. Several processes may share one store:
-    each trial is trained by the first live worker that claims it.
+def _provenance(device: str, flags: dict[str, str], extra: dict[str, str] | None
+                ) -> dict[str, str]:
+    commit = provenance.git_commit()
+    return {"nnbench.git_commit": commit, "mlflow.source.git.commit": commit,
+            "nnbench.device": provenance.device_name(resolve_device(device)),
+            **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
+            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}, **(extra or {})}
 
-    `engine`: serial, stacked or auto (stacked where a group of same-shaped trials
-    exists, serial otherwise), or an Engine; `lanes`: most lanes of a stacked group."""
+
+def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
+              storage: str | None = None, engine: str | Engine = "auto",
+              lanes: int | None = None, workers: int = 1, threads: int | None = None,
+              liveness: Liveness = DEFAULT_LIVENESS, parent_run_id: str | None = None,
+              console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
+              tags: dict[str, str] | None = None, withdraw: bool = True) -> RunSummary:
+    """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that MLflow
+    does not hold as done; returns what happened.
+
+    `storage`: the trial queue's Optuna storage (default: optuna.db next to a SQLite
+    MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
+    a stacked group. `workers`: local worker processes (each gets cores / workers
+    threads). `parent_run_id`: nest this worker's trials under a coordinator's run.
+    `withdraw`: queued trials that are not in `trials` are withdrawn (the suite changed).
+    """
     console = console or Console(stderr=True)
     population = list(trials) if trials is not None else suite.trials()
-    if isinstance(engine, str):
-        engine = make_engine(engine, resolve_device(device), keep_checkpoints=suite.checkpoint,
-                             population=population, max_lanes=lanes)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
-    done = tracker.prepare()
-    trials = population
-    todo = [t for t in trials if t.trial_id not in done]
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
+    done = tracker.prepare()
+    todo = [t for t in population if t.trial_id not in done]
+    storage_url = storage or default_storage(tracker.tracking_uri)
+    queue = TrialQueue(suite.name, open_storage(storage_url, liveness), liveness)
+    queue.reap()
+    if withdraw:
+        queue.withdraw({t.trial_id for t in population})
+    queue.enqueue(todo)
     summary = RunSummary(suite=suite.name, tracking_uri=tracker.tracking_uri,
-                         experiment_id=experiment_id, parent_run_id=None, total=len(trials),
-                         skipped=len(trials) - len(todo))
-    console.print(f"suite {suite.name}: {len(trials)} trials, {summary.skipped} already "
-                  f"finished, {len(todo)} to train on {engine.device}", highlight=False)
-    if not todo:
+                         storage=storage_url, experiment_id=experiment_id,
+                         parent_run_id=parent_run_id, total=len(population),
+                         skipped=len(population) - len(todo))
+    counts = queue.counts()
+    console.print(f"suite {suite.name}: {len(population)} trials, {summary.skipped} already "
+                  f"finished, {len(todo)} to train; queue {storage_url}: {counts.line()}",
+                  highlight=False)
+    if not todo and not counts.running and not counts.queued:
+        queue.close()
         return summary
+    run_tags = _provenance(device, flags, tags)
+    if summary.parent_run_id is None:
+        summary.parent_run_id = tracker.start_invocation(
+            {**run_tags, "nnbench.workers": str(workers)}, n_todo=len(todo))
+    try:
+        if workers > 1:
+            _local_workers(suite, summary, queue, tracker, console, device=device,
+                           engine=engine, lanes=lanes, workers=workers, liveness=liveness)
+        else:
+            if isinstance(engine, str):
+                engine = make_engine(engine, resolve_device(device),
+                                     keep_checkpoints=suite.checkpoint, population=population,
+                                     max_lanes=lanes, threads=threads)
+            _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo))
+    finally:
+        queue.close()
+        if parent_run_id is None:
+            tracker.end_invocation(summary.parent_run_id,
+                                   "KILLED" if summary.interrupted else "FINISHED")
+    return summary
+
+
+def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
+          engine: Engine, tags: dict[str, str], console: Console, n_todo: int) -> None:
+    """Claim, train, record and release until the queue holds nothing for anyone."""
+    assert summary.parent_run_id is not None
+    batch = getattr(engine, "max_lanes", 1) if engine.name == "stacked" else 1
     plan = getattr(engine, "plan", None)
-    if plan is not None:
-        for line in plan(todo).describe():
-            console.print(line, highlight=False)
-    tags = {"nnbench.git_commit": provenance.git_commit(),
-            "mlflow.source.git.commit": provenance.git_commit(),
-            "nnbench.device": provenance.device_name(engine.device),
-            **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
-            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}, **(tags or {})}
-    parent = tracker.start_invocation(tags, n_todo=len(todo))
-    summary.parent_run_id = parent
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+               TimeElapsedColumn())
+    waiting = False
     with Progress(*columns, console=console, transient=True) as progress:
-        recorder = _Recorder(suite, tracker, parent, tags, progress, console, len(todo))
-        try:
-            for result in engine.run(todo, recorder):
+        recorder = _Recorder(suite, tracker, summary.parent_run_id, tags, progress, console,
+                             n_todo)
+        while True:
+            queue.reap()
+            claims = queue.claim(batch, summary.parent_run_id)
+            if not claims:
+                counts = queue.counts()
+                progress.update(recorder.trials_bar, completed=counts.done,
+                                total=counts.done + counts.running + counts.queued,
+                                description=f"suite: {counts.line()}")
+                if not counts.running and not counts.queued:
+                    return
+                if not waiting:
+                    console.print(f"waiting for {counts.running} trial(s) on other workers; a "
+                                  f"worker silent for {queue.liveness.grace_period} s has its "
+                                  f"trials re-queued", highlight=False)
+                    waiting = True
+                time.sleep(min(2.0, queue.liveness.heartbeat_interval))
+                continue
+            waiting = False
+            trainable = [c for c in claims if not _already_done(c, queue, tracker)]
+            if plan is not None and trainable:
+                for line in plan([c.spec for c in trainable]).describe():
+                    console.print(line, highlight=False)
+            _train(trainable, summary, queue, engine, recorder)
+            counts = queue.counts()
+            progress.update(recorder.trials_bar, completed=counts.done,
+                            total=counts.done + counts.running + counts.queued,
+                            description=f"suite: {counts.line()}")
+            if summary.interrupted:
+                return
+
+
+def _already_done(claim: Claim, queue: TrialQueue, tracker: Tracker) -> bool:
+    """A trial another worker finished after this one queued it: release it unrun."""
+    if tracker.is_done(claim.trial_id):
+        queue.release(claim, "done", "already done in MLflow")
+        return True
+    return False
+
+
+def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: Engine,
+           recorder: _Recorder) -> None:
+    """Train claimed trials; each claim is released with its outcome as its result comes."""
+    pending = {c.trial_id: c for c in claims}
+    try:
+        for result in engine.run([c.spec for c in claims], recorder):
+            claim = pending.pop(result.spec.trial_id)
+            outcome = "done" if result.status in DONE_STATUSES else result.status
+            if queue.release(claim, outcome, result.reason.strip()[-300:]):
                 recorder.trial_finished(result)
                 summary.statuses[result.status] += 1
-                if result.status == "killed":  # the engine ends the trials still in flight
-                    summary.interrupted = True
-            if summary.interrupted:
-                recorder.kill_in_flight("interrupted (Ctrl-C)")
-        except KeyboardInterrupt:
-            recorder.kill_in_flight("interrupted (Ctrl-C) between epochs")
-            summary.interrupted = True
-    tracker.end_invocation(parent, "KILLED" if summary.interrupted else "FINISHED")
-    return summary
+            else:
+                recorder.claim_lost(result)
+                summary.lost += 1
+            if result.status == "killed":  # the engine ended the trials still in flight
+                summary.interrupted = True
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    if summary.interrupted:
+        recorder.kill_in_flight("interrupted (Ctrl-C)")
+    for claim in pending.values():  # interrupted before they trained
+        queue.release(claim, "killed" if summary.interrupted else "failed",
+                      "interrupted (Ctrl-C)" if summary.interrupted else "not trained")
+
+
+def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
+                   console: Console, *, device: str, engine: str | Engine, lanes: int | None,
+                   workers: int, liveness: Liveness) -> None:
+    """`workers` local `nnbench worker` processes on the queue, each with its share of the
+    cores; their trials nest under this invocation's parent run."""
+    from nnbench.train.engine import cpu_cores, default_threads
+    from nnbench.workers import spawn_local
+
+    if not isinstance(engine, str):
+        raise ValueError("local workers take an engine name, not an Engine object")
+    if not Path(suite.path).is_file():
+        raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
+    threads = default_threads("serial" if engine == "serial" else "stacked",
+                              resolve_device(device), workers)
+    options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
+               "--device", device, "--engine", engine, "--threads", str(threads),
+               "--parent-run", str(summary.parent_run_id),
+               "--heartbeat-interval", str(liveness.heartbeat_interval),
+               "--grace-period", str(liveness.grace_period),
+               *(["--lanes", str(lanes)] if lanes is not None else [])]
+    console.print(f"{workers} local workers, {threads} thread(s) each ({cpu_cores()} cores)",
+                  highlight=False)
+    codes = spawn_local(suite.path, options, workers, console,
+                        progress=lambda: queue.counts().line())
+    summary.interrupted = any(c == 130 for c in codes)
+    summary.worker_codes = codes
+    for run in tracker.runs("trial"):
+        if run.data.tags.get("mlflow.parentRunId") == summary.parent_run_id \
+                and run.info.status != "RUNNING":
+            summary.statuses[run.data.tags.get("nnbench.status", "unknown")] += 1
+    console.print(f"suite {suite.name}: {queue.counts().line()}", highlight=False)

@@ -11,27 +11,33 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   suite asks for it, `checkpoint.pt` (weights, optimizer state, spec, metrics).
 
 A trial counts as done when a child run with its `nnbench.trial_id` has status
-finished or diverged and MLflow closed it (the status tag is written last). Runs
-left RUNNING by a dead process are marked killed on the next invocation; when a
-trial later finishes, its earlier killed/failed attempts are soft-deleted (MLflow
-keeps them: `mlflow runs restore --run-id ...`), so each trial shows once in the UI.
+finished or diverged and MLflow closed it (the status tag is written last). Which
+worker trains a trial is the trial queue's decision (nnbench.queue), so runs are
+written idempotently by trial_id: a worker that starts a trial first marks any run
+of it left RUNNING (its worker died; the queue re-ran the trial) as killed; when a
+trial finishes, its earlier killed/failed attempts are soft-deleted (MLflow keeps
+them: `mlflow runs restore --run-id ...`), so each trial shows once in the UI.
+Several workers may open a fresh store at the same instant: schema and experiment
+creation, and writes that meet another worker's lock, are retried.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from nnbench.config import Suite, TrialSpec
 from nnbench.train.results import TrialResult
+from nnbench.transient import is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker", "is_done"]
 
@@ -51,29 +57,46 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _missing(name: str) -> str:
+    raise RuntimeError(f"experiment {name!r} was neither created nor found")
+
+
 def is_done(run: Run) -> bool:
     """Finished or diverged, and completely recorded (MLflow closed the run)."""
     return (run.data.tags.get("nnbench.status") in DONE_STATUSES
             and run.info.status == "FINISHED")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Retrying:
+    """An MlflowClient whose calls are retried when they meet another worker's
+    transaction (a locked SQLite file, a schema being created)."""
+
+    _ONCE = frozenset({"create_experiment"})  # "already exists" is an answer, not a race
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name in self._ONCE:
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return retrying(lambda: attr(*args, **kwargs), f"MLflow {name}")
+        return call
 
 
 class Tracker:
     """One suite's experiment in one MLflow store."""
 
     def __init__(self, suite: Suite, tracking_uri: str | None = None) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.client = cast(MlflowClient, _Retrying(MlflowClient(tracking_uri)))
         self.suite = suite
         self.tracking_uri = self.client.tracking_uri
+        # the store (and its schema, on a fresh database) is made on first use: make it now,
+        # retrying if another worker is making it at the same instant
+        self.client.search_experiments(max_results=1)
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._unfinished: dict[str, list[str]] = {}  # trial_id -> killed/failed run ids
@@ -88,9 +111,15 @@ class Tracker:
             return str(experiment.experiment_id)
         if not create:
             return None
-        return str(self.client.create_experiment(
-            self.suite.name, tags={"nnbench.suite": self.suite.name,
-                                   "mlflow.note.content": self.suite.description}))
+        try:
+            return str(self.client.create_experiment(
+                self.suite.name, tags={"nnbench.suite": self.suite.name,
+                                       "mlflow.note.content": self.suite.description}))
+        except Exception as err:  # another worker created it at the same instant
+            if not is_transient(err) and "RESOURCE_ALREADY_EXISTS" not in str(err):
+                raise
+            return retrying(lambda: self.experiment_id(create=False) or _missing(self.suite.name),
+                            "reading the experiment")
 
     def runs(self, role: str, view: int = ViewType.ACTIVE_ONLY) -> Iterator[Run]:
         """Every run of the suite's experiment with the given nnbench.role."""
@@ -108,8 +137,7 @@ class Tracker:
                 return
 
     def prepare(self) -> set[str]:
-        """Reap stale runs, index unfinished attempts; returns the trial_ids already done."""
-        self.reap_stale()
+        """Index unfinished attempts; returns the trial_ids already done."""
         done: set[str] = set()
         self._unfinished.clear()
         for run in self.runs("trial"):
@@ -120,29 +148,57 @@ class Tracker:
                 self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
         return done
 
-    def reap_stale(self) -> int:
-        """Mark runs left RUNNING by a dead nnbench process on this host as killed."""
-        host = socket.gethostname()
-        dead = {r.info.run_id for r in self.runs("suite")
-                if r.info.status == "RUNNING" and r.data.tags.get("nnbench.host") == host
-                and not _pid_alive(int(r.data.tags.get("nnbench.pid", "0") or 0))}
-        reaped = 0
-        for run in [*self.runs("trial"), *self.runs("tune")]:
-            if run.info.status == "RUNNING" and run.data.tags.get("mlflow.parentRunId") in dead:
-                self.client.set_tag(run.info.run_id, "nnbench.status", "killed")
-                self.client.set_tag(run.info.run_id, "nnbench.reason",
-                                    "its nnbench process died before the trial ended")
+    def is_done(self, trial_id: str) -> bool:
+        """Does MLflow hold a finished (or diverged) run of this trial?"""
+        return any(is_done(run) for run in self._trial_runs(trial_id))
+
+    def _trial_runs(self, trial_id: str, role: str = "trial") -> list[Run]:
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return []
+        return list(self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`nnbench.trial_id` = '{trial_id}' and "
+                                           f"tags.`nnbench.role` = '{role}'"))
+
+    def supersede(self, trial_id: str, reason: str, role: str = "trial") -> int:
+        """Mark runs of a trial left RUNNING by a worker that stopped as killed. Only the
+        worker that holds the trial's claim in the queue calls this."""
+        killed = 0
+        for run in self._trial_runs(trial_id, role):
+            if run.info.status == "RUNNING":
+                self._end_run(run.info.run_id, "killed", reason)
+                self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
+                killed += 1
+        return killed
+
+    def supersede_tune_runs(self, study: str, numbers: list[int], reason: str) -> int:
+        """Mark the MLflow runs of stale Optuna trials (`numbers` of `study`) as killed."""
+        killed = 0
+        for run in self.runs("tune"):
+            tags = run.data.tags
+            if run.info.status == "RUNNING" and tags.get("nnbench.study") == study \
+                    and tags.get("nnbench.optuna_trial") in {str(n) for n in numbers}:
+                self._end_run(run.info.run_id, "killed", reason)
+                killed += 1
+        return killed
+
+    def close_stale_invocations(self, live: set[str], older_than_s: float) -> int:
+        """Close parent runs still RUNNING that no live claim belongs to (their worker died),
+        once they are older than `older_than_s` (a worker that just started has no claim)."""
+        closed = 0
+        now = _now_ms()
+        for run in self.runs("suite"):
+            if run.info.status == "RUNNING" and run.info.run_id not in live \
+                    and now - (run.info.start_time or now) > older_than_s * 1000:
                 self.client.set_terminated(run.info.run_id, "KILLED")
-                reaped += 1
-        for run_id in dead:
-            self.client.set_terminated(run_id, "KILLED")
-        return reaped
+                closed += 1
+        return closed
 
     def start_invocation(self, provenance: Mapping[str, str], n_todo: int) -> str:
         experiment_id = self.experiment_id()
         assert experiment_id is not None
         tags = {"nnbench.role": "suite", "nnbench.suite": self.suite.name,
-                "nnbench.host": socket.gethostname(), "nnbench.pid": str(os.getpid()),
+                "nnbench.worker": worker_label(),
                 "nnbench.trials_total": str(len(self.suite.trials())),
                 "nnbench.trials_todo": str(n_todo), **provenance}
         started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -232,30 +288,12 @@ class Tracker:
         else:
             self._unfinished.setdefault(result.spec.trial_id, []).append(run_id)
 
-    def claim(self, spec: TrialSpec, run_id: str) -> bool:
-        """After creating `run_id` for a trial: is it ours to train? Workers sharing a store
-        keep the earliest live claim; a later one is deleted and the trial skipped."""
-        experiment_id = self.experiment_id(create=False)
-        assert experiment_id is not None, "claim() after start_trial()"
-        rivals = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`nnbench.trial_id` = '{spec.trial_id}' "
-                                           f"and tags.`nnbench.role` = 'trial'")
-        mine = next((r for r in rivals if r.info.run_id == run_id), None)
-        key = (mine.info.start_time, run_id) if mine else (0, run_id)
-        for run in rivals:
-            if run.info.run_id == run_id:
-                continue
-            earlier = (run.info.start_time, run.info.run_id) < key
-            if is_done(run) or (run.info.status == "RUNNING" and earlier):
-                self.client.set_tag(run_id, "nnbench.status", "duplicate")
-                self.client.set_terminated(run_id, "KILLED")
-                self.client.delete_run(run_id)
-                return False
-        return True
-
     def kill_trial(self, run_id: str, reason: str) -> None:
         """Record a trial interrupted outside the trainer (e.g. Ctrl-C while logging)."""
         self._flush(run_id)
-        self.client.set_tag(run_id, "nnbench.status", "killed")
-        self.client.set_tag(run_id, "nnbench.reason", reason)
+        self._end_run(run_id, "killed", reason)
+
+    def _end_run(self, run_id: str, status: str, reason: str) -> None:
+        tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]
+        self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "KILLED")

@@ -4,37 +4,50 @@
 the suite's grid/ablate), named `<suite>/<config_id>`, in an Optuna storage that
 survives restarts (default: `optuna.db` next to the MLflow store; any RDB URL such as
 PostgreSQL). Each study runs Optuna trials until its budget (`tune.trials`) is met,
-never beyond: a trial counts when it completed, was pruned, failed or diverged; a
-trial left RUNNING by a dead worker is marked failed-as-killed and does not count.
+never beyond: a trial counts when it completed, was pruned, failed or diverged. The
+studies live in the suite's trial-queue storage (nnbench.queue) with its heartbeats: an
+Optuna trial whose worker stops sending them (on any host) is failed after the grace
+period, does not count, and Optuna queues a copy with the same parameters, which the
+next worker to ask trains.
 Each Optuna trial trains through the shared trainer, reports the objective (a
 validation metric) every epoch to the pruner, and is an MLflow child run
 (`nnbench.role = tune`, tagged with study, trial number and state). When a study
 has met its budget its best values are re-run over `tune.seeds` as ordinary trials
 (MLflow `nnbench.role = trial`), so `nnbench report` compares the tuned points with
-the same statistics as any grid. Several `nnbench tune` processes may share one
-suite, storage and MLflow store: they split the Optuna trials, and each re-run is
-claimed by one worker.
+the same statistics as any grid; the re-runs go through the suite's trial queue.
+Several `nnbench tune` / `nnbench worker` processes may share one suite, storage and
+MLflow store: they split the Optuna trials, and each re-run is claimed by one worker.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
 from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
+from nnbench.queue import (
+    DEFAULT_LIVENESS,
+    Liveness,
+    default_storage,
+    heartbeat,
+    open_storage,
+    open_study,
+    reap,
+    storage_id,
+)
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
 from nnbench.train import (
@@ -47,19 +60,13 @@ from nnbench.train import (
     stop,
 )
 from nnbench.train.stacked import DEFAULT_MAX_LANES
+from nnbench.transient import retrying, worker_label
 
-__all__ = ["TuneSummary", "best_values", "boundary_warnings", "default_storage", "importances",
+__all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
 
 COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
 TUNED_TAG = "nnbench.tuned."  # experiment tag prefix: best values of each tuned point (JSON)
-
-
-def default_storage(tracking_uri: str) -> str:
-    """`sqlite:///.../optuna.db` next to a SQLite MLflow store, else in the working dir."""
-    if tracking_uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
-    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
 
 
 def study_name(suite: Suite, point: TrialSpec) -> str:
@@ -102,35 +109,12 @@ def distribution(d: Dimension) -> optuna.distributions.BaseDistribution:
                                                   log=d.log)
 
 
-def _alive(trial: optuna.trial.FrozenTrial) -> bool:
-    """Is the worker that holds a RUNNING trial still there? (checked on this host)"""
-    host, pid = trial.user_attrs.get("nnbench.host"), trial.user_attrs.get("nnbench.pid")
-    if host is None or pid is None:  # asked but not yet stamped: give it a minute
-        started = trial.datetime_start.timestamp() if trial.datetime_start else 0
-        return time.time() - started < 60
-    if host != socket.gethostname():
-        return True  # another machine's worker: trust it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _reap(study: optuna.Study) -> None:
-    """Trials left RUNNING by dead workers fail; without the COUNTED mark they use no budget."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _alive(trial):
-            study.tell(trial.number, state=TrialState.FAIL)
-
-
 def _budget(study: optuna.Study) -> tuple[int, int]:
-    """(trials that used budget, trials running in live workers)."""
+    """(trials that used budget, trials running: their workers' heartbeats are fresh, since
+    stale ones were failed by `reap` first)."""
     trials = study.get_trials(deepcopy=False)
     counted = sum(1 for t in trials if t.user_attrs.get(COUNTED))
-    running = sum(1 for t in trials if t.state == TrialState.RUNNING and _alive(t))
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     return counted, running
 
 
@@ -208,8 +192,12 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     tune = suite.tune
     assert tune is not None
     trial = study.ask()
-    trial.set_user_attr("nnbench.host", socket.gethostname())
-    trial.set_user_attr("nnbench.pid", os.getpid())
+    trial.set_user_attr("nnbench.worker", worker_label())
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    retried = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
+    if retried:  # a copy of trials whose worker went silent: close their MLflow runs
+        tracker.supersede_tune_runs(study.study_name, retried, (
+            "its worker stopped sending heartbeats; Optuna queued this trial again"))
     uncounted = sum(1 for t in study.get_trials(deepcopy=False)
                     if t.number < trial.number and t.state == TrialState.FAIL
                     and not t.user_attrs.get(COUNTED))
@@ -227,37 +215,48 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
 
 def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
           tracker: Tracker, console: Console) -> None:
-    """Record one Optuna trial's result in MLflow and tell Optuna."""
+    """Tell Optuna one trial's result, then record it in MLflow. A trial Optuna already
+    failed (this worker's heartbeat went stale while it trained, and a copy was queued)
+    is recorded as killed, never as done."""
     trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
     state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
              "failed": "failed", "killed": "killed"}[result.status]
-    tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     if result.status == "finished":
         objective = result.history[-1][tune.metric]
+    try:
+        if result.status == "killed":
+            trial.set_user_attr("nnbench.outcome", "killed")
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            trial.set_user_attr(COUNTED, True)
+            trial.set_user_attr("nnbench.outcome", result.status)
+            if result.status == "finished":
+                study.tell(trial, objective)
+            elif result.status == "pruned":
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                trial.set_user_attr("nnbench.error", result.reason[-2000:])
+                study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+        tracker.kill_trial(run_id, "this worker's heartbeat went stale while it trained; "
+                                   "Optuna failed the trial and queued a copy")
+        console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
+                      highlight=False)
+        return
+    tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
+    if result.status == "finished":
         tracker.client.log_metric(run_id, "objective", objective)
     tracker.finish_trial(run_id, result)
-    if result.status == "killed":
-        trial.set_user_attr("nnbench.outcome", "killed")
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    trial.set_user_attr(COUNTED, True)
-    trial.set_user_attr("nnbench.outcome", result.status)
-    if result.status == "finished":
-        study.tell(trial, objective)
-    elif result.status == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        trial.set_user_attr("nnbench.error", result.reason[-2000:])
-        study.tell(trial, state=TrialState.FAIL)
-    console.print(f"{study.study_name} trial {trial.number}: {state}"
-                  + (f" {tune.metric} {objective:.4f}" if result.status == "finished" else "")
-                  + f" {json.dumps(asked.values)}", highlight=False)
+    if result.status != "killed":
+        console.print(f"{study.study_name} trial {trial.number}: {state}"
+                      + (f" {tune.metric} {objective:.4f}" if result.status == "finished"
+                         else "") + f" {json.dumps(asked.values)}", highlight=False)
 
 
 def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
                  parent: str, tags: dict[str, str], engine: Engine, console: Console,
-                 size: int) -> bool:
+                 size: int, storage: RDBStorage, liveness: Liveness) -> bool:
     """Ask up to `size` trials, train them together (lanes of one stacked group when the
     engine stacks), tell each; False when the study's budget is already met."""
     tune = suite.tune
@@ -273,12 +272,32 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
     by_spec = {id(a.spec): a for a in batch}
     listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune) for a in batch})
     killed = False
-    for result in engine.run([a.spec for a in batch], listener):
-        _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console)
-        killed = killed or result.status == "killed"
+    with heartbeat(storage, liveness.heartbeat_interval,
+                   [storage_id(a.trial) for a in batch]):
+        for result in engine.run([a.spec for a in batch], listener):
+            _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console)
+            killed = killed or result.status == "killed"
     if killed:
         raise KeyboardInterrupt
     return True
+
+
+def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
+    """One line per tuning study: trials that used budget, running, waiting (re-queued)."""
+    assert suite.tune is not None
+    lines = []
+    for point in suite.configurations():
+        name = study_name(suite, point)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            lines.append(f"{name} ({point.label(suite.varied_axes)}): not started")
+            continue
+        counted, running = _budget(study)
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        lines.append(f"{name} ({point.label(suite.varied_axes)}): {counted}/{suite.tune.trials}"
+                     f" trials, {running} running, {waiting} queued again")
+    return lines
 
 
 def best_values(study: optuna.Study) -> dict[str, Any] | None:
@@ -306,11 +325,16 @@ def tuned_trials(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str, Any]
 
 @contextmanager
 def _quiet_optuna() -> Iterator[None]:
-    """Optuna logs every study and trial at INFO; nnbench prints its own progress."""
+    """Optuna logs every study and trial at INFO, and warns that heartbeats are meant for
+    `Study.optimize` (nnbench records them itself around ask/tell); nnbench prints its own
+    progress."""
     before = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            yield
     finally:
         optuna.logging.set_verbosity(before)
 
@@ -361,22 +385,26 @@ def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str,
 
 def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
                device: str = "auto", engine: str = "auto", lanes: int | None = None,
-               console: Console | None = None) -> TuneSummary:
+               liveness: Liveness = DEFAULT_LIVENESS, console: Console | None = None
+               ) -> TuneSummary:
     """Tune every scientific point to its budget, then re-run each tuned point's best values
     over the suite's seeds. Safe to re-run and to run in several processes at once.
 
     With a stacking engine (stacked, or auto when a study has more than one trial),
     up to `lanes` proposals of a study (default: all of its trials, at most the
-    engine's lane cap) are asked together and train as lanes of one group."""
+    engine's lane cap) are asked together and train as lanes of one group. A worker
+    keeps going until every study has met its budget with nothing running: trials of a
+    worker that stopped sending heartbeats are queued again and trained here."""
     if suite.tune is None:
         raise ValueError(f"{suite.path}: the suite has no `tune:` block")
     with _quiet_optuna():
-        return _tune_suite(suite, storage, tracking_uri, device, engine, lanes,
+        return _tune_suite(suite, storage, tracking_uri, device, engine, lanes, liveness,
                            console or Console(stderr=True))
 
 
 def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
-                engine_name: str, lanes: int | None, console: Console) -> TuneSummary:
+                engine_name: str, lanes: int | None, liveness: Liveness,
+                console: Console) -> TuneSummary:
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
@@ -387,50 +415,66 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                          torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
-    tracker.prepare()
-    storage = storage or default_storage(tracker.tracking_uri)
+    tracker.experiment_id()
+    url = storage or default_storage(tracker.tracking_uri)
+    rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(torch_device),
             **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
             **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}}
     parent = tracker.start_invocation({**tags, "nnbench.command": "tune",
-                                       "nnbench.optuna_storage": storage}, n_todo=0)
-    summary = TuneSummary(suite.name, storage, [])
-    complete: list[tuple[TrialSpec, optuna.Study]] = []
+                                       "nnbench.optuna_storage": url}, n_todo=0)
+    summary = TuneSummary(suite.name, url, [])
+    studies: dict[str, tuple[TrialSpec, optuna.Study]] = {}
+    for point in suite.configurations():
+        name = study_name(suite, point)
+        study = open_study(rdb, name, direction=tune.direction,
+                           sampler=_sampler(tune, point, batch),
+                           pruner=_pruner(tune, point.epochs))
+        retrying(partial(study.set_user_attr, "nnbench.config",
+                         point.label(suite.varied_axes)), "labelling a study")
+        studies[name] = (point, study)
+    waiting = False
     try:
-        for point in suite.configurations():
-            name = study_name(suite, point)
-            study = optuna.create_study(
-                storage=storage, study_name=name, direction=tune.direction,
-                sampler=_sampler(tune, point, batch), pruner=_pruner(tune, point.epochs),
-                load_if_exists=True)
-            study.set_user_attr("nnbench.config", point.label(suite.varied_axes))
-            _reap(study)
-            while True:
+        while True:
+            trained = running_elsewhere = False
+            for point, study in studies.values():
+                reap(study)
                 counted, running = _budget(study)
-                if counted + running >= tune.trials:
-                    break
-                size = min(batch, tune.trials - counted - running)
-                if not _train_batch(study, suite, point, tracker, parent, tags, engine,
-                                    console, size):
-                    break
-            counted, running = _budget(study)
-            states: dict[str, int] = {}
-            for t in study.get_trials(deepcopy=False):
-                outcome = str(t.user_attrs.get("nnbench.outcome", "killed" if t.state ==
-                                           TrialState.FAIL else t.state.name.lower()))
-                states[outcome] = states.get(outcome, 0) + 1
-            point_summary = PointSummary(name, point.label(suite.varied_axes), counted, states)
-            summary.points.append(point_summary)
-            if counted >= tune.trials and not running:
-                point_summary.best = best_values(study)
-                if point_summary.best is not None:
-                    complete.append((point, study))
+                if counted + running < tune.trials:
+                    size = min(batch, tune.trials - counted - running)
+                    trained |= _train_batch(study, suite, point, tracker, parent, tags,
+                                            engine, console, size, rdb, liveness)
+                elif running:
+                    running_elsewhere = True
+            if not trained and not running_elsewhere:
+                break
+            if not trained:  # only other workers' trials are left: wait, take over the stale
+                if not waiting:
+                    console.print(f"waiting for Optuna trials on other workers; a worker "
+                                  f"silent for {liveness.grace_period} s has its trials "
+                                  f"queued again", highlight=False)
+                    waiting = True
+                time.sleep(min(2.0, liveness.heartbeat_interval))
     except KeyboardInterrupt:
         summary.interrupted = True
         tracker.end_invocation(parent, "KILLED")
         return summary
     tracker.end_invocation(parent, "FINISHED")
+    complete: list[tuple[TrialSpec, optuna.Study]] = []
+    for name, (point, study) in studies.items():
+        counted, running = _budget(study)
+        states: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            outcome = str(t.user_attrs.get("nnbench.outcome", "killed" if t.state ==
+                                       TrialState.FAIL else t.state.name.lower()))
+            states[outcome] = states.get(outcome, 0) + 1
+        point_summary = PointSummary(name, point.label(suite.varied_axes), counted, states)
+        summary.points.append(point_summary)
+        if counted >= tune.trials and not running:
+            point_summary.best = best_values(study)
+            if point_summary.best is not None:
+                complete.append((point, study))
     # re-run the best values of every point whose study met its budget, over tune.seeds
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -438,11 +482,11 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         best = best_values(study)
         tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
                                           json.dumps(best, sort_keys=True))
-    # finished re-runs are skipped, running ones claimed by their worker
+    # the re-runs go through the suite's trial queue, like any grid's trials
     reruns = tuned_trials(suite, tuned_points(suite, tracker))
-    done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, console=console,
-                     engine=engine_name, lanes=lanes, trials=reruns,
-                     tags={"nnbench.tuned": "true"})
+    done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
+                     engine=engine_name, lanes=lanes, liveness=liveness, console=console,
+                     trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False)
     summary.reruns = done.trained
     summary.interrupted = done.interrupted
     return summary

@@ -268,8 +268,8 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
 def test_ctrl_c_records_the_in_flight_trials_as_killed(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path, engine: str,
         in_flight: int) -> None:
-    """Serial: one trial in flight; stacked: the group's two lanes (tanh seeds 0 and 1
-    finish as one group, then relu's two lanes are interrupted together)."""
+    """Serial: one trial in flight; stacked: a group's two lanes (the batch-32 seeds
+    finish as one group, then the batch-16 group's two lanes are interrupted together)."""
     suite = load_suite(write_suite("""\
         name: long
         task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
@@ -278,7 +278,7 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
           epochs: 150
           batch_size: 32
         grid:
-          activation: [tanh, relu]
+          batch_size: [32, 16]
         seeds: 2
         """))
     proc = _start(suite, tracking_uri, tmp_path, "--engine", engine)

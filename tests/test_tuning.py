@@ -60,8 +60,10 @@ def _suite(path: Path, *, name: str = "tuned", epochs: int = 3, trials: int = 4,
 
 
 def _studies(storage: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """The tuning studies (not the suite's trial queue, `<suite>/trials`)."""
     return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
-            for s in optuna.get_all_study_summaries(storage)}
+            for s in optuna.get_all_study_summaries(storage)
+            if not s.study_name.endswith("/trials")}
 
 
 def _runs(uri: str, suite: str, role: str) -> list[Run]:

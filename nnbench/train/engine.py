@@ -86,7 +86,8 @@ def torch_threads(device: torch.device, threads: int | None,
 
 def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = False,
                 population: Sequence[TrialSpec] | None = None, max_lanes: int | None = None,
-                fixed_lanes: int | None = None, workers: int = 1) -> Engine:
+                fixed_lanes: int | None = None, workers: int = 1,
+                threads: int | None = None) -> Engine:
     """The engine called `name` (serial | stacked | auto) on `device`.
 
     `auto` stacks every group of at least two same-shaped trials of the `population`
@@ -98,10 +99,10 @@ def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = Fal
 
     if name == "serial":
         return SerialEngine(device, keep_checkpoints=keep_checkpoints,
-                            threads=default_threads("serial", device, workers))
+                            threads=threads or default_threads("serial", device, workers))
     if name in ("stacked", "auto"):
         return StackedEngine(device, keep_checkpoints=keep_checkpoints,
-                             threads=default_threads("stacked", device, workers),
+                             threads=threads or default_threads("stacked", device, workers),
                              max_lanes=max_lanes, population=population,
                              fixed_lanes=fixed_lanes, auto=name == "auto")
     raise ValueError(f"unknown engine {name!r}; allowed: {', '.join(ENGINES)}")

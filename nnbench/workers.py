@@ -1,0 +1,119 @@
+"""Starting workers: local processes on this machine, or a job array through submitit.
+
+Every worker is the same command, `nnbench worker SUITE --storage URL ...`: it queues
+what is not done (idempotently), then claims and trains trials from the suite's queue
+until nothing is left for anyone (nnbench.queue). Workers need nothing from the process
+that started them, so they can be started in any way:
+
+- `nnbench run SUITE --workers N` starts N local processes (`spawn_local`), each with
+  its share of the cores, and shows the whole suite's progress;
+- `nnbench worker SUITE --storage URL` by hand, on as many machines as you like;
+- `nnbench submit SUITE --storage URL --workers N` submits a job array through submitit
+  (`submit`): on Slurm when `sbatch` is there, otherwise as local processes (or
+  `--local`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+__all__ = ["SlurmOptions", "spawn_local", "submit", "worker_job"]
+
+
+def worker_command(suite_path: str, options: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "nnbench.cli", "worker", suite_path, *options]
+
+
+def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: Console,
+                progress: Callable[[], str] | None = None) -> list[int]:
+    """Run `workers` local `nnbench worker` processes; echo their output, prefixed with
+    the worker's number; return their exit codes. Ctrl-C reaches them (a terminal sends
+    it to the whole process group; a `kill -INT` of this process is forwarded)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(worker_command(suite_path, options), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env)
+             for _ in range(workers)]
+    echoes = [threading.Thread(target=_echo, args=(p, i + 1, console), daemon=True)
+              for i, p in enumerate(procs)]
+    for echo in echoes:
+        echo.start()
+    last = time.monotonic()
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            if progress is not None and time.monotonic() - last > 30:
+                console.print(f"suite progress: {progress()}", highlight=False)
+                last = time.monotonic()
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+    for echo in echoes:
+        echo.join(timeout=5)
+    return [int(p.returncode) for p in procs]
+
+
+def _echo(proc: subprocess.Popen[str], number: int, console: Console) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        console.print(f"[worker {number}] {line.rstrip()}", highlight=False, markup=False)
+
+
+def worker_job(suite_path: str, options: list[str], cwd: str) -> int:
+    """What one submitit job runs: an `nnbench worker` process (its exit code)."""
+    return subprocess.run(worker_command(suite_path, options), cwd=cwd, check=False).returncode
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What a Slurm job array asks for (submitit's AutoExecutor parameters)."""
+
+    partition: str | None = None
+    timeout_min: int = 60  # each worker's time limit, minutes
+    cpus_per_task: int = 2
+    gpus_per_node: int = 0
+    mem_gb: float = 8.0
+    parallelism: int | None = None  # most array tasks running at once
+
+
+def submit(suite_path: str, options: list[str], workers: int, folder: Path,
+           slurm: SlurmOptions, *, local: bool = False) -> list[Any]:
+    """Submit `workers` worker jobs as one array through submitit; returns the jobs.
+
+    Slurm when it is there (or `local=False` and `sbatch` on PATH), else submitit's
+    local executor, which runs the same jobs as processes of this machine.
+    """
+    import submitit
+
+    cluster = "local" if local else None
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    parameters: dict[str, Any] = {"name": f"nnbench-{Path(suite_path).stem}",
+                                  "timeout_min": slurm.timeout_min,
+                                  "cpus_per_task": slurm.cpus_per_task,
+                                  "gpus_per_node": slurm.gpus_per_node, "mem_gb": slurm.mem_gb}
+    if executor.cluster == "slurm":
+        if slurm.partition:
+            parameters["slurm_partition"] = slurm.partition
+        if slurm.parallelism:
+            parameters["slurm_array_parallelism"] = slurm.parallelism
+    else:  # the local executor knows no memory or cpu limits
+        parameters = {"name": parameters["name"], "timeout_min": slurm.timeout_min,
+                      "gpus_per_node": slurm.gpus_per_node}
+    executor.update_parameters(**parameters)
+    cwd = str(Path.cwd())
+    jobs: list[Any] = executor.map_array(worker_job, [suite_path] * workers,
+                                         [options] * workers, [cwd] * workers)
+    return jobs

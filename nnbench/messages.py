@@ -116,7 +116,8 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
             continue
         text = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         text = _EXPECTED.get(e["type"], text[:1].lower() + text[1:])
-        if e["type"] == "literal_error":
+        pending = key in merged and merged[key][-1].endswith(_GIVEN_MARK)
+        if e["type"] == "literal_error" and not pending:
             choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))
             names = [str(p) for p in loc if isinstance(p, str)]
             thing = names[-2] if names[-1:] == ["name"] and len(names) > 1 else \
@@ -127,7 +128,7 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
             continue
         if e["type"].startswith("bool") and str(e["input"]).lower() in _YAML11_BOOLS:
             text += " (YAML 1.2: yes/no/on/off are text)"
-        if key in merged and merged[key][-1].endswith(_GIVEN_MARK):
+        if pending:
             previous = merged[key][-1].removesuffix(_GIVEN_MARK)
             merged[key][-1] = f"{previous} or {text.removeprefix('input should be ')}" \
                               f"{_GIVEN_MARK}"

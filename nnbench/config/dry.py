@@ -484,6 +484,11 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
         except _Failed as failed:
             report.problems.append((failed.key, failed.msg, cfg.label))
             continue
+        except Exception as err:  # a component's own bug: still a message, never a traceback
+            report.problems.append((cfg.where("model"), f"the dry build of this configuration "
+                                                        f"failed: {type(err).__name__}: "
+                                                        f"{_first_line(err)}", cfg.label))
+            continue
         for key, msg in schedule_problems:
             report.problems.append((key, msg, cfg.label))
         if spec.early_stopping.name == "patience" \

@@ -168,12 +168,15 @@ def _fixed_shape(examples: int, input_shape: tuple[int, ...], targets: str,
 
 _add("digits", _build_digits, HeldOutParams, targets="class", input_kind="image",
      shape=_fixed_shape(1797, (1, 8, 8), "class", 10),
+     defaults="sklearn's load_digits, pixels / 16; 20% test, 10% of the rest validation",
      doc="sklearn digits: 1797 8×8 grey images in [0, 1], 10 classes")
 _add("breast_cancer", _build_breast_cancer, TabularParams, targets="class", input_kind="vector",
      shape=_fixed_shape(569, (30,), "class", 2),
+     defaults="sklearn's load_breast_cancer, standardized with training statistics",
      doc="sklearn breast cancer Wisconsin: 569 × 30 features, 2 classes")
 _add("diabetes", _build_diabetes, DiabetesParams, targets="real", input_kind="vector",
      shape=_fixed_shape(442, (10,), "real", 0),
+     defaults="sklearn's load_diabetes, inputs and target standardized",
      doc="sklearn diabetes: 442 × 10 features, disease progression (real)")
 
 

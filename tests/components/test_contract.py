@@ -21,7 +21,7 @@ from nnbench.components.activations import gain_of
 from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.regularizers import EarlyStopping
 from nnbench.components.schedules import Schedule
-from nnbench.data import DataShape, TensorData, split_sizes, vision
+from nnbench.data import DataShape, SplitParams, TensorData, split_sizes, vision
 from nnbench.registry import ComponentError, ComponentInfo
 
 ALL = list(registry.list_components())
@@ -104,6 +104,7 @@ def _dataset(info: ComponentInfo) -> None:
     assert (shape.input_shape, shape.targets, shape.num_classes, shape.target_dim) == \
         (data.input_shape, data.targets, data.num_classes, data.target_dim)
     if info.name not in vision._SHAPES:  # the tiny test files are not the official sizes
+        assert isinstance(params, SplitParams)
         planned = split_sizes(shape, params)
         assert (planned.train, planned.val, planned.test) == tuple(data.sizes().values())
     sizes = data.sizes()

@@ -151,11 +151,12 @@ def test_failed_download_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ])
 def test_split_sizes_are_the_sizes_split_makes(params: dict[str, Any]) -> None:
     """The dry build's arithmetic (split_sizes) and the real split agree exactly."""
-    from nnbench.data import shape_of, split_sizes
+    from nnbench.data import SplitParams, shape_of, split_sizes
 
     spec = registry.resolve("dataset", {"name": "moons", **params})
     info = registry.get("dataset", "moons")
     validated = info.params.model_validate(spec.kwargs)
+    assert isinstance(validated, SplitParams)
     planned = split_sizes(shape_of("moons", validated), validated)
     built = registry.build("dataset", spec, seed=3, device=CPU).sizes()
     assert (planned.train, planned.val, planned.test) == (built["train"], built["val"],
@@ -169,10 +170,11 @@ def test_split_sizes_are_the_sizes_split_makes(params: dict[str, Any]) -> None:
 ])
 def test_empty_splits_are_refused_by_plan_and_by_split(params: dict[str, Any],
                                                        message: str) -> None:
-    from nnbench.data import shape_of, split_sizes
+    from nnbench.data import SplitParams, shape_of, split_sizes
 
     spec = registry.resolve("dataset", {"name": "moons", **params})
     validated = registry.get("dataset", "moons").params.model_validate(spec.kwargs)
+    assert isinstance(validated, SplitParams)
     with pytest.raises(ValueError, match=message):
         split_sizes(shape_of("moons", validated), validated)
     with pytest.raises(ValueError, match=message):

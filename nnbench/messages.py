@@ -153,6 +153,7 @@ _EXPECTED = {
     "float_type": "expected a number", "float_parsing": "expected a number",
     "finite_number": "expected a finite number (.inf and .nan are not allowed here)",
     "string_type": "expected text", "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
     "list_type": "expected a list", "tuple_type": "expected a list",
 }
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}

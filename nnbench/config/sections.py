@@ -141,7 +141,7 @@ def check(model: type[M], raw: Any, prefix: str, problems: list[tuple[str, str]]
         found = pydantic_problems(err, prefix, allowed=list(model.model_fields))
         for key, msg in found:
             shape = SHAPES.get(key)
-            if shape and ("valid dictionary" in msg or "valid list" in msg):
-                msg = f"expected {shape}; {msg}"
+            if shape and msg.startswith(("expected a mapping", "expected a list")):
+                msg = f"expected {shape}{msg.partition(',')[1]}{msg.partition(',')[2]}"
             problems.append((key, msg))
         return None

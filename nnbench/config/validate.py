@@ -42,7 +42,6 @@ from nnbench.config.expand import (
 )
 from nnbench.config.sections import (
     FIXED_KEYS,
-    SHAPES,
     TASK_KEYS,
     TOP_KEYS,
     ReportSection,
@@ -111,7 +110,7 @@ class _Validator:
         n_seeds, seed_list = self.seeds(top.seeds, "seeds")
         problems: list[tuple[str, str]] = []
         tune_section = check(TuneSection, top.tune, "tune", problems) \
-            if top.tune is not None else None
+            if "tune" in raw else None
         report = check(ReportSection, top.report or {}, "report", problems)
         self.problems.extend(problems)
         n_tune_seeds, tune_seed_list = (n_seeds, seed_list)
@@ -184,8 +183,6 @@ class _Validator:
             section = SuiteSection.model_validate({k: v for k, v in raw.items()
                                                    if k in TOP_KEYS and k not in bad})
         for key, msg in problems:
-            if key in SHAPES and key not in msg:
-                msg = f"expected {SHAPES[key]}; {msg}"
             self.add(key, msg)
         return section
 
@@ -248,7 +245,7 @@ class _Validator:
         if isinstance(loss, ComponentSpec):  # the loss's first metric on the test split
             default = f"test_{registry.get('loss', loss.name).attrs['metrics'][0]}"
         metric = task.get("metric", default)
-        if metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRICS:
             self.add("task.metric", f"unknown metric {describe(metric)}; "
                                     f"{did_you_mean(metric, METRICS)}allowed: "
                                     f"{', '.join(METRICS)}")

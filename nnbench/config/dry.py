@@ -195,7 +195,10 @@ class _Builder:
         step_key = _json([model_key, spec.loss.to_dict(), spec.optimizer.to_dict(),
                           [a.to_dict() for a in spec.augmentation], spec.l1, spec.l2,
                           spec.grad_clip.to_dict(), shape.targets, shape.num_classes,
-                          shape.target_dim, sorted({min(b, 2) for b in batch_sizes})])
+                          shape.target_dim,
+                          # sizes above 2 build alike; a batch of 1 is named in its message
+                          batch_sizes if 1 in batch_sizes else sorted({min(b, 2)
+                                                                      for b in batch_sizes})])
         if step_key in self.steps:
             failed = self.steps[step_key]
             if failed is not None:

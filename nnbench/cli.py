@@ -4,28 +4,37 @@
     nnbench show SUITE               the trial table
     nnbench list [KIND] [PATTERN]    registered components
     nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
-                     [--lanes N] [--report-dir DIR]
-    nnbench tune SUITE... [--storage URL] [--device ...] [--engine ...] [--report-dir DIR]
+                     [--lanes N] [--workers N] [--storage URL] [--report-dir DIR]
+    nnbench tune SUITE... [--storage URL] [--workers N] [--device ...] [--engine ...]
+    nnbench worker SUITE [--storage URL] ...   one worker on the suite's queue
+    nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
+    nnbench status SUITE [--storage URL]       the queue across all workers
     nnbench report SUITE... [--report-dir DIR]
     nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
 
 MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
 (`sqlite:///mlflow.db` in the working directory). Exit codes: 0 ok, 1 a trial
 failed, 2 invalid input (nothing run or logged), 130 interrupted.
+
+Every suite and every option is checked before anything is created (`nnbench.config`
+for suites, `nnbench.cli_checks` for the tracking URI, storage, report directory, run
+id and device); all problems are printed together, then the command exits 2.
+`validate` imports neither MLflow nor Optuna.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from nnbench import registry
+from nnbench import cli_checks, registry
+from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
@@ -38,9 +47,7 @@ EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-
-class _UsageError(Exception):
-    """Bad input found before any work: printed, exit 2."""
+_UsageError = UsageError  # the name the commands below raise
 
 
 def _load_all(paths: Sequence[str]) -> list[Suite]:
@@ -54,10 +61,58 @@ def _load_all(paths: Sequence[str]) -> list[Suite]:
     if problems:
         raise _UsageError("\n".join(problems))
     names = [s.name for s in suites]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({n for n in names if [m.lower() for m in names].count(n.lower()) > 1})
     if dupes:
-        raise _UsageError(f"two suite files share the name(s) {dupes}; names must be unique "
-                          f"(they name the MLflow experiment and the report)")
+        raise _UsageError(f"two suite files share the name(s) {dupes} (names are compared "
+                          f"ignoring case, as file names are on macOS and Windows); names must "
+                          f"be unique (they name the MLflow experiment and the report)")
+    return suites
+
+
+def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool = False,
+             report_dir: bool = False, device: bool = False, storage: bool = False,
+             run_id: bool = False) -> list[Suite]:
+    """Every suite and option of the command checked; all problems raised together."""
+    problems: list[str] = []
+    suites: list[Suite] = []
+    paths = args.suites if hasattr(args, "suites") else [args.suite] \
+        if hasattr(args, "suite") else []
+    if paths:
+        try:
+            suites = _load_all(paths)
+        except UsageError as e:
+            problems.append(str(e))
+    if hasattr(args, "grace_period") and args.grace_period <= args.heartbeat_interval:
+        problems.append(f"--grace-period: {args.grace_period} s must be longer than "
+                        f"--heartbeat-interval ({args.heartbeat_interval} s): a worker would "
+                        f"be declared dead between two of its heartbeats")
+    checks: list[Callable[[], object]] = []
+    if run_id:
+        checks.append(lambda: cli_checks.check_run_id(args.run_id))
+    if tracking:
+        checks.append(lambda: cli_checks.check_tracking_uri(args.tracking_uri,
+                                                             must_exist=reading))
+    if storage and args.storage is not None:
+        checks.append(lambda: cli_checks.check_storage_url(args.storage))
+    if report_dir:
+        checks.append(lambda: cli_checks.check_report_dir(args.report_dir))
+    if device:
+        checks.append(lambda: cli_checks.check_device(args.device))
+    for check in checks:
+        try:
+            check()
+        except UsageError as e:
+            problems.append(str(e))
+    if storage and args.storage is None and not problems:  # the default: next to the store
+        from nnbench.queue import default_storage
+
+        uri = args.tracking_uri or cli_checks.default_tracking_uri()
+        try:
+            cli_checks.check_storage_url(default_storage(uri), given=False)
+        except UsageError as e:
+            problems.append(str(e))
+    if problems:
+        raise UsageError("\n".join(problems))
     return suites
 
 
@@ -97,9 +152,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if info.kind != kind:
             kind = info.kind
             out.print(f"[bold]{kind}[/bold]")
-        out.print(f"  {info.name:<16} {info.doc}")
+        out.print(f"  {info.name:<16} {info.doc}", markup=False)
         for param in registry.describe_params(info):
             out.print(f"  {'':<16}   {param}", markup=False)
+        if info.defaults:
+            out.print(f"  {'':<16}   defaults: {info.defaults}", markup=False)
     return EXIT_OK
 
 
@@ -111,12 +168,7 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
 
 def _device(args: argparse.Namespace) -> torch.device:
     """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
-    from nnbench.train import resolve_device
-
-    try:
-        return resolve_device(args.device)
-    except ValueError as e:
-        raise _UsageError(str(e)) from None
+    return cli_checks.check_device(args.device)
 
 
 def _preflight(suites: Sequence[Suite]) -> None:
@@ -137,16 +189,15 @@ def _preflight(suites: Sequence[Suite]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    suites = _load_all(args.suites)
+    suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     tuned = [s.path for s in suites if s.tune is not None]
     if tuned:
         raise _UsageError("\n".join(f"{p}: tune: the suite tunes its nuisance axes; run it "
                                      f"with `nnbench tune {p}` (nox -s tune -- {p})"
                                      for p in tuned))
+    _preflight(suites)
     from nnbench.runner import run_suite
 
-    _device(args)
-    _preflight(suites)
     code = EXIT_OK
     for suite in suites:
         summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
@@ -173,6 +224,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Reload a finished trial's checkpoint from MLflow and evaluate it on the test split."""
     import tempfile
 
+    _checked(args, run_id=True, tracking=True, reading=True, device=True)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -200,15 +252,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    suites = _load_all(args.suites)
+    suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     untuned = [s.path for s in suites if s.tune is None]
     if untuned:
         raise _UsageError("\n".join(f"{p}: tune: missing; `nnbench tune` needs a tune: block "
                                      f"(space, trials, objective, ...)" for p in untuned))
+    _preflight(suites)
     from nnbench.tuning import tune_suite
 
-    _device(args)
-    _preflight(suites)
     for suite in suites:
         if args.workers > 1:
             code = _tune_with_workers(suite, args)
@@ -232,11 +283,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _liveness(args: argparse.Namespace) -> Liveness:
-
-    if args.grace_period <= args.heartbeat_interval:
-        raise _UsageError(f"--grace-period ({args.grace_period} s) must be longer than "
-                          f"--heartbeat-interval ({args.heartbeat_interval} s): a worker "
-                          f"would be declared dead between two heartbeats")
+    """The heartbeat settings (checked by `_checked`: the grace outlasts the interval)."""
     from nnbench.queue import Liveness
 
     return Liveness(args.heartbeat_interval, args.grace_period)
@@ -286,8 +333,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
-    (suite,) = _load_all([args.suite])
-    _device(args)
+    (suite,) = _checked(args, tracking=True, device=True, storage=True)
     _preflight([suite])
     liveness = _liveness(args)
     if suite.tune is not None:
@@ -340,12 +386,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     """A job array of workers through submitit (Slurm, or local processes)."""
     from nnbench.workers import SlurmOptions, submit
 
-    (suite,) = _load_all([args.suite])
+    (suite,) = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     if args.storage is None:
         raise _UsageError("--storage: required; every worker must reach the same Optuna "
                           "storage, e.g. postgresql+psycopg://user@host/db (a sqlite:/// file "
                           "only for --local workers on this machine)")
-    _device(args)
     _preflight([suite])
     tracking_uri, storage = _stores(args)
     if suite.tune is None:  # queue the trials now, so the first worker finds them
@@ -379,7 +424,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    for suite in _load_all(args.suites):
+    for suite in _checked(args, tracking=True, reading=True, report_dir=True):
         out.print(f"report: {_report(suite, args).resolve()}")
     return EXIT_OK
 
@@ -494,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except _UsageError as e:
         err.print(str(e), markup=False)
+        return EXIT_USAGE
+    except SuiteError as e:  # a suite command that loads one file itself
+        err.print("\n".join(e.lines()), markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -8,7 +8,8 @@
 
 Context: input_shape, outputs, activation (a factory), gain (of the activation, for
 the init), init, norm (factory or None), dropout (p), generator (for the init). Hidden
-layers are initialised with the activation's gain, the output layer with gain 1.
+layers are initialised knowing the activation that follows them (gain-aware inits may
+use its gain), the output layer as one no activation follows (gain 1).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nnbench.components.inits import Gain, InitFn
+from nnbench.components.inits import OUTPUT, Gain, InitFn
 from nnbench.components.regularizers import Dropout, NormFactory
 from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "model"
 Width = Annotated[int, Field(ge=1)]
-LINEAR: Gain = ("linear", None)
+LINEAR: Gain = OUTPUT  # the output layer: no activation follows it, gain 1
 
 
 class MLPParams(Params):
@@ -113,10 +114,13 @@ def _build_cnn(params: CNNParams, *, input_shape: tuple[int, ...], outputs: int,
 
 
 register(ComponentInfo(kind=KIND, name="logistic", build=_build_logistic,
-                       doc="no hidden layer: softmax/logistic regression on the inputs"))
+                       doc="no hidden layer: softmax/logistic regression on the inputs",
+                       defaults="PyTorch's Linear"))
 register(ComponentInfo(kind=KIND, name="mlp", build=_build_mlp, params=MLPParams,
-                       doc="multilayer perceptron: Linear -> [norm] -> activation -> [dropout]"))
+                       doc="multilayer perceptron: Linear -> [norm] -> activation -> [dropout]",
+                       defaults="the notes' MNIST MLP widths (256, 128) and layer order"))
 register(ComponentInfo(kind=KIND, name="cnn", build=_build_cnn, params=CNNParams,
                        attrs={"input": "image"},
                        doc="small conv net: Conv -> [norm] -> act -> [Dropout2d] -> pool, "
-                           "then an mlp head"))
+                           "then an mlp head",
+                       defaults="nnbench's own small net; PyTorch's Conv2d/MaxPool2d(2)"))

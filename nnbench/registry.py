@@ -14,13 +14,15 @@ valid names; `nnbench list KIND` prints `list_components()`.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from nnbench.messages import describe, did_you_mean, pydantic_problems
 
 __all__ = [
     "ComponentError",
@@ -40,9 +42,13 @@ __all__ = [
 
 
 class Params(BaseModel):
-    """Base of every component's parameter model: unknown keys are errors, values frozen."""
+    """Base of every component's parameter model: unknown keys are errors, values frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Non-finite numbers (.inf, .nan) are rejected unless a field allows them
+    (`Field(allow_inf_nan=True)`, e.g. clip's norm_type).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoParams(Params):
@@ -60,6 +66,9 @@ class ComponentInfo:
     params: type[Params] = NoParams
     attrs: Mapping[str, Any] = field(default_factory=dict)  # kind-specific facts
     example: Mapping[str, Any] = field(default_factory=dict)  # values for required params
+    # where the defaults come from (PyTorch, torchvision, the notes) and where they differ;
+    # `nnbench list` prints it under the parameters
+    defaults: str = ""
 
 
 JSONScalar = str | int | float | bool | None
@@ -114,9 +123,8 @@ class ComponentError(ValueError):
 class UnknownComponentError(ComponentError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        super().__init__([("", f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")])
+        super().__init__([("", f"unknown {kind} {describe(name)}; {did_you_mean(name, known)}"
+                               f"known: {', '.join(known)}")])
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return ValueError.__str__(self)
@@ -164,7 +172,7 @@ def describe_params(info: ComponentInfo) -> list[str]:
     """`lr: float = 0.01 (learning rate, per step)`, one line per parameter."""
     lines = []
     for pname, f in info.params.model_fields.items():
-        annotation = getattr(f.annotation, "__name__", str(f.annotation))
+        annotation = _type_text(f.annotation)
         default = "required" if f.is_required() else repr(f.default)
         text = f"{pname}: {annotation} = {default}"
         if f.description:
@@ -173,16 +181,29 @@ def describe_params(info: ComponentInfo) -> list[str]:
     return lines
 
 
+def _type_text(annotation: Any) -> str:
+    """`float`, `zeros | default`, `tuple[int, ...]`, `float | activation`: how list shows types."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_text(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def label(kind: str, spec: ComponentSpec) -> str:
     """`sgd(lr=0.1, momentum=0.9)`: the name and the parameters that differ from defaults."""
     fields = get(kind, spec.name).params.model_fields
     changed = [(k, v) for k, v in spec.params
                if k not in fields or fields[k].is_required() or _freeze(fields[k].default) != v]
     return ComponentSpec(spec.name, tuple(changed)).label()
-
-
-def _describe_input(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
 
 
 def resolve(kind: str, value: Any) -> ComponentSpec:
@@ -197,35 +218,25 @@ def resolve(kind: str, value: Any) -> ComponentSpec:
         name, raw_params = value, {}
     elif isinstance(value, Mapping):
         if "name" not in value:
-            raise ComponentError([("", f"a {kind} given as a mapping needs a 'name' key, "
-                                       f"got keys {sorted(value)}")])
+            known = ", ".join(i.name for i in list_components(kind))
+            raise ComponentError([("", f"a {kind} given as a mapping needs a 'name' key "
+                                       f"({known}), got keys {sorted(map(str, value))}")])
         name = value["name"]
         if not isinstance(name, str):
-            raise ComponentError([("name", f"expected a {kind} name (string), "
-                                           f"got {_describe_input(name)}")])
+            known = ", ".join(i.name for i in list_components(kind))
+            raise ComponentError([("name", f"expected a {kind} name ({known}), "
+                                           f"got {describe(name)}")])
         raw_params = {k: v for k, v in value.items() if k != "name"}
     else:
-        raise ComponentError([("", f"expected a {kind} name or a mapping with 'name', "
-                                   f"got {_describe_input(value)}")])
+        known = ", ".join(i.name for i in list_components(kind))
+        raise ComponentError([("", f"expected a {kind} name ({known}) or a mapping with "
+                                   f"'name', got {describe(value)}")])
     info = get(kind, name)
     try:
         params = info.params.model_validate(raw_params)
     except ValidationError as err:
-        allowed = ", ".join(info.params.model_fields) or "none"
-        problems = []
-        for e in err.errors():
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
-            loc = loc.removeprefix(".")
-            if e["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(e["loc"][0]), list(info.params.model_fields))
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                msg = (f"unknown parameter {e['loc'][0]!r} for {kind} '{name}' "
-                       f"(given {_describe_input(e['input'])}); {hint}allowed: {allowed}")
-            else:
-                msg = (f"{kind} '{name}': {e['msg'].lower()}, "
-                       f"given {_describe_input(e['input'])}")
-            problems.append((loc, msg))
-        raise ComponentError(problems) from None
+        raise ComponentError(pydantic_problems(
+            err, what=f"{kind} '{name}'", allowed=list(info.params.model_fields))) from None
     return ComponentSpec(name, _freeze(params.model_dump()))
 
 

@@ -142,3 +142,32 @@ def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="device 'cuda' requested but"):
         train.resolve_device("cuda")
     assert train.resolve_device("auto") == CPU
+
+
+@pytest.mark.parametrize(("model", "activation", "loss", "dataset"), [
+    ("{name: mlp, hidden: [8, 8]}", "relu", "cross_entropy", "{name: mnist1d, num_samples: 600}"),
+    ("{name: mlp, hidden: [8]}", "tanh", "cross_entropy", "{name: mnist1d, num_samples: 600}"),
+    ("logistic", "relu", "cross_entropy", "{name: mnist1d, num_samples: 600}"),
+    ("{name: mlp, hidden: [8]}", "identity", "mse", "diabetes"),
+])
+def test_produced_metrics_are_what_the_engine_logs(model: str, activation: str, loss: str,
+                                                   dataset: str) -> None:
+    """What validation promises a claim can use (`produced_metrics`) is what a trial logs."""
+    from nnbench.config import parse_suite
+
+    spec = parse_suite(f"name: m\ntask: {{dataset: {dataset}, model: {model}, loss: {loss}}}\n"
+                       f"fixed: {{activation: {activation}, optimizer: sgd, epochs: 1, "
+                       f"batch_size: 64}}\n").base
+    result = train_trial(spec, CPU)
+    assert result.status == "finished", result.reason
+    logged = set(result.history[0]) | set(result.final)
+    logged -= {"lr", "epoch_seconds", "epoch"}
+    data = registry.build("dataset", spec.dataset, seed=0, device=CPU)
+    objective = registry.build("loss", spec.loss)
+    built = train.build_model(spec, data.input_shape,
+                              objective.num_outputs(data.num_classes, data.target_dim))
+    act = type(registry.build("activation", spec.activation))
+    promised = train.produced_metrics(
+        spec, weight_layers=len(train.weight_layers(built)),
+        has_activations=any(isinstance(m, act) for m in built.modules()))
+    assert promised == logged

@@ -25,8 +25,10 @@ Gain = tuple[str, float | None]
 def _add(name: str, build: Callable[[Any], nn.Module], doc: str, *,
          gain: Callable[[Any], Gain], family: str | None = None,
          params: type[Params] = NoParams) -> None:
+    module = type(build(params()))
     register(ComponentInfo(kind=KIND, name=name, build=build, doc=doc, params=params,
-                           attrs={"gain": gain, "family": family}))
+                           attrs={"gain": gain, "family": family},
+                           defaults=f"torch.nn.{module.__name__}'s defaults"))
 
 
 class LeakyReLUParams(Params):

@@ -11,6 +11,12 @@ A trial's `augmentation` is a list applied in order to each training batch.
 notes' `compute_mean_std`) and it is applied to every split, in its place in the list.
 
 attrs["input"]: "image" ((C, H, W) batches), "signal" ((L,) batches) or "any".
+attrs["no_effect"](params, input_shape): why the augmentation would leave every input
+unchanged (a flip with p 0, a crop the size of the image without padding, saturation
+or hue on grey images, ...), or None; validation rejects such a no-op.
+
+torchvision is imported only where an op needs it (colour ops on RGB images, and the
+per-image `reference` the tests compare with): validating a suite does not pay for it.
 """
 
 from __future__ import annotations
@@ -21,13 +27,25 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 from torch.nn import functional as nnf
-from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from nnbench.registry import ComponentInfo, Params, register
 
 KIND = "augmentation"
 Batch = dict[str, torch.Tensor]
+Shape = tuple[int, ...]
+
+
+def _tv() -> Any:
+    """torchvision.transforms.v2.functional, imported on first use."""
+    from torchvision.transforms.v2 import functional
+
+    return functional
+
+
+def _tv_color() -> Any:
+    from torchvision.transforms.v2.functional import _color
+
+    return _color
 
 
 class Augmentation:
@@ -85,7 +103,7 @@ class _Flip(Augmentation):
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if not params["flip"]:
             return image
-        return F.horizontal_flip(image) if self.dim == -1 else F.vertical_flip(image)
+        return _tv().horizontal_flip(image) if self.dim == -1 else _tv().vertical_flip(image)
 
 
 class _VFlip(_Flip):
@@ -107,8 +125,10 @@ class _RandomCrop(Augmentation):
     def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
         height, width = x.shape[-2] + 2 * self.padding, x.shape[-1] + 2 * self.padding
         if self.size > min(height, width):
-            raise ValueError(f"random_crop size {self.size} is larger than the padded "
-                             f"{height}×{width} image")
+            raise ValueError(f"random_crop size {self.size} is larger than the "
+                             f"{x.shape[-2]}×{x.shape[-1]} image padded by {self.padding} "
+                             f"({height}×{width}); allowed: size up to {min(height, width)}, "
+                             f"or more padding")
         n = len(x)
         top = _randint(n, torch.full((n,), height - self.size + 1, device=x.device), generator)
         left = _randint(n, torch.full((n,), width - self.size + 1, device=x.device), generator)
@@ -125,8 +145,8 @@ class _RandomCrop(Augmentation):
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if self.padding:
-            image = F.pad(image, [self.padding], fill=self.fill)
-        return F.crop(image, int(params["top"]), int(params["left"]), self.size, self.size)
+            image = _tv().pad(image, [self.padding], fill=self.fill)
+        return _tv().crop(image, int(params["top"]), int(params["left"]), self.size, self.size)
 
 
 class RandomResizedCropParams(Params):
@@ -187,13 +207,22 @@ class _RandomResizedCrop(Augmentation):
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         boxes = torch.stack([params[k] for k in ("top", "left", "height", "width")], 1).tolist()
-        return torch.stack([F.resized_crop(image, *box, size=[self.size, self.size],
-                                           antialias=True) for image, box in zip(x, boxes,
-                                                                                 strict=True)])
+        return torch.stack([self._resized_crop(image, *box) for image, box in zip(x, boxes,
+                                                                                   strict=True)])
+
+    def _resized_crop(self, image: torch.Tensor, top: int, left: int, height: int,
+                      width: int) -> torch.Tensor:
+        """torchvision's `resized_crop` on a float image: the crop, then (unless it already
+        has the size) `interpolate(bilinear, align_corners=False, antialias=True)`."""
+        crop = image[..., top:top + height, left:left + width]
+        if (height, width) == (self.size, self.size):
+            return crop
+        return nnf.interpolate(crop[None], size=[self.size, self.size], mode="bilinear",
+                               align_corners=False, antialias=True)[0]
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         box = [int(params[k]) for k in ("top", "left", "height", "width")]
-        return F.resized_crop(image, *box, size=[self.size, self.size], antialias=True)
+        return _tv().resized_crop(image, *box, size=[self.size, self.size], antialias=True)
 
 
 # -- rotation ------------------------------------------------------------------------------
@@ -230,7 +259,7 @@ class _RandomRotation(Augmentation):
                                align_corners=False)
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return F.rotate(image, float(params["angle"]), fill=0.0)
+        return _tv().rotate(image, float(params["angle"]), fill=0.0)
 
 
 # -- colour --------------------------------------------------------------------------------
@@ -272,16 +301,16 @@ class _ColorJitter(Augmentation):
         if op == 0:  # brightness
             return (x * factor).clamp_(0, 1.0)
         if op == 1:  # contrast
-            gray = F.rgb_to_grayscale(x, 1) if x.shape[-3] == 3 else x
+            gray = _tv().rgb_to_grayscale(x, 1) if x.shape[-3] == 3 else x
             return _blend(x, gray.mean(dim=(-3, -2, -1), keepdim=True), factor)
         if x.shape[-3] == 1:  # saturation and hue leave grey images alone (as PIL does)
             return x
         if op == 2:  # saturation
-            return _blend(x, F.rgb_to_grayscale(x, 1), factor)
-        hsv = _rgb_to_hsv(x)  # hue
+            return _blend(x, _tv().rgb_to_grayscale(x, 1), factor)
+        hsv = _tv_color()._rgb_to_hsv(x)  # hue
         h, s, v = hsv.unbind(dim=-3)
         h = (h + factor[:, 0]).remainder(1.0)
-        return _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+        return _tv_color()._hsv_to_rgb(torch.stack((h, s, v), dim=-3))
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         names = ("brightness", "contrast", "saturation", "hue")
@@ -295,6 +324,7 @@ class _ColorJitter(Augmentation):
         return x
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        F = _tv()
         kernels = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
         names = ("brightness", "contrast", "saturation", "hue")
         for op in params["order"].tolist():
@@ -315,20 +345,22 @@ class _RandomGrayscale(Augmentation):
         return {"gray": torch.rand(len(x), generator=generator, device=x.device) < self.p}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
-        gray = F.rgb_to_grayscale(x, x.shape[-3])
+        if x.shape[-3] == 1:  # a grey image is its own greyscale
+            return x
+        gray = _tv().rgb_to_grayscale(x, x.shape[-3])
         return torch.where(_per_sample(params["gray"], x), gray, x)
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return F.rgb_to_grayscale(image, image.shape[-3]) if params["gray"] else image
+        return _tv().rgb_to_grayscale(image, image.shape[-3]) if params["gray"] else image
 
 
 # -- normalisation and 1-D signals -------------------------------------------------------------
 
 class NormalizeParams(Params):
     mean: tuple[float, ...] | None = Field(
-        None, description="per channel; None: computed from the training split")
+        None, min_length=1, description="per channel; None: computed from the training split")
     std: tuple[float, ...] | None = Field(
-        None, description="per channel; None: computed from the training split")
+        None, min_length=1, description="per channel; None: computed from the training split")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> NormalizeParams:
@@ -336,6 +368,10 @@ class NormalizeParams(Params):
             raise ValueError("give both mean and std, or neither (computed from train)")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError(f"std must be positive, got {list(self.std)}")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std) \
+                and 1 not in (len(self.mean), len(self.std)):
+            raise ValueError(f"mean and std need one value each per channel, got "
+                             f"{len(self.mean)} means and {len(self.std)} stds")
         return self
 
 
@@ -353,6 +389,17 @@ class Normalize(Augmentation):
         """Set the statistics: given ones, or the training split's (compute_mean_std)."""
         shape = [1, -1, 1, 1] if x_train.dim() == 4 else [1, -1]
         if self.given.mean is not None and self.given.std is not None:
+            # one value per channel (images) or per feature (vectors, signals), or one for all
+            per = x_train.shape[1]
+            what = "channel" if x_train.dim() == 4 else "feature"
+            for key in ("mean", "std"):
+                values = getattr(self.given, key)
+                if len(values) not in (1, per):
+                    raise ValueError(
+                        f"normalize {key} has {len(values)} values but the inputs have {per} "
+                        f"{what}{'s' if per != 1 else ''} of shape {tuple(x_train.shape[1:])}; "
+                        f"give {'1 value' if per == 1 else f'1 or {per} values'} (or leave mean "
+                        f"and std out to compute them from the training split)")
             self.mean = torch.tensor(self.given.mean, device=x_train.device).view(shape)
             self.std = torch.tensor(self.given.std, device=x_train.device).view(shape)
             return
@@ -368,7 +415,7 @@ class Normalize(Augmentation):
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if self.mean is None or self.std is None:
             raise RuntimeError("normalize needs fit(x_train) before use")
-        return F.normalize(image, self.mean.flatten().tolist(), self.std.flatten().tolist())
+        return _tv().normalize(image, self.mean.flatten().tolist(), self.std.flatten().tolist())
 
 
 class NoiseParams(Params):
@@ -447,6 +494,79 @@ _ENTRIES: list[tuple[str, type[Augmentation], type[Params], str, str, dict[str, 
     ("random_shift", _RandomShift, ShiftParams,
      "shift a 1-D signal by up to ±max_shift steps, zero fill", "signal", {}),
 ]
+
+
+# -- settings that leave every input unchanged (validation rejects them) -----------------------
+
+def _image(shape: Shape) -> tuple[int, int, int] | None:
+    return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
+
+
+def _flip_no_effect(p: FlipParams, shape: Shape) -> str | None:
+    return "p is 0: no image is ever flipped" if p.p == 0 else None
+
+
+def _crop_no_effect(p: RandomCropParams, shape: Shape) -> str | None:
+    image = _image(shape)
+    if image and p.padding == 0 and image[1] == image[2] == p.size:
+        return (f"size {p.size} is the whole {image[1]}×{image[2]} image and padding is 0: "
+                f"every crop is the image itself (pad first, e.g. padding: {max(1, p.size // 8)})")
+    return None
+
+
+def _resized_crop_no_effect(p: RandomResizedCropParams, shape: Shape) -> str | None:
+    image = _image(shape)
+    if image and p.scale == (1.0, 1.0) and image[1] == image[2] == p.size \
+            and p.ratio[0] <= 1.0 <= p.ratio[1]:
+        return (f"scale [1, 1] keeps the whole {image[1]}×{image[2]} image and size {p.size} "
+                f"is its size: every crop is the image itself")
+    return None
+
+
+def _jitter_no_effect(p: ColorJitterParams, shape: Shape) -> str | None:
+    if not (p.brightness or p.contrast or p.saturation or p.hue):
+        return "brightness, contrast, saturation and hue are all 0"
+    image = _image(shape)
+    if image and image[0] == 1 and not (p.brightness or p.contrast):
+        return "saturation and hue leave grey (1-channel) images unchanged"
+    return None
+
+
+def _grayscale_no_effect(p: GrayscaleParams, shape: Shape) -> str | None:
+    if p.p == 0:
+        return "p is 0: no image is ever turned grey"
+    image = _image(shape)
+    return "the images are already grey (1 channel)" if image and image[0] == 1 else None
+
+
+def _normalize_no_effect(p: NormalizeParams, shape: Shape) -> str | None:
+    if p.mean is not None and p.std is not None and set(p.mean) == {0.0} \
+            and set(p.std) == {1.0}:
+        return "mean 0 and std 1 leave every value unchanged"
+    return None
+
+
+_NO_EFFECT: dict[str, Any] = {
+    "random_horizontal_flip": _flip_no_effect, "random_vertical_flip": _flip_no_effect,
+    "random_crop": _crop_no_effect, "random_resized_crop": _resized_crop_no_effect,
+    "color_jitter": _jitter_no_effect, "random_grayscale": _grayscale_no_effect,
+    "normalize": _normalize_no_effect,
+}
+_DEFAULTS = {
+    "random_horizontal_flip": "torchvision's RandomHorizontalFlip (p=0.5)",
+    "random_vertical_flip": "torchvision's RandomVerticalFlip (p=0.5)",
+    "random_crop": "torchvision's RandomCrop (padding 0, fill 0, constant padding)",
+    "random_resized_crop": "torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, "
+                           "bilinear, antialias)",
+    "random_rotation": "torchvision's RandomRotation (nearest, no expand, centre, fill 0)",
+    "color_jitter": "torchvision's ColorJitter (every factor 0 = off)",
+    "random_grayscale": "torchvision's RandomGrayscale (p=0.1)",
+    "normalize": "the notes' compute_mean_std: statistics of the training split",
+    "gaussian_noise": "torchvision's GaussianNoise has sigma 0.1 like this std, but clips to "
+                      "[0, 1]; this one does not clip (inputs are not always images in [0, 1])",
+    "random_shift": "nnbench's own (no torchvision counterpart)",
+}
 for name, cls, params, doc, kind, example in _ENTRIES:
     register(ComponentInfo(kind=KIND, name=name, build=cls, params=params, doc=doc,
-                           attrs={"input": kind}, example=example))
+                           attrs={"input": kind, "no_effect": _NO_EFFECT.get(name)},
+                           example=example, defaults=_DEFAULTS[name]))

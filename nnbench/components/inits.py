@@ -2,16 +2,28 @@
 
 build(params) -> `InitFn`, called once per Linear/Conv layer with the layer, the
 gain of the activation that follows it (`(nonlinearity, param)` as
-`torch.nn.init.calculate_gain` takes them; ("linear", None) for the output layer)
-and the trial's init generator. Every init except `default` takes
+`torch.nn.init.calculate_gain` takes them; `OUTPUT` for the output layer, which no
+activation follows) and the trial's init generator. Every init except `default` takes
 `bias: zeros | default` (default keeps PyTorch's uniform(±1/√fan_in) bias, drawn from
 the trial's seeded global RNG when the layer was built).
+
+Defaults are PyTorch's (and the notes', which call `nn.init.*_` with defaults):
+
+- `xavier_*`: gain 1 (Glorot & Bengio 2010; `xavier_normal_(w)`); `gain: activation`
+  scales by the following activation's `calculate_gain` instead (with ReLU that is √2,
+  which makes "xavier" nearly He's init: ask for it explicitly);
+- `kaiming_*`: `nonlinearity: leaky_relu, a: 0`, i.e. He et al.'s ReLU gain √2
+  (`kaiming_normal_(w)`); `nonlinearity: activation` takes the following activation's
+  gain (tanh 5/3, selu 3/4, leaky_relu's slope; 1 where PyTorch defines none);
+- `uniform`: U(0, 1); `normal`: N(0, 1) (`uniform_(w)`, `normal_(w)`).
+
+The output layer always gets gain 1 (`calculate_gain("linear")`): no activation follows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 from pydantic import Field, model_validator
@@ -21,6 +33,8 @@ from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "init"
 Gain = tuple[str, float | None]
+OUTPUT: Gain = ("output", None)  # the layer no activation follows: gain 1
+NONLINEARITIES = ("leaky_relu", "relu", "linear", "sigmoid", "tanh", "selu", "activation")
 
 
 class InitFn(Protocol):
@@ -33,8 +47,8 @@ class BiasParams(Params):
 
 
 class UniformParams(BiasParams):
-    a: float = Field(-0.05, description="lower bound")
-    b: float = Field(0.05, description="upper bound")
+    a: float = Field(0.0, description="lower bound (torch.nn.init.uniform_'s default)")
+    b: float = Field(1.0, description="upper bound (torch.nn.init.uniform_'s default)")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformParams:
@@ -45,7 +59,8 @@ class UniformParams(BiasParams):
 
 class NormalParams(BiasParams):
     mean: float = Field(0.0, description="mean of the weights")
-    std: float = Field(0.01, gt=0, description="standard deviation of the weights")
+    std: float = Field(1.0, gt=0, description="standard deviation of the weights "
+                                              "(torch.nn.init.normal_'s default)")
 
 
 class ConstantParams(BiasParams):
@@ -53,16 +68,32 @@ class ConstantParams(BiasParams):
 
 
 class XavierParams(BiasParams):
-    gain_from_activation: bool = Field(
-        True, description="scale by calculate_gain(activation); False uses gain 1")
+    gain: Annotated[float, Field(gt=0)] | Literal["activation"] = Field(
+        1.0, description="scale factor of hidden layers: 1 as Glorot & Bengio and PyTorch; "
+                         "'activation': calculate_gain of the activation that follows")
 
 
 class KaimingParams(BiasParams):
     mode: Literal["fan_in", "fan_out"] = Field(
         "fan_in", description="preserve variance forward (fan_in) or backward (fan_out)")
+    nonlinearity: Literal["leaky_relu", "relu", "linear", "sigmoid", "tanh", "selu",
+                          "activation"] = Field(
+        "leaky_relu", description="gain of hidden layers as calculate_gain(nonlinearity, a); "
+                                  "PyTorch's default leaky_relu with a=0 is ReLU's √2; "
+                                  "'activation': the gain of the activation that follows")
+    a: float = Field(0.0, ge=0, description="negative slope, for nonlinearity leaky_relu only")
+
+    @model_validator(mode="after")
+    def _slope_needs_leaky_relu(self) -> KaimingParams:
+        if self.a and self.nonlinearity != "leaky_relu":
+            raise ValueError(f"a={self.a} is only used with nonlinearity leaky_relu, not "
+                             f"{self.nonlinearity!r}: it would have no effect")
+        return self
 
 
 def _calculate_gain(gain: Gain) -> float:
+    if gain == OUTPUT:
+        return 1.0
     nonlinearity: Any = gain[0]  # torch types it as a Literal of the names it knows
     return nn.init.calculate_gain(nonlinearity, gain[1])
 
@@ -87,14 +118,25 @@ def _weight_init(fill: Callable[[torch.Tensor, Any, Gain, torch.Generator], obje
 
 def _kaiming(fill: Callable[..., torch.Tensor]) -> Callable[..., None]:
     def run(w: torch.Tensor, p: KaimingParams, gain: Gain, g: torch.Generator) -> None:
-        nonlinearity: Any = gain[0]
-        fill(w, a=gain[1] or 0.0, mode=p.mode, nonlinearity=nonlinearity, generator=g)
+        if gain == OUTPUT:
+            nonlinearity, a = "linear", 0.0
+        elif p.nonlinearity == "activation":
+            nonlinearity, a = gain[0], gain[1] or 0.0
+        else:
+            nonlinearity, a = p.nonlinearity, p.a
+        fill(w, a=a, mode=p.mode, nonlinearity=nonlinearity, generator=g)
     return run
 
 
 def _xavier(fill: Callable[..., torch.Tensor]) -> Callable[..., None]:
     def run(w: torch.Tensor, p: XavierParams, gain: Gain, g: torch.Generator) -> None:
-        fill(w, gain=_calculate_gain(gain) if p.gain_from_activation else 1.0, generator=g)
+        if gain == OUTPUT:
+            scale = 1.0
+        elif p.gain == "activation":
+            scale = _calculate_gain(gain)
+        else:
+            scale = p.gain
+        fill(w, gain=scale, generator=g)
     return run
 
 
@@ -107,28 +149,39 @@ def _build_default(_params: NoParams) -> InitFn:
     return apply
 
 
-def _add(name: str, doc: str, params: type[Params], fill: Callable[..., object]) -> None:
+def _add(name: str, doc: str, params: type[Params], fill: Callable[..., object],
+         defaults: str) -> None:
     register(ComponentInfo(kind=KIND, name=name, build=_weight_init(fill), doc=doc,
-                           params=params, example={"value": 0.1} if name == "constant" else {}))
+                           params=params, example={"value": 0.1} if name == "constant" else {},
+                           defaults=f"{defaults}; bias 0 as in Glorot & Bengio and He et al. "
+                                    f"(the notes keep PyTorch's uniform bias: bias: default)"))
 
 
 register(ComponentInfo(kind=KIND, name="default", build=_build_default,
-                       doc="PyTorch's own layer reset (kaiming_uniform a=√5, uniform bias)"))
+                       doc="PyTorch's own layer reset (kaiming_uniform a=√5, uniform bias)",
+                       defaults="PyTorch's reset_parameters(), unchanged"))
 _add("uniform", "U(a, b)", UniformParams,
-     lambda w, p, gain, g: nn.init.uniform_(w, p.a, p.b, generator=g))
+     lambda w, p, gain, g: nn.init.uniform_(w, p.a, p.b, generator=g),
+     "torch.nn.init.uniform_ and the notes: U(0, 1)")
 _add("normal", "N(mean, std²)", NormalParams,
-     lambda w, p, gain, g: nn.init.normal_(w, p.mean, p.std, generator=g))
+     lambda w, p, gain, g: nn.init.normal_(w, p.mean, p.std, generator=g),
+     "torch.nn.init.normal_ and the notes: N(0, 1)")
 _add("zeros", "all weights 0 (symmetric: hidden units stay identical)", BiasParams,
-     lambda w, p, gain, g: nn.init.zeros_(w))
+     lambda w, p, gain, g: nn.init.zeros_(w), "torch.nn.init.zeros_")
 _add("ones", "all weights 1 (symmetric: hidden units stay identical)", BiasParams,
-     lambda w, p, gain, g: nn.init.ones_(w))
+     lambda w, p, gain, g: nn.init.ones_(w), "torch.nn.init.ones_")
 _add("constant", "all weights = value", ConstantParams,
-     lambda w, p, gain, g: nn.init.constant_(w, p.value))
+     lambda w, p, gain, g: nn.init.constant_(w, p.value),
+     "torch.nn.init.constant_ (value required; the notes use 5)")
 _add("xavier_uniform", "Glorot & Bengio 2010: U(±gain·√(6/(fan_in+fan_out)))", XavierParams,
-     _xavier(nn.init.xavier_uniform_))
+     _xavier(nn.init.xavier_uniform_),
+     "torch.nn.init.xavier_uniform_ and the notes: gain 1 (gain: activation to scale)")
 _add("xavier_normal", "Glorot & Bengio 2010: N(0, gain²·2/(fan_in+fan_out))", XavierParams,
-     _xavier(nn.init.xavier_normal_))
-_add("kaiming_uniform", "He et al. 2015: U(±gain·√(3/fan)), gain from the activation",
-     KaimingParams, _kaiming(nn.init.kaiming_uniform_))
-_add("kaiming_normal", "He et al. 2015: N(0, gain²/fan), gain from the activation",
-     KaimingParams, _kaiming(nn.init.kaiming_normal_))
+     _xavier(nn.init.xavier_normal_),
+     "torch.nn.init.xavier_normal_ and the notes: gain 1 (gain: activation to scale)")
+_add("kaiming_uniform", "He et al. 2015: U(±gain·√(3/fan)), gain √2 (ReLU) unless told",
+     KaimingParams, _kaiming(nn.init.kaiming_uniform_),
+     "torch.nn.init.kaiming_uniform_ and the notes: fan_in, leaky_relu with a=0 (gain √2)")
+_add("kaiming_normal", "He et al. 2015: N(0, gain²/fan), gain √2 (ReLU) unless told",
+     KaimingParams, _kaiming(nn.init.kaiming_normal_),
+     "torch.nn.init.kaiming_normal_ and the notes: fan_in, leaky_relu with a=0 (gain √2)")

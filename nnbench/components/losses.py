@@ -121,7 +121,8 @@ class SmoothL1Params(Params):
 def _add(name: str, build: object, doc: str, targets: str, metrics: tuple[str, ...],
          params: type[Params] = NoParams) -> None:
     register(ComponentInfo(kind=KIND, name=name, build=build, doc=doc,  # type: ignore[arg-type]
-                           params=params, attrs={"targets": targets, "metrics": metrics}))
+                           params=params, attrs={"targets": targets, "metrics": metrics},
+                           defaults="torch's defaults (mean reduction)"))
 
 
 _add("cross_entropy", lambda p: CrossEntropy(p.label_smoothing),

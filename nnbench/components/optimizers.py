@@ -29,7 +29,7 @@ def _maximize() -> Any:
 
 
 class SGDParams(Params):
-    lr: float = Field(0.01, gt=0, description="learning rate, per step")
+    lr: float = Field(0.001, gt=0, description="learning rate, per step")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor β")
     dampening: float = Field(0.0, ge=0, le=1, description="dampening for momentum")
     nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
@@ -97,4 +97,5 @@ _ENTRIES: list[tuple[str, type[torch.optim.Optimizer], type[Params], str]] = [
      "Loshchilov & Hutter 2019: Adam with decoupled weight decay"),
 ]
 for name, cls, params, doc in _ENTRIES:
-    register(ComponentInfo(kind=KIND, name=name, build=_builder(cls), params=params, doc=doc))
+    register(ComponentInfo(kind=KIND, name=name, build=_builder(cls), params=params, doc=doc,
+                           defaults=f"torch.optim.{cls.__name__}'s defaults"))

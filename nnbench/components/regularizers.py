@@ -48,7 +48,9 @@ def _batchnorm(p: BatchNormParams) -> NormFactory:
 register(ComponentInfo(kind="norm", name="none", build=lambda p: None,
                        doc="no normalization layer"))
 register(ComponentInfo(kind="norm", name="batchnorm", build=_batchnorm, params=BatchNormParams,
-                       doc="Ioffe & Szegedy 2015: BatchNorm before the activation"))
+                       doc="Ioffe & Szegedy 2015: BatchNorm before the activation",
+                       defaults="torch's BatchNorm1d/2d (momentum 0.1, eps 1e-5, affine) and "
+                                "the notes"))
 
 
 class Dropout(nn.Module):
@@ -95,7 +97,8 @@ def attach_dropout_generator(model: nn.Module, generator: torch.Generator) -> No
 
 class ClipNormParams(Params):
     max_norm: float = Field(1.0, gt=0, description="largest total gradient norm allowed")
-    norm_type: float = Field(2.0, gt=0, description="p of the p-norm (inf allowed)")
+    norm_type: float = Field(2.0, gt=0, allow_inf_nan=True,
+                             description="p of the p-norm (.inf: the largest |g|)")
 
 
 class ClipValueParams(Params):
@@ -117,9 +120,12 @@ def _clip_value(p: ClipValueParams) -> ClipFn:
 register(ComponentInfo(kind="clip", name="none", build=lambda p: None,
                        doc="no gradient clipping"))
 register(ComponentInfo(kind="clip", name="norm", build=_clip_norm, params=ClipNormParams,
-                       doc="rescale all gradients so their total norm ≤ max_norm"))
+                       doc="rescale all gradients so their total norm ≤ max_norm",
+                       defaults="clip_grad_norm_ (norm_type 2); max_norm 1.0 (torch has no "
+                                "default)"))
 register(ComponentInfo(kind="clip", name="value", build=_clip_value, params=ClipValueParams,
-                       doc="clamp every gradient element to [-clip_value, clip_value]"))
+                       doc="clamp every gradient element to [-clip_value, clip_value]",
+                       defaults="clip_grad_value_; clip_value 1.0 (torch has no default)"))
 
 
 # -- early stopping ---------------------------------------------------------------------------
@@ -159,4 +165,7 @@ register(ComponentInfo(kind="early_stopping", name="none", build=lambda p: None,
                        doc="train for all epochs"))
 register(ComponentInfo(kind="early_stopping", name="patience", build=EarlyStopping,
                        params=PatienceParams,
-                       doc="stop after `patience` epochs without improvement of `monitor`"))
+                       doc="stop after `patience` epochs without improvement of `monitor`",
+                       defaults="the notes' EarlyStopping (patience 5, min_delta 0, "
+                                "val_loss); restore_best true (the notes keep the last "
+                                "weights: restore_best: false)"))

@@ -68,11 +68,20 @@ class OneCycleParams(_Common):
     div_factor: float = Field(25.0, gt=0, description="initial lr = max_lr / div_factor")
     final_div_factor: float = Field(1e4, gt=0, description="final lr = initial / this")
     three_phase: bool = Field(False, description="add a third, symmetric phase")
+    cycle_momentum: bool = Field(
+        True, description="cycle the optimizer's momentum (SGD, RMSprop) or beta1 (Adam) "
+                          "inversely to the lr, between base_momentum and max_momentum; it "
+                          "replaces the optimizer's own momentum")
+    base_momentum: float = Field(0.85, ge=0, lt=1, description="momentum at the lr peak")
+    max_momentum: float = Field(0.95, ge=0, lt=1, description="momentum at the lr minimum")
 
     @model_validator(mode="after")
     def _own_warmup(self) -> OneCycleParams:
         if self.warmup:
             raise ValueError("onecycle has its own warm-up (pct_start); set warmup to 0")
+        if self.cycle_momentum and self.base_momentum > self.max_momentum:
+            raise ValueError(f"base_momentum ({self.base_momentum}) must not exceed "
+                             f"max_momentum ({self.max_momentum})")
         return self
 
 
@@ -100,7 +109,9 @@ def _main(name: str, p: Any, optimizer: torch.optim.Optimizer,
             return lr_scheduler.OneCycleLR(
                 optimizer, max_lr=p.max_lr, total_steps=total, pct_start=p.pct_start,
                 anneal_strategy=p.anneal_strategy, div_factor=p.div_factor,
-                final_div_factor=p.final_div_factor, three_phase=p.three_phase)
+                final_div_factor=p.final_div_factor, three_phase=p.three_phase,
+                cycle_momentum=p.cycle_momentum, base_momentum=p.base_momentum,
+                max_momentum=p.max_momentum)
     raise ValueError(f"no builder for schedule {name!r}")
 
 
@@ -109,8 +120,9 @@ def _builder(name: str) -> Any:
               steps_per_epoch: int) -> Schedule:
         total = _total(params, epochs, steps_per_epoch)
         if params.warmup >= total:
-            raise ValueError(f"warmup={params.warmup} {params.interval}s leaves nothing of "
-                             f"the {total} {params.interval}s of training")
+            unit = "epochs" if params.interval == "epoch" else "batches"
+            raise ValueError(f"warmup={params.warmup} {unit} leaves nothing of the {total} "
+                             f"{unit} of training; allowed: warmup 0 to {total - 1}")
         if not params.warmup:
             return Schedule(_main(name, params, optimizer, total), params.interval)
         warm = lr_scheduler.LinearLR(optimizer, start_factor=params.warmup_start_factor,
@@ -132,6 +144,19 @@ _ENTRIES: list[tuple[str, type[Params], str, dict[str, Any]]] = [
     ("onecycle", OneCycleParams, "Smith 2018: up to max_lr then down (OneCycleLR)",
      {"max_lr": 0.1}),
 ]
+_DEFAULTS = {
+    "constant": "lr unchanged",
+    "step": "torch's StepLR (gamma 0.1)",
+    "multistep": "torch's MultiStepLR (gamma 0.1)",
+    "exponential": "torch's ExponentialLR (gamma required)",
+    "cosine": "torch's CosineAnnealingLR (eta_min 0); T_max defaults to the whole run "
+              "(torch requires it)",
+    "onecycle": "torch's OneCycleLR (pct_start 0.3, cos, div 25 / 1e4, momentum cycled "
+                "0.85-0.95); total steps = the whole run",
+}
 for name, params, doc, example in _ENTRIES:
     register(ComponentInfo(kind=KIND, name=name, build=_builder(name), params=params, doc=doc,
-                           example=example))
+                           example=example,
+                           defaults=f"{_DEFAULTS[name]}; stepped every "
+                                    f"{params.model_fields['interval'].default}; no warm-up "
+                                    f"unless warmup > 0"))

@@ -2,8 +2,30 @@
 
 Every dataset ends as tensors on the training device with a seeded split; the
 trainer indexes batches there. Raw arrays are generated or loaded once per process
-and cached. A dataset's `attrs` say what it holds: `targets` ("class" labels or
-"real" values) and `input` ("vector", "image" (C, H, W) or "signal" (L,)).
+and cached.
+
+The dataset contract: what a new dataset registers
+---------------------------------------------------
+A dataset is a `ComponentInfo(kind="dataset", ...)` whose
+
+- `params` subclass `SplitParams` (official test split) or `HeldOutParams` (a seeded
+  `test_fraction` is held out), adding the dataset's own parameters;
+- `build(params, seed=..., device=...)` returns `split(x, y, params, ...)`'s
+  `TensorData` (so every dataset splits the same, seeded way);
+- `attrs["targets"]` is "class" (integer labels) or "real" (float values);
+  `attrs["input"]` is "vector" (F,), "image" (C, H, W) or "signal" (L,);
+- `attrs["shape"]` is a function of the validated params returning a `DataShape`:
+  examples before the split (`examples`: the pool the train/val split is drawn from
+  when `test` is given, else everything, of which `test_fraction` is held out), the
+  official test size (`test`, None when held out), the per-example `input_shape`,
+  `targets`, `num_classes` (0 for real targets) and `target_dim`. It must be cheap
+  and must not generate or load the data: `nnbench validate` calls it for every
+  configuration (the dry build), and `split_sizes(shape, params)` turns it into the
+  exact train/val/test sizes `split()` will produce. A dataset whose sizes are only
+  known from its files may read them from the files' headers, never the data.
+
+tests/data/test_datasets.py checks every registered dataset's `shape` against what its
+`build` returns, so a new dataset is held to the contract automatically.
 """
 
 from __future__ import annotations
@@ -14,14 +36,33 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field, model_validator
-from sklearn.model_selection import KFold
 
 from nnbench import seeding
 from nnbench.registry import Params
 
-__all__ = ["SplitParams", "TensorData", "split"]
+__all__ = ["DataShape", "HeldOutParams", "SplitParams", "SplitSizes", "TensorData", "shape_of",
+           "split", "split_sizes"]
 
 Targets = Literal["class", "real"]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a dataset holds, without its data (`attrs["shape"](params)`)."""
+
+    examples: int  # before the split: the train+val pool, or everything when test is None
+    test: int | None  # official test examples; None: held out with test_fraction
+    input_shape: tuple[int, ...]  # one example: (F,), (L,) or (C, H, W)
+    targets: Targets
+    num_classes: int  # 0 for real-valued targets
+    target_dim: int = 1  # real values per example (1 for class labels)
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    train: int
+    val: int
+    test: int
 
 
 @dataclass(frozen=True)
@@ -81,6 +122,46 @@ class HeldOutParams(SplitParams):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share held out as test, seeded")
 
 
+def split_sizes(shape: DataShape, params: SplitParams) -> SplitSizes:
+    """The train/val/test sizes `split()` produces for these params; ValueError when a
+    split would be empty (what `split()` itself would raise, or train on)."""
+    n = shape.examples
+    if shape.test is None:
+        if not isinstance(params, HeldOutParams):
+            raise ValueError("a dataset without an official test split needs test_fraction")
+        n_test = round(n * params.test_fraction)
+        if not 0 < n_test < n:
+            raise ValueError(f"test_fraction={params.test_fraction} of {n} examples leaves "
+                             f"{n_test} test examples and {n - n_test} for train and "
+                             f"validation; both must be at least 1")
+        pool = n - n_test
+    else:
+        n_test, pool = shape.test, n
+    if params.folds:
+        if params.folds > pool:
+            raise ValueError(f"folds={params.folds} is more than the {pool} examples left "
+                             f"for train and validation; use at most {pool} folds")
+        # KFold's sizes: the first (pool % folds) folds hold one example more
+        n_val = pool // params.folds + (1 if params.fold < pool % params.folds else 0)
+    else:
+        n_val = round(pool * params.val_fraction)
+        if not 0 < n_val < pool:
+            raise ValueError(f"val_fraction={params.val_fraction} of the {pool} examples left "
+                             f"for train and validation gives {n_val} validation and "
+                             f"{pool - n_val} training examples; both must be at least 1 "
+                             f"(use a val_fraction between {1 / pool:.3g} and "
+                             f"{1 - 1 / pool:.3g})")
+    return SplitSizes(train=pool - n_val, val=n_val, test=n_test)
+
+
+def shape_of(spec_name: str, params: Params) -> DataShape:
+    """A registered dataset's `DataShape` for validated params (no data touched)."""
+    from nnbench.registry import get
+
+    shape: DataShape = get("dataset", spec_name).attrs["shape"](params)
+    return shape
+
+
 def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: SplitParams, *,
           seed: int, device: torch.device, targets: Targets, num_classes: int = 0,
           x_test: np.ndarray | torch.Tensor | None = None,
@@ -90,11 +171,14 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
     y_all = torch.as_tensor(y, dtype=torch.int64 if targets == "class" else torch.float32)
     if targets == "real" and y_all.dim() == 1:
         y_all = y_all[:, None]
-    if x_test is None or y_test is None:
-        assert isinstance(params, HeldOutParams)
+    held_out = x_test is None or y_test is None
+    sizes = split_sizes(DataShape(examples=len(y_all),
+                                  test=None if y_test is None or held_out else len(y_test),
+                                  input_shape=tuple(x_all.shape[1:]), targets=targets,
+                                  num_classes=num_classes), params)
+    if held_out:
         order = torch.randperm(len(y_all), generator=seeding.generator(seed, "test_split"))
-        n_test = round(len(y_all) * params.test_fraction)
-        test, rest = order[:n_test], order[n_test:]
+        test, rest = order[:sizes.test], order[sizes.test:]
         xt, yt, x_all, y_all = x_all[test], y_all[test], x_all[rest], y_all[rest]
     else:
         xt = torch.as_tensor(x_test, dtype=torch.float32)
@@ -102,17 +186,15 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
         if targets == "real" and yt.dim() == 1:
             yt = yt[:, None]
     if params.folds:
+        from sklearn.model_selection import KFold  # only cross-validation needs sklearn
+
         folds = KFold(params.folds, shuffle=True, random_state=seeding.derive_seed(seed, "folds")
                       % (1 << 32))
         train_idx, val_idx = list(folds.split(np.arange(len(y_all))))[params.fold]
         train, val = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     else:
-        n_val = round(len(y_all) * params.val_fraction)
-        if not 0 < n_val < len(y_all):
-            raise ValueError(f"val_fraction={params.val_fraction} leaves no train or no val "
-                             f"examples out of {len(y_all)}")
         order = torch.randperm(len(y_all), generator=seeding.generator(seed, "split"))
-        val, train = order[:n_val], order[n_val:]
+        val, train = order[:sizes.val], order[sizes.val:]
     xs = [x_all[train], x_all[val], xt]
     if params.standardize:
         mean, std = xs[0].mean(dim=0), xs[0].std(dim=0).clamp_min(1e-8)

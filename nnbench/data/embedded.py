@@ -24,16 +24,18 @@ import torch
 from pydantic import Field
 
 from nnbench import seeding
-from nnbench.data import HeldOutParams, SplitParams, TensorData, split
+from nnbench.data import DataShape, HeldOutParams, SplitParams, TensorData, split
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
 
 
 def _add(name: str, build: Callable[..., TensorData], params: type[SplitParams], doc: str, *,
-         targets: str, input_kind: str) -> None:
+         targets: str, input_kind: str, shape: Callable[[Any], DataShape],
+         defaults: str = "") -> None:
     register(ComponentInfo(kind=KIND, name=name, build=build, params=params, doc=doc,
-                           attrs={"targets": targets, "input": input_kind}))
+                           attrs={"targets": targets, "input": input_kind, "shape": shape},
+                           defaults=defaults))
 
 
 # -- MNIST-1D ---------------------------------------------------------------------------
@@ -59,7 +61,16 @@ def _build_mnist1d(p: MNIST1DParams, seed: int, device: torch.device) -> TensorD
                  x_test=x_test, y_test=y_test)
 
 
+def _mnist1d_shape(p: MNIST1DParams) -> DataShape:
+    total = p.num_samples // 10 * 10  # make_dataset draws num_samples // 10 per class
+    train = int(total * 0.8)  # and keeps int(80%) for train (its train_split)
+    return DataShape(examples=train, test=total - train, input_shape=(40,), targets="class",
+                     num_classes=10)
+
+
 _add("mnist1d", _build_mnist1d, MNIST1DParams, targets="class", input_kind="signal",
+     shape=_mnist1d_shape, defaults="the mnist1d package's published settings (5000 "
+                                    "samples, 80% train)",
      doc="MNIST-1D (Greydanus 2020): 40-long 1-D signals, 10 classes; generated offline")
 
 
@@ -93,9 +104,17 @@ def _build_moons(p: MoonsParams, seed: int, device: torch.device) -> TensorData:
     return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
 
 
+def _points(p: CirclesParams | MoonsParams) -> DataShape:
+    return DataShape(examples=p.n_samples, test=None, input_shape=(2,), targets="class",
+                     num_classes=2)
+
+
 _add("circles", _build_circles, CirclesParams, targets="class", input_kind="vector",
+     shape=_points, defaults="the notes' setup (n=2000, noise=0.1, factor=0.4), not sklearn's "
+                             "(n=100, no noise, factor=0.8)",
      doc="two concentric noisy circles (sklearn make_circles), 2 classes")
 _add("moons", _build_moons, MoonsParams, targets="class", input_kind="vector",
+     shape=_points, defaults="n=2000, noise=0.1 like circles (sklearn: n=100, no noise)",
      doc="two interleaving half moons (sklearn make_moons), 2 classes")
 
 
@@ -138,11 +157,26 @@ def _build_diabetes(p: DiabetesParams, seed: int, device: torch.device) -> Tenso
     return split(x, y, p, seed=seed, device=device, targets="real")
 
 
+def _fixed_shape(examples: int, input_shape: tuple[int, ...], targets: str,
+                 num_classes: int) -> Callable[[Any], DataShape]:
+    def shape(p: HeldOutParams) -> DataShape:
+        return DataShape(examples=examples, test=None, input_shape=input_shape,
+                         targets="class" if targets == "class" else "real",
+                         num_classes=num_classes)
+    return shape
+
+
 _add("digits", _build_digits, HeldOutParams, targets="class", input_kind="image",
+     shape=_fixed_shape(1797, (1, 8, 8), "class", 10),
+     defaults="sklearn's load_digits, pixels / 16; 20% test, 10% of the rest validation",
      doc="sklearn digits: 1797 8×8 grey images in [0, 1], 10 classes")
 _add("breast_cancer", _build_breast_cancer, TabularParams, targets="class", input_kind="vector",
+     shape=_fixed_shape(569, (30,), "class", 2),
+     defaults="sklearn's load_breast_cancer, standardized with training statistics",
      doc="sklearn breast cancer Wisconsin: 569 × 30 features, 2 classes")
 _add("diabetes", _build_diabetes, DiabetesParams, targets="real", input_kind="vector",
+     shape=_fixed_shape(442, (10,), "real", 0),
+     defaults="sklearn's load_diabetes, inputs and target standardized",
      doc="sklearn diabetes: 442 × 10 features, disease progression (real)")
 
 
@@ -168,5 +202,11 @@ def _build_regression(p: RegressionParams, seed: int, device: torch.device) -> T
     return split(x, y, p, seed=seed, device=device, targets="real")
 
 
+def _regression_shape(p: RegressionParams) -> DataShape:
+    return DataShape(examples=p.n_samples, test=None, input_shape=(p.n_features,),
+                     targets="real", num_classes=0)
+
+
 _add("regression", _build_regression, RegressionParams, targets="real", input_kind="vector",
+     shape=_regression_shape, defaults="the notes' L2 demo (100 × 20, torch seed 42)",
      doc="the notes' L2 demo: X ~ N(0, 1) 100×20, y ~ N(0, 1) (pure noise: only overfitting)")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from nnbench.data import SplitParams, TensorData, split
+from nnbench.data import DataShape, SplitParams, TensorData, split
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
@@ -80,8 +80,26 @@ def _builder(name: str):  # type: ignore[no-untyped-def]
     return build
 
 
+# name -> (train, test, (C, H, W)): the official splits torchvision reads
+_SHAPES: dict[str, tuple[int, int, tuple[int, int, int]]] = {
+    "mnist": (60000, 10000, (1, 28, 28)),
+    "fashion_mnist": (60000, 10000, (1, 28, 28)),
+    "cifar10": (50000, 10000, (3, 32, 32)),
+}
+
+
+def _shape(name: str):  # type: ignore[no-untyped-def]
+    def shape(p: VisionParams) -> DataShape:
+        train, test, image = _SHAPES[name]
+        return DataShape(examples=train, test=test, input_shape=image, targets="class",
+                         num_classes=10)
+    return shape
+
+
 for _name, _doc in [("mnist", "MNIST handwritten digits: 28×28 grey, 60k train / 10k test"),
                     ("fashion_mnist", "Fashion-MNIST: 28×28 grey clothing, 60k / 10k"),
                     ("cifar10", "CIFAR-10: 32×32 colour images, 50k train / 10k test")]:
     register(ComponentInfo(kind=KIND, name=_name, build=_builder(_name), params=VisionParams,
-                           doc=_doc, attrs={"targets": "class", "input": "image"}))
+                           doc=_doc, attrs={"targets": "class", "input": "image",
+                                            "shape": _shape(_name)},
+                           defaults="torchvision's official train/test split"))

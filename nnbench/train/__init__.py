@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         build_parts,
         metric_names,
         penalty,
+        produced_metrics,
         resolve_device,
         weight_layers,
     )
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 _WHERE: dict[str, tuple[str, ...]] = {
     "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
-              "resolve_device", "weight_layers"),
+              "produced_metrics", "resolve_device", "weight_layers"),
     "engine": ("ENGINES", "Engine", "Listener", "make_engine", "torch_threads"),
     "results": ("CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"),
     "serial": ("SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch",
@@ -49,8 +50,8 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 
 __all__ = ["CONTINUE", "ENGINES", "Decision", "Engine", "Listener", "Numerics", "Parts",
            "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
-           "evaluate_checkpoint", "make_engine", "metric_names", "penalty", "resolve_device",
-           "run_epoch",
+           "evaluate_checkpoint", "make_engine", "metric_names", "penalty",
+           "produced_metrics", "resolve_device", "run_epoch",
            "stop", "torch_threads", "train_epoch", "train_trial", "weight_layers"]
 
 

@@ -25,7 +25,7 @@ from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
 __all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "metric_names", "penalty",
-           "resolve_device", "weight_layers"]
+           "produced_metrics", "resolve_device", "weight_layers"]
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -34,6 +34,28 @@ def metric_names(spec: TrialSpec) -> tuple[str, ...]:
     """The objective's metrics for this trial: ("accuracy",) or ("rmse", "mae")."""
     names: tuple[str, ...] = registry.get("loss", spec.loss.name).attrs["metrics"]
     return names
+
+
+def produced_metrics(spec: TrialSpec, *, weight_layers: int,
+                     has_activations: bool) -> frozenset[str]:
+    """Every metric a trial of `spec` logs, per epoch or at the end (lr and timings aside).
+
+    `weight_layers`: the model's Linear/Conv layers; `has_activations`: whether it has
+    hidden activations (a model without hidden layers has none to diagnose). The engines'
+    diagnostics (serial.diagnostics) log dead_fraction for the ReLU family and
+    saturated_fraction for saturating activations; tests/test_train.py holds the two
+    together.
+    """
+    names = metric_names(spec)
+    out = {f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", *names)}
+    out |= {"gap_loss", "weight_sparsity", *(f"gap_{m}" for m in names)}
+    out |= {f"grad_norm.layer{i}" for i in range(1, weight_layers + 1)}
+    family = registry.get("activation", spec.activation.name).attrs.get("family")
+    if has_activations and family == "relu":
+        out.add("dead_fraction")
+    if has_activations and family == "saturating":
+        out.add("saturated_fraction")
+    return frozenset(out)
 
 
 def resolve_device(name: str) -> torch.device:

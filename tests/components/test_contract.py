@@ -21,7 +21,7 @@ from nnbench.components.activations import gain_of
 from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.regularizers import EarlyStopping
 from nnbench.components.schedules import Schedule
-from nnbench.data import TensorData
+from nnbench.data import DataShape, SplitParams, TensorData, split_sizes, vision
 from nnbench.registry import ComponentError, ComponentInfo
 
 ALL = list(registry.list_components())
@@ -98,6 +98,15 @@ def _loss(info: ComponentInfo) -> None:
 
 def _dataset(info: ComponentInfo) -> None:
     data: TensorData = registry.build("dataset", _spec(info), seed=0, device=CPU)
+    # the metadata contract (nnbench.data): what the dry build sees without the data
+    params = info.params.model_validate(_spec(info).kwargs)
+    shape: DataShape = info.attrs["shape"](params)
+    assert (shape.input_shape, shape.targets, shape.num_classes, shape.target_dim) == \
+        (data.input_shape, data.targets, data.num_classes, data.target_dim)
+    if info.name not in vision._SHAPES:  # the tiny test files are not the official sizes
+        assert isinstance(params, SplitParams)
+        planned = split_sizes(shape, params)
+        assert (planned.train, planned.val, planned.test) == tuple(data.sizes().values())
     sizes = data.sizes()
     assert min(sizes.values()) > 0
     assert data.x_train.dtype == torch.float32
@@ -191,6 +200,8 @@ def test_every_kind_has_a_contract() -> None:
 @pytest.mark.parametrize("info", ALL, ids=[f"{i.kind}:{i.name}" for i in ALL])
 def test_component_contract(info: ComponentInfo, vision_data: Path) -> None:
     assert info.doc and not info.doc.endswith(".")
+    if info.params.model_fields:  # nnbench list prints where the defaults come from
+        assert info.defaults, "say where the defaults come from (PyTorch, the notes, ...)"
     spec = _spec(info)
     assert spec.name == info.name
     CONTRACTS[info.kind](info)

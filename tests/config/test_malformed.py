@@ -68,7 +68,7 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["grid.activations", "unknown axis 'activations'", "did you mean 'activation'",
       "allowed: an axis (dataset, model"]),
     ("seeds_zero", _edit("seeds: 2", "seeds: 0"),
-     ["seeds", "got 0 (int)", "a count >= 1", "list of distinct integers >= 0"]),
+     ["seeds", "got 0 (int)", "a count >= 1", "list of distinct integers from 0 to 2**63 - 1"]),
     ("seeds_repeated", _edit("seeds: 2", "seeds: [1, 1]"),
      ["seeds", "[1] listed twice", "[1, 1]", "distinct integers"]),
     ("seeds_text", _edit("seeds: 2", "seeds: many"),

@@ -60,7 +60,7 @@ def test_grid_is_the_cartesian_product() -> None:
 def test_ablate_varies_one_axis_at_a_time_from_fixed() -> None:
     suite = parse_suite(BASE + textwrap.dedent("""\
         ablate:
-          activation: [tanh, relu]          # relu is the base value: no new config
+          activation: [tanh]
           optimizer: [{name: adam, lr: 0.001}]
         """))
     labels = [c.label(suite.varied_axes) for c in suite.configurations()]
@@ -126,7 +126,8 @@ def test_trial_id_is_a_hash_of_the_canonical_json() -> None:
     spec = parse_suite(BASE).base
     text = json.dumps(spec.canonical(), sort_keys=True, separators=(",", ":"))
     assert spec.trial_id == hashlib.sha256(text.encode()).hexdigest()[:16]
-    assert spec.trial_id == "975bd9ce0a2fcc33"
+    # 975bd9ce0a2fcc33 until issue 8: kaiming_normal gained PyTorch's nonlinearity and a
+    assert spec.trial_id == "e77cafa7027dcb6f"
 
 
 @pytest.mark.parametrize("seeds", ["3", "[0, 5, 2]"])

@@ -142,3 +142,40 @@ def test_failed_download_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     message = str(caught.value)
     assert "could not download it: network is unreachable" in message
     assert str(tmp_path / "cifar-10-batches-py" / "data_batch_5") in message
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"val_fraction": 0.37}, {"folds": 5, "fold": 4}, {"folds": 7, "fold": 0},
+    {"test_fraction": 0.5, "val_fraction": 0.01}, {"n_samples": 11, "test_fraction": 0.1},
+    {"n_samples": 13, "folds": 3, "fold": 2},
+])
+def test_split_sizes_are_the_sizes_split_makes(params: dict[str, Any]) -> None:
+    """The dry build's arithmetic (split_sizes) and the real split agree exactly."""
+    from nnbench.data import SplitParams, shape_of, split_sizes
+
+    spec = registry.resolve("dataset", {"name": "moons", **params})
+    info = registry.get("dataset", "moons")
+    validated = info.params.model_validate(spec.kwargs)
+    assert isinstance(validated, SplitParams)
+    planned = split_sizes(shape_of("moons", validated), validated)
+    built = registry.build("dataset", spec, seed=3, device=CPU).sizes()
+    assert (planned.train, planned.val, planned.test) == (built["train"], built["val"],
+                                                           built["test"])
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"n_samples": 20, "val_fraction": 0.01}, "gives 0 validation"),
+    ({"n_samples": 20, "test_fraction": 0.01}, "leaves 0 test examples"),
+    ({"n_samples": 20, "folds": 50}, "folds=50 is more than the 16 examples"),
+])
+def test_empty_splits_are_refused_by_plan_and_by_split(params: dict[str, Any],
+                                                       message: str) -> None:
+    from nnbench.data import SplitParams, shape_of, split_sizes
+
+    spec = registry.resolve("dataset", {"name": "moons", **params})
+    validated = registry.get("dataset", "moons").params.model_validate(spec.kwargs)
+    assert isinstance(validated, SplitParams)
+    with pytest.raises(ValueError, match=message):
+        split_sizes(shape_of("moons", validated), validated)
+    with pytest.raises(ValueError, match=message):
+        registry.build("dataset", spec, seed=0, device=CPU)

@@ -88,6 +88,7 @@ SUITE = parse_suite(textwrap.dedent("""\
     grid:
       activation: [tanh, relu]
       init: [default, xavier_normal]
+    seeds: 8
     expect:
       - {claim: tanh beats relu, a: {activation: tanh}, b: {activation: relu}}
       - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}

@@ -1,0 +1,244 @@
+"""Command-line and environment checks, made before anything is created or trained.
+
+Each `check_*` returns the checked value or raises `UsageError` with what was given and
+what to do; none creates a file, a database, a run or a directory. Every command that
+takes the option calls the same check (run, tune, report, evaluate today; the queue's
+`run --workers`, `worker` and `submit` later):
+
+- `check_tracking_uri(uri)`: the MLflow store (`--tracking-uri`, else
+  $MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db`): a SQLite file whose directory
+  exists and is writable, a database server (driver installed, server reachable), or
+  an MLflow tracking server (reachable); `must_exist` for commands that only read;
+- `check_storage_url(url)`: an Optuna RDB storage URL, checked the same way;
+- `check_report_dir(path)`: a directory, or a path one can be created at;
+- `check_run_id(run_id)`: an MLflow run id (32 hexadecimal digits);
+- `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has.
+
+Database URLs are SQLAlchemy URLs: `postgresql://user@host/db` loads SQLAlchemy's
+default PostgreSQL driver (psycopg 3), `postgresql+psycopg2://...` psycopg2; both ship
+with nnbench.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nnbench.messages import did_you_mean
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "check_storage_url",
+           "check_tracking_uri", "default_tracking_uri"]
+
+CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
+SERVER_SCHEMES = ("postgresql", "mysql", "mssql", "oracle")  # SQLAlchemy dialects of servers
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class UsageError(Exception):
+    """Bad input found before any work: printed, exit 2."""
+
+
+def default_tracking_uri() -> str:
+    """What MLflow uses without --tracking-uri: $MLFLOW_TRACKING_URI or ./mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _origin(given: str | None, option: str) -> str:
+    if given is not None:
+        return f"{option} {given!r}"
+    if os.environ.get("MLFLOW_TRACKING_URI") and option == "--tracking-uri":
+        return f"$MLFLOW_TRACKING_URI {os.environ['MLFLOW_TRACKING_URI']!r}"
+    return f"the default {option} {default_tracking_uri()!r}"
+
+
+def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
+    """The MLflow tracking URI to use, checked; `must_exist`: a command that only reads."""
+    what = _origin(uri, "--tracking-uri")
+    value = uri if uri is not None else default_tracking_uri()
+    forms = ("sqlite:///PATH.db (a file), postgresql://USER@HOST/DB, "
+             "mysql+pymysql://USER@HOST/DB, or http(s)://HOST:PORT (an MLflow server)")
+    if not value.strip():
+        raise UsageError(f"{what} is empty; use {forms}")
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme in ("http", "https"):
+        _check_server(value, what)
+        return value
+    if scheme.startswith("databricks") or value.startswith("databricks"):
+        return value  # checked by MLflow with the workspace's credentials
+    if not scheme and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
+        raise UsageError(f"{what} is not a valid URL: after '{value.split(':')[0]}:' come "
+                         f"'//' and the location (sqlite:///relative.db, "
+                         f"sqlite:////absolute/path.db); use {forms}")
+    if scheme == "file" or not scheme:
+        hint = f"sqlite:///{value.removeprefix('file://')}" if value.endswith(".db") else \
+            "sqlite:///mlflow.db"
+        raise UsageError(f"{what} is not a store MLflow {_mlflow_version()} writes to (plain "
+                         f"paths and file: URIs are its retired file store); use a database, "
+                         f"e.g. {hint}, or {forms}")
+    _check_database(value, what, forms, must_exist=must_exist)
+    return value
+
+
+def check_storage_url(url: str, *, given: bool = True) -> str:
+    """An Optuna storage URL (an SQLAlchemy database URL), checked."""
+    what = f"--storage {url!r}" if given else f"the default --storage {url!r}"
+    forms = ("sqlite:///PATH.db, postgresql://USER@HOST/DB (or postgresql+psycopg2://...), "
+             "mysql+pymysql://USER@HOST/DB")
+    if "://" not in url:
+        raise UsageError(f"{what} is not a database URL; use {forms}")
+    _check_database(url, what, forms, must_exist=False)
+    return url
+
+
+def _mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
+
+
+def _check_server(uri: str, what: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health",
+                                    timeout=CONNECT_TIMEOUT):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers: authentication and paths are MLflow's to report
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise UsageError(f"{what}: cannot reach the MLflow server ({reason}); start it "
+                         f"(mlflow server --host HOST --port PORT) or check the address"
+                         ) from None
+
+
+def _check_database(url: str, what: str, forms: str, *, must_exist: bool) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UsageError(f"{what} is not a valid database URL; use {forms}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _check_sqlite(parsed.database, url, what, must_exist=must_exist)
+        return
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        known = ["sqlite", "postgresql", "mysql", "mssql", "oracle"]
+        raise UsageError(f"{what}: unknown database {parsed.drivername!r}; "
+                         f"{did_you_mean(parsed.get_backend_name(), known)}use {forms}"
+                         ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise UsageError(f"{what}: the Python driver {dialect.driver!r} that "
+                         f"{parsed.drivername}:// needs is not installed ({err}); install it "
+                         f"or name an installed one, e.g. postgresql+psycopg2:// or "
+                         f"postgresql+psycopg://") from None
+    if backend not in SERVER_SCHEMES:
+        return
+    _check_connect(url, what)
+
+
+def _check_connect(url: str, what: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT},
+                                      poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except Exception as err:  # OperationalError, InterfaceError, ...: the driver's words
+        orig = getattr(err, "orig", err)
+        reason = " ".join(str(orig).split())[:300]
+        raise UsageError(f"{what}: cannot connect to the database ({reason}); start the "
+                         f"server, create the database, or fix the URL") from None
+    finally:
+        engine.dispose()
+
+
+def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise UsageError(f"{what} names no file (an in-memory database keeps nothing); use "
+                         f"sqlite:///PATH.db")
+    path = Path(database)
+    if path.is_dir():
+        raise UsageError(f"{what}: {path} is a directory; name a file, e.g. "
+                         f"sqlite:///{path / 'mlflow.db'}")
+    if path.exists():
+        with path.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:
+            raise UsageError(f"{what}: {path} exists and is not a SQLite database; name "
+                             f"another file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise UsageError(f"{what}: {path} is not writable by this user")
+        if header:
+            try:
+                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                    db.execute("select name from sqlite_master limit 1").fetchall()
+            except sqlite3.DatabaseError as err:
+                raise UsageError(f"{what}: {path} is not a readable SQLite database ({err})"
+                                 ) from None
+        return
+    if must_exist:
+        raise UsageError(f"{what}: {path} does not exist; nothing has been logged there yet "
+                         f"(run the suite first, or point --tracking-uri at the store you "
+                         f"used)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{what}: the directory {parent} does not exist; create it first or "
+                         f"choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: cannot create {path}: the directory {parent} is not "
+                         f"writable by this user")
+
+
+def check_report_dir(path: str | Path) -> Path:
+    """Where reports go: an existing writable directory, or a path one can be created at."""
+    given = Path(path)
+    what = f"--report-dir {str(path)!r}"
+    if given.exists():
+        if not given.is_dir():
+            raise UsageError(f"{what} is a file, not a directory; name a directory (it "
+                             f"holds <suite>.html, the CSV tables and index.html)")
+        if not os.access(given, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} is not writable by this user")
+        return given
+    ancestor = given.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{what}: {ancestor} is a file, so the directory cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: cannot create it: {ancestor} is not writable by this user")
+    return given
+
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.match(run_id):
+        raise UsageError(f"RUN_ID {run_id!r} is not an MLflow run id (32 hexadecimal digits, "
+                         f"e.g. from the report's trial table or the MLflow UI)")
+    return run_id
+
+
+def check_device(name: str) -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N`, present on this machine."""
+    from nnbench.train.build import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise UsageError(f"--device {name!r}: {err}") from None

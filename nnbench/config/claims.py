@@ -1,0 +1,203 @@
+"""`expect:` claims: what each says, and whether the suite can ever test it.
+
+A claim compares the configurations matching `a` with those matching `b` (optionally
+only `where`), seed by seed with the other varied axes matched, on one metric. It is
+rejected when it could only ever be "inconclusive": an axis the suite does not vary,
+a value no configuration has, a metric none of the compared configurations logs (e.g.
+`saturated_fraction` under ReLU, `grad_norm.layer9` of a 3-layer net, `val_rmse` of a
+classifier), no pair of configurations that differ only as the claim says, or fewer
+than two seeds to pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nnbench import registry
+from nnbench.config.expand import METRICS, Suite
+from nnbench.config.sections import ClaimSection, check
+from nnbench.config.spec import AXES, TrialSpec, value_label
+from nnbench.messages import describe, did_you_mean
+from nnbench.registry import ComponentError
+
+__all__ = ["DIAGNOSTICS", "Claim", "check_claims"]
+
+# per-epoch diagnostics a claim may be about, besides the metrics above
+DIAGNOSTICS = ("weight_sparsity", "dead_fraction", "saturated_fraction", "gap_loss",
+               "gap_accuracy", "gap_rmse", "gap_mae")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An `expect:` entry: configurations matching `a` have a higher/lower `metric` than
+    those matching `b` (seed-paired, other axes matched), optionally only `where`."""
+
+    text: str
+    a: Mapping[str, str]  # axis -> value label, as report tables show them
+    b: Mapping[str, str]
+    metric: str
+    direction: Literal["higher", "lower"]
+    where: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, frozenset[str]],
+                 seeds: int, problems: list[tuple[str, str]]) -> tuple[Claim, ...]:
+    """The suite's claims; every problem appended to `problems`.
+
+    `produced` maps each configuration's config_id to the metrics it logs (from the dry
+    build); `seeds` is how many seeds the compared trials will have.
+    """
+    if not raw:
+        return ()
+    claims = []
+    metrics = [*METRICS, *DIAGNOSTICS]
+    for i, item in enumerate(raw):
+        key = f"expect[{i}]"
+        section = check(ClaimSection, item, key, problems)
+        if section is None:
+            continue
+        metric = section.metric or suite.metric
+        if metric not in metrics and not _is_grad_norm(metric):
+            problems.append((f"{key}.metric", f"unknown metric {describe(metric)}; "
+                                              f"{did_you_mean(metric, metrics)}allowed: "
+                                              f"{', '.join(metrics)}, grad_norm.layerN"))
+            continue
+        sides = {side: _side(getattr(section, side), f"{key}.{side}", suite, problems)
+                 for side in ("a", "b", "where")}
+        if any(v is None for v in sides.values()):
+            continue
+        a, b, where = sides["a"] or {}, sides["b"] or {}, sides["where"] or {}
+        if a == b:
+            problems.append((f"{key}.b", f"a and b select the same configurations "
+                                         f"({_text(a)}); the claim compares nothing"))
+            continue
+        claim = Claim(text=section.claim, a=a, b=b, metric=metric, direction=section.direction,
+                      where=where)
+        why = _untestable(claim, suite, produced, seeds)
+        if why:
+            problems.append((key, f"claim {section.claim!r} can never be tested: {why}"))
+            continue
+        claims.append(claim)
+    return tuple(claims)
+
+
+def _is_grad_norm(metric: str) -> bool:
+    prefix = "grad_norm.layer"
+    return metric.startswith(prefix) and metric[len(prefix):].isdigit()
+
+
+def _text(side: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in side.items())
+
+
+def _side(raw: dict[str, Any] | None, key: str, suite: Suite,
+          problems: list[tuple[str, str]]) -> dict[str, str] | None:
+    """`{axis: value}` resolved to the labels the report's tables use; None if invalid."""
+    if raw is None:
+        return {}
+    varied = suite.varied_axes
+    out: dict[str, str] = {}
+    ok = True
+    for axis, value in raw.items():
+        where = f"{key}.{axis}"
+        if axis not in varied:
+            problems.append((where, f"{axis!r} is not varied by this suite; "
+                                    f"{did_you_mean(axis, varied)}allowed: "
+                                    f"{', '.join(varied) or 'none (the suite varies nothing)'}"))
+            ok = False
+            continue
+        head, dot, param = axis.partition(".")
+        try:
+            if dot:
+                component = suite.base.value(head).to_dict()
+                resolved = registry.resolve(AXES[head].kind or "",
+                                            {**component, param: value}).kwargs[param]
+            else:
+                resolved = _resolve(head, value)
+        except (ComponentError, ValueError) as err:
+            problems.append((where, str(err)))
+            ok = False
+            continue
+        labels = {c.label([axis]).partition("=")[2] for c in suite.configurations()}
+        label = value_label(axis, resolved)
+        if label not in labels:
+            problems.append((where, f"no configuration has {axis}={label} (given "
+                                    f"{describe(value)}); the suite has "
+                                    f"{', '.join(sorted(labels))}"))
+            ok = False
+            continue
+        out[axis] = label
+    return out if ok else None
+
+
+def _resolve(axis: str, value: Any) -> Any:
+    spec = AXES[axis]
+    if spec.scalar is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            return TypeAdapter(spec.scalar).validate_python(value, strict=True)
+        except ValidationError:
+            raise ValueError(f"{axis} must be {spec.expects}, got {describe(value)}") from None
+    kind = spec.kind or ""
+    if spec.many:
+        if not isinstance(value, list):
+            raise ValueError(f"{axis} must be a list of {kind}s, got {describe(value)}")
+        return tuple(registry.resolve(kind, v) for v in value)
+    return registry.resolve(kind, value)
+
+
+def _matches(spec: TrialSpec, side: Mapping[str, str]) -> bool:
+    return all(spec.label([axis]).partition("=")[2] == label for axis, label in side.items())
+
+
+def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str]],
+                seeds: int) -> str:
+    """Why the report could never give this claim a verdict ("" when it can)."""
+    if seeds < 2:
+        return (f"a seed-paired test needs at least 2 seeds and the compared trials have "
+                f"{seeds}; set seeds: 2 or more")
+    scope = [c for c in suite.configurations() if _matches(c, claim.where)]
+    a = [c for c in scope if _matches(c, claim.a)]
+    b = [c for c in scope if _matches(c, claim.b)]
+    where = f" where {_text(claim.where)}" if claim.where else ""
+    if not a or not b:
+        empty = "a" if not a else "b"
+        return f"no configuration matches {empty} ({_text(getattr(claim, empty))}){where}"
+    keys = [axis for axis in suite.varied_axes if axis not in claim.a and axis not in claim.b]
+
+    def signature(c: TrialSpec) -> tuple[str, ...]:
+        return tuple(c.label([axis]) for axis in keys)
+
+    pairs = [(x, y) for x in a for y in b if signature(x) == signature(y)]
+    if not pairs:
+        return (f"no configuration matching a ({_text(claim.a)}) has a partner matching b "
+                f"({_text(claim.b)}) with the same {', '.join(keys)}{where}; nothing can be "
+                f"paired")
+    logged = [(x, y) for x, y in pairs
+              if claim.metric in produced.get(x.config_id, frozenset())
+              and claim.metric in produced.get(y.config_id, frozenset())]
+    if not logged:
+        by = sorted({m for c in a + b for m in produced.get(c.config_id, frozenset())
+                     if not m.startswith(("train_", "val_", "test_"))})
+        return (f"{claim.metric!r} is not logged by the compared configurations "
+                f"({_why_not_logged(claim.metric, a + b)}); they log {', '.join(by)} "
+                f"besides the loss metrics")
+    return ""
+
+
+def _why_not_logged(metric: str, configs: list[TrialSpec]) -> str:
+    spec = configs[0]
+    family = registry.get("activation", spec.activation.name).attrs.get("family")
+    if metric == "dead_fraction":
+        return (f"dead units are counted for the ReLU family; activation "
+                f"'{spec.activation.name}' is {family or 'neither'}, or there is no hidden layer")
+    if metric == "saturated_fraction":
+        return (f"saturated units are counted for sigmoid and tanh; activation "
+                f"'{spec.activation.name}' is not saturating, or there is no hidden layer")
+    if _is_grad_norm(metric):
+        return "the model has fewer weight layers"
+    metrics = registry.get("loss", spec.loss.name).attrs["metrics"]
+    return f"loss '{spec.loss.name}' reports {', '.join(metrics)}"

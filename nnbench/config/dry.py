@@ -1,0 +1,516 @@
+"""The dry build: every configuration built the way the engines build it, on tiny tensors.
+
+For each configuration, on the CPU, without generating or loading any data:
+
+1. data: the dataset's `DataShape` (its metadata) and the exact train/val/test sizes
+   `split()` will produce (`split_sizes`): val_fraction rounding to 0, folds > examples,
+   an empty test split;
+2. the objective against the dataset's targets (`num_outputs`: bce on 10 classes);
+3. every augmentation, built by the registry, `normalize` fitted on a tiny training
+   batch of the real shape, then applied in order (a crop larger than the image,
+   normalize statistics with the wrong channel count, a pipeline that changes the input
+   shape, a second normalize, a setting that leaves every input unchanged);
+4. the model (`nnbench.train.build.build_model`: activation, norm, dropout, seeded init)
+   for the real input shape, a training step (augment, forward, loss + L1/L2, backward,
+   clip, optimizer step) at every batch size the run will use that matters (a last
+   batch of 1 example under BatchNorm), and an evaluation forward;
+5. the schedule over the real number of steps (warm-up longer than the run, milestones
+   after the last epoch, a schedule that never changes the learning rate), on the
+   optimizer the suite names.
+
+What each configuration would train is summarised as an *effect fingerprint*: the
+model (structure and initial weights), data, loss, optimizer (minus what the schedule
+overrides), the learning-rate/momentum trajectory, effective batch size, epochs,
+penalties, clipping, early stopping as it can act, augmentations. Two configurations
+with different specs and the same fingerprint train identically: an axis that has no
+effect, which the validator reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnbench import registry, seeding
+from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.config.spec import TrialSpec
+from nnbench.data import DataShape, SplitParams, split_sizes
+from nnbench.messages import clip
+from nnbench.train.build import batch_size_of, build_model, produced_metrics, weight_layers
+from nnbench.train.metrics import fingerprint
+
+__all__ = ["Config", "DryReport", "dry_build", "static_problems"]
+
+CPU = torch.device("cpu")
+MAX_SCHEDULE_STEPS = 1_000_000  # intervals of a schedule stepped through; beyond, counted
+
+
+@dataclass(frozen=True)
+class Config:
+    """A configuration to check, and where in the file each of its axes was set."""
+
+    spec: TrialSpec
+    origins: Mapping[str, str]  # axis -> key path (`fixed.norm`, `grid.activation[1]`)
+    label: str  # how messages name the configuration
+
+    def where(self, axis: str) -> str:
+        return self.origins[axis]
+
+
+@dataclass
+class DryReport:
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # key, msg, label
+    effect: dict[str, str] = field(default_factory=dict)  # config_id -> what it trains
+    produced: dict[str, frozenset[str]] = field(default_factory=dict)  # config_id -> metrics
+    explain: dict[str, str] = field(default_factory=dict)  # config_id -> model facts
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return clip(f"{text[0] if text else type(err).__name__}", 300)
+
+
+# -- checks that need no tensors --------------------------------------------------------------
+
+def static_problems(cfg: Config, metric: str) -> list[tuple[str, str]]:
+    """Components that cannot work together (loss vs targets, cnn vs vectors, ...)."""
+    spec = cfg.spec
+    problems = []
+    data = registry.get("dataset", spec.dataset.name).attrs
+    loss = registry.get("loss", spec.loss.name).attrs
+    if loss["targets"] != data["targets"]:
+        fitting = [i.name for i in registry.list_components("loss")
+                   if i.attrs["targets"] == data["targets"]]
+        problems.append((cfg.where("loss"), f"loss '{spec.loss.name}' needs {loss['targets']} "
+                                            f"targets but dataset '{spec.dataset.name}' has "
+                                            f"{data['targets']} targets; allowed: "
+                                            f"{', '.join(fitting)}"))
+        return problems
+    allowed = [f"{split}_{m}" for split in ("test", "val", "train")
+               for m in ("loss", *loss["metrics"])]
+    if metric not in allowed:
+        problems.append(("task.metric", f"loss '{spec.loss.name}' reports no {metric!r}; "
+                                        f"allowed: {', '.join(allowed)}"))
+    monitor = spec.early_stopping.kwargs.get("monitor")
+    if monitor is not None and monitor not in allowed:
+        problems.append((f"{cfg.where('early_stopping')}.monitor",
+                         f"loss '{spec.loss.name}' reports no {monitor!r}; allowed: "
+                         f"{', '.join(m for m in allowed if m.startswith('val_'))}"))
+    need = registry.get("model", spec.model.name).attrs.get("input")
+    if need and need != data["input"]:
+        fitting = [i.name for i in registry.list_components("model")
+                   if i.attrs.get("input") in (None, data["input"])]
+        problems.append((cfg.where("model"), f"model '{spec.model.name}' needs {need} inputs "
+                                             f"but dataset '{spec.dataset.name}' gives "
+                                             f"{data['input']} inputs; allowed: "
+                                             f"{', '.join(fitting)}"))
+    normalizes = []
+    for i, aug in enumerate(spec.augmentation):
+        key = f"{cfg.where('augmentation')}[{i}]"
+        need = registry.get("augmentation", aug.name).attrs["input"]
+        if need != "any" and need != data["input"]:
+            fitting = [a.name for a in registry.list_components("augmentation")
+                       if a.attrs["input"] in ("any", data["input"])]
+            problems.append((key, f"augmentation '{aug.name}' works on {need} inputs but "
+                                  f"dataset '{spec.dataset.name}' gives {data['input']} "
+                                  f"inputs; allowed: {', '.join(fitting)}"))
+        if aug.name == "normalize":
+            normalizes.append(key)
+    if len(normalizes) > 1:
+        problems.append((normalizes[1], f"normalize is already in the pipeline "
+                                        f"({normalizes[0]}); a second one would normalise "
+                                        f"inputs that are already normalised, with statistics "
+                                        f"of the raw training split; keep one"))
+    return problems
+
+
+# -- the build --------------------------------------------------------------------------------
+
+class _Failed(Exception):
+    """A problem found: (key, message); the configuration's build stops there."""
+
+    def __init__(self, key: str, msg: str) -> None:
+        self.key, self.msg = key, msg
+
+
+@dataclass
+class _Facts:
+    """What the built model says about itself."""
+
+    text: str  # repr: layers, activations, norm, dropout
+    weights: str  # fingerprint of the initial weights
+    weight_layers: int
+    activations: bool  # modules of the activation's type present (hidden layers)
+    batchnorm: bool
+    dropout: bool
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple[DataShape, Any]] = {}
+        self.facts: dict[str, _Facts] = {}
+        self.steps: dict[str, _Failed | None] = {}
+        self.schedules: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+
+    # 1. data
+    def data(self, cfg: Config) -> tuple[DataShape, Any]:
+        spec = cfg.spec
+        key = _json(spec.dataset.to_dict())
+        if key not in self.shapes:
+            info = registry.get("dataset", spec.dataset.name)
+            params = info.params.model_validate(spec.dataset.kwargs)
+            shape_fn = info.attrs.get("shape")
+            if shape_fn is None:
+                raise _Failed(cfg.where("dataset"),
+                              f"dataset '{spec.dataset.name}' declares no shape metadata "
+                              f"(attrs['shape'], see nnbench.data); it cannot be checked")
+            shape: DataShape = shape_fn(params)
+            try:
+                assert isinstance(params, SplitParams), "a dataset's params extend SplitParams"
+                sizes = split_sizes(shape, params)
+            except ValueError as err:
+                raise _Failed(cfg.where("dataset"), str(err)) from None
+            self.shapes[key] = (shape, sizes)
+        return self.shapes[key]
+
+    # 3-4. augmentations, model, one training step per batch size that matters
+    def model(self, cfg: Config, shape: DataShape, outputs: int,
+              batch_sizes: tuple[int, ...]) -> _Facts:
+        spec = cfg.spec
+        model_key = _json([spec.model.to_dict(), spec.activation.to_dict(),
+                           spec.init.to_dict(), spec.norm.to_dict(), spec.dropout,
+                           shape.input_shape, outputs, spec.seed])
+        step_key = _json([model_key, spec.loss.to_dict(), spec.optimizer.to_dict(),
+                          [a.to_dict() for a in spec.augmentation], spec.l1, spec.l2,
+                          spec.grad_clip.to_dict(), shape.targets, shape.num_classes,
+                          shape.target_dim,
+                          # sizes above 2 build alike; a batch of 1 is named in its message
+                          batch_sizes if 1 in batch_sizes else sorted({min(b, 2)
+                                                                      for b in batch_sizes})])
+        if step_key in self.steps:
+            failed = self.steps[step_key]
+            if failed is not None:
+                raise failed
+            return self.facts[model_key]
+        try:
+            with seeding.trial_rng(spec.seed, CPU):
+                facts = self._step(cfg, shape, outputs, batch_sizes)
+        except _Failed as failed:
+            self.steps[step_key] = failed
+            raise
+        self.steps[step_key] = None
+        self.facts.setdefault(model_key, facts)
+        return self.facts[model_key]
+
+    def _step(self, cfg: Config, shape: DataShape, outputs: int,
+              batch_sizes: tuple[int, ...]) -> _Facts:
+        spec = cfg.spec
+        data = torch.Generator().manual_seed(0)
+        image = len(shape.input_shape) == 3
+
+        def inputs(n: int) -> torch.Tensor:
+            if image:  # images live in [0, 1] (colour ops assume it)
+                return torch.rand(n, *shape.input_shape, generator=data)
+            return torch.randn(n, *shape.input_shape, generator=data)
+
+        def targets(n: int) -> torch.Tensor:
+            if shape.targets == "class":
+                return torch.randint(max(shape.num_classes, 1), (n,), generator=data)
+            return torch.randn(n, shape.target_dim, generator=data)
+
+        augment = self._augmentations(cfg, shape, inputs(8))
+        try:
+            model = build_model(spec, shape.input_shape, outputs)
+        except Exception as err:  # the model's own message says what does not fit
+            raise _Failed(cfg.where("model"), f"cannot build model '{spec.model.name}' for "
+                                              f"inputs of shape {shape.input_shape}: "
+                                              f"{_first_line(err)}") from None
+        activation_type = type(registry.build("activation", spec.activation))
+        facts = _Facts(
+            text=repr(model), weights=fingerprint(model.state_dict().items()),
+            weight_layers=len(weight_layers(model)),
+            activations=any(isinstance(m, activation_type) for m in model.modules()),
+            batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                          for m in model.modules()),
+            dropout=any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()))
+        if spec.dropout > 0 and not facts.dropout:
+            raise _Failed(cfg.where("dropout"), f"dropout {spec.dropout} has no effect: model "
+                                                f"'{spec.model.name}' has no hidden layer to "
+                                                f"drop units from; allowed: 0, or a model with "
+                                                f"hidden layers")
+        if spec.norm.name != "none" and not facts.batchnorm:
+            raise _Failed(cfg.where("norm"), f"norm '{spec.norm.name}' has no effect: model "
+                                             f"'{spec.model.name}' has no hidden layer to "
+                                             f"normalise; allowed: none, or a model with "
+                                             f"hidden layers")
+        objective = registry.build("loss", spec.loss)
+        try:
+            optimizer = registry.build("optimizer", spec.optimizer,
+                                       parameters=model.parameters())
+        except Exception as err:
+            raise _Failed(cfg.where("optimizer"), _first_line(err)) from None
+        clip_fn = registry.build("clip", spec.grad_clip)
+        generator = torch.Generator().manual_seed(1)
+        weights = [m.weight for m in weight_layers(model)]
+        for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
+            xb, yb = inputs(n), targets(n)
+            for key, aug in augment:
+                try:
+                    xb = aug(xb, generator)
+                except Exception as err:
+                    raise _Failed(key, f"fails on a training batch of shape "
+                                       f"{tuple(xb.shape)}: {_first_line(err)}") from None
+            if tuple(xb.shape[1:]) != shape.input_shape:
+                raise _Failed(augment[-1][0] if augment else cfg.where("augmentation"),
+                              f"the augmentations turn {shape.input_shape} inputs into "
+                              f"{tuple(xb.shape[1:])} training inputs while validation and "
+                              f"test inputs stay {shape.input_shape}; crop to the image size "
+                              f"(pad first, e.g. size: {shape.input_shape[-1]}, padding: 4)")
+            model.train()
+            try:
+                out = model(xb)
+            except Exception as err:
+                if n == 1 and facts.batchnorm:
+                    raise _Failed(cfg.where("batch_size"), _one_example(cfg, batch_sizes)
+                                  ) from None
+                raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails on a "
+                                                  f"training batch of shape "
+                                                  f"{tuple(xb.shape)}: {_first_line(err)}"
+                              ) from None
+            try:
+                loss = objective(out, yb)
+                if spec.l1:
+                    loss = loss + spec.l1 * torch.stack([w.abs().sum() for w in weights]).sum()
+                if spec.l2:
+                    loss = loss + 0.5 * spec.l2 * torch.stack(
+                        [w.square().sum() for w in weights]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            except Exception as err:
+                raise _Failed(cfg.where("loss"), f"loss '{spec.loss.name}' fails on the model's "
+                                                 f"outputs {tuple(out.shape)} and targets "
+                                                 f"{tuple(yb.shape)}: {_first_line(err)}"
+                              ) from None
+            try:
+                if clip_fn is not None:
+                    clip_fn(model.parameters())
+                optimizer.step()
+            except Exception as err:
+                raise _Failed(cfg.where("optimizer"), f"optimizer '{spec.optimizer.name}' "
+                                                      f"fails to step: {_first_line(err)}"
+                              ) from None
+        x_val = inputs(2)
+        for _key, aug in augment:
+            if aug.stage == "always":
+                x_val = aug.apply(x_val, {})
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x_val)
+        except Exception as err:
+            raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails to evaluate a "
+                                              f"batch of shape {tuple(x_val.shape)}: "
+                                              f"{_first_line(err)}") from None
+        return facts
+
+    def _augmentations(self, cfg: Config, shape: DataShape,
+                       x_train: torch.Tensor) -> list[tuple[str, Augmentation]]:
+        out: list[tuple[str, Augmentation]] = []
+        for i, spec in enumerate(cfg.spec.augmentation):
+            key = f"{cfg.where('augmentation')}[{i}]"
+            info = registry.get("augmentation", spec.name)
+            no_effect = info.attrs.get("no_effect")
+            reason = no_effect(info.params.model_validate(spec.kwargs), shape.input_shape) \
+                if no_effect else None
+            if reason:
+                raise _Failed(key, f"augmentation '{spec.name}' has no effect on "
+                                   f"{'×'.join(map(str, shape.input_shape))} inputs: {reason}")
+            try:
+                aug: Augmentation = registry.build("augmentation", spec)
+                if isinstance(aug, Normalize):
+                    aug.fit(x_train)
+            except Exception as err:
+                raise _Failed(key, _first_line(err)) from None
+            out.append((key, aug))
+        return out
+
+    # 5. schedule
+    def schedule(self, cfg: Config, steps_per_epoch: int) -> tuple[str, list[tuple[str, str]]]:
+        """(digest of the lr/momentum trajectory, problems) over the whole run."""
+        spec = cfg.spec
+        key = _json([spec.schedule.to_dict(), spec.optimizer.to_dict(), spec.epochs,
+                     steps_per_epoch])
+        if key not in self.schedules:
+            self.schedules[key] = self._schedule(cfg, steps_per_epoch)
+        return self.schedules[key]
+
+    def _schedule(self, cfg: Config, steps_per_epoch: int) -> tuple[str, list[tuple[str, str]]]:
+        spec = cfg.spec
+        where = cfg.where("schedule")
+        params = spec.schedule.kwargs
+        dummy = nn.Parameter(torch.zeros(1))
+        optimizer = registry.build("optimizer", spec.optimizer, parameters=[dummy])
+        try:
+            schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
+                                      epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
+        except Exception as err:
+            text = _first_line(err)
+            key = f"{where}.warmup" if text.startswith("warmup=") else where
+            if "cycle_momentum" in text:
+                text += ("; allowed: an optimizer with momentum (sgd, rmsprop) or betas (adam, "
+                         "adamw), or cycle_momentum: false")
+            raise _Failed(key, f"schedule '{spec.schedule.name}' over {spec.epochs} epochs of "
+                               f"{steps_per_epoch} steps: {text}") from None
+        interval = schedule.interval
+        total = spec.epochs * steps_per_epoch if interval == "batch" else spec.epochs
+        problems: list[tuple[str, str]] = []
+        warmup = int(params.get("warmup", 0))
+        unit = {"epoch": "epoch", "batch": "batch"}[interval] + \
+            ("" if total == 1 else "s" if interval == "epoch" else "es")
+        for j, milestone in enumerate(params.get("milestones") or ()):
+            if warmup + milestone >= total:
+                problems.append((f"{where}.milestones[{j}]",
+                                 f"milestone {milestone} comes after the last of the {total} "
+                                 f"{unit} of training"
+                                 f"{f' (after {warmup} of warm-up)' if warmup else ''}: it "
+                                 f"never takes effect; allowed: 1 to {total - warmup - 1}"))
+        step_size = params.get("step_size")
+        if step_size is not None and warmup + step_size >= total:
+            problems.append((f"{where}.step_size",
+                             f"step_size {step_size} is not reached in the {total} {unit} of "
+                             f"training: the learning rate never decays; allowed: 1 to "
+                             f"{total - warmup - 1}"))
+        digest = hashlib.sha256()
+        first = _hyper(optimizer)
+        changed = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimizer.step()  # no gradient: a no-op that lets the schedule step in order
+            for i in range(min(total, MAX_SCHEDULE_STEPS)):
+                now = _hyper(optimizer)
+                changed = changed or now != first
+                digest.update(repr(now).encode())
+                if i < total - 1:
+                    schedule.scheduler.step()
+        digest.update(f"{interval}:{total}".encode())
+        if not changed and spec.schedule.name != "constant" and not problems:
+            problems.append((where, f"schedule '{spec.schedule.name}' never changes the "
+                                    f"learning rate in the {total} {unit} of training (it "
+                                    f"stays {first[0]:g}): it trains exactly as constant "
+                                    f"would; change its parameters or use constant"))
+        return digest.hexdigest(), problems
+
+
+def _hyper(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    group = optimizer.param_groups[0]
+    values = [float(group["lr"])]
+    if "momentum" in group:
+        values.append(float(group["momentum"]))
+    if "betas" in group:
+        values.append(float(group["betas"][0]))
+    return tuple(values)
+
+
+def _one_example(cfg: Config, batch_sizes: tuple[int, ...]) -> str:
+    spec = cfg.spec
+    norm = cfg.where("norm")
+    if spec.batch_size == 1 or batch_sizes[0] == 1:
+        return (f"batch_size 1 with BatchNorm ({norm}): BatchNorm cannot compute batch "
+                f"statistics from one example in training; allowed: a batch size of 2 or "
+                f"more, or norm: none")
+    size = batch_sizes[0]
+    return (f"with batch_size {size} the last batch of every epoch holds 1 example, and "
+            f"BatchNorm ({norm}) cannot compute batch statistics from one example; allowed: "
+            f"a batch size that does not leave 1 example over (e.g. {size + 1}), or norm: none")
+
+
+def _early_stopping_effect(spec: TrialSpec) -> Any:
+    es = spec.early_stopping
+    if es.name == "none":
+        return "none"
+    params = es.kwargs
+    if params.get("patience", 0) >= spec.epochs:  # never stops: only restore_best can act
+        return "none" if not params.get("restore_best") else {**params, "patience": "never"}
+    return es.to_dict()
+
+
+def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
+    """The optimizer's settings the schedule does not override (the trajectory has those)."""
+    params = dict(spec.optimizer.to_dict())
+    params.pop("lr", None)  # every lr is in the trajectory
+    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum"):
+        params.pop("momentum", None)
+        if "betas" in params:
+            params["betas"] = ["cycled", params["betas"][1]]
+    return params
+
+
+def dry_build(configs: Sequence[Config]) -> DryReport:
+    """Build every configuration; problems, effect fingerprints and produced metrics."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only cost (and the caller's are kept)
+    try:
+        return _dry_build(configs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _dry_build(configs: Sequence[Config]) -> DryReport:
+    builder = _Builder()
+    report = DryReport()
+    for cfg in configs:
+        spec = cfg.spec
+        try:
+            shape, sizes = builder.data(cfg)
+            objective = registry.build("loss", spec.loss)
+            try:
+                outputs = objective.num_outputs(shape.num_classes, shape.target_dim)
+            except ValueError as err:
+                raise _Failed(cfg.where("loss"), _first_line(err)) from None
+            batch = batch_size_of(spec, sizes.train)
+            steps = math.ceil(sizes.train / batch)
+            last = sizes.train - batch * (steps - 1)
+            facts = builder.model(cfg, shape, outputs, (batch, last))
+            trajectory, schedule_problems = builder.schedule(cfg, steps)
+        except _Failed as failed:
+            report.problems.append((failed.key, failed.msg, cfg.label))
+            continue
+        except Exception as err:  # a component's own bug: still a message, never a traceback
+            report.problems.append((cfg.where("model"), f"the dry build of this configuration "
+                                                        f"failed: {type(err).__name__}: "
+                                                        f"{_first_line(err)}", cfg.label))
+            continue
+        for key, msg in schedule_problems:
+            report.problems.append((key, msg, cfg.label))
+        if spec.early_stopping.name == "patience" \
+                and spec.early_stopping.kwargs["patience"] >= spec.epochs \
+                and not spec.early_stopping.kwargs["restore_best"]:
+            report.problems.append((f"{cfg.where('early_stopping')}.patience",
+                                    f"patience {spec.early_stopping.kwargs['patience']} is not "
+                                    f"less than the {spec.epochs} epochs: early stopping can "
+                                    f"never stop the run (and restore_best is false); allowed: "
+                                    f"1 to {spec.epochs - 1}", cfg.label))
+        report.effect[spec.config_id] = hashlib.sha256(_json({
+            "model": facts.text, "weights": facts.weights, "data": spec.dataset.to_dict(),
+            "loss": spec.loss.to_dict(), "optimizer": _optimizer_effect(spec),
+            "trajectory": trajectory, "epochs": spec.epochs, "batch": batch,
+            "l1": spec.l1, "l2": spec.l2, "clip": spec.grad_clip.to_dict(),
+            "early_stopping": _early_stopping_effect(spec),
+            "augmentation": [a.to_dict() for a in spec.augmentation],
+        }).encode()).hexdigest()
+        report.explain[spec.config_id] = "no hidden layer" if not facts.activations else ""
+        report.produced[spec.config_id] = produced_metrics(
+            spec, weight_layers=facts.weight_layers, has_activations=facts.activations)
+    return report

@@ -1,0 +1,203 @@
+"""The `tune:` block: nuisance axes Optuna searches for every scientific point.
+
+Checked before anything runs: every dimension names a nuisance axis (never one the
+suite compares: tuning it would overwrite the levels being compared), every value of
+every range fits every configuration, the objective is a validation (or training)
+metric the loss reports, and its direction is the metric's own (accuracy is maximised,
+losses, RMSE and MAE minimised) unless `against_metric: true` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nnbench import registry
+from nnbench.config.expand import METRICS, Suite, apply_values
+from nnbench.config.sections import TuneSection
+from nnbench.config.spec import AXES, TrialSpec
+from nnbench.messages import describe, did_you_mean
+from nnbench.registry import ComponentError
+
+__all__ = ["Dimension", "Tune", "check_tune", "tuned_variants"]
+
+NUISANCE_SCALARS = ("epochs", "batch_size", "dropout", "l1", "l2")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One nuisance hyperparameter of a `tune:` search space."""
+
+    path: str  # an axis (epochs, dropout, ...) or axis.parameter (optimizer.lr)
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample log-uniformly
+    choices: tuple[Any, ...] = ()
+
+    def extremes(self) -> list[Any]:
+        """The values that bound the search: both ends of a range, or every choice."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        return [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Tune:
+    """How Optuna tunes the nuisance axes of every scientific point (suite key `tune:`)."""
+
+    space: tuple[Dimension, ...]
+    trials: int  # Optuna trials per scientific point
+    metric: str  # validation (or training) metric the study optimises; never test_*
+    direction: Literal["maximize", "minimize"]
+    sampler: str  # tpe | random | grid | qmc
+    sampler_seed: int
+    pruner: str  # median | hyperband | none
+    seeds: tuple[int, ...]  # seeds of the final comparison of the tuned points
+
+
+def _scientific(path: str, suite: Suite) -> str | None:
+    """The grid/ablate key that already varies `path` (or its whole axis), if any."""
+    head = path.partition(".")[0]
+    for section, axes in (("grid", suite.grid), ("ablate", suite.ablate)):
+        for axis in axes:
+            if axis == path or ("." not in path and axis.partition(".")[0] == head):
+                return f"{section}.{axis}"
+    return None
+
+
+def _given_in_grid(path: str, raw_sections: Mapping[str, Any]) -> str | None:
+    """Where a grid/ablate component value spells out the parameter `path` tunes."""
+    head, dot, param = path.partition(".")
+    if not dot:
+        return None
+    for section in ("grid", "ablate"):
+        raw = raw_sections.get(section)
+        values = raw.get(head) if isinstance(raw, dict) else None
+        if isinstance(values, list):
+            for i, value in enumerate(values):
+                if isinstance(value, dict) and param in value:
+                    return f"{section}.{head}[{i}].{param}"
+    return None
+
+
+def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
+               raw_sections: Mapping[str, Any], problems: list[tuple[str, str]]) -> Tune:
+    """The validated `Tune` (problems appended to `problems`)."""
+    dims = [d for d in (_dimension(path, dist, suite, raw_sections, problems)
+                        for path, dist in section.space.items()) if d is not None]
+    objective = section.objective
+    default_metric = "val_" + suite.metric.split("_", 1)[1]
+    metric = objective.metric or default_metric
+    allowed = [m for m in METRICS if not m.startswith("test_")]
+    if metric not in allowed:
+        why = ("tuning on the test split would leak it into the comparison; "
+               if metric.startswith("test_") else did_you_mean(metric, allowed))
+        problems.append(("tune.objective.metric", f"{why}got {describe(metric)}; allowed: "
+                                                  f"{', '.join(allowed)}"))
+        metric = default_metric
+    else:
+        for spec in suite.configurations():
+            names = registry.get("loss", spec.loss.name).attrs["metrics"]
+            reported = [f"{split}_{m}" for split in ("val", "train") for m in ("loss", *names)]
+            if metric not in reported:
+                problems.append(("tune.objective.metric",
+                                 f"loss '{spec.loss.name}' reports no {metric!r}, so every "
+                                 f"Optuna trial would fail; allowed: {', '.join(reported)}"))
+                break
+    natural: Literal["maximize", "minimize"] = "maximize" if METRICS[metric] else "minimize"
+    direction = objective.direction or natural
+    if direction != natural and not objective.against_metric:
+        problems.append(("tune.objective.direction",
+                         f"{direction} {metric} would tune every point to its worst "
+                         f"values ({metric} is better when "
+                         f"{'higher' if natural == 'maximize' else 'lower'}); allowed: "
+                         f"{natural}, or set against_metric: true if that is what you want"))
+    elif objective.against_metric and direction == natural:
+        problems.append(("tune.objective.against_metric",
+                         f"against_metric is true but direction {direction} is {metric}'s own "
+                         f"direction; remove against_metric or reverse the direction"))
+    if section.sampler.name == "grid" and any(d.kind != "categorical" for d in dims):
+        problems.append(("tune.sampler.name", "the grid sampler needs every dimension of "
+                                              "tune.space to be categorical; allowed with "
+                                              "float/int ranges: tpe, random, qmc"))
+    return Tune(space=tuple(dims), trials=section.trials, metric=metric, direction=direction,
+                sampler=section.sampler.name, sampler_seed=section.sampler.seed,
+                pruner=section.pruner.name, seeds=seeds)
+
+
+def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, Any],
+               problems: list[tuple[str, str]]) -> Dimension | None:
+    key = f"tune.space.{path}"
+    head, dot, _ = path.partition(".")
+    axis = AXES.get(head)
+    numeric_axis = axis is not None and not dot and head in NUISANCE_SCALARS
+    component_param = axis is not None and dot and axis.kind and not axis.many
+    if not (numeric_axis or component_param):
+        allowed = "a parameter such as optimizer.lr, or one of " + ", ".join(NUISANCE_SCALARS)
+        problems.append((key, f"unknown nuisance axis {path!r}; "
+                              f"{did_you_mean(head, list(AXES)) if axis is None else ''}"
+                              f"allowed: {allowed}"))
+        return None
+    scientific = _scientific(path, suite)
+    if scientific:
+        problems.append((key, f"{path} is also a scientific axis ({scientific}): tuning it "
+                              f"would overwrite the levels the suite compares; tune a nuisance "
+                              f"axis, or drop {scientific}"))
+        return None
+    given = _given_in_grid(path, raw_sections)
+    if given:
+        problems.append((given, f"{path} is tuned (tune.space.{path}), so the value given "
+                                f"here would never be used; remove it"))
+    if dist.type == "categorical":
+        if dist.choices is None:
+            problems.append((f"{key}.choices", "categorical needs a non-empty list of choices"))
+            return None
+        if dist.low is not None or dist.high is not None or dist.log:
+            problems.append((key, "categorical takes choices only, not low/high/log"))
+        dim = Dimension(path, "categorical", choices=tuple(dist.choices))
+    else:
+        low, high = dist.low, dist.high
+        if low is None or high is None or not low < high:
+            problems.append((key, f"{dist.type} needs numbers low < high, got low={low!r}, "
+                                  f"high={high!r}"))
+            return None
+        if dist.type == "int" and not (float(low).is_integer() and float(high).is_integer()):
+            problems.append((key, f"int needs whole numbers, got low={low!r}, high={high!r}"))
+            return None
+        if dist.log and low <= 0:
+            problems.append((f"{key}.low", f"a log-uniform range needs low > 0, got {low!r}"))
+            return None
+        if dist.choices is not None:
+            problems.append((f"{key}.choices", f"{dist.type} takes low/high, not choices; use "
+                                               f"type: categorical"))
+        if dist.type == "int":
+            low, high = int(low), int(high)
+        dim = Dimension(path, dist.type, low=low, high=high, log=dist.log)
+    for spec in suite.configurations():  # every point must accept every value
+        for value in dim.extremes():
+            try:
+                apply_values(spec, {dim.path: value})
+            except (ComponentError, ValueError) as err:
+                problems.append((key, f"{value!r} does not fit configuration "
+                                      f"{spec.label(suite.varied_axes)}: "
+                                      f"{str(err).splitlines()[0]}"))
+                return None
+    return dim
+
+
+def tuned_variants(tune: Tune, configurations: list[TrialSpec]
+                   ) -> list[tuple[TrialSpec, TrialSpec, str]]:
+    """(configuration, the configuration at one end of one dimension, that dimension's key
+    path) for every configuration and dimension: what the dry build also checks."""
+    out = []
+    for spec in configurations:
+        for dim in tune.space:
+            for value in dim.extremes():
+                try:
+                    variant = apply_values(spec, {dim.path: value})
+                except (ComponentError, ValueError):
+                    continue  # reported by check_tune
+                out.append((spec, variant, f"tune.space.{dim.path}"))
+    return out

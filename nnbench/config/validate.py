@@ -1,0 +1,507 @@
+"""Validation: plain YAML data -> a `Suite`, or one `SuiteError` listing every problem.
+
+The steps, in order (each later step runs only on what the earlier ones accepted):
+
+1. the top-level keys (`sections.TOP_KEYS`) and their types;
+2. (where plugins named by the suite are imported, before any name is resolved);
+3. the name (also a file name: reserved and unsafe names are refused);
+4. the base trial (`task`, `fixed`), every component resolved by its registry;
+5. `grid` / `ablate`: known axes, non-empty lists of distinct, valid values, no axis
+   in both; `seeds`; `tune` and `report` sections;
+6. the size, counted before anything is built: configurations × seeds (× Optuna
+   trials) against `max_trials`;
+7. `axis.parameter` values against every component they apply to;
+8. the configurations: none repeated (an ablation equal to the base trial, a grid
+   value overwritten by a parameter axis), components that fit together;
+9. the `tune` block (`tune.validate`): nuisance axes only, objective and direction;
+10. the dry build of every configuration (`dry.dry_build`) and of every tuned extreme;
+    configurations that would train identically (an axis with no effect);
+11. the claims (`claims.check_claims`): each must be testable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from nnbench import registry
+from nnbench.config.claims import check_claims
+from nnbench.config.errors import Problems
+from nnbench.config.expand import (
+    METRICS,
+    Point,
+    ReportOptions,
+    Suite,
+    apply_point,
+    count,
+    points,
+)
+from nnbench.config.sections import (
+    FIXED_KEYS,
+    TASK_KEYS,
+    TOP_KEYS,
+    ReportSection,
+    SuiteSection,
+    TuneSection,
+    check,
+)
+from nnbench.config.spec import AXES, TrialSpec
+from nnbench.config.tune import Tune, check_tune, tuned_variants
+from nnbench.messages import describe, did_you_mean
+from nnbench.registry import ComponentError, ComponentSpec
+
+__all__ = ["NAME_PATTERN", "RESERVED_NAMES", "validate"]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME_LENGTH = 100
+MAX_SEED = 2**63 - 1
+# names that would collide with files or experiments nnbench (or MLflow) already uses
+RESERVED_NAMES = {
+    "index": "reports/index.html lists every suite; a suite named index would overwrite it",
+    "Default": "MLflow's own default experiment is called Default",
+}
+_DEVICE_NAMES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+
+assert set(TOP_KEYS) == set(SuiteSection.model_fields), "declare every top-level key once"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(raw: Any, text: str, path: str) -> Suite:
+    """The suite `raw` (parsed YAML) describes; raises SuiteError with every problem."""
+    return _Validator(path).run(raw, text)
+
+
+class _Validator:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems = Problems(path)
+
+    def add(self, key: str, msg: str) -> None:
+        self.problems.add(key, msg)
+
+    def run(self, raw: Any, text: str) -> Suite:
+        # 1. top-level keys and types
+        if not isinstance(raw, dict):
+            self.add("", f"a suite file must be a mapping with keys {', '.join(TOP_KEYS)}, "
+                         f"got {describe(raw)}")
+            self.problems.raise_if_any()
+        top = self.top(raw)
+        # 2. plugins named by the suite would be imported here, before names are resolved
+        # 3-5. name, base trial, axes, seeds, sections
+        name = self.name(top.name)
+        task = self.keys(top.task, "task", TASK_KEYS)
+        fixed = self.keys(top.fixed, "fixed", FIXED_KEYS)
+        base_values = self.base_values(task, fixed)
+        metric = self.metric(task, base_values)
+        grid = self.axes(raw, top.grid, "grid")
+        ablate = self.axes(raw, top.ablate, "ablate")
+        for axis in ablate:
+            if axis in grid:
+                self.add(f"ablate.{axis}", f"{axis} is also a grid axis (grid.{axis}): the grid "
+                                           f"already crosses its values with the others; list "
+                                           f"it under grid or ablate, not both")
+        n_seeds, seed_list = self.seeds(top.seeds, "seeds")
+        problems: list[tuple[str, str]] = []
+        tune_section = check(TuneSection, top.tune, "tune", problems) \
+            if "tune" in raw else None
+        report = check(ReportSection, top.report or {}, "report", problems)
+        self.problems.extend(problems)
+        n_tune_seeds, tune_seed_list = (n_seeds, seed_list)
+        if tune_section is not None and tune_section.seeds is not None:
+            n_tune_seeds, tune_seed_list = self.seeds(tune_section.seeds, "tune.seeds")
+        # 6. the size, before anything is materialised
+        if not self.problems:
+            self.size(grid, ablate, n_seeds, tune_section, n_tune_seeds, top.max_trials)
+        self.problems.raise_if_any()
+        seeds = seed_list or tuple(range(n_seeds))
+        base = TrialSpec(**base_values, seed=seeds[0])
+        suite = Suite(name=name, description=top.description, path=self.path, metric=metric,
+                      base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
+                      checkpoint=top.checkpoint,
+                      report=ReportOptions(**(report.model_dump() if report else {})))
+        # 7. parameter axes against every component they apply to
+        self.check_dotted(suite)
+        self.problems.raise_if_any()
+        # 8. configurations: none repeated, components that fit together
+        from nnbench.config import dry
+
+        configs = self.configurations(suite)
+        self.problems.raise_if_any()
+        for problem in self.grouped([(k, m, c.label) for c in configs
+                                     for k, m in dry.static_problems(c, metric)], configs):
+            self.add(*problem)
+        self.problems.raise_if_any()
+        # 9. tune
+        tune: Tune | None = None
+        if tune_section is not None:
+            tune_seeds = tune_seed_list or tuple(range(n_tune_seeds))
+            problems = []
+            tune = check_tune(tune_section, suite, tune_seeds, raw, problems)
+            self.problems.extend(problems)
+            self.problems.raise_if_any()
+        # 10. dry build
+        checked = list(configs)
+        if tune is not None:
+            by_id = {c.spec.config_id: c for c in configs}
+            known = set(by_id)
+            for spec, variant, key in tuned_variants(tune, suite.configurations()):
+                if variant.config_id in known:
+                    continue
+                known.add(variant.config_id)
+                origin = by_id[spec.config_id]
+                tuned = {a: key for a in AXES if getattr(variant, a) != getattr(spec, a)}
+                checked.append(dry.Config(variant, {**origin.origins, **tuned},
+                                          f"{origin.label} tuned to "
+                                          f"{_tuned_label(variant, spec)}"))
+        report_ = dry.dry_build(checked)
+        for problem in self.grouped(report_.problems, checked):
+            self.add(*problem)
+        self.identical(configs, report_, suite.varied_axes)
+        self.problems.raise_if_any()
+        # 11. claims
+        problems = []
+        claims = check_claims(top.expect, suite, report_.produced,
+                              len(tune.seeds) if tune else len(seeds), problems)
+        self.problems.extend(problems)
+        self.problems.raise_if_any()
+        return replace(suite, expect=claims, tune=tune)
+
+    # -- 1. the top level -------------------------------------------------------------------
+
+    def top(self, raw: dict[str, Any]) -> SuiteSection:
+        problems: list[tuple[str, str]] = []
+        section = check(SuiteSection, raw, "", problems)
+        if section is None:  # keep what is valid, so every other problem is found too
+            bad = {key.split(".")[0].split("[")[0] for key, _ in problems}
+            section = SuiteSection.model_validate({k: v for k, v in raw.items()
+                                                   if k in TOP_KEYS and k not in bad})
+        for key, msg in problems:
+            self.add(key, msg)
+        return section
+
+    # -- 3. the name ------------------------------------------------------------------------
+
+    def name(self, name: str | None) -> str:
+        allowed = "letters, digits, '_', '.', '-' (it names the MLflow experiment and the " \
+                  "report files)"
+        if name is None:
+            self.add("name", f"missing; give the suite a name of {allowed}")
+            return ""
+        if not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+            self.add("name", f"expected a name of at most {MAX_NAME_LENGTH} {allowed}, "
+                             f"starting with a letter or digit, got {describe(name)}")
+            return ""
+        for reserved, why in RESERVED_NAMES.items():
+            if name.lower() == reserved.lower() and (reserved != "Default" or name == reserved):
+                self.add("name", f"{name!r} is reserved: {why}; choose another name")
+                return ""
+        if _DEVICE_NAMES.match(name):
+            self.add("name", f"{name!r} cannot be a file name on Windows (a device name); "
+                             f"choose another name")
+            return ""
+        if name.endswith("."):
+            self.add("name", f"{name!r} ends with '.', which Windows drops from file names; "
+                             f"choose another name")
+            return ""
+        return name
+
+    # -- 4. the base trial ----------------------------------------------------------------
+
+    def keys(self, raw: dict[str, Any] | None, section: str,
+             allowed: tuple[str, ...]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        for key in raw:
+            if key not in allowed:
+                self.add(f"{section}.{key}", f"unknown key {key!r}; "
+                                             f"{did_you_mean(key, allowed)}allowed: "
+                                             f"{', '.join(allowed)}")
+        return raw
+
+    def base_values(self, task: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for axis in AXES.values():
+            section = task if axis.section == "task" else fixed
+            key = f"{axis.section}.{axis.name}"
+            if axis.name in section:
+                values[axis.name] = self.value(axis.name, section[axis.name], key)
+            elif axis.default is not None:
+                values[axis.name] = self.value(axis.name, axis.default, key)
+            else:
+                self.add(key, f"missing; every trial needs a value for {axis.name} "
+                              f"({axis.doc}): {_allowed(axis.name)}")
+        return values
+
+    def metric(self, task: dict[str, Any], base: dict[str, Any]) -> str:
+        loss = base.get("loss")
+        default = "test_accuracy"
+        if isinstance(loss, ComponentSpec):  # the loss's first metric on the test split
+            default = f"test_{registry.get('loss', loss.name).attrs['metrics'][0]}"
+        metric = task.get("metric", default)
+        if not isinstance(metric, str) or metric not in METRICS:
+            self.add("task.metric", f"unknown metric {describe(metric)}; "
+                                    f"{did_you_mean(metric, METRICS)}allowed: "
+                                    f"{', '.join(METRICS)}")
+            return "test_accuracy"
+        return str(metric)
+
+    def value(self, axis: str, value: Any, key: str) -> Any:
+        """Resolve one axis value; None (and a problem) when invalid."""
+        spec = AXES[axis]
+        if spec.scalar is not None:
+            try:
+                return TypeAdapter(spec.scalar).validate_python(value, strict=True)
+            except ValidationError:
+                self.add(key, f"{axis} must be {spec.expects}, got {describe(value)}")
+                return None
+        kind = spec.kind or ""
+        if spec.many:
+            if not isinstance(value, list):
+                self.add(key, f"{axis} must be a list of {kind}s (possibly empty), "
+                              f"got {describe(value)}; {kind}s: {_allowed(axis)}")
+                return None
+            items = [self.component(kind, v, f"{key}[{i}]") for i, v in enumerate(value)]
+            return None if any(i is None for i in items) else tuple(items)
+        return self.component(kind, value, key)
+
+    def component(self, kind: str, value: Any, key: str) -> ComponentSpec | None:
+        try:
+            return registry.resolve(kind, value)
+        except ComponentError as err:
+            for sub, msg in err.problems:
+                self.add(f"{key}.{sub}" if sub else key, msg)
+            return None
+
+    # -- 5. grid / ablate, seeds ----------------------------------------------------------
+
+    def axes(self, raw_top: dict[str, Any], raw: Any, section: str
+             ) -> dict[str, tuple[Any, ...]]:
+        """`grid`/`ablate`: axis (or axis.param) -> non-empty list of distinct values."""
+        if section not in raw_top:
+            return {}
+        allowed = f"an axis ({', '.join(AXES)}) or axis.parameter such as optimizer.lr"
+        if not isinstance(raw, dict) or not raw:
+            self.add(section, f"expected a non-empty mapping of {allowed} to a list of "
+                              f"values, got {describe(raw)}")
+            return {}
+        out: dict[str, tuple[Any, ...]] = {}
+        for axis, values in raw.items():
+            key = f"{section}.{axis}"
+            head, dot, param = axis.partition(".")
+            if head not in AXES:
+                self.add(key, f"unknown axis {axis!r}; {did_you_mean(head, AXES)}"
+                              f"allowed: {allowed}")
+                continue
+            if dot and (not param or AXES[head].kind is None or AXES[head].many):
+                components = [a.name for a in AXES.values() if a.kind and not a.many]
+                self.add(key, f"{head} has no parameters to vary one by one ({axis!r}); "
+                              f"vary {head} itself, or a parameter of one of "
+                              f"{', '.join(components)}")
+                continue
+            if not isinstance(values, list) or not values:
+                self.add(key, f"expected a non-empty list of values, got {describe(values)}"
+                              f"{'' if dot else '; ' + head + ': ' + _allowed(head)}")
+                continue
+            resolved = []
+            for i, v in enumerate(values):
+                if dot:
+                    if isinstance(v, dict | list):
+                        self.add(f"{key}[{i}]", f"expected a value for parameter {param!r}, "
+                                                f"got {describe(v)}")
+                    resolved.append(v)  # checked against each component in check_dotted
+                else:
+                    resolved.append(self.value(head, v, f"{key}[{i}]"))
+            seen: dict[str, int] = {}
+            for i, (v, r) in enumerate(zip(values, resolved, strict=True)):
+                marker = repr(r) if r is not None else None
+                if marker is not None and marker in seen:
+                    self.add(f"{key}[{i}]", f"duplicate value {describe(v)} (same as "
+                                            f"{key}[{seen[marker]}]); list each value once")
+                elif marker is not None:
+                    seen[marker] = i
+            out[axis] = tuple(resolved)
+        return out
+
+    def seeds(self, raw: Any, key: str) -> tuple[int, tuple[int, ...] | None]:
+        """(how many, the list when given as one): a count is never materialised here."""
+        allowed = ("a count >= 1 (seeds 0..n-1) or a non-empty list of distinct integers "
+                   "from 0 to 2**63 - 1")
+        if _is_int(raw) and raw >= 1:
+            return raw, None
+        if isinstance(raw, list) and raw and all(_is_int(s) and 0 <= s <= MAX_SEED
+                                                 for s in raw):
+            if len(set(raw)) == len(raw):
+                return len(raw), tuple(raw)
+            dupes = sorted({s for s in raw if raw.count(s) > 1})
+            self.add(key, f"seed(s) {dupes} listed twice in {describe(raw)}; {allowed}")
+            return 1, (0,)
+        self.add(key, f"expected {allowed}, got {describe(raw)}")
+        return 1, (0,)
+
+    # -- 6. size ----------------------------------------------------------------------------
+
+    def size(self, grid: Mapping[str, tuple[Any, ...]], ablate: Mapping[str, tuple[Any, ...]],
+             n_seeds: int, tune: TuneSection | None, n_tune_seeds: int, cap: int) -> None:
+        n_points = count(grid, ablate)
+        if tune is not None:
+            total = n_points * (tune.trials + n_tune_seeds)
+            how = (f"{n_points:,} scientific points × ({tune.trials:,} Optuna trials + "
+                   f"{n_tune_seeds:,} seeds)")
+        else:
+            total = n_points * n_seeds
+            how = f"{n_points:,} configurations × {n_seeds:,} seeds"
+        if total <= cap:
+            return
+        parts = []
+        if grid:
+            parts.append("grid " + " × ".join(f"{a} {len(v)}" for a, v in grid.items()))
+        if ablate:
+            parts.append(f"ablate 1 + {sum(len(v) for v in ablate.values())}")
+        factors = {"seeds": n_seeds, "grid": n_points} if tune is None else \
+            {"tune.trials": tune.trials, "grid": n_points}
+        key = max(factors, key=lambda k: factors[k])
+        if key == "grid" and not grid:
+            key = "ablate"
+        shrink = {"seeds": "use fewer seeds", "tune.trials": "give fewer Optuna trials",
+                  "grid": "shrink the grid (ablate varies one axis at a time: a sum, not a "
+                          "product)", "ablate": "shrink the ablations"}[key]
+        self.add(key, f"the suite expands to {how} = {total:,} trials"
+                      f"{' (' + '; '.join(parts) + ')' if parts else ''}, more than "
+                      f"max_trials ({cap:,}); {shrink}, or raise the cap with "
+                      f"`max_trials: {total}` at the top of the suite")
+
+    # -- 7. parameter axes --------------------------------------------------------------
+
+    def check_dotted(self, suite: Suite) -> None:
+        """Every `axis.param` value must be valid for every component it is applied to."""
+        for section, axes in (("grid", suite.grid), ("ablate", suite.ablate)):
+            for axis, values in axes.items():
+                if "." not in axis:
+                    continue
+                head = axis.partition(".")[0]
+                components = set(suite.grid.get(head, ())) | {getattr(suite.base, head)}
+                for i, v in enumerate(values):
+                    for component in sorted(components):
+                        try:
+                            apply_point(replace(suite.base, **{head: component}), {axis: v})
+                        except ComponentError as err:
+                            for _, msg in err.problems:
+                                self.add(f"{section}.{axis}[{i}]", msg)
+
+    # -- 8. configurations ------------------------------------------------------------------
+
+    def configurations(self, suite: Suite) -> list[Any]:
+        """The configurations with where each axis was set; repeated ones are problems."""
+        from nnbench.config.dry import Config
+
+        base_origins = {a.name: f"{a.section}.{a.name}" for a in AXES.values()}
+        seen: dict[str, Point] = {}
+        configs: list[Config] = []
+        varied = suite.varied_axes
+        for point in points(suite.grid, suite.ablate):
+            spec = apply_point(suite.base, point.values)
+            first = seen.get(spec.config_id)
+            if first is not None:
+                self.repeated(point, first, spec, varied)
+                continue
+            seen[spec.config_id] = point
+            origins = dict(base_origins)
+            for key in sorted(point.origins, key=lambda k: "." in k):  # parameters last
+                origins[key.partition(".")[0]] = point.origins[key]
+            configs.append(Config(spec, origins, spec.label(varied)))
+        return configs
+
+    def repeated(self, point: Point, first: Point, spec: TrialSpec, varied: list[str]) -> None:
+        if not point.values:
+            return  # the base trial is also a grid point: the grid contains it
+        if point.ablation and not first.values:  # an ablation back to the base trial
+            ((axis, origin),) = point.origins.items()
+            self.add(origin, f"{axis} = {_label(axis, spec)} is the fixed value: the base "
+                             f"trial already trains it, so this ablation repeats it; remove "
+                             f"it (ablate lists the values that differ from fixed)")
+            return
+        label = ", ".join(f"{a}={_label(a, spec)}" for a in point.values)
+        there = ", ".join(first.origins.values()) or "the base trial"
+        self.add(next(iter(point.origins.values())),
+                 f"gives the same configuration ({label}) as {there}: a parameter axis "
+                 f"overwrites what the component values say, so one of them has no effect; "
+                 f"keep one")
+
+    def grouped(self, found: list[tuple[str, str, str]], configs: list[Any]
+                ) -> list[tuple[str, str]]:
+        """(key, msg) once each, naming the configurations when not all have it."""
+        where: dict[tuple[str, str], list[str]] = {}
+        for key, msg, label in found:
+            where.setdefault((key, msg), []).append(label)
+        out = []
+        for (key, msg), labels in where.items():
+            labels = list(dict.fromkeys(labels))
+            if len(labels) < len(configs) and labels != ["baseline"]:
+                shown = "; ".join(labels[:3])
+                more = f" and {len(labels) - 3} more" if len(labels) > 3 else ""
+                msg += f" (in configuration {shown}{more})"
+            out.append((key, msg))
+        return out
+
+    # -- 10. configurations that train identically -----------------------------------------
+
+    def identical(self, configs: list[Any], report: Any, varied: list[str]) -> None:
+        groups: dict[str, list[Any]] = {}
+        for cfg in configs:
+            effect = report.effect.get(cfg.spec.config_id)
+            if effect is not None:
+                groups.setdefault(effect, []).append(cfg)
+        for group in groups.values():
+            first = group[0]
+            for other in group[1:]:
+                differ = [a for a in AXES if getattr(first.spec, a) != getattr(other.spec, a)]
+                named = [a for a in varied if _label(a, first.spec) != _label(a, other.spec)]
+                why = _why_identical(differ, first, other, report)
+                self.add(other.where(differ[0]) if differ else "grid",
+                         f"configurations {first.label} and {other.label} would train "
+                         f"identically ({why}): {', '.join(named or differ)} has no "
+                         f"effect here, and the comparison would be meaningless; remove one "
+                         f"or change what makes them equal")
+
+
+def _why_identical(differ: list[str], first: Any, other: Any, report: Any) -> str:
+    spec = first.spec
+    if report.explain.get(spec.config_id) == "no hidden layer" and \
+            set(differ) <= {"activation", "init", "norm", "dropout"}:
+        return (f"model '{spec.model.name}' has no hidden layer, so there is no activation, "
+                f"norm or dropout to apply and the output layer is initialised alike")
+    if differ == ["schedule"]:
+        return "both schedules give the same learning rate at every step of the run"
+    if differ == ["optimizer"] and spec.schedule.name == "onecycle":
+        return "onecycle sets the learning rate (and momentum) itself from max_lr"
+    if differ == ["batch_size"]:
+        return "both batch sizes cover the whole training split in one batch"
+    if differ == ["early_stopping"]:
+        return "early stopping cannot stop the run within its epochs"
+    if differ == ["init"]:
+        return "both inits draw the same initial weights"
+    return "same model, initial weights, data, updates and learning rates"
+
+
+def _label(axis: str, spec: TrialSpec) -> str:
+    return spec.label([axis]).partition("=")[2]
+
+
+def _allowed(axis: str) -> str:
+    spec = AXES[axis]
+    if spec.kind is None:
+        return str(spec.expects)
+    return ", ".join(i.name for i in registry.list_components(spec.kind))
+
+
+def _tuned_label(variant: TrialSpec, base: TrialSpec) -> str:
+    return ", ".join(f"{a}={_label(a, variant)}" for a in AXES
+                     if getattr(variant, a) != getattr(base, a))
+

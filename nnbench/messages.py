@@ -1,0 +1,161 @@
+"""How nnbench words problems: closest names, bounded value descriptions, key paths.
+
+Every error that names a key, a given value and what is allowed is built from these
+helpers, so suite files, component parameters and command-line options read alike:
+
+- `closest(name, choices)`: the nearest valid name (case-insensitive), or None;
+- `did_you_mean(name, choices)`: "did you mean 'relu'? " or "";
+- `describe(value)`: `'reluu' (str)`, never longer than a line, whatever the value
+  (a 10 MB list reads `[0, 1, 2, ...] (list of 1000000 items)`);
+- `key_path(prefix, loc)`: `fixed.optimizer.betas[1]` from a pydantic error location;
+- `pydantic_problems(err, prefix)`: one (key path, message) per pydantic error, the one
+  place where pydantic's wording becomes nnbench's.
+
+Nothing here imports torch or pydantic at module level: `nnbench validate` stays light.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import reprlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+__all__ = ["MAX_VALUE_CHARS", "clip", "closest", "describe", "did_you_mean", "key_path",
+           "pydantic_problems"]
+
+MAX_VALUE_CHARS = 80  # a value quoted in a message never takes more than this
+MAX_MESSAGE_CHARS = 600  # one problem's message never takes more than this
+
+_repr = reprlib.Repr()
+_repr.maxstring = MAX_VALUE_CHARS - 10
+_repr.maxother = MAX_VALUE_CHARS - 10
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 6
+_repr.maxlevel = 3
+
+
+def closest(name: object, choices: Iterable[str]) -> str | None:
+    """The valid name `name` most likely meant (case-insensitive), or None."""
+    options = list(choices)
+    text = str(name)
+    for option in options:  # a case slip is the likeliest typo of all
+        if option.lower() == text.lower():
+            return option
+    lowered = {o.lower(): o for o in options}
+    match = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`did you mean 'relu'? ` (with the trailing space), or "" when nothing is close."""
+    match = closest(name, choices)
+    return f"did you mean '{match}'? " if match is not None and match != str(name) else ""
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def describe(value: Any) -> str:
+    """`'reluu' (str)`, `0.1 (float)`, `[1, 2, ...] (list of 9 items)`: one short line."""
+    kind = type(value).__name__
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} (float)"
+    text = _repr.repr(value)
+    if isinstance(value, list | tuple | dict | set) and len(value) > 6:
+        return f"{clip(text, MAX_VALUE_CHARS)} ({kind} of {len(value)} items)"
+    return f"{clip(text, MAX_VALUE_CHARS)} ({kind})"
+
+
+def key_path(prefix: str, loc: Sequence[int | str]) -> str:
+    """`prefix.a.b[0]` from a location tuple (pydantic's `loc`)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out
+
+
+def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
+                      allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """One (key path, message) per error of a pydantic validation.
+
+    `what` names the thing validated ("optimizer 'sgd'"); `allowed` lists its keys, for
+    unknown-key errors (with the closest one).
+    """
+    merged: dict[str, list[str]] = {}  # key -> messages (a union fails once per member)
+    givens: dict[str, str] = {}
+    for e in err.errors():
+        loc = list(e["loc"])
+        if e["type"] != "extra_forbidden":  # a user's key is never a union tag
+            # pydantic names the union member it tried ("int", "literal['full']"): drop it
+            loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS
+                                                                   or p.startswith("function-")))]
+        key = key_path(prefix, loc)
+        given = describe(e["input"])
+        if e["type"] == "extra_forbidden":
+            name = str(loc[-1]) if loc else ""
+            hint = f"{did_you_mean(name, allowed)}allowed: {', '.join(allowed) or 'none'}"
+            msg = (f"unknown parameter {name!r} for {what} (given {given}); {hint}" if what
+                   else f"unknown key {name!r} (given {given}); {hint}")
+            merged.setdefault(key, []).append(msg)
+            continue
+        if e["type"] == "missing":
+            merged.setdefault(key, []).append(f"{what + ': ' if what else ''}missing; "
+                                              f"it is required")
+            continue
+        text = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        text = _EXPECTED.get(e["type"], text[:1].lower() + text[1:])
+        pending = key in merged and merged[key][-1].endswith(_GIVEN_MARK)
+        if e["type"] == "literal_error" and not pending:
+            choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))
+            names = [str(p) for p in loc if isinstance(p, str)]
+            thing = names[-2] if names[-1:] == ["name"] and len(names) > 1 else \
+                (names[-1] if names else "value")
+            text = (f"unknown {thing} {given}; "
+                    f"{did_you_mean(e['input'], choices)}allowed: {', '.join(choices)}")
+            merged.setdefault(key, []).append(f"{what + ': ' if what else ''}{text}")
+            continue
+        if e["type"].startswith("bool") and str(e["input"]).lower() in _YAML11_BOOLS:
+            text += " (YAML 1.2: yes/no/on/off are text)"
+        if pending:
+            previous = merged[key][-1].removesuffix(_GIVEN_MARK)
+            merged[key][-1] = f"{previous} or {text.removeprefix('input should be ')}" \
+                              f"{_GIVEN_MARK}"
+        else:
+            merged.setdefault(key, []).append(f"{what + ': ' if what else ''}{text}{_GIVEN_MARK}")
+        givens[key] = given
+    problems: list[tuple[str, str]] = []
+    for key, messages in merged.items():
+        for msg in messages:
+            if msg.endswith(_GIVEN_MARK):
+                msg = f"{msg.removesuffix(_GIVEN_MARK)}, given {givens[key]}"
+            problems.append((key, clip(msg)))
+    return problems
+
+
+_GIVEN_MARK = "\x00given"
+# what a value of the wrong type should have been, in the words messages use
+_EXPECTED = {
+    "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+    "int_type": "expected an integer", "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer (no fractional part)",
+    "float_type": "expected a number", "float_parsing": "expected a number",
+    "finite_number": "expected a finite number (.inf and .nan are not allowed here)",
+    "string_type": "expected text", "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "list_type": "expected a list", "tuple_type": "expected a list",
+}
+_YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
+_TYPE_TAGS = {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "literal",
+              "constrained-int", "constrained-float", "function-after", "function-plain"}

@@ -1,0 +1,742 @@
+"""The bad-input corpus: realistic mistakes in suite files and command lines.
+
+Every case runs the real command in-process (`nnbench.cli.main`) in a fresh directory
+and must: exit 2; name the file (or option), the key path, the value given and what is
+allowed; print no traceback; create no MLflow store, Optuna storage, run or report
+directory; and fit on one screen. The cases are grouped by the categories of issue 8:
+
+- science: configurations that would train and exit 0 with a silently wrong comparison;
+- late: what used to pass `validate` and then fail every affected trial;
+- traceback: what used to end in a Python traceback (or a hang, or a MemoryError);
+- cli: command-line and environment mistakes (stores, storages, directories, devices);
+- yaml: encodings, characters and YAML constructs;
+- names: suite names that are unsafe as experiment or file names.
+
+`VALID` holds unusual but valid inputs (merge keys, UTF-16, BOMs, CRLF, `1e-4`) that
+must be accepted, with the same trials as their plain UTF-8 form.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nnbench import cli
+from nnbench.config import load_suite
+
+SCREEN_LINES = 40  # one screen: at most this many terminal lines of 100 columns
+SCREEN_COLUMNS = 100
+
+SIGNALS = """\
+name: corpus
+task:
+  dataset: {name: mnist1d, num_samples: 600}
+  model: {name: mlp, hidden: [8]}
+  metric: val_accuracy
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: {name: sgd, lr: 0.1}
+  epochs: 2
+  batch_size: 32
+grid:
+  activation: [tanh, relu]
+seeds: 2
+"""  # 600 examples: 480 train+val (48 val, 432 train), 120 test
+
+IMAGES = """\
+name: corpus
+task:
+  dataset: digits
+  model: {name: cnn, channels: [4], hidden: [8]}
+fixed:
+  activation: relu
+  optimizer: {name: adam, lr: 0.01}
+  epochs: 2
+  batch_size: 64
+  augmentation: [normalize]
+seeds: 2
+"""  # sklearn digits: 1797 grey 8×8 images, 10 classes
+
+CIRCLES = """\
+name: corpus
+task:
+  dataset: {name: circles, n_samples: 200}
+  model: {name: mlp, hidden: [8]}
+fixed:
+  activation: relu
+  optimizer: {name: sgd, lr: 0.1}
+  epochs: 2
+  batch_size: 32
+seeds: 2
+"""
+
+TUNED = SIGNALS.replace("grid:\n  activation: [tanh, relu]\n",
+                        "grid:\n  optimizer: [sgd, adam]\n")
+
+
+def edit(base: str, old: str, new: str) -> str:
+    assert old in base, old
+    return base.replace(old, new, 1)
+
+
+def add(base: str, text: str) -> str:
+    return base + textwrap.dedent(text)
+
+
+def fixed(base: str, line: str) -> str:
+    """`base` with one more line under fixed:."""
+    return edit(base, "  epochs: 2\n", f"  {line}\n  epochs: 2\n")
+
+
+def tune(space: str, extra: str = "") -> str:
+    return add(TUNED, f"tune:\n  space: {space}\n  trials: 3\n{extra}")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    category: str
+    suite: str | bytes  # the suite file's content
+    fragments: tuple[str, ...]  # key path, given value, allowed values ({tmp}: the directory)
+    args: tuple[str, ...] = ()  # extra options after the command's own ({tmp} substituted)
+    command: str = "run"
+    env: tuple[tuple[str, str], ...] = ()
+
+
+CASES: list[Case] = [
+    # -- science: silently wrong comparisons --------------------------------------------------
+    Case("tune_maximizes_against_accuracy", "science",
+         tune("{optimizer.lr: {low: 0.001, high: 0.1, log: true}}",
+              "  objective: {metric: val_accuracy, direction: minimize}\n"),
+         ("tune.objective.direction", "minimize val_accuracy", "tune every point to its worst",
+          "allowed: maximize", "against_metric: true")),
+    Case("tune_maximizes_a_loss", "science",
+         tune("{optimizer.lr: {low: 0.001, high: 0.1}}",
+              "  objective: {metric: val_loss, direction: maximize}\n"),
+         ("tune.objective.direction", "maximize val_loss", "allowed: minimize")),
+    Case("against_metric_in_the_metric_direction", "science",
+         tune("{optimizer.lr: {low: 0.001, high: 0.1}}",
+              "  objective: {metric: val_accuracy, direction: maximize, against_metric: true}\n"),
+         ("tune.objective.against_metric", "direction maximize is val_accuracy's own",
+          "remove against_metric")),
+    Case("tune_space_overwrites_grid_axis", "science",
+         add(SIGNALS.replace("activation: [tanh, relu]", "optimizer.lr: [0.01, 0.1]"),
+             "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"),
+         ("tune.space.optimizer.lr", "also a scientific axis (grid.optimizer.lr)",
+          "tune a nuisance axis")),
+    Case("tune_space_overwrites_ablate_axis", "science",
+         add(TUNED, "ablate: {epochs: [3]}\ntune:\n  space: {epochs: {type: int, low: 1, "
+                    "high: 4}}\n  trials: 3\n"),
+         ("tune.space.epochs", "also a scientific axis (ablate.epochs)", "drop ablate.epochs")),
+    Case("tuned_parameter_given_in_grid_value", "science",
+         edit(tune("{optimizer.lr: {low: 0.001, high: 0.1}}"), "optimizer: [sgd, adam]",
+              "optimizer: [{name: sgd, lr: 0.05}, adam]"),
+         ("grid.optimizer[0].lr", "optimizer.lr is tuned", "never be used", "remove it")),
+    Case("activation_grid_without_hidden_layer", "science",
+         edit(SIGNALS, "hidden: [8]", "hidden: []"),
+         ("grid.activation[1]", "activation=tanh and activation=relu", "train identically",
+          "no hidden layer")),
+    Case("activation_grid_on_logistic", "science",
+         edit(SIGNALS, "{name: mlp, hidden: [8]}", "logistic"),
+         ("grid.activation[1]", "train identically", "model 'logistic' has no hidden layer")),
+    Case("norm_grid_without_hidden_layer", "science",
+         edit(SIGNALS, "hidden: [8]", "hidden: []").replace("activation: [tanh, relu]",
+                                                             "norm: [none, batchnorm]"),
+         ("grid.norm[1]", "norm 'batchnorm' has no effect", "no hidden layer",
+          "allowed: none")),
+    Case("dropout_without_hidden_layer", "science",
+         fixed(edit(SIGNALS, "{name: mlp, hidden: [8]}", "logistic"), "dropout: 0.3"),
+         ("fixed.dropout", "dropout 0.3 has no effect", "allowed: 0")),
+    Case("normalize_twice", "science",
+         fixed(SIGNALS, "augmentation: [normalize, {name: gaussian_noise, std: 0.1}, normalize]"),
+         ("fixed.augmentation[2]", "already in the pipeline (fixed.augmentation[0])",
+          "keep one")),
+    Case("multistep_milestones_after_the_run", "science",
+         fixed(SIGNALS, "schedule: {name: multistep, milestones: [1, 5]}"),
+         ("fixed.schedule.milestones[1]", "milestone 5", "2 epochs", "never takes effect",
+          "allowed: 1 to 1")),
+    Case("multistep_never_fires", "science",
+         fixed(SIGNALS, "schedule: {name: multistep, milestones: [10, 20]}"),
+         ("fixed.schedule.milestones[0]", "milestone 10", "allowed: 1 to 1")),
+    Case("step_size_longer_than_the_run", "science",
+         fixed(SIGNALS, "schedule: {name: step, step_size: 5}"),
+         ("fixed.schedule.step_size", "step_size 5", "never decays", "allowed: 1 to 1")),
+    Case("exponential_gamma_one", "science",
+         fixed(SIGNALS, "schedule: {name: exponential, gamma: 1}"),
+         ("fixed.schedule", "schedule 'exponential' never changes the learning rate",
+          "stays 0.1", "use constant")),
+    Case("cosine_to_its_own_lr", "science",
+         fixed(SIGNALS, "schedule: {name: cosine, eta_min: 0.1}"),
+         ("fixed.schedule", "'cosine' never changes the learning rate", "use constant")),
+    Case("onecycle_ignores_the_lr_grid", "science",
+         fixed(SIGNALS.replace("activation: [tanh, relu]", "optimizer.lr: [0.01, 0.1]"),
+               "schedule: {name: onecycle, max_lr: 0.1}"),
+         ("grid.optimizer.lr[1]", "train identically", "onecycle sets the learning rate")),
+    Case("batch_sizes_both_the_whole_split", "science",
+         SIGNALS.replace("activation: [tanh, relu]", "batch_size: [full, 1000]"),
+         ("grid.batch_size[1]", "batch_size=full and batch_size=1000", "train identically",
+          "cover the whole training split")),
+    Case("two_inits_with_one_gain", "science",
+         SIGNALS.replace("activation: [tanh, relu]",
+                         "init: [kaiming_normal, {name: kaiming_normal, nonlinearity: relu}]"),
+         ("grid.init[1]", "train identically", "same initial weights")),
+    Case("early_stopping_that_cannot_stop", "science",
+         fixed(SIGNALS, "early_stopping: {name: patience, patience: 5, restore_best: false}"),
+         ("fixed.early_stopping.patience", "patience 5", "can never stop",
+          "allowed: 1 to 1")),
+    Case("claim_on_saturation_under_relu", "science",
+         add(SIGNALS.replace("[tanh, relu]", "[relu, leaky_relu]"),
+             "expect:\n  - {claim: relu saturates less, a: {activation: relu}, "
+             "b: {activation: leaky_relu}, metric: saturated_fraction, direction: lower}\n"),
+         ("expect[0]", "can never be tested", "'saturated_fraction' is not logged",
+          "sigmoid and tanh", "dead_fraction")),
+    Case("claim_on_a_layer_the_model_lacks", "science",
+         add(SIGNALS, "expect:\n  - {claim: deep gradients, a: {activation: tanh}, "
+                      "b: {activation: relu}, metric: grad_norm.layer9}\n"),
+         ("expect[0]", "'grad_norm.layer9' is not logged", "grad_norm.layer2")),
+    Case("claim_with_one_seed", "science",
+         add(SIGNALS.replace("seeds: 2", "seeds: 1"),
+             "expect:\n  - {claim: relu wins, a: {activation: relu}, b: {activation: tanh}}\n"),
+         ("expect[0]", "at least 2 seeds", "have 1", "seeds: 2 or more")),
+    Case("claim_on_rmse_of_a_classifier", "science",
+         add(SIGNALS, "expect:\n  - {claim: relu fits, a: {activation: relu}, "
+                      "b: {activation: tanh}, metric: val_rmse}\n"),
+         ("expect[0]", "'val_rmse' is not logged", "reports accuracy")),
+    Case("claim_where_selects_nothing", "science",
+         add(SIGNALS.replace("grid:\n  activation: [tanh, relu]",
+                             "ablate:\n  activation: [tanh]\n  epochs: [3]"),
+             "expect:\n  - {claim: tanh wins, a: {activation: tanh}, b: {activation: relu}, "
+             "where: {epochs: 3}}\n"),
+         ("expect[0]", "no configuration matches a (activation=tanh) where epochs=3")),
+    Case("claim_compares_a_side_with_itself", "science",
+         add(SIGNALS, "expect:\n  - {claim: same, a: {activation: relu}, "
+                      "b: {activation: relu}}\n"),
+         ("expect[0].b", "a and b select the same configurations", "activation=relu")),
+    Case("claim_on_an_axis_not_varied", "science",
+         add(SIGNALS, "expect:\n  - {claim: xavier, a: {init: xavier_normal}, "
+                      "b: {init: kaiming_normal}}\n"),
+         ("expect[0].a.init", "'init' is not varied", "allowed: activation")),
+    Case("claim_on_a_value_not_trained", "science",
+         add(SIGNALS, "expect:\n  - {claim: sigmoid, a: {activation: sigmoid}, "
+                      "b: {activation: relu}}\n"),
+         ("expect[0].a.activation", "no configuration has activation=sigmoid",
+          "'sigmoid' (str)", "the suite has relu, tanh")),
+    Case("ablate_value_equal_to_fixed", "science",
+         SIGNALS.replace("grid:\n  activation: [tanh, relu]", "ablate:\n  activation: [relu]"),
+         ("ablate.activation[0]", "activation = relu is the fixed value", "remove it")),
+    Case("ablate_lr_equal_to_fixed", "science",
+         SIGNALS.replace("grid:\n  activation: [tanh, relu]",
+                         "ablate:\n  optimizer.lr: [0.01, 0.1]"),
+         ("ablate.optimizer.lr[1]", "optimizer.lr = 0.1 is the fixed value")),
+    Case("axis_in_grid_and_ablate", "science",
+         add(SIGNALS, "ablate: {activation: [sigmoid]}\n"),
+         ("ablate.activation", "also a grid axis (grid.activation)",
+          "under grid or ablate, not both")),
+    Case("grid_values_overwritten_by_a_parameter_axis", "science",
+         SIGNALS.replace("activation: [tanh, relu]",
+                         "optimizer: [{name: sgd, lr: 0.1}, {name: sgd, lr: 0.01}]\n"
+                         "  optimizer.lr: [0.05]"),
+         ("grid.optimizer[1]", "gives the same configuration", "grid.optimizer[0]",
+          "keep one")),
+    Case("kaiming_slope_without_leaky_relu", "science",
+         edit(SIGNALS, "init: kaiming_normal", "init: {name: kaiming_normal, "
+                                               "nonlinearity: relu, a: 0.1}"),
+         ("fixed.init", "a=0.1 is only used with nonlinearity leaky_relu", "no effect")),
+    Case("flip_that_never_flips", "science",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: random_horizontal_flip, p: 0}, normalize]"),
+         ("fixed.augmentation[0]", "'random_horizontal_flip' has no effect", "p is 0")),
+    Case("grayscale_on_grey_images", "science",
+         edit(IMAGES, "augmentation: [normalize]", "augmentation: [random_grayscale, normalize]"),
+         ("fixed.augmentation[0]", "'random_grayscale' has no effect on 1×8×8",
+          "already grey")),
+    Case("saturation_on_grey_images", "science",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: color_jitter, saturation: 0.4}, normalize]"),
+         ("fixed.augmentation[0]", "saturation and hue leave grey")),
+    Case("crop_that_is_the_image", "science",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: random_crop, size: 8}, normalize]"),
+         ("fixed.augmentation[0]", "size 8 is the whole 8×8 image", "padding: 1")),
+    Case("normalize_by_zero_and_one", "science",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: normalize, mean: [0], std: [1]}]"),
+         ("fixed.augmentation[0]", "mean 0 and std 1 leave every value unchanged")),
+    # -- late: accepted by validate, then every affected trial failed ---------------------------
+    Case("bce_on_ten_classes", "late", edit(SIGNALS, "  metric:", "  loss: bce\n  metric:"),
+         ("task.loss", "binary cross-entropy needs 2 classes", "has 10", "use cross_entropy")),
+    Case("bce_with_logits_on_ten_classes", "late",
+         edit(SIGNALS, "  metric:", "  loss: bce_with_logits\n  metric:"),
+         ("task.loss", "needs 2 classes", "use cross_entropy")),
+    Case("crop_larger_than_the_image", "late",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: random_crop, size: 12}, normalize]"),
+         ("fixed.augmentation[0]", "random_crop size 12", "8×8 image",
+          "allowed: size up to 8")),
+    Case("crop_that_changes_the_input_shape", "late",
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: random_crop, size: 6, padding: 1}, normalize]"),
+         ("fixed.augmentation[1]", "(1, 8, 8) inputs into (1, 6, 6)", "size: 8, padding")),
+    Case("normalize_with_three_channels_on_grey", "late",
+         edit(IMAGES, "augmentation: [normalize]", "augmentation: [{name: normalize, "
+                                                   "mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}]"),
+         ("fixed.augmentation[0]", "mean has 3 values", "1 channel", "give 1 value")),
+    Case("normalize_with_too_few_features", "late",
+         fixed(SIGNALS, "augmentation: [{name: normalize, mean: [0.1, 0.2], std: [1, 2]}]"),
+         ("fixed.augmentation[0]", "mean has 2 values", "40 features", "give 1 or 40")),
+    Case("warmup_longer_than_the_run", "late",
+         fixed(SIGNALS, "schedule: {name: cosine, warmup: 5}"),
+         ("fixed.schedule.warmup", "warmup=5 epochs", "the 2 epochs of training",
+          "allowed: warmup 0 to 1")),
+    Case("batch_warmup_longer_than_the_run", "late",
+         fixed(SIGNALS, "schedule: {name: cosine, interval: batch, warmup: 100}"),
+         ("fixed.schedule.warmup", "warmup=100 batches", "28 batches",
+          "allowed: warmup 0 to 27")),
+    Case("too_many_pooling_blocks", "late",
+         edit(IMAGES, "channels: [4]", "channels: [4, 4, 4, 4]"),
+         ("task.model", "4 conv blocks halve 8×8", "at most 3 blocks")),
+    Case("batchnorm_with_batches_of_one", "late",
+         fixed(SIGNALS.replace("batch_size: 32", "batch_size: 1"), "norm: batchnorm"),
+         ("fixed.batch_size", "batch_size 1 with BatchNorm (fixed.norm)",
+          "a batch size of 2 or more, or norm: none")),
+    Case("batchnorm_with_a_last_batch_of_one", "late",
+         fixed(SIGNALS.replace("batch_size: 32", "batch_size: 431"), "norm: batchnorm"),
+         ("fixed.batch_size", "with batch_size 431 the last batch", "holds 1 example",
+          "e.g. 432")),
+    Case("more_folds_than_examples", "late",
+         edit(SIGNALS, "{name: mnist1d, num_samples: 600}",
+              "{name: mnist1d, num_samples: 600, folds: 1000}"),
+         ("task.dataset", "folds=1000", "480 examples", "at most 480 folds")),
+    Case("val_fraction_rounds_to_zero", "late",
+         edit(SIGNALS, "num_samples: 600}", "num_samples: 600, val_fraction: 0.0001}"),
+         ("task.dataset", "val_fraction=0.0001", "gives 0 validation",
+          "between 0.00208 and 0.998")),
+    Case("test_fraction_rounds_to_zero", "late",
+         edit(CIRCLES, "n_samples: 200}", "n_samples: 200, test_fraction: 0.001}"),
+         ("task.dataset", "test_fraction=0.001", "0 test examples", "at least 1")),
+    Case("tune_objective_the_loss_lacks", "late",
+         tune("{optimizer.lr: {low: 0.001, high: 0.1}}", "  objective: {metric: val_rmse}\n"),
+         ("tune.objective.metric", "reports no 'val_rmse'",
+          "allowed: val_loss, val_accuracy")),
+    Case("onecycle_with_adagrad", "late",
+         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: adagrad, lr: 0.1}"),
+               "schedule: {name: onecycle, max_lr: 0.1}"),
+         ("fixed.schedule", "schedule 'onecycle'", "momentum", "cycle_momentum")),
+    Case("tuned_batch_size_of_one_under_batchnorm", "late",
+         fixed(tune("{batch_size: {type: int, low: 1, high: 64}}"), "norm: batchnorm"),
+         ("tune.space.batch_size", "batch_size 1 with BatchNorm", "tuned to batch_size=1")),
+    Case("cnn_on_signals", "late", edit(SIGNALS, "{name: mlp, hidden: [8]}", "cnn"),
+         ("task.model", "model 'cnn' needs image inputs", "gives signal inputs",
+          "allowed: logistic, mlp")),
+    Case("monitor_the_loss_lacks", "late",
+         fixed(SIGNALS, "early_stopping: {name: patience, monitor: val_rmse}"),
+         ("fixed.early_stopping.monitor", "reports no 'val_rmse'",
+          "allowed: val_loss, val_accuracy")),
+    Case("regression_loss_on_classes", "late", edit(SIGNALS, "  metric:", "  loss: mse\n  metric:"),
+         ("task.loss", "loss 'mse' needs real targets", "has class targets",
+          "allowed: bce, bce_with_logits, cross_entropy")),
+    Case("compared_metric_the_loss_lacks", "late",
+         edit(SIGNALS, "metric: val_accuracy", "metric: test_rmse"),
+         ("task.metric", "reports no 'test_rmse'", "allowed: test_loss, test_accuracy")),
+    # -- traceback: crashes, hangs and MemoryErrors -------------------------------------------
+    Case("infinity_in_a_grid_list", "traceback",
+         SIGNALS.replace("activation: [tanh, relu]", "l2: [0.0, .inf]"),
+         ("grid.l2[1]", "inf (float)", "a number >= 0")),
+    Case("nan_learning_rate", "traceback", edit(SIGNALS, "lr: 0.1", "lr: .nan"),
+         ("fixed.optimizer.lr", "nan (float)", "finite number")),
+    Case("infinite_width", "traceback", edit(SIGNALS, "hidden: [8]", "hidden: [8, .inf]"),
+         ("task.model.hidden[1]", "inf (float)", "expected a finite number")),
+    Case("flow_sequence_as_a_key", "traceback",
+         edit(SIGNALS, "  activation: [tanh, relu]", "  [activation, init]: [tanh, relu]"),
+         ("line 13, column 3", "a list is used as a key", "keys are names")),
+    Case("flow_mapping_as_a_key", "traceback", add(SIGNALS, "{a: 1}: 2\n"),
+         ("line 15, column 1", "a mapping is used as a key")),
+    Case("number_as_a_parameter_name", "traceback",
+         edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, 1: 0.1}"),
+         ("line 9", "keys are names, got 1 (int)", "quote it")),
+    Case("a_billion_seeds", "traceback", SIGNALS.replace("seeds: 2", "seeds: 1000000000"),
+         ("seeds", "2 configurations × 1,000,000,000 seeds", "more than max_trials (10,000)",
+          "max_trials: 2000000000")),
+    Case("a_million_configurations", "traceback",
+         SIGNALS.replace("activation: [tanh, relu]",
+                         "optimizer.lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, "
+                         "0.1]\n"
+                         "  optimizer.momentum: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+                         "  dropout: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+                         "  l1: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+                         "  l2: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+                         "  epochs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"),
+         ("grid", "1,000,000 configurations", "optimizer.lr 10 × optimizer.momentum 10",
+          "more than max_trials", "ablate varies one axis at a time")),
+    Case("a_billion_optuna_trials", "traceback",
+         tune("{optimizer.lr: {low: 0.001, high: 0.1}}").replace("trials: 3",
+                                                                   "trials: 1000000000"),
+         ("tune.trials", "1,000,000,000 Optuna trials", "max_trials")),
+    Case("metric_given_as_a_list", "traceback",
+         edit(SIGNALS, "metric: val_accuracy", "metric: [val_accuracy]"),
+         ("task.metric", "unknown metric ['val_accuracy'] (list)", "allowed: test_accuracy")),
+    Case("component_with_mixed_keys", "traceback",
+         edit(SIGNALS, "{name: sgd, lr: 0.1}", "{lr: 0.1}"),
+         ("fixed.optimizer", "needs a 'name' key", "sgd", "got keys ['lr']")),
+    Case("max_trials_zero", "traceback", add(SIGNALS, "max_trials: 0\n"),
+         ("max_trials", "greater than or equal to 1", "0 (int)")),
+    Case("seed_beyond_64_bits", "traceback",
+         SIGNALS.replace("seeds: 2", "seeds: [1, 100000000000000000000]"),
+         ("seeds", "100000000000000000000", "distinct integers from 0 to 2**63 - 1")),
+    # -- cli: options and environment, checked before anything is created ----------------------
+    Case("tracking_uri_with_one_slash", "cli", SIGNALS,
+         ("--tracking-uri 'sqlite:/x.db'", "not a valid URL", "sqlite:///relative.db"),
+         ("--tracking-uri", "sqlite:/x.db")),
+    Case("tracking_uri_as_a_path", "cli", SIGNALS,
+         ("--tracking-uri 'store.db'", "retired file store", "e.g. sqlite:///store.db"),
+         ("--tracking-uri", "store.db")),
+    Case("tracking_uri_in_a_missing_directory", "cli", SIGNALS,
+         ("--tracking-uri", "{tmp}/nowhere", "does not exist", "create it first"),
+         ("--tracking-uri", "sqlite:///{tmp}/nowhere/store.db")),
+    Case("tracking_uri_is_a_directory", "cli", SIGNALS,
+         ("--tracking-uri", "is a directory", "name a file"),
+         ("--tracking-uri", "sqlite:///{tmp}")),
+    Case("tracking_uri_is_not_sqlite", "cli", SIGNALS,
+         ("--tracking-uri", "corpus.yaml exists and is not a SQLite database"),
+         ("--tracking-uri", "sqlite:///{tmp}/corpus.yaml")),
+    Case("tracking_uri_unknown_scheme", "cli", SIGNALS,
+         ("--tracking-uri 'postgres://u@localhost/db'", "unknown database 'postgres'",
+          "did you mean 'postgresql'"),
+         ("--tracking-uri", "postgres://u@localhost/db")),
+    Case("tracking_server_unreachable", "cli", SIGNALS,
+         ("--tracking-uri 'http://127.0.0.1:9'", "cannot reach the MLflow server",
+          "mlflow server --host"),
+         ("--tracking-uri", "http://127.0.0.1:9")),
+    Case("tracking_uri_from_the_environment", "cli", SIGNALS,
+         ("$MLFLOW_TRACKING_URI 'mlruns'", "retired file store"),
+         env=(("MLFLOW_TRACKING_URI", "mlruns"),)),
+    Case("storage_driver_not_installed", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("--storage 'postgresql+pg8000://u@127.0.0.1/db'", "driver 'pg8000'",
+          "not installed", "postgresql+psycopg2://"),
+         ("--storage", "postgresql+pg8000://u@127.0.0.1/db"), command="tune"),
+    Case("storage_unreachable", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("--storage 'postgresql://nobody@127.0.0.1:9/optuna'", "cannot connect",
+          "start the server"),
+         ("--storage", "postgresql://nobody@127.0.0.1:9/optuna"), command="tune"),
+    Case("storage_unreachable_psycopg2", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("--storage 'postgresql+psycopg2://nobody@127.0.0.1:9/optuna'", "cannot connect"),
+         ("--storage", "postgresql+psycopg2://nobody@127.0.0.1:9/optuna"), command="tune"),
+    Case("storage_is_a_path", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("--storage 'optuna.db'", "not a database URL", "sqlite:///PATH.db"),
+         ("--storage", "optuna.db"), command="tune"),
+    Case("storage_in_a_missing_directory", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("--storage", "{tmp}/nowhere", "does not exist"),
+         ("--storage", "sqlite:///{tmp}/nowhere/optuna.db"), command="tune"),
+    Case("report_dir_is_a_file", "cli", SIGNALS,
+         ("--report-dir", "corpus.yaml", "is a file, not a directory"),
+         ("--report-dir", "{tmp}/corpus.yaml")),
+    Case("report_dir_below_a_file", "cli", SIGNALS,
+         ("--report-dir", "corpus.yaml is a file, so the directory cannot be created"),
+         ("--report-dir", "{tmp}/corpus.yaml/reports")),
+    Case("unknown_device", "cli", SIGNALS,
+         ("--device 'tpu'", "unsupported device 'tpu'", "allowed: auto, cpu, cuda, cuda:N"),
+         ("--device", "tpu")),
+    Case("run_id_that_is_not_one", "cli", SIGNALS,
+         ("RUN_ID 'trial-3'", "not an MLflow run id", "32 hexadecimal digits"),
+         command="evaluate:trial-3"),
+    Case("evaluate_in_a_missing_store", "cli", SIGNALS,
+         ("--tracking-uri", "{tmp}/none.db does not exist", "run the suite first"),
+         ("--tracking-uri", "sqlite:///{tmp}/none.db"),
+         command="evaluate:0123456789abcdef0123456789abcdef"),
+    Case("report_from_a_missing_store", "cli", SIGNALS,
+         ("--tracking-uri", "{tmp}/none.db does not exist", "nothing has been logged"),
+         ("--tracking-uri", "sqlite:///{tmp}/none.db"), command="report"),
+    Case("tune_a_suite_without_tune", "cli", SIGNALS,
+         ("tune: missing", "needs a tune: block"), command="tune"),
+    Case("run_a_tuned_suite", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
+         ("tune: the suite tunes its nuisance axes", "nnbench tune")),
+    # -- yaml: encodings, characters, constructs ----------------------------------------------
+    Case("alias_bomb", "yaml",
+         "name: bomb\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, "
+         "*a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, "
+         "*c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, "
+         "*e, *e, *e, *e, *e, *e, *e, *e]\n",
+         ("line 6, column 4", "expands to more than 100,000 values", "fewer nested aliases")),
+    Case("alias_to_itself", "yaml", add(SIGNALS, "loop: &loop [1, *loop]\n"),
+         ("line 15", "a cycle")),
+    Case("latin1_file", "yaml", SIGNALS.replace("name: corpus", "name: corpus\ndescription: "
+                                                                "café").encode("latin-1"),
+         ("line 2, column 17", "not valid UTF-8", "byte 0xe9", "Windows-1252",
+          "save it as UTF-8")),
+    Case("no_break_space_indentation", "yaml", SIGNALS.replace("  epochs: 2", "\u00a0 epochs: 2"),
+         ("line 10, column 1", "U+00A0 (NO-BREAK SPACE)", "replace it with a space")),
+    Case("no_break_space_after_colon", "yaml", SIGNALS.replace("epochs: 2", "epochs:\u00a02"),
+         ("line 10, column 10", "U+00A0 (NO-BREAK SPACE)")),
+    Case("tab_indentation", "yaml", SIGNALS.replace("  epochs: 2", "\tepochs: 2"),
+         ("line 10, column 1", "a tab in the indentation", "spaces only")),
+    Case("zero_width_space_in_a_value", "yaml",
+         SIGNALS.replace("[tanh, relu]", "[tanh, relu\u200b]"),
+         ("line 13, column 26", "U+200B (ZERO WIDTH SPACE)", "delete it")),
+    Case("control_character", "yaml", SIGNALS.replace("name: corpus", "name: corpus\x07"),
+         ("line 1, column 13", "U+0007", "cannot appear in YAML")),
+    Case("early_stopping_off", "yaml", fixed(SIGNALS, "early_stopping: off"),
+         ("fixed.early_stopping", "unknown early_stopping 'off' (str)",
+          "known: none, patience")),
+    Case("checkpoint_yes", "yaml", add(SIGNALS, "checkpoint: yes\n"),
+         ("checkpoint", "expected true or false", "'yes' (str)", "YAML 1.2")),
+    Case("duplicate_key", "yaml", edit(SIGNALS, "  epochs: 2\n", "  epochs: 2\n  epochs: 3\n"),
+         ("line 11, column 3", "duplicate key 'epochs'", "first given on line 10")),
+    Case("empty_file", "yaml", "",
+         ("a suite file must be a mapping", "None (NoneType)", "name, description, task")),
+    Case("truncated_utf16", "yaml", codecs.BOM_UTF16_LE + SIGNALS.encode("utf-16-le")[:-1],
+         ("not valid UTF-16", "save it as UTF-8")),
+    Case("unclosed_bracket", "yaml", edit(SIGNALS, "[tanh, relu]", "[tanh, relu"),
+         ("line 14, column 6", "invalid YAML", "expected ',' or ']'", "started on line 13",
+          "the line reads 'seeds: 2'")),
+    Case("python_object_tag", "yaml", add(SIGNALS, "report: !!python/object:os.system {}\n"),
+         ("line 15", "invalid YAML", "could not determine a constructor")),
+    Case("tune_key_left_empty", "yaml", add(SIGNALS, "tune:\n"),
+         ("tune: expected a mapping with keys space, trials", "given None (NoneType)")),
+    Case("list_instead_of_a_suite", "yaml", "- name: corpus\n- seeds: 2\n",
+         ("a suite file must be a mapping", "(list)", "name, description, task")),
+    # -- names: experiment and file names -------------------------------------------------------
+    Case("name_index", "names", SIGNALS.replace("name: corpus", "name: index"),
+         ("name", "'index' is reserved", "reports/index.html", "choose another name")),
+    Case("name_Index", "names", SIGNALS.replace("name: corpus", "name: Index"),
+         ("name", "'Index' is reserved")),
+    Case("name_mlflow_default", "names", SIGNALS.replace("name: corpus", "name: Default"),
+         ("name", "'Default' is reserved", "MLflow's own default experiment")),
+    Case("name_windows_device", "names", SIGNALS.replace("name: corpus", "name: con"),
+         ("name", "'con' cannot be a file name on Windows")),
+    Case("name_too_long", "names", SIGNALS.replace("name: corpus", "name: " + "x" * 101),
+         ("name", "at most 100", "xxxxxxxx")),
+    Case("name_trailing_dot", "names", SIGNALS.replace("name: corpus", "name: corpus."),
+         ("name", "'corpus.' ends with '.'")),
+    Case("name_with_a_slash", "names", SIGNALS.replace("name: corpus", "name: a/b"),
+         ("name", "'a/b' (str)", "letters, digits")),
+    Case("name_missing", "names", SIGNALS.replace("name: corpus\n", ""),
+         ("name: missing", "letters, digits")),
+]
+
+
+def _screen_lines(text: str) -> int:
+    return sum(max(1, math.ceil(len(line) / SCREEN_COLUMNS)) for line in text.splitlines())
+
+
+def _argv(case: Case, path: Path, tmp: Path) -> list[str]:
+    args = [a.replace("{tmp}", str(tmp)) for a in case.args]
+    command, _, run_id = case.command.partition(":")
+    if command == "evaluate":
+        return ["evaluate", run_id, *args]
+    defaults = {"--tracking-uri": f"sqlite:///{tmp / 'store.db'}",
+                "--report-dir": str(tmp / "reports")}
+    if command == "tune":
+        defaults["--storage"] = f"sqlite:///{tmp / 'optuna.db'}"
+    if command in ("run", "tune"):
+        defaults["--device"] = "cpu"
+    for option, value in defaults.items():
+        if option not in args and not (option == "--tracking-uri" and case.env):
+            args += [option, value]
+    return [command, str(path), *args]
+
+
+def _created(tmp: Path) -> list[str]:
+    """What a rejected command must not have made in its directory."""
+    names = ("mlflow.db", "store.db", "optuna.db", "reports", "mlruns", "mlartifacts",
+             "x.db", "nowhere")
+    return [n for n in names if (tmp / n).exists()]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_rejected_before_anything_is_created(
+        case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "corpus.yaml"
+    content = case.suite if isinstance(case.suite, bytes) else case.suite.encode()
+    path.write_bytes(content)
+    for key, value in case.env:
+        monkeypatch.setenv(key, value)
+
+    code = cli.main(_argv(case, path, tmp_path))
+
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert code == 2, output
+    assert "Traceback" not in output
+    if case.category != "cli" or case.id.startswith(("tune_a_", "run_a_")):
+        assert f"{path}: " in captured.err, captured.err  # the file is named
+    for fragment in case.fragments:
+        fragment = fragment.replace("{tmp}", str(tmp_path))
+        assert fragment in captured.err, f"{fragment!r} missing from:\n{captured.err}"
+    assert not _created(tmp_path), _created(tmp_path)
+    assert _screen_lines(output) <= SCREEN_LINES, f"more than a screen:\n{output}"
+
+
+def test_the_corpus_covers_every_category() -> None:
+    counts = Counter(c.category for c in CASES)
+    assert sum(counts.values()) >= 80
+    assert set(counts) == {"science", "late", "traceback", "cli", "yaml", "names"}
+    assert min(counts.values()) >= 7, counts
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_a_run_against_an_existing_store_leaves_no_run(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """A tune with an unreachable storage must not leave a RUNNING parent run behind."""
+    good = tmp_path / "good.yaml"
+    good.write_text(SIGNALS.replace("epochs: 2", "epochs: 1").replace("seeds: 2", "seeds: 1"))
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    assert cli.main(["run", str(good), "--tracking-uri", store, "--device", "cpu",
+                     "--report-dir", str(tmp_path / "r")]) == 0
+    runs_before = _runs(tmp_path / "store.db")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tune("{optimizer.lr: {low: 0.001, high: 0.1}}"))
+    capsys.readouterr()
+    code = cli.main(["tune", str(bad), "--tracking-uri", store, "--device", "cpu",
+                     "--storage", "postgresql://nobody@127.0.0.1:9/optuna",
+                     "--report-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "cannot connect" in capsys.readouterr().err
+    assert _runs(tmp_path / "store.db") == runs_before
+
+
+def _runs(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return sorted(con.execute("select run_uuid, status from runs").fetchall())
+
+
+def test_two_suites_whose_names_differ_only_in_case(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(SIGNALS)
+    second.write_text(SIGNALS.replace("name: corpus", "name: Corpus"))
+    assert cli.main(["validate", str(first), str(second)]) == 2
+    err = capsys.readouterr().err
+    assert "share the name(s) ['Corpus', 'corpus']" in err
+    assert "ignoring case" in err
+
+
+def test_many_problems_are_counted_not_printed(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    values = ", ".join(f"bad{i}" for i in range(60))
+    path = tmp_path / "many.yaml"
+    path.write_text(SIGNALS.replace("[tanh, relu]", f"[{values}]"))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "... and 50 more problems" in err
+    assert _screen_lines(err) <= SCREEN_LINES
+
+
+def test_a_huge_value_is_described_in_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text(SIGNALS.replace("name: corpus", "name: " + "y" * 5_000_000))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 2000
+    assert "yyy...yyy" in err
+
+
+# -- unusual but valid ---------------------------------------------------------------------------
+
+MERGE_KEYS = """\
+name: corpus
+task:
+  dataset: {name: mnist1d, num_samples: 600}
+  model: {name: mlp, hidden: [8]}
+  metric: val_accuracy
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: &sgd {name: sgd, lr: 0.1}
+  epochs: 2
+  batch_size: 32
+grid:
+  optimizer:
+    - *sgd
+    - <<: *sgd
+      momentum: 0.9
+    - {<<: *sgd, lr: 0.05}
+seeds: 2
+"""
+MERGED = SIGNALS.replace("activation: [tanh, relu]", "optimizer: [{name: sgd, lr: 0.1}, "
+                         "{name: sgd, lr: 0.1, momentum: 0.9}, {name: sgd, lr: 0.05}]")
+
+VALID: list[tuple[str, bytes, str]] = [  # id, file content, the plain suite it equals
+    ("utf16_le_bom", codecs.BOM_UTF16_LE + SIGNALS.encode("utf-16-le"), SIGNALS),
+    ("utf16_be_bom", codecs.BOM_UTF16_BE + SIGNALS.encode("utf-16-be"), SIGNALS),
+    ("utf16_le_without_bom", SIGNALS.encode("utf-16-le"), SIGNALS),
+    ("utf8_bom", codecs.BOM_UTF8 + SIGNALS.encode(), SIGNALS),
+    ("crlf", SIGNALS.replace("\n", "\r\n").encode(), SIGNALS),
+    ("utf16_crlf_like_powershell",
+     codecs.BOM_UTF16_LE + SIGNALS.replace("\n", "\r\n").encode("utf-16-le"), SIGNALS),
+    ("exponent_without_a_dot", fixed(edit(SIGNALS, "lr: 0.1", "lr: 1e-1"), "l2: 1e-4").encode(),
+     fixed(SIGNALS, "l2: 0.0001")),
+    ("exponent_with_a_dot", fixed(edit(SIGNALS, "lr: 0.1", "lr: 1.0e-1"), "l2: 1.0E-4").encode(),
+     fixed(SIGNALS, "l2: 0.0001")),
+    ("merge_keys", MERGE_KEYS.encode(), MERGED),
+    ("no_break_space_in_text", SIGNALS.replace("name: corpus",
+                                               "name: corpus\ndescription: 10\u00a0%").encode(),
+     SIGNALS),
+    ("tab_in_quoted_text", SIGNALS.replace("name: corpus",
+                                           'name: corpus\ndescription: "a\tb"').encode(), SIGNALS),
+    ("tab_in_a_comment_line", SIGNALS.replace("seeds: 2", "seeds: 2\n#\tthe end").encode(),
+     SIGNALS),
+]
+
+
+@pytest.mark.parametrize(("content", "plain"), [(c, p) for _, c, p in VALID],
+                         ids=[i for i, _, _ in VALID])
+def test_unusual_but_valid_input_is_accepted(content: bytes, plain: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "unusual.yaml"
+    path.write_bytes(content)
+    reference = tmp_path / "plain.yaml"
+    reference.write_text(plain, encoding="utf-8")
+
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+    assert f"{path}: ok" in capsys.readouterr().out
+    assert [t.trial_id for t in load_suite(path).trials()] == \
+        [t.trial_id for t in load_suite(reference).trials()]
+
+
+def test_an_infinite_clip_norm_is_a_valid_value(tmp_path: Path) -> None:
+    path = tmp_path / "clip.yaml"
+    path.write_text(fixed(SIGNALS, "grad_clip: {name: norm, norm_type: .inf}"))
+    trials = load_suite(path).trials()
+    assert trials[0].grad_clip.kwargs["norm_type"] == math.inf
+    assert re.fullmatch(r"[0-9a-f]{16}", trials[0].trial_id)
+
+
+def test_validation_in_a_fresh_process_imports_no_tracking_or_tuning(tmp_path: Path) -> None:
+    """`nnbench validate` pays for what the dry build needs (torch), not for MLflow,
+    Optuna, pandas, scikit-learn or torchvision."""
+    from tests.conftest import REPO
+
+    code = ("import sys; from nnbench import cli; code = cli.main(['validate', *sys.argv[1:]]); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'optuna', "
+            "'pandas', 'seaborn', 'matplotlib', 'sklearn', 'scipy', 'torchvision', 'mnist1d', "
+            "'sqlalchemy'}); print('HEAVY', heavy); sys.exit(code)")
+    suites = sorted(str(p) for p in (REPO / "suites").glob("*.yaml"))
+    result = subprocess.run([sys.executable, "-c", code, *suites], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+
+
+def test_a_bad_suite_in_a_fresh_process_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(SIGNALS.replace("[tanh, relu]", "[tanh, relu").replace("seeds: 2", ""))
+    result = subprocess.run([sys.executable, "-m", "nnbench.cli", "run", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid YAML" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "mlflow.db").exists()

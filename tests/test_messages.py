@@ -1,0 +1,78 @@
+"""How problems are worded: the closest name, bounded values, key paths from pydantic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nnbench import registry
+from nnbench.messages import (
+    MAX_VALUE_CHARS,
+    closest,
+    describe,
+    did_you_mean,
+    key_path,
+    pydantic_problems,
+)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("ReLU", "relu"), ("RELU", "relu"), ("reluu", "relu"), ("Leaky_ReLU", "leaky_relu"),
+    ("Tanh", "tanh"), ("softmax", None),
+])
+def test_closest_ignores_case(name: str, expected: str | None) -> None:
+    assert closest(name, ["relu", "leaky_relu", "tanh", "sigmoid"]) == expected
+
+
+def test_did_you_mean_is_empty_when_nothing_is_close() -> None:
+    assert did_you_mean("xyz", ["relu"]) == ""
+    assert did_you_mean("Relu", ["relu"]) == "did you mean 'relu'? "
+
+
+def test_the_registry_suggests_through_the_same_helper() -> None:
+    with pytest.raises(registry.UnknownComponentError, match="did you mean 'relu'"):
+        registry.resolve("activation", "ReLU")
+    with pytest.raises(registry.ComponentError, match="did you mean 'momentum'"):
+        registry.resolve("optimizer", {"name": "sgd", "Momentum": 0.9})
+
+
+def test_describe_stays_on_one_short_line() -> None:
+    assert describe("reluu") == "'reluu' (str)"
+    assert describe(0.1) == "0.1 (float)"
+    huge = describe(list(range(1_000_000)))
+    assert huge.endswith("(list of 1000000 items)")
+    assert len(huge) < MAX_VALUE_CHARS + 40
+    assert len(describe("x" * 10_000_000)) < MAX_VALUE_CHARS + 20
+    nested = describe({"a": [[[[[[1]]]]]]})
+    assert "\n" not in nested and len(nested) < MAX_VALUE_CHARS + 20
+
+
+def test_key_path_joins_names_and_indices() -> None:
+    assert key_path("fixed.optimizer", ("betas", 1)) == "fixed.optimizer.betas[1]"
+    assert key_path("", ("grid", "activation", 0)) == "grid.activation[0]"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    gain: Annotated[float, Field(gt=0)] | Literal["activation"] = 1.0
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    flag: bool = False
+
+
+@pytest.mark.parametrize(("raw", "key", "fragments"), [
+    ({"gain": -1}, "x.gain", ["greater than 0 or 'activation'", "given -1 (int)"]),
+    ({"mode": "fan_inn"}, "x.mode", ["unknown mode 'fan_inn' (str)", "did you mean 'fan_in'",
+                                     "allowed: fan_in, fan_out"]),
+    ({"flag": "yes"}, "x.flag", ["expected true or false", "YAML 1.2", "'yes' (str)"]),
+    ({"gian": 1}, "x.gian", ["unknown key 'gian'", "did you mean 'gain'", "allowed: gain"]),
+])
+def test_pydantic_errors_become_one_problem_per_key(raw: dict[str, object], key: str,
+                                                    fragments: list[str]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Model.model_validate(raw)
+    problems = pydantic_problems(caught.value, "x", allowed=list(_Model.model_fields))
+    assert [k for k, _ in problems] == [key]
+    for fragment in fragments:
+        assert fragment in problems[0][1]

@@ -482,7 +482,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="Optuna storage holding the suite's trial queue and studies "
                             "(default: sqlite optuna.db next to a SQLite MLflow store); for "
                             "workers on several machines, PostgreSQL: "
-                            "postgresql+psycopg://user@host/db")
+                            "postgresql://user@host/db (psycopg 3)")
         if name == "status":
             p.set_defaults(func=func)
             continue

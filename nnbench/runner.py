@@ -119,6 +119,7 @@ class _Recorder:
         self.trials_bar: TaskID = progress.add_task("trials", total=n_todo)
         self.epochs_bar: TaskID = progress.add_task("epochs", total=1, visible=False)
         self.done = 0
+        self.n_todo = n_todo
 
     def trial_started(self, spec: TrialSpec) -> bool:
         """Open the trial's MLflow run. The queue made this worker the trial's only owner,
@@ -156,7 +157,7 @@ class _Recorder:
                 else (result.history[-1].get(metric) if result.history else None))
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
-        self.console.print(f"[{self.done}] {spec.label(self.suite.varied_axes)} "
+        self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
                            f"| seed {spec.seed}: {result.status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
 

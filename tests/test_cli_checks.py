@@ -9,9 +9,6 @@ import pytest
 
 from nnbench import cli
 from nnbench.cli_checks import UsageError, check_storage_url, check_tracking_uri
-from tests.test_tuning import postgres
-
-__all__ = ["postgres"]  # the fixture, shared with the tuning tests
 
 
 @pytest.mark.slow

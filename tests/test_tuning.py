@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -203,49 +197,6 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
 
 
 # -- two workers on one PostgreSQL server ----------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root)."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL (initdb, pg_ctl) is not installed")
-        pytest.skip("PostgreSQL is not installed")
-    # pytest's tmp tree is private to root; the server's directory must be reachable
-    root = Path(tempfile.mkdtemp(prefix="nnbench-pg-"))
-    data = root / "data"
-    data.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    try:
-        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
-        engine = sqlalchemy.create_engine(f"{url}/postgres", isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            for db in ("optuna", "mlflow"):
-                connection.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
-        engine.dispose()
-        yield url
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
 
 @pytest.mark.slow
 def test_two_workers_share_the_studies_on_postgresql(postgres: str, tmp_path: Path) -> None:

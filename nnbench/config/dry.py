@@ -41,6 +41,7 @@ from torch import nn
 
 from nnbench import registry, seeding
 from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
 from nnbench.messages import clip
@@ -244,7 +245,8 @@ class _Builder:
             activations=any(isinstance(m, activation_type) for m in model.modules()),
             batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                           for m in model.modules()),
-            dropout=any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()))
+            dropout=any(isinstance(m, Dropout | nn.modules.dropout._DropoutNd)
+                        for m in model.modules()))
         if spec.dropout > 0 and not facts.dropout:
             raise _Failed(cfg.where("dropout"), f"dropout {spec.dropout} has no effect: model "
                                                 f"'{spec.model.name}' has no hidden layer to "
@@ -263,6 +265,7 @@ class _Builder:
             raise _Failed(cfg.where("optimizer"), _first_line(err)) from None
         clip_fn = registry.build("clip", spec.grad_clip)
         generator = torch.Generator().manual_seed(1)
+        attach_dropout_generator(model, generator)
         weights = [m.weight for m in weight_layers(model)]
         for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
             xb, yb = inputs(n), targets(n)

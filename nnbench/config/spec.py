@@ -56,7 +56,7 @@ AXES: dict[str, Axis] = {a.name: a for a in [
     Axis("norm", "fixed", kind="norm", default="none",
          doc="normalization layer before each activation (batchnorm)"),
     Axis("dropout", "fixed", scalar=Probability, expects="a probability in [0, 1)", default=0.0,
-         doc="dropout probability after each hidden activation (Dropout2d in conv blocks)"),
+         doc="dropout probability after each hidden activation (whole channels in conv blocks)"),
     Axis("l1", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,
          doc="λ of the L1 penalty λ·Σ|w| over weights (not biases), added to the loss"),
     Axis("l2", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,

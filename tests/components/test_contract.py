@@ -19,7 +19,7 @@ from torch import nn
 from nnbench import registry
 from nnbench.components.activations import gain_of
 from nnbench.components.augmentations import Augmentation, Normalize
-from nnbench.components.regularizers import EarlyStopping
+from nnbench.components.regularizers import EarlyStopping, attach_dropout_generator
 from nnbench.components.schedules import Schedule
 from nnbench.data import DataShape, SplitParams, TensorData, split_sizes, vision
 from nnbench.registry import ComponentError, ComponentInfo
@@ -128,6 +128,8 @@ def _model(info: ComponentInfo) -> None:
             "model", _spec(info), input_shape=shape, outputs=3, activation=nn.ReLU,
             gain=("relu", None), init=registry.build("init", registry.resolve("init", "default")),
             norm=norm, dropout=dropout, generator=torch.Generator().manual_seed(0))
+        # dropout masks come from the trial's own generator, attached by the engines
+        attach_dropout_generator(model, torch.Generator().manual_seed(1))
         x = torch.randn(4, *shape, requires_grad=True)
         y = model(x)
         y.sum().backward()

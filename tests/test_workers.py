@@ -1,0 +1,362 @@
+"""Workers sharing a suite's trial queue: claims, heartbeats, dead and silent workers,
+local worker processes, submitit, and many workers opening a fresh store at once.
+
+Liveness in these tests: a heartbeat every second, a grace period of 4 seconds (the
+defaults are 10 and 60 s), so a silent worker's trials are re-queued within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.entities import Run, ViewType
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from rich.console import Console
+
+from nnbench.config import load_suite
+from nnbench.queue import Liveness, TrialQueue, open_storage
+from nnbench.runner import run_suite
+from nnbench.tracking import is_done
+
+QUIET = Console(quiet=True)
+FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
+LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
+
+# 8 trials of a few seconds each: long enough to stop a worker in the middle of one
+SUITE = """\
+name: {name}
+task:
+  dataset: {{name: mnist1d, num_samples: 1000, val_fraction: 0.2}}
+  model: {{name: mlp, hidden: [32]}}
+  metric: val_accuracy
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
+  epochs: {epochs}
+  batch_size: 16
+grid:
+  activation: [tanh, relu]
+seeds: 4
+"""
+
+
+def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 40) -> Path:
+    return write_suite(SUITE.format(name=name, epochs=epochs), name=name)
+
+
+def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str
+            ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnbench.cli", "worker", str(path), "--device", "cpu",
+         "--storage", storage, "--tracking-uri", uri, *FAST, *extra],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _runs(uri: str, suite: str, role: str = "trial",
+          view: int = ViewType.ACTIVE_ONLY) -> list[Run]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(suite)
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], run_view_type=view,
+                              filter_string=f"tags.`nnbench.role` = '{role}'")
+
+
+def _entries(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _holder_of_a_running_trial(storage: str, study: str, pids: set[int],
+                               deadline: float) -> int:
+    """The pid of a worker (among `pids`) that holds a running trial, after some epochs."""
+    while time.monotonic() < deadline:
+        try:
+            running = [e for e in _entries(storage, study) if e.state == TrialState.RUNNING
+                       and e.user_attrs.get("nnbench.worker")]
+        except Exception:  # the study is not there yet
+            running = []
+        for entry in running:
+            pid = int(str(entry.user_attrs["nnbench.worker"]).rpartition(":")[2])
+            started = entry.datetime_start.timestamp() if entry.datetime_start else time.time()
+            if pid in pids and time.time() - started > 1.0:  # well inside its training
+                return pid
+        time.sleep(0.2)
+    raise AssertionError("no worker held a running trial in time")
+
+
+def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
+    """Every trial has exactly one active, finished run; returns them by trial_id."""
+    runs = _runs(uri, suite_name)
+    done = [r for r in runs if is_done(r)]
+    counts = Counter(r.data.tags["nnbench.trial_id"] for r in done)
+    assert set(counts) == trial_ids
+    assert set(counts.values()) == {1}, counts
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    return {r.data.tags["nnbench.trial_id"]: r for r in done}
+
+
+# -- four workers at the same instant on a fresh PostgreSQL store; one is killed ------------
+
+@pytest.mark.slow
+def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
+        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = _suite(write_suite, "four")
+    suite = load_suite(path)
+    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
+    workers = [_worker(path, storage, uri, tmp_path, "--engine", "serial") for _ in range(4)]
+    pids = {w.pid for w in workers}
+    victim_pid = _holder_of_a_running_trial(storage, "four/trials", pids,
+                                            time.monotonic() + 240)
+    victim = next(w for w in workers if w.pid == victim_pid)
+    held = {str(e.user_attrs["nnbench.trial_id"]) for e in _entries(storage, "four/trials")
+            if e.state == TrialState.RUNNING and e.user_attrs.get("nnbench.worker", "")
+            .endswith(f":{victim_pid}")}
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    others = [w for w in workers if w is not victim]
+    outputs = [w.communicate(timeout=600)[0] for w in others]
+    assert [w.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
+
+    trial_ids = {t.trial_id for t in suite.trials()}
+    finished = _finished_once(uri, "four", trial_ids)
+    # the killed worker's trial was re-run: its entry went stale, a copy was queued
+    entries = _entries(storage, "four/trials")
+    stale = [e for e in entries if e.state == TrialState.FAIL
+             and str(e.user_attrs.get("nnbench.trial_id")) in held]
+    assert stale and all(e.user_attrs.get("nnbench.worker", "").endswith(f":{victim_pid}")
+                         for e in stale)
+    killed_runs = [r for r in _runs(uri, "four", view=ViewType.ALL)
+                   if r.data.tags.get("nnbench.trial_id") in held and not is_done(r)]
+    assert killed_runs and {r.data.tags["nnbench.status"] for r in killed_runs} == {"killed"}
+    # every worker did some of the work, and nothing was left behind in the queue
+    states = Counter(e.state for e in entries)
+    assert states[TrialState.WAITING] == states[TrialState.RUNNING] == 0
+    # the same numbers as one serial worker of the same suite
+    single = f"sqlite:///{tmp_path / 'single.db'}"
+    run_suite(suite, device="cpu", tracking_uri=single, engine="serial", console=QUIET)
+    reference = _finished_once(single, "four", trial_ids)
+    for trial_id, run in finished.items():
+        assert run.data.tags["nnbench.fingerprint"] == \
+            reference[trial_id].data.tags["nnbench.fingerprint"]
+
+
+# -- a worker whose heartbeat stops (as one dying on another host) -------------------------
+
+@pytest.mark.slow
+def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    """SIGSTOP freezes a worker as a hung machine or a cut network would: its heartbeats
+    stop while its process still exists (liveness is not checked by pid). The other
+    worker re-runs its trial after the grace period; when the silent worker wakes up and
+    finishes, its claim is gone and its result is recorded as killed, not done."""
+    path = _suite(write_suite, "silent", epochs=30)
+    suite = load_suite(path)
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
+    _holder_of_a_running_trial(storage, "silent/trials", {first.pid}, time.monotonic() + 240)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _worker(path, storage, uri, tmp_path, "--engine", "serial")
+        output, _ = second.communicate(timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 0, output
+    first_output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, first_output
+    assert "claim lost" in first_output
+    finished = _finished_once(uri, "silent", {t.trial_id for t in suite.trials()})
+    lost = [r for r in _runs(uri, "silent", view=ViewType.ALL)
+            if r.data.tags.get("nnbench.status") == "killed"]
+    assert any("heartbeat went stale" in r.data.tags["nnbench.reason"] for r in lost)
+    assert all(r.info.run_id not in {f.info.run_id for f in finished.values()} for r in lost)
+    entries = _entries(storage, "silent/trials")
+    stale = [e for e in entries if e.state == TrialState.FAIL
+             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.pid}")]
+    assert stale  # the silent worker's claim, failed by the other worker
+    for entry in stale:  # ... and a copy of it, queued by Optuna, trained to completion
+        copies = [e for e in entries if entry.number in e.system_attrs.get("retry_history", [])]
+        assert [c.state for c in copies] == [TrialState.COMPLETE]
+
+
+TUNED = """\
+name: {name}
+task:
+  dataset: {{name: mnist1d, num_samples: 1000, val_fraction: 0.2}}
+  model: {{name: mlp, hidden: [32]}}
+  metric: val_accuracy
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
+  epochs: 30
+  batch_size: 16
+grid:
+  optimizer: [sgd]
+tune:
+  space:
+    optimizer.lr: {{type: float, low: 0.001, high: 0.3, log: true}}
+  trials: 4
+  sampler: {{name: random, seed: 0}}
+  pruner: {{name: none}}
+  seeds: 2
+seeds: 2
+"""
+
+
+@pytest.mark.slow
+def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_suite(TUNED.format(name="silent_tune"), name="silent_tune")
+    suite = load_suite(path)
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = f"silent_tune/{suite.configurations()[0].config_id}"
+    first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
+    _holder_of_a_running_trial(storage, study, {first.pid}, time.monotonic() + 240)
+    stopped_trials = {e.number for e in _entries(storage, study)
+                      if e.state == TrialState.RUNNING}
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _worker(path, storage, uri, tmp_path, "--engine", "serial")
+        output, _ = second.communicate(timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 0, output
+    first_output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, first_output
+    trials = _entries(storage, study)
+    counted = [t for t in trials if t.user_attrs.get("counted")]
+    assert len(counted) == 4  # the budget, met exactly
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for number in stopped_trials:  # failed as stale, and a copy with its parameters re-ran
+        assert next(t for t in trials if t.number == number).state == TrialState.FAIL
+        copies = [t for t in trials if number in t.system_attrs.get("retry_history", [])]
+        assert copies and copies[0].state == TrialState.COMPLETE
+        assert copies[0].params == next(t for t in trials if t.number == number).params
+    tune_runs = _runs(uri, "silent_tune", role="tune", view=ViewType.ALL)
+    late = [r for r in tune_runs if int(r.data.tags["nnbench.optuna_trial"]) in stopped_trials]
+    assert late and all(r.data.tags["nnbench.status"] == "killed" for r in late)
+    reruns = _runs(uri, "silent_tune")
+    assert len([r for r in reruns if is_done(r)]) == 2  # the tuned point over 2 seeds
+
+
+# -- local workers, submitit, atomic claims ---------------------------------------------------
+
+@pytest.mark.slow
+def test_run_with_two_local_workers_trains_every_trial_once(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = _suite(write_suite, "two", epochs=3)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "nnbench.cli", "run", str(path), "--device", "cpu",
+         "--tracking-uri", uri, "--workers", "2", "--engine", "serial",
+         "--report-dir", str(tmp_path / "reports"), *FAST],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "2 local workers, 1 thread(s) each" in result.stderr
+    assert "[worker 1]" in result.stderr and "[worker 2]" in result.stderr
+    suite = load_suite(path)
+    finished = _finished_once(uri, "two", {t.trial_id for t in suite.trials()})
+    parents = {r.data.tags["mlflow.parentRunId"] for r in finished.values()}
+    assert len(parents) == 1  # the coordinator's run holds both workers' trials
+    workers = {r.data.tags["nnbench.threads"] for r in finished.values()}
+    assert workers == {"1"}
+    assert (tmp_path / "reports" / "two.html").exists()
+    status = subprocess.run([sys.executable, "-m", "nnbench.cli", "status", str(path),
+                             "--tracking-uri", uri], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "8 done, 0 running on 0 worker(s), 0 queued, 0 failed" in status.stdout
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_a_suite_to_completion(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = _suite(write_suite, "submitted", epochs=2)
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "nnbench.cli", "submit", str(path), "--storage", storage,
+         "--tracking-uri", uri, "--workers", "2", "--local", "--device", "cpu",
+         "--engine", "serial", "--folder", str(tmp_path / "jobs"),
+         "--report-dir", str(tmp_path / "reports"), *FAST],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submitted 2 worker job(s)" in result.stderr
+    assert "exit codes [0, 0]" in result.stderr
+    suite = load_suite(path)
+    _finished_once(uri, "submitted", {t.trial_id for t in suite.trials()})
+    logs = list((tmp_path / "jobs").glob("*_log.out"))
+    assert len(logs) == 2  # one log per array job, written by submitit
+
+
+def _claimer(storage: str, out: Path) -> subprocess.Popen[str]:
+    code = (
+        "import json, sys\n"
+        "from nnbench.queue import Liveness, TrialQueue, open_storage\n"
+        "live = Liveness(1, 4)\n"
+        f"queue = TrialQueue('race', open_storage({storage!r}, live), live)\n"
+        "numbers = []\n"
+        "while claims := queue.claim(1):\n"
+        "    numbers.append(claims[0].number)\n"
+        "    queue.release(claims[0], 'done')\n"
+        "queue.close()\n"
+        f"open({str(out)!r}, 'w').write(json.dumps(numbers))\n")
+    return subprocess.Popen([sys.executable, "-c", code], text=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_claims_never_hand_a_trial_to_two_workers(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Four processes drain one queue as fast as they can: each entry is claimed once."""
+    from dataclasses import replace
+
+    if backend == "postgresql":
+        storage = f"{request.getfixturevalue('postgres')}/optuna"
+    else:
+        storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
+    specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
+    queue = TrialQueue("race", open_storage(storage, LIVENESS), LIVENESS)
+    assert queue.enqueue(specs) == 60
+    assert queue.enqueue(specs) == 0  # idempotent by trial_id
+    outs = [tmp_path / f"claims{i}.json" for i in range(4)]
+    procs = [_claimer(storage, out) for out in outs]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    claimed = [n for out in outs for n in json.loads(out.read_text())]
+    assert sorted(claimed) == list(range(60))  # every entry once, none twice
+    assert queue.counts().done == 60
+    queue.close()
+
+
+def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) -> None:
+    """Two workers queueing at the same instant may queue a trial twice: the later entry
+    is dropped when claimed while the earlier one is running."""
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
+    spec = suite.trials()[0]
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = TrialQueue("dup", open_storage(storage, LIVENESS), LIVENESS)
+    queue.enqueue([spec])
+    queue.study.enqueue_trial({}, user_attrs={  # what a racing worker's enqueue leaves
+        "nnbench.trial_id": spec.trial_id,
+        "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)})
+    (first,) = queue.claim(1)
+    assert first.spec == spec and first.number == 0
+    assert queue.claim(1) == []  # the duplicate was released, not handed out
+    duplicate = _entries(storage, "dup/trials")[1]
+    assert duplicate.state == TrialState.FAIL
+    assert duplicate.user_attrs["nnbench.outcome"] == "duplicate: of queue entry 0"
+    assert queue.release(first, "done")
+    assert queue.counts().line() == "1 done, 0 running on 0 worker(s), 0 queued, 0 failed"
+    queue.close()
+

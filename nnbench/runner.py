@@ -165,7 +165,7 @@ class _Recorder:
         """The trial's claim went stale while it trained: another worker re-runs it."""
         spec = result.spec
         with _bookkeeping():
-            self.tracker.kill_trial(self.run_ids.pop(spec.trial_id), (
+            self.tracker.abandon_trial(self.run_ids.pop(spec.trial_id), (
                 "this worker's heartbeat went stale while it trained (hung, suspended or cut "
                 "off); the queue re-queued the trial for another worker"))
         self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: claim "

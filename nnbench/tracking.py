@@ -91,7 +91,10 @@ class Tracker:
     """One suite's experiment in one MLflow store."""
 
     def __init__(self, suite: Suite, tracking_uri: str | None = None) -> None:
-        self.client = cast(MlflowClient, _Retrying(MlflowClient(tracking_uri)))
+        # MLflow makes the store (its schema, on a fresh database) when the client is made:
+        # another worker may be making it at the same instant
+        client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
+        self.client = cast(MlflowClient, _Retrying(client))
         self.suite = suite
         self.tracking_uri = self.client.tracking_uri
         # the store (and its schema, on a fresh database) is made on first use: make it now,
@@ -292,6 +295,17 @@ class Tracker:
         """Record a trial interrupted outside the trainer (e.g. Ctrl-C while logging)."""
         self._flush(run_id)
         self._end_run(run_id, "killed", reason)
+
+    def abandon_trial(self, run_id: str, reason: str) -> None:
+        """A trial this worker lost its claim on: the worker that took the trial over may
+        already have closed (and, once the trial finished, deleted) this run; then its
+        unsent metrics are dropped. Otherwise it is recorded as killed."""
+        run = self.client.get_run(run_id)
+        if run.info.lifecycle_stage == "deleted" or run.info.status != "RUNNING":
+            self._pending.pop(run_id, None)
+            self._last_flush.pop(run_id, None)
+            return
+        self.kill_trial(run_id, reason)
 
     def _end_run(self, run_id: str, status: str, reason: str) -> None:
         tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]

@@ -239,7 +239,7 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
                 trial.set_user_attr("nnbench.error", result.reason[-2000:])
                 study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-        tracker.kill_trial(run_id, "this worker's heartbeat went stale while it trained; "
+        tracker.abandon_trial(run_id, "this worker's heartbeat went stale while it trained; "
                                    "Optuna failed the trial and queued a copy")
         console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
                       highlight=False)

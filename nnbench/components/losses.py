@@ -38,6 +38,22 @@ class Objective(nn.Module):
         """Metric values from sums accumulated over n examples."""
         raise NotImplementedError
 
+    # -- lanes: many models' outputs at once, `[lanes, batch, ...]` (the stacked engine) --
+
+    def lane_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each lane's mean loss, `[lanes]`: this loss applied lane by lane."""
+        from torch.func import vmap
+
+        losses: torch.Tensor = vmap(self)(outputs, targets)
+        return losses
+
+    def lane_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each lane's `sums`, `[lanes, metrics]`."""
+        from torch.func import vmap
+
+        sums: torch.Tensor = vmap(self.sums)(outputs, targets)
+        return sums
+
 
 class _Classification(Objective):
     metrics = ("accuracy",)
@@ -59,6 +75,16 @@ class CrossEntropy(_Classification):
 
     def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return (outputs.argmax(dim=1) == targets).sum()[None]
+
+    def lane_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One cross-entropy call over every lane's examples, averaged per lane."""
+        lanes, batch = targets.shape
+        each = F.cross_entropy(outputs.reshape(lanes * batch, -1), targets.reshape(-1),
+                               reduction="none", label_smoothing=self.label_smoothing)
+        return each.view(lanes, batch).mean(dim=1)
+
+    def lane_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (outputs.argmax(dim=-1) == targets).sum(dim=1, keepdim=True)
 
 
 class Binary(_Classification):

@@ -307,8 +307,8 @@ class _GroupRun:
                        if s else None for s in specs]
         self.sigmoid = torch.tensor([s is not None and s.activation.name == "sigmoid"
                                      for s in specs], device=device)
-        self.loss_fn = vmap(self.objective)
-        self.sums_fn = vmap(self.objective.sums)
+        self.loss_fn = self.objective.lane_loss
+        self.sums_fn = self.objective.lane_sums
 
     def _per_lane(self, values: Sequence[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float32, device=self.device)

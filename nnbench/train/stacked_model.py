@@ -206,7 +206,10 @@ class StackedModel:
             return same
         view = x.reshape(batch, lanes, -1) if layout == "channels" else x
         dim = 1 if layout == "channels" else 0
-        parts = [module(view.narrow(dim, first, count)) for module, first, count in op.per_lane]
+        # split (not narrow): its backward concatenates the slices' gradients instead of
+        # filling a zero tensor per slice
+        slices = torch.split(view, [count for _, _, count in op.per_lane], dim)
+        parts = [module(part) for (module, _, _), part in zip(op.per_lane, slices, strict=True)]
         return torch.cat(parts, dim).reshape(x.shape)
 
     def _batchnorm(self, op: _Op, x: torch.Tensor, layout: Layout, lanes: int,

@@ -1,0 +1,135 @@
+"""Is a suite's report already up to date? Answered before anything heavy is imported.
+
+A `nnbench run` that finds every trial done used to validate the suite, open MLflow
+and re-render the report (tens of seconds on a small CPU) although nothing had
+changed. After each run that leaves a suite complete, nnbench records what its report
+was made from, in `<report_dir>/.nnbench-inputs.json`:
+
+- the suite file's bytes (sha256);
+- nnbench itself: a digest of its source files (a code change can change validation,
+  trial ids or the report);
+- the files the suite's trials depend on beyond it (plugin modules, data files);
+- the MLflow store: for a SQLite store its size and modification time (any run written
+  by anyone changes them); other stores are never taken as unchanged;
+- the report file it wrote (sha256), and a digest of the results it was rendered from.
+
+The next `nnbench run` of that suite compares these first (a few file reads and hashes,
+no torch, no MLflow): when all match, nothing can have changed, it says so and is done.
+When the store changed but the results read back are the same (another suite wrote to
+it), the report is not re-rendered either (`results_unchanged`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["default_tracking_uri", "fresh_report", "record", "results_unchanged",
+           "source_digest"]
+
+MANIFEST = ".nnbench-inputs.json"
+
+
+def default_tracking_uri() -> str:
+    """MLflow's own resolution, without importing MLflow: the variable, else
+    `sqlite:///<cwd>/mlflow.db`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def source_digest() -> str:
+    """sha256 over nnbench's own source and templates (names and bytes)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".j2", ".yaml")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def store_token(tracking_uri: str) -> str | None:
+    """What changes whenever a SQLite MLflow store is written; None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    wal = path.with_name(path.name + "-wal")
+    wal_part = f":{wal.stat().st_size}:{wal.stat().st_mtime_ns}" if wal.exists() else ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}{wal_part}"
+
+
+def _manifest(report_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((report_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _inputs(suite_path: Path, tracking_uri: str, dependencies: Iterable[Path]) -> dict[str, Any]:
+    return {"suite": _sha(suite_path), "nnbench": source_digest(), "tracking_uri": tracking_uri,
+            "store": store_token(tracking_uri),
+            "dependencies": {str(p): _sha(p) for p in sorted(set(dependencies))}}
+
+
+def fresh_report(suite_path: str, report_dir: str, tracking_uri: str | None) -> Path | None:
+    """The suite's report when nothing it was made from changed since; else None."""
+    path = Path(suite_path).resolve()
+    uri = tracking_uri or default_tracking_uri()
+    entry = _manifest(Path(report_dir)).get(str(path))
+    if not entry or entry.get("store") is None:
+        return None
+    recorded = entry.get("inputs", {})
+    now = _inputs(path, uri, [Path(p) for p in recorded.get("dependencies", {})])
+    report = Path(entry.get("report", ""))
+    if now != recorded or _sha(report) != entry.get("report_sha"):
+        return None
+    return report
+
+
+def results_unchanged(suite_path: str, report_dir: str, results_digest: str,
+                      report: Path) -> bool:
+    """Was the report rendered from these very results (and is it still that file)?"""
+    entry = _manifest(Path(report_dir)).get(str(Path(suite_path).resolve()), {})
+    return bool(entry.get("results") == results_digest and entry.get("report") == str(report)
+            and _sha(report) == entry.get("report_sha")
+            and entry.get("inputs", {}).get("suite") == _sha(Path(suite_path).resolve())
+            and entry.get("inputs", {}).get("nnbench") == source_digest())
+
+
+def record(suite_path: str, report_dir: str, tracking_uri: str, report: Path,
+           results_digest: str, dependencies: Iterable[Path] = ()) -> None:
+    """Remember what the suite's (complete) report was made from."""
+    directory = Path(report_dir)
+    manifest = _manifest(directory)
+    path = Path(suite_path).resolve()
+    inputs = _inputs(path, tracking_uri, dependencies)
+    manifest[str(path)] = {"inputs": inputs, "store": inputs["store"],
+                           "report": str(report.resolve()), "report_sha": _sha(report),
+                           "results": results_digest}
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(directory / MANIFEST)
+
+
+def forget(suite_path: str, report_dir: str) -> None:
+    """A suite that is not complete (or was not rendered by run) has no fresh report."""
+    directory = Path(report_dir)
+    manifest = _manifest(directory)
+    if manifest.pop(str(Path(suite_path).resolve()), None) is not None:
+        tmp = directory / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.replace(directory / MANIFEST)

@@ -166,6 +166,45 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
     return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
 
 
+def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -> Path:
+    """After a run: re-render the report only when its inputs changed, and remember what a
+    complete suite's report was made from (the next `run` then answers at once)."""
+    from nnbench import fresh
+    from nnbench.report import render_report
+    from nnbench.results import load_results, results_digest
+
+    results = load_results(suite, args.tracking_uri)
+    digest = results_digest(results)
+    report = Path(args.report_dir) / f"{suite.name}.html"
+    if complete and fresh.results_unchanged(suite.path, args.report_dir, digest, report):
+        err.print(f"suite {suite.name}: results, suite file and nnbench unchanged; the report "
+                  f"is up to date")
+    else:
+        report = render_report(suite, report_dir=args.report_dir, results=results)
+    if complete:
+        fresh.record(suite.path, args.report_dir, results.tracking_uri, report, digest,
+                     _dependencies(suite))
+    else:
+        fresh.forget(suite.path, args.report_dir)
+    return report
+
+
+def _dependencies(suite: Suite) -> list[Path]:
+    """Files a suite's trials depend on beyond the suite file and nnbench itself."""
+    return []
+
+
+def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
+    """Every suite's report, when none of their inputs changed since it was made (checked
+    from file hashes alone: no validation, no MLflow); else None."""
+    from nnbench import fresh
+
+    reports = [fresh.fresh_report(p, args.report_dir, args.tracking_uri) for p in args.suites]
+    if any(r is None for r in reports):
+        return None
+    return [r for r in reports if r is not None]
+
+
 def _device(args: argparse.Namespace) -> torch.device:
     """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
     return cli_checks.check_device(args.device)
@@ -189,6 +228,17 @@ def _preflight(suites: Sequence[Suite]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    reports = _fresh_reports(args)
+    if reports is not None:  # nothing to train, nothing to re-render: say so at once
+        from nnbench.fresh import default_tracking_uri
+
+        uri = args.tracking_uri or default_tracking_uri()
+        for path, report in zip(args.suites, reports, strict=True):
+            err.print(f"{path}: every trial is done and nothing changed since its report "
+                      f"(suite file, results, nnbench); nothing to train or re-render")
+            out.print(f"report: {report}")
+        out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri {uri}")
+        return EXIT_OK
     suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     tuned = [s.path for s in suites if s.tune is not None]
     if tuned:
@@ -210,10 +260,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
                       f"train the rest")
             return EXIT_INTERRUPTED
-        if summary.statuses.get("failed") or any(c not in (0, 130)
-                                                 for c in summary.worker_codes):
+        failed = bool(summary.statuses.get("failed")) or any(c not in (0, 130)
+                                                             for c in summary.worker_codes)
+        if failed:
             code = EXIT_TRIAL_FAILED
-        path = _report(suite, args)
+        path = _report_if_changed(suite, args, complete=not failed and summary.complete)
         out.print(f"report: {path.resolve()}")
         out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
                   f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")

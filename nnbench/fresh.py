@@ -104,7 +104,8 @@ def results_unchanged(suite_path: str, report_dir: str, results_digest: str,
                       report: Path) -> bool:
     """Was the report rendered from these very results (and is it still that file)?"""
     entry = _manifest(Path(report_dir)).get(str(Path(suite_path).resolve()), {})
-    return bool(entry.get("results") == results_digest and entry.get("report") == str(report)
+    return bool(entry.get("results") == results_digest
+                and entry.get("report") == str(report.resolve())
             and _sha(report) == entry.get("report_sha")
             and entry.get("inputs", {}).get("suite") == _sha(Path(suite_path).resolve())
             and entry.get("inputs", {}).get("nnbench") == source_digest())

@@ -109,6 +109,7 @@ def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS) -> RDBStorage:
 
 def open_study(storage: RDBStorage, name: str, **kwargs: Any) -> optuna.Study:
     """Create or load a study; two workers creating it at the same instant both get it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # nnbench says what it does itself
     return retrying(lambda: optuna.create_study(storage=storage, study_name=name,
                                                 load_if_exists=True, **kwargs),
                     f"opening the study {name}")

@@ -77,10 +77,16 @@ class RunSummary:
     lost: int = 0  # trials whose claim went stale while training (another worker re-runs)
     interrupted: bool = False
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
+    done_after: int = 0  # trials done in MLflow when the run ended
 
     @property
     def trained(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every trial of the run is done (finished or diverged) in MLflow."""
+        return self.done_after >= self.total
 
 
 @contextmanager
@@ -226,6 +232,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                   highlight=False)
     if not todo and not counts.running and not counts.queued:
         queue.close()
+        summary.done_after = len(population)
         return summary
     run_tags = _provenance(device, flags, tags)
     if summary.parent_run_id is None:
@@ -246,6 +253,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if parent_run_id is None:
             tracker.end_invocation(summary.parent_run_id,
                                    "KILLED" if summary.interrupted else "FINISHED")
+    done_now = tracker.prepare()
+    summary.done_after = sum(1 for t in population if t.trial_id in done_now)
     return summary
 
 

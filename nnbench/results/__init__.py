@@ -21,7 +21,7 @@ from nnbench.config.spec import value_label
 from nnbench.tracking import DONE_STATUSES, Tracker, is_done
 from nnbench.train.results import Numerics
 
-__all__ = ["Results", "export_tables", "load_results"]
+__all__ = ["Results", "export_tables", "load_results", "results_digest"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,19 @@ def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFr
     for key in ("trial_id", "config_id", "config", "seed", "run_id"):
         frame[key] = row[key]
     return frame
+
+
+def results_digest(results: Results) -> str:
+    """sha256 of everything a report is rendered from: its tables and the invocations."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for frame in (results.trials, results.history, results.tuning):
+        digest.update(frame.to_csv(index=False).encode())
+    digest.update(str(results.missing).encode())
+    if not results.invocations.empty:
+        digest.update(results.invocations.to_csv(index=False).encode())
+    return digest.hexdigest()
 
 
 def export_tables(results: Results, directory: Path) -> list[Path]:

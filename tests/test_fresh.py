@@ -1,0 +1,89 @@
+"""A run with nothing to do: answered from file hashes when nothing changed; the report is
+re-rendered exactly when its inputs (results, suite file, nnbench) changed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nnbench import cli
+
+NOTHING = "nothing changed since its report"
+
+
+def _run(path: Path, uri: str, reports: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", uri,
+                     "--report-dir", str(reports)])
+    assert code == 0
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+@pytest.fixture
+def done(write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+         capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, Path]:
+    path = write_suite(epochs=2)
+    reports = tmp_path / "reports"
+    output = _run(path, tracking_uri, reports, capsys)
+    assert "trained 4" in output
+    return path, tracking_uri, reports
+
+
+def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
+                                                tmp_path: Path) -> None:
+    path, uri, reports = done
+    report = reports / "tiny.html"
+    before = report.stat().st_mtime_ns
+    code = ("import sys\n"
+            "from nnbench.cli import main\n"
+            f"code = main(['run', {str(path)!r}, '--tracking-uri', {uri!r}, "
+            f"'--report-dir', {str(reports)!r}])\n"
+            "print('imported:', sorted(m for m in ('torch', 'mlflow', 'optuna', 'pandas') "
+            "if m in sys.modules))\n"
+            "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert NOTHING in result.stderr
+    assert f"report: {report.resolve()}" in result.stdout
+    assert "imported: []" in result.stdout  # no torch, MLflow, Optuna or pandas
+    assert report.stat().st_mtime_ns == before
+
+
+def test_a_store_written_without_a_changed_result_keeps_the_report(
+        done: tuple[Path, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path, uri, reports = done
+    report = reports / "tiny.html"
+    before = report.stat().st_mtime_ns
+    Path(uri.removeprefix("sqlite:///")).touch()  # as another suite's run would
+    output = _run(path, uri, reports, capsys)
+    assert NOTHING not in output
+    assert "the report is up to date" in output
+    assert report.stat().st_mtime_ns == before
+    assert NOTHING in _run(path, uri, reports, capsys)  # and known fresh again
+
+
+def test_a_changed_result_or_suite_file_re_renders_the_report(
+        done: tuple[Path, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path, uri, reports = done
+    report = reports / "tiny.html"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    run = client.search_runs([experiment.experiment_id],
+                             filter_string="tags.`nnbench.role` = 'trial'")[0]
+    client.log_metric(run.info.run_id, "val_accuracy", 0.987654, step=99)  # a result changes
+    output = _run(path, uri, reports, capsys)
+    assert NOTHING not in output and "up to date" not in output
+    assert "0.9877" in report.read_text()
+    assert NOTHING in _run(path, uri, reports, capsys)
+
+    path.write_text(path.read_text().replace("tiny suite for tests", "an edited description"))
+    output = _run(path, uri, reports, capsys)
+    assert NOTHING not in output and "up to date" not in output
+    assert "an edited description" in report.read_text()

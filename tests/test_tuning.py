@@ -208,7 +208,7 @@ def test_two_workers_share_the_studies_on_postgresql(postgres: str, tmp_path: Pa
     workers = [_tune(path, storage, uri, tmp_path) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)
-    assert all(f"{name}" in "".join(outputs) for name in ("shared/",))
+    assert all("shared/" in output for output in outputs)  # each worker tuned the suite
     _assert_budgets_met(storage, 6, 3)
     tune_runs = _runs(uri, "shared", "tune")
     studies = Counter(r.data.tags["nnbench.study"] for r in tune_runs)

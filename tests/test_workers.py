@@ -35,7 +35,7 @@ LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
 
 # trials of a few seconds each (a 40-32-10 MLP, 40 steps an epoch): long enough to stop a
 # worker in the middle of one
-SUITE = """\
+HEAD = """\
 name: {name}
 task:
   dataset: {{name: mnist1d, num_samples: 1000, val_fraction: 0.2}}
@@ -47,6 +47,8 @@ fixed:
   optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
   epochs: {epochs}
   batch_size: 16
+"""
+SUITE = HEAD + """\
 grid:
   activation: [tanh, relu]
 seeds: {seeds}
@@ -198,18 +200,7 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
         assert [c.state for c in copies] == [TrialState.COMPLETE]
 
 
-TUNED = """\
-name: {name}
-task:
-  dataset: {{name: mnist1d, num_samples: 1000, val_fraction: 0.2}}
-  model: {{name: mlp, hidden: [32]}}
-  metric: val_accuracy
-fixed:
-  activation: relu
-  init: kaiming_normal
-  optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
-  epochs: 300
-  batch_size: 16
+TUNED = HEAD + """\
 grid:
   optimizer: [sgd]
 tune:
@@ -226,7 +217,7 @@ seeds: 2
 @pytest.mark.slow
 def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
         write_suite: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_suite(TUNED.format(name="silent_tune"), name="silent_tune")
+    path = write_suite(TUNED.format(name="silent_tune", epochs=300), name="silent_tune")
     suite = load_suite(path)
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     study = f"silent_tune/{suite.configurations()[0].config_id}"

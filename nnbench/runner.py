@@ -175,7 +175,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             "mlflow.source.git.commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(engine.device),
             **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
-            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}, **(tags or {})}
+            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()},
+            **provenance.plugin_tags(trials), **(tags or {})}
     parent = tracker.start_invocation(tags, n_todo=len(todo))
     summary.parent_run_id = parent
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -5,6 +5,7 @@ once, naming file, key path, given value and allowed values); `Suite.trials()`
 expands it (grid × ablations × seeds).
 """
 
+from nnbench.config.reference import PublishedResult, Reference
 from nnbench.config.spec import AXES, Axis, TrialSpec
 from nnbench.config.suite import (
     METRICS,
@@ -19,5 +20,6 @@ from nnbench.config.suite import (
     parse_suite,
 )
 
-__all__ = ["AXES", "METRICS", "Axis", "Claim", "Dimension", "ReportOptions", "Suite",
-           "SuiteError", "TrialSpec", "Tune", "apply_values", "load_suite", "parse_suite"]
+__all__ = ["AXES", "METRICS", "Axis", "Claim", "Dimension", "PublishedResult", "Reference",
+           "ReportOptions", "Suite", "SuiteError", "TrialSpec", "Tune", "apply_values",
+           "load_suite", "parse_suite"]

@@ -14,6 +14,10 @@ A suite file (YAML)::
     report: {ema: 0.6}                              # how the report reads the results
     expect:                                         # claims the report gives a verdict on
       - {claim: relu beats sigmoid, a: {activation: relu}, b: {activation: sigmoid}}
+    plugins: [mylab.nets]                           # modules registering own components
+    reference:                                      # published numbers shown beside ours
+      {source: ..., metric: test_accuracy, tolerance: 0.03,
+       results: [{where: {model: logistic}, value: 0.32}]}
 
 Everything is checked before any training: `load_suite` collects every problem
 and raises one `SuiteError` whose lines name the file, the key path, the value
@@ -36,7 +40,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from nnbench import registry
-from nnbench.config.spec import AXES, TrialSpec, value_label
+from nnbench.config.reference import Reference, parse_reference
+from nnbench.config.spec import AXES, TrialSpec, stamped, value_label
 from nnbench.registry import ComponentError, ComponentSpec
 
 __all__ = ["METRICS", "Claim", "Dimension", "ReportOptions", "Suite", "SuiteError", "Tune",
@@ -49,7 +54,7 @@ METRICS: dict[str, bool] = {
     for split in ("test", "val", "train") for name in ("accuracy", "loss", "rmse", "mae")
 }
 TOP_KEYS = ("name", "description", "task", "fixed", "grid", "ablate", "seeds", "checkpoint",
-            "report", "expect", "tune")
+            "report", "expect", "tune", "plugins", "reference")
 TUNE_KEYS = ("space", "trials", "objective", "sampler", "pruner", "seeds")
 SAMPLERS = ("tpe", "random", "grid", "qmc")
 PRUNERS = ("median", "hyperband", "none")
@@ -141,6 +146,8 @@ class Suite:
     report: ReportOptions = field(default_factory=ReportOptions)
     expect: tuple[Claim, ...] = ()
     tune: Tune | None = None
+    plugins: tuple[str, ...] = ()  # plugin modules imported before names are resolved
+    reference: Reference | None = None  # published numbers the report compares with
 
     @property
     def higher_is_better(self) -> bool:
@@ -200,7 +207,7 @@ def _apply(base: TrialSpec, point: Mapping[str, Any]) -> TrialSpec:
             resolved = registry.resolve(AXES[head].kind or "", {**component.to_dict(), param: v})
             changes: dict[str, Any] = {head: resolved}
             spec = replace(spec, **changes)
-    return spec
+    return stamped(spec)
 
 
 def apply_values(spec: TrialSpec, values: Mapping[str, Any]) -> TrialSpec:
@@ -307,6 +314,8 @@ class _Validator:
                              f"got {_describe(raw)}")
             self.fail_if_any()
         top = self.mapping(raw, "", TOP_KEYS)
+        plugins = self.plugins(top)
+        self.fail_if_any()  # a missing plugin would make every name below look unknown
         name = self.name(top)
         description = top.get("description", "")
         if not isinstance(description, str):
@@ -323,17 +332,29 @@ class _Validator:
             self.problem("checkpoint", f"expected true or false, got {_describe(checkpoint)}")
         self.fail_if_any()
         report = self.report_options(top)
-        base = TrialSpec(**base_values, seed=seeds[0])
+        base = stamped(TrialSpec(**base_values, seed=seeds[0]))
         suite = Suite(name=name, description=description, path=self.path, metric=metric,
                       base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
-                      checkpoint=checkpoint, report=report)
+                      checkpoint=checkpoint, report=report, plugins=plugins)
         self.check_dotted(suite)
         self.fail_if_any()
         self.check_configurations(suite)
+        for key, msg in ignored_axis_problems(suite, top):
+            self.problem(key, msg)
         claims = self.claims(top, suite)
+        reference = parse_reference(top.get("reference"), suite, self) \
+            if "reference" in top else None
         tune = self.tune(top, suite)
         self.fail_if_any()
-        return replace(suite, expect=claims, tune=tune)
+        return replace(suite, expect=claims, tune=tune, reference=reference)
+
+    def plugins(self, top: dict[str, Any]) -> tuple[str, ...]:
+        """Import the suite's plugin modules (before any component name is resolved)."""
+        from nnbench.plugins import load_suite_plugins
+
+        names, problems = load_suite_plugins(top.get("plugins"), self.path)
+        self.problems += problems
+        return names
 
     def tune(self, top: dict[str, Any], suite: Suite) -> Tune | None:
         if "tune" not in top:
@@ -686,10 +707,41 @@ class _Validator:
             self.problem(key, msg)
 
 
+def ignored_axis_problems(suite: Suite, top: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Axes the suite varies (or sets away from their default) that no configuration's
+    model uses: a comparison of identical trials. Models declare what they ignore in
+    `attrs["ignored_axes"](params) -> {axis: why}` (logistic: activation, norm, dropout)."""
+    from nnbench.models import ignored_axes
+
+    problems = []
+    configs = suite.configurations()
+    varied = {a.partition(".")[0] for a in suite.varied_axes}
+    for axis in ("activation", "init", "norm", "dropout"):
+        kind = AXES[axis].kind
+        default = registry.resolve(kind, AXES[axis].default) if kind else AXES[axis].default
+        changed = axis in varied or suite.base.value(axis) != default
+        if not changed:
+            continue
+        why = [ignored_axes(c.model).get(axis) for c in configs]
+        if all(why):
+            where = next((f"{section}.{a}" for section in ("grid", "ablate")
+                          for a in top.get(section) or {} if a.partition(".")[0] == axis),
+                         f"fixed.{axis}")
+            problems.append((where, f"{axis} has no effect on model "
+                                    f"'{configs[0].model.name}': {why[0]}; every trial would "
+                                    f"be the same as with the default"))
+    return problems
+
+
 def compatibility_problems(spec: TrialSpec, metric: str) -> list[tuple[str, str]]:
     """Why a trial's components cannot train together; empty when they can."""
+    from nnbench.data import dataset_attrs
+
     problems = []
-    data = registry.get("dataset", spec.dataset.name).attrs
+    try:  # a dataset reading a file checks the file's header here
+        data = dataset_attrs(spec.dataset)
+    except (OSError, ValueError) as err:
+        return [("task.dataset", str(err))]
     loss = registry.get("loss", spec.loss.name).attrs
     if loss["targets"] != data["targets"]:
         fitting = [i.name for i in registry.list_components("loss")

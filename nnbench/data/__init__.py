@@ -3,7 +3,9 @@
 Every dataset ends as tensors on the training device with a seeded split; the
 trainer indexes batches there. Raw arrays are generated or loaded once per process
 and cached. A dataset's `attrs` say what it holds: `targets` ("class" labels or
-"real" values) and `input` ("vector", "image" (C, H, W) or "signal" (L,)).
+"real" values) and `input` ("vector", "image" (C, H, W) or "signal" (L,) / (C, L)).
+A dataset whose targets or input depend on its parameters (`file`) also declares
+`attrs["attrs_for"](params) -> {targets, input}`; `dataset_attrs(spec)` answers both kinds.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import torch
 from pydantic import Field, model_validator
 from sklearn.model_selection import KFold
 
-from nnbench import seeding
-from nnbench.registry import Params
+from nnbench import registry, seeding
+from nnbench.registry import ComponentSpec, Params
 
-__all__ = ["SplitParams", "TensorData", "split"]
+__all__ = ["SplitParams", "TensorData", "dataset_attrs", "split"]
 
 Targets = Literal["class", "real"]
 
@@ -122,6 +124,16 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
                       num_classes=num_classes).to(device)
 
 
-from nnbench.data import embedded, vision  # noqa: E402  (registers the datasets)
+def dataset_attrs(spec: ComponentSpec) -> dict[str, str]:
+    """`targets` and `input` of a dataset value, for its parameters (no data loaded)."""
+    info = registry.get("dataset", spec.name)
+    attrs = {"targets": info.attrs["targets"], "input": info.attrs["input"]}
+    attrs_for = info.attrs.get("attrs_for")
+    if attrs_for is not None:
+        attrs.update(attrs_for(info.params.model_validate(spec.kwargs)))
+    return attrs
 
-__all__ += ["embedded", "vision"]
+
+from nnbench.data import embedded, files, vision  # noqa: E402  (registers the datasets)
+
+__all__ += ["embedded", "files", "vision"]

@@ -2,7 +2,7 @@
 
     nnbench validate SUITE...        check suite files; exit 2 on any problem
     nnbench show SUITE               the trial table
-    nnbench list [KIND] [PATTERN]    registered components
+    nnbench list [KIND] [PATTERN] [--plugin MODULE]   registered components (and a plugin's)
     nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
                      [--lanes N] [--workers N] [--storage URL] [--report-dir DIR]
     nnbench tune SUITE... [--storage URL] [--workers N] [--device ...] [--engine ...]
@@ -143,6 +143,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from nnbench import plugins
+
+    for module in args.plugin:
+        plugins.load_plugin(module, [Path.cwd()])
     try:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
@@ -152,7 +156,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if info.kind != kind:
             kind = info.kind
             out.print(f"[bold]{kind}[/bold]")
-        out.print(f"  {info.name:<16} {info.doc}", markup=False)
+        source = "" if info.source == registry.BUILTIN else f" [plugin {info.source}]"
+        out.print(f"  {info.name:<16} {info.doc}{source}", markup=False)
         for param in registry.describe_params(info):
             out.print(f"  {'':<16}   {param}", markup=False)
         if info.defaults:
@@ -190,8 +195,20 @@ def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -
 
 
 def _dependencies(suite: Suite) -> list[Path]:
-    """Files a suite's trials depend on beyond the suite file and nnbench itself."""
-    return []
+    """Files a suite's trials depend on beyond the suite file and nnbench itself: the
+    source of the plugins whose components they use, and data files (`attrs["files"]`)."""
+    from nnbench import plugins
+
+    paths: set[Path] = set()
+    for config in suite.configurations():
+        for kind, spec in config.components():
+            info = registry.get(kind, spec.name)
+            if info.source != registry.BUILTIN:
+                paths.update(plugins.source_paths(info.source))
+            files = info.attrs.get("files")
+            if files is not None:
+                paths.update(files(info.params.model_validate(spec.kwargs)))
+    return sorted(paths)
 
 
 def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
@@ -214,6 +231,7 @@ def _preflight(suites: Sequence[Suite]) -> None:
     """Load every dataset the suites use once, so missing files fail before any training."""
     import torch
 
+    from nnbench.data.files import DatasetFileError
     from nnbench.data.vision import DatasetNotFoundError
 
     problems = []
@@ -221,7 +239,7 @@ def _preflight(suites: Sequence[Suite]) -> None:
         for spec in {c.dataset: c for c in suite.configurations()}.values():
             try:
                 registry.build("dataset", spec.dataset, seed=spec.seed, device=torch.device("cpu"))
-            except DatasetNotFoundError as e:
+            except (DatasetNotFoundError, DatasetFileError) as e:
                 problems.append(f"{suite.path}: task.dataset: {e}")
     if problems:
         raise _UsageError("\n".join(problems))
@@ -292,6 +310,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           f"({str(e).splitlines()[0]}); set `checkpoint: true` in the suite "
                           f"and run it again") from None
     device = _device(args)
+    _warn_if_changed(blob)
     metrics = evaluate_checkpoint(blob, device)
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
               f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
@@ -300,6 +319,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         note = f"  (logged {logged:.6f})" if logged is not None else ""
         out.print(f"  {key} = {value:.6f}{note}")
     return EXIT_OK
+
+
+def _warn_if_changed(blob: bytes) -> None:
+    """Say so when a plugin or data file the trial used is not what it was at training."""
+    import io
+
+    import torch
+
+    from nnbench.config import TrialSpec
+    from nnbench.config.spec import stamped
+
+    canonical = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)["spec"]
+    recorded = TrialSpec.from_canonical(canonical)
+    now = dict(stamped(recorded).digests)
+    for key, digest in recorded.digests:
+        if now.get(key) != digest:
+            err.print(f"warning: {key} changed since this trial trained ({digest} -> "
+                      f"{now.get(key, 'gone')}); the numbers below use the current one",
+                      markup=False)
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -506,6 +544,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("kind", nargs="?", help="activation, init, optimizer, schedule, ...")
     p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'adam*'")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import a plugin module first (searched in the working directory, "
+                        "then sys.path); repeatable")
     p.set_defaults(func=_cmd_list)
 
     commands = (
@@ -585,10 +626,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nnbench.plugins import PluginError, load_entry_points
+
     args = _parser().parse_args(argv)
     try:
+        load_entry_points()  # installed plugins: a broken one stops every command here
         code: int = args.func(args)
-    except _UsageError as e:
+    except (_UsageError, PluginError) as e:
         err.print(str(e), markup=False)
         return EXIT_USAGE
     except SuiteError as e:  # a suite command that loads one file itself

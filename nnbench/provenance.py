@@ -1,4 +1,4 @@
-"""Where a result came from: git commit, library versions, device, host.
+"""Where a result came from: git commit, library versions, plugins, device, host.
 
 Recorded as tags on every MLflow run and shown in the report.
 """
@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["device_name", "git_commit", "library_versions"]
+__all__ = ["device_name", "git_commit", "library_versions", "plugin_tags"]
+
+PLUGIN_TAG = "nnbench.plugin."  # + module: "<version> sha256:<hash> (<n> files)"
 
 LIBRARIES = ("nnbench", "torch", "torchvision", "numpy", "mlflow", "optuna", "pandas",
              "seaborn", "scikit-learn", "mnist1d", "pydantic")
@@ -54,3 +58,20 @@ def device_name(device: torch.device) -> str:
     from nnbench.train.engine import cpu_cores
 
     return f"cpu ({platform.machine()}, {cpu_cores()} cores)"
+
+
+def plugin_tags(specs: Iterable[Any]) -> dict[str, str]:
+    """`nnbench.plugin.<module>` -> "<version> sha256:<hash> (<n> files)" for every plugin
+    whose components the given TrialSpecs use (read from their `digests`)."""
+    from nnbench import plugins
+
+    used = sorted({key.removeprefix("plugin:") for spec in specs for key, _ in spec.digests
+                   if key.startswith("plugin:")})
+    loaded = plugins.loaded()
+    tags = {}
+    for module in used:
+        plugin = loaded.get(module)
+        version, sha256, files = ((plugin.version, plugin.sha256, plugin.files) if plugin
+                                  else plugins.describe_source(module))
+        tags[f"{PLUGIN_TAG}{module}"] = f"{version} sha256:{sha256} ({files} files)"
+    return tags

@@ -234,7 +234,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         queue.close()
         summary.done_after = len(population)
         return summary
-    run_tags = _provenance(device, flags, tags)
+    run_tags = _provenance(device, flags, {**provenance.plugin_tags(population), **(tags or {})})
     if summary.parent_run_id is None:
         summary.parent_run_id = tracker.start_invocation(
             {**run_tags, "nnbench.workers": str(workers)}, n_todo=len(todo))

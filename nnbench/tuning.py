@@ -421,7 +421,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     tags = {"nnbench.git_commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(torch_device),
             **{f"nnbench.version.{k}": v for k, v in provenance.library_versions().items()},
-            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()}}
+            **{f"nnbench.deterministic.{k}": v for k, v in flags.items()},
+            **provenance.plugin_tags(suite.configurations())}
     parent = tracker.start_invocation({**tags, "nnbench.command": "tune",
                                        "nnbench.optuna_storage": url}, n_todo=0)
     summary = TuneSummary(suite.name, url, [])

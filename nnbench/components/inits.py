@@ -1,6 +1,6 @@
 """Weight initialisations (registry kind "init").
 
-build(params) -> `InitFn`, called once per Linear/Conv layer with the layer, the
+build(params) -> `InitFn`, called once per Linear/Conv/GRU layer with the layer, the
 gain of the activation that follows it (`(nonlinearity, param)` as
 `torch.nn.init.calculate_gain` takes them; `OUTPUT` for the output layer, which no
 activation follows) and the trial's init generator. Every init except `default` takes
@@ -18,6 +18,11 @@ Defaults are PyTorch's (and the notes', which call `nn.init.*_` with defaults):
 - `uniform`: U(0, 1); `normal`: N(0, 1) (`uniform_(w)`, `normal_(w)`).
 
 The output layer always gets gain 1 (`calculate_gain("linear")`): no activation follows it.
+
+Recurrent layers (nn.GRU, nn.LSTM, nn.RNN) stack one matrix per gate in each
+`weight_ih_l*` / `weight_hh_l*`: every init fills them gate by gate, so fan-in and
+fan-out are those of one gate (input or hidden size -> hidden size); `default` is
+the layer's own reset (uniform ±1/√hidden).
 """
 
 from __future__ import annotations
@@ -98,19 +103,37 @@ def _calculate_gain(gain: Gain) -> float:
     return nn.init.calculate_gain(nonlinearity, gain[1])
 
 
+def weights_and_biases(layer: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The weight matrices an init fills (one per gate for recurrent layers) and the biases."""
+    if isinstance(layer, nn.RNNBase):
+        gates = {"GRU": 3, "LSTM": 4}.get(type(layer).__name__, 1)
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
+        for name, param in layer.named_parameters():
+            if name.startswith("weight_"):
+                weights += list(param.chunk(gates, dim=0))  # views: filled in place
+            elif name.startswith("bias_"):
+                biases.append(param)
+        return weights, biases
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"cannot initialise {type(layer).__name__}: no weight tensor")
+    return [weight], [bias] if isinstance(bias, torch.Tensor) else []
+
+
 def _weight_init(fill: Callable[[torch.Tensor, Any, Gain, torch.Generator], object]
                  ) -> Callable[[Any], InitFn]:
     """Wrap a weight filler into a builder that also handles the bias option."""
 
     def build(params: Any) -> InitFn:
         def apply(layer: nn.Module, gain: Gain, generator: torch.Generator) -> None:
-            weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
-            if not isinstance(weight, torch.Tensor):
-                raise TypeError(f"cannot initialise {type(layer).__name__}: no weight tensor")
+            weights, biases = weights_and_biases(layer)
             with torch.no_grad():
-                fill(weight, params, gain, generator)
-                if isinstance(bias, torch.Tensor) and params.bias == "zeros":
-                    nn.init.zeros_(bias)
+                for weight in weights:
+                    fill(weight, params, gain, generator)
+                if params.bias == "zeros":
+                    for bias in biases:
+                        nn.init.zeros_(bias)
         return apply
 
     return build

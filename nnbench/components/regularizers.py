@@ -56,7 +56,10 @@ register(ComponentInfo(kind="norm", name="batchnorm", build=_batchnorm, params=B
 class Dropout(nn.Module):
     """Inverted dropout with an explicit generator: keep each unit (`spatial`: each
     channel of each example) with probability 1 - p and scale it by 1 / (1 - p), as
-    `torch.nn.functional.dropout`. `generator` is attached before training."""
+    `torch.nn.functional.dropout`. The trainer attaches `generator` before training so
+    masks do not depend on anything else drawn from torch's global generator; a model
+    used outside the trainer without one draws from the global generator, as
+    `nn.Dropout` does."""
 
     def __init__(self, p: float, spatial: bool = False) -> None:
         super().__init__()
@@ -66,9 +69,6 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.generator is None:
-            raise RuntimeError("Dropout needs a generator: call attach_dropout_generator() "
-                               "on the model before training")
         return x * dropout_noise(tuple(x.shape), self.p, self.spatial, self.generator,
                                  x.device, x.dtype)
 
@@ -76,7 +76,8 @@ class Dropout(nn.Module):
         return f"p={self.p}, spatial={self.spatial}"
 
 
-def dropout_noise(shape: tuple[int, ...], p: float, spatial: bool, generator: torch.Generator,
+def dropout_noise(shape: tuple[int, ...], p: float, spatial: bool,
+                  generator: torch.Generator | None,
                   device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Dropout's multiplier for a batch of `shape`: keep with probability 1 - p, scaled by
     1 / (1 - p); `spatial` keeps or drops whole channels ([B, C, 1, 1, ...])."""

@@ -20,8 +20,10 @@ from nnbench.config.claims import Claim
 from nnbench.config.errors import SuiteError
 from nnbench.config.expand import METRICS, ReportOptions, Suite, apply_values
 from nnbench.config.loading import load_suite, parse_suite
+from nnbench.config.reference import PublishedResult, Reference
 from nnbench.config.spec import AXES, Axis, TrialSpec
 from nnbench.config.tune import Dimension, Tune
 
-__all__ = ["AXES", "METRICS", "Axis", "Claim", "Dimension", "ReportOptions", "Suite",
-           "SuiteError", "TrialSpec", "Tune", "apply_values", "load_suite", "parse_suite"]
+__all__ = ["AXES", "METRICS", "Axis", "Claim", "Dimension", "PublishedResult", "Reference",
+           "ReportOptions", "Suite", "SuiteError", "TrialSpec", "Tune", "apply_values",
+           "load_suite", "parse_suite"]

@@ -22,7 +22,7 @@ from nnbench.config.spec import AXES, TrialSpec, value_label
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError
 
-__all__ = ["DIAGNOSTICS", "Claim", "check_claims"]
+__all__ = ["DIAGNOSTICS", "Claim", "check_claims", "side"]
 
 # per-epoch diagnostics a claim may be about, besides the metrics above
 DIAGNOSTICS = ("weight_sparsity", "dead_fraction", "saturated_fraction", "gap_loss",
@@ -64,8 +64,8 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
                                               f"{did_you_mean(metric, metrics)}allowed: "
                                               f"{', '.join(metrics)}, grad_norm.layerN"))
             continue
-        sides = {side: _side(getattr(section, side), f"{key}.{side}", suite, problems)
-                 for side in ("a", "b", "where")}
+        sides = {name: side(getattr(section, name), f"{key}.{name}", suite, problems)
+                 for name in ("a", "b", "where")}
         if any(v is None for v in sides.values()):
             continue
         a, b, where = sides["a"] or {}, sides["b"] or {}, sides["where"] or {}
@@ -92,7 +92,7 @@ def _text(side: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in side.items())
 
 
-def _side(raw: dict[str, Any] | None, key: str, suite: Suite,
+def side(raw: dict[str, Any] | None, key: str, suite: Suite,
           problems: list[tuple[str, str]]) -> dict[str, str] | None:
     """`{axis: value}` resolved to the labels the report's tables use; None if invalid."""
     if raw is None:

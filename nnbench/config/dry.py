@@ -45,7 +45,13 @@ from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
 from nnbench.messages import clip
-from nnbench.train.build import batch_size_of, build_model, produced_metrics, weight_layers
+from nnbench.train.build import (
+    batch_size_of,
+    build_model,
+    layer_weights,
+    produced_metrics,
+    weight_layers,
+)
 from nnbench.train.metrics import fingerprint
 
 __all__ = ["Config", "DryReport", "dry_build", "static_problems"]
@@ -87,9 +93,14 @@ def _first_line(err: BaseException) -> str:
 
 def static_problems(cfg: Config, metric: str) -> list[tuple[str, str]]:
     """Components that cannot work together (loss vs targets, cnn vs vectors, ...)."""
+    from nnbench.data import dataset_attrs
+
     spec = cfg.spec
     problems = []
-    data = registry.get("dataset", spec.dataset.name).attrs
+    try:  # a dataset reading a file checks the file's header here
+        data = dataset_attrs(spec.dataset)
+    except (OSError, ValueError) as err:
+        return [(cfg.where("dataset"), str(err))]
     loss = registry.get("loss", spec.loss.name).attrs
     if loss["targets"] != data["targets"]:
         fitting = [i.name for i in registry.list_components("loss")
@@ -177,11 +188,11 @@ class _Builder:
                 raise _Failed(cfg.where("dataset"),
                               f"dataset '{spec.dataset.name}' declares no shape metadata "
                               f"(attrs['shape'], see nnbench.data); it cannot be checked")
-            shape: DataShape = shape_fn(params)
             try:
+                shape: DataShape = shape_fn(params)
                 assert isinstance(params, SplitParams), "a dataset's params extend SplitParams"
                 sizes = split_sizes(shape, params)
-            except ValueError as err:
+            except (OSError, ValueError) as err:  # sizes, or a file's header
                 raise _Failed(cfg.where("dataset"), str(err)) from None
             self.shapes[key] = (shape, sizes)
         return self.shapes[key]
@@ -266,7 +277,7 @@ class _Builder:
         clip_fn = registry.build("clip", spec.grad_clip)
         generator = torch.Generator().manual_seed(1)
         attach_dropout_generator(model, generator)
-        weights = [m.weight for m in weight_layers(model)]
+        weights = [w for layer in weight_layers(model) for w in layer_weights(layer)]
         for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
             xb, yb = inputs(n), targets(n)
             for key, aug in augment:

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from nnbench import registry
-from nnbench.config.spec import AXES, TrialSpec
+from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.registry import ComponentSpec
 
 if TYPE_CHECKING:
     from nnbench.config.claims import Claim
+    from nnbench.config.reference import Reference
     from nnbench.config.tune import Tune
 
 __all__ = ["METRICS", "Point", "ReportOptions", "Suite", "apply_values", "count", "points"]
@@ -98,6 +99,8 @@ class Suite:
     report: ReportOptions = field(default_factory=ReportOptions)
     expect: tuple[Claim, ...] = ()
     tune: Tune | None = None
+    plugins: tuple[str, ...] = ()  # plugin modules imported before names are resolved
+    reference: Reference | None = None  # published numbers the report compares with
 
     @property
     def higher_is_better(self) -> bool:
@@ -148,7 +151,7 @@ def apply_point(base: TrialSpec, point: Mapping[str, Any]) -> TrialSpec:
             resolved = registry.resolve(AXES[head].kind or "", {**component.to_dict(), param: v})
             changes: dict[str, Any] = {head: resolved}
             spec = replace(spec, **changes)
-    return spec
+    return stamped(spec)  # with the digests of the plugins and files it uses
 
 
 def apply_values(spec: TrialSpec, values: Mapping[str, Any]) -> TrialSpec:

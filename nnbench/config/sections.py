@@ -36,6 +36,8 @@ TOP_KEYS: dict[str, str] = {
     "expect": "claims the report gives a verdict on",
     "tune": "Optuna search over nuisance axes for every scientific point",
     "max_trials": f"cap on the trials the suite may expand to (default {DEFAULT_MAX_TRIALS:,})",
+    "plugins": "Python modules to import first: their components register like nnbench's own",
+    "reference": "published numbers the report shows beside the measured ones",
 }
 TASK_KEYS = (*tuple(a.name for a in AXES.values() if a.section == "task"), "metric")
 FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
@@ -78,6 +80,8 @@ class SuiteSection(_Section):
     expect: list[Any] | None = None
     tune: dict[str, Any] | None = None
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
+    plugins: Any = None  # checked (and imported) by the validator's plugin step
+    reference: Any = None  # checked by nnbench.config.reference
 
 
 class ReportSection(_Section):

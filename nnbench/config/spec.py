@@ -4,6 +4,12 @@ A TrialSpec holds values only (every component resolved, defaults filled in);
 `trial_id` is a hash of its canonical JSON, so the same spec gets the same id in
 every process and on every machine. `config_id` is the same hash without the
 seed: trials that differ only by seed share it.
+
+`digests` hold what a spec names but does not contain: the source hash of each plugin
+whose components it uses and the content hash of files components read (the `file`
+dataset). `stamped(spec)` fills them in; they enter `canonical()` only when present,
+so specs of built-in components keep their ids, and a changed plugin or data file
+makes a new trial_id (see nnbench.plugins).
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -99,6 +106,8 @@ class TrialSpec:
     grad_clip: ComponentSpec = NONE
     early_stopping: ComponentSpec = NONE
     augmentation: tuple[ComponentSpec, ...] = ()
+    # (key, digest): `plugin:<module>` -> its source hash, `<kind>:<name>` -> what it reads
+    digests: tuple[tuple[str, str], ...] = ()
 
     def canonical(self, *, with_seed: bool = True) -> dict[str, Any]:
         """Plain nested dict, the same on every machine; the basis of the ids."""
@@ -107,12 +116,23 @@ class TrialSpec:
             value = getattr(self, f.name)
             if f.name == "seed" and not with_seed:
                 continue
+            if f.name == "digests":
+                if value:  # absent for built-in components: their ids never change
+                    out[f.name] = dict(value)
+                continue
             out[f.name] = _plain(value)
         return out
 
     @classmethod
     def from_canonical(cls, canonical: dict[str, Any]) -> TrialSpec:
-        """Rebuild a spec from `canonical()` (e.g. a checkpoint's or spec.yaml's)."""
+        """Rebuild a spec from `canonical()` (e.g. a checkpoint's or spec.yaml's); the
+        plugins its digests name are imported first (from the working directory or
+        sys.path). The digests are kept as recorded: compare with `stamped(spec)`."""
+        from nnbench.plugins import load_plugin
+
+        for key in canonical.get("digests", {}):
+            if key.startswith("plugin:"):
+                load_plugin(key.removeprefix("plugin:"), [Path.cwd()])
         values: dict[str, Any] = {"seed": canonical["seed"]}
         for name, axis in AXES.items():
             raw = canonical[name]
@@ -122,7 +142,18 @@ class TrialSpec:
                 values[name] = tuple(registry.resolve(axis.kind, v) for v in raw)
             else:
                 values[name] = registry.resolve(axis.kind, raw)
+        values["digests"] = tuple(sorted(canonical.get("digests", {}).items()))
         return cls(**values)
+
+    def components(self) -> list[tuple[str, ComponentSpec]]:
+        """Every (registry kind, component) of the spec, the many-valued axes flattened."""
+        out: list[tuple[str, ComponentSpec]] = []
+        for name, axis in AXES.items():
+            if axis.kind is None:
+                continue
+            value = getattr(self, name)
+            out += [(axis.kind, v) for v in (value if axis.many else (value,))]
+        return out
 
     @cached_property
     def trial_id(self) -> str:
@@ -158,6 +189,13 @@ class TrialSpec:
         """`activation=relu, init=xavier_normal`: the values of the given axes."""
         parts = [f"{axis}={value_label(axis, self.value(axis))}" for axis in axes]
         return ", ".join(parts) if parts else "baseline"
+
+
+def stamped(spec: TrialSpec) -> TrialSpec:
+    """The spec with the digests of the plugins and files its components use."""
+    from nnbench.plugins import component_digests
+
+    return replace(spec, digests=component_digests(spec.components()))
 
 
 def value_label(axis: str, value: Any) -> str:

@@ -3,7 +3,7 @@
 The steps, in order (each later step runs only on what the earlier ones accepted):
 
 1. the top-level keys (`sections.TOP_KEYS`) and their types;
-2. (where plugins named by the suite are imported, before any name is resolved);
+2. plugins named by the suite are imported, before any name is resolved;
 3. the name (also a file name: reserved and unsafe names are refused);
 4. the base trial (`task`, `fixed`), every component resolved by its registry;
 5. `grid` / `ablate`: known axes, non-empty lists of distinct, valid values, no axis
@@ -16,7 +16,8 @@ The steps, in order (each later step runs only on what the earlier ones accepted
 9. the `tune` block (`tune.validate`): nuisance axes only, objective and direction;
 10. the dry build of every configuration (`dry.dry_build`) and of every tuned extreme;
     configurations that would train identically (an axis with no effect);
-11. the claims (`claims.check_claims`): each must be testable.
+11. the claims (`claims.check_claims`): each must be testable;
+12. the published `reference` numbers (`reference.parse_reference`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from nnbench.config.expand import (
     count,
     points,
 )
+from nnbench.config.reference import parse_reference
 from nnbench.config.sections import (
     FIXED_KEYS,
     TASK_KEYS,
@@ -49,12 +51,12 @@ from nnbench.config.sections import (
     TuneSection,
     check,
 )
-from nnbench.config.spec import AXES, TrialSpec
+from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.config.tune import Tune, check_tune, tuned_variants
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError, ComponentSpec
 
-__all__ = ["NAME_PATTERN", "RESERVED_NAMES", "validate"]
+__all__ = ["NAME_PATTERN", "RESERVED_NAMES", "ignored_axis_problems", "validate"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME_LENGTH = 100
@@ -93,7 +95,13 @@ class _Validator:
                          f"got {describe(raw)}")
             self.problems.raise_if_any()
         top = self.top(raw)
-        # 2. plugins named by the suite would be imported here, before names are resolved
+        # 2. plugins named by the suite, imported before any name is resolved (a missing
+        #    one would make every name below look unknown)
+        from nnbench.plugins import load_suite_plugins
+
+        plugins, plugin_problems = load_suite_plugins(raw.get("plugins"), self.path)
+        self.problems.extend(plugin_problems)
+        self.problems.raise_if_any()
         # 3-5. name, base trial, axes, seeds, sections
         name = self.name(top.name)
         task = self.keys(top.task, "task", TASK_KEYS)
@@ -121,10 +129,10 @@ class _Validator:
             self.size(grid, ablate, n_seeds, tune_section, n_tune_seeds, top.max_trials)
         self.problems.raise_if_any()
         seeds = seed_list or tuple(range(n_seeds))
-        base = TrialSpec(**base_values, seed=seeds[0])
+        base = stamped(TrialSpec(**base_values, seed=seeds[0]))
         suite = Suite(name=name, description=top.description, path=self.path, metric=metric,
                       base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
-                      checkpoint=top.checkpoint,
+                      checkpoint=top.checkpoint, plugins=plugins,
                       report=ReportOptions(**(report.model_dump() if report else {})))
         # 7. parameter axes against every component they apply to
         self.check_dotted(suite)
@@ -165,13 +173,19 @@ class _Validator:
             self.add(*problem)
         self.identical(configs, report_, suite.varied_axes)
         self.problems.raise_if_any()
+        for problem in ignored_axis_problems(suite, raw):  # an axis a model declares unused
+            self.add(*problem)
+        self.problems.raise_if_any()
         # 11. claims
         problems = []
         claims = check_claims(top.expect, suite, report_.produced,
                               len(tune.seeds) if tune else len(seeds), problems)
+        # 12. the published reference numbers
+        reference = parse_reference(raw["reference"], suite, problems) \
+            if "reference" in raw else None
         self.problems.extend(problems)
         self.problems.raise_if_any()
-        return replace(suite, expect=claims, tune=tune)
+        return replace(suite, expect=claims, tune=tune, reference=reference)
 
     # -- 1. the top level -------------------------------------------------------------------
 
@@ -505,3 +519,31 @@ def _tuned_label(variant: TrialSpec, base: TrialSpec) -> str:
     return ", ".join(f"{a}={_label(a, variant)}" for a in AXES
                      if getattr(variant, a) != getattr(base, a))
 
+
+
+def ignored_axis_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Axes the suite varies (or sets away from their default) that no configuration's
+    model uses: a comparison of identical trials. Models declare what they ignore in
+    `attrs["ignored_axes"](params) -> {axis: why}` (logistic: activation, norm, dropout)."""
+    from nnbench.models import ignored_axes
+
+    problems = []
+    configs = suite.configurations()
+    varied = {a.partition(".")[0] for a in suite.varied_axes}
+    for axis in ("activation", "init", "norm", "dropout"):
+        kind = AXES[axis].kind
+        default = registry.resolve(kind, AXES[axis].default) if kind else AXES[axis].default
+        if axis not in varied and suite.base.value(axis) == default:
+            continue
+        why = [ignored_axes(c.model).get(axis) for c in configs]
+        if all(why):
+            sections = [(section, raw.get(section)) for section in ("grid", "ablate")]
+            where = next((f"{section}.{a}" for section, axes in sections
+                          if isinstance(axes, dict) for a in axes
+                          if str(a).partition(".")[0] == axis), f"fixed.{axis}")
+            problems.append((where, f"{axis} has no effect on model "
+                                    f"'{configs[0].model.name}': {why[0]}; every trial would "
+                                    f"be the same as with the default; allowed: the default "
+                                    f"({describe(AXES[axis].default)}), or a model that uses "
+                                    f"{axis}"))
+    return problems

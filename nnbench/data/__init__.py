@@ -2,7 +2,9 @@
 
 Every dataset ends as tensors on the training device with a seeded split; the
 trainer indexes batches there. Raw arrays are generated or loaded once per process
-and cached.
+and cached. A dataset whose targets or input depend on its parameters (`file`) also
+declares `attrs["attrs_for"](params) -> {targets, input}`; `dataset_attrs(spec)` answers
+for both kinds ("signal" inputs may be (L,) or (C, L)).
 
 The dataset contract: what a new dataset registers
 ---------------------------------------------------
@@ -37,11 +39,11 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from nnbench import seeding
-from nnbench.registry import Params
+from nnbench import registry, seeding
+from nnbench.registry import ComponentSpec, Params
 
-__all__ = ["DataShape", "HeldOutParams", "SplitParams", "SplitSizes", "TensorData", "shape_of",
-           "split", "split_sizes"]
+__all__ = ["DataShape", "HeldOutParams", "SplitParams", "SplitSizes", "TensorData",
+           "dataset_attrs", "shape_of", "split", "split_sizes"]
 
 Targets = Literal["class", "real"]
 
@@ -116,10 +118,14 @@ class SplitParams(Params):
         return self
 
 
+DEFAULT_TEST_FRACTION = 0.2  # share of a dataset without a test split held out as test
+
+
 class HeldOutParams(SplitParams):
     """For datasets without an official test split: a seeded test split too."""
 
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="share held out as test, seeded")
+    test_fraction: float = Field(DEFAULT_TEST_FRACTION, gt=0, lt=1,
+                                 description="share held out as test, seeded")
 
 
 def split_sizes(shape: DataShape, params: SplitParams) -> SplitSizes:
@@ -127,11 +133,13 @@ def split_sizes(shape: DataShape, params: SplitParams) -> SplitSizes:
     split would be empty (what `split()` itself would raise, or train on)."""
     n = shape.examples
     if shape.test is None:
-        if not isinstance(params, HeldOutParams):
+        if not hasattr(params, "test_fraction"):
             raise ValueError("a dataset without an official test split needs test_fraction")
-        n_test = round(n * params.test_fraction)
+        # a file dataset leaves test_fraction unset when its file has a test split
+        test_fraction = params.test_fraction or DEFAULT_TEST_FRACTION
+        n_test = round(n * test_fraction)
         if not 0 < n_test < n:
-            raise ValueError(f"test_fraction={params.test_fraction} of {n} examples leaves "
+            raise ValueError(f"test_fraction={test_fraction} of {n} examples leaves "
                              f"{n_test} test examples and {n - n_test} for train and "
                              f"validation; both must be at least 1")
         pool = n - n_test
@@ -204,6 +212,16 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
                       num_classes=num_classes).to(device)
 
 
-from nnbench.data import embedded, vision  # noqa: E402  (registers the datasets)
+def dataset_attrs(spec: ComponentSpec) -> dict[str, str]:
+    """`targets` and `input` of a dataset value, for its parameters (no data loaded)."""
+    info = registry.get("dataset", spec.name)
+    attrs = {"targets": info.attrs["targets"], "input": info.attrs["input"]}
+    attrs_for = info.attrs.get("attrs_for")
+    if attrs_for is not None:
+        attrs.update(attrs_for(info.params.model_validate(spec.kwargs)))
+    return attrs
 
-__all__ += ["embedded", "vision"]
+
+from nnbench.data import embedded, files, vision  # noqa: E402  (registers the datasets)
+
+__all__ += ["embedded", "files", "vision"]

@@ -101,5 +101,7 @@ for _name, _doc in [("mnist", "MNIST handwritten digits: 28×28 grey, 60k train 
                     ("cifar10", "CIFAR-10: 32×32 colour images, 50k train / 10k test")]:
     register(ComponentInfo(kind=KIND, name=_name, build=_builder(_name), params=VisionParams,
                            doc=_doc, attrs={"targets": "class", "input": "image",
-                                            "shape": _shape(_name)},
+                                            "shape": _shape(_name),
+                                            # shape gives the published sizes, not the files'
+                                            "official_sizes": True},
                            defaults="torchvision's official train/test split"))

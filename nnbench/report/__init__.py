@@ -4,9 +4,11 @@
 `<report_dir>/<suite>.html` with every figure embedded as PNG data, the tidy tables
 next to it (`<suite>.trials.csv`, `<suite>.epochs.csv`), and refreshes
 `<report_dir>/index.html`, which lists every suite reported there with its headline.
-Sections: header, leaderboard, tuning (tuned suites), main effects, interactions,
-learning curves, over/under-fitting, diagnostics, components, claims, provenance; a
-section that cannot apply says why. `nnbench report SUITE` regenerates it any time.
+Sections: header, leaderboard (with each configuration's parameter count), published
+reference (suites with `reference:`: the paper's numbers beside the measured ones),
+tuning (tuned suites), main effects, interactions, learning curves, over/under-fitting,
+diagnostics, components, claims, provenance (with the plugins used); a section that
+cannot apply says why. `nnbench report SUITE` regenerates it any time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nnbench.results.analysis import (
     interactions,
     leaderboard,
     main_effects,
+    reference_comparison,
 )
 from nnbench.results.stats import ALPHA
 
@@ -107,6 +110,7 @@ def _sections(results: Results) -> dict[str, Any]:
     out["activations_png"] = figures.activations(_activation_specs(suite))
     out["verdicts"] = claim_verdicts(trials, suite)
     out["numerics"] = _numerics(trials)
+    out["reference_rows"] = reference_comparison(trials, suite)
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
     return out
 
@@ -167,6 +171,24 @@ def _why_not(suite: Suite, finished: bool, needs_axes: int) -> str:
     return ""
 
 
+def _plugins(suite: Suite, latest: dict[str, Any]) -> list[dict[str, str]]:
+    """Plugins behind the suite's components: as recorded by the latest invocation, and
+    which of the suite's components each provides."""
+    from nnbench.provenance import PLUGIN_TAG
+
+    provided: dict[str, set[str]] = {}
+    for config in suite.configurations():
+        for kind, spec in config.components():
+            source = registry.get(kind, spec.name).source
+            if source != registry.BUILTIN:
+                provided.setdefault(source, set()).add(f"{kind} {spec.name}")
+    recorded = {k.removeprefix(PLUGIN_TAG): v for k, v in latest.items()
+                if k.startswith(PLUGIN_TAG) and isinstance(v, str)}
+    return [{"module": module, "recorded": recorded.get(module, "not recorded yet"),
+             "components": ", ".join(sorted(provided.get(module, set())))}
+            for module in sorted(set(recorded) | set(provided))]
+
+
 def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
     suite = results.suite
     if not table_rows or not table_rows[0]["n"]:
@@ -200,6 +222,7 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
                   if k.startswith("nnbench.version.")},
         flags={k.removeprefix("nnbench.deterministic."): v for k, v in latest.items()
                if k.startswith("nnbench.deterministic.")},
+        plugin_rows=_plugins(suite, latest),
         commits=sorted(set(trials["git_commit"])) if not trials.empty else [],
         devices=sorted(set(trials["device"])) if not trials.empty else [],
         csv_files=[p.name for p in csv_paths], generated=generated)
@@ -207,10 +230,18 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
     _write(out, html)
     summary = {"name": suite.name, "description": suite.description, "headline": headline,
                "metric": suite.metric, "trials": len(suite.trials()), "statuses": statuses,
-               "generated": generated, "file": out.name}
+               "generated": generated, "file": out.name,
+               "reference": [{"configuration": r.label, "metric": r.metric,
+                              "published": r.result.value, "measured": _finite(r.measured.mean),
+                              "n": r.measured.n, "verdict": r.verdict}
+                             for r in sections["reference_rows"]]}
     _write(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
     render_index(report_dir)
     return out
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value else None  # JSON has no NaN
 
 
 def render_index(report_dir: str | Path) -> Path:

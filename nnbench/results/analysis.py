@@ -1,4 +1,5 @@
-"""What the report says: leaderboard, main effects, interactions, fit, claims.
+"""What the report says: leaderboard, main effects, interactions, fit, claims, and the
+comparison with published numbers (a suite's `reference:`).
 
 Each function takes the tidy per-trial table (`Results.trials`: one row per trial,
 the varied axes as label columns, `seed`, `status`, the metrics) and returns plain
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nnbench.config import Claim, Suite
-from nnbench.results.stats import ALPHA, Paired, holm, paired, t_interval
+from nnbench.config import Claim, PublishedResult, Suite
+from nnbench.results.stats import ALPHA, Interval, Paired, holm, paired, t_interval
 
-__all__ = ["claim_verdicts", "fit_diagnosis", "interactions", "leaderboard", "main_effects"]
+__all__ = ["claim_verdicts", "fit_diagnosis", "interactions", "leaderboard", "main_effects",
+           "reference_comparison"]
 
 
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -31,7 +33,7 @@ def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     mean best epoch and wall time; best first, configurations without a finished
     seed last."""
     columns = ["config", "mean", "low", "high", "sd", "n", "diverged", "failed", "killed",
-               "best_epoch", "wall_seconds", "best"]
+               "best_epoch", "wall_seconds", "params", "best"]
     if trials.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -44,6 +46,7 @@ def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
             **{s: int((group["status"] == s).sum()) for s in ("diverged", "failed", "killed")},
             "best_epoch": float(done["best_epoch"].mean()) if len(done) else math.nan,
             "wall_seconds": float(group["wall_seconds"].mean()),
+            "params": int(group["num_params"].max()) if "num_params" in group else 0,
         })
     table = pd.DataFrame(rows).sort_values("mean", ascending=not higher_is_better,
                                            na_position="last", kind="stable")
@@ -212,3 +215,43 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> list[Verdict]:
             verdict = "inconclusive"
         verdicts.append(Verdict(claim, verdict, r, float(p_holm), a_mean, b_mean))
     return verdicts
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One published number beside the measured one."""
+
+    result: PublishedResult
+    label: str  # "model=logistic": the configurations it stands for
+    metric: str
+    measured: Interval  # over seeds (per-seed mean of the matched configurations)
+    difference: float  # measured mean - published
+    verdict: str  # reproduced | outside tolerance | no tolerance | not run yet
+
+
+def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRow]:
+    """Each published result of the suite's `reference:` against the finished trials."""
+    reference = suite.reference
+    if reference is None:
+        return []
+    done = _finished(trials)
+    rows = []
+    for result in reference.results:
+        label = ", ".join(f"{axis}={value}" for axis, value in result.where.items())
+        chosen = done[_select(done, dict(result.where))] if not done.empty else done
+        if chosen.empty or reference.metric not in chosen.columns:
+            measured = t_interval([])
+        else:
+            measured = t_interval(chosen.groupby("seed")[reference.metric].mean())
+        difference = measured.mean - result.value
+        if measured.n == 0:
+            verdict = "not run yet"
+        elif reference.tolerance is None:
+            verdict = "no tolerance"
+        elif abs(difference) <= reference.tolerance + 1e-12:
+            verdict = "reproduced"
+        else:
+            verdict = "outside tolerance"
+        rows.append(ReferenceRow(result, label, reference.metric, measured, difference,
+                                 verdict))
+    return rows

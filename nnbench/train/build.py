@@ -24,10 +24,13 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "metric_names", "penalty",
-           "produced_metrics", "resolve_device", "weight_layers"]
+__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "layer_weights",
+           "metric_names", "penalty", "produced_metrics", "resolve_device", "weight_layers"]
 
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+# Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
+# recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
+# matrices, every direction and stacked layer (see `layer_weights`).
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.RNNBase)
 
 
 def metric_names(spec: TrialSpec) -> tuple[str, ...]:
@@ -79,12 +82,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d
+WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.RNNBase
 
 
 def weight_layers(model: nn.Module) -> list[WeightLayer]:
     """The weight layers, input to output (what inits, L1/L2 and diagnostics act on)."""
     return [m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def layer_weights(layer: WeightLayer) -> list[torch.Tensor]:
+    """A weight layer's weight tensors (never biases): `weight`, or a recurrent layer's
+    `weight_ih_l*` and `weight_hh_l*` matrices."""
+    if isinstance(layer, nn.RNNBase):
+        return [w for name, w in layer.named_parameters() if name.startswith("weight_")]
+    return [layer.weight]
 
 
 def batch_size_of(spec: TrialSpec, n_train: int) -> int:
@@ -107,7 +118,7 @@ class Parts:
     shuffle: torch.Generator
     augment_gen: torch.Generator
     batch_size: int
-    weights: list[torch.Tensor]  # Linear/Conv weights: what L1, L2 and sparsity see
+    weights: list[torch.Tensor]  # Linear/Conv/GRU weights: what L1, L2 and sparsity see
     activation_type: type[nn.Module]
     family: str | None
 
@@ -164,7 +175,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         augment=augment, early=registry.build("early_stopping", spec.early_stopping),
         shuffle=seeding.generator(spec.seed, "shuffle", device),
         augment_gen=seeding.generator(spec.seed, "augment", device), batch_size=batch_size,
-        weights=[m.weight for m in weight_layers(model)],
+        weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
         activation_type=type(registry.build("activation", spec.activation)),
         family=activation_info.attrs.get("family"))
 

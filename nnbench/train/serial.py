@@ -38,7 +38,7 @@ from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 from nnbench.train import build
-from nnbench.train.build import Parts, metric_names, penalty, weight_layers
+from nnbench.train.build import Parts, layer_weights, metric_names, penalty, weight_layers
 from nnbench.train.metrics import (
     EVAL_CHUNK,
     PROBE_SIZE,
@@ -123,8 +123,7 @@ def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
     finally:
         for hook in hooks:
             hook.remove()
-    out = {f"grad_norm.layer{i}": layer.weight.grad.norm() if layer.weight.grad is not None
-           else torch.zeros((), device=x.device)
+    out = {f"grad_norm.layer{i}": _grad_norm(layer, x.device)
            for i, layer in enumerate(weight_layers(p.model), 1)}
     p.optimizer.zero_grad(set_to_none=True)
     if captured and p.family == "relu":
@@ -140,6 +139,18 @@ def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
     flat = torch.cat([w.detach().flatten() for w in p.weights])
     out["weight_sparsity"] = (flat.abs() < SPARSE_BELOW).float().mean()
     return out
+
+
+def _grad_norm(layer: build.WeightLayer, device: torch.device) -> torch.Tensor:
+    """L2 norm of a weight layer's weight gradients (a GRU's matrices taken together)."""
+    grads = [w.grad for w in layer_weights(layer) if w.grad is not None]
+    if not grads:
+        return torch.zeros((), device=device)
+    norms: list[torch.Tensor] = [g.norm() for g in grads]
+    if len(norms) == 1:
+        return norms[0]
+    total: torch.Tensor = torch.stack(norms).norm()
+    return total
 
 
 def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, float]:

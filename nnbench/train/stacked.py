@@ -167,10 +167,11 @@ class StackedEngine:
         for spec in trials:
             key = stack_key(spec)
             reason = _unstackable_reason(spec)
-            if reason is None:
-                if key not in self._model_reasons:
-                    self._model_reasons[key] = _model_reason(spec)
-                reason = self._model_reasons[key]
+            if reason is None:  # the model as built for this activation: every layer stacks?
+                model_key = key + json.dumps(spec.activation.to_dict(), sort_keys=True)
+                if model_key not in self._model_reasons:
+                    self._model_reasons[model_key] = _model_reason(spec)
+                reason = self._model_reasons[model_key]
             if reason is None and self.auto and self.fixed_lanes is None \
                     and counts.get(key, 1) == 1:
                 reason = "the only trial of its shape: one model trains faster serially"

@@ -338,7 +338,7 @@ CASES: list[Case] = [
          ("tune.space.batch_size", "batch_size 1 with BatchNorm", "tuned to batch_size=1")),
     Case("cnn_on_signals", "late", edit(SIGNALS, "{name: mlp, hidden: [8]}", "cnn"),
          ("task.model", "model 'cnn' needs image inputs", "gives signal inputs",
-          "allowed: logistic, mlp")),
+          "allowed: cnn1d, gru, logistic, mlp")),
     Case("monitor_the_loss_lacks", "late",
          fixed(SIGNALS, "early_stopping: {name: patience, monitor: val_rmse}"),
          ("fixed.early_stopping.monitor", "reports no 'val_rmse'",

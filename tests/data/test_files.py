@@ -1,0 +1,208 @@
+"""The `file` dataset: your own tensors from .npz / .pt, checked from the header, split like
+every dataset, and part of the trial_id through the file's content hash."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nnbench import cli, registry
+from nnbench.config import load_suite
+from nnbench.data import dataset_attrs
+from nnbench.data.files import FileParams, file_metadata
+from nnbench.train import train_trial
+
+CPU = torch.device("cpu")
+RNG = np.random.default_rng(0)
+X, Y = RNG.normal(size=(100, 6)).astype(np.float32), np.arange(100) % 4
+X_TEST, Y_TEST = RNG.normal(size=(30, 6)).astype(np.float32), np.arange(30) % 4
+
+
+def _build(**params: Any) -> Any:
+    return registry.build("dataset", registry.resolve("dataset", {"name": "file", **params}),
+                          seed=3, device=CPU)
+
+
+def test_npz_with_a_test_split_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    data = _build(path=str(path), val_fraction=0.2)
+    assert data.sizes() == {"train": 80, "val": 20, "test": 30}
+    assert torch.equal(data.x_test, torch.as_tensor(X_TEST))  # the file's test split, as is
+    assert (data.targets, data.num_classes, data.input_shape) == ("class", 4, (6,))
+    assert data.y_train.dtype == torch.int64 and data.x_train.dtype == torch.float32
+    rows = {tuple(r) for r in np.concatenate([data.x_train.numpy(), data.x_val.numpy()])}
+    assert rows == {tuple(r) for r in X}  # train + val is x, split by the seed
+
+
+def test_pt_gives_the_same_data_as_npz(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    torch.save({"x": torch.as_tensor(X), "y": torch.as_tensor(Y), "x_test":
+                torch.as_tensor(X_TEST), "y_test": torch.as_tensor(Y_TEST)}, tmp_path / "d.pt")
+    a, b = _build(path=str(tmp_path / "d.npz")), _build(path=str(tmp_path / "d.pt"))
+    for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
+
+
+def test_without_a_test_split_one_is_held_out(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, inputs=X, labels=Y)
+    data = _build(path=str(path), x="inputs", y="labels", test_fraction=0.3, val_fraction=0.1)
+    assert data.sizes() == {"train": 63, "val": 7, "test": 30}
+    assert _build(path=str(path), x="inputs", y="labels").sizes()["test"] == 20  # default 0.2
+
+
+def test_standardize_and_k_fold_work_as_for_every_dataset(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x=X * 5 + 3, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    folds = [_build(path=str(path), folds=4, fold=k, standardize=True) for k in range(4)]
+    assert [f.sizes()["val"] for f in folds] == [25, 25, 25, 25]
+    plain = [_build(path=str(path), folds=4, fold=k) for k in range(4)]
+    validated = [tuple(r) for f in plain for r in f.x_val.tolist()]
+    assert sorted(validated) == sorted(tuple(r) for r in (X * 5 + 3).tolist())  # each once
+    assert folds[0].x_train.mean().abs() < 1e-5
+    assert (folds[0].x_train.std(dim=0) - 1).abs().max() < 1e-4
+
+
+def test_signals_images_and_real_targets(tmp_path: Path) -> None:
+    np.savez(tmp_path / "s.npz", x=RNG.normal(size=(50, 16)), y=np.arange(50) % 2)
+    signal = registry.resolve("dataset", {"name": "file", "path": str(tmp_path / "s.npz"),
+                                          "input": "signal"})
+    assert dataset_attrs(signal) == {"targets": "class", "input": "signal"}
+    np.savez(tmp_path / "g.npz", x=RNG.random((50, 8, 8)), y=np.arange(50) % 3)
+    grey = _build(path=str(tmp_path / "g.npz"), input="image")
+    assert grey.input_shape == (1, 8, 8)  # grey images gain their channel axis
+    np.savez(tmp_path / "c.npz", x=RNG.random((50, 3, 6)), y=np.arange(50) % 3)
+    auto = registry.resolve("dataset", {"name": "file", "path": str(tmp_path / "c.npz")})
+    assert dataset_attrs(auto)["input"] == "signal"  # (N, C, L)
+    np.savez(tmp_path / "r.npz", x=RNG.normal(size=(40, 3)), y=RNG.normal(size=(40, 2)))
+    real = _build(path=str(tmp_path / "r.npz"), targets="real")
+    assert (real.targets, real.target_dim, real.y_train.dtype) == ("real", 2, torch.float32)
+
+
+def test_metadata_comes_from_the_header_alone(tmp_path: Path) -> None:
+    """x's header promises 1000 × 40 floats, its data is missing: the header is enough."""
+    path = tmp_path / "big.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                   "shape": (1000, 40)})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(1000) % 10)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue())  # magic and header, no data
+        archive.writestr("y.npy", labels.getvalue())
+    params = FileParams.model_validate({"path": str(path), "input": "signal"})
+    meta = file_metadata(params)
+    assert (meta.n_examples, meta.n_test, meta.input_shape, meta.input, meta.targets,
+            meta.num_classes) == (1000, None, (40,), "signal", "class", 10)
+    with pytest.raises(ValueError, match="x"):  # the data itself is not there
+        _build(path=str(path))
+
+
+def _suite(tmp_path: Path, dataset: str, model: str = "{name: mlp, hidden: [8]}",
+           loss: str = "cross_entropy") -> Path:
+    path = tmp_path / "own.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: own
+        task:
+          dataset: {dataset}
+          model: {model}
+          loss: {loss}
+        fixed:
+          optimizer: {{name: adam, lr: 0.01}}
+          epochs: 2
+          batch_size: 16
+        seeds: 1
+        """))
+    return path
+
+
+def test_a_suite_trains_on_a_file_and_the_file_is_part_of_the_trial_id(tmp_path: Path) -> None:
+    data = tmp_path / "d.npz"
+    np.savez(data, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    suite_path = _suite(tmp_path, f"{{name: file, path: {data}}}")
+    spec = load_suite(suite_path).trials()[0]
+    result = train_trial(spec, CPU)
+    assert result.status == "finished", result.reason
+    assert result.final["test_accuracy"] >= 0
+    key = "dataset:file"
+    assert dict(spec.digests)[key].startswith("sha256:")
+
+    np.savez(data, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)  # rewritten, same bytes
+    assert load_suite(suite_path).trials()[0].trial_id == spec.trial_id
+    np.savez(data, x=X + 1, y=Y, x_test=X_TEST, y_test=Y_TEST)  # different data
+    changed = load_suite(suite_path).trials()[0]
+    assert changed.trial_id != spec.trial_id
+    assert replace(changed, digests=spec.digests).trial_id == spec.trial_id  # only the data
+
+
+def test_signals_from_a_file_train_a_cnn1d_and_a_gru(tmp_path: Path) -> None:
+    data = tmp_path / "s.pt"
+    torch.save({"x": torch.randn(60, 2, 16), "y": torch.arange(60) % 3}, data)
+    for model in ("cnn1d", "{name: gru, hidden_size: 4, readout: mean}"):
+        spec = load_suite(_suite(tmp_path, f"{{name: file, path: {data}}}", model)).trials()[0]
+        result = train_trial(spec, CPU)
+        assert result.status == "finished", result.reason
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
+    "missing": (lambda p: None, "{name: file, path: nowhere/d.npz}",
+                "task.dataset: dataset 'file': no such file nowhere/d.npz (relative to "),
+    "suffix": (lambda p: None, "{name: file, path: d.csv}",
+               "task.dataset: dataset 'file': path must end in .npz or .pt, got "
+               "'d.csv'"),
+    "no_key": (lambda p: np.savez(p, inputs=X, y=Y), "{name: file, path: d.npz}",
+               "d.npz has no array 'x' (it holds: inputs, y); name the key with `x: KEY`"),
+    "lengths": (lambda p: np.savez(p, x=X, y=Y[:90]), "{name: file, path: d.npz}",
+                "'x' has 100 rows but 'y' has shape (90,); one target per example"),
+    "float_labels": (lambda p: np.savez(p, x=X, y=Y + 0.5), "{name: file, path: d.npz}",
+                     "'y' must hold integer class labels, one per example (shape (N,)); got "
+                     "shape (100,), dtype float64; for real values set targets: real"),
+    "negative": (lambda p: np.savez(p, x=X, y=Y - 1), "{name: file, path: d.npz}",
+                 "'y' has label -1; class labels are 0..k-1"),
+    "half_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST), "{name: file, path: d.npz}",
+                  "has 'x_test' but no 'y_test'; a test split needs both"),
+    "test_fraction": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST),
+                      "{name: file, path: d.npz, test_fraction: 0.3}",
+                      "test_fraction=0.3 but"),
+    "strings": (lambda p: np.savez(p, x=np.array([["a"]] * 100), y=Y),
+                "{name: file, path: d.npz}", "'x' has dtype <U1; expected numbers"),
+    "shape": (lambda p: np.savez(p, x=RNG.random((100, 2, 3, 4, 5)), y=Y),
+              "{name: file, path: d.npz}", "input: auto expects (N, D), (N, C, L) or "
+                                           "(N, C, H, W)"),
+    "not_npz": (lambda p: p.write_text("hello"), "{name: file, path: d.npz}",
+                "d.npz is not a readable .npz archive"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_are_reported_before_anything_runs(case: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    write, dataset, fragment = BAD_FILES[case]
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "d.npz")
+    path = _suite(tmp_path, dataset)
+    assert cli.main(["run", str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err, err
+    assert err.startswith(f"{path}: task.dataset")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_file_dataset_needs_a_fitting_model(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "v.npz", x=X, y=Y)
+    path = _suite(tmp_path, f"{{name: file, path: {tmp_path / 'v.npz'}}}", "cnn1d")
+    assert cli.main(["validate", str(path)]) == 2
+    assert "model 'cnn1d' needs signal inputs but dataset 'file' gives vector inputs" in \
+        capsys.readouterr().err

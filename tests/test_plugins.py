@@ -1,0 +1,377 @@
+"""Plugins: a user's own model, activation and dataset, from a module nnbench never saw.
+
+Nothing is installed: each test writes a plugin module into its temporary directory, a
+suite names it under `plugins:`, and nnbench imports it before resolving any name. Every
+test runs inside `isolated_registry()`, which undoes the registrations and forgets the
+module afterwards, as a fresh process would.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nnbench import cli, plugins, registry
+from nnbench.config import load_suite
+from nnbench.testing import ContractError, check_component, isolated_registry
+
+PLUGIN = '''\
+"""A lab's own components: a model, an activation and a dataset."""
+
+import numpy as np
+from pydantic import Field
+from torch import nn
+
+from nnbench.data import DataShape, HeldOutParams, split
+from nnbench.registry import ComponentInfo, Params, register
+
+__version__ = "0.3"
+
+
+class TinyNetParams(Params):
+    width: int = Field(12, ge=1, description="hidden units")
+
+
+def build_tinynet(params, *, input_shape, outputs, activation, gain, init, norm, dropout,
+                  generator):
+    hidden = nn.Linear(int(np.prod(input_shape)), params.width)
+    out = nn.Linear(params.width, outputs)
+    init(hidden, gain, generator)
+    init(out, ("linear", None), generator)
+    layers = [nn.Flatten(), hidden]
+    if norm is not None:
+        layers.append(norm(params.width, 1))
+    layers.append(activation())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, out)
+
+
+def build_forgetful(params, **context):
+    """Deliberately broken: tinynet, but the init it is given never reaches a layer."""
+    return build_tinynet(params, **{**context, "init": lambda layer, gain, generator: None})
+
+
+class BlobsParams(HeldOutParams):
+    n_samples: int = Field(240, ge=10, description="points generated")
+    data_seed: int = Field(7, ge=0, description="seed of the generator (fixed data)")
+
+
+def build_blobs(p, seed, device):
+    rng = np.random.default_rng(p.data_seed)
+    y = np.arange(p.n_samples) % 3
+    x = rng.normal(size=(p.n_samples, 4)) + y[:, None] * 1.5
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=3)
+
+
+register(ComponentInfo(kind="model", name="tinynet", build=build_tinynet,
+                       params=TinyNetParams, doc="one hidden layer, the lab's favourite"))
+register(ComponentInfo(kind="model", name="forgetful", build=build_forgetful,
+                       params=TinyNetParams, doc="a model that ignores its init (broken)"))
+register(ComponentInfo(kind="activation", name="lab_softsign", build=lambda p: nn.Softsign(),
+                       doc="x / (1 + |x|)", attrs={"gain": lambda p: ("linear", None)}))
+register(ComponentInfo(kind="dataset", name="lab_blobs", build=build_blobs, params=BlobsParams,
+                       doc="three Gaussian blobs in 4-D",
+                       attrs={"targets": "class", "input": "vector",
+                              "shape": lambda p: DataShape(  # what validation checks
+                                  examples=p.n_samples, test=None, input_shape=(4,),
+                                  targets="class", num_classes=3)}))
+'''
+
+SUITE = """\
+name: lab
+description: the lab's own model, activation and data
+plugins: [{module}]
+task:
+  dataset: {{name: lab_blobs, n_samples: 240}}
+  model: {{name: tinynet, width: 12}}
+  loss: cross_entropy
+  metric: test_accuracy
+fixed:
+  activation: relu
+  init: xavier_normal
+  optimizer: {{name: adam, lr: 0.01}}
+  epochs: 3
+  batch_size: 32
+grid:
+  activation: [relu, lab_softsign]
+seeds: 1
+checkpoint: true
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    with isolated_registry():
+        yield
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Callable[..., Path]:
+    """Write the plugin module (or another text) and a suite naming it; returns the suite."""
+
+    def write(module: str = "lab_components", text: str = PLUGIN) -> Path:
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(text), encoding="utf-8")
+        suite = tmp_path / "lab.yaml"
+        suite.write_text(SUITE.format(module=module), encoding="utf-8")
+        return suite
+
+    return write
+
+
+def _run(suite: Path, uri: str) -> int:
+    with isolated_registry():  # like a fresh process: the plugin is imported anew
+        return cli.main(["run", str(suite), "--tracking-uri", uri, "--report-dir", "reports"])
+
+
+def test_a_plugin_model_activation_and_dataset_run_end_to_end(
+        lab: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    suite_path = lab()
+    assert _run(suite_path, tracking_uri) == 0
+    err = capsys.readouterr().err
+    assert "[2/2]" in err and "activation=lab_softsign" in err
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("lab")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`nnbench.role` = 'trial'")
+    assert {r.data.tags["nnbench.status"] for r in runs} == {"finished"}
+    assert {r.data.params["activation.name"] for r in runs} == {"relu", "lab_softsign"}
+    with isolated_registry():
+        trial_ids = {t.trial_id for t in load_suite(suite_path).trials()}
+        digest = f"sha256:{plugins.loaded()['lab_components'].sha256}"
+    assert {r.data.params["digests.plugin:lab_components"] for r in runs} == {digest}
+    assert {r.data.tags["nnbench.trial_id"] for r in runs} == trial_ids
+    tag = runs[0].data.tags["nnbench.plugin.lab_components"]
+    assert tag.startswith("0.3 sha256:") and "(1 files)" in tag  # __version__, hash, files
+
+    with isolated_registry():  # a fresh process reloads a checkpoint: the plugin is imported
+        assert cli.main(["evaluate", runs[0].info.run_id, "--tracking-uri", tracking_uri,
+                         "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    assert "test_accuracy = " in out.out and "warning" not in out.err
+
+    html = (tmp_path / "reports" / "lab.html").read_text()
+    assert "activation=lab_softsign" in html
+    assert "<code>lab_components</code> 0.3 sha256:" in html  # provenance names the plugin
+    assert "activation lab_softsign, dataset lab_blobs, model tinynet" in html
+
+    with isolated_registry():  # the contract check passes on the plugin's components ...
+        load_suite(suite_path)
+        for kind, name in (("model", "tinynet"), ("activation", "lab_softsign"),
+                           ("dataset", "lab_blobs")):
+            check_component(registry.get(kind, name))
+        with pytest.raises(ContractError) as caught:  # ... and fails on the broken one
+            check_component(registry.get("model", "forgetful"))
+    assert str(caught.value).startswith(
+        "model 'forgetful' (from lab_components) fails check 'model': ")
+    assert "was not initialised by the init axis; call init(layer, gain, generator) on " \
+           "every weight layer" in str(caught.value)
+
+
+def test_a_changed_plugin_retrains_its_trials(lab: Callable[..., Path], tmp_path: Path,
+                                              tracking_uri: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    suite_path = lab()
+    assert _run(suite_path, tracking_uri) == 0
+    assert _run(suite_path, tracking_uri) == 0  # unchanged: nothing to train or re-render
+    assert "nothing changed since its report" in capsys.readouterr().err
+    with isolated_registry():
+        before = {t.trial_id for t in load_suite(suite_path).trials()}
+
+    module = tmp_path / "lab_components.py"
+    module.write_text(module.read_text() + "\n# hidden units now default to 12 everywhere\n")
+    with isolated_registry():
+        after = {t.trial_id for t in load_suite(suite_path).trials()}
+    assert before.isdisjoint(after)  # any edit of the plugin's source makes new trials
+    assert _run(suite_path, tracking_uri) == 0
+    assert "0 already finished, 2 to train" in capsys.readouterr().err
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("lab")
+    assert experiment is not None
+    ids = {r.data.tags["nnbench.trial_id"] for r in client.search_runs(
+        [experiment.experiment_id], "tags.`nnbench.role` = 'trial'")}
+    assert ids == before | after  # the old runs stay in MLflow
+    trials = (tmp_path / "reports" / "lab.trials.csv").read_text()
+    assert all(t in trials for t in after) and not any(t in trials for t in before)
+
+    old_run = next(r for r in client.search_runs([experiment.experiment_id],
+                                                 "tags.`nnbench.role` = 'trial'")
+                   if r.data.tags["nnbench.trial_id"] in before)
+    module.write_text(module.read_text() + "# once more\n")
+    with isolated_registry():  # evaluating an old trial says its plugin has changed
+        assert cli.main(["evaluate", old_run.info.run_id, "--tracking-uri", tracking_uri,
+                         "--device", "cpu"]) == 0
+    assert "warning: plugin:lab_components changed since this trial trained (sha256:" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plugin_trials_keep_their_ids_through_the_queue_and_local_workers(
+        lab: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+    """Specs travel through the trial queue as JSON; each worker process imports the
+    suite's plugins and rebuilds the very same specs (plugin digests included)."""
+    import subprocess
+    import sys
+
+    suite_path = lab()
+    result = subprocess.run(
+        [sys.executable, "-m", "nnbench.cli", "run", str(suite_path), "--workers", "2",
+         "--engine", "serial", "--tracking-uri", tracking_uri, "--report-dir", "reports"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with isolated_registry():
+        expected = {t.trial_id for t in load_suite(suite_path).trials()}
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("lab")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`nnbench.role` = 'trial'")
+    assert {r.data.tags["nnbench.trial_id"] for r in runs} == expected
+    assert {r.data.tags["nnbench.status"] for r in runs} == {"finished"}
+
+
+def test_built_in_trials_keep_their_ids(write_suite: Callable[..., Path]) -> None:
+    spec = load_suite(write_suite()).trials()[0]
+    assert spec.digests == ()
+    assert "digests" not in spec.canonical()
+
+
+BROKEN = {
+    "import_error": ("import torchh\n",
+                     ["plugins[0]: plugin 'lab_broken': import failed: ModuleNotFoundError: "
+                      "No module named 'torchh'", "lab_broken.py, line 1)"]),
+    "duplicate_name": ("from torch import nn\nfrom nnbench.registry import ComponentInfo, "
+                       "register\nregister(ComponentInfo(kind='model', name='mlp', build="
+                       "lambda p, **c: nn.Identity(), doc='my mlp'))\n",
+                       ["plugins[0]: plugin 'lab_broken': invalid registration: model 'mlp' "
+                        "is already registered by nnbench; choose another name",
+                        "lab_broken.py, line 3)"]),
+    "bad_params_model": ("from pydantic import BaseModel\nfrom torch import nn\n"
+                         "from nnbench.registry import ComponentInfo, register\n"
+                         "class P(BaseModel):\n    width: int = 8\n"
+                         "register(ComponentInfo(kind='model', name='lab_net', params=P, "
+                         "build=lambda p, **c: nn.Identity(), doc='a net'))\n",
+                         ["plugin 'lab_broken': invalid registration: model 'lab_net': params "
+                          "must be a subclass of nnbench.registry.Params"]),
+    "required_param_without_example": (
+        "from pydantic import Field\nfrom torch import nn\n"
+        "from nnbench.registry import ComponentInfo, Params, register\n"
+        "class P(Params):\n    width: int = Field(..., ge=1)\n"
+        "register(ComponentInfo(kind='model', name='lab_net', params=P, "
+        "build=lambda p, **c: nn.Identity(), doc='a net'))\n",
+        ["model 'lab_net': its params model P rejects its example {} (required parameters "
+         "need example values): width: Field required"]),
+    "unknown_kind": ("from torch import nn\nfrom nnbench.registry import ComponentInfo, "
+                     "register\nregister(ComponentInfo(kind='modle', name='lab_net', "
+                     "build=lambda p, **c: nn.Identity(), doc='a net'))\n",
+                     ["unknown kind 'modle'; did you mean 'model'?"]),
+    "registers_nothing": ("X = 1\n", ["plugin 'lab_broken': registered no component"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_plugin_stops_before_compute(case: str, lab: Callable[..., Path],
+                                             tmp_path: Path, tracking_uri: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    text, fragments = BROKEN[case]
+    suite_path = lab("lab_broken", text)
+    assert _run(suite_path, tracking_uri) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert err.startswith(f"{suite_path}: plugins[0]: ")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing logged
+    assert not (tmp_path / "reports").exists()
+    with pytest.raises(registry.UnknownComponentError):
+        registry.get("model", "lab_net")  # a failed plugin leaves nothing registered
+
+
+def test_a_missing_plugin_module_is_named(lab: Callable[..., Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    suite_path = lab()
+    suite_path.write_text(suite_path.read_text().replace("[lab_components]", "[mylab.netz]"))
+    assert cli.main(["validate", str(suite_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"plugins[0]: plugin 'mylab.netz': no module named 'mylab' (searched {tmp_path}" in err
+
+
+def test_nnbench_list_shows_plugin_components(lab: Callable[..., Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    lab()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["list", "model", "--plugin", "lab_components"]) == 0
+    out = capsys.readouterr().out
+    assert "tinynet          one hidden layer, the lab's favourite [plugin lab_components]" in out
+    assert "width: int = 12 (hidden units)" in out
+    assert "mlp" in out and "[plugin" not in out.split("mlp")[1].splitlines()[0]
+
+
+# -- installed plugins: entry points -----------------------------------------------------------
+
+def _installed(site: Path, body: str, value: str = "labep") -> None:
+    """A package as pip would leave it: the module and its dist-info with entry points."""
+    (site / "labep").mkdir(parents=True)
+    (site / "labep" / "__init__.py").write_text(body)
+    info = site / "labep-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labep\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text(f"[nnbench.components]\nlabep = {value}\n")
+    (info / "top_level.txt").write_text("labep\n")
+
+
+ENTRY_POINT_BODY = """\
+from torch import nn
+from nnbench.registry import ComponentInfo, register
+
+def setup():
+    register(ComponentInfo(kind="activation", name="ep_softsign", build=lambda p: nn.Softsign(),
+                           doc="softsign from an installed package",
+                           attrs={"gain": lambda p: ("linear", None)}))
+"""
+
+
+def test_installed_packages_register_through_entry_points(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    _installed(site, ENTRY_POINT_BODY, "labep:setup")
+    monkeypatch.syspath_prepend(str(site))
+    plugins._forget_entry_points()
+    info = registry.get("activation", "ep_softsign")
+    assert info.source == "labep"
+    plugin = plugins.loaded()["labep"]
+    assert (plugin.version, plugin.origin, plugin.components) == (
+        "1.2", "entry point labep", (("activation", "ep_softsign"),))
+    check_component(info)
+
+
+def test_a_broken_entry_point_stops_every_command(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  write_suite: Callable[..., Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    _installed(site, "raise RuntimeError('the lab server is down')\n")
+    monkeypatch.syspath_prepend(str(site))
+    plugins._forget_entry_points()
+    assert cli.main(["validate", str(write_suite())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plugin 'entry point labep = labep of labep 1.2': import failed: "
+                          "RuntimeError: the lab server is down")
+    assert "__init__.py, line 1)" in err
+
+
+def test_an_entry_point_cannot_take_a_built_in_name(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    _installed(site, ENTRY_POINT_BODY.replace("ep_softsign", "relu"), "labep:setup")
+    monkeypatch.syspath_prepend(str(site))
+    plugins._forget_entry_points()
+    assert cli.main(["list", "activation"]) == 2  # loaded before the command: built-ins first
+    assert "invalid registration: activation 'relu' is already registered by nnbench; choose " \
+           "another name" in capsys.readouterr().err

@@ -15,7 +15,10 @@ handling of workers that stop answering. Optuna does the hard parts:
   (its worker died, hung, or lost its network, on any host) is failed by whichever
   worker looks next (`optuna.storages.fail_stale_trials`), and Optuna's
   `RetryHeartbeatStaleTrialCallback` queues a copy of it (same trial, same Optuna
-  parameters), which another worker then trains.
+  parameters), which another worker then trains. A worker records a trial's first
+  heartbeat right after claiming it; one killed in between leaves a RUNNING trial with
+  no heartbeat at all, which Optuna would never call stale: nnbench's storage counts it
+  stale once it started longer than `grace_period` ago.
 
 A suite's grid/ablate trials (and a tuned suite's re-runs) are entries of the study
 `<suite>/trials`, one per trial to train, carrying the trial's `trial_id` and its spec
@@ -38,6 +41,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,12 +49,25 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.orm import selectinload
 
 from nnbench.config import TrialSpec
 from nnbench.transient import retrying, worker_label
 
-__all__ = ["DEFAULT_LIVENESS", "Claim", "Liveness", "QueueCounts", "TrialQueue",
-           "default_storage", "heartbeat", "open_storage", "open_study", "reap", "storage_id"]
+__all__ = [
+    "DEFAULT_LIVENESS",
+    "Claim",
+    "Heartbeats",
+    "Liveness",
+    "QueueCounts",
+    "TrialQueue",
+    "default_storage",
+    "heartbeats",
+    "open_storage",
+    "open_study",
+    "reap",
+    "storage_id",
+]
 
 @dataclass(frozen=True)
 class Liveness:
@@ -88,13 +105,38 @@ def _serialize_sqlite(storage: RDBStorage) -> None:
     engine.dispose()  # pooled connections made before the listeners existed
 
 
+class _Storage(RDBStorage):
+    """RDBStorage whose stale trials include RUNNING trials that never recorded a
+    heartbeat (their worker died between claiming and its first heartbeat) and started
+    more than the grace period ago. Their start is the claiming host's clock, unlike
+    heartbeats: a misjudged one is failed and queued again, never recorded twice."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
+        now = datetime.now()
+        with _create_scoped_session(self.scoped_session, True) as session:
+            silent = (session.query(models.TrialModel)
+                      .options(selectinload(models.TrialModel.heartbeats))
+                      .filter(models.TrialModel.state == TrialState.RUNNING)
+                      .filter(models.TrialModel.study_id == study_id).all())
+            for trial in silent:
+                started = trial.datetime_start
+                if not trial.heartbeats and started is not None and now - started > grace:
+                    stale.append(int(trial.trial_id))
+        return stale
+
+
 def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS) -> RDBStorage:
     """The Optuna storage at `url` with heartbeats, retrying schema-creation races."""
     sqlite = url.startswith("sqlite")
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {}
 
     def connect() -> RDBStorage:
-        return RDBStorage(
+        return _Storage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=liveness.heartbeat_interval,
             grace_period=liveness.grace_period,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
@@ -343,13 +385,12 @@ def reap(study: optuna.Study) -> None:
 
 
 @contextmanager
-def heartbeat(storage: RDBStorage, interval: int, storage_ids: Sequence[int]) -> Iterator[None]:
-    """Heartbeats for `storage_ids` while the block runs (tuning's Optuna trials)."""
+def heartbeats(storage: RDBStorage, interval: int) -> Iterator[Heartbeats]:
+    """A heartbeat thread for the trials held while the block runs (tuning's Optuna
+    trials: each held as soon as it is asked)."""
     beats = Heartbeats(storage, interval)
     try:
-        for storage_id in storage_ids:
-            beats.hold(storage_id)
-        yield
+        yield beats
     finally:
         beats.stop()
 

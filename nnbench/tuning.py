@@ -40,9 +40,10 @@ from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
 from nnbench.queue import (
     DEFAULT_LIVENESS,
+    Heartbeats,
     Liveness,
     default_storage,
-    heartbeat,
+    heartbeats,
     open_storage,
     open_study,
     reap,
@@ -187,11 +188,13 @@ class _Lanes:
 
 
 def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, parent: str,
-         tags: dict[str, str]) -> _Asked | None:
-    """Ask Optuna for one trial and open its MLflow run; None when the budget is met."""
+         tags: dict[str, str], beats: Heartbeats) -> _Asked | None:
+    """Ask Optuna for one trial (its heartbeats start at once) and open its MLflow run;
+    None when the budget is met."""
     tune = suite.tune
     assert tune is not None
     trial = study.ask()
+    beats.hold(storage_id(trial))
     trial.set_user_attr("nnbench.worker", worker_label())
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
     retried = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
@@ -262,18 +265,18 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
     tune = suite.tune
     assert tune is not None
     batch: list[_Asked] = []
-    for _ in range(size):
-        asked = _ask(study, suite, point, tracker, parent, tags)
-        if asked is None:
-            break
-        batch.append(asked)
-    if not batch:
-        return False
-    by_spec = {id(a.spec): a for a in batch}
-    listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune) for a in batch})
     killed = False
-    with heartbeat(storage, liveness.heartbeat_interval,
-                   [storage_id(a.trial) for a in batch]):
+    with heartbeats(storage, liveness.heartbeat_interval) as beats:
+        for _ in range(size):
+            asked = _ask(study, suite, point, tracker, parent, tags, beats)
+            if asked is None:
+                break
+            batch.append(asked)
+        if not batch:
+            return False
+        by_spec = {id(a.spec): a for a in batch}
+        listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune)
+                           for a in batch})
         for result in engine.run([a.spec for a in batch], listener):
             _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console)
             killed = killed or result.status == "killed"

@@ -359,3 +359,31 @@ def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) 
     assert queue.counts().line() == "1 done, 0 running on 0 worker(s), 0 queued, 0 failed"
     queue.close()
 
+
+
+def test_a_trial_claimed_by_a_worker_killed_before_its_first_heartbeat_is_queued_again(
+        tmp_path: Path) -> None:
+    """Optuna never calls a RUNNING trial without a heartbeat stale; nnbench does once it
+    started longer than the grace period ago (what a worker SIGKILLed between claiming and
+    its first heartbeat leaves)."""
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
+    spec = suite.trials()[0]
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    live = Liveness(heartbeat_interval=1, grace_period=3)
+    queue = TrialQueue("orphan", open_storage(storage, live), live)
+    queue.enqueue([spec])
+    assert queue.study._pop_waiting_trial_id() is not None  # claimed, no heartbeat, died
+    queue.reap()
+    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING]
+    time.sleep(3.5)
+    queue.reap()
+    orphan, copy = _entries(storage, "orphan/trials")
+    assert (orphan.state, copy.state) == (TrialState.FAIL, TrialState.WAITING)
+    assert copy.user_attrs["nnbench.trial_id"] == spec.trial_id
+    (claim,) = queue.claim(1)
+    assert claim.spec == spec
+    time.sleep(3.5)  # held with heartbeats now: not stale however long it runs
+    queue.reap()
+    assert _entries(storage, "orphan/trials")[1].state == TrialState.RUNNING
+    assert queue.release(claim, "done")
+    queue.close()

@@ -88,7 +88,7 @@ def benchmarks(session: nox.Session) -> None:
     _env(session)
     session.run(str(BIN / "pytest"), "tests/benchmarks", "--benchmark-only",
                 "--benchmark-columns=min,median,mean,stddev,rounds", *session.posargs,
-                external=True, env={"NNBENCH_BENCH_EPOCHS": "30"})  # the default suite's own
+                external=True, env={"NNBENCH_BENCH_FULL": "1"})  # full size: scale.py
 
 
 @nox.session(venv_backend="none")

@@ -184,8 +184,14 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
             raise UsageError(f"{what}: {path} is not writable by this user")
         if header:
             try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                with sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                     timeout=CONNECT_TIMEOUT) as db:
                     db.execute("select name from sqlite_master limit 1").fetchall()
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise UsageError(f"{what}: {path} is not a readable SQLite database "
+                                     f"({err})") from None
+                # another process is writing to it: a SQLite store, and busy, not broken
             except sqlite3.DatabaseError as err:
                 raise UsageError(f"{what}: {path} is not a readable SQLite database ({err})"
                                  ) from None

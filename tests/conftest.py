@@ -177,7 +177,10 @@ def postgres() -> Iterator[str]:
     subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
     subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
+                    # what a shared store should set: a hung worker's open transaction
+                    # (its locks) ends after 5 s instead of blocking every other worker
+                    f"-c idle_in_transaction_session_timeout=5s", "start"],
                    check=True, capture_output=True)
     try:
         url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}"

@@ -249,14 +249,16 @@ def _assert_complete_and_unique(uri: str, suite: Suite) -> None:
 def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
     suite = _slow_suite(write_suite)
-    proc = _start(suite, tracking_uri, tmp_path)
+    # the killed worker's claim is queued again once its heartbeats are 3 s old
+    liveness = ("--heartbeat-interval", "1", "--grace-period", "3")
+    proc = _start(suite, tracking_uri, tmp_path, *liveness)
     _wait_for_finished(tracking_uri, suite.name, 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     done_before = len([r for r in _trial_runs(tracking_uri, suite.name) if is_done(r)])
     assert 3 <= done_before < 12
 
-    rerun = _start(suite, tracking_uri, tmp_path)
+    rerun = _start(suite, tracking_uri, tmp_path, *liveness)
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     assert f"{done_before} already finished" in output

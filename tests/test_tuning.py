@@ -143,6 +143,9 @@ def test_pruning_stops_hopeless_trials_early(tmp_path: Path) -> None:
     _assert_budgets_met(f"sqlite:///{tmp_path / 'optuna.db'}", 14, 1)
 
 
+QUICK_LIVENESS = ("--heartbeat-interval", "1", "--grace-period", "3")
+
+
 def _tune(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nnbench.cli", "tune", str(path), "--device", "cpu",
@@ -171,7 +174,8 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
     path = _suite(tmp_path / "killed.yaml", name="killed", epochs=40, trials=6,
                   optimizers="[sgd]")
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    options = ("--engine", engine, "--lanes", str(in_flight))
+    # the killed worker's trials are re-queued once its heartbeats are 3 s old
+    options = ("--engine", engine, "--lanes", str(in_flight), *QUICK_LIVENESS)
     proc = _tune(path, storage, uri, tmp_path, *options)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -55,7 +55,7 @@ seeds: {seeds}
 """
 
 
-def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 200,
+def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 120,
            seeds: int = 4) -> Path:
     return write_suite(SUITE.format(name=name, epochs=epochs, seeds=seeds), name=name)
 
@@ -162,14 +162,17 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
 
 @pytest.mark.slow
 def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
-        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
     """SIGSTOP freezes a worker as a hung machine or a cut network would: its heartbeats
     stop while its process still exists (liveness is not checked by pid). The other
     worker re-runs its trial after the grace period; when the silent worker wakes up and
-    finishes, its claim is gone and its result is recorded as killed, not done."""
-    path = _suite(write_suite, "silent", epochs=300, seeds=2)
+    finishes, its claim is gone and its result is recorded as killed, not done.
+
+    On PostgreSQL, as hosts share a store: a worker frozen inside a transaction would
+    hold SQLite's one write lock, and every other worker with it, until it resumes."""
+    path = _suite(write_suite, "silent", epochs=150, seeds=2)
     suite = load_suite(path)
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
     first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
     _holder_of_a_running_trial(storage, "silent/trials", [first], time.monotonic() + 240)
     first.send_signal(signal.SIGSTOP)
@@ -216,10 +219,10 @@ seeds: 2
 
 @pytest.mark.slow
 def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
-        write_suite: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_suite(TUNED.format(name="silent_tune", epochs=300), name="silent_tune")
+        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_suite(TUNED.format(name="silent_tune", epochs=150), name="silent_tune")
     suite = load_suite(path)
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
     study = f"silent_tune/{suite.configurations()[0].config_id}"
     first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
     _holder_of_a_running_trial(storage, study, [first], time.monotonic() + 240)

@@ -10,7 +10,6 @@ one epoch of the 24 trials at 1 and at 2 intra-op threads per engine.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,11 +23,10 @@ from nnbench.config import TrialSpec, load_suite
 from nnbench.train import CONTINUE, Decision, SerialEngine, build_parts, torch_threads
 from nnbench.train.stacked import StackedEngine
 from tests.benchmarks.notes_loop import notes_epoch
+from tests.benchmarks.scale import EPOCHS
 from tests.conftest import REPO
 
 CPU = torch.device("cpu")
-# epochs per trial: 3 in the test run, the suite's own 30 under `nox -s benchmarks`
-EPOCHS = int(os.environ.get("NNBENCH_BENCH_EPOCHS", "3"))
 
 
 class _Quiet:

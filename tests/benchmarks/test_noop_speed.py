@@ -18,10 +18,10 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def finished_default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The default suite (2 epochs, the same 24 trials otherwise) run once to the end."""
+    """The default suite (1 epoch, the same 24 trials otherwise) run once to the end."""
     root = tmp_path_factory.mktemp("noop")
     raw = yaml.safe_load((REPO / "suites" / "default.yaml").read_text())
-    raw["fixed"]["epochs"] = 2
+    raw["fixed"]["epochs"] = 1
     path = root / "default.yaml"
     path.write_text(yaml.safe_dump(raw))
     first = subprocess.run([sys.executable, "-m", "nnbench.cli", "run", str(path)], cwd=root,

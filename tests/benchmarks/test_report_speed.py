@@ -1,5 +1,6 @@
 """Rendering the report of a 200-trial suite (50 configurations × 4 seeds, 30 epochs):
-target under 30 s on the 2-core CPU and a file under 10 MB.
+target under 30 s on the 2-core CPU and a file under 10 MB. (The test run's smoke size:
+10 configurations × 2 seeds.)
 
 The trials are synthetic results recorded through the real Tracker into a real MLflow
 SQLite store (training 200 trials would measure training, not the report).
@@ -18,6 +19,7 @@ from nnbench.config import Suite, parse_suite
 from nnbench.report import render_report
 from nnbench.tracking import Tracker
 from nnbench.train import TrialResult
+from tests.benchmarks.scale import FULL
 
 SUITE = """\
 name: two_hundred
@@ -30,8 +32,8 @@ fixed:
   batch_size: 64
 grid:
   activation: [sigmoid, tanh, relu, elu, gelu]
-  optimizer.lr: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
-seeds: 4
+  optimizer.lr: {lrs}
+seeds: {seeds}
 expect:
   - {claim: relu beats sigmoid, a: {activation: relu}, b: {activation: sigmoid}}
 """
@@ -54,10 +56,12 @@ def _history(rng: np.random.Generator, quality: float, epochs: int) -> list[dict
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, str]:
-    suite = parse_suite(SUITE)
+    lrs = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0] if FULL else [0.01, 0.1]
+    text = SUITE.replace("{lrs}", str(lrs)).replace("{seeds}", "4" if FULL else "2")
+    suite = parse_suite(text)
     uri = f"sqlite:///{tmp_path_factory.mktemp('report-speed') / 'mlflow.db'}"
     tracker = Tracker(suite, uri)
-    parent = tracker.start_invocation({}, n_todo=200)
+    parent = tracker.start_invocation({}, n_todo=len(suite.trials()))
     rng = np.random.default_rng(0)
     for spec in suite.trials():
         quality = 0.3 + 0.1 * ["sigmoid", "tanh", "relu", "elu", "gelu"].index(
@@ -84,5 +88,5 @@ def test_render_report_of_200_trials(benchmark: Any, store: tuple[Suite, str],
                               rounds=2, iterations=1)
     assert path.stat().st_size < 10_000_000
     html = path.read_text()
-    assert html.count("<tr class=") >= 50  # every configuration in the leaderboard
-    assert "200 finished" in html
+    assert html.count("<tr class=") >= len(suite.configurations())  # the leaderboard's rows
+    assert f"{len(suite.trials())} finished" in html

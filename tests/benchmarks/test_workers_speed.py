@@ -12,7 +12,6 @@ second core helps most. For reference, one worker with the stacked engine (the d
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from rich.console import Console
 
 from nnbench.config import load_suite
 from nnbench.runner import run_suite
+from tests.benchmarks.scale import EPOCHS
 from tests.conftest import REPO
 
-# epochs per trial: 3 in the test run, the suite's own 30 under `nox -s benchmarks`
-EPOCHS = int(os.environ.get("NNBENCH_BENCH_EPOCHS", "3"))
 _rounds = itertools.count()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -65,6 +67,43 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write mlflow.db or reports/ into the repository."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every living process below `pid` (Linux: read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Iterator[None]:
+    """A test that fails or times out while its workers run must not leave them training
+    (and loading the machine) under the tests that follow: the processes it started are
+    killed here (not those of longer-lived fixtures, started before it)."""
+    linux = Path("/proc/self/stat").exists()
+    before = set(_descendants(os.getpid())) if linux else set()
+    yield
+    if not linux:
+        return
+    for pid in _descendants(os.getpid()):
+        if pid not in before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- tiny torchvision datasets in their real on-disk formats --------------------------------

@@ -14,10 +14,10 @@ runs, like `load_suite`: every problem at once, naming the file, the key path, w
 given and what is allowed (`BenchmarkError`, a `SuiteError` that also carries the listed
 suites' own problems). Checks: known keys and types; a valid name that no listed suite
 uses (it names the report); at least two tasks; each suite exists and validates, is not
-tuned, appears once, and is one task (it varies none of dataset, model, loss, and no two
-suites share all three); every suite varies the same axes with the same levels and the
-same seeds; each target is a validation metric the suite's loss produces, with a value
-in the metric's range; 1 <= tau_min < tau_max.
+tuned, appears once (by file and by name), and is one task (it varies none of dataset,
+model, loss, and no two suites share all three); every suite varies the same axes with
+the same levels and the same seeds; each target is a validation metric the suite's loss
+produces, with a value in the metric's range; 1 <= tau_min < tau_max.
 """
 
 from __future__ import annotations
@@ -209,6 +209,14 @@ def _check(raw: Any, path: Path) -> Benchmark:
                                              f"{', '.join(varied_task)}; a task is one "
                                              f"dataset, model and loss: list each as its own "
                                              f"suite"))
+            continue
+        same = [k for k, t in zip(keys, tasks, strict=True)
+                if t.name.lower() == suite.name.lower()]
+        if same:
+            problems.append((f"{key}.suite", f"suite {suite.name!r} has the name of the suite "
+                                             f"of {same[0]} (names are compared ignoring "
+                                             f"case); they would share an MLflow experiment "
+                                             f"and a report: rename one"))
             continue
         if target is not None:
             tasks.append(BenchmarkTask(suite, target))

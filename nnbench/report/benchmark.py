@@ -77,8 +77,8 @@ def _cell(row: pd.Series | None) -> dict[str, Any]:
     if row is None:
         return {"text": "no result", "cls": "missing"}
     if not row["reached"]:
-        return {"text": f"never ({int(row['epochs_run'])} ep{', diverged' if row['status'] == 'diverged' else ''})",  # noqa: E501
-                "cls": "never"}
+        diverged = ", diverged" if row["status"] == "diverged" else ""
+        return {"text": f"never ({int(row['epochs_run'])} ep{diverged})", "cls": "never"}
     return {"text": f"{int(row['epochs'])} ep · {row['seconds']:.2f} s", "cls": ""}
 
 

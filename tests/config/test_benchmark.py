@@ -155,6 +155,13 @@ def test_one_task_per_suite(two_tasks: Path) -> None:
                in line for line in _problems(path))
 
 
+def test_two_suites_with_one_name_are_refused(two_tasks: Path) -> None:
+    (two_tasks / "reg.yaml").write_text((two_tasks / "reg.yaml").read_text().replace(
+        "name: reg", "name: CIRC"))
+    assert any("tasks[1].suite: suite 'CIRC' has the name of the suite of tasks[0]" in line
+               for line in _problems(_bench(two_tasks, GOOD)))
+
+
 def test_an_invalid_suite_brings_its_own_problems(two_tasks: Path) -> None:
     (two_tasks / "reg.yaml").write_text((two_tasks / "reg.yaml").read_text().replace(
         "activation: relu", "activation: reluu"))

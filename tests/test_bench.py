@@ -119,3 +119,27 @@ def test_a_second_run_trains_nothing(ran: tuple[Path, str, str],
     captured = capsys.readouterr()
     assert "trained" not in captured.err
     assert "benchmark report: " in captured.out
+
+
+def test_report_only_shows_trials_without_a_result_and_leaves_their_seed_out(
+        ran: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The same suites with a third seed, re-rendered without training: the new trials are
+    listed as not run yet, in no statistic, and seed 2 is left out of the profiles."""
+    root, uri, _ = ran
+    more = root / "more"
+    (more / "tasks").mkdir(parents=True)
+    for name in ("circ", "reg"):
+        text = (root / "tasks" / f"{name}.yaml").read_text()
+        (more / "tasks" / f"{name}.yaml").write_text(text.replace("seeds: 2", "seeds: 3"))
+    (more / "mini.yaml").write_text(textwrap.dedent(BENCH))
+    capsys.readouterr()
+    assert cli.main(["bench", str(more / "mini.yaml"), "--report-only", "--tracking-uri", uri,
+                     "--report-dir", str(more / "reports")]) == 0
+    assert "trained" not in capsys.readouterr().err
+    html = (more / "reports" / "mini_bench.html").read_text()
+    pending = html[html.index('id="pending"'):]
+    assert pending.count("not run yet") == 4  # 2 tasks × 2 configurations, seed 2
+    assert html.count('<td class="num missing">no result</td>') == 4
+    assert "Left out: seed(s) 2, which have no result yet" in html
+    assert html.count("Seeds used: 0, 1.") == 2
+    assert not (more / "reports" / "circ.html").exists()  # nothing ran, no suite report

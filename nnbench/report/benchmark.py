@@ -99,8 +99,8 @@ def _task_section(bench: Benchmark, task: BenchmarkTask, res: Results,
 
 def _profile_section(bench: Benchmark, times: pd.DataFrame, measure: Measure) -> dict[str, Any]:
     tasks, configs = [t.name for t in bench.tasks], list(bench.levels)
-    profiles: Profiles = performance_profiles(times, measure, configs,
-                                              tasks, bench.tau_min, bench.tau_max)
+    profiles: Profiles = performance_profiles(times, measure, configs, tasks, bench.tau_min,
+                                              bench.tau_max, seeds=bench.seeds)
     taus = [t for t in TABLE_TAUS if bench.tau_min <= t <= bench.tau_max]
     taus = sorted({bench.tau_min, *taus, bench.tau_max})
     table = performance_profiles(times, measure, configs, tasks,

@@ -21,6 +21,7 @@ Plain functions of tidy tables, so their statistics are tested on synthetic resu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,15 +96,18 @@ class Profiles:
 
 def performance_profiles(times: pd.DataFrame, measure: Measure, configs: list[str],
                          tasks: list[str], tau_min: float = 1.0, tau_max: float = 10.0,
-                         taus: np.ndarray | None = None) -> Profiles:
+                         taus: np.ndarray | None = None,
+                         seeds: Sequence[int] = ()) -> Profiles:
     """Profiles of `measure` from `times` (columns task, config, seed, epochs, seconds, one
-    row per trial with a result); `taus` default to every step between tau_min, tau_max."""
+    row per trial with a result); `taus` default to every step between tau_min, tau_max.
+    `seeds`: the seeds expected; one without any result counts as incomplete too."""
     wanted = {(p, c) for p in tasks for c in configs}
     complete_list: list[int] = []
     incomplete_list: list[int] = []
     for seed, rows in times.groupby("seed"):
         have = set(zip(rows["task"], rows["config"], strict=True)) & wanted
         (complete_list if have == wanted else incomplete_list).append(int(seed))
+    incomplete_list += [int(s) for s in seeds if int(s) not in complete_list + incomplete_list]
     complete, incomplete = tuple(sorted(complete_list)), tuple(sorted(incomplete_list))
     used = times[times["seed"].isin(complete) & times["task"].isin(tasks)
                  & times["config"].isin(configs)].copy()

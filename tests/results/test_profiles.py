@@ -125,8 +125,9 @@ def test_profile_known_by_construction(measure: Measure) -> None:
 
 def test_a_seed_without_every_result_is_left_out_of_the_profile() -> None:
     times = _times({0: SEED0, 1: SEED1, 2: {"P1": {"A": 1, "B": 1, "C": 1}}})
-    profiles = performance_profiles(times, "epochs", ["A", "B", "C"], ["P1", "P2", "P3", "P4"])
-    assert profiles.seeds == (0, 1) and profiles.incomplete == (2,)
+    profiles = performance_profiles(times, "epochs", ["A", "B", "C"], ["P1", "P2", "P3", "P4"],
+                                    seeds=[0, 1, 2, 3])  # seed 3: no result at all
+    assert profiles.seeds == (0, 1) and profiles.incomplete == (2, 3)
     assert set(profiles.per_seed["seed"]) == {0, 1}
 
 

@@ -1,4 +1,4 @@
-"""nox sessions: ablate (the main job), report, tests, benchmarks, lint.
+"""nox sessions: ablate (the main job), tune, report, bench, tests, benchmarks, lint.
 
 Every session runs in one shared virtual environment, `.venv/`, installed from
 `constraints.txt` (exact versions, torch==2.14.1 / torchvision==0.29.1): torch
@@ -9,6 +9,7 @@ re-installed when constraints.txt or pyproject.toml change.
     nox -s ablate -- suites/x.yaml --device cuda
     nox -s tune -- suites/tune_optimizers.yaml [--storage postgresql://...]
     nox -s report [-- suites/x.yaml]
+    nox -s bench [-- benchmarks/x.yaml --engine serial]
     nox -s tests [-- -k expr]
     nox -s benchmarks
     nox -s lint
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 DEFAULT_SUITE = "suites/default.yaml"
+DEFAULT_BENCHMARK = "benchmarks/optimizers.yaml"
 
 nox.options.sessions = ["tests", "lint"]
 
@@ -73,6 +75,17 @@ def report(session: nox.Session) -> None:
     """Re-render reports/<suite>.html from MLflow."""
     _env(session)
     session.run(str(BIN / "nnbench"), "report", *_suites_first(session.posargs), external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Run every suite of a benchmark file (default: benchmarks/optimizers.yaml), then
+    reports/<benchmark>.html: time-to-target and performance profiles across tasks."""
+    _env(session)
+    args = session.posargs
+    if not any(arg.endswith((".yaml", ".yml")) for arg in args):
+        args = [DEFAULT_BENCHMARK, *args]
+    session.run(str(BIN / "nnbench"), "bench", *args, external=True)
 
 
 @nox.session(venv_backend="none")

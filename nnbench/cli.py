@@ -10,6 +10,8 @@
     nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
     nnbench status SUITE [--storage URL]       the queue across all workers
     nnbench report SUITE... [--report-dir DIR]
+    nnbench bench BENCHMARK [--validate | --report-only] [the options of run]
+                     every suite of a benchmark file, then reports/<benchmark>.html
     nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
 
 MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
@@ -264,28 +266,80 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                      f"with `nnbench tune {p}` (nox -s tune -- {p})"
                                      for p in tuned))
     _preflight(suites)
-    from nnbench.runner import run_suite
-
     code = EXIT_OK
     for suite in suites:
-        summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
-                            storage=args.storage, engine=args.engine, lanes=args.lanes,
-                            workers=args.workers, liveness=_liveness(args), console=err)
-        if summary.trained:
-            counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-            err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
-        if summary.interrupted:
-            err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
-                      f"train the rest")
-            return EXIT_INTERRUPTED
-        failed = bool(summary.statuses.get("failed")) or any(c not in (0, 130)
-                                                             for c in summary.worker_codes)
-        if failed:
-            code = EXIT_TRIAL_FAILED
-        path = _report_if_changed(suite, args, complete=not failed and summary.complete)
-        out.print(f"report: {path.resolve()}")
-        out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
-                  f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")
+        result = _run_one(suite, args)
+        if result == EXIT_INTERRUPTED:
+            return result
+        code = max(code, result)
+    return code
+
+
+def _run_one(suite: Suite, args: argparse.Namespace) -> int:
+    """Train a suite's unfinished trials (`run` and `bench`), re-render its report if its
+    inputs changed; EXIT_OK, EXIT_TRIAL_FAILED or EXIT_INTERRUPTED."""
+    from nnbench.runner import run_suite
+
+    summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
+                        storage=args.storage, engine=args.engine, lanes=args.lanes,
+                        workers=args.workers, liveness=_liveness(args), console=err)
+    if summary.trained:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
+        err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
+    if summary.interrupted:
+        err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
+                  f"train the rest")
+        return EXIT_INTERRUPTED
+    failed = bool(summary.statuses.get("failed")) or any(c not in (0, 130)
+                                                         for c in summary.worker_codes)
+    path = _report_if_changed(suite, args, complete=not failed and summary.complete)
+    out.print(f"report: {path.resolve()}")
+    out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
+              f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")
+    return EXIT_TRIAL_FAILED if failed else EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run every suite of a benchmark file (the normal runner), then its cross-task report."""
+    from nnbench.config.benchmark import Benchmark, load_benchmark
+
+    problems: list[str] = []
+    bench: Benchmark | None = None
+    try:
+        bench = load_benchmark(args.benchmark)
+    except SuiteError as e:
+        problems += e.lines()
+    training = not (args.validate or args.report_only)
+    try:
+        _checked(args, tracking=not args.validate, reading=args.report_only,
+                 report_dir=not args.validate, device=training, storage=training)
+    except UsageError as e:
+        problems.append(str(e))
+    if problems or bench is None:
+        raise _UsageError("\n".join(problems))
+    trials = sum(len(s.trials()) for s in bench.suites)
+    if args.validate:
+        out.print(f"{bench.path}: ok — {len(bench.tasks)} tasks × {len(bench.levels)} "
+                  f"configurations of {', '.join(bench.axes)} × {len(bench.seeds)} seeds = "
+                  f"{trials} trials")
+        for task in bench.tasks:
+            out.print(f"  {task.suite.path}: {task.describe()}; target {task.target.label()}",
+                      markup=False)
+        return EXIT_OK
+    code = EXIT_OK
+    if training:
+        _preflight(bench.suites)
+        for i, suite in enumerate(bench.suites, 1):
+            err.print(f"benchmark {bench.name}: task {i}/{len(bench.suites)}: {suite.name}")
+            result = _run_one(suite, args)
+            if result == EXIT_INTERRUPTED:
+                err.print(f"benchmark {bench.name}: interrupted; re-run it to train the rest")
+                return result
+            code = max(code, result)
+    from nnbench.report.benchmark import render_benchmark
+
+    path = render_benchmark(bench, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
+    out.print(f"benchmark report: {path.resolve()}")
     return code
 
 
@@ -551,6 +605,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands = (
         ("run", _cmd_run, "train every unfinished trial, then report"),
+        ("bench", _cmd_bench, "run a benchmark file's suites, then the cross-task report"),
         ("tune", _cmd_tune, "tune nuisance axes with Optuna, re-run, report"),
         ("report", _cmd_report, "render reports from MLflow"),
         ("worker", _cmd_worker, "one worker on a suite's trial queue (any machine)"),
@@ -561,9 +616,16 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name in ("run", "tune", "report"):
             p.add_argument("suites", nargs="+", metavar="SUITE")
+        elif name == "bench":
+            p.add_argument("benchmark", metavar="BENCHMARK",
+                           help="a benchmark file, e.g. benchmarks/optimizers.yaml")
+            p.add_argument("--validate", action="store_true",
+                           help="check the benchmark file and its suites; run nothing")
+            p.add_argument("--report-only", action="store_true",
+                           help="re-render the benchmark report from MLflow; train nothing")
         else:
             p.add_argument("suite", metavar="SUITE")
-        if name in ("run", "tune", "report", "submit"):
+        if name in ("run", "tune", "report", "submit", "bench"):
             p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
         p.add_argument("--tracking-uri", default=None,
                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -592,7 +654,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--grace-period", type=_positive_int, default=60, metavar="S",
                        help="seconds without a heartbeat after which a worker's trials are "
                             "queued again for the others (default 60)")
-        if name in ("run", "tune", "submit"):
+        if name in ("run", "tune", "submit", "bench"):
             p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                            help="worker processes: local ones for run/tune (each with its "
                                 "share of the cores), array jobs for submit")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from nnbench import registry
@@ -27,7 +28,7 @@ from nnbench.registry import ComponentSpec
 from nnbench.results.stats import ema
 
 __all__ = ["activations", "curves", "diagnostics", "interaction", "leaderboard", "lr_curves",
-           "main_effects"]
+           "main_effects", "performance_profile"]
 
 DPI = 80
 sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
@@ -234,3 +235,55 @@ def isolation(tuning: pd.DataFrame, trials: pd.DataFrame, names: dict[str, str],
                   ha="right")
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def performance_profile(curve: pd.DataFrame, per_seed: pd.DataFrame, measure: str,
+                        tau_min: float, tau_max: float) -> str:
+    """Dolan-Moré profiles. Top: every configuration's mean over seeds of the share of
+    tasks solved within a factor tau of the best (steps). Below, one panel per
+    configuration: that mean, its 95% t interval over seeds (band, clipped to [0, 1]) and
+    each seed's own profile (thin lines)."""
+    configs = list(dict.fromkeys(curve["config"]))
+    n = max(1, len(configs))
+    fig = plt.figure(figsize=(8, 6.2))
+    grid = fig.add_gridspec(2, n, height_ratios=[1.6, 1], hspace=0.45, wspace=0.08)
+    top = fig.add_subplot(grid[0, :])
+    styles = ["-", "--", "-.", ":"]
+    palette = sns.color_palette("tab10", n_colors=n)
+    log = tau_max / tau_min > 4
+    for i, config in enumerate(configs):
+        rows = curve[curve["config"] == config]
+        color, style = palette[i % len(palette)], styles[i % len(styles)]
+        taus = rows["tau"].to_numpy(float)
+        top.step(taus, rows["mean"], where="post", color=color, lw=2, ls=style,
+                 label=str(config))
+        ax = fig.add_subplot(grid[1, i], sharey=top)
+        ax.step(taus, rows["mean"], where="post", color=color, lw=1.8, ls=style)
+        if rows["n"].max() > 1:
+            ax.fill_between(taus, rows["low"].clip(0, 1), rows["high"].clip(0, 1),
+                            step="post", color=color, alpha=0.18, lw=0)
+        for _, seed_rows in per_seed[per_seed["config"] == config].groupby("seed"):
+            ax.step(seed_rows["tau"], seed_rows["rho"], where="post", color=color, lw=0.7,
+                    alpha=0.5)
+        ax.set_title(textwrap.shorten(str(config), 34, placeholder="…"), fontsize=7)
+        ax.tick_params(labelsize=7)
+        if i:
+            ax.tick_params(labelleft=False)
+        _tau_axis(ax, tau_min, tau_max, log, [tau_min, tau_max])
+        ax.set_xticklabels([f"{tau_min:g}", f"{tau_max:g}"], fontsize=7)
+    ticks = [t for t in (1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100) if tau_min < t < tau_max]
+    _tau_axis(top, tau_min, tau_max, log, [tau_min, *ticks, tau_max])
+    top.set_ylim(-0.02, 1.02)
+    top.set_xlabel(f"τ: {measure} to target within a factor τ of the best configuration's")
+    top.set_ylabel("share of tasks (mean over seeds)")
+    top.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def _tau_axis(ax: Axes, tau_min: float, tau_max: float, log: bool,
+              ticks: list[float]) -> None:
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(tau_min, tau_max)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()

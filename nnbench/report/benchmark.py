@@ -1,0 +1,165 @@
+"""The cross-task report of a benchmark: `<report_dir>/<benchmark>.html`, one self-contained file.
+
+`render_benchmark(bench)` reads each task's suite back from MLflow (`load_results`, like
+the suite reports), computes time-to-target and performance profiles
+(`nnbench.results.profiles`) and writes the page, a tidy CSV of every trial's
+time-to-target (`<benchmark>.times.csv`) and a summary that `index.html` lists.
+Sections: tasks (suite, task, target, numerics that trained it, link to the suite's own
+report), time-to-target per task (per seed and per configuration), performance
+profiles in epochs and in seconds (figure and table), trials without a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nnbench.config.benchmark import Benchmark, BenchmarkTask
+from nnbench.report import _ENV, _numerics, _write, figures, render_index
+from nnbench.results import Results, load_results
+from nnbench.results.profiles import (
+    MEASURES,
+    Measure,
+    Profiles,
+    performance_profiles,
+    summarize,
+    time_to_target,
+)
+from nnbench.results.stats import ALPHA
+from nnbench.tracking import DONE_STATUSES
+
+__all__ = ["TABLE_TAUS", "benchmark_times", "render_benchmark"]
+
+TABLE_TAUS = (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)  # table columns within range
+
+
+def benchmark_times(bench: Benchmark, results: dict[str, Results]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(times, pending): one row per trial with a result (finished or diverged) with its
+    task, config, seed, status, reached, epochs, seconds, epochs_run; and one row per
+    trial without one (not run yet, failed, killed) with its status."""
+    frames, pending = [], []
+    for task in bench.tasks:
+        res = results[task.name]
+        trials = res.trials
+        by_id = trials.set_index("trial_id") if not trials.empty else pd.DataFrame()
+        done_ids = set(by_id.index[by_id["status"].isin(DONE_STATUSES)]) if len(by_id) else set()
+        for spec in task.suite.trials():
+            if spec.trial_id not in done_ids:
+                status = str(by_id.loc[spec.trial_id, "status"]) \
+                    if spec.trial_id in by_id.index else "not run yet"
+                pending.append({"task": task.name, "config": spec.label(list(bench.axes)),
+                                "seed": spec.seed, "status": status})
+        if done_ids and not res.history.empty:
+            history = res.history[res.history["trial_id"].isin(done_ids)]
+            times = time_to_target(history, task.target)
+            status = by_id["status"].to_dict()
+            run_trial = history.drop_duplicates(["config", "seed"]).set_index(
+                ["config", "seed"])["trial_id"]
+            times["status"] = [status[run_trial[(c, s)]]
+                               for c, s in zip(times["config"], times["seed"], strict=True)]
+            times.insert(0, "task", task.name)
+            frames.append(times)
+    columns = ["task", "config", "seed", "reached", "epochs", "seconds", "epochs_run", "status"]
+    times = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(
+        columns=columns)
+    return times, pd.DataFrame(pending, columns=["task", "config", "seed", "status"])
+
+
+def _cell(row: pd.Series | None) -> dict[str, Any]:
+    """One trial's time-to-target as the per-seed table shows it."""
+    if row is None:
+        return {"text": "no result", "cls": "missing"}
+    if not row["reached"]:
+        diverged = ", diverged" if row["status"] == "diverged" else ""
+        return {"text": f"never ({int(row['epochs_run'])} ep{diverged})", "cls": "never"}
+    return {"text": f"{int(row['epochs'])} ep · {row['seconds']:.2f} s", "cls": ""}
+
+
+def _task_section(bench: Benchmark, task: BenchmarkTask, res: Results,
+                  times: pd.DataFrame) -> dict[str, Any]:
+    mine = times[times["task"] == task.name]
+    cells = {(r["config"], r["seed"]): r for _, r in mine.iterrows()}
+    summary = summarize(mine, list(bench.levels)).to_dict("records")
+    rows = []
+    for level, stats in zip(bench.levels, summary, strict=True):
+        rows.append({"config": level, "cells": [_cell(cells.get((level, s))) for s in bench.seeds],
+                     **stats})
+    return {"name": task.name, "path": task.suite.path, "describe": task.describe(),
+            "target": task.target.label(), "rows": rows, "numerics": _numerics(res.trials),
+            "epochs": task.suite.base.epochs, "report": f"{task.name}.html",
+            "trials": len(task.suite.trials())}
+
+
+def _profile_section(bench: Benchmark, times: pd.DataFrame, measure: Measure) -> dict[str, Any]:
+    tasks, configs = [t.name for t in bench.tasks], list(bench.levels)
+    profiles: Profiles = performance_profiles(times, measure, configs, tasks, bench.tau_min,
+                                              bench.tau_max, seeds=bench.seeds)
+    taus = [t for t in TABLE_TAUS if bench.tau_min <= t <= bench.tau_max]
+    taus = sorted({bench.tau_min, *taus, bench.tau_max})
+    table = performance_profiles(times, measure, configs, tasks,
+                                 taus=np.asarray(taus)).curve
+    rows = []
+    for config in configs:
+        mine = table[table["config"] == config].set_index("tau")
+        rows.append({"config": config, "values": [mine.loc[t].to_dict() for t in taus]})
+    rows.sort(key=lambda r: [-_finite(v["mean"]) for v in r["values"]])
+    png = figures.performance_profile(profiles.curve, profiles.per_seed, measure,
+                                      bench.tau_min, bench.tau_max) \
+        if profiles.seeds else None
+    return {"measure": measure, "taus": taus, "rows": rows, "png": png,
+            "seeds": profiles.seeds, "incomplete": profiles.incomplete,
+            "ratios": profiles.ratios}
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -1.0
+
+
+def _headline(sections: list[dict[str, Any]], bench: Benchmark) -> str:
+    epochs = sections[0]
+    if not epochs["seeds"]:
+        return "no seed has a result on every task yet"
+    best = epochs["rows"][0]
+    share = best["values"][0]["mean"]
+    return (f"fastest to target (epochs): {best['config']} on {share:.0%} of the "
+            f"{len(bench.tasks)} tasks at τ = {bench.tau_min:g} (mean over "
+            f"{len(epochs['seeds'])} seed{'s' if len(epochs['seeds']) != 1 else ''})")
+
+
+def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
+                     report_dir: str | Path = "reports") -> Path:
+    """Write `<report_dir>/<bench.name>.html` (+ times CSV, summary, index); returns it."""
+    report_dir = Path(report_dir)
+    results = {task.name: load_results(task.suite, tracking_uri) for task in bench.tasks}
+    times, pending = benchmark_times(bench, results)
+    tasks = [_task_section(bench, t, results[t.name], times) for t in bench.tasks]
+    profiles = [_profile_section(bench, times, m) for m in MEASURES]
+    headline = _headline(profiles, bench)
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    csv = report_dir / f"{bench.name}.times.csv"
+    times.to_csv(csv, index=False)
+    html = _ENV.get_template("benchmark.html.j2").render(
+        bench=bench, tasks=tasks, profiles=profiles, headline=headline, alpha=ALPHA,
+        pending=pending.to_dict("records"), generated=generated, csv_file=csv.name,
+        reports={t.name: (report_dir / f"{t.name}.html").exists() for t in bench.tasks})
+    out = report_dir / f"{bench.name}.html"
+    _write(out, html)
+    statuses = times["status"].value_counts().to_dict()
+    for status, n in pending["status"].value_counts().items():
+        statuses[str(status)] = statuses.get(str(status), 0) + int(n)
+    summary = {"name": bench.name, "kind": "benchmark", "description": bench.description,
+               "headline": headline, "metric": "time-to-target",
+               "trials": sum(len(t.suite.trials()) for t in bench.tasks),
+               "statuses": {str(k): int(v) for k, v in statuses.items()},
+               "generated": generated, "file": out.name, "reference": []}
+    _write(report_dir / f"{bench.name}.summary.json", json.dumps(summary, indent=1))
+    render_index(report_dir)
+    return out

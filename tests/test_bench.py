@@ -1,0 +1,145 @@
+"""`nnbench bench`: a CI-sized benchmark (two tasks, two optimizers, two seeds) runs through
+the normal runner and renders its cross-task report; the report's time-to-target agrees
+with the per-epoch tables the suite reports export, and a second run trains nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nnbench import cli
+
+TASK = """\
+name: {name}
+task: {{dataset: {dataset}, model: {{name: mlp, hidden: [8]}}, loss: {loss}}}
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: {{name: sgd, lr: 0.05}}
+  epochs: 3
+  batch_size: 32
+grid:
+  optimizer: [{{name: sgd, lr: 0.05, momentum: 0.9}}, {{name: adam, lr: 0.01}}]
+seeds: 2
+"""
+BENCH = """\
+name: mini_bench
+description: two tiny tasks
+tasks:
+  - {suite: tasks/circ.yaml, target: {metric: val_accuracy, value: 0.8}}
+  - {suite: tasks/reg.yaml, target: {metric: val_rmse, value: 0.9}}
+profile: {tau_max: 3}
+"""
+TARGETS = {"circ": ("val_accuracy", 0.8, True), "reg": ("val_rmse", 0.9, False)}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    root = tmp_path_factory.mktemp("bench")
+    (root / "tasks").mkdir()
+    (root / "tasks" / "circ.yaml").write_text(TASK.format(
+        name="circ", dataset="{name: circles, n_samples: 300}", loss="cross_entropy"))
+    (root / "tasks" / "reg.yaml").write_text(TASK.format(
+        name="reg", dataset="{name: diabetes}", loss="mse"))
+    path = root / "mini.yaml"
+    path.write_text(textwrap.dedent(BENCH))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    args = ["bench", str(path), "--device", "cpu", "--tracking-uri", uri,
+            "--report-dir", str(root / "reports")]
+    assert cli.main(args) == 0
+    return root, uri, " ".join(args)
+
+
+def test_report_is_one_self_contained_file_linked_from_the_index(
+        ran: tuple[Path, str, str]) -> None:
+    root = ran[0]
+    html = (root / "reports" / "mini_bench.html").read_text()
+    assert "src=\"http" not in html and "href=\"http" not in html
+    assert html.count('src="data:image/png;base64,') == 2  # profiles in epochs and seconds
+    for anchor in ("tasks", "time-to-target", "profile-epochs", "profile-seconds"):
+        assert f'id="{anchor}"' in html
+    assert 'id="pending"' not in html  # every trial has a result
+    assert "val_accuracy ≥ 0.8" in html and "val_rmse ≤ 0.9" in html
+    # which numerics trained each task, as the suite reports say it
+    tasks = html[html.index('id="tasks-table"'):html.index('id="time-to-target"')]
+    assert tasks.count("fp32") >= 2 and ("stacked" in tasks or "serial" in tasks)
+    assert '<a href="circ.html">circ</a>' in tasks  # the suite's own report
+    index = (root / "reports" / "index.html").read_text()
+    assert '<a href="mini_bench.html">mini_bench</a> <span class="muted">(benchmark' in index
+    assert '<a href="circ.html">circ</a>' in index
+    summary = json.loads((root / "reports" / "mini_bench.summary.json").read_text())
+    assert summary["kind"] == "benchmark" and summary["statuses"] == {"finished": 8}
+
+
+def test_time_to_target_agrees_with_the_suites_epoch_tables(ran: tuple[Path, str, str]) -> None:
+    root = ran[0]
+    times = pd.read_csv(root / "reports" / "mini_bench.times.csv")
+    assert len(times) == 8  # 2 tasks × 2 configurations × 2 seeds
+    for task, (metric, target, higher) in TARGETS.items():
+        epochs = pd.read_csv(root / "reports" / f"{task}.epochs.csv")
+        for (config, seed), rows in epochs.groupby(["config", "seed"]):
+            rows = rows.sort_values("epoch")
+            hit = rows[rows[metric] >= target] if higher else rows[rows[metric] <= target]
+            row = times[(times["task"] == task) & (times["config"] == config)
+                        & (times["seed"] == seed)].iloc[0]
+            if hit.empty:
+                assert not row["reached"] and math.isinf(row["epochs"])
+            else:
+                first = int(hit["epoch"].iloc[0])
+                assert row["reached"] and row["epochs"] == first
+                assert row["seconds"] == pytest.approx(
+                    rows[rows["epoch"] <= first]["epoch_seconds"].sum())
+
+
+def test_the_report_shows_every_seed_and_the_profile_table(ran: tuple[Path, str, str]) -> None:
+    root = ran[0]
+    html = (root / "reports" / "mini_bench.html").read_text()
+    times = pd.read_csv(root / "reports" / "mini_bench.times.csv")
+    cells = re.findall(r'<td class="num (?:never)?\s*">(never \(\d+ ep[^<]*|\d+ ep · [\d.]+ s)',
+                       html)
+    assert len(cells) == 8  # one cell per trial: reached or never, none dropped
+    assert sum(c.startswith("never") for c in cells) == int((~times["reached"]).sum())
+    table = html[html.index('id="profile-table-epochs"'):html.index('id="profile-seconds"')]
+    assert table.count("<tr><td>optimizer=") == 2
+    assert "ρ(τ = 1)" in table and "ρ(τ = 3)" in table
+
+
+def test_a_second_run_trains_nothing(ran: tuple[Path, str, str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root, uri, _ = ran
+    capsys.readouterr()
+    assert cli.main(["bench", str(root / "mini.yaml"), "--device", "cpu", "--tracking-uri", uri,
+                     "--report-dir", str(root / "reports")]) == 0
+    captured = capsys.readouterr()
+    assert "trained" not in captured.err
+    assert "benchmark report: " in captured.out
+
+
+def test_report_only_shows_trials_without_a_result_and_leaves_their_seed_out(
+        ran: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The same suites with a third seed, re-rendered without training: the new trials are
+    listed as not run yet, in no statistic, and seed 2 is left out of the profiles."""
+    root, uri, _ = ran
+    more = root / "more"
+    (more / "tasks").mkdir(parents=True)
+    for name in ("circ", "reg"):
+        text = (root / "tasks" / f"{name}.yaml").read_text()
+        (more / "tasks" / f"{name}.yaml").write_text(text.replace("seeds: 2", "seeds: 3"))
+    (more / "mini.yaml").write_text(textwrap.dedent(BENCH))
+    capsys.readouterr()
+    assert cli.main(["bench", str(more / "mini.yaml"), "--report-only", "--tracking-uri", uri,
+                     "--report-dir", str(more / "reports")]) == 0
+    assert "trained" not in capsys.readouterr().err
+    html = (more / "reports" / "mini_bench.html").read_text()
+    pending = html[html.index('id="pending"'):]
+    assert pending.count("not run yet") == 4  # 2 tasks × 2 configurations, seed 2
+    assert html.count('<td class="num missing">no result</td>') == 4
+    assert "Left out: seed(s) 2, which have no result yet" in html
+    assert html.count("Seeds used: 0, 1.") == 2
+    assert not (more / "reports" / "circ.html").exists()  # nothing ran, no suite report

@@ -171,7 +171,8 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
     return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
 
 
-def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -> Path:
+def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool,
+                       runs_url: str | None = None) -> Path:
     """After a run: re-render the report only when its inputs changed, and remember what a
     complete suite's report was made from (the next `run` then answers at once)."""
     from nnbench import fresh
@@ -188,7 +189,7 @@ def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -
         report = render_report(suite, report_dir=args.report_dir, results=results)
     if complete:
         fresh.record(suite.path, args.report_dir, results.tracking_uri, report, digest,
-                     _dependencies(suite))
+                     _dependencies(suite), runs_url=runs_url)
     else:
         fresh.forget(suite.path, args.report_dir)
     return report
@@ -248,13 +249,16 @@ def _preflight(suites: Sequence[Suite]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     reports = _fresh_reports(args)
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
-        from nnbench.fresh import default_tracking_uri
+        from nnbench.fresh import default_tracking_uri, recorded_runs_url
 
         uri = args.tracking_uri or default_tracking_uri()
         for path, report in zip(args.suites, reports, strict=True):
             err.print(f"{path}: every trial is done and nothing changed since its report "
                       f"(suite file, results, nnbench); nothing to train or re-render")
             out.print(f"report: {report}")
+            url = recorded_runs_url(path, args.report_dir)
+            if url is not None:
+                out.print(f"MLflow runs: {url}")
         out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri {uri}")
         return EXIT_OK
     suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
@@ -282,11 +286,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                              for c in summary.worker_codes)
         if failed:
             code = EXIT_TRIAL_FAILED
-        path = _report_if_changed(suite, args, complete=not failed and summary.complete)
+        url = _mlflow_runs_url(summary.tracking_uri, summary.experiment_id)
+        path = _report_if_changed(suite, args, complete=not failed and summary.complete,
+                                  runs_url=url)
         out.print(f"report: {path.resolve()}")
-        out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
-                  f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")
+        _print_mlflow(suite.name, summary.tracking_uri, url)
     return code
+
+
+def _mlflow_runs_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table: on the tracking server itself when the store is one,
+    else where a plain `mlflow ui` serves."""
+    from nnbench.tracking import UI_ADDRESS, runs_url
+
+    remote = tracking_uri.startswith(("http://", "https://"))
+    return runs_url(experiment_id, tracking_uri if remote else UI_ADDRESS)
+
+
+def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
+    if tracking_uri.startswith(("http://", "https://")):
+        out.print(f"MLflow server: {tracking_uri} (experiment '{suite_name}')")
+    else:
+        out.print(f"MLflow store: {tracking_uri} (experiment '{suite_name}'); view with: "
+                  f"mlflow ui --backend-store-uri {tracking_uri}")
+    out.print(f"MLflow runs: {url}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -355,6 +378,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             if code == EXIT_INTERRUPTED:
                 return code
             out.print(f"report: {_report(suite, args).resolve()}")
+            from nnbench.tracking import Tracker
+
+            tracking_uri, _ = _stores(args)
+            tracker = Tracker(suite, tracking_uri)
+            experiment_id = tracker.experiment_id(create=False)
+            if experiment_id is not None:
+                _print_mlflow(suite.name, tracker.tracking_uri,
+                              _mlflow_runs_url(tracker.tracking_uri, experiment_id))
             continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
@@ -368,6 +399,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         out.print(f"Optuna storage: {summary.storage}")
         out.print(f"report: {_report(suite, args).resolve()}")
+        _print_mlflow(suite.name, summary.tracking_uri,
+                      _mlflow_runs_url(summary.tracking_uri, summary.experiment_id))
     return EXIT_OK
 
 
@@ -600,7 +633,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                            help="torch threads (default: the engine's thread policy)")
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
-                           help="nest this worker's trials under a coordinator's MLflow run")
+                           help="a coordinator's invocation run: this worker's trials are "
+                                "tagged with it (nnbench.invocation) instead of a run of "
+                                "its own")
         if name == "submit":
             p.add_argument("--local", action="store_true",
                            help="run the jobs as processes of this machine (submitit's local "

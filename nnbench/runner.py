@@ -6,10 +6,11 @@
    trial queue, an Optuna storage (`nnbench.queue`; by default `optuna.db` next to the
    MLflow store), idempotently;
 2. works the queue: claims trials (a batch per stacked group), trains them through an
-   `Engine`, keeps heartbeats while they train, logs each as a child run of this
-   invocation's parent run, releases each claim with its outcome; waits while other
-   workers still hold trials (a worker that stops sending heartbeats has its trials
-   re-queued after the grace period, and this worker trains them);
+   `Engine`, keeps heartbeats while they train, logs each as a top-level MLflow run
+   tagged with this invocation's run (`nnbench.invocation`), releases each claim with
+   its outcome; waits while other workers still hold trials (a worker that stops
+   sending heartbeats has its trials re-queued after the grace period, and this
+   worker trains them);
 3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
    queue instead, splitting the cores between them, and shows the suite's progress.
 
@@ -205,7 +206,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     `storage`: the trial queue's Optuna storage (default: optuna.db next to a SQLite
     MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
     a stacked group. `workers`: local worker processes (each gets cores / workers
-    threads). `parent_run_id`: nest this worker's trials under a coordinator's run.
+    threads). `parent_run_id`: a coordinator's invocation run, which this worker's trials
+    name as theirs (`nnbench.invocation`) instead of a run of its own.
     `withdraw`: queued trials that are not in `trials` are withdrawn (the suite changed).
     """
     console = console or Console(stderr=True)
@@ -338,7 +340,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                    console: Console, *, device: str, engine: str | Engine, lanes: int | None,
                    workers: int, liveness: Liveness) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with its share of the
-    cores; their trials nest under this invocation's parent run."""
+    cores; their trials are tagged with this invocation's run."""
     from nnbench.train.engine import cpu_cores, default_threads
     from nnbench.workers import spawn_local
 
@@ -360,8 +362,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)
     summary.worker_codes = codes
-    for run in tracker.runs("trial"):
-        if run.data.tags.get("mlflow.parentRunId") == summary.parent_run_id \
-                and run.info.status != "RUNNING":
+    for run in tracker.invocation_trials(str(summary.parent_run_id)):
+        if run.info.status != "RUNNING":
             summary.statuses[run.data.tags.get("nnbench.status", "unknown")] += 1
     console.print(f"suite {suite.name}: {queue.counts().line()}", highlight=False)

@@ -135,6 +135,8 @@ class TuneSummary:
     points: list[PointSummary]
     reruns: int = 0  # re-run trials trained by this worker
     interrupted: bool = False
+    tracking_uri: str = ""
+    experiment_id: str = ""  # the suite's MLflow experiment
 
 
 def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
@@ -418,7 +420,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                          torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
-    tracker.experiment_id()
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
     url = storage or default_storage(tracker.tracking_uri)
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),
@@ -428,7 +431,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
             **provenance.plugin_tags(suite.configurations())}
     parent = tracker.start_invocation({**tags, "nnbench.command": "tune",
                                        "nnbench.optuna_storage": url}, n_todo=0)
-    summary = TuneSummary(suite.name, url, [])
+    summary = TuneSummary(suite.name, url, [], tracking_uri=tracker.tracking_uri,
+                          experiment_id=experiment_id)
     studies: dict[str, tuple[TrialSpec, optuna.Study]] = {}
     for point in suite.configurations():
         name = study_name(suite, point)

@@ -111,9 +111,31 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
             cli_checks.check_storage_url(default_storage(uri), given=False)
         except UsageError as e:
             problems.append(str(e))
+    if getattr(args, "system_metrics", "off") == "on" and not problems:
+        from nnbench.tracking import system_metrics_problem
+
+        problem = system_metrics_problem(gpu=_device(args).type == "cuda")
+        if problem is not None:
+            problems.append(f"--system-metrics on: {problem}")
     if problems:
         raise UsageError("\n".join(problems))
     return suites
+
+
+def _system_metrics(args: argparse.Namespace) -> bool:
+    """`--system-metrics`: on, off, or auto (on where trials train on a GPU). `on` was checked
+    by `_checked`; auto without the packages it needs says so and stays off."""
+    if args.system_metrics != "auto":
+        return bool(args.system_metrics == "on")
+    if _device(args).type != "cuda":
+        return False
+    from nnbench.tracking import system_metrics_problem
+
+    problem = system_metrics_problem(gpu=True)
+    if problem is not None:
+        err.print(f"--system-metrics auto: off ({problem})")
+        return False
+    return True
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -274,7 +296,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for suite in suites:
         summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                             storage=args.storage, engine=args.engine, lanes=args.lanes,
-                            workers=args.workers, liveness=_liveness(args), console=err)
+                            workers=args.workers, liveness=_liveness(args), console=err,
+                            system_metrics=_system_metrics(args))
         if summary.trained:
             counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
             err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
@@ -389,7 +412,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
-                             liveness=_liveness(args), console=err)
+                             liveness=_liveness(args), console=err,
+                             system_metrics=_system_metrics(args))
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
             err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
@@ -416,7 +440,8 @@ def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str
     """The options a worker started elsewhere needs to join this suite's queue."""
     options = ["--storage", storage, "--tracking-uri", tracking_uri, "--device", args.device,
                "--engine", args.engine, "--heartbeat-interval", str(args.heartbeat_interval),
-               "--grace-period", str(args.grace_period)]
+               "--grace-period", str(args.grace_period),
+               "--system-metrics", args.system_metrics]
     if args.lanes is not None:
         options += ["--lanes", str(args.lanes)]
     if threads is not None:
@@ -463,14 +488,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         tuned = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                            device=args.device, engine=args.engine, lanes=args.lanes,
-                           liveness=liveness, console=err)
+                           liveness=liveness, console=err, system_metrics=_system_metrics(args))
         return EXIT_INTERRUPTED if tuned.interrupted else EXIT_OK
     from nnbench.runner import run_suite
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
                         threads=args.threads, liveness=liveness,
-                        parent_run_id=args.parent_run, console=err)
+                        parent_run_id=args.parent_run, console=err,
+                        system_metrics=_system_metrics(args))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing"
     err.print(f"worker done: trained {counts}" + (f"; {summary.lost} claim(s) lost"
                                                   if summary.lost else ""))
@@ -625,6 +651,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--grace-period", type=_positive_int, default=60, metavar="S",
                        help="seconds without a heartbeat after which a worker's trials are "
                             "queued again for the others (default 60)")
+        p.add_argument("--system-metrics", default="auto", choices=("on", "off", "auto"),
+                       help="log CPU/GPU utilisation and memory with MLflow's system-metrics "
+                            "monitor, one per training process on its invocation run; auto "
+                            "(default): on when training on a GPU (needs psutil, and "
+                            "nvidia-ml-py for GPUs)")
         if name in ("run", "tune", "submit"):
             p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                            help="worker processes: local ones for run/tune (each with its "

@@ -38,6 +38,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,7 +52,7 @@ from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "UI_ADDRESS", "Tracker",
-           "dataset_input", "is_done", "runs_url"]
+           "dataset_input", "is_done", "runs_url", "system_metrics_problem"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -68,6 +69,17 @@ _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 # The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (mlflow/server/js bundle).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 UI_ADDRESS = "http://127.0.0.1:5000"  # where a plain `mlflow ui` serves
+
+
+def system_metrics_problem(gpu: bool) -> str | None:
+    """Why MLflow's system-metrics monitor cannot run here (a missing package), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        return "MLflow's system metrics need psutil (pip install psutil)"
+    if gpu and importlib.util.find_spec("pynvml") is None:
+        return "GPU utilisation needs nvidia-ml-py (pip install nvidia-ml-py)"
+    return None
 
 
 def runs_url(experiment_id: str, address: str = UI_ADDRESS) -> str:
@@ -240,6 +252,21 @@ class Tracker:
 
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
+
+    @contextmanager
+    def system_metrics(self, run_id: str, node: str | None = None) -> Iterator[None]:
+        """CPU, memory, disk, network and (with nvidia-ml-py) GPU utilisation of this process's
+        machine, sampled by MLflow's own monitor every 10 s and logged to `run_id` as
+        `system/...` metrics (`system/<node>/...` when several workers share the run)."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
+            run_id, node_id=node, resume_logging=node is not None, tracking_uri=self.tracking_uri)
+        monitor.start()  # type: ignore[no-untyped-call]
+        try:
+            yield
+        finally:
+            monitor.finish()  # type: ignore[no-untyped-call]
 
     # -- one trial ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 from nnbench.config import load_suite
@@ -75,3 +76,45 @@ def test_runs_url_is_the_ui_route_to_the_runs_table() -> None:
     assert runs_url("7") == ("http://127.0.0.1:5000/#/experiments/7/runs"
                              "?workflowType=machine_learning")
     assert runs_url("7", "http://host:8080/").startswith("http://host:8080/#/experiments/7/")
+
+
+def test_system_metrics_are_logged_to_the_invocation_run(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psutil")  # a dependency of nnbench (pyproject.toml)
+    from rich.console import Console
+
+    from nnbench.runner import run_suite
+
+    # sample every 0.1 s: the tiny suite trains in about a second
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    suite = load_suite(write_suite(epochs=2, seeds=1))
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, system_metrics=True,
+                        console=Console(quiet=True))
+    assert summary.parent_run_id is not None
+    invocation = MlflowClient(tracking_uri).get_run(summary.parent_run_id)
+    logged = set(invocation.data.metrics)
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} \
+        <= logged, logged
+    assert 0 <= invocation.data.metrics["system/cpu_utilization_percentage"] <= 100
+    trial = next(Tracker(suite, tracking_uri).invocation_trials(summary.parent_run_id))
+    assert not any(k.startswith("system/") for k in trial.data.metrics)  # on the invocation
+
+
+def test_system_metrics_on_without_psutil_is_a_usage_error_before_anything_runs(
+        write_suite: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from nnbench import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "psutil" else real(name, *a))
+    path = write_suite(epochs=1, seeds=1)
+    assert cli.main(["run", str(path), "--device", "cpu", "--system-metrics", "on"]) == 2
+    assert "--system-metrics on: MLflow's system metrics need psutil (pip install psutil)" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
+    # auto on a CPU stays off without asking for psutil
+    assert cli.main(["run", str(path), "--device", "cpu", "--system-metrics", "auto"]) == 0

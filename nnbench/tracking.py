@@ -17,7 +17,7 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   artifacts `spec.yaml`, `history.csv` and, when the suite asks for it, `checkpoint.pt`
   (weights, optimizer state, spec, metrics).
 
-A trial counts as done when a child run with its `nnbench.trial_id` has status
+A trial counts as done when a trial run with its `nnbench.trial_id` has status
 finished or diverged and MLflow closed it (the status tag is written last). Which
 worker trains a trial is the trial queue's decision (nnbench.queue), so runs are
 written idempotently by trial_id: a worker that starts a trial first marks any run
@@ -226,7 +226,7 @@ class Tracker:
         return killed
 
     def close_stale_invocations(self, live: set[str], older_than_s: float) -> int:
-        """Close parent runs still RUNNING that no live claim belongs to (their worker died),
+        """Close invocation runs still RUNNING that no live claim belongs to (their worker died),
         once they are older than `older_than_s` (a worker that just started has no claim)."""
         closed = 0
         now = _now_ms()

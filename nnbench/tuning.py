@@ -10,7 +10,7 @@ Optuna trial whose worker stops sending them (on any host) is failed after the g
 period, does not count, and Optuna queues a copy with the same parameters, which the
 next worker to ask trains.
 Each Optuna trial trains through the shared trainer, reports the objective (a
-validation metric) every epoch to the pruner, and is an MLflow child run
+validation metric) every epoch to the pruner, and is an MLflow run
 (`nnbench.role = tune`, tagged with study, trial number and state). When a study
 has met its budget its best values are re-run over `tune.seeds` as ordinary trials
 (MLflow `nnbench.role = trial`), so `nnbench report` compares the tuned points with

@@ -122,7 +122,7 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
         expect(datasets).to_have_count(4)
         expect(page.get_by_text(re.compile(r"^training$", re.I))).to_have_count(4)
         # a param and a metric, shown as columns the way a user picks them
-        page.get_by_role("button", name="Columns").click()
+        page.get_by_role("button", name="Columns", exact=True).click()
         picker = page.get_by_role("dialog", name="Popover content")
         for column in ("activation.name", "val_accuracy"):
             picker.get_by_text(column, exact=True).click()

@@ -113,9 +113,31 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
             cli_checks.check_storage_url(default_storage(uri), given=False)
         except UsageError as e:
             problems.append(str(e))
+    if getattr(args, "system_metrics", "off") == "on" and not problems:
+        from nnbench.tracking import system_metrics_problem
+
+        problem = system_metrics_problem(gpu=_device(args).type == "cuda")
+        if problem is not None:
+            problems.append(f"--system-metrics on: {problem}")
     if problems:
         raise UsageError("\n".join(problems))
     return suites
+
+
+def _system_metrics(args: argparse.Namespace) -> bool:
+    """`--system-metrics`: on, off, or auto (on where trials train on a GPU). `on` was checked
+    by `_checked`; auto without the packages it needs says so and stays off."""
+    if args.system_metrics != "auto":
+        return bool(args.system_metrics == "on")
+    if _device(args).type != "cuda":
+        return False
+    from nnbench.tracking import system_metrics_problem
+
+    problem = system_metrics_problem(gpu=True)
+    if problem is not None:
+        err.print(f"--system-metrics auto: off ({problem})")
+        return False
+    return True
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -173,7 +195,8 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
     return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
 
 
-def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -> Path:
+def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool,
+                       runs_url: str | None = None) -> Path:
     """After a run: re-render the report only when its inputs changed, and remember what a
     complete suite's report was made from (the next `run` then answers at once)."""
     from nnbench import fresh
@@ -190,7 +213,7 @@ def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool) -
         report = render_report(suite, report_dir=args.report_dir, results=results)
     if complete:
         fresh.record(suite.path, args.report_dir, results.tracking_uri, report, digest,
-                     _dependencies(suite))
+                     _dependencies(suite), runs_url=runs_url)
     else:
         fresh.forget(suite.path, args.report_dir)
     return report
@@ -250,13 +273,16 @@ def _preflight(suites: Sequence[Suite]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     reports = _fresh_reports(args)
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
-        from nnbench.fresh import default_tracking_uri
+        from nnbench.fresh import default_tracking_uri, recorded_runs_url
 
         uri = args.tracking_uri or default_tracking_uri()
         for path, report in zip(args.suites, reports, strict=True):
             err.print(f"{path}: every trial is done and nothing changed since its report "
                       f"(suite file, results, nnbench); nothing to train or re-render")
             out.print(f"report: {report}")
+            url = recorded_runs_url(path, args.report_dir)
+            if url is not None:
+                out.print(f"MLflow runs: {url}")
         out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri {uri}")
         return EXIT_OK
     suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
@@ -282,7 +308,8 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
-                        workers=args.workers, liveness=_liveness(args), console=err)
+                        workers=args.workers, liveness=_liveness(args), console=err,
+                        system_metrics=_system_metrics(args))
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
         err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
@@ -292,10 +319,11 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     failed = bool(summary.statuses.get("failed")) or any(c not in (0, 130)
                                                          for c in summary.worker_codes)
-    path = _report_if_changed(suite, args, complete=not failed and summary.complete)
+    url = _mlflow_runs_url(summary.tracking_uri, summary.experiment_id)
+    path = _report_if_changed(suite, args, complete=not failed and summary.complete,
+                              runs_url=url)
     out.print(f"report: {path.resolve()}")
-    out.print(f"MLflow store: {summary.tracking_uri} (experiment '{suite.name}'); "
-              f"view with: mlflow ui --backend-store-uri {summary.tracking_uri}")
+    _print_mlflow(suite.name, summary.tracking_uri, url)
     return EXIT_TRIAL_FAILED if failed else EXIT_OK
 
 
@@ -341,6 +369,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     path = render_benchmark(bench, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
     out.print(f"benchmark report: {path.resolve()}")
     return code
+
+
+def _mlflow_runs_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table: on the tracking server itself when the store is one,
+    else where a plain `mlflow ui` serves."""
+    from nnbench.tracking import UI_ADDRESS, runs_url
+
+    remote = tracking_uri.startswith(("http://", "https://"))
+    return runs_url(experiment_id, tracking_uri if remote else UI_ADDRESS)
+
+
+def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
+    if tracking_uri.startswith(("http://", "https://")):
+        out.print(f"MLflow server: {tracking_uri} (experiment '{suite_name}')")
+    else:
+        out.print(f"MLflow store: {tracking_uri} (experiment '{suite_name}'); view with: "
+                  f"mlflow ui --backend-store-uri {tracking_uri}")
+    out.print(f"MLflow runs: {url}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -409,10 +455,19 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             if code == EXIT_INTERRUPTED:
                 return code
             out.print(f"report: {_report(suite, args).resolve()}")
+            from nnbench.tracking import Tracker
+
+            tracking_uri, _ = _stores(args)
+            tracker = Tracker(suite, tracking_uri)
+            experiment_id = tracker.experiment_id(create=False)
+            if experiment_id is not None:
+                _print_mlflow(suite.name, tracker.tracking_uri,
+                              _mlflow_runs_url(tracker.tracking_uri, experiment_id))
             continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
-                             liveness=_liveness(args), console=err)
+                             liveness=_liveness(args), console=err,
+                             system_metrics=_system_metrics(args))
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
             err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
@@ -422,6 +477,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         out.print(f"Optuna storage: {summary.storage}")
         out.print(f"report: {_report(suite, args).resolve()}")
+        _print_mlflow(suite.name, summary.tracking_uri,
+                      _mlflow_runs_url(summary.tracking_uri, summary.experiment_id))
     return EXIT_OK
 
 
@@ -437,7 +494,8 @@ def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str
     """The options a worker started elsewhere needs to join this suite's queue."""
     options = ["--storage", storage, "--tracking-uri", tracking_uri, "--device", args.device,
                "--engine", args.engine, "--heartbeat-interval", str(args.heartbeat_interval),
-               "--grace-period", str(args.grace_period)]
+               "--grace-period", str(args.grace_period),
+               "--system-metrics", args.system_metrics]
     if args.lanes is not None:
         options += ["--lanes", str(args.lanes)]
     if threads is not None:
@@ -484,14 +542,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         tuned = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                            device=args.device, engine=args.engine, lanes=args.lanes,
-                           liveness=liveness, console=err)
+                           liveness=liveness, console=err, system_metrics=_system_metrics(args))
         return EXIT_INTERRUPTED if tuned.interrupted else EXIT_OK
     from nnbench.runner import run_suite
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
                         threads=args.threads, liveness=liveness,
-                        parent_run_id=args.parent_run, console=err)
+                        parent_run_id=args.parent_run, console=err,
+                        system_metrics=_system_metrics(args))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing"
     err.print(f"worker done: trained {counts}" + (f"; {summary.lost} claim(s) lost"
                                                   if summary.lost else ""))
@@ -654,6 +713,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--grace-period", type=_positive_int, default=60, metavar="S",
                        help="seconds without a heartbeat after which a worker's trials are "
                             "queued again for the others (default 60)")
+        p.add_argument("--system-metrics", default="auto", choices=("on", "off", "auto"),
+                       help="log CPU/GPU utilisation and memory with MLflow's system-metrics "
+                            "monitor, one per training process on its invocation run; auto "
+                            "(default): on when training on a GPU (needs psutil, and "
+                            "nvidia-ml-py for GPUs)")
         if name in ("run", "tune", "submit", "bench"):
             p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                            help="worker processes: local ones for run/tune (each with its "
@@ -662,7 +726,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                            help="torch threads (default: the engine's thread policy)")
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
-                           help="nest this worker's trials under a coordinator's MLflow run")
+                           help="a coordinator's invocation run: this worker's trials are "
+                                "tagged with it (nnbench.invocation) instead of a run of "
+                                "its own")
         if name == "submit":
             p.add_argument("--local", action="store_true",
                            help="run the jobs as processes of this machine (submitit's local "

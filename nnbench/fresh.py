@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_tracking_uri", "fresh_report", "record", "results_unchanged",
-           "source_digest"]
+__all__ = ["default_tracking_uri", "fresh_report", "record", "recorded_runs_url",
+           "results_unchanged", "source_digest"]
 
 MANIFEST = ".nnbench-inputs.json"
 
@@ -112,18 +112,26 @@ def results_unchanged(suite_path: str, report_dir: str, results_digest: str,
 
 
 def record(suite_path: str, report_dir: str, tracking_uri: str, report: Path,
-           results_digest: str, dependencies: Iterable[Path] = ()) -> None:
-    """Remember what the suite's (complete) report was made from."""
+           results_digest: str, dependencies: Iterable[Path] = (),
+           runs_url: str | None = None) -> None:
+    """Remember what the suite's (complete) report was made from (and, to print it again
+    without MLflow, the address of the experiment's runs in MLflow's UI)."""
     directory = Path(report_dir)
     manifest = _manifest(directory)
     path = Path(suite_path).resolve()
     inputs = _inputs(path, tracking_uri, dependencies)
     manifest[str(path)] = {"inputs": inputs, "store": inputs["store"],
                            "report": str(report.resolve()), "report_sha": _sha(report),
-                           "results": results_digest}
+                           "results": results_digest, "runs_url": runs_url}
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     tmp.replace(directory / MANIFEST)
+
+
+def recorded_runs_url(suite_path: str, report_dir: str) -> str | None:
+    """The MLflow runs address `record` kept for the suite, if any."""
+    url = _manifest(Path(report_dir)).get(str(Path(suite_path).resolve()), {}).get("runs_url")
+    return url if isinstance(url, str) else None
 
 
 def forget(suite_path: str, report_dir: str) -> None:

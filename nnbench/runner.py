@@ -6,10 +6,11 @@
    trial queue, an Optuna storage (`nnbench.queue`; by default `optuna.db` next to the
    MLflow store), idempotently;
 2. works the queue: claims trials (a batch per stacked group), trains them through an
-   `Engine`, keeps heartbeats while they train, logs each as a child run of this
-   invocation's parent run, releases each claim with its outcome; waits while other
-   workers still hold trials (a worker that stops sending heartbeats has its trials
-   re-queued after the grace period, and this worker trains them);
+   `Engine`, keeps heartbeats while they train, logs each as a top-level MLflow run
+   tagged with this invocation's run (`nnbench.invocation`), releases each claim with
+   its outcome; waits while other workers still hold trials (a worker that stops
+   sending heartbeats has its trials re-queued after the grace period, and this
+   worker trains them);
 3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
    queue instead, splitting the cores between them, and shows the suite's progress.
 
@@ -25,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -60,6 +61,7 @@ from nnbench.train import (
     metric_names,
     resolve_device,
 )
+from nnbench.transient import worker_label
 
 __all__ = ["RunSummary", "run_suite"]
 
@@ -198,15 +200,20 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               lanes: int | None = None, workers: int = 1, threads: int | None = None,
               liveness: Liveness = DEFAULT_LIVENESS, parent_run_id: str | None = None,
               console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
-              tags: dict[str, str] | None = None, withdraw: bool = True) -> RunSummary:
+              tags: dict[str, str] | None = None, withdraw: bool = True,
+              system_metrics: bool = False) -> RunSummary:
     """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that MLflow
     does not hold as done; returns what happened.
 
     `storage`: the trial queue's Optuna storage (default: optuna.db next to a SQLite
     MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
     a stacked group. `workers`: local worker processes (each gets cores / workers
-    threads). `parent_run_id`: nest this worker's trials under a coordinator's run.
+    threads). `parent_run_id`: a coordinator's invocation run, which this worker's trials
+    name as theirs (`nnbench.invocation`) instead of a run of its own.
     `withdraw`: queued trials that are not in `trials` are withdrawn (the suite changed).
+    `system_metrics`: each process that trains logs its machine's utilisation (MLflow's
+    system-metrics monitor) to the invocation run, under `system/<worker>/` when it is one
+    of several workers of that run.
     """
     console = console or Console(stderr=True)
     population = list(trials) if trials is not None else suite.trials()
@@ -241,13 +248,18 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
-                           engine=engine, lanes=lanes, workers=workers, liveness=liveness)
+                           engine=engine, lanes=lanes, workers=workers, liveness=liveness,
+                           system_metrics=system_metrics)
         else:
             if isinstance(engine, str):
                 engine = make_engine(engine, resolve_device(device),
                                      keep_checkpoints=suite.checkpoint, population=population,
                                      max_lanes=lanes, threads=threads)
-            _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo))
+            # one monitor per training process, on the invocation run it works for
+            node = worker_label() if parent_run_id is not None else None
+            with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
+                  else nullcontext()):
+                _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo))
     finally:
         queue.close()
         if parent_run_id is None:
@@ -336,9 +348,9 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
                    console: Console, *, device: str, engine: str | Engine, lanes: int | None,
-                   workers: int, liveness: Liveness) -> None:
+                   workers: int, liveness: Liveness, system_metrics: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with its share of the
-    cores; their trials nest under this invocation's parent run."""
+    cores; their trials are tagged with this invocation's run."""
     from nnbench.train.engine import cpu_cores, default_threads
     from nnbench.workers import spawn_local
 
@@ -353,6 +365,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                "--parent-run", str(summary.parent_run_id),
                "--heartbeat-interval", str(liveness.heartbeat_interval),
                "--grace-period", str(liveness.grace_period),
+               "--system-metrics", "on" if system_metrics else "off",
                *(["--lanes", str(lanes)] if lanes is not None else [])]
     console.print(f"{workers} local workers, {threads} thread(s) each ({cpu_cores()} cores)",
                   highlight=False)
@@ -360,8 +373,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)
     summary.worker_codes = codes
-    for run in tracker.runs("trial"):
-        if run.data.tags.get("mlflow.parentRunId") == summary.parent_run_id \
-                and run.info.status != "RUNNING":
+    for run in tracker.invocation_trials(str(summary.parent_run_id)):
+        if run.info.status != "RUNNING":
             summary.statuses[run.data.tags.get("nnbench.status", "unknown")] += 1
     console.print(f"suite {suite.name}: {queue.counts().line()}", highlight=False)

@@ -2,15 +2,22 @@
 
 Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working directory):
 
-- one experiment per suite, named after the suite;
-- one parent run per `nnbench run` invocation (`nnbench.role = suite`), tagged with the
+- one experiment per suite, named after the suite, of kind "custom model development"
+  (tag `mlflow.experimentKind`), so MLflow's UI opens it on its runs table rather than
+  on the GenAI overview (`runs_url` is the direct address);
+- one invocation run per `nnbench run` / `tune` (`nnbench.role = suite`), tagged with the
   host and pid that own it and holding the suite file as `suite.yaml`;
-- one child run per trial (`nnbench.role = trial`): params are the spec's dotted keys,
-  per-epoch metrics (logged in batches), final test metrics, tags for id, status,
-  seed, fingerprint and provenance, artifacts `spec.yaml`, `history.csv` and, when the
-  suite asks for it, `checkpoint.pt` (weights, optimizer state, spec, metrics).
+- one top-level run per trial (`nnbench.role = trial`; `tune` for an Optuna trial), tagged
+  `nnbench.invocation = <invocation run id>` (not an MLflow child run: the UI would fold
+  the trials under their invocation). Params are the spec's dotted keys; per-epoch
+  metrics (logged in batches), final test metrics; tags for id, status, seed,
+  fingerprint, provenance, the configuration (`nnbench.config`) and each varied axis
+  (`nnbench.axis.<axis>`), to group and filter by in the UI; the dataset as an MLflow
+  dataset input (context training: name, digest, source, schema, split sizes);
+  artifacts `spec.yaml`, `history.csv` and, when the suite asks for it, `checkpoint.pt`
+  (weights, optimizer state, spec, metrics).
 
-A trial counts as done when a child run with its `nnbench.trial_id` has status
+A trial counts as done when a trial run with its `nnbench.trial_id` has status
 finished or diverged and MLflow closed it (the status tag is written last). Which
 worker trains a trial is the trial queue's decision (nnbench.queue), so runs are
 written idempotently by trial_id: a worker that starts a trial first marks any run
@@ -24,22 +31,28 @@ creation, and writes that meet another worker's lock, are retried.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
+from nnbench import registry
 from nnbench.config import Suite, TrialSpec
+from nnbench.config.spec import value_label
 from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
-__all__ = ["CHECKPOINT", "DONE_STATUSES", "Tracker", "is_done"]
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "UI_ADDRESS", "Tracker",
+           "dataset_input", "is_done", "runs_url", "system_metrics_problem"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -51,6 +64,29 @@ _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAI
                   "killed": "KILLED", "pruned": "FINISHED"}
 _FLUSH_SECONDS = 5.0  # per-epoch metrics are sent at most this often while a trial runs
 _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
+
+# MLflow's UI (3.x) shows an experiment of this kind as classic ML training: runs table first.
+# The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (mlflow/server/js bundle).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+UI_ADDRESS = "http://127.0.0.1:5000"  # where a plain `mlflow ui` serves
+
+
+def system_metrics_problem(gpu: bool) -> str | None:
+    """Why MLflow's system-metrics monitor cannot run here (a missing package), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        return "MLflow's system metrics need psutil (pip install psutil)"
+    if gpu and importlib.util.find_spec("pynvml") is None:
+        return "GPU utilisation needs nvidia-ml-py (pip install nvidia-ml-py)"
+    return None
+
+
+def runs_url(experiment_id: str, address: str = UI_ADDRESS) -> str:
+    """The experiment's runs table in MLflow's UI. The UI routes in the URL's fragment; its
+    `workflowType` switch (GenAI by default since MLflow 3) decides what an experiment
+    page shows, so the URL asks for the machine-learning view."""
+    return f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def _now_ms() -> int:
@@ -111,13 +147,17 @@ class Tracker:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
+            key, kind = EXPERIMENT_KIND
+            if key not in experiment.tags:  # made by an nnbench before the kind was set
+                self.client.set_experiment_tag(experiment.experiment_id, key, kind)
             return str(experiment.experiment_id)
         if not create:
             return None
         try:
             return str(self.client.create_experiment(
                 self.suite.name, tags={"nnbench.suite": self.suite.name,
-                                       "mlflow.note.content": self.suite.description}))
+                                       "mlflow.note.content": self.suite.description,
+                                       EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]}))
         except Exception as err:  # another worker created it at the same instant
             if not is_transient(err) and "RESOURCE_ALREADY_EXISTS" not in str(err):
                 raise
@@ -186,7 +226,7 @@ class Tracker:
         return killed
 
     def close_stale_invocations(self, live: set[str], older_than_s: float) -> int:
-        """Close parent runs still RUNNING that no live claim belongs to (their worker died),
+        """Close invocation runs still RUNNING that no live claim belongs to (their worker died),
         once they are older than `older_than_s` (a worker that just started has no claim)."""
         closed = 0
         now = _now_ms()
@@ -213,17 +253,41 @@ class Tracker:
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
 
+    @contextmanager
+    def system_metrics(self, run_id: str, node: str | None = None) -> Iterator[None]:
+        """CPU, memory, disk, network and (with nvidia-ml-py) GPU utilisation of this process's
+        machine, sampled by MLflow's own monitor every 10 s and logged to `run_id` as
+        `system/...` metrics (`system/<node>/...` when several workers share the run)."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
+            run_id, node_id=node, resume_logging=node is not None, tracking_uri=self.tracking_uri)
+        monitor.start()  # type: ignore[no-untyped-call]
+        try:
+            yield
+        finally:
+            monitor.finish()  # type: ignore[no-untyped-call]
+
     # -- one trial ----------------------------------------------------------------------
 
-    def start_trial(self, parent_run_id: str, spec: TrialSpec, provenance: Mapping[str, str],
-                    *, role: str = "trial") -> str:
-        """A child run for one trial (role "trial") or one Optuna trial (role "tune")."""
+    def invocation_trials(self, invocation_run_id: str) -> Iterator[Run]:
+        """The trial runs recorded as part of one invocation (any worker's)."""
+        for run in self.runs("trial"):
+            if run.data.tags.get("nnbench.invocation") == invocation_run_id:
+                yield run
+
+    def start_trial(self, invocation_run_id: str, spec: TrialSpec,
+                    provenance: Mapping[str, str], *, role: str = "trial") -> str:
+        """A top-level run for one trial (role "trial") or one Optuna trial (role "tune"),
+        tagged with the invocation it belongs to."""
         experiment_id = self.experiment_id()
         assert experiment_id is not None
-        label = spec.label(self.suite.varied_axes)
-        tags = {"mlflow.parentRunId": parent_run_id, "nnbench.role": role,
+        axes = self.suite.varied_axes
+        label = spec.label(axes)
+        tags = {"nnbench.invocation": invocation_run_id, "nnbench.role": role,
                 "nnbench.suite": self.suite.name, "nnbench.trial_id": spec.trial_id,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,
+                **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
                 "nnbench.seed": str(spec.seed), "nnbench.status": "running", **provenance}
         run = self.client.create_run(experiment_id, tags=tags,
                                      run_name=f"{label} | seed {spec.seed}")
@@ -231,6 +295,7 @@ class Tracker:
         params = [Param(k, v) for k, v in spec.flat_params().items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=params[i:i + 100])
+        self.client.log_inputs(run_id, [dataset_input(spec)])
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id
@@ -311,3 +376,49 @@ class Tracker:
         tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "KILLED")
+
+
+# -- the dataset as an MLflow input ---------------------------------------------------------
+
+def dataset_input(spec: TrialSpec) -> DatasetInput:
+    """A trial's dataset as MLflow records inputs: its label as the name (`mnist1d(num_samples=
+    600)`), a digest of the dataset's parameters and of what it reads (a file dataset's
+    content hash), its source (the nnbench registry, or the file), the tensors' schema and,
+    as profile, the split sizes and the shape of one example. The split is seeded by the
+    trial's seed: runs of one configuration share the dataset, and its sizes."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.types import Schema, TensorSpec
+
+    from nnbench.data import SplitParams, shape_of, split_sizes
+    from nnbench.plugins import component_digests
+
+    dataset = spec.dataset
+    info = registry.get("dataset", dataset.name)
+    params = info.params.model_validate(dataset.kwargs)
+    assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
+    shape = shape_of(dataset.name, params)
+    sizes = split_sizes(shape, params)
+    recorded = dict(spec.digests)
+    reads = {k: recorded.get(k, v) for k, v in component_digests([("dataset", dataset)])}
+    digest = hashlib.sha256(json.dumps({"dataset": dataset.to_dict(), "reads": reads},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if "files" in info.attrs:  # read from the user's file: a local source
+        files = [str(f) for f in info.attrs["files"](params)]
+        source_type, source = "local", json.dumps({"uri": files[0] if len(files) == 1
+                                                   else ", ".join(files)})
+    else:  # generated or loaded by a registered dataset: code, as MLflow calls it
+        source_type = "code"
+        source = json.dumps({"tags": {"nnbench.dataset": dataset.name,
+                                      "nnbench.registry": info.source}})
+    features = TensorSpec(np.dtype("float32"), (-1, *shape.input_shape), "x")
+    targets = (TensorSpec(np.dtype("int64"), (-1,), "y") if shape.targets == "class" else
+               TensorSpec(np.dtype("float32"), (-1, shape.target_dim), "y"))
+    schema = TensorDatasetSchema(features=Schema([features]), targets=Schema([targets]))
+    profile = {"train": sizes.train, "val": sizes.val, "test": sizes.test,
+               "input_shape": list(shape.input_shape), "targets": shape.targets,
+               "num_classes": shape.num_classes}
+    entity = Dataset(name=registry.label("dataset", dataset), digest=digest,
+                     source_type=source_type, source=source,
+                     schema=json.dumps(schema.to_dict()), profile=json.dumps(profile))
+    return DatasetInput(entity, [InputTag("mlflow.data.context", "training")])

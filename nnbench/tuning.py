@@ -10,7 +10,7 @@ Optuna trial whose worker stops sending them (on any host) is failed after the g
 period, does not count, and Optuna queues a copy with the same parameters, which the
 next worker to ask trains.
 Each Optuna trial trains through the shared trainer, reports the objective (a
-validation metric) every epoch to the pruner, and is an MLflow child run
+validation metric) every epoch to the pruner, and is an MLflow run
 (`nnbench.role = tune`, tagged with study, trial number and state). When a study
 has met its budget its best values are re-run over `tune.seeds` as ordinary trials
 (MLflow `nnbench.role = trial`), so `nnbench report` compares the tuned points with
@@ -26,7 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -135,6 +135,8 @@ class TuneSummary:
     points: list[PointSummary]
     reruns: int = 0  # re-run trials trained by this worker
     interrupted: bool = False
+    tracking_uri: str = ""
+    experiment_id: str = ""  # the suite's MLflow experiment
 
 
 def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
@@ -388,8 +390,8 @@ def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str,
 
 def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
                device: str = "auto", engine: str = "auto", lanes: int | None = None,
-               liveness: Liveness = DEFAULT_LIVENESS, console: Console | None = None
-               ) -> TuneSummary:
+               liveness: Liveness = DEFAULT_LIVENESS, console: Console | None = None,
+               system_metrics: bool = False) -> TuneSummary:
     """Tune every scientific point to its budget, then re-run each tuned point's best values
     over the suite's seeds. Safe to re-run and to run in several processes at once.
 
@@ -402,12 +404,12 @@ def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | 
         raise ValueError(f"{suite.path}: the suite has no `tune:` block")
     with _quiet_optuna():
         return _tune_suite(suite, storage, tracking_uri, device, engine, lanes, liveness,
-                           console or Console(stderr=True))
+                           console or Console(stderr=True), system_metrics)
 
 
 def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
                 engine_name: str, lanes: int | None, liveness: Liveness,
-                console: Console) -> TuneSummary:
+                console: Console, system_metrics: bool = False) -> TuneSummary:
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
@@ -418,7 +420,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                          torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
-    tracker.experiment_id()
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
     url = storage or default_storage(tracker.tracking_uri)
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),
@@ -428,7 +431,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
             **provenance.plugin_tags(suite.configurations())}
     parent = tracker.start_invocation({**tags, "nnbench.command": "tune",
                                        "nnbench.optuna_storage": url}, n_todo=0)
-    summary = TuneSummary(suite.name, url, [])
+    summary = TuneSummary(suite.name, url, [], tracking_uri=tracker.tracking_uri,
+                          experiment_id=experiment_id)
     studies: dict[str, tuple[TrialSpec, optuna.Study]] = {}
     for point in suite.configurations():
         name = study_name(suite, point)
@@ -439,27 +443,30 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                          point.label(suite.varied_axes)), "labelling a study")
         studies[name] = (point, study)
     waiting = False
+    monitor: AbstractContextManager[None] = (tracker.system_metrics(parent) if system_metrics
+                                             else nullcontext())
     try:
-        while True:
-            trained = running_elsewhere = False
-            for point, study in studies.values():
-                reap(study)
-                counted, running = _budget(study)
-                if counted + running < tune.trials:
-                    size = min(batch, tune.trials - counted - running)
-                    trained |= _train_batch(study, suite, point, tracker, parent, tags,
-                                            engine, console, size, rdb, liveness)
-                elif running:
-                    running_elsewhere = True
-            if not trained and not running_elsewhere:
-                break
-            if not trained:  # only other workers' trials are left: wait, take over the stale
-                if not waiting:
-                    console.print(f"waiting for Optuna trials on other workers; a worker "
-                                  f"silent for {liveness.grace_period} s has its trials "
-                                  f"queued again", highlight=False)
-                    waiting = True
-                time.sleep(min(2.0, liveness.heartbeat_interval))
+        with monitor:
+            while True:
+                trained = running_elsewhere = False
+                for point, study in studies.values():
+                    reap(study)
+                    counted, running = _budget(study)
+                    if counted + running < tune.trials:
+                        size = min(batch, tune.trials - counted - running)
+                        trained |= _train_batch(study, suite, point, tracker, parent, tags,
+                                                engine, console, size, rdb, liveness)
+                    elif running:
+                        running_elsewhere = True
+                if not trained and not running_elsewhere:
+                    break
+                if not trained:  # only other workers' trials are left: wait, take over the stale
+                    if not waiting:
+                        console.print(f"waiting for Optuna trials on other workers; a worker "
+                                      f"silent for {liveness.grace_period} s has its trials "
+                                      f"queued again", highlight=False)
+                        waiting = True
+                    time.sleep(min(2.0, liveness.heartbeat_interval))
     except KeyboardInterrupt:
         summary.interrupted = True
         tracker.end_invocation(parent, "KILLED")
@@ -490,7 +497,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     reruns = tuned_trials(suite, tuned_points(suite, tracker))
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
                      engine=engine_name, lanes=lanes, liveness=liveness, console=console,
-                     trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False)
+                     trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False,
+                     system_metrics=system_metrics)
     summary.reruns = done.trained
     summary.interrupted = done.interrupted
     return summary

@@ -72,6 +72,8 @@ def test_run_prints_where_the_report_and_store_are(write_suite: Callable[..., Pa
     assert f"report: {report}" in captured.out
     assert f"MLflow store: sqlite:///{tmp_path / 'mlflow.db'}" in captured.out  # MLflow's default
     assert "mlflow ui --backend-store-uri" in captured.out
+    runs = "MLflow runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+    assert runs in captured.out  # the suite's experiment, the first one of a fresh store
     assert report.exists()
     assert "[2/2]" in captured.err  # one line per finished trial
 

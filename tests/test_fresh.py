@@ -52,6 +52,9 @@ def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
     assert NOTHING in result.stderr
     assert f"report: {report.resolve()}" in result.stdout
     assert "imported: []" in result.stdout  # no torch, MLflow, Optuna or pandas
+    # the runs address the first run printed, kept with the report's inputs
+    assert "MLflow runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=" \
+        "machine_learning" in result.stdout
     assert report.stat().st_mtime_ns == before
 
 

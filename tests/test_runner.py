@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -47,7 +48,28 @@ def test_run_logs_params_metrics_tags_and_artifacts(write_suite: Callable[..., P
     runs = _trial_runs(tracking_uri, "tiny")
     assert len(runs) == 4
     run = runs[0]
-    assert run.data.tags["mlflow.parentRunId"] == summary.parent_run_id
+    # top-level rows in MLflow's runs table, each naming its invocation
+    assert {r.data.tags["nnbench.invocation"] for r in runs} == {summary.parent_run_id}
+    assert not any("mlflow.parentRunId" in r.data.tags for r in runs)
+    assert {r.data.tags["nnbench.axis.activation"] for r in runs} == {"tanh", "relu"}
+    axis = run.data.tags["nnbench.axis.activation"]
+    assert run.data.tags["nnbench.config"] == f"activation={axis}"
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the dataset as an MLflow input: named by its parameters, sized by its splits
+    assert run.inputs is not None
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "mnist1d(num_samples=600, val_fraction=0.2)"
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
+    assert logged.dataset.profile is not None and logged.dataset.schema is not None
+    assert json.loads(logged.dataset.profile) == {
+        "train": 384, "val": 96, "test": 120, "input_shape": [40], "targets": "class",
+        "num_classes": 10}
+    assert json.loads(logged.dataset.source)["tags"]["nnbench.dataset"] == "mnist1d"
+    assert "float32" in logged.dataset.schema and "[-1, 40]" in logged.dataset.schema
+    digests = [r.inputs.dataset_inputs[0].dataset.digest if r.inputs else None for r in runs]
+    assert digests == [logged.dataset.digest] * 4  # one dataset for every trial
     for tag in ("nnbench.trial_id", "nnbench.suite", "nnbench.seed", "nnbench.status",
                 "nnbench.fingerprint", "nnbench.git_commit", "nnbench.version.torch",
                 "nnbench.device", "nnbench.deterministic.use_deterministic_algorithms"):

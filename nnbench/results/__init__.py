@@ -31,7 +31,7 @@ class Results:
     experiment_id: str | None
     trials: pd.DataFrame  # one row per trial of the suite that has a run
     history: pd.DataFrame  # one row per (trial, epoch) of finished/diverged trials
-    invocations: pd.DataFrame  # parent runs: run_id, start, status, provenance tags
+    invocations: pd.DataFrame  # invocation runs: run_id, start, status, provenance tags
     missing: int  # trials of the suite with no run at all
     tuning: pd.DataFrame  # one row per Optuna trial (tune runs); empty for untuned suites
 

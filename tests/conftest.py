@@ -69,6 +69,16 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+def chromium_path() -> str:
+    """Debian's Chromium for the browser tests: missing fails under CI, skips elsewhere."""
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
 def _descendants(pid: int) -> list[int]:
     """Every living process below `pid` (Linux: read from /proc)."""
     children: dict[int, list[int]] = {}

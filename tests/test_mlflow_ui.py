@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from nnbench import cli
-from tests.conftest import REPO, _free_port
+from tests.conftest import REPO, _free_port, chromium_path
 
 UI_SUITE = """\
 name: ui_demo
@@ -36,15 +36,6 @@ grid:
   activation: [tanh, relu]
 seeds: 2
 """
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
     address = mlflow_server(uri)
     names = [f"activation={a} | seed {s}" for a in ("tanh", "relu") for s in (0, 1)]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 2200, "height": 640})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from nnbench.report import render_report
 from nnbench.results import load_results
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
+from tests.conftest import chromium_path
 
 QUIET = Console(quiet=True)
 SECTIONS = ("leaderboard", "effects", "interactions", "curves", "fit", "diagnostics",
@@ -168,22 +167,13 @@ def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str],
 
 # -- in a real browser --------------------------------------------------------------------
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
-
-
 @pytest.mark.slow
 def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     path, _ = three_axes
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1300, "height": 900})

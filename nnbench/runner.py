@@ -128,6 +128,7 @@ class _Recorder:
         self.epochs_bar: TaskID = progress.add_task("epochs", total=1, visible=False)
         self.done = 0
         self.n_todo = n_todo
+        self.model_notes: set[str] = set()
 
     def trial_started(self, spec: TrialSpec) -> bool:
         """Open the trial's MLflow run. The queue made this worker the trial's only owner,
@@ -158,7 +159,9 @@ class _Recorder:
     def trial_finished(self, result: TrialResult) -> None:
         spec = result.spec
         with _bookkeeping():
-            self.tracker.finish_trial(self.run_ids.pop(spec.trial_id), result)
+            run_id = self.run_ids.pop(spec.trial_id)
+            model_id = self._log_model(run_id, result)
+            self.tracker.finish_trial(run_id, result, model_id)
         self.done += 1
         metric = self.suite.metric
         last = (result.final.get(metric) if metric in result.final
@@ -168,6 +171,23 @@ class _Recorder:
         self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
                            f"| seed {spec.seed}: {result.status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
+
+    def _log_model(self, run_id: str, result: TrialResult) -> str | None:
+        """A finished trial's checkpoint, rebuilt as a model that stands alone, becomes the
+        run's MLflow model; a model that could not be logged as pt2 (or at all) is said."""
+        checkpoint = result.checkpoint
+        if checkpoint is None or result.status != "finished":
+            return None
+        from nnbench.train import servable
+
+        model_id, note = self.tracker.log_model(run_id, result.spec,
+                                                lambda: servable(checkpoint),
+                                                step=len(result.history))
+        if note and note not in self.model_notes:  # said once, tagged on every run
+            self.model_notes.add(note)
+            self.console.print(f"{result.spec.label(self.suite.varied_axes)} | seed "
+                               f"{result.spec.seed}: {note}", highlight=False)
+        return model_id
 
     def claim_lost(self, result: TrialResult) -> None:
         """The trial's claim went stale while it trained: another worker re-runs it."""

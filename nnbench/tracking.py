@@ -14,8 +14,11 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   fingerprint, provenance, the configuration (`nnbench.config`) and each varied axis
   (`nnbench.axis.<axis>`), to group and filter by in the UI; the dataset as an MLflow
   dataset input (context training: name, digest, source, schema, split sizes);
-  artifacts `spec.yaml`, `history.csv` and, when the suite asks for it, `checkpoint.pt`
-  (weights, optimizer state, spec, metrics).
+  artifacts `spec.yaml`, `history.csv` and, when the suite asks for it (`checkpoint:
+  true`), `checkpoint.pt` (weights, optimizer state, spec, metrics) and the trained model
+  as an MLflow model named `model` (PyTorch flavor, `torch.export`'s pt2 format, with an
+  input example and signature; `mlflow.pytorch.load_model("runs:/<run id>/model")`),
+  which the final test metrics are linked to.
 
 A trial counts as done when a trial run with its `nnbench.trial_id` has status
 finished or diverged and MLflow closed it (the status tag is written last). Which
@@ -37,7 +40,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -51,13 +55,14 @@ from nnbench.config.spec import value_label
 from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
-__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "UI_ADDRESS", "Tracker",
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "UI_ADDRESS", "Tracker",
            "dataset_input", "is_done", "runs_url", "system_metrics_problem"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `checkpoint: true`)
+MODEL = "model"  # name of a trial's MLflow model: runs:/<run id>/model
 
 DONE_STATUSES = frozenset({"finished", "diverged"})
 _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
@@ -91,6 +96,11 @@ def runs_url(experiment_id: str, address: str = UI_ADDRESS) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:300]}" if lines else type(err).__name__
 
 
 def _missing(name: str) -> str:
@@ -315,13 +325,78 @@ class Tracker:
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
 
-    def finish_trial(self, run_id: str, result: TrialResult) -> None:
-        """Record a TrialResult: final metrics, status tags, artifacts; then end the run."""
+    def log_model(self, run_id: str, spec: TrialSpec, build: Callable[[], tuple[Any, Any]],
+                  step: int) -> tuple[str | None, str]:
+        """Log the trained model `build()` gives (a `torch.nn.Module` and a tensor of example
+        inputs, from which MLflow infers the signature) as the run's MLflow model `model`: a
+        logged model of the suite's experiment, output of the run at `step`. Returns the
+        model id and a note: "" when it was saved as pt2; otherwise why it was pickled, or
+        why no model was logged (id None). The note is also the run's `nnbench.model_note`
+        tag. A model that cannot be logged never fails the trial: checkpoint.pt holds it."""
+        from importlib.metadata import version
+
+        import mlflow.pytorch
+        import torch
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        experiment_id = self.experiment_id()
+        assert experiment_id is not None
+        note, model_id = "", None
+        try:
+            model, example = build()
+            logged = self.client.create_logged_model(
+                experiment_id, name=MODEL, source_run_id=run_id, params=spec.flat_params(),
+                tags={"nnbench.trial_id": spec.trial_id, "nnbench.suite": self.suite.name,
+                      "nnbench.config": spec.label(self.suite.varied_axes),
+                      "nnbench.seed": str(spec.seed)})
+            model_id = str(logged.model_id)
+            # named requirements: MLflow would otherwise infer them in a subprocess (seconds)
+            requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+            with tempfile.TemporaryDirectory() as tmp:
+                def save(path: Path, serialization_format: str, pip: list[str]) -> None:
+                    about = Model(artifact_path=logged.artifact_location, run_id=run_id,
+                                  model_uuid=model_id, model_id=model_id)
+                    mlflow.pytorch.save_model(model, str(path), mlflow_model=about,
+                                              input_example=example.numpy(),
+                                              pip_requirements=pip,
+                                              serialization_format=serialization_format)
+
+                path = Path(tmp) / MODEL
+                try:  # pt2: a traced graph that loads with torch alone, no code of ours
+                    with warnings.catch_warnings():  # nn.GRU's flat weights; harmless
+                        warnings.filterwarnings("ignore", "The tensor attributes .* were "
+                                                          "assigned during export")
+                        save(path, "pt2", requirements)
+                except Exception as err:  # torch.export cannot trace every user model
+                    note = (f"torch.export could not trace the model ({_first_line(err)}); "
+                            f"saved it with pickle instead, which loads only where nnbench "
+                            f"and the model's plugin are importable")
+                    path = Path(tmp) / f"{MODEL}-pickle"
+                    save(path, "pickle", [*requirements, *(f"{p}=={version(p)}" for p in
+                                                          ("cloudpickle", "nnbench"))])
+                self.client.log_model_artifacts(model_id, str(path))
+            self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
+            self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+        except Exception as err:  # e.g. a plugin model pickle cannot save either
+            note = (f"the MLflow model was not logged ({_first_line(err)}); {CHECKPOINT} "
+                    f"holds the trained weights")
+            if model_id is not None:
+                self.client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+            model_id = None
+        if note:
+            self.client.set_tag(run_id, "nnbench.model_note", note)
+        return model_id, note
+
+    def finish_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
+                     ) -> None:
+        """Record a TrialResult: final metrics (linked to `model_id`, the run's logged
+        model, if any), status tags, artifacts; then end the run."""
         import pandas as pd
 
         self._flush(run_id)
         ts = _now_ms()
-        final = [Metric(k, float(v), ts, 0) for k, v in result.final.items()]
+        final = [Metric(k, float(v), ts, 0, model_id=model_id) for k, v in result.final.items()]
         final.append(Metric("wall_seconds", float(result.wall_seconds), ts, 0))
         tags = {"nnbench.fingerprint": result.fingerprint,
                 "nnbench.num_params": str(result.num_params),

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import mlflow.pytorch
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -243,7 +244,7 @@ def test_an_axis_ignored_by_some_models_is_rejected_where_it_repeats_a_trial(
 
 def test_resnet_trains_on_cifar10_files_and_the_report_shows_its_size(
         vision_data: Path, write_suite: Callable[..., Path], tmp_path: Path,
-        tracking_uri: str) -> None:
+        tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_suite(textwrap.dedent("""\
         name: resnet_cifar
         task:
@@ -276,3 +277,13 @@ def test_resnet_trains_on_cifar10_files_and_the_report_shows_its_size(
     assert f'<td class="num">{expected:,}</td>' in html  # the leaderboard's parameters column
     assert cli.main(["evaluate", runs[0].info.run_id, "--tracking-uri", tracking_uri,
                      "--device", "cpu"]) == 0
+    # the checkpoint is also the run's MLflow model, traced (pt2) with its BatchNorm in eval
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    model = mlflow.pytorch.load_model(f"runs:/{runs[0].info.run_id}/model")
+    assert isinstance(model, torch.fx.GraphModule)
+    trial = next(t for t in load_suite(path).trials()
+                 if t.trial_id == runs[0].data.tags["nnbench.trial_id"])
+    data = registry.build("dataset", trial.dataset, seed=trial.seed, device=CPU)
+    with torch.no_grad():
+        accuracy = (model(data.x_test).argmax(1) == data.y_test).double().mean().item()
+    assert accuracy == pytest.approx(runs[0].data.metrics["test_accuracy"], abs=1e-9)

@@ -95,7 +95,7 @@ class Suite:
     ablate: Mapping[str, tuple[Any, ...]]
     seeds: tuple[int, ...]
     source: str = field(repr=False)  # the file's text, logged with every invocation
-    checkpoint: bool = False  # save each trial's weights + optimizer state as an artifact
+    checkpoint: bool = False  # save each trial's weights + optimizer state, and its MLflow model
     report: ReportOptions = field(default_factory=ReportOptions)
     expect: tuple[Claim, ...] = ()
     tune: Tune | None = None

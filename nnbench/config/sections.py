@@ -31,7 +31,7 @@ TOP_KEYS: dict[str, str] = {
     "grid": "axes whose values are crossed (cartesian product)",
     "ablate": "axes varied one at a time from the fixed trial",
     "seeds": "a count (seeds 0..n-1) or a list of seeds",
-    "checkpoint": "true: save each trial's weights and optimizer state",
+    "checkpoint": "true: save each trial's weights and optimizer state, and its MLflow model",
     "report": "how the report reads the results (ema, overfit_gap, underfit_error)",
     "expect": "claims the report gives a verdict on",
     "tune": "Optuna search over nuisance axes for every scientific point",

@@ -4,6 +4,7 @@
 - `build`: a trial's parts from its spec (data, model, objective, optimizer, ...);
 - `engine`: the `Engine` / `Listener` boundary and the thread policy;
 - `serial`: one trial at a time, the reference numerics (`train_trial`);
+- `export`: a checkpoint as a model that stands alone (`servable`, what MLflow logs);
 - `metrics`: what every engine shares (gaps, fingerprints, probe sizes).
 
 The runner and tuning hand trials to an engine; nothing else calls a training loop.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         weight_layers,
     )
     from nnbench.train.engine import ENGINES, Engine, Listener, make_engine, torch_threads
+    from nnbench.train.export import servable
     from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult, stop
     from nnbench.train.serial import (
         SerialEngine,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 _WHERE: dict[str, tuple[str, ...]] = {
     "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
               "produced_metrics", "resolve_device", "weight_layers"),
+    "export": ("servable",),
     "engine": ("ENGINES", "Engine", "Listener", "make_engine", "torch_threads"),
     "results": ("CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"),
     "serial": ("SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch",
@@ -51,7 +54,7 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 __all__ = ["CONTINUE", "ENGINES", "Decision", "Engine", "Listener", "Numerics", "Parts",
            "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
            "evaluate_checkpoint", "make_engine", "metric_names", "penalty",
-           "produced_metrics", "resolve_device", "run_epoch",
+           "produced_metrics", "resolve_device", "run_epoch", "servable",
            "stop", "torch_threads", "train_epoch", "train_trial", "weight_layers"]
 
 

@@ -24,8 +24,9 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "layer_weights",
-           "metric_names", "penalty", "produced_metrics", "resolve_device", "weight_layers"]
+__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "fit_augmentations",
+           "layer_weights", "metric_names", "penalty", "produced_metrics", "resolve_device",
+           "weight_layers"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -129,10 +130,7 @@ def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, lis
     Augmentations of stage `always` (normalize) are applied to val/test here, once.
     """
     data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed, device=device)
-    augment = [registry.build("augmentation", a) for a in spec.augmentation]
-    for aug in augment:  # statistics from the training split; val/test get `always` steps
-        if isinstance(aug, Normalize):
-            aug.fit(data.x_train)
+    augment = fit_augmentations(spec, data.x_train)
     always = [a for a in augment if a.stage == "always"]
     if always:
         x_val, x_test = data.x_val, data.x_test
@@ -141,6 +139,15 @@ def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, lis
         data = TensorData(data.x_train, data.y_train, x_val, data.y_val, x_test, data.y_test,
                           data.targets, data.num_classes)
     return data, augment
+
+
+def fit_augmentations(spec: TrialSpec, x_train: torch.Tensor) -> list[Augmentation]:
+    """The spec's augmentations, `normalize` with the statistics of the training split."""
+    augment = [registry.build("augmentation", a) for a in spec.augmentation]
+    for aug in augment:
+        if isinstance(aug, Normalize):
+            aug.fit(x_train)
+    return augment
 
 
 def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int) -> nn.Module:

@@ -391,24 +391,14 @@ def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Reload a finished trial's checkpoint from MLflow and evaluate it on the test split."""
-    import tempfile
-
     _checked(args, run_id=True, tracking=True, reading=True, device=True)
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from nnbench.tracking import CHECKPOINT
+    from nnbench.tracking import trial_checkpoint
     from nnbench.train import evaluate_checkpoint
 
-    client = MlflowClient(args.tracking_uri)
     try:
-        run = client.get_run(args.run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            blob = Path(client.download_artifacts(args.run_id, CHECKPOINT, tmp)).read_bytes()
-    except (MlflowException, OSError) as e:
-        raise _UsageError(f"run {args.run_id}: no {CHECKPOINT} in {client.tracking_uri} "
-                          f"({str(e).splitlines()[0]}); set `checkpoint: true` in the suite "
-                          f"and run it again") from None
+        run, blob = trial_checkpoint(args.tracking_uri, args.run_id)
+    except LookupError as e:
+        raise _UsageError(f"{e}; set `checkpoint: true` in the suite and run it again") from None
     device = _device(args)
     _warn_if_changed(blob)
     metrics = evaluate_checkpoint(blob, device)

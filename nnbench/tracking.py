@@ -56,7 +56,7 @@ from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "UI_ADDRESS", "Tracker",
-           "dataset_input", "is_done", "runs_url", "system_metrics_problem"]
+           "dataset_input", "is_done", "runs_url", "system_metrics_problem", "trial_checkpoint"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -451,6 +451,22 @@ class Tracker:
         tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "KILLED")
+
+
+def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]:
+    """A trial run and its `checkpoint.pt`; raises LookupError (with MLflow's reason) when
+    the run or its checkpoint is not in the store."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            blob = Path(client.download_artifacts(run_id, CHECKPOINT, tmp)).read_bytes()
+    except (MlflowException, OSError) as err:
+        raise LookupError(f"run {run_id}: no {CHECKPOINT} in {client.tracking_uri} "
+                          f"({str(err).splitlines()[0]})") from None
+    return run, blob
 
 
 # -- the dataset as an MLflow input ---------------------------------------------------------

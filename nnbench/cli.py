@@ -1,6 +1,6 @@
 """The `nnbench` command (nox sessions call it).
 
-    nnbench validate SUITE...        check suite files; exit 2 on any problem
+    nnbench validate FILE...         check suite (and benchmark) files; exit 2 on any problem
     nnbench show SUITE               the trial table
     nnbench list [KIND] [PATTERN] [--plugin MODULE]   registered components (and a plugin's)
     nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
@@ -42,6 +42,7 @@ from nnbench.config import Suite, SuiteError, load_suite
 if TYPE_CHECKING:
     import torch
 
+    from nnbench.config.benchmark import Benchmark
     from nnbench.queue import Liveness
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -54,12 +55,18 @@ _UsageError = UsageError  # the name the commands below raise
 
 def _load_all(paths: Sequence[str]) -> list[Suite]:
     """Load every suite first, so no suite runs when any one is invalid."""
+    from nnbench.config.benchmark import is_benchmark_file
+
     suites, problems = [], []
     for path in paths:
         try:
             suites.append(load_suite(path))
         except SuiteError as e:
-            problems += e.lines()
+            if is_benchmark_file(path):  # not a suite's unknown keys: the wrong command
+                problems.append(f"{path}: a benchmark file (it lists `tasks:`), not a suite; "
+                                f"run it with `nnbench bench {path}`")
+            else:
+                problems += e.lines()
     if problems:
         raise _UsageError("\n".join(problems))
     names = [s.name for s in suites]
@@ -141,7 +148,25 @@ def _system_metrics(args: argparse.Namespace) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    for suite in _load_all(args.suites):
+    """Check suite files (and benchmark files, with the suites they list)."""
+    from nnbench.config.benchmark import is_benchmark_file, load_benchmark
+
+    benches: list[Benchmark] = []
+    problems: list[str] = []
+    for path in (p for p in args.suites if is_benchmark_file(p)):
+        try:
+            benches.append(load_benchmark(path))
+        except SuiteError as e:
+            problems += e.lines()
+    try:
+        suites = _load_all([p for p in args.suites if not is_benchmark_file(p)])
+    except _UsageError as e:
+        problems.append(str(e))
+    if problems:
+        raise _UsageError("\n".join(problems))
+    for bench in benches:
+        _describe_benchmark(bench)
+    for suite in suites:
         points = len(suite.configurations())
         if suite.tune is not None:
             out.print(f"{suite.path}: ok — {points} scientific points × {suite.tune.trials} "
@@ -329,7 +354,7 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Run every suite of a benchmark file (the normal runner), then its cross-task report."""
-    from nnbench.config.benchmark import Benchmark, load_benchmark
+    from nnbench.config.benchmark import load_benchmark
 
     problems: list[str] = []
     bench: Benchmark | None = None
@@ -345,14 +370,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         problems.append(str(e))
     if problems or bench is None:
         raise _UsageError("\n".join(problems))
-    trials = sum(len(s.trials()) for s in bench.suites)
     if args.validate:
-        out.print(f"{bench.path}: ok — {len(bench.tasks)} tasks × {len(bench.levels)} "
-                  f"configurations of {', '.join(bench.axes)} × {len(bench.seeds)} seeds = "
-                  f"{trials} trials")
-        for task in bench.tasks:
-            out.print(f"  {task.suite.path}: {task.describe()}; target {task.target.label()}",
-                      markup=False)
+        _describe_benchmark(bench)
         return EXIT_OK
     code = EXIT_OK
     if training:
@@ -369,6 +388,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     path = render_benchmark(bench, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
     out.print(f"benchmark report: {path.resolve()}")
     return code
+
+
+def _describe_benchmark(bench: Benchmark) -> None:
+    trials = sum(len(s.trials()) for s in bench.suites)
+    out.print(f"{bench.path}: ok — {len(bench.tasks)} tasks × {len(bench.levels)} "
+              f"configurations of {', '.join(bench.axes)} × {len(bench.seeds)} seeds = "
+              f"{trials} trials")
+    for task in bench.tasks:
+        out.print(f"  {task.suite.path}: {task.describe()}; target {task.target.label()}",
+                  markup=False)
 
 
 def _mlflow_runs_url(tracking_uri: str, experiment_id: str) -> str:
@@ -636,8 +665,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="nnbench", description="Reproducible ablations of neural-network training components.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check suite files without running anything")
-    p.add_argument("suites", nargs="+", metavar="SUITE")
+    p = sub.add_parser("validate", help="check suite and benchmark files without running anything")
+    p.add_argument("suites", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("show", help="list a suite's trials")

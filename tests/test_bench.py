@@ -143,3 +143,25 @@ def test_report_only_shows_trials_without_a_result_and_leaves_their_seed_out(
     assert "Left out: seed(s) 2, which have no result yet" in html
     assert html.count("Seeds used: 0, 1.") == 2
     assert not (more / "reports" / "circ.html").exists()  # nothing ran, no suite report
+
+
+def test_validate_takes_benchmark_files_and_run_names_the_right_command(
+        ran: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    root = ran[0]
+    bench, suite = root / "mini.yaml", root / "tasks" / "circ.yaml"
+    assert cli.main(["validate", str(bench), str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert f"{bench}: ok — 2 tasks × 2 configurations of optimizer × 2 seeds = 8 trials" in out
+    assert "target val_rmse ≤ 0.9" in out and f"{suite}: ok — 2 configurations" in out
+
+    broken = root / "broken.yaml"  # a listed suite that does not exist
+    broken.write_text(bench.read_text().replace("tasks/reg.yaml", "tasks/gone.yaml"))
+    assert cli.main(["validate", str(broken), str(suite)]) == 2
+    captured = capsys.readouterr()
+    assert "tasks[1].suite" in captured.err and "gone.yaml" in captured.err
+    assert captured.out == ""  # nothing is ok when one file is not
+
+    assert cli.main(["run", str(bench)]) == 2  # a benchmark is not a suite: say what runs it
+    assert capsys.readouterr().err.strip() == (
+        f"{bench}: a benchmark file (it lists `tasks:`), not a suite; run it with "
+        f"`nnbench bench {bench}`")

@@ -38,7 +38,7 @@ from nnbench.config.validate import NAME_PATTERN, RESERVED_NAMES
 from nnbench.messages import describe, did_you_mean
 
 __all__ = ["TASK_AXES", "Benchmark", "BenchmarkError", "BenchmarkTask", "Target",
-           "load_benchmark"]
+           "is_benchmark_file", "load_benchmark"]
 
 TASK_AXES = ("dataset", "model", "loss")  # what makes a task; a benchmark's suite fixes them
 BENCHMARK_KEYS = ("name", "description", "tasks", "profile")
@@ -125,6 +125,16 @@ class _BenchmarkSection(_Section):
     description: str = ""
     tasks: list[Any] | None = None
     profile: _ProfileSection = Field(default_factory=_ProfileSection)
+
+
+def is_benchmark_file(path: str | Path) -> bool:
+    """Does the file read as a benchmark file (a mapping with `tasks:` and no suite's
+    `task:`)? False for anything unreadable: loading it then says what is wrong."""
+    try:
+        raw = parse_yaml(decode(Path(path).read_bytes(), str(path)), str(path))
+    except (OSError, SuiteError):
+        return False
+    return isinstance(raw, dict) and "tasks" in raw and "task" not in raw
 
 
 def load_benchmark(path: str | Path) -> Benchmark:

@@ -276,11 +276,11 @@ BROKEN = {
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_a_broken_plugin_stops_before_compute(case: str, lab: Callable[..., Path],
-                                             tmp_path: Path, tracking_uri: str,
+                                             tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     text, fragments = BROKEN[case]
     suite_path = lab("lab_broken", text)
-    assert _run(suite_path, tracking_uri) == 2
+    assert _run(suite_path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
     err = capsys.readouterr().err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in {err!r}"

@@ -123,6 +123,24 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
     raise AssertionError(f"process {proc.pid} did not stop within {timeout} s")
 
 
+@contextlib.contextmanager
+def within(seconds: float, what: str) -> Iterator[None]:
+    """Fail (TimeoutError) when the block runs longer than `seconds`: what a subprocess's
+    timeout gives, for work done in the test's own process (a worker loop that never ends
+    would otherwise hang the test run). Main thread only (SIGALRM)."""
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"{what} took longer than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _descendants(pid: int) -> list[int]:
     """Every living process below `pid` (Linux: read from /proc)."""
     children: dict[int, list[int]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,10 +24,11 @@ from rich.console import Console
 
 from nnbench import train
 from nnbench.config import Suite, TrialSpec, load_suite
+from nnbench.queue import Liveness
 from nnbench.results import load_results
-from nnbench.runner import run_suite
+from nnbench.runner import RunSummary, run_suite
 from nnbench.tracking import is_done
-from tests.conftest import stop_process
+from tests.conftest import stop_process, within
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "epoch_seconds")
@@ -290,6 +293,17 @@ def _freeze_when(proc: subprocess.Popen[str], uri: str, suite: str,
     raise AssertionError("the run never reached the moment to interrupt it within 120 s")
 
 
+def _rerun(suite: Suite, uri: str, **options: Any) -> tuple[RunSummary, str]:
+    """Run the suite again in this process, as `nnbench run` would; its summary (checked
+    complete, not interrupted) and what it printed."""
+    printed = io.StringIO()
+    with within(300, "the rerun"):
+        summary = run_suite(suite, device="cpu", tracking_uri=uri,
+                            console=Console(file=printed, width=200), **options)
+    assert summary.complete and not summary.interrupted, printed.getvalue()
+    return summary, printed.getvalue()
+
+
 def _assert_complete_and_unique(uri: str, suite: Suite) -> None:
     active = _trial_runs(uri, suite.name)
     ids = [r.data.tags["nnbench.trial_id"] for r in active]
@@ -303,8 +317,8 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
     suite = _slow_suite(write_suite)
     # the killed worker's claim is queued again once its heartbeats are 3 s old
-    liveness = ("--heartbeat-interval", "1", "--grace-period", "3", "--engine", "serial")
-    proc = _start(suite, tracking_uri, tmp_path, *liveness)
+    options = ("--heartbeat-interval", "1", "--grace-period", "3", "--engine", "serial")
+    proc = _start(suite, tracking_uri, tmp_path, *options)
     # killed with 3 or more trials finished and one in flight (claimed, not yet released)
     _freeze_when(proc, tracking_uri, suite.name, lambda p: p.finished >= 3 and p.claimed == 1)
     proc.send_signal(signal.SIGKILL)
@@ -312,10 +326,11 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     done_before = len([r for r in _trial_runs(tracking_uri, suite.name) if is_done(r)])
     assert 3 <= done_before < 12
 
-    rerun = _start(suite, tracking_uri, tmp_path, *liveness)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
+    # the rerun (in this process): it waits for the killed claim to go stale and trains it
+    summary, output = _rerun(suite, tracking_uri, engine="serial",
+                             liveness=Liveness(heartbeat_interval=1, grace_period=3))
     assert f"{done_before} already finished" in output
+    assert summary.statuses == Counter({"finished": 12 - done_before}), output
     _assert_complete_and_unique(tracking_uri, suite)
 
 
@@ -354,10 +369,9 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
     assert {r.info.status for r in killed} == {"KILLED"}
     assert all("interrupted" in r.data.tags["nnbench.reason"] for r in killed)
 
-    rerun = _start(suite, tracking_uri, tmp_path, "--engine", engine)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
+    summary, output = _rerun(suite, tracking_uri, engine=engine)  # in this process
     assert f"{at.finished} already finished, {4 - at.finished} to train" in output
+    assert summary.statuses == Counter({"finished": 4 - at.finished}), output
     _assert_complete_and_unique(tracking_uri, suite)
     deleted = _trial_runs(tracking_uri, suite.name, ViewType.DELETED_ONLY)
     # superseded, kept restorable

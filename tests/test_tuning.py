@@ -19,10 +19,11 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from nnbench.config import parse_suite
+from nnbench.queue import Liveness
 from nnbench.report import render_report
 from nnbench.tracking import is_done
 from nnbench.tuning import COUNTED, study_name, tune_suite
-from tests.conftest import Postgres, stop_process
+from tests.conftest import Postgres, stop_process, within
 
 QUIET = Console(quiet=True)
 
@@ -200,9 +201,12 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
         raise AssertionError("the study never had trials in flight to kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    rerun = _tune(path, storage, uri, tmp_path, *options)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
+    # the rerun, in this process: it waits for the killed trials to go stale, then goes on
+    with within(300, "the rerun"):
+        rerun = tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=uri,
+                           device="cpu", engine=engine, lanes=in_flight, console=QUIET,
+                           liveness=Liveness(heartbeat_interval=1, grace_period=3))
+    assert not rerun.interrupted and rerun.reruns == 2  # then the tuned point's 2 seeds
     _assert_budgets_met(storage, 6, 1)
     (trials,) = _studies(storage).values()
     killed = [t for t in trials if t.state == TrialState.FAIL]

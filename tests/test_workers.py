@@ -136,13 +136,29 @@ def _open_run_of(entry: FrozenTrial, role: str) -> str:
             f"attributes.status = 'RUNNING'")
 
 
+def _transactions_open(postgres: Postgres) -> bool:
+    """Is a session on the test's databases (other than this query's) inside a transaction?"""
+    engine = sqlalchemy.create_engine(f"{postgres.server}/postgres")
+    try:
+        with engine.connect() as connection:
+            return bool(connection.execute(sqlalchemy.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname IN (:a, :b) AND state "
+                "<> 'idle' AND pid <> pg_backend_pid()"), {
+                    "a": postgres.optuna.rpartition("/")[2],
+                    "b": postgres.mlflow.rpartition("/")[2]}).scalar())
+    finally:
+        engine.dispose()
+
+
 def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str,
-                      suite: str, role: str = "trial", timeout: float = 240
-                      ) -> tuple[_Worker, list[FrozenTrial]]:
+                      suite: str, role: str = "trial", *, idle: Postgres | None = None,
+                      timeout: float = 240) -> tuple[_Worker, list[FrozenTrial]]:
     """Stop (SIGSTOP) a worker that is in the middle of a trial of `study`: it holds a
     RUNNING entry and the trial's MLflow run is open. Checked once it is stopped; a worker
-    caught between two trials is resumed and another moment is tried. Returns the stopped
-    worker and the entries it holds."""
+    caught between two trials is resumed and another moment is tried. With `idle` (a test
+    whose only worker is this one), the worker must also be stopped outside any transaction
+    on those databases, training rather than writing. Returns the stopped worker and the
+    entries it holds."""
     deadline = time.monotonic() + timeout
     rdb: optuna.storages.RDBStorage | None = None
     while time.monotonic() < deadline:
@@ -160,7 +176,7 @@ def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str
                 if held and experiment is not None and all(
                         MlflowClient(uri).search_runs([experiment.experiment_id],
                                                       _open_run_of(e, role))
-                        for e in held):
+                        for e in held) and not (idle and _transactions_open(idle)):
                     return worker, held
                 worker.proc.send_signal(signal.SIGCONT)
         time.sleep(0.1)
@@ -249,7 +265,10 @@ def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite:
     On PostgreSQL, as hosts share a store: a worker frozen inside a transaction would
     hold SQLite's one write lock, and every other worker with it, until it resumes."""
     first = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
-    _, held = _freeze_mid_trial([first], postgres.optuna, study, postgres.mlflow, suite, role)
+    # frozen while it trains: a worker frozen inside a transaction has its session ended by
+    # the server after 5 s (idle_in_transaction_session_timeout), another matter
+    _, held = _freeze_mid_trial([first], postgres.optuna, study, postgres.mlflow, suite, role,
+                                idle=postgres)
     try:
         second = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
         output = second.finish(timeout=600)

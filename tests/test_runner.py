@@ -247,8 +247,12 @@ def _start(suite: Suite, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[s
 @dataclass(frozen=True)
 class _Progress:
     finished: int  # trial runs tagged finished
-    running: int  # trial runs still open
+    open_runs: frozenset[str]  # trial runs still open (RUNNING)
     claimed: int  # queue entries held (RUNNING): released only after training ends
+
+    @property
+    def running(self) -> int:
+        return len(self.open_runs)
 
 
 def _progress(uri: str, suite: str) -> _Progress | None:
@@ -262,9 +266,9 @@ def _progress(uri: str, suite: str) -> _Progress | None:
         with sqlite3.connect(f"file:{mlflow_db}?mode=ro", uri=True, timeout=1) as db:
             finished, = db.execute("SELECT count(*) FROM tags WHERE key = 'nnbench.status' "
                                    "AND value = 'finished'").fetchone()
-            running, = db.execute(
-                "SELECT count(*) FROM runs JOIN tags USING (run_uuid) WHERE tags.key = "
-                "'nnbench.role' AND tags.value = 'trial' AND runs.status = 'RUNNING'").fetchone()
+            open_runs = frozenset(run for (run,) in db.execute(
+                "SELECT run_uuid FROM runs JOIN tags USING (run_uuid) WHERE tags.key = "
+                "'nnbench.role' AND tags.value = 'trial' AND runs.status = 'RUNNING'"))
         with sqlite3.connect(f"file:{optuna_db}?mode=ro", uri=True, timeout=1) as db:
             claimed, = db.execute(
                 "SELECT count(*) FROM trials JOIN studies USING (study_id) WHERE "
@@ -272,23 +276,37 @@ def _progress(uri: str, suite: str) -> _Progress | None:
                 (f"{suite}/trials",)).fetchone()
     except sqlite3.OperationalError:  # no tables yet, or locked by the frozen child
         return None
-    return _Progress(int(finished), int(running), int(claimed))
+    return _Progress(int(finished), open_runs, int(claimed))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (all its threads): its own progress, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _freeze_when(proc: subprocess.Popen[str], uri: str, suite: str,
-                 ready: Callable[[_Progress], bool]) -> _Progress:
-    """Stop `proc` (SIGSTOP) at a moment when `ready` holds, checked while it is stopped;
-    returns what was read then. The caller signals it, then sends SIGCONT."""
+                 ready: Callable[[_Progress], bool], cpu_into: float = 0.0) -> _Progress:
+    """Stop `proc` (SIGSTOP) at a moment when `ready` holds, with the same trial runs open
+    since it has used `cpu_into` seconds of CPU (into their training, past building them);
+    checked again while it is stopped. Returns what was read then. The caller signals it,
+    then sends SIGCONT."""
     deadline = time.monotonic() + 120
+    seen: tuple[frozenset[str], float] | None = None  # the runs in flight, CPU then
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
         progress = _progress(uri, suite)
-        if progress is not None and ready(progress):
-            stop_process(proc)
-            progress = _progress(uri, suite)
-            if progress is not None and ready(progress):
-                return progress
-            proc.send_signal(signal.SIGCONT)
+        if progress is None or not ready(progress):
+            seen = None
+        else:
+            if seen is None or seen[0] != progress.open_runs:
+                seen = (progress.open_runs, _cpu_seconds(proc.pid))
+            if _cpu_seconds(proc.pid) - seen[1] >= cpu_into:
+                stop_process(proc)
+                again = _progress(uri, suite)
+                if again is not None and ready(again) and again.open_runs == seen[0]:
+                    return again
+                proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("the run never reached the moment to interrupt it within 120 s")
 
@@ -341,8 +359,10 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
         in_flight: int) -> None:
     """Serial: one trial in flight; stacked: a group's two lanes (the batch-32 seeds
     finish as one group, then the batch-16 group's two lanes are interrupted together).
-    Ctrl-C lands while the trials in flight train: their MLflow runs are open and their
-    queue claims held (a claim is released only once its trial has trained)."""
+    Ctrl-C lands while the trials in flight train: their MLflow runs are open, their queue
+    claims held (a claim is released only once its trial has trained), and the process has
+    spent 0.2 s of CPU on them (building a group's lanes takes about 0.01 s; training them
+    0.3-1.5 s)."""
     suite = load_suite(write_suite("""\
         name: long
         task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
@@ -356,7 +376,7 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
         """))
     proc = _start(suite, tracking_uri, tmp_path, "--engine", engine)
     at = _freeze_when(proc, tracking_uri, suite.name, lambda p: p.finished >= in_flight
-                      and p.running == p.claimed == in_flight)
+                      and p.running == p.claimed == in_flight, cpu_into=0.2)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGCONT)
     output, _ = proc.communicate(timeout=60)

@@ -359,14 +359,15 @@ def test_run_with_two_local_workers_trains_every_trial_once(
         capsys: pytest.CaptureFixture[str]) -> None:
     path = _suite(write_suite, "two", epochs=3)  # 8 short trials
     uri = tracking_uri
-    result = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "run", str(path), "--device", "cpu",
-         "--tracking-uri", uri, "--workers", "2", "--engine", "serial",
-         "--report-dir", str(tmp_path / "reports"), *FAST],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "2 local workers, 1 thread(s) each" in result.stderr
-    assert "[worker 1]" in result.stderr and "[worker 2]" in result.stderr
+    # the command in this process; its two workers are processes of their own
+    with within(600, "nnbench run --workers 2"):
+        code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", uri,
+                         "--workers", "2", "--engine", "serial",
+                         "--report-dir", str(tmp_path / "reports"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "2 local workers, 1 thread(s) each" in err
+    assert "[worker 1]" in err and "[worker 2]" in err
     suite = load_suite(path)
     finished = _finished_once(uri, "two", {t.trial_id for t in suite.trials()})
     invocations = {r.data.tags["nnbench.invocation"] for r in finished.values()}
@@ -381,18 +382,20 @@ def test_run_with_two_local_workers_trains_every_trial_once(
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_a_suite_to_completion(
-        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _suite(write_suite, "submitted", epochs=2)
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
-    result = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "submit", str(path), "--storage", storage,
-         "--tracking-uri", uri, "--workers", "2", "--local", "--device", "cpu",
-         "--engine", "serial", "--folder", str(tmp_path / "jobs"),
-         "--report-dir", str(tmp_path / "reports"), *FAST],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "submitted 2 worker job(s)" in result.stderr
-    assert "exit codes [0, 0]" in result.stderr
+    # the command in this process; submitit runs each job (a worker) as a process
+    with within(600, "nnbench submit --local"):
+        code = cli.main(["submit", str(path), "--storage", storage, "--tracking-uri", uri,
+                         "--workers", "2", "--local", "--device", "cpu", "--engine", "serial",
+                         "--folder", str(tmp_path / "jobs"),
+                         "--report-dir", str(tmp_path / "reports"), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert "submitted 2 worker job(s)" in captured.err
+    assert "exit codes [0, 0]" in captured.err
     suite = load_suite(path)
     _finished_once(uri, "submitted", {t.trial_id for t in suite.trials()})
     logs = list((tmp_path / "jobs").glob("*_log.out"))

@@ -468,25 +468,26 @@ def test_a_trial_claimed_by_a_worker_killed_before_its_first_heartbeat_is_queued
         tmp_path: Path) -> None:
     """Optuna never calls a RUNNING trial without a heartbeat stale; nnbench does once it
     started longer than the grace period ago (what a worker SIGKILLed between claiming and
-    its first heartbeat leaves)."""
+    its first heartbeat leaves). A trial held with heartbeats over the same time is not."""
     suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    spec = suite.trials()[0]
+    orphaned, held = suite.trials()[:2]
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
     live = Liveness(heartbeat_interval=1, grace_period=3)
     queue = TrialQueue("orphan", open_storage(storage, live), live)
-    queue.enqueue([spec])
+    queue.enqueue([orphaned])
     assert queue.study._pop_waiting_trial_id() is not None  # claimed, no heartbeat, died
+    queue.enqueue([held])
+    (claim,) = queue.claim(1)  # claimed by a live worker: heartbeats from now on
+    assert claim.spec == held
     queue.reap()
-    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING]
-    time.sleep(3.5)
+    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING] * 2
+    time.sleep(3.5)  # longer than the grace period
     queue.reap()
-    orphan, copy = _entries(storage, "orphan/trials")
+    orphan, kept, copy = _entries(storage, "orphan/trials")
     assert (orphan.state, copy.state) == (TrialState.FAIL, TrialState.WAITING)
-    assert copy.user_attrs["nnbench.trial_id"] == spec.trial_id
-    (claim,) = queue.claim(1)
-    assert claim.spec == spec
-    time.sleep(3.5)  # held with heartbeats now: not stale however long it runs
-    queue.reap()
-    assert _entries(storage, "orphan/trials")[1].state == TrialState.RUNNING
-    assert queue.release(claim, "done")
+    assert copy.user_attrs["nnbench.trial_id"] == orphaned.trial_id
+    assert kept.state == TrialState.RUNNING  # held with heartbeats: not stale however long
+    (again,) = queue.claim(1)
+    assert again.spec == orphaned
+    assert queue.release(claim, "done") and queue.release(again, "done")
     queue.close()

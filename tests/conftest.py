@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny suite that trains in about a second, and a private MLflow store."""
+"""Shared fixtures: a tiny suite that trains in about a second, private MLflow stores (their
+tables made once per session and copied), a PostgreSQL server shared by the session."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -10,7 +12,9 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +61,31 @@ def write_suite(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
+    """Make an empty MLflow SQLite store at a path; returns its URI. MLflow creates a
+    store's tables by running its migrations, about a second each time: this copies a
+    store made once per session, the same file MLflow would have made there."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow-template")
+    template = root / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # MLflow resolves its default artifact root from the working dir
+        MlflowClient(f"sqlite:///{template}").search_experiments()
+
+    def make(path: Path) -> str:
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+
+    return make
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def tracking_uri(mlflow_store: Callable[[Path], str], tmp_path: Path) -> str:
+    """A private, empty MLflow store, tmp_path/mlflow.db, its tables made (tests of what
+    happens where there is no store yet name a path of their own)."""
+    return mlflow_store(tmp_path / "mlflow.db")
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +103,42 @@ def chromium_path() -> str:
             pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return path
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGSTOP `proc` and return once every thread of it is stopped (a signal is delivered
+    asynchronously: a process running on another core goes on for a moment). What a test
+    then reads of its state cannot change until it is sent SIGCONT (or killed)."""
+    proc.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{proc.pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):
+                states.append(task.read_text().rpartition(")")[2].split()[0])
+        if states and all(state in "Tt" for state in states):
+            return
+        assert proc.poll() is None, f"process {proc.pid} ended (exit {proc.returncode})"
+        time.sleep(0.01)
+    raise AssertionError(f"process {proc.pid} did not stop within {timeout} s")
+
+
+@contextlib.contextmanager
+def within(seconds: float, what: str) -> Iterator[None]:
+    """Fail (TimeoutError) when the block runs longer than `seconds`: what a subprocess's
+    timeout gives, for work done in the test's own process (a worker loop that never ends
+    would otherwise hang the test run). Main thread only (SIGALRM)."""
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"{what} took longer than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -202,12 +264,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root),
-    with two empty databases, `optuna` and `mlflow`; yields its URL without a database."""
-    import sqlalchemy
+@dataclass(frozen=True)
+class Postgres:
+    """A test's own two empty databases on the session's PostgreSQL server."""
 
+    server: str  # postgresql+psycopg2://postgres@127.0.0.1:PORT (no database)
+    optuna: str  # <server>/<database> for an Optuna storage
+    mlflow: str  # <server>/<database> for an MLflow store
+
+
+@pytest.fixture(scope="session")
+def _postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root), one
+    per session (starting one takes about a second); yields its URL without a database."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not initdb or not pg_ctl:
         if os.environ.get("CI"):
@@ -223,23 +292,43 @@ def postgres() -> Iterator[str]:
         shutil.chown(data, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
-                    # what a shared store should set: a hung worker's open transaction
-                    # (its locks) ends after 5 s instead of blocking every other worker
-                    f"-c idle_in_transaction_session_timeout=5s", "start"],
-                   check=True, capture_output=True)
     try:
-        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
-        engine = sqlalchemy.create_engine(f"{url}/postgres", isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            for db in ("optuna", "mlflow"):
-                connection.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
-        engine.dispose()
-        yield url
+        subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+                        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
+                        # what a shared store should set: a hung worker's open transaction
+                        # (its locks) ends after 5 s instead of blocking every other worker
+                        f"-c idle_in_transaction_session_timeout=5s", "start"],
+                       check=True, capture_output=True)
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres(_postgres_server: str) -> Iterator[Postgres]:
+    """Two empty databases of this test's own, for an Optuna storage and an MLflow store,
+    on the session's server; dropped afterwards, with whatever connections are left."""
+    import sqlalchemy
+
+    n = next(_databases)
+    names = (f"optuna_{n}", f"mlflow_{n}")
+    engine = sqlalchemy.create_engine(f"{_postgres_server}/postgres",
+                                      isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for name in names:
+                connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        yield Postgres(_postgres_server, *(f"{_postgres_server}/{name}" for name in names))
+    finally:
+        with engine.connect() as connection:
+            for name in names:
+                connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} "
+                                                   f"WITH (FORCE)"))
+        engine.dispose()

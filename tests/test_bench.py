@@ -8,6 +8,7 @@ import json
 import math
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +41,8 @@ TARGETS = {"circ": ("val_accuracy", 0.8, True), "reg": ("val_rmse", 0.9, False)}
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def ran(tmp_path_factory: pytest.TempPathFactory,
+        mlflow_store: Callable[[Path], str]) -> tuple[Path, str, str]:
     root = tmp_path_factory.mktemp("bench")
     (root / "tasks").mkdir()
     (root / "tasks" / "circ.yaml").write_text(TASK.format(
@@ -49,7 +51,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
         name="reg", dataset="{name: diabetes}", loss="mse"))
     path = root / "mini.yaml"
     path.write_text(textwrap.dedent(BENCH))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = mlflow_store(root / "mlflow.db")
     args = ["bench", str(path), "--device", "cpu", "--tracking-uri", uri,
             "--report-dir", str(root / "reports")]
     assert cli.main(args) == 0

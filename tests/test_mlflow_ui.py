@@ -82,12 +82,12 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
 
 @pytest.mark.slow
 def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
-        write_suite: Callable[..., Path], tmp_path: Path, mlflow_server: Callable[[str], str],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        mlflow_server: Callable[[str], str], capsys: pytest.CaptureFixture[str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     path = write_suite(UI_SUITE, name="ui_demo")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", uri]) == 0
     printed = re.search(r"^MLflow runs: (\S+)$", capsys.readouterr().out, re.M)
     assert printed is not None

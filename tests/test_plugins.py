@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from nnbench import cli, plugins, registry
 from nnbench.config import load_suite
 from nnbench.testing import ContractError, check_component, isolated_registry
+from tests.conftest import within
 
 PLUGIN = '''\
 """A lab's own components: a model, an activation and a dataset."""
@@ -213,18 +214,14 @@ def test_a_changed_plugin_retrains_its_trials(lab: Callable[..., Path], tmp_path
 
 @pytest.mark.slow
 def test_plugin_trials_keep_their_ids_through_the_queue_and_local_workers(
-        lab: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+        lab: Callable[..., Path], tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Specs travel through the trial queue as JSON; each worker process imports the
     suite's plugins and rebuilds the very same specs (plugin digests included)."""
-    import subprocess
-    import sys
-
     suite_path = lab()
-    result = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "run", str(suite_path), "--workers", "2",
-         "--engine", "serial", "--tracking-uri", tracking_uri, "--report-dir", "reports"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    with isolated_registry(), within(600, "nnbench run --workers 2"):  # workers: processes
+        code = cli.main(["run", str(suite_path), "--workers", "2", "--engine", "serial",
+                         "--tracking-uri", tracking_uri, "--report-dir", "reports"])
+    assert code == 0, capsys.readouterr().err
     with isolated_registry():
         expected = {t.trial_id for t in load_suite(suite_path).trials()}
     client = MlflowClient(tracking_uri)
@@ -276,11 +273,11 @@ BROKEN = {
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_a_broken_plugin_stops_before_compute(case: str, lab: Callable[..., Path],
-                                             tmp_path: Path, tracking_uri: str,
+                                             tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     text, fragments = BROKEN[case]
     suite_path = lab("lab_broken", text)
-    assert _run(suite_path, tracking_uri) == 2
+    assert _run(suite_path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
     err = capsys.readouterr().err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in {err!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -51,11 +52,12 @@ def _section(html: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def three_axes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def three_axes(tmp_path_factory: pytest.TempPathFactory,
+               mlflow_store: Callable[[Path], str]) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("three-axes")
     suite_path = root / "three_axes.yaml"
     suite_path.write_text(THREE_AXES)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = mlflow_store(root / "mlflow.db")
     suite = load_suite(suite_path)
     summary = run_suite(suite, device="cpu", tracking_uri=uri, console=QUIET)
     assert summary.statuses["finished"] == 32
@@ -145,9 +147,10 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
     assert re.search(r"activation=tanh.*?<td>stacked×2 fp32", board, re.S)
 
 
-def test_report_of_a_suite_never_run(write_suite, tracking_uri: str, tmp_path: Path) -> None:
+def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:
     suite = load_suite(write_suite())
-    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store at all yet
+    html = render_report(suite, tracking_uri=uri, report_dir=tmp_path).read_text()
     assert "No trial of this suite is in MLflow yet" in html
     assert "4 not run yet" in html
     assert "no trial has finished yet" in html

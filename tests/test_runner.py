@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -11,7 +12,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,9 +24,11 @@ from rich.console import Console
 
 from nnbench import train
 from nnbench.config import Suite, TrialSpec, load_suite
+from nnbench.queue import Liveness
 from nnbench.results import load_results
-from nnbench.runner import run_suite
+from nnbench.runner import RunSummary, run_suite
 from nnbench.tracking import is_done
+from tests.conftest import stop_process, within
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "epoch_seconds")
@@ -106,12 +111,13 @@ def test_second_run_trains_nothing(write_suite: Callable[..., Path], tracking_ur
     assert len(_trial_runs(tracking_uri, "tiny")) == 4
 
 
-def test_two_runs_give_identical_metrics_and_fingerprints(write_suite: Callable[..., Path],
-                                                          tmp_path: Path) -> None:
+def test_two_runs_give_identical_metrics_and_fingerprints(
+        write_suite: Callable[..., Path], tmp_path: Path,
+        mlflow_store: Callable[[Path], str]) -> None:
     suite = load_suite(write_suite(epochs=3))
     tables = []
     for store in ("a", "b"):
-        uri = f"sqlite:///{tmp_path / store}.db"
+        uri = mlflow_store(tmp_path / f"{store}.db")
         run_suite(suite, device="cpu", tracking_uri=uri, console=QUIET)
         tables.append(load_results(suite, uri))
     first, second = tables
@@ -203,6 +209,9 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
 
 
 # -- whole processes: SIGKILL and Ctrl-C ----------------------------------------------------
+#
+# A run is interrupted at a moment checked while it is frozen (SIGSTOP): what the test reads
+# of the stores cannot change before the signal lands, whatever the machine's load.
 
 def _slow_suite(write_suite: Callable[..., Path]) -> Suite:
     """12 trials of a fraction of a second each."""
@@ -235,28 +244,82 @@ def _start(suite: Suite, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[s
         preexec_fn=_default_sigint)
 
 
-def _finished_read_only(uri: str) -> int:
-    """Runs tagged finished, read without creating or migrating anything (the child may
-    still be creating the store's tables)."""
-    path = Path(uri.removeprefix("sqlite:///"))
-    if not path.exists():
-        return 0
+@dataclass(frozen=True)
+class _Progress:
+    finished: int  # trial runs tagged finished
+    open_runs: frozenset[str]  # trial runs still open (RUNNING)
+    claimed: int  # queue entries held (RUNNING): released only after training ends
+
+    @property
+    def running(self) -> int:
+        return len(self.open_runs)
+
+
+def _progress(uri: str, suite: str) -> _Progress | None:
+    """Read without creating or migrating anything (the child may still be creating the
+    stores' tables); None while a store cannot be read."""
+    mlflow_db = Path(uri.removeprefix("sqlite:///"))
+    optuna_db = mlflow_db.parent / "optuna.db"  # the queue, next to the store by default
+    if not (mlflow_db.exists() and optuna_db.exists()):
+        return None
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            query = "SELECT count(*) FROM tags WHERE key = 'nnbench.status' AND value = 'finished'"
-            return int(db.execute(query).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
+        with sqlite3.connect(f"file:{mlflow_db}?mode=ro", uri=True, timeout=1) as db:
+            finished, = db.execute("SELECT count(*) FROM tags WHERE key = 'nnbench.status' "
+                                   "AND value = 'finished'").fetchone()
+            open_runs = frozenset(run for (run,) in db.execute(
+                "SELECT run_uuid FROM runs JOIN tags USING (run_uuid) WHERE tags.key = "
+                "'nnbench.role' AND tags.value = 'trial' AND runs.status = 'RUNNING'"))
+        with sqlite3.connect(f"file:{optuna_db}?mode=ro", uri=True, timeout=1) as db:
+            claimed, = db.execute(
+                "SELECT count(*) FROM trials JOIN studies USING (study_id) WHERE "
+                "studies.study_name = ? AND trials.state = 'RUNNING'",
+                (f"{suite}/trials",)).fetchone()
+    except sqlite3.OperationalError:  # no tables yet, or locked by the frozen child
+        return None
+    return _Progress(int(finished), open_runs, int(claimed))
 
 
-def _wait_for_finished(uri: str, suite: str, at_least: int, proc: subprocess.Popen[str]) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (all its threads): its own progress, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _freeze_when(proc: subprocess.Popen[str], uri: str, suite: str,
+                 ready: Callable[[_Progress], bool], cpu_into: float = 0.0) -> _Progress:
+    """Stop `proc` (SIGSTOP) at a moment when `ready` holds, with the same trial runs open
+    since it has used `cpu_into` seconds of CPU (into their training, past building them);
+    checked again while it is stopped. Returns what was read then. The caller signals it,
+    then sends SIGCONT."""
     deadline = time.monotonic() + 120
+    seen: tuple[frozenset[str], float] | None = None  # the runs in flight, CPU then
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        if _finished_read_only(uri) >= at_least:
-            return
-        time.sleep(0.2)
-    raise AssertionError("no progress within 120 s")
+        progress = _progress(uri, suite)
+        if progress is None or not ready(progress):
+            seen = None
+        else:
+            if seen is None or seen[0] != progress.open_runs:
+                seen = (progress.open_runs, _cpu_seconds(proc.pid))
+            if _cpu_seconds(proc.pid) - seen[1] >= cpu_into:
+                stop_process(proc)
+                again = _progress(uri, suite)
+                if again is not None and ready(again) and again.open_runs == seen[0]:
+                    return again
+                proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the run never reached the moment to interrupt it within 120 s")
+
+
+def _rerun(suite: Suite, uri: str, **options: Any) -> tuple[RunSummary, str]:
+    """Run the suite again in this process, as `nnbench run` would; its summary (checked
+    complete, not interrupted) and what it printed."""
+    printed = io.StringIO()
+    with within(300, "the rerun"):
+        summary = run_suite(suite, device="cpu", tracking_uri=uri,
+                            console=Console(file=printed, width=200), **options)
+    assert summary.complete and not summary.interrupted, printed.getvalue()
+    return summary, printed.getvalue()
 
 
 def _assert_complete_and_unique(uri: str, suite: Suite) -> None:
@@ -272,18 +335,20 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
     suite = _slow_suite(write_suite)
     # the killed worker's claim is queued again once its heartbeats are 3 s old
-    liveness = ("--heartbeat-interval", "1", "--grace-period", "3")
-    proc = _start(suite, tracking_uri, tmp_path, *liveness)
-    _wait_for_finished(tracking_uri, suite.name, 3, proc)
+    options = ("--heartbeat-interval", "1", "--grace-period", "3", "--engine", "serial")
+    proc = _start(suite, tracking_uri, tmp_path, *options)
+    # killed with 3 or more trials finished and one in flight (claimed, not yet released)
+    _freeze_when(proc, tracking_uri, suite.name, lambda p: p.finished >= 3 and p.claimed == 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     done_before = len([r for r in _trial_runs(tracking_uri, suite.name) if is_done(r)])
     assert 3 <= done_before < 12
 
-    rerun = _start(suite, tracking_uri, tmp_path, *liveness)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
+    # the rerun (in this process): it waits for the killed claim to go stale and trains it
+    summary, output = _rerun(suite, tracking_uri, engine="serial",
+                             liveness=Liveness(heartbeat_interval=1, grace_period=3))
     assert f"{done_before} already finished" in output
+    assert summary.statuses == Counter({"finished": 12 - done_before}), output
     _assert_complete_and_unique(tracking_uri, suite)
 
 
@@ -293,36 +358,40 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path, engine: str,
         in_flight: int) -> None:
     """Serial: one trial in flight; stacked: a group's two lanes (the batch-32 seeds
-    finish as one group, then the batch-16 group's two lanes are interrupted together)."""
+    finish as one group, then the batch-16 group's two lanes are interrupted together).
+    Ctrl-C lands while the trials in flight train: their MLflow runs are open, their queue
+    claims held (a claim is released only once its trial has trained), and the process has
+    spent 0.2 s of CPU on them (building a group's lanes takes about 0.01 s; training them
+    0.3-1.5 s)."""
     suite = load_suite(write_suite("""\
         name: long
         task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
         fixed:
           optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
-          epochs: 150
+          epochs: 40
           batch_size: 32
         grid:
           batch_size: [32, 16]
         seeds: 2
         """))
     proc = _start(suite, tracking_uri, tmp_path, "--engine", engine)
-    _wait_for_finished(tracking_uri, suite.name, in_flight, proc)
-    time.sleep(0.5)  # well inside the next trials' training (each takes over a second)
+    at = _freeze_when(proc, tracking_uri, suite.name, lambda p: p.finished >= in_flight
+                      and p.running == p.claimed == in_flight, cpu_into=0.2)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output
     runs = _trial_runs(tracking_uri, suite.name)
     statuses = Counter(r.data.tags["nnbench.status"] for r in runs)
-    assert statuses == Counter({"finished": in_flight, "killed": in_flight}), output
+    assert statuses == Counter({"finished": at.finished, "killed": in_flight}), output
     killed = [r for r in runs if r.data.tags["nnbench.status"] == "killed"]
     assert {r.info.status for r in killed} == {"KILLED"}
     assert all("interrupted" in r.data.tags["nnbench.reason"] for r in killed)
 
-    rerun = _start(suite, tracking_uri, tmp_path, "--engine", engine)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
-    assert f"{in_flight} already finished, {4 - in_flight} to train" in output
+    summary, output = _rerun(suite, tracking_uri, engine=engine)  # in this process
+    assert f"{at.finished} already finished, {4 - at.finished} to train" in output
+    assert summary.statuses == Counter({"finished": 4 - at.finished}), output
     _assert_complete_and_unique(tracking_uri, suite)
     deleted = _trial_runs(tracking_uri, suite.name, ViewType.DELETED_ONLY)
     # superseded, kept restorable

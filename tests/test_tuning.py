@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -18,9 +19,11 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from nnbench.config import parse_suite
+from nnbench.queue import Liveness
 from nnbench.report import render_report
 from nnbench.tracking import is_done
 from nnbench.tuning import COUNTED, study_name, tune_suite
+from tests.conftest import Postgres, stop_process, within
 
 QUIET = Console(quiet=True)
 
@@ -77,11 +80,11 @@ def _assert_budgets_met(storage: str, budget: int, studies: int) -> None:
         assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
-def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path) -> None:
+def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str) -> None:
     from nnbench.config import load_suite
 
     suite = load_suite(_suite(tmp_path / "tuned.yaml"))
-    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    uri, storage = tracking_uri, f"sqlite:///{tmp_path / 'optuna.db'}"
     summary = tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
     assert summary.storage == storage  # next to the MLflow store by default
     assert summary.reruns == 4  # 2 points x 2 seeds
@@ -112,13 +115,14 @@ def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path) -> None:
         assert part in html, part
 
 
-def test_a_fixed_sampler_seed_proposes_the_same_sequence(tmp_path: Path) -> None:
+def test_a_fixed_sampler_seed_proposes_the_same_sequence(
+        tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
     proposals = []
     for run, seed in (("a", 3), ("b", 3), ("c", 4)):
         suite = parse_suite(_suite(tmp_path / f"{run}.yaml", seed=seed, trials=5,
                                    optimizers="[sgd]").read_text())
         storage = f"sqlite:///{tmp_path / run}-optuna.db"
-        tune_suite(suite, storage=storage, tracking_uri=f"sqlite:///{tmp_path / run}.db",
+        tune_suite(suite, storage=storage, tracking_uri=mlflow_store(tmp_path / f"{run}.db"),
                    device="cpu", console=QUIET)
         (trials,) = _studies(storage).values()
         proposals.append([t.params["optimizer.lr"] for t in trials])
@@ -126,12 +130,12 @@ def test_a_fixed_sampler_seed_proposes_the_same_sequence(tmp_path: Path) -> None
     assert proposals[0] != proposals[2]
 
 
-def test_pruning_stops_hopeless_trials_early(tmp_path: Path) -> None:
+def test_pruning_stops_hopeless_trials_early(tmp_path: Path, tracking_uri: str) -> None:
     """Learning rates down to 1e-5 cannot learn in 8 epochs: the median pruner stops them."""
     suite = parse_suite(_suite(tmp_path / "prune.yaml", name="prune", epochs=8, trials=14,
                                optimizers="[sgd]", sampler="random", pruner="median")
                         .read_text())
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     # serially, each trial meets the completed ones (stacked, a batch trains together)
     tune_suite(suite, tracking_uri=uri, device="cpu", engine="serial", console=QUIET)
     runs = _runs(uri, "prune", "tune")
@@ -160,7 +164,7 @@ def _trial_states_read_only(path: Path) -> Counter[str]:
     if not path.exists():
         return Counter()
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
             return Counter(state for (state,) in db.execute("SELECT state FROM trials"))
     except sqlite3.OperationalError:
         return Counter()
@@ -169,26 +173,40 @@ def _trial_states_read_only(path: Path) -> Counter[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("engine", "in_flight"), [("serial", 1), ("stacked", 2)])
 def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
-        tmp_path: Path, engine: str, in_flight: int) -> None:
+        tmp_path: Path, engine: str, in_flight: int,
+        mlflow_store: Callable[[Path], str]) -> None:
     """Serial: one Optuna trial in flight; stacked with 2 lanes: a batch of two proposals."""
     path = _suite(tmp_path / "killed.yaml", name="killed", epochs=40, trials=6,
                   optimizers="[sgd]")
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path / "mlflow.db")
     # the killed worker's trials are re-queued once its heartbeats are 3 s old
     options = ("--engine", engine, "--lanes", str(in_flight), *QUICK_LIVENESS)
     proc = _tune(path, storage, uri, tmp_path, *options)
+
+    def ready() -> bool:
+        states = _trial_states_read_only(tmp_path / "optuna.db")
+        return states["COMPLETE"] >= 2 and states["RUNNING"] == in_flight
+
+    # killed at a moment checked while it is frozen (SIGSTOP): in_flight trials running
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[0]
-        states = _trial_states_read_only(tmp_path / "optuna.db")
-        if states["COMPLETE"] >= 2 and states["RUNNING"] == in_flight:
-            break
-        time.sleep(0.2)
+        if ready():
+            stop_process(proc)
+            if ready():
+                break
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the study never had trials in flight to kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    rerun = _tune(path, storage, uri, tmp_path, *options)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output
+    # the rerun, in this process: it waits for the killed trials to go stale, then goes on
+    with within(300, "the rerun"):
+        rerun = tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=uri,
+                           device="cpu", engine=engine, lanes=in_flight, console=QUIET,
+                           liveness=Liveness(heartbeat_interval=1, grace_period=3))
+    assert not rerun.interrupted and rerun.reruns == 2  # then the tuned point's 2 seeds
     _assert_budgets_met(storage, 6, 1)
     (trials,) = _studies(storage).values()
     killed = [t for t in trials if t.state == TrialState.FAIL]
@@ -203,10 +221,10 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
 # -- two workers on one PostgreSQL server ----------------------------------------------------
 
 @pytest.mark.slow
-def test_two_workers_share_the_studies_on_postgresql(postgres: str, tmp_path: Path) -> None:
+def test_two_workers_share_the_studies_on_postgresql(postgres: Postgres, tmp_path: Path) -> None:
     path = _suite(tmp_path / "shared.yaml", name="shared", epochs=4, trials=6,
                   optimizers="[sgd, adam, rmsprop]")
-    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
+    storage, uri = postgres.optuna, postgres.mlflow
     # both workers start at the same instant on fresh databases: schemas, experiment and
     # studies are created by whichever gets there first, the other retries and joins
     workers = [_tune(path, storage, uri, tmp_path) for _ in range(2)]

@@ -3,10 +3,14 @@ local worker processes, submitit, and many workers opening a fresh store at once
 
 Liveness in these tests: a heartbeat every second, a grace period of 4 seconds (the
 defaults are 10 and 60 s), so a silent worker's trials are re-queued within seconds.
+A worker is stopped or killed in the middle of a trial by freezing it first (SIGSTOP) and
+checking, while it cannot move, that it holds a trial whose MLflow run is open: the
+trials can be short, and what the test then does hits a trial in flight whatever the load.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,26 +19,29 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
+from nnbench import cli
 from nnbench.config import load_suite
 from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.runner import run_suite
 from nnbench.tracking import is_done
+from tests.conftest import Postgres, stop_process, within
 
 QUIET = Console(quiet=True)
 FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
 LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
 
-# trials of a few seconds each (a 40-32-10 MLP, 40 steps an epoch): long enough to stop a
-# worker in the middle of one
+# trials of a fraction of a second each (a 40-32-10 MLP, 40 steps an epoch)
 HEAD = """\
 name: {name}
 task:
@@ -55,18 +62,39 @@ seeds: {seeds}
 """
 
 
-def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 120,
+def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 30,
            seeds: int = 4) -> Path:
     return write_suite(SUITE.format(name=name, epochs=epochs, seeds=seeds), name=name)
 
 
-def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str
-            ) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnbench.cli", "worker", str(path), "--device", "cpu",
-         "--storage", storage, "--tracking-uri", uri, *FAST, *extra],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+_logs = itertools.count()
+
+
+@dataclass
+class _Worker:
+    """An `nnbench worker` process; its output goes to a file, readable while it runs."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def finish(self, timeout: float) -> str:
+        """Wait for the exit; the whole output."""
+        self.proc.wait(timeout=timeout)
+        return self.output()
+
+
+def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> _Worker:
+    log = cwd / f"worker{next(_logs)}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nnbench.cli", "worker", str(path), "--device", "cpu",
+             "--storage", storage, "--tracking-uri", uri, *FAST, *extra],
+            cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return _Worker(proc, log)
 
 
 def _runs(uri: str, suite: str, role: str = "trial",
@@ -78,29 +106,89 @@ def _runs(uri: str, suite: str, role: str = "trial",
                               filter_string=f"tags.`nnbench.role` = '{role}'")
 
 
-def _entries(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+def _entries(storage: str, study: str) -> list[FrozenTrial]:
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
-def _holder_of_a_running_trial(storage: str, study: str,
-                               workers: list[subprocess.Popen[str]], deadline: float) -> int:
-    """The pid of a worker that holds a running trial, a second into its training."""
-    pids = {w.pid for w in workers}
+def _study_exists(storage: str, study: str) -> bool:
+    """Read without creating anything: opening an Optuna storage creates its tables, which
+    the workers under test must do themselves."""
+    engine = sqlalchemy.create_engine(storage)
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(sqlalchemy.text(
+                "SELECT 1 FROM studies WHERE study_name = :name"), {"name": study}).first()
+        return found is not None
+    except sqlalchemy.exc.DBAPIError:  # no tables yet
+        return False
+    finally:
+        engine.dispose()
+
+
+def _open_run_of(entry: FrozenTrial, role: str) -> str:
+    """The MLflow filter for the open run of a queue entry (role trial) or of an Optuna
+    trial (role tune)."""
+    if role == "trial":
+        key, value = "nnbench.trial_id", str(entry.user_attrs["nnbench.trial_id"])
+    else:
+        key, value = "nnbench.optuna_trial", str(entry.number)
+    return (f"tags.`nnbench.role` = '{role}' AND tags.`{key}` = '{value}' AND "
+            f"attributes.status = 'RUNNING'")
+
+
+def _transactions_open(postgres: Postgres) -> bool:
+    """Is a session on the test's databases (other than this query's) inside a transaction?"""
+    engine = sqlalchemy.create_engine(f"{postgres.server}/postgres")
+    try:
+        with engine.connect() as connection:
+            return bool(connection.execute(sqlalchemy.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname IN (:a, :b) AND state "
+                "<> 'idle' AND pid <> pg_backend_pid()"), {
+                    "a": postgres.optuna.rpartition("/")[2],
+                    "b": postgres.mlflow.rpartition("/")[2]}).scalar())
+    finally:
+        engine.dispose()
+
+
+def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str,
+                      suite: str, role: str = "trial", *, idle: Postgres | None = None,
+                      timeout: float = 240) -> tuple[_Worker, list[FrozenTrial]]:
+    """Stop (SIGSTOP) a worker that is in the middle of a trial of `study`: it holds a
+    RUNNING entry and the trial's MLflow run is open. Checked once it is stopped; a worker
+    caught between two trials is resumed and another moment is tried. With `idle` (a test
+    whose only worker is this one), the worker must also be stopped outside any transaction
+    on those databases, training rather than writing. Returns the stopped worker and the
+    entries it holds."""
+    deadline = time.monotonic() + timeout
+    rdb: optuna.storages.RDBStorage | None = None
     while time.monotonic() < deadline:
-        ended = [w for w in workers if w.poll() is not None]
-        assert not ended, ended[0].communicate()[0]
-        try:
-            running = [e for e in _entries(storage, study) if e.state == TrialState.RUNNING
-                       and e.user_attrs.get("nnbench.worker")]
-        except Exception:  # the study is not there yet
-            running = []
-        for entry in running:
-            pid = int(str(entry.user_attrs["nnbench.worker"]).rpartition(":")[2])
-            started = entry.datetime_start.timestamp() if entry.datetime_start else time.time()
-            if pid in pids and time.time() - started > 1.0:  # well inside its training
-                return pid
-        time.sleep(0.2)
-    raise AssertionError("no worker held a running trial in time")
+        for worker in workers:
+            assert worker.proc.poll() is None, worker.output()
+        if rdb is None and _study_exists(storage, study):
+            rdb = optuna.storages.RDBStorage(storage)
+        if rdb is not None:
+            for worker in workers:
+                if not _holding(rdb, study, worker):
+                    continue
+                stop_process(worker.proc)
+                held = _holding(rdb, study, worker)
+                experiment = MlflowClient(uri).get_experiment_by_name(suite)
+                if held and experiment is not None and all(
+                        MlflowClient(uri).search_runs([experiment.experiment_id],
+                                                      _open_run_of(e, role))
+                        for e in held) and not (idle and _transactions_open(idle)):
+                    return worker, held
+                worker.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError("no worker was caught in the middle of a trial in time")
+
+
+def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: _Worker) -> list[FrozenTrial]:
+    """The RUNNING entries of `study` that `worker` claimed."""
+    entries = optuna.load_study(study_name=study, storage=rdb).get_trials(
+        deepcopy=False, states=(TrialState.RUNNING,))
+    return [e for e in entries
+            if str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{worker.proc.pid}")]
 
 
 def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
@@ -118,22 +206,26 @@ def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, 
 
 @pytest.mark.slow
 def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
-        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
+        postgres: Postgres, write_suite: Callable[..., Path], tmp_path: Path,
+        mlflow_store: Callable[[Path], str]) -> None:
     path = _suite(write_suite, "four")
     suite = load_suite(path)
-    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
+    storage, uri = postgres.optuna, postgres.mlflow
+    # nothing of the stores exists yet: the four workers create the tables, the experiment
+    # and the queue at the same instant (the test reads them only once they are there)
     workers = [_worker(path, storage, uri, tmp_path, "--engine", "serial") for _ in range(4)]
-    victim_pid = _holder_of_a_running_trial(storage, "four/trials", workers,
-                                            time.monotonic() + 240)
-    victim = next(w for w in workers if w.pid == victim_pid)
-    held = {str(e.user_attrs["nnbench.trial_id"]) for e in _entries(storage, "four/trials")
-            if e.state == TrialState.RUNNING and e.user_attrs.get("nnbench.worker", "")
-            .endswith(f":{victim_pid}")}
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    victim, held_entries = _freeze_mid_trial(workers, storage, "four/trials", uri, "four")
+    victim_pid = victim.proc.pid
+    held = {str(e.user_attrs["nnbench.trial_id"]) for e in held_entries}
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(timeout=30)
+    # meanwhile (the others wait out the grace period), one serial worker of the same suite
+    single = mlflow_store(tmp_path / "single.db")
+    with within(600, "the reference run"):
+        run_suite(suite, device="cpu", tracking_uri=single, engine="serial", console=QUIET)
     others = [w for w in workers if w is not victim]
-    outputs = [w.communicate(timeout=600)[0] for w in others]
-    assert [w.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
+    outputs = [w.finish(timeout=600) for w in others]
+    assert [w.proc.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
 
     trial_ids = {t.trial_id for t in suite.trials()}
     finished = _finished_once(uri, "four", trial_ids)
@@ -156,8 +248,6 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
     states = Counter(e.state for e in entries)
     assert states[TrialState.WAITING] == states[TrialState.RUNNING] == 0
     # the same numbers as one serial worker of the same suite
-    single = f"sqlite:///{tmp_path / 'single.db'}"
-    run_suite(suite, device="cpu", tracking_uri=single, engine="serial", console=QUIET)
     reference = _finished_once(single, "four", trial_ids)
     for trial_id, run in finished.items():
         assert run.data.tags["nnbench.fingerprint"] == \
@@ -166,31 +256,44 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
 
 # -- a worker whose heartbeat stops (as one dying on another host) -------------------------
 
-@pytest.mark.slow
-def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
-        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
-    """SIGSTOP freezes a worker as a hung machine or a cut network would: its heartbeats
-    stop while its process still exists (liveness is not checked by pid). The other
-    worker re-runs its trial after the grace period; when the silent worker wakes up and
-    finishes, its claim is gone and its result is recorded as killed, not done.
+def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite: str,
+                   role: str) -> tuple[_Worker, list[FrozenTrial], str]:
+    """SIGSTOP freezes a first worker in the middle of a trial, as a hung machine or a cut
+    network would: its heartbeats stop while its process still exists (liveness is not
+    checked by pid). A second worker runs the suite to the end meanwhile; then the first
+    is resumed and finishes too. Both exit 0. Returns the first worker, the entries of
+    `study` it held when it was frozen, and its output.
 
     On PostgreSQL, as hosts share a store: a worker frozen inside a transaction would
     hold SQLite's one write lock, and every other worker with it, until it resumes."""
-    path = _suite(write_suite, "silent", epochs=150, seeds=2)
-    suite = load_suite(path)
-    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
-    first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
-    _holder_of_a_running_trial(storage, "silent/trials", [first], time.monotonic() + 240)
-    first.send_signal(signal.SIGSTOP)
+    first = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
+    # frozen while it trains: a worker frozen inside a transaction has its session ended by
+    # the server after 5 s (idle_in_transaction_session_timeout), another matter
+    _, held = _freeze_mid_trial([first], postgres.optuna, study, postgres.mlflow, suite, role,
+                                idle=postgres)
     try:
-        second = _worker(path, storage, uri, tmp_path, "--engine", "serial")
-        output, _ = second.communicate(timeout=600)
+        second = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
+        output = second.finish(timeout=600)
     finally:
-        first.send_signal(signal.SIGCONT)
-    assert second.returncode == 0, output
-    first_output, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, first_output
+        first.proc.send_signal(signal.SIGCONT)
+    assert second.proc.returncode == 0, output
+    first_output = first.finish(timeout=300)
+    assert first.proc.returncode == 0, first_output
+    return first, held, first_output
+
+
+@pytest.mark.slow
+def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
+        postgres: Postgres, write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    """The other worker re-runs the silent worker's trial after the grace period; when the
+    silent worker wakes up and finishes, its claim is gone and its result is recorded as
+    killed, not done."""
+    path = _suite(write_suite, "silent", seeds=2)
+    suite = load_suite(path)
+    first, _, first_output = _silent_worker(path, postgres, tmp_path, "silent/trials",
+                                            "silent", "trial")
     assert "claim lost" in first_output
+    uri = postgres.mlflow
     finished = _finished_once(uri, "silent", {t.trial_id for t in suite.trials()})
     lost = [r for r in _runs(uri, "silent", view=ViewType.ALL)
             if r.data.tags.get("nnbench.status") == "killed"]
@@ -200,9 +303,9 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
                         for r in lost)
     assert all(r.info.lifecycle_stage == "deleted" for r in lost)
     assert all(r.info.run_id not in {f.info.run_id for f in finished.values()} for r in lost)
-    entries = _entries(storage, "silent/trials")
+    entries = _entries(postgres.optuna, "silent/trials")
     stale = [e for e in entries if e.state == TrialState.FAIL
-             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.pid}")]
+             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.proc.pid}")]
     assert stale  # the silent worker's claim, failed by the other worker
     for entry in stale:  # ... and a copy of it, queued by Optuna, trained to completion
         copies = [e for e in entries if entry.number in e.system_attrs.get("retry_history", [])]
@@ -225,24 +328,13 @@ seeds: 2
 
 @pytest.mark.slow
 def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
-        postgres: str, write_suite: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_suite(TUNED.format(name="silent_tune", epochs=150), name="silent_tune")
+        postgres: Postgres, write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_suite(TUNED.format(name="silent_tune", epochs=30), name="silent_tune")
     suite = load_suite(path)
-    storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
+    storage, uri = postgres.optuna, postgres.mlflow
     study = f"silent_tune/{suite.configurations()[0].config_id}"
-    first = _worker(path, storage, uri, tmp_path, "--engine", "serial")
-    _holder_of_a_running_trial(storage, study, [first], time.monotonic() + 240)
-    stopped_trials = {e.number for e in _entries(storage, study)
-                      if e.state == TrialState.RUNNING}
-    first.send_signal(signal.SIGSTOP)
-    try:
-        second = _worker(path, storage, uri, tmp_path, "--engine", "serial")
-        output, _ = second.communicate(timeout=600)
-    finally:
-        first.send_signal(signal.SIGCONT)
-    assert second.returncode == 0, output
-    first_output, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, first_output
+    _, held, _ = _silent_worker(path, postgres, tmp_path, study, "silent_tune", "tune")
+    stopped_trials = {e.number for e in held}
     trials = _entries(storage, study)
     counted = [t for t in trials if t.user_attrs.get("counted")]
     assert len(counted) == 4  # the budget, met exactly
@@ -263,17 +355,19 @@ def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
 
 @pytest.mark.slow
 def test_run_with_two_local_workers_trains_every_trial_once(
-        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _suite(write_suite, "two", epochs=3)  # 8 short trials
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "run", str(path), "--device", "cpu",
-         "--tracking-uri", uri, "--workers", "2", "--engine", "serial",
-         "--report-dir", str(tmp_path / "reports"), *FAST],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "2 local workers, 1 thread(s) each" in result.stderr
-    assert "[worker 1]" in result.stderr and "[worker 2]" in result.stderr
+    uri = tracking_uri
+    # the command in this process; its two workers are processes of their own
+    with within(600, "nnbench run --workers 2"):
+        code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", uri,
+                         "--workers", "2", "--engine", "serial",
+                         "--report-dir", str(tmp_path / "reports"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "2 local workers, 1 thread(s) each" in err
+    assert "[worker 1]" in err and "[worker 2]" in err
     suite = load_suite(path)
     finished = _finished_once(uri, "two", {t.trial_id for t in suite.trials()})
     invocations = {r.data.tags["nnbench.invocation"] for r in finished.values()}
@@ -282,27 +376,26 @@ def test_run_with_two_local_workers_trains_every_trial_once(
     workers = {r.data.tags["nnbench.threads"] for r in finished.values()}
     assert workers == {"1"}
     assert (tmp_path / "reports" / "two.html").exists()
-    status = subprocess.run([sys.executable, "-m", "nnbench.cli", "status", str(path),
-                             "--tracking-uri", uri], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
-    assert status.returncode == 0, status.stderr
-    assert "8 done, 0 running on 0 worker(s), 0 queued, 0 failed" in status.stdout
+    assert cli.main(["status", str(path), "--tracking-uri", uri]) == 0
+    assert "8 done, 0 running on 0 worker(s), 0 queued, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_a_suite_to_completion(
-        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _suite(write_suite, "submitted", epochs=2)
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "submit", str(path), "--storage", storage,
-         "--tracking-uri", uri, "--workers", "2", "--local", "--device", "cpu",
-         "--engine", "serial", "--folder", str(tmp_path / "jobs"),
-         "--report-dir", str(tmp_path / "reports"), *FAST],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "submitted 2 worker job(s)" in result.stderr
-    assert "exit codes [0, 0]" in result.stderr
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
+    # the command in this process; submitit runs each job (a worker) as a process
+    with within(600, "nnbench submit --local"):
+        code = cli.main(["submit", str(path), "--storage", storage, "--tracking-uri", uri,
+                         "--workers", "2", "--local", "--device", "cpu", "--engine", "serial",
+                         "--folder", str(tmp_path / "jobs"),
+                         "--report-dir", str(tmp_path / "reports"), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert "submitted 2 worker job(s)" in captured.err
+    assert "exit codes [0, 0]" in captured.err
     suite = load_suite(path)
     _finished_once(uri, "submitted", {t.trial_id for t in suite.trials()})
     logs = list((tmp_path / "jobs").glob("*_log.out"))
@@ -331,7 +424,7 @@ def test_concurrent_claims_never_hand_a_trial_to_two_workers(
     from dataclasses import replace
 
     if backend == "postgresql":
-        storage = f"{request.getfixturevalue('postgres')}/optuna"
+        storage = request.getfixturevalue("postgres").optuna
     else:
         storage = f"sqlite:///{tmp_path / 'queue.db'}"
     suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
@@ -375,25 +468,26 @@ def test_a_trial_claimed_by_a_worker_killed_before_its_first_heartbeat_is_queued
         tmp_path: Path) -> None:
     """Optuna never calls a RUNNING trial without a heartbeat stale; nnbench does once it
     started longer than the grace period ago (what a worker SIGKILLed between claiming and
-    its first heartbeat leaves)."""
+    its first heartbeat leaves). A trial held with heartbeats over the same time is not."""
     suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    spec = suite.trials()[0]
+    orphaned, held = suite.trials()[:2]
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
     live = Liveness(heartbeat_interval=1, grace_period=3)
     queue = TrialQueue("orphan", open_storage(storage, live), live)
-    queue.enqueue([spec])
+    queue.enqueue([orphaned])
     assert queue.study._pop_waiting_trial_id() is not None  # claimed, no heartbeat, died
+    queue.enqueue([held])
+    (claim,) = queue.claim(1)  # claimed by a live worker: heartbeats from now on
+    assert claim.spec == held
     queue.reap()
-    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING]
-    time.sleep(3.5)
+    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING] * 2
+    time.sleep(3.5)  # longer than the grace period
     queue.reap()
-    orphan, copy = _entries(storage, "orphan/trials")
+    orphan, kept, copy = _entries(storage, "orphan/trials")
     assert (orphan.state, copy.state) == (TrialState.FAIL, TrialState.WAITING)
-    assert copy.user_attrs["nnbench.trial_id"] == spec.trial_id
-    (claim,) = queue.claim(1)
-    assert claim.spec == spec
-    time.sleep(3.5)  # held with heartbeats now: not stale however long it runs
-    queue.reap()
-    assert _entries(storage, "orphan/trials")[1].state == TrialState.RUNNING
-    assert queue.release(claim, "done")
+    assert copy.user_attrs["nnbench.trial_id"] == orphaned.trial_id
+    assert kept.state == TrialState.RUNNING  # held with heartbeats: not stale however long
+    (again,) = queue.claim(1)
+    assert again.spec == orphaned
+    assert queue.release(claim, "done") and queue.release(again, "done")
     queue.close()

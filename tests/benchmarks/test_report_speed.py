@@ -9,6 +9,7 @@ SQLite store (training 200 trials would measure training, not the report).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,12 @@ def _history(rng: np.random.Generator, quality: float, epochs: int) -> list[dict
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, str]:
+def store(tmp_path_factory: pytest.TempPathFactory,
+          mlflow_store: Callable[[Path], str]) -> tuple[Suite, str]:
     lrs = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0] if FULL else [0.01, 0.1]
     text = SUITE.replace("{lrs}", str(lrs)).replace("{seeds}", "4" if FULL else "2")
     suite = parse_suite(text)
-    uri = f"sqlite:///{tmp_path_factory.mktemp('report-speed') / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path_factory.mktemp("report-speed") / "mlflow.db")
     tracker = Tracker(suite, uri)
     parent = tracker.start_invocation({}, n_todo=len(suite.trials()))
     rng = np.random.default_rng(0)

@@ -354,3 +354,36 @@ def test_a_broken_group_fails_each_of_its_trials(monkeypatch: pytest.MonkeyPatch
     assert {r.status for r in results.values()} == {"failed"}
     assert all("RuntimeError: out of cheese" in r.reason for r in results.values())
 
+
+
+@pytest.mark.parametrize(("error", "status"), [(KeyboardInterrupt, "killed"),
+                                               (RuntimeError, "failed")])
+def test_a_group_stopped_while_its_lanes_are_built_accounts_for_every_trial(
+        monkeypatch: pytest.MonkeyPatch, error: type[BaseException], status: str) -> None:
+    """Ctrl-C (or an error) after the first lane is built and before the second: both
+    trials get a result, and after Ctrl-C the engine trains nothing more."""
+    from nnbench.train import stacked
+
+    real, calls = stacked.prepare_data, []
+
+    def second_fails(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the second seed's split: the first lane is built
+            raise error("while building")
+        return real(*args, **kwargs)
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"), "optimizer.lr: [0.05, 0.01]\n",
+                     seeds=2)
+    engine = StackedEngine(CPU, max_lanes=2)
+    assert [len(g.specs) for g in engine.plan(trials).groups] == [2, 2]
+    monkeypatch.setattr(stacked, "prepare_data", second_fails)
+    results = list(engine.run(trials, Recorder()))
+    if status == "killed":  # the first group is interrupted; the second never starts
+        assert len(results) == 2
+    else:  # a broken group fails its own trials; the next group trains
+        assert len(results) == 4 and {r.status for r in results[2:]} == {"finished"}
+    first, second = results[:2]
+    assert (first.status, second.status) == (status, status)
+    assert first.fingerprint and not second.fingerprint  # built, and never built
+    assert {first.spec.trial_id, second.spec.trial_id} == {
+        t.trial_id for t in engine.plan(trials).groups[0].specs}

@@ -334,19 +334,23 @@ class _GroupRun:
                     lane.done = True
                     yield self._result(lane, "killed", reason=f"interrupted during epoch "
                                                               f"{len(lane.history) + 1}")
+            for spec in self.specs[len(self.lanes):]:  # interrupted while building the group
+                yield self._unbuilt(spec, "killed", "interrupted while the group was built")
         except Exception as err:  # a broken group must not stop the suite
             reason = "".join(traceback.format_exception(type(err), err,
                                                         err.__traceback__))[-4000:]
-            if not self.lanes:  # it broke while building: no lane has a model yet
-                for spec in self.specs:
-                    yield TrialResult(spec=spec, status="failed", history=[], final={},
-                                      fingerprint="", device=str(self.device),
-                                      wall_seconds=self._share(), reason=reason,
-                                      numerics=self.numerics)
             for lane in self.lanes:
                 if not lane.done:
                     lane.done = True
                     yield self._result(lane, "failed", reason=reason)
+            for spec in self.specs[len(self.lanes):]:  # it broke while building the group
+                yield self._unbuilt(spec, "failed", reason)
+
+    def _unbuilt(self, spec: TrialSpec, status: Status, reason: str) -> TrialResult:
+        """The result of a trial whose lane was never built (no model, no history)."""
+        return TrialResult(spec=spec, status=status, history=[], final={}, fingerprint="",
+                           device=str(self.device), wall_seconds=self._share(),
+                           reason=reason, numerics=self.numerics)
 
     def _epoch(self) -> list[dict[str, float]]:
         """One epoch of every lane; one host sync; each lane's metrics (lanes in order)."""

@@ -4,8 +4,11 @@ Workers on one or many machines share an Optuna storage and an MLflow store. A w
 can meet another worker's lock ("database is locked" on SQLite, a serialization
 failure or deadlock on PostgreSQL), and two workers opening a fresh store at the same
 instant both try to create its schema or experiment (a unique-key violation for the
-second). Each of these succeeds when tried again a moment later; `retrying` does that,
-with jittered backoff, for up to two minutes, and lets every other error through.
+second). A worker suspended inside a transaction on PostgreSQL may find on resuming that
+the server ended its session (`idle_in_transaction_session_timeout`, a restart): that
+transaction was rolled back, and the pool opens a new connection for the retry. Each of
+these succeeds when tried again a moment later; `retrying` does that, with jittered
+backoff, for up to two minutes, and lets every other error through.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ def worker_label() -> str:
 
 
 def is_transient(err: BaseException) -> bool:
-    """Errors another worker's concurrent transaction can cause; worth a retry."""
+    """Errors another worker's concurrent transaction (or the server ending an idle
+    session) can cause; worth a retry."""
     text = f"{err!r} {err.__cause__!r}".lower()
     return any(s in text for s in (
         "database is locked", "database table is locked", "deadlock", "could not serialize",
         "duplicate key", "unique constraint", "already exists", "lock timeout",
-        "storageinternalerror", "integrityerror"))
+        "storageinternalerror", "integrityerror",
+        # the server ended the session (its open transaction was rolled back)
+        "server closed the connection", "terminating connection", "connection already closed",
+        "connection has been closed unexpectedly"))
 
 
 def retrying(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T:

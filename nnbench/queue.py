@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -257,7 +258,8 @@ class TrialQueue:
         waiting or running entry yet.
 
         Several workers enqueueing at once may queue a trial twice; `claim` drops the
-        extra entry, so duplicates never train twice.
+        extra entry, so duplicates never train twice. Each entry carries the time it was
+        queued (`nnbench.queued_at`, this host's clock) for that.
         """
         held = {e.user_attrs.get("nnbench.trial_id") for e in self.entries(
             (TrialState.WAITING, TrialState.RUNNING))}
@@ -267,7 +269,8 @@ class TrialQueue:
                 continue
             held.add(spec.trial_id)
             attrs = {"nnbench.trial_id": spec.trial_id,
-                     "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)}
+                     "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True),
+                     "nnbench.queued_at": time.time()}
             retrying(partial(self.study.enqueue_trial, {}, user_attrs=attrs), "queueing a trial")
             added += 1
         return added
@@ -324,11 +327,22 @@ class TrialQueue:
         return claims
 
     def _duplicate_of(self, entry: FrozenTrial) -> int | None:
-        """An earlier entry of the same trial that another claim is running."""
+        """Another entry of the same trial that makes this one a duplicate: an earlier one
+        another claim is running, or one that was done after this one was queued (its
+        worker may still be recording the result in MLflow, so MLflow cannot tell yet). An
+        entry done before this one was queued is history: its result was lost or deleted,
+        and the trial is queued to train again."""
         trial_id = entry.user_attrs.get("nnbench.trial_id")
-        for other in self.entries((TrialState.RUNNING,)):
-            if other.number < entry.number and other.user_attrs.get("nnbench.trial_id") \
-                    == trial_id:
+        queued_at = entry.user_attrs.get("nnbench.queued_at")
+        for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):
+            if other.number == entry.number or other.user_attrs.get("nnbench.trial_id") \
+                    != trial_id:
+                continue
+            if other.state == TrialState.RUNNING and other.number < entry.number:
+                return other.number
+            done = other.datetime_complete
+            if other.state == TrialState.COMPLETE and done is not None \
+                    and isinstance(queued_at, (int, float)) and done.timestamp() > queued_at:
                 return other.number
         return None
 

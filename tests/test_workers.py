@@ -464,6 +464,34 @@ def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) 
 
 
 
+def test_a_duplicate_claimed_after_its_twin_was_done_is_released_unrun_but_a_requeue_trains(
+        tmp_path: Path) -> None:
+    """The racing twin may be claimed just after the first entry was released as done, while
+    its worker still records the result in MLflow (which cannot say "done" yet): it is a
+    duplicate. A trial queued again after an entry of it was done (its MLflow run was
+    deleted) is not: it trains."""
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
+    spec = suite.trials()[0]
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = TrialQueue("twin", open_storage(storage, LIVENESS), LIVENESS)
+    queue.enqueue([spec])
+    queue.study.enqueue_trial({}, user_attrs={  # what a racing worker's enqueue leaves
+        "nnbench.trial_id": spec.trial_id, "nnbench.queued_at": time.time(),
+        "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)})
+    (first,) = queue.claim(1)
+    assert queue.release(first, "done")  # the twin is still waiting
+    assert queue.claim(1) == []
+    twin = _entries(storage, "twin/trials")[1]
+    assert (twin.state, twin.user_attrs["nnbench.outcome"]) == (
+        TrialState.FAIL, "duplicate: of queue entry 0")
+
+    assert queue.enqueue([spec]) == 1  # later: MLflow lost the result, the suite re-queues
+    (again,) = queue.claim(1)
+    assert again.spec == spec and again.number == 2
+    assert queue.release(again, "done")
+    queue.close()
+
+
 def test_a_trial_claimed_by_a_worker_killed_before_its_first_heartbeat_is_queued_again(
         tmp_path: Path) -> None:
     """Optuna never calls a RUNNING trial without a heartbeat stale; nnbench does once it

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from nnbench import cli
-from nnbench.config import load_suite
+from nnbench.config import TrialSpec, load_suite
 from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.runner import run_suite
 from nnbench.tracking import is_done
@@ -441,17 +441,24 @@ def test_concurrent_claims_never_hand_a_trial_to_two_workers(
     queue.close()
 
 
-def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) -> None:
-    """Two workers queueing at the same instant may queue a trial twice: the later entry
-    is dropped when claimed while the earlier one is running."""
+def _queued_twice(tmp_path: Path, name: str) -> tuple[TrialQueue, str, TrialSpec]:
+    """A queue holding one trial twice, as two workers queueing at the same instant leave
+    it; returns the queue, its storage URL and the trial."""
     suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
     spec = suite.trials()[0]
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
-    queue = TrialQueue("dup", open_storage(storage, LIVENESS), LIVENESS)
+    queue = TrialQueue(name, open_storage(storage, LIVENESS), LIVENESS)
     queue.enqueue([spec])
-    queue.study.enqueue_trial({}, user_attrs={  # what a racing worker's enqueue leaves
-        "nnbench.trial_id": spec.trial_id,
+    queue.study.enqueue_trial({}, user_attrs={  # what the racing worker's enqueue leaves
+        "nnbench.trial_id": spec.trial_id, "nnbench.queued_at": time.time(),
         "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)})
+    return queue, storage, spec
+
+
+def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) -> None:
+    """Two workers queueing at the same instant may queue a trial twice: the later entry
+    is dropped when claimed while the earlier one is running."""
+    queue, storage, spec = _queued_twice(tmp_path, "dup")
     (first,) = queue.claim(1)
     assert first.spec == spec and first.number == 0
     assert queue.claim(1) == []  # the duplicate was released, not handed out
@@ -463,21 +470,13 @@ def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) 
     queue.close()
 
 
-
 def test_a_duplicate_claimed_after_its_twin_was_done_is_released_unrun_but_a_requeue_trains(
         tmp_path: Path) -> None:
     """The racing twin may be claimed just after the first entry was released as done, while
     its worker still records the result in MLflow (which cannot say "done" yet): it is a
     duplicate. A trial queued again after an entry of it was done (its MLflow run was
     deleted) is not: it trains."""
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    spec = suite.trials()[0]
-    storage = f"sqlite:///{tmp_path / 'queue.db'}"
-    queue = TrialQueue("twin", open_storage(storage, LIVENESS), LIVENESS)
-    queue.enqueue([spec])
-    queue.study.enqueue_trial({}, user_attrs={  # what a racing worker's enqueue leaves
-        "nnbench.trial_id": spec.trial_id, "nnbench.queued_at": time.time(),
-        "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)})
+    queue, storage, spec = _queued_twice(tmp_path, "twin")
     (first,) = queue.claim(1)
     assert queue.release(first, "done")  # the twin is still waiting
     assert queue.claim(1) == []

@@ -394,23 +394,29 @@ def _model(info: ComponentInfo) -> None:
                 "the `generator` passed in")
 
 
-def _norm(info: ComponentInfo) -> None:
+def _built_unless_none(info: ComponentInfo) -> tuple[ComponentSpec, Any] | None:
+    """The component built from its example, with its spec; None for the kind's `none`
+    entry, which must build None (there is nothing more to check)."""
     with _example(info) as value:
-        factory = registry.build("norm", _spec(info, value))
+        spec = _spec(info, value)
+        built = registry.build(info.kind, spec)
     if info.name == "none":
-        _expect(factory is None, "norm 'none' must build None")
+        _expect(built is None, f"{info.kind} 'none' must build None")
+        return None
+    return spec, built
+
+
+def _norm(info: ComponentInfo) -> None:
+    if (built := _built_unless_none(info)) is None:
         return
-    out = factory(8, 1)(torch.randn(4, 8) * 5 + 3)
+    out = built[1](8, 1)(torch.randn(4, 8) * 5 + 3)
     _expect(out.mean().abs() < 1e-5, "does not normalise per feature in training mode")
 
 
 def _clip(info: ComponentInfo) -> None:
-    with _example(info) as value:
-        spec = _spec(info, value)
-    clip = registry.build("clip", spec)
-    if info.name == "none":
-        _expect(clip is None, "clip 'none' must build None")
+    if (built := _built_unless_none(info)) is None:
         return
+    spec, clip = built
     w = nn.Parameter(torch.zeros(4))
     w.grad = torch.tensor([30.0, -40.0, 0.5, 0.0])
     clip([w])
@@ -425,12 +431,9 @@ def _clip(info: ComponentInfo) -> None:
 def _early_stopping(info: ComponentInfo) -> None:
     from nnbench.components.regularizers import EarlyStopping
 
-    with _example(info) as value:
-        spec = _spec(info, value)
-    stopper = registry.build("early_stopping", spec)
-    if info.name == "none":
-        _expect(stopper is None, "early_stopping 'none' must build None")
+    if (built := _built_unless_none(info)) is None:
         return
+    spec, stopper = built
     _expect(isinstance(stopper, EarlyStopping), f"build returned {type(stopper).__name__}")
     patience = spec.kwargs["patience"]
     _expect(stopper.update(1, 1.0) == (True, False), "a first epoch must count as improved")

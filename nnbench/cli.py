@@ -152,15 +152,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     """Check suite files (and benchmark files, with the suites they list)."""
     from nnbench.config.benchmark import is_benchmark_file, load_benchmark
 
+    benchmark_files = {p for p in args.suites if is_benchmark_file(p)}
     benches: list[Benchmark] = []
     problems: list[str] = []
-    for path in (p for p in args.suites if is_benchmark_file(p)):
+    for path in (p for p in args.suites if p in benchmark_files):
         try:
             benches.append(load_benchmark(path))
         except SuiteError as e:
             problems += e.lines()
     try:
-        suites = _load_all([p for p in args.suites if not is_benchmark_file(p)])
+        suites = _load_all([p for p in args.suites if p not in benchmark_files])
     except _UsageError as e:
         problems.append(str(e))
     if problems:

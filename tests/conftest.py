@@ -26,6 +26,22 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# A task of a benchmark (tests/test_bench.py, tests/config/test_benchmark.py): an mlp on one
+# dataset and loss, with the optimizer as the axis every task of the benchmark varies.
+BENCHMARK_TASK = """\
+name: {name}
+task: {{dataset: {dataset}, model: {{name: mlp, hidden: [8]}}, loss: {loss}}}
+fixed:
+  activation: relu
+  init: kaiming_normal
+  optimizer: {{name: sgd, lr: 0.05}}
+  epochs: {epochs}
+  batch_size: 32
+grid:
+  optimizer: {levels}
+seeds: {seeds}
+"""
+
 TINY_SUITE = """\
 name: {name}
 description: tiny suite for tests

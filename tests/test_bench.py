@@ -15,20 +15,9 @@ import pandas as pd
 import pytest
 
 from nnbench import cli
+from tests.conftest import BENCHMARK_TASK
 
-TASK = """\
-name: {name}
-task: {{dataset: {dataset}, model: {{name: mlp, hidden: [8]}}, loss: {loss}}}
-fixed:
-  activation: relu
-  init: kaiming_normal
-  optimizer: {{name: sgd, lr: 0.05}}
-  epochs: 3
-  batch_size: 32
-grid:
-  optimizer: [{{name: sgd, lr: 0.05, momentum: 0.9}}, {{name: adam, lr: 0.01}}]
-seeds: 2
-"""
+LEVELS = "[{name: sgd, lr: 0.05, momentum: 0.9}, {name: adam, lr: 0.01}]"
 BENCH = """\
 name: mini_bench
 description: two tiny tasks
@@ -45,10 +34,11 @@ def ran(tmp_path_factory: pytest.TempPathFactory,
         mlflow_store: Callable[[Path], str]) -> tuple[Path, str, str]:
     root = tmp_path_factory.mktemp("bench")
     (root / "tasks").mkdir()
-    (root / "tasks" / "circ.yaml").write_text(TASK.format(
-        name="circ", dataset="{name: circles, n_samples: 300}", loss="cross_entropy"))
-    (root / "tasks" / "reg.yaml").write_text(TASK.format(
-        name="reg", dataset="{name: diabetes}", loss="mse"))
+    (root / "tasks" / "circ.yaml").write_text(BENCHMARK_TASK.format(
+        name="circ", dataset="{name: circles, n_samples: 300}", loss="cross_entropy",
+        levels=LEVELS, seeds=2, epochs=3))
+    (root / "tasks" / "reg.yaml").write_text(BENCHMARK_TASK.format(
+        name="reg", dataset="{name: diabetes}", loss="mse", levels=LEVELS, seeds=2, epochs=3))
     path = root / "mini.yaml"
     path.write_text(textwrap.dedent(BENCH))
     uri = mlflow_store(root / "mlflow.db")

@@ -10,29 +10,16 @@ import pytest
 
 from nnbench import cli
 from nnbench.config.benchmark import BenchmarkError, load_benchmark
-from tests.conftest import REPO
+from tests.conftest import BENCHMARK_TASK, REPO
 
-TASK_SUITE = """\
-name: {name}
-task: {{dataset: {dataset}, model: {{name: mlp, hidden: [8]}}, loss: {loss}}}
-fixed:
-  activation: relu
-  init: kaiming_normal
-  optimizer: {{name: sgd, lr: 0.05}}
-  epochs: 2
-  batch_size: 32
-grid:
-  optimizer: {levels}
-seeds: {seeds}
-"""
 LEVELS = "[{name: sgd, lr: 0.05}, {name: adam, lr: 0.001}]"
 
 
 def _suite(root: Path, name: str, dataset: str = "{name: circles, n_samples: 200}",
            loss: str = "cross_entropy", levels: str = LEVELS, seeds: str = "2") -> Path:
     path = root / f"{name}.yaml"
-    path.write_text(TASK_SUITE.format(name=name, dataset=dataset, loss=loss, levels=levels,
-                                      seeds=seeds))
+    path.write_text(BENCHMARK_TASK.format(name=name, dataset=dataset, loss=loss, levels=levels,
+                                          seeds=seeds, epochs=2))
     return path
 
 
@@ -130,9 +117,9 @@ def test_suites_must_vary_the_same_axis_levels_and_seeds(two_tasks: Path) -> Non
     assert "tasks[1].suite: suite 'other_levels' has seeds [0, 1, 2]; every suite must have " \
            "'circ''s seeds [0, 1]" in text
 
-    (two_tasks / "other_axis.yaml").write_text(TASK_SUITE.format(
+    (two_tasks / "other_axis.yaml").write_text(BENCHMARK_TASK.format(
         name="other_axis", dataset="{name: moons, n_samples: 200}", loss="cross_entropy",
-        levels="[{name: sgd, lr: 0.05}]", seeds=2).replace(
+        levels="[{name: sgd, lr: 0.05}]", seeds=2, epochs=2).replace(
         "grid:\n  optimizer: [{name: sgd, lr: 0.05}]", "grid:\n  activation: [relu, tanh]"))
     path = _bench(two_tasks, GOOD.replace("reg.yaml", "other_axis.yaml").replace(
         "metric: val_rmse", "metric: val_accuracy"))
@@ -142,9 +129,9 @@ def test_suites_must_vary_the_same_axis_levels_and_seeds(two_tasks: Path) -> Non
 
 
 def test_one_task_per_suite(two_tasks: Path) -> None:
-    (two_tasks / "two_data.yaml").write_text(TASK_SUITE.format(
-        name="two_data", dataset="circles", loss="cross_entropy", levels=LEVELS, seeds=2
-    ).replace("seeds: 2", "ablate:\n  dataset: [moons]\nseeds: 2"))
+    (two_tasks / "two_data.yaml").write_text(BENCHMARK_TASK.format(
+        name="two_data", dataset="circles", loss="cross_entropy", levels=LEVELS, seeds=2,
+        epochs=2).replace("seeds: 2", "ablate:\n  dataset: [moons]\nseeds: 2"))
     path = _bench(two_tasks, GOOD.replace("circ.yaml", "two_data.yaml"))
     assert any("tasks[0].suite: suite 'two_data' varies dataset; a task is one dataset, "
                "model and loss" in line for line in _problems(path))

@@ -104,6 +104,19 @@ def tracking_uri(mlflow_store: Callable[[Path], str], tmp_path: Path) -> str:
     return mlflow_store(tmp_path / "mlflow.db")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One dataset cache (nnbench.data.cache) for the session and the processes it starts,
+    never the user's: MNIST-1D is generated once per size, not once per process."""
+    before = os.environ.get("NNBENCH_CACHE")
+    os.environ["NNBENCH_CACHE"] = str(tmp_path_factory.mktemp("nnbench-cache"))
+    yield
+    if before is None:
+        del os.environ["NNBENCH_CACHE"]
+    else:
+        os.environ["NNBENCH_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write mlflow.db or reports/ into the repository."""

@@ -1,7 +1,9 @@
 """Datasets that ship with a package and need no download.
 
 - `mnist1d`: Greydanus' MNIST-1D, generated offline by the `mnist1d` package with its
-  published settings (seed 42): 40-long signals, 10 classes, 80% train / 20% test.
+  published settings (seed 42): 40-long signals, 10 classes, 80% train / 20% test. The
+  generated arrays are kept in the cache (`nnbench.data.cache`), so only the first
+  process to need a `num_samples` pays for making them.
 - `circles`, `moons`: scikit-learn's 2-D generators (the notes: n=2000, noise=0.1,
   factor=0.4).
 - `digits` (8×8 images, 10 classes), `breast_cancer` (30 features, 2 classes),
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from pydantic import Field
 
 from nnbench import seeding
 from nnbench.data import DataShape, HeldOutParams, SplitParams, TensorData, split
+from nnbench.data.cache import cached_file, read_arrays, write_arrays
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
@@ -46,13 +50,33 @@ class MNIST1DParams(SplitParams):
 
 @lru_cache(maxsize=4)
 def _mnist1d_arrays(num_samples: int) -> tuple[np.ndarray, ...]:
+    """The generated arrays, from the cache when an earlier process made them (generating
+    them takes about 2 s of imports and work per process; reading them, milliseconds)."""
+    path = cached_file("mnist1d", _mnist1d_versions(), f"{num_samples}.npz")
+    arrays = read_arrays(path, _MNIST1D_KEYS)
+    if arrays is None:
+        arrays = _make_mnist1d(num_samples)
+        write_arrays(path, dict(zip(_MNIST1D_KEYS, arrays, strict=True)))
+    return arrays
+
+
+_MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
+
+
+def _mnist1d_versions() -> str:
+    """What the generated examples depend on besides `num_samples`: the mnist1d package
+    (its published settings and templates) and the numpy/scipy its transforms run on."""
+    return "-".join(f"{name}{version(name)}" for name in ("mnist1d", "numpy", "scipy"))
+
+
+def _make_mnist1d(num_samples: int) -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples = num_samples
     with seeding.numpy_rng_preserved():  # make_dataset reseeds numpy/random globally
         data = make_dataset(args)
-    return data["x"], data["y"], data["x_test"], data["y_test"]
+    return tuple(data[key] for key in _MNIST1D_KEYS)
 
 
 def _build_mnist1d(p: MNIST1DParams, seed: int, device: torch.device) -> TensorData:

@@ -2,8 +2,10 @@
 
 Every session runs in one shared virtual environment, `.venv/`, installed from
 `constraints.txt` (exact versions, torch==2.14.1 / torchvision==0.29.1): torch
-is large, so it is installed once, not once per session. The environment is
-re-installed when constraints.txt or pyproject.toml change.
+is large, so it is installed once, not once per session. Where uv is installed (`pip
+install nox uv`, as .ci/run does), nox installs with `uv pip install --compile-bytecode`:
+the same packages, 46 s against pip's 123 s on the 2-core machine (cold caches); otherwise
+with pip. The environment is re-installed when constraints.txt or pyproject.toml change.
 
     nox -s ablate                              # suites/default.yaml
     nox -s ablate -- suites/x.yaml --device cuda
@@ -18,6 +20,7 @@ re-installed when constraints.txt or pyproject.toml change.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,9 +44,24 @@ def _env(session: nox.Session) -> None:
         return
     if not (BIN / "python").exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-    session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c", "constraints.txt",
-                "-e", ".[dev]", external=True)
+    uv = _uv()
+    if uv:
+        session.run(uv, "pip", "install", "--quiet", "--python", str(BIN / "python"),
+                    "--compile-bytecode", "-c", "constraints.txt", "-e", ".[dev]",
+                    external=True)
+    else:
+        session.run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c",
+                    "constraints.txt", "-e", ".[dev]", external=True)
     stamp.write_text(wanted)
+
+
+def _uv() -> str | None:
+    """uv's executable: the uv package beside nox, else one on PATH, else None."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    return str(find_uv_bin())
 
 
 def _suites_first(posargs: list[str]) -> list[str]:

@@ -10,13 +10,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -117,6 +118,15 @@ def _session_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         os.environ["NNBENCH_CACHE"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _forkserver() -> None:
+    """When a collected test module starts `nnbench` through tests/processes.py, start its
+    forkserver before the first test: it is the session's, not a stray of that test."""
+    processes = sys.modules.get("tests.processes")
+    if processes is not None:
+        processes.start_forkserver()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write mlflow.db or reports/ into the repository."""
@@ -134,7 +144,21 @@ def chromium_path() -> str:
     return path
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+class Process(Protocol):
+    """A process a test started: a subprocess.Popen or a tests.processes.Command."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, signum: int) -> None: ...
+
+
+def stop_process(proc: Process, timeout: float = 30) -> None:
     """SIGSTOP `proc` and return once every thread of it is stopped (a signal is delivered
     asynchronously: a process running on another core goes on for a moment). What a test
     then reads of its state cannot change until it is sent SIGCONT (or killed)."""

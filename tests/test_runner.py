@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from nnbench.results import load_results
 from nnbench.runner import RunSummary, run_suite
 from nnbench.tracking import is_done
 from tests.conftest import stop_process, within
+from tests.processes import Command, start
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "epoch_seconds")
@@ -230,18 +229,10 @@ def _slow_suite(write_suite: Callable[..., Path]) -> Suite:
     return load_suite(path)
 
 
-def _default_sigint() -> None:
-    # A process started in the background inherits SIGINT as ignored, and Python then never
-    # raises KeyboardInterrupt; a terminal's foreground process has the default disposition.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(suite: Suite, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnbench.cli", "run", suite.path, "--device", "cpu",
-         "--tracking-uri", uri, "--report-dir", str(cwd / "reports"), *extra],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=_default_sigint)
+def _start(suite: Suite, uri: str, cwd: Path, *extra: str) -> Command:
+    """`nnbench run` as a process of its own (tests/processes.py)."""
+    return start("run", suite.path, "--device", "cpu", "--tracking-uri", uri,
+                 "--report-dir", str(cwd / "reports"), *extra, cwd=cwd)
 
 
 @dataclass(frozen=True)
@@ -285,7 +276,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _freeze_when(proc: subprocess.Popen[str], uri: str, suite: str,
+def _freeze_when(proc: Command, uri: str, suite: str,
                  ready: Callable[[_Progress], bool], cpu_into: float = 0.0) -> _Progress:
     """Stop `proc` (SIGSTOP) at a moment when `ready` holds, with the same trial runs open
     since it has used `cpu_into` seconds of CPU (into their training, past building them);
@@ -379,7 +370,7 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
                       and p.running == p.claimed == in_flight, cpu_into=0.2)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGCONT)
-    output, _ = proc.communicate(timeout=60)
+    output = proc.finish(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output
     runs = _trial_runs(tracking_uri, suite.name)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from nnbench.report import render_report
 from nnbench.tracking import is_done
 from nnbench.tuning import COUNTED, study_name, tune_suite
 from tests.conftest import Postgres, stop_process, within
+from tests.processes import Command, start
 
 QUIET = Console(quiet=True)
 
@@ -150,12 +149,10 @@ def test_pruning_stops_hopeless_trials_early(tmp_path: Path, tracking_uri: str) 
 QUICK_LIVENESS = ("--heartbeat-interval", "1", "--grace-period", "3")
 
 
-def _tune(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnbench.cli", "tune", str(path), "--device", "cpu",
-         "--storage", storage, "--tracking-uri", uri, "--report-dir", str(cwd / "reports"),
-         *extra],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _tune(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> Command:
+    """`nnbench tune` as a process of its own (tests/processes.py)."""
+    return start("tune", str(path), "--device", "cpu", "--storage", storage,
+                 "--tracking-uri", uri, "--report-dir", str(cwd / "reports"), *extra, cwd=cwd)
 
 
 def _trial_states_read_only(path: Path) -> Counter[str]:
@@ -190,7 +187,7 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
     # killed at a moment checked while it is frozen (SIGSTOP): in_flight trials running
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[0]
+        assert proc.poll() is None, proc.output()
         if ready():
             stop_process(proc)
             if ready():
@@ -228,7 +225,7 @@ def test_two_workers_share_the_studies_on_postgresql(postgres: Postgres, tmp_pat
     # both workers start at the same instant on fresh databases: schemas, experiment and
     # studies are created by whichever gets there first, the other retries and joins
     workers = [_tune(path, storage, uri, tmp_path) for _ in range(2)]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    outputs = [w.finish(timeout=600) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)
     assert all("shared/" in output for output in outputs)  # each worker tuned the suite
     _assert_budgets_met(storage, 6, 3)

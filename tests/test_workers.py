@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -36,6 +34,7 @@ from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.runner import run_suite
 from nnbench.tracking import is_done
 from tests.conftest import Postgres, stop_process, within
+from tests.processes import Command, start
 
 QUIET = Console(quiet=True)
 FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
@@ -70,31 +69,12 @@ def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 30,
 _logs = itertools.count()
 
 
-@dataclass
-class _Worker:
-    """An `nnbench worker` process; its output goes to a file, readable while it runs."""
-
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def finish(self, timeout: float) -> str:
-        """Wait for the exit; the whole output."""
-        self.proc.wait(timeout=timeout)
-        return self.output()
-
-
-def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> _Worker:
-    log = cwd / f"worker{next(_logs)}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nnbench.cli", "worker", str(path), "--device", "cpu",
-             "--storage", storage, "--tracking-uri", uri, *FAST, *extra],
-            cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return _Worker(proc, log)
+def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> Command:
+    """An `nnbench worker` process (tests/processes.py); its output goes to a file,
+    readable while it runs."""
+    return start("worker", str(path), "--device", "cpu", "--storage", storage,
+                 "--tracking-uri", uri, *FAST, *extra, cwd=cwd,
+                 log=cwd / f"worker{next(_logs)}.log")
 
 
 def _runs(uri: str, suite: str, role: str = "trial",
@@ -150,9 +130,9 @@ def _transactions_open(postgres: Postgres) -> bool:
         engine.dispose()
 
 
-def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str,
+def _freeze_mid_trial(workers: list[Command], storage: str, study: str, uri: str,
                       suite: str, role: str = "trial", *, idle: Postgres | None = None,
-                      timeout: float = 240) -> tuple[_Worker, list[FrozenTrial]]:
+                      timeout: float = 240) -> tuple[Command, list[FrozenTrial]]:
     """Stop (SIGSTOP) a worker that is in the middle of a trial of `study`: it holds a
     RUNNING entry and the trial's MLflow run is open. Checked once it is stopped; a worker
     caught between two trials is resumed and another moment is tried. With `idle` (a test
@@ -163,14 +143,14 @@ def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str
     rdb: optuna.storages.RDBStorage | None = None
     while time.monotonic() < deadline:
         for worker in workers:
-            assert worker.proc.poll() is None, worker.output()
+            assert worker.poll() is None, worker.output()
         if rdb is None and _study_exists(storage, study):
             rdb = optuna.storages.RDBStorage(storage)
         if rdb is not None:
             for worker in workers:
                 if not _holding(rdb, study, worker):
                     continue
-                stop_process(worker.proc)
+                stop_process(worker)
                 held = _holding(rdb, study, worker)
                 experiment = MlflowClient(uri).get_experiment_by_name(suite)
                 if held and experiment is not None and all(
@@ -178,17 +158,17 @@ def _freeze_mid_trial(workers: list[_Worker], storage: str, study: str, uri: str
                                                       _open_run_of(e, role))
                         for e in held) and not (idle and _transactions_open(idle)):
                     return worker, held
-                worker.proc.send_signal(signal.SIGCONT)
+                worker.send_signal(signal.SIGCONT)
         time.sleep(0.1)
     raise AssertionError("no worker was caught in the middle of a trial in time")
 
 
-def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: _Worker) -> list[FrozenTrial]:
+def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: Command) -> list[FrozenTrial]:
     """The RUNNING entries of `study` that `worker` claimed."""
     entries = optuna.load_study(study_name=study, storage=rdb).get_trials(
         deepcopy=False, states=(TrialState.RUNNING,))
     return [e for e in entries
-            if str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{worker.proc.pid}")]
+            if str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{worker.pid}")]
 
 
 def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
@@ -215,17 +195,17 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
     # and the queue at the same instant (the test reads them only once they are there)
     workers = [_worker(path, storage, uri, tmp_path, "--engine", "serial") for _ in range(4)]
     victim, held_entries = _freeze_mid_trial(workers, storage, "four/trials", uri, "four")
-    victim_pid = victim.proc.pid
+    victim_pid = victim.pid
     held = {str(e.user_attrs["nnbench.trial_id"]) for e in held_entries}
-    victim.proc.send_signal(signal.SIGKILL)
-    victim.proc.wait(timeout=30)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
     # meanwhile (the others wait out the grace period), one serial worker of the same suite
     single = mlflow_store(tmp_path / "single.db")
     with within(600, "the reference run"):
         run_suite(suite, device="cpu", tracking_uri=single, engine="serial", console=QUIET)
     others = [w for w in workers if w is not victim]
     outputs = [w.finish(timeout=600) for w in others]
-    assert [w.proc.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
+    assert [w.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
 
     trial_ids = {t.trial_id for t in suite.trials()}
     finished = _finished_once(uri, "four", trial_ids)
@@ -257,7 +237,7 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
 # -- a worker whose heartbeat stops (as one dying on another host) -------------------------
 
 def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite: str,
-                   role: str) -> tuple[_Worker, list[FrozenTrial], str]:
+                   role: str) -> tuple[Command, list[FrozenTrial], str]:
     """SIGSTOP freezes a first worker in the middle of a trial, as a hung machine or a cut
     network would: its heartbeats stop while its process still exists (liveness is not
     checked by pid). A second worker runs the suite to the end meanwhile; then the first
@@ -275,10 +255,10 @@ def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite:
         second = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
         output = second.finish(timeout=600)
     finally:
-        first.proc.send_signal(signal.SIGCONT)
-    assert second.proc.returncode == 0, output
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 0, output
     first_output = first.finish(timeout=300)
-    assert first.proc.returncode == 0, first_output
+    assert first.returncode == 0, first_output
     return first, held, first_output
 
 
@@ -305,7 +285,7 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
     assert all(r.info.run_id not in {f.info.run_id for f in finished.values()} for r in lost)
     entries = _entries(postgres.optuna, "silent/trials")
     stale = [e for e in entries if e.state == TrialState.FAIL
-             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.proc.pid}")]
+             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.pid}")]
     assert stale  # the silent worker's claim, failed by the other worker
     for entry in stale:  # ... and a copy of it, queued by Optuna, trained to completion
         copies = [e for e in entries if entry.number in e.system_attrs.get("retry_history", [])]

@@ -1,0 +1,128 @@
+"""`nnbench` commands as processes of their own, forked from a process that has already
+imported nnbench, torch, MLflow and Optuna (multiprocessing's forkserver, with this module
+preloaded).
+
+A fresh `python -m nnbench.cli worker ...` spends 4-5 s of CPU importing before it does
+anything; the worker, tuning and interruption scenarios start 1-4 of them each, which was
+about a sixth of the test run's CPU. A forked command is still a process of its own: its own
+pid, stores, heartbeats and signals (SIGKILL, SIGSTOP, SIGINT as a terminal sends it), and
+its exit code is what `nnbench` returns. What it skips is the interpreter's start; the real
+command line stays covered where that is the point (local workers and submitit jobs start
+`python -m nnbench.cli worker`, and tests/test_cli.py, tests/config/test_corpus.py and the
+benchmarks run `nnbench` itself).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# what every command imports before it reads its arguments: loaded once, in the forkserver
+import mlflow  # noqa: F401
+import optuna  # noqa: F401
+import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 1.5-2 s)
+
+import nnbench.cli
+import nnbench.queue
+import nnbench.report
+import nnbench.runner
+import nnbench.tracking
+import nnbench.tuning
+
+_context = multiprocessing.get_context("forkserver")
+_context.set_forkserver_preload([__name__])
+
+
+def start_forkserver() -> None:
+    """Start the forkserver now (its imports take a few seconds), not inside a test."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def _command(argv: Sequence[str], cwd: str, env: dict[str, str], log: str) -> None:
+    """In the forked process: become `nnbench ARGV` run from a terminal in `cwd`, its
+    output (stdout and stderr, line by line) appended to `log`."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # a terminal's foreground process: Ctrl-C raises KeyboardInterrupt (the forkserver
+    # ignores SIGINT, and a test run started in the background inherits it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = nnbench.cli.main(list(argv))
+    finally:
+        atexit._run_exitfuncs()  # what the interpreter's exit would run
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
+
+
+class Command:
+    """A running `nnbench` command; the parts of subprocess.Popen the tests use."""
+
+    def __init__(self, argv: Sequence[str], *, cwd: Path, log: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.argv = list(argv)
+        self.log = log
+        log.touch()
+        self._process = _context.Process(
+            target=_command, args=(self.argv, str(cwd), {**os.environ, **(env or {})},
+                                   str(log)), daemon=False)
+        self._process.start()
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code, or -N for a process ended by signal N (as Popen's); None while
+        it runs."""
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.argv, timeout or 0.0)
+        return self._process.exitcode
+
+    def send_signal(self, signum: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def finish(self, timeout: float | None = None) -> str:
+        """Wait for the exit; the whole output."""
+        self.wait(timeout)
+        return self.output()
+
+
+def start(*argv: str, cwd: Path, log: Path | None = None,
+            env: dict[str, str] | None = None) -> Command:
+    """Start `nnbench ARGV` in `cwd`; its output goes to `log` (default: a new file in
+    `cwd` named after the command)."""
+    if log is None:
+        taken = {p.name for p in cwd.glob(f"{argv[0]}-*.log")}
+        log = cwd / next(f"{argv[0]}-{i}.log" for i in range(len(taken) + 1)
+                         if f"{argv[0]}-{i}.log" not in taken)
+    return Command(argv, cwd=cwd, log=log, env=env)

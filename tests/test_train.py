@@ -171,3 +171,23 @@ def test_produced_metrics_are_what_the_engine_logs(model: str, activation: str, 
         spec, weight_layers=len(train.weight_layers(built)),
         has_activations=any(isinstance(m, act) for m in built.modules()))
     assert promised == logged
+
+
+def test_thread_policy_gives_stacked_workers_their_cores_at_most_omp_num_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnbench.train import engine
+
+    monkeypatch.setattr(engine, "cpu_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert engine.default_threads("stacked", CPU) == 8
+    assert engine.default_threads("stacked", CPU, workers=3) == 2
+    assert engine.default_threads("serial", CPU) == 1
+    assert engine.default_threads("stacked", torch.device("cuda")) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a shared machine's (or Slurm job's) limit
+    assert engine.default_threads("stacked", CPU) == 2
+    assert engine.default_threads("stacked", CPU, workers=8) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # more than there are: the cores
+    assert engine.default_threads("stacked", CPU) == 8
+    for ignored in ("", "0", "two", "-1"):  # what torch and OpenMP ignore too
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert engine.default_threads("stacked", CPU) == 8

@@ -3,18 +3,20 @@ imported nnbench, torch, MLflow and Optuna (multiprocessing's forkserver, with t
 preloaded).
 
 A fresh `python -m nnbench.cli worker ...` spends 4-5 s of CPU importing before it does
-anything; the worker, tuning and interruption scenarios start 1-4 of them each, which was
-about a sixth of the test run's CPU. A forked command is still a process of its own: its own
-pid, stores, heartbeats and signals (SIGKILL, SIGSTOP, SIGINT as a terminal sends it), and
-its exit code is what `nnbench` returns. What it skips is the interpreter's start; the real
-command line stays covered where that is the point (local workers and submitit jobs start
-`python -m nnbench.cli worker`, and tests/test_cli.py, tests/config/test_corpus.py and the
-benchmarks run `nnbench` itself).
+anything (a forked one answered a worker command with nothing to do in 1.1 s, against
+5 s); the worker, tuning and interruption scenarios start 1-4 of them each. A forked
+command is still a process of its own: its own pid, stores, heartbeats and signals
+(SIGKILL, SIGSTOP, SIGINT as a terminal sends it), and its exit code is what `nnbench`
+returns. What it skips is the interpreter's start; the real command line stays covered
+where that is the point (local workers and submitit jobs start `python -m nnbench.cli
+worker`, and tests/test_cli.py, tests/config/test_corpus.py and the benchmarks run
+`nnbench` itself).
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import multiprocessing
 import os
 import signal
@@ -73,14 +75,13 @@ def _command(argv: Sequence[str], cwd: str, env: dict[str, str], log: str) -> No
 class Command:
     """A running `nnbench` command; the parts of subprocess.Popen the tests use."""
 
-    def __init__(self, argv: Sequence[str], *, cwd: Path, log: Path,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: Sequence[str], *, cwd: Path, log: Path) -> None:
         self.argv = list(argv)
         self.log = log
         log.touch()
         self._process = _context.Process(
-            target=_command, args=(self.argv, str(cwd), {**os.environ, **(env or {})},
-                                   str(log)), daemon=False)
+            target=_command, args=(self.argv, str(cwd), dict(os.environ), str(log)),
+            daemon=False)
         self._process.start()
         assert self._process.pid is not None
         self.pid: int = self._process.pid
@@ -104,9 +105,6 @@ class Command:
         if self._process.exitcode is None:
             os.kill(self.pid, signum)
 
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
     def output(self) -> str:
         """Everything it printed so far."""
         return self.log.read_text(errors="replace")
@@ -117,12 +115,10 @@ class Command:
         return self.output()
 
 
-def start(*argv: str, cwd: Path, log: Path | None = None,
-            env: dict[str, str] | None = None) -> Command:
-    """Start `nnbench ARGV` in `cwd`; its output goes to `log` (default: a new file in
-    `cwd` named after the command)."""
-    if log is None:
-        taken = {p.name for p in cwd.glob(f"{argv[0]}-*.log")}
-        log = cwd / next(f"{argv[0]}-{i}.log" for i in range(len(taken) + 1)
-                         if f"{argv[0]}-{i}.log" not in taken)
-    return Command(argv, cwd=cwd, log=log, env=env)
+def start(*argv: str, cwd: Path, log: Path | None = None) -> Command:
+    """Start `nnbench ARGV` in `cwd`, with this process's environment; its output goes to
+    `log` (default: a new file in `cwd` named after the command)."""
+    return Command(argv, cwd=cwd, log=log or cwd / f"{argv[0]}-{next(_logs)}.log")
+
+
+_logs = itertools.count()

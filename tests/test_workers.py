@@ -10,7 +10,6 @@ trials can be short, and what the test then does hits a trial in flight whatever
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
@@ -66,15 +65,11 @@ def _suite(write_suite: Callable[..., Path], name: str, epochs: int = 30,
     return write_suite(SUITE.format(name=name, epochs=epochs, seeds=seeds), name=name)
 
 
-_logs = itertools.count()
-
-
 def _worker(path: Path, storage: str, uri: str, cwd: Path, *extra: str) -> Command:
     """An `nnbench worker` process (tests/processes.py); its output goes to a file,
     readable while it runs."""
     return start("worker", str(path), "--device", "cpu", "--storage", storage,
-                 "--tracking-uri", uri, *FAST, *extra, cwd=cwd,
-                 log=cwd / f"worker{next(_logs)}.log")
+                 "--tracking-uri", uri, *FAST, *extra, cwd=cwd)
 
 
 def _runs(uri: str, suite: str, role: str = "trial",

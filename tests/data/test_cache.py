@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnbench import seeding
 from nnbench.data import embedded
 
 SAMPLES = 200
@@ -28,7 +29,8 @@ def _the_package_s_own(num_samples: int) -> tuple[np.ndarray, ...]:
 
     args = get_dataset_args()
     args.num_samples = num_samples
-    data = make_dataset(args)
+    with seeding.numpy_rng_preserved():  # make_dataset reseeds numpy/random globally
+        data = make_dataset(args)
     return data["x"], data["y"], data["x_test"], data["y_test"]
 
 

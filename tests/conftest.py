@@ -110,7 +110,11 @@ def _session_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """One dataset cache (nnbench.data.cache) for the session and the processes it starts,
     never the user's: MNIST-1D is generated once per size, not once per process."""
     before = os.environ.get("NNBENCH_CACHE")
-    os.environ["NNBENCH_CACHE"] = str(tmp_path_factory.mktemp("nnbench-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one cache for all its workers
+        cache = tmp_path_factory.getbasetemp().parent / "nnbench-cache"
+    else:
+        cache = tmp_path_factory.mktemp("nnbench-cache")
+    os.environ["NNBENCH_CACHE"] = str(cache)
     yield
     if before is None:
         del os.environ["NNBENCH_CACHE"]
@@ -344,16 +348,25 @@ def _postgres_server() -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(data, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
     try:
         subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
                        check=True, capture_output=True)
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-                        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
-                        # what a shared store should set: a hung worker's open transaction
-                        # (its locks) ends after 5 s instead of blocking every other worker
-                        f"-c idle_in_transaction_session_timeout=5s", "start"],
-                       check=True, capture_output=True)
+        for attempt in range(3):
+            # a free port can be taken before the server binds it (another test process's
+            # server, a client's ephemeral port): then start again on another one
+            port = _free_port()
+            started = subprocess.run(
+                [*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+                 f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
+                 # what a shared store should set: a hung worker's open transaction
+                 # (its locks) ends after 5 s instead of blocking every other worker
+                 f"-c idle_in_transaction_session_timeout=5s", "start"],
+                capture_output=True, text=True)
+            if started.returncode == 0:
+                break
+            if attempt == 2:
+                log = (data / "log").read_text(errors="replace")
+                pytest.fail(f"PostgreSQL did not start:\n{started.stderr}\n{log[-3000:]}")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],

@@ -6,6 +6,7 @@ Set NNBENCH_UPDATE_DOCS=1 to write the screenshot the README shows (docs/mlflow-
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     its address once it answers /health; the server is stopped at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def serve(tracking_uri: str) -> str:
+    def serve(tracking_uri: str, attempts: int = 3) -> str:
         port = _free_port()
         log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115 (closed below)
         process = subprocess.Popen(
@@ -59,12 +60,16 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
         while True:
             if process.poll() is not None:
                 text = (tmp_path / "mlflow-server.log").read_text(errors="replace")
+                if "address already in use" in text.lower() and attempts > 1:
+                    # the free port was taken before the server bound it: another one
+                    started.remove(process)
+                    return serve(tracking_uri, attempts - 1)
                 pytest.fail(f"mlflow server exited ({process.returncode}):\n{text[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{address}/health", timeout=2) as answer:
                     if answer.status == 200:
                         return address
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not up yet, or not HTTP yet
                 pass
             if time.monotonic() > deadline:
                 pytest.fail("mlflow server did not answer /health within 120 s")

@@ -212,7 +212,7 @@ def test_notes_two_steps_hold_in_every_lane(optimizer: dict[str, Any],
             opt.zero_grad()
             (p ** 2 / 2).sum().backward()
             opt.step()
-        assert got[-1] == pytest.approx([float(p) for p, _ in references], abs=1e-6)
+        assert got[-1] == pytest.approx([float(p.detach()) for p, _ in references], abs=1e-6)
     assert [step[0] for step in got] == pytest.approx(expected, abs=1e-6)
 
 

@@ -110,13 +110,16 @@ def bench(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (benchmarks run once each, untimed; see the benchmarks session).
 
-    Torch on one thread (OMP_NUM_THREADS=1, which the engines' thread policy follows): the
-    tests' models are tiny, and where other jobs keep the cores busy two OpenMP threads spin
-    waiting for each other (test_suites.py and test_stacked.py took 432 s on two threads
-    against 66 s on one, with two CPU-bound processes alongside; 39 s on a quiet machine)."""
+    One pytest process per core (pytest-xdist, `-n auto`; each test module stays in one
+    process, so its module fixtures are made once), each with torch on one thread
+    (OMP_NUM_THREADS=1, which the engines' thread policy follows): the tests' models are
+    tiny, and where other jobs keep the cores busy two OpenMP threads spin waiting for each
+    other (test_suites.py and test_stacked.py took 432 s on two threads against 66 s on one,
+    with two CPU-bound processes alongside; 39 s on a quiet machine). `-- -n 0` runs the
+    tests in this process, e.g. for pdb."""
     _env(session)
-    session.run(str(BIN / "pytest"), "--benchmark-disable", *session.posargs, external=True,
-                env={"OMP_NUM_THREADS": "1"})
+    session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", "auto", "--dist",
+                "loadscope", *session.posargs, external=True, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session(venv_backend="none")

@@ -20,6 +20,7 @@ with pip. The environment is re-installed when constraints.txt or pyproject.toml
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -110,16 +111,26 @@ def bench(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (benchmarks run once each, untimed; see the benchmarks session).
 
-    One pytest process per core (pytest-xdist, `-n auto`; each test module stays in one
-    process, so its module fixtures are made once), each with torch on one thread
-    (OMP_NUM_THREADS=1, which the engines' thread policy follows): the tests' models are
-    tiny, and where other jobs keep the cores busy two OpenMP threads spin waiting for each
-    other (test_suites.py and test_stacked.py took 432 s on two threads against 66 s on one,
-    with two CPU-bound processes alongside; 39 s on a quiet machine). `-- -n 0` runs the
-    tests in this process, e.g. for pdb."""
+    One pytest process per core (pytest-xdist; each test module stays in one process, so
+    its module fixtures are made once), each with torch on one thread (OMP_NUM_THREADS=1,
+    which the engines' thread policy follows): the tests' models are tiny, and where other
+    jobs keep the cores busy two OpenMP threads spin waiting for each other (test_suites.py
+    and test_stacked.py took 432 s on two threads against 66 s on one, with two CPU-bound
+    processes alongside; 39 s on a quiet machine). `-- -n 0` runs every test in one pytest
+    process (for breakpoint() or -s)."""
     _env(session)
-    session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", "auto", "--dist",
-                "loadscope", *session.posargs, external=True, env={"OMP_NUM_THREADS": "1"})
+    session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", str(_test_processes()),
+                "--dist", "loadscope", *session.posargs, external=True,
+                env={"OMP_NUM_THREADS": "1"})
+
+
+def _test_processes() -> int:
+    """pytest-xdist workers: one per CPU this process may use, at most 8. Each holds torch,
+    MLflow and Optuna twice (itself and the forkserver of tests/processes.py: 2.2 GB
+    resident in all), and past 8 the longest test module, which one worker runs whole, sets
+    the time anyway (tests/test_workers.py: 68 s of the 470 s of CPU the suite takes)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return min(len(cpus) if cpus else os.cpu_count() or 1, 8)
 
 
 @nox.session(venv_backend="none")

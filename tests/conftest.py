@@ -106,11 +106,13 @@ def tracking_uri(mlflow_store: Callable[[Path], str], tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One dataset cache (nnbench.data.cache) for the session and the processes it starts,
-    never the user's: MNIST-1D is generated once per size, not once per process."""
+def _session_dataset_cache(tmp_path_factory: pytest.TempPathFactory,
+                           request: pytest.FixtureRequest) -> Iterator[None]:
+    """One dataset cache (nnbench.data.cache) for the session, its pytest-xdist workers and
+    the processes they start, never the user's: MNIST-1D is generated once per size, not
+    once per process (the cache's files are written atomically, so workers may share it)."""
     before = os.environ.get("NNBENCH_CACHE")
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one cache for all its workers
+    if hasattr(request.config, "workerinput"):  # an xdist worker: basetemp is its own
         cache = tmp_path_factory.getbasetemp().parent / "nnbench-cache"
     else:
         cache = tmp_path_factory.mktemp("nnbench-cache")
@@ -351,12 +353,10 @@ def _postgres_server() -> Iterator[str]:
     try:
         subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
                        check=True, capture_output=True)
-        for attempt in range(3):
-            # a free port can be taken before the server binds it (another test process's
-            # server, a client's ephemeral port): then start again on another one
-            port = _free_port()
+        for attempt in itertools.count(1):
+            port, log = _free_port(), data / f"log-{attempt}"
             started = subprocess.run(
-                [*as_user, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+                [*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o",
                  f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
                  # what a shared store should set: a hung worker's open transaction
                  # (its locks) ends after 5 s instead of blocking every other worker
@@ -364,9 +364,14 @@ def _postgres_server() -> Iterator[str]:
                 capture_output=True, text=True)
             if started.returncode == 0:
                 break
-            if attempt == 2:
-                log = (data / "log").read_text(errors="replace")
-                pytest.fail(f"PostgreSQL did not start:\n{started.stderr}\n{log[-3000:]}")
+            text = ""
+            with contextlib.suppress(OSError):
+                text = log.read_text(errors="replace")
+            # the free port was taken before the server bound it (another test process's
+            # server, a client's ephemeral port): start again on another one
+            if "Address already in use" not in text or attempt == 3:
+                pytest.fail(f"PostgreSQL did not start on port {port}:\n{started.stderr}\n"
+                            f"{text[-3000:]}")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],

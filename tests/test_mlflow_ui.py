@@ -6,6 +6,7 @@ Set NNBENCH_UPDATE_DOCS=1 to write the screenshot the README shows (docs/mlflow-
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -45,9 +46,9 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     its address once it answers /health; the server is stopped at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def serve(tracking_uri: str, attempts: int = 3) -> str:
-        port = _free_port()
-        log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115 (closed below)
+    def serve(tracking_uri: str, attempt: int = 1) -> str:
+        port, log_path = _free_port(), tmp_path / f"mlflow-server-{attempt}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 (closed below)
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -59,11 +60,11 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                text = (tmp_path / "mlflow-server.log").read_text(errors="replace")
-                if "address already in use" in text.lower() and attempts > 1:
+                text = log_path.read_text(errors="replace")
+                if "address already in use" in text.lower() and attempt < 3:
                     # the free port was taken before the server bound it: another one
-                    started.remove(process)
-                    return serve(tracking_uri, attempts - 1)
+                    _stop(process)
+                    return serve(tracking_uri, attempt + 1)
                 pytest.fail(f"mlflow server exited ({process.returncode}):\n{text[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{address}/health", timeout=2) as answer:
@@ -76,13 +77,19 @@ def mlflow_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
             time.sleep(0.25)
 
     yield serve
-    for process in started:  # the server and the workers it started: its own session
+    for process in started:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server and the workers it started: its own session (process group)."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=20)
 
 
 @pytest.mark.slow

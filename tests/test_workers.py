@@ -11,6 +11,7 @@ trials can be short, and what the test then does hits a trial in flight whatever
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -166,6 +167,22 @@ def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: Command) -> li
             if str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{worker.pid}")]
 
 
+def _trained_after(stale: FrozenTrial, entries: list[FrozenTrial]) -> None:
+    """After `stale` failed, its trial was trained to the end: by the one copy Optuna queued,
+    or, where workers starting at the same instant queued the trial twice, by its twin,
+    which waited under a lower number than the copy and so was claimed first; the copy is
+    then released as a duplicate of it (test_a_stale_entry_s_copy_gives_way_to_its_twin)."""
+    (copy,) = [e for e in entries if stale.number in e.system_attrs.get("retry_history", [])]
+    if copy.state == TrialState.COMPLETE:
+        return
+    outcome = str(copy.user_attrs.get("nnbench.outcome"))
+    twin = re.fullmatch(r"duplicate: of queue entry (\d+)", outcome)
+    assert copy.state == TrialState.FAIL and twin, (copy.state, outcome)
+    (took_over,) = [e for e in entries if e.number == int(twin.group(1))]
+    assert took_over.state == TrialState.COMPLETE
+    assert took_over.user_attrs["nnbench.trial_id"] == stale.user_attrs["nnbench.trial_id"]
+
+
 def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
     """Every trial has exactly one active, finished run; returns them by trial_id."""
     runs = _runs(uri, suite_name)
@@ -213,9 +230,8 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
              and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{victim_pid}")
              and not str(e.user_attrs.get("nnbench.outcome", "")).startswith("duplicate")]
     assert stale
-    for entry in stale:  # ... each queued again by Optuna, and that copy trained to the end
-        copies = [e for e in entries if entry.number in e.system_attrs.get("retry_history", [])]
-        assert [c.state for c in copies] == [TrialState.COMPLETE]
+    for entry in stale:  # ... each queued again by Optuna, and trained to the end
+        _trained_after(entry, entries)
     killed_runs = [r for r in _runs(uri, "four", view=ViewType.ALL)
                    if r.data.tags.get("nnbench.trial_id") in held and not is_done(r)]
     assert killed_runs and {r.data.tags["nnbench.status"] for r in killed_runs} == {"killed"}
@@ -282,9 +298,8 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
     stale = [e for e in entries if e.state == TrialState.FAIL
              and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.pid}")]
     assert stale  # the silent worker's claim, failed by the other worker
-    for entry in stale:  # ... and a copy of it, queued by Optuna, trained to completion
-        copies = [e for e in entries if entry.number in e.system_attrs.get("retry_history", [])]
-        assert [c.state for c in copies] == [TrialState.COMPLETE]
+    for entry in stale:  # ... queued again by Optuna, and trained to completion
+        _trained_after(entry, entries)
 
 
 TUNED = HEAD + """\
@@ -463,6 +478,30 @@ def test_a_duplicate_claimed_after_its_twin_was_done_is_released_unrun_but_a_req
     (again,) = queue.claim(1)
     assert again.spec == spec and again.number == 2
     assert queue.release(again, "done")
+    queue.close()
+
+
+def test_a_stale_entry_s_copy_gives_way_to_its_twin(tmp_path: Path) -> None:
+    """A trial queued twice (workers starting at the same instant) whose first entry went
+    stale: the twin, waiting under a lower number than Optuna's copy, is claimed first and
+    trains; the copy is then released as its duplicate. The trial trains once."""
+    queue, storage, spec = _queued_twice(tmp_path, "stale-twin")
+    assert queue.study._pop_waiting_trial_id() is not None  # by a worker that then died
+    assert [e.state for e in _entries(storage, "stale-twin/trials")] == [
+        TrialState.RUNNING, TrialState.WAITING]  # it was the first entry, the lower number
+    time.sleep(LIVENESS.grace_period + 0.5)
+    queue.reap()
+    first, twin, copy = _entries(storage, "stale-twin/trials")
+    assert (first.state, twin.state, copy.state) == (TrialState.FAIL, TrialState.WAITING,
+                                                     TrialState.WAITING)
+    assert copy.system_attrs["retry_history"] == [0]
+    (claim,) = queue.claim(1)
+    assert (claim.number, claim.spec) == (1, spec)  # the twin, not the copy
+    assert queue.claim(1) == []  # the copy: a duplicate of the twin, released unrun
+    assert queue.release(claim, "done")
+    entries = _entries(storage, "stale-twin/trials")
+    assert entries[2].user_attrs["nnbench.outcome"] == "duplicate: of queue entry 1"
+    _trained_after(entries[0], entries)
     queue.close()
 
 

@@ -11,8 +11,9 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   `nnbench.invocation = <invocation run id>` (not an MLflow child run: the UI would fold
   the trials under their invocation). Params are the spec's dotted keys; per-epoch
   metrics (logged in batches), final test metrics; tags for id, status, seed,
-  fingerprint, provenance, the configuration (`nnbench.config`) and each varied axis
-  (`nnbench.axis.<axis>`), to group and filter by in the UI; the dataset as an MLflow
+  fingerprint, provenance, the worker that trained it (`nnbench.worker`, host:pid), the
+  configuration (`nnbench.config`) and each varied axis (`nnbench.axis.<axis>`), to
+  group and filter by in the UI; the dataset as an MLflow
   dataset input (context training: name, digest, source, schema, split sizes);
   artifacts `spec.yaml`, `history.csv` and, when the suite asks for it (`checkpoint:
   true`), `checkpoint.pt` (weights, optimizer state, spec, metrics) and the trained model
@@ -298,7 +299,8 @@ class Tracker:
                 "nnbench.suite": self.suite.name, "nnbench.trial_id": spec.trial_id,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,
                 **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
-                "nnbench.seed": str(spec.seed), "nnbench.status": "running", **provenance}
+                "nnbench.seed": str(spec.seed), "nnbench.worker": worker_label(),
+                "nnbench.status": "running", **provenance}
         run = self.client.create_run(experiment_id, tags=tags,
                                      run_name=f"{label} | seed {spec.seed}")
         run_id = str(run.info.run_id)

@@ -26,6 +26,7 @@ from nnbench.queue import Liveness
 from nnbench.results import load_results
 from nnbench.runner import RunSummary, run_suite
 from nnbench.tracking import is_done
+from nnbench.transient import worker_label
 from tests.conftest import stop_process, within
 from tests.processes import Command, start
 
@@ -79,6 +80,8 @@ def test_run_logs_params_metrics_tags_and_artifacts(write_suite: Callable[..., P
                 "nnbench.device", "nnbench.deterministic.use_deterministic_algorithms"):
         assert run.data.tags[tag], tag
     assert run.data.tags["nnbench.status"] == "finished"
+    # the worker that trained it: this process (serial and stacked engines train in-process)
+    assert {r.data.tags["nnbench.worker"] for r in runs} == {worker_label()}
     assert run.data.tags["nnbench.deterministic.use_deterministic_algorithms"] == "True"
     assert run.data.tags["nnbench.version.torch"] == torch.__version__
     # the default engine (auto) stacks the two activations' seeds: one group of 4 lanes

@@ -101,15 +101,15 @@ def _study_exists(storage: str, study: str) -> bool:
         engine.dispose()
 
 
-def _open_run_of(entry: FrozenTrial, role: str) -> str:
-    """The MLflow filter for the open run of a queue entry (role trial) or of an Optuna
-    trial (role tune)."""
+def _open_run_of(entry: FrozenTrial, role: str, worker: Command) -> str:
+    """The MLflow filter for `worker`'s open run of a queue entry (role trial) or of an
+    Optuna trial (role tune)."""
     if role == "trial":
         key, value = "nnbench.trial_id", str(entry.user_attrs["nnbench.trial_id"])
     else:
         key, value = "nnbench.optuna_trial", str(entry.number)
     return (f"tags.`nnbench.role` = '{role}' AND tags.`{key}` = '{value}' AND "
-            f"attributes.status = 'RUNNING'")
+            f"tags.`nnbench.worker` LIKE '%:{worker.pid}' AND attributes.status = 'RUNNING'")
 
 
 def _transactions_open(postgres: Postgres) -> bool:
@@ -130,8 +130,11 @@ def _freeze_mid_trial(workers: list[Command], storage: str, study: str, uri: str
                       suite: str, role: str = "trial", *, idle: Postgres | None = None,
                       timeout: float = 240) -> tuple[Command, list[FrozenTrial]]:
     """Stop (SIGSTOP) a worker that is in the middle of a trial of `study`: it holds a
-    RUNNING entry and the trial's MLflow run is open. Checked once it is stopped; a worker
-    caught between two trials is resumed and another moment is tried. With `idle` (a test
+    RUNNING entry and its own MLflow run of the trial is open. (A worker that has just
+    claimed an entry holds it while it checks whether the entry is a twin of a trial another
+    worker trains: that other worker's run is then the open one.) Checked once it is
+    stopped; a worker caught between two trials is resumed and another moment is tried.
+    With `idle` (a test
     whose only worker is this one), the worker must also be stopped outside any transaction
     on those databases, training rather than writing. Returns the stopped worker and the
     entries it holds."""
@@ -151,7 +154,7 @@ def _freeze_mid_trial(workers: list[Command], storage: str, study: str, uri: str
                 experiment = MlflowClient(uri).get_experiment_by_name(suite)
                 if held and experiment is not None and all(
                         MlflowClient(uri).search_runs([experiment.experiment_id],
-                                                      _open_run_of(e, role))
+                                                      _open_run_of(e, role, worker))
                         for e in held) and not (idle and _transactions_open(idle)):
                     return worker, held
                 worker.send_signal(signal.SIGCONT)
@@ -232,9 +235,13 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
     assert stale
     for entry in stale:  # ... each queued again by Optuna, and trained to the end
         _trained_after(entry, entries)
+    # the victim's open run of each trial it held was closed as killed by the worker that
+    # took the trial over
     killed_runs = [r for r in _runs(uri, "four", view=ViewType.ALL)
-                   if r.data.tags.get("nnbench.trial_id") in held and not is_done(r)]
-    assert killed_runs and {r.data.tags["nnbench.status"] for r in killed_runs} == {"killed"}
+                   if r.data.tags.get("nnbench.trial_id") in held
+                   and r.data.tags["nnbench.worker"].endswith(f":{victim_pid}")]
+    assert {r.data.tags["nnbench.trial_id"] for r in killed_runs} == held
+    assert {r.data.tags["nnbench.status"] for r in killed_runs} == {"killed"}
     # every worker did some of the work, and nothing was left behind in the queue
     states = Counter(e.state for e in entries)
     assert states[TrialState.WAITING] == states[TrialState.RUNNING] == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,7 @@ def record(suite_path: str, report_dir: str, tracking_uri: str, report: Path,
     manifest[str(path)] = {"inputs": inputs, "store": inputs["store"],
                            "report": str(report.resolve()), "report_sha": _sha(report),
                            "results": results_digest, "runs_url": runs_url}
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(directory / MANIFEST)
+    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def recorded_runs_url(suite_path: str, report_dir: str) -> str | None:
@@ -139,6 +138,19 @@ def forget(suite_path: str, report_dir: str) -> None:
     directory = Path(report_dir)
     manifest = _manifest(directory)
     if manifest.pop(str(Path(suite_path).resolve()), None) is not None:
-        tmp = directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(directory / MANIFEST)
+        write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file of its own, renamed into place: a
+    reader never sees a half-written file, and workers writing the same report at once
+    (several `nnbench tune` / `worker` processes in one directory) each replace it whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
+                                     prefix=f".{path.name}.", suffix=".tmp") as out:
+        out.write(text)
+    try:
+        os.replace(out.name, path)
+    except OSError:
+        os.unlink(out.name)
+        raise

@@ -90,3 +90,30 @@ def test_a_changed_result_or_suite_file_re_renders_the_report(
     output = _run(path, uri, reports, capsys)
     assert NOTHING not in output and "up to date" not in output
     assert "an edited description" in report.read_text()
+
+
+def test_writers_of_one_report_file_at_once_each_replace_it_whole(tmp_path: Path) -> None:
+    """Workers in one directory (two `nnbench tune` processes) render the same report at
+    the same instant: no writer fails for the other's temporary file, the file is always
+    one writer's text whole, and no temporary file is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from nnbench.fresh import write_atomic
+
+    path = tmp_path / "reports" / "suite.html"
+    texts = [f"<html>{i}</html>\n" * 2000 for i in range(8)]
+    start = Barrier(len(texts))
+
+    def write(text: str) -> list[str]:
+        start.wait()
+        seen = []
+        for _ in range(40):
+            write_atomic(path, text)
+            seen.append(path.read_text(encoding="utf-8"))
+        return seen
+
+    with ThreadPoolExecutor(len(texts)) as pool:
+        seen = [s for batch in pool.map(write, texts) for s in batch]
+    assert set(seen) <= set(texts)
+    assert [p.name for p in path.parent.iterdir()] == ["suite.html"]

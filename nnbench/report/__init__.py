@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from nnbench import registry
 from nnbench.config import AXES, Suite
 from nnbench.config.spec import value_label
+from nnbench.fresh import write_atomic
 from nnbench.registry import ComponentSpec
 from nnbench.report import figures
 from nnbench.results import Results, export_tables, load_results
@@ -227,7 +228,7 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
         devices=sorted(set(trials["device"])) if not trials.empty else [],
         csv_files=[p.name for p in csv_paths], generated=generated)
     out = report_dir / f"{suite.name}.html"
-    _write(out, html)
+    write_atomic(out, html)
     summary = {"name": suite.name, "description": suite.description, "headline": headline,
                "metric": suite.metric, "trials": len(suite.trials()), "statuses": statuses,
                "generated": generated, "file": out.name,
@@ -235,7 +236,7 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
                               "published": r.result.value, "measured": _finite(r.measured.mean),
                               "n": r.measured.n, "verdict": r.verdict}
                              for r in sections["reference_rows"]]}
-    _write(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
+    write_atomic(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
     render_index(report_dir)
     return out
 
@@ -251,12 +252,7 @@ def render_index(report_dir: str | Path) -> Path:
                  for p in sorted(report_dir.glob("*.summary.json"))]
     html = _ENV.get_template("index.html.j2").render(suites=summaries)
     out = report_dir / "index.html"
-    _write(out, html)
+    write_atomic(out, html)
     return out
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # never leave a half-written file behind

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from nnbench.config.benchmark import Benchmark, BenchmarkTask
-from nnbench.report import _ENV, _numerics, _write, figures, render_index
+from nnbench.fresh import write_atomic
+from nnbench.report import _ENV, _numerics, figures, render_index
 from nnbench.results import Results, load_results
 from nnbench.results.profiles import (
     MEASURES,
@@ -145,13 +146,13 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     report_dir.mkdir(parents=True, exist_ok=True)
     csv = report_dir / f"{bench.name}.times.csv"
-    times.to_csv(csv, index=False)
+    write_atomic(csv, times.to_csv(index=False))
     html = _ENV.get_template("benchmark.html.j2").render(
         bench=bench, tasks=tasks, profiles=profiles, headline=headline, alpha=ALPHA,
         pending=pending.to_dict("records"), generated=generated, csv_file=csv.name,
         reports={t.name: (report_dir / f"{t.name}.html").exists() for t in bench.tasks})
     out = report_dir / f"{bench.name}.html"
-    _write(out, html)
+    write_atomic(out, html)
     statuses = times["status"].value_counts().to_dict()
     for status, n in pending["status"].value_counts().items():
         statuses[str(status)] = statuses.get(str(status), 0) + int(n)
@@ -160,6 +161,6 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
                "trials": sum(len(t.suite.trials()) for t in bench.tasks),
                "statuses": {str(k): int(v) for k, v in statuses.items()},
                "generated": generated, "file": out.name, "reference": []}
-    _write(report_dir / f"{bench.name}.summary.json", json.dumps(summary, indent=1))
+    write_atomic(report_dir / f"{bench.name}.summary.json", json.dumps(summary, indent=1))
     render_index(report_dir)
     return out

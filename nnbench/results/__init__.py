@@ -18,6 +18,7 @@ from mlflow.entities import Run
 
 from nnbench.config import Suite
 from nnbench.config.spec import value_label
+from nnbench.fresh import write_atomic
 from nnbench.tracking import DONE_STATUSES, Tracker, is_done
 from nnbench.train.results import Numerics
 
@@ -162,6 +163,6 @@ def export_tables(results: Results, directory: Path) -> list[Path]:
     paths = []
     for kind, frame in (("trials", results.trials), ("epochs", results.history)):
         path = directory / f"{results.suite.name}.{kind}.csv"
-        frame.to_csv(path, index=False)
+        write_atomic(path, frame.to_csv(index=False))
         paths.append(path)
     return paths

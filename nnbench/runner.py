@@ -51,7 +51,7 @@ from nnbench.queue import (
     default_storage,
     open_storage,
 )
-from nnbench.tracking import DONE_STATUSES, Tracker
+from nnbench.tracking import DONE_STATUSES, RunClosed, Tracker
 from nnbench.train import (
     CONTINUE,
     Decision,
@@ -132,12 +132,20 @@ class _Recorder:
 
     def trial_started(self, spec: TrialSpec) -> bool:
         """Open the trial's MLflow run. The queue made this worker the trial's only owner,
-        so runs of it left RUNNING by a worker that stopped are closed as killed first."""
-        with _bookkeeping():
-            self.tracker.supersede(spec.trial_id, "its worker stopped before the trial "
-                                                  "ended; the queue gave it to another worker")
-            self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, self.tags)
+        so runs of it left RUNNING by a worker that stopped are closed as killed first.
+        False (the engine skips the trial) when this worker had stopped while it opened the
+        run and another worker has taken the trial over meanwhile."""
         label = spec.label(self.suite.varied_axes)
+        try:
+            with _bookkeeping():
+                self.tracker.supersede(spec.trial_id, "its worker stopped before the trial "
+                                                      "ended; the queue gave it to another worker")
+                self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec,
+                                                                       self.tags)
+        except RunClosed:
+            self.console.print(f"{label} | seed {spec.seed}: claim lost (heartbeat stale) while "
+                               f"its run was opened; another worker trains it", highlight=False)
+            return False
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed}"))
         return True
@@ -361,9 +369,10 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
         summary.interrupted = True
     if summary.interrupted:
         recorder.kill_in_flight("interrupted (Ctrl-C)")
-    for claim in pending.values():  # interrupted before they trained
-        queue.release(claim, "killed" if summary.interrupted else "failed",
-                      "interrupted (Ctrl-C)" if summary.interrupted else "not trained")
+    for claim in pending.values():  # interrupted, or their claim lost, before they trained
+        if not queue.release(claim, "killed" if summary.interrupted else "failed",
+                             "interrupted (Ctrl-C)" if summary.interrupted else "not trained"):
+            summary.lost += 1
 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nnbench import registry
@@ -56,8 +57,9 @@ from nnbench.config.spec import value_label
 from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
-__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "UI_ADDRESS", "Tracker",
-           "dataset_input", "is_done", "runs_url", "system_metrics_problem", "trial_checkpoint"]
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "UI_ADDRESS", "RunClosed",
+           "Tracker", "dataset_input", "is_done", "runs_url", "system_metrics_problem",
+           "trial_checkpoint"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -112,6 +114,16 @@ def is_done(run: Run) -> bool:
     """Finished or diverged, and completely recorded (MLflow closed the run)."""
     return (run.data.tags.get("nnbench.status") in DONE_STATUSES
             and run.info.status == "FINISHED")
+
+
+class RunClosed(Exception):
+    """A trial run was deleted while this worker opened it: the worker had stopped (hung,
+    suspended) right after creating it, its claim went stale, and the worker that took
+    the trial over closed this run and, once the trial finished, deleted it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was closed by the worker that took its trial over")
+        self.run_id = run_id
 
 
 class _Retrying:
@@ -305,9 +317,14 @@ class Tracker:
                                      run_name=f"{label} | seed {spec.seed}")
         run_id = str(run.info.run_id)
         params = [Param(k, v) for k, v in spec.flat_params().items()]
-        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=params[i:i + 100])
-        self.client.log_inputs(run_id, [dataset_input(spec)])
+        try:
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(run_id, params=params[i:i + 100])
+            self.client.log_inputs(run_id, [dataset_input(spec)])
+        except MlflowException as err:
+            if "must be in the 'active' state" not in str(err):
+                raise
+            raise RunClosed(run_id) from err
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id

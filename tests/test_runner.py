@@ -25,7 +25,7 @@ from nnbench.config import Suite, TrialSpec, load_suite
 from nnbench.queue import Liveness
 from nnbench.results import load_results
 from nnbench.runner import RunSummary, run_suite
-from nnbench.tracking import is_done
+from nnbench.tracking import Tracker, is_done
 from nnbench.transient import worker_label
 from tests.conftest import stop_process, within
 from tests.processes import Command, start
@@ -208,6 +208,51 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
     assert len({r.data.tags["nnbench.trial_id"] for r in active}) == 4
     deleted = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
     assert {r.info.run_id for r in deleted} == {r.info.run_id for r in failed}
+
+
+def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stops (hung, suspended) right after creating a trial's run loses its
+    claim; the worker that takes the trial over closes that run and, once the trial is
+    done, deletes it. When the first worker resumes, it skips the trial, says its claim was
+    lost and goes on with the others (it used to fail writing to the deleted run)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    suite = load_suite(write_suite(epochs=2))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    real_start = Tracker.start_trial
+    taken: list[str] = []
+
+    def stopped_after_creating_the_run(self: Tracker, *args: Any, **kwargs: Any) -> str:
+        create = self.client.create_run
+
+        def create_then_taken_over(*a: Any, **k: Any) -> Run:
+            run = create(*a, **k)
+            if not taken:  # meanwhile the claim went stale, another worker did the trial
+                study = optuna.load_study(study_name="tiny/trials", storage=storage)
+                (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
+                self.client.delete_run(run.info.run_id)
+                taken.append(run.info.run_id)
+            return run
+
+        self.client.create_run = create_then_taken_over  # type: ignore[method-assign]
+        try:
+            return real_start(self, *args, **kwargs)
+        finally:
+            del self.client.create_run
+
+    monkeypatch.setattr(Tracker, "start_trial", stopped_after_creating_the_run)
+    out = io.StringIO()
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
+                        engine="serial", console=Console(file=out, width=200))
+    assert (summary.lost, summary.statuses) == (1, Counter({"finished": 3}))
+    assert "claim lost (heartbeat stale) while its run was opened" in out.getvalue()
+    (run,) = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
+    assert run.info.run_id == taken[0]
+    assert len([r for r in _trial_runs(tracking_uri, "tiny") if is_done(r)]) == 3
 
 
 # -- whole processes: SIGKILL and Ctrl-C ----------------------------------------------------

@@ -625,7 +625,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         done = tracker.prepare()
         liveness = _liveness(args)
         queue = TrialQueue(suite.name, open_storage(storage, liveness), liveness)
-        queued = queue.enqueue([t for t in suite.trials() if t.trial_id not in done])
+        queued = queue.enqueue([t for t in suite.trials() if t.trial_id not in done],
+                               as_of=tracker.read_at)
         err.print(f"suite {suite.name}: {queued} trial(s) queued in {storage}")
     slurm = SlurmOptions(partition=args.slurm_partition, timeout_min=args.slurm_time,
                          cpus_per_task=args.slurm_cpus, gpus_per_node=args.slurm_gpus,

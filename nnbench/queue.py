@@ -253,13 +253,14 @@ class TrialQueue:
         counts.done, counts.failed = outcomes["done"], outcomes["failed"]
         return counts
 
-    def enqueue(self, specs: Sequence[TrialSpec]) -> int:
-        """Queue every trial of `specs` (the ones MLflow does not hold as done) that has no
-        waiting or running entry yet.
+    def enqueue(self, specs: Sequence[TrialSpec], as_of: float | None = None) -> int:
+        """Queue every trial of `specs` (the ones MLflow did not hold as done when it was
+        read at `as_of`, a `time.time()`; default now) that has no waiting or running entry
+        yet.
 
         Several workers enqueueing at once may queue a trial twice; `claim` drops the
-        extra entry, so duplicates never train twice. Each entry carries the time it was
-        queued (`nnbench.queued_at`, this host's clock) for that.
+        extra entry, so duplicates never train twice. Each entry carries the time MLflow
+        was read for it (`nnbench.queued_at`, this host's clock) for that.
         """
         held = {e.user_attrs.get("nnbench.trial_id") for e in self.entries(
             (TrialState.WAITING, TrialState.RUNNING))}
@@ -270,7 +271,7 @@ class TrialQueue:
             held.add(spec.trial_id)
             attrs = {"nnbench.trial_id": spec.trial_id,
                      "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True),
-                     "nnbench.queued_at": time.time()}
+                     "nnbench.queued_at": time.time() if as_of is None else as_of}
             retrying(partial(self.study.enqueue_trial, {}, user_attrs=attrs), "queueing a trial")
             added += 1
         return added
@@ -328,10 +329,11 @@ class TrialQueue:
 
     def _duplicate_of(self, entry: FrozenTrial) -> int | None:
         """Another entry of the same trial that makes this one a duplicate: an earlier one
-        another claim is running, or one that was done after this one was queued (its
-        worker may still be recording the result in MLflow, so MLflow cannot tell yet). An
-        entry done before this one was queued is history: its result was lost or deleted,
-        and the trial is queued to train again."""
+        another claim is running, or one that was done after MLflow was read for this one,
+        or up to the grace period before: a worker releases an entry as done before it
+        records the result in MLflow, so MLflow may not have said done yet. An entry done
+        longer before is history: its result was lost or deleted, and the trial is queued
+        to train again."""
         trial_id = entry.user_attrs.get("nnbench.trial_id")
         queued_at = entry.user_attrs.get("nnbench.queued_at")
         for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):
@@ -342,7 +344,8 @@ class TrialQueue:
                 return other.number
             done = other.datetime_complete
             if other.state == TrialState.COMPLETE and done is not None \
-                    and isinstance(queued_at, (int, float)) and done.timestamp() > queued_at:
+                    and isinstance(queued_at, (int, float)) \
+                    and done.timestamp() > queued_at - self.liveness.grace_period:
                 return other.number
         return None
 

@@ -256,7 +256,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     queue.reap()
     if withdraw:
         queue.withdraw({t.trial_id for t in population})
-    queue.enqueue(todo)
+    queue.enqueue(todo, as_of=tracker.read_at)
     summary = RunSummary(suite=suite.name, tracking_uri=tracker.tracking_uri,
                          storage=storage_url, experiment_id=experiment_id,
                          parent_run_id=parent_run_id, total=len(population),

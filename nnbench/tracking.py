@@ -162,6 +162,7 @@ class Tracker:
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._unfinished: dict[str, list[str]] = {}  # trial_id -> killed/failed run ids
+        self.read_at: float | None = None  # time.time() when `prepare` read the runs
 
     # -- experiment and runs ------------------------------------------------------------
 
@@ -203,7 +204,8 @@ class Tracker:
                 return
 
     def prepare(self) -> set[str]:
-        """Index unfinished attempts; returns the trial_ids already done."""
+        """Index unfinished attempts; returns the trial_ids already done (as of `read_at`)."""
+        self.read_at = time.time()
         done: set[str] = set()
         self._unfinished.clear()
         for run in self.runs("trial"):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 import sqlalchemy
 from mlflow.entities import Run, ViewType
@@ -126,18 +127,19 @@ def _transactions_open(postgres: Postgres) -> bool:
         engine.dispose()
 
 
-def _freeze_mid_trial(workers: list[Command], storage: str, study: str, uri: str,
-                      suite: str, role: str = "trial", *, idle: Postgres | None = None,
+def _freeze_mid_trial(workers: list[Command], postgres: Postgres, study: str, suite: str,
+                      role: str = "trial", *, idle: bool = False,
                       timeout: float = 240) -> tuple[Command, list[FrozenTrial]]:
     """Stop (SIGSTOP) a worker that is in the middle of a trial of `study`: it holds a
     RUNNING entry and its own MLflow run of the trial is open. (A worker that has just
     claimed an entry holds it while it checks whether the entry is a twin of a trial another
     worker trains: that other worker's run is then the open one.) Checked once it is
-    stopped; a worker caught between two trials is resumed and another moment is tried.
-    With `idle` (a test
-    whose only worker is this one), the worker must also be stopped outside any transaction
-    on those databases, training rather than writing. Returns the stopped worker and the
-    entries it holds."""
+    stopped and the server has carried out what it had sent; a worker caught between two
+    trials is resumed and another moment is tried. With `idle` (a test whose only worker is
+    this one), the worker must also be stopped outside any transaction on the test's
+    databases, training rather than writing. Returns the stopped worker and the entries it
+    holds."""
+    storage, uri = postgres.optuna, postgres.mlflow
     deadline = time.monotonic() + timeout
     rdb: optuna.storages.RDBStorage | None = None
     while time.monotonic() < deadline:
@@ -150,16 +152,55 @@ def _freeze_mid_trial(workers: list[Command], storage: str, study: str, uri: str
                 if not _holding(rdb, study, worker):
                     continue
                 stop_process(worker)
+                _settled(postgres, worker)
                 held = _holding(rdb, study, worker)
                 experiment = MlflowClient(uri).get_experiment_by_name(suite)
                 if held and experiment is not None and all(
                         MlflowClient(uri).search_runs([experiment.experiment_id],
                                                       _open_run_of(e, role, worker))
-                        for e in held) and not (idle and _transactions_open(idle)):
+                        for e in held) and not (idle and _transactions_open(postgres)):
                     return worker, held
                 worker.send_signal(signal.SIGCONT)
         time.sleep(0.1)
     raise AssertionError("no worker was caught in the middle of a trial in time")
+
+
+def _settled(postgres: Postgres, worker: Command, timeout: float = 60) -> None:
+    """Return once the PostgreSQL server has carried out every statement the stopped
+    `worker` sent: a COMMIT sent just before SIGSTOP still lands after it (the worker's
+    release of an entry, say), so what the test reads before that is not yet what holds.
+    Settled: none of the worker's sessions is running a statement, and the server's end of
+    each of its connections has nothing unread, twice in a row 50 ms apart."""
+    port = int(postgres.server.rpartition(":")[2])
+    engine = sqlalchemy.create_engine(f"{postgres.server}/postgres")
+    deadline, calm = time.monotonic() + timeout, 0
+    try:
+        while calm < 2:
+            assert time.monotonic() < deadline, f"worker {worker.pid}: the server stays busy"
+            clients = [c.laddr.port for c in psutil.Process(worker.pid).net_connections("tcp")
+                       if c.raddr and c.raddr.port == port]
+            assert clients, f"worker {worker.pid} holds no connection to the server"
+            with engine.connect() as connection:
+                busy = connection.execute(sqlalchemy.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(:ports) "
+                    "AND state = 'active'"), {"ports": clients}).scalar()
+            calm = calm + 1 if not busy and not _unread(port, clients) else 0
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def _unread(server_port: int, clients: list[int]) -> bool:
+    """Has the server's end of a connection from one of the `clients` ports bytes it has not
+    read yet (/proc/net/tcp's rx_queue, loopback IPv4)?"""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if int(local.rpartition(":")[2], 16) == server_port \
+                and int(remote.rpartition(":")[2], 16) in clients \
+                and int(queues.partition(":")[2], 16):
+            return True
+    return False
 
 
 def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: Command) -> list[FrozenTrial]:
@@ -171,19 +212,26 @@ def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: Command) -> li
 
 
 def _trained_after(stale: FrozenTrial, entries: list[FrozenTrial]) -> None:
-    """After `stale` failed, its trial was trained to the end: by the one copy Optuna queued,
-    or, where workers starting at the same instant queued the trial twice, by its twin,
-    which waited under a lower number than the copy and so was claimed first; the copy is
-    then released as a duplicate of it (test_a_stale_entry_s_copy_gives_way_to_its_twin)."""
-    (copy,) = [e for e in entries if stale.number in e.system_attrs.get("retry_history", [])]
-    if copy.state == TrialState.COMPLETE:
-        return
-    outcome = str(copy.user_attrs.get("nnbench.outcome"))
-    twin = re.fullmatch(r"duplicate: of queue entry (\d+)", outcome)
-    assert copy.state == TrialState.FAIL and twin, (copy.state, outcome)
-    (took_over,) = [e for e in entries if e.number == int(twin.group(1))]
-    assert took_over.state == TrialState.COMPLETE
-    assert took_over.user_attrs["nnbench.trial_id"] == stale.user_attrs["nnbench.trial_id"]
+    """After `stale` failed, its trial was trained to the end, once: by the copy Optuna
+    queued (or by that copy's own copy, had it gone stale too), or, where workers starting
+    at the same instant queued the trial twice, by its twin, which waited under a lower
+    number than the copy and so was claimed first; the copy is then released as a duplicate
+    (test_a_stale_entry_s_copy_gives_way_to_its_twin)."""
+    trial_id = stale.user_attrs["nnbench.trial_id"]
+    copies = [e for e in entries if stale.number in e.system_attrs.get("retry_history", [])]
+    assert copies, "Optuna queued no copy of the stale entry"
+    same = {e.number: e for e in entries if e.user_attrs.get("nnbench.trial_id") == trial_id}
+    (trained,) = [e for e in same.values() if e.state == TrialState.COMPLETE
+                  and e.user_attrs.get("nnbench.outcome") == "done"]
+    assert trained.number > stale.number
+    retried = {n for e in entries for n in e.system_attrs.get("retry_history", [])}
+    for copy in copies:
+        if copy.number == trained.number or copy.number in retried:
+            continue  # the one that trained, or a copy that went stale and was copied again
+        outcome = str(copy.user_attrs.get("nnbench.outcome"))
+        twin = re.fullmatch(r"duplicate: of queue entry (\d+)", outcome)
+        assert copy.state == TrialState.FAIL and twin and int(twin.group(1)) in same, (
+            copy.state, outcome)
 
 
 def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
@@ -209,7 +257,7 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
     # nothing of the stores exists yet: the four workers create the tables, the experiment
     # and the queue at the same instant (the test reads them only once they are there)
     workers = [_worker(path, storage, uri, tmp_path, "--engine", "serial") for _ in range(4)]
-    victim, held_entries = _freeze_mid_trial(workers, storage, "four/trials", uri, "four")
+    victim, held_entries = _freeze_mid_trial(workers, postgres, "four/trials", "four")
     victim_pid = victim.pid
     held = {str(e.user_attrs["nnbench.trial_id"]) for e in held_entries}
     victim.send_signal(signal.SIGKILL)
@@ -267,8 +315,7 @@ def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite:
     first = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
     # frozen while it trains: a worker frozen inside a transaction has its session ended by
     # the server after 5 s (idle_in_transaction_session_timeout), another matter
-    _, held = _freeze_mid_trial([first], postgres.optuna, study, postgres.mlflow, suite, role,
-                                idle=postgres)
+    _, held = _freeze_mid_trial([first], postgres, study, suite, role, idle=True)
     try:
         second = _worker(path, postgres.optuna, postgres.mlflow, cwd, "--engine", "serial")
         output = second.finish(timeout=600)

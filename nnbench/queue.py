@@ -329,11 +329,10 @@ class TrialQueue:
 
     def _duplicate_of(self, entry: FrozenTrial) -> int | None:
         """Another entry of the same trial that makes this one a duplicate: an earlier one
-        another claim is running, or one that was done after MLflow was read for this one,
-        or up to the grace period before: a worker releases an entry as done before it
-        records the result in MLflow, so MLflow may not have said done yet. An entry done
-        longer before is history: its result was lost or deleted, and the trial is queued
-        to train again."""
+        another claim is running, or one that was done after MLflow was read for this one
+        (its worker may still be recording the result in MLflow, so MLflow could not tell).
+        An entry done before is history: its result was lost or deleted, and the trial is
+        queued to train again."""
         trial_id = entry.user_attrs.get("nnbench.trial_id")
         queued_at = entry.user_attrs.get("nnbench.queued_at")
         for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):
@@ -344,8 +343,7 @@ class TrialQueue:
                 return other.number
             done = other.datetime_complete
             if other.state == TrialState.COMPLETE and done is not None \
-                    and isinstance(queued_at, (int, float)) \
-                    and done.timestamp() > queued_at - self.liveness.grace_period:
+                    and isinstance(queued_at, (int, float)) and done.timestamp() > queued_at:
                 return other.number
         return None
 

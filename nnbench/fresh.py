@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -144,13 +144,15 @@ def forget(suite_path: str, report_dir: str) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file of its own, renamed into place: a
     reader never sees a half-written file, and workers writing the same report at once
-    (several `nnbench tune` / `worker` processes in one directory) each replace it whole."""
+    (several `nnbench tune` / `worker` processes in one directory) each replace it whole.
+    The file gets the mode a plain write would give it (the umask applies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                     prefix=f".{path.name}.", suffix=".tmp") as out:
-        out.write(text)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        os.replace(out.name, path)
-    except OSError:
-        os.unlink(out.name)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
         raise

@@ -332,7 +332,9 @@ class TrialQueue:
         another claim is running, or one that was done after MLflow was read for this one
         (its worker may still be recording the result in MLflow, so MLflow could not tell).
         An entry done before is history: its result was lost or deleted, and the trial is
-        queued to train again."""
+        queued to train again. (Not covered: MLflow read after another worker released
+        the trial as done but before it recorded the result, a window of one MLflow
+        record; the trial then trains twice.)"""
         trial_id = entry.user_attrs.get("nnbench.trial_id")
         queued_at = entry.user_attrs.get("nnbench.queued_at")
         for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):

@@ -76,7 +76,7 @@ class RunSummary:
     total: int  # trials in the suite
     skipped: int  # already finished before this invocation
     statuses: Counter[str] = field(default_factory=Counter)  # of the trials trained now
-    lost: int = 0  # trials whose claim went stale while training (another worker re-runs)
+    lost: int = 0  # trials whose claim went stale before they were recorded (others re-run)
     interrupted: bool = False
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
     done_after: int = 0  # trials done in MLflow when the run ended
@@ -111,8 +111,8 @@ def _bookkeeping() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        if received:  # also when the block raised: the interrupt is never lost
+            raise KeyboardInterrupt
 
 
 class _Recorder:
@@ -143,8 +143,9 @@ class _Recorder:
                 self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec,
                                                                        self.tags)
         except RunClosed:
-            self.console.print(f"{label} | seed {spec.seed}: claim lost (heartbeat stale) while "
-                               f"its run was opened; another worker trains it", highlight=False)
+            self.console.print(f"{label} | seed {spec.seed}: skipped: its run was closed by "
+                               f"another worker while it was opened (this worker's claim was "
+                               f"lost)", highlight=False)
             return False
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed}"))

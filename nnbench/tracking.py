@@ -117,9 +117,10 @@ def is_done(run: Run) -> bool:
 
 
 class RunClosed(Exception):
-    """A trial run was deleted while this worker opened it: the worker had stopped (hung,
-    suspended) right after creating it, its claim went stale, and the worker that took
-    the trial over closed this run and, once the trial finished, deleted it."""
+    """A trial run was closed or deleted while this worker opened it: the worker had
+    stopped (hung, suspended) right after creating it, its claim went stale, and the
+    worker that took the trial over closed this run and, once the trial finished, deleted
+    it."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was closed by the worker that took its trial over")
@@ -324,12 +325,20 @@ class Tracker:
                 self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_inputs(run_id, [dataset_input(spec)])
         except MlflowException as err:
-            if "must be in the 'active' state" not in str(err):
+            if self._open(run_id):
                 raise
             raise RunClosed(run_id) from err
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id
+
+    def _open(self, run_id: str) -> bool:
+        """Is the run still there, not deleted, and RUNNING?"""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:  # gone altogether (deleted and garbage-collected)
+            return False
+        return run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING"
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Queue one epoch's metrics; sent in batches (every few seconds, and at the end)."""

@@ -117,3 +117,6 @@ def test_writers_of_one_report_file_at_once_each_replace_it_whole(tmp_path: Path
         seen = [s for batch in pool.map(write, texts) for s in batch]
     assert set(seen) <= set(texts)
     assert [p.name for p in path.parent.iterdir()] == ["suite.html"]
+    plain = tmp_path / "plain.html"  # the mode a plain write gives (the umask applies)
+    plain.write_text("<html></html>", encoding="utf-8")
+    assert path.stat().st_mode == plain.stat().st_mode

@@ -144,8 +144,8 @@ class _Recorder:
                                                                        self.tags)
         except RunClosed:
             self.console.print(f"{label} | seed {spec.seed}: skipped: its run was closed by "
-                               f"another worker while it was opened (this worker's claim was "
-                               f"lost)", highlight=False)
+                               f"another worker while it was opened (claim lost)",
+                               highlight=False)
             return False
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed}"))

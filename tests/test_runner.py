@@ -249,8 +249,8 @@ def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(
     summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
                         engine="serial", console=Console(file=out, width=200))
     assert (summary.lost, summary.statuses) == (1, Counter({"finished": 3}))
-    assert "skipped: its run was closed by another worker while it was opened" in \
-        out.getvalue()
+    assert "skipped: its run was closed by another worker while it was opened (claim lost)" \
+        in out.getvalue()
     (run,) = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
     assert run.info.run_id == taken[0]
     assert len([r for r in _trial_runs(tracking_uri, "tiny") if is_done(r)]) == 3

@@ -347,6 +347,7 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
     suite = load_suite(path)
     first, _, first_output = _silent_worker(path, postgres, tmp_path, "silent/trials",
                                             "silent", "trial")
+    # (whether it was stopped while it trained or while it opened the trial's run)
     assert "claim lost" in first_output
     uri = postgres.mlflow
     finished = _finished_once(uri, "silent", {t.trial_id for t in suite.trials()})

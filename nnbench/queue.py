@@ -333,8 +333,9 @@ class TrialQueue:
         (its worker may still be recording the result in MLflow, so MLflow could not tell).
         An entry done before is history: its result was lost or deleted, and the trial is
         queued to train again. (Not covered: MLflow read after another worker released
-        the trial as done but before it recorded the result, a window of one MLflow
-        record; the trial then trains twice.)"""
+        the trial as done but before it wrote the run's status, a window of two MLflow
+        writes: workers record a result before they release its entry; the trial then
+        trains twice.)"""
         trial_id = entry.user_attrs.get("nnbench.trial_id")
         queued_at = entry.user_attrs.get("nnbench.queued_at")
         for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):

@@ -7,10 +7,11 @@
    MLflow store), idempotently;
 2. works the queue: claims trials (a batch per stacked group), trains them through an
    `Engine`, keeps heartbeats while they train, logs each as a top-level MLflow run
-   tagged with this invocation's run (`nnbench.invocation`), releases each claim with
-   its outcome; waits while other workers still hold trials (a worker that stops
-   sending heartbeats has its trials re-queued after the grace period, and this
-   worker trains them);
+   tagged with this invocation's run (`nnbench.invocation`), records each result while
+   its claim is held, releases the claim with its outcome, then ends the run with its
+   status (so MLflow says done a moment after the queue does); waits while other
+   workers still hold trials (a worker that stops sending heartbeats has its trials
+   re-queued after the grace period, and this worker trains them);
 3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
    queue instead, splitting the cores between them, and shows the suite's progress.
 
@@ -165,12 +166,18 @@ class _Recorder:
                              description=self._in_flight(running))
         return CONTINUE
 
-    def trial_finished(self, result: TrialResult) -> None:
+    def record(self, result: TrialResult) -> None:
+        """Everything of a trained trial's result but its status (RunClosed when another
+        worker closed the run meanwhile). Called inside `_bookkeeping`, as are `close` and
+        `claim_lost`."""
+        run_id = self.run_ids[result.spec.trial_id]
+        model_id = self._log_model(run_id, result)
+        self.tracker.record_trial(run_id, result, model_id)
+
+    def close(self, result: TrialResult) -> None:
+        """End the recorded trial's run with its status, once the queue took the result."""
         spec = result.spec
-        with _bookkeeping():
-            run_id = self.run_ids.pop(spec.trial_id)
-            model_id = self._log_model(run_id, result)
-            self.tracker.finish_trial(run_id, result, model_id)
+        self.tracker.close_trial(self.run_ids.pop(spec.trial_id), result)
         self.done += 1
         metric = self.suite.metric
         last = (result.final.get(metric) if metric in result.final
@@ -201,10 +208,9 @@ class _Recorder:
     def claim_lost(self, result: TrialResult) -> None:
         """The trial's claim went stale while it trained: another worker re-runs it."""
         spec = result.spec
-        with _bookkeeping():
-            self.tracker.abandon_trial(self.run_ids.pop(spec.trial_id), (
-                "this worker's heartbeat went stale while it trained (hung, suspended or cut "
-                "off); the queue re-queued the trial for another worker"))
+        self.tracker.abandon_trial(self.run_ids.pop(spec.trial_id), (
+            "this worker's heartbeat went stale while it trained (hung, suspended or cut "
+            "off); the queue re-queued the trial for another worker"))
         self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: claim "
                            f"lost (heartbeat stale); not recorded as done", highlight=False)
 
@@ -358,12 +364,22 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
         for result in engine.run([c.spec for c in claims], recorder):
             claim = pending.pop(result.spec.trial_id)
             outcome = "done" if result.status in DONE_STATUSES else result.status
-            if queue.release(claim, outcome, result.reason.strip()[-300:]):
-                recorder.trial_finished(result)
-                summary.statuses[result.status] += 1
-            else:
-                recorder.claim_lost(result)
-                summary.lost += 1
+            with _bookkeeping():
+                # recorded while the claim is held, released, then closed with its status:
+                # MLflow says done a moment after the queue does (a worker that reads
+                # MLflow in between queues the trial again and trains it twice)
+                kept = queue.holds(claim)
+                if kept:
+                    try:
+                        recorder.record(result)
+                    except RunClosed:  # the claim went stale while it was recorded
+                        kept = False
+                if kept and queue.release(claim, outcome, result.reason.strip()[-300:]):
+                    recorder.close(result)
+                    summary.statuses[result.status] += 1
+                else:
+                    recorder.claim_lost(result)
+                    summary.lost += 1
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

@@ -420,8 +420,23 @@ class Tracker:
 
     def finish_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
                      ) -> None:
-        """Record a TrialResult: final metrics (linked to `model_id`, the run's logged
-        model, if any), status tags, artifacts; then end the run."""
+        """Record a TrialResult (`record_trial`), then end the run (`close_trial`)."""
+        self.record_trial(run_id, result, model_id)
+        self.close_trial(run_id, result)
+
+    def record_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
+                     ) -> None:
+        """Everything of a TrialResult but its status: final metrics (linked to `model_id`,
+        the run's logged model, if any), tags, artifacts. Raises RunClosed when another
+        worker closed or deleted the run meanwhile (this worker's claim went stale)."""
+        try:
+            self._record(run_id, result, model_id)
+        except MlflowException as err:
+            if self._open(run_id):
+                raise
+            raise RunClosed(run_id) from err
+
+    def _record(self, run_id: str, result: TrialResult, model_id: str | None) -> None:
         import pandas as pd
 
         self._flush(run_id)
@@ -448,7 +463,11 @@ class Tracker:
                 path = Path(tmp) / CHECKPOINT
                 path.write_bytes(result.checkpoint)
                 self.client.log_artifact(run_id, str(path))
-        # the status goes last: a run killed while being recorded never looks done
+
+    def close_trial(self, run_id: str, result: TrialResult) -> None:
+        """End a recorded trial's run with its status: the status goes last, so a run killed
+        while being recorded never looks done. A finished trial's earlier attempts are
+        soft-deleted."""
         self.client.set_tag(run_id, "nnbench.status", result.status)
         self.client.set_terminated(run_id, _MLFLOW_STATUS[result.status])
         self._pending.pop(run_id, None)

@@ -210,6 +210,72 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
     assert {r.info.run_id for r in deleted} == {r.info.run_id for r in failed}
 
 
+def test_a_result_is_recorded_before_its_queue_entry_is_released_and_closed_after(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the queue says a trial is done, its MLflow run holds the whole result and only
+    its status is still to come: a worker starting at that moment finds the trial done in
+    MLflow a moment later, not after the result's recording (seconds, with a model)."""
+    from nnbench.queue import TrialQueue
+
+    suite = load_suite(write_suite(epochs=2))
+    real_release = TrialQueue.release
+    at_release: list[Run] = []
+
+    def release(self: TrialQueue, claim: Any, outcome: str, note: str = "") -> bool:
+        (run,) = [r for r in _trial_runs(tracking_uri, "tiny")
+                  if r.data.tags["nnbench.trial_id"] == claim.trial_id]
+        at_release.append(run)
+        return bool(real_release(self, claim, outcome, note))
+
+    monkeypatch.setattr(TrialQueue, "release", release)
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    assert summary.statuses == Counter({"finished": 4})
+    client = MlflowClient(tracking_uri)
+    for run in at_release:
+        assert run.info.status == "RUNNING" and run.data.tags["nnbench.status"] == "running"
+        assert {"test_loss", "test_accuracy", "wall_seconds"} <= set(run.data.metrics)
+        assert run.data.tags["nnbench.fingerprint"]
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+            "spec.yaml", "history.csv"}
+    assert len(at_release) == 4
+    assert all(is_done(r) for r in _trial_runs(tracking_uri, "tiny"))
+
+
+def test_a_result_whose_run_was_taken_over_while_it_was_recorded_is_not_recorded(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim goes stale while a result is recorded (a worker stopped there): the worker
+    that took the trial over deletes the run once it is done; the first worker counts its
+    claim as lost, records nothing more and goes on."""
+    import optuna
+    from optuna.trial import TrialState
+
+    suite = load_suite(write_suite(epochs=2))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    real_record = Tracker._record
+    taken: list[str] = []
+
+    def taken_over_meanwhile(self: Tracker, run_id: str, *args: Any) -> None:
+        if not taken:
+            study = optuna.load_study(study_name="tiny/trials", storage=storage)
+            (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
+            self.client.delete_run(run_id)
+            taken.append(run_id)
+        real_record(self, run_id, *args)
+
+    monkeypatch.setattr(Tracker, "_record", taken_over_meanwhile)
+    out = io.StringIO()
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
+                        engine="serial", console=Console(file=out, width=200))
+    assert (summary.lost, summary.statuses) == (1, Counter({"finished": 3}))
+    assert "claim lost (heartbeat stale); not recorded as done" in out.getvalue()
+    (run,) = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
+    assert run.info.run_id == taken[0] and run.data.tags["nnbench.status"] == "running"
+    assert len([r for r in _trial_runs(tracking_uri, "tiny") if is_done(r)]) == 3
+
+
 def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -330,7 +330,7 @@ class TrialQueue:
     def _duplicate_of(self, entry: FrozenTrial) -> int | None:
         """Another entry of the same trial that makes this one a duplicate: an earlier one
         another claim is running, or one that was done after MLflow was read for this one
-        (its worker may still be recording the result in MLflow, so MLflow could not tell).
+        (its worker may still be writing the run's status, so MLflow could not tell).
         An entry done before is history: its result was lost or deleted, and the trial is
         queued to train again. (Not covered: MLflow read after another worker released
         the trial as done but before it wrote the run's status, a window of two MLflow

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -77,7 +78,7 @@ class RunSummary:
     total: int  # trials in the suite
     skipped: int  # already finished before this invocation
     statuses: Counter[str] = field(default_factory=Counter)  # of the trials trained now
-    lost: int = 0  # trials whose claim went stale before they were recorded (others re-run)
+    lost: int = 0  # trials whose claim went stale before it was released (others re-run)
     interrupted: bool = False
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
     done_after: int = 0  # trials done in MLflow when the run ended
@@ -167,12 +168,17 @@ class _Recorder:
         return CONTINUE
 
     def record(self, result: TrialResult) -> None:
-        """Everything of a trained trial's result but its status (RunClosed when another
-        worker closed the run meanwhile). Called inside `_bookkeeping`, as are `close` and
-        `claim_lost`."""
+        """Everything of a trained trial's result but its status, the model included
+        (RunClosed when the run was deleted meanwhile: another worker took the trial over).
+        Called inside `_bookkeeping`, as are `close` and `claim_lost`."""
         run_id = self.run_ids[result.spec.trial_id]
-        model_id = self._log_model(run_id, result)
-        self.tracker.record_trial(run_id, result, model_id)
+        try:
+            model_id = self._log_model(run_id, result)
+            self.tracker.record_trial(run_id, result, model_id)
+        except MlflowException as err:
+            if self.tracker.is_open(run_id):
+                raise
+            raise RunClosed(run_id) from err
 
     def close(self, result: TrialResult) -> None:
         """End the recorded trial's run with its status, once the queue took the result."""
@@ -362,7 +368,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
     pending = {c.trial_id: c for c in claims}
     try:
         for result in engine.run([c.spec for c in claims], recorder):
-            claim = pending.pop(result.spec.trial_id)
+            claim = pending[result.spec.trial_id]
             outcome = "done" if result.status in DONE_STATUSES else result.status
             with _bookkeeping():
                 # recorded while the claim is held, released, then closed with its status:
@@ -372,14 +378,17 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                 if kept:
                     try:
                         recorder.record(result)
-                    except RunClosed:  # the claim went stale while it was recorded
-                        kept = False
+                    except RunClosed:  # another worker took the trial over meanwhile (or
+                        kept = False   # the run was deleted by hand)
+                        queue.release(claim, "failed", "its MLflow run was closed while the "
+                                                       "result was recorded")
                 if kept and queue.release(claim, outcome, result.reason.strip()[-300:]):
                     recorder.close(result)
                     summary.statuses[result.status] += 1
                 else:
                     recorder.claim_lost(result)
                     summary.lost += 1
+                del pending[result.spec.trial_id]
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

@@ -117,10 +117,10 @@ def is_done(run: Run) -> bool:
 
 
 class RunClosed(Exception):
-    """A trial run was closed or deleted while this worker opened it: the worker had
-    stopped (hung, suspended) right after creating it, its claim went stale, and the
-    worker that took the trial over closed this run and, once the trial finished, deleted
-    it."""
+    """A trial run was deleted (or closed) while this worker wrote to it, opening it or
+    recording its result: the worker had stopped (hung, suspended), its claim went stale,
+    and the worker that took the trial over closed this run and, once the trial finished,
+    deleted it."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was closed by the worker that took its trial over")
@@ -325,14 +325,14 @@ class Tracker:
                 self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_inputs(run_id, [dataset_input(spec)])
         except MlflowException as err:
-            if self._open(run_id):
+            if self.is_open(run_id):
                 raise
             raise RunClosed(run_id) from err
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id
 
-    def _open(self, run_id: str) -> bool:
+    def is_open(self, run_id: str) -> bool:
         """Is the run still there, not deleted, and RUNNING?"""
         try:
             run = self.client.get_run(run_id)
@@ -427,12 +427,12 @@ class Tracker:
     def record_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
                      ) -> None:
         """Everything of a TrialResult but its status: final metrics (linked to `model_id`,
-        the run's logged model, if any), tags, artifacts. Raises RunClosed when another
-        worker closed or deleted the run meanwhile (this worker's claim went stale)."""
+        the run's logged model, if any), tags, artifacts. Raises RunClosed when the run was
+        deleted meanwhile (this worker's claim went stale, and the trial was re-run)."""
         try:
             self._record(run_id, result, model_id)
         except MlflowException as err:
-            if self._open(run_id):
+            if self.is_open(run_id):
                 raise
             raise RunClosed(run_id) from err
 

@@ -242,12 +242,14 @@ def test_a_result_is_recorded_before_its_queue_entry_is_released_and_closed_afte
     assert all(is_done(r) for r in _trial_runs(tracking_uri, "tiny"))
 
 
-def test_a_result_whose_run_was_taken_over_while_it_was_recorded_is_not_recorded(
-        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+@pytest.mark.parametrize("by", ["another worker", "hand"])
+def test_a_result_whose_run_was_deleted_while_it_was_recorded_is_not_recorded(
+        by: str, write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The claim goes stale while a result is recorded (a worker stopped there): the worker
-    that took the trial over deletes the run once it is done; the first worker counts its
-    claim as lost, records nothing more and goes on."""
+    that took the trial over deletes the run once it is done. Or a user deletes the run
+    by hand meanwhile. The worker counts its claim as lost, records nothing more, ends its
+    queue entry (a later run queues the trial again) and goes on."""
     import optuna
     from optuna.trial import TrialState
 
@@ -256,24 +258,29 @@ def test_a_result_whose_run_was_taken_over_while_it_was_recorded_is_not_recorded
     real_record = Tracker._record
     taken: list[str] = []
 
-    def taken_over_meanwhile(self: Tracker, run_id: str, *args: Any) -> None:
+    def deleted_meanwhile(self: Tracker, run_id: str, *args: Any) -> None:
         if not taken:
             study = optuna.load_study(study_name="tiny/trials", storage=storage)
             (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
+            if by == "another worker":  # its claim went stale: failed by the one taking over
+                study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
             self.client.delete_run(run_id)
             taken.append(run_id)
         real_record(self, run_id, *args)
 
-    monkeypatch.setattr(Tracker, "_record", taken_over_meanwhile)
+    monkeypatch.setattr(Tracker, "_record", deleted_meanwhile)
     out = io.StringIO()
-    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
-                        engine="serial", console=Console(file=out, width=200))
+    with within(120, "the run"):  # (a claim left held would keep the worker waiting)
+        summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
+                            engine="serial", console=Console(file=out, width=200))
     assert (summary.lost, summary.statuses) == (1, Counter({"finished": 3}))
     assert "claim lost (heartbeat stale); not recorded as done" in out.getvalue()
     (run,) = _trial_runs(tracking_uri, "tiny", ViewType.DELETED_ONLY)
     assert run.info.run_id == taken[0] and run.data.tags["nnbench.status"] == "running"
     assert len([r for r in _trial_runs(tracking_uri, "tiny") if is_done(r)]) == 3
+    entries = optuna.load_study(study_name="tiny/trials", storage=storage).get_trials()
+    assert Counter(e.state for e in entries) == Counter({TrialState.COMPLETE: 3,
+                                                         TrialState.FAIL: 1})
 
 
 def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(

@@ -528,7 +528,7 @@ def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) 
 def test_a_duplicate_claimed_after_its_twin_was_done_is_released_unrun_but_a_requeue_trains(
         tmp_path: Path) -> None:
     """The racing twin may be claimed just after the first entry was released as done, while
-    its worker still records the result in MLflow (which cannot say "done" yet): it is a
+    its worker still writes the run's status in MLflow (which cannot say "done" yet): it is a
     duplicate. A trial queued again after an entry of it was done (its MLflow run was
     deleted) is not: it trains."""
     queue, storage, spec = _queued_twice(tmp_path, "twin")
@@ -559,7 +559,7 @@ def test_a_trial_queued_by_a_worker_that_read_mlflow_before_its_release_is_not_r
     queue.enqueue([spec])
     (first,) = queue.claim(1)
     read_at = time.time()  # the second worker reads MLflow: the trial is not recorded yet
-    assert queue.release(first, "done")  # (the first worker records it from here on)
+    assert queue.release(first, "done")  # (the first worker writes the status from here on)
     assert queue.enqueue([spec], as_of=read_at) == 1
     assert queue.claim(1) == []
     late = queue.entries()[1]

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -172,13 +171,9 @@ class _Recorder:
         (RunClosed when the run was deleted meanwhile: another worker took the trial over).
         Called inside `_bookkeeping`, as are `close` and `claim_lost`."""
         run_id = self.run_ids[result.spec.trial_id]
-        try:
+        with self.tracker.writing(run_id):
             model_id = self._log_model(run_id, result)
             self.tracker.record_trial(run_id, result, model_id)
-        except MlflowException as err:
-            if self.tracker.is_open(run_id):
-                raise
-            raise RunClosed(run_id) from err
 
     def close(self, result: TrialResult) -> None:
         """End the recorded trial's run with its status, once the queue took the result."""

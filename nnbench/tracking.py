@@ -320,25 +320,29 @@ class Tracker:
                                      run_name=f"{label} | seed {spec.seed}")
         run_id = str(run.info.run_id)
         params = [Param(k, v) for k, v in spec.flat_params().items()]
-        try:
+        with self.writing(run_id):
             for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_inputs(run_id, [dataset_input(spec)])
-        except MlflowException as err:
-            if self.is_open(run_id):
-                raise
-            raise RunClosed(run_id) from err
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id
 
-    def is_open(self, run_id: str) -> bool:
-        """Is the run still there, not deleted, and RUNNING?"""
+    @contextmanager
+    def writing(self, run_id: str) -> Iterator[None]:
+        """Writes to a trial run this worker holds: an MLflow error raised because the run
+        is gone, deleted or no longer RUNNING becomes RunClosed (another worker took the
+        trial over meanwhile, or the run was deleted by hand)."""
         try:
-            run = self.client.get_run(run_id)
-        except MlflowException:  # gone altogether (deleted and garbage-collected)
-            return False
-        return run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING"
+            yield
+        except MlflowException as err:
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException:  # gone altogether (deleted and garbage-collected)
+                raise RunClosed(run_id) from err
+            if run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING":
+                raise
+            raise RunClosed(run_id) from err
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Queue one epoch's metrics; sent in batches (every few seconds, and at the end)."""
@@ -427,16 +431,7 @@ class Tracker:
     def record_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
                      ) -> None:
         """Everything of a TrialResult but its status: final metrics (linked to `model_id`,
-        the run's logged model, if any), tags, artifacts. Raises RunClosed when the run was
-        deleted meanwhile (this worker's claim went stale, and the trial was re-run)."""
-        try:
-            self._record(run_id, result, model_id)
-        except MlflowException as err:
-            if self.is_open(run_id):
-                raise
-            raise RunClosed(run_id) from err
-
-    def _record(self, run_id: str, result: TrialResult, model_id: str | None) -> None:
+        the run's logged model, if any), tags, artifacts."""
         import pandas as pd
 
         self._flush(run_id)

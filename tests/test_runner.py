@@ -255,7 +255,7 @@ def test_a_result_whose_run_was_deleted_while_it_was_recorded_is_not_recorded(
 
     suite = load_suite(write_suite(epochs=2))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    real_record = Tracker._record
+    real_record = Tracker.record_trial
     taken: list[str] = []
 
     def deleted_meanwhile(self: Tracker, run_id: str, *args: Any) -> None:
@@ -268,7 +268,7 @@ def test_a_result_whose_run_was_deleted_while_it_was_recorded_is_not_recorded(
             taken.append(run_id)
         real_record(self, run_id, *args)
 
-    monkeypatch.setattr(Tracker, "_record", deleted_meanwhile)
+    monkeypatch.setattr(Tracker, "record_trial", deleted_meanwhile)
     out = io.StringIO()
     with within(120, "the run"):  # (a claim left held would keep the worker waiting)
         summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,

@@ -336,13 +336,17 @@ class Tracker:
         try:
             yield
         except MlflowException as err:
-            try:
-                run = self.client.get_run(run_id)
-            except MlflowException:  # gone altogether (deleted and garbage-collected)
-                raise RunClosed(run_id) from err
-            if run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING":
+            if self._open(run_id):
                 raise
             raise RunClosed(run_id) from err
+
+    def _open(self, run_id: str) -> bool:
+        """Is the run still there, not deleted, and RUNNING?"""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:  # gone altogether (deleted and garbage-collected)
+            return False
+        return run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING"
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Queue one epoch's metrics; sent in batches (every few seconds, and at the end)."""
@@ -484,8 +488,7 @@ class Tracker:
         """A trial this worker lost its claim on: the worker that took the trial over may
         already have closed (and, once the trial finished, deleted) this run; then its
         unsent metrics are dropped. Otherwise it is recorded as killed."""
-        run = self.client.get_run(run_id)
-        if run.info.lifecycle_stage == "deleted" or run.info.status != "RUNNING":
+        if not self._open(run_id):
             self._pending.pop(run_id, None)
             self._last_flush.pop(run_id, None)
             return

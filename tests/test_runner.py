@@ -210,6 +210,21 @@ def test_failed_trials_are_retried_and_their_failed_runs_superseded(
     assert {r.info.run_id for r in deleted} == {r.info.run_id for r in failed}
 
 
+def _delete_meanwhile(tracker: Tracker, run_id: str, storage: str, *, fail_entry: bool
+                      ) -> None:
+    """What happens to a serial worker's trial while the worker is stopped: its one RUNNING
+    queue entry is failed as stale (by the worker that takes the trial over; `fail_entry`)
+    and its MLflow run is deleted (once the trial is done again, or by hand)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if fail_entry:
+        study = optuna.load_study(study_name="tiny/trials", storage=storage)
+        (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
+    tracker.client.delete_run(run_id)
+
+
 def test_a_result_is_recorded_before_its_queue_entry_is_released_and_closed_after(
         write_suite: Callable[..., Path], tracking_uri: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,12 +274,8 @@ def test_a_result_whose_run_was_deleted_while_it_was_recorded_is_not_recorded(
     taken: list[str] = []
 
     def deleted_meanwhile(self: Tracker, run_id: str, *args: Any) -> None:
-        if not taken:
-            study = optuna.load_study(study_name="tiny/trials", storage=storage)
-            (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if by == "another worker":  # its claim went stale: failed by the one taking over
-                study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
-            self.client.delete_run(run_id)
+        if not taken:  # its claim went stale: failed by the worker taking over; or not
+            _delete_meanwhile(self, run_id, storage, fail_entry=by == "another worker")
             taken.append(run_id)
         real_record(self, run_id, *args)
 
@@ -290,8 +301,6 @@ def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(
     claim; the worker that takes the trial over closes that run and, once the trial is
     done, deletes it. When the first worker resumes, it skips the trial, says its claim was
     lost and goes on with the others (it used to fail writing to the deleted run)."""
-    import optuna
-    from optuna.trial import TrialState
 
     suite = load_suite(write_suite(epochs=2))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -304,10 +313,7 @@ def test_a_worker_whose_run_was_taken_over_while_it_opened_it_skips_the_trial(
         def create_then_taken_over(*a: Any, **k: Any) -> Run:
             run = create(*a, **k)
             if not taken:  # meanwhile the claim went stale, another worker did the trial
-                study = optuna.load_study(study_name="tiny/trials", storage=storage)
-                (entry,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                study._storage.set_trial_state_values(entry._trial_id, TrialState.FAIL)
-                self.client.delete_run(run.info.run_id)
+                _delete_meanwhile(self, run.info.run_id, storage, fail_entry=True)
                 taken.append(run.info.run_id)
             return run
 

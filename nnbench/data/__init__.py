@@ -13,7 +13,13 @@ A dataset is a `ComponentInfo(kind="dataset", ...)` whose
 - `params` subclass `SplitParams` (official test split) or `HeldOutParams` (a seeded
   `test_fraction` is held out), adding the dataset's own parameters;
 - `build(params, seed=..., device=...)` returns `split(x, y, params, ...)`'s
-  `TensorData` (so every dataset splits the same, seeded way);
+  `TensorData` (so every dataset splits the same, seeded way, and its arrays pass the
+  data checks of `nnbench.data.checks`: finite, labels in range, no empty split);
+- `attrs["source"]` (optional, recommended) is a function of the validated params
+  returning a `checks.Source` without loading the data: where the data comes from (for
+  messages), the names of its arrays, and a key naming its content, so the checks run
+  once per content; it raises FileNotFoundError naming the files expected when they are
+  missing (`nnbench validate` calls it). Pass the same `source=` to `split()`;
 - `attrs["targets"]` is "class" (integer labels) or "real" (float values);
   `attrs["input"]` is "vector" (F,), "image" (C, H, W) or "signal" (L,);
 - `attrs["shape"]` is a function of the validated params returning a `DataShape`:
@@ -40,10 +46,11 @@ import torch
 from pydantic import Field, model_validator
 
 from nnbench import registry, seeding
+from nnbench.data.checks import DataError, Source, check_arrays
 from nnbench.registry import ComponentSpec, Params
 
-__all__ = ["DataShape", "HeldOutParams", "SplitParams", "SplitSizes", "TensorData",
-           "dataset_attrs", "shape_of", "split", "split_sizes"]
+__all__ = ["DataError", "DataShape", "HeldOutParams", "Source", "SplitParams", "SplitSizes",
+           "TensorData", "dataset_attrs", "shape_of", "split", "split_sizes"]
 
 Targets = Literal["class", "real"]
 
@@ -173,8 +180,16 @@ def shape_of(spec_name: str, params: Params) -> DataShape:
 def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: SplitParams, *,
           seed: int, device: torch.device, targets: Targets, num_classes: int = 0,
           x_test: np.ndarray | torch.Tensor | None = None,
-          y_test: np.ndarray | torch.Tensor | None = None) -> TensorData:
-    """Seeded train/val(/test) split of (x, y); the official test split is kept when given."""
+          y_test: np.ndarray | torch.Tensor | None = None,
+          source: Source | None = None) -> TensorData:
+    """Seeded train/val(/test) split of (x, y); the official test split is kept when given.
+
+    The arrays are checked first (`nnbench.data.checks`: empty or mismatched splits,
+    non-finite values, labels outside 0..num_classes-1), once per `source.key`; a problem
+    raises DataError naming `source.where`, the array, and the first bad index and value.
+    """
+    check_arrays(source, x=x, y=y, x_test=x_test, y_test=y_test, targets=targets,
+                 num_classes=num_classes)
     x_all = torch.as_tensor(x, dtype=torch.float32)
     y_all = torch.as_tensor(y, dtype=torch.int64 if targets == "class" else torch.float32)
     if targets == "real" and y_all.dim() == 1:

@@ -12,7 +12,9 @@
   with torch seed 42.
 
 Datasets without an official test split hold one out (`test_fraction`), seeded like
-the validation split; the examples themselves never depend on the trial's seed.
+the validation split; the examples themselves never depend on the trial's seed. Their
+arrays pass the data checks (`nnbench.data.checks`) like any file's, once per dataset,
+parameters and versions of the packages that make them (`attrs["source"]`).
 """
 
 from __future__ import annotations
@@ -29,16 +31,33 @@ from pydantic import Field
 from nnbench import seeding
 from nnbench.data import DataShape, HeldOutParams, SplitParams, TensorData, split
 from nnbench.data.cache import cached_file, read_arrays, write_arrays
+from nnbench.data.checks import Source, source_key
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
+
+# the packages whose versions a dataset's generated values depend on
+_PACKAGES = {"mnist1d": ("mnist1d", "numpy", "scipy"), "circles": ("scikit-learn", "numpy"),
+             "moons": ("scikit-learn", "numpy"), "digits": ("scikit-learn", "numpy"),
+             "breast_cancer": ("scikit-learn", "numpy"), "diabetes": ("scikit-learn", "numpy"),
+             "regression": ("torch",)}
+
+
+def _source(name: str, p: SplitParams) -> Source:
+    """The key of a built-in dataset's check: its name, the parameters that shape its
+    examples (not the split's) and the versions of the packages that make them."""
+    own = {k: v for k, v in p.model_dump(mode="json").items()
+           if k not in HeldOutParams.model_fields}
+    versions = {package: version(package) for package in _PACKAGES[name]}
+    return Source(where=f"dataset {name!r}", key=source_key(name, own, versions))
 
 
 def _add(name: str, build: Callable[..., TensorData], params: type[SplitParams], doc: str, *,
          targets: str, input_kind: str, shape: Callable[[Any], DataShape],
          defaults: str = "") -> None:
     register(ComponentInfo(kind=KIND, name=name, build=build, params=params, doc=doc,
-                           attrs={"targets": targets, "input": input_kind, "shape": shape},
+                           attrs={"targets": targets, "input": input_kind, "shape": shape,
+                                  "source": lambda p: _source(name, p)},
                            defaults=defaults))
 
 
@@ -82,7 +101,7 @@ def _make_mnist1d(num_samples: int) -> tuple[np.ndarray, ...]:
 def _build_mnist1d(p: MNIST1DParams, seed: int, device: torch.device) -> TensorData:
     x, y, x_test, y_test = _mnist1d_arrays(p.num_samples)
     return split(x, y, p, seed=seed, device=device, targets="class", num_classes=10,
-                 x_test=x_test, y_test=y_test)
+                 x_test=x_test, y_test=y_test, source=_source("mnist1d", p))
 
 
 def _mnist1d_shape(p: MNIST1DParams) -> DataShape:
@@ -118,14 +137,16 @@ def _build_circles(p: CirclesParams, seed: int, device: torch.device) -> TensorD
 
     x, y = make_circles(n_samples=p.n_samples, noise=p.noise, factor=p.factor,
                         random_state=p.data_seed)
-    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2,
+                 source=_source("circles", p))
 
 
 def _build_moons(p: MoonsParams, seed: int, device: torch.device) -> TensorData:
     from sklearn.datasets import make_moons
 
     x, y = make_moons(n_samples=p.n_samples, noise=p.noise, random_state=p.data_seed)
-    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2,
+                 source=_source("moons", p))
 
 
 def _points(p: CirclesParams | MoonsParams) -> DataShape:
@@ -165,12 +186,14 @@ def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
 def _build_digits(p: HeldOutParams, seed: int, device: torch.device) -> TensorData:
     x, y = _bundled("digits")
     images = (x / 16.0).reshape(-1, 1, 8, 8)  # pixel values 0..16 -> [0, 1], (C, H, W)
-    return split(images, y, p, seed=seed, device=device, targets="class", num_classes=10)
+    return split(images, y, p, seed=seed, device=device, targets="class", num_classes=10,
+                 source=_source("digits", p))
 
 
 def _build_breast_cancer(p: TabularParams, seed: int, device: torch.device) -> TensorData:
     x, y = _bundled("breast_cancer")
-    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2)
+    return split(x, y, p, seed=seed, device=device, targets="class", num_classes=2,
+                 source=_source("breast_cancer", p))
 
 
 def _build_diabetes(p: DiabetesParams, seed: int, device: torch.device) -> TensorData:
@@ -178,7 +201,7 @@ def _build_diabetes(p: DiabetesParams, seed: int, device: torch.device) -> Tenso
     y = y.astype(np.float32)
     if p.standardize_target:
         y = (y - y.mean()) / y.std()
-    return split(x, y, p, seed=seed, device=device, targets="real")
+    return split(x, y, p, seed=seed, device=device, targets="real", source=_source("diabetes", p))
 
 
 def _fixed_shape(examples: int, input_shape: tuple[int, ...], targets: str,
@@ -223,7 +246,8 @@ def _regression_arrays(n_samples: int, n_features: int,
 
 def _build_regression(p: RegressionParams, seed: int, device: torch.device) -> TensorData:
     x, y = _regression_arrays(p.n_samples, p.n_features, p.data_seed)
-    return split(x, y, p, seed=seed, device=device, targets="real")
+    return split(x, y, p, seed=seed, device=device, targets="real",
+                 source=_source("regression", p))
 
 
 def _regression_shape(p: RegressionParams) -> DataShape:

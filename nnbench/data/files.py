@@ -19,10 +19,12 @@ kind from x's shape: (N, D) vector, (N, C, L) signal, (N, C, H, W) image; `input
 reads (N, L) as 1-D signals (for cnn1d, gru), `input: image` reads (N, H, W) as grey images.
 Relative paths start at the working directory.
 
-Validation reads only the file's header (`file_metadata`: keys, shapes, dtypes, and the
-labels for the class count); the arrays load when a trial trains. The file's SHA-256 is
-part of every trial's id (`attrs["digest"]`): a changed file is different data, and its
-trials train again.
+Validation reads the file's header (`file_metadata`: keys, shapes, dtypes, and the
+labels for the class count), then the arrays' content is checked once per file content
+(`nnbench.data.checks`: finite inputs and real targets, labels 0..k-1, no empty split;
+a damaged archive member or a value that is not a tensor is named too). The file's SHA-256
+is part of every trial's id (`attrs["digest"]`) and the key of that check: a changed file
+is different data, its trials train again and it is checked again.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from nnbench.data import (
     TensorData,
     split,
 )
+from nnbench.data.checks import DataError, Source, check_arrays, check_class_labels, source_key
 from nnbench.data.vision import DatasetNotFoundError
 from nnbench.registry import ComponentInfo, register
 
@@ -57,7 +60,7 @@ KIND = "dataset"
 SUFFIXES = (".npz", ".pt")
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(DataError):
     """The file cannot serve as a dataset: the message says what is wrong and what to do."""
 
 
@@ -110,12 +113,13 @@ def _npz_headers(path: Path) -> dict[str, _Header]:
     headers: dict[str, _Header] = {}
     readers = {(1, 0): np.lib.format.read_array_header_1_0,
                (2, 0): np.lib.format.read_array_header_2_0}
+    member = ""
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 if not member.endswith(".npy"):
                     continue
-                with archive.open(member) as f:
+                with archive.open(member) as f:  # a small member is read whole: its CRC too
                     version = np.lib.format.read_magic(f)
                     reader = readers.get(version)
                     if reader is None:  # a newer header format: read the array itself
@@ -125,10 +129,19 @@ def _npz_headers(path: Path) -> dict[str, _Header]:
                     else:
                         shape, _fortran, dtype = reader(f)
                 headers[member.removesuffix(".npy")] = (tuple(shape), np.dtype(dtype))
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        if member:  # the archive opened, one array did not
+            raise _damaged(path, member.removesuffix(".npy"), err) from None
         raise DatasetFileError(f"{path} is not a readable .npz archive ({err}); write it with "
                                f"numpy.savez(path, x=..., y=...)") from None
     return headers
+
+
+def _damaged(path: Path, key: str, err: BaseException) -> DatasetFileError:
+    detail = str(err).splitlines()[0] if str(err) else "no detail"
+    return DatasetFileError(f"{path}: array {key!r} cannot be read ({type(err).__name__}: "
+                            f"{detail}); the file is damaged or was written incompletely: "
+                            f"write it again with numpy.savez(path, x=..., y=...)")
 
 
 def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
@@ -149,8 +162,9 @@ def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
     return data
 
 
-def _pt_headers(path: Path) -> dict[str, _Header]:
-    headers: dict[str, _Header] = {}
+def _pt_headers(path: Path) -> dict[str, _Header | str]:
+    """Shape and dtype of every tensor in a .pt dict; the type's name for other values."""
+    headers: dict[str, _Header | str] = {}
     for key, value in _pt_load(path, mmap=True).items():
         if isinstance(value, torch.Tensor):  # memory-mapped: the shape reads no data
             try:
@@ -158,18 +172,49 @@ def _pt_headers(path: Path) -> dict[str, _Header]:
             except TypeError:  # bfloat16 and friends have no numpy dtype
                 dtype = np.dtype("float32") if value.dtype.is_floating_point else np.dtype("O")
             headers[str(key)] = (tuple(value.shape), dtype)
+        else:  # a list, a number, a nested dict...: there, but not an array
+            headers[str(key)] = type(value).__name__
     return headers
+
+
+def _npz_read(path: Path, keys: tuple[str, ...]) -> tuple[np.ndarray | None, ...]:
+    """The arrays `keys` of a .npz (None where absent); a damaged member (a failed CRC
+    check, a truncated file) is a DatasetFileError naming it."""
+    key = ""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = []
+            for key in keys:
+                arrays.append(np.asarray(data[key]) if key in data else None)
+            return tuple(arrays)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        if key:
+            raise _damaged(path, key, err) from None
+        raise DatasetFileError(f"{path} is not a readable .npz archive ({err}); write it with "
+                               f"numpy.savez(path, x=..., y=...)") from None
+
+
+def _tensor_numpy(value: torch.Tensor) -> np.ndarray:
+    if value.dtype in (torch.bfloat16, torch.float16):  # bfloat16 has no numpy twin
+        value = value.float()
+    return value.numpy()
 
 
 def _read_labels(path: Path, key: str) -> np.ndarray:
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data[key])
-    return np.asarray(_pt_load(path, mmap=True)[key].numpy())
+        (labels,) = _npz_read(path, (key,))
+        assert labels is not None  # the header listed it
+        return labels
+    return np.asarray(_tensor_numpy(_pt_load(path, mmap=True)[key]))
 
 
 def _resolve(path: str) -> Path:
     resolved = Path(path).expanduser()
+    if resolved.is_dir():
+        held = sorted(p.name for p in resolved.iterdir() if p.suffix in SUFFIXES)[:5]
+        hint = f" (it holds {', '.join(held)})" if held else ""
+        raise DatasetFileError(f"dataset 'file': {path} is a directory{hint}; path must name "
+                               f"a .npz or .pt file")
     if not resolved.is_file():
         where = "" if resolved.is_absolute() else f" (relative to {Path.cwd()})"
         raise DatasetNotFoundError(f"dataset 'file': no such file {path}{where}")
@@ -194,8 +239,15 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
               y_test_key: str, targets: Targets, input_kind: str, num_classes: int | None,
               test_fraction: float | None) -> FileMetadata:
     path = Path(stamp[0])
-    headers = _npz_headers(path) if path.suffix == ".npz" else _pt_headers(path)
-    held = ", ".join(sorted(headers)) or "no arrays"
+    read = _npz_headers(path) if path.suffix == ".npz" else _pt_headers(path)
+    held = ", ".join(sorted(read)) or "no arrays"
+    for key in (x_key, y_key, x_test_key, y_test_key):
+        found = read.get(key)
+        if isinstance(found, str):
+            raise DatasetFileError(f"{path}: {key!r} holds a Python {found}, not a tensor; "
+                                   f"save tensors, e.g. torch.save({{{key!r}: "
+                                   f"torch.as_tensor(values)}}, path)")
+    headers = {k: v for k, v in read.items() if not isinstance(v, str)}
     for key, param in ((x_key, "x"), (y_key, "y")):
         if key not in headers:
             raise DatasetFileError(f"{path} has no array {key!r} (it holds: {held}); name the "
@@ -231,18 +283,14 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
     if targets == "class":
         labels = [_read_labels(path, yk) for _, yk in pairs]
         for (_, yk), y in zip(pairs, labels, strict=True):
-            if y.ndim != 1 or y.dtype.kind not in "biuf" or not np.all(np.mod(y, 1) == 0):
+            if y.ndim != 1 or y.dtype.kind not in "biuf":
                 raise DatasetFileError(f"{path}: {yk!r} must hold integer class labels, one "
                                        f"per example (shape (N,)); got shape {y.shape}, dtype "
                                        f"{y.dtype}; for real values set targets: real")
-            if len(y) and y.min() < 0:
-                raise DatasetFileError(f"{path}: {yk!r} has label {int(y.min())}; class labels "
-                                       f"are 0..k-1")
+            # whole numbers, >= 0, and < num_classes when it is given
+            check_class_labels(str(path), yk, y, num_classes)
         largest = max(int(y.max()) for y in labels if len(y))
         classes = num_classes or largest + 1
-        if largest >= classes:
-            raise DatasetFileError(f"{path}: label {largest} but num_classes={classes}; labels "
-                                   f"are 0..num_classes-1")
         if classes < 2:
             raise DatasetFileError(f"{path}: every label is 0; classification needs at least "
                                    f"2 classes (set num_classes)")
@@ -303,16 +351,39 @@ def _digest(stamp: tuple[str, int, int]) -> str:
 def _arrays(stamp: tuple[str, int, int], keys: tuple[str, ...]) -> tuple[np.ndarray | None, ...]:
     path = Path(stamp[0])
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return tuple(np.asarray(data[k]) if k in data else None for k in keys)
+        return _npz_read(path, keys)
     loaded = _pt_load(path, mmap=False)
-    return tuple(loaded[k].numpy() if k in loaded else None for k in keys)
+    return tuple(_tensor_numpy(loaded[k]) if k in loaded else None for k in keys)
+
+
+def _source(p: FileParams) -> Source:
+    """Where the arrays come from, and the key of their check: the file's SHA-256 and what
+    the check depends on (the keys read, targets, classes). No data is read."""
+    meta = file_metadata(p)
+    digest = file_digest(p)
+    key = None if digest.startswith("unreadable") else source_key(
+        "file", digest, p.x, p.y, p.x_test, p.y_test, meta.targets, meta.num_classes)
+    return Source(where=meta.path, names={"x": p.x, "y": p.y, "x_test": p.x_test,
+                                          "y_test": p.y_test}, key=key)
+
+
+def _loaded(p: FileParams) -> tuple[FileMetadata, tuple[np.ndarray | None, ...]]:
+    meta = file_metadata(p)
+    keys = (p.x, p.y) + ((p.x_test, p.y_test) if meta.n_test is not None else ())
+    return meta, _arrays(_stamp(Path(meta.path)), keys) + (None,) * (4 - len(keys))
+
+
+def _check(p: FileParams) -> None:
+    """The data checks on the file's arrays, without splitting them (`nnbench validate`)."""
+    meta, (x, y, x_test, y_test) = _loaded(p)
+    check_arrays(_source(p), x=x, y=y, x_test=x_test, y_test=y_test, targets=meta.targets,
+                 num_classes=meta.num_classes)
 
 
 def _build_file(p: FileParams, seed: int, device: torch.device) -> TensorData:
-    meta = file_metadata(p)
-    x, y, x_test, y_test = _arrays(_stamp(Path(meta.path)), (p.x, p.y, p.x_test, p.y_test))
+    meta, (x, y, x_test, y_test) = _loaded(p)
     assert x is not None and y is not None
+    source = _source(p)
     if meta.input == "image" and x.ndim == 3:  # grey images: add the channel axis
         x, x_test = x[:, None], x_test[:, None] if x_test is not None else None
     if meta.n_test is None:  # no test split in the file: hold one out, seeded
@@ -320,9 +391,9 @@ def _build_file(p: FileParams, seed: int, device: torch.device) -> TensorData:
                              standardize=p.standardize,
                              test_fraction=p.test_fraction or DEFAULT_TEST_FRACTION)
         return split(x, y, held, seed=seed, device=device, targets=meta.targets,
-                     num_classes=meta.num_classes)
+                     num_classes=meta.num_classes, source=source)
     return split(x, y, p, seed=seed, device=device, targets=meta.targets,
-                 num_classes=meta.num_classes, x_test=x_test, y_test=y_test)
+                 num_classes=meta.num_classes, x_test=x_test, y_test=y_test, source=source)
 
 
 def _shape(p: FileParams) -> DataShape:
@@ -353,6 +424,7 @@ register(ComponentInfo(
     defaults="nnbench's split options; x/y/x_test/y_test keys as numpy.savez names them",
     attrs={"targets": "class", "input": "vector", "attrs_for": _attrs_for,
            "digest": file_digest, "metadata": file_metadata, "shape": _shape,
+           "source": _source, "check": _check,
            # the files a trial reads beyond its spec (nnbench.fresh re-checks them)
            "files": lambda p: [_resolve(p.path).resolve()],
            "contract_example": _contract_example}))

@@ -2,14 +2,18 @@
 
 Files live under the data root: `$NNBENCH_DATA`, else `~/.cache/nnbench/data`. With
 `download: false` (the default) nothing is fetched; when the files are missing, or a
-download fails, the error lists which files were expected where. Images become
-float tensors in [0, 1], shaped (C, H, W), as `ToTensor()` would make them.
+download fails, the error lists which files were expected where (`nnbench validate`
+says so too, from the files' presence alone, without importing torchvision). Images
+become float tensors in [0, 1], shaped (C, H, W), as `ToTensor()` would make them. The
+arrays pass the data checks (`nnbench.data.checks`: labels 0..9, no empty split) once
+per set of files, keyed by their sizes and modification times.
 """
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ import torch
 from pydantic import Field
 
 from nnbench.data import DataShape, SplitParams, TensorData, split
+from nnbench.data.checks import Source, source_key
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
@@ -53,30 +58,58 @@ def _to_images(data: torch.Tensor | np.ndarray) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def _not_found(name: str, root: str, why: str) -> DatasetNotFoundError:
+    _, folder, files = _SOURCES[name]
+    expected = "\n".join(f"  {Path(root) / folder / f}" for f in files)
+    return DatasetNotFoundError(
+        f"dataset {name!r} not found under {root} ({why}).\nExpected these files:\n"
+        f"{expected}\nPut them there, set NNBENCH_DATA to where they are, or set "
+        f"download: true in the suite.")
+
+
 @lru_cache(maxsize=2)
 def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
     from torchvision import datasets
 
-    cls_name, folder, files = _SOURCES[name]
+    cls_name, _, _ = _SOURCES[name]
     cls = getattr(datasets, cls_name)
     try:
         train, test = (cls(root=root, train=flag, download=download) for flag in (True, False))
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
-        expected = "\n".join(f"  {Path(root) / folder / f}" for f in files)
         what = "could not download it" if download else "download is false"
-        raise DatasetNotFoundError(
-            f"dataset {name!r} not found under {root} ({what}: {err}).\nExpected these files:\n"
-            f"{expected}\nPut them there, set NNBENCH_DATA to where they are, or set "
-            f"download: true in the suite.") from None
+        raise _not_found(name, root, f"{what}: {err}") from None
     return (_to_images(train.data), torch.as_tensor(train.targets),
             _to_images(test.data), torch.as_tensor(test.targets))
+
+
+def _source(name: str, p: VisionParams) -> Source:
+    """Where the files are, and the key of their check (their sizes and times); raises
+    DatasetNotFoundError when some are missing and download is false. Reads no data."""
+    root = str(data_root())
+    _, folder, files = _SOURCES[name]
+    paths = [Path(root) / folder / f for f in files]
+    missing = [path for path in paths if not path.is_file()]
+    if len(files) > 4:  # CIFAR-10: the training images and labels come from five batches
+        names = {"x": "data_batch_1..5", "y": "data_batch_1..5 (labels)",
+                 "x_test": "test_batch", "y_test": "test_batch (labels)"}
+    else:
+        names = dict(zip(("x", "y", "x_test", "y_test"), files, strict=True))
+    where = str(Path(root) / folder)
+    if missing:
+        if not p.download:
+            raise _not_found(name, root, f"download is false; {len(missing)} of {len(files)} "
+                                         f"files missing")
+        return Source(where=where, names=names)  # fetched, then checked, by the build
+    stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in paths]
+    return Source(where=where, names=names,
+                  key=source_key(name, version("torchvision"), stats))
 
 
 def _builder(name: str):  # type: ignore[no-untyped-def]
     def build(p: VisionParams, seed: int, device: torch.device) -> TensorData:
         x, y, x_test, y_test = _load(name, str(data_root()), p.download)
         return split(x, y, p, seed=seed, device=device, targets="class", num_classes=10,
-                     x_test=x_test, y_test=y_test)
+                     x_test=x_test, y_test=y_test, source=_source(name, p))
     return build
 
 
@@ -102,6 +135,7 @@ for _name, _doc in [("mnist", "MNIST handwritten digits: 28×28 grey, 60k train 
     register(ComponentInfo(kind=KIND, name=_name, build=_builder(_name), params=VisionParams,
                            doc=_doc, attrs={"targets": "class", "input": "image",
                                             "shape": _shape(_name),
+                                            "source": lambda p, n=_name: _source(n, p),
                                             # shape gives the published sizes, not the files'
                                             "official_sizes": True},
                            defaults="torchvision's official train/test split"))

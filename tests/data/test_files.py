@@ -154,6 +154,26 @@ def test_signals_from_a_file_train_a_cnn1d_and_a_gru(tmp_path: Path) -> None:
         assert result.status == "finished", result.reason
 
 
+def _with(array: np.ndarray, index: Any, value: float) -> np.ndarray:
+    changed = array.copy()
+    changed[index] = value
+    return changed
+
+
+def _crc_damaged(x: np.ndarray, y: np.ndarray) -> Callable[[Path], None]:
+    """x's member fails its CRC check: found while reading the headers when x is small
+    (read whole), while loading the data when it is large."""
+    def write(path: Path) -> None:
+        np.savez(path, x=x, y=y)
+        raw = bytearray(path.read_bytes())
+        raw[raw.find(x.tobytes()[:64]) + len(x.tobytes()) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    return write
+
+
+BIG_X = RNG.normal(size=(4000, 50)).astype(np.float32)
+
+
 BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
     "missing": (lambda p: None, "{name: file, path: nowhere/d.npz}",
                 "task.dataset: dataset 'file': no such file nowhere/d.npz (relative to "),
@@ -165,10 +185,52 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
     "lengths": (lambda p: np.savez(p, x=X, y=Y[:90]), "{name: file, path: d.npz}",
                 "'x' has 100 rows but 'y' has shape (90,); one target per example"),
     "float_labels": (lambda p: np.savez(p, x=X, y=Y + 0.5), "{name: file, path: d.npz}",
-                     "'y' must hold integer class labels, one per example (shape (N,)); got "
-                     "shape (100,), dtype float64; for real values set targets: real"),
+                     "d.npz: array 'y' holds labels that are not whole numbers (100 of 100); "
+                     "the first is y[0] = 0.5; class labels must be integers 0..k-1; for real "
+                     "values set targets: real"),
     "negative": (lambda p: np.savez(p, x=X, y=Y - 1), "{name: file, path: d.npz}",
-                 "'y' has label -1; class labels are 0..k-1"),
+                 "d.npz: array 'y' holds labels outside 0..k-1 (25 of 100); the first is "
+                 "y[0] = -1; class labels start at 0: relabel them, e.g. y - y.min()"),
+    "label_range": (lambda p: np.savez(p, x=X, y=Y), "{name: file, path: d.npz, "
+                                                     "num_classes: 3}",
+                    "d.npz: array 'y' holds labels outside 0..2 (num_classes=3) (25 of 100); "
+                    "the first is y[3] = 3"),
+    "test_label": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST, y_test=_with(Y_TEST, 5, -2)),
+                   "{name: file, path: d.npz}",
+                   "d.npz: array 'y_test' holds labels outside 0..k-1 (1 of 30); the first is "
+                   "y_test[5] = -2"),
+    "nan_label": (lambda p: np.savez(p, x=X, y=_with(Y.astype(float), 9, np.nan)),
+                  "{name: file, path: d.npz}",
+                  "d.npz: array 'y' holds non-finite labels (1 of 100); the first is "
+                  "y[9] = nan"),
+    "nan_x": (lambda p: np.savez(p, x=_with(X, (7, 2), np.nan), y=Y),
+              "{name: file, path: d.npz}",
+              "d.npz: array 'x' holds non-finite values (1 of 600); the first is x[7, 2] = "
+              "nan; inputs must be finite numbers"),
+    "inf_x_test": (lambda p: np.savez(p, x=X, y=Y, x_test=_with(X_TEST, (3, 0), -np.inf),
+                                      y_test=Y_TEST),
+                   "{name: file, path: d.npz}",
+                   "d.npz: array 'x_test' holds non-finite values (1 of 180); the first is "
+                   "x_test[3, 0] = -inf"),
+    "overflow": (lambda p: np.savez(p, x=_with(X.astype(np.float64), (5, 1), 1e300), y=Y),
+                 "{name: file, path: d.npz}",
+                 "d.npz: array 'x' holds values beyond float32's range (±3.4e+38) (1 of 600); "
+                 "the first is x[5, 1] = 1e+300; training computes in float32"),
+    "empty_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST[:0], y_test=Y_TEST[:0]),
+                   "{name: file, path: d.npz}",
+                   "'x_test' has shape (0, 6); expected one row per example"),
+    "crc": (_crc_damaged(X, Y), "{name: file, path: d.npz}",
+            "d.npz: array 'x' cannot be read (BadZipFile: Bad CRC-32 for file 'x.npy'); the "
+            "file is damaged or was written incompletely"),
+    "crc_large": (_crc_damaged(BIG_X, np.arange(4000) % 4), "{name: file, path: d.npz}",
+                  "d.npz: array 'x' cannot be read (BadZipFile: Bad CRC-32 for file 'x.npy'); "
+                  "the file is damaged or was written incompletely"),
+    "pt_lists": (lambda p: torch.save({"x": X.tolist(), "y": Y.tolist()}, p.with_suffix(".pt")),
+                 "{name: file, path: d.pt}",
+                 "d.pt: 'x' holds a Python list, not a tensor; save tensors, e.g. "
+                 "torch.save({'x': torch.as_tensor(values)}, path)"),
+    "directory": (lambda p: p.mkdir(), "{name: file, path: d.npz}",
+                  "dataset 'file': d.npz is a directory; path must name a .npz or .pt file"),
     "half_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST), "{name: file, path: d.npz}",
                   "has 'x_test' but no 'y_test'; a test split needs both"),
     "test_fraction": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST),
@@ -192,11 +254,13 @@ def test_bad_files_are_reported_before_anything_runs(case: str, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "d.npz")
     path = _suite(tmp_path, dataset)
+    before = sorted(tmp_path.rglob("*"))
     assert cli.main(["run", str(path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert fragment in err, err
     assert err.startswith(f"{path}: task.dataset")
-    assert not (tmp_path / "mlflow.db").exists()
+    assert "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before  # no mlflow.db, optuna.db, report
 
 
 def test_a_file_dataset_needs_a_fitting_model(tmp_path: Path,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from nnbench.config.reference import Reference
     from nnbench.config.tune import Tune
 
-__all__ = ["METRICS", "Point", "ReportOptions", "Suite", "apply_values", "count", "points"]
+__all__ = ["METRICS", "DataOptions", "Point", "ReportOptions", "Suite", "apply_values", "count",
+           "points"]
 
 # Metrics a suite can compare on, and whether larger is better. Which of them a
 # trial reports depends on its loss: loss + accuracy, or loss + rmse + mae.
@@ -43,6 +44,15 @@ class ReportOptions:
     ema: float = 0.0  # β of the notes' EMA smoothing of learning curves; 0 = raw curves
     overfit_gap: float = 0.1  # validation error minus training error above this: overfit
     underfit_error: float = 0.3  # training error above this: underfit
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What to do about the data's hygiene (suite key `data:`); not part of any trial's id."""
+
+    # examples of test (or val) identical to training ones: "warn" (in the output and the
+    # report) or "error" (refuse to train, exit 2); see nnbench.data.hygiene
+    on_leakage: Literal["warn", "error"] = "warn"
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class Suite:
     tune: Tune | None = None
     plugins: tuple[str, ...] = ()  # plugin modules imported before names are resolved
     reference: Reference | None = None  # published numbers the report compares with
+    data: DataOptions = field(default_factory=DataOptions)  # leakage policy (suite key data:)
 
     @property
     def higher_is_better(self) -> bool:

@@ -2,7 +2,7 @@
 
 `TOP_KEYS` is the one place the top-level keys of a suite file are declared (with what
 each is for); `SuiteSection` checks their types. Sections whose keys are known in
-advance (`report`, `tune` and its parts, each `expect` claim) are models here too;
+advance (`report`, `data`, `tune` and its parts, each `expect` claim) are models here too;
 `task`/`fixed` (keys: the axes) and `grid`/`ablate` (keys: axes and axis.parameters)
 are checked against `nnbench.config.spec.AXES` by the validator. Every pydantic error
 becomes (key path, message) through `nnbench.messages.pydantic_problems`.
@@ -18,7 +18,8 @@ from nnbench.config.spec import AXES
 from nnbench.messages import pydantic_problems
 
 __all__ = ["CLAIM_KEYS", "DEFAULT_MAX_TRIALS", "FIXED_KEYS", "PRUNERS", "SAMPLERS", "TASK_KEYS",
-           "TOP_KEYS", "ClaimSection", "ReportSection", "SuiteSection", "TuneSection", "check"]
+           "TOP_KEYS", "ClaimSection", "DataSection", "ReportSection", "SuiteSection",
+           "TuneSection", "check"]
 
 DEFAULT_MAX_TRIALS = 10_000
 
@@ -38,6 +39,7 @@ TOP_KEYS: dict[str, str] = {
     "max_trials": f"cap on the trials the suite may expand to (default {DEFAULT_MAX_TRIALS:,})",
     "plugins": "Python modules to import first: their components register like nnbench's own",
     "reference": "published numbers the report shows beside the measured ones",
+    "data": "data hygiene: on_leakage: warn (default) or error (refuse to train)",
 }
 TASK_KEYS = (*tuple(a.name for a in AXES.values() if a.section == "task"), "metric")
 FIXED_KEYS = tuple(a.name for a in AXES.values() if a.section == "fixed")
@@ -53,6 +55,7 @@ SHAPES = {
     "ablate": "a mapping of axes (or axis.parameter) to lists of values",
     "expect": f"a list of claims with keys {', '.join(CLAIM_KEYS)}",
     "report": "a mapping with keys ema, overfit_gap, underfit_error",
+    "data": "a mapping with key on_leakage (warn or error)",
     "tune": "a mapping with keys space, trials, objective, sampler, pruner, seeds",
     "tune.space": "a mapping of axis.parameter (e.g. optimizer.lr) to a distribution",
     "tune.objective": "a mapping with keys metric, direction, against_metric",
@@ -82,6 +85,7 @@ class SuiteSection(_Section):
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
     plugins: Any = None  # checked (and imported) by the validator's plugin step
     reference: Any = None  # checked by nnbench.config.reference
+    data: dict[str, Any] | None = None  # checked as DataSection
 
 
 class ReportSection(_Section):
@@ -89,6 +93,12 @@ class ReportSection(_Section):
     overfit_gap: float = Field(0.1, ge=0, description="val error - train error above this: "
                                                       "overfit")
     underfit_error: float = Field(0.3, ge=0, description="train error above this: underfit")
+
+
+class DataSection(_Section):
+    on_leakage: Literal["warn", "error"] = Field(
+        "warn", description="test (or val) examples identical to training ones: warn in the "
+                            "output and the report, or refuse to train (exit 2)")
 
 
 class Distribution(_Section):

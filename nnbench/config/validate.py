@@ -7,7 +7,7 @@ The steps, in order (each later step runs only on what the earlier ones accepted
 3. the name (also a file name: reserved and unsafe names are refused);
 4. the base trial (`task`, `fixed`), every component resolved by its registry;
 5. `grid` / `ablate`: known axes, non-empty lists of distinct, valid values, no axis
-   in both; `seeds`; `tune` and `report` sections;
+   in both; `seeds`; `tune`, `report` and `data` sections;
 6. the size, counted before anything is built: configurations × seeds (× Optuna
    trials) against `max_trials`;
 7. `axis.parameter` values against every component they apply to;
@@ -34,6 +34,7 @@ from nnbench.config.claims import check_claims
 from nnbench.config.errors import Problems
 from nnbench.config.expand import (
     METRICS,
+    DataOptions,
     Point,
     ReportOptions,
     Suite,
@@ -46,6 +47,7 @@ from nnbench.config.sections import (
     FIXED_KEYS,
     TASK_KEYS,
     TOP_KEYS,
+    DataSection,
     ReportSection,
     SuiteSection,
     TuneSection,
@@ -120,6 +122,7 @@ class _Validator:
         tune_section = check(TuneSection, top.tune, "tune", problems) \
             if "tune" in raw else None
         report = check(ReportSection, top.report or {}, "report", problems)
+        data = check(DataSection, top.data or {}, "data", problems)
         self.problems.extend(problems)
         n_tune_seeds, tune_seed_list = (n_seeds, seed_list)
         if tune_section is not None and tune_section.seeds is not None:
@@ -133,7 +136,8 @@ class _Validator:
         suite = Suite(name=name, description=top.description, path=self.path, metric=metric,
                       base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
                       checkpoint=top.checkpoint, plugins=plugins,
-                      report=ReportOptions(**(report.model_dump() if report else {})))
+                      report=ReportOptions(**(report.model_dump() if report else {})),
+                      data=DataOptions(**(data.model_dump() if data else {})))
         # 7. parameter axes against every component they apply to
         self.check_dotted(suite)
         self.problems.raise_if_any()

@@ -1,10 +1,12 @@
 """HTML reports: statistics over seeds, seaborn figures, one self-contained file per suite.
 
-`render_report(suite)` reads the suite's runs back from MLflow (nothing else) and writes
+`render_report(suite)` reads the suite's runs back from MLflow (and the data's hygiene,
+kept from the run's pre-flight by nnbench.data.hygiene) and writes
 `<report_dir>/<suite>.html` with every figure embedded as PNG data, the tidy tables
 next to it (`<suite>.trials.csv`, `<suite>.epochs.csv`), and refreshes
 `<report_dir>/index.html`, which lists every suite reported there with its headline.
-Sections: header, leaderboard (with each configuration's parameter count), published
+Sections: header (with the data's hygiene: examples shared between splits, class
+balance), leaderboard (with each configuration's parameter count), published
 reference (suites with `reference:`: the paper's numbers beside the measured ones),
 tuning (tuned suites), main effects, interactions, learning curves, over/under-fitting,
 diagnostics, components, claims, provenance (with the plugins used); a section that
@@ -24,6 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from nnbench import registry
 from nnbench.config import AXES, Suite
 from nnbench.config.spec import value_label
+from nnbench.data.hygiene import MAX_CLASSES_LISTED, dataset_hygiene, suite_datasets
 from nnbench.fresh import write_atomic
 from nnbench.registry import ComponentSpec
 from nnbench.report import figures
@@ -190,6 +193,21 @@ def _plugins(suite: Suite, latest: dict[str, Any]) -> list[dict[str, str]]:
             for module in sorted(set(recorded) | set(provided))]
 
 
+def _hygiene(suite: Suite) -> list[dict[str, Any]]:
+    """Each dataset's hygiene (nnbench.data.hygiene): usually kept from the run's pre-flight
+    (this process or the cache); otherwise counted from the data, or why it cannot be."""
+    rows: list[dict[str, Any]] = []
+    for spec, seeds in suite_datasets(suite):
+        dataset = registry.label("dataset", spec.dataset)
+        try:
+            rows.append({"dataset": dataset, "hygiene": dataset_hygiene(spec, seeds),
+                         "why": ""})
+        except (OSError, ValueError, RuntimeError) as e:  # the data is missing or unreadable
+            rows.append({"dataset": dataset, "hygiene": None,
+                         "why": f"not checked: the data cannot be read here ({e})"})
+    return rows
+
+
 def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
     suite = results.suite
     if not table_rows or not table_rows[0]["n"]:
@@ -223,7 +241,8 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
                   if k.startswith("nnbench.version.")},
         flags={k.removeprefix("nnbench.deterministic."): v for k, v in latest.items()
                if k.startswith("nnbench.deterministic.")},
-        plugin_rows=_plugins(suite, latest),
+        plugin_rows=_plugins(suite, latest), hygiene=_hygiene(suite),
+        max_classes_listed=MAX_CLASSES_LISTED,
         commits=sorted(set(trials["git_commit"])) if not trials.empty else [],
         devices=sorted(set(trials["device"])) if not trials.empty else [],
         csv_files=[p.name for p in csv_paths], generated=generated)

@@ -22,6 +22,13 @@ built-ins. An import error, an invalid registration, a name already taken or a m
 that registers nothing raise `PluginError` naming the plugin; a failed plugin leaves
 nothing registered.
 
+The contract a suite's validation holds a plugin to: parameters of types with a
+faithful JSON form (`registry.PARAM_TYPES`: Path, datetime, Enum, Decimal, tuples,
+nested models, ...; never a set), which is how they enter the trial_id; a model whose
+output is one column per class or regression target (the dry build names the plugin,
+the model's class and both widths otherwise). An exception a plugin raises while a
+suite is checked is that file's problem (`describe_error`), never a traceback.
+
 Provenance and "done": a plugin's `sha256` covers the source of its top-level package
 (every .py file under it; a lone module: its file), its `version` is its distribution's
 version (else `__version__`, else "unversioned"). A trial that uses a plugin's component
@@ -50,8 +57,9 @@ from typing import Any
 from nnbench import registry
 from nnbench.registry import BUILTIN, ComponentSpec, RegistrationError
 
-__all__ = ["GROUP", "Plugin", "PluginError", "component_digests", "describe_source",
-           "load_entry_points", "load_plugin", "load_suite_plugins", "loaded"]
+__all__ = ["GROUP", "Plugin", "PluginError", "component_digests", "describe_error",
+           "describe_source", "load_entry_points", "load_plugin", "load_suite_plugins",
+           "loaded"]
 
 GROUP = "nnbench.components"  # entry-point group of installed plugins
 MODULE_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -178,6 +186,13 @@ def _where(err: BaseException) -> str:
               if "importlib" not in f.filename and not f.filename.startswith("<frozen")
               and not f.filename.startswith(package)]
     return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+
+
+def describe_error(err: BaseException) -> str:
+    """`TypeError: bad value (mylab/nets.py, line 12)`: an unexpected error raised by a
+    plugin's code (a validator, a shape function) while a suite is checked, as one line."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else '(no message)'}{_where(err)}"
 
 
 def _record(module: str, origin: str, components: list[tuple[str, str]]) -> Plugin:

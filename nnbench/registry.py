@@ -13,28 +13,45 @@ valid names; `nnbench list KIND` prints `list_components()`.
 
 Plugins register through the same `register()` (`nnbench.plugins` imports them): every
 registration is checked (`registration_problems`: known kind, name, doc line, a
-`Params` model that validates its example with JSON-plain values, the attrs the kind
-needs) and records its `source`, "nnbench" for built-ins, else the plugin module.
+`Params` model whose parameter types can enter a trial_id and that validates its
+example, the attrs the kind needs) and records its `source`, "nnbench" for built-ins,
+else the plugin module.
+
+Parameter values enter the trial_id as pydantic's JSON form (`model_dump(mode="json")`:
+a Path as its text, an Enum as its value, a datetime in ISO 8601, a nested model as a
+mapping), which must read back as the same value. Types without such a form (sets,
+whose order changes between processes; callables; arbitrary classes) are refused at
+registration, a value whose form does not read back at validation; both name the
+parameter and the allowed types (`PARAM_TYPES`).
 """
 
 from __future__ import annotations
 
+import collections.abc
+import datetime
+import enum
 import fnmatch
-import json
+import math
 import re
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import PurePath
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from nnbench.messages import describe, did_you_mean, pydantic_problems
 
 __all__ = [
     "KINDS",
+    "PARAM_TYPES",
     "ComponentError",
     "ComponentInfo",
     "ComponentSpec",
@@ -47,6 +64,8 @@ __all__ = [
     "kinds",
     "label",
     "list_components",
+    "param_type_problems",
+    "plain_params",
     "register",
     "registration_problems",
     "resolve",
@@ -111,19 +130,160 @@ class ComponentInfo:
 JSONScalar = str | int | float | bool | None
 
 
+class _Mapping(tuple):  # type: ignore[type-arg]
+    """A frozen mapping parameter (a dict, a nested model): its (key, value) pairs sorted by
+    key; `_thaw` turns it back into a dict."""
+
+    __slots__ = ()
+
+
 def _freeze(value: Any) -> Any:
-    """Lists become tuples so a spec is hashable and canonical."""
+    """Lists become tuples, mappings sorted pairs, so a spec is hashable and canonical."""
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return _Mapping(sorted(((k, _freeze(v)) for k, v in value.items()),
+                               key=lambda kv: str(kv[0])))
     return value
 
 
 def _thaw(value: Any) -> Any:
+    if isinstance(value, _Mapping):
+        return {k: _thaw(v) for k, v in value}
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value
+
+
+# -- parameter types: what can enter a trial_id ------------------------------------------------
+
+# the types a component's parameters may have (`registration_problems` refuses others)
+PARAM_TYPES = ("bool, int, float, str, None, Literal, Enum, Path, datetime, date, time, "
+               "timedelta, Decimal, UUID, Any; tuple, list, dict[str, ...] of these; a nested "
+               "Params model")
+_SCALAR_TYPES: tuple[type, ...] = (bool, int, float, str, type(None), PurePath, datetime.date,
+                                   datetime.time, datetime.timedelta, Decimal, uuid.UUID)
+_SEQUENCES = (tuple, list, collections.abc.Sequence, collections.abc.MutableSequence)
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+_SETS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
+_UNORDERED = "a set's order changes between processes; use a tuple or list"
+
+
+def param_type_problems(model: type[BaseModel], prefix: str = "",
+                        seen: frozenset[type] = frozenset()) -> list[tuple[str, str, str]]:
+    """(parameter, its type as `nnbench list` shows it, why) for each parameter of `model`
+    whose type has no faithful, stable JSON form (empty when every one has)."""
+    problems = []
+    for name, f in model.model_fields.items():
+        for why in _type_problems(f.annotation, seen | {model}):
+            problems.append((f"{prefix}{name}", _type_text(f.annotation), why))
+    return problems
+
+
+def _type_problems(annotation: Any, seen: frozenset[type]) -> list[str]:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is Any or annotation is object:
+        return []  # each value is checked when given (`plain_params`)
+    if origin is Annotated:
+        return _type_problems(args[0], seen)
+    if origin in (Union, UnionType):
+        return [why for a in args for why in _type_problems(a, seen)]
+    if origin is Literal:
+        odd = [a for a in args if not isinstance(a, str | int | float | bool | enum.Enum)
+               and a is not None]
+        return [f"Literal value {odd[0]!r} ({type(odd[0]).__name__}) has no JSON form"] \
+            if odd else []
+    if origin in _SETS or (origin is None and isinstance(annotation, type)
+                           and issubclass(annotation, set | frozenset)):
+        return [_UNORDERED]
+    if origin in _SEQUENCES:
+        return [why for a in args if a is not Ellipsis for why in _type_problems(a, seen)]
+    if origin in _MAPPINGS:
+        key, value = (*args, Any, Any)[:2]
+        why = _type_problems(value, seen)
+        if key is not Any and not _string_key(key):
+            why.insert(0, f"a mapping's keys must be str, int, Literal or Enum (JSON "
+                          f"keys are text), not {_type_text(key)}")
+        return why
+    if origin is not None:
+        return [f"{_type_text(annotation)} has no JSON form that reads back the same"]
+    if isinstance(annotation, type):
+        if issubclass(annotation, enum.Enum):
+            odd = [m for m in annotation if not isinstance(m.value, str | int | float)]
+            return [f"Enum {annotation.__name__} member {odd[0].name} has the value "
+                    f"{odd[0].value!r}, which is not a str, int or float"] if odd else []
+        if issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return [f"{annotation.__name__} contains itself: its JSON form has no end"]
+            return [f"its parameter {sub!r} ({t}): {why}" for sub, t, why in
+                    param_type_problems(annotation, "", seen)]
+        if issubclass(annotation, _SCALAR_TYPES) or annotation in (tuple, list, dict):
+            return []
+    return [f"{_type_text(annotation)} has no JSON form known to read back the same"]
+
+
+def _string_key(key: Any) -> bool:
+    origin = get_origin(key)
+    if origin is Annotated:
+        return _string_key(get_args(key)[0])
+    if origin is Literal:
+        return all(isinstance(a, str | int) for a in get_args(key))
+    return isinstance(key, type) and issubclass(key, str | int | enum.Enum)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN (a round trip's NaN is another float object)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):  # specs store tuples
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:  # an odd __eq__: not the same
+        return False
+
+
+def plain_params(model: type[Params], params: BaseModel) -> tuple[dict[str, Any],
+                                                                 list[tuple[str, str]]]:
+    """Parameter values as they enter the trial_id: pydantic's JSON form, checked to read
+    back as the same values. Returns (values, problems), problems as (parameter, why)."""
+    values: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    try:
+        values = params.model_dump(mode="json")
+    except (PydanticSerializationError, TypeError, ValueError):
+        for name in model.model_fields:  # which one
+            try:
+                values[name] = params.model_dump(mode="json", include={name})[name]
+            except (PydanticSerializationError, TypeError, ValueError) as err:
+                problems.append((name, f"{describe(getattr(params, name))} has no JSON form "
+                                       f"({_one_line(err)})"))
+        return values, problems
+    try:
+        back = model.model_validate(values)
+    except ValidationError as err:
+        e = err.errors()[0]
+        name = str(e["loc"][0]) if e["loc"] else ""
+        return values, [(name, f"{describe(getattr(params, name, None))} is written as "
+                               f"{describe(values.get(name))}, which {model.__name__} does "
+                               f"not read back: {e['msg']}")]
+    except Exception as err:  # a validator raising what pydantic does not wrap
+        return values, [("", f"its JSON form {describe(values)} does not read back: "
+                             f"{type(err).__name__}: {_one_line(err)}")]
+    for name in model.model_fields:
+        given, again = getattr(params, name), getattr(back, name)
+        if not _same(given, again):
+            problems.append((name, f"{describe(given)} is written as "
+                                   f"{describe(values[name])}, which reads back as "
+                                   f"{describe(again)}"))
+    return values, problems
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 @dataclass(frozen=True, order=True)
@@ -201,17 +361,23 @@ def registration_problems(info: ComponentInfo) -> list[str]:
                         f"(a pydantic model: unknown keys rejected, values frozen), "
                         f"got {info.params!r}")
     else:
+        types = param_type_problems(info.params)
+        for name, text, why in types:
+            problems.append(f"{what}: parameter {name!r} of {info.params.__name__} has type "
+                            f"{text}, which cannot enter the trial_id: {why}; allowed "
+                            f"parameter types: {PARAM_TYPES}")
         try:
-            values = info.params.model_validate(dict(info.example)).model_dump()
-            json.dumps(values, allow_nan=False)
+            example = info.params.model_validate(dict(info.example))
         except ValidationError as err:
             problems.append(f"{what}: its params model {info.params.__name__} rejects its example "
                             f"{dict(info.example)!r} (required parameters need example values): "
                             f"{_first_error(err)}")
-        except (TypeError, ValueError) as err:
-            problems.append(f"{what}: the values of its params model {info.params.__name__} "
-                            f"must be plain JSON (numbers, strings, booleans, lists) to enter "
-                            f"the trial_id: {err}")
+        else:
+            for name, why in ([] if types else plain_params(info.params, example)[1]):
+                problems.append(f"{what}: {f'parameter {name!r}' if name else 'the parameters'}"
+                                f" of {info.params.__name__} cannot enter the trial_id: its "
+                                f"example or default {why}; allowed parameter types: "
+                                f"{PARAM_TYPES}")
     missing = [a for a in REQUIRED_ATTRS.get(info.kind, ()) if a not in info.attrs]
     if missing:
         problems.append(f"{what}: a {info.kind} needs attrs {', '.join(missing)}")
@@ -338,6 +504,8 @@ def _type_text(annotation: Any) -> str:
         return _type_text(args[0])
     if origin in (Union, UnionType):
         return " | ".join(_type_text(a) for a in args)
+    if isinstance(annotation, list):  # Callable's parameters
+        return f"[{', '.join(_type_text(a) for a in annotation)}]"
     if origin is not None:
         inner = ", ".join("..." if a is Ellipsis else _type_text(a) for a in args)
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
@@ -350,8 +518,16 @@ def label(kind: str, spec: ComponentSpec) -> str:
     """`sgd(lr=0.1, momentum=0.9)`: the name and the parameters that differ from defaults."""
     fields = get(kind, spec.name).params.model_fields
     changed = [(k, v) for k, v in spec.params
-               if k not in fields or fields[k].is_required() or _freeze(fields[k].default) != v]
+               if k not in fields or fields[k].is_required() or _plain_default(fields[k]) != v]
     return ComponentSpec(spec.name, tuple(changed)).label()
+
+
+def _plain_default(f: FieldInfo) -> Any:
+    """A field's default as its values are stored (JSON form, frozen)."""
+    try:
+        return _freeze(to_jsonable_python(f.default))
+    except PydanticSerializationError:
+        return _freeze(f.default)
 
 
 def resolve(kind: str, value: Any) -> ComponentSpec:
@@ -385,7 +561,19 @@ def resolve(kind: str, value: Any) -> ComponentSpec:
     except ValidationError as err:
         raise ComponentError(pydantic_problems(
             err, what=f"{kind} '{name}'", allowed=list(info.params.model_fields))) from None
-    return ComponentSpec(name, _freeze(params.model_dump()))
+    except Exception as err:  # a validator raising what pydantic does not wrap (TypeError)
+        from nnbench.plugins import describe_error
+
+        raise ComponentError([("", f"{kind} '{name}' ({_who(info.source)}): its params model "
+                                   f"{info.params.__name__} failed on {describe(raw_params)}: "
+                                   f"{describe_error(err)}")]) from None
+    plain, problems = plain_params(info.params, params)
+    if problems:
+        raise ComponentError([(key, f"{kind} '{name}': "
+                                    f"{f'parameter {key!r}' if key else 'its parameters'} "
+                                    f"cannot enter the trial_id: {why}; allowed parameter "
+                                    f"types: {PARAM_TYPES}") for key, why in problems])
+    return ComponentSpec(name, _freeze(plain))
 
 
 def build(kind: str, spec: ComponentSpec, **context: Any) -> Any:

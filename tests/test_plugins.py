@@ -372,3 +372,362 @@ def test_an_entry_point_cannot_take_a_built_in_name(tmp_path: Path,
     assert cli.main(["list", "activation"]) == 2  # loaded before the command: built-ins first
     assert "invalid registration: activation 'relu' is already registered by nnbench; choose " \
            "another name" in capsys.readouterr().err
+
+
+# -- the contract in the dry build: output width, parameter types --------------------------------
+
+WIDE = '''\
+"""A model that ignores the `outputs` it is given: its output layer has `outs` units."""
+
+import numpy as np
+from pydantic import Field
+from torch import nn
+
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class WideParams(Params):
+    outs: int = Field(10, ge=1, description="output units, whatever the task")
+
+
+class WideNet(nn.Module):
+    def __init__(self, inputs, outs, activation):
+        super().__init__()
+        self.hidden, self.act, self.out = nn.Linear(inputs, 8), activation(), nn.Linear(8, outs)
+
+    def forward(self, x):
+        return self.out(self.act(self.hidden(x.flatten(1))))
+
+
+def build_wide(params, *, input_shape, outputs, activation, gain, init, norm, dropout,
+               generator):
+    model = WideNet(int(np.prod(input_shape)), params.outs, activation)
+    init(model.hidden, gain, generator)
+    init(model.out, ("linear", None), generator)
+    return model
+
+
+register(ComponentInfo(kind="model", name="widenet", build=build_wide, params=WideParams,
+                       doc="a net whose output width ignores the task"))
+'''
+
+TASK_SUITE = """\
+name: {name}
+plugins: [{module}]
+task:
+  dataset: {dataset}
+  model: {model}
+  loss: {loss}
+fixed:
+  optimizer: {{name: adam, lr: 0.01}}
+  epochs: 2
+  batch_size: 32
+seeds: 1
+"""
+
+
+def _plugin_suite(folder: Path, module: str, text: str, *, name: str = "lab",
+                  model: str = "widenet", dataset: str = "{name: circles, n_samples: 200}",
+                  loss: str = "cross_entropy") -> Path:
+    (folder / f"{module}.py").write_text(text, encoding="utf-8")
+    path = folder / f"{name}.yaml"
+    path.write_text(TASK_SUITE.format(name=name, module=module, dataset=dataset, model=model,
+                                      loss=loss), encoding="utf-8")
+    return path
+
+
+def _nothing_created(folder: Path) -> None:
+    made = [n for n in ("mlflow.db", "mlruns", "reports", "optuna.db") if (folder / n).exists()]
+    assert not made, made
+
+
+@pytest.mark.parametrize(("dataset", "loss", "outs", "need", "task"), [
+    ("{name: circles, n_samples: 200}", "cross_entropy", 10, 2,
+     "dataset 'circles' has 2 classes; loss 'cross_entropy' takes 2"),
+    ("{name: circles, n_samples: 200}", "bce", 2, 1,
+     "dataset 'circles' has 2 classes; loss 'bce' takes 1"),
+    ("diabetes", "mse", 3, 1, "dataset 'diabetes' has 1 regression target; loss 'mse' takes 1"),
+])
+def test_a_plugin_model_whose_output_width_ignores_the_task_is_refused(
+        dataset: str, loss: str, outs: int, need: int, task: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Cross-entropy over 10 logits takes 2-class labels: without the check such a model
+    trains and its trial is "finished", meaninglessly."""
+    path = _plugin_suite(tmp_path, "lab_wide", WIDE, dataset=dataset, loss=loss,
+                         model=f"{{name: widenet, outs: {outs}}}")
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: task.model: model 'widenet' (class lab_wide.WideNet, "
+                          f"from plugin 'lab_wide') gives {outs} outputs per example in "
+                          f"training but the task needs {need} output"), err
+    assert f"({task})" in err
+    assert "build the output layer with the `outputs` argument" in err
+    assert "Traceback" not in err
+
+    assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2  # nothing trains
+    assert f"gives {outs} outputs per example" in capsys.readouterr().err
+    _nothing_created(tmp_path)
+
+
+def test_a_plugin_model_with_the_right_width_passes(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = _plugin_suite(tmp_path, "lab_wide", WIDE, model="{name: widenet, outs: 2}")
+    assert cli.main(["validate", str(path)]) == 0
+    assert f"{path}: ok" in capsys.readouterr().out
+
+
+TYPED = '''\
+"""Parameters of every type with a faithful JSON form; the build checks it gets them back."""
+
+import datetime
+import enum
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Layer(Params):
+    depth: int = 2
+    tags: tuple[str, ...] = ()
+
+
+class TypedParams(Params):
+    notes: Path | None = None
+    since: datetime.datetime | None = None
+    day: datetime.date = datetime.date(2024, 1, 1)
+    every: datetime.timedelta = datetime.timedelta(hours=1)
+    colour: Colour = Colour.RED
+    scale: Decimal = Decimal("1.10")
+    pair: tuple[int, float] = (1, 2.0)
+    layer: Layer = Layer()
+    counts: dict[str, int] = {}
+    ident: uuid.UUID | None = None
+    mode: Literal["a", "b"] = "a"
+    anything: Any = None
+
+
+SEEN = []
+
+
+def build_typed(params, *, input_shape, outputs, activation, gain, init, norm, dropout,
+                generator):
+    SEEN.append(params)
+    assert isinstance(params.colour, Colour) and isinstance(params.layer, Layer)
+    assert isinstance(params.scale, Decimal) and isinstance(params.every, datetime.timedelta)
+    assert params.notes is None or isinstance(params.notes, Path)
+    hidden, out = nn.Linear(int(np.prod(input_shape)), 8), nn.Linear(8, outputs)
+    init(hidden, gain, generator)
+    init(out, ("linear", None), generator)
+    return nn.Sequential(nn.Flatten(), hidden, activation(), out)
+
+
+register(ComponentInfo(kind="model", name="typed", build=build_typed, params=TypedParams,
+                       doc="a net with parameters of many types"))
+'''
+
+TYPED_MODEL = ("{name: typed, notes: data/notes.txt, since: '2024-05-01T12:00:00Z', "
+               "colour: blue, scale: '2.50', pair: [3, 4], layer: {depth: 3, tags: [a, b]}, "
+               "counts: {b: 2, a: 1}, ident: 12345678-1234-5678-1234-567812345678, "
+               "anything: [1, 2]}")
+
+
+def test_plugin_parameters_of_rich_types_enter_the_trial_id_as_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Path, datetime, timedelta, Enum, Decimal, tuples, a nested model, a mapping, UUID:
+    written in pydantic's JSON form, read back as the same values for every build."""
+    import datetime
+    import json
+    import sys
+    from decimal import Decimal
+
+    from nnbench.config.spec import TrialSpec
+
+    path = _plugin_suite(tmp_path, "lab_typed", TYPED, model=TYPED_MODEL)
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+    assert f"{path}: ok" in capsys.readouterr().out
+    spec = load_suite(path).trials()[0]
+    model = spec.canonical()["model"]
+    assert model == {"name": "typed", "notes": "data/notes.txt",
+                     "since": "2024-05-01T12:00:00Z", "day": "2024-01-01", "every": "PT1H",
+                     "colour": "blue", "scale": "2.50", "pair": [3, 4.0],
+                     "layer": {"depth": 3, "tags": ["a", "b"]}, "counts": {"a": 1, "b": 2},
+                     "ident": "12345678-1234-5678-1234-567812345678", "mode": "a",
+                     "anything": [1, 2]}
+    built = sys.modules["lab_typed"].SEEN[-1]  # the dry build's model got the typed values
+    assert built.notes == Path("data/notes.txt") and built.scale == Decimal("2.50")
+    assert built.since == datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)
+    assert built.colour.name == "BLUE" and built.layer.tags == ("a", "b")
+    assert registry.label("model", spec.model).startswith("typed(anything=[1, 2], colour=blue,")
+
+    again = TrialSpec.from_canonical(json.loads(json.dumps(spec.canonical())))
+    assert again == spec and again.trial_id == spec.trial_id  # the queue's JSON round trip
+    with isolated_registry():  # a fresh process: the same id
+        assert load_suite(path).trials()[0].trial_id == spec.trial_id
+    same = path.with_name("same.yaml")  # the same values written another way: the same id
+    same.write_text(path.read_text().replace("[3, 4]", "[3, 4.0]")
+                    .replace("{b: 2, a: 1}", "{a: 1, b: 2}").replace("name: lab\n", "name: same\n"))
+    assert load_suite(same).trials()[0].trial_id == spec.trial_id
+
+
+UNSTABLE = {  # a parameter declaration -> how `nnbench list` shows its type
+    "tags: set[str] = set()": ("tags", "set[str]", "a set's order changes between processes"),
+    "tags: frozenset[int] = frozenset()": ("tags", "frozenset[int]", "a set's order changes"),
+    "key: SecretStr | None = None": ("key", "SecretStr | None", "SecretStr has no JSON form"),
+    "blob: bytes = b''": ("blob", "bytes", "bytes has no JSON form"),
+    "hook: Callable[[int], int] | None = None": (
+        "hook", "Callable[[int], int] | None", "has no JSON form"),
+    "grid: dict[tuple[int, int], float] = {}": (
+        "grid", "dict[tuple[int, int], float]", "keys must be str, int, Literal or Enum"),
+    "inner: Inner = Inner()": ("inner", "Inner", "its parameter 'tags' (set[str])"),
+}
+
+
+@pytest.mark.parametrize("declaration", list(UNSTABLE))
+def test_plugin_parameter_types_without_a_stable_json_form_are_refused(
+        declaration: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused when the plugin registers, naming the parameter, its type and the allowed
+    types; the other files on the command line are still checked."""
+    field, type_text, why = UNSTABLE[declaration]
+    text = ("from collections.abc import Callable\nfrom pydantic import SecretStr\n"
+            "from torch import nn\nfrom nnbench.registry import ComponentInfo, Params, register\n"
+            "class Inner(Params):\n    tags: set[str] = set()\n"
+            f"class OddParams(Params):\n    {declaration}\n"
+            "register(ComponentInfo(kind='model', name='odd', build=lambda p, **c: "
+            "nn.Identity(), params=OddParams, doc='a net'))\n")
+    bad = _plugin_suite(tmp_path, "lab_odd", text, name="bad", model="odd")
+    other = tmp_path / "other.yaml"  # checked after the bad one, with a problem of its own
+    other.write_text(SUITE.format(module="lab_components").replace("epochs: 3", "epochs: 0"))
+    (tmp_path / "lab_components.py").write_text(PLUGIN)
+    assert cli.main(["validate", str(bad), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}: plugins[0]: plugin 'lab_odd': invalid registration: model "
+                          f"'odd': parameter {field!r} of OddParams has type {type_text}, which "
+                          f"cannot enter the trial_id: "), err
+    assert why in err
+    assert "allowed parameter types: bool, int, float, str, None, Literal, Enum, Path, " \
+           "datetime" in err and "a nested Params model" in err
+    assert "lab_odd.py, line 9)" in err  # the register() call
+    assert f"{other}: fixed.epochs: " in err  # the next file was still checked
+    assert "Traceback" not in err
+    assert _run(bad, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
+    _nothing_created(tmp_path)
+
+
+def test_a_value_without_a_faithful_json_form_is_refused_at_validation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An `Any` parameter takes whatever the file holds; a YAML set would enter the
+    trial_id in an order that changes between processes."""
+    model = TYPED_MODEL.replace("anything: [1, 2]", "anything: !!set {a: null, b: null}")
+    path = _plugin_suite(tmp_path, "lab_typed", TYPED, model=model)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: task.model.anything: model 'typed': parameter 'anything' cannot enter " \
+           f"the trial_id: " in err, err
+    assert "(set) is written as" in err and "allowed parameter types: bool, int" in err
+    assert "Traceback" not in err
+
+
+TYPE_ERROR = '''\
+from pydantic import field_validator
+from torch import nn
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class UnluckyParams(Params):
+    width: int = 12
+
+    @field_validator("width")
+    @classmethod
+    def _not_thirteen(cls, value):
+        if value == 13:
+            raise TypeError("thirteen is unlucky")  # pydantic wraps only ValueError
+        return value
+
+
+register(ComponentInfo(kind="model", name="unlucky", build=lambda p, **c: nn.Identity(),
+                       params=UnluckyParams, doc="a net"))
+'''
+
+BROKEN_DIGEST = '''\
+import numpy as np
+from nnbench.data import DataShape, HeldOutParams, split
+from nnbench.registry import ComponentInfo, register
+
+
+def digest(params):
+    raise RuntimeError("the lab server is down")
+
+
+def build(p, seed, device):
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    return split(x, (x[:, 0] > 0).astype(int), p, seed=seed, device=device, targets="class",
+                 num_classes=2)
+
+
+register(ComponentInfo(kind="dataset", name="remote", build=build, params=HeldOutParams,
+                       doc="data from a server",
+                       attrs={"targets": "class", "input": "vector", "digest": digest,
+                              "shape": lambda p: DataShape(examples=100, test=None,
+                                                           input_shape=(2,), targets="class",
+                                                           num_classes=2)}))
+'''
+
+
+@pytest.mark.parametrize(("module", "text", "kwargs", "fragments"), [
+    ("lab_unlucky", TYPE_ERROR, {"model": "{name: unlucky, width: 13}"},
+     ["task.model: model 'unlucky' (plugin 'lab_unlucky'): its params model UnluckyParams "
+      "failed on {'width': 13} (dict): TypeError: thirteen is unlucky",
+      "lab_unlucky.py, line 13)"]),
+    ("lab_remote", BROKEN_DIGEST, {"model": "{name: mlp, hidden: [4]}", "dataset": "remote"},
+     ["could not be checked: RuntimeError: the lab server is down", "lab_remote.py, line 7)"]),
+])
+def test_a_plugin_raising_is_one_file_s_problem_never_a_traceback(
+        module: str, text: str, kwargs: dict[str, str], fragments: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nnbench validate bad.yaml good.yaml`: the bad file's problem, then the good one
+    checked all the same (its own problem printed too), exit 2."""
+    bad = _plugin_suite(tmp_path, module, text, name="bad", **kwargs)
+    good = tmp_path / "good.yaml"
+    good.write_text(SUITE.format(module="lab_components").replace("name: lab\n", "name: good\n"))
+    (tmp_path / "lab_components.py").write_text(PLUGIN)
+    flawed = tmp_path / "flawed.yaml"
+    flawed.write_text(good.read_text().replace("name: good\n", "name: flawed\n")
+                      .replace("epochs: 3", "epochs: 0"))
+    assert cli.main(["validate", str(bad), str(good), str(flawed)]) == 2
+    out, err = capsys.readouterr()
+    assert f"{good}: ok — 2 configurations" in out  # reported ok beside the others' problems
+    assert str(bad) not in out and str(flawed) not in out
+    assert err.startswith(f"{bad}: ")
+    for fragment in fragments:
+        assert fragment in err, err
+    assert f"{flawed}: fixed.epochs: " in err  # checked after the bad file
+    assert str(good) not in err and "Traceback" not in err
+    suites, problems = cli._load_each([str(bad), str(good), str(flawed)])
+    assert [s.path for s in suites] == [str(good)]  # the good file checked and valid
+    assert [p.partition(":")[0] for p in problems] == [str(bad), str(flawed)]
+    assert _run(bad, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
+    _nothing_created(tmp_path)
+
+
+def test_built_in_parameters_are_stored_as_before() -> None:
+    """JSON mode changes no built-in value: stores written before keep their trial_ids."""
+    from nnbench.registry import _freeze
+
+    for info in registry.list_components():
+        if info.source != registry.BUILTIN or "contract_example" in info.attrs:
+            continue
+        spec = registry.resolve(info.kind, {"name": info.name, **info.example})
+        python = info.params.model_validate(dict(info.example)).model_dump()
+        assert spec.params == _freeze(python), info.name
+        assert not registry.param_type_problems(info.params), info.name

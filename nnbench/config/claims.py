@@ -180,23 +180,39 @@ def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str
               if claim.metric in produced.get(x.config_id, frozenset())
               and claim.metric in produced.get(y.config_id, frozenset())]
     if not logged:
+        def silent(configs: list[TrialSpec]) -> list[TrialSpec]:
+            return [c for c in configs if claim.metric not in produced.get(c.config_id, ())]
+
+        # the side(s) that never log it: a claim is paired, so one silent side is enough
+        sides = [(name, chosen, silent(list(dict.fromkeys(configs))))
+                 for name, chosen, configs in (("a", claim.a, [x for x, _ in pairs]),
+                                               ("b", claim.b, [y for _, y in pairs]))]
+        why = {name: _why_not_logged(claim.metric, configs[0])
+               for name, _, configs in sides if configs}
+        if len(why) == 2 and why["a"] == why["b"]:
+            named = (f"neither a ({_text(claim.a)}) nor b ({_text(claim.b)}) logs it: "
+                     f"{why['a']}")
+        else:
+            named = "; ".join(f"{name} ({_text(chosen)}) does not log it: {why[name]}"
+                              for name, chosen, _ in sides if name in why)
         by = sorted({m for c in a + b for m in produced.get(c.config_id, frozenset())
                      if not m.startswith(("train_", "val_", "test_"))})
-        return (f"{claim.metric!r} is not logged by the compared configurations "
-                f"({_why_not_logged(claim.metric, a + b)}); they log {', '.join(by)} "
-                f"besides the loss metrics")
+        return (f"{claim.metric!r} is not logged by the compared configurations: {named}; "
+                f"they log {', '.join(by)} besides the loss metrics")
     return ""
 
 
-def _why_not_logged(metric: str, configs: list[TrialSpec]) -> str:
-    spec = configs[0]
+def _why_not_logged(metric: str, spec: TrialSpec) -> str:
     family = registry.get("activation", spec.activation.name).attrs.get("family")
+    hidden = f"model '{spec.model.name}' has no hidden layer whose units could be counted"
     if metric == "dead_fraction":
-        return (f"dead units are counted for the ReLU family; activation "
-                f"'{spec.activation.name}' is {family or 'neither'}, or there is no hidden layer")
+        return (hidden if family == "relu" else
+                f"dead units are counted for the ReLU family; activation "
+                f"'{spec.activation.name}' is {family or 'neither'}")
     if metric == "saturated_fraction":
-        return (f"saturated units are counted for sigmoid and tanh; activation "
-                f"'{spec.activation.name}' is not saturating, or there is no hidden layer")
+        return (hidden if family == "saturating" else
+                f"saturated units are counted for sigmoid and tanh; activation "
+                f"'{spec.activation.name}' is not saturating")
     if _is_grad_norm(metric):
         return "the model has fewer weight layers"
     metrics = registry.get("loss", spec.loss.name).attrs["metrics"]

@@ -13,7 +13,9 @@ For each configuration, on the CPU, without generating or loading any data:
 4. the model (`nnbench.train.build.build_model`: activation, norm, dropout, seeded init)
    for the real input shape, a training step (augment, forward, loss + L1/L2, backward,
    clip, optimizer step) at every batch size the run will use that matters (a last
-   batch of 1 example under BatchNorm), and an evaluation forward;
+   batch of 1 example under BatchNorm), and an evaluation forward; both forwards must
+   give one output per class or regression target (`[batch, num_outputs]`: a plugin
+   model that ignores its `outputs` argument would otherwise train, meaninglessly);
 5. the schedule over the real number of steps (warm-up longer than the run, milestones
    after the last epoch, a schedule that never changes the learning rate), on the
    optimizer the suite names.
@@ -303,6 +305,7 @@ class _Builder:
                                                   f"training batch of shape "
                                                   f"{tuple(xb.shape)}: {_first_line(err)}"
                               ) from None
+            _check_outputs(cfg, model, out, n, outputs, shape)
             try:
                 loss = objective(out, yb)
                 if spec.l1:
@@ -332,11 +335,12 @@ class _Builder:
         model.eval()
         try:
             with torch.no_grad():
-                model(x_val)
+                evaluated = model(x_val)
         except Exception as err:
             raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails to evaluate a "
                                               f"batch of shape {tuple(x_val.shape)}: "
                                               f"{_first_line(err)}") from None
+        _check_outputs(cfg, model, evaluated, len(x_val), outputs, shape, mode="evaluation")
         return facts
 
     def _augmentations(self, cfg: Config, shape: DataShape,
@@ -425,6 +429,36 @@ class _Builder:
                                     f"stays {first[0]:g}): it trains exactly as constant "
                                     f"would; change its parameters or use constant"))
         return digest.hexdigest(), problems
+
+
+def _check_outputs(cfg: Config, model: nn.Module, out: object, n: int, outputs: int,
+                   shape: DataShape, mode: str = "training") -> None:
+    """The model's output is `[n, outputs]`: one column per class (or per regression target,
+    or the one logit of binary cross-entropy). Any other width would still train (cross-
+    entropy over 10 logits takes 2-class labels), meaninglessly."""
+    spec = cfg.spec
+    if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, outputs):
+        return
+    info = registry.get("model", spec.model.name)
+    cls = type(model)
+    who = f"model '{spec.model.name}' (class {cls.__module__}.{cls.__qualname__}"
+    who += ")" if info.source == registry.BUILTIN else f", from plugin '{info.source}')"
+    task = (f"dataset '{spec.dataset.name}' has {shape.num_classes} classes"
+            if shape.targets == "class" else
+            f"dataset '{spec.dataset.name}' has {shape.target_dim} regression target"
+            f"{'s' if shape.target_dim != 1 else ''}")
+    need = (f"the task needs {outputs} output{'s' if outputs != 1 else ''} per example "
+            f"({task}; loss '{spec.loss.name}' takes {outputs})")
+    fix = ("; build the output layer with the `outputs` argument the model's build is given")
+    if not isinstance(out, torch.Tensor):
+        raise _Failed(cfg.where("model"), f"{who} returns a {type(out).__name__}, not a "
+                                          f"tensor, in {mode}; {need}{fix}")
+    got = tuple(out.shape)
+    if out.dim() == 2 and got[0] == n:
+        raise _Failed(cfg.where("model"), f"{who} gives {got[1]} outputs per example in "
+                                          f"{mode} but {need}{fix}")
+    raise _Failed(cfg.where("model"), f"{who} maps a {mode} batch of {n} examples to outputs "
+                                      f"of shape {got}, not ({n}, {outputs}): {need}{fix}")
 
 
 def _hyper(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:

@@ -201,6 +201,12 @@ CASES: list[Case] = [
              "b: {activation: leaky_relu}, metric: saturated_fraction, direction: lower}\n"),
          ("expect[0]", "can never be tested", "'saturated_fraction' is not logged",
           "sigmoid and tanh", "dead_fraction")),
+    Case("claim_on_saturation_against_relu", "science",  # relu is the side that never logs it
+         add(SIGNALS, "expect:\n  - {claim: tanh saturates, a: {activation: tanh}, "
+                      "b: {activation: relu}, metric: saturated_fraction}\n"),
+         ("expect[0]", "'saturated_fraction' is not logged", "b (activation=relu) does not log "
+          "it: saturated units are counted for sigmoid and tanh; activation 'relu' is not "
+          "saturating")),
     Case("claim_on_a_layer_the_model_lacks", "science",
          add(SIGNALS, "expect:\n  - {claim: deep gradients, a: {activation: tanh}, "
                       "b: {activation: relu}, metric: grad_norm.layer9}\n"),
@@ -619,8 +625,28 @@ def test_two_suites_whose_names_differ_only_in_case(tmp_path: Path,
     second.write_text(SIGNALS.replace("name: corpus", "name: Corpus"))
     assert cli.main(["validate", str(first), str(second)]) == 2
     err = capsys.readouterr().err
-    assert "share the name(s) ['Corpus', 'corpus']" in err
-    assert "ignoring case" in err
+    assert err.startswith(f"{first}, {second}: 2 suite files share the name 'corpus' (names "
+                          f"are compared ignoring case, as file names are on macOS and Windows: "
+                          f"{first} says 'corpus', {second} says 'Corpus'); names must be unique")
+    assert not _created(tmp_path)
+
+
+def test_every_file_sharing_a_name_is_named(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [tmp_path / f"{letter}.yaml" for letter in "abc"]
+    for path in paths:
+        path.write_text(SIGNALS)
+    other = tmp_path / "other.yaml"
+    other.write_text(SIGNALS.replace("name: corpus", "name: other"))
+    assert cli.main(["run", *map(str, paths), str(other), "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'mlflow.db'}", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"{paths[0]}, {paths[1]}, {paths[2]}: 3 suite files share the name 'corpus'; names "
+        f"must be unique (they name the MLflow experiment and the report): rename all but "
+        f"one\n")
+    assert cli.main(["validate", str(other), str(other)]) == 2  # one file given twice
+    assert capsys.readouterr().err == f"{other}: given 2 times; name each suite file once\n"
+    assert not _created(tmp_path)
 
 
 def test_many_problems_are_counted_not_printed(tmp_path: Path,
@@ -715,9 +741,11 @@ def test_an_infinite_clip_norm_is_a_valid_value(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", trials[0].trial_id)
 
 
-def test_validation_in_a_fresh_process_imports_no_tracking_or_tuning(tmp_path: Path) -> None:
+def test_validation_in_a_fresh_process_imports_no_tracking_or_tuning(tmp_path: Path,
+                                                                     vision_data: Path) -> None:
     """`nnbench validate` pays for what the dry build needs (torch), not for MLflow,
-    Optuna, pandas, scikit-learn or torchvision."""
+    Optuna, pandas, scikit-learn or torchvision (it finds the torchvision suites' files
+    from $NNBENCH_DATA, set by `vision_data`, without torchvision)."""
     from tests.conftest import REPO
 
     code = ("import sys; from nnbench import cli; code = cli.main(['validate', *sys.argv[1:]]); "

@@ -8,7 +8,9 @@ never beyond: a trial counts when it completed, was pruned, failed or diverged. 
 studies live in the suite's trial-queue storage (nnbench.queue) with its heartbeats: an
 Optuna trial whose worker stops sending them (on any host) is failed after the grace
 period, does not count, and Optuna queues a copy with the same parameters, which the
-next worker to ask trains.
+next worker to ask trains. The grid sampler proposes each point of its grid once (a suite
+with more trials than points is refused); a grid trial killed by Ctrl-C is queued again
+with its values, so a re-run trains that point rather than repeating another.
 Each Optuna trial trains through the shared trainer, reports the objective (a
 validation metric) every epoch to the pruner, and is an MLflow run
 (`nnbench.role = tune`, tagged with study, trial number and state). When a study
@@ -25,7 +27,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -33,7 +35,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from nnbench import provenance, seeding
@@ -74,6 +76,19 @@ def study_name(suite: Suite, point: TrialSpec) -> str:
     return f"{suite.name}/{point.config_id}"
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler under nnbench's budget. nnbench ends a study itself, at
+    `tune.trials` counted trials, never more than the grid's points (the suite validation
+    refuses more). Optuna's sampler ends it by calling `Study.stop` from `after_trial` once
+    at most one grid point is unfinished; outside `Study.optimize` that raises RuntimeError
+    from `study.tell` after the trial's state is stored, so a trial Optuna holds COMPLETE
+    looked like a lost claim and was recorded KILLED."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        return None
+
+
 def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.BaseSampler:
     """The study's sampler; proposals asked `batch` at a time use TPE's constant liar."""
     seed = seeding.derive_seed(tune.sampler_seed, point.config_id) % (1 << 32)
@@ -85,8 +100,7 @@ def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.Ba
         case "qmc":
             return optuna.samplers.QMCSampler(seed=seed, scramble=True)
         case "grid":
-            return optuna.samplers.GridSampler(
-                {d.path: list(d.choices) for d in tune.space}, seed=seed)
+            return _GridSampler({d.path: list(d.choices) for d in tune.space}, seed=seed)
     raise ValueError(f"unknown sampler {tune.sampler!r}")
 
 
@@ -219,10 +233,12 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
 
 
 def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
-          tracker: Tracker, console: Console) -> None:
-    """Tell Optuna one trial's result, then record it in MLflow. A trial Optuna already
-    failed (this worker's heartbeat went stale while it trained, and a copy was queued)
-    is recorded as killed, never as done."""
+          tracker: Tracker, console: Console, storage: RDBStorage) -> None:
+    """Tell Optuna one trial's result, then record it in MLflow with the same state. A
+    trial Optuna already failed (this worker's heartbeat went stale while it trained, and a
+    copy was queued) is recorded as killed, never as done; anything else Optuna refuses
+    is raised, never recorded as a lost claim. A killed grid trial is queued again with
+    its values, so that the grid is still covered once (like a stale trial's copy)."""
     trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
     state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
@@ -243,12 +259,16 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
             else:
                 trial.set_user_attr("nnbench.error", result.reason[-2000:])
                 study.tell(trial, state=TrialState.FAIL)
-    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        if storage.get_trial(storage_id(trial)).state == TrialState.RUNNING:
+            raise  # Optuna refused the values: a bug to see, not a claim another worker took
         tracker.abandon_trial(run_id, "this worker's heartbeat went stale while it trained; "
                                    "Optuna failed the trial and queued a copy")
         console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
                       highlight=False)
         return
+    if result.status == "killed" and tune.sampler == "grid":
+        study.enqueue_trial(asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     if result.status == "finished":
         tracker.client.log_metric(run_id, "objective", objective)
@@ -280,7 +300,8 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
         listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune)
                            for a in batch})
         for result in engine.run([a.spec for a in batch], listener):
-            _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console)
+            _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console,
+                  storage)
             killed = killed or result.status == "killed"
     if killed:
         raise KeyboardInterrupt

@@ -17,10 +17,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
-from nnbench.config import parse_suite
+from nnbench import tuning
+from nnbench.config import SuiteError, TrialSpec, parse_suite
 from nnbench.queue import Liveness
 from nnbench.report import render_report
 from nnbench.tracking import is_done
+from nnbench.train import Decision
 from nnbench.tuning import COUNTED, study_name, tune_suite
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
@@ -38,20 +40,22 @@ grid:
   optimizer: {optimizers}
 tune:
   space:
-    optimizer.lr: {{type: float, low: 1.0e-5, high: 1.0, log: true}}
+    optimizer.lr: {space}
   trials: {trials}
   objective: {{metric: val_accuracy}}
   sampler: {{name: {sampler}, seed: {seed}}}
   pruner: {{name: {pruner}}}
-  seeds: 2
+  seeds: {seeds}
 """
+LR_RANGE = "{type: float, low: 1.0e-5, high: 1.0, log: true}"
+LR_GRID = "{type: categorical, choices: [0.001, 0.03, 1.0]}"
 
 
 def _suite(path: Path, *, name: str = "tuned", epochs: int = 3, trials: int = 4,
            optimizers: str = "[sgd, adam]", sampler: str = "tpe", seed: int = 0,
-           pruner: str = "none") -> Path:
+           pruner: str = "none", space: str = LR_RANGE, seeds: int = 2) -> Path:
     text = TUNED.format(name=name, epochs=epochs, trials=trials, optimizers=optimizers,
-                        sampler=sampler, seed=seed, pruner=pruner)
+                        sampler=sampler, seed=seed, pruner=pruner, space=space, seeds=seeds)
     path.write_text(text)
     return path
 
@@ -145,6 +149,8 @@ def test_pruning_stops_hopeless_trials_early(tmp_path: Path, tracking_uri: str) 
         assert int(run.data.tags["nnbench.epochs_done"]) < 8  # stopped before the budget
         assert "pruned by the median pruner" in run.data.tags["nnbench.reason"]
     _assert_budgets_met(f"sqlite:///{tmp_path / 'optuna.db'}", 14, 1)
+    states = _assert_stores_agree(f"sqlite:///{tmp_path / 'optuna.db'}", uri, "prune")
+    assert states["PRUNED"] == len(pruned)
 
 
 QUICK_LIVENESS = ("--heartbeat-interval", "1", "--grace-period", "3")
@@ -214,6 +220,7 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
     # the dead worker's runs (if it got that far before the kill) are reaped, none stays running
     assert states["finished"] == 6 and states["killed"] <= in_flight
     assert set(states) <= {"finished", "killed"}
+    assert _assert_stores_agree(storage, uri, "killed") == Counter(COMPLETE=6, FAIL=in_flight)
 
 
 # -- two workers on one PostgreSQL server ----------------------------------------------------
@@ -252,3 +259,142 @@ def test_run_refuses_a_tuned_suite(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "run it with `nnbench tune" in capsys.readouterr().err
     assert cli.main(["validate", str(path)]) == 0
     assert "2 scientific points × 4 Optuna trials" in capsys.readouterr().out
+
+
+# -- what MLflow records is what Optuna holds ------------------------------------------------
+
+# how each end of an Optuna trial (its state, nnbench.outcome) is recorded in MLflow:
+# (run status, nnbench.status, nnbench.optuna_state)
+RECORDED: dict[tuple[TrialState, str], tuple[str, str, str | None]] = {
+    (TrialState.COMPLETE, "finished"): ("FINISHED", "finished", "complete"),
+    (TrialState.PRUNED, "pruned"): ("FINISHED", "pruned", "pruned"),
+    (TrialState.FAIL, "diverged"): ("FINISHED", "diverged", "failed"),
+    (TrialState.FAIL, "failed"): ("FAILED", "failed", "failed"),
+    (TrialState.FAIL, "killed"): ("KILLED", "killed", "killed"),  # Ctrl-C
+    # failed as stale (its worker died or went silent), a copy queued: its run, if the
+    # worker had opened one, is closed as killed by the worker that trains the copy
+    (TrialState.FAIL, "None"): ("KILLED", "killed", None),
+}
+
+
+def _assert_stores_agree(storage: str, uri: str, suite: str) -> Counter[str]:
+    """Every Optuna trial of the suite's studies and its one MLflow tune run hold the same
+    state (a surplus trial, failed before it trained, has none), and every tune run is an
+    Optuna trial's; returns the Optuna states seen."""
+    runs: dict[tuple[str, int], list[Run]] = {}
+    for run in _runs(uri, suite, "tune"):
+        tags = run.data.tags
+        key = (tags["nnbench.study"], int(tags["nnbench.optuna_trial"]))
+        runs.setdefault(key, []).append(run)
+    seen: Counter[str] = Counter()
+    for name, trials in _studies(storage).items():
+        for trial in trials:
+            outcome = str(trial.user_attrs.get("nnbench.outcome"))
+            found = runs.pop((name, trial.number), [])
+            seen[trial.state.name] += 1
+            if trial.state == TrialState.WAITING:  # queued again, not yet asked for
+                assert not found, (name, trial.number)
+                continue
+            if outcome == "surplus" or (outcome == "None" and not found):
+                assert trial.state == TrialState.FAIL and not found, (name, trial.number)
+                continue
+            assert len(found) == 1, (name, trial.number, trial.state, len(found))
+            run = found[0]
+            recorded = (run.info.status, run.data.tags.get("nnbench.status"),
+                        run.data.tags.get("nnbench.optuna_state"))
+            assert recorded == RECORDED.get((trial.state, outcome)), (
+                name, trial.number, trial.state, outcome, recorded)
+    assert not runs, sorted(runs)  # no MLflow tune run without its Optuna trial
+    return seen
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "none"])
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "qmc"])
+def test_optuna_and_mlflow_agree_on_every_trial(tmp_path: Path, tracking_uri: str,
+                                                sampler: str, pruner: str) -> None:
+    """Whatever the sampler and pruner, each Optuna trial's state is its MLflow run's after
+    `tune`. Optuna's grid sampler ends a covered grid with `Study.stop`, which raised from
+    `study.tell` (outside `Study.optimize`) after the state was stored: the last grid point
+    told was recorded KILLED ("claim lost") while Optuna held it COMPLETE."""
+    space = LR_GRID if sampler == "grid" else LR_RANGE
+    path = _suite(tmp_path / "agree.yaml", name="agree", epochs=3, trials=3,
+                  optimizers="[sgd]", sampler=sampler, pruner=pruner, space=space, seeds=1)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    console = Console(record=True, width=200)
+    summary = tune_suite(parse_suite(path.read_text()), storage=storage,
+                         tracking_uri=tracking_uri, device="cpu", console=console)
+    assert not summary.interrupted and summary.reruns == 1
+    assert "claim lost" not in console.export_text()
+    _assert_budgets_met(storage, 3, 1)
+    states = _assert_stores_agree(storage, tracking_uri, "agree")
+    assert states.total() == 3
+    if pruner == "hyperband" and sampler != "qmc":  # (seeded: these proposals get pruned)
+        assert states["PRUNED"] >= 1, states
+    if sampler == "grid":  # each point of the grid trained once
+        (trials,) = _studies(storage).values()
+        assert sorted(t.params["optimizer.lr"] for t in trials) == [0.001, 0.03, 1.0]
+
+
+def test_a_killed_grid_trial_is_trained_again_so_the_grid_is_covered_once(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while a grid point trains: its Optuna trial fails (it does not count) and is
+    queued again with its values, so the next `tune` trains that point, not a repeat of
+    another (Optuna's grid sampler counts a failed trial's point as visited)."""
+    path = _suite(tmp_path / "grid.yaml", name="grid", epochs=2, trials=3, optimizers="[sgd]",
+                  sampler="grid", space=LR_GRID, seeds=1)
+    suite = parse_suite(path.read_text())
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    epoch_finished = tuning._Pruning.epoch_finished
+
+    def ctrl_c_in_trial_1(self: tuning._Pruning, spec: TrialSpec,
+                          metrics: dict[str, float]) -> Decision:
+        if self.trial.number == 1:
+            raise KeyboardInterrupt
+        return epoch_finished(self, spec, metrics)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tuning._Pruning, "epoch_finished", ctrl_c_in_trial_1)
+        first = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
+                           engine="serial", console=QUIET)
+    assert first.interrupted
+    (trials,) = _studies(storage).values()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.WAITING]
+    _assert_stores_agree(storage, tracking_uri, "grid")
+
+    again = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
+                       engine="serial", console=QUIET)
+    assert not again.interrupted and again.reruns == 1
+    _assert_budgets_met(storage, 3, 1)
+    assert _assert_stores_agree(storage, tracking_uri, "grid") == Counter(COMPLETE=3, FAIL=1)
+    (trials,) = _studies(storage).values()
+    killed = trials[1].params["optimizer.lr"]
+    counted = [t.params["optimizer.lr"] for t in trials if t.user_attrs.get(COUNTED)]
+    assert sorted(counted) == [0.001, 0.03, 1.0] and killed in counted
+
+
+def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nnbench import cli
+
+    path = _suite(tmp_path / "t.yaml", trials=12, sampler="grid", space=LR_GRID)
+    stores = ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+              "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    for argv in (["validate", str(path)],
+                 ["tune", str(path), "--device", "cpu", *stores,
+                  "--report-dir", str(tmp_path / "reports")]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        for part in ("t.yaml: tune.trials: 12 trials", "grid has 3 points",
+                     "optimizer.lr: 3 choices", "write trials: 3"):
+            assert part in err, (argv, part, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.yaml"]  # nothing created
+    # the grid's size is the product of its dimensions' choices: 3 x 2 points take 6 trials
+    two = path.read_text().replace("trials: 12", "trials: 7").replace(
+        "    optimizer.lr:", "    dropout: {type: categorical, choices: [0.0, 0.5]}\n"
+                            "    optimizer.lr:")
+    with pytest.raises(SuiteError, match=r"tune\.trials: 7 trials, but the grid sampler's "
+                                         r"grid has 6 points \(dropout: 2 choices × "
+                                         r"optimizer\.lr: 3 choices\)"):
+        parse_suite(two)
+    assert parse_suite(two.replace("trials: 7", "trials: 6")).tune is not None

@@ -9,6 +9,7 @@ losses, RMSE and MAE minimised) unless `against_metric: true` says otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -122,9 +123,26 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
         problems.append(("tune.sampler.name", "the grid sampler needs every dimension of "
                                               "tune.space to be categorical; allowed with "
                                               "float/int ranges: tpe, random, qmc"))
+    elif section.sampler.name == "grid" and dims and len(dims) == len(section.space):
+        _check_grid_budget(section.trials, dims, problems)
     return Tune(space=tuple(dims), trials=section.trials, metric=metric, direction=direction,
                 sampler=section.sampler.name, sampler_seed=section.sampler.seed,
                 pruner=section.pruner.name, seeds=seeds)
+
+
+def _check_grid_budget(trials: int, dims: list[Dimension],
+                       problems: list[tuple[str, str]]) -> None:
+    """The grid sampler proposes each point of its grid once: more trials than points would
+    train points again with the same seed (identical results, counted as new evidence)."""
+    points = math.prod(len(d.choices) for d in dims)
+    if trials > points:
+        sizes = " × ".join(f"{d.path}: {len(d.choices)} choices" for d in dims)
+        problems.append(("tune.trials",
+                         f"{trials} trials, but the grid sampler's grid has {points} "
+                         f"point{'s' if points != 1 else ''} ({sizes}): the trials beyond "
+                         f"it would train grid points again with the same seed; write "
+                         f"trials: {points} to cover the grid once (or fewer for part of "
+                         f"it), or use sampler tpe, random or qmc"))
 
 
 def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, Any],

@@ -2,9 +2,10 @@
 
     nnbench validate FILE...         check suite (and benchmark) files; exit 2 on any problem
     nnbench show SUITE               the trial table
-    nnbench list [KIND] [PATTERN] [--plugin MODULE]   registered components (and a plugin's)
+    nnbench list [KIND] [PATTERN] [--plugin MODULE|FILE.py]   registered components
     nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
-                     [--lanes N] [--workers N] [--storage URL] [--report-dir DIR]
+                     [--lanes N] [--workers N] [--threads N] [--storage URL]
+                     [--report-dir DIR]
     nnbench tune SUITE... [--storage URL] [--workers N] [--device ...] [--engine ...]
     nnbench worker SUITE [--storage URL] ...   one worker on the suite's queue
     nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
@@ -13,6 +14,7 @@
     nnbench bench BENCHMARK [--validate | --report-only] [the options of run]
                      every suite of a benchmark file, then reports/<benchmark>.html
     nnbench evaluate RUN_ID          reload a trial's checkpoint, evaluate it on test
+    nnbench --version                the version (and git commit of a checkout)
 
 MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
 (`sqlite:///mlflow.db` in the working directory). Exit codes: 0 ok, 1 a trial
@@ -20,7 +22,11 @@ failed, 2 invalid input (nothing run or logged), 130 interrupted.
 
 Every suite and every option is checked before anything is created (`nnbench.config`
 for suites, `nnbench.cli_checks` for the tracking URI, storage, report directory, run
-id and device); all problems are printed together, then the command exits 2.
+id and device; argparse the ranges of numeric options, e.g. `--slurm-gpus` >= 0); all
+problems are printed together, then the command exits 2. The data every suite uses is
+checked next (`nnbench.data.checks`, once per content): missing files with the paths
+expected, damaged files, non-finite values, labels out of range, empty splits; `validate`
+reports the same, loading only the user's own files.
 `validate` imports neither MLflow nor Optuna.
 """
 
@@ -56,7 +62,18 @@ _UsageError = UsageError  # the name the commands below raise
 
 def _load_all(paths: Sequence[str]) -> list[Suite]:
     """Load every suite first, so no suite runs when any one is invalid."""
+    suites, problems = _load_each(paths)
+    if problems:
+        raise _UsageError("\n".join(problems))
+    return suites
+
+
+def _load_each(paths: Sequence[str]) -> tuple[list[Suite], list[str]]:
+    """(the valid suites, one line per problem): every file is checked, whatever the others
+    hold (a plugin's own exception is one file's problem, never a traceback), then the
+    names the valid ones share."""
     from nnbench.config.benchmark import is_benchmark_file
+    from nnbench.plugins import describe_error
 
     suites, problems = [], []
     for path in paths:
@@ -68,15 +85,32 @@ def _load_all(paths: Sequence[str]) -> list[Suite]:
                                 f"run it with `nnbench bench {path}`")
             else:
                 problems += e.lines()
-    if problems:
-        raise _UsageError("\n".join(problems))
-    names = [s.name for s in suites]
-    dupes = sorted({n for n in names if [m.lower() for m in names].count(n.lower()) > 1})
-    if dupes:
-        raise _UsageError(f"two suite files share the name(s) {dupes} (names are compared "
-                          f"ignoring case, as file names are on macOS and Windows); names must "
-                          f"be unique (they name the MLflow experiment and the report)")
-    return suites
+        except Exception as e:  # a plugin's own bug (a validator raising TypeError, ...)
+            problems.append(f"{path}: could not be checked: {describe_error(e)}")
+    return suites, problems + _shared_names(suites)
+
+
+def _shared_names(suites: Sequence[Suite]) -> list[str]:
+    """One problem per name given to more than one suite file (compared ignoring case)."""
+    groups: dict[str, list[Suite]] = {}
+    for suite in suites:
+        groups.setdefault(suite.name.lower(), []).append(suite)
+    problems = []
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        files = list({str(Path(s.path).resolve()): s for s in group}.values())  # each once
+        if len(files) == 1:
+            problems.append(f"{group[0].path}: given {len(group)} times; name each suite "
+                            f"file once")
+            continue
+        case = "" if len({s.name for s in files}) == 1 else (
+            f" (names are compared ignoring case, as file names are on macOS and Windows: "
+            f"{', '.join(f'{s.path} says {s.name!r}' for s in files)})")
+        problems.append(f"{', '.join(s.path for s in files)}: {len(files)} suite files share "
+                        f"the name {files[0].name!r}{case}; names must be unique (they name "
+                        f"the MLflow experiment and the report): rename all but one")
+    return problems
 
 
 def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool = False,
@@ -149,7 +183,9 @@ def _system_metrics(args: argparse.Namespace) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    """Check suite files (and benchmark files, with the suites they list)."""
+    """Check suite files (and benchmark files, with the suites they list). Every file is
+    checked whatever the others hold: each valid one is reported ok, then every problem is
+    printed and the command exits 2."""
     from nnbench.config.benchmark import is_benchmark_file, load_benchmark
 
     benchmark_files = {p for p in args.suites if is_benchmark_file(p)}
@@ -157,18 +193,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for path in (p for p in args.suites if p in benchmark_files):
         try:
-            benches.append(load_benchmark(path))
+            bench = load_benchmark(path)
         except SuiteError as e:
             problems += e.lines()
-    try:
-        suites = _load_all([p for p in args.suites if p not in benchmark_files])
-    except _UsageError as e:
-        problems.append(str(e))
-    if problems:
-        raise _UsageError("\n".join(problems))
+            continue
+        # what `run` would refuse about the data: missing files (with the paths expected),
+        # and the content of the user's own files (checked once per content)
+        data = _data_problems(bench.suites, load=False)
+        problems += data
+        if not data:
+            benches.append(bench)
+    suites, load_problems = _load_each([p for p in args.suites if p not in benchmark_files])
+    problems += load_problems
     for bench in benches:
         _describe_benchmark(bench)
+    names = [s.name.lower() for s in suites]
     for suite in suites:
+        if names.count(suite.name.lower()) > 1:  # its problem is among load_problems
+            continue
+        data = _data_problems([suite], load=False)
+        if data:
+            problems += data
+            continue
         points = len(suite.configurations())
         if suite.tune is not None:
             out.print(f"{suite.path}: ok — {points} scientific points × {suite.tune.trials} "
@@ -177,6 +223,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         else:
             out.print(f"{suite.path}: ok — {points} configurations × {len(suite.seeds)} seeds "
                       f"= {len(suite.trials())} trials")
+    if problems:
+        raise _UsageError("\n".join(problems))
     return EXIT_OK
 
 
@@ -196,8 +244,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from nnbench import plugins
 
-    for module in args.plugin:
-        plugins.load_plugin(module, [Path.cwd()])
+    for given in args.plugin:
+        module, search = _plugin_argument(given)
+        try:
+            plugins.load_plugin(module, search)
+        except plugins.PluginError as e:
+            if "no module named" not in str(e):
+                raise
+            raise _UsageError(f"{e}; or give the module's file: --plugin "
+                              f"path/to/{module.replace('.', '/')}.py") from None
     try:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
@@ -214,6 +269,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if info.defaults:
             out.print(f"  {'':<16}   defaults: {info.defaults}", markup=False)
     return EXIT_OK
+
+
+def _plugin_argument(given: str) -> tuple[str, list[Path]]:
+    """`--plugin`: a module name (searched in the working directory, then sys.path) or a
+    module's file, `examples/own_model/mylab_nets.py` (imported as `mylab_nets` from its
+    folder, as a suite beside it names it)."""
+    if not given.endswith(".py"):
+        return given, [Path.cwd()]
+    path = Path(given)
+    if not path.is_file():
+        raise _UsageError(f"--plugin {given!r}: no such file (give a module name such as "
+                          f"mylab.nets, or the path of a module's .py file)")
+    return path.stem, [path.resolve().parent, Path.cwd()]
 
 
 def _report(suite: Suite, args: argparse.Namespace) -> Path:
@@ -279,22 +347,39 @@ def _device(args: argparse.Namespace) -> torch.device:
     return cli_checks.check_device(args.device)
 
 
-def _preflight(suites: Sequence[Suite]) -> None:
-    """Load every dataset the suites use once, so missing files fail before any training."""
-    import torch
-
-    from nnbench.data.files import DatasetFileError
-    from nnbench.data.vision import DatasetNotFoundError
+def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
+    """Every dataset the suites use, checked once (`nnbench.data.checks.check_dataset`):
+    missing files with the paths expected, unreadable files, data that cannot be trained
+    on. `load=False` (validate) loads only the user's own files, never a generator."""
+    from nnbench.data.checks import DataError, check_dataset
 
     problems = []
     for suite in suites:
         for spec in {c.dataset: c for c in suite.configurations()}.values():
             try:
-                registry.build("dataset", spec.dataset, seed=spec.seed, device=torch.device("cpu"))
-            except (DatasetNotFoundError, DatasetFileError) as e:
+                check_dataset(spec.dataset, seed=spec.seed, load=load)
+            except (FileNotFoundError, DataError) as e:
                 problems.append(f"{suite.path}: task.dataset: {e}")
+    return problems
+
+
+def _preflight(suites: Sequence[Suite], *, quiet: bool = False) -> None:
+    """Check every dataset the suites use before anything is created or trained: missing
+    or damaged files and bad data (non-finite values, labels out of range, empty splits)
+    are exit 2; data whose content passed before costs nothing (checked once per content).
+    Then its hygiene (nnbench.data.hygiene): examples shared between splits and the class
+    balance are printed (not by a coordinator's worker, `quiet`), leakage under
+    `data: {on_leakage: error}` is exit 2."""
+    problems = _data_problems(suites, load=True)
     if problems:
         raise _UsageError("\n".join(problems))
+    from nnbench.data.hygiene import check_suites
+
+    lines, problems = check_suites(suites, quiet=quiet)
+    if problems:
+        raise _UsageError("\n".join(problems))
+    for line in lines:
+        err.print(line, markup=False)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -335,7 +420,8 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
-                        workers=args.workers, liveness=_liveness(args), console=err,
+                        workers=args.workers, threads=args.threads, liveness=_liveness(args),
+                        console=err,
                         system_metrics=_system_metrics(args))
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
@@ -373,6 +459,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if problems or bench is None:
         raise _UsageError("\n".join(problems))
     if args.validate:
+        problems = _data_problems(bench.suites, load=False)  # as `nnbench validate` does
+        if problems:
+            raise _UsageError("\n".join(problems))
         _describe_benchmark(bench)
         return EXIT_OK
     code = EXIT_OK
@@ -556,7 +645,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
     (suite,) = _checked(args, tracking=True, device=True, storage=True)
-    _preflight([suite])
+    _preflight([suite], quiet=args.parent_run is not None)  # its coordinator printed it
     liveness = _liveness(args)
     if suite.tune is not None:
         from nnbench.tuning import tune_suite
@@ -607,8 +696,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     """A job array of workers through submitit (Slurm, or local processes)."""
-    from nnbench.workers import SlurmOptions, submit
-
     (suite,) = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     if args.storage is None:
         raise _UsageError("--storage: required; every worker must reach the same Optuna "
@@ -628,6 +715,29 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         queued = queue.enqueue([t for t in suite.trials() if t.trial_id not in done],
                                as_of=tracker.read_at)
         err.print(f"suite {suite.name}: {queued} trial(s) queued in {storage}")
+    codes = _submit_jobs(suite, args, storage=storage, tracking_uri=tracking_uri)
+    if codes is None:
+        return EXIT_OK
+    err.print(f"workers ended with exit codes {codes}")
+    out.print(f"report: {_report(suite, args).resolve()}")
+    if EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
+
+
+def _submit_jobs(suite: Suite, args: argparse.Namespace, *, storage: str,
+                 tracking_uri: str) -> list[int] | None:
+    """Submit the workers' job array; with --wait or --local, wait for it and return the
+    workers' exit codes (else None).
+
+    The submitit job objects live only in this function's frame, which is gone when it
+    returns: the frames of `_cmd_submit` and its callers are kept until the interpreter's
+    end (Optuna keeps the ImportError of an optional dependency, and its traceback holds
+    every frame that was on the stack when Optuna was first imported). A job held there is
+    deleted only at the interpreter's end, when submitit's `LocalJob.__del__` finds its
+    module's globals cleared and prints "Exception ignored ... TypeError"."""
+    from nnbench.workers import SlurmOptions, submit
+
     slurm = SlurmOptions(partition=args.slurm_partition, timeout_min=args.slurm_time,
                          cpus_per_task=args.slurm_cpus, gpus_per_node=args.slurm_gpus,
                          mem_gb=args.slurm_mem, parallelism=args.slurm_parallelism)
@@ -638,13 +748,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
               f"logs in {args.folder}; progress: nnbench status {suite.path} --storage "
               f"{storage}")
     if not (args.wait or args.local):
-        return EXIT_OK
-    codes = [int(job.result()) for job in jobs]
-    err.print(f"workers ended with exit codes {codes}")
-    out.print(f"report: {_report(suite, args).resolve()}")
-    if EXIT_INTERRUPTED in codes:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
+        return None
+    return [int(job.result()) for job in jobs]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -653,19 +758,63 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive_int(text: str) -> int:
+# Numeric options and their ranges, checked by argparse before any command runs (exit 2,
+# naming the option, the value given and the range; nothing created). Upper bounds keep a
+# typo from starting thousands of processes or threads, or a wait longer than a timer holds.
+_positive_int = cli_checks.whole_number(1)
+MAX_LOCAL_WORKERS = 1024  # processes on one machine
+MAX_WORKERS = 100_000  # array jobs of `submit` (Slurm caps arrays lower: MaxArraySize)
+MAX_THREADS = 1024  # torch intra-op threads
+MAX_HEARTBEAT_S = 86_400  # a day
+MAX_GRACE_S = 30 * 86_400  # 30 days
+MAX_SLURM_MINUTES = 366 * 24 * 60  # a year
+
+
+class _Version(argparse.Action):
+    """`nnbench --version`: the installed version and, from a git checkout, its commit
+    (computed only when asked: no git call on other commands)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        out.print(version_line(), markup=False)
+        parser.exit()
+
+
+def version_line() -> str:
+    """`nnbench 0.1.0 (git 1a2b3c4d5e6f, with uncommitted changes)`, or without the
+    parenthesis where nnbench is not running from a git checkout of itself."""
+    import subprocess
+    from importlib import metadata
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        version = metadata.version("nnbench")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    source = Path(__file__).resolve().parent
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *argv], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+
+    try:  # only nnbench's own checkout: not a repository the environment happens to sit in
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source.parent:
+            return f"nnbench {version}"
+        commit = git("rev-parse", "HEAD")
+        dirty = ", with uncommitted changes" if git("status", "--porcelain", "--", ".") else ""
+    except (OSError, subprocess.SubprocessError):
+        return f"nnbench {version}"
+    return f"nnbench {version} (git {commit[:12]}{dirty})"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnbench", description="Reproducible ablations of neural-network training components.")
+    parser.add_argument("--version", action=_Version,
+                        help="print nnbench's version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check suite and benchmark files without running anything")
@@ -679,9 +828,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("kind", nargs="?", help="activation, init, optimizer, schedule, ...")
     p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'adam*'")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import a plugin module first (searched in the working directory, "
-                        "then sys.path); repeatable")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import a plugin module first: a module name (searched in the "
+                        "working directory, then sys.path) or its .py file; repeatable")
     p.set_defaults(func=_cmd_list)
 
     commands = (
@@ -730,9 +879,11 @@ def _parser() -> argparse.ArgumentParser:
                             "a shape, serial otherwise")
         p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
                        help="most lanes of a stacked group (default: 64 on CPU, 512 on a GPU)")
-        p.add_argument("--heartbeat-interval", type=_positive_int, default=10, metavar="S",
+        p.add_argument("--heartbeat-interval", type=cli_checks.whole_number(1, MAX_HEARTBEAT_S),
+                       default=10, metavar="S",
                        help="seconds between a worker's heartbeats (default 10)")
-        p.add_argument("--grace-period", type=_positive_int, default=60, metavar="S",
+        p.add_argument("--grace-period", type=cli_checks.whole_number(1, MAX_GRACE_S),
+                       default=60, metavar="S",
                        help="seconds without a heartbeat after which a worker's trials are "
                             "queued again for the others (default 60)")
         p.add_argument("--system-metrics", default="auto", choices=("on", "off", "auto"),
@@ -741,12 +892,18 @@ def _parser() -> argparse.ArgumentParser:
                             "(default): on when training on a GPU (needs psutil, and "
                             "nvidia-ml-py for GPUs)")
         if name in ("run", "tune", "submit", "bench"):
-            p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+            most = MAX_WORKERS if name == "submit" else MAX_LOCAL_WORKERS
+            p.add_argument("--workers", type=cli_checks.whole_number(1, most), default=1,
+                           metavar="N",
                            help="worker processes: local ones for run/tune (each with its "
                                 "share of the cores), array jobs for submit")
+        if name in ("run", "bench", "worker"):
+            p.add_argument("--threads", type=cli_checks.whole_number(1, MAX_THREADS),
+                           default=None, metavar="N",
+                           help="torch intra-op threads of each worker (default: the engine's "
+                                "thread policy: 1 for serial, the worker's share of the cores "
+                                "for stacked, capped by $OMP_NUM_THREADS)")
         if name == "worker":
-            p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                           help="torch threads (default: the engine's thread policy)")
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
                            help="a coordinator's invocation run: this worker's trials are "
                                 "tagged with it (nnbench.invocation) instead of a run of "
@@ -758,13 +915,16 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--wait", action="store_true", help="wait for the jobs, then report")
             p.add_argument("--folder", default="submitit", help="job scripts and logs")
             p.add_argument("--slurm-partition", default=None)
-            p.add_argument("--slurm-time", type=_positive_int, default=60, metavar="MIN",
-                           help="each worker's time limit (minutes)")
-            p.add_argument("--slurm-cpus", type=_positive_int, default=2)
-            p.add_argument("--slurm-gpus", type=int, default=0)
-            p.add_argument("--slurm-mem", type=float, default=8.0, metavar="GB")
+            p.add_argument("--slurm-time", type=cli_checks.whole_number(1, MAX_SLURM_MINUTES),
+                           default=60, metavar="MIN", help="each worker's time limit (minutes)")
+            p.add_argument("--slurm-cpus", type=_positive_int, default=2, metavar="N",
+                           help="CPUs per worker (default 2)")
+            p.add_argument("--slurm-gpus", type=cli_checks.whole_number(0), default=0,
+                           metavar="N", help="GPUs per worker (default 0)")
+            p.add_argument("--slurm-mem", type=cli_checks.real_number(0.0), default=8.0,
+                           metavar="GB", help="memory per worker in GB (default 8)")
             p.add_argument("--slurm-parallelism", type=_positive_int, default=None,
-                           help="most array jobs running at once")
+                           metavar="N", help="most array jobs running at once")
         p.set_defaults(func=func)
     p = sub.add_parser("evaluate", help="reload a trial's checkpoint, evaluate it on test")
     p.add_argument("run_id", metavar="RUN_ID", help="the trial's MLflow run id")

@@ -12,7 +12,10 @@ takes the option calls the same check (run, tune, report, evaluate today; the qu
 - `check_storage_url(url)`: an Optuna RDB storage URL, checked the same way;
 - `check_report_dir(path)`: a directory, or a path one can be created at;
 - `check_run_id(run_id)`: an MLflow run id (32 hexadecimal digits);
-- `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has.
+- `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has;
+- `whole_number(low, high)` / `real_number(low)`: argparse types for numeric options,
+  refusing (exit 2, naming the option, the value and the range) what is out of range,
+  not a number, or not finite (`nan`, `inf`), before any command runs.
 
 Database URLs are SQLAlchemy URLs: `postgresql://user@host/db` loads SQLAlchemy's
 default PostgreSQL driver (psycopg 3), `postgresql+psycopg2://...` psycopg2; both ship
@@ -21,11 +24,14 @@ with nnbench.
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 import sqlite3
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "check_storage_url",
-           "check_tracking_uri", "default_tracking_uri"]
+           "check_tracking_uri", "default_tracking_uri", "real_number", "whole_number"]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
 SERVER_SCHEMES = ("postgresql", "mysql", "mssql", "oracle")  # SQLAlchemy dialects of servers
@@ -248,3 +254,47 @@ def check_device(name: str) -> torch.device:
         return resolve_device(name)
     except ValueError as err:
         raise UsageError(f"--device {name!r}: {err}") from None
+
+
+def _range(low: float, high: float | None, *, above: bool = False) -> str:
+    def number(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else repr(value)
+
+    first = f"above {number(low)}" if above else f"at least {number(low)}"
+    return first if high is None else f"{first} and at most {number(high)}"
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]. argparse names the option in front of
+    the message ("argument --slurm-gpus: ...") and exits 2 before the command runs."""
+
+    def parse(text: str) -> int:
+        allowed = f"an integer {_range(low, high)}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"  # argparse's fallback message: "invalid integer value"
+    return parse
+
+
+def real_number(low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number above `low` (and at most `high`); `nan`, `inf`
+    and values that overflow to it are refused."""
+
+    def parse(text: str) -> float:
+        allowed = f"a finite number {_range(low, high, above=True)}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if not math.isfinite(value) or value <= low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse

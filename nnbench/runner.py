@@ -243,8 +243,9 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
 
     `storage`: the trial queue's Optuna storage (default: optuna.db next to a SQLite
     MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
-    a stacked group. `workers`: local worker processes (each gets cores / workers
-    threads). `parent_run_id`: a coordinator's invocation run, which this worker's trials
+    a stacked group. `workers`: local worker processes. `threads`: torch threads of each
+    training process (default: the engine's policy; a local worker gets cores / workers).
+    `parent_run_id`: a coordinator's invocation run, which this worker's trials
     name as theirs (`nnbench.invocation`) instead of a run of its own.
     `withdraw`: queued trials that are not in `trials` are withdrawn (the suite changed).
     `system_metrics`: each process that trains logs its machine's utilisation (MLflow's
@@ -284,8 +285,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
-                           engine=engine, lanes=lanes, workers=workers, liveness=liveness,
-                           system_metrics=system_metrics)
+                           engine=engine, lanes=lanes, workers=workers, threads=threads,
+                           liveness=liveness, system_metrics=system_metrics)
         else:
             if isinstance(engine, str):
                 engine = make_engine(engine, resolve_device(device),
@@ -398,9 +399,10 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
                    console: Console, *, device: str, engine: str | Engine, lanes: int | None,
-                   workers: int, liveness: Liveness, system_metrics: bool) -> None:
-    """`workers` local `nnbench worker` processes on the queue, each with its share of the
-    cores; their trials are tagged with this invocation's run."""
+                   workers: int, threads: int | None, liveness: Liveness,
+                   system_metrics: bool) -> None:
+    """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
+    (default: its share of the cores); their trials are tagged with this invocation's run."""
     from nnbench.train.engine import cpu_cores, default_threads
     from nnbench.workers import spawn_local
 
@@ -408,8 +410,8 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
         raise ValueError("local workers take an engine name, not an Engine object")
     if not Path(suite.path).is_file():
         raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
-    threads = default_threads("serial" if engine == "serial" else "stacked",
-                              resolve_device(device), workers)
+    threads = threads or default_threads("serial" if engine == "serial" else "stacked",
+                                         resolve_device(device), workers)
     options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
                "--device", device, "--engine", engine, "--threads", str(threads),
                "--parent-run", str(summary.parent_run_id),

@@ -1,7 +1,10 @@
-"""The `nnbench` command: list, show, validate, run, report."""
+"""The `nnbench` command: list, show, validate, run, report; the ranges of its numeric
+options, `--version`, `run --threads`, `list --plugin FILE.py`, a clean exit of `submit`."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -59,7 +62,9 @@ def test_two_suites_with_one_name_are_rejected(write_suite: Callable[..., Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     first, second = write_suite(filename="a.yaml"), write_suite(filename="b.yaml")
     assert cli.main(["validate", str(first), str(second)]) == 2
-    assert "share the name(s) ['tiny']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 suite files share the name 'tiny'" in err
+    assert str(first) in err and str(second) in err  # both files named
 
 
 def test_run_prints_where_the_report_and_store_are(write_suite: Callable[..., Path],
@@ -103,3 +108,134 @@ def test_cuda_without_gpu_is_a_usage_error(write_suite: Callable[..., Path], tmp
     assert cli.main(["run", str(write_suite()), "--device", "cuda"]) == 2
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+# -- numeric options: ranges checked before any work ---------------------------------------
+
+def _numeric_options() -> list[tuple[str, argparse.Action]]:
+    """(command, action) of every option of every subcommand that takes a number."""
+    parser = cli._parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, action) for name, sub in subparsers.choices.items()
+            for action in sub._actions if action.option_strings and action.type is not None]
+
+
+def test_every_numeric_option_refuses_non_finite_negative_and_huge_values() -> None:
+    options = _numeric_options()
+    names = {f"{command} {action.option_strings[0]}" for command, action in options}
+    assert {"run --lanes", "run --workers", "run --threads", "worker --threads",
+            "tune --heartbeat-interval", "bench --grace-period", "submit --slurm-gpus",
+            "submit --slurm-mem", "submit --slurm-time", "submit --slurm-cpus",
+            "submit --slurm-parallelism", "submit --workers"} <= names
+    for _, action in options:
+        parse = action.type
+        assert callable(parse)
+        for bad in ("nan", "inf", "-inf", "-1", "1e999", "x", ""):
+            with pytest.raises(argparse.ArgumentTypeError, match=r"^expected .*, got "):
+                parse(bad)
+        if action.default is not None:
+            assert parse(str(action.default)) == action.default
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["submit", "--local", "--slurm-gpus", "-1"],
+     "argument --slurm-gpus: expected an integer at least 0, got '-1'"),
+    (["submit", "--local", "--slurm-mem", "nan"],
+     "argument --slurm-mem: expected a finite number above 0, got 'nan'"),
+    (["submit", "--local", "--slurm-mem", "inf"],
+     "argument --slurm-mem: expected a finite number above 0, got 'inf'"),
+    (["submit", "--local", "--slurm-mem=-inf"],
+     "argument --slurm-mem: expected a finite number above 0, got '-inf'"),
+    (["submit", "--local", "--slurm-mem", "0"],
+     "argument --slurm-mem: expected a finite number above 0, got '0'"),
+    (["submit", "--slurm-time", "0"],
+     "argument --slurm-time: expected an integer at least 1 and at most 527040, got '0'"),
+    (["submit", "--slurm-cpus", "0"], "argument --slurm-cpus: expected an integer at least 1"),
+    (["submit", "--slurm-parallelism", "-2"], "argument --slurm-parallelism: expected an integ"),
+    (["submit", "--workers", "0"], "argument --workers: expected an integer at least 1"),
+    (["run", "--lanes", "0"], "argument --lanes: expected an integer at least 1, got '0'"),
+    (["run", "--workers", "5000"],
+     "argument --workers: expected an integer at least 1 and at most 1024, got '5000'"),
+    (["run", "--threads", "0"],
+     "argument --threads: expected an integer at least 1 and at most 1024, got '0'"),
+    (["bench", "--threads", "2.5"], "argument --threads: expected an integer at least 1"),
+    (["worker", "--heartbeat-interval", "0"],
+     "argument --heartbeat-interval: expected an integer at least 1 and at most 86400"),
+    (["tune", "--grace-period", "1e3"],
+     "argument --grace-period: expected an integer at least 1 and at most 2592000, got '1e3'"),
+    (["tune", "--lanes", "-3"], "argument --lanes: expected an integer at least 1, got '-3'"),
+])
+def test_an_out_of_range_number_is_refused_before_anything_is_created(
+        argv: list[str], message: str, write_suite: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(epochs=1, seeds=1)
+    command, *options = argv
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, str(suite), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+                  "--device", "cpu", *options])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"nnbench {version('nnbench')}")
+    if (REPO / ".git").exists():  # a checkout of nnbench: its commit too
+        assert re.search(r"\(git [0-9a-f]{12}(, with uncommitted changes)?\)$", line), line
+
+
+def test_run_takes_threads_like_worker(write_suite: Callable[..., Path], tracking_uri: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--threads N` (README: "sets them outright") reaches the engine: the trials record it."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the engine's own policy would say 1
+    path = write_suite(epochs=1, seeds=1)
+    assert cli.main(["run", str(path), "--device", "cpu", "--engine", "stacked",
+                     "--threads", "2", "--tracking-uri", tracking_uri]) == 0
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`nnbench.role` = 'trial'")
+    assert [r.data.tags["nnbench.threads"] for r in runs] == ["2", "2"]
+
+
+def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    from nnbench.testing import isolated_registry
+
+    plugin = REPO / "examples" / "own_model" / "mylab_nets.py"
+    with isolated_registry():
+        assert cli.main(["list", "model", "res*", "--plugin", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert "resmlp" in out and "[plugin mylab_nets]" in out
+    with isolated_registry():
+        assert cli.main(["list", "model", "--plugin", "mylab_nets"]) == 2  # not in the cwd
+        assert cli.main(["list", "model", "--plugin", "nowhere/mylab_nets.py"]) == 2
+    err = capsys.readouterr().err
+    assert "no module named 'mylab_nets'" in err
+    assert "or give the module's file: --plugin path/to/mylab_nets.py" in err
+    assert "--plugin 'nowhere/mylab_nets.py': no such file" in err
+
+
+@pytest.mark.slow
+def test_submit_local_exits_without_exception_ignored(write_suite: Callable[..., Path],
+                                                      tmp_path: Path) -> None:
+    """`nnbench submit --local` as its own process: the submitit jobs are gone before the
+    interpreter's end (a job deleted there printed "Exception ignored in LocalJob.__del__
+    ... TypeError" after every submit)."""
+    path = write_suite(epochs=1, seeds=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "nnbench.cli", "submit", str(path), "--local", "--workers", "1",
+         "--device", "cpu", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "workers ended with exit codes [0]" in done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr

@@ -141,7 +141,10 @@ class _RandomCrop(Augmentation):
         rows = (params["top"][:, None] + offsets)[:, :, None]  # (n, size, 1)
         cols = (params["left"][:, None] + offsets)[:, None, :]  # (n, 1, size)
         batch = torch.arange(len(x), device=x.device)[:, None, None]
-        return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (n, size, size, C) -> NCHW
+        # (n, size, size, C) -> NCHW, contiguous: oneDNN's convolution backward on a
+        # channels-last-strided input corrupts memory on some CPUs (torch 2.14.1, AVX2
+        # AMD EPYC: 'double free or corruption' or a segfault in the dry build)
+        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
     def reference(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if self.padding:

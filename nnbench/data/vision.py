@@ -54,7 +54,10 @@ def data_root() -> Path:
 def _to_images(data: torch.Tensor | np.ndarray) -> torch.Tensor:
     images = torch.as_tensor(np.asarray(data))
     # (N, H, W) grey or (N, H, W, C) colour -> (N, C, H, W)
-    images = images[:, None] if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    # contiguous NCHW: oneDNN's convolution backward on a channels-last-strided input
+    # corrupts memory on some CPUs (torch 2.14.1, AVX2 AMD EPYC: double free or segfault)
+    images = images[:, None] if images.dim() == 3 else \
+        images.permute(0, 3, 1, 2).contiguous()
     return images.float().div_(255.0)
 
 
@@ -100,7 +103,10 @@ def _source(name: str, p: VisionParams) -> Source:
             raise _not_found(name, root, f"download is false; {len(missing)} of {len(files)} "
                                          f"files missing")
         return Source(where=where, names=names)  # fetched, then checked, by the build
-    stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in paths]
+    # size, times and inode: a file replaced by a copy that kept its size and modification
+    # time (cp -p, rsync -a, tar) still has a new inode and change time, so it is re-checked
+    stats = [(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+             for path, st in ((path, path.stat()) for path in paths)]
     return Source(where=where, names=names,
                   key=source_key(name, version("torchvision"), stats))
 

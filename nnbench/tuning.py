@@ -245,6 +245,8 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
              "failed": "failed", "killed": "killed"}[result.status]
     if result.status == "finished":
         objective = result.history[-1][tune.metric]
+    told = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
+        result.status, TrialState.FAIL)
     try:
         if result.status == "killed":
             trial.set_user_attr("nnbench.outcome", "killed")
@@ -260,13 +262,14 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
                 trial.set_user_attr("nnbench.error", result.reason[-2000:])
                 study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-        if storage.get_trial(storage_id(trial)).state == TrialState.RUNNING:
+        stored = storage.get_trial(storage_id(trial)).state
+        if stored == TrialState.RUNNING:
             raise  # Optuna refused the values: a bug to see, not a claim another worker took
-        tracker.abandon_trial(run_id, "this worker's heartbeat went stale while it trained; "
-                                   "Optuna failed the trial and queued a copy")
-        console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
-                      highlight=False)
-        return
+        if stored != told:  # another worker failed it as stale and queued a copy
+            _claim_lost(study, trial, run_id, tracker, console)
+            return
+        # stored as told, then something after the store raised (a sampler's after_trial):
+        # the trial is what Optuna holds, so MLflow records that, never a lost claim
     if result.status == "killed" and tune.sampler == "grid":
         study.enqueue_trial(asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
@@ -277,6 +280,14 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         console.print(f"{study.study_name} trial {trial.number}: {state}"
                       + (f" {tune.metric} {objective:.4f}" if result.status == "finished"
                          else "") + f" {json.dumps(asked.values)}", highlight=False)
+
+
+def _claim_lost(study: optuna.Study, trial: optuna.Trial, run_id: str, tracker: Tracker,
+                console: Console) -> None:
+    tracker.abandon_trial(run_id, "this worker's heartbeat went stale while it trained; "
+                                  "Optuna failed the trial and queued a copy")
+    console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
+                  highlight=False)
 
 
 def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,

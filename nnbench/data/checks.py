@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch
 
 from nnbench import registry
 from nnbench.data.cache import cache_dir
+from nnbench.fresh import write_atomic
 from nnbench.registry import ComponentSpec
 
 __all__ = ["DataError", "Source", "check_arrays", "check_class_labels", "check_dataset",
@@ -179,18 +178,8 @@ def is_checked(key: str) -> bool:
 def _mark_checked(key: str) -> None:
     """Remember a passed check; a cache that cannot be written costs only a re-check."""
     _CHECKED.add(key)
-    path, temporary = _marker(key), None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as out:
-            temporary = out.name
-            out.write(key)  # what was checked, for whoever looks
-        os.replace(temporary, path)
-    except OSError:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    with contextlib.suppress(OSError):
+        write_atomic(_marker(key), key)  # what was checked, for whoever looks
 
 
 def source_key(*parts: Any) -> str:

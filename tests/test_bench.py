@@ -1,9 +1,12 @@
 """`nnbench bench`: a CI-sized benchmark (two tasks, two optimizers, two seeds) runs through
 the normal runner and renders its cross-task report; the report's time-to-target agrees
-with the per-epoch tables the suite reports export, and a second run trains nothing."""
+with the per-epoch tables the suite reports export, its IQM across tasks and bootstrap
+intervals agree with rliable's formulas applied to the exported times, and a second run
+trains nothing."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -11,8 +14,10 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from nnbench import cli
 from tests.conftest import BENCHMARK_TASK
@@ -102,6 +107,64 @@ def test_the_report_shows_every_seed_and_the_profile_table(ran: tuple[Path, str,
     assert "ρ(τ = 1)" in table and "ρ(τ = 3)" in table
 
 
+def _rliable_iqm_interval(matrix: np.ndarray, reps: int = 2000) -> tuple[float, float, float]:
+    """rliable's IQM of a [seeds, tasks] score matrix and its 95% percentile interval from
+    rliable's stratified bootstrap, written out: after `np.random.seed(0)`, each resample
+    draws `np.random.choice(seeds, (seeds, tasks))`, a run index per (run, task), and
+    takes every task's runs from its own column (`StratifiedBootstrap.update_indices`)."""
+    aggregate_iqm = importlib.import_module("rliable.metrics").aggregate_iqm
+    np.random.seed(0)
+    runs, tasks = matrix.shape
+    resamples = np.stack([matrix[np.random.choice(runs, (runs, tasks)), np.arange(tasks)]
+                          for _ in range(reps)])
+    # aggregate_iqm (scipy's trim_mean over all runs) of every resample at once
+    samples = stats.trim_mean(resamples.reshape(reps, -1), proportiontocut=0.25, axis=1)
+    assert samples[0] == pytest.approx(aggregate_iqm(resamples[0]))
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(aggregate_iqm(matrix)), float(low), float(high)
+
+
+def test_iqm_across_tasks_is_rliables_with_its_stratified_bootstrap_interval(
+        ran: tuple[Path, str, str]) -> None:
+    """Recomputed from the exported times: each run's score is the task and seed's best
+    time over its own (0: never), and the IQM row of each configuration, its interval and
+    its run count are rliable's; the sentences say how and how many resamples."""
+    root = ran[0]
+    html = (root / "reports" / "mini_bench.html").read_text()
+    times = pd.read_csv(root / "reports" / "mini_bench.times.csv")
+    for measure, end in (("epochs", 'id="profile-seconds"'), ("seconds", "Every trial's")):
+        section = html[html.index(f'id="profile-{measure}"'):html.index(end)]
+        assert section.index(f'id="iqm-table-{measure}"') < section.index("<img")  # beside
+        rows = re.findall(r"<tr><td>(optimizer=[^<]+)</td><td class=\"num\">([\d.]+)"
+                          r"(?: \[([\d.]+), ([\d.]+)\]| <span class=\"why\">\(the same in "
+                          r"every resample\)</span>)</td><td class=\"num\">(\d+)</td></tr>",
+                          section)
+        assert len(rows) == 2
+        best = times.groupby(["task", "seed"])[measure].transform("min")
+        times["score"] = np.where(np.isfinite(times[measure]), best / times[measure], 0.0)
+        for config, shown_iqm, shown_low, shown_high, runs in rows:
+            matrix = times[times["config"] == config].pivot(
+                index="seed", columns="task", values="score").to_numpy(float)
+            assert matrix.shape == (2, 2) and int(runs) == 4  # seeds × tasks
+            value, low, high = _rliable_iqm_interval(matrix)
+            assert shown_iqm == f"{value:.3f}"
+            if low < high:
+                assert (shown_low, shown_high) == (f"{low:.3f}", f"{high:.3f}")
+            else:  # a zero-width interval is said to be one, not shown as [x, x]
+                assert shown_low == shown_high == ""
+        values = [float(r[1]) for r in rows]
+        assert values == sorted(values, reverse=True)  # highest first
+        assert f"Highest IQM of the normalised score s ({measure}): {rows[0][0]}, " in section
+        assert "2,000 resamples (seed 0)" in section
+        assert "each drawing every task's seeds with replacement from that task's own runs" \
+            in section
+        assert f"s = t<sub>best</sub> / t, the best configuration's {measure} to target" \
+            in section
+        assert "of a configuration's 4 runs (2 seeds × 2 tasks)" in section
+        assert "95% stratified-bootstrap percentile band (the same 2,000 resamples" in section
+        assert "Student-t" not in section  # the profile's band is no longer a t interval
+
+
 def test_a_second_run_trains_nothing(ran: tuple[Path, str, str],
                                      capsys: pytest.CaptureFixture[str]) -> None:
     root, uri, _ = ran
@@ -151,7 +214,8 @@ def test_validate_takes_benchmark_files_and_run_names_the_right_command(
     assert cli.main(["validate", str(broken), str(suite)]) == 2
     captured = capsys.readouterr()
     assert "tasks[1].suite" in captured.err and "gone.yaml" in captured.err
-    assert captured.out == ""  # nothing is ok when one file is not
+    # each valid file is reported ok, the broken one is not (`validate`, since 9f47ac5)
+    assert f"{suite}: ok" in captured.out and str(broken) not in captured.out
 
     assert cli.main(["run", str(bench)]) == 2  # a benchmark is not a suite: say what runs it
     assert capsys.readouterr().err.strip() == (

@@ -5,8 +5,10 @@ the suite reports), computes time-to-target and performance profiles
 (`nnbench.results.profiles`) and writes the page, a tidy CSV of every trial's
 time-to-target (`<benchmark>.times.csv`) and a summary that `index.html` lists.
 Sections: tasks (suite, task, target, numerics that trained it, link to the suite's own
-report), time-to-target per task (per seed and per configuration), performance
-profiles in epochs and in seconds (figure and table), trials without a result.
+report), time-to-target per task (per seed and per configuration), then in epochs and in
+seconds: the interquartile mean of each configuration's normalised scores across tasks
+and the performance profiles (figure with bands, table), both with stratified bootstrap
+intervals; trials without a result.
 """
 
 from __future__ import annotations
@@ -100,23 +102,50 @@ def _task_section(bench: Benchmark, task: BenchmarkTask, res: Results,
 
 def _profile_section(bench: Benchmark, times: pd.DataFrame, measure: Measure) -> dict[str, Any]:
     tasks, configs = [t.name for t in bench.tasks], list(bench.levels)
-    profiles: Profiles = performance_profiles(times, measure, configs, tasks, bench.tau_min,
-                                              bench.tau_max, seeds=bench.seeds)
     taus = [t for t in TABLE_TAUS if bench.tau_min <= t <= bench.tau_max]
     taus = sorted({bench.tau_min, *taus, bench.tau_max})
-    table = performance_profiles(times, measure, configs, tasks,
-                                 taus=np.asarray(taus)).curve
+    profiles: Profiles = performance_profiles(times, measure, configs, tasks, bench.tau_min,
+                                              bench.tau_max, seeds=bench.seeds)
+    section: dict[str, Any] = {
+        "measure": measure, "taus": taus, "rows": [], "iqm": [], "png": None,
+        "seeds": profiles.seeds, "incomplete": profiles.incomplete, "ratios": profiles.ratios,
+        "resamples": profiles.resamples, "bootstrap_seed": profiles.bootstrap_seed}
+    if not profiles.seeds:
+        return section
+    table = performance_profiles(times, measure, configs, tasks, taus=np.asarray(taus)).curve
     rows = []
     for config in configs:
         mine = table[table["config"] == config].set_index("tau")
         rows.append({"config": config, "values": [mine.loc[t].to_dict() for t in taus]})
     rows.sort(key=lambda r: [-_finite(v["mean"]) for v in r["values"]])
-    png = figures.performance_profile(profiles.curve, profiles.per_seed, measure,
-                                      bench.tau_min, bench.tau_max) \
-        if profiles.seeds else None
-    return {"measure": measure, "taus": taus, "rows": rows, "png": png,
-            "seeds": profiles.seeds, "incomplete": profiles.incomplete,
-            "ratios": profiles.ratios}
+    iqm = profiles.iqm.sort_values("iqm", ascending=False, kind="stable").to_dict("records")
+    section.update(
+        rows=rows, iqm=iqm, iqm_sentence=_iqm_sentence(iqm, measure, len(profiles.seeds)),
+        png=figures.performance_profile(profiles.curve, profiles.per_seed, measure,
+                                        bench.tau_min, bench.tau_max))
+    return section
+
+
+def _iqm_sentence(rows: list[dict[str, Any]], measure: str, seeds: int) -> str:
+    """Which configuration has the highest IQM, and which intervals overlap its own."""
+    best = rows[0]
+    head = f"Highest IQM of the normalised score s ({measure}): {best['config']}, {best['iqm']:.3f}"
+    if seeds < 2:
+        return f"{head}; with one seed there is no interval."
+    spread = best["low"] < best["high"]
+    if spread:
+        head += f" [{best['low']:.3f}, {best['high']:.3f}]"
+    else:
+        head += (" (the same in every resample: on each task its seeds agree where the IQM "
+                 "looks; what these seeds show, not a certainty)")
+    mine = "its interval" if spread else "it"
+    overlapping = [str(r["config"]) for r in rows[1:] if r["high"] >= best["low"]]
+    if not overlapping:
+        return f"{head}; {mine} lies above every other configuration's interval."
+    whose = (f"that of {overlapping[0]}" if len(overlapping) == 1
+             else f"those of {', '.join(overlapping)}")
+    return (f"{head}; {mine} overlaps {whose}: these seeds do not separate "
+            f"{'the two' if len(overlapping) == 1 else 'them'}.")
 
 
 def _finite(value: float) -> float:

@@ -14,9 +14,24 @@ Plain functions of tidy tables, so their statistics are tested on synthetic resu
   seconds; inf when not reached), the ratio r(p, c, s) = t(p, c, s) / min over c' of
   t(p, c', s); a task nobody reached gives every configuration r = inf. The profile is
   rho(c, s, tau) = share of tasks p with r(p, c, s) <= tau. The reported curve is the
-  mean of rho over seeds with a 95% Student-t interval over seeds. Only seeds with a
-  result for every (task, configuration) enter (`complete_seeds`): a profile over an
-  incomplete set of tasks would compare unlike things.
+  mean of rho over seeds (the share of all seeds × tasks runs with r <= tau) with a 95%
+  stratified-bootstrap band. Only seeds with a result for every (task, configuration)
+  enter (`complete_seeds`): a profile over an incomplete set of tasks would compare
+  unlike things.
+
+Across tasks, as rliable (Agarwal et al. 2021) aggregates: each run (task, seed) of a
+configuration gets the normalised score s = 1 / r (the best configuration's time to
+target on that task and seed divided by its own: 1 = the fastest, 0 = never reached), so
+scores of different tasks are comparable; a configuration's runs form a seeds × tasks
+matrix. Its interquartile mean (IQM: the mean of the middle 50% of the seeds × tasks
+scores, `rliable.metrics.aggregate_iqm`) and the profile rho(tau) (= rliable's
+score-distribution profile, the share of runs with s >= 1/tau) get 95% percentile
+intervals from the stratified bootstrap (rliable's `StratifiedBootstrap`): each resample
+draws, for each task on its own, as many seeds as there are, with replacement.
+`stratified_indices` draws them from `np.random.RandomState(BOOTSTRAP_SEED)` exactly as
+rliable does from `np.random` (`choice(seeds, (seeds, tasks))` per resample), so a report
+is bitwise reproducible and its intervals equal rliable's after `np.random.seed`. Every
+configuration is resampled with the same draws.
 """
 
 from __future__ import annotations
@@ -27,15 +42,19 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from nnbench.config.benchmark import Target
-from nnbench.results.stats import t_interval
+from nnbench.results.stats import ALPHA, t_interval
 
-__all__ = ["MEASURES", "Measure", "Profiles", "performance_profiles", "summarize", "tau_grid",
+__all__ = ["BOOTSTRAP_SEED", "MEASURES", "RESAMPLES", "Measure", "Profiles", "iqm",
+           "performance_profiles", "stratified_indices", "summarize", "tau_grid",
            "time_to_target"]
 
 Measure = Literal["epochs", "seconds"]
 MEASURES: tuple[Measure, ...] = ("epochs", "seconds")
+RESAMPLES = 2000  # stratified bootstrap resamples behind every interval across tasks
+BOOTSTRAP_SEED = 0  # seed of those resamples: the same report twice is the same bits
 
 
 def time_to_target(history: pd.DataFrame, target: Target) -> pd.DataFrame:
@@ -82,22 +101,61 @@ def tau_grid(ratios: np.ndarray, tau_min: float, tau_max: float) -> np.ndarray:
     return np.unique(np.concatenate([[tau_min, tau_max], inside]))
 
 
+def iqm(scores: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% of `scores` (all of them, or along
+    `axis`), as `rliable.metrics.aggregate_iqm` (scipy's 25% trimmed mean)."""
+    return np.asarray(stats.trim_mean(scores, proportiontocut=0.25, axis=axis))
+
+
+def stratified_indices(runs: int, tasks: int, resamples: int = RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """[resamples, runs, tasks] run indices: per resample and per task, `runs` draws with
+    replacement (rliable's `StratifiedBootstrap`, runs resampled within each task); a
+    score matrix m [runs, tasks] resamples as m[indices, arange(tasks)]."""
+    indices: np.ndarray = np.random.RandomState(seed).choice(runs, size=(resamples, runs,
+                                                                          tasks))
+    return indices
+
+
+def _shares_at_most(ratios: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """[..., runs] ratios -> [..., len(grid)]: the share of runs with ratio <= each tau
+    (counted through each ratio's first grid step at or above it: no [..., runs, grid]
+    array)."""
+    steps = np.searchsorted(grid, ratios, side="left")  # len(grid): above every tau, or inf
+    rows = steps.reshape(-1, steps.shape[-1])
+    offsets = np.arange(len(rows))[:, None] * (len(grid) + 1)
+    counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * (len(grid) + 1))
+    at_most = np.cumsum(counts.reshape(len(rows), len(grid) + 1), axis=1)[:, :len(grid)]
+    shares: np.ndarray = (at_most / steps.shape[-1]).reshape(*steps.shape[:-1], len(grid))
+    return shares
+
+
+def _percentiles(samples: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over the first axis, as arch's `conf_int(method="percentile")`."""
+    low, high = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return low, high
+
+
 @dataclass(frozen=True)
 class Profiles:
-    """Performance profiles of one measure."""
+    """Performance profiles of one measure, and the IQM of its normalised scores."""
 
     measure: str
-    ratios: pd.DataFrame  # task, config, seed, time, best, ratio (inf: not reached)
+    ratios: pd.DataFrame  # task, config, seed, time, best, ratio (inf: not reached), score
     per_seed: pd.DataFrame  # config, seed, tau, rho
-    curve: pd.DataFrame  # config, tau, mean, low, high, n (seeds)
+    curve: pd.DataFrame  # config, tau, mean, low, high (bootstrap band), n (seeds)
+    iqm: pd.DataFrame  # config, iqm, low, high (bootstrap interval), runs (seeds × tasks)
     seeds: tuple[int, ...]  # the complete seeds the profile is computed over
     incomplete: tuple[int, ...]  # seeds left out: some (task, config) has no result
+    resamples: int  # stratified bootstrap resamples behind curve and iqm intervals
+    bootstrap_seed: int
 
 
 def performance_profiles(times: pd.DataFrame, measure: Measure, configs: list[str],
                          tasks: list[str], tau_min: float = 1.0, tau_max: float = 10.0,
-                         taus: np.ndarray | None = None,
-                         seeds: Sequence[int] = ()) -> Profiles:
+                         taus: np.ndarray | None = None, seeds: Sequence[int] = (),
+                         resamples: int = RESAMPLES, bootstrap_seed: int = BOOTSTRAP_SEED,
+                         alpha: float = ALPHA) -> Profiles:
     """Profiles of `measure` from `times` (columns task, config, seed, epochs, seconds, one
     row per trial with a result); `taus` default to every step between tau_min, tau_max.
     `seeds`: the seeds expected; one without any result counts as incomplete too."""
@@ -116,25 +174,44 @@ def performance_profiles(times: pd.DataFrame, measure: Measure, configs: list[st
     used["best"] = best
     with np.errstate(invalid="ignore", divide="ignore"):
         used["ratio"] = np.where(np.isfinite(best), used["time"] / best, np.inf)
-    ratios = used[["task", "config", "seed", "time", "best", "ratio"]].reset_index(drop=True)
+        used["score"] = 1.0 / used["ratio"]  # 0 where never reached
+    ratios = used[["task", "config", "seed", "time", "best", "ratio", "score"]].reset_index(
+        drop=True)
     grid = taus if taus is not None else tau_grid(ratios["ratio"].to_numpy(float),
                                                   tau_min, tau_max)
-    per_seed_rows, curve_rows = [], []
+    grid = np.asarray(grid, dtype=float)
+    indices = stratified_indices(len(complete), len(tasks), resamples, bootstrap_seed) \
+        if complete else np.zeros((0, 0, len(tasks)), dtype=int)
+    columns = np.arange(len(tasks))[None, None, :]
+    per_seed_rows, curve_rows, iqm_rows = [], [], []
     for config in configs:
-        rho_by_seed = []
-        for seed in complete:
-            r = ratios[(ratios["config"] == config) & (ratios["seed"] == seed)]["ratio"]
-            rho = (r.to_numpy(float)[None, :] <= grid[:, None]).sum(axis=1) / len(tasks)
-            rho_by_seed.append(rho)
-            per_seed_rows += [{"config": config, "seed": seed, "tau": t, "rho": v}
-                              for t, v in zip(grid, rho, strict=True)]
-        for j, tau in enumerate(grid):
-            interval = t_interval([rho[j] for rho in rho_by_seed])
-            curve_rows.append({"config": config, "tau": float(tau), "mean": interval.mean,
-                               "low": interval.low, "high": interval.high, "n": interval.n})
+        # [seeds, tasks] matrix of this configuration's ratios, seeds as rows
+        matrix = ratios[ratios["config"] == config].pivot(
+            index="seed", columns="task", values="ratio").reindex(
+            index=list(complete), columns=tasks).to_numpy(float)
+        rho_by_seed = _shares_at_most(matrix, grid)  # [seeds, taus]
+        per_seed_rows += [{"config": config, "seed": seed, "tau": t, "rho": v}
+                          for seed, rho in zip(complete, rho_by_seed, strict=True)
+                          for t, v in zip(grid, rho, strict=True)]
+        if not complete:
+            continue
+        resampled = matrix[indices, columns].reshape(resamples, -1)  # [resamples, runs]
+        mean = _shares_at_most(matrix.ravel(), grid)
+        low, high = _percentiles(_shares_at_most(resampled, grid), alpha)
+        curve_rows += [{"config": config, "tau": float(tau), "mean": float(m),
+                        "low": float(lo), "high": float(hi), "n": len(complete)}
+                       for tau, m, lo, hi in zip(grid, mean, low, high, strict=True)]
+        with np.errstate(divide="ignore"):
+            scores, resampled_scores = 1.0 / matrix, 1.0 / resampled
+        iqm_low, iqm_high = _percentiles(iqm(resampled_scores, axis=1), alpha)
+        iqm_rows.append({"config": config, "iqm": float(iqm(scores)), "low": float(iqm_low),
+                         "high": float(iqm_high), "runs": int(scores.size)})
     return Profiles(measure=measure, ratios=ratios,
                     per_seed=pd.DataFrame(per_seed_rows, columns=["config", "seed", "tau",
                                                                   "rho"]),
                     curve=pd.DataFrame(curve_rows, columns=["config", "tau", "mean", "low",
                                                             "high", "n"]),
-                    seeds=complete, incomplete=incomplete)
+                    iqm=pd.DataFrame(iqm_rows, columns=["config", "iqm", "low", "high",
+                                                        "runs"]),
+                    seeds=complete, incomplete=incomplete, resamples=resamples,
+                    bootstrap_seed=bootstrap_seed)

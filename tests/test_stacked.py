@@ -33,7 +33,13 @@ from nnbench.registry import ComponentInfo
 from nnbench.train import CONTINUE, Decision, SerialEngine, TrialResult, stop
 from nnbench.train.lane_optim import LaneOptimizer
 from nnbench.train.serial import evaluate_checkpoint
-from nnbench.train.stacked import StackedEngine, stack_key
+from nnbench.train.stacked import (
+    DEFAULT_MAX_LANES,
+    GROUP_COST,
+    StackedEngine,
+    lane_count,
+    stack_key,
+)
 
 CPU = torch.device("cpu")
 # 1000 MNIST-1D examples: 800 train, 720 after the 10% validation split; 36 per batch =
@@ -84,10 +90,10 @@ def _assert_lanes_match_serial(trials: list[TrialSpec], rtol: float = 1e-5) -> N
     stacked = _run(StackedEngine(CPU, keep_checkpoints=True), trials)
     serial = _run(SerialEngine(CPU, keep_checkpoints=True), trials)
     shapes = Counter(stack_key(t) for t in trials)
+    lanes = lane_count(list(shapes.values()), DEFAULT_MAX_LANES["cpu"], GROUP_COST["cpu"])
     for trial in trials:
         s, t = serial[trial.trial_id], stacked[trial.trial_id]
-        assert (t.status, t.numerics.engine, t.numerics.lanes) == (
-            s.status, "stacked", shapes[stack_key(trial)])
+        assert (t.status, t.numerics.engine, t.numerics.lanes) == (s.status, "stacked", lanes)
         assert len(t.history) == len(s.history)
         for name, expected in _weights(s).items():
             got = _weights(t)[name]
@@ -338,6 +344,23 @@ def test_lane_count_is_the_group_size_in_the_population_even_when_few_remain() -
     assert group.lanes == 4
     capped = StackedEngine(CPU, population=trials, max_lanes=3).plan(trials).groups
     assert [(len(g.specs), g.lanes) for g in capped] == [(3, 3), (1, 3)]
+
+
+def test_every_group_of_a_suite_has_one_lane_count_so_its_numerics_are_one() -> None:
+    """Shapes of 4 and 2 trials (sgd and adam) train in groups of one lane count (4: one
+    group more would cost more than padding adam's); re-running a part keeps it."""
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
+                     "optimizer: [{name: sgd, lr: 0.05}, {name: sgd, lr: 0.01}, "
+                     "{name: adam, lr: 0.01}]\n", seeds=2)
+    engine = StackedEngine(CPU, population=trials)
+    groups = engine.plan(trials).groups
+    assert sorted((len(g.specs), g.lanes) for g in groups) == [(2, 4), (4, 4)]
+    assert {g.lanes for g in engine.plan(trials[-1:]).groups} == {4}
+    # tune_optimizers' re-runs at 4 seeds: shapes of 8 (sgd, sgd + momentum) and 4
+    assert lane_count([8, 4, 4, 4], 64, GROUP_COST["cpu"]) == 4
+    assert lane_count([8, 4, 4, 4], 64, GROUP_COST["cpu"]) == 4  # tune_optimizers' re-runs
+    assert lane_count([24], 64, GROUP_COST["cpu"]) == 24
+    assert lane_count([64, 2], 64, GROUP_COST["cuda"]) == 64  # lanes are cheap on a GPU
 
 
 def test_a_broken_group_fails_each_of_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ naming file, key path, given value and allowed values); `Suite.trials()` expands
 - `expand`: `Suite`, configurations and trials;
 - `tune`, `claims`: the `tune:` block and the `expect:` claims;
 - `spec`: `TrialSpec` and the axes a suite can set (`AXES`);
+- `sources`: the sources of randomness and the per-source seeds of `seeds:`;
 - `errors`: `SuiteError`.
 """
 

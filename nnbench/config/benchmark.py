@@ -328,6 +328,12 @@ def _same_design(tasks: list[BenchmarkTask], keys: list[str],
                                              f"{tasks_seen[marker]} ({task.describe()}); a "
                                              f"profile would count that task twice"))
         tasks_seen.setdefault(marker, f"suite {suite.name!r}")
+        if suite.seed_design is not None:  # the profiles pair runs by their one seed
+            problems.append((f"{key}.suite", f"suite {suite.name!r} gives sources of "
+                                             f"randomness their own seeds; a benchmark's "
+                                             f"suites give one seed per trial: allowed: "
+                                             f"seeds as a count or a list"))
+            continue
         if suite is first:
             continue
         if suite.varied_axes != axes:

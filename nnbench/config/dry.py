@@ -205,7 +205,7 @@ class _Builder:
         spec = cfg.spec
         model_key = _json([spec.model.to_dict(), spec.activation.to_dict(),
                            spec.init.to_dict(), spec.norm.to_dict(), spec.dropout,
-                           shape.input_shape, outputs, spec.seed])
+                           shape.input_shape, outputs, spec.seed_of("init")])
         step_key = _json([model_key, spec.loss.to_dict(), spec.optimizer.to_dict(),
                           [a.to_dict() for a in spec.augmentation], spec.l1, spec.l2,
                           spec.grad_clip.to_dict(), shape.targets, shape.num_classes,
@@ -219,7 +219,7 @@ class _Builder:
                 raise failed
             return self.facts[model_key]
         try:
-            with seeding.trial_rng(spec.seed, CPU):
+            with seeding.trial_rng(spec.seed_of("init"), CPU):
                 facts = self._step(cfg, shape, outputs, batch_sizes)
         except _Failed as failed:
             self.steps[step_key] = failed

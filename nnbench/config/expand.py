@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import TypeAdapter
 
 from nnbench import registry
+from nnbench.config.sources import SeedDesign
 from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.registry import ComponentSpec
 
@@ -112,6 +113,9 @@ class Suite:
     plugins: tuple[str, ...] = ()  # plugin modules imported before names are resolved
     reference: Reference | None = None  # published numbers the report compares with
     data: DataOptions = field(default_factory=DataOptions)  # leakage policy (suite key data:)
+    # per-source seeds (`seeds: {init: 3, data_order: 3}`); None: one seed per trial drives
+    # every source (`seeds` above); with a design, `seeds` is (the design's fixed seed,)
+    seed_design: SeedDesign | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -142,8 +146,21 @@ class Suite:
         configs = self._configurations
         return tuple(a for a in axes if len({_key(c.value(a)) for c in configs}) > 1)
 
+    @property
+    def seeds_per_configuration(self) -> int:
+        """Trials per configuration: the seeds, or the design's seed combinations."""
+        return len(self.seed_design) if self.seed_design else len(self.seeds)
+
+    @property
+    def design(self) -> SeedDesign:
+        """Which seed each source gets in each trial of a configuration."""
+        return self.seed_design or SeedDesign.common(self.seeds)
+
     def trials(self) -> list[TrialSpec]:
         """Every trial: each configuration × each seed (configuration-major order)."""
+        if self.seed_design is not None:
+            combos = self.seed_design.combinations()
+            return [c.with_seeds(seeds) for c in self.configurations() for seeds in combos]
         return [replace(c, seed=s) for c in self.configurations() for s in self.seeds]
 
 

@@ -31,7 +31,8 @@ TOP_KEYS: dict[str, str] = {
     "fixed": "the base trial: a value for every other axis",
     "grid": "axes whose values are crossed (cartesian product)",
     "ablate": "axes varied one at a time from the fixed trial",
-    "seeds": "a count (seeds 0..n-1) or a list of seeds",
+    "seeds": "a count (seeds 0..n-1), a list of seeds, or seeds per source of randomness "
+             "({init: 3, data_order: 3} or {count: 4, vary: [init]})",
     "checkpoint": "true: save each trial's weights and optimizer state, and its MLflow model",
     "report": "how the report reads the results (ema, overfit_gap, underfit_error)",
     "expect": "claims the report gives a verdict on",

@@ -3,7 +3,11 @@
 A TrialSpec holds values only (every component resolved, defaults filled in);
 `trial_id` is a hash of its canonical JSON, so the same spec gets the same id in
 every process and on every machine. `config_id` is the same hash without the
-seed: trials that differ only by seed share it.
+seeds: trials that differ only by seed share it.
+
+`source_seeds` give sources of randomness (`config.sources`) their own seed; they
+enter `canonical()` only when present, so a default trial (one seed for every source)
+keeps its id.
 
 `digests` hold what a spec names but does not contain: the source hash of each plugin
 whose components it uses and the content hash of files components read (the `file`
@@ -17,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +32,7 @@ import yaml
 from pydantic import Field
 
 from nnbench import registry
+from nnbench.config.sources import SOURCES
 from nnbench.registry import ComponentSpec
 
 
@@ -98,7 +105,7 @@ class TrialSpec:
     schedule: ComponentSpec
     epochs: int  # passes over the training split
     batch_size: int | Literal["full"]  # examples per optimizer step; full = the whole split
-    seed: int  # drives every RNG of the trial
+    seed: int  # drives every source of randomness without its own seed in source_seeds
     norm: ComponentSpec = NONE
     dropout: float = 0.0  # probability
     l1: float = 0.0  # λ of λ·Σ|w|
@@ -108,13 +115,58 @@ class TrialSpec:
     augmentation: tuple[ComponentSpec, ...] = ()
     # (key, digest): `plugin:<module>` -> its source hash, `<kind>:<name>` -> what it reads
     digests: tuple[tuple[str, str], ...] = ()
+    # (source, seed) of the sources of randomness (config.sources.SOURCES) whose seed is
+    # not `seed`; normalised (sorted, none equal to `seed`): () for a default trial
+    source_seeds: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.source_seeds:
+            return
+        seeds = dict(self.source_seeds)
+        unknown = set(seeds) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"unknown source(s) of randomness {sorted(unknown)}; allowed: "
+                             f"{', '.join(SOURCES)}")
+        seed = self.seed
+        if set(seeds) == set(SOURCES):  # `seed` drives none: the most common one stands for it
+            counts = Counter(seeds.values())
+            seed = min(counts, key=lambda s: (-counts[s], s))
+            object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "source_seeds", tuple(
+            (source, seeds[source]) for source in SOURCES
+            if source in seeds and seeds[source] != seed))
+
+    def seed_of(self, source: str) -> int:
+        """The seed of one source of randomness (`split`, `init`, `data_order`,
+        `augmentation`, `dropout`)."""
+        if source not in SOURCES:
+            raise KeyError(f"unknown source of randomness {source!r}; allowed: "
+                           f"{', '.join(SOURCES)}")
+        return dict(self.source_seeds).get(source, self.seed)
+
+    def with_seeds(self, seeds: Mapping[str, int]) -> TrialSpec:
+        """The spec with the given seed of every source (source -> seed, all of them)."""
+        return replace(self, seed=seeds[next(iter(SOURCES))],
+                       source_seeds=tuple((s, seeds[s]) for s in SOURCES))
+
+    @property
+    def seed_label(self) -> str:
+        """`3`, or `init=1, data_order=2, rest=0` when sources have their own seeds."""
+        if not self.source_seeds:
+            return str(self.seed)
+        own = ", ".join(f"{source}={seed}" for source, seed in self.source_seeds)
+        return f"{own}, rest={self.seed}"
 
     def canonical(self, *, with_seed: bool = True) -> dict[str, Any]:
         """Plain nested dict, the same on every machine; the basis of the ids."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "seed" and not with_seed:
+            if f.name in ("seed", "source_seeds") and not with_seed:
+                continue
+            if f.name == "source_seeds":
+                if value:  # absent for default trials: their ids never change
+                    out[f.name] = dict(value)
                 continue
             if f.name == "digests":
                 if value:  # absent for built-in components: their ids never change
@@ -143,6 +195,7 @@ class TrialSpec:
             else:
                 values[name] = registry.resolve(axis.kind, raw)
         values["digests"] = tuple(sorted(canonical.get("digests", {}).items()))
+        values["source_seeds"] = tuple(canonical.get("source_seeds", {}).items())
         return cls(**values)
 
     def components(self) -> list[tuple[str, ComponentSpec]]:
@@ -164,10 +217,16 @@ class TrialSpec:
         return _digest(self.canonical(with_seed=False))
 
     def flat_params(self) -> dict[str, str]:
-        """Dotted keys (`optimizer.lr`) -> value as text: the MLflow params of the trial."""
+        """Dotted keys (`optimizer.lr`) -> value as text: the MLflow params of the trial;
+        `seed.<source>` is the seed of each source of randomness."""
         flat: dict[str, str] = {}
         for key, value in self.canonical().items():
-            if isinstance(value, dict):
+            if key == "source_seeds":
+                continue
+            if key == "seed":
+                flat["seed"] = _text(value)
+                flat.update({f"seed.{source}": str(self.seed_of(source)) for source in SOURCES})
+            elif isinstance(value, dict):
                 for sub, v in value.items():
                     flat[f"{key}.{sub}"] = _text(v)
             else:

@@ -7,12 +7,14 @@ The steps, in order (each later step runs only on what the earlier ones accepted
 3. the name (also a file name: reserved and unsafe names are refused);
 4. the base trial (`task`, `fixed`), every component resolved by its registry;
 5. `grid` / `ablate`: known axes, non-empty lists of distinct, valid values, no axis
-   in both; `seeds`; `tune`, `report` and `data` sections;
+   in both; `seeds` (a count, a list, or per-source seeds: `config.sources`); `tune`,
+   `report` and `data` sections;
 6. the size, counted before anything is built: configurations × seeds (× Optuna
    trials) against `max_trials`;
 7. `axis.parameter` values against every component they apply to;
 8. the configurations: none repeated (an ablation equal to the base trial, a grid
-   value overwritten by a parameter axis), components that fit together;
+   value overwritten by a parameter axis), components that fit together; a source of
+   randomness varied on its own that no configuration draws from;
 9. the `tune` block (`tune.validate`): nuisance axes only, objective and direction;
 10. the dry build of every configuration (`dry.dry_build`) and of every tuned extreme;
     configurations that would train identically (an axis with no effect);
@@ -53,6 +55,7 @@ from nnbench.config.sections import (
     TuneSection,
     check,
 )
+from nnbench.config.sources import SeedDesign, parse_seeds, source_problems
 from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.config.tune import Tune, check_tune, tuned_variants
 from nnbench.messages import describe, did_you_mean
@@ -117,8 +120,20 @@ class _Validator:
                 self.add(f"ablate.{axis}", f"{axis} is also a grid axis (grid.{axis}): the grid "
                                            f"already crosses its values with the others; list "
                                            f"it under grid or ablate, not both")
-        n_seeds, seed_list = self.seeds(top.seeds, "seeds")
         problems: list[tuple[str, str]] = []
+        design: SeedDesign | None = None
+        n_seeds: int
+        seed_list: tuple[int, ...] | None
+        if isinstance(top.seeds, dict):  # per-source seeds (config.sources)
+            design = parse_seeds(top.seeds, "seeds", problems)
+            n_seeds, seed_list = (len(design), (design.fixed,)) if design else (1, (0,))
+            if "tune" in raw:
+                problems.append(("seeds", "per-source seeds apply to a suite's own trials; a "
+                                          "tuned suite trains its re-runs over tune.seeds; "
+                                          "allowed here: a count or a list of seeds, or "
+                                          "remove tune"))
+        else:
+            n_seeds, seed_list = self.seeds(top.seeds, "seeds")
         tune_section = check(TuneSection, top.tune, "tune", problems) \
             if "tune" in raw else None
         report = check(ReportSection, top.report or {}, "report", problems)
@@ -137,7 +152,8 @@ class _Validator:
                       base=base, grid=grid, ablate=ablate, seeds=seeds, source=text,
                       checkpoint=top.checkpoint, plugins=plugins,
                       report=ReportOptions(**(report.model_dump() if report else {})),
-                      data=DataOptions(**(data.model_dump() if data else {})))
+                      data=DataOptions(**(data.model_dump() if data else {})),
+                      seed_design=design)
         # 7. parameter axes against every component they apply to
         self.check_dotted(suite)
         self.problems.raise_if_any()
@@ -149,6 +165,8 @@ class _Validator:
         for problem in self.grouped([(k, m, c.label) for c in configs
                                      for k, m in dry.static_problems(c, metric)], configs):
             self.add(*problem)
+        if design is not None:  # a source varied that no configuration draws from
+            self.problems.extend(source_problems(design, [c.spec for c in configs], "seeds"))
         self.problems.raise_if_any()
         # 9. tune
         tune: Tune | None = None
@@ -183,7 +201,8 @@ class _Validator:
         # 11. claims
         problems = []
         claims = check_claims(top.expect, suite, report_.produced,
-                              len(tune.seeds) if tune else len(seeds), problems)
+                              len(tune.seeds) if tune else suite.seeds_per_configuration,
+                              problems)
         # 12. the published reference numbers
         reference = parse_reference(raw["reference"], suite, problems) \
             if "reference" in raw else None
@@ -351,6 +370,9 @@ class _Validator:
         """(how many, the list when given as one): a count is never materialised here."""
         allowed = ("a count >= 1 (seeds 0..n-1) or a non-empty list of distinct integers "
                    "from 0 to 2**63 - 1")
+        if key == "seeds":  # the suite's own trials may also seed each source on its own
+            allowed += (", or seeds per source of randomness ({init: 3, data_order: 3}, "
+                        "crossed; or {count: 4, vary: [init]})")
         if _is_int(raw) and raw >= 1:
             return raw, None
         if isinstance(raw, list) and raw and all(_is_int(s) and 0 <= s <= MAX_SEED

@@ -38,8 +38,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ import torch
 from nnbench import registry
 from nnbench.data import Targets, TensorData
 from nnbench.data.cache import cache_dir
+from nnbench.fresh import write_atomic
 
 if TYPE_CHECKING:
     from nnbench.config import Suite, TrialSpec
@@ -259,7 +258,9 @@ def _cache_path(spec: TrialSpec, seeds: tuple[int, ...]) -> Path | None:
     content = getattr(source_of(info.params.model_validate(spec.dataset.kwargs)), "key", None)
     if content is None:
         return None
-    key = json.dumps([HYGIENE_VERSION, content, spec.dataset.to_dict(), list(seeds)],
+    # split permutations come from torch: another version may split (and so share) otherwise
+    key = json.dumps([HYGIENE_VERSION, torch.__version__, content, spec.dataset.to_dict(),
+                      list(seeds)],
                      sort_keys=True, default=str)
     return cache_dir() / "hygiene" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
@@ -277,18 +278,8 @@ def _read(path: Path) -> Hygiene | None:
 
 def _write(path: Path, hygiene: Hygiene) -> None:
     """Keep the result atomically; a cache that cannot be written costs a recount."""
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False, encoding="utf-8") as out:
-            temporary = out.name
-            json.dump(asdict(hygiene), out)
-        os.replace(temporary, path)
-    except OSError:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    with contextlib.suppress(OSError):
+        write_atomic(path, json.dumps(asdict(hygiene)))
 
 
 def dataset_hygiene(spec: TrialSpec, seeds: Sequence[int]) -> Hygiene:
@@ -330,8 +321,9 @@ def dataset_hygiene(spec: TrialSpec, seeds: Sequence[int]) -> Hygiene:
 
 def suite_datasets(suite: Suite) -> list[tuple[TrialSpec, tuple[int, ...]]]:
     """Each dataset a suite trains on (one configuration using it) and the seeds its trials
-    split it with (the suite's seeds, and its tuning seeds)."""
-    seeds = tuple(dict.fromkeys([*suite.seeds, *(suite.tune.seeds if suite.tune else ())]))
+    split it with (the suite's split seeds, and its tuning seeds)."""
+    seeds = tuple(dict.fromkeys([*suite.design.seeds_of("split"),
+                                 *(suite.tune.seeds if suite.tune else ())]))
     specs = {dataset_key(c): c for c in suite.configurations()}
     return [(spec, seeds) for spec in specs.values()]
 

@@ -3,8 +3,11 @@
 `build_parts(spec, device)` turns a `TrialSpec` into tensors and modules through the
 registries (data split on `device`, augmentations with `normalize` fitted on the
 training split, the model with its seeded init, the objective, optimizer, schedule,
-clipping and early stopping). Call it inside `seeding.trial_rng(spec.seed, device)`:
-PyTorch's own default inits and dropout draw from the global RNG.
+clipping and early stopping). Call it inside `seeding.trial_rng(spec.seed_of("init"),
+device)`: PyTorch's own default inits draw from the global RNG. Each source of
+randomness draws from its own seed (`config.sources`): the split from `seed_of("split")`,
+the init from `seed_of("init")`, the shuffling from `seed_of("data_order")`, the
+augmentations and dropout masks from theirs.
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, lis
 
     Augmentations of stage `always` (normalize) are applied to val/test here, once.
     """
-    data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed, device=device)
+    data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
+                                       device=device)
     augment = fit_augmentations(spec, data.x_train)
     always = [a for a in augment if a.stage == "always"]
     if always:
@@ -159,7 +163,7 @@ def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int) -> 
         activation=lambda: registry.build("activation", spec.activation),
         gain=gain_of(spec.activation.name, activation_params),
         init=registry.build("init", spec.init), norm=registry.build("norm", spec.norm),
-        dropout=spec.dropout, generator=seeding.generator(spec.seed, "init"),
+        dropout=spec.dropout, generator=seeding.generator(spec.seed_of("init"), "init"),
     )
     return model
 
@@ -169,7 +173,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
     objective: Objective = registry.build("loss", spec.loss)
     model = build_model(spec, data.input_shape,
                         objective.num_outputs(data.num_classes, data.target_dim)).to(device)
-    attach_dropout_generator(model, seeding.generator(spec.seed, "dropout", device))
+    attach_dropout_generator(model, seeding.generator(spec.seed_of("dropout"), "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
     n_train = len(data.y_train)
     batch_size = batch_size_of(spec, n_train)
@@ -180,8 +184,9 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         data=data, model=model, objective=objective.to(device), optimizer=optimizer,
         schedule=schedule, clip=registry.build("clip", spec.grad_clip),
         augment=augment, early=registry.build("early_stopping", spec.early_stopping),
-        shuffle=seeding.generator(spec.seed, "shuffle", device),
-        augment_gen=seeding.generator(spec.seed, "augment", device), batch_size=batch_size,
+        shuffle=seeding.generator(spec.seed_of("data_order"), "shuffle", device),
+        augment_gen=seeding.generator(spec.seed_of("augmentation"), "augment", device),
+        batch_size=batch_size,
         weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
         activation_type=type(registry.build("activation", spec.activation)),
         family=activation_info.attrs.get("family"))

@@ -48,8 +48,9 @@ def servable(checkpoint: bytes) -> tuple[Servable, torch.Tensor]:
     cpu = torch.device("cpu")
     state = torch.load(io.BytesIO(checkpoint), map_location=cpu, weights_only=True)
     spec = TrialSpec.from_canonical(state["spec"])
-    with seeding.trial_rng(spec.seed, cpu):  # builds draw nothing from the caller's RNG
-        data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed, device=cpu)
+    with seeding.trial_rng(spec.seed_of("init"), cpu):  # draws nothing from the caller's RNG
+        data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
+                                          device=cpu)
         steps = [a for a in fit_augmentations(spec, data.x_train) if a.stage == "always"]
         objective: Objective = registry.build("loss", spec.loss)
         model = build_model(spec, data.input_shape,

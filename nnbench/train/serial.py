@@ -3,9 +3,9 @@
 `train_trial(spec, device)` is a pure function of the spec (same spec, same device,
 same library versions => bitwise-identical history and weights):
 
-1. seed: the trial's seed forks and seeds the global RNG (module inits, dropout)
-   and feeds explicit generators for the split, the init, the shuffling and the
-   augmentations;
+1. seed: the trial's init seed forks and seeds the global RNG (module inits), and
+   each source's seed feeds its explicit generator: the split, the init, the
+   shuffling, the augmentations and the dropout masks (`config.sources`);
 2. build data (tensors on `device`), model, objective, optimizer, schedule and
    regularizers from the registries (`build_parts`);
 3. per epoch: permute the training split on device; per batch: augment, forward,
@@ -221,7 +221,7 @@ def train_trial(spec: TrialSpec, device: torch.device,
             reason=reason, numerics=numerics, **extra)
 
     try:
-        with seeding.trial_rng(spec.seed, device):
+        with seeding.trial_rng(spec.seed_of("init"), device):
             # 1-2. seeded build of every part from the registries
             parts = p = build.build_parts(spec, device)
             best_state: dict[str, torch.Tensor] | None = None
@@ -273,7 +273,7 @@ def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:
     """Rebuild a checkpoint's trial (data split, model) and evaluate its weights on test."""
     state = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
     spec = TrialSpec.from_canonical(state["spec"])
-    with seeding.trial_rng(spec.seed, device):
+    with seeding.trial_rng(spec.seed_of("init"), device):
         parts = build.build_parts(spec, device)
     parts.model.load_state_dict(state["model"])
     return held_out_metrics(parts.model, parts.objective, parts.data, metric_names(spec))

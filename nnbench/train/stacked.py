@@ -2,22 +2,25 @@
 
 Trials that share every shape- and op-affecting setting (`stack_key`: data, model,
 loss, norm, whether there is dropout, optimizer type and its flags, clipping type,
-augmentation pipeline, epochs, batch size) form a group; the group
-trains as one `StackedModel` with one lane per trial. Per lane: seed (split, init,
-shuffling, dropout masks, augmentation draws: each from the lane's own generators,
-the same streams the serial engine uses), init, optimizer hyperparameters, schedule
-(per-lane tables from PyTorch's own schedulers), L1/L2, weight decay, dropout p,
-clipping threshold (norm per lane), early stopping, pruning, divergence, BatchNorm
-statistics, diagnostics and activation (elementwise, applied to its own lanes'
-slices). A lane that stops (early stopping, pruning, divergence)
-is finalised at once (test split, fingerprint, checkpoint, through the serial
-engine's own code on the lane's model) and becomes padding: zero weights, lr 0.
+augmentation pipeline, epochs, batch size) form a group; the group trains as one
+`StackedModel` with one lane per trial. Per lane: seed (split, init, shuffling,
+dropout masks, augmentation draws: each from the lane's own generators, seeded per
+source of randomness, the same streams the serial engine uses), init, optimizer
+hyperparameters, schedule (per-lane tables from PyTorch's own schedulers), L1/L2,
+weight decay, dropout p, clipping threshold (norm per lane), early stopping,
+pruning, divergence, BatchNorm statistics, diagnostics and activation (elementwise,
+applied to its own lanes' slices). A lane that stops (early stopping, pruning,
+divergence) is finalised at once (test split, fingerprint, checkpoint, through the
+serial engine's own code on the lane's model) and becomes padding: zero weights,
+lr 0.
 
-Lane count: a group of n trials in the suite (`population`) trains with
-min(n, max_lanes) lanes, padded with empty lanes when fewer remain (a re-run after
-a crash keeps the lane count of the first run). No operation mixes lanes, so a
-trial's result is bitwise identical whatever else shares its group, for the same
-lane count, device and library versions; the lane count is part of its numerics.
+Lane count: every group of a suite (`population`) trains with one lane count,
+`lane_count` of the population's group sizes (each capped at max_lanes), padded with
+empty lanes when fewer remain (a re-run after a crash keeps the lane count of the
+first run). No operation mixes lanes, so a trial's result is bitwise identical
+whatever else shares its group, for the same lane count, device and library
+versions; the lane count is part of its numerics, and one lane count per suite keeps
+a suite's results of one numerics (shapes of 8 and 4 trials: groups of 4 lanes).
 
 Fallback: a trial the engine cannot stack (a model layer without a stacked form, an
 optimizer without a per-lane rule) trains on the serial engine; `plan()` says why.
@@ -58,11 +61,24 @@ from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes, held_out_metrics
 from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
 
-__all__ = ["DEFAULT_MAX_LANES", "Plan", "StackedEngine", "stack_key"]
+__all__ = ["DEFAULT_MAX_LANES", "GROUP_COST", "Plan", "StackedEngine", "lane_count",
+           "stack_key"]
 
 # Lanes per group at most: on a CPU the gain levels off in the tens of lanes; a GPU
 # needs hundreds of small models to fill it.
 DEFAULT_MAX_LANES = {"cpu": 64, "cuda": 512}
+# A group's fixed cost (building, evaluation, per-step dispatch) in lanes' worth of
+# training, weighed against padding: a lane costs nearly nothing more on a GPU.
+GROUP_COST = {"cpu": 4, "cuda": 64}
+
+
+def lane_count(sizes: Sequence[int], max_lanes: int, group_cost: int) -> int:
+    """The one lane count of every group of a population whose shapes have `sizes` trials:
+    of the sizes (capped at max_lanes), the one that trains the fewest lanes, padding
+    and each group's fixed cost included; the larger on a tie."""
+    candidates = sorted({max(1, min(n, max_lanes)) for n in sizes}, reverse=True)
+    return min(candidates or [1], key=lambda lanes: sum(
+        math.ceil(n / lanes) * (lanes + group_cost) for n in sizes))
 
 
 def stack_key(spec: TrialSpec) -> str:
@@ -123,7 +139,7 @@ def _unstackable_reason(spec: TrialSpec) -> str | None:
 def _model_reason(spec: TrialSpec) -> str | None:
     """Build the trial's model on the CPU and check every layer has a stacked form."""
     try:
-        with seeding.trial_rng(spec.seed, torch.device("cpu")):
+        with seeding.trial_rng(spec.seed_of("init"), torch.device("cpu")):
             data, _ = prepare_data(spec, torch.device("cpu"))
             objective: Objective = registry.build("loss", spec.loss)
             model = build_model(spec, data.input_shape,
@@ -165,28 +181,38 @@ class StackedEngine:
         plan = Plan()
         grouped: dict[str, list[TrialSpec]] = {}
         for spec in trials:
-            key = stack_key(spec)
-            reason = _unstackable_reason(spec)
-            if reason is None:  # the model as built for this activation: every layer stacks?
-                model_key = key + json.dumps(spec.activation.to_dict(), sort_keys=True)
-                if model_key not in self._model_reasons:
-                    self._model_reasons[model_key] = _model_reason(spec)
-                reason = self._model_reasons[model_key]
-            if reason is None and self.auto and self.fixed_lanes is None \
-                    and counts.get(key, 1) == 1:
-                reason = "the only trial of its shape: one model trains faster serially"
+            reason = self._reason(spec, counts)
             if reason is not None:
                 plan.serial.append((spec, reason))
             else:
-                grouped.setdefault(key, []).append(spec)
+                grouped.setdefault(stack_key(spec), []).append(spec)
+        # one lane count for the whole population: the shapes that stack in it
+        stacking = Counter(stack_key(t) for t in population if self._reason(t, counts) is None)
+        sizes = [max(stacking.get(key, 0), len(specs)) for key, specs in grouped.items()]
+        sizes += [n for key, n in stacking.items() if key not in grouped]
+        lanes = self.fixed_lanes or lane_count(sizes, self.max_lanes,
+                                               GROUP_COST.get(self.device.type, 4))
         for key, specs in grouped.items():
             # lanes with the same activation side by side: each applies to one slice
             specs.sort(key=lambda s: json.dumps(s.activation.to_dict(), sort_keys=True))
-            lanes = self.fixed_lanes or max(1, min(self.max_lanes,
-                                                   max(counts.get(key, 0), len(specs))))
             for start in range(0, len(specs), lanes):
                 plan.groups.append(Group(key, specs[start:start + lanes], lanes))
         return plan
+
+    def _reason(self, spec: TrialSpec, counts: Counter[str]) -> str | None:
+        """Why `spec` trains serially (None: it stacks); `counts`: trials per shape in the
+        population."""
+        key = stack_key(spec)
+        reason = _unstackable_reason(spec)
+        if reason is None:  # the model as built for this activation: every layer stacks?
+            model_key = key + json.dumps(spec.activation.to_dict(), sort_keys=True)
+            if model_key not in self._model_reasons:
+                self._model_reasons[model_key] = _model_reason(spec)
+            reason = self._model_reasons[model_key]
+        if reason is None and self.auto and self.fixed_lanes is None \
+                and counts.get(key, 1) == 1:
+            reason = "the only trial of its shape: one model trains faster serially"
+        return reason
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
         plan = self.plan(trials)
@@ -241,15 +267,16 @@ class _GroupRun:
 
     def _build(self) -> None:
         device, template = self.device, self.specs[0]
-        splits: dict[tuple[int, str], int] = {}
+        splits: dict[tuple[int, str], int] = {}  # (split seed, augmentations) -> index
         datas: list[TensorData] = []
         augments: list[list[Augmentation]] = []
         models: list[torch.nn.Module | None] = []
         split_augments: list[list[Augmentation]] = []
         for index, spec in enumerate(self.specs):
-            split_key = (spec.seed, json.dumps([a.to_dict() for a in spec.augmentation]))
-            with seeding.trial_rng(spec.seed, device):  # as the serial engine builds it
-                if split_key not in splits:  # lanes of one seed share the split (no RNG)
+            split_key = (spec.seed_of("split"),
+                         json.dumps([a.to_dict() for a in spec.augmentation]))
+            with seeding.trial_rng(spec.seed_of("init"), device):  # as serial builds it
+                if split_key not in splits:  # lanes of one split seed share it (no RNG)
                     data, augment = prepare_data(spec, device)
                     splits[split_key] = len(datas)
                     datas.append(data)
@@ -282,12 +309,16 @@ class _GroupRun:
         self.optimizer = LaneOptimizer(specs, self.model.params, self.steps_per_epoch, device)
         # each lane's own streams, as the serial engine seeds them
         pad_seed = -1
-        self.shuffle = [seeding.generator(s.seed if s else pad_seed, "shuffle", device)
+
+        def seed_of(s: TrialSpec | None, source: str) -> int:
+            return s.seed_of(source) if s else pad_seed
+
+        self.shuffle = [seeding.generator(seed_of(s, "data_order"), "shuffle", device)
                         for s in specs]
-        self.augment_gen = [seeding.generator(s.seed if s else pad_seed, "augment", device)
+        self.augment_gen = [seeding.generator(seed_of(s, "augmentation"), "augment", device)
                             for s in specs]
         self.model.set_dropout(
-            [seeding.generator(s.seed if s else pad_seed, "dropout", device) for s in specs],
+            [seeding.generator(seed_of(s, "dropout"), "dropout", device) for s in specs],
             [s.dropout if s else 0.0 for s in specs])
         self.augments = augments
         self.l1 = self._per_lane([s.l1 if s else 0.0 for s in specs])

@@ -128,6 +128,16 @@ def test_suites_must_vary_the_same_axis_levels_and_seeds(two_tasks: Path) -> Non
                for line in _problems(path))
 
 
+def test_suites_with_per_source_seeds_are_refused(two_tasks: Path) -> None:
+    _suite(two_tasks, "per_source", dataset="{name: moons, n_samples: 200}",
+           seeds="{init: 2, data_order: 2}")
+    path = _bench(two_tasks, GOOD.replace("reg.yaml", "per_source.yaml").replace(
+        "metric: val_rmse", "metric: val_accuracy"))
+    assert any("tasks[1].suite: suite 'per_source' gives sources of randomness their own "
+               "seeds; a benchmark's suites give one seed per trial: allowed: seeds as a "
+               "count or a list" in line for line in _problems(path))
+
+
 def test_one_task_per_suite(two_tasks: Path) -> None:
     (two_tasks / "two_data.yaml").write_text(BENCHMARK_TASK.format(
         name="two_data", dataset="circles", loss="cross_entropy", levels=LEVELS, seeds=2,

@@ -296,11 +296,14 @@ def test_on_leakage_error_refuses_before_anything_is_created(
         tmp_path: Path, planted: Path, capsys: pytest.CaptureFixture[str],
         fresh_process: Callable[[], None]) -> None:
     path = _suite(tmp_path, planted, "data: {on_leakage: error}\n")
+    refusal = (f"{path}: data.on_leakage: error, and task.dataset file(path={planted}) has "
+               f"leakage: 5 of 20 test examples are also in train; ")
+    assert cli.main(["validate", str(path)]) == 2  # validate refuses what run refuses
+    out, err = capsys.readouterr()
+    assert err.startswith(refusal) and "ok" not in out
     assert cli.main(["run", str(path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"{path}: data.on_leakage: error, and task.dataset "
-                          f"file(path={planted}) has leakage: 5 of 20 test examples are also "
-                          f"in train; ")
+    assert err.startswith(refusal)
     assert "remove the shared examples from the data" in err
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "optuna.db").exists()

@@ -16,10 +16,10 @@ from nnbench.report import render_report
 from nnbench.results import load_results
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
-from tests.conftest import chromium_path
+from tests.conftest import REPO, chromium_path
 
 QUIET = Console(quiet=True)
-SECTIONS = ("leaderboard", "effects", "interactions", "curves", "fit", "diagnostics",
+SECTIONS = ("leaderboard", "best", "effects", "interactions", "curves", "fit", "diagnostics",
             "components", "claims", "provenance")
 
 THREE_AXES = """\
@@ -82,6 +82,10 @@ def test_every_section_renders_for_three_axes_and_four_seeds(
     assert "Holm-adjusted" in effects and "paired t-test" in effects
     interactions = _section(html, "interactions")
     assert interactions.count("<img") == 3  # three pairs of axes
+    assert interactions.count('class="sortable interaction-table"') == 3
+    best = _section(html, "best")
+    assert "against the runner-up" in best and 'id="best-table"' in best
+    assert "Weight sparsity" not in html  # the suite does not vary L1
     assert "β = 0.5" in _section(html, "curves")
     assert _section(html, "curves").count("<img") == 2  # loss and accuracy
     assert "underfit when training error &gt; 0.3" in _section(html, "fit")
@@ -147,6 +151,66 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
     assert re.search(r"activation=tanh.*?<td>stacked×2 fp32", board, re.S)
 
 
+# suites/tune_optimizers.yaml at CI size: every point and the tuned comparison kept, data,
+# model, epochs, Optuna trials and seeds shrunk
+TUNE_CI = {"num_samples: 2000": "num_samples: 600", "hidden: [64]": "hidden: [16]",
+           "epochs: 10": "epochs: 2", "trials: 12": "trials: 3", "  seeds: 4": "  seeds: 3"}
+
+
+@pytest.fixture(scope="module")
+def tuned_report(tmp_path_factory: pytest.TempPathFactory,
+                 mlflow_store: Callable[[Path], str]) -> Path:
+    from nnbench.tuning import tune_suite
+
+    root = tmp_path_factory.mktemp("tune-optimizers")
+    text = (REPO / "suites" / "tune_optimizers.yaml").read_text()
+    for big, small in TUNE_CI.items():
+        assert text.count(big) == 1, big
+        text = text.replace(big, small)
+    path = root / "tune_optimizers.yaml"
+    path.write_text(text)
+    uri = mlflow_store(root / "mlflow.db")
+    suite = load_suite(path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # MLflow's default artifact root is the working directory
+        summary = tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+        assert summary.reruns == 15  # 5 tuned points × 3 seeds
+        return render_report(suite, tracking_uri=uri, report_dir=root / "reports")
+
+
+def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) -> None:
+    html = tuned_report.read_text()
+    assert "Seeds: 0, 1, 2." in html  # the re-runs' seeds, not the suite's `seeds`
+    assert "Trials: 15 (re-runs of the 5 tuned points over 3 seeds" in html
+    assert "15 finished" in html
+    effects = _section(html, "effects")
+    rows = re.findall(r"<tr><td>optimizer</td><td>([^<]*)</td><td>([^<]*)</td>", effects)
+    # the fixed sgd(lr=0.01)'s own tuned point, sgd, is every other point's baseline
+    assert sorted(rows) == [("adam", "sgd"), ("adamw", "sgd"), ("rmsprop", "sgd"),
+                            ("sgd(momentum=0.9)", "sgd")]
+    assert 'class="why comparison-note"' not in effects  # every comparison could be made
+    for name in ("best", "effects", "claims"):
+        part = _section(html, name)
+        assert not re.search(r"\bnan\b|n = 0\b", part, re.I), name
+    assert re.findall(r'<td class="num">(\d+)</td></tr>', _section(html, "effects")) == ["3"] * 4
+    assert 'id="numerics-warning"' not in html  # one lane count for the whole suite
+    comparisons = pd.read_csv(tuned_report.parent / "tune_optimizers.comparisons.csv")
+    trials = pd.read_csv(tuned_report.parent / "tune_optimizers.trials.csv")
+    main = comparisons[comparisons["kind"] == "main_effect"]
+    assert len(main) == 4 and set(main["b"]) == {"sgd"} and (main["n"] == 3).all()
+    assert set(main["a"]) | {"sgd"} == set(trials["optimizer"])  # level names as in trials.csv
+    best = comparisons[comparisons["kind"] == "best_vs"]
+    assert len(best) >= 1 and (best["n"] == 3).all()
+    assert set(best["a"]) | set(best["b"]) <= set(trials["config"])
+    assert set(comparisons["kind"]) == {"main_effect", "best_vs"}
+    tested = comparisons[~comparisons["identical"].astype(bool)]
+    for column in ("mean_diff", "t_low", "t_high", "p", "p_holm", "p_perm", "boot_low",
+                   "boot_high", "p_improvement", "p_improvement_low", "p_improvement_high",
+                   "mde"):
+        assert tested[column].notna().all(), column
+    assert comparisons[["mean_diff", "p_perm", "p_improvement"]].notna().all().all()
+
+
 def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:
     suite = load_suite(write_suite())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store at all yet
@@ -187,8 +251,15 @@ def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Pat
         widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
         assert len(widths) >= 10
         assert all(w and w > 0 for w in widths), widths  # every image decoded
-        for table in ("leaderboard-table", "effects-table", "fit-table", "claims-table"):
+        for table in ("leaderboard-table", "best-table", "effects-table", "fit-table",
+                      "claims-table"):
             assert page.locator(f"#{table} tbody tr").count() > 0, table
+        # the comparisons' new columns and sections render: one interaction test per pair
+        assert page.locator("table.interaction-table tbody tr").count() == 3
+        assert page.locator("#best-summary").is_visible()
+        headers = page.locator("#effects-table thead th").all_inner_texts()
+        for heading in ("95% bootstrap CI", "P(a better)", "p (permutation)", "MDE"):
+            assert heading in headers, heading
 
         def column(index: int) -> list[float]:
             cells = page.locator(f"#leaderboard-table tbody tr td:nth-child({index})")

@@ -6,11 +6,14 @@ kept from the run's pre-flight by nnbench.data.hygiene) and writes
 next to it (`<suite>.trials.csv`, `<suite>.epochs.csv`), and refreshes
 `<report_dir>/index.html`, which lists every suite reported there with its headline.
 Sections: header (with the data's hygiene: examples shared between splits, class
-balance), leaderboard (with each configuration's parameter count), published
-reference (suites with `reference:`: the paper's numbers beside the measured ones),
-tuning (tuned suites), main effects, interactions, learning curves, over/under-fitting,
-diagnostics, components, claims, provenance (with the plugins used); a section that
-cannot apply says why. `nnbench report SUITE` regenerates it any time.
+balance), leaderboard (with each configuration's parameter count), the best
+configuration against its runner-up and every overlapping one, published reference
+(suites with `reference:`: the paper's numbers beside the measured ones), tuning (tuned
+suites), main effects, interactions (with interaction tests and reversals), learning
+curves, over/under-fitting, diagnostics, components, claims, provenance (with the
+plugins used); a section that cannot apply says why, and headings and figures appear
+only for what the suite varies. Every comparison is also written to
+`<suite>.comparisons.csv`. `nnbench report SUITE` regenerates it any time.
 """
 
 from __future__ import annotations
@@ -32,20 +35,26 @@ from nnbench.registry import ComponentSpec
 from nnbench.report import figures
 from nnbench.results import Results, export_tables, load_results
 from nnbench.results.analysis import (
+    best_summary,
+    best_versus,
     claim_verdicts,
+    comparisons_table,
     fit_diagnosis,
+    interaction_tests,
     interactions,
     leaderboard,
     main_effects,
     reference_comparison,
 )
-from nnbench.results.stats import ALPHA
+from nnbench.results.stats import ALPHA, format_p
+from nnbench.results.variance import suite_decomposition
 
 __all__ = ["render_index", "render_report"]
 
 _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
 _ENV.filters["num"] = lambda v, digits=4: "–" if v is None or v != v else f"{v:.{digits}f}"
+_ENV.filters["p"] = format_p  # "< 0.0001", 4 decimals, "n/a"
 # axes whose effect the diagnostics explain (the notes' vanishing gradients, dead units, L1)
 EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "dropout"}
 
@@ -84,17 +93,20 @@ def _sections(results: Results) -> dict[str, Any]:
     out["effects"] = effects
     out["effects_png"] = figures.main_effects(levels, suite.metric) if len(levels) else None
     out["effects_why"] = _why_not(suite, finished, needs_axes=1)
+    out["best"] = best_versus(trials, table, suite)
+    out["best_summary"] = best_summary(out["best"], suite.higher_is_better)
 
-    pairs = list(itertools.combinations(suite.varied_axes, 2))
+    tests = {(t.a, t.b): t for t in interaction_tests(trials, suite)}
     out["interactions"] = []
-    for a, b in pairs if finished else []:
+    for a, b in itertools.combinations(suite.varied_axes, 2) if finished else []:
         means, widths = interactions(trials, a, b)
         if not means.empty:
             out["interactions"].append({"a": a, "b": b, "png": figures.interaction(
-                means, widths, suite.metric)})
+                means, widths, suite.metric), "tests": tests.get((a, b))})
     out["interactions_why"] = _why_not(suite, finished, needs_axes=2)
 
     out["curves"] = []
+    out["history_empty"] = history.empty
     if not history.empty:
         for name, keys in _curve_keys(list(history.columns)):
             out["curves"].append({"name": name, "png": figures.curves(
@@ -106,16 +118,25 @@ def _sections(results: Results) -> dict[str, Any]:
     out["fit"] = fit.to_dict("records")
     out["fit_error"] = fit.attrs.get("error", "")
 
-    explained = sorted(EXPLAINED_BY_DIAGNOSTICS & {a.partition(".")[0]
-                                                   for a in suite.varied_axes})
+    varied = {a.partition(".")[0] for a in suite.varied_axes}
+    explained = sorted(EXPLAINED_BY_DIAGNOSTICS & varied)
     out["diagnostics_axes"] = explained
-    out["diagnostics"] = (figures.diagnostics(history, trials)
+    out["diagnostics"] = (figures.diagnostics(history, trials, varied)
                           if explained and not history.empty else [])
-    out["activations_png"] = figures.activations(_activation_specs(suite))
-    out["verdicts"] = claim_verdicts(trials, suite)
+    # figures of what the suite varies only: lr curves where the schedule or the optimizer
+    # (its learning rate) varies or is tuned, activations where the activation varies
+    if not varied & {"schedule", "optimizer"} and suite.tune is None:
+        out["lr_png"] = None
+    out["activations_png"] = (figures.activations(_activation_specs(suite))
+                              if "activation" in varied else None)
+    out["verdicts"], out["claim_notes"] = claim_verdicts(trials, suite)
+    out["comparisons"] = comparisons_table(
+        {"main_effect": effects, "best_vs": out["best"],
+         **{f"{t.a} × {t.b}": t.family for t in tests.values()}}, out["verdicts"])
     out["numerics"] = _numerics(trials)
     out["reference_rows"] = reference_comparison(trials, suite)
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
+    out["variance"] = suite_decomposition(trials, suite)  # seeds varied per source only
     return out
 
 
@@ -230,6 +251,13 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
     latest = (results.invocations.sort_values("start_time").iloc[-1].to_dict()
               if not results.invocations.empty else {})
     csv_paths = export_tables(results, report_dir)
+    comparisons = report_dir / f"{suite.name}.comparisons.csv"
+    write_atomic(comparisons, sections.pop("comparisons").to_csv(index=False))
+    csv_paths.append(comparisons)
+    # what was trained and compared: a tuned suite's re-runs (points × tune.seeds)
+    seeds = suite.tune.seeds if suite.tune is not None else suite.seeds
+    trial_count = (len(suite.configurations()) * len(seeds) if suite.tune is not None
+                   else len(suite.trials()))
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     headline = _headline(results, sections["table"])
     html = _ENV.get_template("report.html.j2").render(
@@ -245,11 +273,12 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
         max_classes_listed=MAX_CLASSES_LISTED,
         commits=sorted(set(trials["git_commit"])) if not trials.empty else [],
         devices=sorted(set(trials["device"])) if not trials.empty else [],
-        csv_files=[p.name for p in csv_paths], generated=generated)
+        csv_files=[p.name for p in csv_paths], generated=generated, seeds=seeds,
+        trial_count=trial_count)
     out = report_dir / f"{suite.name}.html"
     write_atomic(out, html)
     summary = {"name": suite.name, "description": suite.description, "headline": headline,
-               "metric": suite.metric, "trials": len(suite.trials()), "statuses": statuses,
+               "metric": suite.metric, "trials": trial_count, "statuses": statuses,
                "generated": generated, "file": out.name,
                "reference": [{"configuration": r.label, "metric": r.metric,
                               "published": r.result.value, "measured": _finite(r.measured.mean),

@@ -164,8 +164,10 @@ def activations(specs: list[ComponentSpec]) -> str:
     return _png(fig)
 
 
-def diagnostics(history: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str, str]]:
-    """Per-layer gradient norms, dead/saturated units over epochs, weight sparsity."""
+def diagnostics(history: pd.DataFrame, trials: pd.DataFrame,
+                varied: set[str]) -> list[tuple[str, str]]:
+    """Per-layer gradient norms, dead/saturated units over epochs, and weight sparsity where
+    the suite varies L1 (`varied`: the varied axes' heads): a figure only for what varies."""
     out = []
     layers = sorted((c for c in history.columns if c.startswith("grad_norm.layer")),
                     key=lambda c: int(c.rsplit("layer", 1)[1]))
@@ -190,7 +192,7 @@ def diagnostics(history: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str, 
                                 title="")
             ax.set_title(title)
             out.append((title, _png(fig)))
-    if "weight_sparsity" in trials.columns:
+    if "l1" in varied and "weight_sparsity" in trials.columns:
         done = trials[trials["status"] == "finished"]
         fig, ax = plt.subplots(figsize=(8, 0.3 * done["config"].nunique() + 1.2))
         sns.barplot(data=done, y="config", x="weight_sparsity", errorbar="sd", ax=ax,
@@ -241,8 +243,9 @@ def performance_profile(curve: pd.DataFrame, per_seed: pd.DataFrame, measure: st
                         tau_min: float, tau_max: float) -> str:
     """Dolan-Moré profiles. Top: every configuration's mean over seeds of the share of
     tasks solved within a factor tau of the best (steps). Below, one panel per
-    configuration: that mean, its 95% t interval over seeds (band, clipped to [0, 1]) and
-    each seed's own profile (thin lines)."""
+    configuration: that mean, its 95% band (`curve` low/high: the stratified bootstrap's,
+    `nnbench.results.profiles`; clipped to [0, 1]) and each seed's own profile (thin
+    lines)."""
     configs = list(dict.fromkeys(curve["config"]))
     n = max(1, len(configs))
     fig = plt.figure(figsize=(8, 6.2))

@@ -2,8 +2,10 @@
 
 `load_results(suite)` returns one row per trial of the suite (its latest finished
 or diverged run; otherwise its latest attempt) with the varied axes as label
-columns, and the per-epoch history of the finished ones. `analysis` turns them into
-leaderboards, effects, interactions and claim verdicts (statistics in `stats`).
+columns (a tuned suite's re-runs under their scientific point's levels, `sgd`, not the
+tuned `sgd(lr=0.02)`, which `config` holds), and the per-epoch history of the finished
+ones. `analysis` turns them into leaderboards, effects, interactions and claim verdicts
+(statistics in `stats`).
 MLflow is the source of truth: reports are rebuilt from here.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.entities import Run
 
-from nnbench.config import Suite
+from nnbench.config import Suite, TrialSpec
+from nnbench.config.sources import SOURCES
 from nnbench.config.spec import value_label
 from nnbench.fresh import write_atomic
 from nnbench.tracking import DONE_STATUSES, Tracker, is_done
@@ -45,7 +48,7 @@ def _pick(runs: list[Run]) -> Run:
 
 def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
     tracker = Tracker(suite, tracking_uri)
-    points: dict[str, str] = {}  # tuned config_id -> the scientific point it tunes
+    points: dict[str, TrialSpec] = {}  # tuned config_id -> the scientific point it tunes
     if suite.tune is not None:  # a tuned suite compares the re-runs of its tuned points
         from nnbench.config import apply_values
         from nnbench.tuning import tuned_points, tuned_trials
@@ -54,7 +57,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         specs = {t.trial_id: t for t in tuned_trials(suite, tuned)}
         expected = len(suite.configurations()) * len(suite.tune.seeds)
         for point, best in tuned.values():
-            points[apply_values(point, best).config_id] = point.label(suite.varied_axes)
+            points[apply_values(point, best).config_id] = point
     else:
         specs = {t.trial_id: t for t in suite.trials()}
         expected = len(specs)
@@ -70,10 +73,15 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         run, spec = _pick(runs), specs[trial_id]
         tags, metrics = run.data.tags, run.data.metrics
         status = tags.get("nnbench.status", "running")
+        # a tuned re-run's levels are its point's (the scientific value, not the tuned one)
+        point = points.get(spec.config_id, spec)
         row = {
             "trial_id": trial_id, "config_id": spec.config_id, "config": spec.label(axes),
-            "point": points.get(spec.config_id, spec.label(axes)),
-            "seed": spec.seed, "status": status, "run_id": run.info.run_id,
+            "point": point.label(axes),
+            # the pairing key: the seed, or the varied sources' seeds (`init=1, data_order=0`)
+            "seed": suite.design.label(spec) if suite.seed_design else spec.seed,
+            **{f"seed.{s}": spec.seed_of(s) for s in SOURCES if suite.seed_design},
+            "status": status, "run_id": run.info.run_id,
             "fingerprint": tags.get("nnbench.fingerprint", ""),
             "num_params": int(tags.get("nnbench.num_params", 0) or 0),
             "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
@@ -82,7 +90,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "numerics": _numerics(tags),
             "git_commit": tags.get("nnbench.git_commit", ""),
             "wall_seconds": metrics.get("wall_seconds", float("nan")),
-            **{axis: value_label(axis, spec.value(axis)) for axis in axes},
+            **{axis: value_label(axis, point.value(axis)) for axis in axes},
         }
         row.update(metrics)  # final test metrics and the last epoch's values
         row["metric"] = metrics.get(suite.metric, float("nan"))

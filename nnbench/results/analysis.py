@@ -1,5 +1,12 @@
-"""What the report says: leaderboard, main effects, interactions, fit, claims, and the
-comparison with published numbers (a suite's `reference:`).
+"""What the report says: leaderboard, the best configuration against its runner-up, main
+effects, interaction tests and reversals, fit, claims, and the comparison with published
+numbers (a suite's `reference:`).
+
+Every comparison is seed-paired and carries the per-seed values of both sides into
+`stats.compare` (t and permutation tests, bootstrap intervals, P(a better), MDE), is
+Holm-adjusted over its family, and is one row of `comparisons_table` (the report's
+`<suite>.comparisons.csv`). A comparison without two paired seeds is no row: its family
+names it once, with the reason (`Family.notes`), so no row shows n = 0 or NaN.
 
 Each function takes the tidy per-trial table (`Results.trials`: one row per trial,
 the varied axes as label columns, `seed`, `status`, the metrics) and returns plain
@@ -9,16 +16,31 @@ diverged and failed ones are counted and shown, never silently dropped.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nnbench.config import Claim, PublishedResult, Suite
-from nnbench.results.stats import ALPHA, Interval, Paired, holm, paired, t_interval
+from nnbench.config import Claim, PublishedResult, Suite, apply_values
+from nnbench.config.spec import value_label
+from nnbench.results.stats import (
+    ALPHA,
+    Interval,
+    Paired,
+    compare,
+    format_p,
+    holm,
+    t_interval,
+    verdict,
+)
 
-__all__ = ["claim_verdicts", "fit_diagnosis", "interactions", "leaderboard", "main_effects",
+__all__ = ["Comparison", "Family", "InteractionTests", "baseline_level", "best_summary",
+           "best_versus", "claim_verdicts", "comparisons_table", "fit_diagnosis",
+           "interaction_tests", "interactions", "leaderboard", "main_effects",
            "reference_comparison"]
 
 
@@ -56,71 +78,212 @@ def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     return table.reset_index(drop=True)[columns]
 
 
-def _per_seed_differences(frame: pd.DataFrame, axis: str, level: str, baseline: str,
-                          value: str) -> pd.Series:
-    """Seed-paired differences level - baseline of `value`, matched on the other axes,
-    averaged within each seed."""
-    others = [c for c in frame.attrs.get("axes", []) if c != axis]
-    index = ["seed", *others]
-    table = frame.pivot_table(index=index, columns=axis, values=value, aggfunc="mean")
-    if level not in table or baseline not in table:
-        return pd.Series(dtype=float)
-    diff = (table[level] - table[baseline]).dropna()
-    return diff.groupby(level="seed").mean()
+def _seed_pairs(frame: pd.DataFrame, axes: list[str], axis: str, a: str, b: str,
+                value: str) -> tuple[pd.Series, pd.Series]:
+    """Per-seed values of `value` at level a and at level b of `axis`, matched on the
+    other axes (a cell counts only where both finished), then averaged within each seed;
+    aligned by seed."""
+    others = [c for c in axes if c != axis]
+    table = frame.pivot_table(index=["seed", *others], columns=axis, values=value,
+                              aggfunc="mean")
+    if a not in table or b not in table:
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    both = table[[a, b]].dropna()
+    per_seed = both.groupby(level="seed").mean()
+    return per_seed[a], per_seed[b]
 
 
 @dataclass(frozen=True)
-class Effect:
-    axis: str
-    level: str
-    baseline: str
+class Comparison:
+    """One seed-paired comparison of the report: a against b on one metric (a − b)."""
+
+    kind: str  # main_effect | best_vs | interaction | claim
+    axis: str  # the varied axis; "config" (best_vs); "x × y" (interaction); claim: its axes
+    a: str  # level names as in trials.csv (interaction: "x1 vs x0", the first axis's contrast)
+    b: str  # (interaction: "y1 vs y0": mean_diff = (x1 − x0 at y1) − (x1 − x0 at y0))
+    metric: str
     result: Paired
-    p_holm: float
+    p_holm: float  # Holm-adjusted over the comparison's family (nan: no t-test, see sentence)
+    p_perm_holm: float  # the permutation p-values, Holm-adjusted over the same family
     sentence: str
 
 
-def _sentence(level: str, baseline: str, metric: str, r: Paired, p_holm: float,
-              higher_is_better: bool) -> str:
-    if r.n < 2:
-        return (f"{level} vs {baseline}: Δ {metric} = {r.diff:+.4f} from n = {r.n} seed; "
-                f"a paired test needs at least 2 seeds")
-    if not (p_holm < ALPHA):
-        return (f"{level} is not distinguishable from {baseline} at n = {r.n} seeds "
-                f"(Δ {metric} = {r.diff:+.4f}, 95% CI [{r.low:+.4f}, {r.high:+.4f}], "
-                f"Holm-adjusted p = {p_holm:.3g})")
-    better = (r.diff > 0) == higher_is_better
-    return (f"{level} is {'better' if better else 'worse'} than {baseline}: Δ {metric} = "
-            f"{r.diff:+.4f} (95% CI [{r.low:+.4f}, {r.high:+.4f}], d_z = {r.effect_size:.2f}, "
-            f"paired t-test Holm-adjusted p = {p_holm:.3g}, n = {r.n} seeds)")
+@dataclass(frozen=True)
+class Family:
+    """Comparisons tested together (Holm over them) and, once, what could not be compared."""
+
+    rows: list[Comparison]
+    notes: list[str]
 
 
-def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, list[Effect]]:
+def _too_few(pairs: list[tuple[str, str, int]], seeds: int) -> list[str]:
+    """The note that stands for comparisons without two paired seeds."""
+    if not pairs:
+        return []
+    if seeds < 2:
+        return [f"No seed-paired test: a paired test needs at least 2 seeds and the suite "
+                f"has {seeds}; the levels' means are shown, not compared"]
+    listed = "; ".join(f"{a} vs {b} (n = {n})" for a, b, n in pairs)
+    return [f"Not compared, because fewer than 2 seeds finished both sides (a paired test "
+            f"needs at least 2): {listed}"]
+
+
+def _compare(a: pd.Series, b: pd.Series, higher_is_better: bool) -> Paired:
+    return compare(a.to_numpy(float), b.to_numpy(float), higher_is_better=higher_is_better)
+
+
+def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
+          say: Callable[[str, str, Paired, float, float], str]) -> list[Comparison]:
+    """Holm over a family (the t p-values, and apart the permutation p-values); each row's
+    sentence from `say(a, b, result, p_holm, p_perm_holm)`."""
+    adjusted = holm([r.p for *_, r in pending])
+    adjusted_perm = holm([r.p_perm for *_, r in pending])
+    return [Comparison(kind, axis, a, b, metric, r, float(p), float(q),
+                       say(a, b, r, float(p), float(q)))
+            for (axis, a, b, r), p, q in zip(pending, adjusted, adjusted_perm, strict=True)]
+
+
+def _says(metric: str) -> Callable[[str, str, Paired, float, float], str]:
+    """The sentence of a comparison of a against b: the difference, P(a better), verdict."""
+
+    def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float) -> str:
+        text = f"{a} vs {b}: Δ {metric} = {r.diff:+.4f}"
+        if r.p_improvement == r.p_improvement:  # oriented by higher_is_better in compare
+            text += f", P({a} better than {b}) = {r.p_improvement:.2f}"
+        return (f"{text}; " + verdict(r, p_adjusted=_finite(p_holm),
+                                      p_perm_adjusted=_finite(p_perm_holm)))
+
+    return say
+
+
+def _finite(p: float) -> float | None:
+    return p if math.isfinite(p) else None
+
+
+def _seeds(suite: Suite) -> tuple[int, ...]:
+    """The seeds the compared trials ran: a tuned suite's re-runs use `tune.seeds`."""
+    return tuple(suite.tune.seeds) if suite.tune is not None else tuple(suite.seeds)
+
+
+def baseline_level(suite: Suite, axis: str) -> str | None:
+    """The level of `axis` the others are compared with: the `fixed` value. In a tuned
+    suite, the point whose value is the fixed one once its nuisance values are the fixed
+    ones too (the fixed value's own tuned point); None when the grid does not hold it."""
+    fixed = value_label(axis, suite.base.value(axis))
+    if suite.tune is None:
+        grid = {value_label(axis, point.value(axis)) for point in suite.configurations()}
+        return fixed if fixed in grid else None
+    nuisance: dict[str, Any] = {}
+    for d in suite.tune.space:
+        try:
+            nuisance[d.path] = suite.base.value(d.path)
+        except (KeyError, AttributeError):  # the fixed value has no such parameter
+            continue
+    for point in suite.configurations():
+        try:
+            as_fixed = apply_values(point, nuisance)
+        except ValueError:
+            continue
+        if value_label(axis, as_fixed.value(axis)) == fixed:
+            return value_label(axis, point.value(axis))
+    return None
+
+
+def _reference(done: pd.DataFrame, suite: Suite, axis: str) -> tuple[str, str]:
+    """The level of `axis` its other levels are compared with, and the note that says so
+    when it is not the `fixed` value (`baseline_level`): then the best finished level."""
+    reference = baseline_level(suite, axis)
+    per_level = done.groupby(["seed", axis])["metric"].mean().groupby(level=axis).mean()
+    per_level.index = per_level.index.astype(str)
+    if reference is not None and reference in per_level.index:
+        return reference, ""
+    best = str(per_level.idxmax() if suite.higher_is_better else per_level.idxmin())
+    fixed = value_label(axis, suite.base.value(axis))
+    where = ("has no finished trial" if reference is not None else
+             "is not a point of the grid, so it was not tuned" if suite.tune is not None else
+             "is not a level of the grid, so it was not trained")
+    return best, (f"{axis}: the fixed value {fixed} {where}; every level is compared with the "
+                  f"best level, {best}")
+
+
+def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Family]:
     """Per varied axis: the metric by level (per-seed means over the other axes, t interval)
-    and each level's seed-paired difference against the suite's baseline (the `fixed`
-    value), Holm-adjusted over every comparison in the suite."""
+    and each level's seed-paired comparison with the axis's baseline: the `fixed` value
+    (`baseline_level`), or, where the grid does not hold it, the best level. p-values are
+    Holm-adjusted over every main-effect comparison of the suite."""
     axes = suite.varied_axes
     done = _finished(trials)
-    levels, effects = [], []
+    columns = ["axis", "level", "mean", "low", "high", "n", "baseline"]
     if done.empty or not axes:
-        return pd.DataFrame(columns=["axis", "level", "mean", "low", "high", "n"]), []
-    done = done.copy()
-    done.attrs["axes"] = axes
+        return pd.DataFrame(columns=columns), Family([], [])
+    levels: list[dict[str, Any]] = []
     pending: list[tuple[str, str, str, Paired]] = []
+    notes: list[str] = []
+    too_few: list[tuple[str, str, int]] = []
     for axis in axes:
-        baseline = suite.base.label([axis]).partition("=")[2]
+        rows: list[dict[str, Any]] = []
         for level, group in done.groupby(axis, sort=False):
             interval = t_interval(group.groupby("seed")["metric"].mean())
-            levels.append({"axis": axis, "level": level, "mean": interval.mean,
-                           "low": interval.low, "high": interval.high, "n": interval.n,
-                           "baseline": level == baseline})
-            if level != baseline:
-                diffs = _per_seed_differences(done, axis, str(level), baseline, "metric")
-                pending.append((axis, str(level), baseline, paired(diffs)))
-    adjusted = holm([r.p for *_, r in pending])
-    for (axis, level, baseline, r), p_holm in zip(pending, adjusted, strict=True):
-        effects.append(Effect(axis, level, baseline, r, float(p_holm), _sentence(
-            level, baseline, suite.metric, r, float(p_holm), suite.higher_is_better)))
-    return pd.DataFrame(levels), effects
+            rows.append({"axis": axis, "level": str(level), "mean": interval.mean,
+                         "low": interval.low, "high": interval.high, "n": interval.n})
+        names = [str(r["level"]) for r in rows]
+        reference, note = _reference(done, suite, axis)
+        if note:
+            notes.append(note)
+        for row, level in zip(rows, names, strict=True):
+            row["baseline"] = level == reference
+            levels.append(row)
+            if level == reference:
+                continue
+            a, b = _seed_pairs(done, axes, axis, level, reference, "metric")
+            if len(a) < 2:
+                too_few.append((level, reference, len(a)))
+                continue
+            pending.append((axis, level, reference, _compare(a, b, suite.higher_is_better)))
+    notes += _too_few(too_few, len(_seeds(suite)))
+    return pd.DataFrame(levels, columns=columns), Family(
+        _holm("main_effect", pending, suite.metric,
+                                               _says(suite.metric)), notes)
+
+
+def best_versus(trials: pd.DataFrame, table: pd.DataFrame, suite: Suite) -> Family:
+    """The best configuration (the leaderboard's first) against the runner-up and every
+    configuration whose 95% interval overlaps its own, seed-paired, Holm over them."""
+    done = _finished(trials)
+    if done.empty or len(table) < 2 or not table["n"].iloc[0]:
+        return Family([], [])
+    best = table.iloc[0]
+    others = table.iloc[1:]
+    others = others[others["n"] > 0]
+    overlap = (others["low"] <= best["high"]) & (others["high"] >= best["low"])
+    if len(others):
+        overlap.iloc[0] = True  # the runner-up, overlapping or not
+    chosen = others[overlap]
+    pending: list[tuple[str, str, str, Paired]] = []
+    too_few: list[tuple[str, str, int]] = []
+    for other in chosen["config"]:
+        a, b = _seed_pairs(done, [], "config", str(best["config"]), str(other), "metric")
+        if len(a) < 2:
+            too_few.append((str(best["config"]), str(other), len(a)))
+            continue
+        pending.append(("config", str(best["config"]), str(other),
+                        _compare(a, b, suite.higher_is_better)))
+    rows = _holm("best_vs", pending, suite.metric, _says(suite.metric))
+    return Family(rows, _too_few(too_few, len(_seeds(suite))))
+
+
+def best_summary(family: Family, higher_is_better: bool) -> str:
+    """One sentence: is the best configuration's lead established?"""
+    if not family.rows:
+        return ""
+    best = family.rows[0].a
+    open_ = [c.b for c in family.rows if not (c.p_holm < ALPHA
+                                              and (c.result.diff > 0) == higher_is_better)]
+    if not open_:
+        return (f"{best} is better than each configuration tested against it "
+                f"(Holm-adjusted p < {ALPHA} each): its lead is established.")
+    return (f"{best} leads, but is not distinguishable from {'; '.join(open_)}: the order "
+            f"at the top is not settled at these seeds.")
 
 
 def interactions(trials: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -136,6 +299,110 @@ def interactions(trials: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, pd
         return frame, frame
     return (frame.pivot(index=a, columns=b, values="mean"),
             frame.pivot(index=a, columns=b, values="width"))
+
+
+@dataclass(frozen=True)
+class InteractionTests:
+    """The interaction tests of one pair of varied axes and where an average effect reverses."""
+
+    a: str
+    b: str
+    family: Family
+    reversals: list[str]
+
+
+def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTests]:
+    """For each pair of varied axes (x, y), each level x1 of x against x's reference x0 (the
+    main effects' baseline) and each y1 against y0: the seed-paired difference of
+    differences (x1 − x0 at y1) − (x1 − x0 at y0), averaged over the other axes within a
+    seed ((|x| − 1)(|y| − 1) tests, Holm over the pair's family); and a sentence for each
+    main effect (x1 against x0) that reverses at some level of y."""
+    done = _finished(trials)
+    axes = suite.varied_axes
+    out: list[InteractionTests] = []
+    if done.empty:
+        return out
+    references = {axis: _reference(done, suite, axis)[0] for axis in axes}
+    for x, y in itertools.combinations(axes, 2):
+        others = [c for c in axes if c not in (x, y)]
+        cells = done.pivot_table(index=["seed", *others], columns=[x, y], values="metric",
+                                 aggfunc="mean")
+        x0, y0 = references[x], references[y]
+        xs = [v for v in dict.fromkeys(str(v) for v in done[x]) if v != x0]
+        ys = [v for v in dict.fromkeys(str(v) for v in done[y]) if v != y0]
+        pending: list[tuple[str, str, str, Paired]] = []
+        too_few: list[tuple[str, str, int]] = []
+        for x1, y1 in itertools.product(xs, ys):
+            keys = [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
+            if any(k not in cells for k in keys):
+                continue
+            block = cells[keys].dropna()
+            at_1 = (block[(x1, y1)] - block[(x0, y1)]).groupby(level="seed").mean()
+            at_0 = (block[(x1, y0)] - block[(x0, y0)]).groupby(level="seed").mean()
+            name_a, name_b = f"{x1} vs {x0}", f"{y1} vs {y0}"
+            if len(at_1) < 2:
+                too_few.append((name_a, name_b, len(at_1)))
+                continue
+            pending.append((f"{x} × {y}", name_a, name_b,
+                            _compare(at_1, at_0, higher_is_better=True)))
+
+        def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float, x: str = x,
+                y: str = y) -> str:
+            x1, _, x0 = a.partition(" vs ")
+            y1, _, y0 = b.partition(" vs ")
+            return (f"({x1} − {x0} at {y}={y1}) − ({x1} − {x0} at {y}={y0}) = "
+                    f"{r.diff:+.4f}: " + verdict(r, p_adjusted=_finite(p_holm),
+                                                 p_perm_adjusted=_finite(p_perm_holm)))
+
+        family = Family(_holm("interaction", pending, suite.metric, say),
+                        _too_few(too_few, len(_seeds(suite))))
+        reversals = (_reversals(done, axes, x, y, x0, xs, family, suite)
+                     + _reversals(done, axes, y, x, y0, ys, family, suite))
+        out.append(InteractionTests(x, y, family, reversals))
+    return out
+
+
+def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs: list[str],
+               family: Family, suite: Suite) -> list[str]:
+    """"xavier beats kaiming on average, but not with sigmoid": each main effect of x (x1
+    against its reference x0) whose seed-paired difference changes sign at some level of y,
+    with the interaction tests behind it."""
+    metric, higher = suite.metric, suite.higher_is_better
+    sentences = []
+    for x1 in xs:
+        a, b = _seed_pairs(done, axes, x, x1, x0, "metric")
+        if len(a) < 1 or float((a - b).mean()) == 0:
+            continue
+        average = float((a - b).mean())
+        flipped = []
+        for level, scope in done.groupby(y, sort=False):
+            a_at, b_at = _seed_pairs(scope, [c for c in axes if c != y], x, x1, x0, "metric")
+            if len(a_at) and np.sign(float((a_at - b_at).mean())) == -np.sign(average):
+                flipped.append((str(level), float((a_at - b_at).mean())))
+        if not flipped:
+            continue
+        winner, loser = (x1, x0) if (average > 0) == higher else (x0, x1)
+        sign = 1 if winner == x1 else -1
+        where = " or ".join(f"{y}={level} ({metric} {winner} − {loser} = {sign * d:+.4f})"
+                            for level, d in flipped)
+        pair, at = f"{x1} vs {x0}", {level for level, _ in flipped}
+        tests = [c for c in family.rows  # x1 against x0 at a level where it flips
+                 if any(mine == pair and at & set(theirs.split(" vs "))
+                        for mine, theirs in ((c.a, c.b), (c.b, c.a)))]
+        text = (f"{winner} beats {loser} on average ({metric} {winner} − {loser} = "
+                f"{sign * average:+.4f}), but not with {where}")
+        if tests:
+            strongest = min(tests, key=lambda c: c.p_holm if c.p_holm == c.p_holm else 2.0)
+            shown = format_p(strongest.p_holm)
+            settled = strongest.p_holm < ALPHA
+            text += (f"; the interaction test{'s give' if len(tests) > 1 else ' gives'} "
+                     f"Holm-adjusted p {shown if shown.startswith('<') else '= ' + shown}"
+                     f"{' at best' if len(tests) > 1 else ''} "
+                     f"(n = {strongest.result.n} seeds): "
+                     + ("the reversal is more than seed noise" if settled else
+                        "the reversal is not distinguishable from seed noise"))
+        sentences.append(text + ".")
+    return sentences
 
 
 def fit_diagnosis(trials: pd.DataFrame, suite: Suite) -> pd.DataFrame:
@@ -176,8 +443,10 @@ class Verdict:
     verdict: str  # supported | contradicted | inconclusive
     result: Paired
     p_holm: float
+    p_perm_holm: float
     a_mean: float
     b_mean: float
+    sentence: str  # stats.verdict's plain-English reading
 
 
 def _select(frame: pd.DataFrame, where: dict[str, str]) -> pd.Series:
@@ -187,34 +456,77 @@ def _select(frame: pd.DataFrame, where: dict[str, str]) -> pd.Series:
     return mask
 
 
-def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> list[Verdict]:
-    """Each `expect:` claim against the seed-paired statistics (Holm over the claims)."""
+def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], list[str]]:
+    """Each `expect:` claim against the seed-paired statistics (Holm over the claims), and
+    a note for each claim that cannot be tested yet, with the reason."""
     done = _finished(trials)
-    pending = []
+    pending: list[tuple[Claim, Paired, float, float]] = []
+    notes: list[str] = []
     for claim in suite.expect:
         if done.empty or claim.metric not in done.columns:
-            pending.append((claim, paired([]), math.nan, math.nan))
+            notes.append(f"{claim.text}: not tested, because no finished trial has "
+                         f"{claim.metric} yet")
             continue
         scope = done[_select(done, dict(claim.where))]
         a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
         keys = [c for c in suite.varied_axes if c not in claim.a and c not in claim.b]
-        per_a = a.groupby(["seed", *keys])[claim.metric].mean()
-        per_b = b.groupby(["seed", *keys])[claim.metric].mean()
-        diff = (per_a - per_b).dropna().groupby(level="seed").mean()
-        pending.append((claim, paired(diff), float(a[claim.metric].mean()),
-                        float(b[claim.metric].mean())))
+        both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
+                          b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
+                         axis=1).dropna()
+        per_seed = both.groupby(level="seed").mean()
+        if len(per_seed) < 2:
+            notes.append(f"{claim.text}: not tested, because {len(per_seed)} seed(s) finished "
+                         f"both sides and a paired test needs at least 2")
+            continue
+        r = compare(per_seed["a"].to_numpy(float), per_seed["b"].to_numpy(float),
+                    higher_is_better=claim.direction == "higher")
+        pending.append((claim, r, float(a[claim.metric].mean()), float(b[claim.metric].mean())))
     adjusted = holm([r.p for _, r, _, _ in pending])
+    adjusted_perm = holm([r.p_perm for _, r, _, _ in pending])
     verdicts = []
-    for (claim, r, a_mean, b_mean), p_holm in zip(pending, adjusted, strict=True):
+    for (claim, r, a_mean, b_mean), p_holm, p_perm_holm in zip(pending, adjusted, adjusted_perm,
+                                                                strict=True):
         sign = 1 if claim.direction == "higher" else -1
         if p_holm < ALPHA and np.sign(r.diff) == sign:
-            verdict = "supported"
+            outcome = "supported"
         elif p_holm < ALPHA:
-            verdict = "contradicted"
+            outcome = "contradicted"
         else:
-            verdict = "inconclusive"
-        verdicts.append(Verdict(claim, verdict, r, float(p_holm), a_mean, b_mean))
-    return verdicts
+            outcome = "inconclusive"
+        verdicts.append(Verdict(claim, outcome, r, float(p_holm), float(p_perm_holm), a_mean,
+                                b_mean, verdict(r, p_adjusted=_finite(p_holm),
+                                                p_perm_adjusted=_finite(p_perm_holm))))
+    return verdicts, notes
+
+
+def _side(where: Mapping[str, str]) -> str:
+    """A claim's side as trials.csv names it: the level, or `axis=level, ...` for several."""
+    items = list(dict(where).items())
+    if len(items) == 1:
+        return str(items[0][1])
+    return ", ".join(f"{axis}={level}" for axis, level in items)
+
+
+def comparisons_table(families: dict[str, Family], verdicts: list[Verdict]) -> pd.DataFrame:
+    """Every comparison of a report, one row each (reports/<suite>.comparisons.csv)."""
+    rows: list[Comparison] = [c for family in families.values() for c in family.rows]
+    rows += [Comparison("claim", ", ".join(dict(v.claim.a)), _side(v.claim.a),
+                        _side(v.claim.b), v.claim.metric, v.result, v.p_holm, v.p_perm_holm,
+                        f"{v.claim.text}: {v.verdict}; {v.sentence}") for v in verdicts]
+    columns = ["kind", "axis", "a", "b", "metric", "n", "mean_diff", "t_low", "t_high",
+               "effect_size", "p", "p_holm", "p_perm", "boot_low", "boot_high",
+               "p_improvement", "p_improvement_low", "p_improvement_high", "mde",
+               "seeds_needed", "identical", "method", "sentence"]
+    return pd.DataFrame([{
+        "kind": c.kind, "axis": c.axis, "a": c.a, "b": c.b, "metric": c.metric,
+        "n": c.result.n, "mean_diff": c.result.diff, "t_low": c.result.low,
+        "t_high": c.result.high, "effect_size": c.result.effect_size, "p": c.result.p,
+        "p_holm": c.p_holm, "p_perm": c.result.p_perm, "boot_low": c.result.boot_low,
+        "boot_high": c.result.boot_high, "p_improvement": c.result.p_improvement,
+        "p_improvement_low": c.result.p_improvement_low,
+        "p_improvement_high": c.result.p_improvement_high, "mde": c.result.mde,
+        "seeds_needed": c.result.seeds_needed, "identical": c.result.identical,
+        "method": c.result.method, "sentence": c.sentence} for c in rows], columns=columns)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,34 @@ from __future__ import annotations
 
 import math
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from nnbench.config import parse_suite
+from nnbench.results import stats
 from nnbench.results.analysis import claim_verdicts, fit_diagnosis, leaderboard, main_effects
-from nnbench.results.stats import ALPHA, ema, holm, paired, t_interval
+from nnbench.results.stats import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    POWER,
+    RANDOM_PERMUTATIONS,
+    compare,
+    ema,
+    format_p,
+    holm,
+    min_detectable_difference,
+    paired,
+    permutation_p,
+    probability_of_improvement,
+    seeds_for_distribution_free,
+    t_interval,
+    verdict,
+)
 
 T_975 = {3: 3.182446305284263, 4: 2.7764451051977987, 7: 2.3646242510102993}  # tables
 
@@ -49,10 +69,19 @@ def test_paired_test_finds_a_planted_effect() -> None:
     assert result.n == 8
 
 
+def test_paired_p_is_the_paired_t_test() -> None:
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 4, 6, 10):
+        d = rng.normal(0.1, 1, n)
+        assert paired(d).p == pytest.approx(float(scipy_stats.ttest_1samp(d, 0.0).pvalue))
+
+
 def test_false_positive_rate_of_null_comparisons_is_alpha() -> None:
+    # paired(d).p is scipy's one-sample t-test (above); the simulation runs it vectorised
     rng = np.random.default_rng(2)
     trials = 4000
-    rejected = sum(paired(rng.normal(0, 1, 6)).p < ALPHA for _ in range(trials))
+    p = scipy_stats.ttest_1samp(rng.normal(0, 1, (trials, 6)), 0.0, axis=1).pvalue
+    rejected = int((p < ALPHA).sum())
     sigma = math.sqrt(ALPHA * (1 - ALPHA) / trials)
     assert abs(rejected / trials - ALPHA) < 3 * sigma
 
@@ -60,8 +89,8 @@ def test_false_positive_rate_of_null_comparisons_is_alpha() -> None:
 def test_holm_controls_the_family_wise_error_rate() -> None:
     rng = np.random.default_rng(3)
     families = 2000
-    any_rejected = sum((holm([paired(rng.normal(0, 1, 5)).p for _ in range(5)]) < ALPHA).any()
-                       for _ in range(families))
+    p = scipy_stats.ttest_1samp(rng.normal(0, 1, (families, 5, 5)), 0.0, axis=2).pvalue
+    any_rejected = sum((holm(family) < ALPHA).any() for family in p)
     sigma = math.sqrt(ALPHA * (1 - ALPHA) / families)
     assert any_rejected / families < ALPHA + 3 * sigma
 
@@ -79,6 +108,256 @@ def test_ema_is_the_notes_recursion() -> None:
         s = y if s is None else 0.9 * s + 0.1 * y
         expected.append(s)
     assert ema(values, 0.9).tolist() == pytest.approx(expected)
+
+
+# --- beyond the t-test: permutation, bootstrap, P(a > b), power ---------------------------
+
+
+def test_exact_permutation_p_by_hand() -> None:
+    # d = (1, 1, 1, -1): the 16 sign patterns give sums -4..4; |sum| >= 2 unless two of the
+    # four values are flipped against the other two: C(4, 2) = 6 patterns, p = 10/16
+    assert permutation_p([1.0, 1.0, 1.0, -1.0]) == pytest.approx(10 / 16)
+    # d = (1, 2, 3, -4): sum 2; every sum is even and 0 only for {1, 4} vs {2, 3}: p = 14/16
+    assert permutation_p([1.0, 2.0, 3.0, -4.0]) == pytest.approx(14 / 16)
+    assert permutation_p([0.0, 0.0, 0.0]) == 1.0
+    assert math.isnan(permutation_p([]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 6, 10, 16])
+def test_permutation_p_cannot_go_below_its_floor(n: int) -> None:
+    # every difference positive (however large): only the observed pattern and its mirror
+    # reach the observed sum, p = 2 / 2^n (0.125 at 4 seeds), never 0
+    d = np.linspace(0.01, 0.5, n)
+    assert permutation_p(d) == pytest.approx(min(1.0, 2 / 2**n))
+    assert compare(d + 1.0, np.ones(n)).p_perm == pytest.approx(min(1.0, 2 / 2**n))
+    assert seeds_for_distribution_free(0.05) == 6
+    assert seeds_for_distribution_free(0.01) == 8
+
+
+@pytest.mark.parametrize("n", [5, 9, 12])
+def test_exact_permutation_p_equals_scipy_permutation_test(n: int) -> None:
+    d = np.random.default_rng(n).normal(0.3, 1.0, n)
+    exact = scipy_stats.permutation_test((d,), np.mean, permutation_type="samples",
+                                         n_resamples=np.inf, vectorized=True)
+    assert permutation_p(d) == pytest.approx(exact.pvalue)
+
+
+def test_sampled_permutation_p_beyond_16_seeds_is_close_to_exact() -> None:
+    d = np.random.default_rng(6).normal(0.25, 1.0, 17)  # 2^17 patterns: scipy enumerates
+    exact = scipy_stats.permutation_test((d,), np.mean, permutation_type="samples",
+                                         n_resamples=np.inf, vectorized=True).pvalue
+    sampled = permutation_p(d)
+    sigma = math.sqrt(exact * (1 - exact) / RANDOM_PERMUTATIONS)
+    assert abs(sampled - exact) < 4 * sigma + 1e-4
+    assert permutation_p(np.linspace(1, 2, 30)) > 0  # far beyond every pattern: still not 0
+    assert "65,536 random patterns" in paired(d).method
+
+
+def test_permutation_test_rejects_null_comparisons_at_most_alpha() -> None:
+    rng = np.random.default_rng(7)
+    trials = 2000
+    rejected = sum(permutation_p(rng.normal(0, 1, 8)) < ALPHA for _ in range(trials))
+    sigma = math.sqrt(ALPHA * (1 - ALPHA) / trials)
+    assert rejected / trials < ALPHA + 3 * sigma
+
+
+def test_bootstrap_interval_is_scipy_bca_with_stated_resamples() -> None:
+    d = np.random.default_rng(8).normal(0.02, 0.01, 8)
+    direct = scipy_stats.bootstrap((d,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES,
+                                   vectorized=True, method="BCa",
+                                   rng=np.random.default_rng(BOOTSTRAP_SEED))
+    result = paired(d)
+    assert (result.boot_low, result.boot_high) == pytest.approx(
+        (direct.confidence_interval.low, direct.confidence_interval.high))
+    assert "BCa bootstrap" in result.method
+    assert "10,000 resamples" in result.method
+    assert paired(d) == result  # seeded: the same numbers every time
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_about_its_level() -> None:
+    # BCa at 12 seeds covers a little under its nominal 95% (bootstrap intervals ignore the
+    # t correction): loose bounds over seeded simulations with skewed differences
+    rng = np.random.default_rng(9)
+    trials = 300
+    covered = 0
+    for _ in range(trials):
+        r = paired(rng.gamma(4.0, 0.01, 12) - 0.02)  # skewed, true mean 0.02
+        covered += r.boot_low <= 0.02 <= r.boot_high
+    assert 0.85 <= covered / trials <= 0.99
+
+
+def test_minimum_detectable_difference_has_the_stated_power() -> None:
+    rng = np.random.default_rng(10)
+    trials = 4000
+    for n in (4, 8):
+        mde = min_detectable_difference(n, 1.0)
+        d = rng.normal(mde, 1.0, (trials, n))
+        power = float((scipy_stats.ttest_1samp(d, 0.0, axis=1).pvalue < ALPHA).mean())
+        assert abs(power - POWER) < 3 * math.sqrt(POWER * (1 - POWER) / trials)
+    assert min_detectable_difference(8, 2.0) == pytest.approx(2 * min_detectable_difference(8, 1))
+    assert math.isnan(min_detectable_difference(1, 1.0))
+    assert math.isnan(min_detectable_difference(4, 0.0))
+
+
+def test_minimum_detectable_difference_equals_statsmodels_power_solver() -> None:
+    power = pytest.importorskip("statsmodels.stats.power")
+    for n in (3, 4, 6, 16):
+        expected = power.TTestPower().solve_power(nobs=n, alpha=ALPHA, power=POWER)
+        assert min_detectable_difference(n, 1.0) == pytest.approx(expected, rel=1e-4)
+
+
+def test_seeds_needed_reach_the_stated_power() -> None:
+    rng = np.random.default_rng(11)
+    d = np.array([0.3, -0.5, 1.2, 0.4])  # d_z about 0.54: not distinguishable at 4 seeds
+    r = paired(d)
+    assert r.p > ALPHA
+    assert r.seeds_needed is not None and r.seeds_needed > 6
+    dz = r.diff / float(np.std(d, ddof=1))
+    trials = 4000
+
+    def simulated_power(n: int) -> float:
+        sample = rng.normal(dz, 1.0, (trials, n))
+        return float((scipy_stats.ttest_1samp(sample, 0.0, axis=1).pvalue < ALPHA).mean())
+
+    sigma = 3 * math.sqrt(POWER * (1 - POWER) / trials)
+    assert simulated_power(r.seeds_needed) > POWER - sigma
+    assert simulated_power(r.seeds_needed - 1) < POWER + sigma
+    assert "about" in verdict(r) and f"{r.seeds_needed} seeds would resolve" in verdict(r)
+    assert paired([0.1, -0.1, 0.2, -0.2]).seeds_needed is None  # observed difference 0
+    # a large effect at 4 seeds: power is there, but a distribution-free test needs 6
+    assert paired([1.0, 1.1, 0.9, 1.05]).seeds_needed == 6
+    assert paired(np.linspace(1.0, 1.1, 8)).seeds_needed is None  # resolved already
+
+
+def _rliable_p_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    metrics = pytest.importorskip("rliable.metrics")
+    # rliable takes score matrices of shape (runs, tasks): here one task
+    return float(metrics.probability_of_improvement(x[:, None], y[:, None]))
+
+
+def test_probability_of_improvement_equals_rliable() -> None:
+    rng = np.random.default_rng(12)
+    for n in (2, 4, 7, 16):
+        a, b = rng.normal(0.6, 0.05, n), rng.normal(0.58, 0.05, n)
+        assert compare(a, b).p_improvement == pytest.approx(_rliable_p_improvement(a, b))
+        # accuracies in steps of 1/100: ties count half
+        a, b = np.round(a, 2), np.round(b, 2)
+        assert probability_of_improvement(a, b) == pytest.approx(_rliable_p_improvement(a, b))
+        # lower is better: P(a better) is P(a < b)
+        lower = compare(a, b, higher_is_better=False).p_improvement
+        assert lower == pytest.approx(_rliable_p_improvement(b, a))
+
+
+def test_probability_of_improvement_extremes_and_interval() -> None:
+    base = np.array([0.50, 0.52, 0.49, 0.51])
+    better = compare(base + 0.1, base)
+    assert better.p_improvement == 1.0
+    assert compare(base, base + 0.1).p_improvement == 0.0
+    same = compare(base, base)
+    assert same.p_improvement == 0.5
+    assert compare(base + 0.1, base, higher_is_better=False).p_improvement == 0.0
+    rng = np.random.default_rng(13)
+    r = compare(rng.normal(0.6, 0.05, 8), rng.normal(0.58, 0.05, 8))
+    assert 0 <= r.p_improvement_low <= r.p_improvement <= r.p_improvement_high <= 1
+    assert r.p_improvement_low < r.p_improvement_high
+    assert math.isnan(paired([0.1, 0.2, 0.3]).p_improvement)  # differences alone: unknown
+
+
+def test_compare_drops_pairs_with_a_missing_value_and_needs_aligned_seeds() -> None:
+    r = compare([0.5, math.nan, 0.7, 0.6], [0.4, 0.5, math.nan, 0.45])
+    assert r.n == 2
+    assert r.diff == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="aligned by seed"):
+        compare([0.5, 0.6], [0.4])
+
+
+@pytest.mark.parametrize("n", [2, 4, 6])
+def test_identical_differences_are_reported_as_such_not_as_certainty(n: int) -> None:
+    # the issue's case: accuracies in steps of 1/1000, every seed 0.015 apart (in floating
+    # point 0.5 - 0.485 and 0.8 - 0.785 differ in the last bit)
+    b = np.round(np.linspace(0.485, 0.785, n), 3)
+    r = compare(b + 0.015, b)
+    assert r.identical
+    assert r.diff == pytest.approx(0.015)
+    for value in (r.p, r.effect_size, r.low, r.high, r.boot_low, r.boot_high, r.mde):
+        assert math.isnan(value)  # never 0, never inf, never a zero-width interval
+    assert r.p_perm == pytest.approx(2 / 2**n)
+    text = verdict(r)
+    assert f"every one of the {n} seeds gave the same difference" in text
+    assert "not certainty" in text
+    if n < 6:
+        assert "not distinguishable" in text
+        assert "from 6 seeds" in text
+    else:
+        assert "distinguishable at α = 0.05 without assuming normality" in text
+
+
+def test_only_rounding_counts_as_identical() -> None:
+    # losses near 1e6 whose differences vary by 1e-4: a real spread, not identical
+    b = 1e6 + np.arange(4.0)
+    r = compare(b + np.array([1e-4, 2e-4, 3e-4, 4e-4]), b)
+    assert not r.identical
+    assert math.isfinite(r.p) and math.isfinite(r.effect_size)
+    assert r.method.startswith("paired t; exact sign-flip permutation (2^4 = 16 patterns); "
+                               "BCa bootstrap")
+
+
+def test_degenerate_inputs_never_yield_zero_p_or_infinite_effect() -> None:
+    empty = compare([], [])
+    assert empty.n == 0
+    assert all(math.isnan(v) for v in (empty.diff, empty.p, empty.p_perm, empty.mde))
+    assert "nothing to compare" in verdict(empty)
+    one = compare([0.7], [0.6])
+    assert one.n == 1
+    assert one.diff == pytest.approx(0.1)
+    assert all(math.isnan(v) for v in (one.p, one.low, one.effect_size, one.boot_low, one.mde))
+    assert "at least 2 seeds" in verdict(one)
+    zero = paired([0.0, 0.0, 0.0, 0.0])
+    assert zero.identical
+    assert math.isnan(zero.p)
+    assert zero.p_perm == 1.0
+    assert "not certainty that they are equal" in verdict(zero)
+    for r in (empty, one, zero, paired([0.015, 0.015])):
+        assert not (r.p == 0 or r.p_perm == 0 or math.isinf(r.effect_size))
+
+
+def test_verdict_says_when_t_and_permutation_disagree() -> None:
+    r = paired([0.031, 0.029, 0.030, 0.032])  # planted effect, 4 seeds: t p tiny, perm 0.125
+    assert r.p < 0.001
+    assert r.p_perm == pytest.approx(0.125)
+    text = verdict(r)
+    assert "distinguishable at α = 0.05 by the paired t-test but not by" in text
+    assert "normally distributed" in text
+    assert "4 values cannot check" in text
+    assert "from 6 seeds" in text
+    assert "< 0.0001" in text or "0.000" in text
+    stricter = verdict(r, alpha=0.01)
+    assert "from 8 seeds" in stricter
+    # a Holm-adjusted p above alpha: not distinguishable, whatever the raw p
+    assert verdict(r, p_adjusted=0.2).startswith("not distinguishable at α = 0.05")
+    agreed = paired(np.linspace(0.02, 0.04, 8))
+    assert verdict(agreed).startswith("distinguishable at α = 0.05 (")
+    # with the family's adjusted permutation p, the permutation verdict is adjusted too
+    assert "but not by" in verdict(agreed, p_adjusted=0.001, p_perm_adjusted=0.3)
+
+
+def test_format_p() -> None:
+    assert format_p(0.0) == "< 0.0001"
+    assert format_p(0.00004) == "< 0.0001"
+    assert format_p(0.0001) == "0.0001"
+    assert format_p(0.0312) == "0.0312"
+    assert format_p(1.0) == "1.0000"
+    assert format_p(math.nan) == "n/a"
+
+
+def test_a_report_of_comparisons_takes_about_a_second() -> None:
+    rng = np.random.default_rng(14)
+    samples = [(rng.normal(0.6, 0.05, n), rng.normal(0.59, 0.05, n))
+               for n in np.resize(np.arange(4, 17), 100)]
+    started = time.perf_counter()
+    for a, b in samples:
+        compare(a, b)
+    assert time.perf_counter() - started < 10  # ~1 s alone; shared CI machines are slower
 
 
 SUITE = parse_suite(textwrap.dedent("""\
@@ -115,20 +394,22 @@ def _trials(effect_tanh: float, effect_xavier: float, seeds: int = 8) -> pd.Data
 
 def test_main_effects_find_the_planted_effect_and_not_the_null() -> None:
     levels, effects = main_effects(_trials(0.03, 0.0), SUITE)
-    by_axis = {e.axis: e for e in effects}
+    by_axis = {e.axis: e for e in effects.rows}
     tanh = by_axis["activation"]
-    assert (tanh.level, tanh.baseline) == ("tanh", "relu")
+    assert (tanh.a, tanh.b) == ("tanh", "relu")
     assert tanh.result.diff == pytest.approx(0.03, abs=0.006)
     assert tanh.p_holm < ALPHA
-    assert "tanh is better than relu" in tanh.sentence
+    assert tanh.result.p_improvement > 0.5
+    assert "distinguishable at α = 0.05" in tanh.sentence
+    assert "not distinguishable" not in tanh.sentence
     assert by_axis["init"].p_holm > ALPHA
-    assert "not distinguishable from default at n = 8 seeds" in by_axis["init"].sentence
+    assert "not distinguishable at α = 0.05" in by_axis["init"].sentence
     baseline = levels[(levels["axis"] == "activation") & levels["baseline"]]
     assert baseline["level"].tolist() == ["relu"]
 
 
 def test_claims_are_supported_contradicted_or_inconclusive() -> None:
-    verdicts = [v.verdict for v in claim_verdicts(_trials(0.03, 0.0), SUITE)]
+    verdicts = [v.verdict for v in claim_verdicts(_trials(0.03, 0.0), SUITE)[0]]
     assert verdicts == ["supported", "contradicted", "inconclusive"]
 
 
@@ -152,3 +433,20 @@ def test_fit_diagnosis_applies_the_stated_thresholds() -> None:
     assert table["gap"].iloc[0] == pytest.approx(0.2, abs=0.01)
     trials["train_accuracy"] = 0.5  # training error 0.5 > 0.3: underfit
     assert set(fit_diagnosis(trials, SUITE)["verdict"]) == {"underfit"}
+
+
+def test_a_tiny_difference_asks_for_more_than_many_seeds_not_an_absurd_number() -> None:
+    r = stats.compare(np.array([0.5, 0.51, 0.49, 0.5]), np.array([0.5, 0.5, 0.5, 0.5000001]))
+    assert r.seeds_needed is not None and r.seeds_needed > stats.MANY_SEEDS
+    text = stats.verdict(r)
+    assert "more than 10,000 seeds would be needed to resolve it" in text
+    assert str(r.seeds_needed) not in text
+
+
+def test_a_p_value_below_the_printed_precision_reads_p_less_than() -> None:
+    r = stats.compare(np.array([0.9, 0.91, 0.92, 0.93, 0.95, 0.96]),
+                      np.array([0.1, 0.1, 0.12, 0.1, 0.1, 0.11]))
+    text = stats.verdict(r, p_adjusted=r.p)
+    assert "Holm-adjusted paired t p < 0.0001" in text
+    assert "= <" not in text
+    assert "exact sign-flip permutation p = 0.0312" in text

@@ -1,0 +1,131 @@
+"""The report's comparisons on synthetic per-trial tables with known answers: baselines,
+the best against its runner-up, interactions and reversals, what cannot be compared."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import textwrap
+
+import numpy as np
+import pandas as pd
+
+from nnbench.config import Suite, parse_suite
+from nnbench.results.analysis import (
+    best_versus,
+    claim_verdicts,
+    comparisons_table,
+    interaction_tests,
+    leaderboard,
+    main_effects,
+)
+
+SUITE = """\
+name: synthetic
+task: {{dataset: {{name: mnist1d, num_samples: 600}}, model: {{name: mlp, hidden: [8]}}}}
+fixed: {{activation: {fixed}, init: kaiming_normal, optimizer: {{name: sgd, lr: 0.05}},
+        epochs: 2, batch_size: 32}}
+grid:
+  activation: [sigmoid, tanh, relu]
+  init: [xavier_normal, kaiming_normal]
+seeds: {seeds}
+"""
+# mean test accuracy per (activation, init): xavier beats kaiming on average, but not
+# with sigmoid, where kaiming scores higher
+MEANS = {("sigmoid", "xavier_normal"): 0.60, ("sigmoid", "kaiming_normal"): 0.70,
+         ("tanh", "xavier_normal"): 0.85, ("tanh", "kaiming_normal"): 0.75,
+         ("relu", "xavier_normal"): 0.90, ("relu", "kaiming_normal"): 0.80}
+
+
+def _suite(fixed: str = "relu", seeds: int = 6) -> Suite:
+    return parse_suite(textwrap.dedent(SUITE.format(fixed=fixed, seeds=seeds)))
+
+
+def _trials(seeds: int = 6, noise: float = 0.005) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for (activation, init), seed in itertools.product(MEANS, range(seeds)):
+        rows.append({"config": f"activation={activation}, init={init}", "seed": seed,
+                     "status": "finished", "activation": activation, "init": init,
+                     "metric": MEANS[activation, init] + noise * rng.standard_normal(),
+                     "best_epoch": 2, "wall_seconds": 1.0, "num_params": 100})
+    return pd.DataFrame(rows)
+
+
+def test_levels_are_compared_with_the_fixed_value_seed_paired() -> None:
+    levels, family = main_effects(_trials(), _suite())
+    assert family.notes == []
+    pairs = {(c.axis, c.a, c.b) for c in family.rows}
+    assert pairs == {("activation", "sigmoid", "relu"), ("activation", "tanh", "relu"),
+                     ("init", "xavier_normal", "kaiming_normal")}
+    assert all(c.result.n == 6 and c.p_holm < 0.05 for c in family.rows)
+    sigmoid = next(c for c in family.rows if c.a == "sigmoid")
+    assert abs(sigmoid.result.diff - (-0.20)) < 0.01 and sigmoid.result.p_improvement == 0.0
+    assert "< 0.0001" in sigmoid.sentence  # p-values that small print as such
+    assert set(levels[levels["baseline"]]["level"]) == {"relu", "kaiming_normal"}
+
+
+def test_a_fixed_value_outside_the_grid_compares_every_level_with_the_best() -> None:
+    suite = _suite(fixed="gelu")
+    _, family = main_effects(_trials(), suite)
+    assert family.notes == ["activation: the fixed value gelu is not a level of the grid, "
+                            "so it was not trained; every level is compared with the best "
+                            "level, relu"]
+    assert {(c.a, c.b) for c in family.rows if c.axis == "activation"} == {
+        ("sigmoid", "relu"), ("tanh", "relu")}
+
+
+def test_one_seed_gives_no_row_and_says_why_once() -> None:
+    _, family = main_effects(_trials(seeds=1), _suite(seeds=1))
+    assert family.rows == []
+    assert family.notes == ["No seed-paired test: a paired test needs at least 2 seeds and "
+                            "the suite has 1; the levels' means are shown, not compared"]
+    verdicts, notes = claim_verdicts(_trials(seeds=1), _suite(seeds=1))
+    assert verdicts == [] and notes == []  # the suite declares no claims
+
+
+def test_the_best_is_tested_against_the_runner_up_and_every_overlapping_interval() -> None:
+    trials = _trials()
+    near = trials["config"] == "activation=tanh, init=xavier_normal"
+    trials.loc[near, "metric"] += 0.049  # within noise of the best (relu + xavier)
+    table = leaderboard(trials, higher_is_better=True)
+    family = best_versus(trials, table, _suite())
+    best = "activation=relu, init=xavier_normal"
+    assert table["config"].iloc[0] == best
+    overlapping = table[(table["low"] <= table["high"].iloc[0])
+                        & (table["high"] >= table["low"].iloc[0])]["config"].iloc[1:]
+    expected = set(overlapping) | {table["config"].iloc[1]}
+    assert {c.b for c in family.rows} == expected and {c.a for c in family.rows} == {best}
+    assert all(c.kind == "best_vs" and c.result.n == 6 for c in family.rows)
+
+
+def test_interactions_name_where_an_average_effect_reverses() -> None:
+    (tests,) = interaction_tests(_trials(), _suite())
+    assert (tests.a, tests.b) == ("activation", "init")
+    rows = {(c.a, c.b): c for c in tests.family.rows}
+    # each level against the main effects' baseline: (3 − 1) activations × (2 − 1) inits
+    assert set(rows) == {("sigmoid vs relu", "xavier_normal vs kaiming_normal"),
+                         ("tanh vs relu", "xavier_normal vs kaiming_normal")}
+    flip = rows["sigmoid vs relu", "xavier_normal vs kaiming_normal"]
+    assert abs(flip.result.diff - (-0.20)) < 0.01 and flip.p_holm < 0.05
+    assert abs(rows["tanh vs relu", "xavier_normal vs kaiming_normal"].result.diff) < 0.01
+    reversal = next(r for r in tests.reversals if r.startswith("xavier_normal beats"))
+    assert re.match(r"xavier_normal beats kaiming_normal on average \(test_accuracy "
+                    r"xavier_normal − kaiming_normal = \+0\.03\d\d\), but not with "
+                    r"activation=sigmoid \(test_accuracy xavier_normal − kaiming_normal = "
+                    r"-0\.\d+\); the interaction test gives Holm-adjusted p < 0\.0001 "
+                    r"\(n = 6 seeds\): the reversal is more than seed noise\.$", reversal)
+
+
+def test_every_comparison_is_one_row_of_the_csv_table() -> None:
+    suite, trials = _suite(), _trials()
+    _, effects = main_effects(trials, suite)
+    table = comparisons_table({"main_effect": effects, "best_vs": best_versus(
+        trials, leaderboard(trials, True), suite)}, [])
+    for column in ("kind", "axis", "a", "b", "metric", "n", "mean_diff", "t_low", "t_high",
+                   "p", "p_holm", "p_perm", "boot_low", "boot_high", "p_improvement",
+                   "p_improvement_low", "p_improvement_high", "mde"):
+        assert column in table, column
+        assert table[column].notna().all(), column
+    assert set(table["kind"]) == {"main_effect", "best_vs"}
+    assert (table["n"] == 6).all()

@@ -13,7 +13,9 @@
    workers still hold trials (a worker that stops sending heartbeats has its trials
    re-queued after the grace period, and this worker trains them);
 3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
-   queue instead, splitting the cores between them, and shows the suite's progress.
+   queue instead, splitting the cores between them, and shows the suite's progress;
+4. once its trials are recorded, brings each configuration's summary run (the seed
+   aggregate, `nnbench.role = summary`) up to date in MLflow.
 
 Ctrl-C records the trials in flight as killed and stops; finished trials stay, and
 the next invocation trains only what is missing. Any number of workers, on any
@@ -144,12 +146,12 @@ class _Recorder:
                 self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec,
                                                                        self.tags)
         except RunClosed:
-            self.console.print(f"{label} | seed {spec.seed}: skipped: its run was closed by "
+            self.console.print(f"{label} | seed {spec.seed_label}: skipped: its run was closed by "
                                f"another worker while it was opened (claim lost)",
                                highlight=False)
             return False
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
-                            description=self._in_flight(f"{label} | seed {spec.seed}"))
+                            description=self._in_flight(f"{label} | seed {spec.seed_label}"))
         return True
 
     def _in_flight(self, text: str) -> str:
@@ -161,7 +163,7 @@ class _Recorder:
             self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
         shown = " ".join(f"{k} {metrics[k]:.4f}" for k in
                          ("val_loss", *(f"val_{m}" for m in metric_names(spec))))
-        running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed} | {shown}"
+        running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
                              description=self._in_flight(running))
         return CONTINUE
@@ -186,7 +188,7 @@ class _Recorder:
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
         self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
-                           f"| seed {spec.seed}: {result.status} {shown} "
+                           f"| seed {spec.seed_label}: {result.status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
 
     def _log_model(self, run_id: str, result: TrialResult) -> str | None:
@@ -203,7 +205,7 @@ class _Recorder:
         if note and note not in self.model_notes:  # said once, tagged on every run
             self.model_notes.add(note)
             self.console.print(f"{result.spec.label(self.suite.varied_axes)} | seed "
-                               f"{result.spec.seed}: {note}", highlight=False)
+                               f"{result.spec.seed_label}: {note}", highlight=False)
         return model_id
 
     def claim_lost(self, result: TrialResult) -> None:
@@ -212,7 +214,7 @@ class _Recorder:
         self.tracker.abandon_trial(self.run_ids.pop(spec.trial_id), (
             "this worker's heartbeat went stale while it trained (hung, suspended or cut "
             "off); the queue re-queued the trial for another worker"))
-        self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed}: claim "
+        self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label}: claim "
                            f"lost (heartbeat stale); not recorded as done", highlight=False)
 
     def kill_in_flight(self, reason: str) -> None:
@@ -277,6 +279,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     if not todo and not counts.running and not counts.queued:
         queue.close()
         summary.done_after = len(population)
+        if parent_run_id is None:  # e.g. a store written before summaries existed
+            _refresh_summaries(tracker, population, console)
         return summary
     run_tags = _provenance(device, flags, {**provenance.plugin_tags(population), **(tags or {})})
     if summary.parent_run_id is None:
@@ -304,7 +308,28 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                                    "KILLED" if summary.interrupted else "FINISHED")
     done_now = tracker.prepare()
     summary.done_after = sum(1 for t in population if t.trial_id in done_now)
+    if parent_run_id is None and not summary.interrupted:
+        _refresh_summaries(tracker, population, console)
     return summary
+
+
+def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: Console) -> None:
+    """Each configuration's seed aggregate in MLflow, brought up to date with what `prepare`
+    just read (`Tracker.refresh_summaries`: written only where its trials changed).
+
+    Done by whoever owns the invocation, after its trials (and its local workers, which
+    have exited) are recorded: a coordinator's workers leave it to the coordinator. Workers
+    without one (`submit`, several `nnbench tune`) each refresh at their end; the tracker
+    keeps one summary per configuration however many do. A summary is a projection: an
+    MLflow error here is said and the trials stand; the next run refreshes it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _bookkeeping():
+            tracker.refresh_summaries(population)
+    except MlflowException as err:
+        console.print(f"MLflow: seed summaries not refreshed ({str(err).splitlines()[0]}); "
+                      f"the next run refreshes them", highlight=False)
 
 
 def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,

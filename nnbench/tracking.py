@@ -19,7 +19,14 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   true`), `checkpoint.pt` (weights, optimizer state, spec, metrics) and the trained model
   as an MLflow model named `model` (PyTorch flavor, `torch.export`'s pt2 format, with an
   input example and signature; `mlflow.pytorch.load_model("runs:/<run id>/model")`),
-  which the final test metrics are linked to.
+  which the final test metrics are linked to;
+- one summary run per configuration (`nnbench.role = summary`, tagged like its trials:
+  suite, `nnbench.config_id`, `nnbench.config`, `nnbench.axis.<axis>`, with the params its
+  trials share): the seed aggregate, `<metric>_mean`, `_low`, `_high` (95% Student-t
+  interval), `_sd` and `_n` of each final metric and the per-epoch mean of each per-epoch
+  metric (`<metric>_mean`, step = epoch), so the UI compares configurations with their
+  spread. `refresh_summaries` rewrites it when its done trials change; it is never read as
+  a trial (every reader asks for its role).
 
 A trial counts as done when a trial run with its `nnbench.trial_id` has status
 finished or diverged and MLflow closed it (the status tag is written last). Which
@@ -42,8 +49,10 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,9 +66,9 @@ from nnbench.config.spec import value_label
 from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
-__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "UI_ADDRESS", "RunClosed",
-           "Tracker", "dataset_input", "is_done", "runs_url", "system_metrics_problem",
-           "trial_checkpoint"]
+__all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
+           "RunClosed", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
+           "system_metrics_problem", "trial_checkpoint"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -72,6 +81,14 @@ _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAI
                   "killed": "KILLED", "pruned": "FINISHED"}
 _FLUSH_SECONDS = 5.0  # per-epoch metrics are sent at most this often while a trial runs
 _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
+SUMMARY = "summary"  # nnbench.role of a configuration's seed aggregate
+_ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its writer died
+# tags of a trial run that are its own, never its configuration's
+_PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invocation",
+                   "nnbench.worker", "nnbench.status", "nnbench.reason", "nnbench.fingerprint",
+                   "nnbench.diverged_epoch", "nnbench.best_epoch", "nnbench.stopped_epoch",
+                   "nnbench.epochs_done", "nnbench.model_note", "nnbench.superseded_by",
+                   "nnbench.optuna", "nnbench.study", "nnbench.nuisance")
 
 # MLflow's UI (3.x) shows an experiment of this kind as classic ML training: runs table first.
 # The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (mlflow/server/js bundle).
@@ -163,6 +180,7 @@ class Tracker:
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._unfinished: dict[str, list[str]] = {}  # trial_id -> killed/failed run ids
+        self._done_runs: dict[str, Run] = {}  # trial_id -> its latest done run (`prepare`)
         self.read_at: float | None = None  # time.time() when `prepare` read the runs
 
     # -- experiment and runs ------------------------------------------------------------
@@ -209,10 +227,14 @@ class Tracker:
         self.read_at = time.time()
         done: set[str] = set()
         self._unfinished.clear()
+        self._done_runs.clear()
         for run in self.runs("trial"):
             trial_id = run.data.tags.get("nnbench.trial_id", "")
             if is_done(run):
                 done.add(trial_id)
+                kept = self._done_runs.get(trial_id)
+                if kept is None or (run.info.start_time or 0) > (kept.info.start_time or 0):
+                    self._done_runs[trial_id] = run
             elif run.info.status != "RUNNING":
                 self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
         return done
@@ -317,7 +339,7 @@ class Tracker:
                 "nnbench.seed": str(spec.seed), "nnbench.worker": worker_label(),
                 "nnbench.status": "running", **provenance}
         run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{label} | seed {spec.seed}")
+                                     run_name=f"{label} | seed {spec.seed_label}")
         run_id = str(run.info.run_id)
         params = [Param(k, v) for k, v in spec.flat_params().items()]
         with self.writing(run_id):
@@ -498,6 +520,190 @@ class Tracker:
         tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "KILLED")
+
+    # -- seed aggregates: one summary run per configuration ----------------------------
+
+    def refresh_summaries(self, specs: Iterable[TrialSpec]) -> SummaryRefresh:
+        """Bring the summary run of each configuration of `specs` up to date with its done
+        trials as `prepare` last read them (call `prepare` first).
+
+        A configuration's summary is written anew only when its done trials (their runs and
+        final values: `nnbench.summary.digest`) changed and no summary of more trials exists;
+        it is the upsert key together with `nnbench.config_id`. Several processes may
+        refresh at once (workers of one queue): each finishes its run before it looks, then
+        keeps the summary of the most trials (then the latest read, then the greatest run
+        id) and deletes the others, so the last to look leaves exactly one. Only finished
+        summary runs are deleted, never one another process is writing (one left RUNNING
+        for an hour by a process that died is)."""
+        started = time.monotonic()
+        refresh = SummaryRefresh()
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None or self.read_at is None:
+            return refresh
+        configs: dict[str, dict[str, TrialSpec]] = {}
+        for spec in specs:
+            configs.setdefault(spec.config_id, {})[spec.trial_id] = spec
+        existing: dict[str, list[Run]] = {}
+        for run in self.runs(SUMMARY):
+            existing.setdefault(run.data.tags.get("nnbench.config_id", ""), []).append(run)
+        for config_id, members in configs.items():
+            done = [(spec, self._done_runs[trial_id]) for trial_id, spec in members.items()
+                    if trial_id in self._done_runs]
+            runs = existing.get(config_id, [])
+            if not done:
+                continue
+            digest = _summary_digest(done)
+            complete = [r for r in runs if _is_complete_summary(r)]
+            if any(r.data.tags.get("nnbench.summary.digest") == digest
+                   or _summary_key(r)[0] > len(done) for r in complete):
+                refresh.unchanged += 1
+            else:
+                self._write_summary(experiment_id, list(members.values()), done, digest)
+                refresh.written += 1
+                runs = self._summaries_of(experiment_id, config_id)
+            if len(runs) > 1:
+                refresh.removed += self._settle(runs)
+        refresh.seconds = time.monotonic() - started
+        return refresh
+
+    def _summaries_of(self, experiment_id: str, config_id: str) -> list[Run]:
+        return list(self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`nnbench.role` = '{SUMMARY}' and "
+                                           f"tags.`nnbench.config_id` = '{config_id}'",
+            max_results=1000))
+
+    def _settle(self, runs: list[Run]) -> int:
+        """Delete every summary run of one configuration but the one that stands for it."""
+        complete = sorted((r for r in runs if _is_complete_summary(r)), key=_summary_key)
+        now = _now_ms()
+        abandoned = [r for r in runs if not _is_complete_summary(r)
+                     and now - (r.info.start_time or now) > _ABANDONED_SUMMARY_MS]
+        removed = 0
+        for run in [*complete[:-1], *abandoned]:
+            try:
+                self.client.delete_run(run.info.run_id)
+                removed += 1
+            except MlflowException:  # another process deleted it first
+                pass
+        return removed
+
+    def _write_summary(self, experiment_id: str, members: list[TrialSpec],
+                       done: list[tuple[TrialSpec, Run]], digest: str) -> str:
+        """A new summary run of one configuration: for each final metric its mean, 95%
+        Student-t interval, sd and n over the done trials (`<metric>_mean`, `_low`, `_high`,
+        `_sd`, `_n`; a value that needs more seeds than there are is left out), and for each
+        per-epoch metric the mean over trials at each epoch (`<metric>_mean`, step = epoch);
+        the params the configuration's trials share; its axis tags."""
+        import math
+
+        import pandas as pd
+
+        from nnbench.results.stats import t_interval
+
+        runs = [run for _, run in done]
+        spec = members[0]
+        axes = self.suite.varied_axes
+        label = spec.label(axes)
+        histories = [h for h in (self._history(run) for run in runs) if h is not None]
+        per_epoch = {c for h in histories for c in h.columns} - {"epoch"}
+        ts = _now_ms()
+        metrics: list[Metric] = []
+        for key in sorted({k for run in runs for k in run.data.metrics} - per_epoch):
+            interval = t_interval([run.data.metrics.get(key, math.nan) for run in runs])
+            if interval.n == 0:
+                continue
+            for stat in ("mean", "low", "high", "sd", "n"):
+                value = float(getattr(interval, stat))
+                if math.isfinite(value):
+                    metrics.append(Metric(f"{key}_{stat}", value, ts, 0))
+        if histories:
+            frame = pd.concat(histories, ignore_index=True).replace([math.inf, -math.inf],
+                                                                    math.nan)
+            means = frame.groupby("epoch").mean(numeric_only=True)  # NaN: not counted
+            for key in sorted(per_epoch & set(means.columns)):
+                metrics += [Metric(f"{key}_mean", float(v), ts, int(epoch))
+                            for epoch, v in means[key].items() if math.isfinite(v)]
+        flat = [m.flat_params() for m in members]
+        params = [Param(k, v) for k, v in flat[0].items() if all(f.get(k) == v for f in flat)]
+        statuses = Counter(run.data.tags.get("nnbench.status", "") for run in runs)
+        ordered = sorted((s for s, _ in done), key=lambda s: (s.seed, s.source_seeds))
+        seeds = ("; " if any(s.source_seeds for s in ordered) else ", ").join(
+            s.seed_label for s in ordered)
+        shared = functools.reduce(lambda a, b: a & b, (set(run.data.tags.items())
+                                                       for run in runs))
+        run_ids = ",".join(run.info.run_id for run in runs)
+        tags = {**{k: v for k, v in shared if not k.startswith(_PER_TRIAL_TAGS)},
+                "nnbench.role": SUMMARY, "nnbench.suite": self.suite.name,
+                "nnbench.config_id": spec.config_id, "nnbench.config": label,
+                **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
+                "nnbench.summary.n": str(len(runs)), "nnbench.summary.seeds": seeds,
+                "nnbench.summary.statuses": ", ".join(f"{n} {s}" for s, n in
+                                                      sorted(statuses.items())),
+                "nnbench.summary.digest": digest,
+                "nnbench.summary.read_at": str(int((self.read_at or 0) * 1000)),
+                "mlflow.note.content": (
+                    f"Seed aggregate of {label} over {len(runs)} trial(s) (seeds {seeds}): "
+                    f"<metric>_mean, the 95% Student-t interval <metric>_low .. _high, "
+                    f"_sd and _n of each final metric; per-epoch metrics as <metric>_mean "
+                    f"with step = epoch. Trial runs: {run_ids}")}
+        if len(run_ids) <= 5000:
+            tags["nnbench.summary.run_ids"] = run_ids
+        run = self.client.create_run(experiment_id, tags=tags,
+                                     run_name=f"{label} | mean over seeds")
+        run_id = str(run.info.run_id)
+        # as few batches as MLflow takes (100 params, 1000 values in all): each is a transaction
+        while params or metrics:
+            batch_params, params = params[:100], params[100:]
+            room = _BATCH_LIMIT - len(batch_params)
+            batch_metrics, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(run_id, params=batch_params, metrics=batch_metrics)
+        self.client.set_terminated(run_id, "FINISHED")  # complete: others may now settle
+        return run_id
+
+    def _history(self, run: Run) -> Any:
+        """A trial run's history.csv as a DataFrame; None when it has none. Read from the
+        run's artifact store directly: the run is in hand, MLflow's download would fetch it
+        again (a tenth of a second per run on SQLite)."""
+        import pandas as pd
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repository = get_artifact_repository(run.info.artifact_uri,
+                                             tracking_uri=self.tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = retrying(lambda: str(repository.download_artifacts(  # type: ignore[no-untyped-call]
+                    "history.csv", tmp)), "reading a trial's history.csv")
+            except (MlflowException, OSError):  # no epoch was trained
+                return None
+            return pd.read_csv(path)
+
+
+@dataclass
+class SummaryRefresh:
+    """What `Tracker.refresh_summaries` did."""
+
+    written: int = 0  # configurations whose summary run was written anew
+    unchanged: int = 0  # configurations whose summary was up to date
+    removed: int = 0  # superseded or duplicate summary runs deleted
+    seconds: float = 0.0
+
+
+def _is_complete_summary(run: Run) -> bool:
+    return run.info.status == "FINISHED" and "nnbench.summary.digest" in run.data.tags
+
+
+def _summary_key(run: Run) -> tuple[int, int, str]:
+    """Which of a configuration's summary runs stands for it: most trials, latest read."""
+    tags = run.data.tags
+    return (int(tags.get("nnbench.summary.n", 0) or 0),
+            int(tags.get("nnbench.summary.read_at", 0) or 0), str(run.info.run_id))
+
+
+def _summary_digest(done: list[tuple[TrialSpec, Run]]) -> str:
+    """What a summary is made from: each done trial's run and its latest metric values."""
+    rows = sorted((spec.trial_id, run.info.run_id, sorted(run.data.metrics.items()))
+                  for spec, run in done)
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
 
 def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]:

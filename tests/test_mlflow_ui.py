@@ -1,7 +1,8 @@
 """What a user sees in MLflow's own UI: `mlflow server` on a store nnbench wrote, opened in
 headless Chromium at the address `nnbench run` prints.
 
-Set NNBENCH_UPDATE_DOCS=1 to write the screenshot the README shows (docs/mlflow-runs.png).
+Set NNBENCH_UPDATE_DOCS=1 to write the screenshots the README shows (docs/mlflow-runs.png,
+docs/mlflow-summaries.png).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,7 +121,8 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
         for name in names:
             expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
         assert re.search(r"#/experiments/\d+/runs\?", page.url), page.url
-        expect(page.get_by_text("5 matching runs")).to_be_visible()  # 4 trials + invocation
+        # 4 trials, the invocation, a summary per configuration
+        expect(page.get_by_text("7 matching runs")).to_be_visible()
         # each trial's dataset input: its name and digest, in context Training
         datasets = page.get_by_text(re.compile(r"^digits \([0-9a-f]{16}\)$"))
         expect(datasets).to_have_count(4)
@@ -132,11 +135,83 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
         page.keyboard.press("Escape")
         for column in ("params.`activation.name`", "metrics.`val_accuracy`"):
             expect(page.locator(f'[role=columnheader][col-id="{column}"]')).to_be_visible()
-        expect(page.get_by_role("gridcell", name="tanh", exact=True)).to_have_count(2)
-        expect(page.get_by_role("gridcell", name="relu", exact=True)).to_have_count(2)
+        # two trials and the configuration's summary run, which holds the params they share
+        expect(page.get_by_role("gridcell", name="tanh", exact=True)).to_have_count(3)
+        expect(page.get_by_role("gridcell", name="relu", exact=True)).to_have_count(3)
         shot = tmp_path / "mlflow-runs.png"
         page.screenshot(path=str(shot))
         browser.close()
     assert shot.stat().st_size > 20_000
     if os.environ.get("NNBENCH_UPDATE_DOCS"):
         shutil.copyfile(shot, REPO / "docs" / "mlflow-runs.png")
+
+
+def _shown(value: float) -> str:
+    """A metric as MLflow's UI writes it (JavaScript's shortest round trip)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+@pytest.mark.slow
+def test_summary_runs_compare_configurations_with_their_spread(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        mlflow_server: Callable[[str], str]) -> None:
+    """Searching `tags.nnbench.role = 'summary'` shows one row per configuration, with the
+    mean, interval, sd and n over seeds as columns: no Group-by needed."""
+    from mlflow.tracking import MlflowClient
+    from playwright.sync_api import expect, sync_playwright
+
+    path = write_suite(UI_SUITE.replace("two seeds", "four seeds").replace("seeds: 2", "seeds: 4"),
+                       name="ui_demo")
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("ui_demo")
+    assert experiment is not None
+    summaries = {r.data.tags["nnbench.axis.activation"]: r for r in client.search_runs(
+        [experiment.experiment_id], "tags.`nnbench.role` = 'summary'")}
+    assert sorted(summaries) == ["relu", "tanh"]
+    address = mlflow_server(tracking_uri)
+    search = urllib.parse.quote("tags.`nnbench.role` = 'summary'")
+    stats = ("mean", "low", "high", "sd", "n")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1800, "height": 420})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(f"{address}/#/experiments/{experiment.experiment_id}/runs"
+                  f"?workflowType=machine_learning&searchFilter={search}")
+        for activation in summaries:
+            expect(page.get_by_role("link", name=f"activation={activation} | mean over seeds",
+                                    exact=True)).to_be_visible()
+        expect(page.get_by_text("2 matching runs")).to_be_visible()
+        page.get_by_role("button", name="Close", exact=True).click()  # the assistant's panel
+        page.get_by_role("button", name="Columns", exact=True).click()
+        picker = page.get_by_role("dialog", name="Popover content")
+        columns = [f"test_accuracy_{stat}" for stat in stats]
+        # the configuration's values and its spread; not the trial-only columns
+        for column in ("Dataset", "Source", "Models", "activation.name", *columns):
+            picker.get_by_text(column, exact=True).click()
+        page.keyboard.press("Escape")
+        for column in ("params.`activation.name`", *(f"metrics.`{c}`" for c in columns)):
+            header = page.locator(f'[role=columnheader][col-id="{column}"]')
+            expect(header).to_be_visible()
+            if column.startswith("metrics"):  # wide enough to read its name
+                box = header.bounding_box()
+                assert box is not None
+                page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+                page.mouse.down()
+                page.mouse.move(box["x"] + 165, box["y"] + box["height"] / 2, steps=5)
+                page.mouse.up()
+        # each summary's values in its cells (the grid draws names and values as separate rows)
+        expect(page.get_by_role("gridcell", name="4", exact=True)).to_have_count(2)  # n
+        for run in summaries.values():
+            for stat in stats[:-1]:
+                value = _shown(run.data.metrics[f"test_accuracy_{stat}"])
+                expect(page.get_by_role("gridcell", name=value, exact=True).first).to_be_visible()
+        shot = tmp_path / "mlflow-summaries.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("NNBENCH_UPDATE_DOCS"):
+        shutil.copyfile(shot, REPO / "docs" / "mlflow-summaries.png")

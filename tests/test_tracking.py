@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from nnbench.config import load_suite
+from nnbench.config import Suite, load_suite
 from nnbench.tracking import EXPERIMENT_KIND, Tracker, dataset_input, runs_url
 
 FILE_SUITE = """\
@@ -118,3 +119,189 @@ def test_system_metrics_on_without_psutil_is_a_usage_error_before_anything_runs(
     assert not (tmp_path / "mlflow.db").exists()
     # auto on a CPU stays off without asking for psutil
     assert cli.main(["run", str(path), "--device", "cpu", "--system-metrics", "auto"]) == 0
+
+
+# -- seed aggregates: one summary run per configuration ----------------------------------
+
+def _summaries(uri: str, suite: str) -> list[Run]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(suite)
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id],
+                              filter_string="tags.`nnbench.role` = 'summary'")
+
+
+def _trained(write_suite: Callable[..., Path], uri: str, *, seeds: int = 2,
+             epochs: int = 2) -> Suite:
+    from rich.console import Console
+
+    from nnbench.runner import run_suite
+
+    suite = load_suite(write_suite(epochs=epochs, seeds=seeds))
+    summary = run_suite(suite, device="cpu", tracking_uri=uri, console=Console(quiet=True))
+    assert summary.complete
+    return suite
+
+
+def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean_curve(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    from nnbench.results.stats import t_interval
+
+    suite = _trained(write_suite, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    summaries = {r.data.tags["nnbench.config"]: r for r in _summaries(tracking_uri, "tiny")}
+    assert sorted(summaries) == ["activation=relu", "activation=tanh"]
+    tracker = Tracker(suite, tracking_uri)
+    for label, summary in summaries.items():
+        trials = [r for r in tracker.runs("trial") if r.data.tags["nnbench.config"] == label]
+        assert len(trials) == 2
+        tags = summary.data.tags
+        # tagged like its trials: suite, configuration, its axes, what they share
+        for key in ("nnbench.suite", "nnbench.config_id", "nnbench.axis.activation",
+                    "nnbench.engine", "nnbench.num_params"):
+            assert tags[key] == trials[0].data.tags[key], key
+        assert tags["nnbench.role"] == "summary" and "nnbench.trial_id" not in tags
+        assert tags["nnbench.summary.n"] == "2" and tags["nnbench.summary.seeds"] == "0, 1"
+        assert set(tags["nnbench.summary.run_ids"].split(",")) == {r.info.run_id for r in trials}
+        assert summary.info.run_name == f"{label} | mean over seeds"
+        assert summary.info.status == "FINISHED"
+        # the params the configuration's trials share; never the seed
+        assert summary.data.params["activation.name"] == label.removeprefix("activation=")
+        assert summary.data.params["optimizer.lr"] == "0.05" and "seed" not in summary.data.params
+        # every final metric: mean, 95% t interval, sd, n over seeds
+        metrics = summary.data.metrics
+        for key in ("test_accuracy", "test_loss", "wall_seconds"):
+            expected = t_interval([r.data.metrics[key] for r in trials])
+            assert metrics[f"{key}_n"] == 2
+            for stat in ("mean", "low", "high", "sd"):
+                assert metrics[f"{key}_{stat}"] == pytest.approx(getattr(expected, stat)), key
+            assert metrics[f"{key}_low"] <= metrics[f"{key}_mean"] <= metrics[f"{key}_high"]
+        # each per-epoch metric: the mean curve over seeds, step = epoch
+        curve = client.get_metric_history(summary.info.run_id, "val_accuracy_mean")
+        assert [m.step for m in curve] == [1, 2]
+        for point in curve:
+            per_seed = [next(m.value for m in client.get_metric_history(r.info.run_id,
+                                                                       "val_accuracy")
+                             if m.step == point.step) for r in trials]
+            assert point.value == pytest.approx(float(np.mean(per_seed)))
+        assert "val_accuracy_low" not in metrics  # per-epoch metrics: the curve only
+
+
+def test_summary_runs_are_never_read_as_trials(write_suite: Callable[..., Path],
+                                               tracking_uri: str) -> None:
+    from nnbench.results import load_results
+
+    suite = _trained(write_suite, tracking_uri)
+    summary_ids = {r.info.run_id for r in _summaries(tracking_uri, "tiny")}
+    assert len(summary_ids) == 2
+    tracker = Tracker(suite, tracking_uri)
+    # done-trial lookup: the four trials, by trial id
+    assert tracker.prepare() == {t.trial_id for t in suite.trials()}
+    assert all(tracker.is_done(t.trial_id) for t in suite.trials())
+    assert not summary_ids & {r.info.run_id for r in tracker.runs("trial")}
+    # the invocation's trials (status counts of local workers)
+    (invocation,) = tracker.runs("suite")
+    assert len(list(tracker.invocation_trials(invocation.info.run_id))) == 4
+    # results (the report and the cross-task benchmark read them): four trials, no summary
+    results = load_results(suite, tracking_uri)
+    assert len(results.trials) == 4 and results.missing == 0
+    assert not summary_ids & set(results.trials["run_id"])
+    assert not summary_ids & set(results.history["run_id"])
+    assert results.tuning.empty and len(results.invocations) == 1
+
+
+def test_summaries_follow_added_trials_and_a_complete_rerun_writes_nothing(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    _trained(write_suite, tracking_uri, seeds=1)
+    first = {r.data.tags["nnbench.config"]: r for r in _summaries(tracking_uri, "tiny")}
+    assert {r.data.tags["nnbench.summary.n"] for r in first.values()} == {"1"}
+    assert "test_accuracy_sd" not in first["activation=tanh"].data.metrics  # needs 2 seeds
+    assert first["activation=tanh"].data.metrics["test_accuracy_n"] == 1
+    _trained(write_suite, tracking_uri, seeds=2)  # a seed added: two trials more
+    second = {r.data.tags["nnbench.config"]: r for r in _summaries(tracking_uri, "tiny")}
+    assert len(second) == 2 and len(_summaries(tracking_uri, "tiny")) == 2
+    assert {r.data.tags["nnbench.summary.n"] for r in second.values()} == {"2"}
+    assert not {r.info.run_id for r in first.values()} & {r.info.run_id for r in
+                                                          second.values()}
+    _trained(write_suite, tracking_uri, seeds=2)  # complete: nothing trained, nothing written
+    assert {r.info.run_id for r in _summaries(tracking_uri, "tiny")} \
+        == {r.info.run_id for r in second.values()}
+
+
+def test_a_store_without_summaries_gains_them_on_a_rerun_that_trains_nothing(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    suite = _trained(write_suite, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    for run in _summaries(tracking_uri, "tiny"):  # as an nnbench before summaries left it
+        client.delete_run(run.info.run_id)
+    assert _summaries(tracking_uri, "tiny") == []
+    trials = {r.info.run_id for r in Tracker(suite, tracking_uri).runs("trial")}
+    _trained(write_suite, tracking_uri)
+    assert {r.info.run_id for r in Tracker(suite, tracking_uri).runs("trial")} == trials
+    assert len(_summaries(tracking_uri, "tiny")) == 2
+
+
+def test_refreshes_at_once_leave_one_summary_per_configuration_the_most_complete(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """Two workers refresh at the same time: each looked for summaries before the other
+    wrote one, and one read MLflow before the other's trial was done. Both write; the
+    summary of the most trials stands, alone, whichever settles last."""
+    suite = _trained(write_suite, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    for run in _summaries(tracking_uri, "tiny"):
+        client.delete_run(run.info.run_id)
+    stale, fresh = Tracker(suite, tracking_uri), Tracker(suite, tracking_uri)
+    stale.prepare()
+    fresh.prepare()
+    seed_1 = [t.trial_id for t in suite.trials() if t.seed == 1]
+    for trial_id in seed_1:  # `stale` read before the seed-1 trials were done
+        del stale._done_runs[trial_id]
+
+    def blind(tracker: Tracker) -> None:  # looked before any summary was written
+        runs = tracker.runs
+        tracker.runs = lambda role, *a: iter(()) if role == "summary" else runs(role, *a)  # type: ignore[method-assign]
+
+    blind(stale)
+    blind(fresh)
+    assert fresh.refresh_summaries(suite.trials()).written == 2
+    later = stale.refresh_summaries(suite.trials())  # settles last: deletes its own
+    assert later.written == 2 and later.removed == 2
+    runs = _summaries(tracking_uri, "tiny")
+    assert len(runs) == 2 and {r.data.tags["nnbench.summary.n"] for r in runs} == {"2"}
+    # the other order: the stale one writes first, the fresh one settles last
+    for run in runs:
+        client.delete_run(run.info.run_id)
+    assert stale.refresh_summaries(suite.trials()).written == 2
+    assert fresh.refresh_summaries(suite.trials()).removed == 2
+    runs = _summaries(tracking_uri, "tiny")
+    assert len(runs) == 2 and {r.data.tags["nnbench.summary.n"] for r in runs} == {"2"}
+    # a refresher that sees a summary of more trials than it read leaves it be
+    unblinded = Tracker(suite, tracking_uri)
+    unblinded.prepare()
+    for trial_id in seed_1:
+        del unblinded._done_runs[trial_id]
+    assert unblinded.refresh_summaries(suite.trials()).unchanged == 2
+    assert {r.info.run_id for r in _summaries(tracking_uri, "tiny")} \
+        == {r.info.run_id for r in runs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["submit", "run"])
+def test_workers_that_finish_at_once_leave_one_summary_per_configuration(
+        command: str, write_suite: Callable[..., Path], tmp_path: Path,
+        tracking_uri: str) -> None:
+    """`submit` workers own no coordinator: each refreshes the summaries at its end, at
+    about the same moment as the other. `run --workers 2` leaves it to the coordinator."""
+    from nnbench import cli
+
+    path = write_suite(epochs=2, seeds=2)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    extra = (["--local", "--folder", str(tmp_path / "jobs")] if command == "submit" else [])
+    assert cli.main([command, str(path), "--storage", storage, "--tracking-uri", tracking_uri,
+                     "--workers", "2", "--device", "cpu", "--engine", "serial", *extra,
+                     "--report-dir", str(tmp_path / "reports"), "--heartbeat-interval", "1",
+                     "--grace-period", "4"]) == 0
+    runs = _summaries(tracking_uri, "tiny")
+    assert sorted(r.data.tags["nnbench.config"] for r in runs) \
+        == ["activation=relu", "activation=tanh"]
+    assert {r.data.tags["nnbench.summary.n"] for r in runs} == {"2"}

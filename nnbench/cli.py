@@ -26,7 +26,8 @@ id and device; argparse the ranges of numeric options, e.g. `--slurm-gpus` >= 0)
 problems are printed together, then the command exits 2. The data every suite uses is
 checked next (`nnbench.data.checks`, once per content): missing files with the paths
 expected, damaged files, non-finite values, labels out of range, empty splits; `validate`
-reports the same, loading only the user's own files.
+reports the same, loading only the user's own files (and, under `data: {on_leakage:
+error}`, counting the examples they share between splits).
 `validate` imports neither MLflow nor Optuna.
 """
 
@@ -187,6 +188,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     checked whatever the others hold: each valid one is reported ok, then every problem is
     printed and the command exits 2."""
     from nnbench.config.benchmark import is_benchmark_file, load_benchmark
+    from nnbench.plugins import describe_error
 
     benchmark_files = {p for p in args.suites if is_benchmark_file(p)}
     benches: list[Benchmark] = []
@@ -196,6 +198,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             bench = load_benchmark(path)
         except SuiteError as e:
             problems += e.lines()
+            continue
+        except Exception as e:  # a plugin's own bug in one of its suites: this file's problem
+            problems.append(f"{path}: could not be checked: {describe_error(e)}")
             continue
         # what `run` would refuse about the data: missing files (with the paths expected),
         # and the content of the user's own files (checked once per content)
@@ -211,7 +216,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for suite in suites:
         if names.count(suite.name.lower()) > 1:  # its problem is among load_problems
             continue
-        data = _data_problems([suite], load=False)
+        data = _data_problems([suite], load=False) or _leakage_refused(suite)
         if data:
             problems += data
             continue
@@ -221,7 +226,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                       f"Optuna trials, then {points} × {len(suite.tune.seeds)} seeds = "
                       f"{points * len(suite.tune.seeds)} re-run trials (nnbench tune)")
         else:
-            out.print(f"{suite.path}: ok — {points} configurations × {len(suite.seeds)} seeds "
+            seeds = f"seeds {suite.design.describe()}" if suite.seed_design else \
+                f"{len(suite.seeds)} seeds"
+            out.print(f"{suite.path}: ok — {points} configurations × {seeds} "
                       f"= {len(suite.trials())} trials")
     if problems:
         raise _UsageError("\n".join(problems))
@@ -236,7 +243,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         table.add_column(column)
     for i, spec in enumerate(suite.trials(), 1):
         values = [spec.label([a]).partition("=")[2] for a in axes]
-        table.add_row(str(i), spec.trial_id, *values, str(spec.seed))
+        table.add_row(str(i), spec.trial_id, *values, suite.design.label(spec))
     out.print(table)
     return EXIT_OK
 
@@ -352,6 +359,7 @@ def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
     missing files with the paths expected, unreadable files, data that cannot be trained
     on. `load=False` (validate) loads only the user's own files, never a generator."""
     from nnbench.data.checks import DataError, check_dataset
+    from nnbench.plugins import describe_error
 
     problems = []
     for suite in suites:
@@ -360,7 +368,22 @@ def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
                 check_dataset(spec.dataset, seed=spec.seed, load=load)
             except (FileNotFoundError, DataError) as e:
                 problems.append(f"{suite.path}: task.dataset: {e}")
+            except Exception as e:  # a plugin dataset's own bug: this suite's problem
+                problems.append(f"{suite.path}: task.dataset: could not be checked: "
+                                f"{describe_error(e)}")
     return problems
+
+
+def _leakage_refused(suite: Suite) -> list[str]:
+    """What `run` would refuse about a suite with `data: {on_leakage: error}` whose data is
+    the user's own files (validate loads those anyway); generated and downloaded data is
+    counted by `run`'s preflight, since validate imports no data generator."""
+    if suite.data.on_leakage != "error" or any(
+            c.dataset.name != "file" for c in suite.configurations()):
+        return []
+    from nnbench.data.hygiene import check_suites
+
+    return check_suites([suite], quiet=True)[1]
 
 
 def _preflight(suites: Sequence[Suite], *, quiet: bool = False) -> None:
@@ -633,9 +656,9 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     tracking_uri, storage = _stores(args)
     threads = default_threads("serial" if args.engine == "serial" else "stacked",
                               resolve_device(args.device), args.workers)
-    codes = spawn_local(suite.path, _worker_options(args, storage=storage,
-                                                    tracking_uri=tracking_uri,
-                                                    threads=threads), args.workers, err)
+    options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri,
+                                threads=threads), "--coordinated"]  # it printed the data facts
+    codes = spawn_local(suite.path, options, args.workers, err)
     if EXIT_INTERRUPTED in codes:
         err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
         return EXIT_INTERRUPTED
@@ -645,7 +668,8 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
     (suite,) = _checked(args, tracking=True, device=True, storage=True)
-    _preflight([suite], quiet=args.parent_run is not None)  # its coordinator printed it
+    # a coordinator (run/tune --workers) printed the data's facts: the worker only refuses
+    _preflight([suite], quiet=args.parent_run is not None or args.coordinated)
     liveness = _liveness(args)
     if suite.tune is not None:
         from nnbench.tuning import tune_suite
@@ -908,6 +932,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="a coordinator's invocation run: this worker's trials are "
                                 "tagged with it (nnbench.invocation) instead of a run of "
                                 "its own")
+            p.add_argument("--coordinated", action="store_true", help=argparse.SUPPRESS)
         if name == "submit":
             p.add_argument("--local", action="store_true",
                            help="run the jobs as processes of this machine (submitit's local "

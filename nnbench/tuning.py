@@ -245,8 +245,6 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
              "failed": "failed", "killed": "killed"}[result.status]
     if result.status == "finished":
         objective = result.history[-1][tune.metric]
-    told = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
-        result.status, TrialState.FAIL)
     try:
         if result.status == "killed":
             trial.set_user_attr("nnbench.outcome", "killed")
@@ -262,14 +260,13 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
                 trial.set_user_attr("nnbench.error", result.reason[-2000:])
                 study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-        stored = storage.get_trial(storage_id(trial)).state
-        if stored == TrialState.RUNNING:
+        # Optuna raises these before it stores anything (a sampler's after_trial raising
+        # comes after the store, and is not caught here): a trial no longer RUNNING was
+        # finished by someone else, i.e. failed as stale by another worker, a copy queued
+        if storage.get_trial(storage_id(trial)).state == TrialState.RUNNING:
             raise  # Optuna refused the values: a bug to see, not a claim another worker took
-        if stored != told:  # another worker failed it as stale and queued a copy
-            _claim_lost(study, trial, run_id, tracker, console)
-            return
-        # stored as told, then something after the store raised (a sampler's after_trial):
-        # the trial is what Optuna holds, so MLflow records that, never a lost claim
+        _claim_lost(study, trial, run_id, tracker, console)
+        return
     if result.status == "killed" and tune.sampler == "grid":
         study.enqueue_trial(asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)

@@ -136,8 +136,10 @@ def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
           say: Callable[[str, str, Paired, float, float], str]) -> list[Comparison]:
     """Holm over a family (the t p-values, and apart the permutation p-values); each row's
     sentence from `say(a, b, result, p_holm, p_perm_holm)`."""
-    adjusted = holm([r.p for *_, r in pending])
-    adjusted_perm = holm([r.p_perm for *_, r in pending])
+    # every row was compared: one whose t p is undefined (identical differences) still
+    # counts in the family, so the others are not under-corrected
+    adjusted = holm([r.p for *_, r in pending], family=len(pending))
+    adjusted_perm = holm([r.p_perm for *_, r in pending], family=len(pending))
     return [Comparison(kind, axis, a, b, metric, r, float(p), float(q),
                        say(a, b, r, float(p), float(q)))
             for (axis, a, b, r), p, q in zip(pending, adjusted, adjusted_perm, strict=True)]
@@ -160,9 +162,24 @@ def _finite(p: float) -> float | None:
     return p if math.isfinite(p) else None
 
 
-def _seeds(suite: Suite) -> tuple[int, ...]:
-    """The seeds the compared trials ran: a tuned suite's re-runs use `tune.seeds`."""
-    return tuple(suite.tune.seeds) if suite.tune is not None else tuple(suite.seeds)
+def _replicates(suite: Suite) -> int:
+    """Trials per configuration the comparisons pair: a tuned suite's re-runs use
+    `tune.seeds`; a per-source design has one per seed combination."""
+    return len(suite.tune.seeds) if suite.tune is not None else suite.seeds_per_configuration
+
+
+def _design_notes(suite: Suite) -> list[str]:
+    """Where the paired replicates are not independent: a crossed per-source design."""
+    varied = suite.design.varied
+    if not suite.design.per_source or len(varied) < 2:
+        return []
+    names = " × ".join("+".join(sources) for sources in varied)
+    return [f"The {suite.seeds_per_configuration} seed combinations of each configuration "
+            f"cross {names}: combinations that share a seed are not independent, but the "
+            f"paired tests below treat them as {suite.seeds_per_configuration} independent "
+            f"replicates, so their intervals and p-values overstate the precision; for "
+            f"independent replicates vary the sources together (seeds: {{count: N, vary: "
+            f"[...]}}). Sources of randomness shows what each source contributes"]
 
 
 def baseline_level(suite: Suite, axis: str) -> str | None:
@@ -218,7 +235,7 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
         return pd.DataFrame(columns=columns), Family([], [])
     levels: list[dict[str, Any]] = []
     pending: list[tuple[str, str, str, Paired]] = []
-    notes: list[str] = []
+    notes: list[str] = _design_notes(suite)
     too_few: list[tuple[str, str, int]] = []
     for axis in axes:
         rows: list[dict[str, Any]] = []
@@ -240,7 +257,7 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
                 too_few.append((level, reference, len(a)))
                 continue
             pending.append((axis, level, reference, _compare(a, b, suite.higher_is_better)))
-    notes += _too_few(too_few, len(_seeds(suite)))
+    notes += _too_few(too_few, _replicates(suite))
     return pd.DataFrame(levels, columns=columns), Family(
         _holm("main_effect", pending, suite.metric,
                                                _says(suite.metric)), notes)
@@ -269,7 +286,7 @@ def best_versus(trials: pd.DataFrame, table: pd.DataFrame, suite: Suite) -> Fami
         pending.append(("config", str(best["config"]), str(other),
                         _compare(a, b, suite.higher_is_better)))
     rows = _holm("best_vs", pending, suite.metric, _says(suite.metric))
-    return Family(rows, _too_few(too_few, len(_seeds(suite))))
+    return Family(rows, _too_few(too_few, _replicates(suite)))
 
 
 def best_summary(family: Family, higher_is_better: bool) -> str:
@@ -355,7 +372,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
                                                  p_perm_adjusted=_finite(p_perm_holm)))
 
         family = Family(_holm("interaction", pending, suite.metric, say),
-                        _too_few(too_few, len(_seeds(suite))))
+                        _too_few(too_few, _replicates(suite)))
         reversals = (_reversals(done, axes, x, y, x0, xs, family, suite)
                      + _reversals(done, axes, y, x, y0, ys, family, suite))
         out.append(InteractionTests(x, y, family, reversals))

@@ -395,13 +395,15 @@ def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
     return tail
 
 
-def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (nan stays nan and does not count)."""
+def holm(pvalues: list[float] | np.ndarray, family: int | None = None) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values. nan stays nan; it does not count towards the
+    family's size unless `family` (the number of comparisons made, e.g. rows whose paired
+    t p is undefined because every seed gave the same difference) says otherwise."""
     p = np.asarray(pvalues, dtype=float)
     adjusted = np.full_like(p, np.nan)
     valid = np.flatnonzero(np.isfinite(p))
     order = valid[np.argsort(p[valid], kind="stable")]
-    m, running = len(order), 0.0
+    m, running = max(len(order), family or 0), 0.0
     for rank, idx in enumerate(order):
         running = max(running, min(1.0, (m - rank) * p[idx]))
         adjusted[idx] = running

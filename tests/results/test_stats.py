@@ -450,3 +450,12 @@ def test_a_p_value_below_the_printed_precision_reads_p_less_than() -> None:
     assert "Holm-adjusted paired t p < 0.0001" in text
     assert "= <" not in text
     assert "exact sign-flip permutation p = 0.0312" in text
+
+
+def test_holm_counts_a_compared_row_whose_t_p_is_undefined_in_its_family() -> None:
+    """A row whose every seed gave the same difference has no t p, but it was compared:
+    the others are adjusted over the whole family, not under-corrected."""
+    adjusted = holm([0.01, math.nan, 0.02], family=3)
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[2] == pytest.approx(0.03)
+    assert math.isnan(adjusted[1])
+    assert holm([0.01, math.nan, 0.02])[0] == pytest.approx(0.02)  # without: nan not counted

@@ -140,6 +140,16 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # as root, offline: no background connections to refuse
+
+
+def launch_chromium(pw: Any) -> Any:
+    """Headless Debian Chromium through playwright (`pw`: a sync_playwright() context)."""
+    return pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
 def chromium_path() -> str:
     """Debian's Chromium for the browser tests: missing fails under CI, skips elsewhere."""
     path = shutil.which("chromium")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nnbench import cli
-from tests.conftest import REPO, _free_port, chromium_path
+from tests.conftest import REPO, _free_port, launch_chromium
 
 UI_SUITE = """\
 name: ui_demo
@@ -110,9 +110,7 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
     address = mlflow_server(uri)
     names = [f"activation={a} | seed {s}" for a in ("tanh", "relu") for s in (0, 1)]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 2200, "height": 640})
         page.set_default_timeout(60_000)
         expect.set_options(timeout=60_000)  # a busy machine: wait long, never sleep
@@ -173,9 +171,7 @@ def test_summary_runs_compare_configurations_with_their_spread(
     search = urllib.parse.quote("tags.`nnbench.role` = 'summary'")
     stats = ("mean", "low", "high", "sd", "n")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1800, "height": 420})
         page.set_default_timeout(60_000)
         expect.set_options(timeout=60_000)

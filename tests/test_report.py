@@ -16,7 +16,7 @@ from nnbench.report import render_report
 from nnbench.results import load_results
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
-from tests.conftest import REPO, chromium_path
+from tests.conftest import REPO, launch_chromium
 
 QUIET = Console(quiet=True)
 SECTIONS = ("leaderboard", "best", "effects", "interactions", "curves", "fit", "diagnostics",
@@ -240,9 +240,7 @@ def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Pat
 
     path, _ = three_axes
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

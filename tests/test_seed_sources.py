@@ -147,12 +147,10 @@ def _renders_in_chromium(report: Path) -> None:
     """What a reader sees: the section, one row per source and the residual, no errors."""
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import chromium_path
+    from tests.conftest import launch_chromium
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(pw)
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

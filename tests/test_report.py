@@ -112,6 +112,44 @@ def test_tidy_tables_and_index_are_written_next_to_the_report(
     assert "best: " in index
 
 
+def test_every_comparison_of_the_report_is_a_row_of_its_csv(
+        three_axes: tuple[Path, str]) -> None:
+    """Main effects, the best against the rest, the interaction tests of each pair of axes
+    and the claims: each is one row of three_axes.comparisons.csv, its numbers those the
+    page shows."""
+    path, _ = three_axes
+    table = pd.read_csv(path.parent / "three_axes.comparisons.csv")
+    trials = pd.read_csv(path.parent / "three_axes.trials.csv")
+    kinds = table["kind"].value_counts().to_dict()
+    assert set(kinds) == {"main_effect", "best_vs", "interaction", "claim"}
+    assert kinds["main_effect"] == 3  # one non-baseline level on each of three axes
+    assert kinds["interaction"] == 3  # (2 − 1) × (2 − 1) per pair, three pairs
+    assert kinds["claim"] == 2
+    interaction = table[table["kind"] == "interaction"]
+    assert set(interaction["axis"]) == {"activation × init", "activation × optimizer.lr",
+                                        "init × optimizer.lr"}
+    for _, row in interaction.iterrows():
+        x, _, y = row["axis"].partition(" × ")
+        for side, axis in ((row["a"], x), (row["b"], y)):
+            level, _, reference = side.partition(" vs ")
+            levels = set(trials[axis].astype(str))
+            assert {level, reference} <= levels, (side, levels)
+    claims = table[table["kind"] == "claim"].set_index("metric")
+    assert set(claims.index) == {"test_accuracy", "weight_sparsity"}
+    assert (claims.loc["test_accuracy", "a"], claims.loc["test_accuracy", "b"]) == (
+        "relu", "sigmoid")  # level names, as in trials.csv
+    assert claims.loc["test_accuracy", "axis"] == "activation"
+    assert (table["n"] == 4).all()
+    tested = table[~table["identical"].astype(bool)]
+    for column in ("mean_diff", "t_low", "t_high", "p", "p_holm", "p_perm", "boot_low",
+                   "boot_high", "p_improvement", "p_improvement_low", "p_improvement_high",
+                   "mde"):
+        assert tested[column].notna().all(), column
+    html = path.read_text()
+    for _, row in table.iterrows():  # the page shows the CSV's difference on every row
+        assert f"{row['mean_diff']:+.4f}" in html, row["kind"]
+
+
 def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
                                                               tracking_uri: str) -> None:
     suite = parse_suite(textwrap.dedent("""\
@@ -130,6 +168,59 @@ def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
     for name in ("leaderboard", "curves", "diagnostics", "components"):
         assert "<img" in _section(html, name), name
     assert "<tbody><tr>" in _section(html, "fit")
+
+
+DIVERGING = """\
+name: diverging
+task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [8]}}
+fixed: {optimizer: {name: sgd, lr: 0.05}, epochs: 2, batch_size: 32}
+grid: {optimizer.lr: [0.05, 0.1, 1000000.0]}
+seeds: 2
+reference:
+  source: made up for the test
+  tolerance: 0.5
+  results:
+    - {where: {optimizer.lr: 0.05}, value: 0.3}
+    - {where: {optimizer.lr: 1000000.0}, value: 0.3}
+"""
+
+
+def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
+                                                       tracking_uri: str) -> None:
+    """A configuration whose every seed diverged is named once above the leaderboard, in
+    no row; a level without a finished trial is named above the main effects; a published
+    number with nothing measured is named above its table; seeds that all gave the same
+    value have no interval, said in words."""
+    suite = parse_suite(DIVERGING)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    results = load_results(suite, tracking_uri)
+    trials = results.trials
+    diverged = trials[trials["optimizer.lr"].astype(str).str.startswith("1")]
+    assert len(diverged) == 2 and set(diverged["status"]) == {"diverged"}
+    # both seeds of lr = 0.1 score the same (test accuracies move in steps of 1/n)
+    same = trials["config"] == "optimizer.lr=0.1"
+    assert same.sum() == 2
+    trials.loc[same, "metric"] = trials.loc[trials["config"] == "optimizer.lr=0.05",
+                                            "metric"].max() + 0.01
+    html = render_report(suite, results=results, report_dir=tmp_path).read_text()
+    for name in ("leaderboard", "best", "reference", "effects", "claims"):
+        part = _section(html, name)
+        assert not re.search(r">\s*nan\s*<|\bn = 0\b|>0</td></tr>", part, re.I), name
+    board = _section(html, "leaderboard")
+    assert re.search(r"Not in the table, because none of their trials finished: "
+                     r"optimizer\.lr=1000000\.0 \(2 diverged\)\.", board), board[:600]
+    assert board.count("<tr class=") == 2  # the two configurations with finished seeds
+    assert "optimizer.lr=0.1 ★ best" in board
+    assert "none: every seed the same" in board
+    assert "(every one of its 2 seeds gave this value)" in html  # the headline
+    effects = _section(html, "effects")
+    assert re.search(r"optimizer\.lr: not compared, because no trial finished at "
+                     r"1000000\.0 \(2 diverged\)\.", effects)
+    reference = _section(html, "reference")
+    assert re.search(r"Not measured yet, because no trial it selects has finished: "
+                     r"optimizer\.lr=1000000\.0\.", reference)
+    assert reference.count("<tr><td>optimizer.lr=") == 1
+    assert "Trials: 6 planned; 6 trained: 4 finished, 2 diverged." in html
 
 
 def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
@@ -181,8 +272,8 @@ def tuned_report(tmp_path_factory: pytest.TempPathFactory,
 def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) -> None:
     html = tuned_report.read_text()
     assert "Seeds: 0, 1, 2." in html  # the re-runs' seeds, not the suite's `seeds`
-    assert "Trials: 15 (re-runs of the 5 tuned points over 3 seeds" in html
-    assert "15 finished" in html
+    assert "Trials: 15 planned (re-runs of the 5 tuned points over 3 seeds" in html
+    assert "; 15 trained: 15 finished." in html
     effects = _section(html, "effects")
     rows = re.findall(r"<tr><td>optimizer</td><td>([^<]*)</td><td>([^<]*)</td>", effects)
     # the fixed sgd(lr=0.01)'s own tuned point, sgd, is every other point's baseline

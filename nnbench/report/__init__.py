@@ -45,6 +45,7 @@ from nnbench.results.analysis import (
     leaderboard,
     main_effects,
     reference_comparison,
+    unfinished,
 )
 from nnbench.results.stats import ALPHA, format_p
 from nnbench.results.variance import suite_decomposition
@@ -86,7 +87,8 @@ def _sections(results: Results) -> dict[str, Any]:
     suite, trials, history = results.suite, results.trials, results.history
     table = leaderboard(trials, suite.higher_is_better)
     finished = (not trials.empty) and bool((trials["status"] == "finished").any())
-    out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished}
+    out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished,
+                           "unfinished": unfinished(trials)}
     out["leaderboard_png"] = figures.leaderboard(trials, table, suite.metric) if finished else None
 
     levels, effects = main_effects(trials, suite)
@@ -135,6 +137,7 @@ def _sections(results: Results) -> dict[str, Any]:
          **{f"{t.a} × {t.b}": t.family for t in tests.values()}}, out["verdicts"])
     out["numerics"] = _numerics(trials)
     out["reference_rows"] = reference_comparison(trials, suite)
+    out["reference_unmeasured"] = [r.label for r in out["reference_rows"] if not r.measured.n]
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
     out["variance"] = suite_decomposition(trials, suite)  # seeds varied per source only
     return out
@@ -231,11 +234,13 @@ def _hygiene(suite: Suite) -> list[dict[str, Any]]:
 
 def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
     suite = results.suite
-    if not table_rows or not table_rows[0]["n"]:
+    if not table_rows:
         return "no finished trials yet"
     best = table_rows[0]
     text = f"best: {best['config']} — {suite.metric} {best['mean']:.4f}"
-    if best["n"] > 1:
+    if best["identical"]:
+        text += f" (every one of its {best['n']} seeds gave this value)"
+    elif best["n"] > 1:
         text += f" (95% CI {best['low']:.4f}–{best['high']:.4f}, n = {best['n']})"
     return text
 
@@ -273,8 +278,10 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
         max_classes_listed=MAX_CLASSES_LISTED,
         commits=sorted(set(trials["git_commit"])) if not trials.empty else [],
         devices=sorted(set(trials["device"])) if not trials.empty else [],
-        csv_files=[p.name for p in csv_paths], generated=generated, seeds=seeds,
-        trial_count=trial_count)
+        csv_files=[p.name for p in csv_paths], generated=generated, seeds=list(seeds),
+        trial_count=trial_count, trained=len(trials),
+        trained_seeds=(sorted(set(trials["seed"].tolist()))
+                       if not trials.empty and suite.seed_design is None else []))
     out = report_dir / f"{suite.name}.html"
     write_atomic(out, html)
     summary = {"name": suite.name, "description": suite.description, "headline": headline,

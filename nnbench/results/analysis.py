@@ -41,7 +41,7 @@ from nnbench.results.stats import (
 __all__ = ["Comparison", "Family", "InteractionTests", "baseline_level", "best_summary",
            "best_versus", "claim_verdicts", "comparisons_table", "fit_diagnosis",
            "interaction_tests", "interactions", "leaderboard", "main_effects",
-           "reference_comparison"]
+           "reference_comparison", "unfinished"]
 
 
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -51,31 +51,50 @@ def _finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """One row per configuration: mean, 95% t interval, sd, n seeds, status counts,
-    mean best epoch and wall time; best first, configurations without a finished
-    seed last."""
-    columns = ["config", "mean", "low", "high", "sd", "n", "diverged", "failed", "killed",
-               "best_epoch", "wall_seconds", "params", "best"]
-    if trials.empty:
-        return pd.DataFrame(columns=columns)
+    """One row per configuration with a finished seed: mean, 95% t interval (none when
+    every seed gave the same value: `identical`), sd, n finished seeds, status counts, mean
+    best epoch and wall time; best first. Configurations without a finished seed are no
+    row: `unfinished` names them once, with their statuses."""
+    columns = ["config", "mean", "low", "high", "sd", "n", "identical", "diverged", "failed",
+               "killed", "best_epoch", "wall_seconds", "params", "best"]
     rows = []
-    for config, group in trials.groupby("config", sort=False):
+    for config, group in trials.groupby("config", sort=False) if not trials.empty else []:
         done = group[group["status"] == "finished"]
+        if done.empty:
+            continue
         interval = t_interval(done["metric"])
         rows.append({
             "config": config, "mean": interval.mean, "low": interval.low,
             "high": interval.high, "sd": interval.sd, "n": interval.n,
+            "identical": interval.identical,
             **{s: int((group["status"] == s).sum()) for s in ("diverged", "failed", "killed")},
-            "best_epoch": float(done["best_epoch"].mean()) if len(done) else math.nan,
+            "best_epoch": float(done["best_epoch"].mean()),
             "wall_seconds": float(group["wall_seconds"].mean()),
             "params": int(group["num_params"].max()) if "num_params" in group else 0,
         })
+    if not rows:
+        return pd.DataFrame(columns=columns)
     table = pd.DataFrame(rows).sort_values("mean", ascending=not higher_is_better,
                                            na_position="last", kind="stable")
     table["best"] = False
-    if table["n"].iloc[0] > 0:
-        table.iloc[0, table.columns.get_loc("best")] = True
+    table.iloc[0, table.columns.get_loc("best")] = True
     return table.reset_index(drop=True)[columns]
+
+
+def _statuses(group: pd.DataFrame) -> str:
+    counts = group["status"].value_counts()
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def unfinished(trials: pd.DataFrame, column: str = "config") -> list[str]:
+    """Each value of `column` (a configuration, or an axis's level) that has trials but no
+    finished one, with its statuses: "activation=relu (4 diverged)"."""
+    if trials.empty:
+        return []
+    finished = set(_finished(trials)[column].astype(str))
+    return [f"{value} ({_statuses(group)})"
+            for value, group in trials.groupby(trials[column].astype(str), sort=False)
+            if value not in finished]
 
 
 def _seed_pairs(frame: pd.DataFrame, axes: list[str], axis: str, a: str, b: str,
@@ -247,6 +266,10 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
         reference, note = _reference(done, suite, axis)
         if note:
             notes.append(note)
+        missing = unfinished(trials, axis)
+        if missing:
+            notes.append(f"{axis}: not compared, because no trial finished at "
+                         f"{'; '.join(missing)}")
         for row, level in zip(rows, names, strict=True):
             row["baseline"] = level == reference
             levels.append(row)
@@ -267,12 +290,14 @@ def best_versus(trials: pd.DataFrame, table: pd.DataFrame, suite: Suite) -> Fami
     """The best configuration (the leaderboard's first) against the runner-up and every
     configuration whose 95% interval overlaps its own, seed-paired, Holm over them."""
     done = _finished(trials)
-    if done.empty or len(table) < 2 or not table["n"].iloc[0]:
+    if done.empty or len(table) < 2:
         return Family([], [])
+    # every seed the same: no interval, the value itself is what may overlap
+    low = table["low"].where(~table["identical"].astype(bool), table["mean"])
+    high = table["high"].where(~table["identical"].astype(bool), table["mean"])
     best = table.iloc[0]
     others = table.iloc[1:]
-    others = others[others["n"] > 0]
-    overlap = (others["low"] <= best["high"]) & (others["high"] >= best["low"])
+    overlap = (low.iloc[1:] <= high.iloc[0]) & (high.iloc[1:] >= low.iloc[0])
     if len(others):
         overlap.iloc[0] = True  # the runner-up, overlapping or not
     chosen = others[overlap]
@@ -360,8 +385,9 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
             if len(at_1) < 2:
                 too_few.append((name_a, name_b, len(at_1)))
                 continue
+            # P(a better): x1's gain over x0 is larger (in the metric's direction) at y1
             pending.append((f"{x} × {y}", name_a, name_b,
-                            _compare(at_1, at_0, higher_is_better=True)))
+                            _compare(at_1, at_0, suite.higher_is_better)))
 
         def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float, x: str = x,
                 y: str = y) -> str:

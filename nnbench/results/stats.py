@@ -64,14 +64,21 @@ _SAME = 1e-12  # differences within 1e-12 of the values' scale are equal: roundi
 @dataclass(frozen=True)
 class Interval:
     mean: float
-    low: float  # 95% Student-t interval over seeds; nan when n < 2
+    low: float  # 95% Student-t interval over seeds; nan when n < 2 or every value is equal
     high: float
     sd: float  # sample standard deviation (n - 1)
     n: int
 
+    @property
+    def identical(self) -> bool:
+        """At least 2 values, all equal: no spread, so no interval (not certainty)."""
+        return self.n >= 2 and self.sd == 0
+
 
 def t_interval(values: np.ndarray | pd.Series | list[float], alpha: float = ALPHA) -> Interval:
-    """mean ± t(1 - α/2, n - 1) · sd / √n over the finite values."""
+    """mean ± t(1 - α/2, n - 1) · sd / √n over the finite values. Values that are all
+    equal (within rounding) have sd 0 and no interval: a zero-width interval would read as
+    certainty (`Interval.identical`)."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
@@ -80,6 +87,8 @@ def t_interval(values: np.ndarray | pd.Series | list[float], alpha: float = ALPH
     mean = float(x.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, math.nan, 1)
+    if np.ptp(x) <= _SAME * float(np.abs(x).max()):
+        return Interval(mean, math.nan, math.nan, 0.0, n)
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, sd, n)

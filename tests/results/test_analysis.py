@@ -129,3 +129,30 @@ def test_every_comparison_is_one_row_of_the_csv_table() -> None:
         assert table[column].notna().all(), column
     assert set(table["kind"]) == {"main_effect", "best_vs"}
     assert (table["n"] == 6).all()
+
+
+def test_a_level_without_a_finished_trial_is_named_once_not_dropped() -> None:
+    trials = _trials()
+    trials.loc[trials["activation"] == "tanh", "status"] = "diverged"
+    levels, family = main_effects(trials, _suite())
+    assert "tanh" not in set(levels["level"])
+    assert family.notes == ["activation: not compared, because no trial finished at "
+                            "tanh (12 diverged)"]
+    assert {c.a for c in family.rows} == {"sigmoid", "xavier_normal"}
+
+
+def test_interaction_p_improvement_follows_the_metric_direction() -> None:
+    """P(a better) of an interaction is the chance that x1's gain over x0 is larger at y1,
+    'larger' in the metric's direction: for a loss, lower."""
+    higher = {(c.a, c.b): c.result for c in interaction_tests(_trials(), _suite())[0].family.rows}
+    loss = _trials()
+    loss["metric"] = 1 - loss["metric"]  # the same trials, scored as an error
+    suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)).replace(
+        "hidden: [8]}}", "hidden: [8]}, metric: test_loss}"))
+    assert not suite.higher_is_better
+    lower = {(c.a, c.b): c.result for c in interaction_tests(loss, suite)[0].family.rows}
+    flip = ("sigmoid vs relu", "xavier_normal vs kaiming_normal")
+    # xavier's gain over kaiming is 0.20 smaller with sigmoid than with relu: in accuracy
+    # and in error alike, the interaction is against sigmoid
+    assert higher[flip].p_improvement == 0.0 and lower[flip].p_improvement == 0.0
+    assert higher[flip].diff == -lower[flip].diff

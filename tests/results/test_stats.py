@@ -14,7 +14,13 @@ from scipy import stats as scipy_stats
 
 from nnbench.config import parse_suite
 from nnbench.results import stats
-from nnbench.results.analysis import claim_verdicts, fit_diagnosis, leaderboard, main_effects
+from nnbench.results.analysis import (
+    claim_verdicts,
+    fit_diagnosis,
+    leaderboard,
+    main_effects,
+    unfinished,
+)
 from nnbench.results.stats import (
     ALPHA,
     BOOTSTRAP_RESAMPLES,
@@ -413,17 +419,32 @@ def test_claims_are_supported_contradicted_or_inconclusive() -> None:
     assert verdicts == ["supported", "contradicted", "inconclusive"]
 
 
-def test_leaderboard_marks_the_best_and_keeps_diverged_configurations() -> None:
+def test_leaderboard_marks_the_best_and_names_configurations_without_a_finished_seed() -> None:
     trials = _trials(0.03, 0.01)
     trials.loc[trials["config"] == "activation=relu, init=default", "status"] = "diverged"
     table = leaderboard(trials, higher_is_better=True)
     assert table.iloc[0]["config"] == "activation=tanh, init=xavier_normal"
-    assert table["best"].tolist() == [True, False, False, False]
-    last = table.iloc[-1]
-    assert (last["config"], last["n"], last["diverged"]) == ("activation=relu, init=default", 0, 8)
+    assert table["best"].tolist() == [True, False, False]  # no row of n = 0
+    assert (table["n"] > 0).all()
+    assert unfinished(trials) == ["activation=relu, init=default (8 diverged)"]
+    assert unfinished(trials, "init") == []  # default still finished with tanh
     row = table.iloc[0]
     direct = t_interval(trials[trials["config"] == row["config"]]["metric"])
     assert (row["low"], row["high"]) == pytest.approx((direct.low, direct.high))
+
+
+def test_every_seed_the_same_is_no_interval_and_not_certainty() -> None:
+    same = t_interval([0.5, 0.5, 0.5])
+    assert same.identical and same.n == 3 and same.sd == 0 and same.mean == 0.5
+    assert math.isnan(same.low) and math.isnan(same.high)  # never [0.5, 0.5]
+    assert not t_interval([0.5, 0.51]).identical and not t_interval([0.5]).identical
+    trials = _trials(0.03, 0.01)
+    best = trials["config"] == "activation=tanh, init=xavier_normal"
+    trials.loc[best, "metric"] = 0.9
+    table = leaderboard(trials, higher_is_better=True)
+    top = table.iloc[0]
+    assert top["config"] == "activation=tanh, init=xavier_normal" and top["identical"]
+    assert math.isnan(top["low"])
 
 
 def test_fit_diagnosis_applies_the_stated_thresholds() -> None:

@@ -22,11 +22,13 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   which the final test metrics are linked to;
 - one summary run per configuration (`nnbench.role = summary`, tagged like its trials:
   suite, `nnbench.config_id`, `nnbench.config`, `nnbench.axis.<axis>`, with the params its
-  trials share): the seed aggregate, `<metric>_mean`, `_low`, `_high` (95% Student-t
-  interval), `_sd` and `_n` of each final metric and the per-epoch mean of each per-epoch
-  metric (`<metric>_mean`, step = epoch), so the UI compares configurations with their
-  spread. `refresh_summaries` rewrites it when its done trials change; it is never read as
-  a trial (every reader asks for its role).
+  trials share, never their seeds): the seed aggregate over its finished trials,
+  `<metric>_mean`, `_low`, `_high` (95% Student-t interval), `_sd` and `_n` of each final
+  metric, and of each per-epoch metric its per-epoch mean (`<metric>_mean`, step = epoch)
+  and the same statistics of its last epoch's value (`<metric>_final_mean`, ...), so the UI
+  compares configurations with their spread. `refresh_summaries` rewrites it when its done
+  trials change or the suite's trials of the configuration no longer include them; it is
+  never read as a trial (every reader asks for its role).
 
 A trial counts as done when a trial run with its `nnbench.trial_id` has status
 finished or diverged and MLflow closed it (the status tag is written last). Which
@@ -50,7 +52,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,8 @@ _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAI
 _FLUSH_SECONDS = 5.0  # per-epoch metrics are sent at most this often while a trial runs
 _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 SUMMARY = "summary"  # nnbench.role of a configuration's seed aggregate
+_SUMMARY_TRIALS = "nnbench.summary.trials"  # its done trials' ids, sorted, comma-separated
+_IDS_PER_TAG = 400  # trial ids (16 hex digits) per tag: 6,800 characters, MLflow takes 8,000
 _ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its writer died
 # tags of a trial run that are its own, never its configuration's
 _PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invocation",
@@ -336,7 +340,7 @@ class Tracker:
                 "nnbench.suite": self.suite.name, "nnbench.trial_id": spec.trial_id,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,
                 **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
-                "nnbench.seed": str(spec.seed), "nnbench.worker": worker_label(),
+                "nnbench.seed": spec.seed_label, "nnbench.worker": worker_label(),
                 "nnbench.status": "running", **provenance}
         run = self.client.create_run(experiment_id, tags=tags,
                                      run_name=f"{label} | seed {spec.seed_label}")
@@ -409,7 +413,7 @@ class Tracker:
                 experiment_id, name=MODEL, source_run_id=run_id, params=spec.flat_params(),
                 tags={"nnbench.trial_id": spec.trial_id, "nnbench.suite": self.suite.name,
                       "nnbench.config": spec.label(self.suite.varied_axes),
-                      "nnbench.seed": str(spec.seed)})
+                      "nnbench.seed": spec.seed_label})
             model_id = str(logged.model_id)
             # named requirements: MLflow would otherwise infer them in a subprocess (seconds)
             requirements = [f"torch=={torch.__version__.split('+')[0]}"]
@@ -524,17 +528,23 @@ class Tracker:
     # -- seed aggregates: one summary run per configuration ----------------------------
 
     def refresh_summaries(self, specs: Iterable[TrialSpec]) -> SummaryRefresh:
-        """Bring the summary run of each configuration of `specs` up to date with its done
-        trials as `prepare` last read them (call `prepare` first).
+        """Bring the summary run of each configuration of `specs` (the suite's trials: its
+        members) up to date with its done trials as `prepare` last read them (call `prepare`
+        first).
 
-        A configuration's summary is written anew only when its done trials (their runs and
-        final values: `nnbench.summary.digest`) changed and no summary of more trials exists;
-        it is the upsert key together with `nnbench.config_id`. Several processes may
-        refresh at once (workers of one queue): each finishes its run before it looks, then
-        keeps the summary of the most trials (then the latest read, then the greatest run
-        id) and deletes the others, so the last to look leaves exactly one. Only finished
-        summary runs are deleted, never one another process is writing (one left RUNNING
-        for an hour by a process that died is)."""
+        A summary stands for its configuration while the trials it was made from
+        (`nnbench.summary.trials`) are all among the configuration's members; one made from
+        others (the suite lost seeds, or an nnbench before that tag wrote it) is stale: it
+        is replaced, and deleted even where no trial of the configuration is done yet (then
+        there is none until one is). A standing summary is written anew only when its done
+        trials (their runs, statuses and final values: `nnbench.summary.digest`) changed
+        and no standing summary of more trials exists; the digest is the upsert key together
+        with `nnbench.config_id`. Several processes may refresh at once (workers of one
+        queue): each finishes its run before it looks, then keeps the standing summary of
+        the most trials (then the latest read, then the greatest run id) and deletes the
+        others, so the last to look leaves exactly one. Only finished summary runs are
+        deleted, never one another process is writing (one left RUNNING for an hour by a
+        process that died is)."""
         started = time.monotonic()
         refresh = SummaryRefresh()
         experiment_id = self.experiment_id(create=False)
@@ -550,19 +560,18 @@ class Tracker:
             done = [(spec, self._done_runs[trial_id]) for trial_id, spec in members.items()
                     if trial_id in self._done_runs]
             runs = existing.get(config_id, [])
-            if not done:
-                continue
-            digest = _summary_digest(done)
-            complete = [r for r in runs if _is_complete_summary(r)]
-            if any(r.data.tags.get("nnbench.summary.digest") == digest
-                   or _summary_key(r)[0] > len(done) for r in complete):
-                refresh.unchanged += 1
-            else:
-                self._write_summary(experiment_id, list(members.values()), done, digest)
-                refresh.written += 1
-                runs = self._summaries_of(experiment_id, config_id)
-            if len(runs) > 1:
-                refresh.removed += self._settle(runs)
+            if done:
+                digest = _summary_digest(done)
+                standing = [r for r in runs if _stands_for(r, members.keys())]
+                if any(r.data.tags.get("nnbench.summary.digest") == digest
+                       or _summary_key(r)[0] > len(done) for r in standing):
+                    refresh.unchanged += 1
+                else:
+                    self._write_summary(experiment_id, list(members.values()), done, digest)
+                    refresh.written += 1
+                    runs = self._summaries_of(experiment_id, config_id)
+            if runs:
+                refresh.removed += self._settle(runs, members.keys())
         refresh.seconds = time.monotonic() - started
         return refresh
 
@@ -572,14 +581,18 @@ class Tracker:
                                            f"tags.`nnbench.config_id` = '{config_id}'",
             max_results=1000))
 
-    def _settle(self, runs: list[Run]) -> int:
-        """Delete every summary run of one configuration but the one that stands for it."""
-        complete = sorted((r for r in runs if _is_complete_summary(r)), key=_summary_key)
+    def _settle(self, runs: list[Run], members: Collection[str]) -> int:
+        """Delete every summary run of one configuration but the one that stands for it
+        (of the standing ones, the greatest `_summary_key`): stale ones (made from trials
+        that are not all among `members`, the configuration's trial ids) go too."""
+        complete = [r for r in runs if _is_complete_summary(r)]
+        standing = sorted((r for r in complete if _stands_for(r, members)), key=_summary_key)
+        stale = [r for r in complete if not _stands_for(r, members)]
         now = _now_ms()
         abandoned = [r for r in runs if not _is_complete_summary(r)
                      and now - (r.info.start_time or now) > _ABANDONED_SUMMARY_MS]
         removed = 0
-        for run in [*complete[:-1], *abandoned]:
+        for run in [*standing[:-1], *stale, *abandoned]:
             try:
                 self.client.delete_run(run.info.run_id)
                 removed += 1
@@ -589,11 +602,19 @@ class Tracker:
 
     def _write_summary(self, experiment_id: str, members: list[TrialSpec],
                        done: list[tuple[TrialSpec, Run]], digest: str) -> str:
-        """A new summary run of one configuration: for each final metric its mean, 95%
-        Student-t interval, sd and n over the done trials (`<metric>_mean`, `_low`, `_high`,
-        `_sd`, `_n`; a value that needs more seeds than there are is left out), and for each
-        per-epoch metric the mean over trials at each epoch (`<metric>_mean`, step = epoch);
-        the params the configuration's trials share; its axis tags."""
+        """A new summary run of one configuration, its statistics over the finished trials
+        of `done` (a diverged trial's values, cut short or not finite, are no seed's
+        result): for each final metric its mean, 95% Student-t interval, sd and n
+        (`<metric>_mean`, `_low`, `_high`, `_sd`, `_n`; a value that needs more seeds than
+        there are is left out); for each per-epoch metric the mean over trials at each
+        epoch (`<metric>_mean`, step = epoch) and the same five statistics of its last
+        epoch's value (`<metric>_final_mean`, ...: `metric: val_accuracy` has its interval).
+        Tags: the statuses of every done trial (`nnbench.summary.statuses`), n and seeds of
+        the finished ones, the ids of the done trials it was made from
+        (`nnbench.summary.trials`); the params the configuration's trials share but their
+        seeds; its axis tags. A configuration none of whose done trials finished gets a
+        summary with its statuses and n = 0 but no statistics: its row in the UI says why
+        it has no values, and it replaces a summary of other trials."""
         import math
 
         import pandas as pd
@@ -601,21 +622,24 @@ class Tracker:
         from nnbench.results.stats import t_interval
 
         runs = [run for _, run in done]
+        finished = [(s, run) for s, run in done
+                    if run.data.tags.get("nnbench.status") == "finished"]
         spec = members[0]
         axes = self.suite.varied_axes
         label = spec.label(axes)
-        histories = [h for h in (self._history(run) for run in runs) if h is not None]
+        histories = [h for h in (self._history(run) for _, run in finished) if h is not None]
         per_epoch = {c for h in histories for c in h.columns} - {"epoch"}
         ts = _now_ms()
         metrics: list[Metric] = []
-        for key in sorted({k for run in runs for k in run.data.metrics} - per_epoch):
-            interval = t_interval([run.data.metrics.get(key, math.nan) for run in runs])
+        for key in sorted({k for _, run in finished for k in run.data.metrics}):
+            interval = t_interval([run.data.metrics.get(key, math.nan) for _, run in finished])
             if interval.n == 0:
                 continue
+            name = f"{key}_final" if key in per_epoch else key  # <key>_mean is the curve
             for stat in ("mean", "low", "high", "sd", "n"):
                 value = float(getattr(interval, stat))
                 if math.isfinite(value):
-                    metrics.append(Metric(f"{key}_{stat}", value, ts, 0))
+                    metrics.append(Metric(f"{name}_{stat}", value, ts, 0))
         if histories:
             frame = pd.concat(histories, ignore_index=True).replace([math.inf, -math.inf],
                                                                     math.nan)
@@ -623,29 +647,40 @@ class Tracker:
             for key in sorted(per_epoch & set(means.columns)):
                 metrics += [Metric(f"{key}_mean", float(v), ts, int(epoch))
                             for epoch, v in means[key].items() if math.isfinite(v)]
+        # a seed aggregate has no seed: the seed params (`seed`, `seed.<source>`) are never
+        # copied, even where every member has the same (a suite of one seed)
         flat = [m.flat_params() for m in members]
-        params = [Param(k, v) for k, v in flat[0].items() if all(f.get(k) == v for f in flat)]
+        params = [Param(k, v) for k, v in flat[0].items()
+                  if k != "seed" and not k.startswith("seed.")
+                  and all(f.get(k) == v for f in flat)]
         statuses = Counter(run.data.tags.get("nnbench.status", "") for run in runs)
-        ordered = sorted((s for s, _ in done), key=lambda s: (s.seed, s.source_seeds))
+        ordered = sorted((s for s, _ in finished), key=lambda s: (s.seed, s.source_seeds))
         seeds = ("; " if any(s.source_seeds for s in ordered) else ", ").join(
             s.seed_label for s in ordered)
         shared = functools.reduce(lambda a, b: a & b, (set(run.data.tags.items())
                                                        for run in runs))
-        run_ids = ",".join(run.info.run_id for run in runs)
+        run_ids = ",".join(run.info.run_id for _, run in finished)
+        n = len(finished)
+        left_out = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())
+                             if status != "finished")
+        note = (f"Seed aggregate of {label} over {n} finished trial(s) (seeds {seeds or '-'})"
+                f"{f'; not counted: {left_out}' if left_out else ''}. "
+                f"Each final metric: <metric>_mean, the 95% Student-t interval <metric>_low "
+                f".. _high, _sd and _n; each per-epoch metric: its mean curve <metric>_mean "
+                f"(step = epoch) and the same statistics of its last epoch's value as "
+                f"<metric>_final_mean, _final_low, _final_high, _final_sd, _final_n. "
+                f"Trial runs: {run_ids or '-'}")
         tags = {**{k: v for k, v in shared if not k.startswith(_PER_TRIAL_TAGS)},
                 "nnbench.role": SUMMARY, "nnbench.suite": self.suite.name,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,
                 **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
-                "nnbench.summary.n": str(len(runs)), "nnbench.summary.seeds": seeds,
-                "nnbench.summary.statuses": ", ".join(f"{n} {s}" for s, n in
-                                                      sorted(statuses.items())),
+                "nnbench.summary.n": str(n), "nnbench.summary.seeds": seeds,
+                "nnbench.summary.statuses": ", ".join(f"{count} {status}" for status, count
+                                                      in sorted(statuses.items())),
                 "nnbench.summary.digest": digest,
                 "nnbench.summary.read_at": str(int((self.read_at or 0) * 1000)),
-                "mlflow.note.content": (
-                    f"Seed aggregate of {label} over {len(runs)} trial(s) (seeds {seeds}): "
-                    f"<metric>_mean, the 95% Student-t interval <metric>_low .. _high, "
-                    f"_sd and _n of each final metric; per-epoch metrics as <metric>_mean "
-                    f"with step = epoch. Trial runs: {run_ids}")}
+                **_trials_tags(s.trial_id for s, _ in done),
+                "mlflow.note.content": note}
         if len(run_ids) <= 5000:
             tags["nnbench.summary.run_ids"] = run_ids
         run = self.client.create_run(experiment_id, tags=tags,
@@ -692,17 +727,51 @@ def _is_complete_summary(run: Run) -> bool:
     return run.info.status == "FINISHED" and "nnbench.summary.digest" in run.data.tags
 
 
-def _summary_key(run: Run) -> tuple[int, int, str]:
-    """Which of a configuration's summary runs stands for it: most trials, latest read."""
+def _trials_tags(trial_ids: Iterable[str]) -> dict[str, str]:
+    """The ids of the trials a summary is made from, sorted and comma-separated, as
+    `nnbench.summary.trials`, continued in `nnbench.summary.trials.2`, `.3`, ... past
+    `_IDS_PER_TAG` ids (MLflow's limit on a tag's length)."""
+    ids = sorted(trial_ids)
+    chunks = [",".join(ids[i:i + _IDS_PER_TAG]) for i in range(0, len(ids), _IDS_PER_TAG)]
+    return {_SUMMARY_TRIALS if i == 0 else f"{_SUMMARY_TRIALS}.{i + 1}": chunk
+            for i, chunk in enumerate(chunks or [""])}
+
+
+def _summary_trials(run: Run) -> frozenset[str] | None:
+    """The ids of the trials a summary run was made from; None for a summary that does not
+    say (written by an nnbench before `nnbench.summary.trials`)."""
     tags = run.data.tags
-    return (int(tags.get("nnbench.summary.n", 0) or 0),
-            int(tags.get("nnbench.summary.read_at", 0) or 0), str(run.info.run_id))
+    if _SUMMARY_TRIALS not in tags:
+        return None
+    chunks, part = [tags[_SUMMARY_TRIALS]], 2
+    while f"{_SUMMARY_TRIALS}.{part}" in tags:
+        chunks.append(tags[f"{_SUMMARY_TRIALS}.{part}"])
+        part += 1
+    return frozenset(i for chunk in chunks for i in chunk.split(",") if i)
+
+
+def _stands_for(run: Run, members: Collection[str]) -> bool:
+    """Can this summary run stand for its configuration, whose trials are `members` (trial
+    ids)? Only a complete one made from trials that are all among them: a summary of
+    trials the suite no longer has (fewer seeds now) is stale, as is one that does not
+    say which trials it was made from."""
+    trials = _summary_trials(run)
+    return (_is_complete_summary(run) and trials is not None
+            and trials <= frozenset(members))
+
+
+def _summary_key(run: Run) -> tuple[int, int, str]:
+    """Which of a configuration's standing summary runs stands for it: the one made from
+    the most done trials, then the latest read."""
+    return (len(_summary_trials(run) or ()),
+            int(run.data.tags.get("nnbench.summary.read_at", 0) or 0), str(run.info.run_id))
 
 
 def _summary_digest(done: list[tuple[TrialSpec, Run]]) -> str:
-    """What a summary is made from: each done trial's run and its latest metric values."""
-    rows = sorted((spec.trial_id, run.info.run_id, sorted(run.data.metrics.items()))
-                  for spec, run in done)
+    """What a summary is made from: each done trial's run, its status and its latest metric
+    values."""
+    rows = sorted((spec.trial_id, run.info.run_id, run.data.tags.get("nnbench.status", ""),
+                   sorted(run.data.metrics.items())) for spec, run in done)
     return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
 

@@ -124,6 +124,11 @@ def test_trials_log_their_sources_seeds_and_the_report_decomposes(
               r.data.params["seed.split"], r.data.params["seed"]) for r in runs}
     assert seeds == {(i, o, "0", "0") for i in "01" for o in "01"}
     assert any(r.info.run_name.endswith("| seed init=1, data_order=1, rest=0") for r in runs)
+    # the nnbench.seed tag names every source's seed, as the run name does
+    assert all(r.info.run_name.endswith(f"| seed {r.data.tags['nnbench.seed']}")
+               for r in runs)
+    assert len({r.data.tags["nnbench.seed"] for r in runs}) == 4
+    assert "init=1, data_order=1, rest=0" in {r.data.tags["nnbench.seed"] for r in runs}
     # the results pair trials by their sources' seeds
     results = load_results(suite, tracking_uri)
     trials = results.trials

@@ -8,6 +8,7 @@ import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -103,7 +104,7 @@ def test_system_metrics_are_logged_to_the_invocation_run(
 
 
 def test_system_metrics_on_without_psutil_is_a_usage_error_before_anything_runs(
-        write_suite: Callable[..., Path], tmp_path: Path,
+        write_suite: Callable[..., Path], tmp_path: Path, mlflow_store: Callable[[Path], str],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import importlib.util
 
@@ -118,7 +119,9 @@ def test_system_metrics_on_without_psutil_is_a_usage_error_before_anything_runs(
         in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
     # auto on a CPU stays off without asking for psutil
-    assert cli.main(["run", str(path), "--device", "cpu", "--system-metrics", "auto"]) == 0
+    uri = mlflow_store(tmp_path / "store.db")
+    assert cli.main(["run", str(path), "--device", "cpu", "--system-metrics", "auto",
+                     "--tracking-uri", uri]) == 0
 
 
 # -- seed aggregates: one summary run per configuration ----------------------------------
@@ -184,7 +187,12 @@ def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean
                                                                        "val_accuracy")
                              if m.step == point.step) for r in trials]
             assert point.value == pytest.approx(float(np.mean(per_seed)))
-        assert "val_accuracy_low" not in metrics  # per-epoch metrics: the curve only
+        # its last epoch's value: the statistics as a final metric's, not on the curve's name
+        expected = t_interval([r.data.metrics["val_accuracy"] for r in trials])
+        assert metrics["val_accuracy_final_n"] == 2
+        for stat in ("mean", "low", "high", "sd"):
+            assert metrics[f"val_accuracy_final_{stat}"] == pytest.approx(getattr(expected, stat))
+        assert "val_accuracy_low" not in metrics and "val_accuracy_n" not in metrics
 
 
 def test_summary_runs_are_never_read_as_trials(write_suite: Callable[..., Path],
@@ -283,6 +291,122 @@ def test_refreshes_at_once_leave_one_summary_per_configuration_the_most_complete
     assert unblinded.refresh_summaries(suite.trials()).unchanged == 2
     assert {r.info.run_id for r in _summaries(tracking_uri, "tiny")} \
         == {r.info.run_id for r in runs}
+
+
+def test_a_summary_of_trials_the_suite_no_longer_has_is_replaced(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """seeds: 2 -> 1: the summary of two trials is not the suite's any more (a summary of
+    more trials than a refresher read stands only when all its trials are the suite's)."""
+    suite = _trained(write_suite, tracking_uri, seeds=2)
+    two = {r.info.run_id for r in _summaries(tracking_uri, "tiny")}
+    assert len(two) == 2
+    one = _trained(write_suite, tracking_uri, seeds=1)  # trains nothing; refreshes
+    trials = {r.data.tags["nnbench.trial_id"]: r
+              for r in Tracker(suite, tracking_uri).runs("trial")}
+    summaries = _summaries(tracking_uri, "tiny")
+    assert len(summaries) == 2 and not two & {r.info.run_id for r in summaries}
+    for summary in summaries:
+        tags = summary.data.tags
+        (spec,) = [t for t in one.trials() if t.config_id == tags["nnbench.config_id"]]
+        run = trials[spec.trial_id]
+        assert tags["nnbench.summary.n"] == "1" and tags["nnbench.summary.seeds"] == "0"
+        assert tags["nnbench.summary.trials"] == spec.trial_id
+        assert tags["nnbench.summary.run_ids"] == run.info.run_id
+        assert summary.data.metrics["test_accuracy_n"] == 1
+        assert summary.data.metrics["test_accuracy_mean"] == run.data.metrics["test_accuracy"]
+    # a summary that does not say its trials (an older nnbench's) cannot stand either
+    client = MlflowClient(tracking_uri)
+    client.delete_tag(summaries[0].info.run_id, "nnbench.summary.trials")
+    refresher = Tracker(one, tracking_uri)
+    refresher.prepare()
+    refresh = refresher.refresh_summaries(one.trials())
+    assert (refresh.written, refresh.unchanged, refresh.removed) == (1, 1, 1)
+    after = _summaries(tracking_uri, "tiny")
+    assert len(after) == 2 and summaries[0].info.run_id not in {r.info.run_id for r in after}
+
+
+def test_summary_statistics_are_over_finished_trials_only(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """A diverged trial is done (never re-trained) but no seed's result: its statuses are
+    listed, its values (cut short, not finite or garbage) not counted. A configuration with
+    no finished trial has a summary of statuses, without statistics."""
+    suite = _trained(write_suite, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    runs = {(r.data.tags["nnbench.config"], int(r.data.tags["nnbench.seed"])): r
+            for r in Tracker(suite, tracking_uri).runs("trial")}
+    for label, seed in (("activation=relu", 1), ("activation=tanh", 0), ("activation=tanh", 1)):
+        run_id = runs[label, seed].info.run_id
+        client.set_tag(run_id, "nnbench.status", "diverged")
+        client.log_metric(run_id, "test_accuracy", 1e9)  # garbage: must not enter a mean
+    tracker = Tracker(suite, tracking_uri)
+    tracker.prepare()
+    assert tracker.refresh_summaries(suite.trials()).written == 2
+    summaries = {r.data.tags["nnbench.config"]: r for r in _summaries(tracking_uri, "tiny")}
+    assert len(summaries) == 2 and len(_summaries(tracking_uri, "tiny")) == 2
+    relu = summaries["activation=relu"]
+    tags, metrics, finished = relu.data.tags, relu.data.metrics, runs["activation=relu", 0]
+    assert tags["nnbench.summary.n"] == "1" and tags["nnbench.summary.seeds"] == "0"
+    assert tags["nnbench.summary.statuses"] == "1 diverged, 1 finished"
+    assert tags["nnbench.summary.run_ids"] == finished.info.run_id
+    assert len(tags["nnbench.summary.trials"].split(",")) == 2  # made from both done trials
+    assert "over 1 finished trial(s)" in tags["mlflow.note.content"]
+    assert "not counted: 1 diverged" in tags["mlflow.note.content"]
+    for key in ("test_accuracy", "wall_seconds"):
+        assert metrics[f"{key}_n"] == 1
+        assert metrics[f"{key}_mean"] == pytest.approx(finished.data.metrics[key])
+    assert metrics["val_accuracy_final_mean"] == pytest.approx(
+        finished.data.metrics["val_accuracy"])
+    curve = client.get_metric_history(relu.info.run_id, "val_accuracy_mean")
+    assert [m.value for m in sorted(curve, key=lambda m: m.step)] == pytest.approx(
+        [m.value for m in sorted(client.get_metric_history(finished.info.run_id,
+                                                           "val_accuracy"),
+                                 key=lambda m: m.step)])
+    tanh = summaries["activation=tanh"]
+    assert tanh.data.tags["nnbench.summary.n"] == "0"
+    assert tanh.data.tags["nnbench.summary.statuses"] == "2 diverged"
+    assert tanh.data.metrics == {}
+    assert tanh.data.params["activation.name"] == "tanh"
+    # refreshed again: up to date, nothing written
+    again = Tracker(suite, tracking_uri)
+    again.prepare()
+    assert again.refresh_summaries(suite.trials()).unchanged == 2
+
+
+def test_a_summary_of_one_seed_has_no_seed_params_nor_per_trial_tags(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """With one seed every param is shared by the configuration's trials, its seeds too:
+    a seed aggregate still has no seed."""
+    suite = _trained(write_suite, tracking_uri, seeds=1, epochs=1)
+    trials = {r.data.tags["nnbench.config_id"]: r
+              for r in Tracker(suite, tracking_uri).runs("trial")}
+    for summary in _summaries(tracking_uri, "tiny"):
+        trial = trials[summary.data.tags["nnbench.config_id"]]
+        assert "seed" in trial.data.params and "seed.init" in trial.data.params
+        params = summary.data.params
+        assert not [k for k in params if k == "seed" or k.startswith("seed.")], params
+        assert params == {k: v for k, v in trial.data.params.items()
+                          if k != "seed" and not k.startswith("seed.")}
+        tags = summary.data.tags
+        for key in ("nnbench.seed", "nnbench.trial_id", "nnbench.fingerprint",
+                    "nnbench.worker", "nnbench.invocation", "nnbench.status"):
+            assert key in trial.data.tags and key not in tags, key
+        assert tags["nnbench.summary.n"] == "1"
+
+
+def test_summary_trial_ids_past_one_tags_length_continue_in_numbered_tags() -> None:
+    from types import SimpleNamespace
+
+    from nnbench.tracking import _summary_trials, _trials_tags
+
+    ids = {f"{i:016x}" for i in range(900)}
+    tags = _trials_tags(ids)
+    assert sorted(tags) == ["nnbench.summary.trials", "nnbench.summary.trials.2",
+                            "nnbench.summary.trials.3"]
+    assert all(len(v) <= 8000 for v in tags.values())  # MLflow's longest tag value
+    run = cast(Run, SimpleNamespace(data=SimpleNamespace(tags=tags)))
+    assert _summary_trials(run) == frozenset(ids)
+    assert _trials_tags(["a"]) == {"nnbench.summary.trials": "a"}
+    assert _summary_trials(cast(Run, SimpleNamespace(data=SimpleNamespace(tags={})))) is None
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 from scipy import stats
 
 from nnbench import cli
-from tests.conftest import BENCHMARK_TASK
+from tests.conftest import BENCHMARK_TASK, launch_chromium
 
 LEVELS = "[{name: sgd, lr: 0.05, momentum: 0.9}, {name: adam, lr: 0.01}]"
 BENCH = """\
@@ -165,6 +165,63 @@ def test_iqm_across_tasks_is_rliables_with_its_stratified_bootstrap_interval(
         assert "Student-t" not in section  # the profile's band is no longer a t interval
 
 
+@pytest.mark.slow
+def test_iqm_and_profiles_in_headless_chromium(ran: tuple[Path, str, str]) -> None:
+    """What a reader of the cross-task section sees: per measure, an IQM row per
+    configuration holding a number within its interval (or said to have none), the
+    sentence saying how the interval was made, and every figure decoded; no console error."""
+    from playwright.sync_api import sync_playwright
+
+    path = ran[0] / "reports" / "mini_bench.html"
+    cell = re.compile(r"(\d+\.\d+)(?: \[(\d+\.\d+), (\d+\.\d+)\]| \(the same in every "
+                      r"resample\))")
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri(), wait_until="load")
+        widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        assert len(widths) == 2 and all(w and w > 0 for w in widths), widths  # both decoded
+        for measure in ("epochs", "seconds"):
+            rows = page.locator(f"#iqm-table-{measure} tbody tr")
+            assert rows.count() == 2  # one per configuration
+            shown = []
+            for i in range(rows.count()):
+                config, value, runs = rows.nth(i).locator("td").all_inner_texts()
+                assert config.startswith("optimizer=") and runs == "4"
+                match = cell.fullmatch(value)
+                assert match, value
+                iqm, low, high = (float(v) if v else None for v in match.groups())
+                assert iqm is not None and 0 <= iqm <= 1
+                if low is not None and high is not None:
+                    assert low <= iqm <= high, value
+                shown.append(iqm)
+            assert shown == sorted(shown, reverse=True)  # highest first
+            sentence = page.locator(f"#iqm-{measure} + p")  # the paragraph under the heading
+            method = page.locator(f"#iqm-{measure} + p + p")
+            assert sentence.is_visible() and method.is_visible()
+            assert sentence.inner_text().startswith(
+                f"Highest IQM of the normalised score s ({measure}): optimizer=")
+            assert "stratified bootstrap — 2,000 resamples (seed 0)" in method.inner_text()
+            profile = page.locator(f"#profile-table-{measure} tbody tr")
+            assert profile.count() == 2
+            for i in range(profile.count()):
+                for value in profile.nth(i).locator("td").all_inner_texts()[1:]:  # ρ per τ
+                    match = re.fullmatch(r"(\d+\.\d+)(?: \[(\d+\.\d+), (\d+\.\d+)\])?", value)
+                    assert match, value
+                    rho = float(match[1])  # no interval: the same in every resample
+                    low, high = (float(v) if v else rho for v in match.groups()[1:])
+                    assert 0 <= low <= rho <= high <= 1, value
+            assert page.locator(f"img[alt='performance profile in {measure}']").is_visible()
+        text = page.locator("body").inner_text()
+        browser.close()
+    # no number the page failed to compute: nan, inf, n = 0, an interval with empty bounds
+    assert not re.search(r"\bnan\b|\binf\b|\bn = 0\b|\[–|–\]|\b0/0\b", text, re.IGNORECASE)
+    assert errors == []
+
+
 def test_a_second_run_trains_nothing(ran: tuple[Path, str, str],
                                      capsys: pytest.CaptureFixture[str]) -> None:
     root, uri, _ = ran
@@ -198,6 +255,44 @@ def test_report_only_shows_trials_without_a_result_and_leaves_their_seed_out(
     assert "Left out: seed(s) 2, which have no result yet" in html
     assert html.count("Seeds used: 0, 1.") == 2
     assert not (more / "reports" / "circ.html").exists()  # nothing ran, no suite report
+
+
+def test_time_to_target_rows_say_when_no_seed_has_a_result_or_every_seed_agrees(
+        ran: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The same runs re-rendered without training, with a third optimizer (no result yet)
+    and targets every trial reaches at its first epoch: the third's row says no seed has a
+    result (not "0/0" seeds that "never" reached it), and the others' epochs say every
+    seed took the same, neither a zero-width interval nor one of empty bounds."""
+    root, uri, _ = ran
+    more = root / "third"
+    (more / "tasks").mkdir(parents=True)
+    for name in ("circ", "reg"):
+        text = (root / "tasks" / f"{name}.yaml").read_text()
+        (more / "tasks" / f"{name}.yaml").write_text(
+            text.replace(LEVELS, LEVELS[:-1] + ", {name: sgd, lr: 0.2}]"))
+    (more / "mini.yaml").write_text(textwrap.dedent(BENCH).replace(
+        "value: 0.8}", "value: 0.01}").replace("value: 0.9}", "value: 100}"))
+    assert cli.main(["bench", str(more / "mini.yaml"), "--report-only", "--tracking-uri", uri,
+                     "--report-dir", str(more / "reports")]) == 0
+    assert "trained" not in capsys.readouterr().err
+    html = (more / "reports" / "mini_bench.html").read_text()
+    same = '<span class="why">(the same for each seed that reached it)</span>'
+    for name in ("circ", "reg"):
+        table = html[html.index(f'id="ttt-{name}"'):]
+        table = table[:table.index("</table>")]
+        rows = dict(re.findall(r"<tr>\n<td>(optimizer=[^<]+)</td>(.*?)</tr>", table, re.DOTALL))
+        assert len(rows) == 3
+        for config, cells in rows.items():
+            if "lr=0.2" in config:  # nothing ran
+                assert cells.count('<td class="num missing">no result</td>') == 2  # its seeds
+                assert '<td class="num missing">no seed has a result</td>' in cells
+                assert "never" not in cells and "0/0" not in cells
+            else:  # both seeds reached the target at epoch 1
+                assert cells.count('<td class="num ">1 ep · ') == 2
+                assert '<td class="num">2/2</td>' in cells
+                assert f'<td class="num">1.00 {same}</td>' in cells
+                assert "[–" not in cells and "[1.00, 1.00]" not in cells
+    assert "0/0" not in html
 
 
 def test_validate_takes_benchmark_files_and_run_names_the_right_command(

@@ -92,6 +92,9 @@ def _task_section(bench: Benchmark, task: BenchmarkTask, res: Results,
     summary = summarize(mine, list(bench.levels)).to_dict("records")
     rows = []
     for level, stats in zip(bench.levels, summary, strict=True):
+        for measure in MEASURES:  # no spread: nan (or zero-width) bounds, said, not shown
+            stats[f"{measure}_same"] = stats["reached"] > 1 and not (
+                stats[f"{measure}_low"] < stats[f"{measure}_high"])
         rows.append({"config": level, "cells": [_cell(cells.get((level, s))) for s in bench.seeds],
                      **stats})
     return {"name": task.name, "path": task.suite.path, "describe": task.describe(),

@@ -239,7 +239,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               liveness: Liveness = DEFAULT_LIVENESS, parent_run_id: str | None = None,
               console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
               tags: dict[str, str] | None = None, withdraw: bool = True,
-              system_metrics: bool = False) -> RunSummary:
+              system_metrics: bool = False,
+              lane_population: Sequence[TrialSpec] | None = None) -> RunSummary:
     """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that MLflow
     does not hold as done; returns what happened.
 
@@ -253,6 +254,9 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     `system_metrics`: each process that trains logs its machine's utilisation (MLflow's
     system-metrics monitor) to the invocation run, under `system/<worker>/` when it is one
     of several workers of that run.
+    `lane_population`: the trials a stacked engine computes its one lane count from
+    (default: `trials`, or the suite's), so that a part trained now and the rest trained
+    later share it (tuned re-runs: every point, tuned yet or not).
     """
     console = console or Console(stderr=True)
     population = list(trials) if trials is not None else suite.trials()
@@ -294,7 +298,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         else:
             if isinstance(engine, str):
                 engine = make_engine(engine, resolve_device(device),
-                                     keep_checkpoints=suite.checkpoint, population=population,
+                                     keep_checkpoints=suite.checkpoint,
+                                     population=list(lane_population or population),
                                      max_lanes=lanes, threads=threads)
             # one monitor per training process, on the invocation run it works for
             node = worker_label() if parent_run_id is not None else None

@@ -523,11 +523,18 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
                                           json.dumps(best, sort_keys=True))
     # the re-runs go through the suite's trial queue, like any grid's trials
-    reruns = tuned_trials(suite, tuned_points(suite, tracker))
+    tuned = tuned_points(suite, tracker)
+    reruns = tuned_trials(suite, tuned)
+    # one lane count for every point's re-runs, whichever points are tuned by now (a point
+    # not tuned yet stands in with its own values: the nuisance values rarely change shapes)
+    every_point: dict[str, tuple[TrialSpec, dict[str, Any]]] = {
+        p.config_id: (p, {}) for p in suite.configurations()}
+    every_point.update(tuned)
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
                      engine=engine_name, lanes=lanes, liveness=liveness, console=console,
                      trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False,
-                     system_metrics=system_metrics)
+                     system_metrics=system_metrics,
+                     lane_population=tuned_trials(suite, every_point))
     summary.reruns = done.trained
     summary.interrupted = done.interrupted
     return summary

@@ -119,9 +119,38 @@ def tests(session: nox.Session) -> None:
     processes alongside; 39 s on a quiet machine). `-- -n 0` runs every test in one pytest
     process (for breakpoint() or -s)."""
     _env(session)
-    session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", str(_test_processes()),
-                "--dist", "loadscope", *session.posargs, external=True,
-                env={"OMP_NUM_THREADS": "1"})
+    scratch = _memory_scratch()
+    env = {"OMP_NUM_THREADS": "1"}
+    args = []
+    if scratch is not None:  # the tests' stores, their processes' temporary files
+        env["TMPDIR"] = str(scratch)
+        args = ["--basetemp", str(scratch / "pytest")]
+    try:
+        session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", str(_test_processes()),
+                    "--dist", "loadscope", *args, *session.posargs, external=True, env=env)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _memory_scratch() -> Path | None:
+    """A private directory in /dev/shm for the tests' temporary files, where it is a
+    memory file system with room (4 GiB; a full run writes about 200 MB); else None (the
+    system's temporary directory). The tests write hundreds of MLflow and Optuna SQLite
+    stores, and each commit waits for the disk: making one MLflow store took 19.5 s on
+    disk against 7.5 s in /dev/shm on the 2-core machine. What is tested is unchanged:
+    only where the throw-away files live."""
+    shm = Path("/dev/shm")
+    try:
+        if shutil.disk_usage(shm).free < 4 * 2**30 or not os.access(shm, os.W_OK):
+            return None
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="nnbench-tests-", dir=shm))
+        scratch.chmod(0o711)  # the tests' PostgreSQL server runs as `postgres` under root
+        return scratch
+    except OSError:
+        return None
 
 
 def _test_processes() -> int:

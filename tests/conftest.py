@@ -370,7 +370,10 @@ def _postgres_server() -> Iterator[str]:
                  f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
                  # what a shared store should set: a hung worker's open transaction
                  # (its locks) ends after 5 s instead of blocking every other worker
-                 f"-c idle_in_transaction_session_timeout=5s", "start"],
+                 f"-c idle_in_transaction_session_timeout=5s "
+                 # a throw-away server: no waiting for the disk at each commit (what the
+                 # tests kill are clients, never the server or the machine)
+                 f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start"],
                 capture_output=True, text=True)
             if started.returncode == 0:
                 break

@@ -221,21 +221,3 @@ def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[st
     assert "no module named 'mylab_nets'" in err
     assert "or give the module's file: --plugin path/to/mylab_nets.py" in err
     assert "--plugin 'nowhere/mylab_nets.py': no such file" in err
-
-
-@pytest.mark.slow
-def test_submit_local_exits_without_exception_ignored(write_suite: Callable[..., Path],
-                                                      tmp_path: Path) -> None:
-    """`nnbench submit --local` as its own process: the submitit jobs are gone before the
-    interpreter's end (a job deleted there printed "Exception ignored in LocalJob.__del__
-    ... TypeError" after every submit)."""
-    path = write_suite(epochs=1, seeds=1)
-    done = subprocess.run(
-        [sys.executable, "-m", "nnbench.cli", "submit", str(path), "--local", "--workers", "1",
-         "--device", "cpu", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "workers ended with exit codes [0]" in done.stderr
-    assert "Exception ignored" not in done.stderr, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr

@@ -25,7 +25,8 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +113,33 @@ def results_unchanged(suite_path: str, report_dir: str, results_digest: str,
             and entry.get("inputs", {}).get("nnbench") == source_digest())
 
 
+@contextmanager
+def _updating(directory: Path) -> Iterator[dict[str, Any]]:
+    """The manifest, read and written back under an exclusive lock on
+    `<report_dir>/.nnbench-inputs.json.lock`: processes that finish suites into one report
+    directory at once (workers, or two `nnbench run`s) each add their entry, none lost."""
+    from filelock import FileLock
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory / f"{MANIFEST}.lock"), timeout=120):
+        manifest = _manifest(directory)
+        before = json.dumps(manifest, sort_keys=True)
+        yield manifest
+        if json.dumps(manifest, sort_keys=True) != before:
+            write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
 def record(suite_path: str, report_dir: str, tracking_uri: str, report: Path,
            results_digest: str, dependencies: Iterable[Path] = (),
            runs_url: str | None = None) -> None:
     """Remember what the suite's (complete) report was made from (and, to print it again
     without MLflow, the address of the experiment's runs in MLflow's UI)."""
-    directory = Path(report_dir)
-    manifest = _manifest(directory)
     path = Path(suite_path).resolve()
     inputs = _inputs(path, tracking_uri, dependencies)
-    manifest[str(path)] = {"inputs": inputs, "store": inputs["store"],
-                           "report": str(report.resolve()), "report_sha": _sha(report),
-                           "results": results_digest, "runs_url": runs_url}
-    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    entry = {"inputs": inputs, "store": inputs["store"], "report": str(report.resolve()),
+             "report_sha": _sha(report), "results": results_digest, "runs_url": runs_url}
+    with _updating(Path(report_dir)) as manifest:
+        manifest[str(path)] = entry
 
 
 def recorded_runs_url(suite_path: str, report_dir: str) -> str | None:
@@ -136,9 +151,10 @@ def recorded_runs_url(suite_path: str, report_dir: str) -> str | None:
 def forget(suite_path: str, report_dir: str) -> None:
     """A suite that is not complete (or was not rendered by run) has no fresh report."""
     directory = Path(report_dir)
-    manifest = _manifest(directory)
-    if manifest.pop(str(Path(suite_path).resolve()), None) is not None:
-        write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    if not (directory / MANIFEST).exists():
+        return
+    with _updating(directory) as manifest:
+        manifest.pop(str(Path(suite_path).resolve()), None)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -120,3 +120,25 @@ def test_writers_of_one_report_file_at_once_each_replace_it_whole(tmp_path: Path
     plain = tmp_path / "plain.html"  # the mode a plain write gives (the umask applies)
     plain.write_text("<html></html>", encoding="utf-8")
     assert path.stat().st_mode == plain.stat().st_mode
+
+
+def test_processes_recording_into_one_report_directory_lose_no_entry(tmp_path: Path) -> None:
+    """Two processes finish suites into one report directory at the same time: every
+    suite's entry is in the manifest afterwards (a read-modify-write without a lock lost
+    the other process's entries)."""
+    import json
+
+    reports = tmp_path / "reports"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from nnbench import fresh\n"
+        "tag, reports = sys.argv[1], sys.argv[2]\n"
+        "for i in range(60):\n"
+        "    fresh.record(f'/suites/{tag}-{i}.yaml', reports, 'sqlite:///x.db',\n"
+        "                 Path(reports) / f'{tag}-{i}.html', f'digest-{i}')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, tag, str(reports)])
+               for tag in ("a", "b")]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    manifest = json.loads((reports / ".nnbench-inputs.json").read_text())
+    assert set(manifest) == {f"/suites/{t}-{i}.yaml" for t in "ab" for i in range(60)}

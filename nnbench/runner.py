@@ -260,6 +260,10 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     """
     console = console or Console(stderr=True)
     population = list(trials) if trials is not None else suite.trials()
+    # the summaries stand for whole configurations: all of the suite's trials of each
+    # (a part given as `trials` must not make the others' summaries look stale)
+    members = population if trials is None else list(
+        {t.trial_id: t for t in (*suite.trials(), *population)}.values())
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     experiment_id = tracker.experiment_id()
@@ -284,7 +288,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         queue.close()
         summary.done_after = len(population)
         if parent_run_id is None:  # e.g. a store written before summaries existed
-            _refresh_summaries(tracker, population, console)
+            _refresh_summaries(tracker, members, console)
         return summary
     run_tags = _provenance(device, flags, {**provenance.plugin_tags(population), **(tags or {})})
     if summary.parent_run_id is None:
@@ -314,7 +318,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     done_now = tracker.prepare()
     summary.done_after = sum(1 for t in population if t.trial_id in done_now)
     if parent_run_id is None and not summary.interrupted:
-        _refresh_summaries(tracker, population, console)
+        _refresh_summaries(tracker, members, console)
     return summary
 
 

@@ -175,7 +175,7 @@ name: diverging
 task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [8]}}
 fixed: {optimizer: {name: sgd, lr: 0.05}, epochs: 2, batch_size: 32}
 grid: {optimizer.lr: [0.05, 0.1, 1000000.0]}
-seeds: 2
+seeds: [3, 1]
 reference:
   source: made up for the test
   tolerance: 0.5
@@ -221,6 +221,7 @@ def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
                      r"optimizer\.lr=1000000\.0\.", reference)
     assert reference.count("<tr><td>optimizer.lr=") == 1
     assert "Trials: 6 planned; 6 trained: 4 finished, 2 diverged." in html
+    assert "Seeds: 3, 1.\n" in html  # as listed; all trained
 
 
 def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(

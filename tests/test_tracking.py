@@ -325,6 +325,23 @@ def test_a_summary_of_trials_the_suite_no_longer_has_is_replaced(
     assert len(after) == 2 and summaries[0].info.run_id not in {r.info.run_id for r in after}
 
 
+def test_running_a_part_of_the_suite_keeps_the_whole_configurations_summaries(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """`run_suite(trials=...)` with one seed of a configuration: its summary of every seed
+    still stands (the summaries are of the suite's trials, not of the part run)."""
+    from rich.console import Console
+
+    from nnbench.runner import run_suite
+
+    suite = _trained(write_suite, tracking_uri, seeds=2)
+    before = {r.info.run_id for r in _summaries(tracking_uri, "tiny")}
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=Console(quiet=True),
+              trials=suite.trials()[:1])
+    after = _summaries(tracking_uri, "tiny")
+    assert {r.info.run_id for r in after} == before
+    assert {r.data.tags["nnbench.summary.n"] for r in after} == {"2"}
+
+
 def test_summary_statistics_are_over_finished_trials_only(
         write_suite: Callable[..., Path], tracking_uri: str) -> None:
     """A diverged trial is done (never re-trained) but no seed's result: its statuses are

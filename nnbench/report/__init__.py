@@ -263,6 +263,8 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
     seeds = suite.tune.seeds if suite.tune is not None else suite.seeds
     trial_count = (len(suite.configurations()) * len(seeds) if suite.tune is not None
                    else len(suite.trials()))
+    trained_seeds = (sorted(set(trials["seed"].tolist()))
+                     if not trials.empty and suite.seed_design is None else [])
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     headline = _headline(results, sections["table"])
     html = _ENV.get_template("report.html.j2").render(
@@ -280,8 +282,8 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
         devices=sorted(set(trials["device"])) if not trials.empty else [],
         csv_files=[p.name for p in csv_paths], generated=generated, seeds=list(seeds),
         trial_count=trial_count, trained=len(trials),
-        trained_seeds=(sorted(set(trials["seed"].tolist()))
-                       if not trials.empty and suite.seed_design is None else []))
+        trained_seeds=trained_seeds,
+        seeds_partial=suite.seed_design is None and set(trained_seeds) != set(seeds))
     out = report_dir / f"{suite.name}.html"
     write_atomic(out, html)
     summary = {"name": suite.name, "description": suite.description, "headline": headline,

@@ -60,9 +60,9 @@ def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     rows = []
     for config, group in trials.groupby("config", sort=False) if not trials.empty else []:
         done = group[group["status"] == "finished"]
-        if done.empty:
-            continue
         interval = t_interval(done["metric"])
+        if interval.n == 0:  # no finished seed with a finite metric: `unfinished` names it
+            continue
         rows.append({
             "config": config, "mean": interval.mean, "low": interval.low,
             "high": interval.high, "sd": interval.sd, "n": interval.n,
@@ -88,13 +88,19 @@ def _statuses(group: pd.DataFrame) -> str:
 
 def unfinished(trials: pd.DataFrame, column: str = "config") -> list[str]:
     """Each value of `column` (a configuration, or an axis's level) that has trials but no
-    finished one, with its statuses: "activation=relu (4 diverged)"."""
+    finished one with a finite metric, with its statuses: "activation=relu (4 diverged)",
+    "lr=0.1 (2 finished without a finite metric)"."""
     if trials.empty:
         return []
-    finished = set(_finished(trials)[column].astype(str))
-    return [f"{value} ({_statuses(group)})"
-            for value, group in trials.groupby(trials[column].astype(str), sort=False)
-            if value not in finished]
+    done = _finished(trials)
+    scored = set(done[np.isfinite(done["metric"].astype(float))][column].astype(str))
+    out = []
+    for value, group in trials.groupby(trials[column].astype(str), sort=False):
+        if value in scored:
+            continue
+        text = _statuses(group).replace(" finished", " finished without a finite metric")
+        out.append(f"{value} ({text})")
+    return out
 
 
 def _seed_pairs(frame: pd.DataFrame, axes: list[str], axis: str, a: str, b: str,
@@ -266,7 +272,9 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
         reference, note = _reference(done, suite, axis)
         if note:
             notes.append(note)
-        missing = unfinished(trials, axis)
+        # levels without a finished trial; the fixed value's own note already names it
+        fixed = f"{value_label(axis, suite.base.value(axis))} ("
+        missing = [m for m in unfinished(trials, axis) if not (note and m.startswith(fixed))]
         if missing:
             notes.append(f"{axis}: not compared, because no trial finished at "
                          f"{'; '.join(missing)}")

@@ -433,6 +433,16 @@ def test_leaderboard_marks_the_best_and_names_configurations_without_a_finished_
     assert (row["low"], row["high"]) == pytest.approx((direct.low, direct.high))
 
 
+def test_finished_trials_without_a_finite_metric_are_no_row() -> None:
+    trials = _trials(0.03, 0.01)
+    trials.loc[trials["config"] == "activation=relu, init=default", "metric"] = float("nan")
+    table = leaderboard(trials, higher_is_better=True)
+    assert "activation=relu, init=default" not in set(table["config"])
+    assert (table["n"] > 0).all() and table["mean"].notna().all()
+    assert unfinished(trials) == [
+        "activation=relu, init=default (8 finished without a finite metric)"]
+
+
 def test_every_seed_the_same_is_no_interval_and_not_certainty() -> None:
     same = t_interval([0.5, 0.5, 0.5])
     assert same.identical and same.n == 3 and same.sd == 0 and same.mean == 0.5

@@ -14,6 +14,7 @@ with pip. The environment is re-installed when constraints.txt or pyproject.toml
     nox -s bench [-- benchmarks/x.yaml --engine serial]
     nox -s tests [-- -k expr]
     nox -s benchmarks
+    nox -s gpu-bench [-- --device cpu --smoke]
     nox -s lint
 """
 
@@ -169,6 +170,18 @@ def benchmarks(session: nox.Session) -> None:
     session.run(str(BIN / "pytest"), "tests/benchmarks", "--benchmark-only",
                 "--benchmark-columns=min,median,mean,stddev,rounds", *session.posargs,
                 external=True, env={"NNBENCH_BENCH_FULL": "1"})  # full size: scale.py
+
+
+@nox.session(name="gpu-bench", venv_backend="none")
+def gpu_bench(session: nox.Session) -> None:
+    """The GPU benchmark (tests/benchmarks/gpu.py): the stacked engine end to end on an
+    MNIST-shaped MLP at 32, 128 and 512 lanes, 5 epochs (`-- --device cpu --smoke`: a check
+    in seconds). It needs only torch, numpy, pyyaml and pydantic, so it installs nothing: it
+    runs on .venv's Python where there is one, else on the `python3` on PATH (a GPU
+    machine's own torch)."""
+    python = BIN / "python"
+    interpreter = str(python) if python.exists() else shutil.which("python3") or "python"
+    session.run(interpreter, "-m", "tests.benchmarks.gpu", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

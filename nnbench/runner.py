@@ -46,6 +46,7 @@ from rich.progress import (
 
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
+from nnbench.config.expand import METRICS
 from nnbench.queue import (
     DEFAULT_LIVENESS,
     Claim,
@@ -118,6 +119,50 @@ def _bookkeeping() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+class _Pace:
+    """One line of progress on the trials in flight (a stacked group's lanes, or one
+    serial trial) at most every `every` seconds: the epoch reached, the trials still
+    training, the best validation value so far, and the time left at the pace so far.
+    Made of the per-epoch values the engine hands over anyway: no extra host syncs.
+    Printed lines, not only the progress bar, so that a run whose output is piped to a
+    file or CI log says how far it is."""
+
+    every = 10.0  # seconds between lines
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()  # the trials in flight began
+        self.last = self.since  # the last line
+        self.best: float | None = None
+        self.key = ""
+
+    def started(self, in_flight: int) -> None:
+        if in_flight == 1:  # a new group (or serial trial): its own pace and best
+            self.since = time.monotonic()
+            self.best, self.key = None, ""
+
+    def epoch(self, spec: TrialSpec, metrics: dict[str, float], in_flight: int) -> str:
+        key = f"val_{metric_names(spec)[0]}"
+        value = metrics.get(key)
+        if value is not None and value == value:  # nan: a diverging lane is no best
+            better = max if METRICS.get(key, True) else min  # val_accuracy: higher
+            self.best = value if self.best is None else better(self.best, value)
+            self.key = key
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return ""
+        self.last = now
+        epoch, total = int(metrics["epoch"]), spec.epochs
+        left = (now - self.since) / max(epoch, 1) * (total - epoch)
+        best = f" | best {self.key} so far {self.best:.4f}" if self.best is not None else ""
+        return (f"epoch {epoch}/{total} | {in_flight} trial{'s' if in_flight != 1 else ''} "
+                f"training{best} | about {_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 class _Recorder:
     """Listener that forwards engine events to MLflow and the progress bars."""
 
@@ -132,6 +177,7 @@ class _Recorder:
         self.done = 0
         self.n_todo = n_todo
         self.model_notes: set[str] = set()
+        self.pace = _Pace()
 
     def trial_started(self, spec: TrialSpec) -> bool:
         """Open the trial's MLflow run. The queue made this worker the trial's only owner,
@@ -152,6 +198,7 @@ class _Recorder:
             return False
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed_label}"))
+        self.pace.started(len(self.run_ids))
         return True
 
     def _in_flight(self, text: str) -> str:
@@ -166,6 +213,9 @@ class _Recorder:
         running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
                              description=self._in_flight(running))
+        line = self.pace.epoch(spec, metrics, len(self.run_ids))
+        if line:
+            self.console.print(line, highlight=False)
         return CONTINUE
 
     def record(self, result: TrialResult) -> None:
@@ -239,7 +289,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               liveness: Liveness = DEFAULT_LIVENESS, parent_run_id: str | None = None,
               console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
               tags: dict[str, str] | None = None, withdraw: bool = True,
-              system_metrics: bool = False,
+              system_metrics: bool = False, log_models: bool = False,
               lane_population: Sequence[TrialSpec] | None = None) -> RunSummary:
     """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that MLflow
     does not hold as done; returns what happened.
@@ -254,6 +304,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     `system_metrics`: each process that trains logs its machine's utilisation (MLflow's
     system-metrics monitor) to the invocation run, under `system/<worker>/` when it is one
     of several workers of that run.
+    `log_models`: every finished trial keeps its checkpoint and logs its MLflow model, as
+    the suite's `checkpoint: true` does (the trials and their ids are the same either way).
     `lane_population`: the trials a stacked engine computes its one lane count from
     (default: `trials`, or the suite's), so that a part trained now and the rest trained
     later share it (tuned re-runs: every point, tuned yet or not).
@@ -298,11 +350,12 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
                            engine=engine, lanes=lanes, workers=workers, threads=threads,
-                           liveness=liveness, system_metrics=system_metrics)
+                           liveness=liveness, system_metrics=system_metrics,
+                           log_models=log_models)
         else:
             if isinstance(engine, str):
                 engine = make_engine(engine, resolve_device(device),
-                                     keep_checkpoints=suite.checkpoint,
+                                     keep_checkpoints=suite.checkpoint or log_models,
                                      population=list(lane_population or population),
                                      max_lanes=lanes, threads=threads)
             # one monitor per training process, on the invocation run it works for
@@ -434,7 +487,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
                    console: Console, *, device: str, engine: str | Engine, lanes: int | None,
                    workers: int, threads: int | None, liveness: Liveness,
-                   system_metrics: bool) -> None:
+                   system_metrics: bool, log_models: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
     (default: its share of the cores); their trials are tagged with this invocation's run."""
     from nnbench.train.engine import cpu_cores, default_threads
@@ -452,7 +505,8 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                "--heartbeat-interval", str(liveness.heartbeat_interval),
                "--grace-period", str(liveness.grace_period),
                "--system-metrics", "on" if system_metrics else "off",
-               *(["--lanes", str(lanes)] if lanes is not None else [])]
+               *(["--lanes", str(lanes)] if lanes is not None else []),
+               *(["--log-models"] if log_models else [])]
     console.print(f"{workers} local workers, {threads} thread(s) each ({cpu_cores()} cores)",
                   highlight=False)
     codes = spawn_local(suite.path, options, workers, console,

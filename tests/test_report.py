@@ -74,6 +74,7 @@ def test_every_section_renders_for_three_axes_and_four_seeds(
         assert f'<h2 id="{name}">' in html
     assert "Varied (scientific axes): <b>activation, init, optimizer.lr</b>" in html
     assert "32 finished" in html and "Seeds: 0, 1, 2, 3" in html
+    assert 'id="numerics-warning"' not in html  # one group, one numerics: nothing to warn of
     leaderboard = _section(html, "leaderboard")
     assert leaderboard.count("<tr class=") == 8 and leaderboard.count("★ best") == 1
     assert "95% Student-t" in leaderboard

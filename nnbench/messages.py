@@ -64,6 +64,17 @@ def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
+def first_line(err: BaseException, *, with_type: bool = False, limit: int = 300) -> str:
+    """An exception as one line: its message's first line, clipped to `limit` (`bad
+    value`), with its type's name in front when `with_type` (`TypeError: bad value`); the
+    type's name alone when the message is empty."""
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    text = clip(lines[0], limit)
+    return f"{type(err).__name__}: {text}" if with_type else text
+
+
 def describe(value: Any) -> str:
     """`'reluu' (str)`, `0.1 (float)`, `[1, 2, ...] (list of 9 items)`: one short line."""
     kind = type(value).__name__

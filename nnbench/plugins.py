@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from nnbench import registry
+from nnbench.messages import first_line
 from nnbench.registry import BUILTIN, ComponentSpec, RegistrationError
 
 __all__ = ["GROUP", "Plugin", "PluginError", "component_digests", "describe_error",
@@ -191,8 +192,7 @@ def _where(err: BaseException) -> str:
 def describe_error(err: BaseException) -> str:
     """`TypeError: bad value (mylab/nets.py, line 12)`: an unexpected error raised by a
     plugin's code (a validator, a shape function) while a suite is checked, as one line."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else '(no message)'}{_where(err)}"
+    return f"{first_line(err, with_type=True)}{_where(err)}"
 
 
 def _record(module: str, origin: str, components: list[tuple[str, str]]) -> Plugin:

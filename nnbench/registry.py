@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from nnbench.messages import describe, did_you_mean, pydantic_problems
+from nnbench.messages import describe, did_you_mean, first_line, pydantic_problems
 
 __all__ = [
     "KINDS",
@@ -259,7 +259,7 @@ def plain_params(model: type[Params], params: BaseModel) -> tuple[dict[str, Any]
                 values[name] = params.model_dump(mode="json", include={name})[name]
             except (PydanticSerializationError, TypeError, ValueError) as err:
                 problems.append((name, f"{describe(getattr(params, name))} has no JSON form "
-                                       f"({_one_line(err)})"))
+                                       f"({first_line(err)})"))
         return values, problems
     try:
         back = model.model_validate(values)
@@ -271,7 +271,7 @@ def plain_params(model: type[Params], params: BaseModel) -> tuple[dict[str, Any]
                                f"not read back: {e['msg']}")]
     except Exception as err:  # a validator raising what pydantic does not wrap
         return values, [("", f"its JSON form {describe(values)} does not read back: "
-                             f"{type(err).__name__}: {_one_line(err)}")]
+                             f"{first_line(err, with_type=True)}")]
     for name in model.model_fields:
         given, again = getattr(params, name), getattr(back, name)
         if not _same(given, again):
@@ -279,11 +279,6 @@ def plain_params(model: type[Params], params: BaseModel) -> tuple[dict[str, Any]
                                    f"{describe(values[name])}, which reads back as "
                                    f"{describe(again)}"))
     return values, problems
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 @dataclass(frozen=True, order=True)

@@ -65,6 +65,7 @@ from mlflow.tracking import MlflowClient
 from nnbench import registry
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
+from nnbench.messages import first_line
 from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
@@ -120,11 +121,6 @@ def runs_url(experiment_id: str, address: str = UI_ADDRESS) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:300]}" if lines else type(err).__name__
 
 
 def _missing(name: str) -> str:
@@ -433,7 +429,8 @@ class Tracker:
                                                           "assigned during export")
                         save(path, "pt2", requirements)
                 except Exception as err:  # torch.export cannot trace every user model
-                    note = (f"torch.export could not trace the model ({_first_line(err)}); "
+                    why = first_line(err, with_type=True)
+                    note = (f"torch.export could not trace the model ({why}); "
                             f"saved it with pickle instead, which loads only where nnbench "
                             f"and the model's plugin are importable")
                     path = Path(tmp) / f"{MODEL}-pickle"
@@ -443,7 +440,8 @@ class Tracker:
             self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
             self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
         except Exception as err:  # e.g. a plugin model pickle cannot save either
-            note = (f"the MLflow model was not logged ({_first_line(err)}); {CHECKPOINT} "
+            why = first_line(err, with_type=True)
+            note = (f"the MLflow model was not logged ({why}); {CHECKPOINT} "
                     f"holds the trained weights")
             if model_id is not None:
                 self.client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)

@@ -46,7 +46,7 @@ from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
-from nnbench.messages import clip
+from nnbench.messages import first_line
 from nnbench.train.build import (
     batch_size_of,
     build_model,
@@ -84,11 +84,6 @@ class DryReport:
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return clip(f"{text[0] if text else type(err).__name__}", 300)
 
 
 # -- checks that need no tensors --------------------------------------------------------------
@@ -250,7 +245,7 @@ class _Builder:
         except Exception as err:  # the model's own message says what does not fit
             raise _Failed(cfg.where("model"), f"cannot build model '{spec.model.name}' for "
                                               f"inputs of shape {shape.input_shape}: "
-                                              f"{_first_line(err)}") from None
+                                              f"{first_line(err)}") from None
         activation_type = type(registry.build("activation", spec.activation))
         facts = _Facts(
             text=repr(model), weights=fingerprint(model.state_dict().items()),
@@ -275,7 +270,7 @@ class _Builder:
             optimizer = registry.build("optimizer", spec.optimizer,
                                        parameters=model.parameters())
         except Exception as err:
-            raise _Failed(cfg.where("optimizer"), _first_line(err)) from None
+            raise _Failed(cfg.where("optimizer"), first_line(err)) from None
         clip_fn = registry.build("clip", spec.grad_clip)
         generator = torch.Generator().manual_seed(1)
         attach_dropout_generator(model, generator)
@@ -287,7 +282,7 @@ class _Builder:
                     xb = aug(xb, generator)
                 except Exception as err:
                     raise _Failed(key, f"fails on a training batch of shape "
-                                       f"{tuple(xb.shape)}: {_first_line(err)}") from None
+                                       f"{tuple(xb.shape)}: {first_line(err)}") from None
             if tuple(xb.shape[1:]) != shape.input_shape:
                 raise _Failed(augment[-1][0] if augment else cfg.where("augmentation"),
                               f"the augmentations turn {shape.input_shape} inputs into "
@@ -303,7 +298,7 @@ class _Builder:
                                   ) from None
                 raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails on a "
                                                   f"training batch of shape "
-                                                  f"{tuple(xb.shape)}: {_first_line(err)}"
+                                                  f"{tuple(xb.shape)}: {first_line(err)}"
                               ) from None
             _check_outputs(cfg, model, out, n, outputs, shape)
             try:
@@ -318,7 +313,7 @@ class _Builder:
             except Exception as err:
                 raise _Failed(cfg.where("loss"), f"loss '{spec.loss.name}' fails on the model's "
                                                  f"outputs {tuple(out.shape)} and targets "
-                                                 f"{tuple(yb.shape)}: {_first_line(err)}"
+                                                 f"{tuple(yb.shape)}: {first_line(err)}"
                               ) from None
             try:
                 if clip_fn is not None:
@@ -326,7 +321,7 @@ class _Builder:
                 optimizer.step()
             except Exception as err:
                 raise _Failed(cfg.where("optimizer"), f"optimizer '{spec.optimizer.name}' "
-                                                      f"fails to step: {_first_line(err)}"
+                                                      f"fails to step: {first_line(err)}"
                               ) from None
         x_val = inputs(2)
         for _key, aug in augment:
@@ -339,7 +334,7 @@ class _Builder:
         except Exception as err:
             raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails to evaluate a "
                                               f"batch of shape {tuple(x_val.shape)}: "
-                                              f"{_first_line(err)}") from None
+                                              f"{first_line(err)}") from None
         _check_outputs(cfg, model, evaluated, len(x_val), outputs, shape, mode="evaluation")
         return facts
 
@@ -360,7 +355,7 @@ class _Builder:
                 if isinstance(aug, Normalize):
                     aug.fit(x_train)
             except Exception as err:
-                raise _Failed(key, _first_line(err)) from None
+                raise _Failed(key, first_line(err)) from None
             out.append((key, aug))
         return out
 
@@ -384,7 +379,7 @@ class _Builder:
             schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
                                       epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
         except Exception as err:
-            text = _first_line(err)
+            text = first_line(err)
             key = f"{where}.warmup" if text.startswith("warmup=") else where
             if "cycle_momentum" in text:
                 text += ("; allowed: an optimizer with momentum (sgd, rmsprop) or betas (adam, "
@@ -526,7 +521,7 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
             try:
                 outputs = objective.num_outputs(shape.num_classes, shape.target_dim)
             except ValueError as err:
-                raise _Failed(cfg.where("loss"), _first_line(err)) from None
+                raise _Failed(cfg.where("loss"), first_line(err)) from None
             batch = batch_size_of(spec, sizes.train)
             steps = math.ceil(sizes.train / batch)
             last = sizes.train - batch * (steps - 1)
@@ -538,7 +533,7 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
         except Exception as err:  # a component's own bug: still a message, never a traceback
             report.problems.append((cfg.where("model"), f"the dry build of this configuration "
                                                         f"failed: {type(err).__name__}: "
-                                                        f"{_first_line(err)}", cfg.label))
+                                                        f"{first_line(err)}", cfg.label))
             continue
         for key, msg in schedule_problems:
             report.problems.append((key, msg, cfg.label))

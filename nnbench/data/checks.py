@@ -40,7 +40,7 @@ from nnbench.data.cache import cache_dir
 from nnbench.fresh import write_atomic
 from nnbench.registry import ComponentSpec
 
-__all__ = ["DataError", "Source", "check_arrays", "check_class_labels", "check_dataset",
+__all__ = ["DataError", "Source", "as_numpy", "check_arrays", "check_class_labels", "check_dataset",
            "is_checked", "source_key"]
 
 CHECKS_VERSION = 1  # part of every key: new rules re-check data that passed the old ones
@@ -77,7 +77,7 @@ def check_arrays(source: Source | None, *, x: Any, y: Any, x_test: Any = None,
     if x_test is not None and y_test is not None:
         pairs.append(("x_test", "y_test", x_test, y_test))
     for x_role, y_role, xs, ys in pairs:
-        xa, ya = _numpy(xs), _numpy(ys)
+        xa, ya = as_numpy(xs), as_numpy(ys)
         x_name, y_name = src.name(x_role), src.name(y_role)
         for name, array in ((x_name, xa), (y_name, ya)):
             if array.ndim == 0 or len(array) == 0:
@@ -146,10 +146,12 @@ def _first_bad(where: str, name: str, bad: np.ndarray, a: np.ndarray, what: str,
                     f"first is {name}[{at}] = {shown}; {advice}")
 
 
-def _numpy(a: Any) -> np.ndarray:
+def as_numpy(a: Any) -> np.ndarray:
+    """An array or tensor as a numpy array (bfloat16 and float16 tensors as float32:
+    bfloat16 has no numpy twin)."""
     if isinstance(a, torch.Tensor):
         t = a.detach().cpu()
-        if t.dtype in (torch.bfloat16, torch.float16):  # no numpy twin for bfloat16
+        if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
         return t.numpy()
     return np.asarray(a)

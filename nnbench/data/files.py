@@ -50,7 +50,14 @@ from nnbench.data import (
     TensorData,
     split,
 )
-from nnbench.data.checks import DataError, Source, check_arrays, check_class_labels, source_key
+from nnbench.data.checks import (
+    DataError,
+    Source,
+    as_numpy,
+    check_arrays,
+    check_class_labels,
+    source_key,
+)
 from nnbench.data.vision import DatasetNotFoundError
 from nnbench.registry import ComponentInfo, register
 
@@ -194,18 +201,12 @@ def _npz_read(path: Path, keys: tuple[str, ...]) -> tuple[np.ndarray | None, ...
                                f"numpy.savez(path, x=..., y=...)") from None
 
 
-def _tensor_numpy(value: torch.Tensor) -> np.ndarray:
-    if value.dtype in (torch.bfloat16, torch.float16):  # bfloat16 has no numpy twin
-        value = value.float()
-    return value.numpy()
-
-
 def _read_labels(path: Path, key: str) -> np.ndarray:
     if path.suffix == ".npz":
         (labels,) = _npz_read(path, (key,))
         assert labels is not None  # the header listed it
         return labels
-    return np.asarray(_tensor_numpy(_pt_load(path, mmap=True)[key]))
+    return np.asarray(as_numpy(_pt_load(path, mmap=True)[key]))
 
 
 def _resolve(path: str) -> Path:
@@ -353,7 +354,7 @@ def _arrays(stamp: tuple[str, int, int], keys: tuple[str, ...]) -> tuple[np.ndar
     if path.suffix == ".npz":
         return _npz_read(path, keys)
     loaded = _pt_load(path, mmap=False)
-    return tuple(_tensor_numpy(loaded[k]) if k in loaded else None for k in keys)
+    return tuple(as_numpy(loaded[k]) if k in loaded else None for k in keys)
 
 
 def _source(p: FileParams) -> Source:

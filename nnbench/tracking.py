@@ -625,7 +625,7 @@ class Tracker:
         spec = members[0]
         axes = self.suite.varied_axes
         label = spec.label(axes)
-        histories = [h for h in (self._history(run) for _, run in finished) if h is not None]
+        histories = [h for h in (self.history(run) for _, run in finished) if h is not None]
         per_epoch = {c for h in histories for c in h.columns} - {"epoch"}
         ts = _now_ms()
         metrics: list[Metric] = []
@@ -693,7 +693,7 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")  # complete: others may now settle
         return run_id
 
-    def _history(self, run: Run) -> Any:
+    def history(self, run: Run) -> Any:
         """A trial run's history.csv as a DataFrame; None when it has none. Read from the
         run's artifact store directly: the run is in hand, MLflow's download would fetch it
         again (a tenth of a second per run on SQLite)."""

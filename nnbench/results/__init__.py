@@ -11,7 +11,6 @@ MLflow is the source of truth: reports are rebuilt from here.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +95,8 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         row["metric"] = metrics.get(suite.metric, float("nan"))
         row["best_epoch"] = int(tags.get("nnbench.best_epoch", 0) or 0)
         rows.append(row)
-        if status in DONE_STATUSES:
-            curves.append(_history(tracker, run.info.run_id, row))
+        if status in DONE_STATUSES and (curve := _history(tracker, run, row)) is not None:
+            curves.append(curve)
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
@@ -141,11 +140,12 @@ def _tuning(tracker: Tracker) -> pd.DataFrame:
     return frame.sort_values(["study", "trial"]).reset_index(drop=True) if rows else frame
 
 
-def _history(tracker: Tracker, run_id: str, row: dict[str, object]) -> pd.DataFrame:
-    """Per-epoch metrics of one run (its history.csv artifact), with the trial's keys."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(run_id, "history.csv", tmp)
-        frame = pd.read_csv(path)
+def _history(tracker: Tracker, run: Run, row: dict[str, object]) -> pd.DataFrame | None:
+    """Per-epoch metrics of one run (its history.csv artifact), with the trial's keys;
+    None when the run has none."""
+    frame = tracker.history(run)
+    if frame is None:
+        return None
     frame["epoch"] = frame["epoch"].astype(int)
     for key in ("trial_id", "config_id", "config", "seed", "run_id"):
         frame[key] = row[key]

@@ -420,7 +420,7 @@ def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str,
 def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
                device: str = "auto", engine: str = "auto", lanes: int | None = None,
                liveness: Liveness = DEFAULT_LIVENESS, console: Console | None = None,
-               system_metrics: bool = False) -> TuneSummary:
+               system_metrics: bool = False, log_models: bool = False) -> TuneSummary:
     """Tune every scientific point to its budget, then re-run each tuned point's best values
     over the suite's seeds. Safe to re-run and to run in several processes at once.
 
@@ -428,17 +428,20 @@ def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | 
     up to `lanes` proposals of a study (default: all of its trials, at most the
     engine's lane cap) are asked together and train as lanes of one group. A worker
     keeps going until every study has met its budget with nothing running: trials of a
-    worker that stopped sending heartbeats are queued again and trained here."""
+    worker that stopped sending heartbeats are queued again and trained here.
+    `log_models`: each finished re-run logs its MLflow model, as `checkpoint: true` does
+    (Optuna's own trials log none either way)."""
     if suite.tune is None:
         raise ValueError(f"{suite.path}: the suite has no `tune:` block")
     with _quiet_optuna():
         return _tune_suite(suite, storage, tracking_uri, device, engine, lanes, liveness,
-                           console or Console(stderr=True), system_metrics)
+                           console or Console(stderr=True), system_metrics, log_models)
 
 
 def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
                 engine_name: str, lanes: int | None, liveness: Liveness,
-                console: Console, system_metrics: bool = False) -> TuneSummary:
+                console: Console, system_metrics: bool = False,
+                log_models: bool = False) -> TuneSummary:
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
@@ -533,7 +536,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
                      engine=engine_name, lanes=lanes, liveness=liveness, console=console,
                      trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False,
-                     system_metrics=system_metrics,
+                     system_metrics=system_metrics, log_models=log_models,
                      lane_population=tuned_trials(suite, every_point))
     summary.reruns = done.trained
     summary.interrupted = done.interrupted

@@ -1,8 +1,10 @@
-"""Checkpoints as MLflow models: with `checkpoint: true` every finished trial's run has an
-MLflow model named `model` that loads the MLflow way (`runs:/<run id>/model`) for every
-kind of model nnbench builds, takes the dataset's inputs as they come (normalize inside),
-and scores exactly the test metrics the trial logged; a model torch.export cannot trace
-is pickled instead, and one that cannot be saved at all is said, never fatal."""
+"""Checkpoints as MLflow models: with `checkpoint: true` (or `--log-models`) every finished
+trial's run has an MLflow model named `model` that loads the MLflow way (`runs:/<run
+id>/model`) for every kind of model nnbench builds (logistic, mlp, cnn, cnn1d, gru, resnet,
+a plugin's), takes the dataset's inputs as they come (normalize inside), and scores
+exactly the test metrics the trial logged; a model torch.export cannot trace is pickled
+instead, and one that cannot be saved at all is said, never fatal. `--log-models` reaches
+the workers that `run`, `tune` and `submit` start, and changes no trial id."""
 
 from __future__ import annotations
 
@@ -74,6 +76,24 @@ def _test_split(path: Path, trial_id: str) -> TensorData:
     return data
 
 
+def _scores_its_logged_test_metrics(run: mlflow.entities.Run, path: Path
+                                    ) -> tuple[TensorData, torch.Tensor]:
+    """Load the run's model from `runs:/<run id>/model` (a pt2 graph, no nnbench code
+    inside), check it scores the test metrics the trial logged; its test data and logits."""
+    label = run.data.tags["nnbench.config"]
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    assert isinstance(model, torch.fx.GraphModule), label
+    assert "nnbench.model_note" not in run.data.tags, label
+    data = _test_split(path, run.data.tags["nnbench.trial_id"])
+    with torch.no_grad():
+        logits = model(data.x_test)
+    accuracy = (logits.argmax(1) == data.y_test).double().mean().item()
+    loss = nn.functional.cross_entropy(logits, data.y_test).item()
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9), label
+    assert loss == pytest.approx(run.data.metrics["test_loss"], rel=1e-5), label
+    return data, logits
+
+
 @pytest.mark.parametrize("kind", list(SUITES))
 def test_every_model_kind_loads_the_mlflow_way_and_scores_its_logged_test_metrics(
         kind: str, write_suite: Callable[..., Path], tracking_uri: str,
@@ -87,17 +107,7 @@ def test_every_model_kind_loads_the_mlflow_way_and_scores_its_logged_test_metric
     runs = _trial_runs(client, kind)
     assert len(runs) == {"signals": 4, "images": 2}[kind]
     for i, run in enumerate(runs):
-        label = run.data.tags["nnbench.config"]
-        model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
-        assert isinstance(model, torch.fx.GraphModule), label  # pt2: no nnbench code inside
-        assert "nnbench.model_note" not in run.data.tags, label
-        data = _test_split(path, run.data.tags["nnbench.trial_id"])
-        with torch.no_grad():
-            logits = model(data.x_test)
-        accuracy = (logits.argmax(1) == data.y_test).double().mean().item()
-        loss = nn.functional.cross_entropy(logits, data.y_test).item()
-        assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9), label
-        assert loss == pytest.approx(run.data.metrics["test_loss"], rel=1e-5), label
+        data, logits = _scores_its_logged_test_metrics(run, path)
 
         (output,) = _models(run)  # the run's model, logged once
         logged = client.get_logged_model(output.model_id)
@@ -200,3 +210,88 @@ def test_a_model_torch_export_cannot_trace_is_pickled_and_one_nothing_saves_is_s
     assert unsaved.data.tags["nnbench.model_note"].startswith("the MLflow model was not logged")
     assert not _models(unsaved)
     assert "checkpoint.pt" in {a.path for a in client.list_artifacts(unsaved.info.run_id)}
+
+
+# -- --log-models: the same models without `checkpoint: true` in the suite --------------------
+
+UNCHECKPOINTED = """\
+    name: unkept
+    task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+    fixed:
+      optimizer: {name: adam, lr: 0.01}
+      epochs: 1
+      batch_size: 64
+      norm: batchnorm
+    grid:
+      model: [{name: mlp, hidden: [8]}, {name: resnet, blocks: [1, 1], widths: [4, 8]}]
+    seeds: 1
+    """
+
+
+def test_log_models_logs_every_finished_trial_of_a_suite_without_checkpoint(
+        write_suite: Callable[..., Path], mlflow_store: Callable[[Path], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_suite(UNCHECKPOINTED, name="unkept")
+    assert not load_suite(path).checkpoint
+    for folder in ("plain", "logged"):  # a store each, with its own queue beside it
+        (tmp_path / folder).mkdir()
+    plain, logged = (mlflow_store(tmp_path / f / "mlflow.db") for f in ("plain", "logged"))
+    assert run_suite(load_suite(path), device="cpu", tracking_uri=plain,
+                     console=Console(quiet=True)).complete
+    # `nnbench worker`, the command `run --workers N` starts (it renders no report)
+    assert cli.main(["worker", str(path), "--device", "cpu", "--tracking-uri", logged,
+                     "--log-models"]) == 0
+    without = _trial_runs(MlflowClient(plain), "unkept")
+    assert len(without) == 2
+    for run in without:  # off by default: neither a model nor a checkpoint
+        assert not _models(run)
+        assert "checkpoint.pt" not in {
+            a.path for a in MlflowClient(plain).list_artifacts(run.info.run_id)}
+
+    client = MlflowClient(logged)
+    runs = _trial_runs(client, "unkept")
+    assert {r.data.tags["nnbench.trial_id"] for r in runs} \
+        == {r.data.tags["nnbench.trial_id"] for r in without}  # the flag changes no trial id
+    assert sorted(r.data.params["model.name"] for r in runs) == ["mlp", "resnet"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged)
+    for run in runs:
+        assert run.data.tags["nnbench.status"] == "finished"
+        _scores_its_logged_test_metrics(run, path)
+        (output,) = _models(run)
+        assert client.get_logged_model(output.model_id).status == LoggedModelStatus.READY
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "tune", "worker", "submit"])
+def test_every_command_that_trains_takes_log_models_and_hands_it_to_its_workers(
+        command: str) -> None:
+    parser = cli._parser()
+    required = ["--storage", "sqlite:///q.db"] if command == "submit" else []
+    assert not parser.parse_args([command, "s.yaml", *required]).log_models  # off by default
+    args = parser.parse_args([command, "s.yaml", *required, "--log-models"])
+    assert args.log_models
+    if command in ("submit", "tune"):  # the command line of the workers they start
+        assert "--log-models" in cli._worker_options(args, storage="sqlite:///q.db",
+                                                     tracking_uri="sqlite:///m.db")
+
+
+def test_the_workers_run_starts_get_log_models_on_their_command_line(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers 2 --log-models`: the local workers, which train every trial, are
+    started with the flag, and `worker --log-models` logs the models (the test above);
+    starting real workers costs about 40 s on 2 cores."""
+    from nnbench import workers
+
+    started: list[list[str]] = []
+
+    def spawn_local(suite_path: str, options: list[str], n: int, *_: object,
+                    **__: object) -> list[int]:
+        started.append(list(options))
+        return [0] * n
+
+    monkeypatch.setattr(workers, "spawn_local", spawn_local)
+    path = write_suite(epochs=1, seeds=1)
+    for log_models in (False, True):
+        run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, workers=2,
+                  engine="serial", console=Console(quiet=True), log_models=log_models)
+    assert ["--log-models" in options for options in started] == [False, True]

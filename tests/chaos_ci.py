@@ -1,0 +1,44 @@
+"""The chaos test at CI size (tests/chaos.py has the driver, the properties and the big run,
+`nox -s chaos`): three workers on a fresh PostgreSQL store drain a small suite while one is
+SIGKILLed (and replaced) and one is SIGSTOPped past the grace period; the same for a tuned
+suite with `nnbench tune` processes. The schedule's seed is new each run (printed, and
+with every failure); `NNBENCH_CHAOS_SEED=N` repeats one.
+
+Not collected by `nox -s tests` yet (run `pytest tests/chaos_ci.py`): each case fails about
+one run in six on two bugs of the current queue protocol (issue 22): a worker stopped
+inside `TrialQueue.claim` past the grace period exits 1; a tune worker killed between
+telling Optuna and closing its MLflow run leaves that run RUNNING."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import Plan, grid_suite, run_chaos, seed_from_env, tuning_suite
+from tests.conftest import Postgres
+
+
+@pytest.mark.slow
+def test_workers_drain_a_suite_through_kills_and_stops(
+        postgres: Postgres, tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
+    path = tmp_path / "chaos.yaml"
+    path.write_text(grid_suite("chaos", trials=12, epochs=2))
+    plan = Plan(workers=3, kills=1, stops=1, seed=seed_from_env(), engine="serial")
+    chaos = run_chaos(plan, path, postgres, tmp_path, mlflow_store(tmp_path / "reference.db"))
+    assert chaos.fired == 2, chaos.describe()
+
+
+@pytest.mark.slow
+def test_tune_workers_meet_every_budget_through_kills_and_stops(
+        postgres: Postgres, tmp_path: Path) -> None:
+    path = tmp_path / "chaos_tune.yaml"
+    # 2 studies of 4 Optuna trials, each tuned point re-run over 2 seeds: 12 runs
+    path.write_text(tuning_suite("chaos_tune", points=2, budget=4, seeds=2, epochs=2))
+    # one `nnbench tune` (it renders the report at its end: seconds of CPU) and two `nnbench
+    # worker` processes, which is what `nnbench tune --workers N` starts on a tuned suite
+    plan = Plan(workers=3, kills=1, stops=1, seed=seed_from_env(), engine="serial",
+                commands=("tune", "worker", "worker"))
+    chaos = run_chaos(plan, path, postgres, tmp_path)
+    assert chaos.fired == 2, chaos.describe()

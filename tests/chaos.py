@@ -78,6 +78,7 @@ from nnbench.config import Suite, load_suite
 from nnbench.tuning import COUNTED, best_values, study_name, tuned_trials
 from tests.conftest import Postgres, stop_process
 from tests.processes import Command, start
+from tests.test_workers import HEAD  # trials of a fraction of a second each
 
 __all__ = ["OPTUNA_TO_MLFLOW", "QUEUE_TO_MLFLOW", "Chaos", "Plan", "check_grid", "check_tuning",
            "grid_suite", "main", "queue_states", "run_chaos", "schedule", "seed_from_env",
@@ -109,21 +110,6 @@ OPTUNA_TO_MLFLOW: dict[tuple[TrialState, str | None], frozenset[tuple[str, str, 
     (TrialState.FAIL, "surplus"): frozenset({None}),  # asked past the budget, never trained
 }
 
-# trials of a fraction of a second each (a 40-32-10 MLP, 40 steps an epoch)
-_HEAD = """\
-name: {name}
-task:
-  dataset: {{name: mnist1d, num_samples: 1000, val_fraction: 0.2}}
-  model: {{name: mlp, hidden: [32]}}
-  metric: val_accuracy
-fixed:
-  activation: relu
-  init: kaiming_normal
-  optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
-  epochs: {epochs}
-  batch_size: 16
-"""
-
 
 def grid_suite(name: str, trials: int, epochs: int) -> str:
     """A grid suite of `trials` trials (three activations, or two when `trials` is even but
@@ -131,7 +117,7 @@ def grid_suite(name: str, trials: int, epochs: int) -> str:
     levels = ["tanh", "relu", "elu"] if trials % 3 == 0 else ["tanh", "relu"]
     if trials % len(levels):
         raise ValueError(f"{trials} trials: a multiple of 2 or 3, please")
-    return (_HEAD.format(name=name, epochs=epochs)
+    return (HEAD.format(name=name, epochs=epochs)
             + f"grid:\n  activation: [{', '.join(levels)}]\nseeds: {trials // len(levels)}\n")
 
 
@@ -139,7 +125,7 @@ def tuning_suite(name: str, points: int, budget: int, seeds: int, epochs: int) -
     """A tuned suite: `points` optimizers, each a study of `budget` random-sampled learning
     rates, its best re-run over `seeds` seeds."""
     optimizers = ["sgd", "adam", "rmsprop", "adamw"][:points]
-    return _HEAD.format(name=name, epochs=epochs) + f"""\
+    return HEAD.format(name=name, epochs=epochs) + f"""\
 grid:
   optimizer: [{', '.join(optimizers)}]
 tune:

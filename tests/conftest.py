@@ -150,6 +150,19 @@ def launch_chromium(pw: Any) -> Any:
     return pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
+def open_page(browser: Any, path: Path) -> tuple[Any, list[str], list[int]]:
+    """`path` in a new 1300×900 page of `browser`: the page, the console errors and page
+    errors it raises (a list that keeps filling while the page lives), and the natural
+    width of each of its images once loaded (0 or False: not decoded)."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri(), wait_until="load")
+    widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+    return page, errors, widths
+
+
 def chromium_path() -> str:
     """Debian's Chromium for the browser tests: missing fails under CI, skips elsewhere."""
     path = shutil.which("chromium")

@@ -20,7 +20,7 @@ import pytest
 from scipy import stats
 
 from nnbench import cli
-from tests.conftest import BENCHMARK_TASK, launch_chromium
+from tests.conftest import BENCHMARK_TASK, launch_chromium, open_page
 
 LEVELS = "[{name: sgd, lr: 0.05, momentum: 0.9}, {name: adam, lr: 0.01}]"
 BENCH = """\
@@ -177,12 +177,7 @@ def test_iqm_and_profiles_in_headless_chromium(ran: tuple[Path, str, str]) -> No
                       r"resample\))")
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri(), wait_until="load")
-        widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        page, errors, widths = open_page(browser, path)
         assert len(widths) == 2 and all(w and w > 0 for w in widths), widths  # both decoded
         for measure in ("epochs", "seconds"):
             rows = page.locator(f"#iqm-table-{measure} tbody tr")

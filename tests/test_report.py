@@ -16,7 +16,7 @@ from nnbench.report import render_report
 from nnbench.results import load_results
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
-from tests.conftest import REPO, launch_chromium
+from tests.conftest import REPO, launch_chromium, open_page
 
 QUIET = Console(quiet=True)
 SECTIONS = ("leaderboard", "best", "effects", "interactions", "curves", "fit", "diagnostics",
@@ -334,12 +334,7 @@ def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Pat
     path, _ = three_axes
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri(), wait_until="load")
-        widths = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        page, errors, widths = open_page(browser, path)
         assert len(widths) >= 10
         assert all(w and w > 0 for w in widths), widths  # every image decoded
         for table in ("leaderboard-table", "best-table", "effects-table", "fit-table",

@@ -187,8 +187,8 @@ def gpu_bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def chaos(session: nox.Session) -> None:
-    """The chaos test at full size (tests/chaos.py; its CI-sized cases, tests/chaos_ci.py,
-    are not in the tests session until the two protocol bugs they find are fixed): 4
+    """The chaos test at full size (tests/chaos.py; its CI-sized cases, tests/test_chaos.py,
+    run in the tests session): 4
     `nnbench worker` processes on a fresh PostgreSQL store drain a 48-trial
     suite while 4 random ones are SIGKILLed (each replaced) and 2 SIGSTOPped past the grace
     period; then every trial must have finished once (never twice, deleted runs included)

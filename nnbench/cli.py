@@ -732,16 +732,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     _preflight([suite])
     tracking_uri, storage = _stores(args)
     if suite.tune is None:  # queue the trials now, so the first worker finds them
-        from nnbench.queue import TrialQueue, open_storage
+        from nnbench.runner import open_queue
         from nnbench.tracking import Tracker
 
         tracker = Tracker(suite, tracking_uri)
-        tracker.experiment_id()
-        done = tracker.prepare()
-        liveness = _liveness(args)
-        queue = TrialQueue(suite.name, open_storage(storage, liveness), liveness)
-        queued = queue.enqueue([t for t in suite.trials() if t.trial_id not in done],
-                               as_of=tracker.read_at)
+        queue = open_queue(suite, tracker, storage, _liveness(args))
+        queued = queue.sync(suite.trials(), keep={t.trial_id for t in suite.trials()},
+                            store=tracker.identity())
+        queue.close()
         err.print(f"suite {suite.name}: {queued} trial(s) queued in {storage}")
     codes = _submit_jobs(suite, args, storage=storage, tracking_uri=tracking_uri)
     if codes is None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnbench.messages import did_you_mean
+from nnbench.messages import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -46,10 +46,6 @@ __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "ch
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
 SERVER_SCHEMES = ("postgresql", "mysql", "mssql", "oracle")  # SQLAlchemy dialects of servers
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-class UsageError(Exception):
-    """Bad input found before any work: printed, exit 2."""
 
 
 def default_tracking_uri() -> str:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["MAX_VALUE_CHARS", "clip", "closest", "describe", "did_you_mean", "key_path",
-           "pydantic_problems"]
+__all__ = ["MAX_VALUE_CHARS", "UsageError", "clip", "closest", "describe", "did_you_mean",
+           "key_path", "pydantic_problems"]
 
 MAX_VALUE_CHARS = 80  # a value quoted in a message never takes more than this
 MAX_MESSAGE_CHARS = 600  # one problem's message never takes more than this
@@ -37,6 +37,10 @@ _repr.maxstring = MAX_VALUE_CHARS - 10
 _repr.maxother = MAX_VALUE_CHARS - 10
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 6
 _repr.maxlevel = 3
+
+
+class UsageError(Exception):
+    """Bad input found before any work: printed, exit 2."""
 
 
 def closest(name: object, choices: Iterable[str]) -> str | None:

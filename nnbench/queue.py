@@ -1,32 +1,36 @@
-"""The trial queue: an Optuna storage that every worker of a suite shares.
+"""The trial queue: an Optuna storage that every worker of a suite shares, and the one
+record of each trial's state.
 
-One module owns everything that touches Optuna storages: opening them (races on a
-fresh store retried), the queue of a suite's trials, claims, heartbeats, and the
-handling of workers that stop answering. Optuna does the hard parts:
+One module owns everything that touches Optuna storages: opening them (races on a fresh
+store retried), the queue of a suite's trials, claims, heartbeats, and the handling of
+workers that stop answering. A suite's trials are entries of the study `<suite>/trials`,
+each carrying its `trial_id` and its spec (`TrialSpec.canonical()`). An entry is WAITING
+(queued), RUNNING (claimed by one worker), COMPLETE (done: finished or diverged) or FAIL
+(failed, killed, withdrawn, or its worker went silent). MLflow shows what the queue says;
+it is never read to decide what to train.
 
-- **claims**: a worker pops a WAITING trial by moving it to RUNNING in one transaction
-  (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite nnbench makes every transaction
-  `BEGIN IMMEDIATE`, so a read-then-update cannot interleave with another worker's);
-  a trial is claimed by exactly one worker;
+One invariant makes every trial train once: **a trial has at most one entry that is
+waiting, running or complete**. Everything that adds an entry does so in one transaction
+that holds the study's row lock (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every
+transaction is `BEGIN IMMEDIATE`), and adds one only for a trial with no such entry:
+
+- **sync**: a worker starting queues the suite's trials that have none (all of them on a
+  fresh queue; after a suite is edited, only its new trials; a failed or killed trial
+  again). Whoever gets there first queues them; the others find them queued. Waiting
+  entries of trials the suite no longer has are withdrawn in the same transaction.
+- **claim**: a worker moves the lowest waiting entry to RUNNING and records its first
+  heartbeat in one transaction: a claim always has a heartbeat;
 - **heartbeats**: while a worker holds a claim it records a heartbeat every
   `heartbeat_interval` seconds, stamped with the *database server's* clock, so it means
   the same on every host;
-- **stale workers**: a RUNNING trial whose heartbeat is older than `grace_period` seconds
-  (its worker died, hung, or lost its network, on any host) is failed by whichever
-  worker looks next (`optuna.storages.fail_stale_trials`), and Optuna's
-  `RetryHeartbeatStaleTrialCallback` queues a copy of it (same trial, same Optuna
-  parameters), which another worker then trains. A worker records a trial's first
-  heartbeat right after claiming it; one killed in between leaves a RUNNING trial with
-  no heartbeat at all, which Optuna would never call stale: nnbench's storage counts it
-  stale once it started longer than `grace_period` ago.
+- **reap**: a RUNNING entry whose heartbeat is older than `grace_period` seconds (by the
+  server's clock; its worker died, hung, or lost its network, on any host) is failed, and
+  its trial queued again, in one transaction, by whichever worker looks next;
+- **release**: the worker ends its entry, COMPLETE or FAIL, only if the entry is still
+  RUNNING: a worker that was silent past the grace period finds its claim gone.
 
-A suite's grid/ablate trials (and a tuned suite's re-runs) are entries of the study
-`<suite>/trials`, one per trial to train, carrying the trial's `trial_id` and its spec
-(`TrialSpec.canonical()`), enqueued idempotently by trial_id. Optuna search trials of
-tuning live in the studies `<suite>/<config_id>` of the same storage, with the same
-heartbeats. Queue entries end COMPLETE (the trial is done: finished or diverged) or FAIL
-(failed, killed, withdrawn, a duplicate, or stale); a later `nnbench run` enqueues what
-is still not done.
+Optuna search trials of tuning live in the studies `<suite>/<config_id>` of the same
+storage, with the same heartbeats; Optuna fails their stale trials and queues a copy.
 
 Storages: `sqlite:///path/optuna.db` on one machine (no server; several local worker
 processes), PostgreSQL for many machines (`postgresql+psycopg://user@host/db`).
@@ -36,39 +40,51 @@ from __future__ import annotations
 
 import json
 import threading
-import time
+import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.orm import selectinload
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy import func
+from sqlalchemy.orm import Session
 
 from nnbench.config import TrialSpec
+from nnbench.messages import UsageError
 from nnbench.transient import retrying, worker_label
 
 __all__ = [
     "DEFAULT_LIVENESS",
+    "LAYOUT",
     "Claim",
     "Heartbeats",
     "Liveness",
     "QueueCounts",
+    "QueueElsewhere",
     "TrialQueue",
     "default_storage",
+    "finishing",
     "heartbeats",
     "open_storage",
     "open_study",
     "reap",
     "storage_id",
 ]
+
+LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
+_TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
+                                       "nnbench.outcome")
+
 
 @dataclass(frozen=True)
 class Liveness:
@@ -79,6 +95,10 @@ class Liveness:
 
 
 DEFAULT_LIVENESS = Liveness()
+
+
+class QueueElsewhere(UsageError):
+    """The queue records the trials of another MLflow store's experiment."""
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -107,28 +127,58 @@ def _serialize_sqlite(storage: RDBStorage) -> None:
 
 
 class _Storage(RDBStorage):
-    """RDBStorage whose stale trials include RUNNING trials that never recorded a
-    heartbeat (their worker died between claiming and its first heartbeat) and started
-    more than the grace period ago. Their start is the claiming host's clock, unlike
-    heartbeats: a misjudged one is failed and queued again, never recorded twice."""
+    """RDBStorage in which
+
+    - a RUNNING trial that never recorded a heartbeat (an Optuna trial whose worker died
+      between asking for it and its first heartbeat) is given one, stamped by the server,
+      when a worker first looks: it goes stale a grace period later, by the same clock as
+      every heartbeat;
+    - the user attributes given to `finishing` before `study.tell` are written in the
+      transaction that ends the trial, only if it ends it: a trial failed as stale never
+      carries what its worker meant to record (tuning's budget counts by them)."""
+
+    _finishing: dict[int, dict[str, Any]]
+
+    def finishing(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        if not hasattr(self, "_finishing"):
+            self._finishing = {}
+        self._finishing[trial_id] = attrs
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        attrs = getattr(self, "_finishing", {}).pop(trial_id, {}) if state.is_finished() else {}
+        if not attrs:
+            return bool(super().set_trial_state_values(trial_id, state, values))
+        with _create_scoped_session(self.scoped_session) as session:  # Optuna's, plus attrs
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+            for key, value in attrs.items():
+                self._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value)
+            for objective, v in enumerate(values or ()):
+                self._set_trial_value_without_commit(session, trial, objective, v)
+            trial.state, trial.datetime_complete = state, datetime.now()
+        return True
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        stale = super()._get_stale_trial_ids(study_id)
-        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
-        now = datetime.now()
         with _create_scoped_session(self.scoped_session, True) as session:
-            silent = (session.query(models.TrialModel)
-                      .options(selectinload(models.TrialModel.heartbeats))
-                      .filter(models.TrialModel.state == TrialState.RUNNING)
-                      .filter(models.TrialModel.study_id == study_id).all())
-            for trial in silent:
-                started = trial.datetime_start
-                if not trial.heartbeats and started is not None and now - started > grace:
-                    stale.append(int(trial.trial_id))
-        return stale
+            silent = (session.query(models.TrialModel.trial_id)
+                      .outerjoin(models.TrialHeartbeatModel)
+                      .filter(models.TrialModel.study_id == study_id,
+                              models.TrialModel.state == TrialState.RUNNING,
+                              models.TrialHeartbeatModel.trial_id.is_(None)).all())
+            session.add_all(models.TrialHeartbeatModel(trial_id=t) for (t,) in silent)
+        return list(super()._get_stale_trial_ids(study_id))
+
+
+def finishing(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """User attributes to write with the `study.tell` that comes next, in its transaction
+    (only if it ends the trial); on a storage not opened here, before it."""
+    if isinstance(storage, _Storage):
+        storage.finishing(storage_id(trial), attrs)
+    else:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
 
 
 def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS) -> RDBStorage:
@@ -195,8 +245,10 @@ class Heartbeats:
                                         daemon=True)
         self._thread.start()
 
-    def hold(self, storage_id: int) -> None:
-        retrying(partial(self.storage.record_heartbeat, storage_id), "recording a heartbeat")
+    def hold(self, storage_id: int, *, beat: bool = True) -> None:
+        if beat:
+            retrying(partial(self.storage.record_heartbeat, storage_id),
+                     "recording a heartbeat")
         with self._lock:
             self.held.add(storage_id)
 
@@ -226,21 +278,25 @@ class TrialQueue:
     def __init__(self, suite_name: str, storage: RDBStorage, liveness: Liveness) -> None:
         self.suite_name, self.storage, self.liveness = suite_name, storage, liveness
         self.study = open_study(storage, f"{suite_name}/trials", direction="maximize")
+        self.study_id = self.study._study_id
         self.worker = worker_label()
         self._heartbeats: Heartbeats | None = None
+        self._uid = ""
 
     # -- what is in the queue ------------------------------------------------------------------
 
     def entries(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         wanted = tuple(states) if states is not None else None
-        return retrying(lambda: self.study.get_trials(deepcopy=False, states=wanted),
-                        "reading the queue")
+        return retrying(lambda: self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                                            states=wanted), "reading the queue")
 
     def counts(self) -> QueueCounts:
+        """Each trial counted once, by its entry that stands for it: done > running >
+        queued > failed."""
         counts = QueueCounts()
         latest: dict[str, FrozenTrial] = {}
         for entry in self.entries():
-            trial_id = entry.user_attrs.get("nnbench.trial_id")
+            trial_id = entry.user_attrs.get(_TRIAL_ID)
             if trial_id is None:
                 continue
             if entry.state == TrialState.RUNNING:
@@ -253,124 +309,292 @@ class TrialQueue:
         counts.done, counts.failed = outcomes["done"], outcomes["failed"]
         return counts
 
-    def enqueue(self, specs: Sequence[TrialSpec], as_of: float | None = None) -> int:
-        """Queue every trial of `specs` (the ones MLflow did not hold as done when it was
-        read at `as_of`, a `time.time()`; default now) that has no waiting or running entry
-        yet.
+    def done(self) -> set[str]:
+        """The trial_ids the queue holds as done (finished or diverged)."""
+        return {str(e.user_attrs.get(_TRIAL_ID)) for e in self.entries((TrialState.COMPLETE,))}
 
-        Several workers enqueueing at once may queue a trial twice; `claim` drops the
-        extra entry, so duplicates never train twice. Each entry carries the time MLflow
-        was read for it (`nnbench.queued_at`, this host's clock) for that.
-        """
-        held = {e.user_attrs.get("nnbench.trial_id") for e in self.entries(
-            (TrialState.WAITING, TrialState.RUNNING))}
+    @property
+    def uid(self) -> str:
+        """This queue's own id (a study attribute made with its layout), with which trial
+        runs name their entry: `<uid>:<entry id>` (entry ids repeat across storages)."""
+        if not self._uid:
+            attrs = retrying(lambda: self.storage.get_study_user_attrs(self.study_id),
+                             "reading the queue's id")
+            self._uid = str(attrs.get("nnbench.queue_uid", ""))
+        return self._uid
+
+    def entry_tag(self, claim: Claim) -> str:
+        return f"{self.uid}:{claim.storage_id}"
+
+    def ended(self, tag: str, trial_id: str) -> tuple[str, str] | None:
+        """(status, note) of the entry a trial run names (`entry_tag`) once it has ended;
+        None while it waits or runs. An entry failed as stale says `killed` whatever its
+        worker meant to record; an entry that is not this queue's (the storage was replaced
+        meanwhile) says `killed` too: nothing holds that attempt any more."""
+        uid, _, number = tag.rpartition(":")
+        entry = None
+        if uid == self.uid and number.isdigit():
+            entry = retrying(partial(self._entry, int(number)), "reading an entry")
+        if entry is None or entry.user_attrs.get(_TRIAL_ID) != trial_id:
+            return "killed", (f"its queue entry {tag} is not in the queue at "
+                              f"{self.storage.url}; no worker holds this attempt")
+        if not entry.state.is_finished():
+            return None
+        status = str(entry.user_attrs.get(_STATUS, ""))
+        if entry.state == TrialState.COMPLETE:
+            return status or "finished", ""
+        return (status if status in ("failed", "killed") else "killed",
+                str(entry.user_attrs.get(_OUTCOME, "")))
+
+    def _entry(self, storage_id: int) -> FrozenTrial | None:
+        """The entry of this queue with that id, if there is one."""
+        try:
+            entry = self.storage.get_trial(storage_id)
+            mine = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
+                                                                       entry.number)
+        except KeyError:
+            return None
+        return entry if mine == storage_id else None
+
+    # -- queueing: one transaction under the study's lock ------------------------------------
+
+    def migrated(self) -> bool:
+        """Is the queue in this layout (else `sync` migrates it)? One written by a newer
+        nnbench is refused."""
+        attrs = retrying(lambda: self.storage.get_study_user_attrs(self.study_id),
+                         "reading the queue's layout")
+        layout = int(attrs.get("nnbench.layout", 0))
+        if layout > LAYOUT:
+            raise UsageError(f"--storage {self.storage.url}: the queue of suite "
+                             f"{self.suite_name!r} was written by a newer nnbench (layout "
+                             f"{layout}; this one knows {LAYOUT}): upgrade nnbench")
+        return layout == LAYOUT
+
+    def sync(self, specs: Sequence[TrialSpec], *, keep: Collection[str] | None = None,
+             store: str = "", done_before: Collection[str] = ()) -> int:
+        """Queue each trial of `specs` that has no entry waiting, running or done; returns
+        how many were queued. `keep`: waiting entries of trials not in it are withdrawn (the
+        suite was edited). `store`: the MLflow experiment the queue's trials are recorded
+        in; a queue made for another refuses (`QueueElsewhere`). `done_before`: trials a
+        store written before the queue was the only record holds as done (MLflow's),
+        recorded as done on the queue's first sync under this layout, once."""
+
+        def transaction() -> int:
+            with self._locked() as session:
+                attrs = _attrs(session.query(models.StudyUserAttributeModel)
+                               .filter_by(study_id=self.study_id))
+                if store and attrs.get("nnbench.mlflow", store) != store:
+                    raise QueueElsewhere(
+                        f"--storage {self.storage.url}: the queue of suite "
+                        f"{self.suite_name!r} there belongs to another MLflow store (its "
+                        f"experiment {attrs['nnbench.mlflow']}, not this store's {store}); "
+                        f"give each MLflow store its own storage")
+                if attrs.get("nnbench.layout", 0) < LAYOUT:
+                    self._migrate(session, set(done_before))
+                if store and "nnbench.mlflow" not in attrs:
+                    self._set_study_attr(session, "nnbench.mlflow", store)
+                if keep is not None:
+                    self._withdraw(session, keep)
+                session.flush()
+                return self._top_up(session, specs, self._states(session))
+
+        return retrying(transaction, "queueing the suite's trials")
+
+    def _migrate(self, session: Session, done_before: set[str]) -> None:
+        """From the layout in which MLflow said what was done (`done_before`): the queue
+        then had no entry for a trial MLflow held as done, and could hold twin waiting
+        entries, waiting entries of done trials, and complete entries whose MLflow run never
+        got its status. MLflow's word stands: its done trials get a complete entry, other
+        complete entries fail (their trials train again), and of the waiting entries only
+        the first of each trial that is not done stays."""
+        waiting: set[str] = set()
+        for entry in session.query(models.TrialModel).filter_by(
+                study_id=self.study_id).order_by(models.TrialModel.trial_id).with_for_update():
+            trial_id = _attrs(entry.user_attributes).get(_TRIAL_ID)
+            if entry.state == TrialState.COMPLETE and trial_id not in done_before:
+                entry.state = TrialState.FAIL  # (a finished entry takes no attributes)
+                outcome = next((a for a in entry.user_attributes if a.key == _OUTCOME), None)
+                if outcome is None:
+                    outcome = models.TrialUserAttributeModel(trial_id=entry.trial_id,
+                                                             key=_OUTCOME)
+                    session.add(outcome)
+                outcome.value_json = json.dumps(
+                    "failed: done in the queue, not in MLflow (earlier layout)")
+            elif entry.state == TrialState.WAITING and (trial_id in done_before
+                                                        or trial_id in waiting):
+                self._end_entry(session, entry, TrialState.FAIL, "failed",
+                                "withdrawn: done or queued twice (earlier layout)")
+            elif entry.state == TrialState.WAITING:
+                waiting.add(str(trial_id))
+        session.flush()
+        done = self._states(session).get(TrialState.COMPLETE, set())
+        for trial_id in done_before - done:
+            self._add(session, trial_id, None, TrialState.COMPLETE)
+        self._set_study_attr(session, "nnbench.layout", LAYOUT)
+        self._set_study_attr(session, "nnbench.queue_uid", uuid.uuid4().hex[:12])
+
+    @contextmanager
+    def _locked(self) -> Iterator[Session]:
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)
+            yield session
+
+    def _states(self, session: Session) -> dict[TrialState, set[str]]:
+        """Trial ids by the states of their entries."""
+        rows = (session.query(models.TrialUserAttributeModel.value_json,
+                              models.TrialModel.state)
+                .join(models.TrialModel,
+                      models.TrialModel.trial_id == models.TrialUserAttributeModel.trial_id)
+                .filter(models.TrialModel.study_id == self.study_id,
+                        models.TrialUserAttributeModel.key == _TRIAL_ID))
+        states: dict[TrialState, set[str]] = {}
+        for value, state in rows:
+            states.setdefault(state, set()).add(json.loads(value))
+        return states
+
+    def _top_up(self, session: Session, specs: Iterable[TrialSpec],
+                states: dict[TrialState, set[str]]) -> int:
+        """Add a waiting entry for each trial with none waiting, running or complete."""
+        held = set().union(*(states.get(s, set()) for s in (
+            TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)))
         added = 0
         for spec in specs:
-            if spec.trial_id in held:
-                continue
-            held.add(spec.trial_id)
-            attrs = {"nnbench.trial_id": spec.trial_id,
-                     "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True),
-                     "nnbench.queued_at": time.time() if as_of is None else as_of}
-            retrying(partial(self.study.enqueue_trial, {}, user_attrs=attrs), "queueing a trial")
-            added += 1
+            if spec.trial_id not in held:
+                held.add(spec.trial_id)
+                self._add(session, spec.trial_id, spec, TrialState.WAITING)
+                added += 1
         return added
 
-    def withdraw(self, keep: set[str]) -> int:
-        """Fail waiting entries whose trial is no longer in the suite (it was edited)."""
-        withdrawn = 0
-        for entry in self.entries((TrialState.WAITING,)):
-            if entry.user_attrs.get("nnbench.trial_id") in keep:
-                continue
-            try:
-                self._note(entry._trial_id, "withdrawn: no longer a trial of the suite")
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker took it meanwhile
-            if self._set_state(entry._trial_id, TrialState.FAIL):
-                withdrawn += 1
-        return withdrawn
+    def _add(self, session: Session, trial_id: str, spec: TrialSpec | None,
+             state: TrialState) -> None:
+        attrs: dict[str, Any] = {_TRIAL_ID: trial_id}
+        if spec is not None:
+            attrs[_SPEC] = json.dumps(spec.canonical(), sort_keys=True)
+        else:
+            attrs[_OUTCOME] = "done: recorded in MLflow before the queue was the only record"
+        template = create_trial(state=state, user_attrs=attrs,
+                                value=1.0 if state == TrialState.COMPLETE else None)
+        self.storage._get_prepared_new_trial(self.study_id, template, session)
+
+    def _set_study_attr(self, session: Session, key: str, value: Any) -> None:
+        attribute = session.query(models.StudyUserAttributeModel).filter_by(
+            study_id=self.study_id, key=key).one_or_none()
+        if attribute is None:
+            session.add(models.StudyUserAttributeModel(study_id=self.study_id, key=key,
+                                                       value_json=json.dumps(value)))
+        else:
+            attribute.value_json = json.dumps(value)
+        session.flush()
+
+    def _withdraw(self, session: Session, keep: Collection[str]) -> None:
+        for entry in session.query(models.TrialModel).filter_by(
+                study_id=self.study_id, state=TrialState.WAITING).with_for_update():
+            if _attrs(entry.user_attributes).get(_TRIAL_ID) not in keep:
+                self._end_entry(session, entry, TrialState.FAIL, "failed",
+                                "withdrawn: no longer a trial of the suite")
+
+    def _end_entry(self, session: Session, entry: models.TrialModel, state: TrialState,
+                   status: str, outcome: str) -> None:
+        for key, value in ((_STATUS, status), (_OUTCOME, outcome[:500])):
+            self.storage._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)
+        if state == TrialState.COMPLETE:
+            self.storage._set_trial_value_without_commit(session, entry, 0, 1.0)
+        entry.state, entry.datetime_complete = state, datetime.now()
 
     # -- claims -------------------------------------------------------------------------------
 
-    def reap(self) -> None:
-        """Fail entries whose worker stopped sending heartbeats; Optuna queues a copy."""
-        reap(self.study)
+    def reap(self) -> int:
+        """Fail the entries whose worker stopped sending heartbeats (by the server's clock)
+        and queue their trials again, in one transaction; returns how many."""
+        stale = retrying(lambda: self.storage._get_stale_trial_ids(self.study_id),
+                         "finding stale claims")
+        if not stale:
+            return 0
+        grace = timedelta(seconds=self.liveness.grace_period)
+
+        def transaction() -> int:
+            with self._locked() as session:
+                now = session.execute(func.now()).scalar()
+                assert now is not None
+                failed = []
+                for entry in (session.query(models.TrialModel).join(models.TrialHeartbeatModel)
+                              .filter(models.TrialModel.trial_id.in_(stale),
+                                      models.TrialModel.state == TrialState.RUNNING,
+                                      # still stale now that the lock is held
+                                      models.TrialHeartbeatModel.heartbeat
+                                      < now.replace(tzinfo=None) - grace)
+                              .with_for_update(skip_locked=True, of=models.TrialModel)):
+                    attrs = _attrs(entry.user_attributes)
+                    self._end_entry(session, entry, TrialState.FAIL, "killed", (
+                        f"stale: its worker ({attrs.get('nnbench.worker', '?')}) sent no "
+                        f"heartbeat for {self.liveness.grace_period} s; queued again"))
+                    if _SPEC in attrs:
+                        failed.append(TrialSpec.from_canonical(json.loads(attrs[_SPEC])))
+                session.flush()
+                self._top_up(session, failed, self._states(session))
+                return len(failed)
+
+        return retrying(transaction, "failing stale claims")
 
     def claim(self, n: int, parent_run_id: str | None = None) -> list[Claim]:
-        """Pop up to `n` waiting entries; each is this worker's until released or stale.
-
-        An entry whose trial another worker already holds under an earlier entry (two
-        workers enqueued it at the same instant) is released as a duplicate. Whether the
-        trial is already done is MLflow's to say: the worker checks before training.
-        """
+        """Take up to `n` waiting entries; each is this worker's until released or stale."""
         claims: list[Claim] = []
         heartbeats = self.heartbeats()
         while len(claims) < n:
-            storage_id = retrying(self.study._pop_waiting_trial_id, "claiming a trial")
-            if storage_id is None:
+            taken = retrying(partial(self._claim_one, parent_run_id or ""), "claiming a trial")
+            if taken is None:
                 break
-            heartbeats.hold(storage_id)
-            entry = retrying(partial(self.storage.get_trial, storage_id),
-                             "reading a claimed trial")
-            for key, value in (("nnbench.worker", self.worker),
-                               ("nnbench.parent_run", parent_run_id or "")):
-                retrying(partial(self.storage.set_trial_user_attr, storage_id, key, value),
-                         "stamping a claim")
-            spec_json = entry.user_attrs.get("nnbench.spec")
-            duplicate = self._duplicate_of(entry)
-            if spec_json is None or duplicate is not None:
-                self._end(storage_id, "duplicate", f"of queue entry {duplicate}"
-                          if duplicate is not None else "not a trial entry")
-                continue
-            claims.append(Claim(entry.number, storage_id,
-                                str(entry.user_attrs["nnbench.trial_id"]),
-                                TrialSpec.from_canonical(json.loads(spec_json))))
+            heartbeats.hold(taken, beat=False)
+            entry = retrying(partial(self.storage.get_trial, taken), "reading a claimed trial")
+            claims.append(Claim(entry.number, taken, str(entry.user_attrs[_TRIAL_ID]),
+                                TrialSpec.from_canonical(json.loads(entry.user_attrs[_SPEC]))))
         return claims
 
-    def _duplicate_of(self, entry: FrozenTrial) -> int | None:
-        """Another entry of the same trial that makes this one a duplicate: an earlier one
-        another claim is running, or one that was done after MLflow was read for this one
-        (its worker may still be writing the run's status, so MLflow could not tell).
-        An entry done before is history: its result was lost or deleted, and the trial is
-        queued to train again. (Not covered: MLflow read after another worker released
-        the trial as done but before it wrote the run's status, a window of two MLflow
-        writes: workers record a result before they release its entry; the trial then
-        trains twice.)"""
-        trial_id = entry.user_attrs.get("nnbench.trial_id")
-        queued_at = entry.user_attrs.get("nnbench.queued_at")
-        for other in self.entries((TrialState.RUNNING, TrialState.COMPLETE)):
-            if other.number == entry.number or other.user_attrs.get("nnbench.trial_id") \
-                    != trial_id:
-                continue
-            if other.state == TrialState.RUNNING and other.number < entry.number:
-                return other.number
-            done = other.datetime_complete
-            if other.state == TrialState.COMPLETE and done is not None \
-                    and isinstance(queued_at, (int, float)) and done.timestamp() > queued_at:
-                return other.number
-        return None
+    def _claim_one(self, parent_run_id: str) -> int | None:
+        """The lowest waiting entry no other worker is taking, moved to RUNNING with its first
+        heartbeat and this worker's name, in one transaction."""
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            entry = (session.query(models.TrialModel)
+                     .filter_by(study_id=self.study_id, state=TrialState.WAITING)
+                     .order_by(models.TrialModel.trial_id)
+                     .with_for_update(skip_locked=True).first())
+            if entry is None:
+                return None
+            storage_id = int(entry.trial_id)
+            entry.state, entry.datetime_start = TrialState.RUNNING, datetime.now()
+            session.add(models.TrialHeartbeatModel(trial_id=storage_id))
+            session.flush()
+            for key, value in (("nnbench.worker", self.worker),
+                               ("nnbench.parent_run", parent_run_id)):
+                self.storage._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, storage_id, key, value)
+            return storage_id
 
-    def release(self, claim: Claim, outcome: str, note: str = "") -> bool:
-        """End a claim: `done` (COMPLETE), else FAIL with the outcome. False when the claim
-        was lost: its heartbeat went stale and the trial was failed and re-queued."""
-        return self._end(claim.storage_id, outcome, note)
+    def release(self, claim: Claim, status: str, note: str = "") -> bool:
+        """End a claim with the trial's status: done (finished, diverged) makes the entry
+        COMPLETE, anything else FAIL. False when the claim was lost: it went stale, and the
+        trial was queued again. (A retried release whose first try did commit, its
+        connection lost on the way back, finds its own ending: True.)"""
+        state = TrialState.COMPLETE if status in ("finished", "diverged") else TrialState.FAIL
 
-    def _end(self, storage_id: int, outcome: str, note: str = "") -> bool:
-        if self._heartbeats is not None:
-            self._heartbeats.drop(storage_id)
-        state = TrialState.COMPLETE if outcome == "done" else TrialState.FAIL
-        try:  # the outcome first: a finished entry takes no more attributes
-            self._note(storage_id, outcome + (f": {note}" if note else ""))
-            return bool(retrying(lambda: self.storage.set_trial_state_values(
-                storage_id, state, [1.0] if state == TrialState.COMPLETE else None),
-                "releasing a claim"))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
+        def transaction() -> bool:
+            with _create_scoped_session(self.storage.scoped_session) as session:
+                entry = (session.query(models.TrialModel).filter_by(trial_id=claim.storage_id)
+                         .with_for_update().one())
+                if entry.state != TrialState.RUNNING:
+                    attrs = _attrs(entry.user_attributes)
+                    return bool(entry.state == state and attrs.get("nnbench.worker")
+                                == self.worker and attrs.get(_STATUS) == status)
+                self._end_entry(session, entry, state, status,
+                                status + (f": {note}" if note else ""))
+                return True
 
-    def holds(self, claim: Claim) -> bool:
-        """Is the claim still this worker's (RUNNING, not failed as stale)?"""
-        entry = retrying(lambda: self.storage.get_trial(claim.storage_id), "reading a claim")
-        return entry.state == TrialState.RUNNING
+        try:
+            return retrying(transaction, "releasing a claim")
+        finally:
+            if self._heartbeats is not None:
+                self._heartbeats.drop(claim.storage_id)
 
     def heartbeats(self) -> Heartbeats:
         if self._heartbeats is None:
@@ -382,21 +606,10 @@ class TrialQueue:
             self._heartbeats.stop()
             self._heartbeats = None
 
-    def _set_state(self, storage_id: int, state: TrialState) -> bool:
-        try:
-            return bool(retrying(lambda: self.storage.set_trial_state_values(storage_id, state),
-                                 "updating a queue entry"))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
-
-    def _note(self, storage_id: int, outcome: str) -> None:
-        retrying(lambda: self.storage.set_trial_user_attr(storage_id, "nnbench.outcome",
-                                                          outcome[:500]), "noting an outcome")
-
 
 def reap(study: optuna.Study) -> None:
-    """Fail the study's trials whose heartbeat is older than the grace period (any host);
-    the storage's callback queues a copy of each."""
+    """Fail a tuning study's trials whose heartbeat is older than the grace period (any
+    host, the server's clock); the storage's callback queues a copy of each."""
     with warnings.catch_warnings():  # Optuna marks the function "experimental"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
@@ -418,14 +631,14 @@ def storage_id(trial: optuna.Trial | FrozenTrial) -> int:
     return int(trial._trial_id)
 
 
+def _attrs(rows: Iterable[Any]) -> dict[str, Any]:
+    """Rows of an Optuna attribute table as a dict."""
+    return {str(a.key): json.loads(a.value_json) for a in rows}
+
+
 def _outcome(entry: FrozenTrial) -> str:
-    if entry.state == TrialState.WAITING:
-        return "queued"
-    if entry.state == TrialState.RUNNING:
-        return "running"
-    if entry.state == TrialState.COMPLETE:
-        return "done"
-    return "failed"
+    return {TrialState.WAITING: "queued", TrialState.RUNNING: "running",
+            TrialState.COMPLETE: "done"}.get(entry.state, "failed")
 
 
 def _rank(entry: FrozenTrial) -> tuple[int, int]:

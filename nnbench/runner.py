@@ -2,23 +2,26 @@
 
 `run_suite(suite)`:
 
-1. asks MLflow which trials are done (by trial_id) and queues the rest in the suite's
-   trial queue, an Optuna storage (`nnbench.queue`; by default `optuna.db` next to the
-   MLflow store), idempotently;
+1. syncs the suite's trial queue, an Optuna storage (`nnbench.queue`; by default
+   `optuna.db` next to the MLflow store), the one record of which trials are queued,
+   running, done or failed: trials with no entry yet (or only failed ones) are queued,
+   once, by whichever worker gets there first;
 2. works the queue: claims trials (a batch per stacked group), trains them through an
    `Engine`, keeps heartbeats while they train, logs each as a top-level MLflow run
    tagged with this invocation's run (`nnbench.invocation`), records each result while
-   its claim is held, releases the claim with its outcome, then ends the run with its
-   status (so MLflow says done a moment after the queue does); waits while other
-   workers still hold trials (a worker that stops sending heartbeats has its trials
-   re-queued after the grace period, and this worker trains them);
+   its claim is held, releases the claim with the trial's status, then shows that status
+   in MLflow; waits while other workers still hold trials (a worker that stops sending
+   heartbeats has its trials re-queued after the grace period, and this worker trains
+   them). A run left RUNNING by a worker that died after its queue entry ended is given
+   the entry's status by the next worker that looks (`_project`);
 3. with `workers > 1`, starts that many local `nnbench worker` processes on the same
    queue instead, splitting the cores between them, and shows the suite's progress;
 4. once its trials are recorded, brings each configuration's summary run (the seed
    aggregate, `nnbench.role = summary`) up to date in MLflow.
 
-Ctrl-C records the trials in flight as killed and stops; finished trials stay, and
-the next invocation trains only what is missing. Any number of workers, on any
+MLflow is never read to decide what to train. Ctrl-C records the trials in flight as
+killed and stops; finished trials stay, and the next invocation trains only what is
+missing. Any number of workers, on any
 number of machines (`nnbench worker`, `nnbench submit`), may share one queue.
 """
 
@@ -47,6 +50,7 @@ from rich.progress import (
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.expand import METRICS
+from nnbench.messages import first_line
 from nnbench.queue import (
     DEFAULT_LIVENESS,
     Claim,
@@ -55,7 +59,7 @@ from nnbench.queue import (
     default_storage,
     open_storage,
 )
-from nnbench.tracking import DONE_STATUSES, RunClosed, Tracker
+from nnbench.tracking import Tracker
 from nnbench.train import (
     CONTINUE,
     Decision,
@@ -83,7 +87,7 @@ class RunSummary:
     lost: int = 0  # trials whose claim went stale before it was released (others re-run)
     interrupted: bool = False
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
-    done_after: int = 0  # trials done in MLflow when the run ended
+    done_after: int = 0  # trials the queue holds as done when the run ended
 
     @property
     def trained(self) -> int:
@@ -91,7 +95,7 @@ class RunSummary:
 
     @property
     def complete(self) -> bool:
-        """Every trial of the run is done (finished or diverged) in MLflow."""
+        """Every trial of the run is done (finished or diverged)."""
         return self.done_after >= self.total
 
 
@@ -172,6 +176,7 @@ class _Recorder:
         self.suite, self.tracker, self.parent = suite, tracker, parent_run_id
         self.tags, self.progress, self.console = tags, progress, console
         self.run_ids: dict[str, str] = {}  # trial_id -> MLflow run id, for trials in flight
+        self.entries: dict[str, str] = {}  # trial_id -> its claimed queue entry's tag
         self.trials_bar: TaskID = progress.add_task("trials", total=n_todo)
         self.epochs_bar: TaskID = progress.add_task("epochs", total=1, visible=False)
         self.done = 0
@@ -180,22 +185,11 @@ class _Recorder:
         self.pace = _Pace()
 
     def trial_started(self, spec: TrialSpec) -> bool:
-        """Open the trial's MLflow run. The queue made this worker the trial's only owner,
-        so runs of it left RUNNING by a worker that stopped are closed as killed first.
-        False (the engine skips the trial) when this worker had stopped while it opened the
-        run and another worker has taken the trial over meanwhile."""
+        """Open the trial's MLflow run, tagged with the queue entry this worker claimed."""
         label = spec.label(self.suite.varied_axes)
-        try:
-            with _bookkeeping():
-                self.tracker.supersede(spec.trial_id, "its worker stopped before the trial "
-                                                      "ended; the queue gave it to another worker")
-                self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec,
-                                                                       self.tags)
-        except RunClosed:
-            self.console.print(f"{label} | seed {spec.seed_label}: skipped: its run was closed by "
-                               f"another worker while it was opened (claim lost)",
-                               highlight=False)
-            return False
+        tags = {**self.tags, "nnbench.queue_entry": self.entries[spec.trial_id]}
+        with _bookkeeping():
+            self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, tags)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed_label}"))
         self.pace.started(len(self.run_ids))
@@ -219,26 +213,26 @@ class _Recorder:
         return CONTINUE
 
     def record(self, result: TrialResult) -> None:
-        """Everything of a trained trial's result but its status, the model included
-        (RunClosed when the run was deleted meanwhile: another worker took the trial over).
-        Called inside `_bookkeeping`, as are `close` and `claim_lost`."""
+        """Everything of a trained trial's result but its status, the model included.
+        Called inside `_bookkeeping`, as are `close` and `ended`."""
         run_id = self.run_ids[result.spec.trial_id]
-        with self.tracker.writing(run_id):
-            model_id = self._log_model(run_id, result)
-            self.tracker.record_trial(run_id, result, model_id)
+        model_id = self._log_model(run_id, result)
+        self.tracker.record_trial(run_id, result, model_id)
 
-    def close(self, result: TrialResult) -> None:
-        """End the recorded trial's run with its status, once the queue took the result."""
+    def close(self, result: TrialResult, status: str, note: str) -> None:
+        """Show the status the queue took for the recorded trial (its reason is recorded
+        already, unless the status is not the result's)."""
         spec = result.spec
-        self.tracker.close_trial(self.run_ids.pop(spec.trial_id), result)
+        self.ended(spec.trial_id, status, note if status != result.status else "")
         self.done += 1
         metric = self.suite.metric
         last = (result.final.get(metric) if metric in result.final
                 else (result.history[-1].get(metric) if result.history else None))
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
+        shown = shown if status == result.status else note
         self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
-                           f"| seed {spec.seed_label}: {result.status} {shown} "
+                           f"| seed {spec.seed_label}: {status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
 
     def _log_model(self, run_id: str, result: TrialResult) -> str | None:
@@ -258,20 +252,30 @@ class _Recorder:
                                f"{result.spec.seed_label}: {note}", highlight=False)
         return model_id
 
-    def claim_lost(self, result: TrialResult) -> None:
-        """The trial's claim went stale while it trained: another worker re-runs it."""
-        spec = result.spec
-        self.tracker.abandon_trial(self.run_ids.pop(spec.trial_id), (
+    def claim_lost(self, spec: TrialSpec, ended: tuple[str, str] | None) -> None:
+        """The trial's claim went stale while it trained: another worker re-runs it. Its
+        run shows how its entry ended (`ended`: killed, as stale)."""
+        status, note = ended or ("killed", "")
+        self.ended(spec.trial_id, status, note or (
             "this worker's heartbeat went stale while it trained (hung, suspended or cut "
             "off); the queue re-queued the trial for another worker"))
         self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label}: claim "
                            f"lost (heartbeat stale); not recorded as done", highlight=False)
 
-    def kill_in_flight(self, reason: str) -> None:
-        with _bookkeeping():
-            for run_id in self.run_ids.values():
-                self.tracker.kill_trial(run_id, reason)
-            self.run_ids.clear()
+    def ended(self, trial_id: str, status: str, note: str) -> None:
+        """Show a trial's status in its MLflow run, if the run was opened (and is still
+        there: a run deleted by hand is said, not shown)."""
+        from mlflow.exceptions import MlflowException
+
+        self.entries.pop(trial_id, None)
+        run_id = self.run_ids.pop(trial_id, None)
+        if run_id is None:
+            return
+        try:
+            self.tracker.show(run_id, status, note)
+        except MlflowException as err:
+            self.console.print(f"MLflow: run {run_id} cannot show its status {status} "
+                               f"({first_line(err)})", highlight=False)
 
 
 def _provenance(device: str, flags: dict[str, str], extra: dict[str, str] | None
@@ -291,8 +295,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               tags: dict[str, str] | None = None, withdraw: bool = True,
               system_metrics: bool = False, log_models: bool = False,
               lane_population: Sequence[TrialSpec] | None = None) -> RunSummary:
-    """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that MLflow
-    does not hold as done; returns what happened.
+    """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that the
+    trial queue does not hold as done; returns what happened.
 
     `storage`: the trial queue's Optuna storage (default: optuna.db next to a SQLite
     MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
@@ -320,14 +324,14 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     tracker = Tracker(suite, tracking_uri)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
-    done = tracker.prepare()
-    todo = [t for t in population if t.trial_id not in done]
     storage_url = storage or default_storage(tracker.tracking_uri)
-    queue = TrialQueue(suite.name, open_storage(storage_url, liveness), liveness)
+    queue = open_queue(suite, tracker, storage_url, liveness)
     queue.reap()
-    if withdraw:
-        queue.withdraw({t.trial_id for t in population})
-    queue.enqueue(todo, as_of=tracker.read_at)
+    queue.sync(population, keep={t.trial_id for t in population} if withdraw else None,
+               store=tracker.identity())
+    _project(queue, tracker)
+    done = queue.done()
+    todo = [t for t in population if t.trial_id not in done]
     summary = RunSummary(suite=suite.name, tracking_uri=tracker.tracking_uri,
                          storage=storage_url, experiment_id=experiment_id,
                          parent_run_id=parent_run_id, total=len(population),
@@ -368,7 +372,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if parent_run_id is None:
             tracker.end_invocation(summary.parent_run_id,
                                    "KILLED" if summary.interrupted else "FINISHED")
-    done_now = tracker.prepare()
+    _project(queue, tracker)
+    done_now = queue.done()
     summary.done_after = sum(1 for t in population if t.trial_id in done_now)
     if parent_run_id is None and not summary.interrupted:
         _refresh_summaries(tracker, members, console)
@@ -388,6 +393,7 @@ def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: C
 
     try:
         with _bookkeeping():
+            tracker.prepare()
             tracker.refresh_summaries(population)
     except MlflowException as err:
         console.print(f"MLflow: seed summaries not refreshed ({str(err).splitlines()[0]}); "
@@ -424,11 +430,10 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                 time.sleep(min(2.0, queue.liveness.heartbeat_interval))
                 continue
             waiting = False
-            trainable = [c for c in claims if not _already_done(c, queue, tracker)]
-            if plan is not None and trainable:
-                for line in plan([c.spec for c in trainable]).describe():
+            if plan is not None:
+                for line in plan([c.spec for c in claims]).describe():
                     console.print(line, highlight=False)
-            _train(trainable, summary, queue, engine, recorder)
+            _train(claims, summary, queue, engine, recorder)
             counts = queue.counts()
             progress.update(recorder.trials_bar, completed=counts.done,
                             total=counts.done + counts.running + counts.queued,
@@ -437,51 +442,82 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                 return
 
 
-def _already_done(claim: Claim, queue: TrialQueue, tracker: Tracker) -> bool:
-    """A trial another worker finished after this one queued it: release it unrun."""
-    if tracker.is_done(claim.trial_id):
-        queue.release(claim, "done", "already done in MLflow")
-        return True
-    return False
+def open_queue(suite: Suite, tracker: Tracker, storage_url: str, liveness: Liveness
+               ) -> TrialQueue:
+    """The suite's trial queue. On its first use under the current layout (a storage
+    written before the queue was the only record, or a new storage for an MLflow store
+    that holds results), the trials MLflow holds as done are recorded as done, once: the
+    one time MLflow is read to say what is done."""
+    queue = TrialQueue(suite.name, open_storage(storage_url, liveness), liveness)
+    if not queue.migrated():
+        # runs an earlier nnbench left RUNNING (its workers are stopped before an upgrade)
+        for run in tracker.open_runs():
+            if "nnbench.queue_entry" not in run.data.tags:
+                tracker.show(run.info.run_id, "killed", "left running by an earlier nnbench")
+        queue.sync([], store=tracker.identity(), done_before=tracker.prepare())
+    return queue
+
+
+def _project(queue: TrialQueue, tracker: Tracker) -> int:
+    """MLflow shows what the queue says: a trial run still RUNNING whose queue entry has
+    ended (its worker died between the release and the run's status, or was stopped past
+    the grace period and its trial queued again) is given the entry's status."""
+    from mlflow.exceptions import MlflowException
+
+    shown = 0
+    for run in tracker.open_runs():
+        tags = run.data.tags
+        if "nnbench.queue_entry" not in tags:
+            continue
+        ended = queue.ended(tags["nnbench.queue_entry"], tags.get("nnbench.trial_id", ""))
+        if ended is not None:
+            try:
+                tracker.show(run.info.run_id, *ended)
+                shown += 1
+            except MlflowException:  # deleted meanwhile (by hand)
+                continue
+    return shown
 
 
 def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: Engine,
            recorder: _Recorder) -> None:
-    """Train claimed trials; each claim is released with its outcome as its result comes."""
+    """Train claimed trials; each result is recorded while its claim is held, the claim is
+    released with the trial's status, and MLflow then shows that status."""
+    from mlflow.exceptions import MlflowException
+
     pending = {c.trial_id: c for c in claims}
+    recorder.entries.update({c.trial_id: queue.entry_tag(c) for c in claims})
     try:
         for result in engine.run([c.spec for c in claims], recorder):
-            claim = pending[result.spec.trial_id]
-            outcome = "done" if result.status in DONE_STATUSES else result.status
+            status, note = result.status, result.reason.strip()[-300:]
             with _bookkeeping():
-                # recorded while the claim is held, released, then closed with its status:
-                # MLflow says done a moment after the queue does (a worker that reads
-                # MLflow in between queues the trial again and trains it twice)
-                kept = queue.holds(claim)
-                if kept:
-                    try:
-                        recorder.record(result)
-                    except RunClosed:  # another worker took the trial over meanwhile (or
-                        kept = False   # the run was deleted by hand)
-                        queue.release(claim, "failed", "its MLflow run was closed while the "
-                                                       "result was recorded")
-                if kept and queue.release(claim, outcome, result.reason.strip()[-300:]):
-                    recorder.close(result)
-                    summary.statuses[result.status] += 1
+                claim = pending.pop(result.spec.trial_id)
+                try:
+                    recorder.record(result)
+                except MlflowException as err:  # e.g. its run was deleted by hand meanwhile
+                    status, note = "failed", f"its result could not be recorded in MLflow: " \
+                                             f"{first_line(err)}"
+                if queue.release(claim, status, note):
+                    recorder.close(result, status, note)
+                    summary.statuses[status] += 1
                 else:
-                    recorder.claim_lost(result)
+                    recorder.claim_lost(result.spec,
+                                        queue.ended(queue.entry_tag(claim), claim.trial_id))
                     summary.lost += 1
-                del pending[result.spec.trial_id]
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:
         summary.interrupted = True
-    if summary.interrupted:
-        recorder.kill_in_flight("interrupted (Ctrl-C)")
-    for claim in pending.values():  # interrupted, or their claim lost, before they trained
-        if not queue.release(claim, "killed" if summary.interrupted else "failed",
-                             "interrupted (Ctrl-C)" if summary.interrupted else "not trained"):
-            summary.lost += 1
+    status, note = (("killed", "interrupted (Ctrl-C)") if summary.interrupted
+                    else ("failed", "not trained"))
+    with _bookkeeping():
+        for claim in pending.values():  # interrupted before they trained
+            if queue.release(claim, status, note):
+                recorder.ended(claim.trial_id, status, note)
+            else:
+                summary.lost += 1
+                recorder.claim_lost(claim.spec,
+                                    queue.ended(queue.entry_tag(claim), claim.trial_id))
 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,

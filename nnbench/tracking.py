@@ -30,15 +30,16 @@ Layout in MLflow (its default store: `sqlite:///mlflow.db` in the working direct
   trials change or the suite's trials of the configuration no longer include them; it is
   never read as a trial (every reader asks for its role).
 
-A trial counts as done when a trial run with its `nnbench.trial_id` has status
-finished or diverged and MLflow closed it (the status tag is written last). Which
-worker trains a trial is the trial queue's decision (nnbench.queue), so runs are
-written idempotently by trial_id: a worker that starts a trial first marks any run
-of it left RUNNING (its worker died; the queue re-ran the trial) as killed; when a
-trial finishes, its earlier killed/failed attempts are soft-deleted (MLflow keeps
-them: `mlflow runs restore --run-id ...`), so each trial shows once in the UI.
-Several workers may open a fresh store at the same instant: schema and experiment
-creation, and writes that meet another worker's lock, are retried.
+MLflow shows what the trial queue (nnbench.queue) says; it is never read to decide what
+to train. A trial run is written while its worker holds the trial's claim, everything
+but its status first; the status (tag `nnbench.status`, and MLflow's run status) follows
+the queue's release of the claim. A run of an attempt that did not end with a result (its
+worker was killed, stopped past the grace period, or interrupted) says killed or failed,
+with the reason; each trial has at most one finished (or diverged) run. A run tagged
+`nnbench.queue_entry` that is still RUNNING after its queue entry ended (its worker died in
+between) is given the entry's status by the next worker that looks. Several workers may
+open a fresh store at the same instant: schema and experiment creation, and writes that
+meet another worker's lock, are retried.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
-           "RunClosed", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
+           "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
            "system_metrics_problem", "trial_checkpoint"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
@@ -92,7 +93,7 @@ _ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its 
 _PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invocation",
                    "nnbench.worker", "nnbench.status", "nnbench.reason", "nnbench.fingerprint",
                    "nnbench.diverged_epoch", "nnbench.best_epoch", "nnbench.stopped_epoch",
-                   "nnbench.epochs_done", "nnbench.model_note", "nnbench.superseded_by",
+                   "nnbench.epochs_done", "nnbench.model_note", "nnbench.queue_entry",
                    "nnbench.optuna", "nnbench.study", "nnbench.nuisance")
 
 # MLflow's UI (3.x) shows an experiment of this kind as classic ML training: runs table first.
@@ -133,17 +134,6 @@ def is_done(run: Run) -> bool:
             and run.info.status == "FINISHED")
 
 
-class RunClosed(Exception):
-    """A trial run was deleted (or closed) while this worker wrote to it, opening it or
-    recording its result: the worker had stopped (hung, suspended), its claim went stale,
-    and the worker that took the trial over closed this run and, once the trial finished,
-    deleted it."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} was closed by the worker that took its trial over")
-        self.run_id = run_id
-
-
 class _Retrying:
     """An MlflowClient whose calls are retried when they meet another worker's
     transaction (a locked SQLite file, a schema being created)."""
@@ -179,7 +169,6 @@ class Tracker:
         self.client.search_experiments(max_results=1)
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
-        self._unfinished: dict[str, list[str]] = {}  # trial_id -> killed/failed run ids
         self._done_runs: dict[str, Run] = {}  # trial_id -> its latest done run (`prepare`)
         self.read_at: float | None = None  # time.time() when `prepare` read the runs
 
@@ -207,6 +196,14 @@ class Tracker:
             return retrying(lambda: self.experiment_id(create=False) or _missing(self.suite.name),
                             "reading the experiment")
 
+    def identity(self) -> str:
+        """The suite's experiment in this store, `<experiment id>@<its creation time, ms>`:
+        the same from every host however the store's address is written (the trial queue
+        records which store it belongs to)."""
+        experiment_id = self.experiment_id()
+        assert experiment_id is not None
+        return f"{experiment_id}@{self.client.get_experiment(experiment_id).creation_time}"
+
     def runs(self, role: str, view: int = ViewType.ACTIVE_ONLY) -> Iterator[Run]:
         """Every run of the suite's experiment with the given nnbench.role."""
         experiment_id = self.experiment_id(create=False)
@@ -223,10 +220,9 @@ class Tracker:
                 return
 
     def prepare(self) -> set[str]:
-        """Index unfinished attempts; returns the trial_ids already done (as of `read_at`)."""
+        """Read the done trial runs (for `refresh_summaries`); returns their trial_ids."""
         self.read_at = time.time()
         done: set[str] = set()
-        self._unfinished.clear()
         self._done_runs.clear()
         for run in self.runs("trial"):
             trial_id = run.data.tags.get("nnbench.trial_id", "")
@@ -235,55 +231,16 @@ class Tracker:
                 kept = self._done_runs.get(trial_id)
                 if kept is None or (run.info.start_time or 0) > (kept.info.start_time or 0):
                     self._done_runs[trial_id] = run
-            elif run.info.status != "RUNNING":
-                self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
         return done
 
-    def is_done(self, trial_id: str) -> bool:
-        """Does MLflow hold a finished (or diverged) run of this trial?"""
-        return any(is_done(run) for run in self._trial_runs(trial_id))
-
-    def _trial_runs(self, trial_id: str, role: str = "trial") -> list[Run]:
+    def open_runs(self, role: str = "trial") -> list[Run]:
+        """The runs of a role that MLflow still shows RUNNING."""
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
             return []
         return list(self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`nnbench.trial_id` = '{trial_id}' and "
-                                           f"tags.`nnbench.role` = '{role}'"))
-
-    def supersede(self, trial_id: str, reason: str, role: str = "trial") -> int:
-        """Mark runs of a trial left RUNNING by a worker that stopped as killed. Only the
-        worker that holds the trial's claim in the queue calls this."""
-        killed = 0
-        for run in self._trial_runs(trial_id, role):
-            if run.info.status == "RUNNING":
-                self._end_run(run.info.run_id, "killed", reason)
-                self._unfinished.setdefault(trial_id, []).append(run.info.run_id)
-                killed += 1
-        return killed
-
-    def supersede_tune_runs(self, study: str, numbers: list[int], reason: str) -> int:
-        """Mark the MLflow runs of stale Optuna trials (`numbers` of `study`) as killed."""
-        killed = 0
-        for run in self.runs("tune"):
-            tags = run.data.tags
-            if run.info.status == "RUNNING" and tags.get("nnbench.study") == study \
-                    and tags.get("nnbench.optuna_trial") in {str(n) for n in numbers}:
-                self._end_run(run.info.run_id, "killed", reason)
-                killed += 1
-        return killed
-
-    def close_stale_invocations(self, live: set[str], older_than_s: float) -> int:
-        """Close invocation runs still RUNNING that no live claim belongs to (their worker died),
-        once they are older than `older_than_s` (a worker that just started has no claim)."""
-        closed = 0
-        now = _now_ms()
-        for run in self.runs("suite"):
-            if run.info.status == "RUNNING" and run.info.run_id not in live \
-                    and now - (run.info.start_time or now) > older_than_s * 1000:
-                self.client.set_terminated(run.info.run_id, "KILLED")
-                closed += 1
-        return closed
+            [experiment_id], filter_string=f"tags.`nnbench.role` = '{role}' and "
+                                           f"attributes.status = 'RUNNING'", max_results=5000))
 
     def start_invocation(self, provenance: Mapping[str, str], n_todo: int) -> str:
         experiment_id = self.experiment_id()
@@ -342,33 +299,12 @@ class Tracker:
                                      run_name=f"{label} | seed {spec.seed_label}")
         run_id = str(run.info.run_id)
         params = [Param(k, v) for k, v in spec.flat_params().items()]
-        with self.writing(run_id):
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(run_id, params=params[i:i + 100])
-            self.client.log_inputs(run_id, [dataset_input(spec)])
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=params[i:i + 100])
+        self.client.log_inputs(run_id, [dataset_input(spec)])
         self._pending[run_id] = []
         self._last_flush[run_id] = time.monotonic()
         return run_id
-
-    @contextmanager
-    def writing(self, run_id: str) -> Iterator[None]:
-        """Writes to a trial run this worker holds: an MLflow error raised because the run
-        is gone, deleted or no longer RUNNING becomes RunClosed (another worker took the
-        trial over meanwhile, or the run was deleted by hand)."""
-        try:
-            yield
-        except MlflowException as err:
-            if self._open(run_id):
-                raise
-            raise RunClosed(run_id) from err
-
-    def _open(self, run_id: str) -> bool:
-        """Is the run still there, not deleted, and RUNNING?"""
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException:  # gone altogether (deleted and garbage-collected)
-            return False
-        return run.info.lifecycle_stage != "deleted" and run.info.status == "RUNNING"
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Queue one epoch's metrics; sent in batches (every few seconds, and at the end)."""
@@ -450,12 +386,6 @@ class Tracker:
             self.client.set_tag(run_id, "nnbench.model_note", note)
         return model_id, note
 
-    def finish_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
-                     ) -> None:
-        """Record a TrialResult (`record_trial`), then end the run (`close_trial`)."""
-        self.record_trial(run_id, result, model_id)
-        self.close_trial(run_id, result)
-
     def record_trial(self, run_id: str, result: TrialResult, model_id: str | None = None
                      ) -> None:
         """Everything of a TrialResult but its status: final metrics (linked to `model_id`,
@@ -487,41 +417,18 @@ class Tracker:
                 path.write_bytes(result.checkpoint)
                 self.client.log_artifact(run_id, str(path))
 
-    def close_trial(self, run_id: str, result: TrialResult) -> None:
-        """End a recorded trial's run with its status: the status goes last, so a run killed
-        while being recorded never looks done. A finished trial's earlier attempts are
-        soft-deleted."""
-        self.client.set_tag(run_id, "nnbench.status", result.status)
-        self.client.set_terminated(run_id, _MLFLOW_STATUS[result.status])
+    def show(self, run_id: str, status: str, reason: str = "") -> None:
+        """End a trial run with the status its queue entry (or Optuna trial) ended with:
+        the status goes last, so a run killed while being recorded never looks done."""
+        if self._pending.get(run_id):
+            self._flush(run_id)
+        tags = [RunTag("nnbench.status", status)]
+        if reason:
+            tags.append(RunTag("nnbench.reason", reason[-5000:]))
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, _MLFLOW_STATUS[status])
         self._pending.pop(run_id, None)
         self._last_flush.pop(run_id, None)
-        if result.status in DONE_STATUSES:
-            # earlier killed/failed attempts of this trial are superseded: soft-delete them
-            for old in self._unfinished.pop(result.spec.trial_id, []):
-                self.client.set_tag(old, "nnbench.superseded_by", run_id)
-                self.client.delete_run(old)
-        else:
-            self._unfinished.setdefault(result.spec.trial_id, []).append(run_id)
-
-    def kill_trial(self, run_id: str, reason: str) -> None:
-        """Record a trial interrupted outside the trainer (e.g. Ctrl-C while logging)."""
-        self._flush(run_id)
-        self._end_run(run_id, "killed", reason)
-
-    def abandon_trial(self, run_id: str, reason: str) -> None:
-        """A trial this worker lost its claim on: the worker that took the trial over may
-        already have closed (and, once the trial finished, deleted) this run; then its
-        unsent metrics are dropped. Otherwise it is recorded as killed."""
-        if not self._open(run_id):
-            self._pending.pop(run_id, None)
-            self._last_flush.pop(run_id, None)
-            return
-        self.kill_trial(run_id, reason)
-
-    def _end_run(self, run_id: str, status: str, reason: str) -> None:
-        tags = [RunTag("nnbench.status", status), RunTag("nnbench.reason", reason)]
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, "KILLED")
 
     # -- seed aggregates: one summary run per configuration ----------------------------
 

@@ -34,7 +34,7 @@ from functools import partial
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
@@ -45,13 +45,14 @@ from nnbench.queue import (
     Heartbeats,
     Liveness,
     default_storage,
+    finishing,
     heartbeats,
     open_storage,
     open_study,
     reap,
     storage_id,
 )
-from nnbench.runner import run_suite
+from nnbench.runner import open_queue, run_suite
 from nnbench.tracking import Tracker
 from nnbench.train import (
     CONTINUE,
@@ -68,6 +69,9 @@ from nnbench.transient import retrying, worker_label
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
 
+# the state an Optuna trial ended in, as its MLflow run's `nnbench.optuna_state`, by status
+_OPTUNA_STATE = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
+                 "failed": "failed", "killed": "killed"}
 COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
 TUNED_TAG = "nnbench.tuned."  # experiment tag prefix: best values of each tuned point (JSON)
 
@@ -204,7 +208,7 @@ class _Lanes:
 
 
 def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, parent: str,
-         tags: dict[str, str], beats: Heartbeats) -> _Asked | None:
+         tags: dict[str, str], beats: Heartbeats, storage: RDBStorage) -> _Asked | None:
     """Ask Optuna for one trial (its heartbeats start at once) and open its MLflow run;
     None when the budget is met."""
     tune = suite.tune
@@ -212,16 +216,11 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     trial = study.ask()
     beats.hold(storage_id(trial))
     trial.set_user_attr("nnbench.worker", worker_label())
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-    retried = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
-    if retried:  # a copy of trials whose worker went silent: close their MLflow runs
-        tracker.supersede_tune_runs(study.study_name, retried, (
-            "its worker stopped sending heartbeats; Optuna queued this trial again"))
     uncounted = sum(1 for t in study.get_trials(deepcopy=False)
                     if t.number < trial.number and t.state == TrialState.FAIL
                     and not t.user_attrs.get(COUNTED))
     if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
-        trial.set_user_attr("nnbench.outcome", "surplus")
+        finishing(storage, trial, {"nnbench.outcome": "surplus"})
         study.tell(trial, state=TrialState.FAIL)
         return None
     values = {d.path: _suggest(trial, d) for d in tune.space}
@@ -234,57 +233,80 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
 
 def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
           tracker: Tracker, console: Console, storage: RDBStorage) -> None:
-    """Tell Optuna one trial's result, then record it in MLflow with the same state. A
-    trial Optuna already failed (this worker's heartbeat went stale while it trained, and a
-    copy was queued) is recorded as killed, never as done; anything else Optuna refuses
-    is raised, never recorded as a lost claim. A killed grid trial is queued again with
-    its values, so that the grid is still covered once (like a stale trial's copy)."""
+    """Record one trial's result in MLflow (all but its status), tell Optuna, then show
+    the status Optuna took in MLflow. A trial Optuna already failed (this worker's
+    heartbeat went stale while it trained, and a copy was queued) shows killed, never done;
+    anything else Optuna refuses is raised, never recorded as a lost claim. A killed grid
+    trial is queued again with its values, so that the grid is still covered once (like a
+    stale trial's copy). A worker killed between the tell and the status leaves the run
+    RUNNING: `_project` gives it Optuna's state."""
     trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
-    state = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
-             "failed": "failed", "killed": "killed"}[result.status]
+    state = _OPTUNA_STATE[result.status]
     if result.status == "finished":
         objective = result.history[-1][tune.metric]
+        tracker.client.log_metric(run_id, "objective", objective)
+    tracker.record_trial(run_id, result)
+    # what the trial's end means for the budget, written with the tell, in its transaction:
+    # a trial failed as stale meanwhile never counts
+    attrs: dict[str, Any] = {"nnbench.outcome": result.status}
+    if result.status != "killed":
+        attrs[COUNTED] = True
+    if result.status in ("diverged", "failed"):
+        attrs["nnbench.error"] = result.reason[-2000:]
+    finishing(storage, trial, attrs)
     try:
-        if result.status == "killed":
-            trial.set_user_attr("nnbench.outcome", "killed")
-            study.tell(trial, state=TrialState.FAIL)
+        if result.status == "finished":
+            study.tell(trial, objective)
+        elif result.status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
         else:
-            trial.set_user_attr(COUNTED, True)
-            trial.set_user_attr("nnbench.outcome", result.status)
-            if result.status == "finished":
-                study.tell(trial, objective)
-            elif result.status == "pruned":
-                study.tell(trial, state=TrialState.PRUNED)
-            else:
-                trial.set_user_attr("nnbench.error", result.reason[-2000:])
-                study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
         # Optuna raises these before it stores anything (a sampler's after_trial raising
         # comes after the store, and is not caught here): a trial no longer RUNNING was
         # finished by someone else, i.e. failed as stale by another worker, a copy queued
         if storage.get_trial(storage_id(trial)).state == TrialState.RUNNING:
             raise  # Optuna refused the values: a bug to see, not a claim another worker took
-        _claim_lost(study, trial, run_id, tracker, console)
+        tracker.client.set_tag(run_id, "nnbench.optuna_state", _OPTUNA_STATE["killed"])
+        tracker.show(run_id, "killed", "this worker's heartbeat went stale while it trained; "
+                                       "Optuna failed the trial and queued a copy")
+        console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
+                      highlight=False)
         return
     if result.status == "killed" and tune.sampler == "grid":
         study.enqueue_trial(asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
-    if result.status == "finished":
-        tracker.client.log_metric(run_id, "objective", objective)
-    tracker.finish_trial(run_id, result)
+    tracker.show(run_id, result.status, result.reason)
     if result.status != "killed":
         console.print(f"{study.study_name} trial {trial.number}: {state}"
                       + (f" {tune.metric} {objective:.4f}" if result.status == "finished"
                          else "") + f" {json.dumps(asked.values)}", highlight=False)
 
 
-def _claim_lost(study: optuna.Study, trial: optuna.Trial, run_id: str, tracker: Tracker,
-                console: Console) -> None:
-    tracker.abandon_trial(run_id, "this worker's heartbeat went stale while it trained; "
-                                  "Optuna failed the trial and queued a copy")
-    console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
-                  highlight=False)
+def _project(tracker: Tracker, studies: dict[str, tuple[TrialSpec, optuna.Study]]) -> int:
+    """MLflow shows what Optuna says: a tune run still RUNNING whose Optuna trial (of one of
+    the suite's `studies`) has ended (its worker died after the tell, or went silent and
+    Optuna failed the trial) is given the trial's state."""
+    shown = 0
+    for run in tracker.open_runs("tune"):
+        tags = run.data.tags
+        found = studies.get(tags.get("nnbench.study", ""))
+        number = tags.get("nnbench.optuna_trial", "")
+        if found is None or not number.isdigit():
+            continue
+        trial = next((t for t in retrying(partial(found[1].get_trials, deepcopy=False),
+                                          "reading a study") if t.number == int(number)), None)
+        if trial is None or not trial.state.is_finished():
+            continue
+        outcome = str(trial.user_attrs.get("nnbench.outcome", ""))
+        status = {TrialState.COMPLETE: "finished", TrialState.PRUNED: "pruned"}.get(
+            trial.state, outcome if outcome in ("diverged", "failed") else "killed")
+        tracker.client.set_tag(run.info.run_id, "nnbench.optuna_state", _OPTUNA_STATE[status])
+        tracker.show(run.info.run_id, status, "" if outcome else (
+            "its worker stopped sending heartbeats; Optuna failed the trial and queued a copy"))
+        shown += 1
+    return shown
 
 
 def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker,
@@ -298,7 +320,7 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
     killed = False
     with heartbeats(storage, liveness.heartbeat_interval) as beats:
         for _ in range(size):
-            asked = _ask(study, suite, point, tracker, parent, tags, beats)
+            asked = _ask(study, suite, point, tracker, parent, tags, beats, storage)
             if asked is None:
                 break
             batch.append(asked)
@@ -455,6 +477,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
     url = storage or default_storage(tracker.tracking_uri)
+    # the storage's queue belongs to this MLflow store (else QueueElsewhere, before any work)
+    open_queue(suite, tracker, url, liveness).sync([], store=tracker.identity())
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(torch_device),
@@ -474,6 +498,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         retrying(partial(study.set_user_attr, "nnbench.config",
                          point.label(suite.varied_axes)), "labelling a study")
         studies[name] = (point, study)
+    _project(tracker, studies)  # runs of trials whose worker died after Optuna was told
     waiting = False
     monitor: AbstractContextManager[None] = (tracker.system_metrics(parent) if system_metrics
                                              else nullcontext())
@@ -503,6 +528,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         summary.interrupted = True
         tracker.end_invocation(parent, "KILLED")
         return summary
+    _project(tracker, studies)
     tracker.end_invocation(parent, "FINISHED")
     complete: list[tuple[TrialSpec, optuna.Study]] = []
     for name, (point, study) in studies.items():

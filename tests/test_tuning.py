@@ -272,8 +272,9 @@ RECORDED: dict[tuple[TrialState, str], tuple[str, str, str | None]] = {
     (TrialState.FAIL, "failed"): ("FAILED", "failed", "failed"),
     (TrialState.FAIL, "killed"): ("KILLED", "killed", "killed"),  # Ctrl-C
     # failed as stale (its worker died or went silent), a copy queued: its run, if the
-    # worker had opened one, is closed as killed by the worker that trains the copy
-    (TrialState.FAIL, "None"): ("KILLED", "killed", None),
+    # worker had opened one, shows killed (by the next tune worker that looks, or by its
+    # own worker on resuming)
+    (TrialState.FAIL, "None"): ("KILLED", "killed", "killed"),
 }
 
 
@@ -333,6 +334,61 @@ def test_optuna_and_mlflow_agree_on_every_trial(tmp_path: Path, tracking_uri: st
     if sampler == "grid":  # each point of the grid trained once
         (trials,) = _studies(storage).values()
         assert sorted(t.params["optimizer.lr"] for t in trials) == [0.001, 0.03, 1.0]
+
+
+def test_a_tune_run_whose_worker_died_after_telling_optuna_gets_optunas_state(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed between telling Optuna and showing the status in MLflow leaves the
+    tune run RUNNING (chaos seed 31381 found it): the next tune worker that looks (here the
+    same command, at its end) gives it the Optuna trial's state."""
+    from nnbench.tracking import Tracker
+
+    path = _suite(tmp_path / "told.yaml", name="told", epochs=2, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    real_show = Tracker.show
+    skipped: list[str] = []
+
+    def killed_before_the_status(self: Tracker, run_id: str, status: str,
+                                 reason: str = "") -> None:
+        if not skipped and self.client.get_run(run_id).data.tags["nnbench.role"] == "tune":
+            skipped.append(run_id)  # the worker died here
+            return
+        real_show(self, run_id, status, reason)
+
+    monkeypatch.setattr(Tracker, "show", killed_before_the_status)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=tracking_uri,
+               device="cpu", engine="serial", console=QUIET)
+    run = MlflowClient(tracking_uri).get_run(skipped[0])
+    assert (run.info.status, run.data.tags["nnbench.status"],
+            run.data.tags["nnbench.optuna_state"]) == ("FINISHED", "finished", "complete")
+    assert _assert_stores_agree(storage, tracking_uri, "told") == Counter(COMPLETE=2)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
+        tmp_path: Path) -> None:
+    """What a tell records for the budget (counted, outcome) is written in the transaction
+    that ends the trial: a worker whose trial was failed as stale meanwhile is refused, and
+    the stale trial does not count (its copy will)."""
+    from nnbench.queue import finishing, open_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    rdb, reaper = open_storage(url, Liveness(1, 60)), open_storage(url, Liveness(1, 60))
+    study = optuna.create_study(storage=rdb, study_name="budget/point")
+    stale, told = study.ask(), study.ask()
+    finishing(rdb, stale, {COUNTED: True, "nnbench.outcome": "finished"})
+    # another worker fails it as stale after `study.tell` checked its state, before it
+    # stores the result (what the tell stores, here directly)
+    reaper.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        rdb.set_trial_state_values(stale._trial_id, TrialState.COMPLETE, [0.5])
+    finishing(rdb, told, {COUNTED: True, "nnbench.outcome": "finished"})
+    study.tell(told, 0.7)
+    first, second = study.get_trials()
+    assert (first.state, first.user_attrs) == (TrialState.FAIL, {})
+    assert (second.state, second.value, second.user_attrs) == (
+        TrialState.COMPLETE, 0.7, {COUNTED: True, "nnbench.outcome": "finished"})
 
 
 def test_a_killed_grid_trial_is_trained_again_so_the_grid_is_covered_once(

@@ -11,14 +11,12 @@ trials can be short, and what the test then does hits a trial in flight whatever
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -31,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from nnbench import cli
-from nnbench.config import TrialSpec, load_suite
+from nnbench.config import load_suite
 from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.runner import run_suite
 from nnbench.tracking import is_done
@@ -221,27 +219,15 @@ def _holding(rdb: optuna.storages.RDBStorage, study: str, worker: Command) -> li
 
 
 def _trained_after(stale: FrozenTrial, entries: list[FrozenTrial]) -> None:
-    """After `stale` failed, its trial was trained to the end, once: by the copy Optuna
-    queued (or by that copy's own copy, had it gone stale too), or, where workers starting
-    at the same instant queued the trial twice, by its twin, which waited under a lower
-    number than the copy and so was claimed first; the copy is then released as a duplicate
-    (test_a_stale_entry_s_copy_gives_way_to_its_twin)."""
+    """After `stale` failed, its trial was queued again and trained to the end, once: one
+    COMPLETE entry of it, numbered after the stale one, and none waiting or running (a
+    trial never has two live entries)."""
     trial_id = stale.user_attrs["nnbench.trial_id"]
-    copies = [e for e in entries if stale.number in e.system_attrs.get("retry_history", [])]
-    assert copies, "Optuna queued no copy of the stale entry"
-    same = {e.number: e for e in entries if e.user_attrs.get("nnbench.trial_id") == trial_id}
-    (trained,) = [e for e in same.values() if e.state == TrialState.COMPLETE and str(
-        e.user_attrs.get("nnbench.outcome")).startswith("done")
-        and e.user_attrs["nnbench.outcome"] != "done: already done in MLflow"]
+    same = [e for e in entries if e.user_attrs.get("nnbench.trial_id") == trial_id]
+    (trained,) = [e for e in same if e.state == TrialState.COMPLETE]
     assert trained.number > stale.number
-    retried = {n for e in entries for n in e.system_attrs.get("retry_history", [])}
-    for copy in copies:
-        if copy.number == trained.number or copy.number in retried:
-            continue  # the one that trained, or a copy that went stale and was copied again
-        outcome = str(copy.user_attrs.get("nnbench.outcome"))
-        twin = re.fullmatch(r"duplicate: of queue entry (\d+)", outcome)
-        assert copy.state == TrialState.FAIL and twin and int(twin.group(1)) in same, (
-            copy.state, outcome)
+    assert trained.user_attrs["nnbench.outcome"] == "finished"
+    assert not [e for e in same if e.state in (TrialState.WAITING, TrialState.RUNNING)]
 
 
 def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, Run]:
@@ -284,17 +270,18 @@ def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
     finished = _finished_once(uri, "four", trial_ids)
     # the killed worker's trial was re-run: its entry went stale, a copy was queued
     entries = _entries(storage, "four/trials")
-    # (entries of the same trial queued twice by workers starting at the same instant are
-    # failed as duplicates by whichever worker claims them: not stale, and not the victim's)
     stale = [e for e in entries if e.state == TrialState.FAIL
              and str(e.user_attrs.get("nnbench.trial_id")) in held
-             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{victim_pid}")
-             and not str(e.user_attrs.get("nnbench.outcome", "")).startswith("duplicate")]
-    assert stale
-    for entry in stale:  # ... each queued again by Optuna, and trained to the end
+             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{victim_pid}")]
+    assert stale and all(str(e.user_attrs["nnbench.outcome"]).startswith("stale")
+                         for e in stale)
+    for entry in stale:  # ... each queued again, and trained to the end, once
         _trained_after(entry, entries)
-    # the victim's open run of each trial it held was closed as killed by the worker that
-    # took the trial over
+    # every trial was queued once (four workers syncing at the same instant), and again
+    # only after a stale claim
+    assert len(entries) == len(trial_ids) + len(stale)
+    # the victim's open run of each trial it held shows killed: its entry's status, shown
+    # by a worker that looked after the entry went stale
     killed_runs = [r for r in _runs(uri, "four", view=ViewType.ALL)
                    if r.data.tags.get("nnbench.trial_id") in held
                    and r.data.tags["nnbench.worker"].endswith(f":{victim_pid}")]
@@ -347,23 +334,23 @@ def test_a_silent_worker_s_trials_are_rerun_and_its_late_result_is_not_recorded(
     suite = load_suite(path)
     first, _, first_output = _silent_worker(path, postgres, tmp_path, "silent/trials",
                                             "silent", "trial")
-    # (whether it was stopped while it trained or while it opened the trial's run)
-    assert "claim lost" in first_output
+    assert "claim lost (heartbeat stale); not recorded as done" in first_output
     uri = postgres.mlflow
     finished = _finished_once(uri, "silent", {t.trial_id for t in suite.trials()})
     lost = [r for r in _runs(uri, "silent", view=ViewType.ALL)
             if r.data.tags.get("nnbench.status") == "killed"]
-    # the run of the silent worker's trial was closed by the worker that took it over (and
-    # soft-deleted once the trial finished); the late worker's result did not reopen it
-    assert lost and all("the queue gave it to another worker" in r.data.tags["nnbench.reason"]
-                        for r in lost)
-    assert all(r.info.lifecycle_stage == "deleted" for r in lost)
+    # the silent worker's run of its trial shows killed (its entry went stale), never
+    # finished, and stays in MLflow; its late result did not make it done
+    assert lost and all("stale" in r.data.tags["nnbench.reason"] for r in lost)
+    assert {r.info.status for r in lost} == {"KILLED"}
+    assert all(r.info.lifecycle_stage == "active" for r in lost)
+    assert all(r.data.tags["nnbench.worker"].endswith(f":{first.pid}") for r in lost)
     assert all(r.info.run_id not in {f.info.run_id for f in finished.values()} for r in lost)
     entries = _entries(postgres.optuna, "silent/trials")
     stale = [e for e in entries if e.state == TrialState.FAIL
              and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{first.pid}")]
     assert stale  # the silent worker's claim, failed by the other worker
-    for entry in stale:  # ... queued again by Optuna, and trained to completion
+    for entry in stale:  # ... queued again, and trained to completion
         _trained_after(entry, entries)
 
 
@@ -462,172 +449,158 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
 
 
 def _claimer(storage: str, out: Path) -> subprocess.Popen[str]:
+    """A process that queues the 60 trials (as every worker does when it starts), then
+    claims and releases entries as fast as it can; writes how many it queued and the entry
+    numbers it claimed. It starts queueing once `go` exists next to `out` (after writing
+    `<out>.ready`), so that every process queues at the same instant."""
+    go = out.parent / "go"
     code = (
-        "import json, sys\n"
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from dataclasses import replace\n"
+        "from nnbench.config import load_suite\n"
         "from nnbench.queue import Liveness, TrialQueue, open_storage\n"
         "live = Liveness(1, 4)\n"
+        f"suite = load_suite({str(DEFAULT)!r})\n"
+        "specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]\n"
         f"queue = TrialQueue('race', open_storage({storage!r}, live), live)\n"
+        f"Path({str(out) + '.ready'!r}).touch()\n"
+        f"while not Path({str(go)!r}).exists():\n"
+        "    time.sleep(0.005)\n"
+        "queued = queue.sync(specs, store='1@0')\n"
         "numbers = []\n"
         "while claims := queue.claim(1):\n"
         "    numbers.append(claims[0].number)\n"
-        "    queue.release(claims[0], 'done')\n"
+        "    queue.release(claims[0], 'finished')\n"
         "queue.close()\n"
-        f"open({str(out)!r}, 'w').write(json.dumps(numbers))\n")
+        f"open({str(out)!r}, 'w').write(json.dumps([queued, numbers]))\n")
     return subprocess.Popen([sys.executable, "-c", code], text=True)
 
 
+DEFAULT = Path(__file__).resolve().parent.parent / "suites" / "default.yaml"
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_concurrent_claims_never_hand_a_trial_to_two_workers(
+def test_concurrent_workers_queue_each_trial_once_and_claim_each_entry_once(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """Four processes drain one queue as fast as they can: each entry is claimed once."""
+    """Four processes start on one fresh queue at the same instant: they queue the suite's
+    60 trials once between them (whoever gets there first), then drain it as fast as they
+    can: each entry is claimed by one of them, and a later sync queues nothing."""
     from dataclasses import replace
 
     if backend == "postgresql":
         storage = request.getfixturevalue("postgres").optuna
     else:
         storage = f"sqlite:///{tmp_path / 'queue.db'}"
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
-    queue = TrialQueue("race", open_storage(storage, LIVENESS), LIVENESS)
-    assert queue.enqueue(specs) == 60
-    assert queue.enqueue(specs) == 0  # idempotent by trial_id
     outs = [tmp_path / f"claims{i}.json" for i in range(4)]
     procs = [_claimer(storage, out) for out in outs]
+    with within(300, "four processes ready to queue"):
+        while not all(Path(f"{out}.ready").exists() for out in outs):
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.01)
+    (tmp_path / "go").touch()
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
-    claimed = [n for out in outs for n in json.loads(out.read_text())]
+    results = [json.loads(out.read_text()) for out in outs]
+    assert sum(queued for queued, _ in results) == 60  # queued once, between them
+    claimed = [n for _, numbers in results for n in numbers]
     assert sorted(claimed) == list(range(60))  # every entry once, none twice
-    assert queue.counts().done == 60
+    queue = TrialQueue("race", open_storage(storage, LIVENESS), LIVENESS)
+    assert queue.counts().line() == "60 done, 0 running on 0 worker(s), 0 queued, 0 failed"
+    suite = load_suite(DEFAULT)
+    specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
+    assert queue.sync(specs, store="1@0") == 0  # done whichever sync queued them
+    assert queue.sync([*specs[:3], replace(specs[0], seed=99)], store="1@0") == 1  # new only
     queue.close()
 
 
-def _queued_twice(tmp_path: Path, name: str) -> tuple[TrialQueue, str, TrialSpec]:
-    """A queue holding one trial twice, as two workers queueing at the same instant leave
-    it; returns the queue, its storage URL and the trial."""
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    spec = suite.trials()[0]
-    storage = f"sqlite:///{tmp_path / 'queue.db'}"
-    queue = TrialQueue(name, open_storage(storage, LIVENESS), LIVENESS)
-    queue.enqueue([spec])
-    queue.study.enqueue_trial({}, user_attrs={  # what the racing worker's enqueue leaves
-        "nnbench.trial_id": spec.trial_id, "nnbench.queued_at": time.time(),
-        "nnbench.spec": json.dumps(spec.canonical(), sort_keys=True)})
-    return queue, storage, spec
+def _queue(tmp_path: Path, name: str, live: Liveness = LIVENESS) -> TrialQueue:
+    return TrialQueue(name, open_storage(f"sqlite:///{tmp_path / 'queue.db'}", live), live)
 
 
-def test_a_duplicate_entry_of_a_running_trial_is_released_unrun(tmp_path: Path) -> None:
-    """Two workers queueing at the same instant may queue a trial twice: the later entry
-    is dropped when claimed while the earlier one is running."""
-    queue, storage, spec = _queued_twice(tmp_path, "dup")
-    (first,) = queue.claim(1)
-    assert first.spec == spec and first.number == 0
-    assert queue.claim(1) == []  # the duplicate was released, not handed out
-    duplicate = _entries(storage, "dup/trials")[1]
-    assert duplicate.state == TrialState.FAIL
-    assert duplicate.user_attrs["nnbench.outcome"] == "duplicate: of queue entry 0"
-    assert queue.release(first, "done")
-    assert queue.counts().line() == "1 done, 0 running on 0 worker(s), 0 queued, 0 failed"
-    queue.close()
-
-
-def test_a_duplicate_claimed_after_its_twin_was_done_is_released_unrun_but_a_requeue_trains(
-        tmp_path: Path) -> None:
-    """The racing twin may be claimed just after the first entry was released as done, while
-    its worker still writes the run's status in MLflow (which cannot say "done" yet): it is a
-    duplicate. A trial queued again after an entry of it was done (its MLflow run was
-    deleted) is not: it trains."""
-    queue, storage, spec = _queued_twice(tmp_path, "twin")
-    (first,) = queue.claim(1)
-    assert queue.release(first, "done")  # the twin is still waiting
-    assert queue.claim(1) == []
-    twin = _entries(storage, "twin/trials")[1]
-    assert (twin.state, twin.user_attrs["nnbench.outcome"]) == (
-        TrialState.FAIL, "duplicate: of queue entry 0")
-
-    assert queue.enqueue([spec]) == 1  # later: MLflow lost the result, the suite re-queues
-    (again,) = queue.claim(1)
-    assert again.spec == spec and again.number == 2
-    assert queue.release(again, "done")
-    queue.close()
-
-
-def test_a_trial_queued_by_a_worker_that_read_mlflow_before_its_release_is_not_rerun(
-        tmp_path: Path) -> None:
-    """A worker that starts while another finishes a trial reads MLflow (not done yet), then
-    the queue (the entry was released as done meanwhile: no waiting or running entry) and
-    queues the trial again. The entry carries the time MLflow was read, before the other
-    was done: it is a duplicate, whenever it is claimed."""
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    spec = suite.trials()[0]
-    queue = TrialQueue("late", open_storage(f"sqlite:///{tmp_path / 'queue.db'}", LIVENESS),
-                       LIVENESS)
-    queue.enqueue([spec])
-    (first,) = queue.claim(1)
-    read_at = time.time()  # the second worker reads MLflow: the trial is not recorded yet
-    assert queue.release(first, "done")  # (the first worker writes the status from here on)
-    assert queue.enqueue([spec], as_of=read_at) == 1
-    assert queue.claim(1) == []
-    late = queue.entries()[1]
-    assert (late.state, late.user_attrs["nnbench.outcome"]) == (
-        TrialState.FAIL, "duplicate: of queue entry 0")
-    queue.close()
-
-
-def test_a_stale_entry_s_copy_gives_way_to_its_twin(tmp_path: Path) -> None:
-    """A trial queued twice (workers starting at the same instant) whose first entry went
-    stale: the twin, waiting under a lower number than Optuna's copy, is claimed first and
-    trains; the copy is then released as its duplicate. The trial trains once."""
-    queue, storage, spec = _queued_twice(tmp_path, "stale-twin")
-    assert queue.study._pop_waiting_trial_id() is not None  # by a worker that then died
-    assert [e.state for e in _entries(storage, "stale-twin/trials")] == [
-        TrialState.RUNNING, TrialState.WAITING]  # it was the first entry, the lower number
-    time.sleep(LIVENESS.grace_period + 0.5)
-    queue.reap()
-    first, twin, copy = _entries(storage, "stale-twin/trials")
-    assert (first.state, twin.state, copy.state) == (TrialState.FAIL, TrialState.WAITING,
-                                                     TrialState.WAITING)
-    assert copy.system_attrs["retry_history"] == [0]
+def test_a_stale_claim_is_failed_and_its_trial_queued_again_once(tmp_path: Path) -> None:
+    """A worker that stops sending heartbeats loses its claim after the grace period (by the
+    server's clock): the entry fails and one copy is queued, however many workers reap;
+    its worker's late release is refused, and a sync queues no second copy."""
+    suite = load_suite(DEFAULT)
+    spec, other = suite.trials()[:2]
+    queue = _queue(tmp_path, "stale")
+    assert queue.sync([spec, other], store="1@0") == 2
     (claim,) = queue.claim(1)
-    assert (claim.number, claim.spec) == (1, spec)  # the twin, not the copy
-    assert queue.claim(1) == []  # the copy: a duplicate of the twin, released unrun
-    assert queue.release(claim, "done")
-    entries = _entries(storage, "stale-twin/trials")
-    assert entries[2].user_attrs["nnbench.outcome"] == "duplicate: of queue entry 1"
-    _trained_after(entries[0], entries)
+    queue.close()  # its heartbeats stop (a worker stopped, or dead)
+    assert queue.reap() == 0  # not yet stale
+    time.sleep(LIVENESS.grace_period + 1.5)
+    reapers = [_queue(tmp_path, "stale") for _ in range(2)]
+    assert sorted(r.reap() for r in (queue, *reapers)) == [0, 0, 1]
+    assert queue.sync([spec, other], store="1@0") == 0
+    entries = queue.entries()
+    assert [(e.number, e.state) for e in entries] == [
+        (0, TrialState.FAIL), (1, TrialState.WAITING), (2, TrialState.WAITING)]
+    assert str(entries[0].user_attrs["nnbench.outcome"]).startswith("stale: its worker")
+    assert queue.ended(queue.entry_tag(claim), claim.trial_id) == (
+        "killed", entries[0].user_attrs["nnbench.outcome"])
+    assert not queue.release(claim, "finished")  # the late result: refused
+    first, again = queue.claim(2)
+    assert (first.spec, again.spec) == (other, spec)
+    assert queue.release(first, "finished") and queue.release(again, "diverged")
+    assert queue.done() == {spec.trial_id, other.trial_id}
     queue.close()
 
 
-def test_a_trial_claimed_by_a_worker_killed_before_its_first_heartbeat_is_queued_again(
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_an_optuna_trial_without_a_heartbeat_goes_stale_by_the_servers_clock(
         tmp_path: Path) -> None:
-    """Optuna never calls a RUNNING trial without a heartbeat stale; nnbench does once it
-    started longer than the grace period ago (what a worker SIGKILLed between claiming and
-    its first heartbeat leaves). A trial held with heartbeats is not, however long ago it
-    started. (Both starts are moved back in the database rather than waited out: a busy
-    machine could delay a heartbeat past a grace period short enough to wait for.)"""
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "default.yaml")
-    orphaned, held = suite.trials()[:2]
+    """An Optuna trial whose worker died between asking for it and its first heartbeat is
+    given one (stamped by the database server) when a worker first looks, and is stale a
+    grace period later by that clock; a trial whose heartbeats go on is not, however long
+    ago it started. (The heartbeats are moved back in the database rather than waited out:
+    a busy machine could delay a heartbeat past a grace period short enough to wait for.)"""
+    from nnbench.queue import reap
+
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
     live = Liveness(heartbeat_interval=1, grace_period=60)
-    queue = TrialQueue("orphan", open_storage(storage, live), live)
-    queue.enqueue([orphaned])
-    assert queue.study._pop_waiting_trial_id() is not None  # claimed, no heartbeat, died
-    queue.enqueue([held])
-    (claim,) = queue.claim(1)  # claimed by a live worker: heartbeats from now on
-    assert claim.spec == held
-    queue.reap()
-    assert [e.state for e in _entries(storage, "orphan/trials")] == [TrialState.RUNNING] * 2
+    rdb = open_storage(storage, live)
+    study = optuna.create_study(storage=rdb, study_name="orphan/point")
+    orphan = study.ask()  # no heartbeat: its worker died at once
+    held = study.ask()
+    rdb.record_heartbeat(held._trial_id)
+    reap(study)  # the orphan gets its first heartbeat from the server now
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2
     engine = sqlalchemy.create_engine(storage)
-    with engine.begin() as connection:  # both started two grace periods ago
+    with engine.begin() as connection:  # the orphan's first heartbeat: two grace periods ago
         moved = connection.execute(sqlalchemy.text(
-            "UPDATE trials SET datetime_start = :then WHERE state = 'RUNNING'"),
-            {"then": datetime.now() - timedelta(seconds=2 * live.grace_period)})
-        assert moved.rowcount == 2
+            "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-120 seconds') "
+            "WHERE trial_id = :id"), {"id": orphan._trial_id})
+        assert moved.rowcount == 1
+        connection.execute(sqlalchemy.text(  # the held one started long ago
+            "UPDATE trials SET datetime_start = datetime(datetime_start, '-1 day')"))
     engine.dispose()
-    queue.reap()
-    orphan, kept, copy = _entries(storage, "orphan/trials")
-    assert (orphan.state, copy.state) == (TrialState.FAIL, TrialState.WAITING)
-    assert copy.user_attrs["nnbench.trial_id"] == orphaned.trial_id
-    assert kept.state == TrialState.RUNNING  # held with heartbeats: not stale however long
-    (again,) = queue.claim(1)
-    assert again.spec == orphaned
-    assert queue.release(claim, "done") and queue.release(again, "done")
-    queue.close()
+    reap(study)
+    first, kept, copy = study.get_trials()
+    assert (first.state, kept.state, copy.state) == (TrialState.FAIL, TrialState.RUNNING,
+                                                     TrialState.WAITING)
+    assert copy.system_attrs["retry_history"] == [first.number]
+
+
+def test_a_queue_refuses_another_mlflow_store(
+        write_suite: Callable[..., Path], tmp_path: Path, mlflow_store: Callable[[Path], str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two MLflow stores in one folder share the default storage next to them: the second
+    store's run would find the first's trials done in the queue and train nothing. It is
+    refused before anything trains, naming the storage and what to do."""
+    path = _suite(write_suite, "shared_queue", epochs=1, seeds=1)
+    reports = str(tmp_path / "reports")
+    first = mlflow_store(tmp_path / "a.db")
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", first,
+                     "--report-dir", reports]) == 0
+    capsys.readouterr()
+    second = mlflow_store(tmp_path / "b.db")
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", second,
+                     "--report-dir", reports]) == 2
+    err = capsys.readouterr().err
+    assert f"--storage sqlite:///{tmp_path / 'optuna.db'}: the queue of suite " \
+           f"'shared_queue' there belongs to another MLflow store" in err
+    assert "give each MLflow store its own storage" in err
+    assert not _runs(second, "shared_queue")  # no trial run
+    storage = f"sqlite:///{tmp_path / 'b-optuna.db'}"
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", second,
+                     "--storage", storage, "--report-dir", reports]) == 0

@@ -72,11 +72,12 @@ def store(tmp_path_factory: pytest.TempPathFactory,
         history = _history(rng, quality, spec.epochs)
         for metrics in history:
             tracker.log_epoch(run_id, metrics)
-        tracker.finish_trial(run_id, TrialResult(
+        tracker.record_trial(run_id, TrialResult(
             spec=spec, status="finished", history=history,
             final={"test_loss": 1.0, "test_accuracy": history[-1]["val_accuracy"]},
             fingerprint="0" * 16, device="cpu", wall_seconds=1.0, num_params=2730,
             best_epoch=spec.epochs))
+        tracker.show(run_id, "finished")
     tracker.end_invocation(parent, "FINISHED")
     return suite, uri
 

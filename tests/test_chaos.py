@@ -2,12 +2,10 @@
 `nox -s chaos`): three workers on a fresh PostgreSQL store drain a small suite while one is
 SIGKILLed (and replaced) and one is SIGSTOPped past the grace period; the same for a tuned
 suite with `nnbench tune` processes. The schedule's seed is new each run (printed, and
-with every failure); `NNBENCH_CHAOS_SEED=N` repeats one.
-
-Not collected by `nox -s tests` yet (run `pytest tests/chaos_ci.py`): each case fails about
-one run in six on two bugs of the current queue protocol (issue 22): a worker stopped
-inside `TrialQueue.claim` past the grace period exits 1; a tune worker killed between
-telling Optuna and closing its MLflow run leaves that run RUNNING."""
+with every failure); `NNBENCH_CHAOS_SEED=N` repeats one. Seeds that found bugs of the
+queue protocol before it became the only record: 47888 (a worker stopped inside a claim
+past the grace period exited 1) and 31381 (a tune worker killed between telling Optuna and
+closing its MLflow run left that run RUNNING)."""
 
 from __future__ import annotations
 

@@ -63,6 +63,20 @@ seeds: {seeds}
 """
 
 
+# The modules whose tests take longest (whole minutes of worker processes, browsers and
+# PostgreSQL), longest first: they are handed out first, so that the last minutes of a
+# `nox -s tests` run (one pytest-xdist worker per core, a module to a worker) are not one
+# of them running alone while the other cores idle.
+LONGEST_FIRST = ("test_workers.py", "test_tuning.py", "test_mlflow_ui.py", "test_runner.py",
+                 "test_report.py", "test_tracking.py", "test_plugins.py", "test_chaos.py",
+                 "test_workers_speed.py", "test_mlflow_models.py", "test_bench.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order
+
+
 @pytest.fixture
 def write_suite(tmp_path: Path) -> Callable[..., Path]:
     """Write a suite file: the tiny suite by default, or the given YAML text."""

@@ -36,11 +36,12 @@ the schedule as carried out, every worker's exit code and the tails of their log
   RUNNING, every run's MLflow status agrees with its `nnbench.status`, and for every trial
   MLflow's status equals the queue's (`QUEUE_TO_MLFLOW`), whose entries are all ended;
 - tuning suite: each study has exactly its budget of counted Optuna trials, nothing running
-  or waiting, each trial failed as stale has a copy with its parameters that counted, every
-  Optuna trial and its MLflow tune run hold the same state (`OPTUNA_TO_MLFLOW`; no tune run
-  without its trial, none twice), the re-runs of each study's best values over the tune
-  seeds each finished once among active runs and never twice among all runs, MLflow's status
-  of each re-run equals the queue's, every clean worker exited 0.
+  or waiting, each trial failed as stale has a copy that counted (with its parameters, if it
+  had drawn any), every Optuna trial and its MLflow tune run hold the same state
+  (`OPTUNA_TO_MLFLOW`; no tune run without its trial, none twice), the re-runs of each
+  study's best values over the tune seeds each finished once among active runs and never
+  twice among all runs, MLflow's status of each re-run equals the queue's, every clean
+  worker exited 0.
 
 Only public surfaces are read: the commands as processes (exit codes, output), the MLflow
 store (runs and the tags the README describes) and the Optuna storage. One function,
@@ -585,8 +586,9 @@ def check_tuning(chaos: Chaos) -> list[str]:
 
 
 def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
-    """Each Optuna trial failed as stale (no outcome) has a copy with its parameters that
-    counted, at the end of its chain of copies."""
+    """Each Optuna trial failed as stale (no outcome) has a copy that counted, at the end of
+    its chain of copies, with its parameters (a trial whose worker died between asking for
+    it and drawing its parameters had none: its copy draws its own)."""
     problems = []
     copies: dict[int, FrozenTrial] = {}
     for trial in trials:
@@ -601,7 +603,8 @@ def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
         last = trial
         while last.number in copies:
             last = copies[last.number]
-        if last is trial or not last.user_attrs.get(COUNTED) or last.params != trial.params:
+        if last is trial or not last.user_attrs.get(COUNTED) or (
+                trial.params and last.params != trial.params):
             problems.append(f"{name} trial {trial.number} failed as stale; its last copy "
                             f"{'(none)' if last is trial else last.number} "
                             f"{last.state.name} counted={bool(last.user_attrs.get(COUNTED))}")

@@ -227,6 +227,7 @@ class QueueCounts:
     done: int = 0
     failed: int = 0
     workers: set[str] = field(default_factory=set)  # holding a claim now
+    done_ids: set[str] = field(default_factory=set)  # the trials that are done
 
     def line(self) -> str:
         return (f"{self.done} done, {self.running} running on {len(self.workers)} worker(s), "
@@ -307,6 +308,7 @@ class TrialQueue:
         outcomes = Counter(_outcome(e) for e in latest.values())
         counts.queued, counts.running = outcomes["queued"], outcomes["running"]
         counts.done, counts.failed = outcomes["done"], outcomes["failed"]
+        counts.done_ids = {t for t, e in latest.items() if _outcome(e) == "done"}
         return counts
 
     def done(self) -> set[str]:

@@ -330,13 +330,12 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     queue.sync(population, keep={t.trial_id for t in population} if withdraw else None,
                store=tracker.identity())
     _project(queue, tracker)
-    done = queue.done()
-    todo = [t for t in population if t.trial_id not in done]
+    counts = queue.counts()  # (one read of the queue: what is done, and the line below)
+    todo = [t for t in population if t.trial_id not in counts.done_ids]
     summary = RunSummary(suite=suite.name, tracking_uri=tracker.tracking_uri,
                          storage=storage_url, experiment_id=experiment_id,
                          parent_run_id=parent_run_id, total=len(population),
                          skipped=len(population) - len(todo))
-    counts = queue.counts()
     console.print(f"suite {suite.name}: {len(population)} trials, {summary.skipped} already "
                   f"finished, {len(todo)} to train; queue {storage_url}: {counts.line()}",
                   highlight=False)

@@ -203,7 +203,7 @@ def test_notes_two_steps_hold_in_every_lane(optimizer: dict[str, Any],
     specs = [replace(_trials(BASE, "epochs: [2]\n")[0],
                      optimizer=registry.resolve("optimizer", v)) for v in variants]
     w = torch.ones(len(specs), 1, requires_grad=True)
-    lanes = LaneOptimizer(specs, [w], steps_per_epoch=1, device=CPU)
+    lanes = LaneOptimizer(specs, w, steps_per_epoch=1, device=CPU)
     references = []
     for variant in variants:
         p = nn.Parameter(torch.ones(1))
@@ -212,7 +212,7 @@ def test_notes_two_steps_hold_in_every_lane(optimizer: dict[str, Any],
     got: list[list[float]] = []
     for _ in range(2):
         (grad,) = torch.autograd.grad((w ** 2 / 2).sum(), [w])
-        lanes.step([grad])
+        lanes.step(grad)
         got.append(w.detach()[:, 0].tolist())
         for p, opt in references:
             opt.zero_grad()

@@ -300,13 +300,18 @@ class _GroupRun:
         self.y_val = torch.stack([d.y_val for d in datas])
         self.split_of = torch.tensor([lane.split for lane in self.lanes] + [0] * padding,
                                      device=device)
+        self.split_column = self.split_of[:, None]
         first = datas[0]
         self.n_train, self.n_val = len(first.y_train), len(first.y_val)
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]
-        self.optimizer = LaneOptimizer(specs, self.model.params, self.steps_per_epoch, device)
+        self.optimizer = LaneOptimizer(specs, self.model.flat, self.steps_per_epoch, device)
+        # each step's batch size (the last may be smaller), weighing the mean train loss
+        steps = self.steps_per_epoch
+        self.step_sizes = torch.full((steps,), float(self.batch_size), device=device)
+        self.step_sizes[-1] = self.n_train - self.batch_size * (steps - 1)
         # each lane's own streams, as the serial engine seeds them
         pad_seed = -1
 
@@ -391,14 +396,14 @@ class _GroupRun:
         val_loss, val_sums = self._evaluate(self.x_val, self.y_val)
         diagnostics = self._diagnostics()
         finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
-        columns = [train_loss.double(), val_loss.double()]
         keys = ["train_loss", "val_loss", *(f"train_{m}" for m in self.names),
                 *(f"val_{m}" for m in self.names), *diagnostics]
+        # float32 columns join the float64 metrics exactly; one read for the whole table
         table = torch.cat([
-            torch.stack(columns, dim=1),
+            torch.stack([train_loss, val_loss], dim=1),
             finalize(train_sums, self.n_train, self.target_dim),
             finalize(val_sums, self.n_val, self.target_dim),
-            torch.stack([d.double() for d in diagnostics.values()], dim=1),
+            torch.stack(list(diagnostics.values()), dim=1),
         ], dim=1).tolist()
         seconds = (time.perf_counter() - epoch_start) / self.n_lanes  # each lane's share
         out = []
@@ -415,7 +420,7 @@ class _GroupRun:
 
     def _batch(self, order: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = order[:, start:start + self.batch_size]
-        split = self.split_of[:, None]
+        split = self.split_column
         return self.x_train[split, index], self.y_train[split, index]
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -444,19 +449,19 @@ class _GroupRun:
             total = l2 if total is None else total + l2
         return total
 
-    def _clip(self, grads: list[torch.Tensor]) -> None:
-        """clip_grad_norm_ / clip_grad_value_, with each lane's own threshold."""
+    def _clip(self, grads: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
+        """clip_grad_norm_ / clip_grad_value_ on `flat` (the gradients `grads`, gathered),
+        with each lane's own threshold; the norm is taken per tensor, then over them,
+        as torch takes it."""
         if self.clip == "norm":
             norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), self.norm_type, dim=1)
                                  for g in grads])
             total = torch.linalg.vector_norm(norms, self.norm_type, dim=0)
             coef = (self.max_norm / (total + 1e-6)).clamp(max=1.0)
-            for g in grads:
-                g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+            flat.mul_(coef[:, None])
         elif self.clip == "value":
-            for g in grads:
-                bound = self.clip_value.view(-1, *([1] * (g.dim() - 1)))
-                torch.clamp(g, -bound, bound, out=g)
+            bound = self.clip_value[:, None]
+            torch.clamp(flat, -bound, bound, out=flat)
 
     def _train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n, batch_size = self.n_train, self.batch_size
@@ -477,17 +482,16 @@ class _GroupRun:
                 extra = self._penalty()
                 if extra is not None:
                     objective = objective + extra.sum()
-            grads = list(torch.autograd.grad(objective, self.model.params))
+            grads = torch.autograd.grad(objective, self.model.params)
+            flat = self.model.flat_grad(grads)
             if self.clip != "none":
-                self._clip(grads)
-            self.optimizer.step(grads)
+                self._clip(grads, flat)
+            self.optimizer.step(flat)
             losses.append(loss.detach())
-            sums.append(self.sums_fn(outputs.detach(), yb))
-        steps = len(losses)
-        sizes = torch.full((steps,), float(batch_size), device=self.device)
-        sizes[-1] = n - batch_size * (steps - 1)
-        mean_loss = (torch.stack(losses, dim=1) * sizes).sum(dim=1) / n
-        return mean_loss, torch.stack(sums).sum(dim=0)
+            with torch.no_grad():
+                sums.append(self.sums_fn(outputs, yb))
+        mean_loss = (torch.stack(losses, dim=1) * self.step_sizes).sum(dim=1) / n
+        return mean_loss, torch.stack(sums).sum(dim=0, dtype=torch.float64)
 
     @torch.no_grad()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -502,7 +506,7 @@ class _GroupRun:
             outputs = self.model(xb)
             loss_sum += self.loss_fn(outputs, yb) * yb.shape[1]
             sums.append(self.sums_fn(outputs, yb))
-        return loss_sum / n, torch.stack(sums).sum(dim=0)
+        return loss_sum / n, torch.stack(sums).sum(dim=0, dtype=torch.float64)
 
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """The serial engine's diagnostics, per lane (see serial.diagnostics)."""
@@ -526,7 +530,7 @@ class _GroupRun:
                     dead.append((a <= 0).flatten(3).all(-1).all(1))
                 else:
                     dead.append((a <= 0).all(1))
-            out["dead_fraction"] = torch.cat(dead, dim=1).float().mean(1)
+            out["dead_fraction"] = _mean(torch.cat(dead, dim=1))
         if captured and "saturating" in families:
             saturated = []
             sigmoid = self.sigmoid[:, None]
@@ -535,10 +539,10 @@ class _GroupRun:
                             if layout == "channels" else a.reshape(lanes, -1))
                 slope = torch.where(sigmoid, per_lane * (1 - per_lane) / 0.25,
                                     1 - per_lane.square())
-                saturated.append((slope < SATURATED_BELOW).float())
-            out["saturated_fraction"] = torch.cat(saturated, dim=1).mean(1)
+                saturated.append(slope < SATURATED_BELOW)
+            out["saturated_fraction"] = _mean(torch.cat(saturated, dim=1))
         flat = torch.cat([w.detach().flatten(1) for w in self.model.weights], dim=1)
-        out["weight_sparsity"] = (flat.abs() < SPARSE_BELOW).float().mean(1)
+        out["weight_sparsity"] = _mean(flat.abs() < SPARSE_BELOW)
         return out
 
     # -- lanes ending ---------------------------------------------------------------------------
@@ -583,7 +587,7 @@ class _GroupRun:
         checkpoint = None
         if self.keep_checkpoints:
             optimizer_state = self.optimizer.torch_state(
-                lane.index, list(lane.model.parameters()), lane.spec)
+                lane.index, list(lane.model.parameters()), lane.spec, self.model.unflatten)
             checkpoint = checkpoint_bytes(lane.model, optimizer_state, lane.spec,
                                           {**lane.history[-1], **final}, len(lane.history))
         return self._end(lane, status, final=final, best_epoch=lane.best_epoch,
@@ -611,3 +615,9 @@ class _GroupRun:
             fingerprint=fingerprint(model.state_dict().items()), device=str(self.device),
             wall_seconds=self._share(), num_params=sum(p.numel() for p in model.parameters()),
             reason=reason, numerics=self.numerics, **extra)
+
+
+def _mean(flags: torch.Tensor) -> torch.Tensor:
+    """Per lane, the share of True in a `[lanes, n]` bool tensor (float32, as
+    `.float().mean(1)` gives it, without a separate cast)."""
+    return flags.sum(1, dtype=torch.float32) / flags.shape[1]

@@ -5,7 +5,9 @@ registry with its own seeded init, exactly as the serial engine builds it) and h
 their weights as `[lanes, ...]` tensors under the same state_dict names. Its forward
 pass reads like the unbatched one, layer by layer:
 
-- activations flow as `[lanes, batch, features]`; a Linear is one `baddbmm`;
+- activations flow as `[lanes, batch, features]`; a Linear is one `baddbmm` (its weight
+  held as `[lanes, in, out]` and its bias as `[lanes, 1, out]`, so the step needs no
+  transpose or unsqueeze);
 - conv blocks flow as `[batch, lanes·channels, H, W]`: a Conv2d is one grouped
   convolution (groups = lanes), BatchNorm2d is batch norm over lanes·channels (each
   lane's channels keep their own statistics), max pooling and activations apply as is;
@@ -14,13 +16,16 @@ pass reads like the unbatched one, layer by layer:
 - Dropout draws each lane's mask from that lane's own generator, as the serial model
   does; nothing is drawn from a global or shared stream.
 
+Every parameter is a view into one `[lanes, P]` tensor (`flat`): the optimizer updates
+all of them with one op per term, and `flat_grad` gathers their gradients the same way.
+
 No operation mixes lanes: a lane's numbers depend on its own inputs and weights only.
 Modules without a stacked form raise `Unstackable` with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,6 +58,21 @@ class _Op:
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [lanes, ...]
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # local name -> state_dict key
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@dataclass
+class _Slot:
+    """How one state entry is held: a lane's slice of `tensor` is `to_state`'d into the
+    template model's tensor (and `from_state` does the reverse)."""
+
+    key: str
+    tensor: torch.Tensor  # [lanes, ...] as held
+    to_state: Callable[[torch.Tensor], torch.Tensor] = _same
+    from_state: Callable[[torch.Tensor], torch.Tensor] = _same
 
 
 class StackedModel:
@@ -88,6 +108,7 @@ class StackedModel:
                                        if isinstance(m, nn.Sequential)):
                 raise Unstackable(f"lanes differ in layer {index}")
             self.ops.append(op)
+        self._flatten()
         self.params: list[torch.Tensor] = [p for op in self.ops for p in op.params.values()]
         # what L1/L2, sparsity and grad_norm.layerN see: the Linear/Conv weights, in order
         self.weights: list[torch.Tensor] = [op.params["weight"] for op in self.ops
@@ -98,11 +119,42 @@ class StackedModel:
     # -- building ---------------------------------------------------------------------------
 
     def _stack(self, key: str, states: Sequence[dict[str, torch.Tensor] | None],
-               requires_grad: bool) -> torch.Tensor:
+               held: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
         template = next(s for s in states if s is not None)[key]
-        lanes = [s[key] if s is not None else torch.zeros_like(template) for s in states]
-        stacked = torch.stack([t.detach() for t in lanes]).to(self.device).contiguous()
-        return stacked.requires_grad_(requires_grad)
+        lanes = [held(s[key] if s is not None else torch.zeros_like(template)) for s in states]
+        return torch.stack([t.detach() for t in lanes]).to(self.device).contiguous()
+
+    def _flatten(self) -> None:
+        """Move every parameter into one `[lanes, P]` tensor; each becomes a leaf view of it
+        (same storage: the optimizer's in-place update of `flat` is the parameters')."""
+        params = [(op, name) for op in self.ops for name in op.params]
+        self.flat = torch.cat([op.params[name].reshape(self.lanes, -1) for op, name in params],
+                              dim=1) if params else torch.zeros(self.lanes, 0,
+                                                                device=self.device)
+        offset = 0
+        for op, name in params:
+            shape = op.params[name].shape
+            size = op.params[name][0].numel()
+            view = self.flat[:, offset:offset + size].view(shape)
+            op.params[name] = view.detach().requires_grad_(True)
+            offset += size
+
+    def flat_grad(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The gradients of `params` (in order) as one `[lanes, P]` tensor, laid out as
+        `flat`."""
+        return torch.cat([g.reshape(self.lanes, -1) for g in grads], dim=1)
+
+    def unflatten(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """One lane's `[P]` row of a `flat`-shaped tensor (the weights, an optimizer
+        buffer) as that lane's parameters, in the template model's order and shapes."""
+        out, offset = [], 0
+        for slot in self.slots():
+            if slot.key in self._param_keys:
+                size = slot.tensor[0].numel()
+                part = row[offset:offset + size].view(slot.tensor.shape[1:])
+                out.append(slot.to_state(part))
+                offset += size
+        return out
 
     def _op(self, prefix: str, module: nn.Module,
             states: Sequence[dict[str, torch.Tensor] | None]) -> _Op:
@@ -121,7 +173,8 @@ class StackedModel:
             op = _Op(kind, module)
             for name in ("weight", "bias"):
                 if getattr(module, name) is not None:
-                    op.params[name] = self._stack(key(name), states, True)
+                    held = _LINEAR_HELD[name][0] if kind == "linear" else _same
+                    op.params[name] = self._stack(key(name), states, held)
                     op.names[name] = key(name)
             return op
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
@@ -130,10 +183,10 @@ class StackedModel:
                                   "a momentum")
             op = _Op("batchnorm", module)
             for name in ("weight", "bias"):
-                op.params[name] = self._stack(key(name), states, True)
+                op.params[name] = self._stack(key(name), states)
                 op.names[name] = key(name)
             for name in ("running_mean", "running_var", "num_batches_tracked"):
-                op.buffers[name] = self._stack(key(name), states, False)
+                op.buffers[name] = self._stack(key(name), states)
                 op.names[name] = key(name)
             return op
         if isinstance(module, ELEMENTWISE):
@@ -171,10 +224,9 @@ class StackedModel:
                     layout = "lanes"
                 else:
                     x = x.reshape(lanes, batch, -1)
-            elif op.kind == "linear":
+            elif op.kind == "linear":  # weight [L, in, out], bias [L, 1, out]
                 weight, bias = op.params["weight"], op.params.get("bias")
-                x = (torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-                     if bias is not None else torch.bmm(x, weight.transpose(1, 2)))
+                x = torch.baddbmm(bias, x, weight) if bias is not None else torch.bmm(x, weight)
             elif op.kind == "conv2d":
                 if layout == "lanes":  # [L, B, C, H, W] -> [B, L·C, H, W]
                     x = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:])
@@ -210,7 +262,8 @@ class StackedModel:
         # filling a zero tensor per slice
         slices = torch.split(view, [count for _, _, count in op.per_lane], dim)
         parts = [module(part) for (module, _, _), part in zip(op.per_lane, slices, strict=True)]
-        return torch.cat(parts, dim).reshape(x.shape)
+        out = torch.cat(parts, dim)
+        return out if layout == "lanes" else out.reshape(x.shape)
 
     def _batchnorm(self, op: _Op, x: torch.Tensor, layout: Layout, lanes: int,
                    batch: int) -> torch.Tensor:
@@ -247,29 +300,47 @@ class StackedModel:
 
     # -- lanes in and out ------------------------------------------------------------------------
 
-    def tensors(self) -> list[tuple[str, torch.Tensor]]:
-        """(state_dict key, stacked tensor) for every parameter and buffer."""
+    def slots(self) -> list[_Slot]:
+        """Every parameter and buffer: its state_dict key, stacked tensor and conversion."""
         out = []
         for op in self.ops:
             for local, tensor in [*op.params.items(), *op.buffers.items()]:
-                out.append((op.names[local], tensor))
+                to_state, from_state = (_LINEAR_HELD[local][1], _LINEAR_HELD[local][0]) \
+                    if op.kind == "linear" else (_same, _same)
+                out.append(_Slot(op.names[local], tensor, to_state, from_state))
         return out
 
+    @property
+    def _param_keys(self) -> set[str]:
+        return {op.names[local] for op in self.ops for local in op.params}
+
     def lane_state(self, lane: int) -> dict[str, torch.Tensor]:
-        """Lane `lane`'s state_dict (copies), under the template model's keys."""
-        return {key: tensor[lane].detach().clone() for key, tensor in self.tensors()}
+        """Lane `lane`'s state_dict (copies), under the template model's keys and shapes."""
+        return {s.key: s.to_state(s.tensor[lane].detach()).clone(
+            memory_format=torch.contiguous_format) for s in self.slots()}
 
     @torch.no_grad()
     def load_lane(self, lane: int, state: dict[str, torch.Tensor]) -> None:
-        for key, tensor in self.tensors():
-            tensor[lane].copy_(state[key])
+        for slot in self.slots():
+            slot.tensor[lane].copy_(slot.from_state(state[slot.key]))
 
     @torch.no_grad()
     def clear_lane(self, lane: int) -> None:
         """Turn a lane into padding: zero weights and statistics (running_var 1)."""
-        for key, tensor in self.tensors():
-            tensor[lane].fill_(1.0 if key.endswith("running_var") else 0.0)
+        self.flat[lane].zero_()
+        for op in self.ops:
+            for local, tensor in op.buffers.items():
+                tensor[lane].fill_(1.0 if local == "running_var" else 0.0)
         self.dropout_p[lane] = 0.0
+
+
+# a Linear's weight is held as [in, out] and its bias as [1, out] per lane:
+# local name -> (state -> held, held -> state)
+_LINEAR_HELD: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor],
+                              Callable[[torch.Tensor], torch.Tensor]]] = {
+    "weight": (lambda w: w.t(), lambda w: w.t()),
+    "bias": (lambda b: b.unsqueeze(0), lambda b: b.squeeze(0)),
+}
 
 
 def _mask_shape(shape: tuple[int, ...], spatial: bool) -> tuple[int, ...]:

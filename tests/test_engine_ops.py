@@ -1,0 +1,114 @@
+"""The stacked engine's GPU-overhead proxies, counted on the CPU (issue 21, point 3).
+
+On a GPU the step's time is mostly per-op launch and host synchronisation, not
+arithmetic, so these counts stand in for it: every aten op the engine dispatches (a
+TorchDispatchMode sees each one), and every host round trip among them (`.item()`, a
+tensor made from host values, a cast or a copy between devices). The workload is the
+issue's: an MLP, batch 64, SGD with momentum, four learning rates per seed, 18 steps
+per epoch; its sizes are small because the counts do not depend on them.
+
+Per training step = (ops of a 2-epoch run - ops of a 1-epoch run) / steps per epoch:
+one epoch's steps plus its evaluation, diagnostics and metrics read, shared out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nnbench.config import TrialSpec, parse_suite
+from nnbench.train import CONTINUE, Decision
+from nnbench.train.stacked import StackedEngine
+
+CPU = torch.device("cpu")
+TRAIN, TEST, BATCH = 1280, 200, 64
+STEPS = (TRAIN - round(TRAIN * 0.1) + BATCH - 1) // BATCH  # 18
+# ops that are a host round trip on a GPU
+ROUND_TRIPS = ("_local_scalar_dense", "lift_fresh", "_to_copy", "_copy_from")
+
+
+class _Count(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class _Quiet:
+    def trial_started(self, spec: TrialSpec) -> bool:
+        return True
+
+    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        return CONTINUE
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ops") / "d.npz"
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (TRAIN + TEST, 48)).astype(np.float32)
+    y = rng.integers(0, 10, TRAIN + TEST)
+    np.savez(path, x=x[:TRAIN], y=y[:TRAIN], x_test=x[TRAIN:], y_test=y[TRAIN:])
+    return path
+
+
+def _trials(data: Path, seeds: int, activations: str) -> list[TrialSpec]:
+    sgd = "{{name: sgd, lr: {}, momentum: 0.9}}"
+    lrs = ", ".join(sgd.format(lr) for lr in (0.01, 0.02, 0.03, 0.005))
+    return parse_suite(f"""
+name: ops
+task: {{dataset: {{name: file, path: {data}, targets: class}},
+        model: {{name: mlp, hidden: [32, 16]}}, loss: cross_entropy, metric: test_accuracy}}
+fixed: {{activation: relu, init: kaiming_normal, optimizer: {sgd.format(0.01)},
+        schedule: constant, epochs: 2, batch_size: {BATCH}}}
+grid: {{activation: {activations}, optimizer: [{lrs}]}}
+seeds: {seeds}
+""").trials()
+
+
+def _counts(trials: list[TrialSpec]) -> tuple[float, float, float]:
+    """(ops per step, round trips per step, ops outside the steps) of one stacked group."""
+    runs = []
+    for epochs in (1, 2):
+        specs = [replace(t, epochs=epochs) for t in trials]
+        engine = StackedEngine(CPU, population=specs)
+        assert len(engine.plan(specs).groups) == 1
+        with _Count() as count:
+            results = list(engine.run(specs, _Quiet()))
+        assert {r.status for r in results} == {"finished"}
+        runs.append(count.ops)
+    one, two = runs
+    per_step = (sum(two.values()) - sum(one.values())) / STEPS
+    trips = sum(two[k] - one[k] for k in two if any(r in k for r in ROUND_TRIPS)) / STEPS
+    return per_step, trips, sum(one.values()) - per_step * STEPS
+
+
+@pytest.fixture(scope="module")
+def counts(data: Path) -> dict[str, tuple[float, float, float]]:
+    return {"8 lanes": _counts(_trials(data, 2, "[relu]")),
+            "32 lanes": _counts(_trials(data, 8, "[relu]")),
+            "32 lanes, 2 activations": _counts(_trials(data, 4, "[relu, tanh]"))}
+
+
+def test_a_training_step_is_at_most_100_ops_whatever_the_lanes_and_activations(
+        counts: dict[str, tuple[float, float, float]]) -> None:
+    per_step = {case: c[0] for case, c in counts.items()}
+    assert max(per_step.values()) <= 100, per_step
+    assert per_step["32 lanes"] <= 1.1 * per_step["8 lanes"], per_step
+
+
+def test_training_makes_no_host_round_trip_but_the_epochs_metrics_read(
+        counts: dict[str, tuple[float, float, float]]) -> None:
+    trips = {case: c[1] for case, c in counts.items()}
+    assert max(trips.values()) <= 0.05, trips

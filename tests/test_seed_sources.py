@@ -67,7 +67,8 @@ def _stacked_streams(specs: list[TrialSpec]) -> list[tuple[dict[str, torch.Tenso
     """Per lane of one stacked group: initial weights, first-epoch order, split index."""
     run = _GroupRun(specs, len(specs), CPU, Recorder(), Numerics(engine="stacked"), False)
     run._build()
-    return [({k: v.clone() for k, v in lane.model.state_dict().items()},
+    host = run._host_state()  # the group's weights, as each lane's model names them
+    return [({k: torch.from_numpy(a[i].copy()) for k, (_, a) in host.items()},
              torch.randperm(run.n_train, generator=run.shuffle[i]), lane.split)
             for i, lane in enumerate(run.lanes)]
 

@@ -32,6 +32,7 @@ from nnbench.config import TrialSpec, parse_suite
 from nnbench.registry import ComponentInfo
 from nnbench.train import CONTINUE, Decision, SerialEngine, TrialResult, stop
 from nnbench.train.lane_optim import LaneOptimizer
+from nnbench.train.metrics import fingerprint
 from nnbench.train.serial import evaluate_checkpoint
 from nnbench.train.stacked import (
     DEFAULT_MAX_LANES,
@@ -284,6 +285,9 @@ def test_early_stopping_and_pruning_act_per_lane() -> None:
     serial = _run(SerialEngine(CPU), [t for t in trials if t.early_stopping.name != "none"])
     for trial_id, result in serial.items():
         assert results[trial_id].stopped_epoch == result.stopped_epoch
+        # restore_best: the test split saw the best epoch's weights, as serially
+        assert results[trial_id].best_epoch == result.best_epoch < result.stopped_epoch
+        assert results[trial_id].final == pytest.approx(result.final, rel=1e-4, abs=1e-6)
 
 
 # -- fallback, numerics, checkpoints ----------------------------------------------------------
@@ -332,6 +336,7 @@ def test_a_stacked_checkpoint_reloads_to_the_logged_test_metrics() -> None:
         assert evaluate_checkpoint(result.checkpoint, CPU) == pytest.approx(result.final,
                                                                             abs=1e-6)
         state = torch.load(io.BytesIO(result.checkpoint), weights_only=True)
+        assert fingerprint(state["model"].items()) == result.fingerprint
         assert state["optimizer"]["state"][0]["step"] == 40  # 2 epochs × 20 steps
         assert set(state["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
 

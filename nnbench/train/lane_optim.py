@@ -296,19 +296,19 @@ class LaneOptimizer:
     # -- lanes leaving the group ----------------------------------------------------------
 
     @torch.no_grad()
-    def retire(self, lane: int) -> None:
-        """A lane that stopped: from now on its lr is 0 and its state is cleared."""
-        for table in self.tables.values():
-            if table.is_floating_point():
-                table[:, lane] = 0.0
+    def retire(self, lanes: Sequence[int]) -> None:
+        """Lanes that stopped: from now on their lr is 0 and their state is cleared (one
+        op per tensor whatever the number of lanes)."""
+        if not lanes:
+            return
+        index = torch.tensor(list(lanes), device=self.device)
+        ones = ("decay", "bias_correction2_sqrt", "eps")
+        for key, table in self.tables.items():
+            table[:, index] = 1.0 if key in ones else 0.0
         for key, value in self.hyper.values.items():
-            value[lane] = 1.0 if key in ("eps",) else 0.0
-        if "decay" in self.tables:
-            self.tables["decay"][:, lane] = 1.0
-        if "bias_correction2_sqrt" in self.tables:
-            self.tables["bias_correction2_sqrt"][:, lane] = 1.0
+            value[index] = 1.0 if key in ones else 0.0
         for buf in self.state.values():
-            buf[lane] = 0.0
+            buf[index] = 0.0
 
     def torch_state(self, lane: int, params: Sequence[torch.nn.Parameter], spec: TrialSpec,
                     unflatten: Callable[[torch.Tensor], list[torch.Tensor]]) -> dict[str, Any]:

@@ -10,12 +10,14 @@ weight_sparsity (|w| < 1e-3).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 __all__ = ["EVAL_CHUNK", "PROBE_SIZE", "SATURATED_BELOW", "SPARSE_BELOW", "add_gaps",
-           "fingerprint"]
+           "fingerprint", "host_fingerprint"]
 
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating
 PROBE_SIZE = 256  # training examples in the diagnostics probe batch
@@ -37,9 +39,25 @@ def fingerprint(state: Iterable[tuple[str, torch.Tensor]]) -> str:
     `state` is a model's `state_dict().items()` (or one lane's slice of a stacked
     model under the same names), so fingerprints of both engines read the same way.
     """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state, key=lambda item: item[0]):
+    entries = []
+    for name, tensor in state:
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        entries.append((name, tensor.dtype, tuple(tensor.shape),
+                        t.view(torch.uint8).numpy().tobytes() if t.numel() else b""))
+    return _digest(entries)
+
+
+def host_fingerprint(state: Iterable[tuple[str, torch.dtype, np.ndarray]]) -> str:
+    """`fingerprint` of a state already on the host: (name, torch dtype, array) entries
+    (the stacked engine reads every lane's weights in one copy, then hashes each)."""
+    return _digest([(name, dtype, tuple(a.shape), np.ascontiguousarray(a).tobytes())
+                    for name, dtype, a in state])
+
+
+def _digest(entries: Iterable[tuple[str, torch.dtype, tuple[int, ...], bytes]]) -> str:
+    digest = hashlib.sha256()
+    for name, dtype, shape, data in sorted(entries, key=lambda entry: entry[0]):
+        numel = math.prod(shape)
+        digest.update(f"{name}:{dtype}:{(numel,)}".encode())
+        digest.update(data)
     return digest.hexdigest()[:16]

@@ -177,11 +177,13 @@ def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, fl
     return metrics
 
 
-def checkpoint_bytes(model: nn.Module, optimizer_state: dict[str, Any], spec: TrialSpec,
-                     metrics: dict[str, float], epoch: int) -> bytes:
-    """The notes' section 3 checkpoint: weights, optimizer state, spec and metrics."""
+def checkpoint_bytes(model: nn.Module | dict[str, torch.Tensor], optimizer_state: dict[str, Any],
+                     spec: TrialSpec, metrics: dict[str, float], epoch: int) -> bytes:
+    """The notes' section 3 checkpoint: weights (a model or its state_dict), optimizer
+    state, spec and metrics."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
     buffer = io.BytesIO()
-    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    torch.save({"model": {k: v.detach().cpu() for k, v in state.items()},
                 "optimizer": optimizer_state, "spec": spec.canonical(),
                 "metrics": metrics, "epoch": epoch}, buffer)
     return buffer.getvalue()

@@ -33,10 +33,11 @@ import math
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch.func import vmap
 
@@ -56,9 +57,10 @@ from nnbench.train.metrics import (
     SPARSE_BELOW,
     add_gaps,
     fingerprint,
+    host_fingerprint,
 )
 from nnbench.train.results import Numerics, Status, TrialResult
-from nnbench.train.serial import SerialEngine, checkpoint_bytes, held_out_metrics
+from nnbench.train.serial import SerialEngine, checkpoint_bytes
 from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
 
 __all__ = ["DEFAULT_MAX_LANES", "GROUP_COST", "Plan", "StackedEngine", "lane_count",
@@ -239,12 +241,10 @@ class _Lane:
 
     index: int
     spec: TrialSpec
-    model: torch.nn.Module  # the lane's own model: weights written back at the end
-    data: TensorData
     split: int  # which of the group's distinct splits it trains on
     early: EarlyStopping | None
     history: list[dict[str, float]] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
+    has_best: bool = False  # restore_best: its best weights are kept aside
     best_epoch: int = 0
     best_value: float = math.inf
     done: bool = False
@@ -262,6 +262,9 @@ class _GroupRun:
         self.started = time.perf_counter()
         self.lanes: list[_Lane] = []
         self.interrupted = False
+        self.best: list[torch.Tensor] | None = None  # restore_best: every lane's best state
+        self.built: list[torch.nn.Module | None] = []  # each lane's model, until stacked
+        self.stacked = False  # the lanes' models are one StackedModel (self.model)
 
     # -- building --------------------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class _GroupRun:
         splits: dict[tuple[int, str], int] = {}  # (split seed, augmentations) -> index
         datas: list[TensorData] = []
         augments: list[list[Augmentation]] = []
-        models: list[torch.nn.Module | None] = []
+        models: list[torch.nn.Module | None] = self.built
         split_augments: list[list[Augmentation]] = []
         for index, spec in enumerate(self.specs):
             split_key = (spec.seed_of("split"),
@@ -287,22 +290,27 @@ class _GroupRun:
                     data.num_classes, data.target_dim)).to(device)
             augments.append(split_augments[splits[split_key]])
             models.append(model)
-            self.lanes.append(_Lane(index, spec, model, data, splits[split_key],
+            self.lanes.append(_Lane(index, spec, splits[split_key],
                                     registry.build("early_stopping", spec.early_stopping)))
         padding = self.n_lanes - len(self.specs)
         models += [None] * padding
         augments += [augments[0]] * padding
         self.model = StackedModel(models, device)
+        self.built = []  # the lanes' own models: their weights are the group's now
+        self.stacked = True
         # the group's distinct splits, stacked; lane -> its split
         self.x_train = torch.stack([d.x_train for d in datas])
         self.y_train = torch.stack([d.y_train for d in datas])
         self.x_val = torch.stack([d.x_val for d in datas])
         self.y_val = torch.stack([d.y_val for d in datas])
+        self.x_test = torch.stack([d.x_test for d in datas])
+        self.y_test = torch.stack([d.y_test for d in datas])
         self.split_of = torch.tensor([lane.split for lane in self.lanes] + [0] * padding,
                                      device=device)
         self.split_column = self.split_of[:, None]
         first = datas[0]
         self.n_train, self.n_val = len(first.y_train), len(first.y_val)
+        self.n_test = len(first.y_test)
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
@@ -360,27 +368,38 @@ class _GroupRun:
                 yield from self._after_epoch(epoch, metrics)
                 if all(lane.done for lane in self.lanes):
                     return
-            for lane in self.lanes:
-                if not lane.done:
-                    yield self._finish(lane, "finished")
+            yield from self._end([(lane, "finished", {}) for lane in self.lanes
+                                  if not lane.done])
         except KeyboardInterrupt:
             self.interrupted = True
-            for lane in self.lanes:
-                if not lane.done:
-                    lane.done = True
-                    yield self._result(lane, "killed", reason=f"interrupted during epoch "
-                                                              f"{len(lane.history) + 1}")
+            yield from self._abandon("killed", lambda lane: f"interrupted during epoch "
+                                                            f"{len(lane.history) + 1}")
             for spec in self.specs[len(self.lanes):]:  # interrupted while building the group
                 yield self._unbuilt(spec, "killed", "interrupted while the group was built")
         except Exception as err:  # a broken group must not stop the suite
             reason = "".join(traceback.format_exception(type(err), err,
                                                         err.__traceback__))[-4000:]
-            for lane in self.lanes:
-                if not lane.done:
-                    lane.done = True
-                    yield self._result(lane, "failed", reason=reason)
+            yield from self._abandon("failed", lambda lane: reason)
             for spec in self.specs[len(self.lanes):]:  # it broke while building the group
                 yield self._unbuilt(spec, "failed", reason)
+
+    def _abandon(self, status: Status, why: Callable[[_Lane], str]) -> Iterator[TrialResult]:
+        """The lanes still training end as `status` with their weights as they are (no
+        fingerprint where the group's weights cannot be read)."""
+        if not self.stacked:  # stopped while the lanes were built: each its own model
+            for lane, model in zip(self.lanes, self.built, strict=False):
+                assert model is not None
+                yield replace(self._result(lane, status, None, reason=why(lane)),
+                              fingerprint=fingerprint(model.state_dict().items()),
+                              num_params=sum(p.numel() for p in model.parameters()))
+            return
+        try:
+            host: dict[str, tuple[torch.dtype, np.ndarray]] | None = self._host_state()
+        except Exception:  # the group broke in a way that its weights cannot be read
+            host = None
+        for lane in self.lanes:
+            if not lane.done:
+                yield self._result(lane, status, host, reason=why(lane))
 
     def _unbuilt(self, spec: TrialSpec, status: Status, reason: str) -> TrialResult:
         """The result of a trial whose lane was never built (no model, no history)."""
@@ -549,6 +568,9 @@ class _GroupRun:
 
     def _after_epoch(self, epoch: int,
                      metrics: list[dict[str, float]]) -> Iterator[TrialResult]:
+        """Each lane's decision for the epoch; the lanes that end, ended together."""
+        endings: list[tuple[_Lane, Status, dict[str, Any]]] = []
+        improved: list[int] = []
         for lane in self.lanes:
             if lane.done:
                 continue
@@ -558,62 +580,125 @@ class _GroupRun:
             decision = self.listener.epoch_finished(lane.spec, values)
             bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(values[k])]
             if bad:
-                yield self._end(lane, "diverged", diverged_epoch=epoch,
-                                reason=f"{bad[0]} became {values[bad[0]]} at epoch {epoch}")
+                endings.append((lane, "diverged", {
+                    "diverged_epoch": epoch,
+                    "reason": f"{bad[0]} became {values[bad[0]]} at epoch {epoch}"}))
             elif decision.stop:
-                yield self._end(lane, "pruned", reason=decision.reason)
+                endings.append((lane, "pruned", {"reason": decision.reason}))
             elif lane.early is not None:
-                improved, stop_now = lane.early.update(epoch, values[lane.early.params.monitor])
-                if improved:
+                better, stop_now = lane.early.update(epoch, values[lane.early.params.monitor])
+                if better:
                     lane.best_epoch = epoch
                     if lane.early.params.restore_best:
-                        lane.best_state = self.model.lane_state(lane.index)
+                        improved.append(lane.index)
+                        lane.has_best = True
                 if stop_now:
                     early = lane.early.params
-                    yield self._finish(lane, "finished", stopped_epoch=epoch, reason=(
+                    endings.append((lane, "finished", {"stopped_epoch": epoch, "reason": (
                         f"early stopping at epoch {epoch}: {early.monitor} did not improve "
-                        f"for {early.patience} epochs"))
+                        f"for {early.patience} epochs")}))
             elif values["val_loss"] < lane.best_value:
                 lane.best_epoch, lane.best_value = epoch, values["val_loss"]
+        if improved:
+            self._keep_best(improved)
+        if endings:
+            yield from self._end(endings)
 
-    def _write_back(self, lane: _Lane) -> None:
-        state = lane.best_state or self.model.lane_state(lane.index)
-        lane.model.load_state_dict(state)
+    def _live(self) -> list[torch.Tensor]:
+        """Every tensor of the group's state: the parameters (one) and the buffers."""
+        return [self.model.flat, *(s.tensor for s in self.model.slots()
+                                   if s.key not in self.model.param_keys)]
 
-    def _finish(self, lane: _Lane, status: Status, **extra: Any) -> TrialResult:
-        """A lane that trained to its end: best weights if asked, the test split."""
-        self._write_back(lane)
-        final = held_out_metrics(lane.model, self.objective, lane.data, self.names)
-        checkpoint = None
-        if self.keep_checkpoints:
-            optimizer_state = self.optimizer.torch_state(
-                lane.index, list(lane.model.parameters()), lane.spec, self.model.unflatten)
-            checkpoint = checkpoint_bytes(lane.model, optimizer_state, lane.spec,
-                                          {**lane.history[-1], **final}, len(lane.history))
-        return self._end(lane, status, final=final, best_epoch=lane.best_epoch,
-                         checkpoint=checkpoint, **extra)
+    @torch.no_grad()
+    def _keep_best(self, lanes: list[int]) -> None:
+        """Copy these lanes' weights and statistics aside (restore_best), in one op per
+        tensor whatever the number of lanes."""
+        index = torch.tensor(lanes, device=self.device)
+        if self.best is None:
+            self.best = [t.detach().clone() for t in self._live()]
+        for best, live in zip(self.best, self._live(), strict=True):
+            best[index] = live[index]
 
-    def _end(self, lane: _Lane, status: Status, **extra: Any) -> TrialResult:
-        if status != "finished":
-            lane.model.load_state_dict(self.model.lane_state(lane.index))
-        result = self._result(lane, status, **extra)
-        lane.done = True
-        self.model.clear_lane(lane.index)
-        self.optimizer.retire(lane.index)
-        return result
+    @torch.no_grad()
+    def _end(self, endings: list[tuple[_Lane, Status, dict[str, Any]]]) -> Iterator[TrialResult]:
+        """End lanes together: restore best weights, evaluate the test split and read
+        every lane's weights once for the whole batch; then their results in lane order."""
+        finished = [lane for lane, status, _ in endings if status == "finished"]
+        if self.best is not None:
+            restore = [lane.index for lane in finished if lane.has_best]
+            if restore:
+                index = torch.tensor(restore, device=self.device)
+                for best, live in zip(self.best, self._live(), strict=True):
+                    live[index] = best[index]
+        finals: dict[int, dict[str, float]] = {}
+        if finished:
+            finals = self._test([lane.index for lane in finished])
+        host = self._host_state()
+        for lane, status, extra in sorted(endings, key=lambda e: e[0].index):
+            if status == "finished":
+                extra = {**extra, "final": finals[lane.index], "best_epoch": lane.best_epoch}
+                if self.keep_checkpoints:
+                    extra["checkpoint"] = self._checkpoint(lane, host, finals[lane.index])
+            yield self._result(lane, status, host, **extra)
+        self._retire([lane.index for lane, _, _ in endings])
+
+    def _test(self, lanes: list[int]) -> dict[int, dict[str, float]]:
+        """test_loss and test_<metric> of these lanes (the whole group's test split in
+        one evaluation, one host read)."""
+        loss, sums = self._evaluate(self.x_test, self.y_test)
+        finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
+        table = torch.cat([loss[:, None], finalize(sums, self.n_test, self.target_dim)],
+                          dim=1).tolist()
+        keys = ["test_loss", *(f"test_{m}" for m in self.names)]
+        return {i: dict(zip(keys, table[i], strict=True)) for i in lanes}
+
+    def _host_state(self) -> dict[str, tuple[torch.dtype, np.ndarray]]:
+        """Every lane's state entries on the host, as the template model names and shapes
+        them but with the lanes first: one device read per tensor."""
+        flat = self.model.flat.detach().cpu().numpy()
+        out: dict[str, tuple[torch.dtype, np.ndarray]] = {}
+        offset = 0
+        for slot in self.model.slots():
+            if slot.key in self.model.param_keys:
+                size = slot.tensor[0].numel()
+                lanes = flat[:, offset:offset + size].reshape(slot.tensor.shape)
+                offset += size
+            else:
+                lanes = slot.tensor.detach().cpu().numpy()
+            out[slot.key] = (slot.tensor.dtype, slot.to_state(lanes))
+        return out
+
+    def _checkpoint(self, lane: _Lane, host: dict[str, tuple[torch.dtype, np.ndarray]],
+                    final: dict[str, float]) -> bytes:
+        state = {key: torch.from_numpy(np.array(a[lane.index], order="C"))
+                 for key, (_, a) in host.items()}
+        params = [torch.nn.Parameter(state[key]) for key in self.model.param_order]
+        optimizer_state = self.optimizer.torch_state(lane.index, params, lane.spec,
+                                                     self.model.unflatten)
+        return checkpoint_bytes(state, optimizer_state, lane.spec,
+                                {**lane.history[-1], **final}, len(lane.history))
+
+    def _retire(self, lanes: list[int]) -> None:
+        """Ended lanes become padding: zero weights, lr 0."""
+        for index in lanes:
+            self.lanes[index].done = True
+        self.model.clear_lanes(lanes)
+        self.optimizer.retire(lanes)
 
     def _share(self) -> float:
         """A lane's share of the group's time so far: elapsed / lanes."""
         return (time.perf_counter() - self.started) / self.n_lanes
 
-    def _result(self, lane: _Lane, status: Status, reason: str = "",
+    def _result(self, lane: _Lane, status: Status,
+                host: dict[str, tuple[torch.dtype, np.ndarray]] | None, reason: str = "",
                 **extra: Any) -> TrialResult:
-        model = lane.model
+        lane.done = True
+        weights = "" if host is None else host_fingerprint(
+            (key, dtype, a[lane.index]) for key, (dtype, a) in host.items())
         return TrialResult(
             spec=lane.spec, status=status, history=lane.history,
-            final=extra.pop("final", {}),
-            fingerprint=fingerprint(model.state_dict().items()), device=str(self.device),
-            wall_seconds=self._share(), num_params=sum(p.numel() for p in model.parameters()),
+            final=extra.pop("final", {}), fingerprint=weights, device=str(self.device),
+            wall_seconds=self._share(), num_params=self.model.num_params if self.stacked else 0,
             reason=reason, numerics=self.numerics, **extra)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -66,13 +66,12 @@ def _same(t: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _Slot:
-    """How one state entry is held: a lane's slice of `tensor` is `to_state`'d into the
-    template model's tensor (and `from_state` does the reverse)."""
+    """How one state entry is held: `to_state` turns a lane's slice of `tensor` (or all
+    lanes', lanes first) into the template model's layout."""
 
     key: str
     tensor: torch.Tensor  # [lanes, ...] as held
-    to_state: Callable[[torch.Tensor], torch.Tensor] = _same
-    from_state: Callable[[torch.Tensor], torch.Tensor] = _same
+    to_state: Callable[[Any], Any] = _same  # also for numpy arrays
 
 
 class StackedModel:
@@ -89,7 +88,9 @@ class StackedModel:
         self.device = device
         self.training = True
         self.ops: list[_Op] = []
-        states = [m.state_dict() if m is not None else None for m in lane_models]
+        # each lane's tensors as they are (state_dict would detach each one: an op apiece)
+        states = [{**dict(m.named_parameters()), **dict(m.named_buffers())}
+                  if m is not None else None for m in lane_models]
         for index, module in enumerate(template):
             op = self._op(str(index), module, states)
             lane_modules = [m[index] if isinstance(m, nn.Sequential) and len(m) > index
@@ -109,6 +110,10 @@ class StackedModel:
                 raise Unstackable(f"lanes differ in layer {index}")
             self.ops.append(op)
         self._flatten()
+        # the parameters' state_dict keys, in the template model's order (that of `flat`)
+        self.param_order = [op.names[local] for op in self.ops for local in op.params]
+        self.param_keys = set(self.param_order)
+        self.num_params = sum(t[0].numel() for op in self.ops for t in op.params.values())
         self.params: list[torch.Tensor] = [p for op in self.ops for p in op.params.values()]
         # what L1/L2, sparsity and grad_norm.layerN see: the Linear/Conv weights, in order
         self.weights: list[torch.Tensor] = [op.params["weight"] for op in self.ops
@@ -121,8 +126,10 @@ class StackedModel:
     def _stack(self, key: str, states: Sequence[dict[str, torch.Tensor] | None],
                held: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
         template = next(s for s in states if s is not None)[key]
-        lanes = [held(s[key] if s is not None else torch.zeros_like(template)) for s in states]
-        return torch.stack([t.detach() for t in lanes]).to(self.device).contiguous()
+        with torch.no_grad():
+            padding = torch.zeros_like(template)
+            stacked = torch.stack([s[key] if s is not None else padding for s in states])
+            return held(stacked.to(self.device)).contiguous()
 
     def _flatten(self) -> None:
         """Move every parameter into one `[lanes, P]` tensor; each becomes a leaf view of it
@@ -149,7 +156,7 @@ class StackedModel:
         buffer) as that lane's parameters, in the template model's order and shapes."""
         out, offset = [], 0
         for slot in self.slots():
-            if slot.key in self._param_keys:
+            if slot.key in self.param_keys:
                 size = slot.tensor[0].numel()
                 part = row[offset:offset + size].view(slot.tensor.shape[1:])
                 out.append(slot.to_state(part))
@@ -305,41 +312,32 @@ class StackedModel:
         out = []
         for op in self.ops:
             for local, tensor in [*op.params.items(), *op.buffers.items()]:
-                to_state, from_state = (_LINEAR_HELD[local][1], _LINEAR_HELD[local][0]) \
-                    if op.kind == "linear" else (_same, _same)
-                out.append(_Slot(op.names[local], tensor, to_state, from_state))
+                to_state = _LINEAR_HELD[local][1] if op.kind == "linear" else _same
+                out.append(_Slot(op.names[local], tensor, to_state))
         return out
 
-    @property
-    def _param_keys(self) -> set[str]:
-        return {op.names[local] for op in self.ops for local in op.params}
-
-    def lane_state(self, lane: int) -> dict[str, torch.Tensor]:
-        """Lane `lane`'s state_dict (copies), under the template model's keys and shapes."""
-        return {s.key: s.to_state(s.tensor[lane].detach()).clone(
-            memory_format=torch.contiguous_format) for s in self.slots()}
-
     @torch.no_grad()
-    def load_lane(self, lane: int, state: dict[str, torch.Tensor]) -> None:
-        for slot in self.slots():
-            slot.tensor[lane].copy_(slot.from_state(state[slot.key]))
-
-    @torch.no_grad()
-    def clear_lane(self, lane: int) -> None:
-        """Turn a lane into padding: zero weights and statistics (running_var 1)."""
-        self.flat[lane].zero_()
+    def clear_lanes(self, lanes: Sequence[int]) -> None:
+        """Turn lanes into padding: zero weights and statistics (running_var 1); one op
+        per tensor whatever the number of lanes."""
+        if not lanes:
+            return
+        index = torch.tensor(list(lanes), device=self.device)
+        self.flat[index] = 0.0
         for op in self.ops:
             for local, tensor in op.buffers.items():
-                tensor[lane].fill_(1.0 if local == "running_var" else 0.0)
-        self.dropout_p[lane] = 0.0
+                tensor[index] = 1 if local == "running_var" else 0
+        for lane in lanes:
+            self.dropout_p[lane] = 0.0
 
 
-# a Linear's weight is held as [in, out] and its bias as [1, out] per lane:
-# local name -> (state -> held, held -> state)
+# a Linear's weight is held as [in, out] and its bias as [1, out] per lane: local name ->
+# (state -> held, held -> state), for one lane's tensor or all lanes' (lanes first);
+# held -> state also takes numpy arrays
 _LINEAR_HELD: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor],
-                              Callable[[torch.Tensor], torch.Tensor]]] = {
-    "weight": (lambda w: w.t(), lambda w: w.t()),
-    "bias": (lambda b: b.unsqueeze(0), lambda b: b.squeeze(0)),
+                              Callable[[Any], Any]]] = {
+    "weight": (lambda w: w.swapaxes(-1, -2), lambda w: w.swapaxes(-1, -2)),
+    "bias": (lambda b: b.unsqueeze(-2), lambda b: b.squeeze(-2)),
 }
 
 

@@ -286,6 +286,7 @@ def test_early_stopping_and_pruning_act_per_lane() -> None:
     for trial_id, result in serial.items():
         assert results[trial_id].stopped_epoch == result.stopped_epoch
         # restore_best: the test split saw the best epoch's weights, as serially
+        assert result.best_epoch is not None and result.stopped_epoch is not None
         assert results[trial_id].best_epoch == result.best_epoch < result.stopped_epoch
         assert results[trial_id].final == pytest.approx(result.final, rel=1e-4, abs=1e-6)
 

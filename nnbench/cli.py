@@ -46,6 +46,7 @@ from rich.table import Table
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
+from nnbench.train.engines import engine_docs, engine_names
 
 if TYPE_CHECKING:
     import torch
@@ -657,8 +658,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     from nnbench.workers import spawn_local
 
     tracking_uri, storage = _stores(args)
-    threads = default_threads("serial" if args.engine == "serial" else "stacked",
-                              resolve_device(args.device), args.workers)
+    threads = default_threads(args.engine, resolve_device(args.device), args.workers)
     options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri,
                                 threads=threads), "--coordinated"]  # it printed the data facts
     codes = spawn_local(suite.path, options, args.workers, err)
@@ -898,11 +898,7 @@ def _parser() -> argparse.ArgumentParser:
             continue
         p.add_argument("--device", default="auto",
                        help="auto (cuda if available), cpu, cuda or cuda:N")
-        p.add_argument("--engine", default="auto", choices=("serial", "stacked", "auto"),
-                       help="serial: one trial at a time (the reference numerics); "
-                            "stacked: same-shaped trials as lanes of one batched model; "
-                            "auto (default): stacked wherever two or more trials share "
-                            "a shape, serial otherwise")
+        p.add_argument("--engine", default="auto", choices=engine_names(), help=engine_docs())
         p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
                        help="most lanes of a stacked group (default: 64 on CPU, 512 on a GPU)")
         p.add_argument("--heartbeat-interval", type=cli_checks.whole_number(1, MAX_HEARTBEAT_S),

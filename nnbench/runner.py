@@ -403,8 +403,7 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
           engine: Engine, tags: dict[str, str], console: Console, n_todo: int) -> None:
     """Claim, train, record and release until the queue holds nothing for anyone."""
     assert summary.parent_run_id is not None
-    batch = getattr(engine, "max_lanes", 1) if engine.name == "stacked" else 1
-    plan = getattr(engine, "plan", None)
+    batch = engine.lane_limit
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     waiting = False
@@ -429,9 +428,8 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                 time.sleep(min(2.0, queue.liveness.heartbeat_interval))
                 continue
             waiting = False
-            if plan is not None:
-                for line in plan([c.spec for c in claims]).describe():
-                    console.print(line, highlight=False)
+            for line in engine.describe([c.spec for c in claims]):
+                console.print(line, highlight=False)
             _train(claims, summary, queue, engine, recorder)
             counts = queue.counts()
             progress.update(recorder.trials_bar, completed=counts.done,
@@ -532,8 +530,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
         raise ValueError("local workers take an engine name, not an Engine object")
     if not Path(suite.path).is_file():
         raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
-    threads = threads or default_threads("serial" if engine == "serial" else "stacked",
-                                         resolve_device(device), workers)
+    threads = threads or default_threads(engine, resolve_device(device), workers)
     options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
                "--device", device, "--engine", engine, "--threads", str(threads),
                "--parent-run", str(summary.parent_run_id),

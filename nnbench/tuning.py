@@ -59,11 +59,11 @@ from nnbench.train import (
     Decision,
     Engine,
     TrialResult,
+    engine_class,
     make_engine,
     resolve_device,
     stop,
 )
-from nnbench.train.stacked import DEFAULT_MAX_LANES
 from nnbench.transient import retrying, worker_label
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
@@ -467,11 +467,10 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
-    batch = 1
-    if engine_name == "stacked" or (engine_name == "auto" and tune.trials > 1):
-        batch = min(lanes or DEFAULT_MAX_LANES.get(torch_device.type, 64), tune.trials)
-    engine = make_engine("stacked" if batch > 1 or engine_name == "stacked" else "serial",
-                         torch_device, fixed_lanes=batch)
+    # a study's proposals are asked (and train) together, as many as the engine trains at once
+    most = engine_class(engine_name).most_lanes(torch_device)
+    batch = min(lanes or most, most, tune.trials) if most > 1 else 1
+    engine = make_engine(engine_name, torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)
     experiment_id = tracker.experiment_id()

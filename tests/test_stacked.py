@@ -37,6 +37,7 @@ from nnbench.train.serial import evaluate_checkpoint
 from nnbench.train.stacked import (
     DEFAULT_MAX_LANES,
     GROUP_COST,
+    AutoEngine,
     StackedEngine,
     lane_count,
     stack_key,
@@ -322,7 +323,7 @@ def test_auto_trains_a_lone_shape_serially_and_groups_the_rest() -> None:
     trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
                      "optimizer: [{name: sgd, lr: 0.05}, {name: adam, lr: 0.001}]\n", seeds=2)
     lone = replace(trials[0], batch_size=24)
-    engine = StackedEngine(CPU, auto=True, population=[*trials, lone])
+    engine = AutoEngine(CPU, population=[*trials, lone])
     plan = engine.plan([*trials, lone])
     assert sorted(len(g.specs) for g in plan.groups) == [2, 2]
     assert [spec for spec, _ in plan.serial] == [lone]

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
         resolve_device,
         weight_layers,
     )
-    from nnbench.train.engine import ENGINES, Engine, Listener, make_engine, torch_threads
+    from nnbench.train.engine import Engine, Listener, make_engine, torch_threads
+    from nnbench.train.engines import engine_class, engine_names, register_engine
     from nnbench.train.export import servable
     from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult, stop
     from nnbench.train.serial import (
@@ -43,7 +44,8 @@ _WHERE: dict[str, tuple[str, ...]] = {
     "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
               "produced_metrics", "resolve_device", "weight_layers"),
     "export": ("servable",),
-    "engine": ("ENGINES", "Engine", "Listener", "make_engine", "torch_threads"),
+    "engine": ("Engine", "Listener", "make_engine", "torch_threads"),
+    "engines": ("engine_class", "engine_names", "register_engine"),
     "results": ("CONTINUE", "Decision", "Numerics", "Status", "TrialResult", "stop"),
     "serial": ("SerialEngine", "evaluate_checkpoint", "run_epoch", "train_epoch",
                "train_trial"),
@@ -51,11 +53,12 @@ _WHERE: dict[str, tuple[str, ...]] = {
 _SUBMODULES = (*_WHERE, "metrics", "stacked", "stacked_model", "lane_optim")
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = ["CONTINUE", "ENGINES", "Decision", "Engine", "Listener", "Numerics", "Parts",
+__all__ = ["CONTINUE", "Decision", "Engine", "Listener", "Numerics", "Parts",
            "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
-           "evaluate_checkpoint", "make_engine", "metric_names", "penalty",
-           "produced_metrics", "resolve_device", "run_epoch", "servable",
-           "stop", "torch_threads", "train_epoch", "train_trial", "weight_layers"]
+           "engine_class", "engine_names", "evaluate_checkpoint", "make_engine",
+           "metric_names", "penalty", "produced_metrics", "register_engine",
+           "resolve_device", "run_epoch", "servable", "stop", "torch_threads",
+           "train_epoch", "train_trial", "weight_layers"]
 
 
 def __getattr__(name: str) -> Any:

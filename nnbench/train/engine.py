@@ -6,10 +6,11 @@ epochs, and answers `CONTINUE` or `stop(reason)` (pruning); early stopping and
 divergence are the engine's own decisions, reported in the result's status. Nothing
 outside `nnbench.train` calls a training loop.
 
-Thread policy (CPU): the small models nnbench trains run faster on one intra-op
-thread than on two (measured in tests/benchmarks/test_engine_speed.py), so the
-serial engine uses 1 thread; several local workers split the cores between them.
-The threads used are recorded per trial (`Numerics.threads`).
+Thread policy (CPU): each engine class has its own (`default_threads`). The small
+models nnbench trains run faster on one intra-op thread than on two (measured in
+tests/benchmarks/test_engine_speed.py), so the serial engine uses 1 thread; the
+stacked engine takes the worker's share of the cores (`shared_cores`). The threads
+used are recorded per trial (`Numerics.threads`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ import torch
 from nnbench.config import TrialSpec
 from nnbench.train.results import Decision, TrialResult
 
-__all__ = ["ENGINES", "Engine", "Listener", "cpu_cores", "default_threads", "make_engine",
+__all__ = ["Engine", "Listener", "cpu_cores", "default_threads", "make_engine", "shared_cores",
            "torch_threads"]
-
-ENGINES = ("serial", "stacked", "auto")
 
 
 class Listener(Protocol):
@@ -43,10 +42,16 @@ class Listener(Protocol):
 
 
 class Engine(Protocol):
-    """Trains trials; yields one TrialResult per trial it trains, in any order."""
+    """Trains trials; yields one TrialResult per trial it trains, in any order (the
+    registry's protocol: `nnbench.train.engines`)."""
 
     name: str
     device: torch.device
+    lane_limit: int  # the most trials it trains together: the runner claims that many
+
+    def describe(self, trials: Sequence[TrialSpec]) -> list[str]:
+        """Lines saying how it will train `trials` (none when there is nothing to say)."""
+        ...
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]: ...
 
@@ -60,16 +65,22 @@ def cpu_cores() -> int:
 
 
 def default_threads(engine: str, device: torch.device, workers: int = 1) -> int:
-    """Intra-op threads for one worker of `engine` on `device`.
+    """Intra-op threads for one worker of the engine called `engine` on `device`: its
+    class's own policy (`default_threads`)."""
+    from nnbench.train.engines import engine_class
 
-    Serial: 1 (one small model per step is faster on one thread). Stacked: the worker's
-    share of the cores (a group's batched matmuls are large enough to split), at most
-    `OMP_NUM_THREADS` when that is set, as it caps torch's own default: on a machine other
-    jobs keep busy, OpenMP threads spin waiting for each other (a small MLP's steps ran 11×
-    slower on two threads than on one with two CPU-bound processes alongside, on 2 cores).
-    On a GPU the host threads only feed the device: 1.
-    """
-    if device.type != "cpu" or engine == "serial":
+    threads: int = engine_class(engine).default_threads(device, workers)
+    return threads
+
+
+def shared_cores(device: torch.device, workers: int = 1) -> int:
+    """The worker's share of the cores, for an engine whose steps are large enough to split
+    (a stacked group's batched matmuls): at most `OMP_NUM_THREADS` when that is set, as it
+    caps torch's own default: on a machine other jobs keep busy, OpenMP threads spin
+    waiting for each other (a small MLP's steps ran 11× slower on two threads than on one
+    with two CPU-bound processes alongside, on 2 cores). On a GPU the host threads only
+    feed the device: 1."""
+    if device.type != "cpu":
         return 1
     return max(1, min(cpu_cores() // max(1, workers), _omp_num_threads() or cpu_cores()))
 
@@ -84,7 +95,8 @@ def _omp_num_threads() -> int | None:
 @contextmanager
 def torch_threads(device: torch.device, threads: int | None,
                   engine: str = "serial") -> Iterator[int]:
-    """Run with `threads` intra-op threads (default: `default_threads`), restore after."""
+    """Run with `threads` intra-op threads (default: engine `engine`'s policy), restore
+    after."""
     wanted = threads or default_threads(engine, device)
     before = torch.get_num_threads()
     torch.set_num_threads(wanted)
@@ -98,21 +110,12 @@ def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = Fal
                 population: Sequence[TrialSpec] | None = None, max_lanes: int | None = None,
                 fixed_lanes: int | None = None, workers: int = 1,
                 threads: int | None = None) -> Engine:
-    """The engine called `name` (serial | stacked | auto) on `device`.
+    """The registered engine called `name` on `device` (`nnbench.train.engines`), with
+    its own thread policy unless `threads` is given."""
+    from nnbench.train.engines import engine_class
 
-    `auto` stacks every group of at least two same-shaped trials of the `population`
-    and trains the rest serially; `stacked` stacks whatever it can (groups of one
-    included); both fall back to serial, saying why, for trials they cannot stack.
-    """
-    from nnbench.train.serial import SerialEngine
-    from nnbench.train.stacked import StackedEngine
-
-    if name == "serial":
-        return SerialEngine(device, keep_checkpoints=keep_checkpoints,
-                            threads=threads or default_threads("serial", device, workers))
-    if name in ("stacked", "auto"):
-        return StackedEngine(device, keep_checkpoints=keep_checkpoints,
-                             threads=threads or default_threads("stacked", device, workers),
-                             max_lanes=max_lanes, population=population,
-                             fixed_lanes=fixed_lanes, auto=name == "auto")
-    raise ValueError(f"unknown engine {name!r}; allowed: {', '.join(ENGINES)}")
+    cls = engine_class(name)
+    engine: Engine = cls(device, keep_checkpoints=keep_checkpoints,
+                         threads=threads or cls.default_threads(device, workers),
+                         max_lanes=max_lanes, population=population, fixed_lanes=fixed_lanes)
+    return engine

@@ -40,7 +40,7 @@ class Numerics:
     them silently.
     """
 
-    engine: str = "serial"  # serial | stacked
+    engine: str = "serial"  # the engine's name: serial, stacked, or a registered one
     lanes: int = 1  # trials trained together as one batched model (1 for serial)
     precision: str = "fp32"  # fp32 | tf32 | bf16-autocast
     threads: int = 1  # torch intra-op threads while training (CPU)
@@ -51,7 +51,7 @@ class Numerics:
 
     def label(self) -> str:
         """`stacked×32 fp32 1 thread`: how the report names a numerics group."""
-        lanes = f"×{self.lanes}" if self.engine != "serial" else ""
+        lanes = f"×{self.lanes}" if self.lanes > 1 else ""
         return (f"{self.engine}{lanes} {self.precision} {self.threads} "
                 f"thread{'s' if self.threads != 1 else ''}")
 

@@ -285,17 +285,34 @@ class SerialEngine:
     """One trial at a time on one device: the reference numerics."""
 
     name = "serial"
+    lane_limit = 1
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, **_lanes: Any) -> None:
+        """`**_lanes`: the registry's lane options (max_lanes, population, fixed_lanes),
+        which one trial at a time has no use for."""
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads
 
+    @classmethod
+    def default_threads(cls, device: torch.device, workers: int = 1) -> int:
+        """1: one small model per step is faster on one thread (and on a GPU the host
+        thread only feeds the device)."""
+        return 1
+
+    @classmethod
+    def most_lanes(cls, device: torch.device) -> int:
+        return 1
+
+    def describe(self, trials: Sequence[TrialSpec]) -> list[str]:
+        return []
+
     def run(self, trials: Sequence[TrialSpec], listener: Any) -> Iterator[TrialResult]:
         from nnbench.train.engine import torch_threads
 
-        with torch_threads(self.device, self.threads) as threads:
+        with torch_threads(self.device, self.threads or self.default_threads(self.device)) \
+                as threads:
             numerics = Numerics(engine="serial", lanes=1, precision="fp32", threads=threads)
             for spec in trials:
                 if not listener.trial_started(spec):

@@ -48,7 +48,7 @@ from nnbench.components.regularizers import EarlyStopping
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
-from nnbench.train.engine import Listener, torch_threads
+from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import FLAGS, LaneOptimizer
 from nnbench.train.metrics import (
     EVAL_CHUNK,
@@ -63,8 +63,8 @@ from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes
 from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
 
-__all__ = ["DEFAULT_MAX_LANES", "GROUP_COST", "Plan", "StackedEngine", "lane_count",
-           "stack_key"]
+__all__ = ["DEFAULT_MAX_LANES", "GROUP_COST", "AutoEngine", "Plan", "StackedEngine",
+           "lane_count", "stack_key"]
 
 # Lanes per group at most: on a CPU the gain levels off in the tens of lanes; a GPU
 # needs hundreds of small models to fill it.
@@ -158,24 +158,36 @@ class StackedEngine:
     `population`: every trial the lane counts are computed from (the whole suite, or a
     study's proposals), so that re-running a part of it keeps each trial's lane count.
     `fixed_lanes`: every group has exactly this many lanes (tuning: a study's batch of
-    proposals); then the population is not needed. `auto`: groups of a single trial in
-    the population train serially (faster).
+    proposals); then the population is not needed. `AutoEngine` trains groups of a
+    single trial in the population serially (faster).
     """
 
     name = "stacked"
+    auto = False  # AutoEngine: a shape's only trial trains serially
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, max_lanes: int | None = None,
-                 population: Sequence[TrialSpec] | None = None, fixed_lanes: int | None = None,
-                 auto: bool = False) -> None:
+                 population: Sequence[TrialSpec] | None = None,
+                 fixed_lanes: int | None = None) -> None:
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads
-        self.max_lanes = max_lanes or DEFAULT_MAX_LANES.get(device.type, 64)
+        self.max_lanes = max_lanes or self.most_lanes(device)
+        self.lane_limit = self.max_lanes
         self.population = list(population) if population is not None else None
         self.fixed_lanes = fixed_lanes
-        self.auto = auto
         self._model_reasons: dict[str, str | None] = {}
+
+    @classmethod
+    def default_threads(cls, device: torch.device, workers: int = 1) -> int:
+        return shared_cores(device, workers)
+
+    @classmethod
+    def most_lanes(cls, device: torch.device) -> int:
+        return DEFAULT_MAX_LANES.get(device.type, 64)
+
+    def describe(self, trials: Sequence[TrialSpec]) -> list[str]:
+        return self.plan(trials).describe()
 
     def plan(self, trials: Sequence[TrialSpec]) -> Plan:
         population = self.population if self.population is not None else list(trials)
@@ -211,14 +223,17 @@ class StackedEngine:
             if model_key not in self._model_reasons:
                 self._model_reasons[model_key] = _model_reason(spec)
             reason = self._model_reasons[model_key]
-        if reason is None and self.auto and self.fixed_lanes is None \
-                and counts.get(key, 1) == 1:
+        # auto: a lone trial trains serially (a study asked one at a time: fixed_lanes 1)
+        lone = self.fixed_lanes == 1 if self.fixed_lanes is not None \
+            else counts.get(key, 1) == 1
+        if reason is None and self.auto and lone:
             reason = "the only trial of its shape: one model trains faster serially"
         return reason
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
         plan = self.plan(trials)
-        with torch_threads(self.device, self.threads, "stacked") as threads:
+        with torch_threads(self.device, self.threads or self.default_threads(self.device)) \
+                as threads:
             for group in plan.groups:
                 numerics = Numerics(engine="stacked", lanes=group.lanes, precision="fp32",
                                     threads=threads)
@@ -233,6 +248,13 @@ class StackedEngine:
         if plan.serial:
             serial = SerialEngine(self.device, keep_checkpoints=self.keep_checkpoints)
             yield from serial.run([spec for spec, _ in plan.serial], listener)
+
+
+class AutoEngine(StackedEngine):
+    """The stacked engine, except that a shape's only trial in the population (or a study
+    asked one trial at a time) trains serially: one model trains faster that way."""
+
+    auto = True
 
 
 @dataclass

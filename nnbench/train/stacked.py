@@ -49,7 +49,7 @@ from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
 from nnbench.train.engine import Listener, shared_cores, torch_threads
-from nnbench.train.lane_optim import FLAGS, LaneOptimizer
+from nnbench.train.lane_optim import LaneOptimizer, flags_of
 from nnbench.train.metrics import (
     EVAL_CHUNK,
     PROBE_SIZE,
@@ -88,7 +88,7 @@ def stack_key(spec: TrialSpec) -> str:
 
     Activations may differ: each is elementwise and applies to its own lanes' slices."""
     optimizer = spec.optimizer
-    flags = {f: optimizer.kwargs[f] for f in FLAGS.get(optimizer.name, ())}
+    flags = flags_of(spec) or {}
     clip = spec.grad_clip
     key = {
         "dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
@@ -131,7 +131,7 @@ class Plan:
 
 def _unstackable_reason(spec: TrialSpec) -> str | None:
     """Why a trial cannot be stacked, from its spec alone (None: it can)."""
-    if spec.optimizer.name not in FLAGS:
+    if flags_of(spec) is None:
         return f"optimizer '{spec.optimizer.name}' has no per-lane update rule"
     if spec.grad_clip.name not in ("none", "norm", "value"):
         return f"gradient clipping '{spec.grad_clip.name}' has no per-lane form"

@@ -1,19 +1,27 @@
 """Seeding and deterministic flags: the only module that touches global RNG state.
 
 A trial's seed drives every random choice it makes. Data splits, shuffling and
-weight inits take explicit `torch.Generator`s from `generator()`; what PyTorch only
-draws from the global RNG (module default inits, dropout) runs inside
-`trial_rng()`, which forks the global state, seeds it, and restores it afterwards,
-so nothing leaks between trials or into the caller.
+dropout take explicit `torch.Generator`s from `generator()`; what PyTorch only draws
+from the global RNG runs inside `trial_rng()`, which forks the global state, seeds it,
+and restores it afterwards, so nothing leaks between trials or into the caller.
+
+Initial weights come from nnbench's own counter-based stream (`lane_uniform`): the i-th
+number of a stream is a hash (SplitMix64) of the stream's seed and i, computed with
+integer tensor ops. Many trials' weights are then one draw (a `[lanes, ...]` tensor, each
+lane its own seed), bitwise equal to each trial's own draw on the same device: the
+stacked engine draws a layer for all of its lanes at once, on the device, and starts
+from the weights the serial engine would.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -22,8 +30,12 @@ __all__ = [
     "configure_determinism",
     "derive_seed",
     "deterministic_flags",
+    "draw_device",
+    "drawing_on",
     "generator",
+    "lane_uniform",
     "numpy_rng_preserved",
+    "stream_seed",
     "trial_rng",
 ]
 
@@ -94,3 +106,71 @@ def numpy_rng_preserved() -> Iterator[None]:
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+# -- the counter-based stream of initial weights -----------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finaliser on a Python int (64 bits)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * _MIX1) & _MASK64
+    x = ((x ^ (x >> 27)) * _MIX2) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _signed(x: int) -> int:
+    """A 64-bit pattern as the int64 that holds it."""
+    x &= _MASK64
+    return x - (1 << 64) if x >> 63 else x
+
+
+def stream_seed(seed: int, *parts: int) -> int:
+    """The seed of sub-stream `parts` (e.g. layer, tensor) of stream `seed` (64 bits)."""
+    x = _mix64(seed)
+    for part in parts:
+        x = _mix64(x ^ _mix64(part + _GAMMA))
+    return x
+
+
+def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical (unsigned) shift of int64 values: torch's >> keeps the sign."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def lane_uniform(seeds: Sequence[int], shape: tuple[int, ...],
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """`[len(seeds), *shape]` float32 uniforms in (0, 1): row i is stream `seeds[i]`'s first
+    numbers (24 bits each, centred in their interval). Integer ops only, up to the last
+    exact conversion, so a row does not depend on the other rows, nor on the device."""
+    n = math.prod(shape)
+    base = torch.tensor([_signed(s) for s in seeds], dtype=torch.int64, device=device)
+    z = base[:, None] + torch.arange(1, n + 1, dtype=torch.int64, device=device) * \
+        _signed(_GAMMA)
+    z = (z ^ _shift_right(z, 30)) * _signed(_MIX1)
+    z = (z ^ _shift_right(z, 27)) * _signed(_MIX2)
+    z = z ^ _shift_right(z, 31)
+    top = _shift_right(z, 40).to(torch.float32)  # 24 bits: exact in float32
+    return top.add_(0.5).mul_(2.0 ** -24).view(len(seeds), *shape)
+
+
+_DRAW_DEVICE: ContextVar[torch.device | None] = ContextVar("nnbench_draw_device", default=None)
+
+
+@contextmanager
+def drawing_on(device: torch.device) -> Iterator[None]:
+    """Draw initial weights on `device` while building a model elsewhere (the CPU), so a
+    model moved there starts from the numbers a model drawn there would."""
+    token = _DRAW_DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DRAW_DEVICE.reset(token)
+
+
+def draw_device(default: torch.device) -> torch.device:
+    return _DRAW_DEVICE.get() or default

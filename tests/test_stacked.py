@@ -105,10 +105,14 @@ def _assert_lanes_match_serial(trials: list[TrialSpec], rtol: float = 1e-5) -> N
                 assert error <= bound, f"{trial.label(['optimizer'])}: {name} off by {error:.2e}"
             else:
                 assert torch.equal(got, expected), name
+        conv = trial.model.name == "cnn"
         for key in ("train_loss", "val_loss", "lr", "val_accuracy", "grad_norm.layer1",
                     "weight_sparsity"):
             curve = [h[key] for h in t.history]
-            assert curve == pytest.approx([h[key] for h in s.history], rel=1e-4, abs=1e-6), key
+            # the probe batch's gradient passes max-pool and ReLU kinks, where the engines'
+            # rounding-level differences can route it through another input (README)
+            rel = 1e-2 if conv and key.startswith("grad_norm") else 1e-4
+            assert curve == pytest.approx([h[key] for h in s.history], rel=rel, abs=1e-6), key
         assert t.final == pytest.approx(s.final, rel=1e-4, abs=1e-6)
 
 
@@ -413,8 +417,8 @@ def test_a_broken_group_fails_each_of_its_trials(monkeypatch: pytest.MonkeyPatch
                                                (RuntimeError, "failed")])
 def test_a_group_stopped_while_its_lanes_are_built_accounts_for_every_trial(
         monkeypatch: pytest.MonkeyPatch, error: type[BaseException], status: str) -> None:
-    """Ctrl-C (or an error) after the first lane is built and before the second: both
-    trials get a result, and after Ctrl-C the engine trains nothing more."""
+    """Ctrl-C (or an error) after the first lane's data is ready and before the second's:
+    both trials get a result, and after Ctrl-C the engine trains nothing more."""
     from nnbench.train import stacked
     from nnbench.train.build import prepare_data as real  # what stacked calls
 
@@ -438,6 +442,32 @@ def test_a_group_stopped_while_its_lanes_are_built_accounts_for_every_trial(
         assert len(results) == 4 and {r.status for r in results[2:]} == {"finished"}
     first, second = results[:2]
     assert (first.status, second.status) == (status, status)
-    assert first.fingerprint and not second.fingerprint  # built, and never built
+    # the group's weights are drawn once its data is ready: neither lane had any
+    assert not first.fingerprint and not second.fingerprint
     assert {first.spec.trial_id, second.spec.trial_id} == {
         t.trial_id for t in engine.plan(trials).groups[0].specs}
+
+
+def test_an_init_without_laws_builds_each_lane_as_the_serial_engine_does() -> None:
+    """A plugin's init (an InitFn drawing from its generator, no laws) cannot be drawn for
+    all lanes at once: each lane's model is built on its own, and starts where the serial
+    engine starts the trial; the run matches serial as for any init."""
+    from nnbench.registry import NoParams, register, restore, snapshot
+
+    def lab_normal(layer: nn.Module, gain: Any, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            nn.init.normal_(layer.weight, 0.0, 0.1, generator=generator)
+            nn.init.zeros_(layer.bias)
+
+    saved = snapshot()
+    try:
+        register(ComponentInfo(kind="init", name="lab_normal", build=lambda p: lab_normal,
+                               doc="a plugin's init", params=NoParams))
+        trials = _trials(BASE.replace("init: kaiming_normal", "init: lab_normal"),
+                         "optimizer.lr: [0.05, 0.01]\n")
+        _assert_lanes_match_serial(trials)
+        first = _run(StackedEngine(CPU, fixed_lanes=2), trials[:1])
+        again = _run(StackedEngine(CPU, fixed_lanes=2), trials[:1])
+        _bitwise_equal(first[trials[0].trial_id], again[trials[0].trial_id])
+    finally:
+        restore(saved)

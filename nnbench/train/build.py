@@ -21,6 +21,7 @@ from torch import nn
 from nnbench import registry, seeding
 from nnbench.components.activations import gain_of
 from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.inits import InitFn
 from nnbench.components.losses import Objective
 from nnbench.components.regularizers import ClipFn, EarlyStopping, attach_dropout_generator
 from nnbench.components.schedules import Schedule
@@ -154,15 +155,18 @@ def fit_augmentations(spec: TrialSpec, x_train: torch.Tensor) -> list[Augmentati
     return augment
 
 
-def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
-    """The spec's model with its activation, norm, dropout and seeded init (on the CPU)."""
+def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int, *,
+                init: InitFn | None = None) -> nn.Module:
+    """The spec's model with its activation, norm, dropout and seeded init (on the CPU;
+    the init draws where `seeding.drawing_on` says). `init`: the spec's init, built by the
+    caller (the stacked engine records its calls)."""
     activation_info = registry.get("activation", spec.activation.name)
     activation_params = activation_info.params.model_validate(spec.activation.kwargs)
     model: nn.Module = registry.build(
         "model", spec.model, input_shape=input_shape, outputs=outputs,
         activation=lambda: registry.build("activation", spec.activation),
         gain=gain_of(spec.activation.name, activation_params),
-        init=registry.build("init", spec.init), norm=registry.build("norm", spec.norm),
+        init=init or registry.build("init", spec.init), norm=registry.build("norm", spec.norm),
         dropout=spec.dropout, generator=seeding.generator(spec.seed_of("init"), "init"),
     )
     return model
@@ -171,8 +175,9 @@ def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int) -> 
 def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
     data, augment = prepare_data(spec, device)
     objective: Objective = registry.build("loss", spec.loss)
-    model = build_model(spec, data.input_shape,
-                        objective.num_outputs(data.num_classes, data.target_dim)).to(device)
+    with seeding.drawing_on(device):  # the initial weights the stacked engine draws there
+        model = build_model(spec, data.input_shape,
+                            objective.num_outputs(data.num_classes, data.target_dim)).to(device)
     attach_dropout_generator(model, seeding.generator(spec.seed_of("dropout"), "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
     n_train = len(data.y_train)

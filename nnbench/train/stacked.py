@@ -43,6 +43,7 @@ from torch.func import vmap
 
 from nnbench import registry, seeding
 from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.inits import ZERO, LawInit, draw
 from nnbench.components.losses import Objective
 from nnbench.components.regularizers import EarlyStopping
 from nnbench.config import TrialSpec
@@ -297,6 +298,8 @@ class _GroupRun:
         augments: list[list[Augmentation]] = []
         models: list[torch.nn.Module | None] = self.built
         split_augments: list[list[Augmentation]] = []
+        inits = [registry.build("init", spec.init) for spec in self.specs]
+        drawable = all(isinstance(init, LawInit) for init in inits)
         for index, spec in enumerate(self.specs):
             split_key = (spec.seed_of("split"),
                          json.dumps([a.to_dict() for a in spec.augmentation]))
@@ -308,16 +311,26 @@ class _GroupRun:
                     split_augments.append(augment)
                 data = datas[splits[split_key]]
                 self.objective: Objective = registry.build("loss", spec.loss).to(device)
-                model = build_model(spec, data.input_shape, self.objective.num_outputs(
-                    data.num_classes, data.target_dim)).to(device)
+                if not drawable:  # an init without laws (a plugin's): lane by lane
+                    models.append(self._lane_model(spec, data, inits[index]))
             augments.append(split_augments[splits[split_key]])
-            models.append(model)
             self.lanes.append(_Lane(index, spec, splits[split_key],
                                     registry.build("early_stopping", spec.early_stopping)))
+        outputs = self.objective.num_outputs(datas[0].num_classes, datas[0].target_dim)
+        drawn = self._draw(inits, datas[0].input_shape, outputs) if drawable else None
+        if drawable and drawn is None:  # a layer the init has no law for: lane by lane
+            for lane in self.lanes:
+                with seeding.trial_rng(lane.spec.seed_of("init"), device):
+                    models.append(self._lane_model(lane.spec, datas[lane.split],
+                                                   registry.build("init", lane.spec.init)))
         padding = self.n_lanes - len(self.specs)
-        models += [None] * padding
+        if drawn is not None:
+            templates, weights = drawn
+            self.model = StackedModel([*templates, *([None] * padding)], device, drawn=weights)
+        else:
+            models += [None] * padding
+            self.model = StackedModel(models, device)
         augments += [augments[0]] * padding
-        self.model = StackedModel(models, device)
         self.built = []  # the lanes' own models: their weights are the group's now
         self.stacked = True
         # the group's distinct splits, stacked; lane -> its split
@@ -377,6 +390,64 @@ class _GroupRun:
         self.loss_fn = self.objective.lane_loss
         self.sums_fn = self.objective.lane_sums
 
+    def _lane_model(self, spec: TrialSpec, data: TensorData, init: Any) -> torch.nn.Module:
+        """One lane's own model, built and drawn as the serial engine does it."""
+        with seeding.drawing_on(self.device):
+            return build_model(spec, data.input_shape, self.objective.num_outputs(
+                data.num_classes, data.target_dim), init=init).to(self.device)
+
+    def _draw(self, inits: list[LawInit], input_shape: tuple[int, ...], outputs: int
+              ) -> tuple[list[torch.nn.Module], dict[str, torch.Tensor]] | None:
+        """Every lane's initial weights, one draw per tensor for all the lanes, on the device.
+
+        One template model per activation gives the structure and the order of the init's
+        calls (layer, gain); lane i's tensor j of call k follows its own init's law from
+        its own stream, `stream_seed(init seed, k, j)`, as the serial engine draws it
+        (`LawInit`). None when that cannot hold: a layer the init has no law for, or a
+        tensor no init fills that still depends on the global RNG (a plugin layer's own
+        reset), which each lane would draw differently."""
+        templates: dict[str, tuple[torch.nn.Module, list[tuple[Any, Any]]]] = {}
+        lane_models: list[torch.nn.Module] = []
+        for spec in self.specs:
+            key = json.dumps(spec.activation.to_dict(), sort_keys=True)
+            if key not in templates:
+                recorder = registry.build("init", spec.init)
+                recorder.record = []
+                with seeding.trial_rng(spec.seed_of("init"), torch.device("cpu")):
+                    model = build_model(spec, input_shape, outputs, init=recorder)
+                templates[key] = (model, recorder.record)
+            lane_models.append(templates[key][0])
+        padding = self.n_lanes - len(self.specs)
+        drawn: dict[str, torch.Tensor] = {}
+        keys = [{id(t): name for name, t in model.state_dict(keep_vars=True).items()}
+                for model, _ in templates.values()]
+        records = [templates[json.dumps(s.activation.to_dict(), sort_keys=True)][1]
+                   for s in self.specs]
+        seeds = [seeding.derive_seed(s.seed_of("init"), "init") for s in self.specs]
+        for call in range(len(records[0])):
+            laws = [init.laws(*record[call]) for init, record in zip(inits, records,
+                                                                    strict=True)]
+            if any(law is None for law in laws):
+                return None
+            for j, (tensor, _) in enumerate(laws[0] or []):
+                name = keys[0].get(id(tensor)) or next(k[id(tensor)] for k in keys
+                                                       if id(tensor) in k)
+                drawn[name] = draw(
+                    [lane[j][1] for lane in laws if lane is not None] + [ZERO] * padding,
+                    [seeding.stream_seed(seed, call, j) for seed in seeds] + [0] * padding,
+                    tuple(tensor.shape), self.device)
+        # what no init filled must not depend on the trial's global RNG
+        first = next(iter(templates.values()))[0]
+        spec = self.specs[0]
+        with seeding.trial_rng(spec.seed_of("init") + 1, torch.device("cpu")):
+            again = build_model(spec, input_shape, outputs,
+                                init=registry.build("init", spec.init))
+        other = again.state_dict()
+        if any(not torch.equal(value, other[name]) for name, value in
+               first.state_dict().items() if name not in drawn):
+            return None
+        return lane_models, drawn
+
     def _per_lane(self, values: Sequence[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float32, device=self.device)
 
@@ -408,12 +479,13 @@ class _GroupRun:
     def _abandon(self, status: Status, why: Callable[[_Lane], str]) -> Iterator[TrialResult]:
         """The lanes still training end as `status` with their weights as they are (no
         fingerprint where the group's weights cannot be read)."""
-        if not self.stacked:  # stopped while the lanes were built: each its own model
-            for lane, model in zip(self.lanes, self.built, strict=False):
-                assert model is not None
-                yield replace(self._result(lane, status, None, reason=why(lane)),
-                              fingerprint=fingerprint(model.state_dict().items()),
-                              num_params=sum(p.numel() for p in model.parameters()))
+        if not self.stacked:  # stopped while the lanes were built: those with a model
+            for index, lane in enumerate(self.lanes):
+                result = self._result(lane, status, None, reason=why(lane))
+                model = self.built[index] if index < len(self.built) else None
+                yield result if model is None else replace(
+                    result, fingerprint=fingerprint(model.state_dict().items()),
+                    num_params=sum(p.numel() for p in model.parameters()))
             return
         try:
             host: dict[str, tuple[torch.dtype, np.ndarray]] | None = self._host_state()

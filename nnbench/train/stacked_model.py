@@ -80,7 +80,11 @@ class StackedModel:
     `lane_models[i]` is None for a padding lane (zero weights, never trained).
     """
 
-    def __init__(self, lane_models: Sequence[nn.Module | None], device: torch.device) -> None:
+    def __init__(self, lane_models: Sequence[nn.Module | None], device: torch.device,
+                 drawn: dict[str, torch.Tensor] | None = None) -> None:
+        """`drawn`: state_dict key -> every lane's tensor (`[lanes, ...]`, on `device`)
+        drawn at once; those replace the lane models' own (which may then be shared)."""
+        self._drawn = drawn or {}
         template = next(m for m in lane_models if m is not None)
         if not isinstance(template, nn.Sequential):
             raise Unstackable(f"{type(template).__name__} is not an nn.Sequential of layers")
@@ -125,6 +129,8 @@ class StackedModel:
 
     def _stack(self, key: str, states: Sequence[dict[str, torch.Tensor] | None],
                held: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
+        if key in self._drawn:
+            return held(self._drawn[key]).contiguous()
         template = next(s for s in states if s is not None)[key]
         with torch.no_grad():
             padding = torch.zeros_like(template)

@@ -455,6 +455,7 @@ def test_an_init_without_laws_builds_each_lane_as_the_serial_engine_does() -> No
     from nnbench.registry import NoParams, register, restore, snapshot
 
     def lab_normal(layer: nn.Module, gain: Any, generator: torch.Generator) -> None:
+        assert isinstance(layer, nn.Linear)
         with torch.no_grad():
             nn.init.normal_(layer.weight, 0.0, 0.1, generator=generator)
             nn.init.zeros_(layer.bias)

@@ -319,7 +319,8 @@ def test_optuna_and_mlflow_agree_on_every_trial(tmp_path: Path, tracking_uri: st
     told was recorded KILLED ("claim lost") while Optuna held it COMPLETE."""
     space = LR_GRID if sampler == "grid" else LR_RANGE
     path = _suite(tmp_path / "agree.yaml", name="agree", epochs=3, trials=3,
-                  optimizers="[sgd]", sampler=sampler, pruner=pruner, space=space, seeds=1)
+                  optimizers="[sgd]", sampler=sampler, pruner=pruner, space=space, seeds=1,
+                  seed=1)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     console = Console(record=True, width=200)
     summary = tune_suite(parse_suite(path.read_text()), storage=storage,
@@ -329,7 +330,7 @@ def test_optuna_and_mlflow_agree_on_every_trial(tmp_path: Path, tracking_uri: st
     _assert_budgets_met(storage, 3, 1)
     states = _assert_stores_agree(storage, tracking_uri, "agree")
     assert states.total() == 3
-    if pruner == "hyperband" and sampler != "qmc":  # (seeded: these proposals get pruned)
+    if pruner == "hyperband" and sampler != "qmc":  # (sampler seed 1: these get pruned)
         assert states["PRUNED"] >= 1, states
     if sampler == "grid":  # each point of the grid trained once
         (trials,) = _studies(storage).values()

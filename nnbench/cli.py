@@ -968,9 +968,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from nnbench.plugins import PluginError, load_entry_points
 
+    try:  # installed plugins first: an engine one registers is one of --engine's choices
+        load_entry_points()  # a broken one stops every command here
+    except PluginError as e:
+        err.print(str(e), markup=False)
+        return EXIT_USAGE
     args = _parser().parse_args(argv)
     try:
-        load_entry_points()  # installed plugins: a broken one stops every command here
         code: int = args.func(args)
     except (_UsageError, PluginError) as e:
         err.print(str(e), markup=False)

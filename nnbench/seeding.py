@@ -37,6 +37,7 @@ __all__ = [
     "numpy_rng_preserved",
     "stream_seed",
     "trial_rng",
+    "unit",
 ]
 
 # cuBLAS needs this set before its first call to give reproducible results.
@@ -144,9 +145,11 @@ def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
 
 def lane_uniform(seeds: Sequence[int], shape: tuple[int, ...],
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """`[len(seeds), *shape]` float32 uniforms in (0, 1): row i is stream `seeds[i]`'s first
-    numbers (24 bits each, centred in their interval). Integer ops only, up to the last
-    exact conversion, so a row does not depend on the other rows, nor on the device."""
+    """`[len(seeds), *shape]` float32 uniforms in (0, 1): row i is stream `seeds[i]`'s
+    first numbers, (k + ½)·2⁻²⁴ for the top 24 bits k of each hash (float32 rounds k + ½
+    to an even neighbour from 2²³ up; the one value that would become 1 is held at
+    1 − 2⁻²⁴, so a normal's inverse CDF stays finite). Integer ops up to that conversion,
+    elementwise after it, so a row does not depend on the other rows, nor on the device."""
     n = math.prod(shape)
     base = torch.tensor([_signed(s) for s in seeds], dtype=torch.int64, device=device)
     z = base[:, None] + torch.arange(1, n + 1, dtype=torch.int64, device=device) * \
@@ -154,8 +157,13 @@ def lane_uniform(seeds: Sequence[int], shape: tuple[int, ...],
     z = (z ^ _shift_right(z, 30)) * _signed(_MIX1)
     z = (z ^ _shift_right(z, 27)) * _signed(_MIX2)
     z = z ^ _shift_right(z, 31)
-    top = _shift_right(z, 40).to(torch.float32)  # 24 bits: exact in float32
-    return top.add_(0.5).mul_(2.0 ** -24).view(len(seeds), *shape)
+    return unit(_shift_right(z, 40)).view(len(seeds), *shape)
+
+
+def unit(top: torch.Tensor) -> torch.Tensor:
+    """24-bit integers k as (k + ½)·2⁻²⁴ in float32, none of them 0 or 1 (see
+    `lane_uniform`)."""
+    return top.to(torch.float32).add_(0.5).mul_(2.0 ** -24).clamp_(max=1 - 2.0 ** -24)
 
 
 _DRAW_DEVICE: ContextVar[torch.device | None] = ContextVar("nnbench_draw_device", default=None)

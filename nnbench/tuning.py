@@ -469,7 +469,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     torch_device = resolve_device(device)
     # a study's proposals are asked (and train) together, as many as the engine trains at once
     most = engine_class(engine_name).most_lanes(torch_device)
-    batch = min(lanes or most, most, tune.trials) if most > 1 else 1
+    batch = min(lanes or most, tune.trials) if most > 1 else 1
     engine = make_engine(engine_name, torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism()
     tracker = Tracker(suite, tracking_uri)

@@ -472,3 +472,73 @@ def test_an_init_without_laws_builds_each_lane_as_the_serial_engine_does() -> No
         _bitwise_equal(first[trials[0].trial_id], again[trials[0].trial_id])
     finally:
         restore(saved)
+
+
+def _builder_after_init(change: str) -> Any:
+    """A plugin MLP whose builder does more than its init: scales the output layer's drawn
+    weights, or draws the output bias from the trial's generator itself."""
+
+    def build(params: Any, *, input_shape: tuple[int, ...], outputs: int, init: Any,
+              generator: torch.Generator, **_: Any) -> nn.Module:
+        width = int(torch.tensor(input_shape).prod())
+        hidden, out = nn.Linear(width, 8), nn.Linear(8, outputs)
+        init(hidden, ("relu", None), generator)
+        init(out, ("output", None), generator)
+        with torch.no_grad():
+            if change == "scaled":
+                out.weight.mul_(0.1)
+            else:
+                nn.init.normal_(out.bias, 0.0, 0.5, generator=generator)
+        return nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), out)
+
+    return build
+
+
+@pytest.mark.parametrize("change", ["scaled", "own_draw"])
+def test_a_model_that_changes_its_initial_weights_stacks_from_its_own(
+        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """Drawing every lane's weights at once assumes the builder keeps what the init drew and
+    draws nothing else: where it does not, lanes are built one by one, as serial builds
+    them, and still train as lanes that match serial."""
+    info = ComponentInfo(kind="model", name="lab_mlp", build=_builder_after_init(change),
+                         doc="test model")
+    monkeypatch.setitem(registry._REGISTRIES["model"], info.name, info)
+    trials = _trials(BASE, "optimizer.lr: [0.05, 0.01]\n",
+                     task="{dataset: {name: mnist1d, num_samples: 1000}, model: lab_mlp}")
+    assert len(StackedEngine(CPU).plan(trials).groups) == 1
+    _assert_lanes_match_serial(trials)
+
+
+def test_ctrl_c_while_lanes_are_finished_leaves_no_lane_without_a_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the second of two ending lanes gets its result: the first is finished,
+    the second killed; Ctrl-C once both have theirs (while they retire): it reaches the
+    caller, which must not take the group for done and claim more."""
+    from nnbench.train import stacked
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"), "optimizer.lr: [0.05, 0.01]\n")
+    from nnbench.train.metrics import host_fingerprint as real
+
+    calls: list[int] = []
+
+    def second_interrupted(*args: Any) -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(stacked, "host_fingerprint", second_interrupted)
+    results = list(StackedEngine(CPU, fixed_lanes=2).run(trials, Recorder()))
+    assert [r.status for r in results] == ["finished", "killed"]
+    assert {r.spec.trial_id for r in results} == {t.trial_id for t in trials}
+    monkeypatch.setattr(stacked, "host_fingerprint", real)
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stacked._GroupRun, "_retire", interrupted)
+    seen: list[TrialResult] = []
+    results_then_ctrl_c = StackedEngine(CPU, fixed_lanes=2).run(trials, Recorder())
+    with pytest.raises(KeyboardInterrupt):
+        seen.extend(results_then_ctrl_c)
+    assert [r.status for r in seen] == ["finished", "finished"]

@@ -4,15 +4,16 @@ Trials that share every shape- and op-affecting setting (`stack_key`: data, mode
 loss, norm, whether there is dropout, optimizer type and its flags, clipping type,
 augmentation pipeline, epochs, batch size) form a group; the group trains as one
 `StackedModel` with one lane per trial. Per lane: seed (split, init, shuffling,
-dropout masks, augmentation draws: each from the lane's own generators, seeded per
-source of randomness, the same streams the serial engine uses), init, optimizer
+dropout masks, augmentation draws: each from the lane's own streams, seeded per
+source of randomness, the same streams the serial engine uses), init (every lane's
+layer drawn at once on the device, each lane from its own stream: `_draw`), optimizer
 hyperparameters, schedule (per-lane tables from PyTorch's own schedulers), L1/L2,
 weight decay, dropout p, clipping threshold (norm per lane), early stopping,
 pruning, divergence, BatchNorm statistics, diagnostics and activation (elementwise,
-applied to its own lanes' slices). A lane that stops (early stopping, pruning,
-divergence) is finalised at once (test split, fingerprint, checkpoint, through the
-serial engine's own code on the lane's model) and becomes padding: zero weights,
-lr 0.
+applied to its own lanes' slices). Lanes that stop in the same epoch (early stopping,
+pruning, divergence, the last epoch) are finalised together: one test evaluation of the
+group, one read of every lane's weights to the host (fingerprints, checkpoints); then
+they become padding: zero weights, lr 0.
 
 Lane count: every group of a suite (`population`) trains with one lane count,
 `lane_count` of the population's group sizes (each capped at max_lanes), padded with
@@ -47,6 +48,7 @@ from nnbench.components.inits import ZERO, LawInit, draw
 from nnbench.components.losses import Objective
 from nnbench.components.regularizers import EarlyStopping
 from nnbench.config import TrialSpec
+from nnbench.config.sources import SOURCES
 from nnbench.data import TensorData
 from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
 from nnbench.train.engine import Listener, shared_cores, torch_threads
@@ -218,15 +220,16 @@ class StackedEngine:
         """Why `spec` trains serially (None: it stacks); `counts`: trials per shape in the
         population."""
         key = stack_key(spec)
+        # auto: a lone trial trains serially (a study asked one at a time: fixed_lanes 1)
+        lone = self.fixed_lanes == 1 if self.fixed_lanes is not None \
+            else counts.get(key, 1) == 1
         reason = _unstackable_reason(spec)
-        if reason is None:  # the model as built for this activation: every layer stacks?
+        if reason is None and not (self.auto and lone):
+            # the model as built for this activation: every layer stacks?
             model_key = key + json.dumps(spec.activation.to_dict(), sort_keys=True)
             if model_key not in self._model_reasons:
                 self._model_reasons[model_key] = _model_reason(spec)
             reason = self._model_reasons[model_key]
-        # auto: a lone trial trains serially (a study asked one at a time: fixed_lanes 1)
-        lone = self.fixed_lanes == 1 if self.fixed_lanes is not None \
-            else counts.get(key, 1) == 1
         if reason is None and self.auto and lone:
             reason = "the only trial of its shape: one model trains faster serially"
         return reason
@@ -436,15 +439,28 @@ class _GroupRun:
                     [lane[j][1] for lane in laws if lane is not None] + [ZERO] * padding,
                     [seeding.stream_seed(seed, call, j) for seed in seeds] + [0] * padding,
                     tuple(tensor.shape), self.device)
-        # what no init filled must not depend on the trial's global RNG
+        # the model's builder may not change what the init drew (checked on the first
+        # template: its tensors against a draw of its own trial's streams), and what no init
+        # filled may depend neither on the init seed nor on the global RNG (a plugin layer's
+        # own reset, or its own draw from the generator): a build of another seed agrees
         first = next(iter(templates.values()))[0]
         spec = self.specs[0]
-        with seeding.trial_rng(spec.seed_of("init") + 1, torch.device("cpu")):
-            again = build_model(spec, input_shape, outputs,
-                                init=registry.build("init", spec.init))
-        other = again.state_dict()
-        if any(not torch.equal(value, other[name]) for name, value in
-               first.state_dict().items() if name not in drawn):
+        seed = seeds[0]
+        by_key = {k: t for k, t in first.state_dict(keep_vars=True).items()}
+        for call, (layer, gain) in enumerate(records[0]):
+            for j, (tensor, law) in enumerate(inits[0].laws(layer, gain) or []):
+                own = draw([law], [seeding.stream_seed(seed, call, j)], tuple(tensor.shape),
+                           torch.device("cpu"))[0]
+                if not torch.equal(own, tensor.detach()):
+                    return None
+        other_seeds = {source: spec.seed_of(source) for source in SOURCES}
+        other_seeds["init"] += 1
+        other = spec.with_seeds(other_seeds)
+        with seeding.trial_rng(other.seed_of("init"), torch.device("cpu")):
+            again = build_model(other, input_shape, outputs,
+                                init=registry.build("init", other.init)).state_dict()
+        if any(not torch.equal(value.detach(), again[name]) for name, value in by_key.items()
+               if name not in drawn):
             return None
         return lane_models, drawn
 
@@ -465,10 +481,16 @@ class _GroupRun:
                                   if not lane.done])
         except KeyboardInterrupt:
             self.interrupted = True
-            yield from self._abandon("killed", lambda lane: f"interrupted during epoch "
-                                                            f"{len(lane.history) + 1}")
+            told = False
+            for result in self._abandon("killed", lambda lane: f"interrupted during epoch "
+                                                               f"{len(lane.history) + 1}"):
+                told = True
+                yield result
             for spec in self.specs[len(self.lanes):]:  # interrupted while building the group
+                told = True
                 yield self._unbuilt(spec, "killed", "interrupted while the group was built")
+            if not told:  # every lane had its result: the caller must still see the Ctrl-C
+                raise
         except Exception as err:  # a broken group must not stop the suite
             reason = "".join(traceback.format_exception(type(err), err,
                                                         err.__traceback__))[-4000:]
@@ -483,8 +505,12 @@ class _GroupRun:
             for index, lane in enumerate(self.lanes):
                 result = self._result(lane, status, None, reason=why(lane))
                 model = self.built[index] if index < len(self.built) else None
-                yield result if model is None else replace(
-                    result, fingerprint=fingerprint(model.state_dict().items()),
+                try:
+                    weights = fingerprint(model.state_dict().items()) if model else ""
+                except Exception:  # a broken device: the result, without its weights
+                    weights = ""
+                yield result if not weights or model is None else replace(
+                    result, fingerprint=weights,
                     num_params=sum(p.numel() for p in model.parameters()))
             return
         try:
@@ -786,14 +812,15 @@ class _GroupRun:
     def _result(self, lane: _Lane, status: Status,
                 host: dict[str, tuple[torch.dtype, np.ndarray]] | None, reason: str = "",
                 **extra: Any) -> TrialResult:
-        lane.done = True
         weights = "" if host is None else host_fingerprint(
             (key, dtype, a[lane.index]) for key, (dtype, a) in host.items())
-        return TrialResult(
+        result = TrialResult(
             spec=lane.spec, status=status, history=lane.history,
             final=extra.pop("final", {}), fingerprint=weights, device=str(self.device),
             wall_seconds=self._share(), num_params=self.model.num_params if self.stacked else 0,
             reason=reason, numerics=self.numerics, **extra)
+        lane.done = True  # only now: interrupted before, the lane still gets its result
+        return result
 
 
 def _mean(flags: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Many same-shaped models as one: the stacked engine's batched forward pass.
 
-`StackedModel(lane_models)` takes one built `nn.Sequential` per lane (each made by the
-registry with its own seeded init, exactly as the serial engine builds it) and holds
-their weights as `[lanes, ...]` tensors under the same state_dict names. Its forward
+`StackedModel(lane_models, drawn=...)` takes one built `nn.Sequential` per lane (lanes of
+one activation may share one) and every lane's initial weights drawn at once (`drawn`:
+state_dict key -> `[lanes, ...]`; without it, each lane model's own weights, as the
+serial engine built them), and holds them as `[lanes, ...]` tensors under the same
+state_dict names. Its forward
 pass reads like the unbatched one, layer by layer:
 
 - activations flow as `[lanes, batch, features]`; a Linear is one `baddbmm` (its weight

@@ -177,3 +177,12 @@ def test_xavier_and_kaiming_differ_under_relu_as_the_papers_say() -> None:
 def test_a_slope_without_leaky_relu_is_rejected() -> None:
     with pytest.raises(registry.ComponentError, match="only used with nonlinearity leaky_relu"):
         registry.resolve("init", {"name": "kaiming_normal", "nonlinearity": "relu", "a": 0.1})
+
+
+def test_no_drawn_uniform_is_0_or_1_so_no_normal_is_infinite() -> None:
+    """The extreme hashes: k + ½ rounds to an even float32 from 2²³ up, so the largest k
+    would give exactly 1 and erfinv(1) = inf."""
+    top = torch.tensor([0, 1, 2**23 - 1, 2**23, 2**24 - 2, 2**24 - 1], dtype=torch.int64)
+    u = seeding.unit(top)
+    assert float(u.min()) > 0 and float(u.max()) < 1
+    assert bool(torch.erfinv(u * 2 - 1).isfinite().all())

@@ -8,7 +8,8 @@ issue's: an MLP, batch 64, SGD with momentum, four learning rates per seed, 18 s
 per epoch; its sizes are small because the counts do not depend on them.
 
 Per training step = (ops of a 2-epoch run - ops of a 1-epoch run) / steps per epoch:
-one epoch's steps plus its evaluation, diagnostics and metrics read, shared out.
+one epoch's steps plus its evaluation, diagnostics and metrics read, shared out. Ops
+outside the steps = a 1-epoch run's ops minus its steps' (building and finishing).
 """
 
 from __future__ import annotations
@@ -112,3 +113,11 @@ def test_training_makes_no_host_round_trip_but_the_epochs_metrics_read(
         counts: dict[str, tuple[float, float, float]]) -> None:
     trips = {case: c[1] for case, c in counts.items()}
     assert max(trips.values()) <= 0.05, trips
+
+
+def test_the_ops_outside_the_steps_do_not_grow_with_the_lanes(
+        counts: dict[str, tuple[float, float, float]]) -> None:
+    """Building (every lane's layer drawn at once) and finishing (one test evaluation, one
+    weights read) a group of 32 lanes dispatches about as many ops as one of 8."""
+    outside = {case: c[2] for case, c in counts.items()}
+    assert outside["32 lanes"] <= 1.25 * outside["8 lanes"], outside

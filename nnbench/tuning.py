@@ -64,7 +64,7 @@ from nnbench.train import (
     resolve_device,
     stop,
 )
-from nnbench.transient import retrying, worker_label
+from nnbench.transient import RETRY_SECONDS, is_transient, retrying, worker_label
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
@@ -231,6 +231,36 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     return _Asked(trial, values, spec, run_id)
 
 
+def _tell_once(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial,
+               state: TrialState, objective: float, attrs: dict[str, Any]) -> None:
+    """`study.tell` with `attrs` in its transaction, once, through a broken connection: a
+    worker stopped mid-transaction finds the server ended its session (the transaction
+    rolled back, or committed with the answer lost). Told again while the trial is still
+    RUNNING; a commit that did happen is recognised by its own outcome; a trial someone
+    else ended raises UpdateFinishedTrialError (the caller's lost claim)."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    while True:
+        finishing(storage, trial, attrs)
+        try:
+            if state == TrialState.COMPLETE:
+                study.tell(trial, objective)
+            else:
+                study.tell(trial, state=state)
+            return
+        except Exception as err:
+            if not is_transient(err) or time.monotonic() > deadline:
+                raise
+            stored = retrying(lambda: storage.get_trial(storage_id(trial)),
+                              f"read trial {trial.number} after a failed tell")
+            if stored.state == state and \
+                    stored.user_attrs.get("nnbench.outcome") == attrs["nnbench.outcome"]:
+                return  # the tell committed; only its answer was lost
+            if stored.state != TrialState.RUNNING:
+                raise optuna.exceptions.UpdateFinishedTrialError(
+                    f"trial {trial.number} was ended by another worker") from err
+        time.sleep(0.1)
+
+
 def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
           tracker: Tracker, console: Console, storage: RDBStorage) -> None:
     """Record one trial's result in MLflow (all but its status), tell Optuna, then show
@@ -254,14 +284,10 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         attrs[COUNTED] = True
     if result.status in ("diverged", "failed"):
         attrs["nnbench.error"] = result.reason[-2000:]
-    finishing(storage, trial, attrs)
+    told = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
+        result.status, TrialState.FAIL)
     try:
-        if result.status == "finished":
-            study.tell(trial, objective)
-        elif result.status == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            study.tell(trial, state=TrialState.FAIL)
+        _tell_once(study, storage, trial, told, objective, attrs)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
         # Optuna raises these before it stores anything (a sampler's after_trial raising
         # comes after the store, and is not caught here): a trial no longer RUNNING was

@@ -455,3 +455,49 @@ def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
                                          r"optimizer\.lr: 3 choices\)"):
         parse_suite(two)
     assert parse_suite(two.replace("trials: 7", "trials: 6")).tune is not None
+
+
+@pytest.mark.parametrize("broken", ["before_commit", "after_commit", "ended_meanwhile"])
+def test_a_tell_through_a_connection_the_server_closed_is_told_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
+    """A worker SIGSTOPped mid-transaction finds, once resumed, that PostgreSQL ended its
+    session (chaos seed 8724: the worker crashed with StorageInternalError). The tell is
+    told again while the trial still runs; a commit whose answer was lost is recognised by
+    its outcome; a trial another worker ended meanwhile is that worker's (a lost claim)."""
+    from typing import Any
+
+    import sqlalchemy
+
+    from nnbench.queue import _Storage, open_storage
+    from nnbench.tuning import _tell_once
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", Liveness(1, 60))
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    real = _Storage.set_trial_state_values
+    calls: list[int] = []
+
+    def closed(self: Any, trial_id: int, state: Any, values: Any = None) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            if broken == "after_commit":
+                real(self, trial_id, state, values)
+            elif broken == "ended_meanwhile":
+                real(self, trial_id, TrialState.FAIL, None)
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit") from sqlalchemy.exc.OperationalError(
+                    "COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return bool(real(self, trial_id, state, values))
+
+    monkeypatch.setattr(_Storage, "set_trial_state_values", closed)
+    attrs = {"nnbench.outcome": "finished", COUNTED: True}
+    if broken == "ended_meanwhile":
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            _tell_once(study, storage, trial, TrialState.COMPLETE, 0.5, attrs)
+        assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
+        return
+    _tell_once(study, storage, trial, TrialState.COMPLETE, 0.5, attrs)
+    stored = storage.get_trial(trial._trial_id)
+    assert (stored.state, stored.values, stored.user_attrs.get(COUNTED)) == (
+        TrialState.COMPLETE, [0.5], True)
+    assert len(calls) == (1 if broken == "after_commit" else 2)

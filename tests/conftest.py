@@ -27,6 +27,18 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+class Quiet:
+    """An engine listener that trains every trial it is handed and never stops one."""
+
+    def trial_started(self, spec: Any) -> bool:
+        return True
+
+    def epoch_finished(self, spec: Any, metrics: dict[str, float]) -> Any:
+        from nnbench.train.results import CONTINUE
+
+        return CONTINUE
+
 # A task of a benchmark (tests/test_bench.py, tests/config/test_benchmark.py): an mlp on one
 # dataset and loss, with the optimizer as the axis every task of the benchmark varies.
 BENCHMARK_TASK = """\

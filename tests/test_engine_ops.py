@@ -25,8 +25,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnbench.config import TrialSpec, parse_suite
-from nnbench.train import CONTINUE, Decision
 from nnbench.train.stacked import StackedEngine
+from tests.conftest import Quiet
 
 CPU = torch.device("cpu")
 TRAIN, TEST, BATCH = 1280, 200, 64
@@ -44,14 +44,6 @@ class _Count(TorchDispatchMode):
                            kwargs: Any = None) -> Any:
         self.ops[str(func)] += 1
         return func(*args, **(kwargs or {}))
-
-
-class _Quiet:
-    def trial_started(self, spec: TrialSpec) -> bool:
-        return True
-
-    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
-        return CONTINUE
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +78,7 @@ def _counts(trials: list[TrialSpec]) -> tuple[float, float, float]:
         engine = StackedEngine(CPU, population=specs)
         assert len(engine.plan(specs).groups) == 1
         with _Count() as count:
-            results = list(engine.run(specs, _Quiet()))
+            results = list(engine.run(specs, Quiet()))
         assert {r.status for r in results} == {"finished"}
         runs.append(count.ops)
     one, two = runs

@@ -312,27 +312,22 @@ class _GroupRun:
                     splits[split_key] = len(datas)
                     datas.append(data)
                     split_augments.append(augment)
-                data = datas[splits[split_key]]
                 self.objective: Objective = registry.build("loss", spec.loss).to(device)
-                if not drawable:  # an init without laws (a plugin's): lane by lane
-                    models.append(self._lane_model(spec, data, inits[index]))
             augments.append(split_augments[splits[split_key]])
             self.lanes.append(_Lane(index, spec, splits[split_key],
                                     registry.build("early_stopping", spec.early_stopping)))
         outputs = self.objective.num_outputs(datas[0].num_classes, datas[0].target_dim)
         drawn = self._draw(inits, datas[0].input_shape, outputs) if drawable else None
-        if drawable and drawn is None:  # a layer the init has no law for: lane by lane
+        padding = self.n_lanes - len(self.specs)
+        if drawn is None:  # an init without laws (a plugin's), or a layer without one
             for lane in self.lanes:
                 with seeding.trial_rng(lane.spec.seed_of("init"), device):
                     models.append(self._lane_model(lane.spec, datas[lane.split],
-                                                   registry.build("init", lane.spec.init)))
-        padding = self.n_lanes - len(self.specs)
-        if drawn is not None:
+                                                   inits[lane.index]))
+            self.model = StackedModel([*models, *([None] * padding)], device)
+        else:
             templates, weights = drawn
             self.model = StackedModel([*templates, *([None] * padding)], device, drawn=weights)
-        else:
-            models += [None] * padding
-            self.model = StackedModel(models, device)
         augments += [augments[0]] * padding
         self.built = []  # the lanes' own models: their weights are the group's now
         self.stacked = True
@@ -422,8 +417,10 @@ class _GroupRun:
             lane_models.append(templates[key][0])
         padding = self.n_lanes - len(self.specs)
         drawn: dict[str, torch.Tensor] = {}
-        keys = [{id(t): name for name, t in model.state_dict(keep_vars=True).items()}
-                for model, _ in templates.values()]
+        # lane 0's template: the laws of lane 0 name its tensors
+        first = lane_models[0]
+        by_key = dict(first.state_dict(keep_vars=True))
+        names = {id(t): name for name, t in by_key.items()}
         records = [templates[json.dumps(s.activation.to_dict(), sort_keys=True)][1]
                    for s in self.specs]
         seeds = [seeding.derive_seed(s.seed_of("init"), "init") for s in self.specs]
@@ -433,9 +430,7 @@ class _GroupRun:
             if any(law is None for law in laws):
                 return None
             for j, (tensor, _) in enumerate(laws[0] or []):
-                name = keys[0].get(id(tensor)) or next(k[id(tensor)] for k in keys
-                                                       if id(tensor) in k)
-                drawn[name] = draw(
+                drawn[names[id(tensor)]] = draw(
                     [lane[j][1] for lane in laws if lane is not None] + [ZERO] * padding,
                     [seeding.stream_seed(seed, call, j) for seed in seeds] + [0] * padding,
                     tuple(tensor.shape), self.device)
@@ -443,10 +438,7 @@ class _GroupRun:
         # template: its tensors against a draw of its own trial's streams), and what no init
         # filled may depend neither on the init seed nor on the global RNG (a plugin layer's
         # own reset, or its own draw from the generator): a build of another seed agrees
-        first = next(iter(templates.values()))[0]
-        spec = self.specs[0]
-        seed = seeds[0]
-        by_key = {k: t for k, t in first.state_dict(keep_vars=True).items()}
+        spec, seed = self.specs[0], seeds[0]
         for call, (layer, gain) in enumerate(records[0]):
             for j, (tensor, law) in enumerate(inits[0].laws(layer, gain) or []):
                 own = draw([law], [seeding.stream_seed(seed, call, j)], tuple(tensor.shape),

@@ -21,21 +21,13 @@ import torch
 
 from nnbench import seeding
 from nnbench.config import TrialSpec, load_suite
-from nnbench.train import CONTINUE, Decision, SerialEngine, build_parts, torch_threads
+from nnbench.train import SerialEngine, build_parts, torch_threads
 from nnbench.train.stacked import StackedEngine
 from tests.benchmarks.notes_loop import notes_epoch
 from tests.benchmarks.scale import EPOCHS, FULL
-from tests.conftest import REPO
+from tests.conftest import REPO, Quiet
 
 CPU = torch.device("cpu")
-
-
-class _Quiet:
-    def trial_started(self, spec: TrialSpec) -> bool:
-        return True
-
-    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
-        return CONTINUE
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,7 @@ def _throughput(benchmark: Any, run: Callable[[], list[float]], model_epochs: in
 
 def _engine_run(engine: Any, trials: list[TrialSpec]) -> Callable[[], list[float]]:
     def run() -> list[float]:
-        results = list(engine.run(trials, _Quiet()))
+        results = list(engine.run(trials, Quiet()))
         assert {r.status for r in results} == {"finished"}
         return [r.history[-1]["val_accuracy"] for r in results]
     return run

@@ -542,3 +542,39 @@ def test_ctrl_c_while_lanes_are_finished_leaves_no_lane_without_a_result(
     with pytest.raises(KeyboardInterrupt):
         seen.extend(results_then_ctrl_c)
     assert [r.status for r in seen] == ["finished", "finished"]
+
+
+def test_a_group_holds_its_examples_once_and_each_split_as_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lanes of three split seeds, standardized and normalized each with its own training
+    split's statistics: the group holds the dataset's examples once (the very tensor every
+    split of that dataset on the device shares) and each split as a row of indices, and
+    every lane still trains as the serial engine trains it."""
+    from nnbench.train import stacked
+
+    task = ("{dataset: {name: digits, val_fraction: 0.2, standardize: true}, "
+            "model: {name: mlp, hidden: [16]}}")
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2") + "augmentation: [normalize]\n",
+                     "activation: [relu, tanh]\n", task=task, seeds=3)
+    assert len({t.seed_of("split") for t in trials}) == 3
+    runs: list[Any] = []
+    real_build = stacked._GroupRun._build
+
+    def build(self: Any) -> None:
+        real_build(self)
+        runs.append(self)
+
+    monkeypatch.setattr(stacked._GroupRun, "_build", build)
+    _assert_lanes_match_serial(trials)
+    (run,) = runs
+    data = registry.build("dataset", trials[0].dataset, seed=trials[0].seed_of("split"),
+                          device=CPU)
+    assert run.x is data.x and run.y is data.y  # one copy on the device, shared
+    assert run.x.shape[0] == 1797  # every digit once: 1438 train + val, 359 test
+    examples = {name for name, value in vars(run).items()
+                if isinstance(value, torch.Tensor) and value.numel() >= run.x.numel()}
+    assert examples == {"x"}  # no split is held as a copy of its examples
+    assert run.train_rows.shape == (3, data.sizes()["train"])
+    assert len({tuple(r.tolist()) for r in run.train_rows}) == 3  # each seed its own split
+    rows = torch.cat([run.train_rows[0], run.val_rows[0], run.test_rows[0]])
+    assert sorted(rows.tolist()) == list(range(1797))  # a split seed's rows: a partition

@@ -2,7 +2,8 @@
 
 Every dataset ends as tensors on the training device with a seeded split; the
 trainer indexes batches there. Raw arrays are generated or loaded once per process
-and cached. A dataset whose targets or input depend on its parameters (`file`) also
+and cached; on the device the examples are held once, and a split is index tensors
+into them (`TensorData`). A dataset whose targets or input depend on its parameters (`file`) also
 declares `attrs["attrs_for"](params) -> {targets, input}`; `dataset_attrs(spec)` answers
 for both kinds ("signal" inputs may be (L,) or (C, L)).
 
@@ -38,8 +39,12 @@ tests/data/test_datasets.py checks every registered dataset's `shape` against wh
 
 from __future__ import annotations
 
+import collections
+import threading
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,8 +54,9 @@ from nnbench import registry, seeding
 from nnbench.data.checks import DataError, Source, check_arrays
 from nnbench.registry import ComponentSpec, Params
 
-__all__ = ["DataError", "DataShape", "HeldOutParams", "Source", "SplitParams", "SplitSizes",
-           "TensorData", "dataset_attrs", "shape_of", "split", "split_sizes"]
+__all__ = ["DataError", "DataShape", "HeldOutParams", "Joined", "Source", "SplitParams",
+           "SplitSizes", "TensorData", "dataset_attrs", "held", "join", "shape_of", "split",
+           "split_sizes"]
 
 Targets = Literal["class", "real"]
 
@@ -76,32 +82,166 @@ class SplitSizes:
 
 @dataclass(frozen=True)
 class TensorData:
-    """A dataset on the training device, split three ways."""
+    """A dataset on the training device, split three ways by index.
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    The examples (`x`, `y`: every example of the dataset, its official test split after
+    the rest) are held once per device: every split seed of a dataset built on the same
+    device shares them (`split` keeps them while any split uses them). A split is a tensor
+    of row numbers into them, so a group of lanes with different split seeds holds the
+    data once and its splits as index tensors. `standardize` is a per-split affine map
+    (`shift`, `scale`: the training split's statistics), applied to the rows as they are
+    read: the same elementwise ops as scaling the split in advance, so the same numbers.
+
+    `x_train`, `y_train`, ... are the splits made whole (a copy): for checks, fitting and
+    exporting; training reads batches with `inputs(rows)` and `y[rows]`.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    train: torch.Tensor  # int64 rows of x/y
+    val: torch.Tensor
+    test: torch.Tensor
     targets: Targets
     num_classes: int  # 0 for real-valued targets
+    shift: torch.Tensor | None = None  # standardize: (x - shift) / scale, of input_shape
+    scale: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, *, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+           y_val: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, targets: Targets,
+           num_classes: int) -> TensorData:
+        """A TensorData of three given splits (their rows, one after another)."""
+        sizes = [len(y_train), len(y_val), len(y_test)]
+        train, val, test = torch.split(torch.arange(sum(sizes), device=x_train.device), sizes)
+        return cls(torch.cat([x_train, x_val, x_test]), torch.cat([y_train, y_val, y_test]),
+                   train, val, test, targets=targets, num_classes=num_classes)
+
+    def inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """The examples at `rows` (any shape of row numbers), standardized if asked."""
+        x = self.x[rows]
+        if self.shift is not None and self.scale is not None:
+            x = (x - self.shift) / self.scale
+        return x
+
+    @property
+    def x_train(self) -> torch.Tensor:
+        return self.inputs(self.train)
+
+    @property
+    def y_train(self) -> torch.Tensor:
+        return self.y[self.train]
+
+    @property
+    def x_val(self) -> torch.Tensor:
+        return self.inputs(self.val)
+
+    @property
+    def y_val(self) -> torch.Tensor:
+        return self.y[self.val]
+
+    @property
+    def x_test(self) -> torch.Tensor:
+        return self.inputs(self.test)
+
+    @property
+    def y_test(self) -> torch.Tensor:
+        return self.y[self.test]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.x.shape[1:])
 
     @property
     def target_dim(self) -> int:
         """Real-valued targets per example (1 for class labels)."""
-        return 1 if self.targets == "class" else int(self.y_train.shape[1])
+        return 1 if self.targets == "class" else int(self.y.shape[1])
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
     def to(self, device: torch.device) -> TensorData:
-        return replace(self, **{k: getattr(self, k).to(device) for k in
-                                ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")})
+        moved = {k: getattr(self, k).to(device) for k in ("x", "y", "train", "val", "test")}
+        if self.shift is not None and self.scale is not None:
+            moved.update(shift=self.shift.to(device), scale=self.scale.to(device))
+        return replace(self, **moved)
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Several splits of one dataset as one (the stacked engine's lanes): the examples
+    once, each split's rows as a row of `train`/`val`/`test` ([splits, n])."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    shift: torch.Tensor | None  # [splits, *input_shape], or None without standardize
+    scale: torch.Tensor | None
+
+
+def join(datas: Sequence[TensorData]) -> Joined:
+    """`datas` (same sizes) over one copy of their examples: those they share are held
+    once (the usual case: `split` shares them); others are appended, rows offset."""
+    bases: list[TensorData] = []
+    offsets: list[int] = []
+    for data in datas:
+        if not any(data.x is b.x and data.y is b.y for b in bases):
+            offsets.append(sum(len(b.y) for b in bases))
+            bases.append(data)
+    x = bases[0].x if len(bases) == 1 else torch.cat([b.x for b in bases])
+    y = bases[0].y if len(bases) == 1 else torch.cat([b.y for b in bases])
+
+    def rows(name: str) -> torch.Tensor:
+        return torch.stack([getattr(d, name) + offsets[next(
+            i for i, b in enumerate(bases) if d.x is b.x and d.y is b.y)] for d in datas])
+
+    scaled = [d for d in datas if d.shift is not None and d.scale is not None]
+    if scaled and len(scaled) != len(datas):
+        raise ValueError("splits to join must all be standardized, or none")
+    shift = torch.stack([d.shift for d in datas]) if scaled else None  # type: ignore[misc]
+    scale = torch.stack([d.scale for d in datas]) if scaled else None  # type: ignore[misc]
+    return Joined(x, y, rows("train"), rows("val"), rows("test"), shift, scale)
+
+
+_HELD: weakref.WeakValueDictionary[tuple[Any, ...], torch.Tensor] = \
+    weakref.WeakValueDictionary()
+_RECENT: collections.deque[torch.Tensor] = collections.deque(maxlen=4)  # kept between trials
+_HELD_LOCK = threading.Lock()
+
+
+def _address(a: np.ndarray | torch.Tensor) -> tuple[Any, ...]:
+    if isinstance(a, torch.Tensor):
+        return ("tensor", a.data_ptr(), tuple(a.shape), a.stride(), str(a.dtype), str(a.device))
+    return ("array", a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+
+def held(arrays: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype,
+         device: torch.device, content: str | None = None) -> torch.Tensor:
+    """`arrays` as one tensor of `dtype` on `device`, made once while it is in use.
+
+    `content`: a key naming what the arrays hold (a dataset's `Source.key`), so arrays a
+    dataset makes anew at every build still give the same tensor. Without one the arrays'
+    memory is the key (datasets keep their arrays), and the tensor keeps the arrays alive
+    so that memory cannot be reused under the key while it is held."""
+    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in arrays)
+    where = ("content", content) if content is not None else tuple(_address(a) for a in arrays)
+    key = (where, shapes, str(dtype), str(device))
+    with _HELD_LOCK:
+        found = _HELD.get(key)
+        if found is not None:
+            return found
+    parts = [torch.as_tensor(a, dtype=dtype) for a in arrays]
+    tensor = (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
+    if tensor.device.type == "cpu" and any(tensor.data_ptr() == _address(a)[1]
+                                           for a in arrays):
+        tensor = tensor.clone()  # never the caller's own memory (it may change it)
+    if content is None:
+        tensor._nnbench_sources = tuple(arrays)  # type: ignore[attr-defined]
+    with _HELD_LOCK:
+        tensor = _HELD.setdefault(key, tensor)
+        _RECENT.append(tensor)
+    return tensor
 
 
 class SplitParams(Params):
@@ -190,41 +330,40 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
     """
     check_arrays(source, x=x, y=y, x_test=x_test, y_test=y_test, targets=targets,
                  num_classes=num_classes)
-    x_all = torch.as_tensor(x, dtype=torch.float32)
-    y_all = torch.as_tensor(y, dtype=torch.int64 if targets == "class" else torch.float32)
-    if targets == "real" and y_all.dim() == 1:
-        y_all = y_all[:, None]
-    held_out = x_test is None or y_test is None
-    sizes = split_sizes(DataShape(examples=len(y_all),
-                                  test=None if y_test is None or held_out else len(y_test),
+    xs, ys = ([x], [y]) if x_test is None or y_test is None else ([x, x_test], [y, y_test])
+    held_out = len(xs) == 1
+    y_dtype = torch.int64 if targets == "class" else torch.float32
+    pool = len(y)
+    content = None if source is None or source.key is None else source.key
+    x_all = held(xs, torch.float32, device, None if content is None else f"{content}:x")
+    if targets == "real":  # (N,) -> (N, 1): real targets are columns
+        ys = [a.reshape(len(a), -1) if a.ndim == 1 else a for a in ys]
+    y_all = held(ys, y_dtype, device, None if content is None else f"{content}:y")
+    sizes = split_sizes(DataShape(examples=pool, test=None if held_out else len(ys[1]),
                                   input_shape=tuple(x_all.shape[1:]), targets=targets,
                                   num_classes=num_classes), params)
     if held_out:
-        order = torch.randperm(len(y_all), generator=seeding.generator(seed, "test_split"))
+        order = torch.randperm(pool, generator=seeding.generator(seed, "test_split"))
         test, rest = order[:sizes.test], order[sizes.test:]
-        xt, yt, x_all, y_all = x_all[test], y_all[test], x_all[rest], y_all[rest]
     else:
-        xt = torch.as_tensor(x_test, dtype=torch.float32)
-        yt = torch.as_tensor(y_test, dtype=y_all.dtype)
-        if targets == "real" and yt.dim() == 1:
-            yt = yt[:, None]
+        test, rest = torch.arange(pool, pool + sizes.test), torch.arange(pool)
     if params.folds:
         from sklearn.model_selection import KFold  # only cross-validation needs sklearn
 
         folds = KFold(params.folds, shuffle=True, random_state=seeding.derive_seed(seed, "folds")
                       % (1 << 32))
-        train_idx, val_idx = list(folds.split(np.arange(len(y_all))))[params.fold]
-        train, val = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+        train_idx, val_idx = list(folds.split(np.arange(len(rest))))[params.fold]
+        train, val = rest[torch.as_tensor(train_idx)], rest[torch.as_tensor(val_idx)]
     else:
-        order = torch.randperm(len(y_all), generator=seeding.generator(seed, "split"))
-        val, train = order[:sizes.val], order[sizes.val:]
-    xs = [x_all[train], x_all[val], xt]
-    if params.standardize:
-        mean, std = xs[0].mean(dim=0), xs[0].std(dim=0).clamp_min(1e-8)
-        xs = [(v - mean) / std for v in xs]
-    return TensorData(x_train=xs[0], y_train=y_all[train], x_val=xs[1], y_val=y_all[val],
-                      x_test=xs[2], y_test=yt, targets=targets,
-                      num_classes=num_classes).to(device)
+        order = torch.randperm(len(rest), generator=seeding.generator(seed, "split"))
+        val, train = rest[order[:sizes.val]], rest[order[sizes.val:]]
+    shift = scale = None
+    if params.standardize:  # the training split's statistics, computed on the host
+        x_train = torch.as_tensor(x, dtype=torch.float32)[train]
+        shift, scale = x_train.mean(dim=0), x_train.std(dim=0).clamp_min(1e-8)
+        shift, scale = shift.to(device), scale.to(device)
+    return TensorData(x_all, y_all, train.to(device), val.to(device), test.to(device),
+                      targets=targets, num_classes=num_classes, shift=shift, scale=scale)
 
 
 def dataset_attrs(spec: ComponentSpec) -> dict[str, str]:

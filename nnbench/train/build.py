@@ -28,7 +28,7 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Parts", "batch_size_of", "build_model", "build_parts", "fit_augmentations",
+__all__ = ["Parts", "always", "batch_size_of", "build_model", "build_parts", "fit_augmentations",
            "layer_weights", "metric_names", "penalty", "produced_metrics", "resolve_device",
            "weight_layers"]
 
@@ -129,21 +129,17 @@ class Parts:
 
 
 def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, list[Augmentation]]:
-    """The seeded split on `device` and the augmentations, `normalize` fitted on train.
-
-    Augmentations of stage `always` (normalize) are applied to val/test here, once.
-    """
+    """The seeded split on `device` (the examples held once there, the split as rows) and
+    the augmentations, `normalize` fitted on train. Augmentations of stage `always`
+    (normalize) apply to every split, as its batches are read (`always`)."""
     data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
                                        device=device)
-    augment = fit_augmentations(spec, data.x_train)
-    always = [a for a in augment if a.stage == "always"]
-    if always:
-        x_val, x_test = data.x_val, data.x_test
-        for aug in always:
-            x_val, x_test = aug.apply(x_val, {}), aug.apply(x_test, {})
-        data = TensorData(data.x_train, data.y_train, x_val, data.y_val, x_test, data.y_test,
-                          data.targets, data.num_classes)
-    return data, augment
+    return data, fit_augmentations(spec, data.x_train)
+
+
+def always(augment: list[Augmentation]) -> list[Augmentation]:
+    """The augmentations that apply to evaluation batches too (normalize)."""
+    return [a for a in augment if a.stage == "always"]
 
 
 def fit_augmentations(spec: TrialSpec, x_train: torch.Tensor) -> list[Augmentation]:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from nnbench import seeding
+from nnbench.components.augmentations import Augmentation
 from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
@@ -58,13 +59,14 @@ EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
 def train_epoch(p: Parts, spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the shuffled training split; returns (mean loss, metric sums) on device.
 
-    The split is permuted once per epoch, so each batch is a contiguous slice (a view,
-    no gather per step); per-step losses and metric sums stay on device and are reduced
-    once at the end. The reported loss is the data loss, without the L1/L2 penalty.
+    The split's rows are permuted and read once per epoch, so each batch is a contiguous
+    slice (a view, no gather per step); per-step losses and metric sums stay on device and
+    are reduced once at the end. The reported loss is the data loss, without the L1/L2 penalty.
     """
-    n, batch_size = len(p.data.y_train), p.batch_size
-    order = torch.randperm(n, generator=p.shuffle, device=p.data.x_train.device)
-    x, y = p.data.x_train[order], p.data.y_train[order]
+    n, batch_size = len(p.data.train), p.batch_size
+    order = torch.randperm(n, generator=p.shuffle, device=p.data.x.device)
+    rows = p.data.train[order]
+    x, y = p.data.inputs(rows), p.data.y[rows]
     per_batch = p.schedule.interval == "batch"
     losses: list[torch.Tensor] = []
     sums: list[torch.Tensor] = []
@@ -91,18 +93,22 @@ def train_epoch(p: Parts, spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, objective: Objective, x: torch.Tensor,
-             y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean loss, metric sums) over a split, on device, in eval mode."""
+def evaluate(model: nn.Module, objective: Objective, data: TensorData, rows: torch.Tensor,
+             steps: Sequence[Augmentation] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, metric sums) over the examples at `rows` (a split), on device, in eval
+    mode; `steps`: the augmentations every batch gets (normalize)."""
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
+    loss_sum = torch.zeros((), device=data.x.device)
     sums = []
-    for start in range(0, len(y), EVAL_CHUNK):
-        xb, yb = x[start:start + EVAL_CHUNK], y[start:start + EVAL_CHUNK]
+    for start in range(0, len(rows), EVAL_CHUNK):
+        chunk = rows[start:start + EVAL_CHUNK]
+        xb, yb = data.inputs(chunk), data.y[chunk]
+        for step in steps:
+            xb = step.apply(xb, {})
         outputs = model(xb)
         loss_sum += objective(outputs, yb) * len(yb)
         sums.append(objective.sums(outputs, yb))
-    return loss_sum / len(y), torch.stack(sums).sum(dim=0)
+    return loss_sum / len(rows), torch.stack(sums).sum(dim=0)
 
 
 def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
@@ -111,7 +117,8 @@ def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
     Uses a fixed probe batch (the first PROBE_SIZE training examples) and no randomness,
     so it never changes the training trajectory.
     """
-    x, y = p.data.x_train[:PROBE_SIZE], p.data.y_train[:PROBE_SIZE]
+    probe = p.data.train[:PROBE_SIZE]
+    x, y = p.data.inputs(probe), p.data.y[probe]
     captured: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
              for m in p.model.modules() if isinstance(m, p.activation_type)
@@ -160,15 +167,16 @@ def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, fl
     train_loss, train_sums = train_epoch(p, spec)
     if p.schedule.interval == "epoch":
         p.schedule.scheduler.step()
-    val_loss, val_sums = evaluate(p.model, p.objective, p.data.x_val, p.data.y_val)
+    val_loss, val_sums = evaluate(p.model, p.objective, p.data, p.data.val,
+                                  build.always(p.augment))
     diag = diagnostics(p)
     keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
             *(f"val_{m}" for m in names), *diag]
     target_dim = p.data.target_dim
     values = torch.cat([
         torch.stack([train_loss.double(), val_loss.double()]),
-        p.objective.finalize(train_sums, len(p.data.y_train), target_dim),
-        p.objective.finalize(val_sums, len(p.data.y_val), target_dim),
+        p.objective.finalize(train_sums, len(p.data.train), target_dim),
+        p.objective.finalize(val_sums, len(p.data.val), target_dim),
         torch.stack([d.double() for d in diag.values()]),
     ]).tolist()
     metrics = dict(zip(keys, values, strict=True))
@@ -190,11 +198,13 @@ def checkpoint_bytes(model: nn.Module | dict[str, torch.Tensor], optimizer_state
 
 
 def held_out_metrics(model: nn.Module, objective: Objective, data: TensorData,
-                 names: tuple[str, ...]) -> dict[str, float]:
-    """test_loss and test_<metric> of `model` on the held-out test split (one host sync)."""
-    loss, sums = evaluate(model, objective, data.x_test, data.y_test)
+                     names: tuple[str, ...], steps: Sequence[Augmentation] = ()
+                     ) -> dict[str, float]:
+    """test_loss and test_<metric> of `model` on the held-out test split (one host sync);
+    `steps`: the augmentations every batch gets (normalize)."""
+    loss, sums = evaluate(model, objective, data, data.test, steps)
     values = torch.cat([loss.double()[None], objective.finalize(
-        sums, len(data.y_test), data.target_dim)]).tolist()
+        sums, len(data.test), data.target_dim)]).tolist()
     return dict(zip(["test_loss", *(f"test_{m}" for m in names)], values, strict=True))
 
 
@@ -255,7 +265,8 @@ def train_trial(spec: TrialSpec, device: torch.device,
             # 4. best weights if asked, then the held-out test split
             if best_state is not None:
                 p.model.load_state_dict(best_state)
-            final = held_out_metrics(p.model, p.objective, p.data, names)
+            final = held_out_metrics(p.model, p.objective, p.data, names,
+                                     build.always(p.augment))
             reason = (f"early stopping at epoch {stopped}: "
                       f"{p.early.params.monitor if p.early else ''} did not improve for "
                       f"{p.early.params.patience if p.early else 0} epochs" if stopped else "")
@@ -278,7 +289,8 @@ def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:
     with seeding.trial_rng(spec.seed_of("init"), device):
         parts = build.build_parts(spec, device)
     parts.model.load_state_dict(state["model"])
-    return held_out_metrics(parts.model, parts.objective, parts.data, metric_names(spec))
+    return held_out_metrics(parts.model, parts.objective, parts.data, metric_names(spec),
+                            build.always(parts.augment))
 
 
 class SerialEngine:

@@ -36,7 +36,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from nnbench.components.losses import Objective
 from nnbench.components.regularizers import EarlyStopping
 from nnbench.config import TrialSpec
 from nnbench.config.sources import SOURCES
-from nnbench.data import TensorData
+from nnbench.data import TensorData, join
 from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
@@ -276,6 +276,17 @@ class _Lane:
     done: bool = False
 
 
+def _normalize_stats(ops: list[Normalize]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each lane's fitted normalize statistics, stacked: ([lanes, 1, ...], [lanes, 1, ...])."""
+    means, stds = [], []
+    for op in ops:
+        if op.mean is None or op.std is None:
+            raise RuntimeError("normalize needs fit(x_train) before use")
+        means.append(op.mean)
+        stds.append(op.std)
+    return torch.stack(means), torch.stack(stds)
+
+
 class _GroupRun:
     """Trains one group; yields each lane's TrialResult as soon as the lane ends."""
 
@@ -331,19 +342,22 @@ class _GroupRun:
         augments += [augments[0]] * padding
         self.built = []  # the lanes' own models: their weights are the group's now
         self.stacked = True
-        # the group's distinct splits, stacked; lane -> its split
-        self.x_train = torch.stack([d.x_train for d in datas])
-        self.y_train = torch.stack([d.y_train for d in datas])
-        self.x_val = torch.stack([d.x_val for d in datas])
-        self.y_val = torch.stack([d.y_val for d in datas])
-        self.x_test = torch.stack([d.x_test for d in datas])
-        self.y_test = torch.stack([d.y_test for d in datas])
+        # the examples once; each distinct split as rows into them; lane -> its split
+        joined = join(datas)
+        self.x, self.y = joined.x, joined.y
+        self.train_rows, self.val_rows, self.test_rows = joined.train, joined.val, joined.test
         self.split_of = torch.tensor([lane.split for lane in self.lanes] + [0] * padding,
                                      device=device)
         self.split_column = self.split_of[:, None]
+        # standardize: each lane's own split's statistics, [lanes, 1, *input_shape]
+        self.shift = None if joined.shift is None else joined.shift[self.split_of][:, None]
+        self.scale = None if joined.scale is None else joined.scale[self.split_of][:, None]
+        # normalize: each lane's statistics, [lanes, 1, ...], by its place in the pipeline
+        self.normalize = {step: _normalize_stats([cast(Normalize, a[step]) for a in augments])
+                          for step, aug in enumerate(augments[0]) if isinstance(aug, Normalize)}
         first = datas[0]
-        self.n_train, self.n_val = len(first.y_train), len(first.y_val)
-        self.n_test = len(first.y_test)
+        self.n_train, self.n_val = len(first.train), len(first.val)
+        self.n_test = len(first.test)
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
@@ -524,7 +538,7 @@ class _GroupRun:
         epoch_start = time.perf_counter()
         lr = [self.optimizer.host["lr"][i][self.optimizer.t] for i in range(self.n_lanes)]
         train_loss, train_sums = self._train_epoch()
-        val_loss, val_sums = self._evaluate(self.x_val, self.y_val)
+        val_loss, val_sums = self._evaluate(self.val_rows)
         diagnostics = self._diagnostics()
         finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
         keys = ["train_loss", "val_loss", *(f"train_{m}" for m in self.names),
@@ -549,18 +563,26 @@ class _GroupRun:
             out.append(metrics)
         return out
 
+    def _inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """The examples at `rows` ([lanes, n] row numbers), each lane standardized with its
+        own split's statistics if asked."""
+        x = self.x[rows]
+        if self.shift is not None and self.scale is not None:
+            x = (x - self.shift) / self.scale
+        return x
+
     def _batch(self, order: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = order[:, start:start + self.batch_size]
-        split = self.split_column
-        return self.x_train[split, index], self.y_train[split, index]
+        rows = self.train_rows[self.split_column, order[:, start:start + self.batch_size]]
+        return self._inputs(rows), self.y[rows]
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Each lane's pipeline with its own draws; batched where the op allows."""
         for step in range(len(self.augments[0])):
-            ops = [augment[step] for augment in self.augments]
-            if isinstance(ops[0], Normalize):  # each lane's own training-split statistics
-                x = torch.stack([op.apply(x[i], {}) for i, op in enumerate(ops)])
+            if step in self.normalize:  # each lane's own training-split statistics
+                mean, std = self.normalize[step]
+                x = (x - mean) / std
                 continue
+            ops = [augment[step] for augment in self.augments]
             drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
             params = {k: torch.cat([d[k] for d in drawn]) for k in drawn[0]}
             flat = ops[0].apply(x.reshape(-1, *x.shape[2:]), params)
@@ -625,15 +647,18 @@ class _GroupRun:
         return mean_loss, torch.stack(sums).sum(dim=0, dtype=torch.float64)
 
     @torch.no_grad()
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per lane (mean loss, metric sums) over its own split, in eval mode."""
+    def _evaluate(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per lane (mean loss, metric sums) over its own split (`rows`: [splits, n]), in
+        eval mode; each batch normalized as in training (stage `always`)."""
         self.model.eval()
-        n = x.shape[1]
+        n = rows.shape[1]
         loss_sum = torch.zeros(self.n_lanes, device=self.device)
         sums = []
-        split = self.split_of
         for start in range(0, n, EVAL_CHUNK):
-            xb, yb = x[split, start:start + EVAL_CHUNK], y[split, start:start + EVAL_CHUNK]
+            chunk = rows[self.split_of, start:start + EVAL_CHUNK]
+            xb, yb = self._inputs(chunk), self.y[chunk]
+            for mean, std in self.normalize.values():
+                xb = (xb - mean) / std
             outputs = self.model(xb)
             loss_sum += self.loss_fn(outputs, yb) * yb.shape[1]
             sums.append(self.sums_fn(outputs, yb))
@@ -641,8 +666,8 @@ class _GroupRun:
 
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """The serial engine's diagnostics, per lane (see serial.diagnostics)."""
-        split = self.split_of
-        x, y = self.x_train[split, :PROBE_SIZE], self.y_train[split, :PROBE_SIZE]
+        probe = self.train_rows[self.split_of, :PROBE_SIZE]
+        x, y = self._inputs(probe), self.y[probe]
         captured: list[tuple[Layout, torch.Tensor]] = []
         self.model.eval()
         families = {f for f in self.family if f is not None}
@@ -757,7 +782,7 @@ class _GroupRun:
     def _test(self, lanes: list[int]) -> dict[int, dict[str, float]]:
         """test_loss and test_<metric> of these lanes (the whole group's test split in
         one evaluation, one host read)."""
-        loss, sums = self._evaluate(self.x_test, self.y_test)
+        loss, sums = self._evaluate(self.test_rows)
         finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
         table = torch.cat([loss[:, None], finalize(sums, self.n_test, self.target_dim)],
                           dim=1).tolist()

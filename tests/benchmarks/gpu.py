@@ -21,7 +21,9 @@ with torch.mm on the same device in the same run, peak memory (GPU: allocated by
 the process's resident set), bitwise repeat (lanes whose fingerprint, test metrics and
 every epoch's metrics but its timing are equal in both runs) and agreement with the
 serial engine (the first `--serial-lanes` trials trained serially: largest |Δ test
-accuracy| and ‖Δw‖/‖w‖ over weight tensors), then the numerics.
+accuracy| and ‖Δw‖/‖w‖ over weight tensors), then the numerics. Last, the peak memory of
+the smallest lane count's group for one epoch with one split seed and with 16 (lane i
+split i mod 16): the examples are held once, so more split seeds cost only their rows.
 
 It needs only torch, numpy, pyyaml and pydantic (no MLflow, Optuna or mnist1d: a GPU
 machine may lack them); tests/benchmarks/test_gpu_bench.py runs the smoke size with those
@@ -73,6 +75,7 @@ class Sizes:
     matmul: dict[str, int]  # n of the n×n matrix product timed, per device type
 
 
+SPLITS = 16  # split seeds of the memory comparison (issue 21: 16 seeds ≤ 1.5× one seed)
 FULL = Sizes((32, 128, 512), 5, 54_000, 2, {"cuda": 8192, "cpu": 2048})
 SMOKE = Sizes((2, 4), 1, 512, 2, {"cuda": 2048, "cpu": 512})
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-5, 1e-6  # stacked against serial, per weight tensor (norms)
@@ -176,10 +179,11 @@ def _base_trial(epochs: int, examples: int) -> TrialSpec:
     return base
 
 
-def trials(lanes: int, epochs: int, examples: int) -> list[TrialSpec]:
+def trials(lanes: int, epochs: int, examples: int, splits: int = 1) -> list[TrialSpec]:
     """`lanes` distinct trials of the workload: lane i has lr 0.005·2^((i mod 8)/4) and
-    seed i for init, data order, augmentation and dropout; every lane shares split 0, so
-    the data is on the device once. Lane i is the same trial whatever the lane count."""
+    seed i for init, data order, augmentation and dropout; split seed i mod `splits`
+    (default: every lane shares split 0). Lane i is the same trial whatever the lane
+    count."""
     register_dataset()
     base = _base_trial(epochs, examples)
     out = []
@@ -187,7 +191,7 @@ def trials(lanes: int, epochs: int, examples: int) -> list[TrialSpec]:
         optimizer = registry.resolve("optimizer", {**base.optimizer.to_dict(),
                                                    "lr": 0.005 * 2 ** ((i % 8) / 4)})
         spec = replace(base, optimizer=optimizer)
-        out.append(spec.with_seeds({"split": 0, "init": i, "data_order": i,
+        out.append(spec.with_seeds({"split": i % splits, "init": i, "data_order": i,
                                     "augmentation": i, "dropout": i}))
     return out
 
@@ -417,6 +421,18 @@ def run_benchmark(device: torch.device, lane_counts: Sequence[int], epochs: int,
             serial_weight_rel=weight_rel, serial_agrees=agrees))
         del run, first, timed, repeat
     assert numerics is not None
+    # the data is held once whatever the split seeds: the same group with one split seed,
+    # then with as many as it has lanes (up to SPLITS), one epoch each
+    lanes = min(lane_counts)
+    splits = min(SPLITS, lanes)
+    seeds_peak = []
+    for n in (1, splits):
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        peak.reset()
+        _finished(_run_group(trials(lanes, 1, examples, n), device, keep_checkpoints=False,
+                             threads=threads).results, f"{lanes} lanes, {n} split seeds")
+        seeds_peak.append(peak.read())
     return {
         "rows": [asdict(r) for r in rows],
         "workload": {"model": f"MLP {'-'.join(map(str, (INPUT, *HIDDEN, CLASSES)))}",
@@ -431,6 +447,8 @@ def run_benchmark(device: torch.device, lane_counts: Sequence[int], epochs: int,
                      "python": platform.python_version(), **flags},
         "matmul": {"size": matmul_size, "fp32_tflops": mm_fp32, "tf32_tflops": mm_tf32},
         "memory": peak.label,
+        "split_seeds": {"lanes": lanes, "splits": splits, "one_bytes": seeds_peak[0],
+                        "many_bytes": seeds_peak[1], "ratio": seeds_peak[1] / seeds_peak[0]},
         "serial": {"lanes": len(serial), "seconds": serial_seconds,
                    "model_epochs_per_second": len(serial) * epochs / serial_seconds},
     }
@@ -463,7 +481,7 @@ def _build_seconds(row: dict[str, Any]) -> float:
 def format_table(out: dict[str, Any]) -> str:
     """The result as plain text: the workload, one row per lane count, the numerics."""
     w, num, mm, serial = out["workload"], out["numerics"], out["matmul"], out["serial"]
-    rows = out["rows"]
+    rows, seeds = out["rows"], out["split_seeds"]
     header = ["lanes", "seconds", "build+train+finish", "model-epochs/s", "TFLOP/s", "% of mm fp32",
               out["memory"], "bitwise repeat", "test acc",
               "vs serial |Δacc|", "vs serial ‖Δw‖/‖w‖"]
@@ -490,6 +508,9 @@ def format_table(out: dict[str, Any]) -> str:
         f"matrix product (torch.mm {mm['size']}², measured in this run): fp32 "
         f"{mm['fp32_tflops']:.2f} TFLOP/s"
         + (f", TF32 {mm['tf32_tflops']:.2f} TFLOP/s" if mm["tf32_tflops"] else ""),
+        f"split seeds ({out['memory']}, {seeds['lanes']} lanes, 1 epoch): 1 seed "
+        f"{_mib(seeds['one_bytes'])}, {seeds['splits']} seeds {_mib(seeds['many_bytes'])} "
+        f"({seeds['ratio']:.2f}×; the data is held once, splits are rows)",
         f"serial engine (the reference, {serial['lanes']} "
         f"lane{'s' if serial['lanes'] != 1 else ''}): "
         f"{serial['model_epochs_per_second']:.2f} model-epochs/s; agreement: each weight "

@@ -51,6 +51,9 @@ def test_smoke_size_runs_without_mlflow_optuna_or_mnist1d(tmp_path: Path) -> Non
         assert row["serial_accuracy_delta"] <= 1e-4
         assert any(line.split()[:1] == [str(lanes)] and f"yes ({lanes}/{lanes})" in line
                    for line in lines), done.stdout
+    seeds = result["split_seeds"]  # the smoke size: 2 lanes of 2 split seeds
+    assert (seeds["lanes"], seeds["splits"]) == (2, 2) and seeds["many_bytes"] > 0
+    assert "split seeds (peak resident set" in done.stdout and "2 seeds" in done.stdout
     numerics = result["numerics"]
     assert (numerics["engine"], numerics["precision"]) == ("stacked", "fp32")
     assert numerics["device"].startswith("cpu")

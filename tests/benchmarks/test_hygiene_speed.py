@@ -47,8 +47,8 @@ def data() -> TensorData:
     x["train"][37:48] = x["val"][:11]
     x["val"][100:105] = x["test"][100:105]
     y = {s: torch.arange(len(v)) % 10 for s, v in x.items()}
-    return TensorData(x_train=x["train"], y_train=y["train"], x_val=x["val"], y_val=y["val"],
-                      x_test=x["test"], y_test=y["test"], targets="class", num_classes=10)
+    return TensorData.of(x_train=x["train"], y_train=y["train"], x_val=x["val"], y_val=y["val"],
+                         x_test=x["test"], y_test=y["test"], targets="class", num_classes=10)
 
 
 def _unique_rows(data: TensorData) -> tuple[int, ...]:

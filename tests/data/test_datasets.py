@@ -179,3 +179,41 @@ def test_empty_splits_are_refused_by_plan_and_by_split(params: dict[str, Any],
         split_sizes(shape_of("moons", validated), validated)
     with pytest.raises(ValueError, match=message):
         registry.build("dataset", spec, seed=0, device=CPU)
+
+
+@pytest.mark.parametrize("value", [
+    {"name": "digits", "standardize": True},  # made anew at each build: held by content
+    {"name": "circles", "n_samples": 200},
+    {"name": "diabetes", "folds": 3, "fold": 2},  # real targets, cross-validation
+    {"name": "mnist1d", "num_samples": 400},  # an official test split after the rest
+])
+def test_every_split_seed_shares_one_copy_of_the_examples(value: dict[str, Any]) -> None:
+    """Two split seeds on one device: the same examples tensor, each split a set of rows
+    that together cover every example once; the rows read standardized when asked."""
+    first, second = _data(value, seed=0), _data(value, seed=1)
+    assert first.x is second.x and first.y is second.y
+    for data in (first, second):
+        rows = torch.cat([data.train, data.val, data.test])
+        assert sorted(rows.tolist()) == list(range(len(data.x)))
+    assert not torch.equal(first.train, second.train)
+    if first.shift is not None:  # digits asked; diabetes standardizes by default
+        assert second.shift is not None and not torch.equal(first.shift, second.shift)
+        assert torch.allclose(first.x_train.mean(dim=0), torch.zeros(first.input_shape),
+                              atol=1e-5)
+    else:
+        assert torch.equal(first.x_train, first.x[first.train])
+
+
+def test_arrays_without_a_content_key_are_held_while_in_use_and_never_aliased() -> None:
+    """`held` without a content key: the same arrays give the same tensor while it is in
+    use, a copy (changing the arrays afterwards changes nothing held), and other arrays
+    of the same shape another tensor."""
+    from nnbench.data import held
+
+    a = np.arange(12, dtype=np.float32).reshape(6, 2)
+    first = held([a], torch.float32, CPU)
+    assert held([a], torch.float32, CPU) is first
+    a[0, 0] = 99.0
+    assert first[0, 0].item() == 0.0
+    other = held([np.zeros((6, 2), dtype=np.float32)], torch.float32, CPU)
+    assert other is not first and other.sum().item() == 0.0

@@ -106,10 +106,10 @@ def test_split_counts_match_brute_force() -> None:
     rng = np.random.default_rng(1)
     x = {s: torch.as_tensor(rng.integers(0, 3, size=(n, 5)).astype(np.float32))
          for s, n in (("train", 300), ("val", 40), ("test", 60))}  # few values: many repeats
-    data = TensorData(x_train=x["train"], y_train=torch.zeros(300, dtype=torch.int64),
-                      x_val=x["val"], y_val=torch.zeros(40, dtype=torch.int64),
-                      x_test=x["test"], y_test=torch.zeros(60, dtype=torch.int64),
-                      targets="class", num_classes=1)
+    data = TensorData.of(x_train=x["train"], y_train=torch.zeros(300, dtype=torch.int64),
+                         x_val=x["val"], y_val=torch.zeros(40, dtype=torch.int64),
+                         x_test=x["test"], y_test=torch.zeros(60, dtype=torch.int64),
+                         targets="class", num_classes=1)
     counts = split_counts(data)
     assert counts.overlaps == tuple(_shared(x[split], x[other]) for split, other in PAIRS)
     assert counts.repeats == {s: len(v) - len(torch.unique(v, dim=0)) for s, v in x.items()}

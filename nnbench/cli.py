@@ -653,14 +653,12 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     """`nnbench tune --workers N`: N local `nnbench worker` processes share the studies."""
-    from nnbench.train import resolve_device
-    from nnbench.train.engine import default_threads
     from nnbench.workers import spawn_local
 
     tracking_uri, storage = _stores(args)
-    threads = default_threads(args.engine, resolve_device(args.device), args.workers)
     options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri,
-                                threads=threads), "--coordinated"]  # it printed the data facts
+                                threads=getattr(args, "threads", None)),
+               "--coordinated"]  # it printed the data facts
     codes = spawn_local(suite.path, options, args.workers, err)
     if EXIT_INTERRUPTED in codes:
         err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")

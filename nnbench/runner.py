@@ -522,25 +522,27 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                    workers: int, threads: int | None, liveness: Liveness,
                    system_metrics: bool, log_models: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
-    (default: its share of the cores); their trials are tagged with this invocation's run."""
-    from nnbench.train.engine import cpu_cores, default_threads
+    (default: its engine's policy, within its share of the cores); their trials are tagged
+    with this invocation's run."""
+    from nnbench.train.engine import cpu_cores, shared_cores
     from nnbench.workers import spawn_local
 
     if not isinstance(engine, str):
         raise ValueError("local workers take an engine name, not an Engine object")
     if not Path(suite.path).is_file():
         raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
-    threads = threads or default_threads(engine, resolve_device(device), workers)
     options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
-               "--device", device, "--engine", engine, "--threads", str(threads),
+               "--device", device, "--engine", engine,
+               *(["--threads", str(threads)] if threads else []),
                "--parent-run", str(summary.parent_run_id),
                "--heartbeat-interval", str(liveness.heartbeat_interval),
                "--grace-period", str(liveness.grace_period),
                "--system-metrics", "on" if system_metrics else "off",
                *(["--lanes", str(lanes)] if lanes is not None else []),
                *(["--log-models"] if log_models else [])]
-    console.print(f"{workers} local workers, {threads} thread(s) each ({cpu_cores()} cores)",
-                  highlight=False)
+    each = (f"{threads} thread(s) each" if threads else
+            f"up to {shared_cores(resolve_device(device), workers)} thread(s) each")
+    console.print(f"{workers} local workers, {each} ({cpu_cores()} cores)", highlight=False)
     codes = spawn_local(suite.path, options, workers, console,
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)

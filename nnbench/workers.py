@@ -39,8 +39,15 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
                 progress: Callable[[], str] | None = None) -> list[int]:
     """Run `workers` local `nnbench worker` processes; echo their output, prefixed with
     the worker's number; return their exit codes. Ctrl-C reaches them (a terminal sends
-    it to the whole process group; a `kill -INT` of this process is forwarded)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    it to the whole process group; a `kill -INT` of this process is forwarded). Each
+    worker's OpenMP threads are capped at its share of the cores (`OMP_NUM_THREADS`), the
+    most its engine's thread policy then takes."""
+    import torch
+
+    from nnbench.train.engine import cpu_cores, shared_cores
+
+    share = shared_cores(torch.device("cpu"), workers) if workers > 1 else cpu_cores()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(share)}
     procs = [subprocess.Popen(worker_command(suite_path, options), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, env=env)
              for _ in range(workers)]

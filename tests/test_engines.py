@@ -31,10 +31,11 @@ class ToyEngine:
     calls: ClassVar[list[list[str]]] = []  # the trial ids of each run() call
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
-                 threads: int | None = None, **_lanes: Any) -> None:
+                 threads: int | None = None, workers: int = 1, **_lanes: Any) -> None:
         self.device = device
-        self.threads = threads
-        self.serial = SerialEngine(device, keep_checkpoints=keep_checkpoints, threads=threads)
+        self.threads = threads or self.default_threads(device, workers)  # its own policy
+        self.serial = SerialEngine(device, keep_checkpoints=keep_checkpoints,
+                                   threads=self.threads)
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:

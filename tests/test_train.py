@@ -12,6 +12,7 @@ import torch
 from nnbench import registry, train
 from nnbench.config import TrialSpec, load_suite
 from nnbench.train import train_trial
+from tests.conftest import REPO, Quiet
 
 CPU = torch.device("cpu")
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
@@ -191,3 +192,27 @@ def test_thread_policy_gives_stacked_workers_their_cores_at_most_omp_num_threads
     for ignored in ("", "0", "two", "-1"):  # what torch and OpenMP ignore too
         monkeypatch.setenv("OMP_NUM_THREADS", ignored)
         assert engine.default_threads("stacked", CPU) == 8
+
+
+def test_the_serial_engine_gives_a_large_step_the_worker_s_cores_and_a_small_one_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ResNet-20 step on CIFAR-shaped images (31 GFLOP at batch 128) runs on the
+    worker's share of the cores, the default suite's MLP step (17 MFLOP) on one thread;
+    threads asked for win; the choice is the spec's alone and recorded in the numerics."""
+    from nnbench.config import parse_suite
+    from nnbench.train import SerialEngine, build, engine
+
+    monkeypatch.setattr(engine, "cpu_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    small = load_suite(REPO / "suites/default.yaml").trials()[0]
+    large = parse_suite("name: r\ntask: {dataset: cifar10, model: resnet}\nfixed: "
+                        "{optimizer: sgd, epochs: 1, batch_size: 128}\n").trials()[0]
+    assert build.step_flops(small) == pytest.approx(
+        3 * 2 * (40 * 256 + 256 * 128 + 128 * 10) * 64)
+    assert build.step_flops(large) > 30e9 > engine.SPLIT_FLOPS > build.step_flops(small)
+    assert [SerialEngine(CPU).threads_for(s) for s in (small, large)] == [1, 8]
+    assert SerialEngine(CPU, workers=4).threads_for(large) == 2
+    assert SerialEngine(CPU, threads=3).threads_for(small) == 3
+    assert SerialEngine(torch.device("cuda")).threads_for(large) == 1
+    trained = list(SerialEngine(CPU).run([replace(small, epochs=1)], Quiet()))
+    assert trained[0].numerics.threads == 1

@@ -12,8 +12,10 @@ augmentations and dropout masks from theirs.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -30,7 +32,7 @@ from nnbench.data import TensorData
 
 __all__ = ["Parts", "always", "batch_size_of", "build_model", "build_parts", "fit_augmentations",
            "layer_weights", "metric_names", "penalty", "produced_metrics", "resolve_device",
-           "weight_layers"]
+           "step_flops", "weight_layers"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -166,6 +168,38 @@ def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int, *,
         dropout=spec.dropout, generator=seeding.generator(spec.seed_of("init"), "init"),
     )
     return model
+
+
+def step_flops(spec: TrialSpec) -> float:
+    """FLOPs of one training step of the trial's model: 3 × a forward pass of one example
+    (torch's FlopCounterMode: matrix products and convolutions) × the batch size. Cheap:
+    no data is loaded (the dataset's `shape`), the model is built once per shape."""
+    key = json.dumps({"dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
+                      "activation": spec.activation.to_dict(), "norm": spec.norm.to_dict(),
+                      "loss": spec.loss.to_dict(), "batch_size": spec.batch_size},
+                     sort_keys=True)
+    return _step_flops(key, spec)
+
+
+@lru_cache(maxsize=256)
+def _step_flops(key: str, spec: TrialSpec) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nnbench.data import SplitParams, shape_of, split_sizes
+
+    info = registry.get("dataset", spec.dataset.name)
+    params = info.params.model_validate(spec.dataset.kwargs)
+    assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
+    shape = shape_of(spec.dataset.name, params)
+    objective: Objective = registry.build("loss", spec.loss)
+    with torch.random.fork_rng(devices=[]), seeding.drawing_on(torch.device("cpu")):
+        model = build_model(spec, shape.input_shape,
+                            objective.num_outputs(shape.num_classes, shape.target_dim))
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *shape.input_shape))
+    batch = batch_size_of(spec, split_sizes(shape, params).train)
+    return 3.0 * float(counter.get_total_flops()) * batch
 
 
 def build_parts(spec: TrialSpec, device: torch.device) -> Parts:

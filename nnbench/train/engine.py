@@ -8,9 +8,11 @@ outside `nnbench.train` calls a training loop.
 
 Thread policy (CPU): each engine class has its own (`default_threads`). The small
 models nnbench trains run faster on one intra-op thread than on two (measured in
-tests/benchmarks/test_engine_speed.py), so the serial engine uses 1 thread; the
-stacked engine takes the worker's share of the cores (`shared_cores`). The threads
-used are recorded per trial (`Numerics.threads`).
+tests/benchmarks/test_engine_speed.py), so the serial engine uses 1 thread for a trial
+whose training step takes under SPLIT_FLOPS, and the worker's share of the cores
+(`shared_cores`) above (a ResNet); the stacked engine takes the worker's share. The
+choice depends only on the trial's shape and the cores, and the threads used are
+recorded per trial (`Numerics.threads`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import torch
 from nnbench.config import TrialSpec
 from nnbench.train.results import Decision, TrialResult
 
-__all__ = ["Engine", "Listener", "cpu_cores", "default_threads", "make_engine", "shared_cores",
-           "torch_threads"]
+__all__ = ["SPLIT_FLOPS", "Engine", "Listener", "cpu_cores", "default_threads", "make_engine",
+           "shared_cores", "torch_threads"]
 
 
 class Listener(Protocol):
@@ -54,6 +56,9 @@ class Engine(Protocol):
         ...
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]: ...
+
+
+SPLIT_FLOPS = 1e9  # a training step at least this large runs on the worker's share of the cores
 
 
 def cpu_cores() -> int:
@@ -111,11 +116,12 @@ def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = Fal
                 fixed_lanes: int | None = None, workers: int = 1,
                 threads: int | None = None) -> Engine:
     """The registered engine called `name` on `device` (`nnbench.train.engines`), with
-    its own thread policy unless `threads` is given."""
+    its own thread policy (for `workers` processes sharing the cores) unless `threads` is
+    given."""
     from nnbench.train.engines import engine_class
 
     cls = engine_class(name)
-    engine: Engine = cls(device, keep_checkpoints=keep_checkpoints,
-                         threads=threads or cls.default_threads(device, workers),
-                         max_lanes=max_lanes, population=population, fixed_lanes=fixed_lanes)
+    engine: Engine = cls(device, keep_checkpoints=keep_checkpoints, threads=threads,
+                         workers=workers, max_lanes=max_lanes, population=population,
+                         fixed_lanes=fixed_lanes)
     return engine

@@ -171,10 +171,11 @@ class StackedEngine:
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, max_lanes: int | None = None,
                  population: Sequence[TrialSpec] | None = None,
-                 fixed_lanes: int | None = None) -> None:
+                 fixed_lanes: int | None = None, workers: int = 1) -> None:
         self.device = device
         self.keep_checkpoints = keep_checkpoints
-        self.threads = threads
+        self.threads = threads  # None: the policy (default_threads; serial: threads_for)
+        self.workers = workers
         self.max_lanes = max_lanes or self.most_lanes(device)
         self.lane_limit = self.max_lanes
         self.population = list(population) if population is not None else None
@@ -236,7 +237,8 @@ class StackedEngine:
 
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]:
         plan = self.plan(trials)
-        with torch_threads(self.device, self.threads or self.default_threads(self.device)) \
+        with torch_threads(self.device,
+                           self.threads or self.default_threads(self.device, self.workers)) \
                 as threads:
             for group in plan.groups:
                 numerics = Numerics(engine="stacked", lanes=group.lanes, precision="fp32",
@@ -250,7 +252,8 @@ class StackedEngine:
                 if run.interrupted:  # Ctrl-C: train nothing more
                     return
         if plan.serial:
-            serial = SerialEngine(self.device, keep_checkpoints=self.keep_checkpoints)
+            serial = SerialEngine(self.device, keep_checkpoints=self.keep_checkpoints,
+                                  threads=self.threads, workers=self.workers)
             yield from serial.run([spec for spec, _ in plan.serial], listener)
 
 

@@ -656,8 +656,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     from nnbench.workers import spawn_local
 
     tracking_uri, storage = _stores(args)
-    options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri,
-                                threads=getattr(args, "threads", None)),
+    options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri),
                "--coordinated"]  # it printed the data facts
     codes = spawn_local(suite.path, options, args.workers, err)
     if EXIT_INTERRUPTED in codes:
@@ -928,8 +927,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=cli_checks.whole_number(1, MAX_THREADS),
                            default=None, metavar="N",
                            help="torch intra-op threads of each worker (default: the engine's "
-                                "thread policy: 1 for serial, the worker's share of the cores "
-                                "for stacked, capped by $OMP_NUM_THREADS)")
+                                "thread policy: serial 1 for a training step under 1 GFLOP, "
+                                "else the worker's share of the cores; stacked the worker's "
+                                "share; capped by $OMP_NUM_THREADS)")
         if name == "worker":
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
                            help="a coordinator's invocation run: this worker's trials are "

@@ -42,12 +42,7 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
     it to the whole process group; a `kill -INT` of this process is forwarded). Each
     worker's OpenMP threads are capped at its share of the cores (`OMP_NUM_THREADS`), the
     most its engine's thread policy then takes."""
-    import torch
-
-    from nnbench.train.engine import cpu_cores, shared_cores
-
-    share = shared_cores(torch.device("cpu"), workers) if workers > 1 else cpu_cores()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(share)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **_share_of_cores(workers)}
     procs = [subprocess.Popen(worker_command(suite_path, options), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, env=env)
              for _ in range(workers)]
@@ -79,9 +74,22 @@ def _echo(proc: subprocess.Popen[str], number: int, console: Console) -> None:
         console.print(f"[worker {number}] {line.rstrip()}", highlight=False, markup=False)
 
 
-def worker_job(suite_path: str, options: list[str], cwd: str) -> int:
-    """What one submitit job runs: an `nnbench worker` process (its exit code)."""
-    return subprocess.run(worker_command(suite_path, options), cwd=cwd, check=False).returncode
+def _share_of_cores(workers: int) -> dict[str, str]:
+    """`OMP_NUM_THREADS` for each of `workers` processes on this machine: its share of the
+    cores (at most the one already set), the most its engine's thread policy takes."""
+    import torch
+
+    from nnbench.train.engine import shared_cores
+
+    return {"OMP_NUM_THREADS": str(shared_cores(torch.device("cpu"), workers))}
+
+
+def worker_job(suite_path: str, options: list[str], cwd: str,
+               env: dict[str, str] | None = None) -> int:
+    """What one submitit job runs: an `nnbench worker` process (its exit code); `env`:
+    variables it gets on top of the job's."""
+    return subprocess.run(worker_command(suite_path, options), cwd=cwd, check=False,
+                          env={**os.environ, **env} if env else None).returncode
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,8 @@ def submit(suite_path: str, options: list[str], workers: int, folder: Path,
                       "gpus_per_node": slurm.gpus_per_node}
     executor.update_parameters(**parameters)
     cwd = str(Path.cwd())
+    env = _share_of_cores(workers) if executor.cluster != "slurm" else {}  # one machine
     jobs: list[Any] = executor.map_array(worker_job, [suite_path] * workers,
-                                         [options] * workers, [cwd] * workers)
+                                         [options] * workers, [cwd] * workers,
+                                         [env] * workers)
     return jobs

@@ -21,6 +21,10 @@ from typing import Any, Protocol
 
 import pytest
 
+# As the nnbench command does before torch loads OpenMP (nnbench/__init__.py): waiting
+# threads sleep instead of spinning. A test module imports torch before nnbench, so the
+# benchmarks (busy rows) and the tests would otherwise run under another wait policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # MLflow must not phone home from tests (the machines have no internet).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")

@@ -31,11 +31,11 @@ class ToyEngine:
     calls: ClassVar[list[list[str]]] = []  # the trial ids of each run() call
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
-                 threads: int | None = None, workers: int = 1, **_lanes: Any) -> None:
+                 threads: int | None = None, max_lanes: int | None = None,
+                 population: Any = None, fixed_lanes: int | None = None) -> None:
         self.device = device
-        self.threads = threads or self.default_threads(device, workers)  # its own policy
-        self.serial = SerialEngine(device, keep_checkpoints=keep_checkpoints,
-                                   threads=self.threads)
+        self.threads = threads  # make_engine gives its policy's (default_threads)
+        self.serial = SerialEngine(device, keep_checkpoints=keep_checkpoints, threads=threads)
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:
@@ -83,6 +83,7 @@ def test_a_registered_engine_trains_a_suite_through_the_runner(
     assert len(runs) == 4
     assert {r.data.tags["nnbench.engine"] for r in runs} == {"toy"}
     assert sorted(r.data.tags["nnbench.lanes"] for r in runs) == ["1", "3", "3", "3"]
+    assert {r.data.tags["nnbench.threads"] for r in runs} == {"7"}  # its own thread policy
 
 
 @pytest.mark.usefixtures("toy")

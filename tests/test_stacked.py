@@ -578,3 +578,32 @@ def test_a_group_holds_its_examples_once_and_each_split_as_rows(
     assert len({tuple(r.tolist()) for r in run.train_rows}) == 3  # each seed its own split
     rows = torch.cat([run.train_rows[0], run.val_rows[0], run.test_rows[0]])
     assert sorted(rows.tolist()) == list(range(1797))  # a split seed's rows: a partition
+
+
+class _Offset:
+    """A plugin's augmentation of stage `always`: every batch, training and evaluation,
+    shifted by 3 (evaluation skipping it would change every val and test metric)."""
+
+    stage = "always"
+
+    def __init__(self, _params: Any = None) -> None:
+        pass
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def apply(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return x + 3.0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(x, {})
+
+
+def test_a_plugin_augmentation_of_stage_always_applies_to_every_evaluation_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    info = ComponentInfo(kind="augmentation", name="offset", build=_Offset,
+                         doc="test augmentation: x + 3, always", attrs={"input": "any"})
+    monkeypatch.setitem(registry._REGISTRIES["augmentation"], info.name, info)
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2") + "augmentation: [offset]\n",
+                     "optimizer.lr: [0.05, 0.01]\n")
+    _assert_lanes_match_serial(trials)  # val and test metrics included

@@ -19,7 +19,9 @@ A dataset is a `ComponentInfo(kind="dataset", ...)` whose
 - `attrs["source"]` (optional, recommended) is a function of the validated params
   returning a `checks.Source` without loading the data: where the data comes from (for
   messages), the names of its arrays, and a key naming its content, so the checks run
-  once per content; it raises FileNotFoundError naming the files expected when they are
+  once per content and the examples are held once per device (`held`): the key must
+  name exactly the arrays passed to `split()` (every parameter that changes them); it
+  raises FileNotFoundError naming the files expected when they are
   missing (`nnbench validate` calls it). Pass the same `source=` to `split()`;
 - `attrs["targets"]` is "class" (integer labels) or "real" (float values);
   `attrs["input"]` is "vector" (F,), "image" (C, H, W) or "signal" (L,);
@@ -86,7 +88,8 @@ class TensorData:
 
     The examples (`x`, `y`: every example of the dataset, its official test split after
     the rest) are held once per device: every split seed of a dataset built on the same
-    device shares them (`split` keeps them while any split uses them). A split is a tensor
+    device shares them (`split` keeps them while any split uses them), given a content
+    key (`Source.key`) or arrays the dataset keeps between builds. A split is a tensor
     of row numbers into them, so a group of lanes with different split seeds holds the
     data once and its splits as index tensors. `standardize` is a per-split affine map
     (`shift`, `scale`: the training split's statistics), applied to the rows as they are
@@ -206,7 +209,7 @@ def join(datas: Sequence[TensorData]) -> Joined:
 
 _HELD: weakref.WeakValueDictionary[tuple[Any, ...], torch.Tensor] = \
     weakref.WeakValueDictionary()
-_RECENT: collections.deque[torch.Tensor] = collections.deque(maxlen=4)  # kept between trials
+_RECENT: collections.deque[torch.Tensor] = collections.deque(maxlen=2)  # x, y between trials
 _HELD_LOCK = threading.Lock()
 
 
@@ -223,7 +226,9 @@ def held(arrays: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype,
     `content`: a key naming what the arrays hold (a dataset's `Source.key`), so arrays a
     dataset makes anew at every build still give the same tensor. Without one the arrays'
     memory is the key (datasets keep their arrays), and the tensor keeps the arrays alive
-    so that memory cannot be reused under the key while it is held."""
+    so that memory cannot be reused under the key while it is held. Either way the tensor
+    is a copy made when it was first asked for: arrays changed in place afterwards are not
+    seen while it is held (datasets' arrays are read-only by contract)."""
     shapes = tuple((tuple(a.shape), str(a.dtype)) for a in arrays)
     where = ("content", content) if content is not None else tuple(_address(a) for a in arrays)
     key = (where, shapes, str(dtype), str(device))
@@ -233,8 +238,7 @@ def held(arrays: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype,
             return found
     parts = [torch.as_tensor(a, dtype=dtype) for a in arrays]
     tensor = (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
-    if tensor.device.type == "cpu" and any(tensor.data_ptr() == _address(a)[1]
-                                           for a in arrays):
+    if any(tensor.data_ptr() == _address(a)[1] for a in arrays):
         tensor = tensor.clone()  # never the caller's own memory (it may change it)
     if content is None:
         tensor._nnbench_sources = tuple(arrays)  # type: ignore[attr-defined]
@@ -330,18 +334,23 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
     """
     check_arrays(source, x=x, y=y, x_test=x_test, y_test=y_test, targets=targets,
                  num_classes=num_classes)
-    xs, ys = ([x], [y]) if x_test is None or y_test is None else ([x, x_test], [y, y_test])
+
+    def array(a: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        return a if isinstance(a, torch.Tensor | np.ndarray) else np.asarray(a)
+
+    xs = [array(x)] if x_test is None or y_test is None else [array(x), array(x_test)]
+    ys = [array(y)] if len(xs) == 1 else [array(y), array(y_test)]  # type: ignore[arg-type]
     held_out = len(xs) == 1
     y_dtype = torch.int64 if targets == "class" else torch.float32
-    pool = len(y)
+    pool = len(ys[0])
+    sizes = split_sizes(DataShape(examples=pool, test=None if held_out else len(ys[1]),
+                                  input_shape=tuple(xs[0].shape[1:]), targets=targets,
+                                  num_classes=num_classes), params)
     content = None if source is None or source.key is None else source.key
     x_all = held(xs, torch.float32, device, None if content is None else f"{content}:x")
     if targets == "real":  # (N,) -> (N, 1): real targets are columns
         ys = [a.reshape(len(a), -1) if a.ndim == 1 else a for a in ys]
     y_all = held(ys, y_dtype, device, None if content is None else f"{content}:y")
-    sizes = split_sizes(DataShape(examples=pool, test=None if held_out else len(ys[1]),
-                                  input_shape=tuple(x_all.shape[1:]), targets=targets,
-                                  num_classes=num_classes), params)
     if held_out:
         order = torch.randperm(pool, generator=seeding.generator(seed, "test_split"))
         test, rest = order[:sizes.test], order[sizes.test:]

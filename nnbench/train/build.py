@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import nn
@@ -178,11 +177,15 @@ def step_flops(spec: TrialSpec) -> float:
                       "activation": spec.activation.to_dict(), "norm": spec.norm.to_dict(),
                       "loss": spec.loss.to_dict(), "batch_size": spec.batch_size},
                      sort_keys=True)
-    return _step_flops(key, spec)
+    if key not in _STEP_FLOPS:
+        _STEP_FLOPS[key] = _step_flops(spec)
+    return _STEP_FLOPS[key]
 
 
-@lru_cache(maxsize=256)
-def _step_flops(key: str, spec: TrialSpec) -> float:
+_STEP_FLOPS: dict[str, float] = {}  # shape -> FLOPs of one training step
+
+
+def _step_flops(spec: TrialSpec) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from nnbench.data import SplitParams, shape_of, split_sizes

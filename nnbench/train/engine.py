@@ -121,7 +121,10 @@ def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = Fal
     from nnbench.train.engines import engine_class
 
     cls = engine_class(name)
-    engine: Engine = cls(device, keep_checkpoints=keep_checkpoints, threads=threads,
-                         workers=workers, max_lanes=max_lanes, population=population,
-                         fixed_lanes=fixed_lanes)
+    if getattr(cls, "own_threads", False):  # it applies its policy itself, per trial
+        policy: dict[str, int | None] = {"threads": threads, "workers": workers}
+    else:  # the protocol's: the threads it trains with
+        policy = {"threads": threads or cls.default_threads(device, workers)}
+    engine: Engine = cls(device, keep_checkpoints=keep_checkpoints, max_lanes=max_lanes,
+                         population=population, fixed_lanes=fixed_lanes, **policy)
     return engine

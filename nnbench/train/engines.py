@@ -8,9 +8,10 @@ the registry and the class's protocol, never an engine's name:
 - `default_threads(device, workers)` (class method): its thread policy;
 - `most_lanes(device)` (class method): the most trials it trains together (1: one at a
   time), which tuning asks a study's proposals in batches of;
-- `Engine(device, *, keep_checkpoints, threads, workers, max_lanes, population,
-  fixed_lanes)`: `threads` None means its own policy for `workers` processes sharing
-  the cores;
+- `Engine(device, *, keep_checkpoints, threads, max_lanes, population, fixed_lanes)`:
+  `make_engine` passes `threads` resolved by `default_threads` unless given; a class with
+  `own_threads = True` (serial, stacked: threads chosen per trial) gets `threads` only when
+  asked for (else None) and `workers`, the processes sharing the cores;
 - `engine.lane_limit`: the most trials the runner claims for it at once;
 - `engine.describe(trials)`: lines saying how it will train them;
 - `engine.run(trials, listener)`: one `TrialResult` per trial, with the `Numerics` it

@@ -1,7 +1,8 @@
 """The serial engine: one trial at a time, the reference numerics.
 
 `train_trial(spec, device)` is a pure function of the spec (same spec, same device,
-same library versions => bitwise-identical history and weights):
+same threads, same library versions => bitwise-identical history and weights; the
+engine chooses the threads from the spec and the machine, `SerialEngine.threads_for`):
 
 1. seed: the trial's init seed forks and seeds the global RNG (module inits), and
    each source's seed feeds its explicit generator: the split, the init, the
@@ -298,6 +299,7 @@ class SerialEngine:
 
     name = "serial"
     lane_limit = 1
+    own_threads = True  # make_engine passes threads only when asked for, and the workers
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, workers: int = 1, **_lanes: Any) -> None:

@@ -167,6 +167,7 @@ class StackedEngine:
 
     name = "stacked"
     auto = False  # AutoEngine: a shape's only trial trains serially
+    own_threads = True  # make_engine passes threads only when asked for, and the workers
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, max_lanes: int | None = None,
@@ -358,6 +359,8 @@ class _GroupRun:
         # normalize: each lane's statistics, [lanes, 1, ...], by its place in the pipeline
         self.normalize = {step: _normalize_stats([cast(Normalize, a[step]) for a in augments])
                           for step, aug in enumerate(augments[0]) if isinstance(aug, Normalize)}
+        # the steps evaluation batches get too (stage "always"), in pipeline order
+        self.always = [step for step, aug in enumerate(augments[0]) if aug.stage == "always"]
         first = datas[0]
         self.n_train, self.n_val = len(first.train), len(first.val)
         self.n_test = len(first.test)
@@ -660,8 +663,13 @@ class _GroupRun:
         for start in range(0, n, EVAL_CHUNK):
             chunk = rows[self.split_of, start:start + EVAL_CHUNK]
             xb, yb = self._inputs(chunk), self.y[chunk]
-            for mean, std in self.normalize.values():
-                xb = (xb - mean) / std
+            for step in self.always:
+                if step in self.normalize:  # each lane's own statistics, one op for all
+                    mean, std = self.normalize[step]
+                    xb = (xb - mean) / std
+                else:  # a plugin's: each lane's own instance
+                    xb = torch.stack([a[step].apply(xb[i], {})
+                                      for i, a in enumerate(self.augments)])
             outputs = self.model(xb)
             loss_sum += self.loss_fn(outputs, yb) * yb.shape[1]
             sums.append(self.sums_fn(outputs, yb))

@@ -1,8 +1,7 @@
 """Training throughput (model-epochs per second) on the default suite's 24 trials
 (MNIST-1D, MLP 40-256-128-10, batch 64, SGD + momentum; activation × init × 4 seeds):
 the serial engine, the stacked engine (one group of 24 lanes) and the notes' DataLoader
-loop, in one run (`nox -s benchmarks`, group `engines-default-suite`); serial and stacked
-again with one busy process alongside (group `engines-default-suite-busy`). Each trains all 24
+loop, in one run (`nox -s benchmarks`, group `engines-default-suite`). Each trains all 24
 trials for EPOCHS epochs from the same seeded models; every row's extra_info holds its
 model-epochs/s. The `threads` group measures the thread policy (engine.default_threads):
 one epoch of the 24 trials (6 at the smoke size) at 1 and at 2 intra-op threads per
@@ -25,7 +24,7 @@ from nnbench.config import TrialSpec, load_suite
 from nnbench.train import SerialEngine, build_parts, torch_threads
 from nnbench.train.stacked import StackedEngine
 from tests.benchmarks.notes_loop import notes_epoch
-from tests.benchmarks.scale import EPOCHS, FULL, LOADS, alongside
+from tests.benchmarks.scale import EPOCHS, FULL
 from tests.conftest import REPO, Quiet
 
 CPU = torch.device("cpu")
@@ -39,13 +38,10 @@ def trials() -> list[TrialSpec]:
     return specs
 
 
-def _throughput(benchmark: Any, run: Callable[[], list[float]], model_epochs: int,
-                load: str = "quiet") -> None:
-    """Time `run` (returns each trial's final val_accuracy) with `load` alongside; record
-    model-epochs/s."""
+def _throughput(benchmark: Any, run: Callable[[], list[float]], model_epochs: int) -> None:
+    """Time `run` (returns each trial's final val_accuracy); record model-epochs/s."""
     started = time.perf_counter()
-    with alongside(load):
-        accuracies = benchmark.pedantic(run, rounds=3, warmup_rounds=0)
+    accuracies = benchmark.pedantic(run, rounds=3, warmup_rounds=0)
     # with --benchmark-disable there are no stats: one untimed call
     seconds = benchmark.stats.stats.median if benchmark.stats else time.perf_counter() - started
     benchmark.extra_info["model_epochs_per_second"] = round(model_epochs / seconds, 2)
@@ -61,18 +57,16 @@ def _engine_run(engine: Any, trials: list[TrialSpec]) -> Callable[[], list[float
     return run
 
 
-@pytest.mark.parametrize("load", LOADS)
-def test_serial_engine_throughput(benchmark: Any, trials: list[TrialSpec], load: str) -> None:
-    benchmark.group = "engines-default-suite" + ("" if load == "quiet" else "-busy")
-    _throughput(benchmark, _engine_run(SerialEngine(CPU), trials), len(trials) * EPOCHS, load)
+@pytest.mark.benchmark(group="engines-default-suite")
+def test_serial_engine_throughput(benchmark: Any, trials: list[TrialSpec]) -> None:
+    _throughput(benchmark, _engine_run(SerialEngine(CPU), trials), len(trials) * EPOCHS)
 
 
-@pytest.mark.parametrize("load", LOADS)
-def test_stacked_engine_throughput(benchmark: Any, trials: list[TrialSpec], load: str) -> None:
-    benchmark.group = "engines-default-suite" + ("" if load == "quiet" else "-busy")
+@pytest.mark.benchmark(group="engines-default-suite")
+def test_stacked_engine_throughput(benchmark: Any, trials: list[TrialSpec]) -> None:
     engine = StackedEngine(CPU, population=trials)
     assert [g.lanes for g in engine.plan(trials).groups] == [24]
-    _throughput(benchmark, _engine_run(engine, trials), len(trials) * EPOCHS, load)
+    _throughput(benchmark, _engine_run(engine, trials), len(trials) * EPOCHS)
 
 
 @pytest.mark.benchmark(group="engines-default-suite")

@@ -134,7 +134,8 @@ def test_notes_loop(benchmark: Any, images: Path, kind: str, load: str) -> None:
             for spec in trials:
                 with seeding.trial_rng(spec.seed, CPU):
                     parts = build_parts(spec, CPU)
-                optimizer = torch.optim.SGD(parts.model.parameters(), lr=0.01, momentum=0.9)
+                optimizer = torch.optim.SGD(parts.model.parameters(), momentum=0.9,
+                                            lr=spec.optimizer.kwargs["lr"])
                 epoch = notes_epoch(parts.model, optimizer, parts.data, parts.batch_size)
                 for _ in range(spec.epochs):
                     _, accuracy = epoch()

@@ -20,15 +20,17 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nnbench import cli
 from tests.conftest import REPO, _free_port, launch_chromium
 
+SEEDS = 4
 UI_SUITE = """\
 name: ui_demo
-description: two activations, two seeds, one epoch
+description: two activations, four seeds, one epoch
 task:
   dataset: {name: digits}
   model: {name: mlp, hidden: [16]}
@@ -38,7 +40,7 @@ fixed:
   batch_size: 64
 grid:
   activation: [tanh, relu]
-seeds: 2
+seeds: 4
 """
 
 
@@ -94,10 +96,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=20)
 
 
+def _shown(value: float) -> str:
+    """A metric as MLflow's UI writes it (JavaScript's shortest round trip)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 @pytest.mark.slow
-def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
+def test_printed_url_opens_the_trials_and_the_summaries_compare_configurations(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
         mlflow_server: Callable[[str], str], capsys: pytest.CaptureFixture[str]) -> None:
+    """One `nnbench run` and one `mlflow server`, seen in one browser:
+
+    1. the address `nnbench run` prints opens the experiment's runs table, every trial a
+       row with its dataset input, a param and a metric as columns;
+    2. searching `tags.nnbench.role = 'summary'` shows one row per configuration, with the
+       mean, interval, sd and n over seeds as columns: no Group-by needed."""
+    from mlflow.tracking import MlflowClient
     from playwright.sync_api import expect, sync_playwright
 
     path = write_suite(UI_SUITE, name="ui_demo")
@@ -107,107 +121,100 @@ def test_printed_url_opens_the_runs_table_with_trials_datasets_and_params(
     assert printed is not None
     url = printed.group(1)
     assert url.startswith("http://127.0.0.1:5000/#/experiments/")
-    address = mlflow_server(uri)
-    names = [f"activation={a} | seed {s}" for a in ("tanh", "relu") for s in (0, 1)]
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 2200, "height": 640})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)  # a busy machine: wait long, never sleep
-        page.goto(url.replace("http://127.0.0.1:5000", address))
-        # the experiment's runs table, not the GenAI overview: every trial is a row of its own
-        for name in names:
-            expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
-        assert re.search(r"#/experiments/\d+/runs\?", page.url), page.url
-        # 4 trials, the invocation, a summary per configuration
-        expect(page.get_by_text("7 matching runs")).to_be_visible()
-        # each trial's dataset input: its name and digest, in context Training
-        datasets = page.get_by_text(re.compile(r"^digits \([0-9a-f]{16}\)$"))
-        expect(datasets).to_have_count(4)
-        expect(page.get_by_text(re.compile(r"^training$", re.I))).to_have_count(4)
-        # a param and a metric, shown as columns the way a user picks them
-        page.get_by_role("button", name="Columns", exact=True).click()
-        picker = page.get_by_role("dialog", name="Popover content")
-        for column in ("activation.name", "val_accuracy"):
-            picker.get_by_text(column, exact=True).click()
-        page.keyboard.press("Escape")
-        for column in ("params.`activation.name`", "metrics.`val_accuracy`"):
-            expect(page.locator(f'[role=columnheader][col-id="{column}"]')).to_be_visible()
-        # two trials and the configuration's summary run, which holds the params they share
-        expect(page.get_by_role("gridcell", name="tanh", exact=True)).to_have_count(3)
-        expect(page.get_by_role("gridcell", name="relu", exact=True)).to_have_count(3)
-        shot = tmp_path / "mlflow-runs.png"
-        page.screenshot(path=str(shot))
-        browser.close()
-    assert shot.stat().st_size > 20_000
-    if os.environ.get("NNBENCH_UPDATE_DOCS"):
-        shutil.copyfile(shot, REPO / "docs" / "mlflow-runs.png")
-
-
-def _shown(value: float) -> str:
-    """A metric as MLflow's UI writes it (JavaScript's shortest round trip)."""
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-@pytest.mark.slow
-def test_summary_runs_compare_configurations_with_their_spread(
-        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
-        mlflow_server: Callable[[str], str]) -> None:
-    """Searching `tags.nnbench.role = 'summary'` shows one row per configuration, with the
-    mean, interval, sd and n over seeds as columns: no Group-by needed."""
-    from mlflow.tracking import MlflowClient
-    from playwright.sync_api import expect, sync_playwright
-
-    path = write_suite(UI_SUITE.replace("two seeds", "four seeds").replace("seeds: 2", "seeds: 4"),
-                       name="ui_demo")
-    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("ui_demo")
     assert experiment is not None
     summaries = {r.data.tags["nnbench.axis.activation"]: r for r in client.search_runs(
         [experiment.experiment_id], "tags.`nnbench.role` = 'summary'")}
     assert sorted(summaries) == ["relu", "tanh"]
-    address = mlflow_server(tracking_uri)
-    search = urllib.parse.quote("tags.`nnbench.role` = 'summary'")
-    stats = ("mean", "low", "high", "sd", "n")
+    address = mlflow_server(uri)
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1800, "height": 420})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
-        page.goto(f"{address}/#/experiments/{experiment.experiment_id}/runs"
-                  f"?workflowType=machine_learning&searchFilter={search}")
-        for activation in summaries:
-            expect(page.get_by_role("link", name=f"activation={activation} | mean over seeds",
-                                    exact=True)).to_be_visible()
-        expect(page.get_by_text("2 matching runs")).to_be_visible()
-        page.get_by_role("button", name="Close", exact=True).click()  # the assistant's panel
-        page.get_by_role("button", name="Columns", exact=True).click()
-        picker = page.get_by_role("dialog", name="Popover content")
-        columns = [f"test_accuracy_{stat}" for stat in stats]
-        # the configuration's values and its spread; not the trial-only columns
-        for column in ("Dataset", "Source", "Models", "activation.name", *columns):
-            picker.get_by_text(column, exact=True).click()
-        page.keyboard.press("Escape")
-        for column in ("params.`activation.name`", *(f"metrics.`{c}`" for c in columns)):
-            header = page.locator(f'[role=columnheader][col-id="{column}"]')
-            expect(header).to_be_visible()
-            if column.startswith("metrics"):  # wide enough to read its name
-                box = header.bounding_box()
-                assert box is not None
-                page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
-                page.mouse.down()
-                page.mouse.move(box["x"] + 165, box["y"] + box["height"] / 2, steps=5)
-                page.mouse.up()
-        # each summary's values in its cells (the grid draws names and values as separate rows)
-        expect(page.get_by_role("gridcell", name="4", exact=True)).to_have_count(2)  # n
-        for run in summaries.values():
-            for stat in stats[:-1]:
-                value = _shown(run.data.metrics[f"test_accuracy_{stat}"])
-                expect(page.get_by_role("gridcell", name=value, exact=True).first).to_be_visible()
-        shot = tmp_path / "mlflow-summaries.png"
-        page.screenshot(path=str(shot))
+        expect.set_options(timeout=60_000)  # a busy machine: wait long, never sleep
+        runs = _runs_table(browser, url.replace("http://127.0.0.1:5000", address), tmp_path)
+        shown = _summary_rows(browser, address, experiment.experiment_id, summaries, tmp_path)
         browser.close()
-    assert shot.stat().st_size > 20_000
-    if os.environ.get("NNBENCH_UPDATE_DOCS"):
-        shutil.copyfile(shot, REPO / "docs" / "mlflow-summaries.png")
+    for shot, name in ((runs, "mlflow-runs.png"), (shown, "mlflow-summaries.png")):
+        assert shot.stat().st_size > 20_000
+        if os.environ.get("NNBENCH_UPDATE_DOCS"):
+            shutil.copyfile(shot, REPO / "docs" / name)
+
+
+def _runs_table(browser: Any, url: str, tmp_path: Path) -> Path:
+    from playwright.sync_api import expect
+
+    seeds = range(SEEDS)
+    names = [f"activation={a} | seed {s}" for a in ("tanh", "relu") for s in seeds]
+    page = browser.new_page(viewport={"width": 2200, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    # the experiment's runs table, not the GenAI overview: every trial is a row of its own
+    for name in names:
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    assert re.search(r"#/experiments/\d+/runs\?", page.url), page.url
+    # the trials, the invocation, a summary per configuration
+    expect(page.get_by_text(f"{len(names) + 3} matching runs")).to_be_visible()
+    # each trial's dataset input: its name and digest, in context Training
+    datasets = page.get_by_text(re.compile(r"^digits \([0-9a-f]{16}\)$"))
+    expect(datasets).to_have_count(len(names))
+    expect(page.get_by_text(re.compile(r"^training$", re.I))).to_have_count(len(names))
+    # a param and a metric, shown as columns the way a user picks them
+    page.get_by_role("button", name="Columns", exact=True).click()
+    picker = page.get_by_role("dialog", name="Popover content")
+    for column in ("activation.name", "val_accuracy"):
+        picker.get_by_text(column, exact=True).click()
+    page.keyboard.press("Escape")
+    for column in ("params.`activation.name`", "metrics.`val_accuracy`"):
+        expect(page.locator(f'[role=columnheader][col-id="{column}"]')).to_be_visible()
+    # the configuration's trials and its summary run, which holds the params they share
+    for activation in ("tanh", "relu"):
+        expect(page.get_by_role("gridcell", name=activation, exact=True)).to_have_count(
+            SEEDS + 1)
+    shot = tmp_path / "mlflow-runs.png"
+    page.screenshot(path=str(shot))
+    page.close()
+    return shot
+
+
+def _summary_rows(browser: Any, address: str, experiment_id: str, summaries: dict[str, Any],
+                  tmp_path: Path) -> Path:
+    from playwright.sync_api import expect
+
+    search = urllib.parse.quote("tags.`nnbench.role` = 'summary'")
+    stats = ("mean", "low", "high", "sd", "n")
+    page = browser.new_page(viewport={"width": 1800, "height": 420})
+    page.set_default_timeout(60_000)
+    page.goto(f"{address}/#/experiments/{experiment_id}/runs"
+              f"?workflowType=machine_learning&searchFilter={search}")
+    for activation in summaries:
+        expect(page.get_by_role("link", name=f"activation={activation} | mean over seeds",
+                                exact=True)).to_be_visible()
+    expect(page.get_by_text("2 matching runs")).to_be_visible()
+    page.get_by_role("button", name="Close", exact=True).click()  # the assistant's panel
+    page.get_by_role("button", name="Columns", exact=True).click()
+    picker = page.get_by_role("dialog", name="Popover content")
+    columns = [f"test_accuracy_{stat}" for stat in stats]
+    # the configuration's values and its spread; not the trial-only columns
+    for column in ("Dataset", "Source", "Models", "activation.name", *columns):
+        picker.get_by_text(column, exact=True).click()
+    page.keyboard.press("Escape")
+    for column in ("params.`activation.name`", *(f"metrics.`{c}`" for c in columns)):
+        header = page.locator(f'[role=columnheader][col-id="{column}"]')
+        expect(header).to_be_visible()
+        if column.startswith("metrics"):  # wide enough to read its name
+            box = header.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 165, box["y"] + box["height"] / 2, steps=5)
+            page.mouse.up()
+    # each summary's values in its cells (the grid draws names and values as separate rows)
+    expect(page.get_by_role("gridcell", name=str(SEEDS), exact=True)).to_have_count(2)  # n
+    for run in summaries.values():
+        for stat in stats[:-1]:
+            value = _shown(run.data.metrics[f"test_accuracy_{stat}"])
+            expect(page.get_by_role("gridcell", name=value, exact=True).first).to_be_visible()
+    shot = tmp_path / "mlflow-summaries.png"
+    page.screenshot(path=str(shot))
+    page.close()
+    return shot

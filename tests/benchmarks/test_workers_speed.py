@@ -1,6 +1,7 @@
 """Local workers: `nnbench run --workers 2` against one worker on the default suite's
-24 trials (EPOCHS epochs per trial), training throughput in model-epochs per second, in one
-run (`nox -s benchmarks`, group `workers-default-suite`). Each round starts from fresh
+24 trials (EPOCHS epochs per trial; one seed, 6 trials, at the smoke size), training
+throughput in model-epochs per second, in one run (`nox -s benchmarks`, group
+`workers-default-suite`). Each round starts from fresh
 MLflow and Optuna stores; a round includes everything a user waits for (the workers'
 start-up, their imports, MLflow bookkeeping), not the report.
 
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from nnbench.config import load_suite
 from nnbench.runner import run_suite
-from tests.benchmarks.scale import EPOCHS
+from tests.benchmarks.scale import EPOCHS, FULL
 from tests.conftest import REPO
 
 _rounds = itertools.count()
@@ -32,6 +33,9 @@ _rounds = itertools.count()
 def suite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = yaml.safe_load((REPO / "suites" / "default.yaml").read_text())
     raw["fixed"]["epochs"] = EPOCHS
+    if not FULL:  # the smoke size: one seed (6 trials) checks the same paths
+        raw["seeds"] = 1
+        del raw["expect"]  # its claims are seed-paired: they need 2 seeds
     path = tmp_path_factory.mktemp("workers") / "default.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -39,6 +43,7 @@ def suite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _throughput(benchmark: Any, suite_path: Path, tmp_path: Path, **options: Any) -> None:
     suite = load_suite(suite_path)
+    trials = len(suite.trials())
 
     def run() -> int:
         store = tmp_path / f"round{next(_rounds)}"
@@ -50,8 +55,8 @@ def _throughput(benchmark: Any, suite_path: Path, tmp_path: Path, **options: Any
     started = time.perf_counter()
     finished = benchmark.pedantic(run, rounds=2, warmup_rounds=0)
     seconds = benchmark.stats.stats.median if benchmark.stats else time.perf_counter() - started
-    benchmark.extra_info["model_epochs_per_second"] = round(24 * EPOCHS / seconds, 2)
-    assert finished == 24
+    benchmark.extra_info["model_epochs_per_second"] = round(trials * EPOCHS / seconds, 2)
+    assert finished == trials == (24 if FULL else 6)
 
 
 @pytest.mark.benchmark(group="workers-default-suite")

@@ -186,18 +186,20 @@ class Joined:
 def join(datas: Sequence[TensorData]) -> Joined:
     """`datas` (same sizes) over one copy of their examples: those they share are held
     once (the usual case: `split` shares them); others are appended, rows offset."""
-    bases: list[TensorData] = []
-    offsets: list[int] = []
+    bases: list[TensorData] = []  # the distinct copies of the examples
+    offsets: list[int] = []  # each of `datas`: where its copy starts in the joined rows
     for data in datas:
-        if not any(data.x is b.x and data.y is b.y for b in bases):
-            offsets.append(sum(len(b.y) for b in bases))
+        base = next((i for i, b in enumerate(bases) if data.x is b.x and data.y is b.y), None)
+        if base is None:
+            base = len(bases)
             bases.append(data)
+        offsets.append(sum(len(b.y) for b in bases[:base]))
     x = bases[0].x if len(bases) == 1 else torch.cat([b.x for b in bases])
     y = bases[0].y if len(bases) == 1 else torch.cat([b.y for b in bases])
 
     def rows(name: str) -> torch.Tensor:
-        return torch.stack([getattr(d, name) + offsets[next(
-            i for i, b in enumerate(bases) if d.x is b.x and d.y is b.y)] for d in datas])
+        return torch.stack([getattr(d, name) + offset for d, offset in zip(datas, offsets,
+                                                                           strict=True)])
 
     scaled = [d for d in datas if d.shift is not None and d.scale is not None]
     if scaled and len(scaled) != len(datas):

@@ -20,7 +20,7 @@ from nnbench.components.augmentations import Augmentation
 from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
-from nnbench.train.build import build_model, fit_augmentations
+from nnbench.train.build import always, build_model, fit_augmentations
 
 __all__ = ["EXAMPLES", "Servable", "servable"]
 
@@ -51,7 +51,7 @@ def servable(checkpoint: bytes) -> tuple[Servable, torch.Tensor]:
     with seeding.trial_rng(spec.seed_of("init"), cpu):  # draws nothing from the caller's RNG
         data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
                                           device=cpu)
-        steps = [a for a in fit_augmentations(spec, data.x_train) if a.stage == "always"]
+        steps = always(fit_augmentations(spec, data.x_train))
         objective: Objective = registry.build("loss", spec.loss)
         model = build_model(spec, data.input_shape,
                             objective.num_outputs(data.num_classes, data.target_dim))

@@ -577,6 +577,12 @@ class _GroupRun:
             x = (x - self.shift) / self.scale
         return x
 
+    def _normalize(self, step: int, x: torch.Tensor) -> torch.Tensor:
+        """Pipeline step `step`, a normalize: each lane with its own training split's
+        statistics, one op for all the lanes."""
+        mean, std = self.normalize[step]
+        return (x - mean) / std
+
     def _batch(self, order: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.train_rows[self.split_column, order[:, start:start + self.batch_size]]
         return self._inputs(rows), self.y[rows]
@@ -584,9 +590,8 @@ class _GroupRun:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Each lane's pipeline with its own draws; batched where the op allows."""
         for step in range(len(self.augments[0])):
-            if step in self.normalize:  # each lane's own training-split statistics
-                mean, std = self.normalize[step]
-                x = (x - mean) / std
+            if step in self.normalize:
+                x = self._normalize(step, x)
                 continue
             ops = [augment[step] for augment in self.augments]
             drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
@@ -664,9 +669,8 @@ class _GroupRun:
             chunk = rows[self.split_of, start:start + EVAL_CHUNK]
             xb, yb = self._inputs(chunk), self.y[chunk]
             for step in self.always:
-                if step in self.normalize:  # each lane's own statistics, one op for all
-                    mean, std = self.normalize[step]
-                    xb = (xb - mean) / std
+                if step in self.normalize:
+                    xb = self._normalize(step, xb)
                 else:  # a plugin's: each lane's own instance
                     xb = torch.stack([a[step].apply(xb[i], {})
                                       for i, a in enumerate(self.augments)])

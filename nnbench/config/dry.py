@@ -11,9 +11,10 @@ For each configuration, on the CPU, without generating or loading any data:
    normalize statistics with the wrong channel count, a pipeline that changes the input
    shape, a second normalize, a setting that leaves every input unchanged);
 4. the model (`nnbench.train.build.build_model`: activation, norm, dropout, seeded init)
-   for the real input shape, a training step (augment, forward, loss + L1/L2, backward,
-   clip, optimizer step) at every batch size the run will use that matters (a last
-   batch of 1 example under BatchNorm), and an evaluation forward; both forwards must
+   for the real input shape, the engines' training step (`serial.train_step`: augment,
+   forward, loss + L1/L2, backward, clip, optimizer step) at every batch size the run
+   will use that matters (a last batch of 1 example under BatchNorm), and an evaluation
+   forward; both forwards must
    give one output per class or regression target (`[batch, num_outputs]`: a plugin
    model that ignores its `outputs` argument would otherwise train, meaninglessly);
 5. the schedule over the real number of steps (warm-up longer than the run, milestones
@@ -47,7 +48,9 @@ from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
 from nnbench.messages import first_line
+from nnbench.train import serial
 from nnbench.train.build import (
+    Step,
     batch_size_of,
     build_model,
     layer_weights,
@@ -274,55 +277,23 @@ class _Builder:
         clip_fn = registry.build("clip", spec.grad_clip)
         generator = torch.Generator().manual_seed(1)
         attach_dropout_generator(model, generator)
-        weights = [w for layer in weight_layers(model) for w in layer_weights(layer)]
+        step = Step(model=model, objective=objective, optimizer=optimizer, clip=clip_fn,
+                    augment=[aug for _, aug in augment], augment_gen=generator,
+                    weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
+                    l1=spec.l1 or None, l2=spec.l2 or None)
         for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
+            # the engines' own training step (serial.train_step), watched: the shapes it
+            # makes are checked, and a failure is named by the last stage it reached
+            watch = _Watch(cfg, model, n, outputs, shape, augment)
             xb, yb = inputs(n), targets(n)
-            for key, aug in augment:
-                try:
-                    xb = aug(xb, generator)
-                except Exception as err:
-                    raise _Failed(key, f"fails on a training batch of shape "
-                                       f"{tuple(xb.shape)}: {first_line(err)}") from None
-            if tuple(xb.shape[1:]) != shape.input_shape:
-                raise _Failed(augment[-1][0] if augment else cfg.where("augmentation"),
-                              f"the augmentations turn {shape.input_shape} inputs into "
-                              f"{tuple(xb.shape[1:])} training inputs while validation and "
-                              f"test inputs stay {shape.input_shape}; crop to the image size "
-                              f"(pad first, e.g. size: {shape.input_shape[-1]}, padding: 4)")
             model.train()
             try:
-                out = model(xb)
+                serial.train_step(step, xb, yb, watch)
+            except _Failed:
+                raise
             except Exception as err:
-                if n == 1 and facts.batchnorm:
-                    raise _Failed(cfg.where("batch_size"), _one_example(cfg, batch_sizes)
-                                  ) from None
-                raise _Failed(cfg.where("model"), f"model '{spec.model.name}' fails on a "
-                                                  f"training batch of shape "
-                                                  f"{tuple(xb.shape)}: {first_line(err)}"
-                              ) from None
-            _check_outputs(cfg, model, out, n, outputs, shape)
-            try:
-                loss = objective(out, yb)
-                if spec.l1:
-                    loss = loss + spec.l1 * torch.stack([w.abs().sum() for w in weights]).sum()
-                if spec.l2:
-                    loss = loss + 0.5 * spec.l2 * torch.stack(
-                        [w.square().sum() for w in weights]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            except Exception as err:
-                raise _Failed(cfg.where("loss"), f"loss '{spec.loss.name}' fails on the model's "
-                                                 f"outputs {tuple(out.shape)} and targets "
-                                                 f"{tuple(yb.shape)}: {first_line(err)}"
-                              ) from None
-            try:
-                if clip_fn is not None:
-                    clip_fn(model.parameters())
-                optimizer.step()
-            except Exception as err:
-                raise _Failed(cfg.where("optimizer"), f"optimizer '{spec.optimizer.name}' "
-                                                      f"fails to step: {first_line(err)}"
-                              ) from None
+                raise _step_failed(cfg, err, watch.seen, augment, xb, yb, facts.batchnorm,
+                                   batch_sizes) from None
         x_val = inputs(2)
         for _key, aug in augment:
             if aug.stage == "always":
@@ -454,6 +425,63 @@ def _check_outputs(cfg: Config, model: nn.Module, out: object, n: int, outputs: 
                                           f"{mode} but {need}{fix}")
     raise _Failed(cfg.where("model"), f"{who} maps a {mode} batch of {n} examples to outputs "
                                       f"of shape {got}, not ({n}, {outputs}): {need}{fix}")
+
+
+class _Watch:
+    """Told of each stage of a training step (`serial.train_step`): keeps what it made
+    and checks its shape (training inputs as the model's input shape, outputs
+    `[n, outputs]`)."""
+
+    def __init__(self, cfg: Config, model: nn.Module, n: int, outputs: int, shape: DataShape,
+                 augment: list[tuple[str, Augmentation]]) -> None:
+        self.cfg, self.model, self.n, self.outputs, self.shape = cfg, model, n, outputs, shape
+        self.augment = augment
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def __call__(self, stage: str, tensor: torch.Tensor) -> None:
+        self.seen[stage] = tensor
+        input_shape = self.shape.input_shape
+        if stage == "augmented" and tuple(tensor.shape[1:]) != input_shape:
+            raise _Failed(self.augment[-1][0] if self.augment
+                          else self.cfg.where("augmentation"),
+                          f"the augmentations turn {input_shape} inputs into "
+                          f"{tuple(tensor.shape[1:])} training inputs while validation and "
+                          f"test inputs stay {input_shape}; crop to the image size (pad "
+                          f"first, e.g. size: {input_shape[-1]}, padding: 4)")
+        if stage == "outputs":
+            _check_outputs(self.cfg, self.model, tensor, self.n, self.outputs, self.shape)
+
+
+def _step_failed(cfg: Config, err: Exception, seen: Mapping[str, torch.Tensor],
+                 augment: list[tuple[str, Augmentation]], xb: torch.Tensor, yb: torch.Tensor,
+                 batchnorm: bool, batch_sizes: tuple[int, ...]) -> _Failed:
+    """The problem a training step's failure shows, named by the last stage it reached
+    (`seen`): an augmentation, the model, the loss, or the optimizer (with clipping)."""
+    spec = cfg.spec
+    if "augmented" not in seen:  # which augmentation: each again, in order
+        generator = torch.Generator().manual_seed(1)
+        for key, aug in augment:
+            try:
+                xb = aug(xb, generator)
+            except Exception as again:
+                return _Failed(key, f"fails on a training batch of shape {tuple(xb.shape)}: "
+                                    f"{first_line(again)}")
+        return _Failed(augment[-1][0] if augment else cfg.where("augmentation"),
+                       f"fails on a training batch of shape {tuple(xb.shape)}: "
+                       f"{first_line(err)}")
+    if "outputs" not in seen:
+        batch = seen["augmented"]
+        if len(batch) == 1 and batchnorm:
+            return _Failed(cfg.where("batch_size"), _one_example(cfg, batch_sizes))
+        return _Failed(cfg.where("model"), f"model '{spec.model.name}' fails on a training "
+                                           f"batch of shape {tuple(batch.shape)}: "
+                                           f"{first_line(err)}")
+    if "backward" not in seen:
+        return _Failed(cfg.where("loss"), f"loss '{spec.loss.name}' fails on the model's "
+                                          f"outputs {tuple(seen['outputs'].shape)} and targets "
+                                          f"{tuple(yb.shape)}: {first_line(err)}")
+    return _Failed(cfg.where("optimizer"), f"optimizer '{spec.optimizer.name}' fails to step: "
+                                           f"{first_line(err)}")
 
 
 def _hyper(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:

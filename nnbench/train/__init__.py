@@ -4,6 +4,8 @@
 - `build`: a trial's parts from its spec (data, model, objective, optimizer, ...);
 - `engine`: the `Engine` / `Listener` boundary and the thread policy;
 - `serial`: one trial at a time, the reference numerics (`train_trial`);
+- `lifecycle`: one lane's life in every engine: divergence, pruning, early stopping,
+  best weights, the L1/L2 penalty, diagnostics and the epoch's metrics;
 - `export`: a checkpoint as a model that stands alone (`servable`, what MLflow logs);
 - `metrics`: what every engine shares (gaps, fingerprints, probe sizes).
 
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
         build_model,
         build_parts,
         metric_names,
-        penalty,
         produced_metrics,
         resolve_device,
         weight_layers,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from nnbench.train.engine import Engine, Listener, make_engine, torch_threads
     from nnbench.train.engines import engine_class, engine_names, register_engine
     from nnbench.train.export import servable
+    from nnbench.train.lifecycle import Lane, penalty
     from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult, stop
     from nnbench.train.serial import (
         SerialEngine,
@@ -41,8 +43,9 @@ if TYPE_CHECKING:
     )
 
 _WHERE: dict[str, tuple[str, ...]] = {
-    "build": ("Parts", "build_model", "build_parts", "metric_names", "penalty",
-              "produced_metrics", "resolve_device", "weight_layers"),
+    "build": ("Parts", "build_model", "build_parts", "metric_names", "produced_metrics",
+              "resolve_device", "weight_layers"),
+    "lifecycle": ("Lane", "penalty"),
     "export": ("servable",),
     "engine": ("Engine", "Listener", "make_engine", "torch_threads"),
     "engines": ("engine_class", "engine_names", "register_engine"),
@@ -53,7 +56,7 @@ _WHERE: dict[str, tuple[str, ...]] = {
 _SUBMODULES = (*_WHERE, "metrics", "stacked", "stacked_model", "lane_optim")
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = ["CONTINUE", "Decision", "Engine", "Listener", "Numerics", "Parts",
+__all__ = ["CONTINUE", "Decision", "Engine", "Lane", "Listener", "Numerics", "Parts",
            "SerialEngine", "Status", "TrialResult", "build_model", "build_parts",
            "engine_class", "engine_names", "evaluate_checkpoint", "make_engine",
            "metric_names", "penalty", "produced_metrics", "register_engine",

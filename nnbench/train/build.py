@@ -29,9 +29,9 @@ from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 
-__all__ = ["Parts", "always", "batch_size_of", "build_model", "build_parts", "fit_augmentations",
-           "layer_weights", "metric_names", "penalty", "produced_metrics", "resolve_device",
-           "step_flops", "weight_layers"]
+__all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
+           "fit_augmentations", "layer_weights", "metric_names", "produced_metrics",
+           "resolve_device", "step_flops", "weight_layers"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -51,7 +51,7 @@ def produced_metrics(spec: TrialSpec, *, weight_layers: int,
 
     `weight_layers`: the model's Linear/Conv layers; `has_activations`: whether it has
     hidden activations (a model without hidden layers has none to diagnose). The engines'
-    diagnostics (serial.diagnostics) log dead_fraction for the ReLU family and
+    diagnostics (lifecycle.diagnostics) log dead_fraction for the ReLU family and
     saturated_fraction for saturating activations; tests/test_train.py holds the two
     together.
     """
@@ -110,21 +110,30 @@ def batch_size_of(spec: TrialSpec, n_train: int) -> int:
 
 
 @dataclass
-class Parts:
-    """Everything one trial trains with, built from its spec."""
+class Step:
+    """What one training step uses (`serial.train_step`): the dry build makes one for
+    tiny tensors, `build_parts` one for the trial."""
 
-    data: TensorData
     model: nn.Module
     objective: Objective
     optimizer: torch.optim.Optimizer
-    schedule: Schedule
     clip: ClipFn | None
     augment: list[Augmentation]
+    augment_gen: torch.Generator
+    weights: list[torch.Tensor]  # Linear/Conv/GRU weights: what L1, L2 and sparsity see
+    l1: float | None  # λ₁ of the L1 penalty (None: off)
+    l2: float | None  # λ₂ of the explicit L2 penalty (None: off)
+
+
+@dataclass
+class Parts(Step):
+    """Everything one trial trains with, built from its spec."""
+
+    data: TensorData
+    schedule: Schedule
     early: EarlyStopping | None
     shuffle: torch.Generator
-    augment_gen: torch.Generator
     batch_size: int
-    weights: list[torch.Tensor]  # Linear/Conv/GRU weights: what L1, L2 and sparsity see
     activation_type: type[nn.Module]
     family: str | None
 
@@ -226,16 +235,6 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         augment_gen=seeding.generator(spec.seed_of("augmentation"), "augment", device),
         batch_size=batch_size,
         weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
+        l1=spec.l1 or None, l2=spec.l2 or None,
         activation_type=type(registry.build("activation", spec.activation)),
         family=activation_info.attrs.get("family"))
-
-
-def penalty(p: Parts, spec: TrialSpec) -> torch.Tensor | None:
-    """λ₁·Σ|w| + ½λ₂·Σw² over weights (not biases, not norm layers)."""
-    total: torch.Tensor | None = None
-    if spec.l1:
-        total = spec.l1 * torch.stack([w.abs().sum() for w in p.weights]).sum()
-    if spec.l2:
-        l2 = 0.5 * spec.l2 * torch.stack([w.square().sum() for w in p.weights]).sum()
-        total = l2 if total is None else total + l2
-    return total

@@ -9,12 +9,14 @@ engine chooses the threads from the spec and the machine, `SerialEngine.threads_
    shuffling, the augmentations and the dropout masks (`config.sources`);
 2. build data (tensors on `device`), model, objective, optimizer, schedule and
    regularizers from the registries (`build_parts`);
-3. per epoch: permute the training split on device; per batch: augment, forward,
-   loss (+ L1 / L2 penalties), backward, clip, step (and the schedule when it is per
-   batch); keep per-step losses and metric sums on device; then evaluate the val
-   split and the diagnostics probe; read everything in ONE host sync; stop as
-   `diverged` on a non-finite loss, early when `early_stopping` says so, or `pruned`
-   when the listener answers stop;
+3. per epoch: permute the training split on device; per batch, one `train_step`
+   (augment, forward, loss + L1 / L2 penalty, backward, clip, step; the dry build runs
+   the same step on tiny tensors), then the schedule when it is per batch; keep
+   per-step losses and metric sums on device; then evaluate the val split and the
+   diagnostics probe; read everything in ONE host sync; the lane's lifecycle
+   (`lifecycle.Lane`, shared with every engine) ends it as `diverged` on a non-finite
+   loss, `pruned` when the listener answers stop, or early when `early_stopping` says
+   so;
 4. restore the best weights if asked, evaluate the test split, hash the final
    weights (`fingerprint`).
 
@@ -25,7 +27,6 @@ exception returns `failed` with its traceback; none escapes.
 from __future__ import annotations
 
 import io
-import math
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -40,24 +41,53 @@ from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
 from nnbench.train import build
-from nnbench.train.build import Parts, layer_weights, metric_names, penalty, weight_layers
-from nnbench.train.metrics import (
-    EVAL_CHUNK,
-    PROBE_SIZE,
-    SATURATED_BELOW,
-    SPARSE_BELOW,
-    add_gaps,
-    fingerprint,
+from nnbench.train.build import Parts, Step, layer_weights, metric_names, weight_layers
+from nnbench.train.lifecycle import (
+    Ending,
+    EpochListener,
+    Lane,
+    diagnostics,
+    epoch_metrics,
+    penalty,
 )
-from nnbench.train.results import CONTINUE, Decision, Numerics, Status, TrialResult
+from nnbench.train.metrics import EVAL_CHUNK, PROBE_SIZE, fingerprint
+from nnbench.train.results import Numerics, TrialResult
 
 __all__ = ["SerialEngine", "checkpoint_bytes", "evaluate", "evaluate_checkpoint",
-           "held_out_metrics", "run_epoch", "train_epoch", "train_trial"]
+           "held_out_metrics", "probe", "run_epoch", "train_epoch", "train_step", "train_trial"]
 
-EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
+StepWatch = Callable[[str, torch.Tensor], None]
 
 
-def train_epoch(p: Parts, spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(p: Step, xb: torch.Tensor, yb: torch.Tensor, watch: StepWatch | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step (the notes' loop body); returns (data loss, outputs), detached.
+
+    1. augment the batch; 2. forward; 3. loss (+ L1 / L2 penalty); 4. backward;
+    5. clip; 6. optimizer step. `watch(stage, tensor)` is told of the augmented batch,
+    the outputs and the loss as they are made (the dry build checks their shapes, and
+    names the part that failed from the last stage it saw).
+    """
+    for aug in p.augment:
+        xb = aug(xb, p.augment_gen)
+    if watch is not None:
+        watch("augmented", xb)
+    outputs = p.model(xb)
+    if watch is not None:
+        watch("outputs", outputs)
+    loss = p.objective(outputs, yb)
+    extra = penalty(p.weights, p.l1, p.l2, lanes=False)
+    p.optimizer.zero_grad(set_to_none=True)
+    (loss + extra if extra is not None else loss).backward()
+    if watch is not None:
+        watch("backward", loss)
+    if p.clip is not None:
+        p.clip(p.model.parameters())
+    p.optimizer.step()
+    return loss.detach(), outputs.detach()
+
+
+def train_epoch(p: Parts) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the shuffled training split; returns (mean loss, metric sums) on device.
 
     The split's rows are permuted and read once per epoch, so each batch is a contiguous
@@ -73,21 +103,12 @@ def train_epoch(p: Parts, spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
     sums: list[torch.Tensor] = []
     p.model.train()
     for start in range(0, n, batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        for aug in p.augment:
-            xb = aug(xb, p.augment_gen)
-        outputs = p.model(xb)
-        loss = p.objective(outputs, yb)
-        extra = penalty(p, spec)
-        p.optimizer.zero_grad(set_to_none=True)
-        (loss + extra if extra is not None else loss).backward()
-        if p.clip is not None:
-            p.clip(p.model.parameters())
-        p.optimizer.step()
+        yb = y[start:start + batch_size]
+        loss, outputs = train_step(p, x[start:start + batch_size], yb)
         if per_batch:
             p.schedule.scheduler.step()
-        losses.append(loss.detach())
-        sums.append(p.objective.sums(outputs.detach(), yb))
+        losses.append(loss)
+        sums.append(p.objective.sums(outputs, yb))
     sizes = torch.full((len(losses),), float(batch_size), device=x.device)
     sizes[-1] = n - batch_size * (len(losses) - 1)  # the last batch may be smaller
     return (torch.stack(losses) * sizes).sum() / n, torch.stack(sums).sum(dim=0)
@@ -112,16 +133,14 @@ def evaluate(model: nn.Module, objective: Objective, data: TensorData, rows: tor
     return loss_sum / len(rows), torch.stack(sums).sum(dim=0)
 
 
-def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
-    """Gradient norm per layer, dead/saturated units, weight sparsity; on device, eval mode.
-
-    Uses a fixed probe batch (the first PROBE_SIZE training examples) and no randomness,
-    so it never changes the training trajectory.
-    """
-    probe = p.data.train[:PROBE_SIZE]
-    x, y = p.data.inputs(probe), p.data.y[probe]
+def probe(p: Parts) -> dict[str, torch.Tensor]:
+    """The diagnostics (`lifecycle.diagnostics`) of the fixed probe batch (the first
+    PROBE_SIZE training examples), forward and backward in eval mode, with no
+    randomness: it never changes the training trajectory."""
+    rows = p.data.train[:PROBE_SIZE]
+    x, y = p.data.inputs(rows), p.data.y[rows]
     captured: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()[None]))
              for m in p.model.modules() if isinstance(m, p.activation_type)
              and p.family is not None]
     p.model.eval()
@@ -131,57 +150,30 @@ def diagnostics(p: Parts) -> dict[str, torch.Tensor]:
     finally:
         for hook in hooks:
             hook.remove()
-    out = {f"grad_norm.layer{i}": _grad_norm(layer, x.device)
-           for i, layer in enumerate(weight_layers(p.model), 1)}
+    grads = [[w.grad[None] for w in layer_weights(layer) if w.grad is not None]
+             for layer in weight_layers(p.model)]
+    out = diagnostics(grads, captured, [w[None] for w in p.weights], [p.family],
+                      p.activation_type.__name__ == "Sigmoid")
     p.optimizer.zero_grad(set_to_none=True)
-    if captured and p.family == "relu":
-        # a unit is dead when it is never positive on the probe (per feature / channel)
-        dead = [(a <= 0).flatten(2).all(-1).all(0) if a.dim() > 2 else (a <= 0).all(0)
-                for a in captured]
-        out["dead_fraction"] = torch.cat(dead).float().mean()
-    elif captured and p.family == "saturating":
-        act = p.activation_type.__name__
-        slopes = [a * (1 - a) / 0.25 if act == "Sigmoid" else 1 - a.square() for a in captured]
-        out["saturated_fraction"] = torch.cat(
-            [(s < SATURATED_BELOW).flatten().float() for s in slopes]).mean()
-    flat = torch.cat([w.detach().flatten() for w in p.weights])
-    out["weight_sparsity"] = (flat.abs() < SPARSE_BELOW).float().mean()
     return out
 
 
-def _grad_norm(layer: build.WeightLayer, device: torch.device) -> torch.Tensor:
-    """L2 norm of a weight layer's weight gradients (a GRU's matrices taken together)."""
-    grads = [w.grad for w in layer_weights(layer) if w.grad is not None]
-    if not grads:
-        return torch.zeros((), device=device)
-    norms: list[torch.Tensor] = [g.norm() for g in grads]
-    if len(norms) == 1:
-        return norms[0]
-    total: torch.Tensor = torch.stack(norms).norm()
-    return total
-
-
-def run_epoch(p: Parts, spec: TrialSpec, names: tuple[str, ...]) -> dict[str, float]:
+def run_epoch(p: Parts, names: tuple[str, ...]) -> dict[str, float]:
     """Train one epoch, step an epoch schedule, validate, diagnose; read it all in one sync."""
     epoch_start = time.perf_counter()
     lr = float(p.optimizer.param_groups[0]["lr"])
-    train_loss, train_sums = train_epoch(p, spec)
+    train_loss, train_sums = train_epoch(p)
     if p.schedule.interval == "epoch":
         p.schedule.scheduler.step()
     val_loss, val_sums = evaluate(p.model, p.objective, p.data, p.data.val,
                                   build.always(p.augment))
-    diag = diagnostics(p)
-    keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
-            *(f"val_{m}" for m in names), *diag]
+    diagnosed = probe(p)
     target_dim = p.data.target_dim
-    values = torch.cat([
-        torch.stack([train_loss.double(), val_loss.double()]),
-        p.objective.finalize(train_sums, len(p.data.train), target_dim),
-        p.objective.finalize(val_sums, len(p.data.val), target_dim),
-        torch.stack([d.double() for d in diag.values()]),
-    ]).tolist()
-    metrics = dict(zip(keys, values, strict=True))
-    add_gaps(metrics, names)
+    (metrics,) = epoch_metrics(
+        names, [train_loss[None], val_loss[None]],
+        [p.objective.finalize(train_sums, len(p.data.train), target_dim)[None],
+         p.objective.finalize(val_sums, len(p.data.val), target_dim)[None]],
+        diagnosed, [p.family])
     metrics.update(lr=lr, epoch_seconds=time.perf_counter() - epoch_start)
     return metrics
 
@@ -218,69 +210,52 @@ def train_trial(spec: TrialSpec, device: torch.device,
     `stop(reason)` (the trial ends as `pruned`).
     """
     started = time.perf_counter()
-    history: list[dict[str, float]] = []
     parts: Parts | None = None
+    lane = Lane(spec, None)
     names = metric_names(spec)
     numerics = numerics or Numerics(threads=torch.get_num_threads())
 
-    def result(status: Status, reason: str = "", final: dict[str, float] | None = None,
-               **extra: Any) -> TrialResult:
+    def result(ending: Ending, final: dict[str, float] | None = None,
+               checkpoint: bytes | None = None) -> TrialResult:
         model = parts.model if parts else None
         return TrialResult(
-            spec=spec, status=status, history=history, final=final or {},
+            spec=spec, status=ending.status, history=lane.history, final=final or {},
             fingerprint=fingerprint(model.state_dict().items()) if model is not None else "",
             device=str(device), wall_seconds=time.perf_counter() - started,
             num_params=sum(q.numel() for q in model.parameters()) if model is not None else 0,
-            reason=reason, numerics=numerics, **extra)
+            numerics=numerics, checkpoint=checkpoint, **ending.fields)
 
     try:
         with seeding.trial_rng(spec.seed_of("init"), device):
             # 1-2. seeded build of every part from the registries
             parts = p = build.build_parts(spec, device)
+            lane.early = p.early
             best_state: dict[str, torch.Tensor] | None = None
-            best_epoch, best_value, stopped = 0, math.inf, None
-            for epoch in range(1, spec.epochs + 1):
-                # 3. one epoch of training, validation and diagnostics, one host sync
-                metrics = run_epoch(p, spec, names)
-                metrics["epoch"] = float(epoch)
-                history.append(metrics)
-                decision = on_epoch(spec, metrics) if on_epoch is not None else CONTINUE
-                bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(metrics[k])]
-                if bad:
-                    return result("diverged", diverged_epoch=epoch,
-                                  reason=f"{bad[0]} became {metrics[bad[0]]} at epoch {epoch}")
-                if decision.stop:
-                    return result("pruned", reason=decision.reason)
-                if p.early is not None:
-                    improved, stop_now = p.early.update(epoch, metrics[p.early.params.monitor])
-                    if improved:
-                        best_epoch = epoch
-                        if p.early.params.restore_best:
-                            best_state = {k: v.detach().clone()
-                                          for k, v in p.model.state_dict().items()}
-                    if stop_now:
-                        stopped = epoch
-                        break
-                elif metrics["val_loss"] < best_value:
-                    best_epoch, best_value = epoch, metrics["val_loss"]
+            ending: Ending | None = None
+            while ending is None and len(lane.history) < spec.epochs:
+                # 3. one epoch of training, validation and diagnostics, one host sync; the
+                # lane's verdict (lifecycle): diverged, pruned, early stopping, best epoch
+                verdict = lane.epoch_ended(run_epoch(p, names), on_epoch)
+                if verdict.keep_best:
+                    best_state = {k: v.detach().clone() for k, v in p.model.state_dict().items()}
+                ending = verdict.ending
+            ending = ending or lane.completed()
+            if ending.status != "finished":
+                return result(ending)
             # 4. best weights if asked, then the held-out test split
             if best_state is not None:
                 p.model.load_state_dict(best_state)
             final = held_out_metrics(p.model, p.objective, p.data, names,
                                      build.always(p.augment))
-            reason = (f"early stopping at epoch {stopped}: "
-                      f"{p.early.params.monitor if p.early else ''} did not improve for "
-                      f"{p.early.params.patience if p.early else 0} epochs" if stopped else "")
-            return result("finished", reason=reason, final=final, best_epoch=best_epoch,
-                          stopped_epoch=stopped,
-                          checkpoint=checkpoint_bytes(
-                              p.model, p.optimizer.state_dict(), spec, {**history[-1], **final},
-                              len(history)) if keep_checkpoint else None)
+            return result(ending, final, checkpoint_bytes(
+                p.model, p.optimizer.state_dict(), spec, {**lane.history[-1], **final},
+                len(lane.history)) if keep_checkpoint else None)
     except KeyboardInterrupt:
-        return result("killed", reason=f"interrupted during epoch {len(history) + 1}")
+        return result(Ending("killed", {
+            "reason": f"interrupted during epoch {len(lane.history) + 1}"}))
     except Exception as err:  # a broken trial must not stop the suite
-        return result("failed", reason="".join(
-            traceback.format_exception(type(err), err, err.__traceback__))[-4000:])
+        return result(Ending("failed", {"reason": "".join(
+            traceback.format_exception(type(err), err, err.__traceback__))[-4000:]}))
 
 
 def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:

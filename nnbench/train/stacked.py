@@ -46,22 +46,14 @@ from nnbench import registry, seeding
 from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.inits import ZERO, LawInit, draw
 from nnbench.components.losses import Objective
-from nnbench.components.regularizers import EarlyStopping
 from nnbench.config import TrialSpec
 from nnbench.config.sources import SOURCES
 from nnbench.data import TensorData, join
 from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
-from nnbench.train.metrics import (
-    EVAL_CHUNK,
-    PROBE_SIZE,
-    SATURATED_BELOW,
-    SPARSE_BELOW,
-    add_gaps,
-    fingerprint,
-    host_fingerprint,
-)
+from nnbench.train.lifecycle import Ending, Lane, diagnostics, epoch_metrics, penalty
+from nnbench.train.metrics import EVAL_CHUNK, PROBE_SIZE, fingerprint, host_fingerprint
 from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes
 from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
@@ -266,18 +258,12 @@ class AutoEngine(StackedEngine):
 
 
 @dataclass
-class _Lane:
-    """One trial's slice of a group, and what the serial engine would hold for it."""
+class _Lane(Lane):
+    """One trial's slice of a group: its lifecycle (shared with every engine), its place
+    among the lanes and which of the group's distinct splits it trains on."""
 
-    index: int
-    spec: TrialSpec
-    split: int  # which of the group's distinct splits it trains on
-    early: EarlyStopping | None
-    history: list[dict[str, float]] = field(default_factory=list)
-    has_best: bool = False  # restore_best: its best weights are kept aside
-    best_epoch: int = 0
-    best_value: float = math.inf
-    done: bool = False
+    index: int = field(kw_only=True)
+    split: int = field(kw_only=True)
 
 
 def _normalize_stats(ops: list[Normalize]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,8 +315,8 @@ class _GroupRun:
                     split_augments.append(augment)
                 self.objective: Objective = registry.build("loss", spec.loss).to(device)
             augments.append(split_augments[splits[split_key]])
-            self.lanes.append(_Lane(index, spec, splits[split_key],
-                                    registry.build("early_stopping", spec.early_stopping)))
+            self.lanes.append(_Lane(spec, registry.build("early_stopping", spec.early_stopping),
+                                    index=index, split=splits[split_key]))
         outputs = self.objective.num_outputs(datas[0].num_classes, datas[0].target_dim)
         drawn = self._draw(inits, datas[0].input_shape, outputs) if drawable else None
         padding = self.n_lanes - len(self.specs)
@@ -484,12 +470,11 @@ class _GroupRun:
     def run(self) -> Iterator[TrialResult]:
         try:
             self._build()
-            for epoch in range(1, self.specs[0].epochs + 1):
-                metrics = self._epoch()
-                yield from self._after_epoch(epoch, metrics)
+            for _epoch in range(self.specs[0].epochs):
+                yield from self._after_epoch(self._epoch())
                 if all(lane.done for lane in self.lanes):
                     return
-            yield from self._end([(lane, "finished", {}) for lane in self.lanes
+            yield from self._end([(lane, lane.completed()) for lane in self.lanes
                                   if not lane.done])
         except KeyboardInterrupt:
             self.interrupted = True
@@ -545,28 +530,14 @@ class _GroupRun:
         lr = [self.optimizer.host["lr"][i][self.optimizer.t] for i in range(self.n_lanes)]
         train_loss, train_sums = self._train_epoch()
         val_loss, val_sums = self._evaluate(self.val_rows)
-        diagnostics = self._diagnostics()
         finalize = vmap(self.objective.finalize, in_dims=(0, None, None))
-        keys = ["train_loss", "val_loss", *(f"train_{m}" for m in self.names),
-                *(f"val_{m}" for m in self.names), *diagnostics]
-        # float32 columns join the float64 metrics exactly; one read for the whole table
-        table = torch.cat([
-            torch.stack([train_loss, val_loss], dim=1),
-            finalize(train_sums, self.n_train, self.target_dim),
-            finalize(val_sums, self.n_val, self.target_dim),
-            torch.stack(list(diagnostics.values()), dim=1),
-        ], dim=1).tolist()
+        out = epoch_metrics(self.names, [train_loss, val_loss],
+                            [finalize(train_sums, self.n_train, self.target_dim),
+                             finalize(val_sums, self.n_val, self.target_dim)],
+                            self._diagnostics(), self.family)
         seconds = (time.perf_counter() - epoch_start) / self.n_lanes  # each lane's share
-        out = []
-        unit_diagnostic = {"relu": "dead_fraction", "saturating": "saturated_fraction"}
-        for lane in self.lanes:
-            metrics = dict(zip(keys, table[lane.index], strict=True))
-            for family, key in unit_diagnostic.items():  # only the lane's own family's
-                if key in metrics and self.family[lane.index] != family:
-                    del metrics[key]
-            add_gaps(metrics, self.names)
-            metrics.update(lr=lr[lane.index], epoch_seconds=seconds)
-            out.append(metrics)
+        for index, metrics in enumerate(out):
+            metrics.update(lr=lr[index], epoch_seconds=seconds)
         return out
 
     def _inputs(self, rows: torch.Tensor) -> torch.Tensor:
@@ -600,19 +571,6 @@ class _GroupRun:
             x = flat.reshape(x.shape[0], x.shape[1], *flat.shape[1:])
         return x
 
-    def _penalty(self) -> torch.Tensor | None:
-        """Per lane λ₁·Σ|w| + ½λ₂·Σw² over the weights."""
-        total: torch.Tensor | None = None
-        weights = self.model.weights
-        if self.any_l1:
-            l1 = self.l1 * torch.stack([w.abs().flatten(1).sum(1) for w in weights]).sum(0)
-            total = l1
-        if self.any_l2:
-            l2 = 0.5 * self.l2 * torch.stack([w.square().flatten(1).sum(1)
-                                              for w in weights]).sum(0)
-            total = l2 if total is None else total + l2
-        return total
-
     def _clip(self, grads: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
         """clip_grad_norm_ / clip_grad_value_ on `flat` (the gradients `grads`, gathered),
         with each lane's own threshold; the norm is taken per tensor, then over them,
@@ -643,7 +601,8 @@ class _GroupRun:
             loss = self.loss_fn(outputs, yb)
             objective = loss.sum()
             if penalize:
-                extra = self._penalty()
+                extra = penalty(self.model.weights, self.l1 if self.any_l1 else None,
+                                self.l2 if self.any_l2 else None, lanes=True)
                 if extra is not None:
                     objective = objective + extra.sum()
             grads = torch.autograd.grad(objective, self.model.params)
@@ -680,7 +639,8 @@ class _GroupRun:
         return loss_sum / n, torch.stack(sums).sum(dim=0, dtype=torch.float64)
 
     def _diagnostics(self) -> dict[str, torch.Tensor]:
-        """The serial engine's diagnostics, per lane (see serial.diagnostics)."""
+        """Every lane's diagnostics (`lifecycle.diagnostics`) on its own probe batch (the
+        first PROBE_SIZE examples of its training split), as the serial engine's probe."""
         probe = self.train_rows[self.split_of, :PROBE_SIZE]
         x, y = self._inputs(probe), self.y[probe]
         captured: list[tuple[Layout, torch.Tensor]] = []
@@ -688,69 +648,27 @@ class _GroupRun:
         families = {f for f in self.family if f is not None}
         outputs = self.model(x, capture=captured if families else None)
         grads = torch.autograd.grad(self.loss_fn(outputs, y).sum(), self.model.weights)
-        out = {f"grad_norm.layer{i}": g.flatten(1).norm(dim=1)
-               for i, g in enumerate(grads, 1)}
-        lanes = self.n_lanes
-        if captured and "relu" in families:
-            dead = []
-            for layout, a in captured:
-                if layout == "channels":  # [B, L·C, H, W] -> per lane and channel
-                    a = a.reshape(a.shape[0], lanes, -1, a.shape[2] * a.shape[3])
-                    dead.append((a <= 0).all(-1).all(0))
-                elif a.dim() > 3:  # [L, B, C, ...]
-                    dead.append((a <= 0).flatten(3).all(-1).all(1))
-                else:
-                    dead.append((a <= 0).all(1))
-            out["dead_fraction"] = _mean(torch.cat(dead, dim=1))
-        if captured and "saturating" in families:
-            saturated = []
-            sigmoid = self.sigmoid[:, None]
-            for layout, a in captured:
-                per_lane = (a.reshape(a.shape[0], lanes, -1).transpose(0, 1).reshape(lanes, -1)
-                            if layout == "channels" else a.reshape(lanes, -1))
-                slope = torch.where(sigmoid, per_lane * (1 - per_lane) / 0.25,
-                                    1 - per_lane.square())
-                saturated.append(slope < SATURATED_BELOW)
-            out["saturated_fraction"] = _mean(torch.cat(saturated, dim=1))
-        flat = torch.cat([w.detach().flatten(1) for w in self.model.weights], dim=1)
-        out["weight_sparsity"] = _mean(flat.abs() < SPARSE_BELOW)
-        return out
+        # activations with the lanes first: [B, L·C, H, W] -> [L, B, C, H, W]
+        activations = [a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:]).transpose(0, 1)
+                       if layout == "channels" else a for layout, a in captured]
+        return diagnostics([[g] for g in grads], activations, self.model.weights,
+                           self.family, self.sigmoid)
 
     # -- lanes ending ---------------------------------------------------------------------------
 
-    def _after_epoch(self, epoch: int,
-                     metrics: list[dict[str, float]]) -> Iterator[TrialResult]:
-        """Each lane's decision for the epoch; the lanes that end, ended together."""
-        endings: list[tuple[_Lane, Status, dict[str, Any]]] = []
+    def _after_epoch(self, metrics: list[dict[str, float]]) -> Iterator[TrialResult]:
+        """Each lane's verdict on the epoch (`Lane.epoch_ended`); the best weights of the
+        lanes that improved kept aside in one copy; the lanes that end, ended together."""
+        endings: list[tuple[_Lane, Ending]] = []
         improved: list[int] = []
         for lane in self.lanes:
             if lane.done:
                 continue
-            values = metrics[lane.index]
-            values["epoch"] = float(epoch)
-            lane.history.append(values)
-            decision = self.listener.epoch_finished(lane.spec, values)
-            bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(values[k])]
-            if bad:
-                endings.append((lane, "diverged", {
-                    "diverged_epoch": epoch,
-                    "reason": f"{bad[0]} became {values[bad[0]]} at epoch {epoch}"}))
-            elif decision.stop:
-                endings.append((lane, "pruned", {"reason": decision.reason}))
-            elif lane.early is not None:
-                better, stop_now = lane.early.update(epoch, values[lane.early.params.monitor])
-                if better:
-                    lane.best_epoch = epoch
-                    if lane.early.params.restore_best:
-                        improved.append(lane.index)
-                        lane.has_best = True
-                if stop_now:
-                    early = lane.early.params
-                    endings.append((lane, "finished", {"stopped_epoch": epoch, "reason": (
-                        f"early stopping at epoch {epoch}: {early.monitor} did not improve "
-                        f"for {early.patience} epochs")}))
-            elif values["val_loss"] < lane.best_value:
-                lane.best_epoch, lane.best_value = epoch, values["val_loss"]
+            verdict = lane.epoch_ended(metrics[lane.index], self.listener.epoch_finished)
+            if verdict.keep_best:
+                improved.append(lane.index)
+            if verdict.ending is not None:
+                endings.append((lane, verdict.ending))
         if improved:
             self._keep_best(improved)
         if endings:
@@ -772,10 +690,10 @@ class _GroupRun:
             best[index] = live[index]
 
     @torch.no_grad()
-    def _end(self, endings: list[tuple[_Lane, Status, dict[str, Any]]]) -> Iterator[TrialResult]:
+    def _end(self, endings: list[tuple[_Lane, Ending]]) -> Iterator[TrialResult]:
         """End lanes together: restore best weights, evaluate the test split and read
         every lane's weights once for the whole batch; then their results in lane order."""
-        finished = [lane for lane, status, _ in endings if status == "finished"]
+        finished = [lane for lane, ending in endings if ending.status == "finished"]
         if self.best is not None:
             restore = [lane.index for lane in finished if lane.has_best]
             if restore:
@@ -786,13 +704,14 @@ class _GroupRun:
         if finished:
             finals = self._test([lane.index for lane in finished])
         host = self._host_state()
-        for lane, status, extra in sorted(endings, key=lambda e: e[0].index):
-            if status == "finished":
-                extra = {**extra, "final": finals[lane.index], "best_epoch": lane.best_epoch}
+        for lane, ending in sorted(endings, key=lambda e: e[0].index):
+            extra = dict(ending.fields)
+            if ending.status == "finished":
+                extra["final"] = finals[lane.index]
                 if self.keep_checkpoints:
                     extra["checkpoint"] = self._checkpoint(lane, host, finals[lane.index])
-            yield self._result(lane, status, host, **extra)
-        self._retire([lane.index for lane, _, _ in endings])
+            yield self._result(lane, ending.status, host, **extra)
+        self._retire([lane.index for lane, _ in endings])
 
     def _test(self, lanes: list[int]) -> dict[int, dict[str, float]]:
         """test_loss and test_<metric> of these lanes (the whole group's test split in
@@ -854,8 +773,3 @@ class _GroupRun:
         lane.done = True  # only now: interrupted before, the lane still gets its result
         return result
 
-
-def _mean(flags: torch.Tensor) -> torch.Tensor:
-    """Per lane, the share of True in a `[lanes, n]` bool tensor (float32, as
-    `.float().mean(1)` gives it, without a separate cast)."""
-    return flags.sum(1, dtype=torch.float32) / flags.shape[1]

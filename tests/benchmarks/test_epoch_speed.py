@@ -45,7 +45,7 @@ def test_nnbench_trainer_epoch(benchmark: Any, spec: TrialSpec) -> None:
         parts = train.build_parts(spec, CPU)
 
     def epoch() -> dict[str, float]:
-        return train.run_epoch(parts, spec, train.metric_names(spec))
+        return train.run_epoch(parts, train.metric_names(spec))
 
     metrics = benchmark.pedantic(epoch, rounds=8, warmup_rounds=1)
     assert all(math.isfinite(v) for v in metrics.values())

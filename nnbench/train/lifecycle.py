@@ -1,0 +1,197 @@
+"""One lane's lifecycle: what every engine does to a trial around its training steps.
+
+Written once, with the lanes first (`[lanes, ...]`; the serial engine is one lane), and
+used by every engine:
+
+- `Lane.epoch_ended`: after each epoch, in order: record the epoch, tell the listener,
+  end as `diverged` on a non-finite train or val loss, as `pruned` when the listener
+  says stop, or as `finished` when early stopping runs out of patience; else note the
+  best epoch (and whether to keep the best weights aside: restore_best);
+- `Lane.completed`: the ending of a lane that trained every epoch;
+- `penalty`: the L1/L2 term added to the training loss;
+- `diagnostics`: gradient norm per layer, dead or saturated units and weight sparsity,
+  from the probe batch's gradients and activations;
+- `epoch_metrics`: every lane's epoch metrics read in one host sync, gaps added.
+
+An engine keeps the weights (best weights where `keep_best` says so), the test split
+and the fingerprints; what it reports comes from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nnbench.components.regularizers import EarlyStopping
+from nnbench.config import TrialSpec
+from nnbench.train.metrics import SATURATED_BELOW, SPARSE_BELOW, add_gaps
+from nnbench.train.results import CONTINUE, Decision, Status
+
+__all__ = ["Ending", "EpochListener", "Lane", "Verdict", "diagnostics", "epoch_metrics",
+           "penalty"]
+
+EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
+UNIT_DIAGNOSTIC = {"relu": "dead_fraction", "saturating": "saturated_fraction"}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a lane ends: its status and the TrialResult fields that say why (`reason`,
+    `diverged_epoch`, `best_epoch`, `stopped_epoch`)."""
+
+    status: Status
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A lane's state after an epoch: its ending (None: it trains on), and whether its
+    weights of this epoch are its best so far and must be kept aside (restore_best)."""
+
+    ending: Ending | None = None
+    keep_best: bool = False
+
+
+@dataclass
+class Lane:
+    """One trial's life in an engine: its history, its best epoch and what ends it."""
+
+    spec: TrialSpec
+    early: EarlyStopping | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0  # by the early-stopping monitor, else by val_loss
+    best_value: float = math.inf  # the best val_loss (without early stopping)
+    has_best: bool = False  # best weights were kept aside (restore_best)
+    done: bool = False  # the engine has handed back its result
+
+    def epoch_ended(self, metrics: dict[str, float],
+                    listener: EpochListener | None = None) -> Verdict:
+        """1. record the epoch; 2. tell the listener; 3. diverged; 4. pruned; 5. early
+        stopping (best epoch, patience); 6. else the best epoch by val_loss."""
+        epoch = len(self.history) + 1
+        metrics["epoch"] = float(epoch)
+        self.history.append(metrics)
+        decision = listener(self.spec, metrics) if listener is not None else CONTINUE
+        bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(metrics[k])]
+        if bad:
+            return Verdict(Ending("diverged", {
+                "diverged_epoch": epoch,
+                "reason": f"{bad[0]} became {metrics[bad[0]]} at epoch {epoch}"}))
+        if decision.stop:
+            return Verdict(Ending("pruned", {"reason": decision.reason}))
+        if self.early is None:
+            if metrics["val_loss"] < self.best_value:
+                self.best_epoch, self.best_value = epoch, metrics["val_loss"]
+            return Verdict()
+        improved, stop_now = self.early.update(epoch, metrics[self.early.params.monitor])
+        keep = improved and self.early.params.restore_best
+        if improved:
+            self.best_epoch = epoch
+            self.has_best = self.has_best or keep
+        if not stop_now:
+            return Verdict(keep_best=keep)
+        params = self.early.params
+        return Verdict(Ending("finished", {
+            "best_epoch": self.best_epoch, "stopped_epoch": epoch,
+            "reason": f"early stopping at epoch {epoch}: {params.monitor} did not improve "
+                      f"for {params.patience} epochs"}), keep_best=keep)
+
+    def completed(self) -> Ending:
+        """The ending of a lane that trained every epoch."""
+        return Ending("finished", {"best_epoch": self.best_epoch})
+
+
+def penalty(weights: Sequence[torch.Tensor], l1: float | torch.Tensor | None,
+            l2: float | torch.Tensor | None, *, lanes: bool) -> torch.Tensor | None:
+    """λ₁·Σ|w| + ½λ₂·Σw² over the weights (not biases, not norm layers); None when both
+    are off. `lanes`: the weights have the lanes first and λ₁, λ₂ are per lane; the
+    penalty is then one per lane ([lanes])."""
+    def total(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(1).sum(1) if lanes else t.sum()
+
+    out: torch.Tensor | None = None
+    if l1 is not None:
+        out = l1 * torch.stack([total(w.abs()) for w in weights]).sum(0)
+    if l2 is not None:
+        term = 0.5 * l2 * torch.stack([total(w.square()) for w in weights]).sum(0)
+        out = term if out is None else out + term
+    return out
+
+
+def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]],
+                activations: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
+                families: Sequence[str | None], sigmoid: torch.Tensor | bool
+                ) -> dict[str, torch.Tensor]:
+    """Every lane's diagnostics on the probe batch, on device, each `[lanes]`
+    (see README, "What a trial logs per epoch").
+
+    Every tensor has the lanes first. `layer_grads`: per weight layer, the gradients of
+    its weights (a GRU's matrices taken together; none: 0); `activations`: each hidden
+    activation's output `[lanes, batch, units or channels, ...]`; `weights`: the weights
+    (sparsity); `families`: each lane's activation family (relu: dead units; saturating:
+    saturated units); `sigmoid`: which lanes' saturating activation is the sigmoid
+    (slope a(1-a)/¼), the others tanh (1-a²).
+    """
+    out = {f"grad_norm.layer{i}": _grad_norm(grads, weights[0])
+           for i, grads in enumerate(layer_grads, 1)}
+    lanes = weights[0].shape[0]
+    if activations and "relu" in families:
+        # a unit is dead when it is never positive on the probe (per unit or channel)
+        dead = [(a <= 0).flatten(3).all(-1).all(1) if a.dim() > 3 else (a <= 0).all(1)
+                for a in activations]
+        out["dead_fraction"] = _mean(torch.cat(dead, dim=1))
+    if activations and "saturating" in families:
+        saturated = []
+        for a in activations:
+            a = a.reshape(lanes, -1)
+            if isinstance(sigmoid, bool):
+                slope = a * (1 - a) / 0.25 if sigmoid else 1 - a.square()
+            else:
+                slope = torch.where(sigmoid[:, None], a * (1 - a) / 0.25, 1 - a.square())
+            saturated.append(slope < SATURATED_BELOW)
+        out["saturated_fraction"] = _mean(torch.cat(saturated, dim=1))
+    flat = torch.cat([w.detach().flatten(1) for w in weights], dim=1)
+    out["weight_sparsity"] = _mean(flat.abs() < SPARSE_BELOW)
+    return out
+
+
+def _grad_norm(grads: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """Per lane, the L2 norm of one weight layer's weight gradients."""
+    if not grads:
+        return torch.zeros(like.shape[0], device=like.device)
+    norms: list[torch.Tensor] = [g.flatten(1).norm(dim=1) for g in grads]
+    if len(norms) == 1:
+        return norms[0]
+    total: torch.Tensor = torch.stack(norms).norm(dim=0)
+    return total
+
+
+def _mean(flags: torch.Tensor) -> torch.Tensor:
+    """Per lane, the share of True in a `[lanes, n]` bool tensor (float32)."""
+    return flags.sum(1, dtype=torch.float32) / flags.shape[1]
+
+
+def epoch_metrics(names: tuple[str, ...], losses: Sequence[torch.Tensor],
+                  scores: Sequence[torch.Tensor], diagnosed: Mapping[str, torch.Tensor],
+                  families: Sequence[str | None]) -> list[dict[str, float]]:
+    """Each lane's metrics of an epoch, read in ONE host sync: train_loss, val_loss
+    (`losses`: [lanes] each), train_<metric>, val_<metric> (`scores`: [lanes, metrics]
+    each), the diagnostics (only a lane's own family's unit diagnostic) and the gaps."""
+    keys = ["train_loss", "val_loss", *(f"train_{m}" for m in names),
+            *(f"val_{m}" for m in names), *diagnosed]
+    # float32 columns join the float64 metrics exactly; one read for the whole table
+    table = torch.cat([torch.stack(list(losses), dim=1), *scores,
+                       torch.stack(list(diagnosed.values()), dim=1)], dim=1).tolist()
+    out = []
+    for row, family in zip(table, families, strict=True):
+        metrics = dict(zip(keys, row, strict=True))
+        for own, key in UNIT_DIAGNOSTIC.items():
+            if key in metrics and family != own:
+                del metrics[key]
+        add_gaps(metrics, names)
+        out.append(metrics)
+    return out

@@ -1,0 +1,196 @@
+"""One lane lifecycle for every engine (issue 21, point 7): the verdict after an epoch,
+the penalty and the diagnostics are written once, lanes first, and the serial engine's
+one lane reads them exactly as a stacked group's lanes do."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import torch
+
+from nnbench import registry
+from nnbench.config import AXES, TrialSpec, dry, parse_suite
+from nnbench.train import serial
+from nnbench.train.build import Step
+from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, penalty
+from nnbench.train.results import CONTINUE, Decision, stop
+
+
+def _spec(early_stopping: str = "none") -> TrialSpec:
+    text = textwrap.dedent(f"""\
+        name: t
+        task: {{dataset: digits, model: {{name: mlp, hidden: [8]}}}}
+        fixed:
+          optimizer: {{name: sgd, lr: 0.1}}
+          epochs: 10
+          batch_size: 32
+          early_stopping: {early_stopping}
+        """)
+    return parse_suite(text).base
+
+
+def _lane(early_stopping: str = "none") -> Lane:
+    spec = _spec(early_stopping)
+    return Lane(spec, registry.build("early_stopping", spec.early_stopping))
+
+
+def _epoch(val_loss: float, train_loss: float = 1.0, val_accuracy: float = 0.5
+           ) -> dict[str, float]:
+    return {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+
+
+def test_a_lane_records_each_epoch_and_tells_the_listener_first() -> None:
+    told: list[tuple[str, float]] = []
+
+    def listener(spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        told.append((spec.trial_id, metrics["epoch"]))
+        return stop("the listener said so") if metrics["epoch"] == 2 else CONTINUE
+
+    lane = _lane()
+    assert lane.epoch_ended(_epoch(1.0), listener).ending is None
+    ending = lane.epoch_ended(_epoch(0.5), listener).ending
+    assert ending is not None and ending.status == "pruned"
+    assert ending.fields == {"reason": "the listener said so"}
+    assert [m["epoch"] for m in lane.history] == [1.0, 2.0]
+    assert told == [(lane.spec.trial_id, 1.0), (lane.spec.trial_id, 2.0)]
+
+
+@pytest.mark.parametrize("key", ["train_loss", "val_loss"])
+def test_a_non_finite_loss_ends_the_lane_as_diverged_even_when_the_listener_stops_it(
+        key: str) -> None:
+    lane = _lane()
+    lane.epoch_ended(_epoch(1.0))
+    metrics = _epoch(1.0)
+    metrics[key] = math.nan
+    verdict = lane.epoch_ended(metrics, lambda spec, m: stop("pruned"))
+    assert verdict.ending is not None and verdict.ending.status == "diverged"
+    assert verdict.ending.fields == {"diverged_epoch": 2, "reason": f"{key} became nan at epoch 2"}
+    assert not verdict.keep_best
+
+
+def test_without_early_stopping_the_best_epoch_is_the_lowest_val_loss() -> None:
+    lane = _lane()
+    for value in (0.9, 0.4, 0.6, 0.4):
+        verdict = lane.epoch_ended(_epoch(value))
+        assert verdict.ending is None and not verdict.keep_best
+    ending = lane.completed()
+    assert ending.status == "finished" and ending.fields == {"best_epoch": 2}
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_early_stopping_keeps_the_best_weights_only_when_asked_and_stops_after_patience(
+        restore_best: bool) -> None:
+    lane = _lane(f"{{name: patience, patience: 2, restore_best: {str(restore_best).lower()}}}")
+    kept = [lane.epoch_ended(_epoch(v)).keep_best for v in (0.9, 0.5, 0.7)]
+    assert kept == [restore_best, restore_best, False]
+    verdict = lane.epoch_ended(_epoch(0.6))
+    assert verdict.ending is not None and verdict.ending.status == "finished"
+    assert verdict.ending.fields == {
+        "best_epoch": 2, "stopped_epoch": 4,
+        "reason": "early stopping at epoch 4: val_loss did not improve for 2 epochs"}
+    assert lane.has_best is restore_best
+
+
+def test_early_stopping_on_accuracy_counts_a_higher_value_as_better() -> None:
+    lane = _lane("{name: patience, patience: 1, monitor: val_accuracy}")
+    assert lane.epoch_ended(_epoch(1.0, val_accuracy=0.5)).ending is None
+    assert lane.epoch_ended(_epoch(2.0, val_accuracy=0.6)).ending is None  # better, lower loss
+    ending = lane.epoch_ended(_epoch(0.1, val_accuracy=0.6)).ending
+    assert ending is not None and ending.fields["best_epoch"] == 2
+
+
+def test_the_penalty_of_a_lane_is_the_penalty_of_its_own_weights() -> None:
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(3, 5, 4, generator=g), torch.randn(3, 2, 5, generator=g)]
+    l1, l2 = torch.tensor([0.0, 0.01, 0.3]), torch.tensor([0.2, 0.0, 0.05])
+    stacked = penalty(weights, l1, l2, lanes=True)
+    assert stacked is not None and stacked.shape == (3,)
+    for i in range(3):
+        alone = penalty([w[i] for w in weights], float(l1[i]), float(l2[i]), lanes=False)
+        assert alone is not None and alone.shape == ()
+        expected = sum(float(l1[i]) * w[i].abs().sum() + 0.5 * float(l2[i]) * w[i].square().sum()
+                       for w in weights)
+        torch.testing.assert_close(alone, expected)
+        torch.testing.assert_close(stacked[i], alone)
+    assert penalty(weights, None, None, lanes=True) is None
+    only_l2 = penalty(weights, None, l2, lanes=True)
+    assert only_l2 is not None and float(only_l2[1]) == 0.0
+
+
+def test_diagnostics_of_a_group_are_each_lane_s_own() -> None:
+    g = torch.Generator().manual_seed(1)
+    # two lanes: a sigmoid lane and a tanh lane; an activation of 6 units, one of 3 channels
+    units = torch.rand(2, 16, 6, generator=g)
+    channels = torch.rand(2, 16, 3, 4, 4, generator=g) * 2 - 1
+    units[0, :, 0] = 0.999  # lane 0: unit 0 saturated everywhere
+    channels[1, :, 2] = -1.0  # lane 1: channel 2 never positive (dead)
+    grads = [[torch.randn(2, 6, 4, generator=g)], [torch.randn(2, 3, 6, generator=g),
+                                                   torch.randn(2, 3, 3, generator=g)]]
+    weights = [torch.randn(2, 6, 4, generator=g), torch.randn(2, 3, 6, generator=g)]
+    weights[0][1, :2] = 0.0
+    families = ["saturating", "relu"]
+    group = diagnostics(grads, [units, channels], weights, families,
+                        torch.tensor([True, False]))
+    for lane, family in enumerate(families):
+        alone = diagnostics([[t[lane:lane + 1] for t in layer] for layer in grads],
+                            [units[lane:lane + 1], channels[lane:lane + 1]],
+                            [w[lane:lane + 1] for w in weights], [family], lane == 0)
+        for key, value in alone.items():
+            assert torch.equal(group[key][lane], value[0]), (lane, key)
+    # the numbers: lane 1's dead channel among 6 units + 3 channels; its zeroed weights
+    assert float(group["dead_fraction"][1]) == pytest.approx(1 / 9)
+    assert float(group["weight_sparsity"][1]) == pytest.approx(8 / (24 + 18))
+    norm = torch.cat([grads[1][0][1].flatten(), grads[1][1][1].flatten()]).norm()
+    torch.testing.assert_close(group["grad_norm.layer2"][1], norm)
+    slope0 = units[0] * (1 - units[0]) / 0.25
+    channel0 = channels[0] * (1 - channels[0]) / 0.25
+    saturated = (int((slope0 < 0.05).sum()) + int((channel0 < 0.05).sum())) / (96 + 768)
+    assert float(group["saturated_fraction"][0]) == pytest.approx(saturated)
+
+
+def test_epoch_metrics_keep_only_each_lane_s_own_unit_diagnostic_and_add_gaps() -> None:
+    losses = [torch.tensor([0.5, 0.25]), torch.tensor([0.75, 0.5])]
+    scores = [torch.tensor([[0.75], [0.5]]), torch.tensor([[0.5], [0.5]])]
+    diagnosed = {"grad_norm.layer1": torch.tensor([1.0, 2.0]),
+                 "dead_fraction": torch.tensor([0.25, 0.5]),
+                 "saturated_fraction": torch.tensor([0.125, 0.0])}
+    rows = epoch_metrics(("accuracy",), losses, scores, diagnosed, ["relu", "saturating"])
+    assert rows[0] == {"train_loss": 0.5, "val_loss": 0.75, "train_accuracy": 0.75,
+                       "val_accuracy": 0.5, "grad_norm.layer1": 1.0, "dead_fraction": 0.25,
+                       "gap_loss": 0.25, "gap_accuracy": 0.25}
+    assert rows[1]["saturated_fraction"] == 0.0 and "dead_fraction" not in rows[1]
+    assert rows[1]["gap_loss"] == 0.25 and rows[1]["gap_accuracy"] == 0.0
+
+
+def test_the_dry_build_runs_the_engines_training_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, list[str]]] = []
+    real = serial.train_step
+
+    def spy(p: Step, xb: torch.Tensor, yb: torch.Tensor, watch: Any = None) -> Any:
+        stages: list[str] = []
+
+        def seen(stage: str, tensor: torch.Tensor) -> None:
+            stages.append(stage)
+            watch(stage, tensor)
+
+        calls.append((len(xb), stages))
+        return real(p, xb, yb, seen)
+
+    spec = replace(_spec(), batch_size=33, l1=0.01)  # 1,294 training examples: 39 × 33 + 7
+    batchnorm = replace(spec, batch_size=431,  # 3 × 431 + 1: a last batch of one example
+                        norm=registry.resolve("norm", "batchnorm"))
+    monkeypatch.setattr(serial, "train_step", spy)
+    report = dry.dry_build([dry.Config(spec, dict.fromkeys(AXES, "fixed"), "t")])
+    assert not report.problems
+    assert calls == [(2, ["augmented", "outputs", "backward"])]
+    # that last batch is stepped too; it fails in the model, named as the batch size's
+    calls.clear()
+    report = dry.dry_build([dry.Config(batchnorm, dict.fromkeys(AXES, "fixed"), "t")])
+    assert calls == [(1, ["augmented"])]
+    assert [(key, msg.split(";")[0]) for key, msg, _ in report.problems] == [
+        ("fixed", "with batch_size 431 the last batch of every epoch holds 1 example, and "
+                  "BatchNorm (fixed) cannot compute batch statistics from one example")]

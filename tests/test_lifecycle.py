@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from nnbench import registry
+from nnbench.components.augmentations import Augmentation
 from nnbench.config import AXES, TrialSpec, dry, parse_suite
+from nnbench.registry import ComponentInfo, NoParams, register, unregister
 from nnbench.train import serial
 from nnbench.train.build import Step
 from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, penalty
@@ -194,3 +196,41 @@ def test_the_dry_build_runs_the_engines_training_step(monkeypatch: pytest.Monkey
     assert [(key, msg.split(";")[0]) for key, msg, _ in report.problems] == [
         ("fixed", "with batch_size 431 the last batch of every epoch holds 1 example, and "
                   "BatchNorm (fixed) cannot compute batch statistics from one example")]
+
+
+FIRST_DRAW = float(torch.rand(1, generator=torch.Generator().manual_seed(1))[0])
+
+
+class _Unlucky(Augmentation):
+    """Fails on a batch of two whose draw is not the first of a fresh stream: a plugin's
+    bug that shows on some draws only."""
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"u": torch.rand(len(x), generator=generator)}
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        if len(x) == 2 and float(params["u"][0]) != FIRST_DRAW:
+            raise RuntimeError("unlucky draw")
+        return x
+
+
+@pytest.fixture
+def unlucky() -> Any:
+    register(ComponentInfo(kind="augmentation", name="unlucky", build=lambda p: _Unlucky(),
+                           params=NoParams, doc="fails on some draws", attrs={"input": "any"}))
+    yield
+    unregister("augmentation", "unlucky")
+
+
+@pytest.mark.usefixtures("unlucky")
+def test_a_step_failing_in_an_augmentation_names_it_with_the_draws_it_failed_on() -> None:
+    # the batch of one example is stepped first and draws from the dry build's generator
+    # (seeded 1); the failing step of two is replayed from its own draws, not a fresh
+    # stream (on which this augmentation passes, and the last one would be blamed)
+    spec = replace(_spec(), batch_size=431,  # 1,294 = 3 × 431 + 1
+                   augmentation=(registry.resolve("augmentation", "unlucky"),
+                                 registry.resolve("augmentation", "gaussian_noise")))
+    report = dry.dry_build([dry.Config(spec, {**dict.fromkeys(AXES, "fixed"),
+                                              "augmentation": "fixed.augmentation"}, "t")])
+    assert [(key, msg) for key, msg, _ in report.problems] == [
+        ("fixed.augmentation[0]", "fails on a training batch of shape (2, 1, 8, 8): unlucky draw")]

@@ -14,9 +14,9 @@ For each configuration, on the CPU, without generating or loading any data:
    for the real input shape, the engines' training step (`serial.train_step`: augment,
    forward, loss + L1/L2, backward, clip, optimizer step) at every batch size the run
    will use that matters (a last batch of 1 example under BatchNorm), and an evaluation
-   forward; both forwards must
-   give one output per class or regression target (`[batch, num_outputs]`: a plugin
-   model that ignores its `outputs` argument would otherwise train, meaninglessly);
+   forward; both forwards must give one output per class or regression target
+   (`[batch, num_outputs]`: a plugin model that ignores its `outputs` argument would
+   otherwise train, meaninglessly);
 5. the schedule over the real number of steps (warm-up longer than the run, milestones
    after the last epoch, a schedule that never changes the learning rate), on the
    optimizer the suite names.
@@ -286,14 +286,16 @@ class _Builder:
             # makes are checked, and a failure is named by the last stage it reached
             watch = _Watch(cfg, model, n, outputs, shape, augment)
             xb, yb = inputs(n), targets(n)
+            drawn = generator.get_state()  # the augmentations' draws, to replay on failure
             model.train()
             try:
                 serial.train_step(step, xb, yb, watch)
             except _Failed:
                 raise
             except Exception as err:
-                raise _step_failed(cfg, err, watch.seen, augment, xb, yb, facts.batchnorm,
-                                   batch_sizes) from None
+                generator.set_state(drawn)
+                raise _step_failed(cfg, err, watch.seen, augment, generator, xb, yb,
+                                   facts.batchnorm, batch_sizes) from None
         x_val = inputs(2)
         for _key, aug in augment:
             if aug.stage == "always":
@@ -453,13 +455,14 @@ class _Watch:
 
 
 def _step_failed(cfg: Config, err: Exception, seen: Mapping[str, torch.Tensor],
-                 augment: list[tuple[str, Augmentation]], xb: torch.Tensor, yb: torch.Tensor,
-                 batchnorm: bool, batch_sizes: tuple[int, ...]) -> _Failed:
+                 augment: list[tuple[str, Augmentation]], generator: torch.Generator,
+                 xb: torch.Tensor, yb: torch.Tensor, batchnorm: bool,
+                 batch_sizes: tuple[int, ...]) -> _Failed:
     """The problem a training step's failure shows, named by the last stage it reached
-    (`seen`): an augmentation, the model, the loss, or the optimizer (with clipping)."""
+    (`seen`): an augmentation, the model, the loss, or the optimizer (with clipping).
+    `generator`: in the state the step started from (an augmentation's draws replay)."""
     spec = cfg.spec
-    if "augmented" not in seen:  # which augmentation: each again, in order
-        generator = torch.Generator().manual_seed(1)
+    if "augmented" not in seen:  # which augmentation: each again, in order, same draws
         for key, aug in augment:
             try:
                 xb = aug(xb, generator)
@@ -471,7 +474,7 @@ def _step_failed(cfg: Config, err: Exception, seen: Mapping[str, torch.Tensor],
                        f"{first_line(err)}")
     if "outputs" not in seen:
         batch = seen["augmented"]
-        if len(batch) == 1 and batchnorm:
+        if len(xb) == 1 and batchnorm:
             return _Failed(cfg.where("batch_size"), _one_example(cfg, batch_sizes))
         return _Failed(cfg.where("model"), f"model '{spec.model.name}' fails on a training "
                                            f"batch of shape {tuple(batch.shape)}: "

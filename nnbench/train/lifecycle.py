@@ -136,9 +136,12 @@ def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]],
     saturated units); `sigmoid`: which lanes' saturating activation is the sigmoid
     (slope a(1-a)/¼), the others tanh (1-a²).
     """
+    lanes = weights[0].shape[0]
+    if any(a.shape[0] != lanes for a in activations):
+        raise ValueError(f"diagnostics take activations with the lanes first ([{lanes}, "
+                         f"batch, ...]); given {[tuple(a.shape) for a in activations]}")
     out = {f"grad_norm.layer{i}": _grad_norm(grads, weights[0])
            for i, grads in enumerate(layer_grads, 1)}
-    lanes = weights[0].shape[0]
     if activations and "relu" in families:
         # a unit is dead when it is never positive on the probe (per unit or channel)
         dead = [(a <= 0).flatten(3).all(-1).all(1) if a.dim() > 3 else (a <= 0).all(1)

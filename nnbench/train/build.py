@@ -222,7 +222,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
                             objective.num_outputs(data.num_classes, data.target_dim)).to(device)
     attach_dropout_generator(model, seeding.generator(spec.seed_of("dropout"), "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
-    n_train = len(data.y_train)
+    n_train = len(data.train)
     batch_size = batch_size_of(spec, n_train)
     schedule = registry.build("schedule", spec.schedule, optimizer=optimizer,
                               epochs=spec.epochs, steps_per_epoch=math.ceil(n_train / batch_size))

@@ -27,11 +27,11 @@ from nnbench.components.losses import Objective
 from nnbench.components.regularizers import ClipFn, EarlyStopping, attach_dropout_generator
 from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
-from nnbench.data import TensorData
+from nnbench.data import DataShape, TensorData
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
-           "fit_augmentations", "layer_weights", "metric_names", "produced_metrics",
-           "resolve_device", "step_flops", "weight_layers"]
+           "dataset_shape", "fit_augmentations", "layer_weights", "metric_names",
+           "produced_metrics", "resolve_device", "shaped_model", "step_flops", "weight_layers"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -197,21 +197,40 @@ _STEP_FLOPS: dict[str, float] = {}  # shape -> FLOPs of one training step
 def _step_flops(spec: TrialSpec) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nnbench.data import SplitParams, shape_of, split_sizes
+    from nnbench.data import SplitParams, split_sizes
 
-    info = registry.get("dataset", spec.dataset.name)
-    params = info.params.model_validate(spec.dataset.kwargs)
-    assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
-    shape = shape_of(spec.dataset.name, params)
-    objective: Objective = registry.build("loss", spec.loss)
-    with torch.random.fork_rng(devices=[]), seeding.drawing_on(torch.device("cpu")):
-        model = build_model(spec, shape.input_shape,
-                            objective.num_outputs(shape.num_classes, shape.target_dim))
+    shape = dataset_shape(spec)
+    if shape is None:
+        raise ValueError(f"dataset '{spec.dataset.name}' declares no shape metadata")
+    model = shaped_model(spec, shape)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *shape.input_shape))
+    params = registry.get("dataset", spec.dataset.name).params.model_validate(
+        spec.dataset.kwargs)
+    assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
     batch = batch_size_of(spec, split_sizes(shape, params).train)
     return 3.0 * float(counter.get_total_flops()) * batch
+
+
+def dataset_shape(spec: TrialSpec) -> DataShape | None:
+    """The trial's dataset's `DataShape` from its metadata, no data loaded (None: the
+    dataset declares none, `nnbench.data`)."""
+    from nnbench.data import shape_of
+
+    info = registry.get("dataset", spec.dataset.name)
+    if info.attrs.get("shape") is None:
+        return None
+    return shape_of(spec.dataset.name, info.params.model_validate(spec.dataset.kwargs))
+
+
+def shaped_model(spec: TrialSpec, shape: DataShape) -> nn.Module:
+    """The trial's model for the dataset's shape, on the CPU, built without touching the
+    caller's RNG (its structure, for counting and checking; not the trial's weights)."""
+    objective: Objective = registry.build("loss", spec.loss)
+    with torch.random.fork_rng(devices=[]), seeding.drawing_on(torch.device("cpu")):
+        return build_model(spec, shape.input_shape,
+                           objective.num_outputs(shape.num_classes, shape.target_dim))
 
 
 def build_parts(spec: TrialSpec, device: torch.device) -> Parts:

@@ -49,7 +49,14 @@ from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.config.sources import SOURCES
 from nnbench.data import TensorData, join
-from nnbench.train.build import batch_size_of, build_model, metric_names, prepare_data
+from nnbench.train.build import (
+    batch_size_of,
+    build_model,
+    dataset_shape,
+    metric_names,
+    prepare_data,
+    shaped_model,
+)
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
 from nnbench.train.lifecycle import Ending, Lane, diagnostics, epoch_metrics, penalty
@@ -134,13 +141,18 @@ def _unstackable_reason(spec: TrialSpec) -> str | None:
 
 
 def _model_reason(spec: TrialSpec) -> str | None:
-    """Build the trial's model on the CPU and check every layer has a stacked form."""
+    """Build the trial's model on the CPU and check every layer has a stacked form; from
+    the dataset's shape metadata, without loading its data where it declares one."""
     try:
-        with seeding.trial_rng(spec.seed_of("init"), torch.device("cpu")):
-            data, _ = prepare_data(spec, torch.device("cpu"))
-            objective: Objective = registry.build("loss", spec.loss)
-            model = build_model(spec, data.input_shape,
-                                objective.num_outputs(data.num_classes, data.target_dim))
+        shape = dataset_shape(spec)
+        if shape is not None:
+            model = shaped_model(spec, shape)
+        else:  # a plugin dataset without shape metadata: its data says
+            with seeding.trial_rng(spec.seed_of("init"), torch.device("cpu")):
+                data, _ = prepare_data(spec, torch.device("cpu"))
+                objective: Objective = registry.build("loss", spec.loss)
+                model = build_model(spec, data.input_shape,
+                                    objective.num_outputs(data.num_classes, data.target_dim))
         StackedModel([model], torch.device("cpu"))
     except Unstackable as err:
         return f"model '{spec.model.name}': {err}"

@@ -154,6 +154,12 @@ def test_diagnostics_of_a_group_are_each_lane_s_own() -> None:
     assert float(group["saturated_fraction"][0]) == pytest.approx(saturated)
 
 
+def test_a_unit_is_dead_when_never_positive_and_a_nan_unit_is_not() -> None:
+    activation = torch.tensor([[[0.0, -1.0, 2.0, math.nan], [-3.0, 0.0, -1.0, 0.0]]])
+    diagnosed = diagnostics([], [activation], [torch.ones(1, 4)], ["relu"], False)
+    assert float(diagnosed["dead_fraction"][0]) == 0.5  # units 0 and 1 of the 4
+
+
 def test_epoch_metrics_keep_only_each_lane_s_own_unit_diagnostic_and_add_gaps() -> None:
     losses = [torch.tensor([0.5, 0.25]), torch.tensor([0.75, 0.5])]
     scores = [torch.tensor([[0.75], [0.5]]), torch.tensor([[0.5], [0.5]])]

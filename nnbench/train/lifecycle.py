@@ -143,9 +143,9 @@ def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]],
     out = {f"grad_norm.layer{i}": _grad_norm(grads, weights[0])
            for i, grads in enumerate(layer_grads, 1)}
     if activations and "relu" in families:
-        # a unit is dead when it is never positive on the probe (per unit or channel)
-        dead = [(a <= 0).flatten(3).all(-1).all(1) if a.dim() > 3 else (a <= 0).all(1)
-                for a in activations]
+        # a unit is dead when it is never positive on the probe (per unit or channel):
+        # its largest value over the batch (and positions) is not (NaN: not dead)
+        dead = [a.amax(dim=(1, *range(3, a.dim()))) <= 0 for a in activations]
         out["dead_fraction"] = _mean(torch.cat(dead, dim=1))
     if activations and "saturating" in families:
         saturated = []

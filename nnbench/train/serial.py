@@ -136,7 +136,8 @@ def evaluate(model: nn.Module, objective: Objective, data: TensorData, rows: tor
 def probe(p: Parts) -> dict[str, torch.Tensor]:
     """The diagnostics (`lifecycle.diagnostics`) of the fixed probe batch (the first
     PROBE_SIZE training examples), forward and backward in eval mode, with no
-    randomness: it never changes the training trajectory."""
+    randomness and the weights' gradients only (`autograd.grad`: no `.grad` touched): it
+    never changes the training trajectory."""
     rows = p.data.train[:PROBE_SIZE]
     x, y = p.data.inputs(rows), p.data.y[rows]
     captured: list[torch.Tensor] = []
@@ -144,18 +145,17 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
              for m in p.model.modules() if isinstance(m, p.activation_type)
              and p.family is not None]
     p.model.eval()
-    p.optimizer.zero_grad(set_to_none=True)  # the last training step's gradients are not ours
     try:
-        p.objective(p.model(x), y).backward()
+        grads = iter(torch.autograd.grad(p.objective(p.model(x), y), p.weights,
+                                         allow_unused=True))
     finally:
         for hook in hooks:
             hook.remove()
-    grads = [[w.grad[None] for w in layer_weights(layer) if w.grad is not None]
-             for layer in weight_layers(p.model)]
-    out = diagnostics(grads, captured, [w[None] for w in p.weights], [p.family],
-                      p.activation_type.__name__ == "Sigmoid")
-    p.optimizer.zero_grad(set_to_none=True)
-    return out
+    # per weight layer, its weights' gradients (p.weights lists them layer by layer)
+    layer_grads = [[g[None] for g in [next(grads) for _ in layer_weights(layer)]
+                    if g is not None] for layer in weight_layers(p.model)]
+    return diagnostics(layer_grads, captured, [w[None] for w in p.weights], [p.family],
+                       p.activation_type.__name__ == "Sigmoid")
 
 
 def run_epoch(p: Parts, names: tuple[str, ...]) -> dict[str, float]:

@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 import torch
 
-from nnbench import registry
+from nnbench import registry, seeding
 from nnbench.components.augmentations import Augmentation
 from nnbench.config import AXES, TrialSpec, dry, parse_suite
 from nnbench.registry import ComponentInfo, NoParams, register, unregister
 from nnbench.train import serial
-from nnbench.train.build import Step
+from nnbench.train.build import Step, build_parts, layer_weights, weight_layers
 from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, penalty
 from nnbench.train.results import CONTINUE, Decision, stop
+
+CPU = torch.device("cpu")
 
 
 def _spec(early_stopping: str = "none") -> TrialSpec:
@@ -158,6 +160,19 @@ def test_a_unit_is_dead_when_never_positive_and_a_nan_unit_is_not() -> None:
     activation = torch.tensor([[[0.0, -1.0, 2.0, math.nan], [-3.0, 0.0, -1.0, 0.0]]])
     diagnosed = diagnostics([], [activation], [torch.ones(1, 4)], ["relu"], False)
     assert float(diagnosed["dead_fraction"][0]) == 0.5  # units 0 and 1 of the 4
+
+
+def test_the_serial_probe_skips_a_frozen_layer_and_leaves_the_training_gradients() -> None:
+    spec = _spec()
+    with seeding.trial_rng(0, CPU):
+        parts = build_parts(spec, CPU)
+    first, last = (layer_weights(layer)[0] for layer in weight_layers(parts.model))
+    first.requires_grad_(False)  # a plugin's frozen layer
+    last.grad = torch.ones_like(last)  # the last training step's
+    diagnosed = serial.probe(parts)
+    assert float(diagnosed["grad_norm.layer1"][0]) == 0.0
+    assert float(diagnosed["grad_norm.layer2"][0]) > 0.0
+    assert torch.equal(last.grad, torch.ones_like(last))
 
 
 def test_epoch_metrics_keep_only_each_lane_s_own_unit_diagnostic_and_add_gaps() -> None:

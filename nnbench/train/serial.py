@@ -30,6 +30,7 @@ import io
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -145,15 +146,19 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
              for m in p.model.modules() if isinstance(m, p.activation_type)
              and p.family is not None]
     p.model.eval()
+    trainable = [w for w in p.weights if w.requires_grad]  # a plugin's frozen layer: none
+    # cuDNN's recurrent backward refuses eval mode: the probe's GRU on a GPU runs without it
+    recurrent = x.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
     try:
-        grads = iter(torch.autograd.grad(p.objective(p.model(x), y), p.weights,
-                                         allow_unused=True))
+        with torch.backends.cudnn.flags(enabled=False) if recurrent else nullcontext():
+            found = dict(zip(map(id, trainable), torch.autograd.grad(
+                p.objective(p.model(x), y), trainable, allow_unused=True), strict=True))
     finally:
         for hook in hooks:
             hook.remove()
-    # per weight layer, its weights' gradients (p.weights lists them layer by layer)
-    layer_grads = [[g[None] for g in [next(grads) for _ in layer_weights(layer)]
-                    if g is not None] for layer in weight_layers(p.model)]
+    # per weight layer, its weights' gradients (none: frozen, or not reached by the loss)
+    layer_grads = [[g[None] for w in layer_weights(layer) if (g := found.get(id(w))) is not None]
+                   for layer in weight_layers(p.model)]
     return diagnostics(layer_grads, captured, [w[None] for w in p.weights], [p.family],
                        p.activation_type.__name__ == "Sigmoid")
 

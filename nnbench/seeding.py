@@ -28,6 +28,7 @@ import torch
 
 __all__ = [
     "configure_determinism",
+    "cublas_workspace_problem",
     "derive_seed",
     "deterministic_flags",
     "draw_device",
@@ -40,8 +41,22 @@ __all__ = [
     "unit",
 ]
 
-# cuBLAS needs this set before its first call to give reproducible results.
+# cuBLAS needs this set before its first call to give reproducible results; PyTorch's
+# deterministic algorithms accept these two values and raise at the first matmul otherwise.
 _CUBLAS_WORKSPACE = ":4096:8"
+_CUBLAS_DETERMINISTIC = (":4096:8", ":16:8")
+
+
+def cublas_workspace_problem() -> str | None:
+    """Why training on a GPU could not be bitwise repeatable under this environment's
+    CUBLAS_WORKSPACE_CONFIG (None: unset, which nnbench sets, or an accepted value)."""
+    value = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if value is None or value in _CUBLAS_DETERMINISTIC:
+        return None
+    return (f"CUBLAS_WORKSPACE_CONFIG is {value!r} in the environment, but deterministic "
+            f"cuBLAS (bitwise-repeatable training) needs one of "
+            f"{', '.join(_CUBLAS_DETERMINISTIC)}; unset it (nnbench sets "
+            f"{_CUBLAS_WORKSPACE}) or set one of those")
 
 
 def configure_determinism() -> dict[str, str]:

@@ -145,6 +145,26 @@ def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
     assert train.resolve_device("auto") == CPU
 
 
+def test_a_cublas_workspace_that_breaks_the_bitwise_repeat_is_refused_before_training(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:2")
+    message = ("CUBLAS_WORKSPACE_CONFIG is ':4096:2' in the environment, but deterministic "
+               "cuBLAS (bitwise-repeatable training) needs one of :4096:8, :16:8; unset it "
+               "(nnbench sets :4096:8) or set one of those")
+    for name in ("cuda", "cuda:0", "auto"):
+        with pytest.raises(ValueError, match="CUBLAS_WORKSPACE_CONFIG") as raised:
+            train.resolve_device(name)
+        assert str(raised.value) == message
+    assert train.resolve_device("cpu") == CPU  # the CPU never calls cuBLAS
+    for accepted in (":16:8", ":4096:8"):
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", accepted)
+        assert train.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    assert train.resolve_device("cuda") == torch.device("cuda")
+
+
 @pytest.mark.parametrize(("model", "activation", "loss", "dataset"), [
     ("{name: mlp, hidden: [8, 8]}", "relu", "cross_entropy", "{name: mnist1d, num_samples: 600}"),
     ("{name: mlp, hidden: [8]}", "tanh", "cross_entropy", "{name: mnist1d, num_samples: 600}"),

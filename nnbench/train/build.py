@@ -70,7 +70,7 @@ def produced_metrics(spec: TrialSpec, *, weight_layers: int,
 def resolve_device(name: str) -> torch.device:
     """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -85,6 +85,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device {name!r} requested but this machine has "
                          f"{torch.cuda.device_count()} GPU(s); allowed: cuda:0.."
                          f"cuda:{torch.cuda.device_count() - 1}")
+    problem = seeding.cublas_workspace_problem() if device.type == "cuda" else None
+    if problem is not None:
+        raise ValueError(problem)
     return device
 
 

@@ -56,7 +56,14 @@ from nnbench.config import TrialSpec, parse_suite
 from nnbench.data import DataShape, SplitParams, TensorData, split, split_sizes
 from nnbench.data.checks import Source, source_key
 from nnbench.registry import ComponentInfo
-from nnbench.train import CONTINUE, Decision, TrialResult, make_engine, torch_threads
+from nnbench.train import (
+    CONTINUE,
+    Decision,
+    TrialResult,
+    make_engine,
+    resolve_device,
+    torch_threads,
+)
 
 __all__ = ["Row", "main", "model_epoch_flops", "register_dataset", "run_benchmark", "trials"]
 
@@ -549,9 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device")
+    try:
+        device = resolve_device(args.device or "auto")
+    except ValueError as err:  # no GPU, or an environment that breaks the bitwise repeat
+        parser.error(f"--device {args.device or 'auto'}: {err}")
     lanes: list[int] = args.lanes or list(sizes.lanes)
     epochs: int = sizes.epochs if args.epochs is None else args.epochs
     examples: int = sizes.examples if args.examples is None else args.examples

@@ -30,7 +30,7 @@ from torch import nn
 from nnbench import registry
 from nnbench.config import TrialSpec, parse_suite
 from nnbench.registry import ComponentInfo
-from nnbench.train import CONTINUE, Decision, SerialEngine, TrialResult, stop
+from nnbench.train import CONTINUE, Decision, SerialEngine, TrialResult, metrics, stop
 from nnbench.train.lane_optim import LaneOptimizer
 from nnbench.train.metrics import fingerprint
 from nnbench.train.serial import evaluate_checkpoint
@@ -42,6 +42,7 @@ from nnbench.train.stacked import (
     lane_count,
     stack_key,
 )
+from nnbench.train.stacked_model import StackedModel
 
 CPU = torch.device("cpu")
 # 1000 MNIST-1D examples: 800 train, 720 after the 10% validation split; 36 per batch =
@@ -285,6 +286,39 @@ def test_a_diverged_lane_is_frozen_and_the_others_go_on_unchanged() -> None:
     for trial in (trials[0], trials[2]):
         assert together[trial.trial_id].status == "finished"
         _bitwise_equal(together[trial.trial_id], without[trial.trial_id])
+
+
+def test_a_wide_group_evaluates_in_bounded_chunks_to_the_same_metrics(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a group's lanes together evaluate at most EVAL_EXAMPLES examples per forward pass
+    assert (metrics.eval_chunk(1), metrics.eval_chunk(8), metrics.eval_chunk(512)) == \
+        (8192, 8192, 128)
+    assert metrics.eval_chunk(10**6) == 1
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2"), "optimizer.lr: [0.05, 0.02]\n",
+                     seeds=2)
+    evaluated: list[tuple[int, ...]] = []  # the batch shape of every no-grad forward
+    forward = StackedModel.__call__
+
+    def counting(self: StackedModel, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            evaluated.append(tuple(x.shape[:2]))
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(StackedModel, "__call__", counting)
+    whole = _run(StackedEngine(CPU, fixed_lanes=4), trials)
+    assert set(evaluated) == {(4, 80), (4, 200)}  # val, test: one pass each
+    evaluated.clear()
+    monkeypatch.setattr(metrics, "EVAL_EXAMPLES", 4 * 16)  # 16 examples per lane per pass
+    chunked = _run(StackedEngine(CPU, fixed_lanes=4), trials)
+    assert set(evaluated) == {(4, 16), (4, 8)}  # val 80 = 5 × 16, test 200 = 12 × 16 + 8
+    for trial in trials:
+        a, b = whole[trial.trial_id], chunked[trial.trial_id]
+        assert a.fingerprint == b.fingerprint  # evaluation never touches training
+        for before, after in zip(a.history, b.history, strict=True):
+            assert after["val_accuracy"] == before["val_accuracy"]  # counts: exact
+            assert after["val_loss"] == pytest.approx(before["val_loss"], rel=1e-6)
+        assert b.final["test_accuracy"] == a.final["test_accuracy"]
+        assert b.final["test_loss"] == pytest.approx(a.final["test_loss"], rel=1e-6)
 
 
 def test_early_stopping_and_pruning_act_per_lane() -> None:

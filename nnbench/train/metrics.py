@@ -16,10 +16,19 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-__all__ = ["EVAL_CHUNK", "PROBE_SIZE", "SATURATED_BELOW", "SPARSE_BELOW", "add_gaps",
-           "fingerprint", "host_fingerprint"]
+__all__ = ["EVAL_CHUNK", "EVAL_EXAMPLES", "PROBE_SIZE", "SATURATED_BELOW", "SPARSE_BELOW",
+           "add_gaps", "eval_chunk", "fingerprint", "host_fingerprint"]
 
-EVAL_CHUNK = 8192  # examples per forward pass when evaluating
+EVAL_CHUNK = 8192  # examples per forward pass when evaluating (one model)
+# examples of all a stacked group's lanes together in one evaluation forward pass: 8192 per
+# lane for 512 lanes of CIFAR-shaped images would hold hundreds of GB of activations
+EVAL_EXAMPLES = 65_536
+
+
+def eval_chunk(lanes: int) -> int:
+    """Examples per lane in one evaluation forward of a group of `lanes`: EVAL_CHUNK, or
+    fewer so that the lanes together take at most EVAL_EXAMPLES (at least 1)."""
+    return max(1, min(EVAL_CHUNK, EVAL_EXAMPLES // lanes))
 PROBE_SIZE = 256  # training examples in the diagnostics probe batch
 SPARSE_BELOW = 1e-3  # |w| under this counts as zero (weight_sparsity)
 SATURATED_BELOW = 0.05  # derivative under this share of its maximum counts as saturated

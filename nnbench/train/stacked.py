@@ -60,7 +60,7 @@ from nnbench.train.build import (
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
 from nnbench.train.lifecycle import Ending, Lane, diagnostics, epoch_metrics, penalty
-from nnbench.train.metrics import EVAL_CHUNK, PROBE_SIZE, fingerprint, host_fingerprint
+from nnbench.train.metrics import PROBE_SIZE, eval_chunk, fingerprint, host_fingerprint
 from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes
 from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
@@ -636,8 +636,9 @@ class _GroupRun:
         n = rows.shape[1]
         loss_sum = torch.zeros(self.n_lanes, device=self.device)
         sums = []
-        for start in range(0, n, EVAL_CHUNK):
-            chunk = rows[self.split_of, start:start + EVAL_CHUNK]
+        size = eval_chunk(self.n_lanes)  # per lane: the lanes together in bounded memory
+        for start in range(0, n, size):
+            chunk = rows[self.split_of, start:start + size]
             xb, yb = self._inputs(chunk), self.y[chunk]
             for step in self.always:
                 if step in self.normalize:

@@ -143,7 +143,7 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
     if report_dir:
         checks.append(lambda: cli_checks.check_report_dir(args.report_dir))
     if device:
-        checks.append(lambda: cli_checks.check_device(args.device))
+        checks.append(lambda: cli_checks.check_device(args.device, training=not reading))
     for check in checks:
         try:
             check()
@@ -350,9 +350,9 @@ def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
     return [r for r in reports if r is not None]
 
 
-def _device(args: argparse.Namespace) -> torch.device:
+def _device(args: argparse.Namespace, *, training: bool = True) -> torch.device:
     """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
-    return cli_checks.check_device(args.device)
+    return cli_checks.check_device(args.device, training=training)
 
 
 def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
@@ -544,7 +544,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except LookupError as e:
         raise _UsageError(f"{e}; set `checkpoint: true` in the suite (or give --log-models) "
                           f"and run it again") from None
-    device = _device(args)
+    device = _device(args, training=False)
     _warn_if_changed(blob)
     metrics = evaluate_checkpoint(blob, device)
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "

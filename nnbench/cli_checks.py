@@ -12,7 +12,8 @@ takes the option calls the same check (run, tune, report, evaluate today; the qu
 - `check_storage_url(url)`: an Optuna RDB storage URL, checked the same way;
 - `check_report_dir(path)`: a directory, or a path one can be created at;
 - `check_run_id(run_id)`: an MLflow run id (32 hexadecimal digits);
-- `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has;
+- `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has (and,
+  to train on a GPU, a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts);
 - `whole_number(low, high)` / `real_number(low)`: argparse types for numeric options,
   refusing (exit 2, naming the option, the value and the range) what is out of range,
   not a number, or not finite (`nan`, `inf`), before any command runs.
@@ -242,12 +243,13 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def check_device(name: str) -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N`, present on this machine."""
+def check_device(name: str, *, training: bool = True) -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N`, present on this machine; for `training` on a
+    GPU, under a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts."""
     from nnbench.train.build import resolve_device
 
     try:
-        return resolve_device(name)
+        return resolve_device(name, training=training)
     except ValueError as err:
         raise UsageError(f"--device {name!r}: {err}") from None
 

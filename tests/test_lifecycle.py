@@ -173,6 +173,9 @@ def test_the_serial_probe_skips_a_frozen_layer_and_leaves_the_training_gradients
     assert float(diagnosed["grad_norm.layer1"][0]) == 0.0
     assert float(diagnosed["grad_norm.layer2"][0]) > 0.0
     assert torch.equal(last.grad, torch.ones_like(last))
+    last.requires_grad_(False)  # every weight frozen (a plugin training biases only)
+    diagnosed = serial.probe(parts)
+    assert [float(diagnosed[f"grad_norm.layer{i}"][0]) for i in (1, 2)] == [0.0, 0.0]
 
 
 def test_epoch_metrics_keep_only_each_lane_s_own_unit_diagnostic_and_add_gaps() -> None:

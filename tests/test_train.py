@@ -161,6 +161,9 @@ def test_a_cublas_workspace_that_breaks_the_bitwise_repeat_is_refused_before_tra
     for accepted in (":16:8", ":4096:8"):
         monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", accepted)
         assert train.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:2")
+    # evaluating a checkpoint does not train under deterministic cuBLAS: not refused
+    assert train.resolve_device("auto", training=False) == torch.device("cuda")
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     assert train.resolve_device("cuda") == torch.device("cuda")
 

@@ -29,6 +29,8 @@ def eval_chunk(lanes: int) -> int:
     """Examples per lane in one evaluation forward of a group of `lanes`: EVAL_CHUNK, or
     fewer so that the lanes together take at most EVAL_EXAMPLES (at least 1)."""
     return max(1, min(EVAL_CHUNK, EVAL_EXAMPLES // lanes))
+
+
 PROBE_SIZE = 256  # training examples in the diagnostics probe batch
 SPARSE_BELOW = 1e-3  # |w| under this counts as zero (weight_sparsity)
 SATURATED_BELOW = 0.05  # derivative under this share of its maximum counts as saturated

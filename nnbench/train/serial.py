@@ -138,7 +138,9 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     """The diagnostics (`lifecycle.diagnostics`) of the fixed probe batch (the first
     PROBE_SIZE training examples), forward and backward in eval mode, with no
     randomness and the weights' gradients only (`autograd.grad`: no `.grad` touched): it
-    never changes the training trajectory."""
+    never changes the training trajectory. A frozen weight (requires_grad false) has no
+    gradient: its layer's grad_norm is 0. A recurrent model on a GPU runs it without
+    cuDNN, whose RNN backward refuses eval mode."""
     rows = p.data.train[:PROBE_SIZE]
     x, y = p.data.inputs(rows), p.data.y[rows]
     captured: list[torch.Tensor] = []
@@ -151,8 +153,9 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     recurrent = x.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
     try:
         with torch.backends.cudnn.flags(enabled=False) if recurrent else nullcontext():
+            loss = p.objective(p.model(x), y)
             found = dict(zip(map(id, trainable), torch.autograd.grad(
-                p.objective(p.model(x), y), trainable, allow_unused=True), strict=True))
+                loss, trainable, allow_unused=True), strict=True)) if trainable else {}
     finally:
         for hook in hooks:
             hook.remove()

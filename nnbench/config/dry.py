@@ -53,9 +53,9 @@ from nnbench.train.build import (
     Step,
     batch_size_of,
     build_model,
-    layer_weights,
     produced_metrics,
     weight_layers,
+    weights_of,
 )
 from nnbench.train.metrics import fingerprint
 
@@ -279,7 +279,7 @@ class _Builder:
         attach_dropout_generator(model, generator)
         step = Step(model=model, objective=objective, optimizer=optimizer, clip=clip_fn,
                     augment=[aug for _, aug in augment], augment_gen=generator,
-                    weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
+                    weights=weights_of(model),
                     l1=spec.l1 or None, l2=spec.l2 or None)
         for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
             # the engines' own training step (serial.train_step), watched: the shapes it

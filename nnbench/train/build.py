@@ -31,7 +31,8 @@ from nnbench.data import DataShape, TensorData
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
            "dataset_shape", "fit_augmentations", "layer_weights", "metric_names",
-           "produced_metrics", "resolve_device", "shaped_model", "step_flops", "weight_layers"]
+           "produced_metrics", "resolve_device", "shaped_model", "step_flops", "weight_layers",
+           "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -100,6 +101,11 @@ WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.RNNBase
 def weight_layers(model: nn.Module) -> list[WeightLayer]:
     """The weight layers, input to output (what inits, L1/L2 and diagnostics act on)."""
     return [m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def weights_of(model: nn.Module) -> list[torch.Tensor]:
+    """Every weight layer's weight tensors, layer by layer: what L1, L2 and sparsity see."""
+    return [w for layer in weight_layers(model) for w in layer_weights(layer)]
 
 
 def layer_weights(layer: WeightLayer) -> list[torch.Tensor]:
@@ -259,7 +265,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         shuffle=seeding.generator(spec.seed_of("data_order"), "shuffle", device),
         augment_gen=seeding.generator(spec.seed_of("augmentation"), "augment", device),
         batch_size=batch_size,
-        weights=[w for layer in weight_layers(model) for w in layer_weights(layer)],
+        weights=weights_of(model),
         l1=spec.l1 or None, l2=spec.l2 or None,
         activation_type=type(registry.build("activation", spec.activation)),
         family=activation_info.attrs.get("family"))

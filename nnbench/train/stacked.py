@@ -385,10 +385,12 @@ class _GroupRun:
             [seeding.generator(seed_of(s, "dropout"), "dropout", device) for s in specs],
             [s.dropout if s else 0.0 for s in specs])
         self.augments = augments
-        self.l1 = self._per_lane([s.l1 if s else 0.0 for s in specs])
-        self.l2 = self._per_lane([s.l2 if s else 0.0 for s in specs])
-        self.any_l1 = any(s.l1 for s in self.specs)  # on the host: no device sync per step
-        self.any_l2 = any(s.l2 for s in self.specs)
+        # each lane's λ₁, λ₂; None when no lane has one (decided on the host: no device
+        # sync per step)
+        self.l1 = self._per_lane([s.l1 if s else 0.0 for s in specs]) \
+            if any(s.l1 for s in self.specs) else None
+        self.l2 = self._per_lane([s.l2 if s else 0.0 for s in specs]) \
+            if any(s.l2 for s in self.specs) else None
         clip = template.grad_clip
         self.clip = clip.name
         if clip.name == "norm":
@@ -604,7 +606,6 @@ class _GroupRun:
         self.model.train()
         losses: list[torch.Tensor] = []
         sums: list[torch.Tensor] = []
-        penalize = self.any_l1 or self.any_l2
         for start in range(0, n, batch_size):
             xb, yb = self._batch(order, start)
             if self.augments[0]:
@@ -612,11 +613,9 @@ class _GroupRun:
             outputs = self.model(xb)
             loss = self.loss_fn(outputs, yb)
             objective = loss.sum()
-            if penalize:
-                extra = penalty(self.model.weights, self.l1 if self.any_l1 else None,
-                                self.l2 if self.any_l2 else None, lanes=True)
-                if extra is not None:
-                    objective = objective + extra.sum()
+            extra = penalty(self.model.weights, self.l1, self.l2, lanes=True)
+            if extra is not None:
+                objective = objective + extra.sum()
             grads = torch.autograd.grad(objective, self.model.params)
             flat = self.model.flat_grad(grads)
             if self.clip != "none":

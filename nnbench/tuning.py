@@ -128,10 +128,17 @@ def distribution(d: Dimension) -> optuna.distributions.BaseDistribution:
                                                   log=d.log)
 
 
+def _trials(study: optuna.Study, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials (of `states`, or all), read through `retrying`: a worker
+    resuming from a stop may find the server ended its session (a transient error)."""
+    return retrying(lambda: study.get_trials(deepcopy=False, states=states or None),
+                    f"reading study {study.study_name}")
+
+
 def _budget(study: optuna.Study) -> tuple[int, int]:
     """(trials that used budget, trials running: their workers' heartbeats are fresh, since
     stale ones were failed by `reap` first)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = _trials(study)
     counted = sum(1 for t in trials if t.user_attrs.get(COUNTED))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     return counted, running
@@ -216,7 +223,7 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     trial = study.ask()
     beats.hold(storage_id(trial))
     trial.set_user_attr("nnbench.worker", worker_label())
-    uncounted = sum(1 for t in study.get_trials(deepcopy=False)
+    uncounted = sum(1 for t in _trials(study)
                     if t.number < trial.number and t.state == TrialState.FAIL
                     and not t.user_attrs.get(COUNTED))
     if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
@@ -321,8 +328,7 @@ def _project(tracker: Tracker, studies: dict[str, tuple[TrialSpec, optuna.Study]
         number = tags.get("nnbench.optuna_trial", "")
         if found is None or not number.isdigit():
             continue
-        trial = next((t for t in retrying(partial(found[1].get_trials, deepcopy=False),
-                                          "reading a study") if t.number == int(number)), None)
+        trial = next((t for t in _trials(found[1]) if t.number == int(number)), None)
         if trial is None or not trial.state.is_finished():
             continue
         outcome = str(trial.user_attrs.get("nnbench.outcome", ""))
@@ -376,14 +382,14 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
             lines.append(f"{name} ({point.label(suite.varied_axes)}): not started")
             continue
         counted, running = _budget(study)
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        waiting = len(_trials(study, TrialState.WAITING))
         lines.append(f"{name} ({point.label(suite.varied_axes)}): {counted}/{suite.tune.trials}"
                      f" trials, {running} running, {waiting} queued again")
     return lines
 
 
 def best_values(study: optuna.Study) -> dict[str, Any] | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = _trials(study, TrialState.COMPLETE)
     return dict(study.best_trial.params) if complete else None
 
 
@@ -559,7 +565,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     for name, (point, study) in studies.items():
         counted, running = _budget(study)
         states: dict[str, int] = {}
-        for t in study.get_trials(deepcopy=False):
+        for t in _trials(study):
             outcome = str(t.user_attrs.get("nnbench.outcome", "killed" if t.state ==
                                        TrialState.FAIL else t.state.name.lower()))
             states[outcome] = states.get(outcome, 0) + 1

@@ -501,3 +501,27 @@ def test_a_tell_through_a_connection_the_server_closed_is_told_once(
     assert (stored.state, stored.values, stored.user_attrs.get(COUNTED)) == (
         TrialState.COMPLETE, [0.5], True)
     assert len(calls) == (1 if broken == "after_commit" else 2)
+
+
+def test_a_study_read_that_meets_an_ended_session_is_retried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker resumed from a stop past the server's idle timeout finds its session ended:
+    Optuna raises StorageInternalError on the next read, which is retried, not fatal (it
+    once ended a chaos run's `nnbench tune` with exit 1)."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.set_user_attr(COUNTED, True)
+    study.tell(trial, 0.5)
+    study.ask()  # running
+    read = study.get_trials
+    failures = [optuna.exceptions.StorageInternalError(
+        "An exception is raised during the commit.")]
+
+    def flaky(*args: object, **kwargs: object) -> list[optuna.trial.FrozenTrial]:
+        if failures:
+            raise failures.pop()
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(study, "get_trials", flaky)
+    assert tuning._budget(study) == (1, 1)
+    assert not failures

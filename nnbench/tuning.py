@@ -28,7 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -184,8 +184,8 @@ class _Pruning:
     def epoch_finished(self, _spec: TrialSpec, metrics: dict[str, float]) -> Decision:
         self.tracker.log_epoch(self.run_id, metrics)
         epoch, value = int(metrics["epoch"]), metrics[self.tune.metric]
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        retrying(partial(self.trial.report, value, epoch), f"reporting epoch {epoch}")
+        if retrying(self.trial.should_prune, "asking the pruner"):
             return stop(f"pruned by the {self.tune.pruner} pruner at epoch {epoch} "
                         f"({self.tune.metric} {value:.4f})")
         return CONTINUE
@@ -220,17 +220,24 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     None when the budget is met."""
     tune = suite.tune
     assert tune is not None
-    trial = study.ask()
+    # each write retried (`retrying`): a worker stopped inside one finds the server ended its
+    # session. An ask whose trial was stored but whose answer was lost leaves that trial
+    # RUNNING with no heartbeat; the storage gives it one when a worker first looks, so it
+    # goes stale a grace period later and is queued again (`_Storage`), uncounted
+    trial = retrying(study.ask, f"asking {study.study_name} for a trial")
     beats.hold(storage_id(trial))
-    trial.set_user_attr("nnbench.worker", worker_label())
+    retrying(partial(trial.set_user_attr, "nnbench.worker", worker_label()),
+             f"labelling trial {trial.number}")
     uncounted = sum(1 for t in _trials(study)
                     if t.number < trial.number and t.state == TrialState.FAIL
                     and not t.user_attrs.get(COUNTED))
     if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
-        finishing(storage, trial, {"nnbench.outcome": "surplus"})
-        study.tell(trial, state=TrialState.FAIL)
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):  # ended already
+            _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
+                       {"nnbench.outcome": "surplus"})
         return None
-    values = {d.path: _suggest(trial, d) for d in tune.space}
+    values = {d.path: retrying(partial(_suggest, trial, d), f"suggesting {d.path}")
+              for d in tune.space}
     spec = apply_values(replace(point, seed=tune.seeds[0]), values)
     run_id = tracker.start_trial(parent, spec, {
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
@@ -308,7 +315,7 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
                       highlight=False)
         return
     if result.status == "killed" and tune.sampler == "grid":
-        study.enqueue_trial(asked.values)
+        retrying(partial(study.enqueue_trial, asked.values), "queueing a killed grid trial")
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     tracker.show(run_id, result.status, result.reason)
     if result.status != "killed":

@@ -503,6 +503,60 @@ def test_a_tell_through_a_connection_the_server_closed_is_told_once(
     assert len(calls) == (1 if broken == "after_commit" else 2)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_tuning_writes_that_meet_an_ended_session_are_retried(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Optuna write of a tune worker (ask, its label, a suggestion, an epoch's report)
+    goes through an ended session once, as a worker resumed from a stop past the server's
+    idle timeout finds it: each is retried, never fatal. An ask whose trial was stored with
+    its answer lost leaves that trial RUNNING without a heartbeat: it goes stale a grace
+    period later, does not count, and its copy trains, so the budget is met exactly."""
+    import sqlalchemy
+
+    from nnbench.queue import _Storage
+
+    broken: list[str] = []
+
+    def once(name: str, *, after_commit: bool = False) -> None:
+        real = getattr(_Storage, name)
+
+        def flaky(self: _Storage, *args: object, **kwargs: object) -> object:
+            failures = broken.count(name)
+            if failures < (2 if name == "_create_new_trial" else 1):
+                broken.append(name)
+                # _create_new_trial: first the transaction rolled back, then a commit whose
+                # answer was lost
+                if after_commit and failures == 1:
+                    real(self, *args, **kwargs)
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit") from \
+                    sqlalchemy.exc.OperationalError("COMMIT", {}, Exception(
+                        "server closed the connection unexpectedly"))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(_Storage, name, flaky)
+
+    once("_create_new_trial", after_commit=True)
+    for name in ("set_trial_user_attr", "_set_trial_param", "set_trial_intermediate_value"):
+        once(name)
+    path = _suite(tmp_path / "ended.yaml", name="ended", epochs=2, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    summary = tune_suite(parse_suite(path.read_text()), storage=storage,
+                         tracking_uri=tracking_uri, device="cpu", engine="serial",
+                         console=QUIET, liveness=Liveness(heartbeat_interval=1, grace_period=2))
+    assert Counter(broken) == {"_create_new_trial": 2, "set_trial_user_attr": 1,
+                               "_set_trial_param": 1, "set_trial_intermediate_value": 1}
+    assert not summary.interrupted and summary.reruns == 1
+    _assert_budgets_met(storage, 2, 1)
+    (trials,) = _studies(storage).values()
+    # trial 0: the lost answer, failed as stale (uncounted); its copy is the last trial
+    assert trials[0].state == TrialState.FAIL and not trials[0].user_attrs
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * (len(trials) - 1)
+    assert _assert_stores_agree(storage, tracking_uri, "ended") == Counter(
+        FAIL=1, COMPLETE=len(trials) - 1)
+
+
 def test_a_study_read_that_meets_an_ended_session_is_retried(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker resumed from a stop past the server's idle timeout finds its session ended:

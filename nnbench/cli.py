@@ -4,8 +4,8 @@
     nnbench show SUITE               the trial table
     nnbench list [KIND] [PATTERN] [--plugin MODULE|FILE.py]   registered components
     nnbench run SUITE... [--device auto|cpu|cuda] [--engine serial|stacked|auto]
-                     [--lanes N] [--workers N] [--threads N] [--storage URL]
-                     [--report-dir DIR] [--log-models]
+                     [--precision fp32|tf32] [--lanes N] [--workers N] [--threads N]
+                     [--storage URL] [--report-dir DIR] [--log-models]
     nnbench tune SUITE... [--storage URL] [--workers N] [--device ...] [--engine ...]
     nnbench worker SUITE [--storage URL] ...   one worker on the suite's queue
     nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
@@ -143,7 +143,8 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
     if report_dir:
         checks.append(lambda: cli_checks.check_report_dir(args.report_dir))
     if device:
-        checks.append(lambda: cli_checks.check_device(args.device, training=not reading))
+        checks.append(lambda: cli_checks.check_device(
+            args.device, training=not reading, precision=getattr(args, "precision", "fp32")))
     for check in checks:
         try:
             check()
@@ -352,7 +353,8 @@ def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
 
 def _device(args: argparse.Namespace, *, training: bool = True) -> torch.device:
     """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
-    return cli_checks.check_device(args.device, training=training)
+    return cli_checks.check_device(args.device, training=training,
+                                   precision=getattr(args, "precision", "fp32"))
 
 
 def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
@@ -444,6 +446,7 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
+                        precision=args.precision,
                         workers=args.workers, threads=args.threads, liveness=_liveness(args),
                         console=err, system_metrics=_system_metrics(args),
                         log_models=args.log_models)
@@ -601,6 +604,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
+                           precision=args.precision,
                              liveness=_liveness(args), console=err,
                              system_metrics=_system_metrics(args), log_models=args.log_models)
         for point in summary.points:
@@ -628,7 +632,8 @@ def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str
                     threads: int | None = None) -> list[str]:
     """The options a worker started elsewhere needs to join this suite's queue."""
     options = ["--storage", storage, "--tracking-uri", tracking_uri, "--device", args.device,
-               "--engine", args.engine, "--heartbeat-interval", str(args.heartbeat_interval),
+               "--engine", args.engine, "--precision", args.precision,
+               "--heartbeat-interval", str(args.heartbeat_interval),
                "--grace-period", str(args.grace_period),
                "--system-metrics", args.system_metrics]
     if args.log_models:
@@ -676,6 +681,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         tuned = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                            device=args.device, engine=args.engine, lanes=args.lanes,
+                           precision=args.precision,
                            liveness=liveness, console=err, system_metrics=_system_metrics(args),
                            log_models=args.log_models)
         return EXIT_INTERRUPTED if tuned.interrupted else EXIT_OK
@@ -683,6 +689,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
                         storage=args.storage, engine=args.engine, lanes=args.lanes,
+                        precision=args.precision,
                         threads=args.threads, liveness=liveness,
                         parent_run_id=args.parent_run, console=err,
                         system_metrics=_system_metrics(args), log_models=args.log_models)
@@ -896,6 +903,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto",
                        help="auto (cuda if available), cpu, cuda or cuda:N")
         p.add_argument("--engine", default="auto", choices=engine_names(), help=engine_docs())
+        p.add_argument("--precision", default="fp32", choices=cli_checks.PRECISIONS,
+                       help="of matrix products and convolutions on a GPU: fp32 (default) or "
+                            "tf32 (TensorFloat-32 inputs, fp32 sums: several times faster on "
+                            "Ampere and later GPUs; still bitwise repeatable). Recorded in "
+                            "each trial's numerics, which the report never pools across; a "
+                            "trial done in one precision is not trained again in the other "
+                            "(use another --tracking-uri/--storage to compare them)")
         p.add_argument("--lanes", type=_positive_int, default=None, metavar="N",
                        help="most lanes of a stacked group (default: 64 on CPU, 512 on a GPU)")
         p.add_argument("--heartbeat-interval", type=cli_checks.whole_number(1, MAX_HEARTBEAT_S),

@@ -290,6 +290,7 @@ def _provenance(device: str, flags: dict[str, str], extra: dict[str, str] | None
 def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = None,
               storage: str | None = None, engine: str | Engine = "auto",
               lanes: int | None = None, workers: int = 1, threads: int | None = None,
+              precision: str = "fp32",
               liveness: Liveness = DEFAULT_LIVENESS, parent_run_id: str | None = None,
               console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
               tags: dict[str, str] | None = None, withdraw: bool = True,
@@ -302,6 +303,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     MLflow store). `engine`: serial, stacked or auto, or an Engine; `lanes`: most lanes of
     a stacked group. `workers`: local worker processes. `threads`: torch threads of each
     training process (default: the engine's policy; a local worker gets cores / workers).
+    `precision`: fp32, or tf32 on a GPU that has it (`seeding.configure_determinism`;
+    a ValueError on any other device), recorded in each trial's numerics.
     `parent_run_id`: a coordinator's invocation run, which this worker's trials
     name as theirs (`nnbench.invocation`) instead of a run of its own.
     `withdraw`: queued trials that are not in `trials` are withdrawn (the suite changed).
@@ -320,7 +323,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     # (a part given as `trials` must not make the others' summaries look stale)
     members = population if trials is None else list(
         {t.trial_id: t for t in (*suite.trials(), *population)}.values())
-    flags = seeding.configure_determinism()
+    flags = seeding.configure_determinism(precision, resolve_device(device))
     tracker = Tracker(suite, tracking_uri)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -352,7 +355,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
-                           engine=engine, lanes=lanes, workers=workers, threads=threads,
+                           engine=engine, precision=precision, lanes=lanes,
+                           workers=workers, threads=threads,
                            liveness=liveness, system_metrics=system_metrics,
                            log_models=log_models)
         else:
@@ -518,7 +522,8 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
-                   console: Console, *, device: str, engine: str | Engine, lanes: int | None,
+                   console: Console, *, device: str, engine: str | Engine, precision: str,
+                   lanes: int | None,
                    workers: int, threads: int | None, liveness: Liveness,
                    system_metrics: bool, log_models: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
@@ -532,7 +537,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
     if not Path(suite.path).is_file():
         raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
     options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
-               "--device", device, "--engine", engine,
+               "--device", device, "--engine", engine, "--precision", precision,
                *(["--threads", str(threads)] if threads else []),
                "--parent-run", str(summary.parent_run_id),
                "--heartbeat-interval", str(liveness.heartbeat_interval),

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "PRECISIONS",
     "configure_determinism",
     "cublas_workspace_problem",
     "derive_seed",
@@ -36,7 +37,9 @@ __all__ = [
     "generator",
     "lane_uniform",
     "numpy_rng_preserved",
+    "precision_on",
     "stream_seed",
+    "tf32_problem",
     "trial_rng",
     "unit",
 ]
@@ -45,6 +48,8 @@ __all__ = [
 # deterministic algorithms accept these two values and raise at the first matmul otherwise.
 _CUBLAS_WORKSPACE = ":4096:8"
 _CUBLAS_DETERMINISTIC = (":4096:8", ":16:8")
+PRECISIONS = ("fp32", "tf32")  # of CUDA matrix products and cuDNN convolutions (also
+# cli_checks.PRECISIONS, which the CLI reads without importing torch)
 
 
 def cublas_workspace_problem() -> str | None:
@@ -59,17 +64,51 @@ def cublas_workspace_problem() -> str | None:
             f"{_CUBLAS_WORKSPACE}) or set one of those")
 
 
-def configure_determinism() -> dict[str, str]:
-    """Turn on PyTorch's deterministic algorithms; returns the flags as recorded in MLflow."""
+def configure_determinism(precision: str = "fp32",
+                          device: torch.device | None = None) -> dict[str, str]:
+    """Turn on PyTorch's deterministic algorithms and set the `precision` of CUDA matrix
+    products and cuDNN convolutions; returns the flags as recorded in MLflow.
+
+    fp32 means fp32: no TensorFloat-32 (cuDNN allows it by default on Ampere and later
+    GPUs). tf32: both take their fp32 inputs rounded to TensorFloat-32 (a 10-bit mantissa)
+    and accumulate in fp32, several times faster on tensor cores; still bitwise repeatable
+    on one device. A CPU computes fp32 under either (`precision_on`): tf32 for a `device`
+    without it is a ValueError (`tf32_problem`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    problem = tf32_problem(device) if precision == "tf32" and device is not None else None
+    if problem is not None:
+        raise ValueError(problem)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", _CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    # fp32 means fp32: no TensorFloat-32 in matmuls or cuDNN convolutions (cuDNN allows
-    # it by default on Ampere and later GPUs)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
     return deterministic_flags()
+
+
+def tf32_problem(device: torch.device) -> str | None:
+    """Why `device` cannot train in TensorFloat-32 (None: it can): TF32 is a tensor-core
+    format of NVIDIA GPUs of compute capability 8.0 and later (Ampere, Hopper)."""
+    if device.type != "cuda":
+        return (f"TensorFloat-32 runs on NVIDIA GPUs of compute capability 8.0 or later "
+                f"(Ampere, Hopper); the device is {device.type}, which computes fp32 "
+                f"whatever is asked; allowed here: fp32")
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        return (f"TensorFloat-32 runs on NVIDIA GPUs of compute capability 8.0 or later "
+                f"(Ampere, Hopper); {torch.cuda.get_device_name(device)} has {major}.{minor}; "
+                f"allowed here: fp32")
+    return None
+
+
+def precision_on(device: torch.device) -> str:
+    """The precision trials on `device` train in under the flags set now
+    (`configure_determinism`): tf32 where TF32 is allowed and the device has it, else fp32
+    (what each trial's numerics record)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    return "tf32" if tf32 and tf32_problem(device) is None else "fp32"
 
 
 def deterministic_flags() -> dict[str, str]:

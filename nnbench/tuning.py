@@ -481,7 +481,8 @@ def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str,
 def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | None = None,
                device: str = "auto", engine: str = "auto", lanes: int | None = None,
                liveness: Liveness = DEFAULT_LIVENESS, console: Console | None = None,
-               system_metrics: bool = False, log_models: bool = False) -> TuneSummary:
+               system_metrics: bool = False, log_models: bool = False,
+               precision: str = "fp32") -> TuneSummary:
     """Tune every scientific point to its budget, then re-run each tuned point's best values
     over the suite's seeds. Safe to re-run and to run in several processes at once.
 
@@ -491,18 +492,20 @@ def tune_suite(suite: Suite, *, storage: str | None = None, tracking_uri: str | 
     keeps going until every study has met its budget with nothing running: trials of a
     worker that stopped sending heartbeats are queued again and trained here.
     `log_models`: each finished re-run logs its MLflow model, as `checkpoint: true` does
-    (Optuna's own trials log none either way)."""
+    (Optuna's own trials log none either way). `precision`: as `run_suite`'s, for the
+    Optuna trials and the re-runs."""
     if suite.tune is None:
         raise ValueError(f"{suite.path}: the suite has no `tune:` block")
     with _quiet_optuna():
         return _tune_suite(suite, storage, tracking_uri, device, engine, lanes, liveness,
-                           console or Console(stderr=True), system_metrics, log_models)
+                           console or Console(stderr=True), system_metrics, log_models,
+                           precision)
 
 
 def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, device: str,
                 engine_name: str, lanes: int | None, liveness: Liveness,
                 console: Console, system_metrics: bool = False,
-                log_models: bool = False) -> TuneSummary:
+                log_models: bool = False, precision: str = "fp32") -> TuneSummary:
     assert suite.tune is not None
     tune = suite.tune
     torch_device = resolve_device(device)
@@ -510,7 +513,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     most = engine_class(engine_name).most_lanes(torch_device)
     batch = min(lanes or most, tune.trials) if most > 1 else 1
     engine = make_engine(engine_name, torch_device, fixed_lanes=batch)
-    flags = seeding.configure_determinism()
+    flags = seeding.configure_determinism(precision, torch_device)
     tracker = Tracker(suite, tracking_uri)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -598,7 +601,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         p.config_id: (p, {}) for p in suite.configurations()}
     every_point.update(tuned)
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
-                     engine=engine_name, lanes=lanes, liveness=liveness, console=console,
+                     engine=engine_name, lanes=lanes, precision=precision,
+                     liveness=liveness, console=console,
                      trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False,
                      system_metrics=system_metrics, log_models=log_models,
                      lane_population=tuned_trials(suite, every_point))

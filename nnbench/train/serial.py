@@ -335,7 +335,8 @@ class SerialEngine:
             if not listener.trial_started(spec):
                 continue
             with torch_threads(self.device, self.threads_for(spec)) as threads:
-                numerics = Numerics(engine="serial", lanes=1, precision="fp32",
+                numerics = Numerics(engine="serial", lanes=1,
+                                    precision=seeding.precision_on(self.device),
                                     threads=threads)
                 result = train_trial(spec, self.device, on_epoch=listener.epoch_finished,
                                      keep_checkpoint=self.keep_checkpoints, numerics=numerics)

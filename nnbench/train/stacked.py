@@ -246,7 +246,8 @@ class StackedEngine:
                            self.threads or self.default_threads(self.device, self.workers)) \
                 as threads:
             for group in plan.groups:
-                numerics = Numerics(engine="stacked", lanes=group.lanes, precision="fp32",
+                numerics = Numerics(engine="stacked", lanes=group.lanes,
+                                    precision=seeding.precision_on(self.device),
                                     threads=threads)
                 specs = [s for s in group.specs if listener.trial_started(s)]
                 if not specs:

@@ -3,6 +3,7 @@
     python -m tests.benchmarks.gpu                          # cuda if present: 32, 128, 512 lanes
     python -m tests.benchmarks.gpu --device cpu --smoke     # seconds: 2 and 4 lanes, 1 epoch
     python -m tests.benchmarks.gpu --lanes 512 --epochs 2 --json out.json
+    python -m tests.benchmarks.gpu --precision tf32        # TensorFloat-32 (Ampere or later)
     nox -s gpu-bench -- --lanes 128 512
 
 Workload: MLP 784-256-128-10 (relu, kaiming_normal), 54,000 training examples, batch 64,
@@ -16,8 +17,10 @@ second keeps checkpoints. The table gives the seconds (and how they split: build
 group, its epochs as the engine times them, finishing the lanes after the last epoch's
 metrics: test split, fingerprints), model-epochs/s (lanes × epochs / seconds),
 TFLOP/s of the training steps (6 × 234,752 multiply-add FLOPs per example: forward 2,
-backward 4; evaluation not counted), that as a % of the fp32 matrix-product rate measured
-with torch.mm on the same device in the same run, peak memory (GPU: allocated by torch; CPU:
+backward 4; evaluation not counted), that as a % of the matrix-product rate measured
+with torch.mm on the same device in the same run (fp32's; TF32's under `--precision tf32`,
+which trains every matrix product in TensorFloat-32 as `nnbench run --precision tf32`
+does: an Ampere or later GPU only), peak memory (GPU: allocated by torch; CPU:
 the process's resident set), bitwise repeat (lanes whose fingerprint, test metrics and
 every epoch's metrics but its timing are equal in both runs) and agreement with the
 serial engine (the first `--serial-lanes` trials trained serially: largest |Δ test
@@ -324,7 +327,7 @@ class Row:
     finish_seconds: float  # of which finishing the lanes (after the last epoch's metrics)
     model_epochs_per_second: float
     tflops: float  # training steps only (model_epoch_flops)
-    percent_of_matmul: float  # of the fp32 torch.mm rate measured in the same run
+    percent_of_matmul: float  # of the torch.mm rate (fp32, or TF32) measured in the same run
     peak_memory_bytes: int
     repeat_bitwise: int  # lanes whose weights (fingerprint) and metrics repeat exactly
     test_accuracy: float  # mean over lanes
@@ -376,13 +379,16 @@ def _run_group(specs: list[TrialSpec], device: torch.device, *, keep_checkpoints
 
 def run_benchmark(device: torch.device, lane_counts: Sequence[int], epochs: int,
                   examples: int, serial_lanes: int, matmul_size: int,
-                  threads: int | None = None) -> dict[str, Any]:
-    """Measure every lane count; returns {"rows": [Row...], "numerics": {...}, ...}."""
-    flags = seeding.configure_determinism()  # as `nnbench run` trains
+                  threads: int | None = None, precision: str = "fp32") -> dict[str, Any]:
+    """Measure every lane count; returns {"rows": [Row...], "numerics": {...}, ...}.
+    `precision`: fp32, or tf32 on a GPU that has it (`--precision`, as `nnbench run`'s)."""
+    flags = seeding.configure_determinism(precision, device)  # as `nnbench run` trains
     with torch_threads(device, threads, "stacked"):  # the threads the stacked engine uses
         mm_fp32 = matmul_tflops(device, matmul_size)
         mm_tf32 = matmul_tflops(device, matmul_size, tf32=True) if device.type == "cuda" \
             else None
+    # the rate of the precision trained in: TF32's where it is allowed (a GPU that has it)
+    mm_rate = mm_tf32 if precision == "tf32" and mm_tf32 else mm_fp32
     # warm-up outside the timings: the data generated and checked, the engines' first calls
     registry.build("dataset", trials(1, epochs, examples)[0].dataset, seed=0,
                    device=torch.device("cpu"))
@@ -421,7 +427,8 @@ def run_benchmark(device: torch.device, lane_counts: Sequence[int], epochs: int,
         rows.append(Row(
             lanes=lanes, epochs=epochs, seconds=seconds, train_seconds=run.train_seconds,
             finish_seconds=run.finish_seconds, model_epochs_per_second=model_epochs,
-            tflops=tflops, percent_of_matmul=100 * tflops / mm_fp32,
+            tflops=tflops,
+            percent_of_matmul=100 * tflops / mm_rate,
             peak_memory_bytes=peak_bytes, repeat_bitwise=same,
             test_accuracy=sum(r.final["test_accuracy"] for r in first) / lanes,
             serial_lanes=min(serial_lanes, lanes), serial_accuracy_delta=accuracy_delta,
@@ -452,7 +459,8 @@ def run_benchmark(device: torch.device, lane_counts: Sequence[int], epochs: int,
                      "threads": numerics.threads, "device": _device_name(device),
                      "torch": torch.__version__, "cuda": torch.version.cuda or "",
                      "python": platform.python_version(), **flags},
-        "matmul": {"size": matmul_size, "fp32_tflops": mm_fp32, "tf32_tflops": mm_tf32},
+        "matmul": {"size": matmul_size, "fp32_tflops": mm_fp32, "tf32_tflops": mm_tf32,
+                   "percent_of": "TF32" if mm_rate is mm_tf32 else "fp32"},
         "memory": peak.label,
         "split_seeds": {"lanes": lanes, "splits": splits, "one_bytes": seeds_peak[0],
                         "many_bytes": seeds_peak[1], "ratio": seeds_peak[1] / seeds_peak[0]},
@@ -489,7 +497,9 @@ def format_table(out: dict[str, Any]) -> str:
     """The result as plain text: the workload, one row per lane count, the numerics."""
     w, num, mm, serial = out["workload"], out["numerics"], out["matmul"], out["serial"]
     rows, seeds = out["rows"], out["split_seeds"]
-    header = ["lanes", "seconds", "build+train+finish", "model-epochs/s", "TFLOP/s", "% of mm fp32",
+    tf32 = num["precision"] == "tf32"
+    header = ["lanes", "seconds", "build+train+finish", "model-epochs/s", "TFLOP/s",
+              f"% of mm {mm['percent_of']}",
               out["memory"], "bitwise repeat", "test acc",
               "vs serial |Δacc|", "vs serial ‖Δw‖/‖w‖"]
     body = [[str(r["lanes"]), f"{r['seconds']:.2f}",
@@ -500,7 +510,8 @@ def format_table(out: dict[str, Any]) -> str:
              f"{'yes' if r['repeat_bitwise'] == r['lanes'] else 'NO'} "
              f"({r['repeat_bitwise']}/{r['lanes']})",
              f"{r['test_accuracy']:.4f}", f"{r['serial_accuracy_delta']:.4f}",
-             f"{r['serial_weight_rel']:.1e} {'ok' if r['serial_agrees'] else 'over 1e-5'}"]
+             f"{r['serial_weight_rel']:.1e} "
+             + ("(tf32)" if tf32 else "ok" if r["serial_agrees"] else "over 1e-5")]
             for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = [
@@ -521,7 +532,9 @@ def format_table(out: dict[str, Any]) -> str:
         f"serial engine (the reference, {serial['lanes']} "
         f"lane{'s' if serial['lanes'] != 1 else ''}): "
         f"{serial['model_epochs_per_second']:.2f} model-epochs/s; agreement: each weight "
-        f"tensor within 1e-5·‖w‖ + 1e-6",
+        + ("tensor's ‖Δw‖/‖w‖ (not checked: TF32 rounds every product's inputs to a 10-bit "
+           "mantissa, so the stacked and serial sums part sooner than fp32's 1e-5)" if tf32
+           else "tensor within 1e-5·‖w‖ + 1e-6"),
         f"numerics: engine {num['engine']}, precision {num['precision']}, threads "
         f"{num['threads']}, device {num['device']}, torch {num['torch']}"
         + (f" (CUDA {num['cuda']})" if num["device"].startswith("cuda") else "")
@@ -553,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes for a CPU check in seconds: 2 and 4 lanes, 1 epoch, "
                              "512 examples")
+    parser.add_argument("--precision", choices=seeding.PRECISIONS, default="fp32",
+                        help="of the matrix products (fp32, or tf32 on an Ampere or later "
+                             "GPU), as `nnbench run --precision`")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -560,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device or "auto")
     except ValueError as err:  # no GPU, or an environment that breaks the bitwise repeat
         parser.error(f"--device {args.device or 'auto'}: {err}")
+    problem = seeding.tf32_problem(device) if args.precision == "tf32" else None
+    if problem is not None:
+        parser.error(f"--precision tf32 (--device {device}): {problem}")
     lanes: list[int] = args.lanes or list(sizes.lanes)
     epochs: int = sizes.epochs if args.epochs is None else args.epochs
     examples: int = sizes.examples if args.examples is None else args.examples
@@ -569,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"serial lanes at least 0")
     matmul_size = sizes.matmul[device.type]
     out = run_benchmark(device, lanes, epochs, examples, min(serial_lanes, min(lanes)),
-                        matmul_size, args.threads)
+                        matmul_size, args.threads, args.precision)
     print(format_table(out))
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))

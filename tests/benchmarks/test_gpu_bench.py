@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from nnbench import registry
+from nnbench import registry, seeding
 from nnbench.testing import check_component, isolated_registry
 from tests.benchmarks import gpu
 from tests.conftest import REPO
@@ -74,3 +75,27 @@ def test_generated_dataset_meets_the_contract() -> None:
         data = registry.build("dataset", spec.dataset, seed=0, device=torch.device("cpu"))
         assert data.sizes() == {"train": 540, "val": 60, "test": 100}
         assert data.input_shape == (784,) and data.num_classes == 10
+
+
+def test_tf32_is_refused_on_a_cpu_and_labelled_where_it_runs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--precision tf32` on a CPU is a usage error; on a device that has TF32 (here the CPU,
+    told it has) the numerics and the table say tf32, the share is of the rate measured
+    (fp32's where the device has no TF32 rate) and agreement is not held to fp32's 1e-5."""
+    with pytest.raises(SystemExit) as exit_:
+        gpu.main(["--device", "cpu", "--smoke", "--precision", "tf32"])
+    assert exit_.value.code == 2
+    assert "--precision tf32 (--device cpu): TensorFloat-32 runs on NVIDIA GPUs" in \
+        capsys.readouterr().err
+    monkeypatch.setattr(seeding, "tf32_problem", lambda _device: None)
+    try:
+        out = gpu.run_benchmark(torch.device("cpu"), [2], 1, 256, 2, 64, threads=1,
+                                precision="tf32")
+    finally:
+        seeding.configure_determinism()
+    assert out["numerics"]["precision"] == "tf32"
+    assert out["numerics"]["cuda.matmul.allow_tf32"] == "True"
+    table = gpu.format_table(out)
+    assert "% of mm fp32" in table and "(tf32)" in table, table
+    assert "not checked: TF32 rounds every product's inputs" in table, table
+    assert "numerics: engine stacked, precision tf32" in table

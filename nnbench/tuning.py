@@ -28,7 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -184,7 +184,13 @@ class _Pruning:
     def epoch_finished(self, _spec: TrialSpec, metrics: dict[str, float]) -> Decision:
         self.tracker.log_epoch(self.run_id, metrics)
         epoch, value = int(metrics["epoch"]), metrics[self.tune.metric]
-        retrying(partial(self.trial.report, value, epoch), f"reporting epoch {epoch}")
+        try:
+            retrying(partial(self.trial.report, value, epoch), f"reporting epoch {epoch}")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # this worker's heartbeat went stale (it was stopped) and another failed the
+            # trial, a copy queued: this lane stops, the others train on; its tell is then
+            # refused and the run shown killed, as any lost claim (`_tell`)
+            return stop(f"claim lost at epoch {epoch}: the trial was failed as stale")
         if retrying(self.trial.should_prune, "asking the pruner"):
             return stop(f"pruned by the {self.tune.pruner} pruner at epoch {epoch} "
                         f"({self.tune.metric} {value:.4f})")
@@ -224,25 +230,41 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     # session. An ask whose trial was stored but whose answer was lost leaves that trial
     # RUNNING with no heartbeat; the storage gives it one when a worker first looks, so it
     # goes stale a grace period later and is queued again (`_Storage`), uncounted
-    trial = retrying(study.ask, f"asking {study.study_name} for a trial")
-    beats.hold(storage_id(trial))
-    retrying(partial(trial.set_user_attr, "nnbench.worker", worker_label()),
-             f"labelling trial {trial.number}")
-    uncounted = sum(1 for t in _trials(study)
-                    if t.number < trial.number and t.state == TrialState.FAIL
-                    and not t.user_attrs.get(COUNTED))
-    if trial.number >= tune.trials + uncounted:  # a concurrent worker took the last slot
-        with suppress(optuna.exceptions.UpdateFinishedTrialError):  # ended already
-            _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
-                       {"nnbench.outcome": "surplus"})
-        return None
-    values = {d.path: retrying(partial(_suggest, trial, d), f"suggesting {d.path}")
-              for d in tune.space}
+    while True:
+        trial = retrying(study.ask, f"asking {study.study_name} for a trial")
+        beats.hold(storage_id(trial))
+        try:
+            retrying(partial(trial.set_user_attr, "nnbench.worker", worker_label()),
+                     f"labelling trial {trial.number}")
+            uncounted = sum(1 for t in _trials(study)
+                            if t.number < trial.number and t.state == TrialState.FAIL
+                            and not t.user_attrs.get(COUNTED))
+            if trial.number >= tune.trials + uncounted:  # another worker took the last slot
+                _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
+                           {"nnbench.outcome": "surplus"})
+                return None
+            values = {d.path: retrying(partial(_suggest, trial, d), f"suggesting {d.path}")
+                      for d in tune.space}
+            break
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            # this worker, stopped past the grace period, had the trial failed as stale
+            # (a copy queued) before it was set up: ask again. (Optuna raises ValueError for
+            # a tell of a finished trial; one of a RUNNING trial is a bug to see.)
+            if _state(storage, trial) == TrialState.RUNNING:
+                raise
+            beats.drop(storage_id(trial))
     spec = apply_values(replace(point, seed=tune.seeds[0]), values)
     run_id = tracker.start_trial(parent, spec, {
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
         "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
     return _Asked(trial, values, spec, run_id)
+
+
+def _state(storage: RDBStorage, trial: optuna.Trial) -> TrialState:
+    """The trial's state as stored now (read through `retrying`)."""
+    stored = retrying(lambda: storage.get_trial(storage_id(trial)),
+                      f"reading trial {trial.number}")
+    return stored.state
 
 
 def _tell_once(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial,
@@ -306,7 +328,7 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         # Optuna raises these before it stores anything (a sampler's after_trial raising
         # comes after the store, and is not caught here): a trial no longer RUNNING was
         # finished by someone else, i.e. failed as stale by another worker, a copy queued
-        if storage.get_trial(storage_id(trial)).state == TrialState.RUNNING:
+        if _state(storage, trial) == TrialState.RUNNING:
             raise  # Optuna refused the values: a bug to see, not a claim another worker took
         tracker.client.set_tag(run_id, "nnbench.optuna_state", _OPTUNA_STATE["killed"])
         tracker.show(run_id, "killed", "this worker's heartbeat went stale while it trained; "
@@ -384,7 +406,8 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
     for point in suite.configurations():
         name = study_name(suite, point)
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = retrying(partial(optuna.load_study, study_name=name, storage=storage),
+                             f"reading study {name}")
         except KeyError:
             lines.append(f"{name} ({point.label(suite.varied_axes)}): not started")
             continue
@@ -397,7 +420,8 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
 
 def best_values(study: optuna.Study) -> dict[str, Any] | None:
     complete = _trials(study, TrialState.COMPLETE)
-    return dict(study.best_trial.params) if complete else None
+    return dict(retrying(lambda: study.best_trial, f"reading {study.study_name}'s best trial")
+                .params) if complete else None
 
 
 def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, dict[str, Any]]]:

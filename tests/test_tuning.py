@@ -557,6 +557,72 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
         FAIL=1, COMPLETE=len(trials) - 1)
 
 
+def _failed_as_stale(study: optuna.Study, trial: optuna.Trial) -> None:
+    """What another worker's `fail_stale_trials` does to a trial whose worker was stopped
+    past the grace period: FAIL, and a WAITING copy queued by the storage's callback."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    storage = study._storage
+    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial._trial_id))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+@pytest.mark.parametrize("when", ["set_up", "training"])
+def test_a_tune_trial_failed_as_stale_under_its_worker_costs_the_budget_nothing(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """A tune worker stopped past the grace period finds, on resuming, its trial failed as
+    stale by another worker (a copy queued). Between the ask and the first suggestion it
+    asks again (it once exited 1 on UpdateFinishedTrialError); while training, that lane
+    stops at its next report while the other lanes of its stacked group train on, and its
+    run shows killed (the exception once failed the whole group, its other trials counted
+    as failed). Either way the copy trains and the budget is met exactly."""
+    path = _suite(tmp_path / "stale.yaml", name="stale", epochs=2, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    reaped: list[int] = []
+    if when == "set_up":
+        ask = optuna.Study.ask
+
+        def ask_then_reaped(self: optuna.Study, *args: object, **kwargs: object) -> optuna.Trial:
+            trial = ask(self, *args, **kwargs)  # type: ignore[arg-type]
+            if not reaped:
+                reaped.append(trial.number)
+                _failed_as_stale(self, trial)
+            return trial
+
+        monkeypatch.setattr(optuna.Study, "ask", ask_then_reaped)
+    else:
+        epoch_finished = tuning._Pruning.epoch_finished
+
+        def reaped_at_its_first_epoch(self: tuning._Pruning, spec: TrialSpec,
+                                      metrics: dict[str, float]) -> Decision:
+            if not reaped:
+                reaped.append(self.trial.number)
+                _failed_as_stale(self.trial.study, self.trial)
+            return epoch_finished(self, spec, metrics)
+
+        monkeypatch.setattr(tuning._Pruning, "epoch_finished", reaped_at_its_first_epoch)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # while training: trials 0 and 1 as the two lanes of one stacked group
+    summary = tune_suite(parse_suite(path.read_text()), storage=storage,
+                         tracking_uri=tracking_uri, device="cpu",
+                         engine="serial" if when == "set_up" else "stacked", console=QUIET)
+    assert reaped == [0] and not summary.interrupted and summary.reruns == 1
+    _assert_budgets_met(storage, 2, 1)
+    (trials,) = _studies(storage).values()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert _assert_stores_agree(storage, tracking_uri, "stale") == Counter(FAIL=1, COMPLETE=2)
+    runs = {r.data.tags["nnbench.optuna_trial"]: r for r in _runs(tracking_uri, "stale", "tune")}
+    if when == "set_up":  # failed before its run was opened
+        assert sorted(runs) == ["1", "2"]
+    else:
+        assert (runs["0"].info.status, runs["0"].data.tags["nnbench.status"]) == (
+            "KILLED", "killed")
+        assert len(MlflowClient(tracking_uri).get_metric_history(
+            runs["0"].info.run_id, "val_accuracy")) == 1  # it stopped at its first epoch
+
+
 def test_a_study_read_that_meets_an_ended_session_is_retried(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker resumed from a stop past the server's idle timeout finds its session ended:

@@ -611,10 +611,57 @@ class TrialQueue:
 
 def reap(study: optuna.Study) -> None:
     """Fail a tuning study's trials whose heartbeat is older than the grace period (any
-    host, the server's clock); the storage's callback queues a copy of each."""
-    with warnings.catch_warnings():  # Optuna marks the function "experimental"
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+    host, the server's clock) and queue a copy of each (the storage's
+    RetryHeartbeatStaleTrialCallback's), in one transaction. (Optuna's `fail_stale_trials`
+    commits the failures, then adds each copy in a transaction of its own: a worker killed
+    between the two, or a retry after a session ended, left a failed trial with no copy, a
+    grid point never trained.)"""
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, _Storage):  # a storage not opened here: Optuna's own
+        with warnings.catch_warnings():  # Optuna marks the function "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+        return
+    study_id = study._study_id
+    stale = retrying(lambda: storage._get_stale_trial_ids(study_id), "finding stale trials")
+    if not stale:
+        return
+    grace = timedelta(seconds=storage.grace_period or 2 * (storage.heartbeat_interval or 0))
+    callback = storage.get_heartbeat_stale_trial_callback()
+
+    def transaction() -> None:
+        with _create_scoped_session(storage.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            now = session.execute(func.now()).scalar()
+            assert now is not None
+            for entry in (session.query(models.TrialModel).join(models.TrialHeartbeatModel)
+                          .filter(models.TrialModel.trial_id.in_(stale),
+                                  models.TrialModel.state == TrialState.RUNNING,
+                                  # still stale now that the lock is held
+                                  models.TrialHeartbeatModel.heartbeat
+                                  < now.replace(tzinfo=None) - grace)
+                          .with_for_update(skip_locked=True, of=models.TrialModel)):
+                entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
+                session.flush()
+                copies = _Copies()
+                if callback is not None:
+                    callback(cast(optuna.Study, copies),
+                             storage._build_frozen_trial_from_trial_model(entry))
+                for copy in copies.trials:
+                    storage._get_prepared_new_trial(study_id, copy, session)
+
+    retrying(transaction, "failing stale trials")
+
+
+class _Copies:
+    """The study as a stale-trial callback sees it in `reap`: keeps the copies it adds, which
+    `reap` then writes in its own transaction."""
+
+    def __init__(self) -> None:
+        self.trials: list[FrozenTrial] = []
+
+    def add_trial(self, trial: FrozenTrial) -> None:
+        self.trials.append(trial)
 
 
 @contextmanager

@@ -623,6 +623,46 @@ def test_a_tune_trial_failed_as_stale_under_its_worker_costs_the_budget_nothing(
             runs["0"].info.run_id, "val_accuracy")) == 1  # it stopped at its first epoch
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_a_stale_trial_is_failed_together_with_its_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`queue.reap` fails a stale tuning trial and queues its copy in one transaction: a
+    session ended while the copy is written rolls back the failure too, and the retry does
+    both (Optuna's fail_stale_trials committed the failure first: the retry then found no
+    stale trial, and the grid point was never trained)."""
+    import sqlalchemy
+
+    from nnbench.queue import _Storage, open_storage, reap
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", Liveness(1, 2))
+    study = optuna.create_study(storage=storage, study_name="s")
+    stale = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(stale._trial_id)
+    time.sleep(3)  # past the grace period
+    # the failed trial read back to make its copy: the session ends there once (Optuna's
+    # own trial creation retries by itself, so the read is where it could not recover)
+    real = _Storage._build_frozen_trial_from_trial_model
+    broken: list[int] = []
+
+    def ended(self: _Storage, *args: object) -> object:
+        if not broken:
+            broken.append(1)
+            raise optuna.exceptions.StorageInternalError("ended") from \
+                sqlalchemy.exc.OperationalError("SELECT", {}, Exception(
+                    "server closed the connection unexpectedly"))
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_Storage, "_build_frozen_trial_from_trial_model", ended)
+    reap(study)
+    assert broken == [1]
+    failed, copy = study.get_trials()
+    assert (failed.number, failed.state) == (0, TrialState.FAIL)
+    assert (copy.state, copy.params, copy.system_attrs["failed_trial"]) == (
+        TrialState.WAITING, failed.params, 0)
+    reap(study)  # nothing stale is left: no second copy
+    assert len(study.get_trials()) == 2
+
+
 def test_a_study_read_that_meets_an_ended_session_is_retried(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker resumed from a stop past the server's idle timeout finds its session ended:

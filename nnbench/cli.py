@@ -7,6 +7,7 @@
                      [--precision fp32|tf32] [--lanes N] [--workers N] [--threads N]
                      [--storage URL] [--report-dir DIR] [--log-models]
     nnbench tune SUITE... [--storage URL] [--workers N] [--device ...] [--engine ...]
+                     [--precision fp32|tf32]
     nnbench worker SUITE [--storage URL] ...   one worker on the suite's queue
     nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
     nnbench status SUITE [--storage URL]       the queue across all workers
@@ -549,6 +550,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           f"and run it again") from None
     device = _device(args, training=False)
     _warn_if_changed(blob)
+    _evaluate_in_its_precision(run.data.tags.get("nnbench.precision", "fp32"), device)
     metrics = evaluate_checkpoint(blob, device)
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
               f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
@@ -557,6 +559,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         note = f"  (logged {logged:.6f})" if logged is not None else ""
         out.print(f"  {key} = {value:.6f}{note}")
     return EXIT_OK
+
+
+def _evaluate_in_its_precision(precision: str, device: torch.device) -> None:
+    """Evaluate in the precision the trial trained in (`--precision`), so its test metrics
+    compare with those logged; where this device cannot (tf32 on a CPU), fp32, and say so."""
+    from nnbench import seeding
+
+    if precision == "tf32" and seeding.tf32_problem(device) is not None:
+        err.print(f"the trial trained in tf32; {device} computes fp32, so its metrics may "
+                  f"differ from those logged by rounding")
+    seeding.set_tf32(precision == "tf32")
 
 
 def _warn_if_changed(blob: bytes) -> None:
@@ -604,7 +617,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             continue
         summary = tune_suite(suite, storage=args.storage, tracking_uri=args.tracking_uri,
                              device=args.device, engine=args.engine, lanes=args.lanes,
-                           precision=args.precision,
+                             precision=args.precision,
                              liveness=_liveness(args), console=err,
                              system_metrics=_system_metrics(args), log_models=args.log_models)
         for point in summary.points:

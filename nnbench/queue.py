@@ -617,7 +617,12 @@ def reap(study: optuna.Study) -> None:
     between the two, or a retry after a session ended, left a failed trial with no copy, a
     grid point never trained.)"""
     storage = getattr(study._storage, "_backend", study._storage)
-    if not isinstance(storage, _Storage):  # a storage not opened here: Optuna's own
+    callback = storage.get_heartbeat_stale_trial_callback() \
+        if isinstance(storage, _Storage) else None
+    if not isinstance(storage, _Storage) or storage.heartbeat_interval is None \
+            or not isinstance(callback, RetryHeartbeatStaleTrialCallback):
+        # a storage not opened here (`open_storage`): Optuna's own, which does nothing
+        # without heartbeats
         with warnings.catch_warnings():  # Optuna marks the function "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
@@ -626,8 +631,7 @@ def reap(study: optuna.Study) -> None:
     stale = retrying(lambda: storage._get_stale_trial_ids(study_id), "finding stale trials")
     if not stale:
         return
-    grace = timedelta(seconds=storage.grace_period or 2 * (storage.heartbeat_interval or 0))
-    callback = storage.get_heartbeat_stale_trial_callback()
+    grace = timedelta(seconds=storage.grace_period or 2 * storage.heartbeat_interval)
 
     def transaction() -> None:
         with _create_scoped_session(storage.scoped_session) as session:
@@ -643,10 +647,9 @@ def reap(study: optuna.Study) -> None:
                           .with_for_update(skip_locked=True, of=models.TrialModel)):
                 entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
                 session.flush()
-                copies = _Copies()
-                if callback is not None:
-                    callback(cast(optuna.Study, copies),
-                             storage._build_frozen_trial_from_trial_model(entry))
+                copies = _Copies()  # what the callback would add (none past max_retry)
+                callback(cast(optuna.Study, copies),
+                         storage._build_frozen_trial_from_trial_model(entry))
                 for copy in copies.trials:
                     storage._get_prepared_new_trial(study_id, copy, session)
 
@@ -654,8 +657,8 @@ def reap(study: optuna.Study) -> None:
 
 
 class _Copies:
-    """The study as a stale-trial callback sees it in `reap`: keeps the copies it adds, which
-    `reap` then writes in its own transaction."""
+    """The study as the RetryHeartbeatStaleTrialCallback sees it in `reap` (it only adds the
+    copy): keeps the copies it adds, which `reap` then writes in its own transaction."""
 
     def __init__(self) -> None:
         self.trials: list[FrozenTrial] = []

@@ -22,6 +22,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ __all__ = [
     "lane_uniform",
     "numpy_rng_preserved",
     "precision_on",
+    "set_tf32",
     "stream_seed",
+    "tf32_allowed",
     "tf32_problem",
     "trial_rng",
     "unit",
@@ -83,9 +86,36 @@ def configure_determinism(precision: str = "fp32",
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    set_tf32(precision == "tf32")
     return deterministic_flags()
+
+
+# torch 2.9 and later set TensorFloat-32 per backend (`fp32_precision`: "tf32" or "ieee");
+# the legacy `allow_tf32` flags still exist, but reading one after the other API was used
+# raises RuntimeError, and a legacy False leaves cuDNN's convolutions "none" (inherited)
+_NEW_TF32_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
+_cudnn: Any = torch.backends.cudnn  # (conv, rnn: not in torch's type stubs)
+
+
+def set_tf32(matmul: bool, cudnn: bool | None = None) -> None:
+    """Allow TensorFloat-32 in CUDA matrix products (`matmul`) and cuDNN convolutions and
+    recurrent layers (`cudnn`, default: as `matmul`), or require IEEE fp32 there."""
+    cudnn = matmul if cudnn is None else cudnn
+    if _NEW_TF32_API:
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if matmul else "ieee"
+        _cudnn.conv.fp32_precision = "tf32" if cudnn else "ieee"
+        _cudnn.rnn.fp32_precision = "tf32" if cudnn else "ieee"
+    else:  # older torch: the legacy flags
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def tf32_allowed() -> tuple[bool, bool]:
+    """(CUDA matrix products, cuDNN convolutions): whether each may use TensorFloat-32 now."""
+    if _NEW_TF32_API:
+        return (torch.backends.cuda.matmul.fp32_precision == "tf32",
+                _cudnn.conv.fp32_precision == "tf32")
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
 def tf32_problem(device: torch.device) -> str | None:
@@ -107,8 +137,7 @@ def precision_on(device: torch.device) -> str:
     """The precision trials on `device` train in under the flags set now
     (`configure_determinism`): tf32 where TF32 is allowed and the device has it, else fp32
     (what each trial's numerics record)."""
-    tf32 = torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-    return "tf32" if tf32 and tf32_problem(device) is None else "fp32"
+    return "tf32" if any(tf32_allowed()) and tf32_problem(device) is None else "fp32"
 
 
 def deterministic_flags() -> dict[str, str]:
@@ -116,8 +145,8 @@ def deterministic_flags() -> dict[str, str]:
         "use_deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
         "cudnn.deterministic": str(torch.backends.cudnn.deterministic),
         "cudnn.benchmark": str(torch.backends.cudnn.benchmark),
-        "cuda.matmul.allow_tf32": str(torch.backends.cuda.matmul.allow_tf32),
-        "cudnn.allow_tf32": str(torch.backends.cudnn.allow_tf32),
+        "cuda.matmul.allow_tf32": str(tf32_allowed()[0]),
+        "cudnn.allow_tf32": str(tf32_allowed()[1]),
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
     }
 

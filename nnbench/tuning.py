@@ -240,24 +240,32 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
                             if t.number < trial.number and t.state == TrialState.FAIL
                             and not t.user_attrs.get(COUNTED))
             if trial.number >= tune.trials + uncounted:  # another worker took the last slot
-                _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
-                           {"nnbench.outcome": "surplus"})
+                _surplus(study, storage, trial)
                 return None
             values = {d.path: retrying(partial(_suggest, trial, d), f"suggesting {d.path}")
                       for d in tune.space}
             break
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        except optuna.exceptions.UpdateFinishedTrialError:
             # this worker, stopped past the grace period, had the trial failed as stale
-            # (a copy queued) before it was set up: ask again. (Optuna raises ValueError for
-            # a tell of a finished trial; one of a RUNNING trial is a bug to see.)
-            if _state(storage, trial) == TrialState.RUNNING:
-                raise
+            # (a copy queued) before it was set up: ask again
             beats.drop(storage_id(trial))
     spec = apply_values(replace(point, seed=tune.seeds[0]), values)
     run_id = tracker.start_trial(parent, spec, {
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
         "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
     return _Asked(trial, values, spec, run_id)
+
+
+def _surplus(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial) -> None:
+    """Fail a trial asked for past the budget (outcome `surplus`: it never counts); one
+    another worker ended meanwhile (failed as stale) is left as it is."""
+    try:
+        _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
+                   {"nnbench.outcome": "surplus"})
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        # Optuna raises ValueError for a tell of a finished trial; of a RUNNING one, a bug
+        if _state(storage, trial) == TrialState.RUNNING:
+            raise
 
 
 def _state(storage: RDBStorage, trial: optuna.Trial) -> TrialState:

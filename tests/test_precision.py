@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,13 +22,36 @@ from nnbench.report import render_report
 from nnbench.runner import run_suite
 
 CUDA = torch.device("cuda")
+BACKENDS: Any = torch.backends  # (fp32_precision, cudnn.conv, cudnn.rnn: not in torch's stubs)
 
 
 @pytest.fixture(autouse=True)
 def _fp32_after() -> Iterator[None]:
     """Every test leaves the process's flags as nnbench's default (fp32)."""
+    generic = BACKENDS.fp32_precision
     yield
+    BACKENDS.fp32_precision = generic
     seeding.configure_determinism()
+
+
+@pytest.mark.parametrize("before", ["legacy flags", "matmul precision", "generic setting"])
+def test_whatever_set_tf32_before_the_precision_is_set_and_read_without_error(
+        before: str) -> None:
+    """A plugin or the user's code may have set TensorFloat-32 either way torch allows before
+    nnbench sets its precision; reading torch's legacy flags after the per-backend setting
+    raises RuntimeError in torch 2.9 and later, so nnbench uses only the latter."""
+    if before == "legacy flags":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    elif before == "matmul precision":
+        torch.set_float32_matmul_precision("high")
+    else:
+        BACKENDS.fp32_precision = "tf32"
+    flags = seeding.configure_determinism()
+    assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("False", "False")
+    assert seeding.tf32_allowed() == (False, False)
+    assert (torch.backends.cuda.matmul.fp32_precision,
+            BACKENDS.cudnn.conv.fp32_precision) == ("ieee", "ieee")
 
 
 def _gpu_of_capability(monkeypatch: pytest.MonkeyPatch, major: int) -> None:
@@ -59,16 +83,18 @@ def test_the_flags_and_the_recorded_precision_follow_the_setting(
     _gpu_of_capability(monkeypatch, 9)
     flags = seeding.configure_determinism("tf32", CUDA)
     assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("True", "True")
-    assert torch.get_float32_matmul_precision() == "high"
+    assert (torch.backends.cuda.matmul.fp32_precision, BACKENDS.cudnn.conv.fp32_precision,
+            BACKENDS.cudnn.rnn.fp32_precision) == ("tf32", "tf32", "tf32")
     assert seeding.precision_on(CUDA) == "tf32"
     assert seeding.precision_on(torch.device("cpu")) == "fp32"  # a CPU computes fp32
     flags = seeding.configure_determinism()
     assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("False", "False")
-    assert torch.get_float32_matmul_precision() == "highest"
+    assert (torch.backends.cuda.matmul.fp32_precision, BACKENDS.cudnn.conv.fp32_precision,
+            BACKENDS.cudnn.rnn.fp32_precision) == ("ieee", "ieee", "ieee")
     assert seeding.precision_on(CUDA) == "fp32"
 
 
-@pytest.mark.parametrize("command", ["run", "worker", "bench", "submit"])
+@pytest.mark.parametrize("command", ["run", "tune", "worker", "bench", "submit"])
 def test_tf32_on_a_cpu_is_refused_before_anything_is_created(
         command: str, write_suite: Callable[..., Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

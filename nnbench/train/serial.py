@@ -221,7 +221,8 @@ def train_trial(spec: TrialSpec, device: torch.device,
     parts: Parts | None = None
     lane = Lane(spec, None)
     names = metric_names(spec)
-    numerics = numerics or Numerics(threads=torch.get_num_threads())
+    numerics = numerics or Numerics(threads=torch.get_num_threads(),
+                                    precision=seeding.precision_on(device))
 
     def result(ending: Ending, final: dict[str, float] | None = None,
                checkpoint: bytes | None = None) -> TrialResult:

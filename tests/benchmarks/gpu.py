@@ -277,8 +277,8 @@ def matmul_tflops(device: torch.device, n: int, *, tf32: bool = False,
     a = torch.randn(n, n, device=device, generator=generator)
     b = torch.randn(n, n, device=device, generator=generator)
     out = torch.empty(n, n, device=device)
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    before = seeding.tf32_allowed()
+    seeding.set_tf32(tf32, before[1])
     try:
         for _ in range(2):
             torch.mm(a, b, out=out)
@@ -292,7 +292,7 @@ def matmul_tflops(device: torch.device, n: int, *, tf32: bool = False,
         _sync(device)
         elapsed = time.perf_counter() - started
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        seeding.set_tf32(*before)
     return 2.0 * n ** 3 * reps / elapsed / 1e12
 
 

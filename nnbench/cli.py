@@ -159,6 +159,16 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
             cli_checks.check_storage_url(default_storage(uri), given=False)
         except UsageError as e:
             problems.append(str(e))
+    if storage and tracking and not problems:
+        from nnbench.queue import default_storage
+
+        uri = args.tracking_uri or cli_checks.default_tracking_uri()
+        try:
+            cli_checks.check_separate_stores(args.tracking_uri,
+                                             args.storage or default_storage(uri),
+                                             storage_given=args.storage is not None)
+        except UsageError as e:
+            problems.append(str(e))
     if getattr(args, "system_metrics", "off") == "on" and not problems:
         from nnbench.tracking import system_metrics_problem
 

@@ -101,6 +101,32 @@ def check_storage_url(url: str, *, given: bool = True) -> str:
     return url
 
 
+def check_separate_stores(tracking_uri: str | None, storage_url: str, *,
+                          storage_given: bool) -> None:
+    """The MLflow store and the Optuna storage (the trial queue) must be two databases: in
+    one SQLite file, each one's schema breaks the other (Optuna then says its version no
+    longer matches the file's tables)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri if tracking_uri is not None else default_tracking_uri()
+    try:
+        store, queue = make_url(uri), make_url(storage_url)
+    except (ArgumentError, ValueError):
+        return  # each URL's own check says what is wrong with it
+    if store.get_backend_name() != "sqlite" or queue.get_backend_name() != "sqlite" \
+            or not store.database or not queue.database:
+        return
+    if Path(store.database).resolve() != Path(queue.database).resolve():
+        return
+    storage = (f"--storage {storage_url!r}" if storage_given else
+               f"the default --storage (optuna.db next to the store, {storage_url!r})")
+    raise UsageError(f"{_origin(tracking_uri, '--tracking-uri')} and {storage} are the same SQLite "
+                     f"file; the MLflow store and the trial queue need one each: name "
+                     f"another file for one of them, e.g. --tracking-uri sqlite:///mlflow.db "
+                     f"--storage sqlite:///optuna.db")
+
+
 def _mlflow_version() -> str:
     from importlib.metadata import version
 
@@ -177,6 +203,9 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
     if path.is_dir():
         raise UsageError(f"{what}: {path} is a directory; name a file, e.g. "
                          f"sqlite:///{path / 'mlflow.db'}")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{what}: {path} is not a regular file (a device, a pipe or a "
+                         f"socket); name a file, e.g. sqlite:///mlflow.db")
     if path.exists():
         with path.open("rb") as f:
             header = f.read(len(SQLITE_HEADER))

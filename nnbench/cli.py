@@ -550,11 +550,13 @@ def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Reload a finished trial's checkpoint from MLflow and evaluate it on the test split."""
     _checked(args, run_id=True, tracking=True, reading=True, device=True)
-    from nnbench.tracking import trial_checkpoint
+    from nnbench.tracking import RunNotFound, trial_checkpoint
     from nnbench.train import evaluate_checkpoint
 
     try:
         run, blob = trial_checkpoint(args.tracking_uri, args.run_id)
+    except RunNotFound as e:
+        raise _UsageError(str(e)) from None
     except LookupError as e:
         raise _UsageError(f"{e}; set `checkpoint: true` in the suite (or give --log-models) "
                           f"and run it again") from None

@@ -71,7 +71,7 @@ from nnbench.train.results import TrialResult
 from nnbench.transient import is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
-           "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
+           "RunNotFound", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
            "system_metrics_problem", "trial_checkpoint"]
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
@@ -680,6 +680,10 @@ def _summary_digest(done: list[tuple[TrialSpec, Run]]) -> str:
     return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
 
+class RunNotFound(LookupError):
+    """No run of that id in the store (`trial_checkpoint`)."""
+
+
 def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]:
     """A trial run and its `checkpoint.pt`; raises LookupError (with MLflow's reason) when
     the run or its checkpoint is not in the store."""
@@ -688,6 +692,11 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     client = MlflowClient(tracking_uri)
     try:
         run = client.get_run(run_id)
+    except MlflowException as err:
+        raise RunNotFound(f"run {run_id} is not in {client.tracking_uri} "
+                          f"({str(err).splitlines()[0]}); the MLflow UI lists its runs "
+                          f"(mlflow ui --backend-store-uri {client.tracking_uri})") from None
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             blob = Path(client.download_artifacts(run_id, CHECKPOINT, tmp)).read_bytes()
     except (MlflowException, OSError) as err:

@@ -221,3 +221,14 @@ def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[st
     assert "no module named 'mylab_nets'" in err
     assert "or give the module's file: --plugin path/to/mylab_nets.py" in err
     assert "--plugin 'nowhere/mylab_nets.py': no such file" in err
+
+
+def test_evaluate_a_run_that_is_not_in_the_store_says_so(
+        tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not the advice for a run without a checkpoint (`checkpoint: true`): there is no run."""
+    run_id = "0123456789abcdef0123456789abcdef"
+    assert cli.main(["evaluate", run_id, "--tracking-uri", tracking_uri]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run_id} is not in {tracking_uri}" in err, err
+    assert f"mlflow ui --backend-store-uri {tracking_uri}" in err and "checkpoint: true" \
+        not in err, err

@@ -43,7 +43,7 @@ from pathlib import PurePath
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -104,6 +104,39 @@ class Params(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """A number is given as a number: YAML's `true` or `"0.05"` for lr would pass
+        pydantic's lax mode as 1.0 and 0.05 (the suite's own scalars are strict)."""
+        if info.field_name is None:
+            return value
+        numeric, items = _number_kinds(cls.model_fields[info.field_name].annotation)
+        given = list(value) if items and isinstance(value, list | tuple) else \
+            [value] if numeric else []
+        for v in given:
+            if isinstance(v, bool | str):
+                raise ValueError(f"expected numbers, not a {type(v).__name__} ({v!r})" if items
+                                 else f"expected a number, not a {type(v).__name__}")
+        return value
+
+
+def _number_kinds(annotation: Any) -> tuple[bool, bool]:
+    """(the annotation takes a number and no bool or str, its items do): a lr's `float`,
+    `float | None`, betas' `tuple[float, float]`, hidden's `list[int]`."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _number_kinds(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        kinds = [_number_kinds(a) for a in get_args(annotation) if a is not type(None)]
+        if any(a in (bool, str) or get_origin(a) is Literal for a in get_args(annotation)):
+            return False, False  # a word is one of its values (gain: "activation")
+        return any(k[0] for k in kinds), any(k[1] for k in kinds)
+    if origin in (list, tuple):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        return False, bool(args) and all(_number_kinds(a)[0] for a in args)
+    return annotation in (int, float), False
 
 
 class NoParams(Params):

@@ -90,31 +90,29 @@ def configure_determinism(precision: str = "fp32",
     return deterministic_flags()
 
 
-# torch 2.9 and later set TensorFloat-32 per backend (`fp32_precision`: "tf32" or "ieee");
-# the legacy `allow_tf32` flags still exist, but reading one after the other API was used
-# raises RuntimeError, and a legacy False leaves cuDNN's convolutions "none" (inherited)
-_NEW_TF32_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
-_cudnn: Any = torch.backends.cudnn  # (conv, rnn: not in torch's type stubs)
+# torch 2.9 and later also set TensorFloat-32 per backend (`fp32_precision`). Once anything
+# (a plugin, the user's code) has used that, reading the legacy `allow_tf32` flags raises
+# RuntimeError ("a mix of the legacy and new APIs"), and torch itself reads them (torch.export
+# does): nnbench resets the per-backend settings to unset, then sets the legacy flags, which
+# keeps both readings consistent
+_PER_BACKEND_TF32 = hasattr(torch.backends, "fp32_precision")
+_backends: Any = torch.backends  # (fp32_precision: not in torch's type stubs)
 
 
 def set_tf32(matmul: bool, cudnn: bool | None = None) -> None:
     """Allow TensorFloat-32 in CUDA matrix products (`matmul`) and cuDNN convolutions and
     recurrent layers (`cudnn`, default: as `matmul`), or require IEEE fp32 there."""
-    cudnn = matmul if cudnn is None else cudnn
-    if _NEW_TF32_API:
-        torch.backends.cuda.matmul.fp32_precision = "tf32" if matmul else "ieee"
-        _cudnn.conv.fp32_precision = "tf32" if cudnn else "ieee"
-        _cudnn.rnn.fp32_precision = "tf32" if cudnn else "ieee"
-    else:  # older torch: the legacy flags
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-        torch.backends.cudnn.allow_tf32 = cudnn
+    if _PER_BACKEND_TF32:
+        _backends.fp32_precision = "none"  # unset, with every backend below it
+    # matrix products: torch's generic setting, which keeps CUDA's and oneDNN's consistent
+    # (else `get_float32_matmul_precision`, which torch.compile reads, raises)
+    torch.set_float32_matmul_precision("high" if matmul else "highest")
+    torch.backends.cudnn.allow_tf32 = matmul if cudnn is None else cudnn
 
 
 def tf32_allowed() -> tuple[bool, bool]:
-    """(CUDA matrix products, cuDNN convolutions): whether each may use TensorFloat-32 now."""
-    if _NEW_TF32_API:
-        return (torch.backends.cuda.matmul.fp32_precision == "tf32",
-                _cudnn.conv.fp32_precision == "tf32")
+    """(CUDA matrix products, cuDNN convolutions): whether each may use TensorFloat-32 now
+    (as `set_tf32` left them)."""
     return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 

@@ -22,7 +22,7 @@ from nnbench.report import render_report
 from nnbench.runner import run_suite
 
 CUDA = torch.device("cuda")
-BACKENDS: Any = torch.backends  # (fp32_precision, cudnn.conv, cudnn.rnn: not in torch's stubs)
+BACKENDS: Any = torch.backends  # (fp32_precision: not in torch's type stubs)
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,9 @@ def _fp32_after() -> Iterator[None]:
 def test_whatever_set_tf32_before_the_precision_is_set_and_read_without_error(
         before: str) -> None:
     """A plugin or the user's code may have set TensorFloat-32 either way torch allows before
-    nnbench sets its precision; reading torch's legacy flags after the per-backend setting
-    raises RuntimeError in torch 2.9 and later, so nnbench uses only the latter."""
+    nnbench sets its precision. After the per-backend setting (torch 2.9 and later) reading
+    the legacy flags raised RuntimeError, in nnbench and in torch itself (torch.export of a
+    model to log): nnbench unsets it, then sets the legacy flags, and both read the same."""
     if before == "legacy flags":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -50,8 +51,11 @@ def test_whatever_set_tf32_before_the_precision_is_set_and_read_without_error(
     flags = seeding.configure_determinism()
     assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("False", "False")
     assert seeding.tf32_allowed() == (False, False)
-    assert (torch.backends.cuda.matmul.fp32_precision,
-            BACKENDS.cudnn.conv.fp32_precision) == ("ieee", "ieee")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision()) == (False, False, "highest")
+    assert BACKENDS.cuda.matmul.fp32_precision == "ieee"  # the per-backend reading agrees
+    exported = torch.export.export(torch.nn.Conv1d(1, 1, 1), (torch.ones(1, 1, 2),))
+    assert exported.module()(torch.ones(1, 1, 2)).shape == (1, 1, 2)  # torch reads them too
 
 
 def _gpu_of_capability(monkeypatch: pytest.MonkeyPatch, major: int) -> None:
@@ -83,14 +87,14 @@ def test_the_flags_and_the_recorded_precision_follow_the_setting(
     _gpu_of_capability(monkeypatch, 9)
     flags = seeding.configure_determinism("tf32", CUDA)
     assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("True", "True")
-    assert (torch.backends.cuda.matmul.fp32_precision, BACKENDS.cudnn.conv.fp32_precision,
-            BACKENDS.cudnn.rnn.fp32_precision) == ("tf32", "tf32", "tf32")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision()) == (True, True, "high")
     assert seeding.precision_on(CUDA) == "tf32"
     assert seeding.precision_on(torch.device("cpu")) == "fp32"  # a CPU computes fp32
     flags = seeding.configure_determinism()
     assert (flags["cuda.matmul.allow_tf32"], flags["cudnn.allow_tf32"]) == ("False", "False")
-    assert (torch.backends.cuda.matmul.fp32_precision, BACKENDS.cudnn.conv.fp32_precision,
-            BACKENDS.cudnn.rnn.fp32_precision) == ("ieee", "ieee", "ieee")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision()) == (False, False, "highest")
     assert seeding.precision_on(CUDA) == "fp32"
 
 

@@ -243,6 +243,7 @@ class _Builder:
             return torch.randn(n, shape.target_dim, generator=data)
 
         augment = self._augmentations(cfg, shape, inputs(8))
+        _check_size(cfg, shape, outputs)
         try:
             model = build_model(spec, shape.input_shape, outputs)
         except Exception as err:  # the model's own message says what does not fit
@@ -397,6 +398,37 @@ class _Builder:
                                     f"stays {first[0]:g}): it trains exactly as constant "
                                     f"would; change its parameters or use constant"))
         return digest.hexdigest(), problems
+
+
+# bytes per parameter the dry build holds: weights, gradients and an optimizer's two moments
+# in fp32 (16), and the initial draws' integer temporaries (a 400-million-parameter MLP's
+# dry build peaked at 29)
+TRAINING_BYTES_PER_PARAMETER = 32
+
+
+def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
+    """Refuse a model this machine cannot hold before the dry build allocates it (a width
+    of 10^8 took validate to 20 GB before failing): its parameters are counted on the meta
+    device, where nothing is allocated and the initial weights are not drawn. A model that
+    cannot be built there is left to the dry build to explain."""
+    import psutil
+
+    spec = cfg.spec
+    meta = torch.device("meta")
+    try:
+        with meta, torch.random.fork_rng(devices=[]), seeding.drawing_on(meta):
+            model = build_model(spec, shape.input_shape, outputs)
+        parameters = sum(p.numel() for p in model.parameters())
+    except Exception:
+        return
+    need, free = parameters * TRAINING_BYTES_PER_PARAMETER, psutil.virtual_memory().available
+    if need > free:
+        raise _Failed(cfg.where("model"), (
+            f"model '{spec.model.name}' has {parameters:,} parameters for inputs of shape "
+            f"{shape.input_shape}: building and training it takes about "
+            f"{need / 2**30:,.1f} GiB (fp32 weights, gradients, optimizer state), more than "
+            f"this machine's "
+            f"{free / 2**30:,.1f} GiB of free memory; make it smaller"))
 
 
 def _check_outputs(cfg: Config, model: nn.Module, out: object, n: int, outputs: int,

@@ -371,6 +371,12 @@ CASES: list[Case] = [
          ("grid.optimizer.lr[1]", "expected a number, not a str")),
     Case("width_true", "science", edit(SIGNALS, "hidden: [8]", "hidden: [8, true]"),
          ("task.model.hidden", "expected numbers, not a bool (True)")),
+    # counted on the meta device before the dry build allocates it (a width of 10^8 took
+    # validate to 20 GB)
+    Case("width_beyond_memory", "traceback",
+         edit(SIGNALS, "hidden: [8]", "hidden: [1000000000000]"),
+         ("task.model", "model 'mlp' has 51,000,000,000,010 parameters for inputs of shape "
+          "(40,)", "GiB of free memory; make it smaller")),
     Case("infinite_width", "traceback", edit(SIGNALS, "hidden: [8]", "hidden: [8, .inf]"),
          ("task.model.hidden[1]", "inf (float)", "expected a finite number")),
     Case("flow_sequence_as_a_key", "traceback",

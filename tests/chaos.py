@@ -135,7 +135,6 @@ tune:
   sampler: {{name: random, seed: 0}}
   pruner: {{name: none}}
   seeds: {seeds}
-seeds: 1
 """
 
 

@@ -364,7 +364,6 @@ tune:
   sampler: {{name: random, seed: 0}}
   pruner: {{name: none}}
   seeds: 2
-seeds: 2
 """
 
 

@@ -142,6 +142,12 @@ class _Validator:
         n_tune_seeds, tune_seed_list = (n_seeds, seed_list)
         if tune_section is not None and tune_section.seeds is not None:
             n_tune_seeds, tune_seed_list = self.seeds(tune_section.seeds, "tune.seeds")
+            if "seeds" in raw:  # one of the two would silently not be used
+                self.add("seeds", f"a tuned suite trains its re-runs over tune.seeds (given "
+                                  f"{tune_section.seeds!r}); these seeds "
+                                  f"({raw['seeds']!r}) would not be used; give the "
+                                  f"seeds in one place: tune.seeds, or seeds without "
+                                  f"tune.seeds")
         # 6. the size, before anything is materialised
         if not self.problems:
             self.size(grid, ablate, n_seeds, tune_section, n_tune_seeds, top.max_trials)

@@ -130,6 +130,12 @@ CASES: list[Case] = [
               "  objective: {metric: val_accuracy, direction: maximize, against_metric: true}\n"),
          ("tune.objective.against_metric", "direction maximize is val_accuracy's own",
           "remove against_metric")),
+    Case("seeds_in_two_places", "science",
+         add(SIGNALS.replace("seeds: 2", "seeds: [5, 6, 7]"),
+             "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"
+             "  seeds: 2\n"),
+         ("seeds: a tuned suite trains its re-runs over tune.seeds (given 2); these seeds "
+          "([5, 6, 7]) would not be used", "give the seeds in one place")),
     Case("tune_space_overwrites_grid_axis", "science",
          add(SIGNALS.replace("activation: [tanh, relu]", "optimizer.lr: [0.01, 0.1]"),
              "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"),

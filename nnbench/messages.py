@@ -101,12 +101,46 @@ def key_path(prefix: str, loc: Sequence[int | str]) -> str:
     return out
 
 
+def _keys_at(model: Any, loc: Sequence[Any]) -> list[str] | None:
+    """The keys of the pydantic model found at `loc` inside `model` (through its fields,
+    dict values, list items and optional members); None when it is not one."""
+    from typing import Union, get_args, get_origin
+
+    from pydantic import BaseModel
+
+    def models(annotation: Any) -> list[Any]:
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        if origin is dict:
+            return models(get_args(annotation)[1])
+        if origin in (list, tuple, Union) or type(annotation).__name__ == "UnionType":
+            return [m for a in get_args(annotation) for m in models(a)]
+        if origin is not None and get_args(annotation):  # Annotated
+            return models(get_args(annotation)[0])
+        return []
+
+    current: list[Any] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = [m.model_fields[part].annotation for m in current if part in m.model_fields]
+        if fields:
+            current = [m for a in fields for m in models(a)]
+        else:  # a dict's key: its values' models are already `current`
+            continue
+        if not current:
+            return None
+    return list(current[0].model_fields) if len(current) == 1 else None
+
+
 def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
-                      allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+                      allowed: Sequence[str] = (), model: Any = None) -> list[tuple[str, str]]:
     """One (key path, message) per error of a pydantic validation.
 
     `what` names the thing validated ("optimizer 'sgd'"); `allowed` lists its keys, for
-    unknown-key errors (with the closest one).
+    unknown-key errors (with the closest one); `model`, the pydantic model validated: an
+    unknown key inside one of its nested models lists that model's keys instead.
     """
     merged: dict[str, list[str]] = {}  # key -> messages (a union fails once per member)
     givens: dict[str, str] = {}
@@ -120,7 +154,9 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
         given = describe(e["input"])
         if e["type"] == "extra_forbidden":
             name = str(loc[-1]) if loc else ""
-            hint = f"{did_you_mean(name, allowed)}allowed: {', '.join(allowed) or 'none'}"
+            nested = _keys_at(model, loc[:-1]) if model is not None and len(loc) > 1 else None
+            keys: Sequence[str] = allowed if nested is None else nested
+            hint = f"{did_you_mean(name, keys)}allowed: {', '.join(keys) or 'none'}"
             msg = (f"unknown parameter {name!r} for {what} (given {given}); {hint}" if what
                    else f"unknown key {name!r} (given {given}); {hint}")
             merged.setdefault(key, []).append(msg)

@@ -153,7 +153,7 @@ def check(model: type[M], raw: Any, prefix: str, problems: list[tuple[str, str]]
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        found = pydantic_problems(err, prefix, allowed=list(model.model_fields))
+        found = pydantic_problems(err, prefix, allowed=list(model.model_fields), model=model)
         for key, msg in found:
             shape = SHAPES.get(key)
             if shape and msg.startswith(("expected a mapping", "expected a list")):

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from nnbench import registry
 from nnbench.config.expand import METRICS, Suite, apply_values
 from nnbench.config.sections import TuneSection
@@ -193,6 +195,16 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
         if dist.type == "int":
             low, high = int(low), int(high)
         dim = Dimension(path, dist.type, low=low, high=high, log=dist.log)
+    for value in dim.extremes():  # a scalar axis's own bounds (dropout, epochs, ...)
+        if numeric_axis and axis is not None:
+            try:
+                TypeAdapter(axis.scalar).validate_python(value, strict=True)
+            except ValidationError:
+                end = "choices" if dim.kind == "categorical" else \
+                    "low" if value == dim.low else "high"
+                problems.append((f"{key}.{end}", f"{path} takes {axis.expects}; given "
+                                                 f"{describe(value)}"))
+                return None
     for spec in suite.configurations():  # every point must accept every value
         for value in dim.extremes():
             try:

@@ -77,6 +77,9 @@ BAD_REFERENCES = {
                    "reference.results[0].where.activation: 'activation' is not varied"),
     "value": ("results: [{where: {model: logistic}, value: high}]",
               "reference.results[0].value: expected the published number, got 'high'"),
+    "percentage": ("results: [{where: {model: logistic}, value: 32.0}]",
+                   "reference.results[0].value: expected a test_accuracy in [0, 1] (a fraction, "
+                   "not a percentage), got 32"),
     "tolerance": ("tolerance: -1", "reference.tolerance: expected a number >= 0"),
     "duplicate": ("results: [{where: {model: logistic}, value: 0.3}, "
                   "{where: {model: logistic}, value: 0.4}]",

@@ -578,10 +578,11 @@ def _evaluate_in_its_precision(precision: str, device: torch.device) -> None:
     compare with those logged; where this device cannot (tf32 on a CPU), fp32, and say so."""
     from nnbench import seeding
 
-    if precision == "tf32" and seeding.tf32_problem(device) is not None:
+    tf32 = precision == "tf32" and seeding.tf32_problem(device) is None
+    if precision == "tf32" and not tf32:
         err.print(f"the trial trained in tf32; {device} computes fp32, so its metrics may "
                   f"differ from those logged by rounding")
-    seeding.set_tf32(precision == "tf32")
+    seeding.set_tf32(tf32)
 
 
 def _warn_if_changed(blob: bytes) -> None:

@@ -114,17 +114,23 @@ def check_separate_stores(tracking_uri: str | None, storage_url: str, *,
         store, queue = make_url(uri), make_url(storage_url)
     except (ArgumentError, ValueError):
         return  # each URL's own check says what is wrong with it
-    if store.get_backend_name() != "sqlite" or queue.get_backend_name() != "sqlite" \
-            or not store.database or not queue.database:
-        return
-    if Path(store.database).resolve() != Path(queue.database).resolve():
+    if store.get_backend_name() != queue.get_backend_name() or not store.database \
+            or not queue.database:
         return
     storage = (f"--storage {storage_url!r}" if storage_given else
                f"the default --storage (optuna.db next to the store, {storage_url!r})")
-    raise UsageError(f"{_origin(tracking_uri, '--tracking-uri')} and {storage} are the same SQLite "
-                     f"file; the MLflow store and the trial queue need one each: name "
-                     f"another file for one of them, e.g. --tracking-uri sqlite:///mlflow.db "
-                     f"--storage sqlite:///optuna.db")
+    given = f"{_origin(tracking_uri, '--tracking-uri')} and {storage}"
+    if store.get_backend_name() == "sqlite":
+        if Path(store.database).resolve() == Path(queue.database).resolve():
+            raise UsageError(f"{given} are the same SQLite file; the MLflow store and the "
+                             f"trial queue need one each: name another file for one of them, "
+                             f"e.g. --tracking-uri sqlite:///mlflow.db --storage "
+                             f"sqlite:///optuna.db")
+    elif (store.host or "", store.port, store.database) == \
+            (queue.host or "", queue.port, queue.database):  # both keep an alembic_version
+        raise UsageError(f"{given} are the same database ({store.database} on "
+                         f"{store.host or 'localhost'}); the MLflow store and the trial queue "
+                         f"need one each: create another database for one of them")
 
 
 def _mlflow_version() -> str:

@@ -112,8 +112,12 @@ def set_tf32(matmul: bool, cudnn: bool | None = None) -> None:
 
 def tf32_allowed() -> tuple[bool, bool]:
     """(CUDA matrix products, cuDNN convolutions): whether each may use TensorFloat-32 now
-    (as `set_tf32` left them)."""
-    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    (as `set_tf32` left them, or as a plugin's per-backend setting changed them since)."""
+    try:
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    except RuntimeError:  # torch 2.9+: per-backend settings since; the legacy reading raises
+        return (_backends.cuda.matmul.fp32_precision == "tf32",
+                _backends.cudnn.conv.fp32_precision == "tf32")
 
 
 def tf32_problem(device: torch.device) -> str | None:

@@ -693,9 +693,13 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise LookupError(f"run {run_id}: cannot read it from {client.tracking_uri} "
+                              f"({str(err).splitlines()[0]})") from None
+        ui = "the MLflow UI" if client.tracking_uri.startswith(("http://", "https://")) \
+            else f"mlflow ui --backend-store-uri {client.tracking_uri}"
         raise RunNotFound(f"run {run_id} is not in {client.tracking_uri} "
-                          f"({str(err).splitlines()[0]}); the MLflow UI lists its runs "
-                          f"(mlflow ui --backend-store-uri {client.tracking_uri})") from None
+                          f"({str(err).splitlines()[0]}); {ui} lists its runs") from None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             blob = Path(client.download_artifacts(run_id, CHECKPOINT, tmp)).read_bytes()

@@ -731,3 +731,20 @@ def test_built_in_parameters_are_stored_as_before() -> None:
         python = info.params.model_validate(dict(info.example)).model_dump()
         assert spec.params == _freeze(python), info.name
         assert not registry.param_type_problems(info.params), info.name
+
+
+def test_a_plugin_model_that_keeps_a_part_between_builds_validates(
+        lab: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Validation counts nnbench's own models on the meta device before the dry build; a
+    plugin's model is not built there: one that caches a layer across builds (a shared
+    stem) would keep a meta layer, and its real build would fail."""
+    cached = PLUGIN.replace(
+        "    hidden = nn.Linear(int(np.prod(input_shape)), params.width)\n",
+        "    key = (int(np.prod(input_shape)), params.width)\n"
+        "    hidden = STEM.setdefault(key, nn.Linear(*key))  # kept between builds\n",
+    ).replace("class TinyNetParams(Params):", "STEM = {}\n\n\nclass TinyNetParams(Params):")
+    assert "STEM" in cached
+    suite = lab("lab_cached", cached)
+    with isolated_registry():
+        assert cli.main(["validate", str(suite)]) == 0, capsys.readouterr().err
+    assert "ok" in capsys.readouterr().out

@@ -175,3 +175,13 @@ def test_workers_get_the_coordinators_precision(
         options = cli._worker_options(args, storage="sqlite:///q.db",
                                       tracking_uri="sqlite:///m.db")
         assert options[options.index("--precision") + 1] == "tf32"
+
+
+def test_a_per_backend_setting_made_after_nnbench_set_its_precision_is_read_back() -> None:
+    """A plugin may set cuDNN's convolutions per backend after configure_determinism (in its
+    model's build, say): the legacy reading then raises in torch 2.9 and later, and the
+    next trial's numerics must still be read."""
+    seeding.configure_determinism()
+    BACKENDS.cudnn.conv.fp32_precision = "tf32"
+    assert seeding.tf32_allowed() == (False, True)
+    assert seeding.precision_on(torch.device("cpu")) == "fp32"

@@ -80,6 +80,8 @@ BAD_REFERENCES = {
     "percentage": ("results: [{where: {model: logistic}, value: 32.0}]",
                    "reference.results[0].value: expected a test_accuracy in [0, 1] (a fraction, "
                    "not a percentage), got 32"),
+    "metric_as_a_list": ("metric: [test_accuracy]",
+                         "reference.metric: unknown metric ['test_accuracy'] (list)"),
     "tolerance": ("tolerance: -1", "reference.tolerance: expected a number >= 0"),
     "duplicate": ("results: [{where: {model: logistic}, value: 0.3}, "
                   "{where: {model: logistic}, value: 0.4}]",

@@ -409,14 +409,18 @@ TRAINING_BYTES_PER_PARAMETER = 32
 def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
     """Refuse a model this machine cannot hold before the dry build allocates it (a width
     of 10^8 took validate to 20 GB before failing): its parameters are counted on the meta
-    device, where nothing is allocated and the initial weights are not drawn. A model that
-    cannot be built there is left to the dry build to explain."""
+    device, where nothing is allocated and the initial weights are not drawn (nnbench's own
+    models: a plugin's may cache parts between builds). A model that cannot be built there
+    is left to the dry build to explain."""
     import psutil
 
     spec = cfg.spec
+    if registry.get("model", spec.model.name).source != registry.BUILTIN:
+        return  # a plugin's model may keep parts between builds: they would stay on meta
     meta = torch.device("meta")
     try:
-        with meta, torch.random.fork_rng(devices=[]), seeding.drawing_on(meta):
+        with meta, torch.random.fork_rng(devices=[]), seeding.numpy_rng_preserved(), \
+                seeding.drawing_on(meta):
             model = build_model(spec, shape.input_shape, outputs)
         parameters = sum(p.numel() for p in model.parameters())
     except Exception:

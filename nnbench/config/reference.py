@@ -115,11 +115,11 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]]
         if not _number(value):
             problems.append((f"{key}.value", f"expected the published number, got "
                                              f"{describe(value)}"))
-        elif metric in METRICS and METRICS[metric] and not 0 <= value <= 1:
+        elif isinstance(metric, str) and METRICS.get(metric) and not 0 <= value <= 1:
             problems.append((f"{key}.value", f"expected a {metric} in [0, 1] (a fraction, "
                                              f"not a percentage), got {value:g}"))
             value = None
-        elif metric in METRICS and value < 0:
+        elif isinstance(metric, str) and metric in METRICS and value < 0:
             problems.append((f"{key}.value", f"expected a {metric} >= 0 (it cannot be "
                                              f"negative), got {value:g}"))
             value = None

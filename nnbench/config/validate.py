@@ -142,7 +142,11 @@ class _Validator:
         n_tune_seeds, tune_seed_list = (n_seeds, seed_list)
         if tune_section is not None and tune_section.seeds is not None:
             n_tune_seeds, tune_seed_list = self.seeds(tune_section.seeds, "tune.seeds")
-            if "seeds" in raw:  # one of the two would silently not be used
+            if raw.get("seeds") is not None \
+                    and not any(k == "seeds" for k, _ in self.problems.items) \
+                    and (seed_list or tuple(range(n_seeds))) != (
+                        tune_seed_list or tuple(range(n_tune_seeds))):
+                # different seeds in two places: one of the two would silently not be used
                 self.add("seeds", f"a tuned suite trains its re-runs over tune.seeds (given "
                                   f"{tune_section.seeds!r}); these seeds "
                                   f"({raw['seeds']!r}) would not be used; give the "

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from nnbench import cli
-from nnbench.config import load_suite
+from nnbench.config import SuiteError, load_suite, parse_suite
 
 SCREEN_LINES = 40  # one screen: at most this many terminal lines of 100 columns
 SCREEN_COLUMNS = 100
@@ -812,3 +812,23 @@ def test_a_bad_suite_in_a_fresh_process_exits_2_without_a_traceback(tmp_path: Pa
     assert "invalid YAML" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("top", "problems"), [
+    ("seeds: 2", []),  # the same seeds in both places: nothing unused
+    ("seeds: [0, 1]", []),
+    ("seeds: 3", ["a tuned suite trains its re-runs over tune.seeds (given 2); these seeds "
+                  "(3) would not be used"]),
+    ("seeds:", ["expected"]),  # empty: its own problem, once
+])
+def test_seeds_beside_tune_seeds(top: str, problems: list[str]) -> None:
+    text = add(SIGNALS.replace("seeds: 2", top),
+               "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"
+               "  seeds: 2\n")
+    if not problems:
+        assert parse_suite(text).tune is not None
+        return
+    with pytest.raises(SuiteError) as raised:
+        parse_suite(text)
+    found = [m for k, m in raised.value.problems if k == "seeds"]
+    assert len(found) == 1 and problems[0] in found[0], raised.value.problems

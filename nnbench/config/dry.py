@@ -412,8 +412,6 @@ def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
     device, where nothing is allocated and the initial weights are not drawn (nnbench's own
     models: a plugin's may cache parts between builds). A model that cannot be built there
     is left to the dry build to explain."""
-    import psutil
-
     spec = cfg.spec
     if registry.get("model", spec.model.name).source != registry.BUILTIN:
         return  # a plugin's model may keep parts between builds: they would stay on meta
@@ -425,14 +423,32 @@ def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
         parameters = sum(p.numel() for p in model.parameters())
     except Exception:
         return
-    need, free = parameters * TRAINING_BYTES_PER_PARAMETER, psutil.virtual_memory().available
-    if need > free:
+    need, free = parameters * TRAINING_BYTES_PER_PARAMETER, _free_memory()
+    if free is not None and need > free:
         raise _Failed(cfg.where("model"), (
             f"model '{spec.model.name}' has {parameters:,} parameters for inputs of shape "
             f"{shape.input_shape}: building and training it takes about "
             f"{need / 2**30:,.1f} GiB (fp32 weights, gradients, optimizer state), more than "
             f"this machine's "
             f"{free / 2**30:,.1f} GiB of free memory; make it smaller"))
+
+
+def _free_memory() -> int | None:
+    """Bytes of memory available to a new allocation (psutil's `available`, else Linux's
+    MemAvailable: a GPU machine may lack psutil); None when neither can tell."""
+    try:
+        import psutil
+    except ImportError:
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+    available: int = psutil.virtual_memory().available
+    return available
 
 
 def _check_outputs(cfg: Config, model: nn.Module, out: object, n: int, outputs: int,

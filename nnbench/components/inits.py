@@ -254,6 +254,8 @@ class LawInit:
         seed = generator.initial_seed()
         with torch.no_grad():
             for j, (tensor, law) in enumerate(laws):
+                if tensor.is_meta:  # shapes only (validate's size check): nothing to fill
+                    continue
                 values = draw([law], [seeding.stream_seed(seed, call, j)], tuple(tensor.shape),
                               seeding.draw_device(tensor.device))
                 tensor.copy_(values[0])

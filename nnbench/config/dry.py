@@ -406,6 +406,9 @@ class _Builder:
 TRAINING_BYTES_PER_PARAMETER = 32
 
 
+_PARAMETERS: dict[str, int | None] = {}  # a model's shape -> its parameters (None: not built)
+
+
 def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
     """Refuse a model this machine cannot hold before the dry build allocates it (a width
     of 10^8 took validate to 20 GB before failing): its parameters are counted on the meta
@@ -415,13 +418,19 @@ def _check_size(cfg: Config, shape: DataShape, outputs: int) -> None:
     spec = cfg.spec
     if registry.get("model", spec.model.name).source != registry.BUILTIN:
         return  # a plugin's model may keep parts between builds: they would stay on meta
-    meta = torch.device("meta")
-    try:
-        with meta, torch.random.fork_rng(devices=[]), seeding.numpy_rng_preserved(), \
-                seeding.drawing_on(meta):
-            model = build_model(spec, shape.input_shape, outputs)
-        parameters = sum(p.numel() for p in model.parameters())
-    except Exception:
+    key = _json([spec.model.to_dict(), spec.activation.to_dict(), spec.norm.to_dict(),
+                 shape.input_shape, outputs])
+    if key not in _PARAMETERS:
+        meta = torch.device("meta")
+        try:
+            with meta, torch.random.fork_rng(devices=[]), seeding.numpy_rng_preserved(), \
+                    seeding.drawing_on(meta):
+                model = build_model(spec, shape.input_shape, outputs)
+            _PARAMETERS[key] = sum(p.numel() for p in model.parameters())
+        except Exception:
+            _PARAMETERS[key] = None
+    parameters = _PARAMETERS[key]
+    if parameters is None:
         return
     need, free = parameters * TRAINING_BYTES_PER_PARAMETER, _free_memory()
     if free is not None and need > free:

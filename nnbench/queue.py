@@ -517,16 +517,8 @@ class TrialQueue:
 
         def transaction() -> int:
             with self._locked() as session:
-                now = session.execute(func.now()).scalar()
-                assert now is not None
                 failed = []
-                for entry in (session.query(models.TrialModel).join(models.TrialHeartbeatModel)
-                              .filter(models.TrialModel.trial_id.in_(stale),
-                                      models.TrialModel.state == TrialState.RUNNING,
-                                      # still stale now that the lock is held
-                                      models.TrialHeartbeatModel.heartbeat
-                                      < now.replace(tzinfo=None) - grace)
-                              .with_for_update(skip_locked=True, of=models.TrialModel)):
+                for entry in _still_stale(session, stale, grace):
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
                         f"stale: its worker ({attrs.get('nnbench.worker', '?')}) sent no "
@@ -636,15 +628,7 @@ def reap(study: optuna.Study) -> None:
     def transaction() -> None:
         with _create_scoped_session(storage.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            now = session.execute(func.now()).scalar()
-            assert now is not None
-            for entry in (session.query(models.TrialModel).join(models.TrialHeartbeatModel)
-                          .filter(models.TrialModel.trial_id.in_(stale),
-                                  models.TrialModel.state == TrialState.RUNNING,
-                                  # still stale now that the lock is held
-                                  models.TrialHeartbeatModel.heartbeat
-                                  < now.replace(tzinfo=None) - grace)
-                          .with_for_update(skip_locked=True, of=models.TrialModel)):
+            for entry in _still_stale(session, stale, grace):
                 entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
                 session.flush()
                 copies = _Copies()  # what the callback would add (none past max_retry)
@@ -654,6 +638,20 @@ def reap(study: optuna.Study) -> None:
                     storage._get_prepared_new_trial(study_id, copy, session)
 
     retrying(transaction, "failing stale trials")
+
+
+def _still_stale(session: Session, stale: Sequence[int],
+                 grace: timedelta) -> list[models.TrialModel]:
+    """Of the `stale` trials, those still RUNNING and silent for `grace` by the server's
+    clock now that the caller holds the study's lock, locked for update (rows another worker
+    holds are skipped: the next reap finds them)."""
+    now = session.execute(func.now()).scalar()
+    assert now is not None
+    return list(session.query(models.TrialModel).join(models.TrialHeartbeatModel)
+                .filter(models.TrialModel.trial_id.in_(stale),
+                        models.TrialModel.state == TrialState.RUNNING,
+                        models.TrialHeartbeatModel.heartbeat < now.replace(tzinfo=None) - grace)
+                .with_for_update(skip_locked=True, of=models.TrialModel))
 
 
 class _Copies:

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from nnbench.config.errors import SuiteError
 from nnbench.config.expand import METRICS, Suite
-from nnbench.config.loading import decode, load_suite, parse_yaml
+from nnbench.config.loading import decode, load_suite, parse_yaml, read_bytes, unwritten_pipe
 from nnbench.config.sections import _Section, check
 from nnbench.config.spec import value_label
 from nnbench.config.validate import NAME_PATTERN, RESERVED_NAMES
@@ -131,7 +131,7 @@ def is_benchmark_file(path: str | Path) -> bool:
     """Does the file read as a benchmark file (a mapping with `tasks:` and no suite's
     `task:`)? False for anything unreadable: loading it then says what is wrong."""
     try:
-        raw = parse_yaml(decode(Path(path).read_bytes(), str(path)), str(path))
+        raw = parse_yaml(decode(read_bytes(Path(path)), str(path)), str(path))
     except (OSError, SuiteError):
         return False
     return isinstance(raw, dict) and "tasks" in raw and "task" not in raw
@@ -142,7 +142,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
     problem (nothing is created)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)
     except FileNotFoundError:
         raise BenchmarkError(str(path), [("", "no such benchmark file")]) from None
     except IsADirectoryError:
@@ -150,6 +150,9 @@ def load_benchmark(path: str | Path) -> Benchmark:
     except OSError as err:
         raise BenchmarkError(str(path), [("", f"cannot read benchmark file: "
                                               f"{err.strerror or err}")]) from None
+    if unwritten_pipe(path, data):
+        raise BenchmarkError(str(path), [("", "is a named pipe (FIFO) with nothing to "
+                                              "read (nothing writes to it), not a benchmark file")])
     raw = parse_yaml(decode(data, str(path)), str(path))
     return _check(raw, path)
 

@@ -18,8 +18,12 @@
 from __future__ import annotations
 
 import codecs
+import copy
+import functools
 import math
+import os
 import re
+import stat
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +36,8 @@ from nnbench.messages import clip, describe
 if TYPE_CHECKING:
     from nnbench.config.expand import Suite
 
-__all__ = ["MAX_NODES", "decode", "load_suite", "parse_suite", "parse_yaml", "read_suite_text"]
+__all__ = ["MAX_NODES", "decode", "load_suite", "parse_suite", "parse_yaml", "read_bytes",
+           "read_suite_text", "unwritten_pipe"]
 
 MAX_NODES = 100_000  # values a suite document may expand to, aliases counted each time used
 
@@ -44,10 +49,31 @@ _ODD_SPACE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _INDENT = re.compile(r"^[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*")
 
 
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, opened without waiting for a writer: a named pipe that nothing
+    writes to reads as empty rather than leaving the command waiting for ever (one being
+    written, as `<(cat suite.yaml)` is, reads as usual)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as file:
+            return file.read()
+    finally:
+        os.close(fd)
+
+
+def unwritten_pipe(path: Path, data: bytes) -> bool:
+    """Did `data` come empty from a named pipe (nothing was writing to it)?"""
+    try:
+        return not data and stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def read_suite_text(path: Path) -> str:
     """The file's text, decoded and checked for characters YAML cannot read as meant."""
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)
     except FileNotFoundError:
         raise SuiteError(str(path), [("", "no such suite file")]) from None
     except IsADirectoryError:
@@ -55,6 +81,9 @@ def read_suite_text(path: Path) -> str:
     except OSError as err:
         raise SuiteError(str(path), [("", f"cannot read suite file: {err.strerror or err}")]
                          ) from None
+    if unwritten_pipe(path, data):
+        raise SuiteError(str(path), [("", "is a named pipe (FIFO) with nothing to read "
+                                          "(nothing writes to it), not a suite file")])
     return decode(data, str(path))
 
 
@@ -73,7 +102,11 @@ def _encoding(data: bytes) -> tuple[str, str]:
     return "utf-8", "UTF-8"
 
 
+@functools.lru_cache(maxsize=4)
 def decode(data: bytes, path: str) -> str:
+    """The file's text, checked for characters YAML cannot read as meant. Remembered for
+    the last few files: `validate` reads a file up to three times (is it a benchmark
+    file, the suite, the benchmark's message), and a 5 MB value took seconds each time."""
     codec, name = _encoding(data)
     try:
         text = data.decode(codec)
@@ -273,7 +306,13 @@ def _expanded_size(root: yaml.Node) -> int:
 
 
 def parse_yaml(text: str, path: str) -> Any:
-    """Plain data (dicts, lists, str, int, float, bool, None) of one YAML document."""
+    """Plain data (dicts, lists, str, int, float, bool, None) of one YAML document: a copy
+    (the caller may change it) of what the last few texts parsed to."""
+    return copy.deepcopy(_parse(text, path))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str, path: str) -> Any:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

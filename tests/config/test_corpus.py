@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 import re
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -712,6 +714,27 @@ def test_a_huge_value_is_described_in_one_line(tmp_path: Path,
     err = capsys.readouterr().err
     assert len(err) < 2000
     assert "yyy...yyy" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "bench"])
+def test_a_named_pipe_nothing_writes_to_is_refused_not_waited_on(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nnbench validate suite.yaml` where suite.yaml is a FIFO with no writer waited for
+    ever (opening a FIFO waits for a writer)."""
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "suite.yaml"
+    os.mkfifo(fifo)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(cli.main([command, str(fifo)])),
+                              daemon=True)
+    thread.start()
+    thread.join(60)
+    assert codes == [2], "the command still waits on the pipe after 60 s"
+    what = "benchmark file" if command == "bench" else "suite file"
+    assert (f"{fifo}: is a named pipe (FIFO) with nothing to read (nothing writes to it), "
+            f"not a {what}") in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.yaml"]
 
 
 # -- unusual but valid ---------------------------------------------------------------------------

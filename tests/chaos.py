@@ -33,8 +33,11 @@ the schedule as carried out, every worker's exit code and the tails of their log
   among all runs (deleted ones included), the fingerprints equal those of an undisturbed
   run (one worker, the same engine and lanes, a fresh SQLite store), every clean worker
   (not SIGKILLed; a stopped and continued one is clean) exited 0, no trial run is left
-  RUNNING, every run's MLflow status agrees with its `nnbench.status`, and for every trial
-  MLflow's status equals the queue's (`QUEUE_TO_MLFLOW`), whose entries are all ended;
+  RUNNING, every run's MLflow status agrees with its `nnbench.status`, for every trial
+  MLflow's status equals the queue's (`QUEUE_TO_MLFLOW`), whose entries are all ended, and
+  the queue holds one entry of each trial that did not fail (the workers, which start at
+  the same instant on the fresh store, queued each trial once; a copy only replaced an
+  attempt that failed, as a killed or stopped worker's does);
 - tuning suite: each study has exactly its budget of counted Optuna trials, nothing running
   or waiting, each trial failed as stale has a copy that counted (with its parameters, if it
   had drawn any), every Optuna trial and its MLflow tune run hold the same state
@@ -218,23 +221,28 @@ def _is_done(run: Run) -> bool:
     return run.data.tags.get("nnbench.status") in DONE and run.info.status == "FINISHED"
 
 
-def queue_states(storage: str, suite: str) -> tuple[dict[str, str], Counter[str]]:
+def queue_states(storage: str, suite: str
+                 ) -> tuple[dict[str, str], Counter[str], Counter[str]]:
     """The queue's state of each trial it holds (done, running, queued or failed: an entry
-    that is done makes the trial done, else one running, else one waiting), and the Optuna
-    states of its entries. The one function that knows the queue's layout."""
+    that is done makes the trial done, else one running, else one waiting), the Optuna
+    states of its entries, and how many entries of each trial did not fail (a trial is
+    queued once, and again only after an attempt failed: one each). The one function that
+    knows the queue's layout."""
     entries = optuna.load_study(study_name=f"{suite}/trials", storage=storage).get_trials(
         deepcopy=False)
     rank = {TrialState.COMPLETE: (3, "done"), TrialState.RUNNING: (2, "running"),
             TrialState.WAITING: (1, "queued")}
     best: dict[str, tuple[int, str]] = {}
+    alive: Counter[str] = Counter()
     for entry in entries:
         trial_id = entry.user_attrs.get("nnbench.trial_id")
         if trial_id is None:
             continue
         state = rank.get(entry.state, (0, "failed"))
         best[str(trial_id)] = max(best.get(str(trial_id), state), state)
+        alive[str(trial_id)] += entry.state != TrialState.FAIL
     return ({t: state for t, (_, state) in best.items()},
-            Counter(e.state.name for e in entries))
+            Counter(e.state.name for e in entries), alive)
 
 
 # -- one chaos run ------------------------------------------------------------------------
@@ -486,10 +494,13 @@ def _trials_once(chaos: Chaos, client: MlflowClient, experiment_id: str, trial_i
         elif RUN_STATUS.get(str(status)) != run.info.status:
             problems.append(f"trial {run.data.tags['nnbench.trial_id']}: {chaos.run_line(run)}"
                             f": its MLflow status is not its nnbench.status's")
-    queue, entries = queue_states(chaos.postgres.optuna, chaos.suite.name)
+    queue, entries, alive = queue_states(chaos.postgres.optuna, chaos.suite.name)
     if entries["WAITING"] or entries["RUNNING"]:
         problems.append(f"queue entries left waiting or running: {dict(entries)}")
     for trial_id in sorted(trial_ids):
+        if alive[trial_id] != 1:  # queued by two workers at once, or copied twice
+            problems.append(f"trial {trial_id}: {alive[trial_id]} queue entries that did "
+                            f"not fail, not 1 ({runs_of(trial_id)})")
         in_queue = queue.get(trial_id, "absent")
         runs = sorted((r for r in active if r.data.tags["nnbench.trial_id"] == trial_id
                        and r.info.status != "RUNNING"), key=lambda r: r.info.start_time or 0)

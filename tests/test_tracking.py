@@ -423,25 +423,3 @@ def test_summary_trial_ids_past_one_tags_length_continue_in_numbered_tags() -> N
     assert _summary_trials(run) == frozenset(ids)
     assert _trials_tags(["a"]) == {"nnbench.summary.trials": "a"}
     assert _summary_trials(cast(Run, SimpleNamespace(data=SimpleNamespace(tags={})))) is None
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("command", ["submit", "run"])
-def test_workers_that_finish_at_once_leave_one_summary_per_configuration(
-        command: str, write_suite: Callable[..., Path], tmp_path: Path,
-        tracking_uri: str) -> None:
-    """`submit` workers own no coordinator: each refreshes the summaries at its end, at
-    about the same moment as the other. `run --workers 2` leaves it to the coordinator."""
-    from nnbench import cli
-
-    path = write_suite(epochs=2, seeds=2)
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    extra = (["--local", "--folder", str(tmp_path / "jobs")] if command == "submit" else [])
-    assert cli.main([command, str(path), "--storage", storage, "--tracking-uri", tracking_uri,
-                     "--workers", "2", "--device", "cpu", "--engine", "serial", *extra,
-                     "--report-dir", str(tmp_path / "reports"), "--heartbeat-interval", "1",
-                     "--grace-period", "4"]) == 0
-    runs = _summaries(tracking_uri, "tiny")
-    assert sorted(r.data.tags["nnbench.config"] for r in runs) \
-        == ["activation=relu", "activation=tanh"]
-    assert {r.data.tags["nnbench.summary.n"] for r in runs} == {"2"}

@@ -1,5 +1,6 @@
 """Workers sharing a suite's trial queue: claims, heartbeats, dead and silent workers,
-local worker processes, submitit, and many workers opening a fresh store at once.
+local worker processes, submitit, and many workers opening a fresh store at once. Workers
+killed and stopped at random on a fresh PostgreSQL store: tests/test_chaos.py.
 
 Liveness in these tests: a heartbeat every second, a grace period of 4 seconds (the
 defaults are 10 and 60 s), so a silent worker's trials are re-queued within seconds.
@@ -31,7 +32,6 @@ from rich.console import Console
 from nnbench import cli
 from nnbench.config import load_suite
 from nnbench.queue import Liveness, TrialQueue, open_storage
-from nnbench.runner import run_suite
 from nnbench.tracking import is_done
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
@@ -241,62 +241,6 @@ def _finished_once(uri: str, suite_name: str, trial_ids: set[str]) -> dict[str, 
     return {r.data.tags["nnbench.trial_id"]: r for r in done}
 
 
-# -- four workers at the same instant on a fresh PostgreSQL store; one is killed ------------
-
-@pytest.mark.slow
-def test_four_workers_on_a_fresh_postgresql_store_survive_a_killed_worker(
-        postgres: Postgres, write_suite: Callable[..., Path], tmp_path: Path,
-        mlflow_store: Callable[[Path], str]) -> None:
-    path = _suite(write_suite, "four")
-    suite = load_suite(path)
-    storage, uri = postgres.optuna, postgres.mlflow
-    # nothing of the stores exists yet: the four workers create the tables, the experiment
-    # and the queue at the same instant (the test reads them only once they are there)
-    workers = [_worker(path, storage, uri, tmp_path, "--engine", "serial") for _ in range(4)]
-    victim, held_entries = _freeze_mid_trial(workers, postgres, "four/trials", "four")
-    victim_pid = victim.pid
-    held = {str(e.user_attrs["nnbench.trial_id"]) for e in held_entries}
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-    # meanwhile (the others wait out the grace period), one serial worker of the same suite
-    single = mlflow_store(tmp_path / "single.db")
-    with within(600, "the reference run"):
-        run_suite(suite, device="cpu", tracking_uri=single, engine="serial", console=QUIET)
-    others = [w for w in workers if w is not victim]
-    outputs = [w.finish(timeout=600) for w in others]
-    assert [w.returncode for w in others] == [0, 0, 0], "\n\n".join(outputs)
-
-    trial_ids = {t.trial_id for t in suite.trials()}
-    finished = _finished_once(uri, "four", trial_ids)
-    # the killed worker's trial was re-run: its entry went stale, a copy was queued
-    entries = _entries(storage, "four/trials")
-    stale = [e for e in entries if e.state == TrialState.FAIL
-             and str(e.user_attrs.get("nnbench.trial_id")) in held
-             and str(e.user_attrs.get("nnbench.worker", "")).endswith(f":{victim_pid}")]
-    assert stale and all(str(e.user_attrs["nnbench.outcome"]).startswith("stale")
-                         for e in stale)
-    for entry in stale:  # ... each queued again, and trained to the end, once
-        _trained_after(entry, entries)
-    # every trial was queued once (four workers syncing at the same instant), and again
-    # only after a stale claim
-    assert len(entries) == len(trial_ids) + len(stale)
-    # the victim's open run of each trial it held shows killed: its entry's status, shown
-    # by a worker that looked after the entry went stale
-    killed_runs = [r for r in _runs(uri, "four", view=ViewType.ALL)
-                   if r.data.tags.get("nnbench.trial_id") in held
-                   and r.data.tags["nnbench.worker"].endswith(f":{victim_pid}")]
-    assert {r.data.tags["nnbench.trial_id"] for r in killed_runs} == held
-    assert {r.data.tags["nnbench.status"] for r in killed_runs} == {"killed"}
-    # every worker did some of the work, and nothing was left behind in the queue
-    states = Counter(e.state for e in entries)
-    assert states[TrialState.WAITING] == states[TrialState.RUNNING] == 0
-    # the same numbers as one serial worker of the same suite
-    reference = _finished_once(single, "four", trial_ids)
-    for trial_id, run in finished.items():
-        assert run.data.tags["nnbench.fingerprint"] == \
-            reference[trial_id].data.tags["nnbench.fingerprint"]
-
-
 # -- a worker whose heartbeat stops (as one dying on another host) -------------------------
 
 def _silent_worker(path: Path, postgres: Postgres, cwd: Path, study: str, suite: str,
@@ -398,6 +342,8 @@ def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
 def test_run_with_two_local_workers_trains_every_trial_once(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --workers 2`: two worker processes, one coordinator, which refreshes the
+    summaries once both are done: one summary run per configuration."""
     path = _suite(write_suite, "two", epochs=3)  # 8 short trials
     uri = tracking_uri
     # the command in this process; its two workers are processes of their own
@@ -417,6 +363,7 @@ def test_run_with_two_local_workers_trains_every_trial_once(
     workers = {r.data.tags["nnbench.threads"] for r in finished.values()}
     assert workers == {"1"}
     assert (tmp_path / "reports" / "two.html").exists()
+    _one_summary_per_configuration(uri, "two")
     assert cli.main(["status", str(path), "--tracking-uri", uri]) == 0
     assert "8 done, 0 running on 0 worker(s), 0 queued, 0 failed" in capsys.readouterr().out
 
@@ -427,7 +374,9 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
     """`nnbench submit --local` as its own process, as a user types it: submitit runs each
     job (a worker) as a process; the command exits 0 with no "Exception ignored" (a job
     deleted at interpreter teardown printed "Exception ignored in LocalJob.__del__ ...
-    TypeError" after every submit) and no traceback."""
+    TypeError" after every submit) and no traceback. The workers own no coordinator: each
+    refreshes the summaries at its end, at about the same moment as the other, and they
+    leave one summary run per configuration."""
     path = _suite(write_suite, "submitted", epochs=2)
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
     done = subprocess.run(
@@ -445,23 +394,34 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
     _finished_once(uri, "submitted", {t.trial_id for t in suite.trials()})
     logs = list((tmp_path / "jobs").glob("*_log.out"))
     assert len(logs) == 2  # one log per array job, written by submitit
+    _one_summary_per_configuration(uri, "submitted")
 
 
-def _claimer(storage: str, out: Path) -> subprocess.Popen[str]:
+def _one_summary_per_configuration(uri: str, suite: str) -> None:
+    """One summary run per configuration of a `_suite` (two activations, four seeds), made
+    from all four finished seeds."""
+    summaries = _runs(uri, suite, role="summary")
+    assert sorted(r.data.tags["nnbench.config"] for r in summaries) \
+        == ["activation=relu", "activation=tanh"]
+    assert {r.data.tags["nnbench.summary.n"] for r in summaries} == {"4"}
+
+
+def _claimer(storage: str, out: Path, specs: Path) -> subprocess.Popen[str]:
     """A process that queues the 60 trials (as every worker does when it starts), then
     claims and releases entries as fast as it can; writes how many it queued and the entry
     numbers it claimed. It starts queueing once `go` exists next to `out` (after writing
-    `<out>.ready`), so that every process queues at the same instant."""
+    `<out>.ready`), so that every process queues at the same instant. The trials come as
+    canonical specs in `specs` (JSON): the process imports the queue and the spec, not torch
+    (loading a suite costs a process 9 s more of CPU here)."""
     go = out.parent / "go"
     code = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from dataclasses import replace\n"
-        "from nnbench.config import load_suite\n"
+        "from nnbench.config.spec import TrialSpec\n"
         "from nnbench.queue import Liveness, TrialQueue, open_storage\n"
         "live = Liveness(1, 4)\n"
-        f"suite = load_suite({str(DEFAULT)!r})\n"
-        "specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]\n"
+        f"specs = [TrialSpec.from_canonical(c) for c in json.loads(Path({str(specs)!r})"
+        ".read_text())]\n"
         f"queue = TrialQueue('race', open_storage({storage!r}, live), live)\n"
         f"Path({str(out) + '.ready'!r}).touch()\n"
         f"while not Path({str(go)!r}).exists():\n"
@@ -492,7 +452,11 @@ def test_concurrent_workers_queue_each_trial_once_and_claim_each_entry_once(
     else:
         storage = f"sqlite:///{tmp_path / 'queue.db'}"
     outs = [tmp_path / f"claims{i}.json" for i in range(4)]
-    procs = [_claimer(storage, out) for out in outs]
+    suite = load_suite(DEFAULT)
+    specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
+    canonical = tmp_path / "specs.json"
+    canonical.write_text(json.dumps([spec.canonical() for spec in specs]))
+    procs = [_claimer(storage, out, canonical) for out in outs]
     with within(300, "four processes ready to queue"):
         while not all(Path(f"{out}.ready").exists() for out in outs):
             assert all(p.poll() is None for p in procs)
@@ -505,8 +469,6 @@ def test_concurrent_workers_queue_each_trial_once_and_claim_each_entry_once(
     assert sorted(claimed) == list(range(60))  # every entry once, none twice
     queue = TrialQueue("race", open_storage(storage, LIVENESS), LIVENESS)
     assert queue.counts().line() == "60 done, 0 running on 0 worker(s), 0 queued, 0 failed"
-    suite = load_suite(DEFAULT)
-    specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
     assert queue.sync(specs, store="1@0") == 0  # done whichever sync queued them
     assert queue.sync([*specs[:3], replace(specs[0], seed=99)], store="1@0") == 1  # new only
     queue.close()

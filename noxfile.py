@@ -129,7 +129,8 @@ def tests(session: nox.Session) -> None:
         args = ["--basetemp", str(scratch / "pytest")]
     try:
         session.run(str(BIN / "pytest"), "--benchmark-disable", "-n", str(_test_processes()),
-                    "--dist", "loadscope", *args, *session.posargs, external=True, env=env)
+                    "--dist", "loadscope", "--no-loadscope-reorder", *args, *session.posargs,
+                    external=True, env=env)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

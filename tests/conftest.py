@@ -80,12 +80,16 @@ seeds: {seeds}
 
 
 # The modules whose tests take longest (whole minutes of worker processes, browsers and
-# PostgreSQL), longest first: they are handed out first, so that the last minutes of a
-# `nox -s tests` run (one pytest-xdist worker per core, a module to a worker) are not one
-# of them running alone while the other cores idle.
-LONGEST_FIRST = ("test_workers.py", "test_tuning.py", "test_mlflow_ui.py", "test_runner.py",
-                 "test_report.py", "test_tracking.py", "test_plugins.py", "test_chaos.py",
-                 "test_workers_speed.py", "test_mlflow_models.py", "test_bench.py")
+# PostgreSQL), longest first, as measured in one `nox -s tests -- --durations=0` (summed per
+# module): they are handed out first, so that the last minutes of a run (one pytest-xdist
+# worker per core, a module to a worker) are not one of them running alone while the other
+# core idles. The tests session passes --no-loadscope-reorder: pytest-xdist otherwise hands
+# modules out by their number of tests, which put the one-test browser module last.
+LONGEST_FIRST = ("test_workers.py", "test_tuning.py", "test_report.py", "test_runner.py",
+                 "test_suites.py", "test_corpus.py", "test_plugins.py", "test_mlflow_ui.py",
+                 "test_stacked.py", "test_readme.py", "test_chaos.py", "test_workers_speed.py",
+                 "test_load_speed.py", "test_mlflow_models.py", "test_cli.py", "test_bench.py",
+                 "test_contract.py", "test_tracking.py", "test_fresh.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -39,7 +39,9 @@ processes), PostgreSQL for many machines (`postgresql+psycopg://user@host/db`).
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 import uuid
 import warnings
 from collections import Counter
@@ -60,7 +62,7 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from nnbench.config import TrialSpec
-from nnbench.messages import UsageError
+from nnbench.messages import UsageError, first_line
 from nnbench.transient import retrying, worker_label
 
 __all__ = [
@@ -80,6 +82,8 @@ __all__ = [
     "reap",
     "storage_id",
 ]
+
+_log = logging.getLogger(__name__)
 
 LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
@@ -258,6 +262,11 @@ class Heartbeats:
             self.held.discard(storage_id)
 
     def _beat(self) -> None:
+        """Every `interval` s, a heartbeat for each trial held. A beat that still fails after
+        an interval of retries is tried again at the next (staleness decides what becomes of
+        the trials); the first failure of a run of them is said on stderr, and so is the
+        first beat that succeeds after them."""
+        failing_since: float | None = None
         while not self._stop.wait(self.interval):
             with self._lock:
                 held = list(self.held)
@@ -265,8 +274,19 @@ class Heartbeats:
                 try:
                     retrying(partial(self.storage.record_heartbeat, storage_id),
                              "recording a heartbeat", seconds=self.interval)
-                except Exception:  # the next beat tries again; staleness decides
+                except Exception as err:  # the next beat tries again; staleness decides
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                        _log.warning(
+                            "nnbench: %s cannot record its heartbeats (%s); if they fail past "
+                            "the grace period, other workers train its trials again and "
+                            "this worker's results for them are not recorded", worker_label(),
+                            first_line(err, with_type=True))
                     continue
+                if failing_since is not None:
+                    _log.warning("nnbench: %s records its heartbeats again, after %.0f s",
+                                 worker_label(), time.monotonic() - failing_since)
+                    failing_since = None
 
     def stop(self) -> None:
         self._stop.set()

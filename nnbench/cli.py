@@ -251,12 +251,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     (suite,) = _load_all([args.suite])
     axes = suite.varied_axes
+    if suite.tune is not None:
+        return _show_tuned(suite, axes)
     table = Table(title=f"{suite.name}: {len(suite.trials())} trials")
     for column in ("#", "trial_id", *axes, "seed"):
         table.add_column(column)
     for i, spec in enumerate(suite.trials(), 1):
         values = [spec.label([a]).partition("=")[2] for a in axes]
         table.add_row(str(i), spec.trial_id, *values, suite.design.label(spec))
+    out.print(table)
+    return EXIT_OK
+
+
+def _show_tuned(suite: Suite, axes: Sequence[str]) -> int:
+    """A tuned suite's table: its points, each tuned by its own study and then re-run over
+    `tune.seeds` (its top-level seeds are not trained)."""
+    tune = suite.tune
+    assert tune is not None
+    points = suite.configurations()
+    seeds = ", ".join(map(str, tune.seeds))
+    searched = ", ".join(d.path for d in tune.space)
+    table = Table(title=f"{suite.name}: {len(points)} points, each tuned by Optuna "
+                        f"({tune.trials} trials over {searched}; {tune.sampler} sampler, "
+                        f"{tune.direction} {tune.metric}), then its best values re-run over "
+                        f"seeds {seeds}: {len(points) * tune.trials} tuning trials and "
+                        f"{len(points) * len(tune.seeds)} re-runs")
+    for column in ("#", "point", *axes, "re-run seeds"):
+        table.add_column(column)
+    for i, point in enumerate(points, 1):
+        values = [point.label([a]).partition("=")[2] for a in axes]
+        table.add_row(str(i), point.config_id, *values, seeds)
     out.print(table)
     return EXIT_OK
 

@@ -58,6 +58,26 @@ def test_validate_and_show_the_default_suite(capsys: pytest.CaptureFixture[str])
     assert out.count("sigmoid") == 8
 
 
+def test_show_of_a_tuned_suite_lists_its_points_and_their_reruns(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tuned suite trains a study per point and then re-runs over `tune.seeds`; `show`
+    listed its top-level default seed instead ("5 trials", seed 0)."""
+    from nnbench.config import load_suite
+
+    monkeypatch.setenv("COLUMNS", "250")
+    path = REPO / "suites" / "tune_optimizers.yaml"
+    assert cli.main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("tune_optimizers: 5 points, each tuned by Optuna (12 trials over "
+                        "optimizer.lr; tpe sampler, maximize val_accuracy), then its best "
+                        "values re-run over seeds 0, 1, 2, 3: 60 tuning trials and 20 "
+                        "re-runs")
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if "│" in line]
+    points = load_suite(path).configurations()
+    assert rows == [[str(i), p.config_id, label, "0, 1, 2, 3"] for i, (p, label) in enumerate(
+        zip(points, ["sgd", "sgd(momentum=0.9)", "rmsprop", "adam", "adamw"], strict=True), 1)]
+
+
 def test_two_suites_with_one_name_are_rejected(write_suite: Callable[..., Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     first, second = write_suite(filename="a.yaml"), write_suite(filename="b.yaml")

@@ -737,6 +737,22 @@ def test_a_named_pipe_nothing_writes_to_is_refused_not_waited_on(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.yaml"]
 
 
+def test_a_device_is_refused_not_read() -> None:
+    """`nnbench validate /dev/zero` read for ever (and filled the memory); /dev/null read as
+    an empty suite. In a process of its own, its memory capped: a regression fails, never
+    takes the machine's memory."""
+    code = ("import resource\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+            "from nnbench import cli\n"
+            "raise SystemExit(cli.main(['validate', '/dev/zero', '/dev/null']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        "/dev/zero: cannot read suite file: it is a device, not a file",
+        "/dev/null: cannot read suite file: it is a device, not a file"]
+
+
 # -- unusual but valid ---------------------------------------------------------------------------
 
 MERGE_KEYS = """\

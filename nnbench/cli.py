@@ -271,7 +271,8 @@ def _show_tuned(suite: Suite, axes: Sequence[str]) -> int:
     points = suite.configurations()
     seeds = ", ".join(map(str, tune.seeds))
     searched = ", ".join(d.path for d in tune.space)
-    table = Table(title=f"{suite.name}: {len(points)} points, each tuned by Optuna "
+    table = Table(title=f"{suite.name}: {len(points)} point{'s' * (len(points) != 1)}, "
+                        f"each tuned by Optuna "
                         f"({tune.trials} trials over {searched}; {tune.sampler} sampler, "
                         f"{tune.direction} {tune.metric}), then its best values re-run over "
                         f"seeds {seeds}: {len(points) * tune.trials} tuning trials and "

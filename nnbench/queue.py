@@ -264,29 +264,29 @@ class Heartbeats:
     def _beat(self) -> None:
         """Every `interval` s, a heartbeat for each trial held. A beat that still fails after
         an interval of retries is tried again at the next (staleness decides what becomes of
-        the trials); the first failure of a run of them is said on stderr, and so is the
-        first beat that succeeds after them."""
+        the trials); the first pass with a failure after passes without is said on stderr,
+        and so is the first pass whose beats all succeed after it."""
         failing_since: float | None = None
         while not self._stop.wait(self.interval):
             with self._lock:
                 held = list(self.held)
+            failed: Exception | None = None
             for storage_id in held:
                 try:
                     retrying(partial(self.storage.record_heartbeat, storage_id),
                              "recording a heartbeat", seconds=self.interval)
                 except Exception as err:  # the next beat tries again; staleness decides
-                    if failing_since is None:
-                        failing_since = time.monotonic()
-                        _log.warning(
-                            "nnbench: %s cannot record its heartbeats (%s); if they fail past "
-                            "the grace period, other workers train its trials again and "
-                            "this worker's results for them are not recorded", worker_label(),
-                            first_line(err, with_type=True))
-                    continue
-                if failing_since is not None:
-                    _log.warning("nnbench: %s records its heartbeats again, after %.0f s",
-                                 worker_label(), time.monotonic() - failing_since)
-                    failing_since = None
+                    failed = err
+            if failed is not None and failing_since is None:
+                failing_since = time.monotonic()
+                _log.warning("nnbench: %s cannot record its heartbeats (%s); if they fail past "
+                             "the grace period, other workers train its trials again and "
+                             "this worker's results for them are not recorded", worker_label(),
+                             first_line(failed, with_type=True))
+            elif failed is None and held and failing_since is not None:
+                _log.warning("nnbench: %s records its heartbeats again, after %.0f s",
+                             worker_label(), time.monotonic() - failing_since)
+                failing_since = None
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,7 +27,6 @@ import sqlalchemy
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
 
 from nnbench import cli
 from nnbench.config import load_suite
@@ -36,7 +35,6 @@ from nnbench.tracking import is_done
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
 
-QUIET = Console(quiet=True)
 FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
 LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
 

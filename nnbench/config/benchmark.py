@@ -131,6 +131,8 @@ def is_benchmark_file(path: str | Path) -> bool:
     """Does the file read as a benchmark file (a mapping with `tasks:` and no suite's
     `task:`)? False for anything unreadable: loading it then says what is wrong."""
     try:
+        if not Path(path).is_file():  # nothing to tell; and a pipe is read once only, by
+            return False  # the loader (`nnbench validate <(cat suite.yaml)`)
         raw = parse_yaml(decode(read_bytes(Path(path)), str(path)), str(path))
     except (OSError, SuiteError):
         return False

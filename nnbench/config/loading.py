@@ -51,22 +51,29 @@ _INDENT = re.compile(r"^[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*")
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, opened without waiting for a writer: a named pipe that nothing
-    writes to reads as empty rather than leaving the command waiting for ever (one being
-    written, as `<(cat suite.yaml)` is, reads as usual). A device or a socket is refused
-    (OSError)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    """The file's bytes. A device or a socket is refused (OSError) before it is opened:
+    /dev/zero never ends, a terminal waits for typing. A named pipe is opened without
+    waiting for a writer: one that nothing writes to reads as empty rather than leaving the
+    command waiting for ever (a writer that connects later is not waited for); one being
+    written, as `<(cat suite.yaml)` is, reads as usual."""
+    _refuse_device(os.stat(path).st_mode)
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # none on Windows, which has no named pipes
+    fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0))
     try:
         mode = os.fstat(fd).st_mode
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
-            # /dev/zero never ends, a terminal waits for typing: neither is a file to read
-            kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
-            raise OSError(errno.EINVAL, f"it is {kind}, not a file")
-        os.set_blocking(fd, True)
+        _refuse_device(mode)  # replaced by a device since the stat
+        if nonblock and stat.S_ISFIFO(mode):
+            os.set_blocking(fd, True)
         with open(fd, "rb", closefd=False) as file:
             return file.read()
     finally:
         os.close(fd)
+
+
+def _refuse_device(mode: int) -> None:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise OSError(errno.EINVAL, f"it is {kind}, not a file")
 
 
 def unwritten_pipe(path: Path, data: bytes) -> bool:

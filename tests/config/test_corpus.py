@@ -737,6 +737,23 @@ def test_a_named_pipe_nothing_writes_to_is_refused_not_waited_on(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.yaml"]
 
 
+def test_a_pipe_being_written_is_read_once_as_a_suite(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nnbench validate <(cat suite.yaml)`: the shell hands over a pipe that is being
+    written; validate read it twice (is it a benchmark file? then the suite), the second
+    time empty."""
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, SIGNALS.encode()),
+                                              os.close(write)))
+    writer.start()
+    try:
+        assert cli.main(["validate", f"/dev/fd/{read}"]) == 0, capsys.readouterr().err
+    finally:
+        writer.join()
+        os.close(read)
+    assert f"/dev/fd/{read}: ok" in capsys.readouterr().out
+
+
 def test_a_device_is_refused_not_read() -> None:
     """`nnbench validate /dev/zero` read for ever (and filled the memory); /dev/null read as
     an empty suite. In a process of its own, its memory capped: a regression fails, never

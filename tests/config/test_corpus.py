@@ -743,8 +743,12 @@ def test_a_pipe_being_written_is_read_once_as_a_suite(
     written; validate read it twice (is it a benchmark file? then the suite), the second
     time empty."""
     read, write = os.pipe()
-    writer = threading.Thread(target=lambda: (os.write(write, SIGNALS.encode()),
-                                              os.close(write)))
+
+    def write_suite() -> None:
+        os.write(write, SIGNALS.encode())
+        os.close(write)
+
+    writer = threading.Thread(target=write_suite)
     writer.start()
     try:
         assert cli.main(["validate", f"/dev/fd/{read}"]) == 0, capsys.readouterr().err

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from nnbench.config.errors import SuiteError
 from nnbench.config.expand import METRICS, Suite
-from nnbench.config.loading import decode, load_suite, parse_yaml, read_bytes, unwritten_pipe
+from nnbench.config.loading import decode, load_suite, parse_yaml, read_bytes, read_input
 from nnbench.config.sections import _Section, check
 from nnbench.config.spec import value_label
 from nnbench.config.validate import NAME_PATTERN, RESERVED_NAMES
@@ -143,18 +143,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
     """Read and check a benchmark file and its suites; raises BenchmarkError listing every
     problem (nothing is created)."""
     path = Path(path)
-    try:
-        data = read_bytes(path)
-    except FileNotFoundError:
-        raise BenchmarkError(str(path), [("", "no such benchmark file")]) from None
-    except IsADirectoryError:
-        raise BenchmarkError(str(path), [("", "is a directory, not a benchmark file")]) from None
-    except OSError as err:
-        raise BenchmarkError(str(path), [("", f"cannot read benchmark file: "
-                                              f"{err.strerror or err}")]) from None
-    if unwritten_pipe(path, data):
-        raise BenchmarkError(str(path), [("", "is a named pipe (FIFO) with nothing to "
-                                              "read (nothing writes to it), not a benchmark file")])
+    data = read_input(path, "benchmark file", BenchmarkError)
     raw = parse_yaml(decode(data, str(path)), str(path))
     return _check(raw, path)
 

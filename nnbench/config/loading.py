@@ -37,8 +37,8 @@ from nnbench.messages import clip, describe
 if TYPE_CHECKING:
     from nnbench.config.expand import Suite
 
-__all__ = ["MAX_NODES", "decode", "load_suite", "parse_suite", "parse_yaml", "read_bytes",
-           "read_suite_text", "unwritten_pipe"]
+__all__ = ["MAX_NODES", "UnwrittenPipe", "decode", "load_suite", "parse_suite", "parse_yaml",
+           "read_bytes", "read_input", "read_suite_text"]
 
 MAX_NODES = 100_000  # values a suite document may expand to, aliases counted each time used
 
@@ -50,12 +50,16 @@ _ODD_SPACE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _INDENT = re.compile(r"^[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*")
 
 
+class UnwrittenPipe(OSError):
+    """A named pipe that nothing was writing to (`read_bytes`)."""
+
+
 def read_bytes(path: Path) -> bytes:
     """The file's bytes. A device or a socket is refused (OSError) before it is opened:
     /dev/zero never ends, a terminal waits for typing. A named pipe is opened without
-    waiting for a writer: one that nothing writes to reads as empty rather than leaving the
-    command waiting for ever (a writer that connects later is not waited for); one being
-    written, as `<(cat suite.yaml)` is, reads as usual."""
+    waiting for a writer: one that nothing writes to raises UnwrittenPipe rather than
+    leaving the command waiting for ever (a writer that connects later is not waited for);
+    one being written, as `<(cat suite.yaml)` is, reads as usual."""
     _refuse_device(os.stat(path).st_mode)
     nonblock = getattr(os, "O_NONBLOCK", 0)  # none on Windows, which has no named pipes
     fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0))
@@ -65,9 +69,12 @@ def read_bytes(path: Path) -> bytes:
         if nonblock and stat.S_ISFIFO(mode):
             os.set_blocking(fd, True)
         with open(fd, "rb", closefd=False) as file:
-            return file.read()
+            data = file.read()
     finally:
         os.close(fd)
+    if not data and stat.S_ISFIFO(mode):
+        raise UnwrittenPipe(errno.ENODATA, "a named pipe that nothing writes to")
+    return data
 
 
 def _refuse_device(mode: int) -> None:
@@ -76,29 +83,25 @@ def _refuse_device(mode: int) -> None:
         raise OSError(errno.EINVAL, f"it is {kind}, not a file")
 
 
-def unwritten_pipe(path: Path, data: bytes) -> bool:
-    """Did `data` come empty from a named pipe (nothing was writing to it)?"""
+def read_input(path: Path, kind: str, error: type[SuiteError] = SuiteError) -> bytes:
+    """The bytes of a suite or benchmark file (`kind`: "suite file", "benchmark file"); a
+    file that cannot be read raises `error`, saying why."""
     try:
-        return not data and stat.S_ISFIFO(path.stat().st_mode)
-    except OSError:
-        return False
+        return read_bytes(path)
+    except FileNotFoundError:
+        why = f"no such {kind}"
+    except IsADirectoryError:
+        why = f"is a directory, not a {kind}"
+    except UnwrittenPipe:
+        why = f"is a named pipe (FIFO) with nothing to read (nothing writes to it), not a {kind}"
+    except OSError as err:
+        why = f"cannot read {kind}: {err.strerror or err}"
+    raise error(str(path), [("", why)])
 
 
 def read_suite_text(path: Path) -> str:
     """The file's text, decoded and checked for characters YAML cannot read as meant."""
-    try:
-        data = read_bytes(path)
-    except FileNotFoundError:
-        raise SuiteError(str(path), [("", "no such suite file")]) from None
-    except IsADirectoryError:
-        raise SuiteError(str(path), [("", "is a directory, not a suite file")]) from None
-    except OSError as err:
-        raise SuiteError(str(path), [("", f"cannot read suite file: {err.strerror or err}")]
-                         ) from None
-    if unwritten_pipe(path, data):
-        raise SuiteError(str(path), [("", "is a named pipe (FIFO) with nothing to read "
-                                          "(nothing writes to it), not a suite file")])
-    return decode(data, str(path))
+    return decode(read_input(path, "suite file"), str(path))
 
 
 def _encoding(data: bytes) -> tuple[str, str]:

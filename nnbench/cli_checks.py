@@ -18,6 +18,10 @@ takes the option calls the same check (run, tune, report, evaluate today; the qu
   refusing (exit 2, naming the option, the value and the range) what is out of range,
   not a number, or not finite (`nan`, `inf`), before any command runs.
 
+A server that refuses connections (one restarting, as a store shared by workers may be while
+a cluster starts them) is tried again each second for up to CONNECT_WAIT s, said once on
+stderr, before it is an error.
+
 Database URLs are SQLAlchemy URLs: `postgresql://user@host/db` loads SQLAlchemy's
 default PostgreSQL driver (psycopg 3), `postgresql+psycopg2://...` psycopg2; both ship
 with nnbench.
@@ -30,6 +34,8 @@ import math
 import os
 import re
 import sqlite3
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nnbench.messages import UsageError, did_you_mean
+from nnbench.transient import is_transient, reason
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +52,7 @@ __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "ch
            "check_tracking_uri", "default_tracking_uri", "real_number", "whole_number"]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
+CONNECT_WAIT = 10.0  # seconds a server that refuses connections (restarting) is waited for
 SERVER_SCHEMES = ("postgresql", "mysql", "mssql", "oracle")  # SQLAlchemy dialects of servers
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -139,13 +147,37 @@ def _mlflow_version() -> str:
     return version("mlflow")
 
 
-def _check_server(uri: str, what: str) -> None:
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health",
-                                    timeout=CONNECT_TIMEOUT):
+def _reach(attempt: Callable[[], None], what: str) -> None:
+    """`attempt()`; while it fails as a server that is down or restarting does (refused,
+    starting up: `transient.is_transient`), again each second for up to CONNECT_WAIT s,
+    said once on stderr. Raises its last error."""
+    deadline = time.monotonic() + CONNECT_WAIT
+    said = False
+    while True:
+        try:
+            attempt()
             return
-    except urllib.error.HTTPError:
-        return  # it answers: authentication and paths are MLflow's to report
+        except Exception as err:
+            if not is_transient(err) or time.monotonic() >= deadline:
+                raise
+            if not said:
+                said = True
+                print(f"nnbench: {what}: cannot connect yet ({reason(err)}); trying again "
+                      f"for up to {CONNECT_WAIT:.0f} s", file=sys.stderr, flush=True)
+        time.sleep(1.0)
+
+
+def _check_server(uri: str, what: str) -> None:
+    def health() -> None:
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health",
+                                        timeout=CONNECT_TIMEOUT):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: authentication and paths are MLflow's to report
+
+    try:
+        _reach(health, what)
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise UsageError(f"{what}: cannot reach the MLflow server ({reason}); start it "
@@ -189,9 +221,12 @@ def _check_connect(url: str, what: str) -> None:
 
     engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT},
                                       poolclass=sqlalchemy.pool.NullPool)
-    try:
+    def connect() -> None:
         with engine.connect():
             pass
+
+    try:
+        _reach(connect, what)
     except Exception as err:  # OperationalError, InterfaceError, ...: the driver's words
         orig = getattr(err, "orig", err)
         reason = " ".join(str(orig).split())[:300]

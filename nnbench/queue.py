@@ -62,8 +62,8 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from nnbench.config import TrialSpec
-from nnbench.messages import UsageError, first_line
-from nnbench.transient import retrying, worker_label
+from nnbench.messages import UsageError
+from nnbench.transient import QuietTransient, reason, retrying, worker_label
 
 __all__ = [
     "DEFAULT_LIVENESS",
@@ -84,6 +84,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# Optuna's storage warns of an OperationalError it falls back from: one a retry gets past (a
+# restarting server) is said once by `retrying` instead
+logging.getLogger("optuna.storages._rdb.storage").addFilter(QuietTransient())
 
 LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
@@ -274,7 +277,7 @@ class Heartbeats:
             for storage_id in held:
                 try:
                     retrying(partial(self.storage.record_heartbeat, storage_id),
-                             "recording a heartbeat", seconds=self.interval)
+                             "recording a heartbeat", seconds=self.interval, say=False)
                 except Exception as err:  # the next beat tries again; staleness decides
                     failed = err
             if failed is not None and failing_since is None:
@@ -282,7 +285,7 @@ class Heartbeats:
                 _log.warning("nnbench: %s cannot record its heartbeats (%s); if they fail past "
                              "the grace period, other workers train its trials again and "
                              "this worker's results for them are not recorded", worker_label(),
-                             first_line(failed, with_type=True))
+                             reason(failed))
             elif failed is None and held and failing_since is not None:
                 _log.warning("nnbench: %s records its heartbeats again, after %.0f s",
                              worker_label(), time.monotonic() - failing_since)

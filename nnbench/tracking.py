@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -67,7 +68,7 @@ from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
 from nnbench.messages import first_line
 from nnbench.train.results import TrialResult
-from nnbench.transient import is_transient, retrying, worker_label
+from nnbench.transient import QuietTransient, is_transient, retrying, worker_label
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
            "RunNotFound", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
@@ -75,6 +76,9 @@ __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY",
 
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow's SQL store logs each OperationalError with its traceback before raising it: one a
+# retry gets past (a restarting server) is said once by `retrying` instead
+logging.getLogger("mlflow.store.db.utils").addFilter(QuietTransient())
 
 CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `checkpoint: true`)
 MODEL = "model"  # name of a trial's MLflow model: runs:/<run id>/model

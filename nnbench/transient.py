@@ -6,13 +6,18 @@ failure or deadlock on PostgreSQL), and two workers opening a fresh store at the
 instant both try to create its schema or experiment (a unique-key violation for the
 second). A worker suspended inside a transaction on PostgreSQL may find on resuming that
 the server ended its session (`idle_in_transaction_session_timeout`, a restart): that
-transaction was rolled back, and the pool opens a new connection for the retry. Each of
-these succeeds when tried again a moment later; `retrying` does that, with jittered
-backoff, for up to two minutes, and lets every other error through.
+transaction was rolled back, and the pool opens a new connection for the retry. A server
+that restarts (or a network that drops) refuses connections for a while: a worker waits
+for it rather than failing the trial it was recording. Each of these succeeds when tried
+again a moment later; `retrying` does that, with jittered backoff, for up to two minutes,
+and lets every other error through. (A store that cannot be reached at all is reported
+before any of this: the commands connect to each database once, up front, and say so at
+once when they cannot: `cli_checks`.)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -20,10 +25,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["RETRY_SECONDS", "is_transient", "retrying", "worker_label"]
+from nnbench.messages import first_line
+
+__all__ = ["RETRY_SECONDS", "QuietTransient", "is_transient", "reason", "retrying", "worker_label"]
 
 T = TypeVar("T")
-RETRY_SECONDS = 120.0  # how long transient storage errors (locks, schema races) are retried
+RETRY_SECONDS = 120.0  # how long transient storage errors (locks, races, outages) are retried
+SAY_AFTER = 3.0  # a call still failing this long is said on stderr (and its recovery)
+_log = logging.getLogger(__name__)
 
 
 def worker_label() -> str:
@@ -32,32 +41,83 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_TRANSIENT = (
+    "database is locked", "database table is locked", "deadlock", "could not serialize",
+    "duplicate key", "unique constraint", "already exists", "lock timeout",
+    "storageinternalerror", "integrityerror",
+    # the server ended the session (its open transaction was rolled back)
+    "server closed the connection", "terminating connection", "connection already closed",
+    "connection has been closed unexpectedly", "the connection is lost",
+    "the connection is closed", "no connection to the server",
+    # the server is down, restarting or unreachable for a moment (PostgreSQL, MySQL)
+    "connection refused", "could not connect to server", "connection timed out",
+    "the database system is starting up", "the database system is shutting down",
+    "the database system is in recovery mode", "the database system is not yet accepting",
+    "lost connection to mysql server", "mysql server has gone away",
+    "can't connect to mysql server")
+
+
 def is_transient(err: BaseException) -> bool:
-    """Errors another worker's concurrent transaction (or the server ending an idle
-    session) can cause; worth a retry."""
-    text = f"{err!r} {err.__cause__!r}".lower()
-    return any(s in text for s in (
-        "database is locked", "database table is locked", "deadlock", "could not serialize",
-        "duplicate key", "unique constraint", "already exists", "lock timeout",
-        "storageinternalerror", "integrityerror",
-        # the server ended the session (its open transaction was rolled back)
-        "server closed the connection", "terminating connection", "connection already closed",
-        "connection has been closed unexpectedly"))
+    """Errors another worker's concurrent transaction, the server ending a session, or a
+    server restarting or out of reach for a while can cause; worth a retry."""
+    return _says_transient(f"{err!r} {err.__cause__!r}")
 
 
-def retrying(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T:
+def _says_transient(text: str) -> bool:
+    text = text.lower()
+    return any(s in text for s in _TRANSIENT)
+
+
+def reason(err: BaseException) -> str:
+    """The error at the bottom of `err`'s chain of causes, as one line: Optuna's
+    StorageInternalError reads "An exception is raised during the commit..." whatever the
+    database said (a refused connection, a lock)."""
+    for _ in range(8):
+        if err.__cause__ is None:
+            break
+        err = err.__cause__
+    return first_line(err, with_type=True)
+
+
+def retrying(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS, *,
+             say: bool = True) -> T:
     """`call()` (`what` it does, for the error), retried with jittered backoff while it fails
-    with a transient error."""
-    deadline = time.monotonic() + seconds
+    with a transient error. One still failing after SAY_AFTER s is said on stderr once (a
+    lock is over in a moment; a server that restarts is not), and so is its success after
+    that (`say=False`: the caller says it its own way)."""
+    started = time.monotonic()
     delay = 0.05
+    said = False
     while True:
         try:
-            return call()
+            result = call()
         except Exception as err:
             if not is_transient(err):
                 raise
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > seconds:
                 raise RuntimeError(f"{what}: still failing after {seconds:.0f} s of retries: "
-                                   f"{err}") from err
+                                   f"{reason(err)}") from err
+            if say and not said and waited >= SAY_AFTER:
+                said = True
+                _log.warning("nnbench: %s: %s keeps failing (%s); retrying for up to %.0f s",
+                             worker_label(), what, reason(err), seconds)
+        else:
+            if said:
+                _log.warning("nnbench: %s: %s succeeded after %.0f s of retries",
+                             worker_label(), what, time.monotonic() - started)
+            return result
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 2.0)
+
+
+class QuietTransient(logging.Filter):
+    """Drops a library's log record of an error `retrying` retries: MLflow's SQL store logs
+    every OperationalError with its traceback before raising it, Optuna's storage warns of
+    one it falls back from; a server's restart would print a traceback per retry, and
+    `retrying` says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        return not (is_transient(err) if err is not None
+                    else _says_transient(record.getMessage()))

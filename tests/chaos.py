@@ -1,16 +1,19 @@
 """Chaos for workers that share a suite's queue (issue 22): N `nnbench worker` (or `nnbench
 tune`) processes on PostgreSQL drain a suite while a seeded schedule SIGKILLs random workers
-(each replaced at once by a new one) and SIGSTOPs others for longer than the grace period
-(then SIGCONT); once every worker has exited, the stores are checked.
+(each replaced at once by a new one), SIGSTOPs others for longer than the grace period
+(then SIGCONT) and stops the PostgreSQL server for a few seconds (an outage: a restart, as
+an administrator's `pg_ctl restart` or a failover makes); once every worker has exited, the
+stores are checked.
 
-    python -m tests.chaos                  # 4 workers, 48 trials of 10 epochs, 4 kills, 2 stops
-    python -m tests.chaos --workers 6 --kills 6 --stops 3 --seed 7 --engine stacked
+    python -m tests.chaos                  # 4 workers, 48 trials of 10 epochs, 4 kills,
+                                           # 2 stops, 1 outage of the server
+    python -m tests.chaos --workers 6 --kills 6 --stops 3 --outages 2 --seed 7 --engine stacked
     python -m tests.chaos --tune           # a tuned suite, `nnbench tune` processes
     python -m tests.chaos --verbose        # every worker's output, with times, also on success
     nox -s chaos [-- the same options]
 
-On the 2-core machine the default run takes about 85 s of chaos (100 s in all), `--tune`
-about 60 s.
+On the 2-core machine the default run took 33 s of chaos (36 s in all), `--tune` 28 s
+(31 s), measured together on one day.
 
 The CI-sized cases are tests/test_chaos.py, part of `nox -s tests`. `python -m
 tests.chaos` runs `test_chaos` below through pytest, for the fixtures of tests/conftest.py
@@ -23,6 +26,9 @@ not time: a slow machine gets the same schedule); its victim is drawn from the l
 that are not stopped, those in the middle of a trial (an open MLflow run) first. A victim is
 frozen first (SIGSTOP, every thread stopped) and its open runs noted, then killed (SIGKILL,
 and a new worker started) or left stopped for 1.5 grace periods and a bit, then continued.
+An outage has no victim: the server is stopped (`pg_ctl stop -m fast`: every session ended,
+its transaction rolled back; new connections refused) and started again on the same port
+2 to 4 s later; the workers wait for it (their heartbeats fail meanwhile).
 Liveness is fast (`--heartbeat-interval 1 --grace-period 4`), so a silent worker's trials go
 back to the queue within seconds.
 
@@ -150,6 +156,7 @@ class Plan:
     workers: int = 3  # worker processes running at once (a killed one is replaced)
     kills: int = 1  # SIGKILLs, each followed by a new worker
     stops: int = 1  # SIGSTOPs, each for 1.5 grace periods plus up to 2 s, then SIGCONT
+    outages: int = 0  # the PostgreSQL server stopped, each for 2 to 4 s, then started again
     seed: int = 0  # of the schedule
     engine: str = "serial"  # the workers' --engine (and the reference run's)
     lanes: int | None = None  # their --lanes
@@ -162,11 +169,13 @@ class Plan:
 @dataclass(frozen=True)
 class Event:
     after: int  # fires once this many trials (or Optuna trials) are done in MLflow
-    action: str  # kill | stop
-    pick: float  # which victim: candidates[int(pick * len(candidates))]
-    seconds: float  # how long a stopped worker stays stopped (0 for a kill)
+    action: str  # kill | stop | outage
+    pick: float  # which victim: candidates[int(pick * len(candidates))] (none for an outage)
+    seconds: float  # how long a stopped worker (or the server) stays stopped (0 for a kill)
 
     def line(self) -> str:
+        if self.action == "outage":
+            return f"after {self.after} done: server down for {self.seconds:.1f} s"
         held = f" for {self.seconds:.1f} s" if self.action == "stop" else " and replace"
         return f"after {self.after} done: {self.action}{held} (pick {self.pick:.2f})"
 
@@ -175,11 +184,12 @@ def schedule(plan: Plan, total: int) -> list[Event]:
     """The seeded events, by progress: thresholds drawn from 1 .. total/2, so every event
     fires while most of the suite is still to do."""
     rng = random.Random(plan.seed)
-    actions = ["kill"] * plan.kills + ["stop"] * plan.stops
+    actions = ["kill"] * plan.kills + ["stop"] * plan.stops + ["outage"] * plan.outages
     rng.shuffle(actions)
     afters = sorted(rng.randint(1, max(1, total // 2)) for _ in actions)
-    return [Event(after, action, rng.random(),
-                  round(1.5 * GRACE_S + rng.uniform(0, 2), 1) if action == "stop" else 0.0)
+    seconds = {"kill": lambda: 0.0, "stop": lambda: round(1.5 * GRACE_S + rng.uniform(0, 2), 1),
+               "outage": lambda: round(rng.uniform(2, 4), 1)}
+    return [Event(after, action, rng.random(), seconds[action]())
             for after, action in zip(afters, actions, strict=True)]
 
 
@@ -294,6 +304,7 @@ class Chaos:
     began: float = field(default_factory=time.monotonic)
     client: MlflowClient | None = None  # on the MLflow store, once a worker has made it
     experiment_id: str | None = None
+    down_until: float | None = None  # the server is stopped until then (an outage)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -346,13 +357,19 @@ class Chaos:
                     worker.command.send_signal(signal.SIGCONT)
                     worker.stopped_until = None
                     self.say(f"SIGCONT {worker.label}")
-            if self.experiment_id is None:
+            if self.down_until is not None and time.monotonic() >= self.down_until:
+                self.postgres.control.start()
+                self.down_until = None
+                self.say("PostgreSQL server started again")
+            server_up = self.down_until is None  # else nothing to read until it is back
+            if server_up and self.experiment_id is None:
                 self.experiment_id = _experiment_id(self.postgres.mlflow, self.suite.name)
-            if self.experiment_id is not None:
+            if server_up and self.experiment_id is not None:
                 runs = self._open_and_done()
                 progress = sum(1 for r in runs if r.info.status != "RUNNING" and
                                r.data.tags.get("nnbench.status") in {*DONE, "pruned"})
-                while pending and pending[0].after <= progress:
+                # (an outage ends the round: what follows reads the stores)
+                while pending and pending[0].after <= progress and self.down_until is None:
                     if not self._fire(pending[0], runs):
                         break  # no worker to pick now (all stopped): the next round
                     pending.pop(0)
@@ -376,7 +393,17 @@ class Chaos:
         return _runs(self.client, self.experiment_id, ("trial", "tune"), ViewType.ACTIVE_ONLY)
 
     def _fire(self, event: Event, runs: list[Run]) -> bool:
-        """Carry out one event on a worker; False when there is none to pick."""
+        """Carry out one event on a worker (or the server); False when there is none to
+        pick."""
+        if event.action == "outage":
+            mid_trial = sum(1 for w in self.live() if self._open_runs(w, runs))
+            self.postgres.control.stop()
+            self.down_until = time.monotonic() + event.seconds
+            self.hits["outage" + (" mid-trial" if mid_trial else "")] += 1
+            self.fired += 1
+            self.say(f"PostgreSQL server stopped, {mid_trial} worker(s) in the middle of a trial "
+                     f"({event.line()})")
+            return True
         while True:
             candidates = [w for w in self.live() if w.stopped_until is None]
             if not candidates:
@@ -648,6 +675,8 @@ def run_chaos(plan: Plan, suite_path: Path, postgres: Postgres, cwd: Path,
     finally:
         for worker in chaos.workers:  # a failed run leaves none stopped
             worker.command.send_signal(signal.SIGCONT)
+        if chaos.down_until is not None:  # nor the server
+            postgres.control.start()
     if reference is not None:
         output = reference.finish(timeout=600)
         assert reference.returncode == 0, f"the undisturbed reference run failed:\n{output}"
@@ -704,7 +733,8 @@ def test_chaos(chaos_options: dict[str, Any], postgres: Postgres, tmp_path: Path
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=(
         "N workers on a fresh PostgreSQL store drain a suite while random ones are SIGKILLed "
-        "(and replaced) or SIGSTOPped past the grace period; then every property of "
+        "(and replaced) or SIGSTOPped past the grace period and the server is stopped for "
+        "a few seconds; then every property of "
         "tests/chaos.py is checked. Needs PostgreSQL's initdb and pg_ctl."))
     parser.add_argument("--workers", type=int, default=4, help="workers at once (default 4)")
     parser.add_argument("--trials", type=int, default=48,
@@ -714,6 +744,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="epochs per trial (default 10: under half a second each)")
     parser.add_argument("--kills", type=int, default=4, help="SIGKILLs (default 4)")
     parser.add_argument("--stops", type=int, default=2, help="SIGSTOPs (default 2)")
+    parser.add_argument("--outages", type=int, default=1,
+                        help="times the PostgreSQL server is stopped for 2 to 4 s (default 1)")
     parser.add_argument("--seed", type=int, default=None, help="of the schedule (default: new)")
     parser.add_argument("--engine", choices=("serial", "stacked"), default="serial")
     parser.add_argument("--lanes", type=int, default=None,
@@ -727,7 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lanes = args.lanes or (2 if args.engine == "stacked" else None)
     seed = args.seed if args.seed is not None else seed_from_env()
     os.environ[_ENV] = json.dumps({
-        "workers": args.workers, "kills": args.kills, "stops": args.stops, "seed": seed,
+        "workers": args.workers, "kills": args.kills, "stops": args.stops,
+        "outages": args.outages, "seed": seed,
         "engine": args.engine, "lanes": lanes, "timeout_s": args.timeout, "tune": args.tune,
         "trials": args.trials, "epochs": args.epochs, "verbose": args.verbose})
     # (this process imported MLflow before pytest could rewrite the plugins it imports)

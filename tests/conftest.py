@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -380,6 +381,88 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _server_port() -> int:
+    """A free port below the kernel's ephemeral range: no client's outgoing connection is
+    given it while a test has the server down (an outage), so it starts again there."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _free_port()
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return _free_port()
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root) that a
+    test may stop and start again on the same port (`outage`)."""
+
+    def __init__(self, initdb: str, pg_ctl: str) -> None:
+        self.pg_ctl = pg_ctl
+        # pytest's tmp tree is private to root; the server's directory must be reachable
+        self.root = Path(tempfile.mkdtemp(prefix="nnbench-pg-"))
+        self.data = self.root / "data"
+        self.data.mkdir()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.data, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, initdb, "-D", str(self.data), "-A", "trust", "-U",
+                        "postgres"], check=True, capture_output=True)
+        self.port = 0
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        """postgresql+psycopg2://postgres@127.0.0.1:PORT (no database)."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it: on a new port the first time (again on another when that one was taken
+        before the server bound it), on the same port after `stop`."""
+        for attempt in itertools.count(1):
+            self.starts += 1
+            port, log = self.port or _server_port(), self.data / f"log-{self.starts}"
+            started = subprocess.run(
+                [*self.as_user, self.pg_ctl, "-D", str(self.data), "-l", str(log), "-w", "-o",
+                 f"-p {port} -k {self.data} -c listen_addresses=127.0.0.1 "
+                 # what a shared store should set: a hung worker's open transaction
+                 # (its locks) ends after 5 s instead of blocking every other worker
+                 f"-c idle_in_transaction_session_timeout=5s "
+                 # a throw-away server: no waiting for the disk at each commit (what the
+                 # tests kill are clients and the server, never the machine)
+                 f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start"],
+                capture_output=True, text=True)
+            if started.returncode == 0:
+                self.port = port
+                return
+            text = ""
+            with contextlib.suppress(OSError):
+                text = log.read_text(errors="replace")
+            if "Address already in use" not in text or self.port or attempt == 3:
+                pytest.fail(f"PostgreSQL did not start on port {port}:\n{started.stderr}\n"
+                            f"{text[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop it as an administrator's restart does (`-m fast`: sessions are ended, their
+        transactions rolled back); until `start`, connections are refused."""
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w",
+                        "stop"], capture_output=True, check=True)
+
+    def remove(self) -> None:
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Postgres:
     """A test's own two empty databases on the session's PostgreSQL server."""
@@ -387,76 +470,45 @@ class Postgres:
     server: str  # postgresql+psycopg2://postgres@127.0.0.1:PORT (no database)
     optuna: str  # <server>/<database> for an Optuna storage
     mlflow: str  # <server>/<database> for an MLflow store
+    control: PostgresServer  # the server itself: stop and start it for an outage
 
 
 @pytest.fixture(scope="session")
-def _postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1 (run as `postgres` when we are root), one
-    per session (starting one takes about a second); yields its URL without a database."""
+def _postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (starting one takes about a second)."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not initdb or not pg_ctl:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL (initdb, pg_ctl) is not installed")
         pytest.skip("PostgreSQL is not installed")
-    # pytest's tmp tree is private to root; the server's directory must be reachable
-    root = Path(tempfile.mkdtemp(prefix="nnbench-pg-"))
-    data = root / "data"
-    data.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
+    server = PostgresServer(initdb, pg_ctl)
     try:
-        subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True)
-        for attempt in itertools.count(1):
-            port, log = _free_port(), data / f"log-{attempt}"
-            started = subprocess.run(
-                [*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o",
-                 f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
-                 # what a shared store should set: a hung worker's open transaction
-                 # (its locks) ends after 5 s instead of blocking every other worker
-                 f"-c idle_in_transaction_session_timeout=5s "
-                 # a throw-away server: no waiting for the disk at each commit (what the
-                 # tests kill are clients, never the server or the machine)
-                 f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start"],
-                capture_output=True, text=True)
-            if started.returncode == 0:
-                break
-            text = ""
-            with contextlib.suppress(OSError):
-                text = log.read_text(errors="replace")
-            # the free port was taken before the server bound it (another test process's
-            # server, a client's ephemeral port): start again on another one
-            if "Address already in use" not in text or attempt == 3:
-                pytest.fail(f"PostgreSQL did not start on port {port}:\n{started.stderr}\n"
-                            f"{text[-3000:]}")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+        server.start()
+        yield server
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
 
 
 _databases = itertools.count()
 
 
 @pytest.fixture
-def postgres(_postgres_server: str) -> Iterator[Postgres]:
+def postgres(_postgres_server: PostgresServer) -> Iterator[Postgres]:
     """Two empty databases of this test's own, for an Optuna storage and an MLflow store,
     on the session's server; dropped afterwards, with whatever connections are left."""
     import sqlalchemy
 
     n = next(_databases)
     names = (f"optuna_{n}", f"mlflow_{n}")
-    engine = sqlalchemy.create_engine(f"{_postgres_server}/postgres",
-                                      isolation_level="AUTOCOMMIT")
+    server = _postgres_server.url
+    # no pool: a connection kept across a test's outage of the server would be dead
+    engine = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT",
+                                      poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
             for name in names:
                 connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-        yield Postgres(_postgres_server, *(f"{_postgres_server}/{name}" for name in names))
+        yield Postgres(server, f"{server}/{names[0]}", f"{server}/{names[1]}", _postgres_server)
     finally:
         with engine.connect() as connection:
             for name in names:

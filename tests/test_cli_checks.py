@@ -1,8 +1,12 @@
 """The documented database URL forms work against a real PostgreSQL server, and the
 checks tell a reachable database from an unreachable or missing one (the corpus in
-tests/config/test_corpus.py covers the other mistakes)."""
+tests/config/test_corpus.py covers the other mistakes); a server that is restarting is
+waited for, not reported as missing."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import optuna
 import pytest
@@ -27,3 +31,25 @@ def test_plain_postgresql_urls_work_as_documented(postgres: Postgres,
     with pytest.raises(SystemExit):
         cli.main(["tune", "--help"])
     assert "postgresql://user@host/db" in capsys.readouterr().out
+
+
+def test_a_server_restarting_when_a_worker_starts_is_waited_for(
+        postgres: Postgres, capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker a cluster starts while the shared server restarts used to exit 2 at once
+    ("cannot connect to the database"); it now tries again each second for up to
+    CONNECT_WAIT s, says so once, and goes on when the server is back."""
+    postgres.control.stop()
+    back = threading.Timer(2.0, postgres.control.start)
+    started = time.monotonic()
+    back.start()
+    try:
+        assert check_storage_url(postgres.optuna) == postgres.optuna
+    finally:
+        back.join()
+    assert time.monotonic() - started >= 2.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"nnbench: --storage {postgres.optuna!r}: cannot connect yet (OperationalError: "
+        f"connection to server at \"127.0.0.1\", port "), err
+    assert "Connection refused" in err and err.endswith(
+        "); trying again for up to 10 s\n"), err

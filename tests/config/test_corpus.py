@@ -8,7 +8,9 @@ directory; and fit on one screen. The cases are grouped by the categories of iss
 - science: configurations that would train and exit 0 with a silently wrong comparison;
 - late: what used to pass `validate` and then fail every affected trial;
 - traceback: what used to end in a Python traceback (or a hang, or a MemoryError);
-- cli: command-line and environment mistakes (stores, storages, directories, devices);
+- cli: command-line and environment mistakes (stores, storages, directories, devices); a
+  server that refuses connections is tried again for CONNECT_WAIT s (10; 1 here), said on
+  a line of its own;
 - yaml: encodings, characters and YAML constructs;
 - names: suite names that are unsafe as experiment or file names.
 
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from nnbench import cli
+from nnbench import cli, cli_checks
 from nnbench.config import SuiteError, load_suite, parse_suite
 
 SCREEN_LINES = 40  # one screen: at most this many terminal lines of 100 columns
@@ -468,7 +470,7 @@ CASES: list[Case] = [
          ("--tracking-uri", "postgres://u@localhost/db")),
     Case("tracking_server_unreachable", "cli", SIGNALS,
          ("--tracking-uri 'http://127.0.0.1:9'", "cannot reach the MLflow server",
-          "mlflow server --host"),
+          "mlflow server --host", "cannot connect yet", "trying again for up to 1 s"),
          ("--tracking-uri", "http://127.0.0.1:9")),
     Case("tracking_uri_from_the_environment", "cli", SIGNALS,
          ("$MLFLOW_TRACKING_URI 'mlruns'", "retired file store"),
@@ -479,10 +481,11 @@ CASES: list[Case] = [
          ("--storage", "postgresql+pg8000://u@127.0.0.1/db"), command="tune"),
     Case("storage_unreachable", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
          ("--storage 'postgresql://nobody@127.0.0.1:9/optuna'", "cannot connect",
-          "start the server"),
+          "start the server", "cannot connect yet", "trying again for up to 1 s"),
          ("--storage", "postgresql://nobody@127.0.0.1:9/optuna"), command="tune"),
     Case("storage_unreachable_psycopg2", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
-         ("--storage 'postgresql+psycopg2://nobody@127.0.0.1:9/optuna'", "cannot connect"),
+         ("--storage 'postgresql+psycopg2://nobody@127.0.0.1:9/optuna'", "cannot connect",
+          "cannot connect yet"),
          ("--storage", "postgresql+psycopg2://nobody@127.0.0.1:9/optuna"), command="tune"),
     Case("storage_is_a_path", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
          ("--storage 'optuna.db'", "not a database URL", "sqlite:///PATH.db"),
@@ -614,6 +617,7 @@ def test_bad_input_is_rejected_before_anything_is_created(
     path.write_bytes(content)
     for key, value in case.env:
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli_checks, "CONNECT_WAIT", 1.0)  # a refused server: 1 s, not 10
 
     code = cli.main(_argv(case, path, tmp_path))
 
@@ -639,9 +643,11 @@ def test_the_corpus_covers_every_category() -> None:
 
 
 def test_a_run_against_an_existing_store_leaves_no_run(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
     """A tune with an unreachable storage must not leave a RUNNING parent run behind."""
+    monkeypatch.setattr(cli_checks, "CONNECT_WAIT", 1.0)  # a refused server: 1 s, not 10
     good = tmp_path / "good.yaml"
     good.write_text(SIGNALS.replace("epochs: 2", "epochs: 1").replace("seeds: 2", "seeds: 1"))
     store = f"sqlite:///{tmp_path / 'store.db'}"

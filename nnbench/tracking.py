@@ -265,7 +265,9 @@ class Tracker:
     def system_metrics(self, run_id: str, node: str | None = None) -> Iterator[None]:
         """CPU, memory, disk, network and (with nvidia-ml-py) GPU utilisation of this process's
         machine, sampled by MLflow's own monitor every 10 s and logged to `run_id` as
-        `system/...` metrics (`system/<node>/...` when several workers share the run)."""
+        `system/...` metrics (`system/<node>/...` when several workers share the run), and
+        once more at the end: MLflow's monitor drops the samples of its last, unfinished
+        interval, so work shorter than one interval logged nothing."""
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         monitor = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
@@ -274,7 +276,15 @@ class Tracker:
         try:
             yield
         finally:
-            monitor.finish()  # type: ignore[no-untyped-call]
+            monitor.finish()  # type: ignore[no-untyped-call]  # its thread has ended
+            try:  # the closing sample, with what the last interval collected
+                monitor.collect_metrics()  # type: ignore[no-untyped-call]
+                monitor.publish_metrics(  # type: ignore[no-untyped-call]
+                    monitor.aggregate_metrics())  # type: ignore[no-untyped-call]
+                monitor.mlflow_logger.flush()  # type: ignore[no-untyped-call]
+            except Exception as err:  # the trials' results are recorded: say it, go on
+                warnings.warn(f"the last system metrics of run {run_id} could not be logged: "
+                              f"{first_line(err)}", stacklevel=2)
 
     # -- one trial ----------------------------------------------------------------------
 

@@ -88,8 +88,9 @@ def test_system_metrics_are_logged_to_the_invocation_run(
 
     from nnbench.runner import run_suite
 
-    # sample every 0.1 s: the tiny suite trains in about a second
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    # sample every 60 s: the tiny suite is done long before MLflow's monitor logs its first
+    # sample (as any run shorter than its 10 s was), so what it shows is the closing sample
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "60")
     suite = load_suite(write_suite(epochs=2, seeds=1))
     summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, system_metrics=True,
                         console=Console(quiet=True))

@@ -19,7 +19,8 @@
 
 MLflow location: `--tracking-uri`, else MLFLOW_TRACKING_URI, else MLflow's default
 (`sqlite:///mlflow.db` in the working directory). Exit codes: 0 ok, 1 a trial
-failed, 2 invalid input (nothing run or logged), 130 interrupted.
+failed, 2 invalid input (nothing run or logged), 130 interrupted (Ctrl-C, or SIGTERM, which
+stops a command the same way).
 
 Every suite and every option is checked before anything is created (`nnbench.config`
 for suites, `nnbench.cli_checks` for the tracking URI, storage, report directory, run
@@ -36,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -1029,6 +1032,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; SIGTERM (what a cluster sends at a job's time limit or on
+    preemption, and `kill` by default) stops it as Ctrl-C does: the trials in flight are
+    recorded as killed and their claims released at once, for other workers to take."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from nnbench.plugins import PluginError, load_entry_points
 
     try:  # installed plugins first: an engine one registers is one of --engine's choices

@@ -590,9 +590,11 @@ class TrialQueue:
 
     def release(self, claim: Claim, status: str, note: str = "") -> bool:
         """End a claim with the trial's status: done (finished, diverged) makes the entry
-        COMPLETE, anything else FAIL. False when the claim was lost: it went stale, and the
-        trial was queued again. (A retried release whose first try did commit, its
-        connection lost on the way back, finds its own ending: True.)"""
+        COMPLETE, anything else FAIL; a killed trial (its worker interrupted: Ctrl-C,
+        SIGTERM) is queued again in the same transaction, for the other workers. False when
+        the claim was lost: it went stale, and the trial was queued again. (A retried
+        release whose first try did commit, its connection lost on the way back, finds its
+        own ending: True.)"""
         state = TrialState.COMPLETE if status in ("finished", "diverged") else TrialState.FAIL
 
         def transaction() -> bool:
@@ -605,6 +607,9 @@ class TrialQueue:
                                 == self.worker and attrs.get(_STATUS) == status)
                 self._end_entry(session, entry, state, status,
                                 status + (f": {note}" if note else ""))
+                if status == "killed":
+                    session.flush()
+                    self._top_up(session, [claim.spec], self._states(session))
                 return True
 
         try:

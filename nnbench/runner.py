@@ -36,6 +36,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -101,7 +102,8 @@ class RunSummary:
 
 @contextmanager
 def _bookkeeping() -> Iterator[None]:
-    """Hold Ctrl-C until a block of MLflow writes is complete, then raise it.
+    """Hold Ctrl-C (and SIGTERM, which the CLI makes a Ctrl-C) until a block of MLflow
+    writes is complete, then raise it.
 
     Training is interruptible at any point (the engine turns the interrupt into a
     `killed` result); bookkeeping is not, so a run is never left half-recorded.
@@ -114,13 +116,19 @@ def _bookkeeping() -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[int, Any] = {signum: signal.signal(signum, hold) for signum in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:  # also when the block raised: the interrupt is never lost
-            raise KeyboardInterrupt
+        for signum in held:
+            signal.signal(signum, previous[signum])
+        if received:  # also when the block raised: the signal is never lost
+            handler = previous[received[0]]  # Python's for SIGINT raises KeyboardInterrupt
+            if handler is signal.SIG_DFL:  # SIGTERM outside the CLI: the process ends now
+                signal.raise_signal(received[0])
+            elif callable(handler):
+                handler(received[0], None)
 
 
 class _Pace:
@@ -509,7 +517,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                 summary.interrupted = True
     except KeyboardInterrupt:
         summary.interrupted = True
-    status, note = (("killed", "interrupted (Ctrl-C)") if summary.interrupted
+    status, note = (("killed", "interrupted (Ctrl-C or SIGTERM)") if summary.interrupted
                     else ("failed", "not trained"))
     with _bookkeeping():
         for claim in pending.values():  # interrupted before they trained

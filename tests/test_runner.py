@@ -29,6 +29,7 @@ from nnbench.results import load_results
 from nnbench.runner import RunSummary, run_suite
 from nnbench.tracking import Tracker, is_done
 from nnbench.transient import worker_label
+from tests.chaos import queue_states
 from tests.conftest import stop_process, within
 from tests.processes import Command, start
 
@@ -581,22 +582,27 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("engine", "in_flight"), [("serial", 1), ("stacked", 2)])
+@pytest.mark.parametrize(("engine", "in_flight", "signum"),
+                         [("serial", 1, signal.SIGINT), ("stacked", 2, signal.SIGTERM)],
+                         ids=["serial-ctrl-c", "stacked-sigterm"])
 def test_ctrl_c_records_the_in_flight_trials_as_killed(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path, engine: str,
-        in_flight: int) -> None:
+        in_flight: int, signum: signal.Signals) -> None:
     """Serial: one trial in flight; stacked: a group's two lanes (the batch-32 seeds
     finish as one group, then the batch-16 group's two lanes are interrupted together).
-    Ctrl-C lands while the trials in flight train: their MLflow runs are open, their queue
-    claims held (a claim is released only once its trial has trained), and the process has
-    spent 0.2 s of CPU on them (building a group's lanes takes about 0.01 s; training them
-    0.3-1.5 s)."""
+    Ctrl-C (SIGINT) or SIGTERM (a cluster's time limit or preemption; it used to end the
+    process at once, its trials held until the grace period ran out) lands while the
+    trials in flight train: their MLflow runs are open, their queue claims held (a claim
+    is released only once its trial has trained), and the process has spent 0.2 s of CPU
+    on them (building a group's lanes takes about 0.01 s; training them 0.8-4 s: at 40
+    epochs, 0.3 s, the group could finish between the freeze's reads under load, and one
+    lane be recorded finished before the signal was taken)."""
     suite = load_suite(write_suite("""\
         name: long
         task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
         fixed:
           optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
-          epochs: 40
+          epochs: 100
           batch_size: 32
         grid:
           batch_size: [32, 16]
@@ -605,7 +611,7 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
     proc = _start(suite, tracking_uri, tmp_path, "--engine", engine)
     at = _freeze_when(proc, tracking_uri, suite.name, lambda p: p.finished >= in_flight
                       and p.running == p.claimed == in_flight, cpu_into=0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     proc.send_signal(signal.SIGCONT)
     output = proc.finish(timeout=60)
     assert proc.returncode == 130, output
@@ -615,7 +621,13 @@ def test_ctrl_c_records_the_in_flight_trials_as_killed(
     assert statuses == Counter({"finished": at.finished, "killed": in_flight}), output
     killed = [r for r in runs if r.data.tags["nnbench.status"] == "killed"]
     assert {r.info.status for r in killed} == {"KILLED"}
-    assert all("interrupted" in r.data.tags["nnbench.reason"] for r in killed)
+    assert {r.data.tags["nnbench.reason"] for r in killed} <= {
+        "interrupted (Ctrl-C or SIGTERM)", *(f"interrupted during epoch {e}" for e in range(101))
+    }, [r.data.tags["nnbench.reason"] for r in killed]
+    # the killed trials are queued again at once, for any other worker: waiting, not failed
+    optuna_db = Path(tracking_uri.removeprefix("sqlite:///")).parent / "optuna.db"
+    states, _, _ = queue_states(f"sqlite:///{optuna_db}", suite.name)
+    assert {states[r.data.tags["nnbench.trial_id"]] for r in killed} == {"queued"}, states
 
     summary, output = _rerun(suite, tracking_uri, engine=engine)  # in this process
     assert f"{at.finished} already finished, {4 - at.finished} to train" in output

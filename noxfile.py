@@ -15,7 +15,7 @@ with pip. The environment is re-installed when constraints.txt or pyproject.toml
     nox -s tests [-- -k expr]
     nox -s benchmarks
     nox -s gpu-bench [-- --device cpu --smoke]
-    nox -s chaos [-- --workers 4 --kills 4 --stops 2 --outages 1 --seed X --tune]
+    nox -s chaos [-- --workers 4 --kills 4 --terms 1 --stops 2 --outages 1 --seed X --tune]
     nox -s lint
 """
 
@@ -188,18 +188,17 @@ def gpu_bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def chaos(session: nox.Session) -> None:
-    """The chaos test at full size (tests/chaos.py; its CI-sized cases, tests/test_chaos.py,
-    run in the tests session): 4
-    `nnbench worker` processes on a fresh PostgreSQL store drain a 48-trial
-    suite while 4 random ones are SIGKILLed (each replaced) and 2 SIGSTOPped past the grace
-    period, and the server is stopped for a few seconds once; then every trial must have
-    finished once (never twice, deleted runs included)
-    with the fingerprints of an undisturbed run, every worker not killed must have exited 0,
-    and MLflow must show each trial as the queue holds it. Prints the seed, the schedule as
-    carried out and a summary. `-- --workers N --kills K --stops S --outages O --seed X --trials T
-    --epochs E --engine stacked` changes the run, `-- --tune` disturbs `nnbench tune`
-    processes on a tuned suite instead (`python -m tests.chaos --help`). Needs PostgreSQL's
-    initdb and pg_ctl on PATH."""
+    """The chaos test at full size (tests/chaos.py; its CI-sized cases, tests/test_chaos.py, run
+    in the tests session): 4 `nnbench worker` processes on a fresh PostgreSQL store drain a
+    48-trial suite while 4 random ones are SIGKILLed and 1 SIGTERMed (each replaced) and 2
+    SIGSTOPped past the grace period, and the server is stopped for a few seconds once; then
+    every trial must have finished once (never twice, deleted runs included) with the
+    fingerprints of an undisturbed run, every worker not killed must have exited 0 (130 if
+    SIGTERMed), and MLflow must show each trial as the queue holds it. Prints the seed, the
+    schedule as carried out and a summary. `-- --workers N --kills K --terms T --stops S
+    --outages O --seed X --trials T --epochs E --engine stacked` changes the run, `-- --tune`
+    disturbs `nnbench tune` processes on a tuned suite instead (`python -m tests.chaos --help`).
+    Needs PostgreSQL's initdb and pg_ctl on PATH."""
     _env(session)
     scratch = _memory_scratch()
     env = {"OMP_NUM_THREADS": "1"}

@@ -1,6 +1,7 @@
 """Chaos for workers that share a suite's queue (issue 22): N `nnbench worker` (or `nnbench
 tune`) processes on PostgreSQL drain a suite while a seeded schedule SIGKILLs random workers
-(each replaced at once by a new one), SIGSTOPs others for longer than the grace period
+(each replaced at once by a new one), SIGTERMs others (as a cluster's time limit does; each
+replaced too), SIGSTOPs others for longer than the grace period
 (then SIGCONT) and stops the PostgreSQL server for a few seconds (an outage: a restart, as
 an administrator's `pg_ctl restart` or a failover makes); once every worker has exited, the
 stores are checked.
@@ -25,7 +26,9 @@ The schedule: each event fires once the suite has that many trials done in MLflo
 not time: a slow machine gets the same schedule); its victim is drawn from the live workers
 that are not stopped, those in the middle of a trial (an open MLflow run) first. A victim is
 frozen first (SIGSTOP, every thread stopped) and its open runs noted, then killed (SIGKILL,
-and a new worker started) or left stopped for 1.5 grace periods and a bit, then continued.
+and a new worker started), terminated (SIGTERM then SIGCONT: it records its trials in flight
+as killed, releases their claims and exits 130; a new worker is started at once) or left
+stopped for 1.5 grace periods and a bit, then continued.
 An outage has no victim: the server is stopped (`pg_ctl stop -m fast`: every session ended,
 its transaction rolled back; new connections refused) and started again on the same port
 2 to 4 s later; the workers wait for it (their heartbeats fail meanwhile).
@@ -38,7 +41,8 @@ the schedule as carried out, every worker's exit code and the tails of their log
 - grid suite: every trial finished once among the active MLflow runs, none finished twice
   among all runs (deleted ones included), the fingerprints equal those of an undisturbed
   run (one worker, the same engine and lanes, a fresh SQLite store), every clean worker
-  (not SIGKILLed; a stopped and continued one is clean) exited 0, no trial run is left
+  (not SIGKILLed or SIGTERMed; a stopped and continued one is clean) exited 0 and every
+  SIGTERMed one 130, no trial run is left
   RUNNING, every run's MLflow status agrees with its `nnbench.status`, for every trial
   MLflow's status equals the queue's (`QUEUE_TO_MLFLOW`), whose entries are all ended, and
   the queue holds one entry of each trial that did not fail (the workers, which start at
@@ -155,6 +159,7 @@ class Plan:
 
     workers: int = 3  # worker processes running at once (a killed one is replaced)
     kills: int = 1  # SIGKILLs, each followed by a new worker
+    terms: int = 0  # SIGTERMs, each followed by a new worker (the victim exits 130)
     stops: int = 1  # SIGSTOPs, each for 1.5 grace periods plus up to 2 s, then SIGCONT
     outages: int = 0  # the PostgreSQL server stopped, each for 2 to 4 s, then started again
     seed: int = 0  # of the schedule
@@ -169,7 +174,7 @@ class Plan:
 @dataclass(frozen=True)
 class Event:
     after: int  # fires once this many trials (or Optuna trials) are done in MLflow
-    action: str  # kill | stop | outage
+    action: str  # kill | term | stop | outage
     pick: float  # which victim: candidates[int(pick * len(candidates))] (none for an outage)
     seconds: float  # how long a stopped worker (or the server) stays stopped (0 for a kill)
 
@@ -184,10 +189,12 @@ def schedule(plan: Plan, total: int) -> list[Event]:
     """The seeded events, by progress: thresholds drawn from 1 .. total/2, so every event
     fires while most of the suite is still to do."""
     rng = random.Random(plan.seed)
-    actions = ["kill"] * plan.kills + ["stop"] * plan.stops + ["outage"] * plan.outages
+    actions = (["kill"] * plan.kills + ["term"] * plan.terms + ["stop"] * plan.stops
+               + ["outage"] * plan.outages)
     rng.shuffle(actions)
     afters = sorted(rng.randint(1, max(1, total // 2)) for _ in actions)
-    seconds = {"kill": lambda: 0.0, "stop": lambda: round(1.5 * GRACE_S + rng.uniform(0, 2), 1),
+    seconds = {"kill": lambda: 0.0, "term": lambda: 0.0,
+               "stop": lambda: round(1.5 * GRACE_S + rng.uniform(0, 2), 1),
                "outage": lambda: round(rng.uniform(2, 4), 1)}
     return [Event(after, action, rng.random(), seconds[action]())
             for after, action in zip(afters, actions, strict=True)]
@@ -265,6 +272,8 @@ class Worker:
     started: float  # seconds since the chaos began
     replaces: int | None = None  # the number of the killed worker it replaces
     killed: bool = False  # SIGKILLed by the chaos (not a clean worker)
+    terminated: bool = False  # SIGTERMed by the chaos: it must exit 130 (see `exits`)
+    term_held: bool = False  # it held an open run when SIGTERMed
     stopped_until: float | None = None  # monotonic time of its SIGCONT while stopped
     stops: int = 0
     lines: list[tuple[float, str]] = field(default_factory=list)  # its output, as it came
@@ -429,6 +438,13 @@ class Chaos:
                 new = self.spawn(victim.name, replaces=victim.number)
                 self.say(f"SIGKILL {victim.label}, {what} ({event.line()}); started "
                          f"{new.label}")
+            elif event.action == "term":
+                victim.command.send_signal(signal.SIGTERM)
+                victim.command.send_signal(signal.SIGCONT)
+                victim.terminated, victim.term_held = True, bool(held)
+                new = self.spawn(victim.name, replaces=victim.number)
+                self.say(f"SIGTERM {victim.label}, {what} ({event.line()}); started "
+                         f"{new.label}")
             else:
                 victim.stopped_until = time.monotonic() + event.seconds
                 victim.stops += 1
@@ -452,7 +468,7 @@ class Chaos:
                  "what was done:", *(f"  {line}" for line in self.log), "workers:"]
         for w in self.workers:
             role = f"replacing w{w.replaces}" if w.replaces else "first"
-            state = ("SIGKILLed" if w.killed else
+            state = ("SIGKILLed" if w.killed else "SIGTERMed, " * w.terminated +
                      f"exit {w.command.returncode}" + (f", stopped {w.stops}x" if w.stops else ""))
             lines.append(f"  {w.label}, {role}, started at {w.started:.1f} s: {state}")
         for w in self.workers:
@@ -484,9 +500,18 @@ class Chaos:
                 f"{run.info.status}/{tags.get('nnbench.status')}, {run.info.lifecycle_stage}")
 
     def exits(self) -> list[str]:
-        """Every clean worker (not SIGKILLed; stopped ones included) exited 0."""
-        return [f"{w.label} (not killed) exited {w.command.returncode}, not 0"
-                for w in self.workers if not w.killed and w.command.returncode != 0]
+        """Every clean worker (not SIGKILLed or SIGTERMed; stopped ones included) exited 0,
+        every SIGTERMed one 130 (interrupted), or -15 if it held no open run: one still
+        importing when signalled, before `nnbench` took SIGTERM as an interrupt, ends at
+        once, holding nothing."""
+        def allowed(w: Worker) -> list[int]:
+            if not w.terminated:
+                return [0]
+            return [130] if w.term_held else [130, -int(signal.SIGTERM)]
+
+        return [f"{w.label} (not killed) exited {w.command.returncode}, not "
+                f"{' or '.join(map(str, allowed(w)))}" for w in self.workers
+                if not w.killed and w.command.returncode not in allowed(w)]
 
 
 def _trials_once(chaos: Chaos, client: MlflowClient, experiment_id: str, trial_ids: set[str]
@@ -743,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10,
                         help="epochs per trial (default 10: under half a second each)")
     parser.add_argument("--kills", type=int, default=4, help="SIGKILLs (default 4)")
+    parser.add_argument("--terms", type=int, default=1, help="SIGTERMs (default 1)")
     parser.add_argument("--stops", type=int, default=2, help="SIGSTOPs (default 2)")
     parser.add_argument("--outages", type=int, default=1,
                         help="times the PostgreSQL server is stopped for 2 to 4 s (default 1)")
@@ -759,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lanes = args.lanes or (2 if args.engine == "stacked" else None)
     seed = args.seed if args.seed is not None else seed_from_env()
     os.environ[_ENV] = json.dumps({
-        "workers": args.workers, "kills": args.kills, "stops": args.stops,
+        "workers": args.workers, "kills": args.kills, "terms": args.terms, "stops": args.stops,
         "outages": args.outages, "seed": seed,
         "engine": args.engine, "lanes": lanes, "timeout_s": args.timeout, "tune": args.tune,
         "trials": args.trials, "epochs": args.epochs, "verbose": args.verbose})

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
 import sys
 import threading
@@ -1046,6 +1047,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     from nnbench.plugins import PluginError, load_entry_points
+
+    # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
+    # long rather than the system's 2 minutes of TCP retries to a server that has gone
+    # silent, so `retrying` tries again and says so
+    os.environ.setdefault("PGCONNECT_TIMEOUT", str(cli_checks.CONNECT_TIMEOUT))
 
     try:  # installed plugins first: an engine one registers is one of --engine's choices
         load_entry_points()  # a broken one stops every command here

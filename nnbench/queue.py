@@ -45,7 +45,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -86,7 +86,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 # Optuna's storage warns of an OperationalError it falls back from: one a retry gets past (a
 # restarting server) is said once by `retrying` instead
-logging.getLogger("optuna.storages._rdb.storage").addFilter(QuietTransient())
+logging.getLogger("optuna.storages._rdb.storage").addFilter(QuietTransient(messages=True))
 
 LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
@@ -559,7 +559,7 @@ class TrialQueue:
         claims: list[Claim] = []
         heartbeats = self.heartbeats()
         while len(claims) < n:
-            taken = retrying(partial(self._claim_one, parent_run_id or ""), "claiming a trial")
+            taken = retrying(self._claimer(parent_run_id or "", heartbeats), "claiming a trial")
             if taken is None:
                 break
             heartbeats.hold(taken, beat=False)
@@ -567,6 +567,27 @@ class TrialQueue:
             claims.append(Claim(entry.number, taken, str(entry.user_attrs[_TRIAL_ID]),
                                 TrialSpec.from_canonical(json.loads(entry.user_attrs[_SPEC]))))
         return claims
+
+    def _claimer(self, parent_run_id: str, heartbeats: Heartbeats) -> Callable[[], int | None]:
+        """`_claim_one`, for `retrying`: a retry first takes back the entry its earlier try
+        may have claimed before the connection was lost (the answer lost, not the write):
+        RUNNING under this worker's name, yet held by none of its heartbeats."""
+        tries = 0
+
+        def take() -> int | None:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                with heartbeats._lock:
+                    held = set(heartbeats.held)
+                for entry in self.storage.get_all_trials(
+                        self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                    if (entry.user_attrs.get("nnbench.worker") == self.worker
+                            and storage_id(entry) not in held):
+                        return storage_id(entry)
+            return self._claim_one(parent_run_id)
+
+        return take
 
     def _claim_one(self, parent_run_id: str) -> int | None:
         """The lowest waiting entry no other worker is taking, moved to RUNNING with its first

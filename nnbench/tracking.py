@@ -39,7 +39,9 @@ with the reason; each trial has at most one finished (or diverged) run. A run ta
 `nnbench.queue_entry` that is still RUNNING after its queue entry ended (its worker died in
 between) is given the entry's status by the next worker that looks. Several workers may
 open a fresh store at the same instant: schema and experiment creation, and writes that
-meet another worker's lock, are retried.
+meet another worker's lock, are retried; so are writes that meet a restarting server. A run
+is made with a one-time tag (`nnbench.create_token`) that a retry looks for first, so a
+retry whose first try did commit (its connection lost on the way back) makes no second run.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -97,7 +100,8 @@ _PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invoc
                    "nnbench.worker", "nnbench.status", "nnbench.reason", "nnbench.fingerprint",
                    "nnbench.diverged_epoch", "nnbench.best_epoch", "nnbench.stopped_epoch",
                    "nnbench.epochs_done", "nnbench.model_note", "nnbench.queue_entry",
-                   "nnbench.optuna", "nnbench.study", "nnbench.nuisance")
+                   "nnbench.optuna", "nnbench.study", "nnbench.nuisance",
+                   "nnbench.create_token")
 
 # MLflow's UI (3.x) shows an experiment of this kind as classic ML training: runs table first.
 # The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (mlflow/server/js bundle).
@@ -139,9 +143,12 @@ def is_done(run: Run) -> bool:
 
 class _Retrying:
     """An MlflowClient whose calls are retried when they meet another worker's
-    transaction (a locked SQLite file, a schema being created)."""
+    transaction (a locked SQLite file, a schema being created) or a restarting server."""
 
     _ONCE = frozenset({"create_experiment"})  # "already exists" is an answer, not a race
+    # links made once: a retry that meets a duplicate key met its own first try, which
+    # committed before the connection was lost (a key of MLflow's `inputs` table)
+    _LINKS = frozenset({"log_outputs"})
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
@@ -150,10 +157,25 @@ class _Retrying:
         attr = getattr(self._client, name)
         if not callable(attr) or name in self._ONCE:
             return attr
+        link = name in self._LINKS
 
         @functools.wraps(attr)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return retrying(lambda: attr(*args, **kwargs), f"MLflow {name}")
+            tries = 0
+
+            def once() -> Any:
+                nonlocal tries
+                tries += 1
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as err:
+                    text = str(err).lower()
+                    if link and tries > 1 and ("duplicate key" in text
+                                               or "unique constraint" in text):
+                        return None
+                    raise
+
+            return retrying(once, f"MLflow {name}")
         return call
 
 
@@ -165,6 +187,7 @@ class Tracker:
         # another worker may be making it at the same instant
         client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
         self.client = cast(MlflowClient, _Retrying(client))
+        self._once = client  # calls not to retry as they are (`_create_run`)
         self.suite = suite
         self.tracking_uri = self.client.tracking_uri
         # the store (and its schema, on a fresh database) is made on first use: make it now,
@@ -253,10 +276,31 @@ class Tracker:
                 "nnbench.trials_total": str(len(self.suite.trials())),
                 "nnbench.trials_todo": str(n_todo), **provenance}
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{self.suite.name} {started}")
+        run = self._create_run(experiment_id, tags, f"{self.suite.name} {started}")
         self.client.log_text(run.info.run_id, self.suite.source, "suite.yaml")
         return str(run.info.run_id)
+
+    def _create_run(self, experiment_id: str, tags: dict[str, str], run_name: str) -> Run:
+        """`create_run`, retried like every call, without ever making two runs: a retry first
+        looks for the run its earlier try may have committed before the connection was lost
+        (the answer lost, not the write), by a one-time tag."""
+        token = uuid.uuid4().hex
+        tags = {**tags, "nnbench.create_token": token}
+        client = self._once
+        tries = 0
+
+        def create() -> Run:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                made = client.search_runs([experiment_id],
+                                          f"tags.`nnbench.create_token` = '{token}'",
+                                          run_view_type=ViewType.ALL, max_results=1)
+                if made:
+                    return made[0]
+            return client.create_run(experiment_id, tags=tags, run_name=run_name)
+
+        return retrying(create, "MLflow create_run")
 
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
@@ -308,8 +352,7 @@ class Tracker:
                 **{f"nnbench.axis.{a}": value_label(a, spec.value(a)) for a in axes},
                 "nnbench.seed": spec.seed_label, "nnbench.worker": worker_label(),
                 "nnbench.status": "running", **provenance}
-        run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{label} | seed {spec.seed_label}")
+        run = self._create_run(experiment_id, tags, f"{label} | seed {spec.seed_label}")
         run_id = str(run.info.run_id)
         self._log_batches(run_id, params=[Param(k, v) for k, v in spec.flat_params().items()])
         self.client.log_inputs(run_id, [dataset_input(spec)])
@@ -611,8 +654,7 @@ class Tracker:
                 "mlflow.note.content": note}
         if len(run_ids) <= 5000:
             tags["nnbench.summary.run_ids"] = run_ids
-        run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{label} | mean over seeds")
+        run = self._create_run(experiment_id, tags, f"{label} | mean over seeds")
         run_id = str(run.info.run_id)
         self._log_batches(run_id, params=params, metrics=metrics)
         self.client.set_terminated(run_id, "FINISHED")  # complete: others may now settle

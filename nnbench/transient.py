@@ -57,15 +57,33 @@ _TRANSIENT = (
     "can't connect to mysql server")
 
 
+# what makes a connection fail for good, whatever else the message says: libpq joins the
+# errors of every address it tried ("localhost": ::1 refused, 127.0.0.1 a wrong password)
+_PERMANENT = (
+    "password authentication failed", "authentication failed", "no pg_hba.conf entry",
+    "does not exist", "access denied for user", "unknown database", "permission denied",
+    "could not translate host name", "name or service not known",
+    "nodename nor servname provided", "no address associated with hostname")
+
+
 def is_transient(err: BaseException) -> bool:
     """Errors another worker's concurrent transaction, the server ending a session, or a
-    server restarting or out of reach for a while can cause; worth a retry."""
-    return _says_transient(f"{err!r} {err.__cause__!r}")
+    server restarting or out of reach for a while can cause; worth a retry. Read from the
+    error's type and message and its cause's, never from the SQL statement or the values
+    it carried (a tag quoting "Connection refused" is not a refused connection)."""
+    return _says_transient(" ".join(_words(e) for e in (err, err.__cause__) if e is not None))
+
+
+def _words(err: BaseException) -> str:
+    text = str(err)
+    cut = text.find("[SQL:")  # SQLAlchemy appends the statement and its parameters
+    return f"{type(err).__name__}: {text[:cut] if cut >= 0 else text}"
 
 
 def _says_transient(text: str) -> bool:
     text = text.lower()
-    return any(s in text for s in _TRANSIENT)
+    return (any(s in text for s in _TRANSIENT)
+            and not any(s in text for s in _PERMANENT))
 
 
 def reason(err: BaseException) -> str:
@@ -108,16 +126,23 @@ def retrying(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS, *
                              worker_label(), what, time.monotonic() - started)
             return result
         time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 2.0)
+        delay = min(delay * 2, 1.0)  # at most 1.5 s from a server's return to the retry
 
 
 class QuietTransient(logging.Filter):
     """Drops a library's log record of an error `retrying` retries: MLflow's SQL store logs
-    every OperationalError with its traceback before raising it, Optuna's storage warns of
-    one it falls back from; a server's restart would print a traceback per retry, and
-    `retrying` says it once."""
+    every OperationalError with its traceback before raising it (a record with the
+    exception), Optuna's storage warns of one it falls back from (`messages`: a record
+    whose message quotes it); a server's restart would print a traceback per retry, and
+    `retrying` says it once. Other records pass (MLflow's own "retrying" warnings while it
+    cannot create its engine: they are what says a long wait)."""
+
+    def __init__(self, *, messages: bool = False) -> None:
+        super().__init__()
+        self.messages = messages
 
     def filter(self, record: logging.LogRecord) -> bool:
         err = record.exc_info[1] if record.exc_info else None
-        return not (is_transient(err) if err is not None
-                    else _says_transient(record.getMessage()))
+        if err is not None:
+            return not is_transient(err)
+        return not (self.messages and _says_transient(record.getMessage()))

@@ -312,8 +312,8 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
     heartbeat went stale while it trained, and a copy was queued) shows killed, never done;
     anything else Optuna refuses is raised, never recorded as a lost claim. A killed grid
     trial is queued again with its values, so that the grid is still covered once (like a
-    stale trial's copy). A worker killed between the tell and the status leaves the run
-    RUNNING: `_project` gives it Optuna's state."""
+    stale trial's copy). A worker killed between the
+    tell and the status leaves the run RUNNING: `_project` gives it Optuna's state."""
     trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
     state = _OPTUNA_STATE[result.status]
@@ -345,7 +345,7 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
                       highlight=False)
         return
     if result.status == "killed" and tune.sampler == "grid":
-        retrying(partial(study.enqueue_trial, asked.values), "queueing a killed grid trial")
+        _enqueue_once(study, asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     tracker.show(run_id, result.status, result.reason)
     if result.status != "killed":
@@ -405,6 +405,22 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
     if killed:
         raise KeyboardInterrupt
     return True
+
+
+def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
+    """Queue a killed trial's point again, once: a retry first looks for the waiting copy
+    its earlier try may have committed before the connection was lost."""
+    tries = 0
+
+    def enqueue() -> None:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and any(t.system_attrs.get("fixed_params") == values for t in
+                             study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            return
+        study.enqueue_trial(values)
+
+    retrying(enqueue, "queueing a killed trial's point again")
 
 
 def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:

@@ -31,7 +31,9 @@ as killed, releases their claims and exits 130; a new worker is started at once)
 stopped for 1.5 grace periods and a bit, then continued.
 An outage has no victim: the server is stopped (`pg_ctl stop -m fast`: every session ended,
 its transaction rolled back; new connections refused) and started again on the same port
-2 to 4 s later; the workers wait for it (their heartbeats fail meanwhile).
+1 to 2 s later, short of the grace period (4 s) with the time to start and a retry's backoff,
+so a worker's claims usually survive it; the workers wait for it (their heartbeats fail
+meanwhile).
 Liveness is fast (`--heartbeat-interval 1 --grace-period 4`), so a silent worker's trials go
 back to the queue within seconds.
 
@@ -161,7 +163,7 @@ class Plan:
     kills: int = 1  # SIGKILLs, each followed by a new worker
     terms: int = 0  # SIGTERMs, each followed by a new worker (the victim exits 130)
     stops: int = 1  # SIGSTOPs, each for 1.5 grace periods plus up to 2 s, then SIGCONT
-    outages: int = 0  # the PostgreSQL server stopped, each for 2 to 4 s, then started again
+    outages: int = 0  # the PostgreSQL server stopped, each for 1 to 2 s, then started again
     seed: int = 0  # of the schedule
     engine: str = "serial"  # the workers' --engine (and the reference run's)
     lanes: int | None = None  # their --lanes
@@ -195,7 +197,7 @@ def schedule(plan: Plan, total: int) -> list[Event]:
     afters = sorted(rng.randint(1, max(1, total // 2)) for _ in actions)
     seconds = {"kill": lambda: 0.0, "term": lambda: 0.0,
                "stop": lambda: round(1.5 * GRACE_S + rng.uniform(0, 2), 1),
-               "outage": lambda: round(rng.uniform(2, 4), 1)}
+               "outage": lambda: round(rng.uniform(1, 2), 1)}
     return [Event(after, action, rng.random(), seconds[action]())
             for after, action in zip(afters, actions, strict=True)]
 
@@ -367,8 +369,8 @@ class Chaos:
                     worker.stopped_until = None
                     self.say(f"SIGCONT {worker.label}")
             if self.down_until is not None and time.monotonic() >= self.down_until:
+                self.down_until = None  # (a failed start is not tried again by `finally`)
                 self.postgres.control.start()
-                self.down_until = None
                 self.say("PostgreSQL server started again")
             server_up = self.down_until is None  # else nothing to read until it is back
             if server_up and self.experiment_id is None:
@@ -771,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--terms", type=int, default=1, help="SIGTERMs (default 1)")
     parser.add_argument("--stops", type=int, default=2, help="SIGSTOPs (default 2)")
     parser.add_argument("--outages", type=int, default=1,
-                        help="times the PostgreSQL server is stopped for 2 to 4 s (default 1)")
+                        help="times the PostgreSQL server is stopped for 1 to 2 s (default 1)")
     parser.add_argument("--seed", type=int, default=None, help="of the schedule (default: new)")
     parser.add_argument("--engine", choices=("serial", "stacked"), default="serial")
     parser.add_argument("--lanes", type=int, default=None,

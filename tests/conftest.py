@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -388,6 +389,8 @@ def _server_port() -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return _free_port()
+    if low - 1024 < 1000:  # hardly any port below the range ("1024 65535"): take any
+        return _free_port()
     rng = random.Random()
     for _ in range(100):
         port = rng.randrange(max(1024, low - 12_000), low)
@@ -450,6 +453,28 @@ class PostgresServer:
             if "Address already in use" not in text or self.port or attempt == 3:
                 pytest.fail(f"PostgreSQL did not start on port {port}:\n{started.stderr}\n"
                             f"{text[-3000:]}")
+
+    @contextlib.contextmanager
+    def outage(self, seconds: float) -> Iterator[None]:
+        """Stop the server now and start it again `seconds` later (from a thread) while the
+        block runs; on leaving, wait for the start and raise its error, if any."""
+        self.stop()
+        failed: list[BaseException] = []
+
+        def back() -> None:
+            try:
+                self.start()
+            except BaseException as err:  # pytest.fail raises outside Exception
+                failed.append(err)
+
+        timer = threading.Timer(seconds, back)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.join()
+            if failed:
+                raise AssertionError(f"PostgreSQL did not start again: {failed[0]}")
 
     def stop(self) -> None:
         """Stop it as an administrator's restart does (`-m fast`: sessions are ended, their

@@ -5,7 +5,6 @@ waited for, not reported as missing."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import optuna
@@ -38,14 +37,9 @@ def test_a_server_restarting_when_a_worker_starts_is_waited_for(
     """A worker a cluster starts while the shared server restarts used to exit 2 at once
     ("cannot connect to the database"); it now tries again each second for up to
     CONNECT_WAIT s, says so once, and goes on when the server is back."""
-    postgres.control.stop()
-    back = threading.Timer(2.0, postgres.control.start)
     started = time.monotonic()
-    back.start()
-    try:
+    with postgres.control.outage(2.0):
         assert check_storage_url(postgres.optuna) == postgres.optuna
-    finally:
-        back.join()
     assert time.monotonic() - started >= 2.0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
+from optuna.trial import TrialState
 
 from nnbench import transient
-from nnbench.queue import Heartbeats
+from nnbench.cli_checks import UsageError, check_storage_url
+from nnbench.config import load_suite
+from nnbench.queue import Heartbeats, Liveness, TrialQueue, open_storage
+from nnbench.tracking import Tracker
 from nnbench.transient import is_transient, retrying, worker_label
 from tests.conftest import Postgres
 
@@ -73,16 +79,14 @@ def test_a_server_that_restarts_is_waited_for_and_said_once(
         calls.append(None)
         return total
 
-    postgres.control.stop()
-    back = threading.Timer(3.0, postgres.control.start)
-    back.start()
-    try:
+    with postgres.control.outage(3.0):
         assert retrying(write, "a write while the server restarts", seconds=60) == 3
-    finally:
-        back.join()
     refused = [err for err in calls if err is not None]
     assert len(refused) >= 3 and calls[-1] is None, calls
-    assert all(is_transient(err) and "refused" in str(err).lower() for err in refused), refused
+    # refused while it was down; a try may land in the moment it starts up
+    assert all(is_transient(err) and ("refused" in str(err).lower()
+                                      or "starting up" in str(err).lower())
+               for err in refused), refused
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"nnbench: {worker_label()}: a write while the server restarts "
@@ -135,3 +139,88 @@ def test_heartbeats_that_keep_failing_are_said_once_and_their_recovery_too(
     assert lines[1].startswith(f"nnbench: {worker_label()} records its heartbeats again, "
                                f"after ")
     assert set(beats) == {7} and len(beats) >= 5
+
+
+def test_a_permanent_error_is_not_retried_whatever_else_its_message_says(
+        postgres: Postgres) -> None:
+    """libpq joins the errors of every address it tried: one that refused (a server down)
+    and one that answered "does not exist" is a missing database, said at once. A value
+    the statement carried is not the error: a tag quoting "Connection refused" that is too
+    long for its column is too long, not a refused connection."""
+    port = postgres.server.rpartition(":")[2]
+    both = f"postgresql+psycopg2://postgres@/nowhere?host=127.0.0.1:9&host=127.0.0.1:{port}"
+    started = time.monotonic()
+    with pytest.raises(UsageError, match='database "nowhere" does not exist'):
+        check_storage_url(both)
+    assert time.monotonic() - started < 5  # not the 10 s wait for a server coming back
+    engine = sqlalchemy.create_engine(postgres.mlflow)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE tags (value varchar(20))"))
+    with pytest.raises(sqlalchemy.exc.DataError) as long, engine.begin() as connection:
+        connection.execute(sqlalchemy.text("INSERT INTO tags VALUES (:v)"),
+                           {"v": "failed: (OperationalError) Connection refused by the server"})
+    assert "connection refused" in str(long.value).lower()  # in its [parameters: ...]
+    assert not is_transient(long.value)
+    engine.dispose()
+
+
+def _lost_answer(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """`owner.name` commits its first call, then raises what a connection lost on the way
+    back raises; later calls are left alone. Returns the calls, counted."""
+    real = getattr(owner, name)
+    calls: list[int] = []
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        result = real(*args, **kwargs)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError(
+                "COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return result
+
+    monkeypatch.setattr(owner, name, lost)
+    return calls
+
+
+def test_a_write_whose_answer_was_lost_is_not_made_twice(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first try commits and its connection is lost before the answer comes back; the
+    retry must find that write, not make another: a second run of the trial (which would
+    show as a second finished run), a second claim (an entry left RUNNING under this worker,
+    later failed as stale with a misleading reason), a duplicate model link (a duplicate
+    key retried for two minutes)."""
+    from mlflow.entities import LoggedModelOutput, ViewType
+    from mlflow.tracking import MlflowClient
+
+    suite = load_suite(write_suite(epochs=1, seeds=1))
+    spec = suite.trials()[0]
+    tracker = Tracker(suite, tracking_uri)
+    invocation = tracker.start_invocation({}, 1)
+    runs = _lost_answer(monkeypatch, MlflowClient, "create_run")
+    run_id = tracker.start_trial(invocation, spec, {})
+    assert len(runs) == 1  # found by its one-time tag, not made again
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
+    made = tracker.client.search_runs([experiment_id], "tags.`nnbench.role` = 'trial'",
+                                      run_view_type=ViewType.ALL)
+    assert [r.info.run_id for r in made] == [run_id]
+
+    model = tracker.client.create_logged_model(experiment_id, name="model")
+    links = _lost_answer(monkeypatch, MlflowClient, "log_outputs")
+    tracker.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
+    assert len(links) == 2  # the retry met its own first write: a duplicate key, done
+    outputs = tracker.client.get_run(run_id).outputs
+    assert outputs is not None
+    assert [o.model_id for o in outputs.model_outputs] == [model.model_id]
+
+    live = Liveness(heartbeat_interval=1, grace_period=60)
+    queue = TrialQueue(suite.name, open_storage(f"sqlite:///{tmp_path / 'q.db'}", live), live)
+    queue.sync(suite.trials() * 1, store="1@0")
+    claims = _lost_answer(monkeypatch, TrialQueue, "_claim_one")
+    (claim,) = queue.claim(1)
+    assert len(claims) == 1  # taken back, not a second entry claimed
+    running = queue.entries([TrialState.RUNNING])
+    assert [e.number for e in running] == [claim.number]
+    assert queue.release(claim, "finished")
+    queue.close()

@@ -8,9 +8,10 @@ never beyond: a trial counts when it completed, was pruned, failed or diverged. 
 studies live in the suite's trial-queue storage (nnbench.queue) with its heartbeats: an
 Optuna trial whose worker stops sending them (on any host) is failed after the grace
 period, does not count, and Optuna queues a copy with the same parameters, which the
-next worker to ask trains. The grid sampler proposes each point of its grid once (a suite
-with more trials than points is refused); a grid trial killed by Ctrl-C is queued again
-with its values, so a re-run trains that point rather than repeating another.
+next worker to ask trains. A trial killed by Ctrl-C or SIGTERM is queued again with its
+values the same way, so another worker (or a re-run) trains that point; for the grid
+sampler, which proposes each point of its grid once (a suite with more trials than points
+is refused), the point would otherwise never be trained.
 Each Optuna trial trains through the shared trainer, reports the objective (a
 validation metric) every epoch to the pruner, and is an MLflow run
 (`nnbench.role = tune`, tagged with study, trial number and state). When a study
@@ -27,7 +28,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -93,14 +94,63 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
+class _PerTrialSeed(optuna.samplers.BaseSampler):
+    """A sampler whose draws for a trial depend only on the study's seed and the trial's
+    number: it makes the real sampler for each trial from both. Every worker builds its
+    sampler from the suite's seed, and a sampler keeps one random stream per process: two
+    workers drew the same points, one after the other (4 workers, 10 random trials: 3
+    points), and a study resumed by a new process drew again the points it had tried."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._by_trial: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def _of(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        sampler = self._by_trial.get(trial.number)
+        if sampler is None:
+            if len(self._by_trial) >= 1024:  # trials asked and never told (killed)
+                self._by_trial.clear()
+            seed = seeding.derive_seed(self._seed, f"trial {trial.number}") % (1 << 32)
+            sampler = self._by_trial[trial.number] = self._make(seed)
+        return sampler
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
+                                    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, optuna.distributions.BaseDistribution]
+                        ) -> dict[str, Any]:
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: optuna.distributions.BaseDistribution) -> Any:
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._of(trial).after_trial(study, trial, state, values)
+        self._by_trial.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: each trial's draws come from its own seed."""
+
+
 def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.BaseSampler:
-    """The study's sampler; proposals asked `batch` at a time use TPE's constant liar."""
+    """The study's sampler; proposals asked `batch` at a time use TPE's constant liar. The
+    random and TPE samplers draw from a seed per trial (`_PerTrialSeed`); the grid and QMC
+    samplers number their points through the study already (trial n takes point n of an
+    order their seed makes: the same in every worker)."""
     seed = seeding.derive_seed(tune.sampler_seed, point.config_id) % (1 << 32)
     match tune.sampler:
         case "tpe":
-            return optuna.samplers.TPESampler(seed=seed, constant_liar=batch > 1)
+            return _PerTrialSeed(lambda s: optuna.samplers.TPESampler(
+                seed=s, constant_liar=batch > 1), seed)
         case "random":
-            return optuna.samplers.RandomSampler(seed=seed)
+            return _PerTrialSeed(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
         case "qmc":
             return optuna.samplers.QMCSampler(seed=seed, scramble=True)
         case "grid":
@@ -181,7 +231,10 @@ class _Pruning:
     def trial_started(self, _spec: TrialSpec) -> bool:
         return True
 
-    def epoch_finished(self, _spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+    def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
+        """Report the epoch's objective; stop when the pruner says so, but never after the
+        last epoch: a trial that trained all its epochs is complete, with its value (it was
+        told PRUNED when the pruner judged its last epoch, its value lost to the study)."""
         self.tracker.log_epoch(self.run_id, metrics)
         epoch, value = int(metrics["epoch"]), metrics[self.tune.metric]
         try:
@@ -191,7 +244,7 @@ class _Pruning:
             # trial, a copy queued: this lane stops, the others train on; its tell is then
             # refused and the run shown killed, as any lost claim (`_tell`)
             return stop(f"claim lost at epoch {epoch}: the trial was failed as stale")
-        if retrying(self.trial.should_prune, "asking the pruner"):
+        if epoch < spec.epochs and retrying(self.trial.should_prune, "asking the pruner"):
             return stop(f"pruned by the {self.tune.pruner} pruner at epoch {epoch} "
                         f"({self.tune.metric} {value:.4f})")
         return CONTINUE
@@ -310,9 +363,9 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
     """Record one trial's result in MLflow (all but its status), tell Optuna, then show
     the status Optuna took in MLflow. A trial Optuna already failed (this worker's
     heartbeat went stale while it trained, and a copy was queued) shows killed, never done;
-    anything else Optuna refuses is raised, never recorded as a lost claim. A killed grid
-    trial is queued again with its values, so that the grid is still covered once (like a
-    stale trial's copy). A worker killed between the
+    anything else Optuna refuses is raised, never recorded as a lost claim. A killed trial
+    (Ctrl-C, SIGTERM) is queued again with its values, like a stale trial's copy: another
+    worker trains that point, and a grid is still covered once. A worker killed between the
     tell and the status leaves the run RUNNING: `_project` gives it Optuna's state."""
     trial, run_id = asked.trial, asked.run_id
     objective = float("nan")
@@ -344,7 +397,7 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
                       highlight=False)
         return
-    if result.status == "killed" and tune.sampler == "grid":
+    if result.status == "killed" and asked.values:  # (none drawn: a new ask is the same)
         _enqueue_once(study, asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     tracker.show(run_id, result.status, result.reason)

@@ -56,7 +56,8 @@ the schedule as carried out, every worker's exit code and the tails of their log
   (`OPTUNA_TO_MLFLOW`; no tune run without its trial, none twice), the re-runs of each
   study's best values over the tune seeds each finished once among active runs and never
   twice among all runs, MLflow's status of each re-run equals the queue's, every clean
-  worker exited 0.
+  worker exited 0, and each Optuna trial killed by a SIGTERM had its parameters trained
+  again by a later trial that counted.
 
 Only public surfaces are read: the commands as processes (exit codes, output), the MLflow
 store (runs and the tags the README describes) and the Optuna storage. One function,
@@ -619,7 +620,7 @@ def check_tuning(chaos: Chaos) -> list[str]:
         left = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         if left:
             problems.append(f"{name}: trials {left} left running or waiting")
-        problems += _copies_counted(name, trials)
+        problems += _copies_counted(name, trials) + _killed_points_counted(name, trials)
         for trial in trials:
             outcome = trial.user_attrs.get("nnbench.outcome")
             found = tune_runs.pop((name, trial.number), [])
@@ -673,6 +674,17 @@ def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
                             f"{'(none)' if last is trial else last.number} "
                             f"{last.state.name} counted={bool(last.user_attrs.get(COUNTED))}")
     return problems
+
+
+def _killed_points_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
+    """Each Optuna trial killed by its worker's interrupt (SIGTERM: outcome killed) with
+    parameters drawn has them trained again by a later trial that counted (its copy,
+    queued with those values)."""
+    return [f"{name} trial {t.number} was killed (SIGTERM) with {t.params}; no later trial "
+            f"with them counted" for t in trials
+            if t.state == TrialState.FAIL and t.user_attrs.get("nnbench.outcome") == "killed"
+            and t.params and not any(c.number > t.number and c.params == t.params
+                                     and c.user_attrs.get(COUNTED) for c in trials)]
 
 
 def run_chaos(plan: Plan, suite_path: Path, postgres: Postgres, cwd: Path,

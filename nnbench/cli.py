@@ -1033,25 +1033,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; SIGTERM (what a cluster sends at a job's time limit or on
-    preemption, and `kill` by default) stops it as Ctrl-C does: the trials in flight are
-    recorded as killed and their claims released at once, for other workers to take."""
-    if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Run one command; SIGTERM (what a cluster sends on preemption, and `kill` by default)
+    and SIGUSR2 (what Slurm sends a submitit job before its time limit) stop it as Ctrl-C
+    does: the trials in flight are recorded as killed and their claims released at once,
+    for other workers to take (exit 130). Nothing it sets outlives the call."""
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGUSR2"):  # one ignored or set outside Python: left alone
+            signum = getattr(signal, name, None)
+            if signum is not None and signal.getsignal(signum) not in (None, signal.SIG_IGN):
+                previous[signum] = signal.signal(signum, signal.default_int_handler)
+    timeout = "PGCONNECT_TIMEOUT" not in os.environ
+    # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
+    # long rather than the system's 2 minutes of TCP retries to a server gone silent, so
+    # `retrying` tries again and says so
+    if timeout:
+        os.environ["PGCONNECT_TIMEOUT"] = str(cli_checks.CONNECT_TIMEOUT)
     try:
         return _main(argv)
+    except KeyboardInterrupt:  # also one that came before the command began
+        Console(stderr=True).print("interrupted")
+        return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        if timeout:
+            os.environ.pop("PGCONNECT_TIMEOUT", None)
 
 
 def _main(argv: Sequence[str] | None) -> int:
     from nnbench.plugins import PluginError, load_entry_points
-
-    # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
-    # long rather than the system's 2 minutes of TCP retries to a server that has gone
-    # silent, so `retrying` tries again and says so
-    os.environ.setdefault("PGCONNECT_TIMEOUT", str(cli_checks.CONNECT_TIMEOUT))
 
     try:  # installed plugins first: an engine one registers is one of --engine's choices
         load_entry_points()  # a broken one stops every command here

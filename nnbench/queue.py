@@ -91,6 +91,7 @@ logging.getLogger("optuna.storages._rdb.storage").addFilter(QuietTransient(messa
 LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
                                        "nnbench.outcome")
+_CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 
 
 @dataclass(frozen=True)
@@ -559,7 +560,7 @@ class TrialQueue:
         claims: list[Claim] = []
         heartbeats = self.heartbeats()
         while len(claims) < n:
-            taken = retrying(self._claimer(parent_run_id or "", heartbeats), "claiming a trial")
+            taken = retrying(self._claimer(parent_run_id or ""), "claiming a trial")
             if taken is None:
                 break
             heartbeats.hold(taken, beat=False)
@@ -568,28 +569,26 @@ class TrialQueue:
                                 TrialSpec.from_canonical(json.loads(entry.user_attrs[_SPEC]))))
         return claims
 
-    def _claimer(self, parent_run_id: str, heartbeats: Heartbeats) -> Callable[[], int | None]:
+    def _claimer(self, parent_run_id: str) -> Callable[[], int | None]:
         """`_claim_one`, for `retrying`: a retry first takes back the entry its earlier try
-        may have claimed before the connection was lost (the answer lost, not the write):
-        RUNNING under this worker's name, yet held by none of its heartbeats."""
+        may have claimed before the connection was lost (the answer lost, not the write),
+        found by the one-time token that try wrote on it."""
+        token = uuid.uuid4().hex
         tries = 0
 
         def take() -> int | None:
             nonlocal tries
             tries += 1
             if tries > 1:
-                with heartbeats._lock:
-                    held = set(heartbeats.held)
                 for entry in self.storage.get_all_trials(
                         self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                    if (entry.user_attrs.get("nnbench.worker") == self.worker
-                            and storage_id(entry) not in held):
+                    if entry.user_attrs.get(_CLAIM_TOKEN) == token:
                         return storage_id(entry)
-            return self._claim_one(parent_run_id)
+            return self._claim_one(parent_run_id, token)
 
         return take
 
-    def _claim_one(self, parent_run_id: str) -> int | None:
+    def _claim_one(self, parent_run_id: str, token: str = "") -> int | None:
         """The lowest waiting entry no other worker is taking, moved to RUNNING with its first
         heartbeat and this worker's name, in one transaction."""
         with _create_scoped_session(self.storage.scoped_session) as session:
@@ -604,7 +603,7 @@ class TrialQueue:
             session.add(models.TrialHeartbeatModel(trial_id=storage_id))
             session.flush()
             for key, value in (("nnbench.worker", self.worker),
-                               ("nnbench.parent_run", parent_run_id)):
+                               ("nnbench.parent_run", parent_run_id), (_CLAIM_TOKEN, token)):
                 self.storage._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, storage_id, key, value)
             return storage_id
@@ -619,7 +618,11 @@ class TrialQueue:
         state = TrialState.COMPLETE if status in ("finished", "diverged") else TrialState.FAIL
 
         def transaction() -> bool:
-            with _create_scoped_session(self.storage.scoped_session) as session:
+            # a killed trial's new entry takes the study's lock first, as every other new
+            # entry does (`sync`, `reap`): Optuna numbers an entry by counting those before
+            # it, and two inserts at once would get one number
+            with (self._locked() if status == "killed" else
+                  _create_scoped_session(self.storage.scoped_session)) as session:
                 entry = (session.query(models.TrialModel).filter_by(trial_id=claim.storage_id)
                          .with_for_update().one())
                 if entry.state != TrialState.RUNNING:

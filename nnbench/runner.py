@@ -72,7 +72,7 @@ from nnbench.train import (
 )
 from nnbench.transient import worker_label
 
-__all__ = ["RunSummary", "run_suite"]
+__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "run_suite"]
 
 
 @dataclass
@@ -100,10 +100,16 @@ class RunSummary:
         return self.done_after >= self.total
 
 
+# what stops a command as Ctrl-C does (the CLI makes SIGTERM and SIGUSR2 one): SIGUSR2 is what
+# Slurm sends a submitit job (and every process of it) shortly before its time limit
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2")
+                   if hasattr(signal, name))
+
+
 @contextmanager
-def _bookkeeping() -> Iterator[None]:
-    """Hold Ctrl-C (and SIGTERM, which the CLI makes a Ctrl-C) until a block of MLflow
-    writes is complete, then raise it.
+def bookkeeping() -> Iterator[None]:
+    """Hold Ctrl-C (and SIGTERM, SIGUSR2, which the CLI makes a Ctrl-C) until a block of
+    MLflow and queue writes is complete, then raise it.
 
     Training is interruptible at any point (the engine turns the interrupt into a
     `killed` result); bookkeeping is not, so a run is never left half-recorded.
@@ -116,13 +122,15 @@ def _bookkeeping() -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
 
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous: dict[int, Any] = {signum: signal.signal(signum, hold) for signum in held}
+    previous: dict[int, Any] = {}
+    for signum in INTERRUPTS:  # (one ignored, or handled outside Python, is left alone)
+        if signal.getsignal(signum) not in (None, signal.SIG_IGN):
+            previous[signum] = signal.signal(signum, hold)
     try:
         yield
     finally:
-        for signum in held:
-            signal.signal(signum, previous[signum])
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if received:  # also when the block raised: the signal is never lost
             handler = previous[received[0]]  # Python's for SIGINT raises KeyboardInterrupt
             if handler is signal.SIG_DFL:  # SIGTERM outside the CLI: the process ends now
@@ -196,7 +204,7 @@ class _Recorder:
         """Open the trial's MLflow run, tagged with the queue entry this worker claimed."""
         label = spec.label(self.suite.varied_axes)
         tags = {**self.tags, "nnbench.queue_entry": self.entries[spec.trial_id]}
-        with _bookkeeping():
+        with bookkeeping():
             self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, tags)
         self.progress.reset(self.epochs_bar, total=spec.epochs, visible=True,
                             description=self._in_flight(f"{label} | seed {spec.seed_label}"))
@@ -208,7 +216,7 @@ class _Recorder:
         return f"{n} trials in flight; {text}" if n > 1 else text
 
     def epoch_finished(self, spec: TrialSpec, metrics: dict[str, float]) -> Decision:
-        with _bookkeeping():
+        with bookkeeping():
             self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
         shown = " ".join(f"{k} {metrics[k]:.4f}" for k in
                          ("val_loss", *(f"val_{m}" for m in metric_names(spec))))
@@ -222,7 +230,7 @@ class _Recorder:
 
     def record(self, result: TrialResult) -> None:
         """Everything of a trained trial's result but its status, the model included.
-        Called inside `_bookkeeping`, as are `close` and `ended`."""
+        Called inside `bookkeeping`, as are `close` and `ended`."""
         run_id = self.run_ids[result.spec.trial_id]
         model_id = self._log_model(run_id, result)
         self.tracker.record_trial(run_id, result, model_id)
@@ -403,7 +411,7 @@ def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: C
     from mlflow.exceptions import MlflowException
 
     try:
-        with _bookkeeping():
+        with bookkeeping():
             tracker.prepare()
             tracker.refresh_summaries(population)
     except MlflowException as err:
@@ -499,7 +507,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
     try:
         for result in engine.run([c.spec for c in claims], recorder):
             status, note = result.status, result.reason.strip()[-300:]
-            with _bookkeeping():
+            with bookkeeping():
                 claim = pending.pop(result.spec.trial_id)
                 try:
                     recorder.record(result)
@@ -519,7 +527,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
         summary.interrupted = True
     status, note = (("killed", "interrupted (Ctrl-C or SIGTERM)") if summary.interrupted
                     else ("failed", "not trained"))
-    with _bookkeeping():
+    with bookkeeping():
         for claim in pending.values():  # interrupted before they trained
             if queue.release(claim, status, note):
                 recorder.ended(claim.trial_id, status, note)

@@ -51,6 +51,7 @@ _TRANSIENT = (
     "the connection is closed", "no connection to the server",
     # the server is down, restarting or unreachable for a moment (PostgreSQL, MySQL)
     "connection refused", "could not connect to server", "connection timed out",
+    "timeout expired", "connection timeout",  # libpq's, psycopg's connect_timeout
     "the database system is starting up", "the database system is shutting down",
     "the database system is in recovery mode", "the database system is not yet accepting",
     "lost connection to mysql server", "mysql server has gone away",

@@ -24,6 +24,7 @@ MLflow store: they split the Optuna trials, and each re-run is claimed by one wo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -53,7 +54,7 @@ from nnbench.queue import (
     reap,
     storage_id,
 )
-from nnbench.runner import open_queue, run_suite
+from nnbench.runner import bookkeeping, open_queue, run_suite
 from nnbench.tracking import Tracker
 from nnbench.train import (
     CONTINUE,
@@ -108,8 +109,8 @@ class _PerTrialSeed(optuna.samplers.BaseSampler):
     def _of(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         sampler = self._by_trial.get(trial.number)
         if sampler is None:
-            if len(self._by_trial) >= 1024:  # trials asked and never told (killed)
-                self._by_trial.clear()
+            if len(self._by_trial) >= 1024:  # trials asked and never told (killed): the oldest
+                self._by_trial.pop(next(iter(self._by_trial)))
             seed = seeding.derive_seed(self._seed, f"trial {trial.number}") % (1 << 32)
             sampler = self._by_trial[trial.number] = self._make(seed)
         return sampler
@@ -141,9 +142,11 @@ class _PerTrialSeed(optuna.samplers.BaseSampler):
 
 def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.BaseSampler:
     """The study's sampler; proposals asked `batch` at a time use TPE's constant liar. The
-    random and TPE samplers draw from a seed per trial (`_PerTrialSeed`); the grid and QMC
-    samplers number their points through the study already (trial n takes point n of an
-    order their seed makes: the same in every worker)."""
+    random and TPE samplers draw from a seed per trial (`_PerTrialSeed`), and so does QMC's
+    independent sampler (its first trial's values); the grid and QMC samplers number their
+    points through the study (the grid: trial n takes point n of an order its seed makes,
+    the same in every worker; QMC keeps a counter in the study, which Optuna reads and writes
+    without a lock, so two workers asking at one instant may share a point)."""
     seed = seeding.derive_seed(tune.sampler_seed, point.config_id) % (1 << 32)
     match tune.sampler:
         case "tpe":
@@ -151,8 +154,9 @@ def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.Ba
                 seed=s, constant_liar=batch > 1), seed)
         case "random":
             return _PerTrialSeed(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
-        case "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+        case "qmc":  # its first trial's values come from its independent sampler
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True, independent_sampler=(
+                _PerTrialSeed(lambda s: optuna.samplers.RandomSampler(seed=s), seed)))
         case "grid":
             return _GridSampler({d.path: list(d.choices) for d in tune.space}, seed=seed)
     raise ValueError(f"unknown sampler {tune.sampler!r}")
@@ -383,6 +387,9 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         attrs["nnbench.error"] = result.reason[-2000:]
     told = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
         result.status, TrialState.FAIL)
+    if result.status == "killed" and asked.values and _state(storage, trial) == \
+            TrialState.RUNNING:  # the copy first: while the trial runs, no slot is free
+        _enqueue_once(study, asked.values)  # (none drawn: a new ask is the same)
     try:
         _tell_once(study, storage, trial, told, objective, attrs)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
@@ -397,8 +404,6 @@ def _tell(study: optuna.Study, tune: Tune, asked: _Asked, result: TrialResult,
         console.print(f"{study.study_name} trial {trial.number}: claim lost (heartbeat stale)",
                       highlight=False)
         return
-    if result.status == "killed" and asked.values:  # (none drawn: a new ask is the same)
-        _enqueue_once(study, asked.values)
     tracker.client.set_tag(run_id, "nnbench.optuna_state", state)
     tracker.show(run_id, result.status, result.reason)
     if result.status != "killed":
@@ -441,23 +446,48 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
     batch: list[_Asked] = []
     killed = False
     with heartbeats(storage, liveness.heartbeat_interval) as beats:
-        for _ in range(size):
-            asked = _ask(study, suite, point, tracker, parent, tags, beats, storage)
-            if asked is None:
-                break
-            batch.append(asked)
+        try:
+            for _ in range(size):
+                with bookkeeping():  # an interrupt waits until the trial is asked and opened
+                    asked = _ask(study, suite, point, tracker, parent, tags, beats, storage)
+                    if asked is not None:
+                        batch.append(asked)
+                if asked is None:
+                    break
+        except KeyboardInterrupt:
+            _interrupted_before_training(study, batch, tracker, storage)
+            raise
         if not batch:
             return False
         by_spec = {id(a.spec): a for a in batch}
         listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune)
                            for a in batch})
         for result in engine.run([a.spec for a in batch], listener):
-            _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console,
-                  storage)
+            with bookkeeping():  # never half told: an interrupt waits for the tell's end
+                _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console,
+                      storage)
             killed = killed or result.status == "killed"
     if killed:
         raise KeyboardInterrupt
     return True
+
+
+def _interrupted_before_training(study: optuna.Study, asked: list[_Asked], tracker: Tracker,
+                                 storage: RDBStorage) -> None:
+    """Trials asked for, interrupted (Ctrl-C, SIGTERM) before they trained: each is queued
+    again with its values and failed uncounted, its run shown killed, as a trial killed
+    while it trained; otherwise they would hold their slots until they went stale."""
+    with bookkeeping():
+        for one in asked:
+            if one.values and _state(storage, one.trial) == TrialState.RUNNING:
+                _enqueue_once(study, one.values)
+            # (failed as stale meanwhile, a copy queued: nothing more to do)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                _tell_once(study, storage, one.trial, TrialState.FAIL, float("nan"),
+                           {"nnbench.outcome": "killed"})
+            tracker.client.set_tag(one.run_id, "nnbench.optuna_state", _OPTUNA_STATE["killed"])
+            tracker.show(one.run_id, "killed", "interrupted (Ctrl-C or SIGTERM) before it "
+                                               "trained")
 
 
 def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:

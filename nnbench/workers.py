@@ -39,7 +39,8 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
                 progress: Callable[[], str] | None = None) -> list[int]:
     """Run `workers` local `nnbench worker` processes; echo their output, prefixed with
     the worker's number; return their exit codes. Ctrl-C reaches them (a terminal sends
-    it to the whole process group; a `kill -INT` of this process is forwarded). Each
+    it to the whole process group; a `kill -INT` or `kill` (SIGTERM) of this process is
+    forwarded, as SIGINT). Each
     worker's OpenMP threads are capped at its share of the cores (`OMP_NUM_THREADS`), the
     most its engine's thread policy then takes."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **_share_of_cores(workers)}
@@ -87,9 +88,24 @@ def _share_of_cores(workers: int) -> dict[str, str]:
 def worker_job(suite_path: str, options: list[str], cwd: str,
                env: dict[str, str] | None = None) -> int:
     """What one submitit job runs: an `nnbench worker` process (its exit code); `env`:
-    variables it gets on top of the job's."""
-    return subprocess.run(worker_command(suite_path, options), cwd=cwd, check=False,
-                          env={**os.environ, **env} if env else None).returncode
+    variables it gets on top of the job's. Slurm warns a job of its time limit with SIGUSR2
+    (submitit asks for it), to which submitit's handler in this process answers by raising
+    here: the worker is then interrupted (SIGINT), and waited for, so that it releases its
+    claims at once (its trials queued again for the other workers) rather than being
+    killed with them held for a grace period."""
+    proc = subprocess.Popen(worker_command(suite_path, options), cwd=cwd,
+                            env={**os.environ, **env} if env else None)
+    try:
+        return int(proc.wait())
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from tests.conftest import Postgres
 def test_workers_drain_a_suite_through_kills_stops_and_an_outage(
         postgres: Postgres, tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
     path = tmp_path / "chaos.yaml"
-    path.write_text(grid_suite("chaos", trials=12, epochs=2))
+    # 6 epochs: at 2, a fast machine drained the suite (0.1 s a trial) before the schedule's
+    # first reading of the progress, and no event fired
+    path.write_text(grid_suite("chaos", trials=12, epochs=6))
     plan = Plan(workers=3, kills=1, stops=1, outages=1, seed=seed_from_env(), engine="serial")
     chaos = run_chaos(plan, path, postgres, tmp_path, mlflow_store(tmp_path / "reference.db"))
     assert chaos.fired == 3, chaos.describe()
@@ -34,7 +36,7 @@ def test_tune_workers_meet_every_budget_through_kills_stops_and_an_outage(
         postgres: Postgres, tmp_path: Path) -> None:
     path = tmp_path / "chaos_tune.yaml"
     # 2 studies of 4 Optuna trials, each tuned point re-run over 2 seeds: 12 runs
-    path.write_text(tuning_suite("chaos_tune", points=2, budget=4, seeds=2, epochs=2))
+    path.write_text(tuning_suite("chaos_tune", points=2, budget=4, seeds=2, epochs=6))
     # one `nnbench tune` (it renders the report at its end: seconds of CPU) and two `nnbench
     # worker` processes, which is what `nnbench tune --workers N` starts on a tuned suite
     plan = Plan(workers=3, kills=1, stops=1, outages=1, seed=seed_from_env(), engine="serial",

@@ -424,13 +424,16 @@ def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
         TrialState.COMPLETE, 0.7, {COUNTED: True, "nnbench.outcome": "finished"})
 
 
-def test_a_killed_grid_trial_is_trained_again_so_the_grid_is_covered_once(
-        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while a grid point trains: its Optuna trial fails (it does not count) and is
-    queued again with its values, so the next `tune` trains that point, not a repeat of
-    another (Optuna's grid sampler counts a failed trial's point as visited)."""
+@pytest.mark.parametrize("sampler", ["grid", "random"])
+def test_a_killed_trial_is_trained_again_with_its_values(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch,
+        sampler: str) -> None:
+    """Ctrl-C (or SIGTERM) while a point trains: its Optuna trial fails (it does not count)
+    and is queued again with its values, so the next `tune` (or another worker) trains that
+    point: for the grid, not a repeat of another (Optuna's grid sampler counts a failed
+    trial's point as visited); for the others, not a new draw in its place."""
     path = _suite(tmp_path / "grid.yaml", name="grid", epochs=2, trials=3, optimizers="[sgd]",
-                  sampler="grid", space=LR_GRID, seeds=1)
+                  sampler=sampler, space=LR_GRID if sampler == "grid" else LR_RANGE, seeds=1)
     suite = parse_suite(path.read_text())
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     epoch_finished = tuning._Pruning.epoch_finished
@@ -459,7 +462,43 @@ def test_a_killed_grid_trial_is_trained_again_so_the_grid_is_covered_once(
     (trials,) = _studies(storage).values()
     killed = trials[1].params["optimizer.lr"]
     counted = [t.params["optimizer.lr"] for t in trials if t.user_attrs.get(COUNTED)]
-    assert sorted(counted) == [0.001, 0.03, 1.0] and killed in counted
+    assert killed in counted and len(counted) == 3
+    if sampler == "grid":
+        assert sorted(counted) == [0.001, 0.03, 1.0]
+
+
+def test_trials_asked_when_an_interrupt_comes_are_queued_again_not_left_running(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) between two asks of a stacked batch: the trial asked already,
+    not yet trained, is failed uncounted and queued again with its values, its run shown
+    killed, instead of holding its slot until it went stale."""
+    path = _suite(tmp_path / "asked.yaml", name="asked", epochs=2, trials=3,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    suite = parse_suite(path.read_text())
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    real_ask = tuning._ask
+    asks: list[int] = []
+
+    def interrupted_second_ask(*args: object, **kwargs: object) -> object:
+        asks.append(1)
+        if len(asks) == 2:
+            raise KeyboardInterrupt
+        return real_ask(*args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tuning, "_ask", interrupted_second_ask)
+        first = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
+                           engine="stacked", console=QUIET)
+    assert first.interrupted and len(asks) == 2
+    (trials,) = _studies(storage).values()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs == {"nnbench.worker": trials[0].user_attrs["nnbench.worker"],
+                                    "nnbench.outcome": "killed"}
+    assert trials[1].system_attrs["fixed_params"] == trials[0].params
+    (run,) = _runs(tracking_uri, "asked", "tune")
+    assert (run.info.status, run.data.tags["nnbench.status"]) == ("KILLED", "killed")
+    assert run.data.tags["nnbench.reason"] == "interrupted (Ctrl-C or SIGTERM) before it trained"
+    _assert_stores_agree(storage, tracking_uri, "asked")
 
 
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(

@@ -60,7 +60,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
@@ -96,12 +96,14 @@ _SUMMARY_TRIALS = "nnbench.summary.trials"  # its done trials' ids, sorted, comm
 _IDS_PER_TAG = 400  # trial ids (16 hex digits) per tag: 6,800 characters, MLflow takes 8,000
 _ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its writer died
 # tags of a trial run that are its own, never its configuration's
+_CREATE_TOKEN = "nnbench.create_token"  # a run's (a logged model's) one-time tag: `_made_once`
+T = TypeVar("T")
 _PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invocation",
                    "nnbench.worker", "nnbench.status", "nnbench.reason", "nnbench.fingerprint",
                    "nnbench.diverged_epoch", "nnbench.best_epoch", "nnbench.stopped_epoch",
                    "nnbench.epochs_done", "nnbench.model_note", "nnbench.queue_entry",
                    "nnbench.optuna", "nnbench.study", "nnbench.nuisance",
-                   "nnbench.create_token")
+                   _CREATE_TOKEN)
 
 # MLflow's UI (3.x) shows an experiment of this kind as classic ML training: runs table first.
 # The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (mlflow/server/js bundle).
@@ -281,26 +283,19 @@ class Tracker:
         return str(run.info.run_id)
 
     def _create_run(self, experiment_id: str, tags: dict[str, str], run_name: str) -> Run:
-        """`create_run`, retried like every call, without ever making two runs: a retry first
-        looks for the run its earlier try may have committed before the connection was lost
-        (the answer lost, not the write), by a one-time tag."""
+        """`create_run`, retried like every call, without ever making two runs (`_made_once`,
+        by a one-time tag)."""
         token = uuid.uuid4().hex
-        tags = {**tags, "nnbench.create_token": token}
+        tags = {**tags, _CREATE_TOKEN: token}
         client = self._once
-        tries = 0
 
-        def create() -> Run:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                made = client.search_runs([experiment_id],
-                                          f"tags.`nnbench.create_token` = '{token}'",
-                                          run_view_type=ViewType.ALL, max_results=1)
-                if made:
-                    return made[0]
-            return client.create_run(experiment_id, tags=tags, run_name=run_name)
+        def find() -> Run | None:
+            made = client.search_runs([experiment_id], f"tags.`{_CREATE_TOKEN}` = '{token}'",
+                                      run_view_type=ViewType.ALL, max_results=1)
+            return made[0] if made else None
 
-        return retrying(create, "MLflow create_run")
+        return _made_once("MLflow create_run", lambda: client.create_run(
+            experiment_id, tags=tags, run_name=run_name), find)
 
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
@@ -409,11 +404,16 @@ class Tracker:
         note, model_id = "", None
         try:
             model, example = build()
-            logged = self.client.create_logged_model(
+            token = uuid.uuid4().hex
+            tags = {"nnbench.trial_id": spec.trial_id, "nnbench.suite": self.suite.name,
+                    "nnbench.config": spec.label(self.suite.varied_axes),
+                    "nnbench.seed": spec.seed_label, _CREATE_TOKEN: token}
+            client = self._once
+            logged = _made_once("MLflow create_logged_model", lambda: client.create_logged_model(
                 experiment_id, name=MODEL, source_run_id=run_id, params=spec.flat_params(),
-                tags={"nnbench.trial_id": spec.trial_id, "nnbench.suite": self.suite.name,
-                      "nnbench.config": spec.label(self.suite.varied_axes),
-                      "nnbench.seed": spec.seed_label})
+                tags=tags), lambda: next(iter(client.search_logged_models(
+                    [experiment_id], filter_string=f"tags.`{_CREATE_TOKEN}` = '{token}'",
+                    max_results=1)), None))
             model_id = str(logged.model_id)
             # named requirements: MLflow would otherwise infer them in a subprocess (seconds)
             requirements = [f"torch=={torch.__version__.split('+')[0]}"]
@@ -676,6 +676,22 @@ class Tracker:
             except (MlflowException, OSError):  # no epoch was trained
                 return None
             return pd.read_csv(path)
+
+
+def _made_once(what: str, make: Callable[[], T], find: Callable[[], T | None]) -> T:
+    """`make()`, retried like every call (`retrying`), never twice: a retry first asks
+    `find()` for what its earlier try may have committed before the connection was lost
+    (the answer lost, not the write: a run, a logged model)."""
+    tries = 0
+
+    def attempt() -> T:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and (found := find()) is not None:
+            return found
+        return make()
+
+    return retrying(attempt, what)
 
 
 @dataclass

@@ -189,7 +189,7 @@ def test_a_write_whose_answer_was_lost_is_not_made_twice(
     retry must find that write, not make another: a second run of the trial (which would
     show as a second finished run), a second claim (an entry left RUNNING under this worker,
     later failed as stale with a misleading reason), a duplicate model link (a duplicate
-    key retried for two minutes)."""
+    key retried for two minutes), a second logged model (an orphan left PENDING)."""
     from mlflow.entities import LoggedModelOutput, ViewType
     from mlflow.tracking import MlflowClient
 
@@ -213,6 +213,23 @@ def test_a_write_whose_answer_was_lost_is_not_made_twice(
     outputs = tracker.client.get_run(run_id).outputs
     assert outputs is not None
     assert [o.model_id for o in outputs.model_outputs] == [model.model_id]
+
+    # a logged model (`--log-models`): made once, found by its one-time tag; its saving is
+    # made to fail at once (what is tested is its creation), so it is finalized FAILED
+    import mlflow.pytorch
+    import torch
+
+    def unsavable(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("not saved here")
+
+    models = _lost_answer(monkeypatch, MlflowClient, "create_logged_model")
+    monkeypatch.setattr(mlflow.pytorch, "save_model", unsavable)
+    model_id, note = tracker.log_model(run_id, spec, lambda: (torch.nn.Linear(2, 2),
+                                                              torch.zeros(1, 2)), 1)
+    assert len(models) == 1 and model_id is None and "not logged" in note, note
+    made_models = tracker.client.search_logged_models([experiment_id])
+    assert [m.name for m in made_models] == ["model", "model"]  # the one above, and this one
+    assert sorted(str(m.status) for m in made_models) == ["FAILED", "PENDING"]
 
     live = Liveness(heartbeat_interval=1, grace_period=60)
     queue = TrialQueue(suite.name, open_storage(f"sqlite:///{tmp_path / 'q.db'}", live), live)

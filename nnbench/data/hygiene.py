@@ -10,7 +10,9 @@ counts them on the splits the trials train on, for the three pairs
 ("5 of 20 test examples are also in train"), and counts each split's examples per
 class (class targets; real targets have no balance to show). The command line prints
 it before any trial trains (and refuses the suite under `data: {on_leakage: error}`);
-the report's Setup shows it.
+the report's Setup shows it. It also warns of a batch size larger than the training split:
+each step then takes the whole split, as `batch_size: full` (two such levels of a grid, which
+would train alike, are refused by the suite's validation).
 
 How (`row_keys`): each example's input is flattened to its bytes (-0.0 read as 0.0),
 read as 64-bit words, and hashed by one integer matrix-vector product (exact modulo
@@ -350,4 +352,21 @@ def check_suites(suites: Sequence[Suite], *, quiet: bool = False) -> tuple[list[
                 lines += [f"warning: {suite.path}: {first}; scores on shared examples measure "
                           f"memory, not generalisation (data: {{on_leakage: error}} refuses "
                           f"such data)", *balance]
+            if not quiet:
+                lines += _batch_warnings(suite, spec, hygiene)
     return lines, problems
+
+
+def _batch_warnings(suite: Suite, dataset: TrialSpec, hygiene: Hygiene) -> list[str]:
+    """A warning when configurations on `dataset` step with more examples than its training
+    split holds: each step takes the whole split, as `batch_size: full` does (a likely
+    slip: `batch_size: 100000` for 100, a dataset smaller than thought)."""
+    n, key = hygiene.sizes["train"], dataset_key(dataset)
+    over = sorted({b for c in suite.configurations() if dataset_key(c) == key
+                   and (b := c.batch_size) != "full" and b > n})
+    if not over:
+        return []
+    return [f"warning: {suite.path}: batch_size {', '.join(map(str, over))} "
+            f"{'is' if len(over) == 1 else 'are'} larger than the training split of "
+            f"{hygiene.dataset} ({n} examples): each step takes the whole split, as "
+            f"batch_size: full does"]

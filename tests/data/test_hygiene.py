@@ -203,6 +203,26 @@ def test_a_coordinators_workers_only_refuse(tmp_path: Path, planted: Path,
     assert not lines and len(problems) == 1
 
 
+def test_a_batch_size_larger_than_the_training_split_is_said(
+        tmp_path: Path, fresh_process: Callable[[], None]) -> None:
+    """`batch_size: 120` on a dataset of 90 training examples trains, each step on the whole
+    split as `full` does, and used to say nothing: the warning names the size, the split and
+    the dataset. One within the split says nothing; a worker (quiet) neither. (Two levels
+    above the split would train alike: the suite's validation refuses them.)"""
+    np.savez(tmp_path / "clean.npz", x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    data = tmp_path / "clean.npz"
+    over = load_suite(_suite(tmp_path, data, "grid:\n  batch_size: [32, 120]\n"))
+    lines, problems = check_suites([over])
+    assert not problems and dataset_hygiene(*suite_datasets(over)[0]).sizes["train"] == 90
+    assert lines[2:] == [
+        f"warning: {over.path}: batch_size 120 is larger than the training split of "
+        f"file(path={data}) (90 examples): each step takes the whole split, as batch_size: "
+        f"full does"]
+    assert check_suites([over], quiet=True) == ([], [])
+    within = load_suite(_suite(tmp_path, data, "grid:\n  batch_size: [32, 90]\n"))
+    assert len(check_suites([within])[0]) == 2  # the summary and the class balance only
+
+
 def test_real_targets_say_there_is_no_class_balance(tmp_path: Path,
                                                     fresh_process: Callable[[], None]) -> None:
     np.savez(tmp_path / "r.npz", x=X, y=RNG.normal(size=100).astype(np.float32))

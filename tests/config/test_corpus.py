@@ -138,7 +138,8 @@ CASES: list[Case] = [
          tune("{dropout: {type: float, low: 0.0, high: 1.5}}"),
          ("tune.space.dropout.high", "dropout takes a probability in [0, 1); given 1.5")),
     Case("tuned_epochs_from_zero", "science", tune("{epochs: {type: int, low: 0, high: 3}}"),
-         ("tune.space.epochs.low", "epochs takes a positive integer; given 0 (int)")),
+         ("tune.space.epochs.low", "epochs takes a positive integer, at most 100,000; given "
+          "0 (int)")),
     Case("unknown_key_in_a_tuned_range", "science",
          tune("{optimizer.lr: {low: 0.001, high: 0.1, step: 0.01}}"),
          ("tune.space.optimizer.lr.step", "unknown key 'step'",
@@ -396,6 +397,9 @@ CASES: list[Case] = [
          edit(SIGNALS, "hidden: [8]", "hidden: [1000000000000]"),
          ("task.model", "model 'mlp' has 51,000,000,000,010 parameters for inputs of shape "
           "(40,)", "GiB of free memory; make it smaller")),
+    # the stacked engine held every step's schedule: 10^6 epochs took 3.6 GB in a minute
+    Case("epochs_beyond_reason", "traceback", edit(SIGNALS, "epochs: 2", "epochs: 100000000000"),
+         ("fixed.epochs", "at most 100,000", "100000000000 (int)")),
     Case("infinite_width", "traceback", edit(SIGNALS, "hidden: [8]", "hidden: [8, .inf]"),
          ("task.model.hidden[1]", "inf (float)", "expected a finite number")),
     Case("flow_sequence_as_a_key", "traceback",

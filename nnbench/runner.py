@@ -432,7 +432,13 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                              n_todo)
         while True:
             queue.reap()
-            claims = queue.claim(batch, summary.parent_run_id)
+            claims: list[Claim] = []
+            try:
+                with bookkeeping():  # an interrupt waits until the claims are in hand
+                    claims = queue.claim(batch, summary.parent_run_id)
+            except KeyboardInterrupt:  # released at once, as killed, untrained
+                _train(claims, summary, queue, engine, recorder, interrupted=True)
+                return
             if not claims:
                 counts = queue.counts()
                 progress.update(recorder.trials_bar, completed=counts.done,
@@ -448,8 +454,6 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                 time.sleep(min(2.0, queue.liveness.heartbeat_interval))
                 continue
             waiting = False
-            for line in engine.describe([c.spec for c in claims]):
-                console.print(line, highlight=False)
             _train(claims, summary, queue, engine, recorder)
             counts = queue.counts()
             progress.update(recorder.trials_bar, completed=counts.done,
@@ -497,14 +501,21 @@ def _project(queue: TrialQueue, tracker: Tracker) -> int:
 
 
 def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: Engine,
-           recorder: _Recorder) -> None:
+           recorder: _Recorder, *, interrupted: bool = False) -> None:
     """Train claimed trials; each result is recorded while its claim is held, the claim is
-    released with the trial's status, and MLflow then shows that status."""
+    released with the trial's status, and MLflow then shows that status. `interrupted`:
+    the interrupt came as they were claimed: none trains, each is released as killed (and
+    queued again). Whatever the moment of an interrupt, no claim is left held."""
     from mlflow.exceptions import MlflowException
 
     pending = {c.trial_id: c for c in claims}
     recorder.entries.update({c.trial_id: queue.entry_tag(c) for c in claims})
+    summary.interrupted = summary.interrupted or interrupted
     try:
+        if interrupted:
+            raise KeyboardInterrupt
+        for line in engine.describe([c.spec for c in claims]):
+            recorder.console.print(line, highlight=False)
         for result in engine.run([c.spec for c in claims], recorder):
             status, note = result.status, result.reason.strip()[-300:]
             with bookkeeping():

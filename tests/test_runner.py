@@ -581,6 +581,32 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     assert "sent no heartbeat" in lost.data.tags["nnbench.reason"]
 
 
+def test_an_interrupt_while_trials_are_claimed_leaves_no_claim_held(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) landing as a worker takes its claims: it waits until they are in
+    hand, then releases each as killed, untrained, and queued again. Before, the interrupt
+    could escape between the claim and the training, the claims held until they went stale
+    (a grace period, 60 s by default) while the process had already exited."""
+    suite = load_suite(write_suite(epochs=1, seeds=2))
+    real = TrialQueue.claim
+
+    def claim_then_interrupt(self: TrialQueue, n: int, parent_run_id: str | None = None
+                             ) -> list[Any]:
+        claims = real(self, n, parent_run_id)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered while the claims are being taken
+        return claims
+
+    monkeypatch.setattr(TrialQueue, "claim", claim_then_interrupt)
+    summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, engine="serial",
+                        console=Console(quiet=True))
+    assert summary.interrupted and not summary.statuses
+    optuna_db = Path(tracking_uri.removeprefix("sqlite:///")).parent / "optuna.db"
+    states, entries, _ = queue_states(f"sqlite:///{optuna_db}", suite.name)
+    assert set(states.values()) == {"queued"} and len(states) == len(suite.trials()), states
+    assert entries["RUNNING"] == 0 and entries["FAIL"] >= 1, entries  # released, re-queued
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("engine", "in_flight", "signum"),
                          [("serial", 1, signal.SIGINT), ("stacked", 2, signal.SIGTERM)],

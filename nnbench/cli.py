@@ -1051,8 +1051,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["PGCONNECT_TIMEOUT"] = str(cli_checks.CONNECT_TIMEOUT)
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # also one that came before the command began
-        Console(stderr=True).print("interrupted")
+    except KeyboardInterrupt:  # from the command, or before it began (plugins, parsing)
+        err.print("interrupted")
         return EXIT_INTERRUPTED
     finally:
         for signum, handler in previous.items():
@@ -1078,9 +1078,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except SuiteError as e:  # a suite command that loads one file itself
         err.print("\n".join(e.lines()), markup=False)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return EXIT_INTERRUPTED
     return code
 
 

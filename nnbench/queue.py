@@ -45,7 +45,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 
 from nnbench.config import TrialSpec
 from nnbench.messages import UsageError
-from nnbench.transient import QuietTransient, reason, retrying, worker_label
+from nnbench.transient import QuietTransient, reason, retrying, retrying_once, worker_label
 
 __all__ = [
     "DEFAULT_LIVENESS",
@@ -560,7 +560,7 @@ class TrialQueue:
         claims: list[Claim] = []
         heartbeats = self.heartbeats()
         while len(claims) < n:
-            taken = retrying(self._claimer(parent_run_id or ""), "claiming a trial")
+            taken = self._claim_once(parent_run_id or "")
             if taken is None:
                 break
             heartbeats.hold(taken, beat=False)
@@ -569,24 +569,19 @@ class TrialQueue:
                                 TrialSpec.from_canonical(json.loads(entry.user_attrs[_SPEC]))))
         return claims
 
-    def _claimer(self, parent_run_id: str) -> Callable[[], int | None]:
-        """`_claim_one`, for `retrying`: a retry first takes back the entry its earlier try
-        may have claimed before the connection was lost (the answer lost, not the write),
-        found by the one-time token that try wrote on it."""
+    def _claim_once(self, parent_run_id: str) -> int | None:
+        """`_claim_one`, retried (`retrying_once`): a retry first takes back the entry its
+        earlier try may have claimed before the connection was lost, found by the one-time
+        token that try wrote on it."""
         token = uuid.uuid4().hex
-        tries = 0
 
-        def take() -> int | None:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                for entry in self.storage.get_all_trials(
-                        self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                    if entry.user_attrs.get(_CLAIM_TOKEN) == token:
-                        return storage_id(entry)
-            return self._claim_one(parent_run_id, token)
+        def find() -> int | None:
+            return next((storage_id(e) for e in self.storage.get_all_trials(
+                self.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+                if e.user_attrs.get(_CLAIM_TOKEN) == token), None)
 
-        return take
+        return retrying_once("claiming a trial", partial(self._claim_one, parent_run_id, token),
+                             find)
 
     def _claim_one(self, parent_run_id: str, token: str = "") -> int | None:
         """The lowest waiting entry no other worker is taking, moved to RUNNING with its first

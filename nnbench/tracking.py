@@ -60,7 +60,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
@@ -71,7 +71,13 @@ from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
 from nnbench.messages import first_line
 from nnbench.train.results import TrialResult
-from nnbench.transient import QuietTransient, is_transient, retrying, worker_label
+from nnbench.transient import (
+    QuietTransient,
+    is_transient,
+    retrying,
+    retrying_once,
+    worker_label,
+)
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
            "RunNotFound", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
@@ -95,9 +101,8 @@ SUMMARY = "summary"  # nnbench.role of a configuration's seed aggregate
 _SUMMARY_TRIALS = "nnbench.summary.trials"  # its done trials' ids, sorted, comma-separated
 _IDS_PER_TAG = 400  # trial ids (16 hex digits) per tag: 6,800 characters, MLflow takes 8,000
 _ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its writer died
+_CREATE_TOKEN = "nnbench.create_token"  # a run's (a logged model's) one-time tag
 # tags of a trial run that are its own, never its configuration's
-_CREATE_TOKEN = "nnbench.create_token"  # a run's (a logged model's) one-time tag: `_made_once`
-T = TypeVar("T")
 _PER_TRIAL_TAGS = ("mlflow.", "nnbench.seed", "nnbench.trial_id", "nnbench.invocation",
                    "nnbench.worker", "nnbench.status", "nnbench.reason", "nnbench.fingerprint",
                    "nnbench.diverged_epoch", "nnbench.best_epoch", "nnbench.stopped_epoch",
@@ -189,7 +194,7 @@ class Tracker:
         # another worker may be making it at the same instant
         client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
         self.client = cast(MlflowClient, _Retrying(client))
-        self._once = client  # calls not to retry as they are (`_create_run`)
+        self._raw = client  # without `_Retrying`: for writes `retrying_once` retries
         self.suite = suite
         self.tracking_uri = self.client.tracking_uri
         # the store (and its schema, on a fresh database) is made on first use: make it now,
@@ -283,18 +288,18 @@ class Tracker:
         return str(run.info.run_id)
 
     def _create_run(self, experiment_id: str, tags: dict[str, str], run_name: str) -> Run:
-        """`create_run`, retried like every call, without ever making two runs (`_made_once`,
-        by a one-time tag)."""
+        """`create_run`, retried like every call, without ever making two runs
+        (`retrying_once`, by a one-time tag)."""
         token = uuid.uuid4().hex
         tags = {**tags, _CREATE_TOKEN: token}
-        client = self._once
+        client = self._raw
 
         def find() -> Run | None:
             made = client.search_runs([experiment_id], f"tags.`{_CREATE_TOKEN}` = '{token}'",
                                       run_view_type=ViewType.ALL, max_results=1)
             return made[0] if made else None
 
-        return _made_once("MLflow create_run", lambda: client.create_run(
+        return retrying_once("MLflow create_run", lambda: client.create_run(
             experiment_id, tags=tags, run_name=run_name), find)
 
     def end_invocation(self, run_id: str, status: str) -> None:
@@ -408,8 +413,8 @@ class Tracker:
             tags = {"nnbench.trial_id": spec.trial_id, "nnbench.suite": self.suite.name,
                     "nnbench.config": spec.label(self.suite.varied_axes),
                     "nnbench.seed": spec.seed_label, _CREATE_TOKEN: token}
-            client = self._once
-            logged = _made_once("MLflow create_logged_model", lambda: client.create_logged_model(
+            client = self._raw
+            logged = retrying_once("MLflow create_logged_model", lambda: client.create_logged_model(
                 experiment_id, name=MODEL, source_run_id=run_id, params=spec.flat_params(),
                 tags=tags), lambda: next(iter(client.search_logged_models(
                     [experiment_id], filter_string=f"tags.`{_CREATE_TOKEN}` = '{token}'",
@@ -676,22 +681,6 @@ class Tracker:
             except (MlflowException, OSError):  # no epoch was trained
                 return None
             return pd.read_csv(path)
-
-
-def _made_once(what: str, make: Callable[[], T], find: Callable[[], T | None]) -> T:
-    """`make()`, retried like every call (`retrying`), never twice: a retry first asks
-    `find()` for what its earlier try may have committed before the connection was lost
-    (the answer lost, not the write: a run, a logged model)."""
-    tries = 0
-
-    def attempt() -> T:
-        nonlocal tries
-        tries += 1
-        if tries > 1 and (found := find()) is not None:
-            return found
-        return make()
-
-    return retrying(attempt, what)
 
 
 @dataclass

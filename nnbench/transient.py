@@ -27,7 +27,8 @@ from typing import TypeVar
 
 from nnbench.messages import first_line
 
-__all__ = ["RETRY_SECONDS", "QuietTransient", "is_transient", "reason", "retrying", "worker_label"]
+__all__ = ["RETRY_SECONDS", "QuietTransient", "is_transient", "reason", "retrying",
+           "retrying_once", "worker_label"]
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0  # how long transient storage errors (locks, races, outages) are retried
@@ -128,6 +129,22 @@ def retrying(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS, *
             return result
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 1.0)  # at most 1.5 s from a server's return to the retry
+
+
+def retrying_once(what: str, make: Callable[[], T], find: Callable[[], T | None]) -> T:
+    """`make()`, retried as `retrying` does, never made twice: a retry first asks `find()`
+    for what its earlier try may have committed before the connection was lost (the answer
+    lost, not the write: a run, a logged model, a claim, a queued copy); None: not there."""
+    tries = 0
+
+    def attempt() -> T:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and (found := find()) is not None:
+            return found
+        return make()
+
+    return retrying(attempt, what)
 
 
 class QuietTransient(logging.Filter):

@@ -66,7 +66,7 @@ from nnbench.train import (
     resolve_device,
     stop,
 )
-from nnbench.transient import RETRY_SECONDS, is_transient, retrying, worker_label
+from nnbench.transient import RETRY_SECONDS, is_transient, retrying, retrying_once, worker_label
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_trials"]
@@ -491,19 +491,17 @@ def _interrupted_before_training(study: optuna.Study, asked: list[_Asked], track
 
 
 def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
-    """Queue a killed trial's point again, once: a retry first looks for the waiting copy
-    its earlier try may have committed before the connection was lost."""
-    tries = 0
-
-    def enqueue() -> None:
-        nonlocal tries
-        tries += 1
-        if tries > 1 and any(t.system_attrs.get("fixed_params") == values for t in
-                             study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
-            return
+    """Queue a killed trial's point again, once (`retrying_once`): a retry first looks for
+    the waiting copy its earlier try may have committed before the connection was lost."""
+    def enqueue() -> bool:
         study.enqueue_trial(values)
+        return True
 
-    retrying(enqueue, "queueing a killed trial's point again")
+    def find() -> bool | None:
+        return any(t.system_attrs.get("fixed_params") == values for t in study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING,))) or None
+
+    retrying_once("queueing a killed trial's point again", enqueue, find)
 
 
 def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:

@@ -17,7 +17,8 @@ transaction is `BEGIN IMMEDIATE`), and adds one only for a trial with no such en
 - **sync**: a worker starting queues the suite's trials that have none (all of them on a
   fresh queue; after a suite is edited, only its new trials; a failed or killed trial
   again). Whoever gets there first queues them; the others find them queued. Waiting
-  entries of trials the suite no longer has are withdrawn in the same transaction.
+  entries of trials the suite no longer has are withdrawn in the same transaction (running
+  ones finish, but are not queued again if killed or stale).
 - **claim**: a worker moves the lowest waiting entry to RUNNING and records its first
   heartbeat in one transaction: a claim always has a heartbeat;
 - **heartbeats**: while a worker holds a claim it records a heartbeat every
@@ -92,6 +93,7 @@ LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
                                        "nnbench.outcome")
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
+_WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 
 
 @dataclass(frozen=True)
@@ -513,11 +515,21 @@ class TrialQueue:
         session.flush()
 
     def _withdraw(self, session: Session, keep: Collection[str]) -> None:
-        for entry in session.query(models.TrialModel).filter_by(
-                study_id=self.study_id, state=TrialState.WAITING).with_for_update():
-            if _attrs(entry.user_attributes).get(_TRIAL_ID) not in keep:
+        """Waiting entries of trials not in `keep` end (withdrawn); running ones train on
+        and are recorded, but are marked so that neither a kill nor staleness queues them
+        again (`reap`, `release`); the mark goes when a later sync keeps the trial again."""
+        for entry in session.query(models.TrialModel).filter(
+                models.TrialModel.study_id == self.study_id, models.TrialModel.state.in_(
+                    (TrialState.WAITING, TrialState.RUNNING))).with_for_update():
+            attrs = _attrs(entry.user_attributes)
+            kept = attrs.get(_TRIAL_ID) in keep
+            if entry.state == TrialState.WAITING and not kept:
                 self._end_entry(session, entry, TrialState.FAIL, "failed",
                                 "withdrawn: no longer a trial of the suite")
+            elif entry.state == TrialState.RUNNING and attrs.get(_WITHDRAWN, False) != (not kept):
+                self.storage._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, int(entry.trial_id), _WITHDRAWN,
+                    not kept)
 
     def _end_entry(self, session: Session, entry: models.TrialModel, state: TrialState,
                    status: str, outcome: str) -> None:
@@ -541,17 +553,19 @@ class TrialQueue:
 
         def transaction() -> int:
             with self._locked() as session:
-                failed = []
-                for entry in _still_stale(session, stale, grace):
+                failed, ended = [], _still_stale(session, stale, grace)
+                for entry in ended:
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
                         f"stale: its worker ({attrs.get('nnbench.worker', '?')}) sent no "
-                        f"heartbeat for {self.liveness.grace_period} s; queued again"))
-                    if _SPEC in attrs:
+                        f"heartbeat for {self.liveness.grace_period} s; " + (
+                            "not queued again: no longer a trial of the suite"
+                            if attrs.get(_WITHDRAWN) else "queued again")))
+                    if _SPEC in attrs and not attrs.get(_WITHDRAWN):
                         failed.append(TrialSpec.from_canonical(json.loads(attrs[_SPEC])))
                 session.flush()
                 self._top_up(session, failed, self._states(session))
-                return len(failed)
+                return len(ended)
 
         return retrying(transaction, "failing stale claims")
 
@@ -620,13 +634,13 @@ class TrialQueue:
                   _create_scoped_session(self.storage.scoped_session)) as session:
                 entry = (session.query(models.TrialModel).filter_by(trial_id=claim.storage_id)
                          .with_for_update().one())
+                attrs = _attrs(entry.user_attributes)
                 if entry.state != TrialState.RUNNING:
-                    attrs = _attrs(entry.user_attributes)
                     return bool(entry.state == state and attrs.get("nnbench.worker")
                                 == self.worker and attrs.get(_STATUS) == status)
                 self._end_entry(session, entry, state, status,
                                 status + (f": {note}" if note else ""))
-                if status == "killed":
+                if status == "killed" and not attrs.get(_WITHDRAWN):
                     session.flush()
                     self._top_up(session, [claim.spec], self._states(session))
                 return True

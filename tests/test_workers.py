@@ -505,6 +505,63 @@ def test_a_stale_claim_is_failed_and_its_trial_queued_again_once(tmp_path: Path)
     queue.close()
 
 
+def test_a_trial_the_edited_suite_dropped_is_not_queued_again_when_killed_or_stale(
+        tmp_path: Path) -> None:
+    """The suite is edited while trials run: a newer worker's sync withdraws the waiting
+    entries of the trials it no longer has, and marks the running ones. Those finish as
+    usual, but one killed (Ctrl-C, SIGTERM) or stale is not queued again; a later sync that
+    has the trial again clears the mark, and a kill then queues it again as before."""
+    suite = load_suite(DEFAULT)
+    kept, dropped, stale, waiting = suite.trials()[:4]
+    queue = _queue(tmp_path, "edited")
+    assert queue.sync([kept, dropped, stale, waiting], store="1@0") == 4
+    claims = {c.trial_id: c for c in queue.claim(3)}
+    assert set(claims) == {kept.trial_id, dropped.trial_id, stale.trial_id}
+    newer = _queue(tmp_path, "edited")  # the edited suite has only `kept`
+    assert newer.sync([kept], keep={kept.trial_id}, store="1@0") == 0
+    assert queue.release(claims[dropped.trial_id], "killed", "interrupted")
+    queue.heartbeats().drop(claims[stale.trial_id].storage_id)  # its worker went silent
+    time.sleep(LIVENESS.grace_period + 1.5)
+    assert newer.reap() == 1
+    outcomes = {e.user_attrs["nnbench.trial_id"]: (e.state, e.user_attrs.get("nnbench.outcome"))
+                for e in queue.entries()}
+    assert outcomes[dropped.trial_id] == (TrialState.FAIL, "killed: interrupted")
+    assert outcomes[stale.trial_id][0] == TrialState.FAIL
+    assert str(outcomes[stale.trial_id][1]).endswith(
+        "not queued again: no longer a trial of the suite")
+    assert outcomes[waiting.trial_id] == (TrialState.FAIL,
+                                          "withdrawn: no longer a trial of the suite")
+    assert [e.user_attrs["nnbench.trial_id"] for e in queue.entries((TrialState.WAITING,))] \
+        == []
+    # the suite edited back: the kept trial's mark stays off, and a kill queues it again
+    assert newer.sync([kept, dropped], keep={kept.trial_id, dropped.trial_id},
+                      store="1@0") == 1  # `dropped` again: it is no longer done or queued
+    assert queue.release(claims[kept.trial_id], "killed", "interrupted")
+    assert sorted(e.user_attrs["nnbench.trial_id"] for e in queue.entries(
+        (TrialState.WAITING,))) == sorted([kept.trial_id, dropped.trial_id])
+    queue.close()
+    newer.close()
+
+
+def test_a_running_trial_the_suite_has_again_is_queued_again_when_killed(
+        tmp_path: Path) -> None:
+    """A running trial marked by a sync that dropped it, then kept by a later one (the edit
+    undone): a kill queues it again."""
+    suite = load_suite(DEFAULT)
+    spec, other = suite.trials()[:2]
+    queue = _queue(tmp_path, "undone")
+    queue.sync([spec, other], store="1@0")
+    (claim,) = queue.claim(1)
+    queue.sync([other], keep={other.trial_id}, store="1@0")
+    assert queue.entries((TrialState.RUNNING,))[0].user_attrs["nnbench.withdrawn"] is True
+    queue.sync([spec, other], keep={spec.trial_id, other.trial_id}, store="1@0")
+    assert queue.entries((TrialState.RUNNING,))[0].user_attrs["nnbench.withdrawn"] is False
+    assert queue.release(claim, "killed", "interrupted")
+    assert [e.user_attrs["nnbench.trial_id"] for e in queue.entries((TrialState.WAITING,))] \
+        == [other.trial_id, spec.trial_id]
+    queue.close()
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
 def test_an_optuna_trial_without_a_heartbeat_goes_stale_by_the_servers_clock(
         tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY",
            "RunNotFound", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
            "system_metrics_problem", "trial_checkpoint"]
 
+_log = logging.getLogger(__name__)
 # Reading a trial's history.csv back must not draw a progress bar per run.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow's SQL store logs each OperationalError with its traceback before raising it: one a
@@ -125,6 +126,41 @@ def system_metrics_problem(gpu: bool) -> str | None:
     if gpu and importlib.util.find_spec("pynvml") is None:
         return "GPU utilisation needs nvidia-ml-py (pip install nvidia-ml-py)"
     return None
+
+
+@functools.cache
+def _monitor_class() -> type:
+    """MLflow's system-metrics monitor, with a loop that outlives a failure to log.
+
+    MLflow's loop reads the run after every sample, to stop once it is no longer RUNNING,
+    and returns for good when that read or a log fails: a store that restarted for a second
+    ended a worker's system metrics for the rest of its run. Here the loop samples until
+    `finish` (`Tracker.system_metrics` ends it before its run), and an interval whose log
+    fails is kept (MLflow's batch logger keeps what it could not send) and sent with the
+    next; a failing streak is said once, on the logger of this module."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    class Monitor(SystemMetricsMonitor):
+        def monitor(self) -> None:
+            failing = False
+            while not self._shutdown_event.is_set():
+                for _ in range(self.samples_before_logging):
+                    self.collect_metrics()  # type: ignore[no-untyped-call]
+                    if self._shutdown_event.wait(self.sampling_interval):
+                        return  # the last interval: `Tracker.system_metrics` logs it
+                try:
+                    self.publish_metrics(  # type: ignore[no-untyped-call]
+                        self.aggregate_metrics())  # type: ignore[no-untyped-call]
+                except Exception as err:
+                    if not failing:
+                        _log.warning("nnbench: %s cannot log its system metrics (%s); they "
+                                     "are kept and sent with the next interval",
+                                     worker_label(), first_line(err))
+                    failing = True
+                else:
+                    failing = False
+
+    return Monitor
 
 
 def runs_url(experiment_id: str, address: str = UI_ADDRESS) -> str:
@@ -311,21 +347,20 @@ class Tracker:
         machine, sampled by MLflow's own monitor every 10 s and logged to `run_id` as
         `system/...` metrics (`system/<node>/...` when several workers share the run), and
         once more at the end: MLflow's monitor drops the samples of its last, unfinished
-        interval, so work shorter than one interval logged nothing."""
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        monitor = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
+        interval, so work shorter than one interval logged nothing. An interval that cannot
+        be logged (the store restarting) is logged with the next one: MLflow's own loop
+        stopped for good at the first failure."""
+        monitor = _monitor_class()(
             run_id, node_id=node, resume_logging=node is not None, tracking_uri=self.tracking_uri)
-        monitor.start()  # type: ignore[no-untyped-call]
+        monitor.start()
         try:
             yield
         finally:
-            monitor.finish()  # type: ignore[no-untyped-call]  # its thread has ended
+            monitor.finish()  # its thread has ended
             try:  # the closing sample, with what the last interval collected
-                monitor.collect_metrics()  # type: ignore[no-untyped-call]
-                monitor.publish_metrics(  # type: ignore[no-untyped-call]
-                    monitor.aggregate_metrics())  # type: ignore[no-untyped-call]
-                monitor.mlflow_logger.flush()  # type: ignore[no-untyped-call]
+                monitor.collect_metrics()
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
             except Exception as err:  # the trials' results are recorded: say it, go on
                 warnings.warn(f"the last system metrics of run {run_id} could not be logged: "
                               f"{first_line(err)}", stacklevel=2)

@@ -241,3 +241,32 @@ def test_a_write_whose_answer_was_lost_is_not_made_twice(
     assert [e.number for e in running] == [claim.number]
     assert queue.release(claim, "finished")
     queue.close()
+
+
+def test_system_metrics_go_on_after_the_store_restarts(
+        postgres: Postgres, write_suite: Callable[..., Path], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store is down for 3 s while a worker's system metrics are sampled each second:
+    the interval that could not be logged is said once and sent later, and sampling goes
+    on after the outage (MLflow's own loop returned for good at its first failure: no
+    sample after it but the closing one)."""
+    pytest.importorskip("psutil")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    caplog.set_level(logging.WARNING, logger="nnbench.tracking")
+    tracker = Tracker(load_suite(write_suite(epochs=1, seeds=1)), postgres.mlflow)
+    run_id = tracker.start_invocation({}, n_todo=0)
+    with tracker.system_metrics(run_id):
+        time.sleep(2.5)
+        with postgres.control.outage(3.0):
+            time.sleep(3.0)
+        back = time.time() * 1000
+        time.sleep(4.0)
+    history = MlflowClient(postgres.mlflow).get_metric_history(
+        run_id, "system/cpu_utilization_percentage")
+    after = [m for m in history if m.timestamp > back]
+    assert len(after) >= 3, [(m.step, m.timestamp - back) for m in history]  # 2+ and closing
+    assert all(0 <= m.value <= 100 for m in history)
+    said = [r.getMessage() for r in caplog.records if "system metrics" in r.getMessage()]
+    assert len(said) == 1 and "cannot log its system metrics" in said[0], said

@@ -683,21 +683,15 @@ def _liveness(args: argparse.Namespace) -> Liveness:
     return Liveness(args.heartbeat_interval, args.grace_period)
 
 
-def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str,
-                    threads: int | None = None) -> list[str]:
+def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str) -> list[str]:
     """The options a worker started elsewhere needs to join this suite's queue."""
-    options = ["--storage", storage, "--tracking-uri", tracking_uri, "--device", args.device,
-               "--engine", args.engine, "--precision", args.precision,
-               "--heartbeat-interval", str(args.heartbeat_interval),
-               "--grace-period", str(args.grace_period),
-               "--system-metrics", args.system_metrics]
-    if args.log_models:
-        options.append("--log-models")
-    if args.lanes is not None:
-        options += ["--lanes", str(args.lanes)]
-    if threads is not None:
-        options += ["--threads", str(threads)]
-    return options
+    from nnbench.workers import worker_options
+
+    return worker_options(storage=storage, tracking_uri=tracking_uri, device=args.device,
+                          engine=args.engine, precision=args.precision,
+                          heartbeat_interval=args.heartbeat_interval,
+                          grace_period=args.grace_period, system_metrics=args.system_metrics,
+                          log_models=args.log_models, lanes=args.lanes)
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:

@@ -557,21 +557,17 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
     (default: its engine's policy, within its share of the cores); their trials are tagged
     with this invocation's run."""
     from nnbench.train.engine import cpu_cores, shared_cores
-    from nnbench.workers import spawn_local
+    from nnbench.workers import spawn_local, worker_options
 
     if not isinstance(engine, str):
         raise ValueError("local workers take an engine name, not an Engine object")
     if not Path(suite.path).is_file():
         raise ValueError(f"local workers read the suite file; {suite.path!r} is not a file")
-    options = ["--storage", summary.storage, "--tracking-uri", summary.tracking_uri,
-               "--device", device, "--engine", engine, "--precision", precision,
-               *(["--threads", str(threads)] if threads else []),
-               "--parent-run", str(summary.parent_run_id),
-               "--heartbeat-interval", str(liveness.heartbeat_interval),
-               "--grace-period", str(liveness.grace_period),
-               "--system-metrics", "on" if system_metrics else "off",
-               *(["--lanes", str(lanes)] if lanes is not None else []),
-               *(["--log-models"] if log_models else [])]
+    options = worker_options(
+        storage=summary.storage, tracking_uri=summary.tracking_uri, device=device,
+        engine=engine, precision=precision, heartbeat_interval=liveness.heartbeat_interval,
+        grace_period=liveness.grace_period, system_metrics="on" if system_metrics else "off",
+        log_models=log_models, lanes=lanes, threads=threads, parent_run=summary.parent_run_id)
     each = (f"{threads} thread(s) each" if threads else
             f"up to {shared_cores(resolve_device(device), workers)} thread(s) each")
     console.print(f"{workers} local workers, {each} ({cpu_cores()} cores)", highlight=False)

@@ -28,7 +28,22 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["SlurmOptions", "spawn_local", "submit", "worker_job"]
+__all__ = ["SlurmOptions", "spawn_local", "submit", "worker_job", "worker_options"]
+
+
+def worker_options(*, storage: str, tracking_uri: str, device: str, engine: str,
+                   precision: str, heartbeat_interval: int, grace_period: int,
+                   system_metrics: str, log_models: bool, lanes: int | None = None,
+                   threads: int | None = None, parent_run: str | None = None) -> list[str]:
+    """The `nnbench worker` options that join a suite's queue as the starting command
+    would train it (`run`/`tune --workers`, `submit`)."""
+    return ["--storage", storage, "--tracking-uri", tracking_uri, "--device", device,
+            "--engine", engine, "--precision", precision,
+            "--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period),
+            "--system-metrics", system_metrics, *(["--log-models"] if log_models else []),
+            *(["--lanes", str(lanes)] if lanes is not None else []),
+            *(["--threads", str(threads)] if threads else []),
+            *(["--parent-run", parent_run] if parent_run else [])]
 
 
 def worker_command(suite_path: str, options: Sequence[str]) -> list[str]:

@@ -122,8 +122,9 @@ def _shared_names(suites: Sequence[Suite]) -> list[str]:
 
 def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool = False,
              report_dir: bool = False, device: bool = False, storage: bool = False,
-             run_id: bool = False) -> list[Suite]:
-    """Every suite and option of the command checked; all problems raised together."""
+             run_id: bool = False, machines: bool = False) -> list[Suite]:
+    """Every suite and option of the command checked; all problems raised together.
+    `machines`: a worker started by hand, which may be one of several machines'."""
     problems: list[str] = []
     suites: list[Suite] = []
     paths = args.suites if hasattr(args, "suites") else [args.suite] \
@@ -159,6 +160,13 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
         from nnbench.queue import default_storage
 
         uri = args.tracking_uri or cli_checks.default_tracking_uri()
+        if machines and not uri.startswith("sqlite:"):
+            problems.append(
+                f"--storage is needed with the MLflow store {uri}: workers share their trial "
+                f"queue through it, and without it each machine would have its own "
+                f"({default_storage(uri)}, in this directory) and train every trial; give a "
+                f"database all of them reach, e.g. --storage postgresql://USER@HOST/DB (one "
+                f"of its own, not the MLflow store's)")
         try:
             cli_checks.check_storage_url(default_storage(uri), given=False)
         except UsageError as e:
@@ -721,7 +729,8 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
-    (suite,) = _checked(args, tracking=True, device=True, storage=True)
+    (suite,) = _checked(args, tracking=True, device=True, storage=True,
+                        machines=args.parent_run is None and not args.coordinated)
     # a coordinator (run/tune --workers) printed the data's facts: the worker only refuses
     _preflight([suite], quiet=args.parent_run is not None or args.coordinated)
     liveness = _liveness(args)

@@ -6,6 +6,8 @@ waited for, not reported as missing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 import pytest
@@ -47,3 +49,21 @@ def test_a_server_restarting_when_a_worker_starts_is_waited_for(
         f"connection to server at \"127.0.0.1\", port "), err
     assert "Connection refused" in err and err.endswith(
         "); trying again for up to 10 s\n"), err
+
+
+def test_a_worker_with_a_database_mlflow_store_must_name_its_queue(
+        postgres: Postgres, write_suite: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nnbench worker` by hand with a PostgreSQL MLflow store and no --storage would take
+    a queue of its own machine (optuna.db in its directory): workers on several machines
+    would each train every trial. It is refused before anything is made; with --storage it
+    trains."""
+    monkeypatch.chdir(tmp_path)
+    suite = write_suite(epochs=1, seeds=1)
+    assert cli.main(["worker", str(suite), "--tracking-uri", postgres.mlflow]) == 2
+    err = capsys.readouterr().err
+    assert f"--storage is needed with the MLflow store {postgres.mlflow}" in err
+    assert f"sqlite:///{tmp_path / 'optuna.db'}" in err
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlruns").exists()
+    assert cli.main(["worker", str(suite), "--tracking-uri", postgres.mlflow,
+                     "--storage", postgres.optuna, "--device", "cpu"]) == 0

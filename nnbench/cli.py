@@ -650,11 +650,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     _preflight(suites)
     from nnbench.tuning import tune_suite
 
+    failed = False
     for suite in suites:
         if args.workers > 1:
             code = _tune_with_workers(suite, args)
             if code == EXIT_INTERRUPTED:
                 return code
+            failed = failed or code == EXIT_TRIAL_FAILED
             out.print(f"report: {_report(suite, args).resolve()}")
             from nnbench.tracking import Tracker
 
@@ -677,11 +679,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         if summary.interrupted:
             err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
             return EXIT_INTERRUPTED
+        if summary.failed:
+            err.print(f"suite {suite.name}: {summary.failed} re-run trial(s) failed; their runs "
+                      f"say why (nnbench.reason), and the next run trains them again")
+            failed = True
         out.print(f"Optuna storage: {summary.storage}")
         out.print(f"report: {_report(suite, args).resolve()}")
         _print_mlflow(suite.name, summary.tracking_uri,
                       _mlflow_runs_url(summary.tracking_uri, summary.experiment_id))
-    return EXIT_OK
+    return EXIT_TRIAL_FAILED if failed else EXIT_OK
 
 
 def _liveness(args: argparse.Namespace) -> Liveness:
@@ -742,7 +748,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                            precision=args.precision,
                            liveness=liveness, console=err, system_metrics=_system_metrics(args),
                            log_models=args.log_models)
-        return EXIT_INTERRUPTED if tuned.interrupted else EXIT_OK
+        if tuned.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_TRIAL_FAILED if tuned.failed else EXIT_OK
     from nnbench.runner import run_suite
 
     summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,

@@ -213,6 +213,7 @@ class TuneSummary:
     storage: str
     points: list[PointSummary]
     reruns: int = 0  # re-run trials trained by this worker
+    failed: int = 0  # of them, failed (an error, not divergence): the command exits 1
     interrupted: bool = False
     tracking_uri: str = ""
     experiment_id: str = ""  # the suite's MLflow experiment
@@ -736,5 +737,6 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                      system_metrics=system_metrics, log_models=log_models,
                      lane_population=tuned_trials(suite, every_point))
     summary.reruns = done.trained
+    summary.failed = done.statuses.get("failed", 0)
     summary.interrupted = done.interrupted
     return summary

@@ -84,6 +84,35 @@ def _assert_budgets_met(storage: str, budget: int, studies: int) -> None:
         assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+def test_tune_exits_1_when_a_re_run_fails(tmp_path: Path, tracking_uri: str,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A re-run that fails (an error, not divergence) makes `nnbench tune` exit 1, as a
+    failed trial makes `nnbench run` (it exited 0, the failure only in MLflow)."""
+    import torch
+
+    from nnbench import cli, train
+
+    real_build = train.build_parts
+
+    def flaky(spec: TrialSpec, device: torch.device) -> object:
+        if spec.seed == 1:  # the re-runs of seed 1; the studies train seed 0
+            raise RuntimeError("simulated failure")
+        return real_build(spec, device)
+
+    monkeypatch.setattr(train.build, "build_parts", flaky)
+    path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=2)
+    assert cli.main(["tune", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
+                     "--engine", "serial"]) == 1
+    err = capsys.readouterr().err
+    assert "suite tuned: 2 re-run trial(s) failed; their runs say why" in err
+    reruns = _runs(tracking_uri, "tuned", "trial")
+    assert Counter(r.data.tags["nnbench.status"] for r in reruns) == Counter(
+        {"finished": 2, "failed": 2})
+    assert {r.data.tags["nnbench.optuna_state"] for r in _runs(tracking_uri, "tuned", "tune")
+            } == {"complete"}
+
+
 def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str) -> None:
     from nnbench.config import load_suite
 

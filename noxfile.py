@@ -1,4 +1,5 @@
-"""nox sessions: ablate (the main job), tune, report, bench, tests, benchmarks, lint.
+"""nox sessions: ablate (the main job), tune, report, bench, tests, benchmarks, gpu-bench,
+chaos, lint.
 
 Every session runs in one shared virtual environment, `.venv/`, installed from
 `constraints.txt` (exact versions, torch==2.14.1 / torchvision==0.29.1): torch

@@ -10,7 +10,7 @@
                      [--precision fp32|tf32]
     nnbench worker SUITE [--storage URL] ...   one worker on the suite's queue
     nnbench submit SUITE --storage URL --workers N [--local | --slurm-...]
-    nnbench status SUITE [--storage URL]       the queue across all workers
+    nnbench status SUITE [--storage URL] [--tracking-uri URI]   the queue, all workers
     nnbench report SUITE... [--report-dir DIR]
     nnbench bench BENCHMARK [--validate | --report-only] [the options of run]
                      every suite of a benchmark file, then reports/<benchmark>.html
@@ -1022,9 +1022,11 @@ def _parser() -> argparse.ArgumentParser:
                                 "executor) and wait for them")
             p.add_argument("--wait", action="store_true", help="wait for the jobs, then report")
             p.add_argument("--folder", default="submitit", help="job scripts and logs")
-            p.add_argument("--slurm-partition", default=None)
+            p.add_argument("--slurm-partition", default=None, metavar="P",
+                           help="Slurm partition (default: the cluster's)")
             p.add_argument("--slurm-time", type=cli_checks.whole_number(1, MAX_SLURM_MINUTES),
-                           default=60, metavar="MIN", help="each worker's time limit (minutes)")
+                           default=60, metavar="MIN",
+                           help="each worker's time limit in minutes (default 60)")
             p.add_argument("--slurm-cpus", type=_positive_int, default=2, metavar="N",
                            help="CPUs per worker (default 2)")
             p.add_argument("--slurm-gpus", type=cli_checks.whole_number(0), default=0,

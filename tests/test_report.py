@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -218,8 +220,12 @@ def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
     assert re.search(r"optimizer\.lr: not compared, because no trial finished at "
                      r"1000000\.0 \(2 diverged\)\.", effects)
     reference = _section(html, "reference")
-    assert re.search(r"Not measured yet, because no trial it selects has finished: "
-                     r"optimizer\.lr=1000000\.0\.", reference)
+    assert re.search(r"Not measured, because no trial it selects has finished: "
+                     r"optimizer\.lr=1000000\.0 \(2 diverged\)\.", reference)
+    summary = json.loads((tmp_path / f"{suite.name}.summary.json").read_text())
+    unmeasured = [r for r in summary["reference"] if r["n"] == 0]
+    assert [(r["verdict"], r["statuses"]) for r in unmeasured] == [("not measured",
+                                                                    "2 diverged")]
     assert reference.count("<tr><td>optimizer.lr=") == 1
     assert "Trials: 6 planned; 6 trained: 4 finished, 2 diverged." in html
     assert "Seeds: 3, 1.\n" in html  # as listed; all trained
@@ -373,3 +379,21 @@ def test_report_in_headless_chromium(three_axes: tuple[Path, str], tmp_path: Pat
         browser.close()
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_the_headline_says_when_the_best_lost_seeds() -> None:
+    """The best configuration's mean is over its finished seeds: the headline says what
+    became of the others, so a configuration that diverges on half its seeds is not
+    announced as plainly best."""
+    from types import SimpleNamespace
+
+    from nnbench.report import _headline
+
+    row = {"config": "lr=10", "mean": 0.1375, "low": -0.0213, "high": 0.2963, "n": 2,
+           "identical": False, "diverged": 2, "failed": 0, "killed": 1}
+    results: Any = SimpleNamespace(suite=SimpleNamespace(metric="test_accuracy"))
+    assert _headline(results, [row]) == ("best: lr=10 — test_accuracy 0.1375 (95% CI "
+                                         "-0.0213–0.2963, n = 2); of its other seeds 2 "
+                                         "diverged, 1 killed")
+    row.update(diverged=0, killed=0)
+    assert _headline(results, [row]).endswith("n = 2)")

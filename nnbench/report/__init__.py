@@ -96,7 +96,7 @@ def _sections(results: Results) -> dict[str, Any]:
     out["effects_png"] = figures.main_effects(levels, suite.metric) if len(levels) else None
     out["effects_why"] = _why_not(suite, finished, needs_axes=1)
     out["best"] = best_versus(trials, table, suite)
-    out["best_summary"] = best_summary(out["best"], suite.higher_is_better)
+    out["best_summary"] = best_summary(out["best"], suite.higher_is_better, table)
 
     tests = {(t.a, t.b): t for t in interaction_tests(trials, suite)}
     out["interactions"] = []
@@ -137,7 +137,8 @@ def _sections(results: Results) -> dict[str, Any]:
          **{f"{t.a} × {t.b}": t.family for t in tests.values()}}, out["verdicts"])
     out["numerics"] = _numerics(trials)
     out["reference_rows"] = reference_comparison(trials, suite)
-    out["reference_unmeasured"] = [r.label for r in out["reference_rows"] if not r.measured.n]
+    out["reference_unmeasured"] = [f"{r.label} ({r.statuses or 'not run yet'})"
+                                   for r in out["reference_rows"] if not r.measured.n]
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
     out["variance"] = suite_decomposition(trials, suite)  # seeds varied per source only
     return out
@@ -242,6 +243,9 @@ def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
         text += f" (every one of its {best['n']} seeds gave this value)"
     elif best["n"] > 1:
         text += f" (95% CI {best['low']:.4f}–{best['high']:.4f}, n = {best['n']})"
+    lost = [f"{best[s]} {s}" for s in ("diverged", "failed", "killed") if best.get(s)]
+    if lost:
+        text += f"; of its other seeds {', '.join(lost)}"
     return text
 
 
@@ -291,7 +295,8 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
                "generated": generated, "file": out.name,
                "reference": [{"configuration": r.label, "metric": r.metric,
                               "published": r.result.value, "measured": _finite(r.measured.mean),
-                              "n": r.measured.n, "verdict": r.verdict}
+                              "n": r.measured.n, "verdict": r.verdict,
+                              **({"statuses": r.statuses} if not r.measured.n else {})}
                              for r in sections["reference_rows"]]}
     write_atomic(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
     render_index(report_dir)

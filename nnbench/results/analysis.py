@@ -53,8 +53,8 @@ def _finished(trials: pd.DataFrame) -> pd.DataFrame:
 def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     """One row per configuration with a finished seed: mean, 95% t interval (none when
     every seed gave the same value: `identical`), sd, n finished seeds, status counts, mean
-    best epoch and wall time; best first. Configurations without a finished seed are no
-    row: `unfinished` names them once, with their statuses."""
+    best epoch and wall time (of the finished seeds); best first. Configurations without a
+    finished seed are no row: `unfinished` names them once, with their statuses."""
     columns = ["config", "mean", "low", "high", "sd", "n", "identical", "diverged", "failed",
                "killed", "best_epoch", "wall_seconds", "params", "best"]
     rows = []
@@ -69,7 +69,7 @@ def leaderboard(trials: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
             "identical": interval.identical,
             **{s: int((group["status"] == s).sum()) for s in ("diverged", "failed", "killed")},
             "best_epoch": float(done["best_epoch"].mean()),
-            "wall_seconds": float(group["wall_seconds"].mean()),
+            "wall_seconds": float(done["wall_seconds"].mean()),  # a killed run's is partial
             "params": int(group["num_params"].max()) if "num_params" in group else 0,
         })
     if not rows:
@@ -322,18 +322,47 @@ def best_versus(trials: pd.DataFrame, table: pd.DataFrame, suite: Suite) -> Fami
     return Family(rows, _too_few(too_few, _replicates(suite)))
 
 
-def best_summary(family: Family, higher_is_better: bool) -> str:
-    """One sentence: is the best configuration's lead established?"""
-    if not family.rows:
+def best_summary(family: Family, higher_is_better: bool,
+                 table: pd.DataFrame | None = None) -> str:
+    """One sentence: is the best configuration's lead established? Only when each
+    configuration it was to be tested against (`best_versus`) was compared and both the
+    Holm-adjusted paired t-test and the Holm-adjusted sign-flip permutation test put it
+    ahead; and the sentence says when the best's own mean leaves out seeds that did not
+    finish (`table`: the leaderboard)."""
+    if not family.rows:  # nothing was compared: the family's notes say why
         return ""
+    caveat = ""
+    if table is not None and len(table):
+        row = table.iloc[0]
+        lost = [f"{int(row[s])} {s}" for s in ("diverged", "failed", "killed") if row[s]]
+        if lost:
+            caveat = (f" Its mean is over the {int(row['n'])} seed(s) that finished; "
+                      f"{', '.join(lost)}: a configuration that fails on some seeds may lead "
+                      f"on those that survive.")
     best = family.rows[0].a
-    open_ = [c.b for c in family.rows if not (c.p_holm < ALPHA
-                                              and (c.result.diff > 0) == higher_is_better)]
-    if not open_:
-        return (f"{best} is better than each configuration tested against it "
-                f"(Holm-adjusted p < {ALPHA} each): its lead is established.")
-    return (f"{best} leads, but is not distinguishable from {'; '.join(open_)}: the order "
-            f"at the top is not settled at these seeds.")
+
+    def ahead(p: float, c: Comparison) -> bool:
+        return bool(p < ALPHA and (c.result.diff > 0) == higher_is_better)
+
+    open_ = [c.b for c in family.rows if not ahead(c.p_holm, c)]
+    untested = " Some were not compared (see below)." if family.notes else ""
+    if open_:
+        return (f"{best} leads, but is not distinguishable from {'; '.join(open_)}: the "
+                f"order at the top is not settled at these seeds.{untested}{caveat}")
+    unconfirmed = [c.b for c in family.rows if not ahead(c.p_perm_holm, c)]
+    if unconfirmed:
+        return (f"{best} is ahead of each configuration tested against it by the paired "
+                f"t-test (Holm-adjusted p < {ALPHA}), but the distribution-free sign-flip "
+                f"test does not confirm it against {'; '.join(unconfirmed)} at these seeds: "
+                f"the lead rests on the seeds' differences being normally distributed."
+                f"{untested}{caveat}")
+    if family.notes:
+        return (f"{best} is better than each configuration it was compared with (Holm-"
+                f"adjusted p < {ALPHA} by both tests), but not every close configuration "
+                f"could be compared (see below): its lead is not established.{caveat}")
+    return (f"{best} is better than each configuration tested against it (Holm-adjusted "
+            f"p < {ALPHA} by the paired t-test and the sign-flip permutation test): its "
+            f"lead is established.{caveat}")
 
 
 def interactions(trials: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -382,9 +411,14 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         ys = [v for v in dict.fromkeys(str(v) for v in done[y]) if v != y0]
         pending: list[tuple[str, str, str, Paired]] = []
         too_few: list[tuple[str, str, int]] = []
+        untested: list[str] = []
         for x1, y1 in itertools.product(xs, ys):
             keys = [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
             if any(k not in cells for k in keys):
+                empty = ", ".join(f"{x}={kx} with {y}={ky}" for kx, ky in keys
+                                  if (kx, ky) not in cells)
+                untested.append(f"({x1} vs {x0}) × ({y1} vs {y0}): not tested, because no "
+                                f"trial finished at {empty}")
                 continue
             block = cells[keys].dropna()
             at_1 = (block[(x1, y1)] - block[(x0, y1)]).groupby(level="seed").mean()
@@ -406,7 +440,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
                                                  p_perm_adjusted=_finite(p_perm_holm)))
 
         family = Family(_holm("interaction", pending, suite.metric, say),
-                        _too_few(too_few, _replicates(suite)))
+                        untested + _too_few(too_few, _replicates(suite)))
         reversals = (_reversals(done, axes, x, y, x0, xs, family, suite)
                      + _reversals(done, axes, y, x, y0, ys, family, suite))
         out.append(InteractionTests(x, y, family, reversals))
@@ -442,7 +476,10 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
                         for mine, theirs in ((c.a, c.b), (c.b, c.a)))]
         text = (f"{winner} beats {loser} on average ({metric} {winner} − {loser} = "
                 f"{sign * average:+.4f}), but not with {where}")
-        if tests:
+        if not tests:
+            text += ("; no interaction test is behind it (fewer than 2 seeds finished the "
+                     "cells it compares), so it may be seed noise")
+        else:
             strongest = min(tests, key=lambda c: c.p_holm if c.p_holm == c.p_holm else 2.0)
             shown = format_p(strongest.p_holm)
             settled = strongest.p_holm < ALPHA
@@ -531,9 +568,12 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             continue
         r = compare(per_seed["a"].to_numpy(float), per_seed["b"].to_numpy(float),
                     higher_is_better=claim.direction == "higher")
-        pending.append((claim, r, float(a[claim.metric].mean()), float(b[claim.metric].mean())))
-    adjusted = holm([r.p for _, r, _, _ in pending])
-    adjusted_perm = holm([r.p_perm for _, r, _, _ in pending])
+        # the sides' means over the seeds and cells compared, so that a − b is Δ
+        pending.append((claim, r, float(per_seed["a"].mean()), float(per_seed["b"].mean())))
+    # every claim tested counts in the family, one whose t p is undefined (every seed gave
+    # the same difference) too: the others are not under-corrected (`_holm`)
+    adjusted = holm([r.p for _, r, _, _ in pending], family=len(pending))
+    adjusted_perm = holm([r.p_perm for _, r, _, _ in pending], family=len(pending))
     verdicts = []
     for (claim, r, a_mean, b_mean), p_holm, p_perm_holm in zip(pending, adjusted, adjusted_perm,
                                                                 strict=True):
@@ -589,7 +629,8 @@ class ReferenceRow:
     metric: str
     measured: Interval  # over seeds (per-seed mean of the matched configurations)
     difference: float  # measured mean - published
-    verdict: str  # reproduced | outside tolerance | no tolerance | not run yet
+    verdict: str  # reproduced | outside tolerance | no tolerance | not run yet | not measured
+    statuses: str = ""  # of the trials it selects ("8 diverged"): why it is not measured
 
 
 def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRow]:
@@ -607,8 +648,10 @@ def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRo
         else:
             measured = t_interval(chosen.groupby("seed")[reference.metric].mean())
         difference = measured.mean - result.value
+        selected = trials[_select(trials, dict(result.where))] if not trials.empty else trials
+        statuses = _statuses(selected) if not selected.empty else ""
         if measured.n == 0:
-            verdict = "not run yet"
+            verdict = "not measured" if statuses else "not run yet"
         elif reference.tolerance is None:
             verdict = "no tolerance"
         elif abs(difference) <= reference.tolerance + 1e-12:
@@ -616,5 +659,5 @@ def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRo
         else:
             verdict = "outside tolerance"
         rows.append(ReferenceRow(result, label, reference.metric, measured, difference,
-                                 verdict))
+                                 verdict, statuses))
     return rows

@@ -270,6 +270,9 @@ def _analyse(d: np.ndarray, alpha: float, a: np.ndarray | None,
     n = len(d)
     values = [np.abs(v) for v in (d, a, b) if v is not None and len(v)]
     scale = max((float(v.max()) for v in values), default=0.0)
+    # a difference within rounding of the values' scale is 0 (a difference of differences
+    # of equal values left -1e-17: "-0.0000", and "10,000 seeds would resolve it")
+    d = np.where(np.abs(d) <= _SAME * scale, 0.0, d)
     nan = math.nan
     improvement = a is not None and b is not None and n > 0
     p_imp, imp_low, imp_high = nan, nan, nan

@@ -156,3 +156,110 @@ def test_interaction_p_improvement_follows_the_metric_direction() -> None:
     # and in error alike, the interaction is against sigmoid
     assert higher[flip].p_improvement == 0.0 and lower[flip].p_improvement == 0.0
     assert higher[flip].diff == -lower[flip].diff
+
+
+CLAIMS = """\
+expect:
+  - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}
+  - {claim: tanh beats sigmoid, a: {activation: tanh}, b: {activation: sigmoid}}
+  - {claim: xavier beats kaiming with tanh, a: {init: xavier_normal},
+     b: {init: kaiming_normal}, where: {activation: tanh}}
+"""
+
+
+def test_claims_are_holm_adjusted_over_every_claim_tested_and_their_means_are_paired() -> None:
+    """Three claims, one of whose seeds all give the same difference (no t p): Holm's
+    family is still 3 (it was 2: the other claims were under-corrected), and each claim's
+    two means are over the seeds it pairs, so that their difference is its Δ."""
+    from nnbench.results.stats import compare
+
+    suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=4)) + CLAIMS)
+    trials = _trials(seeds=4, noise=0.05)
+    trials["test_accuracy"] = trials["metric"]
+    tanh = trials["activation"] == "tanh"
+    xavier = tanh & (trials["init"] == "xavier_normal")
+    kaiming = tanh & (trials["init"] == "kaiming_normal")
+    trials.loc[xavier, "test_accuracy"] = trials.loc[kaiming, "test_accuracy"].to_numpy() + 0.1
+    relu_seed_3 = (trials["activation"] == "relu") & (trials["seed"] == 3)
+    trials.loc[relu_seed_3, "status"] = "diverged"  # relu's claim pairs seeds 0-2 only
+    verdicts, notes = claim_verdicts(trials, suite)
+    assert notes == [] and len(verdicts) == 3
+    by_claim = {v.claim.text: v for v in verdicts}
+    assert by_claim["xavier beats kaiming with tanh"].result.identical
+    tested = [v for v in verdicts if v.result.p == v.result.p]
+    assert len(tested) == 2
+    smaller, larger = sorted(tested, key=lambda v: v.result.p)
+    assert smaller.p_holm == min(1.0, 3 * smaller.result.p)  # m = 3, not 2
+    assert larger.p_holm == min(1.0, max(smaller.p_holm, 2 * larger.result.p))
+    relu = by_claim["relu beats tanh"]
+    assert relu.result.n == 3
+    assert abs((relu.a_mean - relu.b_mean) - relu.result.diff) < 1e-12
+    done = trials[trials["status"] == "finished"]
+    a = done[done["activation"] == "relu"].groupby("seed")["test_accuracy"].mean()
+    b = done[(done["activation"] == "tanh") & done["seed"].isin(a.index)] \
+        .groupby("seed")["test_accuracy"].mean()
+    assert relu.result.diff == compare(a, b).diff
+
+
+def test_the_best_s_lead_is_established_only_when_both_tests_say_so() -> None:
+    """Three seeds: the t-test can separate the best from the runner-up, the sign-flip
+    test cannot (its smallest p at n = 3 is 0.25), so the lead is not called established;
+    the best's diverged seed is said, in the summary and in its row's wall time never."""
+    from nnbench.results.analysis import best_summary
+
+    trials = _trials(seeds=4, noise=0.001)
+    best = "activation=relu, init=xavier_normal"
+    lost = (trials["config"] == best) & (trials["seed"] == 3)
+    trials.loc[lost, ["status", "wall_seconds"]] = ["diverged", 9.0]
+    trials.loc[(trials["config"] == best) & ~lost, "wall_seconds"] = 2.0
+    table = leaderboard(trials, higher_is_better=True)
+    assert table["config"].iloc[0] == best and table["wall_seconds"].iloc[0] == 2.0
+    family = best_versus(trials, table, _suite(seeds=4))
+    assert all(c.result.n == 3 and c.p_holm < 0.05 and c.p_perm_holm >= 0.05
+               for c in family.rows)
+    text = best_summary(family, True, table)
+    assert "established" not in text
+    assert text.startswith(f"{best} is ahead of each configuration tested against it by the "
+                           f"paired t-test")
+    assert "the distribution-free sign-flip test does not confirm it" in text
+    assert text.endswith("Its mean is over the 3 seed(s) that finished; 1 diverged: a "
+                         "configuration that fails on some seeds may lead on those that "
+                         "survive.")
+    many = _trials(seeds=8, noise=0.001)  # 8 seeds: both tests can say so
+    table = leaderboard(many, higher_is_better=True)
+    text = best_summary(best_versus(many, table, _suite(seeds=8)), True, table)
+    assert text.endswith("its lead is established.") and "Its mean" not in text
+
+
+def test_an_interaction_without_a_finished_cell_is_said_not_dropped() -> None:
+    trials = _trials()
+    cell = (trials["activation"] == "sigmoid") & (trials["init"] == "xavier_normal")
+    trials.loc[cell, "status"] = "failed"
+    (tests,) = interaction_tests(trials, _suite())
+    assert [(c.a, c.b) for c in tests.family.rows] == [
+        ("tanh vs relu", "xavier_normal vs kaiming_normal")]
+    assert tests.family.notes == [
+        "(sigmoid vs relu) × (xavier_normal vs kaiming_normal): not tested, because no trial "
+        "finished at activation=sigmoid with init=xavier_normal"]
+
+
+def test_a_reversal_without_an_interaction_test_says_so() -> None:
+    """One seed: no interaction test can be made, and the reversal sentence says that it
+    may be seed noise rather than standing as a bare "beats"."""
+    (tests,) = interaction_tests(_trials(seeds=1), _suite(seeds=1))
+    assert tests.family.rows == []
+    reversal = next(r for r in tests.reversals if r.startswith("xavier_normal beats"))
+    assert reversal.endswith("; no interaction test is behind it (fewer than 2 seeds "
+                             "finished the cells it compares), so it may be seed noise.")
+
+
+def test_a_difference_within_rounding_is_exactly_zero() -> None:
+    """Differences of differences of equal values leave about 1e-17: the comparison reads
+    0 (it printed -0.0000 and asked for more than 10,000 seeds)."""
+    from nnbench.results.stats import compare
+
+    at_1 = np.array([0.7 - 0.1, 0.3 - 0.1, 0.9 - 0.6])
+    at_0 = np.array([0.8 - 0.2, 0.4 - 0.2, 0.5 - 0.2])
+    assert (at_1 - at_0).any()  # rounding: not all exactly 0
+    r = compare(at_1, at_0)
+    assert r.diff == 0.0 and r.identical and f"{r.diff:+.4f}" == "+0.0000"

@@ -73,7 +73,9 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
             problems.append((f"{key}.b", f"a and b select the same configurations "
                                          f"({_text(a)}); the claim compares nothing"))
             continue
-        claim = Claim(text=section.claim, a=a, b=b, metric=metric, direction=section.direction,
+        # "a beats b": on a loss, lower (a claim on val_loss meant higher loss before)
+        direction = section.direction or ("higher" if METRICS.get(metric, True) else "lower")
+        claim = Claim(text=section.claim, a=a, b=b, metric=metric, direction=direction,
                       where=where)
         why = _untestable(claim, suite, produced, seeds)
         if why:

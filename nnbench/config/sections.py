@@ -141,7 +141,9 @@ class ClaimSection(_Section):
     a: dict[str, Any] = Field(..., min_length=1)
     b: dict[str, Any] = Field(..., min_length=1)
     metric: str | None = None  # default: the suite's compared metric
-    direction: Literal["higher", "lower"] = "higher"
+    # default: the metric's better direction (accuracy higher; loss, rmse, mae lower; a
+    # diagnostic higher)
+    direction: Literal["higher", "lower"] | None = None
     where: dict[str, Any] | None = None
 
 

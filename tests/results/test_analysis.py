@@ -263,3 +263,27 @@ def test_a_difference_within_rounding_is_exactly_zero() -> None:
     assert (at_1 - at_0).any()  # rounding: not all exactly 0
     r = compare(at_1, at_0)
     assert r.diff == 0.0 and r.identical and f"{r.diff:+.4f}" == "+0.0000"
+
+
+def test_a_claim_s_direction_defaults_to_its_metric_s_better_one() -> None:
+    """"a beats b" on a loss means a lower loss: a claim on val_loss without `direction`
+    was judged as 'a has the higher loss' (the default was higher for every metric)."""
+    claims = """\
+expect:
+  - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}
+  - {claim: relu has the lower loss, a: {activation: relu}, b: {activation: tanh},
+     metric: val_loss}
+  - {claim: relu is sparser, a: {activation: relu}, b: {activation: tanh},
+     metric: weight_sparsity}
+  - {claim: relu has the higher loss, a: {activation: relu}, b: {activation: tanh},
+     metric: val_loss, direction: higher}
+"""
+    suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)) + claims)
+    assert [c.direction for c in suite.expect] == ["higher", "lower", "higher", "higher"]
+    trials = _trials()
+    trials["test_accuracy"] = trials["metric"]
+    trials["val_loss"] = 1 - trials["metric"]  # relu: the lower loss
+    trials["weight_sparsity"] = trials["metric"]
+    verdicts, _ = claim_verdicts(trials, suite)
+    assert [v.verdict for v in verdicts] == ["supported", "supported", "supported",
+                                             "contradicted"]

@@ -227,8 +227,34 @@ def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
     assert [(r["verdict"], r["statuses"]) for r in unmeasured] == [("not measured",
                                                                     "2 diverged")]
     assert reference.count("<tr><td>optimizer.lr=") == 1
+    curves = _section(html, "curves")  # the curves are of the finished trials only
+    assert ("mean over its finished seeds, band ±1 sd. Diverged trials are left out (their "
+            "values run to infinity; their epochs are in the epochs CSV), and so are "
+            "configurations none of whose trials finished: optimizer.lr=1000000.0.") in curves
     assert "Trials: 6 planned; 6 trained: 4 finished, 2 diverged." in html
     assert "Seeds: 3, 1.\n" in html  # as listed; all trained
+
+
+def test_a_killed_trial_is_counted_in_its_row_and_not_in_its_times(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """A configuration with a killed trial (interrupted; the next run trains it again):
+    its leaderboard row counts it in its own column, and its wall time is the mean of its
+    finished seeds (a killed run's time is partial: it was averaged in)."""
+    suite = parse_suite(DIVERGING)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    results = load_results(suite, tracking_uri)
+    trials = results.trials
+    rows = trials.index[trials["config"] == "optimizer.lr=0.05"]
+    trials.loc[rows, "wall_seconds"] = [4.0, 2.0]
+    trials.loc[rows[1], "status"] = "killed"
+    html = render_report(suite, results=results, report_dir=tmp_path).read_text()
+    board = _section(html, "leaderboard")
+    assert "<th>diverged</th><th>failed</th><th>killed</th><th>parameters</th>" in board
+    row = board[board.index("<td>optimizer.lr=0.05"):]
+    row = row[:row.index("</tr>")]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    # mean, CI, sd, n, best epoch, wall time, diverged, failed, killed, parameters
+    assert (cells[3], cells[5], cells[6:9]) == ("1", "4.00", ["0", "0", "1"]), cells
 
 
 def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(

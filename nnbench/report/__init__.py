@@ -109,10 +109,19 @@ def _sections(results: Results) -> dict[str, Any]:
 
     out["curves"] = []
     out["history_empty"] = history.empty
-    if not history.empty:
-        for name, keys in _curve_keys(list(history.columns)):
+    # the curves are of finished trials: a diverged one's values run to inf or nan, and a
+    # mean over seeds with it says nothing (its epochs are in the epochs CSV)
+    finished_ids = set(trials.loc[trials["status"] == "finished", "trial_id"]) \
+        if not trials.empty else set()
+    curve_history = history[history["trial_id"].isin(finished_ids)] if not history.empty \
+        else history
+    out["curves_left_out"] = (sorted(set(history["config"]) - set(curve_history["config"]))
+                              if not history.empty else [])
+    out["curves_partial"] = not history.empty and len(curve_history) < len(history)
+    if not curve_history.empty:
+        for name, keys in _curve_keys(list(curve_history.columns)):
             out["curves"].append({"name": name, "png": figures.curves(
-                history, keys, suite.report.ema, name)})
+                curve_history, keys, suite.report.ema, name)})
         out["lr_png"] = figures.lr_curves(history)
     else:
         out["lr_png"] = None

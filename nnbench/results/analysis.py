@@ -269,6 +269,14 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
             rows.append({"axis": axis, "level": str(level), "mean": interval.mean,
                          "low": interval.low, "high": interval.high, "n": interval.n})
         names = [str(r["level"]) for r in rows]
+        cells = done.pivot_table(index=["seed", *(c for c in axes if c != axis)],
+                                 columns=axis, values="metric", aggfunc="mean")
+        gaps = int(cells.isna().any(axis=1).sum())
+        if gaps:
+            notes.append(f"{axis}: {gaps} of {len(cells)} cells (a seed and the other axes' "
+                         f"levels) finished at some of its levels only; each level's mean "
+                         f"(figure, level rows) is over its own finished cells, each Δ over "
+                         f"the cells finished at both of its levels, so the two can differ")
         reference, note = _reference(done, suite, axis)
         if note:
             notes.append(note)

@@ -287,3 +287,22 @@ expect:
     verdicts, _ = claim_verdicts(trials, suite)
     assert [v.verdict for v in verdicts] == ["supported", "supported", "supported",
                                              "contradicted"]
+
+
+def test_levels_whose_cells_finished_apart_say_their_means_and_deltas_can_differ() -> None:
+    """Two of relu's six seeds diverged with xavier: relu's level mean (the figure) is over
+    its own finished cells, its Δ against each level over the cells both finished; the
+    main effects say so, with how many cells are concerned."""
+    trials = _trials()
+    lost = ((trials["activation"] == "relu") & (trials["init"] == "xavier_normal")
+            & trials["seed"].isin([0, 1]))
+    trials.loc[lost, "status"] = "diverged"
+    _, family = main_effects(trials, _suite())
+    assert family.notes == [
+        "activation: 2 of 12 cells (a seed and the other axes' levels) finished at some of "
+        "its levels only; each level's mean (figure, level rows) is over its own finished "
+        "cells, each Δ over the cells finished at both of its levels, so the two can differ",
+        "init: 2 of 18 cells (a seed and the other axes' levels) finished at some of its "
+        "levels only; each level's mean (figure, level rows) is over its own finished cells, "
+        "each Δ over the cells finished at both of its levels, so the two can differ"]
+    assert main_effects(_trials(), _suite())[1].notes == []  # every cell finished

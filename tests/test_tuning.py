@@ -785,3 +785,24 @@ def test_a_study_read_that_meets_an_ended_session_is_retried(
     monkeypatch.setattr(study, "get_trials", flaky)
     assert tuning._budget(study) == (1, 1)
     assert not failures
+
+
+def test_the_report_counts_diverged_optuna_trials_as_diverged(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """Optuna has no diverged state (a diverged trial is FAIL there): the report's tuning
+    counts read the run's status, so a point whose search met a diverging learning rate
+    shows it as diverged, not as a failure."""
+    from nnbench.config import load_suite
+
+    path = _suite(tmp_path / "tuned.yaml", trials=2, optimizers="[sgd]", sampler="grid",
+                  space="{type: categorical, choices: [0.01, 1000000.0]}", epochs=2)
+    suite = load_suite(path)
+    tune_suite(suite, tracking_uri=tracking_uri, device="cpu", console=QUIET)
+    assert sorted(r.data.tags["nnbench.status"] for r in _runs(tracking_uri, "tuned", "tune")
+                  ) == ["diverged", "finished"]
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path / "r").read_text()
+    table = html[html.index('id="tuning-counts"'):]
+    table = table[:table.index("</table>")]
+    assert "<th>complete</th><th>pruned</th><th>diverged</th><th>failed</th>" in table
+    cells = re.findall(r'<td class="num">([^<]*)</td>', table)
+    assert cells == ["1", "0", "1", "0", "0", "2"], cells  # complete .. killed, total

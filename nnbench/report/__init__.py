@@ -186,7 +186,9 @@ def _tuning_section(results: Results) -> dict[str, Any]:
         section["why"] = "no Optuna trial is in MLflow yet: run nnbench tune"
         return section
     for study, rows in tuning.groupby("study", sort=False):
-        counts = rows["state"].value_counts().to_dict()
+        # Optuna has no diverged state: a diverged trial is FAIL there, its run says why
+        state = rows["state"].mask(rows["status"] == "diverged", "diverged")
+        counts = state.value_counts().to_dict()
         section["counts"].append({"point": names.get(str(study), str(study)), **counts,
                                   "total": len(rows)})
     for study, values in importances(suite, tuning).items():

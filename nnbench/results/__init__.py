@@ -132,6 +132,7 @@ def _tuning(tracker: Tracker) -> pd.DataFrame:
                      "config": tags.get("nnbench.config", ""),
                      "trial": int(tags.get("nnbench.optuna_trial", -1)),
                      "state": tags.get("nnbench.optuna_state", "running"),
+                     "status": tags.get("nnbench.status", ""),  # diverged: Optuna's FAIL
                      "objective": run.data.metrics.get("objective", float("nan")),
                      "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
                      "run_id": run.info.run_id,

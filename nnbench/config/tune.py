@@ -147,6 +147,9 @@ def _check_grid_budget(trials: int, dims: list[Dimension],
                          f"it), or use sampler tpe, random or qmc"))
 
 
+_NONE = object()  # no such choice (None is a choice)
+
+
 def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, Any],
                problems: list[tuple[str, str]]) -> Dimension | None:
     key = f"tune.space.{path}"
@@ -176,6 +179,23 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
             return None
         if dist.low is not None or dist.high is not None or dist.log:
             problems.append((key, "categorical takes choices only, not low/high/log"))
+        odd = [c for c in dist.choices if c is not None and not isinstance(c, (bool, int, float,
+                                                                               str))]
+        if odd:  # Optuna stores a choice as a scalar; a list breaks its importances
+            problems.append((f"{key}.choices", f"each choice must be a number, a string, a "
+                                               f"boolean or null; given {describe(odd[0])}"))
+            return None
+        seen: list[Any] = []
+        for choice in dist.choices:  # Optuna finds a choice by ==: 1, 1.0 and true are one
+            twin = next((c for c in seen if c == choice), _NONE)
+            if twin is not _NONE:
+                same = "" if repr(twin) == repr(choice) else \
+                    f" ({twin!r} and {choice!r} are the same value to Optuna)"
+                problems.append((f"{key}.choices", f"{choice!r} is given twice{same}: every "
+                                                   f"choice must differ (a grid sampler would "
+                                                   f"train it twice)"))
+                return None
+            seen.append(choice)
         dim = Dimension(path, "categorical", choices=tuple(dist.choices))
     else:
         low, high = dist.low, dist.high
@@ -205,14 +225,23 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
                 problems.append((f"{key}.{end}", f"{path} takes {axis.expects}; given "
                                                  f"{describe(value)}"))
                 return None
+    # a float range draws fractional values: one inside it is checked too (a range of
+    # whole-number ends on an integer parameter passed, and `tune` failed mid-run)
+    probes = dim.extremes()
+    if dim.kind == "float" and dim.low is not None and dim.high is not None:
+        probes.append(dim.low + (dim.high - dim.low) * 0.371)
     for spec in suite.configurations():  # every point must accept every value
-        for value in dim.extremes():
+        for value in probes:
             try:
                 apply_values(spec, {dim.path: value})
             except (ComponentError, ValueError) as err:
-                problems.append((key, f"{value!r} does not fit configuration "
+                inside = value not in dim.extremes()
+                problems.append((key, f"{value!r}{' (a value inside the range)' if inside else ''}"
+                                      f" does not fit configuration "
                                       f"{spec.label(suite.varied_axes)}: "
-                                      f"{str(err).splitlines()[0]}"))
+                                      f"{str(err).splitlines()[0]}"
+                                      + ("; a float range draws fractional values: use "
+                                         "type: int" if inside else "")))
                 return None
     return dim
 

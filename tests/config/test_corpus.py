@@ -150,6 +150,23 @@ CASES: list[Case] = [
              "  seeds: 2\n"),
          ("seeds: a tuned suite trains its re-runs over tune.seeds (given 2); these seeds "
           "([5, 6, 7]) would not be used", "give the seeds in one place")),
+    Case("float_range_on_an_integer_parameter", "late",
+         edit(tune("{schedule.step_size: {type: float, low: 1, high: 3}}"), "  epochs: 2\n",
+              "  epochs: 2\n  schedule: {name: step, step_size: 1}\n"),
+         ("tune.space.schedule.step_size", "(a value inside the range) does not fit",
+          "expected an integer", "a float range draws fractional values: use type: int")),
+    Case("list_choices", "traceback",
+         tune("{model.hidden: {type: categorical, choices: [[8], [16]]}}"),
+         ("tune.space.model.hidden.choices", "each choice must be a number, a string, a "
+          "boolean or null", "given [8] (list)")),
+    Case("a_choice_twice", "science",
+         tune("{optimizer.lr: {type: categorical, choices: [0.01, 0.1, 0.01]}}"),
+         ("tune.space.optimizer.lr.choices", "0.01 is given twice", "every choice must "
+          "differ")),
+    Case("one_and_one_point_zero", "science",
+         tune("{batch_size: {type: categorical, choices: [16, 16.0]}}"),
+         ("tune.space.batch_size.choices", "16.0 is given twice (16 and 16.0 are the same "
+          "value to Optuna)")),
     Case("tune_space_overwrites_grid_axis", "science",
          add(SIGNALS.replace("activation: [tanh, relu]", "optimizer.lr: [0.01, 0.1]"),
              "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"),

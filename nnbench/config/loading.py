@@ -233,13 +233,22 @@ _resolver("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+
 _resolver("merge", r"^(?:<<)$", "<")
 
 
+def _tagged(node: yaml.ScalarNode, text: str, wanted: str) -> yaml.constructor.ConstructorError:
+    """An explicit tag (`!!int abc`) whose text is not what it says: at its line."""
+    return yaml.constructor.ConstructorError(
+        None, None, f"{node.tag.rsplit(':', 1)[-1]} {text!r} is not {wanted}", node.start_mark)
+
+
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    except ValueError:  # only through an explicit tag: the resolver matched the pattern
+        raise _tagged(node, text, "an integer") from None
 
 
 def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
@@ -248,11 +257,17 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
         return -math.inf if text.startswith("-") else math.inf
     if text == ".nan":
         return math.nan
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise _tagged(node, text, "a number") from None
 
 
 def _construct_bool(loader: _Loader, node: yaml.ScalarNode) -> bool:
-    return str(loader.construct_scalar(node)).lower() == "true"
+    text = str(loader.construct_scalar(node))
+    if text.lower() not in ("true", "false"):  # `!!bool yes` was read as false
+        raise _tagged(node, text, "true or false (YAML 1.2)")
+    return text.lower() == "true"
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:

@@ -544,6 +544,14 @@ CASES: list[Case] = [
          "*c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, "
          "*e, *e, *e, *e, *e, *e, *e, *e]\n",
          ("line 6, column 4", "expands to more than 100,000 values", "fewer nested aliases")),
+    Case("int_tag_on_text", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
+         ("line ", "int 'abc' is not an integer")),
+    Case("int_tag_on_text_validated", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
+         ("line ", "int 'abc' is not an integer"), command="validate"),
+    Case("float_tag_on_text", "yaml", fixed(SIGNALS, "dropout: !!float abc"),
+         ("line ", "float 'abc' is not a number")),
+    Case("bool_tag_on_yes", "yaml", add(SIGNALS, "checkpoint: !!bool yes\n"),
+         ("line ", "bool 'yes' is not true or false (YAML 1.2)")),
     Case("alias_to_itself", "yaml", add(SIGNALS, "loop: &loop [1, *loop]\n"),
          ("line 15", "a cycle")),
     Case("latin1_file", "yaml", SIGNALS.replace("name: corpus", "name: corpus\ndescription: "
@@ -610,6 +618,8 @@ def _argv(case: Case, path: Path, tmp: Path) -> list[str]:
     command, _, run_id = case.command.partition(":")
     if command == "evaluate":
         return ["evaluate", run_id, *args]
+    if command == "validate":  # no store, no report: only the file
+        return ["validate", str(path), *args]
     defaults = {"--tracking-uri": f"sqlite:///{tmp / 'store.db'}",
                 "--report-dir": str(tmp / "reports")}
     if command == "tune":

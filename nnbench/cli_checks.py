@@ -94,7 +94,7 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
         raise UsageError(f"{what} is not a store MLflow {_mlflow_version()} writes to (plain "
                          f"paths and file: URIs are its retired file store); use a database, "
                          f"e.g. {hint}, or {forms}")
-    _check_database(value, what, forms, must_exist=must_exist)
+    _check_database(value, what, forms, must_exist=must_exist, kind="mlflow")
     return value
 
 
@@ -105,7 +105,7 @@ def check_storage_url(url: str, *, given: bool = True) -> str:
              "mysql+pymysql://USER@HOST/DB")
     if "://" not in url:
         raise UsageError(f"{what} is not a database URL; use {forms}")
-    _check_database(url, what, forms, must_exist=False)
+    _check_database(url, what, forms, must_exist=False, kind="optuna")
     return url
 
 
@@ -185,7 +185,25 @@ def _check_server(uri: str, what: str) -> None:
                          ) from None
 
 
-def _check_database(url: str, what: str, forms: str, *, must_exist: bool) -> None:
+# tables that say whose a database is: MLflow's store, or an Optuna storage (the queue)
+_TABLES = {"mlflow": frozenset({"experiments", "runs"}),
+           "optuna": frozenset({"studies", "trials"})}
+_NAMES = {"mlflow": "an MLflow store", "optuna": "an Optuna storage (a trial queue)"}
+
+
+def _whose(tables: set[str], kind: str, what: str) -> None:
+    """Refuse a database that holds the other tool's tables and none of its own (the two
+    URLs swapped): each tool would write its schema into the other's database."""
+    other = "optuna" if kind == "mlflow" else "mlflow"
+    if _TABLES[other] <= tables and not _TABLES[kind] & tables:
+        option = "--storage" if other == "optuna" else "--tracking-uri"
+        raise UsageError(f"{what} is {_NAMES[other]} (it holds "
+                         f"{', '.join(sorted(_TABLES[other]))}), not {_NAMES[kind]}; were "
+                         f"the two swapped? It belongs to {option}")
+
+
+def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
+                    kind: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -195,7 +213,7 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool) -> Non
         raise UsageError(f"{what} is not a valid database URL; use {forms}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        _check_sqlite(parsed.database, url, what, must_exist=must_exist)
+        _check_sqlite(parsed.database, url, what, must_exist=must_exist, kind=kind)
         return
     try:
         dialect = parsed.get_dialect()
@@ -213,17 +231,19 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool) -> Non
                          f"postgresql+psycopg://") from None
     if backend not in SERVER_SCHEMES:
         return
-    _check_connect(url, what)
+    _check_connect(url, what, kind)
 
 
-def _check_connect(url: str, what: str) -> None:
+def _check_connect(url: str, what: str, kind: str) -> None:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT},
                                       poolclass=sqlalchemy.pool.NullPool)
+    tables: set[str] = set()
+
     def connect() -> None:
-        with engine.connect():
-            pass
+        with engine.connect() as connection:
+            tables.update(sqlalchemy.inspect(connection).get_table_names())
 
     try:
         _reach(connect, what)
@@ -234,9 +254,11 @@ def _check_connect(url: str, what: str) -> None:
                          f"server, create the database, or fix the URL") from None
     finally:
         engine.dispose()
+    _whose(tables, kind, what)
 
 
-def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool) -> None:
+def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool,
+                  kind: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         raise UsageError(f"{what} names no file (an in-memory database keeps nothing); use "
                          f"sqlite:///PATH.db")
@@ -259,7 +281,9 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
             try:
                 with sqlite3.connect(f"file:{path}?mode=ro", uri=True,
                                      timeout=CONNECT_TIMEOUT) as db:
-                    db.execute("select name from sqlite_master limit 1").fetchall()
+                    tables = {name for (name,) in db.execute(
+                        "select name from sqlite_master where type = 'table'")}
+                _whose(tables, kind, what)
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise UsageError(f"{what}: {path} is not a readable SQLite database "

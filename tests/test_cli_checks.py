@@ -67,3 +67,35 @@ def test_a_worker_with_a_database_mlflow_store_must_name_its_queue(
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlruns").exists()
     assert cli.main(["worker", str(suite), "--tracking-uri", postgres.mlflow,
                      "--storage", postgres.optuna, "--device", "cpu"]) == 0
+
+
+def test_swapped_stores_are_refused_before_either_is_written(
+        write_suite: Callable[..., Path], tmp_path: Path, postgres: Postgres,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The MLflow store given as --storage and the queue as --tracking-uri: each tool wrote
+    its schema into the other's database, then failed with the other's version error.
+    Refused at once, naming which is which, with both files unchanged; the same for
+    PostgreSQL databases."""
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    store, queue = tmp_path / "mlflow.db", tmp_path / "optuna.db"
+    MlflowClient(f"sqlite:///{store}").create_experiment("other")
+    optuna.create_study(storage=f"sqlite:///{queue}", study_name="other")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store, queue)}
+    suite = write_suite(epochs=1, seeds=1)
+    assert cli.main(["run", str(suite), "--tracking-uri", f"sqlite:///{queue}",
+                     "--storage", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err
+    assert (f"--tracking-uri 'sqlite:///{queue}' is an Optuna storage (a trial queue) (it "
+            f"holds studies, trials), not an MLflow store; were the two swapped? It belongs "
+            f"to --storage") in err, err
+    assert (f"--storage 'sqlite:///{store}' is an MLflow store (it holds experiments, runs), "
+            f"not an Optuna storage (a trial queue); were the two swapped? It belongs to "
+            f"--tracking-uri") in err, err
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store, queue)}
+    optuna.create_study(storage=postgres.optuna, study_name="other")
+    with pytest.raises(UsageError, match=r"is an Optuna storage .* were the two swapped"):
+        check_tracking_uri(postgres.optuna)
+    assert check_storage_url(postgres.optuna) == postgres.optuna  # in its place: fine

@@ -243,6 +243,10 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
                               ) from None
         raise PluginError(module, f"import failed: ModuleNotFoundError: {err}{_where(err)}"
                           ) from None
+    except SystemExit as err:  # `sys.exit()` at import: nnbench exited 0, having done nothing
+        raise PluginError(module, f"import failed: the module called sys.exit({err.code!r})"
+                                  f"{_where(err)}; a plugin module only registers components"
+                          ) from None
     except Exception as err:
         raise PluginError(module, f"import failed: {type(err).__name__}: {err}{_where(err)}"
                           ) from None
@@ -316,6 +320,9 @@ def _load_entry_point(entry: metadata.EntryPoint) -> None:
         raise
     except RegistrationError as err:
         raise PluginError(name, f"invalid registration: {err}{_where(err)}") from None
+    except SystemExit as err:
+        raise PluginError(name, f"import failed: it called sys.exit({err.code!r})"
+                                f"{_where(err)}") from None
     except Exception as err:
         raise PluginError(name, f"import failed: {type(err).__name__}: {err}{_where(err)}"
                           ) from None

@@ -268,6 +268,9 @@ BROKEN = {
                      "build=lambda p, **c: nn.Identity(), doc='a net'))\n",
                      ["unknown kind 'modle'; did you mean 'model'?"]),
     "registers_nothing": ("X = 1\n", ["plugin 'lab_broken': registered no component"]),
+    "exits_at_import": ("import sys\nsys.exit(0)\n",  # nnbench exited 0, having done nothing
+                        ["plugin 'lab_broken': import failed: the module called sys.exit(0) (",
+                         "lab_broken.py, line 2); a plugin module only registers components"]),
 }
 
 

@@ -67,9 +67,11 @@ def _mapping(value: Any, key: str, allowed: tuple[str, ...],
     return value
 
 
-def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]]
-                    ) -> Reference | None:
-    """Check a `reference:` block; problems appended as (key path, message)."""
+def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
+                    produced: Mapping[str, frozenset[str]] | None = None) -> Reference | None:
+    """Check a `reference:` block; problems appended as (key path, message). `produced`:
+    the metrics each configuration logs (the dry build's), none of which may lack the
+    reference's metric."""
     from nnbench.config.claims import DIAGNOSTICS, side
     from nnbench.config.expand import METRICS
 
@@ -90,10 +92,16 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]]
             problems.append((f"reference.{key}", f"expected text, got {describe(text)}"))
     metric = entry.get("metric", suite.metric)
     allowed = [*METRICS, *DIAGNOSTICS]
+    logged = sorted(set().union(*produced.values())) if produced else []
     if metric not in allowed:
         problems.append(("reference.metric", f"unknown metric {describe(metric)}; "
                                              f"{did_you_mean(metric, allowed)}allowed: "
                                              f"{', '.join(allowed)}"))
+    elif logged and metric not in logged:  # the rows could never be measured
+        problems.append(("reference.metric", f"{metric} is logged by no configuration of the "
+                                             f"suite, so the published numbers could never "
+                                             f"be compared; the trials log "
+                                             f"{', '.join(m for m in logged if m in allowed)}"))
     tolerance = entry.get("tolerance")
     if tolerance is not None and not (_number(tolerance) and tolerance >= 0):
         problems.append(("reference.tolerance", f"expected a number >= 0 (in the metric's "

@@ -214,7 +214,7 @@ class _Validator:
                               len(tune.seeds) if tune else suite.seeds_per_configuration,
                               problems)
         # 12. the published reference numbers
-        reference = parse_reference(raw["reference"], suite, problems) \
+        reference = parse_reference(raw["reference"], suite, problems, report_.produced) \
             if "reference" in raw else None
         self.problems.extend(problems)
         self.problems.raise_if_any()

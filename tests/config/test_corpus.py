@@ -553,6 +553,11 @@ CASES: list[Case] = [
     Case("circles_seed_beyond_random_state", "late",
          edit(CIRCLES, "n_samples: 200", "n_samples: 200, data_seed: 99999999999"),
          ("task.dataset.data_seed", "less than or equal to 4294967295", "given 99999999999")),
+    Case("reference_metric_never_logged", "science",
+         add(SIGNALS, "reference:\n  source: X\n  metric: test_rmse\n  results:\n"
+                      "    - {where: {activation: relu}, value: 0.5}\n"),
+         ("reference.metric", "test_rmse is logged by no configuration of the suite",
+          "could never be compared", "test_accuracy")),
     Case("int_tag_on_text", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
          ("line ", "int 'abc' is not an integer")),
     Case("int_tag_on_text_validated", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),

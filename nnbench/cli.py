@@ -799,6 +799,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         raise _UsageError("--storage: required; every worker must reach the same Optuna "
                           "storage, e.g. postgresql+psycopg://user@host/db (a sqlite:/// file "
                           "only for --local workers on this machine)")
+    # before the store and the queue are made
+    cli_checks.check_report_dir(args.folder, "--folder", "the job scripts and logs")
     _preflight([suite])
     tracking_uri, storage = _stores(args)
     if suite.tune is None:  # queue the trials now, so the first worker finds them

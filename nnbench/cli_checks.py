@@ -306,14 +306,18 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
                          f"writable by this user")
 
 
-def check_report_dir(path: str | Path) -> Path:
-    """Where reports go: an existing writable directory, or a path one can be created at."""
+def check_report_dir(path: str | Path, option: str = "--report-dir",
+                     holds: str = "<suite>.html, the CSV tables and index.html") -> Path:
+    """Where reports (or `option`'s files) go: an existing writable directory, or a path one
+    can be created at."""
     given = Path(path)
-    what = f"--report-dir {str(path)!r}"
+    what = f"{option} {str(path)!r}"
+    if not str(path).strip():
+        raise UsageError(f"{what} is empty; name a directory (it holds {holds})")
     if given.exists():
         if not given.is_dir():
             raise UsageError(f"{what} is a file, not a directory; name a directory (it "
-                             f"holds <suite>.html, the CSV tables and index.html)")
+                             f"holds {holds})")
         if not os.access(given, os.W_OK | os.X_OK):
             raise UsageError(f"{what} is not writable by this user")
         return given

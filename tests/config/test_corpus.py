@@ -508,6 +508,11 @@ CASES: list[Case] = [
          ("--storage 'postgresql+psycopg2://nobody@127.0.0.1:9/optuna'", "cannot connect",
           "cannot connect yet"),
          ("--storage", "postgresql+psycopg2://nobody@127.0.0.1:9/optuna"), command="tune"),
+    Case("submit_folder_under_a_file", "cli", SIGNALS,
+         ("--folder '{tmp}/corpus.yaml/jobs'", "corpus.yaml is a file, so the directory "
+          "cannot be created"),
+         ("--storage", "sqlite:///{tmp}/optuna.db", "--folder", "{tmp}/corpus.yaml/jobs",
+          "--local"), command="submit"),
     Case("storage_is_a_path", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
          ("--storage 'optuna.db'", "not a database URL", "sqlite:///PATH.db"),
          ("--storage", "optuna.db"), command="tune"),

@@ -563,6 +563,12 @@ CASES: list[Case] = [
                       "    - {where: {activation: relu}, value: 0.5}\n"),
          ("reference.metric", "test_rmse is logged by no configuration of the suite",
           "could never be compared", "test_accuracy")),
+    Case("dampening_without_momentum", "science",
+         add(SIGNALS.replace("grid:\n  activation: [tanh, relu]\n", ""),
+             "grid:\n  optimizer: [{name: sgd, lr: 0.1}, {name: sgd, lr: 0.1, "
+             "dampening: 0.5}]\n"),
+         ("grid.optimizer[1]", "dampening 0.5 does nothing without momentum",
+          "set momentum > 0 or remove dampening")),
     Case("int_tag_on_text", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
          ("line ", "int 'abc' is not an integer")),
     Case("int_tag_on_text_validated", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),

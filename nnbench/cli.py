@@ -314,6 +314,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
         raise _UsageError(str(e)) from None
+    if not infos:  # a pattern that matches nothing: said, not an empty exit 0
+        from nnbench.messages import did_you_mean
+
+        names = [i.name for i in registry.list_components(args.kind)]
+        raise _UsageError(f"no {args.kind or 'component'} matches {args.pattern!r} (a glob "
+                          f"pattern, e.g. 'ada*'); {did_you_mean(args.pattern, names)}"
+                          f"there are: {', '.join(names)}")
     kind = None
     for info in infos:
         if info.kind != kind:

@@ -42,6 +42,15 @@ def test_list_one_kind_in_a_fresh_process() -> None:
     assert "relu" not in out
 
 
+def test_list_of_a_pattern_that_matches_nothing_says_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed nothing and exited 0."""
+    assert cli.main(["list", "model", "mpl"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "no model matches 'mpl' (a glob pattern, e.g. 'ada*'); did you mean 'mlp'? there "
+        "are: cnn, cnn1d, gru, logistic, mlp, resnet")
+
+
 def test_list_unknown_kind_suggests(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["list", "optimiser"]) == 2
     assert "did you mean 'optimizer'?" in capsys.readouterr().err

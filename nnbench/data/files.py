@@ -30,6 +30,7 @@ is different data, its trials train again and it is checked again.
 from __future__ import annotations
 
 import hashlib
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,7 +155,9 @@ def _damaged(path: Path, key: str, err: BaseException) -> DatasetFileError:
 def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
     try:
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            with warnings.catch_warnings():  # a sparse tensor's: refused below, said there
+                warnings.filterwarnings("ignore", "Validating sparse tensor invariants")
+                data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except RuntimeError:
             if not mmap:
                 raise
@@ -173,6 +176,9 @@ def _pt_headers(path: Path) -> dict[str, _Header | str]:
     """Shape and dtype of every tensor in a .pt dict; the type's name for other values."""
     headers: dict[str, _Header | str] = {}
     for key, value in _pt_load(path, mmap=True).items():
+        if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+            raise DatasetFileError(f"{path}: {str(key)!r} is a {value.layout} tensor; store "
+                                   f"it dense: torch.save({{{str(key)!r}: t.to_dense(), ...}})")
         if isinstance(value, torch.Tensor):  # memory-mapped: the shape reads no data
             try:
                 dtype = torch.empty(0, dtype=value.dtype).numpy().dtype
@@ -266,7 +272,7 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
     pairs = [(x_key, y_key)] + ([(x_test_key, y_test_key)] if test else [])
     for xk, yk in pairs:
         (xs, xd), (ys, yd) = headers[xk], headers[yk]
-        if len(xs) < 2 or xs[0] == 0:
+        if len(xs) < 2 or xs[0] == 0 or 0 in xs[1:]:
             raise DatasetFileError(f"{path}: {xk!r} has shape {xs}; expected one row per "
                                    f"example and at least one feature, e.g. (N, D)")
         if not ys or ys[0] != xs[0]:
@@ -291,6 +297,14 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
             # whole numbers, >= 0, and < num_classes when it is given
             check_class_labels(str(path), yk, y, num_classes)
         largest = max(int(y.max()) for y in labels if len(y))
+        distinct = len(set().union(*(np.unique(y).tolist() for y in labels)))
+        if num_classes is None and largest >= 1000 and largest + 1 > 10 * distinct:
+            # the labels are ids, not 0..k-1: a head of largest + 1 outputs is a mistake
+            raise DatasetFileError(f"{path}: {y_key!r} holds {distinct} distinct labels, the "
+                                   f"largest {largest}; classes are numbered 0..k-1 (k = the "
+                                   f"largest label + 1 = {largest + 1:,} here): renumber "
+                                   f"them 0..{distinct - 1} (or give num_classes, if the "
+                                   f"file holds only some of the classes)")
         classes = num_classes or largest + 1
         if classes < 2:
             raise DatasetFileError(f"{path}: every label is 0; classification needs at least "

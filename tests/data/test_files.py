@@ -243,6 +243,17 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                                            "(N, C, H, W)"),
     "not_npz": (lambda p: p.write_text("hello"), "{name: file, path: d.npz}",
                 "d.npz is not a readable .npz archive"),
+    "no_features": (lambda p: np.savez(p, x=X[:, :0], y=Y), "{name: file, path: d.npz}",
+                    "'x' has shape (100, 0); expected one row per example and at least one "
+                    "feature"),  # was the model's "float division by zero"
+    "label_ids": (lambda p: np.savez(p, x=X, y=_with(Y, 0, 10**9)), "{name: file, path: d.npz}",
+                  "'y' holds 5 distinct labels, the largest 1000000000; classes are numbered "
+                  "0..k-1 (k = the largest label + 1 = 1,000,000,001 here): renumber them "
+                  "0..4"),  # was a model of 9,000,000,065 parameters refused
+    "sparse_pt": (lambda p: torch.save({"x": torch.as_tensor(X).to_sparse(),
+                                        "y": torch.as_tensor(Y)}, p.with_suffix(".pt")),
+                  "{name: file, path: d.pt}",
+                  "d.pt: 'x' is a torch.sparse_coo tensor; store it dense"),
 }
 
 

@@ -167,6 +167,8 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
             continue
         text = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         text = _EXPECTED.get(e["type"], text[:1].lower() + text[1:])
+        # a bound of 39 digits (float32's largest) reads as 3.4e+38
+        text = re.sub(r"\b\d{16,}\b", lambda m: f"{float(m[0]):.2g}", text)
         pending = key in merged and merged[key][-1].endswith(_GIVEN_MARK)
         if e["type"] == "literal_error" and not pending:
             choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))

@@ -19,6 +19,15 @@ KIND = "optimizer"
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
+# the largest learning rate float32 holds: above it a step overflows to inf ("value cannot
+# be converted to type float without overflow", naming no parameter)
+_LR_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _lr(default: float) -> Any:
+    return Field(default, gt=0, le=_LR_MAX, description="learning rate, per step")
+
+
 def _weight_decay(default: float = 0.0, what: str = "coupled L2: λ·w added to the gradient"
                   ) -> Any:
     return Field(default, ge=0, description=what)
@@ -29,7 +38,7 @@ def _maximize() -> Any:
 
 
 class SGDParams(Params):
-    lr: float = Field(0.001, gt=0, description="learning rate, per step")
+    lr: float = _lr(0.001)
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor β")
     dampening: float = Field(0.0, ge=0, le=1, description="dampening for momentum")
     nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
@@ -49,7 +58,7 @@ class SGDParams(Params):
 
 
 class AdagradParams(Params):
-    lr: float = Field(0.01, gt=0, description="learning rate, per step")
+    lr: float = _lr(0.01)
     lr_decay: float = Field(0.0, ge=0, description="lr / (1 + (t-1)·lr_decay) at step t")
     initial_accumulator_value: float = Field(0.0, ge=0, description="start of Σg²")
     eps: float = Field(1e-10, gt=0, description="added to √Σg²")
@@ -58,7 +67,7 @@ class AdagradParams(Params):
 
 
 class RMSpropParams(Params):
-    lr: float = Field(0.01, gt=0, description="learning rate, per step")
+    lr: float = _lr(0.01)
     alpha: float = Field(0.99, ge=0, lt=1, description="decay of the squared-gradient average")
     eps: float = Field(1e-8, gt=0, description="added to the denominator")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor")
@@ -68,7 +77,7 @@ class RMSpropParams(Params):
 
 
 class AdamParams(Params):
-    lr: float = Field(0.001, gt=0, description="learning rate, per step")
+    lr: float = _lr(0.001)
     betas: tuple[Beta, Beta] = Field(
         (0.9, 0.999), description="decay rates of the 1st and 2nd moment estimates")
     eps: float = Field(1e-8, gt=0, description="added to the denominator")

@@ -569,6 +569,8 @@ CASES: list[Case] = [
              "dampening: 0.5}]\n"),
          ("grid.optimizer[1]", "dampening 0.5 does nothing without momentum",
           "set momentum > 0 or remove dampening")),
+    Case("lr_beyond_float32", "late", edit(SIGNALS, "lr: 0.1", "lr: 1e300"),
+         ("fixed.optimizer.lr", "less than or equal to 3.4e+38", "given 1e+300")),
     Case("int_tag_on_text", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
          ("line ", "int 'abc' is not an integer")),
     Case("int_tag_on_text_validated", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),

@@ -34,6 +34,7 @@ writes a small example there (the `file` dataset does).
 
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -473,6 +474,13 @@ CONTRACTS: dict[str, Callable[[ComponentInfo], None]] = {
 
 # -- out-of-range parameters ----------------------------------------------------------------------
 
+def _past(bound: float, toward: float) -> float:
+    """A value beyond an inclusive bound: 1 past it, or the next float where 1 is lost to
+    rounding (float32's largest + 1 is itself)."""
+    step = bound + (1 if toward > 0 else -1)
+    return step if step != bound else math.nextafter(bound, toward)
+
+
 def out_of_range_values(info: ComponentInfo) -> list[tuple[str, Any]]:
     """One out-of-range value per bound declared on a numeric parameter."""
     bad: list[tuple[str, Any]] = []
@@ -483,11 +491,11 @@ def out_of_range_values(info: ComponentInfo) -> list[tuple[str, Any]]:
             if isinstance(bound, annotated_types.Gt):
                 value = bound.gt
             elif isinstance(bound, annotated_types.Ge):
-                value = float(bound.ge) - 1  # type: ignore[arg-type]
+                value = _past(float(bound.ge), -math.inf)  # type: ignore[arg-type]
             elif isinstance(bound, annotated_types.Lt):
                 value = bound.lt
             elif isinstance(bound, annotated_types.Le):
-                value = float(bound.le) + 1  # type: ignore[arg-type]
+                value = _past(float(bound.le), math.inf)  # type: ignore[arg-type]
             if value is not None:
                 bad.append((name, value))
     return bad

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import signal
 import sys
 import threading
@@ -464,7 +465,9 @@ def _preflight(suites: Sequence[Suite], *, quiet: bool = False) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    reports = _fresh_reports(args)
+    # the fast answer only for a device name that could be valid (checking one needs torch)
+    reports = _fresh_reports(args) if re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device) \
+        else None
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
         from nnbench.fresh import default_tracking_uri, recorded_runs_url
 

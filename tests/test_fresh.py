@@ -58,6 +58,18 @@ def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
     assert report.stat().st_mtime_ns == before
 
 
+@pytest.mark.parametrize("device", ["", "tpu", "cpu:1"])
+def test_a_bad_device_is_refused_even_with_nothing_to_train(
+        done: tuple[Path, str, Path], device: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fast answer of a complete suite skipped every check: `--device ''` exited 0
+    there and 2 where there was work."""
+    path, uri, reports = done
+    assert cli.main(["run", str(path), "--device", device, "--tracking-uri", uri,
+                     "--report-dir", str(reports)]) == 2
+    assert f"--device {device!r}: unsupported device {device!r}; allowed: auto, cpu, cuda, " \
+           f"cuda:N" in capsys.readouterr().err
+
+
 def test_a_store_written_without_a_changed_result_keeps_the_report(
         done: tuple[Path, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     path, uri, reports = done

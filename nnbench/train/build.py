@@ -78,7 +78,8 @@ def resolve_device(name: str, *, training: bool = True) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        # (cpu:1 named a device torch treats as cpu: a trial's provenance would say cpu:1)
         raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False "

@@ -237,7 +237,7 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
         raise PluginError(module, f"invalid registration: {err}{_where(err)}") from None
     except ModuleNotFoundError as err:
         if err.name and (module == err.name or module.startswith(f"{err.name}.")):
-            places = ", ".join(str(p) for p in search)
+            places = ", ".join(str(p) for p in dict.fromkeys(search))  # suite dir = cwd
             raise PluginError(module, f"no module named {err.name!r} (searched "
                                       f"{places + ', ' if places else ''}then sys.path)"
                               ) from None

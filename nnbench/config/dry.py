@@ -346,6 +346,10 @@ class _Builder:
     def _schedule(self, cfg: Config, steps_per_epoch: int) -> tuple[str, list[tuple[str, str]]]:
         spec = cfg.spec
         where = cfg.where("schedule")
+
+        def at(sub: str) -> str:  # a tuned variant's problem is its dimension's, as given
+            return where if where.startswith("tune.space.") else f"{where}.{sub}"
+
         params = spec.schedule.kwargs
         dummy = nn.Parameter(torch.zeros(1))
         optimizer = registry.build("optimizer", spec.optimizer, parameters=[dummy])
@@ -354,7 +358,7 @@ class _Builder:
                                       epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
         except Exception as err:
             text = first_line(err)
-            key = f"{where}.warmup" if text.startswith("warmup=") else where
+            key = at("warmup") if text.startswith("warmup=") else where
             if "cycle_momentum" in text:
                 text += ("; allowed: an optimizer with momentum (sgd, rmsprop) or betas (adam, "
                          "adamw), or cycle_momentum: false")
@@ -368,14 +372,14 @@ class _Builder:
             ("" if total == 1 else "s" if interval == "epoch" else "es")
         for j, milestone in enumerate(params.get("milestones") or ()):
             if warmup + milestone >= total:
-                problems.append((f"{where}.milestones[{j}]",
+                problems.append((at(f"milestones[{j}]"),
                                  f"milestone {milestone} comes after the last of the {total} "
                                  f"{unit} of training"
                                  f"{f' (after {warmup} of warm-up)' if warmup else ''}: it "
                                  f"never takes effect; allowed: 1 to {total - warmup - 1}"))
         step_size = params.get("step_size")
         if step_size is not None and warmup + step_size >= total:
-            problems.append((f"{where}.step_size",
+            problems.append((at("step_size"),
                              f"step_size {step_size} is not reached in the {total} {unit} of "
                              f"training: the learning rate never decays; allowed: 1 to "
                              f"{total - warmup - 1}"))

@@ -189,6 +189,10 @@ def _check(raw: Any, path: Path) -> Benchmark:
                                              f"[{seen_files[file]}]; list each suite once"))
             continue
         seen_files[file] = i
+        if file.is_dir():
+            problems.append((f"{key}.suite", f"{section.suite!r} is a directory ({file}); name "
+                                             f"a suite file in it, e.g. {section.suite}/x.yaml"))
+            continue
         if not file.is_file():
             problems.append((f"{key}.suite", f"no such suite file {section.suite!r} (looked "
                                              f"for {file}; paths are relative to the "

@@ -75,6 +75,8 @@ def test_the_shipped_benchmark_validates(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(("body", "expected"), [
     (GOOD.replace("circ.yaml", "circle.yaml"),
      "tasks[0].suite: no such suite file 'circle.yaml' (looked for "),
+    (GOOD.replace("circ.yaml", "."),
+     "tasks[0].suite: '.' is a directory ("),  # was "no such suite file"
     (GOOD.replace("reg.yaml", "circ.yaml"),
      "tasks[1].suite: 'circ.yaml' is already tasks[0]; list each suite once"),
     (GOOD.replace("metric: val_rmse", "metric: val_accuracy"),

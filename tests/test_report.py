@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -423,3 +424,36 @@ def test_the_headline_says_when_the_best_lost_seeds() -> None:
                                          "diverged, 1 killed")
     row.update(diverged=0, killed=0)
     assert _headline(results, [row]).endswith("n = 2)")
+
+
+def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interaction heatmap's cells read as the tables (4 decimals, not 0.237 beside
+    0.2375); with one seed per cell its interval panel says there is none (it drew an
+    empty map under a colour bar); a learning rate far from the others is on a log axis
+    with markers (a 1-epoch lr of 1e5 was a line of one point beside 0.01, invisible)."""
+    from matplotlib.figure import Figure
+
+    from nnbench.report import figures
+
+    drawn: list[Figure] = []
+
+    def keep(fig: Figure) -> str:
+        drawn.append(fig)
+        return ""
+
+    monkeypatch.setattr(figures, "_png", keep)
+    means = pd.DataFrame({"xavier": [0.2375, 0.5], "kaiming": [0.25, 0.75]},
+                         index=["relu", "tanh"])
+    figures.interaction(means, means * float("nan"), "test_accuracy")
+    left, right = drawn[-1].axes[:2]
+    assert sorted(t.get_text() for t in left.texts) == ["0.2375", "0.2500", "0.5000", "0.7500"]
+    assert not right.axison
+    assert [t.get_text() for t in right.texts] == ["no 95% interval:\nfewer than 2 seeds "
+                                                   "per cell"]
+    history = pd.DataFrame({"config": ["lr=0.01", "lr=0.01", "lr=1e5"], "seed": [0, 0, 0],
+                            "epoch": [1, 2, 1], "lr": [0.01, 0.01, 1e5]})
+    figures.lr_curves(history)
+    (ax,) = drawn[-1].axes
+    assert ax.get_yscale() == "log"
+    assert all(line.get_marker() == "o" for line in ax.lines
+               if np.size(line.get_xdata()))

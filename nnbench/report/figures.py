@@ -78,12 +78,18 @@ def main_effects(levels: pd.DataFrame, metric: str) -> str:
 def interaction(means: pd.DataFrame, widths: pd.DataFrame, metric: str) -> str:
     """Heatmaps of the mean metric and of its 95% interval width for two axes."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(means) + 2.2))
-    sns.heatmap(means.astype(float), annot=True, fmt=".3f", cmap="viridis", ax=left,
+    # 4 decimals, as the report's tables (3 showed 0.237 beside a table's 0.2375)
+    sns.heatmap(means.astype(float), annot=True, fmt=".4f", cmap="viridis", ax=left,
                 cbar_kws={"label": metric})
     left.set_title(f"mean {metric}")
-    sns.heatmap(widths.astype(float), annot=True, fmt=".3f", cmap="rocket_r", ax=right,
-                cbar_kws={"label": "CI width"})
-    right.set_title("95% interval width")
+    if widths.astype(float).isna().all().all():  # one seed per cell: no interval at all
+        right.set_axis_off()
+        right.text(0.5, 0.5, "no 95% interval:\nfewer than 2 seeds per cell",
+                   ha="center", va="center", transform=right.transAxes)
+    else:
+        sns.heatmap(widths.astype(float), annot=True, fmt=".4f", cmap="rocket_r", ax=right,
+                    cbar_kws={"label": "CI width"})
+        right.set_title("95% interval width")
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=30)
     return _png(fig)
@@ -141,9 +147,14 @@ def lr_curves(history: pd.DataFrame) -> str:
         names.update({c: label for c in configs})
     first = first.assign(schedule=first["config"].map(names))
     fig, ax = plt.subplots(figsize=(8, 3))
-    sns.lineplot(data=first, x="epoch", y="lr", hue="schedule", ax=ax, legend="brief")
+    # a marker on each epoch: a 1-epoch curve is a point, invisible as a line
+    sns.lineplot(data=first, x="epoch", y="lr", hue="schedule", ax=ax, legend="brief",
+                 marker="o", markersize=3)
     if ax.get_legend() is not None:
         sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title="")
+    lrs = first["lr"].astype(float)
+    if (lrs > 0).all() and lrs.max() > 100 * lrs.min():  # 0.01 beside 1e5: log, or it is flat
+        ax.set_yscale("log")
     ax.set_ylabel("learning rate")
     return _png(fig)
 

@@ -364,6 +364,13 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if parent_run_id is None:  # e.g. a store written before summaries existed
             _refresh_summaries(tracker, members, console)
         return summary
+    elsewhere = tracker.artifacts_elsewhere()
+    if elsewhere is not None:
+        console.print(f"warning: experiment {suite.name}'s artifacts (history.csv, "
+                      f"checkpoints) go to {elsewhere}, which is not on this machine: this "
+                      f"worker writes them to its own disk, where the report and `nnbench "
+                      f"evaluate` elsewhere do not find them; use an MLflow server that "
+                      f"holds the artifacts (README: Workers)", highlight=False)
     run_tags = _provenance(device, flags, {**provenance.plugin_tags(population), **(tags or {})})
     if summary.parent_run_id is None:
         summary.parent_run_id = tracker.start_invocation(

@@ -265,6 +265,25 @@ class Tracker:
             return retrying(lambda: self.experiment_id(create=False) or _missing(self.suite.name),
                             "reading the experiment")
 
+    def artifacts_elsewhere(self) -> str | None:
+        """Where the experiment's artifacts go, when that is a local path this machine does
+        not have: a database store's experiment keeps the `mlruns/` of the first worker's
+        working directory, on its machine (workers elsewhere write to their own disks, and
+        the report reads curves from one of them)."""
+        from urllib.parse import urlparse
+
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
+        location = str(self.client.get_experiment(experiment_id).artifact_location or "")
+        parsed = urlparse(location)
+        if parsed.scheme not in ("", "file"):
+            return None  # s3://, mlflow-artifacts:, ...: shared by design
+        path = Path(parsed.path if parsed.scheme else location)
+        # <dir>/mlruns/<experiment id>: made with the first artifact, in a directory that
+        # exists where the experiment was made
+        return None if any(p.exists() for p in (path, *path.parents[:2])) else str(path)
+
     def identity(self) -> str:
         """The suite's experiment in this store, `<experiment id>@<its creation time, ms>`:
         the same from every host however the store's address is written (the trial queue

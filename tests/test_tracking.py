@@ -424,3 +424,27 @@ def test_summary_trial_ids_past_one_tags_length_continue_in_numbered_tags() -> N
     assert _summary_trials(run) == frozenset(ids)
     assert _trials_tags(["a"]) == {"nnbench.summary.trials": "a"}
     assert _summary_trials(cast(Run, SimpleNamespace(data=SimpleNamespace(tags={})))) is None
+
+
+def test_a_worker_whose_experiment_keeps_artifacts_elsewhere_is_warned(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+    """An experiment made by a worker on another machine keeps its artifacts under that
+    machine's working directory: a worker here writes its history.csv to its own disk,
+    where the report does not look. It is warned; a store made here is not."""
+    from rich.console import Console
+
+    from nnbench.runner import run_suite
+
+    suite = load_suite(write_suite(epochs=1, seeds=1))
+    here = Console(record=True, width=300)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=here)
+    assert "artifacts" not in here.export_text()
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    elsewhere = tmp_path / "machine-a" / "home" / "project" / "mlruns" / "1"  # not made yet
+    MlflowClient(other).create_experiment(suite.name, artifact_location=str(elsewhere))
+    there = Console(record=True, width=300)
+    run_suite(suite, device="cpu", tracking_uri=other, console=there,
+              storage=f"sqlite:///{tmp_path / 'other-optuna.db'}")
+    text = " ".join(there.export_text().split())
+    assert (f"warning: experiment {suite.name}'s artifacts (history.csv, checkpoints) go to "
+            f"{elsewhere}, which is not on this machine") in text, text

@@ -112,6 +112,11 @@ def _encoding(data: bytes) -> tuple[str, str]:
         return "utf-32", "UTF-32"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16", "UTF-16"
+    # YAML's own detection (spec 5.2): an ASCII first character, then its zero bytes
+    if len(data) >= 4 and data[0] and not any(data[1:4]):
+        return "utf-32-le", "UTF-32 (little-endian, no BOM)"
+    if len(data) >= 4 and not any(data[:3]) and data[3]:
+        return "utf-32-be", "UTF-32 (big-endian, no BOM)"
     if len(data) >= 2 and data[0] and not data[1]:
         return "utf-16-le", "UTF-16 (little-endian, no BOM)"
     if len(data) >= 2 and not data[0] and data[1]:

@@ -871,6 +871,8 @@ VALID: list[tuple[str, bytes, str]] = [  # id, file content, the plain suite it 
     ("utf16_le_bom", codecs.BOM_UTF16_LE + SIGNALS.encode("utf-16-le"), SIGNALS),
     ("utf16_be_bom", codecs.BOM_UTF16_BE + SIGNALS.encode("utf-16-be"), SIGNALS),
     ("utf16_le_without_bom", SIGNALS.encode("utf-16-le"), SIGNALS),
+    ("utf32_le_without_bom", SIGNALS.encode("utf-32-le"), SIGNALS),  # was read as UTF-16
+    ("utf32_be_without_bom", SIGNALS.encode("utf-32-be"), SIGNALS),
     ("utf8_bom", codecs.BOM_UTF8 + SIGNALS.encode(), SIGNALS),
     ("crlf", SIGNALS.replace("\n", "\r\n").encode(), SIGNALS),
     ("utf16_crlf_like_powershell",

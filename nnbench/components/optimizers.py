@@ -51,9 +51,6 @@ class SGDParams(Params):
             raise ValueError(
                 f"nesterov needs momentum > 0 and dampening 0, "
                 f"got momentum={self.momentum}, dampening={self.dampening}")
-        if self.dampening and not self.momentum:  # torch ignores it: a twin of dampening 0
-            raise ValueError(f"dampening {self.dampening} does nothing without momentum (torch "
-                             f"skips it at momentum 0); set momentum > 0 or remove dampening")
         return self
 
 

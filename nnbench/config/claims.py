@@ -27,6 +27,12 @@ __all__ = ["DIAGNOSTICS", "Claim", "check_claims", "side"]
 # per-epoch diagnostics a claim may be about, besides the metrics above
 DIAGNOSTICS = ("weight_sparsity", "dead_fraction", "saturated_fraction", "gap_loss",
                "gap_accuracy", "gap_rmse", "gap_mae")
+# what a claim's `direction` defaults to: the metric's better way ("a beats b"); a gradient
+# norm has none, and a claim on one names its direction
+_BETTER: dict[str, Literal["higher", "lower"]] = {
+    **{m: "higher" if higher else "lower" for m, higher in METRICS.items()},
+    "weight_sparsity": "higher", "dead_fraction": "lower", "saturated_fraction": "lower",
+    **{f"gap_{m}": "lower" for m in ("loss", "accuracy", "rmse", "mae")}}
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,12 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
                                          f"({_text(a)}); the claim compares nothing"))
             continue
         # "a beats b": on a loss, lower (a claim on val_loss meant higher loss before)
-        direction = section.direction or ("higher" if METRICS.get(metric, True) else "lower")
+        direction = section.direction or _BETTER.get(metric)
+        if direction is None:
+            problems.append((f"{key}.direction", f"{metric} has no better direction; say "
+                                                 f"which a must have: direction: higher or "
+                                                 f"direction: lower"))
+            continue
         claim = Claim(text=section.claim, a=a, b=b, metric=metric, direction=direction,
                       where=where)
         why = _untestable(claim, suite, produced, seeds)

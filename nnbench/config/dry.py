@@ -589,6 +589,8 @@ def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
     """The optimizer's settings the schedule does not override (the trajectory has those)."""
     params = dict(spec.optimizer.to_dict())
     params.pop("lr", None)  # every lr is in the trajectory
+    if spec.optimizer.name == "sgd" and not params.get("momentum"):
+        params.pop("dampening", None)  # torch skips it at momentum 0
     if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum"):
         params.pop("momentum", None)
         if "betas" in params:

@@ -9,8 +9,9 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from nnbench.config import Suite, parse_suite
+from nnbench.config import Suite, SuiteError, parse_suite
 from nnbench.results.analysis import (
     best_versus,
     claim_verdicts,
@@ -277,16 +278,25 @@ expect:
      metric: weight_sparsity}
   - {claim: relu has the higher loss, a: {activation: relu}, b: {activation: tanh},
      metric: val_loss, direction: higher}
+  - {claim: relu overfits less, a: {activation: relu}, b: {activation: tanh},
+     metric: gap_loss}
 """
     suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)) + claims)
-    assert [c.direction for c in suite.expect] == ["higher", "lower", "higher", "higher"]
+    assert [c.direction for c in suite.expect] == ["higher", "lower", "higher", "higher",
+                                                   "lower"]
+    with pytest.raises(SuiteError, match=r"expect\[0\]\.direction: grad_norm\.layer0 has no "
+                                         r"better direction; say which a must have"):
+        parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)) + (
+            "expect:\n  - {claim: x, a: {activation: relu}, b: {activation: tanh}, "
+            "metric: grad_norm.layer0}\n"))
     trials = _trials()
     trials["test_accuracy"] = trials["metric"]
     trials["val_loss"] = 1 - trials["metric"]  # relu: the lower loss
     trials["weight_sparsity"] = trials["metric"]
+    trials["gap_loss"] = 1 - trials["metric"]  # relu: the smaller gap
     verdicts, _ = claim_verdicts(trials, suite)
     assert [v.verdict for v in verdicts] == ["supported", "supported", "supported",
-                                             "contradicted"]
+                                             "contradicted", "supported"]
 
 
 def test_levels_whose_cells_finished_apart_say_their_means_and_deltas_can_differ() -> None:

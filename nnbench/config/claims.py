@@ -81,16 +81,16 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
             continue
         # "a beats b": on a loss, lower (a claim on val_loss meant higher loss before)
         direction = section.direction or _BETTER.get(metric)
+        claim = Claim(text=section.claim, a=a, b=b, metric=metric,
+                      direction=direction or "higher", where=where)
+        why = _untestable(claim, suite, produced, seeds)
+        if why:
+            problems.append((key, f"claim {section.claim!r} can never be tested: {why}"))
+            continue
         if direction is None:
             problems.append((f"{key}.direction", f"{metric} has no better direction; say "
                                                  f"which a must have: direction: higher or "
                                                  f"direction: lower"))
-            continue
-        claim = Claim(text=section.claim, a=a, b=b, metric=metric, direction=direction,
-                      where=where)
-        why = _untestable(claim, suite, produced, seeds)
-        if why:
-            problems.append((key, f"claim {section.claim!r} can never be tested: {why}"))
             continue
         claims.append(claim)
     return tuple(claims)

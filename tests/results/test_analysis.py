@@ -284,11 +284,11 @@ expect:
     suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)) + claims)
     assert [c.direction for c in suite.expect] == ["higher", "lower", "higher", "higher",
                                                    "lower"]
-    with pytest.raises(SuiteError, match=r"expect\[0\]\.direction: grad_norm\.layer0 has no "
+    with pytest.raises(SuiteError, match=r"expect\[0\]\.direction: grad_norm\.layer1 has no "
                                          r"better direction; say which a must have"):
         parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6)) + (
             "expect:\n  - {claim: x, a: {activation: relu}, b: {activation: tanh}, "
-            "metric: grad_norm.layer0}\n"))
+            "metric: grad_norm.layer1}\n"))
     trials = _trials()
     trials["test_accuracy"] = trials["metric"]
     trials["val_loss"] = 1 - trials["metric"]  # relu: the lower loss

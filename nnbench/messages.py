@@ -134,6 +134,9 @@ def _keys_at(model: Any, loc: Sequence[Any]) -> list[str] | None:
     return list(current[0].model_fields) if len(current) == 1 else None
 
 
+_BOUNDS = frozenset({"less_than", "less_than_equal", "greater_than", "greater_than_equal"})
+
+
 def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
                       allowed: Sequence[str] = (), model: Any = None) -> list[tuple[str, str]]:
     """One (key path, message) per error of a pydantic validation.
@@ -167,8 +170,10 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
             continue
         text = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         text = _EXPECTED.get(e["type"], text[:1].lower() + text[1:])
-        # a bound of 39 digits (float32's largest) reads as 3.4e+38
-        text = re.sub(r"\b\d{16,}\b", lambda m: f"{float(m[0]):.2g}", text)
+        bound = next(iter(e.get("ctx", {}).values()), None) \
+            if e["type"] in _BOUNDS else None
+        if isinstance(bound, float) and abs(bound) >= 1e15:  # float32's largest: 3.4e+38
+            text = f"{text.rpartition(' to ')[0]} to {bound:.2g}"
         pending = key in merged and merged[key][-1].endswith(_GIVEN_MARK)
         if e["type"] == "literal_error" and not pending:
             choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))

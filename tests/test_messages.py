@@ -76,3 +76,21 @@ def test_pydantic_errors_become_one_problem_per_key(raw: dict[str, object], key:
     assert [k for k, _ in problems] == [key]
     for fragment in fragments:
         assert fragment in problems[0][1]
+
+
+def test_a_huge_float_bound_reads_short_and_nothing_else_is_rewritten() -> None:
+    """float32's largest as a bound printed as 39 digits; the short form is for that bound
+    alone: digits in a given path or an integer bound stay as they are."""
+    class _Bounded(BaseModel):
+        lr: float = Field(0.1, le=3.4028234663852886e38)
+        seed: int = Field(0, le=2**63 - 1)
+        path: str = Field("", pattern=r"\.npz$")
+
+    with pytest.raises(ValidationError) as caught:
+        _Bounded.model_validate({"lr": 1e300, "seed": 2**63,
+                                 "path": "/data/1700000000000000/x.csv"})
+    problems = dict(pydantic_problems(caught.value, "p", allowed=list(_Bounded.model_fields)))
+    assert problems["p.lr"] == ("input should be less than or equal to 3.4e+38, given 1e+300 "
+                                "(float)")
+    assert "less than or equal to 9223372036854775807" in problems["p.seed"]
+    assert "/data/1700000000000000/x.csv" in problems["p.path"]

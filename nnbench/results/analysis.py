@@ -269,11 +269,16 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
             rows.append({"axis": axis, "level": str(level), "mean": interval.mean,
                          "low": interval.low, "high": interval.high, "n": interval.n})
         names = [str(r["level"]) for r in rows]
-        cells = done.pivot_table(index=["seed", *(c for c in axes if c != axis)],
-                                 columns=axis, values="metric", aggfunc="mean")
-        gaps = int(cells.isna().any(axis=1).sum())
+        index = ["seed", *(c for c in axes if c != axis)]
+        cells = done.pivot_table(index=index, columns=axis, values="metric", aggfunc="mean")
+        # a gap is a planned trial (one with a run, whatever its status) that did not
+        # finish; an ablation's unplanned combinations are none
+        planned = trials.pivot_table(index=index, columns=axis, values="metric",
+                                     aggfunc="size").reindex_like(cells).notna()
+        gaps = int((cells.isna() & planned).any(axis=1).sum())
+        compared = int((planned.sum(axis=1) >= 2).sum())  # cells with two levels planned
         if gaps:
-            notes.append(f"{axis}: {gaps} of {len(cells)} cells (a seed and the other axes' "
+            notes.append(f"{axis}: {gaps} of {compared} cells (a seed and the other axes' "
                          f"levels) finished at some of its levels only; each level's mean "
                          f"(figure, level rows) is over its own finished cells, each Δ over "
                          f"the cells finished at both of its levels, so the two can differ")
@@ -414,6 +419,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         others = [c for c in axes if c not in (x, y)]
         cells = done.pivot_table(index=["seed", *others], columns=[x, y], values="metric",
                                  aggfunc="mean")
+        planned = set(zip(trials[x].astype(str), trials[y].astype(str), strict=True))
         x0, y0 = references[x], references[y]
         xs = [v for v in dict.fromkeys(str(v) for v in done[x]) if v != x0]
         ys = [v for v in dict.fromkeys(str(v) for v in done[y]) if v != y0]
@@ -423,6 +429,8 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         for x1, y1 in itertools.product(xs, ys):
             keys = [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
             if any(k not in cells for k in keys):
+                if any(k not in planned for k in keys):
+                    continue  # not a configuration of the suite (an ablation's design)
                 empty = ", ".join(f"{x}={kx} with {y}={ky}" for kx, ky in keys
                                   if (kx, ky) not in cells)
                 untested.append(f"({x1} vs {x0}) × ({y1} vs {y0}): not tested, because no "

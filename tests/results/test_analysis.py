@@ -316,3 +316,28 @@ def test_levels_whose_cells_finished_apart_say_their_means_and_deltas_can_differ
         "levels only; each level's mean (figure, level rows) is over its own finished cells, "
         "each Δ over the cells finished at both of its levels, so the two can differ"]
     assert main_effects(_trials(), _suite())[1].notes == []  # every cell finished
+
+
+def test_an_ablation_s_unplanned_cells_are_no_gaps() -> None:
+    """An ablation changes one axis at a time from the fixed values: the combinations it
+    never plans (tanh with xavier) are not 'finished at some levels only' cells nor
+    interaction tests without a finished trial (both notes said so of a complete run)."""
+    text = textwrap.dedent(SUITE.format(fixed="relu", seeds=4)).replace(
+        "grid:\n  activation: [sigmoid, tanh, relu]\n  init: [xavier_normal, kaiming_normal]\n",
+        "ablate:\n  activation: [tanh]\n  init: [xavier_normal]\n")
+    suite = parse_suite(text)
+    assert len(suite.configurations()) == 3
+    trials = _trials(seeds=4)
+    planned = {("relu", "kaiming_normal"), ("tanh", "kaiming_normal"), ("relu", "xavier_normal")}
+    trials = trials[[(a, i) in planned for a, i in zip(trials["activation"], trials["init"],
+                                                        strict=True)]]
+    _, family = main_effects(trials, suite)
+    assert family.notes == [] and len(family.rows) == 2
+    (tests,) = interaction_tests(trials, suite)
+    assert tests.family.rows == [] and tests.family.notes == []
+    lost = trials.index[(trials["activation"] == "tanh") & (trials["seed"] == 0)]
+    trials.loc[lost, "status"] = "diverged"  # a planned cell that did not finish: said
+    assert main_effects(trials, suite)[1].notes == [
+        "activation: 1 of 4 cells (a seed and the other axes' levels) finished at some of its "
+        "levels only; each level's mean (figure, level rows) is over its own finished cells, "
+        "each Δ over the cells finished at both of its levels, so the two can differ"]

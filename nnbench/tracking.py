@@ -128,6 +128,9 @@ def system_metrics_problem(gpu: bool) -> str | None:
     return None
 
 
+_KEPT_SAMPLES = 10_000  # system-metric values kept while the store cannot take them
+
+
 @functools.cache
 def _monitor_class() -> type:
     """MLflow's system-metrics monitor, with a loop that outlives a failure to log.
@@ -152,6 +155,14 @@ def _monitor_class() -> type:
                     self.publish_metrics(  # type: ignore[no-untyped-call]
                         self.aggregate_metrics())  # type: ignore[no-untyped-call]
                 except Exception as err:
+                    # the interval is in the batch logger's data (its flush failed): the
+                    # next step is a new one, its samples start afresh, and what waits to
+                    # be sent stays bounded (an hour of 10 s samples) if the store never
+                    # comes back
+                    self._logging_step += 1
+                    for monitor in self.monitors:
+                        monitor.clear_metrics()  # type: ignore[no-untyped-call]
+                    del self.mlflow_logger.data[:-_KEPT_SAMPLES]
                     if not failing:
                         _log.warning("nnbench: %s cannot log its system metrics (%s); they "
                                      "are kept and sent with the next interval",

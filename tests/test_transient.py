@@ -268,5 +268,7 @@ def test_system_metrics_go_on_after_the_store_restarts(
     after = [m for m in history if m.timestamp > back]
     assert len(after) >= 3, [(m.step, m.timestamp - back) for m in history]  # 2+ and closing
     assert all(0 <= m.value <= 100 for m in history)
+    steps = [m.step for m in history]  # each interval once, the one not logged included
+    assert len(set(steps)) == len(steps) and sorted(steps) == list(range(len(steps))), steps
     said = [r.getMessage() for r in caplog.records if "system metrics" in r.getMessage()]
     assert len(said) == 1 and "cannot log its system metrics" in said[0], said

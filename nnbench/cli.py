@@ -163,11 +163,12 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
         uri = args.tracking_uri or cli_checks.default_tracking_uri()
         if machines and not uri.startswith("sqlite:"):
             problems.append(
-                f"--storage is needed with the MLflow store {uri}: workers share their trial "
-                f"queue through it, and without it each machine would have its own "
-                f"({default_storage(uri)}, in this directory) and train every trial; give a "
-                f"database all of them reach, e.g. --storage postgresql://USER@HOST/DB (one "
-                f"of its own, not the MLflow store's)")
+                f"--storage is needed with the MLflow store {uri} (not a SQLite file): "
+                f"workers share their trial queue through it, and without it each machine "
+                f"would have its own ({default_storage(uri)}, in this directory) and train "
+                f"every trial; give a database all of them reach, e.g. --storage "
+                f"postgresql://USER@HOST/DB (one of its own, not the MLflow store's), or, for "
+                f"workers on this machine only, --storage {default_storage(uri)}")
         try:
             cli_checks.check_storage_url(default_storage(uri), given=False)
         except UsageError as e:

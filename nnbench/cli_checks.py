@@ -186,8 +186,8 @@ def _check_server(uri: str, what: str) -> None:
 
 
 # tables that say whose a database is: MLflow's store, or an Optuna storage (the queue)
-_TABLES = {"mlflow": frozenset({"experiments", "runs"}),
-           "optuna": frozenset({"studies", "trials"})}
+_TABLES = {"mlflow": frozenset({"experiments", "runs", "latest_metrics"}),
+           "optuna": frozenset({"studies", "trials", "trial_values"})}
 _NAMES = {"mlflow": "an MLflow store", "optuna": "an Optuna storage (a trial queue)"}
 
 

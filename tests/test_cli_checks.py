@@ -89,11 +89,11 @@ def test_swapped_stores_are_refused_before_either_is_written(
                      "--storage", f"sqlite:///{store}"]) == 2
     err = capsys.readouterr().err
     assert (f"--tracking-uri 'sqlite:///{queue}' is an Optuna storage (a trial queue) (it "
-            f"holds studies, trials), not an MLflow store; were the two swapped? It belongs "
-            f"to --storage") in err, err
-    assert (f"--storage 'sqlite:///{store}' is an MLflow store (it holds experiments, runs), "
-            f"not an Optuna storage (a trial queue); were the two swapped? It belongs to "
-            f"--tracking-uri") in err, err
+            f"holds studies, trial_values, trials), not an MLflow store; were the two "
+            f"swapped? It belongs to --storage") in err, err
+    assert (f"--storage 'sqlite:///{store}' is an MLflow store (it holds experiments, "
+            f"latest_metrics, runs), not an Optuna storage (a trial queue); were the two "
+            f"swapped? It belongs to --tracking-uri") in err, err
     assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store, queue)}
     optuna.create_study(storage=postgres.optuna, study_name="other")
     with pytest.raises(UsageError, match=r"is an Optuna storage .* were the two swapped"):

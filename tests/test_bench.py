@@ -12,7 +12,9 @@ import math
 import re
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -311,3 +313,82 @@ def test_validate_takes_benchmark_files_and_run_names_the_right_command(
     assert capsys.readouterr().err.strip() == (
         f"{bench}: a benchmark file (it lists `tasks:`), not a suite; run it with "
         f"`nnbench bench {bench}`")
+
+
+def _loaded(root: Path, uri: str) -> tuple[Any, dict[str, Any]]:
+    from nnbench.config.benchmark import load_benchmark
+    from nnbench.results import load_results
+
+    bench = load_benchmark(root / "mini.yaml")
+    return bench, {t.name: load_results(t.suite, uri) for t in bench.tasks}
+
+
+def test_a_diverged_trial_never_reaches_a_target_and_a_lost_history_is_said(
+        ran: tuple[Path, str, str]) -> None:
+    """A diverged trial's finite accuracy (NaN logits still pick a class) reached circ's
+    target in the report, against its own sentence; a finished trial whose history.csv
+    MLflow lost vanished from every table without a word."""
+    from nnbench.report.benchmark import benchmark_times
+
+    root, uri, _ = ran
+    bench, results = _loaded(root, uri)
+    circ = results["circ"]
+    times, _ = benchmark_times(bench, results)
+    reached = times[(times["task"] == "circ") & times["reached"]].iloc[0]
+    trial_id = circ.history[(circ.history["config"] == reached["config"])
+                            & (circ.history["seed"] == reached["seed"])]["trial_id"].iloc[0]
+    circ.trials.loc[circ.trials["trial_id"] == trial_id, "status"] = "diverged"
+    lost = circ.trials[circ.trials["trial_id"] != trial_id].iloc[0]
+    results["circ"] = replace(circ, history=circ.history[circ.history["trial_id"]
+                                                         != lost["trial_id"]])
+    times, pending = benchmark_times(bench, results)
+    row = times[(times["task"] == "circ") & (times["config"] == reached["config"])
+                & (times["seed"] == reached["seed"])].iloc[0]
+    assert (row["status"], row["reached"], row["epochs"]) == ("diverged", False, math.inf)
+    said = pending[(pending["task"] == "circ") & (pending["seed"] == lost["seed"])
+                   & (pending["config"] == lost["config"])]
+    assert list(said["status"]) == ["finished, but its history.csv is not in MLflow"]
+
+
+def test_the_headline_names_who_is_fastest_at_tau_1_with_ties_or_nobody(
+        ran: tuple[Path, str, str]) -> None:
+    """With the table's τ from 2 the headline gave the share within 2× of the best as
+    'fastest'; a tie named one configuration; nothing reached gave 'fastest on 0%'."""
+    from nnbench.report.benchmark import _headline
+
+    root, uri, _ = ran
+    bench, _ = _loaded(root, uri)
+    sgd, adam = bench.levels
+    def times(epochs: dict[tuple[str, str], float]) -> pd.DataFrame:
+        return pd.DataFrame([{"task": task, "config": config, "seed": seed,
+                              "epochs": value, "seconds": value, "reached": value < math.inf}
+                             for (task, config), value in epochs.items() for seed in (0, 1)])
+
+    sections = [{"seeds": [0, 1]}]
+    one = times({("circ", sgd): 1.0, ("circ", adam): 2.0, ("reg", sgd): 3.0, ("reg", adam): 2.0})
+    assert _headline(sections, replace(bench, tau_min=2.0), one) == (
+        f"fastest to target (epochs): {sgd} and {adam} (tied) on 50% of the 2 tasks (mean "
+        f"over 2 seeds)")
+    first = times({("circ", sgd): 1.0, ("circ", adam): 2.0, ("reg", sgd): 2.0,
+                   ("reg", adam): 2.0})
+    assert _headline(sections, bench, first) == (
+        f"fastest to target (epochs): {sgd} on 100% of the 2 tasks (mean over 2 seeds)")
+    never = times({key: math.inf for key in [("circ", sgd), ("circ", adam), ("reg", sgd),
+                                              ("reg", adam)]})
+    assert _headline(sections, bench, never) == (
+        "no configuration reached a task's target (mean over 2 seeds)")
+
+
+def test_the_iqm_sentence_names_ties_and_says_when_nothing_was_reached() -> None:
+    from nnbench.report.benchmark import _iqm_sentence
+
+    tied = [{"config": "a", "iqm": 0.875, "low": 0.75, "high": 1.0},
+            {"config": "b", "iqm": 0.875, "low": 0.75, "high": 1.0},
+            {"config": "c", "iqm": 0.25, "low": 0.0, "high": 0.5}]
+    assert _iqm_sentence(tied, "epochs", 3) == (
+        "Highest IQM of the normalised score s (epochs): a and b (tied), 0.875 [0.750, "
+        "1.000]: these seeds do not separate them.")
+    zero = [{"config": c, "iqm": 0.0, "low": 0.0, "high": 0.0} for c in "ab"]
+    assert _iqm_sentence(zero, "epochs", 3) == (
+        "Every configuration's IQM of the normalised score s (epochs) is 0: none reached a "
+        "target within the profile's range.")

@@ -59,14 +59,27 @@ def benchmark_times(bench: Benchmark, results: dict[str, Results]
                     if spec.trial_id in by_id.index else "not run yet"
                 pending.append({"task": task.name, "config": spec.label(list(bench.axes)),
                                 "seed": spec.seed, "status": status})
-        if done_ids and not res.history.empty:
-            history = res.history[res.history["trial_id"].isin(done_ids)]
+        history = res.history[res.history["trial_id"].isin(done_ids)] \
+            if done_ids and not res.history.empty else pd.DataFrame()
+        kept = set(history["trial_id"]) if not history.empty else set()
+        for spec in task.suite.trials():  # done, but MLflow lost its history.csv
+            if spec.trial_id in done_ids and spec.trial_id not in kept:
+                pending.append({"task": task.name, "config": spec.label(list(bench.axes)),
+                                "seed": spec.seed,
+                                "status": f"{by_id.loc[spec.trial_id, 'status']}, but its "
+                                          f"history.csv is not in MLflow"})
+        if not history.empty:
             times = time_to_target(history, task.target)
             status = by_id["status"].to_dict()
             run_trial = history.drop_duplicates(["config", "seed"]).set_index(
                 ["config", "seed"])["trial_id"]
             times["status"] = [status[run_trial[(c, s)]]
                                for c, s in zip(times["config"], times["seed"], strict=True)]
+            # a diverged trial never reaches a target, even an epoch before it diverged or
+            # with a finite accuracy of NaN logits (as the report says)
+            diverged = times["status"] == "diverged"
+            times.loc[diverged, "reached"] = False
+            times.loc[diverged, ["epochs", "seconds"]] = np.inf
             times.insert(0, "task", task.name)
             frames.append(times)
     columns = ["task", "config", "seed", "reached", "epochs", "seconds", "epochs_run", "status"]
@@ -82,7 +95,7 @@ def _cell(row: pd.Series | None) -> dict[str, Any]:
     if not row["reached"]:
         diverged = ", diverged" if row["status"] == "diverged" else ""
         return {"text": f"never ({int(row['epochs_run'])} ep{diverged})", "cls": "never"}
-    return {"text": f"{int(row['epochs'])} ep · {row['seconds']:.2f} s", "cls": ""}
+    return {"text": f"{int(row['epochs'])} ep · {row['seconds']:.3g} s", "cls": ""}
 
 
 def _task_section(bench: Benchmark, task: BenchmarkTask, res: Results,
@@ -132,7 +145,13 @@ def _profile_section(bench: Benchmark, times: pd.DataFrame, measure: Measure) ->
 def _iqm_sentence(rows: list[dict[str, Any]], measure: str, seeds: int) -> str:
     """Which configuration has the highest IQM, and which intervals overlap its own."""
     best = rows[0]
-    head = f"Highest IQM of the normalised score s ({measure}): {best['config']}, {best['iqm']:.3f}"
+    if best["iqm"] <= 0:  # a score of 0: no target reached within τ_max
+        return (f"Every configuration's IQM of the normalised score s ({measure}) is 0: none "
+                f"reached a target within the profile's range.")
+    tied = [str(r["config"]) for r in rows if r["iqm"] == best["iqm"]]
+    head = (f"Highest IQM of the normalised score s ({measure}): "
+            f"{' and '.join(tied) + ' (tied)' if len(tied) > 1 else best['config']}, "
+            f"{best['iqm']:.3f}")
     if seeds < 2:
         return f"{head}; with one seed there is no interval."
     spread = best["low"] < best["high"]
@@ -141,8 +160,11 @@ def _iqm_sentence(rows: list[dict[str, Any]], measure: str, seeds: int) -> str:
     else:
         head += (" (the same in every resample: on each task its seeds agree where the IQM "
                  "looks; what these seeds show, not a certainty)")
+    if len(tied) > 1:
+        return f"{head}: these seeds do not separate them."
     mine = "its interval" if spread else "it"
-    overlapping = [str(r["config"]) for r in rows[1:] if r["high"] >= best["low"]]
+    overlapping = [str(r["config"]) for r in rows[1:]
+                   if r["high"] >= best["low"] and str(r["config"]) not in tied]
     if not overlapping:
         return f"{head}; {mine} lies above every other configuration's interval."
     whose = (f"that of {overlapping[0]}" if len(overlapping) == 1
@@ -155,15 +177,26 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else -1.0
 
 
-def _headline(sections: list[dict[str, Any]], bench: Benchmark) -> str:
+def _headline(sections: list[dict[str, Any]], bench: Benchmark, times: pd.DataFrame) -> str:
+    """Who is fastest: the share of tasks on which each configuration's epochs to target
+    are the best (τ = 1, whatever the table's τ range), mean over the complete seeds; every
+    configuration tied at the top is named."""
     epochs = sections[0]
-    if not epochs["seeds"]:
+    seeds = epochs["seeds"]
+    if not seeds:
         return "no seed has a result on every task yet"
-    best = epochs["rows"][0]
-    share = best["values"][0]["mean"]
-    return (f"fastest to target (epochs): {best['config']} on {share:.0%} of the "
-            f"{len(bench.tasks)} tasks at τ = {bench.tau_min:g} (mean over "
-            f"{len(epochs['seeds'])} seed{'s' if len(epochs['seeds']) != 1 else ''})")
+    configs, tasks = list(bench.levels), [t.name for t in bench.tasks]
+    at_one = performance_profiles(times[times["seed"].isin(seeds)], "epochs", configs, tasks,
+                                  taus=np.asarray([1.0])).curve.set_index("config")["mean"]
+    top = float(at_one.max())
+    over = f"(mean over {len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
+    if top <= 0:
+        return f"no configuration reached a task's target {over}"
+    best = [str(c) for c in at_one.index if abs(float(at_one[c]) - top) < 1e-12]
+    who = best[0] if len(best) == 1 else " and ".join([", ".join(best[:-1]), best[-1]]) + \
+        " (tied)"
+    return (f"fastest to target (epochs): {who} on {top:.0%} of the {len(tasks)} tasks "
+            f"{over}")
 
 
 def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
@@ -174,7 +207,7 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
     times, pending = benchmark_times(bench, results)
     tasks = [_task_section(bench, t, results[t.name], times) for t in bench.tasks]
     profiles = [_profile_section(bench, times, m) for m in MEASURES]
-    headline = _headline(profiles, bench)
+    headline = _headline(profiles, bench, times)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     report_dir.mkdir(parents=True, exist_ok=True)
     csv = report_dir / f"{bench.name}.times.csv"

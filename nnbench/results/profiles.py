@@ -88,8 +88,15 @@ def summarize(times: pd.DataFrame, order: list[str] | None = None) -> pd.DataFra
                                   "reached": int(mine["reached"].sum()) if len(mine) else 0}
         for measure in MEASURES:
             interval = t_interval(mine[measure]) if len(mine) else t_interval([])
-            row.update({f"{measure}_mean": interval.mean, f"{measure}_low": interval.low,
-                        f"{measure}_high": interval.high})
+            # cut at what is possible: at least 1 epoch (0 s), at most the epochs run (a
+            # t interval of 2 seeds reached -10.7 epochs)
+            low, high = interval.low, interval.high
+            if measure == "epochs" and len(mine):
+                low, high = max(low, 1.0), min(high, float(mine["epochs_run"].max()))
+            elif measure == "seconds":
+                low = max(low, 0.0)
+            row.update({f"{measure}_mean": interval.mean, f"{measure}_low": low,
+                        f"{measure}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
 

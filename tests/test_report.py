@@ -457,3 +457,20 @@ def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> N
     assert ax.get_yscale() == "log"
     assert all(line.get_marker() == "o" for line in ax.lines
                if np.size(line.get_xdata()))
+
+
+def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str) -> None:
+    """Two seeds far apart: the t interval of their accuracy runs from -3.8 to 5.1; the
+    leaderboard and the headline show it cut at what an accuracy can be."""
+    suite = parse_suite(DIVERGING)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    results = load_results(suite, tracking_uri)
+    trials = results.trials
+    rows = trials.index[trials["config"] == "optimizer.lr=0.05"]
+    trials.loc[rows, "metric"] = [0.99, 0.3]
+    trials.loc[trials["config"] == "optimizer.lr=0.1", "metric"] = 0.2
+    html = render_report(suite, results=results, report_dir=tmp_path).read_text()
+    board = _section(html, "leaderboard")
+    row = board[board.index("<td>optimizer.lr=0.05"):]
+    assert '<td class="num">[0.0000, 1.0000]</td>' in row[:row.index("</tr>")]
+    assert "(95% CI 0.0000–1.0000, n = 2)" in html  # the headline

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,18 @@ def _activation_specs(suite: Suite) -> list[ComponentSpec]:
     return list(seen.values())
 
 
+_RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "rmse": (0.0, math.inf),
+           "mae": (0.0, math.inf)}
+
+
 def _sections(results: Results) -> dict[str, Any]:
     """Everything the template shows, computed from the tidy tables."""
     suite, trials, history = results.suite, results.trials, results.history
     table = leaderboard(trials, suite.higher_is_better)
+    # a t interval cut at the metric's range (accuracy 0-1; loss, rmse, mae from 0): with 2
+    # or 3 seeds it reached an accuracy of 1.21
+    low, high = _RANGES.get(suite.metric.split("_", 1)[-1], (-math.inf, math.inf))
+    table["low"], table["high"] = table["low"].clip(lower=low), table["high"].clip(upper=high)
     finished = (not trials.empty) and bool((trials["status"] == "finished").any())
     out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished,
                            "unfinished": unfinished(trials)}

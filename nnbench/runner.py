@@ -27,16 +27,12 @@ number of machines (`nnbench worker`, `nnbench submit`), may share one queue.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -70,7 +66,7 @@ from nnbench.train import (
     metric_names,
     resolve_device,
 )
-from nnbench.transient import worker_label
+from nnbench.transient import INTERRUPTS, bookkeeping, worker_label
 
 __all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "run_suite"]
 
@@ -98,45 +94,6 @@ class RunSummary:
     def complete(self) -> bool:
         """Every trial of the run is done (finished or diverged)."""
         return self.done_after >= self.total
-
-
-# what stops a command as Ctrl-C does (the CLI makes SIGTERM and SIGUSR2 one): SIGUSR2 is what
-# Slurm sends a submitit job (and every process of it) shortly before its time limit
-INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2")
-                   if hasattr(signal, name))
-
-
-@contextmanager
-def bookkeeping() -> Iterator[None]:
-    """Hold Ctrl-C (and SIGTERM, SIGUSR2, which the CLI makes a Ctrl-C) until a block of
-    MLflow and queue writes is complete, then raise it.
-
-    Training is interruptible at any point (the engine turns the interrupt into a
-    `killed` result); bookkeeping is not, so a run is never left half-recorded.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def hold(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous: dict[int, Any] = {}
-    for signum in INTERRUPTS:  # (one ignored, or handled outside Python, is left alone)
-        if signal.getsignal(signum) not in (None, signal.SIG_IGN):
-            previous[signum] = signal.signal(signum, hold)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:  # also when the block raised: the signal is never lost
-            handler = previous[received[0]]  # Python's for SIGINT raises KeyboardInterrupt
-            if handler is signal.SIG_DFL:  # SIGTERM outside the CLI: the process ends now
-                signal.raise_signal(received[0])
-            elif callable(handler):
-                handler(received[0], None)
 
 
 class _Pace:

@@ -73,6 +73,7 @@ from nnbench.messages import first_line
 from nnbench.train.results import TrialResult
 from nnbench.transient import (
     QuietTransient,
+    bookkeeping,
     is_transient,
     retrying,
     retrying_once,
@@ -233,20 +234,48 @@ class _Retrying:
         return call
 
 
+@contextmanager
+def _store_lock(tracking_uri: str | None) -> Iterator[None]:
+    """While the block runs, this process alone makes or opens the SQLite MLflow store at
+    `tracking_uri` (an advisory lock on the file itself, which SQLite's own locks ignore);
+    other stores: nothing."""
+    import fcntl
+
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        fd = os.open(uri.removeprefix("sqlite:///").split("?")[0], os.O_RDONLY | os.O_CREAT,
+                     0o644)
+    except OSError:  # a read-only place: MLflow says what is wrong with it
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class Tracker:
     """One suite's experiment in one MLflow store."""
 
     def __init__(self, suite: Suite, tracking_uri: str | None = None) -> None:
-        # MLflow makes the store (its schema, on a fresh database) when the client is made:
-        # another worker may be making it at the same instant
-        client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
-        self.client = cast(MlflowClient, _Retrying(client))
-        self._raw = client  # without `_Retrying`: for writes `retrying_once` retries
+        # MLflow makes the store (its schema, on a fresh database) when the client is made
+        # and first used: never interrupted half-way (an interrupt waits for the end; a
+        # Ctrl-C in its migrations left `_alembic_tmp_experiments` and a store no client
+        # could open again), and on a SQLite file one process at a time (two at once failed
+        # in alembic: "duplicate column name"); a server database's races are retried
+        with bookkeeping(), _store_lock(tracking_uri):
+            client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
+            self.client = cast(MlflowClient, _Retrying(client))
+            self._raw = client  # without `_Retrying`: for writes `retrying_once` retries
+            self.tracking_uri = self.client.tracking_uri
+            self.client.search_experiments(max_results=1)
         self.suite = suite
-        self.tracking_uri = self.client.tracking_uri
-        # the store (and its schema, on a fresh database) is made on first use: make it now,
-        # retrying if another worker is making it at the same instant
-        self.client.search_experiments(max_results=1)
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._done_runs: dict[str, Run] = {}  # trial_id -> its latest done run (`prepare`)

@@ -20,15 +20,19 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, TypeVar
 
 from nnbench.messages import first_line
 
-__all__ = ["RETRY_SECONDS", "QuietTransient", "is_transient", "reason", "retrying",
-           "retrying_once", "worker_label"]
+__all__ = ["INTERRUPTS", "RETRY_SECONDS", "QuietTransient", "bookkeeping", "is_transient",
+           "reason", "retrying", "retrying_once", "worker_label"]
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0  # how long transient storage errors (locks, races, outages) are retried
@@ -65,7 +69,8 @@ _PERMANENT = (
     "password authentication failed", "authentication failed", "no pg_hba.conf entry",
     "does not exist", "access denied for user", "unknown database", "permission denied",
     "could not translate host name", "name or service not known",
-    "nodename nor servname provided", "no address associated with hostname")
+    "nodename nor servname provided", "no address associated with hostname",
+    "_alembic_tmp_")  # a schema migration left half-done: retrying never mends it
 
 
 def is_transient(err: BaseException) -> bool:
@@ -164,3 +169,42 @@ class QuietTransient(logging.Filter):
         if err is not None:
             return not is_transient(err)
         return not (self.messages and _says_transient(record.getMessage()))
+
+
+# what stops a command as Ctrl-C does (the CLI makes SIGTERM and SIGUSR2 one): SIGUSR2 is what
+# Slurm sends a submitit job (and every process of it) shortly before its time limit
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2")
+                   if hasattr(signal, name))
+
+
+@contextmanager
+def bookkeeping() -> Iterator[None]:
+    """Hold Ctrl-C (and SIGTERM, SIGUSR2, which the CLI makes a Ctrl-C) until a block of
+    MLflow and queue writes is complete, then raise it.
+
+    Training is interruptible at any point (the engine turns the interrupt into a
+    `killed` result); bookkeeping is not, so a run is never left half-recorded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous: dict[int, Any] = {}
+    for signum in INTERRUPTS:  # (one ignored, or handled outside Python, is left alone)
+        if signal.getsignal(signum) not in (None, signal.SIG_IGN):
+            previous[signum] = signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:  # also when the block raised: the signal is never lost
+            handler = previous[received[0]]  # Python's for SIGINT raises KeyboardInterrupt
+            if handler is signal.SIG_DFL:  # SIGTERM outside the CLI: the process ends now
+                signal.raise_signal(received[0])
+            elif callable(handler):
+                handler(received[0], None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -448,3 +449,64 @@ def test_a_worker_whose_experiment_keeps_artifacts_elsewhere_is_warned(
     text = " ".join(there.export_text().split())
     assert (f"warning: experiment {suite.name}'s artifacts (history.csv, checkpoints) go to "
             f"{elsewhere}, which is not on this machine") in text, text
+
+
+def test_processes_making_one_fresh_sqlite_store_at_once_all_open_it(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    """Three processes make the same fresh SQLite store at the same instant (local workers,
+    `tune --workers`, `submit --local` on a first run): alembic failed in all but one
+    ('duplicate column name: step'); they now take turns, and each opens it."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    suite = write_suite(epochs=1, seeds=1)
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\n"
+            "from nnbench.config import load_suite\n"
+            "from nnbench.tracking import Tracker\n"
+            f"suite = load_suite({str(suite)!r})\n"
+            f"pathlib.Path(sys.argv[1]).touch()\n"
+            f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.005)\n"
+            f"print(Tracker(suite, {uri!r}).experiment_id())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"ready{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    go.touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 1  # one experiment between them
+
+
+def test_an_interrupt_while_the_store_is_made_waits_for_its_end(
+        write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a fresh store's migrations (just after alembic made its
+    temporary table) left `_alembic_tmp_...` and a store no client could open again; the
+    interrupt now lands once the store is made."""
+    import signal
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    fired: list[str] = []
+
+    def interrupt(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not fired and statement.lstrip().upper().startswith("CREATE TABLE _ALEMBIC_TMP_"):
+            fired.append(statement)
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, mid-migration
+
+    event.listen(Engine, "after_cursor_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Tracker(load_suite(write_suite(epochs=1, seeds=1)), uri)
+    finally:
+        event.remove(Engine, "after_cursor_execute", interrupt)
+    assert fired
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("after")  # the store opens and takes writes
+    assert client.get_experiment(experiment).name == "after"

@@ -372,12 +372,23 @@ def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool,
                   f"is up to date")
     else:
         report = render_report(suite, report_dir=args.report_dir, results=results)
-    if complete:
+    if complete and _as_loaded(suite):
         fresh.record(suite.path, args.report_dir, results.tracking_uri, report, digest,
                      _dependencies(suite), runs_url=runs_url)
-    else:
+    else:  # incomplete, or the file was edited while it ran: the next run looks again
         fresh.forget(suite.path, args.report_dir)
     return report
+
+
+def _as_loaded(suite: Suite) -> bool:
+    """Is the suite file still what this run loaded? (One edited while the run trained,
+    recorded as the fresh report's input, made the next run skip its new trials.)"""
+    from nnbench.config.loading import read_suite_text
+
+    try:
+        return read_suite_text(Path(suite.path)) == suite.source
+    except Exception:  # gone, unreadable, or broken now: not what was loaded
+        return False
 
 
 def _dependencies(suite: Suite) -> list[Path]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -154,3 +155,27 @@ def test_processes_recording_into_one_report_directory_lose_no_entry(tmp_path: P
     assert [w.wait(timeout=300) for w in writers] == [0, 0]
     manifest = json.loads((reports / ".nnbench-inputs.json").read_text())
     assert set(manifest) == {f"/suites/{t}-{i}.yaml" for t in "ab" for i in range(60)}
+
+
+def test_a_suite_edited_while_it_runs_is_looked_at_again(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A seed added to the file while `run` trained: the run recorded the edited file as
+    its report's input, and the next run said 'nothing to train', its new trials never
+    trained. Only a file still as the run loaded it is recorded."""
+    from nnbench import runner
+
+    path = write_suite(epochs=1, seeds=1)
+    real = runner.run_suite
+
+    def edited_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        path.write_text(path.read_text().replace("seeds: 1", "seeds: 2"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_suite", edited_meanwhile)
+    output = _run(path, tracking_uri, tmp_path / "reports", capsys)
+    assert "trained 2" in output
+    monkeypatch.setattr(runner, "run_suite", real)
+    output = _run(path, tracking_uri, tmp_path / "reports", capsys)
+    assert NOTHING not in output
+    assert "4 trials, 2 already finished, 2 to train" in output, output

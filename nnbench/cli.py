@@ -527,8 +527,9 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
                   f"train the rest")
         return EXIT_INTERRUPTED
-    failed = bool(summary.statuses.get("failed")) or any(c not in (0, 130)
-                                                         for c in summary.worker_codes)
+    # a worker that died is a failure only if the others did not finish its trials
+    failed = bool(summary.statuses.get("failed")) or (
+        any(c not in (0, 130) for c in summary.worker_codes) and not summary.complete)
     url = _mlflow_runs_url(summary.tracking_uri, summary.experiment_id)
     path = _report_if_changed(suite, args, complete=not failed and summary.complete,
                               runs_url=url)

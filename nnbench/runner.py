@@ -358,6 +358,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     _project(queue, tracker)
     done_now = queue.done()
     summary.done_after = sum(1 for t in population if t.trial_id in done_now)
+    if workers > 1 and summary.complete:  # one worker stopped, the others trained the rest
+        summary.interrupted = False
     if parent_run_id is None and not summary.interrupted:
         _refresh_summaries(tracker, members, console)
     return summary

@@ -81,6 +81,13 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
             p.wait()
     for echo in echoes:
         echo.join(timeout=5)
+    for number, p in enumerate(procs, 1):  # a worker that died is said, not only counted
+        if p.returncode not in (0, 130):
+            how = (f"signal {signal.Signals(-p.returncode).name}" if p.returncode < 0
+                   else f"exit code {p.returncode}")
+            console.print(f"[worker {number}] ended with {how}; a trial it held is trained "
+                          f"again by another worker once its claim goes stale",
+                          highlight=False, markup=False)
     return [int(p.returncode) for p in procs]
 
 

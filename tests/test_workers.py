@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
@@ -620,3 +621,39 @@ def test_a_queue_refuses_another_mlflow_store(
     storage = f"sqlite:///{tmp_path / 'b-optuna.db'}"
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", second,
                      "--storage", storage, "--report-dir", reports]) == 0
+
+
+@pytest.mark.parametrize(("death", "said"), [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal SIGKILL"),
+    ("import sys; sys.exit(130)", None),  # a SIGTERM'd worker's exit
+])
+def test_a_local_worker_that_dies_while_the_other_finishes_is_no_failure(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], death: str,
+        said: str | None) -> None:
+    """One of two local workers dies at once; the other trains every trial. The run said
+    'interrupted' and wrote no report (a worker's 130), or exited 1 without a word (a
+    worker killed); it now says which worker ended how, writes the report, exits 0."""
+    from nnbench import workers
+
+    made = workers.worker_command
+    started: list[int] = []
+
+    def second_dies(suite_path: str, options: Any) -> list[str]:
+        started.append(1)
+        return [sys.executable, "-c", death] if len(started) == 2 else made(suite_path,
+                                                                            options)
+
+    monkeypatch.setattr(workers, "worker_command", second_dies)
+    path = _suite(write_suite, "dies", epochs=2)
+    with within(600, "nnbench run --workers 2"):
+        code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                         "--workers", "2", "--engine", "serial",
+                         "--report-dir", str(tmp_path / "reports"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "interrupted" not in err
+    if said:
+        assert f"[worker 2] ended with {said}" in err
+    assert (tmp_path / "reports" / "dies.html").exists()
+    _finished_once(tracking_uri, "dies", {t.trial_id for t in load_suite(path).trials()})

@@ -578,6 +578,10 @@ def _importances(suite: Suite, tuning: Any) -> dict[str, dict[str, float]]:
     for name, rows in tuning[tuning["state"] == "complete"].groupby("study"):
         study = optuna.create_study(direction=suite.tune.direction)
         for row in rows.to_dict("records"):
+            # a trial of an earlier space (a range since narrowed, a dimension since added)
+            # is not one of this space's: left out, not a crash of the report
+            if not all(p in row and _fits(dims[p], row[p]) for p in dims):
+                continue
             study.add_trial(optuna.trial.create_trial(
                 params={p: row[p] for p in dims}, distributions=dims, value=row["objective"]))
         try:
@@ -585,6 +589,15 @@ def _importances(suite: Suite, tuning: Any) -> dict[str, dict[str, float]]:
         except (RuntimeError, ValueError):  # too few distinct trials to attribute anything
             continue
     return out
+
+
+def _fits(dist: Any, value: Any) -> bool:
+    """Is `value` one `dist` can take (a float range's NaN, or a choice no longer offered:
+    no)?"""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 def boundary_warnings(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str, Any]]]

@@ -806,3 +806,27 @@ def test_the_report_counts_diverged_optuna_trials_as_diverged(
     assert "<th>complete</th><th>pruned</th><th>diverged</th><th>failed</th>" in table
     cells = re.findall(r'<td class="num">([^<]*)</td>', table)
     assert cells == ["1", "0", "1", "0", "0", "2"], cells  # complete .. killed, total
+
+
+def test_importances_leave_out_trials_of_an_earlier_space(tmp_path: Path) -> None:
+    """The space was narrowed (lr 0.036 is outside it now) and a dimension added (l2, which
+    the old trials lack): the report's importances crashed (ValueError, KeyError) on the
+    old trials; they are left out."""
+    import pandas as pd
+
+    from nnbench.config import load_suite
+    from nnbench.tuning import importances
+
+    path = _suite(tmp_path / "tuned.yaml", optimizers="[sgd]",
+                  space="{type: float, low: 0.001, high: 0.02, log: true}\n"
+                        "    l2: {type: float, low: 0.0, high: 0.01}")
+    suite = load_suite(path)
+    (name,) = {study_name(suite, p) for p in suite.configurations()}
+    rows = [{"study": name, "state": "complete", "objective": 0.5 + i / 100,
+             "optimizer.lr": lr, "l2": l2}
+            for i, (lr, l2) in enumerate([(0.036, float("nan")), (0.002, 0.001),
+                                          (0.01, 0.005), (0.015, 0.002), (0.005, 0.008)])]
+    tuning = pd.DataFrame(rows)
+    found = importances(suite, tuning)
+    assert set(found[name]) == {"optimizer.lr", "l2"}
+    assert sum(found[name].values()) == pytest.approx(1.0)

@@ -801,10 +801,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if storage.startswith("sqlite:///") and not _Path(storage.removeprefix("sqlite:///")).exists():
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
-    rdb = open_storage(storage, DEFAULT_LIVENESS)
-    queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS)
-    counts = queue.counts()
+    import optuna
+
+    rdb = open_storage(storage, DEFAULT_LIVENESS, reading=True)
+    if f"{suite.name}/trials" not in optuna.study.get_all_study_names(storage=rdb):
+        # (status only reads: it made the study, and hung on a read-only storage)
+        out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
+        return EXIT_OK
+    queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS, reading=True)
+    mine = {t.trial_id for t in suite.trials()} if suite.tune is None else None
+    counts = queue.counts(only=mine)
     out.print(f"{suite.name} ({storage}): {counts.line()}")
+    if mine is not None:  # the file's trials: those not queued yet, and the others
+        entries = {str(e.user_attrs.get("nnbench.trial_id")) for e in queue.entries()}
+        unqueued, other = len(mine - entries), len(entries - mine - {"None"})
+        if unqueued:
+            out.print(f"  {unqueued} trial(s) of this file not queued yet (the next run "
+                      f"queues them)")
+        if other:
+            out.print(f"  {other} trial(s) in the queue that this file no longer has "
+                      f"(another version of the suite)")
     for worker in sorted(counts.workers):
         out.print(f"  worker {worker}")
     if suite.tune is not None:

@@ -191,8 +191,11 @@ def finishing(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any]) -
             trial.set_user_attr(key, value)
 
 
-def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS) -> RDBStorage:
-    """The Optuna storage at `url` with heartbeats, retrying schema-creation races."""
+def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS, *,
+                 reading: bool = False) -> RDBStorage:
+    """The Optuna storage at `url` with heartbeats, retrying schema-creation races;
+    `reading`: only read (`status`), so SQLite's transactions need not take the write lock
+    (a read-only file refused `BEGIN IMMEDIATE`)."""
     sqlite = url.startswith("sqlite")
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {}
 
@@ -205,7 +208,7 @@ def open_storage(url: str, liveness: Liveness = DEFAULT_LIVENESS) -> RDBStorage:
     with warnings.catch_warnings():  # heartbeats are an "experimental" Optuna argument
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = retrying(connect, f"opening the Optuna storage {url}")
-    if sqlite:
+    if sqlite and not reading:
         _serialize_sqlite(storage)
     return storage
 
@@ -302,9 +305,14 @@ class Heartbeats:
 class TrialQueue:
     """The suite's trials as entries of the Optuna study `<suite>/trials`."""
 
-    def __init__(self, suite_name: str, storage: RDBStorage, liveness: Liveness) -> None:
+    def __init__(self, suite_name: str, storage: RDBStorage, liveness: Liveness, *,
+                 reading: bool = False) -> None:
         self.suite_name, self.storage, self.liveness = suite_name, storage, liveness
-        self.study = open_study(storage, f"{suite_name}/trials", direction="maximize")
+        name = f"{suite_name}/trials"
+        # `reading` (status): load the study, never try to create it (a write)
+        self.study = retrying(lambda: optuna.load_study(study_name=name, storage=storage),
+                              "reading the queue") if reading else \
+            open_study(storage, name, direction="maximize")
         self.study_id = self.study._study_id
         self.worker = worker_label()
         self._heartbeats: Heartbeats | None = None
@@ -317,14 +325,14 @@ class TrialQueue:
         return retrying(lambda: self.storage.get_all_trials(self.study_id, deepcopy=False,
                                                             states=wanted), "reading the queue")
 
-    def counts(self) -> QueueCounts:
+    def counts(self, only: Collection[str] | None = None) -> QueueCounts:
         """Each trial counted once, by its entry that stands for it: done > running >
-        queued > failed."""
+        queued > failed. `only`: those trial ids (a suite file's), the others left out."""
         counts = QueueCounts()
         latest: dict[str, FrozenTrial] = {}
         for entry in self.entries():
             trial_id = entry.user_attrs.get(_TRIAL_ID)
-            if trial_id is None:
+            if trial_id is None or (only is not None and trial_id not in only):
                 continue
             if entry.state == TrialState.RUNNING:
                 counts.workers.add(str(entry.user_attrs.get("nnbench.worker", "?")))

@@ -261,3 +261,33 @@ def test_evaluate_a_run_that_is_not_in_the_store_says_so(
     assert f"run {run_id} is not in {tracking_uri}" in err, err
     assert f"mlflow ui --backend-store-uri {tracking_uri}" in err and "checkpoint: true" \
         not in err, err
+
+
+def test_status_reads_the_file_s_trials_and_writes_nothing(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """status counts the given file's trials (it counted every trial ever queued under the
+    name), says which of them are not queued yet, and never writes: a suite that never ran
+    made an empty study (and on a read-only storage, two minutes of retries)."""
+    import optuna
+    from rich.console import Console
+
+    from nnbench.config import load_suite
+    from nnbench.runner import run_suite
+
+    path = write_suite(epochs=1, seeds=1)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, storage=storage,
+              console=Console(quiet=True))
+    path.write_text(path.read_text().replace("seeds: 1", "seeds: 2"))
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--storage", storage]) == 0
+    out = capsys.readouterr().out
+    assert "2 done, 0 running on 0 worker(s), 0 queued, 0 failed" in out
+    assert "2 trial(s) of this file not queued yet (the next run queues them)" in out
+    studies = optuna.study.get_all_study_names(storage=storage)
+    other = path.with_name("other.yaml")
+    other.write_text(path.read_text().replace("name: tiny", "name: other"))
+    assert cli.main(["status", str(other), "--storage", storage]) == 0
+    assert f"other: no queue at {storage} yet (nothing has run)" in capsys.readouterr().out
+    assert optuna.study.get_all_study_names(storage=storage) == studies

@@ -39,6 +39,7 @@ import argparse
 import gc
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -491,7 +492,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             url = recorded_runs_url(path, args.report_dir)
             if url is not None:
                 out.print(f"MLflow runs: {url}")
-        out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri {uri}")
+        out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri "
+                  f"{shlex.quote(uri)}")
         return EXIT_OK
     suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     tuned = [s.path for s in suites if s.tune is not None]
@@ -603,7 +605,7 @@ def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
         out.print(f"MLflow server: {tracking_uri} (experiment '{suite_name}')")
     else:
         out.print(f"MLflow store: {tracking_uri} (experiment '{suite_name}'); view with: "
-                  f"mlflow ui --backend-store-uri {tracking_uri}")
+                  f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}")
     out.print(f"MLflow runs: {url}")
 
 
@@ -618,8 +620,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except RunNotFound as e:
         raise _UsageError(str(e)) from None
     except LookupError as e:
-        raise _UsageError(f"{e}; set `checkpoint: true` in the suite (or give --log-models) "
-                          f"and run it again") from None
+        raise _UsageError(f"{e}; this trial was trained without one (a suite's `checkpoint: "
+                          f"true`, or --log-models, keeps one for the trials trained after it "
+                          f"is set; a finished trial is not trained again)") from None
     device = _device(args, training=False)
     _warn_if_changed(blob)
     _evaluate_in_its_precision(run.data.tags.get("nnbench.precision", "fp32"), device)

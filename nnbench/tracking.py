@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import tempfile
 import time
 import uuid
@@ -856,7 +857,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
             raise LookupError(f"run {run_id}: cannot read it from {client.tracking_uri} "
                               f"({str(err).splitlines()[0]})") from None
         ui = "the MLflow UI" if client.tracking_uri.startswith(("http://", "https://")) \
-            else f"mlflow ui --backend-store-uri {client.tracking_uri}"
+            else f"mlflow ui --backend-store-uri {shlex.quote(client.tracking_uri)}"
         raise RunNotFound(f"run {run_id} is not in {client.tracking_uri} "
                           f"({str(err).splitlines()[0]}); {ui} lists its runs") from None
     try:

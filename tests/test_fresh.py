@@ -179,3 +179,15 @@ def test_a_suite_edited_while_it_runs_is_looked_at_again(
     output = _run(path, tracking_uri, tmp_path / "reports", capsys)
     assert NOTHING not in output
     assert "4 trials, 2 already finished, 2 to train" in output, output
+
+
+def test_the_printed_mlflow_ui_command_is_quoted_for_the_shell(
+        write_suite: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A store in a folder with a space: the printed `mlflow ui` command split there when
+    pasted."""
+    folder = tmp_path / "my runs"
+    folder.mkdir()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    output = _run(write_suite(epochs=1, seeds=1), uri, tmp_path / "reports", capsys)
+    assert f"mlflow ui --backend-store-uri '{uri}'" in output

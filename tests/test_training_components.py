@@ -241,4 +241,7 @@ def test_evaluate_without_checkpoint_is_a_clear_error(write_suite: Callable[...,
     run = client.search_runs([experiment.experiment_id],
                              filter_string="tags.`nnbench.role` = 'trial'")[0]
     assert cli.main(["evaluate", run.info.run_id, "--tracking-uri", tracking_uri]) == 2
-    assert "set `checkpoint: true` in the suite" in capsys.readouterr().err
+    # (it advised "set checkpoint: true and run it again", which trains nothing)
+    assert ("this trial was trained without one (a suite's `checkpoint: true`, or "
+            "--log-models, keeps one for the trials trained after it is set; a finished "
+            "trial is not trained again)") in capsys.readouterr().err

@@ -257,7 +257,7 @@ def _shown(file: Path) -> Path:
 
 
 def _name(name: str | None, problems: list[tuple[str, str]]) -> str:
-    allowed = "letters, digits, '_', '.', '-' (it names the report file)"
+    allowed = "ASCII letters, digits, '_', '.', '-' (it names the report file)"
     if name is None:
         problems.append(("name", f"missing; give the benchmark a name of {allowed}"))
         return ""

@@ -236,7 +236,7 @@ class _Validator:
     # -- 3. the name ------------------------------------------------------------------------
 
     def name(self, name: str | None) -> str:
-        allowed = "letters, digits, '_', '.', '-' (it names the MLflow experiment and the " \
+        allowed = "ASCII letters, digits, '_', '.', '-' (it names the MLflow experiment and the " \
                   "report files)"
         if name is None:
             self.add("name", f"missing; give the suite a name of {allowed}")

@@ -634,6 +634,8 @@ CASES: list[Case] = [
          ("name", "'corpus.' ends with '.'")),
     Case("name_with_a_slash", "names", SIGNALS.replace("name: corpus", "name: a/b"),
          ("name", "'a/b' (str)", "letters, digits")),
+    Case("name_with_an_umlaut", "names", SIGNALS.replace("name: corpus", "name: wü"),
+         ("name", "'wü' (str)", "ASCII letters, digits")),  # it said "letters"
     Case("name_missing", "names", SIGNALS.replace("name: corpus\n", ""),
          ("name: missing", "letters, digits")),
 ]

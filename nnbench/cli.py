@@ -816,8 +816,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     counts = queue.counts(only=mine)
     out.print(f"{suite.name} ({storage}): {counts.line()}")
     if mine is not None:  # the file's trials: those not queued yet, and the others
-        entries = {str(e.user_attrs.get("nnbench.trial_id")) for e in queue.entries()}
-        unqueued, other = len(mine - entries), len(entries - mine - {"None"})
+        unqueued, other = len(mine - counts.queued_ids), len(counts.queued_ids - mine)
         if unqueued:
             out.print(f"  {unqueued} trial(s) of this file not queued yet (the next run "
                       f"queues them)")

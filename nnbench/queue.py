@@ -241,6 +241,7 @@ class QueueCounts:
     failed: int = 0
     workers: set[str] = field(default_factory=set)  # holding a claim now
     done_ids: set[str] = field(default_factory=set)  # the trials that are done
+    queued_ids: set[str] = field(default_factory=set)  # every trial with an entry, counted or not
 
     def line(self) -> str:
         return (f"{self.done} done, {self.running} running on {len(self.workers)} worker(s), "
@@ -332,7 +333,10 @@ class TrialQueue:
         latest: dict[str, FrozenTrial] = {}
         for entry in self.entries():
             trial_id = entry.user_attrs.get(_TRIAL_ID)
-            if trial_id is None or (only is not None and trial_id not in only):
+            if trial_id is None:
+                continue
+            counts.queued_ids.add(str(trial_id))
+            if only is not None and trial_id not in only:
                 continue
             if entry.state == TrialState.RUNNING:
                 counts.workers.add(str(entry.user_attrs.get("nnbench.worker", "?")))

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from nnbench.config import load_suite, parse_suite
+from nnbench.config import Suite, load_suite, parse_suite
 from nnbench.report import render_report
-from nnbench.results import load_results
+from nnbench.results import Results, load_results
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
 from tests.conftest import REPO, launch_chromium, open_page
@@ -189,15 +189,20 @@ reference:
 """
 
 
+def _diverging(tracking_uri: str) -> tuple[Suite, Results]:
+    """The DIVERGING suite trained into `tracking_uri`, and what the report reads of it."""
+    suite = parse_suite(DIVERGING)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    return suite, load_results(suite, tracking_uri)
+
+
 def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
                                                        tracking_uri: str) -> None:
     """A configuration whose every seed diverged is named once above the leaderboard, in
     no row; a level without a finished trial is named above the main effects; a published
     number with nothing measured is named above its table; seeds that all gave the same
     value have no interval, said in words."""
-    suite = parse_suite(DIVERGING)
-    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
-    results = load_results(suite, tracking_uri)
+    suite, results = _diverging(tracking_uri)
     trials = results.trials
     diverged = trials[trials["optimizer.lr"].astype(str).str.startswith("1")]
     assert len(diverged) == 2 and set(diverged["status"]) == {"diverged"}
@@ -241,9 +246,7 @@ def test_a_killed_trial_is_counted_in_its_row_and_not_in_its_times(
     """A configuration with a killed trial (interrupted; the next run trains it again):
     its leaderboard row counts it in its own column, and its wall time is the mean of its
     finished seeds (a killed run's time is partial: it was averaged in)."""
-    suite = parse_suite(DIVERGING)
-    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
-    results = load_results(suite, tracking_uri)
+    suite, results = _diverging(tracking_uri)
     trials = results.trials
     rows = trials.index[trials["config"] == "optimizer.lr=0.05"]
     trials.loc[rows, "wall_seconds"] = [4.0, 2.0]
@@ -462,9 +465,7 @@ def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str) -> None:
     """Two seeds far apart: the t interval of their accuracy runs from -3.8 to 5.1; the
     leaderboard and the headline show it cut at what an accuracy can be."""
-    suite = parse_suite(DIVERGING)
-    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
-    results = load_results(suite, tracking_uri)
+    suite, results = _diverging(tracking_uri)
     trials = results.trials
     rows = trials.index[trials["config"] == "optimizer.lr=0.05"]
     trials.loc[rows, "metric"] = [0.99, 0.3]

@@ -163,8 +163,7 @@ def _iqm_sentence(rows: list[dict[str, Any]], measure: str, seeds: int) -> str:
     if len(tied) > 1:
         return f"{head}: these seeds do not separate them."
     mine = "its interval" if spread else "it"
-    overlapping = [str(r["config"]) for r in rows[1:]
-                   if r["high"] >= best["low"] and str(r["config"]) not in tied]
+    overlapping = [str(r["config"]) for r in rows[1:] if r["high"] >= best["low"]]
     if not overlapping:
         return f"{head}; {mine} lies above every other configuration's interval."
     whose = (f"that of {overlapping[0]}" if len(overlapping) == 1

@@ -713,6 +713,28 @@ def reap(study: optuna.Study) -> None:
     retrying(transaction, "failing stale trials")
 
 
+def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
+    """Fail the study's WAITING trials, each with the user attributes `attrs`, in one
+    transaction under the study's lock (a copy a worker pops meanwhile is skipped by
+    Optuna's `ask`, which then draws a trial of its own)."""
+    storage = cast(RDBStorage, getattr(study._storage, "_backend", study._storage))
+    study_id = study._study_id
+
+    def transaction() -> None:
+        with _create_scoped_session(storage.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            for entry in (session.query(models.TrialModel)
+                          .filter(models.TrialModel.study_id == study_id,
+                                  models.TrialModel.state == TrialState.WAITING)
+                          .with_for_update().all()):
+                for key, value in attrs.items():
+                    storage._set_trial_attr_without_commit(
+                        session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)
+                entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
+
+    retrying(transaction, "failing queued copies no one needs")
+
+
 def _still_stale(session: Session, stale: Sequence[int],
                  grace: timedelta) -> list[models.TrialModel]:
     """Of the `stale` trials, those still RUNNING and silent for `grace` by the server's

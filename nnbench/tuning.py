@@ -47,6 +47,7 @@ from nnbench.queue import (
     Heartbeats,
     Liveness,
     default_storage,
+    fail_waiting,
     finishing,
     heartbeats,
     open_storage,
@@ -189,13 +190,14 @@ def _trials(study: optuna.Study, *states: TrialState) -> list[optuna.trial.Froze
                     f"reading study {study.study_name}")
 
 
-def _budget(study: optuna.Study) -> tuple[int, int]:
+def _budget(study: optuna.Study) -> tuple[int, int, int]:
     """(trials that used budget, trials running: their workers' heartbeats are fresh, since
-    stale ones were failed by `reap` first)."""
+    stale ones were failed by `reap` first, trials waiting: copies queued again)."""
     trials = _trials(study)
     counted = sum(1 for t in trials if t.user_attrs.get(COUNTED))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
-    return counted, running
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return counted, running, waiting
 
 
 @dataclass
@@ -287,7 +289,8 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     # each write retried (`retrying`): a worker stopped inside one finds the server ended its
     # session. An ask whose trial was stored but whose answer was lost leaves that trial
     # RUNNING with no heartbeat; the storage gives it one when a worker first looks, so it
-    # goes stale a grace period later and is queued again (`_Storage`), uncounted
+    # goes stale a grace period later and is queued again (`_Storage`), uncounted (a copy
+    # still waiting once the others met the budget is failed as surplus: `fail_waiting`)
     while True:
         trial = retrying(study.ask, f"asking {study.study_name} for a trial")
         beats.hold(storage_id(trial))
@@ -517,8 +520,7 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
         except KeyError:
             lines.append(f"{name} ({point.label(suite.varied_axes)}): not started")
             continue
-        counted, running = _budget(study)
-        waiting = len(_trials(study, TrialState.WAITING))
+        counted, running, waiting = _budget(study)
         lines.append(f"{name} ({point.label(suite.varied_axes)}): {counted}/{suite.tune.trials}"
                      f" trials, {running} running, {waiting} queued again")
     return lines
@@ -692,7 +694,12 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                 trained = running_elsewhere = False
                 for point, study in studies.values():
                     reap(study)
-                    counted, running = _budget(study)
+                    counted, running, queued = _budget(study)
+                    if counted >= tune.trials and queued:
+                        # the copy of a trial asked past the budget that went stale before
+                        # its worker saw so (an ask whose answer was lost): it could only
+                        # ever be surplus, and no worker asks once the budget is met
+                        fail_waiting(study, {"nnbench.outcome": "surplus"})
                     if counted + running < tune.trials:
                         size = min(batch, tune.trials - counted - running)
                         trained |= _train_batch(study, suite, point, tracker, parent, tags,
@@ -716,7 +723,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     tracker.end_invocation(parent, "FINISHED")
     complete: list[tuple[TrialSpec, optuna.Study]] = []
     for name, (point, study) in studies.items():
-        counted, running = _budget(study)
+        counted, running, _ = _budget(study)
         states: dict[str, int] = {}
         for t in _trials(study):
             outcome = str(t.user_attrs.get("nnbench.outcome", "killed" if t.state ==

@@ -53,12 +53,13 @@ the schedule as carried out, every worker's exit code and the tails of their log
   attempt that failed, as a killed or stopped worker's does);
 - tuning suite: each study has exactly its budget of counted Optuna trials, nothing running
   or waiting, each trial failed as stale has a copy that counted (with its parameters, if it
-  had drawn any), every Optuna trial and its MLflow tune run hold the same state
-  (`OPTUNA_TO_MLFLOW`; no tune run without its trial, none twice), the re-runs of each
-  study's best values over the tune seeds each finished once among active runs and never
-  twice among all runs, MLflow's status of each re-run equals the queue's, every clean
-  worker exited 0, and each Optuna trial killed by a SIGTERM had its parameters trained
-  again by a later trial that counted.
+  had drawn any; one that had drawn none, asked past a budget the others then met, may have
+  a copy failed as surplus instead: the exact budget is checked apart), every Optuna trial
+  and its MLflow tune run hold the same state (`OPTUNA_TO_MLFLOW`; no tune run without its
+  trial, none twice), the re-runs of each study's best values over the tune seeds each
+  finished once among active runs and never twice among all runs, MLflow's status of each
+  re-run equals the queue's, every clean worker exited 0, and each Optuna trial killed by a
+  SIGTERM had its parameters trained again by a later trial that counted.
 
 Only public surfaces are read: the commands as processes (exit codes, output), the MLflow
 store (runs and the tags the README describes) and the Optuna storage. One function,
@@ -654,7 +655,8 @@ def check_tuning(chaos: Chaos) -> list[str]:
 def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
     """Each Optuna trial failed as stale (no outcome) has a copy that counted, at the end of
     its chain of copies, with its parameters (a trial whose worker died between asking for
-    it and drawing its parameters had none: its copy draws its own)."""
+    it and drawing its parameters, or whose ask lost its answer, had none: its copy draws its
+    own, or is failed as surplus when the others met the budget, which is checked apart)."""
     problems = []
     copies: dict[int, FrozenTrial] = {}
     for trial in trials:
@@ -669,7 +671,8 @@ def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
         last = trial
         while last.number in copies:
             last = copies[last.number]
-        if last is trial or not last.user_attrs.get(COUNTED) or (
+        surplus = not trial.params and last.user_attrs.get("nnbench.outcome") == "surplus"
+        if last is trial or not (last.user_attrs.get(COUNTED) or surplus) or (
                 trial.params and last.params != trial.params):
             problems.append(f"{name} trial {trial.number} failed as stale; its last copy "
                             f"{'(none)' if last is trial else last.number} "

@@ -657,6 +657,42 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
         FAIL=1, COMPLETE=len(trials) - 1)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_the_copy_of_a_trial_asked_past_a_met_budget_is_failed_as_surplus(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """An ask past the budget whose answer was lost (its worker asked again, found the
+    second trial surplus and moved on) leaves a RUNNING trial that goes stale; its copy, in
+    a study whose budget other trials met, could only be surplus and no worker asks for it:
+    a worker that finds the budget met fails it as surplus (a chaos run once ended with the
+    copy WAITING for good, a study that never finished)."""
+    from nnbench.queue import open_storage
+
+    path = _suite(tmp_path / "orphan.yaml", name="orphan", epochs=1, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    fast = Liveness(heartbeat_interval=1, grace_period=2)
+
+    def tune() -> tuning.TuneSummary:
+        return tune_suite(parse_suite(path.read_text()), storage=storage,
+                          tracking_uri=tracking_uri, device="cpu", engine="serial",
+                          console=QUIET, liveness=fast)
+
+    tune()
+    (name,) = _studies(storage)
+    # the lost answer: a trial stored RUNNING, no heartbeat, no parameters, no run
+    orphan = optuna.load_study(study_name=name, storage=open_storage(storage, fast)).ask()
+    summary = tune()
+    (trials,) = _studies(storage).values()
+    assert [(t.state, t.user_attrs.get("nnbench.outcome")) for t in trials] == [
+        (TrialState.COMPLETE, "finished"), (TrialState.COMPLETE, "finished"),
+        (TrialState.FAIL, None), (TrialState.FAIL, "surplus")]
+    assert trials[3].system_attrs["failed_trial"] == orphan.number == 2
+    _assert_budgets_met(storage, 2, 1)
+    (point,) = summary.points
+    assert (point.counted, point.states) == (2, {"finished": 2, "killed": 1, "surplus": 1})
+    assert _assert_stores_agree(storage, tracking_uri, "orphan") == Counter(FAIL=2, COMPLETE=2)
+
+
 def _failed_as_stale(study: optuna.Study, trial: optuna.Trial) -> None:
     """What another worker's `fail_stale_trials` does to a trial whose worker was stopped
     past the grace period: FAIL, and a WAITING copy queued by the storage's callback."""
@@ -783,7 +819,7 @@ def test_a_study_read_that_meets_an_ended_session_is_retried(
         return read(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(study, "get_trials", flaky)
-    assert tuning._budget(study) == (1, 1)
+    assert tuning._budget(study) == (1, 1, 0)
     assert not failures
 
 

@@ -317,6 +317,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                   highlight=False)
     if not todo and not counts.running and not counts.queued:
         queue.close()
+        tracker.end_dead_invocations()
         summary.done_after = len(population)
         if parent_run_id is None:  # e.g. a store written before summaries existed
             _refresh_summaries(tracker, members, console)

@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import shlex
+import socket
 import tempfile
 import time
 import uuid
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -134,6 +136,20 @@ _KEPT_SAMPLES = 10_000  # system-metric values kept while the store cannot take 
 
 
 @functools.cache
+def _alive(pid: int, since_ms: int | None) -> bool:
+    """Whether process `pid` of this host lives and is the one that started a run at
+    `since_ms` (ms since the epoch, by this host's clock): a pid a later process reused is
+    not it, nor a zombie."""
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and (
+            since_ms is None or process.create_time() <= since_ms / 1000 + 1)
+    except psutil.NoSuchProcess:  # (a zombie's create_time raises ZombieProcess, one of them)
+        return False
+    except psutil.Error:  # it exists, but is not ours to inspect
+        return True
+
+
 def _monitor_class() -> type:
     """MLflow's system-metrics monitor, with a loop that outlives a failure to log.
 
@@ -374,6 +390,7 @@ class Tracker:
     def start_invocation(self, provenance: Mapping[str, str], n_todo: int) -> str:
         experiment_id = self.experiment_id()
         assert experiment_id is not None
+        self.end_dead_invocations()
         tags = {"nnbench.role": "suite", "nnbench.suite": self.suite.name,
                 "nnbench.worker": worker_label(),
                 "nnbench.trials_total": str(len(self.suite.trials())),
@@ -400,6 +417,24 @@ class Tracker:
 
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
+        self.end_dead_invocations()
+
+    def end_dead_invocations(self) -> list[str]:
+        """End KILLED the suite's invocation runs that MLflow still shows RUNNING whose
+        process, on this host, is gone (SIGKILLed, killed for memory, its machine
+        restarted): nothing else would ever end them. One of another host is left as it is:
+        nothing here can tell whether it lives. Returns the runs ended."""
+        here, ended = socket.gethostname(), []
+        for run in self.open_runs("suite"):
+            host, _, pid = run.data.tags.get("nnbench.worker", "").rpartition(":")
+            if host != here or not pid.isdigit() or _alive(int(pid), run.info.start_time):
+                continue
+            self.client.set_tag(run.info.run_id, "nnbench.reason",
+                                f"its process ({host}:{pid}) ended without closing the run "
+                                f"(killed); closed by {worker_label()}")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+        return ended
 
     @contextmanager
     def system_metrics(self, run_id: str, node: str | None = None) -> Iterator[None]:

@@ -45,12 +45,13 @@ the schedule as carried out, every worker's exit code and the tails of their log
   among all runs (deleted ones included), the fingerprints equal those of an undisturbed
   run (one worker, the same engine and lanes, a fresh SQLite store), every clean worker
   (not SIGKILLed or SIGTERMed; a stopped and continued one is clean) exited 0 and every
-  SIGTERMed one 130, no trial run is left
-  RUNNING, every run's MLflow status agrees with its `nnbench.status`, for every trial
-  MLflow's status equals the queue's (`QUEUE_TO_MLFLOW`), whose entries are all ended, and
-  the queue holds one entry of each trial that did not fail (the workers, which start at
-  the same instant on the fresh store, queued each trial once; a copy only replaced an
-  attempt that failed, as a killed or stopped worker's does);
+  SIGTERMed one 130, no trial run is left RUNNING (nor an invocation run: a killed
+  worker's is ended by the others, all on one host), every run's MLflow status agrees with
+  its `nnbench.status`, for every trial MLflow's status equals the queue's
+  (`QUEUE_TO_MLFLOW`), whose entries are all ended, and the queue holds one entry of each
+  trial that did not fail (the workers, which start at the same instant on the fresh
+  store, queued each trial once; a copy only replaced an attempt that failed, as a killed
+  or stopped worker's does);
 - tuning suite: each study has exactly its budget of counted Optuna trials, nothing running
   or waiting, each trial failed as stale has a copy that counted (with its parameters, if it
   had drawn any; one that had drawn none, asked past a budget the others then met, may have
@@ -523,8 +524,8 @@ def _trials_once(chaos: Chaos, client: MlflowClient, experiment_id: str, trial_i
                  ) -> tuple[list[str], dict[str, Run]]:
     """The properties of trial runs (a grid's trials, or a tuned suite's re-runs): each of
     `trial_ids` finished once among active runs and never twice among all runs, no run left
-    open, each run's statuses agree, and MLflow's status of each trial is the queue's.
-    Returns the problems and each trial's done run."""
+    open (an invocation run neither), each run's statuses agree, and MLflow's status of each
+    trial is the queue's. Returns the problems and each trial's done run."""
     problems: list[str] = []
     every = [r for r in _runs(client, experiment_id)
              if r.data.tags.get("nnbench.trial_id") in trial_ids]
@@ -551,6 +552,10 @@ def _trials_once(chaos: Chaos, client: MlflowClient, experiment_id: str, trial_i
         elif RUN_STATUS.get(str(status)) != run.info.status:
             problems.append(f"trial {run.data.tags['nnbench.trial_id']}: {chaos.run_line(run)}"
                             f": its MLflow status is not its nnbench.status's")
+    for run in _runs(client, experiment_id, ("suite",)):
+        if run.info.status == "RUNNING":  # its process was killed: the others end it
+            problems.append(f"invocation run {run.info.run_id} of "
+                            f"{chaos.who(run.data.tags.get('nnbench.worker'))} is left RUNNING")
     queue, entries, alive = queue_states(chaos.postgres.optuna, chaos.suite.name)
     if entries["WAITING"] or entries["RUNNING"]:
         problems.append(f"queue entries left waiting or running: {dict(entries)}")

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import time
 from collections import Counter
@@ -579,6 +580,17 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     assert summary.statuses == Counter({"finished": 12 - done_before}), output
     (lost,) = _assert_complete_and_unique(tracking_uri, suite)  # the killed worker's trial
     assert "sent no heartbeat" in lost.data.tags["nnbench.reason"]
+    # the killed process's invocation run is ended (it showed RUNNING for good), the
+    # re-run's is finished
+    client = MlflowClient(tracking_uri)
+    invocations = {r.data.tags["nnbench.worker"]: r for r in client.search_runs(
+        [client.get_experiment_by_name(suite.name).experiment_id],
+        "tags.`nnbench.role` = 'suite'")}
+    killed = invocations.pop(f"{socket.gethostname()}:{proc.pid}")
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["nnbench.reason"].startswith(
+        f"its process ({socket.gethostname()}:{proc.pid}) ended without closing the run")
+    assert [r.info.status for r in invocations.values()] == ["FINISHED"]
 
 
 def test_an_interrupt_while_trials_are_claimed_leaves_no_claim_held(

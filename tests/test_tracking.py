@@ -510,3 +510,49 @@ def test_an_interrupt_while_the_store_is_made_waits_for_its_end(
     client = MlflowClient(uri)
     experiment = client.create_experiment("after")  # the store opens and takes writes
     assert client.get_experiment(experiment).name == "after"
+
+
+def test_an_invocation_whose_process_is_gone_is_ended_killed_others_are_left(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """Invocation runs still RUNNING: one whose process on this host has exited (a zombie
+    too), or whose pid a later process now has, is ended KILLED with the reason; one of a
+    live process, or of another host, is left running (nothing here can tell)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    tracker = Tracker(load_suite(write_suite()), tracking_uri)
+    here = socket.gethostname()
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for
+    while True:
+        with open(f"/proc/{zombie.pid}/stat") as stat:
+            if stat.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.01)
+    now_ms = int(time.time() * 1000)
+    workers = {"exited": (f"{here}:{exited.pid}", now_ms),
+               "zombie": (f"{here}:{zombie.pid}", now_ms),
+               "reused": (f"{here}:{os.getpid()}", now_ms - 10 ** 8),  # a run of long ago
+               "live": (f"{here}:{os.getpid()}", now_ms),
+               "elsewhere": (f"{here}-other:{exited.pid}", now_ms)}
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
+    client = MlflowClient(tracking_uri)
+    runs = {name: client.create_run(experiment_id, start_time=started, tags={
+        "nnbench.role": "suite", "nnbench.worker": worker}).info.run_id
+            for name, (worker, started) in workers.items()}
+    try:
+        ended = tracker.end_dead_invocations()
+    finally:
+        zombie.wait()
+    assert sorted(ended) == sorted(runs[n] for n in ("exited", "zombie", "reused"))
+    statuses = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert statuses == {"exited": "KILLED", "zombie": "KILLED", "reused": "KILLED",
+                        "live": "RUNNING", "elsewhere": "RUNNING"}
+    reason = client.get_run(runs["exited"]).data.tags["nnbench.reason"]
+    assert reason == (f"its process ({here}:{exited.pid}) ended without closing the run "
+                      f"(killed); closed by {here}:{os.getpid()}")
+    assert tracker.end_dead_invocations() == []  # once

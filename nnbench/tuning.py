@@ -25,6 +25,7 @@ MLflow store: they split the Optuna trials, and each re-run is claimed by one wo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import time
@@ -70,17 +71,58 @@ from nnbench.train import (
 from nnbench.transient import RETRY_SECONDS, is_transient, retrying, retrying_once, worker_label
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
-           "study_name", "tune_suite", "tuned_points", "tuned_trials"]
+           "study_name", "tune_suite", "tuned_points", "tuned_studies", "tuned_trials"]
 
 # the state an Optuna trial ended in, as its MLflow run's `nnbench.optuna_state`, by status
 _OPTUNA_STATE = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
                  "failed": "failed", "killed": "killed"}
 COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
 TUNED_TAG = "nnbench.tuned."  # experiment tag prefix: best values of each tuned point (JSON)
+TUNED_STUDY_TAG = "nnbench.tuned_study."  # ... and the study they are the best of
+
+
+def definition(tune: Tune) -> dict[str, Any]:
+    """What makes a point's Optuna trials comparable with each other: the search space,
+    the objective and the seed they train at (not the budget, sampler or pruner, which
+    decide only which trials are drawn and how long they train)."""
+    def bound(d: Dimension, value: float | None) -> float | int | None:
+        return None if value is None else int(value) if d.kind == "int" else float(value)
+
+    return {"space": [[d.path, d.kind, bound(d, d.low), bound(d, d.high), d.log,
+                       list(d.choices)] for d in sorted(tune.space, key=lambda d: d.path)],
+            "metric": tune.metric, "direction": tune.direction, "seed": tune.seeds[0]}
 
 
 def study_name(suite: Suite, point: TrialSpec) -> str:
-    return f"{suite.name}/{point.config_id}"
+    """The study of `point` under the suite's tune definition (`definition`): editing the
+    space, objective or tuning seed starts a new study, never mixing trials of two."""
+    assert suite.tune is not None
+    digest = hashlib.sha256(json.dumps(definition(suite.tune), sort_keys=True,
+                                       default=str).encode()).hexdigest()[:12]
+    return f"{suite.name}/{point.config_id}/{digest}"
+
+
+def point_studies(suite: Suite, storage: RDBStorage) -> dict[str, str]:
+    """config_id -> the study each point's tuning uses in `storage`: `study_name`'s, or the
+    study an earlier nnbench named `<suite>/<config_id>` when its trials fit the current
+    definition (the same parameters and distributions, the same direction: its metric and
+    seed were not recorded) and no study of the new name exists."""
+    assert suite.tune is not None
+    names = set(retrying(lambda: optuna.get_all_study_names(storage), "listing studies"))
+    dims = {d.path: distribution(d) for d in suite.tune.space}
+    out = {}
+    for point in suite.configurations():
+        name, earlier = study_name(suite, point), f"{suite.name}/{point.config_id}"
+        if name not in names and earlier in names:
+            study = retrying(partial(optuna.load_study, study_name=earlier, storage=storage),
+                             f"reading study {earlier}")
+            if study.direction.name.lower() == suite.tune.direction and all(
+                    all(dims.get(p) == d for p, d in t.distributions.items())
+                    and (t.state != TrialState.COMPLETE or t.distributions.keys() == dims.keys())
+                    for t in _trials(study)):
+                name = earlier
+        out[point.config_id] = name
+    return out
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -512,8 +554,9 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
     """One line per tuning study: trials that used budget, running, waiting (re-queued)."""
     assert suite.tune is not None
     lines = []
+    names = point_studies(suite, storage)
     for point in suite.configurations():
-        name = study_name(suite, point)
+        name = names[point.config_id]
         try:
             study = retrying(partial(optuna.load_study, study_name=name, storage=storage),
                              f"reading study {name}")
@@ -532,14 +575,62 @@ def best_values(study: optuna.Study) -> dict[str, Any] | None:
                 .params) if complete else None
 
 
+def _tuned_study(suite: Suite, point: TrialSpec, tags: dict[str, str]) -> str | None:
+    """The study whose best values the experiment's tags hold for `point` (one an earlier
+    nnbench recorded without naming it: the study it named `<suite>/<config_id>`)."""
+    if f"{TUNED_TAG}{point.config_id}" not in tags:
+        return None
+    return tags.get(f"{TUNED_STUDY_TAG}{point.config_id}", f"{suite.name}/{point.config_id}")
+
+
+def _forget_other_definitions(suite: Suite, tracker: Tracker, names: dict[str, str]) -> None:
+    """Drop the best values recorded for a point from a study other than the one its
+    tuning now uses (`point_studies`: the tune definition was edited), so nothing re-runs
+    or reports them as this definition's best."""
+    experiment_id = tracker.experiment_id()
+    assert experiment_id is not None
+    tags = tracker.client.get_experiment(experiment_id).tags
+    for point in suite.configurations():
+        if _tuned_study(suite, point, tags) not in (None, names[point.config_id]):
+            for prefix in (TUNED_TAG, TUNED_STUDY_TAG):
+                if f"{prefix}{point.config_id}" in tags:
+                    tracker.client.delete_experiment_tag(experiment_id,
+                                                         f"{prefix}{point.config_id}")
+
+
 def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, dict[str, Any]]]:
-    """point config_id -> (the point, its best nuisance values), as recorded in MLflow."""
+    """point config_id -> (the point, its best nuisance values), as recorded in MLflow, of
+    the points whose values are the best of the current tune definition's study (one an
+    earlier nnbench recorded: if they are values of the current space)."""
+    return {cid: (point, values) for cid, (point, values, _) in _tuned(suite, tracker).items()}
+
+
+def tuned_studies(suite: Suite, tracker: Tracker) -> dict[str, str]:
+    """study name -> the point's label, for each point's study of the current tune
+    definition (the tuned study where its best values are recorded)."""
+    tuned = _tuned(suite, tracker)
+    return {(tuned[p.config_id][2] if p.config_id in tuned else study_name(suite, p)):
+            p.label(suite.varied_axes) for p in suite.configurations()}
+
+
+def _tuned(suite: Suite, tracker: Tracker
+           ) -> dict[str, tuple[TrialSpec, dict[str, Any], str]]:
     experiment_id = tracker.experiment_id(create=False)
     if suite.tune is None or experiment_id is None:
         return {}
     tags = tracker.client.get_experiment(experiment_id).tags
-    return {p.config_id: (p, json.loads(tags[f"{TUNED_TAG}{p.config_id}"]))
-            for p in suite.configurations() if f"{TUNED_TAG}{p.config_id}" in tags}
+    dims = {d.path: distribution(d) for d in suite.tune.space}
+    out = {}
+    for point in suite.configurations():
+        study = _tuned_study(suite, point, tags)
+        if study is None:
+            continue
+        values = json.loads(tags[f"{TUNED_TAG}{point.config_id}"])
+        if study == study_name(suite, point) or (
+                study == f"{suite.name}/{point.config_id}" and values.keys() == dims.keys()
+                and all(_fits(dims[p], values[p]) for p in dims)):
+            out[point.config_id] = (point, values, study)
+    return out
 
 
 def tuned_trials(suite: Suite, points: dict[str, tuple[TrialSpec, dict[str, Any]]]
@@ -676,14 +767,18 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     summary = TuneSummary(suite.name, url, [], tracking_uri=tracker.tracking_uri,
                           experiment_id=experiment_id)
     studies: dict[str, tuple[TrialSpec, optuna.Study]] = {}
+    names = point_studies(suite, rdb)
     for point in suite.configurations():
-        name = study_name(suite, point)
+        name = names[point.config_id]
         study = open_study(rdb, name, direction=tune.direction,
                            sampler=_sampler(tune, point, batch),
                            pruner=_pruner(tune, point.epochs))
         retrying(partial(study.set_user_attr, "nnbench.config",
                          point.label(suite.varied_axes)), "labelling a study")
+        retrying(partial(study.set_user_attr, "nnbench.tune", definition(tune)),
+                 "labelling a study")
         studies[name] = (point, study)
+    _forget_other_definitions(suite, tracker, names)
     _project(tracker, studies)  # runs of trials whose worker died after Optuna was told
     waiting = False
     monitor: AbstractContextManager[None] = (tracker.system_metrics(parent) if system_metrics
@@ -740,6 +835,8 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     assert experiment_id is not None
     for point, study in complete:
         best = best_values(study)
+        tracker.client.set_experiment_tag(experiment_id, f"{TUNED_STUDY_TAG}{point.config_id}",
+                                          study.study_name)
         tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
                                           json.dumps(best, sort_keys=True))
     # the re-runs go through the suite's trial queue, like any grid's trials

@@ -583,9 +583,10 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     # the killed process's invocation run is ended (it showed RUNNING for good), the
     # re-run's is finished
     client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(suite.name)
+    assert experiment is not None
     invocations = {r.data.tags["nnbench.worker"]: r for r in client.search_runs(
-        [client.get_experiment_by_name(suite.name).experiment_id],
-        "tags.`nnbench.role` = 'suite'")}
+        [experiment.experiment_id], "tags.`nnbench.role` = 'suite'")}
     killed = invocations.pop(f"{socket.gethostname()}:{proc.pid}")
     assert killed.info.status == "KILLED"
     assert killed.data.tags["nnbench.reason"].startswith(

@@ -180,19 +180,23 @@ def _numerics(trials: Any) -> dict[str, Any]:
 def _tuning_section(results: Results) -> dict[str, Any]:
     """Best-so-far per point, the isolation plot, importances, boundary warnings, counts."""
     from nnbench.tracking import Tracker
-    from nnbench.tuning import boundary_warnings, importances, study_name, tuned_points
+    from nnbench.tuning import boundary_warnings, importances, tuned_points, tuned_studies
 
     suite, tuning = results.suite, results.tuning
     assert suite.tune is not None
-    names = {study_name(suite, p): p.label(suite.varied_axes) for p in suite.configurations()}
+    tracker = Tracker(suite, results.tracking_uri)
+    names = tuned_studies(suite, tracker)
+    if not tuning.empty:  # the studies of points or tune definitions since removed: not these
+        tuning = tuning[tuning["study"].isin(names)]
     maximize = suite.tune.direction == "maximize"
-    points = tuned_points(suite, Tracker(suite, results.tracking_uri))
+    points = tuned_points(suite, tracker)
     section: dict[str, Any] = {"tune": suite.tune, "names": names, "counts": [],
                                "warnings": boundary_warnings(suite, points), "importances": [],
                                "best": [{"point": p.label(suite.varied_axes), "values": b}
                                         for p, b in points.values()]}
     if tuning.empty:
-        section["why"] = "no Optuna trial is in MLflow yet: run nnbench tune"
+        section["why"] = ("no Optuna trial of this tune definition (space, objective, "
+                          "seed) is in MLflow yet: run nnbench tune")
         return section
     for study, rows in tuning.groupby("study", sort=False):
         # Optuna has no diverged state: a diverged trial is FAIL there, its run says why

@@ -146,6 +146,9 @@ def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str)
     for part in ('<h2 id="tuning">', "Best so far", "Isolation plot", "Parameter importances",
                  'id="tuning-counts"', "4 finished"):
         assert part in html, part
+    # each point's importances come from its 4 trials: said, and called unstable
+    assert "with fewer, as here, the shares are unstable, a hint rather than a finding" in html
+    assert html.count("<td>4</td><td>optimizer.lr: 1.00</td>") == 2, html
 
 
 def test_a_fixed_sampler_seed_proposes_the_same_sequence(
@@ -868,6 +871,37 @@ def test_importances_leave_out_trials_of_an_earlier_space(tmp_path: Path) -> Non
     assert sum(found[name].values()) == pytest.approx(1.0)
 
 
+def test_importances_of_too_few_trials_are_not_reported_as_equal_shares(tmp_path: Path) -> None:
+    """Optuna's evaluator, given one trial, warns and returns equal shares (0.50, 0.50):
+    the report printed them as a finding (and the warning leaked to stderr). They are left
+    out; with more trials they are computed."""
+    import warnings
+
+    import pandas as pd
+
+    from nnbench.config import load_suite
+    from nnbench.tuning import importances
+
+    path = _suite(tmp_path / "few.yaml", optimizers="[sgd]",
+                  space="{type: float, low: 0.001, high: 0.1, log: true}\n"
+                        "    l2: {type: float, low: 0.0, high: 0.01}")
+    suite = load_suite(path)
+    (name,) = {study_name(suite, p) for p in suite.configurations()}
+
+    def rows(n: int) -> pd.DataFrame:
+        return pd.DataFrame([{"study": name, "state": "complete",
+                              "objective": 0.5 + (i % 7) / 100 + i / 1000,
+                              "optimizer.lr": 0.001 * 1.2 ** i, "l2": 0.01 * (i % 5) / 5}
+                             for i in range(n)])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none leaks
+        assert importances(suite, rows(1)) == {}
+        found = importances(suite, rows(4))
+    assert set(found[name]) == {"optimizer.lr", "l2"}
+    assert len(set(found[name].values())) == 2  # not equal shares
+
+
 def _tuning_counts(suite_path: Path, uri: str) -> list[dict[str, object]]:
     """The report's tuning counts table: one row per study it shows."""
     from nnbench.config import load_suite
@@ -975,3 +1009,15 @@ def test_a_study_an_earlier_nnbench_named_is_kept_while_its_definition_holds(
     assert sorted(_studies(storage)) == sorted([earlier, study_name(edited, point)])
     assert tuning.tuned_points(edited, Tracker(edited, tracking_uri))[point.config_id][1][
         "optimizer.lr"] in (0.1, 0.3)
+
+
+def test_the_report_says_why_a_point_of_one_trial_has_no_importances(
+        tmp_path: Path, tracking_uri: str) -> None:
+    path = _suite(tmp_path / "one.yaml", name="one", epochs=1, trials=1, optimizers="[sgd]",
+                  sampler="random", seeds=1)
+    suite = parse_suite(path.read_text())
+    tune_suite(suite, storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=tracking_uri,
+               device="cpu", console=QUIET)
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path / "r").read_text()
+    assert ("<td>1</td><td>not estimated: 1 complete trial is too few for Optuna&#39;s "
+            "evaluator (it would give every parameter an equal share)</td>") in html

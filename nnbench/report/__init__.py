@@ -204,8 +204,17 @@ def _tuning_section(results: Results) -> dict[str, Any]:
         counts = state.value_counts().to_dict()
         section["counts"].append({"point": names.get(str(study), str(study)), **counts,
                                   "total": len(rows)})
-    for study, values in importances(suite, tuning).items():
-        section["importances"].append({"point": names.get(study, study), "values": values})
+    found = importances(suite, tuning)
+    complete = tuning[tuning["state"] == "complete"]["study"].value_counts()
+    for study, label in names.items():
+        if study in found:
+            section["importances"].append({"point": label, "values": found[study],
+                                           "n": int(complete.get(study, 0))})
+        elif complete.get(study, 0):
+            section["importances"].append({"point": label, "values": {},
+                                           "n": int(complete[study]), "note": (
+                f"not estimated: {complete[study]} complete trial is too few for "
+                f"Optuna's evaluator (it would give every parameter an equal share)")})
     section["best_png"] = figures.best_so_far(tuning, names, maximize)
     if not results.trials.empty:
         section["isolation_png"] = figures.isolation(tuning, results.trials, names, suite.metric,

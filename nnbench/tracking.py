@@ -135,7 +135,20 @@ def system_metrics_problem(gpu: bool) -> str | None:
 _KEPT_SAMPLES = 10_000  # system-metric values kept while the store cannot take them
 
 
-@functools.cache
+_PID_NAMESPACE = "nnbench.pid_namespace"  # of an invocation's process (`_pid_namespace`)
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace and the machine's boot, which with the host name say
+    whose pids a pid is (containers of one host name each have their own)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: a pid is the host's
+        return "host"
+    return f"{namespace} {boot}"
+
+
 def _alive(pid: int, since_ms: int | None) -> bool:
     """Whether process `pid` of this host lives and is the one that started a run at
     `since_ms` (ms since the epoch, by this host's clock): a pid a later process reused is
@@ -150,6 +163,7 @@ def _alive(pid: int, since_ms: int | None) -> bool:
         return True
 
 
+@functools.cache
 def _monitor_class() -> type:
     """MLflow's system-metrics monitor, with a loop that outlives a failure to log.
 
@@ -392,7 +406,7 @@ class Tracker:
         assert experiment_id is not None
         self.end_dead_invocations()
         tags = {"nnbench.role": "suite", "nnbench.suite": self.suite.name,
-                "nnbench.worker": worker_label(),
+                "nnbench.worker": worker_label(), _PID_NAMESPACE: _pid_namespace(),
                 "nnbench.trials_total": str(len(self.suite.trials())),
                 "nnbench.trials_todo": str(n_todo), **provenance}
         started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -424,11 +438,14 @@ class Tracker:
         process, on this host, is gone (SIGKILLed, killed for memory, its machine
         restarted): nothing else would ever end them. One of another host is left as it is:
         nothing here can tell whether it lives. Returns the runs ended."""
-        here, ended = socket.gethostname(), []
+        here, namespace, ended = socket.gethostname(), _pid_namespace(), []
         for run in self.open_runs("suite"):
             host, _, pid = run.data.tags.get("nnbench.worker", "").rpartition(":")
-            if host != here or not pid.isdigit() or _alive(int(pid), run.info.start_time):
-                continue
+            # (a container of this host's name has pids of its own: its runs are left)
+            if host != here or run.data.tags.get(_PID_NAMESPACE) != namespace \
+                    or not pid.isdigit() or _alive(int(pid), run.info.start_time) \
+                    or self.client.get_run(run.info.run_id).info.status != "RUNNING":
+                continue  # (ended meanwhile by its process, which then exited)
             self.client.set_tag(run.info.run_id, "nnbench.reason",
                                 f"its process ({host}:{pid}) ended without closing the run "
                                 f"(killed); closed by {worker_label()}")

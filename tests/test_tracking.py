@@ -516,11 +516,14 @@ def test_an_invocation_whose_process_is_gone_is_ended_killed_others_are_left(
         write_suite: Callable[..., Path], tracking_uri: str) -> None:
     """Invocation runs still RUNNING: one whose process on this host has exited (a zombie
     too), or whose pid a later process now has, is ended KILLED with the reason; one of a
-    live process, or of another host, is left running (nothing here can tell)."""
+    live process, of another host, or of a container with this host's name (pids of its
+    own) is left running (nothing here can tell)."""
     import os
     import socket
     import subprocess
     import sys
+
+    from nnbench.tracking import _pid_namespace
 
     tracker = Tracker(load_suite(write_suite()), tracking_uri)
     here = socket.gethostname()
@@ -533,17 +536,20 @@ def test_an_invocation_whose_process_is_gone_is_ended_killed_others_are_left(
                 break
         time.sleep(0.01)
     now_ms = int(time.time() * 1000)
-    workers = {"exited": (f"{here}:{exited.pid}", now_ms),
-               "zombie": (f"{here}:{zombie.pid}", now_ms),
-               "reused": (f"{here}:{os.getpid()}", now_ms - 10 ** 8),  # a run of long ago
-               "live": (f"{here}:{os.getpid()}", now_ms),
-               "elsewhere": (f"{here}-other:{exited.pid}", now_ms)}
+    ours = _pid_namespace()
+    workers = {"exited": (f"{here}:{exited.pid}", now_ms, ours),
+               "zombie": (f"{here}:{zombie.pid}", now_ms, ours),
+               "reused": (f"{here}:{os.getpid()}", now_ms - 10 ** 8, ours),  # of long ago
+               "live": (f"{here}:{os.getpid()}", now_ms, ours),
+               "elsewhere": (f"{here}-other:{exited.pid}", now_ms, ours),
+               "container": (f"{here}:{exited.pid}", now_ms, "pid:[1] another-boot")}
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
     client = MlflowClient(tracking_uri)
     runs = {name: client.create_run(experiment_id, start_time=started, tags={
-        "nnbench.role": "suite", "nnbench.worker": worker}).info.run_id
-            for name, (worker, started) in workers.items()}
+        "nnbench.role": "suite", "nnbench.worker": worker,
+        "nnbench.pid_namespace": namespace}).info.run_id
+            for name, (worker, started, namespace) in workers.items()}
     try:
         ended = tracker.end_dead_invocations()
     finally:
@@ -551,8 +557,18 @@ def test_an_invocation_whose_process_is_gone_is_ended_killed_others_are_left(
     assert sorted(ended) == sorted(runs[n] for n in ("exited", "zombie", "reused"))
     statuses = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert statuses == {"exited": "KILLED", "zombie": "KILLED", "reused": "KILLED",
-                        "live": "RUNNING", "elsewhere": "RUNNING"}
+                        "live": "RUNNING", "elsewhere": "RUNNING", "container": "RUNNING"}
     reason = client.get_run(runs["exited"]).data.tags["nnbench.reason"]
     assert reason == (f"its process ({here}:{exited.pid}) ended without closing the run "
                       f"(killed); closed by {here}:{os.getpid()}")
     assert tracker.end_dead_invocations() == []  # once
+
+    # alive at one look, gone at the next: ended then (nothing remembers it alive)
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run_id = client.create_run(experiment_id, tags={
+        "nnbench.role": "suite", "nnbench.worker": f"{here}:{later.pid}",
+        "nnbench.pid_namespace": ours}).info.run_id
+    assert tracker.end_dead_invocations() == []
+    later.kill()
+    later.wait()
+    assert tracker.end_dead_invocations() == [run_id]

@@ -30,8 +30,9 @@ transaction is `BEGIN IMMEDIATE`), and adds one only for a trial with no such en
 - **release**: the worker ends its entry, COMPLETE or FAIL, only if the entry is still
   RUNNING: a worker that was silent past the grace period finds its claim gone.
 
-Optuna search trials of tuning live in the studies `<suite>/<config_id>` of the same
-storage, with the same heartbeats; Optuna fails their stale trials and queues a copy.
+Optuna search trials of tuning live in the studies `<suite>/<config_id>/<definition>`
+(nnbench.tuning.study_name) of the same storage, with the same heartbeats; Optuna fails
+their stale trials and queues a copy.
 
 Storages: `sqlite:///path/optuna.db` on one machine (no server; several local worker
 processes), PostgreSQL for many machines (`postgresql+psycopg://user@host/db`).
@@ -730,7 +731,9 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
                 for key, value in attrs.items():
                     storage._set_trial_attr_without_commit(
                         session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)
-                entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
+                now = datetime.now()  # (a trial that ended has a start: Optuna checks)
+                entry.state, entry.datetime_start, entry.datetime_complete = \
+                    TrialState.FAIL, entry.datetime_start or now, now
 
     retrying(transaction, "failing queued copies no one needs")
 

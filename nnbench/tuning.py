@@ -1,7 +1,8 @@
 """Everything Optuna: tune the nuisance axes of every scientific point, then re-run the best.
 
 `tune_suite(suite)` creates one Optuna study per scientific point (configuration of
-the suite's grid/ablate), named `<suite>/<config_id>`, in an Optuna storage that
+the suite's grid/ablate) and tune definition, named `<suite>/<config_id>/<definition>`
+(`study_name`), in an Optuna storage that
 survives restarts (default: `optuna.db` next to the MLflow store; any RDB URL such as
 PostgreSQL). Each study runs Optuna trials until its budget (`tune.trials`) is met,
 never beyond: a trial counts when it completed, was pruned, failed or diverged. The
@@ -77,8 +78,9 @@ __all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
 _OPTUNA_STATE = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
                  "failed": "failed", "killed": "killed"}
 COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
-TUNED_TAG = "nnbench.tuned."  # experiment tag prefix: best values of each tuned point (JSON)
-TUNED_STUDY_TAG = "nnbench.tuned_study."  # ... and the study they are the best of
+# experiment tag prefix: each tuned point's best values and their study, JSON
+# {"study": ..., "values": {...}} (an earlier nnbench wrote the values alone)
+TUNED_TAG = "nnbench.tuned."
 
 
 def definition(tune: Tune) -> dict[str, Any]:
@@ -575,12 +577,17 @@ def best_values(study: optuna.Study) -> dict[str, Any] | None:
                 .params) if complete else None
 
 
-def _tuned_study(suite: Suite, point: TrialSpec, tags: dict[str, str]) -> str | None:
-    """The study whose best values the experiment's tags hold for `point` (one an earlier
-    nnbench recorded without naming it: the study it named `<suite>/<config_id>`)."""
-    if f"{TUNED_TAG}{point.config_id}" not in tags:
+def _tuned_tag(suite: Suite, point: TrialSpec, tags: dict[str, str]
+               ) -> tuple[str, dict[str, Any]] | None:
+    """(study, best values) the experiment's tags hold for `point` (values an earlier
+    nnbench recorded alone are of the study it named `<suite>/<config_id>`)."""
+    raw = tags.get(f"{TUNED_TAG}{point.config_id}")
+    if raw is None:
         return None
-    return tags.get(f"{TUNED_STUDY_TAG}{point.config_id}", f"{suite.name}/{point.config_id}")
+    found = json.loads(raw)
+    if isinstance(found, dict) and found.keys() == {"study", "values"}:
+        return str(found["study"]), dict(found["values"])
+    return f"{suite.name}/{point.config_id}", found
 
 
 def _forget_other_definitions(suite: Suite, tracker: Tracker, names: dict[str, str]) -> None:
@@ -591,11 +598,9 @@ def _forget_other_definitions(suite: Suite, tracker: Tracker, names: dict[str, s
     assert experiment_id is not None
     tags = tracker.client.get_experiment(experiment_id).tags
     for point in suite.configurations():
-        if _tuned_study(suite, point, tags) not in (None, names[point.config_id]):
-            for prefix in (TUNED_TAG, TUNED_STUDY_TAG):
-                if f"{prefix}{point.config_id}" in tags:
-                    tracker.client.delete_experiment_tag(experiment_id,
-                                                         f"{prefix}{point.config_id}")
+        found = _tuned_tag(suite, point, tags)
+        if found is not None and found[0] != names[point.config_id]:
+            tracker.client.delete_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}")
 
 
 def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, dict[str, Any]]]:
@@ -622,10 +627,10 @@ def _tuned(suite: Suite, tracker: Tracker
     dims = {d.path: distribution(d) for d in suite.tune.space}
     out = {}
     for point in suite.configurations():
-        study = _tuned_study(suite, point, tags)
-        if study is None:
+        found = _tuned_tag(suite, point, tags)
+        if found is None:
             continue
-        values = json.loads(tags[f"{TUNED_TAG}{point.config_id}"])
+        study, values = found
         if study == study_name(suite, point) or (
                 study == f"{suite.name}/{point.config_id}" and values.keys() == dims.keys()
                 and all(_fits(dims[p], values[p]) for p in dims)):
@@ -784,7 +789,21 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                  "labelling a study")
         studies[name] = (point, study)
     _forget_other_definitions(suite, tracker, names)
-    _project(tracker, studies)  # runs of trials whose worker died after Optuna was told
+    # the points' studies of other tune definitions: their trials a dead worker left
+    # RUNNING are failed as stale (and their runs shown so) though no one tunes them now
+    earlier: dict[str, tuple[TrialSpec, optuna.Study]] = {}
+    listed = retrying(lambda: optuna.get_all_study_names(rdb), "listing studies")
+    for point in suite.configurations():
+        prefix = f"{suite.name}/{point.config_id}"
+        for name in listed:
+            if name != names[point.config_id] and (name == prefix
+                                                   or name.startswith(f"{prefix}/")):
+                earlier[name] = (point, retrying(partial(optuna.load_study, study_name=name,
+                                                         storage=rdb), f"reading {name}"))
+    for _, study in earlier.values():
+        reap(study)
+    # runs of trials whose worker died after Optuna was told
+    _project(tracker, {**studies, **earlier})
     waiting = False
     monitor: AbstractContextManager[None] = (tracker.system_metrics(parent) if system_metrics
                                              else nullcontext())
@@ -819,7 +838,9 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
         summary.interrupted = True
         tracker.end_invocation(parent, "KILLED")
         return summary
-    _project(tracker, studies)
+    for _, study in earlier.values():
+        reap(study)
+    _project(tracker, {**studies, **earlier})
     tracker.end_invocation(parent, "FINISHED")
     complete: list[tuple[TrialSpec, optuna.Study]] = []
     for name, (point, study) in studies.items():
@@ -840,10 +861,9 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     assert experiment_id is not None
     for point, study in complete:
         best = best_values(study)
-        tracker.client.set_experiment_tag(experiment_id, f"{TUNED_STUDY_TAG}{point.config_id}",
-                                          study.study_name)
         tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
-                                          json.dumps(best, sort_keys=True))
+                                          json.dumps({"study": study.study_name,
+                                                      "values": best}, sort_keys=True))
     # the re-runs go through the suite's trial queue, like any grid's trials
     tuned = tuned_points(suite, tracker)
     reruns = tuned_trials(suite, tuned)

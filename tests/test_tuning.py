@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -690,6 +691,7 @@ def test_the_copy_of_a_trial_asked_past_a_met_budget_is_failed_as_surplus(
         (TrialState.COMPLETE, "finished"), (TrialState.COMPLETE, "finished"),
         (TrialState.FAIL, None), (TrialState.FAIL, "surplus")]
     assert trials[3].system_attrs["failed_trial"] == orphan.number == 2
+    assert trials[3].datetime_start is not None  # an ended trial Optuna can copy
     _assert_budgets_met(storage, 2, 1)
     (point,) = summary.points
     assert (point.counted, point.states) == (2, {"finished": 2, "killed": 1, "surplus": 1})
@@ -992,9 +994,10 @@ def test_a_study_an_earlier_nnbench_named_is_kept_while_its_definition_holds(
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("old")
     assert experiment is not None
-    client.delete_experiment_tag(experiment.experiment_id, f"{tuning.TUNED_STUDY_TAG}"
-                                                           f"{point.config_id}")
-    best = tuning.tuned_points(suite, Tracker(suite, tracking_uri))[point.config_id][1]
+    tag = f"{tuning.TUNED_TAG}{point.config_id}"
+    best = json.loads(experiment.tags[tag])["values"]
+    client.set_experiment_tag(experiment.experiment_id, tag, json.dumps(best))  # values alone
+    assert tuning.tuned_points(suite, Tracker(suite, tracking_uri))[point.config_id][1] == best
 
     again = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
                        console=QUIET)
@@ -1021,3 +1024,38 @@ def test_the_report_says_why_a_point_of_one_trial_has_no_importances(
     html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path / "r").read_text()
     assert ("<td>1</td><td>not estimated: 1 complete trial is too few for Optuna&#39;s "
             "evaluator (it would give every parameter an equal share)</td>") in html
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_a_dead_worker_s_trial_of_an_earlier_definition_is_settled_by_the_next_tune(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """A worker killed while tuning one definition, then the space edited: the next tune
+    (of the new definition) still fails that trial as stale and shows its run killed; both
+    stayed RUNNING for good, as nothing tuned the earlier study again."""
+    from nnbench.queue import open_storage, reap
+
+    storage, fast = f"sqlite:///{tmp_path / 'optuna.db'}", Liveness(1, 2)
+    path = _suite(tmp_path / "dead.yaml", name="dead", epochs=1, trials=2, optimizers="[sgd]",
+                  sampler="random", seeds=1, space="{type: categorical, choices: [0.001, 0.003]}")
+    suite = parse_suite(path.read_text())
+    tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu", console=QUIET,
+               liveness=fast)
+    (point,) = suite.configurations()
+    first = optuna.load_study(study_name=study_name(suite, point),
+                              storage=open_storage(storage, fast))
+    orphan = first.ask()  # its worker died right after: RUNNING, with a run RUNNING
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("dead")
+    assert experiment is not None
+    run_id = client.create_run(experiment.experiment_id, tags={
+        "nnbench.role": "tune", "nnbench.study": first.study_name,
+        "nnbench.optuna_trial": str(orphan.number)}).info.run_id
+    reap(first)  # the first look starts its heartbeat: stale a grace period later
+    time.sleep(2.5)
+    path.write_text(path.read_text().replace("[0.001, 0.003]", "[0.1, 0.3]"))
+    tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=tracking_uri,
+               device="cpu", console=QUIET, liveness=fast)
+    assert optuna.load_study(study_name=first.study_name, storage=storage).trials[
+        orphan.number].state == TrialState.FAIL
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.tags["nnbench.status"]) == ("KILLED", "killed")

@@ -33,6 +33,7 @@ from nnbench import cli
 from nnbench.config import load_suite
 from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.tracking import is_done
+from nnbench.tuning import study_name
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
 
@@ -316,7 +317,7 @@ def test_a_silent_worker_s_optuna_trial_is_rerun_and_the_study_completes(
     path = write_suite(TUNED.format(name="silent_tune", epochs=30), name="silent_tune")
     suite = load_suite(path)
     storage, uri = postgres.optuna, postgres.mlflow
-    study = f"silent_tune/{suite.configurations()[0].config_id}"
+    study = study_name(suite, suite.configurations()[0])
     _, held, _ = _silent_worker(path, postgres, tmp_path, study, "silent_tune", "tune")
     stopped_trials = {e.number for e in held}
     trials = _entries(storage, study)

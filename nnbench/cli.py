@@ -674,7 +674,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         raise _UsageError("\n".join(f"{p}: tune: missing; `nnbench tune` needs a tune: block "
                                      f"(space, trials, objective, ...)" for p in untuned))
     _preflight(suites)
-    from nnbench.tuning import tune_suite
+    from nnbench.tuning import budget_text, tune_suite
 
     failed = False
     for suite in suites:
@@ -700,8 +700,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                              system_metrics=_system_metrics(args), log_models=args.log_models)
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
-            err.print(f"{point.name} ({point.label}): {point.counted}/{suite.tune.trials if suite.tune else 0} "  # noqa: E501
-                      f"trials ({states}); best {point.best}")
+            budget = budget_text(point.counted, suite.tune.trials if suite.tune else 0)
+            err.print(f"{point.name} ({point.label}): {budget} ({states}); best {point.best}")
         if summary.interrupted:
             err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
             return EXIT_INTERRUPTED

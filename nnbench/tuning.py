@@ -71,7 +71,7 @@ from nnbench.train import (
 )
 from nnbench.transient import RETRY_SECONDS, is_transient, retrying, retrying_once, worker_label
 
-__all__ = ["TuneSummary", "best_values", "boundary_warnings", "importances",
+__all__ = ["TuneSummary", "best_values", "boundary_warnings", "budget_text", "importances",
            "study_name", "tune_suite", "tuned_points", "tuned_studies", "tuned_trials"]
 
 # the state an Optuna trial ended in, as its MLflow run's `nnbench.optuna_state`, by status
@@ -566,9 +566,18 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
             lines.append(f"{name} ({point.label(suite.varied_axes)}): not started")
             continue
         counted, running, waiting = _budget(study)
-        lines.append(f"{name} ({point.label(suite.varied_axes)}): {counted}/{suite.tune.trials}"
-                     f" trials, {running} running, {waiting} queued again")
+        lines.append(f"{name} ({point.label(suite.varied_axes)}): "
+                     f"{budget_text(counted, suite.tune.trials)}, {running} running, "
+                     f"{waiting} queued again")
     return lines
+
+
+def budget_text(counted: int, trials: int) -> str:
+    """"3/4 trials"; past a budget since lowered, says so (the best is over them all)."""
+    if counted <= trials:
+        return f"{counted}/{trials} trials"
+    return (f"{counted} trials (budget {trials}, lowered since they ran: the best is over "
+            f"all {counted})")
 
 
 def best_values(study: optuna.Study) -> dict[str, Any] | None:

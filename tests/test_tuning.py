@@ -1059,3 +1059,10 @@ def test_a_dead_worker_s_trial_of_an_earlier_definition_is_settled_by_the_next_t
         orphan.number].state == TrialState.FAIL
     run = client.get_run(run_id)
     assert (run.info.status, run.data.tags["nnbench.status"]) == ("KILLED", "killed")
+
+
+def test_a_budget_lowered_after_its_trials_ran_is_said_so() -> None:
+    assert tuning.budget_text(3, 4) == "3/4 trials"
+    assert tuning.budget_text(4, 4) == "4/4 trials"
+    assert tuning.budget_text(7, 3) == ("7 trials (budget 3, lowered since they ran: the best "
+                                        "is over all 7)")

@@ -715,9 +715,10 @@ def reap(study: optuna.Study) -> None:
 
 
 def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
-    """Fail the study's WAITING trials, each with the user attributes `attrs`, in one
-    transaction under the study's lock (a copy a worker pops meanwhile is skipped by
-    Optuna's `ask`, which then draws a trial of its own)."""
+    """Fail the study's WAITING trials that carry no values (copies of trials that failed
+    before drawing any: one queued with values holds a point someone must train), each with
+    the user attributes `attrs`, in one transaction under the study's lock (a copy a worker
+    pops meanwhile is skipped by Optuna's `ask`, which then draws a trial of its own)."""
     storage = cast(RDBStorage, getattr(study._storage, "_backend", study._storage))
     study_id = study._study_id
 
@@ -728,6 +729,9 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
                           .filter(models.TrialModel.study_id == study_id,
                                   models.TrialModel.state == TrialState.WAITING)
                           .with_for_update().all()):
+                if entry.params or any(a.key == "fixed_params"
+                                       for a in entry.system_attributes):
+                    continue
                 for key, value in attrs.items():
                     storage._set_trial_attr_without_commit(
                         session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)

@@ -442,7 +442,8 @@ class Tracker:
         for run in self.open_runs("suite"):
             host, _, pid = run.data.tags.get("nnbench.worker", "").rpartition(":")
             # (a container of this host's name has pids of its own: its runs are left)
-            if host != here or run.data.tags.get(_PID_NAMESPACE) != namespace \
+            # (a run of an nnbench that did not record it: taken as this namespace's)
+            if host != here or run.data.tags.get(_PID_NAMESPACE, namespace) != namespace \
                     or not pid.isdigit() or _alive(int(pid), run.info.start_time) \
                     or self.client.get_run(run.info.run_id).info.status != "RUNNING":
                 continue  # (ended meanwhile by its process, which then exited)

@@ -78,8 +78,9 @@ __all__ = ["TuneSummary", "best_values", "boundary_warnings", "budget_text", "im
 _OPTUNA_STATE = {"finished": "complete", "pruned": "pruned", "diverged": "failed",
                  "failed": "failed", "killed": "killed"}
 COUNTED = "counted"  # user attr on trials that use up budget (complete/pruned/failed/diverged)
-# experiment tag prefix: each tuned point's best values and their study, JSON
-# {"study": ..., "values": {...}} (an earlier nnbench wrote the values alone)
+# experiment tag prefix: the best values (JSON) of each tuned point's study, one tag per
+# study: nnbench.tuned.<config_id>.<definition> (nnbench.tuned.<config_id>: an earlier
+# nnbench's study `<suite>/<config_id>`), so workers of two definitions never clobber
 TUNED_TAG = "nnbench.tuned."
 
 
@@ -106,9 +107,10 @@ def study_name(suite: Suite, point: TrialSpec) -> str:
 
 def point_studies(suite: Suite, storage: RDBStorage) -> dict[str, str]:
     """config_id -> the study each point's tuning uses in `storage`: `study_name`'s, or the
-    study an earlier nnbench named `<suite>/<config_id>` when its trials fit the current
-    definition (the same parameters and distributions, the same direction: its metric and
-    seed were not recorded) and no study of the new name exists."""
+    study an earlier nnbench named `<suite>/<config_id>` when it is of the current
+    definition and no study of the new name exists: the definition recorded on it by the
+    first tune that used it here, or, before that, trials that fit (the same parameters and
+    distributions, the same direction: its metric and seed were not recorded)."""
     assert suite.tune is not None
     names = set(retrying(lambda: optuna.get_all_study_names(storage), "listing studies"))
     dims = {d.path: distribution(d) for d in suite.tune.space}
@@ -118,10 +120,17 @@ def point_studies(suite: Suite, storage: RDBStorage) -> dict[str, str]:
         if name not in names and earlier in names:
             study = retrying(partial(optuna.load_study, study_name=earlier, storage=storage),
                              f"reading study {earlier}")
-            if study.direction.name.lower() == suite.tune.direction and all(
+            recorded = retrying(partial(storage.get_study_user_attrs, study._study_id),
+                                f"reading study {earlier}").get("nnbench.tune")
+            if recorded is not None:
+                fits = json.dumps(recorded, sort_keys=True, default=str) == json.dumps(
+                    definition(suite.tune), sort_keys=True, default=str)
+            else:
+                fits = study.direction.name.lower() == suite.tune.direction and all(
                     all(dims.get(p) == d for p, d in t.distributions.items())
                     and (t.state != TrialState.COMPLETE or t.distributions.keys() == dims.keys())
-                    for t in _trials(study)):
+                    for t in _trials(study))
+            if fits:
                 name = earlier
         out[point.config_id] = name
     return out
@@ -586,30 +595,23 @@ def best_values(study: optuna.Study) -> dict[str, Any] | None:
                 .params) if complete else None
 
 
-def _tuned_tag(suite: Suite, point: TrialSpec, tags: dict[str, str]
-               ) -> tuple[str, dict[str, Any]] | None:
-    """(study, best values) the experiment's tags hold for `point` (values an earlier
-    nnbench recorded alone are of the study it named `<suite>/<config_id>`)."""
-    raw = tags.get(f"{TUNED_TAG}{point.config_id}")
-    if raw is None:
-        return None
-    found = json.loads(raw)
-    if isinstance(found, dict) and found.keys() == {"study", "values"}:
-        return str(found["study"]), dict(found["values"])
-    return f"{suite.name}/{point.config_id}", found
+def _tuned_key(study: str) -> str:
+    """The experiment tag of a study's best values: `<suite>/<config_id>[/<definition>]`
+    -> nnbench.tuned.<config_id>[.<definition>]."""
+    return TUNED_TAG + study.partition("/")[2].replace("/", ".")
 
 
 def _forget_other_definitions(suite: Suite, tracker: Tracker, names: dict[str, str]) -> None:
-    """Drop the best values recorded for a point from a study other than the one its
-    tuning now uses (`point_studies`: the tune definition was edited), so nothing re-runs
-    or reports them as this definition's best."""
+    """Drop the best values of a point's study an earlier nnbench named, when its tuning
+    now uses another (`point_studies`: the tune definition was edited): they would be read
+    as this definition's best wherever they fit its space (`_tuned`)."""
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
     tags = tracker.client.get_experiment(experiment_id).tags
     for point in suite.configurations():
-        found = _tuned_tag(suite, point, tags)
-        if found is not None and found[0] != names[point.config_id]:
-            tracker.client.delete_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}")
+        earlier = f"{suite.name}/{point.config_id}"
+        if names[point.config_id] != earlier and _tuned_key(earlier) in tags:
+            tracker.client.delete_experiment_tag(experiment_id, _tuned_key(earlier))
 
 
 def tuned_points(suite: Suite, tracker: Tracker) -> dict[str, tuple[TrialSpec, dict[str, Any]]]:
@@ -636,14 +638,13 @@ def _tuned(suite: Suite, tracker: Tracker
     dims = {d.path: distribution(d) for d in suite.tune.space}
     out = {}
     for point in suite.configurations():
-        found = _tuned_tag(suite, point, tags)
-        if found is None:
-            continue
-        study, values = found
-        if study == study_name(suite, point) or (
-                study == f"{suite.name}/{point.config_id}" and values.keys() == dims.keys()
-                and all(_fits(dims[p], values[p]) for p in dims)):
-            out[point.config_id] = (point, values, study)
+        study, earlier = study_name(suite, point), f"{suite.name}/{point.config_id}"
+        if _tuned_key(study) in tags:
+            out[point.config_id] = (point, json.loads(tags[_tuned_key(study)]), study)
+        elif _tuned_key(earlier) in tags:  # an earlier nnbench's, if of the current space
+            values = json.loads(tags[_tuned_key(earlier)])
+            if values.keys() == dims.keys() and all(_fits(dims[p], values[p]) for p in dims):
+                out[point.config_id] = (point, values, earlier)
     return out
 
 
@@ -868,11 +869,10 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     # re-run the best values of every point whose study met its budget, over tune.seeds
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
-    for point, study in complete:
+    for _, study in complete:
         best = best_values(study)
-        tracker.client.set_experiment_tag(experiment_id, f"{TUNED_TAG}{point.config_id}",
-                                          json.dumps({"study": study.study_name,
-                                                      "values": best}, sort_keys=True))
+        tracker.client.set_experiment_tag(experiment_id, _tuned_key(study.study_name),
+                                          json.dumps(best, sort_keys=True))
     # the re-runs go through the suite's trial queue, like any grid's trials
     tuned = tuned_points(suite, tracker)
     reruns = tuned_trials(suite, tuned)

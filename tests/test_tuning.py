@@ -991,12 +991,16 @@ def test_a_study_an_earlier_nnbench_named_is_kept_while_its_definition_holds(
     with sqlite3.connect(tmp_path / "optuna.db") as db:  # as an earlier nnbench named it
         db.execute("UPDATE studies SET study_name = ? WHERE study_name = ?",
                    (earlier, study_name(suite, point)))
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'nnbench.tune'")
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("old")
     assert experiment is not None
-    tag = f"{tuning.TUNED_TAG}{point.config_id}"
-    best = json.loads(experiment.tags[tag])["values"]
-    client.set_experiment_tag(experiment.experiment_id, tag, json.dumps(best))  # values alone
+    (tag,) = [t for t in experiment.tags if t.startswith(tuning.TUNED_TAG)]
+    assert tag.startswith(f"{tuning.TUNED_TAG}{point.config_id}.")  # one per definition
+    best = json.loads(experiment.tags[tag])
+    client.delete_experiment_tag(experiment.experiment_id, tag)  # as an earlier nnbench's
+    client.set_experiment_tag(experiment.experiment_id, f"{tuning.TUNED_TAG}{point.config_id}",
+                              json.dumps(best))
     assert tuning.tuned_points(suite, Tracker(suite, tracking_uri))[point.config_id][1] == best
 
     again = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
@@ -1005,13 +1009,26 @@ def test_a_study_an_earlier_nnbench_named_is_kept_while_its_definition_holds(
     assert list(_studies(storage)) == [earlier]
     assert tuning.tuned_points(suite, Tracker(suite, tracking_uri))[point.config_id][1] == best
 
+    # the tune that kept it recorded its definition: another tuning seed, whose trials
+    # would fit, is a study of its own
+    path.write_text(path.read_text().replace("seeds: 1", "seeds: [7]"))
+    reseeded = parse_suite(path.read_text())
+    assert reseeded.tune is not None and reseeded.tune.seeds == (7,)
+    tune_suite(reseeded, storage=storage, tracking_uri=tracking_uri, device="cpu",
+               console=QUIET)
+    assert sorted(_studies(storage)) == sorted([earlier, study_name(reseeded, point)])
+
     path.write_text(path.read_text().replace("[0.001, 0.003]", "[0.1, 0.3]"))
     edited = parse_suite(path.read_text())
     assert tuning.tuned_points(edited, Tracker(edited, tracking_uri)) == {}  # not its values
     tune_suite(edited, storage=storage, tracking_uri=tracking_uri, device="cpu", console=QUIET)
-    assert sorted(_studies(storage)) == sorted([earlier, study_name(edited, point)])
+    assert study_name(edited, point) in _studies(storage) and len(_studies(storage)) == 3
     assert tuning.tuned_points(edited, Tracker(edited, tracking_uri))[point.config_id][1][
         "optimizer.lr"] in (0.1, 0.3)
+    # the earlier study's values, no longer the point's under any definition here, are gone
+    experiment = client.get_experiment_by_name("old")
+    assert experiment is not None
+    assert f"{tuning.TUNED_TAG}{point.config_id}" not in experiment.tags
 
 
 def test_the_report_says_why_a_point_of_one_trial_has_no_importances(

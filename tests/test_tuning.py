@@ -1068,7 +1068,7 @@ def test_a_dead_worker_s_trial_of_an_earlier_definition_is_settled_by_the_next_t
         "nnbench.role": "tune", "nnbench.study": first.study_name,
         "nnbench.optuna_trial": str(orphan.number)}).info.run_id
     reap(first)  # the first look starts its heartbeat: stale a grace period later
-    time.sleep(2.5)
+    time.sleep(3.5)  # past it by more than a second: SQLite's clock counts whole seconds
     path.write_text(path.read_text().replace("[0.001, 0.003]", "[0.1, 0.3]"))
     tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=tracking_uri,
                device="cpu", console=QUIET, liveness=fast)

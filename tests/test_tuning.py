@@ -147,6 +147,7 @@ def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str)
     for part in ('<h2 id="tuning">', "Best so far", "Isolation plot", "Parameter importances",
                  'id="tuning-counts"', "4 finished"):
         assert part in html, part
+    assert "a budget of 4 trials per point (the counts below are what each study ran)" in html
     # each point's importances come from its 4 trials: said, and called unstable
     assert "with fewer, as here, the shares are unstable, a hint rather than a finding" in html
     assert html.count("<td>4</td><td>optimizer.lr: 1.00</td>") == 2, html

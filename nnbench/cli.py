@@ -812,14 +812,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
     queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS, reading=True)
-    mine = {t.trial_id for t in suite.trials()} if suite.tune is None else None
+    mine = {t.trial_id for t in suite.trials()} if suite.tune is None else \
+        _tuned_reruns(suite, _stores(args)[0])
     counts = queue.counts(only=mine)
     out.print(f"{suite.name} ({storage}): {counts.line()}")
     if mine is not None:  # the file's trials: those not queued yet, and the others
         unqueued, other = len(mine - counts.queued_ids), len(counts.queued_ids - mine)
         if unqueued:
-            out.print(f"  {unqueued} trial(s) of this file not queued yet (the next run "
-                      f"queues them)")
+            out.print(f"  {unqueued} trial(s) of this file not queued yet (the next "
+                      f"{'run' if suite.tune is None else 'tune'} queues them)")
         if other:
             out.print(f"  {other} trial(s) in the queue that this file no longer has "
                       f"(another version of the suite)")
@@ -831,6 +832,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for line in status_lines(suite, rdb):
             out.print(f"  {line}")
     return EXIT_OK
+
+
+def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:
+    """The trial ids of a tuned suite's re-runs: its tuned points' current best values
+    over its seeds, as MLflow holds them (None: no MLflow store to read them from)."""
+    from pathlib import Path as _Path
+
+    from nnbench.tracking import Tracker
+    from nnbench.tuning import tuned_points, tuned_trials
+
+    if tracking_uri.startswith("sqlite:///") and \
+            not _Path(tracking_uri.removeprefix("sqlite:///").split("?")[0]).exists():
+        return None
+    return {t.trial_id for t in tuned_trials(suite, tuned_points(suite, Tracker(
+        suite, tracking_uri)))}
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:

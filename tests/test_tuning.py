@@ -1084,3 +1084,25 @@ def test_a_budget_lowered_after_its_trials_ran_is_said_so() -> None:
     assert tuning.budget_text(4, 4) == "4/4 trials"
     assert tuning.budget_text(7, 3) == ("7 trials (budget 3, lowered since they ran: the best "
                                         "is over all 7)")
+
+
+def test_status_counts_the_re_runs_of_the_file_s_tune_definition(
+        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """status on a tuned suite counts the re-runs of its current best values (it counted
+    every re-run ever queued, an earlier definition's too) and says how many others the
+    queue holds."""
+    from nnbench import cli
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    path = _suite(tmp_path / "st.yaml", name="st", epochs=1, trials=2, optimizers="[sgd]",
+                  sampler="random", seeds=1, space="{type: categorical, choices: [0.001, 0.003]}")
+    for choices in ("[0.001, 0.003]", "[0.1, 0.3]"):
+        path.write_text(re.sub(r"choices: \[[^]]*\]", f"choices: {choices}", path.read_text()))
+        tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=tracking_uri,
+                   device="cpu", console=QUIET)
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--storage", storage,
+                     "--tracking-uri", tracking_uri]) == 0
+    out = capsys.readouterr().out
+    assert "1 done, 0 running on 0 worker(s), 0 queued, 0 failed" in out, out
+    assert "1 trial(s) in the queue that this file no longer has" in out, out

@@ -317,7 +317,9 @@ class Tracker:
     def experiment_id(self, create: bool = True) -> str | None:
         experiment = self.client.get_experiment_by_name(self.suite.name)
         if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
+            if not create:  # only to read (status, report): a deleted one stays deleted
+                return str(experiment.experiment_id)
+            if experiment.lifecycle_stage == "deleted":  # training into it again
                 self.client.restore_experiment(experiment.experiment_id)
             key, kind = EXPERIMENT_KIND
             if key not in experiment.tags:  # made by an nnbench before the kind was set

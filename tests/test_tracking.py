@@ -572,3 +572,35 @@ def test_an_invocation_whose_process_is_gone_is_ended_killed_others_are_left(
     later.kill()
     later.wait()
     assert tracker.end_dead_invocations() == [run_id]
+
+
+def test_reading_a_deleted_experiment_leaves_it_deleted(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+    """The report of a suite whose experiment was deleted in MLflow says so and how to
+    restore it, and leaves it deleted (it restored the experiment, a read undoing the
+    user's delete); a run that trains into it again restores it."""
+    from rich.console import Console
+
+    from nnbench.messages import UsageError
+    from nnbench.report import render_report
+    from nnbench.runner import run_suite
+
+    suite = _trained(write_suite, tracking_uri, seeds=1, epochs=1)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(suite.name)
+    assert experiment is not None
+    client.delete_experiment(experiment.experiment_id)
+    with pytest.raises(UsageError) as refused:
+        render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path / "r")
+    assert str(refused.value) == (
+        f"tiny: its MLflow experiment (id {experiment.experiment_id}) in {tracking_uri} was "
+        f"deleted; to report it, restore it (mlflow ui: the experiment list's deleted "
+        f"experiments, or MLFLOW_TRACKING_URI={tracking_uri} mlflow experiments restore "
+        f"--experiment-id {experiment.experiment_id}); running the suite again restores it too")
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").iterdir())
+    assert client.get_experiment(experiment.experiment_id).lifecycle_stage == "deleted"
+    path = Path(suite.path)
+    path.write_text(path.read_text().replace("seeds: 1", "seeds: 2"))
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
+              console=Console(quiet=True))
+    assert client.get_experiment(experiment.experiment_id).lifecycle_stage == "active"

@@ -11,6 +11,7 @@ MLflow is the source of truth: reports are rebuilt from here.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from nnbench.config import Suite, TrialSpec
 from nnbench.config.sources import SOURCES
 from nnbench.config.spec import value_label
 from nnbench.fresh import write_atomic
+from nnbench.messages import UsageError
 from nnbench.tracking import DONE_STATUSES, Tracker, is_done
 from nnbench.train.results import Numerics
 
@@ -47,6 +49,15 @@ def _pick(runs: list[Run]) -> Run:
 
 def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
     tracker = Tracker(suite, tracking_uri)
+    experiment = tracker.client.get_experiment_by_name(suite.name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        # (MLflow marks its runs deleted too: the report would show none)
+        raise UsageError(
+            f"{suite.name}: its MLflow experiment (id {experiment.experiment_id}) in "
+            f"{tracker.tracking_uri} was deleted; to report it, restore it (mlflow ui: the "
+            f"experiment list's deleted experiments, or MLFLOW_TRACKING_URI="
+            f"{shlex.quote(tracker.tracking_uri)} mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}); running the suite again restores it too")
     points: dict[str, TrialSpec] = {}  # tuned config_id -> the scientific point it tunes
     if suite.tune is not None:  # a tuned suite compares the re-runs of its tuned points
         from nnbench.config import apply_values

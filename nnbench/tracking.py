@@ -317,10 +317,10 @@ class Tracker:
     def experiment_id(self, create: bool = True) -> str | None:
         experiment = self.client.get_experiment_by_name(self.suite.name)
         if experiment is not None:
-            if not create:  # only to read (status, report): a deleted one stays deleted
-                return str(experiment.experiment_id)
-            if experiment.lifecycle_stage == "deleted":  # training into it again
-                self.client.restore_experiment(experiment.experiment_id)
+            if experiment.lifecycle_stage == "deleted":
+                if not create:  # only to read (status, report): it stays deleted
+                    return str(experiment.experiment_id)
+                self.client.restore_experiment(experiment.experiment_id)  # to train into
             key, kind = EXPERIMENT_KIND
             if key not in experiment.tags:  # made by an nnbench before the kind was set
                 self.client.set_experiment_tag(experiment.experiment_id, key, kind)

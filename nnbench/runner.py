@@ -218,7 +218,7 @@ class _Recorder:
 
         model_id, note = self.tracker.log_model(run_id, result.spec,
                                                 lambda: servable(checkpoint),
-                                                step=len(result.history))
+                                                step=result.weights_epoch or 0)
         if note and note not in self.model_notes:  # said once, tagged on every run
             self.model_notes.add(note)
             self.console.print(f"{result.spec.label(self.suite.varied_axes)} | seed "

@@ -97,6 +97,47 @@ def test_early_stopping_keeps_the_best_weights_only_when_asked_and_stops_after_p
         "best_epoch": 2, "stopped_epoch": 4,
         "reason": "early stopping at epoch 4: val_loss did not improve for 2 epochs"}
     assert lane.has_best is restore_best
+    # a checkpoint holds the weights the trial ends with: its best epoch's when restored
+    assert lane.weights_epoch() == (2 if restore_best else 4)
+    assert lane.checkpoint_metrics({"test_loss": 1.0}) == {
+        **lane.history[lane.weights_epoch() - 1], "test_loss": 1.0}
+
+
+@pytest.mark.parametrize("engine", ["serial", "stacked"])
+def test_a_checkpoint_of_restored_best_weights_says_their_epoch_and_metrics(
+        engine: str) -> None:
+    """With restore_best, checkpoint.pt held the best epoch's weights but the last epoch's
+    number and metrics (its val_accuracy not that of its weights), the MLflow model logged
+    at the last epoch's step."""
+    import io
+
+    from nnbench.train import make_engine
+    from tests.conftest import Quiet
+
+    suite = parse_suite(textwrap.dedent("""\
+        name: best
+        task: {dataset: {name: mnist1d, num_samples: 600}, model: {name: mlp, hidden: [16]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.05}
+          epochs: 6
+          batch_size: 32
+          early_stopping: {name: patience, patience: 2, min_delta: 100.0}
+        seeds: 2
+        """))
+    trials = suite.trials()
+    device = torch.device("cpu")
+    results = list(make_engine(engine, device, keep_checkpoints=True,
+                               population=trials).run(trials, Quiet()))
+    for result in results:
+        # only the first epoch improves by more than min_delta (on infinity): best 1, stop 3
+        assert (result.status, result.best_epoch, result.stopped_epoch) == ("finished", 1, 3)
+        assert result.weights_epoch == 1 and result.checkpoint is not None
+        saved = torch.load(io.BytesIO(result.checkpoint), weights_only=False)
+        assert (saved["epoch"], saved["optimizer_epoch"]) == (1, 3)
+        assert saved["metrics"] == {**result.history[0], **result.final}
+        # the weights are epoch 1's: the test metrics recomputed from them match
+        again = serial.evaluate_checkpoint(result.checkpoint, device)
+        assert again["test_accuracy"] == pytest.approx(result.final["test_accuracy"])
 
 
 def test_early_stopping_on_accuracy_counts_a_higher_value_as_better() -> None:

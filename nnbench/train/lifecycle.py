@@ -100,6 +100,15 @@ class Lane:
             "reason": f"early stopping at epoch {epoch}: {params.monitor} did not improve "
                       f"for {params.patience} epochs"}), keep_best=keep)
 
+    def weights_epoch(self) -> int:
+        """The epoch whose weights the trial ends with: its best when they were kept aside
+        to be restored (restore_best), else the last it trained."""
+        return self.best_epoch if self.has_best else len(self.history)
+
+    def checkpoint_metrics(self, final: dict[str, float]) -> dict[str, float]:
+        """A checkpoint's metrics: those of the epoch of its weights, and the test split's."""
+        return {**self.history[self.weights_epoch() - 1], **final}
+
     def completed(self) -> Ending:
         """The ending of a lane that trained every epoch."""
         return Ending("finished", {"best_epoch": self.best_epoch})

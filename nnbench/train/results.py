@@ -72,5 +72,7 @@ class TrialResult:
     diverged_epoch: int | None = None
     best_epoch: int | None = None  # by the early-stopping monitor, else by val_loss
     stopped_epoch: int | None = None  # when early stopping ended training
+    # the epoch whose weights it ends with (the best, restored: restore_best), if it trained
+    weights_epoch: int | None = None
     checkpoint: bytes | None = field(default=None, repr=False)  # torch.save'd dict
     numerics: Numerics = field(default_factory=Numerics)

@@ -187,14 +187,18 @@ def run_epoch(p: Parts, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def checkpoint_bytes(model: nn.Module | dict[str, torch.Tensor], optimizer_state: dict[str, Any],
-                     spec: TrialSpec, metrics: dict[str, float], epoch: int) -> bytes:
-    """The notes' section 3 checkpoint: weights (a model or its state_dict), optimizer
-    state, spec and metrics."""
+                     spec: TrialSpec, metrics: dict[str, float], epoch: int,
+                     optimizer_epoch: int) -> bytes:
+    """The notes' section 3 checkpoint: weights (a model or its state_dict) of `epoch`
+    with that epoch's `metrics` (and the test split's), and the optimizer state after
+    `optimizer_epoch`, the last trained (later than `epoch` when the best weights were
+    restored: restore_best), and the spec."""
     state = model.state_dict() if isinstance(model, nn.Module) else model
     buffer = io.BytesIO()
     torch.save({"model": {k: v.detach().cpu() for k, v in state.items()},
                 "optimizer": optimizer_state, "spec": spec.canonical(),
-                "metrics": metrics, "epoch": epoch}, buffer)
+                "metrics": metrics, "epoch": epoch, "optimizer_epoch": optimizer_epoch},
+               buffer)
     return buffer.getvalue()
 
 
@@ -232,7 +236,8 @@ def train_trial(spec: TrialSpec, device: torch.device,
             fingerprint=fingerprint(model.state_dict().items()) if model is not None else "",
             device=str(device), wall_seconds=time.perf_counter() - started,
             num_params=sum(q.numel() for q in model.parameters()) if model is not None else 0,
-            numerics=numerics, checkpoint=checkpoint, **ending.fields)
+            numerics=numerics, checkpoint=checkpoint,
+            weights_epoch=lane.weights_epoch() if lane.history else None, **ending.fields)
 
     try:
         with seeding.trial_rng(spec.seed_of("init"), device):
@@ -257,8 +262,8 @@ def train_trial(spec: TrialSpec, device: torch.device,
             final = held_out_metrics(p.model, p.objective, p.data, names,
                                      build.always(p.augment))
             return result(ending, final, checkpoint_bytes(
-                p.model, p.optimizer.state_dict(), spec, {**lane.history[-1], **final},
-                len(lane.history)) if keep_checkpoint else None)
+                p.model, p.optimizer.state_dict(), spec, lane.checkpoint_metrics(final),
+                lane.weights_epoch(), len(lane.history)) if keep_checkpoint else None)
     except KeyboardInterrupt:
         return result(Ending("killed", {
             "reason": f"interrupted during epoch {len(lane.history) + 1}"}))

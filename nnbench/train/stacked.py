@@ -760,7 +760,8 @@ class _GroupRun:
         optimizer_state = self.optimizer.torch_state(lane.index, params, lane.spec,
                                                      self.model.unflatten)
         return checkpoint_bytes(state, optimizer_state, lane.spec,
-                                {**lane.history[-1], **final}, len(lane.history))
+                                lane.checkpoint_metrics(final), lane.weights_epoch(),
+                                len(lane.history))
 
     def _retire(self, lanes: list[int]) -> None:
         """Ended lanes become padding: zero weights, lr 0."""
@@ -782,7 +783,8 @@ class _GroupRun:
             spec=lane.spec, status=status, history=lane.history,
             final=extra.pop("final", {}), fingerprint=weights, device=str(self.device),
             wall_seconds=self._share(), num_params=self.model.num_params if self.stacked else 0,
-            reason=reason, numerics=self.numerics, **extra)
+            reason=reason, numerics=self.numerics,
+            weights_epoch=lane.weights_epoch() if lane.history else None, **extra)
         lane.done = True  # only now: interrupted before, the lane still gets its result
         return result
 

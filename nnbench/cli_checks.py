@@ -335,10 +335,15 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id):
+    """An MLflow run id, lower-cased as MLflow writes them (a copy in upper case too)."""
+    if not RUN_ID.match(run_id.lower()):
+        trial = re.fullmatch(r"[0-9a-fA-F]{16}", run_id) is not None
         raise UsageError(f"RUN_ID {run_id!r} is not an MLflow run id (32 hexadecimal digits, "
-                         f"e.g. from the report's trial table or the MLflow UI)")
-    return run_id
+                         f"e.g. from the report's trial table or the MLflow UI)"
+                         + ("; 16 digits are a trial id (nnbench.trial_id): its run's id "
+                            "is the 32-digit one beside it in the report's trial table"
+                            if trial else ""))
+    return run_id.lower()
 
 
 # `--precision`'s choices (nnbench.seeding.PRECISIONS, without importing torch)

@@ -99,3 +99,10 @@ def test_swapped_stores_are_refused_before_either_is_written(
     with pytest.raises(UsageError, match=r"is an Optuna storage .* were the two swapped"):
         check_tracking_uri(postgres.optuna)
     assert check_storage_url(postgres.optuna) == postgres.optuna  # in its place: fine
+
+
+def test_a_run_id_copied_in_upper_case_is_mlflow_s_lower_case_id() -> None:
+    from nnbench.cli_checks import check_run_id
+
+    run_id = "0123456789abcdef0123456789abcdef"
+    assert check_run_id(run_id.upper()) == check_run_id(run_id) == run_id

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import pickle
 import re
 import shlex
 import signal
@@ -53,6 +54,7 @@ from rich.table import Table
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
+from nnbench.messages import first_line
 from nnbench.train.engines import engine_docs, engine_names
 
 if TYPE_CHECKING:
@@ -612,21 +614,34 @@ def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Reload a finished trial's checkpoint from MLflow and evaluate it on the test split."""
     _checked(args, run_id=True, tracking=True, reading=True, device=True)
-    from nnbench.tracking import RunNotFound, trial_checkpoint
+    from nnbench.tracking import CHECKPOINT, trial_checkpoint
     from nnbench.train import evaluate_checkpoint
 
     try:
         run, blob = trial_checkpoint(args.tracking_uri, args.run_id)
-    except RunNotFound as e:
+    except LookupError as e:  # (RunNotFound too)
         raise _UsageError(str(e)) from None
-    except LookupError as e:
-        raise _UsageError(f"{e}; this trial was trained without one (a suite's `checkpoint: "
-                          f"true`, or --log-models, keeps one for the trials trained after it "
-                          f"is set; a finished trial is not trained again)") from None
     device = _device(args, training=False)
-    _warn_if_changed(blob)
+    from nnbench.plugins import PluginError
+    from nnbench.registry import ComponentError
+
+    def unbuildable(e: Exception) -> _UsageError:
+        return _UsageError(f"run {args.run_id}: its trial cannot be rebuilt as it trained: "
+                           f"{first_line(e)} (a plugin it used changed since?)")
+
+    try:  # the checkpoint read, its spec parsed: a damaged file fails here
+        _warn_if_changed(blob)
+    except (ComponentError, PluginError) as e:  # (before KeyError: an unknown name is both)
+        raise unbuildable(e) from None
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
+        raise _UsageError(f"run {args.run_id}: its {CHECKPOINT} cannot be read as an nnbench "
+                          f"checkpoint ({type(e).__name__}: {first_line(e)}): is it damaged, "
+                          f"or written by something else?") from None
     _evaluate_in_its_precision(run.data.tags.get("nnbench.precision", "fp32"), device)
-    metrics = evaluate_checkpoint(blob, device)
+    try:
+        metrics = evaluate_checkpoint(blob, device)
+    except (ComponentError, PluginError) as e:
+        raise unbuildable(e) from None
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
               f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
     for key, value in metrics.items():

@@ -915,12 +915,35 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
             else f"mlflow ui --backend-store-uri {shlex.quote(client.tracking_uri)}"
         raise RunNotFound(f"run {run_id} is not in {client.tracking_uri} "
                           f"({str(err).splitlines()[0]}); {ui} lists its runs") from None
+    tags = run.data.tags
+    role, status = tags.get("nnbench.role"), tags.get("nnbench.status")
+    if role != "trial":
+        what = {"tune": "an Optuna tuning trial's run (its weights are not kept: the re-runs "
+                        "of its point's best values are the trials)",
+                "suite": "an invocation's run", "summary": "a configuration's summary run"
+                }.get(str(role), "not a run of an nnbench trial")
+        raise LookupError(f"run {run_id} is {what}; evaluate takes a trial's run id (the "
+                          f"report's trial table, or tags.nnbench.role = 'trial' in the MLflow "
+                          f"UI)")
+    if status != "finished":
+        raise LookupError(f"run {run_id}: its trial ended {status or 'without a status'}; only "
+                          f"a finished trial keeps a {CHECKPOINT}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             blob = Path(client.download_artifacts(run_id, CHECKPOINT, tmp)).read_bytes()
     except (MlflowException, OSError) as err:
-        raise LookupError(f"run {run_id}: no {CHECKPOINT} in {client.tracking_uri} "
-                          f"({str(err).splitlines()[0]})") from None
+        try:
+            kept = {a.path for a in client.list_artifacts(run_id)}
+        except (MlflowException, OSError):
+            kept = set()
+        if kept and CHECKPOINT not in kept:  # its artifacts are there, written together
+            raise LookupError(
+                f"run {run_id}: this trial was trained without a {CHECKPOINT} (a suite's "
+                f"`checkpoint: true`, or --log-models, keeps one for the trials trained after "
+                f"it is set; a finished trial is not trained again)") from None
+        raise LookupError(f"run {run_id}: its {CHECKPOINT} cannot be read from "
+                          f"{run.info.artifact_uri} ({str(err).splitlines()[0]}); were its "
+                          f"artifacts moved, or written on another machine?") from None
     return run, blob
 
 

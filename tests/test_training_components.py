@@ -242,6 +242,59 @@ def test_evaluate_without_checkpoint_is_a_clear_error(write_suite: Callable[...,
                              filter_string="tags.`nnbench.role` = 'trial'")[0]
     assert cli.main(["evaluate", run.info.run_id, "--tracking-uri", tracking_uri]) == 2
     # (it advised "set checkpoint: true and run it again", which trains nothing)
-    assert ("this trial was trained without one (a suite's `checkpoint: true`, or "
-            "--log-models, keeps one for the trials trained after it is set; a finished "
-            "trial is not trained again)") in capsys.readouterr().err
+    assert (f"run {run.info.run_id}: this trial was trained without a checkpoint.pt (a "
+            "suite's `checkpoint: true`, or --log-models, keeps one for the trials trained "
+            "after it is set; a finished trial is not trained again)"
+            ) in capsys.readouterr().err
+
+
+def test_evaluate_says_why_a_run_gives_no_checkpoint_to_evaluate(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each run evaluate cannot use says its own reason (every one was told that its trial
+    was trained without a checkpoint): a summary or invocation run is not a trial's,
+    artifacts moved away are not where the run says, a damaged checkpoint.pt cannot be read
+    (a traceback before)."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    path = write_suite(epochs=1, seeds=1)
+    path.write_text("checkpoint: true\n" + path.read_text())
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
+              console=Console(quiet=True))
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+
+    def role(name: str) -> str:
+        found = client.search_runs([experiment.experiment_id],
+                                   filter_string=f"tags.`nnbench.role` = '{name}'")
+        return str(found[0].info.run_id)
+
+    def refused(run_id: str) -> str:
+        capsys.readouterr()
+        assert cli.main(["evaluate", run_id, "--tracking-uri", tracking_uri]) == 2
+        return capsys.readouterr().err.replace("\n", " ")
+
+    for name, what in (("summary", "a configuration's summary run"),
+                       ("suite", "an invocation's run")):
+        assert (f"run {role(name)} is {what}; evaluate takes a trial's run id (the report's "
+                f"trial table, or tags.nnbench.role = 'trial' in the MLflow UI)"
+                ) in refused(role(name))
+    trial = role("trial")
+    artifacts = Path(urlparse(client.get_run(trial).info.artifact_uri).path)
+    checkpoint = artifacts / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:2000])  # cut short
+    err = refused(trial)
+    assert f"run {trial}: its checkpoint.pt cannot be read as an nnbench checkpoint (" in err
+    assert "): is it damaged, or written by something else?" in err
+    shutil.move(artifacts, tmp_path / "away")
+    err = refused(trial)
+    assert f"run {trial}: its checkpoint.pt cannot be read from " \
+           f"{client.get_run(trial).info.artifact_uri} (" in err, err
+    assert "); were its artifacts moved, or written on another machine?" in err, err
+    client.set_tag(trial, "nnbench.status", "diverged")  # as a diverged trial's run
+    assert (f"run {trial}: its trial ended diverged; only a finished trial keeps a "
+            f"checkpoint.pt") in refused(trial)

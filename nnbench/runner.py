@@ -47,7 +47,7 @@ from rich.progress import (
 from nnbench import provenance, seeding
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.expand import METRICS
-from nnbench.messages import first_line
+from nnbench.messages import UsageError, first_line
 from nnbench.queue import (
     DEFAULT_LIVENESS,
     Claim,
@@ -68,7 +68,7 @@ from nnbench.train import (
 )
 from nnbench.transient import INTERRUPTS, bookkeeping, worker_label
 
-__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "run_suite"]
+__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "check_artifacts", "run_suite"]
 
 
 @dataclass
@@ -322,6 +322,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if parent_run_id is None:  # e.g. a store written before summaries existed
             _refresh_summaries(tracker, members, console)
         return summary
+    check_artifacts(tracker)
     elsewhere = tracker.artifacts_elsewhere()
     if elsewhere is not None:
         console.print(f"warning: experiment {suite.name}'s artifacts (history.csv, "
@@ -364,6 +365,17 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     if parent_run_id is None and not summary.interrupted:
         _refresh_summaries(tracker, members, console)
     return summary
+
+
+def check_artifacts(tracker: Tracker) -> None:
+    """Refuse, before any run is opened, to train what could not be recorded: the
+    experiment's artifacts (suite.yaml, history.csv, checkpoints) in a directory this
+    process cannot write (a traceback after the invocation run was opened, left RUNNING)."""
+    problem = tracker.artifacts_problem()
+    if problem is not None:
+        raise UsageError(f"experiment {tracker.suite.name}'s artifacts go to "
+                         f"{tracker.artifact_path()}, where they cannot be written: {problem}; "
+                         f"make it writable, or use another MLflow store (--tracking-uri)")
 
 
 def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: Console) -> None:

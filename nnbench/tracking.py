@@ -343,6 +343,33 @@ class Tracker:
         not have: a database store's experiment keeps the `mlruns/` of the first worker's
         working directory, on its machine (workers elsewhere write to their own disks, and
         the report reads curves from one of them)."""
+        path = self.artifact_path()
+        # <dir>/mlruns/<experiment id>: made with the first artifact, in a directory that
+        # exists where the experiment was made
+        if path is None or any(p.exists() for p in (path, *path.parents[:2])):
+            return None
+        return str(path)
+
+    def artifacts_problem(self) -> str | None:
+        """Why this process cannot write the experiment's artifacts to their directory on
+        this machine (a file in the way, no permission, a read-only file system), or None
+        (also for a store elsewhere: `artifacts_elsewhere`)."""
+        path = self.artifact_path()
+        for place in (path, *path.parents) if path is not None else ():
+            if not place.exists():
+                continue  # made with the first artifact, below the nearest that exists
+            if not place.is_dir():
+                return f"{place} is a file, not a directory"
+            if os.statvfs(place).f_flag & os.ST_RDONLY:
+                return f"{place} is on a read-only file system"
+            if not os.access(place, os.W_OK | os.X_OK):
+                return f"this user may not write in {place}"
+            return None
+        return None
+
+    def artifact_path(self) -> Path | None:
+        """The experiment's artifact directory, when it is a local path (not s3://,
+        mlflow-artifacts:, ...: shared by design)."""
         from urllib.parse import urlparse
 
         experiment_id = self.experiment_id(create=False)
@@ -351,11 +378,8 @@ class Tracker:
         location = str(self.client.get_experiment(experiment_id).artifact_location or "")
         parsed = urlparse(location)
         if parsed.scheme not in ("", "file"):
-            return None  # s3://, mlflow-artifacts:, ...: shared by design
-        path = Path(parsed.path if parsed.scheme else location)
-        # <dir>/mlruns/<experiment id>: made with the first artifact, in a directory that
-        # exists where the experiment was made
-        return None if any(p.exists() for p in (path, *path.parents[:2])) else str(path)
+            return None
+        return Path(parsed.path if parsed.scheme else location)
 
     def identity(self) -> str:
         """The suite's experiment in this store, `<experiment id>@<its creation time, ms>`:

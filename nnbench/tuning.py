@@ -57,7 +57,7 @@ from nnbench.queue import (
     reap,
     storage_id,
 )
-from nnbench.runner import bookkeeping, open_queue, run_suite
+from nnbench.runner import bookkeeping, check_artifacts, open_queue, run_suite
 from nnbench.tracking import Tracker
 from nnbench.train import (
     CONTINUE,
@@ -776,6 +776,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     url = storage or default_storage(tracker.tracking_uri)
     # the storage's queue belongs to this MLflow store (else QueueElsewhere, before any work)
     open_queue(suite, tracker, url, liveness).sync([], store=tracker.identity())
+    check_artifacts(tracker)
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),
             "nnbench.device": provenance.device_name(torch_device),

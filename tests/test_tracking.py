@@ -604,3 +604,28 @@ def test_reading_a_deleted_experiment_leaves_it_deleted(
     run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
               console=Console(quiet=True))
     assert client.get_experiment(experiment.experiment_id).lifecycle_stage == "active"
+
+
+def test_a_run_whose_artifacts_cannot_be_written_is_refused_before_any_run_opens(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Artifacts bound for a directory this process cannot write (here a file stands where
+    it should be) are refused before an invocation run opens: it was a traceback, exit 1,
+    with the invocation run left RUNNING."""
+    from nnbench import cli
+
+    path = write_suite(epochs=1, seeds=1)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    client = MlflowClient(tracking_uri)
+    client.create_experiment("tiny", artifact_location=str(blocker / "artifacts"),
+                             tags={"nnbench.suite": "tiny"})
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert (f"experiment tiny's artifacts go to {blocker / 'artifacts'}, where they cannot "
+            f"be written: {blocker} is a file, not a directory; make it writable, or use "
+            f"another MLflow store (--tracking-uri)") in err.replace("\n", " "), err
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    assert not client.search_runs([experiment.experiment_id])  # no run opened

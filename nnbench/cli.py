@@ -490,6 +490,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for path, report in zip(args.suites, reports, strict=True):
             err.print(f"{path}: every trial is done and nothing changed since its report "
                       f"(suite file, results, nnbench); nothing to train or re-render")
+            _note_no_models(args, trained=0)
             out.print(f"report: {report}")
             url = recorded_runs_url(path, args.report_dir)
             if url is not None:
@@ -513,6 +514,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _note_no_models(args: argparse.Namespace, trained: int) -> None:
+    """--log-models with nothing trained: say that it logged nothing (it was silent)."""
+    if getattr(args, "log_models", False) and not trained:
+        err.print("--log-models: no model logged; models are logged as trials train, and a "
+                  "finished trial is not trained again")
+
+
 def _run_one(suite: Suite, args: argparse.Namespace) -> int:
     """Train a suite's unfinished trials (`run` and `bench`), re-render its report if its
     inputs changed; EXIT_OK, EXIT_TRIAL_FAILED or EXIT_INTERRUPTED."""
@@ -527,6 +535,7 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
         err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
+    _note_no_models(args, summary.trained)
     if summary.interrupted:
         err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
                   f"train the rest")

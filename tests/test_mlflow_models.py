@@ -230,7 +230,7 @@ UNCHECKPOINTED = """\
 
 def test_log_models_logs_every_finished_trial_of_a_suite_without_checkpoint(
         write_suite: Callable[..., Path], mlflow_store: Callable[[Path], str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_suite(UNCHECKPOINTED, name="unkept")
     assert not load_suite(path).checkpoint
     for folder in ("plain", "logged"):  # a store each, with its own queue beside it
@@ -259,6 +259,16 @@ def test_log_models_logs_every_finished_trial_of_a_suite_without_checkpoint(
         _scores_its_logged_test_metrics(run, path)
         (output,) = _models(run)
         assert client.get_logged_model(output.model_id).status == LoggedModelStatus.READY
+
+    # on trials already done it logs nothing, and says so (it was silent), whether the
+    # report is re-rendered or already fresh
+    for _ in range(2):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", plain,
+                         "--report-dir", str(tmp_path / "r"), "--log-models"]) == 0
+        assert ("--log-models: no model logged; models are logged as trials train, and a "
+                "finished trial is not trained again") in capsys.readouterr().err
+    assert all(not _models(run) for run in _trial_runs(MlflowClient(plain), "unkept"))
 
 
 @pytest.mark.parametrize("command", ["run", "bench", "tune", "worker", "submit"])

@@ -303,7 +303,8 @@ def _show_tuned(suite: Suite, axes: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
+def _load_plugins(args: argparse.Namespace) -> None:
+    """Import the `--plugin` modules given (list, evaluate)."""
     from nnbench import plugins
 
     for given in args.plugin:
@@ -315,6 +316,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 raise
             raise _UsageError(f"{e}; or give the module's file: --plugin "
                               f"path/to/{module.replace('.', '/')}.py") from None
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    _load_plugins(args)
     try:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
@@ -626,6 +631,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nnbench.tracking import CHECKPOINT, trial_checkpoint
     from nnbench.train import evaluate_checkpoint
 
+    _load_plugins(args)
     try:
         run, blob = trial_checkpoint(args.tracking_uri, args.run_id)
     except LookupError as e:  # (RunNotFound too)
@@ -635,8 +641,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nnbench.registry import ComponentError
 
     def unbuildable(e: Exception) -> _UsageError:
+        why = ("give the plugin's file (--plugin path/to/module.py) or run evaluate from the "
+               "suite's folder" if "no module named" in str(e)
+               else "a plugin it used changed since?")
         return _UsageError(f"run {args.run_id}: its trial cannot be rebuilt as it trained: "
-                           f"{first_line(e)} (a plugin it used changed since?)")
+                           f"{first_line(e)} ({why})")
 
     try:  # the checkpoint read, its spec parsed: a damaged file fails here
         _warn_if_changed(blob)
@@ -1124,6 +1133,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import the plugin module the trial used first, when it is not "
+                        "found from here: a module name (searched in the working directory, "
+                        "then sys.path) or its .py file; repeatable")
     p.set_defaults(func=_cmd_evaluate)
     return parser
 

@@ -131,7 +131,7 @@ def _run(suite: Path, uri: str) -> int:
 
 def test_a_plugin_model_activation_and_dataset_run_end_to_end(
         lab: Callable[..., Path], tmp_path: Path, tracking_uri: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     suite_path = lab()
     assert _run(suite_path, tracking_uri) == 0
     err = capsys.readouterr().err
@@ -156,6 +156,19 @@ def test_a_plugin_model_activation_and_dataset_run_end_to_end(
                          "--device", "cpu"]) == 0
     out = capsys.readouterr()
     assert "test_accuracy = " in out.out and "warning" not in out.err
+    # from another folder the plugin is not found: said with the fix, which works
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with isolated_registry():
+        evaluate = ["evaluate", runs[0].info.run_id, "--tracking-uri", tracking_uri,
+                    "--device", "cpu"]
+        assert cli.main(evaluate) == 2
+        assert "(give the plugin's file (--plugin path/to/module.py) or run evaluate from " \
+               "the suite's folder)" in capsys.readouterr().err.replace("\n", " ")
+        assert cli.main([*evaluate, "--plugin", "../lab_components.py"]) == 0
+        assert "test_accuracy = " in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
 
     html = (tmp_path / "reports" / "lab.html").read_text()
     assert "activation=lab_softsign" in html

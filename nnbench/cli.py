@@ -144,7 +144,10 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
                         f"be declared dead between two of its heartbeats")
     checks: list[Callable[[], object]] = []
     if run_id:
-        checks.append(lambda: cli_checks.check_run_id(args.run_id))
+        def run_id_check() -> None:  # MLflow's ids are lower case: a copy in upper case too
+            args.run_id = cli_checks.check_run_id(args.run_id)
+
+        checks.append(run_id_check)
     if tracking:
         checks.append(lambda: cli_checks.check_tracking_uri(args.tracking_uri,
                                                              must_exist=reading))
@@ -660,6 +663,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate_checkpoint(blob, device)
     except (ComponentError, PluginError) as e:
         raise unbuildable(e) from None
+    except RuntimeError as e:  # the weights do not fit the model as it is built now
+        if "state_dict" not in str(e):
+            raise
+        raise _UsageError(f"run {args.run_id}: its weights do not fit the model as it is "
+                          f"built now ({first_line(e)}); a plugin model or a data file it "
+                          f"used changed shape since it trained?") from None
     out.print(f"run {args.run_id} ({run.data.tags.get('nnbench.config', '')}, seed "
               f"{run.data.tags.get('nnbench.seed', '?')}), test split on {device}:")
     for key, value in metrics.items():

@@ -371,7 +371,8 @@ def check_artifacts(tracker: Tracker) -> None:
     """Refuse, before any run is opened, to train what could not be recorded: the
     experiment's artifacts (suite.yaml, history.csv, checkpoints) in a directory this
     process cannot write (a traceback after the invocation run was opened, left RUNNING)."""
-    problem = tracker.artifacts_problem()
+    # (a path this machine does not have is another's: `artifacts_elsewhere` warns of it)
+    problem = tracker.artifacts_problem() if tracker.artifacts_elsewhere() is None else None
     if problem is not None:
         raise UsageError(f"experiment {tracker.suite.name}'s artifacts go to "
                          f"{tracker.artifact_path()}, where they cannot be written: {problem}; "

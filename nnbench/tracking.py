@@ -352,8 +352,8 @@ class Tracker:
 
     def artifacts_problem(self) -> str | None:
         """Why this process cannot write the experiment's artifacts to their directory on
-        this machine (a file in the way, no permission, a read-only file system), or None
-        (also for a store elsewhere: `artifacts_elsewhere`)."""
+        this machine (a file in the way, no permission, a read-only file system), or None.
+        (A path of another machine's is `artifacts_elsewhere`'s to tell: ask that first.)"""
         path = self.artifact_path()
         for place in (path, *path.parents) if path is not None else ():
             if not place.exists():
@@ -370,7 +370,7 @@ class Tracker:
     def artifact_path(self) -> Path | None:
         """The experiment's artifact directory, when it is a local path (not s3://,
         mlflow-artifacts:, ...: shared by design)."""
-        from urllib.parse import urlparse
+        from urllib.parse import unquote, urlparse
 
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
@@ -379,7 +379,7 @@ class Tracker:
         parsed = urlparse(location)
         if parsed.scheme not in ("", "file"):
             return None
-        return Path(parsed.path if parsed.scheme else location)
+        return Path(unquote(parsed.path) if parsed.scheme else location)
 
     def identity(self) -> str:
         """The suite's experiment in this store, `<experiment id>@<its creation time, ms>`:
@@ -950,8 +950,10 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
                           f"report's trial table, or tags.nnbench.role = 'trial' in the MLflow "
                           f"UI)")
     if status != "finished":
-        raise LookupError(f"run {run_id}: its trial ended {status or 'without a status'}; only "
-                          f"a finished trial keeps a {CHECKPOINT}")
+        ended = f"ended {status}" if status and status != "running" else \
+            "has not finished (still training, or its worker died)"
+        raise LookupError(f"run {run_id}: its trial {ended}; only a finished trial keeps a "
+                          f"{CHECKPOINT}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             blob = Path(client.download_artifacts(run_id, CHECKPOINT, tmp)).read_bytes()

@@ -223,6 +223,19 @@ def test_a_changed_plugin_retrains_its_trials(lab: Callable[..., Path], tmp_path
                          "--device", "cpu"]) == 0
     assert "warning: plugin:lab_components changed since this trial trained (sha256:" in \
         capsys.readouterr().err
+    # a plugin model whose shape changed: said, not a traceback of load_state_dict
+    module.write_text(module.read_text().replace(
+        "nn.Linear(int(np.prod(input_shape)), params.width)",
+        "nn.Linear(int(np.prod(input_shape)), 2 * params.width)").replace(
+        "nn.Linear(params.width, outputs)", "nn.Linear(2 * params.width, outputs)").replace(
+        "norm(params.width, 1)", "norm(2 * params.width, 1)"))
+    with isolated_registry():
+        assert cli.main(["evaluate", old_run.info.run_id, "--tracking-uri", tracking_uri,
+                         "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"run {old_run.info.run_id}: its weights do not fit the model as it is built now " \
+           "(Error(s) in loading state_dict for Sequential:" in err, err
+    assert "a plugin model or a data file it used changed shape since it trained?" in err, err
 
 
 @pytest.mark.slow

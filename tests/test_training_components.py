@@ -284,6 +284,9 @@ def test_evaluate_says_why_a_run_gives_no_checkpoint_to_evaluate(
                 f"trial table, or tags.nnbench.role = 'trial' in the MLflow UI)"
                 ) in refused(role(name))
     trial = role("trial")
+    capsys.readouterr()  # a copy of its id in upper case is its id
+    assert cli.main(["evaluate", trial.upper(), "--tracking-uri", tracking_uri]) == 0
+    assert f"run {trial} (" in capsys.readouterr().out
     artifacts = Path(urlparse(client.get_run(trial).info.artifact_uri).path)
     checkpoint = artifacts / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:2000])  # cut short

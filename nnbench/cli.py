@@ -722,7 +722,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for suite in suites:
         if args.workers > 1:
             code = _tune_with_workers(suite, args)
-            if code == EXIT_INTERRUPTED:
+            if code in (EXIT_INTERRUPTED, EXIT_USAGE):  # (the workers said why)
                 return code
             failed = failed or code == EXIT_TRIAL_FAILED
             out.print(f"report: {_report(suite, args).resolve()}")
@@ -798,6 +798,8 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     if EXIT_INTERRUPTED in codes:
         err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
         return EXIT_INTERRUPTED
+    if codes and all(c == EXIT_USAGE for c in codes):  # each refused the same input: said
+        return EXIT_USAGE
     return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
 
 

@@ -1106,3 +1106,22 @@ def test_status_counts_the_re_runs_of_the_file_s_tune_definition(
     out = capsys.readouterr().out
     assert "1 done, 0 running on 0 worker(s), 0 queued, 0 failed" in out, out
     assert "1 trial(s) in the queue that this file no longer has" in out, out
+
+
+def test_tune_with_workers_that_all_refuse_their_input_exits_2(
+        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every local worker refused the same input (here artifacts bound for a directory that
+    cannot be made): a usage error, exit 2 (it was 1, 'a trial failed', none having run)."""
+    from nnbench import cli
+
+    path = _suite(tmp_path / "blocked.yaml", name="blocked", epochs=1, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    MlflowClient(tracking_uri).create_experiment(
+        "blocked", artifact_location=str(blocker / "artifacts"), tags={"nnbench.suite": "blocked"})
+    assert cli.main(["tune", str(path), "--workers", "2", "--device", "cpu", "--tracking-uri",
+                     tracking_uri, "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+                     "--report-dir", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert err.count(f"{blocker} is a file, not a directory") == 2, err

@@ -84,6 +84,7 @@ class RunSummary:
     lost: int = 0  # trials whose claim went stale before it was released (others re-run)
     interrupted: bool = False
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
+    refused: bool = False  # every local worker refused its input (exit 2): a usage error
     done_after: int = 0  # trials the queue holds as done when the run ended
 
     @property
@@ -334,6 +335,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     if summary.parent_run_id is None:
         summary.parent_run_id = tracker.start_invocation(
             {**run_tags, "nnbench.workers": str(workers)}, n_todo=len(todo))
+    ended: str | None = "KILLED"  # while an exception escapes (a second Ctrl-C), else below
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
@@ -352,18 +354,21 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
                   else nullcontext()):
                 _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo))
+        ended = None
     finally:
         queue.close()
-        if parent_run_id is None:
-            tracker.end_invocation(summary.parent_run_id,
-                                   "KILLED" if summary.interrupted else "FINISHED")
+        if ended is not None and parent_run_id is None:
+            tracker.end_invocation(summary.parent_run_id, ended)
     _project(queue, tracker)
     done_now = queue.done()
     summary.done_after = sum(1 for t in population if t.trial_id in done_now)
     if workers > 1 and summary.complete:  # one worker stopped, the others trained the rest
         summary.interrupted = False
-    if parent_run_id is None and not summary.interrupted:
-        _refresh_summaries(tracker, members, console)
+    if parent_run_id is None:  # (the invocation's status as the command's exit says it)
+        tracker.end_invocation(summary.parent_run_id, "KILLED" if summary.interrupted else
+                               "FAILED" if summary.refused else "FINISHED")
+        if not summary.interrupted:
+            _refresh_summaries(tracker, members, console)
     return summary
 
 
@@ -554,6 +559,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
     codes = spawn_local(suite.path, options, workers, console,
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)
+    summary.refused = bool(codes) and all(c == 2 for c in codes)  # each said what it refused
     summary.worker_codes = codes
     for run in tracker.invocation_trials(str(summary.parent_run_id)):
         if run.info.status != "RUNNING":

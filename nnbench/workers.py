@@ -81,14 +81,22 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
             p.wait()
     for echo in echoes:
         echo.join(timeout=5)
+    codes = []
     for number, p in enumerate(procs, 1):  # a worker that died is said, not only counted
-        if p.returncode not in (0, 130):
-            how = (f"signal {signal.Signals(-p.returncode).name}" if p.returncode < 0
-                   else f"exit code {p.returncode}")
+        code = int(p.returncode)
+        if code in (-signal.SIGINT, -signal.SIGTERM):
+            code = 130  # interrupted before its handlers were in place (still starting)
+        elif code == 2:
+            console.print(f"[worker {number}] refused its input (exit code 2)",
+                          highlight=False, markup=False)
+        elif code not in (0, 130):
+            how = (f"signal {signal.Signals(-code).name}" if code < 0
+                   else f"exit code {code}")
             console.print(f"[worker {number}] ended with {how}; a trial it held is trained "
                           f"again by another worker once its claim goes stale",
                           highlight=False, markup=False)
-    return [int(p.returncode) for p in procs]
+        codes.append(code)
+    return codes
 
 
 def _echo(proc: subprocess.Popen[str], number: int, console: Console) -> None:

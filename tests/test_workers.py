@@ -625,8 +625,13 @@ def test_a_queue_refuses_another_mlflow_store(
 
 
 @pytest.mark.parametrize(("death", "said"), [
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal SIGKILL"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+     "[worker 2] ended with signal SIGKILL; a trial it held is trained again"),
     ("import sys; sys.exit(130)", None),  # a SIGTERM'd worker's exit
+    # interrupted while it started, before its handlers: interrupted, not a death
+    ("import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+     "os.kill(os.getpid(), signal.SIGINT)", None),
+    ("import sys; sys.exit(2)", "[worker 2] refused its input (exit code 2)"),
 ])
 def test_a_local_worker_that_dies_while_the_other_finishes_is_no_failure(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
@@ -653,8 +658,31 @@ def test_a_local_worker_that_dies_while_the_other_finishes_is_no_failure(
                          "--report-dir", str(tmp_path / "reports"), *FAST])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "interrupted" not in err
+    assert "interrupted" not in err and "ended with signal SIGINT" not in err
     if said:
-        assert f"[worker 2] ended with {said}" in err
+        assert said in err
     assert (tmp_path / "reports" / "dies.html").exists()
     _finished_once(tracking_uri, "dies", {t.trial_id for t in load_suite(path).trials()})
+    # the invocation's status is the command's: finished (a worker's 130 made it KILLED)
+    (invocation,) = _runs(tracking_uri, "dies", role="suite")
+    assert invocation.info.status == "FINISHED"
+
+
+def test_local_workers_that_all_refuse_their_input_are_a_usage_error(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every worker refused its input (a suite edited into an invalid one after the run
+    began): exit 2 and no report; it was exit 1 and 'a trial it held is trained again',
+    with the invocation run FINISHED."""
+    from nnbench import workers
+
+    monkeypatch.setattr(workers, "worker_command",
+                        lambda *_: [sys.executable, "-c", "import sys; sys.exit(2)"])
+    path = _suite(write_suite, "refused", epochs=1)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--workers", "2", "--report-dir", str(tmp_path / "reports"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "[worker 1] refused its input (exit code 2)" in err and "trained again" not in err
+    assert not (tmp_path / "reports" / "refused.html").exists()
+    (invocation,) = _runs(tracking_uri, "refused", role="suite")
+    assert invocation.info.status == "FAILED"

@@ -544,6 +544,8 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
         err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
     _note_no_models(args, summary.trained)
+    if summary.refused:  # every local worker said what it refused
+        return EXIT_USAGE
     if summary.interrupted:
         err.print(f"suite {suite.name}: interrupted; finished trials are kept, re-run to "
                   f"train the rest")
@@ -843,7 +845,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     from nnbench.queue import DEFAULT_LIVENESS, TrialQueue, open_storage
 
-    (suite,) = _load_all([args.suite])
+    # (the storage checked as run checks it: a plain path, or the MLflow store's database,
+    # is refused before it is opened: Optuna wrote its tables into an MLflow store)
+    (suite,) = _checked(args, storage=True)
     _, storage = _stores(args)
     if storage.startswith("sqlite:///") and not _Path(storage.removeprefix("sqlite:///")).exists():
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
@@ -918,6 +922,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if codes is None:
         return EXIT_OK
     err.print(f"workers ended with exit codes {codes}")
+    if codes and all(c == EXIT_USAGE for c in codes):  # each said what it refused
+        return EXIT_USAGE
     out.print(f"report: {_report(suite, args).resolve()}")
     if EXIT_INTERRUPTED in codes:
         return EXIT_INTERRUPTED

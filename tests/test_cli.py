@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -291,3 +292,15 @@ def test_status_reads_the_file_s_trials_and_writes_nothing(
     assert cli.main(["status", str(other), "--storage", storage]) == 0
     assert f"other: no queue at {storage} yet (nothing has run)" in capsys.readouterr().out
     assert optuna.study.get_all_study_names(storage=storage) == studies
+
+    # a storage that is the MLflow store, or a plain path: refused, nothing written
+    mlflow_db = tracking_uri.removeprefix("sqlite:///")
+    with sqlite3.connect(mlflow_db) as db:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert cli.main(["status", str(path), "--storage", tracking_uri]) == 2
+    with sqlite3.connect(mlflow_db) as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                          ).fetchall() == tables  # no Optuna table in the MLflow store
+    assert cli.main(["status", str(path), "--storage", str(tmp_path / "optuna.db")]) == 2
+    err = capsys.readouterr().err
+    assert f"--storage {tracking_uri!r}" in err and "is not a database URL" in err, err

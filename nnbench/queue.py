@@ -240,13 +240,16 @@ class QueueCounts:
     running: int = 0
     done: int = 0
     failed: int = 0
+    withdrawn: int = 0  # queued, then dropped by an edit of the suite: not failures
     workers: set[str] = field(default_factory=set)  # holding a claim now
     done_ids: set[str] = field(default_factory=set)  # the trials that are done
     queued_ids: set[str] = field(default_factory=set)  # every trial with an entry, counted or not
 
     def line(self) -> str:
         return (f"{self.done} done, {self.running} running on {len(self.workers)} worker(s), "
-                f"{self.queued} queued, {self.failed} failed")
+                f"{self.queued} queued, {self.failed} failed"
+                + (f", {self.withdrawn} withdrawn (the suite no longer has them)"
+                   if self.withdrawn else ""))
 
 
 class Heartbeats:
@@ -347,6 +350,7 @@ class TrialQueue:
         outcomes = Counter(_outcome(e) for e in latest.values())
         counts.queued, counts.running = outcomes["queued"], outcomes["running"]
         counts.done, counts.failed = outcomes["done"], outcomes["failed"]
+        counts.withdrawn = outcomes["withdrawn"]
         counts.done_ids = {t for t, e in latest.items() if _outcome(e) == "done"}
         return counts
 
@@ -789,11 +793,16 @@ def _attrs(rows: Iterable[Any]) -> dict[str, Any]:
 
 
 def _outcome(entry: FrozenTrial) -> str:
+    if entry.state == TrialState.FAIL and \
+            str(entry.user_attrs.get(_OUTCOME, "")).startswith("withdrawn"):
+        return "withdrawn"
     return {TrialState.WAITING: "queued", TrialState.RUNNING: "running",
             TrialState.COMPLETE: "done"}.get(entry.state, "failed")
 
 
 def _rank(entry: FrozenTrial) -> tuple[int, int]:
-    """Which entry stands for a trial: done > running > queued > failed, then the latest."""
-    order = {"done": 3, "running": 2, "queued": 1, "failed": 0}[_outcome(entry)]
+    """Which entry stands for a trial: done > running > queued > failed (or withdrawn),
+    then the latest."""
+    order = {"done": 3, "running": 2, "queued": 1, "failed": 0,
+             "withdrawn": 0}[_outcome(entry)]
     return order, entry.number

@@ -533,6 +533,10 @@ def test_a_trial_the_edited_suite_dropped_is_not_queued_again_when_killed_or_sta
         "not queued again: no longer a trial of the suite")
     assert outcomes[waiting.trial_id] == (TrialState.FAIL,
                                           "withdrawn: no longer a trial of the suite")
+    # counted as withdrawn, not as a failure (the workers' line said "1 failed")
+    counts = newer.counts()
+    assert (counts.failed, counts.withdrawn) == (2, 1)
+    assert counts.line().endswith("2 failed, 1 withdrawn (the suite no longer has them)")
     assert [e.user_attrs["nnbench.trial_id"] for e in queue.entries((TrialState.WAITING,))] \
         == []
     # the suite edited back: the kept trial's mark stays off, and a kill queues it again

@@ -299,3 +299,17 @@ def test_a_step_failing_in_an_augmentation_names_it_with_the_draws_it_failed_on(
                                               "augmentation": "fixed.augmentation"}, "t")])
     assert [(key, msg) for key, msg, _ in report.problems] == [
         ("fixed.augmentation[0]", "fails on a training batch of shape (2, 1, 8, 8): unlucky draw")]
+
+
+def test_an_interrupted_lane_says_the_epoch_it_was_in_or_that_it_had_trained_them_all(
+        ) -> None:
+    """A lane interrupted after its last epoch said 'interrupted during epoch 6' of a
+    5-epoch trial."""
+    lane = _lane()
+    assert lane.interruption() == "interrupted during epoch 1"
+    for _ in range(lane.spec.epochs - 1):
+        lane.epoch_ended(_epoch(0.5))
+    assert lane.interruption() == f"interrupted during epoch {lane.spec.epochs}"
+    lane.epoch_ended(_epoch(0.5))
+    assert lane.interruption() == (f"interrupted after its last epoch ({lane.spec.epochs}), "
+                                   f"before its end was recorded")

@@ -100,6 +100,14 @@ class Lane:
             "reason": f"early stopping at epoch {epoch}: {params.monitor} did not improve "
                       f"for {params.patience} epochs"}), keep_best=keep)
 
+    def interruption(self) -> str:
+        """Why a lane an interrupt stopped ends: the epoch it was in, or, past its last,
+        that only its end was not recorded."""
+        if len(self.history) >= self.spec.epochs:
+            return (f"interrupted after its last epoch ({len(self.history)}), before its "
+                    f"end was recorded")
+        return f"interrupted during epoch {len(self.history) + 1}"
+
     def weights_epoch(self) -> int:
         """The epoch whose weights the trial ends with: its best when they were kept aside
         to be restored (restore_best), else the last it trained."""

@@ -266,7 +266,7 @@ def train_trial(spec: TrialSpec, device: torch.device,
                 lane.weights_epoch(), len(lane.history)) if keep_checkpoint else None)
     except KeyboardInterrupt:
         return result(Ending("killed", {
-            "reason": f"interrupted during epoch {len(lane.history) + 1}"}))
+            "reason": lane.interruption()}))
     except Exception as err:  # a broken trial must not stop the suite
         return result(Ending("failed", {"reason": "".join(
             traceback.format_exception(type(err), err, err.__traceback__))[-4000:]}))

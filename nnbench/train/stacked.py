@@ -494,8 +494,7 @@ class _GroupRun:
         except KeyboardInterrupt:
             self.interrupted = True
             told = False
-            for result in self._abandon("killed", lambda lane: f"interrupted during epoch "
-                                                               f"{len(lane.history) + 1}"):
+            for result in self._abandon("killed", lambda lane: lane.interruption()):
                 told = True
                 yield result
             for spec in self.specs[len(self.lanes):]:  # interrupted while building the group

@@ -56,7 +56,7 @@ from nnbench.queue import (
     default_storage,
     open_storage,
 )
-from nnbench.tracking import Tracker
+from nnbench.tracking import Tracker, artifacts_elsewhere, artifacts_problem
 from nnbench.train import (
     CONTINUE,
     Decision,
@@ -323,8 +323,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
         if parent_run_id is None:  # e.g. a store written before summaries existed
             _refresh_summaries(tracker, members, console)
         return summary
-    check_artifacts(tracker)
-    elsewhere = tracker.artifacts_elsewhere()
+    elsewhere = check_artifacts(tracker)
     if elsewhere is not None:
         console.print(f"warning: experiment {suite.name}'s artifacts (history.csv, "
                       f"checkpoints) go to {elsewhere}, which is not on this machine: this "
@@ -372,16 +371,21 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     return summary
 
 
-def check_artifacts(tracker: Tracker) -> None:
+def check_artifacts(tracker: Tracker) -> Path | None:
     """Refuse, before any run is opened, to train what could not be recorded: the
     experiment's artifacts (suite.yaml, history.csv, checkpoints) in a directory this
-    process cannot write (a traceback after the invocation run was opened, left RUNNING)."""
-    # (a path this machine does not have is another's: `artifacts_elsewhere` warns of it)
-    problem = tracker.artifacts_problem() if tracker.artifacts_elsewhere() is None else None
+    process cannot write (a traceback after the invocation run was opened, left RUNNING).
+    Returns the artifact directory when it is another machine's (`artifacts_elsewhere`:
+    the caller warns of it), else None."""
+    path = tracker.artifact_path()
+    if artifacts_elsewhere(path):
+        return path
+    problem = artifacts_problem(path)
     if problem is not None:
-        raise UsageError(f"experiment {tracker.suite.name}'s artifacts go to "
-                         f"{tracker.artifact_path()}, where they cannot be written: {problem}; "
-                         f"make it writable, or use another MLflow store (--tracking-uri)")
+        raise UsageError(f"experiment {tracker.suite.name}'s artifacts go to {path}, where "
+                         f"they cannot be written: {problem}; make it writable, or use "
+                         f"another MLflow store (--tracking-uri)")
+    return None
 
 
 def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: Console) -> None:

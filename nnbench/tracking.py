@@ -84,7 +84,8 @@ from nnbench.transient import (
 )
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
-           "RunNotFound", "SummaryRefresh", "Tracker", "dataset_input", "is_done", "runs_url",
+           "RunNotFound", "SummaryRefresh", "Tracker", "artifacts_elsewhere",
+           "artifacts_problem", "dataset_input", "is_done", "runs_url",
            "system_metrics_problem", "trial_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -147,6 +148,33 @@ def _pid_namespace() -> str:
     except OSError:  # not Linux: a pid is the host's
         return "host"
     return f"{namespace} {boot}"
+
+
+def artifacts_elsewhere(path: Path | None) -> bool:
+    """Whether the experiment's artifact directory (`Tracker.artifact_path`) is a local
+    path this machine does not have: a database store's experiment keeps the `mlruns/` of
+    the first worker's working directory, on its machine (workers elsewhere write to their
+    own disks, and the report reads curves from one of them)."""
+    # <dir>/mlruns/<experiment id>: made with the first artifact, in a directory that
+    # exists where the experiment was made
+    return path is not None and not any(p.exists() for p in (path, *path.parents[:2]))
+
+
+def artifacts_problem(path: Path | None) -> str | None:
+    """Why this process cannot write into the artifact directory `path` of this machine (a
+    file in the way, no permission, a read-only file system), or None. (A path of another
+    machine's is `artifacts_elsewhere`'s to tell: ask that first.)"""
+    for place in (path, *path.parents) if path is not None else ():
+        if not place.exists():
+            continue  # made with the first artifact, below the nearest that exists
+        if not place.is_dir():
+            return f"{place} is a file, not a directory"
+        if os.statvfs(place).f_flag & os.ST_RDONLY:
+            return f"{place} is on a read-only file system"
+        if not os.access(place, os.W_OK | os.X_OK):
+            return f"this user may not write in {place}"
+        return None
+    return None
 
 
 def _alive(pid: int, since_ms: int | None) -> bool:
@@ -337,35 +365,6 @@ class Tracker:
                 raise
             return retrying(lambda: self.experiment_id(create=False) or _missing(self.suite.name),
                             "reading the experiment")
-
-    def artifacts_elsewhere(self) -> str | None:
-        """Where the experiment's artifacts go, when that is a local path this machine does
-        not have: a database store's experiment keeps the `mlruns/` of the first worker's
-        working directory, on its machine (workers elsewhere write to their own disks, and
-        the report reads curves from one of them)."""
-        path = self.artifact_path()
-        # <dir>/mlruns/<experiment id>: made with the first artifact, in a directory that
-        # exists where the experiment was made
-        if path is None or any(p.exists() for p in (path, *path.parents[:2])):
-            return None
-        return str(path)
-
-    def artifacts_problem(self) -> str | None:
-        """Why this process cannot write the experiment's artifacts to their directory on
-        this machine (a file in the way, no permission, a read-only file system), or None.
-        (A path of another machine's is `artifacts_elsewhere`'s to tell: ask that first.)"""
-        path = self.artifact_path()
-        for place in (path, *path.parents) if path is not None else ():
-            if not place.exists():
-                continue  # made with the first artifact, below the nearest that exists
-            if not place.is_dir():
-                return f"{place} is a file, not a directory"
-            if os.statvfs(place).f_flag & os.ST_RDONLY:
-                return f"{place} is on a read-only file system"
-            if not os.access(place, os.W_OK | os.X_OK):
-                return f"this user may not write in {place}"
-            return None
-        return None
 
     def artifact_path(self) -> Path | None:
         """The experiment's artifact directory, when it is a local path (not s3://,

@@ -96,13 +96,22 @@ def definition(tune: Tune) -> dict[str, Any]:
             "metric": tune.metric, "direction": tune.direction, "seed": tune.seeds[0]}
 
 
+def _canonical(defined: Any) -> str:
+    """A tune definition (`definition`, or one read back from a study) as one string."""
+    return json.dumps(defined, sort_keys=True, default=str)
+
+
 def study_name(suite: Suite, point: TrialSpec) -> str:
     """The study of `point` under the suite's tune definition (`definition`): editing the
     space, objective or tuning seed starts a new study, never mixing trials of two."""
     assert suite.tune is not None
-    digest = hashlib.sha256(json.dumps(definition(suite.tune), sort_keys=True,
-                                       default=str).encode()).hexdigest()[:12]
-    return f"{suite.name}/{point.config_id}/{digest}"
+    digest = hashlib.sha256(_canonical(definition(suite.tune)).encode()).hexdigest()[:12]
+    return f"{_earlier_name(suite, point)}/{digest}"
+
+
+def _earlier_name(suite: Suite, point: TrialSpec) -> str:
+    """The name an earlier nnbench gave `point`'s study, whatever its tune definition."""
+    return f"{suite.name}/{point.config_id}"
 
 
 def point_studies(suite: Suite, storage: RDBStorage) -> dict[str, str]:
@@ -116,15 +125,14 @@ def point_studies(suite: Suite, storage: RDBStorage) -> dict[str, str]:
     dims = {d.path: distribution(d) for d in suite.tune.space}
     out = {}
     for point in suite.configurations():
-        name, earlier = study_name(suite, point), f"{suite.name}/{point.config_id}"
+        name, earlier = study_name(suite, point), _earlier_name(suite, point)
         if name not in names and earlier in names:
             study = retrying(partial(optuna.load_study, study_name=earlier, storage=storage),
                              f"reading study {earlier}")
             recorded = retrying(partial(storage.get_study_user_attrs, study._study_id),
                                 f"reading study {earlier}").get("nnbench.tune")
             if recorded is not None:
-                fits = json.dumps(recorded, sort_keys=True, default=str) == json.dumps(
-                    definition(suite.tune), sort_keys=True, default=str)
+                fits = _canonical(recorded) == _canonical(definition(suite.tune))
             else:
                 fits = study.direction.name.lower() == suite.tune.direction and all(
                     all(dims.get(p) == d for p, d in t.distributions.items())
@@ -609,7 +617,7 @@ def _forget_other_definitions(suite: Suite, tracker: Tracker, names: dict[str, s
     assert experiment_id is not None
     tags = tracker.client.get_experiment(experiment_id).tags
     for point in suite.configurations():
-        earlier = f"{suite.name}/{point.config_id}"
+        earlier = _earlier_name(suite, point)
         if names[point.config_id] != earlier and _tuned_key(earlier) in tags:
             tracker.client.delete_experiment_tag(experiment_id, _tuned_key(earlier))
 
@@ -638,7 +646,7 @@ def _tuned(suite: Suite, tracker: Tracker
     dims = {d.path: distribution(d) for d in suite.tune.space}
     out = {}
     for point in suite.configurations():
-        study, earlier = study_name(suite, point), f"{suite.name}/{point.config_id}"
+        study, earlier = study_name(suite, point), _earlier_name(suite, point)
         if _tuned_key(study) in tags:
             out[point.config_id] = (point, json.loads(tags[_tuned_key(study)]), study)
         elif _tuned_key(earlier) in tags:  # an earlier nnbench's, if of the current space
@@ -805,7 +813,7 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     earlier: dict[str, tuple[TrialSpec, optuna.Study]] = {}
     listed = retrying(lambda: optuna.get_all_study_names(rdb), "listing studies")
     for point in suite.configurations():
-        prefix = f"{suite.name}/{point.config_id}"
+        prefix = _earlier_name(suite, point)
         for name in listed:
             if name != names[point.config_id] and (name == prefix
                                                    or name.startswith(f"{prefix}/")):

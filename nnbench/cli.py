@@ -791,7 +791,7 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     """`nnbench tune --workers N`: N local `nnbench worker` processes share the studies."""
-    from nnbench.workers import spawn_local
+    from nnbench.workers import all_refused, spawn_local
 
     tracking_uri, storage = _stores(args)
     options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri),
@@ -800,7 +800,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     if EXIT_INTERRUPTED in codes:
         err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
         return EXIT_INTERRUPTED
-    if codes and all(c == EXIT_USAGE for c in codes):  # each refused the same input: said
+    if all_refused(codes):
         return EXIT_USAGE
     return EXIT_OK if all(c == 0 for c in codes) else EXIT_TRIAL_FAILED
 
@@ -841,15 +841,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """The suite's queue across all workers, and its tuning studies."""
-    from pathlib import Path as _Path
-
     from nnbench.queue import DEFAULT_LIVENESS, TrialQueue, open_storage
 
     # (the storage checked as run checks it: a plain path, or the MLflow store's database,
     # is refused before it is opened: Optuna wrote its tables into an MLflow store)
     (suite,) = _checked(args, storage=True)
-    _, storage = _stores(args)
-    if storage.startswith("sqlite:///") and not _Path(storage.removeprefix("sqlite:///")).exists():
+    tracking_uri, storage = _stores(args)
+    if _sqlite_missing(storage):
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
     import optuna
@@ -861,7 +859,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS, reading=True)
     mine = {t.trial_id for t in suite.trials()} if suite.tune is None else \
-        _tuned_reruns(suite, _stores(args)[0])
+        _tuned_reruns(suite, tracking_uri)
     counts = queue.counts(only=mine)
     out.print(f"{suite.name} ({storage}): {counts.line()}")
     if mine is not None:  # the file's trials: those not queued yet, and the others
@@ -882,16 +880,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sqlite_missing(url: str) -> bool:
+    """A SQLite database URL whose file does not exist (nothing has written it)."""
+    return url.startswith("sqlite:///") and \
+        not Path(url.removeprefix("sqlite:///").split("?")[0]).exists()
+
+
 def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:
     """The trial ids of a tuned suite's re-runs: its tuned points' current best values
     over its seeds, as MLflow holds them (None: no MLflow store to read them from)."""
-    from pathlib import Path as _Path
-
     from nnbench.tracking import Tracker
     from nnbench.tuning import tuned_points, tuned_trials
 
-    if tracking_uri.startswith("sqlite:///") and \
-            not _Path(tracking_uri.removeprefix("sqlite:///").split("?")[0]).exists():
+    if _sqlite_missing(tracking_uri):
         return None
     return {t.trial_id for t in tuned_trials(suite, tuned_points(suite, Tracker(
         suite, tracking_uri)))}
@@ -922,7 +923,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if codes is None:
         return EXIT_OK
     err.print(f"workers ended with exit codes {codes}")
-    if codes and all(c == EXIT_USAGE for c in codes):  # each said what it refused
+    from nnbench.workers import all_refused
+
+    if all_refused(codes):
         return EXIT_USAGE
     out.print(f"report: {_report(suite, args).resolve()}")
     if EXIT_INTERRUPTED in codes:

@@ -546,7 +546,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
     (default: its engine's policy, within its share of the cores); their trials are tagged
     with this invocation's run."""
     from nnbench.train.engine import cpu_cores, shared_cores
-    from nnbench.workers import spawn_local, worker_options
+    from nnbench.workers import all_refused, spawn_local, worker_options
 
     if not isinstance(engine, str):
         raise ValueError("local workers take an engine name, not an Engine object")
@@ -563,7 +563,7 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
     codes = spawn_local(suite.path, options, workers, console,
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)
-    summary.refused = bool(codes) and all(c == 2 for c in codes)  # each said what it refused
+    summary.refused = all_refused(codes)
     summary.worker_codes = codes
     for run in tracker.invocation_trials(str(summary.parent_run_id)):
         if run.info.status != "RUNNING":

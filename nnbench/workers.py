@@ -99,6 +99,12 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
     return codes
 
 
+def all_refused(codes: Sequence[int]) -> bool:
+    """Every worker refused its input (exit 2, each saying what): a usage error of the
+    whole command, not a failed trial."""
+    return bool(codes) and all(code == 2 for code in codes)
+
+
 def _echo(proc: subprocess.Popen[str], number: int, console: Console) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:

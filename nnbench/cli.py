@@ -907,6 +907,15 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                           "only for --local workers on this machine)")
     # before the store and the queue are made
     cli_checks.check_report_dir(args.folder, "--folder", "the job scripts and logs")
+    if args.local:  # submitit's local executor knows no partition, cpu or memory limits
+        unused = [option for option, value, default in (
+            ("--slurm-partition", args.slurm_partition, None),
+            ("--slurm-cpus", args.slurm_cpus, 2), ("--slurm-mem", args.slurm_mem, 8.0),
+            ("--slurm-parallelism", args.slurm_parallelism, None)) if value != default]
+        if unused:
+            err.print(f"{', '.join(unused)}: Slurm's only; ignored with --local (every "
+                      f"worker runs at once, on this machine's cores and memory)",
+                      markup=False)
     _preflight([suite])
     tracking_uri, storage = _stores(args)
     if suite.tune is None:  # queue the trials now, so the first worker finds them
@@ -957,7 +966,10 @@ def _submit_jobs(suite: Suite, args: argparse.Namespace, *, storage: str,
               f"{storage}")
     if not (args.wait or args.local):
         return None
-    return [int(job.result()) for job in jobs]
+    from nnbench.workers import wait_for_jobs
+
+    return wait_for_jobs(jobs, err, local=args.local or all(
+        type(job).__name__ == "LocalJob" for job in jobs))
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -1138,7 +1150,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="Slurm partition (default: the cluster's)")
             p.add_argument("--slurm-time", type=cli_checks.whole_number(1, MAX_SLURM_MINUTES),
                            default=60, metavar="MIN",
-                           help="each worker's time limit in minutes (default 60)")
+                           help="each worker's time limit in minutes (default 60; also "
+                                "with --local); submitit interrupts the worker 30 s before "
+                                "it: its trials in flight are queued again")
             p.add_argument("--slurm-cpus", type=_positive_int, default=2, metavar="N",
                            help="CPUs per worker (default 2)")
             p.add_argument("--slurm-gpus", type=cli_checks.whole_number(0), default=0,

@@ -28,7 +28,8 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["SlurmOptions", "spawn_local", "submit", "worker_job", "worker_options"]
+__all__ = ["SlurmOptions", "spawn_local", "submit", "wait_for_jobs", "worker_job",
+           "worker_options"]
 
 
 def worker_options(*, storage: str, tracking_uri: str, device: str, engine: str,
@@ -186,3 +187,70 @@ def submit(suite_path: str, options: list[str], workers: int, folder: Path,
                                          [options] * workers, [cwd] * workers,
                                          [env] * workers)
     return jobs
+
+
+def wait_for_jobs(jobs: Sequence[Any], console: Console, *, local: bool) -> list[int]:
+    """Wait for submitted worker jobs; each one's exit code (`job_code`).
+
+    Ctrl-C (or a `kill` of this process, SIGTERM) while waiting: the workers of local jobs
+    are interrupted as Ctrl-C would (SIGINT: the trials in flight recorded as killed, their
+    claims released at once) and waited for; then their codes (130). Slurm jobs go on:
+    the command says how to cancel them, and stops waiting."""
+    try:
+        for job in jobs:
+            job.wait()
+    except KeyboardInterrupt:
+        if not local:
+            console.print(f"stopped waiting; the worker jobs go on (scancel "
+                          f"{' '.join(str(j.job_id) for j in jobs)} cancels them)",
+                          highlight=False, markup=False)
+            raise
+        console.print("interrupting the workers: their trials in flight are recorded as "
+                      "killed", highlight=False, markup=False)
+        _interrupt_local_workers(jobs)
+        for job in jobs:
+            job.wait()
+    return [job_code(job, console) for job in jobs]
+
+
+def job_code(job: Any, console: Console) -> int:
+    """A finished job's worker's exit code; a job that ended without one (its time limit,
+    a cancel, a crash of the job itself) is said, with its log, and counts as interrupted
+    (130: whatever its worker held is queued again) or, where the job raised, failed (1)."""
+    try:
+        return int(job.result())
+    except Exception as e:  # the job's own error, or submitit's (UncompletedJobError)
+        text = str(e)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if "timed-out" in text:  # submitit interrupted the job at its time limit
+            reason = ("at its time limit (--slurm-time), less submitit's 30 s warning: its "
+                      "worker was interrupted, its trials in flight queued again")
+        else:
+            reason = lines[-1] if lines else type(e).__name__
+        console.print(f"worker job {job.job_id} ended without an exit code: {reason}; its "
+                      f"log: {job.paths.stdout}", highlight=False, markup=False)
+        return 130 if "UncompletedJobError" in text or type(e).__name__ == \
+            "UncompletedJobError" else 1
+
+
+def _interrupt_local_workers(jobs: Sequence[Any]) -> None:
+    """SIGINT to the `nnbench worker` processes of local submitit jobs (each job's id is
+    its controller process; the worker is a process under it), and wait until they end.
+    Not through submitit's cancel: its controller kills the job's processes a second after
+    interrupting them, while a worker may still be recording its trials."""
+    import psutil
+
+    workers = []
+    for job in jobs:
+        try:
+            below = psutil.Process(int(job.job_id)).children(recursive=True)
+        except (psutil.Error, ValueError):  # ended already
+            continue
+        for proc in below:
+            try:
+                if "nnbench.cli" in proc.cmdline() and "worker" in proc.cmdline():
+                    proc.send_signal(signal.SIGINT)
+                    workers.append(proc)
+            except psutil.Error:
+                continue
+    psutil.wait_procs(workers, timeout=120)

@@ -397,6 +397,75 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
     _one_summary_per_configuration(uri, "submitted")
 
 
+@pytest.mark.slow
+def test_a_kill_of_submit_local_interrupts_its_workers_and_waits_for_them(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`kill` (SIGTERM) of `nnbench submit --local` while its workers train: it used to
+    exit 130 at once and leave both workers training, unseen. Now it interrupts them as
+    Ctrl-C would and waits: each records its trial in flight as killed, releases its claim
+    and exits 130; no process of the jobs is left, no trial is left running."""
+    path = _suite(write_suite, "stopped", epochs=2000)  # trials of minutes each
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
+    submit = start("submit", str(path), "--storage", storage, "--tracking-uri", uri,
+                   "--workers", "2", "--local", "--device", "cpu", "--engine", "serial",
+                   "--folder", str(tmp_path / "jobs"), "--report-dir",
+                   str(tmp_path / "reports"), "--slurm-mem", "4", *FAST, cwd=tmp_path)
+    client = MlflowClient(uri)
+
+    def training() -> int:
+        experiment = client.get_experiment_by_name("stopped")
+        return 0 if experiment is None else len(client.search_runs(
+            [experiment.experiment_id], "attributes.status = 'RUNNING' and "
+            "tags.`nnbench.role` = 'trial'"))
+
+    with within(300, "both workers training"):
+        while training() < 2:
+            assert submit.poll() is None, submit.output()
+            time.sleep(0.5)
+    below = psutil.Process(submit.pid).children(recursive=True)
+    assert sum("worker" in p.cmdline() for p in below) == 2  # the jobs' two workers
+    submit.send_signal(signal.SIGTERM)
+    output = submit.finish(timeout=180)
+    assert submit.returncode == 130, output
+    assert "interrupting the workers" in output
+    assert "--slurm-mem: Slurm's only; ignored with --local" in output
+    assert "workers ended with exit codes [130, 130]" in output, output
+    assert "Traceback" not in output, output
+    _, alive = psutil.wait_procs(below, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    runs = _runs(uri, "stopped")
+    assert sorted(r.data.tags["nnbench.status"] for r in runs) == ["killed", "killed"]
+    assert all(r.info.status == "KILLED" for r in runs)
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--storage", storage, "--tracking-uri", uri]) == 0
+    assert "0 done, 0 running on 0 worker(s), 8 queued, 0 failed" in capsys.readouterr().out
+
+
+def test_a_job_stopped_at_its_time_limit_counts_as_interrupted_and_says_why(
+        tmp_path: Path) -> None:
+    """A submitit job that reached its time limit (`submit --slurm-time`) has no exit
+    code: `job.result()` raises, and `submit --local` ended in that traceback. Now the
+    job counts as interrupted (130) and the command says why, with the job's log. A real
+    local job, with a limit of 33 s that submitit enforces 30 s early."""
+    import submitit
+    from rich.console import Console
+
+    from nnbench.workers import wait_for_jobs
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=0.55)
+    job = executor.submit(time.sleep, 120)
+    console = Console(record=True, width=400)
+    with within(90, "a job at its time limit"):
+        codes = wait_for_jobs([job], console, local=True)
+    assert codes == [130]
+    said = console.export_text()
+    assert f"worker job {job.job_id} ended without an exit code: at its time limit " \
+           f"(--slurm-time)" in said, said
+    assert str(job.paths.stdout) in said
+
+
 def _one_summary_per_configuration(uri: str, suite: str) -> None:
     """One summary run per configuration of a `_suite` (two activations, four seeds), made
     from all four finished seeds."""

@@ -25,6 +25,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnbench.config import TrialSpec, parse_suite
+from nnbench.train import build
 from nnbench.train.stacked import StackedEngine
 from tests.conftest import Quiet
 
@@ -71,7 +72,10 @@ seeds: {seeds}
 
 
 def _counts(trials: list[TrialSpec]) -> tuple[float, float, float]:
-    """(ops per step, round trips per step, ops outside the steps) of one stacked group."""
+    """(ops per step, round trips per step, ops outside the steps) of one stacked group.
+    The model's FLOPs, which size a CPU's evaluation passes, are counted first: once per
+    shape and process (a forward of one example), and never on a GPU (`build.eval_flops`)."""
+    build.eval_flops(trials[0], CPU)
     runs = []
     for epochs in (1, 2):
         specs = [replace(t, epochs=epochs) for t in trials]

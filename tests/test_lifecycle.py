@@ -16,7 +16,7 @@ from nnbench import registry, seeding
 from nnbench.components.augmentations import Augmentation
 from nnbench.config import AXES, TrialSpec, dry, parse_suite
 from nnbench.registry import ComponentInfo, NoParams, register, unregister
-from nnbench.train import serial
+from nnbench.train import build, metrics, serial
 from nnbench.train.build import Step, build_parts, layer_weights, weight_layers
 from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, penalty
 from nnbench.train.results import CONTINUE, Decision, stop
@@ -24,11 +24,12 @@ from nnbench.train.results import CONTINUE, Decision, stop
 CPU = torch.device("cpu")
 
 
-def _spec(early_stopping: str = "none") -> TrialSpec:
+def _spec(early_stopping: str = "none", activation: str = "relu") -> TrialSpec:
     text = textwrap.dedent(f"""\
         name: t
         task: {{dataset: digits, model: {{name: mlp, hidden: [8]}}}}
         fixed:
+          activation: {activation}
           optimizer: {{name: sgd, lr: 0.1}}
           epochs: 10
           batch_size: 32
@@ -217,6 +218,40 @@ def test_the_serial_probe_skips_a_frozen_layer_and_leaves_the_training_gradients
     last.requires_grad_(False)  # every weight frozen (a plugin training biases only)
     diagnosed = serial.probe(parts)
     assert [float(diagnosed[f"grad_norm.layer{i}"][0]) for i in (1, 2)] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_the_serial_probe_in_passes_gives_the_diagnostics_of_one_pass(activation: str) -> None:
+    # a large model on a CPU probes (and evaluates) in passes of Parts.eval_chunk examples
+    spec = _spec(activation=activation)
+    with seeding.trial_rng(0, CPU):
+        parts = build_parts(spec, CPU)
+    assert parts.eval_chunk == metrics.EVAL_CHUNK  # a small MLP: one pass
+    whole = serial.probe(parts)
+    parts.eval_chunk = 48  # the probe's 256 examples in 6 passes (the last of 16)
+    passes = serial.probe(parts)
+    assert whole.keys() == passes.keys() and "grad_norm.layer2" in whole
+    assert {"dead_fraction", "saturated_fraction"} & whole.keys()
+    for key, value in whole.items():
+        torch.testing.assert_close(passes[key], value, rtol=1e-5, atol=0)
+    for key in ("dead_fraction", "saturated_fraction", "weight_sparsity"):
+        if key in whole:
+            assert torch.equal(passes[key], whole[key])  # counts: exact
+    loss, sums = serial.evaluate(parts.model, parts.objective, parts.data, parts.data.test,
+                                 chunk_size=48)
+    whole_loss, whole_sums = serial.evaluate(parts.model, parts.objective, parts.data,
+                                             parts.data.test)
+    assert torch.equal(sums, whole_sums)
+    torch.testing.assert_close(loss, whole_loss, rtol=1e-6, atol=0)
+
+
+def test_evaluation_passes_are_sized_by_flops_on_a_cpu_only() -> None:
+    spec = _spec()
+    flops = build.example_flops(spec)
+    assert flops == 2 * (64 * 8 + 8 * 10)  # the MLP 64-8-10 on digits
+    assert build.eval_flops(spec, CPU) == flops
+    assert build.eval_flops(spec, torch.device("cuda")) == 0.0  # a GPU: large passes
+    assert build.step_flops(spec) == 3 * flops * 32
 
 
 def test_epoch_metrics_keep_only_each_lane_s_own_unit_diagnostic_and_add_gaps() -> None:

@@ -294,6 +294,10 @@ def test_a_wide_group_evaluates_in_bounded_chunks_to_the_same_metrics(
     assert (metrics.eval_chunk(1), metrics.eval_chunk(8), metrics.eval_chunk(512)) == \
         (8192, 8192, 128)
     assert metrics.eval_chunk(10**6) == 1
+    # on a CPU, at most EVAL_FLOPS per pass: ResNet-20's 82 MFLOP examples 121 at a time
+    # (8 lanes: 15 each); an MLP's 88 kFLOP examples stay at EVAL_CHUNK
+    assert (metrics.eval_chunk(1, 82e6), metrics.eval_chunk(8, 82e6)) == (121, 15)
+    assert metrics.eval_chunk(1, 88e3) == 8192 and metrics.eval_chunk(1, 1e12) == 1
     trials = _trials(BASE.replace("epochs: 5", "epochs: 2"), "optimizer.lr: [0.05, 0.02]\n",
                      seeds=2)
     evaluated: list[tuple[int, ...]] = []  # the batch shape of every no-grad forward
@@ -319,6 +323,13 @@ def test_a_wide_group_evaluates_in_bounded_chunks_to_the_same_metrics(
             assert after["val_loss"] == pytest.approx(before["val_loss"], rel=1e-6)
         assert b.final["test_accuracy"] == a.final["test_accuracy"]
         assert b.final["test_loss"] == pytest.approx(a.final["test_loss"], rel=1e-6)
+        # the probe ran in passes of 16 too: the same diagnostics
+        for before, after in zip(a.history, b.history, strict=True):
+            for key in [k for k in before if k.startswith("grad_norm")]:
+                assert after[key] == pytest.approx(before[key], rel=1e-5)
+            for key in ("dead_fraction", "saturated_fraction", "weight_sparsity"):
+                assert after.get(key) == before.get(key)
+        assert any("dead_fraction" in row for row in a.history)
 
 
 def test_early_stopping_and_pruning_act_per_lane() -> None:

@@ -28,11 +28,12 @@ from nnbench.components.regularizers import ClipFn, EarlyStopping, attach_dropou
 from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import DataShape, TensorData
+from nnbench.train.metrics import eval_chunk
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
-           "dataset_shape", "fit_augmentations", "layer_weights", "metric_names",
-           "produced_metrics", "resolve_device", "shaped_model", "step_flops", "weight_layers",
-           "weights_of"]
+           "dataset_shape", "eval_flops", "example_flops", "fit_augmentations", "layer_weights",
+           "metric_names", "produced_metrics", "resolve_device", "shaped_model", "step_flops",
+           "weight_layers", "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -149,6 +150,7 @@ class Parts(Step):
     batch_size: int
     activation_type: type[nn.Module]
     family: str | None
+    eval_chunk: int  # examples per evaluation (and probe) pass: `metrics.eval_chunk`
 
 
 def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, list[Augmentation]]:
@@ -193,21 +195,45 @@ def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int, *,
 
 def step_flops(spec: TrialSpec) -> float:
     """FLOPs of one training step of the trial's model: 3 × a forward pass of one example
-    (torch's FlopCounterMode: matrix products and convolutions) × the batch size. Cheap:
-    no data is loaded (the dataset's `shape`), the model is built once per shape."""
+    (`example_flops`) × the batch size. Cheap: no data is loaded (the dataset's `shape`),
+    the model is built once per shape."""
+    flops, batch = _shape_flops(spec)
+    return 3.0 * flops * batch
+
+
+def example_flops(spec: TrialSpec) -> float:
+    """FLOPs of a forward pass of one example of the trial's model (torch's
+    FlopCounterMode: matrix products and convolutions), from the dataset's `shape`;
+    ValueError when the dataset declares none."""
+    return _shape_flops(spec)[0]
+
+
+def eval_flops(spec: TrialSpec, device: torch.device) -> float:
+    """What sizes the trial's evaluation passes on `device` (`metrics.eval_chunk`): one
+    example's forward FLOPs on a CPU, whose caches a large pass of a convolutional model
+    overflows; 0 (not counted) on a GPU, or where the dataset declares no shape."""
+    if device.type != "cpu":
+        return 0.0
+    try:
+        return example_flops(spec)
+    except Exception:  # a plugin's dataset without a shape, a model that cannot be built
+        return 0.0  # alone: the trial itself says why
+
+
+_SHAPE_FLOPS: dict[str, tuple[float, int]] = {}  # shape -> (one example's FLOPs, batch)
+
+
+def _shape_flops(spec: TrialSpec) -> tuple[float, int]:
     key = json.dumps({"dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
                       "activation": spec.activation.to_dict(), "norm": spec.norm.to_dict(),
                       "loss": spec.loss.to_dict(), "batch_size": spec.batch_size},
                      sort_keys=True)
-    if key not in _STEP_FLOPS:
-        _STEP_FLOPS[key] = _step_flops(spec)
-    return _STEP_FLOPS[key]
+    if key not in _SHAPE_FLOPS:
+        _SHAPE_FLOPS[key] = _count_flops(spec)
+    return _SHAPE_FLOPS[key]
 
 
-_STEP_FLOPS: dict[str, float] = {}  # shape -> FLOPs of one training step
-
-
-def _step_flops(spec: TrialSpec) -> float:
+def _count_flops(spec: TrialSpec) -> tuple[float, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from nnbench.data import SplitParams, split_sizes
@@ -222,8 +248,8 @@ def _step_flops(spec: TrialSpec) -> float:
     params = registry.get("dataset", spec.dataset.name).params.model_validate(
         spec.dataset.kwargs)
     assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
-    batch = batch_size_of(spec, split_sizes(shape, params).train)
-    return 3.0 * float(counter.get_total_flops()) * batch
+    return float(counter.get_total_flops()), batch_size_of(spec, split_sizes(shape,
+                                                                            params).train)
 
 
 def dataset_shape(spec: TrialSpec) -> DataShape | None:
@@ -269,4 +295,5 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         weights=weights_of(model),
         l1=spec.l1 or None, l2=spec.l2 or None,
         activation_type=type(registry.build("activation", spec.activation)),
-        family=activation_info.attrs.get("family"))
+        family=activation_info.attrs.get("family"),
+        eval_chunk=eval_chunk(1, eval_flops(spec, device)))

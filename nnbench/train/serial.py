@@ -117,14 +117,16 @@ def train_epoch(p: Parts) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, objective: Objective, data: TensorData, rows: torch.Tensor,
-             steps: Sequence[Augmentation] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+             steps: Sequence[Augmentation] = (), chunk_size: int = EVAL_CHUNK
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean loss, metric sums) over the examples at `rows` (a split), on device, in eval
-    mode; `steps`: the augmentations every batch gets (normalize)."""
+    mode, `chunk_size` examples per pass (the trial's `Parts.eval_chunk`); `steps`: the
+    augmentations every batch gets (normalize)."""
     model.eval()
     loss_sum = torch.zeros((), device=data.x.device)
     sums = []
-    for start in range(0, len(rows), EVAL_CHUNK):
-        chunk = rows[start:start + EVAL_CHUNK]
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start:start + chunk_size]
         xb, yb = data.inputs(chunk), data.y[chunk]
         for step in steps:
             xb = step.apply(xb, {})
@@ -138,11 +140,11 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     """The diagnostics (`lifecycle.diagnostics`) of the fixed probe batch (the first
     PROBE_SIZE training examples), forward and backward in eval mode, with no
     randomness and the weights' gradients only (`autograd.grad`: no `.grad` touched): it
-    never changes the training trajectory. A frozen weight (requires_grad false) has no
-    gradient: its layer's grad_norm is 0. A recurrent model on a GPU runs it without
-    cuDNN, whose RNN backward refuses eval mode."""
+    never changes the training trajectory. It runs in passes of `p.eval_chunk` examples
+    (one, unless the model is large on a CPU), whose gradients add up to the batch's. A
+    frozen weight (requires_grad false) has no gradient: its layer's grad_norm is 0. A
+    recurrent model on a GPU runs it without cuDNN, whose RNN backward refuses eval mode."""
     rows = p.data.train[:PROBE_SIZE]
-    x, y = p.data.inputs(rows), p.data.y[rows]
     captured: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()[None]))
              for m in p.model.modules() if isinstance(m, p.activation_type)
@@ -150,15 +152,27 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     p.model.eval()
     trainable = [w for w in p.weights if w.requires_grad]  # a plugin's frozen layer: none
     # cuDNN's recurrent backward refuses eval mode: the probe's GRU on a GPU runs without it
-    recurrent = x.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
+    recurrent = rows.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
+    found: dict[int, torch.Tensor] = {}
     try:
         with torch.backends.cudnn.flags(enabled=False) if recurrent else nullcontext():
-            loss = p.objective(p.model(x), y)
-            found = dict(zip(map(id, trainable), torch.autograd.grad(
-                loss, trainable, allow_unused=True), strict=True)) if trainable else {}
+            for start in range(0, len(rows), p.eval_chunk):
+                chunk = rows[start:start + p.eval_chunk]
+                # the objective is a mean: each pass weighs in by its share of the batch
+                loss = p.objective(p.model(p.data.inputs(chunk)), p.data.y[chunk])
+                share = len(chunk) / len(rows)
+                grads = torch.autograd.grad(loss * share if share < 1 else loss, trainable,
+                                            allow_unused=True) if trainable else ()
+                for w, grad in zip(trainable, grads, strict=True):
+                    if grad is not None:
+                        found[id(w)] = found[id(w)] + grad if id(w) in found else grad
     finally:
         for hook in hooks:
             hook.remove()
+    passes = -(-len(rows) // p.eval_chunk)
+    if captured and passes > 1:  # each activation's outputs of every pass, as one batch
+        per_pass = len(captured) // passes
+        captured = [torch.cat(captured[i::per_pass], dim=1) for i in range(per_pass)]
     # per weight layer, its weights' gradients (none: frozen, or not reached by the loss)
     layer_grads = [[g[None] for w in layer_weights(layer) if (g := found.get(id(w))) is not None]
                    for layer in weight_layers(p.model)]
@@ -174,7 +188,7 @@ def run_epoch(p: Parts, names: tuple[str, ...]) -> dict[str, float]:
     if p.schedule.interval == "epoch":
         p.schedule.scheduler.step()
     val_loss, val_sums = evaluate(p.model, p.objective, p.data, p.data.val,
-                                  build.always(p.augment))
+                                  build.always(p.augment), p.eval_chunk)
     diagnosed = probe(p)
     target_dim = p.data.target_dim
     (metrics,) = epoch_metrics(
@@ -202,12 +216,12 @@ def checkpoint_bytes(model: nn.Module | dict[str, torch.Tensor], optimizer_state
     return buffer.getvalue()
 
 
-def held_out_metrics(model: nn.Module, objective: Objective, data: TensorData,
-                     names: tuple[str, ...], steps: Sequence[Augmentation] = ()
-                     ) -> dict[str, float]:
-    """test_loss and test_<metric> of `model` on the held-out test split (one host sync);
-    `steps`: the augmentations every batch gets (normalize)."""
-    loss, sums = evaluate(model, objective, data, data.test, steps)
+def held_out_metrics(p: Parts, names: tuple[str, ...]) -> dict[str, float]:
+    """test_loss and test_<metric> of the trial's model on the held-out test split (one
+    host sync)."""
+    objective, data = p.objective, p.data
+    loss, sums = evaluate(p.model, objective, data, data.test, build.always(p.augment),
+                          p.eval_chunk)
     values = torch.cat([loss.double()[None], objective.finalize(
         sums, len(data.test), data.target_dim)]).tolist()
     return dict(zip(["test_loss", *(f"test_{m}" for m in names)], values, strict=True))
@@ -259,8 +273,7 @@ def train_trial(spec: TrialSpec, device: torch.device,
             # 4. best weights if asked, then the held-out test split
             if best_state is not None:
                 p.model.load_state_dict(best_state)
-            final = held_out_metrics(p.model, p.objective, p.data, names,
-                                     build.always(p.augment))
+            final = held_out_metrics(p, names)
             return result(ending, final, checkpoint_bytes(
                 p.model, p.optimizer.state_dict(), spec, lane.checkpoint_metrics(final),
                 lane.weights_epoch(), len(lane.history)) if keep_checkpoint else None)
@@ -279,8 +292,7 @@ def evaluate_checkpoint(blob: bytes, device: torch.device) -> dict[str, float]:
     with seeding.trial_rng(spec.seed_of("init"), device):
         parts = build.build_parts(spec, device)
     parts.model.load_state_dict(state["model"])
-    return held_out_metrics(parts.model, parts.objective, parts.data, metric_names(spec),
-                            build.always(parts.augment))
+    return held_out_metrics(parts, metric_names(spec))
 
 
 class SerialEngine:

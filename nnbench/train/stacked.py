@@ -53,6 +53,7 @@ from nnbench.train.build import (
     batch_size_of,
     build_model,
     dataset_shape,
+    eval_flops,
     metric_names,
     prepare_data,
     shaped_model,
@@ -365,6 +366,8 @@ class _GroupRun:
         self.n_test = len(first.test)
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
+        # examples per lane in one evaluation or probe pass (the lanes' models share a shape)
+        self.eval_size = eval_chunk(self.n_lanes, eval_flops(template, device))
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]
         self.optimizer = LaneOptimizer(specs, self.model.flat, self.steps_per_epoch, device)
@@ -635,7 +638,7 @@ class _GroupRun:
         n = rows.shape[1]
         loss_sum = torch.zeros(self.n_lanes, device=self.device)
         sums = []
-        size = eval_chunk(self.n_lanes)  # per lane: the lanes together in bounded memory
+        size = self.eval_size  # per lane: the lanes together in bounded memory
         for start in range(0, n, size):
             chunk = rows[self.split_of, start:start + size]
             xb, yb = self._inputs(chunk), self.y[chunk]
@@ -652,17 +655,30 @@ class _GroupRun:
 
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """Every lane's diagnostics (`lifecycle.diagnostics`) on its own probe batch (the
-        first PROBE_SIZE examples of its training split), as the serial engine's probe."""
+        first PROBE_SIZE examples of its training split), as the serial engine's probe: in
+        passes of `eval_size` examples per lane, whose gradients add up to the batch's."""
         probe = self.train_rows[self.split_of, :PROBE_SIZE]
-        x, y = self._inputs(probe), self.y[probe]
+        n, size = probe.shape[1], self.eval_size
         captured: list[tuple[Layout, torch.Tensor]] = []
         self.model.eval()
         families = {f for f in self.family if f is not None}
-        outputs = self.model(x, capture=captured if families else None)
-        grads = torch.autograd.grad(self.loss_fn(outputs, y).sum(), self.model.weights)
+        grads: list[torch.Tensor] = []
+        for start in range(0, n, size):
+            rows = probe[:, start:start + size]
+            outputs = self.model(self._inputs(rows), capture=captured if families else None)
+            # each lane's loss is a mean: a pass weighs in by its share of the batch
+            loss = self.loss_fn(outputs, self.y[rows]).sum()
+            share = rows.shape[1] / n
+            found = torch.autograd.grad(loss * share if share < 1 else loss,
+                                        self.model.weights)
+            grads = [a + b for a, b in zip(grads, found, strict=True)] if grads else list(found)
         # activations with the lanes first: [B, L·C, H, W] -> [L, B, C, H, W]
         activations = [a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:]).transpose(0, 1)
                        if layout == "channels" else a for layout, a in captured]
+        passes = -(-n // size)
+        if activations and passes > 1:  # each activation's outputs of every pass, as one
+            per_pass = len(activations) // passes
+            activations = [torch.cat(activations[i::per_pass], dim=1) for i in range(per_pass)]
         return diagnostics([[g] for g in grads], activations, self.model.weights,
                            self.family, self.sigmoid)
 

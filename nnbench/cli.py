@@ -641,6 +641,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         run, blob = trial_checkpoint(args.tracking_uri, args.run_id)
     except LookupError as e:  # (RunNotFound too)
         raise _UsageError(str(e)) from None
+    if run.info.lifecycle_stage == "deleted":
+        err.print(f"run {args.run_id} is deleted (MLflow keeps it until `mlflow gc`; `mlflow "
+                  f"runs restore --run-id {args.run_id}` brings it back): evaluating it anyway",
+                  markup=False)
     device = _device(args, training=False)
     from nnbench.plugins import PluginError
     from nnbench.registry import ComponentError

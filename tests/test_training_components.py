@@ -226,6 +226,12 @@ def test_checkpoint_reloads_and_evaluates_to_the_logged_test_metrics(
         match = re.search(rf"{key} = ([0-9.]+)  \(logged ([0-9.]+)\)", out)
         assert match is not None, out
         assert match.group(1) == match.group(2)  # the same weights give the same numbers
+    # a deleted run (in MLflow's trash until `mlflow gc`) is evaluated, and said deleted
+    client.delete_run(run.info.run_id)
+    assert cli.main(["evaluate", run.info.run_id, "--tracking-uri", tracking_uri,
+                     "--device", "cpu"]) == 0
+    said = capsys.readouterr()
+    assert f"run {run.info.run_id} is deleted" in said.err and "test_accuracy = " in said.out
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(write_suite: Callable[..., Path],

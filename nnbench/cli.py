@@ -39,12 +39,13 @@ import argparse
 import gc
 import os
 import pickle
-import re
 import shlex
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -158,9 +159,13 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
     if device:
         checks.append(lambda: cli_checks.check_device(
             args.device, training=not reading, precision=getattr(args, "precision", "fp32")))
-    for check in checks:
+    # at once: each store's check may wait for its server (CONNECT_WAIT), and the waits
+    # of an unreachable MLflow store and storage added up to 22 s
+    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+        futures = [pool.submit(check) for check in checks]
+    for future in futures:
         try:
-            check()
+            future.result()
         except UsageError as e:
             problems.append(str(e))
     if storage and args.storage is None and not problems:  # the default: next to the store
@@ -419,6 +424,22 @@ def _dependencies(suite: Suite) -> list[Path]:
     return sorted(paths)
 
 
+def _quick_problems(args: argparse.Namespace) -> bool:
+    """Whether an option that `_checked` refuses is wrong, of those checked without torch:
+    --grace-period against --heartbeat-interval, a given --storage (and that it is not the
+    MLflow store). Then `run` takes its full path, which says what is wrong."""
+    if hasattr(args, "grace_period") and args.grace_period <= args.heartbeat_interval:
+        return True
+    if getattr(args, "storage", None) is None:
+        return False
+    try:
+        cli_checks.check_storage_url(args.storage)
+        cli_checks.check_separate_stores(args.tracking_uri, args.storage, storage_given=True)
+    except UsageError:
+        return True
+    return False
+
+
 def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
     """Every suite's report, when none of their inputs changed since it was made (checked
     from file hashes alone: no validation, no MLflow); else None."""
@@ -488,9 +509,10 @@ def _preflight(suites: Sequence[Suite], *, quiet: bool = False) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    # the fast answer only for a device name that could be valid (checking one needs torch)
-    reports = _fresh_reports(args) if re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device) \
-        else None
+    # the fast answer only where the options need no torch to check: a CPU in fp32 (a GPU,
+    # tf32, are checked on the device), and the options checked without torch first
+    reports = _fresh_reports(args) if args.device in ("auto", "cpu") and \
+        args.precision == "fp32" and not _quick_problems(args) else None
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
         from nnbench.fresh import default_tracking_uri, recorded_runs_url
 
@@ -813,6 +835,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
     (suite,) = _checked(args, tracking=True, device=True, storage=True,
                         machines=args.parent_run is None and not args.coordinated)
+    if args.parent_run is not None:
+        args.parent_run = _parent_run(suite, args.parent_run, args.tracking_uri)
     # a coordinator (run/tune --workers) printed the data's facts: the worker only refuses
     _preflight([suite], quiet=args.parent_run is not None or args.coordinated)
     liveness = _liveness(args)
@@ -843,15 +867,45 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_TRIAL_FAILED if summary.statuses.get("failed") else EXIT_OK
 
 
+def _parent_run(suite: Suite, run_id: str, tracking_uri: str | None) -> str:
+    """`worker --parent-run`: the id of an invocation run of this suite in the store (its
+    trials are tagged with it, and its coordinator reads them back by it)."""
+    try:
+        run_id = cli_checks.check_run_id(run_id)
+    except UsageError as e:
+        raise _UsageError(f"--parent-run: {e}") from None
+    uri = tracking_uri or cli_checks.default_tracking_uri()
+    what = f"--parent-run {run_id}: a coordinator's invocation run of suite {suite.name}"
+    if _sqlite_without(uri, "runs"):
+        raise _UsageError(f"{what}, but {uri} holds no runs yet")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as e:
+        raise _UsageError(f"{what}, but {uri} has no such run ({first_line(e)})") from None
+    experiment = client.get_experiment(run.info.experiment_id)
+    role = run.data.tags.get("nnbench.role")
+    if role != "suite" or experiment.name != suite.name:
+        raise _UsageError(f"{what}, but that run is {'a ' + role if role else 'not nnbench'}'s "
+                          f"run of experiment {experiment.name!r}; a worker started by hand "
+                          f"takes no --parent-run")
+    return run_id
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     """The suite's queue across all workers, and its tuning studies."""
     from nnbench.queue import DEFAULT_LIVENESS, TrialQueue, open_storage
 
-    # (the storage checked as run checks it: a plain path, or the MLflow store's database,
-    # is refused before it is opened: Optuna wrote its tables into an MLflow store)
-    (suite,) = _checked(args, storage=True)
+    # (both stores checked as run checks them, before either is opened: a plain path, an
+    # unreachable server, or one store's database given for the other is refused; Optuna
+    # wrote its tables into an MLflow store given as --storage, MLflow its own into an
+    # Optuna storage given as --tracking-uri)
+    (suite,) = _checked(args, storage=True, tracking=True)
     tracking_uri, storage = _stores(args)
-    if _sqlite_missing(storage):
+    if _sqlite_without(storage, "studies"):
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
     import optuna
@@ -884,10 +938,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sqlite_missing(url: str) -> bool:
-    """A SQLite database URL whose file does not exist (nothing has written it)."""
-    return url.startswith("sqlite:///") and \
-        not Path(url.removeprefix("sqlite:///").split("?")[0]).exists()
+def _sqlite_without(url: str, table: str) -> bool:
+    """A SQLite database URL whose file does not exist or has no `table` yet (nothing has
+    written it): read without opening it as a store, which would create its schema."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = Path(url.removeprefix("sqlite:///").split("?")[0])
+    if not path.exists():
+        return True
+    tables = cli_checks.sqlite_tables(path) if path.stat().st_size else set()
+    return tables is not None and table not in tables
 
 
 def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:
@@ -896,7 +956,7 @@ def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:
     from nnbench.tracking import Tracker
     from nnbench.tuning import tuned_points, tuned_trials
 
-    if _sqlite_missing(tracking_uri):
+    if _sqlite_without(tracking_uri, "experiments"):
         return None
     return {t.trial_id for t in tuned_trials(suite, tuned_points(suite, Tracker(
         suite, tracking_uri)))}
@@ -911,14 +971,18 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                           "only for --local workers on this machine)")
     # before the store and the queue are made
     cli_checks.check_report_dir(args.folder, "--folder", "the job scripts and logs")
-    if args.local:  # submitit's local executor knows no partition, cpu or memory limits
+    # submitit's local executor (--local, or no Slurm here: no srun on PATH) knows no
+    # partition, cpu or memory limits
+    local = args.local or shutil.which("srun") is None
+    if local:
         unused = [option for option, value, default in (
             ("--slurm-partition", args.slurm_partition, None),
             ("--slurm-cpus", args.slurm_cpus, 2), ("--slurm-mem", args.slurm_mem, 8.0),
             ("--slurm-parallelism", args.slurm_parallelism, None)) if value != default]
         if unused:
-            err.print(f"{', '.join(unused)}: Slurm's only; ignored with --local (every "
-                      f"worker runs at once, on this machine's cores and memory)",
+            err.print(f"{', '.join(unused)}: Slurm's only; ignored "
+                      f"{'with --local' if args.local else '(no Slurm here: no srun on PATH)'}"
+                      f" (every worker runs at once, on this machine's cores and memory)",
                       markup=False)
     _preflight([suite])
     tracking_uri, storage = _stores(args)
@@ -1073,10 +1137,11 @@ def _parser() -> argparse.ArgumentParser:
         elif name == "bench":
             p.add_argument("benchmark", metavar="BENCHMARK",
                            help="a benchmark file, e.g. benchmarks/optimizers.yaml")
-            p.add_argument("--validate", action="store_true",
-                           help="check the benchmark file and its suites; run nothing")
-            p.add_argument("--report-only", action="store_true",
-                           help="re-render the benchmark report from MLflow; train nothing")
+            only = p.add_mutually_exclusive_group()
+            only.add_argument("--validate", action="store_true",
+                              help="check the benchmark file and its suites; run nothing")
+            only.add_argument("--report-only", action="store_true",
+                              help="re-render the benchmark report from MLflow; train nothing")
         else:
             p.add_argument("suite", metavar="SUITE")
         if name in ("run", "tune", "report", "submit", "bench"):

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnbench.messages import UsageError, did_you_mean
+from nnbench.messages import UsageError, did_you_mean, first_line
 from nnbench.transient import is_transient, reason
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
         _check_server(value, what)
         return value
     if scheme.startswith("databricks") or value.startswith("databricks"):
-        return value  # checked by MLflow with the workspace's credentials
+        _check_databricks(value, what)
+        return value
     if not scheme and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
         raise UsageError(f"{what} is not a valid URL: after '{value.split(':')[0]}:' come "
                          f"'//' and the location (sqlite:///relative.db, "
@@ -96,6 +97,25 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
                          f"e.g. {hint}, or {forms}")
     _check_database(value, what, forms, must_exist=must_exist, kind="mlflow")
     return value
+
+
+def _check_databricks(uri: str, what: str) -> None:
+    """A Databricks workspace's store: the credentials MLflow reads for it are there."""
+    import logging
+
+    quiet = logging.getLogger("mlflow.utils.databricks_utils")  # (its warning says it twice)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        from mlflow.utils.databricks_utils import get_databricks_host_creds
+
+        get_databricks_host_creds(uri)  # type: ignore[no-untyped-call]
+    except Exception as err:  # MlflowException, the SDK's own errors, ImportError
+        raise UsageError(f"{what}: no credentials for a Databricks workspace "
+                         f"({first_line(err)}); set DATABRICKS_HOST and DATABRICKS_TOKEN, or "
+                         f"configure a profile with `databricks configure`") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def check_storage_url(url: str, *, given: bool = True) -> str:
@@ -168,13 +188,20 @@ def _reach(attempt: Callable[[], None], what: str) -> None:
 
 
 def _check_server(uri: str, what: str) -> None:
+    """An MLflow tracking server answers GET /health with 200 "OK" (or asks for
+    credentials: 401, 403, which MLflow then reports); anything else is another server."""
+    answer: list[str] = []
+
     def health() -> None:
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health",
-                                        timeout=CONNECT_TIMEOUT):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers: authentication and paths are MLflow's to report
+                                        timeout=CONNECT_TIMEOUT) as response:
+                if response.read(64).strip() != b"OK":
+                    answer.append(f"GET /health answered {response.status} without MLflow's "
+                                  f"'OK'")
+        except urllib.error.HTTPError as err:
+            if err.code not in (401, 403):  # behind authentication: MLflow's to report
+                answer.append(f"GET /health answered {err.code} {err.reason}")
 
     try:
         _reach(health, what)
@@ -183,6 +210,9 @@ def _check_server(uri: str, what: str) -> None:
         raise UsageError(f"{what}: cannot reach the MLflow server ({reason}); start it "
                          f"(mlflow server --host HOST --port PORT) or check the address"
                          ) from None
+    if answer:
+        raise UsageError(f"{what} answers, but is not an MLflow tracking server ({answer[0]}); "
+                         f"check the address and port (mlflow server --host HOST --port PORT)")
 
 
 # tables that say whose a database is: MLflow's store, or an Optuna storage (the queue)
@@ -202,6 +232,38 @@ def _whose(tables: set[str], kind: str, what: str) -> None:
                          f"the two swapped? It belongs to {option}")
 
 
+def _foreign(tables: set[str], kind: str, what: str, path: Path, *, must_exist: bool) -> None:
+    """Refuse a SQLite file that is not the tool's: one holding other tables only (MLflow
+    or Optuna would add its schema to someone's database), or, for a command that only
+    reads the MLflow store (`must_exist`), one with no store in it (an empty file, which
+    it would have turned into an empty store)."""
+    if tables & _TABLES[kind]:
+        return
+    other = tables - {"alembic_version", "sqlite_sequence"}
+    if other:
+        shown = ", ".join(sorted(other)[:5]) + (", ..." if len(other) > 5 else "")
+        raise UsageError(f"{what}: {path} is a SQLite database of something else (it holds "
+                         f"{shown}), not {_NAMES[kind]}; name another file")
+    if must_exist and kind == "mlflow":
+        raise UsageError(f"{what}: {path} holds no MLflow store (no experiments or runs "
+                         f"tables; {'an empty file' if not tables else 'no tables'}): nothing "
+                         f"has been logged there (run the suite first, or point "
+                         f"--tracking-uri at the store you used)")
+
+
+def sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of the SQLite database at `path`, read without writing (None: another
+    process holds it locked). Raises sqlite3.DatabaseError for a file that is not one."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT) as db:
+            return {name for (name,) in db.execute(
+                "select name from sqlite_master where type = 'table'")}
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return None
+        raise
+
+
 def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
                     kind: str) -> None:
     from sqlalchemy.engine import make_url
@@ -213,6 +275,11 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
         raise UsageError(f"{what} is not a valid database URL; use {forms}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        options = sorted(set(parsed.query) - {"timeout"})
+        if options:  # SQLAlchemy ignores mode=ro and the like, with a warning, and writes
+            raise UsageError(f"{what}: SQLite query options other than timeout are not "
+                             f"taken (given: {', '.join(options)}); the store is read and "
+                             f"written as a plain file: drop '?{url.partition('?')[2]}'")
         _check_sqlite(parsed.database, url, what, must_exist=must_exist, kind=kind)
         return
     try:
@@ -277,21 +344,16 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
                              f"another file")
         if not os.access(path, os.R_OK | os.W_OK):
             raise UsageError(f"{what}: {path} is not writable by this user")
+        tables: set[str] | None = set()  # (an empty file: none)
         if header:
             try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                     timeout=CONNECT_TIMEOUT) as db:
-                    tables = {name for (name,) in db.execute(
-                        "select name from sqlite_master where type = 'table'")}
-                _whose(tables, kind, what)
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "busy" not in str(err):
-                    raise UsageError(f"{what}: {path} is not a readable SQLite database "
-                                     f"({err})") from None
-                # another process is writing to it: a SQLite store, and busy, not broken
+                tables = sqlite_tables(path)
             except sqlite3.DatabaseError as err:
                 raise UsageError(f"{what}: {path} is not a readable SQLite database ({err})"
                                  ) from None
+        if tables is not None:  # (None: another process is writing to it: busy, not broken)
+            _whose(tables, kind, what)
+            _foreign(tables, kind, what, path, must_exist=must_exist)
         return
     if must_exist:
         raise UsageError(f"{what}: {path} does not exist; nothing has been logged there yet "
@@ -336,7 +398,7 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def check_run_id(run_id: str) -> str:
     """An MLflow run id, lower-cased as MLflow writes them (a copy in upper case too)."""
-    if not RUN_ID.match(run_id.lower()):
+    if not RUN_ID.fullmatch(run_id.lower()):
         trial = re.fullmatch(r"[0-9a-fA-F]{16}", run_id) is not None
         raise UsageError(f"RUN_ID {run_id!r} is not an MLflow run id (32 hexadecimal digits, "
                          f"e.g. from the report's trial table or the MLflow UI)"

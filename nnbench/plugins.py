@@ -213,7 +213,7 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
 
     Idempotent: a plugin already loaded is returned as is. Raises PluginError.
     """
-    if not isinstance(module, str) or not MODULE_PATTERN.match(module):
+    if not isinstance(module, str) or not MODULE_PATTERN.fullmatch(module):
         raise PluginError(str(module), "expected a module name such as mylab.nets "
                                        "(dotted Python identifiers), not a file path")
     registry.kinds()  # built-ins and entry points first: duplicates are named against them

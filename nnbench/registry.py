@@ -377,7 +377,7 @@ def registration_problems(info: ComponentInfo) -> list[str]:
     if info.kind not in KINDS:
         problems.append(f"{what}: unknown kind {info.kind!r}; "
                         f"{did_you_mean(info.kind, KINDS)}known: {', '.join(KINDS)}")
-    if not isinstance(info.name, str) or not NAME_PATTERN.match(info.name):
+    if not isinstance(info.name, str) or not NAME_PATTERN.fullmatch(info.name):
         problems.append(f"{what}: a name is a letter then letters, digits, '_' or '-'")
     if not callable(info.build):
         problems.append(f"{what}: build must be callable (params, **context) -> "

@@ -106,3 +106,120 @@ def test_a_run_id_copied_in_upper_case_is_mlflow_s_lower_case_id() -> None:
 
     run_id = "0123456789abcdef0123456789abcdef"
     assert check_run_id(run_id.upper()) == check_run_id(run_id) == run_id
+
+
+@pytest.mark.parametrize(("status", "body", "refused"), [
+    (404, b"", "GET /health answered 404"),  # python -m http.server, a web app
+    (501, b"", "GET /health answered 501"),
+    (200, b"<html>hello</html>", "GET /health answered 200 without MLflow's 'OK'"),
+    (200, b"OK", None),  # MLflow's answer
+    (401, b"", None),  # an MLflow server behind authentication: MLflow says what it needs
+])
+def test_a_server_that_answers_but_is_not_mlflow_is_refused(
+        status: int, body: bytes, refused: str | None) -> None:
+    """Any HTTP answer used to pass: a web server on the port gave MLflow's traceback
+    ("API request ... failed with error code 501") after the data checks."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if refused is None:
+            assert check_tracking_uri(uri) == uri
+        else:
+            with pytest.raises(UsageError) as caught:
+                check_tracking_uri(uri)
+            assert str(caught.value) == (
+                f"--tracking-uri {uri!r} answers, but is not an MLflow tracking server "
+                f"({refused}{'' if 'OK' in refused else ' ' + http.HTTPStatus(status).phrase}); "
+                f"check the address and port (mlflow server --host HOST --port PORT)")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_empty_or_foreign_sqlite_file_is_not_turned_into_a_store(
+        write_suite: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`report` and `evaluate` (which only read) turned a 0-byte file into an empty MLflow
+    store, and every command wrote MLflow's or Optuna's schema into a SQLite database of
+    something else; `status` wrote Optuna's tables into any file given as --storage. Each
+    is refused (or, for status, read as "no queue") with the file unchanged."""
+    import sqlite3
+
+    suite = write_suite(epochs=1, seeds=1)
+    empty, foreign = tmp_path / "empty.db", tmp_path / "foreign.db"
+    empty.touch()
+    with sqlite3.connect(foreign) as db:
+        db.execute("create table foo (x integer)")
+    before = foreign.read_bytes()
+    for argv in (["report", str(suite), "--report-dir", str(tmp_path / "r")],
+                 ["evaluate", "0123456789abcdef0123456789abcdef"]):
+        assert cli.main([*argv, "--tracking-uri", f"sqlite:///{empty}"]) == 2
+        assert (f"--tracking-uri 'sqlite:///{empty}': {empty} holds no MLflow store (no "
+                f"experiments or runs tables; an empty file): nothing has been logged there"
+                ) in capsys.readouterr().err
+        assert empty.stat().st_size == 0
+    for argv in (["report", str(suite), "--report-dir", str(tmp_path / "r"),
+                  "--tracking-uri", f"sqlite:///{foreign}"],
+                 ["run", str(suite), "--tracking-uri", f"sqlite:///{foreign}"],
+                 ["status", str(suite), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                  "--storage", f"sqlite:///{foreign}"]):
+        assert cli.main(argv) == 2
+        assert (f"{foreign} is a SQLite database of something else (it holds foo)"
+                in capsys.readouterr().err)
+    assert foreign.read_bytes() == before
+    # status with an empty --storage: no queue there yet, and the file left empty
+    assert cli.main(["status", str(suite), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                     "--storage", f"sqlite:///{empty}"]) == 0
+    assert "tiny: no queue at" in capsys.readouterr().out
+    assert empty.stat().st_size == 0 and not (tmp_path / "m.db").exists()
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_stores_are_checked_at_once(monkeypatch: pytest.MonkeyPatch,
+                                        write_suite: Callable[..., Path],
+                                        tmp_path: Path) -> None:
+    """Each store's check may wait CONNECT_WAIT s for its server: one after the other, an
+    unreachable MLflow store and storage took 22 s to refuse. They run together: each
+    check here waits for the other at a barrier, which fails if they run in turn."""
+    import threading
+
+    from nnbench import cli_checks
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(url: str | None, **_: object) -> str:
+        barrier.wait()
+        return str(url)
+
+    monkeypatch.setattr(cli_checks, "check_tracking_uri", meet)
+    monkeypatch.setattr(cli_checks, "check_storage_url", meet)
+    suite = write_suite(epochs=1, seeds=1)
+    args = cli._parser().parse_args(["status", str(suite), "--tracking-uri",
+                                     f"sqlite:///{tmp_path / 'm.db'}", "--storage",
+                                     f"sqlite:///{tmp_path / 'o.db'}"])
+    assert [s.name for s in cli._checked(args, tracking=True, storage=True)] == ["tiny"]
+    assert not barrier.broken
+
+
+def test_bench_takes_validate_or_report_only_not_both(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["bench", "benchmarks/optimizers.yaml", "--validate", "--report-only"])
+    assert caught.value.code == 2
+    assert "argument --report-only: not allowed with argument --validate" in \
+        capsys.readouterr().err

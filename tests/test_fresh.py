@@ -71,6 +71,26 @@ def test_a_bad_device_is_refused_even_with_nothing_to_train(
            f"cuda:N" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    (["--storage", "/not/a/url"], "--storage '/not/a/url' is not a database URL"),
+    (["--storage", "{store}"], "is an MLflow store (it holds experiments"),
+    (["--grace-period", "5", "--heartbeat-interval", "10"],
+     "--grace-period: 5 s must be longer than --heartbeat-interval (10 s)"),
+    (["--device", "cpu", "--precision", "tf32"], "--precision tf32 (--device 'cpu'): "),
+])
+def test_a_bad_option_is_refused_even_with_nothing_to_train(
+        done: tuple[Path, str, Path], options: list[str], said: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The fast answer of a complete suite skipped these checks too: each exited 0 with
+    "nothing to train or re-render", and 2 where there was work."""
+    path, uri, reports = done
+    options = [o.replace("{store}", uri) for o in options]
+    assert cli.main(["run", str(path), "--tracking-uri", uri, "--report-dir", str(reports),
+                     *options]) == 2
+    err = capsys.readouterr().err
+    assert said in err and NOTHING not in err, err
+
+
 def test_a_store_written_without_a_changed_result_keeps_the_report(
         done: tuple[Path, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     path, uri, reports = done

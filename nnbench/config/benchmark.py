@@ -145,6 +145,10 @@ def load_benchmark(path: str | Path) -> Benchmark:
     path = Path(path)
     data = read_input(path, "benchmark file", BenchmarkError)
     raw = parse_yaml(decode(data, str(path)), str(path))
+    if isinstance(raw, dict) and isinstance(raw.get("task"), dict) and "tasks" not in raw:
+        # a suite's task (dataset, model), not a benchmark's misspelt list: the wrong command
+        raise BenchmarkError(str(path), [("", "a suite file (it has `task:`), not a benchmark "
+                                              f"file; run it with `nnbench run {path}`")], [])
     return _check(raw, path)
 
 
@@ -201,6 +205,11 @@ def _check(raw: Any, path: Path) -> Benchmark:
         try:
             suite = load_suite(_shown(file))
         except SuiteError as e:
+            if is_benchmark_file(file):  # not a suite's unknown keys: a benchmark in a task
+                problems.append((f"{key}.suite", f"{section.suite!r} is a benchmark file (it "
+                                                 f"lists `tasks:`), not a suite; a task names "
+                                                 f"a suite file"))
+                continue
             problems.append((f"{key}.suite", f"{section.suite!r} is not a valid suite (its "
                                              f"problems follow)"))
             details += e.lines()
@@ -261,7 +270,7 @@ def _name(name: str | None, problems: list[tuple[str, str]]) -> str:
     if name is None:
         problems.append(("name", f"missing; give the benchmark a name of {allowed}"))
         return ""
-    if not NAME_PATTERN.match(name) or len(name) > 100 or name.endswith("."):
+    if not NAME_PATTERN.fullmatch(name) or len(name) > 100 or name.endswith("."):
         problems.append(("name", f"expected a name of at most 100 {allowed}, starting with a "
                                  f"letter or digit, got {describe(name)}"))
         return ""

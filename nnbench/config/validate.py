@@ -241,7 +241,7 @@ class _Validator:
         if name is None:
             self.add("name", f"missing; give the suite a name of {allowed}")
             return ""
-        if not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+        if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
             self.add("name", f"expected a name of at most {MAX_NAME_LENGTH} {allowed}, "
                              f"starting with a letter or digit, got {describe(name)}")
             return ""

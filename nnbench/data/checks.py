@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +123,16 @@ def check_class_labels(where: str, name: str, y: np.ndarray, num_classes: int | 
 def _check_finite(where: str, name: str, a: np.ndarray, what: str) -> None:
     if a.dtype.kind != "f":  # integers and booleans are always finite
         return
-    lo, hi = a.min(), a.max()  # NaN propagates through both: two passes, no temporaries
-    if np.isfinite(lo) and np.isfinite(hi) and lo >= -FLOAT32_MAX and hi <= FLOAT32_MAX:
+    # NaN propagates through both: two passes, no temporaries; compared as Python floats
+    # (float16's own comparison with float32's range overflowed, with a warning)
+    lo, hi = float(a.min()), float(a.max())
+    if math.isfinite(lo) and math.isfinite(hi) and lo >= -FLOAT32_MAX and hi <= FLOAT32_MAX:
         return
     _first_bad(where, name, ~np.isfinite(a), a, "non-finite values",
                f"{what} must be finite numbers (a NaN or an infinity makes the loss NaN, "
                f"and the trial would be blamed for the data); drop or impute those rows")
+    if a.dtype.itemsize <= 4:  # finite float32 (or narrower) values are within its range
+        return
     _first_bad(where, name, np.abs(a) > FLOAT32_MAX, a, "values beyond float32's range "
                f"(±{FLOAT32_MAX:.3g})", "training computes in float32, where they become "
                "infinite; rescale the data")

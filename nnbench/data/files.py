@@ -154,14 +154,17 @@ def _damaged(path: Path, key: str, err: BaseException) -> DatasetFileError:
 
 def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
     try:
-        try:
-            with warnings.catch_warnings():  # a sparse tensor's: refused below, said there
-                warnings.filterwarnings("ignore", "Validating sparse tensor invariants")
+        with warnings.catch_warnings():
+            # a sparse tensor's: refused below, said there; a file Python's pickle wrote
+            # (torch's "Detected pickle protocol N"): refused below, or read as it is
+            warnings.filterwarnings("ignore", "Validating sparse tensor invariants")
+            warnings.filterwarnings("ignore", ".*pickle protocol")
+            try:
                 data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError:
-            if not mmap:
-                raise
-            data = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+            except RuntimeError:
+                if not mmap:
+                    raise
+                data = torch.load(path, map_location="cpu", weights_only=True)  # legacy
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
         raise DatasetFileError(f"{path} cannot be read by torch.load(weights_only=True) "
                                f"({type(err).__name__}: {str(err).splitlines()[0]}); write it "

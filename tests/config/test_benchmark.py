@@ -99,6 +99,10 @@ def test_the_shipped_benchmark_validates(capsys: pytest.CaptureFixture[str]) -> 
      "tasks: expected a list of at least two tasks"),
     ("name: mini\ntask: []\n", "task: unknown key 'task' (given [] (list)); did you mean 'tasks'? "
                                "allowed: name, description, tasks, profile"),
+    # a benchmark file as a task: it said "not a valid suite", then the suite's key errors
+    (GOOD.replace("circ.yaml", "bench.yaml"),
+     "tasks[0].suite: 'bench.yaml' is a benchmark file (it lists `tasks:`), not a suite; a "
+     "task names a suite file"),
 ])
 def test_problems_name_file_key_given_and_allowed(two_tasks: Path, body: str,
                                                   expected: str) -> None:

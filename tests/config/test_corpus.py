@@ -546,6 +546,37 @@ CASES: list[Case] = [
     Case("report_from_a_missing_store", "cli", SIGNALS,
          ("--tracking-uri", "{tmp}/none.db does not exist", "nothing has been logged"),
          ("--tracking-uri", "sqlite:///{tmp}/none.db"), command="report"),
+    Case("run_id_ending_in_a_newline", "cli", SIGNALS,
+         ("RUN_ID '0123456789abcdef0123456789abcdef\\n'", "not an MLflow run id"),
+         command="evaluate:0123456789abcdef0123456789abcdef\n"),
+    Case("tracking_uri_with_sqlite_options", "cli", SIGNALS,
+         ("--tracking-uri 'sqlite:///{tmp}/store.db?mode=ro'", "query options other than "
+          "timeout are not taken (given: mode)", "drop '?mode=ro'"),
+         ("--tracking-uri", "sqlite:///{tmp}/store.db?mode=ro")),
+    Case("tracking_uri_databricks_without_credentials", "cli", SIGNALS,
+         ("--tracking-uri 'databricks'", "no credentials for a Databricks workspace",
+          "DATABRICKS_HOST"),
+         ("--tracking-uri", "databricks")),
+    Case("status_with_a_tracking_uri_that_is_a_path", "cli", SIGNALS,
+         ("--tracking-uri 'plain'", "retired file store"),
+         ("--tracking-uri", "plain"), command="status"),
+    Case("status_with_one_file_for_both_stores", "cli", SIGNALS,
+         ("--tracking-uri 'sqlite:///{tmp}/optuna.db'", "are the same SQLite file"),
+         ("--tracking-uri", "sqlite:///{tmp}/optuna.db"), command="status"),
+    Case("status_with_an_unreachable_tracking_store", "cli", SIGNALS,
+         ("--tracking-uri 'postgresql://nobody@127.0.0.1:9/mlflow'", "cannot connect",
+          "trying again for up to 1 s"),
+         ("--tracking-uri", "postgresql://nobody@127.0.0.1:9/mlflow"), command="status"),
+    Case("bench_given_a_suite_file", "cli", SIGNALS,
+         ("a suite file (it has `task:`), not a benchmark file", "nnbench run"),
+         command="bench"),
+    Case("worker_parent_run_that_is_not_a_run_id", "cli", SIGNALS,
+         ("--parent-run: RUN_ID 'xyz' is not an MLflow run id",),
+         ("--parent-run", "xyz"), command="worker"),
+    Case("worker_parent_run_not_in_the_store", "cli", SIGNALS,
+         ("--parent-run 0123456789abcdef0123456789abcdef: a coordinator's invocation run of "
+          "suite corpus", "holds no runs yet"),
+         ("--parent-run", "0123456789abcdef0123456789abcdef"), command="worker"),
     Case("tune_a_suite_without_tune", "cli", SIGNALS,
          ("tune: missing", "needs a tune: block"), command="tune"),
     Case("run_a_tuned_suite", "cli", tune("{optimizer.lr: {low: 0.001, high: 0.1}}"),
@@ -640,6 +671,8 @@ CASES: list[Case] = [
          ("name", "'a/b' (str)", "letters, digits")),
     Case("name_with_an_umlaut", "names", SIGNALS.replace("name: corpus", "name: wü"),
          ("name", "'wü' (str)", "ASCII letters, digits")),  # it said "letters"
+    Case("name_ending_in_a_newline", "names", SIGNALS.replace("name: corpus", 'name: "corpus\\n"'),
+         ("name", "'corpus\\n' (str)", "letters, digits")),  # it named files "corpus⏎.html"
     Case("name_missing", "names", SIGNALS.replace("name: corpus\n", ""),
          ("name: missing", "letters, digits")),
 ]
@@ -656,11 +689,12 @@ def _argv(case: Case, path: Path, tmp: Path) -> list[str]:
         return ["evaluate", run_id, *args]
     if command == "validate":  # no store, no report: only the file
         return ["validate", str(path), *args]
-    defaults = {"--tracking-uri": f"sqlite:///{tmp / 'store.db'}",
-                "--report-dir": str(tmp / "reports")}
-    if command == "tune":
+    defaults = {"--tracking-uri": f"sqlite:///{tmp / 'store.db'}"}
+    if command not in ("status", "worker"):
+        defaults["--report-dir"] = str(tmp / "reports")
+    if command in ("tune", "worker"):
         defaults["--storage"] = f"sqlite:///{tmp / 'optuna.db'}"
-    if command in ("run", "tune"):
+    if command in ("run", "tune", "worker"):
         defaults["--device"] = "cpu"
     for option, value in defaults.items():
         if option not in args and not (option == "--tracking-uri" and case.env):

@@ -92,6 +92,22 @@ def test_the_first_bad_value_is_named_with_its_index(arrays: dict[str, Any],
     assert fragment in str(caught.value)
 
 
+def test_float16_inputs_are_checked_without_numpy_warnings() -> None:
+    """float16 data was compared with float32's range in float16, where it overflows:
+    numpy printed "RuntimeWarning: overflow encountered in cast" before nnbench's own
+    words."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_arrays(SOURCE, x=X.astype(np.float16), y=Y, targets="class", num_classes=4)
+        bad = X.astype(np.float16)
+        bad[3, 2] = np.inf
+        with pytest.raises(DataError, match=r"holds non-finite values \(1 of 600\); the first "
+                                            r"is inputs\[3, 2\] = inf"):
+            check_arrays(SOURCE, x=bad, y=Y, targets="class", num_classes=4)
+
+
 def test_real_targets_must_be_finite_and_good_data_passes() -> None:
     y = RNG.normal(size=(100, 2))
     check_arrays(SOURCE, x=X, y=y, targets="real")

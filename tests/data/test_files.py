@@ -274,6 +274,26 @@ def test_bad_files_are_reported_before_anything_runs(case: str, tmp_path: Path,
     assert sorted(tmp_path.rglob("*")) == before  # no mlflow.db, optuna.db, report
 
 
+def test_a_pt_file_python_pickled_is_refused_without_torch_s_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A .pt file written by Python's pickle: torch's "Detected pickle protocol 4"
+    UserWarning came before nnbench's own words."""
+    import pickle
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with (tmp_path / "d.pt").open("wb") as f:
+        pickle.dump({"x": X, "y": Y}, f, protocol=4)
+    path = _suite(tmp_path, "{name: file, path: d.pt}")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert cli.main(["validate", str(path)]) == 2
+    assert [str(w.message) for w in shown] == []
+    err = capsys.readouterr().err
+    assert "d.pt cannot be read by torch.load(weights_only=True) (UnpicklingError: " in err, err
+
+
 def test_a_file_dataset_needs_a_fitting_model(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(tmp_path / "v.npz", x=X, y=Y)

@@ -425,15 +425,16 @@ def _dependencies(suite: Suite) -> list[Path]:
 
 
 def _quick_problems(args: argparse.Namespace) -> bool:
-    """Whether an option that `_checked` refuses is wrong, of those checked without torch:
-    --grace-period against --heartbeat-interval, a given --storage (and that it is not the
-    MLflow store). Then `run` takes its full path, which says what is wrong."""
+    """Whether an option that `_checked` refuses is wrong, of those checked without torch
+    and without reaching a server: --grace-period against --heartbeat-interval, a given
+    --storage's form (and that it is not the MLflow store). Then `run` takes its full
+    path, which says what is wrong."""
     if hasattr(args, "grace_period") and args.grace_period <= args.heartbeat_interval:
         return True
     if getattr(args, "storage", None) is None:
         return False
     try:
-        cli_checks.check_storage_url(args.storage)
+        cli_checks.check_storage_url(args.storage, connect=False)
         cli_checks.check_separate_stores(args.tracking_uri, args.storage, storage_given=True)
     except UsageError:
         return True
@@ -512,7 +513,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # the fast answer only where the options need no torch to check: a CPU in fp32 (a GPU,
     # tf32, are checked on the device), and the options checked without torch first
     reports = _fresh_reports(args) if args.device in ("auto", "cpu") and \
-        args.precision == "fp32" and not _quick_problems(args) else None
+        args.precision == "fp32" else None
+    if reports is not None and _quick_problems(args):
+        reports = None  # the full checks say what is wrong
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
         from nnbench.fresh import default_tracking_uri, recorded_runs_url
 
@@ -899,12 +902,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     """The suite's queue across all workers, and its tuning studies."""
     from nnbench.queue import DEFAULT_LIVENESS, TrialQueue, open_storage
 
-    # (both stores checked as run checks them, before either is opened: a plain path, an
-    # unreachable server, or one store's database given for the other is refused; Optuna
-    # wrote its tables into an MLflow store given as --storage, MLflow its own into an
-    # Optuna storage given as --tracking-uri)
-    (suite,) = _checked(args, storage=True, tracking=True)
+    # (the storage checked as run checks it, before it is opened: a plain path, or the
+    # MLflow store's database, is refused: Optuna wrote its tables into an MLflow store)
+    (suite,) = _checked(args, storage=True)
     tracking_uri, storage = _stores(args)
+    # the MLflow store as a reader's: reached only where it is read (a tuned suite's best
+    # values); else its form alone (a plain path, an Optuna file)
+    try:
+        cli_checks.check_tracking_uri(args.tracking_uri, connect=suite.tune is not None,
+                                      writes=False)
+        cli_checks.check_separate_stores(args.tracking_uri, storage,
+                                         storage_given=args.storage is not None)
+    except UsageError as e:
+        raise _UsageError(str(e)) from None
     if _sqlite_without(storage, "studies"):
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK

@@ -70,8 +70,12 @@ def _origin(given: str | None, option: str) -> str:
     return f"the default {option} {default_tracking_uri()!r}"
 
 
-def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
-    """The MLflow tracking URI to use, checked; `must_exist`: a command that only reads."""
+def check_tracking_uri(uri: str | None, *, must_exist: bool = False, connect: bool = True,
+                       writes: bool = True) -> str:
+    """The MLflow tracking URI to use, checked; `must_exist`: a command that only reads;
+    `connect=False`: its form and a SQLite file only, no server reached (a command that
+    may not open the store: `status` of a suite that is not tuned); `writes=False`: a
+    SQLite file need not be writable by this user (`status` reads)."""
     what = _origin(uri, "--tracking-uri")
     value = uri if uri is not None else default_tracking_uri()
     forms = ("sqlite:///PATH.db (a file), postgresql://USER@HOST/DB, "
@@ -80,10 +84,12 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
         raise UsageError(f"{what} is empty; use {forms}")
     scheme = value.split("://", 1)[0].lower() if "://" in value else ""
     if scheme in ("http", "https"):
-        _check_server(value, what)
+        if connect:
+            _check_server(value, what)
         return value
     if scheme.startswith("databricks") or value.startswith("databricks"):
-        _check_databricks(value, what)
+        if connect:
+            _check_databricks(value, what)
         return value
     if not scheme and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
         raise UsageError(f"{what} is not a valid URL: after '{value.split(':')[0]}:' come "
@@ -95,7 +101,8 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False) -> str:
         raise UsageError(f"{what} is not a store MLflow {_mlflow_version()} writes to (plain "
                          f"paths and file: URIs are its retired file store); use a database, "
                          f"e.g. {hint}, or {forms}")
-    _check_database(value, what, forms, must_exist=must_exist, kind="mlflow")
+    _check_database(value, what, forms, must_exist=must_exist, kind="mlflow", connect=connect,
+                    writes=writes)
     return value
 
 
@@ -118,14 +125,15 @@ def _check_databricks(uri: str, what: str) -> None:
         quiet.setLevel(level)
 
 
-def check_storage_url(url: str, *, given: bool = True) -> str:
-    """An Optuna storage URL (an SQLAlchemy database URL), checked."""
+def check_storage_url(url: str, *, given: bool = True, connect: bool = True) -> str:
+    """An Optuna storage URL (an SQLAlchemy database URL), checked; `connect=False`: its
+    form, its driver and a SQLite file only, no server reached."""
     what = f"--storage {url!r}" if given else f"the default --storage {url!r}"
     forms = ("sqlite:///PATH.db, postgresql://USER@HOST/DB (or postgresql+psycopg2://...), "
              "mysql+pymysql://USER@HOST/DB")
     if "://" not in url:
         raise UsageError(f"{what} is not a database URL; use {forms}")
-    _check_database(url, what, forms, must_exist=False, kind="optuna")
+    _check_database(url, what, forms, must_exist=False, kind="optuna", connect=connect)
     return url
 
 
@@ -188,23 +196,30 @@ def _reach(attempt: Callable[[], None], what: str) -> None:
 
 
 def _check_server(uri: str, what: str) -> None:
-    """An MLflow tracking server answers GET /health with 200 "OK" (or asks for
-    credentials: 401, 403, which MLflow then reports); anything else is another server."""
+    """An MLflow tracking server answers GET /health with "OK", or its REST API with JSON
+    (a server started with --static-prefix serves /health under the prefix only); one
+    that asks for credentials (401, 403) or sends to a login page (a redirect) is left to
+    MLflow to report. Anything else is another server."""
     answer: list[str] = []
+    base = uri.rstrip("/")
+    opener = urllib.request.build_opener(_NoRedirect)
 
-    def health() -> None:
+    def mlflow_answers() -> None:
+        answer.clear()
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health",
-                                        timeout=CONNECT_TIMEOUT) as response:
-                if response.read(64).strip() != b"OK":
-                    answer.append(f"GET /health answered {response.status} without MLflow's "
-                                  f"'OK'")
+            with opener.open(f"{base}/health", timeout=CONNECT_TIMEOUT) as response:
+                if response.read(64).strip() == b"OK":
+                    return
+                answer.append(f"GET /health answered {response.status} without MLflow's 'OK'")
         except urllib.error.HTTPError as err:
-            if err.code not in (401, 403):  # behind authentication: MLflow's to report
-                answer.append(f"GET /health answered {err.code} {err.reason}")
+            if err.code in (401, 403) or 300 <= err.code < 400:
+                return  # authentication in front of it: MLflow's to report
+            answer.append(f"GET /health answered {err.code} {err.reason}")
+        if _api_answers(opener, base):
+            answer.clear()
 
     try:
-        _reach(health, what)
+        _reach(mlflow_answers, what)
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise UsageError(f"{what}: cannot reach the MLflow server ({reason}); start it "
@@ -213,6 +228,33 @@ def _check_server(uri: str, what: str) -> None:
     if answer:
         raise UsageError(f"{what} answers, but is not an MLflow tracking server ({answer[0]}); "
                          f"check the address and port (mlflow server --host HOST --port PORT)")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect (to a login page) is an answer of its own, not followed."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _api_answers(opener: urllib.request.OpenerDirector, base: str) -> bool:
+    """Whether MLflow's REST API answers at `base`: JSON with an error_code (or 200) for
+    an experiment that is not there."""
+    import json
+
+    url = f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=nnbench-probe"
+    try:
+        with opener.open(url, timeout=CONNECT_TIMEOUT) as response:
+            body = response.read(4096)
+    except urllib.error.HTTPError as err:
+        body = err.read(4096)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and ("error_code" in data or "experiment" in data)
 
 
 # tables that say whose a database is: MLflow's store, or an Optuna storage (the queue)
@@ -259,13 +301,15 @@ def sqlite_tables(path: Path) -> set[str] | None:
             return {name for (name,) in db.execute(
                 "select name from sqlite_master where type = 'table'")}
     except sqlite3.OperationalError as err:
-        if "locked" in str(err) or "busy" in str(err):
+        # another process writing to it (locked, busy), or a hot journal a killed writer
+        # left, which only a read-write open rolls back ("readonly"): a store, not broken
+        if any(word in str(err) for word in ("locked", "busy", "readonly")):
             return None
         raise
 
 
-def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
-                    kind: str) -> None:
+def _check_database(url: str, what: str, forms: str, *, must_exist: bool, kind: str,
+                    connect: bool = True, writes: bool = True) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -280,7 +324,8 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
             raise UsageError(f"{what}: SQLite query options other than timeout are not "
                              f"taken (given: {', '.join(options)}); the store is read and "
                              f"written as a plain file: drop '?{url.partition('?')[2]}'")
-        _check_sqlite(parsed.database, url, what, must_exist=must_exist, kind=kind)
+        _check_sqlite(parsed.database, url, what, must_exist=must_exist, kind=kind,
+                      writes=writes)
         return
     try:
         dialect = parsed.get_dialect()
@@ -296,7 +341,7 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool,
                          f"{parsed.drivername}:// needs is not installed ({err}); install it "
                          f"or name an installed one, e.g. postgresql+psycopg2:// or "
                          f"postgresql+psycopg://") from None
-    if backend not in SERVER_SCHEMES:
+    if backend not in SERVER_SCHEMES or not connect:
         return
     _check_connect(url, what, kind)
 
@@ -325,7 +370,7 @@ def _check_connect(url: str, what: str, kind: str) -> None:
 
 
 def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool,
-                  kind: str) -> None:
+                  kind: str, writes: bool = True) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         raise UsageError(f"{what} names no file (an in-memory database keeps nothing); use "
                          f"sqlite:///PATH.db")
@@ -342,8 +387,9 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
         if header and header != SQLITE_HEADER:
             raise UsageError(f"{what}: {path} exists and is not a SQLite database; name "
                              f"another file")
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise UsageError(f"{what}: {path} is not writable by this user")
+        if not os.access(path, os.R_OK | (os.W_OK if writes else 0)):
+            raise UsageError(f"{what}: {path} is not {'writable' if writes else 'readable'} "
+                             f"by this user")
         tables: set[str] | None = set()  # (an empty file: none)
         if header:
             try:
@@ -359,6 +405,8 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
         raise UsageError(f"{what}: {path} does not exist; nothing has been logged there yet "
                          f"(run the suite first, or point --tracking-uri at the store you "
                          f"used)")
+    if not writes:  # a reader of a store not made yet: nothing to create
+        return
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{what}: the directory {parent} does not exist; create it first or "

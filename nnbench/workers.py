@@ -130,8 +130,18 @@ def worker_job(suite_path: str, options: list[str], cwd: str,
     here: the worker is then interrupted (SIGINT), and waited for, so that it releases its
     claims at once (its trials queued again for the other workers) rather than being
     killed with them held for a grace period."""
-    proc = subprocess.Popen(worker_command(suite_path, options), cwd=cwd,
-                            env={**os.environ, **env} if env else None)
+    # the worker takes Ctrl-C as a command does, even where this job's process ignores it
+    # (a local job's: `submit`); a handler set here is reset to the default in the worker
+    ignoring = signal.getsignal(signal.SIGINT) == signal.SIG_IGN and \
+        threading.current_thread() is threading.main_thread()
+    if ignoring:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen(worker_command(suite_path, options), cwd=cwd,
+                                env={**os.environ, **env} if env else None)
+    finally:
+        if ignoring:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return int(proc.wait())
     except BaseException:
@@ -182,10 +192,20 @@ def submit(suite_path: str, options: list[str], workers: int, folder: Path,
                       "gpus_per_node": slurm.gpus_per_node}
     executor.update_parameters(**parameters)
     cwd = str(Path.cwd())
-    env = _share_of_cores(workers) if executor.cluster != "slurm" else {}  # one machine
-    jobs: list[Any] = executor.map_array(worker_job, [suite_path] * workers,
-                                         [options] * workers, [cwd] * workers,
-                                         [env] * workers)
+    local_jobs = executor.cluster != "slurm"
+    env = _share_of_cores(workers) if local_jobs else {}  # one machine
+    # local jobs' processes ignore a terminal's Ctrl-C, which reaches the whole process
+    # group: submitit's controller would print a traceback and kill its job a second
+    # later. Each worker itself takes it (worker_job), and this command forwards it.
+    ignored = local_jobs and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignored else None
+    try:
+        jobs: list[Any] = executor.map_array(worker_job, [suite_path] * workers,
+                                             [options] * workers, [cwd] * workers,
+                                             [env] * workers)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, previous)
     return jobs
 
 
@@ -210,6 +230,10 @@ def wait_for_jobs(jobs: Sequence[Any], console: Console, *, local: bool) -> list
         _interrupt_local_workers(jobs)
         for job in jobs:
             job.wait()
+        # a job whose process submitit killed (a terminal's Ctrl-C reaches its controller
+        # too, which kills it a second later) wrote no result: interrupted, as its worker
+        return [job_code(job, console) if job.paths.result_pickle.exists() else 130
+                for job in jobs]
     return [job_code(job, console) for job in jobs]
 
 
@@ -242,13 +266,16 @@ def _interrupt_local_workers(jobs: Sequence[Any]) -> None:
 
     workers = []
     for job in jobs:
+        if job.done():  # its controller's pid may be another process's by now
+            continue
         try:
             below = psutil.Process(int(job.job_id)).children(recursive=True)
         except (psutil.Error, ValueError):  # ended already
             continue
         for proc in below:
-            try:
-                if "nnbench.cli" in proc.cmdline() and "worker" in proc.cmdline():
+            try:  # the job's own worker: started under its controller, for its job id
+                if "nnbench.cli" in proc.cmdline() and "worker" in proc.cmdline() and \
+                        proc.environ().get("SUBMITIT_LOCAL_JOB_ID") == str(job.job_id):
                     proc.send_signal(signal.SIGINT)
                     workers.append(proc)
             except psutil.Error:

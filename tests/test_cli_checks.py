@@ -108,15 +108,18 @@ def test_a_run_id_copied_in_upper_case_is_mlflow_s_lower_case_id() -> None:
     assert check_run_id(run_id.upper()) == check_run_id(run_id) == run_id
 
 
-@pytest.mark.parametrize(("status", "body", "refused"), [
-    (404, b"", "GET /health answered 404"),  # python -m http.server, a web app
-    (501, b"", "GET /health answered 501"),
-    (200, b"<html>hello</html>", "GET /health answered 200 without MLflow's 'OK'"),
-    (200, b"OK", None),  # MLflow's answer
-    (401, b"", None),  # an MLflow server behind authentication: MLflow says what it needs
+@pytest.mark.parametrize(("status", "body", "api", "refused"), [
+    (404, b"", None, "GET /health answered 404 Not Found"),  # python -m http.server
+    (501, b"", None, "GET /health answered 501 Not Implemented"),
+    (200, b"<html>hello</html>", None, "GET /health answered 200 without MLflow's 'OK'"),
+    (200, b"OK", None, None),  # MLflow's answer
+    (401, b"", None, None),  # behind authentication: MLflow says what it needs
+    (302, b"", None, None),  # a login page's redirect (an auth proxy)
+    # --static-prefix: /health under the prefix only, the REST API at the root
+    (404, b"", b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}', None),
 ])
 def test_a_server_that_answers_but_is_not_mlflow_is_refused(
-        status: int, body: bytes, refused: str | None) -> None:
+        status: int, body: bytes, api: bytes | None, refused: str | None) -> None:
     """Any HTTP answer used to pass: a web server on the port gave MLflow's traceback
     ("API request ... failed with error code 501") after the data checks."""
     import http.server
@@ -124,10 +127,15 @@ def test_a_server_that_answers_but_is_not_mlflow_is_refused(
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            code, text = (404, b"not found") if self.path != "/health" else (status, body)
+            if self.path.startswith("/api/2.0/mlflow/") and api is not None:
+                code, text = 404, api
+            self.send_response(code)
+            if 300 <= code < 400:
+                self.send_header("Location", "/login")
+            self.send_header("Content-Length", str(len(text)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(text)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -144,8 +152,8 @@ def test_a_server_that_answers_but_is_not_mlflow_is_refused(
                 check_tracking_uri(uri)
             assert str(caught.value) == (
                 f"--tracking-uri {uri!r} answers, but is not an MLflow tracking server "
-                f"({refused}{'' if 'OK' in refused else ' ' + http.HTTPStatus(status).phrase}); "
-                f"check the address and port (mlflow server --host HOST --port PORT)")
+                f"({refused}); check the address and port (mlflow server --host HOST --port "
+                f"PORT)")
     finally:
         server.shutdown()
         server.server_close()

@@ -18,7 +18,7 @@ from nnbench.config import AXES, TrialSpec, dry, parse_suite
 from nnbench.registry import ComponentInfo, NoParams, register, unregister
 from nnbench.train import build, metrics, serial
 from nnbench.train.build import Step, build_parts, layer_weights, weight_layers
-from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, penalty
+from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, joined_passes, penalty
 from nnbench.train.results import CONTINUE, Decision, stop
 
 CPU = torch.device("cpu")
@@ -243,6 +243,18 @@ def test_the_serial_probe_in_passes_gives_the_diagnostics_of_one_pass(activation
                                              parts.data.test)
     assert torch.equal(sums, whole_sums)
     torch.testing.assert_close(loss, whole_loss, rtol=1e-6, atol=0)
+
+
+def test_a_probe_in_passes_joins_each_activation_and_refuses_a_forward_that_varies() -> None:
+    first = [torch.zeros(1, 2, 3), torch.ones(1, 2, 4)]  # two activations, 2 examples
+    second = [torch.full((1, 1, 3), 2.0), torch.full((1, 1, 4), 3.0)]  # 1 more example
+    joined = joined_passes([first, second])
+    assert [tuple(a.shape) for a in joined] == [(1, 3, 3), (1, 3, 4)]
+    assert joined[1][0, 2, 0] == 3.0 and joined[0][0, 0, 0] == 0.0
+    assert joined_passes([first]) == first  # one pass: its own tensors, not copies
+    with pytest.raises(ValueError, match=r"activations ran \[2, 1\] times in the probe's "
+                                         r"passes"):
+        joined_passes([first, second[:1]])
 
 
 def test_evaluation_passes_are_sized_by_flops_on_a_cpu_only() -> None:

@@ -128,6 +128,9 @@ def test_printed_url_opens_the_trials_and_the_summaries_compare_configurations(
         [experiment.experiment_id], "tags.`nnbench.role` = 'summary'")}
     assert sorted(summaries) == ["relu", "tanh"]
     address = mlflow_server(uri)
+    from nnbench.cli_checks import check_tracking_uri
+
+    assert check_tracking_uri(address) == address  # a real server passes nnbench's check
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         expect.set_options(timeout=60_000)  # a busy machine: wait long, never sleep

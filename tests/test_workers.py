@@ -12,6 +12,7 @@ trials can be short, and what the test then does hits a trial in flight whatever
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -398,19 +399,30 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill", "terminal"])
 def test_a_kill_of_submit_local_interrupts_its_workers_and_waits_for_them(
-        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        how: str, write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     """`kill` (SIGTERM) of `nnbench submit --local` while its workers train: it used to
     exit 130 at once and leave both workers training, unseen. Now it interrupts them as
     Ctrl-C would and waits: each records its trial in flight as killed, releases its claim
-    and exits 130; no process of the jobs is left, no trial is left running."""
+    and exits 130; no process of the jobs is left, no trial is left running. The same for
+    a terminal's Ctrl-C (SIGINT to the whole process group: submitit's controllers too,
+    which kill their job a second later, leaving no result for it)."""
     path = _suite(write_suite, "stopped", epochs=2000)  # trials of minutes each
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
-    submit = start("submit", str(path), "--storage", storage, "--tracking-uri", uri,
-                   "--workers", "2", "--local", "--device", "cpu", "--engine", "serial",
-                   "--folder", str(tmp_path / "jobs"), "--report-dir",
-                   str(tmp_path / "reports"), "--slurm-mem", "4", *FAST, cwd=tmp_path)
+    argv = ["submit", str(path), "--storage", storage, "--tracking-uri", uri, "--workers",
+            "2", "--local", "--device", "cpu", "--engine", "serial", "--folder",
+            str(tmp_path / "jobs"), "--report-dir", str(tmp_path / "reports"), "--slurm-mem",
+            "4", *FAST]
+    log = tmp_path / "submit.log"
+    if how == "kill":
+        submit: Any = start(*argv, cwd=tmp_path, log=log)
+    else:  # a terminal's foreground process group of its own
+        with log.open("w") as out:
+            submit = subprocess.Popen([sys.executable, "-m", "nnbench.cli", *argv],
+                                      cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
     client = MlflowClient(uri)
 
     def training() -> int:
@@ -421,17 +433,22 @@ def test_a_kill_of_submit_local_interrupts_its_workers_and_waits_for_them(
 
     with within(300, "both workers training"):
         while training() < 2:
-            assert submit.poll() is None, submit.output()
+            assert submit.poll() is None, log.read_text()
             time.sleep(0.5)
     below = psutil.Process(submit.pid).children(recursive=True)
     assert sum("worker" in p.cmdline() for p in below) == 2  # the jobs' two workers
-    submit.send_signal(signal.SIGTERM)
-    output = submit.finish(timeout=180)
+    if how == "kill":
+        submit.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(submit.pid, signal.SIGINT)
+    with within(180, "submit interrupted"):
+        submit.wait(timeout=180)
+    output = log.read_text()
     assert submit.returncode == 130, output
     assert "interrupting the workers" in output
     assert "--slurm-mem: Slurm's only; ignored with --local" in output
     assert "workers ended with exit codes [130, 130]" in output, output
-    assert "Traceback" not in output, output
+    assert "Traceback" not in output and "without an exit code" not in output, output
     _, alive = psutil.wait_procs(below, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     runs = _runs(uri, "stopped")

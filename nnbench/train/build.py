@@ -28,7 +28,7 @@ from nnbench.components.regularizers import ClipFn, EarlyStopping, attach_dropou
 from nnbench.components.schedules import Schedule
 from nnbench.config import TrialSpec
 from nnbench.data import DataShape, TensorData
-from nnbench.train.metrics import eval_chunk
+from nnbench.train.metrics import EVAL_CHUNK, eval_chunk
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
            "dataset_shape", "eval_flops", "example_flops", "fit_augmentations", "layer_weights",
@@ -150,7 +150,8 @@ class Parts(Step):
     batch_size: int
     activation_type: type[nn.Module]
     family: str | None
-    eval_chunk: int  # examples per evaluation (and probe) pass: `metrics.eval_chunk`
+    # examples per evaluation (and probe) pass (`metrics.eval_chunk`; build_parts sizes it)
+    eval_chunk: int = EVAL_CHUNK
 
 
 def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, list[Augmentation]]:

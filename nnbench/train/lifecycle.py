@@ -32,7 +32,7 @@ from nnbench.train.metrics import SATURATED_BELOW, SPARSE_BELOW, add_gaps
 from nnbench.train.results import CONTINUE, Decision, Status
 
 __all__ = ["Ending", "EpochListener", "Lane", "Verdict", "diagnostics", "epoch_metrics",
-           "penalty"]
+           "joined_passes", "penalty"]
 
 EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
 UNIT_DIAGNOSTIC = {"relu": "dead_fraction", "saturating": "saturated_fraction"}
@@ -177,6 +177,20 @@ def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]],
     flat = torch.cat([w.detach().flatten(1) for w in weights], dim=1)
     out["weight_sparsity"] = _mean(flat.abs() < SPARSE_BELOW)
     return out
+
+
+def joined_passes(passes: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """The probe's captured activations when it ran in passes over its examples (each
+    pass's list, in the order its forward met them, `[lanes, batch, ...]`): each
+    activation's outputs of every pass as one batch. Every pass must meet the same
+    activations: a model whose forward takes another path on other examples cannot be
+    probed in passes (ValueError)."""
+    if len({len(captured) for captured in passes}) > 1:
+        raise ValueError(f"the model's activations ran {[len(c) for c in passes]} times in "
+                         f"the probe's passes over its examples; the diagnostics need the "
+                         f"same activations for every example")
+    return [outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+            for outputs in zip(*passes, strict=True)]
 
 
 def _grad_norm(grads: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

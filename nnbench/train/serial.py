@@ -49,6 +49,7 @@ from nnbench.train.lifecycle import (
     Lane,
     diagnostics,
     epoch_metrics,
+    joined_passes,
     penalty,
 )
 from nnbench.train.metrics import EVAL_CHUNK, PROBE_SIZE, fingerprint
@@ -152,11 +153,13 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     p.model.eval()
     trainable = [w for w in p.weights if w.requires_grad]  # a plugin's frozen layer: none
     # cuDNN's recurrent backward refuses eval mode: the probe's GRU on a GPU runs without it
-    recurrent = rows.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
+    recurrent = p.data.x.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
     found: dict[int, torch.Tensor] = {}
+    passes: list[list[torch.Tensor]] = []  # each pass's captured activations
     try:
         with torch.backends.cudnn.flags(enabled=False) if recurrent else nullcontext():
             for start in range(0, len(rows), p.eval_chunk):
+                captured.clear()
                 chunk = rows[start:start + p.eval_chunk]
                 # the objective is a mean: each pass weighs in by its share of the batch
                 loss = p.objective(p.model(p.data.inputs(chunk)), p.data.y[chunk])
@@ -166,13 +169,11 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
                 for w, grad in zip(trainable, grads, strict=True):
                     if grad is not None:
                         found[id(w)] = found[id(w)] + grad if id(w) in found else grad
+                passes.append(list(captured))
     finally:
         for hook in hooks:
             hook.remove()
-    passes = -(-len(rows) // p.eval_chunk)
-    if captured and passes > 1:  # each activation's outputs of every pass, as one batch
-        per_pass = len(captured) // passes
-        captured = [torch.cat(captured[i::per_pass], dim=1) for i in range(per_pass)]
+    captured = joined_passes(passes)
     # per weight layer, its weights' gradients (none: frozen, or not reached by the loss)
     layer_grads = [[g[None] for w in layer_weights(layer) if (g := found.get(id(w))) is not None]
                    for layer in weight_layers(p.model)]

@@ -60,7 +60,14 @@ from nnbench.train.build import (
 )
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
-from nnbench.train.lifecycle import Ending, Lane, diagnostics, epoch_metrics, penalty
+from nnbench.train.lifecycle import (
+    Ending,
+    Lane,
+    diagnostics,
+    epoch_metrics,
+    joined_passes,
+    penalty,
+)
 from nnbench.train.metrics import PROBE_SIZE, eval_chunk, fingerprint, host_fingerprint
 from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes
@@ -366,8 +373,12 @@ class _GroupRun:
         self.n_test = len(first.test)
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
-        # examples per lane in one evaluation or probe pass (the lanes' models share a shape)
-        self.eval_size = eval_chunk(self.n_lanes, eval_flops(template, device))
+        # examples per lane in one evaluation pass (the lanes' models share a shape), and in
+        # one probe pass: as many on a CPU, where the model's FLOPs size them; all of the
+        # probe's in one pass on a GPU
+        flops = eval_flops(template, device)
+        self.eval_size = eval_chunk(self.n_lanes, flops)
+        self.probe_size = self.eval_size if flops else PROBE_SIZE
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]
         self.optimizer = LaneOptimizer(specs, self.model.flat, self.steps_per_epoch, device)
@@ -658,13 +669,14 @@ class _GroupRun:
         first PROBE_SIZE examples of its training split), as the serial engine's probe: in
         passes of `eval_size` examples per lane, whose gradients add up to the batch's."""
         probe = self.train_rows[self.split_of, :PROBE_SIZE]
-        n, size = probe.shape[1], self.eval_size
-        captured: list[tuple[Layout, torch.Tensor]] = []
+        n, size = probe.shape[1], self.probe_size
         self.model.eval()
         families = {f for f in self.family if f is not None}
         grads: list[torch.Tensor] = []
+        passes: list[list[torch.Tensor]] = []  # each pass's activations, lanes first
         for start in range(0, n, size):
             rows = probe[:, start:start + size]
+            captured: list[tuple[Layout, torch.Tensor]] = []
             outputs = self.model(self._inputs(rows), capture=captured if families else None)
             # each lane's loss is a mean: a pass weighs in by its share of the batch
             loss = self.loss_fn(outputs, self.y[rows]).sum()
@@ -672,13 +684,10 @@ class _GroupRun:
             found = torch.autograd.grad(loss * share if share < 1 else loss,
                                         self.model.weights)
             grads = [a + b for a, b in zip(grads, found, strict=True)] if grads else list(found)
-        # activations with the lanes first: [B, L·C, H, W] -> [L, B, C, H, W]
-        activations = [a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:]).transpose(0, 1)
-                       if layout == "channels" else a for layout, a in captured]
-        passes = -(-n // size)
-        if activations and passes > 1:  # each activation's outputs of every pass, as one
-            per_pass = len(activations) // passes
-            activations = [torch.cat(activations[i::per_pass], dim=1) for i in range(per_pass)]
+            # activations with the lanes first: [B, L·C, H, W] -> [L, B, C, H, W]
+            passes.append([a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:]).transpose(0, 1)
+                           if layout == "channels" else a for layout, a in captured])
+        activations = joined_passes(passes)
         return diagnostics([[g] for g in grads], activations, self.model.weights,
                            self.family, self.sigmoid)
 

@@ -245,6 +245,35 @@ def test_the_serial_probe_in_passes_gives_the_diagnostics_of_one_pass(activation
     torch.testing.assert_close(loss, whole_loss, rtol=1e-6, atol=0)
 
 
+def test_the_probe_sees_its_examples_normalized_as_training_does() -> None:
+    """With `normalize`, training and evaluation normalize every batch; the probe fed the
+    model raw inputs, so the diagnostics (dead units, gradient norms) described inputs the
+    model never trains on."""
+    spec = parse_suite(textwrap.dedent("""\
+        name: t
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.1}
+          epochs: 1
+          batch_size: 32
+          augmentation: [normalize]
+        """)).base
+    with seeding.trial_rng(0, CPU):
+        parts = build_parts(spec, CPU)
+    seen: list[torch.Tensor] = []
+    hook = parts.model.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        serial.probe(parts)
+    finally:
+        hook.remove()
+    rows = parts.data.train[:256]
+    expected = parts.data.inputs(rows)
+    for step in build.always(parts.augment):
+        expected = step.apply(expected, {})
+    assert len(seen) == 1 and torch.equal(seen[0], expected)
+    assert not torch.equal(expected, parts.data.inputs(rows))  # normalize changed them
+
+
 def test_a_probe_in_passes_joins_each_activation_and_refuses_a_forward_that_varies() -> None:
     first = [torch.zeros(1, 2, 3), torch.ones(1, 2, 4)]  # two activations, 2 examples
     second = [torch.full((1, 1, 3), 2.0), torch.full((1, 1, 4), 3.0)]  # 1 more example

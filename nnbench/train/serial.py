@@ -139,13 +139,15 @@ def evaluate(model: nn.Module, objective: Objective, data: TensorData, rows: tor
 
 def probe(p: Parts) -> dict[str, torch.Tensor]:
     """The diagnostics (`lifecycle.diagnostics`) of the fixed probe batch (the first
-    PROBE_SIZE training examples), forward and backward in eval mode, with no
+    PROBE_SIZE training examples, with the augmentations of stage `always`, normalize, as
+    in training and evaluation), forward and backward in eval mode, with no
     randomness and the weights' gradients only (`autograd.grad`: no `.grad` touched): it
     never changes the training trajectory. It runs in passes of `p.eval_chunk` examples
     (one, unless the model is large on a CPU), whose gradients add up to the batch's. A
     frozen weight (requires_grad false) has no gradient: its layer's grad_norm is 0. A
     recurrent model on a GPU runs it without cuDNN, whose RNN backward refuses eval mode."""
     rows = p.data.train[:PROBE_SIZE]
+    steps = build.always(p.augment)
     captured: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()[None]))
              for m in p.model.modules() if isinstance(m, p.activation_type)
@@ -162,7 +164,10 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
                 captured.clear()
                 chunk = rows[start:start + p.eval_chunk]
                 # the objective is a mean: each pass weighs in by its share of the batch
-                loss = p.objective(p.model(p.data.inputs(chunk)), p.data.y[chunk])
+                xb = p.data.inputs(chunk)
+                for step in steps:  # normalized as in training
+                    xb = step.apply(xb, {})
+                loss = p.objective(p.model(xb), p.data.y[chunk])
                 share = len(chunk) / len(rows)
                 grads = torch.autograd.grad(loss * share if share < 1 else loss, trainable,
                                             allow_unused=True) if trainable else ()

@@ -652,21 +652,27 @@ class _GroupRun:
         size = self.eval_size  # per lane: the lanes together in bounded memory
         for start in range(0, n, size):
             chunk = rows[self.split_of, start:start + size]
-            xb, yb = self._inputs(chunk), self.y[chunk]
-            for step in self.always:
-                if step in self.normalize:
-                    xb = self._normalize(step, xb)
-                else:  # a plugin's: each lane's own instance
-                    xb = torch.stack([a[step].apply(xb[i], {})
-                                      for i, a in enumerate(self.augments)])
+            xb, yb = self._always(self._inputs(chunk)), self.y[chunk]
             outputs = self.model(xb)
             loss_sum += self.loss_fn(outputs, yb) * yb.shape[1]
             sums.append(self.sums_fn(outputs, yb))
         return loss_sum / n, torch.stack(sums).sum(dim=0, dtype=torch.float64)
 
+    def _always(self, xb: torch.Tensor) -> torch.Tensor:
+        """A batch that is not trained on (evaluation, the probe) with the augmentations of
+        stage `always` applied, as in training (normalize)."""
+        for step in self.always:
+            if step in self.normalize:
+                xb = self._normalize(step, xb)
+            else:  # a plugin's: each lane's own instance
+                xb = torch.stack([a[step].apply(xb[i], {})
+                                  for i, a in enumerate(self.augments)])
+        return xb
+
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """Every lane's diagnostics (`lifecycle.diagnostics`) on its own probe batch (the
-        first PROBE_SIZE examples of its training split), as the serial engine's probe: in
+        first PROBE_SIZE examples of its training split, normalized as in training), as the
+        serial engine's probe: in
         passes of `eval_size` examples per lane, whose gradients add up to the batch's."""
         probe = self.train_rows[self.split_of, :PROBE_SIZE]
         n, size = probe.shape[1], self.probe_size
@@ -677,7 +683,8 @@ class _GroupRun:
         for start in range(0, n, size):
             rows = probe[:, start:start + size]
             captured: list[tuple[Layout, torch.Tensor]] = []
-            outputs = self.model(self._inputs(rows), capture=captured if families else None)
+            outputs = self.model(self._always(self._inputs(rows)),
+                                 capture=captured if families else None)
             # each lane's loss is a mean: a pass weighs in by its share of the batch
             loss = self.loss_fn(outputs, self.y[rows]).sum()
             share = rows.shape[1] / n

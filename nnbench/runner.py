@@ -338,7 +338,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
-                           engine=engine, precision=precision, lanes=lanes,
+                           engine=engine, precision=precision,
+                           lanes=lanes or -(-len(population) // workers),
                            workers=workers, threads=threads,
                            liveness=liveness, system_metrics=system_metrics,
                            log_models=log_models)
@@ -543,8 +544,10 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
                    workers: int, threads: int | None, liveness: Liveness,
                    system_metrics: bool, log_models: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
-    (default: its engine's policy, within its share of the cores); their trials are tagged
-    with this invocation's run."""
+    (default: its engine's policy, within its share of the cores) and stacked groups of at
+    most `lanes` (run_suite: the suite's trials shared out, so that each worker claims its
+    part rather than the first claiming every lane); their trials are tagged with this
+    invocation's run."""
     from nnbench.train.engine import cpu_cores, shared_cores
     from nnbench.workers import all_refused, spawn_local, worker_options
 
@@ -559,7 +562,8 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
         log_models=log_models, lanes=lanes, threads=threads, parent_run=summary.parent_run_id)
     each = (f"{threads} thread(s) each" if threads else
             f"up to {shared_cores(resolve_device(device), workers)} thread(s) each")
-    console.print(f"{workers} local workers, {each} ({cpu_cores()} cores)", highlight=False)
+    console.print(f"{workers} local workers, {each} ({cpu_cores()} cores), stacked groups "
+                  f"of at most {lanes} lanes", highlight=False)
     codes = spawn_local(suite.path, options, workers, console,
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)

@@ -354,7 +354,9 @@ def test_run_with_two_local_workers_trains_every_trial_once(
                          "--report-dir", str(tmp_path / "reports"), *FAST])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "2 local workers, up to 1 thread(s) each" in err
+    # the 8 trials shared out: a stacked worker would claim 4, not the first all 8
+    assert "2 local workers, up to 1 thread(s) each (" in err
+    assert "), stacked groups of at most 4 lanes" in err
     assert "[worker 1]" in err and "[worker 2]" in err
     suite = load_suite(path)
     finished = _finished_once(uri, "two", {t.trial_id for t in suite.trials()})

@@ -475,3 +475,14 @@ def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: st
     row = board[board.index("<td>optimizer.lr=0.05"):]
     assert '<td class="num">[0.0000, 1.0000]</td>' in row[:row.index("</tr>")]
     assert "(95% CI 0.0000–1.0000, n = 2)" in html  # the headline
+
+
+def test_numbers_print_with_four_decimals_and_huge_ones_in_scientific_form() -> None:
+    """A finite loss of 8.8e35 (a trial that ended without a NaN) printed as 36 digits in
+    the claims table."""
+    from nnbench.report import _num
+
+    assert _num(0.123456) == "0.1235" and _num(-2.5) == "-2.5000"
+    assert _num(8.8e35) == "8.800e+35" and _num(-1234567.0) == "-1.235e+06"
+    assert _num(float("inf")) == "inf" and _num(None) == "–" and _num(float("nan")) == "–"
+    assert _num(0.5, 2) == "0.50" and _num(3e7, 2) == "3.0e+07"

@@ -55,7 +55,18 @@ __all__ = ["render_index", "render_report"]
 
 _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
-_ENV.filters["num"] = lambda v, digits=4: "–" if v is None or v != v else f"{v:.{digits}f}"
+def _num(value: float | None, digits: int = 4) -> str:
+    """A number as the report prints it: `digits` decimals; "–" for none; one beyond a
+    million (a finite loss of 8.8e35) in scientific form, not 36 digits."""
+    if value is None or value != value:
+        return "–"
+    if abs(value) >= 1e6:
+        return f"{value:.{digits}g}" if value in (float("inf"), float("-inf")) else \
+            f"{value:.{max(1, digits - 1)}e}"
+    return f"{value:.{digits}f}"
+
+
+_ENV.filters["num"] = _num
 _ENV.filters["p"] = format_p  # "< 0.0001", 4 decimals, "n/a"
 # axes whose effect the diagnostics explain (the notes' vanishing gradients, dead units, L1)
 EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "dropout"}

@@ -142,13 +142,15 @@ class Family:
 
 
 def _too_few(pairs: list[tuple[str, str, int]], seeds: int) -> list[str]:
-    """The note that stands for comparisons without two paired seeds."""
+    """The note that stands for comparisons without two paired seeds (an interaction's
+    contrasts come parenthesized, and are joined by ×)."""
     if not pairs:
         return []
     if seeds < 2:
         return [f"No seed-paired test: a paired test needs at least 2 seeds and the suite "
                 f"has {seeds}; the levels' means are shown, not compared"]
-    listed = "; ".join(f"{a} vs {b} (n = {n})" for a, b, n in pairs)
+    listed = "; ".join(f"{a} {'×' if a.startswith('(') else 'vs'} {b} (n = {n})"
+                       for a, b, n in pairs)
     return [f"Not compared, because fewer than 2 seeds finished both sides (a paired test "
             f"needs at least 2): {listed}"]
 
@@ -263,20 +265,38 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
     notes: list[str] = _design_notes(suite)
     too_few: list[tuple[str, str, int]] = []
     for axis in axes:
+        index = ["seed", *(c for c in axes if c != axis)]
+        # a cell is a seed and the other axes' levels; planned: it has a run (whatever its
+        # status) at that level; an ablation's unplanned combinations are not
+        planned = trials.pivot_table(index=index, columns=axis, values="metric",
+                                     aggfunc="size").notna()
+        cells = done.pivot_table(index=index, columns=axis, values="metric",
+                                 aggfunc="mean").reindex_like(planned)
+        # each level over the cells every level was planned at, where an ablation's levels
+        # exist at the base configuration only: relu's mean pooled the ablation's
+        # learning rate in, and the ablated rate was set against all the grid's cells
+        common = planned.all(axis=1)
+        shared = _in_cells(done, index, common) if common.any() and not common.all() \
+            else done
+        if shared is not done:
+            notes.append(f"{axis}: each level's mean is over the {int(common.sum())} of "
+                         f"{len(common)} cells (a seed and the other axes' levels) that "
+                         f"every level of {axis} was trained at, so that its levels are "
+                         f"compared like for like")
         rows: list[dict[str, Any]] = []
-        for level, group in done.groupby(axis, sort=False):
+        for level, group in shared.groupby(axis, sort=False):
             interval = t_interval(group.groupby("seed")["metric"].mean())
             rows.append({"axis": axis, "level": str(level), "mean": interval.mean,
                          "low": interval.low, "high": interval.high, "n": interval.n})
         names = [str(r["level"]) for r in rows]
-        index = ["seed", *(c for c in axes if c != axis)]
-        cells = done.pivot_table(index=index, columns=axis, values="metric", aggfunc="mean")
-        # a gap is a planned trial (one with a run, whatever its status) that did not
-        # finish; an ablation's unplanned combinations are none
-        planned = trials.pivot_table(index=index, columns=axis, values="metric",
-                                     aggfunc="size").reindex_like(cells).notna()
-        gaps = int((cells.isna() & planned).any(axis=1).sum())
-        compared = int((planned.sum(axis=1) >= 2).sum())  # cells with two levels planned
+        # (a level no trial finished at has a note of its own, below)
+        # a gap: a cell finished at some of its planned levels, not all (one finished at
+        # none weighs on no level); out of the cells with two levels planned
+        ran = [c for c in planned.columns if cells[c].notna().any()]
+        two = planned[ran].sum(axis=1) >= 2
+        gaps = int(((cells[ran].isna() & planned[ran]).any(axis=1)
+                    & cells[ran].notna().any(axis=1) & two).sum())
+        compared = int(two.sum())
         if gaps:
             notes.append(f"{axis}: {gaps} of {compared} cells (a seed and the other axes' "
                          f"levels) finished at some of its levels only; each level's mean "
@@ -307,15 +327,24 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
                                                _says(suite.metric)), notes)
 
 
+def _in_cells(done: pd.DataFrame, index: list[str], cells: pd.Series) -> pd.DataFrame:
+    """The finished trials of the cells (`index` columns' values) where `cells` is True."""
+    keep = set(cells[cells].index)
+    keys = done[index].itertuples(index=False, name=None) if len(index) > 1 else done[index[0]]
+    return done[[key in keep for key in keys]]
+
+
 def best_versus(trials: pd.DataFrame, table: pd.DataFrame, suite: Suite) -> Family:
     """The best configuration (the leaderboard's first) against the runner-up and every
     configuration whose 95% interval overlaps its own, seed-paired, Holm over them."""
     done = _finished(trials)
     if done.empty or len(table) < 2:
         return Family([], [])
-    # every seed the same: no interval, the value itself is what may overlap
-    low = table["low"].where(~table["identical"].astype(bool), table["mean"])
-    high = table["high"].where(~table["identical"].astype(bool), table["mean"])
+    # every seed the same, or one seed finished: no interval, the value itself is what may
+    # overlap (such a configuration inside the best's interval is named, not skipped)
+    point = table["identical"].astype(bool) | table["low"].isna() | table["high"].isna()
+    low = table["low"].where(~point, table["mean"])
+    high = table["high"].where(~point, table["mean"])
     best = table.iloc[0]
     others = table.iloc[1:]
     overlap = (low.iloc[1:] <= high.iloc[0]) & (high.iloc[1:] >= low.iloc[0])
@@ -440,8 +469,8 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
             at_1 = (block[(x1, y1)] - block[(x0, y1)]).groupby(level="seed").mean()
             at_0 = (block[(x1, y0)] - block[(x0, y0)]).groupby(level="seed").mean()
             name_a, name_b = f"{x1} vs {x0}", f"{y1} vs {y0}"
-            if len(at_1) < 2:
-                too_few.append((name_a, name_b, len(at_1)))
+            if len(at_1) < 2:  # named as the untested ones are: (x1 vs x0) × (y1 vs y0)
+                too_few.append((f"({name_a})", f"({name_b})", len(at_1)))
                 continue
             # P(a better): x1's gain over x0 is larger (in the metric's direction) at y1
             pending.append((f"{x} × {y}", name_a, name_b,
@@ -492,6 +521,11 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
                         for mine, theirs in ((c.a, c.b), (c.b, c.a)))]
         text = (f"{winner} beats {loser} on average ({metric} {winner} − {loser} = "
                 f"{sign * average:+.4f}), but not with {where}")
+        tested = {level for c in tests for side in (c.a, c.b) for level in side.split(" vs ")}
+        bare = [level for level, _ in flipped if level not in tested]
+        if tests and bare:  # the test below covers some of the levels named, not these
+            text += (f"; at {', '.join(f'{y}={level}' for level in bare)} no interaction test "
+                     f"is behind it (fewer than 2 seeds finished the cells it compares)")
         if not tests:
             text += ("; no interaction test is behind it (fewer than 2 seeds finished the "
                      "cells it compares), so it may be seed noise")

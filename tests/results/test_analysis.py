@@ -66,6 +66,28 @@ def test_levels_are_compared_with_the_fixed_value_seed_paired() -> None:
     assert set(levels[levels["baseline"]]["level"]) == {"relu", "kaiming_normal"}
 
 
+def test_grid_and_ablation_levels_are_averaged_like_for_like() -> None:
+    """A grid (activation × init) and an ablated learning rate (0.3, at the fixed relu
+    and kaiming only): relu's mean pooled the ablation's trial in (0.80 instead of 0.85),
+    and lr 0.05's mean was over all six grid cells (0.77) against 0.3's one (0.70), while
+    the figure said "averaged over the other axes"."""
+    suite = parse_suite(textwrap.dedent(SUITE.format(fixed="relu", seeds=6))
+                        + "ablate:\n  optimizer.lr: [0.3]\n")
+    grid = _trials(noise=0.0).assign(**{"optimizer.lr": "0.05"})
+    ablation = grid[(grid["activation"] == "relu") & (grid["init"] == "kaiming_normal")]
+    ablation = ablation.assign(**{"optimizer.lr": "0.3", "metric": 0.70})
+    levels, family = main_effects(pd.concat([grid, ablation], ignore_index=True), suite)
+    mean = {(r.axis, r.level): r.mean for r in levels.itertuples()}
+    assert mean["activation", "relu"] == pytest.approx(0.85)  # the grid's relu cells
+    assert mean["optimizer.lr", "0.05"] == pytest.approx(0.80)  # at relu and kaiming
+    assert mean["optimizer.lr", "0.3"] == pytest.approx(0.70)
+    lr = next(c for c in family.rows if c.axis == "optimizer.lr")
+    assert lr.result.diff == pytest.approx(-0.10)
+    assert "optimizer.lr: each level's mean is over the 6 of 36 cells (a seed and the " \
+           "other axes' levels) that every level of optimizer.lr was trained at, so that its " \
+           "levels are compared like for like" in family.notes
+
+
 def test_a_fixed_value_outside_the_grid_compares_every_level_with_the_best() -> None:
     suite = _suite(fixed="gelu")
     _, family = main_effects(_trials(), suite)
@@ -98,6 +120,48 @@ def test_the_best_is_tested_against_the_runner_up_and_every_overlapping_interval
     expected = set(overlapping) | {table["config"].iloc[1]}
     assert {c.b for c in family.rows} == expected and {c.a for c in family.rows} == {best}
     assert all(c.kind == "best_vs" and c.result.n == 6 for c in family.rows)
+
+
+def test_a_configuration_of_one_finished_seed_inside_the_best_s_interval_is_named() -> None:
+    """One finished seed has no interval; it was never 'overlapping', so the best's
+    section left it out silently although its value lay inside the best's interval."""
+    trials = _trials(noise=0.02)
+    lone = trials["config"] == "activation=tanh, init=xavier_normal"
+    trials.loc[lone & (trials["seed"] > 0), "status"] = "diverged"
+    best = "activation=relu, init=xavier_normal"
+    runner_up = trials["config"] == "activation=relu, init=kaiming_normal"
+    trials.loc[runner_up, "metric"] += 0.095  # the runner-up, tested in any case
+    trials.loc[lone & (trials["seed"] == 0), "metric"] = \
+        trials[trials["config"] == best]["metric"].mean() - 0.012
+    table = leaderboard(trials, higher_is_better=True)
+    assert list(table["config"].iloc[:3]) == [best, "activation=relu, init=kaiming_normal",
+                                              "activation=tanh, init=xavier_normal"]
+    assert table["low"].iloc[0] < table["mean"].iloc[2] < table["high"].iloc[0]
+    family = best_versus(trials, table, _suite())
+    assert "activation=tanh, init=xavier_normal" not in {c.b for c in family.rows}
+    assert (f"{best} vs activation=tanh, init=xavier_normal (n = 1)"
+            in " ".join(family.notes)), family.notes
+
+
+def test_a_reversal_says_which_of_its_levels_no_test_is_behind() -> None:
+    """xavier beats kaiming on average, but not with sigmoid (6 seeds, tested) or tanh (one
+    seed finished, untested): the sentence cited the sigmoid test as if it covered both."""
+    trials = _trials(noise=0.001)
+    trials.loc[(trials["activation"] == "relu") & (trials["init"] == "xavier_normal"),
+               "metric"] += 0.05
+    tanh = trials["activation"] == "tanh"
+    trials.loc[tanh & (trials["init"] == "xavier_normal"), "metric"] = 0.74
+    trials.loc[tanh & (trials["seed"] > 0), "status"] = "diverged"
+    (tests,) = interaction_tests(trials, _suite())
+    (sentence,) = [t for t in tests.reversals if t.startswith("xavier_normal beats")]
+    assert "but not with activation=sigmoid (" in sentence
+    assert "or activation=tanh (" in sentence
+    assert "; at activation=tanh no interaction test is behind it (fewer than 2 seeds " \
+           "finished the cells it compares); the interaction test gives Holm-adjusted p" \
+           in sentence, sentence
+    assert "Not compared, because fewer than 2 seeds finished both sides (a paired test " \
+           "needs at least 2): (tanh vs relu) × (xavier_normal vs kaiming_normal) (n = 1)" \
+           in tests.family.notes, tests.family.notes
 
 
 def test_interactions_name_where_an_average_effect_reverses() -> None:
@@ -331,13 +395,22 @@ def test_an_ablation_s_unplanned_cells_are_no_gaps() -> None:
     planned = {("relu", "kaiming_normal"), ("tanh", "kaiming_normal"), ("relu", "xavier_normal")}
     trials = trials[[(a, i) in planned for a, i in zip(trials["activation"], trials["init"],
                                                         strict=True)]]
-    _, family = main_effects(trials, suite)
-    assert family.notes == [] and len(family.rows) == 2
+    levels, family = main_effects(trials, suite)
+    # each level over the cells every level was trained at: relu's mean leaves out the
+    # ablation's xavier trials, where tanh never trained
+    like_for_like = [f"{axis}: each level's mean is over the 4 of 8 cells (a seed and the "
+                     f"other axes' levels) that every level of {axis} was trained at, so that "
+                     f"its levels are compared like for like" for axis in ("activation", "init")]
+    assert family.notes == like_for_like and len(family.rows) == 2
+    relu = levels[(levels["axis"] == "activation") & (levels["level"] == "relu")]
+    at_kaiming = trials[(trials["activation"] == "relu") & (trials["init"] == "kaiming_normal")]
+    assert float(relu["mean"].iloc[0]) == pytest.approx(float(at_kaiming["metric"].mean()))
     (tests,) = interaction_tests(trials, suite)
     assert tests.family.rows == [] and tests.family.notes == []
     lost = trials.index[(trials["activation"] == "tanh") & (trials["seed"] == 0)]
     trials.loc[lost, "status"] = "diverged"  # a planned cell that did not finish: said
-    assert main_effects(trials, suite)[1].notes == [
+    assert main_effects(trials, suite)[1].notes == [like_for_like[0],
         "activation: 1 of 4 cells (a seed and the other axes' levels) finished at some of its "
         "levels only; each level's mean (figure, level rows) is over its own finished cells, "
-        "each Δ over the cells finished at both of its levels, so the two can differ"]
+        "each Δ over the cells finished at both of its levels, so the two can differ",
+        like_for_like[1]]

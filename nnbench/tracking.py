@@ -94,6 +94,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow's SQL store logs each OperationalError with its traceback before raising it: one a
 # retry gets past (a restarting server) is said once by `retrying` instead
 logging.getLogger("mlflow.store.db.utils").addFilter(QuietTransient())
+# and its INFO lines on a new store ("Creating initial MLflow database tables...", "Updating
+# database tables") came, timestamped, between nnbench's own lines: nnbench names the store
+logging.getLogger("mlflow.store.db.utils").addFilter(
+    lambda record: record.levelno > logging.INFO)
 
 CHECKPOINT = "checkpoint.pt"  # artifact name of a trial's checkpoint (suite `checkpoint: true`)
 MODEL = "model"  # name of a trial's MLflow model: runs:/<run id>/model

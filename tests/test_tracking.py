@@ -629,3 +629,18 @@ def test_a_run_whose_artifacts_cannot_be_written_is_refused_before_any_run_opens
     experiment = client.get_experiment_by_name("tiny")
     assert experiment is not None
     assert not client.search_runs([experiment.experiment_id])  # no run opened
+
+
+def test_mlflow_s_info_lines_on_a_new_store_are_not_printed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """"2026/12/06 06:05:47 INFO mlflow.store.db.utils: Creating initial MLflow database
+    tables..." came between nnbench's lines on a new user's first run; its warnings pass."""
+    import logging
+
+    import nnbench.tracking  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    with caplog.at_level(logging.INFO, logger="mlflow.store.db.utils"):
+        logger.info("Creating initial MLflow database tables...")
+        logger.warning("a warning of its own")
+    assert "Creating initial" not in caplog.text and "a warning of its own" in caplog.text

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -407,9 +407,21 @@ def best_summary(family: Family, higher_is_better: bool,
             f"lead is established.{caveat}")
 
 
-def interactions(trials: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean metric and 95% interval width for each (level of a, level of b), over seeds."""
+def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = ()
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean metric and 95% interval width for each (level of a, level of b), over seeds and
+    the other varied `axes`' levels that every combination was trained at (as the main
+    effects' level means: a combination only an ablation made exists at the fixed values
+    alone, and the others' means must not pool configurations it never ran)."""
     done = _finished(trials)
+    others = [c for c in axes if c not in (a, b)]
+    if others and not done.empty:
+        index = ["seed", *others]
+        planned = trials.pivot_table(index=index, columns=[a, b], values="metric",
+                                     aggfunc="size").notna()
+        common = planned.all(axis=1)
+        if common.any() and not common.all():
+            done = _in_cells(done, index, common)
     cells = []
     for (level_a, level_b), group in done.groupby([a, b], sort=False):
         interval = t_interval(group.groupby("seed")["metric"].mean())

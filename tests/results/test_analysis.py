@@ -17,6 +17,7 @@ from nnbench.results.analysis import (
     claim_verdicts,
     comparisons_table,
     interaction_tests,
+    interactions,
     leaderboard,
     main_effects,
 )
@@ -83,6 +84,12 @@ def test_grid_and_ablation_levels_are_averaged_like_for_like() -> None:
     assert mean["optimizer.lr", "0.3"] == pytest.approx(0.70)
     lr = next(c for c in family.rows if c.axis == "optimizer.lr")
     assert lr.result.diff == pytest.approx(-0.10)
+    # the activation × lr heatmap: (relu, 0.05) over kaiming only, where (relu, 0.3) ran
+    means, _ = interactions(pd.concat([grid, ablation], ignore_index=True), "activation",
+                            "optimizer.lr", suite.varied_axes)
+    assert means.loc["relu", "0.05"] == pytest.approx(0.80)
+    assert means.loc["relu", "0.3"] == pytest.approx(0.70)
+    assert means.loc["tanh", "0.05"] == pytest.approx(0.75)  # tanh at kaiming
     assert "optimizer.lr: each level's mean is over the 6 of 36 cells (a seed and the " \
            "other axes' levels) that every level of optimizer.lr was trained at, so that its " \
            "levels are compared like for like" in family.notes

@@ -338,9 +338,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     try:
         if workers > 1:
             _local_workers(suite, summary, queue, tracker, console, device=device,
-                           engine=engine, precision=precision,
-                           lanes=lanes or -(-len(population) // workers),
-                           workers=workers, threads=threads,
+                           engine=engine, precision=precision, lanes=lanes,
+                           workers=workers, threads=threads, trials=len(population),
                            liveness=liveness, system_metrics=system_metrics,
                            log_models=log_models)
         else:
@@ -541,13 +540,13 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
                    console: Console, *, device: str, engine: str | Engine, precision: str,
                    lanes: int | None,
-                   workers: int, threads: int | None, liveness: Liveness,
+                   workers: int, threads: int | None, trials: int, liveness: Liveness,
                    system_metrics: bool, log_models: bool) -> None:
     """`workers` local `nnbench worker` processes on the queue, each with `threads` threads
-    (default: its engine's policy, within its share of the cores) and stacked groups of at
-    most `lanes` (run_suite: the suite's trials shared out, so that each worker claims its
-    part rather than the first claiming every lane); their trials are tagged with this
-    invocation's run."""
+    (default: its engine's policy, within its share of the cores); their trials are tagged
+    with this invocation's run. Where one worker's claim (its engine's lane limit) holds
+    all of the suite's `trials`, the others may have nothing to do: said, with `--lanes`,
+    which shares them out at another lane count (the numerics), left to the user."""
     from nnbench.train.engine import cpu_cores, shared_cores
     from nnbench.workers import all_refused, spawn_local, worker_options
 
@@ -562,8 +561,16 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
         log_models=log_models, lanes=lanes, threads=threads, parent_run=summary.parent_run_id)
     each = (f"{threads} thread(s) each" if threads else
             f"up to {shared_cores(resolve_device(device), workers)} thread(s) each")
-    console.print(f"{workers} local workers, {each} ({cpu_cores()} cores), stacked groups "
-                  f"of at most {lanes} lanes", highlight=False)
+    console.print(f"{workers} local workers, {each} ({cpu_cores()} cores)", highlight=False)
+    from nnbench.train.engines import engine_class
+
+    most = engine_class(engine).most_lanes(resolve_device(device))
+    if lanes is None and 1 < trials <= most:
+        console.print(f"note: a worker claims up to {most} trials at once (one group of "
+                      f"lanes), so one may take all {trials} of this suite while the others "
+                      f"wait; --lanes {-(-trials // workers)} shares them out, at that lane "
+                      f"count (part of the numerics: results differ from a run at another "
+                      f"one by rounding)", highlight=False)
     codes = spawn_local(suite.path, options, workers, console,
                         progress=lambda: queue.counts().line())
     summary.interrupted = any(c == 130 for c in codes)

@@ -354,9 +354,8 @@ def test_run_with_two_local_workers_trains_every_trial_once(
                          "--report-dir", str(tmp_path / "reports"), *FAST])
     err = capsys.readouterr().err
     assert code == 0, err
-    # the 8 trials shared out: a stacked worker would claim 4, not the first all 8
     assert "2 local workers, up to 1 thread(s) each (" in err
-    assert "), stacked groups of at most 4 lanes" in err
+    assert "note: a worker claims" not in err  # the serial engine claims one at a time
     assert "[worker 1]" in err and "[worker 2]" in err
     suite = load_suite(path)
     finished = _finished_once(uri, "two", {t.trial_id for t in suite.trials()})
@@ -369,6 +368,26 @@ def test_run_with_two_local_workers_trains_every_trial_once(
     _one_summary_per_configuration(uri, "two")
     assert cli.main(["status", str(path), "--tracking-uri", uri]) == 0
     assert "8 done, 0 running on 0 worker(s), 0 queued, 0 failed" in capsys.readouterr().out
+
+
+def test_workers_that_one_claim_would_leave_idle_are_told_how_to_share(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers 2` on a suite one stacked group holds: the first worker claimed all 8
+    lanes and the other waited, slower than one worker, unsaid."""
+    from rich.console import Console
+
+    import nnbench.workers
+    from nnbench.runner import run_suite
+
+    monkeypatch.setattr(nnbench.workers, "spawn_local", lambda *args, **kwargs: [0, 0])
+    path = _suite(write_suite, "shared", epochs=1)
+    console = Console(record=True, width=400)
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, workers=2,
+              engine="auto", console=console)
+    said = console.export_text()
+    assert "note: a worker claims up to 64 trials at once (one group of lanes), so one may " \
+           "take all 8 of this suite while the others wait; --lanes 4 shares them out" in said
 
 
 @pytest.mark.slow

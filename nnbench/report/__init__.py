@@ -121,7 +121,7 @@ def _sections(results: Results) -> dict[str, Any]:
     tests = {(t.a, t.b): t for t in interaction_tests(trials, suite)}
     out["interactions"] = []
     for a, b in itertools.combinations(suite.varied_axes, 2) if finished else []:
-        means, widths = interactions(trials, a, b, suite.varied_axes)
+        means, widths = interactions(trials, a, b, suite.varied_axes, bool(suite.ablate))
         if not means.empty:
             out["interactions"].append({"a": a, "b": b, "png": figures.interaction(
                 means, widths, suite.metric), "tests": tests.get((a, b))})

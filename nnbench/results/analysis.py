@@ -233,14 +233,17 @@ def baseline_level(suite: Suite, axis: str) -> str | None:
     return None
 
 
-def _reference(done: pd.DataFrame, suite: Suite, axis: str) -> tuple[str, str]:
+def _reference(done: pd.DataFrame, suite: Suite, axis: str,
+               means: pd.DataFrame | None = None) -> tuple[str, str]:
     """The level of `axis` its other levels are compared with, and the note that says so
-    when it is not the `fixed` value (`baseline_level`): then the best finished level."""
+    when it is not the `fixed` value (`baseline_level`): then the best finished level, by
+    the level means (`means`: the trials they are over, `_like_for_like`; default all)."""
     reference = baseline_level(suite, axis)
-    per_level = done.groupby(["seed", axis])["metric"].mean().groupby(level=axis).mean()
-    per_level.index = per_level.index.astype(str)
-    if reference is not None and reference in per_level.index:
+    if reference is not None and reference in set(done[axis].astype(str)):
         return reference, ""
+    means = done if means is None or means.empty else means
+    per_level = means.groupby(["seed", axis])["metric"].mean().groupby(level=axis).mean()
+    per_level.index = per_level.index.astype(str)
     best = str(per_level.idxmax() if suite.higher_is_better else per_level.idxmin())
     fixed = value_label(axis, suite.base.value(axis))
     where = ("has no finished trial" if reference is not None else
@@ -272,22 +275,22 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
                                      aggfunc="size").notna()
         cells = done.pivot_table(index=index, columns=axis, values="metric",
                                  aggfunc="mean").reindex_like(planned)
-        # each level over the cells every level was planned at, where an ablation's levels
-        # exist at the base configuration only: relu's mean pooled the ablation's
-        # learning rate in, and the ablated rate was set against all the grid's cells
-        common = planned.all(axis=1)
-        shared = _in_cells(done, index, common) if common.any() and not common.all() \
-            else done
-        if shared is not done:
-            notes.append(f"{axis}: each level's mean is over the {int(common.sum())} of "
-                         f"{len(common)} cells (a seed and the other axes' levels) that "
-                         f"every level of {axis} was trained at, so that its levels are "
-                         f"compared like for like")
+        shared, note = _like_for_like(trials, done, suite, axis)
+        if note:
+            notes.append(note)
         rows: list[dict[str, Any]] = []
-        for level, group in shared.groupby(axis, sort=False):
-            interval = t_interval(group.groupby("seed")["metric"].mean())
+        alone: list[str] = []
+        for level, group in done.groupby(axis, sort=False):
+            own = shared[shared[axis] == level]
+            if own.empty:  # it finished only outside the shared cells: over its own
+                own = group
+                alone.append(str(level))
+            interval = t_interval(own.groupby("seed")["metric"].mean())
             rows.append({"axis": axis, "level": str(level), "mean": interval.mean,
                          "low": interval.low, "high": interval.high, "n": interval.n})
+        if alone:
+            notes.append(f"{axis}: {', '.join(alone)} finished only outside those cells; its "
+                         f"mean is over its own cells")
         names = [str(r["level"]) for r in rows]
         # (a level no trial finished at has a note of its own, below)
         # a gap: a cell finished at some of its planned levels, not all (one finished at
@@ -302,7 +305,7 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
                          f"levels) finished at some of its levels only; each level's mean "
                          f"(figure, level rows) is over its own finished cells, each Δ over "
                          f"the cells finished at both of its levels, so the two can differ")
-        reference, note = _reference(done, suite, axis)
+        reference, note = _reference(done, suite, axis, shared)
         if note:
             notes.append(note)
         # levels without a finished trial; the fixed value's own note already names it
@@ -325,6 +328,33 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
     return pd.DataFrame(levels, columns=columns), Family(
         _holm("main_effect", pending, suite.metric,
                                                _says(suite.metric)), notes)
+
+
+def _like_for_like(trials: pd.DataFrame, done: pd.DataFrame, suite: Suite, axis: str
+                   ) -> tuple[pd.DataFrame, str]:
+    """The finished trials a level mean of `axis` is over, and the note that says which.
+
+    A grid plans every level at every cell (a seed and the other axes' levels): all of
+    `done`. Where the suite ablates, an ablation's level exists at the fixed values only,
+    and a level's mean over its own cells would pool configurations the other levels
+    never ran (relu's mean took the ablated learning rate in): then the cells every level
+    was trained at, or, where there are none, every level's own cells, said."""
+    if not suite.ablate:
+        return done, ""
+    index = ["seed", *(c for c in suite.varied_axes if c != axis)]
+    planned = trials.pivot_table(index=index, columns=axis, values="metric",
+                                 aggfunc="size").notna()
+    common = planned.all(axis=1)
+    if common.all():
+        return done, ""
+    if not common.any():
+        return done, (f"{axis}: no cell (a seed and the other axes' levels) was trained at "
+                      f"every level of {axis}, so each level's mean is over its own cells, "
+                      f"which differ: compare them with care")
+    return _in_cells(done, index, common), (
+        f"{axis}: each level's mean is over the {int(common.sum())} of {len(common)} cells (a "
+        f"seed and the other axes' levels) that every level of {axis} was trained at, so "
+        f"that its levels are compared like for like")
 
 
 def _in_cells(done: pd.DataFrame, index: list[str], cells: pd.Series) -> pd.DataFrame:
@@ -407,15 +437,16 @@ def best_summary(family: Family, higher_is_better: bool,
             f"lead is established.{caveat}")
 
 
-def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = ()
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
+                 ablates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean metric and 95% interval width for each (level of a, level of b), over seeds and
     the other varied `axes`' levels that every combination was trained at (as the main
-    effects' level means: a combination only an ablation made exists at the fixed values
-    alone, and the others' means must not pool configurations it never ran)."""
+    effects' level means, where the suite `ablates`: a combination only an ablation made
+    exists at the fixed values alone, and the others' means must not pool configurations
+    it never ran)."""
     done = _finished(trials)
     others = [c for c in axes if c not in (a, b)]
-    if others and not done.empty:
+    if others and not done.empty and ablates:
         index = ["seed", *others]
         planned = trials.pivot_table(index=index, columns=[a, b], values="metric",
                                      aggfunc="size").notna()
@@ -455,7 +486,9 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
     out: list[InteractionTests] = []
     if done.empty:
         return out
-    references = {axis: _reference(done, suite, axis)[0] for axis in axes}
+    references = {axis: _reference(done, suite, axis,
+                                   _like_for_like(trials, done, suite, axis)[0])[0]
+                  for axis in axes}
     for x, y in itertools.combinations(axes, 2):
         others = [c for c in axes if c not in (x, y)]
         cells = done.pivot_table(index=["seed", *others], columns=[x, y], values="metric",
@@ -474,15 +507,15 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
                     continue  # not a configuration of the suite (an ablation's design)
                 empty = ", ".join(f"{x}={kx} with {y}={ky}" for kx, ky in keys
                                   if (kx, ky) not in cells)
-                untested.append(f"({x1} vs {x0}) × ({y1} vs {y0}): not tested, because no "
-                                f"trial finished at {empty}")
+                untested.append(f"({x}={x1} vs {x0}) × ({y}={y1} vs {y0}): not tested, "
+                                f"because no trial finished at {empty}")
                 continue
             block = cells[keys].dropna()
             at_1 = (block[(x1, y1)] - block[(x0, y1)]).groupby(level="seed").mean()
             at_0 = (block[(x1, y0)] - block[(x0, y0)]).groupby(level="seed").mean()
             name_a, name_b = f"{x1} vs {x0}", f"{y1} vs {y0}"
-            if len(at_1) < 2:  # named as the untested ones are: (x1 vs x0) × (y1 vs y0)
-                too_few.append((f"({name_a})", f"({name_b})", len(at_1)))
+            if len(at_1) < 2:  # named as the untested: (x=x1 vs x0) × (y=y1 vs y0)
+                too_few.append((f"({x}={name_a})", f"({y}={name_b})", len(at_1)))
                 continue
             # P(a better): x1's gain over x0 is larger (in the metric's direction) at y1
             pending.append((f"{x} × {y}", name_a, name_b,
@@ -498,17 +531,19 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
 
         family = Family(_holm("interaction", pending, suite.metric, say),
                         untested + _too_few(too_few, _replicates(suite)))
-        reversals = (_reversals(done, axes, x, y, x0, xs, family, suite)
-                     + _reversals(done, axes, y, x, y0, ys, family, suite))
+        reversals = (_reversals(done, axes, x, y, x0, xs, family, suite, first=True)
+                     + _reversals(done, axes, y, x, y0, ys, family, suite, first=False))
         out.append(InteractionTests(x, y, family, reversals))
     return out
 
 
 def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs: list[str],
-               family: Family, suite: Suite) -> list[str]:
+               family: Family, suite: Suite, *, first: bool) -> list[str]:
     """"xavier beats kaiming on average, but not with sigmoid": each main effect of x (x1
     against its reference x0) whose seed-paired difference changes sign at some level of y,
-    with the interaction tests behind it."""
+    with the interaction tests behind it. `first`: x is the family's first axis (its
+    contrasts are the rows' `a`, y's their `b`; else the other way round), so that levels
+    two axes both have (0.1 of dropout and of l2) are not taken for each other."""
     metric, higher = suite.metric, suite.higher_is_better
     sentences = []
     for x1 in xs:
@@ -528,12 +563,15 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
         where = " or ".join(f"{y}={level} ({metric} {winner} − {loser} = {sign * d:+.4f})"
                             for level, d in flipped)
         pair, at = f"{x1} vs {x0}", {level for level, _ in flipped}
+
+        def sides(c: Comparison) -> tuple[str, str]:  # (x's contrast, y's)
+            return (c.a, c.b) if first else (c.b, c.a)
+
         tests = [c for c in family.rows  # x1 against x0 at a level where it flips
-                 if any(mine == pair and at & set(theirs.split(" vs "))
-                        for mine, theirs in ((c.a, c.b), (c.b, c.a)))]
+                 if sides(c)[0] == pair and at & set(sides(c)[1].split(" vs "))]
         text = (f"{winner} beats {loser} on average ({metric} {winner} − {loser} = "
                 f"{sign * average:+.4f}), but not with {where}")
-        tested = {level for c in tests for side in (c.a, c.b) for level in side.split(" vs ")}
+        tested = {level for c in tests for level in sides(c)[1].split(" vs ")}
         bare = [level for level, _ in flipped if level not in tested]
         if tests and bare:  # the test below covers some of the levels named, not these
             text += (f"; at {', '.join(f'{y}={level}' for level in bare)} no interaction test "

@@ -6,12 +6,15 @@ from __future__ import annotations
 import itertools
 import re
 import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from nnbench.config import Suite, SuiteError, parse_suite
+from nnbench.config.spec import value_label
 from nnbench.results.analysis import (
     best_versus,
     claim_verdicts,
@@ -86,13 +89,70 @@ def test_grid_and_ablation_levels_are_averaged_like_for_like() -> None:
     assert lr.result.diff == pytest.approx(-0.10)
     # the activation × lr heatmap: (relu, 0.05) over kaiming only, where (relu, 0.3) ran
     means, _ = interactions(pd.concat([grid, ablation], ignore_index=True), "activation",
-                            "optimizer.lr", suite.varied_axes)
+                            "optimizer.lr", suite.varied_axes, ablates=True)
     assert means.loc["relu", "0.05"] == pytest.approx(0.80)
     assert means.loc["relu", "0.3"] == pytest.approx(0.70)
     assert means.loc["tanh", "0.05"] == pytest.approx(0.75)  # tanh at kaiming
     assert "optimizer.lr: each level's mean is over the 6 of 36 cells (a seed and the " \
            "other axes' levels) that every level of optimizer.lr was trained at, so that its " \
            "levels are compared like for like" in family.notes
+
+
+def _design(text: str, value: Callable[[dict[str, Any]], float],
+            status: Callable[[dict[str, Any]], str] = lambda r: "finished") -> pd.DataFrame:
+    """A per-trial table as load_results builds it: every trial of the suite, its axes'
+    level labels, `value(row)` as its metric."""
+    suite = parse_suite(textwrap.dedent(text))
+    axes = suite.varied_axes
+    rows = []
+    for spec in suite.trials():
+        row: dict[str, Any] = {"config": spec.label(axes), "seed": spec.seed,
+                               **{a: value_label(a, spec.value(a)) for a in axes}}
+        row.update(status=status(row), best_epoch=1, wall_seconds=1.0, num_params=1)
+        row["metric"] = value(row) if row["status"] == "finished" else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+ABLATED = SUITE.format(fixed="relu", seeds=4) + "ablate:\n  optimizer.lr: [0.3]\n"
+
+
+def test_a_baseline_that_finished_only_outside_the_shared_cells_keeps_its_row() -> None:
+    """The fixed configuration (relu, kaiming, lr 0.05) diverged on every seed: lr 0.05
+    finished only on the grid, outside the one cell lr 0.3 shares with it. Its row, the
+    baseline, vanished, and a note called it unfinished."""
+    base = {"activation": "relu", "init": "kaiming_normal", "optimizer.lr": "0.05"}
+    trials = _design(ABLATED, lambda r: MEANS[r["activation"], r["init"]]
+                     - (0.1 if r["optimizer.lr"] == "0.3" else 0.0) + 0.001 * r["seed"],
+                     lambda r: "diverged" if all(r[k] == v for k, v in base.items())
+                     else "finished")
+    levels, family = main_effects(trials, parse_suite(textwrap.dedent(ABLATED)))
+    lr = levels[levels["axis"] == "optimizer.lr"].set_index("level")
+    assert set(lr.index) == {"0.05", "0.3"} and bool(lr.loc["0.05", "baseline"])
+    assert "optimizer.lr: 0.05 finished only outside those cells; its mean is over its own " \
+           "cells" in family.notes
+    assert not any("has no finished trial" in note for note in family.notes)
+
+
+def test_a_reversal_reads_its_own_axis_where_two_axes_share_level_names() -> None:
+    """dropout 0.1 and l2 0.1: the reversal of l2's 0.1 vs 0.0 'with dropout=0.0' cited a
+    test of dropout's 0.1 vs 0.0, and l2=0.1's one finished seed counted as tested."""
+    text = SUITE.format(fixed="relu", seeds=6).replace(
+        "grid:\n  activation: [sigmoid, tanh, relu]\n  init: [xavier_normal, kaiming_normal]\n",
+        "grid:\n  dropout: [0.0, 0.1]\n  l2: [0.0, 0.1, 0.2]\n")
+    means = {("0.0", "0.0"): 0.70, ("0.1", "0.0"): 0.90, ("0.0", "0.1"): 0.80,
+             ("0.1", "0.1"): 0.75, ("0.0", "0.2"): 0.80, ("0.1", "0.2"): 0.75}
+    rng = np.random.default_rng(1)
+    trials = _design(text, lambda r: means[r["dropout"], r["l2"]] + 0.01 * rng.standard_normal(),
+                     lambda r: "diverged" if r["l2"] == "0.1" and r["seed"] > 0 else "finished")
+    (tests,) = interaction_tests(trials, parse_suite(textwrap.dedent(text)))
+    by_dropout, *by_l2 = tests.reversals
+    assert "but not with l2=0.1 (" in by_dropout and "; at l2=0.1 no interaction test is " \
+           "behind it" in by_dropout
+    (l2_01,) = [r for r in by_l2 if "0.0 − 0.1 =" in r]
+    assert "but not with dropout=0.0" in l2_01 and "no interaction test is behind it" in l2_01
+    assert "Holm-adjusted" not in l2_01  # the dropout test is not its own
+    assert "(dropout=0.1 vs 0.0) × (l2=0.1 vs 0.0) (n = 1)" in " ".join(tests.family.notes)
 
 
 def test_a_fixed_value_outside_the_grid_compares_every_level_with_the_best() -> None:
@@ -167,7 +227,8 @@ def test_a_reversal_says_which_of_its_levels_no_test_is_behind() -> None:
            "finished the cells it compares); the interaction test gives Holm-adjusted p" \
            in sentence, sentence
     assert "Not compared, because fewer than 2 seeds finished both sides (a paired test " \
-           "needs at least 2): (tanh vs relu) × (xavier_normal vs kaiming_normal) (n = 1)" \
+           "needs at least 2): (activation=tanh vs relu) × (init=xavier_normal vs " \
+           "kaiming_normal) (n = 1)" \
            in tests.family.notes, tests.family.notes
 
 
@@ -311,8 +372,8 @@ def test_an_interaction_without_a_finished_cell_is_said_not_dropped() -> None:
     assert [(c.a, c.b) for c in tests.family.rows] == [
         ("tanh vs relu", "xavier_normal vs kaiming_normal")]
     assert tests.family.notes == [
-        "(sigmoid vs relu) × (xavier_normal vs kaiming_normal): not tested, because no trial "
-        "finished at activation=sigmoid with init=xavier_normal"]
+        "(activation=sigmoid vs relu) × (init=xavier_normal vs kaiming_normal): not tested, "
+        "because no trial finished at activation=sigmoid with init=xavier_normal"]
 
 
 def test_a_reversal_without_an_interaction_test_says_so() -> None:

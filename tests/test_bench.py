@@ -392,3 +392,27 @@ def test_the_iqm_sentence_names_ties_and_says_when_nothing_was_reached() -> None
     assert _iqm_sentence(zero, "epochs", 3) == (
         "Every configuration's IQM of the normalised score s (epochs) is 0: none reached a "
         "target within the profile's range.")
+
+
+def test_report_only_names_every_task_whose_experiment_was_deleted(
+        ran: tuple[Path, str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It stopped at the first deleted task: restoring it led to the next refusal."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    root, uri, _ = ran
+    store = tmp_path / "copy.db"
+    shutil.copy(uri.removeprefix("sqlite:///"), store)
+    client = MlflowClient(f"sqlite:///{store}")
+    for name in ("circ", "reg"):
+        experiment = client.get_experiment_by_name(name)
+        assert experiment is not None
+        client.delete_experiment(experiment.experiment_id)
+    capsys.readouterr()
+    assert cli.main(["bench", str(root / "mini.yaml"), "--report-only", "--tracking-uri",
+                     f"sqlite:///{store}", "--report-dir", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "circ: its MLflow experiment" in err and "reg: its MLflow experiment" in err, err
+    assert err.count("was deleted; to report it, restore it") == 2
+    assert not (tmp_path / "reports").exists()

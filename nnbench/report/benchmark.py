@@ -24,6 +24,7 @@ import pandas as pd
 
 from nnbench.config.benchmark import Benchmark, BenchmarkTask
 from nnbench.fresh import write_atomic
+from nnbench.messages import UsageError
 from nnbench.report import _ENV, _numerics, figures, render_index
 from nnbench.results import Results, load_results
 from nnbench.results.profiles import (
@@ -202,7 +203,15 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
                      report_dir: str | Path = "reports") -> Path:
     """Write `<report_dir>/<bench.name>.html` (+ times CSV, summary, index); returns it."""
     report_dir = Path(report_dir)
-    results = {task.name: load_results(task.suite, tracking_uri) for task in bench.tasks}
+    results: dict[str, Results] = {}
+    refused: list[str] = []  # every task's reason at once (a deleted experiment, ...)
+    for task in bench.tasks:
+        try:
+            results[task.name] = load_results(task.suite, tracking_uri)
+        except UsageError as e:
+            refused.append(str(e))
+    if refused:
+        raise UsageError("\n".join(refused))
     times, pending = benchmark_times(bench, results)
     tasks = [_task_section(bench, t, results[t.name], times) for t in bench.tasks]
     profiles = [_profile_section(bench, times, m) for m in MEASURES]

@@ -241,9 +241,18 @@ def _reference(done: pd.DataFrame, suite: Suite, axis: str,
     reference = baseline_level(suite, axis)
     if reference is not None and reference in set(done[axis].astype(str)):
         return reference, ""
-    means = done if means is None or means.empty else means
-    per_level = means.groupby(["seed", axis])["metric"].mean().groupby(level=axis).mean()
-    per_level.index = per_level.index.astype(str)
+
+    def by_level(frame: pd.DataFrame) -> pd.Series:
+        per_level = _with_metric(frame).groupby(["seed", axis])["metric"].mean().groupby(
+            level=axis).mean()
+        per_level.index = per_level.index.astype(str)
+        return per_level
+
+    per_level = by_level(means) if means is not None else pd.Series(dtype=float)
+    if per_level.empty:  # no finite metric among the shared cells: every finished trial
+        per_level = by_level(done)
+    if per_level.empty:  # none anywhere: any level; nothing is compared with it
+        per_level = pd.Series(0.0, index=sorted(set(done[axis].astype(str))) or [""])
     best = str(per_level.idxmax() if suite.higher_is_better else per_level.idxmin())
     fixed = value_label(axis, suite.base.value(axis))
     where = ("has no finished trial" if reference is not None else
@@ -281,7 +290,7 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
         rows: list[dict[str, Any]] = []
         alone: list[str] = []
         for level, group in done.groupby(axis, sort=False):
-            own = shared[shared[axis] == level]
+            own = _with_metric(shared[shared[axis] == level])
             if own.empty:  # it finished only outside the shared cells: over its own
                 own = group
                 alone.append(str(level))
@@ -355,6 +364,11 @@ def _like_for_like(trials: pd.DataFrame, done: pd.DataFrame, suite: Suite, axis:
         f"{axis}: each level's mean is over the {int(common.sum())} of {len(common)} cells (a "
         f"seed and the other axes' levels) that every level of {axis} was trained at, so "
         f"that its levels are compared like for like")
+
+
+def _with_metric(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a finite metric (a trial can finish without one)."""
+    return frame[np.isfinite(frame["metric"].astype(float))] if not frame.empty else frame
 
 
 def _in_cells(done: pd.DataFrame, index: list[str], cells: pd.Series) -> pd.DataFrame:
@@ -445,6 +459,7 @@ def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
     exists at the fixed values alone, and the others' means must not pool configurations
     it never ran)."""
     done = _finished(trials)
+    shared = done
     others = [c for c in axes if c not in (a, b)]
     if others and not done.empty and ablates:
         index = ["seed", *others]
@@ -452,9 +467,12 @@ def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
                                      aggfunc="size").notna()
         common = planned.all(axis=1)
         if common.any() and not common.all():
-            done = _in_cells(done, index, common)
+            shared = _with_metric(_in_cells(done, index, common))
     cells = []
     for (level_a, level_b), group in done.groupby([a, b], sort=False):
+        own = shared[(shared[a] == level_a) & (shared[b] == level_b)]
+        if not own.empty:  # else it finished only outside the shared cells: its own
+            group = own
         interval = t_interval(group.groupby("seed")["metric"].mean())
         cells.append({a: level_a, b: level_b, "mean": interval.mean,
                       "width": interval.high - interval.low})

@@ -134,6 +134,28 @@ def test_a_baseline_that_finished_only_outside_the_shared_cells_keeps_its_row() 
     assert not any("has no finished trial" in note for note in family.notes)
 
 
+def test_shared_cells_whose_trials_finished_without_a_metric_do_not_stop_the_report() -> None:
+    """The fixed level (relu) never finished, and the one cell the ablation shares with the
+    grid finished without a finite metric: choosing the best level from those means raised
+    "Encountered all NA values", and the whole report failed."""
+    text = SUITE.format(fixed="relu", seeds=3).replace(
+        "grid:\n  activation: [sigmoid, tanh, relu]\n  init: [xavier_normal, kaiming_normal]\n",
+        "grid:\n  activation: [tanh, gelu]\n  optimizer.lr: [0.05, 0.3]\nablate:\n"
+        "  init: [xavier_normal]\n")
+    suite = parse_suite(textwrap.dedent(text))
+    trials = _design(text, lambda r: float("nan") if (r["optimizer.lr"], r["init"]) == (
+        "0.05", "kaiming_normal") else {"tanh": 0.7, "gelu": 0.8}[r["activation"]]
+        + 0.001 * r["seed"], lambda r: "diverged" if r["activation"] == "relu" else "finished")
+    levels, family = main_effects(trials, suite)
+    activation = levels[levels["axis"] == "activation"].set_index("level")
+    assert set(activation.index) == {"tanh", "gelu"}
+    assert activation["mean"].notna().all()  # over finite metrics, its own cells if need be
+    assert any("every level is compared with the best level, gelu" in n for n in family.notes)
+    interaction_tests(trials, suite)  # no exception
+    means, _ = interactions(trials, "activation", "optimizer.lr", suite.varied_axes, True)
+    assert means.loc["gelu", "0.3"] == pytest.approx(0.801)
+
+
 def test_a_reversal_reads_its_own_axis_where_two_axes_share_level_names() -> None:
     """dropout 0.1 and l2 0.1: the reversal of l2's 0.1 vs 0.0 'with dropout=0.0' cited a
     test of dropout's 0.1 vs 0.0, and l2=0.1's one finished seed counted as tested."""

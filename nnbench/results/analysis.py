@@ -350,10 +350,7 @@ def _like_for_like(trials: pd.DataFrame, done: pd.DataFrame, suite: Suite, axis:
     was trained at, or, where there are none, every level's own cells, said."""
     if not suite.ablate:
         return done, ""
-    index = ["seed", *(c for c in suite.varied_axes if c != axis)]
-    planned = trials.pivot_table(index=index, columns=axis, values="metric",
-                                 aggfunc="size").notna()
-    common = planned.all(axis=1)
+    index, common = _common_cells(trials, suite.varied_axes, [axis])
     if common.all():
         return done, ""
     if not common.any():
@@ -364,6 +361,17 @@ def _like_for_like(trials: pd.DataFrame, done: pd.DataFrame, suite: Suite, axis:
         f"{axis}: each level's mean is over the {int(common.sum())} of {len(common)} cells (a "
         f"seed and the other axes' levels) that every level of {axis} was trained at, so "
         f"that its levels are compared like for like")
+
+
+def _common_cells(trials: pd.DataFrame, axes: Sequence[str], columns: list[str]
+                  ) -> tuple[list[str], pd.Series]:
+    """The cells of `columns`' levels (a seed and the levels of the other `axes`: their
+    `index` columns) and, for each, whether every combination of `columns`' levels that
+    has a run somewhere has one there (whatever its status): planned there, too."""
+    index = ["seed", *(c for c in axes if c not in columns)]
+    planned = trials.pivot_table(index=index, columns=columns, values="metric",
+                                 aggfunc="size").notna()
+    return index, planned.all(axis=1)
 
 
 def _with_metric(frame: pd.DataFrame) -> pd.DataFrame:
@@ -460,12 +468,8 @@ def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
     it never ran)."""
     done = _finished(trials)
     shared = done
-    others = [c for c in axes if c not in (a, b)]
-    if others and not done.empty and ablates:
-        index = ["seed", *others]
-        planned = trials.pivot_table(index=index, columns=[a, b], values="metric",
-                                     aggfunc="size").notna()
-        common = planned.all(axis=1)
+    if ablates and not done.empty:
+        index, common = _common_cells(trials, axes, [a, b])
         if common.any() and not common.all():
             shared = _with_metric(_in_cells(done, index, common))
     cells = []

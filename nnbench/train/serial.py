@@ -163,10 +163,10 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
             for start in range(0, len(rows), p.eval_chunk):
                 captured.clear()
                 chunk = rows[start:start + p.eval_chunk]
-                # the objective is a mean: each pass weighs in by its share of the batch
                 xb = p.data.inputs(chunk)
                 for step in steps:  # normalized as in training
                     xb = step.apply(xb, {})
+                # the objective is a mean: each pass weighs in by its share of the batch
                 loss = p.objective(p.model(xb), p.data.y[chunk])
                 share = len(chunk) / len(rows)
                 grads = torch.autograd.grad(loss * share if share < 1 else loss, trainable,

@@ -672,8 +672,8 @@ class _GroupRun:
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """Every lane's diagnostics (`lifecycle.diagnostics`) on its own probe batch (the
         first PROBE_SIZE examples of its training split, normalized as in training), as the
-        serial engine's probe: in
-        passes of `eval_size` examples per lane, whose gradients add up to the batch's."""
+        serial engine's probe: in passes of `probe_size` examples per lane, whose gradients
+        add up to the batch's."""
         probe = self.train_rows[self.split_of, :PROBE_SIZE]
         n, size = probe.shape[1], self.probe_size
         self.model.eval()

@@ -57,6 +57,7 @@ from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
 from nnbench.messages import first_line
 from nnbench.train.engines import engine_docs, engine_names
+from nnbench.workers import SlurmOptions
 
 if TYPE_CHECKING:
     import torch
@@ -986,9 +987,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     local = args.local or shutil.which("srun") is None
     if local:
         unused = [option for option, value, default in (
-            ("--slurm-partition", args.slurm_partition, None),
-            ("--slurm-cpus", args.slurm_cpus, 2), ("--slurm-mem", args.slurm_mem, 8.0),
-            ("--slurm-parallelism", args.slurm_parallelism, None)) if value != default]
+            ("--slurm-partition", args.slurm_partition, _SLURM.partition),
+            ("--slurm-cpus", args.slurm_cpus, _SLURM.cpus_per_task),
+            ("--slurm-mem", args.slurm_mem, _SLURM.mem_gb),
+            ("--slurm-parallelism", args.slurm_parallelism, _SLURM.parallelism))
+            if value != default]
         if unused:
             err.print(f"{', '.join(unused)}: Slurm's only; ignored "
                       f"{'with --local' if args.local else '(no Slurm here: no srun on PATH)'}"
@@ -1031,7 +1034,7 @@ def _submit_jobs(suite: Suite, args: argparse.Namespace, *, storage: str,
     every frame that was on the stack when Optuna was first imported). A job held there is
     deleted only at the interpreter's end, when submitit's `LocalJob.__del__` finds its
     module's globals cleared and prints "Exception ignored ... TypeError"."""
-    from nnbench.workers import SlurmOptions, submit
+    from nnbench.workers import submit
 
     slurm = SlurmOptions(partition=args.slurm_partition, timeout_min=args.slurm_time,
                          cpus_per_task=args.slurm_cpus, gpus_per_node=args.slurm_gpus,
@@ -1066,6 +1069,7 @@ MAX_THREADS = 1024  # torch intra-op threads
 MAX_HEARTBEAT_S = 86_400  # a day
 MAX_GRACE_S = 30 * 86_400  # 30 days
 MAX_SLURM_MINUTES = 366 * 24 * 60  # a year
+_SLURM = SlurmOptions()  # what a job asks for where --slurm-* are not given
 
 
 class _Version(argparse.Action):
@@ -1225,21 +1229,25 @@ def _parser() -> argparse.ArgumentParser:
                                 "executor) and wait for them")
             p.add_argument("--wait", action="store_true", help="wait for the jobs, then report")
             p.add_argument("--folder", default="submitit", help="job scripts and logs")
-            p.add_argument("--slurm-partition", default=None, metavar="P",
+            p.add_argument("--slurm-partition", default=_SLURM.partition, metavar="P",
                            help="Slurm partition (default: the cluster's)")
             p.add_argument("--slurm-time", type=cli_checks.whole_number(1, MAX_SLURM_MINUTES),
-                           default=60, metavar="MIN",
-                           help="each worker's time limit in minutes (default 60; also "
-                                "with --local); submitit interrupts the worker 30 s before "
-                                "it: its trials in flight are queued again")
-            p.add_argument("--slurm-cpus", type=_positive_int, default=2, metavar="N",
-                           help="CPUs per worker (default 2)")
-            p.add_argument("--slurm-gpus", type=cli_checks.whole_number(0), default=0,
-                           metavar="N", help="GPUs per worker (default 0)")
-            p.add_argument("--slurm-mem", type=cli_checks.real_number(0.0), default=8.0,
-                           metavar="GB", help="memory per worker in GB (default 8)")
-            p.add_argument("--slurm-parallelism", type=_positive_int, default=None,
-                           metavar="N", help="most array jobs running at once")
+                           default=_SLURM.timeout_min, metavar="MIN",
+                           help=f"each worker's time limit in minutes (default "
+                                f"{_SLURM.timeout_min}; also with --local); submitit "
+                                f"interrupts the worker 30 s before it: its trials in flight "
+                                f"are queued again")
+            p.add_argument("--slurm-cpus", type=_positive_int, default=_SLURM.cpus_per_task,
+                           metavar="N", help=f"CPUs per worker (default {_SLURM.cpus_per_task})")
+            p.add_argument("--slurm-gpus", type=cli_checks.whole_number(0),
+                           default=_SLURM.gpus_per_node, metavar="N",
+                           help=f"GPUs per worker (default {_SLURM.gpus_per_node})")
+            p.add_argument("--slurm-mem", type=cli_checks.real_number(0.0),
+                           default=_SLURM.mem_gb, metavar="GB",
+                           help=f"memory per worker in GB (default {_SLURM.mem_gb:g})")
+            p.add_argument("--slurm-parallelism", type=_positive_int,
+                           default=_SLURM.parallelism, metavar="N",
+                           help="most array jobs running at once")
         p.set_defaults(func=func)
     p = sub.add_parser("evaluate", help="reload a trial's checkpoint, evaluate it on test")
     p.add_argument("run_id", metavar="RUN_ID", help="the trial's MLflow run id")

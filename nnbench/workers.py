@@ -241,6 +241,8 @@ def job_code(job: Any, console: Console) -> int:
     """A finished job's worker's exit code; a job that ended without one (its time limit,
     a cancel, a crash of the job itself) is said, with its log, and counts as interrupted
     (130: whatever its worker held is queued again) or, where the job raised, failed (1)."""
+    from submitit.core.utils import UncompletedJobError
+
     try:
         return int(job.result())
     except Exception as e:  # the job's own error, or submitit's (UncompletedJobError)
@@ -253,8 +255,9 @@ def job_code(job: Any, console: Console) -> int:
             reason = lines[-1] if lines else type(e).__name__
         console.print(f"worker job {job.job_id} ended without an exit code: {reason}; its "
                       f"log: {job.paths.stdout}", highlight=False, markup=False)
-        return 130 if "UncompletedJobError" in text or type(e).__name__ == \
-            "UncompletedJobError" else 1
+        # (a time limit reached inside the job comes wrapped, its traceback in the text)
+        return 130 if isinstance(e, UncompletedJobError) or "UncompletedJobError" in text \
+            else 1
 
 
 def _interrupt_local_workers(jobs: Sequence[Any]) -> None:

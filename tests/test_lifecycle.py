@@ -24,7 +24,8 @@ from nnbench.train.results import CONTINUE, Decision, stop
 CPU = torch.device("cpu")
 
 
-def _spec(early_stopping: str = "none", activation: str = "relu") -> TrialSpec:
+def _spec(early_stopping: str = "none", activation: str = "relu",
+          augmentation: str = "[]") -> TrialSpec:
     text = textwrap.dedent(f"""\
         name: t
         task: {{dataset: digits, model: {{name: mlp, hidden: [8]}}}}
@@ -34,6 +35,7 @@ def _spec(early_stopping: str = "none", activation: str = "relu") -> TrialSpec:
           epochs: 10
           batch_size: 32
           early_stopping: {early_stopping}
+          augmentation: {augmentation}
         """)
     return parse_suite(text).base
 
@@ -249,15 +251,7 @@ def test_the_probe_sees_its_examples_normalized_as_training_does() -> None:
     """With `normalize`, training and evaluation normalize every batch; the probe fed the
     model raw inputs, so the diagnostics (dead units, gradient norms) described inputs the
     model never trains on."""
-    spec = parse_suite(textwrap.dedent("""\
-        name: t
-        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
-        fixed:
-          optimizer: {name: sgd, lr: 0.1}
-          epochs: 1
-          batch_size: 32
-          augmentation: [normalize]
-        """)).base
+    spec = _spec(augmentation="[normalize]")
     with seeding.trial_rng(0, CPU):
         parts = build_parts(spec, CPU)
     seen: list[torch.Tensor] = []

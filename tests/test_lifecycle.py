@@ -18,7 +18,7 @@ from nnbench.config import AXES, TrialSpec, dry, parse_suite
 from nnbench.registry import ComponentInfo, NoParams, register, unregister
 from nnbench.train import build, metrics, serial
 from nnbench.train.build import Step, build_parts, layer_weights, weight_layers
-from nnbench.train.lifecycle import Lane, diagnostics, epoch_metrics, joined_passes, penalty
+from nnbench.train.lifecycle import Activations, Lane, diagnostics, epoch_metrics, penalty
 from nnbench.train.results import CONTINUE, Decision, stop
 
 CPU = torch.device("cpu")
@@ -169,6 +169,14 @@ def test_the_penalty_of_a_lane_is_the_penalty_of_its_own_weights() -> None:
     assert only_l2 is not None and float(only_l2[1]) == 0.0
 
 
+def _activations(activations: list[torch.Tensor], families: list[str],
+                 sigmoid: torch.Tensor | bool) -> Activations:
+    """The activations of a probe that ran in one pass."""
+    summed = Activations(families, sigmoid)
+    summed.add(activations)
+    return summed
+
+
 def test_diagnostics_of_a_group_are_each_lane_s_own() -> None:
     g = torch.Generator().manual_seed(1)
     # two lanes: a sigmoid lane and a tanh lane; an activation of 6 units, one of 3 channels
@@ -181,12 +189,13 @@ def test_diagnostics_of_a_group_are_each_lane_s_own() -> None:
     weights = [torch.randn(2, 6, 4, generator=g), torch.randn(2, 3, 6, generator=g)]
     weights[0][1, :2] = 0.0
     families = ["saturating", "relu"]
-    group = diagnostics(grads, [units, channels], weights, families,
-                        torch.tensor([True, False]))
+    group = diagnostics(grads, _activations([units, channels], families,
+                                            torch.tensor([True, False])), weights)
     for lane, family in enumerate(families):
         alone = diagnostics([[t[lane:lane + 1] for t in layer] for layer in grads],
-                            [units[lane:lane + 1], channels[lane:lane + 1]],
-                            [w[lane:lane + 1] for w in weights], [family], lane == 0)
+                            _activations([units[lane:lane + 1], channels[lane:lane + 1]],
+                                         [family], lane == 0),
+                            [w[lane:lane + 1] for w in weights])
         for key, value in alone.items():
             assert torch.equal(group[key][lane], value[0]), (lane, key)
     # the numbers: lane 1's dead channel among 6 units + 3 channels; its zeroed weights
@@ -202,7 +211,7 @@ def test_diagnostics_of_a_group_are_each_lane_s_own() -> None:
 
 def test_a_unit_is_dead_when_never_positive_and_a_nan_unit_is_not() -> None:
     activation = torch.tensor([[[0.0, -1.0, 2.0, math.nan], [-3.0, 0.0, -1.0, 0.0]]])
-    diagnosed = diagnostics([], [activation], [torch.ones(1, 4)], ["relu"], False)
+    diagnosed = diagnostics([], _activations([activation], ["relu"], False), [torch.ones(1, 4)])
     assert float(diagnosed["dead_fraction"][0]) == 0.5  # units 0 and 1 of the 4
 
 
@@ -268,16 +277,40 @@ def test_the_probe_sees_its_examples_normalized_as_training_does() -> None:
     assert not torch.equal(expected, parts.data.inputs(rows))  # normalize changed them
 
 
-def test_a_probe_in_passes_joins_each_activation_and_refuses_a_forward_that_varies() -> None:
-    first = [torch.zeros(1, 2, 3), torch.ones(1, 2, 4)]  # two activations, 2 examples
-    second = [torch.full((1, 1, 3), 2.0), torch.full((1, 1, 4), 3.0)]  # 1 more example
-    joined = joined_passes([first, second])
-    assert [tuple(a.shape) for a in joined] == [(1, 3, 3), (1, 3, 4)]
-    assert joined[1][0, 2, 0] == 3.0 and joined[0][0, 0, 0] == 0.0
-    assert joined_passes([first]) == first  # one pass: its own tensors, not copies
-    with pytest.raises(ValueError, match=r"activations ran \[2, 1\] times in the probe's "
-                                         r"passes"):
-        joined_passes([first, second[:1]])
+@pytest.mark.parametrize("family", ["relu", "saturating"])
+def test_a_probe_in_passes_sums_up_each_activation_and_refuses_a_forward_that_varies(
+        family: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    # two lanes (tanh: lane 0, sigmoid: lane 1), two activations, 5 examples in 2 passes
+    whole = [torch.rand(2, 5, 3, generator=g) * 2 - 1, torch.rand(2, 5, 4, 2, 2, generator=g)]
+    whole[0][0, :, 1] = -1.0  # lane 0's unit 1 never positive
+    whole[1][1, 4, 0] = 0.5  # lane 1's channel 0 positive at the last example only
+    whole[1][1, :4, 0] = -1.0
+    sigmoid = torch.tensor([False, True])
+    families = [family, family]
+    passes = Activations(families, sigmoid)
+    passes.add([a[:, :3] for a in whole])
+    passes.add([a[:, 3:] for a in whole])
+    one = _activations(whole, families, sigmoid)
+    assert passes.fractions().keys() == one.fractions().keys() == {
+        "relu": {"dead_fraction"}, "saturating": {"saturated_fraction"}}[family]
+    for key, value in one.fractions().items():
+        assert torch.equal(passes.fractions()[key], value), key
+    if family == "relu":  # of 3 units and 4 channels: lane 0's unit 1; none of lane 1's
+        assert passes.fractions()["dead_fraction"].tolist() == pytest.approx([1 / 7, 0.0])
+    else:
+        slopes = [1 - whole[0][0].square(), 4 * whole[0][1] * (1 - whole[0][1]),
+                  1 - whole[1][0].square(), 4 * whole[1][1] * (1 - whole[1][1])]
+        expected = [float(sum(int((s < 0.05).sum()) for s in slopes[lane::2])) / (15 + 80)
+                    for lane in (0, 1)]
+        assert min(expected) > 0  # lane 0's unit 1 and lane 1's channel 0, at least
+        assert passes.fractions()["saturated_fraction"].tolist() == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"activations ran \[2, 2, 1\] times in the "
+                                         r"probe's passes"):
+        passes.add(whole[:1])
+    with pytest.raises(ValueError, match=r"lanes first \(\[2, batch, \.\.\.\]\); given "
+                                         r"\[\(1, 5, 3\)\]"):
+        Activations(families, sigmoid).add([whole[0][:1]])
 
 
 def test_evaluation_passes_are_sized_by_flops_on_a_cpu_only() -> None:

@@ -10,7 +10,8 @@ used by every engine:
 - `Lane.completed`: the ending of a lane that trained every epoch;
 - `penalty`: the L1/L2 term added to the training loss;
 - `diagnostics`: gradient norm per layer, dead or saturated units and weight sparsity,
-  from the probe batch's gradients and activations;
+  from the probe batch's gradients and its activations (`Activations`, summed up pass by
+  pass);
 - `epoch_metrics`: every lane's epoch metrics read in one host sync, gaps added.
 
 An engine keeps the weights (best weights where `keep_best` says so), the test split
@@ -31,8 +32,8 @@ from nnbench.config import TrialSpec
 from nnbench.train.metrics import SATURATED_BELOW, SPARSE_BELOW, add_gaps
 from nnbench.train.results import CONTINUE, Decision, Status
 
-__all__ = ["Ending", "EpochListener", "Lane", "Verdict", "diagnostics", "epoch_metrics",
-           "joined_passes", "penalty"]
+__all__ = ["Activations", "Ending", "EpochListener", "Lane", "Verdict", "diagnostics",
+           "epoch_metrics", "penalty"]
 
 EpochListener = Callable[[TrialSpec, dict[str, float]], Decision]
 UNIT_DIAGNOSTIC = {"relu": "dead_fraction", "saturating": "saturated_fraction"}
@@ -139,58 +140,90 @@ def penalty(weights: Sequence[torch.Tensor], l1: float | torch.Tensor | None,
     return out
 
 
-def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]],
-                activations: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
-                families: Sequence[str | None], sigmoid: torch.Tensor | bool
-                ) -> dict[str, torch.Tensor]:
+class Activations:
+    """The probe's hidden activations, summed up pass by pass (the probe may run in
+    passes over its examples) into what the diagnostics read: per activation, each
+    unit's (or channel's) largest value over the examples and positions, `[lanes,
+    units]` (relu family: a unit is dead when it is never positive), and per lane how
+    many of its values sit where the activation's slope is below SATURATED_BELOW of its
+    maximum (saturating family). Each pass is reduced as it is met, so the passes'
+    activations are never joined into one copy.
+
+    `families`: each lane's activation family; `sigmoid`: which lanes' saturating
+    activation is the sigmoid (slope a(1-a)/¼), the others tanh (1-a²).
+    """
+
+    def __init__(self, families: Sequence[str | None], sigmoid: torch.Tensor | bool) -> None:
+        self.lanes = len(families)
+        self.relu = "relu" in families
+        self.saturating = "saturating" in families
+        self.sigmoid = sigmoid
+        self.passes: list[int] = []  # activations met by each pass
+        self.peaks: list[torch.Tensor] = []  # per activation, [lanes, units]
+        self.saturated: torch.Tensor | None = None  # per lane, values saturated (float32)
+        self.values = 0  # values per lane the saturated count is out of
+
+    def add(self, activations: Sequence[torch.Tensor]) -> None:
+        """One pass's activations, in the order its forward met them, each `[lanes,
+        batch, units or channels, ...]`. Every pass must meet the same activations: a
+        model whose forward takes another path on other examples cannot be probed in
+        passes (ValueError)."""
+        self.passes.append(len(activations))
+        if len(set(self.passes)) > 1:
+            raise ValueError(f"the model's activations ran {self.passes} times in the probe's "
+                             f"passes over its examples; the diagnostics need the same "
+                             f"activations for every example")
+        if any(a.shape[0] != self.lanes for a in activations):
+            raise ValueError(f"the diagnostics take activations with the lanes first "
+                             f"([{self.lanes}, batch, ...]); given "
+                             f"{[tuple(a.shape) for a in activations]}")
+        for i, a in enumerate(activations):
+            if a.device.type == "cpu":  # torch's CPU reductions over the examples and
+                a = a.contiguous()  # positions of a channels-last [examples, C, H, W]
+                # tensor run about 10× slower than a copy to NCHW and a reduction of that
+            if self.relu:  # NaN is no unit's largest value: NaN > 0 and <= 0 are both false
+                peak = a.amax(dim=(1, *range(3, a.dim())))
+                if len(self.passes) == 1:
+                    self.peaks.append(peak)
+                else:
+                    self.peaks[i] = torch.maximum(self.peaks[i], peak)
+            if self.saturating:
+                flat = a.reshape(a.shape[0], -1)
+                if isinstance(self.sigmoid, bool):
+                    slope = flat * (1 - flat) / 0.25 if self.sigmoid else 1 - flat.square()
+                else:
+                    slope = torch.where(self.sigmoid[:, None], flat * (1 - flat) / 0.25,
+                                        1 - flat.square())
+                count = (slope < SATURATED_BELOW).sum(1, dtype=torch.float32)
+                self.saturated = count if self.saturated is None else self.saturated + count
+                self.values += flat.shape[1]
+
+    def fractions(self) -> dict[str, torch.Tensor]:
+        """dead_fraction (relu family) and saturated_fraction (saturating family), each
+        `[lanes]`, over every unit or value of every activation met."""
+        out = {}
+        if self.peaks:
+            out["dead_fraction"] = _mean(torch.cat([p <= 0 for p in self.peaks], dim=1))
+        if self.saturated is not None:
+            out["saturated_fraction"] = self.saturated / self.values
+        return out
+
+
+def diagnostics(layer_grads: Sequence[Sequence[torch.Tensor]], activations: Activations,
+                weights: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every lane's diagnostics on the probe batch, on device, each `[lanes]`
     (see README, "What a trial logs per epoch").
 
     Every tensor has the lanes first. `layer_grads`: per weight layer, the gradients of
-    its weights (a GRU's matrices taken together; none: 0); `activations`: each hidden
-    activation's output `[lanes, batch, units or channels, ...]`; `weights`: the weights
-    (sparsity); `families`: each lane's activation family (relu: dead units; saturating:
-    saturated units); `sigmoid`: which lanes' saturating activation is the sigmoid
-    (slope a(1-a)/¼), the others tanh (1-a²).
+    its weights (a GRU's matrices taken together; none: 0); `activations`: the hidden
+    activations' summaries (dead and saturated units); `weights`: the weights (sparsity).
     """
-    lanes = weights[0].shape[0]
-    if any(a.shape[0] != lanes for a in activations):
-        raise ValueError(f"diagnostics take activations with the lanes first ([{lanes}, "
-                         f"batch, ...]); given {[tuple(a.shape) for a in activations]}")
     out = {f"grad_norm.layer{i}": _grad_norm(grads, weights[0])
            for i, grads in enumerate(layer_grads, 1)}
-    if activations and "relu" in families:
-        # a unit is dead when it is never positive on the probe (per unit or channel):
-        # its largest value over the batch (and positions) is not (NaN: not dead)
-        dead = [a.amax(dim=(1, *range(3, a.dim()))) <= 0 for a in activations]
-        out["dead_fraction"] = _mean(torch.cat(dead, dim=1))
-    if activations and "saturating" in families:
-        saturated = []
-        for a in activations:
-            a = a.reshape(lanes, -1)
-            if isinstance(sigmoid, bool):
-                slope = a * (1 - a) / 0.25 if sigmoid else 1 - a.square()
-            else:
-                slope = torch.where(sigmoid[:, None], a * (1 - a) / 0.25, 1 - a.square())
-            saturated.append(slope < SATURATED_BELOW)
-        out["saturated_fraction"] = _mean(torch.cat(saturated, dim=1))
+    out.update(activations.fractions())
     flat = torch.cat([w.detach().flatten(1) for w in weights], dim=1)
     out["weight_sparsity"] = _mean(flat.abs() < SPARSE_BELOW)
     return out
-
-
-def joined_passes(passes: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
-    """The probe's captured activations when it ran in passes over its examples (each
-    pass's list, in the order its forward met them, `[lanes, batch, ...]`): each
-    activation's outputs of every pass as one batch. Every pass must meet the same
-    activations: a model whose forward takes another path on other examples cannot be
-    probed in passes (ValueError)."""
-    if len({len(captured) for captured in passes}) > 1:
-        raise ValueError(f"the model's activations ran {[len(c) for c in passes]} times in "
-                         f"the probe's passes over its examples; the diagnostics need the "
-                         f"same activations for every example")
-    return [outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-            for outputs in zip(*passes, strict=True)]
 
 
 def _grad_norm(grads: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

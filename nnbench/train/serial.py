@@ -44,12 +44,12 @@ from nnbench.data import TensorData
 from nnbench.train import build
 from nnbench.train.build import Parts, Step, layer_weights, metric_names, weight_layers
 from nnbench.train.lifecycle import (
+    Activations,
     Ending,
     EpochListener,
     Lane,
     diagnostics,
     epoch_metrics,
-    joined_passes,
     penalty,
 )
 from nnbench.train.metrics import EVAL_CHUNK, PROBE_SIZE, fingerprint
@@ -157,7 +157,7 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
     # cuDNN's recurrent backward refuses eval mode: the probe's GRU on a GPU runs without it
     recurrent = p.data.x.is_cuda and any(isinstance(m, nn.RNNBase) for m in p.model.modules())
     found: dict[int, torch.Tensor] = {}
-    passes: list[list[torch.Tensor]] = []  # each pass's captured activations
+    activations = Activations([p.family], p.activation_type.__name__ == "Sigmoid")
     try:
         with torch.backends.cudnn.flags(enabled=False) if recurrent else nullcontext():
             for start in range(0, len(rows), p.eval_chunk):
@@ -174,16 +174,14 @@ def probe(p: Parts) -> dict[str, torch.Tensor]:
                 for w, grad in zip(trainable, grads, strict=True):
                     if grad is not None:
                         found[id(w)] = found[id(w)] + grad if id(w) in found else grad
-                passes.append(list(captured))
+                activations.add(captured)
     finally:
         for hook in hooks:
             hook.remove()
-    captured = joined_passes(passes)
     # per weight layer, its weights' gradients (none: frozen, or not reached by the loss)
     layer_grads = [[g[None] for w in layer_weights(layer) if (g := found.get(id(w))) is not None]
                    for layer in weight_layers(p.model)]
-    return diagnostics(layer_grads, captured, [w[None] for w in p.weights], [p.family],
-                       p.activation_type.__name__ == "Sigmoid")
+    return diagnostics(layer_grads, activations, [w[None] for w in p.weights])
 
 
 def run_epoch(p: Parts, names: tuple[str, ...]) -> dict[str, float]:

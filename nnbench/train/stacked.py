@@ -61,11 +61,11 @@ from nnbench.train.build import (
 from nnbench.train.engine import Listener, shared_cores, torch_threads
 from nnbench.train.lane_optim import LaneOptimizer, flags_of
 from nnbench.train.lifecycle import (
+    Activations,
     Ending,
     Lane,
     diagnostics,
     epoch_metrics,
-    joined_passes,
     penalty,
 )
 from nnbench.train.metrics import PROBE_SIZE, eval_chunk, fingerprint, host_fingerprint
@@ -679,7 +679,7 @@ class _GroupRun:
         self.model.eval()
         families = {f for f in self.family if f is not None}
         grads: list[torch.Tensor] = []
-        passes: list[list[torch.Tensor]] = []  # each pass's activations, lanes first
+        activations = Activations(self.family, self.sigmoid)
         for start in range(0, n, size):
             rows = probe[:, start:start + size]
             captured: list[tuple[Layout, torch.Tensor]] = []
@@ -692,11 +692,10 @@ class _GroupRun:
                                         self.model.weights)
             grads = [a + b for a, b in zip(grads, found, strict=True)] if grads else list(found)
             # activations with the lanes first: [B, L·C, H, W] -> [L, B, C, H, W]
-            passes.append([a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:]).transpose(0, 1)
-                           if layout == "channels" else a for layout, a in captured])
-        activations = joined_passes(passes)
-        return diagnostics([[g] for g in grads], activations, self.model.weights,
-                           self.family, self.sigmoid)
+            activations.add([a.reshape(a.shape[0], self.n_lanes, -1, *a.shape[2:])
+                             .transpose(0, 1) if layout == "channels" else a
+                             for layout, a in captured])
+        return diagnostics([[g] for g in grads], activations, self.model.weights)
 
     # -- lanes ending ---------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnbench import registry, train
-from nnbench.config import TrialSpec, load_suite
-from nnbench.train import train_trial
+from nnbench import registry, seeding, train
+from nnbench.config import TrialSpec, load_suite, parse_suite
+from nnbench.train import build_parts, serial, train_trial
 from tests.conftest import REPO, Quiet
 
 CPU = torch.device("cpu")
@@ -239,3 +239,36 @@ def test_the_serial_engine_gives_a_large_step_the_worker_s_cores_and_a_small_one
     assert SerialEngine(torch.device("cuda")).threads_for(large) == 1
     trained = list(SerialEngine(CPU).run([replace(small, epochs=1)], Quiet()))
     assert trained[0].numerics.threads == 1
+
+
+def test_a_conv_net_trains_channels_last_on_a_cpu_to_the_same_numbers_up_to_rounding(
+        tmp_path: Path) -> None:
+    """build_parts lays a 2-D conv net out channels-last on a CPU (oneDNN's faster layout);
+    a model without 2-D convolutions keeps torch's layout. The layout changes only the
+    rounding: a few steps from the same weights end where the NCHW model's do."""
+    def parts(model: str) -> train.Parts:
+        spec = parse_suite(f"name: l\ntask: {{dataset: digits, model: {model}}}\n"
+                           f"fixed: {{optimizer: {{name: sgd, lr: 0.1, momentum: 0.9}}, "
+                           f"epochs: 1, batch_size: 32}}\n").trials()[0]
+        with seeding.trial_rng(spec.seed_of("init"), CPU):
+            return build_parts(spec, CPU)
+
+    conv = parts("{name: cnn, channels: [8, 16], hidden: [32]}")
+    convs = [m.weight for m in conv.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not convs[1].is_contiguous()  # 8 input channels (the first conv's one is both)
+    mlp = parts("mlp")
+    assert all(w.is_contiguous() for w in mlp.model.parameters())
+
+    nchw = parts("{name: cnn, channels: [8, 16], hidden: [32]}")
+    nchw.model.to(memory_format=torch.contiguous_format)
+    assert all(w.is_contiguous() for w in nchw.model.parameters())
+    x, y = conv.data.x_train[:96], conv.data.y_train[:96]
+    for start in range(0, 96, 32):  # 3 steps of each from the same weights
+        fast, _ = serial.train_step(conv, x[start:start + 32], y[start:start + 32])
+        plain, _ = serial.train_step(nchw, x[start:start + 32], y[start:start + 32])
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    for (name, fast_w), plain_w in zip(conv.model.state_dict().items(),
+                                       nchw.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(fast_w, plain_w, rtol=1e-4, atol=1e-6, msg=name)

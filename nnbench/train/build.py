@@ -32,8 +32,8 @@ from nnbench.train.metrics import EVAL_CHUNK, eval_chunk
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
            "dataset_shape", "eval_flops", "example_flops", "fit_augmentations", "layer_weights",
-           "metric_names", "produced_metrics", "resolve_device", "shaped_model", "step_flops",
-           "weight_layers", "weights_of"]
+           "metric_names", "placed", "produced_metrics", "resolve_device", "shaped_model",
+           "step_flops", "weight_layers", "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -273,12 +273,26 @@ def shaped_model(spec: TrialSpec, shape: DataShape) -> nn.Module:
                            objective.num_outputs(shape.num_classes, shape.target_dim))
 
 
+def placed(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device`, in the memory layout the engines train it in: on a CPU, a
+    model with 2-D convolutions holds its weights channels-last (NHWC), which oneDNN's
+    convolutions and batch norm run faster (a ResNet-20 step at batch 128: 0.087 s against
+    0.110 s on 2 threads, 0.157 s against 0.192 s on 1); its activations follow. The
+    layout changes only the rounding of a convolution's sums, and the same layout is
+    chosen on every run, so results repeat bitwise."""
+    model = model.to(device)
+    if device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
     data, augment = prepare_data(spec, device)
     objective: Objective = registry.build("loss", spec.loss)
     with seeding.drawing_on(device):  # the initial weights the stacked engine draws there
-        model = build_model(spec, data.input_shape,
-                            objective.num_outputs(data.num_classes, data.target_dim)).to(device)
+        model = placed(build_model(spec, data.input_shape,
+                                   objective.num_outputs(data.num_classes, data.target_dim)),
+                       device)
     attach_dropout_generator(model, seeding.generator(spec.seed_of("dropout"), "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
     n_train = len(data.train)

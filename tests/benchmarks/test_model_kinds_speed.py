@@ -134,9 +134,12 @@ def test_notes_loop(benchmark: Any, images: Path, kind: str, load: str) -> None:
             for spec in trials:
                 with seeding.trial_rng(spec.seed, CPU):
                     parts = build_parts(spec, CPU)
-                optimizer = torch.optim.SGD(parts.model.parameters(), momentum=0.9,
+                # the layout a user's model has (build_parts lays a CPU conv net out
+                # channels-last for nnbench's engines)
+                model = parts.model.to(memory_format=torch.contiguous_format)
+                optimizer = torch.optim.SGD(model.parameters(), momentum=0.9,
                                             lr=spec.optimizer.kwargs["lr"])
-                epoch = notes_epoch(parts.model, optimizer, parts.data, parts.batch_size)
+                epoch = notes_epoch(model, optimizer, parts.data, parts.batch_size)
                 for _ in range(spec.epochs):
                     _, accuracy = epoch()
                 accuracies.append(accuracy)

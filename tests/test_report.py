@@ -154,6 +154,34 @@ def test_every_comparison_of_the_report_is_a_row_of_its_csv(
         assert f"{row['mean_diff']:+.4f}" in html, row["kind"]
 
 
+def test_a_component_and_an_ablated_parameter_of_it_read_as_one_axis(tmp_path: Path,
+                                                                      tracking_uri: str) -> None:
+    """`optimizer: [sgd, adam]` in the grid and `optimizer.lr` ablated: every Δ of both axes
+    read "n = 0" and each said no cell was trained at all its levels."""
+    suite = parse_suite(textwrap.dedent("""\
+        name: nested
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.05}, epochs: 1, batch_size: 64}
+        grid: {optimizer: [{name: sgd, lr: 0.05}, adam]}
+        ablate: {optimizer.lr: [0.2]}
+        seeds: 2
+        """))
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
+    effects = _section(html, "effects")
+    assert "n = 0" not in effects and "no cell" not in effects
+    assert ("optimizer.lr is a parameter of optimizer, which the suite varies too: "
+            "optimizer&#39;s levels carry its value (sgd(lr=0.05), adam, sgd(lr=0.2)), so it "
+            "is compared as part of them and has no rows of its own") in effects
+    table = pd.read_csv(tmp_path / "nested.comparisons.csv")
+    effects_rows = table[table["kind"] == "main_effect"]
+    assert sorted(effects_rows["a"]) == ["adam", "sgd(lr=0.2)"]
+    assert (effects_rows["b"] == "sgd(lr=0.05)").all() and (effects_rows["n"] == 2).all()
+    assert ("No interactions: this needs at least 2 varied axes; the suite varies 2 "
+            "(optimizer, optimizer.lr), and optimizer.lr is a parameter of optimizer, "
+            "compared as part of its levels, which leaves 1") in _section(html, "interactions")
+
+
 def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
                                                               tracking_uri: str) -> None:
     suite = parse_suite(textwrap.dedent("""\

@@ -179,7 +179,7 @@ def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str
     if not a or not b:
         empty = "a" if not a else "b"
         return f"no configuration matches {empty} ({_text(getattr(claim, empty))}){where}"
-    keys = [axis for axis in suite.varied_axes if axis not in claim.a and axis not in claim.b]
+    keys = suite.paired_on(claim.a, claim.b)
 
     def signature(c: TrialSpec) -> tuple[str, ...]:
         return tuple(c.label([axis]) for axis in keys)

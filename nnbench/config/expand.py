@@ -147,6 +147,33 @@ class Suite:
         return tuple(a for a in axes if len({_key(c.value(a)) for c in configs}) > 1)
 
     @property
+    def nested_axes(self) -> dict[str, str]:
+        """Each varied parameter axis (`optimizer.lr`) whose component axis (`optimizer`) is
+        varied too, with that component axis. A component's level names its parameters'
+        values (`sgd(lr=0.03, momentum=0.9)`), so the parameter's level is a function of
+        the component's: as an axis of its own it would only split the cells (a seed and
+        the other axes' levels) that the component's levels are paired in."""
+        varied = self.varied_axes
+        return {axis: head for axis in varied
+                if (head := axis.partition(".")[0]) != axis and head in varied}
+
+    @property
+    def compared_axes(self) -> list[str]:
+        """The varied axes the report compares level by level and pairs cells over: every
+        one but the nested parameter axes (`nested_axes`), which are compared as part of
+        their component's levels."""
+        nested = self.nested_axes
+        return [axis for axis in self.varied_axes if axis not in nested]
+
+    def paired_on(self, *sides: Mapping[str, Any]) -> list[str]:
+        """The axes a comparison of `sides` (a claim's a and b: axis -> level) matches its
+        trials on: the compared axes the sides do not name, and not a component whose
+        parameter a side names (its level changes with that parameter's)."""
+        named = {axis for side in sides for axis in side}
+        heads = {head for axis, head in self.nested_axes.items() if axis in named}
+        return [axis for axis in self.compared_axes if axis not in named and axis not in heads]
+
+    @property
     def seeds_per_configuration(self) -> int:
         """Trials per configuration: the seeds, or the design's seed combinations."""
         return len(self.seed_design) if self.seed_design else len(self.seeds)

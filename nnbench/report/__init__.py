@@ -120,8 +120,9 @@ def _sections(results: Results) -> dict[str, Any]:
 
     tests = {(t.a, t.b): t for t in interaction_tests(trials, suite)}
     out["interactions"] = []
-    for a, b in itertools.combinations(suite.varied_axes, 2) if finished else []:
-        means, widths = interactions(trials, a, b, suite.varied_axes, bool(suite.ablate))
+    compared = suite.compared_axes
+    for a, b in itertools.combinations(compared, 2) if finished else []:
+        means, widths = interactions(trials, a, b, compared, bool(suite.ablate))
         if not means.empty:
             out["interactions"].append({"a": a, "b": b, "png": figures.interaction(
                 means, widths, suite.metric), "tests": tests.get((a, b))})
@@ -235,10 +236,14 @@ def _tuning_section(results: Results) -> dict[str, Any]:
 
 def _why_not(suite: Suite, finished: bool, needs_axes: int) -> str:
     """Why a comparison section is empty, or "" when it is not."""
-    varied = len(suite.varied_axes)
+    varied = len(suite.compared_axes)
     if varied < needs_axes:
+        nested = "; ".join(f"{axis} is a parameter of {head}, compared as part of its levels"
+                           for axis, head in suite.nested_axes.items())
         return (f"this needs at least {needs_axes} varied "
-                f"{'axis' if needs_axes == 1 else 'axes'}; the suite varies {varied}")
+                f"{'axis' if needs_axes == 1 else 'axes'}; the suite varies "
+                + (f"{len(suite.varied_axes)} ({', '.join(suite.varied_axes)}), and "
+                   f"{nested}, which leaves {varied}" if nested else f"{varied}"))
     if not finished:
         return "no trial has finished yet"
     return ""

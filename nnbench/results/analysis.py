@@ -189,6 +189,19 @@ def _finite(p: float) -> float | None:
     return p if math.isfinite(p) else None
 
 
+def _nested_notes(suite: Suite) -> list[str]:
+    """What the main effects say of each nested parameter axis (`nested_axes`)."""
+    return [f"{axis} is a parameter of {head}, which the suite varies too: {head}'s levels "
+            f"carry its value ({', '.join(_levels(suite, head))}), so it is compared as "
+            f"part of them and has no rows of its own"
+            for axis, head in suite.nested_axes.items()]
+
+
+def _levels(suite: Suite, axis: str) -> list[str]:
+    """The levels of `axis` among the suite's configurations, in order."""
+    return list(dict.fromkeys(value_label(axis, c.value(axis)) for c in suite.configurations()))
+
+
 def _replicates(suite: Suite) -> int:
     """Trials per configuration the comparisons pair: a tuned suite's re-runs use
     `tune.seeds`; a per-source design has one per seed combination."""
@@ -267,14 +280,14 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
     and each level's seed-paired comparison with the axis's baseline: the `fixed` value
     (`baseline_level`), or, where the grid does not hold it, the best level. p-values are
     Holm-adjusted over every main-effect comparison of the suite."""
-    axes = suite.varied_axes
+    axes = suite.compared_axes
     done = _finished(trials)
     columns = ["axis", "level", "mean", "low", "high", "n", "baseline"]
     if done.empty or not axes:
         return pd.DataFrame(columns=columns), Family([], [])
     levels: list[dict[str, Any]] = []
     pending: list[tuple[str, str, str, Paired]] = []
-    notes: list[str] = _design_notes(suite)
+    notes: list[str] = _design_notes(suite) + _nested_notes(suite)
     too_few: list[tuple[str, str, int]] = []
     for axis in axes:
         index = ["seed", *(c for c in axes if c != axis)]
@@ -350,7 +363,7 @@ def _like_for_like(trials: pd.DataFrame, done: pd.DataFrame, suite: Suite, axis:
     was trained at, or, where there are none, every level's own cells, said."""
     if not suite.ablate:
         return done, ""
-    index, common = _common_cells(trials, suite.varied_axes, [axis])
+    index, common = _common_cells(trials, suite.compared_axes, [axis])
     if common.all():
         return done, ""
     if not common.any():
@@ -504,7 +517,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
     seed ((|x| − 1)(|y| − 1) tests, Holm over the pair's family); and a sentence for each
     main effect (x1 against x0) that reverses at some level of y."""
     done = _finished(trials)
-    axes = suite.varied_axes
+    axes = suite.compared_axes
     out: list[InteractionTests] = []
     if done.empty:
         return out
@@ -679,7 +692,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             continue
         scope = done[_select(done, dict(claim.where))]
         a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
-        keys = [c for c in suite.varied_axes if c not in claim.a and c not in claim.b]
+        keys = suite.paired_on(claim.a, claim.b)
         both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
                           b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
                          axis=1).dropna()

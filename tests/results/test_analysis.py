@@ -504,3 +504,60 @@ def test_an_ablation_s_unplanned_cells_are_no_gaps() -> None:
         "levels only; each level's mean (figure, level rows) is over its own finished cells, "
         "each Δ over the cells finished at both of its levels, so the two can differ",
         like_for_like[1]]
+
+
+NESTED = """\
+name: nested
+task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+fixed: {activation: relu, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}, epochs: 2,
+        batch_size: 32}
+grid:
+  optimizer: [{name: sgd, lr: 0.01, momentum: 0.9}, {name: adam, lr: 0.001}]
+  activation: [relu, tanh]
+ablate:
+  optimizer.lr: [0.003, 0.03]
+seeds: 3
+expect:
+  - {claim: a larger lr helps sgd, a: {optimizer.lr: 0.03}, b: {optimizer.lr: 0.01}}
+"""
+# mean test accuracy by optimizer level; tanh adds 0.05 everywhere
+NESTED_MEANS = {"sgd(lr=0.01, momentum=0.9)": 0.80, "sgd(lr=0.003, momentum=0.9)": 0.70,
+                "sgd(lr=0.03, momentum=0.9)": 0.86, "adam": 0.84}
+
+
+def test_a_grid_over_a_component_and_an_ablated_parameter_of_it_is_compared_not_n_0() -> None:
+    """`optimizer: [sgd, adam]` with `ablate: optimizer.lr`: the parameter's axis sat in the
+    pairing cells of the optimizer's comparisons and the optimizer's in the parameter's,
+    and the two always move together, so every Δ of either axis read "n = 0" and neither
+    axis had a like-for-like mean. The parameter is part of the optimizer's levels."""
+    suite = parse_suite(textwrap.dedent(NESTED))
+    assert suite.varied_axes == ["optimizer", "activation", "optimizer.lr"]
+    assert suite.nested_axes == {"optimizer.lr": "optimizer"}
+    assert suite.compared_axes == ["optimizer", "activation"]
+    trials = _design(NESTED, lambda r: NESTED_MEANS[r["optimizer"]]
+                     + (0.05 if r["activation"] == "tanh" else 0.0) + 0.001 * r["seed"])
+    trials["test_accuracy"] = trials["metric"]
+    levels, family = main_effects(trials, suite)
+    assert set(levels["axis"]) == {"optimizer", "activation"}
+    optimizer = {c.a: c for c in family.rows if c.axis == "optimizer"}
+    assert set(optimizer) == {"sgd(lr=0.003, momentum=0.9)", "sgd(lr=0.03, momentum=0.9)",
+                              "adam"}
+    assert all(c.b == "sgd(lr=0.01, momentum=0.9)" and c.result.n == 3
+               for c in optimizer.values())
+    assert optimizer["adam"].result.diff == pytest.approx(0.04)  # at relu and tanh
+    assert optimizer["sgd(lr=0.03, momentum=0.9)"].result.diff == pytest.approx(0.06)
+    activation = next(c for c in family.rows if c.axis == "activation")
+    assert activation.result.n == 3 and activation.result.diff == pytest.approx(0.05)
+    assert not any("n = 0" in note or "no cell" in note for note in family.notes), family.notes
+    assert ("optimizer.lr is a parameter of optimizer, which the suite varies too: "
+            "optimizer's levels carry its value (sgd(lr=0.01, momentum=0.9), adam, "
+            "sgd(lr=0.003, momentum=0.9), sgd(lr=0.03, momentum=0.9)), so it is compared as "
+            "part of them and has no rows of its own") in family.notes
+    (tests,) = interaction_tests(trials, suite)  # optimizer × activation only
+    assert (tests.a, tests.b) == ("optimizer", "activation")
+    assert {r.result.n for r in tests.family.rows} == {3}
+    assert all(r.result.diff == pytest.approx(0.0, abs=1e-12) for r in tests.family.rows)
+    # the claim on the parameter pairs sgd at 0.03 with sgd at 0.01, over the activations
+    (verdict,), notes = claim_verdicts(trials, suite)
+    assert notes == [] and verdict.result.n == 3
+    assert verdict.result.diff == pytest.approx(0.06)

@@ -42,6 +42,7 @@ import pickle
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -939,14 +940,42 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if other:
             out.print(f"  {other} trial(s) in the queue that this file no longer has "
                       f"(another version of the suite)")
+    silence = queue.silence() if counts.workers else {}
     for worker in sorted(counts.workers):
-        out.print(f"  worker {worker}")
+        out.print(f"  worker {worker}" + _worker_state(worker, silence.get(worker)))
     if suite.tune is not None:
         from nnbench.tuning import status_lines
 
         for line in status_lines(suite, rdb):
             out.print(f"  {line}")
     return EXIT_OK
+
+
+def _worker_state(worker: str, silent: float | None) -> str:
+    """What status adds to a worker holding a claim: how long since its last heartbeat, and,
+    for a worker of this machine whose process is gone, that it has stopped (a SIGKILLed
+    worker's claims stay RUNNING until some worker or run reaps them)."""
+    from nnbench.queue import DEFAULT_LIVENESS
+
+    host, _, pid = worker.rpartition(":")
+    gone = False
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            gone = True
+        except OSError:  # another user's process: it exists
+            pass
+    if silent is None:
+        return ": no heartbeat recorded" if gone else ""
+    said = f": last heartbeat {silent:.0f} s ago"
+    grace = DEFAULT_LIVENESS.grace_period
+    if gone or silent > grace:
+        said += (" (no such process on this machine: it has stopped)" if gone else
+                 " (silent past the default grace period: it may have stopped)")
+        said += (f"; the next run or worker queues its trials again once it has been silent "
+                 f"for the grace period ({grace} s unless --grace-period says otherwise)")
+    return said
 
 
 def _sqlite_without(url: str, table: str) -> bool:

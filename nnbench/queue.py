@@ -354,6 +354,27 @@ class TrialQueue:
         counts.done_ids = {t for t, e in latest.items() if _outcome(e) == "done"}
         return counts
 
+    def silence(self) -> dict[str, float]:
+        """Per worker holding a claim, the seconds since its latest heartbeat by the server's
+        clock (which `reap` goes by; the longest silence where it holds several)."""
+        running = {e._trial_id: str(e.user_attrs.get("nnbench.worker", "?"))
+                   for e in self.entries((TrialState.RUNNING,))}
+
+        def read() -> dict[str, float]:
+            with _create_scoped_session(self.storage.scoped_session) as session:
+                now = session.execute(func.now()).scalar()
+                assert now is not None
+                beats = session.query(models.TrialHeartbeatModel).filter(
+                    models.TrialHeartbeatModel.trial_id.in_(running)).all()
+                out: dict[str, float] = {}
+                for beat in beats:
+                    age = (now.replace(tzinfo=None) - beat.heartbeat).total_seconds()
+                    worker = running[int(beat.trial_id)]
+                    out[worker] = max(age, out.get(worker, age))
+                return out
+
+        return retrying(read, "reading the heartbeats") if running else {}
+
     def done(self) -> set[str]:
         """The trial_ids the queue holds as done (finished or diverged)."""
         return {str(e.user_attrs.get(_TRIAL_ID)) for e in self.entries((TrialState.COMPLETE,))}

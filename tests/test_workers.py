@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -612,6 +613,40 @@ def test_a_stale_claim_is_failed_and_its_trial_queued_again_once(tmp_path: Path)
     assert queue.release(first, "finished") and queue.release(again, "diverged")
     assert queue.done() == {spec.trial_id, other.trial_id}
     queue.close()
+
+
+def test_status_says_how_long_a_holding_worker_is_silent_and_that_a_dead_one_stopped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGKILLed worker's claim stays RUNNING until some worker or run reaps it, and
+    `status` showed it as "1 running on 1 worker(s)" with the dead worker listed as if it
+    were training. It now says how long the worker has been silent and, for a worker of
+    this machine whose process is gone, that it has stopped."""
+    import socket
+
+    suite = load_suite(DEFAULT)
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = TrialQueue(suite.name, open_storage(storage, LIVENESS), LIVENESS)
+    assert queue.sync(suite.trials()[:2], store="1@0") == 2
+    (claim,) = queue.claim(1)
+    assert set(queue.silence()) == {queue.worker}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead = f"{socket.gethostname()}:{ended.stdout.strip()}"  # a worker SIGKILLed here
+    queue.storage.set_trial_user_attr(claim.storage_id, "nnbench.worker", dead)
+    queue.close()  # its heartbeats stop
+    time.sleep(2.2)  # the server's clock counts whole seconds (SQLite)
+    (silent,) = queue.silence().values()
+    assert 1 <= silent <= 30
+    capsys.readouterr()
+    assert cli.main(["status", str(DEFAULT), "--storage", storage, "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "1 running on 1 worker(s), 1 queued" in out, out
+    said = re.search(rf"worker {re.escape(dead)}: last heartbeat (\d+) s ago \(no such "
+                     rf"process on this machine: it has stopped\); the next run or worker "
+                     rf"queues its trials again once it has been silent for the grace period "
+                     rf"\(60 s unless --grace-period says otherwise\)", " ".join(out.split()))
+    assert said is not None and 1 <= int(said.group(1)) <= 30, out
 
 
 def test_a_trial_the_edited_suite_dropped_is_not_queued_again_when_killed_or_stale(

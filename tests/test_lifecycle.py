@@ -311,6 +311,12 @@ def test_a_probe_in_passes_sums_up_each_activation_and_refuses_a_forward_that_va
     with pytest.raises(ValueError, match=r"lanes first \(\[2, batch, \.\.\.\]\); given "
                                          r"\[\(1, 5, 3\)\]"):
         Activations(families, sigmoid).add([whole[0][:1]])
+    if family == "relu":  # a pass whose activation has other units: refused, not broadcast
+        varies = Activations(families, sigmoid)
+        varies.add([whole[0][:, :, :1]])
+        with pytest.raises(ValueError, match=r"activation 1 of the probe has 3 units in one "
+                                             r"pass and 1 in another"):
+            varies.add([whole[0]])
 
 
 def test_evaluation_passes_are_sized_by_flops_on_a_cpu_only() -> None:

@@ -272,3 +272,51 @@ def test_a_conv_net_trains_channels_last_on_a_cpu_to_the_same_numbers_up_to_roun
     for (name, fast_w), plain_w in zip(conv.model.state_dict().items(),
                                        nchw.model.state_dict().values(), strict=True):
         torch.testing.assert_close(fast_w, plain_w, rtol=1e-4, atol=1e-6, msg=name)
+
+
+class _ViewNet(torch.nn.Module):
+    """A plugin's conv net as users write them: `x.view(n, -1)` after the convolution,
+    which a channels-last activation refuses."""
+
+    def __init__(self, channels: int, outputs: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 4, 3, padding=1)
+        self.out = torch.nn.LazyLinear(outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.out(h.view(h.size(0), -1))
+
+
+def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numerics() -> None:
+    """Every 2-D conv net was laid out channels-last on a CPU: a plugin's net that `.view`s
+    an activation failed every trial ("view size is not compatible"), one with a 5-D tensor
+    could not be built. Only nnbench's own conv nets are, and their numerics say so: a
+    trial trained before the layout changed rounds differently, and the report must not
+    pool the two as one numerics."""
+    from nnbench.registry import BUILTIN, ComponentInfo, NoParams, register
+    from nnbench.testing import isolated_registry
+
+    def build(params: NoParams, *, input_shape: tuple[int, ...], outputs: int,
+              **_: object) -> torch.nn.Module:
+        model = _ViewNet(input_shape[0], outputs)
+        model(torch.zeros(1, *input_shape))  # the lazy layer's shape
+        return model
+
+    text = ("name: l\ntask: {{dataset: digits, model: {model}}}\n"
+            "fixed: {{optimizer: {{name: sgd, lr: 0.1}}, epochs: 1, batch_size: 64}}\n")
+    with isolated_registry():
+        register(ComponentInfo(kind="model", name="viewnet", build=build, params=NoParams,
+                               doc="a plugin's conv net that views its activations"))
+        assert registry.get("model", "viewnet").source != BUILTIN
+        plugin = train_trial(parse_suite(text.format(model="viewnet")).trials()[0], CPU)
+        assert plugin.status == "finished", plugin.reason
+        assert plugin.numerics.layout == "" and "nnbench.layout" not in plugin.numerics.tags()
+    own = train_trial(parse_suite(text.format(model="{name: cnn, channels: [4], hidden: []}"))
+                      .trials()[0], CPU)
+    assert own.status == "finished", own.reason
+    assert own.numerics.layout == "channels_last"
+    assert own.numerics.tags()["nnbench.layout"] == "channels_last"
+    assert own.numerics.label() == "serial fp32 1 thread channels-last"
+    mlp = train_trial(parse_suite(text.format(model="mlp")).trials()[0], CPU)
+    assert mlp.numerics.layout == "" and mlp.numerics.label() == "serial fp32 1 thread"

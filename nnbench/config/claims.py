@@ -182,7 +182,7 @@ def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str
     keys = suite.paired_on(claim.a, claim.b)
 
     def signature(c: TrialSpec) -> tuple[str, ...]:
-        return tuple(c.label([axis]) for axis in keys)
+        return tuple(suite.key_label(key, c) for key in keys)
 
     pairs = [(x, y) for x in a for y in b if signature(x) == signature(y)]
     if not pairs:

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from nnbench import registry
 from nnbench.config.sources import SeedDesign
-from nnbench.config.spec import AXES, TrialSpec, stamped
+from nnbench.config.spec import AXES, TrialSpec, stamped, value_label
 from nnbench.registry import ComponentSpec
 
 if TYPE_CHECKING:
@@ -166,12 +166,29 @@ class Suite:
         return [axis for axis in self.varied_axes if axis not in nested]
 
     def paired_on(self, *sides: Mapping[str, Any]) -> list[str]:
-        """The axes a comparison of `sides` (a claim's a and b: axis -> level) matches its
-        trials on: the compared axes the sides do not name, and not a component whose
-        parameter a side names (its level changes with that parameter's)."""
+        """The keys a comparison of `sides` (a claim's a and b: axis -> level) matches its
+        trials on (`key_label` reads them): the compared axes the sides do not name; where a
+        side names a parameter of a varied component (`optimizer.lr`), the component's
+        level without that parameter (`optimizer without lr`: sgd at lr 0.03 pairs with
+        sgd at lr 0.01, not with adam at lr 0.01)."""
         named = {axis for side in sides for axis in side}
-        heads = {head for axis, head in self.nested_axes.items() if axis in named}
-        return [axis for axis in self.compared_axes if axis not in named and axis not in heads]
+        dropped: dict[str, list[str]] = {}
+        for axis, head in self.nested_axes.items():
+            if axis in named:
+                dropped.setdefault(head, []).append(axis.partition(".")[2])
+        return [f"{axis} without {', '.join(dropped[axis])}" if axis in dropped else axis
+                for axis in self.compared_axes if axis not in named]
+
+    @staticmethod
+    def key_label(key: str, spec: TrialSpec) -> str:
+        """The spec's level of a `paired_on` key: an axis's label, or a component's label
+        without the parameters the key names (`optimizer without lr`: `sgd(momentum=0.9)`)."""
+        axis, _, without = key.partition(" without ")
+        value = spec.value(axis)
+        if without and isinstance(value, ComponentSpec):
+            drop = set(without.split(", "))
+            value = ComponentSpec(value.name, tuple(p for p in value.params if p[0] not in drop))
+        return value_label(axis, value)
 
     @property
     def seeds_per_configuration(self) -> int:

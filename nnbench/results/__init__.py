@@ -129,7 +129,8 @@ def _numerics(tags: dict[str, str]) -> str:
         return "not recorded"
     return Numerics(engine=tags["nnbench.engine"], lanes=int(tags.get("nnbench.lanes", 1)),
                     precision=tags.get("nnbench.precision", "fp32"),
-                    threads=int(tags.get("nnbench.threads", 1))).label()
+                    threads=int(tags.get("nnbench.threads", 1)),
+                    layout=tags.get("nnbench.layout", "")).label()
 
 
 def _tuning(tracker: Tracker) -> pd.DataFrame:

@@ -693,6 +693,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         scope = done[_select(done, dict(claim.where))]
         a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
         keys = suite.paired_on(claim.a, claim.b)
+        a, b = _keyed(a, suite, keys), _keyed(b, suite, keys)
         both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
                           b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
                          axis=1).dropna()
@@ -723,6 +724,21 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
                                 b_mean, verdict(r, p_adjusted=_finite(p_holm),
                                                 p_perm_adjusted=_finite(p_perm_holm))))
     return verdicts, notes
+
+
+def _keyed(frame: pd.DataFrame, suite: Suite, keys: list[str]) -> pd.DataFrame:
+    """`frame` with a column for each `paired_on` key that is not an axis (a component's
+    level without some of its parameters), read from its axis's level."""
+    derived = [k for k in keys if k not in frame.columns]
+    if not derived or frame.empty:
+        return frame
+    columns = {}
+    for key in derived:
+        axis = key.partition(" without ")[0]
+        levels = {value_label(axis, c.value(axis)): suite.key_label(key, c)
+                  for c in suite.configurations()}
+        columns[key] = frame[axis].map(levels)
+    return frame.assign(**columns)
 
 
 def _side(where: Mapping[str, str]) -> str:

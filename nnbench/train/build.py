@@ -31,9 +31,9 @@ from nnbench.data import DataShape, TensorData
 from nnbench.train.metrics import EVAL_CHUNK, eval_chunk
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
-           "dataset_shape", "eval_flops", "example_flops", "fit_augmentations", "layer_weights",
-           "metric_names", "placed", "produced_metrics", "resolve_device", "shaped_model",
-           "step_flops", "weight_layers", "weights_of"]
+           "channels_last", "dataset_shape", "eval_flops", "example_flops", "fit_augmentations",
+           "layer_weights", "metric_names", "placed", "produced_metrics", "resolve_device",
+           "shaped_model", "step_flops", "weight_layers", "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -273,15 +273,23 @@ def shaped_model(spec: TrialSpec, shape: DataShape) -> nn.Module:
                            objective.num_outputs(shape.num_classes, shape.target_dim))
 
 
-def placed(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` on `device`, in the memory layout the engines train it in: on a CPU, a
-    model with 2-D convolutions holds its weights channels-last (NHWC), which oneDNN's
-    convolutions and batch norm run faster (a ResNet-20 step at batch 128: 0.087 s against
-    0.110 s on 2 threads, 0.157 s against 0.192 s on 1); its activations follow. The
-    layout changes only the rounding of a convolution's sums, and the same layout is
-    chosen on every run, so results repeat bitwise."""
+def channels_last(spec: TrialSpec, model: nn.Module, device: torch.device) -> bool:
+    """Whether the engines lay the trial's model out channels-last (NHWC): on a CPU, one of
+    nnbench's own models with 2-D convolutions (cnn, resnet), which oneDNN's convolutions
+    and batch norm run faster that way (a ResNet-20 step at batch 128: 0.087 s against
+    0.110 s on 2 threads, 0.157 s against 0.192 s on 1). A plugin's model keeps torch's
+    layout: its forward may `.view` an activation, which a channels-last one refuses, or
+    hold a 5-D tensor, which has no such layout. The layout changes only the rounding of a
+    convolution's sums; it is part of the trial's numerics (`Numerics.layout`)."""
+    return (device.type == "cpu"
+            and registry.get("model", spec.model.name).source == registry.BUILTIN
+            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
+
+
+def placed(model: nn.Module, spec: TrialSpec, device: torch.device) -> nn.Module:
+    """`model` on `device`, in the memory layout the engines train it in (`channels_last`)."""
     model = model.to(device)
-    if device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    if channels_last(spec, model, device):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -292,7 +300,7 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
     with seeding.drawing_on(device):  # the initial weights the stacked engine draws there
         model = placed(build_model(spec, data.input_shape,
                                    objective.num_outputs(data.num_classes, data.target_dim)),
-                       device)
+                       spec, device)
     attach_dropout_generator(model, seeding.generator(spec.seed_of("dropout"), "dropout", device))
     optimizer = registry.build("optimizer", spec.optimizer, parameters=model.parameters())
     n_train = len(data.train)

@@ -178,13 +178,21 @@ class Activations:
                              f"([{self.lanes}, batch, ...]); given "
                              f"{[tuple(a.shape) for a in activations]}")
         for i, a in enumerate(activations):
-            if a.device.type == "cpu":  # torch's CPU reductions over the examples and
-                a = a.contiguous()  # positions of a channels-last [examples, C, H, W]
-                # tensor run about 10× slower than a copy to NCHW and a reduction of that
+            if a.dim() == 5 and a.device.type == "cpu" and not a.is_contiguous() \
+                    and a[0].is_contiguous(memory_format=torch.channels_last):
+                # torch's CPU reductions over the examples and positions of a channels-last
+                # [examples, C, H, W] tensor run about 10× slower than a copy to NCHW and a
+                # reduction of that (a stacked engine's [lanes, ...] view reduces fast as is)
+                a = a.contiguous()
             if self.relu:  # NaN is no unit's largest value: NaN > 0 and <= 0 are both false
                 peak = a.amax(dim=(1, *range(3, a.dim())))
                 if len(self.passes) == 1:
                     self.peaks.append(peak)
+                elif peak.shape != self.peaks[i].shape:
+                    raise ValueError(f"activation {i + 1} of the probe has {peak.shape[1]} "
+                                     f"units in one pass and {self.peaks[i].shape[1]} in "
+                                     f"another; the diagnostics need the same units for "
+                                     f"every example")
                 else:
                     self.peaks[i] = torch.maximum(self.peaks[i], peak)
             if self.saturating:

@@ -44,16 +44,21 @@ class Numerics:
     lanes: int = 1  # trials trained together as one batched model (1 for serial)
     precision: str = "fp32"  # fp32 | tf32 | bf16-autocast
     threads: int = 1  # torch intra-op threads while training (CPU)
+    # the model's memory layout: "" torch's own, "channels_last" (build.channels_last)
+    layout: str = ""
 
     def tags(self) -> dict[str, str]:
         return {"nnbench.engine": self.engine, "nnbench.lanes": str(self.lanes),
-                "nnbench.precision": self.precision, "nnbench.threads": str(self.threads)}
+                "nnbench.precision": self.precision, "nnbench.threads": str(self.threads),
+                **({"nnbench.layout": self.layout} if self.layout else {})}
 
     def label(self) -> str:
-        """`stacked×32 fp32 1 thread`: how the report names a numerics group."""
+        """`stacked×32 fp32 1 thread`: how the report names a numerics group (`serial fp32 2
+        threads channels-last`: a CPU conv net's layout, where it is not torch's own)."""
         lanes = f"×{self.lanes}" if self.lanes > 1 else ""
+        layout = f" {self.layout.replace('_', '-')}" if self.layout else ""
         return (f"{self.engine}{lanes} {self.precision} {self.threads} "
-                f"thread{'s' if self.threads != 1 else ''}")
+                f"thread{'s' if self.threads != 1 else ''}{layout}")
 
 
 @dataclass(frozen=True)

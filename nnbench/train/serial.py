@@ -31,6 +31,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -243,8 +244,8 @@ def train_trial(spec: TrialSpec, device: torch.device,
     parts: Parts | None = None
     lane = Lane(spec, None)
     names = metric_names(spec)
-    numerics = numerics or Numerics(threads=torch.get_num_threads(),
-                                    precision=seeding.precision_on(device))
+    used: Numerics = numerics or Numerics(threads=torch.get_num_threads(),
+                                          precision=seeding.precision_on(device))
 
     def result(ending: Ending, final: dict[str, float] | None = None,
                checkpoint: bytes | None = None) -> TrialResult:
@@ -254,13 +255,15 @@ def train_trial(spec: TrialSpec, device: torch.device,
             fingerprint=fingerprint(model.state_dict().items()) if model is not None else "",
             device=str(device), wall_seconds=time.perf_counter() - started,
             num_params=sum(q.numel() for q in model.parameters()) if model is not None else 0,
-            numerics=numerics, checkpoint=checkpoint,
+            numerics=used, checkpoint=checkpoint,
             weights_epoch=lane.weights_epoch() if lane.history else None, **ending.fields)
 
     try:
         with seeding.trial_rng(spec.seed_of("init"), device):
             # 1-2. seeded build of every part from the registries
             parts = p = build.build_parts(spec, device)
+            if build.channels_last(spec, p.model, device):
+                used = replace(used, layout="channels_last")
             lane.early = p.early
             best_state: dict[str, torch.Tensor] | None = None
             ending: Ending | None = None

@@ -561,3 +561,31 @@ def test_a_grid_over_a_component_and_an_ablated_parameter_of_it_is_compared_not_
     (verdict,), notes = claim_verdicts(trials, suite)
     assert notes == [] and verdict.result.n == 3
     assert verdict.result.diff == pytest.approx(0.06)
+
+
+def test_a_claim_on_a_nested_parameter_pairs_within_the_component_s_other_settings() -> None:
+    """A claim `optimizer.lr: 0.03` against `0.01`, where sgd and adam both have lr 0.01:
+    its b side averaged sgd and adam per seed, so a learning rate that changes nothing
+    read Δ = +0.15. sgd at 0.03 pairs with sgd at 0.01 only."""
+    text = """\
+        name: nested_claim
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.01}, epochs: 2, batch_size: 32}
+        grid:
+          optimizer: [{name: sgd, lr: 0.01}, {name: adam, lr: 0.01}]
+        ablate:
+          optimizer.lr: [0.03]
+        seeds: 3
+        expect:
+          - {claim: lr 0.03 helps, a: {optimizer.lr: 0.03}, b: {optimizer.lr: 0.01}}
+        """
+    suite = parse_suite(textwrap.dedent(text))
+    assert suite.paired_on({"optimizer.lr": "0.03"}, {"optimizer.lr": "0.01"}) == [
+        "optimizer without lr"]
+    trials = _design(text, lambda r: (0.5 if r["optimizer"].startswith("adam") else 0.8)
+                     + 0.01 * r["seed"])
+    trials["test_accuracy"] = trials["metric"]
+    (verdict,), notes = claim_verdicts(trials, suite)
+    assert notes == [] and verdict.result.n == 3
+    assert verdict.result.diff == pytest.approx(0.0, abs=1e-12)
+    assert verdict.a_mean == pytest.approx(0.81) and verdict.b_mean == pytest.approx(0.81)

@@ -93,6 +93,8 @@ AXES: dict[str, Axis] = {a.name: a for a in [
 
 
 NONE = ComponentSpec("none")
+# the level of a parameter axis at a component without that parameter (adam's momentum)
+NOT_APPLICABLE = "n/a"
 
 
 @dataclass(frozen=True)
@@ -240,11 +242,13 @@ class TrialSpec:
         return yaml.safe_dump(self.canonical(), sort_keys=False)
 
     def value(self, axis: str) -> Any:
-        """An axis's value; dotted axes (`optimizer.lr`) read the component parameter."""
+        """An axis's value; dotted axes (`optimizer.lr`) read the component parameter, and
+        are NOT_APPLICABLE where the component has no such parameter (a grid over
+        `optimizer.momentum` beside an ablated adam, which has none)."""
         head, _, param = axis.partition(".")
         value = getattr(self, head)
         if param:
-            return value.kwargs[param]
+            return value.kwargs.get(param, NOT_APPLICABLE)
         return value
 
     def label(self, axes: list[str]) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from nnbench.config import Claim, PublishedResult, Suite, apply_values
-from nnbench.config.spec import value_label
+from nnbench.config.spec import NOT_APPLICABLE, value_label
 from nnbench.results.stats import (
     ALPHA,
     Interval,
@@ -233,9 +233,11 @@ def baseline_level(suite: Suite, axis: str) -> str | None:
     nuisance: dict[str, Any] = {}
     for d in suite.tune.space:
         try:
-            nuisance[d.path] = suite.base.value(d.path)
-        except (KeyError, AttributeError):  # the fixed value has no such parameter
+            value = suite.base.value(d.path)
+        except AttributeError:
             continue
+        if value != NOT_APPLICABLE:  # else the fixed value has no such parameter
+            nuisance[d.path] = value
     for point in suite.configurations():
         try:
             as_fixed = apply_values(point, nuisance)

@@ -134,3 +134,23 @@ def test_trial_id_is_a_hash_of_the_canonical_json() -> None:
 def test_seeds_count_or_list(seeds: str) -> None:
     suite = parse_suite(BASE + f"seeds: {seeds}\n")
     assert suite.seeds == ((0, 1, 2) if seeds == "3" else (0, 5, 2))
+
+
+def test_a_grid_parameter_beside_an_ablated_component_without_it_reads_n_a() -> None:
+    """`grid: {optimizer.momentum: [0.0, 0.9]}` with an ablated adam, which has no momentum:
+    validate and run ended in "could not be checked: KeyError: 'momentum'"."""
+    suite = parse_suite(textwrap.dedent("""\
+        name: momentum_and_adam
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, epochs: 1, batch_size: 64}
+        grid: {optimizer.momentum: [0.0, 0.9]}
+        ablate: {optimizer: [{name: adam, lr: 0.01}]}
+        seeds: 2
+        """))
+    assert suite.varied_axes == ["optimizer.momentum", "optimizer"]
+    assert suite.nested_axes == {"optimizer.momentum": "optimizer"}
+    assert [c.label(suite.varied_axes) for c in suite.configurations()] == [
+        "optimizer.momentum=0.0, optimizer=sgd(lr=0.05)",
+        "optimizer.momentum=0.9, optimizer=sgd(lr=0.05, momentum=0.9)",
+        "optimizer.momentum=n/a, optimizer=adam(lr=0.01)"]
+    assert len(suite.trials()) == 6

@@ -531,12 +531,12 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         cells = done.pivot_table(index=["seed", *others], columns=[x, y], values="metric",
                                  aggfunc="mean")
         planned = set(zip(trials[x].astype(str), trials[y].astype(str), strict=True))
-        x0, y0 = references[x], references[y]
+        x0, y0, crossed = _crossed_references(done, suite, x, y, references, planned)
         xs = [v for v in dict.fromkeys(str(v) for v in done[x]) if v != x0]
         ys = [v for v in dict.fromkeys(str(v) for v in done[y]) if v != y0]
         pending: list[tuple[str, str, str, Paired]] = []
         too_few: list[tuple[str, str, int]] = []
-        untested: list[str] = []
+        untested: list[str] = list(crossed)
         for x1, y1 in itertools.product(xs, ys):
             keys = [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
             if any(k not in cells for k in keys):
@@ -566,21 +566,67 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
                     f"{r.diff:+.4f}: " + verdict(r, p_adjusted=_finite(p_holm),
                                                  p_perm_adjusted=_finite(p_perm_holm)))
 
+        if not pending and not too_few and len(untested) == len(crossed):
+            untested.append(f"No interaction test of {x} × {y}: no two levels of each were "
+                            f"trained in all four combinations (an ablation varies one axis "
+                            f"at a time, from the fixed values)")
         family = Family(_holm("interaction", pending, suite.metric, say),
                         untested + _too_few(too_few, _replicates(suite)))
-        reversals = (_reversals(done, axes, x, y, x0, xs, family, suite, first=True)
-                     + _reversals(done, axes, y, x, y0, ys, family, suite, first=False))
+        reversals = (_reversals(done, axes, x, y, x0, xs, family, suite, planned, y0,
+                                first=True)
+                     + _reversals(done, axes, y, x, y0, ys, family, suite,
+                                  {(b, a) for a, b in planned}, x0, first=False))
         out.append(InteractionTests(x, y, family, reversals))
     return out
 
 
+def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
+                        references: Mapping[str, str], planned: set[tuple[str, str]]
+                        ) -> tuple[str, str, list[str]]:
+    """The levels (x0, y0) an interaction pair's tests are against, and the note that says
+    where they are not the main effects' baselines. A test of x1 vs x0 × y1 vs y0 needs all
+    four combinations planned; where an ablation made a baseline (its level exists at the
+    fixed values only, relu at kaiming alone), the baselines allow none, and the pair had
+    no test while its reversals blamed the seeds: then the levels that allow the most
+    tests, the baselines first, then by their mean (the better first)."""
+    xs = list(dict.fromkeys(str(v) for v in done[x]))
+    ys = list(dict.fromkeys(str(v) for v in done[y]))
+
+    def tests(a0: str, b0: str) -> int:
+        return sum(all(k in planned for k in ((a1, b1), (a0, b1), (a1, b0), (a0, b0)))
+                   for a1 in xs if a1 != a0 for b1 in ys if b1 != b0)
+
+    def ranked(axis: str, levels: list[str]) -> list[str]:
+        means = _with_metric(done).groupby(done[axis].astype(str))["metric"].mean()
+        others = sorted((v for v in levels if v != references[axis]),
+                        key=lambda v: -means.get(v, -math.inf) if suite.higher_is_better
+                        else means.get(v, math.inf))
+        return [references[axis], *others]
+
+    x0, y0 = references[x], references[y]
+    if tests(x0, y0):
+        return x0, y0, []
+    count, a0, b0 = max(((tests(a, b), a, b) for a in ranked(x, xs) for b in ranked(y, ys)),
+                        key=lambda t: t[0])
+    if not count:
+        return x0, y0, []
+    notes = [f"{axis}: its baseline {old} was not trained at every level of {other} the "
+             f"others were (an ablation's level exists at the fixed values only), so its "
+             f"interactions with {other} are against {new}"
+             for axis, other, old, new in ((x, y, x0, a0), (y, x, y0, b0)) if new != old]
+    return a0, b0, notes
+
+
 def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs: list[str],
-               family: Family, suite: Suite, *, first: bool) -> list[str]:
+               family: Family, suite: Suite, planned: set[tuple[str, str]], y0: str, *,
+               first: bool) -> list[str]:
     """"xavier beats kaiming on average, but not with sigmoid": each main effect of x (x1
     against its reference x0) whose seed-paired difference changes sign at some level of y,
-    with the interaction tests behind it. `first`: x is the family's first axis (its
-    contrasts are the rows' `a`, y's their `b`; else the other way round), so that levels
-    two axes both have (0.1 of dropout and of l2) are not taken for each other."""
+    with the interaction tests behind it (against y's reference y0; `planned`: the (x, y)
+    combinations the suite has, which say why a test is missing). `first`: x is the
+    family's first axis (its contrasts are the rows' `a`, y's their `b`; else the other way
+    round), so that levels two axes both have (0.1 of dropout and of l2) are not taken for
+    each other."""
     metric, higher = suite.metric, suite.higher_is_better
     sentences = []
     for x1 in xs:
@@ -610,12 +656,22 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
                 f"{sign * average:+.4f}), but not with {where}")
         tested = {level for c in tests for level in sides(c)[1].split(" vs ")}
         bare = [level for level, _ in flipped if level not in tested]
+        # why: the four cells a test compares are not all in the suite (an ablation), or
+        # fewer than 2 seeds finished them
+        def trained(y1: str, x1: str = x1) -> bool:  # the cells of (x1 vs x0) × (y1 vs y0)
+            return all(k in planned for k in ((x1, y1), (x0, y1), (x1, y0), (x0, y0)))
+
+        unplanned = [level for level in bare if not (
+            trained(level) if level != y0 else
+            any(trained(y1) for y1 in set(done[y].astype(str)) - {y0}))]
+        why = ("the suite does not train all four combinations it compares: an ablation "
+               "varies one axis at a time" if unplanned and len(unplanned) == len(bare) else
+               "fewer than 2 seeds finished the cells it compares")
         if tests and bare:  # the test below covers some of the levels named, not these
             text += (f"; at {', '.join(f'{y}={level}' for level in bare)} no interaction test "
-                     f"is behind it (fewer than 2 seeds finished the cells it compares)")
+                     f"is behind it ({why})")
         if not tests:
-            text += ("; no interaction test is behind it (fewer than 2 seeds finished the "
-                     "cells it compares), so it may be seed noise")
+            text += f"; no interaction test is behind it ({why}), so it may be seed noise"
         else:
             strongest = min(tests, key=lambda c: c.p_holm if c.p_holm == c.p_holm else 2.0)
             shown = format_p(strongest.p_holm)

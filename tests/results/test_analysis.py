@@ -496,7 +496,9 @@ def test_an_ablation_s_unplanned_cells_are_no_gaps() -> None:
     at_kaiming = trials[(trials["activation"] == "relu") & (trials["init"] == "kaiming_normal")]
     assert float(relu["mean"].iloc[0]) == pytest.approx(float(at_kaiming["metric"].mean()))
     (tests,) = interaction_tests(trials, suite)
-    assert tests.family.rows == [] and tests.family.notes == []
+    assert tests.family.rows == [] and tests.family.notes == [  # no test, and why
+        "No interaction test of activation × init: no two levels of each were trained in all "
+        "four combinations (an ablation varies one axis at a time, from the fixed values)"]
     lost = trials.index[(trials["activation"] == "tanh") & (trials["seed"] == 0)]
     trials.loc[lost, "status"] = "diverged"  # a planned cell that did not finish: said
     assert main_effects(trials, suite)[1].notes == [like_for_like[0],
@@ -589,3 +591,36 @@ def test_a_claim_on_a_nested_parameter_pairs_within_the_component_s_other_settin
     assert notes == [] and verdict.result.n == 3
     assert verdict.result.diff == pytest.approx(0.0, abs=1e-12)
     assert verdict.a_mean == pytest.approx(0.81) and verdict.b_mean == pytest.approx(0.81)
+
+
+def test_an_interaction_whose_baseline_an_ablation_made_is_tested_against_a_crossed_level(
+) -> None:
+    """The fixed activation (relu) outside the grid, made a level by the ablated learning
+    rate (relu at kaiming and lr 0.3 only): every test of activation × init needed (relu,
+    xavier), which the suite never trains, so the fully crossed 3 × 2 grid got no test, and
+    its reversal said fewer than 2 seeds had finished. The pairs an ablation leaves without
+    any test say so."""
+    text = SUITE.format(fixed="relu", seeds=3).replace(
+        "activation: [sigmoid, tanh, relu]", "activation: [sigmoid, tanh, gelu]") \
+        + "ablate:\n  optimizer.lr: [0.3]\n"
+    means = {**MEANS, ("gelu", "xavier_normal"): 0.88, ("gelu", "kaiming_normal"): 0.82}
+    trials = _design(text, lambda r: means[r["activation"], r["init"]] + 0.001 * r["seed"])
+    suite = parse_suite(textwrap.dedent(text))
+    tests = {(t.a, t.b): t for t in interaction_tests(trials, suite)}
+    crossed = tests["activation", "init"].family
+    assert ("activation: its baseline relu was not trained at every level of init the others "
+            "were (an ablation's level exists at the fixed values only), so its interactions "
+            "with init are against gelu") in crossed.notes
+    rows = {(c.a, c.b): c.result for c in crossed.rows}
+    assert set(rows) == {("sigmoid vs gelu", "xavier_normal vs kaiming_normal"),
+                         ("tanh vs gelu", "xavier_normal vs kaiming_normal")}
+    assert all(r.n == 3 for r in rows.values())
+    # (0.60 − 0.88) − (0.70 − 0.82) at sigmoid; (0.85 − 0.88) − (0.75 − 0.82) at tanh
+    assert rows["sigmoid vs gelu", "xavier_normal vs kaiming_normal"].diff == pytest.approx(-0.16)
+    assert rows["tanh vs gelu", "xavier_normal vs kaiming_normal"].diff == pytest.approx(0.04)
+    for pair in (("activation", "optimizer.lr"), ("init", "optimizer.lr")):
+        family = tests[pair].family
+        assert family.rows == [] and family.notes == [
+            f"No interaction test of {pair[0]} × {pair[1]}: no two levels of each were trained "
+            f"in all four combinations (an ablation varies one axis at a time, from the fixed "
+            f"values)"]

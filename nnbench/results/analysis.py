@@ -838,8 +838,10 @@ class ReferenceRow:
     metric: str
     measured: Interval  # over seeds (per-seed mean of the matched configurations)
     difference: float  # measured mean - published
-    verdict: str  # reproduced | outside tolerance | no tolerance | not run yet | not measured
+    verdict: str  # reproduced | outside tolerance | no tolerance | incomplete | not run yet |
+    # not measured
     statuses: str = ""  # of the trials it selects ("8 diverged"): why it is not measured
+    left_out: str = ""  # the selected trials the measured mean is not over, and why
 
 
 def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRow]:
@@ -859,8 +861,17 @@ def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRo
         difference = measured.mean - result.value
         selected = trials[_select(trials, dict(result.where))] if not trials.empty else trials
         statuses = _statuses(selected) if not selected.empty else ""
+        unfinished_rows = selected[~selected.index.isin(chosen.index)] \
+            if not selected.empty else selected
+        never = sorted(set(selected["config"]) - set(chosen["config"])) \
+            if not selected.empty else []
+        left_out = (f"left out: {_statuses(unfinished_rows)}" if len(unfinished_rows) else "") \
+            + (f"; no trial finished at {'; '.join(never)}, so the mean is not over every "
+               f"configuration the row selects" if never else "")
         if measured.n == 0:
             verdict = "not measured" if statuses else "not run yet"
+        elif never:
+            verdict = "incomplete"
         elif reference.tolerance is None:
             verdict = "no tolerance"
         elif abs(difference) <= reference.tolerance + 1e-12:
@@ -868,5 +879,5 @@ def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRo
         else:
             verdict = "outside tolerance"
         rows.append(ReferenceRow(result, label, reference.metric, measured, difference,
-                                 verdict, statuses))
+                                 verdict, statuses, left_out))
     return rows

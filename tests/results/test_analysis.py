@@ -624,3 +624,38 @@ def test_an_interaction_whose_baseline_an_ablation_made_is_tested_against_a_cros
             f"No interaction test of {pair[0]} × {pair[1]}: no two levels of each were trained "
             f"in all four combinations (an ablation varies one axis at a time, from the fixed "
             f"values)"]
+
+
+def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without_a_config(
+) -> None:
+    """relu at lr 100 diverged on every seed: the row for relu averaged lr 0.05 and 0.2 only
+    and read "reproduced" with an empty note, while tanh's row averaged all three rates."""
+    from nnbench.results.analysis import reference_comparison
+
+    text = """\
+        name: reference_gaps
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {activation: relu, optimizer: {name: sgd, lr: 0.05}, epochs: 1, batch_size: 64}
+        grid:
+          optimizer.lr: [0.05, 0.2, 100.0]
+          activation: [relu, tanh]
+        seeds: 3
+        reference:
+          source: a paper
+          tolerance: 0.02
+          results:
+            - {where: {activation: relu}, value: 0.25}
+            - {where: {activation: tanh}, value: 0.2}
+        """
+    diverged = {"activation": "relu", "optimizer.lr": "100.0"}
+    trials = _design(text, lambda r: 0.25 if r["activation"] == "relu" else 0.2,
+                     lambda r: "diverged" if all(r[k] == v for k, v in diverged.items())
+                     else "finished")
+    trials["test_accuracy"] = trials["metric"]
+    relu, tanh = reference_comparison(trials, parse_suite(textwrap.dedent(text)))
+    assert relu.measured.n == 3 and relu.measured.mean == pytest.approx(0.25)
+    assert relu.verdict == "incomplete"
+    assert relu.left_out == ("left out: 3 diverged; no trial finished at optimizer.lr=100.0, "
+                             "activation=relu, so the mean is not over every configuration "
+                             "the row selects")
+    assert (tanh.verdict, tanh.left_out) == ("reproduced", "")

@@ -149,10 +149,16 @@ def _too_few(pairs: list[tuple[str, str, int]], seeds: int) -> list[str]:
     if seeds < 2:
         return [f"No seed-paired test: a paired test needs at least 2 seeds and the suite "
                 f"has {seeds}; the levels' means are shown, not compared"]
-    listed = "; ".join(f"{a} {'×' if a.startswith('(') else 'vs'} {b} (n = {n})"
-                       for a, b, n in pairs)
-    return [f"Not compared, because fewer than 2 seeds finished both sides (a paired test "
-            f"needs at least 2): {listed}"]
+    def listed(chosen: list[tuple[str, str, int]], n: bool) -> str:
+        return "; ".join(f"{a} {'×' if a.startswith('(') else 'vs'} {b}"
+                         + (f" (n = {k})" if n else "") for a, b, k in chosen)
+
+    none, one = [p for p in pairs if p[2] == 0], [p for p in pairs if p[2] > 0]
+    return ([f"Not compared, because no seed finished both sides in any cell (a seed and the "
+             f"other axes' levels) where both were trained: {listed(none, False)}"]
+            if none else []) + (
+        [f"Not compared, because fewer than 2 seeds finished both sides (a paired test needs "
+         f"at least 2): {listed(one, True)}"] if one else [])
 
 
 def _compare(a: pd.Series, b: pd.Series, higher_is_better: bool) -> Paired:
@@ -752,14 +758,29 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
         keys = suite.paired_on(claim.a, claim.b)
         a, b = _keyed(a, suite, keys), _keyed(b, suite, keys)
-        both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
-                          b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
-                         axis=1).dropna()
+        cells = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
+                           b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
+                          axis=1)
+        both = cells.dropna()
         per_seed = both.groupby(level="seed").mean()
+        # the trials of either side that did not finish (diverged, failed, ...)
+        everything = trials[_select(trials, dict(claim.where))] if not trials.empty else trials
+        stopped = everything[(_select(everything, dict(claim.a))
+                              | _select(everything, dict(claim.b)))
+                             & (everything["status"] != "finished")]
         if len(per_seed) < 2:
-            notes.append(f"{claim.text}: not tested, because {len(per_seed)} seed(s) finished "
-                         f"both sides and a paired test needs at least 2")
+            empty = [name for name, side in (("a", a), ("b", b)) if side.empty]
+            why = (f"no trial of {' or '.join(empty)} finished"
+                   + (f" ({_statuses(stopped)})" if len(stopped) else "")
+                   if empty else f"{len(per_seed)} seed(s) finished both sides")
+            notes.append(f"{claim.text}: not tested, because {why} and a paired test needs "
+                         f"at least 2 seeds")
             continue
+        if len(both) < len(cells) and len(stopped):
+            notes.append(f"{claim.text}: tested over the {len(both)} of {len(cells)} cells (a "
+                         f"seed and the other axes' levels) where both sides finished; the "
+                         f"others are left out ({_statuses(stopped)} among its trials), and "
+                         f"the test says nothing of them")
         r = compare(per_seed["a"].to_numpy(float), per_seed["b"].to_numpy(float),
                     higher_is_better=claim.direction == "higher")
         # the sides' means over the seeds and cells compared, so that a − b is Δ

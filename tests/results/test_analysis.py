@@ -338,7 +338,10 @@ def test_claims_are_holm_adjusted_over_every_claim_tested_and_their_means_are_pa
     relu_seed_3 = (trials["activation"] == "relu") & (trials["seed"] == 3)
     trials.loc[relu_seed_3, "status"] = "diverged"  # relu's claim pairs seeds 0-2 only
     verdicts, notes = claim_verdicts(trials, suite)
-    assert notes == [] and len(verdicts) == 3
+    assert len(verdicts) == 3
+    assert notes == ["relu beats tanh: tested over the 6 of 8 cells (a seed and the other axes' "
+                     "levels) where both sides finished; the others are left out (2 diverged "
+                     "among its trials), and the test says nothing of them"]
     by_claim = {v.claim.text: v for v in verdicts}
     assert by_claim["xavier beats kaiming with tanh"].result.identical
     tested = [v for v in verdicts if v.result.p == v.result.p]
@@ -659,3 +662,59 @@ def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without
                              "activation=relu, so the mean is not over every configuration "
                              "the row selects")
     assert (tanh.verdict, tanh.left_out) == ("reproduced", "")
+
+
+def test_a_claim_says_which_cells_it_left_out_where_a_side_did_not_finish() -> None:
+    """relu at lr 100 diverged on every seed while tanh finished there: the claim "relu beats
+    tanh" was tested on the other learning rates only, with no word of the cells that speak
+    most against it; a side that never finished read "0 seed(s) finished both sides"."""
+    text = """\
+        name: claim_gaps
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {activation: relu, optimizer: {name: sgd, lr: 0.05}, epochs: 1, batch_size: 64}
+        grid:
+          optimizer.lr: [0.05, 0.2, 100.0]
+          activation: [relu, tanh]
+        seeds: 3
+        expect:
+          - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}
+          - {claim: lr 100 is bad, a: {optimizer.lr: 0.05}, b: {optimizer.lr: 100.0},
+             where: {activation: relu}}
+        """
+    diverged = {"activation": "relu", "optimizer.lr": "100.0"}
+    trials = _design(text, lambda r: (0.25 if r["activation"] == "relu" else 0.2)
+                     + 0.01 * r["seed"],
+                     lambda r: "diverged" if all(r[k] == v for k, v in diverged.items())
+                     else "finished")
+    trials["test_accuracy"] = trials["metric"]
+    (relu,), notes = claim_verdicts(trials, parse_suite(textwrap.dedent(text)))
+    assert relu.result.n == 3 and relu.result.diff == pytest.approx(0.05)
+    assert notes == [
+        "relu beats tanh: tested over the 6 of 9 cells (a seed and the other axes' levels) "
+        "where both sides finished; the others are left out (3 diverged among its trials), "
+        "and the test says nothing of them",
+        "lr 100 is bad: not tested, because no trial of b finished (3 diverged) and a paired "
+        "test needs at least 2 seeds"]
+
+
+def test_comparisons_with_a_baseline_that_never_finished_in_their_cells_say_so_not_n_0() -> None:
+    """The fixed configuration (relu at lr 100) diverged on every seed: each comparison with
+    it was listed as "fewer than 2 seeds finished both sides ... (n = 0)"."""
+    text = """\
+        name: baseline_diverged
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {activation: relu, optimizer: {name: sgd, lr: 100.0}, epochs: 1, batch_size: 64}
+        ablate:
+          optimizer.lr: [0.05, 0.2]
+          activation: [tanh]
+        seeds: 3
+        """
+    trials = _design(text, lambda r: 0.2 + 0.01 * r["seed"],
+                     lambda r: "diverged" if (r["activation"], r["optimizer.lr"]) == (
+                         "relu", "100.0") else "finished")
+    _, family = main_effects(trials, parse_suite(textwrap.dedent(text)))
+    assert family.rows == []
+    assert not any("n = 0" in note for note in family.notes), family.notes
+    assert ("Not compared, because no seed finished both sides in any cell (a seed and the "
+            "other axes' levels) where both were trained: 0.05 vs 100.0; 0.2 vs 100.0; tanh vs "
+            "relu") in family.notes

@@ -651,7 +651,10 @@ class Tracker:
         optional = {"nnbench.reason": result.reason[-5000:],
                     "nnbench.diverged_epoch": result.diverged_epoch,
                     "nnbench.best_epoch": result.best_epoch,
-                    "nnbench.stopped_epoch": result.stopped_epoch}
+                    "nnbench.stopped_epoch": result.stopped_epoch,
+                    # the epoch of the weights it ends with, where not its last (restore_best)
+                    "nnbench.weights_epoch": result.weights_epoch
+                    if result.weights_epoch != len(result.history) else None}
         tags.update({k: str(v) for k, v in optional.items() if v})
         # the epochs not sent yet, the final metrics and the tags in one call; the artifacts
         # (spec.yaml, history.csv, checkpoint.pt) in one more

@@ -182,6 +182,46 @@ def test_a_component_and_an_ablated_parameter_of_it_read_as_one_axis(tmp_path: P
             "compared as part of its levels, which leaves 1") in _section(html, "interactions")
 
 
+def test_a_trial_that_restored_its_best_weights_reports_that_epoch_s_values(
+        tracking_uri: str) -> None:
+    """With restore_best, a trial ends with its best epoch's model, but its row (trials.csv,
+    the fit diagnosis) held the last epoch's training and validation values: the fit rows
+    of restore_best true and false read the same while their models differed."""
+    suite = parse_suite(textwrap.dedent("""\
+        name: restored
+        task: {dataset: digits, model: {name: mlp, hidden: [16]}}
+        fixed: {optimizer: {name: sgd, lr: 0.5}, epochs: 12, batch_size: 32}
+        grid:
+          early_stopping: [{name: patience, patience: 1, restore_best: true},
+                           {name: patience, patience: 1, restore_best: false}]
+        seeds: 3
+        """))
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    results = load_results(suite, tracking_uri)
+    trials, history = results.trials, results.history
+    assert set(trials["status"]) == {"finished"}
+    client = Tracker(suite, tracking_uri).client
+    restored = 0
+    for row in trials.itertuples():
+        curve = history[history["trial_id"] == row.trial_id].set_index("epoch")
+        run = client.get_run(row.run_id)
+        ended = int(run.data.tags.get("nnbench.weights_epoch", curve.index.max()))
+        assert ended == (row.best_epoch if "restore_best=False" not in row.config
+                         else curve.index.max()), (row.config, dict(run.data.tags),
+                                                   curve["val_loss"].tolist())
+        restored += ended < curve.index.max()
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            assert getattr(row, key) == curve.loc[ended, key], (row.config, key)
+    assert restored  # at least one trial stopped after its best epoch and restored it
+    # a run written before nnbench.weights_epoch was recorded: the spec says it restored
+    from nnbench.results import _weights_epoch
+
+    true, false = (t for t in suite.trials()[::3])
+    assert _weights_epoch(true, {}, 3, "finished") == 3
+    assert _weights_epoch(false, {}, 3, "finished") is None
+    assert _weights_epoch(true, {}, 3, "diverged") is None
+
+
 def test_one_axis_one_seed_renders_and_says_what_cannot_apply(tmp_path: Path,
                                                               tracking_uri: str) -> None:
     suite = parse_suite(textwrap.dedent("""\

@@ -102,12 +102,20 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "wall_seconds": metrics.get("wall_seconds", float("nan")),
             **{axis: value_label(axis, point.value(axis)) for axis in axes},
         }
-        row.update(metrics)  # final test metrics and the last epoch's values
-        row["metric"] = metrics.get(suite.metric, float("nan"))
+        row.update(metrics)  # final test metrics and the last epoch's values (below: those
+        # of the epoch whose weights it ends with)
         row["best_epoch"] = int(tags.get("nnbench.best_epoch", 0) or 0)
-        rows.append(row)
         if status in DONE_STATUSES and (curve := _history(tracker, run, row)) is not None:
             curves.append(curve)
+            # a trial that restored its best weights ends with that epoch's model: its
+            # training and validation values are that epoch's, not the last one's
+            ended = _weights_epoch(spec, tags, row["best_epoch"], status)
+            at = curve[curve["epoch"] == ended]
+            if ended and len(at):
+                row.update({k: v for k, v in at.iloc[0].items()
+                            if k in metrics and k not in _KEYS})
+        row["metric"] = row.get(suite.metric, float("nan"))
+        rows.append(row)
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
@@ -153,6 +161,23 @@ def _tuning(tracker: Tracker) -> pd.DataFrame:
     return frame.sort_values(["study", "trial"]).reset_index(drop=True) if rows else frame
 
 
+_KEYS = ("epoch", "trial_id", "config_id", "config", "seed", "run_id")  # a curve's, not metrics
+
+
+def _weights_epoch(spec: TrialSpec, tags: dict[str, str], best_epoch: int,
+                   status: str) -> int | None:
+    """The epoch whose weights a finished trial ends with where it is not its last: its
+    best, restored (early stopping's restore_best); None otherwise. Runs written before
+    nnbench.weights_epoch was recorded: the best epoch where the spec restores it."""
+    if status != "finished":
+        return None
+    if "nnbench.weights_epoch" in tags:
+        return int(tags["nnbench.weights_epoch"])
+    restores = spec.early_stopping.name != "none" and bool(
+        spec.early_stopping.kwargs.get("restore_best"))
+    return best_epoch or None if restores else None
+
+
 def _history(tracker: Tracker, run: Run, row: dict[str, object]) -> pd.DataFrame | None:
     """Per-epoch metrics of one run (its history.csv artifact), with the trial's keys;
     None when the run has none."""
@@ -160,7 +185,7 @@ def _history(tracker: Tracker, run: Run, row: dict[str, object]) -> pd.DataFrame
     if frame is None:
         return None
     frame["epoch"] = frame["epoch"].astype(int)
-    for key in ("trial_id", "config_id", "config", "seed", "run_id"):
+    for key in _KEYS[1:]:
         frame[key] = row[key]
     return frame
 

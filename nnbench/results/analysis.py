@@ -460,7 +460,7 @@ def best_summary(family: Family, higher_is_better: bool,
         return bool(p < ALPHA and (c.result.diff > 0) == higher_is_better)
 
     open_ = [c.b for c in family.rows if not ahead(c.p_holm, c)]
-    untested = " Some were not compared (see below)." if family.notes else ""
+    untested = " Some were not compared (see above)." if family.notes else ""
     if open_:
         return (f"{best} leads, but is not distinguishable from {'; '.join(open_)}: the "
                 f"order at the top is not settled at these seeds.{untested}{caveat}")
@@ -474,7 +474,7 @@ def best_summary(family: Family, higher_is_better: bool,
     if family.notes:
         return (f"{best} is better than each configuration it was compared with (Holm-"
                 f"adjusted p < {ALPHA} by both tests), but not every close configuration "
-                f"could be compared (see below): its lead is not established.{caveat}")
+                f"could be compared (see above): its lead is not established.{caveat}")
     return (f"{best} is better than each configuration tested against it (Holm-adjusted "
             f"p < {ALPHA} by the paired t-test and the sign-flip permutation test): its "
             f"lead is established.{caveat}")

@@ -783,12 +783,25 @@ class Tracker:
         spec = members[0]
         axes = self.suite.varied_axes
         label = spec.label(axes)
-        histories = [h for h in (self.history(run) for _, run in finished) if h is not None]
+        read = [(run, self.history(run)) for _, run in finished]
+        histories = [h for _, h in read if h is not None]
         per_epoch = {c for h in histories for c in h.columns} - {"epoch"}
+        # each trial's final values: its latest, but for a trial that restored its best
+        # weights (nnbench.weights_epoch) the per-epoch ones of that epoch
+        finals = []
+        for run, history in read:
+            values = dict(run.data.metrics)
+            ended = run.data.tags.get("nnbench.weights_epoch")
+            if ended and history is not None:
+                at = history[history["epoch"].astype(int) == int(ended)]
+                if len(at):
+                    values.update({k: float(v) for k, v in at.iloc[0].items()
+                                   if k in values and k != "epoch"})
+            finals.append(values)
         ts = _now_ms()
         metrics: list[Metric] = []
-        for key in sorted({k for _, run in finished for k in run.data.metrics}):
-            interval = t_interval([run.data.metrics.get(key, math.nan) for _, run in finished])
+        for key in sorted({k for values in finals for k in values}):
+            interval = t_interval([values.get(key, math.nan) for values in finals])
             if interval.n == 0:
                 continue
             name = f"{key}_final" if key in per_epoch else key  # <key>_mean is the curve
@@ -823,8 +836,9 @@ class Tracker:
                 f"{f'; not counted: {left_out}' if left_out else ''}. "
                 f"Each final metric: <metric>_mean, the 95% Student-t interval <metric>_low "
                 f".. _high, _sd and _n; each per-epoch metric: its mean curve <metric>_mean "
-                f"(step = epoch) and the same statistics of its last epoch's value as "
-                f"<metric>_final_mean, _final_low, _final_high, _final_sd, _final_n. "
+                f"(step = epoch) and the same statistics of its value at the epoch whose model "
+                f"each trial ends with (its last, or its best where early stopping restored "
+                f"it) as <metric>_final_mean, _final_low, _final_high, _final_sd, _final_n. "
                 f"Trial runs: {run_ids or '-'}")
         tags = {**{k: v for k, v in shared if not k.startswith(_PER_TRIAL_TAGS)},
                 "nnbench.role": SUMMARY, "nnbench.suite": self.suite.name,

@@ -213,6 +213,14 @@ def test_a_trial_that_restored_its_best_weights_reports_that_epoch_s_values(
         for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
             assert getattr(row, key) == curve.loc[ended, key], (row.config, key)
     assert restored  # at least one trial stopped after its best epoch and restored it
+    # the summary run's _final statistics are of the same epochs as the rows
+    experiment = client.get_experiment_by_name("restored")
+    for summary in client.search_runs([experiment.experiment_id],
+                                      "tags.`nnbench.role` = 'summary'"):
+        rows = trials[trials["config_id"] == summary.data.tags["nnbench.config_id"]]
+        assert len(rows) == 3
+        assert summary.data.metrics["val_accuracy_final_mean"] == pytest.approx(
+            rows["val_accuracy"].mean(), rel=1e-12)
     # a run written before nnbench.weights_epoch was recorded: the spec says it restored
     from nnbench.results import _weights_epoch
 

@@ -215,6 +215,7 @@ def test_a_trial_that_restored_its_best_weights_reports_that_epoch_s_values(
     assert restored  # at least one trial stopped after its best epoch and restored it
     # the summary run's _final statistics are of the same epochs as the rows
     experiment = client.get_experiment_by_name("restored")
+    assert experiment is not None
     for summary in client.search_runs([experiment.experiment_id],
                                       "tags.`nnbench.role` = 'summary'"):
         rows = trials[trials["config_id"] == summary.data.tags["nnbench.config_id"]]

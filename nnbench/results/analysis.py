@@ -537,7 +537,9 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         cells = done.pivot_table(index=["seed", *others], columns=[x, y], values="metric",
                                  aggfunc="mean")
         planned = set(zip(trials[x].astype(str), trials[y].astype(str), strict=True))
-        x0, y0, crossed = _crossed_references(done, suite, x, y, references, planned)
+        finished = {k for k in cells.columns if cells[k].notna().any()}
+        x0, y0, crossed = _crossed_references(done, suite, x, y, references, planned,
+                                              finished)
         xs = [v for v in dict.fromkeys(str(v) for v in done[x]) if v != x0]
         ys = [v for v in dict.fromkeys(str(v) for v in done[y]) if v != y0]
         pending: list[tuple[str, str, str, Paired]] = []
@@ -573,9 +575,14 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
                                                  p_perm_adjusted=_finite(p_perm_holm)))
 
         if not pending and not too_few and len(untested) == len(crossed):
-            untested.append(f"No interaction test of {x} × {y}: no two levels of each were "
-                            f"trained in all four combinations (an ablation varies one axis "
-                            f"at a time, from the fixed values)")
+            untested.append(f"No interaction test of {x} × {y}: " + (
+                "no two levels of each were trained in all four combinations (an ablation "
+                "varies one axis at a time, from the fixed values)" if not _crossed(planned)
+                else "; ".join(f"{axis} finished at {', '.join(levels)} only"
+                               for axis in (x, y)
+                               if len(levels := list(dict.fromkeys(done[axis].astype(str))))
+                               < 2)
+                or "no two levels of each finished in all four combinations"))
         family = Family(_holm("interaction", pending, suite.metric, say),
                         untested + _too_few(too_few, _replicates(suite)))
         reversals = (_reversals(done, axes, x, y, x0, xs, family, suite, planned, y0,
@@ -586,21 +593,33 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
     return out
 
 
+def _crossed(planned: set[tuple[str, str]]) -> bool:
+    """Whether two levels of each axis are planned in all four combinations."""
+    by_x: dict[str, set[str]] = {}
+    for a, b in planned:
+        by_x.setdefault(a, set()).add(b)
+    return any(len(by_x[a] & by_x[b]) >= 2 for a, b in itertools.combinations(by_x, 2))
+
+
 def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
-                        references: Mapping[str, str], planned: set[tuple[str, str]]
-                        ) -> tuple[str, str, list[str]]:
+                        references: Mapping[str, str], planned: set[tuple[str, str]],
+                        finished: set[tuple[str, str]]) -> tuple[str, str, list[str]]:
     """The levels (x0, y0) an interaction pair's tests are against, and the note that says
     where they are not the main effects' baselines. A test of x1 vs x0 × y1 vs y0 needs all
     four combinations planned; where an ablation made a baseline (its level exists at the
     fixed values only, relu at kaiming alone), the baselines allow none, and the pair had
     no test while its reversals blamed the seeds: then the levels that allow the most
-    tests, the baselines first, then by their mean (the better first)."""
+    tests, the baselines first, then by their mean (the better first). A test counts where
+    its four combinations finished (`finished`), else where they are planned."""
     xs = list(dict.fromkeys(str(v) for v in done[x]))
     ys = list(dict.fromkeys(str(v) for v in done[y]))
 
-    def tests(a0: str, b0: str) -> int:
-        return sum(all(k in planned for k in ((a1, b1), (a0, b1), (a1, b0), (a0, b0)))
-                   for a1 in xs if a1 != a0 for b1 in ys if b1 != b0)
+    def tests(a0: str, b0: str) -> tuple[int, int]:
+        def count(among: set[tuple[str, str]]) -> int:
+            return sum(all(k in among for k in ((a1, b1), (a0, b1), (a1, b0), (a0, b0)))
+                       for a1 in xs if a1 != a0 for b1 in ys if b1 != b0)
+
+        return count(finished), count(planned)
 
     def ranked(axis: str, levels: list[str]) -> list[str]:
         means = _with_metric(done).groupby(done[axis].astype(str))["metric"].mean()
@@ -610,15 +629,17 @@ def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
         return [references[axis], *others]
 
     x0, y0 = references[x], references[y]
-    if tests(x0, y0):
+    if tests(x0, y0)[0]:
         return x0, y0, []
     count, a0, b0 = max(((tests(a, b), a, b) for a in ranked(x, xs) for b in ranked(y, ys)),
                         key=lambda t: t[0])
-    if not count:
+    if count <= tests(x0, y0):
         return x0, y0, []
-    notes = [f"{axis}: its baseline {old} was not trained at every level of {other} the "
-             f"others were (an ablation's level exists at the fixed values only), so its "
-             f"interactions with {other} are against {new}"
+    why = ("was not trained at every level of {other} the others were (an ablation's level "
+           "exists at the fixed values only)" if not tests(x0, y0)[1] else
+           "did not finish at every level of {other} the others did")
+    notes = [f"{axis}: its baseline {old} {why.format(other=other)}, so its interactions "
+             f"with {other} are against {new}"
              for axis, other, old, new in ((x, y, x0, a0), (y, x, y0, b0)) if new != old]
     return a0, b0, notes
 
@@ -634,6 +655,8 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
     round), so that levels two axes both have (0.1 of dropout and of l2) are not taken for
     each other."""
     metric, higher = suite.metric, suite.higher_is_better
+    ended = set(zip(_with_metric(done)[x].astype(str), _with_metric(done)[y].astype(str),
+                    strict=True))
     sentences = []
     for x1 in xs:
         a, b = _seed_pairs(done, axes, x, x1, x0, "metric")
@@ -664,20 +687,34 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
         bare = [level for level, _ in flipped if level not in tested]
         # why: the four cells a test compares are not all in the suite (an ablation), or
         # fewer than 2 seeds finished them
-        def trained(y1: str, x1: str = x1) -> bool:  # the cells of (x1 vs x0) × (y1 vs y0)
-            return all(k in planned for k in ((x1, y1), (x0, y1), (x1, y0), (x0, y0)))
+        def reason(level: str, x1: str = x1) -> str:
+            """Why no test of x1 vs x0 × (level vs y0) (or, at y0, of any y1 vs y0)."""
+            others = [level] if level != y0 else sorted(set(done[y].astype(str)) - {y0})
 
-        unplanned = [level for level in bare if not (
-            trained(level) if level != y0 else
-            any(trained(y1) for y1 in set(done[y].astype(str)) - {y0}))]
-        why = ("the suite does not train all four combinations it compares: an ablation "
-               "varies one axis at a time" if unplanned and len(unplanned) == len(bare) else
-               "fewer than 2 seeds finished the cells it compares")
+            def among(pairs: set[tuple[str, str]]) -> bool:
+                return any(all(k in pairs for k in ((x1, y1), (x0, y1), (x1, y0), (x0, y0)))
+                           for y1 in others)
+
+            if not among(planned):
+                return ("the suite does not train all four combinations it compares: an "
+                        "ablation varies one axis at a time")
+            if not among(ended):
+                return "no trial finished at one of the four combinations it compares"
+            return "fewer than 2 seeds finished the cells it compares"
+
+        why: dict[str, list[str]] = {}
+        for level in bare:
+            why.setdefault(reason(level), []).append(level)
         if tests and bare:  # the test below covers some of the levels named, not these
-            text += (f"; at {', '.join(f'{y}={level}' for level in bare)} no interaction test "
-                     f"is behind it ({why})")
+            text += "".join(f"; at {', '.join(f'{y}={level}' for level in levels)} no "
+                            f"interaction test is behind it ({because})"
+                            for because, levels in why.items())
         if not tests:
-            text += f"; no interaction test is behind it ({why}), so it may be seed noise"
+            text += ("; no interaction test is behind it ("
+                     + "; ".join(because if len(why) == 1 else
+                                 f"at {', '.join(f'{y}={v}' for v in levels)}: {because}"
+                                 for because, levels in why.items())
+                     + "), so it may be seed noise")
         else:
             strongest = min(tests, key=lambda c: c.p_holm if c.p_holm == c.p_holm else 2.0)
             shown = format_p(strongest.p_holm)
@@ -758,29 +795,37 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
         keys = suite.paired_on(claim.a, claim.b)
         a, b = _keyed(a, suite, keys), _keyed(b, suite, keys)
-        cells = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
-                           b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
-                          axis=1)
-        both = cells.dropna()
+        both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
+                          b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
+                         axis=1).dropna()
         per_seed = both.groupby(level="seed").mean()
-        # the trials of either side that did not finish (diverged, failed, ...)
+        # the cells both sides were trained at (whatever the status), and the trials of
+        # those cells that did not finish: what the test leaves out
         everything = trials[_select(trials, dict(claim.where))] if not trials.empty else trials
-        stopped = everything[(_select(everything, dict(claim.a))
-                              | _select(everything, dict(claim.b)))
-                             & (everything["status"] != "finished")]
+        sides = [_keyed(everything[_select(everything, dict(side))], suite, keys)
+                 for side in (claim.a, claim.b)]
+        index = ["seed", *keys]
+        cells = [set(side[index].itertuples(index=False, name=None)) for side in sides]
+        planned = cells[0] & cells[1]
+        stopped = [side[[key in planned and status != "finished" for key, status in zip(
+            side[index].itertuples(index=False, name=None), side["status"], strict=True)]]
+            for side in sides]
         if len(per_seed) < 2:
-            empty = [name for name, side in (("a", a), ("b", b)) if side.empty]
-            why = (f"no trial of {' or '.join(empty)} finished"
-                   + (f" ({_statuses(stopped)})" if len(stopped) else "")
-                   if empty else f"{len(per_seed)} seed(s) finished both sides")
+            empty = [name for name, side, out in zip("ab", (a, b), stopped, strict=True)
+                     if side.empty]
+            why = (" or ".join(f"no trial of {name} finished" + (
+                f" ({_statuses(out)})" if len(out) else "") for name, out in zip(
+                    "ab", stopped, strict=True) if name in empty)
+                if empty else f"{len(per_seed)} seed(s) finished both sides")
             notes.append(f"{claim.text}: not tested, because {why} and a paired test needs "
                          f"at least 2 seeds")
             continue
-        if len(both) < len(cells) and len(stopped):
-            notes.append(f"{claim.text}: tested over the {len(both)} of {len(cells)} cells (a "
-                         f"seed and the other axes' levels) where both sides finished; the "
-                         f"others are left out ({_statuses(stopped)} among its trials), and "
-                         f"the test says nothing of them")
+        if len(both) < len(planned):
+            out = pd.concat(stopped)
+            notes.append(f"{claim.text}: tested over the {len(both)} of {len(planned)} cells "
+                         f"(a seed and the other axes' levels) both sides were trained at; in "
+                         f"the others a side did not finish ({_statuses(out)}), and the test "
+                         f"says nothing of them")
         r = compare(per_seed["a"].to_numpy(float), per_seed["b"].to_numpy(float),
                     higher_is_better=claim.direction == "higher")
         # the sides' means over the seeds and cells compared, so that a − b is Δ
@@ -818,6 +863,26 @@ def _keyed(frame: pd.DataFrame, suite: Suite, keys: list[str]) -> pd.DataFrame:
                   for c in suite.configurations()}
         columns[key] = frame[axis].map(levels)
     return frame.assign(**columns)
+
+
+def _unmeasured(suite: Suite, where: Mapping[str, str], chosen: pd.DataFrame,
+                metric: str) -> list[str]:
+    """The suite's configurations that `where` selects (by their varied axes' levels; a
+    tuned suite's scientific points) with no finished trial with a finite `metric` among
+    `chosen`: not run yet, not finished, or finished without it."""
+    axes = suite.varied_axes
+    measured = set()
+    if not chosen.empty and metric in chosen.columns:
+        with_metric = chosen[np.isfinite(chosen[metric].astype(float))]
+        measured = set(with_metric[axes].astype(str).itertuples(index=False, name=None)) \
+            if axes else ({()} if len(with_metric) else set())
+    out = []
+    for spec in suite.configurations():
+        levels = tuple(value_label(a, spec.value(a)) for a in axes)
+        if all(dict(zip(axes, levels, strict=True)).get(a) == v for a, v in where.items()) \
+                and levels not in measured:
+            out.append(spec.label(axes))
+    return out
 
 
 def _side(where: Mapping[str, str]) -> str:
@@ -884,11 +949,11 @@ def reference_comparison(trials: pd.DataFrame, suite: Suite) -> list[ReferenceRo
         statuses = _statuses(selected) if not selected.empty else ""
         unfinished_rows = selected[~selected.index.isin(chosen.index)] \
             if not selected.empty else selected
-        never = sorted(set(selected["config"]) - set(chosen["config"])) \
-            if not selected.empty else []
-        left_out = (f"left out: {_statuses(unfinished_rows)}" if len(unfinished_rows) else "") \
-            + (f"; no trial finished at {'; '.join(never)}, so the mean is not over every "
-               f"configuration the row selects" if never else "")
+        never = _unmeasured(suite, result.where, chosen, reference.metric)
+        left_out = "; ".join(
+            ([f"left out: {_statuses(unfinished_rows)}"] if len(unfinished_rows) else [])
+            + ([f"no finished trial with a {reference.metric} at {'; '.join(never)}, so the "
+                f"mean is not over every configuration the row selects"] if never else []))
         if measured.n == 0:
             verdict = "not measured" if statuses else "not run yet"
         elif never:

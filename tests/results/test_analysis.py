@@ -340,8 +340,8 @@ def test_claims_are_holm_adjusted_over_every_claim_tested_and_their_means_are_pa
     verdicts, notes = claim_verdicts(trials, suite)
     assert len(verdicts) == 3
     assert notes == ["relu beats tanh: tested over the 6 of 8 cells (a seed and the other axes' "
-                     "levels) where both sides finished; the others are left out (2 diverged "
-                     "among its trials), and the test says nothing of them"]
+                     "levels) both sides were trained at; in the others a side did not finish "
+                     "(2 diverged), and the test says nothing of them"]
     by_claim = {v.claim.text: v for v in verdicts}
     assert by_claim["xavier beats kaiming with tanh"].result.identical
     tested = [v for v in verdicts if v.result.p == v.result.p]
@@ -658,10 +658,20 @@ def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without
     relu, tanh = reference_comparison(trials, parse_suite(textwrap.dedent(text)))
     assert relu.measured.n == 3 and relu.measured.mean == pytest.approx(0.25)
     assert relu.verdict == "incomplete"
-    assert relu.left_out == ("left out: 3 diverged; no trial finished at optimizer.lr=100.0, "
-                             "activation=relu, so the mean is not over every configuration "
-                             "the row selects")
+    assert relu.left_out == ("left out: 3 diverged; no finished trial with a test_accuracy at "
+                             "optimizer.lr=100.0, activation=relu, so the mean is not over "
+                             "every configuration the row selects")
     assert (tanh.verdict, tanh.left_out) == ("reproduced", "")
+    # a report written mid-run (relu at lr 100 not run yet), and a configuration whose
+    # trials finished without the metric: incomplete too (found in review)
+    not_run = trials[trials["status"] == "finished"]
+    relu, _ = reference_comparison(not_run, parse_suite(textwrap.dedent(text)))
+    assert relu.verdict == "incomplete" and relu.left_out.startswith(
+        "no finished trial with a test_accuracy at optimizer.lr=100.0, activation=relu")
+    no_metric = trials.assign(status="finished")
+    no_metric.loc[trials["status"] == "diverged", "test_accuracy"] = float("nan")
+    relu, _ = reference_comparison(no_metric, parse_suite(textwrap.dedent(text)))
+    assert relu.verdict == "incomplete" and relu.measured.n == 3
 
 
 def test_a_claim_says_which_cells_it_left_out_where_a_side_did_not_finish() -> None:
@@ -691,8 +701,8 @@ def test_a_claim_says_which_cells_it_left_out_where_a_side_did_not_finish() -> N
     assert relu.result.n == 3 and relu.result.diff == pytest.approx(0.05)
     assert notes == [
         "relu beats tanh: tested over the 6 of 9 cells (a seed and the other axes' levels) "
-        "where both sides finished; the others are left out (3 diverged among its trials), "
-        "and the test says nothing of them",
+        "both sides were trained at; in the others a side did not finish (3 diverged), and "
+        "the test says nothing of them",
         "lr 100 is bad: not tested, because no trial of b finished (3 diverged) and a paired "
         "test needs at least 2 seeds"]
 
@@ -718,3 +728,44 @@ def test_comparisons_with_a_baseline_that_never_finished_in_their_cells_say_so_n
     assert ("Not compared, because no seed finished both sides in any cell (a seed and the "
             "other axes' levels) where both were trained: 0.05 vs 100.0; 0.2 vs 100.0; tanh vs "
             "relu") in family.notes
+
+
+def test_a_claim_does_not_blame_a_failure_for_cells_an_ablation_never_paired() -> None:
+    """An ablated learning rate trains relu alone at lr 0.3: those cells were never paired
+    with tanh, yet one diverged trial there made the claim say it left cells out because a
+    side did not finish (found in review)."""
+    text = SUITE.format(fixed="relu", seeds=3) + "ablate:\n  optimizer.lr: [0.3]\n" + \
+        "expect:\n  - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}\n"
+    trials = _design(text, lambda r: MEANS[r["activation"], r["init"]] + 0.001 * r["seed"],
+                     lambda r: "diverged" if (r["optimizer.lr"], r["seed"]) == ("0.3", 0)
+                     else "finished")
+    trials["test_accuracy"] = trials["metric"]
+    (verdict,), notes = claim_verdicts(trials, parse_suite(textwrap.dedent(text)))
+    assert notes == [] and verdict.result.n == 3
+
+
+def test_an_interaction_reference_is_one_whose_combinations_finished() -> None:
+    """gelu, the best crossed level, never finished at kaiming: chosen as the reference, it
+    left both tests 'not tested' where tanh allowed one; and a plain grid whose kaiming
+    trials all diverged was said to be an ablation (found in review)."""
+    text = SUITE.format(fixed="relu", seeds=3).replace(
+        "activation: [sigmoid, tanh, relu]", "activation: [sigmoid, tanh, gelu]") \
+        + "ablate:\n  optimizer.lr: [0.3]\n"
+    means = {**MEANS, ("gelu", "xavier_normal"): 0.88, ("gelu", "kaiming_normal"): 0.82}
+    trials = _design(text, lambda r: means[r["activation"], r["init"]] + 0.001 * r["seed"],
+                     lambda r: "diverged" if (r["activation"], r["init"]) == (
+                         "gelu", "kaiming_normal") else "finished")
+    tests = {(t.a, t.b): t for t in interaction_tests(trials, parse_suite(textwrap.dedent(text)))}
+    family = tests["activation", "init"].family
+    assert [(c.a, c.b, c.result.n) for c in family.rows] == [
+        ("sigmoid vs tanh", "xavier_normal vs kaiming_normal", 3)]
+    assert family.rows[0].result.diff == pytest.approx((0.60 - 0.85) - (0.70 - 0.75))
+    assert ("activation: its baseline relu was not trained at every level of init the others "
+            "were (an ablation's level exists at the fixed values only), so its interactions "
+            "with init are against tanh") in family.notes
+    plain = _design(SUITE.format(fixed="relu", seeds=3),
+                    lambda r: MEANS[r["activation"], r["init"]] + 0.001 * r["seed"],
+                    lambda r: "diverged" if r["init"] == "kaiming_normal" else "finished")
+    (pair,) = interaction_tests(plain, _suite(seeds=3))
+    assert pair.family.notes == [
+        "No interaction test of activation × init: init finished at xavier_normal only"]

@@ -562,6 +562,7 @@ def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
     assert parse_suite(two.replace("trials: 7", "trials: 6")).tune is not None
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
 @pytest.mark.parametrize("broken", ["before_commit", "after_commit", "ended_meanwhile"])
 def test_a_tell_through_a_connection_the_server_closed_is_told_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:

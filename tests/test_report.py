@@ -563,3 +563,43 @@ def test_numbers_print_with_four_decimals_and_huge_ones_in_scientific_form() -> 
     assert _num(8.8e35) == "8.800e+35" and _num(-1234567.0) == "-1.235e+06"
     assert _num(float("inf")) == "inf" and _num(None) == "–" and _num(float("nan")) == "–"
     assert _num(0.5, 2) == "0.50" and _num(3e7, 2) == "3.0e+07"
+
+
+def test_setup_shows_the_value_the_trials_trained_with_and_which_are_tuned() -> None:
+    """A one-level grid (`optimizer: [sgd]` beside a fixed adam) trained every trial with sgd,
+    but Setup listed adam as held fixed, and 'sgd' appeared nowhere in the report; a tuned
+    suite listed its tuned batch size as held fixed at the fixed value (found by a report
+    audit)."""
+    from nnbench.report import _settings
+
+    one_level = parse_suite(textwrap.dedent("""\
+        name: one_level
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: adam, lr: 0.01}, epochs: 1, batch_size: 64}
+        grid: {optimizer: [{name: sgd, lr: 0.05}], activation: [relu, tanh]}
+        seeds: 2
+        """))
+    rows = {r["axis"]: r for r in _settings(one_level)}
+    assert (rows["optimizer"]["value"], rows["optimizer"]["varied"]) == ("sgd(lr=0.05)", False)
+    assert rows["optimizer"]["note"] == ("set by the suite's grid or ablation: the fixed value "
+                                         "adam(lr=0.01) is not trained")
+    assert rows["activation"]["varied"] and rows["activation"]["note"] == ""
+    assert (rows["batch_size"]["value"], rows["batch_size"]["note"]) == ("64", "")
+    tuned = parse_suite(textwrap.dedent("""\
+        name: tuned_setup
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: adam, lr: 0.01}, epochs: 1, batch_size: 64}
+        grid: {activation: [relu, tanh]}
+        tune:
+          space:
+            optimizer.lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
+            batch_size: {type: int, low: 16, high: 128, log: true}
+          trials: 3
+          objective: {metric: val_accuracy}
+          seeds: 2
+        """))
+    rows = {r["axis"]: r for r in _settings(tuned)}
+    assert rows["batch_size"]["note"] == ("tuned per point: batch_size (the values each point "
+                                          "trained with are under Tuning)")
+    assert rows["optimizer"]["note"] == ("tuned per point: lr (the values each point trained "
+                                         "with are under Tuning)")

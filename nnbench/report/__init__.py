@@ -73,9 +73,30 @@ EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "
 
 
 def _settings(suite: Suite) -> list[dict[str, Any]]:
+    """Setup's table: each axis's value, the fixed one unless varied. An axis the grid or an
+    ablation sets to one value other than the fixed one shows that value (the fixed one
+    is never trained), and a tuned parameter says it is tuned per point."""
     varied = {axis.partition(".")[0] for axis in suite.varied_axes}
-    return [{"axis": name, "value": value_label(name, suite.base.value(name)),
-             "varied": name in varied} for name in AXES]
+    tuned: dict[str, list[str]] = {}
+    for dimension in suite.tune.space if suite.tune is not None else ():
+        head, _, param = dimension.path.partition(".")
+        tuned.setdefault(head, []).append(param or head)
+    configurations = suite.configurations()
+    rows = []
+    for name in AXES:
+        fixed = value_label(name, suite.base.value(name))
+        shared = {value_label(name, c.value(name)) for c in configurations}
+        value, notes = fixed, []
+        if name not in varied and len(shared) == 1 and fixed not in shared:
+            (value,) = shared
+            notes.append(f"set by the suite's grid or ablation: the fixed value {fixed} is "
+                         f"not trained")
+        if name in tuned:
+            notes.append(f"tuned per point: {', '.join(tuned[name])} (the values each point "
+                         f"trained with are under Tuning)")
+        rows.append({"axis": name, "value": value, "varied": name in varied,
+                     "note": "; ".join(notes)})
+    return rows
 
 
 def _curve_keys(history_columns: list[str]) -> list[tuple[str, tuple[str, str]]]:

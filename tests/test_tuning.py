@@ -1126,3 +1126,28 @@ def test_tune_with_workers_that_all_refuse_their_input_exits_2(
                      "--report-dir", str(tmp_path / "reports")]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert err.count(f"{blocker} is a file, not a directory") == 2, err
+
+
+def test_a_point_whose_every_optuna_trial_diverged_is_said_not_missing(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """sgd at learning rates from 1e3 diverges on every Optuna trial, so it has no tuned
+    value and no re-runs: the report said its re-runs were 'not run yet' (a re-run trains
+    nothing), and sgd vanished from the best values and the main effects without a word
+    (found by a report audit)."""
+    from nnbench.config import load_suite
+
+    suite = load_suite(_suite(tmp_path / "tuned.yaml", name="diverging", epochs=1, trials=3,
+                              space="{type: float, low: 1.0e+3, high: 1.0e+5, log: true}"))
+    tune_suite(suite, tracking_uri=tracking_uri, device="cpu", console=QUIET)
+    html = render_report(suite, tracking_uri=tracking_uri,
+                         report_dir=tmp_path / "r").read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    states = Counter(r.data.tags.get("nnbench.status") for r in _runs(tracking_uri, "diverging",
+                                                                       "tune")
+                     if r.data.tags["nnbench.config"].startswith("optimizer=sgd"))
+    assert states == Counter({"diverged": 3}), states
+    assert "not run yet" not in text
+    assert ("optimizer=sgd: no tuned value: none of its 3 Optuna trials completed "
+            "(3 diverged), so its 2 re-runs cannot train") in text
+    assert ("optimizer=sgd: not compared, because no tuned value: none of its 3 "
+            "Optuna trials completed (3 diverged)") in text

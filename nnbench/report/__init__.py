@@ -191,6 +191,15 @@ def _sections(results: Results) -> dict[str, Any]:
     out["reference_unmeasured"] = [f"{r.label} ({r.statuses or 'not run yet'})"
                                    for r in out["reference_rows"] if not r.measured.n]
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
+    # tuned points whose tuning ended without a best value: their re-runs never train
+    untunable = [b for b in out["tuning"]["best"] if b.get("exhausted")] \
+        if out["tuning"] else []
+    seeds = len(suite.tune.seeds) if suite.tune is not None else 0
+    out["missing"] = max(0, results.missing - seeds * len(untunable))
+    out["untunable"] = [f"{b['point']}: {b['note']}, so its {seeds} re-run"
+                        f"{'s' if seeds != 1 else ''} cannot train" for b in untunable]
+    out["effects"].notes.extend(f"{b['point']}: not compared, because {b['note']}"
+                                for b in untunable)
     out["variance"] = suite_decomposition(trials, suite)  # seeds varied per source only
     return out
 
@@ -237,6 +246,21 @@ def _tuning_section(results: Results) -> dict[str, Any]:
         counts = state.value_counts().to_dict()
         section["counts"].append({"point": names.get(str(study), str(study)), **counts,
                                   "total": len(rows)})
+    # a point with no best value: why (its budget spent without a complete trial, or
+    # tuning not done yet)
+    counted = {c["point"]: c for c in section["counts"]}
+    tuned_labels = {b["point"] for b in section["best"]}
+    for label in names.values():
+        if label in tuned_labels:
+            continue
+        c = counted.get(label, {})
+        total = int(c.get("total", 0))
+        spent = total >= suite.tune.trials and not c.get("complete")
+        states = ", ".join(f"{c[k]} {k}" for k in ("diverged", "failed", "pruned", "killed")
+                           if c.get(k))
+        section["best"].append({"point": label, "values": {}, "exhausted": spent, "note": (
+            f"no tuned value: none of its {total} Optuna trials completed ({states})"
+            if spent else f"not tuned yet ({total} of {suite.tune.trials} Optuna trials)")})
     found = importances(suite, tuning)
     complete = tuning[tuning["state"] == "complete"]["study"].value_counts()
     for study, label in names.items():

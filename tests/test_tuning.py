@@ -1151,3 +1151,20 @@ def test_a_point_whose_every_optuna_trial_diverged_is_said_not_missing(
             "(3 diverged), so its 2 re-runs cannot train") in text
     assert ("optimizer=sgd: not compared, because no tuned value: none of its 3 "
             "Optuna trials completed (3 diverged)") in text
+
+
+def test_points_that_differ_only_in_what_tuning_sets_are_refused() -> None:
+    """The fixed adam(lr=0.01) beside the grid's adam, the learning rate tuned: two studies
+    ran the same search, and the report compared their tuning noise as two optimizer
+    levels ('adam(lr=0.01) vs adam: +0.075'; found by a report audit)."""
+    text = TUNED.format(name="same_search", epochs=1, trials=3, optimizers="[sgd, adam]",
+                        sampler="tpe", seed=0, pruner="none", space=LR_RANGE, seeds=2)
+    fixed_adam = text.replace("optimizer: {name: sgd, lr: 0.01}",
+                              "optimizer: {name: adam, lr: 0.01}") \
+        + "ablate:\n  activation: [tanh]\n"
+    with pytest.raises(SuiteError, match=re.escape(
+            "tune.space: the points optimizer=adam, activation=relu and "
+            "optimizer=adam(lr=0.01), activation=relu are the same once tuning sets "
+            "optimizer.lr: each would be tuned as the same search")):
+        parse_suite(fixed_adam)
+    parse_suite(fixed_adam.replace("optimizer: {name: adam, lr: 0.01}", "optimizer: adam"))

@@ -121,6 +121,7 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
         problems.append(("tune.objective.against_metric",
                          f"against_metric is true but direction {direction} is {metric}'s own "
                          f"direction; remove against_metric or reverse the direction"))
+    _check_distinct_points(dims, suite, problems)
     if section.sampler.name == "grid" and any(d.kind != "categorical" for d in dims):
         problems.append(("tune.sampler.name", "the grid sampler needs every dimension of "
                                               "tune.space to be categorical; allowed with "
@@ -130,6 +131,32 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
     return Tune(space=tuple(dims), trials=section.trials, metric=metric, direction=direction,
                 sampler=section.sampler.name, sampler_seed=section.sampler.seed,
                 pruner=section.pruner.name, seeds=seeds)
+
+
+def _check_distinct_points(dims: list[Dimension], suite: Suite,
+                           problems: list[tuple[str, str]]) -> None:
+    """Two scientific points that differ only in what tuning sets (the fixed adam(lr=0.01)
+    beside the grid's adam, lr tuned) would be tuned twice as the same search, and their
+    tuning noise compared as if they were two levels."""
+    if not dims:
+        return
+    tuned = {d.path: d.extremes()[0] for d in dims}  # any value: tuning sets it anyway
+    axes = suite.varied_axes
+    seen: dict[str, TrialSpec] = {}
+    for spec in suite.configurations():
+        try:
+            key = apply_values(spec, tuned).config_id
+        except (ComponentError, ValueError):
+            continue  # a dimension the point does not have: reported by _dimension
+        if key in seen:
+            problems.append(("tune.space", (
+                f"the points {seen[key].label(axes)} and {spec.label(axes)} are the same once "
+                f"tuning sets {', '.join(tuned)}: each would be tuned as the same search and "
+                f"the two compared as different levels; give them the same value there (the "
+                f"fixed value and the grid's alike, e.g. without the tuned parameter) or drop "
+                f"one")))
+            return
+        seen[key] = spec
 
 
 def _check_grid_budget(trials: int, dims: list[Dimension],

@@ -581,9 +581,23 @@ def test_setup_shows_the_value_the_trials_trained_with_and_which_are_tuned() -> 
         """))
     rows = {r["axis"]: r for r in _settings(one_level)}
     assert (rows["optimizer"]["value"], rows["optimizer"]["varied"]) == ("sgd(lr=0.05)", False)
-    assert rows["optimizer"]["note"] == ("set by the suite's grid or ablation: the fixed value "
+    assert rows["optimizer"]["note"] == ("set by the suite's grid: the fixed value "
                                          "adam(lr=0.01) is not trained")
     assert rows["activation"]["varied"] and rows["activation"]["note"] == ""
+    assert rows["activation"]["trained"]
+    # a varied axis whose fixed value no point trains (found in review): not a baseline
+    weight_decay = parse_suite(textwrap.dedent("""\
+        name: decayed
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: adam, lr: 0.01}, epochs: 1, batch_size: 64}
+        grid: {optimizer: [sgd, adam], optimizer.weight_decay: [0.01]}
+        seeds: 2
+        """))
+    rows = {r["axis"]: r for r in _settings(weight_decay)}
+    assert rows["optimizer"]["varied"] and not rows["optimizer"]["trained"]
+    assert rows["optimizer"]["note"] == ("the fixed value is not trained: Main effects names "
+                                         "the level the others are compared with")
+    rows = {r["axis"]: r for r in _settings(one_level)}
     assert (rows["batch_size"]["value"], rows["batch_size"]["note"]) == ("64", "")
     tuned = parse_suite(textwrap.dedent("""\
         name: tuned_setup

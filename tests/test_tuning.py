@@ -1168,3 +1168,20 @@ def test_points_that_differ_only_in_what_tuning_sets_are_refused() -> None:
             "optimizer.lr: each would be tuned as the same search")):
         parse_suite(fixed_adam)
     parse_suite(fixed_adam.replace("optimizer: {name: adam, lr: 0.01}", "optimizer: adam"))
+
+
+def test_a_point_is_without_a_tuned_value_only_once_its_budget_has_ended() -> None:
+    """A killed Optuna trial is queued again and a running one has not ended: counting them
+    said 'no tuned value' of a study still owing trials, and dropped its re-runs from the
+    'not run yet' count (found in review)."""
+    from nnbench.report import _untuned
+
+    assert _untuned({"diverged": 3, "total": 3}, 3) == (
+        True, "no tuned value: none of its 3 Optuna trials completed (3 diverged)")
+    assert _untuned({"diverged": 2, "killed": 1, "total": 3}, 3) == (
+        False, "not tuned yet (2 of 3 Optuna trials ended)")
+    assert _untuned({"running": 3, "total": 3}, 3) == (
+        False, "not tuned yet (0 of 3 Optuna trials ended, 3 running)")
+    assert _untuned({"diverged": 3, "running": 1, "total": 4}, 3)[0] is False
+    assert _untuned({"failed": 2, "pruned": 2, "total": 4}, 3) == (
+        True, "no tuned value: none of its 4 Optuna trials completed (2 failed, 2 pruned)")

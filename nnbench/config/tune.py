@@ -153,8 +153,8 @@ def _check_distinct_points(dims: list[Dimension], suite: Suite,
                 f"the points {seen[key].label(axes)} and {spec.label(axes)} are the same once "
                 f"tuning sets {', '.join(tuned)}: each would be tuned as the same search and "
                 f"the two compared as different levels; give them the same value there (the "
-                f"fixed value and the grid's alike, e.g. without the tuned parameter) or drop "
-                f"one")))
+                f"fixed value and the grid's alike, e.g. without the tuned parameter), or "
+                f"remove the grid's or the ablation's level that repeats the fixed one")))
             return
         seen[key] = spec
 

@@ -89,13 +89,15 @@ def _settings(suite: Suite) -> list[dict[str, Any]]:
         value, notes = fixed, []
         if name not in varied and len(shared) == 1 and fixed not in shared:
             (value,) = shared
-            notes.append(f"set by the suite's grid or ablation: the fixed value {fixed} is "
-                         f"not trained")
+            notes.append(f"set by the suite's grid: the fixed value {fixed} is not trained")
+        elif name in varied and fixed not in shared:
+            notes.append("the fixed value is not trained: Main effects names the level "
+                         "the others are compared with")
         if name in tuned:
             notes.append(f"tuned per point: {', '.join(tuned[name])} (the values each point "
                          f"trained with are under Tuning)")
         rows.append({"axis": name, "value": value, "varied": name in varied,
-                     "note": "; ".join(notes)})
+                     "trained": fixed in shared, "note": "; ".join(notes)})
     return rows
 
 
@@ -198,8 +200,11 @@ def _sections(results: Results) -> dict[str, Any]:
     out["missing"] = max(0, results.missing - seeds * len(untunable))
     out["untunable"] = [f"{b['point']}: {b['note']}, so its {seeds} re-run"
                         f"{'s' if seeds != 1 else ''} cannot train" for b in untunable]
-    out["effects"].notes.extend(f"{b['point']}: not compared, because {b['note']}"
-                                for b in untunable)
+    said = [f"{b['point']}: not compared, because {b['note']}" for b in untunable]
+    if out["effects"].rows or out["effects"].notes:
+        out["effects"].notes.extend(said)
+    elif said:  # the section shows only its reason: theirs with it
+        out["effects_why"] = "; ".join([*filter(None, [out["effects_why"]]), *said])
     out["variance"] = suite_decomposition(trials, suite)  # seeds varied per source only
     return out
 
@@ -253,14 +258,9 @@ def _tuning_section(results: Results) -> dict[str, Any]:
     for label in names.values():
         if label in tuned_labels:
             continue
-        c = counted.get(label, {})
-        total = int(c.get("total", 0))
-        spent = total >= suite.tune.trials and not c.get("complete")
-        states = ", ".join(f"{c[k]} {k}" for k in ("diverged", "failed", "pruned", "killed")
-                           if c.get(k))
-        section["best"].append({"point": label, "values": {}, "exhausted": spent, "note": (
-            f"no tuned value: none of its {total} Optuna trials completed ({states})"
-            if spent else f"not tuned yet ({total} of {suite.tune.trials} Optuna trials)")})
+        spent, note = _untuned(counted.get(label, {}), suite.tune.trials)
+        section["best"].append({"point": label, "values": {}, "exhausted": spent,
+                                "note": note})
     found = importances(suite, tuning)
     complete = tuning[tuning["state"] == "complete"]["study"].value_counts()
     for study, label in names.items():
@@ -277,6 +277,20 @@ def _tuning_section(results: Results) -> dict[str, Any]:
         section["isolation_png"] = figures.isolation(tuning, results.trials, names, suite.metric,
                                                      suite.tune.metric, maximize)
     return section
+
+
+def _untuned(counts: dict[str, Any], budget: int) -> tuple[bool, str]:
+    """Whether a point without a best value has spent its tuning budget (so its re-runs
+    can never train), and what the report says of it. `counts`: its Optuna trials by state
+    (the tuning counts' row). Only ended trials count toward the budget: a killed one is
+    queued again, a running one has not ended."""
+    ended = {k: int(counts.get(k, 0) or 0) for k in ("complete", "diverged", "failed", "pruned")}
+    total, running = sum(ended.values()), int(counts.get("running", 0) or 0)
+    if total >= budget and not ended["complete"] and not running:
+        states = ", ".join(f"{n} {k}" for k, n in ended.items() if n)
+        return True, f"no tuned value: none of its {total} Optuna trials completed ({states})"
+    return False, (f"not tuned yet ({total} of {budget} Optuna trials ended"
+                   f"{f', {running} running' if running else ''})")
 
 
 def _why_not(suite: Suite, finished: bool, needs_axes: int) -> str:

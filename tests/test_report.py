@@ -617,3 +617,34 @@ def test_setup_shows_the_value_the_trials_trained_with_and_which_are_tuned() -> 
                                           "trained with are under Tuning)")
     assert rows["optimizer"]["note"] == ("tuned per point: lr (the values each point trained "
                                          "with are under Tuning)")
+
+
+@pytest.mark.parametrize("objective", ["val_loss", "test_accuracy"])
+def test_the_isolation_plot_gives_a_tuning_objective_of_another_metric_its_own_axis(
+        objective: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The best tuning trials' val_loss (0.51) and the re-runs' test_accuracy (0.77-0.84)
+    shared one y axis, told apart only by the legend (found by a report audit)."""
+    import matplotlib.pyplot as plt
+
+    from nnbench.report import figures
+
+    monkeypatch.setattr(figures, "_png", lambda fig: fig)
+    tuning = pd.DataFrame({"study": ["s1", "s1", "s2"], "state": ["complete"] * 3,
+                           "objective": [0.51, 0.60, 0.55]})
+    trials = pd.DataFrame({"point": ["a", "a", "b", "b"], "status": ["finished"] * 4,
+                           "metric": [0.77, 0.80, 0.84, 0.81]})
+    fig: Any = figures.isolation(tuning, trials, {"s1": "a", "s2": "b"}, "test_accuracy",
+                                 objective, maximize=False)
+    axes = fig.get_axes()
+    try:
+        if objective == "test_accuracy":
+            assert len(axes) == 1 and axes[0].get_ylabel() == "test_accuracy"
+        else:
+            assert [a.get_ylabel() for a in axes] == [
+                "test_accuracy", "val_loss (best tuning trial)"]
+            assert axes[1].collections[0].get_offsets()[0][1] == pytest.approx(0.51)
+        legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+        assert sorted(legend) == [f"best tuning trial ({objective})",
+                                  "re-runs over seeds (test_accuracy)"]  # once each
+    finally:
+        plt.close(fig)

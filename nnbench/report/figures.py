@@ -231,22 +231,34 @@ def best_so_far(tuning: pd.DataFrame, names: dict[str, str], maximize: bool) -> 
 def isolation(tuning: pd.DataFrame, trials: pd.DataFrame, names: dict[str, str], metric: str,
               objective: str, maximize: bool) -> str:
     """The isolation plot: per scientific value, the best tuned objective (diamond) and the
-    compared metric of its re-runs over seeds (dots)."""
+    compared metric of its re-runs over seeds (dots). Where the two are different metrics
+    (val_loss tuned, test_accuracy compared), the objective has an axis of its own, on the
+    right: on one axis the two read as one scale."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
+    tuned_ax = ax if objective == metric else ax.twinx()
     order = list(names.values())
     done = tuning[tuning["state"] == "complete"]
     best = (done.groupby("study")["objective"].max() if maximize
             else done.groupby("study")["objective"].min())
     for i, (study, label) in enumerate(names.items()):
         if study in best:
-            ax.scatter([i], [best[study]], marker="D", color="#dd8452", zorder=3,
-                       label=f"best tuning trial ({objective})" if i == 0 else None)
+            tuned_ax.scatter([i], [best[study]], marker="D", color="#dd8452", zorder=3,
+                             label=f"best tuning trial ({objective})")
         reruns = trials[(trials["point"] == label) & (trials["status"] == "finished")]
         ax.scatter([i] * len(reruns), reruns["metric"], color="#4c72b0", s=14, alpha=0.8,
-                   label=f"re-runs over seeds ({metric})" if i == 0 else None)
+                   label=f"re-runs over seeds ({metric})")
     ax.set_xticks(range(len(order)), [textwrap.shorten(o, 30) for o in order], rotation=25,
                   ha="right")
-    ax.legend(fontsize=7)
+    ax.set_ylabel(metric)
+    if tuned_ax is not ax:
+        tuned_ax.set_ylabel(f"{objective} (best tuning trial)", color="#dd8452")
+    handles, labels = [], []
+    for axis in dict.fromkeys((ax, tuned_ax)):
+        for handle, text in zip(*axis.get_legend_handles_labels(), strict=True):
+            if text not in labels:  # one entry per kind of mark
+                handles.append(handle)
+                labels.append(text)
+    ax.legend(handles, labels, fontsize=7)
     return _png(fig)
 
 

@@ -648,3 +648,26 @@ def test_the_isolation_plot_gives_a_tuning_objective_of_another_metric_its_own_a
                                   "re-runs over seeds (test_accuracy)"]  # once each
     finally:
         plt.close(fig)
+
+
+def test_a_reference_row_s_interval_is_cut_at_its_metric_s_range_like_the_leaderboard_s(
+) -> None:
+    """The leaderboard cut an accuracy's interval at [0, 1]; the published-reference row of
+    the same configuration showed [-1.0974, 1.5571] (found by an edge-case run)."""
+    import math
+
+    from nnbench.config import PublishedResult
+    from nnbench.report import _within_range
+    from nnbench.results.analysis import ReferenceRow
+    from nnbench.results.stats import Interval
+
+    def row(metric: str, low: float, high: float) -> ReferenceRow:
+        return ReferenceRow(PublishedResult(where={}, value=0.5), "x", metric,
+                            Interval(0.2298, low, high, 0.15, 2), -0.27, "outside tolerance")
+
+    cut = _within_range(row("test_accuracy", -1.0974, 1.5571)).measured
+    assert (cut.low, cut.high, cut.mean) == (0.0, 1.0, 0.2298)
+    cut = _within_range(row("test_rmse", -3.0, 9.0)).measured
+    assert (cut.low, cut.high) == (0.0, 9.0)
+    cut = _within_range(row("test_accuracy", math.nan, math.nan)).measured  # one seed
+    assert math.isnan(cut.low) and math.isnan(cut.high)

@@ -652,3 +652,17 @@ def test_a_plugin_augmentation_of_stage_always_applies_to_every_evaluation_batch
     trials = _trials(BASE.replace("epochs: 5", "epochs: 2") + "augmentation: [offset]\n",
                      "optimizer.lr: [0.05, 0.01]\n")
     _assert_lanes_match_serial(trials)  # val and test metrics included
+
+
+def test_the_plan_line_says_how_many_groups_of_how_many_lanes() -> None:
+    """'14 trials in 7 group(s) (7 of 2 lanes)' read as 7 of 2 (found by an edge-case run)."""
+    from nnbench.config import load_suite
+    from nnbench.train import make_engine
+    from tests.conftest import REPO
+
+    trials = load_suite(REPO / "suites" / "default.yaml").trials()
+    cpu = torch.device("cpu")
+    assert make_engine("stacked", cpu, population=trials, max_lanes=2).describe(
+        trials[:14]) == ["stacked engine: 14 trials in 7 group(s) (7 groups of 2 lanes)"]
+    assert make_engine("stacked", cpu, population=trials).describe(trials) == [
+        "stacked engine: 24 trials in 1 group(s) (1 group of 24 lanes)"]

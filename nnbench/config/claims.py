@@ -18,7 +18,7 @@ from typing import Any, Literal
 from nnbench import registry
 from nnbench.config.expand import METRICS, Suite
 from nnbench.config.sections import ClaimSection, check
-from nnbench.config.spec import AXES, TrialSpec, value_label
+from nnbench.config.spec import AXES, NOT_APPLICABLE, TrialSpec, value_label
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError
 
@@ -122,6 +122,10 @@ def side(raw: dict[str, Any] | None, key: str, suite: Suite,
             ok = False
             continue
         head, dot, param = axis.partition(".")
+        labels = {c.label([axis]).partition("=")[2] for c in suite.configurations()}
+        if dot and value == NOT_APPLICABLE and value in labels:
+            out[axis] = value  # the level of the components without that parameter
+            continue
         try:
             if dot:
                 component = suite.base.value(head).to_dict()
@@ -133,7 +137,6 @@ def side(raw: dict[str, Any] | None, key: str, suite: Suite,
             problems.append((where, str(err)))
             ok = False
             continue
-        labels = {c.label([axis]).partition("=")[2] for c in suite.configurations()}
         label = value_label(axis, resolved)
         if label not in labels:
             problems.append((where, f"no configuration has {axis}={label} (given "

@@ -18,6 +18,7 @@ only for what the suite varies. Every comparison is also written to
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -25,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from nnbench import registry
@@ -36,6 +38,7 @@ from nnbench.registry import ComponentSpec
 from nnbench.report import figures
 from nnbench.results import Results, export_tables, load_results
 from nnbench.results.analysis import (
+    ReferenceRow,
     best_summary,
     best_versus,
     claim_verdicts,
@@ -189,7 +192,7 @@ def _sections(results: Results) -> dict[str, Any]:
         {"main_effect": effects, "best_vs": out["best"],
          **{f"{t.a} × {t.b}": t.family for t in tests.values()}}, out["verdicts"])
     out["numerics"] = _numerics(trials)
-    out["reference_rows"] = reference_comparison(trials, suite)
+    out["reference_rows"] = [_within_range(r) for r in reference_comparison(trials, suite)]
     out["reference_unmeasured"] = [f"{r.label} ({r.statuses or 'not run yet'})"
                                    for r in out["reference_rows"] if not r.measured.n]
     out["tuning"] = _tuning_section(results) if suite.tune is not None else None
@@ -277,6 +280,16 @@ def _tuning_section(results: Results) -> dict[str, Any]:
         section["isolation_png"] = figures.isolation(tuning, results.trials, names, suite.metric,
                                                      suite.tune.metric, maximize)
     return section
+
+
+def _within_range(row: ReferenceRow) -> ReferenceRow:
+    """A published-reference row's interval cut at its metric's range, as the leaderboard's
+    is (an accuracy's t interval over 2 seeds reached [-1.10, 1.56])."""
+    low, high = _RANGES.get(row.metric.split("_", 1)[-1], (-math.inf, math.inf))
+    measured = row.measured
+    return dataclasses.replace(row, measured=dataclasses.replace(
+        measured, low=float(np.clip(measured.low, low, high)),
+        high=float(np.clip(measured.high, low, high))))
 
 
 def _untuned(counts: dict[str, Any], budget: int) -> tuple[bool, str]:

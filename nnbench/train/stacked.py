@@ -130,7 +130,9 @@ class Plan:
         if self.groups:
             sizes = Counter(g.lanes for g in self.groups)
             trials = sum(len(g.specs) for g in self.groups)
-            shapes = ", ".join(f"{n} of {lanes} lanes" for lanes, n in sorted(sizes.items()))
+            shapes = ", ".join(f"{n} group{'s' if n != 1 else ''} of {lanes} "
+                               f"lane{'s' if lanes != 1 else ''}"
+                               for lanes, n in sorted(sizes.items()))
             lines.append(f"stacked engine: {trials} trials in {len(self.groups)} group(s) "
                          f"({shapes})")
         reasons = Counter(reason for _, reason in self.serial)

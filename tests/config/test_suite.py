@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nnbench.config import load_suite, parse_suite
+from nnbench.config import SuiteError, load_suite, parse_suite
 from tests.conftest import REPO
 
 BASE = """\
@@ -154,3 +155,30 @@ def test_a_grid_parameter_beside_an_ablated_component_without_it_reads_n_a() -> 
         "optimizer.momentum=0.9, optimizer=sgd(lr=0.05, momentum=0.9)",
         "optimizer.momentum=n/a, optimizer=adam(lr=0.01)"]
     assert len(suite.trials()) == 6
+
+
+def test_a_claim_and_a_reference_row_may_name_the_n_a_level() -> None:
+    """'n/a' is a level the report shows (adam's momentum), but naming it in a claim or a
+    reference row was refused with "optimizer 'sgd': expected a number" (found by an
+    edge-case run). A reference row takes it; a claim of n/a against 0.9 pairs adam with sgd
+    nowhere (the optimizer without momentum differs), which the refusal now says."""
+    text = textwrap.dedent("""\
+        name: momentum_claims
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, epochs: 1, batch_size: 64}
+        grid: {optimizer.momentum: [0.0, 0.9]}
+        ablate: {optimizer: [{name: adam, lr: 0.01}]}
+        seeds: 2
+        reference: {source: made up, results: [{where: {optimizer.momentum: n/a},
+                                                value: 0.5}]}
+        """)
+    suite = parse_suite(text)
+    assert suite.reference is not None
+    assert dict(suite.reference.results[0].where) == {"optimizer.momentum": "n/a"}
+    claim = ("expect:\n  - {claim: adam beats sgd, a: {optimizer.momentum: n/a}, "
+             "b: {optimizer.momentum: 0.9}}\n")
+    with pytest.raises(SuiteError, match=re.escape(
+            "claim 'adam beats sgd' can never be tested: no configuration matching a "
+            "(optimizer.momentum=n/a) has a partner matching b (optimizer.momentum=0.9) with "
+            "the same optimizer without momentum")):
+        parse_suite(text + claim)

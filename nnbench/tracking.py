@@ -85,7 +85,7 @@ from nnbench.transient import (
 
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
            "RunNotFound", "SummaryRefresh", "Tracker", "artifacts_elsewhere",
-           "artifacts_problem", "dataset_input", "is_done", "runs_url",
+           "artifacts_problem", "dataset_input", "epoch_values", "is_done", "runs_url",
            "system_metrics_problem", "trial_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -251,6 +251,16 @@ def _now_ms() -> int:
 
 def _missing(name: str) -> str:
     raise RuntimeError(f"experiment {name!r} was neither created nor found")
+
+
+def epoch_values(history: Any, epoch: int, metrics: Mapping[str, float]) -> dict[str, float]:
+    """Epoch `epoch`'s values of a run's per-epoch `metrics`, from its history (a DataFrame
+    with an `epoch` column); empty where the history has no such epoch. What a trial that
+    restored its best weights reports instead of its last epoch's."""
+    at = history[history["epoch"].astype(int) == epoch]
+    if not len(at):
+        return {}
+    return {k: float(v) for k, v in at.iloc[0].items() if k in metrics and k != "epoch"}
 
 
 def is_done(run: Run) -> bool:
@@ -793,10 +803,7 @@ class Tracker:
             values = dict(run.data.metrics)
             ended = run.data.tags.get("nnbench.weights_epoch")
             if ended and history is not None:
-                at = history[history["epoch"].astype(int) == int(ended)]
-                if len(at):
-                    values.update({k: float(v) for k, v in at.iloc[0].items()
-                                   if k in values and k != "epoch"})
+                values.update(epoch_values(history, int(ended), values))
             finals.append(values)
         ts = _now_ms()
         metrics: list[Metric] = []

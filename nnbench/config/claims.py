@@ -122,7 +122,7 @@ def side(raw: dict[str, Any] | None, key: str, suite: Suite,
             ok = False
             continue
         head, dot, param = axis.partition(".")
-        labels = {c.label([axis]).partition("=")[2] for c in suite.configurations()}
+        labels = set(suite.levels(axis))
         if dot and value == NOT_APPLICABLE and value in labels:
             out[axis] = value  # the level of the components without that parameter
             continue

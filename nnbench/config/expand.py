@@ -146,6 +146,11 @@ class Suite:
         configs = self._configurations
         return tuple(a for a in axes if len({_key(c.value(a)) for c in configs}) > 1)
 
+    def levels(self, axis: str) -> list[str]:
+        """The levels (table labels) of `axis` among the suite's configurations, in order."""
+        return list(dict.fromkeys(value_label(axis, c.value(axis))
+                                  for c in self.configurations()))
+
     @property
     def nested_axes(self) -> dict[str, str]:
         """Each varied parameter axis (`optimizer.lr`) whose component axis (`optimizer`) is

@@ -84,11 +84,10 @@ def _settings(suite: Suite) -> list[dict[str, Any]]:
     for dimension in suite.tune.space if suite.tune is not None else ():
         head, _, param = dimension.path.partition(".")
         tuned.setdefault(head, []).append(param or head)
-    configurations = suite.configurations()
     rows = []
     for name in AXES:
         fixed = value_label(name, suite.base.value(name))
-        shared = {value_label(name, c.value(name)) for c in configurations}
+        shared = set(suite.levels(name))
         value, notes = fixed, []
         if name not in varied and len(shared) == 1 and fixed not in shared:
             (value,) = shared
@@ -130,7 +129,7 @@ def _sections(results: Results) -> dict[str, Any]:
     table = leaderboard(trials, suite.higher_is_better)
     # a t interval cut at the metric's range (accuracy 0-1; loss, rmse, mae from 0): with 2
     # or 3 seeds it reached an accuracy of 1.21
-    low, high = _RANGES.get(suite.metric.split("_", 1)[-1], (-math.inf, math.inf))
+    low, high = _metric_range(suite.metric)
     table["low"], table["high"] = table["low"].clip(lower=low), table["high"].clip(upper=high)
     finished = (not trials.empty) and bool((trials["status"] == "finished").any())
     out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished,
@@ -282,10 +281,15 @@ def _tuning_section(results: Results) -> dict[str, Any]:
     return section
 
 
+def _metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take (accuracy 0-1; loss, rmse, mae from 0)."""
+    return _RANGES.get(metric.split("_", 1)[-1], (-math.inf, math.inf))
+
+
 def _within_range(row: ReferenceRow) -> ReferenceRow:
     """A published-reference row's interval cut at its metric's range, as the leaderboard's
     is (an accuracy's t interval over 2 seeds reached [-1.10, 1.56])."""
-    low, high = _RANGES.get(row.metric.split("_", 1)[-1], (-math.inf, math.inf))
+    low, high = _metric_range(row.metric)
     measured = row.measured
     return dataclasses.replace(row, measured=dataclasses.replace(
         measured, low=float(np.clip(measured.low, low, high)),

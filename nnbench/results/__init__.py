@@ -23,7 +23,7 @@ from nnbench.config.sources import SOURCES
 from nnbench.config.spec import value_label
 from nnbench.fresh import write_atomic
 from nnbench.messages import UsageError
-from nnbench.tracking import DONE_STATUSES, Tracker, is_done
+from nnbench.tracking import DONE_STATUSES, Tracker, epoch_values, is_done
 from nnbench.train.results import Numerics
 
 __all__ = ["Results", "export_tables", "load_results", "results_digest"]
@@ -110,10 +110,8 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             # a trial that restored its best weights ends with that epoch's model: its
             # training and validation values are that epoch's, not the last one's
             ended = _weights_epoch(spec, tags, row["best_epoch"], status)
-            at = curve[curve["epoch"] == ended]
-            if ended and len(at):
-                row.update({k: v for k, v in at.iloc[0].items()
-                            if k in metrics and k not in _KEYS})
+            if ended:
+                row.update(epoch_values(curve, ended, metrics))
         row["metric"] = row.get(suite.metric, float("nan"))
         rows.append(row)
     trials = pd.DataFrame(rows)
@@ -161,9 +159,6 @@ def _tuning(tracker: Tracker) -> pd.DataFrame:
     return frame.sort_values(["study", "trial"]).reset_index(drop=True) if rows else frame
 
 
-_KEYS = ("epoch", "trial_id", "config_id", "config", "seed", "run_id")  # a curve's, not metrics
-
-
 def _weights_epoch(spec: TrialSpec, tags: dict[str, str], best_epoch: int,
                    status: str) -> int | None:
     """The epoch whose weights a finished trial ends with where it is not its last: its
@@ -185,7 +180,7 @@ def _history(tracker: Tracker, run: Run, row: dict[str, object]) -> pd.DataFrame
     if frame is None:
         return None
     frame["epoch"] = frame["epoch"].astype(int)
-    for key in _KEYS[1:]:
+    for key in ("trial_id", "config_id", "config", "seed", "run_id"):
         frame[key] = row[key]
     return frame
 

@@ -198,14 +198,9 @@ def _finite(p: float) -> float | None:
 def _nested_notes(suite: Suite) -> list[str]:
     """What the main effects say of each nested parameter axis (`nested_axes`)."""
     return [f"{axis} is a parameter of {head}, which the suite varies too: {head}'s levels "
-            f"carry its value ({', '.join(_levels(suite, head))}), so it is compared as "
+            f"carry its value ({', '.join(suite.levels(head))}), so it is compared as "
             f"part of them and has no rows of its own"
             for axis, head in suite.nested_axes.items()]
-
-
-def _levels(suite: Suite, axis: str) -> list[str]:
-    """The levels of `axis` among the suite's configurations, in order."""
-    return list(dict.fromkeys(value_label(axis, c.value(axis)) for c in suite.configurations()))
 
 
 def _replicates(suite: Suite) -> int:
@@ -234,8 +229,7 @@ def baseline_level(suite: Suite, axis: str) -> str | None:
     ones too (the fixed value's own tuned point); None when the grid does not hold it."""
     fixed = value_label(axis, suite.base.value(axis))
     if suite.tune is None:
-        grid = {value_label(axis, point.value(axis)) for point in suite.configurations()}
-        return fixed if fixed in grid else None
+        return fixed if fixed in suite.levels(axis) else None
     nuisance: dict[str, Any] = {}
     for d in suite.tune.space:
         try:
@@ -546,7 +540,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
         too_few: list[tuple[str, str, int]] = []
         untested: list[str] = list(crossed)
         for x1, y1 in itertools.product(xs, ys):
-            keys = [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
+            keys = _corners(x1, x0, y1, y0)
             if any(k not in cells for k in keys):
                 if any(k not in planned for k in keys):
                     continue  # not a configuration of the suite (an ablation's design)
@@ -593,6 +587,11 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
     return out
 
 
+def _corners(x1: str, x0: str, y1: str, y0: str) -> list[tuple[str, str]]:
+    """The four combinations an interaction test (x1 − x0 at y1) − (x1 − x0 at y0) reads."""
+    return [(x1, y1), (x0, y1), (x1, y0), (x0, y0)]
+
+
 def _crossed(planned: set[tuple[str, str]]) -> bool:
     """Whether two levels of each axis are planned in all four combinations."""
     by_x: dict[str, set[str]] = {}
@@ -616,7 +615,7 @@ def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
 
     def tests(a0: str, b0: str) -> tuple[int, int]:
         def count(among: set[tuple[str, str]]) -> int:
-            return sum(all(k in among for k in ((a1, b1), (a0, b1), (a1, b0), (a0, b0)))
+            return sum(all(k in among for k in _corners(a1, a0, b1, b0))
                        for a1 in xs if a1 != a0 for b1 in ys if b1 != b0)
 
         return count(finished), count(planned)
@@ -692,7 +691,7 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
             others = [level] if level != y0 else sorted(set(done[y].astype(str)) - {y0})
 
             def among(pairs: set[tuple[str, str]]) -> bool:
-                return any(all(k in pairs for k in ((x1, y1), (x0, y1), (x1, y0), (x0, y0)))
+                return any(all(k in pairs for k in _corners(x1, x0, y1, y0))
                            for y1 in others)
 
             if not among(planned):
@@ -791,20 +790,19 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             notes.append(f"{claim.text}: not tested, because no finished trial has "
                          f"{claim.metric} yet")
             continue
-        scope = done[_select(done, dict(claim.where))]
-        a, b = scope[_select(scope, dict(claim.a))], scope[_select(scope, dict(claim.b))]
+        # each side's trials, whatever their status, with the keys they are paired on
         keys = suite.paired_on(claim.a, claim.b)
-        a, b = _keyed(a, suite, keys), _keyed(b, suite, keys)
-        both = pd.concat([a.groupby(["seed", *keys])[claim.metric].mean().rename("a"),
-                          b.groupby(["seed", *keys])[claim.metric].mean().rename("b")],
+        index = ["seed", *keys]
+        scope = trials[_select(trials, dict(claim.where))]
+        sides = [_keyed(scope[_select(scope, dict(side))], suite, keys)
+                 for side in (claim.a, claim.b)]
+        a, b = (_finished(side) for side in sides)
+        both = pd.concat([a.groupby(index)[claim.metric].mean().rename("a"),
+                          b.groupby(index)[claim.metric].mean().rename("b")],
                          axis=1).dropna()
         per_seed = both.groupby(level="seed").mean()
-        # the cells both sides were trained at (whatever the status), and the trials of
-        # those cells that did not finish: what the test leaves out
-        everything = trials[_select(trials, dict(claim.where))] if not trials.empty else trials
-        sides = [_keyed(everything[_select(everything, dict(side))], suite, keys)
-                 for side in (claim.a, claim.b)]
-        index = ["seed", *keys]
+        # the cells both sides were trained at, and the trials of those cells that did not
+        # finish: what the test leaves out
         cells = [set(side[index].itertuples(index=False, name=None)) for side in sides]
         planned = cells[0] & cells[1]
         stopped = [side[[key in planned and status != "finished" for key, status in zip(

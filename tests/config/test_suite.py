@@ -137,17 +137,21 @@ def test_seeds_count_or_list(seeds: str) -> None:
     assert suite.seeds == ((0, 1, 2) if seeds == "3" else (0, 5, 2))
 
 
+# a grid over a parameter (momentum) beside an ablated component without it (adam)
+MOMENTUM_AND_ADAM = textwrap.dedent("""\
+    name: momentum_and_adam
+    task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+    fixed: {optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, epochs: 1, batch_size: 64}
+    grid: {optimizer.momentum: [0.0, 0.9]}
+    ablate: {optimizer: [{name: adam, lr: 0.01}]}
+    seeds: 2
+    """)
+
+
 def test_a_grid_parameter_beside_an_ablated_component_without_it_reads_n_a() -> None:
     """`grid: {optimizer.momentum: [0.0, 0.9]}` with an ablated adam, which has no momentum:
     validate and run ended in "could not be checked: KeyError: 'momentum'"."""
-    suite = parse_suite(textwrap.dedent("""\
-        name: momentum_and_adam
-        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
-        fixed: {optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, epochs: 1, batch_size: 64}
-        grid: {optimizer.momentum: [0.0, 0.9]}
-        ablate: {optimizer: [{name: adam, lr: 0.01}]}
-        seeds: 2
-        """))
+    suite = parse_suite(MOMENTUM_AND_ADAM)
     assert suite.varied_axes == ["optimizer.momentum", "optimizer"]
     assert suite.nested_axes == {"optimizer.momentum": "optimizer"}
     assert [c.label(suite.varied_axes) for c in suite.configurations()] == [
@@ -162,13 +166,7 @@ def test_a_claim_and_a_reference_row_may_name_the_n_a_level() -> None:
     reference row was refused with "optimizer 'sgd': expected a number" (found by an
     edge-case run). A reference row takes it; a claim of n/a against 0.9 pairs adam with sgd
     nowhere (the optimizer without momentum differs), which the refusal now says."""
-    text = textwrap.dedent("""\
-        name: momentum_claims
-        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
-        fixed: {optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, epochs: 1, batch_size: 64}
-        grid: {optimizer.momentum: [0.0, 0.9]}
-        ablate: {optimizer: [{name: adam, lr: 0.01}]}
-        seeds: 2
+    text = MOMENTUM_AND_ADAM + textwrap.dedent("""\
         reference: {source: made up, results: [{where: {optimizer.momentum: n/a},
                                                 value: 0.5}]}
         """)

@@ -629,20 +629,30 @@ def test_an_interaction_whose_baseline_an_ablation_made_is_tested_against_a_cros
             f"values)"]
 
 
-def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without_a_config(
-) -> None:
-    """relu at lr 100 diverged on every seed: the row for relu averaged lr 0.05 and 0.2 only
-    and read "reproduced" with an empty note, while tanh's row averaged all three rates."""
-    from nnbench.results.analysis import reference_comparison
-
-    text = """\
-        name: reference_gaps
+# a grid of learning rates and activations whose relu trials diverge at lr 100 on every seed
+LR_100 = """\
+        name: lr_100
         task: {dataset: digits, model: {name: mlp, hidden: [8]}}
         fixed: {activation: relu, optimizer: {name: sgd, lr: 0.05}, epochs: 1, batch_size: 64}
         grid:
           optimizer.lr: [0.05, 0.2, 100.0]
           activation: [relu, tanh]
         seeds: 3
+"""
+
+
+def _relu_diverges_at_lr_100(row: dict[str, Any]) -> str:
+    return "diverged" if (row["activation"], row["optimizer.lr"]) == ("relu", "100.0") \
+        else "finished"
+
+
+def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without_a_config(
+) -> None:
+    """relu at lr 100 diverged on every seed: the row for relu averaged lr 0.05 and 0.2 only
+    and read "reproduced" with an empty note, while tanh's row averaged all three rates."""
+    from nnbench.results.analysis import reference_comparison
+
+    text = LR_100 + """\
         reference:
           source: a paper
           tolerance: 0.02
@@ -650,10 +660,8 @@ def test_a_reference_row_says_which_trials_it_left_out_and_is_incomplete_without
             - {where: {activation: relu}, value: 0.25}
             - {where: {activation: tanh}, value: 0.2}
         """
-    diverged = {"activation": "relu", "optimizer.lr": "100.0"}
     trials = _design(text, lambda r: 0.25 if r["activation"] == "relu" else 0.2,
-                     lambda r: "diverged" if all(r[k] == v for k, v in diverged.items())
-                     else "finished")
+                     _relu_diverges_at_lr_100)
     trials["test_accuracy"] = trials["metric"]
     relu, tanh = reference_comparison(trials, parse_suite(textwrap.dedent(text)))
     assert relu.measured.n == 3 and relu.measured.mean == pytest.approx(0.25)
@@ -678,24 +686,14 @@ def test_a_claim_says_which_cells_it_left_out_where_a_side_did_not_finish() -> N
     """relu at lr 100 diverged on every seed while tanh finished there: the claim "relu beats
     tanh" was tested on the other learning rates only, with no word of the cells that speak
     most against it; a side that never finished read "0 seed(s) finished both sides"."""
-    text = """\
-        name: claim_gaps
-        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
-        fixed: {activation: relu, optimizer: {name: sgd, lr: 0.05}, epochs: 1, batch_size: 64}
-        grid:
-          optimizer.lr: [0.05, 0.2, 100.0]
-          activation: [relu, tanh]
-        seeds: 3
+    text = LR_100 + """\
         expect:
           - {claim: relu beats tanh, a: {activation: relu}, b: {activation: tanh}}
           - {claim: lr 100 is bad, a: {optimizer.lr: 0.05}, b: {optimizer.lr: 100.0},
              where: {activation: relu}}
         """
-    diverged = {"activation": "relu", "optimizer.lr": "100.0"}
     trials = _design(text, lambda r: (0.25 if r["activation"] == "relu" else 0.2)
-                     + 0.01 * r["seed"],
-                     lambda r: "diverged" if all(r[k] == v for k, v in diverged.items())
-                     else "finished")
+                     + 0.01 * r["seed"], _relu_diverges_at_lr_100)
     trials["test_accuracy"] = trials["metric"]
     (relu,), notes = claim_verdicts(trials, parse_suite(textwrap.dedent(text)))
     assert relu.result.n == 3 and relu.result.diff == pytest.approx(0.05)

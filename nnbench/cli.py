@@ -881,7 +881,7 @@ def _parent_run(suite: Suite, run_id: str, tracking_uri: str | None) -> str:
         raise _UsageError(f"--parent-run: {e}") from None
     uri = tracking_uri or cli_checks.default_tracking_uri()
     what = f"--parent-run {run_id}: a coordinator's invocation run of suite {suite.name}"
-    if _sqlite_without(uri, "runs"):
+    if cli_checks.sqlite_without(uri, "runs"):
         raise _UsageError(f"{what}, but {uri} holds no runs yet")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -917,7 +917,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                                          storage_given=args.storage is not None)
     except UsageError as e:
         raise _UsageError(str(e)) from None
-    if _sqlite_without(storage, "studies"):
+    if cli_checks.sqlite_without(storage, "studies"):
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
     import optuna
@@ -978,25 +978,13 @@ def _worker_state(worker: str, silent: float | None) -> str:
     return said
 
 
-def _sqlite_without(url: str, table: str) -> bool:
-    """A SQLite database URL whose file does not exist or has no `table` yet (nothing has
-    written it): read without opening it as a store, which would create its schema."""
-    if not url.startswith("sqlite:///"):
-        return False
-    path = Path(url.removeprefix("sqlite:///").split("?")[0])
-    if not path.exists():
-        return True
-    tables = cli_checks.sqlite_tables(path) if path.stat().st_size else set()
-    return tables is not None and table not in tables
-
-
 def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:
     """The trial ids of a tuned suite's re-runs: its tuned points' current best values
     over its seeds, as MLflow holds them (None: no MLflow store to read them from)."""
     from nnbench.tracking import Tracker
     from nnbench.tuning import tuned_points, tuned_trials
 
-    if _sqlite_without(tracking_uri, "experiments"):
+    if cli_checks.sqlite_without(tracking_uri, "experiments"):
         return None
     return {t.trial_id for t in tuned_trials(suite, tuned_points(suite, Tracker(
         suite, tracking_uri)))}
@@ -1029,13 +1017,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     _preflight([suite])
     tracking_uri, storage = _stores(args)
     if suite.tune is None:  # queue the trials now, so the first worker finds them
-        from nnbench.runner import open_queue
-        from nnbench.tracking import Tracker
+        from nnbench.runner import open_queue, open_tracker
 
-        tracker = Tracker(suite, tracking_uri)
+        tracker, _ = open_tracker(suite, tracking_uri, storage)
         queue = open_queue(suite, tracker, storage, _liveness(args))
         queued = queue.sync(suite.trials(), keep={t.trial_id for t in suite.trials()},
-                            store=tracker.identity())
+                            store=tracker.identity(), tracking_uri=tracker.tracking_uri)
         queue.close()
         err.print(f"suite {suite.name}: {queued} trial(s) queued in {storage}")
     codes = _submit_jobs(suite, args, storage=storage, tracking_uri=tracking_uri)

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "check_storage_url",
-           "check_tracking_uri", "default_tracking_uri", "real_number", "whole_number"]
+           "check_tracking_uri", "default_tracking_uri", "real_number", "sqlite_without",
+           "whole_number"]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
 CONNECT_WAIT = 10.0  # seconds a server that refuses connections (restarting) is waited for
@@ -291,6 +292,18 @@ def _foreign(tables: set[str], kind: str, what: str, path: Path, *, must_exist: 
                          f"tables; {'an empty file' if not tables else 'no tables'}): nothing "
                          f"has been logged there (run the suite first, or point "
                          f"--tracking-uri at the store you used)")
+
+
+def sqlite_without(url: str, table: str) -> bool:
+    """A SQLite database URL whose file does not exist or has no `table` yet (nothing has
+    written it): read without opening it as a store, which would create its schema."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = Path(url.removeprefix("sqlite:///").split("?")[0])
+    if not path.exists():
+        return True
+    tables = sqlite_tables(path) if path.stat().st_size else set()
+    return tables is not None and table not in tables
 
 
 def sqlite_tables(path: Path) -> set[str] | None:

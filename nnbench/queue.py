@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -81,6 +81,7 @@ __all__ = [
     "heartbeats",
     "open_storage",
     "open_study",
+    "queue_owner",
     "reap",
     "storage_id",
 ]
@@ -110,6 +111,54 @@ DEFAULT_LIVENESS = Liveness()
 
 class QueueElsewhere(UsageError):
     """The queue records the trials of another MLflow store's experiment."""
+
+    def __init__(self, storage_url: str, suite_name: str, owner: str, store: str | None,
+                 tracking_uri: str) -> None:
+        """`owner`, `store`: the queue's and this store's experiment (`Tracker.identity`;
+        `store` None: this store has no experiment of the suite)."""
+        path = storage_url.removeprefix("sqlite:///").split("?")[0] \
+            if storage_url.startswith("sqlite:///") else None
+        fresh = (f"delete {path} as well (the queues of other suites in it are rebuilt from "
+                 f"their MLflow stores; tuning studies in it are lost)") if path else (
+            f"drop the study {suite_name}/trials from that storage")
+        this = (f"{tracking_uri} has no experiment {suite_name!r} (a new, replaced or "
+                f"moved store?)" if store is None else
+                f"{tracking_uri}'s is {_experiment_words(store)}")
+        super().__init__(
+            f"--storage {storage_url}: the queue of suite {suite_name!r} there belongs to "
+            f"another MLflow store (its experiment {_experiment_words(owner)}), and {this}; "
+            f"it holds which of that store's trials are done, so nothing would be trained "
+            f"here. Give each MLflow store its own storage (--storage "
+            f"sqlite:///PATH/OTHER.db); or, to start this suite over, {fresh}")
+
+
+def _experiment_words(identity: str) -> str:
+    """`1@1796550096236` as `1, created 2026-12-06 09:41:36 UTC`."""
+    experiment, _, created = identity.partition("@")
+    if not created.isdigit():
+        return identity
+    when = datetime.fromtimestamp(int(created) / 1000, tz=timezone.utc)
+    return f"{experiment}, created {when:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def queue_owner(storage_url: str, suite_name: str) -> str | None:
+    """The MLflow experiment (`Tracker.identity`) whose trials the storage's queue of the
+    suite records, read without writing anything (None: no such queue, or no storage)."""
+    from nnbench.cli_checks import sqlite_without
+
+    if sqlite_without(storage_url, "studies"):
+        return None
+    storage = open_storage(storage_url, reading=True)
+    try:
+        study_id = retrying(lambda: storage.get_study_id_from_name(f"{suite_name}/trials"),
+                            "reading the queue")
+    except KeyError:
+        return None
+    finally:
+        storage.engine.dispose()
+    attrs = retrying(lambda: storage.get_study_user_attrs(study_id), "reading the queue")
+    owner = attrs.get("nnbench.mlflow")
+    return str(owner) if owner else None
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -437,11 +486,13 @@ class TrialQueue:
         return layout == LAYOUT
 
     def sync(self, specs: Sequence[TrialSpec], *, keep: Collection[str] | None = None,
-             store: str = "", done_before: Collection[str] = ()) -> int:
+             store: str = "", tracking_uri: str = "", done_before: Collection[str] = ()
+             ) -> int:
         """Queue each trial of `specs` that has no entry waiting, running or done; returns
         how many were queued. `keep`: waiting entries of trials not in it are withdrawn (the
         suite was edited). `store`: the MLflow experiment the queue's trials are recorded
-        in; a queue made for another refuses (`QueueElsewhere`). `done_before`: trials a
+        in (`Tracker.identity`, of the store at `tracking_uri`); a queue made for another
+        refuses (`QueueElsewhere`). `done_before`: trials a
         store written before the queue was the only record holds as done (MLflow's),
         recorded as done on the queue's first sync under this layout, once."""
 
@@ -450,11 +501,8 @@ class TrialQueue:
                 attrs = _attrs(session.query(models.StudyUserAttributeModel)
                                .filter_by(study_id=self.study_id))
                 if store and attrs.get("nnbench.mlflow", store) != store:
-                    raise QueueElsewhere(
-                        f"--storage {self.storage.url}: the queue of suite "
-                        f"{self.suite_name!r} there belongs to another MLflow store (its "
-                        f"experiment {attrs['nnbench.mlflow']}, not this store's {store}); "
-                        f"give each MLflow store its own storage")
+                    raise QueueElsewhere(self.storage.url, self.suite_name,
+                                         attrs["nnbench.mlflow"], store, tracking_uri)
                 if attrs.get("nnbench.layout", 0) < LAYOUT:
                     self._migrate(session, set(done_before))
                 if store and "nnbench.mlflow" not in attrs:

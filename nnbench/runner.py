@@ -45,6 +45,7 @@ from rich.progress import (
 )
 
 from nnbench import provenance, seeding
+from nnbench.cli_checks import default_tracking_uri, sqlite_without
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.expand import METRICS
 from nnbench.messages import UsageError, first_line
@@ -52,9 +53,11 @@ from nnbench.queue import (
     DEFAULT_LIVENESS,
     Claim,
     Liveness,
+    QueueElsewhere,
     TrialQueue,
     default_storage,
     open_storage,
+    queue_owner,
 )
 from nnbench.tracking import Tracker, artifacts_elsewhere, artifacts_problem
 from nnbench.train import (
@@ -68,7 +71,8 @@ from nnbench.train import (
 )
 from nnbench.transient import INTERRUPTS, bookkeeping, worker_label
 
-__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "check_artifacts", "run_suite"]
+__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "check_artifacts", "open_queue",
+           "open_tracker", "run_suite"]
 
 
 @dataclass
@@ -298,14 +302,13 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     members = population if trials is None else list(
         {t.trial_id: t for t in (*suite.trials(), *population)}.values())
     flags = seeding.configure_determinism(precision, resolve_device(device))
-    tracker = Tracker(suite, tracking_uri)
+    tracker, storage_url = open_tracker(suite, tracking_uri, storage)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
-    storage_url = storage or default_storage(tracker.tracking_uri)
     queue = open_queue(suite, tracker, storage_url, liveness)
     queue.reap()
     queue.sync(population, keep={t.trial_id for t in population} if withdraw else None,
-               store=tracker.identity())
+               store=tracker.identity(), tracking_uri=tracker.tracking_uri)
     _project(queue, tracker)
     counts = queue.counts()  # (one read of the queue: what is done, and the line below)
     todo = [t for t in population if t.trial_id not in counts.done_ids]
@@ -452,6 +455,24 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                 return
 
 
+def open_tracker(suite: Suite, tracking_uri: str | None, storage: str | None
+                 ) -> tuple[Tracker, str]:
+    """The suite's MLflow store and its trial queue's storage URL (`storage`, by default
+    next to the store), once the queue there, if any, is known to record this store's
+    trials: one that records another store's (a deleted or replaced mlflow.db, two stores
+    sharing one storage) is refused (`QueueElsewhere`) before this store is written (a new
+    mlflow.db, the suite's experiment). `TrialQueue.sync` checks again, in its transaction."""
+    uri = tracking_uri or default_tracking_uri()
+    url = storage or default_storage(uri)
+    owner = queue_owner(url, suite.name)
+    if owner is not None and sqlite_without(uri, "experiments"):
+        raise QueueElsewhere(url, suite.name, owner, None, uri)
+    tracker = Tracker(suite, tracking_uri)
+    if owner is not None and (mine := tracker.existing_identity()) != owner:
+        raise QueueElsewhere(url, suite.name, owner, mine, tracker.tracking_uri)
+    return tracker, url
+
+
 def open_queue(suite: Suite, tracker: Tracker, storage_url: str, liveness: Liveness
                ) -> TrialQueue:
     """The suite's trial queue. On its first use under the current layout (a storage
@@ -464,7 +485,8 @@ def open_queue(suite: Suite, tracker: Tracker, storage_url: str, liveness: Liven
         for run in tracker.open_runs():
             if "nnbench.queue_entry" not in run.data.tags:
                 tracker.show(run.info.run_id, "killed", "left running by an earlier nnbench")
-        queue.sync([], store=tracker.identity(), done_before=tracker.prepare())
+        queue.sync([], store=tracker.identity(), tracking_uri=tracker.tracking_uri,
+                   done_before=tracker.prepare())
     return queue
 
 

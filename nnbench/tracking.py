@@ -397,9 +397,16 @@ class Tracker:
     def identity(self) -> str:
         """The suite's experiment in this store, `<experiment id>@<its creation time, ms>`:
         the same from every host however the store's address is written (the trial queue
-        records which store it belongs to)."""
+        records which store it belongs to); the experiment is created if there is none."""
         experiment_id = self.experiment_id()
         assert experiment_id is not None
+        return f"{experiment_id}@{self.client.get_experiment(experiment_id).creation_time}"
+
+    def existing_identity(self) -> str | None:
+        """`identity`, or None where the store has no experiment of the suite yet."""
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
         return f"{experiment_id}@{self.client.get_experiment(experiment_id).creation_time}"
 
     def runs(self, role: str, view: int = ViewType.ACTIVE_ONLY) -> Iterator[Run]:

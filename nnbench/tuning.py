@@ -48,7 +48,6 @@ from nnbench.queue import (
     DEFAULT_LIVENESS,
     Heartbeats,
     Liveness,
-    default_storage,
     fail_waiting,
     finishing,
     heartbeats,
@@ -57,7 +56,7 @@ from nnbench.queue import (
     reap,
     storage_id,
 )
-from nnbench.runner import bookkeeping, check_artifacts, open_queue, run_suite
+from nnbench.runner import bookkeeping, check_artifacts, open_queue, open_tracker, run_suite
 from nnbench.tracking import Tracker
 from nnbench.train import (
     CONTINUE,
@@ -778,12 +777,12 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     batch = min(lanes or most, tune.trials) if most > 1 else 1
     engine = make_engine(engine_name, torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism(precision, torch_device)
-    tracker = Tracker(suite, tracking_uri)
+    tracker, url = open_tracker(suite, tracking_uri, storage)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
-    url = storage or default_storage(tracker.tracking_uri)
     # the storage's queue belongs to this MLflow store (else QueueElsewhere, before any work)
-    open_queue(suite, tracker, url, liveness).sync([], store=tracker.identity())
+    open_queue(suite, tracker, url, liveness).sync(
+        [], store=tracker.identity(), tracking_uri=tracker.tracking_uri)
     check_artifacts(tracker)
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),

@@ -747,10 +747,12 @@ def test_an_optuna_trial_without_a_heartbeat_goes_stale_by_the_servers_clock(
 
 def test_a_queue_refuses_another_mlflow_store(
         write_suite: Callable[..., Path], tmp_path: Path, mlflow_store: Callable[[Path], str],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Two MLflow stores in one folder share the default storage next to them: the second
     store's run would find the first's trials done in the queue and train nothing. It is
-    refused before anything trains, naming the storage and what to do."""
+    refused before anything is written to the second store (its experiment was created and
+    left behind), naming the storage and both ways out. A user who deleted mlflow.db to
+    start over gets the same, and no new mlflow.db is left behind."""
     path = _suite(write_suite, "shared_queue", epochs=1, seeds=1)
     reports = str(tmp_path / "reports")
     first = mlflow_store(tmp_path / "a.db")
@@ -760,14 +762,33 @@ def test_a_queue_refuses_another_mlflow_store(
     second = mlflow_store(tmp_path / "b.db")
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", second,
                      "--report-dir", reports]) == 2
-    err = capsys.readouterr().err
-    assert f"--storage sqlite:///{tmp_path / 'optuna.db'}: the queue of suite " \
-           f"'shared_queue' there belongs to another MLflow store" in err
-    assert "give each MLflow store its own storage" in err
-    assert not _runs(second, "shared_queue")  # no trial run
-    storage = f"sqlite:///{tmp_path / 'b-optuna.db'}"
+    err = " ".join(capsys.readouterr().err.split())
+    storage = tmp_path / "optuna.db"
+    assert f"--storage sqlite:///{storage}: the queue of suite 'shared_queue' there belongs " \
+           f"to another MLflow store (its experiment 1, created 20" in err, err
+    assert f"and {second} has no experiment 'shared_queue' (a new, replaced or moved store?)" \
+        in err, err
+    assert ("Give each MLflow store its own storage (--storage sqlite:///PATH/OTHER.db); or, "
+            f"to start this suite over, delete {storage} as well") in err, err
+    assert MlflowClient(second).get_experiment_by_name("shared_queue") is None  # untouched
+    own = f"sqlite:///{tmp_path / 'b-optuna.db'}"
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", second,
-                     "--storage", storage, "--report-dir", reports]) == 0
+                     "--storage", own, "--report-dir", reports]) == 0
+    capsys.readouterr()
+    # the first store deleted, to start over: refused, and no mlflow.db made again
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.db").unlink()
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", first,
+                     "--report-dir", reports]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"and {first} has no experiment 'shared_queue'" in err, err
+    assert not (tmp_path / "a.db").exists()
+    storage.unlink()  # as the message says: the suite starts over (in a fresh process:
+    # MLflow keeps this one's store of the deleted file open)
+    again = start("run", str(path), "--device", "cpu", "--tracking-uri", first,
+                  "--report-dir", reports, cwd=tmp_path)
+    assert again.wait(timeout=120) == 0, again.output()
+    assert "2 trials, 0 already finished, 2 to train" in again.output(), again.output()
 
 
 @pytest.mark.parametrize(("death", "said"), [

@@ -39,7 +39,6 @@ import argparse
 import gc
 import os
 import pickle
-import shlex
 import shutil
 import signal
 import socket
@@ -56,7 +55,7 @@ from rich.table import Table
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
-from nnbench.messages import first_line
+from nnbench.messages import first_line, mlflow_ui
 from nnbench.train.engines import engine_docs, engine_names
 from nnbench.workers import SlurmOptions
 
@@ -526,12 +525,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             err.print(f"{path}: every trial is done and nothing changed since its report "
                       f"(suite file, results, nnbench); nothing to train or re-render")
             _note_no_models(args, trained=0)
-            out.print(f"report: {report}")
-            url = recorded_runs_url(path, args.report_dir)
-            if url is not None:
-                out.print(f"MLflow runs: {url}")
-        out.print(f"MLflow store: {uri}; view with: mlflow ui --backend-store-uri "
-                  f"{shlex.quote(uri)}")
+            out.print(f"report: {report}")  # (the report's file is named after its suite)
+            _print_mlflow(report.stem, uri, recorded_runs_url(path, args.report_dir))
         return EXIT_OK
     suites = _checked(args, tracking=True, report_dir=True, device=True, storage=True)
     tuned = [s.path for s in suites if s.tune is not None]
@@ -648,13 +643,14 @@ def _mlflow_runs_url(tracking_uri: str, experiment_id: str) -> str:
     return runs_url(experiment_id, tracking_uri if remote else UI_ADDRESS)
 
 
-def _print_mlflow(suite_name: str, tracking_uri: str, url: str) -> None:
+def _print_mlflow(suite_name: str, tracking_uri: str, url: str | None) -> None:
     if tracking_uri.startswith(("http://", "https://")):
         out.print(f"MLflow server: {tracking_uri} (experiment '{suite_name}')")
     else:
         out.print(f"MLflow store: {tracking_uri} (experiment '{suite_name}'); view with: "
-                  f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}")
-    out.print(f"MLflow runs: {url}")
+                  f"{mlflow_ui(tracking_uri)}", markup=False, highlight=False)
+    if url is not None:
+        out.print(f"MLflow runs: {url}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ helpers, so suite files, component parameters and command-line options read alik
   (a 10 MB list reads `[0, 1, 2, ...] (list of 1000000 items)`);
 - `key_path(prefix, loc)`: `fixed.optimizer.betas[1]` from a pydantic error location;
 - `pydantic_problems(err, prefix)`: one (key path, message) per pydantic error, the one
-  place where pydantic's wording becomes nnbench's.
+  place where pydantic's wording becomes nnbench's;
+- `mlflow_ui(tracking_uri)`: the command that shows a store's runs, as the user's shell
+  runs it.
 
 Nothing here imports torch or pydantic at module level: `nnbench validate` stays light.
 """
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = ["MAX_VALUE_CHARS", "UsageError", "clip", "closest", "describe", "did_you_mean",
-           "key_path", "pydantic_problems"]
+           "key_path", "mlflow_ui", "pydantic_problems"]
 
 MAX_VALUE_CHARS = 80  # a value quoted in a message never takes more than this
 MAX_MESSAGE_CHARS = 600  # one problem's message never takes more than this
@@ -217,3 +219,25 @@ _EXPECTED = {
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
 _TYPE_TAGS = {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "literal",
               "constrained-int", "constrained-float", "function-after", "function-plain"}
+
+
+def mlflow_ui(tracking_uri: str) -> str:
+    """`mlflow ui --backend-store-uri URI` with the `mlflow` of nnbench's own environment as
+    the user's shell reaches it: `.venv/bin/mlflow` where that environment lies under the
+    working directory (nox's: its bin directory is on the PATH of nox's sessions only, so
+    a plain `mlflow` was "command not found" after `nox -s ablate`), `mlflow` where the
+    PATH finds that one, else its full path."""
+    import shlex
+    import shutil
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "mlflow"
+    command = "mlflow"
+    if script.exists():
+        try:
+            command = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            found = shutil.which("mlflow")
+            command = "mlflow" if found and Path(found) == script else str(script)
+    return f"{shlex.quote(command)} ui --backend-store-uri {shlex.quote(tracking_uri)}"

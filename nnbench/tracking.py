@@ -51,7 +51,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import socket
 import tempfile
 import time
@@ -72,7 +71,7 @@ from mlflow.tracking import MlflowClient
 from nnbench import registry
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
-from nnbench.messages import first_line
+from nnbench.messages import first_line, mlflow_ui
 from nnbench.train.results import TrialResult
 from nnbench.transient import (
     QuietTransient,
@@ -970,7 +969,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
             raise LookupError(f"run {run_id}: cannot read it from {client.tracking_uri} "
                               f"({str(err).splitlines()[0]})") from None
         ui = "the MLflow UI" if client.tracking_uri.startswith(("http://", "https://")) \
-            else f"mlflow ui --backend-store-uri {shlex.quote(client.tracking_uri)}"
+            else mlflow_ui(client.tracking_uri)
         raise RunNotFound(f"run {run_id} is not in {client.tracking_uri} "
                           f"({str(err).splitlines()[0]}); {ui} lists its runs") from None
     tags = run.data.tags

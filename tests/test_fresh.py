@@ -3,6 +3,8 @@ re-rendered exactly when its inputs (results, suite file, nnbench) changed."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,8 +32,12 @@ def done(write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
          capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, Path]:
     path = write_suite(epochs=2)
     reports = tmp_path / "reports"
-    output = _run(path, tracking_uri, reports, capsys)
-    assert "trained 4" in output
+    code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "trained 4" in captured.err
+    (tmp_path / "first-run.out").write_text(captured.out)  # what the answer below repeats
     return path, tracking_uri, reports
 
 
@@ -56,6 +62,16 @@ def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
     # the runs address the first run printed, kept with the report's inputs
     assert "MLflow runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=" \
         "machine_learning" in result.stdout
+    # the lines of the run that trained, in its order (it had the store's line after the
+    # runs address, without the experiment)
+    assert result.stdout.splitlines()[:3] == \
+        (tmp_path / "first-run.out").read_text().splitlines(), result.stdout
+    # the `mlflow ui` it prints runs as given, from the working directory (after `nox -s
+    # ablate` a plain `mlflow` was not on the user's PATH)
+    command = result.stdout.split("view with: ")[1].splitlines()[0].split()
+    assert command[1:] == ["ui", "--backend-store-uri", uri], command
+    program = Path(command[0]) if "/" in command[0] else shutil.which(command[0])
+    assert program is not None and os.access(tmp_path / program, os.X_OK), command
     assert report.stat().st_mtime_ns == before
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
@@ -14,6 +16,7 @@ from nnbench.messages import (
     describe,
     did_you_mean,
     key_path,
+    mlflow_ui,
     pydantic_problems,
 )
 
@@ -94,3 +97,21 @@ def test_a_huge_float_bound_reads_short_and_nothing_else_is_rewritten() -> None:
                                 "(float)")
     assert "less than or equal to 9223372036854775807" in problems["p.seed"]
     assert "/data/1700000000000000/x.csv" in problems["p.path"]
+
+
+def test_mlflow_ui_names_the_mlflow_a_shell_in_the_working_directory_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """After `nox -s ablate` the environment's bin directory is not on the user's PATH: a
+    plain `mlflow ui ...` was "command not found". Under the working directory the
+    environment's script is named by its relative path; elsewhere by its full path, unless
+    the PATH finds that same script."""
+    script = Path(sys.executable).parent / "mlflow"
+    assert script.exists()  # the project's environment has MLflow's command
+    monkeypatch.chdir(script.parent.parent.parent)  # the directory holding .venv (nox's)
+    assert mlflow_ui("sqlite:///a b.db") == \
+        f"{script.parent.parent.name}/bin/mlflow ui --backend-store-uri 'sqlite:///a b.db'"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert mlflow_ui("sqlite:///x.db") == f"{script} ui --backend-store-uri sqlite:///x.db"
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")
+    assert mlflow_ui("sqlite:///x.db") == "mlflow ui --backend-store-uri sqlite:///x.db"

@@ -69,7 +69,12 @@ def _uv() -> str | None:
 
 
 def _suites_first(posargs: list[str]) -> list[str]:
-    """Pass-through args, with the default suite when none is named."""
+    """Pass-through args, with the default suite when none is named: a suite is named by a
+    YAML file among them, or by a first argument that is no option (`nox -s report --
+    default` passed `suites/default.yaml default`, training or reporting a suite not asked
+    for; now nnbench says that `default` is no suite file, and which one is)."""
+    if posargs[:1] and not posargs[0].startswith("-"):
+        return posargs
     if any(arg.endswith((".yaml", ".yml")) for arg in posargs):
         return posargs
     return [DEFAULT_SUITE, *posargs]

@@ -55,7 +55,7 @@ from rich.table import Table
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
-from nnbench.messages import first_line, mlflow_ui
+from nnbench.messages import closest, first_line, mlflow_ui
 from nnbench.train.engines import engine_docs, engine_names
 from nnbench.workers import SlurmOptions
 
@@ -1271,7 +1271,32 @@ def _parser() -> argparse.ArgumentParser:
                         "found from here: a module name (searched in the working directory, "
                         "then sys.path) or its .py file; repeatable")
     p.set_defaults(func=_cmd_evaluate)
+    # an option is spelled out: `--engin stacked` was taken for --engine, and a prefix that
+    # a later option makes ambiguous would change meaning
+    for command in (parser, *_commands(parser).values()):
+        command.allow_abbrev = False
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a.choices for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction))
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed; what it does not know is refused by its command's parser,
+    with that command's usage and the option most likely meant (`--engien`: argparse
+    printed nnbench's top-level usage, naming no command and no option)."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _commands(parser)[args.command]
+        options = [o for a in command._actions for o in a.option_strings]
+        hints = [f"{word.split('=')[0]}: did you mean {near}?" for word in unknown
+                 if word.startswith("-") and (near := closest(word.split("=")[0], options))]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + "".join(f"; {h}" for h in hints))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1311,7 +1336,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except PluginError as e:
         err.print(str(e), markup=False)
         return EXIT_USAGE
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         code: int = args.func(args)
     except (_UsageError, PluginError) as e:

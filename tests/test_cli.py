@@ -208,6 +208,51 @@ def test_an_out_of_range_number_is_refused_before_anything_is_created(
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    (["--engien", "stacked"], "--engien: did you mean --engine?"),
+    (["--engin", "stacked"], "--engin: did you mean --engine?"),  # a prefix was taken
+    (["--tracking=x"], "--tracking: did you mean --tracking-uri?"),
+])
+def test_a_mistyped_option_gets_its_command_s_usage_and_the_option_meant(
+        options: list[str], said: str, write_suite: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It got nnbench's top-level usage ("usage: nnbench [-h] [--version] COMMAND ...") and
+    no hint; a prefix of an option (`--engin`) was silently taken for it."""
+    suite = write_suite(epochs=1, seeds=1)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", str(suite), "--device", "cpu", *options])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nnbench run [-h]"), err
+    assert f"nnbench run: error: unrecognized arguments: {' '.join(options)}; {said}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+def test_a_missing_suite_file_names_the_closest_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("default.yaml", "seed_l2.yaml"):
+        (tmp_path / name).write_text("name: x\n")
+    assert cli.main(["validate", str(tmp_path / "defualt.yaml"), str(tmp_path / "seed_l2"),
+                     str(tmp_path / "zzz.yaml"), str(tmp_path / "nowhere" / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'defualt.yaml'}: no such suite file; did you mean " \
+           f"{tmp_path / 'default.yaml'}?" in err, err
+    assert f"; did you mean {tmp_path / 'seed_l2.yaml'}?" in err, err
+    assert f"{tmp_path / 'zzz.yaml'}: no such suite file ({tmp_path} holds default.yaml, " \
+           f"seed_l2.yaml)" in err, err
+    assert f"{tmp_path / 'nowhere' / 'a.yaml'}: no such suite file (no directory " \
+           f"{tmp_path / 'nowhere'})" in err, err
+    # a name given at a project's root whose suites are in suites/ (`nox -s report --
+    # default`)
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "default.yaml").rename(tmp_path / "suites" / "default.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["validate", "default"]) == 2
+    assert "default: no such suite file; did you mean suites/default.yaml?" in \
+        capsys.readouterr().err
+
+
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

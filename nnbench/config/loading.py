@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nnbench.config.errors import SuiteError
-from nnbench.messages import clip, describe
+from nnbench.messages import clip, closest, describe
 
 if TYPE_CHECKING:
     from nnbench.config.expand import Suite
@@ -89,7 +89,7 @@ def read_input(path: Path, kind: str, error: type[SuiteError] = SuiteError) -> b
     try:
         return read_bytes(path)
     except FileNotFoundError:
-        why = f"no such {kind}"
+        why = f"no such {kind}{_nearby(path)}"
     except IsADirectoryError:
         why = f"is a directory, not a {kind}"
     except UnwrittenPipe:
@@ -97,6 +97,34 @@ def read_input(path: Path, kind: str, error: type[SuiteError] = SuiteError) -> b
     except OSError as err:
         why = f"cannot read {kind}: {err.strerror or err}"
     raise error(str(path), [("", why)])
+
+
+def _nearby(path: Path) -> str:
+    """For a missing file: the closest YAML file's name in its directory (`suites/defualt`
+    or `suites/default` for `suites/default.yaml`), or what the directory holds."""
+    def yaml_files(directory: Path) -> list[str]:
+        return sorted(p.name for p in directory.iterdir()
+                      if p.suffix in (".yaml", ".yml") and p.is_file())
+
+    try:
+        names = yaml_files(path.parent)
+    except OSError:
+        return "" if path.parent.exists() else f" (no directory {path.parent})"
+    given = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    near = closest(given, names)
+    if near is not None:
+        return f"; did you mean {path.parent / near}?"
+    suites = path.parent / "suites"  # `default` given in a project whose suites are there
+    try:
+        inside = yaml_files(suites) if suites.is_dir() else []
+    except OSError:
+        inside = []
+    near = closest(given, inside)
+    if near is not None:
+        return f"; did you mean {suites / near}?"
+    if not names:
+        return ""
+    return f" ({path.parent} holds {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
 
 
 def read_suite_text(path: Path) -> str:

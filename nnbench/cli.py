@@ -39,6 +39,7 @@ import argparse
 import gc
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import socket
@@ -619,6 +620,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             code = max(code, result)
     from nnbench.report.benchmark import render_benchmark
 
+    never = _never_trained(bench.suites, args.tracking_uri)
+    if args.report_only and never and len(never.splitlines()) == len(bench.suites):
+        raise _UsageError(f"{args.benchmark}: --report-only: no task of the benchmark was "
+                          f"trained into this store yet; run it first (nnbench bench "
+                          f"{shlex.quote(args.benchmark)})\n{never}")
     path = render_benchmark(bench, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
     out.print(f"benchmark report: {path.resolve()}")
     return code
@@ -1066,9 +1072,33 @@ def _submit_jobs(suite: Suite, args: argparse.Namespace, *, storage: str,
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    for suite in _checked(args, tracking=True, reading=True, report_dir=True):
+    suites = _checked(args, tracking=True, reading=True, report_dir=True)
+    never = _never_trained(suites, args.tracking_uri)
+    if never:
+        raise _UsageError(never)
+    for suite in suites:
         out.print(f"report: {_report(suite, args).resolve()}")
     return EXIT_OK
+
+
+def _never_trained(suites: Sequence[Suite], tracking_uri: str | None) -> str:
+    """What to say of the suites the MLflow store has no experiment of (nothing of them was
+    ever run into it), or "": their report was written, listed in the index, and the
+    command exited 0, with "no finished trials yet" in every section."""
+    from nnbench.tracking import Tracker
+
+    lines = []
+    for suite in suites:
+        tracker = Tracker(suite, tracking_uri)
+        if tracker.experiment_id(create=False) is None:
+            names = sorted(e.name for e in tracker.client.search_experiments()
+                           if e.tags.get("nnbench.suite"))
+            lines.append(f"{suite.path}: {tracker.tracking_uri} has no experiment "
+                         f"{suite.name!r}: nothing of the suite was trained into this store; "
+                         f"train it first (nnbench run {shlex.quote(str(suite.path))}), or give "
+                         f"the --tracking-uri it was trained into"
+                         + (f" (this store's suites: {', '.join(names)})" if names else ""))
+    return "\n".join(lines)
 
 
 # Numeric options and their ranges, checked by argparse before any command runs (exit 2,

@@ -129,6 +129,26 @@ def test_report_command_rebuilds_from_mlflow(write_suite: Callable[..., Path], t
     assert "activation=tanh" in (tmp_path / "out" / "tiny.html").read_text()
 
 
+def test_report_of_a_suite_never_trained_into_the_store_is_refused(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It wrote a report with "no finished trials yet" everywhere, listed it in the index
+    and exited 0, like a report of results."""
+    trained = write_suite(epochs=1, seeds=1)
+    assert cli.main(["run", str(trained), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", "out"]) == 0
+    other = write_suite(name="never", epochs=1, seeds=1)
+    capsys.readouterr()
+    assert cli.main(["report", str(trained), str(other), "--tracking-uri", tracking_uri,
+                     "--report-dir", "out"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{other}: {tracking_uri} has no experiment 'never': nothing of the suite was " \
+           f"trained into this store; train it first (nnbench run {other}), or give the " \
+           f"--tracking-uri it was trained into (this store's suites: tiny)" in err, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if "never" in p.name) == []
+    assert "never" not in (tmp_path / "out" / "index.html").read_text()
+
+
 def test_cuda_without_gpu_is_a_usage_error(write_suite: Callable[..., Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     import torch

@@ -96,6 +96,7 @@ _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbe
                                        "nnbench.outcome")
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
+_LANES = "nnbench.lanes"  # study attr `nnbench.lanes.<device type>`: the suite's lane count
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,30 @@ class TrialQueue:
                 return out
 
         return retrying(read, "reading the heartbeats") if running else {}
+
+    def lanes(self, device_type: str) -> int | None:
+        """The lane count the suite's groups of lanes trained with on this kind of device
+        (`keep_lanes`), or None before the first."""
+        attrs = retrying(lambda: self.storage.get_study_user_attrs(self.study_id),
+                         "reading the queue")
+        lanes = attrs.get(f"{_LANES}.{device_type}")
+        return int(lanes) if lanes else None
+
+    def keep_lanes(self, device_type: str, lanes: int) -> None:
+        """Record, once, the lane count of the suite's first group of lanes on this kind of
+        device: trials the suite gains later (more seeds, a new level) train with it, and
+        its results stay of one numerics (adding seeds to the default suite trained the new
+        ones as 36, then 42 lanes: three numerics in its report, and 6 trials at the cost
+        of 42)."""
+        key = f"{_LANES}.{device_type}"
+
+        def transaction() -> None:
+            with self._locked() as session:
+                if not session.query(models.StudyUserAttributeModel).filter_by(
+                        study_id=self.study_id, key=key).count():
+                    self._set_study_attr(session, key, lanes)
+
+        retrying(transaction, "recording the suite's lane count")
 
     def done(self) -> set[str]:
         """The trial_ids the queue holds as done (finished or diverged)."""

@@ -90,6 +90,8 @@ class RunSummary:
     worker_codes: list[int] = field(default_factory=list)  # exit codes of local workers
     refused: bool = False  # every local worker refused its input (exit 2): a usage error
     done_after: int = 0  # trials the queue holds as done when the run ended
+    device_type: str = "cpu"  # of the device it trains on
+    lanes_kept: bool = False  # its lane count on that device is recorded (queue.keep_lanes)
 
     @property
     def trained(self) -> int:
@@ -315,7 +317,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     summary = RunSummary(suite=suite.name, tracking_uri=tracker.tracking_uri,
                          storage=storage_url, experiment_id=experiment_id,
                          parent_run_id=parent_run_id, total=len(population),
-                         skipped=len(population) - len(todo))
+                         skipped=len(population) - len(todo),
+                         device_type=resolve_device(device).type)
     console.print(f"suite {suite.name}: {len(population)} trials, {summary.skipped} already "
                   f"finished, {len(todo)} to train; queue {storage_url}: {counts.line()}",
                   highlight=False)
@@ -347,10 +350,14 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                            log_models=log_models)
         else:
             if isinstance(engine, str):
+                # the lane count the suite's first groups on this kind of device had, kept
+                # when it gains trials (at most --lanes)
+                kept = queue.lanes(resolve_device(device).type)
                 engine = make_engine(engine, resolve_device(device),
                                      keep_checkpoints=suite.checkpoint or log_models,
                                      population=list(lane_population or population),
-                                     max_lanes=lanes, threads=threads)
+                                     max_lanes=lanes, threads=threads,
+                                     fixed_lanes=min(kept, lanes or kept) if kept else None)
             # one monitor per training process, on the invocation run it works for
             node = worker_label() if parent_run_id is not None else None
             with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
@@ -543,6 +550,9 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                     recorder.claim_lost(result.spec,
                                         queue.ended(queue.entry_tag(claim), claim.trial_id))
                     summary.lost += 1
+            if result.numerics.lanes > 1 and not summary.lanes_kept:
+                queue.keep_lanes(summary.device_type, result.numerics.lanes)
+                summary.lanes_kept = True
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

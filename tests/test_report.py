@@ -6,6 +6,7 @@ import json
 import re
 import textwrap
 from collections.abc import Callable
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ expect:
   - {claim: sparsity does not depend on init, a: {init: xavier_normal}, b: {init: default},
      metric: weight_sparsity, direction: lower}
 """
+
+
+def _text(html: str) -> str:
+    """What a reader sees of a piece of the report: no tags, entities decoded, one space."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", "", html)).split())
 
 
 def _section(html: str, name: str) -> str:
@@ -349,12 +355,36 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
     assert 'id="numerics-warning"' not in html
     run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET, engine="serial")
     html = render_report(suite, tracking_uri=tracking_uri, report_dir=tmp_path).read_text()
-    warning = html[html.index('id="numerics-warning"'):]
-    assert "2 different numerics" in warning[:400]
+    warning = _text(html[html.index('id="numerics-warning"'):].split("</p>")[0])
+    assert "2 different numerics" in warning
+    # what differs, and how to get one (it always said "with one --engine")
+    assert "They differ in engines (serial, stacked). To compare under one numerics, re-run " \
+           "the suite into a fresh MLflow store with one --engine." in warning, warning
     board = _section(html, "leaderboard")
     assert "<th>numerics</th>" in board
     assert re.search(r"activation=relu.*?<td>serial fp32 1 thread</td>", board, re.S)
     assert re.search(r"activation=tanh.*?<td>stacked×2 fp32", board, re.S)
+
+
+@pytest.mark.parametrize(("labels", "said"), [
+    (["stacked×42 fp32 2 threads", "stacked×4 fp32 2 threads", "stacked×36 fp32 2 threads"],
+     "They differ in lane counts (4, 36, 42) (a suite's later groups keep the lane count of "
+     "its first; trials of another were trained before nnbench kept it, or with another "
+     "<code>--lanes</code>). To compare under one numerics, re-run the suite into a fresh "
+     "MLflow store."),
+    (["serial fp32 1 thread", "serial fp32 2 threads", "not recorded"],
+     "They differ in thread counts (1, 2); trials whose numerics were not recorded (an older "
+     "nnbench). To compare under one numerics, re-run the suite into a fresh MLflow store "
+     "with one <code>--threads</code>."),
+    (["serial fp32 2 threads channels-last", "serial fp32 2 threads"],
+     "They differ in memory layouts (torch default, channels_last) (nnbench versions before "
+     "and after CPU conv nets trained channels-last). To compare under one numerics, re-run "
+     "the suite into a fresh MLflow store."),
+])
+def test_the_mixed_numerics_warning_says_what_differs(labels: list[str], said: str) -> None:
+    from nnbench.report import _numerics_remedy
+
+    assert _numerics_remedy(labels) == said
 
 
 # suites/tune_optimizers.yaml at CI size: every point and the tuned comparison kept, data,

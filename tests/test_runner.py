@@ -117,6 +117,33 @@ def test_second_run_trains_nothing(write_suite: Callable[..., Path], tracking_ur
     assert len(_trial_runs(tracking_uri, "tiny")) == 4
 
 
+def test_a_suite_that_gains_trials_trains_them_with_its_first_lane_count(
+        write_suite: Callable[..., Path], tracking_uri: str) -> None:
+    """More seeds added to a stacked suite trained the new trials as lanes of a group sized
+    for the grown suite (the default suite's 24 trials, then 12 more as 36 lanes, then 6
+    as 42): three numerics in one report, and 6 trials at the cost of 42 lanes. They
+    train with the lane count its first groups had, padded, unless --lanes asks for
+    fewer."""
+    path = write_suite(epochs=1, seeds=2)  # 4 trials of one shape: one group of 4 lanes
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    path.write_text(path.read_text().replace("seeds: 2", "seeds: 3"))  # 2 more
+    grown = run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
+                      console=QUIET)
+    assert grown.trained == 2
+    lanes = Counter(r.data.tags["nnbench.lanes"] for r in _trial_runs(tracking_uri, "tiny"))
+    assert lanes == {"4": 6}, lanes  # one numerics: not 6 lanes for the new two
+    # a new shape (another batch size, 3 trials): its group too
+    path.write_text(path.read_text() + "ablate:\n  batch_size: [64]\n")
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    lanes = Counter(r.data.tags["nnbench.lanes"] for r in _trial_runs(tracking_uri, "tiny"))
+    assert lanes == {"4": 9}, lanes
+    path.write_text(path.read_text().replace("seeds: 3", "seeds: 4"))  # --lanes 2 asks fewer
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, console=QUIET,
+              lanes=2)
+    lanes = Counter(r.data.tags["nnbench.lanes"] for r in _trial_runs(tracking_uri, "tiny"))
+    assert lanes == {"4": 9, "2": 3}, lanes
+
+
 def test_two_runs_give_identical_metrics_and_fingerprints(
         write_suite: Callable[..., Path], tmp_path: Path,
         mlflow_store: Callable[[Path], str]) -> None:

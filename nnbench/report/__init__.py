@@ -23,6 +23,7 @@ import datetime as dt
 import itertools
 import json
 import math
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,42 @@ def _numerics(trials: Any) -> dict[str, Any]:
     counts = done["numerics"].value_counts().to_dict() if not done.empty else {}
     by_config = {str(config): ", ".join(sorted(set(rows["numerics"])))
                  for config, rows in done.groupby("config", sort=False)}
-    return {"counts": counts, "mixed": len(counts) > 1, "by_config": by_config}
+    return {"counts": counts, "mixed": len(counts) > 1, "by_config": by_config,
+            "remedy": _numerics_remedy(list(counts)) if len(counts) > 1 else ""}
+
+
+def _numerics_remedy(labels: list[str]) -> str:
+    """What differs between the numerics `labels` name, and how to get one: it always said
+    "with one --engine", also when every trial was stacked and only the lane counts
+    differed (a suite that gained trials before nnbench kept its lane count)."""
+    from nnbench.train.results import Numerics
+
+    parsed = [Numerics.from_label(label) for label in labels]
+    known = [n for n in parsed if n is not None]
+    differ = {field: [str(v) for v in sorted({getattr(n, field) for n in known})]
+              for field in ("engine", "lanes", "precision", "threads", "layout")}
+    differ = {field: values for field, values in differ.items() if len(values) > 1}
+    if "lanes" in differ and not any(  # serial's 1 lane against stacked's: the engines
+            len({n.lanes for n in known if n.engine == engine}) > 1
+            for engine in {n.engine for n in known}):
+        del differ["lanes"]
+    said = {"engine": "engines", "lanes": "lane counts", "precision": "precisions",
+            "threads": "thread counts", "layout": "memory layouts"}
+    parts = [f"{said[field]} ({escape(', '.join(v or 'torch default' for v in values))})"
+             for field, values in differ.items()]
+    if len(known) < len(parsed):
+        parts.append("trials whose numerics were not recorded (an older nnbench)")
+    options = [f"one <code>--{field}</code>" for field in ("engine", "precision", "threads")
+               if field in differ]
+    why = {"lanes": "a suite's later groups keep the lane count of its first; trials of "
+                    "another were trained before nnbench kept it, or with another "
+                    "<code>--lanes</code>",
+           "layout": "nnbench versions before and after CPU conv nets trained channels-last"}
+    notes = [why[field] for field in ("lanes", "layout") if field in differ]
+    return (f"They differ in {'; '.join(parts)}"
+            + (f" ({'; '.join(notes)})" if notes else "")
+            + ". To compare under one numerics, re-run the suite into a fresh MLflow store"
+            + (f" with {' and '.join(options)}" if options else "") + ".")
 
 
 def _tuning_section(results: Results) -> dict[str, Any]:

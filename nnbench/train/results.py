@@ -60,6 +60,17 @@ class Numerics:
         return (f"{self.engine}{lanes} {self.precision} {self.threads} "
                 f"thread{'s' if self.threads != 1 else ''}{layout}")
 
+    @classmethod
+    def from_label(cls, label: str) -> Numerics | None:
+        """The numerics a `label()` names (None: not one, e.g. "not recorded")."""
+        words = label.split()
+        if len(words) < 4 or not words[2].isdigit():
+            return None
+        engine, _, lanes = words[0].partition("×")
+        return cls(engine=engine, lanes=int(lanes) if lanes.isdigit() else 1,
+                   precision=words[1], threads=int(words[2]),
+                   layout=" ".join(words[4:]).replace("-", "_"))
+
 
 @dataclass(frozen=True)
 class TrialResult:

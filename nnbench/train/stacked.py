@@ -175,8 +175,9 @@ class StackedEngine:
     `population`: every trial the lane counts are computed from (the whole suite, or a
     study's proposals), so that re-running a part of it keeps each trial's lane count.
     `fixed_lanes`: every group has exactly this many lanes (tuning: a study's batch of
-    proposals); then the population is not needed. `AutoEngine` trains groups of a
-    single trial in the population serially (faster).
+    proposals, without a population; a suite that gained trials: the lane count its
+    first groups had, with the population saying which shapes are lone). `AutoEngine`
+    trains groups of a single trial in the population serially (faster).
     """
 
     name = "stacked"
@@ -236,9 +237,10 @@ class StackedEngine:
         """Why `spec` trains serially (None: it stacks); `counts`: trials per shape in the
         population."""
         key = stack_key(spec)
-        # auto: a lone trial trains serially (a study asked one at a time: fixed_lanes 1)
-        lone = self.fixed_lanes == 1 if self.fixed_lanes is not None \
-            else counts.get(key, 1) == 1
+        # auto: a lone trial of the population trains serially (a study's batch, which
+        # has no population: asked one at a time, fixed_lanes 1)
+        lone = counts.get(key, 1) == 1 if self.population is not None \
+            else self.fixed_lanes == 1
         reason = _unstackable_reason(spec)
         if reason is None and not (self.auto and lone):
             # the model as built for this activation: every layer stacks?

@@ -291,7 +291,9 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
     if text == ".nan":
         return math.nan
     try:
-        return float(text)
+        # -0.0 is 0 (+ 0.0 makes it so): `l1: [0, -0.0]` was two levels, each trained,
+        # with the same fingerprints and one label
+        return float(text) + 0.0
     except ValueError:
         raise _tagged(node, text, "a number") from None
 

@@ -459,7 +459,7 @@ class _Validator:
             spec = apply_point(suite.base, point.values)
             first = seen.get(spec.config_id)
             if first is not None:
-                self.repeated(point, first, spec, varied)
+                self.repeated(point, first, spec, spec.config_id == suite.base.config_id)
                 continue
             seen[spec.config_id] = point
             origins = dict(base_origins)
@@ -468,10 +468,12 @@ class _Validator:
             configs.append(Config(spec, origins, spec.label(varied)))
         return configs
 
-    def repeated(self, point: Point, first: Point, spec: TrialSpec, varied: list[str]) -> None:
+    def repeated(self, point: Point, first: Point, spec: TrialSpec, base: bool) -> None:
+        """`point` gives the configuration `first` gave; `base`: it is the fixed one's."""
         if not point.values:
             return  # the base trial is also a grid point: the grid contains it
-        if point.ablation and not first.values:  # an ablation back to the base trial
+        # an ablation back to the base trial (which a grid point may train too)
+        if point.ablation and (base or not first.values):
             ((axis, origin),) = point.origins.items()
             self.add(origin, f"{axis} = {_label(axis, spec)} is the fixed value: the base "
                              f"trial already trains it, so this ablation repeats it; remove "

@@ -282,6 +282,11 @@ CASES: list[Case] = [
     Case("ablate_value_equal_to_fixed", "science",
          SIGNALS.replace("grid:\n  activation: [tanh, relu]", "ablate:\n  activation: [relu]"),
          ("ablate.activation[0]", "activation = relu is the fixed value", "remove it")),
+    # with the fixed value also in a grid, it said "a parameter axis overwrites what the
+    # component values say", which is not what happened; -0.0 is 0
+    Case("ablate_value_equal_to_fixed_with_a_grid", "science",
+         add(SIGNALS, "ablate:\n  l2: [-0.0]\n"),
+         ("ablate.l2[0]", "l2 = 0.0 is the fixed value", "remove it")),
     Case("ablate_lr_equal_to_fixed", "science",
          SIGNALS.replace("grid:\n  activation: [tanh, relu]",
                          "ablate:\n  optimizer.lr: [0.01, 0.1]"),

@@ -64,6 +64,9 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["line 13", "duplicate key 'activation'", "first given on line 12"]),
     ("duplicate_value", _edit("activation: [tanh, relu]", "activation: [relu, tanh, relu]"),
      ["grid.activation[2]", "duplicate value 'relu'", "grid.activation[0]"]),
+    # -0.0 is 0: it was a second level, trained again with the same fingerprints and label
+    ("negative_zero_level", _edit("activation: [tanh, relu]", "l1: [0, -0.0]"),
+     ["grid.l1[1]", "duplicate value 0.0 (float)", "same as grid.l1[0]"]),
     ("unknown_axis", _edit("activation: [tanh, relu]", "activation: [tanh]\n  activations: [relu]"),
      ["grid.activations", "unknown axis 'activations'", "did you mean 'activation'",
       "allowed: an axis (dataset, model"]),

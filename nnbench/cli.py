@@ -698,6 +698,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate_checkpoint(blob, device)
     except (ComponentError, PluginError) as e:
         raise unbuildable(e) from None
+    except FileNotFoundError as e:  # its data file is gone (or elsewhere): a traceback
+        raise _UsageError(f"run {args.run_id}: its test split cannot be rebuilt: "
+                          f"{first_line(e)}; run evaluate where the trial's data is, or put "
+                          f"the file back") from None
     except RuntimeError as e:  # the weights do not fit the model as it is built now
         if "state_dict" not in str(e):
             raise
@@ -722,7 +726,9 @@ def _evaluate_in_its_precision(precision: str, device: torch.device) -> None:
     if precision == "tf32" and not tf32:
         err.print(f"the trial trained in tf32; {device} computes fp32, so its metrics may "
                   f"differ from those logged by rounding")
-    seeding.set_tf32(tf32)
+    # and with the deterministic algorithms it trained with (cuBLAS's workspace, cuDNN's
+    # choice of kernels: on a GPU, other kernels than training's round otherwise)
+    seeding.configure_determinism("tf32" if tf32 else "fp32", device)
 
 
 def _warn_if_changed(blob: bytes) -> None:

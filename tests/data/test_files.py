@@ -301,3 +301,28 @@ def test_a_file_dataset_needs_a_fitting_model(tmp_path: Path,
     assert cli.main(["validate", str(path)]) == 2
     assert "model 'cnn1d' needs signal inputs but dataset 'file' gives vector inputs" in \
         capsys.readouterr().err
+
+
+def test_evaluate_of_a_trial_whose_data_file_is_gone_says_so(
+        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed the changed-file warning, then a traceback (DatasetNotFoundError), exit 1."""
+    from mlflow.tracking import MlflowClient
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    path = _suite(tmp_path, f"{{name: file, path: {data}}}")
+    path.write_text(path.read_text() + "checkpoint: true\n")
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(tmp_path / "reports")]) == 0
+    experiment = MlflowClient(tracking_uri).get_experiment_by_name("own")
+    assert experiment is not None
+    (run,) = MlflowClient(tracking_uri).search_runs(
+        [experiment.experiment_id], filter_string="tags.`nnbench.role` = 'trial'")
+    data.unlink()
+    capsys.readouterr()
+    assert cli.main(["evaluate", run.info.run_id, "--tracking-uri", tracking_uri,
+                     "--device", "cpu"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"run {run.info.run_id}: its test split cannot be rebuilt: dataset 'file': no " \
+           f"such file {data}" in err, err
+    assert "run evaluate where the trial's data is, or put the file back" in err

@@ -158,6 +158,7 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
         checks.append(lambda: cli_checks.check_storage_url(args.storage))
     if report_dir:
         checks.append(lambda: cli_checks.check_report_dir(args.report_dir))
+        problems += cli_checks.check_report_files(args.report_dir, [s.name for s in suites])
     if device:
         checks.append(lambda: cli_checks.check_device(
             args.device, training=not reading, precision=getattr(args, "precision", "fp32")))
@@ -600,6 +601,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                  report_dir=not args.validate, device=training, storage=training)
     except UsageError as e:
         problems.append(str(e))
+    if bench is not None and not args.validate:
+        problems += cli_checks.check_report_files(
+            args.report_dir, [] if args.report_only else [s.name for s in bench.suites])
+        problems += cli_checks.check_report_files(args.report_dir, [bench.name],
+                                                  cli_checks.BENCHMARK_REPORT_FILES)
     if problems or bench is None:
         raise _UsageError("\n".join(problems))
     if args.validate:

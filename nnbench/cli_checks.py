@@ -454,6 +454,32 @@ def check_report_dir(path: str | Path, option: str = "--report-dir",
     return given
 
 
+# what a suite's report writes in --report-dir (nnbench.report.render_report; a test checks
+# that it writes these and no others), and a benchmark's (render_benchmark)
+REPORT_FILES = ("{name}.html", "{name}.trials.csv", "{name}.epochs.csv",
+                "{name}.comparisons.csv", "{name}.summary.json", "index.html")
+BENCHMARK_REPORT_FILES = ("{name}.html", "{name}.summary.json", "index.html")
+
+
+def check_report_files(directory: str | Path, names: list[str],
+                       files: tuple[str, ...] = REPORT_FILES) -> list[str]:
+    """The problems of the files the reports of `names` would be written to: one that is a
+    directory (or not writable) failed the report after every trial had trained, with a
+    traceback and half of the files written."""
+    problems = []
+    for name in names:
+        for pattern in files:
+            path = Path(directory) / pattern.format(name=name)
+            if path.is_dir():
+                problems.append(f"--report-dir {str(directory)!r}: {path} is a directory, "
+                                f"where the report writes a file; move it away, or give "
+                                f"another --report-dir")
+            elif path.exists() and not os.access(path, os.W_OK):
+                problems.append(f"--report-dir {str(directory)!r}: {path} is not writable "
+                                f"by this user, and the report replaces it")
+    return list(dict.fromkeys(problems))
+
+
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
-from nnbench import cli
+from nnbench import cli, cli_checks
 from tests.conftest import REPO
 
 
@@ -147,6 +148,29 @@ def test_report_of_a_suite_never_trained_into_the_store_is_refused(
            f"--tracking-uri it was trained into (this store's suites: tiny)" in err, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if "never" in p.name) == []
     assert "never" not in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_a_report_file_that_is_a_directory_is_refused_before_anything_trains(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`reports/tiny.html` a directory: every trial trained, then a traceback
+    (IsADirectoryError) and half of the report's files written, exit 1."""
+    path = write_suite(epochs=1, seeds=1)
+    reports = tmp_path / "reports"
+    (reports / "tiny.html").mkdir(parents=True)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--report-dir '{reports}': {reports / 'tiny.html'} is a directory, where the " \
+           f"report writes a file; move it away, or give another --report-dir" in err, err
+    assert sorted(p.name for p in reports.iterdir()) == ["tiny.html"]  # nothing written
+    assert MlflowClient(tracking_uri).get_experiment_by_name("tiny") is None  # nor trained
+    (reports / "tiny.html").rmdir()
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)]) == 0
+    # what the check looks at is what a report writes
+    written = {p.name for p in reports.iterdir() if not p.name.startswith(".")}
+    assert written == {f.format(name="tiny") for f in cli_checks.REPORT_FILES}
 
 
 def test_cuda_without_gpu_is_a_usage_error(write_suite: Callable[..., Path], tmp_path: Path,

@@ -337,6 +337,17 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool, kind: 
             raise UsageError(f"{what}: SQLite query options other than timeout are not "
                              f"taken (given: {', '.join(options)}); the store is read and "
                              f"written as a plain file: drop '?{url.partition('?')[2]}'")
+        if "timeout" in parsed.query:  # seconds a locked file is waited for
+            given = parsed.query["timeout"]
+            value = given if isinstance(given, str) else given[-1]
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not (math.isfinite(seconds) and seconds > 0) or not isinstance(given, str):
+                raise UsageError(f"{what}: timeout={value!r}: give one timeout, a finite "
+                                 f"number of seconds above 0 (e.g. ?timeout=60), or none "
+                                 f"(60 s)")
         _check_sqlite(parsed.database, url, what, must_exist=must_exist, kind=kind,
                       writes=writes)
         return

@@ -231,3 +231,19 @@ def test_bench_takes_validate_or_report_only_not_both(capsys: pytest.CaptureFixt
     assert caught.value.code == 2
     assert "argument --report-only: not allowed with argument --validate" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["abc", "-5", "nan", "inf", "0", "30&timeout=5"])
+@pytest.mark.parametrize("option", ["--tracking-uri", "--storage"])
+def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
+        option: str, timeout: str, write_suite: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`?timeout=abc` was a traceback (ValueError: could not convert string to float) with
+    an empty store file left behind; -5 and nan were taken."""
+    suite = write_suite(epochs=1, seeds=1)
+    url = f"sqlite:///{tmp_path / 'x.db'}?timeout={timeout}"
+    assert cli.main(["run", str(suite), "--device", "cpu", option, url]) == 2
+    given = timeout.rpartition("=")[2]
+    assert f"{option} {url!r}: timeout={given!r}: give one timeout, a finite number of " \
+           f"seconds above 0 (e.g. ?timeout=60), or none (60 s)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created

@@ -520,9 +520,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if reports is not None and _quick_problems(args):
         reports = None  # the full checks say what is wrong
     if reports is not None:  # nothing to train, nothing to re-render: say so at once
-        from nnbench.fresh import default_tracking_uri, recorded_runs_url
+        from nnbench.fresh import recorded_runs_url
 
-        uri = args.tracking_uri or default_tracking_uri()
+        uri = args.tracking_uri or cli_checks.default_tracking_uri()
         for path, report in zip(args.suites, reports, strict=True):
             err.print(f"{path}: every trial is done and nothing changed since its report "
                       f"(suite file, results, nnbench); nothing to train or re-render")
@@ -826,11 +826,9 @@ def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str
 def _stores(args: argparse.Namespace) -> tuple[str, str]:
     """(MLflow tracking URI, Optuna storage URL) as this command resolves them, without
     creating either."""
-    import mlflow
-
     from nnbench.queue import default_storage
 
-    tracking_uri = args.tracking_uri or mlflow.get_tracking_uri()
+    tracking_uri = args.tracking_uri or cli_checks.default_tracking_uri()
     return tracking_uri, args.storage or default_storage(tracking_uri)
 
 

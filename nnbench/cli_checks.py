@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "check_storage_url",
-           "check_tracking_uri", "default_tracking_uri", "real_number", "sqlite_without",
+           "check_tracking_uri", "default_tracking_uri", "real_number", "sqlite_file",
+           "sqlite_without",
            "whole_number"]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
@@ -59,7 +60,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def default_tracking_uri() -> str:
-    """What MLflow uses without --tracking-uri: $MLFLOW_TRACKING_URI or ./mlflow.db."""
+    """What MLflow uses without --tracking-uri: $MLFLOW_TRACKING_URI or ./mlflow.db (the
+    path as it is: MLflow's own resolution %-encodes it, and then makes the directory of
+    the encoded path, `a%20b/`, beside the working directory `a b`)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
@@ -294,12 +297,23 @@ def _foreign(tables: set[str], kind: str, what: str, path: Path, *, must_exist: 
                          f"--tracking-uri at the store you used)")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///` URL as SQLAlchemy opens it (query dropped, %XX decoded:
+    MLflow writes its default `sqlite:////a%20b/mlflow.db` for a directory `a b`); None for
+    other URLs."""
+    from urllib.parse import unquote
+
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(unquote(url.removeprefix("sqlite:///").split("?")[0]))
+
+
 def sqlite_without(url: str, table: str) -> bool:
     """A SQLite database URL whose file does not exist or has no `table` yet (nothing has
     written it): read without opening it as a store, which would create its schema."""
-    if not url.startswith("sqlite:///"):
+    path = sqlite_file(url)
+    if path is None:
         return False
-    path = Path(url.removeprefix("sqlite:///").split("?")[0])
     if not path.exists():
         return True
     tables = sqlite_tables(path) if path.stat().st_size else set()

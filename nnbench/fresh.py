@@ -30,16 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_tracking_uri", "fresh_report", "record", "recorded_runs_url",
+__all__ = ["fresh_report", "record", "recorded_runs_url",
            "results_unchanged", "source_digest"]
 
 MANIFEST = ".nnbench-inputs.json"
-
-
-def default_tracking_uri() -> str:
-    """MLflow's own resolution, without importing MLflow: the variable, else
-    `sqlite:///<cwd>/mlflow.db`."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def _sha(path: Path) -> str | None:
@@ -61,9 +55,11 @@ def source_digest() -> str:
 
 def store_token(tracking_uri: str) -> str | None:
     """What changes whenever a SQLite MLflow store is written; None for other stores."""
-    if not tracking_uri.startswith("sqlite:///"):
+    from nnbench.cli_checks import sqlite_file
+
+    path = sqlite_file(tracking_uri)
+    if path is None:
         return None
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
     try:
         stat = path.stat()
     except OSError:
@@ -90,6 +86,8 @@ def _inputs(suite_path: Path, tracking_uri: str, dependencies: Iterable[Path]) -
 def fresh_report(suite_path: str, report_dir: str, tracking_uri: str | None) -> Path | None:
     """The suite's report when nothing it was made from changed since; else None."""
     path = Path(suite_path).resolve()
+    from nnbench.cli_checks import default_tracking_uri
+
     uri = tracking_uri or default_tracking_uri()
     entry = _manifest(Path(report_dir)).get(str(path))
     if not entry or entry.get("store") is None:

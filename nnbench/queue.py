@@ -117,8 +117,9 @@ class QueueElsewhere(UsageError):
                  tracking_uri: str) -> None:
         """`owner`, `store`: the queue's and this store's experiment (`Tracker.identity`;
         `store` None: this store has no experiment of the suite)."""
-        path = storage_url.removeprefix("sqlite:///").split("?")[0] \
-            if storage_url.startswith("sqlite:///") else None
+        from nnbench.cli_checks import sqlite_file
+
+        path = sqlite_file(storage_url)
         fresh = (f"delete {path} as well (the queues of other suites in it are rebuilt from "
                  f"their MLflow stores; tuning studies in it are lost)") if path else (
             f"drop the study {suite_name}/trials from that storage")
@@ -164,9 +165,10 @@ def queue_owner(storage_url: str, suite_name: str) -> str | None:
 
 def default_storage(tracking_uri: str) -> str:
     """`sqlite:///.../optuna.db` next to a SQLite MLflow store, else in the working dir."""
-    if tracking_uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
-    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+    from nnbench.cli_checks import sqlite_file
+
+    store = sqlite_file(tracking_uri)
+    return f"sqlite:///{(store.parent if store else Path.cwd()) / 'optuna.db'}"
 
 
 def _serialize_sqlite(storage: RDBStorage) -> None:

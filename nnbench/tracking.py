@@ -69,6 +69,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nnbench import registry
+from nnbench.cli_checks import default_tracking_uri, sqlite_file
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
 from nnbench.messages import first_line, mlflow_ui
@@ -313,15 +314,12 @@ def _store_lock(tracking_uri: str | None) -> Iterator[None]:
     other stores: nothing."""
     import fcntl
 
-    import mlflow
-
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_file(tracking_uri or default_tracking_uri())
+    if path is None:
         yield
         return
     try:
-        fd = os.open(uri.removeprefix("sqlite:///").split("?")[0], os.O_RDONLY | os.O_CREAT,
-                     0o644)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError:  # a read-only place: MLflow says what is wrong with it
         yield
         return
@@ -341,6 +339,7 @@ class Tracker:
         # Ctrl-C in its migrations left `_alembic_tmp_experiments` and a store no client
         # could open again), and on a SQLite file one process at a time (two at once failed
         # in alembic: "duplicate column name"); a server database's races are retried
+        tracking_uri = tracking_uri or default_tracking_uri()  # (not MLflow's: %-encoded)
         with bookkeeping(), _store_lock(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
@@ -961,7 +960,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     the run or its checkpoint is not in the store."""
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri or default_tracking_uri())
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

@@ -119,6 +119,24 @@ def test_run_prints_where_the_report_and_store_are(write_suite: Callable[..., Pa
     assert report.exists()  # ... and the report is rendered again
 
 
+def test_a_working_directory_with_a_space_keeps_the_store_in_it(
+        write_suite: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow's own default URI is %-encoded (`sqlite:////…/sp%20ace/mlflow.db`): MLflow
+    made the directory `sp%20ace` beside `sp ace`, and nnbench an empty mlflow.db in it."""
+    here = tmp_path / "sp ace"
+    here.mkdir()
+    path = write_suite(epochs=1, seeds=1)
+    monkeypatch.chdir(here)
+    assert cli.main(["run", str(path), "--device", "cpu"]) == 0
+    assert cli.main(["report", str(path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sp ace", path.name]
+    assert (here / "mlflow.db").stat().st_size > 0 and (here / "optuna.db").exists()
+    out = capsys.readouterr().out
+    store = f"sqlite:///{here / 'mlflow.db'}"
+    assert f"view with: {cli.mlflow_ui(store)}" in out, out
+
+
 def test_report_command_rebuilds_from_mlflow(write_suite: Callable[..., Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     path = write_suite(epochs=2, seeds=1)

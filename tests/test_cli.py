@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nnbench import cli, cli_checks
+from nnbench.messages import mlflow_ui
 from tests.conftest import REPO
 
 
@@ -134,7 +135,7 @@ def test_a_working_directory_with_a_space_keeps_the_store_in_it(
     assert (here / "mlflow.db").stat().st_size > 0 and (here / "optuna.db").exists()
     out = capsys.readouterr().out
     store = f"sqlite:///{here / 'mlflow.db'}"
-    assert f"view with: {cli.mlflow_ui(store)}" in out, out
+    assert f"view with: {mlflow_ui(store)}" in out, out
 
 
 def test_report_command_rebuilds_from_mlflow(write_suite: Callable[..., Path], tmp_path: Path,

@@ -560,6 +560,18 @@ def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
                                          r"optimizer\.lr: 3 choices\)"):
         parse_suite(two)
     assert parse_suite(two.replace("trials: 7", "trials: 6")).tune is not None
+    # tpe and random repeat a point too once every point is taken (a tpe study over 2
+    # learning rates trained one of them 5 times in 6 trials); integer ranges count
+    for sampler in ("tpe", "random"):
+        finite = two.replace("name: grid", f"name: {sampler}").replace(
+            "dropout: {type: categorical, choices: [0.0, 0.5]}",
+            "epochs: {type: int, low: 1, high: 2}")
+        assert f"name: {sampler}" in finite
+        with pytest.raises(SuiteError, match=r"tune\.trials: 7 trials, but the space has 6 "
+                                             r"points \(epochs: 2 values × optimizer\.lr: 3 "
+                                             r"choices\).*or widen the space"):
+            parse_suite(finite)
+        assert parse_suite(finite.replace("trials: 7", "trials: 6")).tune is not None
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -126,8 +126,8 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
         problems.append(("tune.sampler.name", "the grid sampler needs every dimension of "
                                               "tune.space to be categorical; allowed with "
                                               "float/int ranges: tpe, random, qmc"))
-    elif section.sampler.name == "grid" and dims and len(dims) == len(section.space):
-        _check_grid_budget(section.trials, dims, problems)
+    elif dims and len(dims) == len(section.space):
+        _check_budget(section.trials, dims, section.sampler.name, problems)
     return Tune(space=tuple(dims), trials=section.trials, metric=metric, direction=direction,
                 sampler=section.sampler.name, sampler_seed=section.sampler.seed,
                 pruner=section.pruner.name, seeds=seeds)
@@ -159,19 +159,30 @@ def _check_distinct_points(dims: list[Dimension], suite: Suite,
         seen[key] = spec
 
 
-def _check_grid_budget(trials: int, dims: list[Dimension],
-                       problems: list[tuple[str, str]]) -> None:
-    """The grid sampler proposes each point of its grid once: more trials than points would
-    train points again with the same seed (identical results, counted as new evidence)."""
-    points = math.prod(len(d.choices) for d in dims)
+def _check_budget(trials: int, dims: list[Dimension], sampler: str,
+                  problems: list[tuple[str, str]]) -> None:
+    """A space of finitely many points (choices, integer ranges) with more trials than
+    points would train points again with the same seed (identical results, counted as
+    new evidence): the grid sampler proposes each point once, and tpe, random or qmc
+    repeat one at the latest once every point is taken (a tpe study over 2 learning rates
+    trained one of them 5 times in 6 trials)."""
+    if any(d.kind == "float" or (d.kind == "int" and d.low is None) for d in dims):
+        return
+    sizes = [len(d.choices) if d.kind == "categorical" else
+             int(cast(float, d.high)) - int(cast(float, d.low)) + 1 for d in dims]
+    points = math.prod(sizes)
     if trials > points:
-        sizes = " × ".join(f"{d.path}: {len(d.choices)} choices" for d in dims)
+        words = " × ".join(f"{d.path}: {n} {'choices' if d.kind == 'categorical' else 'values'}"
+                           for d, n in zip(dims, sizes, strict=True))
+        space = "the grid sampler's grid" if sampler == "grid" else "the space"
+        other = "use sampler tpe, random or qmc" if sampler == "grid" else \
+            "widen the space (a float range, more choices)"
         problems.append(("tune.trials",
-                         f"{trials} trials, but the grid sampler's grid has {points} "
-                         f"point{'s' if points != 1 else ''} ({sizes}): the trials beyond "
-                         f"it would train grid points again with the same seed; write "
-                         f"trials: {points} to cover the grid once (or fewer for part of "
-                         f"it), or use sampler tpe, random or qmc"))
+                         f"{trials} trials, but {space} has {points} "
+                         f"point{'s' if points != 1 else ''} ({words}): the trials beyond "
+                         f"it would train points again with the same seed; write "
+                         f"trials: {points} to cover it once (or fewer for part of "
+                         f"it), or {other}"))
 
 
 _NONE = object()  # no such choice (None is a choice)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from nnbench.registry import ComponentInfo, NoParams, Params, register
@@ -137,6 +137,16 @@ class PatienceParams(Params):
     patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as better")
     restore_best: bool = Field(True, description="end with the weights of the best epoch")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PatienceParams:
+        # an accuracy lies in [0, 1]: no epoch could beat the first by 1 or more, and the
+        # trial stopped after patience + 1 epochs keeping the first epoch's weights
+        if self.monitor == "val_accuracy" and self.min_delta >= 1:
+            raise ValueError(f"min_delta {self.min_delta:g} is not below 1, val_accuracy's "
+                             f"whole range [0, 1]: no epoch could count as better than the "
+                             f"first; allowed: 0 <= min_delta < 1 (e.g. 0.001)")
+        return self
 
 
 class EarlyStopping:

@@ -232,6 +232,12 @@ CASES: list[Case] = [
          SIGNALS.replace("activation: [tanh, relu]",
                          "init: [kaiming_normal, {name: kaiming_normal, nonlinearity: relu}]"),
          ("grid.init[1]", "train identically", "same initial weights")),
+    # it validated; the trial stopped at epoch 3 and kept epoch 1's weights, silently
+    Case("early_stopping_min_delta_beyond_accuracy", "science",
+         fixed(SIGNALS, "early_stopping: {name: patience, monitor: val_accuracy, "
+                        "patience: 1, min_delta: 5}"),
+         ("fixed.early_stopping", "min_delta 5 is not below 1, val_accuracy's whole range",
+          "allowed: 0 <= min_delta < 1")),
     Case("early_stopping_that_cannot_stop", "science",
          fixed(SIGNALS, "early_stopping: {name: patience, patience: 5, restore_best: false}"),
          ("fixed.early_stopping.patience", "patience 5", "can never stop",

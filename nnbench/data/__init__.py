@@ -307,11 +307,17 @@ def split_sizes(shape: DataShape, params: SplitParams) -> SplitSizes:
     else:
         n_val = round(pool * params.val_fraction)
         if not 0 < n_val < pool:
+            allowed = ("too few to split: give the dataset more examples" if pool < 2 else
+                       "use val_fraction 0.5" if pool == 2 else
+                       f"use a val_fraction between {1 / pool:.3g} and {1 - 1 / pool:.3g}")
             raise ValueError(f"val_fraction={params.val_fraction} of the {pool} examples left "
                              f"for train and validation gives {n_val} validation and "
                              f"{pool - n_val} training examples; both must be at least 1 "
-                             f"(use a val_fraction between {1 / pool:.3g} and "
-                             f"{1 - 1 / pool:.3g})")
+                             f"({allowed})")
+    if params.standardize and pool - n_val < 2:  # one example's sd: nan, every trial diverged
+        raise ValueError(f"standardize: true needs at least 2 training examples for a "
+                         f"standard deviation, and the split leaves {pool - n_val}; give the "
+                         f"dataset more examples, or standardize: false")
     return SplitSizes(train=pool - n_val, val=n_val, test=n_test)
 
 

@@ -250,6 +250,16 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                   "'y' holds 5 distinct labels, the largest 1000000000; classes are numbered "
                   "0..k-1 (k = the largest label + 1 = 1,000,000,001 here): renumber them "
                   "0..4"),  # was a model of 9,000,000,065 parameters refused
+    # one training example: its standard deviation was nan, the trial "diverged"
+    "standardize_one": (lambda p: np.savez(p, x=X[:3], y=Y[:3]),
+                        "{name: file, path: d.npz, standardize: true, val_fraction: 0.5, "
+                        "test_fraction: 0.34}",
+                        "standardize: true needs at least 2 training examples for a standard "
+                        "deviation, and the split leaves 1"),
+    "too_few_to_split": (lambda p: np.savez(p, x=X[:2], y=Y[:2]),
+                         "{name: file, path: d.npz, val_fraction: 0.5, test_fraction: 0.5}",
+                         "gives 0 validation and 1 training examples; both must be at least 1 "
+                         "(too few to split: give the dataset more examples)"),
     "sparse_pt": (lambda p: torch.save({"x": torch.as_tensor(X).to_sparse(),
                                         "y": torch.as_tensor(Y)}, p.with_suffix(".pt")),
                   "{name: file, path: d.pt}",

@@ -370,19 +370,23 @@ class _Builder:
         warmup = int(params.get("warmup", 0))
         unit = {"epoch": "epoch", "batch": "batch"}[interval] + \
             ("" if total == 1 else "s" if interval == "epoch" else "es")
+        # what a milestone or step_size may be: 1 to total - warmup - 1 (none where the
+        # training is too short: it said "allowed: 1 to 0")
+        allowed = (f"1 to {total - warmup - 1}" if total - warmup > 1 else
+                   f"none in {total} {unit}{f' after {warmup} of warm-up' if warmup else ''}: "
+                   f"train more epochs, or use schedule constant")
         for j, milestone in enumerate(params.get("milestones") or ()):
             if warmup + milestone >= total:
                 problems.append((at(f"milestones[{j}]"),
                                  f"milestone {milestone} comes after the last of the {total} "
                                  f"{unit} of training"
                                  f"{f' (after {warmup} of warm-up)' if warmup else ''}: it "
-                                 f"never takes effect; allowed: 1 to {total - warmup - 1}"))
+                                 f"never takes effect; allowed: {allowed}"))
         step_size = params.get("step_size")
         if step_size is not None and warmup + step_size >= total:
             problems.append((at("step_size"),
                              f"step_size {step_size} is not reached in the {total} {unit} of "
-                             f"training: the learning rate never decays; allowed: 1 to "
-                             f"{total - warmup - 1}"))
+                             f"training: the learning rate never decays; allowed: {allowed}"))
         digest = hashlib.sha256()
         first = _hyper(optimizer)
         changed = False

@@ -168,9 +168,13 @@ CASES: list[Case] = [
          ("tune.space.batch_size.choices", "16.0 is given twice (16 and 16.0 are the same "
           "value to Optuna)")),
     Case("tuned_step_size_never_reached", "science",
-         edit(tune("{schedule.step_size: {type: int, low: 1, high: 2}}"), "  epochs: 2\n",
+         edit(tune("{schedule.step_size: {type: int, low: 1, high: 3}}"), "  epochs: 2\n",
               "  epochs: 2\n  schedule: {name: step, step_size: 1}\n"),
-         ("tune.space.schedule.step_size: step_size 2 is not reached in the 2 epochs",)),
+         ("tune.space.schedule.step_size: step_size 3 is not reached in the 2 epochs",)),
+    Case("step_size_in_one_epoch", "science",  # it said "allowed: 1 to 0"
+         edit(SIGNALS, "  epochs: 2\n", "  epochs: 1\n  schedule: {name: step, step_size: 5}\n"),
+         ("fixed.schedule.step_size", "step_size 5 is not reached in the 1 epoch of training",
+          "allowed: none in 1 epoch: train more epochs, or use schedule constant")),
     Case("tune_space_overwrites_grid_axis", "science",
          add(SIGNALS.replace("activation: [tanh, relu]", "optimizer.lr: [0.01, 0.1]"),
              "tune:\n  space: {optimizer.lr: {low: 0.001, high: 0.1}}\n  trials: 3\n"),

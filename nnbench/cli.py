@@ -475,8 +475,10 @@ def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
                 check_dataset(spec.dataset, seed=spec.seed, load=load)
             except (FileNotFoundError, DataError) as e:
                 problems.append(f"{suite.path}: task.dataset: {e}")
-            except Exception as e:  # a plugin dataset's own bug: this suite's problem
-                problems.append(f"{suite.path}: task.dataset: could not be checked: "
+            except Exception as e:  # a plugin dataset's own bug, or a file nothing foresaw
+                path = spec.dataset.kwargs.get("path")  # (a nested tensor, a vast header)
+                what = f"dataset {spec.dataset.name!r}" + (f", file {path}" if path else "")
+                problems.append(f"{suite.path}: task.dataset: {what} could not be checked: "
                                 f"{describe_error(e)}")
     return problems
 

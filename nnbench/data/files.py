@@ -183,14 +183,36 @@ def _pt_headers(path: Path) -> dict[str, _Header | str]:
             raise DatasetFileError(f"{path}: {str(key)!r} is a {value.layout} tensor; store "
                                    f"it dense: torch.save({{{str(key)!r}: t.to_dense(), ...}})")
         if isinstance(value, torch.Tensor):  # memory-mapped: the shape reads no data
+            _readable_tensor(path, str(key), value)
             try:
                 dtype = torch.empty(0, dtype=value.dtype).numpy().dtype
-            except TypeError:  # bfloat16 and friends have no numpy dtype
-                dtype = np.dtype("float32") if value.dtype.is_floating_point else np.dtype("O")
+            except TypeError:  # bfloat16 has no numpy dtype: read as float32
+                dtype = np.dtype("float32")
             headers[str(key)] = (tuple(value.shape), dtype)
         else:  # a list, a number, a nested dict...: there, but not an array
             headers[str(key)] = type(value).__name__
     return headers
+
+
+def _readable_tensor(path: Path, key: str, value: torch.Tensor) -> None:
+    """Refuse the tensors nnbench cannot read as data, naming the file and key (they were
+    "could not be checked: RuntimeError: Internal error: NestedTensorImpl doesn't support
+    sizes", a TypeError on float8, "Cannot copy out of meta tensor")."""
+    save = (f"save it as one dense tensor of numbers: torch.save({{{key!r}: t.float(), ...}}, "
+            f"path) (t.long() for class labels)")
+    if value.is_nested:
+        raise DatasetFileError(f"{path}: {key!r} is a nested tensor (rows of different "
+                               f"shapes); pad or crop them to one shape and stack them, then "
+                               f"{save}")
+    if value.is_meta:
+        raise DatasetFileError(f"{path}: {key!r} is a meta tensor, which holds no values; "
+                               f"{save}")
+    if value.dtype not in (torch.bfloat16, torch.float16):
+        try:
+            torch.empty(0, dtype=value.dtype).numpy()
+        except TypeError:
+            raise DatasetFileError(f"{path}: {key!r} has dtype {value.dtype}, which nnbench "
+                                   f"does not read; {save}") from None
 
 
 def _npz_read(path: Path, keys: tuple[str, ...]) -> tuple[np.ndarray | None, ...]:

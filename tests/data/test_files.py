@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -174,6 +175,13 @@ def _crc_damaged(x: np.ndarray, y: np.ndarray) -> Callable[[Path], None]:
 BIG_X = RNG.normal(size=(4000, 50)).astype(np.float32)
 
 
+def _nested_pt(path: Path) -> None:
+    with warnings.catch_warnings():  # torch: "nested tensors is in prototype stage"
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.nested.nested_tensor([torch.zeros(2, 6), torch.zeros(3, 6)])
+    torch.save({"x": x, "y": torch.as_tensor(Y[:2])}, path.with_suffix(".pt"))
+
+
 BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
     "missing": (lambda p: None, "{name: file, path: nowhere/d.npz}",
                 "task.dataset: dataset 'file': no such file nowhere/d.npz (relative to "),
@@ -260,6 +268,20 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                          "{name: file, path: d.npz, val_fraction: 0.5, test_fraction: 0.5}",
                          "gives 0 validation and 1 training examples; both must be at least 1 "
                          "(too few to split: give the dataset more examples)"),
+    # "could not be checked: RuntimeError: Internal error: NestedTensorImpl ...", a
+    # TypeError on float8, "Cannot copy out of meta tensor": no file or key named
+    "nested_pt": (_nested_pt, "{name: file, path: d.pt}",
+        "d.pt: 'x' is a nested tensor (rows of different shapes); pad or crop them to one "
+        "shape and stack them, then save it as one dense tensor of numbers"),
+    "float8_pt": (lambda p: torch.save({"x": torch.as_tensor(X).to(torch.float8_e4m3fn),
+                                        "y": torch.as_tensor(Y)}, p.with_suffix(".pt")),
+                  "{name: file, path: d.pt}",
+                  "d.pt: 'x' has dtype torch.float8_e4m3fn, which nnbench does not read; "
+                  "save it as one dense tensor of numbers: torch.save({'x': t.float(), ...}, "
+                  "path) (t.long() for class labels)"),
+    "meta_pt": (lambda p: torch.save({"x": torch.empty(100, 6, device="meta"),
+                                      "y": torch.as_tensor(Y)}, p.with_suffix(".pt")),
+                "{name: file, path: d.pt}", "d.pt: 'x' is a meta tensor, which holds no values"),
     "sparse_pt": (lambda p: torch.save({"x": torch.as_tensor(X).to_sparse(),
                                         "y": torch.as_tensor(Y)}, p.with_suffix(".pt")),
                   "{name: file, path: d.pt}",

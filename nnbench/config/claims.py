@@ -58,6 +58,7 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
     if not raw:
         return ()
     claims = []
+    seen: dict[tuple[Any, ...], str] = {}  # what a claim tests -> the first key testing it
     metrics = [*METRICS, *DIAGNOSTICS]
     for i, item in enumerate(raw):
         key = f"expect[{i}]"
@@ -92,6 +93,13 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
                                                  f"which a must have: direction: higher or "
                                                  f"direction: lower"))
             continue
+        tests = (tuple(sorted(a.items())), tuple(sorted(b.items())),
+                 tuple(sorted(where.items())), metric, claim.direction)
+        if tests in seen:  # counted twice in the Holm correction, and two rows alike
+            problems.append((key, f"claim {section.claim!r} tests what {seen[tests]} tests "
+                                  f"(the same a, b, where, metric and direction); remove one"))
+            continue
+        seen[tests] = key
         claims.append(claim)
     return tuple(claims)
 

@@ -280,6 +280,12 @@ CASES: list[Case] = [
          add(SIGNALS, "expect:\n  - {claim: same, a: {activation: relu}, "
                       "b: {activation: relu}}\n"),
          ("expect[0].b", "a and b select the same configurations", "activation=relu")),
+    # it was tested twice: two report rows, and counted twice in the Holm correction
+    Case("claim_given_twice", "science",
+         add(SIGNALS, "expect:\n  - {claim: relu wins, a: {activation: relu}, "
+                      "b: {activation: tanh}}\n  - {claim: again, a: {activation: relu}, "
+                      "b: {activation: tanh}}\n"),
+         ("expect[1]", "claim 'again' tests what expect[0] tests", "remove one")),
     Case("claim_on_an_axis_not_varied", "science",
          add(SIGNALS, "expect:\n  - {claim: xavier, a: {init: xavier_normal}, "
                       "b: {init: kaiming_normal}}\n"),

@@ -1213,7 +1213,9 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("suite", metavar="SUITE")
         if name in ("run", "tune", "report", "submit", "bench"):
-            p.add_argument("--report-dir", default="reports", help="where <suite>.html goes")
+            # "~/reports" quoted (the shell expands it unquoted) made a directory named "~"
+            p.add_argument("--report-dir", default="reports", type=os.path.expanduser,
+                           help="where <suite>.html goes")
         p.add_argument("--tracking-uri", default=None,
                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
         if name == "report":

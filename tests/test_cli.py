@@ -271,11 +271,6 @@ def test_an_out_of_range_number_is_refused_before_anything_is_created(
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
 
 
-@pytest.mark.parametrize(("options", "said"), [
-    (["--engien", "stacked"], "--engien: did you mean --engine?"),
-    (["--engin", "stacked"], "--engin: did you mean --engine?"),  # a prefix was taken
-    (["--tracking=x"], "--tracking: did you mean --tracking-uri?"),
-])
 def test_a_quoted_tilde_in_report_dir_is_the_home_directory(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`--report-dir "~/rep"` made a directory named "~" in the working directory."""
@@ -284,6 +279,11 @@ def test_a_quoted_tilde_in_report_dir_is_the_home_directory(
     assert args.report_dir == str(tmp_path / "home" / "rep")
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    (["--engien", "stacked"], "--engien: did you mean --engine?"),
+    (["--engin", "stacked"], "--engin: did you mean --engine?"),  # a prefix was taken
+    (["--tracking=x"], "--tracking: did you mean --tracking-uri?"),
+])
 def test_a_mistyped_option_gets_its_command_s_usage_and_the_option_meant(
         options: list[str], said: str, write_suite: Callable[..., Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

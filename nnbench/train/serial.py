@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map_only
 
 from nnbench import seeding
 from nnbench.components.augmentations import Augmentation
@@ -214,6 +215,9 @@ def checkpoint_bytes(model: nn.Module | dict[str, torch.Tensor], optimizer_state
     restored: restore_best), and the spec."""
     state = model.state_dict() if isinstance(model, nn.Module) else model
     buffer = io.BytesIO()
+    # the optimizer's state on the host too (a GPU's momentum buffers made a checkpoint
+    # that torch.load without map_location refused on a machine without one)
+    optimizer_state = tree_map_only(torch.Tensor, lambda t: t.detach().cpu(), optimizer_state)
     torch.save({"model": {k: v.detach().cpu() for k, v in state.items()},
                 "optimizer": optimizer_state, "spec": spec.canonical(),
                 "metrics": metrics, "epoch": epoch, "optimizer_epoch": optimizer_epoch},

@@ -378,11 +378,11 @@ class _GroupRun:
         self.target_dim = first.target_dim
         self.batch_size = batch_size_of(template, self.n_train)
         # examples per lane in one evaluation pass (the lanes' models share a shape), and in
-        # one probe pass: as many on a CPU, where the model's FLOPs size them; all of the
-        # probe's in one pass on a GPU
+        # one probe pass: as many, at most the probe's (on a GPU: 256 × 512 lanes in one
+        # pass, forward and backward, held a conv net's activations of 131,072 images)
         flops = eval_flops(template, device)
         self.eval_size = eval_chunk(self.n_lanes, flops)
-        self.probe_size = self.eval_size if flops else PROBE_SIZE
+        self.probe_size = min(self.eval_size, PROBE_SIZE)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]
         self.optimizer = LaneOptimizer(specs, self.model.flat, self.steps_per_epoch, device)

@@ -298,7 +298,7 @@ def matmul_tflops(device: torch.device, n: int, *, tf32: bool = False,
 
 def _weights(result: TrialResult) -> dict[str, torch.Tensor]:
     assert result.checkpoint is not None
-    state = torch.load(io.BytesIO(result.checkpoint), weights_only=True)
+    state = torch.load(io.BytesIO(result.checkpoint), map_location="cpu", weights_only=True)
     model: dict[str, torch.Tensor] = state["model"]
     return model
 

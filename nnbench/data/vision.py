@@ -21,7 +21,8 @@ import torch
 from pydantic import Field
 
 from nnbench.data import DataShape, SplitParams, TensorData, split
-from nnbench.data.checks import Source, source_key
+from nnbench.data.checks import DataError, Source, source_key
+from nnbench.messages import first_line
 from nnbench.registry import ComponentInfo, register
 
 KIND = "dataset"
@@ -79,6 +80,13 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
     try:
         train, test = (cls(root=root, train=flag, download=download) for flag in (True, False))
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
+        _, folder, files = _SOURCES[name]
+        if all((Path(root) / folder / f).is_file() for f in files):  # there, but unreadable
+            raise DataError(
+                f"dataset {name!r}: its files under {Path(root) / folder} are there, but "
+                f"torchvision cannot read them ({type(err).__name__}: {first_line(err)}): "
+                f"one is damaged or truncated; delete them and download them again "
+                f"(download: true), or put intact copies there") from None
         what = "could not download it" if download else "download is false"
         raise _not_found(name, root, f"{what}: {err}") from None
     return (_to_images(train.data), torch.as_tensor(train.targets),

@@ -128,6 +128,27 @@ def test_missing_files_name_what_was_expected_where(tmp_path: Path,
     assert "NNBENCH_DATA" in message and "download: true" in message
 
 
+def test_a_truncated_file_is_named_damaged_not_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All files there, one truncated: it said "dataset 'mnist' not found ... Put them
+    there", although they were."""
+    from nnbench.data.checks import DataError
+    from tests.conftest import _write_mnist_like
+
+    _write_mnist_like(tmp_path, "MNIST", 20, 10)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    vision._load.cache_clear()
+    with pytest.raises(DataError) as caught:
+        _data("mnist")
+    message = str(caught.value)
+    assert message.startswith(f"dataset 'mnist': its files under {tmp_path / 'MNIST' / 'raw'} "
+                              f"are there, but torchvision cannot read them ("), message
+    assert "one is damaged or truncated; delete them and download them again" in message
+    vision._load.cache_clear()
+
+
 def test_failed_download_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision import datasets
 

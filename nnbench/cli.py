@@ -1284,7 +1284,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="run the jobs as processes of this machine (submitit's local "
                                 "executor) and wait for them")
             p.add_argument("--wait", action="store_true", help="wait for the jobs, then report")
-            p.add_argument("--folder", default="submitit", help="job scripts and logs")
+            p.add_argument("--folder", default="submitit", type=os.path.expanduser,
+                           help="job scripts and logs")
             p.add_argument("--slurm-partition", default=_SLURM.partition, metavar="P",
                            help="Slurm partition (default: the cluster's)")
             p.add_argument("--slurm-time", type=cli_checks.whole_number(1, MAX_SLURM_MINUTES),

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UsageError", "check_device", "check_report_dir", "check_run_id", "check_storage_url",
            "check_tracking_uri", "default_tracking_uri", "real_number", "sqlite_file",
-           "sqlite_without",
+           "sqlite_url", "sqlite_without",
            "whole_number"]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database or tracking server
@@ -63,7 +63,14 @@ def default_tracking_uri() -> str:
     """What MLflow uses without --tracking-uri: $MLFLOW_TRACKING_URI or ./mlflow.db (the
     path as it is: MLflow's own resolution %-encodes it, and then makes the directory of
     the encoded path, `a%20b/`, beside the working directory `a b`)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_url(Path.cwd() / "mlflow.db")
+
+
+def sqlite_url(path: Path) -> str:
+    """The `sqlite:///` URL of a file, as `sqlite_file` reads it back: a `%` or `?` in the
+    path escaped (SQLAlchemy decodes %XX: a directory `x%41y` opened `xAy`), nothing
+    else (a space stays a space)."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
 def _origin(given: str | None, option: str) -> str:
@@ -483,25 +490,23 @@ def check_report_dir(path: str | Path, option: str = "--report-dir",
 # that it writes these and no others), and a benchmark's (render_benchmark)
 REPORT_FILES = ("{name}.html", "{name}.trials.csv", "{name}.epochs.csv",
                 "{name}.comparisons.csv", "{name}.summary.json", "index.html")
-BENCHMARK_REPORT_FILES = ("{name}.html", "{name}.summary.json", "index.html")
+BENCHMARK_REPORT_FILES = ("{name}.html", "{name}.times.csv", "{name}.summary.json",
+                          "index.html")
 
 
 def check_report_files(directory: str | Path, names: list[str],
                        files: tuple[str, ...] = REPORT_FILES) -> list[str]:
     """The problems of the files the reports of `names` would be written to: one that is a
-    directory (or not writable) failed the report after every trial had trained, with a
-    traceback and half of the files written."""
+    directory failed the report after every trial had trained, with a traceback and half
+    of the files written."""
     problems = []
     for name in names:
-        for pattern in files:
+        for pattern in files:  # (a read-only file is fine: a report replaces it whole)
             path = Path(directory) / pattern.format(name=name)
             if path.is_dir():
                 problems.append(f"--report-dir {str(directory)!r}: {path} is a directory, "
                                 f"where the report writes a file; move it away, or give "
                                 f"another --report-dir")
-            elif path.exists() and not os.access(path, os.W_OK):
-                problems.append(f"--report-dir {str(directory)!r}: {path} is not writable "
-                                f"by this user, and the report replaces it")
     return list(dict.fromkeys(problems))
 
 

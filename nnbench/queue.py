@@ -154,21 +154,21 @@ def queue_owner(storage_url: str, suite_name: str) -> str | None:
     try:
         study_id = retrying(lambda: storage.get_study_id_from_name(f"{suite_name}/trials"),
                             "reading the queue")
+        attrs = retrying(lambda: storage.get_study_user_attrs(study_id), "reading the queue")
     except KeyError:
         return None
     finally:
         storage.engine.dispose()
-    attrs = retrying(lambda: storage.get_study_user_attrs(study_id), "reading the queue")
     owner = attrs.get("nnbench.mlflow")
     return str(owner) if owner else None
 
 
 def default_storage(tracking_uri: str) -> str:
     """`sqlite:///.../optuna.db` next to a SQLite MLflow store, else in the working dir."""
-    from nnbench.cli_checks import sqlite_file
+    from nnbench.cli_checks import sqlite_file, sqlite_url
 
     store = sqlite_file(tracking_uri)
-    return f"sqlite:///{(store.parent if store else Path.cwd()) / 'optuna.db'}"
+    return sqlite_url((store.parent if store else Path.cwd()) / "optuna.db")
 
 
 def _serialize_sqlite(storage: RDBStorage) -> None:

@@ -307,6 +307,15 @@ class _Retrying:
         return call
 
 
+def _default_store() -> str:
+    """The store without --tracking-uri: one set with `mlflow.set_tracking_uri` (a Python
+    caller's), else nnbench's resolution of MLflow's default (MLflow's own %-encodes the
+    path, and made the directory `a%20b/` beside a working directory `a b`)."""
+    from mlflow.tracking._tracking_service.utils import _tracking_uri
+
+    return str(_tracking_uri) if _tracking_uri else default_tracking_uri()
+
+
 @contextmanager
 def _store_lock(tracking_uri: str | None) -> Iterator[None]:
     """While the block runs, this process alone makes or opens the SQLite MLflow store at
@@ -339,7 +348,7 @@ class Tracker:
         # Ctrl-C in its migrations left `_alembic_tmp_experiments` and a store no client
         # could open again), and on a SQLite file one process at a time (two at once failed
         # in alembic: "duplicate column name"); a server database's races are retried
-        tracking_uri = tracking_uri or default_tracking_uri()  # (not MLflow's: %-encoded)
+        tracking_uri = tracking_uri or _default_store()
         with bookkeeping(), _store_lock(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
@@ -960,7 +969,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     the run or its checkpoint is not in the store."""
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri or default_tracking_uri())
+    client = MlflowClient(tracking_uri or _default_store())
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

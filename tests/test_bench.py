@@ -74,6 +74,13 @@ def test_report_is_one_self_contained_file_linked_from_the_index(
     assert '<a href="circ.html">circ</a>' in index
     summary = json.loads((root / "reports" / "mini_bench.summary.json").read_text())
     assert summary["kind"] == "benchmark" and summary["statuses"] == {"finished": 8}
+    # what `bench` checks before training (a directory there failed it after) is what it
+    # writes
+    from nnbench.cli_checks import BENCHMARK_REPORT_FILES
+
+    written = {p.name for p in (root / "reports").iterdir() if p.name.startswith("mini_bench")}
+    assert written == {f.format(name="mini_bench") for f in BENCHMARK_REPORT_FILES} - \
+        {"index.html"}
 
 
 def test_time_to_target_agrees_with_the_suites_epoch_tables(ran: tuple[Path, str, str]) -> None:

@@ -359,7 +359,8 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
     assert "2 different numerics" in warning
     # what differs, and how to get one (it always said "with one --engine")
     assert "They differ in engines (serial, stacked). To compare under one numerics, re-run " \
-           "the suite into a fresh MLflow store with one --engine." in warning, warning
+           "the suite into a fresh MLflow store and queue (--tracking-uri, --storage) with " \
+           "one --engine." in warning, warning
     board = _section(html, "leaderboard")
     assert "<th>numerics</th>" in board
     assert re.search(r"activation=relu.*?<td>serial fp32 1 thread</td>", board, re.S)
@@ -371,15 +372,17 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
      "They differ in lane counts (4, 36, 42) (a suite's later groups keep the lane count of "
      "its first; trials of another were trained before nnbench kept it, or with another "
      "<code>--lanes</code>). To compare under one numerics, re-run the suite into a fresh "
-     "MLflow store."),
+     "MLflow store and queue (<code>--tracking-uri</code>, <code>--storage</code>)."),
     (["serial fp32 1 thread", "serial fp32 2 threads", "not recorded"],
      "They differ in thread counts (1, 2); trials whose numerics were not recorded (an older "
      "nnbench). To compare under one numerics, re-run the suite into a fresh MLflow store "
-     "with one <code>--threads</code>."),
+     "and queue (<code>--tracking-uri</code>, <code>--storage</code>) with one "
+     "<code>--threads</code>."),
     (["serial fp32 2 threads channels-last", "serial fp32 2 threads"],
      "They differ in memory layouts (torch default, channels_last) (nnbench versions before "
      "and after CPU conv nets trained channels-last). To compare under one numerics, re-run "
-     "the suite into a fresh MLflow store."),
+     "the suite into a fresh MLflow store and queue (<code>--tracking-uri</code>, "
+     "<code>--storage</code>)."),
 ])
 def test_the_mixed_numerics_warning_says_what_differs(labels: list[str], said: str) -> None:
     from nnbench.report import _numerics_remedy

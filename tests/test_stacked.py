@@ -399,6 +399,14 @@ def test_auto_trains_a_lone_shape_serially_and_groups_the_rest() -> None:
     plan = engine.plan([*trials, lone])
     assert sorted(len(g.specs) for g in plan.groups) == [2, 2]
     assert [spec for spec, _ in plan.serial] == [lone]
+    # without a population, the trials asked for are the population (a lone one stacked
+    # when the lane count kept for a suite came in)
+    assert [spec for spec, _ in AutoEngine(CPU).plan([*trials, lone]).serial] == [lone]
+    # with a suite's kept lane count (fixed), the population still says who is lone, and
+    # a group's worth of trials is claimed at once
+    kept = AutoEngine(CPU, population=[*trials, lone], fixed_lanes=100)
+    assert [spec for spec, _ in kept.plan([*trials, lone]).serial] == [lone]
+    assert {g.lanes for g in kept.plan(trials).groups} == {100} and kept.lane_limit == 100
 
 
 def test_a_stacked_checkpoint_reloads_to_the_logged_test_metrics() -> None:

@@ -258,7 +258,8 @@ def _numerics_remedy(labels: list[str]) -> str:
     notes = [why[field] for field in ("lanes", "layout") if field in differ]
     return (f"They differ in {'; '.join(parts)}"
             + (f" ({'; '.join(notes)})" if notes else "")
-            + ". To compare under one numerics, re-run the suite into a fresh MLflow store"
+            + ". To compare under one numerics, re-run the suite into a fresh MLflow store "
+              "and queue (<code>--tracking-uri</code>, <code>--storage</code>)"
             + (f" with {' and '.join(options)}" if options else "") + ".")
 
 

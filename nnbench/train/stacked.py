@@ -193,7 +193,9 @@ class StackedEngine:
         self.threads = threads  # None: the policy (default_threads; serial: threads_for)
         self.workers = workers
         self.max_lanes = max_lanes or self.most_lanes(device)
-        self.lane_limit = self.max_lanes
+        # trials claimed at once: a group's worth (a suite's kept lane count may exceed the
+        # device's default cap: claimed 64 at a time, its groups of 100 trained 36 padding)
+        self.lane_limit = fixed_lanes or self.max_lanes
         self.population = list(population) if population is not None else None
         self.fixed_lanes = fixed_lanes
         self._model_reasons: dict[str, str | None] = {}
@@ -239,8 +241,8 @@ class StackedEngine:
         key = stack_key(spec)
         # auto: a lone trial of the population trains serially (a study's batch, which
         # has no population: asked one at a time, fixed_lanes 1)
-        lone = counts.get(key, 1) == 1 if self.population is not None \
-            else self.fixed_lanes == 1
+        lone = self.fixed_lanes == 1 if self.population is None and \
+            self.fixed_lanes is not None else counts.get(key, 1) == 1
         reason = _unstackable_reason(spec)
         if reason is None and not (self.auto and lone):
             # the model as built for this activation: every layer stacks?

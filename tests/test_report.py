@@ -650,6 +650,25 @@ def test_setup_shows_the_value_the_trials_trained_with_and_which_are_tuned() -> 
                                           "trained with are under Tuning)")
     assert rows["optimizer"]["note"] == ("tuned per point: lr (the values each point trained "
                                          "with are under Tuning)")
+    # a varied, tuned axis whose fixed value is a level once tuned (suites/tune_optimizers:
+    # the fixed sgd(lr=0.01), lr tuned, is the level sgd): that level is the baseline, not
+    # "the fixed value is not trained" beside Main effects comparing every level with it
+    varied = parse_suite(textwrap.dedent("""\
+        name: tuned_varied
+        task: {dataset: digits, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.01}, epochs: 1, batch_size: 64}
+        grid: {optimizer: [sgd, adam]}
+        tune:
+          space: {optimizer.lr: {type: float, low: 1.0e-4, high: 1.0, log: true}}
+          trials: 3
+          objective: {metric: val_accuracy}
+          seeds: 2
+        """))
+    rows = {r["axis"]: r for r in _settings(varied)}
+    assert (rows["optimizer"]["value"], rows["optimizer"]["trained"]) == ("sgd", True)
+    assert rows["optimizer"]["note"] == ("the fixed sgd(lr=0.01) with what is tuned set per "
+                                         "point; tuned per point: lr (the values each point "
+                                         "trained with are under Tuning)")
 
 
 @pytest.mark.parametrize("objective", ["val_loss", "test_accuracy"])

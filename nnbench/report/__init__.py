@@ -94,14 +94,43 @@ def _settings(suite: Suite) -> list[dict[str, Any]]:
             (value,) = shared
             notes.append(f"set by the suite's grid: the fixed value {fixed} is not trained")
         elif name in varied and fixed not in shared:
-            notes.append("the fixed value is not trained: Main effects names the level "
-                         "the others are compared with")
+            twin = _tuned_twin(suite, name)
+            if twin is not None:  # sgd(lr=0.01) with lr tuned is the level sgd
+                value, fixed = twin, twin
+                notes.append(f"the fixed {value_label(name, suite.base.value(name))} with "
+                             f"what is tuned set per point")
+            else:
+                notes.append("the fixed value is not trained: Main effects names the level "
+                             "the others are compared with")
         if name in tuned:
             notes.append(f"tuned per point: {', '.join(tuned[name])} (the values each point "
                          f"trained with are under Tuning)")
         rows.append({"axis": name, "value": value, "varied": name in varied,
                      "trained": fixed in shared, "note": "; ".join(notes)})
     return rows
+
+
+def _tuned_twin(suite: Suite, axis: str) -> str | None:
+    """The level of `axis` that is the fixed value once tuning sets what it tunes (a tuned
+    suite's fixed sgd(lr=0.01) is its level sgd, lr tuned per point: Setup said the fixed
+    value was not trained while Main effects compared every level with it), or None."""
+    from nnbench.config import apply_values
+    from nnbench.registry import ComponentError
+
+    if suite.tune is None:
+        return None
+    tuned = {d.path: d.extremes()[0] for d in suite.tune.space}  # any value: set per point
+    try:
+        base = apply_values(suite.base, tuned).value(axis)
+    except (ComponentError, ValueError):
+        return None
+    for spec in suite.configurations():
+        try:
+            if apply_values(spec, tuned).value(axis) == base:
+                return value_label(axis, spec.value(axis))
+        except (ComponentError, ValueError):
+            continue
+    return None
 
 
 def _curve_keys(history_columns: list[str]) -> list[tuple[str, tuple[str, str]]]:

@@ -4,6 +4,7 @@ options, `--version`, `run --threads`, `list --plugin FILE.py`, a clean exit of 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sqlite3
 import subprocess
@@ -210,7 +211,8 @@ def _numeric_options() -> list[tuple[str, argparse.Action]]:
     parser = cli._parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(name, action) for name, sub in subparsers.choices.items()
-            for action in sub._actions if action.option_strings and action.type is not None]
+            for action in sub._actions if action.option_strings and action.type is not None
+            and action.type is not os.path.expanduser]  # (--report-dir, --folder: paths)
 
 
 def test_every_numeric_option_refuses_non_finite_negative_and_huge_values() -> None:

@@ -507,7 +507,21 @@ def check_report_files(directory: str | Path, names: list[str],
                 problems.append(f"--report-dir {str(directory)!r}: {path} is a directory, "
                                 f"where the report writes a file; move it away, or give "
                                 f"another --report-dir")
+            elif path.suffix == ".html" and path.is_file() and not _ours(path):
+                problems.append(f"--report-dir {str(directory)!r}: {path} is a page nnbench "
+                                f"did not write (a site's own index.html?), and the report "
+                                f"would replace it; give another --report-dir, or move it")
     return list(dict.fromkeys(problems))
+
+
+def _ours(page: Path) -> bool:
+    """An HTML page nnbench wrote (its title says so; an unreadable one is left to fail
+    where it is written)."""
+    try:
+        with page.open("rb") as f:
+            return b"<title>nnbench" in f.read(4096)
+    except OSError:
+        return True
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

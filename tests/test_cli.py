@@ -186,7 +186,17 @@ def test_a_report_file_that_is_a_directory_is_refused_before_anything_trains(
     assert sorted(p.name for p in reports.iterdir()) == ["tiny.html"]  # nothing written
     assert MlflowClient(tracking_uri).get_experiment_by_name("tiny") is None  # nor trained
     (reports / "tiny.html").rmdir()
+    # a site's own index.html: the report would have replaced it
+    (reports / "index.html").write_text("<html><title>My site</title></html>")
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{reports / 'index.html'} is a page nnbench did not write (a site's own " \
+           f"index.html?), and the report would replace it" in err, err
+    (reports / "index.html").unlink()
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)]) == 0
+    assert cli.main(["report", str(path), "--tracking-uri", tracking_uri,  # its own: fine
                      "--report-dir", str(reports)]) == 0
     # what the check looks at is what a report writes
     written = {p.name for p in reports.iterdir() if not p.name.startswith(".")}

@@ -438,6 +438,11 @@ def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) ->
     main = comparisons[comparisons["kind"] == "main_effect"]
     assert len(main) == 4 and set(main["b"]) == {"sgd"} and (main["n"] == 3).all()
     assert set(main["a"]) | {"sgd"} == set(trials["optimizer"])  # level names as in trials.csv
+    # tuned values read short (the headline said rmsprop(lr=0.011854715845433215))
+    for label in [*trials["config"], _text(html[html.index("best: "):]).split(" — ")[0]]:
+        for number in re.findall(r"=(\d+\.\d+(?:e-?\d+)?)", label):
+            digits = number.split("e")[0].replace(".", "").lstrip("0")
+            assert len(digits) <= 4, (label, number)
     best = comparisons[comparisons["kind"] == "best_vs"]
     assert len(best) >= 1 and (best["n"] == 3).all()
     assert set(best["a"]) | set(best["b"]) <= set(trials["config"])

@@ -11,6 +11,7 @@ MLflow is the source of truth: reports are rebuilt from here.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             f"{shlex.quote(tracker.tracking_uri)} mlflow experiments restore --experiment-id "
             f"{experiment.experiment_id}); running the suite again restores it too")
     points: dict[str, TrialSpec] = {}  # tuned config_id -> the scientific point it tunes
+    rounded: dict[str, dict[str, str]] = {}  # tuned config_id -> its values as labels read
     if suite.tune is not None:  # a tuned suite compares the re-runs of its tuned points
         from nnbench.config import apply_values
         from nnbench.tuning import tuned_points, tuned_trials
@@ -67,7 +69,14 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         specs = {t.trial_id: t for t in tuned_trials(suite, tuned)}
         expected = len(suite.configurations()) * len(suite.tune.seeds)
         for point, best in tuned.values():
-            points[apply_values(point, best).config_id] = point
+            config_id = apply_values(point, best).config_id
+            points[config_id] = point
+            # a tuned float to 4 significant digits (`rmsprop(lr=0.01185)`, not
+            # `lr=0.011854715845433215`): one re-run configuration per point, so the
+            # labels stay distinct
+            rounded[config_id] = {f"{path.rpartition('.')[2]}={value}":
+                                  f"{path.rpartition('.')[2]}={value:.4g}"
+                                  for path, value in best.items() if isinstance(value, float)}
     else:
         specs = {t.trial_id: t for t in suite.trials()}
         expected = len(specs)
@@ -86,7 +95,8 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         # a tuned re-run's levels are its point's (the scientific value, not the tuned one)
         point = points.get(spec.config_id, spec)
         row = {
-            "trial_id": trial_id, "config_id": spec.config_id, "config": spec.label(axes),
+            "trial_id": trial_id, "config_id": spec.config_id,
+            "config": _rounded(spec.label(axes), rounded.get(spec.config_id, {})),
             "point": point.label(axes),
             # the pairing key: the seed, or the varied sources' seeds (`init=1, data_order=0`)
             "seed": suite.design.label(spec) if suite.seed_design else spec.seed,
@@ -127,6 +137,14 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
                    experiment_id=tracker.experiment_id(create=False), trials=trials,
                    history=history, invocations=invocations,
                    missing=expected - len(by_trial), tuning=_tuning(tracker))
+
+
+def _rounded(label: str, values: dict[str, str]) -> str:
+    """`label` with each `param=value` of `values` written short (whole `param=value`
+    items only: `base_lr=0.1` is not `lr=0.1`)."""
+    for full, short in values.items():
+        label = re.sub(rf"(?<![\w.]){re.escape(full)}(?=[,)\s]|$)", short, label)
+    return label
 
 
 def _numerics(tags: dict[str, str]) -> str:

@@ -36,6 +36,7 @@ error}`, counting the examples they share between splits).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import pickle
@@ -45,10 +46,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -1349,12 +1350,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     and SIGUSR2 (what Slurm sends a submitit job before its time limit) stop it as Ctrl-C
     does: the trials in flight are recorded as killed and their claims released at once,
     for other workers to take (exit 130). Nothing it sets outlives the call."""
+    from nnbench.transient import interrupt, interrupted
+
     previous: dict[int, object] = {}
+    interrupted(clear=True)
     if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGUSR2"):  # one ignored or set outside Python: left alone
-            signum = getattr(signal, name, None)
-            if signum is not None and signal.getsignal(signum) not in (None, signal.SIG_IGN):
-                previous[signum] = signal.signal(signum, signal.default_int_handler)
+        for name in ("SIGINT", "SIGTERM", "SIGUSR2"):  # one ignored or set outside Python
+            signum = getattr(signal, name, None)  # is left alone, as is a SIGINT handler
+            if signum is None:  # of the caller's
+                continue
+            now = signal.getsignal(signum)
+            if now not in (None, signal.SIG_IGN) and (
+                    name != "SIGINT" or now is signal.default_int_handler):
+                previous[signum] = signal.signal(signum, interrupt)
     timeout = "PGCONNECT_TIMEOUT" not in os.environ
     # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
     # long rather than the system's 2 minutes of TCP retries to a server gone silent, so
@@ -1362,7 +1370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if timeout:
         os.environ["PGCONNECT_TIMEOUT"] = str(cli_checks.CONNECT_TIMEOUT)
     try:
-        return _main(argv)
+        with _unbroken_output():
+            code = _main(argv)
+            if interrupted() and code in (EXIT_OK, EXIT_TRIAL_FAILED):
+                # the interrupt came inside a garbage-collection callback, which Python
+                # ignores: the command went on to its end
+                err.print("interrupted (the command could not stop at once, and ended its "
+                          "step first)")
+                return EXIT_INTERRUPTED
+            return code
     except KeyboardInterrupt:  # from the command, or before it began (plugins, parsing)
         err.print("interrupted")
         return EXIT_INTERRUPTED
@@ -1371,6 +1387,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signum, handler)  # type: ignore[arg-type]
         if timeout:
             os.environ.pop("PGCONNECT_TIMEOUT", None)
+
+
+@contextlib.contextmanager
+def _unbroken_output() -> Iterator[None]:
+    """stdout and stderr that never raise for a reader gone: Ctrl-C on `nnbench run | tee
+    log` ends tee first, and the first line written to the closed pipe (BrokenPipeError)
+    aborted recording the other trials in flight (left RUNNING) and exited 1; a worker
+    whose coordinator was SIGKILLed died at its next line likewise. Once the reader is
+    gone, the stream writes to /dev/null (Python's own advice), and the command goes on."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Unbroken(sys.stdout), _Unbroken(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class _Unbroken:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _guarded(self, call: Callable[[], Any], fallback: Any) -> Any:
+        try:
+            return call()
+        except BrokenPipeError:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._stream.fileno())  # (the final flush too)
+                os.close(devnull)
+            return fallback
+
+    def write(self, text: str) -> int:
+        return cast(int, self._guarded(lambda: self._stream.write(text), len(text)))
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush, None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _main(argv: Sequence[str] | None) -> int:

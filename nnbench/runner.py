@@ -69,7 +69,7 @@ from nnbench.train import (
     metric_names,
     resolve_device,
 )
-from nnbench.transient import INTERRUPTS, bookkeeping, worker_label
+from nnbench.transient import INTERRUPTS, bookkeeping, interrupted, worker_label
 
 __all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "check_artifacts", "open_queue",
            "open_tracker", "run_suite"]
@@ -190,6 +190,8 @@ class _Recorder:
         line = self.pace.epoch(spec, metrics, len(self.run_ids))
         if line:
             self.console.print(line, highlight=False)
+        if interrupted():  # an interrupt Python ignored (raised in a garbage collection)
+            raise KeyboardInterrupt
         return CONTINUE
 
     def record(self, result: TrialResult) -> None:

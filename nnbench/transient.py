@@ -31,8 +31,9 @@ from typing import Any, TypeVar
 
 from nnbench.messages import first_line
 
-__all__ = ["INTERRUPTS", "RETRY_SECONDS", "QuietTransient", "bookkeeping", "is_transient",
-           "reason", "retrying", "retrying_once", "worker_label"]
+__all__ = ["INTERRUPTS", "RETRY_SECONDS", "QuietTransient", "bookkeeping", "interrupt",
+           "interrupted", "is_transient", "reason", "retrying", "retrying_once",
+           "worker_label"]
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0  # how long transient storage errors (locks, races, outages) are retried
@@ -175,6 +176,26 @@ class QuietTransient(logging.Filter):
 # Slurm sends a submitit job (and every process of it) shortly before its time limit
 INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2")
                    if hasattr(signal, name))
+
+
+_SIGNALLED: list[int] = []  # interrupts `interrupt` raised (the CLI clears it per command)
+
+
+def interrupt(signum: int, _frame: FrameType | None) -> None:
+    """The CLI's handler of Ctrl-C, SIGTERM and SIGUSR2: raise KeyboardInterrupt, and
+    remember the signal. Python ignores one raised inside a garbage-collection callback
+    ("Exception ignored in: <function WeakKeyDictionary...>"): the command went on, and
+    exited 0, as if never interrupted; `interrupted()` still says so."""
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupted(clear: bool = False) -> bool:
+    """Did `interrupt` raise since the last clear (`clear`: and forget it)?"""
+    said = bool(_SIGNALLED)
+    if clear:
+        _SIGNALLED.clear()
+    return said
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -619,6 +620,82 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     assert killed.data.tags["nnbench.reason"].startswith(
         f"its process ({socket.gethostname()}:{proc.pid}) ended without closing the run")
     assert [r.info.status for r in invocations.values()] == ["FINISHED"]
+
+
+def test_ctrl_c_with_the_output_piped_to_a_reader_that_is_gone_records_every_lane(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+    """`nnbench run ... | tee log` and Ctrl-C: the terminal ends tee as well, and the
+    first line written to the closed pipe (BrokenPipeError) aborted recording the other
+    lanes: 1 of 4 recorded killed, 3 left RUNNING with their claims held, exit 1."""
+    import subprocess
+    import sys
+
+    suite = load_suite(write_suite("""\
+        name: piped
+        task: {dataset: {name: mnist1d, num_samples: 1000}, model: {name: mlp, hidden: [32]}}
+        fixed:
+          optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+          epochs: 400
+          batch_size: 32
+        grid:
+          activation: [relu, tanh]
+        seeds: 2
+        """))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnbench.cli", "run", str(suite.path), "--device", "cpu",
+         "--engine", "stacked", "--tracking-uri", tracking_uri, "--report-dir",
+         str(tmp_path / "reports")], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "100"})
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the group's four lanes in flight
+        progress = _progress(tracking_uri, suite.name)
+        if progress is not None and progress.running == progress.claimed == 4:
+            break
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the group did not start")
+    stop_process(proc)
+    proc.stdout.close()  # the reader is gone (tee ended by the same Ctrl-C)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=60) == 130
+    runs = _trial_runs(tracking_uri, suite.name)
+    assert sorted((r.info.status, r.data.tags["nnbench.status"]) for r in runs) == \
+        [("KILLED", "killed")] * 4
+    optuna_db = Path(tracking_uri.removeprefix("sqlite:///")).parent / "optuna.db"
+    states, _, _ = queue_states(f"sqlite:///{optuna_db}", suite.name)
+    assert sorted(states.values()) == ["queued"] * 4, states  # no claim held
+
+
+def test_an_interrupt_python_ignored_still_stops_the_command(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A KeyboardInterrupt raised inside a garbage-collection callback is ignored by Python
+    ("Exception ignored in: <function WeakKeyDictionary...>"): `nnbench report` went on and
+    exited 0, a run trained on. The training stops at its next epoch, the command exits
+    130 and says so."""
+    from nnbench import cli, transient
+
+    def swallowed(args: Any) -> int:  # the interrupt lands where Python ignores it
+        with contextlib.suppress(KeyboardInterrupt):
+            transient.interrupt(signal.SIGINT, None)
+        return 0
+
+    path = write_suite(epochs=3, seeds=1)
+    monkeypatch.setattr(cli, "_cmd_validate", swallowed)
+    assert cli.main(["validate", str(path)]) == 130
+    assert "interrupted (the command could not stop at once" in capsys.readouterr().err
+    transient._SIGNALLED.append(signal.SIGINT)  # as an ignored interrupt leaves it
+    try:
+        summary = run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
+                            console=QUIET)
+    finally:
+        transient.interrupted(clear=True)
+    assert summary.interrupted and summary.statuses == Counter({"killed": 2})
+    runs = _trial_runs(tracking_uri, "tiny")
+    assert {int(r.data.tags["nnbench.epochs_done"]) for r in runs} <= {0, 1}  # not 3
 
 
 def test_an_interrupt_while_trials_are_claimed_leaves_no_claim_held(

@@ -49,3 +49,21 @@ def test_a_piped_run_prints_progress_lines(write_suite: Callable[..., Path],
     lines = re.findall(r"^epoch (\d)/2 \| (\d) trials? training \| best val_accuracy so far "
                        r"0\.\d{4} \| about \d+ s left$", text, re.M)
     assert ("2", "4") in lines, text[-2000:]  # the suite's 4 trials as lanes of one group
+
+
+def test_tuning_prints_progress_lines_while_a_batch_trains(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stacked batch of 4 trials of 600 epochs printed nothing for 28 s."""
+    from nnbench.tuning import tune_suite
+    from tests.test_tuning import _suite
+
+    monkeypatch.setattr(_Pace, "every", 0.0)  # a line at every epoch of this tiny suite
+    console = Console(record=True, width=200, force_terminal=False)
+    suite = load_suite(_suite(tmp_path / "t.yaml", epochs=2, trials=3, seeds=1,
+                              optimizers="[sgd]"))
+    tune_suite(suite, tracking_uri=tracking_uri, device="cpu", console=console)
+    text = console.export_text()
+    # prefixed with the study, as the lines of its trials are
+    lines = re.findall(r"^tuned/\S+: epoch (\d)/2 \| 3 trials training \| best "
+                       r"val_accuracy so far 0\.\d{4} \| about \d+ s left$", text, re.M)
+    assert "2" in lines, text[-2000:]

@@ -21,9 +21,11 @@ it), the report is not re-rendered either (`results_unchanged`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ __all__ = ["fresh_report", "record", "recorded_runs_url",
            "results_unchanged", "source_digest"]
 
 MANIFEST = ".nnbench-inputs.json"
+STALE_TEMPORARY_S = 3600  # a report's temporary file this old: its writer was killed
 
 
 def _sha(path: Path) -> str | None:
@@ -170,3 +173,10 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    # a writer killed outright (SIGKILL, out of memory) left its temporary file: gone once
+    # an hour old (a writer on another host sharing the directory may still be writing a
+    # younger one)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_TEMPORARY_S:
+                stale.unlink()

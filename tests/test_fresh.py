@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,14 @@ def test_writers_of_one_report_file_at_once_each_replace_it_whole(tmp_path: Path
     plain = tmp_path / "plain.html"  # the mode a plain write gives (the umask applies)
     plain.write_text("<html></html>", encoding="utf-8")
     assert path.stat().st_mode == plain.stat().st_mode
+    # a writer SIGKILLed mid-write left its temporary file for good; one an hour old goes
+    # at the next write, a younger one (a writer elsewhere, still writing) stays
+    old, young = (path.with_name(f".suite.html.{pid}.{pid:032x}.tmp") for pid in (7, 8))
+    for left in (old, young):
+        left.write_text("<html>half")
+    os.utime(old, (time.time() - 3700, time.time() - 3700))
+    write_atomic(path, texts[0])
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(["suite.html", young.name])
 
 
 def test_processes_recording_into_one_report_directory_lose_no_entry(tmp_path: Path) -> None:

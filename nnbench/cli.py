@@ -581,8 +581,14 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
     failed = bool(summary.statuses.get("failed")) or (
         any(c not in (0, 130) for c in summary.worker_codes) and not summary.complete)
     url = _mlflow_runs_url(summary.tracking_uri, summary.experiment_id)
-    path = _report_if_changed(suite, args, complete=not failed and summary.complete,
-                              runs_url=url)
+    try:
+        path = _report_if_changed(suite, args, complete=not failed and summary.complete,
+                                  runs_url=url)
+    except KeyboardInterrupt:  # it only said "interrupted"
+        err.print(f"suite {suite.name}: interrupted while its report was written; every "
+                  f"trained result is recorded, but the report is not up to date: `nnbench "
+                  f"report {shlex.quote(str(suite.path))}` (or a re-run) writes it")
+        return EXIT_INTERRUPTED
     out.print(f"report: {path.resolve()}")
     _print_mlflow(suite.name, summary.tracking_uri, url)
     return EXIT_TRIAL_FAILED if failed else EXIT_OK

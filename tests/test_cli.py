@@ -139,6 +139,29 @@ def test_a_working_directory_with_a_space_keeps_the_store_in_it(
     assert f"view with: {mlflow_ui(store)}" in out, out
 
 
+def test_an_interrupt_while_the_report_is_written_says_what_is_saved(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C after every trial was recorded, while the report was written: the console said
+    only "interrupted", and the report was missing or stale."""
+    path = write_suite(epochs=1, seeds=1)
+
+    def interrupted(*_args: object, **_kwargs: object) -> Path:
+        raise KeyboardInterrupt
+
+    written = cli._report_if_changed
+    monkeypatch.setattr(cli, "_report_if_changed", interrupted)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"suite tiny: interrupted while its report was written; every trained result is "
+            f"recorded, but the report is not up to date: `nnbench report {path}` (or a "
+            f"re-run) writes it") in err, err
+    monkeypatch.setattr(cli, "_report_if_changed", written)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
+    assert "2 already finished, 0 to train" in capsys.readouterr().err
+    assert (tmp_path / "reports" / "tiny.html").exists()
+
+
 def test_report_command_rebuilds_from_mlflow(write_suite: Callable[..., Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     path = write_suite(epochs=2, seeds=1)

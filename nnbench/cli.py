@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import os
 import pickle
@@ -1352,18 +1353,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; SIGTERM (what a cluster sends on preemption, and `kill` by default)
-    and SIGUSR2 (what Slurm sends a submitit job before its time limit) stop it as Ctrl-C
-    does: the trials in flight are recorded as killed and their claims released at once,
-    for other workers to take (exit 130). Nothing it sets outlives the call."""
+    """Run one command; SIGTERM (what a cluster sends on preemption, and `kill` by default),
+    SIGUSR2 (what Slurm sends a submitit job before its time limit) and SIGHUP (a terminal
+    closed) stop it as Ctrl-C does: the trials in flight are recorded as killed and their
+    claims released at once, for other workers to take (exit 130). Nothing it sets
+    outlives the call."""
     from nnbench.transient import interrupt, interrupted
 
     previous: dict[int, object] = {}
     interrupted(clear=True)
     if threading.current_thread() is threading.main_thread():
-        for name in ("SIGINT", "SIGTERM", "SIGUSR2"):  # one ignored or set outside Python
-            signum = getattr(signal, name, None)  # is left alone, as is a SIGINT handler
-            if signum is None:  # of the caller's
+        for name in ("SIGINT", "SIGTERM", "SIGUSR2", "SIGHUP"):  # one ignored or set outside
+            signum = getattr(signal, name, None)  # Python (nohup's SIGHUP) is left alone,
+            if signum is None:  # as is a SIGINT handler of the caller's
                 continue
             now = signal.getsignal(signum)
             if now not in (None, signal.SIG_IGN) and (
@@ -1417,7 +1419,9 @@ class _Unbroken:
     def _guarded(self, call: Callable[[], Any], fallback: Any) -> Any:
         try:
             return call()
-        except BrokenPipeError:
+        except OSError as err:  # a closed pipe (EPIPE), a terminal hung up (EIO)
+            if err.errno not in (errno.EPIPE, errno.EIO):
+                raise
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self._stream.fileno())  # (the final flush too)

@@ -172,9 +172,12 @@ class QuietTransient(logging.Filter):
         return not (self.messages and _says_transient(record.getMessage()))
 
 
-# what stops a command as Ctrl-C does (the CLI makes SIGTERM and SIGUSR2 one): SIGUSR2 is what
-# Slurm sends a submitit job (and every process of it) shortly before its time limit
-INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2")
+# what stops a command as Ctrl-C does (the CLI makes SIGTERM, SIGUSR2 and SIGHUP one): SIGUSR2
+# is what Slurm sends a submitit job (and every process of it) shortly before its time
+# limit; SIGHUP what a terminal sends when it closes (an ssh session dropped: the command
+# died outright, its runs left RUNNING and its claims held); under nohup it is ignored, and
+# left so
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2", "SIGHUP")
                    if hasattr(signal, name))
 
 

@@ -622,11 +622,15 @@ def test_sigkill_mid_suite_then_rerun_ends_with_every_trial_once(
     assert [r.info.status for r in invocations.values()] == ["FINISHED"]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
 def test_ctrl_c_with_the_output_piped_to_a_reader_that_is_gone_records_every_lane(
-        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        signum: signal.Signals) -> None:
     """`nnbench run ... | tee log` and Ctrl-C: the terminal ends tee as well, and the
     first line written to the closed pipe (BrokenPipeError) aborted recording the other
-    lanes: 1 of 4 recorded killed, 3 left RUNNING with their claims held, exit 1."""
+    lanes: 1 of 4 recorded killed, 3 left RUNNING with their claims held, exit 1. The
+    terminal closed (SIGHUP, an ssh session dropped): the process died outright, its runs
+    RUNNING and claims held."""
     import subprocess
     import sys
 
@@ -658,7 +662,7 @@ def test_ctrl_c_with_the_output_piped_to_a_reader_that_is_gone_records_every_lan
         raise AssertionError("the group did not start")
     stop_process(proc)
     proc.stdout.close()  # the reader is gone (tee ended by the same Ctrl-C)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     proc.send_signal(signal.SIGCONT)
     assert proc.wait(timeout=60) == 130
     runs = _trial_runs(tracking_uri, suite.name)

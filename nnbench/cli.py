@@ -636,8 +636,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             code = max(code, result)
     from nnbench.report.benchmark import render_benchmark
 
-    never = _never_trained(bench.suites, args.tracking_uri)
-    if args.report_only and never and len(never.splitlines()) == len(bench.suites):
+    never = _never_trained(bench.suites, args.tracking_uri) if args.report_only else ""
+    if never and len(never.splitlines()) == len(bench.suites):
         raise _UsageError(f"{args.benchmark}: --report-only: no task of the benchmark was "
                           f"trained into this store yet; run it first (nnbench bench "
                           f"{shlex.quote(args.benchmark)})\n{never}")

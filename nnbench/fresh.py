@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nnbench.cli_checks import default_tracking_uri, sqlite_file
+
 __all__ = ["fresh_report", "record", "recorded_runs_url",
            "results_unchanged", "source_digest"]
 
@@ -58,8 +60,6 @@ def source_digest() -> str:
 
 def store_token(tracking_uri: str) -> str | None:
     """What changes whenever a SQLite MLflow store is written; None for other stores."""
-    from nnbench.cli_checks import sqlite_file
-
     path = sqlite_file(tracking_uri)
     if path is None:
         return None
@@ -89,8 +89,6 @@ def _inputs(suite_path: Path, tracking_uri: str, dependencies: Iterable[Path]) -
 def fresh_report(suite_path: str, report_dir: str, tracking_uri: str | None) -> Path | None:
     """The suite's report when nothing it was made from changed since; else None."""
     path = Path(suite_path).resolve()
-    from nnbench.cli_checks import default_tracking_uri
-
     uri = tracking_uri or default_tracking_uri()
     entry = _manifest(Path(report_dir)).get(str(path))
     if not entry or entry.get("store") is None:

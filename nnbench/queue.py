@@ -63,6 +63,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from nnbench.cli_checks import sqlite_file, sqlite_url, sqlite_without
 from nnbench.config import TrialSpec
 from nnbench.messages import UsageError
 from nnbench.transient import QuietTransient, reason, retrying, retrying_once, worker_label
@@ -117,8 +118,6 @@ class QueueElsewhere(UsageError):
                  tracking_uri: str) -> None:
         """`owner`, `store`: the queue's and this store's experiment (`Tracker.identity`;
         `store` None: this store has no experiment of the suite)."""
-        from nnbench.cli_checks import sqlite_file
-
         path = sqlite_file(storage_url)
         fresh = (f"delete {path} as well (the queues of other suites in it are rebuilt from "
                  f"their MLflow stores; tuning studies in it are lost)") if path else (
@@ -146,8 +145,6 @@ def _experiment_words(identity: str) -> str:
 def queue_owner(storage_url: str, suite_name: str) -> str | None:
     """The MLflow experiment (`Tracker.identity`) whose trials the storage's queue of the
     suite records, read without writing anything (None: no such queue, or no storage)."""
-    from nnbench.cli_checks import sqlite_without
-
     if sqlite_without(storage_url, "studies"):
         return None
     storage = open_storage(storage_url, reading=True)
@@ -165,8 +162,6 @@ def queue_owner(storage_url: str, suite_name: str) -> str | None:
 
 def default_storage(tracking_uri: str) -> str:
     """`sqlite:///.../optuna.db` next to a SQLite MLflow store, else in the working dir."""
-    from nnbench.cli_checks import sqlite_file, sqlite_url
-
     store = sqlite_file(tracking_uri)
     return sqlite_url((store.parent if store else Path.cwd()) / "optuna.db")
 
@@ -374,6 +369,7 @@ class TrialQueue:
         self.worker = worker_label()
         self._heartbeats: Heartbeats | None = None
         self._uid = ""
+        self._lanes_kept: set[str] = set()  # device types this process recorded (keep_lanes)
 
     # -- what is in the queue ------------------------------------------------------------------
 
@@ -442,6 +438,8 @@ class TrialQueue:
         ones as 36, then 42 lanes: three numerics in its report, and 6 trials at the cost
         of 42)."""
         key = f"{_LANES}.{device_type}"
+        if device_type in self._lanes_kept:  # (one transaction per process, not per trial)
+            return
 
         def transaction() -> None:
             with self._locked() as session:
@@ -450,6 +448,7 @@ class TrialQueue:
                     self._set_study_attr(session, key, lanes)
 
         retrying(transaction, "recording the suite's lane count")
+        self._lanes_kept.add(device_type)
 
     def done(self) -> set[str]:
         """The trial_ids the queue holds as done (finished or diverged)."""

@@ -45,7 +45,7 @@ from rich.progress import (
 )
 
 from nnbench import provenance, seeding
-from nnbench.cli_checks import default_tracking_uri, sqlite_without
+from nnbench.cli_checks import sqlite_without
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.expand import METRICS
 from nnbench.messages import UsageError, first_line
@@ -59,7 +59,7 @@ from nnbench.queue import (
     open_storage,
     queue_owner,
 )
-from nnbench.tracking import Tracker, artifacts_elsewhere, artifacts_problem
+from nnbench.tracking import Tracker, artifacts_elsewhere, artifacts_problem, store_uri
 from nnbench.train import (
     CONTINUE,
     Decision,
@@ -91,7 +91,6 @@ class RunSummary:
     refused: bool = False  # every local worker refused its input (exit 2): a usage error
     done_after: int = 0  # trials the queue holds as done when the run ended
     device_type: str = "cpu"  # of the device it trains on
-    lanes_kept: bool = False  # its lane count on that device is recorded (queue.keep_lanes)
 
     @property
     def trained(self) -> int:
@@ -305,7 +304,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     # (a part given as `trials` must not make the others' summaries look stale)
     members = population if trials is None else list(
         {t.trial_id: t for t in (*suite.trials(), *population)}.values())
-    flags = seeding.configure_determinism(precision, resolve_device(device))
+    torch_device = resolve_device(device)
+    flags = seeding.configure_determinism(precision, torch_device)
     tracker, storage_url = open_tracker(suite, tracking_uri, storage)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
@@ -320,7 +320,7 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                          storage=storage_url, experiment_id=experiment_id,
                          parent_run_id=parent_run_id, total=len(population),
                          skipped=len(population) - len(todo),
-                         device_type=resolve_device(device).type)
+                         device_type=torch_device.type)
     console.print(f"suite {suite.name}: {len(population)} trials, {summary.skipped} already "
                   f"finished, {len(todo)} to train; queue {storage_url}: {counts.line()}",
                   highlight=False)
@@ -354,8 +354,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             if isinstance(engine, str):
                 # the lane count the suite's first groups on this kind of device had, kept
                 # when it gains trials (at most --lanes)
-                kept = queue.lanes(resolve_device(device).type)
-                engine = make_engine(engine, resolve_device(device),
+                kept = queue.lanes(torch_device.type)
+                engine = make_engine(engine, torch_device,
                                      keep_checkpoints=suite.checkpoint or log_models,
                                      population=list(lane_population or population),
                                      max_lanes=lanes, threads=threads,
@@ -471,14 +471,14 @@ def open_tracker(suite: Suite, tracking_uri: str | None, storage: str | None
     trials: one that records another store's (a deleted or replaced mlflow.db, two stores
     sharing one storage) is refused (`QueueElsewhere`) before this store is written (a new
     mlflow.db, the suite's experiment). `TrialQueue.sync` checks again, in its transaction."""
-    uri = tracking_uri or default_tracking_uri()
+    uri = store_uri(tracking_uri)
     url = storage or default_storage(uri)
     owner = queue_owner(url, suite.name)
     if owner is not None and sqlite_without(uri, "experiments"):
         raise QueueElsewhere(url, suite.name, owner, None, uri)
-    tracker = Tracker(suite, tracking_uri)
+    tracker = Tracker(suite, uri)
     if owner is not None and (mine := tracker.existing_identity()) != owner:
-        raise QueueElsewhere(url, suite.name, owner, mine, tracker.tracking_uri)
+        raise QueueElsewhere(url, suite.name, owner, mine, uri)
     return tracker, url
 
 
@@ -552,9 +552,8 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                     recorder.claim_lost(result.spec,
                                         queue.ended(queue.entry_tag(claim), claim.trial_id))
                     summary.lost += 1
-            if result.numerics.lanes > 1 and not summary.lanes_kept:
+            if result.numerics.lanes > 1:
                 queue.keep_lanes(summary.device_type, result.numerics.lanes)
-                summary.lanes_kept = True
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

@@ -86,6 +86,7 @@ from nnbench.transient import (
 __all__ = ["CHECKPOINT", "DONE_STATUSES", "EXPERIMENT_KIND", "MODEL", "SUMMARY", "UI_ADDRESS",
            "RunNotFound", "SummaryRefresh", "Tracker", "artifacts_elsewhere",
            "artifacts_problem", "dataset_input", "epoch_values", "is_done", "runs_url",
+           "store_uri",
            "system_metrics_problem", "trial_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -307,23 +308,26 @@ class _Retrying:
         return call
 
 
-def _default_store() -> str:
-    """The store without --tracking-uri: one set with `mlflow.set_tracking_uri` (a Python
-    caller's), else nnbench's resolution of MLflow's default (MLflow's own %-encodes the
-    path, and made the directory `a%20b/` beside a working directory `a b`)."""
+def store_uri(tracking_uri: str | None) -> str:
+    """The MLflow store a command uses: `tracking_uri`, else one set with
+    `mlflow.set_tracking_uri` (a Python caller's), else nnbench's resolution of MLflow's
+    default (MLflow's own %-encodes the path, and made the directory `a%20b/` beside a
+    working directory `a b`)."""
+    if tracking_uri:
+        return tracking_uri
     from mlflow.tracking._tracking_service.utils import _tracking_uri
 
     return str(_tracking_uri) if _tracking_uri else default_tracking_uri()
 
 
 @contextmanager
-def _store_lock(tracking_uri: str | None) -> Iterator[None]:
+def _store_lock(tracking_uri: str) -> Iterator[None]:
     """While the block runs, this process alone makes or opens the SQLite MLflow store at
     `tracking_uri` (an advisory lock on the file itself, which SQLite's own locks ignore);
     other stores: nothing."""
     import fcntl
 
-    path = sqlite_file(tracking_uri or default_tracking_uri())
+    path = sqlite_file(tracking_uri)
     if path is None:
         yield
         return
@@ -348,7 +352,7 @@ class Tracker:
         # Ctrl-C in its migrations left `_alembic_tmp_experiments` and a store no client
         # could open again), and on a SQLite file one process at a time (two at once failed
         # in alembic: "duplicate column name"); a server database's races are retried
-        tracking_uri = tracking_uri or _default_store()
+        tracking_uri = store_uri(tracking_uri)
         with bookkeeping(), _store_lock(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
@@ -407,13 +411,14 @@ class Tracker:
         records which store it belongs to); the experiment is created if there is none."""
         experiment_id = self.experiment_id()
         assert experiment_id is not None
-        return f"{experiment_id}@{self.client.get_experiment(experiment_id).creation_time}"
+        return self._identity_of(experiment_id)
 
     def existing_identity(self) -> str | None:
         """`identity`, or None where the store has no experiment of the suite yet."""
         experiment_id = self.experiment_id(create=False)
-        if experiment_id is None:
-            return None
+        return None if experiment_id is None else self._identity_of(experiment_id)
+
+    def _identity_of(self, experiment_id: str) -> str:
         return f"{experiment_id}@{self.client.get_experiment(experiment_id).creation_time}"
 
     def runs(self, role: str, view: int = ViewType.ACTIVE_ONLY) -> Iterator[Run]:
@@ -969,7 +974,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     the run or its checkpoint is not in the store."""
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri or _default_store())
+    client = MlflowClient(store_uri(tracking_uri))
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

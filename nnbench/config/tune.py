@@ -10,7 +10,7 @@ losses, RMSE and MAE minimised) unless `against_metric: true` says otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -23,7 +23,7 @@ from nnbench.config.spec import AXES, TrialSpec
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError
 
-__all__ = ["Dimension", "Tune", "check_tune", "tuned_variants"]
+__all__ = ["Dimension", "Tune", "as_tuned", "check_tune", "tuned_variants"]
 
 NUISANCE_SCALARS = ("epochs", "batch_size", "dropout", "l1", "l2")
 
@@ -140,23 +140,33 @@ def _check_distinct_points(dims: list[Dimension], suite: Suite,
     tuning noise compared as if they were two levels."""
     if not dims:
         return
-    tuned = {d.path: d.extremes()[0] for d in dims}  # any value: tuning sets it anyway
     axes = suite.varied_axes
     seen: dict[str, TrialSpec] = {}
     for spec in suite.configurations():
-        try:
-            key = apply_values(spec, tuned).config_id
-        except (ComponentError, ValueError):
+        tuned = as_tuned(spec, dims)
+        if tuned is None:
             continue  # a dimension the point does not have: reported by _dimension
+        key = tuned.config_id
         if key in seen:
             problems.append(("tune.space", (
                 f"the points {seen[key].label(axes)} and {spec.label(axes)} are the same once "
-                f"tuning sets {', '.join(tuned)}: each would be tuned as the same search and "
-                f"the two compared as different levels; give them the same value there (the "
-                f"fixed value and the grid's alike, e.g. without the tuned parameter), or "
-                f"remove the grid's or the ablation's level that repeats the fixed one")))
+                f"tuning sets {', '.join(d.path for d in dims)}: each would be tuned as the "
+                f"same search and the two compared as different levels; give them the same "
+                f"value there (the fixed value and the grid's alike, e.g. without the tuned "
+                f"parameter), or remove the grid's or the ablation's level that repeats the "
+                f"fixed one")))
             return
         seen[key] = spec
+
+
+def as_tuned(spec: TrialSpec, dims: Sequence[Dimension]) -> TrialSpec | None:
+    """`spec` as tuning makes it, every dimension of `dims` set to one value (any: tuning
+    sets it per point), so that two points can be compared as tuned; None where a
+    dimension does not apply to it (a parameter its component lacks)."""
+    try:
+        return apply_values(spec, {d.path: d.extremes()[0] for d in dims})
+    except (ComponentError, ValueError):
+        return None
 
 
 def _check_budget(trials: int, dims: list[Dimension], sampler: str,

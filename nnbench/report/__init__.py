@@ -114,22 +114,17 @@ def _tuned_twin(suite: Suite, axis: str) -> str | None:
     """The level of `axis` that is the fixed value once tuning sets what it tunes (a tuned
     suite's fixed sgd(lr=0.01) is its level sgd, lr tuned per point: Setup said the fixed
     value was not trained while Main effects compared every level with it), or None."""
-    from nnbench.config import apply_values
-    from nnbench.registry import ComponentError
+    from nnbench.config.tune import as_tuned
 
     if suite.tune is None:
         return None
-    tuned = {d.path: d.extremes()[0] for d in suite.tune.space}  # any value: set per point
-    try:
-        base = apply_values(suite.base, tuned).value(axis)
-    except (ComponentError, ValueError):
+    base = as_tuned(suite.base, suite.tune.space)
+    if base is None:
         return None
     for spec in suite.configurations():
-        try:
-            if apply_values(spec, tuned).value(axis) == base:
-                return value_label(axis, spec.value(axis))
-        except (ComponentError, ValueError):
-            continue
+        tuned = as_tuned(spec, suite.tune.space)
+        if tuned is not None and tuned.value(axis) == base.value(axis):
+            return value_label(axis, spec.value(axis))
     return None
 
 

@@ -40,7 +40,9 @@ def read_arrays(path: Path, keys: tuple[str, ...]) -> tuple[np.ndarray, ...] | N
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Save `arrays` to `path` atomically; an unwritable cache is skipped."""
+    """Save `arrays` to `path` atomically; an unwritable cache is skipped. Whatever stops
+    the write (a full disk, Ctrl-C) leaves no temporary file behind; only an OSError is
+    swallowed."""
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,9 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
             temporary = out.name
             np.savez(out, **arrays)  # type: ignore[arg-type]
         os.replace(temporary, path)
-    except OSError:
+    except BaseException as err:
         if temporary is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+        if not isinstance(err, OSError):
+            raise

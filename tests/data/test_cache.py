@@ -99,3 +99,20 @@ def test_another_package_version_never_reads_the_old_file(
     embedded._mnist1d_arrays(SAMPLES)
     assert made_again == [SAMPLES]
     assert len(_npz_files(cache)) == 2
+
+
+def test_an_interrupted_cache_write_leaves_no_temporary_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ctrl-C in the middle of writing a cache file: the interrupt goes on up, and neither
+    the file nor its half-written temporary is left in the cache's folder."""
+    from nnbench.data import cache
+
+    def interrupted(out: object, **arrays: np.ndarray) -> None:
+        out.write(b"PK half an archive")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    path = tmp_path / "mnist1d" / "x.npz"
+    with pytest.raises(KeyboardInterrupt):
+        cache.write_arrays(path, {"x": np.zeros(3)})
+    assert list(path.parent.iterdir()) == []

@@ -1279,8 +1279,9 @@ def _parser() -> argparse.ArgumentParser:
                            default=None, metavar="N",
                            help="torch intra-op threads of each worker (default: the engine's "
                                 "thread policy: serial 1 for a training step under 1 GFLOP, "
-                                "else the worker's share of the cores; stacked the worker's "
-                                "share; capped by $OMP_NUM_THREADS)")
+                                "else the count up to the worker's share of the cores its "
+                                "step is timed fastest with, kept by the suite's queue; "
+                                "stacked the worker's share; capped by $OMP_NUM_THREADS)")
         if name == "worker":
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
                            help="a coordinator's invocation run: this worker's trials are "

@@ -97,7 +97,9 @@ _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbe
                                        "nnbench.outcome")
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
-_LANES = "nnbench.lanes"  # study attr `nnbench.lanes.<device type>`: the suite's lane count
+# study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
+# ("lanes") and its large serial trials' threads ("threads") on that kind of device
+KEPT = ("lanes", "threads")
 
 
 @dataclass(frozen=True)
@@ -369,7 +371,7 @@ class TrialQueue:
         self.worker = worker_label()
         self._heartbeats: Heartbeats | None = None
         self._uid = ""
-        self._lanes_kept: set[str] = set()  # device types this process recorded (keep_lanes)
+        self._kept: set[str] = set()  # the study attrs this process recorded (keep)
 
     # -- what is in the queue ------------------------------------------------------------------
 
@@ -423,32 +425,35 @@ class TrialQueue:
 
         return retrying(read, "reading the heartbeats") if running else {}
 
-    def lanes(self, device_type: str) -> int | None:
-        """The lane count the suite's groups of lanes trained with on this kind of device
-        (`keep_lanes`), or None before the first."""
+    def kept(self, what: str, device_type: str) -> int | None:
+        """The suite's kept `what` (KEPT: "lanes", "threads") on this kind of device
+        (`keep`), or None before the first."""
         attrs = retrying(lambda: self.storage.get_study_user_attrs(self.study_id),
                          "reading the queue")
-        lanes = attrs.get(f"{_LANES}.{device_type}")
-        return int(lanes) if lanes else None
+        value = attrs.get(f"nnbench.{what}.{device_type}")
+        return int(value) if value else None
 
-    def keep_lanes(self, device_type: str, lanes: int) -> None:
-        """Record, once, the lane count of the suite's first group of lanes on this kind of
-        device: trials the suite gains later (more seeds, a new level) train with it, and
-        its results stay of one numerics (adding seeds to the default suite trained the new
-        ones as 36, then 42 lanes: three numerics in its report, and 6 trials at the cost
-        of 42)."""
-        key = f"{_LANES}.{device_type}"
-        if device_type in self._lanes_kept:  # (one transaction per process, not per trial)
+    def keep(self, what: str, device_type: str, value: int) -> None:
+        """Record, once, a choice of the suite's first trials on this kind of device that
+        changes their numerics, so that the trials the suite gains later (more seeds, a
+        new level) train with it and its results stay of one numerics: "lanes", the lane
+        count of its first group of lanes (adding seeds to the default suite trained the
+        new ones as 36, then 42 lanes: three numerics in its report, and 6 trials at the
+        cost of 42); "threads", the threads its large serial trials were timed fastest
+        with (`engine.fastest_threads`)."""
+        assert what in KEPT, what
+        key = f"nnbench.{what}.{device_type}"
+        if key in self._kept:  # (one transaction per process, not per trial)
             return
 
         def transaction() -> None:
             with self._locked() as session:
                 if not session.query(models.StudyUserAttributeModel).filter_by(
                         study_id=self.study_id, key=key).count():
-                    self._set_study_attr(session, key, lanes)
+                    self._set_study_attr(session, key, value)
 
-        retrying(transaction, "recording the suite's lane count")
-        self._lanes_kept.add(device_type)
+        retrying(transaction, f"recording the suite's {what}")
+        self._kept.add(key)
 
     def done(self) -> set[str]:
         """The trial_ids the queue holds as done (finished or diverged)."""

@@ -352,14 +352,16 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                            log_models=log_models)
         else:
             if isinstance(engine, str):
-                # the lane count the suite's first groups on this kind of device had, kept
-                # when it gains trials (at most --lanes)
-                kept = queue.lanes(torch_device.type)
+                # the lane count the suite's first groups on this kind of device had (at
+                # most --lanes) and the threads its first large serial trial was timed
+                # fastest with, kept when it gains trials
+                kept = queue.kept("lanes", torch_device.type)
                 engine = make_engine(engine, torch_device,
                                      keep_checkpoints=suite.checkpoint or log_models,
                                      population=list(lane_population or population),
                                      max_lanes=lanes, threads=threads,
-                                     fixed_lanes=min(kept, lanes or kept) if kept else None)
+                                     fixed_lanes=min(kept, lanes or kept) if kept else None,
+                                     kept_threads=queue.kept("threads", torch_device.type))
             # one monitor per training process, on the invocation run it works for
             node = worker_label() if parent_run_id is not None else None
             with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
@@ -553,7 +555,9 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                                         queue.ended(queue.entry_tag(claim), claim.trial_id))
                     summary.lost += 1
             if result.numerics.lanes > 1:
-                queue.keep_lanes(summary.device_type, result.numerics.lanes)
+                queue.keep("lanes", summary.device_type, result.numerics.lanes)
+            if (threads := getattr(engine, "chosen_threads", None)) is not None:
+                queue.keep("threads", summary.device_type, threads)
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

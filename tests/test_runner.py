@@ -145,6 +145,45 @@ def test_a_suite_that_gains_trials_trains_them_with_its_first_lane_count(
     assert lanes == {"4": 9, "2": 3}, lanes
 
 
+def test_a_suite_keeps_the_threads_its_first_large_trial_was_timed_fastest_with(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A serial trial with a large step trains on the threads its step was timed fastest
+    with (`fastest_threads`, which the load decides: 2 quiet, 1 busy on 2 cores). The
+    threads change its numbers, so the suite's queue keeps the count: the trials it gains
+    later train with it, untimed, whatever the load is then; --threads still wins."""
+    from nnbench.train import engine
+
+    monkeypatch.setattr(engine, "SPLIT_FLOPS", 0.0)  # the tiny suite's steps count as large
+    monkeypatch.setattr(engine, "shared_cores", lambda device, workers=1: 2)
+    timed: list[int] = []
+    fastest = [2]  # what the timing finds now
+
+    def timing(step: Callable[[], object], most: int) -> int:
+        timed.append(most)
+        return fastest[0]
+
+    monkeypatch.setattr(engine, "fastest_threads", timing)
+    path = write_suite(epochs=1, seeds=1)  # 2 trials
+
+    def threads() -> Counter[str]:
+        return Counter(r.data.tags["nnbench.threads"] for r in _trial_runs(tracking_uri, "tiny"))
+
+    run_suite(load_suite(path), device="cpu", engine="serial", tracking_uri=tracking_uri,
+              console=QUIET)
+    assert (timed, threads()) == ([2], {"2": 2})  # timed once for the suite
+    fastest[0] = 1  # the machine is busy now
+    path.write_text(path.read_text().replace("seeds: 1", "seeds: 2"))  # 2 more
+    grown = run_suite(load_suite(path), device="cpu", engine="serial",
+                      tracking_uri=tracking_uri, console=QUIET)
+    assert grown.trained == 2
+    assert (timed, threads()) == ([2], {"2": 4})  # one numerics, not timed again
+    path.write_text(path.read_text().replace("seeds: 2", "seeds: 3"))
+    run_suite(load_suite(path), device="cpu", engine="serial", tracking_uri=tracking_uri,
+              console=QUIET, threads=1)
+    assert (timed, threads()) == ([2], {"2": 4, "1": 2})
+
+
 def test_two_runs_give_identical_metrics_and_fingerprints(
         write_suite: Callable[..., Path], tmp_path: Path,
         mlflow_store: Callable[[Path], str]) -> None:

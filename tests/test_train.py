@@ -217,28 +217,93 @@ def test_thread_policy_gives_stacked_workers_their_cores_at_most_omp_num_threads
         assert engine.default_threads("stacked", CPU) == 8
 
 
-def test_the_serial_engine_gives_a_large_step_the_worker_s_cores_and_a_small_one_one(
+def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_now(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ResNet-20 step on CIFAR-shaped images (31 GFLOP at batch 128) runs on the
-    worker's share of the cores, the default suite's MLP step (17 MFLOP) on one thread;
-    threads asked for win; the choice is the spec's alone and recorded in the numerics."""
+    """A ResNet-20 step on CIFAR-shaped images (31 GFLOP at batch 128) runs on the count,
+    of 1 to the worker's share of the cores, its step is timed fastest with now (on a
+    quiet 2-core machine 2 threads, with one busy process alongside 1),
+    timed once per engine; the default suite's MLP step (17 MFLOP) on one thread, untimed;
+    threads asked for, or kept by the suite's queue, win; what a trial used is recorded in
+    its numerics."""
     from nnbench.config import parse_suite
     from nnbench.train import SerialEngine, build, engine
 
     monkeypatch.setattr(engine, "cpu_cores", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    timed: list[int] = []
+
+    def fastest(step: Callable[[], object], most: int) -> int:
+        timed.append(most)
+        return min(most, 4)
+
+    monkeypatch.setattr(engine, "fastest_threads", fastest)
     small = load_suite(REPO / "suites/default.yaml").trials()[0]
     large = parse_suite("name: r\ntask: {dataset: cifar10, model: resnet}\nfixed: "
                         "{optimizer: sgd, epochs: 1, batch_size: 128}\n").trials()[0]
     assert build.step_flops(small) == pytest.approx(
         3 * 2 * (40 * 256 + 256 * 128 + 128 * 10) * 64)
     assert build.step_flops(large) > 30e9 > engine.SPLIT_FLOPS > build.step_flops(small)
-    assert [SerialEngine(CPU).threads_for(s) for s in (small, large)] == [1, 8]
-    assert SerialEngine(CPU, workers=4).threads_for(large) == 2
+    serial = SerialEngine(CPU)
+    assert [serial.threads_for(s) for s in (small, large, large)] == [1, 4, 4]
+    assert (timed, serial.chosen_threads) == ([8], 4)  # timed once, up to its 8 cores
+    assert SerialEngine(CPU, workers=4).threads_for(large) == 2 and timed[-1] == 2
+    timed.clear()
+    assert SerialEngine(CPU, kept_threads=8).threads_for(large) == 8  # the queue's
+    assert SerialEngine(CPU, kept_threads=8, workers=2).threads_for(large) == 4  # its share
+    assert SerialEngine(CPU, workers=8).threads_for(large) == 1  # a share of 1: nothing to time
     assert SerialEngine(CPU, threads=3).threads_for(small) == 3
+    assert SerialEngine(CPU, threads=3).threads_for(large) == 3
     assert SerialEngine(torch.device("cuda")).threads_for(large) == 1
+    assert timed == []
     trained = list(SerialEngine(CPU).run([replace(small, epochs=1)], Quiet()))
     assert trained[0].numerics.threads == 1
+
+
+def test_fastest_threads_takes_more_threads_only_where_the_step_is_clearly_faster() -> None:
+    """Each count of 1, 2, 4, ... up to the most is timed (best of its repeats, after a
+    warm-up step); a larger count wins only where it takes under 85% of the best smaller
+    one's time; the caller's threads are restored."""
+    from nnbench.train import engine
+
+    clock = [0.0]
+    steps: list[int] = []
+
+    def taking(seconds: dict[int, float]) -> Callable[[], None]:
+        def step() -> None:  # a step's time on the clock, by the threads it runs on
+            steps.append(torch.get_num_threads())
+            clock[0] += seconds[torch.get_num_threads()]
+        return step
+
+    before = torch.get_num_threads()
+    # quiet: the second core pays; busy: it waits on the other job; a tie: the fewer
+    def fastest(seconds: dict[int, float], most: int) -> int:
+        return engine.fastest_threads(taking(seconds), most, clock=lambda: clock[0])
+
+    assert fastest({1: 0.16, 2: 0.10}, 2) == 2
+    assert steps == [2, 1, 2, 1, 2]  # a warm-up, then the counts in turns, twice
+    assert fastest({1: 0.10, 2: 0.17}, 2) == 1
+    assert fastest({1: 0.10, 2: 0.09}, 2) == 1
+    assert fastest({1: 0.4, 2: 0.2, 4: 0.19, 6: 0.1}, 6) == 6
+    assert fastest({1: 0.4, 2: 0.2, 4: 0.1, 6: 0.3}, 6) == 4
+    steps.clear()
+    assert fastest({1: 0.1}, 1) == 1 and steps == []  # nothing to time
+    assert torch.get_num_threads() == before
+
+
+def test_timing_step_runs_the_trial_s_model_and_leaves_the_callers_rng_alone() -> None:
+    """The step the threads are timed with: forward and backward of the trial's model
+    structure (dropout in it) on its input shape, in the engines' layout; neither building
+    it nor running it draws from the global RNG, so timing changes no trial's weights."""
+    from nnbench.train import build
+
+    spec = parse_suite("name: t\ntask: {dataset: digits, model: {name: cnn, channels: [4, 8], "
+                       "hidden: [16]}}\nfixed: {optimizer: sgd, epochs: 1, batch_size: 32, "
+                       "dropout: 0.5}\n").trials()[0]
+    state = torch.get_rng_state()
+    step = build.timing_step(spec, CPU)
+    step()
+    step()
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_a_conv_net_trains_channels_last_on_a_cpu_to_the_same_numbers_up_to_rounding(

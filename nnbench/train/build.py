@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,7 @@ from nnbench.train.metrics import EVAL_CHUNK, eval_chunk
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
            "channels_last", "dataset_shape", "eval_flops", "example_flops", "fit_augmentations",
            "layer_weights", "metric_names", "placed", "produced_metrics", "resolve_device",
-           "shaped_model", "step_flops", "weight_layers", "weights_of"]
+           "shaped_model", "step_flops", "timing_step", "weight_layers", "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -219,6 +220,33 @@ def eval_flops(spec: TrialSpec, device: torch.device) -> float:
         return example_flops(spec)
     except Exception:  # a plugin's dataset without a shape, a model that cannot be built
         return 0.0  # alone: the trial itself says why
+
+
+TIMING_FLOPS = 16e9  # one `timing_step`'s forward and backward: ResNet-20 on 65 examples
+
+
+def timing_step(spec: TrialSpec, device: torch.device) -> Callable[[], None]:
+    """A step to time the trial's training with (`engine.fastest_threads`): forward and
+    backward of its model's structure (throwaway weights, `shaped_model`) on zeros of its
+    input shape, in the engines' memory layout, on as many examples of its batch as take
+    about TIMING_FLOPS. Neither it nor its steps touch the caller's RNG (dropout's masks).
+    ValueError when the dataset declares no shape."""
+    flops, batch = _shape_flops(spec)
+    shape = dataset_shape(spec)
+    assert shape is not None  # _shape_flops counted it
+    model = placed(shaped_model(spec, shape), spec, device)
+    examples = max(1, min(batch, int(TIMING_FLOPS // (3 * max(flops, 1.0)))))
+    x = torch.zeros(examples, *shape.input_shape, device=device)
+    if channels_last(spec, model, device) and x.dim() == 4:
+        x = x.to(memory_format=torch.channels_last)
+    model.train()
+
+    def step() -> None:
+        with torch.random.fork_rng(devices=[]):
+            model.zero_grad(set_to_none=True)
+            model(x).float().sum().backward()
+
+    return step
 
 
 _SHAPE_FLOPS: dict[str, tuple[float, int]] = {}  # shape -> (one example's FLOPs, batch)

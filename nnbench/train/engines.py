@@ -11,7 +11,9 @@ the registry and the class's protocol, never an engine's name:
 - `Engine(device, *, keep_checkpoints, threads, max_lanes, population, fixed_lanes)`:
   `make_engine` passes `threads` resolved by `default_threads` unless given; a class with
   `own_threads = True` (serial, stacked: threads chosen per trial) gets `threads` only when
-  asked for (else None) and `workers`, the processes sharing the cores;
+  asked for (else None), `workers`, the processes sharing the cores, and `kept_threads`,
+  the threads its trials with large steps timed fastest with before (the suite's queue
+  keeps `engine.chosen_threads`);
 - `engine.lane_limit`: the most trials the runner claims for it at once;
 - `engine.describe(trials)`: lines saying how it will train them;
 - `engine.run(trials, listener)`: one `TrialResult` per trial, with the `Numerics` it

@@ -314,29 +314,36 @@ class SerialEngine:
     own_threads = True  # make_engine passes threads only when asked for, and the workers
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
-                 threads: int | None = None, workers: int = 1, **_lanes: Any) -> None:
+                 threads: int | None = None, workers: int = 1,
+                 kept_threads: int | None = None, **_lanes: Any) -> None:
         """`threads`: every trial's intra-op threads (None: chosen per trial,
-        `threads_for`); `workers`: processes sharing the cores. `**_lanes`: the registry's
-        lane options (max_lanes, population, fixed_lanes), which one trial at a time has no
-        use for."""
+        `threads_for`); `workers`: processes sharing the cores; `kept_threads`: the
+        threads a large trial of the suite trains with, chosen before (None: timed at the
+        first, `chosen_threads`). `**_lanes`: the registry's lane options (max_lanes,
+        population, fixed_lanes), which one trial at a time has no use for."""
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads
         self.workers = workers
+        # a large trial's threads: kept by the suite's queue, or timed once (threads_for)
+        self.chosen_threads = kept_threads
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:
         """1: a small model's step is faster on one thread (and on a GPU the host thread
-        only feeds the device). A trial whose steps are large gets more (`threads_for`)."""
+        only feeds the device). A trial whose steps are large may get more (`threads_for`)."""
         return 1
 
     def threads_for(self, spec: TrialSpec) -> int:
-        """The trial's intra-op threads: those asked for; else, on a CPU, the worker's share
-        of the cores when a training step takes at least SPLIT_FLOPS (a ResNet-20 step on
-        CIFAR-shaped data ran 1.7× faster on 2 threads than on 1, on 2 cores), 1 below
-        (the default MLP's steps ran faster on 1: tests/benchmarks/test_engine_speed.py).
-        Chosen from the spec's shape alone, so a repeat chooses the same."""
-        from nnbench.train.engine import SPLIT_FLOPS, shared_cores
+        """The trial's intra-op threads: those asked for; else, on a CPU, 1 when a training
+        step takes under SPLIT_FLOPS (the default MLP's steps ran faster on 1:
+        tests/benchmarks/test_engine_speed.py); above, of 1 to the worker's share of the
+        cores, the count its step runs fastest with now (a ResNet-20 epoch on CIFAR-shaped
+        data ran 1.8× faster on 2 threads than on 1 on a quiet 2-core machine, 1.3×
+        slower with one busy process alongside): `chosen_threads`, kept by the suite's
+        queue, else timed at the engine's first large trial (`engine.fastest_threads`)
+        and kept for the rest."""
+        from nnbench.train.engine import SPLIT_FLOPS, fastest_threads, shared_cores
 
         if self.threads:
             return self.threads
@@ -346,9 +353,12 @@ class SerialEngine:
             flops = build.step_flops(spec)
         except Exception:  # a plugin's dataset without a shape, a model that cannot be
             flops = 0.0  # built alone: the trial itself says why; the policy's default here
-        if flops < SPLIT_FLOPS:
+        share = shared_cores(self.device, self.workers)
+        if flops < SPLIT_FLOPS or share == 1:
             return self.default_threads(self.device, self.workers)
-        return shared_cores(self.device, self.workers)
+        if self.chosen_threads is None:
+            self.chosen_threads = fastest_threads(build.timing_step(spec, self.device), share)
+        return min(self.chosen_threads, share)
 
     @classmethod
     def most_lanes(cls, device: torch.device) -> int:

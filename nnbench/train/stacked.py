@@ -187,7 +187,8 @@ class StackedEngine:
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, max_lanes: int | None = None,
                  population: Sequence[TrialSpec] | None = None,
-                 fixed_lanes: int | None = None, workers: int = 1) -> None:
+                 fixed_lanes: int | None = None, workers: int = 1,
+                 kept_threads: int | None = None) -> None:
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads  # None: the policy (default_threads; serial: threads_for)
@@ -199,6 +200,15 @@ class StackedEngine:
         self.population = list(population) if population is not None else None
         self.fixed_lanes = fixed_lanes
         self._model_reasons: dict[str, str | None] = {}
+        # the trials it cannot stack: one serial engine, which times a large step's
+        # threads once (chosen_threads)
+        self._serial = SerialEngine(device, keep_checkpoints=keep_checkpoints, threads=threads,
+                                    workers=workers, kept_threads=kept_threads)
+
+    @property
+    def chosen_threads(self) -> int | None:
+        """The threads its serial trials with large steps train with (None: none yet)."""
+        return self._serial.chosen_threads
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:
@@ -272,9 +282,7 @@ class StackedEngine:
                 if run.interrupted:  # Ctrl-C: train nothing more
                     return
         if plan.serial:
-            serial = SerialEngine(self.device, keep_checkpoints=self.keep_checkpoints,
-                                  threads=self.threads, workers=self.workers)
-            yield from serial.run([spec for spec, _ in plan.serial], listener)
+            yield from self._serial.run([spec for spec, _ in plan.serial], listener)
 
 
 class AutoEngine(StackedEngine):

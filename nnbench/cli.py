@@ -1278,10 +1278,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=cli_checks.whole_number(1, MAX_THREADS),
                            default=None, metavar="N",
                            help="torch intra-op threads of each worker (default: the engine's "
-                                "thread policy: serial 1 for a training step under 1 GFLOP, "
-                                "else the count up to the worker's share of the cores its "
-                                "step is timed fastest with, kept by the suite's queue; "
-                                "stacked the worker's share; capped by $OMP_NUM_THREADS)")
+                                "thread policy, capped by $OMP_NUM_THREADS: serial 1 under 1 "
+                                "GFLOP per step, else the fastest of 1, 2, 4, ... up to the "
+                                "worker's share of the cores, timed once and kept by the "
+                                "suite's queue; stacked the worker's share)")
         if name == "worker":
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
                            help="a coordinator's invocation run: this worker's trials are "

@@ -99,7 +99,7 @@ _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 # study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
 # ("lanes") and its large serial trials' threads ("threads") on that kind of device
-KEPT = ("lanes", "threads")
+_KEPT = ("lanes", "threads")
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ class TrialQueue:
         self.worker = worker_label()
         self._heartbeats: Heartbeats | None = None
         self._uid = ""
-        self._kept: set[str] = set()  # the study attrs this process recorded (keep)
+        self._kept: dict[str, int] = {}  # the study attrs this process recorded (keep)
 
     # -- what is in the queue ------------------------------------------------------------------
 
@@ -426,34 +426,39 @@ class TrialQueue:
         return retrying(read, "reading the heartbeats") if running else {}
 
     def kept(self, what: str, device_type: str) -> int | None:
-        """The suite's kept `what` (KEPT: "lanes", "threads") on this kind of device
-        (`keep`), or None before the first."""
+        """The suite's kept `what` ("lanes", "threads") on this kind of device (`keep`),
+        or None before the first."""
+        assert what in _KEPT, what
         attrs = retrying(lambda: self.storage.get_study_user_attrs(self.study_id),
                          "reading the queue")
         value = attrs.get(f"nnbench.{what}.{device_type}")
         return int(value) if value else None
 
-    def keep(self, what: str, device_type: str, value: int) -> None:
+    def keep(self, what: str, device_type: str, value: int) -> int:
         """Record, once, a choice of the suite's first trials on this kind of device that
-        changes their numerics, so that the trials the suite gains later (more seeds, a
-        new level) train with it and its results stay of one numerics: "lanes", the lane
+        changes their numbers, and return the one recorded (another worker's, where it came
+        first): the trials the suite gains later (more seeds, a new level), and every
+        worker, train with it, and its results stay of one numerics. "lanes": the lane
         count of its first group of lanes (adding seeds to the default suite trained the
         new ones as 36, then 42 lanes: three numerics in its report, and 6 trials at the
-        cost of 42); "threads", the threads its large serial trials were timed fastest
+        cost of 42); "threads": the threads its large serial trials were timed fastest
         with (`engine.fastest_threads`)."""
-        assert what in KEPT, what
+        assert what in _KEPT, what
         key = f"nnbench.{what}.{device_type}"
         if key in self._kept:  # (one transaction per process, not per trial)
-            return
+            return self._kept[key]
 
-        def transaction() -> None:
+        def transaction() -> int:
             with self._locked() as session:
-                if not session.query(models.StudyUserAttributeModel).filter_by(
-                        study_id=self.study_id, key=key).count():
-                    self._set_study_attr(session, key, value)
+                row = session.query(models.StudyUserAttributeModel).filter_by(
+                    study_id=self.study_id, key=key).one_or_none()
+                if row is not None:
+                    return int(json.loads(str(row.value_json)))
+                self._set_study_attr(session, key, value)
+                return value
 
-        retrying(transaction, f"recording the suite's {what}")
-        self._kept.add(key)
+        self._kept[key] = retrying(transaction, f"recording the suite's {what}")
+        return self._kept[key]
 
     def done(self) -> set[str]:
         """The trial_ids the queue holds as done (finished or diverged)."""

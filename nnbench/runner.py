@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -361,7 +362,9 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
                                      population=list(lane_population or population),
                                      max_lanes=lanes, threads=threads,
                                      fixed_lanes=min(kept, lanes or kept) if kept else None,
-                                     kept_threads=queue.kept("threads", torch_device.type))
+                                     kept_threads=queue.kept("threads", torch_device.type),
+                                     keep_threads=partial(queue.keep, "threads",
+                                                          torch_device.type))
             # one monitor per training process, on the invocation run it works for
             node = worker_label() if parent_run_id is not None else None
             with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
@@ -556,8 +559,6 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                     summary.lost += 1
             if result.numerics.lanes > 1:
                 queue.keep("lanes", summary.device_type, result.numerics.lanes)
-            if (threads := getattr(engine, "chosen_threads", None)) is not None:
-                queue.keep("threads", summary.device_type, threads)
             if result.status == "killed":  # the engine ended the trials still in flight
                 summary.interrupted = True
     except KeyboardInterrupt:

@@ -791,14 +791,17 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     # a study's proposals are asked (and train) together, as many as the engine trains at once
     most = engine_class(engine_name).most_lanes(torch_device)
     batch = min(lanes or most, tune.trials) if most > 1 else 1
-    engine = make_engine(engine_name, torch_device, fixed_lanes=batch)
     flags = seeding.configure_determinism(precision, torch_device)
     tracker, url = open_tracker(suite, tracking_uri, storage)
     experiment_id = tracker.experiment_id()
     assert experiment_id is not None
     # the storage's queue belongs to this MLflow store (else QueueElsewhere, before any work)
-    open_queue(suite, tracker, url, liveness).sync(
-        [], store=tracker.identity(), tracking_uri=tracker.tracking_uri)
+    queue = open_queue(suite, tracker, url, liveness)
+    queue.sync([], store=tracker.identity(), tracking_uri=tracker.tracking_uri)
+    # a large serial trial's threads: the suite's, kept in its queue (its re-runs' too)
+    engine = make_engine(engine_name, torch_device, fixed_lanes=batch,
+                         kept_threads=queue.kept("threads", torch_device.type),
+                         keep_threads=partial(queue.keep, "threads", torch_device.type))
     check_artifacts(tracker)
     rdb = open_storage(url, liveness)
     tags = {"nnbench.git_commit": provenance.git_commit(),

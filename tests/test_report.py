@@ -375,9 +375,12 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
      "MLflow store and queue (<code>--tracking-uri</code>, <code>--storage</code>)."),
     (["serial fp32 1 thread", "serial fp32 2 threads", "not recorded"],
      "They differ in thread counts (1, 2); trials whose numerics were not recorded (an older "
-     "nnbench). To compare under one numerics, re-run the suite into a fresh MLflow store "
-     "and queue (<code>--tracking-uri</code>, <code>--storage</code>) with one "
-     "<code>--threads</code>."),
+     "nnbench) (a serial trial whose step takes under 1 GFLOP trains on 1 thread, a larger "
+     "one on the count its step was timed fastest with, which the suite keeps; trials of "
+     "another were trained with another <code>--threads</code> or <code>--workers</code>, "
+     "on another machine, or before nnbench kept it). To compare under one numerics, re-run "
+     "the suite into a fresh MLflow store and queue (<code>--tracking-uri</code>, "
+     "<code>--storage</code>) with one <code>--threads</code>."),
     (["serial fp32 2 threads channels-last", "serial fp32 2 threads"],
      "They differ in memory layouts (torch default, channels_last) (nnbench versions before "
      "and after CPU conv nets trained channels-last). To compare under one numerics, re-run "

@@ -146,7 +146,7 @@ def test_a_suite_that_gains_trials_trains_them_with_its_first_lane_count(
 
 
 def test_a_suite_keeps_the_threads_its_first_large_trial_was_timed_fastest_with(
-        write_suite: Callable[..., Path], tracking_uri: str,
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A serial trial with a large step trains on the threads its step was timed fastest
     with (`fastest_threads`, which the load decides: 2 quiet, 1 busy on 2 cores). The
@@ -159,28 +159,36 @@ def test_a_suite_keeps_the_threads_its_first_large_trial_was_timed_fastest_with(
     timed: list[int] = []
     fastest = [2]  # what the timing finds now
 
-    def timing(step: Callable[[], object], most: int) -> int:
+    def timing(step: Callable[[], object], most: int) -> tuple[int, dict[int, float]]:
         timed.append(most)
-        return fastest[0]
+        return fastest[0], {1: 0.2, 2: 0.1}
 
     monkeypatch.setattr(engine, "fastest_threads", timing)
     path = write_suite(epochs=1, seeds=1)  # 2 trials
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 
     def threads() -> Counter[str]:
         return Counter(r.data.tags["nnbench.threads"] for r in _trial_runs(tracking_uri, "tiny"))
 
+    out = io.StringIO()
     run_suite(load_suite(path), device="cpu", engine="serial", tracking_uri=tracking_uri,
-              console=QUIET)
+              storage=storage, console=Console(file=out, width=200))
     assert (timed, threads()) == ([2], {"2": 2})  # timed once for the suite
+    assert "serial engine: 2 thread(s) for each trial whose training step takes 1 GFLOP or " \
+           "more: the fastest now (a step on 1 thread 0.200 s, 2 threads 0.100 s)" \
+           in out.getvalue(), out.getvalue()
+    queue = TrialQueue("tiny", open_storage(storage, Liveness()), Liveness())
+    assert (queue.kept("threads", "cpu"), queue.kept("threads", "cuda")) == (2, None)
+    assert queue.keep("threads", "cpu", 1) == 2  # another worker's timing came second
     fastest[0] = 1  # the machine is busy now
     path.write_text(path.read_text().replace("seeds: 1", "seeds: 2"))  # 2 more
     grown = run_suite(load_suite(path), device="cpu", engine="serial",
-                      tracking_uri=tracking_uri, console=QUIET)
+                      tracking_uri=tracking_uri, storage=storage, console=QUIET)
     assert grown.trained == 2
     assert (timed, threads()) == ([2], {"2": 4})  # one numerics, not timed again
     path.write_text(path.read_text().replace("seeds: 2", "seeds: 3"))
     run_suite(load_suite(path), device="cpu", engine="serial", tracking_uri=tracking_uri,
-              console=QUIET, threads=1)
+              storage=storage, console=QUIET, threads=1)
     assert (timed, threads()) == ([2], {"2": 4, "1": 2})
 
 

@@ -153,6 +153,39 @@ def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str)
     assert html.count("<td>4</td><td>optimizer.lr: 1.00</td>") == 2, html
 
 
+def test_tuning_trials_and_their_re_runs_train_on_the_suite_s_kept_threads(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A serial trial with a large step trains on the threads its step was timed fastest
+    with: tuning times once and keeps the count in the suite's queue, as `run` does, so
+    its study trials and its re-runs share one numerics, and a later tune (the machine
+    busy now, say) trains with the kept count untimed."""
+    from nnbench.config import load_suite
+    from nnbench.train import engine
+
+    monkeypatch.setattr(engine, "SPLIT_FLOPS", 0.0)  # the tiny MLP's steps count as large
+    monkeypatch.setattr(engine, "shared_cores", lambda device, workers=1: 2)
+    timed: list[int] = []
+    fastest = [2]
+
+    def timing(step: object, most: int) -> tuple[int, dict[int, float]]:
+        timed.append(most)
+        return fastest[0], {1: 0.2, 2: 0.1}
+
+    monkeypatch.setattr(engine, "fastest_threads", timing)
+    path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=1)
+    tune_suite(load_suite(path), tracking_uri=tracking_uri, device="cpu", engine="serial",
+               console=QUIET)
+    threads = [r.data.tags["nnbench.threads"] for role in ("tune", "trial")
+               for r in _runs(tracking_uri, "tuned", role)]
+    assert (timed, Counter(threads)) == ([2], {"2": 8})  # 2 points × (2 trials + 2 re-runs)
+    fastest[0] = 1
+    path.write_text(path.read_text().replace("trials: 2", "trials: 3"))  # one more each
+    tune_suite(load_suite(path), tracking_uri=tracking_uri, device="cpu", engine="serial",
+               console=QUIET)
+    threads = [r.data.tags["nnbench.threads"] for r in _runs(tracking_uri, "tuned", "tune")]
+    assert (timed, Counter(threads)) == ([2], {"2": 6})
+
+
 def test_a_fixed_sampler_seed_proposes_the_same_sequence(
         tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
     proposals = []

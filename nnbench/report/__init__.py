@@ -278,8 +278,13 @@ def _numerics_remedy(labels: list[str]) -> str:
     why = {"lanes": "a suite's later groups keep the lane count of its first; trials of "
                     "another were trained before nnbench kept it, or with another "
                     "<code>--lanes</code>",
+           "threads": "a serial trial whose step takes under 1 GFLOP trains on 1 thread, a "
+                      "larger one on the count its step was timed fastest with, which the "
+                      "suite keeps; trials of another were trained with another "
+                      "<code>--threads</code> or <code>--workers</code>, on another machine, "
+                      "or before nnbench kept it",
            "layout": "nnbench versions before and after CPU conv nets trained channels-last"}
-    notes = [why[field] for field in ("lanes", "layout") if field in differ]
+    notes = [why[field] for field in ("lanes", "threads", "layout") if field in differ]
     return (f"They differ in {'; '.join(parts)}"
             + (f" ({'; '.join(notes)})" if notes else "")
             + ". To compare under one numerics, re-run the suite into a fresh MLflow store "

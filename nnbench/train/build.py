@@ -227,18 +227,17 @@ TIMING_FLOPS = 16e9  # one `timing_step`'s forward and backward: ResNet-20 on 65
 
 def timing_step(spec: TrialSpec, device: torch.device) -> Callable[[], None]:
     """A step to time the trial's training with (`engine.fastest_threads`): forward and
-    backward of its model's structure (throwaway weights, `shaped_model`) on zeros of its
-    input shape, in the engines' memory layout, on as many examples of its batch as take
-    about TIMING_FLOPS. Neither it nor its steps touch the caller's RNG (dropout's masks).
-    ValueError when the dataset declares no shape."""
+    backward of its model's structure (throwaway weights, `shaped_model`, laid out as the
+    engines train it: `placed`) on zeros of its input shape, on as many examples of its
+    batch as take about TIMING_FLOPS (at least 2: batch norm trains on no fewer). Neither
+    it nor its steps touch the caller's RNG (dropout's masks). ValueError when the
+    dataset declares no shape."""
     flops, batch = _shape_flops(spec)
     shape = dataset_shape(spec)
     assert shape is not None  # _shape_flops counted it
     model = placed(shaped_model(spec, shape), spec, device)
-    examples = max(1, min(batch, int(TIMING_FLOPS // (3 * max(flops, 1.0)))))
+    examples = min(batch, max(2, int(TIMING_FLOPS // (3 * max(flops, 1.0)))))
     x = torch.zeros(examples, *shape.input_shape, device=device)
-    if channels_last(spec, model, device) and x.dim() == 4:
-        x = x.to(memory_format=torch.channels_last)
     model.train()
 
     def step() -> None:

@@ -9,15 +9,16 @@ outside `nnbench.train` calls a training loop.
 Thread policy (CPU): each engine class has its own (`default_threads`). The small
 models nnbench trains run faster on one intra-op thread than on two (measured in
 tests/benchmarks/test_engine_speed.py), so the serial engine uses 1 thread for a trial
-whose training step takes under SPLIT_FLOPS, and the worker's share of the cores
-(`shared_cores`) above (a ResNet) where that is faster now; the stacked engine takes the
-worker's share. Which is faster for a large step depends on the load as well: with one
-busy process alongside on 2 cores, a ResNet-20 epoch ran 1.3× slower on two threads
-than on one, and 1.8× faster quiet. So the serial engine times its first large trial's step
-on a throwaway model at 1, 2, 4, ... threads up to the share (`fastest_threads`, about
-0.35 s for ResNet-20, quiet) and trains every large trial with the fastest; a suite's queue
-keeps that count (`TrialQueue.keep`), so the trials it gains later train with it. The
-threads change a trial's numbers (not its quality): they are recorded per trial
+whose training step takes under SPLIT_FLOPS, and above (a ResNet) the count of 1, 2, 4,
+... up to the worker's share of the cores (`shared_cores`) that its step runs fastest
+with now; the stacked engine takes the worker's share. Which count is fastest for a
+large step depends on the load as well: with one busy process alongside on 2 cores, a
+ResNet-20 epoch ran 1.3× slower on two threads than on one, and 1.8× faster quiet. So
+the serial engine times its first large trial's step on a throwaway model
+(`fastest_threads`, about 0.35 s for ResNet-20, quiet) and trains every large trial with
+the fastest; the suite's queue keeps the first count timed (`TrialQueue.keep`), which
+every worker then trains with, and so do the trials the suite gains later. The threads
+change a trial's numbers (not its quality): they are recorded per trial
 (`Numerics.threads`), and `--threads N` fixes them outright.
 """
 
@@ -28,7 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -66,7 +67,9 @@ class Engine(Protocol):
     def run(self, trials: Sequence[TrialSpec], listener: Listener) -> Iterator[TrialResult]: ...
 
 
-SPLIT_FLOPS = 1e9  # a training step at least this large runs on the worker's share of the cores
+# a training step at least this large may run on more than one thread (the serial engine
+# times which count of 1 to the worker's share of the cores is fastest: `fastest_threads`)
+SPLIT_FLOPS = 1e9
 
 
 def cpu_cores() -> int:
@@ -98,23 +101,26 @@ def shared_cores(device: torch.device, workers: int = 1) -> int:
     return max(1, min(cpu_cores() // max(1, workers), _omp_num_threads() or cpu_cores()))
 
 
-# more threads must make a step at least this much faster to be chosen: fewer is kinder to
-# whatever else runs on the cores, and a tie is within the timing's noise
-MORE_THREADS_GAIN = 0.85
+# a larger thread count is chosen only where its step takes under this share of the time
+# of the best smaller count's: fewer threads are kinder to whatever else runs on the cores,
+# and a smaller gain is within the timing's noise
+MORE_THREADS_TIME = 0.85
 
 
 def fastest_threads(step: Callable[[], object], most: int, repeats: int = 2,
-                    clock: Callable[[], float] = time.perf_counter) -> int:
+                    clock: Callable[[], float] = time.perf_counter
+                    ) -> tuple[int, dict[int, float]]:
     """The intra-op thread count, of 1, 2, 4, ... and `most`, with which `step` (a training
-    step of the workload on a throwaway model, `build.timing_step`) runs fastest now: each
-    count's best of `repeats` timings, taken in turns after one warm-up step (oneDNN's
-    primitives); a larger count is chosen only where it takes under MORE_THREADS_GAIN of
-    the time of the best smaller one. The caller's thread count is restored."""
+    step of the workload on a throwaway model, `build.timing_step`) runs fastest now, and
+    each count's time: its best of `repeats` timings, taken in turns after one warm-up
+    step (oneDNN's primitives). A larger count is chosen only where it takes under
+    MORE_THREADS_TIME of the best smaller count's time. The caller's thread count is
+    restored."""
     powers = (2 ** k for k in range(most.bit_length()) if 2 ** k < most)
     counts: list[int] = sorted({max(most, 1), *powers})
-    if len(counts) == 1:
-        return counts[0]
     best_time = dict.fromkeys(counts, math.inf)
+    if len(counts) == 1:
+        return counts[0], {}
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(most)
@@ -128,10 +134,10 @@ def fastest_threads(step: Callable[[], object], most: int, repeats: int = 2,
     finally:
         torch.set_num_threads(before)
     chosen: int = counts[0]
-    for count in counts[1:]:
-        if best_time[count] < MORE_THREADS_GAIN * best_time[chosen]:
+    for i, count in enumerate(counts[1:], 1):
+        if best_time[count] < MORE_THREADS_TIME * min(best_time[c] for c in counts[:i]):
             chosen = count
-    return chosen
+    return chosen, best_time
 
 
 def _omp_num_threads() -> int | None:
@@ -158,17 +164,20 @@ def torch_threads(device: torch.device, threads: int | None,
 def make_engine(name: str, device: torch.device, *, keep_checkpoints: bool = False,
                 population: Sequence[TrialSpec] | None = None, max_lanes: int | None = None,
                 fixed_lanes: int | None = None, workers: int = 1,
-                threads: int | None = None, kept_threads: int | None = None) -> Engine:
+                threads: int | None = None, kept_threads: int | None = None,
+                keep_threads: Callable[[int], int] | None = None) -> Engine:
     """The registered engine called `name` on `device` (`nnbench.train.engines`), with
     its own thread policy (for `workers` processes sharing the cores) unless `threads` is
-    given. `kept_threads`: the threads the suite's large trials chose before (its queue
-    keeps them), for an engine that chooses them by timing (`own_threads`)."""
+    given. For an engine that times its large trials' threads (`own_threads`):
+    `kept_threads`, the count the suite's queue keeps (None: none yet), and
+    `keep_threads(timed)`, which keeps a count it timed unless another worker's came first,
+    and returns the one kept."""
     from nnbench.train.engines import engine_class
 
     cls = engine_class(name)
     if getattr(cls, "own_threads", False):  # it applies its policy itself, per trial
-        policy: dict[str, int | None] = {"threads": threads, "workers": workers,
-                                         "kept_threads": kept_threads}
+        policy: dict[str, Any] = {"threads": threads, "workers": workers,
+                                  "kept_threads": kept_threads, "keep_threads": keep_threads}
     else:  # the protocol's: the threads it trains with
         policy = {"threads": threads or cls.default_threads(device, workers)}
     engine: Engine = cls(device, keep_checkpoints=keep_checkpoints, max_lanes=max_lanes,

@@ -11,9 +11,10 @@ the registry and the class's protocol, never an engine's name:
 - `Engine(device, *, keep_checkpoints, threads, max_lanes, population, fixed_lanes)`:
   `make_engine` passes `threads` resolved by `default_threads` unless given; a class with
   `own_threads = True` (serial, stacked: threads chosen per trial) gets `threads` only when
-  asked for (else None), `workers`, the processes sharing the cores, and `kept_threads`,
-  the threads its trials with large steps timed fastest with before (the suite's queue
-  keeps `engine.chosen_threads`);
+  asked for (else None), `workers`, the processes sharing the cores, `kept_threads`, the
+  threads the suite's trials with large steps were timed fastest with before (kept in
+  its queue), and `keep_threads(timed)`, which keeps a count it times in the queue unless
+  another worker's came first and returns the one kept;
 - `engine.lane_limit`: the most trials the runner claims for it at once;
 - `engine.describe(trials)`: lines saying how it will train them;
 - `engine.run(trials, listener)`: one `TrialResult` per trial, with the `Numerics` it

@@ -2,7 +2,8 @@
 
 `train_trial(spec, device)` is a pure function of the spec (same spec, same device,
 same threads, same library versions => bitwise-identical history and weights; the
-engine chooses the threads from the spec and the machine, `SerialEngine.threads_for`):
+engine chooses the threads from the spec, the machine and, for a large step, a timing of
+it that the suite's queue keeps: `SerialEngine.threads_for`):
 
 1. seed: the trial's init seed forks and seeds the global RNG (module inits), and
    each source's seed feeds its explicit generator: the split, the init, the
@@ -43,6 +44,7 @@ from nnbench.components.augmentations import Augmentation
 from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
 from nnbench.data import TensorData
+from nnbench.messages import first_line
 from nnbench.train import build
 from nnbench.train.build import Parts, Step, layer_weights, metric_names, weight_layers
 from nnbench.train.lifecycle import (
@@ -315,18 +317,27 @@ class SerialEngine:
 
     def __init__(self, device: torch.device, *, keep_checkpoints: bool = False,
                  threads: int | None = None, workers: int = 1,
-                 kept_threads: int | None = None, **_lanes: Any) -> None:
+                 kept_threads: int | None = None,
+                 keep_threads: Callable[[int], int] | None = None, **_lanes: Any) -> None:
         """`threads`: every trial's intra-op threads (None: chosen per trial,
         `threads_for`); `workers`: processes sharing the cores; `kept_threads`: the
-        threads a large trial of the suite trains with, chosen before (None: timed at the
-        first, `chosen_threads`). `**_lanes`: the registry's lane options (max_lanes,
-        population, fixed_lanes), which one trial at a time has no use for."""
+        threads a large trial of the suite trains with, kept by its queue (None: timed at
+        the first, `chosen_threads`); `keep_threads(timed)`: keeps a timed count in the
+        queue unless another worker's came first, and returns the one kept.
+        `**_lanes`: the registry's lane options (max_lanes, population, fixed_lanes),
+        which one trial at a time has no use for."""
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads
         self.workers = workers
         # a large trial's threads: kept by the suite's queue, or timed once (threads_for)
         self.chosen_threads = kept_threads
+        self.keep_threads = keep_threads
+        # why a large trial trains on chosen_threads, said once (describe)
+        self._why: str | None = None if kept_threads is None else (
+            "the count the suite's queue keeps from its first such trial (a fresh queue, "
+            "--storage, times them again)")
+        self._told = False
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:
@@ -342,38 +353,76 @@ class SerialEngine:
         data ran 1.8× faster on 2 threads than on 1 on a quiet 2-core machine, 1.3×
         slower with one busy process alongside): `chosen_threads`, kept by the suite's
         queue, else timed at the engine's first large trial (`engine.fastest_threads`)
-        and kept for the rest."""
-        from nnbench.train.engine import SPLIT_FLOPS, fastest_threads, shared_cores
+        and kept for the rest (where the timing fails, the share: the trial says why)."""
+        from nnbench.train.engine import shared_cores
 
         if self.threads:
             return self.threads
-        if self.device.type != "cpu":
+        share = self._large_share(spec)
+        if share is None:
             return self.default_threads(self.device, self.workers)
+        if self.chosen_threads is None:
+            self.chosen_threads = self._timed(spec, share)
+        return min(self.chosen_threads, shared_cores(self.device, self.workers))
+
+    def _large_share(self, spec: TrialSpec) -> int | None:
+        """The worker's share of the cores where the trial's threads are chosen by timing
+        (a CPU, a step of SPLIT_FLOPS or more, a share above 1); None where it gets the
+        policy's default."""
+        from nnbench.train.engine import SPLIT_FLOPS, shared_cores
+
+        if self.device.type != "cpu" or shared_cores(self.device, self.workers) == 1:
+            return None
         try:
             flops = build.step_flops(spec)
         except Exception:  # a plugin's dataset without a shape, a model that cannot be
-            flops = 0.0  # built alone: the trial itself says why; the policy's default here
-        share = shared_cores(self.device, self.workers)
-        if flops < SPLIT_FLOPS or share == 1:
-            return self.default_threads(self.device, self.workers)
-        if self.chosen_threads is None:
-            self.chosen_threads = fastest_threads(build.timing_step(spec, self.device), share)
-        return min(self.chosen_threads, share)
+            return None  # built alone: the trial itself says why; the policy's default here
+        return shared_cores(self.device, self.workers) if flops >= SPLIT_FLOPS else None
+
+    def _timed(self, spec: TrialSpec, share: int) -> int:
+        """Time the trial's step on 1 to `share` threads; keep the fastest in the suite's
+        queue (another worker's, kept first, wins)."""
+        from nnbench.train.engine import fastest_threads
+
+        try:
+            fastest, times = fastest_threads(build.timing_step(spec, self.device), share)
+        except Exception as err:  # the trial itself fails on it and says why
+            self._why = (f"the worker's share of the cores: timing their step failed "
+                         f"({first_line(err, with_type=True)})")
+            return share
+        timed = ", ".join(f"{count} {'thread' if count == 1 else 'threads'} {seconds:.3f} s"
+                          for count, seconds in times.items())
+        kept = self.keep_threads(fastest) if self.keep_threads is not None else fastest
+        self._why = (f"the fastest now (a step on {timed})" if kept == fastest else
+                     f"the count the suite's queue keeps, timed by another worker first "
+                     f"(here a step took {timed})")
+        return kept
 
     @classmethod
     def most_lanes(cls, device: torch.device) -> int:
         return 1
 
     def describe(self, trials: Sequence[TrialSpec]) -> list[str]:
+        """Once: the threads its trials with large steps train on, and why (timed now, or
+        kept by the suite's queue)."""
+        if self._told or self.threads:
+            return []
+        for spec in trials:
+            if self._large_share(spec) is not None:
+                threads = self.threads_for(spec)
+                self._told = True
+                return [f"serial engine: {threads} thread(s) for each trial whose training "
+                        f"step takes 1 GFLOP or more: {self._why}; --threads N sets them"]
         return []
 
     def run(self, trials: Sequence[TrialSpec], listener: Any) -> Iterator[TrialResult]:
         from nnbench.train.engine import torch_threads
 
         for spec in trials:
+            chosen = self.threads_for(spec)  # (a large trial's first: timed, before it starts)
             if not listener.trial_started(spec):
                 continue
-            with torch_threads(self.device, self.threads_for(spec)) as threads:
+            with torch_threads(self.device, chosen) as threads:
                 numerics = Numerics(engine="serial", lanes=1,
                                     precision=seeding.precision_on(self.device),
                                     threads=threads)

@@ -188,7 +188,8 @@ class StackedEngine:
                  threads: int | None = None, max_lanes: int | None = None,
                  population: Sequence[TrialSpec] | None = None,
                  fixed_lanes: int | None = None, workers: int = 1,
-                 kept_threads: int | None = None) -> None:
+                 kept_threads: int | None = None,
+                 keep_threads: Callable[[int], int] | None = None) -> None:
         self.device = device
         self.keep_checkpoints = keep_checkpoints
         self.threads = threads  # None: the policy (default_threads; serial: threads_for)
@@ -201,14 +202,10 @@ class StackedEngine:
         self.fixed_lanes = fixed_lanes
         self._model_reasons: dict[str, str | None] = {}
         # the trials it cannot stack: one serial engine, which times a large step's
-        # threads once (chosen_threads)
+        # threads once (`SerialEngine.threads_for`)
         self._serial = SerialEngine(device, keep_checkpoints=keep_checkpoints, threads=threads,
-                                    workers=workers, kept_threads=kept_threads)
-
-    @property
-    def chosen_threads(self) -> int | None:
-        """The threads its serial trials with large steps train with (None: none yet)."""
-        return self._serial.chosen_threads
+                                    workers=workers, kept_threads=kept_threads,
+                                    keep_threads=keep_threads)
 
     @classmethod
     def default_threads(cls, device: torch.device, workers: int = 1) -> int:
@@ -219,7 +216,8 @@ class StackedEngine:
         return DEFAULT_MAX_LANES.get(device.type, 64)
 
     def describe(self, trials: Sequence[TrialSpec]) -> list[str]:
-        return self.plan(trials).describe()
+        plan = self.plan(trials)
+        return plan.describe() + self._serial.describe([spec for spec, _ in plan.serial])
 
     def plan(self, trials: Sequence[TrialSpec]) -> Plan:
         population = self.population if self.population is not None else list(trials)

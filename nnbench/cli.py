@@ -1279,9 +1279,10 @@ def _parser() -> argparse.ArgumentParser:
                            default=None, metavar="N",
                            help="torch intra-op threads of each worker (default: the engine's "
                                 "thread policy, capped by $OMP_NUM_THREADS: serial 1 under 1 "
-                                "GFLOP per step, else the fastest of 1, 2, 4, ... up to the "
-                                "worker's share of the cores, timed once and kept by the "
-                                "suite's queue; stacked the worker's share)")
+                                "GFLOP per step, else the worker's share of the cores where "
+                                "no other process runs, or the fastest of 1, 2, 4, ... up to "
+                                "it, timed; chosen once and kept by the suite's queue; "
+                                "stacked the worker's share)")
         if name == "worker":
             p.add_argument("--parent-run", default=None, metavar="RUN_ID",
                            help="a coordinator's invocation run: this worker's trials are "

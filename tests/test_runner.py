@@ -164,6 +164,7 @@ def test_a_suite_keeps_the_threads_its_first_large_trial_was_timed_fastest_with(
         return fastest[0], {1: 0.2, 2: 0.1}
 
     monkeypatch.setattr(engine, "fastest_threads", timing)
+    monkeypatch.setattr(engine, "others_running", lambda: 1)  # another job: timed
     path = write_suite(epochs=1, seeds=1)  # 2 trials
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 

@@ -237,6 +237,7 @@ def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_n
         return min(most, 4), {1: 0.4, 4: 0.1}
 
     monkeypatch.setattr(engine, "fastest_threads", fastest)
+    monkeypatch.setattr(engine, "others_running", lambda: 1)  # another job: timed
     small = load_suite(REPO / "suites/default.yaml").trials()[0]
     large = parse_suite("name: r\ntask: {dataset: cifar10, model: resnet}\nfixed: "
                         "{optimizer: sgd, epochs: 1, batch_size: 128}\n").trials()[0]
@@ -267,8 +268,8 @@ def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_n
     serial = SerialEngine(CPU, keep_threads=another_first)
     assert serial.describe([small, large, large]) == [
         "serial engine: 2 thread(s) for each trial whose training step takes 1 GFLOP or "
-        "more: the count the suite's queue keeps, timed by another worker first (here a "
-        "step took 1 thread 0.400 s, 4 threads 0.100 s); --threads N sets them"]
+        "more: the count the suite's queue keeps, chosen by another worker first (here: the "
+        "fastest now (a step on 1 thread 0.400 s, 4 threads 0.100 s)); --threads N sets them"]
     assert (kept, serial.threads_for(large), serial.describe([large])) == ([4], 2, [])
     serial = SerialEngine(CPU, keep_threads=lambda n: n)
     assert serial.describe([large]) == [
@@ -281,6 +282,21 @@ def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_n
         "--storage, times them again); --threads N sets them"]
     assert SerialEngine(CPU).describe([small]) == []
     assert SerialEngine(CPU, threads=2).describe([large]) == []
+    # nothing else running: the share, untimed (more threads then only help), kept
+    monkeypatch.setattr(engine, "others_running", lambda: 0)
+    timed.clear()
+
+    def keep(found: int) -> int:  # the queue's keep: this worker's came first
+        kept.append(found)
+        return found
+
+    serial = SerialEngine(CPU, workers=2, keep_threads=keep)
+    assert serial.describe([large]) == [
+        "serial engine: 4 thread(s) for each trial whose training step takes 1 GFLOP or "
+        "more: no other process was running: the worker's share; --threads N sets them"]
+    assert (timed, kept[-1]) == ([], 4)
+    monkeypatch.setattr(engine, "others_running", lambda: None)  # not Linux: timed
+    assert SerialEngine(CPU).threads_for(large) == 4 and timed == [8]
     # the stacked engine's trials it cannot stack: its one serial engine's threads
     stacked = train.make_engine("auto", CPU, population=[large], kept_threads=2)
     assert stacked.describe([large])[-1].startswith("serial engine: 2 thread(s) for each")
@@ -301,6 +317,7 @@ def test_a_failing_timing_step_trains_on_the_share_and_the_trial_says_why(
         raise RuntimeError("Expected more than 1 value per channel when training\nmore")
 
     monkeypatch.setattr(build, "timing_step", broken)
+    monkeypatch.setattr(engine, "others_running", lambda: 1)
     kept: list[int] = []
 
     def keep(timed: int) -> int:
@@ -355,6 +372,32 @@ def test_fastest_threads_takes_more_threads_only_where_the_step_is_clearly_faste
         lambda: clock.__setitem__(0, clock[0] + next(rounds)), 2, clock=lambda: clock[0])
     assert chosen == 2 and times == pytest.approx({1: 0.16, 2: 0.10})
     assert torch.get_num_threads() == before
+
+
+def test_others_running_sees_a_busy_process_and_says_none_where_it_cannot_look(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """How many other tasks want a core now, from Linux's /proc/stat: a busy process
+    alongside is one of them; where /proc/stat cannot be read, None (the step is timed)."""
+    import subprocess
+    import sys
+
+    from nnbench.train import engine
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time_limit = 50
+        while time_limit and (engine.others_running() or 0) < 1:  # it is starting
+            time_limit -= 1
+        assert (engine.others_running(samples=3) or 0) >= 1
+    finally:
+        busy.kill()
+        busy.wait()
+
+    def unreadable(*args: object, **kwargs: object) -> object:
+        raise PermissionError("/proc/stat")
+
+    monkeypatch.setattr("builtins.open", unreadable)
+    assert engine.others_running() is None
 
 
 @pytest.mark.parametrize(("task", "norm"), [

@@ -172,6 +172,7 @@ def test_tuning_trials_and_their_re_runs_train_on_the_suite_s_kept_threads(
         return fastest[0], {1: 0.2, 2: 0.1}
 
     monkeypatch.setattr(engine, "fastest_threads", timing)
+    monkeypatch.setattr(engine, "others_running", lambda: 1)  # another job: timed
     path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=1)
     tune_suite(load_suite(path), tracking_uri=tracking_uri, device="cpu", engine="serial",
                console=QUIET)

@@ -14,10 +14,12 @@ whose training step takes under SPLIT_FLOPS, and above (a ResNet) the count of 1
 with now; the stacked engine takes the worker's share. Which count is fastest for a
 large step depends on the load as well: with one busy process alongside on 2 cores, a
 ResNet-20 epoch ran 1.3× slower on two threads than on one, and 1.8× faster quiet. So
-the serial engine times its first large trial's step on a throwaway model
-(`fastest_threads`, about 0.35 s for ResNet-20, quiet) and trains every large trial with
-the fastest; the suite's queue keeps the first count timed (`TrialQueue.keep`), which
-every worker then trains with, and so do the trials the suite gains later. The threads
+at its first large trial the serial engine takes the share where no other process wants
+a core (`others_running`), else times the trial's step on a throwaway model
+(`fastest_threads`, about 0.4 s for ResNet-20) and takes the fastest count, and trains
+every large trial with it; the suite's queue keeps the first count chosen
+(`TrialQueue.keep`), which every worker then trains with, and so do the trials the suite
+gains later. The threads
 change a trial's numbers (not its quality): they are recorded per trial
 (`Numerics.threads`), and `--threads N` fixes them outright.
 """
@@ -37,7 +39,7 @@ from nnbench.config import TrialSpec
 from nnbench.train.results import Decision, TrialResult
 
 __all__ = ["SPLIT_FLOPS", "Engine", "Listener", "cpu_cores", "default_threads",
-           "fastest_threads", "make_engine", "shared_cores", "torch_threads"]
+           "fastest_threads", "make_engine", "others_running", "shared_cores", "torch_threads"]
 
 
 class Listener(Protocol):
@@ -138,6 +140,25 @@ def fastest_threads(step: Callable[[], object], most: int, repeats: int = 2,
         if best_time[count] < MORE_THREADS_TIME * min(best_time[c] for c in counts[:i]):
             chosen = count
     return chosen, best_time
+
+
+def others_running(samples: int = 5, every: float = 0.001) -> int | None:
+    """The most tasks runnable on the machine besides this one over `samples` looks
+    `every` seconds apart (Linux's /proc/stat `procs_running`, which counts the reader);
+    None where that cannot be read. 0: nothing else wants a core now. Inside a container
+    it may count the host's tasks too: then more than 0, which only means "time it"."""
+    most = 0
+    for i in range(samples):
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                running = next(int(line.split()[1]) for line in stat
+                               if line.startswith("procs_running "))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return None
+        most = max(most, running - 1)
+        if i + 1 < samples:
+            time.sleep(every)
+    return most
 
 
 def _omp_num_threads() -> int | None:

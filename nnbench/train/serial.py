@@ -352,8 +352,9 @@ class SerialEngine:
         cores, the count its step runs fastest with now (a ResNet-20 epoch on CIFAR-shaped
         data ran 1.8× faster on 2 threads than on 1 on a quiet 2-core machine, 1.3×
         slower with one busy process alongside): `chosen_threads`, kept by the suite's
-        queue, else timed at the engine's first large trial (`engine.fastest_threads`)
-        and kept for the rest (where the timing fails, the share: the trial says why)."""
+        queue, else chosen at the engine's first large trial (`_timed`: the share where
+        no other process is running, else timed) and kept for the rest (where the timing
+        fails, the share: the trial says why)."""
         from nnbench.train.engine import shared_cores
 
         if self.threads:
@@ -380,22 +381,27 @@ class SerialEngine:
         return shared_cores(self.device, self.workers) if flops >= SPLIT_FLOPS else None
 
     def _timed(self, spec: TrialSpec, share: int) -> int:
-        """Time the trial's step on 1 to `share` threads; keep the fastest in the suite's
-        queue (another worker's, kept first, wins)."""
-        from nnbench.train.engine import fastest_threads
+        """The threads of the trial's step, of 1 to `share`: `share` where no other process
+        wants a core now (more threads then only help a step this large; the timing, about
+        0.35 s for ResNet-20, is spared), else the count its step is timed fastest with;
+        kept in the suite's queue (another worker's, kept first, wins)."""
+        from nnbench.train.engine import fastest_threads, others_running
 
-        try:
-            fastest, times = fastest_threads(build.timing_step(spec, self.device), share)
-        except Exception as err:  # the trial itself fails on it and says why
-            self._why = (f"the worker's share of the cores: timing their step failed "
-                         f"({first_line(err, with_type=True)})")
-            return share
-        timed = ", ".join(f"{count} {'thread' if count == 1 else 'threads'} {seconds:.3f} s"
-                          for count, seconds in times.items())
+        if others_running() == 0:
+            fastest, found = share, "no other process was running: the worker's share"
+        else:
+            try:
+                fastest, times = fastest_threads(build.timing_step(spec, self.device), share)
+            except Exception as err:  # the trial itself fails on it and says why
+                self._why = (f"the worker's share of the cores: timing their step failed "
+                             f"({first_line(err, with_type=True)})")
+                return share
+            found = "the fastest now (a step on " + ", ".join(
+                f"{count} {'thread' if count == 1 else 'threads'} {seconds:.3f} s"
+                for count, seconds in times.items()) + ")"
         kept = self.keep_threads(fastest) if self.keep_threads is not None else fastest
-        self._why = (f"the fastest now (a step on {timed})" if kept == fastest else
-                     f"the count the suite's queue keeps, timed by another worker first "
-                     f"(here a step took {timed})")
+        self._why = found if kept == fastest else (
+            f"the count the suite's queue keeps, chosen by another worker first (here: {found})")
         return kept
 
     @classmethod

@@ -279,7 +279,7 @@ def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_n
     assert SerialEngine(CPU, kept_threads=2).describe([small, large]) == [
         "serial engine: 2 thread(s) for each trial whose training step takes 1 GFLOP or "
         "more: the count the suite's queue keeps from its first such trial (a fresh queue, "
-        "--storage, times them again); --threads N sets them"]
+        "--storage, chooses again); --threads N sets them"]
     assert SerialEngine(CPU).describe([small]) == []
     assert SerialEngine(CPU, threads=2).describe([large]) == []
     # nothing else running: the share, untimed (more threads then only help), kept
@@ -293,7 +293,8 @@ def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_n
     serial = SerialEngine(CPU, workers=2, keep_threads=keep)
     assert serial.describe([large]) == [
         "serial engine: 4 thread(s) for each trial whose training step takes 1 GFLOP or "
-        "more: no other process was running: the worker's share; --threads N sets them"]
+        "more: the worker's share of the cores, as no other process was running; --threads N "
+        "sets them"]
     assert (timed, kept[-1]) == ([], 4)
     monkeypatch.setattr(engine, "others_running", lambda: None)  # not Linux: timed
     assert SerialEngine(CPU).threads_for(large) == 4 and timed == [8]

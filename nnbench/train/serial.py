@@ -336,7 +336,7 @@ class SerialEngine:
         # why a large trial trains on chosen_threads, said once (describe)
         self._why: str | None = None if kept_threads is None else (
             "the count the suite's queue keeps from its first such trial (a fresh queue, "
-            "--storage, times them again)")
+            "--storage, chooses again)")
         self._told = False
 
     @classmethod
@@ -388,7 +388,8 @@ class SerialEngine:
         from nnbench.train.engine import fastest_threads, others_running
 
         if others_running() == 0:
-            fastest, found = share, "no other process was running: the worker's share"
+            fastest = share
+            found = "the worker's share of the cores, as no other process was running"
         else:
             try:
                 fastest, times = fastest_threads(build.timing_step(spec, self.device), share)

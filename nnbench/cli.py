@@ -49,6 +49,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -1373,6 +1374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if now not in (None, signal.SIG_IGN) and (
                     name != "SIGINT" or now is signal.default_int_handler):
                 previous[signum] = signal.signal(signum, interrupt)
+    # an interrupt Python could not raise (inside a garbage-collection callback or a
+    # `__del__`) printed "Exception ignored in: <bound method ...> Traceback ...
+    # KeyboardInterrupt" over the command's output; the command stops at its next step and
+    # says so (`interrupted()`), so that report is dropped; any other one is printed
+    unraisable = sys.unraisablehook
+    if previous:
+        sys.unraisablehook = partial(_unraisable, unraisable)
     timeout = "PGCONNECT_TIMEOUT" not in os.environ
     # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
     # long rather than the system's 2 minutes of TCP retries to a server gone silent, so
@@ -1395,8 +1403,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+        sys.unraisablehook = unraisable
         if timeout:
             os.environ.pop("PGCONNECT_TIMEOUT", None)
+
+
+def _unraisable(hook: Callable[[Any], object], report: Any) -> None:
+    """`sys.unraisablehook` while a command runs: an interrupt the command's handler raised
+    where Python could not raise it is the command's to say (it stops at its next step);
+    any other report goes to `hook`."""
+    from nnbench.transient import interrupted
+
+    if isinstance(report.exc_value, KeyboardInterrupt) and interrupted():
+        return
+    hook(report)
 
 
 @contextlib.contextmanager

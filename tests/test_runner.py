@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -748,6 +749,50 @@ def test_an_interrupt_python_ignored_still_stops_the_command(
     assert summary.interrupted and summary.statuses == Counter({"killed": 2})
     runs = _trial_runs(tracking_uri, "tiny")
     assert {int(r.data.tags["nnbench.epochs_done"]) for r in runs} <= {0, 1}  # not 3
+
+
+def test_an_interrupt_python_could_not_raise_prints_no_traceback(
+        write_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C landing in a garbage-collection callback (SQLAlchemy's class registry, in a
+    `tune --workers` worker) printed "Exception ignored in: <bound method
+    _MultipleClassMarker._remove_item ...>", a traceback and "KeyboardInterrupt" over the
+    command's output (Python's unraisable hook). The command still says it was
+    interrupted, once, and exits 130; another exception Python cannot raise still goes to
+    the hook."""
+    from nnbench import cli, transient
+
+    class Collected:
+        def __init__(self, then: Callable[[], None]) -> None:
+            self.then = then
+
+        def __del__(self) -> None:  # where Python cannot raise: it reports it instead
+            self.then()
+
+    def validate(args: Any) -> int:
+        Collected(lambda: transient.interrupt(signal.SIGINT, None))  # collected at once
+        return 0
+
+    reported: list[BaseException | None] = []  # what reaches Python's hook (it prints it)
+    def hook(report: Any) -> None:
+        reported.append(report.exc_value)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    monkeypatch.setattr(cli, "_cmd_validate", validate)
+    assert cli.main(["validate", str(write_suite(epochs=1, seeds=1))]) == 130
+    assert reported == []
+    assert capsys.readouterr().err.count("interrupted") == 1
+
+    def other(args: Any) -> int:
+        def fail() -> None:
+            raise ValueError("a bug in a finalizer")
+        Collected(fail)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_validate", other)
+    assert cli.main(["validate", str(write_suite(epochs=1, seeds=1))]) == 0
+    assert [str(e) for e in reported] == ["a bug in a finalizer"]
+    assert sys.unraisablehook is hook  # restored after the command
 
 
 def test_an_interrupt_while_trials_are_claimed_leaves_no_claim_held(

@@ -100,3 +100,46 @@ def test_normalize_uses_training_statistics_per_channel() -> None:
     out = aug.apply(x, {})
     torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_augmentation_applies_without_reading_the_device(name: str) -> None:
+    """A training step augments its batch on the device: applying the drawn parameters
+    never reads a tensor on the host (RandomResizedCrop read every box with `.tolist()`: on
+    a GPU a sync per training step, and it resized image by image). Tried on "meta"
+    tensors, which hold no data: a read fails ("Cannot copy out of meta tensor")."""
+    info = registry.get("augmentation", name)
+    aug: Augmentation = registry.build(
+        "augmentation", registry.resolve("augmentation", {"name": name, **CASES[name]}))
+    x = _batch(info.attrs["input"], 3)
+    if isinstance(aug, Normalize):
+        aug.fit(x)
+    params = aug.sample(x, torch.Generator().manual_seed(3))
+    shape = aug.apply(x, params).shape
+    if isinstance(aug, Normalize):  # its fitted statistics live with the data
+        aug.mean, aug.std = aug.mean.to("meta"), aug.std.to("meta")  # type: ignore[union-attr]
+    out = aug.apply(x.to("meta"), {key: value.to("meta") for key, value in params.items()})
+    assert out.shape == shape
+
+
+@pytest.mark.parametrize(("image", "size", "scale"), [
+    ((3, 32, 32), 8, (0.08, 1.0)),  # down to a quarter and less
+    ((3, 32, 32), 48, (0.5, 1.0)),  # up
+    ((1, 7, 29), 7, (0.9, 1.0)),  # narrow, one axis kept
+    ((3, 16, 16), 16, (1.0, 1.0)),  # the whole image at its own size: as is
+])
+def test_random_resized_crop_resizes_as_torchvision_at_any_scale(
+        image: tuple[int, int, int], size: int, scale: tuple[float, float]) -> None:
+    """Every sample's crop and resize at once, as torchvision's `resized_crop`
+    (antialiased bilinear) gives it one image at a time, within float rounding."""
+    aug: Augmentation = registry.build("augmentation", registry.resolve(
+        "augmentation", {"name": "random_resized_crop", "size": size, "scale": list(scale)}))
+    x = torch.rand(64, *image, generator=torch.Generator().manual_seed(5))
+    params = aug.sample(x, torch.Generator().manual_seed(6))
+    out = aug.apply(x, params)
+    assert out.shape == (64, image[0], size, size)
+    for k in range(len(x)):
+        expected = aug.reference(x[k], {key: value[k] for key, value in params.items()})
+        torch.testing.assert_close(out[k], expected, atol=1e-5, rtol=0)
+    if scale == (1.0, 1.0) and image[1:] == (size, size):
+        assert torch.equal(out, x)

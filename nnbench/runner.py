@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -152,8 +152,9 @@ class _Recorder:
 
     def __init__(self, suite: Suite, tracker: Tracker, parent_run_id: str,
                  tags: dict[str, str], progress: Progress, console: Console,
-                 n_todo: int) -> None:
+                 n_todo: int, labels: Mapping[str, str] | None = None) -> None:
         self.suite, self.tracker, self.parent = suite, tracker, parent_run_id
+        self.labels = labels or {}  # trial_id -> how it reads (tuned re-runs: rounded)
         self.tags, self.progress, self.console = tags, progress, console
         self.run_ids: dict[str, str] = {}  # trial_id -> MLflow run id, for trials in flight
         self.entries: dict[str, str] = {}  # trial_id -> its claimed queue entry's tag
@@ -166,7 +167,7 @@ class _Recorder:
 
     def trial_started(self, spec: TrialSpec) -> bool:
         """Open the trial's MLflow run, tagged with the queue entry this worker claimed."""
-        label = spec.label(self.suite.varied_axes)
+        label = self.label(spec)
         tags = {**self.tags, "nnbench.queue_entry": self.entries[spec.trial_id]}
         with bookkeeping():
             self.run_ids[spec.trial_id] = self.tracker.start_trial(self.parent, spec, tags)
@@ -174,6 +175,9 @@ class _Recorder:
                             description=self._in_flight(f"{label} | seed {spec.seed_label}"))
         self.pace.started(len(self.run_ids))
         return True
+
+    def label(self, spec: TrialSpec) -> str:
+        return self.labels.get(spec.trial_id) or spec.label(self.suite.varied_axes)
 
     def _in_flight(self, text: str) -> str:
         n = len(self.run_ids)
@@ -184,7 +188,7 @@ class _Recorder:
             self.tracker.log_epoch(self.run_ids[spec.trial_id], metrics)
         shown = " ".join(f"{k} {metrics[k]:.4f}" for k in
                          ("val_loss", *(f"val_{m}" for m in metric_names(spec))))
-        running = f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label} | {shown}"
+        running = f"{self.label(spec)} | seed {spec.seed_label} | {shown}"
         self.progress.update(self.epochs_bar, completed=int(metrics["epoch"]),
                              description=self._in_flight(running))
         line = self.pace.epoch(spec, metrics, len(self.run_ids))
@@ -213,7 +217,7 @@ class _Recorder:
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
         shown = shown if status == result.status else note
-        self.console.print(f"[{self.done}/{self.n_todo}] {spec.label(self.suite.varied_axes)} "
+        self.console.print(f"[{self.done}/{self.n_todo}] {self.label(spec)} "
                            f"| seed {spec.seed_label}: {status} {shown} "
                            f"({result.wall_seconds:.1f}s)", highlight=False)
 
@@ -230,7 +234,7 @@ class _Recorder:
                                                 step=result.weights_epoch or 0)
         if note and note not in self.model_notes:  # said once, tagged on every run
             self.model_notes.add(note)
-            self.console.print(f"{result.spec.label(self.suite.varied_axes)} | seed "
+            self.console.print(f"{self.label(result.spec)} | seed "
                                f"{result.spec.seed_label}: {note}", highlight=False)
         return model_id
 
@@ -241,7 +245,7 @@ class _Recorder:
         self.ended(spec.trial_id, status, note or (
             "this worker's heartbeat went stale while it trained (hung, suspended or cut "
             "off); the queue re-queued the trial for another worker"))
-        self.console.print(f"{spec.label(self.suite.varied_axes)} | seed {spec.seed_label}: claim "
+        self.console.print(f"{self.label(spec)} | seed {spec.seed_label}: claim "
                            f"lost (heartbeat stale); not recorded as done", highlight=False)
 
     def ended(self, trial_id: str, status: str, note: str) -> None:
@@ -277,7 +281,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
               console: Console | None = None, trials: Sequence[TrialSpec] | None = None,
               tags: dict[str, str] | None = None, withdraw: bool = True,
               system_metrics: bool = False, log_models: bool = False,
-              lane_population: Sequence[TrialSpec] | None = None) -> RunSummary:
+              lane_population: Sequence[TrialSpec] | None = None,
+              labels: Mapping[str, str] | None = None) -> RunSummary:
     """Train every trial of `suite` (or the given `trials`, e.g. tuned re-runs) that the
     trial queue does not hold as done; returns what happened.
 
@@ -298,6 +303,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
     `lane_population`: the trials a stacked engine computes its one lane count from
     (default: `trials`, or the suite's), so that a part trained now and the rest trained
     later share it (tuned re-runs: every point, tuned yet or not).
+    `labels`: trial_id -> how a trial reads in the progress lines (default: its label;
+    tuned re-runs: `config.tune.tuned_label`, as the report reads).
     """
     console = console or Console(stderr=True)
     population = list(trials) if trials is not None else suite.trials()
@@ -369,7 +376,8 @@ def run_suite(suite: Suite, *, device: str = "auto", tracking_uri: str | None = 
             node = worker_label() if parent_run_id is not None else None
             with (tracker.system_metrics(summary.parent_run_id, node) if system_metrics
                   else nullcontext()):
-                _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo))
+                _work(suite, summary, queue, tracker, engine, run_tags, console, len(todo),
+                      labels)
         ended = None
     finally:
         queue.close()
@@ -426,7 +434,8 @@ def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: C
 
 
 def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,
-          engine: Engine, tags: dict[str, str], console: Console, n_todo: int) -> None:
+          engine: Engine, tags: dict[str, str], console: Console, n_todo: int,
+          labels: Mapping[str, str] | None = None) -> None:
     """Claim, train, record and release until the queue holds nothing for anyone."""
     assert summary.parent_run_id is not None
     batch = engine.lane_limit
@@ -435,7 +444,7 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
     waiting = False
     with Progress(*columns, console=console, transient=True) as progress:
         recorder = _Recorder(suite, tracker, summary.parent_run_id, tags, progress, console,
-                             n_todo)
+                             n_todo, labels)
         while True:
             queue.reap()
             claims: list[Claim] = []

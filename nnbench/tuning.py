@@ -44,6 +44,7 @@ from rich.console import Console
 
 from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
+from nnbench.config.tune import tuned_label
 from nnbench.queue import (
     DEFAULT_LIVENESS,
     Heartbeats,
@@ -908,12 +909,16 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
     every_point: dict[str, tuple[TrialSpec, dict[str, Any]]] = {
         p.config_id: (p, {}) for p in suite.configurations()}
     every_point.update(tuned)
+    # their progress lines read as the report does (tuned floats to 4 significant digits)
+    labels = {spec.trial_id: tuned_label(spec, best, suite.varied_axes)
+              for point, best in tuned.values() for spec in tuned_trials(
+                  suite, {point.config_id: (point, best)})}
     done = run_suite(suite, device=device, tracking_uri=tracker.tracking_uri, storage=url,
                      engine=engine_name, lanes=lanes, precision=precision,
                      liveness=liveness, console=console,
                      trials=reruns, tags={"nnbench.tuned": "true"}, withdraw=False,
                      system_metrics=system_metrics, log_models=log_models,
-                     lane_population=tuned_trials(suite, every_point))
+                     lane_population=tuned_trials(suite, every_point), labels=labels)
     summary.reruns = done.trained
     summary.failed = done.statuses.get("failed", 0)
     summary.interrupted = done.interrupted

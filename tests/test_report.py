@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import textwrap
@@ -415,7 +416,10 @@ def tuned_report(tmp_path_factory: pytest.TempPathFactory,
     suite = load_suite(path)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # MLflow's default artifact root is the working directory
-        summary = tune_suite(suite, tracking_uri=uri, device="cpu", console=QUIET)
+        out = io.StringIO()
+        summary = tune_suite(suite, tracking_uri=uri, device="cpu",
+                             console=Console(file=out, width=300))
+        (root / "tune.out").write_text(out.getvalue())  # what the command printed
         assert summary.reruns == 15  # 5 tuned points × 3 seeds
         return render_report(suite, tracking_uri=uri, report_dir=root / "reports")
 
@@ -446,6 +450,10 @@ def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) ->
         for number in re.findall(r"=(\d+\.\d+(?:e-?\d+)?)", label):
             digits = number.split("e")[0].replace(".", "").lstrip("0")
             assert len(digits) <= 4, (label, number)
+    # and the re-runs' progress lines as the report reads them (they printed every digit)
+    printed = re.findall(r"^\[\d+/15\] (.*) \| seed \d: finished",
+                         (tuned_report.parent.parent / "tune.out").read_text(), re.M)
+    assert len(printed) == 15 and set(printed) == set(trials["config"]), printed
     best = comparisons[comparisons["kind"] == "best_vs"]
     assert len(best) >= 1 and (best["n"] == 3).all()
     assert set(best["a"]) | set(best["b"]) <= set(trials["config"])

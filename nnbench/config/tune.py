@@ -10,6 +10,7 @@ losses, RMSE and MAE minimised) unless `against_metric: true` says otherwise.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -23,7 +24,7 @@ from nnbench.config.spec import AXES, TrialSpec
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError
 
-__all__ = ["Dimension", "Tune", "as_tuned", "check_tune", "tuned_variants"]
+__all__ = ["Dimension", "Tune", "as_tuned", "check_tune", "tuned_label", "tuned_variants"]
 
 NUISANCE_SCALARS = ("epochs", "batch_size", "dropout", "l1", "l2")
 
@@ -167,6 +168,21 @@ def as_tuned(spec: TrialSpec, dims: Sequence[Dimension]) -> TrialSpec | None:
         return apply_values(spec, {d.path: d.extremes()[0] for d in dims})
     except (ComponentError, ValueError):
         return None
+
+
+def tuned_label(spec: TrialSpec, best: Mapping[str, Any], axes: list[str]) -> str:
+    """How a tuned re-run reads (the report, trials.csv, the run's progress lines): its
+    label with each tuned float to 4 significant digits (`rmsprop(lr=0.01185)`, not
+    `lr=0.011854715845433215`; one re-run configuration per point, so the labels stay
+    distinct), whole `param=value` items only (`base_lr=0.1` is not `lr=0.1`). MLflow's
+    params keep the whole value."""
+    label = spec.label(axes)
+    for path, value in best.items():
+        if isinstance(value, float):
+            name = path.rpartition(".")[2]
+            label = re.sub(rf"(?<![\w.]){re.escape(f'{name}={value}')}(?=[,)\s]|$)",
+                           f"{name}={value:.4g}", label)
+    return label
 
 
 def _check_budget(trials: int, dims: list[Dimension], sampler: str,

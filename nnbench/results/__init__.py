@@ -11,10 +11,10 @@ MLflow is the source of truth: reports are rebuilt from here.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mlflow.entities import Run
@@ -22,6 +22,7 @@ from mlflow.entities import Run
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.sources import SOURCES
 from nnbench.config.spec import value_label
+from nnbench.config.tune import tuned_label
 from nnbench.fresh import write_atomic
 from nnbench.messages import UsageError
 from nnbench.tracking import DONE_STATUSES, Tracker, epoch_values, is_done
@@ -60,7 +61,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             f"{shlex.quote(tracker.tracking_uri)} mlflow experiments restore --experiment-id "
             f"{experiment.experiment_id}); running the suite again restores it too")
     points: dict[str, TrialSpec] = {}  # tuned config_id -> the scientific point it tunes
-    rounded: dict[str, dict[str, str]] = {}  # tuned config_id -> its values as labels read
+    bests: dict[str, dict[str, Any]] = {}  # tuned config_id -> its tuned values
     if suite.tune is not None:  # a tuned suite compares the re-runs of its tuned points
         from nnbench.config import apply_values
         from nnbench.tuning import tuned_points, tuned_trials
@@ -71,12 +72,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         for point, best in tuned.values():
             config_id = apply_values(point, best).config_id
             points[config_id] = point
-            # a tuned float to 4 significant digits (`rmsprop(lr=0.01185)`, not
-            # `lr=0.011854715845433215`): one re-run configuration per point, so the
-            # labels stay distinct
-            rounded[config_id] = {f"{path.rpartition('.')[2]}={value}":
-                                  f"{path.rpartition('.')[2]}={value:.4g}"
-                                  for path, value in best.items() if isinstance(value, float)}
+            bests[config_id] = best
     else:
         specs = {t.trial_id: t for t in suite.trials()}
         expected = len(specs)
@@ -96,7 +92,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         point = points.get(spec.config_id, spec)
         row = {
             "trial_id": trial_id, "config_id": spec.config_id,
-            "config": _rounded(spec.label(axes), rounded.get(spec.config_id, {})),
+            "config": tuned_label(spec, bests.get(spec.config_id, {}), axes),
             "point": point.label(axes),
             # the pairing key: the seed, or the varied sources' seeds (`init=1, data_order=0`)
             "seed": suite.design.label(spec) if suite.seed_design else spec.seed,
@@ -137,14 +133,6 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
                    experiment_id=tracker.experiment_id(create=False), trials=trials,
                    history=history, invocations=invocations,
                    missing=expected - len(by_trial), tuning=_tuning(tracker))
-
-
-def _rounded(label: str, values: dict[str, str]) -> str:
-    """`label` with each `param=value` of `values` written short (whole `param=value`
-    items only: `base_lr=0.1` is not `lr=0.1`)."""
-    for full, short in values.items():
-        label = re.sub(rf"(?<![\w.]){re.escape(full)}(?=[,)\s]|$)", short, label)
-    return label
 
 
 def _numerics(tags: dict[str, str]) -> str:

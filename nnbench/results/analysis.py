@@ -166,27 +166,28 @@ def _compare(a: pd.Series, b: pd.Series, higher_is_better: bool) -> Paired:
 
 
 def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
-          say: Callable[[str, str, Paired, float, float], str]) -> list[Comparison]:
+          say: Callable[[str, str, Paired, float, float, int], str]) -> list[Comparison]:
     """Holm over a family (the t p-values, and apart the permutation p-values); each row's
-    sentence from `say(a, b, result, p_holm, p_perm_holm)`."""
+    sentence from `say(a, b, result, p_holm, p_perm_holm, family size)`."""
     # every row was compared: one whose t p is undefined (identical differences) still
     # counts in the family, so the others are not under-corrected
     adjusted = holm([r.p for *_, r in pending], family=len(pending))
     adjusted_perm = holm([r.p_perm for *_, r in pending], family=len(pending))
     return [Comparison(kind, axis, a, b, metric, r, float(p), float(q),
-                       say(a, b, r, float(p), float(q)))
+                       say(a, b, r, float(p), float(q), len(pending)))
             for (axis, a, b, r), p, q in zip(pending, adjusted, adjusted_perm, strict=True)]
 
 
-def _says(metric: str) -> Callable[[str, str, Paired, float, float], str]:
+def _says(metric: str) -> Callable[[str, str, Paired, float, float, int], str]:
     """The sentence of a comparison of a against b: the difference, P(a better), verdict."""
 
-    def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float) -> str:
+    def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float,
+            family: int) -> str:
         text = f"{a} vs {b}: Δ {metric} = {r.diff:+.4f}"
         if r.p_improvement == r.p_improvement:  # oriented by higher_is_better in compare
             text += f", P({a} better than {b}) = {r.p_improvement:.2f}"
         return (f"{text}; " + verdict(r, p_adjusted=_finite(p_holm),
-                                      p_perm_adjusted=_finite(p_perm_holm)))
+                                      p_perm_adjusted=_finite(p_perm_holm), family=family))
 
     return say
 
@@ -560,13 +561,14 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
             pending.append((f"{x} × {y}", name_a, name_b,
                             _compare(at_1, at_0, suite.higher_is_better)))
 
-        def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float, x: str = x,
-                y: str = y) -> str:
+        def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float, family: int,
+                x: str = x, y: str = y) -> str:
             x1, _, x0 = a.partition(" vs ")
             y1, _, y0 = b.partition(" vs ")
             return (f"({x1} − {x0} at {y}={y1}) − ({x1} − {x0} at {y}={y0}) = "
                     f"{r.diff:+.4f}: " + verdict(r, p_adjusted=_finite(p_holm),
-                                                 p_perm_adjusted=_finite(p_perm_holm)))
+                                                 p_perm_adjusted=_finite(p_perm_holm),
+                                                 family=family))
 
         if not pending and not too_few and len(untested) == len(crossed):
             untested.append(f"No interaction test of {x} × {y}: " + (
@@ -844,7 +846,8 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             outcome = "inconclusive"
         verdicts.append(Verdict(claim, outcome, r, float(p_holm), float(p_perm_holm), a_mean,
                                 b_mean, verdict(r, p_adjusted=_finite(p_holm),
-                                                p_perm_adjusted=_finite(p_perm_holm))))
+                                                p_perm_adjusted=_finite(p_perm_holm),
+                                                family=len(pending))))
     return verdicts, notes
 
 
@@ -898,14 +901,15 @@ def comparisons_table(families: dict[str, Family], verdicts: list[Verdict]) -> p
                         _side(v.claim.b), v.claim.metric, v.result, v.p_holm, v.p_perm_holm,
                         f"{v.claim.text}: {v.verdict}; {v.sentence}") for v in verdicts]
     columns = ["kind", "axis", "a", "b", "metric", "n", "mean_diff", "t_low", "t_high",
-               "effect_size", "p", "p_holm", "p_perm", "boot_low", "boot_high",
+               "effect_size", "p", "p_holm", "p_perm", "p_perm_holm", "boot_low", "boot_high",
                "p_improvement", "p_improvement_low", "p_improvement_high", "mde",
                "seeds_needed", "identical", "method", "sentence"]
     return pd.DataFrame([{
         "kind": c.kind, "axis": c.axis, "a": c.a, "b": c.b, "metric": c.metric,
         "n": c.result.n, "mean_diff": c.result.diff, "t_low": c.result.low,
         "t_high": c.result.high, "effect_size": c.result.effect_size, "p": c.result.p,
-        "p_holm": c.p_holm, "p_perm": c.result.p_perm, "boot_low": c.result.boot_low,
+        "p_holm": c.p_holm, "p_perm": c.result.p_perm, "p_perm_holm": c.p_perm_holm,
+        "boot_low": c.result.boot_low,
         "boot_high": c.result.boot_high, "p_improvement": c.result.p_improvement,
         "p_improvement_low": c.result.p_improvement_low,
         "p_improvement_high": c.result.p_improvement_high, "mde": c.result.mde,

@@ -342,14 +342,23 @@ def format_p(p: float) -> str:
 
 
 def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
-            p_perm_adjusted: float | None = None) -> str:
+            p_perm_adjusted: float | None = None, family: int = 1) -> str:
     """Plain English: is the comparison distinguishable at α (by the paired t-test, using
     p_adjusted when given), and does the sign-flip permutation test agree. Pass
     p_perm_adjusted (the same adjustment applied to the family's p_perm) so that a
     permutation verdict is weighed at the same family-wise level; without it only the
     unadjusted permutation p is used, which can flag a t verdict as unsupported but never
-    claims the permutation test finds what the adjusted t-test does not."""
-    free = seeds_for_distribution_free(alpha)
+    claims the permutation test finds what the adjusted t-test does not. `family`: the
+    comparisons Holm adjusts together: a Holm-adjusted permutation p cannot go below
+    family × 2/2ⁿ (the family's smallest p times its size), so it is that floor, and the
+    seeds at which it can reach α, that the sentence quotes (it quoted 2/2ⁿ and 6 seeds
+    beside a Holm-adjusted p of a family of 3, which needs 7)."""
+    holm_floor = p_perm_adjusted is not None and family > 1
+    m = family if holm_floor else 1
+    free = seeds_for_distribution_free(alpha / m)
+    floor_text = (f"{m}·2/2^{r.n} = {format_p(min(1.0, m * 2 / 2**r.n))} at n = {r.n} in a "
+                  f"family of {m}" if holm_floor
+                  else f"2/2^{r.n} = {format_p(2 / 2**r.n)} at n = {r.n}")
     level = f"α = {alpha:g}"
     if r.n == 0:
         return "no seed has both configurations: nothing to compare"
@@ -360,12 +369,14 @@ def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
             return (f"every one of the {r.n} seeds gave exactly the same value to both: "
                     f"not distinguishable, and this is not certainty that they are equal")
         p_same = p_perm_adjusted if p_perm_adjusted is not None else r.p_perm
+        p_name = ("Holm-adjusted sign-flip permutation p" if holm_floor
+                  else "sign-flip permutation p")
         found = (f", distinguishable at {level} without assuming normality" if p_same < alpha
                  else f", not distinguishable at {level}")
         return (f"every one of the {r.n} seeds gave the same difference ({r.diff:+.4g}): "
                 f"there is no spread to test it against, so this is not certainty; the "
-                f"{_p_is('sign-flip permutation p', p_same, verb='is')} (it cannot go below "
-                f"2/2^{r.n} at n = {r.n}){found}"
+                f"{_p_is(p_name, p_same, verb='is')} (it cannot go below "
+                f"{floor_text}){found}"
                 + (f"; a distribution-free test could reach {level} from {free} seeds"
                    if r.n < free else ""))
     adjusted = p_adjusted is not None
@@ -381,9 +392,8 @@ def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
     if t_yes and perm_yes:
         return f"distinguishable at {level} ({numbers})"
     if t_yes:
-        floor = (f", which cannot go below 2/2^{r.n} = {format_p(2 / 2**r.n)} at n = {r.n}; "
-                 f"a distribution-free test could reach {level} from {free} seeds"
-                 if r.n < free else "")
+        floor = (f", which cannot go below {floor_text}; a distribution-free test could "
+                 f"reach {level} from {free} seeds" if r.n < free else "")
         return (f"distinguishable at {level} by the paired t-test but not by the "
                 f"distribution-free sign-flip permutation test ({numbers}{floor}): the t "
                 f"verdict rests on the per-seed differences being normally distributed, "

@@ -24,6 +24,7 @@ from nnbench.results.analysis import (
     leaderboard,
     main_effects,
 )
+from nnbench.results.stats import holm
 
 SUITE = """\
 name: synthetic
@@ -278,12 +279,16 @@ def test_every_comparison_is_one_row_of_the_csv_table() -> None:
     table = comparisons_table({"main_effect": effects, "best_vs": best_versus(
         trials, leaderboard(trials, True), suite)}, [])
     for column in ("kind", "axis", "a", "b", "metric", "n", "mean_diff", "t_low", "t_high",
-                   "p", "p_holm", "p_perm", "boot_low", "boot_high", "p_improvement",
-                   "p_improvement_low", "p_improvement_high", "mde"):
+                   "p", "p_holm", "p_perm", "p_perm_holm", "boot_low", "boot_high",
+                   "p_improvement", "p_improvement_low", "p_improvement_high", "mde"):
         assert column in table, column
         assert table[column].notna().all(), column
     assert set(table["kind"]) == {"main_effect", "best_vs"}
     assert (table["n"] == 6).all()
+    # the permutation p the sentences weigh: Holm over each family, as p_holm is
+    for kind, rows in table.groupby("kind"):
+        assert list(rows["p_perm_holm"]) == pytest.approx(
+            list(holm(list(rows["p_perm"]), family=len(rows)))), kind
 
 
 def test_a_level_without_a_finished_trial_is_named_once_not_dropped() -> None:

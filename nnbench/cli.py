@@ -969,15 +969,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if suite.tune is not None:
         from nnbench.tuning import status_lines
 
-        for line in status_lines(suite, rdb):
+        lines, tuning = status_lines(suite, rdb)
+        for line in lines:
             out.print(f"  {line}")
+        for worker, silent in sorted(tuning.items()):  # those tuning the studies
+            out.print(f"  tuning worker {worker}" + _worker_state(worker, silent, "tune"))
     return EXIT_OK
 
 
-def _worker_state(worker: str, silent: float | None) -> str:
+def _worker_state(worker: str, silent: float | None, command: str = "run") -> str:
     """What status adds to a worker holding a claim: how long since its last heartbeat, and,
     for a worker of this machine whose process is gone, that it has stopped (a SIGKILLed
-    worker's claims stay RUNNING until some worker or run reaps them)."""
+    worker's claims stay RUNNING until some worker or `command` reaps them)."""
     from nnbench.queue import DEFAULT_LIVENESS
 
     host, _, pid = worker.rpartition(":")
@@ -996,7 +999,7 @@ def _worker_state(worker: str, silent: float | None) -> str:
     if gone or silent > grace:
         said += (" (no such process on this machine: it has stopped)" if gone else
                  " (silent past the default grace period: it may have stopped)")
-        said += (f"; the next run or worker queues its trials again once it has been silent "
+        said += (f"; the next {command} or worker queues its trials again once it has been silent "
                  f"for the grace period ({grace} s unless --grace-period says otherwise)")
     return said
 

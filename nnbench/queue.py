@@ -84,6 +84,7 @@ __all__ = [
     "open_study",
     "queue_owner",
     "reap",
+    "silence",
     "storage_id",
 ]
 
@@ -407,23 +408,7 @@ class TrialQueue:
     def silence(self) -> dict[str, float]:
         """Per worker holding a claim, the seconds since its latest heartbeat by the server's
         clock (which `reap` goes by; the longest silence where it holds several)."""
-        running = {e._trial_id: str(e.user_attrs.get("nnbench.worker", "?"))
-                   for e in self.entries((TrialState.RUNNING,))}
-
-        def read() -> dict[str, float]:
-            with _create_scoped_session(self.storage.scoped_session) as session:
-                now = session.execute(func.now()).scalar()
-                assert now is not None
-                beats = session.query(models.TrialHeartbeatModel).filter(
-                    models.TrialHeartbeatModel.trial_id.in_(running)).all()
-                out: dict[str, float] = {}
-                for beat in beats:
-                    age = (now.replace(tzinfo=None) - beat.heartbeat).total_seconds()
-                    worker = running[int(beat.trial_id)]
-                    out[worker] = max(age, out.get(worker, age))
-                return out
-
-        return retrying(read, "reading the heartbeats") if running else {}
+        return silence(self.storage, self.entries((TrialState.RUNNING,)))
 
     def kept(self, what: str, device_type: str) -> int | None:
         """The suite's kept `what` ("lanes", "threads") on this kind of device (`keep`),
@@ -782,6 +767,28 @@ class TrialQueue:
         if self._heartbeats is not None:
             self._heartbeats.stop()
             self._heartbeats = None
+
+
+def silence(storage: RDBStorage, running: Iterable[FrozenTrial]) -> dict[str, float]:
+    """Per worker (`nnbench.worker`) of the `running` trials (a queue's claims, a tuning
+    study's trials), the seconds since its latest heartbeat by the server's clock (which
+    reaping goes by; the longest silence where it holds several)."""
+    workers = {t._trial_id: str(t.user_attrs.get("nnbench.worker", "?")) for t in running}
+
+    def read() -> dict[str, float]:
+        with _create_scoped_session(storage.scoped_session) as session:
+            now = session.execute(func.now()).scalar()
+            assert now is not None
+            beats = session.query(models.TrialHeartbeatModel).filter(
+                models.TrialHeartbeatModel.trial_id.in_(workers)).all()
+            out: dict[str, float] = {}
+            for beat in beats:
+                age = (now.replace(tzinfo=None) - beat.heartbeat).total_seconds()
+                worker = workers[int(beat.trial_id)]
+                out[worker] = max(age, out.get(worker, age))
+            return out
+
+    return retrying(read, "reading the heartbeats") if workers else {}
 
 
 def reap(study: optuna.Study) -> None:

@@ -55,6 +55,7 @@ from nnbench.queue import (
     open_storage,
     open_study,
     reap,
+    silence,
     storage_id,
 )
 from nnbench.runner import _Pace, bookkeeping, check_artifacts, open_queue, open_tracker, run_suite
@@ -585,10 +586,14 @@ def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
     retrying_once("queueing a killed trial's point again", enqueue, find)
 
 
-def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
-    """One line per tuning study: trials that used budget, running, waiting (re-queued)."""
+def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str, float | None]]:
+    """One line per tuning study: trials that used budget, running, waiting (re-queued);
+    and the workers of the running trials, each with the seconds since its latest
+    heartbeat (None: none recorded), for `status` to say which have stopped (a SIGKILLed
+    `tune` left its trials running, and status said only "12 running")."""
     assert suite.tune is not None
     lines = []
+    workers: dict[str, float | None] = {}
     names = point_studies(suite, storage)
     for point in suite.configurations():
         name = names[point.config_id]
@@ -602,7 +607,15 @@ def status_lines(suite: Suite, storage: RDBStorage) -> list[str]:
         lines.append(f"{name} ({point.label(suite.varied_axes)}): "
                      f"{budget_text(counted, suite.tune.trials)}, {running} running, "
                      f"{waiting} queued again")
-    return lines
+        if running:
+            held = [t for t in _trials(study) if t.state == TrialState.RUNNING]
+            silent = silence(storage, held)
+            for trial in held:
+                worker = str(trial.user_attrs.get("nnbench.worker", "?"))
+                age = silent.get(worker)
+                if worker not in workers or (age is not None and age > (workers[worker] or 0)):
+                    workers[worker] = age
+    return lines, workers
 
 
 def budget_text(counted: int, trials: int) -> str:

@@ -278,7 +278,7 @@ def _trial_states_read_only(path: Path) -> Counter[str]:
 @pytest.mark.parametrize(("engine", "in_flight"), [("serial", 1), ("stacked", 2)])
 def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
         tmp_path: Path, engine: str, in_flight: int,
-        mlflow_store: Callable[[Path], str]) -> None:
+        mlflow_store: Callable[[Path], str], capsys: pytest.CaptureFixture[str]) -> None:
     """Serial: one Optuna trial in flight; stacked with 2 lanes: a batch of two proposals."""
     path = _suite(tmp_path / "killed.yaml", name="killed", epochs=40, trials=6,
                   optimizers="[sgd]")
@@ -305,6 +305,17 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
         raise AssertionError("the study never had trials in flight to kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    # status names the dead worker that holds the running trials (it said only "N running")
+    from nnbench import cli
+
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--storage", storage, "--tracking-uri", uri]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f": 2/6 trials, {in_flight} running" in said, said
+    assert re.search(rf"tuning worker \S+:{proc.pid}: last heartbeat \d+ s ago \(no such "
+                     rf"process on this machine: it has stopped\); the next tune or worker "
+                     rf"queues its trials again once it has been silent for the grace period",
+                     said), said
     # the rerun, in this process: it waits for the killed trials to go stale, then goes on
     with within(300, "the rerun"):
         rerun = tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=uri,

@@ -978,7 +978,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _worker_state(worker: str, silent: float | None, command: str = "run") -> str:
-    """What status adds to a worker holding a claim: how long since its last heartbeat, and,
+    """What status adds to a worker holding a claim or running a tuning trial: how long
+    since its last heartbeat, and,
     for a worker of this machine whose process is gone, that it has stopped (a SIGKILLed
     worker's claims stay RUNNING until some worker or `command` reaps them)."""
     from nnbench.queue import DEFAULT_LIVENESS
@@ -1382,8 +1383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # KeyboardInterrupt" over the command's output; the command stops at its next step and
     # says so (`interrupted()`), so that report is dropped; any other one is printed
     unraisable = sys.unraisablehook
-    if previous:
-        sys.unraisablehook = partial(_unraisable, unraisable)
     timeout = "PGCONNECT_TIMEOUT" not in os.environ
     # every PostgreSQL connection (Optuna's, MLflow's; libpq reads it) gives up after this
     # long rather than the system's 2 minutes of TCP retries to a server gone silent, so
@@ -1391,6 +1390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if timeout:
         os.environ["PGCONNECT_TIMEOUT"] = str(cli_checks.CONNECT_TIMEOUT)
     try:
+        if previous:
+            sys.unraisablehook = partial(_unraisable, unraisable, interrupted)
         with _unbroken_output():
             code = _main(argv)
             if interrupted() and code in (EXIT_OK, EXIT_TRIAL_FAILED):
@@ -1404,19 +1405,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted")
         return EXIT_INTERRUPTED
     finally:
+        sys.unraisablehook = unraisable  # (first: an interrupt may land in the loop below)
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-        sys.unraisablehook = unraisable
         if timeout:
             os.environ.pop("PGCONNECT_TIMEOUT", None)
 
 
-def _unraisable(hook: Callable[[Any], object], report: Any) -> None:
+def _unraisable(hook: Callable[[Any], object], interrupted: Callable[[], bool],
+                report: Any) -> None:
     """`sys.unraisablehook` while a command runs: an interrupt the command's handler raised
     where Python could not raise it is the command's to say (it stops at its next step);
     any other report goes to `hook`."""
-    from nnbench.transient import interrupted
-
     if isinstance(report.exc_value, KeyboardInterrupt) and interrupted():
         return
     hook(report)

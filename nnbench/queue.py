@@ -79,12 +79,12 @@ __all__ = [
     "TrialQueue",
     "default_storage",
     "finishing",
+    "heartbeat_silence",
     "heartbeats",
     "open_storage",
     "open_study",
     "queue_owner",
     "reap",
-    "silence",
     "storage_id",
 ]
 
@@ -408,7 +408,7 @@ class TrialQueue:
     def silence(self) -> dict[str, float]:
         """Per worker holding a claim, the seconds since its latest heartbeat by the server's
         clock (which `reap` goes by; the longest silence where it holds several)."""
-        return silence(self.storage, self.entries((TrialState.RUNNING,)))
+        return heartbeat_silence(self.storage, self.entries((TrialState.RUNNING,)))
 
     def kept(self, what: str, device_type: str) -> int | None:
         """The suite's kept `what` ("lanes", "threads") on this kind of device (`keep`),
@@ -769,7 +769,8 @@ class TrialQueue:
             self._heartbeats = None
 
 
-def silence(storage: RDBStorage, running: Iterable[FrozenTrial]) -> dict[str, float]:
+def heartbeat_silence(storage: RDBStorage, running: Iterable[FrozenTrial]
+                      ) -> dict[str, float]:
     """Per worker (`nnbench.worker`) of the `running` trials (a queue's claims, a tuning
     study's trials), the seconds since its latest heartbeat by the server's clock (which
     reaping goes by; the longest silence where it holds several)."""

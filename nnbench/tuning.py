@@ -51,11 +51,11 @@ from nnbench.queue import (
     Liveness,
     fail_waiting,
     finishing,
+    heartbeat_silence,
     heartbeats,
     open_storage,
     open_study,
     reap,
-    silence,
     storage_id,
 )
 from nnbench.runner import _Pace, bookkeeping, check_artifacts, open_queue, open_tracker, run_suite
@@ -593,7 +593,7 @@ def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str
     `tune` left its trials running, and status said only "12 running")."""
     assert suite.tune is not None
     lines = []
-    workers: dict[str, float | None] = {}
+    held: list[optuna.trial.FrozenTrial] = []
     names = point_studies(suite, storage)
     for point in suite.configurations():
         name = names[point.config_id]
@@ -608,14 +608,10 @@ def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str
                      f"{budget_text(counted, suite.tune.trials)}, {running} running, "
                      f"{waiting} queued again")
         if running:
-            held = [t for t in _trials(study) if t.state == TrialState.RUNNING]
-            silent = silence(storage, held)
-            for trial in held:
-                worker = str(trial.user_attrs.get("nnbench.worker", "?"))
-                age = silent.get(worker)
-                if worker not in workers or (age is not None and age > (workers[worker] or 0)):
-                    workers[worker] = age
-    return lines, workers
+            held += [t for t in _trials(study) if t.state == TrialState.RUNNING]
+    silent = heartbeat_silence(storage, held)
+    return lines, {str(t.user_attrs.get("nnbench.worker", "?")):
+                   silent.get(str(t.user_attrs.get("nnbench.worker", "?"))) for t in held}
 
 
 def budget_text(counted: int, trials: int) -> str:

@@ -182,14 +182,15 @@ def _resize_weights(start: torch.Tensor, length: torch.Tensor, extent: int, size
     at `scale * (i + 0.5)` in the crop (`scale = length / size`), and takes the crop's
     pixels j with the triangle filter `1 - |j + 0.5 - centre| / max(scale, 1)`, normalised
     to sum to 1; a crop of `size` pixels is taken as is (weight 1 on its own pixel).
-    Pixels outside the crop weigh 0. Computed in float64, `[n, size, extent]`."""
-    scale = (length.double() / size)[:, None, None]
-    centre = scale * (torch.arange(size, device=start.device, dtype=torch.float64)[:, None]
+    Pixels outside the crop weigh 0. In float32, as torch's float kernel computes them,
+    `[n, size, extent]`."""
+    scale = (length.float() / size)[:, None, None]
+    centre = scale * (torch.arange(size, device=start.device, dtype=torch.float32)[:, None]
                       + 0.5)
-    j = torch.arange(extent, device=start.device, dtype=torch.float64)[None, None, :] \
-        - start.double()[:, None, None]  # each pixel's place in the crop
+    j = torch.arange(extent, device=start.device, dtype=torch.float32)[None, None, :] \
+        - start.float()[:, None, None]  # each pixel's place in the crop
     weight = (1 - (j + 0.5 - centre).abs() / scale.clamp_min(1.0)).clamp_min(0)
-    weight = weight * ((j >= 0) & (j < length.double()[:, None, None]))
+    weight = weight * ((j >= 0) & (j < length.float()[:, None, None]))
     return weight / weight.sum(dim=2, keepdim=True)
 
 
@@ -248,9 +249,15 @@ class _RandomResizedCrop(Augmentation):
                                 for image, box in zip(x, boxes, strict=True)])
         rows = _resize_weights(params["top"], params["height"], x.shape[-2], self.size)
         cols = _resize_weights(params["left"], params["width"], x.shape[-1], self.size)
-        rows, cols = rows.to(x.dtype), cols.to(x.dtype)
-        # [n, size, H] @ [n, C, H, W] @ [n, W, size]: each sample's crop, resized
-        return torch.matmul(torch.matmul(rows[:, None], x), cols.transpose(1, 2)[:, None])
+        # in full fp32 whatever --precision allows the model's matrix products (TF32 would
+        # round every pixel to a 10-bit mantissa; torch's own resize kernel does not)
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            # [n, size, H] @ [n, C, H, W] @ [n, W, size]: each sample's crop, resized
+            return torch.matmul(torch.matmul(rows[:, None], x), cols.transpose(1, 2)[:, None])
+        finally:
+            torch.set_float32_matmul_precision(precision)
 
     def _resized_crop(self, image: torch.Tensor, top: int, left: int, height: int,
                       width: int) -> torch.Tensor:

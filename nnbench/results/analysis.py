@@ -34,6 +34,7 @@ from nnbench.results.stats import (
     compare,
     format_p,
     holm,
+    perm_floors,
     t_interval,
     verdict,
 )
@@ -166,28 +167,34 @@ def _compare(a: pd.Series, b: pd.Series, higher_is_better: bool) -> Paired:
 
 
 def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
-          say: Callable[[str, str, Paired, float, float, int], str]) -> list[Comparison]:
+          say: Callable[[str, str, Paired, float, float, tuple[float, int]], str]
+          ) -> list[Comparison]:
     """Holm over a family (the t p-values, and apart the permutation p-values); each row's
-    sentence from `say(a, b, result, p_holm, p_perm_holm, family size)`."""
+    sentence from `say(a, b, result, p_holm, p_perm_holm, perm_floor_seeds)` (the lowest
+    its Holm-adjusted permutation p can be at the family's seeds, and the seeds from which
+    it could reach α: `stats.perm_floors`)."""
     # every row was compared: one whose t p is undefined (identical differences) still
     # counts in the family, so the others are not under-corrected
     adjusted = holm([r.p for *_, r in pending], family=len(pending))
     adjusted_perm = holm([r.p_perm for *_, r in pending], family=len(pending))
+    floors = perm_floors([r.n for *_, r in pending])
     return [Comparison(kind, axis, a, b, metric, r, float(p), float(q),
-                       say(a, b, r, float(p), float(q), len(pending)))
-            for (axis, a, b, r), p, q in zip(pending, adjusted, adjusted_perm, strict=True)]
+                       say(a, b, r, float(p), float(q), floor))
+            for (axis, a, b, r), p, q, floor in zip(pending, adjusted, adjusted_perm, floors,
+                                                    strict=True)]
 
 
-def _says(metric: str) -> Callable[[str, str, Paired, float, float, int], str]:
+def _says(metric: str) -> Callable[[str, str, Paired, float, float, tuple[float, int]], str]:
     """The sentence of a comparison of a against b: the difference, P(a better), verdict."""
 
     def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float,
-            family: int) -> str:
+            floor: tuple[float, int]) -> str:
         text = f"{a} vs {b}: Δ {metric} = {r.diff:+.4f}"
         if r.p_improvement == r.p_improvement:  # oriented by higher_is_better in compare
             text += f", P({a} better than {b}) = {r.p_improvement:.2f}"
         return (f"{text}; " + verdict(r, p_adjusted=_finite(p_holm),
-                                      p_perm_adjusted=_finite(p_perm_holm), family=family))
+                                      p_perm_adjusted=_finite(p_perm_holm),
+                                      perm_floor_seeds=floor))
 
     return say
 
@@ -561,14 +568,14 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
             pending.append((f"{x} × {y}", name_a, name_b,
                             _compare(at_1, at_0, suite.higher_is_better)))
 
-        def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float, family: int,
-                x: str = x, y: str = y) -> str:
+        def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float,
+                floor: tuple[float, int], x: str = x, y: str = y) -> str:
             x1, _, x0 = a.partition(" vs ")
             y1, _, y0 = b.partition(" vs ")
             return (f"({x1} − {x0} at {y}={y1}) − ({x1} − {x0} at {y}={y0}) = "
                     f"{r.diff:+.4f}: " + verdict(r, p_adjusted=_finite(p_holm),
                                                  p_perm_adjusted=_finite(p_perm_holm),
-                                                 family=family))
+                                                 perm_floor_seeds=floor))
 
         if not pending and not too_few and len(untested) == len(crossed):
             untested.append(f"No interaction test of {x} × {y}: " + (
@@ -835,8 +842,9 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
     adjusted = holm([r.p for _, r, _, _ in pending], family=len(pending))
     adjusted_perm = holm([r.p_perm for _, r, _, _ in pending], family=len(pending))
     verdicts = []
-    for (claim, r, a_mean, b_mean), p_holm, p_perm_holm in zip(pending, adjusted, adjusted_perm,
-                                                                strict=True):
+    floors = perm_floors([r.n for _, r, _, _ in pending])
+    for (claim, r, a_mean, b_mean), p_holm, p_perm_holm, floor in zip(
+            pending, adjusted, adjusted_perm, floors, strict=True):
         sign = 1 if claim.direction == "higher" else -1
         if p_holm < ALPHA and np.sign(r.diff) == sign:
             outcome = "supported"
@@ -847,7 +855,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         verdicts.append(Verdict(claim, outcome, r, float(p_holm), float(p_perm_holm), a_mean,
                                 b_mean, verdict(r, p_adjusted=_finite(p_holm),
                                                 p_perm_adjusted=_finite(p_perm_holm),
-                                                family=len(pending))))
+                                                perm_floor_seeds=floor)))
     return verdicts, notes
 
 

@@ -10,7 +10,8 @@ assumptions of any single test:
 - an exact sign-flip permutation p-value of the same differences: all 2ⁿ sign patterns
   for n ≤ 16, 65,536 seeded random patterns beyond. It assumes only that a difference
   is as likely to be positive as negative under the null, and it can never go below
-  2/2ⁿ (0.125 at 4 seeds): a distribution-free test needs 6 seeds to reach α = 0.05;
+  2/2ⁿ (0.125 at 4 seeds): a lone distribution-free test needs 6 seeds to reach α = 0.05,
+  one Holm-adjusted in a family more (`perm_floors`: 7 in a family of 3 at equal seeds);
 - a seed-paired BCa bootstrap interval of the mean difference (`scipy.stats.bootstrap`,
   10,000 seeded resamples). Below about 10 seeds every bootstrap interval is narrower
   than the t interval and covers less than its nominal 95% (roughly 80% at 4 seeds);
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,9 +48,9 @@ from scipy import optimize, stats
 
 __all__ = ["ALPHA", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "EXACT_PERMUTATION_MAX_N",
            "PERMUTATION_SEED", "POWER", "RANDOM_PERMUTATIONS", "Interval", "Paired", "compare",
-           "ema", "format_p", "holm", "min_detectable_difference", "paired", "permutation_p",
-           "probability_of_improvement", "seeds_for_distribution_free", "t_interval",
-           "verdict"]
+           "ema", "format_p", "holm", "min_detectable_difference", "paired", "perm_floor",
+           "perm_floors", "permutation_p", "probability_of_improvement",
+           "seeds_for_distribution_free", "t_interval", "verdict"]
 
 ALPHA = 0.05  # two-sided level of every test and 1 - coverage of every interval
 POWER = 0.8  # power at which the minimum detectable difference and seeds needed are stated
@@ -159,6 +161,32 @@ def permutation_p(differences: np.ndarray | pd.Series | list[float]) -> float:
     if n <= EXACT_PERMUTATION_MAX_N:
         return hits / len(sums)
     return (1 + hits) / (1 + len(sums))
+
+
+def perm_floor(n: int) -> float:
+    """The smallest sign-flip permutation p n seeds can give: 2/2ⁿ exactly (n ≤
+    EXACT_PERMUTATION_MAX_N), 1/(1 + RANDOM_PERMUTATIONS) from random patterns beyond."""
+    return 2 / 2**n if n <= EXACT_PERMUTATION_MAX_N else 1 / (1 + RANDOM_PERMUTATIONS)
+
+
+def perm_floors(ns: Sequence[int], alpha: float = ALPHA) -> list[tuple[float, int]]:
+    """For each comparison of a Holm family, whose seeds are `ns`: the smallest its
+    Holm-adjusted sign-flip p can be at these seeds (Holm over every comparison's
+    `perm_floor`: Holm's adjusted p-values only rise with the raw ones), and the fewest
+    seeds from which it could reach α, the others' seeds as they are (a family of 3 at 4
+    seeds each: 3 × 2/2^4 = 0.375, and 7 seeds)."""
+    out = []
+    for i, n in enumerate(ns):
+        floors = [perm_floor(k) for k in ns]
+        lowest = float(holm(floors, family=len(ns))[i])
+        more = max(n, 1)
+        while more < 64:
+            floors[i] = perm_floor(more)
+            if float(holm(floors, family=len(ns))[i]) < alpha:
+                break
+            more += 1
+        out.append((lowest, more))
+    return out
 
 
 def seeds_for_distribution_free(alpha: float = ALPHA) -> int:
@@ -342,23 +370,26 @@ def format_p(p: float) -> str:
 
 
 def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
-            p_perm_adjusted: float | None = None, family: int = 1) -> str:
+            p_perm_adjusted: float | None = None,
+            perm_floor_seeds: tuple[float, int] | None = None) -> str:
     """Plain English: is the comparison distinguishable at α (by the paired t-test, using
     p_adjusted when given), and does the sign-flip permutation test agree. Pass
     p_perm_adjusted (the same adjustment applied to the family's p_perm) so that a
     permutation verdict is weighed at the same family-wise level; without it only the
     unadjusted permutation p is used, which can flag a t verdict as unsupported but never
-    claims the permutation test finds what the adjusted t-test does not. `family`: the
-    comparisons Holm adjusts together: a Holm-adjusted permutation p cannot go below
-    family × 2/2ⁿ (the family's smallest p times its size), so it is that floor, and the
-    seeds at which it can reach α, that the sentence quotes (it quoted 2/2ⁿ and 6 seeds
-    beside a Holm-adjusted p of a family of 3, which needs 7)."""
-    holm_floor = p_perm_adjusted is not None and family > 1
-    m = family if holm_floor else 1
-    free = seeds_for_distribution_free(alpha / m)
-    floor_text = (f"{m}·2/2^{r.n} = {format_p(min(1.0, m * 2 / 2**r.n))} at n = {r.n} in a "
-                  f"family of {m}" if holm_floor
-                  else f"2/2^{r.n} = {format_p(2 / 2**r.n)} at n = {r.n}")
+    claims the permutation test finds what the adjusted t-test does not. With it,
+    `perm_floor_seeds` (`perm_floors`): the lowest that Holm-adjusted p can be at the
+    family's seeds, and the seeds from which it could reach α, which the sentence quotes
+    (it quoted a lone test's 2/2ⁿ and 6 seeds beside a Holm-adjusted p of a family of 3,
+    which needs 7)."""
+    in_family = p_perm_adjusted is not None and perm_floor_seeds is not None
+    if in_family:
+        assert perm_floor_seeds is not None
+        lowest, free = perm_floor_seeds
+        floor_text = f"{format_p(lowest)} at n = {r.n}, Holm-adjusted over its family"
+    else:
+        free = seeds_for_distribution_free(alpha)
+        floor_text = f"2/2^{r.n} = {format_p(2 / 2**r.n)} at n = {r.n}"
     level = f"α = {alpha:g}"
     if r.n == 0:
         return "no seed has both configurations: nothing to compare"
@@ -369,7 +400,7 @@ def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
             return (f"every one of the {r.n} seeds gave exactly the same value to both: "
                     f"not distinguishable, and this is not certainty that they are equal")
         p_same = p_perm_adjusted if p_perm_adjusted is not None else r.p_perm
-        p_name = ("Holm-adjusted sign-flip permutation p" if holm_floor
+        p_name = ("Holm-adjusted sign-flip permutation p" if in_family
                   else "sign-flip permutation p")
         found = (f", distinguishable at {level} without assuming normality" if p_same < alpha
                  else f", not distinguishable at {level}")
@@ -406,9 +437,9 @@ def verdict(r: Paired, *, alpha: float = ALPHA, p_adjusted: float | None = None,
     if r.seeds_needed is not None and r.seeds_needed > MANY_SEEDS:
         return (f"{tail}; the observed difference is so small against the seeds' spread "
                 f"that more than {MANY_SEEDS:,} seeds would be needed to resolve it")
-    if r.seeds_needed is not None:
-        return (f"{tail}; about {r.seeds_needed} seeds would resolve a difference of the "
-                f"observed size")
+    if r.seeds_needed is not None:  # (and the permutation test could reach α there)
+        return (f"{tail}; about {max(r.seeds_needed, free)} seeds would resolve a difference "
+                f"of the observed size")
     if r.diff == 0:
         return f"{tail}; the observed mean difference is 0"
     if math.isfinite(r.mde):

@@ -123,15 +123,34 @@ def test_an_augmentation_applies_without_reading_the_device(name: str) -> None:
 
 
 @pytest.mark.parametrize(("image", "size", "scale"), [
-    ((3, 32, 32), 8, (0.08, 1.0)),  # down to a quarter and less
+    ((3, 32, 32), 8, (0.08, 1.0)),  # down to a quarter and less (wide filters)
     ((3, 32, 32), 48, (0.5, 1.0)),  # up
     ((1, 7, 29), 7, (0.9, 1.0)),  # narrow, one axis kept
     ((3, 16, 16), 16, (1.0, 1.0)),  # the whole image at its own size: as is
 ])
+@pytest.mark.parametrize("at_once", [True, False])
 def test_random_resized_crop_resizes_as_torchvision_at_any_scale(
-        image: tuple[int, int, int], size: int, scale: tuple[float, float]) -> None:
-    """Every sample's crop and resize at once, as torchvision's `resized_crop`
-    (antialiased bilinear) gives it one image at a time, within float rounding."""
+        image: tuple[int, int, int], size: int, scale: tuple[float, float], at_once: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every sample's crop and resize at once (a GPU's way, and a CPU's for small images),
+    and image by image (a CPU's for larger ones), as torchvision's `resized_crop`
+    (antialiased bilinear) gives it one image at a time, within float rounding; with
+    TF32 matrix products allowed (--precision tf32), which the resize sets aside for its own
+    products (on a GPU; a CPU has no TF32) and leaves allowed after."""
+    from nnbench.components import augmentations
+
+    monkeypatch.setattr(augmentations, "BATCHED_CROP_PIXELS", 10**9 if at_once else 0)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")  # what --precision tf32 sets
+    try:
+        _resized_as_torchvision(image, size, scale)
+        assert torch.get_float32_matmul_precision() == "high"  # left as it was
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
+def _resized_as_torchvision(image: tuple[int, int, int], size: int,
+                            scale: tuple[float, float]) -> None:
     aug: Augmentation = registry.build("augmentation", registry.resolve(
         "augmentation", {"name": "random_resized_crop", "size": size, "scale": list(scale)}))
     x = torch.rand(64, *image, generator=torch.Generator().manual_seed(5))

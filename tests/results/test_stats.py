@@ -33,6 +33,7 @@ from nnbench.results.stats import (
     holm,
     min_detectable_difference,
     paired,
+    perm_floors,
     permutation_p,
     probability_of_improvement,
     seeds_for_distribution_free,
@@ -493,27 +494,39 @@ def test_holm_counts_a_compared_row_whose_t_p_is_undefined_in_its_family() -> No
 
 
 def test_a_holm_adjusted_permutation_p_quotes_its_family_s_floor() -> None:
-    """A Holm-adjusted sign-flip p cannot go below family × 2/2ⁿ, and reaches α = 0.05
-    only from the seeds where that floor does: the sentence quoted 2/2^4 = 0.1250 and "6
-    seeds" beside a Holm-adjusted p of 0.3750 in a family of 3 (3 × 2/2^6 = 0.094: 7
-    seeds; found by a report audit)."""
+    """A Holm-adjusted sign-flip p cannot go below Holm over the family's smallest possible
+    p-values (2/2ⁿ each), and reaches α = 0.05 only from the seeds where that does: the
+    sentence quoted 2/2^4 = 0.1250 and "6 seeds" beside a Holm-adjusted p of 0.3750 in a
+    family of 3 (3 × 2/2^6 = 0.094: 7 seeds; found by a report audit)."""
+    assert perm_floors([4, 4, 4]) == [(0.375, 7)] * 3
+    assert 3 * 2 / 2**6 > ALPHA >= 3 * 2 / 2**7  # 7 seeds, as said
+    # seeds differ (a configuration's diverged trials): the row with fewer is not the
+    # family's smallest, so Holm weighs it by 1, not 2: 6 seeds reach α (2/2^6 = 0.031)
+    assert perm_floors([8, 4]) == [(2 * 2 / 2**8, 8), (2 / 2**4, 6)]
+    assert perm_floors([20]) == [(1 / (1 + 2**16), 20)]  # random patterns beyond 16
     d = np.array([0.30, 0.28, 0.30, 0.27])  # a large, clear effect: t says yes
     r = paired(d)
-    text = verdict(r, p_adjusted=r.p * 3, p_perm_adjusted=min(1.0, 3 * r.p_perm), family=3)
-    assert "Holm-adjusted sign-flip permutation p = 0.3750, which cannot go below " \
-           "3·2/2^4 = 0.3750 at n = 4 in a family of 3; a distribution-free test could " \
-           "reach α = 0.05 from 7 seeds" in text, text
-    assert 3 * 2 / 2**6 > ALPHA >= 3 * 2 / 2**7  # 7 seeds, as said
+    text = verdict(r, p_adjusted=r.p * 3, p_perm_adjusted=min(1.0, 3 * r.p_perm),
+                   perm_floor_seeds=perm_floors([4, 4, 4])[0])
+    assert "Holm-adjusted sign-flip permutation p = 0.3750, which cannot go below 0.3750 " \
+           "at n = 4, Holm-adjusted over its family; a distribution-free test could reach " \
+           "α = 0.05 from 7 seeds" in text, text
     alone = verdict(r)  # not adjusted: its own floor and 6 seeds
     assert "which cannot go below 2/2^4 = 0.1250 at n = 4; a distribution-free test " \
            "could reach α = 0.05 from 6 seeds" in alone, alone
-    six = paired(np.array([0.30, 0.28, 0.30, 0.27, 0.29, 0.31]))
-    text = verdict(six, p_adjusted=six.p * 3, p_perm_adjusted=3 * six.p_perm, family=3)
-    assert "3·2/2^6 = 0.0938 at n = 6 in a family of 3; a distribution-free test could " \
-           "reach α = 0.05 from 7 seeds" in text, text
     seven = paired(np.array([0.30, 0.28, 0.30, 0.27, 0.29, 0.31, 0.3]))
     assert "distinguishable at α = 0.05 (" in verdict(  # 3 × 2/2^7 = 0.047: it can now
-        seven, p_adjusted=seven.p * 3, p_perm_adjusted=3 * seven.p_perm, family=3)
+        seven, p_adjusted=seven.p * 3, p_perm_adjusted=3 * seven.p_perm,
+        perm_floor_seeds=perm_floors([7, 7, 7])[0])
     same = paired(np.array([0.3, 0.3, 0.3, 0.3]))  # identical differences: no spread
-    assert "(it cannot go below 2·2/2^4 = 0.2500 at n = 4 in a family of 2)" in verdict(
-        same, p_perm_adjusted=2 * same.p_perm, family=2)
+    assert "(it cannot go below 0.2500 at n = 4, Holm-adjusted over its family)" in verdict(
+        same, p_perm_adjusted=2 * same.p_perm, perm_floor_seeds=perm_floors([4, 4])[0])
+    # not distinguishable: the seeds that would resolve it are at least those the
+    # family's permutation test needs
+    small = paired(np.array([0.05, 0.01, 0.04, 0.03]))
+    assert small.seeds_needed == 6 and small.p * 3 > ALPHA
+    text = verdict(small, p_adjusted=min(1.0, small.p * 3),
+                   p_perm_adjusted=min(1.0, 3 * small.p_perm),
+                   perm_floor_seeds=perm_floors([4, 4, 4])[0])
+    assert text.endswith("; about 7 seeds would resolve a difference of the observed size"), \
+        text  # (the t-test alone: 6)

@@ -609,6 +609,9 @@ def test_numbers_print_with_four_decimals_and_huge_ones_in_scientific_form() -> 
     from nnbench.report import _num
 
     assert _num(0.123456) == "0.1235" and _num(-2.5) == "-2.5000"
+    # a half rounds up, as a reader rounds what they see (format gave 15.2 and 2.67)
+    assert (_num(15.25, 1), _num(2.675, 2), _num(-0.125, 2), _num(3, 2)) == (
+        "15.3", "2.68", "-0.13", "3.00")
     assert _num(8.8e35) == "8.800e+35" and _num(-1234567.0) == "-1.235e+06"
     assert _num(float("inf")) == "inf" and _num(None) == "–" and _num(float("nan")) == "–"
     assert _num(0.5, 2) == "0.50" and _num(3e7, 2) == "3.0e+07"

@@ -23,6 +23,7 @@ import datetime as dt
 import itertools
 import json
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,17 @@ __all__ = ["render_index", "render_report"]
 _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
 def _num(value: float | None, digits: int = 4) -> str:
-    """A number as the report prints it: `digits` decimals; "–" for none; one beyond a
-    million (a finite loss of 8.8e35) in scientific form, not 36 digits."""
+    """A number as the report prints it: `digits` decimals, a half rounded up as a reader
+    rounds the number's shortest decimal form (a mean best epoch of 15.25 printed 15.2:
+    Python's format rounds half to even); "–" for none; one beyond a million (a finite
+    loss of 8.8e35) in scientific form, not 36 digits."""
     if value is None or value != value:
         return "–"
     if abs(value) >= 1e6:
         return f"{value:.{digits}g}" if value in (float("inf"), float("-inf")) else \
             f"{value:.{max(1, digits - 1)}e}"
-    return f"{value:.{digits}f}"
+    return str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits),
+                                                    rounding=ROUND_HALF_UP))
 
 
 _ENV.filters["num"] = _num

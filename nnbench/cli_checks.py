@@ -331,7 +331,10 @@ def sqlite_tables(path: Path) -> set[str] | None:
     """The tables of the SQLite database at `path`, read without writing (None: another
     process holds it locked). Raises sqlite3.DatabaseError for a file that is not one."""
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT) as db:
+        # (a URI: its path %-encoded, or a `#`, `?` or `%20` in a directory's name cut it
+        # short or read it as another file, and a missing one was created, read-write)
+        with sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
+                             timeout=CONNECT_TIMEOUT) as db:
             return {name for (name,) in db.execute(
                 "select name from sqlite_master where type = 'table'")}
     except sqlite3.OperationalError as err:

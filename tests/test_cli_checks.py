@@ -247,3 +247,26 @@ def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
     assert f"{option} {url!r}: timeout={given!r}: give one timeout, a finite number of " \
            f"seconds above 0 (e.g. ?timeout=60), or none (60 s)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+@pytest.mark.parametrize("folder", ["h#x", "p%20c", "q?x", "sp ace"])
+def test_a_store_in_a_folder_with_uri_characters_is_read_where_it_is(
+        tmp_path: Path, folder: str) -> None:
+    """`status` and `report` read a store without writing it (`sqlite_tables`): in a
+    working directory named `h#x`, `p%20c` or `q?x` they said "no queue yet" or "holds no
+    MLflow store" of the stores `run` had just filled, and created an empty file where the
+    path was cut short (`h`, `q`). The URI they open is now %-encoded."""
+    import sqlite3
+
+    from nnbench.cli_checks import sqlite_tables, sqlite_url, sqlite_without
+
+    where = tmp_path / folder
+    where.mkdir()
+    with sqlite3.connect(where / "optuna.db") as db:
+        db.execute("create table studies (id integer)")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert sqlite_tables(where / "optuna.db") == {"studies"}
+    assert not sqlite_without(sqlite_url(where / "optuna.db"), "studies")
+    assert sqlite_without(sqlite_url(where / "other.db"), "studies")  # none: not made
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray file
+    assert sorted(p.name for p in where.iterdir()) == ["optuna.db"]

@@ -757,8 +757,10 @@ def _warn_if_changed(blob: bytes) -> None:
     from nnbench.config import TrialSpec
     from nnbench.config.spec import stamped
 
-    canonical = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)["spec"]
-    recorded = TrialSpec.from_canonical(canonical)
+    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not isinstance(state.get("spec"), dict):
+        raise KeyError(f"no trial spec (a dict under 'spec') in this {type(state).__name__}")
+    recorded = TrialSpec.from_canonical(state["spec"])
     now = dict(stamped(recorded).digests)
     for key, digest in recorded.digests:
         if now.get(key) != digest:

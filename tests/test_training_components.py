@@ -3,6 +3,7 @@ every task type trains, diagnostics see what they should, checkpoints reload."""
 
 from __future__ import annotations
 
+import io
 import re
 import textwrap
 from collections.abc import Callable
@@ -299,6 +300,15 @@ def test_evaluate_says_why_a_run_gives_no_checkpoint_to_evaluate(
     err = refused(trial)
     assert f"run {trial}: its checkpoint.pt cannot be read as an nnbench checkpoint (" in err
     assert "): is it damaged, or written by something else?" in err
+    kept = checkpoint.read_bytes()
+    for other in ([1, 2], {"spec": 5}, {"spec": "abc"}, {"spec": None}):  # someone else's
+        buffer = io.BytesIO()
+        torch.save(other, buffer)
+        checkpoint.write_bytes(buffer.getvalue())
+        err = refused(trial)  # (a TypeError or AttributeError traceback, exit 1)
+        assert f"run {trial}: its checkpoint.pt cannot be read as an nnbench checkpoint (" \
+               in err and "written by something else?" in err, (other, err)
+    checkpoint.write_bytes(kept)
     shutil.move(artifacts, tmp_path / "away")
     err = refused(trial)
     assert f"run {trial}: its checkpoint.pt cannot be read from " \

@@ -80,6 +80,13 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
             problems.append((f"{key}.b", f"a and b select the same configurations "
                                          f"({_text(a)}); the claim compares nothing"))
             continue
+        if set(a) != set(b):  # {activation: tanh} against {optimizer.lr: 0.1}: the sides
+            # overlap (tanh with lr 0.1 is on both) and pair nothing; it was tested anyway
+            problems.append((f"{key}.b", f"a sets {', '.join(sorted(a))} and b sets "
+                                         f"{', '.join(sorted(b))}: a claim compares levels "
+                                         f"of the same axes, so give a and b the same ones "
+                                         f"(and what both sides share in where:)"))
+            continue
         # "a beats b": on a loss, lower (a claim on val_loss meant higher loss before)
         direction = section.direction or _BETTER.get(metric)
         claim = Claim(text=section.claim, a=a, b=b, metric=metric,

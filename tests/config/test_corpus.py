@@ -280,6 +280,13 @@ CASES: list[Case] = [
          add(SIGNALS, "expect:\n  - {claim: same, a: {activation: relu}, "
                       "b: {activation: relu}}\n"),
          ("expect[0].b", "a and b select the same configurations", "activation=relu")),
+    # it was tested, pairing nothing: tanh with lr 0.1 sat on both sides (a bad-input hunt)
+    Case("claim_sides_set_different_axes", "science",
+         add(SIGNALS.replace("grid:\n  activation: [tanh, relu]",
+                             "grid:\n  activation: [tanh, relu]\n  optimizer.lr: [0.01, 0.1]"),
+             "expect:\n  - {claim: x, a: {activation: tanh}, b: {optimizer.lr: 0.1}}\n"),
+         ("expect[0].b", "a sets activation and b sets optimizer.lr",
+          "give a and b the same ones")),
     # it was tested twice: two report rows, and counted twice in the Holm correction
     Case("claim_given_twice", "science",
          add(SIGNALS, "expect:\n  - {claim: relu wins, a: {activation: relu}, "

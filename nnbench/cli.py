@@ -154,11 +154,14 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
             args.run_id = cli_checks.check_run_id(args.run_id)
 
         checks.append(run_id_check)
+    # (a command that only reads takes stores it cannot write: a read-only copy, a
+    # colleague's; `status` and `report` refused them as "not writable")
     if tracking:
         checks.append(lambda: cli_checks.check_tracking_uri(args.tracking_uri,
-                                                             must_exist=reading))
+                                                             must_exist=reading,
+                                                             writes=not reading))
     if storage and args.storage is not None:
-        checks.append(lambda: cli_checks.check_storage_url(args.storage))
+        checks.append(lambda: cli_checks.check_storage_url(args.storage, writes=not reading))
     if report_dir:
         checks.append(lambda: cli_checks.check_report_dir(args.report_dir))
         problems += cli_checks.check_report_files(args.report_dir, [s.name for s in suites])
@@ -187,7 +190,8 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
                 f"postgresql://USER@HOST/DB (one of its own, not the MLflow store's), or, for "
                 f"workers on this machine only, --storage {default_storage(uri)}")
         try:
-            cli_checks.check_storage_url(default_storage(uri), given=False)
+            cli_checks.check_storage_url(default_storage(uri), given=False,
+                                         writes=not reading)
         except UsageError as e:
             problems.append(str(e))
     if storage and tracking and not problems:
@@ -931,7 +935,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     # (the storage checked as run checks it, before it is opened: a plain path, or the
     # MLflow store's database, is refused: Optuna wrote its tables into an MLflow store)
-    (suite,) = _checked(args, storage=True)
+    (suite,) = _checked(args, storage=True, reading=True)
     tracking_uri, storage = _stores(args)
     # the MLflow store as a reader's: reached only where it is read (a tuned suite's best
     # values); else its form alone (a plain path, an Optuna file)

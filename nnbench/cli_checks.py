@@ -136,15 +136,18 @@ def _check_databricks(uri: str, what: str) -> None:
         quiet.setLevel(level)
 
 
-def check_storage_url(url: str, *, given: bool = True, connect: bool = True) -> str:
+def check_storage_url(url: str, *, given: bool = True, connect: bool = True,
+                      writes: bool = True) -> str:
     """An Optuna storage URL (an SQLAlchemy database URL), checked; `connect=False`: its
-    form, its driver and a SQLite file only, no server reached."""
+    form, its driver and a SQLite file only, no server reached; `writes=False`: a SQLite
+    file need not be writable by this user (`status` reads)."""
     what = f"--storage {url!r}" if given else f"the default --storage {url!r}"
     forms = ("sqlite:///PATH.db, postgresql://USER@HOST/DB (or postgresql+psycopg2://...), "
              "mysql+pymysql://USER@HOST/DB")
     if "://" not in url:
         raise UsageError(f"{what} is not a database URL; use {forms}")
-    _check_database(url, what, forms, must_exist=False, kind="optuna", connect=connect)
+    _check_database(url, what, forms, must_exist=False, kind="optuna", connect=connect,
+                    writes=writes)
     return url
 
 

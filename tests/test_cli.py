@@ -455,3 +455,39 @@ def test_status_reads_the_file_s_trials_and_writes_nothing(
     assert cli.main(["status", str(path), "--storage", str(tmp_path / "optuna.db")]) == 2
     err = capsys.readouterr().err
     assert f"--storage {tracking_uri!r}" in err and "is not a database URL" in err, err
+
+
+def test_status_and_report_take_stores_this_user_cannot_write(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`status` and `report` only read the stores: a read-only copy of them (a colleague's
+    store, a read-only mount) was refused as "mlflow.db is not writable by this user" and
+    "optuna.db is not writable by this user". `run`, which writes, still refuses them."""
+    from rich.console import Console
+
+    from nnbench.config import load_suite
+    from nnbench.runner import run_suite
+
+    path = write_suite(epochs=1, seeds=1)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, storage=storage,
+              console=Console(quiet=True))
+    stores = {Path(tracking_uri.removeprefix("sqlite:///")), tmp_path / "optuna.db"}
+    access = os.access
+
+    def read_only(where: object, mode: int, **kwargs: object) -> bool:  # as for a non-owner
+        if Path(str(where)) in stores and mode & os.W_OK:
+            return False
+        return access(where, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", read_only)
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--storage", storage, "--tracking-uri",
+                     tracking_uri]) == 0
+    assert "2 done, 0 running on 0 worker(s), 0 queued, 0 failed" in capsys.readouterr().out
+    assert cli.main(["report", str(path), "--tracking-uri", tracking_uri, "--report-dir",
+                     str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "tiny.html").is_file()
+    assert cli.main(["run", str(path), "--storage", storage, "--tracking-uri",
+                     tracking_uri]) == 2
+    assert "is not writable by this user" in capsys.readouterr().err

@@ -346,6 +346,15 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
         if missing:
             notes.append(f"{axis}: not compared, because no trial finished at "
                          f"{'; '.join(missing)}")
+        # levels the suite has but no trial of which has run (a level edited in since):
+        # the section read "No main effects: ." with nothing said
+        present = set(trials[axis].astype(str))
+        never = sorted({value_label(axis, c.value(axis)) for c in suite.configurations()}
+                       - present)
+        if never:
+            notes.append(f"{axis}: {', '.join(never)} not compared yet, because no trial of "
+                         f"{'it' if len(never) == 1 else 'them'} has run (the next run "
+                         f"trains {'it' if len(never) == 1 else 'them'})")
         for row, level in zip(rows, names, strict=True):
             row["baseline"] = level == reference
             levels.append(row)

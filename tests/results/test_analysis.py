@@ -772,3 +772,15 @@ def test_an_interaction_reference_is_one_whose_combinations_finished() -> None:
     (pair,) = interaction_tests(plain, _suite(seeds=3))
     assert pair.family.notes == [
         "No interaction test of activation × init: init finished at xavier_normal only"]
+
+
+def test_a_level_no_trial_of_which_has_run_is_named() -> None:
+    """A level edited into the suite since it ran: the section read "No main effects: ."
+    with nothing after the colon (found by a bad-input hunt)."""
+    trials = _trials()
+    trials = trials[trials["activation"] != "sigmoid"]
+    _, family = main_effects(trials, _suite())
+    assert "activation: sigmoid not compared yet, because no trial of it has run (the next " \
+           "run trains it)" in family.notes, family.notes
+    _, family = main_effects(_trials(), _suite())
+    assert not [n for n in family.notes if "not compared yet" in n]

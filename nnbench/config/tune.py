@@ -101,7 +101,10 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
         problems.append(("tune.objective.metric", f"{why}got {describe(metric)}; allowed: "
                                                   f"{', '.join(allowed)}"))
         metric = default_metric
+        judged = False  # (its direction was for that metric: not judged against the
+        # default's, which said "minimize val_accuracy …" of a metric never written)
     else:
+        judged = True
         for spec in suite.configurations():
             names = registry.get("loss", spec.loss.name).attrs["metrics"]
             reported = [f"{split}_{m}" for split in ("val", "train") for m in ("loss", *names)]
@@ -112,7 +115,9 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
                 break
     natural: Literal["maximize", "minimize"] = "maximize" if METRICS[metric] else "minimize"
     direction = objective.direction or natural
-    if direction != natural and not objective.against_metric:
+    if not judged:
+        direction = natural
+    elif direction != natural and not objective.against_metric:
         problems.append(("tune.objective.direction",
                          f"{direction} {metric} would tune every point to its worst "
                          f"values ({metric} is better when "

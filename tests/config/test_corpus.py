@@ -1030,3 +1030,23 @@ def test_seeds_beside_tune_seeds(top: str, problems: list[str]) -> None:
         parse_suite(text)
     found = [m for k, m in raised.value.problems if k == "seeds"]
     assert len(found) == 1 and problems[0] in found[0], raised.value.problems
+
+
+def test_an_unknown_tune_objective_is_the_only_problem_said_of_it() -> None:
+    """`objective: {metric: gap_loss, direction: minimize}` got the right error, and a
+    second one about a metric never written: "minimize val_accuracy would tune every point
+    to its worst values" (its direction was judged against the default metric's; found by
+    a bad-input hunt). A known metric's wrong direction is still refused."""
+    from nnbench.config import SuiteError, parse_suite
+
+    for objective in ("{metric: gap_loss, direction: minimize}",
+                      "{metric: dead_fraction, direction: minimize, against_metric: true}"):
+        with pytest.raises(SuiteError) as raised:
+            parse_suite(tune("{optimizer.lr: {low: 0.001, high: 0.1}}",
+                             f"  objective: {objective}\n"))
+        said = str(raised.value)
+        assert "tune.objective.metric" in said and "val_accuracy would tune" not in said \
+            and "tune.objective.against_metric" not in said, said
+    with pytest.raises(SuiteError, match="minimize val_accuracy would tune every point"):
+        parse_suite(tune("{optimizer.lr: {low: 0.001, high: 0.1}}",
+                         "  objective: {metric: val_accuracy, direction: minimize}\n"))

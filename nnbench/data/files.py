@@ -336,9 +336,9 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
                                    f"2 classes (set num_classes)")
         target_dim = 1
     else:
-        if len(y_shape) > 2:
+        if len(y_shape) > 2 or (len(y_shape) == 2 and y_shape[1] == 0):
             raise DatasetFileError(f"{path}: {y_key!r} has shape {y_shape}; real targets are "
-                                   f"(N,) or (N, k)")
+                                   f"(N,) or (N, k) with k at least 1")
         if num_classes is not None:
             raise DatasetFileError(f"num_classes={num_classes} is for targets: class; "
                                    f"{path} is read with targets: real")

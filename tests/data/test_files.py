@@ -207,6 +207,11 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                    "{name: file, path: d.npz}",
                    "d.npz: array 'y_test' holds labels outside 0..k-1 (1 of 30); the first is "
                    "y_test[5] = -2"),
+    # an internal numpy error ("zero-size array to reduction operation minimum") before
+    "no_targets": (lambda p: np.savez(p, x=X, y=np.zeros((100, 0), np.float32)),
+                   "{name: file, path: d.npz, targets: real}",
+                   "d.npz: 'y' has shape (100, 0); real targets are (N,) or (N, k) with k at "
+                   "least 1"),
     "nan_label": (lambda p: np.savez(p, x=X, y=_with(Y.astype(float), 9, np.nan)),
                   "{name: file, path: d.npz}",
                   "d.npz: array 'y' holds non-finite labels (1 of 100); the first is "

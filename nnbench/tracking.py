@@ -1010,9 +1010,10 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
             kept = set()
         if kept and CHECKPOINT not in kept:  # its artifacts are there, written together
             raise LookupError(
-                f"run {run_id}: this trial was trained without a {CHECKPOINT} (a suite's "
-                f"`checkpoint: true`, or --log-models, keeps one for the trials trained after "
-                f"it is set; a finished trial is not trained again)") from None
+                f"run {run_id}: its artifacts hold no {CHECKPOINT}: this trial was trained "
+                f"without one (a suite's `checkpoint: true`, or --log-models, keeps one for "
+                f"the trials trained after it is set; a finished trial is not trained "
+                f"again), or it was deleted from them since") from None
         raise LookupError(f"run {run_id}: its {CHECKPOINT} cannot be read from "
                           f"{run.info.artifact_uri} ({str(err).splitlines()[0]}); were its "
                           f"artifacts moved, or written on another machine?") from None

@@ -985,9 +985,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _worker_state(worker: str, silent: float | None, command: str = "run") -> str:
     """What status adds to a worker holding a claim or running a tuning trial: how long
-    since its last heartbeat, and,
-    for a worker of this machine whose process is gone, that it has stopped (a SIGKILLed
-    worker's claims stay RUNNING until some worker or `command` reaps them)."""
+    since its last heartbeat, and, for a worker of this machine whose process is gone,
+    that it has stopped (a SIGKILLed worker's claims stay RUNNING until some worker or
+    `command` reaps them)."""
     from nnbench.queue import DEFAULT_LIVENESS
 
     host, _, pid = worker.rpartition(":")

@@ -610,8 +610,8 @@ def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str
         if running:
             held += [t for t in _trials(study) if t.state == TrialState.RUNNING]
     silent = heartbeat_silence(storage, held)
-    return lines, {str(t.user_attrs.get("nnbench.worker", "?")):
-                   silent.get(str(t.user_attrs.get("nnbench.worker", "?"))) for t in held}
+    workers = {str(t.user_attrs.get("nnbench.worker", "?")) for t in held}
+    return lines, {worker: silent.get(worker) for worker in workers}
 
 
 def budget_text(counted: int, trials: int) -> str:

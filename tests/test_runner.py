@@ -681,7 +681,6 @@ def test_ctrl_c_with_the_output_piped_to_a_reader_that_is_gone_records_every_lan
     terminal closed (SIGHUP, an ssh session dropped): the process died outright, its runs
     RUNNING and claims held."""
     import subprocess
-    import sys
 
     suite = load_suite(write_suite("""\
         name: piped

@@ -173,15 +173,20 @@ def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
     sentence from `say(a, b, result, p_holm, p_perm_holm, perm_floor_seeds)` (the lowest
     its Holm-adjusted permutation p can be at the family's seeds, and the seeds from which
     it could reach α: `stats.perm_floors`)."""
-    # every row was compared: one whose t p is undefined (identical differences) still
-    # counts in the family, so the others are not under-corrected
-    adjusted = holm([r.p for *_, r in pending], family=len(pending))
-    adjusted_perm = holm([r.p_perm for *_, r in pending], family=len(pending))
-    floors = perm_floors([r.n for *_, r in pending])
-    return [Comparison(kind, axis, a, b, metric, r, float(p), float(q),
-                       say(a, b, r, float(p), float(q), floor))
-            for (axis, a, b, r), p, q, floor in zip(pending, adjusted, adjusted_perm, floors,
-                                                    strict=True)]
+    return [Comparison(kind, axis, a, b, metric, r, p, q, say(a, b, r, p, q, floor))
+            for (axis, a, b, r), (p, q, floor) in zip(
+                pending, _family([r for *_, r in pending]), strict=True)]
+
+
+def _family(results: list[Paired]) -> list[tuple[float, float, tuple[float, int]]]:
+    """Per comparison of a Holm family: its Holm-adjusted t p and permutation p, and the
+    lowest that permutation p can be at the family's seeds with the seeds from which it
+    could reach α (`stats.perm_floors`). Every row compared counts in the family, one whose
+    t p is undefined (identical differences) too, so the others are not under-corrected."""
+    adjusted = holm([r.p for r in results], family=len(results))
+    adjusted_perm = holm([r.p_perm for r in results], family=len(results))
+    return [(float(p), float(q), floor) for p, q, floor in zip(
+        adjusted, adjusted_perm, perm_floors([r.n for r in results]), strict=True)]
 
 
 def _says(metric: str) -> Callable[[str, str, Paired, float, float, tuple[float, int]], str]:
@@ -846,14 +851,10 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
                     higher_is_better=claim.direction == "higher")
         # the sides' means over the seeds and cells compared, so that a − b is Δ
         pending.append((claim, r, float(per_seed["a"].mean()), float(per_seed["b"].mean())))
-    # every claim tested counts in the family, one whose t p is undefined (every seed gave
-    # the same difference) too: the others are not under-corrected (`_holm`)
-    adjusted = holm([r.p for _, r, _, _ in pending], family=len(pending))
-    adjusted_perm = holm([r.p_perm for _, r, _, _ in pending], family=len(pending))
+    # every claim tested counts in the family (`_family`)
     verdicts = []
-    floors = perm_floors([r.n for _, r, _, _ in pending])
-    for (claim, r, a_mean, b_mean), p_holm, p_perm_holm, floor in zip(
-            pending, adjusted, adjusted_perm, floors, strict=True):
+    for (claim, r, a_mean, b_mean), (p_holm, p_perm_holm, floor) in zip(
+            pending, _family([r for _, r, _, _ in pending]), strict=True):
         sign = 1 if claim.direction == "higher" else -1
         if p_holm < ALPHA and np.sign(r.diff) == sign:
             outcome = "supported"
@@ -861,7 +862,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             outcome = "contradicted"
         else:
             outcome = "inconclusive"
-        verdicts.append(Verdict(claim, outcome, r, float(p_holm), float(p_perm_holm), a_mean,
+        verdicts.append(Verdict(claim, outcome, r, p_holm, p_perm_holm, a_mean,
                                 b_mean, verdict(r, p_adjusted=_finite(p_holm),
                                                 p_perm_adjusted=_finite(p_perm_holm),
                                                 perm_floor_seeds=floor)))

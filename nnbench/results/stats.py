@@ -175,17 +175,17 @@ def perm_floors(ns: Sequence[int], alpha: float = ALPHA) -> list[tuple[float, in
     `perm_floor`: Holm's adjusted p-values only rise with the raw ones), and the fewest
     seeds from which it could reach α, the others' seeds as they are (a family of 3 at 4
     seeds each: 3 × 2/2^4 = 0.375, and 7 seeds)."""
+    base = [perm_floor(n) for n in ns]
+    lowest = holm(base, family=len(ns))
     out = []
     for i, n in enumerate(ns):
-        floors = [perm_floor(k) for k in ns]
-        lowest = float(holm(floors, family=len(ns))[i])
-        more = max(n, 1)
+        floors, more = list(base), max(n, 1)
         while more < 64:
             floors[i] = perm_floor(more)
             if float(holm(floors, family=len(ns))[i]) < alpha:
                 break
             more += 1
-        out.append((lowest, more))
+        out.append((float(lowest[i]), more))
     return out
 
 

@@ -19,9 +19,8 @@ a core (`others_running`), else times the trial's step on a throwaway model
 (`fastest_threads`, about 0.4 s for ResNet-20) and takes the fastest count, and trains
 every large trial with it; the suite's queue keeps the first count chosen
 (`TrialQueue.keep`), which every worker then trains with, and so do the trials the suite
-gains later. The threads
-change a trial's numbers (not its quality): they are recorded per trial
-(`Numerics.threads`), and `--threads N` fixes them outright.
+gains later. The threads change a trial's numbers (not its quality): they are recorded
+per trial (`Numerics.threads`), and `--threads N` fixes them outright.
 """
 
 from __future__ import annotations

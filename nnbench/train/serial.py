@@ -355,8 +355,6 @@ class SerialEngine:
         queue, else chosen at the engine's first large trial (`_timed`: the share where
         no other process is running, else timed) and kept for the rest (where the timing
         fails, the share: the trial says why)."""
-        from nnbench.train.engine import shared_cores
-
         if self.threads:
             return self.threads
         share = self._large_share(spec)
@@ -364,7 +362,7 @@ class SerialEngine:
             return self.default_threads(self.device, self.workers)
         if self.chosen_threads is None:
             self.chosen_threads = self._timed(spec, share)
-        return min(self.chosen_threads, shared_cores(self.device, self.workers))
+        return min(self.chosen_threads, share)
 
     def _large_share(self, spec: TrialSpec) -> int | None:
         """The worker's share of the cores where the trial's threads are chosen by timing
@@ -372,13 +370,14 @@ class SerialEngine:
         policy's default."""
         from nnbench.train.engine import SPLIT_FLOPS, shared_cores
 
-        if self.device.type != "cpu" or shared_cores(self.device, self.workers) == 1:
+        share = shared_cores(self.device, self.workers)
+        if self.device.type != "cpu" or share == 1:
             return None
         try:
             flops = build.step_flops(spec)
         except Exception:  # a plugin's dataset without a shape, a model that cannot be
             return None  # built alone: the trial itself says why; the policy's default here
-        return shared_cores(self.device, self.workers) if flops >= SPLIT_FLOPS else None
+        return share if flops >= SPLIT_FLOPS else None
 
     def _timed(self, spec: TrialSpec, share: int) -> int:
         """The threads of the trial's step, of 1 to `share`: `share` where no other process

@@ -108,11 +108,15 @@ class Params(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """A number is given as a number: YAML's `true` or `"0.05"` for lr would pass
-        pydantic's lax mode as 1.0 and 0.05 (the suite's own scalars are strict)."""
+        """A number is given as a number, a switch as true or false: YAML's `true` or
+        `"0.05"` for lr, `1` or `"yes"` for standardize would pass pydantic's lax mode as 1.0,
+        0.05 and True (the suite's own scalars are strict)."""
         if info.field_name is None:
             return value
-        numeric, items = _number_kinds(cls.model_fields[info.field_name].annotation)
+        annotation = cls.model_fields[info.field_name].annotation
+        if annotation in (bool, bool | None) and not isinstance(value, bool | None):
+            raise ValueError("expected true or false")
+        numeric, items = _number_kinds(annotation)
         given = list(value) if items and isinstance(value, list | tuple) else \
             [value] if numeric else []
         for v in given:

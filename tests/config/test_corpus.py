@@ -438,6 +438,10 @@ CASES: list[Case] = [
     Case("quoted_level_of_a_parameter_axis", "science",
          SIGNALS.replace("activation: [tanh, relu]", 'optimizer.lr: [0.1, "0.5"]'),
          ("grid.optimizer.lr[1]", "expected a number, not a str")),
+    # a switch written as a number or a word passed as True ("standardize: 1")
+    Case("switch_as_number", "science",
+         edit(SIGNALS, "num_samples: 600}", "num_samples: 600, standardize: 1}"),
+         ("task.dataset.standardize", "expected true or false", "given 1 (int)")),
     Case("width_true", "science", edit(SIGNALS, "hidden: [8]", "hidden: [8, true]"),
          ("task.model.hidden", "expected numbers, not a bool (True)")),
     # counted on the meta device before the dry build allocates it (a width of 10^8 took

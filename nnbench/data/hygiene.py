@@ -353,8 +353,32 @@ def check_suites(suites: Sequence[Suite], *, quiet: bool = False) -> tuple[list[
                           f"memory, not generalisation (data: {{on_leakage: error}} refuses "
                           f"such data)", *balance]
             if not quiet:
-                lines += _batch_warnings(suite, spec, hygiene)
+                lines += _batch_warnings(suite, spec, hygiene) + _unlearnable(suite, hygiene)
     return lines, problems
+
+
+def _unlearnable(suite: Suite, hygiene: Hygiene) -> list[str]:
+    """A warning when val or test hold a class the training split lacks (first seed's
+    split): no trial can learn it, and each of those examples scores wrong in every one."""
+    if hygiene.targets != "class":
+        return []
+    train = hygiene.balance["train"]
+    missing = {s: [c for c, n in enumerate(hygiene.balance[s]) if n and not train[c]]
+               for s in ("val", "test")}
+    parts = [f"{s} {sum(hygiene.balance[s][c] for c in cs)} of {hygiene.sizes[s]} "
+             f"(class{'es' if len(cs) > 1 else ''} {_listed(cs)})"
+             for s, cs in missing.items() if cs]
+    if not parts:
+        return []
+    return [f"warning: {suite.path}: task.dataset {hygiene.dataset}: examples of classes the "
+            f"training split (seed {hygiene.seeds[0]}) has none of: {'; '.join(parts)}; no "
+            f"trial can learn them, so each scores wrong in every trial"]
+
+
+def _listed(classes: list[int]) -> str:
+    shown = ", ".join(map(str, classes[:MAX_CLASSES_LISTED]))
+    return shown if len(classes) <= MAX_CLASSES_LISTED else \
+        f"{shown} and {len(classes) - MAX_CLASSES_LISTED} more"
 
 
 def _batch_warnings(suite: Suite, dataset: TrialSpec, hygiene: Hygiene) -> list[str]:

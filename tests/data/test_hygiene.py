@@ -223,6 +223,26 @@ def test_a_batch_size_larger_than_the_training_split_is_said(
     assert len(check_suites([within])[0]) == 2  # the summary and the class balance only
 
 
+def test_a_class_only_val_or_test_hold_is_said(tmp_path: Path,
+                                              fresh_process: Callable[[], None]) -> None:
+    """Labels 0..2 in the training file and 0..3 in the test file trained silently: class 3
+    has no example to learn from, and its 5 test examples score wrong in every trial. The warning counts them; data whose splits share their classes says
+    nothing more than the summary and the balance."""
+    data = tmp_path / "unseen.npz"
+    np.savez(data, x=X, y=np.arange(100) % 3, x_test=X_TEST, y_test=Y_TEST)
+    suite = load_suite(_suite(tmp_path, data))
+    lines, problems = check_suites([suite])
+    assert not problems
+    assert lines[1].endswith("test 0: 5, 1: 5, 2: 5, 3: 5")
+    assert lines[2:] == [
+        f"warning: {suite.path}: task.dataset file(path={data}): examples of classes the "
+        f"training split (seed 0) has none of: test 5 of 20 (class 3); no trial can learn "
+        f"them, so each scores wrong in every trial"]
+    assert check_suites([suite], quiet=True) == ([], [])
+    np.savez(data, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
+    assert len(check_suites([load_suite(_suite(tmp_path, data))])[0]) == 2
+
+
 def test_real_targets_say_there_is_no_class_balance(tmp_path: Path,
                                                     fresh_process: Callable[[], None]) -> None:
     np.savez(tmp_path / "r.npz", x=X, y=RNG.normal(size=100).astype(np.float32))

@@ -915,7 +915,10 @@ def _parent_run(suite: Suite, run_id: str, tracking_uri: str | None) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    from nnbench.tracking import no_stray_directory
+
+    with no_stray_directory(uri):
+        client = MlflowClient(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as e:

@@ -359,6 +359,12 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool, kind: 
         raise UsageError(f"{what} is not a valid database URL; use {forms}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        query = url.partition("?")[2]
+        if any("=" not in part for part in query.split("&") if part):
+            raise UsageError(f"{what}: '?{query}' is read as a query (SQLite options), so "
+                             f"the database would be the file {parsed.database!r}; a '?' "
+                             f"in a path is written %3F: "
+                             f"{url.replace('?', '%3F')}")
         options = sorted(set(parsed.query) - {"timeout"})
         if options:  # SQLAlchemy ignores mode=ro and the like, with a warning, and writes
             raise UsageError(f"{what}: SQLite query options other than timeout are not "

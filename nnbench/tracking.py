@@ -58,7 +58,7 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -343,6 +343,21 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@contextmanager
+def no_stray_directory(tracking_uri: str) -> Iterator[None]:
+    """Remove the empty directory MLflow makes from a SQLite URI's path without decoding
+    it: `sqlite:///q%3Fx/m.db` opens `q?x/m.db` and also made `q%3Fx/`."""
+    raw = tracking_uri.removeprefix("sqlite:///")
+    stray = Path(raw).parent if raw != tracking_uri and "%" in raw else None
+    made = stray is not None and not stray.exists() and stray != sqlite_file(tracking_uri)
+    try:
+        yield
+    finally:
+        if made:
+            with suppress(OSError):  # gone, or holding something: left as it is
+                cast(Path, stray).rmdir()
+
+
 class Tracker:
     """One suite's experiment in one MLflow store."""
 
@@ -353,7 +368,7 @@ class Tracker:
         # could open again), and on a SQLite file one process at a time (two at once failed
         # in alembic: "duplicate column name"); a server database's races are retried
         tracking_uri = store_uri(tracking_uri)
-        with bookkeeping(), _store_lock(tracking_uri):
+        with bookkeeping(), _store_lock(tracking_uri), no_stray_directory(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
             self._raw = client  # without `_Retrying`: for writes `retrying_once` retries
@@ -974,7 +989,9 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     the run or its checkpoint is not in the store."""
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(store_uri(tracking_uri))
+    uri = store_uri(tracking_uri)
+    with no_stray_directory(uri):
+        client = MlflowClient(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

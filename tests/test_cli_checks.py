@@ -11,6 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.tracking import MlflowClient
 
 from nnbench import cli
 from nnbench.cli_checks import UsageError, check_storage_url, check_tracking_uri
@@ -247,6 +249,43 @@ def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
     assert f"{option} {url!r}: timeout={given!r}: give one timeout, a finite number of " \
            f"seconds above 0 (e.g. ?timeout=60), or none (60 s)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+@pytest.mark.parametrize("option", ["--tracking-uri", "--storage"])
+def test_a_question_mark_in_a_sqlite_path_is_refused(
+        tmp_path: Path, write_suite: Callable[..., Path], option: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`sqlite:///DIR/q?x/m.db` is the file DIR/q with a query `x/m.db` that SQLAlchemy
+    dropped: the run trained into a file `q` while every line named `q?x/m.db`."""
+    suite = write_suite(epochs=1, seeds=1)
+    url = f"sqlite:///{tmp_path}/q?x/m.db"
+    assert cli.main(["run", str(suite), "--device", "cpu", option, url]) == 2
+    assert (f"{option} {url!r}: '?x/m.db' is read as a query (SQLite options), so the "
+            f"database would be the file '{tmp_path}/q'; a '?' in a path is written %3F: "
+            f"sqlite:///{tmp_path}/q%3Fx/m.db") in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+def test_an_encoded_sqlite_path_leaves_no_undecoded_twin(
+        tmp_path: Path, write_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow makes the parent of a SQLite URI's path without decoding it: a store at
+    `q%3Fx/m.db` (the folder `q?x`) also left an empty folder named `q%3Fx`."""
+    suite = write_suite(epochs=1, seeds=1)
+    (tmp_path / "q?x").mkdir()
+    url = f"sqlite:///{tmp_path}/q%3Fx/m.db"
+    assert cli.main(["run", str(suite), "--device", "cpu", "--tracking-uri", url,
+                     "--report-dir", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "q?x" / "m.db").is_file()
+    run_id = next(r.info.run_id for r in MlflowClient(url).search_runs(["1"])
+                  if r.data.tags.get("nnbench.role") == "trial")
+    assert "q%3Fx" not in {p.name for p in tmp_path.iterdir()}
+    # as a new process opens the store (MLflow keeps one engine per URI and process)
+    monkeypatch.setattr(SqlAlchemyStore, "_engine_map", {})
+    # the run is read (it kept no checkpoint: evaluate says so)
+    assert cli.main(["evaluate", run_id, "--device", "cpu", "--tracking-uri", url]) == 2
+    assert f"run {run_id}: its artifacts hold no checkpoint.pt" in capsys.readouterr().err
+    assert "q%3Fx" not in {p.name for p in tmp_path.iterdir()}
 
 
 @pytest.mark.parametrize("folder", ["h#x", "p%20c", "q?x", "sp ace"])

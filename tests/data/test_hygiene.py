@@ -226,8 +226,9 @@ def test_a_batch_size_larger_than_the_training_split_is_said(
 def test_a_class_only_val_or_test_hold_is_said(tmp_path: Path,
                                               fresh_process: Callable[[], None]) -> None:
     """Labels 0..2 in the training file and 0..3 in the test file trained silently: class 3
-    has no example to learn from, and its 5 test examples score wrong in every trial. The warning counts them; data whose splits share their classes says
-    nothing more than the summary and the balance."""
+    has no example to learn from, and its 5 test examples score wrong in every trial. The
+    warning counts them; data whose splits share their classes says nothing more than the
+    summary and the balance."""
     data = tmp_path / "unseen.npz"
     np.savez(data, x=X, y=np.arange(100) % 3, x_test=X_TEST, y_test=Y_TEST)
     suite = load_suite(_suite(tmp_path, data))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -41,6 +41,7 @@ from nnbench.config.expand import (
     ReportOptions,
     Suite,
     apply_point,
+    apply_values,
     count,
     points,
 )
@@ -204,6 +205,8 @@ class _Validator:
         for problem in self.grouped(report_.problems, checked):
             self.add(*problem)
         self.identical(configs, report_, suite.varied_axes)
+        if tune is not None:
+            self.tuned_identical(tune, configs, report_)
         self.problems.raise_if_any()
         for problem in ignored_axis_problems(suite, raw):  # an axis a model declares unused
             self.add(*problem)
@@ -521,6 +524,55 @@ class _Validator:
                          f"identically ({why}): {', '.join(named or differ)} has no "
                          f"effect here, and the comparison would be meaningless; remove one "
                          f"or change what makes them equal")
+
+
+    def tuned_identical(self, tune: Tune, configs: list[Any], report: Any) -> None:
+        """A tuned dimension two of whose values train every configuration identically: the
+        study would spend trials on one point as if on two (batch sizes of 256 and 512 both
+        take a training split of 200 whole). A range is checked at its two ends. (Where
+        only some configurations are unmoved, the others still tune: it is no problem.)"""
+        for dim in tune.space:
+            twins = [t for cfg in configs if (t := self._twins(dim, cfg.spec, report))]
+            if not twins or len(twins) < len(configs):
+                continue
+            first, value, why = twins[0]
+            every = "" if len(configs) == 1 else " (and every other configuration)"
+            if dim.kind == "categorical":
+                what, then = f"its choices {first!r} and {value!r}", (
+                    "the study would spend trials on one point as if on two; drop one")
+            else:
+                what, then = f"both ends of its range ({first} and {value})", (
+                    "so, likely, would every value between: the dimension would tune "
+                    "nothing; give it a range whose values train differently")
+            self.add(f"tune.space.{dim.path}",
+                     f"{what} would train {configs[0].label}{every} identically ({why}): "
+                     f"{then}")
+
+    @staticmethod
+    def _twins(dim: Any, spec: TrialSpec, report: Any) -> tuple[Any, Any, str] | None:
+        """(a value of `dim`, a later one training `spec` identically, why), or None."""
+        seen: dict[str, tuple[Any, TrialSpec]] = {}
+        for value in dim.extremes():
+            try:
+                variant = apply_values(spec, {dim.path: value})
+            except (ComponentError, ValueError):
+                continue  # reported by check_tune
+            effect = report.effect.get(variant.config_id)
+            if effect is None:
+                continue
+            if effect in seen:
+                first, twin = seen[effect]
+                return first, value, _why_identical([dim.path.partition(".")[0]],
+                                                    _Checked(twin), _Checked(variant), report)
+            seen[effect] = (value, variant)
+        return None
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A configuration as `_why_identical` reads it."""
+
+    spec: TrialSpec
 
 
 def _why_identical(differ: list[str], first: Any, other: Any, report: Any) -> str:

@@ -408,6 +408,17 @@ CASES: list[Case] = [
          fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: adagrad, lr: 0.1}"),
                "schedule: {name: onecycle, max_lr: 0.1}"),
          ("fixed.schedule", "schedule 'onecycle'", "momentum", "cycle_momentum")),
+    # a study over batch sizes beyond the 432-example training split trained one point as
+    # if it were several
+    Case("tuned_batch_sizes_that_each_take_the_whole_split", "science",
+         tune("{batch_size: {type: categorical, choices: [32, 500, 1000]}}"),
+         ("tune.space.batch_size", "its choices 500 and 1000 would train optimizer=sgd (and "
+          "every other configuration) identically", "cover the whole training split",
+          "one point as if on two; drop one")),
+    Case("tuned_batch_size_range_beyond_the_split", "science",
+         tune("{batch_size: {type: int, low: 500, high: 1000}}"),
+         ("tune.space.batch_size", "both ends of its range (500 and 1000)",
+          "the dimension would tune nothing")),
     Case("tuned_batch_size_of_one_under_batchnorm", "late",
          fixed(tune("{batch_size: {type: int, low: 1, high: 64}}"), "norm: batchnorm"),
          ("tune.space.batch_size", "batch_size 1 with BatchNorm", "tuned to batch_size=1")),

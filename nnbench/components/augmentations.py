@@ -22,6 +22,8 @@ per-image `reference` the tests compare with): validating a suite does not pay f
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -65,6 +67,17 @@ class Augmentation:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.sample(x, generator))
+
+
+@contextmanager
+def _full_fp32() -> Iterator[None]:
+    """Matrix products in full fp32 inside, whatever precision the trial's model takes."""
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
 
 
 def _uniform(n: int, low: float, high: float, x: torch.Tensor,
@@ -251,13 +264,9 @@ class _RandomResizedCrop(Augmentation):
         cols = _resize_weights(params["left"], params["width"], x.shape[-1], self.size)
         # in full fp32 whatever --precision allows the model's matrix products (TF32 would
         # round every pixel to a 10-bit mantissa; torch's own resize kernel does not)
-        precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
-        try:
+        with _full_fp32():
             # [n, size, H] @ [n, C, H, W] @ [n, W, size]: each sample's crop, resized
             return torch.matmul(torch.matmul(rows[:, None], x), cols.transpose(1, 2)[:, None])
-        finally:
-            torch.set_float32_matmul_precision(precision)
 
     def _resized_crop(self, image: torch.Tensor, top: int, left: int, height: int,
                       width: int) -> torch.Tensor:
@@ -301,9 +310,13 @@ class _RandomRotation(Augmentation):
         base[..., 1].copy_(torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, height,
                                           device=x.device).unsqueeze(-1))
         base[..., 2].fill_(1)
-        scale = torch.tensor([0.5 * width, 0.5 * height], dtype=x.dtype, device=x.device)
-        grid = base.view(1, height * width, 3).expand(n, -1, -1).bmm(
-            theta.transpose(1, 2).div(scale)).view(n, height, width, 2)
+        # each row of theta over half its axis's size (by host numbers: a tensor of them
+        # would be a host-to-device copy, a sync on a GPU, every step)
+        theta[:, 0] /= 0.5 * width
+        theta[:, 1] /= 0.5 * height
+        with _full_fp32():  # TF32 could move a pixel across a boundary of nearest sampling
+            grid = base.view(1, height * width, 3).expand(n, -1, -1).bmm(
+                theta.transpose(1, 2)).view(n, height, width, 2)
         return nnf.grid_sample(x, grid, mode="nearest", padding_mode="zeros",
                                align_corners=False)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from nnbench import registry
 from nnbench.components.augmentations import Augmentation, Normalize
@@ -118,8 +119,72 @@ def test_an_augmentation_applies_without_reading_the_device(name: str) -> None:
     shape = aug.apply(x, params).shape
     if isinstance(aug, Normalize):  # its fitted statistics live with the data
         aug.mean, aug.std = aug.mean.to("meta"), aug.std.to("meta")  # type: ignore[union-attr]
-    out = aug.apply(x.to("meta"), {key: value.to("meta") for key, value in params.items()})
+    on_meta, meta = x.to("meta"), {key: value.to("meta") for key, value in params.items()}
+    with _HostCopies() as copies:
+        out = aug.apply(on_meta, meta)
     assert out.shape == shape
+    assert copies.ops == []
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_augmentations_matrix_products_run_in_full_fp32(name: str) -> None:
+    """Under `--precision tf32` a trial's matrix products may round to TF32 on a GPU; an
+    augmentation's own must not (the rotation's sampling grid could move a pixel across a
+    boundary of nearest sampling, a resized crop's every pixel would lose bits): each runs
+    at "highest", and the trial's precision is back afterwards."""
+    aug: Augmentation = registry.build(
+        "augmentation", registry.resolve("augmentation", {"name": name, **CASES[name]}))
+    x = _batch(registry.get("augmentation", name).attrs["input"], 3)
+    if isinstance(aug, Normalize):
+        aug.fit(x)
+    params = aug.sample(x, torch.Generator().manual_seed(3))
+    products: list[str] = []
+
+    class Products(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            if getattr(func, "__name__", "") in ("matmul", "bmm", "mm", "baddbmm", "einsum"):
+                products.append(torch.get_float32_matmul_precision())
+            return func(*args, **(kwargs or {}))
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        with Products():
+            aug.apply(x, params)
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert set(products) <= {"highest"}
+    if name in ("random_rotation", "random_resized_crop"):
+        assert products
+
+
+class _HostCopies(TorchFunctionMode):
+    """The calls that copy host data to the device: a tensor made from host values there
+    (`torch.tensor([...], device=...)`), a host tensor moved or copied to it. On a GPU each
+    is a blocking copy, a sync per step. Host numbers passed to an op (`x / 2.0`) are
+    arguments of its kernel, not copies; a `non_blocking` copy (torchvision's hue table)
+    is staged without waiting for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", str(func))
+        given = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        made_there = name in ("tensor", "as_tensor", "asarray") and \
+            torch.device(kwargs.get("device") or "cpu").type != "cpu"
+        moved = isinstance(out, torch.Tensor) and out.device.type != "cpu" and \
+            not kwargs.get("non_blocking") and \
+            any(t.device.type == "cpu" and t.dim() > 0 for t in given)
+        if made_there or moved:
+            self.ops.append(name)
+        return out
 
 
 @pytest.mark.parametrize(("image", "size", "scale"), [

@@ -167,7 +167,7 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
         problems += cli_checks.check_report_files(args.report_dir, [s.name for s in suites])
     if device:
         checks.append(lambda: cli_checks.check_device(
-            args.device, training=not reading, precision=getattr(args, "precision", "fp32")))
+            args.device, precision=getattr(args, "precision", "fp32")))
     # at once: each store's check may wait for its server (CONNECT_WAIT), and the waits
     # of an unreachable MLflow store and storage added up to 22 s
     with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
@@ -462,10 +462,9 @@ def _fresh_reports(args: argparse.Namespace) -> list[Path] | None:
     return [r for r in reports if r is not None]
 
 
-def _device(args: argparse.Namespace, *, training: bool = True) -> torch.device:
+def _device(args: argparse.Namespace) -> torch.device:
     """`--device` resolved, or a usage error (e.g. cuda without a GPU) before any work."""
-    return cli_checks.check_device(args.device, training=training,
-                                   precision=getattr(args, "precision", "fp32"))
+    return cli_checks.check_device(args.device, precision=getattr(args, "precision", "fp32"))
 
 
 def _data_problems(suites: Sequence[Suite], *, load: bool) -> list[str]:
@@ -695,7 +694,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         err.print(f"run {args.run_id} is deleted (MLflow keeps it until `mlflow gc`; `mlflow "
                   f"runs restore --run-id {args.run_id}` brings it back): evaluating it anyway",
                   markup=False)
-    device = _device(args, training=False)
+    device = _device(args)
     from nnbench.plugins import PluginError
     from nnbench.registry import ComponentError
 

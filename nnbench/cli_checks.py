@@ -555,15 +555,15 @@ def check_run_id(run_id: str) -> str:
 PRECISIONS = ("fp32", "tf32")
 
 
-def check_device(name: str, *, training: bool = True, precision: str = "fp32") -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N`, present on this machine; for `training` on a
-    GPU, under a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts; for
-    `precision` tf32, a GPU that has TensorFloat-32."""
+def check_device(name: str, *, precision: str = "fp32") -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N`, present on this machine; a GPU under a
+    CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts; for `precision` tf32, a GPU
+    that has TensorFloat-32."""
     from nnbench.seeding import tf32_problem
     from nnbench.train.build import resolve_device
 
     try:
-        device = resolve_device(name, training=training)
+        device = resolve_device(name)
     except ValueError as err:
         raise UsageError(f"--device {name!r}: {err}") from None
     problem = tf32_problem(device) if precision == "tf32" else None

@@ -161,11 +161,25 @@ def test_a_cublas_workspace_that_breaks_the_bitwise_repeat_is_refused_before_tra
     for accepted in (":16:8", ":4096:8"):
         monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", accepted)
         assert train.resolve_device("auto") == torch.device("cuda")
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:2")
-    # evaluating a checkpoint does not train under deterministic cuBLAS: not refused
-    assert train.resolve_device("auto", training=False) == torch.device("cuda")
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     assert train.resolve_device("cuda") == torch.device("cuda")
+
+
+def test_evaluate_on_a_gpu_refuses_a_cublas_workspace_it_would_fail_under(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate` runs deterministic like training (its metrics compare with those logged),
+    so cuBLAS would raise at its first matrix product: a traceback after the checkpoint was
+    read. It is refused with the training's message, before anything is read."""
+    from nnbench import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:2")
+    store = f"sqlite:///{tmp_path / 'none.db'}"
+    assert cli.main(["evaluate", "0" * 32, "--device", "cuda", "--tracking-uri", store]) == 2
+    assert "--device 'cuda': CUBLAS_WORKSPACE_CONFIG is ':4096:2' in the environment" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("model", "activation", "loss", "dataset"), [

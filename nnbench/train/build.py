@@ -70,10 +70,11 @@ def produced_metrics(spec: TrialSpec, *, weight_layers: int,
     return frozenset(out)
 
 
-def resolve_device(name: str, *, training: bool = True) -> torch.device:
-    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error, and so,
-    for `training`, is a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS rejects (it
-    would raise at the first matrix product; `seeding.cublas_workspace_problem`)."""
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error, and so is
+    a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS rejects (training and evaluating
+    run deterministic: it would raise at the first matrix product;
+    `seeding.cublas_workspace_problem`)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -91,8 +92,7 @@ def resolve_device(name: str, *, training: bool = True) -> torch.device:
         raise ValueError(f"device {name!r} requested but this machine has "
                          f"{torch.cuda.device_count()} GPU(s); allowed: cuda:0.."
                          f"cuda:{torch.cuda.device_count() - 1}")
-    problem = seeding.cublas_workspace_problem() if training and device.type == "cuda" \
-        else None
+    problem = seeding.cublas_workspace_problem() if device.type == "cuda" else None
     if problem is not None:
         raise ValueError(problem)
     return device

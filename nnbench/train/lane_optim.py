@@ -28,6 +28,7 @@ from nnbench import registry
 from nnbench.components.optimizers import LaneRule, lane_rule
 from nnbench.config import TrialSpec
 from nnbench.registry import ComponentSpec
+from nnbench.train.stacked_model import lane_index
 
 __all__ = ["LaneOptimizer", "flags_of", "schedule_tables"]
 
@@ -123,7 +124,7 @@ class LaneOptimizer:
         op per tensor whatever the number of lanes)."""
         if not lanes:
             return
-        index = torch.tensor(list(lanes), device=self.device)
+        index = lane_index(lanes, self.device)
         ones = self.rule.ones
         for key, table in self.rule.tables.items():
             table[:, index] = 1.0 if key in ones else 0.0

@@ -71,7 +71,7 @@ from nnbench.train.lifecycle import (
 from nnbench.train.metrics import PROBE_SIZE, eval_chunk, fingerprint, host_fingerprint
 from nnbench.train.results import Numerics, Status, TrialResult
 from nnbench.train.serial import SerialEngine, checkpoint_bytes
-from nnbench.train.stacked_model import Layout, StackedModel, Unstackable
+from nnbench.train.stacked_model import Layout, StackedModel, Unstackable, lane_index
 
 __all__ = ["DEFAULT_MAX_LANES", "GROUP_COST", "AutoEngine", "Plan", "StackedEngine",
            "lane_count", "stack_key"]
@@ -738,7 +738,7 @@ class _GroupRun:
     def _keep_best(self, lanes: list[int]) -> None:
         """Copy these lanes' weights and statistics aside (restore_best), in one op per
         tensor whatever the number of lanes."""
-        index = torch.tensor(lanes, device=self.device)
+        index = lane_index(lanes, self.device)
         if self.best is None:
             self.best = [t.detach().clone() for t in self._live()]
         for best, live in zip(self.best, self._live(), strict=True):
@@ -752,7 +752,7 @@ class _GroupRun:
         if self.best is not None:
             restore = [lane.index for lane in finished if lane.has_best]
             if restore:
-                index = torch.tensor(restore, device=self.device)
+                index = lane_index(restore, self.device)
                 for best, live in zip(self.best, self._live(), strict=True):
                     live[index] = best[index]
         finals: dict[int, dict[str, float]] = {}

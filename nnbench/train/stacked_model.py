@@ -46,6 +46,17 @@ ELEMENTWISE = (nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, 
 Layout = Literal["lanes", "channels"]
 
 
+
+def lane_index(lanes: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Lane numbers as an index on `device`. On a GPU through pinned memory, without
+    blocking: `torch.tensor(lanes, device=cuda)` waits for the device (a sync wherever a
+    lane improves or ends); the caching host allocator keeps the pinned copy until the
+    transfer is done."""
+    index = torch.tensor(list(lanes), dtype=torch.long)
+    if device.type != "cuda":
+        return index.to(device)
+    return index.pin_memory().to(device, non_blocking=True)
+
 class Unstackable(ValueError):
     """A model (or configuration) the stacked engine cannot train as lanes; says why."""
 
@@ -330,7 +341,7 @@ class StackedModel:
         per tensor whatever the number of lanes."""
         if not lanes:
             return
-        index = torch.tensor(list(lanes), device=self.device)
+        index = lane_index(lanes, self.device)
         self.flat[index] = 0.0
         for op in self.ops:
             for local, tensor in op.buffers.items():

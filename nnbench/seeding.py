@@ -172,11 +172,16 @@ def generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> to
 
 @contextmanager
 def trial_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed the global torch/numpy/random state for one trial and restore it afterwards."""
+    """Seed the global torch/numpy/random state for one trial and restore it afterwards:
+    the CPU's generator and `device`'s own, no other (`torch.manual_seed` also reseeds every
+    GPU, which nothing restored)."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), numpy_rng_preserved():
         global_seed = derive_seed(seed, "global")
-        torch.manual_seed(global_seed)
+        torch.default_generator.manual_seed(global_seed)
+        if device.type == "cuda":  # (fork_rng has initialised CUDA)
+            index = torch.cuda.current_device() if device.index is None else device.index
+            torch.cuda.default_generators[index].manual_seed(global_seed)
         np.random.seed(global_seed % (1 << 32))
         random.seed(global_seed)
         yield

@@ -165,6 +165,25 @@ def test_a_cublas_workspace_that_breaks_the_bitwise_repeat_is_refused_before_tra
     assert train.resolve_device("cuda") == torch.device("cuda")
 
 
+def test_a_trials_rng_reseeds_the_cpu_and_its_own_device_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial on the CPU (and the dry build, a stacked group's setup, the export) seeded
+    with `torch.manual_seed`, which also reseeds every GPU's generator: restored for the
+    trial's own device only, so another GPU's stream was left reseeded."""
+    from nnbench import seeding
+
+    reseeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    before = torch.random.get_rng_state()
+    with seeding.trial_rng(3, CPU):
+        first = torch.rand(3)
+    with seeding.trial_rng(3, CPU):
+        again = torch.rand(3)
+    assert torch.equal(first, again)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the CPU's, restored
+    assert reseeded == []
+
+
 def test_evaluate_on_a_gpu_refuses_a_cublas_workspace_it_would_fail_under(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

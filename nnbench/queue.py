@@ -96,6 +96,7 @@ logging.getLogger("optuna.storages._rdb.storage").addFilter(QuietTransient(messa
 LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
                                        "nnbench.outcome")
+_WORKER = "nnbench.worker"  # `host:pid` of the worker holding an entry or a tuning trial
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 # study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
@@ -196,7 +197,10 @@ class _Storage(RDBStorage):
       every heartbeat;
     - the user attributes given to `finishing` before `study.tell` are written in the
       transaction that ends the trial, only if it ends it: a trial failed as stale never
-      carries what its worker meant to record (tuning's budget counts by them)."""
+      carries what its worker meant to record (tuning's budget counts by them);
+    - a trial `study.ask` starts (a new one, or a waiting copy) is named with its worker
+      (`nnbench.worker`) in the transaction that makes it RUNNING: one named afterwards,
+      by a worker killed in between, showed in `status` as held by worker "?"."""
 
     _finishing: dict[int, dict[str, Any]]
 
@@ -207,19 +211,35 @@ class _Storage(RDBStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
-        attrs = getattr(self, "_finishing", {}).pop(trial_id, {}) if state.is_finished() else {}
+        attrs = getattr(self, "_finishing", {}).pop(trial_id, {}) if state.is_finished() \
+            else {_WORKER: worker_label()} if state == TrialState.RUNNING else {}
         if not attrs:
             return bool(super().set_trial_state_values(trial_id, state, values))
         with _create_scoped_session(self.scoped_session) as session:  # Optuna's, plus attrs
             trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
             self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+            if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                return False  # another worker took it
             for key, value in attrs.items():
                 self._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, trial_id, key, value)
             for objective, v in enumerate(values or ()):
                 self._set_trial_value_without_commit(session, trial, objective, v)
-            trial.state, trial.datetime_complete = state, datetime.now()
+            trial.state = state
+            if state == TrialState.RUNNING:
+                trial.datetime_start = datetime.now()
+            else:
+                trial.datetime_complete = datetime.now()
         return True
+
+    def _get_prepared_new_trial(self, study_id: int, template_trial: FrozenTrial | None,
+                                session: Session) -> models.TrialModel:
+        trial = super()._get_prepared_new_trial(study_id, template_trial, session)
+        if template_trial is None:  # `study.ask`'s new RUNNING trial
+            self._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, int(trial.trial_id), _WORKER,
+                worker_label())
+        return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         with _create_scoped_session(self.scoped_session, True) as session:
@@ -394,7 +414,7 @@ class TrialQueue:
             if only is not None and trial_id not in only:
                 continue
             if entry.state == TrialState.RUNNING:
-                counts.workers.add(str(entry.user_attrs.get("nnbench.worker", "?")))
+                counts.workers.add(str(entry.user_attrs.get(_WORKER, "?")))
             best = latest.get(trial_id)
             if best is None or _rank(entry) > _rank(best):
                 latest[trial_id] = entry
@@ -664,7 +684,7 @@ class TrialQueue:
                 for entry in ended:
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
-                        f"stale: its worker ({attrs.get('nnbench.worker', '?')}) sent no "
+                        f"stale: its worker ({attrs.get(_WORKER, '?')}) sent no "
                         f"heartbeat for {self.liveness.grace_period} s; " + (
                             "not queued again: no longer a trial of the suite"
                             if attrs.get(_WITHDRAWN) else "queued again")))
@@ -718,7 +738,7 @@ class TrialQueue:
             entry.state, entry.datetime_start = TrialState.RUNNING, datetime.now()
             session.add(models.TrialHeartbeatModel(trial_id=storage_id))
             session.flush()
-            for key, value in (("nnbench.worker", self.worker),
+            for key, value in ((_WORKER, self.worker),
                                ("nnbench.parent_run", parent_run_id), (_CLAIM_TOKEN, token)):
                 self.storage._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, storage_id, key, value)
@@ -743,7 +763,7 @@ class TrialQueue:
                          .with_for_update().one())
                 attrs = _attrs(entry.user_attributes)
                 if entry.state != TrialState.RUNNING:
-                    return bool(entry.state == state and attrs.get("nnbench.worker")
+                    return bool(entry.state == state and attrs.get(_WORKER)
                                 == self.worker and attrs.get(_STATUS) == status)
                 self._end_entry(session, entry, state, status,
                                 status + (f": {note}" if note else ""))
@@ -774,7 +794,7 @@ def heartbeat_silence(storage: RDBStorage, running: Iterable[FrozenTrial]
     """Per worker (`nnbench.worker`) of the `running` trials (a queue's claims, a tuning
     study's trials), the seconds since its latest heartbeat by the server's clock (which
     reaping goes by; the longest silence where it holds several)."""
-    workers = {t._trial_id: str(t.user_attrs.get("nnbench.worker", "?")) for t in running}
+    workers = {t._trial_id: str(t.user_attrs.get(_WORKER, "?")) for t in running}
 
     def read() -> dict[str, float]:
         with _create_scoped_session(storage.scoped_session) as session:

@@ -76,7 +76,6 @@ from nnbench.transient import (
     is_transient,
     retrying,
     retrying_once,
-    worker_label,
 )
 
 __all__ = ["TuneSummary", "best_values", "boundary_warnings", "budget_text", "importances",
@@ -372,9 +371,7 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     while True:
         trial = retrying(study.ask, f"asking {study.study_name} for a trial")
         beats.hold(storage_id(trial))
-        try:
-            retrying(partial(trial.set_user_attr, "nnbench.worker", worker_label()),
-                     f"labelling trial {trial.number}")
+        try:  # (the storage named the trial with this worker as it made it RUNNING)
             uncounted = sum(1 for t in _trials(study)
                             if t.number < trial.number and t.state == TrialState.FAIL
                             and not t.user_attrs.get(COUNTED))

@@ -24,6 +24,7 @@ from nnbench.queue import Liveness
 from nnbench.report import render_report
 from nnbench.tracking import is_done
 from nnbench.train import Decision
+from nnbench.transient import worker_label
 from nnbench.tuning import COUNTED, study_name, tune_suite
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
@@ -498,9 +499,31 @@ def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
     finishing(rdb, told, {COUNTED: True, "nnbench.outcome": "finished"})
     study.tell(told, 0.7)
     first, second = study.get_trials()
-    assert (first.state, first.user_attrs) == (TrialState.FAIL, {})
+    me = {"nnbench.worker": worker_label()}  # named as it was asked
+    assert (first.state, first.user_attrs) == (TrialState.FAIL, me)
     assert (second.state, second.value, second.user_attrs) == (
-        TrialState.COMPLETE, 0.7, {COUNTED: True, "nnbench.outcome": "finished"})
+        TrialState.COMPLETE, 0.7, {**me, COUNTED: True, "nnbench.outcome": "finished"})
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_an_asked_trial_is_named_with_its_worker_as_it_starts_running(tmp_path: Path) -> None:
+    """`status` names the worker of each running tuning trial. The name was written after
+    `study.ask`: a worker killed between the two left a RUNNING trial that status said was
+    held by worker "?". Now every RUNNING state, a new trial's or a waiting copy's (a killed
+    trial queued again), is written with its worker's name in one transaction."""
+    from nnbench.queue import open_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=open_storage(url, Liveness(1, 60)), study_name="p/q")
+    study.enqueue_trial({"x": 1.0})  # a waiting copy
+    copy, new = study.ask(), study.ask()
+    with sqlite3.connect(tmp_path / "optuna.db") as db:  # another process's view
+        named = dict(db.execute(
+            "SELECT t.number, a.value_json FROM trials t JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id AND a.key = 'nnbench.worker' WHERE t.state = 'RUNNING'"))
+    assert named == {copy.number: json.dumps(worker_label()), new.number: json.dumps(
+        worker_label())}
+    assert copy.number == 0 and new.number == 1
 
 
 @pytest.mark.parametrize("sampler", ["grid", "random"])
@@ -669,11 +692,12 @@ def test_a_tell_through_a_connection_the_server_closed_is_told_once(
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
 def test_tuning_writes_that_meet_an_ended_session_are_retried(
         tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every Optuna write of a tune worker (ask, its label, a suggestion, an epoch's report)
-    goes through an ended session once, as a worker resumed from a stop past the server's
-    idle timeout finds it: each is retried, never fatal. An ask whose trial was stored with
-    its answer lost leaves that trial RUNNING without a heartbeat: it goes stale a grace
-    period later, does not count, and its copy trains, so the budget is met exactly."""
+    """Every Optuna write of a tune worker (ask, which names the trial with its worker, a
+    suggestion, an epoch's report) goes through an ended session once, as a worker resumed
+    from a stop past the server's idle timeout finds it: each is retried, never fatal. An
+    ask whose trial was stored with its answer lost leaves that trial RUNNING without a
+    heartbeat: it goes stale a grace period later, does not count, and its copy trains, so
+    the budget is met exactly."""
     import sqlalchemy
 
     from nnbench.queue import _Storage
@@ -700,7 +724,7 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
         monkeypatch.setattr(_Storage, name, flaky)
 
     once("_create_new_trial", after_commit=True)
-    for name in ("set_trial_user_attr", "_set_trial_param", "set_trial_intermediate_value"):
+    for name in ("_set_trial_param", "set_trial_intermediate_value"):
         once(name)
     path = _suite(tmp_path / "ended.yaml", name="ended", epochs=2, trials=2,
                   optimizers="[sgd]", sampler="random", seeds=1)
@@ -708,13 +732,14 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
     summary = tune_suite(parse_suite(path.read_text()), storage=storage,
                          tracking_uri=tracking_uri, device="cpu", engine="serial",
                          console=QUIET, liveness=Liveness(heartbeat_interval=1, grace_period=2))
-    assert Counter(broken) == {"_create_new_trial": 2, "set_trial_user_attr": 1,
-                               "_set_trial_param": 1, "set_trial_intermediate_value": 1}
+    assert Counter(broken) == {"_create_new_trial": 2, "_set_trial_param": 1,
+                               "set_trial_intermediate_value": 1}
     assert not summary.interrupted and summary.reruns == 1
     _assert_budgets_met(storage, 2, 1)
     (trials,) = _studies(storage).values()
     # trial 0: the lost answer, failed as stale (uncounted); its copy is the last trial
-    assert trials[0].state == TrialState.FAIL and not trials[0].user_attrs
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs == {"nnbench.worker": worker_label()}  # named, not counted
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * (len(trials) - 1)
     assert _assert_stores_agree(storage, tracking_uri, "ended") == Counter(
         FAIL=1, COMPLETE=len(trials) - 1)

@@ -470,6 +470,57 @@ def _nothing_created(folder: Path) -> None:
     assert not made, made
 
 
+BAD_AUGMENTATION = '''\
+import torch
+from pydantic import Field
+from nnbench.components.augmentations import Augmentation
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class P(Params):
+    mode: str = Field("ok", description="what it returns")
+
+
+class Bad(Augmentation):
+    def __init__(self, mode):
+        self.mode = mode
+
+    def sample(self, x, g):
+        return {}
+
+    def apply(self, x, p):
+        return {"drop": x[:-1], "double": x.double(), "none": None, "ok": x}[self.mode]
+
+
+register(ComponentInfo(kind="augmentation", name="bad", build=lambda p, **kw: Bad(p.mode),
+                       params=P, doc="returns what it should not", attrs={"input": "any"}))
+'''
+
+
+@pytest.mark.parametrize(("mode", "said"), [
+    ("drop", "turns a batch of 2 examples into 1; an augmentation changes each example, "
+             "never how many there are"),
+    ("double", "turns torch.float32 inputs on cpu into torch.float64 on cpu; return the "
+               "batch's own dtype and device"),
+    ("none", "returns NoneType, not a tensor"),
+])
+def test_a_plugin_augmentation_that_returns_no_batch_is_named(
+        mode: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An augmentation returning a batch one example short, of float64, or None was blamed
+    on the model ("maps a training batch of 2 examples to outputs of shape (1, 2)", "mat1
+    and mat2 must have the same dtype", "'NoneType' object has no attribute 'shape'"): the
+    augmentation is named, after a built-in one that is fine."""
+    path = _plugin_suite(tmp_path, "lab_aug", BAD_AUGMENTATION, model="{name: mlp, hidden: [4]}")
+    augmentations = f"[gaussian_noise, {{name: bad, mode: {mode}}}]"
+    path.write_text(path.read_text().replace(
+        "  epochs: 2\n", f"  epochs: 2\n  augmentation: {augmentations}\n"))
+    assert cli.main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (f"{path}: fixed.augmentation[1]: on a training batch of "
+                                       f"shape (2, 2): {said}\n")
+    path.write_text(path.read_text().replace(f"mode: {mode}", "mode: ok"))
+    assert cli.main(["validate", str(path)]) == 0
+
+
 @pytest.mark.parametrize(("dataset", "loss", "outs", "need", "task"), [
     ("{name: circles, n_samples: 200}", "cross_entropy", 10, 2,
      "dataset 'circles' has 2 classes; loss 'cross_entropy' takes 2"),

@@ -285,14 +285,17 @@ class _Builder:
         for n in sorted({1 if b == 1 else 2 for b in batch_sizes}):
             # the engines' own training step (serial.train_step), watched: the shapes it
             # makes are checked, and a failure is named by the last stage it reached
-            watch = _Watch(cfg, model, n, outputs, shape, augment)
             xb, yb = inputs(n), targets(n)
+            watch = _Watch(cfg, model, xb, outputs, shape, augment)
             drawn = generator.get_state()  # the augmentations' draws, to replay on failure
             model.train()
             try:
                 serial.train_step(step, xb, yb, watch)
             except _Failed:
                 raise
+            except _NoBatch:  # which augmentation: each again, in order, same draws
+                generator.set_state(drawn)
+                raise _unbatched(cfg, augment, generator, xb) from None
             except Exception as err:
                 generator.set_state(drawn)
                 raise _step_failed(cfg, err, watch.seen, augment, generator, xb, yb,
@@ -503,13 +506,15 @@ class _Watch:
     and checks its shape (training inputs as the model's input shape, outputs
     `[n, outputs]`)."""
 
-    def __init__(self, cfg: Config, model: nn.Module, n: int, outputs: int, shape: DataShape,
-                 augment: list[tuple[str, Augmentation]]) -> None:
-        self.cfg, self.model, self.n, self.outputs, self.shape = cfg, model, n, outputs, shape
-        self.augment = augment
+    def __init__(self, cfg: Config, model: nn.Module, xb: torch.Tensor, outputs: int,
+                 shape: DataShape, augment: list[tuple[str, Augmentation]]) -> None:
+        self.cfg, self.model, self.xb, self.outputs, self.shape = cfg, model, xb, outputs, shape
+        self.n, self.augment = len(xb), augment
         self.seen: dict[str, torch.Tensor] = {}
 
     def __call__(self, stage: str, tensor: torch.Tensor) -> None:
+        if stage == "augmented" and _not_a_batch_of(tensor, self.xb):
+            raise _NoBatch
         self.seen[stage] = tensor
         input_shape = self.shape.input_shape
         if stage == "augmented" and tuple(tensor.shape[1:]) != input_shape:
@@ -521,6 +526,39 @@ class _Watch:
                           f"first, e.g. size: {input_shape[-1]}, padding: 4)")
         if stage == "outputs":
             _check_outputs(self.cfg, self.model, tensor, self.n, self.outputs, self.shape)
+
+
+class _NoBatch(Exception):
+    """The augmentations made no batch of the inputs' kind (`_not_a_batch_of`)."""
+
+
+def _not_a_batch_of(made: Any, xb: torch.Tensor) -> str | None:
+    """What keeps `made` (an augmentation's result) from being a batch like `xb`: a tensor
+    of as many examples, of its dtype and device."""
+    if not isinstance(made, torch.Tensor):
+        return f"returns {type(made).__name__}, not a tensor"
+    if made.dim() == 0 or len(made) != len(xb):
+        size = "a 0-d tensor" if made.dim() == 0 else f"{len(made)}"
+        return (f"turns a batch of {len(xb)} examples into {size}; an augmentation changes "
+                f"each example, never how many there are")
+    if made.dtype != xb.dtype or made.device != xb.device:
+        return (f"turns {xb.dtype} inputs on {xb.device} into {made.dtype} on "
+                f"{made.device}; return the batch's own dtype and device")
+    return None
+
+
+def _unbatched(cfg: Config, augment: list[tuple[str, Augmentation]],
+               generator: torch.Generator, xb: torch.Tensor) -> _Failed:
+    """The first augmentation whose result is no batch like its input, named."""
+    x = xb
+    for key, aug in augment:
+        made = aug(x, generator)
+        problem = _not_a_batch_of(made, x)
+        if problem is not None:
+            return _Failed(key, f"on a training batch of shape {tuple(x.shape)}: {problem}")
+        x = made
+    return _Failed(augment[-1][0] if augment else cfg.where("augmentation"),
+                   "the augmentations make no batch of the inputs' kind")
 
 
 def _step_failed(cfg: Config, err: Exception, seen: Mapping[str, torch.Tensor],

@@ -221,6 +221,14 @@ def _address(a: np.ndarray | torch.Tensor) -> tuple[Any, ...]:
     return ("array", a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
 
 
+def _native_order(a: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """A big-endian array (`>f4`, as some tools save) in this machine's byte order: torch
+    takes no other ("given numpy array has byte order different from the native")."""
+    if isinstance(a, np.ndarray) and not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
 def held(arrays: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype,
          device: torch.device, content: str | None = None) -> torch.Tensor:
     """`arrays` as one tensor of `dtype` on `device`, made once while it is in use.
@@ -238,7 +246,7 @@ def held(arrays: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype,
         found = _HELD.get(key)
         if found is not None:
             return found
-    parts = [torch.as_tensor(a, dtype=dtype) for a in arrays]
+    parts = [torch.as_tensor(_native_order(a), dtype=dtype) for a in arrays]
     tensor = (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
     if any(tensor.data_ptr() == _address(a)[1] for a in arrays):
         tensor = tensor.clone()  # never the caller's own memory (it may change it)

@@ -521,6 +521,55 @@ def test_a_plugin_augmentation_that_returns_no_batch_is_named(
     assert cli.main(["validate", str(path)]) == 0
 
 
+MISDECLARED = '''\
+import numpy as np
+from pydantic import Field
+from nnbench.data import DataShape, HeldOutParams, split
+from nnbench.registry import ComponentInfo, register
+
+
+class P(HeldOutParams):
+    features: int = Field(2, description="features it builds")
+    examples: int = Field(200, description="examples it builds")
+
+
+def build(p, seed, device):
+    x = np.random.default_rng(0).normal(size=(p.examples, p.features)).astype(np.float32)
+    return split(x, (x[:, 0] > 0).astype(np.int64), p, seed=seed, device=device,
+                 targets="class", num_classes=2)
+
+
+def shape(p):  # what it says it builds, whatever it builds
+    return DataShape(examples=200, test=None, input_shape=(2,), targets="class", num_classes=2)
+
+
+register(ComponentInfo(kind="dataset", name="said", build=build, params=P, doc="declares (2,)",
+                       attrs={"targets": "class", "input": "vector", "shape": shape}))
+'''
+
+
+@pytest.mark.parametrize(("params", "built"), [
+    ("features: 3", "200 examples of (3,), 2 classes"),
+    ("examples: 50", "50 examples of (2,), 2 classes"),
+])
+def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
+        params: str, built: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate's dry build, its size checks and the batch-size warnings read a dataset's
+    declared shape; a plugin building 3 features or 50 examples where it declared 200 of 2
+    trained on data none of them had checked. `run` now refuses it before anything is
+    created; one building what it declares trains."""
+    path = _plugin_suite(tmp_path, "lab_said", MISDECLARED, model="{name: mlp, hidden: [4]}",
+                         dataset=f"{{name: said, {params}}}")
+    assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
+    assert (f"{path}: task.dataset: dataset 'said': its shape() declares 200 examples of "
+            f"(2,), 2 classes, but it builds {built}; validate checked the suite against the "
+            f"declared shape: make shape() describe what the build returns"
+            ) in capsys.readouterr().err
+    _nothing_created(tmp_path)
+    path.write_text(path.read_text().replace(params, "features: 2"))
+    assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 0
+
+
 @pytest.mark.parametrize(("dataset", "loss", "outs", "need", "task"), [
     ("{name: circles, n_samples: 200}", "cross_entropy", 10, 2,
      "dataset 'circles' has 2 classes; loss 'cross_entropy' takes 2"),

@@ -216,4 +216,30 @@ def check_dataset(spec: ComponentSpec, *, seed: int, load: bool = True) -> None:
         if check is not None:
             check(params)
         return
-    registry.build("dataset", spec, seed=seed, device=torch.device("cpu"))
+    data = registry.build("dataset", spec, seed=seed, device=torch.device("cpu"))
+    declared = registry.get("dataset", spec.name).attrs["shape"](params)
+    _built_as_declared(spec.name, declared, data)
+
+
+def _built_as_declared(name: str, declared: Any, data: Any) -> None:
+    """Refuse a dataset whose build differs from its `shape` (what validate's dry build,
+    its size checks and the batch-size warnings were computed from): a plugin declaring 200
+    examples of (2,) and building 50 of (3,) trained on data nothing had checked."""
+    sizes = data.sizes()
+    total = sizes["train"] + sizes["val"] + sizes["test"]
+    said = _shape_words(declared.examples + (declared.test or 0), declared.input_shape,
+                        declared.targets, declared.num_classes)
+    built = _shape_words(total, data.input_shape, data.targets, data.num_classes)
+    test_differs = declared.test is not None and declared.test != sizes["test"]
+    if said != built or test_differs:
+        tests = f" (test {declared.test} declared, {sizes['test']} built)" if test_differs \
+            else ""
+        raise DataError(f"dataset {name!r}: its shape() declares {said}, but it builds "
+                        f"{built}{tests}; validate checked the suite against the declared "
+                        f"shape: make shape() describe what the build returns")
+
+
+def _shape_words(examples: int, input_shape: tuple[int, ...], targets: str,
+                 classes: int) -> str:
+    what = f"{classes} classes" if targets == "class" else "real targets"
+    return f"{examples} examples of {tuple(input_shape)}, {what}"

@@ -405,6 +405,8 @@ def registration_problems(info: ComponentInfo) -> list[str]:
                             f"{dict(info.example)!r} (required parameters need example values): "
                             f"{_first_error(err)}")
         else:
+            if info.kind == "activation" and callable(info.attrs.get("gain")):
+                problems += _gain_problems(what, info.attrs["gain"], example)
             for name, why in ([] if types else plain_params(info.params, example)[1]):
                 problems.append(f"{what}: {f'parameter {name!r}' if name else 'the parameters'}"
                                 f" of {info.params.__name__} cannot enter the trial_id: its "
@@ -413,7 +415,50 @@ def registration_problems(info: ComponentInfo) -> list[str]:
     missing = [a for a in REQUIRED_ATTRS.get(info.kind, ()) if a not in info.attrs]
     if missing:
         problems.append(f"{what}: a {info.kind} needs attrs {', '.join(missing)}")
+    for attr, allowed in ATTR_VALUES.get(info.kind, {}).items():
+        value = info.attrs.get(attr, _ABSENT)
+        if value is _ABSENT:
+            continue
+        if allowed == "callable" and not callable(value):
+            problems.append(f"{what}: attrs[{attr!r}] must be callable, got "
+                            f"{type(value).__name__} {value!r}")
+        elif allowed == "names":
+            if not (isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)):
+                problems.append(f"{what}: attrs[{attr!r}] must be a tuple of metric names, "
+                                f"got {value!r}")
+        elif allowed not in ("callable", "names") and value not in allowed:
+            problems.append(f"{what}: attrs[{attr!r}] is {value!r}; allowed: "
+                            f"{', '.join(map(repr, allowed))}")
     return problems
+
+
+def _gain_problems(what: str, gain: Callable[[Any], Any], example: Params) -> list[str]:
+    """An activation's gain must give `torch.nn.init.calculate_gain`'s arguments (a bogus
+    name failed the model's build: "cannot build model 'mlp': Unsupported nonlinearity")."""
+    import torch
+
+    try:
+        nonlinearity, param = gain(example)
+        torch.nn.init.calculate_gain(nonlinearity, param)
+    except Exception as err:
+        return [f"{what}: attrs['gain'](params) must return (nonlinearity, param) that "
+                f"torch.nn.init.calculate_gain takes, e.g. ('relu', None) or ('leaky_relu', "
+                f"0.01); for its example parameters: {type(err).__name__}: {first_line(err)}"]
+    return []
+
+
+_ABSENT = object()
+# what a kind's attrs may hold, where nnbench reads them: a value of a few, "callable", or
+# "names" (a tuple of strings); a wrong one failed later, blamed on another component
+# (an activation's gain tuple: "cannot build model 'mlp': 'tuple' object is not callable")
+ATTR_VALUES: dict[str, dict[str, Any]] = {
+    "activation": {"gain": "callable"},
+    "loss": {"targets": ("class", "real"), "metrics": "names"},
+    "dataset": {"targets": ("class", "real"), "input": ("vector", "signal", "image"),
+                "shape": "callable", "source": "callable", "check": "callable"},
+    "augmentation": {"input": ("image", "signal", "any")},
+    "model": {"input": ("vector", "signal", "image"), "ignored_axes": "callable"},
+}
 
 
 def _first_error(err: ValidationError) -> str:

@@ -293,6 +293,28 @@ BROKEN = {
                      "register\nregister(ComponentInfo(kind='modle', name='lab_net', "
                      "build=lambda p, **c: nn.Identity(), doc='a net'))\n",
                      ["unknown kind 'modle'; did you mean 'model'?"]),
+    # attrs of the wrong kind failed later, blamed on another component ("cannot build
+    # model 'mlp': 'tuple' object is not callable"; "dataset 'x' has klass targets")
+    "gain_not_callable": ("from torch import nn\nfrom nnbench.registry import ComponentInfo, "
+                          "register\nregister(ComponentInfo(kind='activation', name='lab_act', "
+                          "build=lambda p, **c: nn.ReLU(), doc='an activation', "
+                          "attrs={'gain': ('relu', None)}))\n",
+                          ["activation 'lab_act': attrs['gain'] must be callable, got tuple "
+                           "('relu', None)"]),
+    "gain_torch_does_not_know": (
+        "from torch import nn\nfrom nnbench.registry import ComponentInfo, register\n"
+        "register(ComponentInfo(kind='activation', name='lab_act', build=lambda p, **c: "
+        "nn.ReLU(), doc='an activation', attrs={'gain': lambda p: ('rleu', None)}))\n",
+        ["activation 'lab_act': attrs['gain'](params) must return (nonlinearity, param) that "
+         "torch.nn.init.calculate_gain takes, e.g. ('relu', None) or ('leaky_relu', 0.01); for "
+         "its example parameters: ValueError: Unsupported nonlinearity rleu"]),
+    "dataset_targets_misspelt": (
+        "from nnbench.registry import ComponentInfo, register\n"
+        "register(ComponentInfo(kind='dataset', name='lab_data', build=lambda p, **c: None, "
+        "doc='data', attrs={'targets': 'klass', 'input': 'vectr'}))\n",
+        ["dataset 'lab_data': attrs['targets'] is 'klass'; allowed: 'class', 'real'",
+         "dataset 'lab_data': attrs['input'] is 'vectr'; allowed: 'vector', 'signal', "
+         "'image'"]),
     "registers_nothing": ("X = 1\n", ["plugin 'lab_broken': registered no component"]),
     "exits_at_import": ("import sys\nsys.exit(0)\n",  # nnbench exited 0, having done nothing
                         ["plugin 'lab_broken': import failed: the module called sys.exit(0) (",
@@ -568,6 +590,39 @@ def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
     _nothing_created(tmp_path)
     path.write_text(path.read_text().replace(params, "features: 2"))
     assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 0
+
+
+GAIN_BY_PARAMS = '''\
+from pydantic import Field
+from torch import nn
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class P(Params):
+    slope: float = Field(0.0, ge=0, description="negative slope")
+
+
+register(ComponentInfo(kind="activation", name="lab_leaky", params=P,
+                       build=lambda p, **c: nn.LeakyReLU(p.slope), doc="leaky",
+                       attrs={"gain": lambda p: ("relu", None) if p.slope == 0
+                              else ("leaky", p.slope)}))
+'''
+
+
+def test_an_activation_gain_torch_does_not_take_for_some_parameters_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gain right for the example parameters and wrong for others ('leaky' for
+    'leaky_relu') failed as "cannot build model 'mlp' ...: Unsupported nonlinearity leaky":
+    the activation, and what its gain gave, are named."""
+    path = _plugin_suite(tmp_path, "lab_gain", GAIN_BY_PARAMS, model="{name: mlp, hidden: [4]}")
+    path.write_text(path.read_text().replace(
+        "  epochs: 2\n", "  epochs: 2\n  activation: {name: lab_leaky, slope: 0.1}\n"
+                         "  init: {name: xavier_normal, gain: activation}\n"))
+    assert cli.main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{path}: fixed.activation: activation 'lab_leaky': its attrs['gain'] gave ('leaky', "
+        f"0.1) for these parameters, which torch.nn.init.calculate_gain does not take "
+        f"(Unsupported nonlinearity leaky)\n")
 
 
 @pytest.mark.parametrize(("dataset", "loss", "outs", "need", "task"), [

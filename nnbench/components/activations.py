@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+import torch
 from pydantic import Field
 from torch import nn
 
+from nnbench.messages import first_line
 from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "activation"
@@ -64,9 +66,23 @@ _add("silu", lambda p: nn.SiLU(), "x · sigmoid(x), a.k.a. swish",
      gain=lambda p: ("linear", None), family="relu")
 
 
+class GainError(ValueError):
+    """An activation's `attrs["gain"]` gave what `calculate_gain` does not take."""
+
+
 def gain_of(spec_name: str, params: Any) -> Gain:
-    """The calculate_gain arguments for an activation with its parameters."""
+    """The calculate_gain arguments for an activation with its parameters; GainError
+    naming the activation when they are not such (a plugin's bug, found at registration
+    for its example parameters, here for others)."""
     from nnbench.registry import get
 
     gain: Callable[[Any], Gain] = get(KIND, spec_name).attrs["gain"]
-    return gain(params)
+    given = gain(params)
+    try:
+        nonlinearity, param = given
+        torch.nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
+    except Exception as err:
+        raise GainError(f"activation {spec_name!r}: its attrs['gain'] gave {given!r} for "
+                        f"these parameters, which torch.nn.init.calculate_gain does not take "
+                        f"({first_line(err)})") from None
+    return given

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from nnbench import registry, seeding
+from nnbench.components.activations import GainError
 from nnbench.components.augmentations import Augmentation, Normalize
 from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
@@ -246,6 +247,8 @@ class _Builder:
         _check_size(cfg, shape, outputs)
         try:
             model = build_model(spec, shape.input_shape, outputs)
+        except GainError as err:
+            raise _Failed(cfg.where("activation"), str(err)) from None
         except Exception as err:  # the model's own message says what does not fit
             raise _Failed(cfg.where("model"), f"cannot build model '{spec.model.name}' for "
                                               f"inputs of shape {shape.input_shape}: "

@@ -217,8 +217,10 @@ def check_dataset(spec: ComponentSpec, *, seed: int, load: bool = True) -> None:
             check(params)
         return
     data = registry.build("dataset", spec, seed=seed, device=torch.device("cpu"))
-    declared = registry.get("dataset", spec.name).attrs["shape"](params)
-    _built_as_declared(spec.name, declared, data)
+    # a plugin's: as declared (nnbench's own declare the official sizes, and are tested to
+    # build them; the tests' small files of those formats hold fewer)
+    if info.source != registry.BUILTIN:
+        _built_as_declared(spec.name, info.attrs["shape"](params), data)
 
 
 def _built_as_declared(name: str, declared: Any, data: Any) -> None:

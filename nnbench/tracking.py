@@ -109,6 +109,7 @@ _MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAI
 _FLUSH_SECONDS = 5.0  # per-epoch metrics are sent at most this often while a trial runs
 _BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 SUMMARY = "summary"  # nnbench.role of a configuration's seed aggregate
+CURVE_POINTS = 1000  # epochs of a summary's mean curves, at most about (`_write_summary`)
 _SUMMARY_TRIALS = "nnbench.summary.trials"  # its done trials' ids, sorted, comma-separated
 _IDS_PER_TAG = 400  # trial ids (16 hex digits) per tag: 6,800 characters, MLflow takes 8,000
 _ABANDONED_SUMMARY_MS = 3_600_000  # a summary run still RUNNING this long: its writer died
@@ -850,10 +851,18 @@ class Tracker:
                 value = float(getattr(interval, stat))
                 if math.isfinite(value):
                     metrics.append(Metric(f"{name}_{stat}", value, ts, 0))
+        stride = 1
         if histories:
             frame = pd.concat(histories, ignore_index=True).replace([math.inf, -math.inf],
                                                                     math.nan)
             means = frame.groupby("epoch").mean(numeric_only=True)  # NaN: not counted
+            # at most about CURVE_POINTS epochs, evenly, the first and the last: 100,000
+            # epochs wrote 1.2 million rows per summary, for minutes (each trial run keeps
+            # every epoch)
+            stride = max(1, math.ceil(len(means) / CURVE_POINTS))
+            if stride > 1:
+                kept = means.index
+                means = means[(kept % stride == 0) | (kept == kept[0]) | (kept == kept[-1])]
             for key in sorted(per_epoch & set(means.columns)):
                 metrics += [Metric(f"{key}_mean", float(v), ts, int(epoch))
                             for epoch, v in means[key].items() if math.isfinite(v)]
@@ -871,16 +880,17 @@ class Tracker:
                                                        for run in runs))
         run_ids = ",".join(run.info.run_id for _, run in finished)
         n = len(finished)
+        thinned = "" if stride == 1 else f"; one epoch in {stride}, the first and the last"
         left_out = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())
                              if status != "finished")
         note = (f"Seed aggregate of {label} over {n} finished trial(s) (seeds {seeds or '-'})"
                 f"{f'; not counted: {left_out}' if left_out else ''}. "
                 f"Each final metric: <metric>_mean, the 95% Student-t interval <metric>_low "
                 f".. _high, _sd and _n; each per-epoch metric: its mean curve <metric>_mean "
-                f"(step = epoch) and the same statistics of its value at the epoch whose model "
-                f"each trial ends with (its last, or its best where early stopping restored "
-                f"it) as <metric>_final_mean, _final_low, _final_high, _final_sd, _final_n. "
-                f"Trial runs: {run_ids or '-'}")
+                f"(step = epoch{thinned}) and the same statistics of its value at the epoch "
+                f"whose model each trial ends with (its last, or its best where early "
+                f"stopping restored it) as <metric>_final_mean, _final_low, _final_high, "
+                f"_final_sd, _final_n. Trial runs: {run_ids or '-'}")
         tags = {**{k: v for k, v in shared if not k.startswith(_PER_TRIAL_TAGS)},
                 "nnbench.role": SUMMARY, "nnbench.suite": self.suite.name,
                 "nnbench.config_id": spec.config_id, "nnbench.config": label,

@@ -16,6 +16,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from nnbench import cli, tracking
 from nnbench.config import Suite, load_suite
 from nnbench.tracking import EXPERIMENT_KIND, Tracker, dataset_input, runs_url
 
@@ -195,6 +196,30 @@ def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean
         for stat in ("mean", "low", "high", "sd"):
             assert metrics[f"val_accuracy_final_{stat}"] == pytest.approx(getattr(expected, stat))
         assert "val_accuracy_low" not in metrics and "val_accuracy_n" not in metrics
+
+
+def test_a_long_runs_summary_curve_keeps_an_even_share_of_its_epochs(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 epochs wrote 1.2 million metric rows into each summary, for minutes: its mean
+    curves keep about CURVE_POINTS epochs (here 3 of 7: one in 3, the first and the last),
+    and its note says so; each trial run keeps every epoch."""
+    monkeypatch.setattr(tracking, "CURVE_POINTS", 3)
+    path = write_suite(epochs=7, seeds=1)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(path.parent / "reports")]) == 0
+    client = MlflowClient(tracking_uri)
+    (summary,) = [r for r in _summaries(tracking_uri, "tiny")
+                  if r.data.tags["nnbench.config"] == "activation=relu"]
+    (trial,) = [r for r in Tracker(load_suite(path), tracking_uri).runs("trial")
+                if r.data.tags["nnbench.config"] == "activation=relu"]
+    every = {m.step: m.value for m in client.get_metric_history(trial.info.run_id, "val_loss")}
+    assert sorted(every) == [1, 2, 3, 4, 5, 6, 7]
+    curve = client.get_metric_history(summary.info.run_id, "val_loss_mean")
+    assert [m.step for m in curve] == [1, 3, 6, 7]
+    assert [m.value for m in curve] == pytest.approx([every[e] for e in (1, 3, 6, 7)])
+    assert "(step = epoch; one epoch in 3, the first and the last)" in \
+        summary.data.tags["mlflow.note.content"]
 
 
 def test_summary_runs_are_never_read_as_trials(write_suite: Callable[..., Path],

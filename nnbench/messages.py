@@ -70,11 +70,14 @@ def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour and weight codes
+
+
 def first_line(err: BaseException, *, with_type: bool = False, limit: int = 300) -> str:
     """An exception as one line: its message's first line, clipped to `limit` (`bad
     value`), with its type's name in front when `with_type` (`TypeError: bad value`); the
     type's name alone when the message is empty."""
-    lines = str(err).strip().splitlines()
+    lines = _ANSI.sub("", str(err)).strip().splitlines()  # torch.load's bold, as plain text
     if not lines:
         return type(err).__name__
     text = clip(lines[0], limit)

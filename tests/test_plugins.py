@@ -592,6 +592,26 @@ def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
     assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 0
 
 
+NOT_A_MODULE = '''\
+import torch
+from nnbench.registry import ComponentInfo, register
+
+register(ComponentInfo(kind="model", name="fn", build=lambda p, **c: torch.relu,
+                       doc="a function, not a module"))
+'''
+
+
+def test_a_plugin_model_whose_build_returns_no_module_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A build returning a function failed as "the dry build of this configuration failed:
+    AttributeError: 'builtin_function_or_method' object has no attribute 'state_dict'"."""
+    path = _plugin_suite(tmp_path, "lab_fn", NOT_A_MODULE, model="fn")
+    assert cli.main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{path}: task.model: cannot build model 'fn' for inputs of shape (2,): model 'fn': "
+        f"its build returned builtin_function_or_method, not a torch.nn.Module instance\n")
+
+
 GAIN_BY_PARAMS = '''\
 from pydantic import Field
 from torch import nn

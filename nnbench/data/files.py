@@ -60,6 +60,7 @@ from nnbench.data.checks import (
     source_key,
 )
 from nnbench.data.vision import DatasetNotFoundError
+from nnbench.messages import first_line
 from nnbench.registry import ComponentInfo, register
 
 __all__ = ["DatasetFileError", "FileMetadata", "FileParams", "file_digest", "file_metadata"]
@@ -166,9 +167,15 @@ def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
                     raise
                 data = torch.load(path, map_location="cpu", weights_only=True)  # legacy
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        # past torch's preamble ("Weights only load failed ... two options"), its reason
+        why = next((line.split("error:", 1)[1].split(". Please use")[0].strip() for line in
+                    str(err).splitlines() if "WeightsUnpickler error:" in line), None)
+        why = f"{type(err).__name__}: {why or first_line(err)}"
+        if "numpy" in why:
+            why += "; it holds numpy arrays: save torch tensors, or the arrays as .npz"
         raise DatasetFileError(f"{path} cannot be read by torch.load(weights_only=True) "
-                               f"({type(err).__name__}: {str(err).splitlines()[0]}); write it "
-                               f"with torch.save({{'x': tensor, 'y': tensor}}, path)") from None
+                               f"({why}); write it with torch.save({{'x': tensor, 'y': "
+                               f"tensor}}, path)") from None
     if not isinstance(data, Mapping):
         raise DatasetFileError(f"{path} holds a {type(data).__name__}; expected a dict of "
                                f"tensors, e.g. torch.save({{'x': x, 'y': y}}, path)")

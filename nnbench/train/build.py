@@ -192,6 +192,9 @@ def build_model(spec: TrialSpec, input_shape: tuple[int, ...], outputs: int, *,
         init=init or registry.build("init", spec.init), norm=registry.build("norm", spec.norm),
         dropout=spec.dropout, generator=seeding.generator(spec.seed_of("init"), "init"),
     )
+    if not isinstance(model, nn.Module):  # a plugin's: a function, its class, a tuple
+        raise TypeError(f"model {spec.model.name!r}: its build returned "
+                        f"{type(model).__name__}, not a torch.nn.Module instance")
     return model
 
 

@@ -255,6 +255,14 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                  "{name: file, path: d.pt}",
                  "d.pt: 'x' holds a Python list, not a tensor; save tensors, e.g. "
                  "torch.save({'x': torch.as_tensor(values)}, path)"),
+    # torch's own words began "Weights only load failed. This file can still be loaded,
+    # to do so you have two options," with terminal bold codes inside
+    "pt_numpy_arrays": (lambda p: torch.save({"x": X, "y": Y}, p.with_suffix(".pt")),
+                        "{name: file, path: d.pt}",
+                        "d.pt cannot be read by torch.load(weights_only=True) (UnpicklingError: "
+                        "Unsupported global: GLOBAL numpy._core.multiarray._reconstruct was not "
+                        "an allowed global by default; it holds numpy arrays: save torch "
+                        "tensors, or the arrays as .npz)"),
     "directory": (lambda p: p.mkdir(), "{name: file, path: d.npz}",
                   "dataset 'file': d.npz is a directory; path must name a .npz or .pt file"),
     "half_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST), "{name: file, path: d.npz}",

@@ -566,12 +566,18 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
     inputs changed; EXIT_OK, EXIT_TRIAL_FAILED or EXIT_INTERRUPTED."""
     from nnbench.runner import run_suite
 
-    summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
-                        storage=args.storage, engine=args.engine, lanes=args.lanes,
-                        precision=args.precision,
-                        workers=args.workers, threads=args.threads, liveness=_liveness(args),
-                        console=err, system_metrics=_system_metrics(args),
-                        log_models=args.log_models)
+    try:
+        summary = run_suite(suite, device=args.device, tracking_uri=args.tracking_uri,
+                            storage=args.storage, engine=args.engine, lanes=args.lanes,
+                            precision=args.precision, workers=args.workers,
+                            threads=args.threads, liveness=_liveness(args), console=err,
+                            system_metrics=_system_metrics(args), log_models=args.log_models)
+    except KeyboardInterrupt:  # held through a block of bookkeeping, raised at its end (in
+        # the seed summaries, after the last trial): it only said "interrupted"
+        err.print(f"suite {suite.name}: interrupted; every trained result is recorded, but "
+                  f"its seed summaries and report may not be up to date: a re-run trains "
+                  f"what is left and writes them")
+        return EXIT_INTERRUPTED
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
         err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")

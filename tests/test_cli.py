@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -160,6 +161,36 @@ def test_an_interrupt_while_the_report_is_written_says_what_is_saved(
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
     assert "2 already finished, 0 to train" in capsys.readouterr().err
     assert (tmp_path / "reports" / "tiny.html").exists()
+
+
+def test_an_interrupt_while_the_seed_summaries_are_written_says_what_is_saved(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C after the last trial, while the seed summaries were written (it waits for the
+    block to end): the console said only "interrupted". A re-run trains nothing and writes
+    the summaries and the report."""
+    from nnbench.tracking import Tracker
+
+    path = write_suite(epochs=1, seeds=1)
+    refresh = Tracker.refresh_summaries
+
+    def interrupted(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tracker, "refresh_summaries", interrupted)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("suite tiny: interrupted; every trained result is recorded, but its seed "
+            "summaries and report may not be up to date: a re-run trains what is left and "
+            "writes them") in err, err
+    assert not (tmp_path / "reports" / "tiny.html").exists()
+    monkeypatch.setattr(Tracker, "refresh_summaries", refresh)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
+    assert "2 already finished, 0 to train" in capsys.readouterr().err
+    assert (tmp_path / "reports" / "tiny.html").exists()
+    summaries = [r for r in MlflowClient(tracking_uri).search_runs(["1"])
+                 if r.data.tags.get("nnbench.role") == "summary"]
+    assert len(summaries) == 2
 
 
 def test_report_command_rebuilds_from_mlflow(write_suite: Callable[..., Path], tmp_path: Path,

@@ -918,12 +918,10 @@ def _parent_run(suite: Suite, run_id: str, tracking_uri: str | None) -> str:
     if cli_checks.sqlite_without(uri, "runs"):
         raise _UsageError(f"{what}, but {uri} holds no runs yet")
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    from nnbench.tracking import no_stray_directory
+    from nnbench.tracking import open_client
 
-    with no_stray_directory(uri):
-        client = MlflowClient(uri)
+    client = open_client(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as e:

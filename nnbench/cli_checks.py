@@ -13,7 +13,8 @@ takes the option calls the same check (run, tune, report, evaluate today; the qu
 - `check_report_dir(path)`: a directory, or a path one can be created at;
 - `check_run_id(run_id)`: an MLflow run id (32 hexadecimal digits);
 - `check_device(name)`: `auto`, `cpu`, `cuda` or `cuda:N` that this machine has (and,
-  to train on a GPU, a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts);
+  for a GPU, a CUBLAS_WORKSPACE_CONFIG that deterministic cuBLAS accepts: training and
+  evaluate both run deterministic);
 - `whole_number(low, high)` / `real_number(low)`: argparse types for numeric options,
   refusing (exit 2, naming the option, the value and the range) what is out of range,
   not a number, or not finite (`nan`, `inf`), before any command runs.
@@ -360,7 +361,7 @@ def _check_database(url: str, what: str, forms: str, *, must_exist: bool, kind: 
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         query = url.partition("?")[2]
-        if any("=" not in part for part in query.split("&") if part):
+        if "/" in query or any("=" not in part for part in query.split("&") if part):
             raise UsageError(f"{what}: '?{query}' is read as a query (SQLite options), so "
                              f"the database would be the file {parsed.database!r}; a '?' "
                              f"in a path is written %3F: "

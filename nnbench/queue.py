@@ -61,6 +61,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nnbench.cli_checks import sqlite_file, sqlite_url, sqlite_without
@@ -215,21 +216,25 @@ class _Storage(RDBStorage):
             else {_WORKER: worker_label()} if state == TrialState.RUNNING else {}
         if not attrs:
             return bool(super().set_trial_state_values(trial_id, state, values))
-        with _create_scoped_session(self.scoped_session) as session:  # Optuna's, plus attrs
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
-            if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
-                return False  # another worker took it
-            for key, value in attrs.items():
-                self._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value)
-            for objective, v in enumerate(values or ()):
-                self._set_trial_value_without_commit(session, trial, objective, v)
-            trial.state = state
-            if state == TrialState.RUNNING:
-                trial.datetime_start = datetime.now()
-            else:
-                trial.datetime_complete = datetime.now()
+        try:
+            with _create_scoped_session(self.scoped_session) as session:  # Optuna's, + attrs
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session,
+                                                              for_update=True)
+                self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+                if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                    return False  # another worker took it
+                for key, value in attrs.items():
+                    self._set_trial_attr_without_commit(
+                        session, models.TrialUserAttributeModel, trial_id, key, value)
+                for objective, v in enumerate(values or ()):
+                    self._set_trial_value_without_commit(session, trial, objective, v)
+                trial.state = state
+                if state == TrialState.RUNNING:
+                    trial.datetime_start = datetime.now()
+                else:
+                    trial.datetime_complete = datetime.now()
+        except IntegrityError:  # as Optuna's: another worker's write came first
+            return False
         return True
 
     def _get_prepared_new_trial(self, study_id: int, template_trial: FrozenTrial | None,

@@ -432,19 +432,30 @@ def registration_problems(info: ComponentInfo) -> list[str]:
     return problems
 
 
-def _gain_problems(what: str, gain: Callable[[Any], Any], example: Params) -> list[str]:
-    """An activation's gain must give `torch.nn.init.calculate_gain`'s arguments (a bogus
-    name failed the model's build: "cannot build model 'mlp': Unsupported nonlinearity")."""
+def gain_problem(given: Any) -> str | None:
+    """Why an activation's gain, as `attrs["gain"](params)` gave it, is not the arguments
+    `torch.nn.init.calculate_gain` takes (None when it is): a bogus name failed the model's
+    build, "cannot build model 'mlp': Unsupported nonlinearity"."""
     import torch
 
     try:
-        nonlinearity, param = gain(example)
+        nonlinearity, param = given
         torch.nn.init.calculate_gain(nonlinearity, param)
     except Exception as err:
-        return [f"{what}: attrs['gain'](params) must return (nonlinearity, param) that "
-                f"torch.nn.init.calculate_gain takes, e.g. ('relu', None) or ('leaky_relu', "
-                f"0.01); for its example parameters: {type(err).__name__}: {first_line(err)}"]
-    return []
+        return f"{type(err).__name__}: {first_line(err)}"
+    return None
+
+
+def _gain_problems(what: str, gain: Callable[[Any], Any], example: Params) -> list[str]:
+    try:
+        problem = gain_problem(gain(example))
+    except Exception as err:
+        problem = f"{type(err).__name__}: {first_line(err)}"
+    if problem is None:
+        return []
+    return [f"{what}: attrs['gain'](params) must return (nonlinearity, param) that "
+            f"torch.nn.init.calculate_gain takes, e.g. ('relu', None) or ('leaky_relu', "
+            f"0.01); for its example parameters: {problem}"]
 
 
 _ABSENT = object()
@@ -456,8 +467,8 @@ ATTR_VALUES: dict[str, dict[str, Any]] = {
     "loss": {"targets": ("class", "real"), "metrics": "names"},
     "dataset": {"targets": ("class", "real"), "input": ("vector", "signal", "image"),
                 "shape": "callable", "source": "callable", "check": "callable"},
-    "augmentation": {"input": ("image", "signal", "any")},
-    "model": {"input": ("vector", "signal", "image"), "ignored_axes": "callable"},
+    "augmentation": {"input": ("image", "signal", "vector", "any")},
+    "model": {"input": ("vector", "signal", "image", None), "ignored_axes": "callable"},
 }
 
 

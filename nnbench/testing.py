@@ -48,7 +48,8 @@ import torch
 from torch import nn
 
 from nnbench import plugins, registry
-from nnbench.data import DataShape, SplitParams, split_sizes
+from nnbench.data import DataShape, SplitParams
+from nnbench.data.checks import declared_shape_problem
 from nnbench.registry import ComponentError, ComponentInfo, ComponentSpec
 
 if TYPE_CHECKING:
@@ -297,15 +298,8 @@ def _dataset(info: ComponentInfo) -> None:
     _expect(isinstance(params, SplitParams), "params must subclass nnbench.data.SplitParams "
                                              "(or HeldOutParams): every dataset splits alike")
     assert shape is not None and isinstance(params, SplitParams)
-    _expect((shape.input_shape, shape.targets, shape.num_classes, shape.target_dim)
-            == (data.input_shape, data.targets, data.num_classes, data.target_dim),
-            f"attrs['shape'] says {shape} but the data built has input {data.input_shape}, "
-            f"{data.targets} targets, {data.num_classes} classes, dim {data.target_dim}")
-    if not info.attrs.get("official_sizes"):  # torchvision sets: their published sizes
-        planned = split_sizes(shape, params)
-        _expect((planned.train, planned.val, planned.test) == tuple(sizes.values()),
-                f"split_sizes(attrs['shape'], params) plans {planned} but the split is "
-                f"{sizes}")
+    problem = declared_shape_problem(info, params, shape, data)  # (as `run` checks it)
+    _expect(problem is None, str(problem))
 
 
 class _MarkedActivation(nn.ReLU):

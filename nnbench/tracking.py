@@ -58,7 +58,7 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -346,17 +346,36 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
 
 @contextmanager
 def no_stray_directory(tracking_uri: str) -> Iterator[None]:
-    """Remove the empty directory MLflow makes from a SQLite URI's path without decoding
-    it: `sqlite:///q%3Fx/m.db` opens `q?x/m.db` and also made `q%3Fx/`."""
+    """Remove the empty directories MLflow makes from a SQLite URI's path without decoding
+    it: `sqlite:///q%3Fx/m.db` opens `q?x/m.db` and also made `q%3Fx/` (and
+    `new%20dir/sub/m.db` made `new%20dir/sub/`). Only directories that did not exist
+    before, are empty after, and are not on the decoded path's way."""
     raw = tracking_uri.removeprefix("sqlite:///")
-    stray = Path(raw).parent if raw != tracking_uri and "%" in raw else None
-    made = stray is not None and not stray.exists() and stray != sqlite_file(tracking_uri)
+    decoded = sqlite_file(tracking_uri)
+    made: list[Path] = []  # the raw parent and its missing ancestors, deepest first
+    if raw != tracking_uri and "%" in raw and decoded is not None:
+        kept = {decoded.parent, *decoded.parent.parents}
+        folder = Path(raw).parent
+        while folder not in kept and folder != folder.parent and not folder.exists():
+            made.append(folder)
+            folder = folder.parent
     try:
         yield
     finally:
-        if made:
-            with suppress(OSError):  # gone, or holding something: left as it is
-                cast(Path, stray).rmdir()
+        for folder in made:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # never made (MLflow made none), or removed
+                continue
+            except OSError:  # holding something: left as it is, and what is above it
+                break
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An MlflowClient of `tracking_uri`, leaving no undecoded twin folder behind
+    (`no_stray_directory`): MLflow makes its store's folder as the client is made."""
+    with no_stray_directory(tracking_uri):
+        return MlflowClient(tracking_uri)
 
 
 class Tracker:
@@ -999,9 +1018,7 @@ def trial_checkpoint(tracking_uri: str | None, run_id: str) -> tuple[Run, bytes]
     the run or its checkpoint is not in the store."""
     from mlflow.exceptions import MlflowException
 
-    uri = store_uri(tracking_uri)
-    with no_stray_directory(uri):
-        client = MlflowClient(uri)
+    client = open_client(store_uri(tracking_uri))
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

@@ -251,19 +251,39 @@ def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
 
 
+@pytest.mark.parametrize("folder", ["q?x", "q?x=1", "q?timeout=1"])
 @pytest.mark.parametrize("option", ["--tracking-uri", "--storage"])
 def test_a_question_mark_in_a_sqlite_path_is_refused(
-        tmp_path: Path, write_suite: Callable[..., Path], option: str,
+        tmp_path: Path, write_suite: Callable[..., Path], option: str, folder: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     """`sqlite:///DIR/q?x/m.db` is the file DIR/q with a query `x/m.db` that SQLAlchemy
-    dropped: the run trained into a file `q` while every line named `q?x/m.db`."""
+    dropped: the run trained into a file `q` while every line named `q?x/m.db`. A folder
+    `q?x=1` or `q?timeout=1` was told of SQLite options instead."""
     suite = write_suite(epochs=1, seeds=1)
-    url = f"sqlite:///{tmp_path}/q?x/m.db"
+    url = f"sqlite:///{tmp_path}/{folder}/m.db"
+    query = folder.partition("?")[2]
     assert cli.main(["run", str(suite), "--device", "cpu", option, url]) == 2
-    assert (f"{option} {url!r}: '?x/m.db' is read as a query (SQLite options), so the "
+    assert (f"{option} {url!r}: '?{query}/m.db' is read as a query (SQLite options), so the "
             f"database would be the file '{tmp_path}/q'; a '?' in a path is written %3F: "
-            f"sqlite:///{tmp_path}/q%3Fx/m.db") in capsys.readouterr().err
+            f"sqlite:///{tmp_path}/{folder.replace('?', '%3F')}/m.db"
+            ) in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
+
+
+@pytest.mark.parametrize(("decoded", "raw"), [("new dir/sub", "new%20dir/sub"),
+                                              ("new/a b", "new/a%20b")])
+def test_an_encoded_path_removes_only_the_undecoded_folders_made(
+        tmp_path: Path, decoded: str, raw: str) -> None:
+    """MLflow's `mkdir(parents=True)` of the undecoded path: every folder it made is
+    removed, never one on the decoded store's way, nor one that existed."""
+    from nnbench.tracking import open_client
+
+    (tmp_path / decoded).mkdir(parents=True)  # as nnbench makes the store's folder
+    open_client(f"sqlite:///{tmp_path / raw}/m.db")
+    assert (tmp_path / decoded).is_dir()
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert found == sorted({f"{decoded}/m.db", decoded, *map(str, Path(decoded).parents)}
+                           - {"."}), found
 
 
 def test_an_encoded_sqlite_path_leaves_no_undecoded_twin(

@@ -117,3 +117,15 @@ def test_the_ops_outside_the_steps_do_not_grow_with_the_lanes(
     weights read) a group of 32 lanes dispatches about as many ops as one of 8."""
     outside = {case: c[2] for case, c in counts.items()}
     assert outside["32 lanes"] <= 1.25 * outside["8 lanes"], outside
+
+
+def test_lane_index_gives_the_lanes_on_the_device_as_longs() -> None:
+    """The index every lane-wise copy uses (keeping best weights, retiring, clearing
+    lanes): on a GPU it goes through pinned memory without blocking; on the CPU as is."""
+    from nnbench.train.stacked_model import lane_index
+
+    index = lane_index((3, 0, 2), torch.device("cpu"))
+    assert index.dtype == torch.int64 and index.tolist() == [3, 0, 2]
+    table = torch.arange(12.0).view(4, 3)
+    table[index] = 0.0
+    assert table.sum(dim=1).tolist() == [0.0, 12.0, 0.0, 0.0]

@@ -547,6 +547,7 @@ MISDECLARED = '''\
 import numpy as np
 from pydantic import Field
 from nnbench.data import DataShape, HeldOutParams, split
+from nnbench.data.checks import Source, source_key
 from nnbench.registry import ComponentInfo, register
 
 
@@ -555,10 +556,14 @@ class P(HeldOutParams):
     examples: int = Field(200, description="examples it builds")
 
 
+def source(p):  # its content named: checked once, then known to have passed
+    return Source("dataset 'said'", key=source_key("said", p.features, p.examples))
+
+
 def build(p, seed, device):
     x = np.random.default_rng(0).normal(size=(p.examples, p.features)).astype(np.float32)
     return split(x, (x[:, 0] > 0).astype(np.int64), p, seed=seed, device=device,
-                 targets="class", num_classes=2)
+                 targets="class", num_classes=2, source=source(p))
 
 
 def shape(p):  # what it says it builds, whatever it builds
@@ -566,13 +571,16 @@ def shape(p):  # what it says it builds, whatever it builds
 
 
 register(ComponentInfo(kind="dataset", name="said", build=build, params=P, doc="declares (2,)",
-                       attrs={"targets": "class", "input": "vector", "shape": shape}))
+                       attrs={"targets": "class", "input": "vector", "shape": shape,
+                              "source": source}))
 '''
 
 
 @pytest.mark.parametrize(("params", "built"), [
-    ("features: 3", "200 examples of (3,), 2 classes"),
-    ("examples: 50", "50 examples of (2,), 2 classes"),
+    ("features: 3", "says input (2,), class targets, 2 classes, dim 1, but it builds input "
+                    "(3,), class targets, 2 classes, dim 1"),
+    ("examples: 50", "plans splits of train 144, val 16, test 40, but it builds train 36, "
+                     "val 4, test 10"),
 ])
 def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
         params: str, built: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -582,12 +590,12 @@ def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
     created; one building what it declares trains."""
     path = _plugin_suite(tmp_path, "lab_said", MISDECLARED, model="{name: mlp, hidden: [4]}",
                          dataset=f"{{name: said, {params}}}")
-    assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
-    assert (f"{path}: task.dataset: dataset 'said': its shape() declares 200 examples of "
-            f"(2,), 2 classes, but it builds {built}; validate checked the suite against the "
-            f"declared shape: make shape() describe what the build returns"
-            ) in capsys.readouterr().err
-    _nothing_created(tmp_path)
+    for _ in range(2):  # its arrays pass (and are remembered as passed): refused again
+        assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 2
+        assert (f"{path}: task.dataset: dataset 'said': attrs['shape'] {built}; validate "
+                f"checked the suite against the declared shape: make attrs['shape'] describe "
+                f"what the build returns") in capsys.readouterr().err
+        _nothing_created(tmp_path)
     path.write_text(path.read_text().replace(params, "features: 2"))
     assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 0
 
@@ -610,6 +618,48 @@ def test_a_plugin_model_whose_build_returns_no_module_is_named(
     assert capsys.readouterr().err == (
         f"{path}: task.model: cannot build model 'fn' for inputs of shape (2,): model 'fn': "
         f"its build returned builtin_function_or_method, not a torch.nn.Module instance\n")
+
+
+HIDDEN_PARAMETER = '''\
+import torch
+from pydantic import Field
+from torch import nn
+from nnbench.registry import ComponentInfo, Params, register
+
+
+class P(Params):
+    beta: float = Field(1.0, gt=0, description="slope")
+
+
+class Scaled(nn.Module):  # no extra_repr: its repr does not show beta
+    def __init__(self, beta):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x):
+        return torch.tanh(self.beta * x)
+
+
+register(ComponentInfo(kind="activation", name="scaled", params=P,
+                       build=lambda p, **c: Scaled(p.beta), doc="tanh(beta x)",
+                       attrs={"gain": lambda p: ("tanh", None)}))
+'''
+
+
+@pytest.mark.parametrize("varied", [
+    "grid: {activation.beta: [0.5, 2.0]}\n",
+    "tune: {space: {activation.beta: {type: float, low: 0.5, high: 2.0}}, trials: 2}\n",
+])
+def test_a_plugin_parameter_its_module_does_not_show_still_counts(
+        varied: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether two configurations train alike was judged from the model's repr and initial
+    weights: a plugin activation whose parameter its repr does not show made beta 0.5 and
+    2 look identical, and the grid (or the tuned range) was refused."""
+    path = _plugin_suite(tmp_path, "lab_scaled", HIDDEN_PARAMETER,
+                         model="{name: mlp, hidden: [4]}")
+    path.write_text(path.read_text().replace("  epochs: 2\n",
+                                             "  epochs: 2\n  activation: scaled\n") + varied)
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
 
 
 GAIN_BY_PARAMS = '''\

@@ -586,6 +586,23 @@ def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> N
     assert ax.get_yscale() == "log"
     assert all(line.get_marker() == "o" for line in ax.lines
                if np.size(line.get_xdata()))
+    # configurations sharing a curve: one line, drawn as is (seaborn bootstrapped a band
+    # over them, a minute at 5,000 epochs); two curves whose shortened labels agree stay two
+    long = "optimizer.lr=0.1, schedule=cosine, activation=relu, init=kaiming_normal"
+    epochs = range(1, 301)
+    history = pd.DataFrame(
+        [{"config": f"{long}, seed {k}", "seed": 0, "epoch": e, "lr": 0.1 / e}
+         for k in (1, 2) for e in epochs]  # one curve, two configurations
+        + [{"config": f"{long}, other", "seed": 0, "epoch": e, "lr": 0.2 / e} for e in epochs]
+        + [{"config": "short", "seed": 0, "epoch": 1, "lr": 0.05}])  # a 1-epoch curve
+    labels = figures.lr_curve_labels(history)
+    assert list(labels) == [f"{long}, seed 1", f"{long}, other", "short"]
+    assert len(set(labels.values())) == 3 and labels["short"] == "short"
+    figures.lr_curves(history)
+    (ax,) = drawn[-1].axes
+    drawn_lines = [line for line in ax.lines if np.size(line.get_xdata())]
+    assert len(drawn_lines) == 3 and not ax.collections  # no band
+    assert all(line.get_marker() == "o" for line in drawn_lines)  # the short one shows
 
 
 def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str) -> None:

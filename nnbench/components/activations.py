@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 from torch import nn
 
-from nnbench.messages import first_line
 from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "activation"
@@ -74,15 +72,13 @@ def gain_of(spec_name: str, params: Any) -> Gain:
     """The calculate_gain arguments for an activation with its parameters; GainError
     naming the activation when they are not such (a plugin's bug, found at registration
     for its example parameters, here for others)."""
-    from nnbench.registry import get
+    from nnbench.registry import gain_problem, get
 
     gain: Callable[[Any], Gain] = get(KIND, spec_name).attrs["gain"]
     given = gain(params)
-    try:
-        nonlinearity, param = given
-        torch.nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
-    except Exception as err:
+    problem = gain_problem(given)
+    if problem is not None:
         raise GainError(f"activation {spec_name!r}: its attrs['gain'] gave {given!r} for "
                         f"these parameters, which torch.nn.init.calculate_gain does not take "
-                        f"({first_line(err)})") from None
+                        f"({problem.partition(': ')[2]})")
     return given

@@ -310,10 +310,12 @@ class _RandomRotation(Augmentation):
         base[..., 1].copy_(torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, height,
                                           device=x.device).unsqueeze(-1))
         base[..., 2].fill_(1)
-        # each row of theta over half its axis's size (by host numbers: a tensor of them
-        # would be a host-to-device copy, a sync on a GPU, every step)
-        theta[:, 0] /= 0.5 * width
-        theta[:, 1] /= 0.5 * height
+        # each row of theta over half its axis's size, in a tensor filled on the device (one
+        # of host numbers is a host-to-device copy, a GPU sync every step; a host number as
+        # divisor, a multiplication by its reciprocal on a GPU: a bit off)
+        half = torch.full((1, 2, 1), 0.5 * width, dtype=x.dtype, device=x.device)
+        half[:, 1] = 0.5 * height
+        theta = theta / half
         with _full_fp32():  # TF32 could move a pixel across a boundary of nearest sampling
             grid = base.view(1, height * width, 3).expand(n, -1, -1).bmm(
                 theta.transpose(1, 2)).view(n, height, width, 2)

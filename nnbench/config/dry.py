@@ -695,6 +695,10 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
             "l1": spec.l1, "l2": spec.l2, "clip": spec.grad_clip.to_dict(),
             "early_stopping": _early_stopping_effect(spec),
             "augmentation": [a.to_dict() for a in spec.augmentation],
+            # what the model's repr may not show (a plugin activation's parameter), where
+            # the model has layers they act on
+            "units": [spec.activation.to_dict(), spec.norm.to_dict(), spec.dropout]
+            if facts.activations else None,
         }).encode()).hexdigest()
         report.explain[spec.config_id] = "no hidden layer" if not facts.activations else ""
         report.produced[spec.config_id] = produced_metrics(

@@ -525,7 +525,6 @@ class _Validator:
                          f"effect here, and the comparison would be meaningless; remove one "
                          f"or change what makes them equal")
 
-
     def tuned_identical(self, tune: Tune, configs: list[Any], report: Any) -> None:
         """A tuned dimension two of whose values train every configuration identically: the
         study would spend trials on one point as if on two (batch sizes of 256 and 512 both

@@ -384,7 +384,7 @@ def split(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, params: Sp
         val, train = rest[order[:sizes.val]], rest[order[sizes.val:]]
     shift = scale = None
     if params.standardize:  # the training split's statistics, computed on the host
-        x_train = torch.as_tensor(x, dtype=torch.float32)[train]
+        x_train = torch.as_tensor(_native_order(x), dtype=torch.float32)[train]
         shift, scale = x_train.mean(dim=0), x_train.std(dim=0).clamp_min(1e-8)
         shift, scale = shift.to(device), scale.to(device)
     return TensorData(x_all, y_all, train.to(device), val.to(device), test.to(device),

@@ -209,7 +209,11 @@ def check_dataset(spec: ComponentSpec, *, seed: int, load: bool = True) -> None:
     params = info.params.model_validate(spec.kwargs)
     source_of: Callable[[Any], Source] | None = info.attrs.get("source")
     source = source_of(params) if source_of is not None else None
-    if source is not None and source.key is not None and is_checked(source.key):
+    declared = info.attrs["shape"](params)
+    # a build checks the arrays and marks their key; the declared shape is marked apart
+    as_declared = None if source is None or source.key is None else \
+        f"{source.key}:declared {declared}"
+    if as_declared is not None and is_checked(as_declared):
         return
     if not load:
         check: Callable[[Any], None] | None = info.attrs.get("check")
@@ -217,31 +221,37 @@ def check_dataset(spec: ComponentSpec, *, seed: int, load: bool = True) -> None:
             check(params)
         return
     data = registry.build("dataset", spec, seed=seed, device=torch.device("cpu"))
-    # a plugin's: as declared (nnbench's own declare the official sizes, and are tested to
-    # build them; the tests' small files of those formats hold fewer)
-    if info.source != registry.BUILTIN:
-        _built_as_declared(spec.name, info.attrs["shape"](params), data)
+    problem = declared_shape_problem(info, params, declared, data)
+    if problem is not None:
+        raise DataError(f"dataset {spec.name!r}: {problem}; validate checked the suite "
+                        f"against the declared shape: make attrs['shape'] describe what the "
+                        f"build returns")
+    if as_declared is not None:
+        _mark_checked(as_declared)
 
 
-def _built_as_declared(name: str, declared: Any, data: Any) -> None:
-    """Refuse a dataset whose build differs from its `shape` (what validate's dry build,
-    its size checks and the batch-size warnings were computed from): a plugin declaring 200
-    examples of (2,) and building 50 of (3,) trained on data nothing had checked."""
+def declared_shape_problem(info: Any, params: Any, declared: Any, data: Any) -> str | None:
+    """How a built dataset differs from its declared shape (`attrs["shape"]`: what
+    validate's dry build, its size checks and the batch-size warnings are computed from), or
+    None: input shape, targets, classes, target dim, and the split's sizes as planned from
+    the shape (`split_sizes`; but for datasets with `official_sizes`, torchvision's, whose
+    files may hold fewer). A plugin declaring 200 examples of (2,) and building 50 of (3,)
+    trained on data nothing had checked."""
+    from nnbench.data import split_sizes
+
+    built = (tuple(data.input_shape), data.targets, data.num_classes, data.target_dim)
+    said = (tuple(declared.input_shape), declared.targets, declared.num_classes,
+            declared.target_dim)
+    if said != built:
+        return (f"attrs['shape'] says input {said[0]}, {said[1]} targets, {said[2]} classes, "
+                f"dim {said[3]}, but it builds input {built[0]}, {built[1]} targets, "
+                f"{built[2]} classes, dim {built[3]}")
+    if info.attrs.get("official_sizes"):
+        return None
+    planned = split_sizes(declared, params)
     sizes = data.sizes()
-    total = sizes["train"] + sizes["val"] + sizes["test"]
-    said = _shape_words(declared.examples + (declared.test or 0), declared.input_shape,
-                        declared.targets, declared.num_classes)
-    built = _shape_words(total, data.input_shape, data.targets, data.num_classes)
-    test_differs = declared.test is not None and declared.test != sizes["test"]
-    if said != built or test_differs:
-        tests = f" (test {declared.test} declared, {sizes['test']} built)" if test_differs \
-            else ""
-        raise DataError(f"dataset {name!r}: its shape() declares {said}, but it builds "
-                        f"{built}{tests}; validate checked the suite against the declared "
-                        f"shape: make shape() describe what the build returns")
-
-
-def _shape_words(examples: int, input_shape: tuple[int, ...], targets: str,
-                 classes: int) -> str:
-    what = f"{classes} classes" if targets == "class" else "real targets"
-    return f"{examples} examples of {tuple(input_shape)}, {what}"
+    if (planned.train, planned.val, planned.test) != tuple(sizes.values()):
+        return (f"attrs['shape'] plans splits of train {planned.train}, val {planned.val}, "
+                f"test {planned.test}, but it builds train {sizes['train']}, val "
+                f"{sizes['val']}, test {sizes['test']}")
+    return None

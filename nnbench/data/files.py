@@ -171,7 +171,7 @@ def _pt_load(path: Path, mmap: bool) -> Mapping[str, Any]:
         why = next((line.split("error:", 1)[1].split(". Please use")[0].strip() for line in
                     str(err).splitlines() if "WeightsUnpickler error:" in line), None)
         why = f"{type(err).__name__}: {why or first_line(err)}"
-        if "numpy" in why:
+        if "GLOBAL numpy" in why:
             why += "; it holds numpy arrays: save torch tensors, or the arrays as .npz"
         raise DatasetFileError(f"{path} cannot be read by torch.load(weights_only=True) "
                                f"({why}); write it with torch.save({{'x': tensor, 'y': "

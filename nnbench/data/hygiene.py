@@ -358,21 +358,24 @@ def check_suites(suites: Sequence[Suite], *, quiet: bool = False) -> tuple[list[
 
 
 def _unlearnable(suite: Suite, hygiene: Hygiene) -> list[str]:
-    """A warning when val or test hold a class the training split lacks (first seed's
-    split): no trial can learn it, and each of those examples scores wrong in every one."""
+    """A warning when val or test hold a class the training split lacks, in the first
+    seed's split (the one counted): trials on it cannot learn that class, and score each of
+    its examples wrong. (Another seed's split may differ, but for an official test split
+    and a class the whole pool lacks.)"""
     if hygiene.targets != "class":
         return []
     train = hygiene.balance["train"]
-    missing = {s: [c for c, n in enumerate(hygiene.balance[s]) if n and not train[c]]
-               for s in ("val", "test")}
+    missing = {s: [c for c, n in enumerate(hygiene.balance[s])
+                   if n and (c >= len(train) or not train[c])] for s in ("val", "test")}
     parts = [f"{s} {sum(hygiene.balance[s][c] for c in cs)} of {hygiene.sizes[s]} "
              f"(class{'es' if len(cs) > 1 else ''} {_listed(cs)})"
              for s, cs in missing.items() if cs]
     if not parts:
         return []
-    return [f"warning: {suite.path}: task.dataset {hygiene.dataset}: examples of classes the "
-            f"training split (seed {hygiene.seeds[0]}) has none of: {'; '.join(parts)}; no "
-            f"trial can learn them, so each scores wrong in every trial"]
+    return [f"warning: {suite.path}: task.dataset {hygiene.dataset}: in seed "
+            f"{hygiene.seeds[0]}'s split, examples of classes its training split has none "
+            f"of: {'; '.join(parts)}; trials on that split cannot learn them, and score each "
+            f"of them wrong"]
 
 
 def _listed(classes: list[int]) -> str:

@@ -132,26 +132,38 @@ def curves(history: pd.DataFrame, keys: tuple[str, str], beta: float, label: str
     return _png(fig)
 
 
-def lr_curves(history: pd.DataFrame) -> str:
-    """Each distinct learning-rate curve of the suite, epoch by epoch (first seed),
-    labelled with the configurations that used it."""
-    first = history[history["seed"] == history["seed"].min()]
+def lr_curve_labels(first: pd.DataFrame) -> dict[str, str]:
+    """For one configuration of each distinct learning-rate curve (of `first`, one seed's
+    history), the curve's label: the configurations that share it, shortened; one label
+    per curve (two shortened alike are numbered: seaborn would draw them as one)."""
     users: dict[tuple[float, ...], list[str]] = {}
     for config, group in first.groupby("config", sort=False):
         users.setdefault(tuple(group.sort_values("epoch")["lr"]), []).append(str(config))
     total = first["config"].nunique()
-    names = {}
+    labels: dict[str, str] = {}
     for configs in users.values():
-        label = ("every configuration" if len(configs) == total else
-                 textwrap.shorten("; ".join(configs), 60, placeholder=" …"))
-        names.update({c: label for c in configs})
+        base = label = ("every configuration" if len(configs) == total else
+                        textwrap.shorten("; ".join(configs), 60, placeholder=" …"))
+        number = 1
+        while label in labels.values():
+            number += 1
+            label = f"{base} ({number})"
+        labels[configs[0]] = label
+    return labels
+
+
+def lr_curves(history: pd.DataFrame) -> str:
+    """Each distinct learning-rate curve of the suite, epoch by epoch (first seed),
+    labelled with the configurations that used it."""
+    first = history[history["seed"] == history["seed"].min()]
     # one configuration per curve, drawn as is: seaborn bootstrapped a confidence band over
     # configurations sharing a curve, 1,000 resamples per epoch (a minute at 5,000 epochs)
-    shown = [configs[0] for configs in users.values()]
-    first = first[first["config"].isin(shown)].assign(schedule=first["config"].map(names))
+    labels = lr_curve_labels(first)
+    first = first[first["config"].isin(labels)].assign(schedule=first["config"].map(labels))
     fig, ax = plt.subplots(figsize=(8, 3))
-    # a marker on each epoch: a 1-epoch curve is a point, invisible as a line
-    few = first["epoch"].nunique() <= 100
+    # a marker on each epoch where a curve is short: a 1-epoch curve is a point, invisible
+    # as a line (markers on 5,000 epochs would hide the lines)
+    few = first.groupby("config")["epoch"].nunique().min() <= 100
     sns.lineplot(data=first, x="epoch", y="lr", hue="schedule", ax=ax, legend="brief",
                  errorbar=None, marker="o" if few else None, markersize=3)
     if ax.get_legend() is not None:

@@ -46,7 +46,6 @@ ELEMENTWISE = (nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, 
 Layout = Literal["lanes", "channels"]
 
 
-
 def lane_index(lanes: Sequence[int], device: torch.device) -> torch.Tensor:
     """Lane numbers as an index on `device`. On a GPU through pinned memory, without
     blocking: `torch.tensor(lanes, device=cuda)` waits for the device (a sync wherever a
@@ -56,6 +55,7 @@ def lane_index(lanes: Sequence[int], device: torch.device) -> torch.Tensor:
     if device.type != "cuda":
         return index.to(device)
     return index.pin_memory().to(device, non_blocking=True)
+
 
 class Unstackable(ValueError):
     """A model (or configuration) the stacked engine cannot train as lanes; says why."""

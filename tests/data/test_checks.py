@@ -131,7 +131,8 @@ def test_data_is_checked_once_per_file_content(tmp_path: Path, fresh_checks: Pat
     path = tmp_path / "d.npz"
     np.savez(path, x=X, y=Y)
     check_dataset(_file_spec(path), seed=0, load=True)
-    assert len(list((fresh_checks / "checks").iterdir())) == 1  # the marker of a pass
+    # the markers of a pass: the arrays', and the build's agreeing with its declared shape
+    assert len(list((fresh_checks / "checks").iterdir())) == 2
 
     # a new process (memory empty, arrays never loaded): the marker alone answers
     monkeypatch.setattr(checks, "_CHECKED", set())
@@ -150,7 +151,7 @@ def test_data_is_checked_once_per_file_content(tmp_path: Path, fresh_checks: Pat
     np.savez(path, x=np.where(X > 2.5, np.inf, X), y=Y)
     with pytest.raises(DataError, match="array 'x' holds non-finite values"):
         check_dataset(_file_spec(path), seed=0, load=True)
-    assert len(list((fresh_checks / "checks").iterdir())) == 1  # a failure leaves no marker
+    assert len(list((fresh_checks / "checks").iterdir())) == 2  # a failure leaves no marker
 
 
 # -- built-in and torchvision datasets -----------------------------------------------------------

@@ -54,15 +54,18 @@ def test_pt_gives_the_same_data_as_npz(tmp_path: Path) -> None:
         assert torch.equal(getattr(a, key), getattr(b, key)), key
 
 
+@pytest.mark.parametrize("standardize", [False, True])
 @pytest.mark.parametrize("x_dtype", [">f4", ">f8"])
-def test_big_endian_arrays_give_the_same_data(tmp_path: Path, x_dtype: str) -> None:
+def test_big_endian_arrays_give_the_same_data(tmp_path: Path, x_dtype: str,
+                                              standardize: bool) -> None:
     """Arrays saved big-endian (MATLAB, some instruments) passed validate, then `run`
     stopped with torch's traceback: "given numpy array has byte order different from the
     native byte order"."""
     np.savez(tmp_path / "le.npz", x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
     np.savez(tmp_path / "be.npz", x=X.astype(x_dtype), y=Y.astype(">i8"),
              x_test=X_TEST.astype(x_dtype), y_test=Y_TEST.astype(">i8"))
-    a, b = _build(path=str(tmp_path / "le.npz")), _build(path=str(tmp_path / "be.npz"))
+    a, b = (_build(path=str(tmp_path / f"{order}.npz"), standardize=standardize)
+            for order in ("le", "be"))
     for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(a, key), getattr(b, key)), key
 

@@ -236,9 +236,9 @@ def test_a_class_only_val_or_test_hold_is_said(tmp_path: Path,
     assert not problems
     assert lines[1].endswith("test 0: 5, 1: 5, 2: 5, 3: 5")
     assert lines[2:] == [
-        f"warning: {suite.path}: task.dataset file(path={data}): examples of classes the "
-        f"training split (seed 0) has none of: test 5 of 20 (class 3); no trial can learn "
-        f"them, so each scores wrong in every trial"]
+        f"warning: {suite.path}: task.dataset file(path={data}): in seed 0's split, "
+        f"examples of classes its training split has none of: test 5 of 20 (class 3); trials "
+        f"on that split cannot learn them, and score each of them wrong"]
     assert check_suites([suite], quiet=True) == ([], [])
     np.savez(data, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST)
     assert len(check_suites([load_suite(_suite(tmp_path, data))])[0]) == 2

@@ -44,7 +44,7 @@ from nnbench.registry import ComponentSpec
 __all__ = ["DataError", "Source", "as_numpy", "check_arrays", "check_class_labels", "check_dataset",
            "is_checked", "source_key"]
 
-CHECKS_VERSION = 1  # part of every key: new rules re-check data that passed the old ones
+CHECKS_VERSION = 2  # part of every key: new rules re-check data that passed the old ones
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -92,6 +92,7 @@ def check_arrays(source: Source | None, *, x: Any, y: Any, x_test: Any = None,
             check_class_labels(src.where, y_name, ya, num_classes or None)
         else:
             _check_finite(src.where, y_name, ya, "real targets")
+            _check_squares(src.where, y_name, ya)
     if source is not None and source.key is not None:
         _mark_checked(source.key)
 
@@ -136,6 +137,20 @@ def _check_finite(where: str, name: str, a: np.ndarray, what: str) -> None:
     _first_bad(where, name, np.abs(a) > FLOAT32_MAX, a, "values beyond float32's range "
                f"(±{FLOAT32_MAX:.3g})", "training computes in float32, where they become "
                "infinite; rescale the data")
+
+
+SQUARE_MAX = math.sqrt(FLOAT32_MAX)  # about 1.84e19: a larger value's square is inf
+
+
+def _check_squares(where: str, name: str, y: np.ndarray) -> None:
+    """Real targets whose squares overflow float32: every trial diverged (inf loss) and the
+    run blamed the trials; found with one pass when none is that large."""
+    if y.dtype.kind not in "iuf" or max(abs(float(y.min())), abs(float(y.max()))) <= SQUARE_MAX:
+        return
+    _first_bad(where, name, np.abs(y.astype(np.float64)) > SQUARE_MAX, y,
+               f"targets beyond ±{SQUARE_MAX:.3g}, whose squares overflow float32",
+               "a squared-error loss on them is infinite and every trial would diverge; "
+               "rescale the targets (e.g. divide by their standard deviation)")
 
 
 def _first_bad(where: str, name: str, bad: np.ndarray, a: np.ndarray, what: str,

@@ -266,6 +266,13 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                         "Unsupported global: GLOBAL numpy._core.multiarray._reconstruct was not "
                         "an allowed global by default; it holds numpy arrays: save torch "
                         "tensors, or the arrays as .npz)"),
+    # every trial diverged (an infinite squared error), and the run blamed the trials
+    "targets_whose_squares_overflow": (
+        lambda p: np.savez(p, x=X, y=(np.arange(100) * 1e18).astype(np.float32)),
+        "{name: file, path: d.npz, targets: real}",
+        "d.npz: array 'y' holds targets beyond ±1.84e+19, whose squares overflow float32 (81 "
+        "of 100); the first is y[19] = 1.9e+19; a squared-error loss on them is infinite and "
+        "every trial would diverge; rescale the targets"),
     "directory": (lambda p: p.mkdir(), "{name: file, path: d.npz}",
                   "dataset 'file': d.npz is a directory; path must name a .npz or .pt file"),
     "half_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST), "{name: file, path: d.npz}",
@@ -325,7 +332,8 @@ def test_bad_files_are_reported_before_anything_runs(case: str, tmp_path: Path,
     write, dataset, fragment = BAD_FILES[case]
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "d.npz")
-    path = _suite(tmp_path, dataset)
+    path = _suite(tmp_path, dataset, loss="mse" if "targets: real" in dataset
+                  else "cross_entropy")
     before = sorted(tmp_path.rglob("*"))
     assert cli.main(["run", str(path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err

@@ -164,7 +164,10 @@ def _check(raw: Any, path: Path) -> Benchmark:
         problems.append(("", f"a benchmark file must be a mapping with keys "
                              f"{', '.join(BENCHMARK_KEYS)}, got {describe(raw)}"))
         raise fail()
-    top = check(_BenchmarkSection, raw, "", problems)
+    # the profile apart: a bad tau_min hid every problem of the tasks until it was fixed
+    top = check(_BenchmarkSection, {k: v for k, v in raw.items() if k != "profile"}, "",
+                problems)
+    profile = check(_ProfileSection, raw.get("profile") or {}, "profile", problems)
     if top is None:
         raise fail()
     name = _name(top.name, problems)
@@ -175,10 +178,10 @@ def _check(raw: Any, path: Path) -> Benchmark:
                                   f"compare configurations across tasks, got "
                                   f"{describe(items)}"))
         raise fail()
-    if top.profile.tau_max <= top.profile.tau_min:
+    if profile is not None and profile.tau_max <= profile.tau_min:
         problems.append(("profile.tau_max", f"expected a number above profile.tau_min "
-                                            f"({top.profile.tau_min:g}), got "
-                                            f"{top.profile.tau_max:g}"))
+                                            f"({profile.tau_min:g}), got "
+                                            f"{profile.tau_max:g}"))
     tasks: list[BenchmarkTask] = []
     keys: list[str] = []  # each task's key path, parallel to `tasks`
     seen_files: dict[Path, int] = {}
@@ -246,14 +249,14 @@ def _check(raw: Any, path: Path) -> Benchmark:
             problems.append(("name", f"{name!r} is also the name of suite {task.suite.path}; "
                                      f"the benchmark's report would overwrite the suite's: "
                                      f"choose another name"))
-    if problems:
+    if problems or profile is None:
         raise fail()
     first = tasks[0].suite
     return Benchmark(name=name, description=top.description, path=where, tasks=tuple(tasks),
                      axes=tuple(first.varied_axes),
                      levels=tuple(c.label(first.varied_axes) for c in first.configurations()),
-                     seeds=first.seeds, tau_min=top.profile.tau_min,
-                     tau_max=top.profile.tau_max)
+                     seeds=first.seeds, tau_min=profile.tau_min,
+                     tau_max=profile.tau_max)
 
 
 def _shown(file: Path) -> Path:

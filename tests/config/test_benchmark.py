@@ -111,6 +111,17 @@ def test_problems_name_file_key_given_and_allowed(two_tasks: Path, body: str,
     assert any(line.startswith(f"{path}: ") and expected in line for line in lines), lines
 
 
+def test_a_profile_problem_does_not_hide_the_tasks_problems(two_tasks: Path) -> None:
+    """`profile: {tau_min: 0.5}` stopped the check: the tasks' problems (a target of 90, a
+    test metric) came only once it was fixed. The README says every problem is printed."""
+    body = GOOD.replace("profile: {tau_max: 4}", "profile: {tau_min: 0.5}").replace(
+        "value: 0.9}}\n  - {suite: reg", "value: 90}}\n  - {suite: reg").replace(
+        "metric: val_rmse", "metric: test_rmse")
+    path = _bench(two_tasks, body)
+    keys = [line.removeprefix(f"{path}: ").partition(":")[0] for line in _problems(path)]
+    assert keys == ["profile.tau_min", "tasks[0].target.value", "tasks[1].target.metric"], keys
+
+
 def test_suites_must_vary_the_same_axis_levels_and_seeds(two_tasks: Path) -> None:
     _suite(two_tasks, "other_levels", dataset="{name: moons, n_samples: 200}",
            levels="[{name: sgd, lr: 0.05}, {name: rmsprop, lr: 0.001}]", seeds="3")

@@ -834,15 +834,17 @@ def _liveness(args: argparse.Namespace) -> Liveness:
     return Liveness(args.heartbeat_interval, args.grace_period)
 
 
-def _worker_options(args: argparse.Namespace, *, storage: str, tracking_uri: str) -> list[str]:
-    """The options a worker started elsewhere needs to join this suite's queue."""
+def _worker_options(args: argparse.Namespace, suite: Suite, *, storage: str,
+                    tracking_uri: str) -> list[str]:
+    """The options a worker started elsewhere needs to join this suite's queue, reading
+    the suite file as this command read it."""
     from nnbench.workers import worker_options
 
     return worker_options(storage=storage, tracking_uri=tracking_uri, device=args.device,
                           engine=args.engine, precision=args.precision,
                           heartbeat_interval=args.heartbeat_interval,
                           grace_period=args.grace_period, system_metrics=args.system_metrics,
-                          log_models=args.log_models, lanes=args.lanes)
+                          log_models=args.log_models, lanes=args.lanes, source=suite.source)
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:
@@ -859,7 +861,7 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
     from nnbench.workers import all_refused, spawn_local
 
     tracking_uri, storage = _stores(args)
-    options = [*_worker_options(args, storage=storage, tracking_uri=tracking_uri),
+    options = [*_worker_options(args, suite, storage=storage, tracking_uri=tracking_uri),
                "--coordinated"]  # it printed the data facts
     codes = spawn_local(suite.path, options, args.workers, err)
     if EXIT_INTERRUPTED in codes:
@@ -874,6 +876,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
     (suite,) = _checked(args, tracking=True, device=True, storage=True,
                         machines=args.parent_run is None and not args.coordinated)
+    from nnbench.workers import suite_digest
+
+    if args.suite_digest is not None and suite_digest(suite.source) != args.suite_digest:
+        raise _UsageError(f"{suite.path}: the suite file changed after the command that "
+                          f"started this worker read it; nothing was trained from it (the "
+                          f"command would report the version it read): run that command "
+                          f"again")
     if args.parent_run is not None:
         args.parent_run = _parent_run(suite, args.parent_run, args.tracking_uri)
     # a coordinator (run/tune --workers) printed the data's facts: the worker only refuses
@@ -1094,7 +1103,7 @@ def _submit_jobs(suite: Suite, args: argparse.Namespace, *, storage: str,
     slurm = SlurmOptions(partition=args.slurm_partition, timeout_min=args.slurm_time,
                          cpus_per_task=args.slurm_cpus, gpus_per_node=args.slurm_gpus,
                          mem_gb=args.slurm_mem, parallelism=args.slurm_parallelism)
-    options = _worker_options(args, storage=storage, tracking_uri=tracking_uri)
+    options = _worker_options(args, suite, storage=storage, tracking_uri=tracking_uri)
     jobs = submit(str(Path(suite.path).resolve()), options, args.workers,
                   Path(args.folder), slurm, local=args.local)
     err.print(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}; "
@@ -1306,6 +1315,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "tagged with it (nnbench.invocation) instead of a run of "
                                 "its own")
             p.add_argument("--coordinated", action="store_true", help=argparse.SUPPRESS)
+            p.add_argument("--suite-digest", default=None, help=argparse.SUPPRESS)
         if name == "submit":
             p.add_argument("--local", action="store_true",
                            help="run the jobs as processes of this machine (submitit's local "

@@ -605,7 +605,8 @@ def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker
         storage=summary.storage, tracking_uri=summary.tracking_uri, device=device,
         engine=engine, precision=precision, heartbeat_interval=liveness.heartbeat_interval,
         grace_period=liveness.grace_period, system_metrics="on" if system_metrics else "off",
-        log_models=log_models, lanes=lanes, threads=threads, parent_run=summary.parent_run_id)
+        log_models=log_models, lanes=lanes, threads=threads, parent_run=summary.parent_run_id,
+        source=suite.source)
     each = (f"{threads} thread(s) each" if threads else
             f"up to {shared_cores(resolve_device(device), workers)} thread(s) each")
     console.print(f"{workers} local workers, {each} ({cpu_cores()} cores)", highlight=False)

@@ -15,6 +15,7 @@ that started them, so they can be started in any way:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -35,16 +36,26 @@ __all__ = ["SlurmOptions", "spawn_local", "submit", "wait_for_jobs", "worker_job
 def worker_options(*, storage: str, tracking_uri: str, device: str, engine: str,
                    precision: str, heartbeat_interval: int, grace_period: int,
                    system_metrics: str, log_models: bool, lanes: int | None = None,
-                   threads: int | None = None, parent_run: str | None = None) -> list[str]:
+                   threads: int | None = None, parent_run: str | None = None,
+                   source: str | None = None) -> list[str]:
     """The `nnbench worker` options that join a suite's queue as the starting command
-    would train it (`run`/`tune --workers`, `submit`)."""
+    would train it (`run`/`tune --workers`, `submit`); `source`: the suite file's text as
+    that command read it (the worker refuses a file that differs: `suite_digest`)."""
     return ["--storage", storage, "--tracking-uri", tracking_uri, "--device", device,
             "--engine", engine, "--precision", precision,
             "--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period),
             "--system-metrics", system_metrics, *(["--log-models"] if log_models else []),
             *(["--lanes", str(lanes)] if lanes is not None else []),
             *(["--threads", str(threads)] if threads else []),
-            *(["--parent-run", parent_run] if parent_run else [])]
+            *(["--parent-run", parent_run] if parent_run else []),
+            *(["--suite-digest", suite_digest(source)] if source is not None else [])]
+
+
+def suite_digest(source: str) -> str:
+    """The short digest of a suite file's text: a worker started by a command checks that
+    it reads the file that command read (one edited in between trained the new version,
+    while the command reported the old one: "no finished trials", exit 0)."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
 def worker_command(suite_path: str, options: Sequence[str]) -> list[str]:

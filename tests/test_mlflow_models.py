@@ -25,6 +25,7 @@ from nnbench import cli, registry, run_suite
 from nnbench.config import load_suite
 from nnbench.data import TensorData
 from nnbench.testing import isolated_registry
+from tests.conftest import REPO
 
 SUITES = {
     "signals": """\
@@ -280,7 +281,8 @@ def test_every_command_that_trains_takes_log_models_and_hands_it_to_its_workers(
     args = parser.parse_args([command, "s.yaml", *required, "--log-models"])
     assert args.log_models
     if command in ("submit", "tune"):  # the command line of the workers they start
-        assert "--log-models" in cli._worker_options(args, storage="sqlite:///q.db",
+        suite = load_suite(REPO / "suites" / "default.yaml")
+        assert "--log-models" in cli._worker_options(args, suite, storage="sqlite:///q.db",
                                                      tracking_uri="sqlite:///m.db")
 
 

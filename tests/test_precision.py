@@ -20,6 +20,7 @@ from nnbench import cli, seeding
 from nnbench.config import load_suite
 from nnbench.report import render_report
 from nnbench.runner import run_suite
+from tests.conftest import REPO
 
 CUDA = torch.device("cuda")
 BACKENDS: Any = torch.backends  # (fp32_precision: not in torch's type stubs)
@@ -172,8 +173,8 @@ def test_workers_get_the_coordinators_precision(
     for command in ("submit", "tune"):
         args = parser.parse_args([command, "s.yaml", "--storage", "sqlite:///q.db",
                                   "--precision", "tf32"])
-        options = cli._worker_options(args, storage="sqlite:///q.db",
-                                      tracking_uri="sqlite:///m.db")
+        options = cli._worker_options(args, load_suite(REPO / "suites" / "default.yaml"),
+                                      storage="sqlite:///q.db", tracking_uri="sqlite:///m.db")
         assert options[options.index("--precision") + 1] == "tf32"
 
 

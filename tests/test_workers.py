@@ -853,3 +853,43 @@ def test_local_workers_that_all_refuse_their_input_are_a_usage_error(
     assert not (tmp_path / "reports" / "refused.html").exists()
     (invocation,) = _runs(tracking_uri, "refused", role="suite")
     assert invocation.info.status == "FAILED"
+
+
+def test_a_worker_refuses_a_suite_file_edited_after_its_command_read_it(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --workers 2` with the suite edited once the workers were starting: they trained
+    the new version, the coordinator reported the one it had read ("no finished trials
+    yet"), exit 0. Its workers, and `tune --workers` and `submit`'s, are given the digest of
+    the text their command read, and refuse another, before anything is created."""
+    from rich.console import Console
+
+    from nnbench import workers
+    from nnbench.runner import run_suite
+
+    path = write_suite(epochs=1, seeds=1)
+    started: list[list[str]] = []
+
+    def spawn_local(_suite_path: str, options: list[str], n: int, *_: object,
+                    **__: object) -> list[int]:
+        started.append(list(options))
+        return [0] * n
+
+    monkeypatch.setattr(workers, "spawn_local", spawn_local)
+    suite = load_suite(path)
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, workers=2, engine="serial",
+              console=Console(quiet=True))
+    (options,) = started
+    digest = options[options.index("--suite-digest") + 1]
+    assert digest == workers.suite_digest(path.read_text())
+    args = cli._parser().parse_args(["tune", str(path), "--storage", "sqlite:///q.db"])
+    assert digest in cli._worker_options(args, suite, storage="sqlite:///q.db",
+                                         tracking_uri=tracking_uri)
+    # the file as the worker reads it: edited since
+    path.write_text(path.read_text().replace("epochs: 1", "epochs: 2"))
+    storage = f"sqlite:///{tmp_path / 'other.db'}"
+    assert cli.main(["worker", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--storage", storage, "--suite-digest", digest]) == 2
+    assert (f"{path}: the suite file changed after the command that started this worker "
+            f"read it; nothing was trained from it") in capsys.readouterr().err
+    assert not (tmp_path / "other.db").exists()

@@ -574,9 +574,9 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
                             system_metrics=_system_metrics(args), log_models=args.log_models)
     except KeyboardInterrupt:  # held through a block of bookkeeping, raised at its end (in
         # the seed summaries, after the last trial): it only said "interrupted"
-        err.print(f"suite {suite.name}: interrupted; every trained result is recorded, but "
-                  f"its seed summaries and report may not be up to date: a re-run trains "
-                  f"what is left and writes them")
+        err.print(f"suite {suite.name}: interrupted; whatever finished training is "
+                  f"recorded, but its seed summaries and report may not be up to date: a "
+                  f"re-run trains what is left and writes them")
         return EXIT_INTERRUPTED
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
@@ -1050,6 +1050,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     # submitit's local executor (--local, or no Slurm here: no srun on PATH) knows no
     # partition, cpu or memory limits
     local = args.local or shutil.which("srun") is None
+    if local and args.workers > MAX_LOCAL_WORKERS:  # processes of this machine, all at once
+        raise _UsageError(f"--workers {args.workers}: the jobs run as processes of this "
+                          f"machine, all at once "
+                          f"{'with --local' if args.local else '(no Slurm here: no srun on PATH)'}"
+                          f"; allowed: 1 to {MAX_LOCAL_WORKERS}, as for run and tune")
     if local:
         unused = [option for option, value, default in (
             ("--slurm-partition", args.slurm_partition, _SLURM.partition),

@@ -893,3 +893,18 @@ def test_a_worker_refuses_a_suite_file_edited_after_its_command_read_it(
     assert (f"{path}: the suite file changed after the command that started this worker "
             f"read it; nothing was trained from it") in capsys.readouterr().err
     assert not (tmp_path / "other.db").exists()
+
+
+def test_submit_local_takes_as_many_workers_as_run_does(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`submit --local --workers 2000` was taken (Slurm arrays may be that large) and forked
+    hundreds of workers on one machine, for a 4-trial suite: its jobs are processes of this
+    machine, capped as run's and tune's."""
+    path = write_suite(epochs=1, seeds=1)
+    assert cli.main(["submit", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--storage", f"sqlite:///{tmp_path / 'q.db'}", "--local",
+                     "--folder", str(tmp_path / "jobs"), "--workers", "2000"]) == 2
+    assert ("--workers 2000: the jobs run as processes of this machine, all at once with "
+            "--local; allowed: 1 to 1024, as for run and tune") in capsys.readouterr().err
+    assert not (tmp_path / "jobs").exists() and not (tmp_path / "q.db").exists()

@@ -329,3 +329,18 @@ def test_a_store_in_a_folder_with_uri_characters_is_read_where_it_is(
     assert sqlite_without(sqlite_url(where / "other.db"), "studies")  # none: not made
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray file
     assert sorted(p.name for p in where.iterdir()) == ["optuna.db"]
+
+
+def test_a_report_dir_where_nothing_can_be_made_is_refused_before_training(
+        tmp_path: Path) -> None:
+    """As root, `os.access` says /proc is writable: `--report-dir /proc/x` passed the check
+    and the report failed with a traceback after training. The check now makes (and
+    removes) a folder there; a writable place keeps nothing of it."""
+    from nnbench.cli_checks import check_report_dir
+
+    with pytest.raises(UsageError, match=r"--report-dir '/proc/x': cannot create it: /proc is "
+                                         r"not writable by this user"):
+        check_report_dir("/proc/x")
+    assert check_report_dir(tmp_path / "new" / "reports") == tmp_path / "new" / "reports"
+    assert check_report_dir(tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []  # no probe left, nothing made

@@ -972,6 +972,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         out.print(f"{suite.name}: no queue at {storage} yet (nothing has run)")
         return EXIT_OK
     queue = TrialQueue(suite.name, rdb, DEFAULT_LIVENESS, reading=True)
+    if suite.tune is not None:  # its re-runs are read from MLflow: from the queue's store
+        _same_store(suite, storage, tracking_uri)
     mine = {t.trial_id for t in suite.trials()} if suite.tune is None else \
         _tuned_reruns(suite, tracking_uri)
     counts = queue.counts(only=mine)
@@ -1024,6 +1026,23 @@ def _worker_state(worker: str, silent: float | None, command: str = "run") -> st
         said += (f"; the next {command} or worker queues its trials again once it has been silent "
                  f"for the grace period ({grace} s unless --grace-period says otherwise)")
     return said
+
+
+def _same_store(suite: Suite, storage: str, tracking_uri: str) -> None:
+    """Refuse to count a tuned suite's re-runs from an MLflow store other than the one its
+    queue records (as `run` refuses to train into it): another suite's store gave "0 done"
+    and "4 trial(s) in the queue that this file no longer has"."""
+    from nnbench.queue import queue_owner
+    from nnbench.tracking import Tracker
+
+    owner = queue_owner(storage, suite.name)
+    if owner is None or cli_checks.sqlite_without(tracking_uri, "experiments"):
+        return
+    if Tracker(suite, tracking_uri).existing_identity() != owner:
+        raise _UsageError(f"--storage {storage}: its queue of suite {suite.name!r} records the "
+                          f"trials of another MLflow store's experiment than {tracking_uri}'s; "
+                          f"the re-runs' counts would be read from the wrong store: give "
+                          f"--tracking-uri the store the suite was tuned into")
 
 
 def _tuned_reruns(suite: Suite, tracking_uri: str) -> set[str] | None:

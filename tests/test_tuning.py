@@ -1189,6 +1189,13 @@ def test_status_counts_the_re_runs_of_the_file_s_tune_definition(
     out = capsys.readouterr().out
     assert "1 done, 0 running on 0 worker(s), 0 queued, 0 failed" in out, out
     assert "1 trial(s) in the queue that this file no longer has" in out, out
+    # another store (here one where another suite ran): "0 done", and every re-run "no
+    # longer" the file's; refused as run refuses it
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    MlflowClient(other).create_experiment("st")
+    assert cli.main(["status", str(path), "--storage", storage, "--tracking-uri", other]) == 2
+    assert (f"--storage {storage}: its queue of suite 'st' records the trials of another "
+            f"MLflow store's experiment than {other}'s") in capsys.readouterr().err
 
 
 def test_tune_with_workers_that_all_refuse_their_input_exits_2(

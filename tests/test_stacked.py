@@ -385,7 +385,7 @@ def test_a_model_without_a_stacked_form_falls_back_to_serial_and_says_why(
     assert not plan.groups
     assert [reason for _, reason in plan.serial] == [
         "model 'layernorm_mlp': layer LayerNorm has no stacked form"] * 2
-    assert any("serial engine: 2 trial(s): model 'layernorm_mlp'" in line
+    assert any("serial engine: 2 trials: model 'layernorm_mlp'" in line
                for line in plan.describe())
     results = _run(engine, trials)
     assert {(r.status, r.numerics.engine) for r in results.values()} == {("finished", "serial")}
@@ -663,7 +663,8 @@ def test_a_plugin_augmentation_of_stage_always_applies_to_every_evaluation_batch
 
 
 def test_the_plan_line_says_how_many_groups_of_how_many_lanes() -> None:
-    """'14 trials in 7 group(s) (7 of 2 lanes)' read as 7 of 2 (found by an edge-case run)."""
+    """'14 trials in 7 group(s) (7 of 2 lanes)' read as 7 of 2 (found by an edge-case run);
+    '1 trials in 1 group(s)' read as no English (found by a hunt)."""
     from nnbench.config import load_suite
     from nnbench.train import make_engine
     from tests.conftest import REPO
@@ -671,6 +672,8 @@ def test_the_plan_line_says_how_many_groups_of_how_many_lanes() -> None:
     trials = load_suite(REPO / "suites" / "default.yaml").trials()
     cpu = torch.device("cpu")
     assert make_engine("stacked", cpu, population=trials, max_lanes=2).describe(
-        trials[:14]) == ["stacked engine: 14 trials in 7 group(s) (7 groups of 2 lanes)"]
+        trials[:14]) == ["stacked engine: 14 trials as 7 groups of 2 lanes"]
     assert make_engine("stacked", cpu, population=trials).describe(trials) == [
-        "stacked engine: 24 trials in 1 group(s) (1 group of 24 lanes)"]
+        "stacked engine: 24 trials as 1 group of 24 lanes"]
+    assert make_engine("stacked", cpu, population=trials[:1]).describe(trials[:1]) == [
+        "stacked engine: 1 trial as 1 group of 1 lane"]

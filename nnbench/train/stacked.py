@@ -133,11 +133,11 @@ class Plan:
             shapes = ", ".join(f"{n} group{'s' if n != 1 else ''} of {lanes} "
                                f"lane{'s' if lanes != 1 else ''}"
                                for lanes, n in sorted(sizes.items()))
-            lines.append(f"stacked engine: {trials} trials in {len(self.groups)} group(s) "
-                         f"({shapes})")
+            lines.append(f"stacked engine: {trials} trial{'s' if trials != 1 else ''} as "
+                         f"{shapes}")
         reasons = Counter(reason for _, reason in self.serial)
         for reason, n in reasons.items():
-            lines.append(f"serial engine: {n} trial(s): {reason}")
+            lines.append(f"serial engine: {n} trial{'s' if n != 1 else ''}: {reason}")
         return lines
 
 

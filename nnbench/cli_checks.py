@@ -487,7 +487,7 @@ def check_report_dir(path: str | Path, option: str = "--report-dir",
         if not given.is_dir():
             raise UsageError(f"{what} is a file, not a directory; name a directory (it "
                              f"holds {holds})")
-        if not os.access(given, os.W_OK | os.X_OK) or not _can_make_in(given):
+        if not _can_make_in(given):
             raise UsageError(f"{what} is not writable by this user")
         return given
     ancestor = given.absolute().parent
@@ -495,15 +495,15 @@ def check_report_dir(path: str | Path, option: str = "--report-dir",
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UsageError(f"{what}: {ancestor} is a file, so the directory cannot be created")
-    if not os.access(ancestor, os.W_OK | os.X_OK) or not _can_make_in(ancestor):
+    if not _can_make_in(ancestor):
         raise UsageError(f"{what}: cannot create it: {ancestor} is not writable by this user")
     return given
 
 
 def _can_make_in(directory: Path) -> bool:
-    """Whether a folder can be made in `directory`, tried (and removed): `os.access` says
-    yes to root on /proc and /sys, where the report then failed with a traceback, after
-    training."""
+    """Whether a folder can be made in `directory`, tried (and removed): `os.access`, used
+    before, says yes to root on /proc and /sys, where the report then failed with a
+    traceback, after training."""
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".nnbench-probe-", dir=directory))
     except OSError:

@@ -419,20 +419,21 @@ def registration_problems(info: ComponentInfo) -> list[str]:
         value = info.attrs.get(attr, _ABSENT)
         if value is _ABSENT:
             continue
-        if allowed == "callable" and not callable(value):
-            problems.append(f"{what}: attrs[{attr!r}] must be callable, got "
-                            f"{type(value).__name__} {value!r}")
+        if allowed == "callable":
+            if not callable(value):
+                problems.append(f"{what}: attrs[{attr!r}] must be callable, got "
+                                f"{type(value).__name__} {value!r}")
         elif allowed == "names":
             if not (isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)):
                 problems.append(f"{what}: attrs[{attr!r}] must be a tuple of metric names, "
                                 f"got {value!r}")
-        elif allowed not in ("callable", "names") and value not in allowed:
+        elif value not in allowed:
             problems.append(f"{what}: attrs[{attr!r}] is {value!r}; allowed: "
                             f"{', '.join(map(repr, allowed))}")
     return problems
 
 
-def gain_problem(given: Any) -> str | None:
+def gain_problem(given: Any) -> Exception | None:
     """Why an activation's gain, as `attrs["gain"](params)` gave it, is not the arguments
     `torch.nn.init.calculate_gain` takes (None when it is): a bogus name failed the model's
     build, "cannot build model 'mlp': Unsupported nonlinearity"."""
@@ -442,7 +443,7 @@ def gain_problem(given: Any) -> str | None:
         nonlinearity, param = given
         torch.nn.init.calculate_gain(nonlinearity, param)
     except Exception as err:
-        return f"{type(err).__name__}: {first_line(err)}"
+        return err
     return None
 
 
@@ -450,12 +451,12 @@ def _gain_problems(what: str, gain: Callable[[Any], Any], example: Params) -> li
     try:
         problem = gain_problem(gain(example))
     except Exception as err:
-        problem = f"{type(err).__name__}: {first_line(err)}"
+        problem = err
     if problem is None:
         return []
     return [f"{what}: attrs['gain'](params) must return (nonlinearity, param) that "
             f"torch.nn.init.calculate_gain takes, e.g. ('relu', None) or ('leaky_relu', "
-            f"0.01); for its example parameters: {problem}"]
+            f"0.01); for its example parameters: {first_line(problem, with_type=True)}"]
 
 
 _ABSENT = object()

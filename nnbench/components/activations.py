@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
+from nnbench.messages import first_line
 from nnbench.registry import ComponentInfo, NoParams, Params, register
 
 KIND = "activation"
@@ -80,5 +81,5 @@ def gain_of(spec_name: str, params: Any) -> Gain:
     if problem is not None:
         raise GainError(f"activation {spec_name!r}: its attrs['gain'] gave {given!r} for "
                         f"these parameters, which torch.nn.init.calculate_gain does not take "
-                        f"({problem.partition(': ')[2]})")
+                        f"({first_line(problem)})")
     return given

@@ -200,8 +200,10 @@ class _Storage(RDBStorage):
       transaction that ends the trial, only if it ends it: a trial failed as stale never
       carries what its worker meant to record (tuning's budget counts by them);
     - a trial `study.ask` starts (a new one, or a waiting copy) is named with its worker
-      (`nnbench.worker`) in the transaction that makes it RUNNING: one named afterwards,
-      by a worker killed in between, showed in `status` as held by worker "?"."""
+      (`nnbench.worker`) and given its first heartbeat (the server's clock) in the
+      transaction that makes it RUNNING, as a queue claim is: one named afterwards, by a
+      worker killed in between, showed in `status` as held by worker "?", and one whose
+      first heartbeat was still to come as "no heartbeat recorded"."""
 
     _finishing: dict[int, dict[str, Any]]
 
@@ -226,6 +228,9 @@ class _Storage(RDBStorage):
                 for key, value in attrs.items():
                     self._set_trial_attr_without_commit(
                         session, models.TrialUserAttributeModel, trial_id, key, value)
+                if state == TrialState.RUNNING \
+                        and models.TrialHeartbeatModel.where_trial_id(trial_id, session) is None:
+                    session.add(models.TrialHeartbeatModel(trial_id=trial_id))
                 for objective, v in enumerate(values or ()):
                     self._set_trial_value_without_commit(session, trial, objective, v)
                 trial.state = state
@@ -244,6 +249,7 @@ class _Storage(RDBStorage):
             self._set_trial_attr_without_commit(
                 session, models.TrialUserAttributeModel, int(trial.trial_id), _WORKER,
                 worker_label())
+            session.add(models.TrialHeartbeatModel(trial_id=int(trial.trial_id)))
         return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:

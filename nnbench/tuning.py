@@ -365,8 +365,8 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
     assert tune is not None
     # each write retried (`retrying`): a worker stopped inside one finds the server ended its
     # session. An ask whose trial was stored but whose answer was lost leaves that trial
-    # RUNNING with no heartbeat; the storage gives it one when a worker first looks, so it
-    # goes stale a grace period later and is queued again (`_Storage`), uncounted (a copy
+    # RUNNING with the first heartbeat the storage wrote with it (`_Storage`), so it goes
+    # stale a grace period later and is queued again, uncounted (a copy
     # still waiting once the others met the budget is failed as surplus: `fail_waiting`)
     while True:
         trial = retrying(study.ask, f"asking {study.study_name} for a trial")

@@ -507,10 +507,11 @@ def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
 def test_an_asked_trial_is_named_with_its_worker_as_it_starts_running(tmp_path: Path) -> None:
-    """`status` names the worker of each running tuning trial. The name was written after
-    `study.ask`: a worker killed between the two left a RUNNING trial that status said was
-    held by worker "?". Now every RUNNING state, a new trial's or a waiting copy's (a killed
-    trial queued again), is written with its worker's name in one transaction."""
+    """`status` names the worker of each running tuning trial and its heartbeat's age. The
+    name, and the first heartbeat, were written after `study.ask`: a worker killed between
+    them left a RUNNING trial that status said was held by worker "?", or had "no heartbeat
+    recorded". Now every RUNNING state, a new trial's or a waiting copy's (a killed trial
+    queued again), is written with its worker's name and a heartbeat in one transaction."""
     from nnbench.queue import open_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -521,8 +522,12 @@ def test_an_asked_trial_is_named_with_its_worker_as_it_starts_running(tmp_path: 
         named = dict(db.execute(
             "SELECT t.number, a.value_json FROM trials t JOIN trial_user_attributes a "
             "ON a.trial_id = t.trial_id AND a.key = 'nnbench.worker' WHERE t.state = 'RUNNING'"))
+        beating = dict(db.execute(
+            "SELECT t.number, h.heartbeat >= datetime('now', '-60 seconds') FROM trials t "
+            "JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.state = 'RUNNING'"))
     assert named == {copy.number: json.dumps(worker_label()), new.number: json.dumps(
         worker_label())}
+    assert beating == {copy.number: 1, new.number: 1}  # stamped by the server as it started
     assert copy.number == 0 and new.number == 1
 
 
@@ -767,7 +772,7 @@ def test_the_copy_of_a_trial_asked_past_a_met_budget_is_failed_as_surplus(
 
     tune()
     (name,) = _studies(storage)
-    # the lost answer: a trial stored RUNNING, no heartbeat, no parameters, no run
+    # the lost answer: a trial stored RUNNING (with its first heartbeat), no parameters, no run
     orphan = optuna.load_study(study_name=name, storage=open_storage(storage, fast)).ask()
     summary = tune()
     (trials,) = _studies(storage).values()

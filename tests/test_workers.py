@@ -713,23 +713,27 @@ def test_a_running_trial_the_suite_has_again_is_queued_again_when_killed(
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
 def test_an_optuna_trial_without_a_heartbeat_goes_stale_by_the_servers_clock(
         tmp_path: Path) -> None:
-    """An Optuna trial whose worker died between asking for it and its first heartbeat is
-    given one (stamped by the database server) when a worker first looks, and is stale a
-    grace period later by that clock; a trial whose heartbeats go on is not, however long
-    ago it started. (The heartbeats are moved back in the database rather than waited out:
-    a busy machine could delay a heartbeat past a grace period short enough to wait for.)"""
+    """An Optuna trial with no heartbeat (an earlier nnbench's ask recorded none, and its
+    worker died before its first) is given one (stamped by the database server) when a
+    worker first looks, and is stale a grace period later by that clock; a trial whose
+    heartbeats go on is not, however long ago it started. (The heartbeats are moved back
+    in the database rather than waited out: a busy machine could delay a heartbeat past a
+    grace period short enough to wait for.)"""
     from nnbench.queue import reap
 
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
     live = Liveness(heartbeat_interval=1, grace_period=60)
     rdb = open_storage(storage, live)
     study = optuna.create_study(storage=rdb, study_name="orphan/point")
-    orphan = study.ask()  # no heartbeat: its worker died at once
+    orphan = study.ask()  # its worker died at once
     held = study.ask()
     rdb.record_heartbeat(held._trial_id)
+    engine = sqlalchemy.create_engine(storage)
+    with engine.begin() as connection:  # as an earlier nnbench's ask left it: no heartbeat
+        connection.execute(sqlalchemy.text("DELETE FROM trial_heartbeats WHERE trial_id = :id"),
+                           {"id": orphan._trial_id})
     reap(study)  # the orphan gets its first heartbeat from the server now
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2
-    engine = sqlalchemy.create_engine(storage)
     with engine.begin() as connection:  # the orphan's first heartbeat: two grace periods ago
         moved = connection.execute(sqlalchemy.text(
             "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-120 seconds') "

@@ -26,7 +26,9 @@ transaction is `BEGIN IMMEDIATE`), and adds one only for a trial with no such en
   the same on every host;
 - **reap**: a RUNNING entry whose heartbeat is older than `grace_period` seconds (by the
   server's clock; its worker died, hung, or lost its network, on any host) is failed, and
-  its trial queued again, in one transaction, by whichever worker looks next;
+  its trial queued again, in one transaction, by whichever worker looks next; the grace is
+  the longer of the reaper's and the holder's (recorded with the claim), so workers started
+  with other `--heartbeat-interval`/`--grace-period` never reap each other's live claims;
 - **release**: the worker ends its entry, COMPLETE or FAIL, only if the entry is still
   RUNNING: a worker that was silent past the grace period finds its claim gone.
 
@@ -98,6 +100,10 @@ LAYOUT = 2  # the queue is the only record (1: MLflow decided what was done)
 _TRIAL_ID, _SPEC, _STATUS, _OUTCOME = ("nnbench.trial_id", "nnbench.spec", "nnbench.status",
                                        "nnbench.outcome")
 _WORKER = "nnbench.worker"  # `host:pid` of the worker holding an entry or a tuning trial
+# the holder's grace period (s): a worker whose own is shorter waits for it before reaping
+# (a worker beating every 60 s was reaped by one whose grace was 10 s, and its trial trained
+# twice)
+_GRACE = "nnbench.grace"
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 # study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
@@ -215,7 +221,7 @@ class _Storage(RDBStorage):
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
         attrs = getattr(self, "_finishing", {}).pop(trial_id, {}) if state.is_finished() \
-            else {_WORKER: worker_label()} if state == TrialState.RUNNING else {}
+            else self._holder() if state == TrialState.RUNNING else {}
         if not attrs:
             return bool(super().set_trial_state_values(trial_id, state, values))
         try:
@@ -246,11 +252,16 @@ class _Storage(RDBStorage):
                                 session: Session) -> models.TrialModel:
         trial = super()._get_prepared_new_trial(study_id, template_trial, session)
         if template_trial is None:  # `study.ask`'s new RUNNING trial
-            self._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, int(trial.trial_id), _WORKER,
-                worker_label())
+            for key, value in self._holder().items():
+                self._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, int(trial.trial_id), key, value)
             session.add(models.TrialHeartbeatModel(trial_id=int(trial.trial_id)))
         return trial
+
+    def _holder(self) -> dict[str, Any]:
+        """The attributes of a trial this worker starts: its name and grace period."""
+        return {_WORKER: worker_label(), **(
+            {} if self.grace_period is None else {_GRACE: self.grace_period})}
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         with _create_scoped_session(self.scoped_session, True) as session:
@@ -692,11 +703,11 @@ class TrialQueue:
         def transaction() -> int:
             with self._locked() as session:
                 failed, ended = [], _still_stale(session, stale, grace)
-                for entry in ended:
+                for entry, silence in ended:
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
                         f"stale: its worker ({attrs.get(_WORKER, '?')}) sent no "
-                        f"heartbeat for {self.liveness.grace_period} s; " + (
+                        f"heartbeat for {silence} s; " + (
                             "not queued again: no longer a trial of the suite"
                             if attrs.get(_WITHDRAWN) else "queued again")))
                     if _SPEC in attrs and not attrs.get(_WITHDRAWN):
@@ -749,7 +760,7 @@ class TrialQueue:
             entry.state, entry.datetime_start = TrialState.RUNNING, datetime.now()
             session.add(models.TrialHeartbeatModel(trial_id=storage_id))
             session.flush()
-            for key, value in ((_WORKER, self.worker),
+            for key, value in ((_WORKER, self.worker), (_GRACE, self.liveness.grace_period),
                                ("nnbench.parent_run", parent_run_id), (_CLAIM_TOKEN, token)):
                 self.storage._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, storage_id, key, value)
@@ -850,7 +861,7 @@ def reap(study: optuna.Study) -> None:
     def transaction() -> None:
         with _create_scoped_session(storage.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            for entry in _still_stale(session, stale, grace):
+            for entry, _ in _still_stale(session, stale, grace):
                 entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
                 session.flush()
                 copies = _Copies()  # what the callback would add (none past max_retry)
@@ -891,17 +902,27 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
 
 
 def _still_stale(session: Session, stale: Sequence[int],
-                 grace: timedelta) -> list[models.TrialModel]:
-    """Of the `stale` trials, those still RUNNING and silent for `grace` by the server's
-    clock now that the caller holds the study's lock, locked for update (rows another worker
-    holds are skipped: the next reap finds them)."""
+                 grace: timedelta) -> list[tuple[models.TrialModel, int]]:
+    """Of the `stale` trials, those still RUNNING and silent for `grace`, or for their
+    holder's own grace period where it is longer, by the server's clock now that the caller
+    holds the study's lock, locked for update (rows another worker holds are skipped: the
+    next reap finds them); each with the grace it outlasted, in seconds."""
     now = session.execute(func.now()).scalar()
     assert now is not None
-    return list(session.query(models.TrialModel).join(models.TrialHeartbeatModel)
-                .filter(models.TrialModel.trial_id.in_(stale),
-                        models.TrialModel.state == TrialState.RUNNING,
-                        models.TrialHeartbeatModel.heartbeat < now.replace(tzinfo=None) - grace)
-                .with_for_update(skip_locked=True, of=models.TrialModel))
+    now = now.replace(tzinfo=None)
+    silent = (session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
+              .join(models.TrialHeartbeatModel)
+              .filter(models.TrialModel.trial_id.in_(stale),
+                      models.TrialModel.state == TrialState.RUNNING,
+                      models.TrialHeartbeatModel.heartbeat < now - grace)
+              .with_for_update(skip_locked=True, of=models.TrialModel))
+    ended = []
+    for entry, beat in silent:
+        holder = _attrs(entry.user_attributes).get(_GRACE)
+        longest = max(grace, timedelta(seconds=holder if isinstance(holder, int) else 0))
+        if beat < now - longest:
+            ended.append((entry, int(longest.total_seconds())))
+    return ended
 
 
 class _Copies:

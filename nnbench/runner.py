@@ -463,8 +463,9 @@ def _work(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker
                     return
                 if not waiting:
                     console.print(f"waiting for {counts.running} trial(s) on other workers; a "
-                                  f"worker silent for {queue.liveness.grace_period} s has its "
-                                  f"trials re-queued", highlight=False)
+                                  f"worker silent for {queue.liveness.grace_period} s (or its "
+                                  f"own longer --grace-period) has its trials re-queued",
+                                  highlight=False)
                     waiting = True
                 time.sleep(min(2.0, queue.liveness.heartbeat_interval))
                 continue

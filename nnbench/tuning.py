@@ -874,8 +874,9 @@ def _tune_suite(suite: Suite, storage: str | None, tracking_uri: str | None, dev
                 if not trained:  # only other workers' trials are left: wait, take over the stale
                     if not waiting:
                         console.print(f"waiting for Optuna trials on other workers; a worker "
-                                      f"silent for {liveness.grace_period} s has its trials "
-                                      f"queued again", highlight=False)
+                                      f"silent for {liveness.grace_period} s (or its own "
+                                      f"longer --grace-period) has its trials queued again",
+                                      highlight=False)
                         waiting = True
                     time.sleep(min(2.0, liveness.heartbeat_interval))
     except KeyboardInterrupt:

@@ -499,7 +499,7 @@ def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
     finishing(rdb, told, {COUNTED: True, "nnbench.outcome": "finished"})
     study.tell(told, 0.7)
     first, second = study.get_trials()
-    me = {"nnbench.worker": worker_label()}  # named as it was asked
+    me = {"nnbench.worker": worker_label(), "nnbench.grace": 60}  # named as it was asked
     assert (first.state, first.user_attrs) == (TrialState.FAIL, me)
     assert (second.state, second.value, second.user_attrs) == (
         TrialState.COMPLETE, 0.7, {**me, COUNTED: True, "nnbench.outcome": "finished"})
@@ -600,7 +600,7 @@ def test_trials_asked_when_an_interrupt_comes_are_queued_again_not_left_running(
     (trials,) = _studies(storage).values()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[0].user_attrs == {"nnbench.worker": trials[0].user_attrs["nnbench.worker"],
-                                    "nnbench.outcome": "killed"}
+                                    "nnbench.grace": 60, "nnbench.outcome": "killed"}
     assert trials[1].system_attrs["fixed_params"] == trials[0].params
     (run,) = _runs(tracking_uri, "asked", "tune")
     assert (run.info.status, run.data.tags["nnbench.status"]) == ("KILLED", "killed")
@@ -744,7 +744,8 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
     (trials,) = _studies(storage).values()
     # trial 0: the lost answer, failed as stale (uncounted); its copy is the last trial
     assert trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs == {"nnbench.worker": worker_label()}  # named, not counted
+    assert trials[0].user_attrs == {"nnbench.worker": worker_label(),  # named, not counted
+                                    "nnbench.grace": 2}
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * (len(trials) - 1)
     assert _assert_stores_agree(storage, tracking_uri, "ended") == Counter(
         FAIL=1, COMPLETE=len(trials) - 1)

@@ -615,6 +615,56 @@ def test_a_stale_claim_is_failed_and_its_trial_queued_again_once(tmp_path: Path)
     queue.close()
 
 
+def _silent_for(url: str, seconds: int, *ids: int) -> None:
+    """Move the heartbeats of the trials `ids` back to `seconds` ago (by the server's clock):
+    a silence, without waiting it out on a busy machine."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        moved = connection.execute(sqlalchemy.text(
+            "UPDATE trial_heartbeats SET heartbeat = datetime('now', :ago) "
+            "WHERE trial_id IN (" + ", ".join(map(str, ids)) + ")"), {"ago": f"-{seconds} seconds"})
+        assert moved.rowcount == len(ids)
+    engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_a_worker_with_a_shorter_grace_period_waits_for_the_holders_own(
+        tmp_path: Path) -> None:
+    """A worker started with `--heartbeat-interval 60 --grace-period 300` beats every 60 s;
+    another worker of the suite with the default grace (60 s) found its claim silent for
+    over 60 s between two beats, reaped it, and trained the trial again while the holder
+    went on training it (its result then refused). Each claim, and each tuning trial,
+    now records its holder's grace period, and a reaper waits for the longer of the two."""
+    from nnbench.queue import reap
+
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    spec, other = load_suite(DEFAULT).trials()[:2]
+    patient, hasty = Liveness(heartbeat_interval=60, grace_period=300), Liveness(1, 4)
+    holder, reaper = _queue(tmp_path, "mixed", patient), _queue(tmp_path, "mixed", hasty)
+    assert holder.sync([spec, other], store="1@0") == 2
+    (claim,) = holder.claim(1)
+    studies = [optuna.create_study(storage=open_storage(url, patient), study_name="p/q"),
+               optuna.load_study(storage=open_storage(url, hasty), study_name="p/q")]
+    asked = studies[0].ask()
+    _silent_for(url, 59, claim.storage_id, asked._trial_id)  # between two of its beats
+    assert reaper.reap() == 0
+    reap(studies[1])
+    assert [e.state for e in reaper.entries()] == [TrialState.RUNNING, TrialState.WAITING]
+    assert [t.state for t in studies[1].get_trials()] == [TrialState.RUNNING]
+    assert holder.release(claim, "finished")  # its result counts: no one trains it twice
+    (claim,) = holder.claim(1)
+    _silent_for(url, 301, claim.storage_id, asked._trial_id)  # past the holder's own grace
+    assert reaper.reap() == 1
+    reap(studies[1])
+    assert [e.state for e in reaper.entries()] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert "sent no heartbeat for 300 s" in str(reaper.entries()[1].user_attrs[
+        "nnbench.outcome"])
+    assert [t.state for t in studies[1].get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+    holder.close()
+    reaper.close()
+
+
 def test_status_says_how_long_a_holding_worker_is_silent_and_that_a_dead_one_stopped(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A SIGKILLed worker's claim stays RUNNING until some worker or run reaps it, and

@@ -60,7 +60,7 @@ from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, load_suite
 from nnbench.messages import closest, first_line, mlflow_ui
-from nnbench.train.engines import engine_docs, engine_names
+from nnbench.train.engines import engine_docs, engine_names, stacking_engines
 from nnbench.workers import SlurmOptions
 
 if TYPE_CHECKING:
@@ -130,6 +130,16 @@ def _shared_names(suites: Sequence[Suite]) -> list[str]:
     return problems
 
 
+def _lanes_problem(args: argparse.Namespace) -> list[str]:
+    """`--lanes N` (N > 1) given to an engine that trains one trial at a time: it was
+    silently ignored."""
+    if getattr(args, "lanes", None) in (None, 1) or args.engine in stacking_engines():
+        return []
+    return [f"--lanes {args.lanes}: --engine {args.engine} trains one trial at a time, so it "
+            f"has no lanes; drop --lanes, or choose an engine that stacks trials: "
+            f"{', '.join(stacking_engines())}"]
+
+
 def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool = False,
              report_dir: bool = False, device: bool = False, storage: bool = False,
              run_id: bool = False, machines: bool = False) -> list[Suite]:
@@ -148,6 +158,7 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
         problems.append(f"--grace-period: {args.grace_period} s must be longer than "
                         f"--heartbeat-interval ({args.heartbeat_interval} s): a worker would "
                         f"be declared dead between two of its heartbeats")
+    problems += _lanes_problem(args)
     checks: list[Callable[[], object]] = []
     if run_id:
         def run_id_check() -> None:  # MLflow's ids are lower case: a copy in upper case too
@@ -440,6 +451,8 @@ def _quick_problems(args: argparse.Namespace) -> bool:
     --storage's form (and that it is not the MLflow store). Then `run` takes its full
     path, which says what is wrong."""
     if hasattr(args, "grace_period") and args.grace_period <= args.heartbeat_interval:
+        return True
+    if _lanes_problem(args):
         return True
     if getattr(args, "storage", None) is None:
         return False

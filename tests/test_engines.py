@@ -105,3 +105,26 @@ def test_an_unknown_engine_names_the_registered_ones(capsys: pytest.CaptureFixtu
         cli.main(["run", "suite.yaml", "--engine", "nope"])
     assert "invalid choice: 'nope' (choose from 'serial', 'stacked', 'auto')" in " ".join(
         capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("name", engine_names())
+def test_what_the_registry_says_of_an_engines_lanes_is_what_its_class_does(name: str) -> None:
+    """The CLI refuses `--lanes` for an engine registered with `stacks=False` without
+    importing it (a no-op re-run imports no torch): that must be the engine whose class
+    trains one trial at a time, on every device kind."""
+    cls = registry.engine_class(name)
+    for device in ("cpu", "cuda"):
+        assert (cls.most_lanes(torch.device(device)) > 1) is \
+            (name in registry.stacking_engines()), (name, device)
+
+
+def test_lanes_are_refused_for_an_engine_that_trains_one_trial_at_a_time(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--engine serial --lanes 4` trained one trial at a time and said nothing."""
+    path = write_suite(epochs=1)
+    assert cli.main(["run", str(path), "--engine", "serial", "--lanes", "4",
+                     "--tracking-uri", tracking_uri]) == 2
+    assert "--lanes 4: --engine serial trains one trial at a time, so it has no lanes; drop " \
+           "--lanes, or choose an engine that stacks trials: stacked, auto" \
+           in " ".join(capsys.readouterr().err.split())

@@ -94,6 +94,10 @@ def test_a_bad_device_is_refused_even_with_nothing_to_train(
     (["--grace-period", "5", "--heartbeat-interval", "10"],
      "--grace-period: 5 s must be longer than --heartbeat-interval (10 s)"),
     (["--device", "cpu", "--precision", "tf32"], "--precision tf32 (--device 'cpu'): "),
+    # silently ignored before
+    (["--engine", "serial", "--lanes", "4"], "--lanes 4: --engine serial trains one trial at "
+     "a time, so it has no lanes; drop --lanes, or choose an engine that stacks trials: "
+     "stacked, auto"),
 ])
 def test_a_bad_option_is_refused_even_with_nothing_to_train(
         done: tuple[Path, str, Path], options: list[str], said: str,

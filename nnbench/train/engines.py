@@ -21,7 +21,9 @@ the registry and the class's protocol, never an engine's name:
   trained them under.
 
 `register_engine` adds one (a plugin module, a test): `nnbench run --engine NAME` and
-`run_suite(..., engine=NAME)` then train through it.
+`run_suite(..., engine=NAME)` then train through it. `stacks=False` registers one that
+trains one trial at a time (its `most_lanes` is 1): the CLI refuses `--lanes` for it
+without importing it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EngineInfo", "engine_class", "engine_names", "register_engine"]
+__all__ = ["EngineInfo", "engine_class", "engine_names", "register_engine",
+           "stacking_engines"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class EngineInfo:
     name: str
     doc: str  # one line: the CLI's --engine help
     where: str | type  # "module:Class", or the class itself
+    stacks: bool = True  # trains several trials together: takes --lanes
 
     def load(self) -> Any:
         if not isinstance(self.where, str):
@@ -49,9 +53,9 @@ class EngineInfo:
 _ENGINES: dict[str, EngineInfo] = {}
 
 
-def register_engine(name: str, doc: str, where: str | type) -> None:
+def register_engine(name: str, doc: str, where: str | type, *, stacks: bool = True) -> None:
     """Add (or replace) the engine `name`."""
-    _ENGINES[name] = EngineInfo(name, doc, where)
+    _ENGINES[name] = EngineInfo(name, doc, where, stacks)
 
 
 def engine_names() -> tuple[str, ...]:
@@ -63,6 +67,11 @@ def engine_docs() -> str:
     return "; ".join(f"{info.name}: {info.doc}" for info in _ENGINES.values())
 
 
+def stacking_engines() -> tuple[str, ...]:
+    """The engines that train several trials together (take `--lanes`)."""
+    return tuple(name for name, info in _ENGINES.items() if info.stacks)
+
+
 def engine_class(name: str) -> Any:
     """The class of engine `name`; ValueError naming the registered ones otherwise."""
     info = _ENGINES.get(name)
@@ -72,7 +81,7 @@ def engine_class(name: str) -> Any:
 
 
 register_engine("serial", "one trial at a time (the reference numerics)",
-                "nnbench.train.serial:SerialEngine")
+                "nnbench.train.serial:SerialEngine", stacks=False)
 register_engine("stacked", "same-shaped trials as lanes of one batched model",
                 "nnbench.train.stacked:StackedEngine")
 register_engine("auto", "stacked wherever two or more trials share a shape, serial "

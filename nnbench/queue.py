@@ -345,11 +345,15 @@ class QueueCounts:
 
 
 class Heartbeats:
-    """A thread that records a heartbeat for every trial this worker holds."""
+    """A thread that records a heartbeat for every trial this worker holds, and notes the
+    held trials that are no longer RUNNING (`lost`: another worker failed them as stale
+    while this one was stopped or cut off), so that their training stops at the next epoch
+    instead of running to its end for a result the queue will refuse."""
 
     def __init__(self, storage: RDBStorage, interval: int) -> None:
         self.storage, self.interval = storage, interval
         self.held: set[int] = set()
+        self.lost: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="nnbench-heartbeat",
@@ -366,6 +370,14 @@ class Heartbeats:
     def drop(self, storage_id: int) -> None:
         with self._lock:
             self.held.discard(storage_id)
+            self.lost.discard(storage_id)
+
+    def _ended(self, held: Sequence[int]) -> set[int]:
+        """Of the `held` trials, those no longer RUNNING (one read)."""
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            return {int(t) for (t,) in session.query(models.TrialModel.trial_id).filter(
+                models.TrialModel.trial_id.in_(held),
+                models.TrialModel.state != TrialState.RUNNING)}
 
     def _beat(self) -> None:
         """Every `interval` s, a heartbeat for each trial held. A beat that still fails after
@@ -383,6 +395,13 @@ class Heartbeats:
                              "recording a heartbeat", seconds=self.interval, say=False)
                 except Exception as err:  # the next beat tries again; staleness decides
                     failed = err
+            if held and failed is None:
+                try:
+                    ended = self._ended(held)
+                except Exception:  # the next beat looks again
+                    ended = set()
+                with self._lock:
+                    self.lost |= ended & self.held
             if failed is not None and failing_since is None:
                 failing_since = time.monotonic()
                 _log.warning("nnbench: %s cannot record its heartbeats (%s); if they fail past "

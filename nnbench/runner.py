@@ -69,6 +69,7 @@ from nnbench.train import (
     make_engine,
     metric_names,
     resolve_device,
+    stop,
 )
 from nnbench.transient import INTERRUPTS, bookkeeping, interrupted, worker_label
 
@@ -158,6 +159,8 @@ class _Recorder:
         self.tags, self.progress, self.console = tags, progress, console
         self.run_ids: dict[str, str] = {}  # trial_id -> MLflow run id, for trials in flight
         self.entries: dict[str, str] = {}  # trial_id -> its claimed queue entry's tag
+        self.held: dict[str, int] = {}  # trial_id -> its claim's storage id
+        self.lost: set[int] = set()  # claims the queue's heartbeats found failed as stale
         self.trials_bar: TaskID = progress.add_task("trials", total=n_todo)
         self.epochs_bar: TaskID = progress.add_task("epochs", total=1, visible=False)
         self.done = 0
@@ -196,6 +199,9 @@ class _Recorder:
             self.console.print(line, highlight=False)
         if interrupted():  # an interrupt Python ignored (raised in a garbage collection)
             raise KeyboardInterrupt
+        if self.held.get(spec.trial_id) in self.lost:  # its result would be refused
+            return stop(f"claim lost at epoch {int(metrics['epoch'])}: this worker was silent "
+                        f"past the grace period and another worker queued the trial again")
         return CONTINUE
 
     def record(self, result: TrialResult) -> None:
@@ -545,6 +551,8 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
 
     pending = {c.trial_id: c for c in claims}
     recorder.entries.update({c.trial_id: queue.entry_tag(c) for c in claims})
+    recorder.held.update({c.trial_id: c.storage_id for c in claims})
+    recorder.lost = queue.heartbeats().lost
     summary.interrupted = summary.interrupted or interrupted
     try:
         if interrupted:

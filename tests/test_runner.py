@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import sqlalchemy
 import torch
@@ -403,6 +404,50 @@ def test_a_worker_whose_claim_went_stale_while_it_recorded_shows_its_run_killed(
     again = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
                       console=QUIET)  # the next run trains the lost trial, once
     assert (again.skipped, again.statuses) == (3, Counter({"finished": 1}))
+
+
+@pytest.mark.parametrize("engine", ["serial", "stacked"])
+def test_a_trial_whose_claim_was_failed_as_stale_stops_training_at_the_next_epoch(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """A worker stopped past the grace period and resumed found out that its claim was gone
+    only at the release, after training the trial to its last epoch for a result the queue
+    then refused, while another worker trained it again. Its heartbeats now notice the
+    failed entry, and the trial (a stacked group's lane) stops at the next epoch; the
+    others train on."""
+    from nnbench import runner
+
+    suite = load_suite(write_suite(epochs=40))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    real = runner._Recorder.epoch_finished
+    taken: list[str] = []
+
+    def failed_as_stale_at_epoch_2(self: runner._Recorder, spec: TrialSpec,
+                                   metrics: dict[str, float]) -> Any:
+        if not taken and metrics["epoch"] == 2:
+            taken.append(self.run_ids[spec.trial_id])
+            study = optuna.load_study(study_name="tiny/trials", storage=storage)
+            study._storage.set_trial_state_values(self.held[spec.trial_id], TrialState.FAIL)
+            deadline = time.monotonic() + 30  # its next heartbeat (every second) notices
+            while self.held[spec.trial_id] not in self.lost:
+                assert time.monotonic() < deadline, "the heartbeats never noticed"
+                time.sleep(0.05)
+        return real(self, spec, metrics)
+
+    monkeypatch.setattr(runner._Recorder, "epoch_finished", failed_as_stale_at_epoch_2)
+    out = io.StringIO()
+    with within(300, "the run"):
+        summary = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
+                            engine=engine, console=Console(file=out, width=200),
+                            liveness=Liveness(heartbeat_interval=1, grace_period=60))
+    assert (summary.lost, summary.statuses) == (1, Counter({"finished": 3})), out.getvalue()
+    lost = MlflowClient(tracking_uri).get_run(taken[0])
+    assert (lost.info.status, lost.data.tags["nnbench.status"]) == ("KILLED", "killed")
+    history = MlflowClient(tracking_uri).get_metric_history(taken[0], "val_loss")
+    assert len(history) == 2, history  # stopped after the epoch that found it lost
+    trained = [len(MlflowClient(tracking_uri).get_metric_history(r.info.run_id, "val_loss"))
+               for r in _trial_runs(tracking_uri, "tiny") if is_done(r)]
+    assert trained == [40, 40, 40]
 
 
 def test_a_result_whose_run_was_deleted_by_hand_fails_the_trial_and_the_worker_goes_on(

@@ -887,6 +887,10 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker on a suite's queue (started by hand, by `--workers`, or by submitit)."""
+    if args.coordinator is not None:  # started by `run`/`tune --workers`: ends with it
+        from nnbench.workers import watch_coordinator
+
+        watch_coordinator(args.coordinator)
     (suite,) = _checked(args, tracking=True, device=True, storage=True,
                         machines=args.parent_run is None and not args.coordinated)
     from nnbench.workers import suite_digest
@@ -1353,6 +1357,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "its own")
             p.add_argument("--coordinated", action="store_true", help=argparse.SUPPRESS)
             p.add_argument("--suite-digest", default=None, help=argparse.SUPPRESS)
+            p.add_argument("--coordinator", type=_positive_int, default=None,
+                           help=argparse.SUPPRESS)
         if name == "submit":
             p.add_argument("--local", action="store_true",
                            help="run the jobs as processes of this machine (submitit's local "

@@ -29,8 +29,8 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["SlurmOptions", "spawn_local", "submit", "wait_for_jobs", "worker_job",
-           "worker_options"]
+__all__ = ["SlurmOptions", "spawn_local", "submit", "wait_for_jobs", "watch_coordinator",
+           "worker_job", "worker_options"]
 
 
 def worker_options(*, storage: str, tracking_uri: str, device: str, engine: str,
@@ -58,6 +58,25 @@ def suite_digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
+def watch_coordinator(pid: int, every: float = 0.5) -> None:
+    """In a worker that `spawn_local` started: stop it as SIGTERM does (its trials in flight
+    recorded as killed, its claims released and queued again at once) when its coordinator,
+    process `pid`, is gone. A SIGKILLed `run --workers` left its workers training on unseen
+    (their output gone with it) and, re-run, started as many again beside them."""
+
+    def gone() -> bool:
+        return os.getppid() != pid  # an orphan is adopted by init (or a subreaper)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if gone():
+        raise KeyboardInterrupt  # it died before this worker began
+    threading.Thread(target=watch, name="nnbench-coordinator", daemon=True).start()
+
+
 def worker_command(suite_path: str, options: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "nnbench.cli", "worker", suite_path, *options]
 
@@ -71,6 +90,7 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
     worker's OpenMP threads are capped at its share of the cores (`OMP_NUM_THREADS`), the
     most its engine's thread policy then takes."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **_share_of_cores(workers)}
+    options = [*options, "--coordinator", str(os.getpid())]  # they stop when it is gone
     procs = [subprocess.Popen(worker_command(suite_path, options), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, env=env)
              for _ in range(workers)]

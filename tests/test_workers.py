@@ -421,6 +421,48 @@ def test_submitit_local_executor_runs_a_suite_to_completion(
 
 
 @pytest.mark.slow
+def test_workers_of_a_sigkilled_run_stop_and_release_their_claims_at_once(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+    """SIGKILL of `run --workers 2` (the OOM killer, `kill -9`) while its workers train: they
+    trained on, unseen (their output went with it), and a re-run started two more beside
+    them. Now each notices its coordinator is gone and stops as SIGTERM stops it: its trial
+    in flight recorded as killed, its claim released and the trial queued again at once,
+    not a grace period (60 s here) later."""
+    path = _suite(write_suite, "orphans", epochs=2000)  # trials of minutes each
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri
+    run = start("run", str(path), "--storage", storage, "--tracking-uri", uri, "--workers", "2",
+                "--device", "cpu", "--engine", "serial", "--report-dir",
+                str(tmp_path / "reports"), cwd=tmp_path)
+    client = MlflowClient(uri)
+
+    def training() -> int:
+        experiment = client.get_experiment_by_name("orphans")
+        return 0 if experiment is None else len(client.search_runs(
+            [experiment.experiment_id], "attributes.status = 'RUNNING' and "
+            "tags.`nnbench.role` = 'trial'"))
+
+    with within(300, "both workers training"):
+        while training() < 2:
+            assert run.poll() is None, run.output()
+            time.sleep(0.5)
+    workers = [p for p in psutil.Process(run.pid).children(recursive=True)
+               if "worker" in p.cmdline()]
+    assert len(workers) == 2
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    for orphan in alive:  # (not left training past the test)
+        orphan.kill()
+    assert not alive, [p.cmdline() for p in alive]
+    entries = optuna.load_study(study_name="orphans/trials", storage=storage).get_trials()
+    states = Counter(e.state for e in entries)  # released, not left for the grace period
+    assert (states[TrialState.RUNNING], states[TrialState.FAIL]) == (0, 2), states
+    runs = _runs(uri, "orphans")
+    assert sorted((r.info.status, r.data.tags["nnbench.status"]) for r in runs) == [
+        ("KILLED", "killed")] * 2
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill", "terminal"])
 def test_a_kill_of_submit_local_interrupts_its_workers_and_waits_for_them(
         how: str, write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,

@@ -39,6 +39,7 @@ __all__ = [
     "lane_uniform",
     "numpy_rng_preserved",
     "precision_on",
+    "reseed_global",
     "set_tf32",
     "stream_seed",
     "tf32_allowed",
@@ -185,6 +186,19 @@ def trial_rng(seed: int, device: torch.device) -> Iterator[None]:
         np.random.seed(global_seed % (1 << 32))
         random.seed(global_seed)
         yield
+
+
+def reseed_global(seed: int, device: torch.device) -> None:
+    """Inside `trial_rng`: seed the global generators (the CPU's and `device`'s) again, from
+    `seed`. The serial engine does so from the dropout seed once the model is built, so
+    what draws from them while it trains (`nn.GRU`'s dropout between layers: the global
+    CPU generator, or cuDNN's dropout state, which the CUDA generator reseeds) varies with
+    the dropout seed, not the init seed."""
+    global_seed = derive_seed(seed, "training")
+    torch.default_generator.manual_seed(global_seed)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        torch.cuda.default_generators[index].manual_seed(global_seed)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -169,3 +170,42 @@ def _renders_in_chromium(report: Path) -> None:
         assert page.locator("#data-hygiene").is_visible()
         browser.close()
     assert errors == []
+
+
+GRU_SUITE = """\
+name: g
+task: {{dataset: {{name: mnist1d, num_samples: 300, val_fraction: 0.2}},
+       model: {{name: gru, hidden_size: 4, layers: 2, readout: last}}, metric: val_accuracy}}
+fixed: {{init: default, optimizer: {{name: sgd, lr: 0.05}}, dropout: 0.5, epochs: 1,
+        batch_size: 32}}
+seeds: {seeds}
+"""
+
+
+def test_a_grus_dropout_between_layers_follows_the_dropout_seed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nn.GRU(num_layers=2, dropout=p)` draws its masks between layers from the global
+    generator, which the serial engine seeded from the init seed: two trials differing only
+    in their init seed drew different masks, and only in their dropout seed the same ones.
+    The weights are made the same whatever the init seed here, so that the trained weights
+    differ only through the masks."""
+    from nnbench.train import SerialEngine
+
+    build_parts = build.build_parts
+
+    def same_weights(spec: TrialSpec, device: torch.device) -> build.Parts:
+        parts = build_parts(spec, device)
+        fixed = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for p in parts.model.parameters():
+                p.copy_(torch.rand(p.shape, generator=fixed) - 0.5)
+        return parts
+
+    monkeypatch.setattr(build, "build_parts", same_weights)
+    trials = parse_suite(GRU_SUITE.format(seeds="{init: 2, dropout: 2}")).trials()
+    by_seeds = {(t.seed_of("init"), t.seed_of("dropout")): t for t in trials}
+    results = {r.spec.seed_of("init") * 10 + r.spec.seed_of("dropout"): r.fingerprint
+               for r in SerialEngine(CPU).run(list(by_seeds.values()), Recorder())}
+    assert len(results) == 4 and all(results.values())
+    assert results[0] == results[10] and results[1] == results[11]  # the init seed: no part
+    assert results[0] != results[1]  # the dropout seed: its masks

@@ -268,6 +268,7 @@ def train_trial(spec: TrialSpec, device: torch.device,
         with seeding.trial_rng(spec.seed_of("init"), device):
             # 1-2. seeded build of every part from the registries
             parts = p = build.build_parts(spec, device)
+            seeding.reseed_global(spec.seed_of("dropout"), device)  # (GRU's inner dropout)
             if build.channels_last(spec, p.model, device):
                 used = replace(used, layout="channels_last")
             lane.early = p.early

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -550,6 +550,7 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
     from mlflow.exceptions import MlflowException
 
     pending = {c.trial_id: c for c in claims}
+    error: Exception | None = None
     recorder.entries.update({c.trial_id: queue.entry_tag(c) for c in claims})
     recorder.held.update({c.trial_id: c.storage_id for c in claims})
     recorder.lost = queue.heartbeats().lost
@@ -581,9 +582,13 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                 summary.interrupted = True
     except KeyboardInterrupt:
         summary.interrupted = True
+    except Exception as err:  # (a bug, a store gone): no claim is left held until stale
+        error = err
     status, note = (("killed", "interrupted (Ctrl-C or SIGTERM)") if summary.interrupted
-                    else ("failed", "not trained"))
-    with bookkeeping():
+                    else ("failed", f"the worker stopped on an error: "
+                                    f"{type(error).__name__}: {first_line(error)}")
+                    if error is not None else ("failed", "not trained"))
+    with bookkeeping(), suppress(Exception) if error else nullcontext():
         for claim in pending.values():  # interrupted before they trained
             if queue.release(claim, status, note):
                 recorder.ended(claim.trial_id, status, note)
@@ -591,6 +596,8 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                 summary.lost += 1
                 recorder.claim_lost(claim.spec,
                                     queue.ended(queue.entry_tag(claim), claim.trial_id))
+    if error is not None:
+        raise error
 
 
 def _local_workers(suite: Suite, summary: RunSummary, queue: TrialQueue, tracker: Tracker,

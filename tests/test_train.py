@@ -245,9 +245,11 @@ def test_thread_policy_gives_stacked_workers_their_cores_at_most_omp_num_threads
     assert engine.default_threads("stacked", CPU, workers=8) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "16")  # more than there are: the cores
     assert engine.default_threads("stacked", CPU) == 8
-    for ignored in ("", "0", "two", "-1"):  # what torch and OpenMP ignore too
-        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+    for ignored in ("", "0", "two", "-1", "²", "①"):  # what torch and OpenMP ignore too
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)  # ("²" passed isdigit, crashed int)
         assert engine.default_threads("stacked", CPU) == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # nested levels: the outermost's count
+    assert engine.default_threads("stacked", CPU) == 2
 
 
 def test_the_serial_engine_gives_a_large_step_the_threads_it_runs_fastest_with_now(

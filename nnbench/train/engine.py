@@ -161,10 +161,12 @@ def others_running(samples: int = 5, every: float = 0.001) -> int | None:
 
 
 def _omp_num_threads() -> int | None:
-    """`OMP_NUM_THREADS` as a positive count; None when unset or not one (torch and
-    OpenMP then ignore it too)."""
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    """`OMP_NUM_THREADS` as a positive count (of a list, `4,2`, its first: the outermost
+    level's); None when unset or not one (torch and OpenMP then ignore it too). Digits
+    only ASCII's: `²` passed `str.isdigit` and then crashed `int` after the run had claimed
+    its trials."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
 
 
 @contextmanager

@@ -173,7 +173,11 @@ def check_separate_stores(tracking_uri: str | None, storage_url: str, *,
                f"the default --storage (optuna.db next to the store, {storage_url!r})")
     given = f"{_origin(tracking_uri, '--tracking-uri')} and {storage}"
     if store.get_backend_name() == "sqlite":
-        if Path(store.database).resolve() == Path(queue.database).resolve():
+        try:
+            same = Path(store.database).resolve() == Path(queue.database).resolve()
+        except (OSError, ValueError):  # a NUL in a path (`%00`): its own check says so
+            return
+        if same:
             raise UsageError(f"{given} are the same SQLite file; the MLflow store and the "
                              f"trial queue need one each: name another file for one of them, "
                              f"e.g. --tracking-uri sqlite:///mlflow.db --storage "
@@ -428,18 +432,24 @@ def _check_connect(url: str, what: str, kind: str) -> None:
     _whose(tables, kind, what)
 
 
+_DEFAULT_FILE = {"mlflow": "mlflow.db", "optuna": "optuna.db"}  # each store's usual name
+
+
 def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool,
                   kind: str, writes: bool = True) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         raise UsageError(f"{what} names no file (an in-memory database keeps nothing); use "
                          f"sqlite:///PATH.db")
+    if "\x00" in database:  # `%00`: os.open raised "embedded null byte", a traceback
+        raise UsageError(f"{what}: its path holds a NUL character (%00), which no file name "
+                         f"can; name a file, e.g. sqlite:///{_DEFAULT_FILE[kind]}")
     path = Path(database)
     if path.is_dir():
         raise UsageError(f"{what}: {path} is a directory; name a file, e.g. "
-                         f"sqlite:///{path / 'mlflow.db'}")
+                         f"sqlite:///{path / _DEFAULT_FILE[kind]}")
     if path.exists() and not path.is_file():
         raise UsageError(f"{what}: {path} is not a regular file (a device, a pipe or a "
-                         f"socket); name a file, e.g. sqlite:///mlflow.db")
+                         f"socket); name a file, e.g. sqlite:///{_DEFAULT_FILE[kind]}")
     if path.exists():
         with path.open("rb") as f:
             header = f.read(len(SQLITE_HEADER))

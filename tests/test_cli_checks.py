@@ -270,6 +270,29 @@ def test_a_question_mark_in_a_sqlite_path_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == [suite.name]  # nothing created
 
 
+@pytest.mark.parametrize(("option", "path", "said"), [
+    ("--tracking-uri", "x%00.db", "its path holds a NUL character (%00), which no file name "
+                                  "can; name a file, e.g. sqlite:///mlflow.db"),
+    ("--storage", "q%00.db", "its path holds a NUL character (%00), which no file name can; "
+                             "name a file, e.g. sqlite:///optuna.db"),
+    ("--storage", "adir", "adir is a directory; name a file, e.g. sqlite:///adir/optuna.db"),
+    ("--tracking-uri", "adir", "adir is a directory; name a file, e.g. "
+                               "sqlite:///adir/mlflow.db"),
+])
+def test_a_sqlite_path_no_file_can_have_is_refused_naming_the_stores_own_file(
+        tmp_path: Path, write_suite: Callable[..., Path], option: str, path: str, said: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `%00` in a store's SQLite path was a traceback ("embedded null byte") from the
+    store's lock, after the data's facts were printed; a folder given as --storage was
+    told to use `mlflow.db` in it, the MLflow store's name, not the queue's."""
+    suite = write_suite(epochs=1, seeds=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    assert cli.main(["run", str(suite), "--device", "cpu", option, f"sqlite:///{path}"]) == 2
+    assert f"{option} 'sqlite:///{path}': {said}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["adir", suite.name])
+
+
 @pytest.mark.parametrize(("decoded", "raw"), [("new dir/sub", "new%20dir/sub"),
                                               ("new/a b", "new/a%20b")])
 def test_an_encoded_path_removes_only_the_undecoded_folders_made(

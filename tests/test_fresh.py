@@ -76,7 +76,7 @@ def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
     assert report.stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("device", ["", "tpu", "cpu:1"])
+@pytest.mark.parametrize("device", ["", "tpu", "cpu:1", "cpu:0"])
 def test_a_bad_device_is_refused_even_with_nothing_to_train(
         done: tuple[Path, str, Path], device: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The fast answer of a complete suite skipped every check: `--device ''` exited 0

@@ -81,8 +81,9 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        # (cpu:1 named a device torch treats as cpu: a trial's provenance would say cpu:1)
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index is not None):
+        # (cpu:1 named a device torch treats as cpu: a trial's provenance would say cpu:1;
+        # cpu:0 trained, and `evaluate` then failed to load its checkpoint there)
         raise ValueError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False "

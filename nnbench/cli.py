@@ -58,7 +58,7 @@ from rich.table import Table
 
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
-from nnbench.config import Suite, SuiteError, load_suite
+from nnbench.config import Suite, SuiteError, TrialSpec, load_suite
 from nnbench.messages import closest, first_line, mlflow_ui
 from nnbench.train.engines import engine_docs, engine_names, stacking_engines
 from nnbench.workers import SlurmOptions
@@ -725,13 +725,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                            f"{first_line(e)} ({why})")
 
     try:  # the checkpoint read, its spec parsed: a damaged file fails here
-        _warn_if_changed(blob)
+        recorded = _warn_if_changed(blob)
     except (ComponentError, PluginError) as e:  # (before KeyError: an unknown name is both)
         raise unbuildable(e) from None
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
         raise _UsageError(f"run {args.run_id}: its {CHECKPOINT} cannot be read as an nnbench "
                           f"checkpoint ({type(e).__name__}: {first_line(e)}): is it damaged, "
                           f"or written by something else?") from None
+    tagged = run.data.tags.get("nnbench.trial_id")
+    if tagged is not None and tagged != recorded.trial_id:  # another trial's, put there
+        raise _UsageError(f"run {args.run_id}: its {CHECKPOINT} is another trial's (trial "
+                          f"{recorded.trial_id}, seed {recorded.seed_label}), not this run's "
+                          f"(trial {tagged}: {run.data.tags.get('nnbench.config', '?')}, seed "
+                          f"{run.data.tags.get('nnbench.seed', '?')}); was it replaced by "
+                          f"hand? Nothing evaluated")
     _evaluate_in_its_precision(run.data.tags.get("nnbench.precision", "fp32"), device)
     try:
         metrics = evaluate_checkpoint(blob, device)
@@ -770,13 +777,13 @@ def _evaluate_in_its_precision(precision: str, device: torch.device) -> None:
     seeding.configure_determinism("tf32" if tf32 else "fp32", device)
 
 
-def _warn_if_changed(blob: bytes) -> None:
-    """Say so when a plugin or data file the trial used is not what it was at training."""
+def _warn_if_changed(blob: bytes) -> TrialSpec:
+    """The checkpoint's trial; said when a plugin or data file it used is not what it was
+    at training."""
     import io
 
     import torch
 
-    from nnbench.config import TrialSpec
     from nnbench.config.spec import stamped
 
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
@@ -789,6 +796,7 @@ def _warn_if_changed(blob: bytes) -> None:
             err.print(f"warning: {key} changed since this trial trained ({digest} -> "
                       f"{now.get(key, 'gone')}); the numbers below use the current one",
                       markup=False)
+    return recorded
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:

@@ -235,6 +235,41 @@ def test_checkpoint_reloads_and_evaluates_to_the_logged_test_metrics(
     assert f"run {run.info.run_id} is deleted" in said.err and "test_accuracy = " in said.out
 
 
+def test_evaluate_refuses_a_checkpoint_of_another_trial(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """One trial's checkpoint.pt copied over another's (by hand, in the artifact store):
+    evaluate printed the first trial's test metrics under the second's label, exit 0."""
+    from mlflow.tracking import MlflowClient
+
+    path = write_suite("""\
+        name: swapped
+        task: {dataset: moons, model: {name: mlp, hidden: [8]}}
+        fixed: {optimizer: {name: sgd, lr: 0.1}, epochs: 1, batch_size: 64}
+        grid: {activation: [relu, tanh]}
+        checkpoint: true
+        """)
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri,
+              console=Console(quiet=True))
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("swapped")
+    assert experiment is not None
+    relu, tanh = sorted(client.search_runs([experiment.experiment_id],
+                                           filter_string="tags.`nnbench.role` = 'trial'"),
+                        key=lambda r: r.data.tags["nnbench.config"])
+    copied = client.download_artifacts(relu.info.run_id, "checkpoint.pt", str(tmp_path))
+    client.log_artifact(tanh.info.run_id, copied)  # over tanh's own
+    assert cli.main(["evaluate", tanh.info.run_id, "--tracking-uri", tracking_uri,
+                     "--device", "cpu"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"run {tanh.info.run_id}: its checkpoint.pt is another trial's (trial "
+            f"{relu.data.tags['nnbench.trial_id']}, seed 0), not this run's (trial "
+            f"{tanh.data.tags['nnbench.trial_id']}: activation=tanh, seed 0); was it replaced "
+            f"by hand? Nothing evaluated") in said, said
+    assert cli.main(["evaluate", relu.info.run_id, "--tracking-uri", tracking_uri,
+                     "--device", "cpu"]) == 0
+
+
 def test_evaluate_without_checkpoint_is_a_clear_error(write_suite: Callable[..., Path],
                                                       tracking_uri: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:

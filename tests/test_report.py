@@ -475,6 +475,37 @@ def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:
     assert "no trial has finished yet" in html
 
 
+def test_a_trial_whose_run_was_deleted_in_mlflow_is_said_deleted_not_still_to_run(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+    """A trial's finished run deleted in MLflow (by hand, `mlflow ui`): the report read
+    "1 not run yet ... relu not compared yet, because no trial of it has run (the next run
+    trains it)", and no run ever did (the queue holds it done). It is now a row of its own
+    status, with the command that brings it back."""
+    from mlflow.tracking import MlflowClient
+
+    suite = load_suite(write_suite(epochs=1, seeds=1))  # activation: relu, tanh
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    client = MlflowClient(tracking_uri)
+    runs = Tracker(suite, tracking_uri).runs("trial")
+    gone = next(r for r in runs if r.data.tags["nnbench.config"].startswith("activation=tanh"))
+    client.delete_run(gone.info.run_id)
+    results = load_results(suite, tracking_uri)
+    row = results.trials.set_index("run_id").loc[gone.info.run_id]
+    assert (row["status"], results.missing) == ("deleted", 0)
+    assert row["reason"] == (
+        f"its finished MLflow run was deleted (MLflow keeps it until `mlflow gc`): `mlflow runs "
+        f"restore --run-id {gone.info.run_id}` brings it back; the queue holds it done, so runs "
+        f"do not train it again (to train it again: a new --storage, README 'Training a done "
+        f"trial again')")
+    text = _text(render_report(suite, results=results, report_dir=tmp_path).read_text())
+    assert "Trials: 2 planned; 2 trained: 1 finished, 1 deleted." in text, text
+    assert f"{gone.data.tags['nnbench.config']} (1 deleted)" in text
+    assert "not run yet" not in text and "the next run trains" not in text
+    client.restore_run(gone.info.run_id)
+    restored = load_results(suite, tracking_uri)
+    assert list(restored.trials["status"]) == ["finished"] * 2
+
+
 def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str],
                                              tmp_path: Path) -> None:
     """Deleting the report and re-rendering from the store gives the same numbers."""

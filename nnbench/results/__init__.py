@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Run
+from mlflow.entities import Run, ViewType
 
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.sources import SOURCES
@@ -47,6 +47,24 @@ def _pick(runs: list[Run]) -> Run:
     """The run that stands for a trial: the latest done one, else the latest attempt."""
     done = [r for r in runs if is_done(r)]
     return max(done or runs, key=lambda r: r.info.start_time or 0)
+
+
+def _deleted(tracker: Tracker, specs: dict[str, TrialSpec],
+             by_trial: dict[str, list[Run]]) -> dict[str, Run]:
+    """The trials whose only done run was deleted in MLflow (by hand, or in `mlflow ui`),
+    each with that run: the report said "not run yet ... the next run trains it", while
+    the queue holds them done and no run trains them again."""
+    if all(any(is_done(r) for r in by_trial.get(t, ())) for t in specs):
+        return {}
+    deleted: dict[str, Run] = {}
+    for run in tracker.runs("trial", ViewType.DELETED_ONLY):
+        trial_id = run.data.tags.get("nnbench.trial_id", "")
+        if trial_id in specs and is_done(run) and not any(
+                is_done(r) for r in by_trial.get(trial_id, ())):
+            kept = deleted.get(trial_id)
+            if kept is None or (run.info.start_time or 0) > (kept.info.start_time or 0):
+                deleted[trial_id] = run
+    return deleted
 
 
 def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
@@ -83,11 +101,13 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
         if trial_id in specs:
             by_trial.setdefault(trial_id, []).append(run)
 
+    deleted = _deleted(tracker, specs, by_trial)
     rows, curves = [], []
-    for trial_id, runs in by_trial.items():
-        run, spec = _pick(runs), specs[trial_id]
+    for trial_id, runs in [*by_trial.items(), *((t, [r]) for t, r in deleted.items()
+                                                 if t not in by_trial)]:
+        run, spec = deleted.get(trial_id) or _pick(runs), specs[trial_id]
         tags, metrics = run.data.tags, run.data.metrics
-        status = tags.get("nnbench.status", "running")
+        status = "deleted" if trial_id in deleted else tags.get("nnbench.status", "running")
         # a tuned re-run's levels are its point's (the scientific value, not the tuned one)
         point = points.get(spec.config_id, spec)
         row = {
@@ -101,7 +121,12 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "fingerprint": tags.get("nnbench.fingerprint", ""),
             "num_params": int(tags.get("nnbench.num_params", 0) or 0),
             "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
-            "reason": tags.get("nnbench.reason", ""),
+            "reason": (f"its finished MLflow run was deleted (MLflow keeps it until `mlflow "
+                       f"gc`): `mlflow runs restore --run-id {run.info.run_id}` brings it "
+                       f"back; the queue holds it done, so runs do not train it again "
+                       f"(to train it again: a new --storage, README 'Training a done "
+                       f"trial again')"
+                       if status == "deleted" else tags.get("nnbench.reason", "")),
             "device": tags.get("nnbench.device", ""),
             "numerics": _numerics(tags),
             "git_commit": tags.get("nnbench.git_commit", ""),
@@ -132,7 +157,8 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
     return Results(suite=suite, tracking_uri=tracker.tracking_uri,
                    experiment_id=tracker.experiment_id(create=False), trials=trials,
                    history=history, invocations=invocations,
-                   missing=expected - len(by_trial), tuning=_tuning(tracker))
+                   missing=expected - len(set(by_trial) | set(deleted)),
+                   tuning=_tuning(tracker))
 
 
 def _numerics(tags: dict[str, str]) -> str:

@@ -89,7 +89,8 @@ def read_input(path: Path, kind: str, error: type[SuiteError] = SuiteError) -> b
     try:
         return read_bytes(path)
     except FileNotFoundError:
-        why = f"no such {kind}{_nearby(path)}"
+        why = (f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+               if path.is_symlink() else f"no such {kind}{_nearby(path)}")
     except IsADirectoryError:
         why = f"is a directory, not a {kind}"
     except UnwrittenPipe:
@@ -417,6 +418,8 @@ def _yaml_problem(err: yaml.YAMLError, text: str) -> tuple[str, str]:
 
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file. Raises SuiteError listing every problem."""
+    if not str(path).strip():  # Path("") is ".": "is a directory"
+        raise SuiteError(repr(str(path)), [("", "an empty path, not a suite file")])
     path = Path(path)
     return parse_suite(read_suite_text(path), str(path))
 

@@ -96,6 +96,10 @@ class _Validator:
 
     def run(self, raw: Any, text: str) -> Suite:
         # 1. top-level keys and types
+        if raw is None:  # (YAML reads an empty file, or one of comments only, as null)
+            self.add("", f"the file holds nothing (it is empty, or comments only); a suite "
+                         f"file is a mapping with keys {', '.join(TOP_KEYS)}")
+            self.problems.raise_if_any()
         if not isinstance(raw, dict):
             self.add("", f"a suite file must be a mapping with keys {', '.join(TOP_KEYS)}, "
                          f"got {describe(raw)}")

@@ -686,7 +686,8 @@ CASES: list[Case] = [
     Case("duplicate_key", "yaml", edit(SIGNALS, "  epochs: 2\n", "  epochs: 2\n  epochs: 3\n"),
          ("line 11, column 3", "duplicate key 'epochs'", "first given on line 10")),
     Case("empty_file", "yaml", "",
-         ("a suite file must be a mapping", "None (NoneType)", "name, description, task")),
+         ("the file holds nothing (it is empty, or comments only); a suite file is a "
+          "mapping", "name, description, task")),
     Case("truncated_utf16", "yaml", codecs.BOM_UTF16_LE + SIGNALS.encode("utf-16-le")[:-1],
          ("not valid UTF-16", "save it as UTF-8")),
     Case("unclosed_bracket", "yaml", edit(SIGNALS, "[tanh, relu]", "[tanh, relu"),
@@ -1065,3 +1066,31 @@ def test_an_unknown_tune_objective_is_the_only_problem_said_of_it() -> None:
     with pytest.raises(SuiteError, match="minimize val_accuracy would tune every point"):
         parse_suite(tune("{optimizer.lr: {low: 0.001, high: 0.1}}",
                          "  objective: {metric: val_accuracy, direction: minimize}\n"))
+
+
+def _no_suite(kind: str, folder: Path) -> str:
+    """A path that holds no suite, of a kind `test_a_suite_path_that_holds_no_suite...`."""
+    path = folder / f"{kind}.yaml"
+    if kind == "dangling":
+        path.symlink_to("/no/such/thing")
+    elif kind in ("empty", "comments"):
+        path.write_text("" if kind == "empty" else "# to do\n")
+    return "" if kind == "blank" else str(path)
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("blank", "'': an empty path, not a suite file"),
+    ("dangling", "dangling.yaml: a broken symbolic link (to /no/such/thing, which does not "
+                 "exist)"),
+    ("empty", "empty.yaml: the file holds nothing (it is empty, or comments only); a suite "
+              "file is a mapping with keys name, description, task"),
+    ("comments", "comments.yaml: the file holds nothing (it is empty, or comments only)"),
+])
+def test_a_suite_path_that_holds_no_suite_says_what_it_is(
+        kind: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validate ''` said ".: is a directory"; a dangling link "no such suite file; did you
+    mean ...?"; an empty file "must be a mapping ..., got None (NoneType)"."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["validate", _no_suite(kind, tmp_path)]) == 2
+    assert said in capsys.readouterr().err

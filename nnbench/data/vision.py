@@ -82,15 +82,52 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
         _, folder, files = _SOURCES[name]
         if all((Path(root) / folder / f).is_file() for f in files):  # there, but unreadable
+            damaged = _damaged(Path(root) / folder, files) or [
+                f"torchvision: {type(err).__name__}: {first_line(err)}"]
             raise DataError(
                 f"dataset {name!r}: its files under {Path(root) / folder} are there, but "
-                f"torchvision cannot read them ({type(err).__name__}: {first_line(err)}): "
-                f"one is damaged or truncated; delete them and download them again "
-                f"(download: true), or put intact copies there") from None
-        what = "could not download it" if download else "download is false"
-        raise _not_found(name, root, f"{what}: {err}") from None
+                f"torchvision cannot read {'them' if len(damaged) > 1 else 'one'} "
+                f"({'; '.join(damaged)}): damaged or truncated; delete "
+                f"{'them' if len(damaged) > 1 else 'it'} and download again (download: "
+                f"true), or put intact copies there") from None
+        if not download:
+            raise _not_found(name, root, f"download is false; {_missing(name, root)}") from None
+        raise _not_found(name, root, f"could not download it: {err}") from None
     return (_to_images(train.data), torch.as_tensor(train.targets),
             _to_images(test.data), torch.as_tensor(test.targets))
+
+
+def _missing(name: str, root: str) -> str:
+    """"2 of 4 files missing: a, b (a directory)": those of dataset `name` under `root` that
+    are not regular files."""
+    _, folder, files = _SOURCES[name]
+    missing = [Path(root) / folder / f for f in files if not (Path(root) / folder / f).is_file()]
+    kinds = ", ".join(f"{path.name} ({'a directory' if path.is_dir() else 'not a regular file'})"
+                      if path.exists() else path.name for path in missing)
+    return f"{len(missing)} of {len(files)} files missing: {kinds}"
+
+
+def _damaged(folder: Path, files: tuple[str, ...]) -> list[str]:
+    """Each of `files` that torchvision's own reader of its format refuses, with why (the
+    dataset class said only "AssertionError" for a damaged MNIST file, naming none)."""
+    import pickle
+
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    out = []
+    for name in files:
+        path = folder / name
+        try:
+            if "-idx" in name:  # MNIST's format: images idx3, labels idx1
+                (read_image_file if "images" in name else read_label_file)(str(path))
+            else:  # CIFAR-10's pickled batches
+                with path.open("rb") as f:
+                    pickle.load(f, encoding="latin1")
+        except Exception as err:  # any refusal names the file (a bare assert: its header)
+            why = first_line(err) if str(err).strip() else ""
+            out.append(f"{name}: {type(err).__name__}: {why}" if why else
+                       f"{name}: not in the format its name says (its header is wrong)")
+    return out
 
 
 def _source(name: str, p: VisionParams) -> Source:
@@ -108,8 +145,7 @@ def _source(name: str, p: VisionParams) -> Source:
     where = str(Path(root) / folder)
     if missing:
         if not p.download:
-            raise _not_found(name, root, f"download is false; {len(missing)} of {len(files)} "
-                                         f"files missing")
+            raise _not_found(name, root, f"download is false; {_missing(name, root)}")
         return Source(where=where, names=names)  # fetched, then checked, by the build
     # size, times and inode: a file replaced by a copy that kept its size and modification
     # time (cp -p, rsync -a, tar) still has a new inode and change time, so it is re-checked

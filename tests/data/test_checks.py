@@ -272,7 +272,9 @@ def test_validate_names_missing_dataset_files_with_their_paths(
     captured = capsys.readouterr()
     assert ": ok" not in captured.out
     assert f"{suite}: task.dataset: dataset 'mnist' not found under {tmp_path / 'empty'} " \
-           f"(download is false; 4 of 4 files missing)" in captured.err
+           f"(download is false; 4 of 4 files missing: train-images-idx3-ubyte, " \
+           f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)" \
+           in captured.err
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         assert str(tmp_path / "empty" / "MNIST" / "raw" / name) in captured.err

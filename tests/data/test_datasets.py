@@ -144,8 +144,39 @@ def test_a_truncated_file_is_named_damaged_not_missing(
         _data("mnist")
     message = str(caught.value)
     assert message.startswith(f"dataset 'mnist': its files under {tmp_path / 'MNIST' / 'raw'} "
-                              f"are there, but torchvision cannot read them ("), message
-    assert "one is damaged or truncated; delete them and download them again" in message
+                              f"are there, but torchvision cannot read one "
+                              f"(train-images-idx3-ubyte: RuntimeError: "), message
+    assert "): damaged or truncated; delete it and download again (download: true), or put " \
+           "intact copies there" in message
+    vision._load.cache_clear()
+
+
+def test_damaged_files_are_named_and_a_directory_in_a_files_place_is_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random bytes in two MNIST files: torchvision's "AssertionError: AssertionError" named
+    none; a directory where a file belongs read "1 of 4 files missing"."""
+    from nnbench.data.checks import DataError
+    from tests.conftest import _write_mnist_like
+
+    _write_mnist_like(tmp_path, "MNIST", 20, 10)
+    raw = tmp_path / "MNIST" / "raw"
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).write_bytes(bytes(range(100)))
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    vision._load.cache_clear()
+    with pytest.raises(DataError) as caught:
+        _data("mnist")
+    assert "torchvision cannot read them (train-labels-idx1-ubyte: not in the format its " \
+           "name says (its header is wrong); t10k-images-idx3-ubyte: not in the format its " \
+           "name says (its header is wrong)): damaged or truncated; delete them" \
+           in str(caught.value), str(caught.value)
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    (raw / "t10k-images-idx3-ubyte").mkdir()
+    vision._load.cache_clear()
+    with pytest.raises(vision.DatasetNotFoundError) as missing:
+        _data("mnist")
+    assert "(download is false; 1 of 4 files missing: t10k-images-idx3-ubyte (a directory))" \
+        in str(missing.value), str(missing.value)
     vision._load.cache_clear()
 
 

@@ -159,6 +159,8 @@ def _checked(args: argparse.Namespace, *, tracking: bool = False, reading: bool 
                         f"--heartbeat-interval ({args.heartbeat_interval} s): a worker would "
                         f"be declared dead between two of its heartbeats")
     problems += _lanes_problem(args)
+    if not hasattr(args, "local"):  # run, tune, bench: local workers (submit: if --local)
+        problems += filter(None, [cli_checks.local_workers_problem(getattr(args, "workers", 1))])
     checks: list[Callable[[], object]] = []
     if run_id:
         def run_id_check() -> None:  # MLflow's ids are lower case: a copy in upper case too
@@ -1099,6 +1101,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                           f"machine, all at once "
                           f"{'with --local' if args.local else '(no Slurm here: no srun on PATH)'}"
                           f"; allowed: 1 to {MAX_LOCAL_WORKERS}, as for run and tune")
+    memory = cli_checks.local_workers_problem(args.workers) if local else None
+    if memory is not None:
+        raise _UsageError(memory)
     if local:
         unused = [option for option, value, default in (
             ("--slurm-partition", args.slurm_partition, _SLURM.partition),

@@ -603,6 +603,30 @@ def _range(low: float, high: float | None, *, above: bool = False) -> str:
     return first if high is None else f"{first} and at most {number(high)}"
 
 
+# the memory a local worker process takes at the least (torch, MLflow and Optuna imported,
+# the smallest suite's data): 99 workers of a 2-trial suite filled a 24 GB machine, which
+# then stalled every process on it
+WORKER_GB = 0.25
+
+
+def local_workers_problem(workers: int) -> str | None:
+    """Why this machine cannot hold `workers` local worker processes at once (None: it
+    can): their memory, at WORKER_GB each at the least, against what is available now."""
+    if workers < 2:
+        return None
+    import psutil
+
+    available = psutil.virtual_memory().available / 2**30
+    most = int(available // WORKER_GB)
+    if workers <= most:
+        return None
+    return (f"--workers {workers}: each local worker process takes at least about "
+            f"{WORKER_GB} GB (torch, MLflow and Optuna loaded, before its data), so {workers} "
+            f"need about {workers * WORKER_GB:.0f} GB, and this machine has {available:.1f} GB "
+            f"available: at most {max(1, most)} here (more workers than cores train no "
+            f"faster; this one has {os.cpu_count() or 1})")
+
+
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]. argparse names the option in front of
     the message ("argument --slurm-gpus: ...") and exits 2 before the command runs."""

@@ -1004,3 +1004,29 @@ def test_submit_local_takes_as_many_workers_as_run_does(
     assert ("--workers 2000: the jobs run as processes of this machine, all at once with "
             "--local; allowed: 1 to 1024, as for run and tune") in capsys.readouterr().err
     assert not (tmp_path / "jobs").exists() and not (tmp_path / "q.db").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "tune", "submit"])
+def test_local_workers_this_machines_memory_cannot_hold_are_refused(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str, command: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`submit --local --workers 99` (or run's, tune's) on a 24 GB machine started 99 torch
+    processes, which filled its memory and stalled every process on it for minutes. The
+    count its available memory holds is checked first (here: 2 GB available, 8 workers at
+    0.25 GB each at the least)."""
+    from collections import namedtuple
+
+    import psutil
+
+    memory = namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(2 * 2**30))
+    path = write_suite(epochs=1, seeds=1)  # (tune: refused before its tune: block is read)
+    argv = [command, str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+            "--storage", f"sqlite:///{tmp_path / 'q.db'}", "--workers", "9",
+            *(["--local", "--folder", str(tmp_path / "jobs")] if command == "submit" else [])]
+    assert cli.main(argv) == 2
+    assert ("--workers 9: each local worker process takes at least about 0.25 GB (torch, "
+            "MLflow and Optuna loaded, before its data), so 9 need about 2 GB, and this "
+            "machine has 2.0 GB available: at most 8 here") in " ".join(
+                capsys.readouterr().err.split())
+    assert not (tmp_path / "q.db").exists() and not (tmp_path / "jobs").exists()

@@ -72,7 +72,7 @@ from nnbench import registry
 from nnbench.cli_checks import default_tracking_uri, sqlite_file
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
-from nnbench.messages import first_line, mlflow_ui
+from nnbench.messages import UsageError, first_line, mlflow_ui
 from nnbench.train.results import TrialResult
 from nnbench.transient import (
     QuietTransient,
@@ -399,6 +399,7 @@ class Tracker:
         self._last_flush: dict[str, float] = {}
         self._done_runs: dict[str, Run] = {}  # trial_id -> its latest done run (`prepare`)
         self.read_at: float | None = None  # time.time() when `prepare` read the runs
+        self._vetted = False  # its experiment, made elsewhere, holds nnbench's runs or none
 
     # -- experiment and runs ------------------------------------------------------------
 
@@ -409,6 +410,12 @@ class Tracker:
                 if not create:  # only to read (status, report): it stays deleted
                     return str(experiment.experiment_id)
                 self.client.restore_experiment(experiment.experiment_id)  # to train into
+            if "nnbench.suite" not in experiment.tags and not self._vetted:  # made
+                self._refuse_foreign(experiment)  # elsewhere, or by an nnbench long ago
+                self._vetted = True
+                if create:
+                    self.client.set_experiment_tag(experiment.experiment_id, "nnbench.suite",
+                                                   self.suite.name)
             key, kind = EXPERIMENT_KIND
             if key not in experiment.tags:  # made by an nnbench before the kind was set
                 self.client.set_experiment_tag(experiment.experiment_id, key, kind)
@@ -425,6 +432,24 @@ class Tracker:
                 raise
             return retrying(lambda: self.experiment_id(create=False) or _missing(self.suite.name),
                             "reading the experiment")
+
+    def _refuse_foreign(self, experiment: Any) -> None:
+        """UsageError for an experiment of the suite's name that another program made and
+        filled: it holds runs, and not one of nnbench's (`report` wrote "no trial of this
+        suite is in MLflow yet", `run` mixed its trials into the other program's runs). An
+        empty one (`mlflow experiments create`) is taken."""
+        experiment_id = experiment.experiment_id
+        if not self.client.search_runs([experiment_id], max_results=1,
+                                       run_view_type=ViewType.ALL):
+            return
+        if self.client.search_runs([experiment_id], "tags.`nnbench.role` LIKE '%'",
+                                   max_results=1, run_view_type=ViewType.ALL):
+            return  # an nnbench's: an experiment of an nnbench older than the tag
+        raise UsageError(
+            f"{self.tracking_uri}: its experiment {experiment.name!r} (id {experiment_id}) "
+            f"holds runs of another program, none of them nnbench's, and nnbench did not "
+            f"make it; its trials would be mixed into them: give the suite another name "
+            f"(name: in {self.suite.path}) or use another store (--tracking-uri)")
 
     def artifact_path(self) -> Path | None:
         """The experiment's artifact directory, when it is a local path (not s3://,

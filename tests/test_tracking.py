@@ -8,6 +8,7 @@ import json
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -74,6 +75,37 @@ def test_an_existing_nnbench_experiment_gains_the_kind_the_ui_opens_on_runs(
     client.set_experiment_tag(old, EXPERIMENT_KIND[0], "genai_development")
     Tracker(suite, tracking_uri).experiment_id()
     assert client.get_experiment(old).tags[EXPERIMENT_KIND[0]] == "genai_development"
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_an_experiment_of_the_suites_name_another_program_filled_is_refused(
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A store whose experiment `tiny` holds another program's runs: `run` mixed the suite's
+    trials into them, and `report` wrote "No trial of this suite is in MLflow yet". An empty
+    experiment of that name (`mlflow experiments create`) is taken, and one with an older
+    nnbench's runs (no `nnbench.suite` tag) too."""
+    path = write_suite(epochs=1, seeds=1)
+    client = MlflowClient(tracking_uri)
+    theirs = client.create_experiment("tiny")
+    client.set_terminated(client.create_run(theirs).info.run_id)
+    argv = [command, str(path), "--tracking-uri", tracking_uri,
+            "--report-dir", str(tmp_path / "reports"),
+            *(["--device", "cpu"] if command == "run" else [])]
+    assert cli.main(argv) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"{tracking_uri}: its experiment 'tiny' (id {theirs}) holds runs of another "
+            f"program, none of them nnbench's, and nnbench did not make it; its trials would "
+            f"be mixed into them: give the suite another name (name: in {path}) or use another "
+            f"store (--tracking-uri)") in said, said
+    assert len(client.search_runs([theirs])) == 1 and not (tmp_path / "reports").exists()
+    suite = load_suite(path)
+    empty = MlflowClient(tracking_uri).create_experiment("empty")
+    assert Tracker(replace(suite, name="empty"), tracking_uri).experiment_id() == empty
+    older = client.create_experiment("older")
+    client.set_tag(client.create_run(older).info.run_id, "nnbench.role", "trial")
+    assert Tracker(replace(suite, name="older"), tracking_uri).experiment_id() == older
+    assert client.get_experiment(older).tags["nnbench.suite"] == "older"
 
 
 def test_runs_url_is_the_ui_route_to_the_runs_table() -> None:

@@ -454,7 +454,7 @@ def _quick_problems(args: argparse.Namespace) -> bool:
     path, which says what is wrong."""
     if hasattr(args, "grace_period") and args.grace_period <= args.heartbeat_interval:
         return True
-    if _lanes_problem(args):
+    if _lanes_problem(args) or cli_checks.local_workers_problem(getattr(args, "workers", 1)):
         return True
     if getattr(args, "storage", None) is None:
         return False
@@ -727,7 +727,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                            f"{first_line(e)} ({why})")
 
     try:  # the checkpoint read, its spec parsed: a damaged file fails here
-        recorded = _warn_if_changed(blob)
+        recorded, written = _warn_if_changed(blob)
     except (ComponentError, PluginError) as e:  # (before KeyError: an unknown name is both)
         raise unbuildable(e) from None
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
@@ -735,9 +735,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           f"checkpoint ({type(e).__name__}: {first_line(e)}): is it damaged, "
                           f"or written by something else?") from None
     tagged = run.data.tags.get("nnbench.trial_id")
-    if tagged is not None and tagged != recorded.trial_id:  # another trial's, put there
+    if tagged is not None and tagged != written:  # another trial's, put there
         raise _UsageError(f"run {args.run_id}: its {CHECKPOINT} is another trial's (trial "
-                          f"{recorded.trial_id}, seed {recorded.seed_label}), not this run's "
+                          f"{written}, seed {recorded.seed_label}), not this run's "
                           f"(trial {tagged}: {run.data.tags.get('nnbench.config', '?')}, seed "
                           f"{run.data.tags.get('nnbench.seed', '?')}); was it replaced by "
                           f"hand? Nothing evaluated")
@@ -779,14 +779,15 @@ def _evaluate_in_its_precision(precision: str, device: torch.device) -> None:
     seeding.configure_determinism("tf32" if tf32 else "fp32", device)
 
 
-def _warn_if_changed(blob: bytes) -> TrialSpec:
-    """The checkpoint's trial; said when a plugin or data file it used is not what it was
-    at training."""
+def _warn_if_changed(blob: bytes) -> tuple[TrialSpec, str]:
+    """The checkpoint's trial, and the id its stored spec was written under (the digest of
+    that dict, not of the spec as this nnbench rebuilds it); said when a plugin or data file
+    it used is not what it was at training."""
     import io
 
     import torch
 
-    from nnbench.config.spec import stamped
+    from nnbench.config.spec import spec_digest, stamped
 
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not isinstance(state.get("spec"), dict):
@@ -798,7 +799,7 @@ def _warn_if_changed(blob: bytes) -> TrialSpec:
             err.print(f"warning: {key} changed since this trial trained ({digest} -> "
                       f"{now.get(key, 'gone')}); the numbers below use the current one",
                       markup=False)
-    return recorded
+    return recorded, spec_digest(state["spec"])
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -1014,24 +1015,29 @@ def _cmd_status(args: argparse.Namespace) -> int:
             out.print(f"  {other} trial(s) in the queue that this file no longer has "
                       f"(another version of the suite)")
     silence = queue.silence() if counts.workers else {}
+    graces = queue.graces() if counts.workers else {}
     for worker in sorted(counts.workers):
-        out.print(f"  worker {worker}" + _worker_state(worker, silence.get(worker)))
+        out.print(f"  worker {worker}" + _worker_state(worker, silence.get(worker),
+                                                         graces.get(worker)))
     if suite.tune is not None:
         from nnbench.tuning import status_lines
 
         lines, tuning = status_lines(suite, rdb)
         for line in lines:
             out.print(f"  {line}")
-        for worker, silent in sorted(tuning.items()):  # those tuning the studies
-            out.print(f"  tuning worker {worker}" + _worker_state(worker, silent, "tune"))
+        for worker, (silent, grace) in sorted(tuning.items()):  # those tuning the studies
+            out.print(f"  tuning worker {worker}" + _worker_state(worker, silent, grace,
+                                                                  "tune"))
     return EXIT_OK
 
 
-def _worker_state(worker: str, silent: float | None, command: str = "run") -> str:
+def _worker_state(worker: str, silent: float | None, grace: int | None = None,
+                  command: str = "run") -> str:
     """What status adds to a worker holding a claim or running a tuning trial: how long
     since its last heartbeat, and, for a worker of this machine whose process is gone,
     that it has stopped (a SIGKILLed worker's claims stay RUNNING until some worker or
-    `command` reaps them)."""
+    `command` reaps them). `grace`: the grace period it recorded with its claims, which
+    reapers wait for where it is longer than theirs."""
     from nnbench.queue import DEFAULT_LIVENESS
 
     host, _, pid = worker.rpartition(":")
@@ -1046,12 +1052,18 @@ def _worker_state(worker: str, silent: float | None, command: str = "run") -> st
     if silent is None:
         return ": no heartbeat recorded" if gone else ""
     said = f": last heartbeat {silent:.0f} s ago"
-    grace = DEFAULT_LIVENESS.grace_period
-    if gone or silent > grace:
+    default = DEFAULT_LIVENESS.grace_period
+    waits = max(default, grace or 0)
+    if gone or silent > waits:
         said += (" (no such process on this machine: it has stopped)" if gone else
-                 " (silent past the default grace period: it may have stopped)")
-        said += (f"; the next {command} or worker queues its trials again once it has been silent "
-                 f"for the grace period ({grace} s unless --grace-period says otherwise)")
+                 f" (silent past {'the default' if waits == default else 'its own'} grace "
+                 f"period: it may have stopped)")
+        said += (f"; the next {command} or worker queues its trials again once it has been "
+                 f"silent for the grace period ({default} s unless --grace-period says "
+                 f"otherwise)" if waits == default else
+                 f"; the next {command} or worker queues its trials again once it has been "
+                 f"silent for its own grace period ({waits} s, or a reaping worker's longer "
+                 f"--grace-period)")
     return said
 
 

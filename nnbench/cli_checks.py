@@ -622,7 +622,7 @@ def local_workers_problem(workers: int) -> str | None:
         return None
     return (f"--workers {workers}: each local worker process takes at least about "
             f"{WORKER_GB} GB (torch, MLflow and Optuna loaded, before its data), so {workers} "
-            f"need about {workers * WORKER_GB:.0f} GB, and this machine has {available:.1f} GB "
+            f"need about {workers * WORKER_GB:.1f} GB, and this machine has {available:.1f} GB "
             f"available: at most {max(1, most)} here (more workers than cores train no "
             f"faster; this one has {os.cpu_count() or 1})")
 

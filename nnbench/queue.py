@@ -84,6 +84,7 @@ __all__ = [
     "finishing",
     "heartbeat_silence",
     "heartbeats",
+    "holder_graces",
     "open_storage",
     "open_study",
     "queue_owner",
@@ -466,6 +467,10 @@ class TrialQueue:
         counts.done_ids = {t for t, e in latest.items() if _outcome(e) == "done"}
         return counts
 
+    def graces(self) -> dict[str, int]:
+        """Per worker holding a claim, the grace period it recorded with it (`holder_graces`)."""
+        return holder_graces(self.entries((TrialState.RUNNING,)))
+
     def silence(self) -> dict[str, float]:
         """Per worker holding a claim, the seconds since its latest heartbeat by the server's
         clock (which `reap` goes by; the longest silence where it holds several)."""
@@ -726,7 +731,7 @@ class TrialQueue:
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
                         f"stale: its worker ({attrs.get(_WORKER, '?')}) sent no "
-                        f"heartbeat for {silence} s; " + (
+                        f"heartbeat for over {silence} s; " + (
                             "not queued again: no longer a trial of the suite"
                             if attrs.get(_WITHDRAWN) else "queued again")))
                     if _SPEC in attrs and not attrs.get(_WITHDRAWN):
@@ -828,6 +833,19 @@ class TrialQueue:
         if self._heartbeats is not None:
             self._heartbeats.stop()
             self._heartbeats = None
+
+
+def holder_graces(running: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Per worker of the `running` trials, the grace period it recorded with its claims
+    (`nnbench.grace`; none before this was recorded): reapers wait for it where it is
+    longer than theirs, and `status` says so."""
+    out: dict[str, int] = {}
+    for trial in running:
+        grace = trial.user_attrs.get(_GRACE)
+        if isinstance(grace, int):
+            worker = str(trial.user_attrs.get(_WORKER, "?"))
+            out[worker] = max(grace, out.get(worker, grace))
+    return out
 
 
 def heartbeat_silence(storage: RDBStorage, running: Iterable[FrozenTrial]

@@ -563,13 +563,15 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
         for result in engine.run([c.spec for c in claims], recorder):
             status, note = result.status, result.reason.strip()[-300:]
             with bookkeeping():
-                claim = pending.pop(result.spec.trial_id)
-                try:
+                claim = pending[result.spec.trial_id]  # (dropped once released: an error
+                try:  # before that releases it below, as failed)
                     recorder.record(result)
                 except MlflowException as err:  # e.g. its run was deleted by hand meanwhile
                     status, note = "failed", f"its result could not be recorded in MLflow: " \
                                              f"{first_line(err)}"
-                if queue.release(claim, status, note):
+                released = queue.release(claim, status, note)
+                del pending[claim.trial_id]
+                if released:
                     recorder.close(result, status, note)
                     summary.statuses[status] += 1
                 else:
@@ -588,14 +590,16 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
                     else ("failed", f"the worker stopped on an error: "
                                     f"{type(error).__name__}: {first_line(error)}")
                     if error is not None else ("failed", "not trained"))
-    with bookkeeping(), suppress(Exception) if error else nullcontext():
+    with bookkeeping():
         for claim in pending.values():  # interrupted before they trained
-            if queue.release(claim, status, note):
-                recorder.ended(claim.trial_id, status, note)
-            else:
-                summary.lost += 1
-                recorder.claim_lost(claim.spec,
-                                    queue.ended(queue.entry_tag(claim), claim.trial_id))
+            # after an error, each claim on its own (one the store refuses goes stale)
+            with suppress(Exception) if error else nullcontext():
+                if queue.release(claim, status, note):
+                    recorder.ended(claim.trial_id, status, note)
+                else:
+                    summary.lost += 1
+                    recorder.claim_lost(claim.spec,
+                                        queue.ended(queue.entry_tag(claim), claim.trial_id))
     if error is not None:
         raise error
 

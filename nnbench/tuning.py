@@ -53,6 +53,7 @@ from nnbench.queue import (
     finishing,
     heartbeat_silence,
     heartbeats,
+    holder_graces,
     open_storage,
     open_study,
     reap,
@@ -583,7 +584,8 @@ def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
     retrying_once("queueing a killed trial's point again", enqueue, find)
 
 
-def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str, float | None]]:
+def status_lines(suite: Suite, storage: RDBStorage
+                 ) -> tuple[list[str], dict[str, tuple[float | None, int | None]]]:
     """One line per tuning study: trials that used budget, running, waiting (re-queued);
     and the workers of the running trials, each with the seconds since its latest
     heartbeat (None: none recorded), for `status` to say which have stopped (a SIGKILLed
@@ -606,9 +608,9 @@ def status_lines(suite: Suite, storage: RDBStorage) -> tuple[list[str], dict[str
                      f"{waiting} queued again")
         if running:
             held += [t for t in _trials(study) if t.state == TrialState.RUNNING]
-    silent = heartbeat_silence(storage, held)
+    silent, graces = heartbeat_silence(storage, held), holder_graces(held)
     workers = {str(t.user_attrs.get("nnbench.worker", "?")) for t in held}
-    return lines, {worker: silent.get(worker) for worker in workers}
+    return lines, {worker: (silent.get(worker), graces.get(worker)) for worker in workers}
 
 
 def budget_text(counted: int, trials: int) -> str:

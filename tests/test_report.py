@@ -494,13 +494,21 @@ def test_a_trial_whose_run_was_deleted_in_mlflow_is_said_deleted_not_still_to_ru
     assert (row["status"], results.missing) == ("deleted", 0)
     assert row["reason"] == (
         f"its finished MLflow run was deleted (MLflow keeps it until `mlflow gc`): `mlflow runs "
-        f"restore --run-id {gone.info.run_id}` brings it back; the queue holds it done, so runs "
-        f"do not train it again (to train it again: a new --storage, README 'Training a done "
-        f"trial again')")
+        f"restore --run-id {gone.info.run_id}` brings it back; while the queue holds it done, "
+        f"runs do not train it again (to train it again: a new --storage, README 'Training a "
+        f"done trial again')")
     text = _text(render_report(suite, results=results, report_dir=tmp_path).read_text())
     assert "Trials: 2 planned; 2 trained: 1 finished, 1 deleted." in text, text
     assert f"{gone.data.tags['nnbench.config']} (1 deleted)" in text
     assert "not run yet" not in text and "the next run trains" not in text
+    # an attempt since (a new storage trains it again) stands for the trial
+    attempt = client.create_run(gone.info.experiment_id, tags={
+        **{k: v for k, v in gone.data.tags.items() if k.startswith("nnbench.")},
+        "nnbench.status": "killed"})
+    again = load_results(suite, tracking_uri).trials.set_index("trial_id")
+    assert again.loc[gone.data.tags["nnbench.trial_id"], "run_id"] == attempt.info.run_id
+    assert again.loc[gone.data.tags["nnbench.trial_id"], "status"] == "killed"
+    client.delete_run(attempt.info.run_id)
     client.restore_run(gone.info.run_id)
     restored = load_results(suite, tracking_uri)
     assert list(restored.trials["status"]) == ["finished"] * 2

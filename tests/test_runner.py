@@ -450,13 +450,15 @@ def test_a_trial_whose_claim_was_failed_as_stale_stops_training_at_the_next_epoc
     assert trained == [40, 40, 40]
 
 
+@pytest.mark.parametrize("where", ["engine", "record"])
 def test_an_error_in_the_engine_leaves_no_claim_held(
         write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unexpected error while claimed trials train (here the engine's; `OMP_NUM_THREADS=²`
-    crashed its thread policy this way) propagated with the claims still held: `status`
-    said "2 running" and the next run waited a grace period for them. They are now released
-    as failed, with the error, before it propagates, and the next run trains them."""
+        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """An unexpected error while claimed trials train (the engine's: `OMP_NUM_THREADS=²`
+    crashed its thread policy this way; or while a result is recorded, other than MLflow's
+    own) propagated with the claims still held: `status` said "2 running" and the next run
+    waited a grace period for them. They are now released as failed, with the error,
+    before it propagates, and the next run trains them."""
     from nnbench.train import SerialEngine
 
     suite = load_suite(write_suite(epochs=1))
@@ -466,15 +468,24 @@ def test_an_error_in_the_engine_leaves_no_claim_held(
         raise RuntimeError("a bug in the engine\nand its second line")
         yield  # (a generator, as the engine's run is)
 
+    def full(self: Tracker, *args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    error = RuntimeError if where == "engine" else OSError
     with monkeypatch.context() as patch:
-        patch.setattr(SerialEngine, "run", broken)
-        with pytest.raises(RuntimeError, match="a bug in the engine"):
+        if where == "engine":
+            patch.setattr(SerialEngine, "run", broken)
+        else:
+            patch.setattr(Tracker, "record_trial", full)
+        with pytest.raises(error):
             run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
                       engine="serial", console=QUIET)
     entries = optuna.load_study(study_name="tiny/trials", storage=storage).get_trials()
     assert [e.state for e in entries if e.state != TrialState.WAITING] == [TrialState.FAIL]
-    assert entries[0].user_attrs["nnbench.outcome"] == \
+    assert entries[0].user_attrs["nnbench.outcome"] == (
         "failed: the worker stopped on an error: RuntimeError: a bug in the engine"
+        if where == "engine" else
+        "failed: the worker stopped on an error: OSError: [Errno 28] No space left on device")
     again = run_suite(suite, device="cpu", tracking_uri=tracking_uri, storage=storage,
                       engine="serial", console=QUIET)
     assert (again.statuses, again.lost) == (Counter({"finished": 4}), 0)

@@ -419,7 +419,8 @@ def _yaml_problem(err: yaml.YAMLError, text: str) -> tuple[str, str]:
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file. Raises SuiteError listing every problem."""
     if not str(path).strip():  # Path("") is ".": "is a directory"
-        raise SuiteError(repr(str(path)), [("", "an empty path, not a suite file")])
+        raise SuiteError(repr(str(path)), [("", f"{'an empty' if not str(path) else 'a blank'} "
+                                                f"path, not a suite file")])
     path = Path(path)
     return parse_suite(read_suite_text(path), str(path))
 

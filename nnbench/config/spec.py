@@ -299,6 +299,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def spec_digest(canonical: dict[str, Any]) -> str:
+    """The trial id of a spec's `canonical()` dict as stored (a checkpoint's, spec.yaml's):
+    the id it had when written, whatever this nnbench would rebuild from it."""
+    return _digest(canonical)
+
+
 def _digest(obj: Any) -> str:
     text = json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

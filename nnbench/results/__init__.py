@@ -59,8 +59,11 @@ def _deleted(tracker: Tracker, specs: dict[str, TrialSpec],
     deleted: dict[str, Run] = {}
     for run in tracker.runs("trial", ViewType.DELETED_ONLY):
         trial_id = run.data.tags.get("nnbench.trial_id", "")
+        active = by_trial.get(trial_id, ())
+        # (an attempt since, as after a new --storage trains it again, stands for it)
         if trial_id in specs and is_done(run) and not any(
-                is_done(r) for r in by_trial.get(trial_id, ())):
+                is_done(r) or (r.info.start_time or 0) > (run.info.start_time or 0)
+                for r in active):
             kept = deleted.get(trial_id)
             if kept is None or (run.info.start_time or 0) > (kept.info.start_time or 0):
                 deleted[trial_id] = run
@@ -123,7 +126,7 @@ def load_results(suite: Suite, tracking_uri: str | None = None) -> Results:
             "epochs_done": int(tags.get("nnbench.epochs_done", 0) or 0),
             "reason": (f"its finished MLflow run was deleted (MLflow keeps it until `mlflow "
                        f"gc`): `mlflow runs restore --run-id {run.info.run_id}` brings it "
-                       f"back; the queue holds it done, so runs do not train it again "
+                       f"back; while the queue holds it done, runs do not train it again "
                        f"(to train it again: a new --storage, README 'Training a done "
                        f"trial again')"
                        if status == "deleted" else tags.get("nnbench.reason", "")),

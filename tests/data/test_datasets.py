@@ -269,3 +269,25 @@ def test_arrays_without_a_content_key_are_held_while_in_use_and_never_aliased() 
     assert first[0, 0].item() == 0.0
     other = held([np.zeros((6, 2), dtype=np.float32)], torch.float32, CPU)
     assert other is not first and other.sum().item() == 0.0
+
+
+def test_a_damaged_cifar_batch_is_named_by_its_md5_never_unpickled(
+        vision_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CIFAR-10 batch that fails torchvision's md5 check is named without unpickling it (a
+    tampered pickle could run code)."""
+    import pickle
+    import shutil
+
+    from nnbench.data.checks import DataError
+
+    shutil.copytree(vision_data / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes() + b"tampered")
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("a batch was unpickled"))
+    vision._load.cache_clear()
+    with pytest.raises(DataError) as caught:
+        _data("cifar10")
+    assert "torchvision cannot read one (data_batch_3: its md5 is not the published " \
+           "file's): damaged or truncated; delete it" in str(caught.value), str(caught.value)
+    vision._load.cache_clear()

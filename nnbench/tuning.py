@@ -45,6 +45,7 @@ from rich.console import Console
 from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
 from nnbench.config.tune import tuned_label
+from nnbench.messages import first_line
 from nnbench.queue import (
     DEFAULT_LIVENESS,
     Heartbeats,
@@ -542,32 +543,46 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
         by_spec = {id(a.spec): a for a in batch}
         listener = _Lanes({id(a.spec): _Pruning(tracker, a.run_id, a.trial, tune)
                            for a in batch}, console, study.study_name)
-        for result in engine.run([a.spec for a in batch], listener):
-            with bookkeeping():  # never half told: an interrupt waits for the tell's end
-                _tell(study, tune, by_spec.pop(id(result.spec)), result, tracker, console,
-                      storage)
-            killed = killed or result.status == "killed"
+        try:
+            for result in engine.run([a.spec for a in batch], listener):
+                with bookkeeping():  # never half told: an interrupt waits for the tell's end
+                    _tell(study, tune, by_spec[id(result.spec)], result, tracker, console,
+                          storage)
+                    del by_spec[id(result.spec)]
+                killed = killed or result.status == "killed"
+        except Exception as err:  # (a bug, a store gone): not left running until stale
+            with contextlib.suppress(Exception):
+                _interrupted_before_training(
+                    study, list(by_spec.values()), tracker, storage,
+                    f"the worker stopped on an error: {type(err).__name__}: "
+                    f"{first_line(err)}")
+            raise
     if killed:
         raise KeyboardInterrupt
     return True
 
 
 def _interrupted_before_training(study: optuna.Study, asked: list[_Asked], tracker: Tracker,
-                                 storage: RDBStorage) -> None:
-    """Trials asked for, interrupted (Ctrl-C, SIGTERM) before they trained: each is queued
-    again with its values and failed uncounted, its run shown killed, as a trial killed
-    while it trained; otherwise they would hold their slots until they went stale."""
+                                 storage: RDBStorage, why: str = "interrupted (Ctrl-C or "
+                                                                 "SIGTERM) before it trained"
+                                 ) -> None:
+    """Trials asked for, interrupted (Ctrl-C, SIGTERM) before they trained, or stopped by an
+    error (`why`): each is queued again with its values and failed uncounted, its run shown
+    killed, as a trial killed while it trained; otherwise they would hold their slots until
+    they went stale."""
     with bookkeeping():
         for one in asked:
-            if one.values and _state(storage, one.trial) == TrialState.RUNNING:
+            state = _state(storage, one.trial)
+            if state not in (TrialState.RUNNING, TrialState.FAIL):  # told before the error
+                continue
+            if one.values and state == TrialState.RUNNING:
                 _enqueue_once(study, one.values)
             # (failed as stale meanwhile, a copy queued: nothing more to do)
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError):
                 _tell_once(study, storage, one.trial, TrialState.FAIL, float("nan"),
                            {"nnbench.outcome": "killed"})
             tracker.client.set_tag(one.run_id, "nnbench.optuna_state", _OPTUNA_STATE["killed"])
-            tracker.show(one.run_id, "killed", "interrupted (Ctrl-C or SIGTERM) before it "
-                                               "trained")
+            tracker.show(one.run_id, "killed", why)
 
 
 def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:

@@ -608,6 +608,43 @@ def test_trials_asked_when_an_interrupt_comes_are_queued_again_not_left_running(
     _assert_stores_agree(storage, tracking_uri, "asked")
 
 
+def test_trials_of_a_tune_stopped_by_an_error_are_queued_again_not_left_running(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error while a batch of asked trials trains (the engine's own, here)
+    propagated with the trials RUNNING: status counted them running until they went stale
+    a grace period later. They are failed uncounted and queued again with their values,
+    their runs shown killed with the error, and the error goes on; the next tune trains
+    them."""
+    from nnbench.train.stacked import StackedEngine
+
+    path = _suite(tmp_path / "broken.yaml", name="broken", epochs=2, trials=2,
+                  optimizers="[sgd]", sampler="random", seeds=1)
+    suite = parse_suite(path.read_text())
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def broken(self: object, trials: object, listener: object) -> object:
+        raise RuntimeError("a bug in the engine")
+        yield  # (a generator, as the engine's run is)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StackedEngine, "run", broken)
+        with pytest.raises(RuntimeError, match="a bug in the engine"):
+            tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
+                       engine="stacked", lanes=2, console=QUIET)
+    (trials,) = _studies(storage).values()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.WAITING] * 2
+    assert [t.user_attrs.get("nnbench.outcome") for t in trials[:2]] == ["killed"] * 2
+    assert sorted(t.system_attrs["fixed_params"]["optimizer.lr"] for t in trials[2:]) == \
+        sorted(t.params["optimizer.lr"] for t in trials[:2])
+    runs = _runs(tracking_uri, "broken", "tune")
+    assert {(r.info.status, r.data.tags["nnbench.reason"]) for r in runs} == {
+        ("KILLED", "the worker stopped on an error: RuntimeError: a bug in the engine")}
+    again = tune_suite(suite, storage=storage, tracking_uri=tracking_uri, device="cpu",
+                       engine="stacked", lanes=2, console=QUIET)
+    assert not again.interrupted
+    _assert_budgets_met(storage, 2, 1)
+
+
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nnbench import cli

@@ -97,8 +97,13 @@ class _Validator:
     def run(self, raw: Any, text: str) -> Suite:
         # 1. top-level keys and types
         if raw is None:  # (YAML reads an empty file, or one of comments only, as null)
-            self.add("", f"the file holds nothing (it is empty, or comments only); a suite "
-                         f"file is a mapping with keys {', '.join(TOP_KEYS)}")
+            content = [line for line in text.splitlines() if line.strip()
+                       and not line.lstrip().startswith("#") and line.strip() not in
+                       ("---", "...")]
+            what = (f"holds only a YAML null ({content[0].strip()!r})" if content else
+                    "holds nothing (it is empty, or comments only)")
+            self.add("", f"the file {what}; a suite file is a mapping with keys "
+                         f"{', '.join(TOP_KEYS)}")
             self.problems.raise_if_any()
         if not isinstance(raw, dict):
             self.add("", f"a suite file must be a mapping with keys {', '.join(TOP_KEYS)}, "

@@ -1073,8 +1073,8 @@ def _no_suite(kind: str, folder: Path) -> str:
     path = folder / f"{kind}.yaml"
     if kind == "dangling":
         path.symlink_to("/no/such/thing")
-    elif kind in ("empty", "comments"):
-        path.write_text("" if kind == "empty" else "# to do\n")
+    elif kind in ("empty", "comments", "null"):
+        path.write_text({"empty": "", "comments": "# to do\n---\n", "null": "~\n"}[kind])
     return "" if kind == "blank" else str(path)
 
 
@@ -1085,6 +1085,7 @@ def _no_suite(kind: str, folder: Path) -> str:
     ("empty", "empty.yaml: the file holds nothing (it is empty, or comments only); a suite "
               "file is a mapping with keys name, description, task"),
     ("comments", "comments.yaml: the file holds nothing (it is empty, or comments only)"),
+    ("null", "null.yaml: the file holds only a YAML null ('~'); a suite file is a mapping"),
 ])
 def test_a_suite_path_that_holds_no_suite_says_what_it_is(
         kind: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -1054,10 +1054,12 @@ def _worker_state(worker: str, silent: float | None, grace: int | None = None,
     said = f": last heartbeat {silent:.0f} s ago"
     default = DEFAULT_LIVENESS.grace_period
     waits = max(default, grace or 0)
-    if gone or silent > waits:
-        said += (" (no such process on this machine: it has stopped)" if gone else
-                 f" (silent past {'the default' if waits == default else 'its own'} grace "
-                 f"period: it may have stopped)")
+    if gone:
+        said += (f" (no such process on this machine: it has stopped); the next {command} or "
+                 f"worker started on this machine queues its trials again at once")
+    elif silent > waits:
+        said += f" (silent past {'the default' if waits == default else 'its own'} grace " \
+                f"period: it may have stopped)"
         said += (f"; the next {command} or worker queues its trials again once it has been "
                  f"silent for the grace period ({default} s unless --grace-period says "
                  f"otherwise)" if waits == default else

@@ -69,7 +69,15 @@ from sqlalchemy.orm import Session
 from nnbench.cli_checks import sqlite_file, sqlite_url, sqlite_without
 from nnbench.config import TrialSpec
 from nnbench.messages import UsageError
-from nnbench.transient import QuietTransient, reason, retrying, retrying_once, worker_label
+from nnbench.transient import (
+    QuietTransient,
+    process_gone,
+    process_identity,
+    reason,
+    retrying,
+    retrying_once,
+    worker_label,
+)
 
 __all__ = [
     "DEFAULT_LIVENESS",
@@ -105,6 +113,10 @@ _WORKER = "nnbench.worker"  # `host:pid` of the worker holding an entry or a tun
 # (a worker beating every 60 s was reaped by one whose grace was 10 s, and its trial trained
 # twice)
 _GRACE = "nnbench.grace"
+# the holder process's `transient.process_identity`: a worker of the same machine reaps the
+# claims of one that has ended at once, not a grace period later (a re-run after a SIGKILL
+# waited a minute for its own dead claims)
+_HOLDER = "nnbench.holder"
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 # study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
@@ -261,7 +273,7 @@ class _Storage(RDBStorage):
 
     def _holder(self) -> dict[str, Any]:
         """The attributes of a trial this worker starts: its name and grace period."""
-        return {_WORKER: worker_label(), **(
+        return {_WORKER: worker_label(), _HOLDER: process_identity(), **(
             {} if self.grace_period is None else {_GRACE: self.grace_period})}
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
@@ -720,18 +732,20 @@ class TrialQueue:
         and queue their trials again, in one transaction; returns how many."""
         stale = retrying(lambda: self.storage._get_stale_trial_ids(self.study_id),
                          "finding stale claims")
-        if not stale:
+        gone = _gone_here(self.entries((TrialState.RUNNING,)))
+        if not stale and not gone:
             return 0
         grace = timedelta(seconds=self.liveness.grace_period)
 
         def transaction() -> int:
             with self._locked() as session:
-                failed, ended = [], _still_stale(session, stale, grace)
+                failed, ended = [], _still_stale(session, stale, grace, gone)
                 for entry, silence in ended:
                     attrs = _attrs(entry.user_attributes)
                     self._end_entry(session, entry, TrialState.FAIL, "killed", (
-                        f"stale: its worker ({attrs.get(_WORKER, '?')}) sent no "
-                        f"heartbeat for over {silence} s; " + (
+                        f"stale: its worker ({attrs.get(_WORKER, '?')}) " + (
+                            f"sent no heartbeat for over {silence} s; " if silence else
+                            "has ended (no such process on this machine); ") + (
                             "not queued again: no longer a trial of the suite"
                             if attrs.get(_WITHDRAWN) else "queued again")))
                     if _SPEC in attrs and not attrs.get(_WITHDRAWN):
@@ -785,6 +799,7 @@ class TrialQueue:
             session.add(models.TrialHeartbeatModel(trial_id=storage_id))
             session.flush()
             for key, value in ((_WORKER, self.worker), (_GRACE, self.liveness.grace_period),
+                               (_HOLDER, process_identity()),
                                ("nnbench.parent_run", parent_run_id), (_CLAIM_TOKEN, token)):
                 self.storage._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, storage_id, key, value)
@@ -891,14 +906,16 @@ def reap(study: optuna.Study) -> None:
         return
     study_id = study._study_id
     stale = retrying(lambda: storage._get_stale_trial_ids(study_id), "finding stale trials")
-    if not stale:
+    gone = _gone_here(retrying(lambda: study.get_trials(
+        deepcopy=False, states=(TrialState.RUNNING,)), "reading the running trials"))
+    if not stale and not gone:
         return
     grace = timedelta(seconds=storage.grace_period or 2 * storage.heartbeat_interval)
 
     def transaction() -> None:
         with _create_scoped_session(storage.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            for entry, _ in _still_stale(session, stale, grace):
+            for entry, _ in _still_stale(session, stale, grace, gone):
                 entry.state, entry.datetime_complete = TrialState.FAIL, datetime.now()
                 session.flush()
                 copies = _Copies()  # what the callback would add (none past max_retry)
@@ -938,26 +955,39 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
     retrying(transaction, "failing queued copies no one needs")
 
 
-def _still_stale(session: Session, stale: Sequence[int],
-                 grace: timedelta) -> list[tuple[models.TrialModel, int]]:
+def _gone_here(running: Iterable[FrozenTrial]) -> set[int]:
+    """Of the `running` trials, those whose holder was a process of this machine that has
+    ended (`transient.process_gone`)."""
+    return {int(t._trial_id) for t in running
+            if process_gone(str(t.user_attrs.get(_WORKER, "")),
+                            str(t.user_attrs.get(_HOLDER, "")))}
+
+
+def _still_stale(session: Session, stale: Sequence[int], grace: timedelta,
+                 gone: Collection[int] = ()) -> list[tuple[models.TrialModel, int]]:
     """Of the `stale` trials, those still RUNNING and silent for `grace`, or for their
-    holder's own grace period where it is longer, by the server's clock now that the caller
-    holds the study's lock, locked for update (rows another worker holds are skipped: the
-    next reap finds them); each with the grace it outlasted, in seconds."""
+    holder's own grace period where it is longer, by the server's clock, and of the `gone`
+    ones, those whose holder has still ended (0: not waited for), now that the caller holds
+    the study's lock, locked for update (rows another worker holds are skipped: the next
+    reap finds them); each with the grace it outlasted, in seconds."""
     now = session.execute(func.now()).scalar()
     assert now is not None
     now = now.replace(tzinfo=None)
-    silent = (session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
-              .join(models.TrialHeartbeatModel)
-              .filter(models.TrialModel.trial_id.in_(stale),
-                      models.TrialModel.state == TrialState.RUNNING,
-                      models.TrialHeartbeatModel.heartbeat < now - grace)
-              .with_for_update(skip_locked=True, of=models.TrialModel))
+    candidates = (session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
+                  .outerjoin(models.TrialHeartbeatModel)
+                  .filter(models.TrialModel.trial_id.in_({*stale, *gone}),
+                          models.TrialModel.state == TrialState.RUNNING)
+                  .with_for_update(skip_locked=True, of=models.TrialModel))
     ended = []
-    for entry, beat in silent:
-        holder = _attrs(entry.user_attributes).get(_GRACE)
+    for entry, beat in candidates:
+        attrs = _attrs(entry.user_attributes)
+        if int(entry.trial_id) in gone and process_gone(str(attrs.get(_WORKER, "")),
+                                                         str(attrs.get(_HOLDER, ""))):
+            ended.append((entry, 0))
+            continue
+        holder = attrs.get(_GRACE)
         longest = max(grace, timedelta(seconds=holder if isinstance(holder, int) else 0))
-        if beat < now - longest:
+        if beat is not None and beat < now - longest:
             ended.append((entry, int(longest.total_seconds())))
     return ended
 

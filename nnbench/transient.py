@@ -31,9 +31,21 @@ from typing import Any, TypeVar
 
 from nnbench.messages import first_line
 
-__all__ = ["INTERRUPTS", "RETRY_SECONDS", "QuietTransient", "bookkeeping", "interrupt",
-           "interrupted", "is_transient", "reason", "retrying", "retrying_once",
-           "worker_label"]
+__all__ = [
+    "INTERRUPTS",
+    "RETRY_SECONDS",
+    "QuietTransient",
+    "bookkeeping",
+    "interrupt",
+    "interrupted",
+    "is_transient",
+    "process_gone",
+    "process_identity",
+    "reason",
+    "retrying",
+    "retrying_once",
+    "worker_label",
+]
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0  # how long transient storage errors (locks, races, outages) are retried
@@ -42,9 +54,62 @@ _log = logging.getLogger(__name__)
 
 
 def worker_label() -> str:
-    """`host:pid` of this process: shown in progress and stored on claims and runs (never
-    used to decide whether a worker is alive: heartbeats decide that)."""
+    """`host:pid` of this process: shown in progress and stored on claims and runs (with
+    `process_identity`, what tells that a worker of this machine has ended)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (`pid:[4026531836]`; "" where there is none to read):
+    a pid means one process only within it (containers sharing a host name have their
+    own)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int | None = None) -> str:
+    """`<pid namespace>|<pid>|<start time>` of process `pid` (default: this one), as seen
+    from this process; "" where it cannot be read. Recorded with each claim, so that a
+    worker of the same machine can tell, at once, that the holder has ended: a pid alone
+    may be reused by another process, but not with the same start time."""
+    import psutil
+
+    namespace = _pid_namespace()
+    try:
+        started = psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return ""
+    return f"{namespace}|{pid or os.getpid()}|{started:.3f}" if namespace else ""
+
+
+def process_gone(worker: str, identity: str) -> bool:
+    """Whether the process a claim recorded (`worker` = `host:pid`, `identity` =
+    `process_identity()` there) has certainly ended: it ran on this host, in this pid
+    namespace, and no process with its pid and start time exists. Anything else (another
+    host, another container, an identity an earlier nnbench never recorded) is False: its
+    heartbeats decide."""
+    host, _, _ = worker.rpartition(":")
+    namespace, _, rest = identity.partition("|")
+    pid, _, started = rest.partition("|")
+    if host != socket.gethostname() or not namespace or namespace != _pid_namespace() \
+            or not pid.isdigit() or not started:
+        return False
+    if not _exists(int(pid)):
+        return True
+    now = process_identity(int(pid))
+    return bool(now) and now != identity  # the pid is another process's now
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it exists
+        return True
+    return True
 
 
 _TRANSIENT = (

@@ -24,7 +24,7 @@ from nnbench.queue import Liveness
 from nnbench.report import render_report
 from nnbench.tracking import is_done
 from nnbench.train import Decision
-from nnbench.transient import worker_label
+from nnbench.transient import process_identity, worker_label
 from nnbench.tuning import COUNTED, study_name, tune_suite
 from tests.conftest import Postgres, stop_process, within
 from tests.processes import Command, start
@@ -315,13 +315,13 @@ def test_sigkill_mid_study_then_rerun_reaches_exactly_the_budget(
     assert f": 2/6 trials, {in_flight} running" in said, said
     assert re.search(rf"tuning worker \S+:{proc.pid}: last heartbeat \d+ s ago \(no such "
                      rf"process on this machine: it has stopped\); the next tune or worker "
-                     rf"queues its trials again once it has been silent for the grace period",
-                     said), said
-    # the rerun, in this process: it waits for the killed trials to go stale, then goes on
+                     rf"started on this machine queues its trials again at once", said), said
+    # the rerun, in this process: the killed trials' process is gone from this machine, so
+    # they are queued again at once, not after its grace period (600 s here), and it goes on
     with within(300, "the rerun"):
         rerun = tune_suite(parse_suite(path.read_text()), storage=storage, tracking_uri=uri,
                            device="cpu", engine=engine, lanes=in_flight, console=QUIET,
-                           liveness=Liveness(heartbeat_interval=1, grace_period=3))
+                           liveness=Liveness(heartbeat_interval=1, grace_period=600))
     assert not rerun.interrupted and rerun.reruns == 2  # then the tuned point's 2 seeds
     _assert_budgets_met(storage, 6, 1)
     (trials,) = _studies(storage).values()
@@ -499,7 +499,8 @@ def test_a_trial_failed_as_stale_never_carries_what_its_worker_meant_to_record(
     finishing(rdb, told, {COUNTED: True, "nnbench.outcome": "finished"})
     study.tell(told, 0.7)
     first, second = study.get_trials()
-    me = {"nnbench.worker": worker_label(), "nnbench.grace": 60}  # named as it was asked
+    me = {"nnbench.worker": worker_label(), "nnbench.grace": 60,  # named as it was asked
+          "nnbench.holder": process_identity()}
     assert (first.state, first.user_attrs) == (TrialState.FAIL, me)
     assert (second.state, second.value, second.user_attrs) == (
         TrialState.COMPLETE, 0.7, {**me, COUNTED: True, "nnbench.outcome": "finished"})
@@ -600,7 +601,8 @@ def test_trials_asked_when_an_interrupt_comes_are_queued_again_not_left_running(
     (trials,) = _studies(storage).values()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[0].user_attrs == {"nnbench.worker": trials[0].user_attrs["nnbench.worker"],
-                                    "nnbench.grace": 60, "nnbench.outcome": "killed"}
+                                    "nnbench.grace": 60, "nnbench.outcome": "killed",
+                                    "nnbench.holder": process_identity()}
     assert trials[1].system_attrs["fixed_params"] == trials[0].params
     (run,) = _runs(tracking_uri, "asked", "tune")
     assert (run.info.status, run.data.tags["nnbench.status"]) == ("KILLED", "killed")
@@ -782,7 +784,8 @@ def test_tuning_writes_that_meet_an_ended_session_are_retried(
     # trial 0: the lost answer, failed as stale (uncounted); its copy is the last trial
     assert trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs == {"nnbench.worker": worker_label(),  # named, not counted
-                                    "nnbench.grace": 2}
+                                    "nnbench.grace": 2,
+                                    "nnbench.holder": process_identity()}
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * (len(trials) - 1)
     assert _assert_stores_agree(storage, tracking_uri, "ended") == Counter(
         FAIL=1, COMPLETE=len(trials) - 1)

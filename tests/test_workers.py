@@ -736,9 +736,51 @@ def test_status_says_how_long_a_holding_worker_is_silent_and_that_a_dead_one_sto
     assert "1 running on 1 worker(s), 1 queued" in out, out
     said = re.search(rf"worker {re.escape(dead)}: last heartbeat (\d+) s ago \(no such "
                      rf"process on this machine: it has stopped\); the next run or worker "
-                     rf"queues its trials again once it has been silent for the grace period "
-                     rf"\(60 s unless --grace-period says otherwise\)", " ".join(out.split()))
+                     rf"started on this machine queues its trials again at once",
+                     " ".join(out.split()))
     assert said is not None and 1 <= int(said.group(1)) <= 30, out
+
+
+def test_a_claim_of_a_process_of_this_machine_that_has_ended_is_reaped_at_once(
+        tmp_path: Path) -> None:
+    """A re-run after a SIGKILL waited a grace period (a minute by default) for the dead
+    process's claims, though it ran on this machine. A claim records its process's identity
+    (pid namespace, pid, start time); a worker of the same machine reaps it at once when no
+    such process exists. A live holder, a pid reused by another process, or one of another
+    pid namespace (a container sharing the host name) is left to its heartbeats."""
+    import socket
+
+    from nnbench.transient import process_gone, process_identity
+
+    suite = load_suite(DEFAULT)
+    spec, other = suite.trials()[:2]
+    patient = Liveness(heartbeat_interval=1, grace_period=600)
+    holder, reaper = _queue(tmp_path, "gone", patient), _queue(tmp_path, "gone", patient)
+    assert holder.sync([spec, other], store="1@0") == 2
+    (claim,) = holder.claim(1)
+    me = process_identity()
+    assert holder.entries((TrialState.RUNNING,))[0].user_attrs["nnbench.holder"] == me
+    assert not process_gone(holder.worker, me) and reaper.reap() == 0  # alive: kept
+    ended = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead, dead_label = process_identity(ended.pid), f"{socket.gethostname()}:{ended.pid}"
+    ended.kill()
+    ended.wait()
+    namespace, _, rest = dead.partition("|")
+    assert not process_gone(dead_label, f"pid:[1]|{rest}")  # another container's: unknown
+    assert not process_gone(f"elsewhere:{ended.pid}", dead)  # another host's: heartbeats
+    reused = f"{namespace}|{os.getpid()}|1.000"  # this pid, another start time: reused
+    assert process_gone(f"{socket.gethostname()}:{os.getpid()}", reused)
+    holder.storage.set_trial_user_attr(claim.storage_id, "nnbench.worker", dead_label)
+    holder.storage.set_trial_user_attr(claim.storage_id, "nnbench.holder", dead)
+    assert reaper.reap() == 1  # at once, its heartbeats still fresh
+    entries = reaper.entries()
+    assert [e.state for e in entries] == [TrialState.FAIL, TrialState.WAITING,
+                                          TrialState.WAITING]
+    assert entries[0].user_attrs["nnbench.outcome"] == (
+        f"stale: its worker ({dead_label}) has ended (no such process on this "
+        f"machine); queued again")
+    holder.close()
+    reaper.close()
 
 
 def test_status_judges_a_silent_worker_by_the_grace_period_it_recorded(
@@ -754,15 +796,17 @@ def test_status_judges_a_silent_worker_by_the_grace_period_it_recorded(
     (claim,) = queue.claim(1)
     argv = ["status", str(DEFAULT), "--storage", storage, "--tracking-uri",
             f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    for silent, said in ((100, ": last heartbeat 100 s ago"), (400, (
-            ": last heartbeat 400 s ago (silent past its own grace period: it may have "
-            "stopped); the next run or worker queues its trials again once it has been silent "
-            "for its own grace period (300 s, or a reaping worker's longer --grace-period)"))):
+    for silent, said in ((100, ""), (400, (
+            " (silent past its own grace period: it may have stopped); the next run or worker "
+            "queues its trials again once it has been silent for its own grace period (300 s, "
+            "or a reaping worker's longer --grace-period)"))):
         _silent_for(storage, silent, claim.storage_id)
         capsys.readouterr()
         assert cli.main(argv) == 0
         out = " ".join(capsys.readouterr().out.split())
-        assert f"worker {queue.worker}{said}" in out, out
+        found = re.search(rf"worker {re.escape(queue.worker)}: last heartbeat (\d+) s ago"
+                          rf"{re.escape(said)}", out)
+        assert found is not None and silent <= int(found.group(1)) <= silent + 30, out
         assert ("silent past" in out) is (silent == 400), out
     queue.close()
 

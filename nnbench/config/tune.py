@@ -219,6 +219,16 @@ def _check_budget(trials: int, dims: list[Dimension], sampler: str,
 _NONE = object()  # no such choice (None is a choice)
 
 
+def _takes_int(scalar: Any) -> bool:
+    """Whether an axis's scalar type takes a whole number (batch_size, epochs): a float
+    range's ends, 16.0, were refused as "given 16.0 (float)" where the user wrote 16."""
+    try:
+        TypeAdapter(scalar).validate_python(16, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
 def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, Any],
                problems: list[tuple[str, str]]) -> Dimension | None:
     key = f"tune.space.{path}"
@@ -265,6 +275,11 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
                                                    f"train it twice)"))
                 return None
             seen.append(choice)
+        if len(seen) == 1:  # (low == high is refused the same way)
+            problems.append((f"{key}.choices", f"one choice ({seen[0]!r}) tunes nothing: "
+                                               f"give two or more, or fix {path} to "
+                                               f"{seen[0]!r} under fixed: instead"))
+            return None
         dim = Dimension(path, "categorical", choices=tuple(dist.choices))
     else:
         low, high = dist.low, dist.high
@@ -291,8 +306,12 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
             except ValidationError:
                 end = "choices" if dim.kind == "categorical" else \
                     "low" if value == dim.low else "high"
-                problems.append((f"{key}.{end}", f"{path} takes {axis.expects}; given "
-                                                 f"{describe(value)}"))
+                whole = dim.kind == "float" and float(value).is_integer() and \
+                    _takes_int(axis.scalar)
+                problems.append((key if whole else f"{key}.{end}",
+                                 f"{path} takes {axis.expects}, and a float range draws "
+                                 f"fractional values: use type: int" if whole else
+                                 f"{path} takes {axis.expects}; given {describe(value)}"))
                 return None
     # a float range draws fractional values: one inside it is checked too (a range of
     # whole-number ends on an integer parameter passed, and `tune` failed mid-run)

@@ -163,6 +163,14 @@ CASES: list[Case] = [
          tune("{optimizer.lr: {type: categorical, choices: [0.01, 0.1, 0.01]}}"),
          ("tune.space.optimizer.lr.choices", "0.01 is given twice", "every choice must "
           "differ")),
+    Case("one_choice", "science",  # it tuned nothing, and the report said "tuned per point"
+         tune("{optimizer.lr: {type: categorical, choices: [0.05]}}"),
+         ("tune.space.optimizer.lr.choices: one choice (0.05) tunes nothing: give two or "
+          "more, or fix optimizer.lr to 0.05 under fixed: instead",)),
+    Case("float_range_on_batch_size", "science",  # it said "given 16.0 (float)"
+         tune("{batch_size: {type: float, low: 16, high: 64}}"),
+         ("tune.space.batch_size: batch_size takes a positive integer or 'full', and a float "
+          "range draws fractional values: use type: int",)),
     Case("one_and_one_point_zero", "science",
          tune("{batch_size: {type: categorical, choices: [16, 16.0]}}"),
          ("tune.space.batch_size.choices", "16.0 is given twice (16 and 16.0 are the same "

@@ -49,11 +49,13 @@ class Claim:
 
 
 def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, frozenset[str]],
-                 seeds: int, problems: list[tuple[str, str]]) -> tuple[Claim, ...]:
+                 seeds: int, problems: list[tuple[str, str]],
+                 seeds_key: str = "seeds") -> tuple[Claim, ...]:
     """The suite's claims; every problem appended to `problems`.
 
     `produced` maps each configuration's config_id to the metrics it logs (from the dry
-    build); `seeds` is how many seeds the compared trials will have.
+    build); `seeds` is how many seeds the compared trials will have, set by `seeds_key`
+    (`tune.seeds` for a tuned suite's re-runs: `seeds:` is refused beside it).
     """
     if not raw:
         return ()
@@ -91,7 +93,7 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
         direction = section.direction or _BETTER.get(metric)
         claim = Claim(text=section.claim, a=a, b=b, metric=metric,
                       direction=direction or "higher", where=where)
-        why = _untestable(claim, suite, produced, seeds)
+        why = _untestable(claim, suite, produced, seeds, seeds_key)
         if why:
             problems.append((key, f"claim {section.claim!r} can never be tested: {why}"))
             continue
@@ -185,11 +187,11 @@ def _matches(spec: TrialSpec, side: Mapping[str, str]) -> bool:
 
 
 def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str]],
-                seeds: int) -> str:
+                seeds: int, seeds_key: str) -> str:
     """Why the report could never give this claim a verdict ("" when it can)."""
     if seeds < 2:
         return (f"a seed-paired test needs at least 2 seeds and the compared trials have "
-                f"{seeds}; set seeds: 2 or more")
+                f"{seeds}; set {seeds_key}: 2 or more")
     scope = [c for c in suite.configurations() if _matches(c, claim.where)]
     a = [c for c in scope if _matches(c, claim.a)]
     b = [c for c in scope if _matches(c, claim.b)]

@@ -224,7 +224,7 @@ class _Validator:
         problems = []
         claims = check_claims(top.expect, suite, report_.produced,
                               len(tune.seeds) if tune else suite.seeds_per_configuration,
-                              problems)
+                              problems, "tune.seeds" if tune else "seeds")
         # 12. the published reference numbers
         reference = parse_reference(raw["reference"], suite, problems, report_.produced) \
             if "reference" in raw else None

@@ -163,6 +163,12 @@ CASES: list[Case] = [
          tune("{optimizer.lr: {type: categorical, choices: [0.01, 0.1, 0.01]}}"),
          ("tune.space.optimizer.lr.choices", "0.01 is given twice", "every choice must "
           "differ")),
+    Case("claim_over_one_tuned_seed", "science",  # it said "set seeds: 2", which is refused
+         tune("{optimizer.lr: {type: float, low: 0.01, high: 0.1, log: true}}",
+              "  seeds: 1\nexpect:\n  - {claim: x, a: {optimizer: sgd}, b: {optimizer: adam}}\n"
+              ).replace("seeds: 2\n", "", 1),
+         ("expect[0]: claim 'x' can never be tested: a seed-paired test needs at least 2 "
+          "seeds and the compared trials have 1; set tune.seeds: 2 or more",)),
     Case("one_choice", "science",  # it tuned nothing, and the report said "tuned per point"
          tune("{optimizer.lr: {type: categorical, choices: [0.05]}}"),
          ("tune.space.optimizer.lr.choices: one choice (0.05) tunes nothing: give two or "

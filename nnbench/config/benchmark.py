@@ -363,8 +363,9 @@ def _same_design(tasks: list[BenchmarkTask], keys: list[str],
             problems.append((f"{key}.suite", f"suite {suite.name!r} does not vary "
                                              f"{', '.join(axes)} over the same levels as "
                                              f"{first.name!r} ({keys[0]}): {diff}"))
-        if suite.seeds != first.seeds:
+        if set(suite.seeds) != set(first.seeds):  # (paired by value: [1, 0] is [0, 1])
             problems.append((f"{key}.suite", f"suite {suite.name!r} has seeds "
-                                             f"{list(suite.seeds)}; every suite must have "
-                                             f"{first.name!r}'s seeds {list(first.seeds)} "
-                                             f"(the profile is computed seed by seed)"))
+                                             f"{sorted(suite.seeds)}; every suite must have "
+                                             f"the seeds of suite {first.name!r}, "
+                                             f"{sorted(first.seeds)} (the profile is "
+                                             f"computed seed by seed)"))

@@ -132,7 +132,13 @@ def test_suites_must_vary_the_same_axis_levels_and_seeds(two_tasks: Path) -> Non
             "levels as 'circ' (tasks[0]): missing optimizer=adam; not in 'circ': "
             "optimizer=rmsprop(lr=0.001)") in text
     assert "tasks[1].suite: suite 'other_levels' has seeds [0, 1, 2]; every suite must have " \
-           "'circ''s seeds [0, 1]" in text
+           "the seeds of suite 'circ', [0, 1]" in text
+    # the same seeds in another order pair as well: refused before ("'circ''s seeds")
+    _suite(two_tasks, "reordered", dataset="{name: moons, n_samples: 200}",
+           levels="[{name: sgd, lr: 0.05}, {name: adam, lr: 0.01}]", seeds="[1, 0]")
+    reordered = _bench(two_tasks, GOOD.replace("reg.yaml", "reordered.yaml").replace(
+        "metric: val_rmse", "metric: val_accuracy"))
+    assert not any("seeds" in line for line in _problems(reordered)), _problems(reordered)
 
     (two_tasks / "other_axis.yaml").write_text(BENCHMARK_TASK.format(
         name="other_axis", dataset="{name: moons, n_samples: 200}", loss="cross_entropy",

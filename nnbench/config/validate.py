@@ -120,6 +120,12 @@ class _Validator:
         # 3-5. name, base trial, axes, seeds, sections
         name = self.name(top.name)
         task = self.keys(top.task, "task", TASK_KEYS)
+        dataset = task.get("dataset")
+        if isinstance(dataset, dict) and dataset.get("folds") and "val_fraction" in dataset:
+            # (it was ignored, yet named in every label and part of every trial id)
+            self.add("task.dataset.val_fraction",
+                     f"has no effect with folds: {dataset['folds']} (each fold holds out "
+                     f"1/{dataset['folds']} of the examples for validation); drop it")
         fixed = self.keys(top.fixed, "fixed", FIXED_KEYS)
         base_values = self.base_values(task, fixed)
         metric = self.metric(task, base_values)

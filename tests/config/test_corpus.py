@@ -169,6 +169,10 @@ CASES: list[Case] = [
               ).replace("seeds: 2\n", "", 1),
          ("expect[0]: claim 'x' can never be tested: a seed-paired test needs at least 2 "
           "seeds and the compared trials have 1; set tune.seeds: 2 or more",)),
+    Case("val_fraction_with_folds", "science",  # ignored, yet in every label and trial id
+         edit(SIGNALS, "num_samples: 600", "num_samples: 600, folds: 3, val_fraction: 0.3"),
+         ("task.dataset.val_fraction: has no effect with folds: 3 (each fold holds out 1/3 of "
+          "the examples for validation); drop it",)),
     Case("one_choice", "science",  # it tuned nothing, and the report said "tuned per point"
          tune("{optimizer.lr: {type: categorical, choices: [0.05]}}"),
          ("tune.space.optimizer.lr.choices: one choice (0.05) tunes nothing: give two or "

@@ -108,6 +108,15 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
             problems.append((key, f"claim {section.claim!r} tests what {seen[tests]} tests "
                                   f"(the same a, b, where, metric and direction); remove one"))
             continue
+        # "a higher than b" is "b lower than a": the same test, counted twice by Holm
+        mirror = (tests[1], tests[0], tests[2], metric,
+                  "lower" if claim.direction == "higher" else "higher")
+        if mirror in seen:
+            problems.append((key, f"claim {section.claim!r} tests what {seen[mirror]} tests, "
+                                  f"with a and b swapped and the direction reversed (the "
+                                  f"same test, counted twice in the Holm correction); remove "
+                                  f"one"))
+            continue
         seen[tests] = key
         claims.append(claim)
     return tuple(claims)

@@ -311,6 +311,13 @@ CASES: list[Case] = [
                       "b: {activation: tanh}}\n  - {claim: again, a: {activation: relu}, "
                       "b: {activation: tanh}}\n"),
          ("expect[1]", "claim 'again' tests what expect[0] tests", "remove one")),
+    Case("claim_mirrored", "science",  # "a higher than b" and "b lower than a": one test
+         add(SIGNALS, "expect:\n  - {claim: relu wins, a: {activation: relu}, "
+                      "b: {activation: tanh}}\n  - {claim: tanh loses, a: {activation: tanh}, "
+                      "b: {activation: relu}, direction: lower}\n"),
+         ("expect[1]: claim 'tanh loses' tests what expect[0] tests, with a and b swapped and "
+          "the direction reversed (the same test, counted twice in the Holm correction); "
+          "remove one",)),
     Case("claim_on_an_axis_not_varied", "science",
          add(SIGNALS, "expect:\n  - {claim: xavier, a: {init: xavier_normal}, "
                       "b: {init: kaiming_normal}}\n"),

@@ -535,28 +535,42 @@ def check_report_files(directory: str | Path, names: list[str],
     directory failed the report after every trial had trained, with a traceback and half
     of the files written."""
     problems = []
+    kind = "benchmark" if files is BENCHMARK_REPORT_FILES else "suite"
     for name in names:
         for pattern in files:  # (a read-only file is fine: a report replaces it whole)
             path = Path(directory) / pattern.format(name=name)
+            page = _page_kind(path) if path.suffix == ".html" and path.is_file() else None
             if path.is_dir():
                 problems.append(f"--report-dir {str(directory)!r}: {path} is a directory, "
                                 f"where the report writes a file; move it away, or give "
                                 f"another --report-dir")
-            elif path.suffix == ".html" and path.is_file() and not _ours(path):
+            elif page == "":
                 problems.append(f"--report-dir {str(directory)!r}: {path} is a page nnbench "
                                 f"did not write (a site's own index.html?), and the report "
                                 f"would replace it; give another --report-dir, or move it")
+            elif page in ("suite", "benchmark") and page != kind:  # a suite and a benchmark
+                # of one name: each report replaced the other's page, unsaid
+                problems.append(f"--report-dir {str(directory)!r}: {path} is the report of "
+                                f"a {page} named {name!r}, and this {kind}'s report would "
+                                f"replace it; rename one of them, or give another "
+                                f"--report-dir")
     return list(dict.fromkeys(problems))
 
 
-def _ours(page: Path) -> bool:
-    """An HTML page nnbench wrote (its title says so; an unreadable one is left to fail
-    where it is written)."""
+def _page_kind(page: Path) -> str | None:
+    """What an HTML page is, by its title: a suite's report ("suite"), a benchmark's
+    ("benchmark"), the index ("index"), or not nnbench's (""); None when it cannot be read
+    (left to fail where it is written)."""
     try:
         with page.open("rb") as f:
-            return b"<title>nnbench" in f.read(4096)
+            head = f.read(4096)
     except OSError:
-        return True
+        return None
+    for marker, kind in ((b"<title>nnbench benchmark:", "benchmark"),
+                         (b"<title>nnbench reports", "index"), (b"<title>nnbench:", "suite")):
+        if marker in head:
+            return kind
+    return "" if b"<title>nnbench" not in head else None
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

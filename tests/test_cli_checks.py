@@ -367,3 +367,31 @@ def test_a_report_dir_where_nothing_can_be_made_is_refused_before_training(
     assert check_report_dir(tmp_path / "new" / "reports") == tmp_path / "new" / "reports"
     assert check_report_dir(tmp_path) == tmp_path
     assert list(tmp_path.iterdir()) == []  # no probe left, nothing made
+
+
+def test_a_suite_and_a_benchmark_of_one_name_never_replace_each_others_report(
+        tmp_path: Path, write_suite: Callable[..., Path], tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nnbench bench hb.yaml` beside a suite named hb: each report replaced the other's
+    hb.html (and hb.summary.json), unsaid, and the index listed only the last."""
+    from nnbench.cli_checks import BENCHMARK_REPORT_FILES, REPORT_FILES, check_report_files
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    page = reports / "tiny.html"
+    page.write_text("<!doctype html><html><head><title>nnbench benchmark: tiny</title>")
+    said = (f"--report-dir {str(reports)!r}: {page} is the report of a benchmark named 'tiny', "
+            f"and this suite's report would replace it; rename one of them, or give another "
+            f"--report-dir")
+    assert check_report_files(reports, ["tiny"], REPORT_FILES) == [said]
+    assert check_report_files(reports, ["tiny"], BENCHMARK_REPORT_FILES) == []
+    path = write_suite(epochs=1, seeds=1)
+    assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
+                     "--report-dir", str(reports)]) == 2
+    assert said in " ".join(capsys.readouterr().err.split())
+    page.write_text("<!doctype html><html><head><title>nnbench: tiny</title>")
+    assert check_report_files(reports, ["tiny"], BENCHMARK_REPORT_FILES) == [
+        f"--report-dir {str(reports)!r}: {page} is the report of a suite named 'tiny', and "
+        f"this benchmark's report would replace it; rename one of them, or give another "
+        f"--report-dir"]
+    assert check_report_files(reports, ["tiny"], REPORT_FILES) == []

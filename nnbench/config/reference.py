@@ -67,12 +67,16 @@ def _mapping(value: Any, key: str, allowed: tuple[str, ...],
     return value
 
 
+# diagnostics that are shares of units or weights, in [0, 1]
+_FRACTIONS = ("weight_sparsity", "dead_fraction", "saturated_fraction")
+
+
 def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
                     produced: Mapping[str, frozenset[str]] | None = None) -> Reference | None:
     """Check a `reference:` block; problems appended as (key path, message). `produced`:
     the metrics each configuration logs (the dry build's), none of which may lack the
     reference's metric."""
-    from nnbench.config.claims import DIAGNOSTICS, side
+    from nnbench.config.claims import DIAGNOSTICS, _matches, side
     from nnbench.config.expand import METRICS
 
     entry = _mapping(raw, "reference", REFERENCE_KEYS, problems)
@@ -102,10 +106,19 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
                                              f"suite, so the published numbers could never "
                                              f"be compared; the trials log "
                                              f"{', '.join(m for m in logged if m in allowed)}"))
+    # a metric that is a fraction (accuracy, sparsity, ...), and the span of its values
+    span = 1 if isinstance(metric, str) and (METRICS.get(metric) or metric in _FRACTIONS) \
+        else 2 if metric == "gap_accuracy" else None
     tolerance = entry.get("tolerance")
     if tolerance is not None and not (_number(tolerance) and tolerance >= 0):
         problems.append(("reference.tolerance", f"expected a number >= 0 (in the metric's "
                                                 f"unit), got {describe(tolerance)}"))
+        tolerance = None
+    elif tolerance is not None and span is not None and tolerance >= span:  # every row
+        problems.append(("reference.tolerance", f"{tolerance:g} on {metric}, whose values "
+                                                f"span {span} at most, makes every row "
+                                                f"reproduced; give it as a fraction (0.01 "
+                                                f"for a point of accuracy)"))
         tolerance = None
     items = entry.get("results")
     if not isinstance(items, list) or not items:
@@ -123,9 +136,13 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
         if not _number(value):
             problems.append((f"{key}.value", f"expected the published number, got "
                                              f"{describe(value)}"))
-        elif isinstance(metric, str) and METRICS.get(metric) and not 0 <= value <= 1:
+        elif span == 1 and not 0 <= value <= 1:
             problems.append((f"{key}.value", f"expected a {metric} in [0, 1] (a fraction, "
                                              f"not a percentage), got {value:g}"))
+            value = None
+        elif metric == "gap_accuracy" and not -1 <= value <= 1:
+            problems.append((f"{key}.value", f"expected a gap_accuracy in [-1, 1] (train "
+                                             f"minus validation accuracy), got {value:g}"))
             value = None
         elif isinstance(metric, str) and metric in METRICS and value < 0:
             problems.append((f"{key}.value", f"expected a {metric} >= 0 (it cannot be "
@@ -138,6 +155,14 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
                                              f"values, got {describe(raw_where)}"))
             continue
         where = side(raw_where, f"{key}.where", suite, problems)
+        if where and produced and isinstance(metric, str) and metric in logged:
+            lacking = [c.label(suite.varied_axes) for c in suite.configurations()
+                       if _matches(c, where) and metric not in produced.get(c.config_id, ())]
+            if lacking:  # the report said "no trial it selects has finished"
+                problems.append((f"{key}.where", f"selects {', '.join(lacking)}, which "
+                                                 f"never log{'s' if len(lacking) == 1 else ''} "
+                                                 f"{metric}, so this row could never be "
+                                                 f"compared"))
         text = result.get("note", "")
         if not isinstance(text, str):
             problems.append((f"{key}.note", f"expected text, got {describe(text)}"))

@@ -671,6 +671,28 @@ CASES: list[Case] = [
                       "    - {where: {activation: relu}, value: 0.5}\n"),
          ("reference.metric", "test_rmse is logged by no configuration of the suite",
           "could never be compared", "test_accuracy")),
+    # a ReLU-family measure on a tanh row: the report said "no trial it selects has finished"
+    Case("reference_row_that_never_logs_its_metric", "science",
+         add(SIGNALS, "reference:\n  source: X\n  metric: dead_fraction\n  results:\n"
+                      "    - {where: {activation: relu}, value: 0.5}\n"
+                      "    - {where: {activation: tanh}, value: 0.5}\n"),
+         ("reference.results[1].where: selects activation=tanh, which never logs "
+          "dead_fraction, so this row could never be compared",)),
+    Case("reference_tolerance_past_a_fraction", "science",  # every row read "reproduced"
+         add(SIGNALS, "reference:\n  source: X\n  tolerance: 5\n  results:\n"
+                      "    - {where: {activation: relu}, value: 0.5}\n"),
+         ("reference.tolerance: 5 on val_accuracy, whose values span 1 at most, makes every "
+          "row reproduced; give it as a fraction (0.01 for a point of accuracy)",)),
+    Case("reference_sparsity_as_a_percentage", "science",
+         add(SIGNALS, "reference:\n  source: X\n  metric: weight_sparsity\n  results:\n"
+                      "    - {where: {activation: relu}, value: 50}\n"),
+         ("reference.results[0].value: expected a weight_sparsity in [0, 1] (a fraction, not "
+          "a percentage), got 50",)),
+    Case("reference_gap_beyond_one", "science",
+         add(SIGNALS, "reference:\n  source: X\n  metric: gap_accuracy\n  results:\n"
+                      "    - {where: {activation: relu}, value: -5}\n"),
+         ("reference.results[0].value: expected a gap_accuracy in [-1, 1] (train minus "
+          "validation accuracy), got -5",)),
     Case("dampening_without_momentum", "science",
          add(SIGNALS.replace("grid:\n  activation: [tanh, relu]\n", ""),
              "grid:\n  optimizer: [{name: sgd, lr: 0.1}, {name: sgd, lr: 0.1, "

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
+import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -382,7 +384,15 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
                 return None
             values = {d.path: retrying(partial(_suggest, trial, d), f"suggesting {d.path}")
                       for d in tune.space}
-            break
+            other = _untried_instead(study, tune, trial, values)
+            if other is None:
+                break
+            # a point already taken, with the same seed (identical results): this trial
+            # ends uncounted and an untried point is queued, which the next ask takes
+            _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
+                       {"nnbench.outcome": "repeat"})
+            _enqueue_once(study, other)
+            beats.drop(storage_id(trial))
         except optuna.exceptions.UpdateFinishedTrialError:
             # this worker, stopped past the grace period, had the trial failed as stale
             # (a copy queued) before it was set up: ask again
@@ -392,6 +402,46 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
         **tags, "nnbench.study": study.study_name, "nnbench.optuna_trial": str(trial.number),
         "nnbench.nuisance": json.dumps(values, sort_keys=True)}, role="tune")
     return _Asked(trial, values, spec, run_id)
+
+
+# a finite space of at most this many points is searched without repeats (`_untried_instead`)
+DISTINCT_POINTS = 100_000
+
+
+def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
+                     values: dict[str, Any]) -> dict[str, Any] | None:
+    """For a space of finitely many points (choices, integer ranges) and a sampler that
+    draws with replacement (tpe, random, qmc: 3 trials over 3 learning rates trained 0.05
+    twice and never tried 0.01): when `values` is a point another trial holds (complete,
+    pruned, running or queued), an untried one, chosen by a generator seeded from the
+    study and the trial number; None when `values` is new, or every point is taken (the
+    budget check keeps trials within the space's size). The grid sampler never repeats."""
+    if tune.sampler == "grid" or any(d.kind == "float" for d in tune.space):
+        return None
+    axes = [list(d.choices) if d.kind == "categorical" else
+            list(range(int(d.low or 0), int(d.high or 0) + 1)) for d in tune.space]
+    if math.prod(len(a) for a in axes) > DISTINCT_POINTS:
+        return None
+
+    def key(point: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(repr(point.get(d.path)) for d in tune.space)
+
+    taken = set()
+    for t in _trials(study):
+        if t.number == trial.number:
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) and t.params:
+            taken.add(key(t.params))
+        elif t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
+            taken.add(key(t.system_attrs["fixed_params"]))
+    if key(values) not in taken:
+        return None
+    untried = [dict(zip((d.path for d in tune.space), p, strict=True))
+               for p in itertools.product(*axes)]
+    untried = [p for p in untried if key(p) not in taken]
+    if not untried:
+        return None
+    return random.Random(f"{study.study_name}:{trial.number}").choice(untried)
 
 
 def _surplus(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial) -> None:

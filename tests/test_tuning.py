@@ -647,6 +647,29 @@ def test_trials_of_a_tune_stopped_by_an_error_are_queued_again_not_left_running(
     _assert_budgets_met(storage, 2, 1)
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe", "qmc"])
+def test_a_finite_space_is_searched_without_repeating_a_point(
+        tmp_path: Path, tracking_uri: str, sampler: str) -> None:
+    """tpe, random and qmc draw with replacement: 3 trials over 3 learning rates trained
+    0.05 twice (with the same seed: identical results, counted as new evidence) and never
+    tried 0.01. A proposal of a point another trial holds ends uncounted ("repeat", never
+    trained) and an untried point is queued in its place: the budget covers the space."""
+    path = _suite(tmp_path / "distinct.yaml", name="distinct", epochs=1, trials=3,
+                  optimizers="[sgd]", sampler=sampler, space=LR_GRID, seeds=1)
+    summary = tune_suite(parse_suite(path.read_text()), storage=f"sqlite:///"
+                         f"{tmp_path / 'optuna.db'}", tracking_uri=tracking_uri,
+                         device="cpu", engine="serial", console=QUIET)
+    (trials,) = _studies(f"sqlite:///{tmp_path / 'optuna.db'}").values()
+    trained = [t.params["optimizer.lr"] for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(trained) == [0.001, 0.03, 1.0], [(t.state, t.params) for t in trials]
+    repeats = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["nnbench.outcome"] == "repeat" for t in repeats)
+    assert not any(t.user_attrs.get(COUNTED) for t in repeats)
+    (point,) = summary.points
+    assert point.counted == 3 and point.states.get("repeat", 0) == len(repeats)
+    assert len(_runs(tracking_uri, "distinct", "tune")) == 3  # a repeat opens no run
+
+
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nnbench import cli
@@ -1078,8 +1101,10 @@ def test_an_edited_tune_definition_tunes_a_study_of_its_own(
     second = tune()
     assert second.reruns == 1 and second.points[0].counted == 2
     assert tuned()["optimizer.lr"] in (0.1, 0.3)
-    studies = _studies(storage)
-    assert len(studies) == 2 and all(len(t) == 2 for t in studies.values())
+    studies = _studies(storage)  # (a proposal of a point taken ends as a "repeat")
+    assert len(studies) == 2 and all(
+        len([t for t in trials if t.user_attrs.get("nnbench.outcome") != "repeat"]) == 2
+        for trials in studies.values())
     assert [(c["total"], c.get("complete")) for c in _tuning_counts(path, tracking_uri)] == [
         (2, 2)]  # the earlier study's trials are not this definition's
 
@@ -1091,8 +1116,9 @@ def test_an_edited_tune_definition_tunes_a_study_of_its_own(
     minimised = optuna.load_study(study_name=study_name(edited, edited.configurations()[0]),
                                   storage=storage)
     assert minimised.direction == optuna.study.StudyDirection.MINIMIZE
-    assert len(minimised.trials) == 2
-    best = min(minimised.trials, key=lambda t: t.value or 0.0)
+    complete = [t for t in minimised.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and {t.params["optimizer.lr"] for t in complete} == {0.1, 0.3}
+    best = min(complete, key=lambda t: t.value or 0.0)
     assert tuned() == best.params
 
     # back to the first definition: its study is complete, nothing trains again

@@ -1018,27 +1018,29 @@ def _cmd_status(args: argparse.Namespace) -> int:
     graces = queue.graces() if counts.workers else {}
     for worker in sorted(counts.workers):
         out.print(f"  worker {worker}" + _worker_state(worker, silence.get(worker),
-                                                         graces.get(worker)))
+                                                         *graces.get(worker, (None, ""))))
     if suite.tune is not None:
         from nnbench.tuning import status_lines
 
         lines, tuning = status_lines(suite, rdb)
         for line in lines:
             out.print(f"  {line}")
-        for worker, (silent, grace) in sorted(tuning.items()):  # those tuning the studies
+        for worker, (silent, grace, holder) in sorted(tuning.items()):  # tuning the studies
             out.print(f"  tuning worker {worker}" + _worker_state(worker, silent, grace,
-                                                                  "tune"))
+                                                                  holder, "tune"))
     return EXIT_OK
 
 
 def _worker_state(worker: str, silent: float | None, grace: int | None = None,
-                  command: str = "run") -> str:
+                  holder: str = "", command: str = "run") -> str:
     """What status adds to a worker holding a claim or running a tuning trial: how long
     since its last heartbeat, and, for a worker of this machine whose process is gone,
     that it has stopped (a SIGKILLed worker's claims stay RUNNING until some worker or
     `command` reaps them). `grace`: the grace period it recorded with its claims, which
-    reapers wait for where it is longer than theirs."""
+    reapers wait for where it is longer than theirs; `holder`: the process it recorded,
+    whose claims a worker of this machine queues again at once once it has ended."""
     from nnbench.queue import DEFAULT_LIVENESS
+    from nnbench.transient import process_gone
 
     host, _, pid = worker.rpartition(":")
     gone = False
@@ -1054,12 +1056,13 @@ def _worker_state(worker: str, silent: float | None, grace: int | None = None,
     said = f": last heartbeat {silent:.0f} s ago"
     default = DEFAULT_LIVENESS.grace_period
     waits = max(default, grace or 0)
-    if gone:
+    if gone and process_gone(worker, holder):
         said += (f" (no such process on this machine: it has stopped); the next {command} or "
                  f"worker started on this machine queues its trials again at once")
-    elif silent > waits:
-        said += f" (silent past {'the default' if waits == default else 'its own'} grace " \
-                f"period: it may have stopped)"
+    elif gone or silent > waits:
+        said += " (no such process on this machine: it has stopped)" if gone else \
+            f" (silent past {'the default' if waits == default else 'its own'} grace " \
+            f"period: it may have stopped)"
         said += (f"; the next {command} or worker queues its trials again once it has been "
                  f"silent for the grace period ({default} s unless --grace-period says "
                  f"otherwise)" if waits == default else

@@ -479,8 +479,9 @@ class TrialQueue:
         counts.done_ids = {t for t, e in latest.items() if _outcome(e) == "done"}
         return counts
 
-    def graces(self) -> dict[str, int]:
-        """Per worker holding a claim, the grace period it recorded with it (`holder_graces`)."""
+    def graces(self) -> dict[str, tuple[int | None, str]]:
+        """Per worker holding a claim, the grace period and process it recorded with it
+        (`holder_graces`)."""
         return holder_graces(self.entries((TrialState.RUNNING,)))
 
     def silence(self) -> dict[str, float]:
@@ -850,16 +851,18 @@ class TrialQueue:
             self._heartbeats = None
 
 
-def holder_graces(running: Iterable[FrozenTrial]) -> dict[str, int]:
+def holder_graces(running: Iterable[FrozenTrial]) -> dict[str, tuple[int | None, str]]:
     """Per worker of the `running` trials, the grace period it recorded with its claims
-    (`nnbench.grace`; none before this was recorded): reapers wait for it where it is
-    longer than theirs, and `status` says so."""
-    out: dict[str, int] = {}
+    (`nnbench.grace`; None before this was recorded: reapers wait for it where it is longer
+    than theirs) and its process (`nnbench.holder`: one gone from this machine is reaped
+    at once); `status` says which."""
+    out: dict[str, tuple[int | None, str]] = {}
     for trial in running:
-        grace = trial.user_attrs.get(_GRACE)
-        if isinstance(grace, int):
-            worker = str(trial.user_attrs.get(_WORKER, "?"))
-            out[worker] = max(grace, out.get(worker, grace))
+        worker = str(trial.user_attrs.get(_WORKER, "?"))
+        grace, holder = trial.user_attrs.get(_GRACE), str(trial.user_attrs.get(_HOLDER, ""))
+        grace = grace if isinstance(grace, int) else None
+        before, _ = out.get(worker, (None, ""))
+        out[worker] = (max(grace or 0, before or 0) or None, holder)
     return out
 
 

@@ -59,47 +59,63 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_namespace() -> str:
-    """This process's pid namespace (`pid:[4026531836]`; "" where there is none to read):
-    a pid means one process only within it (containers sharing a host name have their
-    own)."""
+def _read(path: str) -> str:
     try:
-        return os.readlink("/proc/self/ns/pid")
+        with open(path) as f:
+            return f.read().strip()
     except OSError:
         return ""
 
 
-def process_identity(pid: int | None = None) -> str:
-    """`<pid namespace>|<pid>|<start time>` of process `pid` (default: this one), as seen
-    from this process; "" where it cannot be read. Recorded with each claim, so that a
-    worker of the same machine can tell, at once, that the holder has ended: a pid alone
-    may be reused by another process, but not with the same start time."""
-    import psutil
-
-    namespace = _pid_namespace()
+def _machine() -> str:
+    """This boot of this machine (`/proc/sys/kernel/random/boot_id`) and this process's pid
+    namespace (`pid:[4026531836]`: the initial one has that number on every host); "" where
+    there is none to read. A pid means one process only within both."""
     try:
-        started = psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
         return ""
-    return f"{namespace}|{pid or os.getpid()}|{started:.3f}" if namespace else ""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    return f"{boot}/{namespace}" if boot else ""
+
+
+def _started(pid: int) -> str:
+    """When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`, field 22:
+    never moved by a change of the wall clock, as psutil's create_time is); "" where it
+    cannot be read (no such process)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if ")" not in stat:
+        return ""
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name: field 3 on
+    return fields[19] if len(fields) > 19 else ""
+
+
+def process_identity(pid: int | None = None) -> str:
+    """`<boot id>/<pid namespace>|<pid>|<start tick>` of process `pid` (default: this one),
+    as seen from this process; "" where it cannot be read. Recorded with each claim, so
+    that a worker of the same machine can tell, at once, that the holder has ended: a pid
+    alone may be reused by another process, but not with the same start tick."""
+    machine, pid = _machine(), pid or os.getpid()
+    started = _started(pid) if machine else ""
+    return f"{machine}|{pid}|{started}" if started else ""
 
 
 def process_gone(worker: str, identity: str) -> bool:
     """Whether the process a claim recorded (`worker` = `host:pid`, `identity` =
-    `process_identity()` there) has certainly ended: it ran on this host, in this pid
-    namespace, and no process with its pid and start time exists. Anything else (another
-    host, another container, an identity an earlier nnbench never recorded) is False: its
-    heartbeats decide."""
+    `process_identity()` there) has certainly ended: it ran on this host, in this boot and
+    pid namespace, and no process with its pid and start tick exists. Anything else
+    (another host, another container, an identity an earlier nnbench never recorded) is
+    False: its heartbeats decide."""
     host, _, _ = worker.rpartition(":")
-    namespace, _, rest = identity.partition("|")
+    machine, _, rest = identity.partition("|")
     pid, _, started = rest.partition("|")
-    if host != socket.gethostname() or not namespace or namespace != _pid_namespace() \
+    if host != socket.gethostname() or not machine or machine != _machine() \
             or not pid.isdigit() or not started:
         return False
     if not _exists(int(pid)):
         return True
-    now = process_identity(int(pid))
-    return bool(now) and now != identity  # the pid is another process's now
+    now = _started(int(pid))
+    return bool(now) and now != started  # the pid is another process's now
 
 
 def _exists(pid: int) -> bool:

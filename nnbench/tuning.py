@@ -418,24 +418,31 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
     budget check keeps trials within the space's size). The grid sampler never repeats."""
     if tune.sampler == "grid" or any(d.kind == "float" for d in tune.space):
         return None
-    axes = [list(d.choices) if d.kind == "categorical" else
-            list(range(int(d.low or 0), int(d.high or 0) + 1)) for d in tune.space]
-    if math.prod(len(a) for a in axes) > DISTINCT_POINTS:
+    sizes = [len(d.choices) if d.kind == "categorical" else int(d.high or 0) - int(d.low or 0)
+             + 1 for d in tune.space]
+    if math.prod(sizes) > DISTINCT_POINTS:
         return None
+    mine = retrying(lambda: study._storage.get_trial(storage_id(trial)), "reading a trial")
+    if mine.system_attrs.get("fixed_params"):  # a killed trial's copy, or a point queued in
+        return None  # place of a repeat: it trains its values, whoever holds them too
 
     def key(point: dict[str, Any]) -> tuple[str, ...]:
         return tuple(repr(point.get(d.path)) for d in tune.space)
 
     taken = set()
     for t in _trials(study):
-        if t.number == trial.number:
+        # every point a trial holds, or held and counted (a diverged or failed one): a
+        # stale trial's copy carries its params, a queued point its fixed_params
+        if t.number == trial.number or (t.state == TrialState.FAIL
+                                        and not t.user_attrs.get(COUNTED)):
             continue
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) and t.params:
-            taken.add(key(t.params))
-        elif t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
-            taken.add(key(t.system_attrs["fixed_params"]))
+        point = t.params or t.system_attrs.get("fixed_params")
+        if point:
+            taken.add(key(point))
     if key(values) not in taken:
         return None
+    axes = [list(d.choices) if d.kind == "categorical" else
+            list(range(int(d.low or 0), int(d.high or 0) + 1)) for d in tune.space]
     untried = [dict(zip((d.path for d in tune.space), p, strict=True))
                for p in itertools.product(*axes)]
     untried = [p for p in untried if key(p) not in taken]
@@ -601,11 +608,10 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
                     del by_spec[id(result.spec)]
                 killed = killed or result.status == "killed"
         except Exception as err:  # (a bug, a store gone): not left running until stale
-            with contextlib.suppress(Exception):
-                _interrupted_before_training(
-                    study, list(by_spec.values()), tracker, storage,
-                    f"the worker stopped on an error: {type(err).__name__}: "
-                    f"{first_line(err)}")
+            _interrupted_before_training(
+                study, list(by_spec.values()), tracker, storage,
+                f"the worker stopped on an error: {type(err).__name__}: {first_line(err)}",
+                error=True)
             raise
     if killed:
         raise KeyboardInterrupt
@@ -614,25 +620,35 @@ def _train_batch(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: T
 
 def _interrupted_before_training(study: optuna.Study, asked: list[_Asked], tracker: Tracker,
                                  storage: RDBStorage, why: str = "interrupted (Ctrl-C or "
-                                                                 "SIGTERM) before it trained"
-                                 ) -> None:
+                                                                 "SIGTERM) before it trained",
+                                 *, error: bool = False) -> None:
     """Trials asked for, interrupted (Ctrl-C, SIGTERM) before they trained, or stopped by an
-    error (`why`): each is queued again with its values and failed uncounted, its run shown
-    killed, as a trial killed while it trained; otherwise they would hold their slots until
-    they went stale."""
+    error (`why`, `error`: each trial on its own, whatever fails for another, Optuna first
+    for all, then MLflow): each is queued again with its values and failed uncounted, its
+    run shown killed, as a trial killed while it trained; otherwise they would hold their
+    slots until they went stale. A trial this worker told already is left as told."""
+    shown = []
     with bookkeeping():
         for one in asked:
-            state = _state(storage, one.trial)
-            if state not in (TrialState.RUNNING, TrialState.FAIL):  # told before the error
-                continue
-            if one.values and state == TrialState.RUNNING:
-                _enqueue_once(study, one.values)
-            # (failed as stale meanwhile, a copy queued: nothing more to do)
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError):
-                _tell_once(study, storage, one.trial, TrialState.FAIL, float("nan"),
-                           {"nnbench.outcome": "killed"})
-            tracker.client.set_tag(one.run_id, "nnbench.optuna_state", _OPTUNA_STATE["killed"])
-            tracker.show(one.run_id, "killed", why)
+            with contextlib.suppress(Exception) if error else contextlib.nullcontext():
+                stored = retrying(partial(storage.get_trial, storage_id(one.trial)),
+                                  f"reading trial {one.trial.number}")
+                if stored.state not in (TrialState.RUNNING, TrialState.FAIL) \
+                        or stored.user_attrs.get(COUNTED):  # told before the error
+                    continue
+                if one.values and stored.state == TrialState.RUNNING:
+                    _enqueue_once(study, one.values)
+                # (failed as stale meanwhile, a copy queued: nothing more to do)
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError,
+                                         ValueError):
+                    _tell_once(study, storage, one.trial, TrialState.FAIL, float("nan"),
+                               {"nnbench.outcome": "killed"})
+                shown.append(one)
+        for one in shown:
+            with contextlib.suppress(Exception) if error else contextlib.nullcontext():
+                tracker.client.set_tag(one.run_id, "nnbench.optuna_state",
+                                       _OPTUNA_STATE["killed"])
+                tracker.show(one.run_id, "killed", why)
 
 
 def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
@@ -650,7 +666,7 @@ def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
 
 
 def status_lines(suite: Suite, storage: RDBStorage
-                 ) -> tuple[list[str], dict[str, tuple[float | None, int | None]]]:
+                 ) -> tuple[list[str], dict[str, tuple[float | None, int | None, str]]]:
     """One line per tuning study: trials that used budget, running, waiting (re-queued);
     and the workers of the running trials, each with the seconds since its latest
     heartbeat (None: none recorded), for `status` to say which have stopped (a SIGKILLed
@@ -675,7 +691,8 @@ def status_lines(suite: Suite, storage: RDBStorage
             held += [t for t in _trials(study) if t.state == TrialState.RUNNING]
     silent, graces = heartbeat_silence(storage, held), holder_graces(held)
     workers = {str(t.user_attrs.get("nnbench.worker", "?")) for t in held}
-    return lines, {worker: (silent.get(worker), graces.get(worker)) for worker in workers}
+    return lines, {worker: (silent.get(worker), *graces.get(worker, (None, "")))
+                   for worker in workers}
 
 
 def budget_text(counted: int, trials: int) -> str:

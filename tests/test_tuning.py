@@ -670,6 +670,39 @@ def test_a_finite_space_is_searched_without_repeating_a_point(
     assert len(_runs(tracking_uri, "distinct", "tune")) == 3  # a repeat opens no run
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_a_queued_copy_is_never_redirected_and_a_counted_failure_holds_its_point(
+        tmp_path: Path) -> None:
+    """The no-repeat search must not turn a killed trial's queued copy (its values) into
+    a "repeat" while the original still shows RUNNING, and a point whose trial diverged or
+    failed (counted) must not be proposed again: it would train again with the same seed."""
+    from nnbench.queue import open_storage
+
+    tune = parse_suite(_suite(tmp_path / "d.yaml", name="d", trials=3, optimizers="[sgd]",
+                              sampler="random", space=LR_GRID, seeds=1).read_text()).tune
+    assert tune is not None
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'o.db'}"),
+                                study_name="d/p")
+    running = study.ask({"optimizer.lr": optuna.distributions.CategoricalDistribution(
+        [0.001, 0.03, 1.0])})  # its worker still trains 0.03
+    running_lr = running.params["optimizer.lr"]
+    study.enqueue_trial({"optimizer.lr": running_lr})  # a copy queued for it
+    copy = study.ask()
+    lr = copy.suggest_categorical("optimizer.lr", [0.001, 0.03, 1.0])
+    assert lr == running_lr
+    assert tuning._untried_instead(study, tune, copy, {"optimizer.lr": lr}) is None
+    failed = next(v for v in (0.001, 0.03, 1.0) if v != running_lr)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, params={"optimizer.lr": failed}, user_attrs={COUNTED: True},
+        distributions={"optimizer.lr": optuna.distributions.CategoricalDistribution(
+            [0.001, 0.03, 1.0])}))
+    fresh = study.ask()
+    fresh.suggest_categorical("optimizer.lr", [0.001, 0.03, 1.0])
+    (left,) = {0.001, 0.03, 1.0} - {running_lr, failed}
+    assert tuning._untried_instead(study, tune, fresh, {"optimizer.lr": failed}) == {
+        "optimizer.lr": left}
+
+
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nnbench import cli

@@ -734,10 +734,11 @@ def test_status_says_how_long_a_holding_worker_is_silent_and_that_a_dead_one_sto
                      f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
     out = capsys.readouterr().out
     assert "1 running on 1 worker(s), 1 queued" in out, out
+    # (the claim's recorded process is this test's, alive: reapers wait for the grace)
     said = re.search(rf"worker {re.escape(dead)}: last heartbeat (\d+) s ago \(no such "
                      rf"process on this machine: it has stopped\); the next run or worker "
-                     rf"started on this machine queues its trials again at once",
-                     " ".join(out.split()))
+                     rf"queues its trials again once it has been silent for the grace period "
+                     rf"\(60 s unless --grace-period says otherwise\)", " ".join(out.split()))
     assert said is not None and 1 <= int(said.group(1)) <= 30, out
 
 
@@ -765,10 +766,12 @@ def test_a_claim_of_a_process_of_this_machine_that_has_ended_is_reaped_at_once(
     dead, dead_label = process_identity(ended.pid), f"{socket.gethostname()}:{ended.pid}"
     ended.kill()
     ended.wait()
-    namespace, _, rest = dead.partition("|")
-    assert not process_gone(dead_label, f"pid:[1]|{rest}")  # another container's: unknown
-    assert not process_gone(f"elsewhere:{ended.pid}", dead)  # another host's: heartbeats
-    reused = f"{namespace}|{os.getpid()}|1.000"  # this pid, another start time: reused
+    machine, _, rest = dead.partition("|")
+    boot, _, namespace = machine.partition("/")
+    assert not process_gone(dead_label, f"{boot}/pid:[1]|{rest}")  # another container's
+    assert not process_gone(dead_label, f"another-boot/{namespace}|{rest}")  # (same host
+    assert not process_gone(f"elsewhere:{ended.pid}", dead)  # name) / another host's
+    reused = f"{machine}|{os.getpid()}|1"  # this pid, another start tick: reused
     assert process_gone(f"{socket.gethostname()}:{os.getpid()}", reused)
     holder.storage.set_trial_user_attr(claim.storage_id, "nnbench.worker", dead_label)
     holder.storage.set_trial_user_attr(claim.storage_id, "nnbench.holder", dead)

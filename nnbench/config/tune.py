@@ -306,7 +306,8 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
             except ValidationError:
                 end = "choices" if dim.kind == "categorical" else \
                     "low" if value == dim.low else "high"
-                whole = dim.kind == "float" and float(value).is_integer() and \
+                whole = dim.kind == "float" and all(  # (1.0 to 20.5: refused as int too)
+                    float(end).is_integer() for end in dim.extremes()) and \
                     _takes_int(axis.scalar)
                 problems.append((key if whole else f"{key}.{end}",
                                  f"{path} takes {axis.expects}, and a float range draws "

@@ -81,6 +81,7 @@ from nnbench.transient import (
 
 __all__ = [
     "DEFAULT_LIVENESS",
+    "INSTEAD",
     "LAYOUT",
     "Claim",
     "Heartbeats",
@@ -117,6 +118,8 @@ _GRACE = "nnbench.grace"
 # claims of one that has ended at once, not a grace period later (a re-run after a SIGKILL
 # waited a minute for its own dead claims)
 _HOLDER = "nnbench.holder"
+# a tuning point queued in place of a repeat (tuning._untried_instead): not a killed trial's
+INSTEAD = "nnbench.instead"
 _CLAIM_TOKEN = "nnbench.claim_token"  # one claim's own: a retry of it finds its entry by it
 _WITHDRAWN = "nnbench.withdrawn"  # a running entry's trial the suite no longer has
 # study attr `nnbench.<what>.<device type>` (`TrialQueue.keep`): the suite's lane count
@@ -932,7 +935,9 @@ def reap(study: optuna.Study) -> None:
 
 def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
     """Fail the study's WAITING trials that carry no values (copies of trials that failed
-    before drawing any: one queued with values holds a point someone must train), each with
+    before drawing any: one queued with values holds a point someone must train), or that
+    were queued in place of a repeat (`INSTEAD`: any untried point would do, and the budget
+    is met; its worker died before it took it), each with
     the user attributes `attrs`, in one transaction under the study's lock (a copy a worker
     pops meanwhile is skipped by Optuna's `ask`, which then draws a trial of its own)."""
     storage = cast(RDBStorage, getattr(study._storage, "_backend", study._storage))
@@ -945,8 +950,9 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
                           .filter(models.TrialModel.study_id == study_id,
                                   models.TrialModel.state == TrialState.WAITING)
                           .with_for_update().all()):
-                if entry.params or any(a.key == "fixed_params"
-                                       for a in entry.system_attributes):
+                if (entry.params or any(a.key == "fixed_params"
+                                        for a in entry.system_attributes)) \
+                        and not any(a.key == INSTEAD for a in entry.user_attributes):
                     continue
                 for key, value in attrs.items():
                     storage._set_trial_attr_without_commit(

@@ -50,6 +50,7 @@ from nnbench.config.tune import tuned_label
 from nnbench.messages import first_line
 from nnbench.queue import (
     DEFAULT_LIVENESS,
+    INSTEAD,
     Heartbeats,
     Liveness,
     fail_waiting,
@@ -391,7 +392,7 @@ def _ask(study: optuna.Study, suite: Suite, point: TrialSpec, tracker: Tracker, 
             # ends uncounted and an untried point is queued, which the next ask takes
             _tell_once(study, storage, trial, TrialState.FAIL, float("nan"),
                        {"nnbench.outcome": "repeat"})
-            _enqueue_once(study, other)
+            _enqueue_once(study, other, instead=True)
             beats.drop(storage_id(trial))
         except optuna.exceptions.UpdateFinishedTrialError:
             # this worker, stopped past the grace period, had the trial failed as stale
@@ -651,11 +652,14 @@ def _interrupted_before_training(study: optuna.Study, asked: list[_Asked], track
                 tracker.show(one.run_id, "killed", why)
 
 
-def _enqueue_once(study: optuna.Study, values: dict[str, Any]) -> None:
-    """Queue a killed trial's point again, once (`retrying_once`): a retry first looks for
-    the waiting copy its earlier try may have committed before the connection was lost."""
+def _enqueue_once(study: optuna.Study, values: dict[str, Any], *,
+                  instead: bool = False) -> None:
+    """Queue a killed trial's point again (or, `instead`, an untried point in place of a
+    repeat: surplus once the budget is met, `queue.fail_waiting`), once (`retrying_once`):
+    a retry first looks for the waiting copy its earlier try may have committed before the
+    connection was lost."""
     def enqueue() -> bool:
-        study.enqueue_trial(values)
+        study.enqueue_trial(values, user_attrs={INSTEAD: True} if instead else None)
         return True
 
     def find() -> bool | None:

@@ -703,6 +703,23 @@ def test_a_queued_copy_is_never_redirected_and_a_counted_failure_holds_its_point
         "optimizer.lr": left}
 
 
+def test_a_point_queued_in_place_of_a_repeat_is_surplus_once_the_budget_is_met(
+        tmp_path: Path) -> None:
+    """A worker that queued an untried point in place of a repeat and died before taking
+    it left the point WAITING for good once the others met the budget (status: "1 queued
+    again"): fail_waiting kept every waiting trial with values. A killed trial's copy still
+    waits (someone must train its point); the replacement fails as surplus."""
+    from nnbench.queue import INSTEAD, fail_waiting, open_storage
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'o.db'}"),
+                                study_name="d/p")
+    study.enqueue_trial({"optimizer.lr": 0.03}, user_attrs={INSTEAD: True})
+    study.enqueue_trial({"optimizer.lr": 1.0})  # a killed trial's copy
+    fail_waiting(study, {"nnbench.outcome": "surplus"})
+    states = [(t.state, t.user_attrs.get("nnbench.outcome")) for t in study.get_trials()]
+    assert states == [(TrialState.FAIL, "surplus"), (TrialState.WAITING, None)]
+
+
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nnbench import cli

@@ -950,10 +950,11 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
                           .filter(models.TrialModel.study_id == study_id,
                                   models.TrialModel.state == TrialState.WAITING)
                           .with_for_update().all()):
-                if (entry.params or any(a.key == "fixed_params"
-                                        for a in entry.system_attributes)) \
-                        and not any(a.key == INSTEAD for a in entry.user_attributes):
-                    continue
+                system = {a.key for a in entry.system_attributes}
+                if (entry.params or "fixed_params" in system) and not (
+                        any(a.key == INSTEAD for a in entry.user_attributes)
+                        and "failed_trial" not in system):  # (a stale one's copy inherits
+                    continue  # its user attributes: it holds a point someone must train)
                 for key, value in attrs.items():
                     storage._set_trial_attr_without_commit(
                         session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)

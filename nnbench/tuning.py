@@ -424,8 +424,9 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
     if math.prod(sizes) > DISTINCT_POINTS:
         return None
     mine = retrying(lambda: study._storage.get_trial(storage_id(trial)), "reading a trial")
-    if mine.system_attrs.get("fixed_params"):  # a killed trial's copy, or a point queued in
-        return None  # place of a repeat: it trains its values, whoever holds them too
+    if {"fixed_params", "failed_trial"} & set(mine.system_attrs):  # a killed or stale
+        return None  # trial's copy, or a point queued in place of a repeat: it trains its
+    # values, whoever holds them too
 
     def key(point: dict[str, Any]) -> tuple[str, ...]:
         return tuple(repr(point.get(d.path)) for d in tune.space)

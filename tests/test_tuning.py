@@ -701,6 +701,16 @@ def test_a_queued_copy_is_never_redirected_and_a_counted_failure_holds_its_point
     (left,) = {0.001, 0.03, 1.0} - {running_lr, failed}
     assert tuning._untried_instead(study, tune, fresh, {"optimizer.lr": failed}) == {
         "optimizer.lr": left}
+    # a stale trial's copy (Optuna's retry callback: params, failed_trial) trains its point
+    # (the chaos test caught one failed as a "repeat", its trial never trained)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params={"optimizer.lr": running_lr},
+        distributions={"optimizer.lr": optuna.distributions.CategoricalDistribution(
+            [0.001, 0.03, 1.0])}, system_attrs={"failed_trial": running.number}))
+    stale_copy = study.ask()
+    assert stale_copy.params == {"optimizer.lr": running_lr}
+    assert tuning._untried_instead(study, tune, stale_copy, {"optimizer.lr": running_lr}) \
+        is None
 
 
 def test_a_point_queued_in_place_of_a_repeat_is_surplus_once_the_budget_is_met(
@@ -715,9 +725,15 @@ def test_a_point_queued_in_place_of_a_repeat_is_surplus_once_the_budget_is_met(
                                 study_name="d/p")
     study.enqueue_trial({"optimizer.lr": 0.03}, user_attrs={INSTEAD: True})
     study.enqueue_trial({"optimizer.lr": 1.0})  # a killed trial's copy
+    lr = optuna.distributions.CategoricalDistribution([0.001, 0.03, 1.0])
+    study.add_trial(optuna.trial.create_trial(  # a stale trial's copy: its user attributes
+        state=TrialState.WAITING, params={"optimizer.lr": 0.001},  # too (it popped one)
+        distributions={"optimizer.lr": lr}, user_attrs={INSTEAD: True},
+        system_attrs={"failed_trial": 0}))
     fail_waiting(study, {"nnbench.outcome": "surplus"})
     states = [(t.state, t.user_attrs.get("nnbench.outcome")) for t in study.get_trials()]
-    assert states == [(TrialState.FAIL, "surplus"), (TrialState.WAITING, None)]
+    assert states == [(TrialState.FAIL, "surplus"), (TrialState.WAITING, None),
+                      (TrialState.WAITING, None)]
 
 
 def test_a_grid_sampler_with_more_trials_than_points_is_refused_before_compute(

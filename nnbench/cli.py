@@ -44,7 +44,6 @@ import pickle
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -1040,17 +1039,9 @@ def _worker_state(worker: str, silent: float | None, grace: int | None = None,
     reapers wait for where it is longer than theirs; `holder`: the process it recorded,
     whose claims a worker of this machine queues again at once once it has ended."""
     from nnbench.queue import DEFAULT_LIVENESS
-    from nnbench.transient import process_gone
+    from nnbench.transient import pid_gone_here, process_gone
 
-    host, _, pid = worker.rpartition(":")
-    gone = False
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            gone = True
-        except OSError:  # another user's process: it exists
-            pass
+    gone = pid_gone_here(worker)
     if silent is None:
         return ": no heartbeat recorded" if gone else ""
     said = f": last heartbeat {silent:.0f} s ago"

@@ -275,7 +275,8 @@ class _Storage(RDBStorage):
         return trial
 
     def _holder(self) -> dict[str, Any]:
-        """The attributes of a trial this worker starts: its name and grace period."""
+        """The attributes of a trial this worker starts: its name, process and grace
+        period."""
         return {_WORKER: worker_label(), _HOLDER: process_identity(), **(
             {} if self.grace_period is None else {_GRACE: self.grace_period})}
 
@@ -965,12 +966,16 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
     retrying(transaction, "failing queued copies no one needs")
 
 
+def _holder_gone(attrs: dict[str, Any]) -> bool:
+    """Whether the process a trial's attributes record has ended on this machine
+    (`transient.process_gone`)."""
+    return process_gone(str(attrs.get(_WORKER, "")), str(attrs.get(_HOLDER, "")))
+
+
 def _gone_here(running: Iterable[FrozenTrial]) -> set[int]:
     """Of the `running` trials, those whose holder was a process of this machine that has
-    ended (`transient.process_gone`)."""
-    return {int(t._trial_id) for t in running
-            if process_gone(str(t.user_attrs.get(_WORKER, "")),
-                            str(t.user_attrs.get(_HOLDER, "")))}
+    ended."""
+    return {int(t._trial_id) for t in running if _holder_gone(t.user_attrs)}
 
 
 def _still_stale(session: Session, stale: Sequence[int], grace: timedelta,
@@ -991,8 +996,7 @@ def _still_stale(session: Session, stale: Sequence[int], grace: timedelta,
     ended = []
     for entry, beat in candidates:
         attrs = _attrs(entry.user_attributes)
-        if int(entry.trial_id) in gone and process_gone(str(attrs.get(_WORKER, "")),
-                                                         str(attrs.get(_HOLDER, ""))):
+        if int(entry.trial_id) in gone and _holder_gone(attrs):
             ended.append((entry, 0))
             continue
         holder = attrs.get(_GRACE)

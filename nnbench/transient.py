@@ -39,6 +39,7 @@ __all__ = [
     "interrupt",
     "interrupted",
     "is_transient",
+    "pid_gone_here",
     "process_gone",
     "process_identity",
     "reason",
@@ -116,6 +117,13 @@ def process_gone(worker: str, identity: str) -> bool:
         return True
     now = _started(int(pid))
     return bool(now) and now != started  # the pid is another process's now
+
+
+def pid_gone_here(worker: str) -> bool:
+    """Whether `worker` (`host:pid`) names this host and no process has its pid now (the
+    pid alone: `status` says so; `process_gone` decides whether its claims are reaped)."""
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _exists(int(pid))
 
 
 def _exists(pid: int) -> bool:

@@ -423,7 +423,8 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
              + 1 for d in tune.space]
     if math.prod(sizes) > DISTINCT_POINTS:
         return None
-    mine = retrying(lambda: study._storage.get_trial(storage_id(trial)), "reading a trial")
+    trials = _trials(study)
+    mine = next(t for t in trials if t.number == trial.number)
     if {"fixed_params", "failed_trial"} & set(mine.system_attrs):  # a killed or stale
         return None  # trial's copy, or a point queued in place of a repeat: it trains its
     # values, whoever holds them too
@@ -432,11 +433,10 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
         return tuple(repr(point.get(d.path)) for d in tune.space)
 
     taken = set()
-    for t in _trials(study):
+    for t in trials:
         # every point a trial holds, or held and counted (a diverged or failed one): a
         # stale trial's copy carries its params, a queued point its fixed_params
-        if t.number == trial.number or (t.state == TrialState.FAIL
-                                        and not t.user_attrs.get(COUNTED)):
+        if t is mine or (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)):
             continue
         point = t.params or t.system_attrs.get("fixed_params")
         if point:
@@ -445,9 +445,9 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
         return None
     axes = [list(d.choices) if d.kind == "categorical" else
             list(range(int(d.low or 0), int(d.high or 0) + 1)) for d in tune.space]
-    untried = [dict(zip((d.path for d in tune.space), p, strict=True))
-               for p in itertools.product(*axes)]
-    untried = [p for p in untried if key(p) not in taken]
+    untried = [point for point in (dict(zip((d.path for d in tune.space), p, strict=True))
+                                   for p in itertools.product(*axes))
+               if key(point) not in taken]
     if not untried:
         return None
     return random.Random(f"{study.study_name}:{trial.number}").choice(untried)

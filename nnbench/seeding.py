@@ -179,10 +179,7 @@ def trial_rng(seed: int, device: torch.device) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), numpy_rng_preserved():
         global_seed = derive_seed(seed, "global")
-        torch.default_generator.manual_seed(global_seed)
-        if device.type == "cuda":  # (fork_rng has initialised CUDA)
-            index = torch.cuda.current_device() if device.index is None else device.index
-            torch.cuda.default_generators[index].manual_seed(global_seed)
+        _seed_torch(global_seed, device)  # (fork_rng has initialised CUDA)
         np.random.seed(global_seed % (1 << 32))
         random.seed(global_seed)
         yield
@@ -194,11 +191,15 @@ def reseed_global(seed: int, device: torch.device) -> None:
     what draws from them while it trains (`nn.GRU`'s dropout between layers: the global
     CPU generator, or cuDNN's dropout state, which the CUDA generator reseeds) varies with
     the dropout seed, not the init seed."""
-    global_seed = derive_seed(seed, "training")
-    torch.default_generator.manual_seed(global_seed)
+    _seed_torch(derive_seed(seed, "training"), device)
+
+
+def _seed_torch(seed: int, device: torch.device) -> None:
+    """Seed torch's CPU generator and `device`'s own, no other GPU's."""
+    torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         index = torch.cuda.current_device() if device.index is None else device.index
-        torch.cuda.default_generators[index].manual_seed(global_seed)
+        torch.cuda.default_generators[index].manual_seed(seed)
 
 
 @contextmanager

@@ -82,6 +82,10 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
         _, folder, files = _SOURCES[name]
         if all((Path(root) / folder / f).is_file() for f in files):  # there, but unreadable
+            if denied := _unopenable(Path(root) / folder, files):
+                raise DataError(
+                    f"dataset {name!r}: nnbench cannot open {'; '.join(denied)}: give this "
+                    f"user read access, or set NNBENCH_DATA to a copy it can read") from None
             damaged = _damaged(Path(root) / folder, files) or [
                 f"torchvision: {type(err).__name__}: {first_line(err)}"]
             raise DataError(
@@ -105,6 +109,19 @@ def _missing(name: str, root: str) -> str:
     kinds = ", ".join(f"{path.name} ({'a directory' if path.is_dir() else 'not a regular file'})"
                       if path.exists() else path.name for path in missing)
     return f"{len(missing)} of {len(files)} files missing: {kinds}"
+
+
+def _unopenable(folder: Path, files: tuple[str, ...]) -> list[str]:
+    """Each of `files` that cannot be opened for reading, with the system's reason ("... is
+    damaged" misled where one was only unreadable to this user)."""
+    out = []
+    for name in files:
+        try:
+            with open(folder / name, "rb"):
+                pass
+        except OSError as err:
+            out.append(f"{folder / name} ({err.strerror or type(err).__name__})")
+    return out
 
 
 def _damaged(folder: Path, files: tuple[str, ...]) -> list[str]:

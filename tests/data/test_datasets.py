@@ -151,6 +151,36 @@ def test_a_truncated_file_is_named_damaged_not_missing(
     vision._load.cache_clear()
 
 
+def test_a_file_this_user_cannot_open_is_said_unreadable_not_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file without read permission for this user was reported "damaged or truncated;
+    delete it and download again". Root reads any file, so the refusal is the system's
+    PermissionError raised by open() for that one path."""
+    import builtins
+
+    from nnbench.data.checks import DataError
+    from tests.conftest import _write_mnist_like
+
+    _write_mnist_like(tmp_path, "MNIST", 20, 10)
+    locked = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    real_open = builtins.open
+
+    def guarded(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(str(file)) == locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path))
+    vision._load.cache_clear()
+    with pytest.raises(DataError) as caught:
+        _data("mnist")
+    assert str(caught.value) == (
+        f"dataset 'mnist': nnbench cannot open {locked} (Permission denied): give this user "
+        f"read access, or set NNBENCH_DATA to a copy it can read"), str(caught.value)
+    vision._load.cache_clear()
+
+
 def test_damaged_files_are_named_and_a_directory_in_a_files_place_is_said(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Random bytes in two MNIST files: torchvision's "AssertionError: AssertionError" named

@@ -416,7 +416,12 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
     twice and never tried 0.01): when `values` is a point another trial holds (complete,
     pruned, running or queued), an untried one, chosen by a generator seeded from the
     study and the trial number; None when `values` is new, or every point is taken (the
-    budget check keeps trials within the space's size). The grid sampler never repeats."""
+    budget check keeps trials within the space's size). The grid sampler never repeats.
+
+    A killed or stale trial's copy trains its values whoever holds them. A point queued in
+    place of a repeat (`INSTEAD`) is any untried point, so it yields too, except to such a
+    point queued after it: two workers that queued the same point at once trained it twice.
+    Each sees the other's (a queued point is stored with its values), and the later yields."""
     if tune.sampler == "grid" or any(d.kind == "float" for d in tune.space):
         return None
     sizes = [len(d.choices) if d.kind == "categorical" else int(d.high or 0) - int(d.low or 0)
@@ -425,9 +430,12 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
         return None
     trials = _trials(study)
     mine = next(t for t in trials if t.number == trial.number)
-    if {"fixed_params", "failed_trial"} & set(mine.system_attrs):  # a killed or stale
-        return None  # trial's copy, or a point queued in place of a repeat: it trains its
-    # values, whoever holds them too
+    def queued_instead(t: FrozenTrial) -> bool:  # (a stale one's copy inherits the mark)
+        return bool(t.user_attrs.get(INSTEAD)) and "failed_trial" not in t.system_attrs
+
+    instead = queued_instead(mine)
+    if not instead and {"fixed_params", "failed_trial"} & set(mine.system_attrs):
+        return None  # a killed or stale trial's copy: it trains its values
 
     def key(point: dict[str, Any]) -> tuple[str, ...]:
         return tuple(repr(point.get(d.path)) for d in tune.space)
@@ -436,7 +444,8 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
     for t in trials:
         # every point a trial holds, or held and counted (a diverged or failed one): a
         # stale trial's copy carries its params, a queued point its fixed_params
-        if t is mine or (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)):
+        if t is mine or (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)) or (
+                instead and t.number > mine.number and queued_instead(t)):
             continue
         point = t.params or t.system_attrs.get("fixed_params")
         if point:

@@ -713,6 +713,41 @@ def test_a_queued_copy_is_never_redirected_and_a_counted_failure_holds_its_point
         is None
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked without Study.optimize
+def test_two_workers_that_queued_the_same_untried_point_train_it_once(tmp_path: Path) -> None:
+    """Two workers whose proposals were repeats at once each queued an untried point in
+    place of theirs, and both drew the same one: both trained it (a point queued in place of
+    a repeat was never redirected). The later one yields now; a stale trial's copy, though
+    it inherits the mark, trains its values."""
+    from nnbench.queue import INSTEAD, open_storage
+
+    tune = parse_suite(_suite(tmp_path / "d.yaml", name="d", trials=3, optimizers="[sgd]",
+                              sampler="random", space=LR_GRID, seeds=1).read_text()).tune
+    assert tune is not None
+    lrs = [0.001, 0.03, 1.0]
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'o.db'}"),
+                                study_name="d/p")
+    for _ in range(2):
+        study.enqueue_trial({"optimizer.lr": 0.03}, user_attrs={INSTEAD: True})
+    first, second = study.ask(), study.ask()
+    assert first.number < second.number
+    for trial in (first, second):
+        assert trial.suggest_categorical("optimizer.lr", lrs) == 0.03
+    assert tuning._untried_instead(study, tune, first, {"optimizer.lr": 0.03}) is None
+    other = tuning._untried_instead(study, tune, second, {"optimizer.lr": 0.03})
+    assert other is not None and other["optimizer.lr"] in (0.001, 1.0), other
+    # the first one, asked only after the second was set up, still keeps its point
+    assert tuning._untried_instead(study, tune, first, {"optimizer.lr": 0.03}) is None
+    # a stale trial's copy of a queued point carries its mark: it trains its values
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params={"optimizer.lr": 0.03}, user_attrs={INSTEAD: True},
+        distributions={"optimizer.lr": optuna.distributions.CategoricalDistribution(lrs)},
+        system_attrs={"failed_trial": first.number}))
+    stale_copy = study.ask()
+    assert stale_copy.params == {"optimizer.lr": 0.03}
+    assert tuning._untried_instead(study, tune, stale_copy, {"optimizer.lr": 0.03}) is None
+
+
 def test_a_point_queued_in_place_of_a_repeat_is_surplus_once_the_budget_is_met(
         tmp_path: Path) -> None:
     """A worker that queued an untried point in place of a repeat and died before taking

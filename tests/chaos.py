@@ -658,8 +658,9 @@ def check_tuning(chaos: Chaos) -> list[str]:
 
 
 def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
-    """Each Optuna trial failed as stale (no outcome) has a copy that counted, at the end of
-    its chain of copies, with its parameters (a trial whose worker died between asking for
+    """Each Optuna trial failed as stale (no outcome) has a copy that counted (or was killed
+    by SIGTERM, its values queued again), at the end of its chain of copies, with its
+    parameters (a trial whose worker died between asking for
     it and drawing its parameters, or whose ask lost its answer, had none: its copy draws its
     own, or is failed as surplus when the others met the budget, which is checked apart)."""
     problems = []
@@ -677,7 +678,10 @@ def _copies_counted(name: str, trials: list[FrozenTrial]) -> list[str]:
         while last.number in copies:
             last = copies[last.number]
         surplus = not trial.params and last.user_attrs.get("nnbench.outcome") == "surplus"
-        if last is trial or not (last.user_attrs.get(COUNTED) or surplus) or (
+        # a copy killed by its worker's SIGTERM queued its values again, with no link to it:
+        # `_killed_points_counted` checks that a later trial with them counted
+        killed = bool(last.params) and last.user_attrs.get("nnbench.outcome") == "killed"
+        if last is trial or not (last.user_attrs.get(COUNTED) or surplus or killed) or (
                 trial.params and last.params != trial.params):
             problems.append(f"{name} trial {trial.number} failed as stale; its last copy "
                             f"{'(none)' if last is trial else last.number} "

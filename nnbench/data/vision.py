@@ -3,7 +3,8 @@
 Files live under the data root: `$NNBENCH_DATA`, else `~/.cache/nnbench/data`. With
 `download: false` (the default) nothing is fetched; when the files are missing, or a
 download fails, the error lists which files were expected where (`nnbench validate`
-says so too, from the files' presence alone, without importing torchvision). Images
+says so too, from the files' presence, headers and sizes, without importing torchvision
+or reading their data: a truncated file is named before a run loads it). Images
 become float tensors in [0, 1], shaped (C, H, W), as `ToTensor()` would make them. The
 arrays pass the data checks (`nnbench.data.checks`: labels 0..9, no empty split) once
 per set of files, keyed by their sizes and modification times.
@@ -11,7 +12,9 @@ per set of files, keyed by their sizes and modification times.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -88,12 +91,7 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
                     f"user read access, or set NNBENCH_DATA to a copy it can read") from None
             damaged = _damaged(Path(root) / folder, files) or [
                 f"torchvision: {type(err).__name__}: {first_line(err)}"]
-            raise DataError(
-                f"dataset {name!r}: its files under {Path(root) / folder} are there, but "
-                f"torchvision cannot read {'them' if len(damaged) > 1 else 'one'} "
-                f"({'; '.join(damaged)}): damaged or truncated; delete "
-                f"{'them' if len(damaged) > 1 else 'it'} and download again (download: "
-                f"true), or put intact copies there") from None
+            raise DataError(_damaged_message(name, Path(root) / folder, damaged)) from None
         if not download:
             raise _not_found(name, root, f"download is false; {_missing(name, root)}") from None
         raise _not_found(name, root, f"could not download it: {err}") from None
@@ -122,6 +120,62 @@ def _unopenable(folder: Path, files: tuple[str, ...]) -> list[str]:
         except OSError as err:
             out.append(f"{folder / name} ({err.strerror or type(err).__name__})")
     return out
+
+
+# an idx file's type code (its header's third byte) -> bytes per value (torchvision's
+# read_sn3_pascalvincent_tensor reads these; MNIST's files are all 0x08, unsigned bytes)
+_IDX_ITEM = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def _truncated(path: Path) -> str | None:
+    """Why a file's header and size disagree, from its first bytes and its size alone (its
+    data are not read): an idx file (MNIST's) must be as long as its header's dimensions
+    say; a CIFAR-10 batch, a pickle, must end with the pickle's STOP opcode (it is never
+    unpickled here). None when they agree."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if path.parent.name == "cifar-10-batches-py":
+            if size == 0:
+                return f"{path.name}: empty"
+            f.seek(-1, os.SEEK_END)
+            return None if f.read(1) == b"." else \
+                f"{path.name}: it does not end as a pickle does (cut short)"
+        magic = f.read(4)
+        ndim = 3 if "images" in path.name else 1
+        if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_ITEM \
+                or magic[3] != ndim:
+            return f"{path.name}: its header is not that of an idx file of {ndim} dimension(s)"
+        header = f.read(4 * ndim)
+        if len(header) < 4 * ndim:
+            return f"{path.name}: {size} bytes, shorter than its header"
+        dims = struct.unpack(f">{ndim}I", header)
+        expected = 4 + 4 * ndim + math.prod(dims) * _IDX_ITEM[magic[2]]
+    if size == expected:
+        return None
+    return (f"{path.name}: {size:,} bytes where its header ({'×'.join(map(str, dims))}) says "
+            f"{expected:,}: {'cut short' if size < expected else 'longer than its data'}")
+
+
+def _check(name: str, p: VisionParams) -> None:
+    """`nnbench validate`'s look at the files (`attrs["check"]`): each there must be as long
+    as its header says, or end as a pickle does; missing files are `_source`'s to name."""
+    _, folder, files = _SOURCES[name]
+    where = data_root() / folder
+    if not all((where / f).is_file() for f in files):
+        return
+    if denied := _unopenable(where, files):
+        raise DataError(f"dataset {name!r}: nnbench cannot open {'; '.join(denied)}: give "
+                        f"this user read access, or set NNBENCH_DATA to a copy it can read")
+    damaged = [why for why in map(_truncated, (where / f for f in files)) if why]
+    if damaged:
+        raise DataError(_damaged_message(name, where, damaged))
+
+
+def _damaged_message(name: str, where: Path, damaged: list[str]) -> str:
+    return (f"dataset {name!r}: its files under {where} are there, but torchvision cannot "
+            f"read {'them' if len(damaged) > 1 else 'one'} ({'; '.join(damaged)}): damaged "
+            f"or truncated; delete {'them' if len(damaged) > 1 else 'it'} and download again "
+            f"(download: true), or put intact copies there")
 
 
 def _damaged(folder: Path, files: tuple[str, ...]) -> list[str]:
@@ -207,6 +261,7 @@ for _name, _doc in [("mnist", "MNIST handwritten digits: 28×28 grey, 60k train 
                            doc=_doc, attrs={"targets": "class", "input": "image",
                                             "shape": _shape(_name),
                                             "source": lambda p, n=_name: _source(n, p),
+                                            "check": lambda p, n=_name: _check(n, p),
                                             # shape gives the published sizes, not the files'
                                             "official_sizes": True},
                            defaults="torchvision's official train/test split"))

@@ -293,6 +293,46 @@ def test_validate_accepts_present_files_and_download_true(
     assert f"{present}: ok" in capsys.readouterr().out
 
 
+def test_validate_names_a_truncated_mnist_or_cifar_file_from_its_header_and_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """validate looked only at the files' presence: a truncated file passed it, and the run
+    then refused it. Now the sizes are checked against the idx headers (MNIST) and a CIFAR-10
+    batch must end as a pickle does; no data is read, nothing is unpickled."""
+    from tests.conftest import _write_cifar10
+
+    root = tmp_path / "data"
+    monkeypatch.setenv("NNBENCH_DATA", str(root))
+    _mnist_files(root, bad_label=None)
+    raw = root / "MNIST" / "raw"
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-784])  # one image short
+    path = _suite(tmp_path, MNIST)
+    assert cli.main(["validate", str(path)]) == 2
+    assert f"{path}: task.dataset: dataset 'mnist': its files under {raw} are there, but " \
+           f"torchvision cannot read one (t10k-images-idx3-ubyte: 14,912 bytes where its " \
+           f"header (20×28×28) says 15,696: cut short): damaged or truncated; delete it and " \
+           f"download again" in capsys.readouterr().err
+    images.write_bytes(b"\0\0\x08\x01" + bytes(20))  # a labels header in an images file
+    assert cli.main(["validate", str(path)]) == 2
+    assert "(t10k-images-idx3-ubyte: its header is not that of an idx file of 3 " \
+           "dimension(s))" in capsys.readouterr().err
+
+    _write_cifar10(root, per_batch=4)
+    batch = root / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:-10])
+    cifar = _suite(tmp_path, "{name: cifar10}")
+    assert cli.main(["validate", str(cifar)]) == 2
+    assert f"{cifar}: task.dataset: dataset 'cifar10': its files under " \
+           f"{root / 'cifar-10-batches-py'} are there, but torchvision cannot read one " \
+           f"(data_batch_3: it does not end as a pickle does (cut short))" \
+           in capsys.readouterr().err
+    _write_cifar10(tmp_path / "intact", per_batch=4)
+    batch.write_bytes((tmp_path / "intact" / "cifar-10-batches-py" / "data_batch_3")
+                      .read_bytes())
+    assert cli.main(["validate", str(cifar)]) == 0, capsys.readouterr().err
+
+
 def test_validate_checks_the_content_of_a_file_dataset(tmp_path: Path, fresh_checks: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "d.npz"

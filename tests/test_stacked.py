@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -362,6 +363,21 @@ def test_early_stopping_and_pruning_act_per_lane() -> None:
         assert result.best_epoch is not None and result.stopped_epoch is not None
         assert results[trial_id].best_epoch == result.best_epoch < result.stopped_epoch
         assert results[trial_id].final == pytest.approx(result.final, rel=1e-4, abs=1e-6)
+
+
+def test_lanes_ending_together_get_one_share_of_the_group_time() -> None:
+    """A lane's wall_seconds is its share of the group's time until it ended (elapsed /
+    lanes). Taken per result, it grew with the time the caller spent recording each result
+    before the next (a 15-lane group read 0.08 s up to 0.34 s, and the report's wall time
+    column ranked configurations by the order their results were recorded)."""
+    trials = _trials(BASE, "optimizer.lr: [0.05, 0.02, 0.01, 0.005]\n")
+    results = []
+    for result in StackedEngine(CPU, fixed_lanes=4).run(trials, Recorder()):
+        results.append(result)
+        time.sleep(0.2)  # the runner records each result before asking for the next
+    assert len(results) == 4 and {r.status for r in results} == {"finished"}
+    assert len({r.wall_seconds for r in results}) == 1, [r.wall_seconds for r in results]
+    assert results[0].wall_seconds > 0
 
 
 # -- fallback, numerics, checkpoints ----------------------------------------------------------

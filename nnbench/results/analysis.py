@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -174,19 +174,24 @@ def _holm(kind: str, pending: list[tuple[str, str, str, Paired]], metric: str,
     its Holm-adjusted permutation p can be at the family's seeds, and the seeds from which
     it could reach α: `stats.perm_floors`)."""
     return [Comparison(kind, axis, a, b, metric, r, p, q, say(a, b, r, p, q, floor))
-            for (axis, a, b, r), (p, q, floor) in zip(
+            for (axis, a, b, _), (r, p, q, floor) in zip(
                 pending, _family([r for *_, r in pending]), strict=True)]
 
 
-def _family(results: list[Paired]) -> list[tuple[float, float, tuple[float, int]]]:
-    """Per comparison of a Holm family: its Holm-adjusted t p and permutation p, and the
-    lowest that permutation p can be at the family's seeds with the seeds from which it
-    could reach α (`stats.perm_floors`). Every row compared counts in the family, one whose
-    t p is undefined (identical differences) too, so the others are not under-corrected."""
+def _family(results: list[Paired]
+            ) -> list[tuple[Paired, float, float, tuple[float, int]]]:
+    """Per comparison of a Holm family: its result, with `seeds_needed` at least the seeds
+    from which its Holm-adjusted permutation p could reach α (the sentence said 7 where the
+    comparisons CSV said 6); its Holm-adjusted t p and permutation p; and the lowest that
+    permutation p can be at the family's seeds with those seeds (`stats.perm_floors`).
+    Every row compared counts in the family, one whose t p is undefined (identical
+    differences) too, so the others are not under-corrected."""
     adjusted = holm([r.p for r in results], family=len(results))
     adjusted_perm = holm([r.p_perm for r in results], family=len(results))
-    return [(float(p), float(q), floor) for p, q, floor in zip(
-        adjusted, adjusted_perm, perm_floors([r.n for r in results]), strict=True)]
+    return [(r if r.seeds_needed is None else replace(r, seeds_needed=max(r.seeds_needed,
+                                                                          floor[1])),
+             float(p), float(q), floor) for r, p, q, floor in zip(
+        results, adjusted, adjusted_perm, perm_floors([r.n for r in results]), strict=True)]
 
 
 def _says(metric: str) -> Callable[[str, str, Paired, float, float, tuple[float, int]], str]:
@@ -853,7 +858,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         pending.append((claim, r, float(per_seed["a"].mean()), float(per_seed["b"].mean())))
     # every claim tested counts in the family (`_family`)
     verdicts = []
-    for (claim, r, a_mean, b_mean), (p_holm, p_perm_holm, floor) in zip(
+    for (claim, _, a_mean, b_mean), (r, p_holm, p_perm_holm, floor) in zip(
             pending, _family([r for _, r, _, _ in pending]), strict=True):
         sign = 1 if claim.direction == "higher" else -1
         if p_holm < ALPHA and np.sign(r.diff) == sign:

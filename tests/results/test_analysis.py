@@ -291,6 +291,20 @@ def test_every_comparison_is_one_row_of_the_csv_table() -> None:
             list(holm(list(rows["p_perm"]), family=len(rows)))), kind
 
 
+def test_the_csv_says_the_seeds_its_sentence_says() -> None:
+    """A family of 3 main effects at 4 seeds: its Holm-adjusted permutation p reaches α only
+    from 7 seeds, which the sentence quoted, while the comparisons CSV said 6 (the t-test's
+    count alone, and a lone sign-flip test's floor), on the same row."""
+    trials = _trials(seeds=4, noise=0.05)
+    _, effects = main_effects(trials, _suite(seeds=4))
+    table = comparisons_table({"main_effect": effects}, [])
+    said = {row["a"]: re.search(r"(could reach α = 0\.05 from|about) (\d+) seeds",
+                                row["sentence"]) for _, row in table.iterrows()}
+    # sigmoid and tanh against relu: t says yes, the permutation test cannot yet (7 seeds)
+    assert [int(m.group(2)) if m else None for m in said.values()] == [7, 7, 12], said
+    assert list(table["seeds_needed"]) == [7, 7, 12]
+
+
 def test_a_level_without_a_finished_trial_is_named_once_not_dropped() -> None:
     trials = _trials()
     trials.loc[trials["activation"] == "tanh", "status"] = "diverged"

@@ -594,7 +594,9 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-        err.print(f"suite {suite.name}: trained {summary.trained} ({counts})")
+        # (not "trained 24 (24 killed)": a killed or failed trial did not train)
+        err.print(f"suite {suite.name}: ran {summary.trained} trial"
+                  f"{'s' if summary.trained != 1 else ''} ({counts})")
     _note_no_models(args, summary.trained)
     if summary.refused:  # every local worker said what it refused
         return EXIT_USAGE

@@ -37,7 +37,7 @@ def done(write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
                      "--report-dir", str(reports)])
     assert code == 0
     captured = capsys.readouterr()
-    assert "trained 4" in captured.err
+    assert "ran 4 trials (4 finished)" in captured.err
     (tmp_path / "first-run.out").write_text(captured.out)  # what the answer below repeats
     return path, tracking_uri, reports
 
@@ -223,7 +223,7 @@ def test_a_suite_edited_while_it_runs_is_looked_at_again(
 
     monkeypatch.setattr(runner, "run_suite", edited_meanwhile)
     output = _run(path, tracking_uri, tmp_path / "reports", capsys)
-    assert "trained 2" in output
+    assert "ran 2 trials (" in output
     monkeypatch.setattr(runner, "run_suite", real)
     output = _run(path, tracking_uri, tmp_path / "reports", capsys)
     assert NOTHING not in output

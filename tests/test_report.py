@@ -321,7 +321,7 @@ def test_no_row_shows_n_0_nan_or_a_zero_width_interval(tmp_path: Path,
     assert ("mean over its finished seeds, band ±1 sd. Diverged trials are left out (their "
             "values run to infinity; their epochs are in the epochs CSV), and so are "
             "configurations none of whose trials finished: optimizer.lr=1000000.0.") in curves
-    assert "Trials: 6 planned; 6 trained: 4 finished, 2 diverged." in html
+    assert "Trials: 6 planned; 6 started: 4 finished, 2 diverged." in html
     assert "Seeds: 3, 1.\n" in html  # as listed; all trained
 
 
@@ -343,6 +343,18 @@ def test_a_killed_trial_is_counted_in_its_row_and_not_in_its_times(
     cells = re.findall(r'<td class="num">([^<]*)</td>', row)
     # mean, CI, sd, n, best epoch, wall time, diverged, failed, killed, parameters
     assert (cells[3], cells[5], cells[6:9]) == ("1", "4.00", ["0", "0", "1"]), cells
+
+
+def test_a_report_of_killed_trials_only_says_started_and_that_no_numerics_are_counted(
+        tmp_path: Path, tracking_uri: str) -> None:
+    """After a Ctrl-C at the first epoch: the setup said "6 trained: 6 killed" and the
+    provenance's numerics cell was empty, beside trial rows that each named theirs."""
+    suite, results = _diverging(tracking_uri)
+    results.trials["status"] = "killed"
+    html = render_report(suite, results=results, report_dir=tmp_path).read_text()
+    assert "Trials: 6 planned; 6 started: 6 killed." in html
+    assert re.search(r"<tr><th>numerics</th><td><span class=\"muted\">of the finished and "
+                     r"diverged trials: none yet</span></td></tr>", html), html
 
 
 def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
@@ -428,7 +440,7 @@ def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) ->
     html = tuned_report.read_text()
     assert "Seeds: 0, 1, 2." in html  # the re-runs' seeds, not the suite's `seeds`
     assert "Trials: 15 planned (re-runs of the 5 tuned points over 3 seeds" in html
-    assert "; 15 trained: 15 finished." in html
+    assert "; 15 started: 15 finished." in html
     effects = _section(html, "effects")
     rows = re.findall(r"<tr><td>optimizer</td><td>([^<]*)</td><td>([^<]*)</td>", effects)
     # the fixed sgd(lr=0.01)'s own tuned point, sgd, is every other point's baseline
@@ -498,7 +510,7 @@ def test_a_trial_whose_run_was_deleted_in_mlflow_is_said_deleted_not_still_to_ru
         f"runs do not train it again (to train it again: a new --storage, README 'Training a "
         f"done trial again')")
     text = _text(render_report(suite, results=results, report_dir=tmp_path).read_text())
-    assert "Trials: 2 planned; 2 trained: 1 finished, 1 deleted." in text, text
+    assert "Trials: 2 planned; 2 started: 1 finished, 1 deleted." in text, text
     assert f"{gone.data.tags['nnbench.config']} (1 deleted)" in text
     assert "not run yet" not in text and "the next run trains" not in text
     # an attempt since (a new storage trains it again) stands for the trial

@@ -31,6 +31,7 @@ with nnbench.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -435,6 +436,44 @@ def _check_connect(url: str, what: str, kind: str) -> None:
 _DEFAULT_FILE = {"mlflow": "mlflow.db", "optuna": "optuna.db"}  # each store's usual name
 
 
+def path_trouble(path: Path, *, file_through_link: bool = False) -> str | None:
+    """Why `path` cannot name a file or folder to be made or used, before anything else
+    looks at it (each of these was a traceback, or a failure after training): a name too
+    long for the file system; a symbolic link in a loop; a symbolic link (the path or a
+    folder above it) to a place that does not exist, where a folder would be made (mkdir
+    refuses a dangling link) or a file created. `file_through_link`: the path itself may be
+    a dangling link to a file not made yet, in an existing folder (SQLite creates it there).
+    None when there is none."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # a name too long, a loop above it, a file where a folder is
+        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+        detail = f" (a name of {longest} bytes; most file systems allow 255)" if \
+            err.errno == errno.ENAMETOOLONG and longest > 255 else ""
+        return f"{path}: {(err.strerror or type(err).__name__).lower()}{detail}"
+    absolute = Path(os.path.abspath(path))
+    for candidate in (absolute, *absolute.parents):
+        if not os.path.lexists(candidate):
+            continue  # (not made yet: what is above it decides)
+        if not candidate.is_symlink():
+            return None
+        try:
+            os.stat(candidate)
+            return None  # a link to something that exists
+        except OSError as err:
+            target = os.readlink(candidate)
+            if err.errno == errno.ELOOP:
+                return f"{candidate} is a symbolic link in a loop (to {target})"
+            if file_through_link and candidate == absolute and os.path.isdir(
+                    os.path.dirname(os.path.join(os.path.dirname(candidate), target))):
+                return None
+            return (f"{candidate} is a symbolic link to {target}, which does not exist; "
+                    f"create its target, or name another path")
+    return None
+
+
 def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool,
                   kind: str, writes: bool = True) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -444,6 +483,8 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
         raise UsageError(f"{what}: its path holds a NUL character (%00), which no file name "
                          f"can; name a file, e.g. sqlite:///{_DEFAULT_FILE[kind]}")
     path = Path(database)
+    if trouble := path_trouble(path, file_through_link=True):
+        raise UsageError(f"{what}: {trouble}")
     if path.is_dir():
         raise UsageError(f"{what}: {path} is a directory; name a file, e.g. "
                          f"sqlite:///{path / _DEFAULT_FILE[kind]}")
@@ -493,6 +534,8 @@ def check_report_dir(path: str | Path, option: str = "--report-dir",
     what = f"{option} {str(path)!r}"
     if not str(path).strip():
         raise UsageError(f"{what} is empty; name a directory (it holds {holds})")
+    if trouble := path_trouble(given):
+        raise UsageError(f"{what}: {trouble}")
     if given.exists():
         if not given.is_dir():
             raise UsageError(f"{what} is a file, not a directory; name a directory (it "
@@ -534,7 +577,9 @@ def check_report_files(directory: str | Path, names: list[str],
     """The problems of the files the reports of `names` would be written to: one that is a
     directory failed the report after every trial had trained, with a traceback and half
     of the files written."""
-    problems = []
+    problems: list[str] = []
+    if path_trouble(Path(directory)):  # (check_report_dir says what)
+        return problems
     kind = "benchmark" if files is BENCHMARK_REPORT_FILES else "suite"
     for name in names:
         for pattern in files:  # (a read-only file is fine: a report replaces it whole)

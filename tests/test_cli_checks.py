@@ -369,6 +369,49 @@ def test_a_report_dir_where_nothing_can_be_made_is_refused_before_training(
     assert list(tmp_path.iterdir()) == []  # no probe left, nothing made
 
 
+def test_dangling_links_loops_and_names_too_long_are_refused_before_anything_is_made(
+        tmp_path: Path, write_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A --report-dir that was a dangling symbolic link passed the check (Path.exists is
+    False for it), every trial trained, and the report ended in FileExistsError; a store
+    through a dangling link was retried for a minute and ended in OperationalError after
+    the other store had made its experiment; a link loop or a name over 255 bytes was a
+    traceback. Each is refused first, naming the option and why, and nothing is made."""
+    from nnbench.cli_checks import check_report_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rdir").symlink_to(tmp_path / "gone" / "reports")
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "m.db").symlink_to(tmp_path / "gone" / "m.db")
+    long = "a" * 300
+    path = write_suite(epochs=1, seeds=1)
+    made = sorted(p.name for p in tmp_path.iterdir())
+    cases = [
+        (["--report-dir", "rdir"], f"--report-dir 'rdir': {tmp_path / 'rdir'} is a symbolic "
+         f"link to {tmp_path / 'gone' / 'reports'}, which does not exist; create its target, "
+         f"or name another path"),
+        (["--report-dir", "loop1"], f"--report-dir 'loop1': {tmp_path / 'loop1'} is a "
+         f"symbolic link in a loop (to loop2)"),
+        (["--report-dir", long], f"--report-dir '{long}': {long}: file name too long (a name "
+         f"of 300 bytes; most file systems allow 255)"),
+        (["--tracking-uri", f"sqlite:///{long}.db"], f"{long}.db: file name too long"),
+        (["--tracking-uri", "sqlite:///loop1"], "is a symbolic link in a loop (to loop2)"),
+        (["--tracking-uri", "sqlite:///m2.db", "--storage", "sqlite:///m.db"],
+         f"--storage 'sqlite:///m.db': {tmp_path / 'm.db'} is a symbolic link to "
+         f"{tmp_path / 'gone' / 'm.db'}, which does not exist"),
+    ]
+    for options, said in cases:
+        assert cli.main(["run", str(path), "--device", "cpu", *options]) == 2, options
+        assert said in " ".join(capsys.readouterr().err.split()), options
+        assert sorted(p.name for p in tmp_path.iterdir()) == made, options
+    # a link to a store file not made yet, in a folder that exists: SQLite makes it there
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ok.db").symlink_to(tmp_path / "real" / "ok.db")
+    check_tracking_uri("sqlite:///ok.db")
+    assert check_report_dir(tmp_path / "real" / "reports") == tmp_path / "real" / "reports"
+
+
 def test_a_suite_and_a_benchmark_of_one_name_never_replace_each_others_report(
         tmp_path: Path, write_suite: Callable[..., Path], tracking_uri: str,
         capsys: pytest.CaptureFixture[str]) -> None:

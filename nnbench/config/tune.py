@@ -242,6 +242,15 @@ def _dimension(path: str, dist: Any, suite: Suite, raw_sections: Mapping[str, An
                               f"{did_you_mean(head, list(AXES)) if axis is None else ''}"
                               f"allowed: {allowed}"))
         return None
+    if head == "dataset":  # (validate said ok; each study's best then had its own split)
+        problems.append((key, f"{path} is a dataset parameter: it changes the data each point "
+                              f"is trained and scored on (its examples or splits), so the "
+                              f"study would compare points on different data, and the tuned "
+                              f"configurations would be scored on different test sets; fix "
+                              f"it under task.dataset, or vary it under grid: as an axis the "
+                              f"suite compares; tune a training hyperparameter instead, such "
+                              f"as optimizer.lr"))
+        return None
     scientific = _scientific(path, suite)
     if scientific:
         problems.append((key, f"{path} is also a scientific axis ({scientific}): tuning it "

@@ -114,6 +114,11 @@ CASES: list[tuple[str, str, list[str]]] = [
                                 "{low: 0.001, high: 0.1}}"),
      ["tune.space.optimiser.lr", "unknown nuisance axis 'optimiser.lr'",
       "one of epochs, batch_size, dropout, l1, l2"]),
+    # (validate said ok; each study's best point was scored on its own test split)
+    ("tune_a_dataset_parameter", _edit("seeds: 2", "seeds: 2\ntune:\n  space: "
+                                       "{dataset.test_fraction: {low: 0.1, high: 0.9}}"),
+     ["tune.space.dataset.test_fraction", "is a dataset parameter",
+      "scored on different test sets", "tune a training hyperparameter"]),
     ("negative_lr", _edit("lr: 0.1}", "lr: -0.1}"),
      ["fixed.optimizer.lr", "greater than 0", "-0.1 (float)"]),
     ("zero_gamma", _edit("  epochs: 2", "  schedule: {name: step, step_size: 1, gamma: 0}\n"

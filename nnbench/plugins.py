@@ -253,7 +253,13 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
     if not added:
         raise PluginError(module, "registered no component; a plugin module calls "
                                   "nnbench.registry.register(ComponentInfo(...)) when imported")
-    return _record(module, origin, added)
+    by_source: dict[str, list[tuple[str, str]]] = {module: []}
+    for kind, name in added:  # (another plugin module it imported registered its own)
+        by_source.setdefault(registry.get(kind, name).source, []).append((kind, name))
+    for source, components in by_source.items():
+        if source not in (module, registry.BUILTIN):
+            _record(source, origin, components)
+    return _record(module, origin, by_source[module])
 
 
 def load_suite_plugins(raw: Any, suite_path: str) -> tuple[tuple[str, ...], list[tuple[str, str]]]:

@@ -488,6 +488,30 @@ def _caller_source() -> str:
     return BUILTIN if module == BUILTIN or module.startswith(f"{BUILTIN}.") else module
 
 
+def _loading_source() -> str:
+    """Who registers, while a plugin module loads: the plugin, unless the registration is
+    made by the import of another package's module that the plugin imports (a plugin that
+    imports the lab's models module): then that module, whose source is what the
+    component's trials must be keyed by (they were keyed by the importing plugin's, so an
+    edit of the models left their ids unchanged, and whether the models' module could be
+    named in `plugins:` beside it depended on which was loaded first)."""
+    loading = _LOADING[-1][0]
+    frame: Any = sys._getframe(2)
+    first = None  # the innermost module being executed, outside this one
+    while frame is not None:
+        name = str(frame.f_globals.get("__name__", ""))
+        if frame.f_code.co_name == "<module>" and name != __name__:
+            first = first or name
+            if name == loading:
+                break
+        frame = frame.f_back
+    else:  # the plugin's own import is not under way (a registering_as block): the plugin
+        return loading
+    if first is None or first.partition(".")[0] == loading.partition(".")[0]:
+        return loading  # (a package's own modules are one plugin, hashed together)
+    return BUILTIN if first == BUILTIN or first.startswith(f"{BUILTIN}.") else first
+
+
 def register(info: ComponentInfo) -> ComponentInfo:
     """Add a component, recording its source (nnbench, or the plugin being loaded).
 
@@ -496,7 +520,7 @@ def register(info: ComponentInfo) -> ComponentInfo:
     problems = registration_problems(info)
     if problems:
         raise RegistrationError("; ".join(problems))
-    source = info.source or (_LOADING[-1][0] if _LOADING else _caller_source())
+    source = info.source or (_loading_source() if _LOADING else _caller_source())
     registry = _REGISTRIES.setdefault(info.kind, {})
     if info.name in registry:
         taken = registry[info.name].source

@@ -258,6 +258,48 @@ def test_plugin_trials_keep_their_ids_through_the_queue_and_local_workers(
     assert {r.data.tags["nnbench.status"] for r in runs} == {"finished"}
 
 
+IMPORTING = '''\
+import lab_components  # the lab's models, imported for a helper
+from torch import nn
+from nnbench.registry import ComponentInfo, register
+
+register(ComponentInfo(kind="activation", name="lab_tanhshrink", build=lambda p: nn.Tanhshrink(),
+                       doc="x - tanh(x)", attrs={"gain": lambda p: ("linear", None)}))
+'''
+
+
+def test_a_plugin_importing_another_credits_it_with_its_components(
+        lab: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin that imports the lab's models module was recorded as their source: naming
+    both in `plugins:` was refused ("already registered by plugin 'lab_importer'") or not,
+    by which file was checked first, and an edit of the models module left the ids of
+    the trials using them unchanged (the importer's source was hashed for them)."""
+    suite = lab()
+    (tmp_path / "lab_importer.py").write_text(IMPORTING)
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(suite.read_text().replace("plugins: [lab_components]",
+                                               "plugins: [lab_importer]").replace(
+        "name: lab\n", "name: alone\n"))
+    both = tmp_path / "both.yaml"
+    both.write_text(suite.read_text().replace("plugins: [lab_components]",
+                                              "plugins: [lab_importer, lab_components]"))
+    for order in ([alone, both], [both, alone]):
+        with isolated_registry():
+            assert cli.main(["validate", *map(str, order)]) == 0, capsys.readouterr().err
+            assert registry.get("model", "tinynet").source == "lab_components"
+            assert registry.get("activation", "lab_tanhshrink").source == "lab_importer"
+            assert plugins.loaded()["lab_importer"].components == (
+                ("activation", "lab_tanhshrink"),)
+            assert ("model", "tinynet") in plugins.loaded()["lab_components"].components
+    with isolated_registry():
+        before = {t.trial_id for t in load_suite(alone).trials()}
+    module = tmp_path / "lab_components.py"
+    module.write_text(module.read_text() + "\n# the models, edited\n")
+    with isolated_registry():
+        after = {t.trial_id for t in load_suite(alone).trials()}
+    assert before.isdisjoint(after)  # the models changed: their trials are new
+
+
 def test_built_in_trials_keep_their_ids(write_suite: Callable[..., Path]) -> None:
     spec = load_suite(write_suite()).trials()[0]
     assert spec.digests == ()

@@ -51,7 +51,7 @@ SKIPPED = {
     "--tracking-uri postgresql://user@dbhost/mlflow":
         "needs a PostgreSQL server (dbhost) and names an example suite file; "
         "tests/test_workers.py runs workers on a PostgreSQL server",
-    ".venv/bin/nnbench run examples/own_model/own_model.yaml":
+    ".venv/bin/nnbench run examples/own_model/own_model.yaml --engine serial":
         "trains 12 trials of 20 epochs (over a minute on 2 cores); tests/test_examples.py "
         "trains the same suite at a CI size, and `nnbench validate` of it runs here",
 }

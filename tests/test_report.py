@@ -371,7 +371,9 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
     warning = _text(html[html.index('id="numerics-warning"'):].split("</p>")[0])
     assert "2 different numerics" in warning
     # what differs, and how to get one (it always said "with one --engine")
-    assert "They differ in engines (serial, stacked). To compare under one numerics, re-run " \
+    assert "They differ in engines (serial, stacked) (the default engine, auto, stacks the " \
+           "configurations whose model has a stacked form and trains the others" in warning
+    assert "or a run was given another --engine). To compare under one numerics, re-run " \
            "the suite into a fresh MLflow store and queue (--tracking-uri, --storage) with " \
            "one --engine." in warning, warning
     board = _section(html, "leaderboard")
@@ -381,6 +383,16 @@ def test_report_says_which_numerics_made_the_results_and_warns_when_mixed(
 
 
 @pytest.mark.parametrize(("labels", "said"), [
+    # a plugin model without a stacked form beside stacked MLPs: the threads differ with the
+    # engines, and were blamed on --threads, --workers or another machine
+    (["stacked×6 fp32 2 threads", "serial fp32 1 thread"],
+     "They differ in engines (serial, stacked) (the default engine, auto, stacks the "
+     "configurations whose model has a stacked form and trains the others (a model that is "
+     "not an nn.Sequential of layers, a shape with one trial) on the serial engine, each "
+     "with its own lane count and thread policy (the run says which it trains serially and "
+     "why); or a run was given another <code>--engine</code>). To compare under one "
+     "numerics, re-run the suite into a fresh MLflow store and queue "
+     "(<code>--tracking-uri</code>, <code>--storage</code>) with one <code>--engine</code>."),
     (["stacked×42 fp32 2 threads", "stacked×4 fp32 2 threads", "stacked×36 fp32 2 threads"],
      "They differ in lane counts (4, 36, 42) (a suite's later groups keep the lane count of "
      "its first; trials of another were trained before nnbench kept it, or with another "

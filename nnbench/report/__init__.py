@@ -267,10 +267,11 @@ def _numerics_remedy(labels: list[str]) -> str:
     differ = {field: [str(v) for v in sorted({getattr(n, field) for n in known})]
               for field in ("engine", "lanes", "precision", "threads", "layout")}
     differ = {field: values for field, values in differ.items() if len(values) > 1}
-    if "lanes" in differ and not any(  # serial's 1 lane against stacked's: the engines
-            len({n.lanes for n in known if n.engine == engine}) > 1
-            for engine in {n.engine for n in known}):
-        del differ["lanes"]
+    for field in ("lanes", "threads"):  # serial's 1 lane (or thread) against stacked's:
+        if field in differ and not any(  # the engines, and their own policies
+                len({getattr(n, field) for n in known if n.engine == engine}) > 1
+                for engine in {n.engine for n in known}):
+            del differ[field]
     said = {"engine": "engines", "lanes": "lane counts", "precision": "precisions",
             "threads": "thread counts", "layout": "memory layouts"}
     parts = [f"{said[field]} ({escape(', '.join(v or 'torch default' for v in values))})"
@@ -279,7 +280,13 @@ def _numerics_remedy(labels: list[str]) -> str:
         parts.append("trials whose numerics were not recorded (an older nnbench)")
     options = [f"one <code>--{field}</code>" for field in ("engine", "precision", "threads")
                if field in differ]
-    why = {"lanes": "a suite's later groups keep the lane count of its first; trials of "
+    why = {"engine": "the default engine, auto, stacks the configurations whose model has "
+                     "a stacked form and trains the others (a model that is not an "
+                     "nn.Sequential of layers, a shape with one trial) on the serial engine, "
+                     "each with its own lane count and thread policy (the run says which it "
+                     "trains serially and why); or a run was given another "
+                     "<code>--engine</code>",
+           "lanes": "a suite's later groups keep the lane count of its first; trials of "
                     "another were trained before nnbench kept it, or with another "
                     "<code>--lanes</code>",
            "threads": "a serial trial whose step takes under 1 GFLOP trains on 1 thread, a "
@@ -288,7 +295,8 @@ def _numerics_remedy(labels: list[str]) -> str:
                       "<code>--threads</code> or <code>--workers</code>, on another machine, "
                       "or before nnbench kept it",
            "layout": "nnbench versions before and after CPU conv nets trained channels-last"}
-    notes = [why[field] for field in ("lanes", "threads", "layout") if field in differ]
+    notes = [why[field] for field in ("engine", "lanes", "threads", "layout")
+             if field in differ]
     return (f"They differ in {'; '.join(parts)}"
             + (f" ({'; '.join(notes)})" if notes else "")
             + ". To compare under one numerics, re-run the suite into a fresh MLflow store "

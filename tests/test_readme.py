@@ -268,3 +268,16 @@ def test_a_broken_command_or_option_is_caught(tmp_path: Path) -> None:
     assert option_problems(synopsis.text) == [
         "`--threadz` is not an option of `nnbench run`",
         "--engine: ['fast'] are not among ['auto', 'serial', 'stacked']"]
+
+
+def test_the_mlflow_filter_example_selects_runs_of_the_default_suite() -> None:
+    """The README's MLflow filter asked for lr '0.1', which the default suite never uses (its
+    lr is 0.01): pasted into the UI after `nox -s ablate`, it found nothing."""
+    from nnbench.config import load_suite
+
+    said = re.search(r"\*\*Filter\*\*: `tags\.nnbench\.axis\.activation = '(\w+)' and "
+                     r"params\.optimizer\.lr = '([^']+)'`", (REPO / "README.md").read_text())
+    assert said is not None
+    trials = load_suite(REPO / "suites" / "default.yaml").trials()
+    assert any(t.activation.name == said.group(1)
+               and str(t.optimizer.kwargs["lr"]) == said.group(2) for t in trials), said.groups()

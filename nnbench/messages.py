@@ -23,6 +23,7 @@ import math
 import re
 import reprlib
 from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -244,3 +245,19 @@ def mlflow_ui(tracking_uri: str) -> str:
             found = shutil.which("mlflow")
             command = "mlflow" if found and Path(found) == script else str(script)
     return f"{shlex.quote(command)} ui --backend-store-uri {shlex.quote(tracking_uri)}"
+
+
+def decimals(value: float | None, digits: int = 4, *, plus: bool = False) -> str:
+    """A number as reports and their sentences print it: `digits` decimals, a half rounded
+    up as a reader rounds the number's shortest decimal form (a mean best epoch of 15.25
+    printed 15.2: Python's format rounds half to even, on the binary value, so a sentence's
+    0.812 stood above its table's 0.813); "–" for none; one beyond a million (a finite
+    loss of 8.8e35) in scientific form, not 36 digits. `plus`: a sign on positive ones too."""
+    if value is None or value != value:
+        return "–"
+    sign = "+" if plus and value >= 0 and not math.copysign(1, value) < 0 else ""
+    if abs(value) >= 1e6:
+        return sign + (f"{value:.{digits}g}" if math.isinf(value) else
+                       f"{value:.{max(1, digits - 1)}e}")
+    return sign + str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits),
+                                                           rounding=ROUND_HALF_UP))

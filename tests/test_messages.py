@@ -115,3 +115,23 @@ def test_mlflow_ui_names_the_mlflow_a_shell_in_the_working_directory_runs(
     assert mlflow_ui("sqlite:///x.db") == f"{script} ui --backend-store-uri sqlite:///x.db"
     monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")
     assert mlflow_ui("sqlite:///x.db") == "mlflow ui --backend-store-uri sqlite:///x.db"
+
+
+def test_sentences_and_tables_round_a_number_alike() -> None:
+    """A benchmark's IQM sentence said 0.896 [0.812, 0.972] above its table's [0.813, 0.972]:
+    the sentence rounded the binary 0.8125 half to even, the table the decimal half up."""
+    from nnbench.messages import decimals
+    from nnbench.report import _num
+    from nnbench.report.benchmark import _iqm_sentence
+
+    assert f"{0.8125:.3f}" == "0.812"  # what the sentence printed
+    assert decimals(0.8125, 3) == _num(0.8125, 3) == "0.813"
+    assert decimals(0.61125) == "0.6113" and f"{0.61125:.4f}" == "0.6112"
+    assert (decimals(0.0125, plus=True), decimals(-0.2, plus=True)) == ("+0.0125", "-0.2000")
+    assert decimals(None) == decimals(float("nan")) == "–"
+    assert decimals(8.8e35) == "8.800e+35" and decimals(float("inf"), plus=True) == "+inf"
+    rows = [{"config": "rmsprop", "iqm": 0.8958, "low": 0.8125, "high": 0.9716},
+            {"config": "sgd", "iqm": 0.863, "low": 0.723, "high": 0.963}]
+    assert _iqm_sentence(rows, "epochs", 3).startswith(
+        "Highest IQM of the normalised score s (epochs): rmsprop, 0.896 [0.813, 0.972]; its "
+        "interval overlaps that of sgd")

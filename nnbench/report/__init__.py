@@ -23,7 +23,6 @@ import datetime as dt
 import itertools
 import json
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from nnbench.config import AXES, Suite
 from nnbench.config.spec import value_label
 from nnbench.data.hygiene import MAX_CLASSES_LISTED, dataset_hygiene, suite_datasets
 from nnbench.fresh import write_atomic
+from nnbench.messages import decimals
 from nnbench.registry import ComponentSpec
 from nnbench.report import figures
 from nnbench.results import Results, export_tables, load_results
@@ -61,17 +61,7 @@ __all__ = ["render_index", "render_report"]
 _ENV = Environment(loader=PackageLoader("nnbench.report", "templates"),
                    autoescape=select_autoescape(["html", "j2"]))
 def _num(value: float | None, digits: int = 4) -> str:
-    """A number as the report prints it: `digits` decimals, a half rounded up as a reader
-    rounds the number's shortest decimal form (a mean best epoch of 15.25 printed 15.2:
-    Python's format rounds half to even); "–" for none; one beyond a million (a finite
-    loss of 8.8e35) in scientific form, not 36 digits."""
-    if value is None or value != value:
-        return "–"
-    if abs(value) >= 1e6:
-        return f"{value:.{digits}g}" if value in (float("inf"), float("-inf")) else \
-            f"{value:.{max(1, digits - 1)}e}"
-    return str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits),
-                                                    rounding=ROUND_HALF_UP))
+    return decimals(value, digits)  # (one rounding for tables and sentences)
 
 
 _ENV.filters["num"] = _num
@@ -441,11 +431,11 @@ def _headline(results: Results, table_rows: list[dict[str, Any]]) -> str:
     if not table_rows:
         return "no finished trials yet"
     best = table_rows[0]
-    text = f"best: {best['config']} — {suite.metric} {best['mean']:.4f}"
+    text = f"best: {best['config']} — {suite.metric} {decimals(best['mean'])}"
     if best["identical"]:
         text += f" (every one of its {best['n']} seeds gave this value)"
     elif best["n"] > 1:
-        text += f" (95% CI {best['low']:.4f}–{best['high']:.4f}, n = {best['n']})"
+        text += f" (95% CI {decimals(best['low'])}–{decimals(best['high'])}, n = {best['n']})"
     lost = [f"{best[s]} {s}" for s in ("diverged", "failed", "killed") if best.get(s)]
     if lost:
         text += f"; of its other seeds {', '.join(lost)}"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from nnbench.config.benchmark import Benchmark, BenchmarkTask
 from nnbench.fresh import write_atomic
-from nnbench.messages import UsageError
+from nnbench.messages import UsageError, decimals
 from nnbench.report import _ENV, _numerics, figures, render_index
 from nnbench.results import Results, load_results
 from nnbench.results.profiles import (
@@ -152,12 +152,12 @@ def _iqm_sentence(rows: list[dict[str, Any]], measure: str, seeds: int) -> str:
     tied = [str(r["config"]) for r in rows if r["iqm"] == best["iqm"]]
     head = (f"Highest IQM of the normalised score s ({measure}): "
             f"{' and '.join(tied) + ' (tied)' if len(tied) > 1 else best['config']}, "
-            f"{best['iqm']:.3f}")
+            f"{decimals(best['iqm'], 3)}")
     if seeds < 2:
         return f"{head}; with one seed there is no interval."
     spread = best["low"] < best["high"]
     if spread:
-        head += f" [{best['low']:.3f}, {best['high']:.3f}]"
+        head += f" [{decimals(best['low'], 3)}, {decimals(best['high'], 3)}]"
     else:
         head += (" (the same in every resample: on each task its seeds agree where the IQM "
                  "looks; what these seeds show, not a certainty)")

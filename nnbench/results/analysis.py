@@ -27,6 +27,7 @@ import pandas as pd
 
 from nnbench.config import Claim, PublishedResult, Suite, apply_values
 from nnbench.config.spec import NOT_APPLICABLE, value_label
+from nnbench.messages import decimals
 from nnbench.results.stats import (
     ALPHA,
     Interval,
@@ -199,9 +200,9 @@ def _says(metric: str) -> Callable[[str, str, Paired, float, float, tuple[float,
 
     def say(a: str, b: str, r: Paired, p_holm: float, p_perm_holm: float,
             floor: tuple[float, int]) -> str:
-        text = f"{a} vs {b}: Δ {metric} = {r.diff:+.4f}"
+        text = f"{a} vs {b}: Δ {metric} = {decimals(r.diff, plus=True)}"
         if r.p_improvement == r.p_improvement:  # oriented by higher_is_better in compare
-            text += f", P({a} better than {b}) = {r.p_improvement:.2f}"
+            text += f", P({a} better than {b}) = {decimals(r.p_improvement, 2)}"
         return (f"{text}; " + verdict(r, p_adjusted=_finite(p_holm),
                                       p_perm_adjusted=_finite(p_perm_holm),
                                       perm_floor_seeds=floor))
@@ -592,7 +593,7 @@ def interaction_tests(trials: pd.DataFrame, suite: Suite) -> list[InteractionTes
             x1, _, x0 = a.partition(" vs ")
             y1, _, y0 = b.partition(" vs ")
             return (f"({x1} − {x0} at {y}={y1}) − ({x1} − {x0} at {y}={y0}) = "
-                    f"{r.diff:+.4f}: " + verdict(r, p_adjusted=_finite(p_holm),
+                    f"{decimals(r.diff, plus=True)}: " + verdict(r, p_adjusted=_finite(p_holm),
                                                  p_perm_adjusted=_finite(p_perm_holm),
                                                  perm_floor_seeds=floor))
 
@@ -699,8 +700,8 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
             continue
         winner, loser = (x1, x0) if (average > 0) == higher else (x0, x1)
         sign = 1 if winner == x1 else -1
-        where = " or ".join(f"{y}={level} ({metric} {winner} − {loser} = {sign * d:+.4f})"
-                            for level, d in flipped)
+        where = " or ".join(f"{y}={level} ({metric} {winner} − {loser} = "
+                            f"{decimals(sign * d, plus=True)})" for level, d in flipped)
         pair, at = f"{x1} vs {x0}", {level for level, _ in flipped}
 
         def sides(c: Comparison) -> tuple[str, str]:  # (x's contrast, y's)
@@ -709,7 +710,7 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
         tests = [c for c in family.rows  # x1 against x0 at a level where it flips
                  if sides(c)[0] == pair and at & set(sides(c)[1].split(" vs "))]
         text = (f"{winner} beats {loser} on average ({metric} {winner} − {loser} = "
-                f"{sign * average:+.4f}), but not with {where}")
+                f"{decimals(sign * average, plus=True)}), but not with {where}")
         tested = {level for c in tests for level in sides(c)[1].split(" vs ")}
         bare = [level for level, _ in flipped if level not in tested]
         # why: the four cells a test compares are not all in the suite (an ablation), or

@@ -350,10 +350,24 @@ def _load_plugins(args: argparse.Namespace) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     _load_plugins(args)
+    from nnbench.config import AXES
+
+    # a suite's axis names its kind (the README's axis table says grad_clip, the kind clip)
+    axis = AXES.get(args.kind) if args.kind else None
+    if axis is not None and axis.kind and axis.kind != args.kind:
+        args.kind = axis.kind
     try:
         infos = list(registry.list_components(args.kind, args.pattern))
     except registry.UnknownComponentError as e:
-        raise _UsageError(str(e)) from None
+        if args.kind == "engine":  # not a component kind: a choice of `run --engine`
+            raise _UsageError(f"engines are not components: choose one with --engine "
+                              f"({', '.join(engine_names())}) on run, tune, worker, bench; "
+                              f"'nnbench run --help' says what each does") from None
+        from nnbench.messages import did_you_mean
+
+        raise _UsageError(f"unknown component kind {args.kind!r}; "
+                          f"{did_you_mean(args.kind, e.known)}known: {', '.join(e.known)}"
+                          ) from None
     if not infos:  # a pattern that matches nothing: said, not an empty exit 0
         from nnbench.messages import did_you_mean
 

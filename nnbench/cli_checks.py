@@ -105,7 +105,8 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False, connect: bo
         if connect:
             _check_databricks(value, what)
         return value
-    if not scheme and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
+    if not scheme and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value) and \
+            not value.lower().startswith("file:"):  # (file:./mlruns: the retired file store)
         raise UsageError(f"{what} is not a valid URL: after '{value.split(':')[0]}:' come "
                          f"'//' and the location (sqlite:///relative.db, "
                          f"sqlite:////absolute/path.db); use {forms}")
@@ -446,13 +447,18 @@ def path_trouble(path: Path, *, file_through_link: bool = False) -> str | None:
     None when there is none."""
     try:
         os.lstat(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:  # a name too long, a loop above it, a file where a folder is
+    except OSError as err:  # a name too long, a loop above it (the rest: the callers say)
+        if err.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
+            return None if err.errno != errno.ENOENT else _dangling(path, file_through_link)
         longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
         detail = f" (a name of {longest} bytes; most file systems allow 255)" if \
             err.errno == errno.ENAMETOOLONG and longest > 255 else ""
         return f"{path}: {(err.strerror or type(err).__name__).lower()}{detail}"
+    return _dangling(path, file_through_link)
+
+
+def _dangling(path: Path, file_through_link: bool) -> str | None:
+    """A symbolic link, `path` or a folder above it, in a loop or to nothing (`path_trouble`)."""
     absolute = Path(os.path.abspath(path))
     for candidate in (absolute, *absolute.parents):
         if not os.path.lexists(candidate):

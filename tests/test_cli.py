@@ -58,7 +58,20 @@ def test_list_of_a_pattern_that_matches_nothing_says_so(
 
 def test_list_unknown_kind_suggests(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["list", "optimiser"]) == 2
-    assert "did you mean 'optimizer'?" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(  # (it said "'optimiser' (str)")
+        "unknown component kind 'optimiser'; did you mean 'optimizer'? known: activation, ")
+
+
+def test_list_takes_a_suite_axis_name_and_says_what_engines_are(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nnbench list grad_clip` (the README's axis table names it so) asked "did you mean
+    'clip'?"; `nnbench list engine` called engine an unknown component kind."""
+    assert cli.main(["list", "grad_clip"]) == 0
+    assert "clip\n  none" in capsys.readouterr().out
+    assert cli.main(["list", "engine"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "engines are not components: choose one with --engine (serial, stacked, auto) on run, "
+        "tune, worker, bench; 'nnbench run --help' says what each does")
 
 
 def test_validate_and_show_the_default_suite(capsys: pytest.CaptureFixture[str]) -> None:

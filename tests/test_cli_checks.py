@@ -393,6 +393,8 @@ def test_dangling_links_loops_and_names_too_long_are_refused_before_anything_is_
          f"or name another path"),
         (["--report-dir", "loop1"], f"--report-dir 'loop1': {tmp_path / 'loop1'} is a "
          f"symbolic link in a loop (to loop2)"),
+        (["--report-dir", "rdir/suite"], f"--report-dir 'rdir/suite': {tmp_path / 'rdir'} is a "
+         f"symbolic link to {tmp_path / 'gone' / 'reports'}, which does not exist"),
         (["--report-dir", long], f"--report-dir '{long}': {long}: file name too long (a name "
          f"of 300 bytes; most file systems allow 255)"),
         (["--tracking-uri", f"sqlite:///{long}.db"], f"{long}.db: file name too long"),

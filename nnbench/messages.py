@@ -153,8 +153,15 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
     """
     merged: dict[str, list[str]] = {}  # key -> messages (a union fails once per member)
     givens: dict[str, str] = {}
-    for e in err.errors():
+    errors = err.errors()
+    # a sequence whose every item was refused is then "too short after validation" (blocks:
+    # [0, 0, 0]: "at least 1 item after validation, not 0, given [0, 0, 0]"): the items say it
+    refused_items = {tuple(e["loc"][:-1]) for e in errors
+                     if e["loc"] and isinstance(e["loc"][-1], int)}
+    for e in errors:
         loc = list(e["loc"])
+        if e["type"] == "too_short" and tuple(loc) in refused_items:
+            continue
         if e["type"] != "extra_forbidden":  # a user's key is never a union tag
             # pydantic names the union member it tried ("int", "literal['full']"): drop it
             loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS

@@ -135,3 +135,26 @@ def test_sentences_and_tables_round_a_number_alike() -> None:
     assert _iqm_sentence(rows, "epochs", 3).startswith(
         "Highest IQM of the normalised score s (epochs): rmsprop, 0.896 [0.813, 0.972]; its "
         "interval overlaps that of sgd")
+
+
+def test_a_sequence_whose_every_item_is_refused_is_not_also_too_short() -> None:
+    """ResNet `blocks: [0, 0, 0]` printed its three item errors and then "tuple should have
+    at least 1 item after validation, not 0, given [0, 0, 0]", which the input contradicts."""
+    from typing import Annotated  # noqa: F401  (pydantic resolves the annotation by name)
+
+    from pydantic import BaseModel, Field, ValidationError  # noqa: F401  (the same)
+
+    from nnbench.messages import pydantic_problems
+
+    class Blocks(BaseModel):
+        blocks: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)]
+
+    with pytest.raises(ValidationError) as caught:
+        Blocks.model_validate({"blocks": [0, 0, 0]})
+    problems = pydantic_problems(caught.value, "task.model")
+    assert [key for key, _ in problems] == [f"task.model.blocks[{i}]" for i in range(3)]
+    assert not any("after validation" in text for _, text in problems), problems
+    with pytest.raises(ValidationError) as caught:  # empty: too short is the one problem
+        Blocks.model_validate({"blocks": []})
+    (problem,) = pydantic_problems(caught.value, "task.model")
+    assert problem[0] == "task.model.blocks" and "at least 1 item" in problem[1]

@@ -642,6 +642,23 @@ def test_a_plugin_dataset_that_builds_other_than_it_declares_is_refused(
     assert _run(path, f"sqlite:///{tmp_path / 'mlflow.db'}") == 0
 
 
+def test_a_plugin_dataset_whose_shape_function_raises_is_the_dataset_s_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A shape function that raised was reported as task.model: "the dry build of this
+    configuration failed", naming neither the dataset nor the plugin's line."""
+    broken = MISDECLARED.replace(
+        "def shape(p):  # what it says it builds, whatever it builds\n",
+        "def shape(p):  # what it says it builds, whatever it builds\n"
+        "    raise RuntimeError('shape broke')\n")
+    path = _plugin_suite(tmp_path, "lab_shapeless", broken, model="{name: mlp, hidden: [4]}",
+                         dataset="{name: said}")
+    assert cli.main(["validate", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{path}: task.dataset: dataset 'said': its declared shape (attrs['shape']) " \
+           f"failed: RuntimeError: shape broke ({tmp_path / 'lab_shapeless.py'}, line " in err, err
+    assert "task.model" not in err
+
+
 NOT_A_MODULE = '''\
 import torch
 from nnbench.registry import ComponentInfo, register

@@ -195,6 +195,12 @@ class _Builder:
                 sizes = split_sizes(shape, params)
             except (OSError, ValueError) as err:  # sizes, or a file's header
                 raise _Failed(cfg.where("dataset"), str(err)) from None
+            except Exception as err:  # a plugin's shape function: its bug was the model's
+                from nnbench.plugins import describe_error
+
+                raise _Failed(cfg.where("dataset"), f"dataset '{spec.dataset.name}': its "
+                                                    f"declared shape (attrs['shape']) "
+                                                    f"failed: {describe_error(err)}") from None
             self.shapes[key] = (shape, sizes)
         return self.shapes[key]
 

@@ -274,6 +274,11 @@ def load_suite_plugins(raw: Any, suite_path: str) -> tuple[tuple[str, ...], list
         search.insert(0, Path(suite_path).resolve().parent)
     problems: list[tuple[str, str]] = []
     for i, module in enumerate(raw):
+        if module in raw[:i]:  # (validate said ok: it is imported once all the same)
+            problems.append((f"plugins[{i}]", f"{module!r} is given twice (also "
+                                              f"plugins[{raw.index(module)}]); list each "
+                                              f"module once"))
+            continue
         try:
             load_plugin(module, search)
         except PluginError as err:

@@ -131,6 +131,8 @@ CASES: list[tuple[str, str, list[str]]] = [
                                               "  epochs: 2"),
      ["fixed.schedule.eta_min", "eta_min 1 is above the learning rate 0.1",
       "allowed: 0 up to below 0.1"]),
+    ("plugin_twice", _edit("seeds: 2", "seeds: 2\nplugins: [math, math]"),
+     ["plugins[1]", "'math' is given twice (also plugins[0])", "list each module once"]),
     ("negative_lr", _edit("lr: 0.1}", "lr: -0.1}"),
      ["fixed.optimizer.lr", "greater than 0", "-0.1 (float)"]),
     ("zero_gamma", _edit("  epochs: 2", "  schedule: {name: step, step_size: 1, gamma: 0}\n"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from nnbench.registry import ComponentInfo, Params, get, register
 
@@ -34,15 +34,7 @@ def _weight_decay(default: float = 0.0, what: str = "coupled L2: λ·w added to 
 
 
 def _maximize() -> Any:
-    return Field(False, description="maximize the objective instead (refused: every loss "
-                                    "nnbench trains is minimised)")
-
-
-def _minimise(value: bool) -> bool:
-    if value:  # (validate said ok; each trial climbed its loss and diverged)
-        raise ValueError("maximize: true climbs the loss (gradient ascent), and every loss "
-                         "nnbench trains is minimised; drop maximize")
-    return value
+    return Field(False, description="maximize the objective instead")
 
 
 class SGDParams(Params):
@@ -52,7 +44,6 @@ class SGDParams(Params):
     nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
     weight_decay: float = _weight_decay()
     maximize: bool = _maximize()
-    _minimised = field_validator("maximize")(_minimise)
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> SGDParams:
@@ -70,7 +61,6 @@ class AdagradParams(Params):
     eps: float = Field(1e-10, gt=0, description="added to √Σg²")
     weight_decay: float = _weight_decay()
     maximize: bool = _maximize()
-    _minimised = field_validator("maximize")(_minimise)
 
 
 class RMSpropParams(Params):
@@ -81,7 +71,6 @@ class RMSpropParams(Params):
     centered: bool = Field(False, description="normalise by the gradient's estimated variance")
     weight_decay: float = _weight_decay()
     maximize: bool = _maximize()
-    _minimised = field_validator("maximize")(_minimise)
 
 
 class AdamParams(Params):
@@ -92,7 +81,6 @@ class AdamParams(Params):
     amsgrad: bool = Field(False, description="use the AMSGrad variant")
     weight_decay: float = _weight_decay()
     maximize: bool = _maximize()
-    _minimised = field_validator("maximize")(_minimise)
 
 
 class AdamWParams(AdamParams):

@@ -9,7 +9,7 @@ from `warmup_start_factor`·lr to lr in front of it (torch's LinearLR + Sequenti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -32,16 +32,6 @@ class _Common(Params):
     warmup: int = Field(0, ge=0, description="intervals of linear warm-up in front")
     warmup_start_factor: float = Field(
         0.1, gt=0, le=1, description="warm-up starts at this fraction of lr")
-
-    @model_validator(mode="after")
-    def _start_needs_warmup(self) -> Self:
-        # (not model_fields_set: a trial's stored params hold every default, read back)
-        default = type(self).model_fields["warmup_start_factor"].default
-        if self.warmup == 0 and self.warmup_start_factor != default:
-            raise ValueError(f"warmup_start_factor {self.warmup_start_factor:g} has no effect "
-                             f"without warm-up: give warmup (intervals of warm-up, e.g. "
-                             f"warmup: 5), or drop warmup_start_factor")
-        return self
 
 
 class StepParams(_Common):

@@ -399,13 +399,6 @@ class _Builder:
             problems.append((at("step_size"),
                              f"step_size {step_size} is not reached in the {total} {unit} of "
                              f"training: the learning rate never decays; allowed: {allowed}"))
-        eta_min, lr = params.get("eta_min"), spec.optimizer.kwargs.get("lr")
-        if eta_min and lr and eta_min > lr:  # (validate said ok; the lr rose to it; equal:
-            # "never changes the learning rate", below)
-            problems.append((at("eta_min"),
-                             f"eta_min {eta_min:g} is above the learning rate {lr:g}: "
-                             f"schedule '{spec.schedule.name}' would raise the learning rate "
-                             f"towards it, not anneal it; allowed: 0 up to below {lr:g}"))
         digest = hashlib.sha256()
         first = _hyper(optimizer)
         changed = False

@@ -119,18 +119,6 @@ CASES: list[tuple[str, str, list[str]]] = [
                                        "{dataset.test_fraction: {low: 0.1, high: 0.9}}"),
      ["tune.space.dataset.test_fraction", "is a dataset parameter",
       "scored on different test sets", "tune a training hyperparameter"]),
-    # settings validate said ok: every trial climbed its loss; a warm-up factor without a
-    # warm-up did nothing; cosine "annealed" the lr up to an eta_min above it
-    ("maximize_a_loss", _edit("lr: 0.1}", "lr: 0.1, maximize: true}"),
-     ["fixed.optimizer.maximize", "climbs the loss (gradient ascent)", "drop maximize"]),
-    ("warmup_factor_without_warmup", _edit("  epochs: 2", "  schedule: {name: cosine, "
-                                           "warmup_start_factor: 0.5}\n  epochs: 2"),
-     ["fixed.schedule", "warmup_start_factor 0.5 has no effect without warm-up",
-      "give warmup"]),
-    ("eta_min_above_lr", _edit("  epochs: 2", "  schedule: {name: cosine, eta_min: 1.0}\n"
-                                              "  epochs: 2"),
-     ["fixed.schedule.eta_min", "eta_min 1 is above the learning rate 0.1",
-      "allowed: 0 up to below 0.1"]),
     ("plugin_twice", _edit("seeds: 2", "seeds: 2\nplugins: [math, math]"),
      ["plugins[1]", "'math' is given twice (also plugins[0])", "list each module once"]),
     ("negative_lr", _edit("lr: 0.1}", "lr: -0.1}"),

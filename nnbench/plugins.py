@@ -91,6 +91,9 @@ class PluginError(ValueError):
 
 
 _PLUGINS: dict[str, Plugin] = {}
+# what registered while each plugin loaded: its own components and those of the other
+# plugin modules it imported (a plugin that only imports the lab's models registers none)
+_LOADED_WITH: dict[str, tuple[tuple[str, str], ...]] = {}
 _ENTRY_POINTS: dict[str, Any] = {"state": "new", "error": None}  # new | loading | done
 
 
@@ -203,6 +206,14 @@ def _record(module: str, origin: str, components: list[tuple[str, str]]) -> Plug
     return plugin
 
 
+def _still_registered(module: str) -> bool:
+    """Whether what registered while `module` loaded is all still registered (a registry
+    reset in between: load it again)."""
+    known = {(info.kind, info.name) for info in registry.list_components()}
+    loaded_with = _LOADED_WITH.get(module) or tuple(_registered_by(module))
+    return bool(loaded_with) and set(loaded_with) <= known
+
+
 def _registered_by(module: str) -> list[tuple[str, str]]:
     return [(info.kind, info.name) for info in registry.list_components()
             if info.source == module]
@@ -217,7 +228,7 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
         raise PluginError(str(module), "expected a module name such as mylab.nets "
                                        "(dotted Python identifiers), not a file path")
     registry.kinds()  # built-ins and entry points first: duplicates are named against them
-    if module in _PLUGINS and _registered_by(module):
+    if module in _PLUGINS and _still_registered(module):
         return _PLUGINS[module]
     for folder in reversed(search):
         text = str(Path(folder).resolve())
@@ -259,6 +270,8 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
     for source, components in by_source.items():
         if source not in (module, registry.BUILTIN):
             _record(source, origin, components)
+            _LOADED_WITH[source] = tuple(components)
+    _LOADED_WITH[module] = tuple(added)
     return _record(module, origin, by_source[module])
 
 
@@ -342,12 +355,12 @@ def _load_entry_point(entry: metadata.EntryPoint) -> None:
     _record(module, f"entry point {entry.name}", added)
 
 
-_State = tuple[dict[str, Plugin], dict[str, Any]]
+_State = tuple[dict[str, Plugin], dict[str, Any], dict[str, tuple[tuple[str, str], ...]]]
 
 
 def _save() -> _State:
     """The loading state, for `_restore` (nnbench.testing.isolated_registry)."""
-    return dict(_PLUGINS), dict(_ENTRY_POINTS)
+    return dict(_PLUGINS), dict(_ENTRY_POINTS), dict(_LOADED_WITH)
 
 
 def _forget_entry_points() -> None:
@@ -361,3 +374,5 @@ def _restore(old: _State) -> None:
     _PLUGINS.update(old[0])
     _ENTRY_POINTS.clear()
     _ENTRY_POINTS.update(old[1])
+    _LOADED_WITH.clear()
+    _LOADED_WITH.update(old[2])

@@ -509,7 +509,17 @@ def _loading_source() -> str:
         return loading
     if first is None or first.partition(".")[0] == loading.partition(".")[0]:
         return loading  # (a package's own modules are one plugin, hashed together)
-    return BUILTIN if first == BUILTIN or first.startswith(f"{BUILTIN}.") else first
+    if first == BUILTIN or first.startswith(f"{BUILTIN}."):
+        return BUILTIN
+    # only a module importable by its name from the path (not one a plugin executed from a
+    # file: its source could not be hashed, nor the module imported again by a worker)
+    from importlib.machinery import PathFinder
+
+    module = sys.modules.get(first)
+    top = PathFinder.find_spec(first.partition(".")[0])
+    if module is None or not getattr(module, "__file__", None) or top is None:
+        return loading
+    return first
 
 
 def register(info: ComponentInfo) -> ComponentInfo:

@@ -298,6 +298,31 @@ def test_a_plugin_importing_another_credits_it_with_its_components(
     with isolated_registry():
         after = {t.trial_id for t in load_suite(alone).trials()}
     assert before.isdisjoint(after)  # the models changed: their trials are new
+    # a plugin that only imports the models: loaded for one suite, it is loaded for the next
+    # (the second said "registered no component")
+    (tmp_path / "lab_shim.py").write_text("import lab_components\n")
+    shims = []
+    for name in ("shim_a", "shim_b"):
+        shims.append(tmp_path / f"{name}.yaml")
+        shims[-1].write_text(suite.read_text().replace(
+            "plugins: [lab_components]", "plugins: [lab_shim]").replace(
+            "name: lab\n", f"name: {name}\n"))
+    with isolated_registry():
+        assert cli.main(["validate", *map(str, shims)]) == 0, capsys.readouterr().err
+    # a module a plugin executes from its file, not importable by name: the plugin's own
+    (tmp_path / "lab_loader.py").write_text(
+        "import importlib.util, pathlib\n"
+        "spec = importlib.util.spec_from_file_location(\n"
+        "    'lab_models_x', pathlib.Path(__file__).with_name('lab_components.py'))\n"
+        "importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
+    loader = tmp_path / "loader.yaml"
+    loader.write_text(suite.read_text().replace("plugins: [lab_components]",
+                                                "plugins: [lab_loader]").replace(
+        "name: lab\n", "name: loader\n"))
+    with isolated_registry():
+        assert cli.main(["validate", str(loader)]) == 0, capsys.readouterr().err
+        assert registry.get("model", "tinynet").source == "lab_loader"
 
 
 def test_built_in_trials_keep_their_ids(write_suite: Callable[..., Path]) -> None:

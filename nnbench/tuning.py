@@ -419,9 +419,10 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
     budget check keeps trials within the space's size). The grid sampler never repeats.
 
     A killed or stale trial's copy trains its values whoever holds them. A point queued in
-    place of a repeat (`INSTEAD`) is any untried point, so it yields too, except to such a
-    point queued after it: two workers that queued the same point at once trained it twice.
-    Each sees the other's (a queued point is stored with its values), and the later yields."""
+    place of a repeat (`INSTEAD`) is any untried point, so it gives way too (two workers
+    that queued the same point at once trained it twice), except to a trial made after it
+    that gives way itself (a sampler's proposal, another queued point): that one sees it,
+    stored with its values, and gives way, so the point is kept by one and trained once."""
     if tune.sampler == "grid" or any(d.kind == "float" for d in tune.space):
         return None
     sizes = [len(d.choices) if d.kind == "categorical" else int(d.high or 0) - int(d.low or 0)
@@ -430,25 +431,36 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
         return None
     trials = _trials(study)
     mine = next(t for t in trials if t.number == trial.number)
-    def queued_instead(t: FrozenTrial) -> bool:  # (a stale one's copy inherits the mark)
-        return bool(t.user_attrs.get(INSTEAD)) and "failed_trial" not in t.system_attrs
 
-    instead = queued_instead(mine)
-    if not instead and {"fixed_params", "failed_trial"} & set(mine.system_attrs):
-        return None  # a killed or stale trial's copy: it trains its values
+    def copy(t: FrozenTrial) -> bool:  # a killed or stale trial's copy (a stale one's copy
+        # inherits the mark of a point queued in place of a repeat, with failed_trial)
+        return "failed_trial" in t.system_attrs or (
+            "fixed_params" in t.system_attrs and not t.user_attrs.get(INSTEAD))
+
+    def gives_way(t: FrozenTrial) -> bool:  # holds its point only until it sees an earlier
+        # holder: a sampler's proposal or a point queued in place of a repeat, not yet ended
+        return t.state in (TrialState.RUNNING, TrialState.WAITING) and not copy(t)
+
+    if copy(mine):
+        return None  # it trains its values
 
     def key(point: dict[str, Any]) -> tuple[str, ...]:
         return tuple(repr(point.get(d.path)) for d in tune.space)
 
-    taken = set()
+    queued = bool(mine.user_attrs.get(INSTEAD))
+    taken, held = set(), set()
     for t in trials:
         # every point a trial holds, or held and counted (a diverged or failed one): a
         # stale trial's copy carries its params, a queued point its fixed_params
-        if t is mine or (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)) or (
-                instead and t.number > mine.number and queued_instead(t)):
+        if t is mine or (t.state == TrialState.FAIL and not t.user_attrs.get(COUNTED)):
             continue
         point = t.params or t.system_attrs.get("fixed_params")
-        if point:
+        if not point:
+            continue
+        held.add(key(point))
+        # a queued point keeps it against a later one that gives way: that one was made
+        # after it, so it sees it (stored with its values) and gives way (both gave it up)
+        if not (queued and t.number > mine.number and gives_way(t)):
             taken.add(key(point))
     if key(values) not in taken:
         return None
@@ -456,7 +468,7 @@ def _untried_instead(study: optuna.Study, tune: Tune, trial: optuna.Trial,
             list(range(int(d.low or 0), int(d.high or 0) + 1)) for d in tune.space]
     untried = [point for point in (dict(zip((d.path for d in tune.space), p, strict=True))
                                    for p in itertools.product(*axes))
-               if key(point) not in taken]
+               if key(point) not in held]
     if not untried:
         return None
     return random.Random(f"{study.study_name}:{trial.number}").choice(untried)

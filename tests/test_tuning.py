@@ -725,8 +725,8 @@ def test_two_workers_that_queued_the_same_untried_point_train_it_once(tmp_path: 
                               sampler="random", space=LR_GRID, seeds=1).read_text()).tune
     assert tune is not None
     lrs = [0.001, 0.03, 1.0]
-    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'o.db'}"),
-                                study_name="d/p")
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}")
+    study = optuna.create_study(storage=storage, study_name="d/p")
     for _ in range(2):
         study.enqueue_trial({"optimizer.lr": 0.03}, user_attrs={INSTEAD: True})
     first, second = study.ask(), study.ask()
@@ -738,6 +738,14 @@ def test_two_workers_that_queued_the_same_untried_point_train_it_once(tmp_path: 
     assert other is not None and other["optimizer.lr"] in (0.001, 1.0), other
     # the first one, asked only after the second was set up, still keeps its point
     assert tuning._untried_instead(study, tune, first, {"optimizer.lr": 0.03}) is None
+    # a sampler's proposal made after it, of the same point: it gives way, the queued point
+    # keeps it (both gave it up, and two more points were queued)
+    later = study.ask()
+    assert later.number > first.number
+    lr = optuna.distributions.CategoricalDistribution(lrs)  # (as if the sampler drew 0.03)
+    storage.set_trial_param(later._trial_id, "optimizer.lr", lrs.index(0.03), lr)
+    assert tuning._untried_instead(study, tune, first, {"optimizer.lr": 0.03}) is None
+    assert tuning._untried_instead(study, tune, later, {"optimizer.lr": 0.03}) is not None
     # a stale trial's copy of a queued point carries its mark: it trains its values
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params={"optimizer.lr": 0.03}, user_attrs={INSTEAD: True},

@@ -189,10 +189,21 @@ def _family(results: list[Paired]
     differences) too, so the others are not under-corrected."""
     adjusted = holm([r.p for r in results], family=len(results))
     adjusted_perm = holm([r.p_perm for r in results], family=len(results))
-    return [(r if r.seeds_needed is None else replace(r, seeds_needed=max(r.seeds_needed,
-                                                                          floor[1])),
-             float(p), float(q), floor) for r, p, q, floor in zip(
-        results, adjusted, adjusted_perm, perm_floors([r.n for r in results]), strict=True)]
+    return [(replace(r, seeds_needed=_seeds_in_family(r, floor[1])), float(p), float(q), floor)
+            for r, p, q, floor in zip(results, adjusted, adjusted_perm,
+                                      perm_floors([r.n for r in results]), strict=True)]
+
+
+def _seeds_in_family(r: Paired, free: int) -> int | None:
+    """The seeds a row needs, as its sentence says them: the t-test's, and at least `free`,
+    those from which its Holm-adjusted permutation p could reach α; None where it has both,
+    or a difference of exactly 0 (nothing would resolve it). At 6 seeds in a family of 3,
+    the sentence said "from 7 seeds" and the CSV nothing."""
+    if r.diff == 0 or not math.isfinite(r.diff):
+        return r.seeds_needed
+    if r.seeds_needed is None and r.n >= free:
+        return None
+    return max(r.seeds_needed or 0, free)
 
 
 def _says(metric: str) -> Callable[[str, str, Paired, float, float, tuple[float, int]], str]:

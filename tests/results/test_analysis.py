@@ -303,6 +303,16 @@ def test_the_csv_says_the_seeds_its_sentence_says() -> None:
     # sigmoid and tanh against relu: t says yes, the permutation test cannot yet (7 seeds)
     assert [int(m.group(2)) if m else None for m in said.values()] == [7, 7, 12], said
     assert list(table["seeds_needed"]) == [7, 7, 12]
+    # at 6 seeds the t-test resolves sigmoid and tanh, the permutation test not yet (7):
+    # the CSV said nothing
+    trials = _trials(seeds=6, noise=0.05)
+    _, effects = main_effects(trials, _suite(seeds=6))
+    table = comparisons_table({"main_effect": effects}, [])
+    for _, row in table.iterrows():
+        quoted = re.search(r"(could reach α = 0\.05 from|about) (\d+) seeds", row["sentence"])
+        assert (int(quoted.group(2)) if quoted else None) == (
+            None if pd.isna(row["seeds_needed"]) else int(row["seeds_needed"])), row.to_dict()
+    assert int(table["seeds_needed"].iloc[0]) == 7
 
 
 def test_a_level_without_a_finished_trial_is_named_once_not_dropped() -> None:

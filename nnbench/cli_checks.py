@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -111,7 +112,9 @@ def check_tracking_uri(uri: str | None, *, must_exist: bool = False, connect: bo
                          f"'//' and the location (sqlite:///relative.db, "
                          f"sqlite:////absolute/path.db); use {forms}")
     if scheme == "file" or not scheme:
-        hint = f"sqlite:///{value.removeprefix('file://')}" if value.endswith(".db") else \
+        path = urllib.parse.urlparse(value).path if value.lower().startswith("file:") else value
+        # sqlite:///relative.db, sqlite:////absolute.db (it said sqlite:///file:./store.db)
+        hint = f"sqlite:///{path.removeprefix('./')}" if path.endswith(".db") else \
             "sqlite:///mlflow.db"
         raise UsageError(f"{what} is not a store MLflow {_mlflow_version()} writes to (plain "
                          f"paths and file: URIs are its retired file store); use a database, "
@@ -473,7 +476,7 @@ def _dangling(path: Path, file_through_link: bool) -> str | None:
             if err.errno == errno.ELOOP:
                 return f"{candidate} is a symbolic link in a loop (to {target})"
             if file_through_link and candidate == absolute and os.path.isdir(
-                    os.path.dirname(os.path.join(os.path.dirname(candidate), target))):
+                    os.path.dirname(os.path.realpath(candidate))):  # (through every link)
                 return None
             return (f"{candidate} is a symbolic link to {target}, which does not exist; "
                     f"create its target, or name another path")

@@ -160,7 +160,9 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
                      if e["loc"] and isinstance(e["loc"][-1], int)}
     for e in errors:
         loc = list(e["loc"])
-        if e["type"] == "too_short" and tuple(loc) in refused_items:
+        if e["type"] == "too_short" and tuple(loc) in refused_items and isinstance(
+                e["input"], Sequence) and len(e["input"]) >= e.get("ctx", {}).get(
+                "min_length", 0):  # (given too few as well: that is said)
             continue
         if e["type"] != "extra_forbidden":  # a user's key is never a union tag
             # pydantic names the union member it tried ("int", "literal['full']"): drop it

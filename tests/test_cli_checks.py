@@ -384,6 +384,7 @@ def test_dangling_links_loops_and_names_too_long_are_refused_before_anything_is_
     (tmp_path / "loop1").symlink_to("loop2")
     (tmp_path / "loop2").symlink_to("loop1")
     (tmp_path / "m.db").symlink_to(tmp_path / "gone" / "m.db")
+    (tmp_path / "chain.db").symlink_to("m.db")  # to a link to nothing: the last hop decides
     long = "a" * 300
     path = write_suite(epochs=1, seeds=1)
     made = sorted(p.name for p in tmp_path.iterdir())
@@ -399,6 +400,8 @@ def test_dangling_links_loops_and_names_too_long_are_refused_before_anything_is_
          f"of 300 bytes; most file systems allow 255)"),
         (["--tracking-uri", f"sqlite:///{long}.db"], f"{long}.db: file name too long"),
         (["--tracking-uri", "sqlite:///loop1"], "is a symbolic link in a loop (to loop2)"),
+        (["--tracking-uri", "sqlite:///chain.db"], f"{tmp_path / 'chain.db'} is a symbolic "
+         f"link to m.db, which does not exist"),
         (["--tracking-uri", "sqlite:///m2.db", "--storage", "sqlite:///m.db"],
          f"--storage 'sqlite:///m.db': {tmp_path / 'm.db'} is a symbolic link to "
          f"{tmp_path / 'gone' / 'm.db'}, which does not exist"),

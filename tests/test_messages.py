@@ -154,6 +154,13 @@ def test_a_sequence_whose_every_item_is_refused_is_not_also_too_short() -> None:
     problems = pydantic_problems(caught.value, "task.model")
     assert [key for key, _ in problems] == [f"task.model.blocks[{i}]" for i in range(3)]
     assert not any("after validation" in text for _, text in problems), problems
+    class Three(BaseModel):
+        blocks: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=3)]
+
+    with pytest.raises(ValidationError) as caught:  # too few as well: both are said
+        Three.model_validate({"blocks": [0, 5]})
+    assert [key for key, _ in pydantic_problems(caught.value, "m")] == ["m.blocks[0]",
+                                                                        "m.blocks"]
     with pytest.raises(ValidationError) as caught:  # empty: too short is the one problem
         Blocks.model_validate({"blocks": []})
     (problem,) = pydantic_problems(caught.value, "task.model")

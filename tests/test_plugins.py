@@ -677,11 +677,20 @@ def test_a_plugin_dataset_whose_shape_function_raises_is_the_dataset_s_problem(
         "    raise RuntimeError('shape broke')\n")
     path = _plugin_suite(tmp_path, "lab_shapeless", broken, model="{name: mlp, hidden: [4]}",
                          dataset="{name: said}")
-    assert cli.main(["validate", str(path)]) == 2
+    with isolated_registry():
+        assert cli.main(["validate", str(path)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{path}: task.dataset: dataset 'said': its declared shape (attrs['shape']) " \
            f"failed: RuntimeError: shape broke ({tmp_path / 'lab_shapeless.py'}, line " in err, err
     assert "task.model" not in err
+    # a ValueError of its own (not nnbench's size checks): also said with its line
+    path.parent.joinpath("lab_shapeless.py").write_text(broken.replace(
+        "RuntimeError('shape broke')", "ValueError('bad shape')"))
+    with isolated_registry():
+        assert cli.main(["validate", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "task.dataset: dataset 'said': its declared shape (attrs['shape']) failed: " \
+           "ValueError: bad shape (" in err, err
 
 
 NOT_A_MODULE = '''\

@@ -378,6 +378,20 @@ def test_lanes_ending_together_get_one_share_of_the_group_time() -> None:
     assert len(results) == 4 and {r.status for r in results} == {"finished"}
     assert len({r.wall_seconds for r in results}) == 1, [r.wall_seconds for r in results]
     assert results[0].wall_seconds > 0
+    # a lane pruned at epoch 2, whose result the caller takes 1 s to record: the lanes that
+    # end later do not count that second as the group's
+    pruned = trials[0]
+    started = time.perf_counter()
+    later = []
+    for result in StackedEngine(CPU, fixed_lanes=4).run(
+            trials, Recorder(stop_at={pruned.trial_id: 2})):
+        if result.spec.trial_id == pruned.trial_id:
+            time.sleep(1.0)
+        else:
+            later.append(result)
+    elapsed = time.perf_counter() - started
+    assert len(later) == 3 and len({r.wall_seconds for r in later}) == 1
+    assert later[0].wall_seconds * 4 < elapsed - 0.9, (later[0].wall_seconds, elapsed)
 
 
 # -- fallback, numerics, checkpoints ----------------------------------------------------------

@@ -191,16 +191,20 @@ class _Builder:
                               f"(attrs['shape'], see nnbench.data); it cannot be checked")
             try:
                 shape: DataShape = shape_fn(params)
-                assert isinstance(params, SplitParams), "a dataset's params extend SplitParams"
-                sizes = split_sizes(shape, params)
-            except (OSError, ValueError) as err:  # sizes, or a file's header
-                raise _Failed(cfg.where("dataset"), str(err)) from None
-            except Exception as err:  # a plugin's shape function: its bug was the model's
+            except Exception as err:
+                if info.source == registry.BUILTIN and isinstance(err, (OSError, ValueError)):
+                    raise _Failed(cfg.where("dataset"), str(err)) from None  # a file's header
+                # a plugin's shape function: its bug was blamed on the model, or said bare
                 from nnbench.plugins import describe_error
 
                 raise _Failed(cfg.where("dataset"), f"dataset '{spec.dataset.name}': its "
                                                     f"declared shape (attrs['shape']) "
                                                     f"failed: {describe_error(err)}") from None
+            try:
+                assert isinstance(params, SplitParams), "a dataset's params extend SplitParams"
+                sizes = split_sizes(shape, params)
+            except (OSError, ValueError) as err:  # the split's sizes
+                raise _Failed(cfg.where("dataset"), str(err)) from None
             self.shapes[key] = (shape, sizes)
         return self.shapes[key]
 

@@ -122,9 +122,9 @@ def _unopenable(folder: Path, files: tuple[str, ...]) -> list[str]:
     return out
 
 
-# an idx file's type code (its header's third byte) -> bytes per value (torchvision's
-# read_sn3_pascalvincent_tensor reads these; MNIST's files are all 0x08, unsigned bytes)
-_IDX_ITEM = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+# an idx file's type code (its header's third byte) -> bytes per value: torchvision's
+# read_image_file and read_label_file take unsigned bytes (0x08) only, as MNIST's files are
+_IDX_ITEM = {0x08: 1}
 
 
 def _truncated(path: Path) -> str | None:
@@ -144,7 +144,8 @@ def _truncated(path: Path) -> str | None:
         ndim = 3 if "images" in path.name else 1
         if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_ITEM \
                 or magic[3] != ndim:
-            return f"{path.name}: its header is not that of an idx file of {ndim} dimension(s)"
+            return (f"{path.name}: its header is not that of an idx file of unsigned bytes in "
+                    f"{ndim} dimension(s)")
         header = f.read(4 * ndim)
         if len(header) < 4 * ndim:
             return f"{path.name}: {size} bytes, shorter than its header"

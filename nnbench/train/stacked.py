@@ -320,6 +320,7 @@ class _GroupRun:
         self.keep_checkpoints = keep_checkpoints
         self.names = metric_names(specs[0])
         self.started = time.perf_counter()
+        self.away = 0.0  # seconds suspended at a yield: the caller recording a result
         self.lanes: list[_Lane] = []
         self.interrupted = False
         self.best: list[torch.Tensor] | None = None  # restore_best: every lane's best state
@@ -770,7 +771,9 @@ class _GroupRun:
                 extra["final"] = finals[lane.index]
                 if self.keep_checkpoints:
                     extra["checkpoint"] = self._checkpoint(lane, host, finals[lane.index])
+            left = time.perf_counter()
             yield self._result(lane, ending.status, host, **extra)
+            self.away += time.perf_counter() - left
         self._retire([lane.index for lane, _ in endings])
 
     def _test(self, lanes: list[int]) -> dict[int, dict[str, float]]:
@@ -818,8 +821,9 @@ class _GroupRun:
         self.optimizer.retire(lanes)
 
     def _share(self) -> float:
-        """A lane's share of the group's time so far: elapsed / lanes."""
-        return (time.perf_counter() - self.started) / self.n_lanes
+        """A lane's share of the group's time so far: elapsed / lanes, less the time the
+        caller spent with the results of lanes that ended before (recording them)."""
+        return (time.perf_counter() - self.started - self.away) / self.n_lanes
 
     def _result(self, lane: _Lane, status: Status,
                 host: dict[str, tuple[torch.dtype, np.ndarray]] | None, reason: str = "",

@@ -539,6 +539,9 @@ CASES: list[Case] = [
          # for a file: URI, "after 'file:' come '//'", which MLflow refuses all the same)
          ("--tracking-uri 'file:./mlruns'", "retired file store", "e.g. sqlite:///mlflow.db"),
          ("--tracking-uri", "file:./mlruns")),
+    Case("tracking_uri_file_to_a_database", "cli", SIGNALS,  # (it said sqlite:///file:./s.db)
+         ("--tracking-uri 'file:./store.db'", "retired file store", "e.g. sqlite:///store.db,"),
+         ("--tracking-uri", "file:./store.db")),
     Case("tracking_uri_in_a_missing_directory", "cli", SIGNALS,
          ("--tracking-uri", "{tmp}/nowhere", "does not exist", "create it first"),
          ("--tracking-uri", "sqlite:///{tmp}/nowhere/store.db")),

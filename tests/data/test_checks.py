@@ -315,8 +315,8 @@ def test_validate_names_a_truncated_mnist_or_cifar_file_from_its_header_and_size
            f"download again" in capsys.readouterr().err
     images.write_bytes(b"\0\0\x08\x01" + bytes(20))  # a labels header in an images file
     assert cli.main(["validate", str(path)]) == 2
-    assert "(t10k-images-idx3-ubyte: its header is not that of an idx file of 3 " \
-           "dimension(s))" in capsys.readouterr().err
+    assert "(t10k-images-idx3-ubyte: its header is not that of an idx file of unsigned bytes " \
+           "in 3 dimension(s))" in capsys.readouterr().err
 
     _write_cifar10(root, per_batch=4)
     batch = root / "cifar-10-batches-py" / "data_batch_3"

@@ -851,7 +851,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         for point in summary.points:
             states = ", ".join(f"{n} {s}" for s, n in sorted(point.states.items()))
             budget = budget_text(point.counted, suite.tune.trials if suite.tune else 0)
-            err.print(f"{point.name} ({point.label}): {budget} ({states}); best {point.best}")
+            best = point.best if point.best is not None else \
+                "none (no trial completed: nothing to re-run)"  # (it printed "best None")
+            err.print(f"{point.name} ({point.label}): {budget} ({states}); best {best}")
         if summary.interrupted:
             err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
             return EXIT_INTERRUPTED

@@ -864,7 +864,7 @@ class Tracker:
 
         import pandas as pd
 
-        from nnbench.results.stats import t_interval
+        from nnbench.results.stats import metric_range, t_interval
 
         runs = [run for _, run in done]
         finished = [(s, run) for s, run in done
@@ -891,8 +891,11 @@ class Tracker:
             if interval.n == 0:
                 continue
             name = f"{key}_final" if key in per_epoch else key  # <key>_mean is the curve
+            bottom, top = metric_range(key)  # cut as the report's (an accuracy reached 1.04)
             for stat in ("mean", "low", "high", "sd", "n"):
                 value = float(getattr(interval, stat))
+                value = max(value, bottom) if stat == "low" else \
+                    min(value, top) if stat == "high" else value
                 if math.isfinite(value):
                     metrics.append(Metric(f"{name}_{stat}", value, ts, 0))
         stride = 1

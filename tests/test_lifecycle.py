@@ -106,6 +106,30 @@ def test_early_stopping_keeps_the_best_weights_only_when_asked_and_stops_after_p
         **lane.history[lane.weights_epoch() - 1], "test_loss": 1.0}
 
 
+def test_early_stopping_due_at_the_last_epoch_completes_the_lane() -> None:
+    """Its patience ran out at the 10th of 10 epochs: the trial recorded stopped_epoch 10
+    and "early stopping at epoch 10", which README reserves for a run stopped before its
+    last epoch. It completes, with its best epoch (and best weights, where kept)."""
+    lane = _lane("{name: patience, patience: 1, restore_best: true}")
+    verdicts = [lane.epoch_ended(_epoch(v)) for v in [0.9, *[0.5 - i / 100 for i in range(8)],
+                                                      0.6]]
+    assert all(v.ending is None for v in verdicts)  # the 10th did not improve: due, but last
+    assert lane.completed().fields == {"best_epoch": 9} and lane.weights_epoch() == 9
+
+
+def test_a_split_whose_loss_is_not_finite_scores_nothing() -> None:
+    """A diverged trial's val_accuracy read 0.5 beside val_loss nan: the argmax of NaN
+    logits, the share of one class."""
+    from nnbench.train.lifecycle import epoch_metrics
+
+    losses = [torch.tensor([1.0, float("nan")]), torch.tensor([float("inf"), 0.5])]
+    scores = [torch.tensor([[0.75], [0.5]]), torch.tensor([[0.5], [0.25]])]
+    diagnosed = {"grad_norm.layer1": torch.tensor([0.1, 0.2])}
+    lanes = epoch_metrics(("accuracy",), losses, scores, diagnosed, [None, None])
+    assert lanes[0]["train_accuracy"] == 0.75 and math.isnan(lanes[0]["val_accuracy"])
+    assert math.isnan(lanes[1]["train_accuracy"]) and lanes[1]["val_accuracy"] == 0.25
+
+
 @pytest.mark.parametrize("engine", ["serial", "stacked"])
 def test_a_checkpoint_of_restored_best_weights_says_their_epoch_and_metrics(
         engine: str) -> None:

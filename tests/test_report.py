@@ -351,8 +351,11 @@ def test_a_report_of_killed_trials_only_says_started_and_that_no_numerics_are_co
     provenance's numerics cell was empty, beside trial rows that each named theirs."""
     suite, results = _diverging(tracking_uri)
     results.trials["status"] = "killed"
+    results.trials["num_params"] = 0  # killed before their models were built: none logged
     html = render_report(suite, results=results, report_dir=tmp_path).read_text()
     assert "Trials: 6 planned; 6 started: 6 killed." in html
+    assert "Parameters per model" not in html  # (it said "Parameters per model: 0.")
+    assert "comparisons, α" not in _section(html, "effects")  # ("over all 0 comparisons")
     assert re.search(r"<tr><th>numerics</th><td><span class=\"muted\">of the finished and "
                      r"diverged trials: none yet</span></td></tr>", html), html
 

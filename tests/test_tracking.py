@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -183,7 +183,12 @@ def _trained(write_suite: Callable[..., Path], uri: str, *, seeds: int = 2,
 
 def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean_curve(
         write_suite: Callable[..., Path], tracking_uri: str) -> None:
-    from nnbench.results.stats import t_interval
+    from nnbench.results.stats import metric_range, t_interval
+
+    def cut(key: str, stat: str, value: float) -> float:  # at the metric's range, as the
+        bottom, top = metric_range(key)  # report's (2 seeds: an accuracy's bound of 1.04)
+        return max(value, bottom) if stat == "low" else min(value, top) if stat == "high" \
+            else value
 
     suite = _trained(write_suite, tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -212,8 +217,11 @@ def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean
             expected = t_interval([r.data.metrics[key] for r in trials])
             assert metrics[f"{key}_n"] == 2
             for stat in ("mean", "low", "high", "sd"):
-                assert metrics[f"{key}_{stat}"] == pytest.approx(getattr(expected, stat)), key
+                assert metrics[f"{key}_{stat}"] == pytest.approx(
+                    cut(key, stat, getattr(expected, stat))), key
             assert metrics[f"{key}_low"] <= metrics[f"{key}_mean"] <= metrics[f"{key}_high"]
+        assert metrics["test_accuracy_low"] >= 0 and metrics["test_accuracy_high"] <= 1
+        assert metrics["test_loss_low"] >= 0
         # each per-epoch metric: the mean curve over seeds, step = epoch
         curve = client.get_metric_history(summary.info.run_id, "val_accuracy_mean")
         assert [m.step for m in curve] == [1, 2]
@@ -226,8 +234,34 @@ def test_each_configuration_has_one_summary_run_with_mean_interval_sd_n_and_mean
         expected = t_interval([r.data.metrics["val_accuracy"] for r in trials])
         assert metrics["val_accuracy_final_n"] == 2
         for stat in ("mean", "low", "high", "sd"):
-            assert metrics[f"val_accuracy_final_{stat}"] == pytest.approx(getattr(expected, stat))
+            assert metrics[f"val_accuracy_final_{stat}"] == pytest.approx(
+                cut("val_accuracy", stat, getattr(expected, stat)))
         assert "val_accuracy_low" not in metrics and "val_accuracy_n" not in metrics
+
+
+def test_summary_intervals_are_cut_at_the_metrics_range(
+        write_suite: Callable[..., Path], tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Summary runs stored t intervals past what a metric can take (test_accuracy_high 1.04,
+    test_loss_low -1.1 over 3 seeds), where the report cut them. The intervals here are
+    widened to make every one reach past its range."""
+    from nnbench.results import stats
+
+    real = stats.t_interval
+
+    def wide(values: Any) -> Any:
+        interval = real(values)
+        return replace(interval, low=interval.low - 100, high=interval.high + 100)
+
+    monkeypatch.setattr(stats, "t_interval", wide)
+    _trained(write_suite, tracking_uri)
+    for summary in _summaries(tracking_uri, "tiny"):
+        metrics = summary.data.metrics
+        for key in ("test_accuracy", "val_accuracy_final", "train_accuracy_final"):
+            assert (metrics[f"{key}_low"], metrics[f"{key}_high"]) == (0.0, 1.0), key
+        for key in ("test_loss", "val_loss_final"):
+            assert metrics[f"{key}_low"] == 0.0 and metrics[f"{key}_high"] > 99, key
+        assert metrics["wall_seconds_low"] < -99  # no range known: as computed
 
 
 def test_a_long_runs_summary_curve_keeps_an_even_share_of_its_epochs(

@@ -1455,3 +1455,25 @@ def test_a_point_is_without_a_tuned_value_only_once_its_budget_has_ended() -> No
     assert _untuned({"diverged": 3, "running": 1, "total": 4}, 3)[0] is False
     assert _untuned({"failed": 2, "pruned": 2, "total": 4}, 3) == (
         True, "no tuned value: none of its 4 Optuna trials completed (2 failed, 2 pruned)")
+
+
+def test_a_tune_whose_every_trial_diverged_says_nothing_is_re_run(
+        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every Optuna trial diverged: the command printed "best None", the report's leaderboard
+    said "No trial of this suite is in MLflow yet: run nnbench run" beside its tune runs,
+    and its tuning section that the best values "were then re-run"."""
+    from nnbench import cli
+
+    path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=2, optimizers="[sgd]", seeds=1,
+                  space="{type: float, low: 1.0e+25, high: 1.0e+30, log: true}")
+    reports = tmp_path / "reports"
+    cli.main(["tune", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
+              "--engine", "serial", "--report-dir", str(reports)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert "best none (no trial completed: nothing to re-run)" in err, err
+    html = (reports / "tuned.html").read_text()
+    board = html[html.index('<h2 id="leaderboard">'):html.index('<h2 id="', html.index(
+        '<h2 id="leaderboard">') + 10)]
+    assert "No re-run of a tuned point is in MLflow yet: " in board, board
+    assert "No trial of this suite is in MLflow yet" not in html
+    assert "were then re-run" not in html and "none is re-run yet." in html

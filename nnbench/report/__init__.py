@@ -22,7 +22,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
-import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from nnbench.results.analysis import (
     reference_comparison,
     unfinished,
 )
-from nnbench.results.stats import ALPHA, format_p
+from nnbench.results.stats import ALPHA, format_p, metric_range
 from nnbench.results.variance import suite_decomposition
 
 __all__ = ["render_index", "render_report"]
@@ -138,8 +137,6 @@ def _activation_specs(suite: Suite) -> list[ComponentSpec]:
     return list(seen.values())
 
 
-_RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "rmse": (0.0, math.inf),
-           "mae": (0.0, math.inf)}
 
 
 def _sections(results: Results) -> dict[str, Any]:
@@ -349,9 +346,7 @@ def _tuning_section(results: Results) -> dict[str, Any]:
     return section
 
 
-def _metric_range(metric: str) -> tuple[float, float]:
-    """The values a metric can take (accuracy 0-1; loss, rmse, mae from 0)."""
-    return _RANGES.get(metric.split("_", 1)[-1], (-math.inf, math.inf))
+_metric_range = metric_range
 
 
 def _within_range(row: ReferenceRow) -> ReferenceRow:
@@ -467,7 +462,10 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
     html = _ENV.get_template("report.html.j2").render(
         suite=suite, results=results, **sections, statuses=statuses,
         fixed=_settings(suite), varied=suite.varied_axes, alpha=ALPHA,
-        num_params=sorted(set(trials["num_params"])) if not trials.empty else [],
+        # (a trial killed before its model was built has none: it read "Parameters per
+        # model: 0.")
+        num_params=sorted({int(n) for n in trials["num_params"] if n == n and n > 0})
+        if not trials.empty else [],
         trial_rows=trials.to_dict("records"), latest=latest, headline=headline,
         versions={k.removeprefix("nnbench.version."): v for k, v in latest.items()
                   if k.startswith("nnbench.version.")},

@@ -226,6 +226,17 @@ def min_detectable_difference(n: int, sd: float, alpha: float = ALPHA,
     return _detectable_dz(n, alpha, power) * sd
 
 
+# the values a metric can take, by its name's last part (accuracy 0-1; loss, rmse, mae from
+# 0): a t interval over 2 or 3 seeds is cut there (it reached an accuracy of 1.21)
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "rmse": (0.0, math.inf),
+                 "mae": (0.0, math.inf)}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values `metric` can take (`test_accuracy`: 0 to 1; unknown: unbounded)."""
+    return METRIC_RANGES.get(metric.split("_", 1)[-1], (-math.inf, math.inf))
+
+
 MANY_SEEDS = 10_000  # beyond, a verdict says "more than 10,000 seeds", not a number
 
 

@@ -93,7 +93,8 @@ class Lane:
         if improved:
             self.best_epoch = epoch
             self.has_best = self.has_best or keep
-        if not stop_now:
+        if not stop_now or epoch >= self.spec.epochs:  # at the last epoch it stops nothing:
+            # the lane completes (stopped_epoch and the reason said it stopped early)
             return Verdict(keep_best=keep)
         params = self.early.params
         return Verdict(Ending("finished", {
@@ -264,6 +265,10 @@ def epoch_metrics(names: tuple[str, ...], losses: Sequence[torch.Tensor],
     out = []
     for row, family in zip(table, families, strict=True):
         metrics = dict(zip(keys, row, strict=True))
+        for split in ("train", "val"):  # outputs of a diverged model score nothing: an
+            # argmax of NaN logits "scored" the share of one class (val_accuracy 0.5)
+            if not math.isfinite(metrics[f"{split}_loss"]):
+                metrics.update({f"{split}_{m}": math.nan for m in names})
         for own, key in UNIT_DIAGNOSTIC.items():
             if key in metrics and family != own:
                 del metrics[key]

@@ -233,8 +233,12 @@ METRIC_RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "rmse": (0.0, 
 
 
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values `metric` can take (`test_accuracy`: 0 to 1; unknown: unbounded)."""
-    return METRIC_RANGES.get(metric.split("_", 1)[-1], (-math.inf, math.inf))
+    """The values `metric` can take (`test_accuracy`: 0 to 1; `gap_accuracy`, val − train,
+    and unknown ones: unbounded)."""
+    split, _, measure = metric.partition("_")
+    if split not in ("train", "val", "test"):
+        return (-math.inf, math.inf)
+    return METRIC_RANGES.get(measure, (-math.inf, math.inf))
 
 
 MANY_SEEDS = 10_000  # beyond, a verdict says "more than 10,000 seeds", not a number

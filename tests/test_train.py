@@ -463,10 +463,13 @@ def test_timing_step_runs_the_trial_s_model_and_leaves_the_callers_rng_alone(
 
 
 def test_a_conv_net_trains_channels_last_on_a_cpu_to_the_same_numbers_up_to_rounding(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_parts lays a 2-D conv net out channels-last on a CPU (oneDNN's faster layout);
     a model without 2-D convolutions keeps torch's layout. The layout changes only the
-    rounding: a few steps from the same weights end where the NCHW model's do."""
+    rounding: a few steps from the same weights end where the NCHW model's do. (On an
+    AVX2-only CPU nnbench keeps torch's layout, `channels_last_safe`; this small net's
+    steps run there too, so the channels-last path is checked on every machine.)"""
+    monkeypatch.setattr(train.build, "channels_last_safe", lambda: True)
     def parts(model: str) -> train.Parts:
         spec = parse_suite(f"name: l\ntask: {{dataset: digits, model: {model}}}\n"
                            f"fixed: {{optimizer: {{name: sgd, lr: 0.1, momentum: 0.9}}, "
@@ -509,7 +512,8 @@ class _ViewNet(torch.nn.Module):
         return self.out(h.view(h.size(0), -1))
 
 
-def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numerics() -> None:
+def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numerics(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Every 2-D conv net was laid out channels-last on a CPU: a plugin's net that `.view`s
     an activation failed every trial ("view size is not compatible"), one with a 5-D tensor
     could not be built. Only nnbench's own conv nets are, and their numerics say so: a
@@ -518,7 +522,9 @@ def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numeric
     from nnbench.registry import BUILTIN, ComponentInfo, NoParams, register
     from nnbench.testing import isolated_registry
 
-    def build(params: NoParams, *, input_shape: tuple[int, ...], outputs: int,
+    monkeypatch.setattr(train.build, "channels_last_safe", lambda: True)
+
+    def build_net(params: NoParams, *, input_shape: tuple[int, ...], outputs: int,
               **_: object) -> torch.nn.Module:
         model = _ViewNet(input_shape[0], outputs)
         model(torch.zeros(1, *input_shape))  # the lazy layer's shape
@@ -527,7 +533,7 @@ def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numeric
     text = ("name: l\ntask: {{dataset: digits, model: {model}}}\n"
             "fixed: {{optimizer: {{name: sgd, lr: 0.1}}, epochs: 1, batch_size: 64}}\n")
     with isolated_registry():
-        register(ComponentInfo(kind="model", name="viewnet", build=build, params=NoParams,
+        register(ComponentInfo(kind="model", name="viewnet", build=build_net, params=NoParams,
                                doc="a plugin's conv net that views its activations"))
         assert registry.get("model", "viewnet").source != BUILTIN
         plugin = train_trial(parse_suite(text.format(model="viewnet")).trials()[0], CPU)
@@ -541,3 +547,10 @@ def test_a_plugin_conv_net_keeps_torch_s_layout_and_the_layout_is_in_the_numeric
     assert own.numerics.label() == "serial fp32 1 thread channels-last"
     mlp = train_trial(parse_suite(text.format(model="mlp")).trials()[0], CPU)
     assert mlp.numerics.layout == "" and mlp.numerics.label() == "serial fp32 1 thread"
+    # a CPU without AVX-512 (oneDNN's channels-last ResNet backward aborted on an AVX2
+    # EPYC): nnbench's own conv nets keep torch's layout, and their numerics say so
+    monkeypatch.setattr(train.build, "channels_last_safe", lambda: False)
+    plain = train_trial(parse_suite(text.format(model="{name: cnn, channels: [4], hidden: []}"))
+                        .trials()[0], CPU)
+    assert plain.status == "finished" and plain.numerics.layout == ""
+

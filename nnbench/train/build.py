@@ -312,9 +312,18 @@ def channels_last(spec: TrialSpec, model: nn.Module, device: torch.device) -> bo
     layout: its forward may `.view` an activation, which a channels-last one refuses, or
     hold a 5-D tensor, which has no such layout. The layout changes only the rounding of a
     convolution's sums; it is part of the trial's numerics (`Numerics.layout`)."""
-    return (device.type == "cpu"
+    return (device.type == "cpu" and channels_last_safe()
             and registry.get("model", spec.model.name).source == registry.BUILTIN
             and any(isinstance(m, nn.Conv2d) for m in model.modules()))
+
+
+def channels_last_safe() -> bool:
+    """Whether this CPU trains channels-last conv nets safely: only one whose vector unit
+    torch uses is AVX-512. On an AVX2-only AMD EPYC, oneDNN's backward of a channels-last
+    ResNet (BatchNorm, a stride-2 block) aborted the process, "Fatal Python error:
+    Aborted", every time (torch 2.14.1); torch's layout trained it. Such a CPU keeps
+    torch's layout, which its trials' numerics say."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def placed(model: nn.Module, spec: TrialSpec, device: torch.device) -> nn.Module:

@@ -1457,6 +1457,7 @@ def test_a_point_is_without_a_tuned_value_only_once_its_budget_has_ended() -> No
         True, "no tuned value: none of its 4 Optuna trials completed (2 failed, 2 pruned)")
 
 
+@pytest.mark.filterwarnings("error:No artists with labels")  # (an empty legend warned)
 def test_a_tune_whose_every_trial_diverged_says_nothing_is_re_run(
         tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Every Optuna trial diverged: the command printed "best None", the report's leaderboard

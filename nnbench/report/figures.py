@@ -240,7 +240,11 @@ def best_so_far(tuning: pd.DataFrame, names: dict[str, str], maximize: bool) -> 
         ax.scatter(rows["trial"], rows["objective"], s=8, alpha=0.4)
     ax.set_xlabel("Optuna trial number")
     ax.set_ylabel("objective (best so far)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    if done.empty:  # (every trial diverged or failed: matplotlib warned of an empty legend)
+        ax.text(0.5, 0.5, "no Optuna trial completed", ha="center", va="center",
+                transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 

@@ -351,6 +351,7 @@ def _load_plugins(args: argparse.Namespace) -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     _load_plugins(args)
     from nnbench.config import AXES
+    from nnbench.messages import did_you_mean
 
     # a suite's axis names its kind (the README's axis table says grad_clip, the kind clip)
     axis = AXES.get(args.kind) if args.kind else None
@@ -363,14 +364,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
             raise _UsageError(f"engines are not components: choose one with --engine "
                               f"({', '.join(engine_names())}) on run, tune, worker, bench; "
                               f"'nnbench run --help' says what each does") from None
-        from nnbench.messages import did_you_mean
-
         raise _UsageError(f"unknown component kind {args.kind!r}; "
                           f"{did_you_mean(args.kind, e.known)}known: {', '.join(e.known)}"
                           ) from None
     if not infos:  # a pattern that matches nothing: said, not an empty exit 0
-        from nnbench.messages import did_you_mean
-
         names = [i.name for i in registry.list_components(args.kind)]
         raise _UsageError(f"no {args.kind or 'component'} matches {args.pattern!r} (a glob "
                           f"pattern, e.g. 'ada*'); {did_you_mean(args.pattern, names)}"

@@ -85,10 +85,10 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError
         _, folder, files = _SOURCES[name]
         if all((Path(root) / folder / f).is_file() for f in files):  # there, but unreadable
-            if denied := _unopenable(Path(root) / folder, files):
-                raise DataError(
-                    f"dataset {name!r}: nnbench cannot open {'; '.join(denied)}: give this "
-                    f"user read access, or set NNBENCH_DATA to a copy it can read") from None
+            try:
+                _refuse_unopenable(name, Path(root) / folder, files)
+            except DataError as denied:  # (torchvision's error is no part of it)
+                raise denied from None
             damaged = _damaged(Path(root) / folder, files) or [
                 f"torchvision: {type(err).__name__}: {first_line(err)}"]
             raise DataError(_damaged_message(name, Path(root) / folder, damaged)) from None
@@ -109,17 +109,20 @@ def _missing(name: str, root: str) -> str:
     return f"{len(missing)} of {len(files)} files missing: {kinds}"
 
 
-def _unopenable(folder: Path, files: tuple[str, ...]) -> list[str]:
-    """Each of `files` that cannot be opened for reading, with the system's reason ("... is
-    damaged" misled where one was only unreadable to this user)."""
-    out = []
-    for name in files:
+def _refuse_unopenable(name: str, folder: Path, files: tuple[str, ...]) -> None:
+    """Raise DataError naming each of `files` that cannot be opened for reading, with the
+    system's reason ("... is damaged; delete it" misled where one was only unreadable to
+    this user)."""
+    denied = []
+    for file in files:
         try:
-            with open(folder / name, "rb"):
+            with open(folder / file, "rb"):
                 pass
         except OSError as err:
-            out.append(f"{folder / name} ({err.strerror or type(err).__name__})")
-    return out
+            denied.append(f"{folder / file} ({err.strerror or type(err).__name__})")
+    if denied:
+        raise DataError(f"dataset {name!r}: nnbench cannot open {'; '.join(denied)}: give "
+                        f"this user read access, or set NNBENCH_DATA to a copy it can read")
 
 
 # an idx file's type code (its header's third byte) -> bytes per value: torchvision's
@@ -164,9 +167,7 @@ def _check(name: str, p: VisionParams) -> None:
     where = data_root() / folder
     if not all((where / f).is_file() for f in files):
         return
-    if denied := _unopenable(where, files):
-        raise DataError(f"dataset {name!r}: nnbench cannot open {'; '.join(denied)}: give "
-                        f"this user read access, or set NNBENCH_DATA to a copy it can read")
+    _refuse_unopenable(name, where, files)
     damaged = [why for why in map(_truncated, (where / f for f in files)) if why]
     if damaged:
         raise DataError(_damaged_message(name, where, damaged))

@@ -145,7 +145,7 @@ def _sections(results: Results) -> dict[str, Any]:
     table = leaderboard(trials, suite.higher_is_better)
     # a t interval cut at the metric's range (accuracy 0-1; loss, rmse, mae from 0): with 2
     # or 3 seeds it reached an accuracy of 1.21
-    low, high = _metric_range(suite.metric)
+    low, high = metric_range(suite.metric)
     table["low"], table["high"] = table["low"].clip(lower=low), table["high"].clip(upper=high)
     finished = (not trials.empty) and bool((trials["status"] == "finished").any())
     out: dict[str, Any] = {"table": table.to_dict("records"), "finished": finished,
@@ -346,13 +346,10 @@ def _tuning_section(results: Results) -> dict[str, Any]:
     return section
 
 
-_metric_range = metric_range
-
-
 def _within_range(row: ReferenceRow) -> ReferenceRow:
     """A published-reference row's interval cut at its metric's range, as the leaderboard's
     is (an accuracy's t interval over 2 seeds reached [-1.10, 1.56])."""
-    low, high = _metric_range(row.metric)
+    low, high = metric_range(row.metric)
     measured = row.measured
     return dataclasses.replace(row, measured=dataclasses.replace(
         measured, low=float(np.clip(measured.low, low, high)),

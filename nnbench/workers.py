@@ -246,10 +246,20 @@ def wait_for_jobs(jobs: Sequence[Any], console: Console, *, local: bool) -> list
     Ctrl-C (or a `kill` of this process, SIGTERM) while waiting: the workers of local jobs
     are interrupted as Ctrl-C would (SIGINT: the trials in flight recorded as killed, their
     claims released at once) and waited for; then their codes (130). Slurm jobs go on:
-    the command says how to cancel them, and stops waiting."""
+    the command says how to cancel them, and stops waiting.
+
+    An interrupt that Python swallowed (raised inside a garbage-collection callback or a
+    `__del__` while submitit polled) is still one: the wait looks at `interrupted()`
+    between polls. Without that a killed `submit --local` waited for workers that trained
+    on, and a terminal's Ctrl-C said nothing of interrupting them."""
+    from nnbench.transient import interrupted
+
     try:
         for job in jobs:
-            job.wait()
+            while not job.done():
+                if interrupted():
+                    raise KeyboardInterrupt
+                time.sleep(1)  # (submitit's own poll)
     except KeyboardInterrupt:
         if not local:
             console.print(f"stopped waiting; the worker jobs go on (scancel "

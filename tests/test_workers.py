@@ -11,6 +11,7 @@ trials can be short, and what the test then does hits a trial in flight whatever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -545,6 +547,58 @@ def test_a_job_stopped_at_its_time_limit_counts_as_interrupted_and_says_why(
     assert f"worker job {job.job_id} ended without an exit code: at its time limit " \
            f"(--slurm-time)" in said, said
     assert str(job.paths.stdout) in said
+
+
+class _SwallowingJob:
+    """A local submitit job whose first poll meets an interrupt that Python swallows (as
+    one raised inside a garbage-collection callback is); its worker ends by itself, as an
+    interrupted one, 50 polls later (no result file: 130)."""
+
+    job_id = "999999999"  # no such process: nothing to signal
+
+    def __init__(self, folder: Path) -> None:
+        self.polls = 0
+        self.paths = SimpleNamespace(result_pickle=folder / "no-result.pkl")
+
+    def done(self) -> bool:
+        self.polls += 1
+        if self.polls == 1:
+            from nnbench.transient import interrupt
+
+            with contextlib.suppress(KeyboardInterrupt):  # swallowed, as Python does there
+                interrupt(signal.SIGTERM, None)
+        return self.polls > 50
+
+    def wait(self) -> None:
+        while not self.done():
+            time.sleep(0.01)
+
+    def result(self) -> int:
+        return 130
+
+
+def test_an_interrupt_swallowed_while_submit_waits_still_interrupts_the_workers(
+        tmp_path: Path) -> None:
+    """`submit --local` interrupted by a terminal's Ctrl-C ended 130 but never said it was
+    interrupting the workers (1 run in 2 of the terminal case below, under load): its
+    KeyboardInterrupt was raised inside a callback Python ignores while submitit polled,
+    and it waited on. Killed (SIGTERM: the workers are not signalled themselves), it
+    would wait for workers that train on. The wait now looks at the interrupt it
+    recorded."""
+    from rich.console import Console
+
+    from nnbench.transient import interrupted
+    from nnbench.workers import wait_for_jobs
+
+    console = Console(record=True, width=400)
+    job = _SwallowingJob(tmp_path)
+    try:
+        codes = wait_for_jobs([job], console, local=True)
+    finally:
+        interrupted(clear=True)
+    assert codes == [130]
+    assert "interrupting the workers: their trials in flight are recorded as killed" \
+        in console.export_text()
 
 
 def _one_summary_per_configuration(uri: str, suite: str) -> None:

@@ -3,6 +3,8 @@ re-rendered exactly when its inputs (results, suite file, nnbench) changed."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nnbench import cli
+from tests.conftest import TINY_SUITE
 
 NOTHING = "nothing changed since its report"
 
@@ -40,6 +43,26 @@ def done(write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
     assert "ran 4 trials (4 finished)" in captured.err
     (tmp_path / "first-run.out").write_text(captured.out)  # what the answer below repeats
     return path, tracking_uri, reports
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory,
+             mlflow_store: Callable[[Path], str]) -> tuple[Path, str, Path]:
+    """`done`, trained once for the tests that only read it: each asks a run that must be
+    refused before anything is written."""
+    root = tmp_path_factory.mktemp("finished")
+    path = root / "tiny.yaml"
+    path.write_text(TINY_SUITE.format(name="tiny", epochs=2, seeds=2), encoding="utf-8")
+    uri, reports = mlflow_store(root / "mlflow.db"), root / "reports"
+    said = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(said), \
+            contextlib.redirect_stderr(said):
+        patch.chdir(root)
+        code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", uri,
+                         "--report-dir", str(reports)])
+    assert code == 0, said.getvalue()
+    assert "ran 4 trials (4 finished)" in said.getvalue()
+    return path, uri, reports
 
 
 def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
@@ -78,10 +101,11 @@ def test_a_second_run_answers_from_hashes_alone(done: tuple[Path, str, Path],
 
 @pytest.mark.parametrize("device", ["", "tpu", "cpu:1", "cpu:0"])
 def test_a_bad_device_is_refused_even_with_nothing_to_train(
-        done: tuple[Path, str, Path], device: str, capsys: pytest.CaptureFixture[str]) -> None:
+        finished: tuple[Path, str, Path], device: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """The fast answer of a complete suite skipped every check: `--device ''` exited 0
     there and 2 where there was work."""
-    path, uri, reports = done
+    path, uri, reports = finished
     assert cli.main(["run", str(path), "--device", device, "--tracking-uri", uri,
                      "--report-dir", str(reports)]) == 2
     assert f"--device {device!r}: unsupported device {device!r}; allowed: auto, cpu, cuda, " \
@@ -100,11 +124,11 @@ def test_a_bad_device_is_refused_even_with_nothing_to_train(
      "stacked, auto"),
 ])
 def test_a_bad_option_is_refused_even_with_nothing_to_train(
-        done: tuple[Path, str, Path], options: list[str], said: str,
+        finished: tuple[Path, str, Path], options: list[str], said: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     """The fast answer of a complete suite skipped these checks too: each exited 0 with
     "nothing to train or re-render", and 2 where there was work."""
-    path, uri, reports = done
+    path, uri, reports = finished
     options = [o.replace("{store}", uri) for o in options]
     assert cli.main(["run", str(path), "--tracking-uri", uri, "--report-dir", str(reports),
                      *options]) == 2

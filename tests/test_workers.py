@@ -580,9 +580,9 @@ class _SwallowingJob:
 def test_an_interrupt_swallowed_while_submit_waits_still_interrupts_the_workers(
         tmp_path: Path) -> None:
     """`submit --local` interrupted by a terminal's Ctrl-C ended 130 but never said it was
-    interrupting the workers (1 run in 2 of the terminal case below, under load): its
-    KeyboardInterrupt was raised inside a callback Python ignores while submitit polled,
-    and it waited on. Killed (SIGTERM: the workers are not signalled themselves), it
+    interrupting the workers (the terminal case below, once in three full runs): its
+    KeyboardInterrupt was swallowed while submitit polled (raised inside a callback Python
+    ignores), and it waited on. Killed (SIGTERM: the workers are not signalled themselves), it
     would wait for workers that train on. The wait now looks at the interrupt it
     recorded."""
     from rich.console import Console

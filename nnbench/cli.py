@@ -1494,10 +1494,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous:
             sys.unraisablehook = partial(_unraisable, unraisable, interrupted)
         with _unbroken_output():
-            code = _main(argv)
-            if interrupted() and code in (EXIT_OK, EXIT_TRIAL_FAILED):
+            try:
+                code = _main(argv)
+            except Exception:
+                if not interrupted():
+                    raise
+                # an interrupt Python could not raise (C code that looked up an attribute
+                # swallowed it) can leave an import half done: a RecursionError from
+                # inside numpy followed, with a traceback and exit 1
+                err.print("interrupted")
+                return EXIT_INTERRUPTED
+            if interrupted() and code != EXIT_INTERRUPTED:
                 # the interrupt came inside a garbage-collection callback, which Python
-                # ignores: the command went on to its end
+                # ignores: the command went on to its end (or to an error it caused)
                 err.print("interrupted (the command could not stop at once, and ended its "
                           "step first)")
                 return EXIT_INTERRUPTED

@@ -716,7 +716,14 @@ def _ensure_loaded() -> None:
     # Importing the component modules here keeps `get()` usable from anywhere without
     # import-order surprises. Then the installed packages' entry points (group
     # `nnbench.components`), loaded once; a broken one raises PluginError every time.
-    load_builtins()
+    try:
+        load_builtins()
+    except Exception:
+        from nnbench.transient import interrupted
+
+        if interrupted():  # Ctrl-C swallowed mid-import (by C code) left a module half
+            raise KeyboardInterrupt from None  # made: a RecursionError, not the suite's
+        raise
     from nnbench import plugins
 
     plugins.load_entry_points()

@@ -838,6 +838,44 @@ def test_an_interrupt_python_ignored_still_stops_the_command(
     assert {int(r.data.tags["nnbench.epochs_done"]) for r in runs} <= {0, 1}  # not 3
 
 
+def test_an_interrupt_swallowed_mid_import_ends_as_interrupted_not_as_its_damage(
+        write_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM to `nnbench worker` 0.8-1 s after its start (while torch imported numpy),
+    once in seven tries: C code swallowed the KeyboardInterrupt and left numpy half
+    imported. What followed was numpy's RecursionError: a traceback and exit 1 where it
+    met `import mlflow`, or "fixed.optimizer: maximum recursion depth exceeded" where it
+    met validation (the suite blamed). Both now end as interrupted (130)."""
+    from nnbench import cli, registry, transient
+
+    def damaged() -> None:  # the interrupt swallowed, then the half-made import's error
+        with contextlib.suppress(KeyboardInterrupt):
+            transient.interrupt(signal.SIGTERM, None)
+        raise RecursionError("maximum recursion depth exceeded")
+
+    path = write_suite(epochs=1, seeds=1)
+    monkeypatch.setattr(registry, "load_builtins", damaged)  # validation loads components
+    try:
+        assert cli.main(["validate", str(path)]) == 130
+    finally:
+        transient.interrupted(clear=True)
+    said = capsys.readouterr().err
+    assert "recursion" not in said and said.strip().endswith("interrupted"), said
+    monkeypatch.undo()
+
+    def worker(args: Any) -> int:  # a command's own import meets the damage
+        damaged()
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_validate", worker)
+    try:
+        assert cli.main(["validate", str(path)]) == 130
+    finally:
+        transient.interrupted(clear=True)
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and said.strip() == "interrupted", said
+
+
 def test_an_interrupt_python_could_not_raise_prints_no_traceback(
         write_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

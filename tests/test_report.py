@@ -502,6 +502,32 @@ def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:
     assert "no trial has finished yet" in html
 
 
+def test_a_running_trial_is_said_to_be_mlflow_s_word_with_where_to_ask_if_it_lives(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
+    """After a SIGKILL of `nnbench run` the report read "1 running" while `nnbench status`
+    said its worker had stopped: the report reads MLflow alone, where the run stays open
+    until the next run or worker queues the trial again. It now says so, and where to ask;
+    a report with no running trial says nothing of it."""
+    from mlflow.tracking import MlflowClient
+
+    suite = load_suite(write_suite(epochs=1, seeds=1))  # activation: relu, tanh
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    note = "Running is what MLflow holds when the report was made"
+    text = _text(render_report(suite, tracking_uri=tracking_uri,
+                               report_dir=tmp_path).read_text())
+    assert "Trials: 2 planned; 2 started: 2 finished." in text and note not in text, text
+    client = MlflowClient(tracking_uri)
+    held = next(Tracker(suite, tracking_uri).runs("trial"))
+    client.update_run(held.info.run_id, "RUNNING")  # as a killed worker's trial is left
+    client.delete_tag(held.info.run_id, "nnbench.status")
+    text = _text(render_report(suite, tracking_uri=tracking_uri,
+                               report_dir=tmp_path).read_text())
+    assert "Trials: 2 planned; 2 started: 1 finished, 1 running." in text, text
+    assert (f"{note}: a trial whose worker was killed (SIGKILL, a lost machine) shows as "
+            f"running until the next run or worker queues it again; nnbench status says "
+            f"whether its worker is alive.") in text, text
+
+
 def test_a_trial_whose_run_was_deleted_in_mlflow_is_said_deleted_not_still_to_run(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
     """A trial's finished run deleted in MLflow (by hand, `mlflow ui`): the report read

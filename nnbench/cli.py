@@ -399,10 +399,41 @@ def _plugin_argument(given: str) -> tuple[str, list[Path]]:
     return path.stem, [path.resolve().parent, Path.cwd()]
 
 
+class _InterruptedSaid(KeyboardInterrupt):
+    """An interrupt the command has already explained: `main` exits 130 without adding
+    "interrupted"."""
+
+
+def _report_interrupted(what: str, again: str, *, rerun: str = "") -> _InterruptedSaid:
+    """Ctrl-C while a report was made: its files are written together (fresh.write_together),
+    so the directory holds the report from before, whole, or none yet."""
+    err.print(f"{what}: interrupted while its report was made; every trained result is "
+              f"recorded, and the report there (if any) is the one from before: `{again}`"
+              f"{f' (or a re-run, `{rerun}`)' if rerun else ''} writes it",
+              highlight=False, markup=False)
+    return _InterruptedSaid()
+
+
 def _report(suite: Suite, args: argparse.Namespace) -> Path:
     from nnbench.report import render_report
 
-    return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
+    try:
+        return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
+    except KeyboardInterrupt as e:
+        if isinstance(e, _InterruptedSaid):
+            raise
+        raise _report_interrupted(f"suite {suite.name}", _report_command(suite, args)) \
+            from None
+
+
+def _report_command(suite: Suite, args: argparse.Namespace) -> str:
+    """The `nnbench report` command that writes this suite's report again."""
+    words = ["nnbench", "report", str(suite.path)]
+    if getattr(args, "tracking_uri", None):
+        words += ["--tracking-uri", str(args.tracking_uri)]
+    if str(args.report_dir) != "reports":
+        words += ["--report-dir", str(args.report_dir)]
+    return shlex.join(words)
 
 
 def _report_if_changed(suite: Suite, args: argparse.Namespace, complete: bool,
@@ -623,9 +654,8 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         path = _report_if_changed(suite, args, complete=not failed and summary.complete,
                                   runs_url=url)
     except KeyboardInterrupt:  # it only said "interrupted"
-        err.print(f"suite {suite.name}: interrupted while its report was written; every "
-                  f"trained result is recorded, but the report is not up to date: `nnbench "
-                  f"report {shlex.quote(str(suite.path))}` (or a re-run) writes it")
+        _report_interrupted(f"suite {suite.name}", _report_command(suite, args),
+                            rerun=f"nnbench run {shlex.quote(str(suite.path))}")
         return EXIT_INTERRUPTED
     out.print(f"report: {path.resolve()}")
     _print_mlflow(suite.name, summary.tracking_uri, url)
@@ -678,7 +708,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.benchmark}: --report-only: no task of the benchmark was "
                           f"trained into this store yet; run it first (nnbench bench "
                           f"{shlex.quote(args.benchmark)})\n{never}")
-    path = render_benchmark(bench, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
+    try:
+        path = render_benchmark(bench, tracking_uri=args.tracking_uri,
+                                report_dir=args.report_dir)
+    except KeyboardInterrupt:
+        again = ["nnbench", "bench", str(args.benchmark), "--report-only"]
+        if args.tracking_uri:
+            again += ["--tracking-uri", str(args.tracking_uri)]
+        if str(args.report_dir) != "reports":
+            again += ["--report-dir", str(args.report_dir)]
+        raise _report_interrupted(f"benchmark {bench.name}", shlex.join(again)) from None
     out.print(f"benchmark report: {path.resolve()}")
     return code
 
@@ -852,7 +891,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 "none (no trial completed: nothing to re-run)"  # (it printed "best None")
             err.print(f"{point.name} ({point.label}): {budget} ({states}); best {best}")
         if summary.interrupted:
-            err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
+            tuned = suite.tune is not None and all(
+                p.counted >= suite.tune.trials for p in summary.points)
+            err.print(f"suite {suite.name}: interrupted; " + (
+                "its studies are complete: re-run to train the rest of the tuned points' "
+                "re-runs" if tuned else "re-run to continue the studies"))
             return EXIT_INTERRUPTED
         if summary.failed:
             err.print(f"suite {suite.name}: {summary.failed} re-run trial(s) failed; their runs "
@@ -1511,8 +1554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "step first)")
                 return EXIT_INTERRUPTED
             return code
-    except KeyboardInterrupt:  # from the command, or before it began (plugins, parsing)
-        err.print("interrupted")
+    except KeyboardInterrupt as e:  # from the command, or before it began (plugins, parsing)
+        if not isinstance(e, _InterruptedSaid):
+            err.print("interrupted")
         return EXIT_INTERRUPTED
     finally:
         sys.unraisablehook = unraisable  # (first: an interrupt may land in the loop below)

@@ -27,7 +27,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,22 @@ def forget(suite_path: str, report_dir: str) -> None:
         return
     with _updating(directory) as manifest:
         manifest.pop(str(Path(suite_path).resolve()), None)
+
+
+def write_together(files: Mapping[Path, str], then: Callable[[], object] | None = None) -> None:
+    """Write a set of files that describe one thing (a report, its tables, its summary),
+    each atomically, with Ctrl-C and SIGTERM held until the last is in place (and `then`,
+    which reads them, has run): an interrupt leaves the set as it was or the new one whole.
+    Everything slow (figures, statistics) is made before; the writes take milliseconds. A
+    report interrupted between its CSV tables and its HTML left tables of 6 trials beside a
+    page of 4."""
+    from nnbench.transient import bookkeeping
+
+    with bookkeeping():
+        for path, text in files.items():
+            write_atomic(path, text)
+        if then is not None:
+            then()
 
 
 def write_atomic(path: Path, text: str) -> None:

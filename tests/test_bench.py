@@ -423,3 +423,28 @@ def test_report_only_names_every_task_whose_experiment_was_deleted(
     assert "circ: its MLflow experiment" in err and "reg: its MLflow experiment" in err, err
     assert err.count("was deleted; to report it, restore it") == 2
     assert not (tmp_path / "reports").exists()
+
+
+def test_an_interrupt_while_the_benchmark_report_is_made_says_how_to_write_it(
+        ran: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while `bench` made its cross-task report said only "interrupted": no page, no
+    entry in the index, and no word of `--report-only`."""
+    import nnbench.report.benchmark
+
+    root, uri, _ = ran
+
+    def interrupted(*_args: object, **_kwargs: object) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnbench.report.benchmark, "render_benchmark", interrupted)
+    capsys.readouterr()
+    reports = tmp_path / "reports"
+    assert cli.main(["bench", str(root / "mini.yaml"), "--report-only", "--tracking-uri", uri,
+                     "--report-dir", str(reports)]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.endswith(
+        f"benchmark mini_bench: interrupted while its report was made; every trained result "
+        f"is recorded, and the report there (if any) is the one from before: `nnbench bench "
+        f"{root / 'mini.yaml'} --report-only --tracking-uri {uri} --report-dir {reports}` "
+        f"writes it"), err

@@ -167,13 +167,25 @@ def test_an_interrupt_while_the_report_is_written_says_what_is_saved(
     monkeypatch.setattr(cli, "_report_if_changed", interrupted)
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 130
     err = " ".join(capsys.readouterr().err.split())
-    assert (f"suite tiny: interrupted while its report was written; every trained result is "
-            f"recorded, but the report is not up to date: `nnbench report {path}` (or a "
-            f"re-run) writes it") in err, err
+    assert (f"suite tiny: interrupted while its report was made; every trained result is "
+            f"recorded, and the report there (if any) is the one from before: `nnbench report "
+            f"{path} --tracking-uri {tracking_uri}` (or a re-run, `nnbench run {path}`) writes "
+            f"it") in err, err
     monkeypatch.setattr(cli, "_report_if_changed", written)
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
     assert "2 already finished, 0 to train" in capsys.readouterr().err
     assert (tmp_path / "reports" / "tiny.html").exists()
+    # `nnbench report` itself said only "interrupted"
+    import nnbench.report
+
+    monkeypatch.setattr(nnbench.report, "render_report", interrupted)
+    assert cli.main(["report", str(path), "--tracking-uri", tracking_uri, "--report-dir",
+                     str(tmp_path / "elsewhere")]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == (f"suite tiny: interrupted while its report was made; every trained result "
+                   f"is recorded, and the report there (if any) is the one from before: "
+                   f"`nnbench report {path} --tracking-uri {tracking_uri} --report-dir "
+                   f"{tmp_path / 'elsewhere'}` writes it"), err
 
 
 def test_an_interrupt_while_the_seed_summaries_are_written_says_what_is_saved(

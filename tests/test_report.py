@@ -502,6 +502,52 @@ def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:
     assert "no trial has finished yet" in html
 
 
+def test_an_interrupt_while_the_report_is_written_leaves_its_files_of_one_piece(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between the report's files (its CSV tables, then, seconds later, its page)
+    left trials.csv of 4 trials beside an HTML page, summary and comparisons of 2, and
+    `nnbench report` said only "interrupted". The slow part is now done before any file
+    is written, and the files are written with the interrupt held: the new set, whole,
+    then the KeyboardInterrupt."""
+    import signal
+
+    from nnbench import fresh
+    from nnbench import report as report_module
+    from nnbench import results as results_module
+
+    reports = tmp_path / "reports"
+    path = write_suite(epochs=1, seeds=1)  # activation: relu, tanh
+    run_suite(load_suite(path), device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    render_report(load_suite(path), tracking_uri=tracking_uri, report_dir=reports)
+    suite = load_suite(write_suite(epochs=1, seeds=2))  # the same suite, one seed more
+    run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=QUIET)
+    write = fresh.write_atomic
+    written: list[str] = []
+
+    def interrupted_after_the_first(target: Path, text: str) -> None:
+        write(target, text)
+        written.append(target.name)
+        if len(written) == 1:  # Ctrl-C arrives now
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # type: ignore[operator,misc]
+
+    for module in (fresh, results_module, report_module):
+        monkeypatch.setattr(module, "write_atomic", interrupted_after_the_first, raising=False)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            render_report(suite, tracking_uri=tracking_uri, report_dir=reports)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert {"tiny.trials.csv", "tiny.epochs.csv", "tiny.comparisons.csv", "tiny.html",
+            "tiny.summary.json", "index.html"} <= set(written), written
+    assert len(pd.read_csv(reports / "tiny.trials.csv")) == 4
+    assert "Trials: 4 planned; 4 started: 4 finished." in _text(
+        (reports / "tiny.html").read_text())
+    assert json.loads((reports / "tiny.summary.json").read_text())["statuses"] == {
+        "finished": 4}
+
+
 def test_a_running_trial_is_said_to_be_mlflow_s_word_with_where_to_ask_if_it_lives(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str) -> None:
     """After a SIGKILL of `nnbench run` the report read "1 running" while `nnbench status`

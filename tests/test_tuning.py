@@ -115,6 +115,33 @@ def test_tune_exits_1_when_a_re_run_fails(tmp_path: Path, tracking_uri: str,
             } == {"complete"}
 
 
+def test_a_tune_interrupted_in_its_re_runs_says_its_studies_are_complete(
+        tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while the tuned points were re-run said "re-run to continue the studies",
+    whose budgets were met: what is left is the re-runs."""
+    import torch
+
+    from nnbench import cli, train
+
+    real_build = train.build_parts
+
+    def interrupted(spec: TrialSpec, device: torch.device) -> object:
+        if spec.seed == 1:  # the re-runs of seed 1; the studies train seed 0
+            raise KeyboardInterrupt
+        return real_build(spec, device)
+
+    monkeypatch.setattr(train.build, "build_parts", interrupted)
+    path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=2)
+    assert cli.main(["tune", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
+                     "--engine", "serial"]) == 130
+    err = capsys.readouterr().err
+    assert err.count(": 2/2 trials (") == 2, err  # both studies met their budget
+    assert ("suite tuned: interrupted; its studies are complete: re-run to train the rest of "
+            "the tuned points' re-runs") in err, err
+    assert "continue the studies" not in err
+
+
 def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str) -> None:
     from nnbench.config import load_suite
 

@@ -33,7 +33,7 @@ from nnbench import registry
 from nnbench.config import AXES, Suite
 from nnbench.config.spec import value_label
 from nnbench.data.hygiene import MAX_CLASSES_LISTED, dataset_hygiene, suite_datasets
-from nnbench.fresh import write_atomic
+from nnbench.fresh import write_atomic, write_together
 from nnbench.messages import decimals
 from nnbench.registry import ComponentSpec
 from nnbench.report import figures
@@ -444,10 +444,10 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
     statuses = trials["status"].value_counts().to_dict() if not trials.empty else {}
     latest = (results.invocations.sort_values("start_time").iloc[-1].to_dict()
               if not results.invocations.empty else {})
-    csv_paths = export_tables(results, report_dir)
+    files = export_tables(results, report_dir)  # written below, together with the page
     comparisons = report_dir / f"{suite.name}.comparisons.csv"
-    write_atomic(comparisons, sections.pop("comparisons").to_csv(index=False))
-    csv_paths.append(comparisons)
+    files[comparisons] = sections.pop("comparisons").to_csv(index=False)
+    csv_paths = list(files)
     # what was trained and compared: a tuned suite's re-runs (points × tune.seeds)
     seeds = suite.tune.seeds if suite.tune is not None else suite.seeds
     trial_count = (len(suite.configurations()) * len(seeds) if suite.tune is not None
@@ -477,7 +477,7 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
         trained_seeds=trained_seeds,
         seeds_partial=suite.seed_design is None and set(trained_seeds) != set(seeds))
     out = report_dir / f"{suite.name}.html"
-    write_atomic(out, html)
+    files[out] = html
     summary = {"name": suite.name, "description": suite.description, "headline": headline,
                "metric": suite.metric, "trials": trial_count, "statuses": statuses,
                "generated": generated, "file": out.name,
@@ -486,8 +486,8 @@ def render_report(suite: Suite, *, tracking_uri: str | None = None,
                               "n": r.measured.n, "verdict": r.verdict,
                               **({"statuses": r.statuses} if not r.measured.n else {})}
                              for r in sections["reference_rows"]]}
-    write_atomic(report_dir / f"{suite.name}.summary.json", json.dumps(summary, indent=1))
-    render_index(report_dir)
+    files[report_dir / f"{suite.name}.summary.json"] = json.dumps(summary, indent=1)
+    write_together(files, then=lambda: render_index(report_dir))
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from nnbench.config.benchmark import Benchmark, BenchmarkTask
-from nnbench.fresh import write_atomic
+from nnbench.fresh import write_together
 from nnbench.messages import UsageError, decimals
 from nnbench.report import _ENV, _numerics, figures, render_index
 from nnbench.results import Results, load_results
@@ -219,13 +219,13 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     report_dir.mkdir(parents=True, exist_ok=True)
     csv = report_dir / f"{bench.name}.times.csv"
-    write_atomic(csv, times.to_csv(index=False))
+    files = {csv: times.to_csv(index=False)}  # written together with the page, below
     html = _ENV.get_template("benchmark.html.j2").render(
         bench=bench, tasks=tasks, profiles=profiles, headline=headline, alpha=ALPHA,
         pending=pending.to_dict("records"), generated=generated, csv_file=csv.name,
         reports={t.name: (report_dir / f"{t.name}.html").exists() for t in bench.tasks})
     out = report_dir / f"{bench.name}.html"
-    write_atomic(out, html)
+    files[out] = html
     statuses = times["status"].value_counts().to_dict()
     for status, n in pending["status"].value_counts().items():
         statuses[str(status)] = statuses.get(str(status), 0) + int(n)
@@ -234,6 +234,6 @@ def render_benchmark(bench: Benchmark, *, tracking_uri: str | None = None,
                "trials": sum(len(t.suite.trials()) for t in bench.tasks),
                "statuses": {str(k): int(v) for k, v in statuses.items()},
                "generated": generated, "file": out.name, "reference": []}
-    write_atomic(report_dir / f"{bench.name}.summary.json", json.dumps(summary, indent=1))
-    render_index(report_dir)
+    files[report_dir / f"{bench.name}.summary.json"] = json.dumps(summary, indent=1)
+    write_together(files, then=lambda: render_index(report_dir))
     return out

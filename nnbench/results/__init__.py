@@ -23,7 +23,6 @@ from nnbench.config import Suite, TrialSpec
 from nnbench.config.sources import SOURCES
 from nnbench.config.spec import value_label
 from nnbench.config.tune import tuned_label
-from nnbench.fresh import write_atomic
 from nnbench.messages import UsageError
 from nnbench.tracking import DONE_STATUSES, Tracker, epoch_values, is_done
 from nnbench.train.results import Numerics
@@ -233,12 +232,8 @@ def results_digest(results: Results) -> str:
     return digest.hexdigest()
 
 
-def export_tables(results: Results, directory: Path) -> list[Path]:
-    """The tidy tables next to the report, for users' own analysis (CSV)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for kind, frame in (("trials", results.trials), ("epochs", results.history)):
-        path = directory / f"{results.suite.name}.{kind}.csv"
-        write_atomic(path, frame.to_csv(index=False))
-        paths.append(path)
-    return paths
+def export_tables(results: Results, directory: Path) -> dict[Path, str]:
+    """The tidy tables next to the report, for users' own analysis: each CSV file's path and
+    text (the report writes them together with itself: `fresh.write_together`)."""
+    return {directory / f"{results.suite.name}.{kind}.csv": frame.to_csv(index=False)
+            for kind, frame in (("trials", results.trials), ("epochs", results.history))}

@@ -630,9 +630,10 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
                             system_metrics=_system_metrics(args), log_models=args.log_models)
     except KeyboardInterrupt:  # held through a block of bookkeeping, raised at its end (in
         # the seed summaries, after the last trial): it only said "interrupted"
-        err.print(f"suite {suite.name}: interrupted; whatever finished training is "
-                  f"recorded, but its seed summaries and report may not be up to date: a "
-                  f"re-run trains what is left and writes them")
+        # (or while the stores were opened, before any trial: nothing trained then)
+        err.print(f"suite {suite.name}: interrupted; every trial that finished training (if "
+                  f"any) is recorded; a re-run trains what is left and brings the seed "
+                  f"summaries and the report up to date")
         return EXIT_INTERRUPTED
     if summary.trained:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))

@@ -388,7 +388,9 @@ class Tracker:
         # could open again), and on a SQLite file one process at a time (two at once failed
         # in alembic: "duplicate column name"); a server database's races are retried
         tracking_uri = store_uri(tracking_uri)
-        with bookkeeping(), _store_lock(tracking_uri), no_stray_directory(tracking_uri):
+        with bookkeeping("the MLflow store is open (a new one's tables must not be left "
+                         "half made)"), _store_lock(tracking_uri), \
+                no_stray_directory(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
             self._raw = client  # without `_Retrying`: for writes `retrying_once` retries

@@ -17,6 +17,7 @@ once when they cannot: `cli_checks`.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -291,9 +292,11 @@ def interrupted(clear: bool = False) -> bool:
 
 
 @contextmanager
-def bookkeeping() -> Iterator[None]:
+def bookkeeping(saying: str | None = None) -> Iterator[None]:
     """Hold Ctrl-C (and SIGTERM, SIGUSR2, which the CLI makes a Ctrl-C) until a block of
-    MLflow and queue writes is complete, then raise it.
+    MLflow and queue writes is complete, then raise it. `saying`: a block that can take
+    seconds (a fresh MLflow store's migrations, 6 s here) says at the first interrupt
+    what it finishes first, rather than seeming to ignore it.
 
     Training is interruptible at any point (the engine turns the interrupt into a
     `killed` result); bookkeeping is not, so a run is never left half-recorded.
@@ -304,6 +307,9 @@ def bookkeeping() -> Iterator[None]:
     received: list[int] = []
 
     def hold(signum: int, _frame: FrameType | None) -> None:
+        if saying and not received:  # (a raw write: safe inside a signal handler)
+            with contextlib.suppress(OSError):
+                os.write(2, f"interrupted: stopping once {saying}\n".encode())
         received.append(signum)
 
     previous: dict[int, Any] = {}

@@ -205,9 +205,9 @@ def test_an_interrupt_while_the_seed_summaries_are_written_says_what_is_saved(
     monkeypatch.setattr(Tracker, "refresh_summaries", interrupted)
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 130
     err = " ".join(capsys.readouterr().err.split())
-    assert ("suite tiny: interrupted; whatever finished training is recorded, but its seed "
-            "summaries and report may not be up to date: a re-run trains what is left and "
-            "writes them") in err, err
+    assert ("suite tiny: interrupted; every trial that finished training (if any) is "
+            "recorded; a re-run trains what is left and brings the seed summaries and the "
+            "report up to date") in err, err
     assert not (tmp_path / "reports" / "tiny.html").exists()
     monkeypatch.setattr(Tracker, "refresh_summaries", refresh)
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0

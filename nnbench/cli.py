@@ -404,12 +404,13 @@ class _InterruptedSaid(KeyboardInterrupt):
     "interrupted"."""
 
 
-def _report_interrupted(what: str, again: str, *, rerun: str = "") -> _InterruptedSaid:
+def _report_interrupted(what: str, again: str, *, rerun: bool = False) -> _InterruptedSaid:
     """Ctrl-C while a report was made: its files are written together (fresh.write_together),
-    so the directory holds the report from before, whole, or none yet."""
+    so the directory holds a whole report (the one from before, or the new one where the
+    interrupt came while its files were written), or none yet."""
     err.print(f"{what}: interrupted while its report was made; every trained result is "
-              f"recorded, and the report there (if any) is the one from before: `{again}`"
-              f"{f' (or a re-run, `{rerun}`)' if rerun else ''} writes it",
+              f"recorded, and the report there (if any) is whole but may be the one from "
+              f"before: `{again}`{' (or re-running this command)' if rerun else ''} writes it",
               highlight=False, markup=False)
     return _InterruptedSaid()
 
@@ -655,8 +656,7 @@ def _run_one(suite: Suite, args: argparse.Namespace) -> int:
         path = _report_if_changed(suite, args, complete=not failed and summary.complete,
                                   runs_url=url)
     except KeyboardInterrupt:  # it only said "interrupted"
-        _report_interrupted(f"suite {suite.name}", _report_command(suite, args),
-                            rerun=f"nnbench run {shlex.quote(str(suite.path))}")
+        _report_interrupted(f"suite {suite.name}", _report_command(suite, args), rerun=True)
         return EXIT_INTERRUPTED
     out.print(f"report: {path.resolve()}")
     _print_mlflow(suite.name, summary.tracking_uri, url)
@@ -892,7 +892,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 "none (no trial completed: nothing to re-run)"  # (it printed "best None")
             err.print(f"{point.name} ({point.label}): {budget} ({states}); best {best}")
         if summary.interrupted:
-            tuned = suite.tune is not None and all(
+            # (interrupted in its studies, the summary has no points yet)
+            tuned = suite.tune is not None and bool(summary.points) and all(
                 p.counted >= suite.tune.trials for p in summary.points)
             err.print(f"suite {suite.name}: interrupted; " + (
                 "its studies are complete: re-run to train the rest of the tuned points' "
@@ -947,7 +948,8 @@ def _tune_with_workers(suite: Suite, args: argparse.Namespace) -> int:
                "--coordinated"]  # it printed the data facts
     codes = spawn_local(suite.path, options, args.workers, err)
     if EXIT_INTERRUPTED in codes:
-        err.print(f"suite {suite.name}: interrupted; re-run to continue the studies")
+        err.print(f"suite {suite.name}: interrupted; re-run to continue (the studies, then "
+                  f"the tuned points' re-runs)")
         return EXIT_INTERRUPTED
     if all_refused(codes):
         return EXIT_USAGE
@@ -1540,13 +1542,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _unbroken_output():
             try:
                 code = _main(argv)
-            except Exception:
+            except Exception as e:
                 if not interrupted():
                     raise
                 # an interrupt Python could not raise (C code that looked up an attribute
                 # swallowed it) can leave an import half done: a RecursionError from
-                # inside numpy followed, with a traceback and exit 1
-                err.print("interrupted")
+                # inside numpy followed, with a traceback and exit 1. The error is named in
+                # one line (it may be another, after an interrupt the command handled)
+                err.print(f"interrupted (then {first_line(e, with_type=True)})",
+                          highlight=False, markup=False)
                 return EXIT_INTERRUPTED
             if interrupted() and code != EXIT_INTERRUPTED:
                 # the interrupt came inside a garbage-collection callback, which Python

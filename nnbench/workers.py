@@ -98,9 +98,13 @@ def spawn_local(suite_path: str, options: Sequence[str], workers: int, console: 
               for i, p in enumerate(procs)]
     for echo in echoes:
         echo.start()
+    from nnbench.transient import interrupted
+
     last = time.monotonic()
     try:
         while any(p.poll() is None for p in procs):
+            if interrupted():  # one Python swallowed (wait_for_jobs): still forwarded
+                raise KeyboardInterrupt
             time.sleep(0.5)
             if progress is not None and time.monotonic() - last > 30:
                 console.print(f"suite progress: {progress()}", highlight=False)

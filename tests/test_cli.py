@@ -168,9 +168,9 @@ def test_an_interrupt_while_the_report_is_written_says_what_is_saved(
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 130
     err = " ".join(capsys.readouterr().err.split())
     assert (f"suite tiny: interrupted while its report was made; every trained result is "
-            f"recorded, and the report there (if any) is the one from before: `nnbench report "
-            f"{path} --tracking-uri {tracking_uri}` (or a re-run, `nnbench run {path}`) writes "
-            f"it") in err, err
+            f"recorded, and the report there (if any) is whole but may be the one from before: "
+            f"`nnbench report {path} --tracking-uri {tracking_uri}` (or re-running this "
+            f"command) writes it") in err, err
     monkeypatch.setattr(cli, "_report_if_changed", written)
     assert cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri]) == 0
     assert "2 already finished, 0 to train" in capsys.readouterr().err
@@ -183,9 +183,9 @@ def test_an_interrupt_while_the_report_is_written_says_what_is_saved(
                      str(tmp_path / "elsewhere")]) == 130
     err = " ".join(capsys.readouterr().err.split())
     assert err == (f"suite tiny: interrupted while its report was made; every trained result "
-                   f"is recorded, and the report there (if any) is the one from before: "
-                   f"`nnbench report {path} --tracking-uri {tracking_uri} --report-dir "
-                   f"{tmp_path / 'elsewhere'}` writes it"), err
+                   f"is recorded, and the report there (if any) is whole but may be the one "
+                   f"from before: `nnbench report {path} --tracking-uri {tracking_uri} "
+                   f"--report-dir {tmp_path / 'elsewhere'}` writes it"), err
 
 
 def test_an_interrupt_while_the_seed_summaries_are_written_says_what_is_saved(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nnbench import cli
+from nnbench import cli, fresh
 from tests.conftest import TINY_SUITE
 
 NOTHING = "nothing changed since its report"
@@ -129,11 +129,14 @@ def test_a_bad_option_is_refused_even_with_nothing_to_train(
     """The fast answer of a complete suite skipped these checks too: each exited 0 with
     "nothing to train or re-render", and 2 where there was work."""
     path, uri, reports = finished
+    # the suite is still answered from hashes alone (no case before changed the store)
+    assert fresh.fresh_report(str(path), str(reports), uri) is not None
     options = [o.replace("{store}", uri) for o in options]
     assert cli.main(["run", str(path), "--tracking-uri", uri, "--report-dir", str(reports),
                      *options]) == 2
     err = capsys.readouterr().err
     assert said in err and NOTHING not in err, err
+    assert fresh.fresh_report(str(path), str(reports), uri) is not None
 
 
 def test_a_store_written_without_a_changed_result_keeps_the_report(

@@ -514,7 +514,6 @@ def test_an_interrupt_while_the_report_is_written_leaves_its_files_of_one_piece(
 
     from nnbench import fresh
     from nnbench import report as report_module
-    from nnbench import results as results_module
 
     reports = tmp_path / "reports"
     path = write_suite(epochs=1, seeds=1)  # activation: relu, tanh
@@ -531,7 +530,7 @@ def test_an_interrupt_while_the_report_is_written_leaves_its_files_of_one_piece(
         if len(written) == 1:  # Ctrl-C arrives now
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # type: ignore[operator,misc]
 
-    for module in (fresh, results_module, report_module):
+    for module in (fresh, report_module):
         monkeypatch.setattr(module, "write_atomic", interrupted_after_the_first, raising=False)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -140,6 +140,19 @@ def test_a_tune_interrupted_in_its_re_runs_says_its_studies_are_complete(
     assert ("suite tuned: interrupted; its studies are complete: re-run to train the rest of "
             "the tuned points' re-runs") in err, err
     assert "continue the studies" not in err
+    # interrupted in its studies (seed 0's trials): what is left is the studies
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def at_once(spec: TrialSpec, device: torch.device) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.build, "build_parts", at_once)
+    assert cli.main(["tune", str(path), "--tracking-uri",
+                     f"sqlite:///{elsewhere / 'mlflow.db'}", "--device", "cpu", "--engine",
+                     "serial"]) == 130
+    err = capsys.readouterr().err
+    assert "suite tuned: interrupted; re-run to continue the studies" in err, err
 
 
 def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str) -> None:

@@ -601,6 +601,27 @@ def test_an_interrupt_swallowed_while_submit_waits_still_interrupts_the_workers(
         in console.export_text()
 
 
+def test_local_workers_are_interrupted_by_an_interrupt_python_swallowed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers N` (and `tune --workers N`) waited for its workers without looking at
+    an interrupt Python had swallowed (as `submit --local` did): a killed command waited
+    for workers that trained on. It now forwards it, as Ctrl-C, at its next poll."""
+    from rich.console import Console
+
+    from nnbench import transient, workers
+
+    monkeypatch.setattr(workers, "worker_command", lambda *_: ["sleep", "60"])
+    with contextlib.suppress(KeyboardInterrupt):  # swallowed where Python cannot raise it
+        transient.interrupt(signal.SIGTERM, None)
+    started = time.monotonic()
+    try:
+        codes = workers.spawn_local("suite.yaml", [], 2, Console(record=True))
+    finally:
+        transient.interrupted(clear=True)
+    assert codes == [130, 130]  # each took the SIGINT it was sent
+    assert time.monotonic() - started < 30
+
+
 def _one_summary_per_configuration(uri: str, suite: str) -> None:
     """One summary run per configuration of a `_suite` (two activations, four seeds), made
     from all four finished seeds."""

@@ -86,23 +86,31 @@ def _assert_budgets_met(storage: str, budget: int, studies: int) -> None:
         assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+def _reruns_of_seed_1_raise(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """Building a trial of seed 1 raises `error`: the tuned points' re-runs of seed 1 (the
+    studies train seed 0)."""
+    import torch
+
+    from nnbench import train
+
+    real_build = train.build_parts
+
+    def build(spec: TrialSpec, device: torch.device) -> object:
+        if spec.seed == 1:
+            raise error
+        return real_build(spec, device)
+
+    monkeypatch.setattr(train.build, "build_parts", build)
+
+
 def test_tune_exits_1_when_a_re_run_fails(tmp_path: Path, tracking_uri: str,
                                           monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A re-run that fails (an error, not divergence) makes `nnbench tune` exit 1, as a
     failed trial makes `nnbench run` (it exited 0, the failure only in MLflow)."""
-    import torch
+    from nnbench import cli
 
-    from nnbench import cli, train
-
-    real_build = train.build_parts
-
-    def flaky(spec: TrialSpec, device: torch.device) -> object:
-        if spec.seed == 1:  # the re-runs of seed 1; the studies train seed 0
-            raise RuntimeError("simulated failure")
-        return real_build(spec, device)
-
-    monkeypatch.setattr(train.build, "build_parts", flaky)
+    _reruns_of_seed_1_raise(monkeypatch, RuntimeError("simulated failure"))
     path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=2)
     assert cli.main(["tune", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
                      "--engine", "serial"]) == 1
@@ -124,14 +132,7 @@ def test_a_tune_interrupted_in_its_re_runs_says_its_studies_are_complete(
 
     from nnbench import cli, train
 
-    real_build = train.build_parts
-
-    def interrupted(spec: TrialSpec, device: torch.device) -> object:
-        if spec.seed == 1:  # the re-runs of seed 1; the studies train seed 0
-            raise KeyboardInterrupt
-        return real_build(spec, device)
-
-    monkeypatch.setattr(train.build, "build_parts", interrupted)
+    _reruns_of_seed_1_raise(monkeypatch, KeyboardInterrupt())
     path = _suite(tmp_path / "tuned.yaml", trials=2, epochs=2)
     assert cli.main(["tune", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
                      "--engine", "serial"]) == 130

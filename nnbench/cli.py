@@ -420,20 +420,23 @@ def _report(suite: Suite, args: argparse.Namespace) -> Path:
 
     try:
         return render_report(suite, tracking_uri=args.tracking_uri, report_dir=args.report_dir)
-    except KeyboardInterrupt as e:
-        if isinstance(e, _InterruptedSaid):
-            raise
+    except KeyboardInterrupt:
         raise _report_interrupted(f"suite {suite.name}", _report_command(suite, args)) \
             from None
 
 
 def _report_command(suite: Suite, args: argparse.Namespace) -> str:
     """The `nnbench report` command that writes this suite's report again."""
-    words = ["nnbench", "report", str(suite.path)]
+    return _writing_again(["nnbench", "report", str(suite.path)], args)
+
+
+def _writing_again(words: list[str], args: argparse.Namespace) -> str:
+    """`words`, a command that writes a report again, with the store and report directory
+    this one was given."""
     if getattr(args, "tracking_uri", None):
-        words += ["--tracking-uri", str(args.tracking_uri)]
+        words = [*words, "--tracking-uri", str(args.tracking_uri)]
     if str(args.report_dir) != "reports":
-        words += ["--report-dir", str(args.report_dir)]
+        words = [*words, "--report-dir", str(args.report_dir)]
     return shlex.join(words)
 
 
@@ -714,11 +717,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                 report_dir=args.report_dir)
     except KeyboardInterrupt:
         again = ["nnbench", "bench", str(args.benchmark), "--report-only"]
-        if args.tracking_uri:
-            again += ["--tracking-uri", str(args.tracking_uri)]
-        if str(args.report_dir) != "reports":
-            again += ["--report-dir", str(args.report_dir)]
-        raise _report_interrupted(f"benchmark {bench.name}", shlex.join(again)) from None
+        raise _report_interrupted(f"benchmark {bench.name}", _writing_again(again, args)) \
+            from None
     out.print(f"benchmark report: {path.resolve()}")
     return code
 

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from nnbench import cli, tracking
 from nnbench.config import Suite, load_suite
 from nnbench.tracking import EXPERIMENT_KIND, Tracker, dataset_input, runs_url
+from tests.processes import spawn
 
 FILE_SUITE = """\
 name: own_data
@@ -547,35 +548,37 @@ def test_a_worker_whose_experiment_keeps_artifacts_elsewhere_is_warned(
             f"{elsewhere}, which is not on this machine") in text, text
 
 
+def _open_fresh_store(suite_path: Path, uri: str, ready: Path, out: Path) -> None:
+    """In a process of its own (tests.processes.spawn): once `go` exists beside `ready`,
+    open the MLflow store `uri` for the suite and write the experiment's id to `out`."""
+    suite = load_suite(suite_path)
+    ready.touch()
+    while not (ready.parent / "go").exists():
+        time.sleep(0.005)
+    experiment = Tracker(suite, uri).experiment_id()
+    assert experiment is not None
+    out.write_text(experiment)
+
+
 def test_processes_making_one_fresh_sqlite_store_at_once_all_open_it(
         write_suite: Callable[..., Path], tmp_path: Path) -> None:
     """Three processes make the same fresh SQLite store at the same instant (local workers,
     `tune --workers`, `submit --local` on a first run): alembic failed in all but one
     ('duplicate column name: step'); they now take turns, and each opens it."""
-    import subprocess
-    import sys
-
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
     suite = write_suite(epochs=1, seeds=1)
-    go = tmp_path / "go"
-    code = ("import sys, time, pathlib\n"
-            "from nnbench.config import load_suite\n"
-            "from nnbench.tracking import Tracker\n"
-            f"suite = load_suite({str(suite)!r})\n"
-            f"pathlib.Path(sys.argv[1]).touch()\n"
-            f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.005)\n"
-            f"print(Tracker(suite, {uri!r}).experiment_id())\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"ready{i}")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(3)]
+    ready = [tmp_path / f"ready{i}" for i in range(3)]
+    outs = [tmp_path / f"experiment{i}" for i in range(3)]
+    procs = [spawn(_open_fresh_store, suite, uri, ready[i], outs[i]) for i in range(3)]
     deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+    while not all(path.exists() for path in ready):
+        assert time.monotonic() < deadline and all(p.exitcode is None for p in procs)
         time.sleep(0.01)
-    go.touch()
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
-    assert len({out.strip() for out, _ in outs}) == 1  # one experiment between them
+    (tmp_path / "go").touch()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0]  # a traceback, if any, is on stderr
+    assert len({out.read_text() for out in outs}) == 1  # one experiment between them
 
 
 def test_an_interrupt_while_the_store_is_made_waits_for_its_end(

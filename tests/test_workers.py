@@ -35,11 +35,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nnbench import cli
 from nnbench.config import load_suite
+from nnbench.config.spec import TrialSpec
 from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.tracking import is_done
 from nnbench.tuning import study_name
 from tests.conftest import Postgres, stop_process, within
-from tests.processes import Command, start
+from tests.processes import Command, spawn, start
 
 FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
 LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
@@ -631,34 +632,25 @@ def _one_summary_per_configuration(uri: str, suite: str) -> None:
     assert {r.data.tags["nnbench.summary.n"] for r in summaries} == {"4"}
 
 
-def _claimer(storage: str, out: Path, specs: Path) -> subprocess.Popen[str]:
-    """A process that queues the 60 trials (as every worker does when it starts), then
-    claims and releases entries as fast as it can; writes how many it queued and the entry
-    numbers it claimed. It starts queueing once `go` exists next to `out` (after writing
-    `<out>.ready`), so that every process queues at the same instant. The trials come as
-    canonical specs in `specs` (JSON): the process imports the queue and the spec, not torch
-    (loading a suite costs a process 9 s more of CPU here)."""
-    go = out.parent / "go"
-    code = (
-        "import json, sys, time\n"
-        "from pathlib import Path\n"
-        "from nnbench.config.spec import TrialSpec\n"
-        "from nnbench.queue import Liveness, TrialQueue, open_storage\n"
-        "live = Liveness(1, 4)\n"
-        f"specs = [TrialSpec.from_canonical(c) for c in json.loads(Path({str(specs)!r})"
-        ".read_text())]\n"
-        f"queue = TrialQueue('race', open_storage({storage!r}, live), live)\n"
-        f"Path({str(out) + '.ready'!r}).touch()\n"
-        f"while not Path({str(go)!r}).exists():\n"
-        "    time.sleep(0.005)\n"
-        "queued = queue.sync(specs, store='1@0')\n"
-        "numbers = []\n"
-        "while claims := queue.claim(1):\n"
-        "    numbers.append(claims[0].number)\n"
-        "    queue.release(claims[0], 'finished')\n"
-        "queue.close()\n"
-        f"open({str(out)!r}, 'w').write(json.dumps([queued, numbers]))\n")
-    return subprocess.Popen([sys.executable, "-c", code], text=True)
+def _claim(storage: str, out: Path, specs: Path) -> None:
+    """In a process of its own (tests.processes.spawn): queue the 60 trials (as every
+    worker does when it starts), then claim and release entries as fast as it can; write
+    how many it queued and the entry numbers it claimed. It starts queueing once `go`
+    exists next to `out` (after writing `<out>.ready`), so that every process queues at the
+    same instant. The trials come as canonical specs in `specs` (JSON)."""
+    live = Liveness(1, 4)
+    trials = [TrialSpec.from_canonical(c) for c in json.loads(specs.read_text())]
+    queue = TrialQueue("race", open_storage(storage, live), live)
+    Path(f"{out}.ready").touch()
+    while not (out.parent / "go").exists():
+        time.sleep(0.005)
+    queued = queue.sync(trials, store="1@0")
+    numbers = []
+    while claims := queue.claim(1):
+        numbers.append(claims[0].number)
+        queue.release(claims[0], "finished")
+    queue.close()
+    out.write_text(json.dumps([queued, numbers]))
 
 
 DEFAULT = Path(__file__).resolve().parent.parent / "suites" / "default.yaml"
@@ -681,13 +673,15 @@ def test_concurrent_workers_queue_each_trial_once_and_claim_each_entry_once(
     specs = [replace(t, seed=s) for t in suite.configurations() for s in range(10)]
     canonical = tmp_path / "specs.json"
     canonical.write_text(json.dumps([spec.canonical() for spec in specs]))
-    procs = [_claimer(storage, out, canonical) for out in outs]
+    procs = [spawn(_claim, storage, out, canonical) for out in outs]
     with within(300, "four processes ready to queue"):
         while not all(Path(f"{out}.ready").exists() for out in outs):
-            assert all(p.poll() is None for p in procs)
+            assert all(p.exitcode is None for p in procs)
             time.sleep(0.01)
     (tmp_path / "go").touch()
-    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     results = [json.loads(out.read_text()) for out in outs]
     assert sum(queued for queued, _ in results) == 60  # queued once, between them
     claimed = [n for _, numbers in results for n in numbers]
@@ -1035,43 +1029,53 @@ def test_a_queue_refuses_another_mlflow_store(
     assert "2 trials, 0 already finished, 2 to train" in again.output(), again.output()
 
 
-@pytest.mark.parametrize(("death", "said"), [
+# how a local worker dies at once, and what the run says of it (None: nothing, as of a
+# worker that was interrupted)
+DEATHS = [
     ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
-     "[worker 2] ended with signal SIGKILL; a trial it held is trained again"),
+     "ended with signal SIGKILL; a trial it held is trained again"),
     ("import sys; sys.exit(130)", None),  # a SIGTERM'd worker's exit
     # interrupted while it started, before its handlers: interrupted, not a death
     ("import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
      "os.kill(os.getpid(), signal.SIGINT)", None),
-    ("import sys; sys.exit(2)", "[worker 2] refused its input (exit code 2)"),
-])
-def test_a_local_worker_that_dies_while_the_other_finishes_is_no_failure(
+    ("import sys; sys.exit(2)", "refused its input (exit code 2)"),
+]
+
+
+def test_local_workers_that_die_while_another_finishes_are_no_failure(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], death: str,
-        said: str | None) -> None:
-    """One of two local workers dies at once; the other trains every trial. The run said
-    'interrupted' and wrote no report (a worker's 130), or exited 1 without a word (a
-    worker killed); it now says which worker ended how, writes the report, exits 0."""
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Of five local workers, four die at once, each its own way (DEATHS); the first trains
+    every trial. The run said 'interrupted' and wrote no report (a worker's 130), or exited
+    1 without a word (a worker killed); it now says which worker ended how, writes the
+    report, exits 0. (One run for the four deaths: each real worker is a process of its own
+    that imports torch and MLflow, about 9 s of CPU.)"""
     from nnbench import workers
 
     made = workers.worker_command
     started: list[int] = []
 
-    def second_dies(suite_path: str, options: Any) -> list[str]:
+    def all_but_the_first_die(suite_path: str, options: Any) -> list[str]:
         started.append(1)
-        return [sys.executable, "-c", death] if len(started) == 2 else made(suite_path,
-                                                                            options)
+        if len(started) == 1:
+            return made(suite_path, options)
+        return [sys.executable, "-c", DEATHS[len(started) - 2][0]]
 
-    monkeypatch.setattr(workers, "worker_command", second_dies)
+    monkeypatch.setattr(workers, "worker_command", all_but_the_first_die)
     path = _suite(write_suite, "dies", epochs=2)
-    with within(600, "nnbench run --workers 2"):
+    with within(600, "nnbench run --workers 5"):
         code = cli.main(["run", str(path), "--device", "cpu", "--tracking-uri", tracking_uri,
-                         "--workers", "2", "--engine", "serial",
+                         "--workers", str(1 + len(DEATHS)), "--engine", "serial",
                          "--report-dir", str(tmp_path / "reports"), *FAST])
     err = capsys.readouterr().err
     assert code == 0, err
+    assert len(started) == 1 + len(DEATHS)
     assert "interrupted" not in err and "ended with signal SIGINT" not in err
-    if said:
-        assert said in err
+    for number, (_, said) in enumerate(DEATHS, 2):
+        if said:
+            assert f"[worker {number}] {said}" in err, err
+        else:  # the dying worker printed nothing, and the run says nothing of it
+            assert f"[worker {number}]" not in err, err
     assert (tmp_path / "reports" / "dies.html").exists()
     _finished_once(tracking_uri, "dies", {t.trial_id for t in load_suite(path).trials()})
     # the invocation's status is the command's: finished (a worker's 130 made it KILLED)

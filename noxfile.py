@@ -1,5 +1,5 @@
 """nox sessions: ablate (the main job), tune, report, bench, tests, benchmarks, gpu-bench,
-chaos, lint.
+chaos, lint, setup.
 
 Every session runs in one shared virtual environment, `.venv/`, installed from
 `constraints.txt` (exact versions, torch==2.14.1 / torchvision==0.29.1): torch
@@ -18,6 +18,7 @@ with pip. The environment is re-installed when constraints.txt or pyproject.toml
     nox -s gpu-bench [-- --device cpu --smoke]
     nox -s chaos [-- --workers 4 --kills 4 --terms 1 --stops 2 --outages 1 --seed X --tune]
     nox -s lint
+    nox -s setup                               # only install .venv (each session does first)
 """
 
 from __future__ import annotations
@@ -216,6 +217,14 @@ def chaos(session: nox.Session) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@nox.session(venv_backend="none")
+def setup(session: nox.Session) -> None:
+    """Install (or refresh) the shared environment, `.venv/`, and nothing else: what every
+    other session does first. CI runs it before starting the tests and the lint side by
+    side, which must not both install at once."""
+    _env(session)
 
 
 @nox.session(venv_backend="none")

@@ -1065,7 +1065,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     mine = {t.trial_id for t in suite.trials()} if suite.tune is None else \
         _tuned_reruns(suite, tracking_uri)
     counts = queue.counts(only=mine)
-    out.print(f"{suite.name} ({storage}): {counts.line()}")
+    if suite.tune is None:
+        out.print(f"{suite.name} ({storage}): {counts.line()}")
+    elif not counts.queued_ids:  # (it read "0 done, 0 running on 0 worker(s), ..." while
+        # the studies below were tuned: the queue holds a tuned suite's re-runs alone)
+        out.print(f"{suite.name} ({storage}): no re-runs of tuned points queued yet (each "
+                  f"tuned point is re-run over its seeds once the studies below are done)")
+    else:
+        out.print(f"{suite.name} ({storage}): re-runs of tuned points: {counts.line()}")
     if mine is not None:  # the file's trials: those not queued yet, and the others
         unqueued, other = len(mine - counts.queued_ids), len(counts.queued_ids - mine)
         if unqueued:

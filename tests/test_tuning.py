@@ -141,6 +141,11 @@ def test_a_tune_interrupted_in_its_re_runs_says_its_studies_are_complete(
     assert ("suite tuned: interrupted; its studies are complete: re-run to train the rest of "
             "the tuned points' re-runs") in err, err
     assert "continue the studies" not in err
+    # status counts the re-runs as such (the first trained, the interrupt at the next)
+    assert cli.main(["status", str(path), "--tracking-uri", tracking_uri]) == 0
+    out = capsys.readouterr().out
+    assert "): re-runs of tuned points: 1 done, 0 running on 0 worker(s), 3 queued, 0 " \
+        "failed\n" in out, out
     # interrupted in its studies (seed 0's trials): what is left is the studies
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -154,6 +159,14 @@ def test_a_tune_interrupted_in_its_re_runs_says_its_studies_are_complete(
                      "serial"]) == 130
     err = capsys.readouterr().err
     assert "suite tuned: interrupted; re-run to continue the studies" in err, err
+    assert cli.main(["status", str(path), "--tracking-uri",
+                     f"sqlite:///{elsewhere / 'mlflow.db'}"]) == 0
+    # while the studies are tuned, status said "0 done, 0 running on 0 worker(s), 0 queued,
+    # 0 failed" of the suite, above studies that had trained
+    out = capsys.readouterr().out
+    assert "): no re-runs of tuned points queued yet (each tuned point is re-run over its " \
+        "seeds once the studies below are done)\n" in out, out
+    assert "0 done" not in out, out
 
 
 def test_tuned_suite_tunes_reruns_and_reports(tmp_path: Path, tracking_uri: str) -> None:

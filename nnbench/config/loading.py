@@ -294,9 +294,14 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
     try:
         # -0.0 is 0 (+ 0.0 makes it so): `l1: [0, -0.0]` was two levels, each trained,
         # with the same fingerprints and one label
-        return float(text) + 0.0
+        value = float(text) + 0.0
     except ValueError:
         raise _tagged(node, text, "a number") from None
+    if math.isinf(value):  # `lr: 1e400` was read as infinity: "given inf"
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text} is beyond the range of a float (about ±1.8e308); where an "
+            f"infinity is meant, write .inf", node.start_mark)
+    return value
 
 
 def _construct_bool(loader: _Loader, node: yaml.ScalarNode) -> bool:

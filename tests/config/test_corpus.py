@@ -707,6 +707,10 @@ CASES: list[Case] = [
          ("grid.optimizer[1]", "train identically")),
     Case("lr_beyond_float32", "late", edit(SIGNALS, "lr: 0.1", "lr: 1e300"),
          ("fixed.optimizer.lr", "less than or equal to 3.4e+38", "given 1e+300")),
+    # past a float's range: it was read as infinity, and refused as "given inf"
+    Case("lr_beyond_float64", "yaml", edit(SIGNALS, "lr: 0.1", "lr: 1e400"),
+         ("line ", "1e400 is beyond the range of a float (about ±1.8e308); where an infinity "
+          "is meant, write .inf")),
     Case("int_tag_on_text", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),
          ("line ", "int 'abc' is not an integer")),
     Case("int_tag_on_text_validated", "yaml", edit(SIGNALS, "epochs: 2", "epochs: !!int abc"),

@@ -1067,8 +1067,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     counts = queue.counts(only=mine)
     if suite.tune is None:
         out.print(f"{suite.name} ({storage}): {counts.line()}")
-    elif not counts.queued_ids:  # (it read "0 done, 0 running on 0 worker(s), ..." while
-        # the studies below were tuned: the queue holds a tuned suite's re-runs alone)
+    elif not (counts.queued_ids if mine is None else counts.queued_ids & mine):
+        # (it read "0 done, 0 running on 0 worker(s), ..." while the studies below were
+        # tuned: the queue holds a tuned suite's re-runs alone)
         out.print(f"{suite.name} ({storage}): no re-runs of tuned points queued yet (each "
                   f"tuned point is re-run over its seeds once the studies below are done)")
     else:
@@ -1076,8 +1077,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if mine is not None:  # the file's trials: those not queued yet, and the others
         unqueued, other = len(mine - counts.queued_ids), len(counts.queued_ids - mine)
         if unqueued:
-            out.print(f"  {unqueued} trial(s) of this file not queued yet (the next "
-                      f"{'run' if suite.tune is None else 'tune'} queues them)")
+            out.print(f"  {unqueued} trial(s) of this file not queued yet " + (
+                "(the next run queues them)" if suite.tune is None else
+                "(a tune queues them once its studies are done)"))
         if other:
             out.print(f"  {other} trial(s) in the queue that this file no longer has "
                       f"(another version of the suite)")

@@ -124,12 +124,27 @@ def start(*argv: str, cwd: Path, log: Path | None = None) -> Command:
 _logs = itertools.count()
 
 
+def _call(target: Callable[..., object], cwd: str, env: dict[str, str],
+          args: tuple[object, ...]) -> None:
+    """In the forked process: `target(*args)` in `cwd` with `env` (the test's, not the
+    forkserver's), then what the interpreter's exit would run."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        target(*args)
+    finally:
+        atexit._run_exitfuncs()
+
+
 def spawn(target: Callable[..., object], *args: object) -> multiprocessing.process.BaseProcess:
     """`target(*args)` in a process of its own, forked from the forkserver (so it starts
     with nnbench, torch, MLflow and Optuna imported: a fresh interpreter spent 4-9 s of CPU
-    importing them before it did what the test is about). `target` is a module-level
-    function of an importable module; the process's exit code is 0 once it returns, 1 if
-    it raised (its traceback on this process's stderr)."""
-    process = _context.Process(target=target, args=args, daemon=False)
+    importing them before it did what the test is about), in this process's working
+    directory and environment. `target` is a module-level function of an importable module;
+    the process's exit code is 0 once it returns, 1 if it raised (its traceback goes to the
+    forkserver's stderr, which pytest captures with the test's output)."""
+    process = _context.Process(target=_call, args=(target, os.getcwd(), dict(os.environ), args),
+                               daemon=False)
     process.start()
     return process

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -148,3 +149,27 @@ def spawn(target: Callable[..., object], *args: object) -> multiprocessing.proce
                                daemon=False)
     process.start()
     return process
+
+
+def ready_then_wait(ready: Path, go: Path) -> None:
+    """In a spawned process: say it is ready (make `ready`), then wait until `go` exists,
+    so that processes racing for one store start the race at the same instant."""
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.005)
+
+
+def release_at_once(procs: Sequence[multiprocessing.process.BaseProcess], ready: Sequence[Path],
+                    go: Path, *, ready_within: float, end_within: float = 300) -> list[int | None]:
+    """Wait until every spawned process has made its `ready` file (failing the test if one
+    ends first, or they are not ready within `ready_within` s), make `go`, and wait for
+    their ends: their exit codes."""
+    deadline = time.monotonic() + ready_within
+    while not all(path.exists() for path in ready):
+        assert all(p.exitcode is None for p in procs), [p.exitcode for p in procs]
+        assert time.monotonic() < deadline, f"not all ready within {ready_within} s"
+        time.sleep(0.01)
+    go.touch()
+    for p in procs:
+        p.join(timeout=end_within)
+    return [p.exitcode for p in procs]

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from nnbench import cli, tracking
 from nnbench.config import Suite, load_suite
 from nnbench.tracking import EXPERIMENT_KIND, Tracker, dataset_input, runs_url
-from tests.processes import spawn
+from tests.processes import ready_then_wait, release_at_once, spawn
 
 FILE_SUITE = """\
 name: own_data
@@ -552,9 +552,7 @@ def _open_fresh_store(suite_path: Path, uri: str, ready: Path, out: Path) -> Non
     """In a process of its own (tests.processes.spawn): once `go` exists beside `ready`,
     open the MLflow store `uri` for the suite and write the experiment's id to `out`."""
     suite = load_suite(suite_path)
-    ready.touch()
-    while not (ready.parent / "go").exists():
-        time.sleep(0.005)
+    ready_then_wait(ready, ready.parent / "go")
     experiment = Tracker(suite, uri).experiment_id()
     assert experiment is not None
     out.write_text(experiment)
@@ -570,14 +568,8 @@ def test_processes_making_one_fresh_sqlite_store_at_once_all_open_it(
     ready = [tmp_path / f"ready{i}" for i in range(3)]
     outs = [tmp_path / f"experiment{i}" for i in range(3)]
     procs = [spawn(_open_fresh_store, suite, uri, ready[i], outs[i]) for i in range(3)]
-    deadline = time.monotonic() + 120
-    while not all(path.exists() for path in ready):
-        assert time.monotonic() < deadline and all(p.exitcode is None for p in procs)
-        time.sleep(0.01)
-    (tmp_path / "go").touch()
-    for p in procs:
-        p.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0, 0]  # a traceback, if any, is on stderr
+    # (a traceback, if any, is on stderr)
+    assert release_at_once(procs, ready, tmp_path / "go", ready_within=120) == [0, 0, 0]
     assert len({out.read_text() for out in outs}) == 1  # one experiment between them
 
 

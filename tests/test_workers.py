@@ -40,7 +40,7 @@ from nnbench.queue import Liveness, TrialQueue, open_storage
 from nnbench.tracking import is_done
 from nnbench.tuning import study_name
 from tests.conftest import Postgres, stop_process, within
-from tests.processes import Command, spawn, start
+from tests.processes import Command, ready_then_wait, release_at_once, spawn, start
 
 FAST = ("--heartbeat-interval", "1", "--grace-period", "4")
 LIVENESS = Liveness(heartbeat_interval=1, grace_period=4)
@@ -641,9 +641,7 @@ def _claim(storage: str, out: Path, specs: Path) -> None:
     live = Liveness(1, 4)
     trials = [TrialSpec.from_canonical(c) for c in json.loads(specs.read_text())]
     queue = TrialQueue("race", open_storage(storage, live), live)
-    Path(f"{out}.ready").touch()
-    while not (out.parent / "go").exists():
-        time.sleep(0.005)
+    ready_then_wait(Path(f"{out}.ready"), out.parent / "go")
     queued = queue.sync(trials, store="1@0")
     numbers = []
     while claims := queue.claim(1):
@@ -674,14 +672,8 @@ def test_concurrent_workers_queue_each_trial_once_and_claim_each_entry_once(
     canonical = tmp_path / "specs.json"
     canonical.write_text(json.dumps([spec.canonical() for spec in specs]))
     procs = [spawn(_claim, storage, out, canonical) for out in outs]
-    with within(300, "four processes ready to queue"):
-        while not all(Path(f"{out}.ready").exists() for out in outs):
-            assert all(p.exitcode is None for p in procs)
-            time.sleep(0.01)
-    (tmp_path / "go").touch()
-    for p in procs:
-        p.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert release_at_once(procs, [Path(f"{out}.ready") for out in outs], tmp_path / "go",
+                           ready_within=300) == [0, 0, 0, 0]
     results = [json.loads(out.read_text()) for out in outs]
     assert sum(queued for queued, _ in results) == 60  # queued once, between them
     claimed = [n for _, numbers in results for n in numbers]

@@ -403,6 +403,15 @@ class _Builder:
             problems.append((at("step_size"),
                              f"step_size {step_size} is not reached in the {total} {unit} of "
                              f"training: the learning rate never decays; allowed: {allowed}"))
+        eta_min, lr = params.get("eta_min"), optimizer.param_groups[0]["lr"]
+        if eta_min is not None and eta_min > lr:  # (the lr at a tuned range's end: its key)
+            tuned = cfg.where("optimizer").startswith("tune.space.")
+            problems.append((cfg.where("optimizer") if tuned else at("eta_min"),
+                             f"eta_min {eta_min:g} is above the optimizer's lr {lr:g}: "
+                             f"cosine annealing would raise the learning rate towards "
+                             f"{eta_min:g} instead of lowering it; allowed: eta_min 0 to "
+                             f"{lr:g}" + (f", or a tuned lr from {eta_min:g} up" if tuned
+                                          else "")))
         digest = hashlib.sha256()
         first = _hyper(optimizer)
         changed = False

@@ -189,6 +189,15 @@ CASES: list[Case] = [
          edit(tune("{schedule.step_size: {type: int, low: 1, high: 3}}"), "  epochs: 2\n",
               "  epochs: 2\n  schedule: {name: step, step_size: 1}\n"),
          ("tune.space.schedule.step_size: step_size 3 is not reached in the 2 epochs",)),
+    Case("cosine_eta_min_above_lr", "science",  # trained, the lr rising to eta_min
+         fixed(SIGNALS, "schedule: {name: cosine, eta_min: 0.5}"),
+         ("fixed.schedule.eta_min", "eta_min 0.5 is above the optimizer's lr 0.1",
+          "raise the learning rate towards 0.5", "allowed: eta_min 0 to 0.1")),
+    Case("tuned_lr_below_cosine_eta_min", "science",
+         edit(tune("{optimizer.lr: {type: float, low: 0.0001, high: 0.1, log: true}}"),
+              "  epochs: 2\n", "  epochs: 2\n  schedule: {name: cosine, eta_min: 0.0005}\n"),
+         ("tune.space.optimizer.lr: eta_min 0.0005 is above the optimizer's lr 0.0001",
+          "allowed: eta_min 0 to 0.0001, or a tuned lr from 0.0005 up")),
     Case("step_size_in_one_epoch", "science",  # it said "allowed: 1 to 0"
          edit(SIGNALS, "  epochs: 2\n", "  epochs: 1\n  schedule: {name: step, step_size: 5}\n"),
          ("fixed.schedule.step_size", "step_size 5 is not reached in the 1 epoch of training",

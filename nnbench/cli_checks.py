@@ -530,9 +530,9 @@ def _check_sqlite(database: str | None, url: str, what: str, *, must_exist: bool
     if not parent.is_dir():
         raise UsageError(f"{what}: the directory {parent} does not exist; create it first or "
                          f"choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{what}: cannot create {path}: the directory {parent} is not "
-                         f"writable by this user")
+    if not _can_make_in(parent):  # (tried: os.access says yes to root on /proc)
+        raise UsageError(f"{what}: cannot create {path}: this user cannot make files in the "
+                         f"directory {parent}")
 
 
 def check_report_dir(path: str | Path, option: str = "--report-dir",

@@ -94,6 +94,7 @@ REQUIRED_ATTRS: dict[str, tuple[str, ...]] = {
 }
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 BUILTIN = "nnbench"  # the source of nnbench's own components
+FLOAT32_MAX = 3.4028234663852886e38  # float32's largest finite number (torch.finfo)
 
 
 class Params(BaseModel):
@@ -123,6 +124,12 @@ class Params(BaseModel):
             if isinstance(v, bool | str):
                 raise ValueError(f"expected numbers, not a {type(v).__name__} ({v!r})" if items
                                  else f"expected a number, not a {type(v).__name__}")
+            # training computes in float32: a larger number is inf there (an init constant
+            # of 1e39 diverged every trial; a BatchNorm eps of 1e300 trained at chance)
+            if isinstance(v, int | float) and math.isfinite(v) and abs(v) > FLOAT32_MAX:
+                raise ValueError(f"beyond float32's range (±{FLOAT32_MAX:.3g}), in which "
+                                 f"training computes (it would be inf there); allowed: a "
+                                 f"magnitude up to {FLOAT32_MAX:.3g}")
         return value
 
 

@@ -5,6 +5,8 @@ waited for, not reported as missing."""
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -367,6 +369,21 @@ def test_a_report_dir_where_nothing_can_be_made_is_refused_before_training(
     assert check_report_dir(tmp_path / "new" / "reports") == tmp_path / "new" / "reports"
     assert check_report_dir(tmp_path) == tmp_path
     assert list(tmp_path.iterdir()) == []  # no probe left, nothing made
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir("/proc"),
+                    reason="as root, os.access says /proc takes new files")
+def test_a_sqlite_store_where_no_file_can_be_made_is_refused_at_once() -> None:
+    """As root, `os.access` says /proc is writable: `--tracking-uri sqlite:////proc/x.db`
+    passed the check, and the run retried MLflow's engine for about 100 s, then ended in a
+    traceback, exit 1. The check now makes (and removes) a probe there, as for a report
+    directory."""
+    said = "cannot create /proc/x.db: this user cannot make files in the directory /proc"
+    with pytest.raises(UsageError, match=re.escape(f"--tracking-uri 'sqlite:////proc/x.db': "
+                                                   f"{said}")):
+        check_tracking_uri("sqlite:////proc/x.db")
+    with pytest.raises(UsageError, match=re.escape(said)):
+        check_storage_url("sqlite:////proc/x.db")
 
 
 def test_dangling_links_loops_and_names_too_long_are_refused_before_anything_is_made(

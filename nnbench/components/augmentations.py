@@ -142,6 +142,10 @@ class _RandomCrop(Augmentation):
                              f"{x.shape[-2]}×{x.shape[-1]} image padded by {self.padding} "
                              f"({height}×{width}); allowed: size up to {min(height, width)}, "
                              f"or more padding")
+        if self.padding >= self.size:  # a crop inside the padding holds nothing of the image
+            raise ValueError(f"random_crop padding {self.padding} is not smaller than size "
+                             f"{self.size}: some crops would hold only padding, no pixel of "
+                             f"the image; allowed: padding 0 to {self.size - 1}")
         n = len(x)
         top = _randint(n, torch.full((n,), height - self.size + 1, device=x.device), generator)
         left = _randint(n, torch.full((n,), width - self.size + 1, device=x.device), generator)
@@ -512,6 +516,12 @@ class _RandomShift(Augmentation):
         self.max_shift = p.max_shift
 
     def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+        length = x.shape[-1]
+        if self.max_shift >= length:  # shifted out whole: an example of zeros kept its label
+            blank = 2 * (self.max_shift - length + 1)
+            raise ValueError(f"random_shift max_shift {self.max_shift} is not shorter than the "
+                             f"{length}-step signals: {blank} of its {2 * self.max_shift + 1} "
+                             f"shifts leave only zeros; allowed: max_shift 1 to {length - 1}")
         n = len(x)
         span = torch.full((n,), 2 * self.max_shift + 1, device=x.device)
         return {"shift": _randint(n, span, generator) - self.max_shift}

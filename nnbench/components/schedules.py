@@ -79,6 +79,11 @@ class OneCycleParams(_Common):
     def _own_warmup(self) -> OneCycleParams:
         if self.warmup:
             raise ValueError("onecycle has its own warm-up (pct_start); set warmup to 0")
+        if self.three_phase and self.pct_start >= 0.5:  # torch checks nothing
+            raise ValueError(f"pct_start {self.pct_start:g} with three_phase: true leaves no "
+                             f"room for the third phase (the second, as long as the first, "
+                             f"would end at or after the run's end, so the lr is never "
+                             f"annealed); allowed: pct_start below 0.5, or three_phase: false")
         if self.cycle_momentum and self.base_momentum > self.max_momentum:
             raise ValueError(f"base_momentum ({self.base_momentum}) must not exceed "
                              f"max_momentum ({self.max_momentum})")

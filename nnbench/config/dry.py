@@ -403,6 +403,16 @@ class _Builder:
             problems.append((at("step_size"),
                              f"step_size {step_size} is not reached in the {total} {unit} of "
                              f"training: the learning rate never decays; allowed: {allowed}"))
+        t_max, main = params.get("T_max"), total - warmup
+        plural = "s" if interval == "epoch" else "es"
+        if t_max is not None and t_max < main:  # CosineAnnealingLR is periodic past T_max
+            problems.append((at("T_max"),
+                             f"T_max {t_max} is shorter than the {main} {unit} of training"
+                             f"{f' after {warmup} of warm-up' if warmup else ''}: cosine "
+                             f"annealing is periodic, so the lr climbs back up after "
+                             f"{t_max} {interval}{'' if t_max == 1 else plural} and reaches "
+                             f"eta_min again every {2 * t_max}; allowed: T_max "
+                             f"{main} or more, or leave it out (the whole run)"))
         eta_min, lr = params.get("eta_min"), optimizer.param_groups[0]["lr"]
         if eta_min is not None and eta_min > lr:  # (the lr at a tuned range's end: its key)
             tuned = cfg.where("optimizer").startswith("tune.space.")

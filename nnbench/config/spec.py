@@ -33,7 +33,7 @@ from pydantic import Field
 
 from nnbench import registry
 from nnbench.config.sources import SOURCES
-from nnbench.registry import ComponentSpec
+from nnbench.registry import FLOAT32_MAX, ComponentSpec
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ class Axis:
 
 
 Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# a penalty's λ: at most float32's largest, in which training computes (1e300 was inf there)
+NonNegative = Annotated[float, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
+_PENALTY = f"a number >= 0 (at most {FLOAT32_MAX:.3g}, float32's largest)"
 MAX_EPOCHS = 100_000  # a typo's bound (`epochs: 100000000000`): the stacked engine holds each
 # lane's schedule for every optimizer step, and 10^6 epochs of 20 steps took 3.6 GB in a minute
 
@@ -73,9 +75,9 @@ AXES: dict[str, Axis] = {a.name: a for a in [
          doc="normalization layer before each activation (batchnorm)"),
     Axis("dropout", "fixed", scalar=Probability, expects="a probability in [0, 1)", default=0.0,
          doc="dropout probability after each hidden activation (whole channels in conv blocks)"),
-    Axis("l1", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,
+    Axis("l1", "fixed", scalar=NonNegative, expects=_PENALTY, default=0.0,
          doc="λ of the L1 penalty λ·Σ|w| over weights (not biases), added to the loss"),
-    Axis("l2", "fixed", scalar=NonNegative, expects="a number >= 0", default=0.0,
+    Axis("l2", "fixed", scalar=NonNegative, expects=_PENALTY, default=0.0,
          doc="λ of the explicit L2 penalty ½λ·Σw² over weights (coupled decay: optimizer "
              "weight_decay; decoupled: adamw)"),
     Axis("grad_clip", "fixed", kind="clip", default="none", doc="gradient clipping"),

@@ -296,6 +296,14 @@ def _metadata(stamp: tuple[str, int, int], x_key: str, y_key: str, x_test_key: s
         present, absent = (x_test_key, y_test_key) if has_test[0] else (y_test_key, x_test_key)
         raise DatasetFileError(f"{path} has {present!r} but no {absent!r}; a test split "
                                f"needs both (it holds: {held})")
+    renamed = [(k, param) for k, param, default in ((x_test_key, "x_test", "x_test"),
+                                                    (y_test_key, "y_test", "y_test"))
+               if k != default and k not in headers]
+    if renamed:  # keys the suite names must be there (it held out a split of x instead)
+        key, param = renamed[0]
+        raise DatasetFileError(f"{path} has no array {key!r} (it holds: {held}); name the "
+                               f"key of its test split with `{param}: KEY`, or leave "
+                               f"x_test and y_test out to hold a test split out of {x_key!r}")
     test = all(has_test)
     if test and test_fraction is not None:
         raise DatasetFileError(f"test_fraction={test_fraction} but {path} has its own test "

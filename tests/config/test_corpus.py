@@ -198,6 +198,15 @@ CASES: list[Case] = [
               "  epochs: 2\n", "  epochs: 2\n  schedule: {name: cosine, eta_min: 0.0005}\n"),
          ("tune.space.optimizer.lr: eta_min 0.0005 is above the optimizer's lr 0.0001",
           "allowed: eta_min 0 to 0.0001, or a tuned lr from 0.0005 up")),
+    Case("onecycle_three_phase_past_half", "science",  # it ended at lr 0.0227 of 0.1
+         fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, three_phase: true, "
+                        "pct_start: 0.6}"),
+         ("fixed.schedule", "pct_start 0.6 with three_phase: true leaves no room for the "
+          "third phase", "allowed: pct_start below 0.5, or three_phase: false")),
+    Case("cosine_t_max_shorter_than_the_run", "science",  # lr 0.1, 0, 0.1, 0 per epoch
+         edit(SIGNALS, "  epochs: 2\n", "  epochs: 6\n  schedule: {name: cosine, T_max: 1}\n"),
+         ("fixed.schedule.T_max", "T_max 1 is shorter than the 6 epochs of training",
+          "climbs back up after 1 epoch", "allowed: T_max 6 or more, or leave it out")),
     Case("step_size_in_one_epoch", "science",  # it said "allowed: 1 to 0"
          edit(SIGNALS, "  epochs: 2\n", "  epochs: 1\n  schedule: {name: step, step_size: 5}\n"),
          ("fixed.schedule.step_size", "step_size 5 is not reached in the 1 epoch of training",
@@ -393,6 +402,15 @@ CASES: list[Case] = [
               "augmentation: [{name: random_crop, size: 12}, normalize]"),
          ("fixed.augmentation[0]", "random_crop size 12", "8×8 image",
           "allowed: size up to 8")),
+    Case("crop_padding_not_smaller_than_its_size", "late",  # most crops were pure fill
+         edit(IMAGES, "augmentation: [normalize]",
+              "augmentation: [{name: random_crop, size: 8, padding: 20}, normalize]"),
+         ("fixed.augmentation[0]", "random_crop padding 20 is not smaller than size 8",
+          "only padding", "allowed: padding 0 to 7")),
+    Case("shift_past_the_signal", "late",  # 61% of the examples became zeros, labels kept
+         fixed(SIGNALS, "augmentation: [{name: random_shift, max_shift: 100}]"),
+         ("fixed.augmentation[0]", "random_shift max_shift 100 is not shorter than the 40-step "
+          "signals: 122 of its 201 shifts leave only zeros", "allowed: max_shift 1 to 39")),
     Case("crop_that_changes_the_input_shape", "late",
          edit(IMAGES, "augmentation: [normalize]",
               "augmentation: [{name: random_crop, size: 6, padding: 1}, normalize]"),
@@ -715,7 +733,21 @@ CASES: list[Case] = [
              "dampening: 0.5}]\n"),
          ("grid.optimizer[1]", "train identically")),
     Case("lr_beyond_float32", "late", edit(SIGNALS, "lr: 0.1", "lr: 1e300"),
-         ("fixed.optimizer.lr", "less than or equal to 3.4e+38", "given 1e+300")),
+         ("fixed.optimizer.lr", "beyond float32's range", "given 1e+300")),
+    # every component's numbers, and the penalties: an init constant of 1e39 diverged every
+    # trial, a BatchNorm eps of 1e300 trained at chance, both after "ok" from validate
+    Case("init_constant_beyond_float32", "late",
+         edit(SIGNALS, "init: kaiming_normal", "init: {name: constant, value: 1e39}"),
+         ("fixed.init.value", "beyond float32's range (±3.4e+38), in which training computes",
+          "allowed: a magnitude up to 3.4e+38", "given 1e+39")),
+    Case("batchnorm_eps_beyond_float32", "late",
+         fixed(SIGNALS, "norm: {name: batchnorm, eps: 1.0e+300}"),
+         ("fixed.norm.eps", "beyond float32's range", "given 1e+300")),
+    Case("weight_decay_beyond_float32", "late",
+         edit(SIGNALS, "lr: 0.1", "lr: 0.1, weight_decay: 1.0e+300"),
+         ("fixed.optimizer.weight_decay", "beyond float32's range", "given 1e+300")),
+    Case("l2_beyond_float32", "late", fixed(SIGNALS, "l2: 1.0e+300"),
+         ("fixed.l2", "a number >= 0 (at most 3.4e+38, float32's largest), got 1e+300")),
     # past a float's range: it was read as infinity, and refused as "given inf"
     Case("lr_beyond_float64", "yaml", edit(SIGNALS, "lr: 0.1", "lr: 1e400"),
          ("line ", "1e400 is beyond the range of a float (about ±1.8e308); where an infinity "

@@ -277,6 +277,12 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Any], str, str]] = {
                   "dataset 'file': d.npz is a directory; path must name a .npz or .pt file"),
     "half_test": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST), "{name: file, path: d.npz}",
                   "has 'x_test' but no 'y_test'; a test split needs both"),
+    # keys the suite names: 20% of x was held out as the test split instead, unsaid
+    "test_keys_not_there": (lambda p: np.savez(p, x=X, y=Y, xt=X_TEST, yt=Y_TEST),
+                            "{name: file, path: d.npz, x_test: x_tst, y_test: y_tst}",
+                            "d.npz has no array 'x_tst' (it holds: x, xt, y, yt); name the key "
+                            "of its test split with `x_test: KEY`, or leave x_test and y_test "
+                            "out to hold a test split out of 'x'"),
     "test_fraction": (lambda p: np.savez(p, x=X, y=Y, x_test=X_TEST, y_test=Y_TEST),
                       "{name: file, path: d.npz, test_fraction: 0.3}",
                       "test_fraction=0.3 but"),

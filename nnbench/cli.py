@@ -58,7 +58,7 @@ from rich.table import Table
 from nnbench import cli_checks, registry
 from nnbench.cli_checks import UsageError
 from nnbench.config import Suite, SuiteError, TrialSpec, load_suite
-from nnbench.messages import closest, first_line, mlflow_ui
+from nnbench.messages import closest, count, first_line, mlflow_ui
 from nnbench.train.engines import engine_docs, engine_names, stacking_engines
 from nnbench.workers import SlurmOptions
 
@@ -282,14 +282,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         points = len(suite.configurations())
         if suite.tune is not None:
-            out.print(f"{suite.path}: ok — {points} scientific points × {suite.tune.trials} "
-                      f"Optuna trials, then {points} × {len(suite.tune.seeds)} seeds = "
-                      f"{points * len(suite.tune.seeds)} re-run trials (nnbench tune)")
+            out.print(f"{suite.path}: ok — {count(points, 'scientific point')} × "
+                      f"{count(suite.tune.trials, 'Optuna trial')}, then {points} × "
+                      f"{count(len(suite.tune.seeds), 'seed')} = "
+                      f"{count(points * len(suite.tune.seeds), 're-run trial')} (nnbench tune)")
         else:
             seeds = f"seeds {suite.design.describe()}" if suite.seed_design else \
-                f"{len(suite.seeds)} seeds"
-            out.print(f"{suite.path}: ok — {points} configurations × {seeds} "
-                      f"= {len(suite.trials())} trials")
+                count(len(suite.seeds), "seed")
+            out.print(f"{suite.path}: ok — {count(points, 'configuration')} × {seeds} "
+                      f"= {count(len(suite.trials()), 'trial')}")
     if problems:
         raise _UsageError("\n".join(problems))
     return EXIT_OK

@@ -174,7 +174,8 @@ def pydantic_problems(err: ValidationError, prefix: str = "", *, what: str = "",
             name = str(loc[-1]) if loc else ""
             nested = _keys_at(model, loc[:-1]) if model is not None and len(loc) > 1 else None
             keys: Sequence[str] = allowed if nested is None else nested
-            hint = f"{did_you_mean(name, keys)}allowed: {', '.join(keys) or 'none'}"
+            hint = (f"{did_you_mean(name, keys)}allowed: {', '.join(keys)}" if keys else
+                    f"{what or 'it'} takes no parameters")  # ("allowed: none" read as a value)
             msg = (f"unknown parameter {name!r} for {what} (given {given}); {hint}" if what
                    else f"unknown key {name!r} (given {given}); {hint}")
             merged.setdefault(key, []).append(msg)
@@ -254,6 +255,16 @@ def mlflow_ui(tracking_uri: str) -> str:
             found = shutil.which("mlflow")
             command = "mlflow" if found and Path(found) == script else str(script)
     return f"{shlex.quote(command)} ui --backend-store-uri {shlex.quote(tracking_uri)}"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """`n noun`, the noun in the plural unless n is 1: "1 configuration", "2 seeds"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def article(word: str) -> str:
+    """`word` with its indefinite article: "an activation", "a model"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def decimals(value: float | None, digits: int = 4, *, plus: bool = False) -> str:

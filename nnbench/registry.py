@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from nnbench.messages import describe, did_you_mean, first_line, pydantic_problems
+from nnbench.messages import article, describe, did_you_mean, first_line, pydantic_problems
 
 __all__ = [
     "KINDS",
@@ -673,17 +673,17 @@ def resolve(kind: str, value: Any) -> ComponentSpec:
     elif isinstance(value, Mapping):
         if "name" not in value:
             known = ", ".join(i.name for i in list_components(kind))
-            raise ComponentError([("", f"a {kind} given as a mapping needs a 'name' key "
+            raise ComponentError([("", f"{article(kind)} given as a mapping needs a 'name' key "
                                        f"({known}), got keys {sorted(map(str, value))}")])
         name = value["name"]
         if not isinstance(name, str):
             known = ", ".join(i.name for i in list_components(kind))
-            raise ComponentError([("name", f"expected a {kind} name ({known}), "
+            raise ComponentError([("name", f"expected {article(kind)} name ({known}), "
                                            f"got {describe(name)}")])
         raw_params = {k: v for k, v in value.items() if k != "name"}
     else:
         known = ", ".join(i.name for i in list_components(kind))
-        raise ComponentError([("", f"expected a {kind} name ({known}) or a mapping with "
+        raise ComponentError([("", f"expected {article(kind)} name ({known}) or a mapping with "
                                    f"'name', got {describe(value)}")])
     info = get(kind, name)
     try:

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from nnbench import cli, cli_checks
 from nnbench.messages import mlflow_ui
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_SUITE
 
 
 def test_list_shows_every_kind_with_parameters(capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,6 +83,19 @@ def test_validate_and_show_the_default_suite(capsys: pytest.CaptureFixture[str])
     assert "default: 24 trials" in out
     assert out.count("xavier_normal") == 12
     assert out.count("sigmoid") == 8
+
+
+def test_validate_counts_one_of_each_in_the_singular(
+        write_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "ok — 1 configurations × 1 seeds = 1 trials", and "expected a activation
+    name"."""
+    path = write_suite(TINY_SUITE.format(name="one", epochs=1, seeds=1).replace(
+        "grid:\n  activation: [tanh, relu]\n", ""))
+    assert cli.main(["validate", str(path)]) == 0
+    assert f"{path}: ok — 1 configuration × 1 seed = 1 trial\n" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("activation: relu", "activation: {name: 3}"))
+    assert cli.main(["validate", str(path)]) == 2
+    assert "fixed.activation.name: expected an activation name (" in capsys.readouterr().err
 
 
 def test_show_of_a_tuned_suite_lists_its_points_and_their_reruns(

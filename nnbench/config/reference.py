@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from nnbench.messages import describe, did_you_mean
 
@@ -94,6 +95,12 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
     for key, text in (("url", url), ("note", note)):
         if not isinstance(text, str):
             problems.append((f"reference.{key}", f"expected text, got {describe(text)}"))
+    if isinstance(url, str) and url:  # the report links it: a javascript: one ran there
+        parts = urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            problems.append(("reference.url", f"expected a web address (http:// or "
+                                              f"https://, with a host), got {describe(url)}; "
+                                              f"the report links it"))
     metric = entry.get("metric", suite.metric)
     allowed = [*METRICS, *DIAGNOSTICS]
     logged = sorted(set().union(*produced.values())) if produced else []

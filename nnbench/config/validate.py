@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from nnbench import registry
@@ -374,12 +375,20 @@ class _Validator:
                 self.add(key, f"expected a non-empty list of values, got {describe(values)}"
                               f"{'' if dot else '; ' + head + ': ' + _allowed(head)}")
                 continue
+            if param == "name":  # it read as unknown parameters the user never gave
+                self.add(key, f"name is not a parameter: to compare {head}s, vary {head} "
+                              f"itself ({section}: {{{head}: [{', '.join(map(str, values))}]}})")
+                continue
             resolved = []
             for i, v in enumerate(values):
                 if dot:
                     if isinstance(v, dict | list):
-                        self.add(f"{key}[{i}]", f"expected a value for parameter {param!r}, "
-                                                f"got {describe(v)}")
+                        whole = f"{{name: NAME, {param}: {_flow(v)}}}"
+                        self.add(f"{key}[{i}]", f"expected one value of parameter {param!r}, "
+                                                f"got {describe(v)}; a parameter axis takes "
+                                                f"single values: to vary a list or mapping, "
+                                                f"vary {head} itself ({section}: {{{head}: "
+                                                f"[{whole}, ...]}})")
                     resolved.append(v)  # checked against each component in check_dotted
                 else:
                     resolved.append(self.value(head, v, f"{key}[{i}]"))
@@ -455,6 +464,29 @@ class _Validator:
                     continue
                 head = axis.partition(".")[0]
                 components = set(suite.grid.get(head, ())) | {getattr(suite.base, head)}
+                param, kind = axis.partition(".")[2], AXES[head].kind
+                for component in sorted(components):  # a component without that parameter
+                    info = registry.get(kind, component.name)
+                    if param in info.params.model_fields:
+                        continue
+                    having = [c.name for c in registry.list_components(kind)
+                              if param in c.params.model_fields]
+                    own = ", ".join(info.params.model_fields) or "none: it takes no parameters"
+                    if component != getattr(suite.base, head):  # one of the grid's levels
+                        how = (f"; allowed for it: {own}; give {param} inside the grid.{head} "
+                               f"entries that take it instead (grid: {{{head}: [{{name: NAME, "
+                               f"{param}: VALUE}}, ...]}})")
+                    elif having:
+                        how = (f"; {param} is a parameter of {kind} {', '.join(having)}: make "
+                               f"one of them the fixed {head} (fixed.{head}: {{name: "
+                               f"{having[0]}}}) to vary it")
+                    else:
+                        how = (f"; no {kind} has it; "
+                               f"{did_you_mean(param, info.params.model_fields)}allowed: {own}")
+                    self.add(f"{section}.{axis}", f"{kind} {component.name!r} has no parameter "
+                                                  f"{param!r}{how}")
+                components = {c for c in components
+                              if param in registry.get(kind, c.name).params.model_fields}
                 for i, v in enumerate(values):
                     for component in sorted(components):
                         try:
@@ -606,6 +638,12 @@ def _why_identical(differ: list[str], first: Any, other: Any, report: Any) -> st
     if differ == ["init"]:
         return "both inits draw the same initial weights"
     return "same model, initial weights, data, updates and learning rates"
+
+
+def _flow(value: Any) -> str:
+    """`value` in YAML's flow style, as a suite would give it: [8, 16], {a: 1}."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix(
+        "\n...\n").strip()
 
 
 def _label(axis: str, spec: TrialSpec) -> str:

@@ -712,6 +712,12 @@ CASES: list[Case] = [
                       "    - {where: {activation: tanh}, value: 0.5}\n"),
          ("reference.results[1].where: selects activation=tanh, which never logs "
           "dead_fraction, so this row could never be compared",)),
+    # the report links the url: a javascript: one ran in the reader's browser on a click
+    Case("reference_url_that_is_no_web_address", "science",
+         add(SIGNALS, "reference:\n  source: X\n  url: 'javascript:alert(1)'\n  results:\n"
+                      "    - {where: {activation: relu}, value: 0.5}\n"),
+         ("reference.url: expected a web address (http:// or https://, with a host), got "
+          "'javascript:alert(1)'",)),
     Case("reference_tolerance_past_a_fraction", "science",  # every row read "reproduced"
          add(SIGNALS, "reference:\n  source: X\n  tolerance: 5\n  results:\n"
                       "    - {where: {activation: relu}, value: 0.5}\n"),

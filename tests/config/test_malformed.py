@@ -137,8 +137,33 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["name:", "'my suite!' (str)", "letters, digits"]),
     ("dotted_param_unknown_for_component",
      _edit("grid:\n  activation: [tanh, relu]", "ablate:\n  optimizer.momentom: [0.9]"),
-     ["ablate.optimizer.momentom[0]", "unknown parameter 'momentom'", "did you mean 'momentum'",
-      "allowed: lr, momentum"]),
+     ["ablate.optimizer.momentom: optimizer 'sgd' has no parameter 'momentom'; no optimizer "
+      "has it; did you mean 'momentum'", "allowed: lr, momentum"]),
+    # a parameter of another component: "unknown parameter ...; allowed: none", for a
+    # fixed component without parameters
+    ("dotted_param_of_another_component",
+     _edit("grid:\n  activation: [tanh, relu]", "grid:\n  grad_clip.max_norm: [0.5, 1.0]"),
+     ["grid.grad_clip.max_norm: clip 'none' has no parameter 'max_norm'; max_norm is a "
+      "parameter of clip norm: make one of them the fixed grad_clip (fixed.grad_clip: {name: "
+      "norm}) to vary it"]),
+    ("dotted_param_a_grid_level_lacks",
+     _edit("grid:\n  activation: [tanh, relu]",
+           "grid:\n  optimizer: [sgd, adam]\n  optimizer.momentum: [0.5, 0.9]"),
+     ["grid.optimizer.momentum: optimizer 'adam' has no parameter 'momentum'; allowed for it: "
+      "lr, betas", "give momentum inside the grid.optimizer entries that take it instead"]),
+    ("parameter_of_a_component_that_takes_none",
+     _edit("grid:\n  activation: [tanh, relu]", "grid:\n  grad_clip: [{name: none, max_norm: 1}]"),
+     ["grid.grad_clip[0].max_norm: unknown parameter 'max_norm' for clip 'none' (given 1 "
+      "(int)); clip 'none' takes no parameters"]),
+    ("dotted_name", _edit("grid:\n  activation: [tanh, relu]",
+                          "grid:\n  optimizer.name: [sgd, adam]"),
+     ["grid.optimizer.name: name is not a parameter: to compare optimizers, vary optimizer "
+      "itself (grid: {optimizer: [sgd, adam]})"]),
+    ("dotted_list_parameter", _edit("grid:\n  activation: [tanh, relu]",
+                                    "grid:\n  model.hidden: [[8], [16]]"),
+     ["grid.model.hidden[0]: expected one value of parameter 'hidden', got [8] (list); a "
+      "parameter axis takes single values", "(grid: {model: [{name: NAME, hidden: [8]}, "
+      "...]})"]),
     ("dotted_param_bad_value", _edit("grid:\n  activation: [tanh, relu]",
                                      "grid:\n  optimizer.momentum: [0.5, 1.5]"),
      ["grid.optimizer.momentum[1]", "less than 1", "1.5 (float)"]),

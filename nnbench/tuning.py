@@ -46,7 +46,7 @@ from rich.console import Console
 
 from nnbench import provenance, seeding
 from nnbench.config import Dimension, Suite, TrialSpec, Tune, apply_values
-from nnbench.config.tune import tuned_label
+from nnbench.config.tune import MEDIAN_STARTUP_TRIALS, tuned_label
 from nnbench.messages import first_line
 from nnbench.queue import (
     DEFAULT_LIVENESS,
@@ -239,7 +239,8 @@ def _sampler(tune: Tune, point: TrialSpec, batch: int = 1) -> optuna.samplers.Ba
 def _pruner(tune: Tune, epochs: int) -> optuna.pruners.BasePruner:
     match tune.pruner:
         case "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+            return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
+                                               n_warmup_steps=1)
         case "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
         case "none":

@@ -475,7 +475,9 @@ def _assert_stores_agree(storage: str, uri: str, suite: str) -> Counter[str]:
     return seen
 
 
-@pytest.mark.parametrize("pruner", ["median", "hyperband", "none"])
+# (median judges a trial only once 5 of its study are complete: in 3 trials it never acts,
+# and validation refuses it; test_pruning_stops_hopeless_trials_early has it prune)
+@pytest.mark.parametrize("pruner", ["hyperband", "none"])
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "qmc"])
 def test_optuna_and_mlflow_agree_on_every_trial(tmp_path: Path, tracking_uri: str,
                                                 sampler: str, pruner: str) -> None:

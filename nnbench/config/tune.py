@@ -27,6 +27,7 @@ from nnbench.registry import ComponentError
 __all__ = ["Dimension", "Tune", "as_tuned", "check_tune", "tuned_label", "tuned_variants"]
 
 NUISANCE_SCALARS = ("epochs", "batch_size", "dropout", "l1", "l2")
+MEDIAN_STARTUP_TRIALS = 5  # the median pruner judges none before this many trials complete
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
                          f"against_metric is true but direction {direction} is {metric}'s own "
                          f"direction; remove against_metric or reverse the direction"))
     _check_distinct_points(dims, suite, problems)
+    if "pruner" in section.model_fields_set:  # one named that never acts (the default may)
+        _check_pruner(section, suite, dims, problems)
     if section.sampler.name == "grid" and any(d.kind != "categorical" for d in dims):
         problems.append(("tune.sampler.name", "the grid sampler needs every dimension of "
                                               "tune.space to be categorical; allowed with "
@@ -137,6 +140,27 @@ def check_tune(section: TuneSection, suite: Suite, seeds: tuple[int, ...],
     return Tune(space=tuple(dims), trials=section.trials, metric=metric, direction=direction,
                 sampler=section.sampler.name, sampler_seed=section.sampler.seed,
                 pruner=section.pruner.name, seeds=seeds)
+
+
+def _check_pruner(section: TuneSection, suite: Suite, dims: list[Dimension],
+                  problems: list[tuple[str, str]]) -> None:
+    """A pruner the suite names that could never stop a trial: pruning acts between epochs
+    (none in a 1-epoch trial), and the median pruner only once MEDIAN_STARTUP_TRIALS trials
+    of a study are complete."""
+    name = section.pruner.name
+    if name == "none":
+        return
+    if all(spec.epochs == 1 for spec in suite.configurations()) and \
+            not any(d.path == "epochs" for d in dims):
+        problems.append(("tune.pruner.name", f"{name} would never prune: a trial is pruned "
+                                             f"between its epochs, and every trial trains 1 "
+                                             f"epoch; allowed: none, or more epochs"))
+    elif name == "median" and section.trials <= MEDIAN_STARTUP_TRIALS:
+        problems.append(("tune.pruner.name", f"median would never prune: it judges a trial "
+                                             f"only once {MEDIAN_STARTUP_TRIALS} trials of its "
+                                             f"study are complete, and tune.trials is "
+                                             f"{section.trials}; allowed: none, hyperband, or "
+                                             f"trials: {MEDIAN_STARTUP_TRIALS + 1} or more"))
 
 
 def _check_distinct_points(dims: list[Dimension], suite: Suite,

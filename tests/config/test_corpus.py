@@ -185,6 +185,18 @@ CASES: list[Case] = [
          tune("{batch_size: {type: categorical, choices: [16, 16.0]}}"),
          ("tune.space.batch_size.choices", "16.0 is given twice (16 and 16.0 are the same "
           "value to Optuna)")),
+    # a pruner named that could never act: tuned "with pruning" that never happened
+    Case("median_pruner_within_its_startup_trials", "science",
+         tune("{optimizer.lr: {type: float, low: 0.001, high: 0.1, log: true}}",
+              "  pruner: {name: median}\n"),
+         ("tune.pruner.name: median would never prune: it judges a trial only once 5 trials "
+          "of its study are complete, and tune.trials is 3", "allowed: none, hyperband, or "
+          "trials: 6 or more")),
+    Case("pruner_of_one_epoch_trials", "science",
+         edit(tune("{optimizer.lr: {type: float, low: 0.001, high: 0.1, log: true}}",
+                   "  pruner: {name: hyperband}\n"), "epochs: 2", "epochs: 1"),
+         ("tune.pruner.name: hyperband would never prune: a trial is pruned between its "
+          "epochs, and every trial trains 1 epoch; allowed: none, or more epochs",)),
     Case("tuned_step_size_never_reached", "science",
          edit(tune("{schedule.step_size: {type: int, low: 1, high: 3}}"), "  epochs: 2\n",
               "  epochs: 2\n  schedule: {name: step, step_size: 1}\n"),

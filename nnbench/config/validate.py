@@ -235,6 +235,19 @@ class _Validator:
         # 12. the published reference numbers
         reference = parse_reference(raw["reference"], suite, problems, report_.produced) \
             if "reference" in raw else None
+        # 13. the fit thresholds: on accuracies, an error (1 - accuracy) and a gap are at
+        # most 1, so a threshold of 1 or more flags nothing
+        if report_.produced and all({"train_accuracy", "val_accuracy"} <= set(m)
+                                    for m in report_.produced.values()):
+            for key, what in (("overfit_gap", "the gap, validation minus training error "
+                                              "(each 1 - accuracy here), is"),
+                              ("underfit_error", "the training error, 1 - accuracy here, is")):
+                value = getattr(suite.report, key)
+                if value >= 1:
+                    problems.append((f"report.{key}", (
+                        f"{value:g} is never exceeded: {what} at most 1, so no "
+                        f"configuration would ever be flagged; give it as a fraction below "
+                        f"1 (0.1 for 10 points of accuracy)")))
         self.problems.extend(problems)
         self.problems.raise_if_any()
         return replace(suite, expect=claims, tune=tune, reference=reference)

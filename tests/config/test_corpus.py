@@ -724,6 +724,12 @@ CASES: list[Case] = [
                       "    - {where: {activation: tanh}, value: 0.5}\n"),
          ("reference.results[1].where: selects activation=tanh, which never logs "
           "dead_fraction, so this row could never be compared",)),
+    # thresholds an accuracy's error never reaches: the fit diagnosis flagged nothing, unsaid
+    Case("fit_thresholds_past_one_on_accuracies", "science",
+         add(SIGNALS, "report: {overfit_gap: 5, underfit_error: 1}\n"),
+         ("report.overfit_gap: 5 is never exceeded: the gap, validation minus training error "
+          "(each 1 - accuracy here), is at most 1", "report.underfit_error: 1 is never "
+          "exceeded", "give it as a fraction below 1")),
     # the report links the url: a javascript: one ran in the reader's browser on a click
     Case("reference_url_that_is_no_web_address", "science",
          add(SIGNALS, "reference:\n  source: X\n  url: 'javascript:alert(1)'\n  results:\n"

@@ -550,12 +550,17 @@ class _Watch:
         self.seen[stage] = tensor
         input_shape = self.shape.input_shape
         if stage == "augmented" and tuple(tensor.shape[1:]) != input_shape:
-            raise _Failed(self.augment[-1][0] if self.augment
-                          else self.cfg.where("augmentation"),
+            # the crop that sets the size (the last with one), else the last augmentation
+            key, last = next(((k, a) for k, a in reversed(self.augment) if hasattr(a, "size")),
+                             self.augment[-1] if self.augment else
+                             (self.cfg.where("augmentation"), None))
+            fix = f"size: {input_shape[-1]}" + (", padding: 4" if hasattr(last, "padding")
+                                                else "")  # (random_crop's, not resized's)
+            raise _Failed(key,
                           f"the augmentations turn {input_shape} inputs into "
                           f"{tuple(tensor.shape[1:])} training inputs while validation and "
-                          f"test inputs stay {input_shape}; crop to the image size (pad "
-                          f"first, e.g. size: {input_shape[-1]}, padding: 4)")
+                          f"test inputs stay {input_shape}; crop to the image size "
+                          f"({'pad first, e.g. ' if 'padding' in fix else ''}{fix})")
         if stage == "outputs":
             _check_outputs(self.cfg, self.model, tensor, self.n, self.outputs, self.shape)
 

@@ -478,6 +478,7 @@ class _Validator:
                 head = axis.partition(".")[0]
                 components = set(suite.grid.get(head, ())) | {getattr(suite.base, head)}
                 param, kind = axis.partition(".")[2], AXES[head].kind
+                assert kind is not None  # (a dotted axis is a component's: `values` checked)
                 for component in sorted(components):  # a component without that parameter
                     info = registry.get(kind, component.name)
                     if param in info.params.model_fields:

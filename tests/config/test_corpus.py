@@ -426,7 +426,13 @@ CASES: list[Case] = [
     Case("crop_that_changes_the_input_shape", "late",
          edit(IMAGES, "augmentation: [normalize]",
               "augmentation: [{name: random_crop, size: 6, padding: 1}, normalize]"),
-         ("fixed.augmentation[1]", "(1, 8, 8) inputs into (1, 6, 6)", "size: 8, padding")),
+         ("fixed.augmentation[0]", "(1, 8, 8) inputs into (1, 6, 6)",
+          "(pad first, e.g. size: 8, padding: 4)")),
+    Case("resized_crop_that_changes_the_input_shape", "late",  # it said "padding: 4", which
+         edit(IMAGES, "augmentation: [normalize]",  # random_resized_crop does not take
+              "augmentation: [{name: random_resized_crop, size: 4}, normalize]"),
+         ("fixed.augmentation[0]", "(1, 8, 8) inputs into (1, 4, 4)",
+          "crop to the image size (size: 8)")),
     Case("normalize_with_three_channels_on_grey", "late",
          edit(IMAGES, "augmentation: [normalize]", "augmentation: [{name: normalize, "
                                                    "mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}]"),

@@ -61,6 +61,7 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
         return ()
     claims = []
     seen: dict[tuple[Any, ...], str] = {}  # what a claim tests -> the first key testing it
+    texts: dict[str, str] = {}  # a claim's text (spacing and case aside) -> its key
     metrics = [*METRICS, *DIAGNOSTICS]
     for i, item in enumerate(raw):
         key = f"expect[{i}]"
@@ -117,6 +118,14 @@ def check_claims(raw: list[Any] | None, suite: Suite, produced: Mapping[str, fro
                                   f"same test, counted twice in the Holm correction); remove "
                                   f"one"))
             continue
+        named = " ".join(str(section.claim).split()).casefold()
+        if named in texts:  # the report's rows and the summary name claims by their text
+            problems.append((f"{key}.claim", f"claim {section.claim!r} is also the text of "
+                                             f"{texts[named]}, which tests something else: "
+                                             f"the report's rows would read alike; word "
+                                             f"each claim after what it tests"))
+            continue
+        texts[named] = key
         seen[tests] = key
         claims.append(claim)
     return tuple(claims)

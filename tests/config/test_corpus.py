@@ -310,6 +310,12 @@ CASES: list[Case] = [
          add(SIGNALS, "expect:\n  - {claim: deep gradients, a: {activation: tanh}, "
                       "b: {activation: relu}, metric: grad_norm.layer9}\n"),
          ("expect[0]", "'grad_norm.layer9' is not logged", "grad_norm.layer2")),
+    Case("two_claims_with_one_text", "science",  # two report rows that read alike
+         add(SIGNALS, "expect:\n  - {claim: relu wins, a: {activation: relu}, "
+                      "b: {activation: tanh}}\n  - {claim: Relu  wins, a: {activation: relu}, "
+                      "b: {activation: tanh}, metric: val_loss, direction: lower}\n"),
+         ("expect[1].claim: claim 'Relu  wins' is also the text of expect[0], which tests "
+          "something else",)),
     Case("claim_with_one_seed", "science",
          add(SIGNALS.replace("seeds: 2", "seeds: 1"),
              "expect:\n  - {claim: relu wins, a: {activation: relu}, b: {activation: tanh}}\n"),

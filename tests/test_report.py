@@ -6,6 +6,7 @@ import io
 import json
 import re
 import textwrap
+import warnings
 from collections.abc import Callable
 from html import unescape
 from pathlib import Path
@@ -493,6 +494,31 @@ def test_a_tuned_report_compares_tuned_reruns_seed_paired(tuned_report: Path) ->
                    "mde"):
         assert tested[column].notna().all(), column
     assert comparisons[["mean_diff", "p_perm", "p_improvement"]].notna().all().all()
+
+
+def test_the_gradient_heatmap_is_of_finished_trials_only() -> None:
+    """With every trial diverged, the heatmap of gradient norms at the last epoch was all nan
+    and seaborn printed "RuntimeWarning: All-NaN slice encountered" into the command's
+    output; a diverged trial's inf gradients also made its configuration's mean inf."""
+    from nnbench.report import figures
+
+    def frames(statuses: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = [{"trial_id": f"t{i}", "config": f"c{i % 2}", "epoch": e,
+                 "grad_norm.layer1": float("nan") if s == "diverged" and e else 0.5 + e,
+                 "grad_norm.layer2": float("inf") if s == "diverged" and e else 0.1,
+                 "dead_fraction": 0.1 * e}
+                for i, s in enumerate(statuses) for e in range(3)]
+        trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(len(statuses))],
+                               "status": statuses})
+        return pd.DataFrame(rows), trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        shown = figures.diagnostics(*frames(["diverged"] * 4), {"activation"})
+    assert [title for title, _ in shown] == ["share of dead units (ReLU family)"]
+    shown = figures.diagnostics(*frames(["diverged", "finished", "finished", "diverged"]),
+                                {"activation"})
+    assert shown[0][0].startswith("Gradient norm per layer")
 
 
 def test_report_of_a_suite_never_run(write_suite, tmp_path: Path) -> None:

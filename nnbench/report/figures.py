@@ -198,14 +198,20 @@ def diagnostics(history: pd.DataFrame, trials: pd.DataFrame,
     out = []
     layers = sorted((c for c in history.columns if c.startswith("grad_norm.layer")),
                     key=lambda c: int(c.rsplit("layer", 1)[1]))
-    if layers:
-        last = history[history["epoch"] == history.groupby("trial_id")["epoch"].transform("max")]
+    # of finished trials: a diverged one's last gradients are inf or nan (with every trial
+    # diverged, the heatmap was all nan and seaborn warned into the command's output)
+    finished = history[history["trial_id"].isin(
+        trials.loc[trials["status"] == "finished", "trial_id"])] if layers else history
+    if layers and not finished.empty:
+        last = finished[finished["epoch"]
+                        == finished.groupby("trial_id")["epoch"].transform("max")]
         table = last.groupby("config", sort=False)[layers].mean()
         table.columns = [c.replace("grad_norm.", "") for c in table.columns]
         fig, ax = plt.subplots(figsize=(1.0 * len(layers) + 4, 0.4 * len(table) + 1.5))
         sns.heatmap(np.log10(table.clip(lower=1e-12)), annot=table.map(lambda v: f"{v:.1e}"),
                     fmt="", cmap="mako", ax=ax, cbar_kws={"label": "log10 gradient norm"})
-        ax.set_title("gradient norm per layer at the last epoch (input layer first)")
+        ax.set_title("gradient norm per layer at the last epoch of finished trials (input "
+                     "layer first)")
         ax.set_ylabel("")
         out.append(("Gradient norm per layer: vanishing gradients show as a dark input side",
                     _png(fig)))

@@ -726,9 +726,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _describe_benchmark(bench: Benchmark) -> None:
     trials = sum(len(s.trials()) for s in bench.suites)
-    out.print(f"{bench.path}: ok — {len(bench.tasks)} tasks × {len(bench.levels)} "
-              f"configurations of {', '.join(bench.axes)} × {len(bench.seeds)} seeds = "
-              f"{trials} trials")
+    out.print(f"{bench.path}: ok — {count(len(bench.tasks), 'task')} × "
+              f"{count(len(bench.levels), 'configuration')} of {', '.join(bench.axes)} × "
+              f"{count(len(bench.seeds), 'seed')} = {count(trials, 'trial')}")
     for task in bench.tasks:
         out.print(f"  {task.suite.path}: {task.describe()}; target {task.target.label()}",
                   markup=False)

@@ -126,7 +126,8 @@ class Params(BaseModel):
                                  else f"expected a number, not a {type(v).__name__}")
             # training computes in float32: a larger number is inf there (an init constant
             # of 1e39 diverged every trial; a BatchNorm eps of 1e300 trained at chance)
-            if isinstance(v, int | float) and math.isfinite(v) and abs(v) > FLOAT32_MAX:
+            if isinstance(v, int | float) and abs(v) > FLOAT32_MAX and (  # (an int past
+                    isinstance(v, int) or math.isfinite(v)):  # 1e308: no float, no isfinite)
                 raise ValueError(f"beyond float32's range (±{FLOAT32_MAX:.3g}), in which "
                                  f"training computes (it would be inf there); allowed: a "
                                  f"magnitude up to {FLOAT32_MAX:.3g}")

@@ -405,17 +405,21 @@ class _Builder:
                              f"training: the learning rate never decays; allowed: {allowed}"))
         t_max, main = params.get("T_max"), total - warmup
         plural = "s" if interval == "epoch" else "es"
-        if t_max is not None and t_max < main:  # CosineAnnealingLR is periodic past T_max
+        # it steps main - 1 times: the last interval trains at eta_min with T_max main - 1
+        if t_max is not None and t_max < main - 1:  # CosineAnnealingLR is periodic past T_max
             problems.append((at("T_max"),
-                             f"T_max {t_max} is shorter than the {main} {unit} of training"
+                             f"T_max {t_max} ends before the {main} {unit} of training"
                              f"{f' after {warmup} of warm-up' if warmup else ''}: cosine "
                              f"annealing is periodic, so the lr climbs back up after "
                              f"{t_max} {interval}{'' if t_max == 1 else plural} and reaches "
                              f"eta_min again every {2 * t_max}; allowed: T_max "
-                             f"{main} or more, or leave it out (the whole run)"))
-        eta_min, lr = params.get("eta_min"), optimizer.param_groups[0]["lr"]
+                             f"{main - 1} or more (at {main - 1} the last {interval} trains at "
+                             f"eta_min), or leave it out (the whole run)"))
+        # the lr the annealing starts from (a warm-up's LinearLR has already lowered `lr`)
+        group = optimizer.param_groups[0]
+        eta_min, lr = params.get("eta_min"), group.get("initial_lr", group["lr"])
         if eta_min is not None and eta_min > lr:  # (the lr at a tuned range's end: its key)
-            tuned = cfg.where("optimizer").startswith("tune.space.")
+            tuned = cfg.where("optimizer") == "tune.space.optimizer.lr"
             problems.append((cfg.where("optimizer") if tuned else at("eta_min"),
                              f"eta_min {eta_min:g} is above the optimizer's lr {lr:g}: "
                              f"cosine annealing would raise the learning rate towards "

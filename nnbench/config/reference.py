@@ -96,8 +96,12 @@ def parse_reference(raw: Any, suite: Suite, problems: list[tuple[str, str]],
         if not isinstance(text, str):
             problems.append((f"reference.{key}", f"expected text, got {describe(text)}"))
     if isinstance(url, str) and url:  # the report links it: a javascript: one ran there
-        parts = urlsplit(url.strip())
-        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(url.strip())
+            web = parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+        except ValueError:  # (an unclosed IPv6 bracket: 'http://[arxiv.org/abs/1')
+            web = False
+        if not web:
             problems.append(("reference.url", f"expected a web address (http:// or "
                                               f"https://, with a host), got {describe(url)}; "
                                               f"the report links it"))

@@ -60,6 +60,7 @@ from nnbench.config.sections import (
 from nnbench.config.sources import SeedDesign, parse_seeds, source_problems
 from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.config.tune import Tune, check_tune, tuned_variants
+from nnbench.messages import count as counted
 from nnbench.messages import describe, did_you_mean
 from nnbench.registry import ComponentError, ComponentSpec
 
@@ -442,11 +443,11 @@ class _Validator:
         n_points = count(grid, ablate)
         if tune is not None:
             total = n_points * (tune.trials + n_tune_seeds)
-            how = (f"{n_points:,} scientific points × ({tune.trials:,} Optuna trials + "
-                   f"{n_tune_seeds:,} seeds)")
+            how = (f"{counted(n_points, 'scientific point')} × "
+                   f"({counted(tune.trials, 'Optuna trial')} + {counted(n_tune_seeds, 'seed')})")
         else:
             total = n_points * n_seeds
-            how = f"{n_points:,} configurations × {n_seeds:,} seeds"
+            how = f"{counted(n_points, 'configuration')} × {counted(n_seeds, 'seed')}"
         if total <= cap:
             return
         parts = []
@@ -476,7 +477,10 @@ class _Validator:
                 if "." not in axis:
                     continue
                 head = axis.partition(".")[0]
-                components = set(suite.grid.get(head, ())) | {getattr(suite.base, head)}
+                # what the axis is applied to: a grid's to the grid's levels of the component
+                # where the grid varies it, else (and an ablation's) to the fixed one
+                levels = section == "grid" and head in suite.grid
+                components = set(suite.grid[head]) if levels else {getattr(suite.base, head)}
                 param, kind = axis.partition(".")[2], AXES[head].kind
                 assert kind is not None  # (a dotted axis is a component's: `values` checked)
                 for component in sorted(components):  # a component without that parameter
@@ -486,7 +490,7 @@ class _Validator:
                     having = [c.name for c in registry.list_components(kind)
                               if param in c.params.model_fields]
                     own = ", ".join(info.params.model_fields) or "none: it takes no parameters"
-                    if component != getattr(suite.base, head):  # one of the grid's levels
+                    if levels:  # one of the grid's levels
                         how = (f"; allowed for it: {own}; give {param} inside the grid.{head} "
                                f"entries that take it instead (grid: {{{head}: [{{name: NAME, "
                                f"{param}: VALUE}}, ...]}})")

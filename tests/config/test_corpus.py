@@ -217,8 +217,9 @@ CASES: list[Case] = [
           "third phase", "allowed: pct_start below 0.5, or three_phase: false")),
     Case("cosine_t_max_shorter_than_the_run", "science",  # lr 0.1, 0, 0.1, 0 per epoch
          edit(SIGNALS, "  epochs: 2\n", "  epochs: 6\n  schedule: {name: cosine, T_max: 1}\n"),
-         ("fixed.schedule.T_max", "T_max 1 is shorter than the 6 epochs of training",
-          "climbs back up after 1 epoch", "allowed: T_max 6 or more, or leave it out")),
+         ("fixed.schedule.T_max", "T_max 1 ends before the 6 epochs of training",
+          "climbs back up after 1 epoch", "allowed: T_max 5 or more (at 5 the last epoch "
+          "trains at eta_min), or leave it out")),
     Case("step_size_in_one_epoch", "science",  # it said "allowed: 1 to 0"
          edit(SIGNALS, "  epochs: 2\n", "  epochs: 1\n  schedule: {name: step, step_size: 5}\n"),
          ("fixed.schedule.step_size", "step_size 5 is not reached in the 1 epoch of training",
@@ -742,6 +743,13 @@ CASES: list[Case] = [
          ("report.overfit_gap: 5 is never exceeded: the gap, validation minus training error "
           "(each 1 - accuracy here), is at most 1", "report.underfit_error: 1 is never "
           "exceeded", "give it as a fraction below 1")),
+    Case("reference_url_that_urllib_cannot_split", "science",  # a ValueError, unreported
+         add(SIGNALS, "reference:\n  source: X\n  url: 'http://[arxiv.org/abs/1'\n  results:\n"
+                      "    - {where: {activation: relu}, value: 0.5}\n"),
+         ("reference.url: expected a web address", "'http://[arxiv.org/abs/1'")),
+    Case("init_constant_an_integer_past_a_double", "late",  # OverflowError, blamed on nnbench
+         edit(SIGNALS, "init: kaiming_normal", "init: {name: constant, value: " + "1" * 400 + "}"),
+         ("fixed.init.value", "beyond float32's range")),
     # the report links the url: a javascript: one ran in the reader's browser on a click
     Case("reference_url_that_is_no_web_address", "science",
          add(SIGNALS, "reference:\n  source: X\n  url: 'javascript:alert(1)'\n  results:\n"
@@ -1124,6 +1132,33 @@ def test_unusual_but_valid_input_is_accepted(content: bytes, plain: str, tmp_pat
     assert f"{path}: ok" in capsys.readouterr().out
     assert [t.trial_id for t in load_suite(path).trials()] == \
         [t.trial_id for t in load_suite(reference).trials()]
+
+
+# near the new checks' edges, and valid: each once refused, or nearly, by one of them
+EDGES = {
+    # a warm-up's LinearLR lowers the group's lr first: eta_min is judged against 0.1
+    "eta_min_under_the_lr_after_a_warm_up": edit(fixed(
+        SIGNALS, "schedule: {name: cosine, warmup: 2, eta_min: 0.05}"), "epochs: 2", "epochs: 6"),
+    # 5 steps in 6 epochs: T_max 5 reaches eta_min at the last epoch, never climbs back
+    "t_max_of_the_steps_the_run_takes": edit(fixed(
+        SIGNALS, "schedule: {name: cosine, T_max: 5}"), "epochs: 2", "epochs: 6"),
+    # an ablation of a parameter applies to the fixed step schedule, not the grid's constant
+    "ablated_parameter_of_the_fixed_component_only": fixed(
+        SIGNALS.replace("grid:\n  activation: [tanh, relu]\n",
+                        "grid:\n  schedule: [{name: step, step_size: 1}, constant]\n"
+                        "ablate:\n  schedule.gamma: [0.5]\n"),
+        "schedule: {name: step, step_size: 1}"),
+    "three_phase_onecycle_under_half": fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, "
+                                                      "three_phase: true, pct_start: 0.4}"),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGES))
+def test_valid_suites_at_the_edges_of_a_check_are_accepted(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(EDGES[name])
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
 
 
 def test_an_infinite_clip_norm_is_a_valid_value(tmp_path: Path) -> None:

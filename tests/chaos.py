@@ -94,6 +94,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nnbench.config import Suite, load_suite
+from nnbench.transient import retrying
 from nnbench.tuning import COUNTED, best_values, study_name, tuned_trials
 from tests.conftest import Postgres, stop_process
 from tests.processes import Command, start
@@ -226,17 +227,25 @@ def _experiment_id(uri: str, name: str) -> str | None:
 
 def _runs(client: MlflowClient, experiment_id: str, roles: Sequence[str] = ("trial",),
           view: int = ViewType.ALL) -> list[Run]:
-    runs: list[Run] = []
-    for role in roles:
-        token = None
-        while True:
-            page = client.search_runs([experiment_id], f"tags.`nnbench.role` = '{role}'",
-                                      run_view_type=view, max_results=1000, page_token=token)
-            runs += list(page)
-            token = page.token
-            if not token:
-                break
-    return runs
+    """The runs of `roles`, read again from the start when the server ends the session in
+    between, as workers retry: on a loaded machine the harness, starved between two
+    queries of one read, outlasted the server's idle_in_transaction_session_timeout (5 s)
+    and failed the test with "server closed the connection unexpectedly"."""
+    def read() -> list[Run]:
+        runs: list[Run] = []
+        for role in roles:
+            token = None
+            while True:
+                page = client.search_runs([experiment_id], f"tags.`nnbench.role` = '{role}'",
+                                          run_view_type=view, max_results=1000,
+                                          page_token=token)
+                runs += list(page)
+                token = page.token
+                if not token:
+                    break
+        return runs
+
+    return retrying(read, "the chaos harness reading the runs", say=False)
 
 
 def _is_done(run: Run) -> bool:

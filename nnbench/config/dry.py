@@ -558,13 +558,13 @@ class _Watch:
             key, last = next(((k, a) for k, a in reversed(self.augment) if hasattr(a, "size")),
                              self.augment[-1] if self.augment else
                              (self.cfg.where("augmentation"), None))
-            fix = f"size: {input_shape[-1]}" + (", padding: 4" if hasattr(last, "padding")
-                                                else "")  # (random_crop's, not resized's)
+            size = f"size: {input_shape[-1]}"
+            fix = (f"pad first, e.g. {size}, padding: 4" if hasattr(last, "padding")
+                   else size)  # (random_crop pads; random_resized_crop does not)
             raise _Failed(key,
                           f"the augmentations turn {input_shape} inputs into "
                           f"{tuple(tensor.shape[1:])} training inputs while validation and "
-                          f"test inputs stay {input_shape}; crop to the image size "
-                          f"({'pad first, e.g. ' if 'padding' in fix else ''}{fix})")
+                          f"test inputs stay {input_shape}; crop to the image size ({fix})")
         if stage == "outputs":
             _check_outputs(self.cfg, self.model, tensor, self.n, self.outputs, self.shape)
 

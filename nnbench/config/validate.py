@@ -476,16 +476,18 @@ class _Validator:
             for axis, values in axes.items():
                 if "." not in axis:
                     continue
-                head = axis.partition(".")[0]
+                head, _, param = axis.partition(".")
                 # what the axis is applied to: a grid's to the grid's levels of the component
                 # where the grid varies it, else (and an ablation's) to the fixed one
                 levels = section == "grid" and head in suite.grid
                 components = set(suite.grid[head]) if levels else {getattr(suite.base, head)}
-                param, kind = axis.partition(".")[2], AXES[head].kind
+                kind = AXES[head].kind
                 assert kind is not None  # (a dotted axis is a component's: `values` checked)
-                for component in sorted(components):  # a component without that parameter
+                takes = set()  # the components that have the parameter
+                for component in sorted(components):  # a component without it is a problem
                     info = registry.get(kind, component.name)
                     if param in info.params.model_fields:
+                        takes.add(component)
                         continue
                     having = [c.name for c in registry.list_components(kind)
                               if param in c.params.model_fields]
@@ -503,10 +505,8 @@ class _Validator:
                                f"{did_you_mean(param, info.params.model_fields)}allowed: {own}")
                     self.add(f"{section}.{axis}", f"{kind} {component.name!r} has no parameter "
                                                   f"{param!r}{how}")
-                components = {c for c in components
-                              if param in registry.get(kind, c.name).params.model_fields}
                 for i, v in enumerate(values):
-                    for component in sorted(components):
+                    for component in sorted(takes):
                         try:
                             apply_point(replace(suite.base, **{head: component}), {axis: v})
                         except ComponentError as err:

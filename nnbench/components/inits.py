@@ -35,7 +35,6 @@ the layer's own reset (uniform ±1/√hidden).
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
@@ -209,8 +208,9 @@ class LawInit:
 
     def __init__(self, weight: WeightLaw | None, params: Any) -> None:
         self.weight, self.params = weight, params
-        self.calls: weakref.WeakKeyDictionary[torch.Generator, int] = \
-            weakref.WeakKeyDictionary()
+        # calls so far by generator, keyed by id with the generator held (so that its id
+        # is not reused): torch before 2.12 cannot make a weak reference to a Generator
+        self.calls: dict[int, tuple[torch.Generator, int]] = {}
         self.record: list[tuple[nn.Module, Gain]] | None = None  # calls, when recording
 
     def laws(self, layer: nn.Module, gain: Gain) -> list[tuple[torch.Tensor, Law]] | None:
@@ -240,8 +240,8 @@ class LawInit:
         return out
 
     def __call__(self, layer: nn.Module, gain: Gain, generator: torch.Generator) -> None:
-        call = self.calls.get(generator, 0)
-        self.calls[generator] = call + 1
+        call = self.calls.get(id(generator), (generator, 0))[1]
+        self.calls[id(generator)] = (generator, call + 1)
         if self.record is not None:
             self.record.append((layer, gain))
         laws = self.laws(layer, gain)

@@ -186,3 +186,28 @@ def test_no_drawn_uniform_is_0_or_1_so_no_normal_is_infinite() -> None:
     u = seeding.unit(top)
     assert float(u.min()) > 0 and float(u.max()) < 1
     assert bool(torch.erfinv(u * 2 - 1).isfinite().all())
+
+
+class _UnreferenceableGenerator:
+    """A generator as torch before 2.12 has it (the GPU machines' torch 2.11): no weak
+    reference can be made to it. Only its seed is read by an init."""
+
+    __slots__ = ("seed",)
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def initial_seed(self) -> int:
+        return self.seed
+
+
+def test_an_init_counts_its_calls_on_a_generator_no_weak_reference_can_be_made_to() -> None:
+    init = registry.build("init", registry.resolve("init", "kaiming_normal"))
+    layers = [nn.Linear(8, 8) for _ in range(4)]
+    for generator, (first, second) in ((_UnreferenceableGenerator(3), layers[:2]),
+                                       (torch.Generator().manual_seed(3), layers[2:])):
+        init(first, RELU, generator)
+        init(second, RELU, generator)
+    assert torch.equal(layers[0].weight, layers[2].weight)
+    assert torch.equal(layers[1].weight, layers[3].weight)
+    assert not torch.equal(layers[0].weight, layers[1].weight)

@@ -391,9 +391,12 @@ def _plugin_argument(given: str) -> tuple[str, list[Path]]:
     """`--plugin`: a module name (searched in the working directory, then sys.path) or a
     module's file, `examples/own_model/mylab_nets.py` (imported as `mylab_nets` from its
     folder, as a suite beside it names it)."""
-    if not given.endswith(".py"):
-        return given, [Path.cwd()]
     path = Path(given)
+    if not given.endswith(".py"):
+        if path.is_file() or "/" in given or os.sep in given:  # a path, not a module name
+            raise _UsageError(f"--plugin {given!r}: a plugin is a Python module; give its "
+                              f"name (such as mylab.nets) or the path of its .py file")
+        return given, [Path.cwd()]
     if not path.is_file():
         raise _UsageError(f"--plugin {given!r}: no such file (give a module name such as "
                           f"mylab.nets, or the path of a module's .py file)")

@@ -219,14 +219,25 @@ def _registered_by(module: str) -> list[tuple[str, str]]:
             if info.source == module]
 
 
+def _not_a_module_name(given: str) -> str:
+    what = "empty" if not given.strip() else (
+        "a module's file" if given.endswith(".py") else
+        "a file path" if "/" in given or "\\" in given else "not a module name")
+    name = given[:-3].lstrip("./").replace("/", ".")
+    if not given.endswith(".py") or not MODULE_PATTERN.fullmatch(name):
+        name = "mylab.nets"
+    return (f"expected a module name such as {name} (dotted Python identifiers, as in an "
+            f"import statement); got {what}")
+
+
 def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suite") -> Plugin:
     """Import a plugin module (searching `search` first) and record what it registered.
 
     Idempotent: a plugin already loaded is returned as is. Raises PluginError.
     """
-    if not isinstance(module, str) or not MODULE_PATTERN.fullmatch(module):
-        raise PluginError(str(module), "expected a module name such as mylab.nets "
-                                       "(dotted Python identifiers), not a file path")
+    if not isinstance(module, str) or not MODULE_PATTERN.fullmatch(module) \
+            or module.endswith(".py"):
+        raise PluginError(str(module), _not_a_module_name(str(module)))
     registry.kinds()  # built-ins and entry points first: duplicates are named against them
     if module in _PLUGINS and _still_registered(module):
         return _PLUGINS[module]

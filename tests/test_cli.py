@@ -467,7 +467,10 @@ def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[st
     with isolated_registry():
         assert cli.main(["list", "model", "--plugin", "mylab_nets"]) == 2  # not in the cwd
         assert cli.main(["list", "model", "--plugin", "nowhere/mylab_nets.py"]) == 2
+        assert cli.main(["list", "model", "--plugin", str(REPO / "suites" / "default.yaml")]) == 2
     err = capsys.readouterr().err
+    assert (f"--plugin '{REPO / 'suites' / 'default.yaml'}': a plugin is a Python module; give "
+            f"its name (such as mylab.nets) or the path of its .py file") in err
     assert "no module named 'mylab_nets'" in err
     assert "or give the module's file: --plugin path/to/mylab_nets.py" in err
     assert "--plugin 'nowhere/mylab_nets.py': no such file" in err

@@ -415,6 +415,25 @@ def test_a_missing_plugin_module_is_named(lab: Callable[..., Path], tmp_path: Pa
     assert f"plugins[0]: plugin 'mylab.netz': no module named 'mylab' (searched {tmp_path}" in err
 
 
+@pytest.mark.parametrize(("entry", "said"), [
+    ("lab_components.py", "expected a module name such as lab_components (dotted Python "
+                          "identifiers, as in an import statement); got a module's file"),
+    ("./lib/lab.py", "expected a module name such as lib.lab (dotted Python identifiers, as "
+                     "in an import statement); got a module's file"),
+    ("lib/lab", "expected a module name such as mylab.nets (dotted Python identifiers, as in "
+                "an import statement); got a file path"),
+    ("''", "expected a module name such as mylab.nets (dotted Python "
+           "identifiers, as in an import statement); got empty"),
+])
+def test_a_plugin_given_as_a_file_says_what_a_module_name_is(
+        entry: str, said: str, lab: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    suite_path = lab()
+    suite_path.write_text(suite_path.read_text().replace("[lab_components]", f"[{entry}]"))
+    assert cli.main(["validate", str(suite_path)]) == 2
+    assert f"plugins[0]: plugin {entry.strip(chr(39))!r}: {said}" in capsys.readouterr().err
+
+
 def test_nnbench_list_shows_plugin_components(lab: Callable[..., Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -144,12 +144,31 @@ class Law:
 ZERO = Law("constant")
 
 
+# numbers drawn at once: `seeding.lane_uniform` holds about three int64 temporaries of this
+# size (a 784x256 layer for 512 lanes drawn whole: 2.5 GB, as much again as the group's
+# training state; 3072x1024 for 512 lanes, 38 GB)
+DRAW_CHUNK = 1 << 24
+
+
 def draw(laws: Sequence[Law], seeds: Sequence[int], shape: tuple[int, ...],
          device: torch.device) -> torch.Tensor:
     """`[len(laws), *shape]`: row i drawn by `laws[i]` from stream `seeds[i]`
     (`seeding.lane_uniform`; normals by the inverse CDF, √2·erfinv(2u − 1)). A row is
     bitwise the same whatever the other rows are: every op is elementwise, the same ops
-    for every law, on the same device."""
+    for every law, on the same device; so rows are drawn in chunks of about `DRAW_CHUNK`
+    numbers."""
+    rows = max(1, DRAW_CHUNK // max(1, math.prod(shape)))
+    if len(laws) <= rows:
+        return _draw(laws, seeds, shape, device)
+    out = torch.empty((len(laws), *shape), dtype=torch.float32, device=device)
+    for start in range(0, len(laws), rows):
+        out[start:start + rows] = _draw(laws[start:start + rows], seeds[start:start + rows],
+                                        shape, device)
+    return out
+
+
+def _draw(laws: Sequence[Law], seeds: Sequence[int], shape: tuple[int, ...],
+          device: torch.device) -> torch.Tensor:
     u = seeding.lane_uniform(seeds, shape, device)
     normal = [law.base == "normal" for law in laws]
     if any(normal):

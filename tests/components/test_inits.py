@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nnbench import registry, seeding
+from nnbench.components import inits
 from nnbench.components.inits import OUTPUT, Gain, Law, draw
 
 TANH: Gain = ("tanh", None)
@@ -135,9 +136,12 @@ def test_a_seed_draws_the_same_weights_and_each_layer_its_own() -> None:
     assert not torch.equal(a.weight, other.weight)
 
 
-def test_many_streams_drawn_together_are_each_drawn_alone() -> None:
+def test_many_streams_drawn_together_are_each_drawn_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """What lets the stacked engine draw a layer for all lanes at once: row i of a joint
-    draw is bitwise stream i's own draw, whatever the other rows' laws and seeds."""
+    draw is bitwise stream i's own draw, whatever the other rows' laws and seeds; and
+    what lets it draw a wide layer's lanes in chunks (`DRAW_CHUNK`) to bound the memory
+    the draw takes."""
     laws = [Law("normal", 0.1), Law("uniform", 2.0, -1.0), Law("constant", 0.0, 3.0),
             Law("normal", 2.0, 1.0)]
     seeds = [seeding.stream_seed(s, 0, 1) for s in (11, 12, 13, 14)]
@@ -145,6 +149,18 @@ def test_many_streams_drawn_together_are_each_drawn_alone() -> None:
     for i, (law, seed) in enumerate(zip(laws, seeds, strict=True)):
         alone = draw([law], [seed], (7, 9), torch.device("cpu"))[0]
         assert torch.equal(together[i], alone), law
+    monkeypatch.setattr(inits, "DRAW_CHUNK", 2 * 7 * 9)  # two rows at a time
+    rows: list[int] = []
+    uniform = seeding.lane_uniform
+
+    def counted(seeds: list[int], *args: Any) -> torch.Tensor:
+        rows.append(len(seeds))
+        return uniform(seeds, *args)
+
+    monkeypatch.setattr(seeding, "lane_uniform", counted)
+    assert torch.equal(draw(laws + laws[:1], seeds + seeds[:1], (7, 9), torch.device("cpu")),
+                       torch.cat([together, together[:1]]))
+    assert rows == [2, 2, 1]
     u = seeding.lane_uniform([1, 2], (200_000,))
     assert float(u.min()) > 0 and float(u.max()) < 1
     assert float(u.mean()) == pytest.approx(0.5, abs=0.002)

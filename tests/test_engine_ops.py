@@ -57,7 +57,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _trials(data: Path, seeds: int, activations: str) -> list[TrialSpec]:
+def _trials(data: Path, seeds: int, activations: str, dropout: str = "[0.0]"
+            ) -> list[TrialSpec]:
     sgd = "{{name: sgd, lr: {}, momentum: 0.9}}"
     lrs = ", ".join(sgd.format(lr) for lr in (0.01, 0.02, 0.03, 0.005))
     return parse_suite(f"""
@@ -66,15 +67,17 @@ task: {{dataset: {{name: file, path: {data}, targets: class}},
         model: {{name: mlp, hidden: [32, 16]}}, loss: cross_entropy, metric: test_accuracy}}
 fixed: {{activation: relu, init: kaiming_normal, optimizer: {sgd.format(0.01)},
         schedule: constant, epochs: 2, batch_size: {BATCH}}}
-grid: {{activation: {activations}, optimizer: [{lrs}]}}
+grid: {{activation: {activations}, optimizer: [{lrs}], dropout: {dropout}}}
 seeds: {seeds}
 """).trials()
 
 
-def _counts(trials: list[TrialSpec]) -> tuple[float, float, float]:
-    """(ops per step, round trips per step, ops outside the steps) of one stacked group.
-    The model's FLOPs, which size a CPU's evaluation passes, are counted first: once per
-    shape and process (a forward of one example), and never on a GPU (`build.eval_flops`)."""
+def _counts(trials: list[TrialSpec], drawn: list[float] | None = None
+            ) -> tuple[float, float, float]:
+    """(ops per step, round trips per step, ops outside the steps) of one stacked group;
+    `drawn` gets the random draws (uniform_) per step. The model's FLOPs, which size a
+    CPU's evaluation passes, are counted first: once per shape and process (a forward of
+    one example), and never on a GPU (`build.eval_flops`)."""
     build.eval_flops(trials[0], CPU)
     runs = []
     for epochs in (1, 2):
@@ -87,6 +90,8 @@ def _counts(trials: list[TrialSpec]) -> tuple[float, float, float]:
         runs.append(count.ops)
     one, two = runs
     per_step = (sum(two.values()) - sum(one.values())) / STEPS
+    if drawn is not None:
+        drawn.append((two["aten.uniform_.default"] - one["aten.uniform_.default"]) / STEPS)
     trips = sum(two[k] - one[k] for k in two if any(r in k for r in ROUND_TRIPS)) / STEPS
     return per_step, trips, sum(one.values()) - per_step * STEPS
 
@@ -117,6 +122,23 @@ def test_the_ops_outside_the_steps_do_not_grow_with_the_lanes(
     weights read) a group of 32 lanes dispatches about as many ops as one of 8."""
     outside = {case: c[2] for case, c in counts.items()}
     assert outside["32 lanes"] <= 1.25 * outside["8 lanes"], outside
+
+
+def test_dropout_adds_one_draw_per_lane_and_layer_and_a_few_ops_for_all_lanes(
+        data: Path) -> None:
+    """Each lane's dropout masks come from its own generator (as the serial engine's), so
+    a step draws once per lane and dropout layer (the MLP has two); the masks are then
+    compared and scaled for all the lanes at once: the step's other ops do not grow with
+    the lanes. (Before, each lane's mask was made apart: 333 ops per step at 32 lanes.)"""
+    plain, plain_drawn = _counts(_trials(data, 8, "[relu]"))[0], 0.0
+    steps: dict[int, float] = {}
+    for seeds in (2, 8):
+        drawn: list[float] = []
+        steps[4 * seeds] = _counts(_trials(data, seeds, "[relu]", "[0.2]"), drawn)[0]
+        assert drawn == [2 * 4 * seeds + plain_drawn], drawn
+        steps[4 * seeds] -= drawn[0]
+    assert steps[32] <= 1.1 * steps[8], steps  # (each lane's shuffle: once per epoch)
+    assert steps[32] <= min(100, plain + 2 * 10), (steps, plain)  # ≤ 10 a dropout layer
 
 
 def test_lane_index_gives_the_lanes_on_the_device_as_longs() -> None:

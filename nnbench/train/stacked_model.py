@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nnbench.components.regularizers import Dropout, dropout_noise
+from nnbench.components.regularizers import Dropout
 
 __all__ = ["ELEMENTWISE", "StackedModel", "Unstackable"]
 
@@ -137,6 +137,7 @@ class StackedModel:
                                             if op.kind in ("linear", "conv2d")]
         self.dropout_generators: list[torch.Generator] = []
         self.dropout_p: list[float] = [0.0] * self.lanes
+        self._dropout_columns()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -226,6 +227,19 @@ class StackedModel:
     def set_dropout(self, generators: Sequence[torch.Generator], p: Sequence[float]) -> None:
         """Each lane's dropout generator and probability (0 for padding lanes)."""
         self.dropout_generators, self.dropout_p = list(generators), list(p)
+        self._dropout_columns()
+
+    def _dropout_columns(self) -> None:
+        """Each lane's dropout p and the value a kept unit becomes, as [L] tensors on the
+        device (made when the probabilities are set, not per step). The value is
+        1 / float32(1 - p), correctly rounded: what the serial engine's Dropout computes
+        for a kept unit (1.0 divided by 1 - p; on a GPU, 1.0 times the reciprocal); 1 for
+        p = 0, which keeps every unit."""
+        p = torch.tensor(self.dropout_p, dtype=torch.float32)
+        scale = torch.ones(self.lanes).div_(torch.tensor([1 - q for q in self.dropout_p],
+                                                         dtype=torch.float32))
+        self.dropout_p_column = p.to(self.device)
+        self.dropout_scale = scale.to(self.device)
 
     # -- forward ------------------------------------------------------------------------------
 
@@ -317,12 +331,21 @@ class StackedModel:
             lane_shape: tuple[int, ...] = (batch, channels, *x.shape[2:])
         else:
             lane_shape = tuple(x.shape[1:])
-        noise = [dropout_noise(lane_shape, p, module.spatial, generator, x.device, x.dtype)
-                 if p > 0 else x.new_ones(_mask_shape(lane_shape, module.spatial))
-                 for p, generator in zip(self.dropout_p, self.dropout_generators, strict=True)]
-        if layout == "channels":
-            return x * torch.cat(noise, dim=1)
-        return x * torch.stack(noise)
+        # each lane's uniforms from its own generator, as the serial engine's Dropout draws
+        # them (`dropout_noise`: torch.rand, an empty tensor's uniform_): one op per lane;
+        # compared and scaled for all lanes at once
+        shape = _mask_shape(lane_shape, module.spatial)
+        uniform = torch.ones((lanes, *shape), device=x.device)  # p = 0: every unit kept
+        for row, p, generator in zip(uniform.unbind(), self.dropout_p,
+                                     self.dropout_generators, strict=True):
+            if p > 0:
+                row.uniform_(generator=generator)
+        column = (lanes, *[1] * len(shape))
+        noise = (uniform >= self.dropout_p_column.view(column)).to(x.dtype) * \
+            self.dropout_scale.view(column)
+        if layout == "channels":  # lane by lane along the channels, as x is
+            return x * noise.transpose(0, 1).reshape(batch, -1, *shape[2:])
+        return x * noise
 
     # -- lanes in and out ------------------------------------------------------------------------
 
@@ -348,6 +371,8 @@ class StackedModel:
                 tensor[index] = 1 if local == "running_var" else 0
         for lane in lanes:
             self.dropout_p[lane] = 0.0
+        self.dropout_p_column[index] = 0.0
+        self.dropout_scale[index] = 1.0
 
 
 # a Linear's weight is held as [in, out] and its bias as [1, out] per lane: local name ->

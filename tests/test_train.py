@@ -137,6 +137,32 @@ def test_split_is_seeded_and_data_lives_on_the_device(spec: TrialSpec) -> None:
     assert data.num_classes == 10
 
 
+def test_the_training_split_is_gathered_only_to_fit_normalize(
+        spec: TrialSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`x_train` copies the split's examples (on a GPU, 169 MB for an MNIST-shaped set):
+    preparing a trial reads it only where a normalize computes its statistics."""
+    from nnbench.components.augmentations import Normalize
+    from nnbench.data import TensorData
+    from nnbench.train.build import prepare_data
+
+    gathered: list[int] = []
+    x_train = vars(TensorData)["x_train"].fget
+
+    def counted(data: TensorData) -> torch.Tensor:
+        gathered.append(1)
+        return x_train(data)
+
+    monkeypatch.setattr(TensorData, "x_train", property(counted))
+    prepare_data(spec, CPU)
+    assert gathered == []
+    normalized = replace(spec, augmentation=(registry.resolve("augmentation", "normalize"),))
+    _, (normalize,) = prepare_data(normalized, CPU)
+    assert gathered == [1]
+    assert isinstance(normalize, Normalize) and normalize.mean is not None
+    data = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"), device=CPU)
+    assert torch.equal(normalize.mean.flatten(), x_train(data).mean(0))
+
+
 def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -162,7 +162,7 @@ def prepare_data(spec: TrialSpec, device: torch.device) -> tuple[TensorData, lis
     (normalize) apply to every split, as its batches are read (`always`)."""
     data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
                                        device=device)
-    return data, fit_augmentations(spec, data.x_train)
+    return data, fit_augmentations(spec, data)
 
 
 def always(augment: list[Augmentation]) -> list[Augmentation]:
@@ -170,11 +170,14 @@ def always(augment: list[Augmentation]) -> list[Augmentation]:
     return [a for a in augment if a.stage == "always"]
 
 
-def fit_augmentations(spec: TrialSpec, x_train: torch.Tensor) -> list[Augmentation]:
-    """The spec's augmentations, `normalize` with the statistics of the training split."""
+def fit_augmentations(spec: TrialSpec, data: TensorData) -> list[Augmentation]:
+    """The spec's augmentations, `normalize` with the statistics of the training split
+    (gathered only then: `x_train` is a copy of the split's examples)."""
     augment = [registry.build("augmentation", a) for a in spec.augmentation]
-    for aug in augment:
-        if isinstance(aug, Normalize):
+    normalize = [aug for aug in augment if isinstance(aug, Normalize)]
+    if normalize:
+        x_train = data.x_train
+        for aug in normalize:
             aug.fit(x_train)
     return augment
 

@@ -51,7 +51,7 @@ def servable(checkpoint: bytes) -> tuple[Servable, torch.Tensor]:
     with seeding.trial_rng(spec.seed_of("init"), cpu):  # draws nothing from the caller's RNG
         data: TensorData = registry.build("dataset", spec.dataset, seed=spec.seed_of("split"),
                                           device=cpu)
-        steps = always(fit_augmentations(spec, data.x_train))
+        steps = always(fit_augmentations(spec, data))
         objective: Objective = registry.build("loss", spec.loss)
         model = build_model(spec, data.input_shape,
                             objective.num_outputs(data.num_classes, data.target_dim))

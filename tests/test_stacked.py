@@ -496,6 +496,71 @@ def test_a_broken_group_fails_each_of_its_trials(monkeypatch: pytest.MonkeyPatch
 
 
 
+class _Counting(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+
+    def trial_started(self, spec: TrialSpec) -> bool:
+        self.started.append(spec.trial_id)
+        return True
+
+
+@pytest.mark.parametrize("where", ["_build", "_train_epoch"])
+def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
+        where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of memory (a GPU's torch.OutOfMemoryError) while a group of 4 lanes is built or
+    trains its first epoch: its trials train in groups of 2, to the numbers groups of 2
+    give (each trial started once); a group of 2 that fits is not split further."""
+    from nnbench.train import stacked
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2"),
+                     "optimizer.lr: [0.05, 0.01, 0.2, 0.1]\n")
+    expected = _run(StackedEngine(CPU, fixed_lanes=2), trials)
+    real = getattr(stacked._GroupRun, where)
+
+    def out_of_memory(self: Any, *args: Any) -> Any:
+        if self.n_lanes > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+        return real(self, *args)
+
+    monkeypatch.setattr(stacked._GroupRun, where, out_of_memory)
+    listener = _Counting()
+    results = _run(StackedEngine(CPU, fixed_lanes=4), trials, listener)
+    assert sorted(listener.started) == sorted(t.trial_id for t in trials)
+    for trial in trials:
+        assert results[trial.trial_id].status == "finished"
+        assert results[trial.trial_id].numerics.lanes == 2
+        _bitwise_equal(results[trial.trial_id], expected[trial.trial_id])
+    assert capsys.readouterr().err == (
+        "nnbench: a stacked group of 4 lanes ran out of cpu memory (CUDA out of memory. "
+        "Tried to allocate 2.00 GiB); training its 4 trials in groups of 2 lanes\n")
+
+
+def test_a_group_out_of_memory_after_its_first_epoch_fails_its_trials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a lane's epoch is reported (logged, judged by a pruner) the group cannot start
+    again: its trials fail, saying why."""
+    from nnbench.train import stacked
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 2"), "optimizer.lr: [0.05, 0.01]\n")
+    real = stacked._GroupRun._train_epoch
+    epochs: list[int] = []
+
+    def second_epoch_out_of_memory(self: Any) -> Any:
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self)
+
+    monkeypatch.setattr(stacked._GroupRun, "_train_epoch", second_epoch_out_of_memory)
+    results = _run(StackedEngine(CPU, fixed_lanes=2), trials)
+    assert {r.status for r in results.values()} == {"failed"}
+    assert all("OutOfMemoryError: CUDA out of memory" in r.reason for r in results.values())
+    assert all(len(r.history) == 1 for r in results.values())
+
+
 @pytest.mark.parametrize(("error", "status"), [(KeyboardInterrupt, "killed"),
                                                (RuntimeError, "failed")])
 def test_a_group_stopped_while_its_lanes_are_built_accounts_for_every_trial(

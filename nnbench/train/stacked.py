@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -268,19 +269,37 @@ class StackedEngine:
                            self.threads or self.default_threads(self.device, self.workers)) \
                 as threads:
             for group in plan.groups:
-                numerics = Numerics(engine="stacked", lanes=group.lanes,
-                                    precision=seeding.precision_on(self.device),
-                                    threads=threads)
                 specs = [s for s in group.specs if listener.trial_started(s)]
-                if not specs:
-                    continue
-                run = _GroupRun(specs, group.lanes, self.device, listener, numerics,
-                                self.keep_checkpoints)
-                yield from run.run()
-                if run.interrupted:  # Ctrl-C: train nothing more
-                    return
+                if specs and (yield from self._train_group(specs, group.lanes, listener,
+                                                           threads)):
+                    return  # Ctrl-C: train nothing more
         if plan.serial:
             yield from self._serial.run([spec for spec, _ in plan.serial], listener)
+
+    def _train_group(self, specs: list[TrialSpec], lanes: int, listener: Listener,
+                     threads: int) -> Generator[TrialResult, None, bool]:
+        """Train one group of `lanes` (`specs` and padding); returns whether it was
+        interrupted. A group the device has too little memory for, found before any
+        lane's first epoch was reported, trains as two groups of half the lanes (a lane's
+        numbers do not depend on its companions; its numerics say how many there were)."""
+        numerics = Numerics(engine="stacked", lanes=lanes,
+                            precision=seeding.precision_on(self.device), threads=threads)
+        run = _GroupRun(specs, lanes, self.device, listener, numerics, self.keep_checkpoints)
+        yield from run.run()
+        if run.out_of_memory is None:
+            return run.interrupted
+        half = (lanes + 1) // 2
+        print(f"nnbench: a stacked group of {lanes} lanes ran out of {self.device} memory "
+              f"({run.out_of_memory}); training its {len(specs)} trials in groups of {half} "
+              f"lanes", file=sys.stderr, flush=True)
+        del run  # its tensors, before the halves allocate theirs
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        for start in range(0, len(specs), half):
+            if (yield from self._train_group(specs[start:start + half], half, listener,
+                                             threads)):
+                return True
+        return False
 
 
 class AutoEngine(StackedEngine):
@@ -326,6 +345,10 @@ class _GroupRun:
         self.best: list[torch.Tensor] | None = None  # restore_best: every lane's best state
         self.built: list[torch.nn.Module | None] = []  # each lane's model, until stacked
         self.stacked = False  # the lanes' models are one StackedModel (self.model)
+        self.reported = False  # a lane's epoch was reported to the listener
+        # the device's out-of-memory error, where the group ran out before any report and
+        # can train again as smaller groups (StackedEngine._train_group)
+        self.out_of_memory: str | None = None
 
     # -- building --------------------------------------------------------------------------
 
@@ -530,6 +553,10 @@ class _GroupRun:
             if not told:  # every lane had its result: the caller must still see the Ctrl-C
                 raise
         except Exception as err:  # a broken group must not stop the suite
+            if isinstance(err, torch.OutOfMemoryError) and not self.reported \
+                    and self.n_lanes > 1:
+                self.out_of_memory = str(err).splitlines()[0] if str(err) else "out of memory"
+                return
             reason = "".join(traceback.format_exception(type(err), err,
                                                         err.__traceback__))[-4000:]
             yield from self._abandon("failed", lambda lane: reason)
@@ -719,6 +746,7 @@ class _GroupRun:
         lanes that improved kept aside in one copy; the lanes that end, ended together."""
         endings: list[tuple[_Lane, Ending]] = []
         improved: list[int] = []
+        self.reported = True
         for lane in self.lanes:
             if lane.done:
                 continue

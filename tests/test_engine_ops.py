@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nnbench import registry
 from nnbench.config import TrialSpec, parse_suite
 from nnbench.train import build
 from nnbench.train.stacked import StackedEngine
@@ -72,10 +73,10 @@ seeds: {seeds}
 """).trials()
 
 
-def _counts(trials: list[TrialSpec], drawn: list[float] | None = None
-            ) -> tuple[float, float, float]:
+def _counts(trials: list[TrialSpec], drawn: list[float] | None = None,
+            draw: str = "aten.uniform_.default") -> tuple[float, float, float]:
     """(ops per step, round trips per step, ops outside the steps) of one stacked group;
-    `drawn` gets the random draws (uniform_) per step. The model's FLOPs, which size a
+    `drawn` gets the random draws (`draw`: uniform_) per step. The model's FLOPs, which size a
     CPU's evaluation passes, are counted first: once per shape and process (a forward of
     one example), and never on a GPU (`build.eval_flops`)."""
     build.eval_flops(trials[0], CPU)
@@ -91,7 +92,7 @@ def _counts(trials: list[TrialSpec], drawn: list[float] | None = None
     one, two = runs
     per_step = (sum(two.values()) - sum(one.values())) / STEPS
     if drawn is not None:
-        drawn.append((two["aten.uniform_.default"] - one["aten.uniform_.default"]) / STEPS)
+        drawn.append((two[draw] - one[draw]) / STEPS)
     trips = sum(two[k] - one[k] for k in two if any(r in k for r in ROUND_TRIPS)) / STEPS
     return per_step, trips, sum(one.values()) - per_step * STEPS
 
@@ -139,6 +140,24 @@ def test_dropout_adds_one_draw_per_lane_and_layer_and_a_few_ops_for_all_lanes(
         steps[4 * seeds] -= drawn[0]
     assert steps[32] <= 1.1 * steps[8], steps  # (each lane's shuffle: once per epoch)
     assert steps[32] <= min(100, plain + 2 * 10), (steps, plain)  # ≤ 10 a dropout layer
+
+
+def test_augmentation_adds_one_op_per_lane_and_draw_and_a_few_for_all_lanes(
+        data: Path) -> None:
+    """Each lane's augmentation parameters come from its own generator, so a step draws
+    once per lane and draw (a signal's random shift: one, Gaussian noise: one); the rest of
+    the sampling and the transforms run once for all the lanes. (Before, each lane was
+    sampled apart: its ops grew by about 15 a lane.)"""
+    steps: dict[int, float] = {}
+    for seeds in (2, 8):
+        drawn: list[float] = []
+        trials = [replace(t, augmentation=(registry.resolve("augmentation", {
+            "name": "random_shift", "max_shift": 2}), registry.resolve("augmentation", {
+                "name": "gaussian_noise", "std": 0.1}))) for t in _trials(data, seeds, "[relu]")]
+        steps[4 * seeds] = _counts(trials, drawn, "aten.normal_.default")[0]
+        assert drawn == [4 * seeds], drawn  # the noise; the shift's uniform_ counted apart
+        steps[4 * seeds] -= 2 * drawn[0]
+    assert steps[32] <= 1.1 * steps[8], steps
 
 
 def test_lane_index_gives_the_lanes_on_the_device_as_longs() -> None:

@@ -50,12 +50,59 @@ def _tv_color() -> Any:
     return _color
 
 
+class LaneGenerators:
+    """Every lane's own generator, for `sample` on the batches of a stacked group's lanes
+    together ([L·B, ...], lane by lane): a draw of shape (L·B, *rest) through `_rand` or
+    `_randn` is each lane's draw of (B, *rest) from its own generator, bitwise, in one op
+    per lane; the sample's other ops are per example, so they run once for every lane."""
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self.generators = generators
+
+
+Generators = torch.Generator | LaneGenerators
+
+
+def _rand(shape: Shape, generator: Generators, device: torch.device,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """torch.rand(shape) from `generator` (per lane from LaneGenerators)."""
+    if isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    out = _lane_rows(shape, generator, device, dtype)
+    for row, lane in zip(out.unbind(), generator.generators, strict=True):
+        row.uniform_(generator=lane)  # torch.rand: an empty tensor's uniform_
+    return out.view(shape)
+
+
+def _randn(shape: Shape, generator: Generators, device: torch.device,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """torch.randn(shape) from `generator` (per lane from LaneGenerators)."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    out = _lane_rows(shape, generator, device, dtype)
+    for row, lane in zip(out.unbind(), generator.generators, strict=True):
+        row.normal_(generator=lane)  # torch.randn: an empty tensor's normal_
+    return out.view(shape)
+
+
+def _lane_rows(shape: Shape, generator: LaneGenerators, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    lanes = len(generator.generators)
+    if shape[0] % lanes:
+        raise ValueError(f"a draw of {shape[0]} rows for {lanes} lanes")
+    return torch.empty((lanes, shape[0] // lanes, *shape[1:]), dtype=dtype, device=device)
+
+
 class Augmentation:
     """Batched transform with per-sample parameters."""
 
     stage: Literal["train", "always"] = "train"
+    # `sample` draws only through `_rand`/`_randn` and treats examples apart: given
+    # LaneGenerators it samples every lane's batch at once (the built-ins; a plugin's
+    # augmentation is sampled lane by lane)
+    lanes_at_once = False
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         return {}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
@@ -81,13 +128,13 @@ def _full_fp32() -> Iterator[None]:
 
 
 def _uniform(n: int, low: float, high: float, x: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=generator, device=x.device) * (high - low) + low
+             generator: Generators) -> torch.Tensor:
+    return _rand((n,), generator, x.device) * (high - low) + low
 
 
-def _randint(n: int, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _randint(n: int, high: torch.Tensor, generator: Generators) -> torch.Tensor:
     """Per-sample integers in [0, high) (high a tensor of upper bounds)."""
-    u = torch.rand(n, generator=generator, device=high.device, dtype=torch.float64)
+    u = _rand((n,), generator, high.device, torch.float64)
     return (u * high.double()).floor().long().clamp_max(high - 1)
 
 
@@ -102,13 +149,14 @@ class FlipParams(Params):
 
 
 class _Flip(Augmentation):
+    lanes_at_once = True
     dim = -1
 
     def __init__(self, p: FlipParams) -> None:
         self.p = p.p
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
-        return {"flip": torch.rand(len(x), generator=generator, device=x.device) < self.p}
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
+        return {"flip": _rand((len(x),), generator, x.device) < self.p}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         return torch.where(_per_sample(params["flip"], x), x.flip(self.dim), x)
@@ -132,10 +180,11 @@ class RandomCropParams(Params):
 
 
 class _RandomCrop(Augmentation):
+    lanes_at_once = True
     def __init__(self, p: RandomCropParams) -> None:
         self.size, self.padding, self.fill = p.size, p.padding, p.fill
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         height, width = x.shape[-2] + 2 * self.padding, x.shape[-1] + 2 * self.padding
         if self.size > min(height, width):
             raise ValueError(f"random_crop size {self.size} is larger than the "
@@ -219,21 +268,21 @@ class _RandomResizedCrop(Augmentation):
     products, with no loop over the samples and no read of their boxes on the host (a
     `.tolist()` per step was a GPU sync per step); larger images on a CPU one at a time
     (BATCHED_CROP_PIXELS)."""
+    lanes_at_once = True
 
     tries = 10
 
     def __init__(self, p: RandomResizedCropParams) -> None:
         self.size, self.scale, self.ratio = p.size, p.scale, p.ratio
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         n, (height, width) = len(x), x.shape[-2:]
         shape = (n, self.tries)
         area = height * width
-        target = area * (torch.rand(shape, generator=generator, device=x.device)
+        target = area * (_rand(shape, generator, x.device)
                          * (self.scale[1] - self.scale[0]) + self.scale[0])
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        aspect = torch.exp(torch.rand(shape, generator=generator, device=x.device)
-                           * (log_hi - log_lo) + log_lo)
+        aspect = torch.exp(_rand(shape, generator, x.device) * (log_hi - log_lo) + log_lo)
         w = torch.sqrt(target.double() * aspect).round().long()
         h = torch.sqrt(target.double() / aspect).round().long()
         ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -296,11 +345,12 @@ class RotationParams(Params):
 class _RandomRotation(Augmentation):
     """Nearest-neighbour rotation about the centre, zeros outside (torchvision's defaults),
     with torchvision's inverse-affine sampling grid built for every sample at once."""
+    lanes_at_once = True
 
     def __init__(self, p: RotationParams) -> None:
         self.degrees = p.degrees
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         return {"angle": _uniform(len(x), -self.degrees, self.degrees, x, generator)}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
@@ -346,6 +396,7 @@ def _blend(image1: torch.Tensor, image2: torch.Tensor, ratio: torch.Tensor) -> t
 class _ColorJitter(Augmentation):
     """Brightness, contrast, saturation and hue in a random order per image
     (torchvision's `fn_idx`), with per-image factors; images in [0, 1]."""
+    lanes_at_once = True
 
     def __init__(self, p: ColorJitterParams) -> None:
         def spread(v: float) -> tuple[float, float] | None:
@@ -354,9 +405,9 @@ class _ColorJitter(Augmentation):
         self.ranges = [spread(p.brightness), spread(p.contrast), spread(p.saturation),
                        (-p.hue, p.hue) if p.hue else None]
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         n = len(x)
-        order = torch.rand(n, 4, generator=generator, device=x.device).argsort(dim=1)
+        order = _rand((n, 4), generator, x.device).argsort(dim=1)
         params = {"order": order}
         for name, bounds in zip(("brightness", "contrast", "saturation", "hue"), self.ranges,
                                 strict=True):
@@ -406,11 +457,12 @@ class GrayscaleParams(Params):
 
 
 class _RandomGrayscale(Augmentation):
+    lanes_at_once = True
     def __init__(self, p: GrayscaleParams) -> None:
         self.p = p.p
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
-        return {"gray": torch.rand(len(x), generator=generator, device=x.device) < self.p}
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
+        return {"gray": _rand((len(x),), generator, x.device) < self.p}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         if x.shape[-3] == 1:  # a grey image is its own greyscale
@@ -491,12 +543,12 @@ class NoiseParams(Params):
 
 
 class _GaussianNoise(Augmentation):
+    lanes_at_once = True
     def __init__(self, p: NoiseParams) -> None:
         self.std = p.std
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
-        return {"noise": torch.randn(x.shape, generator=generator, device=x.device,
-                                     dtype=x.dtype)}
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
+        return {"noise": _randn(tuple(x.shape), generator, x.device, x.dtype)}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         return x + self.std * params["noise"]
@@ -511,11 +563,12 @@ class ShiftParams(Params):
 
 class _RandomShift(Augmentation):
     """Shift each 1-D signal by a random number of steps, filling with zeros."""
+    lanes_at_once = True
 
     def __init__(self, p: ShiftParams) -> None:
         self.max_shift = p.max_shift
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
         length = x.shape[-1]
         if self.max_shift >= length:  # shifted out whole: an example of zeros kept its label
             blank = 2 * (self.max_shift - length + 1)

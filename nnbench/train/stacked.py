@@ -44,7 +44,7 @@ import torch
 from torch.func import vmap
 
 from nnbench import registry, seeding
-from nnbench.components.augmentations import Augmentation, Normalize
+from nnbench.components.augmentations import Augmentation, LaneGenerators, Normalize
 from nnbench.components.inits import ZERO, LawInit, draw
 from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
@@ -432,6 +432,7 @@ class _GroupRun:
                         for s in specs]
         self.augment_gen = [seeding.generator(seed_of(s, "augmentation"), "augment", device)
                             for s in specs]
+        self.lane_generators = LaneGenerators(self.augment_gen)
         self.model.set_dropout(
             [seeding.generator(seed_of(s, "dropout"), "dropout", device) for s in specs],
             [s.dropout if s else 0.0 for s in specs])
@@ -635,9 +636,15 @@ class _GroupRun:
                 x = self._normalize(step, x)
                 continue
             ops = [augment[step] for augment in self.augments]
-            drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
-            params = {k: torch.cat([d[k] for d in drawn]) for k in drawn[0]}
-            flat = ops[0].apply(x.reshape(-1, *x.shape[2:]), params)
+            flat = x.reshape(-1, *x.shape[2:])
+            # a built-in (the lanes differ in no parameter of it); a plugin's need not be
+            # an Augmentation
+            if getattr(ops[0], "lanes_at_once", False):
+                params = ops[0].sample(flat, self.lane_generators)
+            else:  # a plugin's: each lane's own instance, lane by lane
+                drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
+                params = {k: torch.cat([d[k] for d in drawn]) for k in drawn[0]}
+            flat = ops[0].apply(flat, params)
             x = flat.reshape(x.shape[0], x.shape[1], *flat.shape[1:])
         return x
 

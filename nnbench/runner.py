@@ -223,9 +223,12 @@ class _Recorder:
         reason = result.reason.strip().splitlines()
         shown = f"{metric} {last:.4f}" if last is not None else (reason[-1] if reason else "")
         shown = shown if status == result.status else note
+        lanes = result.numerics.lanes
+        seconds = f"{result.wall_seconds:.1f}s" + (
+            f", its 1/{lanes} share of a stacked group's time" if lanes > 1 else "")
         self.console.print(f"[{self.done}/{self.n_todo}] {self.label(spec)} "
-                           f"| seed {spec.seed_label}: {status} {shown} "
-                           f"({result.wall_seconds:.1f}s)", highlight=False)
+                           f"| seed {spec.seed_label}: {status} {shown} ({seconds})",
+                           highlight=False)
 
     def _log_model(self, run_id: str, result: TrialResult) -> str | None:
         """A finished trial's checkpoint, rebuilt as a model that stands alone, becomes the

@@ -24,6 +24,7 @@ from tests.conftest import REPO, TINY_SUITE
 def test_list_shows_every_kind_with_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     for kind, name in [("activation", "relu"), ("init", "kaiming_normal"), ("optimizer", "adam"),
                        ("schedule", "step"), ("loss", "cross_entropy"), ("dataset", "mnist1d"),
                        ("model", "mlp")]:
@@ -35,6 +36,7 @@ def test_list_shows_every_kind_with_parameters(capsys: pytest.CaptureFixture[str
 def test_list_filters_by_kind_and_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["list", "optimizer", "ad*"]) == 0
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     assert "adam" in out
     assert "sgd" not in out
 
@@ -80,6 +82,7 @@ def test_validate_and_show_the_default_suite(capsys: pytest.CaptureFixture[str])
     assert "6 configurations × 4 seeds = 24 trials" in capsys.readouterr().out
     assert cli.main(["show", path]) == 0
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     assert "default: 24 trials" in out
     assert out.count("xavier_normal") == 12
     assert out.count("sigmoid") == 8
@@ -162,6 +165,7 @@ def test_a_working_directory_with_a_space_keeps_the_store_in_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sp ace", path.name]
     assert (here / "mlflow.db").stat().st_size > 0 and (here / "optuna.db").exists()
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     store = f"sqlite:///{here / 'mlflow.db'}"
     assert f"view with: {mlflow_ui(store)}" in out, out
 
@@ -441,8 +445,10 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
 
 
 def test_run_takes_threads_like_worker(write_suite: Callable[..., Path], tracking_uri: str,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--threads N` (README: "sets them outright") reaches the engine: the trials record it."""
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`--threads N` (README: "sets them outright") reaches the engine: the trials record it.
+    Each trial's line says its time is its share of its stacked group's."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the engine's own policy would say 1
@@ -454,6 +460,9 @@ def test_run_takes_threads_like_worker(write_suite: Callable[..., Path], trackin
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], "tags.`nnbench.role` = 'trial'")
     assert [r.data.tags["nnbench.threads"] for r in runs] == ["2", "2"]
+    lines = re.findall(r"\| seed 0: finished val_accuracy \d\.\d{4} \(\d+\.\ds, its 1/2 share "
+                       r"of a stacked group's time\)$", capsys.readouterr().err, re.M)
+    assert len(lines) == 2, lines
 
 
 def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[str]) -> None:
@@ -463,6 +472,7 @@ def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[st
     with isolated_registry():
         assert cli.main(["list", "model", "res*", "--plugin", str(plugin)]) == 0
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     assert "resmlp" in out and "[plugin mylab_nets]" in out
     with isolated_registry():
         assert cli.main(["list", "model", "--plugin", "mylab_nets"]) == 2  # not in the cwd
@@ -507,6 +517,7 @@ def test_status_reads_the_file_s_trials_and_writes_nothing(
     capsys.readouterr()
     assert cli.main(["status", str(path), "--storage", storage]) == 0
     out = capsys.readouterr().out
+    print("DEBUG", repr(out[-700:]))
     assert "2 done, 0 running on 0 worker(s), 0 queued, 0 failed" in out
     assert "2 trial(s) of this file not queued yet (the next run queues them)" in out
     studies = optuna.study.get_all_study_names(storage=storage)

@@ -89,6 +89,10 @@ def test_every_section_renders_for_three_axes_and_four_seeds(
     leaderboard = _section(html, "leaderboard")
     assert leaderboard.count("<tr class=") == 8 and leaderboard.count("★ best") == 1
     assert "95% Student-t" in leaderboard
+    assert "<th>best epoch</th><th>wall time per trial (s)</th>" in leaderboard
+    assert ("best epoch (the epoch of lowest validation loss; with early stopping, the best "
+            "epoch of its monitor)") in leaderboard
+    assert "the lanes of one stacked group share the group's time equally" in leaderboard
     effects = _section(html, "effects")
     assert effects.count("<li>") == 3  # one comparison per non-baseline level
     assert "Holm-adjusted" in effects and "paired t-test" in effects

@@ -8,6 +8,7 @@ import re
 import textwrap
 import warnings
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from nnbench.config import Suite, load_suite, parse_suite
+from nnbench.messages import decimals
 from nnbench.report import render_report
 from nnbench.results import Results, load_results
 from nnbench.runner import run_suite
@@ -162,8 +164,31 @@ def test_every_comparison_of_the_report_is_a_row_of_its_csv(
                    "mde"):
         assert tested[column].notna().all(), column
     html = path.read_text()
-    for _, row in table.iterrows():  # the page shows the CSV's difference on every row
-        assert f"{row['mean_diff']:+.4f}" in html, row["kind"]
+    for _, row in table.iterrows():  # the page shows the CSV's difference on every row,
+        # rounded as its sentences round it (half up)
+        assert decimals(row["mean_diff"], 4, plus=True) in html, row["kind"]
+
+
+def test_tables_round_as_sentences_do_half_up(three_axes: tuple[Path, str]) -> None:
+    """A class's share of its split and a Δ in a table are rounded half up, as every
+    sentence's number: 21 of 400 printed 5.2% (Python's format, half to even on the
+    binary value) and 35 of 400 8.8%."""
+    from nnbench.report import _ENV
+
+    assert _ENV.from_string("{{ (100 * 21 / 400) | num(1) }} {{ (100 * 35 / 400) | num(1) }} "
+                            "{{ 0.00125 | signed }} {{ -0.00125 | signed }}").render() == \
+        "5.3 8.8 +0.0013 -0.0013"
+    path, _ = three_axes
+    balance = _section(path.read_text(), "header")
+    rows = re.findall(r'<tr><td>(train|val|test)</td><td class="num">(\d+)</td>(.*?)</tr>',
+                      balance)
+    assert [split for split, _, _ in rows] == ["train", "val", "test"]
+    for _split, size, cells in rows:
+        shares = re.findall(r'<td class="num">(\d+) \(([\d.]+)%\)</td>', cells)
+        assert len(shares) == 10
+        for count, share in shares:
+            exact = Decimal(100 * int(count)) / Decimal(int(size))
+            assert share == str(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def test_a_component_and_an_ablated_parameter_of_it_read_as_one_axis(tmp_path: Path,

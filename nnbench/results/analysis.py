@@ -879,10 +879,16 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             outcome = "contradicted"
         else:
             outcome = "inconclusive"
+        sentence = verdict(r, p_adjusted=_finite(p_holm), p_perm_adjusted=_finite(p_perm_holm),
+                           perm_floor_seeds=floor)
+        if outcome == "inconclusive" and r.diff != 0 and np.sign(r.diff) != sign:
+            # not significant either way, but a reader should not take it as leaning the
+            # claimed way
+            sentence = (f"the observed difference runs against the claim (a − b = "
+                        f"{decimals(r.diff, 4, plus=True)}, where the claim expects a "
+                        f"{claim.direction}); {sentence}")
         verdicts.append(Verdict(claim, outcome, r, p_holm, p_perm_holm, a_mean,
-                                b_mean, verdict(r, p_adjusted=_finite(p_holm),
-                                                p_perm_adjusted=_finite(p_perm_holm),
-                                                perm_floor_seeds=floor)))
+                                b_mean, sentence))
     return verdicts, notes
 
 

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from nnbench.config import parse_suite
+from nnbench.messages import decimals
 from nnbench.results import stats
 from nnbench.results.analysis import (
     claim_verdicts,
@@ -530,3 +531,23 @@ def test_a_holm_adjusted_permutation_p_quotes_its_family_s_floor() -> None:
                    perm_floor_seeds=perm_floors([4, 4, 4])[0])
     assert text.endswith("; about 7 seeds would resolve a difference of the observed size"), \
         text  # (the t-test alone: 6)
+
+
+def test_an_inconclusive_claim_says_when_the_difference_runs_against_it() -> None:
+    """Not significant either way, but b ahead: the sentence says the observed difference
+    runs against the claim, so that "inconclusive" is not read as leaning the claimed way
+    (found by an audit: xavier ahead on every seed under "kaiming beats xavier")."""
+    against = {v.claim.text: v for v in claim_verdicts(_trials(0.03, -0.002), SUITE)[0]}
+    xavier = against["xavier beats default"]
+    assert xavier.verdict == "inconclusive" and xavier.result.diff < 0
+    assert xavier.sentence.startswith(
+        f"the observed difference runs against the claim (a − b = "
+        f"{decimals(xavier.result.diff, 4, plus=True)}, where the claim expects a higher); "
+        f"not distinguishable at α = 0.05")
+    along = {v.claim.text: v for v in claim_verdicts(_trials(0.03, 0.002), SUITE)[0]}
+    assert along["xavier beats default"].verdict == "inconclusive"
+    assert along["xavier beats default"].result.diff > 0
+    assert "against the claim" not in along["xavier beats default"].sentence
+    # significant the other way says so already: contradicted, not "runs against"
+    assert against["relu beats tanh"].verdict == "contradicted"
+    assert "against the claim" not in against["relu beats tanh"].sentence

@@ -260,6 +260,7 @@ def test_summary_intervals_are_cut_at_the_metrics_range(
 
     monkeypatch.setattr(stats, "t_interval", wide)
     _trained(write_suite, tracking_uri)
+    seen: set[str] = set()
     for summary in _summaries(tracking_uri, "tiny"):
         metrics = summary.data.metrics
         for key in ("test_accuracy", "val_accuracy_final", "train_accuracy_final"):
@@ -268,6 +269,17 @@ def test_summary_intervals_are_cut_at_the_metrics_range(
             assert metrics[f"{key}_low"] == 0.0 and metrics[f"{key}_high"] > 99, key
         # a gap (val − train) can be below 0: no range, as computed
         assert metrics["gap_accuracy_final_low"] < -99 and metrics["gap_loss_final_low"] < -99
+        # the diagnostics' shares are 0 to 1 (dead_fraction_final_low was -0.0014), gradient
+        # norms and times from 0
+        for key in ("dead_fraction_final", "saturated_fraction_final",
+                    "weight_sparsity_final"):
+            if f"{key}_low" in metrics:  # (dead units of relu, saturation of tanh)
+                seen.add(key)
+                assert (metrics[f"{key}_low"], metrics[f"{key}_high"]) == (0.0, 1.0), key
+        for key in ("grad_norm.layer1_final",):
+            assert metrics[f"{key}_low"] == 0.0 and metrics[f"{key}_high"] > 99, key
+    # (no relu unit died here: every seed's 0, no interval)
+    assert {"saturated_fraction_final", "weight_sparsity_final"} <= seen
 
 
 def test_a_long_runs_summary_curve_keeps_an_even_share_of_its_epochs(

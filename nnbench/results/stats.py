@@ -232,9 +232,19 @@ METRIC_RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "rmse": (0.0, 
                  "mae": (0.0, math.inf)}
 
 
+# the diagnostics: shares of units or weights, and norms, rates and times
+SHARES = ("dead_fraction", "saturated_fraction", "weight_sparsity")
+NON_NEGATIVE = ("grad_norm", "lr", "epoch_seconds", "wall_seconds")
+
+
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values `metric` can take (`test_accuracy`: 0 to 1; `gap_accuracy`, val − train,
-    and unknown ones: unbounded)."""
+    """The values `metric` can take (`test_accuracy`: 0 to 1; a diagnostic's share, such as
+    `dead_fraction`, 0 to 1; a gradient norm, from 0; `gap_accuracy`, val − train, and
+    unknown ones: unbounded)."""
+    if metric in SHARES:
+        return (0.0, 1.0)
+    if metric.partition(".")[0] in NON_NEGATIVE:
+        return (0.0, math.inf)
     split, _, measure = metric.partition("_")
     if split not in ("train", "val", "test"):
         return (-math.inf, math.inf)

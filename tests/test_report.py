@@ -749,6 +749,33 @@ def test_the_headline_says_when_the_best_lost_seeds() -> None:
     assert _headline(results, [row]).endswith("n = 2)")
 
 
+def test_a_diagnostic_s_legend_names_the_configurations_it_applies_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead units are of the ReLU family, saturation of sigmoid/tanh: each figure's legend
+    names only the configurations with values (it listed all six of the default suite)."""
+    from matplotlib.figure import Figure
+
+    from nnbench.report import figures
+
+    drawn: list[Figure] = []
+
+    def keep(fig: Figure) -> str:
+        drawn.append(fig)
+        return ""
+
+    monkeypatch.setattr(figures, "_png", keep)
+    history = pd.DataFrame({
+        "trial_id": ["r", "r", "t", "t"], "config": ["activation=relu"] * 2 + [
+            "activation=tanh"] * 2, "epoch": [1, 2, 1, 2],
+        "dead_fraction": [0.1, 0.2, np.nan, np.nan],
+        "saturated_fraction": [np.nan, np.nan, 0.3, 0.4]})
+    trials = pd.DataFrame({"trial_id": ["r", "t"], "status": ["finished"] * 2})
+    figures.diagnostics(history, trials, set())
+    legends = [fig.axes[0].get_legend() for fig in drawn]
+    assert [[t.get_text() for t in legend.get_texts()] if legend else None
+            for legend in legends] == [["activation=relu"], ["activation=tanh"]]
+
+
 def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """The interaction heatmap's cells read as the tables (4 decimals, not 0.237 beside
     0.2375); with one seed per cell its interval panel says there is none (it drew an

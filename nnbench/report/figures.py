@@ -219,7 +219,10 @@ def diagnostics(history: pd.DataFrame, trials: pd.DataFrame,
                        ("saturated_fraction", "share of saturated activations (sigmoid/tanh)")):
         if key in history.columns and history[key].notna().any():
             fig, ax = plt.subplots(figsize=(8, 3))
-            sns.lineplot(data=history, x="epoch", y=key, hue="config", errorbar=None, ax=ax)
+            # the configurations it applies to (a tanh trial has no dead units: its config
+            # was in the legend, with no line)
+            sns.lineplot(data=history[history[key].notna()], x="epoch", y=key, hue="config",
+                         errorbar=None, ax=ax)
             if ax.get_legend() is not None:
                 sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), fontsize=7,
                                 title="")

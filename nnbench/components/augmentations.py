@@ -97,12 +97,8 @@ class Augmentation:
     """Batched transform with per-sample parameters."""
 
     stage: Literal["train", "always"] = "train"
-    # `sample` draws only through `_rand`/`_randn` and treats examples apart: given
-    # LaneGenerators it samples every lane's batch at once (the built-ins; a plugin's
-    # augmentation is sampled lane by lane)
-    lanes_at_once = False
 
-    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Batch:
         return {}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
@@ -114,6 +110,19 @@ class Augmentation:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.sample(x, generator))
+
+
+class LaneSampled(Augmentation):
+    """A built-in augmentation: its `sample` draws only through `_rand`/`_randn` and treats
+    examples apart, so given LaneGenerators it samples every lane's batch of a stacked
+    group at once (`sample_lanes`); a plugin's augmentation is sampled lane by lane."""
+
+    def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
+        return {}
+
+    def sample_lanes(self, x: torch.Tensor, generators: LaneGenerators) -> Batch:
+        """`sample` of `x`, every lane's examples together ([L·B, ...], lane by lane)."""
+        return self.sample(x, generators)
 
 
 @contextmanager
@@ -148,8 +157,7 @@ class FlipParams(Params):
     p: float = Field(0.5, ge=0, le=1, description="probability of flipping each image")
 
 
-class _Flip(Augmentation):
-    lanes_at_once = True
+class _Flip(LaneSampled):
     dim = -1
 
     def __init__(self, p: FlipParams) -> None:
@@ -179,8 +187,7 @@ class RandomCropParams(Params):
     fill: float = Field(0.0, description="value of the padded pixels")
 
 
-class _RandomCrop(Augmentation):
-    lanes_at_once = True
+class _RandomCrop(LaneSampled):
     def __init__(self, p: RandomCropParams) -> None:
         self.size, self.padding, self.fill = p.size, p.padding, p.fill
 
@@ -260,7 +267,7 @@ def _resize_weights(start: torch.Tensor, length: torch.Tensor, extent: int, size
     return weight / weight.sum(dim=2, keepdim=True)
 
 
-class _RandomResizedCrop(Augmentation):
+class _RandomResizedCrop(LaneSampled):
     """torchvision's sampling (10 tries, then a centre crop), vectorised over the batch;
     the resize is torchvision's bilinear antialiased `resized_crop` (torch's
     `interpolate(antialias=True)`), for every sample at once: each sample's crop and resize
@@ -268,7 +275,6 @@ class _RandomResizedCrop(Augmentation):
     products, with no loop over the samples and no read of their boxes on the host (a
     `.tolist()` per step was a GPU sync per step); larger images on a CPU one at a time
     (BATCHED_CROP_PIXELS)."""
-    lanes_at_once = True
 
     tries = 10
 
@@ -342,10 +348,9 @@ class RotationParams(Params):
     degrees: float = Field(..., gt=0, le=180, description="angle drawn from U(-degrees, degrees)")
 
 
-class _RandomRotation(Augmentation):
+class _RandomRotation(LaneSampled):
     """Nearest-neighbour rotation about the centre, zeros outside (torchvision's defaults),
     with torchvision's inverse-affine sampling grid built for every sample at once."""
-    lanes_at_once = True
 
     def __init__(self, p: RotationParams) -> None:
         self.degrees = p.degrees
@@ -393,10 +398,9 @@ def _blend(image1: torch.Tensor, image2: torch.Tensor, ratio: torch.Tensor) -> t
     return (image1 * ratio + image2 * (1.0 - ratio)).clamp_(0, 1.0)
 
 
-class _ColorJitter(Augmentation):
+class _ColorJitter(LaneSampled):
     """Brightness, contrast, saturation and hue in a random order per image
     (torchvision's `fn_idx`), with per-image factors; images in [0, 1]."""
-    lanes_at_once = True
 
     def __init__(self, p: ColorJitterParams) -> None:
         def spread(v: float) -> tuple[float, float] | None:
@@ -456,8 +460,7 @@ class GrayscaleParams(Params):
     p: float = Field(0.1, ge=0, le=1, description="probability of turning an image grey")
 
 
-class _RandomGrayscale(Augmentation):
-    lanes_at_once = True
+class _RandomGrayscale(LaneSampled):
     def __init__(self, p: GrayscaleParams) -> None:
         self.p = p.p
 
@@ -542,8 +545,7 @@ class NoiseParams(Params):
     std: float = Field(0.1, gt=0, description="sd of the Gaussian noise added to every value")
 
 
-class _GaussianNoise(Augmentation):
-    lanes_at_once = True
+class _GaussianNoise(LaneSampled):
     def __init__(self, p: NoiseParams) -> None:
         self.std = p.std
 
@@ -561,9 +563,8 @@ class ShiftParams(Params):
     max_shift: int = Field(4, ge=1, description="shift drawn from {-max_shift..max_shift} steps")
 
 
-class _RandomShift(Augmentation):
+class _RandomShift(LaneSampled):
     """Shift each 1-D signal by a random number of steps, filling with zeros."""
-    lanes_at_once = True
 
     def __init__(self, p: ShiftParams) -> None:
         self.max_shift = p.max_shift

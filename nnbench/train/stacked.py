@@ -44,7 +44,12 @@ import torch
 from torch.func import vmap
 
 from nnbench import registry, seeding
-from nnbench.components.augmentations import Augmentation, LaneGenerators, Normalize
+from nnbench.components.augmentations import (
+    Augmentation,
+    LaneGenerators,
+    LaneSampled,
+    Normalize,
+)
 from nnbench.components.inits import ZERO, LawInit, draw
 from nnbench.components.losses import Objective
 from nnbench.config import TrialSpec
@@ -637,10 +642,8 @@ class _GroupRun:
                 continue
             ops = [augment[step] for augment in self.augments]
             flat = x.reshape(-1, *x.shape[2:])
-            # a built-in (the lanes differ in no parameter of it); a plugin's need not be
-            # an Augmentation
-            if getattr(ops[0], "lanes_at_once", False):
-                params = ops[0].sample(flat, self.lane_generators)
+            if isinstance(ops[0], LaneSampled):  # a built-in (lanes differ in no parameter)
+                params = ops[0].sample_lanes(flat, self.lane_generators)
             else:  # a plugin's: each lane's own instance, lane by lane
                 drawn = [op.sample(x[i], self.augment_gen[i]) for i, op in enumerate(ops)]
                 params = {k: torch.cat([d[k] for d in drawn]) for k in drawn[0]}

@@ -535,7 +535,59 @@ def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
         _bitwise_equal(results[trial.trial_id], expected[trial.trial_id])
     assert capsys.readouterr().err == (
         "nnbench: a stacked group of 4 lanes ran out of cpu memory (CUDA out of memory. "
-        "Tried to allocate 2.00 GiB); training its 4 trials in groups of 2 lanes\n")
+        "Tried to allocate 2.00 GiB); training its 4 trials, and the later groups of their "
+        "shape, in groups of 2 lanes\n")
+
+
+def test_after_running_out_of_memory_later_groups_of_the_shape_start_halved(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two groups of 4 lanes that only fit as 2: the first runs out and trains as halves;
+    the second trains as halves at once (it did not build 4 lanes to run out again)."""
+    from nnbench.train import stacked
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
+                     "optimizer.lr: [0.05, 0.01, 0.2, 0.1, 0.02, 0.03, 0.04, 0.06]\n")
+    real = stacked._GroupRun._build
+    built: list[int] = []
+
+    def out_of_memory(self: Any) -> None:
+        built.append(self.n_lanes)
+        if self.n_lanes > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        real(self)
+
+    monkeypatch.setattr(stacked._GroupRun, "_build", out_of_memory)
+    results = _run(StackedEngine(CPU, fixed_lanes=4), trials)
+    assert built == [4, 2, 2, 2, 2]
+    assert {(r.status, r.numerics.lanes) for r in results.values()} == {("finished", 2)}
+    assert len(results) == 8
+    assert capsys.readouterr().err.count("ran out of cpu memory") == 1
+
+
+def test_ctrl_c_in_the_first_half_of_a_split_group_accounts_for_the_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial started gets a result: interrupted in its first half, a group that ran
+    out of memory ends the second half's trials killed, unbuilt."""
+    from nnbench.train import stacked
+
+    trials = _trials(BASE.replace("epochs: 5", "epochs: 1"),
+                     "optimizer.lr: [0.05, 0.01, 0.2, 0.1]\n")
+    build = stacked._GroupRun._build
+
+    def out_of_memory(self: Any) -> None:
+        if self.n_lanes > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        build(self)
+
+    def interrupted(self: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stacked._GroupRun, "_build", out_of_memory)
+    monkeypatch.setattr(stacked._GroupRun, "_train_epoch", interrupted)
+    results = list(StackedEngine(CPU, fixed_lanes=4).run(trials, Recorder()))
+    assert sorted(r.spec.trial_id for r in results) == sorted(t.trial_id for t in trials)
+    assert {r.status for r in results} == {"killed"}
+    assert [r.reason for r in results[2:]] == ["interrupted before its group was built"] * 2
 
 
 def test_a_group_out_of_memory_after_its_first_epoch_fails_its_trials(

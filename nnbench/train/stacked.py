@@ -29,6 +29,7 @@ optimizer without a per-lane rule) trains on the serial engine; `plan()` says wh
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -207,6 +208,7 @@ class StackedEngine:
         self.population = list(population) if population is not None else None
         self.fixed_lanes = fixed_lanes
         self._model_reasons: dict[str, str | None] = {}
+        self._fits: dict[str, int] = {}  # a shape's lane count after running out of memory
         # the trials it cannot stack: one serial engine, which times a large step's
         # threads once (`SerialEngine.threads_for`)
         self._serial = SerialEngine(device, keep_checkpoints=keep_checkpoints, threads=threads,
@@ -275,34 +277,52 @@ class StackedEngine:
                 as threads:
             for group in plan.groups:
                 specs = [s for s in group.specs if listener.trial_started(s)]
-                if specs and (yield from self._train_group(specs, group.lanes, listener,
-                                                           threads)):
+                if specs and (yield from self._train_group(group.key, specs, group.lanes,
+                                                           listener, threads)):
                     return  # Ctrl-C: train nothing more
         if plan.serial:
             yield from self._serial.run([spec for spec, _ in plan.serial], listener)
 
-    def _train_group(self, specs: list[TrialSpec], lanes: int, listener: Listener,
+    def _train_group(self, key: str, specs: list[TrialSpec], lanes: int, listener: Listener,
                      threads: int) -> Generator[TrialResult, None, bool]:
         """Train one group of `lanes` (`specs` and padding); returns whether it was
         interrupted. A group the device has too little memory for, found before any
         lane's first epoch was reported, trains as two groups of half the lanes (a lane's
-        numbers do not depend on its companions; its numerics say how many there were)."""
+        numbers do not depend on its companions; its numerics say how many there were),
+        and so do the later groups of its shape (`key`)."""
+        fits = self._fits.get(key, lanes)
+        if fits < lanes:
+            return (yield from self._train_parts(key, specs, fits, listener, threads))
         numerics = Numerics(engine="stacked", lanes=lanes,
                             precision=seeding.precision_on(self.device), threads=threads)
         run = _GroupRun(specs, lanes, self.device, listener, numerics, self.keep_checkpoints)
         yield from run.run()
         if run.out_of_memory is None:
             return run.interrupted
-        half = (lanes + 1) // 2
+        half = self._fits[key] = (lanes + 1) // 2
         print(f"nnbench: a stacked group of {lanes} lanes ran out of {self.device} memory "
-              f"({run.out_of_memory}); training its {len(specs)} trials in groups of {half} "
-              f"lanes", file=sys.stderr, flush=True)
+              f"({run.out_of_memory}); training its {len(specs)} trials, and the later "
+              f"groups of their shape, in groups of {half} lanes", file=sys.stderr, flush=True)
         del run  # its tensors, before the halves allocate theirs
+        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        for start in range(0, len(specs), half):
-            if (yield from self._train_group(specs[start:start + half], half, listener,
+        return (yield from self._train_parts(key, specs, half, listener, threads))
+
+    def _train_parts(self, key: str, specs: list[TrialSpec], lanes: int, listener: Listener,
+                     threads: int) -> Generator[TrialResult, None, bool]:
+        """`specs` as groups of `lanes`; after an interrupt, the trials of the groups not
+        started end killed (each trial started gets its result)."""
+        for start in range(0, len(specs), lanes):
+            if (yield from self._train_group(key, specs[start:start + lanes], lanes, listener,
                                              threads)):
+                for spec in specs[start + lanes:]:
+                    yield TrialResult(spec=spec, status="killed", history=[], final={},
+                                      fingerprint="", device=str(self.device),
+                                      wall_seconds=0.0, reason="interrupted before its group "
+                                      "was built", numerics=Numerics(
+                                          engine="stacked", lanes=lanes, threads=threads,
+                                          precision=seeding.precision_on(self.device)))
                 return True
         return False
 

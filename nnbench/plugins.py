@@ -220,14 +220,31 @@ def _registered_by(module: str) -> list[tuple[str, str]]:
 
 
 def _not_a_module_name(given: str) -> str:
+    """Why `given` is no module name, and the name to write where it is a module's file
+    by a relative path below the suite's folder (mylab/nets.py: mylab.nets)."""
+    path = given.replace("\\", "/")
     what = "empty" if not given.strip() else (
+        "spaces" if given != given.strip() or " " in given else
         "a module's file" if given.endswith(".py") else
-        "a file path" if "/" in given or "\\" in given else "not a module name")
-    name = given[:-3].lstrip("./").replace("/", ".")
-    if not given.endswith(".py") or not MODULE_PATTERN.fullmatch(name):
+        "a file path" if "/" in path else "not a module name")
+    parts = path[:-3].split("/") if path.endswith(".py") else []
+    while parts and parts[0] == ".":
+        parts = parts[1:]
+    name = ".".join(parts)
+    if not parts or not MODULE_PATTERN.fullmatch(name) or "." in path[:-3].replace("./", ""):
         name = "mylab.nets"
     return (f"expected a module name such as {name} (dotted Python identifiers, as in an "
             f"import statement); got {what}")
+
+
+def _names_a_file(module: str, search: Sequence[Path]) -> bool:
+    """`module` is a module's file where it is searched (lab.py beside the suite, or
+    mylab.nets.py for mylab/nets.py), not a submodule named py."""
+    if not module.endswith(".py"):
+        return False
+    stem = module[:-3]
+    return any((Path(d) / module).is_file() or (Path(d) / f"{stem.replace('.', '/')}.py").is_file()
+               for d in search)
 
 
 def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suite") -> Plugin:
@@ -236,7 +253,7 @@ def load_plugin(module: str, search: Sequence[Path] = (), *, origin: str = "suit
     Idempotent: a plugin already loaded is returned as is. Raises PluginError.
     """
     if not isinstance(module, str) or not MODULE_PATTERN.fullmatch(module) \
-            or module.endswith(".py"):
+            or _names_a_file(module, search):
         raise PluginError(str(module), _not_a_module_name(str(module)))
     registry.kinds()  # built-ins and entry points first: duplicates are named against them
     if module in _PLUGINS and _still_registered(module):

@@ -422,6 +422,8 @@ def test_a_missing_plugin_module_is_named(lab: Callable[..., Path], tmp_path: Pa
                      "in an import statement); got a module's file"),
     ("lib/lab", "expected a module name such as mylab.nets (dotted Python identifiers, as in "
                 "an import statement); got a file path"),
+    ("' lab_components'", "expected a module name such as mylab.nets (dotted Python "
+                          "identifiers, as in an import statement); got spaces"),
     ("''", "expected a module name such as mylab.nets (dotted Python "
            "identifiers, as in an import statement); got empty"),
 ])

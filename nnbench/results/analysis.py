@@ -881,7 +881,7 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
             outcome = "inconclusive"
         sentence = verdict(r, p_adjusted=_finite(p_holm), p_perm_adjusted=_finite(p_perm_holm),
                            perm_floor_seeds=floor)
-        if outcome == "inconclusive" and r.diff != 0 and np.sign(r.diff) != sign:
+        if outcome == "inconclusive" and r.diff * sign < 0:  # (nan: no direction)
             # not significant either way, but a reader should not take it as leaning the
             # claimed way
             sentence = (f"the observed difference runs against the claim (a − b = "

@@ -225,7 +225,8 @@ class _Recorder:
         shown = shown if status == result.status else note
         lanes = result.numerics.lanes
         seconds = f"{result.wall_seconds:.1f}s" + (
-            f", its 1/{lanes} share of a stacked group's time" if lanes > 1 else "")
+            f": 1/{lanes} of its stacked group's {result.wall_seconds * lanes:.1f}s"
+            if lanes > 1 else "")
         self.console.print(f"[{self.done}/{self.n_todo}] {self.label(spec)} "
                            f"| seed {spec.seed_label}: {status} {shown} ({seconds})",
                            highlight=False)

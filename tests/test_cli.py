@@ -460,9 +460,11 @@ def test_run_takes_threads_like_worker(write_suite: Callable[..., Path], trackin
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], "tags.`nnbench.role` = 'trial'")
     assert [r.data.tags["nnbench.threads"] for r in runs] == ["2", "2"]
-    lines = re.findall(r"\| seed 0: finished val_accuracy \d\.\d{4} \(\d+\.\ds, its 1/2 share "
-                       r"of a stacked group's time\)$", capsys.readouterr().err, re.M)
+    lines = re.findall(r"\| seed 0: finished val_accuracy \d\.\d{4} \((\d+\.\d)s: 1/2 of its "
+                       r"stacked group's (\d+\.\d)s\)$", capsys.readouterr().err, re.M)
     assert len(lines) == 2, lines
+    for share, group in lines:
+        assert abs(2 * float(share) - float(group)) <= 0.1, (share, group)
 
 
 def test_list_takes_a_plugin_file_from_anywhere(capsys: pytest.CaptureFixture[str]) -> None:

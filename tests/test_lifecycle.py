@@ -349,6 +349,9 @@ def test_evaluation_passes_are_sized_by_flops_on_a_cpu_only() -> None:
     assert flops == 2 * (64 * 8 + 8 * 10)  # the MLP 64-8-10 on digits
     assert build.eval_flops(spec, CPU) == flops
     assert build.eval_flops(spec, torch.device("cuda")) == 0.0  # a GPU: large passes
+    # ... bounded by the bytes of the layers' outputs on any device: Flatten 64, Linear 8,
+    # its activation 8, Linear 10, float32
+    assert build.eval_bytes(spec) == 4 * (64 + 8 + 8 + 10)
     assert build.step_flops(spec) == 3 * flops * 32
 
 

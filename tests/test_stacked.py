@@ -299,6 +299,11 @@ def test_a_wide_group_evaluates_in_bounded_chunks_to_the_same_metrics(
     # (8 lanes: 15 each); an MLP's 88 kFLOP examples stay at EVAL_CHUNK
     assert (metrics.eval_chunk(1, 82e6), metrics.eval_chunk(8, 82e6)) == (121, 15)
     assert metrics.eval_chunk(1, 88e3) == 8192 and metrics.eval_chunk(1, 1e12) == 1
+    # on any device, at most EVAL_BYTES of layer outputs per pass: the cnn's 0.23 MB
+    # examples 36 a lane at 512 lanes (the examples' bound, 128, held about 15 GB for the
+    # probe's backward); on a CPU the FLOPs bound the shipped models first
+    assert metrics.eval_chunk(512, 0.0, 229_928) == 36
+    assert metrics.eval_chunk(24, 3.51e6, 229_928) == metrics.eval_chunk(24, 3.51e6) == 118
     trials = _trials(BASE.replace("epochs: 5", "epochs: 2"), "optimizer.lr: [0.05, 0.02]\n",
                      seeds=2)
     evaluated: list[tuple[int, ...]] = []  # the batch shape of every no-grad forward

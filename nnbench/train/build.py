@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,9 +33,10 @@ from nnbench.data import DataShape, TensorData
 from nnbench.train.metrics import EVAL_CHUNK, eval_chunk
 
 __all__ = ["Parts", "Step", "always", "batch_size_of", "build_model", "build_parts",
-           "channels_last", "dataset_shape", "eval_flops", "example_flops", "fit_augmentations",
-           "layer_weights", "metric_names", "placed", "produced_metrics", "resolve_device",
-           "shaped_model", "step_flops", "timing_step", "weight_layers", "weights_of"]
+           "channels_last", "dataset_shape", "eval_bytes", "eval_flops", "example_flops",
+           "fit_augmentations", "layer_weights", "metric_names", "placed", "produced_metrics",
+           "resolve_device", "shaped_model", "step_flops", "timing_step", "weight_layers",
+           "weights_of"]
 
 # Layers whose weights the init fills, L1/L2 penalise and the diagnostics report on. A
 # recurrent layer (GRU) is one weight layer: all its input-to-hidden and hidden-to-hidden
@@ -206,7 +208,7 @@ def step_flops(spec: TrialSpec) -> float:
     """FLOPs of one training step of the trial's model: 3 × a forward pass of one example
     (`example_flops`) × the batch size. Cheap: no data is loaded (the dataset's `shape`),
     the model is built once per shape."""
-    flops, batch = _shape_flops(spec)
+    flops, batch, _ = _shape_flops(spec)
     return 3.0 * flops * batch
 
 
@@ -215,6 +217,17 @@ def example_flops(spec: TrialSpec) -> float:
     FlopCounterMode: matrix products and convolutions), from the dataset's `shape`;
     ValueError when the dataset declares none."""
     return _shape_flops(spec)[0]
+
+
+def eval_bytes(spec: TrialSpec) -> float:
+    """Bytes of the tensors a forward pass of one example of the trial's model makes (its
+    ops' outputs: what a pass with gradients holds for the backward, about): what bounds
+    an evaluation or probe pass's examples on any device (`metrics.eval_chunk`); 0 where
+    the dataset declares no shape."""
+    try:
+        return _shape_flops(spec)[2]
+    except Exception:  # as eval_flops
+        return 0.0
 
 
 def eval_flops(spec: TrialSpec, device: torch.device) -> float:
@@ -239,7 +252,7 @@ def timing_step(spec: TrialSpec, device: torch.device) -> Callable[[], None]:
     batch as take about TIMING_FLOPS (at least 2: batch norm trains on no fewer). Neither
     it nor its steps touch the caller's RNG (dropout's masks). ValueError when the
     dataset declares no shape."""
-    flops, batch = _shape_flops(spec)
+    flops, batch, _ = _shape_flops(spec)
     shape = dataset_shape(spec)
     assert shape is not None  # _shape_flops counted it
     model = placed(shaped_model(spec, shape), spec, device)
@@ -255,10 +268,11 @@ def timing_step(spec: TrialSpec, device: torch.device) -> Callable[[], None]:
     return step
 
 
-_SHAPE_FLOPS: dict[str, tuple[float, int]] = {}  # shape -> (one example's FLOPs, batch)
+# shape -> (one example's forward FLOPs, batch, bytes of its forward's outputs)
+_SHAPE_FLOPS: dict[str, tuple[float, int, float]] = {}
 
 
-def _shape_flops(spec: TrialSpec) -> tuple[float, int]:
+def _shape_flops(spec: TrialSpec) -> tuple[float, int, float]:
     key = json.dumps({"dataset": spec.dataset.to_dict(), "model": spec.model.to_dict(),
                       "activation": spec.activation.to_dict(), "norm": spec.norm.to_dict(),
                       "loss": spec.loss.to_dict(), "batch_size": spec.batch_size},
@@ -268,7 +282,7 @@ def _shape_flops(spec: TrialSpec) -> tuple[float, int]:
     return _SHAPE_FLOPS[key]
 
 
-def _count_flops(spec: TrialSpec) -> tuple[float, int]:
+def _count_flops(spec: TrialSpec) -> tuple[float, int, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from nnbench.data import SplitParams, split_sizes
@@ -278,13 +292,25 @@ def _count_flops(spec: TrialSpec) -> tuple[float, int]:
         raise ValueError(f"dataset '{spec.dataset.name}' declares no shape metadata")
     model = shaped_model(spec, shape)
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *shape.input_shape))
+    made = [0]  # bytes of every layer's output (what a backward keeps, about)
+
+    def output(_module: nn.Module, _args: Any, out: Any) -> None:
+        made[0] += sum(t.numel() * t.element_size() for t in torch.utils._pytree.tree_leaves(out)
+                       if isinstance(t, torch.Tensor))
+
+    hooks = [m.register_forward_hook(output) for m in model.modules()
+             if next(m.children(), None) is None]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *shape.input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
     params = registry.get("dataset", spec.dataset.name).params.model_validate(
         spec.dataset.kwargs)
     assert isinstance(params, SplitParams)  # the dataset contract (nnbench.data)
-    return float(counter.get_total_flops()), batch_size_of(spec, split_sizes(shape,
-                                                                            params).train)
+    return float(counter.get_total_flops()), batch_size_of(spec, split_sizes(
+        shape, params).train), float(made[0])
 
 
 def dataset_shape(spec: TrialSpec) -> DataShape | None:
@@ -362,4 +388,4 @@ def build_parts(spec: TrialSpec, device: torch.device) -> Parts:
         l1=spec.l1 or None, l2=spec.l2 or None,
         activation_type=type(registry.build("activation", spec.activation)),
         family=activation_info.attrs.get("family"),
-        eval_chunk=eval_chunk(1, eval_flops(spec, device)))
+        eval_chunk=eval_chunk(1, eval_flops(spec, device), eval_bytes(spec)))

@@ -31,15 +31,24 @@ EVAL_EXAMPLES = 65_536
 EVAL_FLOPS = 1e10
 
 
-def eval_chunk(lanes: int, example_flops: float = 0.0) -> int:
+# bytes of the tensors one evaluation or probe pass makes, every lane's examples together:
+# a probe keeps them for its backward (the `cnn` on CIFAR-shaped images makes 0.23 MB an
+# example: 128 examples of each of 512 lanes, the examples' bound alone, held about 15 GB)
+EVAL_BYTES = 4 * 2**30
+
+
+def eval_chunk(lanes: int, example_flops: float = 0.0, example_bytes: float = 0.0) -> int:
     """Examples per lane in one evaluation (or probe) forward of a group of `lanes`:
-    EVAL_CHUNK, or fewer so that the lanes together take at most EVAL_EXAMPLES and, where
-    `example_flops` (one example's forward FLOPs; 0: not counted) is given, at most
-    EVAL_FLOPS; at least 1. The engines count the FLOPs on a CPU only
-    (`build.eval_flops`): a GPU is fastest on large passes."""
+    EVAL_CHUNK, or fewer so that the lanes together take at most EVAL_EXAMPLES, at most
+    EVAL_FLOPS where `example_flops` (one example's forward FLOPs; 0: not counted) is
+    given, and at most EVAL_BYTES where `example_bytes` (the bytes one example's forward
+    makes, `build.eval_bytes`; 0: not counted) is; at least 1. The engines count the
+    FLOPs on a CPU only (`build.eval_flops`): a GPU is fastest on large passes."""
     size = min(EVAL_CHUNK, EVAL_EXAMPLES // lanes)
     if example_flops > 0:
         size = min(size, int(EVAL_FLOPS // (example_flops * lanes)))
+    if example_bytes > 0:
+        size = min(size, int(EVAL_BYTES // (example_bytes * lanes)))
     return max(1, size)
 
 

@@ -60,6 +60,7 @@ from nnbench.train.build import (
     batch_size_of,
     build_model,
     dataset_shape,
+    eval_bytes,
     eval_flops,
     metric_names,
     prepare_data,
@@ -437,8 +438,8 @@ class _GroupRun:
         # examples per lane in one evaluation pass (the lanes' models share a shape), and in
         # one probe pass: as many, at most the probe's (on a GPU: 256 × 512 lanes in one
         # pass, forward and backward, held a conv net's activations of 131,072 images)
-        flops = eval_flops(template, device)
-        self.eval_size = eval_chunk(self.n_lanes, flops)
+        self.eval_size = eval_chunk(self.n_lanes, eval_flops(template, device),
+                                    eval_bytes(template))
         self.probe_size = min(self.eval_size, PROBE_SIZE)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         specs: list[TrialSpec | None] = [*self.specs, *([None] * padding)]

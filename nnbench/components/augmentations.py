@@ -52,9 +52,9 @@ def _tv_color() -> Any:
 
 class LaneGenerators:
     """Every lane's own generator, for `sample` on the batches of a stacked group's lanes
-    together ([L·B, ...], lane by lane): a draw of shape (L·B, *rest) through `_rand` or
-    `_randn` is each lane's draw of (B, *rest) from its own generator, bitwise, in one op
-    per lane; the sample's other ops are per example, so they run once for every lane."""
+    together ([L·B, ...], lane by lane): a draw of shape (L·B, *rest) through `_rand` is
+    each lane's draw of (B, *rest) from its own generator, bitwise, in one op per lane;
+    the sample's other ops are per example, so they run once for every lane."""
 
     def __init__(self, generators: list[torch.Generator]) -> None:
         self.generators = generators
@@ -64,33 +64,20 @@ Generators = torch.Generator | LaneGenerators
 
 
 def _rand(shape: Shape, generator: Generators, device: torch.device,
-          dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """torch.rand(shape) from `generator` (per lane from LaneGenerators)."""
+          dtype: torch.dtype = torch.float32, *, normal: bool = False) -> torch.Tensor:
+    """torch.rand(shape) (`normal`: torch.randn) from `generator`; from LaneGenerators,
+    each lane's rows from its own generator, as torch draws them (an empty tensor's
+    uniform_ or normal_)."""
     if isinstance(generator, torch.Generator):
-        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    out = _lane_rows(shape, generator, device, dtype)
-    for row, lane in zip(out.unbind(), generator.generators, strict=True):
-        row.uniform_(generator=lane)  # torch.rand: an empty tensor's uniform_
-    return out.view(shape)
-
-
-def _randn(shape: Shape, generator: Generators, device: torch.device,
-           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """torch.randn(shape) from `generator` (per lane from LaneGenerators)."""
-    if isinstance(generator, torch.Generator):
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    out = _lane_rows(shape, generator, device, dtype)
-    for row, lane in zip(out.unbind(), generator.generators, strict=True):
-        row.normal_(generator=lane)  # torch.randn: an empty tensor's normal_
-    return out.view(shape)
-
-
-def _lane_rows(shape: Shape, generator: LaneGenerators, device: torch.device,
-               dtype: torch.dtype) -> torch.Tensor:
+        draw = torch.randn if normal else torch.rand
+        return draw(shape, generator=generator, device=device, dtype=dtype)
     lanes = len(generator.generators)
     if shape[0] % lanes:
         raise ValueError(f"a draw of {shape[0]} rows for {lanes} lanes")
-    return torch.empty((lanes, shape[0] // lanes, *shape[1:]), dtype=dtype, device=device)
+    out = torch.empty((lanes, shape[0] // lanes, *shape[1:]), dtype=dtype, device=device)
+    for row, lane in zip(out.unbind(), generator.generators, strict=True):
+        (row.normal_ if normal else row.uniform_)(generator=lane)
+    return out.view(shape)
 
 
 class Augmentation:
@@ -113,7 +100,7 @@ class Augmentation:
 
 
 class LaneSampled(Augmentation):
-    """A built-in augmentation: its `sample` draws only through `_rand`/`_randn` and treats
+    """A built-in augmentation: its `sample` draws only through `_rand` and treats
     examples apart, so given LaneGenerators it samples every lane's batch of a stacked
     group at once (`sample_lanes`); a plugin's augmentation is sampled lane by lane."""
 
@@ -550,7 +537,7 @@ class _GaussianNoise(LaneSampled):
         self.std = p.std
 
     def sample(self, x: torch.Tensor, generator: Generators) -> Batch:
-        return {"noise": _randn(tuple(x.shape), generator, x.device, x.dtype)}
+        return {"noise": _rand(tuple(x.shape), generator, x.device, x.dtype, normal=True)}
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         return x + self.std * params["noise"]

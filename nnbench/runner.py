@@ -139,8 +139,10 @@ class _Pace:
         epoch, total = int(metrics["epoch"]), spec.epochs
         left = (now - self.since) / max(epoch, 1) * (total - epoch)
         best = f" | best {self.key} so far {self.best:.4f}" if self.best is not None else ""
+        # the last epoch: what is left is the trials' test split and results, not epochs
+        tail = "finishing" if epoch >= total else f"about {_duration(left)} left"
         return (f"epoch {epoch}/{total} | {in_flight} trial{'s' if in_flight != 1 else ''} "
-                f"training{best} | about {_duration(left)} left")
+                f"training{best} | {tail}")
 
 
 def _duration(seconds: float) -> str:

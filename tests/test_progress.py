@@ -34,8 +34,9 @@ def test_a_line_every_ten_seconds_with_epoch_trials_best_and_time_left(
     assert len(printed) == 10  # 120 s of training: a line once 10 s passed, every 3 epochs
     assert printed[0] == ("epoch 3/30 | 3 trials training | best val_accuracy so far "
                           "0.5300 | about 1 min 48 s left")  # 12 s for 3 epochs, 27 to go
-    assert printed[-1].startswith("epoch 30/30 | 3 trials training | best val_accuracy so "
-                                  "far 0.6900 | about 0 s left")  # nan is never the best
+    # nan is never the best; at the last epoch, the finish is left, not "about 0 s"
+    assert printed[-1] == ("epoch 30/30 | 3 trials training | best val_accuracy so far "
+                           "0.6900 | finishing")
 
 
 def test_a_piped_run_prints_progress_lines(write_suite: Callable[..., Path],
@@ -47,8 +48,10 @@ def test_a_piped_run_prints_progress_lines(write_suite: Callable[..., Path],
     run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=console)
     text = console.export_text()
     lines = re.findall(r"^epoch (\d)/2 \| (\d) trials? training \| best val_accuracy so far "
-                       r"0\.\d{4} \| about \d+ s left$", text, re.M)
-    assert ("2", "4") in lines, text[-2000:]  # the suite's 4 trials as lanes of one group
+                       r"0\.\d{4} \| (about \d+ s left|finishing)$", text, re.M)
+    # the suite's 4 trials as lanes of one group; at the last epoch no "about 0 s left"
+    assert {(epoch, lanes, tail.split()[0]) for epoch, lanes, tail in lines} == {
+        ("1", "4", "about"), ("2", "4", "finishing")}, text[-2000:]
 
 
 def test_tuning_prints_progress_lines_while_a_batch_trains(
@@ -65,5 +68,6 @@ def test_tuning_prints_progress_lines_while_a_batch_trains(
     text = console.export_text()
     # prefixed with the study, as the lines of its trials are
     lines = re.findall(r"^tuned/\S+: epoch (\d)/2 \| 3 trials training \| best "
-                       r"val_accuracy so far 0\.\d{4} \| about \d+ s left$", text, re.M)
-    assert "2" in lines, text[-2000:]
+                       r"val_accuracy so far 0\.\d{4} \| (about \d+ s left|finishing)$",
+                       text, re.M)
+    assert ("2", "finishing") in lines and ("1", "finishing") not in lines, text[-2000:]

@@ -22,6 +22,7 @@ from nnbench.config import Suite, load_suite, parse_suite
 from nnbench.messages import decimals
 from nnbench.report import render_report
 from nnbench.results import Results, load_results
+from nnbench.results.stats import format_p
 from nnbench.runner import run_suite
 from nnbench.tracking import Tracker
 from tests.conftest import REPO, launch_chromium, open_page
@@ -112,6 +113,11 @@ def test_every_section_renders_for_three_axes_and_four_seeds(
     claims = _section(html, "claims")
     assert "relu beats sigmoid" in claims
     assert re.search(r'class="(supported|contradicted|inconclusive)"', claims)
+    # a claim's sides as levels (they printed as Python dicts)
+    assert "a: activation=relu; b: activation=sigmoid; expects a higher" in claims
+    # an interaction's Δ is a difference of differences, not a − b
+    assert interactions.count("<th>Δ of Δ: (x1 − x0 at y1) − (x1 − x0 at y0)</th>") == 3
+    assert "<th>Holm p (t)</th><th>Holm p (permutation)</th>" in effects
     provenance = _section(html, "provenance")
     assert "mlflow ui --backend-store-uri" in provenance
     assert "use_deterministic_algorithms" in provenance
@@ -165,8 +171,12 @@ def test_every_comparison_of_the_report_is_a_row_of_its_csv(
         assert tested[column].notna().all(), column
     html = path.read_text()
     for _, row in table.iterrows():  # the page shows the CSV's difference on every row,
-        # rounded as its sentences round it (half up)
+        # rounded as its sentences round it (half up), and its Holm-adjusted permutation p
+        # beside the t-test's (the sentences quoted it; the table showed only the unadjusted)
         assert decimals(row["mean_diff"], 4, plus=True) in html, row["kind"]
+        cells = f'<td class="num">{format_p(row["p_holm"])}</td><td class="num">' \
+                f'{format_p(row["p_perm_holm"])}</td>'
+        assert cells in html, row["kind"]
 
 
 def test_tables_round_as_sentences_do_half_up(three_axes: tuple[Path, str]) -> None:

@@ -65,6 +65,9 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 _ENV.filters["num"] = _num
 _ENV.filters["signed"] = lambda value: decimals(value, 4, plus=True)  # a Δ: +0.0123
+# a claim's side: activation=relu, init=xavier_normal (it printed the Python dict)
+_ENV.filters["levels"] = lambda where: ", ".join(f"{axis}={level}"
+                                                for axis, level in dict(where).items())
 _ENV.filters["p"] = format_p  # "< 0.0001", 4 decimals, "n/a"
 # axes whose effect the diagnostics explain (the notes' vanishing gradients, dead units, L1)
 EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "dropout"}

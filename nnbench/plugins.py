@@ -230,9 +230,8 @@ def _not_a_module_name(given: str) -> str:
     parts = path[:-3].split("/") if path.endswith(".py") else []
     while parts and parts[0] == ".":
         parts = parts[1:]
-    name = ".".join(parts)
-    if not parts or not MODULE_PATTERN.fullmatch(name) or "." in path[:-3].replace("./", ""):
-        name = "mylab.nets"
+    # every folder and the file a name (not "", "..", "a.b"): then it imports as dotted
+    name = ".".join(parts) if parts and all(p.isidentifier() for p in parts) else "mylab.nets"
     return (f"expected a module name such as {name} (dotted Python identifiers, as in an "
             f"import statement); got {what}")
 

@@ -294,9 +294,8 @@ class StackedEngine:
         fits = self._fits.get(key, lanes)
         if fits < lanes:
             return (yield from self._train_parts(key, specs, fits, listener, threads))
-        numerics = Numerics(engine="stacked", lanes=lanes,
-                            precision=seeding.precision_on(self.device), threads=threads)
-        run = _GroupRun(specs, lanes, self.device, listener, numerics, self.keep_checkpoints)
+        run = _GroupRun(specs, lanes, self.device, listener, self._numerics(lanes, threads),
+                        self.keep_checkpoints)
         yield from run.run()
         if run.out_of_memory is None:
             return run.interrupted
@@ -318,14 +317,22 @@ class StackedEngine:
             if (yield from self._train_group(key, specs[start:start + lanes], lanes, listener,
                                              threads)):
                 for spec in specs[start + lanes:]:
-                    yield TrialResult(spec=spec, status="killed", history=[], final={},
-                                      fingerprint="", device=str(self.device),
-                                      wall_seconds=0.0, reason="interrupted before its group "
-                                      "was built", numerics=Numerics(
-                                          engine="stacked", lanes=lanes, threads=threads,
-                                          precision=seeding.precision_on(self.device)))
+                    yield _unbuilt(spec, "killed", "interrupted before its group was built",
+                                   self.device, self._numerics(lanes, threads))
                 return True
         return False
+
+    def _numerics(self, lanes: int, threads: int) -> Numerics:
+        return Numerics(engine="stacked", lanes=lanes, threads=threads,
+                        precision=seeding.precision_on(self.device))
+
+
+def _unbuilt(spec: TrialSpec, status: Status, reason: str, device: torch.device,
+             numerics: Numerics, wall_seconds: float = 0.0) -> TrialResult:
+    """The result of a trial whose lane was never built (no model, no history)."""
+    return TrialResult(spec=spec, status=status, history=[], final={}, fingerprint="",
+                       device=str(device), wall_seconds=wall_seconds, reason=reason,
+                       numerics=numerics)
 
 
 class AutoEngine(StackedEngine):
@@ -616,10 +623,7 @@ class _GroupRun:
                 yield self._result(lane, status, host, reason=why(lane), share=share)
 
     def _unbuilt(self, spec: TrialSpec, status: Status, reason: str) -> TrialResult:
-        """The result of a trial whose lane was never built (no model, no history)."""
-        return TrialResult(spec=spec, status=status, history=[], final={}, fingerprint="",
-                           device=str(self.device), wall_seconds=self._share(),
-                           reason=reason, numerics=self.numerics)
+        return _unbuilt(spec, status, reason, self.device, self.numerics, self._share())
 
     def _epoch(self) -> list[dict[str, float]]:
         """One epoch of every lane; one host sync; each lane's metrics (lanes in order)."""

@@ -106,6 +106,12 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    def unused(self) -> dict[str, str]:
+        """Parameters these values make have no effect: {name: why, and what is allowed}.
+        A suite that gives one a value other than its default where every configuration
+        ignores it is refused (validate's unused settings check)."""
+        return {}
+
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:

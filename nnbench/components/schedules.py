@@ -9,7 +9,7 @@ from `warmup_start_factor`·lr to lr in front of it (torch's LinearLR + Sequenti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -18,6 +18,7 @@ from torch.optim import lr_scheduler
 from nnbench.registry import ComponentInfo, Params, register
 
 KIND = "schedule"
+WARMUP_START_FACTOR = 0.1  # where warm-up starts, as a share of lr (torch's LinearLR: 1/3)
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,31 @@ class Schedule:
 
 
 class _Common(Params):
+    own_warmup: ClassVar[str] = ""  # a schedule that warms up its own way: what it is
     interval: Literal["epoch", "batch"] = Field(
         "epoch", description="step the schedule after every epoch or every batch")
     warmup: int = Field(0, ge=0, description="intervals of linear warm-up in front")
     warmup_start_factor: float = Field(
-        0.1, gt=0, le=1, description="warm-up starts at this fraction of lr")
+        WARMUP_START_FACTOR, gt=0, le=1, description="warm-up starts at this fraction of lr")
+
+    def unused(self) -> dict[str, str]:
+        """Warm-up settings where nothing warms up (the suite's check refuses one that no
+        configuration uses: its trials would be labelled with it for nothing)."""
+        if self.warmup:
+            return {}
+        if self.own_warmup:
+            return {"warmup_start_factor": f"this schedule has its own warm-up "
+                                           f"({self.own_warmup}); allowed: no "
+                                           f"warmup_start_factor"}
+        return {"warmup_start_factor": "there is no warm-up (warmup is 0); allowed: warmup > 0, "
+                                       "or no warmup_start_factor"}
+
+
+class ConstantParams(_Common):
+    def unused(self) -> dict[str, str]:
+        return {**super().unused(), **({} if self.warmup else {
+            "interval": "the constant schedule without warm-up never changes the lr; allowed: "
+                        "warmup > 0 (warm-up counted in intervals), or no interval"})}
 
 
 class StepParams(_Common):
@@ -61,6 +82,7 @@ class CosineParams(_Common):
 
 
 class OneCycleParams(_Common):
+    own_warmup: ClassVar[str] = "pct_start, from max_lr / div_factor"
     interval: Literal["epoch", "batch"] = Field("batch", description="one-cycle steps per batch")
     max_lr: float = Field(..., gt=0, description="peak learning rate")
     pct_start: float = Field(0.3, gt=0, lt=1, description="share of the cycle spent increasing")
@@ -139,7 +161,7 @@ def _builder(name: str) -> Any:
 
 
 _ENTRIES: list[tuple[str, type[Params], str, dict[str, Any]]] = [
-    ("constant", _Common, "the optimizer's lr throughout", {}),
+    ("constant", ConstantParams, "the optimizer's lr throughout", {}),
     ("step", StepParams, "lr × gamma every step_size intervals (StepLR)", {"step_size": 2}),
     ("multistep", MultiStepParams, "lr × gamma at each milestone (MultiStepLR)",
      {"milestones": [2, 4]}),

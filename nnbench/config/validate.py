@@ -62,9 +62,10 @@ from nnbench.config.spec import AXES, TrialSpec, stamped
 from nnbench.config.tune import Tune, check_tune, tuned_variants
 from nnbench.messages import count as counted
 from nnbench.messages import describe, did_you_mean
-from nnbench.registry import ComponentError, ComponentSpec
+from nnbench.registry import ComponentError, ComponentSpec, Params
 
-__all__ = ["NAME_PATTERN", "RESERVED_NAMES", "ignored_axis_problems", "validate"]
+__all__ = ["NAME_PATTERN", "RESERVED_NAMES", "ignored_axis_problems", "unused_setting_problems",
+           "validate"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME_LENGTH = 100
@@ -226,6 +227,8 @@ class _Validator:
             self.tuned_identical(tune, configs, report_)
         self.problems.raise_if_any()
         for problem in ignored_axis_problems(suite, raw):  # an axis a model declares unused
+            self.add(*problem)
+        for problem in unused_setting_problems(suite, raw):  # a parameter its values disable
             self.add(*problem)
         self.problems.raise_if_any()
         # 11. claims
@@ -707,3 +710,51 @@ def ignored_axis_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[st
                                     f"({describe(AXES[axis].default)}), or a model that uses "
                                     f"{axis}"))
     return problems
+
+
+def unused_setting_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Component parameters given a value (other than their default) that has no effect in
+    every configuration that has it: a warm-up start factor where nothing warms up. Its
+    trials would train as without it, labelled with it. The component's parameters declare
+    what their other values disable (`Params.unused()`); a grid that turns the parameter
+    on in some configurations (schedule.warmup: [0, 5]) is a comparison, and kept."""
+    problems = []
+    configs = suite.configurations()
+    for axis in AXES.values():
+        if axis.kind is None or axis.many:
+            continue
+        values: dict[str, Any] = {}  # parameter -> its first value other than the default
+        whys: dict[str, list[str | None]] = {}  # parameter -> why unused, per configuration
+        for config in configs:
+            spec = getattr(config, axis.name)
+            model = registry.get(axis.kind, spec.name).params
+            params = model.model_validate(spec.kwargs)
+            unused = params.unused() if isinstance(params, Params) else {}
+            for name, field in model.model_fields.items():
+                value = getattr(params, name)
+                if field.is_required() or value == field.default:
+                    continue
+                values.setdefault(name, value)
+                whys.setdefault(name, []).append(unused.get(name))
+        for name, reasons in whys.items():
+            if all(reasons):
+                problems.append((_given_at(raw, axis.name, name),
+                                 f"{name} {describe(values[name])} has no effect: "
+                                 f"{reasons[0]}"))
+    return problems
+
+
+def _given_at(raw: Mapping[str, Any], axis: str, param: str) -> str:
+    """Where the suite file gives `axis`'s `param`: its own grid or ablate axis
+    (`grid.schedule.warmup_start_factor`), else the axis's grid or ablate values, else the
+    fixed value."""
+    sections = [(section, raw.get(section)) for section in ("grid", "ablate")]
+    keys = [(section, str(key)) for section, axes in sections if isinstance(axes, dict)
+            for key in axes]
+    for section, key in keys:
+        if key == f"{axis}.{param}":
+            return f"{section}.{key}"
+    for section, key in keys:
+        if key == axis:
+            return f"{section}.{key}"
+    return f"{AXES[axis].section}.{axis}"

@@ -390,6 +390,24 @@ CASES: list[Case] = [
          edit(SIGNALS, "init: kaiming_normal", "init: {name: kaiming_normal, "
                                                "nonlinearity: relu, a: 0.1}"),
          ("fixed.init", "a=0.1 is only used with nonlinearity leaky_relu", "no effect")),
+    # a warm-up setting where nothing warms up: trained as without it, labelled with it
+    Case("warmup_start_factor_without_warmup", "science",
+         fixed(SIGNALS, "schedule: {name: cosine, warmup_start_factor: 0.5}"),
+         ("fixed.schedule", "warmup_start_factor 0.5", "has no effect",
+          "there is no warm-up (warmup is 0)", "allowed: warmup > 0")),
+    Case("warmup_start_factor_of_onecycle", "science",
+         fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, warmup_start_factor: 0.5}"),
+         ("fixed.schedule", "warmup_start_factor 0.5", "own warm-up (pct_start",
+          "allowed: no warmup_start_factor")),
+    Case("warmup_start_factor_of_the_schedule_without_warmup", "science",
+         edit(SIGNALS, "activation: [tanh, relu]",
+              "schedule: [{name: cosine, warmup_start_factor: 0.5}, "
+              "{name: cosine, warmup: 1}]"),
+         ("grid.schedule", "warmup_start_factor 0.5", "has no effect")),
+    Case("batch_interval_of_a_constant_lr", "science",
+         fixed(SIGNALS, "schedule: {name: constant, interval: batch}"),
+         ("fixed.schedule", "interval 'batch'", "has no effect",
+          "never changes the lr", "allowed: warmup > 0")),
     Case("flip_that_never_flips", "science",
          edit(IMAGES, "augmentation: [normalize]",
               "augmentation: [{name: random_horizontal_flip, p: 0}, normalize]"),
@@ -1148,6 +1166,12 @@ EDGES = {
                         "grid:\n  schedule: [{name: step, step_size: 1}, constant]\n"
                         "ablate:\n  schedule.gamma: [0.5]\n"),
         "schedule: {name: step, step_size: 1}"),
+    # the fixed start factor applies to the grid's warmed-up configurations: a comparison
+    "warmup_start_factor_with_a_warmup_grid": edit(fixed(
+        SIGNALS, "schedule: {name: cosine, warmup_start_factor: 0.5}"),
+        "activation: [tanh, relu]", "schedule.warmup: [0, 1]"),
+    "batch_interval_of_a_constant_lr_warming_up": fixed(
+        SIGNALS, "schedule: {name: constant, interval: batch, warmup: 3}"),
     "three_phase_onecycle_under_half": fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, "
                                                       "three_phase: true, pct_start: 0.4}"),
 }

@@ -95,6 +95,7 @@ REQUIRED_ATTRS: dict[str, tuple[str, ...]] = {
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 BUILTIN = "nnbench"  # the source of nnbench's own components
 FLOAT32_MAX = 3.4028234663852886e38  # float32's largest finite number (torch.finfo)
+FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number (torch.finfo)
 
 
 class Params(BaseModel):
@@ -137,6 +138,14 @@ class Params(BaseModel):
                 raise ValueError(f"beyond float32's range (±{FLOAT32_MAX:.3g}), in which "
                                  f"training computes (it would be inf there); allowed: a "
                                  f"magnitude up to {FLOAT32_MAX:.3g}")
+            # and a smaller one is 0 there, or a subnormal some devices flush to 0 (an lr of
+            # 1e-50 trained nothing, and said nothing)
+            if isinstance(v, float) and v and abs(v) < FLOAT32_TINY:
+                raise ValueError(f"below float32's smallest normal number ({FLOAT32_TINY:.3g}), "
+                                 f"in which training computes (it would be 0 there, or a "
+                                 f"subnormal that devices may flush to 0); allowed: a "
+                                 f"magnitude from {FLOAT32_TINY:.3g} (or 0, where the "
+                                 f"parameter takes 0)")
         return value
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from nnbench import registry
 from nnbench.config.sources import SOURCES
-from nnbench.registry import FLOAT32_MAX, ComponentSpec
+from nnbench.registry import FLOAT32_MAX, FLOAT32_TINY, ComponentSpec
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,21 @@ class Axis:
     doc: str = ""
 
 
-Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
-# a penalty's λ: at most float32's largest, in which training computes (1e300 was inf there)
-NonNegative = Annotated[float, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False)]
+def _float32_normal(value: float) -> float:
+    if value and abs(value) < FLOAT32_TINY:
+        raise ValueError("below float32's smallest normal number")
+    return value
+
+
+Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False),
+                        AfterValidator(_float32_normal)]
+# a penalty's λ: in float32's normal range, in which training computes (1e300 was inf there,
+# 1e-50 was 0)
+NonNegative = Annotated[float, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False),
+                        AfterValidator(_float32_normal)]
 PositiveInt = Annotated[int, Field(ge=1)]
-_PENALTY = f"a number >= 0 (at most {FLOAT32_MAX:.3g}, float32's largest)"
+_PENALTY = (f"0 or a number from {FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g} (float32's normal "
+            f"range)")
 MAX_EPOCHS = 100_000  # a typo's bound (`epochs: 100000000000`): the stacked engine holds each
 # lane's schedule for every optimizer step, and 10^6 epochs of 20 steps took 3.6 GB in a minute
 
@@ -73,7 +83,9 @@ AXES: dict[str, Axis] = {a.name: a for a in [
     Axis("schedule", "fixed", kind="schedule", default="constant", doc="learning-rate schedule"),
     Axis("norm", "fixed", kind="norm", default="none",
          doc="normalization layer before each activation (batchnorm)"),
-    Axis("dropout", "fixed", scalar=Probability, expects="a probability in [0, 1)", default=0.0,
+    Axis("dropout", "fixed", scalar=Probability,
+         expects=f"a probability in [0, 1) (0, or from {FLOAT32_TINY:.3g}: float32's "
+                 f"smallest normal number)", default=0.0,
          doc="dropout probability after each hidden activation (whole channels in conv blocks)"),
     Axis("l1", "fixed", scalar=NonNegative, expects=_PENALTY, default=0.0,
          doc="λ of the L1 penalty λ·Σ|w| over weights (not biases), added to the loss"),

@@ -136,7 +136,8 @@ CASES: list[Case] = [
           "remove against_metric")),
     Case("tuned_dropout_beyond_its_range", "science",
          tune("{dropout: {type: float, low: 0.0, high: 1.5}}"),
-         ("tune.space.dropout.high", "dropout takes a probability in [0, 1); given 1.5")),
+         ("tune.space.dropout.high", "dropout takes a probability in [0, 1) (0, or from",
+          "given 1.5")),
     Case("tuned_epochs_from_zero", "science", tune("{epochs: {type: int, low: 0, high: 3}}"),
          ("tune.space.epochs.low", "epochs takes a positive integer, at most 100,000; given "
           "0 (int)")),
@@ -533,7 +534,7 @@ CASES: list[Case] = [
     # -- traceback: crashes, hangs and MemoryErrors -------------------------------------------
     Case("infinity_in_a_grid_list", "traceback",
          SIGNALS.replace("activation: [tanh, relu]", "l2: [0.0, .inf]"),
-         ("grid.l2[1]", "inf (float)", "a number >= 0")),
+         ("grid.l2[1]", "inf (float)", "0 or a number from")),
     Case("nan_learning_rate", "traceback", edit(SIGNALS, "lr: 0.1", "lr: .nan"),
          ("fixed.optimizer.lr", "nan (float)", "finite number")),
     # a number written as a word or a string passed pydantic's lax mode as 1.0 and 0.05
@@ -809,7 +810,20 @@ CASES: list[Case] = [
          edit(SIGNALS, "lr: 0.1", "lr: 0.1, weight_decay: 1.0e+300"),
          ("fixed.optimizer.weight_decay", "beyond float32's range", "given 1e+300")),
     Case("l2_beyond_float32", "late", fixed(SIGNALS, "l2: 1.0e+300"),
-         ("fixed.l2", "a number >= 0 (at most 3.4e+38, float32's largest), got 1e+300")),
+         ("fixed.l2", "0 or a number from 1.18e-38 to 3.4e+38 (float32's normal range), "
+          "got 1e+300")),
+    # and below its smallest normal number: an lr of 1e-50 is 0 in float32, and trained
+    # nothing after "ok" from validate
+    Case("lr_below_float32", "science", edit(SIGNALS, "lr: 0.1", "lr: 1.0e-50"),
+         ("fixed.optimizer.lr", "below float32's smallest normal number (1.18e-38)",
+          "it would be 0 there", "allowed: a magnitude from 1.18e-38", "given 1e-50")),
+    Case("eps_subnormal_in_float32", "science",
+         edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: adam, lr: 0.01, eps: 1.0e-40}"),
+         ("fixed.optimizer.eps", "below float32's smallest normal number", "given 1e-40")),
+    Case("l2_below_float32", "science", fixed(SIGNALS, "l2: 1.0e-45"),
+         ("fixed.l2", "0 or a number from 1.18e-38", "got 1e-45")),
+    Case("dropout_below_float32", "science", fixed(SIGNALS, "dropout: 1.0e-39"),
+         ("fixed.dropout", "a probability in [0, 1) (0, or from 1.18e-38", "got 1e-39")),
     # past a float's range: it was read as infinity, and refused as "given inf"
     Case("lr_beyond_float64", "yaml", edit(SIGNALS, "lr: 0.1", "lr: 1e400"),
          ("line ", "1e400 is beyond the range of a float (about ±1.8e308); where an infinity "
@@ -1172,6 +1186,10 @@ EDGES = {
         "activation: [tanh, relu]", "schedule.warmup: [0, 1]"),
     "batch_interval_of_a_constant_lr_warming_up": fixed(
         SIGNALS, "schedule: {name: constant, interval: batch, warmup: 3}"),
+    # float32's smallest normal number itself, and a penalty just above it
+    "lr_at_float32_s_smallest_normal_number": edit(SIGNALS, "lr: 0.1",
+                                                   "lr: 1.1754943508222875e-38"),
+    "l2_just_above_float32_s_smallest_normal_number": fixed(SIGNALS, "l2: 1.2e-38"),
     "three_phase_onecycle_under_half": fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, "
                                                       "three_phase: true, pct_start: 0.4}"),
 }

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from rich.console import Console
 
 from nnbench.config import Suite, load_suite, parse_suite
 from nnbench.messages import decimals
+from nnbench.registry import ComponentInfo, NoParams, register, unregister
 from nnbench.report import render_report
 from nnbench.results import Results, load_results
 from nnbench.results.stats import format_p
@@ -834,6 +836,65 @@ def test_figures_show_what_their_tables_do(monkeypatch: pytest.MonkeyPatch) -> N
     drawn_lines = [line for line in ax.lines if np.size(line.get_xdata())]
     assert len(drawn_lines) == 3 and not ax.collections  # no band
     assert all(line.get_marker() == "o" for line in drawn_lines)  # the short one shows
+
+
+class _PairSort(torch.nn.Module):
+    """GroupSort(2) (Anil et al. 2019): sorts each example's features in pairs, so it has no
+    value at one number alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, f = x.shape[0], x.shape[1]
+        return x.view(b, f // 2, 2).sort(dim=-1).values.view(b, f)
+
+
+class _Halves(torch.nn.Module):
+    """GLU-like: half the numbers out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[: len(x) // 2]
+
+
+@pytest.fixture
+def whole_vector_activations() -> Any:
+    for name, module in (("pair_sort", _PairSort), ("halves", _Halves)):
+        register(ComponentInfo(kind="activation", name=name, build=lambda p, m=module: m(),
+                               params=NoParams, doc="acts on feature vectors",
+                               attrs={"gain": lambda p: ("linear", None)}))
+    yield
+    unregister("activation", "pair_sort")
+    unregister("activation", "halves")
+
+
+@pytest.mark.usefixtures("whole_vector_activations")
+def test_an_activation_of_whole_feature_vectors_is_said_not_drawn_beside_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin activation that sorts pairs of features raised IndexError on the activation
+    figure's 1-D input: after both trials had finished, no report was written, and `nnbench
+    report` failed the same way each time. Its panel now says why it has no curve."""
+    from matplotlib.figure import Figure
+
+    from nnbench.registry import resolve
+    from nnbench.report import figures
+
+    drawn: list[Figure] = []
+    def keep(fig: Figure) -> str:
+        drawn.append(fig)
+        return ""
+
+    monkeypatch.setattr(figures, "_png", keep)
+    figures.activations([resolve("activation", n) for n in ("pair_sort", "relu", "halves")])
+    pair, relu, halves = drawn[-1].axes
+    assert [ax.get_title() for ax in (pair, relu, halves)] == ["pair_sort", "relu", "halves"]
+    assert not pair.axison and not pair.lines
+    def said(ax: Any) -> str:
+        return " ".join(" ".join(t.get_text() for t in ax.texts).split())
+
+    assert said(pair) == ("not drawn: it does not act on one number at a time (IndexError: "
+                          "tuple index out of range)")
+    assert not halves.axison and said(halves) == (
+        "not drawn: it maps 401 numbers to (200,), not each number to one")
+    f, slope = (np.asarray(line.get_ydata()) for line in relu.lines[:2])
+    assert f[-1] == 5.0 and slope[-1] == 1.0 and slope[0] == 0.0
 
 
 def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str) -> None:

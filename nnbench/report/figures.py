@@ -176,19 +176,41 @@ def lr_curves(history: pd.DataFrame) -> str:
 
 
 def activations(specs: list[ComponentSpec]) -> str:
-    """Each activation of the suite with its derivative, as the notes plot them."""
+    """Each activation of the suite with its derivative, as the notes plot them. One that is
+    no function of each number alone (a plugin's GroupSort sorts pairs of features, and
+    raised on the curve's 1-D input, with no report written) says so in its panel."""
     fig, grid = plt.subplots(1, len(specs), figsize=(2.6 * len(specs), 2.4), squeeze=False)
-    x = torch.linspace(-5, 5, 401, requires_grad=True)
     for ax, spec in zip(grid[0], specs, strict=True):
-        module = registry.build("activation", spec)
-        y = module(x)
-        (slope,) = torch.autograd.grad(y.sum(), x)
-        ax.plot(x.detach(), y.detach(), label="f(x)")
-        ax.plot(x.detach(), slope, label="f'(x)", linestyle="--")
         ax.set_title(registry.label("activation", spec), fontsize=9)
+        curve = _curve(spec)
+        if isinstance(curve, str):
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, textwrap.fill(f"not drawn: {curve}", 30), ha="center",
+                    va="center", fontsize=7, transform=ax.transAxes)
+            continue
+        x, y, slope = curve
+        ax.plot(x, y, label="f(x)")
+        ax.plot(x, slope, label="f'(x)", linestyle="--")
         ax.axhline(0, color="grey", lw=0.5)
-    grid[0][0].legend(fontsize=7)
+        ax.legend(fontsize=7)
     return _png(fig)
+
+
+def _curve(spec: ComponentSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    """An activation's f(x) and f'(x) on [-5, 5], or why it has no such curve."""
+    x = torch.linspace(-5, 5, 401, requires_grad=True)
+    try:
+        y = registry.build("activation", spec)(x)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            return (f"it maps 401 numbers to "
+                    f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}, "
+                    f"not each number to one")
+        (slope,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+    except Exception as e:  # a plugin's activation of whole feature vectors
+        return f"it does not act on one number at a time ({type(e).__name__}: {e})"
+    if slope is None:
+        slope = torch.zeros_like(x)
+    return x.detach().numpy(), y.detach().numpy(), slope.numpy()
 
 
 def diagnostics(history: pd.DataFrame, trials: pd.DataFrame,

@@ -97,6 +97,12 @@ class OneCycleParams(_Common):
     base_momentum: float = Field(0.85, ge=0, lt=1, description="momentum at the lr peak")
     max_momentum: float = Field(0.95, ge=0, lt=1, description="momentum at the lr minimum")
 
+    def unused(self) -> dict[str, str]:
+        why = ("cycle_momentum is false, so the optimizer keeps its own momentum; allowed: "
+               "cycle_momentum: true, or no {}")
+        return {**super().unused(), **({} if self.cycle_momentum else {
+            name: why.format(name) for name in ("base_momentum", "max_momentum")})}
+
     @model_validator(mode="after")
     def _own_warmup(self) -> OneCycleParams:
         if self.warmup:
@@ -106,6 +112,11 @@ class OneCycleParams(_Common):
                              f"room for the third phase (the second, as long as the first, "
                              f"would end at or after the run's end, so the lr is never "
                              f"annealed); allowed: pct_start below 0.5, or three_phase: false")
+        if self.div_factor < 1:  # torch checks nothing
+            raise ValueError(f"div_factor {self.div_factor:g} starts the cycle at "
+                             f"{self.max_lr / self.div_factor:g}, above max_lr "
+                             f"{self.max_lr:g}: it would go down, up and down; allowed: "
+                             f"div_factor 1 or more (the cycle starts at max_lr / div_factor)")
         if self.cycle_momentum and self.base_momentum > self.max_momentum:
             raise ValueError(f"base_momentum ({self.base_momentum}) must not exceed "
                              f"max_momentum ({self.max_momentum})")

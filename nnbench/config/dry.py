@@ -49,6 +49,7 @@ from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
 from nnbench.messages import first_line
+from nnbench.registry import FLOAT32_MAX, FLOAT32_TINY
 from nnbench.train import serial
 from nnbench.train.build import (
     Step,
@@ -429,16 +430,32 @@ class _Builder:
         digest = hashlib.sha256()
         first = _hyper(optimizer)
         changed = False
+        highest = (first[0], 0)  # the largest lr and its interval
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimizer.step()  # no gradient: a no-op that lets the schedule step in order
             for i in range(min(total, MAX_SCHEDULE_STEPS)):
                 now = _hyper(optimizer)
                 changed = changed or now != first
+                highest = max(highest, (now[0], -i))
                 digest.update(repr(now).encode())
                 if i < total - 1:
                     schedule.scheduler.step()
         digest.update(f"{interval}:{total}".encode())
+        # the lr trains in float32: a schedule's lr past its range is inf there (a onecycle
+        # from 1e39 failed each serial trial with an overflow, and its stacked ones were
+        # recorded as diverged); one starting below its smallest normal number starts at 0
+        if highest[0] > FLOAT32_MAX:
+            problems.append((where, f"the learning rate reaches {highest[0]:g} at {interval} "
+                                    f"{1 - highest[1]} of {total}, beyond float32's range "
+                                    f"(±{FLOAT32_MAX:.3g}), in which training computes; "
+                                    f"allowed: a schedule whose lr stays within it"))
+        elif 0 < first[0] < FLOAT32_TINY:
+            problems.append((where, f"the learning rate starts at {first[0]:g}, below "
+                                    f"float32's smallest normal number ({FLOAT32_TINY:.3g}), "
+                                    f"in which training computes (it would be 0 there); "
+                                    f"allowed: a schedule that starts from {FLOAT32_TINY:.3g} "
+                                    f"or more"))
         if not changed and spec.schedule.name != "constant" and not problems:
             problems.append((where, f"schedule '{spec.schedule.name}' never changes the "
                                     f"learning rate in the {total} {unit} of training (it "
@@ -668,16 +685,33 @@ def _early_stopping_effect(spec: TrialSpec) -> Any:
     return es.to_dict()
 
 
+def optimizer_unused(spec: TrialSpec) -> dict[str, str]:
+    """The optimizer's parameters that have no effect in this trial, for what its schedule
+    does with them (or its other parameters): {name: why, and what is allowed}."""
+    schedule = spec.schedule
+    cycled = schedule.name == "onecycle" and bool(schedule.kwargs.get("cycle_momentum"))
+    unused = {}
+    if schedule.name == "onecycle":
+        unused["lr"] = ("onecycle sets the learning rate itself (from max_lr / div_factor up "
+                        "to max_lr, then down); allowed: no lr (set the schedule's max_lr)")
+    if cycled:
+        unused["momentum"] = ("onecycle cycles the momentum between its base_momentum and "
+                              "max_momentum; allowed: no momentum, or cycle_momentum: false")
+    elif spec.optimizer.name == "sgd" and not spec.optimizer.kwargs.get("momentum"):
+        unused["dampening"] = ("dampening damps momentum, and momentum is 0 (torch skips it); "
+                               "allowed: momentum > 0, or no dampening")
+    return unused
+
+
 def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
     """The optimizer's settings the schedule does not override (the trajectory has those)."""
     params = dict(spec.optimizer.to_dict())
     params.pop("lr", None)  # every lr is in the trajectory
-    if spec.optimizer.name == "sgd" and not params.get("momentum"):
-        params.pop("dampening", None)  # torch skips it at momentum 0
-    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum"):
-        params.pop("momentum", None)
-        if "betas" in params:
-            params["betas"] = ["cycled", params["betas"][1]]
+    for name in optimizer_unused(spec):
+        params.pop(name, None)
+    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum") \
+            and "betas" in params:
+        params["betas"] = ["cycled", params["betas"][1]]
     return params
 
 

@@ -718,11 +718,17 @@ def unused_setting_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[
     trials would train as without it, labelled with it. The component's parameters declare
     what their other values disable (`Params.unused()`); a grid that turns the parameter
     on in some configurations (schedule.warmup: [0, 5]) is a comparison, and kept."""
+    from nnbench.config.dry import optimizer_unused
+
+    # what a parameter's effect depends on beyond its own component (an sgd's dampening on
+    # the schedule: onecycle cycles the momentum it damps)
+    elsewhere = {"optimizer": optimizer_unused}
     problems = []
     configs = suite.configurations()
     for axis in AXES.values():
         if axis.kind is None or axis.many:
             continue
+        also = elsewhere.get(axis.name)
         values: dict[str, Any] = {}  # parameter -> its first value other than the default
         whys: dict[str, list[str | None]] = {}  # parameter -> why unused, per configuration
         for config in configs:
@@ -730,6 +736,8 @@ def unused_setting_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[
             model = registry.get(axis.kind, spec.name).params
             params = model.model_validate(spec.kwargs)
             unused = params.unused() if isinstance(params, Params) else {}
+            if also is not None:
+                unused = {**unused, **also(config)}
             for name, field in model.model_fields.items():
                 value = getattr(params, name)
                 if field.is_required() or value == field.default:
@@ -739,9 +747,13 @@ def unused_setting_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[
         for name, reasons in whys.items():
             if all(reasons):
                 problems.append((_given_at(raw, axis.name, name),
-                                 f"{name} {describe(values[name])} has no effect: "
+                                 f"{name} {_shown(values[name])} has no effect: "
                                  f"{reasons[0]}"))
     return problems
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def _given_at(raw: Mapping[str, Any], axis: str, param: str) -> str:

@@ -32,6 +32,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -405,6 +406,38 @@ CASES: list[Case] = [
               "schedule: [{name: cosine, warmup_start_factor: 0.5}, "
               "{name: cosine, warmup: 1}]"),
          ("grid.schedule", "warmup_start_factor 0.5", "has no effect")),
+    # the optimizer's settings that its schedule (or its other settings) override
+    Case("dampening_without_momentum_fixed", "science",
+         edit(SIGNALS, "lr: 0.1", "lr: 0.1, dampening: 0.5"),
+         ("fixed.optimizer", "dampening 0.5 has no effect", "momentum is 0",
+          "allowed: momentum > 0, or no dampening")),
+    Case("lr_under_onecycle", "science",
+         fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.2}"),
+         ("fixed.optimizer", "lr 0.1 has no effect", "onecycle sets the learning rate itself",
+          "allowed: no lr")),
+    Case("momentum_under_a_cycling_onecycle", "science",
+         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, momentum: 0.5}"),
+               "schedule: {name: onecycle, max_lr: 0.2}"),
+         ("fixed.optimizer", "momentum 0.5 has no effect", "onecycle cycles the momentum",
+          "allowed: no momentum, or cycle_momentum: false")),
+    Case("base_momentum_without_cycling", "science",
+         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
+               "schedule: {name: onecycle, max_lr: 0.2, cycle_momentum: false, "
+               "base_momentum: 0.5}"),
+         ("fixed.schedule", "base_momentum 0.5 has no effect", "cycle_momentum is false",
+          "allowed: cycle_momentum: true, or no base_momentum")),
+    # a onecycle from 1e39 failed each serial trial with an overflow, and its stacked ones
+    # were recorded as diverged
+    Case("onecycle_starting_above_its_peak", "late",
+         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
+               "schedule: {name: onecycle, max_lr: 1.0e+38, div_factor: 0.1}"),
+         ("fixed.schedule", "div_factor 0.1 starts the cycle at 1e+39, above max_lr 1e+38",
+          "allowed: div_factor 1 or more")),
+    Case("onecycle_starting_below_float32", "science",
+         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
+               "schedule: {name: onecycle, max_lr: 1.0e-30, div_factor: 1.0e+10}"),
+         ("fixed.schedule", "the learning rate starts at 1e-40, below float32's smallest "
+          "normal number (1.18e-38)", "allowed: a schedule that starts from 1.18e-38")),
     Case("batch_interval_of_a_constant_lr", "science",
          fixed(SIGNALS, "schedule: {name: constant, interval: batch}"),
          ("fixed.schedule", "interval 'batch'", "has no effect",
@@ -1190,8 +1223,16 @@ EDGES = {
     "lr_at_float32_s_smallest_normal_number": edit(SIGNALS, "lr: 0.1",
                                                    "lr: 1.1754943508222875e-38"),
     "l2_just_above_float32_s_smallest_normal_number": fixed(SIGNALS, "l2: 1.2e-38"),
-    "three_phase_onecycle_under_half": fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, "
-                                                      "three_phase: true, pct_start: 0.4}"),
+    "three_phase_onecycle_under_half": fixed(
+        edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
+        "schedule: {name: onecycle, max_lr: 0.1, three_phase: true, pct_start: 0.4}"),
+    # onecycle cycles the momentum that the dampening damps
+    "dampening_of_momentum_onecycle_cycles": fixed(
+        edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, dampening: 0.5}"),
+        "schedule: {name: onecycle, max_lr: 0.1}"),
+    # the fixed lr is onecycle's to override, and constant's to train with
+    "lr_beside_a_onecycle_grid": edit(SIGNALS, "activation: [tanh, relu]",
+                                      "schedule: [constant, {name: onecycle, max_lr: 0.1}]"),
 }
 
 
@@ -1201,6 +1242,32 @@ def test_valid_suites_at_the_edges_of_a_check_are_accepted(
     path = tmp_path / f"{name}.yaml"
     path.write_text(EDGES[name])
     assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_schedule_whose_lr_leaves_float32_s_range_is_refused() -> None:
+    """A plugin schedule multiplying the lr by 1e30 an epoch: 0.1, 1e29, then 1e59, which
+    is inf in float32 (the built-ins cannot get there: their numbers are in float32's range
+    and onecycle's div_factor is at least 1)."""
+    from torch.optim import lr_scheduler
+
+    from nnbench.components.schedules import Schedule
+    from nnbench.registry import ComponentInfo, NoParams, register, unregister
+
+    def build(params: NoParams, optimizer: Any, epochs: int, steps_per_epoch: int) -> Schedule:
+        return Schedule(lr_scheduler.LambdaLR(optimizer, lambda epoch: 1e30 ** epoch), "epoch")
+
+    register(ComponentInfo(kind="schedule", name="explode", build=build, params=NoParams,
+                           doc="lr × 1e30 every epoch"))
+    try:
+        with pytest.raises(SuiteError) as err:
+            parse_suite(edit(fixed(SIGNALS, "schedule: explode"), "epochs: 2", "epochs: 3"))
+        assert [line.partition(": ")[2] for line in err.value.lines()] == [
+            "fixed.schedule: the learning rate reaches 1e+59 at epoch 3 of 3, beyond float32's "
+            "range (±3.4e+38), in which training computes; allowed: a schedule whose lr stays "
+            "within it"]
+        parse_suite(fixed(SIGNALS, "schedule: explode"))  # 2 epochs: 1e29 at most
+    finally:
+        unregister("schedule", "explode")
 
 
 def test_an_infinite_clip_norm_is_a_valid_value(tmp_path: Path) -> None:

@@ -683,7 +683,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     training = not (args.validate or args.report_only)
     try:
         _checked(args, tracking=not args.validate, reading=args.report_only,
-                 report_dir=not args.validate, device=training, storage=training)
+                 report_dir=not args.validate, device=not args.report_only, storage=training)
     except UsageError as e:
         problems.append(str(e))
     if bench is not None and not args.validate:

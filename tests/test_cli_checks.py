@@ -13,12 +13,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
 from nnbench import cli
 from nnbench.cli_checks import UsageError, check_storage_url, check_tracking_uri
-from tests.conftest import Postgres
+from tests.conftest import REPO, Postgres
 
 
 @pytest.mark.slow
@@ -235,6 +236,22 @@ def test_bench_takes_validate_or_report_only_not_both(capsys: pytest.CaptureFixt
     assert caught.value.code == 2
     assert "argument --report-only: not allowed with argument --validate" in \
         capsys.readouterr().err
+
+
+def test_bench_validate_checks_the_device_it_would_run_on(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench --validate --device cuda` said ok on a machine without CUDA, where the same
+    command without --validate is refused."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    bench = str(REPO / "benchmarks" / "optimizers.yaml")
+    assert cli.main(["bench", bench, "--validate", "--device", "cuda"]) == 2
+    said = capsys.readouterr()
+    assert said.err.splitlines() == [
+        "--device 'cuda': device 'cuda' requested but torch.cuda.is_available() is False "
+        f"(torch {torch.__version__}); use --device cpu or auto"]
+    assert said.out == ""
+    assert cli.main(["bench", bench, "--validate", "--device", "cpu"]) == 0
+    assert "optimizers.yaml: ok" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("timeout", ["abc", "-5", "nan", "inf", "0", "30&timeout=5"])

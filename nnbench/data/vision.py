@@ -171,6 +171,33 @@ def _check(name: str, p: VisionParams) -> None:
     damaged = [why for why in map(_truncated, (where / f for f in files)) if why]
     if damaged:
         raise DataError(_damaged_message(name, where, damaged))
+    foreign = _not_mnist(name, where, files) if folder.endswith("/raw") else []
+    if foreign:
+        raise DataError(f"dataset {name!r}: its files under {where} are intact, but not "
+                        f"{name}'s ({'; '.join(foreign)}); put {name}'s own files there")
+
+
+def _not_mnist(name: str, where: Path, files: tuple[str, ...]) -> list[str]:
+    """How MNIST-format files (headers checked by `_truncated`) differ from the dataset's
+    shape: images of another size (27×27 passed validate, and the run blamed the model's
+    declared input shape), fewer labels than images, labels past its 10 classes (the run
+    said to raise num_classes, which the dataset does not take). Reads the labels only."""
+    height, width = _SHAPES[name][2][1:]
+    out = []
+    for images, labels in (files[:2], files[2:]):
+        with open(where / images, "rb") as f:
+            count, *size = struct.unpack(">3I", f.read(16)[4:])
+        values = np.fromfile(where / labels, dtype=np.uint8, offset=8)
+        if tuple(size) != (height, width):
+            out.append(f"{images}: images of {size[0]}×{size[1]} where {name}'s are "
+                       f"{height}×{width}")
+        if count != values.size:
+            out.append(f"{images} holds {count:,} images and {labels} {values.size:,} labels: "
+                       f"one label per image")
+        if values.size and int(values.max()) > 9:
+            out.append(f"{labels}: labels up to {int(values.max())} where {name} has 10 "
+                       f"classes (0 to 9)")
+    return out
 
 
 def _damaged_message(name: str, where: Path, damaged: list[str]) -> str:

@@ -293,6 +293,33 @@ def test_validate_accepts_present_files_and_download_true(
     assert f"{present}: ok" in capsys.readouterr().out
 
 
+def test_validate_names_mnist_files_of_other_shapes_or_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Intact idx files that are not MNIST's passed validate: 27×27 images (the run then
+    blamed the model's declared input shape, in words for plugin authors), 50 labels for
+    60 images, labels up to 199 (the run said to raise num_classes, which mnist does not
+    take)."""
+    root = tmp_path / "data"
+    monkeypatch.setenv("NNBENCH_DATA", str(root))
+    _mnist_files(root, bad_label=None)
+    raw = root / "MNIST" / "raw"
+    rng = np.random.default_rng(1)
+    _write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 27, 27)))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(50) % 200 * 4 % 200)
+    path = _suite(tmp_path, MNIST)
+    assert cli.main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: task.dataset: dataset 'mnist': its files under {raw} are intact, but not "
+        f"mnist's (train-images-idx3-ubyte: images of 27×27 where mnist's are 28×28; "
+        f"t10k-images-idx3-ubyte holds 20 images and t10k-labels-idx1-ubyte 50 labels: one "
+        f"label per image; t10k-labels-idx1-ubyte: labels up to 196 where mnist has 10 "
+        f"classes (0 to 9)); put mnist's own files there"]
+    _mnist_files(tmp_path / "intact", bad_label=None)
+    monkeypatch.setenv("NNBENCH_DATA", str(tmp_path / "intact"))
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
 def test_validate_names_a_truncated_mnist_or_cifar_file_from_its_header_and_size(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

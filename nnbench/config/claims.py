@@ -265,6 +265,8 @@ def _why_not_logged(metric: str, spec: TrialSpec) -> str:
                 f"saturated units are counted for sigmoid and tanh; activation "
                 f"'{spec.activation.name}' is not saturating")
     if _is_grad_norm(metric):
+        if int(metric.rsplit("layer", 1)[1]) < 1:
+            return "weight layers are numbered from 1 (grad_norm.layer1: the input layer)"
         return "the model has fewer weight layers"
     metrics = registry.get("loss", spec.loss.name).attrs["metrics"]
     return f"loss '{spec.loss.name}' reports {', '.join(metrics)}"

@@ -303,7 +303,10 @@ class _Validator:
             return {}
         for key in raw:
             if key not in allowed:
-                self.add(f"{section}.{key}", f"unknown key {key!r}; "
+                axis = AXES.get(key) if isinstance(key, str) else None
+                home = f"{key} belongs under {axis.section}:, not {section}:; " \
+                    if axis is not None and axis.section != section else ""
+                self.add(f"{section}.{key}", f"unknown key {key!r}; {home}"
                                              f"{did_you_mean(key, allowed)}allowed: "
                                              f"{', '.join(allowed)}")
         return raw

@@ -303,6 +303,11 @@ CASES: list[Case] = [
              "b: {activation: leaky_relu}, metric: saturated_fraction, direction: lower}\n"),
          ("expect[0]", "can never be tested", "'saturated_fraction' is not logged",
           "sigmoid and tanh", "dead_fraction")),
+    Case("claim_on_layer_0", "science",  # it said the model had fewer weight layers
+         add(SIGNALS, "expect:\n  - {claim: x, a: {activation: relu}, b: {activation: tanh}, "
+                      "metric: grad_norm.layer0}\n"),
+         ("expect[0]", "'grad_norm.layer0' is not logged", "weight layers are numbered from 1 "
+          "(grad_norm.layer1: the input layer)", "grad_norm.layer2")),
     Case("claim_on_saturation_against_relu", "science",  # relu is the side that never logs it
          add(SIGNALS, "expect:\n  - {claim: tanh saturates, a: {activation: tanh}, "
                       "b: {activation: relu}, metric: saturated_fraction}\n"),
@@ -438,6 +443,14 @@ CASES: list[Case] = [
                "schedule: {name: onecycle, max_lr: 1.0e-30, div_factor: 1.0e+10}"),
          ("fixed.schedule", "the learning rate starts at 1e-40, below float32's smallest "
           "normal number (1.18e-38)", "allowed: a schedule that starts from 1.18e-38")),
+    # a key in the other section: said where it belongs, not only what this one allows
+    Case("epochs_under_task", "late",
+         edit(SIGNALS, "  metric: val_accuracy\n", "  metric: val_accuracy\n  epochs: 3\n"),
+         ("task.epochs: unknown key 'epochs'; epochs belongs under fixed:, not task:; "
+          "allowed: dataset, model, loss, metric",)),
+    Case("model_under_fixed", "late",
+         fixed(SIGNALS, "model: {name: mlp, hidden: [4]}"),
+         ("fixed.model: unknown key 'model'; model belongs under task:, not fixed:",)),
     Case("batch_interval_of_a_constant_lr", "science",
          fixed(SIGNALS, "schedule: {name: constant, interval: batch}"),
          ("fixed.schedule", "interval 'batch'", "has no effect",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch.optim import lr_scheduler
 
 from nnbench.registry import ComponentInfo, Params, register
@@ -64,12 +64,12 @@ class MultiStepParams(_Common):
     milestones: tuple[int, ...] = Field(..., min_length=1, description="intervals to decay at")
     gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at each milestone")
 
-    @model_validator(mode="after")
-    def _increasing(self) -> MultiStepParams:
-        if list(self.milestones) != sorted(set(self.milestones)) or self.milestones[0] < 1:
-            raise ValueError(f"milestones must be increasing positive integers, "
-                             f"got {list(self.milestones)}")
-        return self
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones: tuple[int, ...]) -> tuple[int, ...]:
+        if list(milestones) != sorted(set(milestones)) or milestones[0] < 1:
+            raise ValueError("milestones must be increasing positive integers")
+        return milestones
 
 
 class ExponentialParams(_Common):

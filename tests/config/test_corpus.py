@@ -303,6 +303,11 @@ CASES: list[Case] = [
              "b: {activation: leaky_relu}, metric: saturated_fraction, direction: lower}\n"),
          ("expect[0]", "can never be tested", "'saturated_fraction' is not logged",
           "sigmoid and tanh", "dead_fraction")),
+    Case("milestones_out_of_order", "late",  # it was said of the schedule, as a dict
+         edit(fixed(SIGNALS, "schedule: {name: multistep, milestones: [2, 1]}"),
+              "epochs: 2", "epochs: 5"),
+         ("fixed.schedule.milestones: schedule 'multistep': milestones must be increasing "
+          "positive integers, given [2, 1] (list)",)),
     Case("claim_on_layer_0", "science",  # it said the model had fewer weight layers
          add(SIGNALS, "expect:\n  - {claim: x, a: {activation: relu}, b: {activation: tanh}, "
                       "metric: grad_norm.layer0}\n"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from nnbench.messages import first_line
@@ -34,6 +34,14 @@ def _add(name: str, build: Callable[[Any], nn.Module], doc: str, *,
 
 class LeakyReLUParams(Params):
     negative_slope: float = Field(0.01, ge=0, lt=1, description="slope for x < 0")
+
+    @field_validator("negative_slope")
+    @classmethod
+    def _not_relu(cls, slope: float) -> float:
+        if slope == 0:  # beside relu in a grid, two configurations trained bit for bit alike
+            raise ValueError("a slope of 0 is relu; allowed: a slope in (0, 1), or activation "
+                             "relu")
+        return slope
 
 
 class ELUParams(Params):

@@ -308,6 +308,11 @@ CASES: list[Case] = [
               "epochs: 2", "epochs: 5"),
          ("fixed.schedule.milestones: schedule 'multistep': milestones must be increasing "
           "positive integers, given [2, 1] (list)",)),
+    Case("leaky_relu_of_slope_0_beside_relu", "science",  # the same fingerprints
+         edit(SIGNALS, "activation: [tanh, relu]",
+              "activation: [relu, {name: leaky_relu, negative_slope: 0}]"),
+         ("grid.activation[1].negative_slope: activation 'leaky_relu': a slope of 0 is relu; "
+          "allowed: a slope in (0, 1), or activation relu",)),
     Case("claim_on_layer_0", "science",  # it said the model had fewer weight layers
          add(SIGNALS, "expect:\n  - {claim: x, a: {activation: relu}, b: {activation: tanh}, "
                       "metric: grad_norm.layer0}\n"),

@@ -107,10 +107,11 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    def unused(self) -> dict[str, str]:
+    def _unused_settings(self) -> dict[str, str]:
         """Parameters these values make have no effect: {name: why, and what is allowed}.
         A suite that gives one a value other than its default where every configuration
-        ignores it is refused (validate's unused settings check)."""
+        ignores it is refused (validate's unused settings check). A private name: a plugin's
+        parameter may be called `unused`."""
         return {}
 
     @field_validator("*", mode="before")

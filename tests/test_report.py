@@ -854,15 +854,30 @@ class _Halves(torch.nn.Module):
         return x[: len(x) // 2]
 
 
+class _Share(torch.nn.Module):
+    """Softmax over the features: one output per input, each depending on all."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-1)
+
+
+class _Step(torch.nn.Module):
+    """A step: a function of each number, with no gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > 0).float()
+
+
 @pytest.fixture
 def whole_vector_activations() -> Any:
-    for name, module in (("pair_sort", _PairSort), ("halves", _Halves)):
+    for name, module in (("pair_sort", _PairSort), ("halves", _Halves), ("share", _Share),
+                         ("step", _Step)):
         register(ComponentInfo(kind="activation", name=name, build=lambda p, m=module: m(),
                                params=NoParams, doc="acts on feature vectors",
                                attrs={"gain": lambda p: ("linear", None)}))
     yield
-    unregister("activation", "pair_sort")
-    unregister("activation", "halves")
+    for name in ("pair_sort", "halves", "share", "step"):
+        unregister("activation", name)
 
 
 @pytest.mark.usefixtures("whole_vector_activations")
@@ -882,17 +897,24 @@ def test_an_activation_of_whole_feature_vectors_is_said_not_drawn_beside_the_oth
         return ""
 
     monkeypatch.setattr(figures, "_png", keep)
-    figures.activations([resolve("activation", n) for n in ("pair_sort", "relu", "halves")])
-    pair, relu, halves = drawn[-1].axes
-    assert [ax.get_title() for ax in (pair, relu, halves)] == ["pair_sort", "relu", "halves"]
+    names = ("pair_sort", "relu", "halves", "share", "step")
+    figures.activations([resolve("activation", n) for n in names])
+    pair, relu, halves, share, step = drawn[-1].axes
+    assert [ax.get_title() for ax in drawn[-1].axes] == list(names)
     assert not pair.axison and not pair.lines
+
     def said(ax: Any) -> str:
         return " ".join(" ".join(t.get_text() for t in ax.texts).split())
 
-    assert said(pair) == ("not drawn: it does not act on one number at a time (IndexError: "
-                          "tuple index out of range)")
+    assert said(pair).startswith("not drawn: it does not act on one number at a time "
+                                 "(IndexError: ")
     assert not halves.axison and said(halves) == (
         "not drawn: it maps 401 numbers to (200,), not each number to one")
+    assert not share.axison and said(share) == (
+        "not drawn: its value at a number depends on the numbers beside it")
+    # a step has no gradient: its curve, and a slope of 0
+    assert step.axison and not step.texts
+    assert list(np.asarray(step.lines[1].get_ydata())) == [0.0] * 401
     f, slope = (np.asarray(line.get_ydata()) for line in relu.lines[:2])
     assert f[-1] == 5.0 and slope[-1] == 1.0 and slope[0] == 0.0
 

@@ -35,7 +35,7 @@ class _Common(Params):
     warmup_start_factor: float = Field(
         WARMUP_START_FACTOR, gt=0, le=1, description="warm-up starts at this fraction of lr")
 
-    def unused(self) -> dict[str, str]:
+    def _unused_settings(self) -> dict[str, str]:
         """Warm-up settings where nothing warms up (the suite's check refuses one that no
         configuration uses: its trials would be labelled with it for nothing)."""
         if self.warmup:
@@ -49,8 +49,8 @@ class _Common(Params):
 
 
 class ConstantParams(_Common):
-    def unused(self) -> dict[str, str]:
-        return {**super().unused(), **({} if self.warmup else {
+    def _unused_settings(self) -> dict[str, str]:
+        return {**super()._unused_settings(), **({} if self.warmup else {
             "interval": "the constant schedule without warm-up never changes the lr; allowed: "
                         "warmup > 0 (warm-up counted in intervals), or no interval"})}
 
@@ -97,10 +97,10 @@ class OneCycleParams(_Common):
     base_momentum: float = Field(0.85, ge=0, lt=1, description="momentum at the lr peak")
     max_momentum: float = Field(0.95, ge=0, lt=1, description="momentum at the lr minimum")
 
-    def unused(self) -> dict[str, str]:
+    def _unused_settings(self) -> dict[str, str]:
         why = ("cycle_momentum is false, so the optimizer keeps its own momentum; allowed: "
                "cycle_momentum: true, or no {}")
-        return {**super().unused(), **({} if self.cycle_momentum else {
+        return {**super()._unused_settings(), **({} if self.cycle_momentum else {
             name: why.format(name) for name in ("base_momentum", "max_momentum")})}
 
     @model_validator(mode="after")
@@ -115,8 +115,9 @@ class OneCycleParams(_Common):
         if self.div_factor < 1:  # torch checks nothing
             raise ValueError(f"div_factor {self.div_factor:g} starts the cycle at "
                              f"{self.max_lr / self.div_factor:g}, above max_lr "
-                             f"{self.max_lr:g}: it would go down, up and down; allowed: "
-                             f"div_factor 1 or more (the cycle starts at max_lr / div_factor)")
+                             f"{self.max_lr:g}: its first phase would lower the lr to max_lr "
+                             f"instead of raising it; allowed: div_factor 1 or more (the "
+                             f"cycle starts at max_lr / div_factor)")
         if self.cycle_momentum and self.base_momentum > self.max_momentum:
             raise ValueError(f"base_momentum ({self.base_momentum}) must not exceed "
                              f"max_momentum ({self.max_momentum})")

@@ -686,21 +686,17 @@ def _early_stopping_effect(spec: TrialSpec) -> Any:
 
 
 def optimizer_unused(spec: TrialSpec) -> dict[str, str]:
-    """The optimizer's parameters that have no effect in this trial, for what its schedule
-    does with them (or its other parameters): {name: why, and what is allowed}."""
+    """The optimizer's parameters that have no effect in this trial for what its schedule or
+    its other parameters do with them, and that a suite gives only by mistake: {name: why,
+    and what is allowed}. (An lr or momentum that onecycle overrides is left out: it is
+    written by habit beside onecycle, and the README says onecycle replaces them.)"""
     schedule = spec.schedule
     cycled = schedule.name == "onecycle" and bool(schedule.kwargs.get("cycle_momentum"))
-    unused = {}
-    if schedule.name == "onecycle":
-        unused["lr"] = ("onecycle sets the learning rate itself (from max_lr / div_factor up "
-                        "to max_lr, then down); allowed: no lr (set the schedule's max_lr)")
-    if cycled:
-        unused["momentum"] = ("onecycle cycles the momentum between its base_momentum and "
-                              "max_momentum; allowed: no momentum, or cycle_momentum: false")
-    elif spec.optimizer.name == "sgd" and not spec.optimizer.kwargs.get("momentum"):
-        unused["dampening"] = ("dampening damps momentum, and momentum is 0 (torch skips it); "
-                               "allowed: momentum > 0, or no dampening")
-    return unused
+    if spec.optimizer.name == "sgd" and not spec.optimizer.kwargs.get("momentum") \
+            and not cycled:  # onecycle cycles the momentum the dampening damps
+        return {"dampening": "dampening damps momentum, and momentum is 0 (torch skips it); "
+                             "allowed: momentum > 0, or no dampening"}
+    return {}
 
 
 def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
@@ -709,9 +705,10 @@ def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
     params.pop("lr", None)  # every lr is in the trajectory
     for name in optimizer_unused(spec):
         params.pop(name, None)
-    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum") \
-            and "betas" in params:
-        params["betas"] = ["cycled", params["betas"][1]]
+    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum"):
+        params.pop("momentum", None)
+        if "betas" in params:
+            params["betas"] = ["cycled", params["betas"][1]]
     return params
 
 

@@ -228,7 +228,8 @@ class _Validator:
         self.problems.raise_if_any()
         for problem in ignored_axis_problems(suite, raw):  # an axis a model declares unused
             self.add(*problem)
-        for problem in unused_setting_problems(suite, raw):  # a parameter its values disable
+        # a parameter its values disable, in every configuration and tuned variant given it
+        for problem in unused_setting_problems([c.spec for c in checked], raw):
             self.add(*problem)
         self.problems.raise_if_any()
         # 11. claims
@@ -715,43 +716,42 @@ def ignored_axis_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[st
     return problems
 
 
-def unused_setting_problems(suite: Suite, raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+def unused_setting_problems(specs: list[TrialSpec], raw: Mapping[str, Any]
+                            ) -> list[tuple[str, str]]:
     """Component parameters given a value (other than their default) that has no effect in
-    every configuration that has it: a warm-up start factor where nothing warms up. Its
-    trials would train as without it, labelled with it. The component's parameters declare
-    what their other values disable (`Params.unused()`); a grid that turns the parameter
-    on in some configurations (schedule.warmup: [0, 5]) is a comparison, and kept."""
+    every configuration and tuned variant (`specs`) that has it: a warm-up start factor
+    where nothing warms up. Its trials would train as without it, labelled with it. The
+    component's parameters declare what their other values disable
+    (`Params._unused_settings()`); a grid or tune space that turns the parameter on in some
+    configurations (schedule.warmup: [0, 5]) is a comparison, and kept."""
     from nnbench.config.dry import optimizer_unused
 
     # what a parameter's effect depends on beyond its own component (an sgd's dampening on
     # the schedule: onecycle cycles the momentum it damps)
     elsewhere = {"optimizer": optimizer_unused}
     problems = []
-    configs = suite.configurations()
     for axis in AXES.values():
         if axis.kind is None or axis.many:
             continue
-        also = elsewhere.get(axis.name)
-        values: dict[str, Any] = {}  # parameter -> its first value other than the default
-        whys: dict[str, list[str | None]] = {}  # parameter -> why unused, per configuration
-        for config in configs:
-            spec = getattr(config, axis.name)
-            model = registry.get(axis.kind, spec.name).params
-            params = model.model_validate(spec.kwargs)
-            unused = params.unused() if isinstance(params, Params) else {}
-            if also is not None:
-                unused = {**unused, **also(config)}
+        # (parameter, value) -> (the value, why it is unused in each spec that has it)
+        given: dict[tuple[str, str], tuple[Any, list[str | None]]] = {}
+        for spec in specs:
+            component = getattr(spec, axis.name)
+            model = registry.get(axis.kind, component.name).params
+            params = model.model_validate(component.kwargs)
+            unused = params._unused_settings() if isinstance(params, Params) else {}
+            if axis.name in elsewhere:
+                unused = {**unused, **elsewhere[axis.name](spec)}
             for name, field in model.model_fields.items():
                 value = getattr(params, name)
                 if field.is_required() or value == field.default:
                     continue
-                values.setdefault(name, value)
-                whys.setdefault(name, []).append(unused.get(name))
-        for name, reasons in whys.items():
+                entry = given.setdefault((name, repr(value)), (value, []))
+                entry[1].append(unused.get(name))
+        for (name, _), (value, reasons) in given.items():
             if all(reasons):
-                problems.append((_given_at(raw, axis.name, name),
-                                 f"{name} {_shown(values[name])} has no effect: "
-                                 f"{reasons[0]}"))
+                problems.append((_given_at(raw, axis.name, name, value),
+                                 f"{name} {_shown(value)} has no effect: {reasons[0]}"))
     return problems
 
 
@@ -759,17 +759,33 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
-def _given_at(raw: Mapping[str, Any], axis: str, param: str) -> str:
-    """Where the suite file gives `axis`'s `param`: its own grid or ablate axis
-    (`grid.schedule.warmup_start_factor`), else the axis's grid or ablate values, else the
-    fixed value."""
-    sections = [(section, raw.get(section)) for section in ("grid", "ablate")]
-    keys = [(section, str(key)) for section, axes in sections if isinstance(axes, dict)
-            for key in axes]
-    for section, key in keys:
-        if key == f"{axis}.{param}":
-            return f"{section}.{key}"
-    for section, key in keys:
-        if key == axis:
-            return f"{section}.{key}"
-    return f"{AXES[axis].section}.{axis}"
+def _given_at(raw: Mapping[str, Any], axis: str, param: str, value: Any) -> str:
+    """Where the suite file gives `axis`'s `param` this `value`: a parameter axis's value
+    (`grid.schedule.warmup_start_factor[1]`), a component among an axis's values
+    (`grid.schedule[0].warmup_start_factor`), the fixed component's
+    (`fixed.schedule.warmup_start_factor`), or a tuned range's; else the axis's fixed
+    value."""
+    def same(given: Any) -> bool:
+        try:
+            return bool(given == value or list(given) == list(value))
+        except TypeError:
+            return False
+
+    for section in ("grid", "ablate"):
+        axes = raw.get(section)
+        for key, values in (axes.items() if isinstance(axes, dict) else ()):
+            for i, given in enumerate(values if isinstance(values, list) else ()):
+                if key == f"{axis}.{param}" and same(given):
+                    return f"{section}.{key}[{i}]"
+                if key == axis and isinstance(given, dict) and same(given.get(param)):
+                    return f"{section}.{key}[{i}].{param}"
+    home = AXES[axis].section
+    base = raw.get(home)
+    fixed = base.get(axis) if isinstance(base, dict) else None
+    if isinstance(fixed, dict) and param in fixed:
+        return f"{home}.{axis}.{param}"
+    tune = raw.get("tune")
+    space = tune.get("space") if isinstance(tune, dict) else None
+    if isinstance(space, dict) and f"{axis}.{param}" in space:
+        return f"tune.space.{axis}.{param}"
+    return f"{home}.{axis}"

@@ -197,19 +197,26 @@ def activations(specs: list[ComponentSpec]) -> str:
 
 
 def _curve(spec: ComponentSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """An activation's f(x) and f'(x) on [-5, 5], or why it has no such curve."""
+    """An activation's f(x) and f'(x) on [-5, 5], or why it has no such curve: it is no
+    function of each number alone (the same numbers as a column of single features give
+    other values: a softmax over the features drew a wrong curve)."""
     x = torch.linspace(-5, 5, 401, requires_grad=True)
     try:
-        y = registry.build("activation", spec)(x)
+        module = registry.build("activation", spec)
+        y = module(x)
         if not isinstance(y, torch.Tensor) or y.shape != x.shape:
             return (f"it maps 401 numbers to "
                     f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}, "
                     f"not each number to one")
-        (slope,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+        with torch.no_grad():
+            alone = module(x.detach().view(-1, 1)).reshape(-1)
+        if alone.shape != x.shape or not torch.allclose(alone, y.detach(), rtol=1e-5,
+                                                          atol=1e-6, equal_nan=True):
+            return "its value at a number depends on the numbers beside it"
+        slope = (torch.autograd.grad(y.sum(), x)[0] if y.requires_grad
+                 else torch.zeros_like(x))  # a step function: no gradient anywhere
     except Exception as e:  # a plugin's activation of whole feature vectors
         return f"it does not act on one number at a time ({type(e).__name__}: {e})"
-    if slope is None:
-        slope = torch.zeros_like(x)
     return x.detach().numpy(), y.detach().numpy(), slope.numpy()
 
 

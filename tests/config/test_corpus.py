@@ -410,37 +410,40 @@ CASES: list[Case] = [
     # a warm-up setting where nothing warms up: trained as without it, labelled with it
     Case("warmup_start_factor_without_warmup", "science",
          fixed(SIGNALS, "schedule: {name: cosine, warmup_start_factor: 0.5}"),
-         ("fixed.schedule", "warmup_start_factor 0.5", "has no effect",
-          "there is no warm-up (warmup is 0)", "allowed: warmup > 0")),
+         ("fixed.schedule.warmup_start_factor: warmup_start_factor 0.5 has no effect: there "
+          "is no warm-up (warmup is 0); allowed: warmup > 0, or no warmup_start_factor",)),
     Case("warmup_start_factor_of_onecycle", "science",
          fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.1, warmup_start_factor: 0.5}"),
-         ("fixed.schedule", "warmup_start_factor 0.5", "own warm-up (pct_start",
-          "allowed: no warmup_start_factor")),
+         ("fixed.schedule.warmup_start_factor: warmup_start_factor 0.5 has no effect: this "
+          "schedule has its own warm-up (pct_start", "allowed: no warmup_start_factor")),
     Case("warmup_start_factor_of_the_schedule_without_warmup", "science",
          edit(SIGNALS, "activation: [tanh, relu]",
               "schedule: [{name: cosine, warmup_start_factor: 0.5}, "
               "{name: cosine, warmup: 1}]"),
-         ("grid.schedule", "warmup_start_factor 0.5", "has no effect")),
-    # the optimizer's settings that its schedule (or its other settings) override
+         ("grid.schedule[0].warmup_start_factor: warmup_start_factor 0.5 has no effect",)),
+    # a setting its own component or the schedule disables, said where it is written
     Case("dampening_without_momentum_fixed", "science",
          edit(SIGNALS, "lr: 0.1", "lr: 0.1, dampening: 0.5"),
-         ("fixed.optimizer", "dampening 0.5 has no effect", "momentum is 0",
-          "allowed: momentum > 0, or no dampening")),
-    Case("lr_under_onecycle", "science",
-         fixed(SIGNALS, "schedule: {name: onecycle, max_lr: 0.2}"),
-         ("fixed.optimizer", "lr 0.1 has no effect", "onecycle sets the learning rate itself",
-          "allowed: no lr")),
-    Case("momentum_under_a_cycling_onecycle", "science",
-         fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, momentum: 0.5}"),
-               "schedule: {name: onecycle, max_lr: 0.2}"),
-         ("fixed.optimizer", "momentum 0.5 has no effect", "onecycle cycles the momentum",
-          "allowed: no momentum, or cycle_momentum: false")),
+         ("fixed.optimizer.dampening: dampening 0.5 has no effect: dampening damps momentum, "
+          "and momentum is 0 (torch skips it); allowed: momentum > 0, or no dampening",)),
+    Case("dampening_without_momentum_beside_an_ablation", "science",
+         add(fixed(SIGNALS.replace("lr: 0.1", "lr: 0.1, dampening: 0.5"), "l2: 0.001"),
+             "ablate:\n  l2: [0.0]\n"),
+         ("fixed.optimizer.dampening: dampening 0.5 has no effect",)),
     Case("base_momentum_without_cycling", "science",
          fixed(edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
                "schedule: {name: onecycle, max_lr: 0.2, cycle_momentum: false, "
                "base_momentum: 0.5}"),
-         ("fixed.schedule", "base_momentum 0.5 has no effect", "cycle_momentum is false",
-          "allowed: cycle_momentum: true, or no base_momentum")),
+         ("fixed.schedule.base_momentum: base_momentum 0.5 has no effect: cycle_momentum is "
+          "false, so the optimizer keeps its own momentum; allowed: cycle_momentum: true, or "
+          "no base_momentum",)),
+    # per value: the 0.2 of the warmed-up schedule takes effect, the 0.5 never does
+    Case("one_start_factor_of_two_without_warmup", "science",
+         edit(SIGNALS, "activation: [tanh, relu]",
+              "schedule: [{name: cosine, warmup_start_factor: 0.5}, "
+              "{name: cosine, warmup: 1, warmup_start_factor: 0.2}]"),
+         ("grid.schedule[0].warmup_start_factor: warmup_start_factor 0.5 has no effect: "
+          "there is no warm-up (warmup is 0)",)),
     # a onecycle from 1e39 failed each serial trial with an overflow, and its stacked ones
     # were recorded as diverged
     Case("onecycle_starting_above_its_peak", "late",
@@ -463,8 +466,8 @@ CASES: list[Case] = [
          ("fixed.model: unknown key 'model'; model belongs under task:, not fixed:",)),
     Case("batch_interval_of_a_constant_lr", "science",
          fixed(SIGNALS, "schedule: {name: constant, interval: batch}"),
-         ("fixed.schedule", "interval 'batch'", "has no effect",
-          "never changes the lr", "allowed: warmup > 0")),
+         ("fixed.schedule.interval: interval 'batch' has no effect: the constant schedule "
+          "without warm-up never changes the lr; allowed: warmup > 0",)),
     Case("flip_that_never_flips", "science",
          edit(IMAGES, "augmentation: [normalize]",
               "augmentation: [{name: random_horizontal_flip, p: 0}, normalize]"),
@@ -1249,6 +1252,23 @@ EDGES = {
     "three_phase_onecycle_under_half": fixed(
         edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
         "schedule: {name: onecycle, max_lr: 0.1, three_phase: true, pct_start: 0.4}"),
+    # the optimizer's lr and momentum beside onecycle, which replaces them: written by habit
+    "lr_and_momentum_under_onecycle": fixed(
+        edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, lr: 0.1, momentum: 0.9, "
+                                              "nesterov: true}"),
+        "schedule: {name: onecycle, max_lr: 0.2}"),
+    # tune spaces that turn the setting on in some trials
+    "start_factor_with_a_tuned_warmup": add(fixed(
+        SIGNALS, "schedule: {name: cosine, warmup_start_factor: 0.5}"),
+        "tune:\n  space: {schedule.warmup: {type: int, low: 0, high: 1}}\n  trials: 2\n"),
+    "dampening_with_a_tuned_momentum": add(edit(
+        SIGNALS, "lr: 0.1", "lr: 0.1, dampening: 0.5"),
+        "tune:\n  space: {optimizer.momentum: {low: 0.5, high: 0.9}}\n  trials: 3\n"),
+    "momentum_bounds_with_a_tuned_cycle": add(fixed(
+        edit(SIGNALS, "{name: sgd, lr: 0.1}", "sgd"),
+        "schedule: {name: onecycle, max_lr: 0.2, cycle_momentum: true, base_momentum: 0.8}"),
+        "tune:\n  space: {schedule.cycle_momentum: {type: categorical, choices: [true, "
+        "false]}}\n  trials: 2\n"),
     # onecycle cycles the momentum that the dampening damps
     "dampening_of_momentum_onecycle_cycles": fixed(
         edit(SIGNALS, "{name: sgd, lr: 0.1}", "{name: sgd, dampening: 0.5}"),
@@ -1291,6 +1311,28 @@ def test_a_schedule_whose_lr_leaves_float32_s_range_is_refused() -> None:
         parse_suite(fixed(SIGNALS, "schedule: explode"))  # 2 epochs: 1e29 at most
     finally:
         unregister("schedule", "explode")
+
+
+def test_a_plugin_parameter_may_be_called_unused() -> None:
+    """The check of settings without effect asks each component's parameters which of them
+    their values disable; a plugin's own parameter named `unused` (a field of that name)
+    made it fail as 'bool object is not callable'."""
+    from torch import nn
+
+    from nnbench.registry import ComponentInfo, Params, register, unregister
+
+    class Flagged(Params):
+        unused: bool = False
+
+    register(ComponentInfo(kind="activation", name="flagged", build=lambda p: nn.ReLU(),
+                           params=Flagged, doc="relu with a flag",
+                           attrs={"gain": lambda p: ("relu", None)}))
+    try:
+        suite = parse_suite(edit(SIGNALS, "activation: [tanh, relu]",
+                                 "activation: [relu, {name: flagged, unused: true}]"))
+        assert [c.activation.kwargs for c in suite.configurations()] == [{}, {"unused": True}]
+    finally:
+        unregister("activation", "flagged")
 
 
 def test_an_infinite_clip_norm_is_a_valid_value(tmp_path: Path) -> None:

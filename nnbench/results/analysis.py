@@ -683,6 +683,24 @@ def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
     return a0, b0, notes
 
 
+def _prints_as_zero(value: float) -> bool:
+    """`decimals` prints it as 0.0000 (it rounds half up: 0.00005 is 0.0001)."""
+    return abs(value) < 0.00005
+
+
+def _judged_p(c: Comparison) -> float:
+    """The p a comparison is judged by: the larger of its Holm-adjusted t and permutation
+    p, or the permutation p alone where there is no t p (no spread)."""
+    if not math.isfinite(c.p_perm_holm):
+        return 2.0
+    return max(c.p_holm, c.p_perm_holm) if math.isfinite(c.p_holm) else c.p_perm_holm
+
+
+def _p_text(p: float) -> str:
+    shown = format_p(p)
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
 def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs: list[str],
                family: Family, suite: Suite, planned: set[tuple[str, str]], y0: str, *,
                first: bool) -> list[str]:
@@ -699,14 +717,19 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
     sentences = []
     for x1 in xs:
         a, b = _seed_pairs(done, axes, x, x1, x0, "metric")
-        if len(a) < 1 or float((a - b).mean()) == 0:
+        # a difference that prints as 0.0000 turns nothing around (1.4e-5 read "but not
+        # with lr=0.05 (... = +0.0000)")
+        if len(a) < 1 or _prints_as_zero(float((a - b).mean())):
             continue
         average = float((a - b).mean())
         flipped = []
         for level, scope in done.groupby(y, sort=False):
             a_at, b_at = _seed_pairs(scope, [c for c in axes if c != y], x, x1, x0, "metric")
-            if len(a_at) and np.sign(float((a_at - b_at).mean())) == -np.sign(average):
-                flipped.append((str(level), float((a_at - b_at).mean())))
+            if not len(a_at):
+                continue
+            diff_at = float((a_at - b_at).mean())
+            if np.sign(diff_at) == -np.sign(average) and not _prints_as_zero(diff_at):
+                flipped.append((str(level), diff_at))
         if not flipped:
             continue
         winner, loser = (x1, x0) if (average > 0) == higher else (x0, x1)
@@ -755,15 +778,33 @@ def _reversals(done: pd.DataFrame, axes: list[str], x: str, y: str, x0: str, xs:
                                  for because, levels in why.items())
                      + "), so it may be seed noise")
         else:
-            strongest = min(tests, key=lambda c: c.p_holm if c.p_holm == c.p_holm else 2.0)
-            shown = format_p(strongest.p_holm)
-            settled = strongest.p_holm < ALPHA
+            # as the tables' verdicts: both tests must find it (where every seed gave the
+            # same difference there is no t-test, and the sign-flip p decides; the
+            # sentence said "p = n/a")
+            strongest = min(tests, key=_judged_p)
+            t_yes = strongest.p_holm < ALPHA  # (False for nan)
+            perm_yes = strongest.p_perm_holm < ALPHA
+            if perm_yes and (t_yes or not math.isfinite(strongest.p_holm)):
+                outcome = "the reversal is more than seed noise"
+            elif t_yes:
+                outcome = ("the paired t-test finds the reversal, the distribution-free "
+                           "sign-flip test does not: it rests on the per-seed differences "
+                           "being normally distributed")
+            elif perm_yes:
+                outcome = ("the sign-flip test finds the reversal, the paired t-test does "
+                           "not (an outlying seed widens it)")
+            else:
+                outcome = "the reversal is not distinguishable from seed noise"
+            if math.isfinite(strongest.p_holm):
+                numbers = (f"Holm-adjusted p {_p_text(strongest.p_holm)} (paired t) and "
+                           f"{format_p(strongest.p_perm_holm)} (sign-flip permutation)")
+            else:
+                numbers = (f"Holm-adjusted sign-flip permutation p "
+                           f"{_p_text(strongest.p_perm_holm)} (every seed gave the same "
+                           f"difference: no t-test)")
             text += (f"; the interaction test{'s give' if len(tests) > 1 else ' gives'} "
-                     f"Holm-adjusted p {shown if shown.startswith('<') else '= ' + shown}"
-                     f"{' at best' if len(tests) > 1 else ''} "
-                     f"(n = {strongest.result.n} seeds): "
-                     + ("the reversal is more than seed noise" if settled else
-                        "the reversal is not distinguishable from seed noise"))
+                     f"{numbers}{' at best' if len(tests) > 1 else ''} "
+                     f"(n = {strongest.result.n} seeds): {outcome}")
         sentences.append(text + ".")
     return sentences
 

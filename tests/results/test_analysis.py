@@ -270,7 +270,31 @@ def test_interactions_name_where_an_average_effect_reverses() -> None:
                     r"xavier_normal − kaiming_normal = \+0\.03\d\d\), but not with "
                     r"activation=sigmoid \(test_accuracy xavier_normal − kaiming_normal = "
                     r"-0\.\d+\); the interaction test gives Holm-adjusted p < 0\.0001 "
-                    r"\(n = 6 seeds\): the reversal is more than seed noise\.$", reversal)
+                    r"\(paired t\) and 0\.0625 \(sign-flip permutation\) \(n = 6 seeds\): "
+                    r"the paired t-test finds the reversal, the distribution-free sign-flip "
+                    r"test does not: it rests on the per-seed differences being normally "
+                    r"distributed\.$", reversal)
+
+
+def test_a_reversal_is_judged_by_both_tests_and_never_said_of_a_zero() -> None:
+    """Every seed gave the same interaction difference: there is no t p, and the sentence
+    said "Holm-adjusted p = n/a"; it quotes the sign-flip p. A difference that prints as
+    +0.0000 (1.4e-5) was called a reversal."""
+    trials = _trials(noise=0.0)  # no noise: each cell's seeds agree
+    (tests,) = interaction_tests(trials, _suite())
+    (reversal,) = [r for r in tests.reversals if r.startswith("xavier_normal beats")]
+    assert "Holm-adjusted sign-flip permutation p = 0.0625 (every seed gave the same " \
+           "difference: no t-test) (n = 6 seeds): the reversal is not distinguishable " \
+           "from seed noise." in reversal, reversal
+    assert "n/a" not in reversal
+    tiny = _trials(noise=0.0)
+    tiny.loc[(tiny["activation"] == "sigmoid") & (tiny["init"] == "xavier_normal"),
+             "metric"] = tiny.loc[(tiny["activation"] == "sigmoid")
+                                  & (tiny["init"] == "kaiming_normal"), "metric"].to_numpy() \
+        - 0.00004  # xavier − kaiming at sigmoid: -0.00004, which prints as -0.0000
+    (tests,) = interaction_tests(tiny, _suite())
+    assert not [r for r in tests.reversals if r.startswith("xavier_normal beats")], \
+        tests.reversals
 
 
 def test_every_comparison_is_one_row_of_the_csv_table() -> None:

@@ -630,6 +630,12 @@ def test_a_running_trial_is_said_to_be_mlflow_s_word_with_where_to_ask_if_it_liv
     text = _text(render_report(suite, tracking_uri=tracking_uri,
                                report_dir=tmp_path).read_text())
     assert "Trials: 2 planned; 2 started: 2 finished." in text and note not in text, text
+    # one seed: nothing is compared, and the best configuration's section says no family
+    # size (it said "p-values Holm-adjusted over these 0 comparisons")
+    assert ("The leaderboard's first configuration is to be tested seed by seed against the "
+            "runner-up and against every configuration whose 95% interval overlaps its "
+            "own.") in text, text
+    assert "0 comparisons" not in text
     client = MlflowClient(tracking_uri)
     held = next(Tracker(suite, tracking_uri).runs("trial"))
     client.update_run(held.info.run_id, "RUNNING")  # as a killed worker's trial is left

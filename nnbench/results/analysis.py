@@ -492,11 +492,19 @@ def best_summary(family: Family, higher_is_better: bool,
     def ahead(p: float, c: Comparison) -> bool:
         return bool(p < ALPHA and (c.result.diff > 0) == higher_is_better)
 
-    open_ = [c.b for c in family.rows if not ahead(c.p_holm, c)]
+    # the same value on every seed: a tie, not a lead (a grad_clip that never clips was
+    # said to trail "the leader" it equals bit for bit)
+    tied = [c.b for c in family.rows if c.result.identical and c.result.diff == 0]
+    tie = (f"{best} is tied with {'; '.join(tied)}: every seed gave "
+           f"{'both' if len(tied) == 1 else 'each'} exactly the same value. "
+           if tied else "")
+    open_ = [c.b for c in family.rows if not ahead(c.p_holm, c) and c.b not in tied]
     untested = " Some were not compared (see above)." if family.notes else ""
     if open_:
-        return (f"{best} leads, but is not distinguishable from {'; '.join(open_)}: the "
+        return (f"{tie}{best} leads, but is not distinguishable from {'; '.join(open_)}: the "
                 f"order at the top is not settled at these seeds.{untested}{caveat}")
+    if tied:  # (the others, if any, are behind: said in the table)
+        return f"{tie}Which of them is first is not settled.{untested}{caveat}"
     unconfirmed = [c.b for c in family.rows if not ahead(c.p_perm_holm, c)]
     if unconfirmed:
         return (f"{best} is ahead of each configuration tested against it by the paired "

@@ -442,6 +442,26 @@ def test_the_best_s_lead_is_established_only_when_both_tests_say_so() -> None:
     assert text.endswith("its lead is established.") and "Its mean" not in text
 
 
+def test_two_configurations_equal_on_every_seed_are_tied_not_one_leading() -> None:
+    """A grad_clip that never clips trains bit for bit as no clipping: the summary said the
+    first of the two "leads, but is not distinguishable from" the other."""
+    from nnbench.results.analysis import best_summary
+
+    trials = _trials(seeds=4, noise=0.001)
+    best = "activation=relu, init=xavier_normal"
+    twin = "activation=relu, init=kaiming_normal"
+    trials.loc[trials["config"] == twin, "metric"] = \
+        trials.loc[trials["config"] == best, "metric"].to_numpy()
+    table = leaderboard(trials, higher_is_better=True)
+    family = best_versus(trials, table, _suite(seeds=4))
+    assert {c.b for c in family.rows} == {twin}
+    text = best_summary(family, True, table)
+    first, second = table["config"].iloc[:2]
+    assert text == (f"{first} is tied with {second}: every seed gave both exactly the same "
+                    f"value. Which of them is first is not settled."), text
+    assert "leads" not in text
+
+
 def test_an_interaction_without_a_finished_cell_is_said_not_dropped() -> None:
     trials = _trials()
     cell = (trials["activation"] == "sigmoid") & (trials["init"] == "xavier_normal")

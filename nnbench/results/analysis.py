@@ -900,12 +900,22 @@ def claim_verdicts(trials: pd.DataFrame, suite: Suite) -> tuple[list[Verdict], l
         if len(per_seed) < 2:
             empty = [name for name, side, out in zip("ab", (a, b), stopped, strict=True)
                      if side.empty]
-            why = (" or ".join(f"no trial of {name} finished" + (
-                f" ({_statuses(out)})" if len(out) else "") for name, out in zip(
-                    "ab", stopped, strict=True) if name in empty)
-                if empty else f"{len(per_seed)} seed(s) finished both sides")
-            notes.append(f"{claim.text}: not tested, because {why} and a paired test needs "
-                         f"at least 2 seeds")
+            if empty:  # (it said "... and a paired test needs at least 2 seeds" too)
+                why = " or ".join(f"no trial of {name} finished" + (
+                    f" ({_statuses(out)})" if len(out) else "") for name, out in zip(
+                        "ab", stopped, strict=True) if name in empty)
+                diverged = [name for name, out in zip("ab", stopped, strict=True)
+                            if name in empty and len(out)
+                            and (out["status"] == "diverged").all()]
+                said = {"a": "a diverged on every seed it was trained on: the claim has no "
+                             "support",
+                        "b": "b diverged on every seed it was trained on, which speaks for "
+                             "the claim, but a test needs finished trials of both sides"}
+                notes.append(f"{claim.text}: not tested, because {why}" + (
+                    f"; {said['a'] if 'a' in diverged else said['b']}" if diverged else ""))
+            else:
+                notes.append(f"{claim.text}: not tested, because {len(per_seed)} seed(s) "
+                             f"finished both sides and a paired test needs at least 2 seeds")
             continue
         if len(both) < len(planned):
             out = pd.concat(stopped)

@@ -774,8 +774,17 @@ def test_a_claim_says_which_cells_it_left_out_where_a_side_did_not_finish() -> N
         "relu beats tanh: tested over the 6 of 9 cells (a seed and the other axes' levels) "
         "both sides were trained at; in the others a side did not finish (3 diverged), and "
         "the test says nothing of them",
-        "lr 100 is bad: not tested, because no trial of b finished (3 diverged) and a paired "
-        "test needs at least 2 seeds"]
+        "lr 100 is bad: not tested, because no trial of b finished (3 diverged); b diverged "
+        "on every seed it was trained on, which speaks for the claim, but a test needs "
+        "finished trials of both sides"]
+    # the other way round: the side the claim favours never finished
+    text = text.replace("{claim: lr 100 is bad, a: {optimizer.lr: 0.05}, b: {optimizer.lr: "
+                        "100.0}", "{claim: lr 100 is good, a: {optimizer.lr: 100.0}, b: "
+                        "{optimizer.lr: 0.05}")
+    _, notes = claim_verdicts(trials, parse_suite(textwrap.dedent(text)))
+    assert notes[1] == ("lr 100 is good: not tested, because no trial of a finished (3 "
+                        "diverged); a diverged on every seed it was trained on: the claim has "
+                        "no support")
 
 
 def test_comparisons_with_a_baseline_that_never_finished_in_their_cells_say_so_not_n_0() -> None:

@@ -925,9 +925,21 @@ def test_an_activation_of_whole_feature_vectors_is_said_not_drawn_beside_the_oth
     assert f[-1] == 5.0 and slope[-1] == 1.0 and slope[0] == 0.0
 
 
-def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str) -> None:
+def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Two seeds far apart: the t interval of their accuracy runs from -3.8 to 5.1; the
-    leaderboard and the headline show it cut at what an accuracy can be."""
+    leaderboard, the headline and the main effects' figure show it cut at what an accuracy
+    can be (the figure drew error bars from -0.8 to 1.2)."""
+    from nnbench.report import figures
+
+    drawn: list[pd.DataFrame] = []
+    draw = figures.main_effects
+
+    def keep(levels: pd.DataFrame, metric: str) -> str:
+        drawn.append(levels.copy())
+        return draw(levels, metric)
+
+    monkeypatch.setattr(figures, "main_effects", keep)
     suite, results = _diverging(tracking_uri)
     trials = results.trials
     rows = trials.index[trials["config"] == "optimizer.lr=0.05"]
@@ -938,6 +950,15 @@ def test_an_accuracy_interval_is_cut_at_0_and_1(tmp_path: Path, tracking_uri: st
     row = board[board.index("<td>optimizer.lr=0.05"):]
     assert '<td class="num">[0.0000, 1.0000]</td>' in row[:row.index("</tr>")]
     assert "(95% CI 0.0000–1.0000, n = 2)" in html  # the headline
+    # the smallest difference two such seeds detect is beyond any an accuracy can show
+    # (the tables printed MDE 1.9056)
+    effects = _section(html, "effects")
+    effects = effects[effects.index("<tbody>"):effects.index("</tbody>")]
+    mdes = re.findall(r'<td class="num">([^<]*(?:<span[^>]*>[^<]*</span>)?)</td><td '
+                      r'class="num">2</td></tr>', effects)
+    assert mdes and all("&gt; 1.0000" in m for m in mdes), effects
+    (levels,) = drawn
+    assert levels["low"].min() == 0.0 and levels["high"].max() == 1.0, levels
 
 
 def test_numbers_print_with_four_decimals_and_huge_ones_in_scientific_form() -> None:

@@ -69,6 +69,16 @@ _ENV.filters["signed"] = lambda value: decimals(value, 4, plus=True)  # a Δ: +0
 _ENV.filters["levels"] = lambda where: ", ".join(f"{axis}={level}"
                                                 for axis, level in dict(where).items())
 _ENV.filters["p"] = format_p  # "< 0.0001", 4 decimals, "n/a"
+
+
+def _span(metric: str, differences: int = 1) -> float:
+    """The largest difference `metric` can show: its range's width (an accuracy's 1), twice
+    that for an interaction's difference of differences; inf where it is unbounded."""
+    low, high = metric_range(metric)
+    return differences * (high - low)
+
+
+_ENV.globals["span"] = _span
 # axes whose effect the diagnostics explain (the notes' vanishing gradients, dead units, L1)
 EXPLAINED_BY_DIAGNOSTICS = {"activation", "init", "model", "l1", "l2", "norm", "dropout"}
 
@@ -157,6 +167,9 @@ def _sections(results: Results) -> dict[str, Any]:
     out["leaderboard_png"] = figures.leaderboard(trials, table, suite.metric) if finished else None
 
     levels, effects = main_effects(trials, suite)
+    if len(levels):  # the figure's intervals, cut as the leaderboard's
+        levels["low"], levels["high"] = levels["low"].clip(lower=low), \
+            levels["high"].clip(upper=high)
     out["effects"] = effects
     out["effects_png"] = figures.main_effects(levels, suite.metric) if len(levels) else None
     out["effects_why"] = _why_not(suite, finished, needs_axes=1)
@@ -167,7 +180,8 @@ def _sections(results: Results) -> dict[str, Any]:
     out["interactions"] = []
     compared = suite.compared_axes
     for a, b in itertools.combinations(compared, 2) if finished else []:
-        means, widths = interactions(trials, a, b, compared, bool(suite.ablate))
+        means, widths = interactions(trials, a, b, compared, bool(suite.ablate),
+                                     bounds=(low, high))
         if not means.empty:
             out["interactions"].append({"a": a, "b": b, "png": figures.interaction(
                 means, widths, suite.metric), "tests": tests.get((a, b))})

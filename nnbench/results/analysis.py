@@ -522,7 +522,8 @@ def best_summary(family: Family, higher_is_better: bool,
 
 
 def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
-                 ablates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 ablates: bool = False, bounds: tuple[float, float] = (-math.inf, math.inf)
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean metric and 95% interval width for each (level of a, level of b), over seeds and
     the other varied `axes`' levels that every combination was trained at (as the main
     effects' level means, where the suite `ablates`: a combination only an ablation made
@@ -540,8 +541,10 @@ def interactions(trials: pd.DataFrame, a: str, b: str, axes: Sequence[str] = (),
         if not own.empty:  # else it finished only outside the shared cells: its own
             group = own
         interval = t_interval(group.groupby("seed")["metric"].mean())
+        # the width of the interval cut at the metric's `bounds`, as the leaderboard cuts
+        # it (a cell's accuracy interval was 2.0118 wide beside the leaderboard's [0, 1])
         cells.append({a: level_a, b: level_b, "mean": interval.mean,
-                      "width": interval.high - interval.low})
+                      "width": min(interval.high, bounds[1]) - max(interval.low, bounds[0])})
     frame = pd.DataFrame(cells)
     if frame.empty:
         return frame, frame

@@ -442,6 +442,19 @@ def test_the_best_s_lead_is_established_only_when_both_tests_say_so() -> None:
     assert text.endswith("its lead is established.") and "Its mean" not in text
 
 
+def test_an_interaction_cell_s_interval_width_is_of_its_interval_cut_at_the_range() -> None:
+    """Two seeds far apart (0.99 and 0.3): the t interval of that cell's accuracy is about
+    8.8 wide; the heatmap said so beside the leaderboard's [0.0000, 1.0000]."""
+    trials = _trials(seeds=2, noise=0.0)
+    cell = (trials["activation"] == "relu") & (trials["init"] == "xavier_normal")
+    trials.loc[cell, "metric"] = [0.99, 0.3]
+    uncut = interactions(trials, "activation", "init")[1]
+    _, widths = interactions(trials, "activation", "init", bounds=(0.0, 1.0))
+    assert uncut.loc["relu", "xavier_normal"] > 8
+    assert widths.loc["relu", "xavier_normal"] == 1.0
+    assert (widths.fillna(0) <= 1.0).all().all()
+
+
 def test_two_configurations_equal_on_every_seed_are_tied_not_one_leading() -> None:
     """A grad_clip that never clips trains bit for bit as no clipping: the summary said the
     first of the two "leads, but is not distinguishable from" the other."""

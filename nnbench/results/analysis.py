@@ -355,10 +355,17 @@ def main_effects(trials: pd.DataFrame, suite: Suite) -> tuple[pd.DataFrame, Fami
                     & cells[ran].notna().any(axis=1) & two).sum())
         compared = int(two.sum())
         if gaps:
+            # which levels lost cells, and how (lr 50 diverged on every relu trial, and its
+            # row beat lr 0.05 on tanh's cells alone, with no word of divergence)
+            lost = [f"{level} ({_statuses(group)})" for level, group in
+                    trials[trials["status"] != "finished"].groupby(axis, sort=False)
+                    if str(level) in names]
             notes.append(f"{axis}: {gaps} of {compared} cells (a seed and the other axes' "
-                         f"levels) finished at some of its levels only; each level's mean "
-                         f"(figure, level rows) is over its own finished cells, each Δ over "
-                         f"the cells finished at both of its levels, so the two can differ")
+                         f"levels) finished at some of its levels only"
+                         + (f" (not finished: {'; '.join(lost)})" if lost else "")
+                         + "; each level's mean (figure, level rows) is over its own finished "
+                           "cells, each Δ over the cells finished at both of its levels, so "
+                           "the two can differ")
         reference, note = _reference(done, suite, axis, shared)
         if note:
             notes.append(note)

@@ -442,6 +442,20 @@ def test_the_best_s_lead_is_established_only_when_both_tests_say_so() -> None:
     assert text.endswith("its lead is established.") and "Its mean" not in text
 
 
+def test_a_level_that_lost_cells_says_how_it_lost_them() -> None:
+    """sigmoid diverged at xavier_normal on every seed: its Δ against relu is over the
+    kaiming_normal cells alone, and the note said only that some cells "finished at some of
+    its levels only", with no word of divergence."""
+    trials = _trials()
+    lost = (trials["activation"] == "sigmoid") & (trials["init"] == "xavier_normal")
+    trials.loc[lost, "status"] = "diverged"
+    _, family = main_effects(trials, _suite())
+    (note,) = [n for n in family.notes if n.startswith("activation: ")]
+    assert note.startswith("activation: 6 of 12 cells (a seed and the other axes' levels) "
+                           "finished at some of its levels only (not finished: sigmoid (6 "
+                           "diverged)); each level's mean"), note
+
+
 def test_an_interaction_cell_s_interval_width_is_of_its_interval_cut_at_the_range() -> None:
     """Two seeds far apart (0.99 and 0.3): the t interval of that cell's accuracy is about
     8.8 wide; the heatmap said so beside the leaderboard's [0.0000, 1.0000]."""
@@ -553,11 +567,13 @@ def test_levels_whose_cells_finished_apart_say_their_means_and_deltas_can_differ
     _, family = main_effects(trials, _suite())
     assert family.notes == [
         "activation: 2 of 12 cells (a seed and the other axes' levels) finished at some of "
-        "its levels only; each level's mean (figure, level rows) is over its own finished "
-        "cells, each Δ over the cells finished at both of its levels, so the two can differ",
+        "its levels only (not finished: relu (2 diverged)); each level's mean (figure, level "
+        "rows) is over its own finished cells, each Δ over the cells finished at both of its "
+        "levels, so the two can differ",
         "init: 2 of 18 cells (a seed and the other axes' levels) finished at some of its "
-        "levels only; each level's mean (figure, level rows) is over its own finished cells, "
-        "each Δ over the cells finished at both of its levels, so the two can differ"]
+        "levels only (not finished: xavier_normal (2 diverged)); each level's mean (figure, "
+        "level rows) is over its own finished cells, each Δ over the cells finished at both "
+        "of its levels, so the two can differ"]
     assert main_effects(_trials(), _suite())[1].notes == []  # every cell finished
 
 
@@ -592,8 +608,9 @@ def test_an_ablation_s_unplanned_cells_are_no_gaps() -> None:
     trials.loc[lost, "status"] = "diverged"  # a planned cell that did not finish: said
     assert main_effects(trials, suite)[1].notes == [like_for_like[0],
         "activation: 1 of 4 cells (a seed and the other axes' levels) finished at some of its "
-        "levels only; each level's mean (figure, level rows) is over its own finished cells, "
-        "each Δ over the cells finished at both of its levels, so the two can differ",
+        "levels only (not finished: tanh (1 diverged)); each level's mean (figure, level "
+        "rows) is over its own finished cells, each Δ over the cells finished at both of its "
+        "levels, so the two can differ",
         like_for_like[1]]
 
 

@@ -98,6 +98,12 @@ FLOAT32_MAX = 3.4028234663852886e38  # float32's largest finite number (torch.fi
 FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number (torch.finfo)
 
 
+def below_float32_normal(value: float) -> bool:
+    """A number other than 0 that float32, in which training computes, holds as 0 or as a
+    subnormal some devices flush to 0 (an lr of 1e-50 trained nothing)."""
+    return bool(value) and abs(value) < FLOAT32_TINY
+
+
 class Params(BaseModel):
     """Base of every component's parameter model: unknown keys are errors, values frozen.
 
@@ -139,9 +145,7 @@ class Params(BaseModel):
                 raise ValueError(f"beyond float32's range (±{FLOAT32_MAX:.3g}), in which "
                                  f"training computes (it would be inf there); allowed: a "
                                  f"magnitude up to {FLOAT32_MAX:.3g}")
-            # and a smaller one is 0 there, or a subnormal some devices flush to 0 (an lr of
-            # 1e-50 trained nothing, and said nothing)
-            if isinstance(v, float) and v and abs(v) < FLOAT32_TINY:
+            if isinstance(v, float) and below_float32_normal(v):
                 raise ValueError(f"below float32's smallest normal number ({FLOAT32_TINY:.3g}), "
                                  f"in which training computes (it would be 0 there, or a "
                                  f"subnormal that devices may flush to 0); allowed: a "

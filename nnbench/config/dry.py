@@ -49,7 +49,7 @@ from nnbench.components.regularizers import Dropout, attach_dropout_generator
 from nnbench.config.spec import TrialSpec
 from nnbench.data import DataShape, SplitParams, split_sizes
 from nnbench.messages import first_line
-from nnbench.registry import FLOAT32_MAX, FLOAT32_TINY
+from nnbench.registry import FLOAT32_MAX, FLOAT32_TINY, below_float32_normal
 from nnbench.train import serial
 from nnbench.train.build import (
     Step,
@@ -430,14 +430,15 @@ class _Builder:
         digest = hashlib.sha256()
         first = _hyper(optimizer)
         changed = False
-        highest = (first[0], 0)  # the largest lr and its interval
+        peak, peak_at = first[0], 1  # the largest lr, and the first interval it is at
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimizer.step()  # no gradient: a no-op that lets the schedule step in order
             for i in range(min(total, MAX_SCHEDULE_STEPS)):
                 now = _hyper(optimizer)
                 changed = changed or now != first
-                highest = max(highest, (now[0], -i))
+                if now[0] > peak:
+                    peak, peak_at = now[0], i + 1
                 digest.update(repr(now).encode())
                 if i < total - 1:
                     schedule.scheduler.step()
@@ -445,12 +446,12 @@ class _Builder:
         # the lr trains in float32: a schedule's lr past its range is inf there (a onecycle
         # from 1e39 failed each serial trial with an overflow, and its stacked ones were
         # recorded as diverged); one starting below its smallest normal number starts at 0
-        if highest[0] > FLOAT32_MAX:
-            problems.append((where, f"the learning rate reaches {highest[0]:g} at {interval} "
-                                    f"{1 - highest[1]} of {total}, beyond float32's range "
+        if peak > FLOAT32_MAX:
+            problems.append((where, f"the learning rate reaches {peak:g} at {interval} "
+                                    f"{peak_at} of {total}, beyond float32's range "
                                     f"(±{FLOAT32_MAX:.3g}), in which training computes; "
                                     f"allowed: a schedule whose lr stays within it"))
-        elif 0 < first[0] < FLOAT32_TINY:
+        elif below_float32_normal(first[0]):
             problems.append((where, f"the learning rate starts at {first[0]:g}, below "
                                     f"float32's smallest normal number ({FLOAT32_TINY:.3g}), "
                                     f"in which training computes (it would be 0 there); "
@@ -685,15 +686,20 @@ def _early_stopping_effect(spec: TrialSpec) -> Any:
     return es.to_dict()
 
 
+def _cycles_momentum(spec: TrialSpec) -> bool:
+    """Its schedule sets the optimizer's momentum (or beta1) at every step: onecycle's
+    cycle_momentum."""
+    schedule = spec.schedule
+    return schedule.name == "onecycle" and bool(schedule.kwargs.get("cycle_momentum"))
+
+
 def optimizer_unused(spec: TrialSpec) -> dict[str, str]:
     """The optimizer's parameters that have no effect in this trial for what its schedule or
     its other parameters do with them, and that a suite gives only by mistake: {name: why,
     and what is allowed}. (An lr or momentum that onecycle overrides is left out: it is
     written by habit beside onecycle, and the README says onecycle replaces them.)"""
-    schedule = spec.schedule
-    cycled = schedule.name == "onecycle" and bool(schedule.kwargs.get("cycle_momentum"))
     if spec.optimizer.name == "sgd" and not spec.optimizer.kwargs.get("momentum") \
-            and not cycled:  # onecycle cycles the momentum the dampening damps
+            and not _cycles_momentum(spec):  # onecycle cycles the momentum dampening damps
         return {"dampening": "dampening damps momentum, and momentum is 0 (torch skips it); "
                              "allowed: momentum > 0, or no dampening"}
     return {}
@@ -705,7 +711,7 @@ def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
     params.pop("lr", None)  # every lr is in the trajectory
     for name in optimizer_unused(spec):
         params.pop(name, None)
-    if spec.schedule.name == "onecycle" and spec.schedule.kwargs.get("cycle_momentum"):
+    if _cycles_momentum(spec):
         params.pop("momentum", None)
         if "betas" in params:
             params["betas"] = ["cycled", params["betas"][1]]

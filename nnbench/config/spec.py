@@ -55,7 +55,7 @@ class Axis:
 
 
 def _float32_normal(value: float) -> float:
-    if value and abs(value) < FLOAT32_TINY:
+    if registry.below_float32_normal(value):
         raise ValueError("below float32's smallest normal number")
     return value
 

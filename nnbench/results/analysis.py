@@ -702,8 +702,8 @@ def _crossed_references(done: pd.DataFrame, suite: Suite, x: str, y: str,
 
 
 def _prints_as_zero(value: float) -> bool:
-    """`decimals` prints it as 0.0000 (it rounds half up: 0.00005 is 0.0001)."""
-    return abs(value) < 0.00005
+    """The sentences print it (`decimals`) as 0.0000 or -0.0000."""
+    return float(decimals(value)) == 0
 
 
 def _judged_p(c: Comparison) -> float:

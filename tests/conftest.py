@@ -87,11 +87,12 @@ seeds: {seeds}
 # worker per core, a module to a worker) are not one of them running alone while the other
 # core idles. The tests session passes --no-loadscope-reorder: pytest-xdist otherwise hands
 # modules out by their number of tests, which put the one-test browser module last.
-LONGEST_FIRST = ("test_workers.py", "test_tuning.py", "test_report.py", "test_runner.py",
-                 "test_suites.py", "test_corpus.py", "test_plugins.py", "test_mlflow_ui.py",
-                 "test_stacked.py", "test_readme.py", "test_chaos.py", "test_workers_speed.py",
-                 "test_load_speed.py", "test_mlflow_models.py", "test_cli.py", "test_bench.py",
-                 "test_contract.py", "test_tracking.py", "test_fresh.py")
+LONGEST_FIRST = ("test_workers.py", "test_tuning.py", "test_runner.py", "test_report.py",
+                 "test_stacked.py", "test_plugins.py", "test_corpus.py", "test_cli.py",
+                 "test_chaos.py", "test_suites.py", "test_tracking.py", "test_readme.py",
+                 "test_fresh.py", "test_mlflow_models.py", "test_mlflow_ui.py",
+                 "test_workers_speed.py", "test_load_speed.py", "test_cli_checks.py",
+                 "test_transient.py", "test_bench.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

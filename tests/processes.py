@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # what every command imports before it reads its arguments: loaded once, in the forkserver
-import mlflow  # noqa: F401
+import mlflow
 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (opening a store: 1-2 s)
-import optuna  # noqa: F401
+import optuna
 import optuna.importance  # noqa: F401  (a tuned suite's report and summaries)
 import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 1.5-2 s)
 

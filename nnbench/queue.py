@@ -211,6 +211,14 @@ def _serialize_sqlite(storage: RDBStorage) -> None:
     engine.dispose()  # pooled connections made before the listeners existed
 
 
+def _set_attrs(storage: RDBStorage, session: Any, trial_id: int,
+               attrs: Iterable[tuple[str, Any]]) -> None:
+    """Write user attributes of a trial in `session` (the caller's transaction)."""
+    for key, value in attrs:
+        storage._set_trial_attr_without_commit(session, models.TrialUserAttributeModel,
+                                               trial_id, key, value)
+
+
 class _Storage(RDBStorage):
     """RDBStorage in which
 
@@ -247,9 +255,7 @@ class _Storage(RDBStorage):
                 self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
                 if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
                     return False  # another worker took it
-                for key, value in attrs.items():
-                    self._set_trial_attr_without_commit(
-                        session, models.TrialUserAttributeModel, trial_id, key, value)
+                _set_attrs(self, session, trial_id, attrs.items())
                 if state == TrialState.RUNNING \
                         and models.TrialHeartbeatModel.where_trial_id(trial_id, session) is None:
                     session.add(models.TrialHeartbeatModel(trial_id=trial_id))
@@ -268,9 +274,7 @@ class _Storage(RDBStorage):
                                 session: Session) -> models.TrialModel:
         trial = super()._get_prepared_new_trial(study_id, template_trial, session)
         if template_trial is None:  # `study.ask`'s new RUNNING trial
-            for key, value in self._holder().items():
-                self._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, int(trial.trial_id), key, value)
+            _set_attrs(self, session, int(trial.trial_id), self._holder().items())
             session.add(models.TrialHeartbeatModel(trial_id=int(trial.trial_id)))
         return trial
 
@@ -717,15 +721,12 @@ class TrialQueue:
                 self._end_entry(session, entry, TrialState.FAIL, "failed",
                                 "withdrawn: no longer a trial of the suite")
             elif entry.state == TrialState.RUNNING and attrs.get(_WITHDRAWN, False) != (not kept):
-                self.storage._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, int(entry.trial_id), _WITHDRAWN,
-                    not kept)
+                _set_attrs(self.storage, session, int(entry.trial_id), [(_WITHDRAWN, not kept)])
 
     def _end_entry(self, session: Session, entry: models.TrialModel, state: TrialState,
                    status: str, outcome: str) -> None:
-        for key, value in ((_STATUS, status), (_OUTCOME, outcome[:500])):
-            self.storage._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)
+        _set_attrs(self.storage, session, int(entry.trial_id),
+                               [(_STATUS, status), (_OUTCOME, outcome[:500])])
         if state == TrialState.COMPLETE:
             self.storage._set_trial_value_without_commit(session, entry, 0, 1.0)
         entry.state, entry.datetime_complete = state, datetime.now()
@@ -803,11 +804,10 @@ class TrialQueue:
             entry.state, entry.datetime_start = TrialState.RUNNING, datetime.now()
             session.add(models.TrialHeartbeatModel(trial_id=storage_id))
             session.flush()
-            for key, value in ((_WORKER, self.worker), (_GRACE, self.liveness.grace_period),
-                               (_HOLDER, process_identity()),
-                               ("nnbench.parent_run", parent_run_id), (_CLAIM_TOKEN, token)):
-                self.storage._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, storage_id, key, value)
+            _set_attrs(self.storage, session, storage_id, [
+                (_WORKER, self.worker), (_GRACE, self.liveness.grace_period),
+                (_HOLDER, process_identity()), ("nnbench.parent_run", parent_run_id),
+                (_CLAIM_TOKEN, token)])
             return storage_id
 
     def release(self, claim: Claim, status: str, note: str = "") -> bool:
@@ -956,9 +956,7 @@ def fail_waiting(study: optuna.Study, attrs: dict[str, Any]) -> None:
                         any(a.key == INSTEAD for a in entry.user_attributes)
                         and "failed_trial" not in system):  # (a stale one's copy inherits
                     continue  # its user attributes: it holds a point someone must train)
-                for key, value in attrs.items():
-                    storage._set_trial_attr_without_commit(
-                        session, models.TrialUserAttributeModel, int(entry.trial_id), key, value)
+                _set_attrs(storage, session, int(entry.trial_id), attrs.items())
                 now = datetime.now()  # (a trial that ended has a start: Optuna checks)
                 entry.state, entry.datetime_start, entry.datetime_complete = \
                     TrialState.FAIL, entry.datetime_start or now, now

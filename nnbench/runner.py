@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -71,10 +72,10 @@ from nnbench.train import (
     resolve_device,
     stop,
 )
-from nnbench.transient import INTERRUPTS, bookkeeping, interrupted, worker_label
+from nnbench.transient import bookkeeping, interrupted, worker_label
 
-__all__ = ["INTERRUPTS", "RunSummary", "bookkeeping", "check_artifacts", "open_queue",
-           "open_tracker", "run_suite"]
+__all__ = ["RunSummary", "bookkeeping", "check_artifacts", "open_queue", "open_tracker",
+           "run_suite"]
 
 
 @dataclass
@@ -263,7 +264,6 @@ class _Recorder:
     def ended(self, trial_id: str, status: str, note: str) -> None:
         """Show a trial's status in its MLflow run, if the run was opened (and is still
         there: a run deleted by hand is said, not shown)."""
-        from mlflow.exceptions import MlflowException
 
         self.entries.pop(trial_id, None)
         run_id = self.run_ids.pop(trial_id, None)
@@ -434,7 +434,6 @@ def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: C
     without one (`submit`, several `nnbench tune`) each refresh at their end; the tracker
     keeps one summary per configuration however many do. A summary is a projection: an
     MLflow error here is said and the trials stand; the next run refreshes it."""
-    from mlflow.exceptions import MlflowException
 
     try:
         with bookkeeping():
@@ -530,7 +529,6 @@ def _project(queue: TrialQueue, tracker: Tracker) -> int:
     """MLflow shows what the queue says: a trial run still RUNNING whose queue entry has
     ended (its worker died between the release and the run's status, or was stopped past
     the grace period and its trial queued again) is given the entry's status."""
-    from mlflow.exceptions import MlflowException
 
     shown = 0
     for run in tracker.open_runs():
@@ -553,7 +551,6 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
     released with the trial's status, and MLflow then shows that status. `interrupted`:
     the interrupt came as they were claimed: none trains, each is released as killed (and
     queued again). Whatever the moment of an interrupt, no claim is left held."""
-    from mlflow.exceptions import MlflowException
 
     pending = {c.trial_id: c for c in claims}
     error: Exception | None = None

@@ -792,7 +792,6 @@ class Tracker:
         others, so the last to look leaves exactly one. Only finished summary runs are
         deleted, never one another process is writing (one left RUNNING for an hour by a
         process that died is)."""
-        started = time.monotonic()
         refresh = SummaryRefresh()
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None or self.read_at is None:
@@ -819,7 +818,6 @@ class Tracker:
                     runs = self._summaries_of(experiment_id, config_id)
             if runs:
                 refresh.removed += self._settle(runs, members.keys())
-        refresh.seconds = time.monotonic() - started
         return refresh
 
     def _summaries_of(self, experiment_id: str, config_id: str) -> list[Run]:
@@ -984,7 +982,6 @@ class SummaryRefresh:
     written: int = 0  # configurations whose summary run was written anew
     unchanged: int = 0  # configurations whose summary was up to date
     removed: int = 0  # superseded or duplicate summary runs deleted
-    seconds: float = 0.0
 
 
 def _is_complete_summary(run: Run) -> bool:

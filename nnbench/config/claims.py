@@ -246,10 +246,11 @@ def _untestable(claim: Claim, suite: Suite, produced: Mapping[str, frozenset[str
         else:
             named = "; ".join(f"{name} ({_text(chosen)}) does not log it: {why[name]}"
                               for name, chosen, _ in sides if name in why)
-        by = sorted({m for c in a + b for m in produced.get(c.config_id, frozenset())
-                     if not m.startswith(("train_", "val_", "test_"))})
+        # what a claim on these configurations could use: what every one of them logs
+        both = frozenset.intersection(*(produced.get(c.config_id, frozenset()) for c in a + b))
+        by = sorted(m for m in both if not m.startswith(("train_", "val_", "test_")))
         return (f"{claim.metric!r} is not logged by the compared configurations: {named}; "
-                f"they log {', '.join(by)} besides the loss metrics")
+                f"all of them log {', '.join(by) or 'nothing else'} besides the loss metrics")
     return ""
 
 

@@ -676,14 +676,41 @@ def _one_example(cfg: Config, batch_sizes: tuple[int, ...]) -> str:
             f"a batch size that does not leave 1 example over (e.g. {size + 1}), or norm: none")
 
 
+def never_stops(spec: TrialSpec) -> bool:
+    """Its early stopping cannot end the run early: the first epoch always improves, so
+    the earliest stop is after patience + 1 epochs, and one at the last epoch stops
+    nothing (patience >= epochs - 1)."""
+    es = spec.early_stopping
+    return es.name == "patience" and es.kwargs["patience"] >= spec.epochs - 1
+
+
 def _early_stopping_effect(spec: TrialSpec) -> Any:
     es = spec.early_stopping
     if es.name == "none":
         return "none"
     params = es.kwargs
-    if params.get("patience", 0) >= spec.epochs:  # never stops: only restore_best can act
-        return "none" if not params.get("restore_best") else {**params, "patience": "never"}
+    if never_stops(spec):  # only restore_best can act, where there is an epoch to go back to
+        return "none" if not params.get("restore_best") or spec.epochs == 1 else {
+            **params, "patience": "never"}
     return es.to_dict()
+
+
+def _early_stopping_problem(cfg: Config) -> tuple[str, str, str]:
+    """Early stopping that changes nothing: it cannot stop the run early, and restore_best
+    is false or has only one epoch to keep."""
+    spec = cfg.spec
+    patience, epochs = spec.early_stopping.kwargs["patience"], spec.epochs
+    nothing = ("and with one epoch there is no better epoch for restore_best to go back to"
+               if epochs == 1 else "and restore_best is false")
+    why = (f"the first epoch always counts as an improvement, so the earliest stop is after "
+           f"patience + 1 epochs, and a stop at the last epoch stops nothing; {nothing}")
+    if epochs < 3:
+        return (cfg.where("early_stopping"),
+                f"early stopping can never stop a run of {epochs} epoch(s) early: {why}; "
+                f"allowed: early_stopping: none, or at least 3 epochs", cfg.label)
+    return (f"{cfg.where('early_stopping')}.patience",
+            f"patience {patience} can never stop the run of {epochs} epochs early: {why}; "
+            f"allowed: 1 to {epochs - 2}", cfg.label)
 
 
 def _cycles_momentum(spec: TrialSpec) -> bool:
@@ -709,6 +736,8 @@ def _optimizer_effect(spec: TrialSpec) -> dict[str, Any]:
     """The optimizer's settings the schedule does not override (the trajectory has those)."""
     params = dict(spec.optimizer.to_dict())
     params.pop("lr", None)  # every lr is in the trajectory
+    if params["name"] == "adamw" and params.get("weight_decay") == 0:
+        params["name"] = "adam"  # torch's AdamW is Adam whose decay is decoupled: none is none
     for name in optimizer_unused(spec):
         params.pop(name, None)
     if _cycles_momentum(spec):
@@ -755,14 +784,9 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
             continue
         for key, msg in schedule_problems:
             report.problems.append((key, msg, cfg.label))
-        if spec.early_stopping.name == "patience" \
-                and spec.early_stopping.kwargs["patience"] >= spec.epochs \
-                and not spec.early_stopping.kwargs["restore_best"]:
-            report.problems.append((f"{cfg.where('early_stopping')}.patience",
-                                    f"patience {spec.early_stopping.kwargs['patience']} is not "
-                                    f"less than the {spec.epochs} epochs: early stopping can "
-                                    f"never stop the run (and restore_best is false); allowed: "
-                                    f"1 to {spec.epochs - 1}", cfg.label))
+        if never_stops(spec) and (spec.epochs == 1
+                                  or not spec.early_stopping.kwargs["restore_best"]):
+            report.problems.append(_early_stopping_problem(cfg))
         report.effect[spec.config_id] = hashlib.sha256(_json({
             "model": facts.text, "weights": facts.weights, "data": spec.dataset.to_dict(),
             "loss": spec.loss.to_dict(), "optimizer": _optimizer_effect(spec),

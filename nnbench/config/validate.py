@@ -659,7 +659,10 @@ def _why_identical(differ: list[str], first: Any, other: Any, report: Any) -> st
     if differ == ["batch_size"]:
         return "both batch sizes cover the whole training split in one batch"
     if differ == ["early_stopping"]:
-        return "early stopping cannot stop the run within its epochs"
+        return "early stopping cannot stop the run early within its epochs"
+    if differ == ["optimizer"] and {first.spec.optimizer.name, other.spec.optimizer.name} \
+            == {"adam", "adamw"}:
+        return "adamw with weight_decay 0 is adam: it decays nothing"
     if differ == ["init"]:
         return "both inits draw the same initial weights"
     return "same model, initial weights, data, updates and learning rates"

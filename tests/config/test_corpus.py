@@ -295,8 +295,32 @@ CASES: list[Case] = [
           "allowed: 0 <= min_delta < 1")),
     Case("early_stopping_that_cannot_stop", "science",
          fixed(SIGNALS, "early_stopping: {name: patience, patience: 5, restore_best: false}"),
-         ("fixed.early_stopping.patience", "patience 5", "can never stop",
-          "allowed: 1 to 1")),
+         ("fixed.early_stopping", "can never stop a run of 2 epoch(s) early",
+          "a stop at the last epoch stops nothing; and restore_best is false",
+          "allowed: early_stopping: none, or at least 3 epochs")),
+    # patience 1 of 2 epochs: the earliest stop is after epoch 2, the last (it was accepted,
+    # and trained as `none` under a trial id of its own)
+    Case("early_stopping_whose_earliest_stop_is_the_last_epoch", "science",
+         fixed(SIGNALS, "early_stopping: {name: patience, patience: 1, restore_best: false}"),
+         ("fixed.early_stopping", "can never stop a run of 2 epoch(s) early",
+          "allowed: early_stopping: none, or at least 3 epochs")),
+    Case("patience_one_short_of_the_epochs", "science",
+         edit(fixed(SIGNALS, "early_stopping: {name: patience, patience: 4, "
+                             "restore_best: false}"), "epochs: 2", "epochs: 5"),
+         ("fixed.early_stopping.patience", "patience 4 can never stop the run of 5 epochs "
+          "early", "the earliest stop is after patience + 1 epochs", "allowed: 1 to 3")),
+    # one epoch: nothing to stop and no better epoch to restore (restore_best is true)
+    Case("early_stopping_in_one_epoch", "science",
+         edit(edit(SIGNALS, "epochs: 2", "epochs: 1"), "  activation: [tanh, relu]\n",
+              "  early_stopping: [none, {name: patience}]\n"),
+         ("grid.early_stopping[1]", "can never stop a run of 1 epoch(s) early",
+          "with one epoch there is no better epoch for restore_best to go back to")),
+    # torch's AdamW is Adam with decoupled decay: with none, the same updates bit for bit
+    Case("adamw_without_decay_beside_adam", "science",
+         edit(SIGNALS, "  activation: [tanh, relu]\n",
+              "  optimizer: [{name: adam, lr: 0.01}, {name: adamw, lr: 0.01, "
+              "weight_decay: 0}]\n"),
+         ("grid.optimizer[1]", "train identically", "adamw with weight_decay 0 is adam")),
     Case("claim_on_saturation_under_relu", "science",
          add(SIGNALS.replace("[tanh, relu]", "[relu, leaky_relu]"),
              "expect:\n  - {claim: relu saturates less, a: {activation: relu}, "
@@ -1439,3 +1463,18 @@ def test_a_suite_path_that_holds_no_suite_says_what_it_is(
     monkeypatch.chdir(tmp_path)
     assert cli.main(["validate", _no_suite(kind, tmp_path)]) == 2
     assert said in capsys.readouterr().err
+
+
+def test_a_claim_on_a_metric_one_side_does_not_log_names_what_both_sides_log() -> None:
+    """A claim on dead_fraction between relu and tanh is refused; the message listed what
+    either side logs ("they log dead_fraction, ..."), naming the refused metric as logged
+    (a bad-input hunt). It lists what every compared configuration logs."""
+    text = add(SIGNALS, "expect:\n  - {claim: x, a: {activation: relu}, "
+                        "b: {activation: tanh}, metric: dead_fraction}\n")
+    with pytest.raises(SuiteError) as raised:
+        parse_suite(text)
+    (found,) = [m for k, m in raised.value.problems if k == "expect[0]"]
+    assert "'dead_fraction' is not logged by the compared configurations" in found, found
+    listed = found.partition("all of them log ")[2]
+    assert listed.startswith("gap_accuracy, gap_loss, grad_norm.layer1"), found
+    assert "dead_fraction" not in listed and "saturated_fraction" not in listed, found

@@ -700,17 +700,19 @@ def _early_stopping_problem(cfg: Config) -> tuple[str, str, str]:
     is false or has only one epoch to keep."""
     spec = cfg.spec
     patience, epochs = spec.early_stopping.kwargs["patience"], spec.epochs
+    restore = spec.early_stopping.kwargs["restore_best"]
     nothing = ("and with one epoch there is no better epoch for restore_best to go back to"
-               if epochs == 1 else "and restore_best is false")
+               if restore else "and restore_best is false")
     why = (f"the first epoch always counts as an improvement, so the earliest stop is after "
            f"patience + 1 epochs, and a stop at the last epoch stops nothing; {nothing}")
+    where = cfg.where("early_stopping")
     if epochs < 3:
-        return (cfg.where("early_stopping"),
-                f"early stopping can never stop a run of {epochs} epoch(s) early: {why}; "
-                f"allowed: early_stopping: none, or at least 3 epochs", cfg.label)
-    return (f"{cfg.where('early_stopping')}.patience",
+        more = "at least 2 epochs" if restore else "at least 3 epochs, or restore_best: true"
+        return (where, f"early stopping can never stop a run of {epochs} epoch(s) early: "
+                       f"{why}; allowed: early_stopping: none, or {more}", cfg.label)
+    return (where if where.endswith(".patience") else f"{where}.patience",
             f"patience {patience} can never stop the run of {epochs} epochs early: {why}; "
-            f"allowed: 1 to {epochs - 2}", cfg.label)
+            f"allowed: 1 to {epochs - 2}, or restore_best: true", cfg.label)
 
 
 def _cycles_momentum(spec: TrialSpec) -> bool:
@@ -760,6 +762,9 @@ def dry_build(configs: Sequence[Config]) -> DryReport:
 def _dry_build(configs: Sequence[Config]) -> DryReport:
     builder = _Builder()
     report = DryReport()
+    # per early-stopping setting (where it is written): its problem in each configuration
+    # and tuned variant that has it (None where it acts); refused only if it acts in none
+    stopping: dict[str, list[tuple[str, str, str] | None]] = {}
     for cfg in configs:
         spec = cfg.spec
         try:
@@ -784,9 +789,10 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
             continue
         for key, msg in schedule_problems:
             report.problems.append((key, msg, cfg.label))
-        if never_stops(spec) and (spec.epochs == 1
-                                  or not spec.early_stopping.kwargs["restore_best"]):
-            report.problems.append(_early_stopping_problem(cfg))
+        idle = never_stops(spec) and (spec.epochs == 1
+                                      or not spec.early_stopping.kwargs["restore_best"])
+        stopping.setdefault(cfg.where("early_stopping"), []).append(
+            _early_stopping_problem(cfg) if idle else None)
         report.effect[spec.config_id] = hashlib.sha256(_json({
             "model": facts.text, "weights": facts.weights, "data": spec.dataset.to_dict(),
             "loss": spec.loss.to_dict(), "optimizer": _optimizer_effect(spec),
@@ -802,4 +808,11 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
         report.explain[spec.config_id] = "no hidden layer" if not facts.activations else ""
         report.produced[spec.config_id] = produced_metrics(
             spec, weight_layers=facts.weight_layers, has_activations=facts.activations)
+    # a tuned epochs or early stopping: the configurations' own values are not what trains,
+    # and a range with one idle end still tunes (as tuned_identical judges ranges)
+    tuned = any(cfg.where(axis).startswith("tune.") for cfg in configs
+                for axis in ("epochs", "early_stopping") if axis in cfg.origins)
+    for found in stopping.values():
+        if all(found) and not tuned:
+            report.problems.extend(p for p in found if p is not None)
     return report

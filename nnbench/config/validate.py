@@ -654,15 +654,15 @@ def _why_identical(differ: list[str], first: Any, other: Any, report: Any) -> st
                 f"norm or dropout to apply and the output layer is initialised alike")
     if differ == ["schedule"]:
         return "both schedules give the same learning rate at every step of the run"
+    if differ == ["optimizer"] and {first.spec.optimizer.name, other.spec.optimizer.name} \
+            == {"adam", "adamw"}:
+        return "adamw with weight_decay 0 is adam: it decays nothing"
     if differ == ["optimizer"] and spec.schedule.name == "onecycle":
         return "onecycle sets the learning rate (and momentum) itself from max_lr"
     if differ == ["batch_size"]:
         return "both batch sizes cover the whole training split in one batch"
     if differ == ["early_stopping"]:
         return "early stopping cannot stop the run early within its epochs"
-    if differ == ["optimizer"] and {first.spec.optimizer.name, other.spec.optimizer.name} \
-            == {"adam", "adamw"}:
-        return "adamw with weight_decay 0 is adam: it decays nothing"
     if differ == ["init"]:
         return "both inits draw the same initial weights"
     return "same model, initial weights, data, updates and learning rates"

@@ -1478,3 +1478,25 @@ def test_a_claim_on_a_metric_one_side_does_not_log_names_what_both_sides_log() -
     listed = found.partition("all of them log ")[2]
     assert listed.startswith("gap_accuracy, gap_loss, grad_norm.layer1"), found
     assert "dead_fraction" not in listed and "saturated_fraction" not in listed, found
+
+
+@pytest.mark.parametrize("edit_suite", [
+    # early stopping that acts in some configuration or tuned variant is a comparison
+    lambda s: add(fixed(s, "early_stopping: {name: patience, patience: 3}"),
+                  "tune:\n  space: {epochs: {type: int, low: 1, high: 10}}\n  trials: 3\n"),
+    lambda s: add(fixed(s, "early_stopping: {name: patience, patience: 3, "
+                           "restore_best: false}"),
+                  "tune:\n  space: {epochs: {type: int, low: 4, high: 10}}\n  trials: 3\n"),
+    lambda s: add(edit(fixed(s, "early_stopping: {name: patience, patience: 1, "
+                                "restore_best: false}"), "epochs: 2", "epochs: 10"),
+                  "tune:\n  space: {early_stopping.patience: {type: int, low: 1, high: 9}}\n"
+                  "  trials: 3\n"),
+    lambda s: edit(fixed(s, "early_stopping: {name: patience, patience: 1, "
+                            "restore_best: false}"), "  activation: [tanh, relu]\n",
+                   "  epochs: [2, 10]\n"),
+], ids=["tuned_epochs_from_1", "tuned_epochs_from_4", "tuned_patience", "grid_epochs"])
+def test_early_stopping_that_acts_somewhere_is_kept(edit_suite: Any) -> None:
+    """The rule for early stopping that cannot stop the run early refused a whole suite for
+    one short configuration or tuned extreme (a review found it); a setting is refused only
+    where it does nothing in every configuration and tuned variant that has it."""
+    parse_suite(edit_suite(SIGNALS))

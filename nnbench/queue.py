@@ -726,7 +726,7 @@ class TrialQueue:
     def _end_entry(self, session: Session, entry: models.TrialModel, state: TrialState,
                    status: str, outcome: str) -> None:
         _set_attrs(self.storage, session, int(entry.trial_id),
-                               [(_STATUS, status), (_OUTCOME, outcome[:500])])
+                   [(_STATUS, status), (_OUTCOME, outcome[:500])])
         if state == TrialState.COMPLETE:
             self.storage._set_trial_value_without_commit(session, entry, 0, 1.0)
         entry.state, entry.datetime_complete = state, datetime.now()

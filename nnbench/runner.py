@@ -264,7 +264,6 @@ class _Recorder:
     def ended(self, trial_id: str, status: str, note: str) -> None:
         """Show a trial's status in its MLflow run, if the run was opened (and is still
         there: a run deleted by hand is said, not shown)."""
-
         self.entries.pop(trial_id, None)
         run_id = self.run_ids.pop(trial_id, None)
         if run_id is None:
@@ -434,7 +433,6 @@ def _refresh_summaries(tracker: Tracker, population: list[TrialSpec], console: C
     without one (`submit`, several `nnbench tune`) each refresh at their end; the tracker
     keeps one summary per configuration however many do. A summary is a projection: an
     MLflow error here is said and the trials stand; the next run refreshes it."""
-
     try:
         with bookkeeping():
             tracker.prepare()
@@ -529,7 +527,6 @@ def _project(queue: TrialQueue, tracker: Tracker) -> int:
     """MLflow shows what the queue says: a trial run still RUNNING whose queue entry has
     ended (its worker died between the release and the run's status, or was stopped past
     the grace period and its trial queued again) is given the entry's status."""
-
     shown = 0
     for run in tracker.open_runs():
         tags = run.data.tags
@@ -551,7 +548,6 @@ def _train(claims: list[Claim], summary: RunSummary, queue: TrialQueue, engine: 
     released with the trial's status, and MLflow then shows that status. `interrupted`:
     the interrupt came as they were claimed: none trains, each is released as killed (and
     queued again). Whatever the moment of an interrupt, no claim is left held."""
-
     pending = {c.trial_id: c for c in claims}
     error: Exception | None = None
     recorder.entries.update({c.trial_id: queue.entry_tag(c) for c in claims})

@@ -789,8 +789,8 @@ def _dry_build(configs: Sequence[Config]) -> DryReport:
             continue
         for key, msg in schedule_problems:
             report.problems.append((key, msg, cfg.label))
-        idle = never_stops(spec) and (spec.epochs == 1
-                                      or not spec.early_stopping.kwargs["restore_best"])
+        # patience set, yet trained as none (its effect says so: the one rule for it)
+        idle = never_stops(spec) and _early_stopping_effect(spec) == "none"
         stopping.setdefault(cfg.where("early_stopping"), []).append(
             _early_stopping_problem(cfg) if idle else None)
         report.effect[spec.config_id] = hashlib.sha256(_json({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -687,9 +688,30 @@ def test_a_trial_whose_run_was_deleted_in_mlflow_is_said_deleted_not_still_to_ru
     assert list(restored.trials["status"]) == ["finished"] * 2
 
 
-def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str],
-                                             tmp_path: Path) -> None:
-    """Deleting the report and re-rendering from the store gives the same numbers."""
+def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting the report and re-rendering from the store gives the same numbers. Each
+    figure, which the report crops to a box it measures itself (`figures._png`, without the
+    draw that savefig's "tight" makes first), is pixel for pixel the image that
+    `bbox_inches="tight"` makes of it."""
+    from PIL import Image
+
+    from nnbench.report import figures
+
+    made, compared = figures._png, []
+
+    def both(fig: Any) -> str:
+        tight = io.BytesIO()
+        fig.savefig(tight, format="png", dpi=figures.DPI, bbox_inches="tight")
+        ours = made(fig)
+        mine = Image.open(io.BytesIO(base64.b64decode(ours.split(",", 1)[1])))
+        theirs = Image.open(tight)
+        assert mine.size == theirs.size
+        assert np.array_equal(np.asarray(mine), np.asarray(theirs))
+        compared.append(mine.size)
+        return ours
+
+    monkeypatch.setattr(figures, "_png", both)
     path, uri = three_axes
     suite = load_suite(path.parent.parent / "three_axes.yaml")
     again = render_report(suite, tracking_uri=uri, report_dir=tmp_path).read_text()
@@ -697,6 +719,7 @@ def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str],
     assert strip.sub("", again) == strip.sub("", path.read_text())
     assert Tracker(suite, uri).experiment_id(create=False) is not None
     assert len(load_results(suite, uri).trials) == 32
+    assert len(compared) == again.count("data:image/png;base64,") == 12
 
 
 # -- in a real browser --------------------------------------------------------------------

@@ -21,7 +21,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from nnbench import registry
 from nnbench.registry import ComponentSpec
@@ -35,8 +37,17 @@ sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
 
 
 def _png(fig: Figure) -> str:
+    """The figure cropped to what it draws, as `bbox_inches="tight"` crops it: the same box
+    (equal on every figure of the tests' reports), measured without the whole draw, with
+    rendering switched off, that "tight" makes first (a fifth of the report's savefig
+    time). A figure with a layout engine, which that draw lays out, is left to "tight"."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    box: Bbox | str = "tight"
+    if fig.get_layout_engine() is None and isinstance(fig.canvas, FigureCanvasAgg):
+        fig.set_dpi(DPI)  # text is measured at the resolution it is drawn at
+        renderer = fig.canvas.get_renderer()  # type: ignore[no-untyped-call]  # (stubs)
+        box = fig.get_tightbbox(renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches=box)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 

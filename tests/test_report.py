@@ -694,6 +694,7 @@ def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str], tmp_p
     figure, which the report crops to a box it measures itself (`figures._png`, without the
     draw that savefig's "tight" makes first), is pixel for pixel the image that
     `bbox_inches="tight"` makes of it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
     from nnbench.report import figures
@@ -701,9 +702,11 @@ def test_report_is_rebuilt_from_mlflow_alone(three_axes: tuple[Path, str], tmp_p
     made, compared = figures._png, []
 
     def both(fig: Any) -> str:
+        # the box measured on the figure as the report has it, never drawn; then "tight"
+        assert fig.get_layout_engine() is None and isinstance(fig.canvas, FigureCanvasAgg)
+        ours = made(fig)
         tight = io.BytesIO()
         fig.savefig(tight, format="png", dpi=figures.DPI, bbox_inches="tight")
-        ours = made(fig)
         mine = Image.open(io.BytesIO(base64.b64decode(ours.split(",", 1)[1])))
         theirs = Image.open(tight)
         assert mine.size == theirs.size

@@ -244,7 +244,10 @@ def _resize_weights(start: torch.Tensor, length: torch.Tensor, extent: int, size
     to sum to 1; a crop of `size` pixels is taken as is (weight 1 on its own pixel).
     Pixels outside the crop weigh 0. In float32, as torch's float kernel computes them,
     `[n, size, extent]`."""
-    scale = (length.float() / size)[:, None, None]
+    # a divisor filled on the device: a host number's division is a multiplication by its
+    # reciprocal on a GPU (a bit off), a tensor made from it a host-to-device copy
+    size_t = torch.full((), float(size), device=length.device)
+    scale = (length.float() / size_t)[:, None, None]
     centre = scale * (torch.arange(size, device=start.device, dtype=torch.float32)[:, None]
                       + 0.5)
     j = torch.arange(extent, device=start.device, dtype=torch.float32)[None, None, :] \
@@ -513,9 +516,12 @@ class Normalize(Augmentation):
             self.mean = torch.tensor(self.given.mean, device=x_train.device).view(shape)
             self.std = torch.tensor(self.given.std, device=x_train.device).view(shape)
             return
+        # on the host, as standardize's are: a GPU's reductions add in another order, and
+        # a checkpoint reloaded on the CPU (evaluate, the MLflow model) fits them again
         dims = [0, 2, 3] if x_train.dim() == 4 else [0]
-        self.mean = x_train.mean(dim=dims).view(shape)
-        self.std = x_train.std(dim=dims).clamp_min(1e-8).view(shape)
+        host = x_train.cpu()
+        self.mean = host.mean(dim=dims).view(shape).to(x_train.device)
+        self.std = host.std(dim=dims).clamp_min(1e-8).view(shape).to(x_train.device)
 
     def apply(self, x: torch.Tensor, params: Batch) -> torch.Tensor:
         if self.mean is None or self.std is None:

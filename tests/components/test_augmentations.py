@@ -103,6 +103,21 @@ def test_normalize_uses_training_statistics_per_channel() -> None:
     torch.testing.assert_close(out.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_normalize_fitted_on_a_gpu_has_the_host_s_statistics() -> None:
+    """A checkpoint reloaded on the CPU (`nnbench evaluate`, the MLflow model) fits normalize
+    again there: fitted on a GPU, whose reductions add in another order, its statistics
+    differed in the last bits from the ones it is evaluated with."""
+    x = torch.rand(5000, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 3
+    on_host = registry.build("augmentation", registry.resolve("augmentation", "normalize"))
+    on_gpu = registry.build("augmentation", registry.resolve("augmentation", "normalize"))
+    on_host.fit(x)
+    on_gpu.fit(x.cuda())
+    assert on_gpu.mean.device.type == "cuda"
+    assert torch.equal(on_gpu.mean.cpu(), on_host.mean)
+    assert torch.equal(on_gpu.std.cpu(), on_host.std)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_an_augmentation_applies_without_reading_the_device(name: str) -> None:
     """A training step augments its batch on the device: applying the drawn parameters

@@ -41,6 +41,7 @@ from nnbench.train.stacked import (
     AutoEngine,
     StackedEngine,
     lane_count,
+    out_of_memory,
     stack_key,
 )
 from nnbench.train.stacked_model import StackedModel
@@ -542,6 +543,24 @@ def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
         "nnbench: a stacked group of 4 lanes ran out of cpu memory (CUDA out of memory. "
         "Tried to allocate 2.00 GiB); training its 4 trials, and the later groups of their "
         "shape, in groups of 2 lanes\n")
+
+
+@pytest.mark.parametrize(("err", "expected"), [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+     True),
+    (RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously "
+                  "reported"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), False),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied (64x40 and 784x256)"), False),
+    (ValueError("CUDA error: out of memory"), False),
+])
+def test_out_of_memory_outside_the_caching_allocator_is_out_of_memory_too(
+        err: BaseException, expected: bool) -> None:
+    """An allocation outside torch's caching allocator (a cuBLAS handle or workspace) runs
+    out as a plain RuntimeError: the group trains as halves for it too, where before it
+    failed every lane; an illegal access (the device is unusable after it) does not."""
+    assert out_of_memory(err) is expected
 
 
 def test_after_running_out_of_memory_later_groups_of_the_shape_start_halved(

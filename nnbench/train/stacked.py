@@ -351,6 +351,18 @@ class _Lane(Lane):
     split: int = field(kw_only=True)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says the device ran out of memory: the caching allocator's
+    torch.OutOfMemoryError, or one raised as a plain RuntimeError by an allocation outside it
+    (a cuBLAS handle or workspace: `CUBLAS_STATUS_ALLOC_FAILED`, CUDA's `out of memory`),
+    neither of which leaves the device unusable: fewer lanes may fit."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "CUBLAS_STATUS_ALLOC_FAILED" in text or "CUDA error: out of memory" in text)
+
+
 def _normalize_stats(ops: list[Normalize]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each lane's fitted normalize statistics, stacked: ([lanes, 1, ...], [lanes, 1, ...])."""
     means, stds = [], []
@@ -587,8 +599,7 @@ class _GroupRun:
             if not told:  # every lane had its result: the caller must still see the Ctrl-C
                 raise
         except Exception as err:  # a broken group must not stop the suite
-            if isinstance(err, torch.OutOfMemoryError) and not self.reported \
-                    and self.n_lanes > 1:
+            if out_of_memory(err) and not self.reported and self.n_lanes > 1:
                 self.out_of_memory = str(err).splitlines()[0] if str(err) else "out of memory"
                 return
             reason = "".join(traceback.format_exception(type(err), err,

@@ -237,24 +237,30 @@ _TYPE_TAGS = {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "l
 
 def mlflow_ui(tracking_uri: str) -> str:
     """`mlflow ui --backend-store-uri URI` with the `mlflow` of nnbench's own environment as
-    the user's shell reaches it: `.venv/bin/mlflow` where that environment lies under the
-    working directory (nox's: its bin directory is on the PATH of nox's sessions only, so
-    a plain `mlflow` was "command not found" after `nox -s ablate`), `mlflow` where the
-    PATH finds that one, else its full path."""
+    the user's shell reaches it (`script`)."""
     import shlex
+
+    return f"{shlex.quote(script('mlflow'))} ui --backend-store-uri {shlex.quote(tracking_uri)}"
+
+
+def script(name: str) -> str:
+    """The command `name` (mlflow, optuna) of nnbench's own environment as the user's shell
+    reaches it: `.venv/bin/NAME` where that environment lies under the working directory
+    (nox's: its bin directory is on the PATH of nox's sessions only, so a plain `mlflow`
+    was "command not found" after `nox -s ablate`), `NAME` where the PATH finds that one,
+    else its full path."""
     import shutil
     import sys
     from pathlib import Path
 
-    script = Path(sys.executable).parent / "mlflow"
-    command = "mlflow"
-    if script.exists():
-        try:
-            command = str(script.relative_to(Path.cwd()))
-        except ValueError:
-            found = shutil.which("mlflow")
-            command = "mlflow" if found and Path(found) == script else str(script)
-    return f"{shlex.quote(command)} ui --backend-store-uri {shlex.quote(tracking_uri)}"
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        found = shutil.which(name)
+        return name if found and Path(found) == path else str(path)
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -477,3 +478,52 @@ def test_a_suite_and_a_benchmark_of_one_name_never_replace_each_others_report(
         f"this benchmark's report would replace it; rename one of them, or give another "
         f"--report-dir"]
     assert check_report_files(reports, ["tiny"], REPORT_FILES) == []
+
+
+def test_a_storage_of_another_optuna_s_schema_is_refused_with_what_to_run(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An Optuna storage whose tables an older Optuna made (or a newer one) ended `run` and
+    `status` in Optuna's RuntimeError, a traceback. Now each is refused (exit 2) before
+    anything is written, saying which schema it found and what to run; the command it
+    names upgrades the storage, after which it opens. The check reads the installed
+    Optuna's schema revision once per process: the second opening here is checked too."""
+    import shlex
+    import sqlite3
+
+    import optuna.cli
+
+    from nnbench.queue import open_storage
+
+    path, suite = tmp_path / "optuna.db", write_suite(epochs=1, seeds=1)
+    url = f"sqlite:///{path}"
+    head = optuna.storages.RDBStorage(url)._version_manager.get_head_version()
+    open_storage(url).engine.dispose()
+    older = "v3.0.0.d"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (older,))
+    db.close()
+    assert cli.main(["status", str(suite), "--storage", url, "--tracking-uri", tracking_uri]) == 2
+    said = capsys.readouterr().err
+    assert f"the Optuna storage {url}: its tables are of an older Optuna's schema ({older}; " \
+           f"the installed Optuna {optuna.__version__} uses {head}); upgrade them with `" in said
+    assert "Traceback" not in said
+    assert cli.main(["run", str(suite), "--storage", url, "--tracking-uri", tracking_uri,
+                     "--report-dir", str(tmp_path / "reports")]) == 2
+    assert f"its tables are of an older Optuna's schema ({older}; " in capsys.readouterr().err
+    assert MlflowClient(tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]) == []
+    command = shlex.split(said.split("`")[1])
+    assert command[1:] == ["storage", "upgrade", "--storage", url]
+    assert Path(command[0]).name == "optuna"
+    monkeypatch.setattr(sys, "argv", command)
+    assert optuna.cli.main() == 0  # the command it names, in this process
+    open_storage(url).engine.dispose()  # upgraded: it opens
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'v9.0.0.a'")
+    db.close()
+    with pytest.raises(UsageError, match=re.escape(
+            f"the Optuna storage {url}: its tables are of a newer Optuna's schema (v9.0.0.a) "
+            f"than the installed Optuna {optuna.__version__} knows (up to {head}); use "
+            f"nnbench with the Optuna that wrote them, or give another --storage")):
+        open_storage(url)

@@ -77,7 +77,7 @@ def test_a_worker_with_a_database_mlflow_store_must_name_its_queue(
 
 def test_swapped_stores_are_refused_before_either_is_written(
         write_suite: Callable[..., Path], tmp_path: Path, postgres: Postgres,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        mlflow_store: Callable[[Path], str], capsys: pytest.CaptureFixture[str]) -> None:
     """The MLflow store given as --storage and the queue as --tracking-uri: each tool wrote
     its schema into the other's database, then failed with the other's version error.
     Refused at once, naming which is which, with both files unchanged; the same for
@@ -87,7 +87,7 @@ def test_swapped_stores_are_refused_before_either_is_written(
     from mlflow.tracking import MlflowClient
 
     store, queue = tmp_path / "mlflow.db", tmp_path / "optuna.db"
-    MlflowClient(f"sqlite:///{store}").create_experiment("other")
+    MlflowClient(mlflow_store(store)).create_experiment("other")
     optuna.create_study(storage=f"sqlite:///{queue}", study_name="other")
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store, queue)}
     suite = write_suite(epochs=1, seeds=1)

@@ -537,7 +537,8 @@ def test_summary_trial_ids_past_one_tags_length_continue_in_numbered_tags() -> N
 
 
 def test_a_worker_whose_experiment_keeps_artifacts_elsewhere_is_warned(
-        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path) -> None:
+        write_suite: Callable[..., Path], tracking_uri: str, tmp_path: Path,
+        mlflow_store: Callable[[Path], str]) -> None:
     """An experiment made by a worker on another machine keeps its artifacts under that
     machine's working directory: a worker here writes its history.csv to its own disk,
     where the report does not look. It is warned; a store made here is not."""
@@ -549,7 +550,7 @@ def test_a_worker_whose_experiment_keeps_artifacts_elsewhere_is_warned(
     here = Console(record=True, width=300)
     run_suite(suite, device="cpu", tracking_uri=tracking_uri, console=here)
     assert "artifacts" not in here.export_text()
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = mlflow_store(tmp_path / "other.db")
     elsewhere = tmp_path / "machine-a" / "home" / "project" / "mlruns" / "1"  # not made yet
     MlflowClient(other).create_experiment(suite.name, artifact_location=str(elsewhere))
     there = Console(record=True, width=300)

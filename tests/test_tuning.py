@@ -1407,7 +1407,8 @@ def test_a_budget_lowered_after_its_trials_ran_is_said_so() -> None:
 
 
 def test_status_counts_the_re_runs_of_the_file_s_tune_definition(
-        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, tracking_uri: str, mlflow_store: Callable[[Path], str],
+        capsys: pytest.CaptureFixture[str]) -> None:
     """status on a tuned suite counts the re-runs of its current best values (it counted
     every re-run ever queued, an earlier definition's too) and says how many others the
     queue holds."""
@@ -1428,7 +1429,7 @@ def test_status_counts_the_re_runs_of_the_file_s_tune_definition(
     assert "1 trial(s) in the queue that this file no longer has" in out, out
     # another store (here one where another suite ran): "0 done", and every re-run "no
     # longer" the file's; refused as run refuses it
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = mlflow_store(tmp_path / "other.db")
     MlflowClient(other).create_experiment("st")
     assert cli.main(["status", str(path), "--storage", storage, "--tracking-uri", other]) == 2
     assert (f"--storage {storage}: its queue of suite 'st' records the trials of another "

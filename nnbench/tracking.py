@@ -72,7 +72,7 @@ from nnbench import registry
 from nnbench.cli_checks import default_tracking_uri, sqlite_file
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
-from nnbench.messages import UsageError, first_line, mlflow_ui
+from nnbench.messages import UsageError, first_line, mlflow_ui, script
 from nnbench.train.results import TrialResult
 from nnbench.transient import (
     QuietTransient,
@@ -374,8 +374,36 @@ def no_stray_directory(tracking_uri: str) -> Iterator[None]:
 def open_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient of `tracking_uri`, leaving no undecoded twin folder behind
     (`no_stray_directory`): MLflow makes its store's folder as the client is made."""
-    with no_stray_directory(tracking_uri):
+    with no_stray_directory(tracking_uri), another_schema_refused(tracking_uri):
         return MlflowClient(tracking_uri)
+
+
+@contextmanager
+def another_schema_refused(tracking_uri: str) -> Iterator[None]:
+    """MLflow's refusal of a database store whose tables another MLflow made (a traceback
+    ending in "Detected out-of-date database schema") as a usage error that says what to
+    run."""
+    import re
+    import shlex
+
+    try:
+        yield
+    except MlflowException as err:
+        found = re.search(r"out-of-date database schema \(found version (\S+), but expected "
+                          r"(\S+)\)", str(err))
+        if found is None:
+            raise
+        from mlflow.version import VERSION
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(tracking_uri).render_as_string(hide_password=True)
+        raise UsageError(
+            f"the MLflow store {shown}: its tables are of another MLflow's schema (revision "
+            f"{found[1]}; the installed MLflow {VERSION} uses {found[2]}); made by an older "
+            f"MLflow, upgrade them with `{shlex.quote(script('mlflow'))} db upgrade "
+            f"{shlex.quote(shown)}` (a copy of the store first, if processes of the older "
+            f"MLflow still use it); by a newer one, use nnbench with that MLflow; or give "
+            f"another --tracking-uri") from None
 
 
 class Tracker:
@@ -390,7 +418,7 @@ class Tracker:
         tracking_uri = store_uri(tracking_uri)
         with bookkeeping("the MLflow store is open (a new one's tables must not be left "
                          "half made)"), _store_lock(tracking_uri), \
-                no_stray_directory(tracking_uri):
+                no_stray_directory(tracking_uri), another_schema_refused(tracking_uri):
             client = retrying(lambda: MlflowClient(tracking_uri), "opening the MLflow store")
             self.client = cast(MlflowClient, _Retrying(client))
             self._raw = client  # without `_Retrying`: for writes `retrying_once` retries

@@ -527,3 +527,34 @@ def test_a_storage_of_another_optuna_s_schema_is_refused_with_what_to_run(
             f"than the installed Optuna {optuna.__version__} knows (up to {head}); use "
             f"nnbench with the Optuna that wrote them, or give another --storage")):
         open_storage(url)
+
+
+def test_an_mlflow_store_of_another_mlflow_s_schema_is_refused_with_what_to_run(
+        write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An MLflow store whose tables an older MLflow made ended `run` and `report` in
+    MLflow's "Detected out-of-date database schema" traceback. Now each is refused (exit 2),
+    nothing written, with the revision found and the command that upgrades the store."""
+    import sqlite3
+
+    from mlflow.version import VERSION
+
+    path, suite = Path(tracking_uri.removeprefix("sqlite:///")), write_suite(epochs=1, seeds=1)
+    with sqlite3.connect(path) as db:
+        (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        db.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")  # MLflow 1.x
+    db.close()
+    for command in ("run", "report"):
+        assert cli.main([command, str(suite), "--tracking-uri", tracking_uri,
+                         "--report-dir", str(tmp_path / "reports")]) == 2
+        said = capsys.readouterr().err
+        assert (f"the MLflow store {tracking_uri}: its tables are of another MLflow's schema "
+                f"(revision 451aebb31d03; the installed MLflow {VERSION} uses {head}); made "
+                f"by an older MLflow, upgrade them with `") in said, said
+        assert f" db upgrade {tracking_uri}` (a copy of the store first" in said
+        assert "Traceback" not in said
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM experiments").fetchone() == (1,)  # Default
+    db.close()
+    assert not (tmp_path / "reports").exists()

@@ -263,6 +263,29 @@ def script(name: str) -> str:
         return name if found and Path(found) == path else str(path)
 
 
+def upgrade_command(name: str, args: str, url: str) -> tuple[str, str]:
+    """(`url` as a message shows it, the command `NAME ARGS URL` that upgrades the tables of
+    that database, with what to do first): its password neither shown nor in the command,
+    which names it PASSWORD to be filled in."""
+    import shlex
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    secret = parsed.password is not None or "password" in parsed.query
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "PASSWORD"})
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.password is not None:
+        parsed = parsed.set(password="PASSWORD")
+    command = (f"`{shlex.quote(script(name))} {args} "
+               f"{shlex.quote(parsed.render_as_string(hide_password=False))}`")
+    first = ("a copy of the file first" if parsed.get_backend_name() == "sqlite"
+             else "a backup of the database first")
+    password = "with the database's password for PASSWORD; " if secret else ""
+    return shown, f"{command} ({password}{first}, if processes of the older version use it)"
+
+
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """`n noun`, the noun in the plural unless n is 1: "1 configuration", "2 seeds"."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -68,7 +68,7 @@ from sqlalchemy.orm import Session
 
 from nnbench.cli_checks import sqlite_file, sqlite_url, sqlite_without
 from nnbench.config import TrialSpec
-from nnbench.messages import UsageError, script
+from nnbench.messages import UsageError, upgrade_command
 from nnbench.transient import (
     QuietTransient,
     process_gone,
@@ -224,17 +224,11 @@ _SCHEMA_HEAD: list[str] = []  # the installed Optuna's schema revision, once rea
 
 def _schema_problem(url: str, current: str, head: str, known: Sequence[str]) -> str:
     """What to do about an Optuna storage whose tables are of another Optuna's schema."""
-    import shlex
-
-    from sqlalchemy.engine import make_url
-
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown, command = upgrade_command("optuna", "storage upgrade --storage", url)
     if current in known:
         return (f"the Optuna storage {shown}: its tables are of an older Optuna's schema "
                 f"({current}; the installed Optuna {optuna.__version__} uses {head}); "
-                f"upgrade them with `{shlex.quote(script('optuna'))} storage upgrade "
-                f"--storage {shlex.quote(shown)}` (a copy of the file first, if workers of "
-                f"the older Optuna still use it), or give another --storage")
+                f"upgrade them with {command}, or give another --storage")
     return (f"the Optuna storage {shown}: its tables are of a newer Optuna's schema "
             f"({current}) than the installed Optuna {optuna.__version__} knows (up to "
             f"{head}); use nnbench with the Optuna that wrote them, or give another "

@@ -72,7 +72,7 @@ from nnbench import registry
 from nnbench.cli_checks import default_tracking_uri, sqlite_file
 from nnbench.config import Suite, TrialSpec
 from nnbench.config.spec import value_label
-from nnbench.messages import UsageError, first_line, mlflow_ui, script
+from nnbench.messages import UsageError, first_line, mlflow_ui, upgrade_command
 from nnbench.train.results import TrialResult
 from nnbench.transient import (
     QuietTransient,
@@ -384,7 +384,6 @@ def another_schema_refused(tracking_uri: str) -> Iterator[None]:
     ending in "Detected out-of-date database schema") as a usage error that says what to
     run."""
     import re
-    import shlex
 
     try:
         yield
@@ -394,16 +393,13 @@ def another_schema_refused(tracking_uri: str) -> Iterator[None]:
         if found is None:
             raise
         from mlflow.version import VERSION
-        from sqlalchemy.engine import make_url
 
-        shown = make_url(tracking_uri).render_as_string(hide_password=True)
+        shown, command = upgrade_command("mlflow", "db upgrade", tracking_uri)
         raise UsageError(
             f"the MLflow store {shown}: its tables are of another MLflow's schema (revision "
             f"{found[1]}; the installed MLflow {VERSION} uses {found[2]}); made by an older "
-            f"MLflow, upgrade them with `{shlex.quote(script('mlflow'))} db upgrade "
-            f"{shlex.quote(shown)}` (a copy of the store first, if processes of the older "
-            f"MLflow still use it); by a newer one, use nnbench with that MLflow; or give "
-            f"another --tracking-uri") from None
+            f"MLflow, upgrade them with {command}; by a newer one, use nnbench with that "
+            f"MLflow; or give another --tracking-uri") from None
 
 
 class Tracker:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TypeVar
 
-from nnbench.messages import first_line
+from nnbench.messages import UsageError, first_line
 
 __all__ = [
     "INTERRUPTS",
@@ -168,7 +168,10 @@ def is_transient(err: BaseException) -> bool:
     """Errors another worker's concurrent transaction, the server ending a session, or a
     server restarting or out of reach for a while can cause; worth a retry. Read from the
     error's type and message and its cause's, never from the SQL statement or the values
-    it carried (a tag quoting "Connection refused" is not a refused connection)."""
+    it carried (a tag quoting "Connection refused" is not a refused connection); nnbench's
+    own usage errors never (their message may quote a path that reads "locked")."""
+    if isinstance(err, UsageError):
+        return False
     return _says_transient(" ".join(_words(e) for e in (err, err.__cause__) if e is not None))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -482,7 +481,7 @@ def test_a_suite_and_a_benchmark_of_one_name_never_replace_each_others_report(
 
 def test_a_storage_of_another_optuna_s_schema_is_refused_with_what_to_run(
         write_suite: Callable[..., Path], tmp_path: Path, tracking_uri: str,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str]) -> None:
     """An Optuna storage whose tables an older Optuna made (or a newer one) ended `run` and
     `status` in Optuna's RuntimeError, a traceback. Now each is refused (exit 2) before
     anything is written, saying which schema it found and what to run; the command it
@@ -490,8 +489,7 @@ def test_a_storage_of_another_optuna_s_schema_is_refused_with_what_to_run(
     Optuna's schema revision once per process: the second opening here is checked too."""
     import shlex
     import sqlite3
-
-    import optuna.cli
+    import subprocess
 
     from nnbench.queue import open_storage
 
@@ -513,11 +511,12 @@ def test_a_storage_of_another_optuna_s_schema_is_refused_with_what_to_run(
     assert f"its tables are of an older Optuna's schema ({older}; " in capsys.readouterr().err
     assert MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]) == []
+    assert "` (a copy of the file first, if processes of the older version use it), or " \
+           "give another --storage" in said
     command = shlex.split(said.split("`")[1])
     assert command[1:] == ["storage", "upgrade", "--storage", url]
     assert Path(command[0]).name == "optuna"
-    monkeypatch.setattr(sys, "argv", command)
-    assert optuna.cli.main() == 0  # the command it names, in this process
+    subprocess.run(command, check=True, capture_output=True)  # the command it names
     open_storage(url).engine.dispose()  # upgraded: it opens
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = 'v9.0.0.a'")
@@ -551,10 +550,37 @@ def test_an_mlflow_store_of_another_mlflow_s_schema_is_refused_with_what_to_run(
         assert (f"the MLflow store {tracking_uri}: its tables are of another MLflow's schema "
                 f"(revision 451aebb31d03; the installed MLflow {VERSION} uses {head}); made "
                 f"by an older MLflow, upgrade them with `") in said, said
-        assert f" db upgrade {tracking_uri}` (a copy of the store first" in said
+        assert f" db upgrade {tracking_uri}` (a copy of the file first, if processes of the " \
+               f"older version use it); by a newer one, use nnbench with that MLflow" in said
         assert "Traceback" not in said
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM experiments").fetchone() == (1,)  # Default
     db.close()
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(("url", "shown", "command", "first"), [
+    ("postgresql://me:s3cret@db/optuna", "postgresql://me:***@db/optuna",
+     "postgresql://me:PASSWORD@db/optuna",
+     "with the database's password for PASSWORD; a backup of the database first"),
+    ("postgresql://me@db/optuna?password=s3cret", "postgresql://me@db/optuna?password=PASSWORD",
+     "'postgresql://me@db/optuna?password=PASSWORD'",
+     "with the database's password for PASSWORD; a backup of the database first"),
+    ("postgresql+psycopg2://me@db:5433/optuna", "postgresql+psycopg2://me@db:5433/optuna",
+     "postgresql+psycopg2://me@db:5433/optuna", "a backup of the database first"),
+    ("sqlite:////a dir/optuna.db", "sqlite:////a dir/optuna.db",
+     "'sqlite:////a dir/optuna.db'", "a copy of the file first"),
+])
+def test_an_upgrade_command_never_shows_a_password(url: str, shown: str, command: str,
+                                                   first: str) -> None:
+    """The command that upgrades a store's tables, quoted for the shell, names a password as
+    PASSWORD to fill in: the database's own was printed (hidden as ***, the command failed
+    to log in)."""
+    from nnbench.messages import upgrade_command
+
+    said = upgrade_command("optuna", "storage upgrade --storage", url)
+    assert said[0] == shown
+    assert said[1].endswith(f" storage upgrade --storage {command}` ({first}, if processes "
+                            f"of the older version use it)")
+    assert "s3cret" not in " ".join(said)

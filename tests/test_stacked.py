@@ -512,13 +512,18 @@ class _Counting(Recorder):
         return True
 
 
-@pytest.mark.parametrize("where", ["_build", "_train_epoch"])
+@pytest.mark.parametrize(("where", "error"), [
+    ("_build", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")),
+    ("_train_epoch", RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling "
+                                  "`cublasCreate(handle)`\nmore")),
+])
 def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
-        where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Out of memory (a GPU's torch.OutOfMemoryError) while a group of 4 lanes is built or
-    trains its first epoch: its trials train in groups of 2, to the numbers groups of 2
-    give (each trial started once); a group of 2 that fits is not split further."""
+        where: str, error: Exception, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Out of memory (a GPU's torch.OutOfMemoryError, or cuBLAS's, a RuntimeError) while a
+    group of 4 lanes is built or trains its first epoch: its trials train in groups of 2,
+    to the numbers groups of 2 give (each trial started once); a group of 2 that fits is
+    not split further."""
     from nnbench.train import stacked
 
     trials = _trials(BASE.replace("epochs: 5", "epochs: 2"),
@@ -528,7 +533,7 @@ def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
 
     def out_of_memory(self: Any, *args: Any) -> Any:
         if self.n_lanes > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+            raise error
         return real(self, *args)
 
     monkeypatch.setattr(stacked._GroupRun, where, out_of_memory)
@@ -540,9 +545,9 @@ def test_a_group_the_device_has_too_little_memory_for_trains_as_halves(
         assert results[trial.trial_id].numerics.lanes == 2
         _bitwise_equal(results[trial.trial_id], expected[trial.trial_id])
     assert capsys.readouterr().err == (
-        "nnbench: a stacked group of 4 lanes ran out of cpu memory (CUDA out of memory. "
-        "Tried to allocate 2.00 GiB); training its 4 trials, and the later groups of their "
-        "shape, in groups of 2 lanes\n")
+        f"nnbench: a stacked group of 4 lanes ran out of cpu memory "
+        f"({str(error).splitlines()[0]}); training its 4 trials, and the later groups of "
+        f"their shape, in groups of 2 lanes\n")
 
 
 @pytest.mark.parametrize(("err", "expected"), [

@@ -111,6 +111,25 @@ def test_other_errors_are_not_retried() -> None:
     assert calls == [1]
 
 
+def test_a_usage_error_is_not_retried_whatever_path_it_quotes() -> None:
+    """nnbench's own refusal quoting the user's path, /srv/locked-queue/optuna.db, read as
+    a database that is locked: 120 s of retries, then a traceback."""
+    from nnbench.messages import UsageError
+
+    calls: list[int] = []
+    refusal = UsageError("the Optuna storage sqlite:////srv/database is locked/optuna.db: its "
+                         "tables are of an older Optuna's schema")
+
+    def refused() -> None:
+        calls.append(1)
+        raise refusal
+
+    assert is_transient(ValueError(str(refusal)))  # the words alone read as a lock
+    with pytest.raises(UsageError):
+        retrying(refused, "opening the Optuna storage")
+    assert calls == [1]
+
+
 def test_heartbeats_that_keep_failing_are_said_once_and_their_recovery_too(
         caplog: pytest.LogCaptureFixture) -> None:
     """The heartbeat thread retries each beat for an interval; one that still fails used to

@@ -256,7 +256,7 @@ class _Storage(RDBStorage):
     def __init__(self, url: str, **kwargs: Any) -> None:
         """Optuna's check that the storage's tables are of the installed Optuna's schema,
         with that schema's revision read once per process (Optuna reads it from its
-        migration scripts at every opening: 20 of the 25 ms an opening took), and its
+        migration scripts at every opening: four fifths of an opening's time), and its
         failure a usage error that says what to run (it was a traceback)."""
         super().__init__(url, skip_compatibility_check=True, **kwargs)
         self.skip_compatibility_check = False  # as Optuna's own check leaves it
